@@ -1,0 +1,49 @@
+/**
+ * The tracker's clock, read once per request from a cached value (chihaya `pkg/timecache`,
+ * opentracker `g_now_seconds`). Time is whole seconds since the clock's epoch (process start for
+ * `CachedClock`), small enough for a `Uint32Array` slot for 136 years.
+ */
+export interface Clock {
+  /** Whole seconds since this clock's epoch. Cheap: no syscall. */
+  now(): number;
+}
+
+/** Updates itself from the wall clock every `resolutionMs` on an unref'd timer. */
+export class CachedClock implements Clock {
+  #now = 0;
+  #origin: number;
+  #timer: NodeJS.Timeout | null = null;
+  constructor(resolutionMs = 250) {
+    this.#origin = Math.floor(performance.now() / 1000);
+    this.#tick();
+    this.#timer = setInterval(() => this.#tick(), resolutionMs);
+    this.#timer.unref();
+  }
+  #tick(): void {
+    this.#now = Math.floor(performance.now() / 1000) - this.#origin + 1;
+  }
+  now(): number {
+    return this.#now;
+  }
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+}
+
+/** A clock that moves only when told to: for tests. */
+export class ManualClock implements Clock {
+  #now: number;
+  constructor(start = 1) {
+    this.#now = start;
+  }
+  now(): number {
+    return this.#now;
+  }
+  set(seconds: number): void {
+    this.#now = seconds;
+  }
+  advance(seconds: number): void {
+    this.#now += seconds;
+  }
+}

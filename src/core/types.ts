@@ -1,0 +1,77 @@
+/**
+ * Protocol-neutral request and response types shared by every frontend, the announce service and
+ * the swarm stores. Names follow the wire fields (STYLE.md: `infoHash`, `peerId`, `numWant`).
+ */
+
+/** BEP 15 numbering, used everywhere (HTTP `event=` strings map onto it). */
+export const AnnounceEvent = {
+  none: 0,
+  completed: 1,
+  started: 2,
+  stopped: 3,
+} as const;
+export type AnnounceEvent = (typeof AnnounceEvent)[keyof typeof AnnounceEvent];
+
+/** Address family of a peer: 4 or 6. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is family 4. */
+export type Family = 4 | 6;
+
+/**
+ * One announce, as the swarm store sees it. Byte arrays are owned by the caller and may be reused
+ * after `announce` returns: a store copies what it keeps.
+ */
+export interface AnnounceRequest {
+  /** 20 raw bytes (a v2 info hash is truncated to 20 bytes, BEP 52). */
+  infoHash: Uint8Array;
+  /** 20 raw bytes. Kept only where a `compact=0` response needs it. */
+  peerId: Uint8Array;
+  family: Family;
+  /** 4 bytes for family 4, 16 bytes for family 6, network order. */
+  ip: Uint8Array;
+  /** 1..65535 (0 is refused by the parsers). */
+  port: number;
+  uploaded: number;
+  downloaded: number;
+  left: number;
+  event: AnnounceEvent;
+  /** Peers wanted, already clamped by the service to [0, maxNumWant]. */
+  numWant: number;
+  /** True when the response will list peers as dictionaries with peer ids (HTTP `compact=0`). */
+  wantPeerIds: boolean;
+}
+
+/**
+ * What the store answers. Counts exclude the requester (the response is built before the
+ * requester is inserted, STYLE.md example 6).
+ */
+export interface AnnounceResult {
+  complete: number;
+  incomplete: number;
+  downloaded: number;
+  /** Compact peers of the requester's family: 6 bytes each (v4) or 18 bytes each (v6). */
+  peers: Uint8Array;
+  /** Number of peers in `peers`. */
+  peerCount: number;
+  /**
+   * Only when `wantPeerIds`: 20 bytes per peer in `peers` order; a peer whose id is not known
+   * (see MemorySwarmStore: ids are recorded lazily) has 20 zero bytes and `peerIdKnown` false.
+   */
+  peerIds: Uint8Array | null;
+  peerIdKnown: Uint8Array | null;
+}
+
+export interface ScrapeEntry {
+  complete: number;
+  incomplete: number;
+  downloaded: number;
+}
+
+export interface SwarmStats {
+  torrents: number;
+  peers: number;
+  seeders: number;
+  leechers: number;
+  peers4: number;
+  peers6: number;
+}
+
+export const EMPTY_SCRAPE: ScrapeEntry = Object.freeze({ complete: 0, incomplete: 0, downloaded: 0 });

@@ -1,0 +1,35 @@
+import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
+
+/**
+ * Where swarms live. The memory implementation answers synchronously; a distributed
+ * implementation (Redis) returns promises. Callers branch once on `instanceof Promise`
+ * (STYLE.md example 9), so the memory path never pays for an await.
+ *
+ * Identity: within a swarm a peer is its endpoint (address and port), never the peer id it
+ * claims, so no host can stop or replace another host's peer by sending its peer id.
+ */
+export interface SwarmStore {
+  /**
+   * Select peers for the requester, then apply its announce (insert, update, complete, or remove
+   * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
+   * list; no peer appears twice. `now` is the clock's seconds.
+   */
+  announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult>;
+  /** One entry per info hash, in order; unknown hashes give zero counts. */
+  scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]>;
+  /** Every swarm (full scrape); `infoHash` is 20 raw bytes. */
+  scrapeAll(now: number): Iterable<[Uint8Array, ScrapeEntry]> | Promise<Iterable<[Uint8Array, ScrapeEntry]>>;
+  /**
+   * Incremental expiry: remove peers not seen since `now - peerTimeout`, visiting at most
+   * `budget` peers, resuming where the previous call stopped. Frees swarms left empty.
+   * Returns the number of peers removed.
+   */
+  sweep(now: number, budget: number): number | Promise<number>;
+  stats(): SwarmStats | Promise<SwarmStats>;
+  close(): void | Promise<void>;
+}
+
+export interface SwarmStoreOptions {
+  /** Seconds after its last announce that a peer is dropped. */
+  peerTimeout: number;
+}
