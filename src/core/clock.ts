@@ -1,7 +1,8 @@
 /**
  * The tracker's clock, read once per request from a cached value (chihaya `pkg/timecache`,
- * opentracker `g_now_seconds`). Time is whole seconds since the clock's epoch (process start for
- * `CachedClock`), small enough for a `Uint32Array` slot for 136 years.
+ * opentracker `g_now_seconds`). Time is whole seconds since the clock's epoch (the Unix epoch for
+ * `CachedClock`, so that instances sharing a UDP secret agree on connection-id times), which fits a
+ * `Uint32Array` slot until 2106.
  */
 export interface Clock {
   /** Whole seconds since this clock's epoch. Cheap: no syscall. */
@@ -11,16 +12,14 @@ export interface Clock {
 /** Updates itself from the wall clock every `resolutionMs` on an unref'd timer. */
 export class CachedClock implements Clock {
   #now = 0;
-  #origin: number;
   #timer: NodeJS.Timeout | null = null;
   constructor(resolutionMs = 250) {
-    this.#origin = Math.floor(performance.now() / 1000);
     this.#tick();
     this.#timer = setInterval(() => this.#tick(), resolutionMs);
     this.#timer.unref();
   }
   #tick(): void {
-    this.#now = Math.floor(performance.now() / 1000) - this.#origin + 1;
+    this.#now = Math.floor(Date.now() / 1000);
   }
   now(): number {
     return this.#now;

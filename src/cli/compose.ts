@@ -1,0 +1,158 @@
+import { mkdirSync } from 'node:fs';
+import { resolveConfig } from '../config/load.ts';
+import type { HeraldConfig } from '../config/schema.ts';
+import { parseHostPort } from '../core/address.ts';
+import { CachedClock, type Clock } from '../core/clock.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { TrackerCounters } from '../core/metrics.ts';
+import { HttpFrontend } from '../frontend/http/server.ts';
+import { UdpFrontend } from '../frontend/udp/server.ts';
+import { MemorySwarmStore } from '../store/memory/memory-store.ts';
+import type { SwarmStore } from '../swarm/types.ts';
+import { ExpirySweeper } from '../tracker/expiry.ts';
+import { TrackerService } from '../tracker/service.ts';
+import { StatsReporter } from '../tracker/stats.ts';
+import { createWebHandler } from '../web/app.ts';
+
+export interface TrackerAddresses {
+  http: { host: string; port: number }[];
+  https: { host: string; port: number }[];
+  udp: { host: string; port: number }[];
+}
+
+/** A running (or startable) Herald tracker: the library API (README "Embedding"). */
+export interface Tracker {
+  readonly config: HeraldConfig;
+  readonly service: TrackerService;
+  readonly stats: StatsReporter;
+  readonly logger: Logger;
+  /** Binds every listener; rejects (and releases what it bound) if one fails. */
+  start(): Promise<void>;
+  /** Ordered stop: frontends, then expiry and stats, then the store. Idempotent. */
+  stop(): Promise<void>;
+  /** Actual bound addresses (useful with port 0). */
+  addresses(): TrackerAddresses;
+  /** Re-read the TLS certificate and key (the CLI calls this on SIGHUP). */
+  reloadTls(): void;
+}
+
+function listens(list: string[], key: string): { host: string; port: number }[] {
+  return list.map((text) => {
+    const hp = parseHostPort(text);
+    if (hp === null) throw new Error(`config: ${key}: invalid HOST:PORT "${text}"`);
+    return hp;
+  });
+}
+
+/**
+ * Builds a tracker from a (partial) configuration; missing keys take their documented defaults
+ * and the result is validated as the CLI validates it. Nothing listens until `start()`.
+ *
+ * @example
+ * const tracker = createTracker({ http: ['127.0.0.1:6969'], udp: ['127.0.0.1:6969'] });
+ * await tracker.start();
+ * // ... later
+ * await tracker.stop();
+ */
+export function createTracker(
+  partial: Partial<HeraldConfig> = {},
+  deps: { logger?: Logger; clock?: Clock; store?: SwarmStore } = {},
+): Tracker {
+  const config = resolveConfig(partial);
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const ownClock = deps.clock === undefined ? new CachedClock() : null;
+  const clock = deps.clock ?? ownClock!;
+  const counters = new TrackerCounters();
+  const store = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  const service = new TrackerService({
+    store,
+    clock,
+    counters,
+    settings: {
+      interval: config.interval,
+      minInterval: config.minInterval,
+      defaultNumWant: config.defaultNumWant,
+      maxNumWant: config.maxNumWant,
+    },
+  });
+  const stats = new StatsReporter(counters, store);
+  const onError = (err: unknown) => {
+    counters.internalErrors++;
+    logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  };
+  const sweeper = new ExpirySweeper({ store, clock, counters, onError });
+  const http = new HttpFrontend({
+    service,
+    http: listens(config.http, 'http'),
+    https: listens(config.https, 'https'),
+    tls: config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : null,
+    trustedProxies: config.trustedProxies,
+    fullScrape: config.fullScrape,
+    fullScrapeInterval: config.fullScrapeInterval,
+    maxScrapeHashes: config.maxScrapeHashes,
+    web: createWebHandler({ stats, onError }),
+    logger,
+    logRequests: config.logRequests,
+  });
+  const udp = new UdpFrontend({
+    service,
+    listen: listens(config.udp, 'udp'),
+    secret: config.udpSecret ? Buffer.from(config.udpSecret, 'hex') : null,
+    logger,
+  });
+  let started = false;
+  let stopped = false;
+  const tracker: Tracker = {
+    config,
+    service,
+    stats,
+    logger,
+    async start() {
+      if (started) return;
+      started = true;
+      mkdirSync(config.dataDir, { recursive: true });
+      try {
+        await http.start();
+        await udp.start();
+      } catch (err) {
+        await tracker.stop();
+        throw err;
+      }
+      sweeper.start();
+      stats.start();
+      const a = tracker.addresses();
+      logger.info('herald listening', {
+        http: a.http.map(fmt),
+        https: a.https.map(fmt),
+        udp: a.udp.map(fmt),
+        dataDir: config.dataDir,
+      });
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await http.stop();
+      await udp.stop();
+      sweeper.stop();
+      stats.stop();
+      await store.close();
+      ownClock?.stop();
+    },
+    addresses() {
+      const all = http.addresses();
+      return {
+        http: all.filter((a) => a.protocol === 'http').map(({ host, port }) => ({ host, port })),
+        https: all.filter((a) => a.protocol === 'https').map(({ host, port }) => ({ host, port })),
+        udp: udp.addresses(),
+      };
+    },
+    reloadTls() {
+      http.reloadTls();
+    },
+  };
+  return tracker;
+}
+
+function fmt(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

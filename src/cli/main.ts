@@ -1,0 +1,81 @@
+import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { createTracker } from './compose.ts';
+
+/**
+ * `herald <command>`: the composition root. Reads the configuration, builds the tracker, owns
+ * the start/stop order and the process signals.
+ */
+async function main(argv: string[]): Promise<number> {
+  let cmd: ReturnType<typeof parseCommandLine>;
+  try {
+    cmd = parseCommandLine(argv);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n\n${helpText()}`);
+    return 2;
+  }
+  if (cmd.command === 'help') {
+    process.stdout.write(helpText(cmd.topic));
+    return 0;
+  }
+  if (cmd.command === 'version') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    process.stdout.write(`herald ${pkg.version}\n`);
+    return 0;
+  }
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig({ argv: cmd.args, env: process.env, cwd: process.cwd() });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (cmd.command === 'config-print') {
+    process.stdout.write(renderConfigToml(config));
+    return 0;
+  }
+  const tracker = createTracker(config);
+  const log = tracker.logger;
+  try {
+    await tracker.start();
+  } catch (err) {
+    log.error('could not start', { err: err instanceof Error ? err.message : String(err) });
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('stopping', { signal });
+      // A second signal, or a stop that hangs, ends the process anyway.
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      tracker.stop().then(resolve, (err) => {
+        log.error('error while stopping', { err: String(err) });
+        resolve();
+      });
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGHUP', () => tracker.reloadTls());
+  });
+  log.info('stopped', {});
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(
+      `herald: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,304 @@
+import { parseHostPort } from '../core/address.ts';
+import { LOG_LEVELS, type LogLevel } from '../core/log.ts';
+
+/** Herald's whole configuration, as the code sees it (camelCase). */
+export interface HeraldConfig {
+  http: string[];
+  https: string[];
+  tlsCert: string | null;
+  tlsKey: string | null;
+  udp: string[];
+  dataDir: string;
+  config: string | null;
+  interval: number;
+  minInterval: number;
+  peerTimeout: number;
+  defaultNumWant: number;
+  maxNumWant: number;
+  trustedProxies: string[];
+  fullScrape: boolean;
+  fullScrapeInterval: number;
+  maxScrapeHashes: number;
+  udpSecret: string | null;
+  logLevel: LogLevel;
+  logRequests: boolean;
+}
+
+type Kind = 'listen-list' | 'string-list' | 'path' | 'path?' | 'int' | 'bool' | 'hex?' | 'level';
+
+export interface KeyDef {
+  key: keyof HeraldConfig;
+  kind: Kind;
+  /** For ints: inclusive range. */
+  min?: number;
+  max?: number;
+  default: HeraldConfig[keyof HeraldConfig];
+  doc: string;
+  /** Flag value placeholder in help text. */
+  arg?: string;
+  /** snake_case name when it is not derived from `key` (numwant is one word on the wire). */
+  name?: string;
+}
+
+/**
+ * Every key, its default and one line of documentation, in one place (STYLE.md example 12).
+ * Names derive from `key`: TOML `snake_case`, flag `--kebab-case`, environment `HERALD_UPPER_SNAKE`.
+ */
+export const SCHEMA: readonly KeyDef[] = [
+  {
+    key: 'http',
+    kind: 'listen-list',
+    default: ['0.0.0.0:6969', '[::]:6969'],
+    arg: 'HOST:PORT',
+    doc: 'HTTP listen addresses (repeatable; "off" disables HTTP)',
+  },
+  {
+    key: 'https',
+    kind: 'listen-list',
+    default: [],
+    arg: 'HOST:PORT',
+    doc: 'HTTPS listen addresses (repeatable; needs tls_cert and tls_key)',
+  },
+  {
+    key: 'tlsCert',
+    kind: 'path?',
+    default: null,
+    arg: 'FILE',
+    doc: 'TLS certificate chain (PEM) for HTTPS; reloaded on SIGHUP',
+  },
+  {
+    key: 'tlsKey',
+    kind: 'path?',
+    default: null,
+    arg: 'FILE',
+    doc: 'TLS private key (PEM) for HTTPS; reloaded on SIGHUP',
+  },
+  {
+    key: 'udp',
+    kind: 'listen-list',
+    default: ['0.0.0.0:6969', '[::]:6969'],
+    arg: 'HOST:PORT',
+    doc: 'UDP (BEP 15) listen addresses (repeatable; "off" disables UDP)',
+  },
+  {
+    key: 'dataDir',
+    kind: 'path',
+    default: './data',
+    arg: 'DIR',
+    doc: "Directory for Herald's data (and herald.toml, read when present)",
+  },
+  {
+    key: 'config',
+    kind: 'path?',
+    default: null,
+    arg: 'FILE',
+    doc: 'TOML configuration file (default: <data_dir>/herald.toml if it exists)',
+  },
+  {
+    key: 'interval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 1800,
+    arg: 'SECONDS',
+    doc: 'Seconds clients should wait between announces',
+  },
+  {
+    key: 'minInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 900,
+    arg: 'SECONDS',
+    doc: 'Seconds clients must wait between announces (min interval)',
+  },
+  {
+    key: 'peerTimeout',
+    kind: 'int',
+    min: 2,
+    max: 172800,
+    default: 2700,
+    arg: 'SECONDS',
+    doc: 'Seconds after its last announce that a peer is dropped (must exceed interval)',
+  },
+  {
+    key: 'defaultNumWant',
+    name: 'default_numwant',
+    kind: 'int',
+    min: 0,
+    max: 1000,
+    default: 50,
+    arg: 'N',
+    doc: 'Peers returned when the client does not say how many (numwant)',
+  },
+  {
+    key: 'maxNumWant',
+    name: 'max_numwant',
+    kind: 'int',
+    min: 0,
+    max: 1000,
+    default: 200,
+    arg: 'N',
+    doc: 'Most peers returned to one announce, whatever numwant asks',
+  },
+  {
+    key: 'trustedProxies',
+    kind: 'string-list',
+    default: [],
+    arg: 'ADDRESS',
+    doc: 'Proxy addresses whose X-Forwarded-For and ip= are believed (repeatable; "*" = all, only if no client reaches Herald directly)',
+  },
+  {
+    key: 'fullScrape',
+    kind: 'bool',
+    default: false,
+    doc: 'Answer /scrape without info_hash with every torrent (gzip, rate-limited)',
+  },
+  {
+    key: 'fullScrapeInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 60,
+    arg: 'SECONDS',
+    doc: 'Seconds one address must wait between full scrapes',
+  },
+  {
+    key: 'maxScrapeHashes',
+    kind: 'int',
+    min: 1,
+    max: 10000,
+    default: 100,
+    arg: 'N',
+    doc: 'Most info_hash values in one HTTP scrape',
+  },
+  {
+    key: 'udpSecret',
+    kind: 'hex?',
+    default: null,
+    arg: 'HEX',
+    doc: 'Key for UDP connection ids, 32+ hex digits; share it between instances (default: random per start)',
+  },
+  {
+    key: 'logLevel',
+    kind: 'level',
+    default: 'info',
+    arg: 'LEVEL',
+    doc: `Log level: ${LOG_LEVELS.join(', ')}`,
+  },
+  {
+    key: 'logRequests',
+    kind: 'bool',
+    default: false,
+    doc: 'Log every tracker request (costly; for debugging)',
+  },
+];
+
+const snakeOf = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+/** TOML key. */
+export const tomlName = (d: KeyDef) => d.name ?? snakeOf(d.key);
+/** Command-line flag, without the dashes. */
+export const flagName = (d: KeyDef) => tomlName(d).replace(/_/g, '-');
+/** Environment variable. */
+export const envName = (d: KeyDef) => `HERALD_${tomlName(d).toUpperCase()}`;
+
+export function defaults(): HeraldConfig {
+  const out: Record<string, unknown> = {};
+  for (const d of SCHEMA) out[d.key] = Array.isArray(d.default) ? [...d.default] : d.default;
+  return out as unknown as HeraldConfig;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Turns a raw value (TOML value, or string from env/flags) into the key's type, or throws a
+ * ConfigError naming the key and where the value came from.
+ */
+export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
+  const name = tomlName(def);
+  const bad = (why: string): never => {
+    throw new ConfigError(`config: ${name}: ${why} (got ${JSON.stringify(raw)}) [from ${source}]`);
+  };
+  switch (def.kind) {
+    case 'int': {
+      let n: number;
+      if (typeof raw === 'number' || typeof raw === 'bigint') n = Number(raw);
+      else if (typeof raw === 'string' && /^-?[0-9]{1,15}$/.test(raw.trim())) n = Number(raw.trim());
+      else return bad('must be an integer');
+      if (!Number.isInteger(n)) return bad('must be an integer');
+      if (def.min !== undefined && n < def.min) return bad(`must be >= ${def.min}`);
+      if (def.max !== undefined && n > def.max) return bad(`must be <= ${def.max}`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string') {
+        const s = raw.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(s)) return true;
+        if (['false', '0', 'no', 'off'].includes(s)) return false;
+      }
+      return bad('must be true or false');
+    }
+    case 'path':
+      if (typeof raw !== 'string' || raw.length === 0) return bad('must be a non-empty path');
+      return raw;
+    case 'path?':
+      if (raw === null || raw === '') return null;
+      if (typeof raw !== 'string') return bad('must be a path');
+      return raw;
+    case 'hex?':
+      if (raw === null || raw === '') return null;
+      if (typeof raw !== 'string' || !/^[0-9a-fA-F]{32,128}$/.test(raw) || raw.length % 2 !== 0)
+        return bad('must be an even number (32 to 128) of hex digits');
+      return raw.toLowerCase();
+    case 'level':
+      if (typeof raw !== 'string' || !LOG_LEVELS.includes(raw as LogLevel))
+        return bad(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return raw;
+    case 'string-list':
+    case 'listen-list': {
+      const list = listOf(raw);
+      if (list === null) return bad('must be a list of strings');
+      if (def.kind === 'listen-list') {
+        if (list.length === 1 && list[0] === 'off') return [];
+        for (const item of list)
+          if (parseHostPort(item) === null)
+            bad(`"${item}" is not HOST:PORT ([v6]:PORT for IPv6, port 0-65535)`);
+      }
+      return list;
+    }
+  }
+}
+
+function listOf(raw: unknown): string[] | null {
+  if (typeof raw === 'string')
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+  if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw.map((s) => s.trim());
+  return null;
+}
+
+/** Checks relations between keys. Throws ConfigError naming the keys. */
+export function validateRelations(c: HeraldConfig): void {
+  if (c.peerTimeout <= c.interval)
+    throw new ConfigError(
+      `config: peer_timeout (${c.peerTimeout}) must be greater than interval (${c.interval})`,
+    );
+  if (c.minInterval > c.interval)
+    throw new ConfigError(`config: min_interval (${c.minInterval}) must not exceed interval (${c.interval})`);
+  if (c.defaultNumWant > c.maxNumWant)
+    throw new ConfigError(
+      `config: default_numwant (${c.defaultNumWant}) must not exceed max_numwant (${c.maxNumWant})`,
+    );
+  if (c.https.length > 0 && (!c.tlsCert || !c.tlsKey))
+    throw new ConfigError('config: https: listening for HTTPS needs tls_cert and tls_key');
+  if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0)
+    throw new ConfigError('config: http, https and udp are all off: nothing to serve');
+}

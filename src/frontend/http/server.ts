@@ -1,0 +1,491 @@
+import { readFileSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import {
+  createServer as createTlsServer,
+  type SecureContextOptions,
+  type Server as TlsServer,
+} from 'node:tls';
+import { gzipSync } from 'node:zlib';
+import { type PeerAddress, parseIp } from '../../core/address.ts';
+import { Errors, TrackerError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
+import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
+import { parseRequestHead } from '../../protocol/http/request.ts';
+import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
+import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
+import type { RequestContext, TrackerService } from '../../tracker/service.ts';
+
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export interface HttpFrontendOptions {
+  service: TrackerService;
+  /** Plain HTTP listeners. */
+  http: Listen[];
+  /** HTTPS listeners; they need `tls`. */
+  https: Listen[];
+  tls: { certFile: string; keyFile: string } | null;
+  /** Peer addresses whose `X-Forwarded-For` and `ip=` are believed; '*' believes everyone. */
+  trustedProxies: string[];
+  fullScrape: boolean;
+  fullScrapeInterval: number;
+  maxScrapeHashes: number;
+  /** Every request that is not a tracker request (portal, API, /stats, /metrics, /health). */
+  web: (req: IncomingMessage, res: ServerResponse) => void;
+  logger: Logger;
+  logRequests: boolean;
+}
+
+/** The request head may not exceed this; a longer one gets 431 and the connection closes. */
+const MAX_HEAD = 8192;
+/** Idle keep-alive connections and slow heads are closed after this. */
+const IDLE_TIMEOUT_MS = 30_000;
+
+const ANNOUNCE = Buffer.from('/announce', 'latin1');
+const SCRAPE = Buffer.from('/scrape', 'latin1');
+
+function pathIs(buf: Uint8Array, start: number, end: number, path: Uint8Array): boolean {
+  if (end - start !== path.length) return false;
+  for (let i = 0; i < path.length; i++) if (buf[start + i] !== path[i]) return false;
+  return true;
+}
+
+type Kind = 0 | 1 | 2; // 0 = not a tracker path, 1 = announce, 2 = scrape
+function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
+  if (pathIs(buf, start, end, ANNOUNCE)) return 1;
+  if (pathIs(buf, start, end, SCRAPE)) return 2;
+  return 0;
+}
+
+/**
+ * HTTP(S) frontend (DESIGN.md "Where Node's own I/O is the ceiling"): each connection is read
+ * raw; a `GET /announce` or `GET /scrape` without a body is answered right on the socket from the
+ * codecs in `protocol/http`, pipelined requests in order, partial heads buffered up to
+ * `MAX_HEAD`. The first request that is anything else hands the whole connection (with the bytes
+ * not yet consumed) to a `node:http` server, which serves the web side and, should tracker
+ * requests follow on that connection, answers them through the same tracker functions.
+ */
+export class HttpFrontend {
+  #o: HttpFrontendOptions;
+  #web: HttpServer;
+  #servers: (NetServer | TlsServer)[] = [];
+  #sockets = new Set<Socket>();
+  #limiter: FullScrapeLimiter;
+  #trustAll: boolean;
+  #trusted: Set<string>;
+  #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
+  #tlsServers: TlsServer[] = [];
+
+  constructor(opts: HttpFrontendOptions) {
+    this.#o = opts;
+    this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
+    this.#trustAll = opts.trustedProxies.includes('*');
+    this.#trusted = new Set<string>();
+    for (const p of opts.trustedProxies) {
+      const a = parseIp(p);
+      if (a) this.#trusted.add(keyOf(a));
+    }
+    this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
+    this.#web.on('clientError', (_err, socket) => {
+      if (socket.writable)
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
+  }
+
+  /** Bound addresses, in listen order (useful with port 0). */
+  addresses(): { protocol: 'http' | 'https'; host: string; port: number }[] {
+    return this.#servers.map((s) => {
+      const a = s.address();
+      const protocol = this.#tlsServers.includes(s as TlsServer) ? 'https' : 'http';
+      if (a && typeof a === 'object') return { protocol, host: a.address, port: a.port };
+      return { protocol, host: '', port: 0 };
+    });
+  }
+
+  async start(): Promise<void> {
+    const listenOne = (server: NetServer | TlsServer, l: Listen) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
+        server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+          server.off('error', reject);
+          server.on('error', (err) => this.#o.logger.error('http listener error', { err: String(err) }));
+          resolve();
+        });
+      });
+    for (const l of this.#o.http) {
+      const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
+      this.#servers.push(s);
+      await listenOne(s, l);
+    }
+    if (this.#o.https.length > 0) {
+      if (this.#o.tls === null) throw new Error('https listeners need tls certificate and key');
+      const ctx = this.#loadTls();
+      for (const l of this.#o.https) {
+        const s = createTlsServer(ctx, (sock) => this.#onConnection(sock));
+        s.on('tlsClientError', () => {});
+        this.#servers.push(s);
+        this.#tlsServers.push(s);
+        await listenOne(s, l);
+      }
+    }
+  }
+
+  #loadTls(): SecureContextOptions {
+    const t = this.#o.tls!;
+    return { cert: readFileSync(t.certFile), key: readFileSync(t.keyFile) };
+  }
+
+  /**
+   * Re-reads the certificate and key (SIGHUP). Existing connections keep their session; new
+   * handshakes use the new certificate. A bad file leaves the old certificate in place.
+   */
+  reloadTls(): void {
+    if (this.#tlsServers.length === 0) return;
+    try {
+      const ctx = this.#loadTls();
+      for (const s of this.#tlsServers) s.setSecureContext(ctx);
+      this.#o.logger.info('tls certificate reloaded', {});
+    } catch (err) {
+      this.#o.logger.error('tls reload failed; keeping the previous certificate', { err: String(err) });
+    }
+  }
+
+  async stop(): Promise<void> {
+    const closes = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const sock of this.#sockets) sock.destroy();
+    this.#web.closeAllConnections();
+    await Promise.all(closes);
+    this.#servers = [];
+  }
+
+  #isTrusted(address: PeerAddress | null): boolean {
+    if (this.#trustAll) return true;
+    return address !== null && this.#trusted.size > 0 && this.#trusted.has(keyOf(address));
+  }
+
+  #onConnection(socket: Socket): void {
+    const peer = parseIp(socket.remoteAddress ?? '');
+    if (peer === null) {
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
+    socket.on('error', () => {});
+    socket.on('close', () => this.#sockets.delete(socket));
+    const conn = new RawConnection(this, socket, peer, this.#isTrusted(peer));
+    socket.on('data', conn.onData);
+  }
+
+  /** Passes the connection to node:http with the bytes it has not consumed. */
+  handOff(socket: Socket, rest: Buffer, onData: (b: Buffer) => void): void {
+    socket.removeListener('data', onData);
+    this.#sockets.delete(socket);
+    socket.setTimeout(0);
+    socket.pause();
+    if (rest.length > 0) socket.unshift(rest);
+    this.#web.emit('connection', socket);
+    socket.resume();
+  }
+
+  /**
+   * Answers one tracker request. `buf[qs, qe)` is the raw query string. Returns the bencoded
+   * body (always status 200: clients read `failure reason` from the body).
+   */
+  answer(
+    kind: Kind,
+    buf: Uint8Array,
+    qs: number,
+    qe: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    xForwardedFor: string | null,
+    remote: string,
+    acceptsGzip: boolean,
+  ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
+    const o = this.#o;
+    const counters = o.service.counters;
+    const ctx: RequestContext = { protocol: 'http', passkey: null };
+    if (kind === 1) {
+      const q = parseAnnounce(buf, qs, qe);
+      if (q instanceof TrackerError) {
+        counters.failures.http++;
+        return encodeFailure(q.message);
+      }
+      let address = peer;
+      if (trusted) {
+        // The `ip` parameter and X-Forwarded-For are believed only from trusted proxies
+        // (DESIGN.md checklist): anyone else could register a third party's address.
+        const claimed =
+          q.ip !== null ? parseIp(q.ip) : xForwardedFor !== null ? parseIp(xForwardedFor) : null;
+        if (claimed !== null) address = claimed;
+        else if (q.ip !== null) {
+          counters.failures.http++;
+          return encodeFailure(Errors.invalidIp.message);
+        }
+      }
+      const req: AnnounceRequest = {
+        infoHash: q.infoHash,
+        peerId: q.peerId,
+        family: address.family,
+        ip: address.bytes,
+        port: q.port,
+        uploaded: q.uploaded,
+        downloaded: q.downloaded,
+        left: q.left,
+        event: q.event,
+        numWant: q.numWant,
+        wantPeerIds: !q.compact && !q.noPeerId,
+      };
+      const compact = q.compact;
+      const noPeerId = q.noPeerId;
+      const encode = (r: AnnounceResult | TrackerError): Buffer => {
+        if (r instanceof TrackerError) {
+          counters.failures.http++;
+          return encodeFailure(r.message);
+        }
+        counters.announces.http++;
+        if (o.logRequests) o.logger.info('announce', { remote, event: req.event, left: req.left });
+        return encodeAnnounce(r, {
+          family: address.family,
+          compact,
+          noPeerId,
+          interval: o.service.settings.interval,
+          minInterval: o.service.settings.minInterval,
+          externalIp: address.bytes,
+        });
+      };
+      const r = o.service.announce(req, ctx);
+      if (r instanceof Promise) return r.then(encode, (err) => this.#internal(err));
+      return encode(r);
+    }
+    const hashes = parseScrape(buf, qs, qe, o.maxScrapeHashes);
+    if (hashes instanceof TrackerError) {
+      counters.failures.http++;
+      return encodeFailure(hashes.message);
+    }
+    if (hashes.length === 0) return this.#fullScrape(remote, acceptsGzip);
+    const encode = (entries: ScrapeEntry[] | TrackerError): Buffer => {
+      if (entries instanceof TrackerError) {
+        counters.failures.http++;
+        return encodeFailure(entries.message);
+      }
+      counters.scrapes.http++;
+      return encodeScrape(hashes.map((h, i) => [h, entries[i]] as [Uint8Array, ScrapeEntry]));
+    };
+    const r = o.service.scrape(hashes, ctx);
+    if (r instanceof Promise) return r.then(encode, (err) => this.#internal(err));
+    return encode(r);
+  }
+
+  #internal(err: unknown): Buffer {
+    this.#o.service.counters.internalErrors++;
+    this.#o.logger.error('internal error answering a tracker request', { err: String(err) });
+    return encodeFailure(Errors.internal.message);
+  }
+
+  /**
+   * Full scrape: off unless configured; rate-limited per address; the encoded body is cached for
+   * a few seconds and sent gzip-compressed to clients that accept it.
+   */
+  #fullScrape(
+    remote: string,
+    acceptsGzip: boolean,
+  ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
+    const o = this.#o;
+    const counters = o.service.counters;
+    if (!o.fullScrape) {
+      counters.failures.http++;
+      return encodeFailure(Errors.fullScrapeDisabled.message);
+    }
+    const now = o.service.clock.now();
+    if (!this.#limiter.allow(remote, now)) {
+      counters.failures.http++;
+      return encodeFailure(Errors.fullScrapeRateLimited.message, o.fullScrapeInterval);
+    }
+    counters.fullScrapes++;
+    const cached = this.#fullScrapeCache;
+    const pick = (c: { plain: Buffer; gzip: Buffer }) =>
+      acceptsGzip ? { body: c.gzip, gzip: true } : { body: c.plain, gzip: false };
+    if (cached !== null && now - cached.at < 5) return pick(cached);
+    const build = (all: Iterable<[Uint8Array, ScrapeEntry]>) => {
+      const plain = encodeScrape([...all]);
+      const c = { at: now, plain, gzip: gzipSync(plain) };
+      this.#fullScrapeCache = c;
+      return pick(c);
+    };
+    const all = o.service.store.scrapeAll(now);
+    if (all instanceof Promise)
+      return all.then(
+        (a) => build(a).body,
+        (err) => this.#internal(err),
+      );
+    return build(all);
+  }
+
+  /** node:http path: a tracker request that arrived on a connection already handed over. */
+  #onWebRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = Buffer.from(req.url ?? '/', 'latin1');
+    const qi = url.indexOf(63);
+    const pe = qi >= 0 ? qi : url.length;
+    const kind = req.method === 'GET' ? trackerPath(url, 0, pe) : 0;
+    if (kind === 0) {
+      this.#o.web(req, res);
+      return;
+    }
+    const peer = parseIp(req.socket.remoteAddress ?? '');
+    if (peer === null) {
+      res.destroy();
+      return;
+    }
+    const xff = req.headers['x-forwarded-for'];
+    const xffFirst = typeof xff === 'string' ? xff.split(',')[0].trim() : null;
+    const gzipOk = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+    const out = this.answer(
+      kind,
+      url,
+      qi >= 0 ? qi + 1 : pe,
+      url.length,
+      peer,
+      this.#isTrusted(peer),
+      xffFirst,
+      req.socket.remoteAddress ?? '',
+      gzipOk,
+    );
+    const send = (r: Buffer | { body: Buffer; gzip: boolean }) => {
+      const body = Buffer.isBuffer(r) ? r : r.body;
+      const headers: Record<string, string | number> = {
+        'content-type': 'text/plain',
+        'content-length': body.length,
+      };
+      if (!Buffer.isBuffer(r) && r.gzip) headers['content-encoding'] = 'gzip';
+      res.writeHead(200, headers);
+      res.end(body);
+    };
+    if (out instanceof Promise) out.then(send);
+    else send(out);
+  }
+}
+
+function keyOf(a: PeerAddress): string {
+  return Buffer.from(a.bytes).toString('hex');
+}
+
+const GZIP = Buffer.from('gzip', 'latin1');
+
+/** Per-connection state of the raw fast path. */
+class RawConnection {
+  #f: HttpFrontend;
+  #socket: Socket;
+  #peer: PeerAddress;
+  #trusted: boolean;
+  #remote: string;
+  #pending: Buffer | null = null;
+  #waiting = false;
+
+  constructor(frontend: HttpFrontend, socket: Socket, peer: PeerAddress, trusted: boolean) {
+    this.#f = frontend;
+    this.#socket = socket;
+    this.#peer = peer;
+    this.#trusted = trusted;
+    this.#remote = socket.remoteAddress ?? '';
+  }
+
+  onData = (chunk: Buffer): void => {
+    const buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = null;
+    if (this.#waiting) {
+      // An asynchronous answer is in flight: keep order by queueing the bytes.
+      this.#pending = buf;
+      if (buf.length > 16 * MAX_HEAD) this.#socket.destroy();
+      return;
+    }
+    this.#process(buf, 0);
+  };
+
+  #process(buf: Buffer, off: number): void {
+    const socket = this.#socket;
+    socket.cork();
+    try {
+      while (off < buf.length) {
+        const head = parseRequestHead(buf, off, buf.length, MAX_HEAD);
+        if (head.kind === 'incomplete') {
+          this.#pending = buf.subarray(off);
+          return;
+        }
+        if (head.kind === 'error') {
+          socket.end(plainError(head.status, head.reason));
+          return;
+        }
+        const kind: Kind =
+          head.method === 'GET' && !head.hasBody && !head.upgrade
+            ? trackerPath(buf, head.pathStart, head.pathEnd)
+            : 0;
+        if (kind === 0) {
+          this.#f.handOff(socket, buf.subarray(off), this.onData);
+          return;
+        }
+        const keepAlive = head.keepAlive;
+        const acceptsGzip = kind === 2 && buf.subarray(off, head.headEnd).includes(GZIP);
+        const out = this.#f.answer(
+          kind,
+          buf,
+          head.queryStart,
+          head.queryEnd,
+          this.#peer,
+          this.#trusted,
+          head.xForwardedFor,
+          this.#remote,
+          acceptsGzip,
+        );
+        off = head.headEnd;
+        if (out instanceof Promise) {
+          this.#waiting = true;
+          const rest = buf.subarray(off);
+          out.then((body) => {
+            this.#waiting = false;
+            if (socket.destroyed) return;
+            socket.write(httpResponse(200, body, { keepAlive }));
+            if (!keepAlive) {
+              socket.end();
+              return;
+            }
+            const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
+            this.#pending = null;
+            if (more.length > 0) this.#process(more, 0);
+          });
+          return;
+        }
+        if (Buffer.isBuffer(out)) socket.write(httpResponse(200, out, { keepAlive }));
+        else
+          socket.write(
+            httpResponse(200, out.body, {
+              keepAlive,
+              extraHeaders: out.gzip ? 'Content-Encoding: gzip\r\n' : undefined,
+            }),
+          );
+        if (!keepAlive) {
+          socket.end();
+          return;
+        }
+      }
+    } finally {
+      socket.uncork();
+    }
+  }
+}
+
+function plainError(status: number, reason: string): string {
+  const text = `${reason}\n`;
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`;
+}

@@ -1,0 +1,110 @@
+import type { Clock } from '../core/clock.ts';
+import { Errors, type TrackerError } from '../core/errors.ts';
+import type { TrackerCounters } from '../core/metrics.ts';
+import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../core/types.ts';
+import type { SwarmStore } from '../swarm/types.ts';
+
+/** The tracker rules every frontend shares. Resolved once at start. */
+export interface TrackerSettings {
+  /** Seconds a client should wait between announces. */
+  interval: number;
+  /** Seconds a client must wait between announces. */
+  minInterval: number;
+  /** Peers returned when the client does not say (`numwant` absent or negative). */
+  defaultNumWant: number;
+  /** Upper bound on peers returned, whatever the client asks. */
+  maxNumWant: number;
+}
+
+/**
+ * Who is asking, as far as policy cares. Frontends fill what they know; later issues add the
+ * passkey (HTTP path, UDP BEP 41 URL data, WS path).
+ */
+export interface RequestContext {
+  protocol: 'http' | 'udp' | 'ws';
+  passkey: string | null;
+}
+
+/**
+ * A policy step (STYLE.md example 5): returns a `TrackerError` to refuse, or null to pass. Steps
+ * are assembled once at start; open mode has none and pays nothing for them.
+ */
+export type AnnounceStep = (req: AnnounceRequest, ctx: RequestContext) => TrackerError | null;
+export type ScrapeStep = (infoHashes: readonly Uint8Array[], ctx: RequestContext) => TrackerError | null;
+
+/**
+ * The one announce/scrape service behind every frontend (STYLE.md example 4). A frontend
+ * parses, calls `announce` or `scrape`, and encodes what comes back; no frontend has tracker
+ * rules of its own.
+ *
+ * Results may be promises when the store is asynchronous (Redis); with the memory store they
+ * are plain values and nothing awaits (STYLE.md example 9).
+ */
+export class TrackerService {
+  readonly settings: TrackerSettings;
+  readonly store: SwarmStore;
+  readonly clock: Clock;
+  readonly counters: TrackerCounters;
+  #announceSteps: AnnounceStep[] | null;
+  #scrapeSteps: ScrapeStep[] | null;
+
+  constructor(opts: {
+    store: SwarmStore;
+    clock: Clock;
+    settings: TrackerSettings;
+    counters: TrackerCounters;
+    announceSteps?: AnnounceStep[];
+    scrapeSteps?: ScrapeStep[];
+  }) {
+    this.store = opts.store;
+    this.clock = opts.clock;
+    this.settings = opts.settings;
+    this.counters = opts.counters;
+    // Empty step lists are stored as null so the hot path skips them with one test (fastify).
+    this.#announceSteps = opts.announceSteps?.length ? opts.announceSteps : null;
+    this.#scrapeSteps = opts.scrapeSteps?.length ? opts.scrapeSteps : null;
+  }
+
+  /**
+   * Clamp the client's `numwant` (negative or absent means "the default") to the configured cap.
+   */
+  numWant(asked: number): number {
+    if (asked < 0) return this.settings.defaultNumWant;
+    return asked > this.settings.maxNumWant ? this.settings.maxNumWant : asked;
+  }
+
+  /**
+   * Runs the policy steps, then the swarm update. `req.numWant` must already be the client's raw
+   * value or -1; it is clamped here. Returns a `TrackerError` when a step refuses.
+   */
+  announce(
+    req: AnnounceRequest,
+    ctx: RequestContext,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
+    // Port 0 cannot be connected to: such a peer would only pollute other peers' lists.
+    if (req.port === 0) return Errors.invalidPort;
+    req.numWant = this.numWant(req.numWant);
+    const steps = this.#announceSteps;
+    if (steps !== null) {
+      for (let i = 0; i < steps.length; i++) {
+        const refused = steps[i](req, ctx);
+        if (refused !== null) return refused;
+      }
+    }
+    return this.store.announce(req, this.clock.now());
+  }
+
+  scrape(
+    infoHashes: readonly Uint8Array[],
+    ctx: RequestContext,
+  ): ScrapeEntry[] | TrackerError | Promise<ScrapeEntry[] | TrackerError> {
+    const steps = this.#scrapeSteps;
+    if (steps !== null) {
+      for (let i = 0; i < steps.length; i++) {
+        const refused = steps[i](infoHashes, ctx);
+        if (refused !== null) return refused;
+      }
+    }
+    return this.store.scrape(infoHashes, this.clock.now());
+  }
+}

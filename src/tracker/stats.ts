@@ -1,0 +1,113 @@
+import { RateWindow, type TrackerCounters } from '../core/metrics.ts';
+import type { SwarmStats } from '../core/types.ts';
+import type { SwarmStore } from '../swarm/types.ts';
+
+/** The figures `/stats` (JSON) and `/metrics` (Prometheus) both show. */
+export interface StatsSnapshot {
+  uptimeSeconds: number;
+  swarm: SwarmStats;
+  announces: { http: number; udp: number; ws: number };
+  scrapes: { http: number; udp: number; ws: number };
+  failures: { http: number; udp: number; ws: number };
+  perSecond: {
+    announces: { http: number; udp: number; ws: number };
+    scrapes: { http: number; udp: number; ws: number };
+  };
+  udp: { connects: number; dropped: number };
+  fullScrapes: number;
+  expiredPeers: number;
+  internalErrors: number;
+}
+
+/** Samples the counters once a second so that rates are over a sliding 10 s window. */
+export class StatsReporter {
+  #counters: TrackerCounters;
+  #store: SwarmStore;
+  #window = new RateWindow(10_000);
+  #timer: NodeJS.Timeout | null = null;
+  #started = Date.now();
+
+  constructor(counters: TrackerCounters, store: SwarmStore) {
+    this.#counters = counters;
+    this.#store = store;
+  }
+
+  start(): void {
+    this.#sample();
+    this.#timer = setInterval(() => this.#sample(), 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #values(): number[] {
+    const c = this.#counters;
+    return [c.announces.http, c.announces.udp, c.announces.ws, c.scrapes.http, c.scrapes.udp, c.scrapes.ws];
+  }
+
+  #sample(): void {
+    this.#window.sample(Date.now(), this.#values());
+  }
+
+  async snapshot(): Promise<StatsSnapshot> {
+    const c = this.#counters;
+    const swarm = await this.#store.stats();
+    const r = this.#window.rates();
+    const round = (x: number | undefined) => Math.round((x ?? 0) * 10) / 10;
+    return {
+      uptimeSeconds: Math.floor((Date.now() - this.#started) / 1000),
+      swarm,
+      announces: { ...c.announces },
+      scrapes: { ...c.scrapes },
+      failures: { ...c.failures },
+      perSecond: {
+        announces: { http: round(r[0]), udp: round(r[1]), ws: round(r[2]) },
+        scrapes: { http: round(r[3]), udp: round(r[4]), ws: round(r[5]) },
+      },
+      udp: { connects: c.udpConnects, dropped: c.udpDropped },
+      fullScrapes: c.fullScrapes,
+      expiredPeers: c.expiredPeers,
+      internalErrors: c.internalErrors,
+    };
+  }
+}
+
+/** Prometheus text exposition (format 0.0.4) of a snapshot. */
+export function renderPrometheus(s: StatsSnapshot): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, rows: [string, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of rows) lines.push(`${name}${labels} ${value}`);
+  };
+  const byProto = (o: { http: number; udp: number; ws: number }): [string, number][] => [
+    ['{protocol="http"}', o.http],
+    ['{protocol="udp"}', o.udp],
+    ['{protocol="ws"}', o.ws],
+  ];
+  metric('herald_torrents', 'gauge', 'Swarms with at least one peer.', [['', s.swarm.torrents]]);
+  metric('herald_peers', 'gauge', 'Peers held, by kind.', [
+    ['{kind="seeder"}', s.swarm.seeders],
+    ['{kind="leecher"}', s.swarm.leechers],
+  ]);
+  metric('herald_peers_by_family', 'gauge', 'Peers held, by address family.', [
+    ['{family="ipv4"}', s.swarm.peers4],
+    ['{family="ipv6"}', s.swarm.peers6],
+  ]);
+  metric('herald_announces_total', 'counter', 'Announces answered, by protocol.', byProto(s.announces));
+  metric('herald_scrapes_total', 'counter', 'Scrapes answered, by protocol.', byProto(s.scrapes));
+  metric('herald_failures_total', 'counter', 'Requests refused with a failure reason.', byProto(s.failures));
+  metric('herald_announces_per_second', 'gauge', 'Announce rate over 10 s.', byProto(s.perSecond.announces));
+  metric('herald_scrapes_per_second', 'gauge', 'Scrape rate over 10 s.', byProto(s.perSecond.scrapes));
+  metric('herald_udp_connects_total', 'counter', 'UDP connect requests answered.', [['', s.udp.connects]]);
+  metric('herald_udp_dropped_total', 'counter', 'UDP packets dropped without a reply.', [
+    ['', s.udp.dropped],
+  ]);
+  metric('herald_full_scrapes_total', 'counter', 'Full scrapes served.', [['', s.fullScrapes]]);
+  metric('herald_expired_peers_total', 'counter', 'Peers removed by expiry.', [['', s.expiredPeers]]);
+  metric('herald_internal_errors_total', 'counter', 'Internal errors (logged).', [['', s.internalErrors]]);
+  metric('herald_uptime_seconds', 'gauge', 'Seconds since start.', [['', s.uptimeSeconds]]);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,168 @@
+/**
+ * Minimal protocol clients for integration tests: raw bytes over real loopback sockets, so that
+ * what is tested is exactly what a BitTorrent client sends and receives.
+ */
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { decode } from '../../src/protocol/bencode/index.ts';
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Percent-encodes every byte (as real clients do for binary fields). */
+export function pct(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += `%${b.toString(16).padStart(2, '0')}`;
+  return s;
+}
+
+export function hashOf(n: number, salt = 0): Buffer {
+  const b = Buffer.alloc(20);
+  b.writeUInt32BE(n >>> 0, 0);
+  b.writeUInt32BE(salt >>> 0, 4);
+  b[19] = 0xff; // a byte that is not valid UTF-8 on its own
+  return b;
+}
+
+export interface AnnounceFields {
+  infoHash: Uint8Array;
+  peerId?: Uint8Array;
+  port: number;
+  uploaded?: number;
+  downloaded?: number;
+  left?: number;
+  event?: 'started' | 'stopped' | 'completed';
+  numwant?: number;
+  compact?: 0 | 1;
+  noPeerId?: boolean;
+  ip?: string;
+  extra?: string;
+}
+
+export function announcePath(f: AnnounceFields): string {
+  const peerId = f.peerId ?? Buffer.from(`-HT0001-${String(f.port).padStart(12, '0')}`);
+  let q = `/announce?info_hash=${pct(f.infoHash)}&peer_id=${pct(peerId)}&port=${f.port}`;
+  q += `&uploaded=${f.uploaded ?? 0}&downloaded=${f.downloaded ?? 0}&left=${f.left ?? 1000}`;
+  if (f.event) q += `&event=${f.event}`;
+  if (f.numwant !== undefined) q += `&numwant=${f.numwant}`;
+  if (f.compact !== undefined) q += `&compact=${f.compact}`;
+  if (f.noPeerId) q += '&no_peer_id=1';
+  if (f.ip) q += `&ip=${f.ip}`;
+  if (f.extra) q += f.extra;
+  return q;
+}
+
+/** Sends raw bytes, reads until the server closes (or `timeoutMs`), returns all bytes. */
+export function rawExchange(
+  port: number,
+  host: string,
+  data: string | Buffer,
+  opts: { localAddress?: string; timeoutMs?: number; halfClose?: boolean } = {},
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = connect({ port, host, localAddress: opts.localAddress });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(Buffer.concat(chunks));
+    }, opts.timeoutMs ?? 2000);
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    sock.write(data);
+  });
+}
+
+/** Splits a byte stream into HTTP/1.1 responses (Content-Length framed). */
+export function splitResponses(all: Buffer): RawResponse[] {
+  const out: RawResponse[] = [];
+  let off = 0;
+  while (off < all.length) {
+    const end = all.indexOf('\r\n\r\n', off);
+    if (end < 0) throw new Error(`truncated head: ${JSON.stringify(all.subarray(off).toString('latin1'))}`);
+    const head = all.subarray(off, end).toString('latin1').split('\r\n');
+    const status = Number(head[0].split(' ')[1]);
+    const headers: Record<string, string> = {};
+    for (const line of head.slice(1)) {
+      const i = line.indexOf(':');
+      headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+    }
+    const len = Number(headers['content-length'] ?? '0');
+    const body = all.subarray(end + 4, end + 4 + len);
+    if (body.length !== len) throw new Error('truncated body');
+    out.push({ status, headers, body });
+    off = end + 4 + len;
+  }
+  return out;
+}
+
+export async function httpGet(
+  port: number,
+  host: string,
+  path: string,
+  headers: Record<string, string> = {},
+  opts: { localAddress?: string } = {},
+): Promise<RawResponse> {
+  let req = `GET ${path} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n`;
+  for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
+  const all = await rawExchange(port, host.replace(/^\[|\]$/g, ''), `${req}\r\n`, opts);
+  const [r] = splitResponses(all);
+  if (!r) throw new Error('no response');
+  return r;
+}
+
+/** Decodes a bencoded body to plain JS: dict -> Map (latin1 keys), strings -> Buffer. */
+export function bdecode(body: Buffer): Map<string, unknown> {
+  const r = decode(body);
+  if (!r.ok) throw new Error(`invalid bencode: ${r.error} in ${JSON.stringify(body.toString('latin1'))}`);
+  return r.value as Map<string, unknown>;
+}
+
+export function text(v: unknown): string {
+  return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+}
+
+/** A UDP client socket with a promise-based request/response exchange. */
+export async function udpClient(family: 4 | 6) {
+  const sock = createSocket(family === 4 ? 'udp4' : 'udp6');
+  await new Promise<void>((r) => sock.bind(0, family === 4 ? '127.0.0.1' : '::1', () => r()));
+  const queue: Buffer[] = [];
+  let waiter: ((b: Buffer | null) => void) | null = null;
+  sock.on('message', (m) => {
+    if (waiter) {
+      const w = waiter;
+      waiter = null;
+      w(m);
+    } else queue.push(m);
+  });
+  return {
+    socket: sock,
+    /** Sends and waits up to `timeoutMs` for one reply; null if none came. */
+    async request(data: Uint8Array, port: number, timeoutMs = 1000): Promise<Buffer | null> {
+      sock.send(data, port, family === 4 ? '127.0.0.1' : '::1');
+      if (queue.length) return queue.shift()!;
+      return new Promise((resolve) => {
+        const t = setTimeout(() => {
+          waiter = null;
+          resolve(null);
+        }, timeoutMs);
+        waiter = (b) => {
+          clearTimeout(t);
+          resolve(b);
+        };
+      });
+    },
+    close() {
+      sock.close();
+    },
+  };
+}

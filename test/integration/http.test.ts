@@ -1,0 +1,334 @@
+/**
+ * DESIGN.md protocol checklist, HTTP side, over real loopback sockets (IPv4 and IPv6).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { ManualClock } from '../../src/core/clock.ts';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import {
+  announcePath,
+  bdecode,
+  hashOf,
+  httpGet,
+  pct,
+  rawExchange,
+  splitResponses,
+  text,
+} from '../helpers/clients.ts';
+
+let tracker: Tracker;
+let port4: number;
+let port6: number;
+const clock = new ManualClock(1000);
+
+before(async () => {
+  tracker = createTracker(
+    {
+      http: ['127.0.0.1:0', '[::1]:0'],
+      udp: ['127.0.0.1:0'],
+      interval: 1200,
+      minInterval: 60,
+      peerTimeout: 1500,
+      defaultNumWant: 5,
+      maxNumWant: 8,
+      logLevel: 'silent',
+    },
+    { clock },
+  );
+  await tracker.start();
+  const a = tracker.addresses();
+  port4 = a.http.find((x) => x.host === '127.0.0.1')!.port;
+  port6 = a.http.find((x) => x.host === '::1')!.port;
+});
+after(() => tracker.stop());
+
+const get = (path: string, headers?: Record<string, string>) => httpGet(port4, '127.0.0.1', path, headers);
+
+describe('announce', () => {
+  test('raw percent-encoded info_hash bytes (not UTF-8) are kept byte for byte', async () => {
+    const h = Buffer.from('ff00fe80c0ae2f3f3d26ffffffff0001020304ff', 'hex');
+    const r = await get(announcePath({ infoHash: h, port: 7001, left: 0 }));
+    assert.equal(r.status, 200);
+    const s = bdecode((await get(`/scrape?info_hash=${pct(h)}`)).body);
+    const files = s.get('files') as Map<string, Map<string, unknown>>;
+    assert.deepEqual([...files.keys()], [h.toString('latin1')]);
+    assert.equal(files.get(h.toString('latin1'))!.get('complete'), 1);
+  });
+
+  test('compact is the default; interval, min interval, external ip; never self; seeders get no seeders', async () => {
+    const h = hashOf(1);
+    const s1 = bdecode(
+      (await get(announcePath({ infoHash: h, port: 7001, left: 0, event: 'started' }))).body,
+    );
+    assert.equal(s1.get('interval'), 1200);
+    assert.equal(s1.get('min interval'), 60);
+    assert.deepEqual(s1.get('external ip'), Buffer.from([127, 0, 0, 1]));
+    assert.equal((s1.get('peers') as Buffer).length, 0, 'the first peer gets nobody, not itself');
+    const s2 = bdecode((await get(announcePath({ infoHash: h, port: 7002, left: 0 }))).body);
+    assert.equal((s2.get('peers') as Buffer).length, 0, 'a seeder is sent no seeders');
+    const l1 = bdecode((await get(announcePath({ infoHash: h, port: 7003, left: 10 }))).body);
+    const peers = l1.get('peers') as Buffer;
+    assert.equal(peers.length, 12);
+    const ports = [peers.readUInt16BE(4), peers.readUInt16BE(10)].sort();
+    assert.deepEqual(ports, [7001, 7002]);
+    assert.equal(l1.get('complete'), 2);
+    assert.equal(l1.get('incomplete'), 0, 'counts exclude the requester');
+    const again = bdecode((await get(announcePath({ infoHash: h, port: 7003, left: 10 }))).body);
+    const p2 = again.get('peers') as Buffer;
+    for (let i = 0; i < p2.length; i += 6) assert.notEqual(p2.readUInt16BE(i + 4), 7003, 'never self');
+    const seeder = bdecode((await get(announcePath({ infoHash: h, port: 7001, left: 0 }))).body);
+    const sp = seeder.get('peers') as Buffer;
+    assert.equal(sp.length, 6);
+    assert.equal(sp.readUInt16BE(4), 7003, 'a seeder is sent the leecher only');
+  });
+
+  test('compact=0 gives dictionaries with peer id; no_peer_id drops it', async () => {
+    const h = hashOf(2);
+    const pid = Buffer.from('-qB4650-abcdefghijkl');
+    await get(announcePath({ infoHash: h, port: 7101, left: 0, compact: 0, peerId: pid }));
+    // The swarm records ids once it has seen a compact=0 request: announce again.
+    await get(announcePath({ infoHash: h, port: 7101, left: 0, compact: 0, peerId: pid }));
+    const r = bdecode((await get(announcePath({ infoHash: h, port: 7102, left: 5, compact: 0 }))).body);
+    const list = r.get('peers') as Map<string, unknown>[];
+    assert.equal(list.length, 1);
+    assert.equal(text(list[0].get('ip')), '127.0.0.1');
+    assert.equal(list[0].get('port'), 7101);
+    assert.deepEqual(list[0].get('peer id'), pid);
+    const n = bdecode(
+      (await get(announcePath({ infoHash: h, port: 7103, left: 5, compact: 0, noPeerId: true }))).body,
+    );
+    const l2 = n.get('peers') as Map<string, unknown>[];
+    assert.ok(l2.length >= 1);
+    for (const p of l2) assert.equal(p.has('peer id'), false);
+  });
+
+  test('IPv6 peers come in peers6 (18 bytes each); each family gets its own peers; counts cover both', async () => {
+    const h = hashOf(3);
+    await get(announcePath({ infoHash: h, port: 7201, left: 0 }));
+    const v6a = await httpGet(port6, '::1', announcePath({ infoHash: h, port: 7202, left: 0 }));
+    const d6a = bdecode(v6a.body);
+    assert.equal(d6a.get('complete'), 1, 'the IPv4 seeder is counted');
+    assert.equal((d6a.get('peers6') as Buffer).length, 0);
+    assert.equal((d6a.get('external ip') as Buffer).length, 16);
+    const v6b = bdecode(
+      (await httpGet(port6, '::1', announcePath({ infoHash: h, port: 7203, left: 9 }))).body,
+    );
+    const p6 = v6b.get('peers6') as Buffer;
+    assert.equal(p6.length, 18);
+    assert.equal(p6[15], 1);
+    assert.equal(p6.readUInt16BE(16), 7202);
+    assert.equal(v6b.get('complete'), 2);
+    const v4 = bdecode((await get(announcePath({ infoHash: h, port: 7204, left: 9 }))).body);
+    const p4 = v4.get('peers') as Buffer;
+    assert.equal(p4.length, 6);
+    assert.equal(p4.readUInt16BE(4), 7201);
+  });
+
+  test('stopped removes the peer at once; completed counts once per peer', async () => {
+    const h = hashOf(4);
+    await get(announcePath({ infoHash: h, port: 7301, left: 5, event: 'started' }));
+    await get(announcePath({ infoHash: h, port: 7301, left: 0, event: 'completed' }));
+    await get(announcePath({ infoHash: h, port: 7301, left: 0, event: 'completed' }));
+    let s = bdecode((await get(`/scrape?info_hash=${pct(h)}`)).body);
+    let e = (s.get('files') as Map<string, Map<string, unknown>>).get(h.toString('latin1'))!;
+    assert.equal(e.get('downloaded'), 1);
+    assert.equal(e.get('complete'), 1);
+    await get(announcePath({ infoHash: h, port: 7301, left: 0, event: 'stopped' }));
+    s = bdecode((await get(`/scrape?info_hash=${pct(h)}`)).body);
+    e = (s.get('files') as Map<string, Map<string, unknown>>).get(h.toString('latin1'))!;
+    assert.equal(e.get('complete'), 0);
+  });
+
+  test('peers that stop announcing expire after the peer timeout', async () => {
+    const h = hashOf(5);
+    await get(announcePath({ infoHash: h, port: 7401, left: 0 }));
+    clock.advance(1499);
+    await tracker.service.store.sweep(clock.now(), 1e9);
+    let e = await tracker.service.store.scrape([h], clock.now());
+    assert.equal(e[0].complete, 1, 'still there before the timeout');
+    clock.advance(2);
+    await tracker.service.store.sweep(clock.now(), 1e9);
+    e = await tracker.service.store.scrape([h], clock.now());
+    assert.equal(e[0].complete, 0, 'gone after it');
+  });
+
+  test('numwant has a default and a cap', async () => {
+    const h = hashOf(6);
+    for (let i = 0; i < 12; i++) await get(announcePath({ infoHash: h, port: 7500 + i, left: 0 }));
+    const d = bdecode((await get(announcePath({ infoHash: h, port: 7600, left: 1 }))).body);
+    assert.equal((d.get('peers') as Buffer).length, 5 * 6, 'default numwant');
+    const m = bdecode((await get(announcePath({ infoHash: h, port: 7601, left: 1, numwant: 1000 }))).body);
+    assert.equal((m.get('peers') as Buffer).length, 8 * 6, 'capped at maxNumWant');
+    const z = bdecode((await get(announcePath({ infoHash: h, port: 7602, left: 1, numwant: 0 }))).body);
+    assert.equal((z.get('peers') as Buffer).length, 0);
+    const all = new Set<number>();
+    const mm = m.get('peers') as Buffer;
+    for (let i = 0; i < mm.length; i += 6) all.add(mm.readUInt16BE(i + 4));
+    assert.equal(all.size, 8, 'no duplicates');
+  });
+
+  test('the ip parameter and X-Forwarded-For are ignored from untrusted peers', async () => {
+    const h = hashOf(7);
+    await get(announcePath({ infoHash: h, port: 7701, left: 0, ip: '10.9.8.7' }), {
+      'X-Forwarded-For': '10.1.1.1',
+    });
+    const d = bdecode((await get(announcePath({ infoHash: h, port: 7702, left: 3 }))).body);
+    const p = d.get('peers') as Buffer;
+    assert.deepEqual([...p.subarray(0, 4)], [127, 0, 0, 1]);
+  });
+});
+
+describe('errors', () => {
+  test('protocol errors are a bencoded failure reason with status 200', async () => {
+    const cases: [string, RegExp][] = [
+      [`/announce?peer_id=${pct(hashOf(9))}&port=1`, /missing info_hash/],
+      [`/announce?info_hash=${pct(hashOf(8))}&port=1`, /peer_id/],
+      [`/announce?info_hash=%41&peer_id=${pct(hashOf(9))}&port=1`, /info_hash/],
+      [`/announce?info_hash=${pct(hashOf(8))}&peer_id=${pct(hashOf(9))}&port=99999`, /port/],
+      [`/announce?info_hash=${pct(hashOf(8))}&peer_id=${pct(hashOf(9))}&port=1&left=-5`, /invalid/],
+      [`/announce?info_hash=${pct(hashOf(8))}&peer_id=${pct(hashOf(9))}&port=1&event=bogus`, /event/],
+      ['/announce?info_hash=%zz', /./],
+      ['/scrape', /full scrape is disabled/],
+    ];
+    for (const [path, re] of cases) {
+      const r = await get(path);
+      assert.equal(r.status, 200, path);
+      const d = bdecode(r.body);
+      assert.match(text(d.get('failure reason')), re, path);
+    }
+  });
+
+  test('a request that is not a tracker request gets a plain HTTP error', async () => {
+    const r = await get('/nope');
+    assert.equal(r.status, 404);
+    const bad = await rawExchange(port4, '127.0.0.1', 'BLAH\r\n\r\n');
+    assert.match(bad.toString('latin1'), /^HTTP\/1\.1 400/);
+    const huge = await rawExchange(port4, '127.0.0.1', `GET /announce?${'a'.repeat(20000)} HTTP/1.1\r\n\r\n`);
+    assert.match(huge.toString('latin1'), /^HTTP\/1\.1 (414|431)/);
+  });
+});
+
+describe('connections', () => {
+  test('keep-alive with pipelined requests split at awkward places', async () => {
+    const h = hashOf(10);
+    const one = `GET ${announcePath({ infoHash: h, port: 7801, left: 0 })} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const two = `GET /scrape?info_hash=${pct(h)} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const three = 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const all = Buffer.from(one + two + three, 'latin1');
+    const { connect } = await import('node:net');
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const s = connect(port4, '127.0.0.1', async () => {
+        // Send in odd-sized pieces to exercise partial reads.
+        for (let i = 0; i < all.length; i += 7) {
+          s.write(all.subarray(i, i + 7));
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      });
+      s.on('data', (d) => chunks.push(d));
+      s.on('close', () => resolve());
+      s.on('error', reject);
+    });
+    const rs = splitResponses(Buffer.concat(chunks));
+    assert.equal(rs.length, 3);
+    assert.equal(bdecode(rs[0].body).get('complete'), 0);
+    const files = bdecode(rs[1].body).get('files') as Map<string, Map<string, unknown>>;
+    assert.equal(files.get(h.toString('latin1'))!.get('complete'), 1);
+    assert.equal(rs[2].status, 200);
+    assert.match(rs[2].body.toString(), /ok/);
+  });
+
+  test('HTTP/1.0 without keep-alive is closed after one answer', async () => {
+    const all = await rawExchange(
+      port4,
+      '127.0.0.1',
+      `GET /scrape?info_hash=${pct(hashOf(11))} HTTP/1.0\r\n\r\n`,
+    );
+    const rs = splitResponses(all);
+    assert.equal(rs.length, 1);
+  });
+});
+
+describe('scrape', () => {
+  test('many info_hash values in one request; unknown hashes are zeros', async () => {
+    const a = hashOf(20);
+    const b = hashOf(21);
+    await get(announcePath({ infoHash: a, port: 7901, left: 0 }));
+    const d = bdecode((await get(`/scrape?info_hash=${pct(a)}&info_hash=${pct(b)}`)).body);
+    const files = d.get('files') as Map<string, Map<string, unknown>>;
+    assert.equal(files.size, 2);
+    assert.equal(files.get(a.toString('latin1'))!.get('complete'), 1);
+    assert.equal(files.get(b.toString('latin1'))!.get('complete'), 0);
+  });
+});
+
+describe('web endpoints', () => {
+  test('/health, /stats and /metrics', async () => {
+    assert.equal((await get('/health')).status, 200);
+    const stats = JSON.parse((await get('/stats')).body.toString());
+    assert.ok(stats.swarm.torrents >= 1);
+    assert.ok(stats.announces.http >= 1);
+    assert.ok('peers6' in stats.swarm);
+    const metrics = (await get('/metrics')).body.toString();
+    assert.match(metrics, /herald_announces_total\{protocol="http"\} \d+/);
+    assert.match(metrics, /herald_peers_by_family\{family="ipv6"\} \d+/);
+  });
+});
+
+describe('full scrape when enabled', () => {
+  test('gzip-compressed and rate-limited per address', async () => {
+    const t = createTracker({
+      http: ['127.0.0.1:0'],
+      udp: [],
+      fullScrape: true,
+      fullScrapeInterval: 60,
+      logLevel: 'silent',
+    });
+    await t.start();
+    try {
+      const port = t.addresses().http[0].port;
+      await httpGet(port, '127.0.0.1', announcePath({ infoHash: hashOf(30), port: 8001, left: 0 }));
+      const r = await httpGet(port, '127.0.0.1', '/scrape', { 'Accept-Encoding': 'gzip' });
+      assert.equal(r.headers['content-encoding'], 'gzip');
+      const d = bdecode(gunzipSync(r.body));
+      assert.equal((d.get('files') as Map<string, unknown>).size, 1);
+      const again = await httpGet(port, '127.0.0.1', '/scrape');
+      assert.match(text(bdecode(again.body).get('failure reason')), /rate limited/);
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+describe('trusted proxy', () => {
+  test('X-Forwarded-For and ip= are honoured from a trusted proxy', async () => {
+    const t = createTracker({
+      http: ['127.0.0.1:0'],
+      udp: [],
+      trustedProxies: ['127.0.0.1'],
+      logLevel: 'silent',
+    });
+    await t.start();
+    try {
+      const port = t.addresses().http[0].port;
+      const h = hashOf(40);
+      await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8101, left: 0 }), {
+        'X-Forwarded-For': '203.0.113.9, 10.0.0.1',
+      });
+      await httpGet(
+        port,
+        '127.0.0.1',
+        announcePath({ infoHash: h, port: 8102, left: 0, ip: '198.51.100.7' }),
+      );
+      const d = bdecode(
+        (await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8103, left: 1 }))).body,
+      );
+      const p = d.get('peers') as Buffer;
+      const ips = [p.subarray(0, 4).join('.'), p.subarray(6, 10).join('.')].sort();
+      assert.deepEqual(ips, ['198.51.100.7', '203.0.113.9']);
+    } finally {
+      await t.stop();
+    }
+  });
+});
