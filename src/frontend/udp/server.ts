@@ -56,7 +56,8 @@ export class UdpFrontend {
       const v6 = l.host.includes(':');
       // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
       const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
-      const out = Buffer.alloc(MAX_RESPONSE_SIZE);
+      // Sized for the largest reply this configuration allows (IPv6 peers, maxNumWant of them).
+      const out = Buffer.alloc(Math.max(MAX_RESPONSE_SIZE, 20 + 18 * this.#o.service.settings.maxNumWant));
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind(l.port, l.host, () => {
