@@ -1,0 +1,60 @@
+/**
+ * Runs `herald serve` as a real child process (the command users run), on ephemeral loopback
+ * ports, and stops it by PID.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const NODE = join(ROOT, 'node_modules/.bin/node');
+
+export interface RunningTracker {
+  http: { host: string; port: number }[];
+  udp: { host: string; port: number }[];
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+export async function startTracker(args: string[]): Promise<RunningTracker> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
+  const child: ChildProcess = spawn(
+    NODE,
+    [join(ROOT, 'bin/herald.js'), 'serve', '--data-dir', dataDir, '--log-level', 'info', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  const listening = new Promise<{ http: string[]; udp: string[] }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`herald did not start:\n${err}`)), 15_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      for (const line of err.split('\n')) {
+        if (!line.includes('herald listening')) continue;
+        clearTimeout(timer);
+        resolve(JSON.parse(line));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`herald exited with ${code}:\n${err}`)));
+  });
+  const info = await listening;
+  const split = (a: string) => {
+    const i = a.lastIndexOf(':');
+    return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
+  };
+  return {
+    http: info.http.map(split),
+    udp: info.udp.map(split),
+    stderr: () => err,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
