@@ -212,7 +212,7 @@ export class PeerTable {
     const excluded = exclude >= from && exclude < to ? 1 : 0;
     const n = to - from - excluded;
     if (n <= 0 || want <= 0) return 0;
-    const take = want < n ? want : n;
+    const take = Math.min(want, n);
     const s = this.stride;
     let written = 0;
     // Virtual index v in [0, n) maps to a slot, skipping `exclude`.

@@ -70,7 +70,7 @@ export class TrackerService {
    */
   numWant(asked: number): number {
     if (asked < 0) return this.settings.defaultNumWant;
-    return asked > this.settings.maxNumWant ? this.settings.maxNumWant : asked;
+    return Math.min(asked, this.settings.maxNumWant);
   }
 
   /**

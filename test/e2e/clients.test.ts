@@ -17,18 +17,22 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
-const fetch_ = globalThis.fetch;
-
 const LT = new URL('./lt_client.py', import.meta.url).pathname;
 const PY = '/usr/bin/python3';
 
 function requireTool(path: string, pkg: string): void {
   if (!existsSync(path))
-    throw new Error(`${path} is missing: install it with "apt-get install -y ${pkg}" (scripts/test-all.sh does)`);
+    throw new Error(
+      `${path} is missing: install it with "apt-get install -y ${pkg}" (scripts/test-all.sh does)`,
+    );
 }
 
 const children = new Set<ChildProcess>();
-function run(cmd: string, args: string[], opts: { cwd?: string } = {}): { child: ChildProcess; out: () => string } {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string } = {},
+): { child: ChildProcess; out: () => string } {
   const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
@@ -105,7 +109,8 @@ async function seed(torrent: string, ip: string) {
   const s = run(PY, [LT, 'seed', torrent, join(work, 'seed'), ip, '120']);
   const deadline = Date.now() + 20_000;
   while (!s.out().includes('tracker_reply_alert')) {
-    if (Date.now() > deadline || s.child.exitCode !== null) throw new Error(`seeder never reached Herald:\n${s.out()}`);
+    if (Date.now() > deadline || s.child.exitCode !== null)
+      throw new Error(`seeder never reached Herald:\n${s.out()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return s;
@@ -145,9 +150,17 @@ describe('real clients meet only through Herald', { timeout: 240_000, concurrenc
     const fetch = run(PY, [LT, 'fetch', torrent, into, '127.0.0.1', '60']);
     const code = await waitExit(fetch.child, 70_000);
     seeder.child.kill('SIGTERM');
-    assert.equal(code, 0, `libtorrent fetch failed:\n${fetch.out().slice(-3000)}\nseeder:\n${seeder.out().slice(-1500)}`);
+    assert.equal(
+      code,
+      0,
+      `libtorrent fetch failed:\n${fetch.out().slice(-3000)}\nseeder:\n${seeder.out().slice(-1500)}`,
+    );
     assert.ok(readFileSync(join(into, 'payload.bin')).equals(payload), 'downloaded bytes match');
-    assert.match(fetch.out(), /udp:\/\/127\.0\.0\.1:\d+\/announce\)\[[^\]]+\] v1 received peers: 1/, 'the peer came over UDP');
+    assert.match(
+      fetch.out(),
+      /udp:\/\/127\.0\.0\.1:\d+\/announce\)\[[^\]]+\] v1 received peers: 1/,
+      'the peer came over UDP',
+    );
   });
 
   test('UDP: transmission-cli downloads from a libtorrent seeder', async () => {
@@ -158,10 +171,18 @@ describe('real clients meet only through Herald', { timeout: 240_000, concurrenc
     mkdirSync(join(work, 'seed2'));
     writeFileSync(join(work, 'seed2', 'payload2.bin'), payload2);
     const out = join(work, 'udp-tr.torrent');
-    execFileSync(PY, [LT, 'make', join(work, 'seed2', 'payload2.bin'), out, `udp://127.0.0.1:${udp.port}/announce`, 'v1']);
+    execFileSync(PY, [
+      LT,
+      'make',
+      join(work, 'seed2', 'payload2.bin'),
+      out,
+      `udp://127.0.0.1:${udp.port}/announce`,
+      'v1',
+    ]);
     const s = run(PY, [LT, 'seed', out, join(work, 'seed2'), '127.0.0.1', '170']);
     const deadline = Date.now() + 20_000;
-    while (!s.out().includes('tracker_reply_alert') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (!s.out().includes('tracker_reply_alert') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     const dir = join(work, 'transmission');
     mkdirSync(join(dir, 'cfg'), { recursive: true });
     writeFileSync(
@@ -185,7 +206,10 @@ describe('real clients meet only through Herald', { timeout: 240_000, concurrenc
     }
     tr.child.kill('SIGTERM');
     s.child.kill('SIGTERM');
-    assert.ok(ok, `transmission-cli did not complete:\n${tr.out().slice(-1500)}\nseeder:\n${s.out().slice(-1500)}`);
+    assert.ok(
+      ok,
+      `transmission-cli did not complete:\n${tr.out().slice(-1500)}\nseeder:\n${s.out().slice(-1500)}`,
+    );
     assert.match(tr.out(), /Got 1 seeds from tracker/);
   });
 
@@ -198,7 +222,11 @@ describe('real clients meet only through Herald', { timeout: 240_000, concurrenc
     const fetch = run(PY, [LT, 'fetch', torrent, dir, '::1', '60']);
     const code = await waitExit(fetch.child, 70_000);
     seeder.child.kill('SIGTERM');
-    assert.equal(code, 0, `libtorrent fetch failed:\n${fetch.out().slice(-3000)}\nseeder:\n${seeder.out().slice(-2000)}`);
+    assert.equal(
+      code,
+      0,
+      `libtorrent fetch failed:\n${fetch.out().slice(-3000)}\nseeder:\n${seeder.out().slice(-2000)}`,
+    );
     assert.ok(readFileSync(join(dir, 'payload.bin')).equals(payload));
     assert.match(fetch.out(), /received peers: 1/, 'the peer came from the tracker');
   });

@@ -21,7 +21,14 @@ const clock = new ManualClock(1_800_000_000);
 
 before(async () => {
   tracker = createTracker(
-    { http: [], udp: ['127.0.0.1:0', '[::1]:0'], interval: 1200, minInterval: 60, peerTimeout: 1500, logLevel: 'silent' },
+    {
+      http: [],
+      udp: ['127.0.0.1:0', '[::1]:0'],
+      interval: 1200,
+      minInterval: 60,
+      peerTimeout: 1500,
+      logLevel: 'silent',
+    },
     { clock },
   );
   await tracker.start();
@@ -84,7 +91,12 @@ describe('BEP 15 over IPv4 and IPv6', () => {
       assert.equal((a1 as { interval: number }).interval, 1200);
       await c6.request(announce(id6, h, 6002, 0, 2), port6);
       const r4 = await c4.request(announce(id4, h, 6003, 100, 2), port4);
-      const p4 = parseResponse(r4!, r4!.length, 4) as { action: 1; seeders: number; leechers: number; peers: Uint8Array };
+      const p4 = parseResponse(r4!, r4!.length, 4) as {
+        action: 1;
+        seeders: number;
+        leechers: number;
+        peers: Uint8Array;
+      };
       assert.equal(p4.action, 1);
       assert.equal(p4.seeders, 2, 'both families counted');
       assert.equal(p4.peers.length, 6, 'IPv4 requester gets the IPv4 seeder only');

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one command that sets up everything Herald's tests need on a fresh Debian machine and runs
+# the whole suite (README "Quick start"; .ci/run calls exactly this).
+#   - Debian packages: the real BitTorrent clients of the end-to-end tests.
+#   - npm packages (npm ci), including the npm `node` package that brings Node 24.
+#   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end).
+# Later issues add here: redis-server, postgresql and chromium, started on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test-all: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "test-all: npm ci"
+npm ci --no-audit --no-fund
+
+echo "test-all: lint"
+npm run lint
+echo "test-all: typecheck"
+npm run typecheck
+echo "test-all: tests"
+npm test
