@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli)
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

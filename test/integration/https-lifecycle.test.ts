@@ -1,0 +1,169 @@
+/**
+ * Built-in HTTPS (certificate reload on SIGHUP without dropping the tracker), graceful shutdown
+ * on SIGTERM, and the `herald` command's configuration errors, on a real process.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import type { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { announcePath, bdecode, hashOf } from '../helpers/clients.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const NODE = join(ROOT, 'node_modules/.bin/node');
+const HERALD = join(ROOT, 'bin/herald.js');
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'herald-https-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function makeCert(name: string, cn: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+    ],
+    { stdio: 'pipe' },
+  );
+  return { cert, key };
+}
+
+function startHerald(args: string[]): Promise<{ child: ChildProcess; log: () => string; https: number }> {
+  const child = spawn(NODE, [HERALD, 'serve', '--data-dir', join(dir, 'data'), '--udp', 'off', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no start:\n${log}`)), 15_000);
+    child.stderr!.on('data', (d) => {
+      log += d;
+      const line = log.split('\n').find((l) => l.includes('herald listening'));
+      if (line) {
+        clearTimeout(t);
+        const https = JSON.parse(line).https[0] as string;
+        resolve({ child, log: () => log, https: Number(https.slice(https.lastIndexOf(':') + 1)) });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}:\n${log}`)));
+  });
+}
+
+function httpsGet(port: number, path: string): Promise<{ body: Buffer; cn: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, rejectUnauthorized: false, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      const cert = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate() as X509Certificate;
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ body: Buffer.concat(chunks), cn: cert.subject }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('HTTPS and process lifecycle', () => {
+  test('announce over HTTPS; SIGHUP reloads the certificate; SIGTERM stops cleanly', async () => {
+    const a = makeCert('a', 'herald-a');
+    const b = makeCert('b', 'herald-b');
+    const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+    writeFileSync(live.cert, readFileSync(a.cert));
+    writeFileSync(live.key, readFileSync(a.key));
+    const h = await startHerald([
+      '--http',
+      'off',
+      '--https',
+      '127.0.0.1:0',
+      '--tls-cert',
+      live.cert,
+      '--tls-key',
+      live.key,
+    ]);
+    try {
+      const first = await httpsGet(h.https, announcePath({ infoHash: hashOf(1), port: 9001, left: 0 }));
+      assert.match(first.cn, /herald-a/);
+      assert.equal(bdecode(first.body).get('complete'), 0);
+      writeFileSync(live.cert, readFileSync(b.cert));
+      writeFileSync(live.key, readFileSync(b.key));
+      h.child.kill('SIGHUP');
+      let cn = '';
+      for (let i = 0; i < 50 && !/herald-b/.test(cn); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        cn = (await httpsGet(h.https, '/health')).cn;
+      }
+      assert.match(cn, /herald-b/, 'new connections get the new certificate');
+      const again = await httpsGet(h.https, announcePath({ infoHash: hashOf(1), port: 9002, left: 5 }));
+      assert.equal(bdecode(again.body).get('complete'), 1, 'the swarm survived the reload');
+      const code = await new Promise((resolve) => {
+        h.child.once('exit', resolve);
+        h.child.kill('SIGTERM');
+      });
+      assert.equal(code, 0);
+      assert.match(h.log(), /"msg":"stopped"/);
+    } finally {
+      h.child.kill('SIGKILL');
+    }
+  });
+
+  test('a bad value stops the start with a message naming the key and its source', () => {
+    let out = '';
+    try {
+      execFileSync(NODE, [HERALD, 'serve', '--peer-timeout', '10', '--interval', '60'], { stdio: 'pipe' });
+    } catch (err) {
+      out = String((err as { stderr: Buffer }).stderr);
+      assert.equal((err as { status: number }).status, 2);
+    }
+    assert.match(out, /peer_timeout \(10\) must be greater than interval \(60\)/);
+    try {
+      execFileSync(NODE, [HERALD, 'serve', '--http', 'nowhere'], { stdio: 'pipe', env: { ...process.env } });
+      assert.fail('should not start');
+    } catch (err) {
+      assert.match(String((err as { stderr: Buffer }).stderr), /config: http: .*nowhere.*\[from --http\]/);
+    }
+    try {
+      execFileSync(NODE, [HERALD, 'serve'], { stdio: 'pipe', env: { ...process.env, HERALD_INTERVL: '5' } });
+      assert.fail('should not start');
+    } catch (err) {
+      assert.match(String((err as { stderr: Buffer }).stderr), /unknown environment variable HERALD_INTERVL/);
+    }
+  });
+
+  test('herald serve --help documents every flag', () => {
+    const help = execFileSync(NODE, [HERALD, 'serve', '--help']).toString();
+    for (const flag of [
+      '--http',
+      '--udp',
+      '--https',
+      '--tls-cert',
+      '--tls-key',
+      '--data-dir',
+      '--interval',
+      '--min-interval',
+      '--peer-timeout',
+      '--max-numwant',
+      '--trusted-proxies',
+      '--full-scrape',
+    ])
+      assert.ok(help.includes(flag), flag);
+  });
+});
