@@ -432,7 +432,7 @@ async function main(): Promise<void> {
   const machine = `${cpus().length} × ${cpu}, Linux ${release()}`;
   const versions = [
     `Herald ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version} on Node ${process.version}`,
-    `opentracker ${version(['dpkg-query', '-W', '-f=${Version}', 'opentracker'])} (Debian)`,
+    `opentracker ${version(['dpkg-query', '-W', `-f=\${Version}`, 'opentracker'])} (Debian)`,
     `bittorrent-tracker ${JSON.parse(readFileSync(join(BT_DIR, 'node_modules/bittorrent-tracker/package.json'), 'utf8')).version} on Node ${process.version}`,
     `wrk ${version(['wrk', '-v'])}`,
   ];
