@@ -63,22 +63,19 @@ chmodSync(OT_DIR, 0o755);
 const HASHES = join(OT_DIR, 'whitelist');
 writeFileSync(
   HASHES,
-  execFileSync(LOAD, [
-    '127.0.0.1',
-    '1',
-    'hashes',
-    '0',
-    '1',
-    String(Math.max(P.torrents, P.memTorrents)),
-    '1',
-    '1',
-  ]),
+  execFileSync(
+    LOAD,
+    ['127.0.0.1', '1', 'hashes', '0', '1', String(Math.max(P.torrents, P.memTorrents)), '1', '1'],
+    { maxBuffer: 1 << 28 },
+  ),
 );
 chmodSync(HASHES, 0o644);
 const HTTP_HASHES = join(WORK, 'http-hashes');
 writeFileSync(
   HTTP_HASHES,
-  execFileSync(LOAD, ['127.0.0.1', '1', 'hashes', '0', '1', String(P.torrents), '1', '1']),
+  execFileSync(LOAD, ['127.0.0.1', '1', 'hashes', '0', '1', String(P.torrents), '1', '1'], {
+    maxBuffer: 1 << 28,
+  }),
 );
 
 // ---------- processes ----------

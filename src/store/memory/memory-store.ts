@@ -5,7 +5,7 @@ import {
   type ScrapeEntry,
   type SwarmStats,
 } from '../../core/types.ts';
-import { COUNTED, ID_KNOWN, PeerTable, SEEDER } from '../../swarm/peer-table.ts';
+import { COUNTED, PeerPool, PeerTable, SEEDER } from '../../swarm/peer-table.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
 
 /** One torrent: a peer table per address family, created on demand, and its snatch count. */
@@ -48,6 +48,8 @@ export class MemorySwarmStore implements SwarmStore {
   #peers6 = 0;
   #seeders = 0;
   #sweepIter: Iterator<[string, Swarm]> | null = null;
+  #pool4 = new PeerPool(4);
+  #pool6 = new PeerPool(6);
 
   constructor(opts: SwarmStoreOptions & { random?: () => number }) {
     this.#peerTimeout = opts.peerTimeout;
@@ -74,8 +76,13 @@ export class MemorySwarmStore implements SwarmStore {
     }
     const v6 = req.family === 6;
     let table = v6 ? swarm.v6 : swarm.v4;
+    if (table === null && stopped) {
+      // Nothing to remove, and no empty table may be left behind (it would keep the swarm alive).
+      const e = entryOf(swarm);
+      return { ...e, peers: EMPTY, peerCount: 0, peerIds: null, peerIdKnown: null };
+    }
     if (table === null) {
-      table = new PeerTable(req.family);
+      table = new PeerTable(v6 ? this.#pool6 : this.#pool4);
       if (swarm.wantIds) table.enablePeerIds();
       if (v6) swarm.v6 = table;
       else swarm.v4 = table;
@@ -98,7 +105,7 @@ export class MemorySwarmStore implements SwarmStore {
     let complete = (swarm.v4?.seeders ?? 0) + (swarm.v6?.seeders ?? 0);
     let incomplete = (swarm.v4?.leechers ?? 0) + (swarm.v6?.leechers ?? 0);
     if (slot >= 0) {
-      if ((table.flags[slot] & SEEDER) !== 0) complete--;
+      if ((table.flagsAt(slot) & SEEDER) !== 0) complete--;
       else incomplete--;
     }
 
@@ -138,32 +145,31 @@ export class MemorySwarmStore implements SwarmStore {
         else this.#peers4++;
         if (seeder) this.#seeders++;
       } else {
-        const was = (table.flags[slot] & SEEDER) !== 0;
+        const was = (table.flagsAt(slot) & SEEDER) !== 0;
         if (was !== seeder) {
           slot = table.setSeeder(slot, seeder);
           this.#seeders += seeder ? 1 : -1;
         }
-        table.lastSeen[slot] = now;
+        table.touch(slot, now);
       }
       // A completion counts once per peer (a peer first seen with event=completed counts too).
-      if (req.event === AnnounceEvent.completed && (table.flags[slot] & COUNTED) === 0) {
-        table.flags[slot] |= COUNTED;
+      const flags = table.flagsAt(slot);
+      if (req.event === AnnounceEvent.completed && (flags & COUNTED) === 0) {
+        table.setFlags(slot, flags | COUNTED);
         swarm.downloaded++;
       }
-      if (table.peerIds !== null) {
-        table.peerIds.set(req.peerId.subarray(0, 20), slot * 20);
-        table.flags[slot] |= ID_KNOWN;
-      }
+      if (table.peerIds !== null) table.setPeerId(slot, req.peerId);
     }
     return { complete, incomplete, downloaded: swarm.downloaded, peers, peerCount, peerIds, peerIdKnown };
   }
 
   #remove(swarm: Swarm, key: string, table: PeerTable, slot: number, v6: boolean): void {
-    if ((table.flags[slot] & SEEDER) !== 0) this.#seeders--;
+    if ((table.flagsAt(slot) & SEEDER) !== 0) this.#seeders--;
     table.remove(slot);
     if (v6) this.#peers6--;
     else this.#peers4--;
     if (table.count === 0) {
+      table.release();
       if (v6) swarm.v6 = null;
       else swarm.v4 = null;
       if (swarm.v4 === null && swarm.v6 === null) this.#swarms.delete(key);
@@ -213,7 +219,7 @@ export class MemorySwarmStore implements SwarmStore {
         visited += table.count;
         // Descending: a removal only moves already-visited (higher) slots down.
         for (let i = table.count - 1; i >= 0; i--) {
-          if (table.lastSeen[i] <= cutoff) {
+          if (table.lastSeenAt(i) <= cutoff) {
             this.#remove(swarm, key, table, i, v6);
             removed++;
             if (table.count === 0) break;
@@ -238,6 +244,8 @@ export class MemorySwarmStore implements SwarmStore {
 
   close(): void {
     this.#swarms.clear();
+    this.#pool4 = new PeerPool(4);
+    this.#pool6 = new PeerPool(6);
     this.#sweepIter = null;
     this.#peers4 = this.#peers6 = this.#seeders = 0;
   }
