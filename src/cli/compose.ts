@@ -99,6 +99,7 @@ export function createTracker(
     listen: listens(config.udp, 'udp'),
     secret: config.udpSecret ? Buffer.from(config.udpSecret, 'hex') : null,
     logger,
+    logRequests: config.logRequests,
   });
   let started = false;
   let stopped = false;

@@ -21,6 +21,8 @@ export interface UdpFrontendOptions {
   /** Key for connection ids; share it between instances that serve one swarm. Random if null. */
   secret: Uint8Array | null;
   logger: Logger;
+  /** Log every announce and scrape (debugging only: costly). */
+  logRequests?: boolean;
 }
 
 /**
@@ -127,6 +129,12 @@ export class UdpFrontend {
               return;
             }
             counters.announces.udp++;
+            if (this.#o.logRequests)
+              this.#o.logger.info('udp announce', {
+                remote: rinfo.address,
+                port: req.port,
+                event: req.event,
+              });
             const len = writeAnnounceResponse(
               out,
               tid,
@@ -156,6 +164,8 @@ export class UdpFrontend {
               return;
             }
             counters.scrapes.udp++;
+            if (this.#o.logRequests)
+              this.#o.logger.info('udp scrape', { remote: rinfo.address, hashes: entries.length });
             this.#send(socket, out, writeScrapeResponse(out, tid, entries), rinfo);
           };
           const res = service.scrape(r.infoHashes, this.#ctx);
