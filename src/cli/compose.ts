@@ -100,6 +100,8 @@ export function createTracker(
     secret: config.udpSecret ? Buffer.from(config.udpSecret, 'hex') : null,
     logger,
     logRequests: config.logRequests,
+    // The batched transport answers within the batch, so it needs a synchronous store.
+    io: store instanceof MemorySwarmStore ? config.udpIo : 'dgram',
   });
   let started = false;
   let stopped = false;

@@ -20,11 +20,12 @@ export interface HeraldConfig {
   fullScrapeInterval: number;
   maxScrapeHashes: number;
   udpSecret: string | null;
+  udpIo: 'auto' | 'batched' | 'dgram';
   logLevel: LogLevel;
   logRequests: boolean;
 }
 
-type Kind = 'listen-list' | 'string-list' | 'path' | 'path?' | 'int' | 'bool' | 'hex?' | 'level';
+type Kind = 'listen-list' | 'string-list' | 'path' | 'path?' | 'int' | 'bool' | 'hex?' | 'level' | 'udp-io';
 
 export interface KeyDef {
   key: keyof HeraldConfig;
@@ -180,6 +181,13 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Key for UDP connection ids, 32+ hex digits; share it between instances (default: random per start)',
   },
   {
+    key: 'udpIo',
+    kind: 'udp-io',
+    default: 'auto',
+    arg: 'MODE',
+    doc: 'UDP socket I/O: batched (recvmmsg/sendmmsg addon), dgram (Node sockets) or auto (batched when built)',
+  },
+  {
     key: 'logLevel',
     kind: 'level',
     default: 'info',
@@ -256,6 +264,10 @@ export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
       if (typeof raw !== 'string' || !/^[0-9a-fA-F]{32,128}$/.test(raw) || raw.length % 2 !== 0)
         return bad('must be an even number (32 to 128) of hex digits');
       return raw.toLowerCase();
+    case 'udp-io':
+      if (raw !== 'auto' && raw !== 'batched' && raw !== 'dgram')
+        return bad('must be auto, batched or dgram');
+      return raw;
     case 'level':
       if (typeof raw !== 'string' || !LOG_LEVELS.includes(raw as LogLevel))
         return bad(`must be one of ${LOG_LEVELS.join(', ')}`);

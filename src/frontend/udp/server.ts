@@ -14,6 +14,7 @@ import {
 } from '../../protocol/udp/codec.ts';
 import { ConnectionIds } from '../../protocol/udp/connection-id.ts';
 import type { RequestContext, TrackerService } from '../../tracker/service.ts';
+import { BATCH, loadUdpBatchAddon, META, type UdpBatchAddon } from './batch.ts';
 
 export interface UdpFrontendOptions {
   service: TrackerService;
@@ -23,11 +24,20 @@ export interface UdpFrontendOptions {
   logger: Logger;
   /** Log every announce and scrape (debugging only: costly). */
   logRequests?: boolean;
+  /**
+   * 'batched': recvmmsg/sendmmsg through the addon (needs a synchronous store); 'dgram': Node's
+   * sockets; 'auto': batched when the addon is built and the store is synchronous.
+   */
+  io?: 'auto' | 'batched' | 'dgram';
 }
 
+/** The largest datagram read; a longer one is truncated by the kernel and dropped here. */
+const IN_SLOT = 2048;
+
 /**
- * BEP 15 over `node:dgram` (the batched addon of DESIGN.md comes with the performance issue;
- * this path stays as its fallback).
+ * BEP 15 over UDP. Two transports share one per-packet handler: the batched addon (one
+ * recvmmsg, one call into JavaScript and one sendmmsg per 64 datagrams; DESIGN.md) and
+ * `node:dgram` as the fallback.
  *
  * Security: a request other than connect must carry a connection id that this tracker (or one
  * sharing its secret) gave the same address and port within about two minutes; otherwise the
@@ -38,74 +48,161 @@ export interface UdpFrontendOptions {
 export class UdpFrontend {
   #o: UdpFrontendOptions;
   #ids: ConnectionIds;
-  #sockets: Socket[] = [];
+  #dgram: Socket[] = [];
+  #batched: { addon: UdpBatchAddon; handle: object; host: string }[] = [];
   #ctx: RequestContext = { protocol: 'udp', passkey: null };
+  #outSlot: number;
+  /** Parsed client addresses by text form (dgram path): parsing per packet costs more than a lookup. */
+  #peerCache = new Map<string, PeerAddress>();
 
   constructor(opts: UdpFrontendOptions) {
     this.#o = opts;
     this.#ids = new ConnectionIds(opts.secret ?? randomBytes(32));
+    // Sized for the largest reply this configuration allows (IPv6 peers, maxNumWant of them).
+    this.#outSlot = Math.max(MAX_RESPONSE_SIZE, 20 + 18 * opts.service.settings.maxNumWant);
+  }
+
+  /** Which transport is serving: 'batched' or 'dgram'. */
+  get io(): 'batched' | 'dgram' | 'none' {
+    return this.#batched.length > 0 ? 'batched' : this.#dgram.length > 0 ? 'dgram' : 'none';
   }
 
   addresses(): { host: string; port: number }[] {
-    return this.#sockets.map((s) => {
-      const a = s.address();
-      return { host: a.address, port: a.port };
-    });
+    return [
+      ...this.#batched.map((b) => ({ host: b.host, port: b.addon.port(b.handle) })),
+      ...this.#dgram.map((s) => {
+        const a = s.address();
+        return { host: a.address, port: a.port };
+      }),
+    ];
   }
 
   async start(): Promise<void> {
+    const io = this.#o.io ?? 'auto';
+    const addon = io === 'dgram' ? null : loadUdpBatchAddon();
+    if (io === 'batched' && addon === null)
+      throw new Error('udp io "batched": the native addon is not built (npm rebuild)');
     for (const l of this.#o.listen) {
-      const v6 = l.host.includes(':');
-      // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
-      const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
-      // Sized for the largest reply this configuration allows (IPv6 peers, maxNumWant of them).
-      const out = Buffer.alloc(Math.max(MAX_RESPONSE_SIZE, 20 + 18 * this.#o.service.settings.maxNumWant));
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(l.port, l.host, () => {
-          socket.off('error', reject);
-          resolve();
-        });
-      });
-      socket.on('error', (err) => this.#o.logger.error('udp socket error', { err: String(err) }));
-      socket.on('message', (msg, rinfo) => this.#onMessage(socket, out, msg, rinfo));
-      this.#sockets.push(socket);
+      if (addon !== null) this.#startBatched(addon, l);
+      else await this.#startDgram(l);
     }
   }
 
-  async stop(): Promise<void> {
-    await Promise.all(this.#sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    this.#sockets = [];
+  #startBatched(addon: UdpBatchAddon, l: { host: string; port: number }): void {
+    const v6 = l.host.includes(':');
+    const handle = addon.open(v6 ? 6 : 4, l.host, l.port, false);
+    const inMeta = new ArrayBuffer(BATCH * META);
+    const inData = new ArrayBuffer(BATCH * IN_SLOT);
+    const outMeta = new ArrayBuffer(BATCH * META);
+    const outData = new ArrayBuffer(BATCH * this.#outSlot);
+    const im = new Uint8Array(inMeta);
+    const id = Buffer.from(inData);
+    const om = new Uint8Array(outMeta);
+    const od = Buffer.from(outData);
+    const slot = this.#outSlot;
+    // One handler call per batch: read each datagram's address from its meta slot, answer into
+    // the matching output slot, and tell the addon how many output slots to send.
+    const onBatch = (n: number): number => {
+      let m = 0;
+      for (let i = 0; i < n; i++) {
+        const mo = i * META;
+        const len = im[mo + 20] | (im[mo + 21] << 8) | (im[mo + 22] << 16);
+        if (len > IN_SLOT) {
+          this.#o.service.counters.udpDropped++;
+          continue;
+        }
+        const family = im[mo + 16] === 6 ? 6 : 4;
+        const peer: PeerAddress = { family, bytes: im.subarray(mo, mo + (family === 4 ? 4 : 16)) };
+        const port = (im[mo + 18] << 8) | im[mo + 19];
+        const out = od.subarray(m * slot, (m + 1) * slot);
+        const r = this.#handle(id.subarray(i * IN_SLOT, i * IN_SLOT + len), len, peer, port, out, null);
+        if (r > 0) {
+          const oo = m * META;
+          om.set(im.subarray(mo, mo + 20), oo);
+          om[oo + 20] = r & 0xff;
+          om[oo + 21] = (r >> 8) & 0xff;
+          om[oo + 22] = (r >> 16) & 0xff;
+          om[oo + 23] = 0;
+          m++;
+        }
+      }
+      return m;
+    };
+    addon.start(handle, inMeta, inData, IN_SLOT, outMeta, outData, slot, onBatch);
+    this.#batched.push({ addon, handle, host: l.host });
   }
 
-  #send(socket: Socket, out: Buffer, len: number, rinfo: RemoteInfo): void {
+  async #startDgram(l: { host: string; port: number }): Promise<void> {
+    const v6 = l.host.includes(':');
+    // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
+    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+    const out = Buffer.alloc(this.#outSlot);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(l.port, l.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    socket.on('error', (err) => this.#o.logger.error('udp socket error', { err: String(err) }));
+    socket.on('message', (msg, rinfo) => {
+      let peer = this.#peerCache.get(rinfo.address);
+      if (peer === undefined) {
+        const parsed = parseIp(rinfo.address);
+        if (parsed === null) {
+          this.#o.service.counters.udpDropped++;
+          return;
+        }
+        if (this.#peerCache.size > 65_536) this.#peerCache.clear();
+        this.#peerCache.set(rinfo.address, parsed);
+        peer = parsed;
+      }
+      const len = this.#handle(msg, msg.length, peer, rinfo.port, out, (n) =>
+        this.#sendDgram(socket, out, n, rinfo),
+      );
+      if (len > 0) this.#sendDgram(socket, out, len, rinfo);
+    });
+    this.#dgram.push(socket);
+  }
+
+  #sendDgram(socket: Socket, out: Buffer, len: number, rinfo: RemoteInfo): void {
     // dgram may queue the buffer when the socket is not writable at once, so the shared reply
-    // buffer is copied (the batched addon removes this copy).
+    // buffer is copied (the batched path has no such copy).
     socket.send(Buffer.from(out.subarray(0, len)), rinfo.port, rinfo.address);
   }
 
-  #onMessage(socket: Socket, out: Buffer, msg: Buffer, rinfo: RemoteInfo): void {
+  async stop(): Promise<void> {
+    for (const b of this.#batched) b.addon.close(b.handle);
+    this.#batched = [];
+    await Promise.all(this.#dgram.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.#dgram = [];
+  }
+
+  /**
+   * Answers one datagram into `out`; returns the reply length, or 0 for no reply (dropped, or
+   * answered later through `later` when the store is asynchronous).
+   */
+  #handle(
+    msg: Uint8Array,
+    len: number,
+    peer: PeerAddress,
+    port: number,
+    out: Buffer,
+    later: ((len: number) => void) | null,
+  ): number {
     const service = this.#o.service;
     const counters = service.counters;
-    const r = parseRequest(msg, msg.length);
-    const peer: PeerAddress | null = parseIp(rinfo.address);
-    if (peer === null) {
-      counters.udpDropped++;
-      return;
-    }
+    const r = parseRequest(msg, len);
     const now = service.clock.now();
     try {
       switch (r.action) {
-        case 0: {
+        case 0:
           counters.udpConnects++;
-          const id = this.#ids.make(peer.bytes, rinfo.port, now);
-          this.#send(socket, out, writeConnectResponse(out, r.transactionId, id), rinfo);
-          return;
-        }
+          return writeConnectResponse(out, r.transactionId, this.#ids.make(peer.bytes, port, now));
         case 1: {
-          if (!this.#ids.check(r.connectionId, peer.bytes, rinfo.port, now)) {
+          if (!this.#ids.check(r.connectionId, peer.bytes, port, now)) {
             counters.udpDropped++;
-            return;
+            return 0;
           }
           // The `ip` field is ignored: believing it would let anyone register a third party.
           const req: AnnounceRequest = {
@@ -122,75 +219,79 @@ export class UdpFrontend {
             wantPeerIds: false,
           };
           const tid = r.transactionId;
-          const reply = (res: AnnounceResult | TrackerError) => {
+          const reply = (res: AnnounceResult | TrackerError): number => {
             if (res instanceof TrackerError) {
               counters.failures.udp++;
-              this.#send(socket, out, writeErrorResponse(out, tid, res.message), rinfo);
-              return;
+              return writeErrorResponse(out, tid, res.message);
             }
             counters.announces.udp++;
             if (this.#o.logRequests)
-              this.#o.logger.info('udp announce', {
-                remote: rinfo.address,
-                port: req.port,
-                event: req.event,
-              });
-            const len = writeAnnounceResponse(
+              this.#o.logger.info('udp announce', { port: req.port, event: req.event });
+            const stride = peer.family === 4 ? 6 : 18;
+            return writeAnnounceResponse(
               out,
               tid,
               service.settings.interval,
               res.incomplete,
               res.complete,
               res.peers,
-              res.peerCount * (peer.family === 4 ? 6 : 18),
+              res.peerCount * stride,
             );
-            this.#send(socket, out, len, rinfo);
           };
           const res = service.announce(req, this.#ctx);
-          if (res instanceof Promise) res.then(reply, (err) => this.#internal(err));
-          else reply(res);
-          return;
+          if (res instanceof Promise) return this.#deferred(res, reply, later);
+          return reply(res);
         }
         case 2: {
-          if (!this.#ids.check(r.connectionId, peer.bytes, rinfo.port, now)) {
+          if (!this.#ids.check(r.connectionId, peer.bytes, port, now)) {
             counters.udpDropped++;
-            return;
+            return 0;
           }
           const tid = r.transactionId;
-          const reply = (entries: ScrapeEntry[] | TrackerError) => {
+          const reply = (entries: ScrapeEntry[] | TrackerError): number => {
             if (entries instanceof TrackerError) {
               counters.failures.udp++;
-              this.#send(socket, out, writeErrorResponse(out, tid, entries.message), rinfo);
-              return;
+              return writeErrorResponse(out, tid, entries.message);
             }
             counters.scrapes.udp++;
-            if (this.#o.logRequests)
-              this.#o.logger.info('udp scrape', { remote: rinfo.address, hashes: entries.length });
-            this.#send(socket, out, writeScrapeResponse(out, tid, entries), rinfo);
+            if (this.#o.logRequests) this.#o.logger.info('udp scrape', { hashes: entries.length });
+            return writeScrapeResponse(out, tid, entries);
           };
           const res = service.scrape(r.infoHashes, this.#ctx);
-          if (res instanceof Promise) res.then(reply, (err) => this.#internal(err));
-          else reply(res);
-          return;
+          if (res instanceof Promise) return this.#deferred(res, reply, later);
+          return reply(res);
         }
-        default: {
+        default:
           // Malformed: answer only a sender that proved its address with a valid connection id
           // (STYLE.md example 2); everything else is dropped silently.
           if (
             r.transactionId !== null &&
             r.connectionId !== null &&
-            this.#ids.check(r.connectionId, peer.bytes, rinfo.port, now)
+            this.#ids.check(r.connectionId, peer.bytes, port, now)
           ) {
             counters.failures.udp++;
-            this.#send(socket, out, writeErrorResponse(out, r.transactionId, r.error.message), rinfo);
-          } else {
-            counters.udpDropped++;
+            return writeErrorResponse(out, r.transactionId, r.error.message);
           }
-        }
+          counters.udpDropped++;
+          return 0;
       }
     } catch (err) {
       this.#internal(err);
+      return 0;
     }
+  }
+
+  #deferred<T>(p: Promise<T>, reply: (v: T) => number, later: ((len: number) => void) | null): number {
+    if (later === null) {
+      // The batched transport answers synchronously only; compose.ts picks dgram for async stores.
+      this.#internal(new Error('asynchronous store result on the batched UDP transport'));
+      return 0;
+    }
+    p.then(
+      (v) => later(reply(v)),
+      (err) => this.#internal(err),
+    );
+    return 0;
   }
 
   #internal(err: unknown): void {

