@@ -153,6 +153,16 @@ describe('announce', () => {
     assert.equal(e[0].complete, 0, 'gone after it');
   });
 
+  test('a peer is its endpoint: another endpoint claiming its peer id can neither replace nor stop it', async () => {
+    const h = hashOf(12);
+    const pid = Buffer.from('-TR4000-victimvictim');
+    await get(announcePath({ infoHash: h, port: 7451, left: 0, peerId: pid }));
+    await get(announcePath({ infoHash: h, port: 7452, left: 0, peerId: pid, event: 'stopped' }));
+    await get(announcePath({ infoHash: h, port: 7453, left: 0, peerId: pid }));
+    const e = (await tracker.service.store.scrape([h], clock.now()))[0];
+    assert.equal(e.complete, 2, 'the first peer is still there, and the impostor is a separate peer');
+  });
+
   test('numwant has a default and a cap', async () => {
     const h = hashOf(6);
     for (let i = 0; i < 12; i++) await get(announcePath({ infoHash: h, port: 7500 + i, left: 0 }));

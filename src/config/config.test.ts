@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { helpText, renderConfigToml } from './cli-args.ts';
+import { ConfigError, loadConfig, resolveConfig } from './load.ts';
+import { flagName, SCHEMA } from './schema.ts';
+
+const load = (argv: string[], env: Record<string, string> = {}, cwd?: string) =>
+  loadConfig({ argv, env, cwd });
+
+test('defaults: HTTP and UDP on 6969, IPv4 and IPv6, data under ./data', () => {
+  const c = load([], {}, mkdtempSync(join(tmpdir(), 'herald-cfg-')));
+  assert.deepEqual(c.http, ['0.0.0.0:6969', '[::]:6969']);
+  assert.deepEqual(c.udp, ['0.0.0.0:6969', '[::]:6969']);
+  assert.equal(c.dataDir, './data');
+  assert.equal(c.defaultNumWant, 50);
+  assert.equal(c.fullScrape, false);
+});
+
+test('precedence: defaults < TOML (data dir or --config) < HERALD_* < flags', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  try {
+    writeFileSync(
+      join(dir, 'herald.toml'),
+      'interval = 1000\nmin_interval = 100\nmax_numwant = 80\nudp = "off"\n',
+    );
+    const fromFile = load(['--data-dir', dir]);
+    assert.equal(fromFile.interval, 1000);
+    assert.deepEqual(fromFile.udp, []);
+    const fromEnv = load(['--data-dir', dir], {
+      HERALD_INTERVAL: '1200',
+      HERALD_HTTP: '127.0.0.1:1,[::1]:2',
+    });
+    assert.equal(fromEnv.interval, 1200);
+    assert.deepEqual(fromEnv.http, ['127.0.0.1:1', '[::1]:2']);
+    assert.equal(fromEnv.maxNumWant, 80, 'the file still applies where env is silent');
+    const fromFlags = load(
+      [
+        '--data-dir',
+        dir,
+        '--interval',
+        '1300',
+        '--http',
+        '127.0.0.1:3',
+        '--http',
+        '127.0.0.1:4',
+        '--no-full-scrape',
+      ],
+      {
+        HERALD_INTERVAL: '1200',
+        HERALD_FULL_SCRAPE: 'true',
+      },
+    );
+    assert.equal(fromFlags.interval, 1300);
+    assert.deepEqual(fromFlags.http, ['127.0.0.1:3', '127.0.0.1:4']);
+    assert.equal(fromFlags.fullScrape, false);
+    const other = join(dir, 'other.toml');
+    writeFileSync(other, 'peer_timeout = 5000\n');
+    assert.equal(load(['--config', other]).peerTimeout, 5000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every bad value names its key and source; unknown keys, variables and flags are refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  try {
+    const cases: [() => unknown, RegExp][] = [
+      [() => load(['--interval', 'x']), /interval: must be an integer .*\[from --interval\]/],
+      [() => load(['--interval', '0']), /interval: must be >= 1/],
+      [
+        () => load([], { HERALD_MAX_NUMWANT: '5000' }),
+        /max_numwant: must be <= 1000 .*\[from HERALD_MAX_NUMWANT\]/,
+      ],
+      [() => load(['--udp', '1.2.3.4']), /udp: .*HOST:PORT/],
+      [() => load(['--interval', '3000']), /peer_timeout \(2700\) must be greater than interval \(3000\)/],
+      [() => load(['--min-interval', '2000']), /min_interval \(2000\) must not exceed interval/],
+      [() => load(['--default-numwant', '300']), /default_numwant \(300\) must not exceed max_numwant/],
+      [() => load(['--https', '0.0.0.0:443']), /https: .*needs tls_cert and tls_key/],
+      [() => load(['--http', 'off', '--udp', 'off']), /nothing to serve/],
+      [() => load(['--log-level', 'loud']), /log_level: must be one of/],
+      [() => load(['--udp-secret', 'abc']), /udp_secret/],
+      [() => load([], { HERALD_NOPE: '1' }), /unknown environment variable HERALD_NOPE/],
+      [() => load(['--nope']), /Unknown option '--nope'/],
+      [() => load(['--config', join(dir, 'missing.toml')]), /file not found/],
+    ];
+    writeFileSync(join(dir, 'bad.toml'), 'intervall = 5\n');
+    cases.push([() => load(['--config', join(dir, 'bad.toml')]), /unknown key "intervall"/]);
+    writeFileSync(join(dir, 'broken.toml'), 'interval = = 5\n');
+    cases.push([() => load(['--config', join(dir, 'broken.toml')]), /broken\.toml/]);
+    for (const [f, re] of cases)
+      assert.throws(f, (e: unknown) => e instanceof ConfigError && re.test(e.message), String(re));
+    assert.throws(() => resolveConfig({ interval: -1 }), /interval: must be >= 1 .*createTracker/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('config print gives a documented TOML file that loads back to the same configuration', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  try {
+    const c = load(
+      [
+        '--interval',
+        '1234',
+        '--trusted-proxies',
+        '10.0.0.1',
+        '--full-scrape',
+        '--udp-secret',
+        'ab'.repeat(16),
+      ],
+      {},
+      dir,
+    );
+    const text = renderConfigToml(c);
+    for (const d of SCHEMA) if (d.key !== 'config') assert.ok(text.includes(`# ${d.doc}`), d.key);
+    const file = join(dir, 'printed.toml');
+    writeFileSync(file, text);
+    const back = load(['--config', file], {}, dir);
+    assert.deepEqual({ ...back, config: null }, { ...c, config: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('help documents every flag', () => {
+  const help = helpText('serve');
+  for (const d of SCHEMA) assert.ok(help.includes(`--${flagName(d)}`), flagName(d));
+});
+
+test('fuzz: any text for a numeric flag loads or fails with a ConfigError, never anything else', () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 30 }), (s) => {
+      try {
+        const c = load([`--max-numwant=${s}`]);
+        assert.ok(Number.isInteger(c.maxNumWant));
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, String(err));
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
