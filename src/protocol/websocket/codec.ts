@@ -1,0 +1,389 @@
+import { AnnounceEvent } from '../../core/types.ts';
+
+/**
+ * WebTorrent tracker protocol (JSON text frames over WebSocket), as spoken by webtorrent's
+ * `bittorrent-tracker` client (`lib/client/websocket-tracker.js`). Pure: a decoded frame's text in,
+ * a typed message or a static reason out; typed fields in, a JSON string out.
+ *
+ * Client → tracker:
+ *   announce {action, info_hash, peer_id, event?, uploaded?, downloaded?, left?, numwant?,
+ *             offers?: [{offer: {type:'offer', sdp}, offer_id}], trackerid?}
+ *   answer   {action:'announce', info_hash, peer_id, to_peer_id, answer: {type:'answer', sdp}, offer_id}
+ *   scrape   {action:'scrape', info_hash?: string | string[]}
+ * `info_hash`, `peer_id`, `to_peer_id` and `offer_id` are 20-character "binary strings": each
+ * UTF-16 code unit 0..255 is one byte (what `buf.toString('binary')` gives). They are neither hex
+ * nor UTF-8. A WebSocket text frame carries them as UTF-8 (a byte 0x80..0xff becomes two bytes on
+ * the wire) and the frame decoder gives the same code units back, so they arrive intact here.
+ *
+ * Leniency, on purpose:
+ * - `null` is the same as an absent field everywhere (JSON.stringify writes NaN as null, and
+ *   webtorrent sends `left: null` for a magnet whose metadata it does not have yet).
+ * - Unknown fields (e.g. `trackerid`) are ignored.
+ * - Offers and answers are relayed verbatim: only `sdp` (a string of bounded size) is checked.
+ * Reasons are static strings (no client input echoed): safe to send back as `failure reason`
+ * and to use as metric labels.
+ */
+
+export interface WsLimits {
+  /** Largest message, in UTF-8 bytes, checked before JSON.parse. */
+  maxBytes?: number;
+  /** Most entries in `offers`. */
+  maxOffers?: number;
+  /** Largest `sdp` of one offer or answer, in UTF-8 bytes. */
+  maxSdpBytes?: number;
+  /** Most info hashes in one scrape. */
+  maxInfoHashes?: number;
+}
+
+export const WS_LIMITS: Readonly<Required<WsLimits>> = Object.freeze({
+  maxBytes: 64 * 1024,
+  maxOffers: 20,
+  maxSdpBytes: 16 * 1024,
+  maxInfoHashes: 100,
+});
+
+/** Every reason `parseClientMessage` can give. */
+export const WsReasons = {
+  tooLarge: 'message too large',
+  notText: 'message must be text',
+  invalidJson: 'invalid JSON',
+  notObject: 'message must be a JSON object',
+  missingAction: 'missing action',
+  invalidAction: 'unknown action',
+  missingInfoHash: 'missing info_hash',
+  invalidInfoHash: 'invalid info_hash: must be a 20-byte binary string',
+  tooManyInfoHashes: 'too many info_hash values',
+  missingPeerId: 'missing peer_id',
+  invalidPeerId: 'invalid peer_id: must be a 20-byte binary string',
+  invalidEvent: 'invalid event',
+  invalidNumber: 'invalid uploaded, downloaded or left',
+  invalidNumWant: 'invalid numwant',
+  invalidOffers: 'invalid offers: must be an array',
+  tooManyOffers: 'too many offers',
+  invalidOffer: 'invalid offer: must be an object with a string sdp',
+  invalidOfferId: 'invalid offer_id: must be a 20-byte binary string',
+  sdpTooLarge: 'sdp too large',
+  invalidAnswer: 'invalid answer: must be an object with a string sdp',
+  missingToPeerId: 'missing to_peer_id (required with answer)',
+  invalidToPeerId: 'invalid to_peer_id: must be a 20-byte binary string',
+  missingOfferId: 'missing offer_id (required with answer)',
+} as const;
+export type WsReason = (typeof WsReasons)[keyof typeof WsReasons];
+
+export interface WsOffer {
+  offerId: Buffer;
+  /** The client's offer object (`{type:'offer', sdp}`), to relay verbatim. */
+  offer: unknown;
+}
+
+export interface WsAnswer {
+  toPeerId: Buffer;
+  offerId: Buffer;
+  /** The client's answer object (`{type:'answer', sdp}`), to relay verbatim. */
+  answer: unknown;
+}
+
+/**
+ * An announce. Buffers are fresh (possibly slices of Node's small-buffer pool): a caller that
+ * keeps one for long should copy it, as the swarm stores already do.
+ */
+export interface WsAnnounce {
+  action: 'announce';
+  infoHash: Buffer;
+  peerId: Buffer;
+  /** Absent, `update`, `empty` and `paused` (BEP 21) are `none`. */
+  event: AnnounceEvent;
+  /** 0 when absent. */
+  uploaded: number;
+  /** 0 when absent. */
+  downloaded: number;
+  /**
+   * Bytes left. Absent or null means unknown (webtorrent before it has the metadata): treated as
+   * a leecher, `left = 1`, never as a seeder (same rule as the HTTP codec).
+   */
+  left: number;
+  /** As sent (no clamping here); absent when the client sent none. */
+  numwant?: number;
+  /** Present when the client sent `offers` (possibly empty). */
+  offers?: WsOffer[];
+  /**
+   * Present on an answer message (a relay to `toPeerId`). Such a message carries no
+   * uploaded/downloaded/left/event: it should not change the sender's state in the swarm.
+   */
+  answer?: WsAnswer;
+}
+
+export interface WsScrape {
+  action: 'scrape';
+  /** Empty means all torrents (no `info_hash`, null, or an empty array). */
+  infoHashes: Buffer[];
+}
+
+export type WsClientMessage = WsAnnounce | WsScrape;
+export type WsParseResult = { ok: true; msg: WsClientMessage } | { ok: false; reason: WsReason };
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function fail(reason: WsReason): { ok: false; reason: WsReason } {
+  return { ok: false, reason };
+}
+
+/** A 20-character binary string as 20 bytes, or null when it is anything else. */
+function binaryId(v: unknown): Buffer | null {
+  if (typeof v !== 'string' || v.length !== 20) return null;
+  for (let i = 0; i < 20; i++) if (v.charCodeAt(i) > 0xff) return null;
+  return Buffer.from(v, 'latin1');
+}
+
+/** True when `text` is more than `max` UTF-8 bytes; counts bytes only when it must. */
+function tooLarge(text: string, max: number): boolean {
+  // Each UTF-16 code unit is 1 to 3 UTF-8 bytes (a surrogate pair: 4 bytes for 2 units).
+  if (text.length > max) return true;
+  if (text.length * 3 <= max) return false;
+  return Buffer.byteLength(text, 'utf8') > max;
+}
+
+/** Safe non-negative integer; `undefined` when absent or null, -1 when invalid. */
+function count(v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return -1;
+  return v === 0 ? 0 : v; // -0 → 0
+}
+
+function eventOf(v: unknown): AnnounceEvent | -1 {
+  if (v === undefined || v === null) return AnnounceEvent.none;
+  switch (v) {
+    case 'started':
+      return AnnounceEvent.started;
+    case 'completed':
+      return AnnounceEvent.completed;
+    case 'stopped':
+      return AnnounceEvent.stopped;
+    case 'update':
+    case 'empty':
+    case 'paused':
+      return AnnounceEvent.none;
+    default:
+      return -1;
+  }
+}
+
+/** An offer or answer object: an object whose `sdp` is a string of at most `maxSdp` bytes. */
+function sdpCheck(v: unknown, maxSdp: number): 'ok' | 'shape' | 'size' {
+  if (!isObject(v) || typeof v.sdp !== 'string') return 'shape';
+  return tooLarge(v.sdp, maxSdp) ? 'size' : 'ok';
+}
+
+/**
+ * Parses one client message (the text of a WebSocket text frame). Never throws. The size is
+ * checked before JSON.parse; then the action and the type of every known field.
+ */
+export function parseClientMessage(text: string, limits?: WsLimits): WsParseResult {
+  const maxBytes = limits?.maxBytes ?? WS_LIMITS.maxBytes;
+  if (typeof text !== 'string') return fail(WsReasons.notText);
+  if (tooLarge(text, maxBytes)) return fail(WsReasons.tooLarge);
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return fail(WsReasons.invalidJson);
+  }
+  if (!isObject(m)) return fail(WsReasons.notObject);
+  const action = m.action;
+  if (action === undefined || action === null) return fail(WsReasons.missingAction);
+  if (action === 'announce') return parseAnnounce(m, limits);
+  if (action === 'scrape') return parseScrape(m, limits);
+  return fail(WsReasons.invalidAction);
+}
+
+function parseAnnounce(m: Json, limits: WsLimits | undefined): WsParseResult {
+  const maxOffers = limits?.maxOffers ?? WS_LIMITS.maxOffers;
+  const maxSdp = limits?.maxSdpBytes ?? WS_LIMITS.maxSdpBytes;
+
+  if (m.info_hash === undefined || m.info_hash === null) return fail(WsReasons.missingInfoHash);
+  const infoHash = binaryId(m.info_hash);
+  if (infoHash === null) return fail(WsReasons.invalidInfoHash);
+  if (m.peer_id === undefined || m.peer_id === null) return fail(WsReasons.missingPeerId);
+  const peerId = binaryId(m.peer_id);
+  if (peerId === null) return fail(WsReasons.invalidPeerId);
+
+  const event = eventOf(m.event);
+  if (event === -1) return fail(WsReasons.invalidEvent);
+  const uploaded = count(m.uploaded);
+  const downloaded = count(m.downloaded);
+  const left = count(m.left);
+  if (uploaded === -1 || downloaded === -1 || left === -1) return fail(WsReasons.invalidNumber);
+  const numwant = count(m.numwant);
+  if (numwant === -1) return fail(WsReasons.invalidNumWant);
+
+  let offers: WsOffer[] | undefined;
+  if (m.offers !== undefined && m.offers !== null) {
+    if (!Array.isArray(m.offers)) return fail(WsReasons.invalidOffers);
+    if (m.offers.length > maxOffers) return fail(WsReasons.tooManyOffers);
+    offers = new Array(m.offers.length);
+    for (let i = 0; i < m.offers.length; i++) {
+      const o: unknown = m.offers[i];
+      if (!isObject(o)) return fail(WsReasons.invalidOffer);
+      const sdp = sdpCheck(o.offer, maxSdp);
+      if (sdp === 'shape') return fail(WsReasons.invalidOffer);
+      if (sdp === 'size') return fail(WsReasons.sdpTooLarge);
+      const offerId = binaryId(o.offer_id);
+      if (offerId === null) return fail(WsReasons.invalidOfferId);
+      offers[i] = { offerId, offer: o.offer };
+    }
+  }
+
+  // `to_peer_id` and `offer_id` mean something only with `answer`, but are checked when present.
+  let toPeerId: Buffer | null = null;
+  if (m.to_peer_id !== undefined && m.to_peer_id !== null) {
+    toPeerId = binaryId(m.to_peer_id);
+    if (toPeerId === null) return fail(WsReasons.invalidToPeerId);
+  }
+  let offerId: Buffer | null = null;
+  if (m.offer_id !== undefined && m.offer_id !== null) {
+    offerId = binaryId(m.offer_id);
+    if (offerId === null) return fail(WsReasons.invalidOfferId);
+  }
+  let answer: WsAnswer | undefined;
+  if (m.answer !== undefined && m.answer !== null) {
+    const sdp = sdpCheck(m.answer, maxSdp);
+    if (sdp === 'shape') return fail(WsReasons.invalidAnswer);
+    if (sdp === 'size') return fail(WsReasons.sdpTooLarge);
+    if (toPeerId === null) return fail(WsReasons.missingToPeerId);
+    if (offerId === null) return fail(WsReasons.missingOfferId);
+    answer = { toPeerId, offerId, answer: m.answer };
+  }
+
+  const msg: WsAnnounce = {
+    action: 'announce',
+    infoHash,
+    peerId,
+    event,
+    uploaded: uploaded ?? 0,
+    downloaded: downloaded ?? 0,
+    left: left ?? 1,
+  };
+  if (numwant !== undefined) msg.numwant = numwant;
+  if (offers !== undefined) msg.offers = offers;
+  if (answer !== undefined) msg.answer = answer;
+  return { ok: true, msg };
+}
+
+function parseScrape(m: Json, limits: WsLimits | undefined): WsParseResult {
+  const maxHashes = limits?.maxInfoHashes ?? WS_LIMITS.maxInfoHashes;
+  const v = m.info_hash;
+  if (v === undefined || v === null) return { ok: true, msg: { action: 'scrape', infoHashes: [] } };
+  if (typeof v === 'string') {
+    const h = binaryId(v);
+    if (h === null) return fail(WsReasons.invalidInfoHash);
+    return { ok: true, msg: { action: 'scrape', infoHashes: [h] } };
+  }
+  if (!Array.isArray(v)) return fail(WsReasons.invalidInfoHash);
+  if (v.length > maxHashes) return fail(WsReasons.tooManyInfoHashes);
+  const infoHashes: Buffer[] = new Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const h = binaryId(v[i]);
+    if (h === null) return fail(WsReasons.invalidInfoHash);
+    infoHashes[i] = h;
+  }
+  return { ok: true, msg: { action: 'scrape', infoHashes } };
+}
+
+// ---- Tracker → client. Ids are 20-byte arrays, written as latin1 binary strings. ----
+
+/** Bytes as a binary string (one UTF-16 code unit per byte). */
+export function toBinaryString(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+}
+
+export interface WsAnnounceResponse {
+  infoHash: Uint8Array;
+  complete: number;
+  incomplete: number;
+  /** Seconds (the client multiplies by 1000). */
+  interval: number;
+  minInterval?: number;
+  warning?: string;
+}
+
+export function encodeAnnounceResponse(r: WsAnnounceResponse): string {
+  const o: Json = { action: 'announce', interval: r.interval };
+  if (r.minInterval !== undefined) o['min interval'] = r.minInterval;
+  o.info_hash = toBinaryString(r.infoHash);
+  o.complete = r.complete;
+  o.incomplete = r.incomplete;
+  if (r.warning !== undefined) o['warning message'] = r.warning;
+  return JSON.stringify(o);
+}
+
+/** An offer relayed to a peer of the swarm; `offer` is the sender's object, verbatim. */
+export function encodeOffer(f: {
+  infoHash: Uint8Array;
+  fromPeerId: Uint8Array;
+  offerId: Uint8Array;
+  offer: unknown;
+}): string {
+  return JSON.stringify({
+    action: 'announce',
+    info_hash: toBinaryString(f.infoHash),
+    peer_id: toBinaryString(f.fromPeerId),
+    offer_id: toBinaryString(f.offerId),
+    offer: f.offer,
+  });
+}
+
+/** An answer relayed to the peer that made the offer; `answer` is the sender's object, verbatim. */
+export function encodeAnswer(f: {
+  infoHash: Uint8Array;
+  fromPeerId: Uint8Array;
+  offerId: Uint8Array;
+  answer: unknown;
+}): string {
+  return JSON.stringify({
+    action: 'announce',
+    info_hash: toBinaryString(f.infoHash),
+    peer_id: toBinaryString(f.fromPeerId),
+    offer_id: toBinaryString(f.offerId),
+    answer: f.answer,
+  });
+}
+
+export interface WsScrapeEntry {
+  infoHash: Uint8Array;
+  complete: number;
+  incomplete: number;
+  downloaded: number;
+}
+
+/** `files` is keyed by binary info hash; a repeated hash: the last entry wins. */
+export function encodeScrapeResponse(entries: readonly WsScrapeEntry[]): string {
+  // No prototype: no key can be special.
+  const files: Record<string, { complete: number; incomplete: number; downloaded: number }> =
+    Object.create(null);
+  for (const e of entries)
+    files[toBinaryString(e.infoHash)] = {
+      complete: e.complete,
+      incomplete: e.incomplete,
+      downloaded: e.downloaded,
+    };
+  return JSON.stringify({ action: 'scrape', files });
+}
+
+/**
+ * A failure. The client routes a message by `action` (a message without one makes it drop the
+ * socket and reconnect) and drops an announce reply whose `info_hash` is not its own: pass both
+ * to have the reason shown to the user.
+ */
+export function encodeFailure(
+  reason: string,
+  opts: { action?: 'announce' | 'scrape'; infoHash?: Uint8Array } = {},
+): string {
+  const o: Json = { 'failure reason': reason };
+  if (opts.action !== undefined) o.action = opts.action;
+  if (opts.infoHash !== undefined) o.info_hash = toBinaryString(opts.infoHash);
+  return JSON.stringify(o);
+}
