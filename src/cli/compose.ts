@@ -1,12 +1,17 @@
 import { mkdirSync } from 'node:fs';
+import { Accountant } from '../accounting/accountant.ts';
+import { createApiHandler } from '../api/api.ts';
 import { resolveConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
+import { type Db, openDatabase } from '../db/connect.ts';
+import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
+import { Policy } from '../policy/policy.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
@@ -34,6 +39,12 @@ export interface Tracker {
   addresses(): TrackerAddresses;
   /** Re-read the TLS certificate and key (the CLI calls this on SIGHUP). */
   reloadTls(): void;
+  /** The database's staff operations (members, torrents, lists, grants); after `start()`. */
+  registry(): Registry;
+  /** Policy (mode, passkeys, lists, grants) as loaded from the database. */
+  readonly policy: Policy;
+  /** Private mode: the accounting step (null otherwise). */
+  readonly accountant: Accountant | null;
 }
 
 function listens(list: string[], key: string): { host: string; port: number }[] {
@@ -64,10 +75,35 @@ export function createTracker(
   const clock = deps.clock ?? ownClock!;
   const counters = new TrackerCounters();
   const store = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  // Policy and accounting read the database through in-memory snapshots; the database itself is
+  // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
+  const policy = new Policy({ mode: config.mode, logger });
+  const accountant =
+    config.mode === 'private'
+      ? new Accountant({
+          logger,
+          clock,
+          snapshot: () => policy.snapshot,
+          flushInterval: config.flushInterval,
+          maxRate: config.maxRate,
+          peerTimeout: config.peerTimeout,
+        })
+      : null;
+  let db: Db | null = null;
+  let registry: Registry | null = null;
+  const getRegistry = (): Registry => {
+    if (registry === null) throw new Error('the tracker is not started: no database yet');
+    return registry;
+  };
   const service = new TrackerService({
     store,
     clock,
     counters,
+    announceSteps: policy.announceSteps(),
+    scrapeSteps: policy.scrapeSteps(),
+    account: accountant
+      ? (req, member, torrent, now) => accountant.account(req, member, torrent, now)
+      : undefined,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,
@@ -87,10 +123,24 @@ export function createTracker(
     https: listens(config.https, 'https'),
     tls: config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : null,
     trustedProxies: config.trustedProxies,
-    fullScrape: config.fullScrape,
+    // A private tracker's full scrape would list its torrents to anyone: never offered there.
+    fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
-    web: createWebHandler({ stats, onError }),
+    web: createWebHandler({
+      stats,
+      onError,
+      api: config.apiToken
+        ? createApiHandler({
+            token: config.apiToken,
+            registry: getRegistry,
+            policy,
+            stats,
+            onError,
+            urls: () => publicUrls(),
+          })
+        : null,
+    }),
     logger,
     logRequests: config.logRequests,
   });
@@ -115,6 +165,10 @@ export function createTracker(
       started = true;
       mkdirSync(config.dataDir, { recursive: true });
       try {
+        db = await openDatabase(config.databaseUrl, config.dataDir);
+        registry = new Registry(db);
+        await policy.connect(registry);
+        accountant?.connect(registry);
         await http.start();
         await udp.start();
       } catch (err) {
@@ -123,12 +177,16 @@ export function createTracker(
       }
       sweeper.start();
       stats.start();
+      policy.start(config.policyRefresh);
+      accountant?.start();
       const a = tracker.addresses();
       logger.info('herald listening', {
         http: a.http.map(fmt),
         https: a.https.map(fmt),
         udp: a.udp.map(fmt),
         dataDir: config.dataDir,
+        mode: config.mode,
+        database: db?.describe,
       });
     },
     async stop() {
@@ -138,7 +196,11 @@ export function createTracker(
       await udp.stop();
       sweeper.stop();
       stats.stop();
+      policy.stop();
+      // Every pending accounting delta is written before the database closes.
+      if (accountant !== null && registry !== null) await accountant.stop();
       await store.close();
+      await db?.close();
       ownClock?.stop();
     },
     addresses() {
@@ -152,7 +214,22 @@ export function createTracker(
     reloadTls() {
       http.reloadTls();
     },
+    registry: getRegistry,
+    policy,
+    accountant,
   };
+  /** Announce base URLs: configured, or derived from the bound listeners. */
+  function publicUrls(): string[] {
+    if (config.publicUrls.length > 0) return config.publicUrls;
+    const a = tracker.addresses();
+    const host = (h: string) =>
+      h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
+    return [
+      ...a.http.map((x) => `http://${host(x.host)}:${x.port}`),
+      ...a.https.map((x) => `https://${host(x.host)}:${x.port}`),
+      ...a.udp.map((x) => `udp://${host(x.host)}:${x.port}`),
+    ];
+  }
   return tracker;
 }
 

@@ -1,5 +1,6 @@
 import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import { ADMIN_COMMANDS, runAdmin } from './admin.ts';
 import { createTracker } from './compose.ts';
 
 /**
@@ -7,6 +8,17 @@ import { createTracker } from './compose.ts';
  * the start/stop order and the process signals.
  */
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] !== undefined && ADMIN_COMMANDS.includes(argv[0])) {
+    try {
+      return await runAdmin(argv[0], argv.slice(1), (s) => process.stdout.write(s), process.env);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.message}\n`);
+        return 2;
+      }
+      throw err;
+    }
+  }
   let cmd: ReturnType<typeof parseCommandLine>;
   try {
     cmd = parseCommandLine(argv);

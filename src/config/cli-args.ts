@@ -1,4 +1,5 @@
 import { stringify } from 'smol-toml';
+import { ADMIN_HELP } from '../cli/admin.ts';
 import { envName, flagName, type HeraldConfig, SCHEMA, tomlName } from './schema.ts';
 
 export type Command =
@@ -63,6 +64,7 @@ export function helpText(topic?: string): string {
     '  help [serve]   show help',
     '  --version      print the version',
     '',
+    ADMIN_HELP,
   ].join('\n');
 }
 

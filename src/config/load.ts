@@ -21,7 +21,7 @@ const BY_TOML = new Map(SCHEMA.map((d) => [tomlName(d), d]));
 const BY_ENV = new Map(SCHEMA.map((d) => [envName(d), d]));
 
 function isList(d: KeyDef): boolean {
-  return d.kind === 'listen-list' || d.kind === 'string-list';
+  return d.kind === 'listen-list' || d.kind === 'string-list' || d.kind === 'url-list';
 }
 
 /** node:util parseArgs options generated from the schema. */

@@ -23,9 +23,29 @@ export interface HeraldConfig {
   udpIo: 'auto' | 'batched' | 'dgram';
   logLevel: LogLevel;
   logRequests: boolean;
+  mode: 'open' | 'whitelist' | 'private';
+  databaseUrl: string;
+  flushInterval: number;
+  policyRefresh: number;
+  maxRate: number;
+  apiToken: string | null;
+  publicUrls: string[];
 }
 
-type Kind = 'listen-list' | 'string-list' | 'path' | 'path?' | 'int' | 'bool' | 'hex?' | 'level' | 'udp-io';
+type Kind =
+  | 'listen-list'
+  | 'string-list'
+  | 'url-list'
+  | 'path'
+  | 'path?'
+  | 'string'
+  | 'secret?'
+  | 'int'
+  | 'bool'
+  | 'hex?'
+  | 'level'
+  | 'udp-io'
+  | 'mode';
 
 export interface KeyDef {
   key: keyof HeraldConfig;
@@ -188,6 +208,61 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'UDP socket I/O: batched (recvmmsg/sendmmsg addon), dgram (Node sockets) or auto (batched when built)',
   },
   {
+    key: 'mode',
+    kind: 'mode',
+    default: 'open',
+    arg: 'MODE',
+    doc: 'open (any torrent; blacklist applies), whitelist (listed and registered torrents only) or private (members with a passkey, registered torrents, accounting)',
+  },
+  {
+    key: 'databaseUrl',
+    kind: 'string',
+    default: '',
+    arg: 'URL',
+    doc: 'Database: empty = SQLite file <data_dir>/herald.db; sqlite:PATH; or postgres://user:password@host:port/db',
+  },
+  {
+    key: 'flushInterval',
+    kind: 'int',
+    min: 1,
+    max: 3600,
+    default: 10,
+    arg: 'SECONDS',
+    doc: 'Private mode: seconds between accounting writes (one transaction each); the most a crash can lose',
+  },
+  {
+    key: 'policyRefresh',
+    kind: 'int',
+    min: 1,
+    max: 3600,
+    default: 2,
+    arg: 'SECONDS',
+    doc: 'Seconds between checks for changes made by the CLI, API or portal (members, torrents, lists, grants)',
+  },
+  {
+    key: 'maxRate',
+    kind: 'int',
+    min: 0,
+    max: 1e15,
+    default: 1_250_000_000,
+    arg: 'BYTES_PER_SECOND',
+    doc: 'Private mode: an upload or download delta faster than this is flagged for staff and not credited (0 = no limit)',
+  },
+  {
+    key: 'apiToken',
+    kind: 'secret?',
+    default: null,
+    arg: 'TOKEN',
+    doc: 'Bearer token for the JSON API under /api (16+ characters; unset = API off)',
+  },
+  {
+    key: 'publicUrls',
+    kind: 'url-list',
+    default: [],
+    arg: 'URL',
+    doc: 'Base URLs members use to reach this tracker, e.g. https://tracker.example.org or udp://tracker.example.org:6969 (repeatable; default: from the listen addresses)',
+  },
+  {
     key: 'logLevel',
     kind: 'level',
     default: 'info',
@@ -268,10 +343,23 @@ export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
       if (raw !== 'auto' && raw !== 'batched' && raw !== 'dgram')
         return bad('must be auto, batched or dgram');
       return raw;
+    case 'mode':
+      if (raw !== 'open' && raw !== 'whitelist' && raw !== 'private')
+        return bad('must be open, whitelist or private');
+      return raw;
+    case 'string':
+      if (typeof raw !== 'string') return bad('must be a string');
+      return raw;
+    case 'secret?':
+      if (raw === null || raw === '') return null;
+      if (typeof raw !== 'string' || raw.length < 16 || /\s/.test(raw))
+        return bad('must be at least 16 characters without spaces');
+      return raw;
     case 'level':
       if (typeof raw !== 'string' || !LOG_LEVELS.includes(raw as LogLevel))
         return bad(`must be one of ${LOG_LEVELS.join(', ')}`);
       return raw;
+    case 'url-list':
     case 'string-list':
     case 'listen-list': {
       const list = listOf(raw);
@@ -282,6 +370,15 @@ export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
           if (parseHostPort(item) === null)
             bad(`"${item}" is not HOST:PORT ([v6]:PORT for IPv6, port 0-65535)`);
       }
+      if (def.kind === 'url-list')
+        for (const item of list) {
+          let u: URL | null = null;
+          try {
+            u = new URL(item);
+          } catch {}
+          if (u === null || !['http:', 'https:', 'udp:', 'ws:', 'wss:'].includes(u.protocol))
+            bad(`"${item}" is not an http(s):// or udp:// URL`);
+        }
       return list;
     }
   }

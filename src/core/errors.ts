@@ -42,6 +42,25 @@ export const Errors = {
   invalidPacket: def('HERALD_INVALID_PACKET', 'malformed packet'),
   invalidAction: def('HERALD_INVALID_ACTION', 'unknown action'),
   internal: def('HERALD_INTERNAL', 'internal error'),
+  // Policy (issue 5): modes, passkeys, grants, client whitelist. Static strings: safe to send.
+  infoHashDenied: def('HERALD_INFO_HASH_DENIED', 'this torrent is not allowed on this tracker (blacklisted)'),
+  infoHashNotListed: def(
+    'HERALD_INFO_HASH_NOT_LISTED',
+    'this torrent is not tracked here (not on the whitelist)',
+  ),
+  passkeyRequired: def(
+    'HERALD_PASSKEY_REQUIRED',
+    'this is a private tracker: use your personal announce URL with your passkey',
+  ),
+  passkeyUnknown: def('HERALD_PASSKEY_UNKNOWN', 'unknown passkey: download the torrent again from the site'),
+  memberDisabled: def('HERALD_MEMBER_DISABLED', 'your account is disabled'),
+  memberBanned: def('HERALD_MEMBER_BANNED', 'your account is banned'),
+  torrentNotRegistered: def('HERALD_TORRENT_NOT_REGISTERED', 'torrent not registered with this tracker'),
+  torrentNotGranted: def('HERALD_TORRENT_NOT_GRANTED', 'you have no access to this torrent'),
+  clientNotAllowed: def(
+    'HERALD_CLIENT_NOT_ALLOWED',
+    'your client is not allowed here: see the site for the list of allowed clients',
+  ),
 } as const;
 
 export type ErrorCode = (typeof Errors)[keyof typeof Errors]['code'];

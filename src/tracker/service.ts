@@ -2,6 +2,7 @@ import type { Clock } from '../core/clock.ts';
 import { Errors, type TrackerError } from '../core/errors.ts';
 import type { TrackerCounters } from '../core/metrics.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../core/types.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 
 /** The tracker rules every frontend shares. Resolved once at start. */
@@ -17,13 +18,29 @@ export interface TrackerSettings {
 }
 
 /**
- * Who is asking, as far as policy cares. Frontends fill what they know; later issues add the
- * passkey (HTTP path, UDP BEP 41 URL data, WS path).
+ * Who is asking, as far as policy cares. Frontends fill `protocol` and `passkey` (HTTP path, UDP
+ * BEP 41 URL data, WS path) and null the rest; private-mode policy fills `member` and `torrent`
+ * for the accounting step.
  */
 export interface RequestContext {
   protocol: 'http' | 'udp' | 'ws';
   passkey: string | null;
+  member: PolicyMember | null;
+  torrent: PolicyTorrent | null;
 }
+
+/** A fresh context for one request. */
+export function requestContext(protocol: RequestContext['protocol'], passkey: string | null): RequestContext {
+  return { protocol, passkey, member: null, torrent: null };
+}
+
+/** Called after policy accepted an announce, before the swarm update (private mode). */
+export type AccountStep = (
+  req: AnnounceRequest,
+  member: PolicyMember,
+  torrent: PolicyTorrent,
+  now: number,
+) => void;
 
 /**
  * A policy step (STYLE.md example 5): returns a `TrackerError` to refuse, or null to pass. Steps
@@ -47,6 +64,7 @@ export class TrackerService {
   readonly counters: TrackerCounters;
   #announceSteps: AnnounceStep[] | null;
   #scrapeSteps: ScrapeStep[] | null;
+  #account: AccountStep | null;
 
   constructor(opts: {
     store: SwarmStore;
@@ -55,6 +73,7 @@ export class TrackerService {
     counters: TrackerCounters;
     announceSteps?: AnnounceStep[];
     scrapeSteps?: ScrapeStep[];
+    account?: AccountStep;
   }) {
     this.store = opts.store;
     this.clock = opts.clock;
@@ -63,6 +82,7 @@ export class TrackerService {
     // Empty step lists are stored as null so the hot path skips them with one test (fastify).
     this.#announceSteps = opts.announceSteps?.length ? opts.announceSteps : null;
     this.#scrapeSteps = opts.scrapeSteps?.length ? opts.scrapeSteps : null;
+    this.#account = opts.account ?? null;
   }
 
   /**
@@ -91,7 +111,11 @@ export class TrackerService {
         if (refused !== null) return refused;
       }
     }
-    return this.store.announce(req, this.clock.now());
+    const now = this.clock.now();
+    const account = this.#account;
+    if (account !== null && ctx.member !== null && ctx.torrent !== null)
+      account(req, ctx.member, ctx.torrent, now);
+    return this.store.announce(req, now);
   }
 
   scrape(

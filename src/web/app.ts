@@ -11,7 +11,10 @@ export type WebHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export function createWebHandler(deps: {
   stats: StatsReporter;
   onError: (err: unknown) => void;
+  /** The JSON API (null when no api_token is configured). */
+  api?: WebHandler | null;
 }): WebHandler {
+  const api = deps.api ?? null;
   const send = (res: ServerResponse, status: number, type: string, body: string) => {
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -20,6 +23,11 @@ export function createWebHandler(deps: {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q >= 0 ? url.slice(0, q) : url;
+    if (path === '/api' || path.startsWith('/api/')) {
+      if (api === null) send(res, 404, 'application/json', '{"error":"the API is off: set api_token"}\n');
+      else api(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
       return;

@@ -20,7 +20,7 @@ import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
-import type { RequestContext, TrackerService } from '../../tracker/service.ts';
+import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 
 export interface Listen {
   host: string;
@@ -60,9 +60,33 @@ function pathIs(buf: Uint8Array, start: number, end: number, path: Uint8Array): 
 }
 
 type Kind = 0 | 1 | 2; // 0 = not a tracker path, 1 = announce, 2 = scrape
+
+/**
+ * The passkey of the last path `trackerPath` matched, or null. A module-level scratch instead of
+ * a result object: the common public path (`/announce`) then allocates nothing.
+ */
+let pathPasskey: string | null = null;
+
 function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
+  pathPasskey = null;
   if (pathIs(buf, start, end, ANNOUNCE)) return 1;
   if (pathIs(buf, start, end, SCRAPE)) return 2;
+  // Private-tracker paths: /announce/<passkey>, /scrape/<passkey>, and /<passkey>/announce for
+  // trackers migrating from software that used that form.
+  if (end - start < 10 || end - start > 200 || buf[start] !== 47) return 0;
+  const parts = Buffer.from(buf.buffer, buf.byteOffset + start + 1, end - start - 1)
+    .toString('latin1')
+    .split('/');
+  if (parts.length !== 2 || parts[0].length === 0 || parts[1].length === 0) return 0;
+  const [a, b] = parts;
+  if (a === 'announce' || a === 'scrape') {
+    pathPasskey = b;
+    return a === 'announce' ? 1 : 2;
+  }
+  if (b === 'announce' || b === 'scrape') {
+    pathPasskey = a;
+    return b === 'announce' ? 1 : 2;
+  }
   return 0;
 }
 
@@ -212,10 +236,11 @@ export class HttpFrontend {
     xForwardedFor: string | null,
     remote: string,
     acceptsGzip: boolean,
+    passkey: string | null,
   ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
     const o = this.#o;
     const counters = o.service.counters;
-    const ctx: RequestContext = { protocol: 'http', passkey: null };
+    const ctx: RequestContext = requestContext('http', passkey);
     if (kind === 1) {
       const q = parseAnnounce(buf, qs, qe);
       if (q instanceof TrackerError) {
@@ -361,6 +386,7 @@ export class HttpFrontend {
       xffFirst,
       req.socket.remoteAddress ?? '',
       gzipOk,
+      pathPasskey,
     );
     const send = (r: Buffer | { body: Buffer; gzip: boolean }) => {
       const body = Buffer.isBuffer(r) ? r : r.body;
@@ -447,6 +473,7 @@ class RawConnection {
           head.xForwardedFor,
           this.#remote,
           acceptsGzip,
+          pathPasskey,
         );
         off = head.headEnd;
         if (out instanceof Promise) {

@@ -4,6 +4,7 @@ import { type PeerAddress, parseIp } from '../../core/address.ts';
 import { TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
+import { passkeyFromPath } from '../../policy/policy.ts';
 import {
   MAX_RESPONSE_SIZE,
   parseRequest,
@@ -13,7 +14,7 @@ import {
   writeScrapeResponse,
 } from '../../protocol/udp/codec.ts';
 import { ConnectionIds } from '../../protocol/udp/connection-id.ts';
-import type { RequestContext, TrackerService } from '../../tracker/service.ts';
+import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { BATCH, loadUdpBatchAddon, META, type UdpBatchAddon } from './batch.ts';
 
 export interface UdpFrontendOptions {
@@ -50,7 +51,8 @@ export class UdpFrontend {
   #ids: ConnectionIds;
   #dgram: Socket[] = [];
   #batched: { addon: UdpBatchAddon; handle: object; host: string }[] = [];
-  #ctx: RequestContext = { protocol: 'udp', passkey: null };
+  /** Reused: the service reads it synchronously, before any await. */
+  #ctx: RequestContext = requestContext('udp', null);
   #outSlot: number;
   /** Parsed client addresses by text form (dgram path): parsing per packet costs more than a lookup. */
   #peerCache = new Map<string, PeerAddress>();
@@ -238,7 +240,12 @@ export class UdpFrontend {
               res.peerCount * stride,
             );
           };
-          const res = service.announce(req, this.#ctx);
+          const ctx = this.#ctx;
+          // Private mode: the passkey travels in BEP 41 URL data ("/announce/<passkey>").
+          ctx.passkey = r.urlData === null ? null : passkeyFromPath(r.urlData);
+          ctx.member = null;
+          ctx.torrent = null;
+          const res = service.announce(req, ctx);
           if (res instanceof Promise) return this.#deferred(res, reply, later);
           return reply(res);
         }
@@ -257,7 +264,11 @@ export class UdpFrontend {
             if (this.#o.logRequests) this.#o.logger.info('udp scrape', { hashes: entries.length });
             return writeScrapeResponse(out, tid, entries);
           };
-          const res = service.scrape(r.infoHashes, this.#ctx);
+          const ctx = this.#ctx;
+          ctx.passkey = null; // BEP 15 scrape packets carry no URL data
+          ctx.member = null;
+          ctx.torrent = null;
+          const res = service.scrape(r.infoHashes, ctx);
           if (res instanceof Promise) return this.#deferred(res, reply, later);
           return reply(res);
         }

@@ -1,0 +1,418 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { type PublicMember, type Registry, RegistryError } from '../db/registry.ts';
+import { MEMBER_STATUSES, ROLES } from '../db/schema.ts';
+import type { Policy } from '../policy/policy.ts';
+import type { StatsReporter } from '../tracker/stats.ts';
+
+/** Announce URLs of a member: one per public base URL, passkey in the path. */
+export function announceUrls(bases: string[], passkey: string): string[] {
+  return bases.map((b) => `${b.replace(/\/+$/, '')}/announce/${passkey}`);
+}
+
+class ApiError extends Error {
+  readonly status: number;
+  readonly issues: unknown;
+  constructor(status: number, message: string, issues?: unknown) {
+    super(message);
+    this.status = status;
+    this.issues = issues;
+  }
+}
+
+const MAX_BODY = 16 * 1024 * 1024;
+const hex40 = z
+  .string()
+  .regex(/^[0-9a-fA-F]{40}$|^[0-9a-fA-F]{64}$/, 'an info hash: 40 hex digits (or 64 for v2)');
+const factor = z.number().int().min(0).max(10000);
+const ref = z.union([z.string().min(1).max(64), z.number().int().positive()]);
+
+const schemas = {
+  newMember: z.strictObject({
+    username: z.string().min(2).max(32),
+    role: z.enum(ROLES).optional(),
+    email: z.string().email().max(254).nullable().optional(),
+    invites: z.number().int().min(0).max(100000).optional(),
+  }),
+  patchMember: z.strictObject({
+    role: z.enum(ROLES).optional(),
+    invites: z.number().int().min(0).max(100000).optional(),
+    email: z.string().email().max(254).nullable().optional(),
+    status: z.enum(MEMBER_STATUSES).optional(),
+    reason: z.string().max(500).nullable().optional(),
+  }),
+  newTorrent: z.union([
+    z.strictObject({
+      metainfo: z.string().base64().min(1),
+      name: z.string().min(1).max(500).optional(),
+      category: z.string().max(100).nullable().optional(),
+      description: z.string().max(100000).nullable().optional(),
+      restricted: z.boolean().optional(),
+      download_factor: factor.optional(),
+      upload_factor: factor.optional(),
+    }),
+    z.strictObject({
+      info_hash: hex40.nullable().optional(),
+      info_hash_v2: z
+        .string()
+        .regex(/^[0-9a-fA-F]{64}$/)
+        .nullable()
+        .optional(),
+      name: z.string().min(1).max(500),
+      size: z.number().int().min(0).optional(),
+      category: z.string().max(100).nullable().optional(),
+      description: z.string().max(100000).nullable().optional(),
+      restricted: z.boolean().optional(),
+      download_factor: factor.optional(),
+      upload_factor: factor.optional(),
+    }),
+  ]),
+  patchTorrent: z.strictObject({
+    name: z.string().min(1).max(500).optional(),
+    category: z.string().max(100).nullable().optional(),
+    description: z.string().max(100000).nullable().optional(),
+    restricted: z.boolean().optional(),
+    freeleech: z.boolean().optional(),
+    download_factor: factor.optional(),
+    upload_factor: factor.optional(),
+  }),
+  note: z.strictObject({ note: z.string().max(500).nullable().optional() }),
+  newGroup: z.strictObject({ name: z.string().min(1).max(64) }),
+  newGrant: z.strictObject({
+    torrent: ref,
+    member: ref.optional(),
+    group: ref.optional(),
+    reference: z.string().max(200).nullable().optional(),
+    expires_at: z.number().int().positive().nullable().optional(),
+  }),
+  settings: z.strictObject({
+    site_download_factor: factor.optional(),
+    site_upload_factor: factor.optional(),
+  }),
+};
+
+type Handler = (params: string[], body: () => Promise<unknown>, query: URLSearchParams) => Promise<unknown>;
+
+/**
+ * The JSON API under /api (docs/openapi.yaml) for staff tools, shops and licensing systems:
+ * members, torrents, info-hash lists, client prefixes, groups, grants, site settings, stats.
+ * Every request needs `Authorization: Bearer <api_token>`; bodies are validated (zod) and a bad
+ * one gets 400 with the issues listed. Changes reach the running tracker(s) through the database
+ * revision within `policy_refresh` seconds (`POST /api/reload` applies them to this one at once).
+ */
+export function createApiHandler(deps: {
+  token: string;
+  registry: () => Registry;
+  policy: Policy;
+  stats: StatsReporter;
+  onError: (err: unknown) => void;
+  urls: () => string[];
+}) {
+  const tokenHash = createHash('sha256').update(deps.token).digest();
+  const reg = () => deps.registry();
+  const memberOut = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(deps.urls(), m.passkey) });
+  const parse = async <T>(schema: z.ZodType<T>, body: () => Promise<unknown>): Promise<T> => {
+    const r = schema.safeParse(await body());
+    if (!r.success)
+      throw new ApiError(
+        400,
+        'invalid request body',
+        r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    return r.data;
+  };
+  const list = (p: string) => {
+    if (p !== 'allow' && p !== 'deny') throw new ApiError(404, 'lists are "allow" and "deny"');
+    return p;
+  };
+  const int = (q: URLSearchParams, k: string, d: number, max: number) => {
+    const v = q.get(k);
+    if (v === null) return d;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > max) throw new ApiError(400, `${k}: an integer 0..${max}`);
+    return n;
+  };
+
+  const routes: [string, string, Handler][] = [
+    ['GET', 'stats', async () => ({ ...(await deps.stats.snapshot()), ...(await reg().counts()) })],
+    ['POST', 'reload', async () => ({ reloaded: await deps.policy.refresh() })],
+    [
+      'GET',
+      'members',
+      async (_p, _b, q) =>
+        (
+          await reg().listMembers({
+            search: q.get('search') ?? undefined,
+            status: (MEMBER_STATUSES as readonly string[]).includes(q.get('status') ?? '')
+              ? (q.get('status') as (typeof MEMBER_STATUSES)[number])
+              : undefined,
+            limit: int(q, 'limit', 100, 1000),
+            offset: int(q, 'offset', 0, 1e9),
+          })
+        ).map(memberOut),
+    ],
+    [
+      'POST',
+      'members',
+      async (_p, body) => {
+        const b = await parse(schemas.newMember, body);
+        return memberOut(
+          await reg().addMember({ username: b.username, role: b.role, email: b.email, invites: b.invites }),
+        );
+      },
+    ],
+    ['GET', 'members/*', async ([m]) => memberOut(await reg().member(m))],
+    [
+      'PATCH',
+      'members/*',
+      async ([m], body) => {
+        const b = await parse(schemas.patchMember, body);
+        let out = await reg().updateMember(m, { role: b.role, invites: b.invites, email: b.email });
+        if (b.status !== undefined) out = await reg().setMemberStatus(m, b.status, b.reason ?? null);
+        return memberOut(out);
+      },
+    ],
+    ['POST', 'members/*/reset-passkey', async ([m]) => memberOut(await reg().resetPasskey(m))],
+    ['GET', 'members/*/torrents', async ([m]) => reg().memberTorrents((await reg().member(m)).id)],
+    [
+      'GET',
+      'torrents',
+      async (_p, _b, q) =>
+        reg().listTorrents({
+          search: q.get('search') ?? undefined,
+          limit: int(q, 'limit', 100, 1000),
+          offset: int(q, 'offset', 0, 1e9),
+        }),
+    ],
+    [
+      'POST',
+      'torrents',
+      async (_p, body) => {
+        const b = await parse(schemas.newTorrent, body);
+        const common = {
+          category: b.category,
+          description: b.description,
+          restricted: b.restricted,
+          downloadFactor: b.download_factor,
+          uploadFactor: b.upload_factor,
+        };
+        if ('metainfo' in b)
+          return reg().addTorrentFile(Buffer.from(b.metainfo, 'base64'), { ...common, name: b.name });
+        return reg().addTorrent({
+          ...common,
+          infoHash: b.info_hash ?? null,
+          infoHashV2: b.info_hash_v2 ?? null,
+          name: b.name,
+          size: b.size ?? 0,
+          fileCount: 1,
+        });
+      },
+    ],
+    ['GET', 'torrents/*', async ([t]) => reg().torrent(t)],
+    [
+      'PATCH',
+      'torrents/*',
+      async ([t], body) => {
+        const b = await parse(schemas.patchTorrent, body);
+        return reg().updateTorrent(t, {
+          name: b.name,
+          category: b.category,
+          description: b.description,
+          restricted: b.restricted,
+          downloadFactor: b.freeleech !== undefined ? (b.freeleech ? 0 : 100) : b.download_factor,
+          uploadFactor: b.upload_factor,
+        });
+      },
+    ],
+    ['DELETE', 'torrents/*', async ([t]) => reg().removeTorrent(t)],
+    ['GET', 'lists/*', async ([l]) => reg().listHashes(list(l))],
+    [
+      'PUT',
+      'lists/*/*',
+      async ([l, h], body) => {
+        const b = await parse(schemas.note, body);
+        return { list: l, info_hash: await reg().addToList(list(l), h, b.note ?? null) };
+      },
+    ],
+    ['DELETE', 'lists/*/*', async ([l, h]) => ({ removed: await reg().removeFromList(list(l), h) })],
+    ['GET', 'clients', async () => reg().listClientPrefixes()],
+    [
+      'PUT',
+      'clients/*',
+      async ([p], body) => {
+        const b = await parse(schemas.note, body);
+        await reg().addClientPrefix(p, b.note ?? null);
+        return { prefix: p };
+      },
+    ],
+    ['DELETE', 'clients/*', async ([p]) => ({ removed: await reg().removeClientPrefix(p) })],
+    ['GET', 'groups', async () => reg().listGroups()],
+    ['POST', 'groups', async (_p, body) => reg().addGroup((await parse(schemas.newGroup, body)).name)],
+    [
+      'PUT',
+      'groups/*/members/*',
+      async ([g, m]) => {
+        await reg().addToGroup(g, m);
+        return { group: g, member: m };
+      },
+    ],
+    ['DELETE', 'groups/*/members/*', async ([g, m]) => ({ removed: await reg().removeFromGroup(g, m) })],
+    [
+      'GET',
+      'grants',
+      async (_p, _b, q) =>
+        reg().listGrants({
+          torrent: q.has('torrent') ? (await reg().torrent(q.get('torrent') ?? '')).id : undefined,
+          member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
+        }),
+    ],
+    [
+      'POST',
+      'grants',
+      async (_p, body) => {
+        const b = await parse(schemas.newGrant, body);
+        return reg().grant({
+          torrent: b.torrent,
+          member: b.member ?? null,
+          group: b.group ?? null,
+          reference: b.reference ?? null,
+          expiresAt: b.expires_at ?? null,
+        });
+      },
+    ],
+    ['DELETE', 'grants/*', async ([id]) => ({ revoked: await reg().revoke({ id: Number(id) }) })],
+    [
+      'DELETE',
+      'grants',
+      async (_p, _b, q) => {
+        const torrent = q.get('torrent');
+        const member = q.get('member');
+        const group = q.get('group');
+        if (torrent === null) throw new ApiError(400, 'give ?torrent= and ?member= or ?group=');
+        return {
+          revoked: await reg().revoke({ torrent, member: member ?? undefined, group: group ?? undefined }),
+        };
+      },
+    ],
+    [
+      'GET',
+      'settings',
+      async () => ({
+        site_download_factor: Number((await reg().setting('site_download_factor')) ?? 100),
+        site_upload_factor: Number((await reg().setting('site_upload_factor')) ?? 100),
+      }),
+    ],
+    [
+      'PUT',
+      'settings',
+      async (_p, body) => {
+        const b = await parse(schemas.settings, body);
+        if (b.site_download_factor !== undefined)
+          await reg().setSetting('site_download_factor', String(b.site_download_factor));
+        if (b.site_upload_factor !== undefined)
+          await reg().setSetting('site_upload_factor', String(b.site_upload_factor));
+        return b;
+      },
+    ],
+  ];
+
+  const match = (method: string, segs: string[]): { h: Handler; params: string[] } | 'method' | null => {
+    let pathMatched = false;
+    for (const [m, pattern, h] of routes) {
+      const ps = pattern.split('/');
+      if (ps.length !== segs.length) continue;
+      const params: string[] = [];
+      let ok = true;
+      for (let i = 0; i < ps.length && ok; i++) {
+        if (ps[i] === '*') params.push(segs[i]);
+        else ok = ps[i] === segs[i];
+      }
+      if (!ok) continue;
+      pathMatched = true;
+      if (m === method) return { h, params };
+    }
+    return pathMatched ? 'method' : null;
+  };
+
+  const send = (res: ServerResponse, status: number, value: unknown) => {
+    const body = `${JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? undefined : v), 2)}\n`;
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+
+  return function apiHandler(req: IncomingMessage, res: ServerResponse): void {
+    const auth = req.headers.authorization ?? '';
+    const given = auth.startsWith('Bearer ')
+      ? createHash('sha256').update(auth.slice(7).trim()).digest()
+      : null;
+    if (given === null || !timingSafeEqual(given, tokenHash)) {
+      res.setHeader('www-authenticate', 'Bearer realm="herald"');
+      send(res, 401, { error: 'missing or wrong bearer token' });
+      req.resume();
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://x');
+    let segs: string[];
+    try {
+      segs = url.pathname
+        .split('/')
+        .filter((s) => s.length > 0)
+        .slice(1)
+        .map(decodeURIComponent);
+    } catch {
+      send(res, 400, { error: 'malformed path' });
+      return;
+    }
+    const found = match(req.method ?? 'GET', segs);
+    if (found === null || found === 'method') {
+      send(res, found === null ? 404 : 405, {
+        error: found === null ? 'no such endpoint' : 'method not allowed',
+      });
+      req.resume();
+      return;
+    }
+    const body = () => readJson(req);
+    found.h(found.params, body, url.searchParams).then(
+      (out) => send(res, req.method === 'POST' ? 201 : 200, out),
+      (err) => {
+        if (err instanceof ApiError) send(res, err.status, { error: err.message, issues: err.issues });
+        else if (err instanceof RegistryError) send(res, err.status, { error: err.message });
+        else {
+          deps.onError(err);
+          send(res, 500, { error: 'internal error' });
+        }
+      },
+    );
+  };
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const type = String(req.headers['content-type'] ?? '');
+    if (!type.startsWith('application/json')) {
+      req.resume();
+      reject(new ApiError(415, 'send the body as application/json'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new ApiError(413, `body larger than ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        resolve(chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new ApiError(400, 'body is not valid JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,444 @@
+import { readFileSync } from 'node:fs';
+import { announceUrls } from '../api/api.ts';
+import { ConfigError, flagOptions, loadConfig } from '../config/load.ts';
+import type { HeraldConfig } from '../config/schema.ts';
+import { openDatabase } from '../db/connect.ts';
+import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
+import { ROLES, type Role } from '../db/schema.ts';
+
+/** Options of the admin commands (everything else on the line is a config flag, as for serve). */
+const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
+  json: 'boolean',
+  role: 'string',
+  email: 'string',
+  invites: 'string',
+  reason: 'string',
+  search: 'string',
+  category: 'string',
+  name: 'string',
+  restricted: 'string',
+  freeleech: 'string',
+  'download-factor': 'string',
+  'upload-factor': 'string',
+  member: 'string',
+  group: 'string',
+  torrent: 'string',
+  reference: 'string',
+  expires: 'string',
+  note: 'string',
+  limit: 'string',
+};
+
+export const ADMIN_COMMANDS = ['member', 'torrent', 'list', 'client', 'group', 'grant', 'site'];
+
+export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
+  herald member add NAME [--role member|uploader|moderator|admin] [--email E] [--invites N]
+  herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
+  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N]
+  herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
+  herald torrent list [--search TEXT] | show TORRENT | remove TORRENT
+  herald torrent set TORRENT [--freeleech yes|no] [--restricted yes|no] [--download-factor PCT] [--upload-factor PCT]
+  herald list allow|deny add|remove INFO_HASH [--note N] | herald list allow|deny show
+  herald client add|remove PEER_ID_PREFIX | herald client list        (client whitelist, e.g. -qB4 -TR4)
+  herald group add NAME | list | add-member GROUP MEMBER | remove-member GROUP MEMBER
+  herald grant add TORRENT (--member M | --group G) [--reference REF] [--expires UNIX_SECONDS]
+  herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
+  herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
+  MEMBER is an id, a username or a passkey; TORRENT an id or an info hash. Every command takes
+  --json, and the same --data-dir/--config/--database-url flags as serve.
+`;
+
+interface Parsed {
+  positionals: string[];
+  opts: Record<string, string | boolean>;
+  configArgs: string[];
+}
+
+function splitArgs(argv: string[]): Parsed {
+  const configFlags = flagOptions();
+  const positionals: string[] = [];
+  const opts: Record<string, string | boolean> = {};
+  const configArgs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--') || a === '--') {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq >= 0 ? eq : undefined);
+    const inline = eq >= 0 ? a.slice(eq + 1) : undefined;
+    const kind = ADMIN_OPTIONS[name];
+    if (kind !== undefined) {
+      if (kind === 'boolean') opts[name] = true;
+      else {
+        const v = inline ?? argv[++i];
+        if (v === undefined) throw new ConfigError(`--${name} needs a value`);
+        opts[name] = v;
+      }
+      continue;
+    }
+    const cf = configFlags[name];
+    if (cf === undefined) throw new ConfigError(`unknown option --${name}`);
+    configArgs.push(a);
+    if (cf.type === 'string' && inline === undefined) {
+      const v = argv[++i];
+      if (v === undefined) throw new ConfigError(`--${name} needs a value`);
+      configArgs.push(v);
+    }
+  }
+  return { positionals, opts, configArgs };
+}
+
+const yes = (v: string | boolean | undefined, name: string): boolean | undefined => {
+  if (v === undefined) return undefined;
+  if (v === true || ['yes', 'on', 'true', '1'].includes(String(v))) return true;
+  if (['no', 'off', 'false', '0'].includes(String(v))) return false;
+  throw new RegistryError(`--${name}: yes or no`);
+};
+const intOpt = (v: string | boolean | undefined, name: string, max = 1e12): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new RegistryError(`--${name}: an integer 0..${max}`);
+  return n;
+};
+
+/** Base URLs for announce URLs printed by the CLI: public_urls, else the listen addresses. */
+function baseUrls(c: HeraldConfig): string[] {
+  if (c.publicUrls.length > 0) return c.publicUrls;
+  const host = (h: string) => (h === '0.0.0.0' || h === '[::]' || h === '::' ? '127.0.0.1' : h);
+  const hp = (l: string) => {
+    const i = l.lastIndexOf(':');
+    return `${host(l.slice(0, i))}:${l.slice(i + 1)}`;
+  };
+  const first = (list: string[]) => (list.length > 0 ? [hp(list[0])] : []);
+  return [
+    ...first(c.http).map((x) => `http://${x}`),
+    ...first(c.https).map((x) => `https://${x}`),
+    ...first(c.udp).map((x) => `udp://${x}`),
+  ];
+}
+
+/**
+ * `herald member|torrent|list|client|group|grant|site ...`: staff operations from a shell, on the
+ * same database as the tracker (SQLite in WAL mode or PostgreSQL), while it runs.
+ */
+export async function runAdmin(
+  command: string,
+  argv: string[],
+  out: (s: string) => void,
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  const { positionals, opts, configArgs } = splitArgs(argv);
+  const config = loadConfig({ argv: configArgs, env, cwd: process.cwd() });
+  const db = await openDatabase(config.databaseUrl, config.dataDir);
+  const reg = new Registry(db);
+  const json = opts.json === true;
+  const print = (value: unknown, text: () => string) =>
+    out(
+      json
+        ? `${JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? undefined : v), 2)}\n`
+        : `${text()}\n`,
+    );
+  const urls = baseUrls(config);
+  const member = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(urls, m.passkey) });
+  const showMember = (m: PublicMember) => {
+    const mm = member(m);
+    print(mm, () =>
+      [
+        `#${m.id} ${m.username} (${m.role}, ${m.status}${m.status_reason ? `: ${m.status_reason}` : ''})`,
+        `  passkey    ${m.passkey}`,
+        `  uploaded   ${m.uploaded}  downloaded ${m.downloaded}  seed time ${m.seed_time}s  invites ${m.invites}`,
+        ...mm.announce_urls.map((u) => `  announce   ${u}`),
+      ].join('\n'),
+    );
+  };
+  const [sub, ...rest] = positionals;
+  const need = (n: number, usage: string) => {
+    if (rest.length < n) throw new RegistryError(`usage: herald ${command} ${usage}`);
+  };
+  try {
+    switch (`${command} ${sub ?? ''}`) {
+      case 'member add': {
+        need(1, 'add NAME');
+        const role = (opts.role as string | undefined) ?? 'member';
+        if (!(ROLES as readonly string[]).includes(role))
+          throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
+        showMember(
+          await reg.addMember({
+            username: rest[0],
+            role: role as Role,
+            email: (opts.email as string | undefined) ?? null,
+            invites: intOpt(opts.invites, 'invites', 100000),
+          }),
+        );
+        break;
+      }
+      case 'member list': {
+        const list = await reg.listMembers({
+          search: opts.search as string | undefined,
+          limit: intOpt(opts.limit, 'limit', 100000) ?? 1000,
+        });
+        print(list.map(member), () =>
+          list
+            .map(
+              (m) =>
+                `#${m.id}\t${m.username}\t${m.role}\t${m.status}\tup ${m.uploaded}\tdown ${m.downloaded}`,
+            )
+            .join('\n'),
+        );
+        break;
+      }
+      case 'member show':
+        need(1, 'show MEMBER');
+        showMember(await reg.member(rest[0]));
+        break;
+      case 'member disable':
+      case 'member ban':
+      case 'member enable': {
+        need(1, `${sub} MEMBER`);
+        const status = sub === 'enable' ? 'active' : sub === 'ban' ? 'banned' : 'disabled';
+        showMember(await reg.setMemberStatus(rest[0], status, (opts.reason as string | undefined) ?? null));
+        break;
+      }
+      case 'member reset-passkey':
+        need(1, 'reset-passkey MEMBER');
+        showMember(await reg.resetPasskey(rest[0]));
+        break;
+      case 'member set': {
+        need(1, 'set MEMBER [--role R] [--invites N]');
+        const role = opts.role as string | undefined;
+        if (role !== undefined && !(ROLES as readonly string[]).includes(role))
+          throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
+        showMember(
+          await reg.updateMember(rest[0], {
+            role: role as Role | undefined,
+            invites: intOpt(opts.invites, 'invites', 100000),
+            email: opts.email as string | undefined,
+          }),
+        );
+        break;
+      }
+      case 'torrent add': {
+        need(1, 'add FILE.torrent');
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(rest[0]);
+        } catch (err) {
+          throw new RegistryError(`cannot read ${rest[0]}: ${(err as Error).message}`);
+        }
+        const free = yes(opts.freeleech, 'freeleech');
+        const t = await reg.addTorrentFile(bytes, {
+          category: (opts.category as string | undefined) ?? null,
+          restricted: yes(opts.restricted, 'restricted') ?? false,
+          downloadFactor: free ? 0 : intOpt(opts['download-factor'], 'download-factor', 10000),
+          uploadFactor: intOpt(opts['upload-factor'], 'upload-factor', 10000),
+          name: opts.name as string | undefined,
+        });
+        if (config.mode === 'private' && !t.private && !json)
+          out('warning: this torrent has no private flag: clients may also use DHT and PEX with it\n');
+        print(
+          t,
+          () =>
+            `#${t.id} ${t.name}\n  info hash    ${t.info_hash ?? '-'}\n  info hash v2 ${t.info_hash_v2 ?? '-'}`,
+        );
+        break;
+      }
+      case 'torrent list': {
+        const list = await reg.listTorrents({
+          search: opts.search as string | undefined,
+          limit: intOpt(opts.limit, 'limit', 100000) ?? 1000,
+        });
+        print(list, () =>
+          list
+            .map(
+              (t) =>
+                `#${t.id}\t${t.info_hash ?? t.info_hash_v2?.slice(0, 40)}\t${t.size}\t${t.snatches}\t${t.name}`,
+            )
+            .join('\n'),
+        );
+        break;
+      }
+      case 'torrent show': {
+        need(1, 'show TORRENT');
+        const t = await reg.torrent(rest[0]);
+        print(t, () =>
+          Object.entries(t)
+            .map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`)
+            .join('\n'),
+        );
+        break;
+      }
+      case 'torrent remove': {
+        need(1, 'remove TORRENT');
+        const t = await reg.removeTorrent(rest[0]);
+        print(t, () => `removed #${t.id} ${t.name}`);
+        break;
+      }
+      case 'torrent set': {
+        need(
+          1,
+          'set TORRENT [--freeleech yes|no] [--restricted yes|no] [--download-factor PCT] [--upload-factor PCT]',
+        );
+        const free = yes(opts.freeleech, 'freeleech');
+        const t = await reg.updateTorrent(rest[0], {
+          restricted: yes(opts.restricted, 'restricted'),
+          downloadFactor:
+            free !== undefined ? (free ? 0 : 100) : intOpt(opts['download-factor'], 'download-factor', 10000),
+          uploadFactor: intOpt(opts['upload-factor'], 'upload-factor', 10000),
+          category: opts.category as string | undefined,
+          name: opts.name as string | undefined,
+        });
+        print(
+          t,
+          () =>
+            `#${t.id} ${t.name}: download ${t.download_factor}%, upload ${t.upload_factor}%, restricted ${t.restricted ? 'yes' : 'no'}`,
+        );
+        break;
+      }
+      case 'list allow':
+      case 'list deny': {
+        const list = sub as 'allow' | 'deny';
+        const [verb, hash] = rest;
+        if (verb === 'add' && hash) {
+          const h = await reg.addToList(list, hash, (opts.note as string | undefined) ?? null);
+          print({ list, info_hash: h }, () => `added ${h} to the ${list} list`);
+        } else if (verb === 'remove' && hash) {
+          const removed = await reg.removeFromList(list, hash);
+          print({ list, removed }, () =>
+            removed ? `removed ${hash} from the ${list} list` : `${hash} was not on the ${list} list`,
+          );
+        } else if (verb === 'show' || verb === undefined) {
+          const rows = await reg.listHashes(list);
+          print(rows, () => rows.map((r) => `${r.info_hash}${r.note ? `\t${r.note}` : ''}`).join('\n'));
+        } else
+          throw new RegistryError(
+            `usage: herald list ${list} add|remove INFO_HASH | herald list ${list} show`,
+          );
+        break;
+      }
+      case 'client add':
+        need(1, 'add PREFIX');
+        await reg.addClientPrefix(rest[0], (opts.note as string | undefined) ?? null);
+        print({ prefix: rest[0] }, () => `allowed clients now include ${rest[0]}`);
+        break;
+      case 'client remove': {
+        need(1, 'remove PREFIX');
+        const removed = await reg.removeClientPrefix(rest[0]);
+        print({ prefix: rest[0], removed }, () =>
+          removed ? `removed ${rest[0]}` : `${rest[0]} was not listed`,
+        );
+        break;
+      }
+      case 'client list': {
+        const rows = await reg.listClientPrefixes();
+        print(rows, () =>
+          rows.length ? rows.map((r) => r.prefix).join('\n') : '(empty: every client is allowed)',
+        );
+        break;
+      }
+      case 'group add': {
+        need(1, 'add NAME');
+        const g = await reg.addGroup(rest[0]);
+        print(g, () => `group #${g.id} ${g.name}`);
+        break;
+      }
+      case 'group list': {
+        const rows = await reg.listGroups();
+        print(rows, () => rows.map((g) => `#${g.id}\t${g.name}`).join('\n'));
+        break;
+      }
+      case 'group add-member':
+        need(2, 'add-member GROUP MEMBER');
+        await reg.addToGroup(rest[0], rest[1]);
+        print({ group: rest[0], member: rest[1] }, () => `${rest[1]} is in ${rest[0]}`);
+        break;
+      case 'group remove-member': {
+        need(2, 'remove-member GROUP MEMBER');
+        const removed = await reg.removeFromGroup(rest[0], rest[1]);
+        print({ removed }, () =>
+          removed ? `${rest[1]} left ${rest[0]}` : `${rest[1]} was not in ${rest[0]}`,
+        );
+        break;
+      }
+      case 'grant add': {
+        need(1, 'add TORRENT (--member M | --group G)');
+        const g = await reg.grant({
+          torrent: rest[0],
+          member: (opts.member as string | undefined) ?? null,
+          group: (opts.group as string | undefined) ?? null,
+          reference: (opts.reference as string | undefined) ?? null,
+          expiresAt: intOpt(opts.expires, 'expires') ?? null,
+        });
+        print(
+          g,
+          () =>
+            `grant #${g.id}: torrent #${g.torrent_id} to ${g.member_id ? `member #${g.member_id}` : `group #${g.group_id}`}`,
+        );
+        break;
+      }
+      case 'grant remove': {
+        need(1, 'remove GRANT_ID | remove TORRENT (--member M | --group G)');
+        const n =
+          opts.member === undefined && opts.group === undefined
+            ? await reg.revoke({ id: intOpt(rest[0], 'grant id') })
+            : await reg.revoke({
+                torrent: rest[0],
+                member: opts.member as string | undefined,
+                group: opts.group as string | undefined,
+              });
+        print({ revoked: n }, () => `${n} grant(s) revoked`);
+        break;
+      }
+      case 'grant list': {
+        const rows = await reg.listGrants({
+          torrent: opts.torrent ? (await reg.torrent(opts.torrent as string)).id : undefined,
+          member: opts.member ? (await reg.member(opts.member as string)).id : undefined,
+        });
+        print(rows, () =>
+          rows
+            .map(
+              (g) =>
+                `#${g.id}\ttorrent #${g.torrent_id}\t${g.member_id ? `member #${g.member_id}` : `group #${g.group_id}`}\t${g.reference ?? ''}`,
+            )
+            .join('\n'),
+        );
+        break;
+      }
+      case 'site show': {
+        const s = {
+          site_download_factor: Number((await reg.setting('site_download_factor')) ?? 100),
+          site_upload_factor: Number((await reg.setting('site_upload_factor')) ?? 100),
+          ...(await reg.counts()),
+        };
+        print(s, () =>
+          Object.entries(s)
+            .map(([k, v]) => `${k} ${v}`)
+            .join('\n'),
+        );
+        break;
+      }
+      case 'site set': {
+        need(2, 'set download_factor|upload_factor PCT');
+        const key = rest[0].replace(/^site_/, '');
+        if (key !== 'download_factor' && key !== 'upload_factor')
+          throw new RegistryError('site set: download_factor or upload_factor');
+        const v = intOpt(rest[1], key, 10000) ?? 100;
+        await reg.setSetting(`site_${key}`, String(v));
+        print({ [`site_${key}`]: v }, () => `site ${key} = ${v}%`);
+        break;
+      }
+      default:
+        throw new RegistryError(`unknown command: herald ${command} ${sub ?? ''}\n\n${ADMIN_HELP}`);
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof RegistryError) {
+      process.stderr.write(`herald: ${err.message}\n`);
+      return err.status === 404 ? 3 : 1;
+    }
+    throw err;
+  } finally {
+    await db.close();
+  }
+}

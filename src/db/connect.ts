@@ -1,0 +1,66 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { migrate } from './migrations.ts';
+import { nodeSqlite } from './node-sqlite.ts';
+import type { Database } from './schema.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Db {
+  kysely: Kysely<Database>;
+  dialect: Dialect;
+  /** Where it is, for logs (no password). */
+  describe: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database named by `database_url` (DESIGN.md "Real components"): empty or `sqlite:`
+ * paths give the embedded SQLite file under the data directory; `postgres://` (or
+ * `postgresql://`) a PostgreSQL pool. The schema is migrated to the latest version before use.
+ */
+export async function openDatabase(url: string, dataDir: string): Promise<Db> {
+  const dialect: Dialect = /^postgres(ql)?:\/\//i.test(url) ? 'postgres' : 'sqlite';
+  let kysely: Kysely<Database>;
+  let describe: string;
+  if (dialect === 'postgres') {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 10,
+      // 64-bit counts and sums come back as strings by default; every figure Herald stores fits
+      // a double exactly (2^53 bytes is 9 PB), so read them as numbers.
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === 20 || oid === 1700
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      },
+    });
+    pool.on('error', () => {}); // an idle client's error is reported by the next query
+    kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    describe = url.replace(/\/\/[^@/]*@/, '//***@');
+  } else {
+    const path = sqlitePath(url, dataDir);
+    if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
+    const { database } = nodeSqlite(path);
+    kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    describe = `sqlite:${path}`;
+  }
+  try {
+    await migrate(kysely, dialect);
+  } catch (err) {
+    await kysely.destroy();
+    throw err;
+  }
+  return { kysely, dialect, describe, close: () => kysely.destroy() };
+}
+
+/** `""` → <dataDir>/herald.db; `sqlite:PATH` or a plain path → that file; `sqlite::memory:`. */
+export function sqlitePath(url: string, dataDir: string): string {
+  let p = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+  if (p.startsWith('//')) p = p.slice(2);
+  if (p === '') return join(dataDir, 'herald.db');
+  return p;
+}

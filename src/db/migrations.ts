@@ -1,0 +1,186 @@
+import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import type { Dialect } from './connect.ts';
+
+/**
+ * Schema migrations, in order, for both engines. Only portable column types are used; where the
+ * engines differ (auto-increment ids, binary columns) `t` picks the right one. A migration, once
+ * released, is never edited: a change is a new migration.
+ */
+function types(dialect: Dialect) {
+  return {
+    blob: dialect === 'postgres' ? ('bytea' as const) : ('blob' as const),
+    id: dialect === 'postgres' ? ('serial' as const) : ('integer' as const),
+  };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: migrations run against a schema that is still being built
+type AnyDb = Kysely<any>;
+
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const t = types(dialect);
+  const id = (c: { primaryKey: () => unknown; autoIncrement: () => unknown }) => {
+    // SQLite: INTEGER PRIMARY KEY AUTOINCREMENT; PostgreSQL: SERIAL PRIMARY KEY.
+    const k = c.primaryKey() as typeof c;
+    return dialect === 'sqlite' ? k.autoIncrement() : k;
+  };
+  return {
+    '0001_initial': {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('members')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('username', 'text', (c) => c.notNull().unique())
+          .addColumn('email', 'text')
+          .addColumn('password_hash', 'text')
+          .addColumn('role', 'text', (c) => c.notNull().defaultTo('member'))
+          .addColumn('status', 'text', (c) => c.notNull().defaultTo('active'))
+          .addColumn('status_reason', 'text')
+          .addColumn('passkey', 'text', (c) => c.notNull().unique())
+          .addColumn('feed_key', 'text', (c) => c.notNull().unique())
+          .addColumn('uploaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('downloaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('raw_uploaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('raw_downloaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('seed_time', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('invites', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('invited_by', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('last_announce_at', 'bigint')
+          .execute();
+        await db.schema
+          .createTable('invitations')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('code', 'text', (c) => c.notNull().unique())
+          .addColumn('inviter_id', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('email', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('used_by', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('used_at', 'bigint')
+          .execute();
+        await db.schema
+          .createTable('applications')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('username', 'text', (c) => c.notNull())
+          .addColumn('email', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
+          .addColumn('reason', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('decided_by', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('decided_at', 'bigint')
+          .addColumn('invitation_id', 'integer', (c) => c.references('invitations.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createTable('torrents')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('info_hash', 'text', (c) => c.unique())
+          .addColumn('info_hash_v2', 'text', (c) => c.unique())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('size', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('file_count', 'integer', (c) => c.notNull().defaultTo(1))
+          .addColumn('category', 'text')
+          .addColumn('description', 'text')
+          .addColumn('uploader_id', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('download_factor', 'integer', (c) => c.notNull().defaultTo(100))
+          .addColumn('upload_factor', 'integer', (c) => c.notNull().defaultTo(100))
+          .addColumn('restricted', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('snatches', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('metainfo', t.blob)
+          .execute();
+        await db.schema
+          .createTable('groups')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .execute();
+        await db.schema
+          .createTable('group_members')
+          .addColumn('group_id', 'integer', (c) => c.notNull().references('groups.id').onDelete('cascade'))
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addPrimaryKeyConstraint('group_members_pk', ['group_id', 'member_id'])
+          .execute();
+        await db.schema
+          .createTable('grants')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('member_id', 'integer', (c) => c.references('members.id').onDelete('cascade'))
+          .addColumn('group_id', 'integer', (c) => c.references('groups.id').onDelete('cascade'))
+          .addColumn('reference', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('grants_torrent').on('grants').column('torrent_id').execute();
+        await db.schema
+          .createTable('member_torrents')
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('uploaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('downloaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('raw_uploaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('raw_downloaded', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('seed_time', 'bigint', (c) => c.notNull().defaultTo(0))
+          .addColumn('announces', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('completed_at', 'bigint')
+          .addColumn('first_announce_at', 'bigint', (c) => c.notNull())
+          .addColumn('last_announce_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('member_torrents_pk', ['member_id', 'torrent_id'])
+          .execute();
+        await db.schema
+          .createIndex('member_torrents_torrent')
+          .on('member_torrents')
+          .column('torrent_id')
+          .execute();
+        await db.schema
+          .createTable('hash_lists')
+          .addColumn('list', 'text', (c) => c.notNull())
+          .addColumn('info_hash', 'text', (c) => c.notNull())
+          .addColumn('note', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('hash_lists_pk', ['list', 'info_hash'])
+          .execute();
+        await db.schema
+          .createTable('client_prefixes')
+          .addColumn('prefix', 'text', (c) => c.primaryKey())
+          .addColumn('note', 'text')
+          .execute();
+        await db.schema
+          .createTable('accounting_flags')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('peer_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('uploaded', 'bigint', (c) => c.notNull())
+          .addColumn('downloaded', 'bigint', (c) => c.notNull())
+          .addColumn('seconds', 'bigint', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('settings')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .execute();
+        await db.insertInto('settings').values({ key: 'revision', value: '1' }).execute();
+      },
+    },
+  };
+}
+
+/** Brings the schema up to date. Safe to call from several processes at once (Kysely locks). */
+export async function migrate(db: AnyDb, dialect: Dialect): Promise<void> {
+  const list = migrations(dialect);
+  const provider: MigrationProvider = { getMigrations: async () => list };
+  const migrator = new Migrator({ db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error');
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
+  }
+}

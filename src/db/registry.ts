@@ -1,0 +1,580 @@
+import { randomBytes } from 'node:crypto';
+import { type Kysely, sql, type Transaction } from 'kysely';
+import { parseMetainfo } from '../protocol/metainfo/index.ts';
+import type { Db } from './connect.ts';
+import type { Database, Member, MemberStatus, Role, Torrent } from './schema.ts';
+
+/** A mistake by the caller (unknown member, duplicate name...): safe to show as is. */
+export class RegistryError extends Error {
+  readonly status: number;
+  constructor(message: string, status = 400) {
+    super(message);
+    this.name = 'RegistryError';
+    this.status = status;
+  }
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+export const newKey = () => randomBytes(16).toString('hex');
+const HEX40 = /^[0-9a-f]{40}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Normalises a 40-hex info hash (a v1 hash or a v2 hash as trackers see it) or throws. */
+export function infoHashHex(s: string): string {
+  const h = s.trim().toLowerCase();
+  if (HEX64.test(h)) return h.slice(0, 40);
+  if (!HEX40.test(h)) throw new RegistryError(`"${s}" is not an info hash (40 hex digits, or 64 for v2)`);
+  return h;
+}
+
+export type PublicMember = Omit<Member, 'password_hash'>;
+
+export interface NewTorrent {
+  infoHash: string | null;
+  infoHashV2: string | null;
+  name: string;
+  size: number;
+  fileCount: number;
+  metainfo?: Uint8Array | null;
+  uploaderId?: number | null;
+  category?: string | null;
+  description?: string | null;
+  restricted?: boolean;
+  downloadFactor?: number;
+  uploadFactor?: number;
+}
+
+export type TorrentSummary = Omit<Torrent, 'metainfo'>;
+
+const TORRENT_COLUMNS = [
+  'id',
+  'info_hash',
+  'info_hash_v2',
+  'name',
+  'size',
+  'file_count',
+  'category',
+  'description',
+  'uploader_id',
+  'created_at',
+  'download_factor',
+  'upload_factor',
+  'restricted',
+  'snatches',
+] as const;
+
+const MEMBER_COLUMNS = [
+  'id',
+  'username',
+  'email',
+  'role',
+  'status',
+  'status_reason',
+  'passkey',
+  'feed_key',
+  'uploaded',
+  'downloaded',
+  'raw_uploaded',
+  'raw_downloaded',
+  'seed_time',
+  'invites',
+  'invited_by',
+  'created_at',
+  'last_announce_at',
+] as const;
+
+/**
+ * Everything staff tools change: members, torrents, info-hash lists, client prefixes, groups and
+ * grants. Used by the CLI, the API and the portal, in this process or another one. Every change
+ * bumps the `revision` setting in the same transaction; running trackers poll it and reload
+ * their policy within seconds (`PolicyCache`).
+ */
+export class Registry {
+  readonly db: Db;
+  constructor(db: Db) {
+    this.db = db;
+  }
+
+  get #k(): Kysely<Database> {
+    return this.db.kysely;
+  }
+
+  async revision(): Promise<number> {
+    const r = await this.#k
+      .selectFrom('settings')
+      .select('value')
+      .where('key', '=', 'revision')
+      .executeTakeFirst();
+    return r ? Number(r.value) : 0;
+  }
+
+  /** Runs `fn` in a transaction that also bumps the revision. */
+  async change<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    return this.#k.transaction().execute(async (trx) => {
+      const out = await fn(trx);
+      await sql`UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'`.execute(
+        trx,
+      );
+      return out;
+    });
+  }
+
+  // ---- members ----
+
+  async addMember(opts: {
+    username: string;
+    role?: Role;
+    email?: string | null;
+    invites?: number;
+    invitedBy?: number | null;
+    passwordHash?: string | null;
+  }): Promise<PublicMember> {
+    const username = opts.username.trim();
+    if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
+      throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+    const exists = await this.#k
+      .selectFrom('members')
+      .select('id')
+      .where('username', '=', username)
+      .executeTakeFirst();
+    if (exists) throw new RegistryError(`member "${username}" already exists`, 409);
+    const id = await this.change(async (trx) => {
+      const r = await trx
+        .insertInto('members')
+        .values({
+          username,
+          email: opts.email ?? null,
+          password_hash: opts.passwordHash ?? null,
+          role: opts.role ?? 'member',
+          status: 'active',
+          status_reason: null,
+          passkey: newKey(),
+          feed_key: newKey(),
+          uploaded: 0,
+          downloaded: 0,
+          raw_uploaded: 0,
+          raw_downloaded: 0,
+          seed_time: 0,
+          invites: opts.invites ?? 0,
+          invited_by: opts.invitedBy ?? null,
+          created_at: now(),
+          last_announce_at: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return r.id;
+    });
+    return this.member(id);
+  }
+
+  /** By id, username or passkey. */
+  async findMember(ref: string | number): Promise<PublicMember | undefined> {
+    let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS);
+    if (typeof ref === 'number') q = q.where('id', '=', ref);
+    else if (/^[0-9]+$/.test(ref)) q = q.where('id', '=', Number(ref));
+    else if (/^[0-9a-f]{32}$/.test(ref))
+      q = q.where((eb) => eb.or([eb('passkey', '=', ref), eb('username', '=', ref)]));
+    else q = q.where('username', '=', ref);
+    return q.executeTakeFirst();
+  }
+
+  async member(ref: string | number): Promise<PublicMember> {
+    const m = await this.findMember(ref);
+    if (!m) throw new RegistryError(`no member "${ref}"`, 404);
+    return m;
+  }
+
+  async listMembers(opts: { search?: string; status?: MemberStatus; limit?: number; offset?: number } = {}) {
+    let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS).orderBy('id');
+    if (opts.search) q = q.where('username', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    if (opts.status) q = q.where('status', '=', opts.status);
+    return q
+      .limit(opts.limit ?? 100)
+      .offset(opts.offset ?? 0)
+      .execute();
+  }
+
+  async setMemberStatus(
+    ref: string | number,
+    status: MemberStatus,
+    reason: string | null,
+  ): Promise<PublicMember> {
+    const m = await this.member(ref);
+    await this.change((trx) =>
+      trx
+        .updateTable('members')
+        .set({ status, status_reason: status === 'active' ? null : reason })
+        .where('id', '=', m.id)
+        .execute(),
+    );
+    return this.member(m.id);
+  }
+
+  async updateMember(
+    ref: string | number,
+    patch: { role?: Role; invites?: number; email?: string | null },
+  ): Promise<PublicMember> {
+    const m = await this.member(ref);
+    const set: Record<string, unknown> = {};
+    if (patch.role !== undefined) set.role = patch.role;
+    if (patch.invites !== undefined) set.invites = patch.invites;
+    if (patch.email !== undefined) set.email = patch.email;
+    if (Object.keys(set).length > 0)
+      await this.change((trx) => trx.updateTable('members').set(set).where('id', '=', m.id).execute());
+    return this.member(m.id);
+  }
+
+  async resetPasskey(ref: string | number): Promise<PublicMember> {
+    const m = await this.member(ref);
+    await this.change((trx) =>
+      trx.updateTable('members').set({ passkey: newKey() }).where('id', '=', m.id).execute(),
+    );
+    return this.member(m.id);
+  }
+
+  // ---- torrents ----
+
+  async addTorrent(t: NewTorrent): Promise<TorrentSummary> {
+    const v1 = t.infoHash === null ? null : infoHashHex(t.infoHash);
+    const v2 = t.infoHashV2 === null ? null : t.infoHashV2.toLowerCase();
+    if (v1 === null && v2 === null) throw new RegistryError('a torrent needs a v1 or a v2 info hash');
+    if (v2 !== null && !HEX64.test(v2)) throw new RegistryError('info_hash_v2 must be 64 hex digits');
+    const clash = await this.#k
+      .selectFrom('torrents')
+      .select(['id', 'name'])
+      .where((eb) =>
+        eb.or([
+          ...(v1 ? [eb('info_hash', '=', v1), eb(sql`substr(info_hash_v2, 1, 40)`, '=', v1)] : []),
+          ...(v2 ? [eb('info_hash_v2', '=', v2), eb('info_hash', '=', v2.slice(0, 40))] : []),
+        ]),
+      )
+      .executeTakeFirst();
+    if (clash) throw new RegistryError(`torrent already registered (#${clash.id} ${clash.name})`, 409);
+    const id = await this.change(async (trx) => {
+      const r = await trx
+        .insertInto('torrents')
+        .values({
+          info_hash: v1,
+          info_hash_v2: v2,
+          name: t.name,
+          size: t.size,
+          file_count: t.fileCount,
+          category: t.category ?? null,
+          description: t.description ?? null,
+          uploader_id: t.uploaderId ?? null,
+          created_at: now(),
+          download_factor: t.downloadFactor ?? 100,
+          upload_factor: t.uploadFactor ?? 100,
+          restricted: t.restricted ? 1 : 0,
+          snatches: 0,
+          metainfo: t.metainfo ?? null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return r.id;
+    });
+    return this.torrent(id);
+  }
+
+  /** Registers a .torrent file (both hashes of a hybrid torrent), keeping the file. */
+  async addTorrentFile(
+    bytes: Uint8Array,
+    extra: Omit<NewTorrent, 'infoHash' | 'infoHashV2' | 'name' | 'size' | 'fileCount' | 'metainfo'> & {
+      name?: string;
+    } = {},
+  ): Promise<TorrentSummary & { private: boolean }> {
+    const parsed = parseMetainfo(bytes);
+    if (!parsed.ok) throw new RegistryError(`not a valid .torrent file: ${parsed.error}`);
+    const m = parsed.torrent;
+    const t = await this.addTorrent({
+      ...extra,
+      infoHash: m.infoHashV1 ? m.infoHashV1.toString('hex') : null,
+      infoHashV2: m.infoHashV2 ? m.infoHashV2.toString('hex') : null,
+      name: extra.name ?? m.name,
+      size: m.totalSize,
+      fileCount: m.files.length,
+      metainfo: Buffer.from(bytes),
+    });
+    return { ...t, private: m.private };
+  }
+
+  /** By id or info hash (v1, v2 or truncated v2). */
+  async findTorrent(ref: string | number): Promise<TorrentSummary | undefined> {
+    let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS);
+    if (typeof ref === 'number' || /^[0-9]{1,12}$/.test(ref)) q = q.where('id', '=', Number(ref));
+    else {
+      const h = ref.trim().toLowerCase();
+      if (HEX64.test(h)) q = q.where('info_hash_v2', '=', h);
+      else {
+        const v = infoHashHex(h);
+        q = q.where((eb) => eb.or([eb('info_hash', '=', v), eb(sql`substr(info_hash_v2, 1, 40)`, '=', v)]));
+      }
+    }
+    return q.executeTakeFirst();
+  }
+
+  async torrent(ref: string | number): Promise<TorrentSummary> {
+    const t = await this.findTorrent(ref);
+    if (!t) throw new RegistryError(`no torrent "${ref}"`, 404);
+    return t;
+  }
+
+  async torrentFile(id: number): Promise<Uint8Array | null> {
+    const r = await this.#k.selectFrom('torrents').select('metainfo').where('id', '=', id).executeTakeFirst();
+    return r?.metainfo ?? null;
+  }
+
+  async listTorrents(opts: { search?: string; limit?: number; offset?: number } = {}) {
+    let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
+    if (opts.search) q = q.where('name', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    return q
+      .limit(opts.limit ?? 100)
+      .offset(opts.offset ?? 0)
+      .execute();
+  }
+
+  async updateTorrent(
+    ref: string | number,
+    patch: {
+      name?: string;
+      category?: string | null;
+      description?: string | null;
+      restricted?: boolean;
+      downloadFactor?: number;
+      uploadFactor?: number;
+    },
+  ): Promise<TorrentSummary> {
+    const t = await this.torrent(ref);
+    const set: Record<string, unknown> = {};
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.category !== undefined) set.category = patch.category;
+    if (patch.description !== undefined) set.description = patch.description;
+    if (patch.restricted !== undefined) set.restricted = patch.restricted ? 1 : 0;
+    if (patch.downloadFactor !== undefined) set.download_factor = patch.downloadFactor;
+    if (patch.uploadFactor !== undefined) set.upload_factor = patch.uploadFactor;
+    if (Object.keys(set).length > 0)
+      await this.change((trx) => trx.updateTable('torrents').set(set).where('id', '=', t.id).execute());
+    return this.torrent(t.id);
+  }
+
+  async removeTorrent(ref: string | number): Promise<TorrentSummary> {
+    const t = await this.torrent(ref);
+    await this.change(async (trx) => {
+      await trx.deleteFrom('grants').where('torrent_id', '=', t.id).execute();
+      await trx.deleteFrom('member_torrents').where('torrent_id', '=', t.id).execute();
+      await trx.deleteFrom('accounting_flags').where('torrent_id', '=', t.id).execute();
+      await trx.deleteFrom('torrents').where('id', '=', t.id).execute();
+    });
+    return t;
+  }
+
+  // ---- info-hash lists and client prefixes ----
+
+  async addToList(list: 'allow' | 'deny', hash: string, note: string | null = null): Promise<string> {
+    const h = infoHashHex(hash);
+    await this.change(async (trx) => {
+      await trx.deleteFrom('hash_lists').where('list', '=', list).where('info_hash', '=', h).execute();
+      await trx.insertInto('hash_lists').values({ list, info_hash: h, note, created_at: now() }).execute();
+    });
+    return h;
+  }
+
+  async removeFromList(list: 'allow' | 'deny', hash: string): Promise<boolean> {
+    const h = infoHashHex(hash);
+    const r = await this.change((trx) =>
+      trx.deleteFrom('hash_lists').where('list', '=', list).where('info_hash', '=', h).executeTakeFirst(),
+    );
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  listHashes(list: 'allow' | 'deny') {
+    return this.#k
+      .selectFrom('hash_lists')
+      .select(['info_hash', 'note', 'created_at'])
+      .where('list', '=', list)
+      .orderBy('created_at')
+      .execute();
+  }
+
+  async addClientPrefix(prefix: string, note: string | null = null): Promise<void> {
+    if (prefix.length < 1 || prefix.length > 20) throw new RegistryError('client prefix: 1 to 20 characters');
+    await this.change(async (trx) => {
+      await trx.deleteFrom('client_prefixes').where('prefix', '=', prefix).execute();
+      await trx.insertInto('client_prefixes').values({ prefix, note }).execute();
+    });
+  }
+
+  async removeClientPrefix(prefix: string): Promise<boolean> {
+    const r = await this.change((trx) =>
+      trx.deleteFrom('client_prefixes').where('prefix', '=', prefix).executeTakeFirst(),
+    );
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  listClientPrefixes() {
+    return this.#k.selectFrom('client_prefixes').selectAll().orderBy('prefix').execute();
+  }
+
+  // ---- groups and grants ----
+
+  async addGroup(name: string): Promise<{ id: number; name: string }> {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
+      throw new RegistryError('group name: 1 to 64 letters, digits, ".", "_" or "-"');
+    const exists = await this.#k
+      .selectFrom('groups')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (exists) throw new RegistryError(`group "${name}" already exists`, 409);
+    return this.change((trx) =>
+      trx.insertInto('groups').values({ name }).returning(['id', 'name']).executeTakeFirstOrThrow(),
+    );
+  }
+
+  async group(ref: string | number): Promise<{ id: number; name: string }> {
+    let q = this.#k.selectFrom('groups').select(['id', 'name']);
+    q =
+      typeof ref === 'number' || /^[0-9]+$/.test(ref)
+        ? q.where('id', '=', Number(ref))
+        : q.where('name', '=', ref);
+    const g = await q.executeTakeFirst();
+    if (!g) throw new RegistryError(`no group "${ref}"`, 404);
+    return g;
+  }
+
+  listGroups() {
+    return this.#k.selectFrom('groups').select(['id', 'name']).orderBy('name').execute();
+  }
+
+  async addToGroup(groupRef: string | number, memberRef: string | number): Promise<void> {
+    const g = await this.group(groupRef);
+    const m = await this.member(memberRef);
+    await this.change(async (trx) => {
+      await trx
+        .deleteFrom('group_members')
+        .where('group_id', '=', g.id)
+        .where('member_id', '=', m.id)
+        .execute();
+      await trx.insertInto('group_members').values({ group_id: g.id, member_id: m.id }).execute();
+    });
+  }
+
+  async removeFromGroup(groupRef: string | number, memberRef: string | number): Promise<boolean> {
+    const g = await this.group(groupRef);
+    const m = await this.member(memberRef);
+    const r = await this.change((trx) =>
+      trx
+        .deleteFrom('group_members')
+        .where('group_id', '=', g.id)
+        .where('member_id', '=', m.id)
+        .executeTakeFirst(),
+    );
+    return Number(r.numDeletedRows) > 0;
+  }
+
+  /** Grants a member (or a group) access to a restricted torrent. Returns the grant. */
+  async grant(opts: {
+    torrent: string | number;
+    member?: string | number | null;
+    group?: string | number | null;
+    reference?: string | null;
+    expiresAt?: number | null;
+  }) {
+    if ((opts.member == null) === (opts.group == null))
+      throw new RegistryError('a grant names one member or one group');
+    const t = await this.torrent(opts.torrent);
+    const memberId = opts.member != null ? (await this.member(opts.member)).id : null;
+    const groupId = opts.group != null ? (await this.group(opts.group)).id : null;
+    return this.change((trx) =>
+      trx
+        .insertInto('grants')
+        .values({
+          torrent_id: t.id,
+          member_id: memberId,
+          group_id: groupId,
+          reference: opts.reference ?? null,
+          created_at: now(),
+          expires_at: opts.expiresAt ?? null,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow(),
+    );
+  }
+
+  /** Revokes one grant by id, or every grant of a member (or group) on a torrent. */
+  async revoke(opts: {
+    id?: number;
+    torrent?: string | number;
+    member?: string | number;
+    group?: string | number;
+  }): Promise<number> {
+    let q = this.#k.deleteFrom('grants');
+    if (opts.id !== undefined) q = q.where('id', '=', opts.id);
+    else {
+      if (opts.torrent === undefined || (opts.member === undefined) === (opts.group === undefined))
+        throw new RegistryError('revoke: give a grant id, or a torrent and one member or group');
+      q = q.where('torrent_id', '=', (await this.torrent(opts.torrent)).id);
+      if (opts.member !== undefined) q = q.where('member_id', '=', (await this.member(opts.member)).id);
+      if (opts.group !== undefined) q = q.where('group_id', '=', (await this.group(opts.group)).id);
+    }
+    const r = await this.change((trx) => trx.executeQuery(q.compile()));
+    return Number(r.numAffectedRows ?? 0n);
+  }
+
+  listGrants(opts: { torrent?: number; member?: number } = {}) {
+    let q = this.#k.selectFrom('grants').selectAll().orderBy('id');
+    if (opts.torrent !== undefined) q = q.where('torrent_id', '=', opts.torrent);
+    if (opts.member !== undefined) q = q.where('member_id', '=', opts.member);
+    return q.execute();
+  }
+
+  // ---- site settings ----
+
+  async setting(key: string): Promise<string | null> {
+    const r = await this.#k.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return r?.value ?? null;
+  }
+
+  async setSetting(key: string, value: string): Promise<void> {
+    await this.change(async (trx) => {
+      await trx.deleteFrom('settings').where('key', '=', key).execute();
+      await trx.insertInto('settings').values({ key, value }).execute();
+    });
+  }
+
+  // ---- statistics ----
+
+  async memberTorrents(memberId: number) {
+    return this.#k
+      .selectFrom('member_torrents')
+      .innerJoin('torrents', 'torrents.id', 'member_torrents.torrent_id')
+      .select([
+        'member_torrents.torrent_id',
+        'torrents.name',
+        'member_torrents.uploaded',
+        'member_torrents.downloaded',
+        'member_torrents.raw_uploaded',
+        'member_torrents.raw_downloaded',
+        'member_torrents.seed_time',
+        'member_torrents.announces',
+        'member_torrents.completed_at',
+        'member_torrents.last_announce_at',
+      ])
+      .where('member_torrents.member_id', '=', memberId)
+      .orderBy('member_torrents.last_announce_at', 'desc')
+      .execute();
+  }
+
+  async counts() {
+    const one = async (table: 'members' | 'torrents') =>
+      Number(
+        (
+          await this.#k
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    return { members: await one('members'), torrents: await one('torrents') };
+  }
+}

@@ -1,0 +1,171 @@
+import type { Generated, Insertable, Selectable } from 'kysely';
+
+/**
+ * The database, as Kysely sees it: one schema for SQLite and PostgreSQL. Portable types only:
+ * integers (unix seconds for times, 0/1 for flags, bytes as 64-bit integers read as JS numbers,
+ * exact to 9 PB), text (info hashes as lowercase hex), and the .torrent file as a blob/bytea.
+ * Percentages instead of floats: a download factor of 0 is freeleech, 50 half-leech; an upload
+ * factor of 200 counts uploads double.
+ */
+export interface Database {
+  members: MembersTable;
+  invitations: InvitationsTable;
+  applications: ApplicationsTable;
+  torrents: TorrentsTable;
+  groups: GroupsTable;
+  group_members: GroupMembersTable;
+  grants: GrantsTable;
+  member_torrents: MemberTorrentsTable;
+  hash_lists: HashListsTable;
+  client_prefixes: ClientPrefixesTable;
+  accounting_flags: AccountingFlagsTable;
+  settings: SettingsTable;
+}
+
+export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+export const MEMBER_STATUSES = ['active', 'disabled', 'banned'] as const;
+export type MemberStatus = (typeof MEMBER_STATUSES)[number];
+
+export interface MembersTable {
+  id: Generated<number>;
+  username: string;
+  email: string | null;
+  password_hash: string | null;
+  role: Role;
+  status: MemberStatus;
+  status_reason: string | null;
+  /** 32 hex characters; in every announce URL of the member. */
+  passkey: string;
+  /** Key of the personal RSS feed, distinct from the passkey (resettable on its own). */
+  feed_key: string;
+  /** Credited figures (after freeleech and multipliers): what the ratio is made of. */
+  uploaded: number;
+  downloaded: number;
+  /** What clients reported, before freeleech and multipliers. */
+  raw_uploaded: number;
+  raw_downloaded: number;
+  seed_time: number;
+  invites: number;
+  invited_by: number | null;
+  created_at: number;
+  last_announce_at: number | null;
+}
+export type Member = Selectable<MembersTable>;
+export type NewMember = Insertable<MembersTable>;
+
+export interface InvitationsTable {
+  id: Generated<number>;
+  code: string;
+  inviter_id: number | null;
+  email: string | null;
+  created_at: number;
+  expires_at: number;
+  used_by: number | null;
+  used_at: number | null;
+}
+
+export interface ApplicationsTable {
+  id: Generated<number>;
+  username: string;
+  email: string;
+  body: string;
+  status: 'pending' | 'approved' | 'rejected';
+  reason: string | null;
+  created_at: number;
+  decided_by: number | null;
+  decided_at: number | null;
+  invitation_id: number | null;
+}
+
+export interface TorrentsTable {
+  id: Generated<number>;
+  /** v1 info hash (SHA-1), 40 hex; null for a v2-only torrent. */
+  info_hash: string | null;
+  /** v2 info hash (SHA-256), 64 hex; trackers see its first 20 bytes (BEP 52). */
+  info_hash_v2: string | null;
+  name: string;
+  size: number;
+  file_count: number;
+  category: string | null;
+  description: string | null;
+  uploader_id: number | null;
+  created_at: number;
+  /** Percent of downloads counted (0 = freeleech). */
+  download_factor: number;
+  /** Percent of uploads counted. */
+  upload_factor: number;
+  /** 1: only members holding a grant may announce it. */
+  restricted: number;
+  snatches: number;
+  metainfo: Uint8Array | null;
+}
+export type Torrent = Selectable<TorrentsTable>;
+
+export interface GroupsTable {
+  id: Generated<number>;
+  name: string;
+}
+
+export interface GroupMembersTable {
+  group_id: number;
+  member_id: number;
+}
+
+export interface GrantsTable {
+  id: Generated<number>;
+  torrent_id: number;
+  member_id: number | null;
+  group_id: number | null;
+  /** Free text for the caller, e.g. a shop's order number. */
+  reference: string | null;
+  created_at: number;
+  /** Unix seconds; null = never. */
+  expires_at: number | null;
+}
+
+export interface MemberTorrentsTable {
+  member_id: number;
+  torrent_id: number;
+  uploaded: number;
+  downloaded: number;
+  raw_uploaded: number;
+  raw_downloaded: number;
+  seed_time: number;
+  announces: number;
+  /** Set once when the member completes the torrent (a snatch). */
+  completed_at: number | null;
+  first_announce_at: number;
+  last_announce_at: number;
+}
+
+export interface HashListsTable {
+  list: 'allow' | 'deny';
+  /** 40 hex: a v1 hash or a truncated v2 hash, as trackers see them. */
+  info_hash: string;
+  note: string | null;
+  created_at: number;
+}
+
+export interface ClientPrefixesTable {
+  /** Peer id prefix, e.g. "-qB4", "-TR4". */
+  prefix: string;
+  note: string | null;
+}
+
+export interface AccountingFlagsTable {
+  id: Generated<number>;
+  member_id: number;
+  torrent_id: number;
+  peer_id: string;
+  kind: string;
+  uploaded: number;
+  downloaded: number;
+  seconds: number;
+  created_at: number;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}

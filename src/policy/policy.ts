@@ -1,0 +1,262 @@
+import { Errors, type TrackerError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { AnnounceRequest } from '../core/types.ts';
+import type { Registry } from '../db/registry.ts';
+import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+
+export type Mode = 'open' | 'whitelist' | 'private';
+
+/** A member as the hot path needs it. */
+export interface PolicyMember {
+  id: number;
+  status: 0 | 1 | 2; // active, disabled, banned
+  groups: number[];
+}
+
+/** A registered torrent as the hot path needs it. */
+export interface PolicyTorrent {
+  id: number;
+  restricted: boolean;
+  downloadFactor: number;
+  uploadFactor: number;
+}
+
+interface Grants {
+  members: Map<number, number>; // member id -> expiry (unix s; 0 = never)
+  groups: Map<number, number>;
+}
+
+/**
+ * Everything policy reads, held in memory so that an announce never waits for the database:
+ * loaded whole at start and again whenever the database `revision` moves (every change made
+ * through `Registry` bumps it; `refresh()` polls it every `policy_refresh` seconds). Keys are
+ * the raw 20-byte info hash as a latin1 string, the form a request carries.
+ */
+export class PolicySnapshot {
+  members = new Map<string, PolicyMember>();
+  torrents = new Map<string, PolicyTorrent>();
+  grants = new Map<number, Grants>();
+  allow = new Set<string>();
+  deny = new Set<string>();
+  clientPrefixes: string[] = [];
+  siteDownloadFactor = 100;
+  siteUploadFactor = 100;
+  revision = -1;
+}
+
+const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('latin1');
+
+export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
+  const k = reg.db.kysely;
+  const s = new PolicySnapshot();
+  s.revision = await reg.revision();
+  const groupsOf = new Map<number, number[]>();
+  for (const r of await k.selectFrom('group_members').select(['group_id', 'member_id']).execute()) {
+    const g = groupsOf.get(r.member_id);
+    if (g === undefined) groupsOf.set(r.member_id, [r.group_id]);
+    else g.push(r.group_id);
+  }
+  for (const m of await k.selectFrom('members').select(['id', 'passkey', 'status']).execute()) {
+    s.members.set(m.passkey, {
+      id: m.id,
+      status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
+      groups: groupsOf.get(m.id) ?? [],
+    });
+  }
+  const torrents = await k
+    .selectFrom('torrents')
+    .select(['id', 'info_hash', 'info_hash_v2', 'restricted', 'download_factor', 'upload_factor'])
+    .execute();
+  for (const t of torrents) {
+    const pt: PolicyTorrent = {
+      id: t.id,
+      restricted: t.restricted === 1,
+      downloadFactor: t.download_factor,
+      uploadFactor: t.upload_factor,
+    };
+    // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
+    if (t.info_hash) s.torrents.set(hexKey(t.info_hash), pt);
+    if (t.info_hash_v2) s.torrents.set(hexKey(t.info_hash_v2), pt);
+  }
+  for (const g of await k
+    .selectFrom('grants')
+    .select(['torrent_id', 'member_id', 'group_id', 'expires_at'])
+    .execute()) {
+    let e = s.grants.get(g.torrent_id);
+    if (e === undefined) {
+      e = { members: new Map(), groups: new Map() };
+      s.grants.set(g.torrent_id, e);
+    }
+    const exp = g.expires_at ?? 0;
+    const into = g.member_id !== null ? e.members : e.groups;
+    const id = g.member_id ?? g.group_id ?? 0;
+    const prev = into.get(id);
+    // Several grants for one holder: the longest wins (0 = never expires).
+    if (prev === undefined || prev !== 0)
+      into.set(id, exp === 0 || prev === undefined ? exp : Math.max(prev, exp));
+  }
+  for (const h of await k.selectFrom('hash_lists').select(['list', 'info_hash']).execute()) {
+    (h.list === 'allow' ? s.allow : s.deny).add(hexKey(h.info_hash));
+  }
+  s.clientPrefixes = (await k.selectFrom('client_prefixes').select('prefix').execute()).map((r) => r.prefix);
+  for (const r of await k
+    .selectFrom('settings')
+    .select(['key', 'value'])
+    .where('key', 'in', ['site_download_factor', 'site_upload_factor'])
+    .execute()) {
+    const n = Number(r.value);
+    if (!Number.isInteger(n) || n < 0) continue;
+    if (r.key === 'site_download_factor') s.siteDownloadFactor = n;
+    else s.siteUploadFactor = n;
+  }
+  return s;
+}
+
+/**
+ * The policy steps of the announce service (DESIGN.md "policy"), built for the configured mode
+ * over a snapshot that is swapped whole on reload. Open mode: only the blacklist (free while it
+ * is empty) and the client whitelist (free while it is empty).
+ */
+export class Policy {
+  readonly mode: Mode;
+  #reg: Registry | null = null;
+  #logger: Logger;
+  #snap: PolicySnapshot = new PolicySnapshot();
+  #timer: NodeJS.Timeout | null = null;
+  #refreshing = false;
+
+  constructor(opts: { mode: Mode; logger: Logger }) {
+    this.mode = opts.mode;
+    this.#logger = opts.logger;
+  }
+
+  /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
+  async connect(registry: Registry): Promise<void> {
+    this.#reg = registry;
+    this.#snap = await loadSnapshot(registry);
+  }
+
+  get snapshot(): PolicySnapshot {
+    return this.#snap;
+  }
+
+  /** Reloads when the database revision moved. Never throws (a failed poll is logged). */
+  async refresh(): Promise<boolean> {
+    const reg = this.#reg;
+    if (this.#refreshing || reg === null) return false;
+    this.#refreshing = true;
+    try {
+      const rev = await reg.revision();
+      if (rev === this.#snap.revision) return false;
+      const t0 = performance.now();
+      this.#snap = await loadSnapshot(reg);
+      this.#logger.info('policy reloaded', {
+        revision: this.#snap.revision,
+        members: this.#snap.members.size,
+        torrents: this.#snap.torrents.size,
+        ms: Math.round(performance.now() - t0),
+      });
+      return true;
+    } catch (err) {
+      this.#logger.error('policy refresh failed', { err: String(err) });
+      return false;
+    } finally {
+      this.#refreshing = false;
+    }
+  }
+
+  start(everySeconds: number): void {
+    this.#timer = setInterval(() => void this.refresh(), everySeconds * 1000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** Who may announce what. Fills `ctx.member` and `ctx.torrent` in private mode. */
+  announceSteps(): AnnounceStep[] {
+    const steps: AnnounceStep[] = [(req, ctx) => this.#checkTorrent(req.infoHash, ctx, req.event)];
+    steps.push((req) => this.#checkClient(req));
+    return steps;
+  }
+
+  scrapeSteps(): ScrapeStep[] {
+    return [
+      (hashes, ctx) => {
+        for (let i = 0; i < hashes.length; i++) {
+          const refused = this.#checkTorrent(hashes[i], ctx, -1);
+          if (refused !== null) return refused;
+        }
+        return null;
+      },
+    ];
+  }
+
+  #checkClient(req: AnnounceRequest): TrackerError | null {
+    const prefixes = this.#snap.clientPrefixes;
+    if (prefixes.length === 0) return null;
+    for (let i = 0; i < prefixes.length; i++) {
+      const p = prefixes[i];
+      let ok = p.length <= 20;
+      for (let j = 0; ok && j < p.length; j++) ok = req.peerId[j] === p.charCodeAt(j);
+      if (ok) return null;
+    }
+    return Errors.clientNotAllowed;
+  }
+
+  #checkTorrent(infoHash: Uint8Array, ctx: RequestContext, _event: number): TrackerError | null {
+    const s = this.#snap;
+    if (this.mode === 'open') {
+      if (s.deny.size === 0) return null;
+      return s.deny.has(Buffer.from(infoHash).toString('latin1')) ? Errors.infoHashDenied : null;
+    }
+    const key = Buffer.from(infoHash).toString('latin1');
+    if (s.deny.has(key)) return Errors.infoHashDenied;
+    if (this.mode === 'whitelist') {
+      // Whitelist mode tracks the allow list and every registered torrent.
+      return s.allow.has(key) || s.torrents.has(key) ? null : Errors.infoHashNotListed;
+    }
+    // Private mode.
+    let member = ctx.member;
+    if (member === null) {
+      if (ctx.passkey === null) return Errors.passkeyRequired;
+      member = s.members.get(ctx.passkey) ?? null;
+      if (member === null) return Errors.passkeyUnknown;
+      if (member.status === 1) return Errors.memberDisabled;
+      if (member.status === 2) return Errors.memberBanned;
+      ctx.member = member;
+    }
+    const torrent = s.torrents.get(key);
+    if (torrent === undefined) return Errors.torrentNotRegistered;
+    if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
+    ctx.torrent = torrent;
+    return null;
+  }
+
+  #granted(torrentId: number, member: PolicyMember): boolean {
+    const g = this.#snap.grants.get(torrentId);
+    if (g === undefined) return false;
+    const now = Math.floor(Date.now() / 1000);
+    const m = g.members.get(member.id);
+    if (m !== undefined && (m === 0 || m > now)) return true;
+    for (let i = 0; i < member.groups.length; i++) {
+      const e = g.groups.get(member.groups[i]);
+      if (e !== undefined && (e === 0 || e > now)) return true;
+    }
+    return false;
+  }
+}
+
+/** The passkey in a BEP 41 URL-data path or an HTTP path: `/announce/<pk>` or `/<pk>/announce`. */
+export function passkeyFromPath(path: string | null): string | null {
+  if (path === null) return null;
+  const q = path.indexOf('?');
+  const p = q >= 0 ? path.slice(0, q) : path;
+  const parts = p.split('/').filter((x) => x.length > 0);
+  if (parts.length !== 2) return null;
+  if (parts[0] === 'announce' || parts[0] === 'scrape') return parts[1];
+  if (parts[1] === 'announce' || parts[1] === 'scrape') return parts[0];
+  return null;
+}
