@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The one command that sets up everything Herald's tests need on a fresh Debian machine and runs
 # the whole suite (README "Quick start"; .ci/run calls exactly this).
-#   - Debian packages: the real BitTorrent clients of the end-to-end tests.
+#   - Debian packages: the real BitTorrent clients of the end-to-end tests, PostgreSQL.
+#   - PostgreSQL started on 127.0.0.1 (scripts/start-services.sh); its tests are mandatory here.
 #   - npm packages (npm ci), including the npm `node` package that brings Node 24.
 #   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end).
-# Later issues add here: redis-server, postgresql and chromium, started on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl)
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -24,6 +24,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+echo "test-all: starting servers on loopback"
+bash scripts/start-services.sh
+export HERALD_TEST_PG_URL="postgres://herald:herald@127.0.0.1:5432/herald"
+export HERALD_REQUIRE_PG=1
 
 echo "test-all: npm ci"
 npm ci --no-audit --no-fund

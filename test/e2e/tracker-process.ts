@@ -2,7 +2,7 @@
  * Runs `herald serve` as a real child process (the command users run), on ephemeral loopback
  * ports, and stops it by PID.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +14,23 @@ export interface RunningTracker {
   http: { host: string; port: number }[];
   udp: { host: string; port: number }[];
   stderr: () => string;
+  dataDir: string;
+  /** Runs a herald admin command (e.g. `member add`) on the same data directory. */
+  admin(args: string[]): { status: number; stdout: string; stderr: string };
+  /** Kills the process with SIGKILL (a crash); the data directory stays until `stop()`. */
+  crash(): Promise<void>;
+  /** SIGTERM and wait; the data directory stays until `stop()`. */
+  stopGracefully(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startTracker(args: string[]): Promise<RunningTracker> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
+export function runHerald(args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(NODE, [join(ROOT, 'bin/herald.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export async function startTracker(args: string[], opts: { dataDir?: string } = {}): Promise<RunningTracker> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'herald-e2e-'));
   const child: ChildProcess = spawn(
     NODE,
     [join(ROOT, 'bin/herald.js'), 'serve', '--data-dir', dataDir, '--log-level', 'info', ...args],
@@ -46,8 +58,22 @@ export async function startTracker(args: string[]): Promise<RunningTracker> {
     http: info.http.map(split),
     udp: info.udp.map(split),
     stderr: () => err,
+    dataDir,
+    admin: (a: string[]) => runHerald([...a, '--data-dir', dataDir, ...args]),
+    async crash() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stopGracefully() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
     async stop() {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         const t = setTimeout(() => child.kill('SIGKILL'), 5000);

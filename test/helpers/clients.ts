@@ -40,11 +40,13 @@ export interface AnnounceFields {
   noPeerId?: boolean;
   ip?: string;
   extra?: string;
+  /** Path before the query (default /announce; private trackers: /announce/<passkey>). */
+  base?: string;
 }
 
 export function announcePath(f: AnnounceFields): string {
   const peerId = f.peerId ?? Buffer.from(`-HT0001-${String(f.port).padStart(12, '0')}`);
-  let q = `/announce?info_hash=${pct(f.infoHash)}&peer_id=${pct(peerId)}&port=${f.port}`;
+  let q = `${f.base ?? '/announce'}?info_hash=${pct(f.infoHash)}&peer_id=${pct(peerId)}&port=${f.port}`;
   q += `&uploaded=${f.uploaded ?? 0}&downloaded=${f.downloaded ?? 0}&left=${f.left ?? 1000}`;
   if (f.event) q += `&event=${f.event}`;
   if (f.numwant !== undefined) q += `&numwant=${f.numwant}`;

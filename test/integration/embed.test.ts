@@ -30,6 +30,7 @@ test('the built package embeds a tracker: start, serve, stop', async () => {
       interval: 600,
       minInterval: 300,
       logLevel: 'silent',
+      databaseUrl: 'sqlite::memory:',
     });
     await tracker.start();
     const { http, udp } = tracker.addresses();

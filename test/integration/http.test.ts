@@ -33,6 +33,7 @@ before(async () => {
       defaultNumWant: 5,
       maxNumWant: 8,
       logLevel: 'silent',
+      databaseUrl: 'sqlite::memory:',
     },
     { clock },
   );
@@ -294,6 +295,7 @@ describe('full scrape when enabled', () => {
       fullScrape: true,
       fullScrapeInterval: 60,
       logLevel: 'silent',
+      databaseUrl: 'sqlite::memory:',
     });
     await t.start();
     try {
@@ -318,6 +320,7 @@ describe('trusted proxy', () => {
       udp: [],
       trustedProxies: ['127.0.0.1'],
       logLevel: 'silent',
+      databaseUrl: 'sqlite::memory:',
     });
     await t.start();
     try {

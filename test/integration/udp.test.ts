@@ -32,6 +32,7 @@ function suite(io: 'batched' | 'dgram') {
         minInterval: 60,
         peerTimeout: 1500,
         logLevel: 'silent',
+        databaseUrl: 'sqlite::memory:',
         udpIo: io,
       },
       { clock },
