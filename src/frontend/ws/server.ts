@@ -1,0 +1,421 @@
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { parseIp } from '../../core/address.ts';
+import { Errors, TrackerError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { AnnounceRequest } from '../../core/types.ts';
+import {
+  encodeAnnounceResponse,
+  encodeFailure,
+  encodeScrapeResponse,
+  parseClientMessage,
+  WS_LIMITS,
+  type WsLimits,
+  WsReasons,
+} from '../../protocol/websocket/codec.ts';
+import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
+import { type RtcConnection, type WebRtcStats, WebRtcSwarms } from './webrtc-swarms.ts';
+
+export interface WsFrontendOptions {
+  /** Clock, counters and `numWant` clamping. WebRTC peers live in this frontend's own swarms. */
+  service: TrackerService;
+  /** Its own listeners (may be empty when the HTTP listener hands upgrades over). */
+  listen: { host: string; port: number }[];
+  /** Given: the own listeners speak `wss://`. */
+  tls?: { cert: Buffer; key: Buffer } | null;
+  logger: Logger;
+  /** Largest message in bytes (default 64 KiB): a longer one gets a failure and close 1009. */
+  maxPayload?: number;
+  /**
+   * A socket that sends nothing for this long is closed (default 120 000). Keep it above
+   * `interval`: a WebTorrent client is silent between announces.
+   */
+  idleTimeoutMs?: number;
+  /** Seconds between announces, sent to clients. */
+  interval: number;
+  /** Seconds a client must wait between announces, sent to clients. */
+  minInterval: number;
+  /** Most offers in one announce (default: the codec's 20). */
+  maxOffers?: number;
+  /** Scrape without `info_hash` lists every WebRTC swarm (default false: refused). */
+  fullScrape?: boolean;
+  /**
+   * The policy steps for an announce (the composition root connects the service's steps here).
+   * `req.ip`/`req.port` are the socket's remote endpoint; `req.numWant` is already clamped.
+   * Not called for an answer: it changes no state, and only a peer that got the offer may send it.
+   */
+  authorize?: (req: AnnounceRequest, ctx: RequestContext) => TrackerError | null;
+  /** The policy steps for a scrape (full scrape included, with an empty list). */
+  authorizeScrape?: (infoHashes: readonly Uint8Array[], ctx: RequestContext) => TrackerError | null;
+  /** Seconds after its last announce that a WebRTC peer expires (default 2 × interval). */
+  peerTimeout?: number;
+  /** Most torrents one socket may announce (default 100). */
+  maxSwarmsPerSocket?: number;
+  /** Log every announce and scrape (debugging only: costly). */
+  logRequests?: boolean;
+}
+
+export interface WsStats extends WebRtcStats {
+  sockets: number;
+}
+
+/** A socket whose unsent output exceeds this is a reader too slow to keep: it is dropped. */
+const MAX_BUFFERED = 4 * 1024 * 1024;
+/** Close codes (RFC 6455 §7.4.1). */
+const GOING_AWAY = 1001;
+const POLICY = 1008;
+const TOO_BIG = 1009;
+
+interface Client {
+  ws: WebSocket;
+  conn: RtcConnection;
+  /** Reused per message; `member`/`torrent` are reset each time (policy fills them). */
+  ctx: RequestContext;
+  family: 4 | 6;
+  ip: Uint8Array;
+  port: number;
+  /** Date.now() of the last message received. */
+  lastMessage: number;
+}
+
+/**
+ * The passkey of a tracker WebSocket path, '' when the path has none, or null when the path is
+ * not one: `/`, `/announce`, `/announce/<passkey>`, `/<passkey>/announce` (query ignored).
+ * Plain `/` is accepted because many magnet links carry `wss://host:port` with no path.
+ */
+export function wsPasskey(url: string): string | null {
+  const q = url.indexOf('?');
+  const path = q >= 0 ? url.slice(0, q) : url;
+  if (path === '/' || path === '/announce' || path === '/announce/') return '';
+  const parts = path.split('/');
+  if (parts.length !== 3 || parts[0] !== '' || parts[1].length === 0 || parts[2].length === 0) return null;
+  if (parts[1] === 'announce' && parts[2] !== 'announce') return parts[2];
+  if (parts[2] === 'announce' && parts[1] !== 'announce') return parts[1];
+  return null;
+}
+
+/**
+ * The WebTorrent tracker over WebSocket (DESIGN.md "WS"): browsers announce with SDP offers, the
+ * tracker relays each offer to another peer of the swarm and relays the answer back. Text frames
+ * only, parsed by `protocol/websocket/codec.ts`; peers kept in `WebRtcSwarms`, apart from the
+ * TCP/UDP store.
+ *
+ * Sockets reach it from its own listeners (`listen`, `tls`) or from the HTTP listener through
+ * `handleUpgrade`. Call `start()` in either case: it also starts the idle and expiry timers.
+ *
+ * A malformed or oversized message gets a `failure reason` and the socket is closed (1008 or
+ * 1009): a real client never sends one. A refusal (policy, peer id in use) gets a
+ * `failure reason` and the socket stays open.
+ */
+export class WsFrontend {
+  #o: WsFrontendOptions;
+  #wss: WebSocketServer;
+  #swarms: WebRtcSwarms;
+  #servers: Server[] = [];
+  #clients = new Set<Client>();
+  #limits: WsLimits;
+  #maxPayload: number;
+  #idleTimeoutMs: number;
+  #idleTimer: NodeJS.Timeout | null = null;
+  #sweepTimer: NodeJS.Timeout | null = null;
+  #stopped = false;
+
+  constructor(opts: WsFrontendOptions) {
+    this.#o = opts;
+    this.#maxPayload = opts.maxPayload ?? 64 * 1024;
+    this.#idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
+    this.#limits = {
+      maxBytes: this.#maxPayload,
+      maxOffers: opts.maxOffers ?? WS_LIMITS.maxOffers,
+    };
+    // ws refuses frames above its own limit while reading (close 1009, no failure message). It is
+    // set above `maxPayload` so that a message just over the limit is read and answered with a
+    // failure first; anything far over is cut off without buffering it.
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: this.#maxPayload * 2,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.#swarms = new WebRtcSwarms({
+      peerTimeout: opts.peerTimeout ?? 2 * opts.interval,
+      maxSwarmsPerConnection: opts.maxSwarmsPerSocket,
+    });
+    if (this.#idleTimeoutMs < opts.interval * 1000)
+      opts.logger.warn('ws idle timeout is shorter than the announce interval: quiet clients get closed', {
+        idleTimeoutMs: this.#idleTimeoutMs,
+        interval: opts.interval,
+      });
+  }
+
+  /** Own listeners' bound addresses, in listen order (useful with port 0). */
+  addresses(): { protocol: 'ws' | 'wss'; host: string; port: number }[] {
+    const protocol = this.#o.tls ? 'wss' : 'ws';
+    return this.#servers.map((s) => {
+      const a = s.address();
+      if (a && typeof a === 'object') return { protocol, host: a.address, port: a.port };
+      return { protocol, host: '', port: 0 };
+    });
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    this.#startTimers();
+    for (const l of this.#o.listen) {
+      const onRequest = (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(426, { upgrade: 'websocket', connection: 'close', 'content-type': 'text/plain' });
+        res.end('WebTorrent tracker: connect with a WebSocket\n');
+      };
+      const s = this.#o.tls
+        ? createHttpsServer({ cert: this.#o.tls.cert, key: this.#o.tls.key }, onRequest)
+        : createHttpServer(onRequest);
+      s.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
+      s.on('clientError', (_err, socket) => socket.destroy());
+      s.on('tlsClientError', () => {});
+      this.#servers.push(s);
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
+        s.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
+          s.off('error', reject);
+          s.on('error', (err) => this.#o.logger.error('ws listener error', { err: String(err) }));
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Closes every socket (1001) and the own listeners; later upgrades are refused (503). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#idleTimer) clearInterval(this.#idleTimer);
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    this.#idleTimer = null;
+    this.#sweepTimer = null;
+    const closes = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    const clients = [...this.#clients];
+    const gone = clients.map((c) => new Promise<void>((resolve) => c.ws.once('close', () => resolve())));
+    for (const c of clients) c.ws.close(GOING_AWAY, 'server shutting down');
+    // A client that does not answer the close handshake promptly is cut off.
+    const grace = setTimeout(() => {
+      for (const c of clients) c.ws.terminate();
+    }, 1000);
+    await Promise.all(gone);
+    clearTimeout(grace);
+    for (const s of this.#servers) s.closeAllConnections();
+    await Promise.all(closes);
+    this.#servers = [];
+  }
+
+  /**
+   * Takes over an HTTP `Upgrade: websocket` request (from the own listeners or the HTTP
+   * frontend). The path must be `/`, `/announce` or `/announce/<passkey>`; anything else gets
+   * 404. `ws` answers a malformed handshake with 400 itself.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const passkey = wsPasskey(req.url ?? '/');
+    if (this.#stopped || passkey === null) {
+      const status = this.#stopped ? '503 Service Unavailable' : '404 Not Found';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    try {
+      this.#wss.handleUpgrade(req, socket, head, (ws) =>
+        this.#onConnection(ws, req, passkey === '' ? null : passkey),
+      );
+    } catch (err) {
+      this.#internal(err);
+      socket.destroy();
+    }
+  }
+
+  stats(): WsStats {
+    return { sockets: this.#clients.size, ...this.#swarms.stats() };
+  }
+
+  /** Expires WebRTC peers now (the timer does it every so often). Returns the number removed. */
+  sweep(): number {
+    return this.#swarms.sweep(this.#o.service.clock.now());
+  }
+
+  #startTimers(): void {
+    if (this.#idleTimer === null) {
+      const every = Math.min(Math.max(Math.floor(this.#idleTimeoutMs / 4), 20), 15_000);
+      this.#idleTimer = setInterval(() => this.#closeIdle(), every);
+      this.#idleTimer.unref();
+    }
+    if (this.#sweepTimer === null) {
+      this.#sweepTimer = setInterval(() => {
+        try {
+          this.sweep();
+        } catch (err) {
+          this.#internal(err);
+        }
+      }, 30_000);
+      this.#sweepTimer.unref();
+    }
+  }
+
+  #closeIdle(): void {
+    const before = Date.now() - this.#idleTimeoutMs;
+    for (const c of this.#clients)
+      if (c.lastMessage < before && c.ws.readyState === c.ws.OPEN) c.ws.close(GOING_AWAY, 'idle timeout');
+  }
+
+  #onConnection(ws: WebSocket, req: IncomingMessage, passkey: string | null): void {
+    const addr = parseIp(req.socket.remoteAddress ?? '');
+    if (addr === null) {
+      ws.terminate();
+      return;
+    }
+    // Upgrades handed over before start(): the timers still run.
+    if (!this.#stopped) this.#startTimers();
+    const send = (text: string) => {
+      if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > MAX_BUFFERED) {
+        ws.terminate();
+        return;
+      }
+      ws.send(text);
+    };
+    const c: Client = {
+      ws,
+      conn: this.#swarms.connect(send),
+      ctx: requestContext('ws', passkey),
+      family: addr.family,
+      ip: addr.bytes,
+      port: req.socket.remotePort ?? 0,
+      lastMessage: Date.now(),
+    };
+    this.#clients.add(c);
+    ws.on('message', (data, isBinary) => this.#onMessage(c, data as Buffer, isBinary));
+    // Protocol errors (bad frame, invalid UTF-8, over ws's own limit): ws closes the socket itself.
+    ws.on('error', () => {});
+    ws.on('close', () => {
+      this.#clients.delete(c);
+      // All of this socket's peers leave all their swarms at once.
+      this.#swarms.disconnect(c.conn);
+    });
+  }
+
+  #reject(c: Client, reason: string, code: number): void {
+    this.#o.service.counters.failures.ws++;
+    c.ws.send(encodeFailure(reason));
+    c.ws.close(code, reason);
+  }
+
+  #onMessage(c: Client, data: Buffer, isBinary: boolean): void {
+    if (c.ws.readyState !== c.ws.OPEN) return; // already closing: what follows is ignored
+    c.lastMessage = Date.now();
+    if (isBinary) {
+      this.#reject(c, WsReasons.notText, POLICY);
+      return;
+    }
+    if (data.length > this.#maxPayload) {
+      this.#reject(c, WsReasons.tooLarge, TOO_BIG);
+      return;
+    }
+    const r = parseClientMessage(data.toString('utf8'), this.#limits);
+    if (!r.ok) {
+      this.#reject(c, r.reason, r.reason === WsReasons.tooLarge ? TOO_BIG : POLICY);
+      return;
+    }
+    const service = this.#o.service;
+    const counters = service.counters;
+    const ctx = c.ctx;
+    ctx.member = null;
+    ctx.torrent = null;
+    try {
+      const msg = r.msg;
+      if (msg.action === 'scrape') {
+        const refused = this.#o.authorizeScrape?.(msg.infoHashes, ctx) ?? null;
+        if (refused !== null) {
+          counters.failures.ws++;
+          c.conn.send(encodeFailure(refused.message, { action: 'scrape' }));
+          return;
+        }
+        if (msg.infoHashes.length === 0) {
+          if (!this.#o.fullScrape) {
+            counters.failures.ws++;
+            c.conn.send(encodeFailure(Errors.fullScrapeDisabled.message, { action: 'scrape' }));
+            return;
+          }
+          counters.fullScrapes++;
+          c.conn.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
+        } else {
+          const entries = this.#swarms.scrape(msg.infoHashes);
+          c.conn.send(
+            encodeScrapeResponse(msg.infoHashes.map((infoHash, i) => ({ infoHash, ...entries[i] }))),
+          );
+        }
+        counters.scrapes.ws++;
+        if (this.#o.logRequests) this.#o.logger.info('ws scrape', { hashes: msg.infoHashes.length });
+        return;
+      }
+      const now = service.clock.now();
+      if (msg.answer !== undefined) {
+        this.#swarms.answer(c.conn, msg, now);
+        return;
+      }
+      const numWant = service.numWant(msg.numwant ?? -1);
+      const authorize = this.#o.authorize;
+      if (authorize !== undefined) {
+        const req: AnnounceRequest = {
+          infoHash: msg.infoHash,
+          peerId: msg.peerId,
+          family: c.family,
+          ip: c.ip,
+          port: c.port,
+          uploaded: msg.uploaded,
+          downloaded: msg.downloaded,
+          left: msg.left,
+          event: msg.event,
+          numWant,
+          wantPeerIds: false,
+        };
+        const refused = authorize(req, ctx);
+        if (refused !== null) {
+          counters.failures.ws++;
+          c.conn.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
+          return;
+        }
+      }
+      const res = this.#swarms.announce(c.conn, msg, numWant, now);
+      if (res instanceof TrackerError) {
+        counters.failures.ws++;
+        c.conn.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
+        return;
+      }
+      counters.announces.ws++;
+      if (this.#o.logRequests)
+        this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
+      c.conn.send(
+        encodeAnnounceResponse({
+          infoHash: msg.infoHash,
+          complete: res.complete,
+          incomplete: res.incomplete,
+          interval: this.#o.interval,
+          minInterval: this.#o.minInterval,
+        }),
+      );
+    } catch (err) {
+      this.#internal(err);
+      c.conn.send(encodeFailure(Errors.internal.message));
+    }
+  }
+
+  #internal(err: unknown): void {
+    this.#o.service.counters.internalErrors++;
+    this.#o.logger.error('internal error answering a ws request', {
+      err: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    });
+  }
+}

@@ -1,0 +1,397 @@
+import { TrackerError } from '../../core/errors.ts';
+import { AnnounceEvent, type ScrapeEntry } from '../../core/types.ts';
+import { encodeAnswer, encodeOffer, type WsAnnounce } from '../../protocol/websocket/codec.ts';
+
+/**
+ * WebRTC swarms: the WebTorrent peers, kept apart from the TCP/UDP swarm store because a browser
+ * cannot connect to a TCP peer and a TCP client cannot take an SDP offer (DESIGN.md "WS";
+ * aquatic_ws keeps its own swarm maps too).
+ *
+ * Data model:
+ * - `#swarms`: info hash (20-byte latin1 string) → `RtcSwarm` {peers by peer id, dense `list`
+ *   for random picks (swap-remove), seeder count, downloaded}. An empty swarm is freed, as the
+ *   memory store frees its swarms (its `downloaded` goes with it).
+ * - `RtcPeer`: the connection it is reached by, seeding, completed-counted flag, last seen
+ *   (clock seconds), and `pending`: the offers relayed TO this peer, keyed by the offering peer's
+ *   id + offer id (40-char latin1 string) → the second it was sent.
+ * - `RtcConnection.joined`: info hash → the one peer id this connection announced in that swarm.
+ *   It is what makes "close removes the peer from every swarm" one loop, and it binds a peer id
+ *   to the connection that first announced it.
+ *
+ * Threat model for the relay: an answer is relayed only when the answering peer was itself sent
+ * the matching offer (same offering peer, same offer id) and then the entry is forgotten, so a
+ * connection can neither push unsolicited SDP at a peer it was never introduced to, nor replay
+ * one answer many times (aquatic_ws `expecting_answers`). A peer id is bound to the connection
+ * that announced it while that connection is open: another connection cannot stop, answer as, or
+ * take over that peer.
+ */
+
+/** Refusals from the WebRTC swarms. Static messages: safe to send and to use as metric labels. */
+export const WsSwarmErrors = {
+  peerIdInUse: new TrackerError(
+    'HERALD_WS_PEER_ID_IN_USE',
+    'peer_id is in use by another connection for this torrent',
+  ),
+  peerIdChanged: new TrackerError(
+    'HERALD_WS_PEER_ID_CHANGED',
+    'one peer_id per torrent per connection: reconnect to use another',
+  ),
+  tooManyTorrents: new TrackerError('HERALD_WS_TOO_MANY_TORRENTS', 'too many torrents on one connection'),
+} as const;
+
+/** One WebSocket, as the swarms see it. Created by `connect`, released by `disconnect`. */
+export interface RtcConnection {
+  /** Delivers one text message (dropped silently when the socket can no longer take it). */
+  readonly send: (text: string) => void;
+  /** Info hash key → peer id key of this connection in that swarm. Owned by `WebRtcSwarms`. */
+  readonly joined: Map<string, string>;
+}
+
+interface RtcPeer {
+  peerId: string;
+  conn: RtcConnection;
+  seeding: boolean;
+  /** Its completion was counted in `downloaded` (once per peer). */
+  counted: boolean;
+  lastSeen: number;
+  /** Offers relayed to this peer and not answered yet: fromPeerId + offerId → sent at. */
+  pending: Map<string, number> | null;
+  /** Slot in `RtcSwarm.list`. */
+  index: number;
+}
+
+interface RtcSwarm {
+  infoHash: Buffer;
+  peers: Map<string, RtcPeer>;
+  list: RtcPeer[];
+  seeders: number;
+  downloaded: number;
+}
+
+export interface WebRtcSwarmsOptions {
+  /** Seconds after its last announce that a peer is dropped (its socket may stay open). */
+  peerTimeout: number;
+  /** Most swarms one connection may join (default 100). */
+  maxSwarmsPerConnection?: number;
+  /** Most unanswered offers remembered per peer; the oldest is forgotten first (default 200). */
+  maxPendingOffers?: number;
+  /** Seconds an unanswered offer is remembered (default 120; webtorrent gives up after 50). */
+  offerTimeout?: number;
+  /** Uniform in [0, 1); injectable for tests. */
+  random?: () => number;
+}
+
+export interface WebRtcStats {
+  swarms: number;
+  peers: number;
+  seeders: number;
+  leechers: number;
+  offersRelayed: number;
+  answersRelayed: number;
+  /** Answers dropped: no matching offer had been sent to the answering peer. */
+  answersDropped: number;
+}
+
+export interface RtcCounts {
+  /** Seeders, not counting the requester (Herald's rule: the response is about the others). */
+  complete: number;
+  /** Leechers, not counting the requester. */
+  incomplete: number;
+}
+
+function key20(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, 20).toString('latin1');
+}
+
+export class WebRtcSwarms {
+  #swarms = new Map<string, RtcSwarm>();
+  #peerTimeout: number;
+  #maxSwarms: number;
+  #maxPending: number;
+  #offerTimeout: number;
+  #random: () => number;
+  #peers = 0;
+  #seeders = 0;
+  #offersRelayed = 0;
+  #answersRelayed = 0;
+  #answersDropped = 0;
+  /** Scratch for `#pick`: the peers chosen for one announce's offers. */
+  #picked: RtcPeer[] = [];
+
+  constructor(opts: WebRtcSwarmsOptions) {
+    this.#peerTimeout = opts.peerTimeout;
+    this.#maxSwarms = opts.maxSwarmsPerConnection ?? 100;
+    this.#maxPending = opts.maxPendingOffers ?? 200;
+    this.#offerTimeout = opts.offerTimeout ?? 120;
+    this.#random = opts.random ?? Math.random;
+  }
+
+  connect(send: (text: string) => void): RtcConnection {
+    return { send, joined: new Map() };
+  }
+
+  /** The connection closed: its peers leave every swarm they joined, at once. Returns how many. */
+  disconnect(conn: RtcConnection): number {
+    let n = 0;
+    for (const [ih, pid] of conn.joined) {
+      const swarm = this.#swarms.get(ih);
+      const peer = swarm?.peers.get(pid);
+      if (swarm !== undefined && peer !== undefined && peer.conn === conn) {
+        this.#remove(ih, swarm, peer);
+        n++;
+      }
+    }
+    conn.joined.clear();
+    return n;
+  }
+
+  /**
+   * An announce without `answer`: updates the sender in its swarm (or removes it on `stopped`)
+   * and relays its offers, each to a different peer picked at random (a seeder's offers go to
+   * leechers only). `numWant` is already clamped by the service. Returns the counts for the
+   * response, or a refusal.
+   */
+  announce(conn: RtcConnection, msg: WsAnnounce, numWant: number, now: number): RtcCounts | TrackerError {
+    const ih = key20(msg.infoHash);
+    const pid = key20(msg.peerId);
+    let swarm = this.#swarms.get(ih);
+    const existing = swarm?.peers.get(pid);
+    // Binding: the peer id belongs to the connection that announced it first, and a connection
+    // keeps one peer id per swarm.
+    if (existing !== undefined && existing.conn !== conn) return WsSwarmErrors.peerIdInUse;
+    const mine = conn.joined.get(ih);
+    if (mine !== undefined && mine !== pid) return WsSwarmErrors.peerIdChanged;
+
+    if (msg.event === AnnounceEvent.stopped) {
+      if (swarm !== undefined && existing !== undefined) this.#remove(ih, swarm, existing);
+      return swarm === undefined ? { complete: 0, incomplete: 0 } : countsOf(swarm, null);
+    }
+
+    if (existing === undefined && mine === undefined && conn.joined.size >= this.#maxSwarms)
+      return WsSwarmErrors.tooManyTorrents;
+    if (swarm === undefined) {
+      swarm = { infoHash: Buffer.from(msg.infoHash), peers: new Map(), list: [], seeders: 0, downloaded: 0 };
+      this.#swarms.set(ih, swarm);
+    }
+    const seeding = msg.left === 0;
+    let peer = existing;
+    if (peer === undefined) {
+      peer = { peerId: pid, conn, seeding, counted: false, lastSeen: now, pending: null, index: 0 };
+      peer.index = swarm.list.length;
+      swarm.list.push(peer);
+      swarm.peers.set(pid, peer);
+      conn.joined.set(ih, pid);
+      this.#peers++;
+      if (seeding) {
+        swarm.seeders++;
+        this.#seeders++;
+      }
+    } else {
+      peer.lastSeen = now;
+      if (peer.seeding !== seeding) {
+        const d = seeding ? 1 : -1;
+        swarm.seeders += d;
+        this.#seeders += d;
+        peer.seeding = seeding;
+      }
+    }
+    // A completion counts once per peer (a peer first seen with `completed` counts too).
+    if (msg.event === AnnounceEvent.completed && !peer.counted) {
+      peer.counted = true;
+      swarm.downloaded++;
+    }
+
+    const offers = msg.offers;
+    if (offers !== undefined && offers.length > 0 && numWant > 0) {
+      const picked = this.#pick(swarm, peer, Math.min(offers.length, numWant));
+      for (let i = 0; i < picked.length; i++) {
+        const to = picked[i];
+        const o = offers[i];
+        to.conn.send(
+          encodeOffer({
+            infoHash: swarm.infoHash,
+            fromPeerId: msg.peerId,
+            offerId: o.offerId,
+            offer: o.offer,
+          }),
+        );
+        this.#expect(to, pid + key20(o.offerId), now);
+        this.#offersRelayed++;
+      }
+      picked.length = 0;
+    }
+    return countsOf(swarm, peer);
+  }
+
+  /**
+   * An answer: relayed to `to_peer_id` only when the sender is this connection's peer in the
+   * swarm and was sent that very offer by that peer; the offer is then forgotten. Returns whether
+   * it was relayed (a dropped answer gets no reply: the client expects none either way).
+   */
+  answer(conn: RtcConnection, msg: WsAnnounce, now: number): boolean {
+    const a = msg.answer;
+    if (a === undefined) return false;
+    const ih = key20(msg.infoHash);
+    const swarm = this.#swarms.get(ih);
+    const from = swarm?.peers.get(key20(msg.peerId));
+    const to = swarm?.peers.get(key20(a.toPeerId));
+    if (swarm === undefined || from === undefined || from.conn !== conn || to === undefined) {
+      this.#answersDropped++;
+      return false;
+    }
+    const k = to.peerId + key20(a.offerId);
+    const sentAt = from.pending?.get(k);
+    if (sentAt === undefined || now - sentAt > this.#offerTimeout) {
+      this.#answersDropped++;
+      return false;
+    }
+    from.pending!.delete(k);
+    from.lastSeen = now;
+    to.conn.send(
+      encodeAnswer({
+        infoHash: swarm.infoHash,
+        fromPeerId: msg.peerId,
+        offerId: a.offerId,
+        answer: a.answer,
+      }),
+    );
+    this.#answersRelayed++;
+    return true;
+  }
+
+  /** One entry per info hash, in order; unknown hashes give zero counts. */
+  scrape(infoHashes: readonly Uint8Array[]): ScrapeEntry[] {
+    const out: ScrapeEntry[] = new Array(infoHashes.length);
+    for (let i = 0; i < infoHashes.length; i++) {
+      const s = this.#swarms.get(key20(infoHashes[i]));
+      out[i] =
+        s === undefined
+          ? { complete: 0, incomplete: 0, downloaded: 0 }
+          : { complete: s.seeders, incomplete: s.list.length - s.seeders, downloaded: s.downloaded };
+    }
+    return out;
+  }
+
+  /** Every swarm (full scrape). */
+  scrapeAll(): { infoHash: Buffer; complete: number; incomplete: number; downloaded: number }[] {
+    const out = [];
+    for (const s of this.#swarms.values())
+      out.push({
+        infoHash: s.infoHash,
+        complete: s.seeders,
+        incomplete: s.list.length - s.seeders,
+        downloaded: s.downloaded,
+      });
+    return out;
+  }
+
+  /**
+   * Drops peers not seen since `now - peerTimeout` and offers unanswered for `offerTimeout`.
+   * Returns the number of peers removed. Visits every peer: WebRTC swarms are small next to the
+   * TCP/UDP store, and this runs every few tens of seconds.
+   */
+  sweep(now: number): number {
+    const peerBefore = now - this.#peerTimeout;
+    const offerBefore = now - this.#offerTimeout;
+    let n = 0;
+    for (const [ih, swarm] of this.#swarms) {
+      // Backwards: swap-remove moves the last peer into the freed slot, already visited.
+      for (let i = swarm.list.length - 1; i >= 0; i--) {
+        const p = swarm.list[i];
+        if (p.lastSeen < peerBefore) {
+          this.#remove(ih, swarm, p);
+          n++;
+          continue;
+        }
+        if (p.pending !== null) {
+          for (const [k, at] of p.pending) if (at < offerBefore) p.pending.delete(k);
+          if (p.pending.size === 0) p.pending = null;
+        }
+      }
+    }
+    return n;
+  }
+
+  stats(): WebRtcStats {
+    return {
+      swarms: this.#swarms.size,
+      peers: this.#peers,
+      seeders: this.#seeders,
+      leechers: this.#peers - this.#seeders,
+      offersRelayed: this.#offersRelayed,
+      answersRelayed: this.#answersRelayed,
+      answersDropped: this.#answersDropped,
+    };
+  }
+
+  #expect(to: RtcPeer, k: string, now: number): void {
+    let pending = to.pending;
+    if (pending === null) {
+      pending = new Map();
+      to.pending = pending;
+    }
+    pending.delete(k); // re-inserted at the end: the newest
+    pending.set(k, now);
+    // Bounded: a peer that never answers cannot make the tracker remember offers without end.
+    if (pending.size > this.#maxPending) pending.delete(pending.keys().next().value!);
+  }
+
+  /**
+   * Up to `want` distinct peers other than `self` (leechers only when `self` seeds), chosen at
+   * random: random probes first (cheap in a big swarm), then a scan from a random offset fills
+   * what the probes missed (a small swarm, or one where few peers are eligible).
+   */
+  #pick(swarm: RtcSwarm, self: RtcPeer, want: number): RtcPeer[] {
+    const list = swarm.list;
+    const picked = this.#picked;
+    const n = list.length;
+    const eligible = self.seeding ? n - swarm.seeders : n - 1;
+    if (want > eligible) want = eligible;
+    if (want <= 0) return picked;
+    const ok = (p: RtcPeer) => p !== self && !(self.seeding && p.seeding) && !picked.includes(p);
+    for (let tries = want * 3; tries > 0 && picked.length < want; tries--) {
+      const p = list[Math.floor(this.#random() * n)];
+      if (ok(p)) picked.push(p);
+    }
+    const start = Math.floor(this.#random() * n);
+    for (let i = 0; i < n && picked.length < want; i++) {
+      const p = list[(start + i) % n];
+      if (ok(p)) picked.push(p);
+    }
+    // The scan fills in list order: shuffle so that which offer goes to which peer is random too.
+    for (let i = picked.length - 1; i > 0; i--) {
+      const j = Math.floor(this.#random() * (i + 1));
+      const t = picked[i];
+      picked[i] = picked[j];
+      picked[j] = t;
+    }
+    return picked;
+  }
+
+  #remove(ih: string, swarm: RtcSwarm, peer: RtcPeer): void {
+    const list = swarm.list;
+    const last = list.pop()!;
+    if (last !== peer) {
+      list[peer.index] = last;
+      last.index = peer.index;
+    }
+    swarm.peers.delete(peer.peerId);
+    if (peer.conn.joined.get(ih) === peer.peerId) peer.conn.joined.delete(ih);
+    this.#peers--;
+    if (peer.seeding) {
+      swarm.seeders--;
+      this.#seeders--;
+    }
+    if (list.length === 0) this.#swarms.delete(ih);
+  }
+}
+
+function countsOf(swarm: RtcSwarm, self: RtcPeer | null): RtcCounts {
+  let complete = swarm.seeders;
+  let incomplete = swarm.list.length - swarm.seeders;
+  if (self !== null) {
+    if (self.seeding) complete--;
+    else incomplete--;
+  }
+  return { complete, incomplete };
+}
