@@ -11,6 +11,7 @@ import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
+import { WsFrontend } from '../frontend/ws/server.ts';
 import { Policy } from '../policy/policy.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
@@ -23,6 +24,8 @@ export interface TrackerAddresses {
   http: { host: string; port: number }[];
   https: { host: string; port: number }[];
   udp: { host: string; port: number }[];
+  /** Own WebSocket listeners (`ws`); WebTorrent also works on every HTTP(S) listener. */
+  ws: { host: string; port: number }[];
 }
 
 /** A running (or startable) Herald tracker: the library API (README "Embedding"). */
@@ -117,6 +120,24 @@ export function createTracker(
     logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   };
   const sweeper = new ExpirySweeper({ store, clock, counters, onError });
+  // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
+  const ws = new WsFrontend({
+    service,
+    listen: listens(config.ws, 'ws'),
+    logger,
+    interval: config.interval,
+    minInterval: config.minInterval,
+    peerTimeout: config.peerTimeout,
+    idleTimeoutMs: Math.max(120_000, (config.interval + 60) * 1000),
+    fullScrape: config.fullScrape && config.mode !== 'private',
+    authorize: (req, ctx) => service.authorize(req, ctx),
+    authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
+    logRequests: config.logRequests,
+  });
+  stats.webrtc = () => {
+    const s = ws.stats();
+    return { sockets: s.sockets, swarms: s.swarms, peers: s.peers, seeders: s.seeders, leechers: s.leechers };
+  };
   const http = new HttpFrontend({
     service,
     http: listens(config.http, 'http'),
@@ -127,6 +148,7 @@ export function createTracker(
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
+    upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     web: createWebHandler({
       stats,
       onError,
@@ -171,6 +193,7 @@ export function createTracker(
         accountant?.connect(registry);
         await http.start();
         await udp.start();
+        await ws.start();
       } catch (err) {
         await tracker.stop();
         throw err;
@@ -184,6 +207,7 @@ export function createTracker(
         http: a.http.map(fmt),
         https: a.https.map(fmt),
         udp: a.udp.map(fmt),
+        ws: a.ws.map(fmt),
         dataDir: config.dataDir,
         mode: config.mode,
         database: db?.describe,
@@ -194,6 +218,7 @@ export function createTracker(
       stopped = true;
       await http.stop();
       await udp.stop();
+      await ws.stop();
       sweeper.stop();
       stats.stop();
       policy.stop();
@@ -209,6 +234,7 @@ export function createTracker(
         http: all.filter((a) => a.protocol === 'http').map(({ host, port }) => ({ host, port })),
         https: all.filter((a) => a.protocol === 'https').map(({ host, port }) => ({ host, port })),
         udp: udp.addresses(),
+        ws: ws.addresses().map(({ host, port }) => ({ host, port })),
       };
     },
     reloadTls() {

@@ -8,6 +8,7 @@ export interface HeraldConfig {
   tlsCert: string | null;
   tlsKey: string | null;
   udp: string[];
+  ws: string[];
   dataDir: string;
   config: string | null;
   interval: number;
@@ -100,6 +101,13 @@ export const SCHEMA: readonly KeyDef[] = [
     default: ['0.0.0.0:6969', '[::]:6969'],
     arg: 'HOST:PORT',
     doc: 'UDP (BEP 15) listen addresses (repeatable; "off" disables UDP)',
+  },
+  {
+    key: 'ws',
+    kind: 'listen-list',
+    default: [],
+    arg: 'HOST:PORT',
+    doc: 'Extra WebSocket (WebTorrent) listen addresses; WebTorrent clients can also use the HTTP(S) listeners (ws:// and wss:// on /announce)',
   },
   {
     key: 'dataDir',
@@ -408,6 +416,6 @@ export function validateRelations(c: HeraldConfig): void {
     );
   if (c.https.length > 0 && (!c.tlsCert || !c.tlsKey))
     throw new ConfigError('config: https: listening for HTTPS needs tls_cert and tls_key');
-  if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0)
-    throw new ConfigError('config: http, https and udp are all off: nothing to serve');
+  if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
+    throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');
 }

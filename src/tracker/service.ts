@@ -104,6 +104,17 @@ export class TrackerService {
     // Port 0 cannot be connected to: such a peer would only pollute other peers' lists.
     if (req.port === 0) return Errors.invalidPort;
     req.numWant = this.numWant(req.numWant);
+    const refused = this.authorize(req, ctx);
+    if (refused !== null) return refused;
+    const now = this.clock.now();
+    return this.store.announce(req, now);
+  }
+
+  /**
+   * Policy, then accounting, without the swarm update: what `announce` runs first, and all that
+   * the WebSocket frontend (which keeps WebRTC peers in swarms of its own) needs from the service.
+   */
+  authorize(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
     const steps = this.#announceSteps;
     if (steps !== null) {
       for (let i = 0; i < steps.length; i++) {
@@ -111,17 +122,14 @@ export class TrackerService {
         if (refused !== null) return refused;
       }
     }
-    const now = this.clock.now();
     const account = this.#account;
     if (account !== null && ctx.member !== null && ctx.torrent !== null)
-      account(req, ctx.member, ctx.torrent, now);
-    return this.store.announce(req, now);
+      account(req, ctx.member, ctx.torrent, this.clock.now());
+    return null;
   }
 
-  scrape(
-    infoHashes: readonly Uint8Array[],
-    ctx: RequestContext,
-  ): ScrapeEntry[] | TrackerError | Promise<ScrapeEntry[] | TrackerError> {
+  /** The scrape policy steps alone (see `authorize`). */
+  authorizeScrape(infoHashes: readonly Uint8Array[], ctx: RequestContext): TrackerError | null {
     const steps = this.#scrapeSteps;
     if (steps !== null) {
       for (let i = 0; i < steps.length; i++) {
@@ -129,6 +137,15 @@ export class TrackerService {
         if (refused !== null) return refused;
       }
     }
+    return null;
+  }
+
+  scrape(
+    infoHashes: readonly Uint8Array[],
+    ctx: RequestContext,
+  ): ScrapeEntry[] | TrackerError | Promise<ScrapeEntry[] | TrackerError> {
+    const refused = this.authorizeScrape(infoHashes, ctx);
+    if (refused !== null) return refused;
     return this.store.scrape(infoHashes, this.clock.now());
   }
 }

@@ -17,6 +17,10 @@ export interface StatsSnapshot {
   fullScrapes: number;
   expiredPeers: number;
   internalErrors: number;
+  /** WebTorrent peers (their own swarms; a browser cannot reach TCP peers), when WS is on. */
+  webrtc?: { sockets: number; swarms: number; peers: number; seeders: number; leechers: number };
+  /** TCP/UDP and WebRTC together. */
+  total?: { torrents: number; peers: number; seeders: number; leechers: number };
 }
 
 /** Samples the counters once a second so that rates are over a sliding 10 s window. */
@@ -26,6 +30,11 @@ export class StatsReporter {
   #window = new RateWindow(10_000);
   #timer: NodeJS.Timeout | null = null;
   #started = Date.now();
+
+  /** Set by the composition root when the WebSocket frontend runs. */
+  webrtc:
+    | (() => { sockets: number; swarms: number; peers: number; seeders: number; leechers: number })
+    | null = null;
 
   constructor(counters: TrackerCounters, store: SwarmStore) {
     this.#counters = counters;
@@ -57,7 +66,19 @@ export class StatsReporter {
     const swarm = await this.#store.stats();
     const r = this.#window.rates();
     const round = (x: number | undefined) => Math.round((x ?? 0) * 10) / 10;
+    const rtc = this.webrtc?.();
     return {
+      ...(rtc
+        ? {
+            webrtc: rtc,
+            total: {
+              torrents: swarm.torrents + rtc.swarms,
+              peers: swarm.peers + rtc.peers,
+              seeders: swarm.seeders + rtc.seeders,
+              leechers: swarm.leechers + rtc.leechers,
+            },
+          }
+        : {}),
       uptimeSeconds: Math.floor((Date.now() - this.#started) / 1000),
       swarm,
       announces: { ...c.announces },
@@ -96,6 +117,11 @@ export function renderPrometheus(s: StatsSnapshot): string {
     ['{family="ipv4"}', s.swarm.peers4],
     ['{family="ipv6"}', s.swarm.peers6],
   ]);
+  if (s.webrtc)
+    metric('herald_webrtc_peers', 'gauge', 'WebTorrent peers held, by kind.', [
+      ['{kind="seeder"}', s.webrtc.seeders],
+      ['{kind="leecher"}', s.webrtc.leechers],
+    ]);
   metric('herald_announces_total', 'counter', 'Announces answered, by protocol.', byProto(s.announces));
   metric('herald_scrapes_total', 'counter', 'Scrapes answered, by protocol.', byProto(s.scrapes));
   metric('herald_failures_total', 'counter', 'Requests refused with a failure reason.', byProto(s.failures));

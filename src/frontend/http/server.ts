@@ -6,6 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   createServer as createTlsServer,
   type SecureContextOptions,
@@ -39,6 +40,8 @@ export interface HttpFrontendOptions {
   fullScrape: boolean;
   fullScrapeInterval: number;
   maxScrapeHashes: number;
+  /** `Upgrade: websocket` requests (WebTorrent on the announce path); none: refused. */
+  upgrade?: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null;
   /** Every request that is not a tracker request (portal, API, /stats, /metrics, /health). */
   web: (req: IncomingMessage, res: ServerResponse) => void;
   logger: Logger;
@@ -119,6 +122,10 @@ export class HttpFrontend {
       if (a) this.#trusted.add(keyOf(a));
     }
     this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
+    this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (opts.upgrade) opts.upgrade(req, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     this.#web.on('clientError', (_err, socket) => {
       if (socket.writable)
         socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');

@@ -1,0 +1,154 @@
+/**
+ * WebTorrent in the whole tracker: the HTTP listener upgrades /announce to WebSocket, browsers
+ * get swarms of their own (a desktop peer and a browser peer never receive each other), /stats
+ * reports them apart and together, and private mode applies passkey policy and accounting.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WebSocket } from 'ws';
+import { createTracker } from '../../src/index.ts';
+import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+
+function open(url: string): Promise<{ ws: WebSocket; next: () => Promise<Record<string, unknown>> }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const queue: Record<string, unknown>[] = [];
+    const waiting: ((m: Record<string, unknown>) => void)[] = [];
+    ws.on('message', (d) => {
+      const m = JSON.parse(String(d));
+      const w = waiting.shift();
+      if (w) w(m);
+      else queue.push(m);
+    });
+    ws.once('open', () =>
+      resolve({
+        ws,
+        next: () =>
+          new Promise((r, j) => {
+            const m = queue.shift();
+            if (m) return r(m);
+            const t = setTimeout(() => j(new Error('no message within 3 s')), 3000);
+            waiting.push((x) => {
+              clearTimeout(t);
+              r(x);
+            });
+          }),
+      }),
+    );
+    ws.once('error', reject);
+  });
+}
+
+const bin = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+
+test('ws:// on the HTTP listener; browser and desktop swarms stay apart; /stats counts both', async () => {
+  const t = createTracker({
+    http: ['127.0.0.1:0'],
+    udp: [],
+    ws: ['127.0.0.1:0'],
+    databaseUrl: 'sqlite::memory:',
+    logLevel: 'silent',
+  });
+  await t.start();
+  const port = t.addresses().http[0].port;
+  const ih = hashOf(500);
+  try {
+    // A browser announces over the HTTP port (upgrade) as a seeder, another on the ws listener.
+    const a = await open(`ws://127.0.0.1:${port}/announce`);
+    a.ws.send(
+      JSON.stringify({
+        action: 'announce',
+        info_hash: bin(ih),
+        peer_id: '-WW0001-browser00001',
+        left: 0,
+        event: 'started',
+        numwant: 5,
+        offers: [],
+      }),
+    );
+    const ra = await a.next();
+    assert.equal(ra['failure reason'], undefined);
+    assert.equal(ra.interval, t.config.interval);
+    const b = await open(`ws://127.0.0.1:${t.addresses().ws[0].port}/announce`);
+    b.ws.send(
+      JSON.stringify({
+        action: 'announce',
+        info_hash: bin(ih),
+        peer_id: '-WW0001-browser00002',
+        left: 10,
+        event: 'started',
+        numwant: 5,
+        offers: [],
+      }),
+    );
+    const rb = await b.next();
+    assert.equal(rb.complete, 1, 'the other browser is counted in the WebRTC swarm');
+
+    // A desktop client on the same info hash sees neither browser.
+    const d = bdecode(
+      (await httpGet(port, '127.0.0.1', announcePath({ infoHash: ih, port: 6881, left: 0 }))).body,
+    );
+    assert.equal(d.get('complete'), 0);
+    assert.equal(d.get('incomplete'), 0);
+    assert.equal((d.get('peers') as Buffer).length, 0);
+
+    const stats = JSON.parse((await httpGet(port, '127.0.0.1', '/stats')).body.toString());
+    assert.equal(stats.webrtc.peers, 2);
+    assert.equal(stats.webrtc.seeders, 1);
+    assert.equal(stats.swarm.peers, 1);
+    assert.equal(stats.total.peers, 3);
+    assert.ok(stats.announces.ws >= 2);
+    a.ws.close();
+    b.ws.close();
+  } finally {
+    await t.stop();
+  }
+});
+
+test('private mode over WebSocket: passkey in the path, refusals, accounting', async () => {
+  const t = createTracker({
+    http: ['127.0.0.1:0'],
+    udp: [],
+    mode: 'private',
+    databaseUrl: 'sqlite::memory:',
+    flushInterval: 3600,
+    policyRefresh: 3600,
+    logLevel: 'silent',
+  });
+  await t.start();
+  const port = t.addresses().http[0].port;
+  const ih = hashOf(501);
+  try {
+    const reg = t.registry();
+    const m = await reg.addMember({ username: 'webby' });
+    await reg.addTorrent({
+      infoHash: Buffer.from(ih).toString('hex'),
+      infoHashV2: null,
+      name: 'w',
+      size: 1,
+      fileCount: 1,
+    });
+    await t.policy.refresh();
+    const anon = await open(`ws://127.0.0.1:${port}/announce`);
+    anon.ws.send(
+      JSON.stringify({ action: 'announce', info_hash: bin(ih), peer_id: '-WW0001-anonymous001', left: 5 }),
+    );
+    assert.match(String((await anon.next())['failure reason']), /private tracker/);
+    anon.ws.close();
+
+    const c = await open(`ws://127.0.0.1:${port}/announce/${m.passkey}`);
+    const msg = (f: Record<string, unknown>) =>
+      JSON.stringify({ action: 'announce', info_hash: bin(ih), peer_id: '-WW0001-webbywebby01', ...f });
+    c.ws.send(msg({ event: 'started', uploaded: 0, downloaded: 0, left: 100 }));
+    assert.equal((await c.next())['failure reason'], undefined);
+    c.ws.send(msg({ uploaded: 300, downloaded: 100, left: 0, event: 'completed' }));
+    assert.equal((await c.next())['failure reason'], undefined);
+    await t.accountant!.flush();
+    const row = await reg.member(m.id);
+    assert.equal(row.uploaded, 300);
+    assert.equal(row.downloaded, 100);
+    c.ws.close();
+  } finally {
+    await t.stop();
+  }
+});
