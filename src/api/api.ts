@@ -95,7 +95,7 @@ const schemas = {
 type Handler = (params: string[], body: () => Promise<unknown>, query: URLSearchParams) => Promise<unknown>;
 
 /**
- * The JSON API under /api (docs/openapi.yaml) for staff tools, shops and licensing systems:
+ * The JSON API under /api (docs/openapi.json) for staff tools, shops and licensing systems:
  * members, torrents, info-hash lists, client prefixes, groups, grants, site settings, stats.
  * Every request needs `Authorization: Bearer <api_token>`; bodies are validated (zod) and a bad
  * one gets 400 with the issues listed. Changes reach the running tracker(s) through the database
