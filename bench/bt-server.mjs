@@ -1,9 +1,11 @@
-// webtorrent's bittorrent-tracker, as operators run it, for the benchmark: HTTP + UDP, no
-// WebSocket, and the /stats page off (with it on, every HTTP request costs O(torrents)).
-// Usage: node bt-server.mjs MODULE_PATH PORT
-const [modulePath, port] = process.argv.slice(2);
+// webtorrent's bittorrent-tracker, as operators run it, for the benchmark: HTTP + UDP (or, with
+// the third argument "ws", WebSocket only), and the /stats page off (with it on, every HTTP
+// request costs O(torrents)).
+// Usage: node bt-server.mjs MODULE_PATH PORT [ws]
+const [modulePath, port, kind] = process.argv.slice(2);
 const { default: Server } = await import(modulePath);
-const server = new Server({ http: true, udp: true, ws: false, stats: false, trustProxy: false });
+const ws = kind === 'ws';
+const server = new Server({ http: !ws, udp: !ws, ws, stats: false, trustProxy: false });
 server.on('error', (err) => console.error('error', err.message));
 server.on('warning', () => {});
 server.listen(Number(port), '127.0.0.1', () => console.log('listening'));

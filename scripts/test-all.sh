@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql)
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
