@@ -47,9 +47,19 @@ export async function startTracker(args: string[], opts: { dataDir?: string } = 
         resolve(JSON.parse(line));
       }
     });
-    child.on('exit', (code) => reject(new Error(`herald exited with ${code}:\n${err}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`herald exited with ${code}:\n${err}`));
+    });
   });
-  const info = await listening;
+  let info: { http: string[]; udp: string[] };
+  try {
+    info = await listening;
+  } catch (e) {
+    child.kill('SIGKILL');
+    if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
   const split = (a: string) => {
     const i = a.lastIndexOf(':');
     return { host: a.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(a.slice(i + 1)) };
