@@ -20,7 +20,8 @@ import { join } from 'node:path';
 const ROOT = new URL('../', import.meta.url).pathname;
 const WORK = join(ROOT, '.bench');
 const QUICK = process.argv.includes('--quick');
-const WRITE = !process.argv.includes('--no-write') && !QUICK;
+const WS_ONLY = process.argv.includes('--ws-only');
+const WRITE = !process.argv.includes('--no-write') && !QUICK && !WS_ONLY;
 const NODE = process.execPath;
 const TICK = 100; // clock ticks per second in /proc/PID/stat (USER_HZ)
 
@@ -101,6 +102,7 @@ const TRACKERS: Tracker[] = [
           '-c',
           '0',
           NODE,
+          '--max-semi-space-size=1', // as bin/herald.js runs it
           join(ROOT, 'bin/herald.js'),
           'serve',
           '--http',
@@ -279,6 +281,135 @@ const rows: Row[] = [];
 const memory: { tracker: string; peers: number; bytesPerPeer: number }[] = [];
 let expiry: { removed: number; maxUs: number; p99Us: number; rps: number } | null = null;
 
+// ---------- WebSocket (WebTorrent): Herald vs bittorrent-tracker ----------
+const WS = QUICK
+  ? { conns: 2000, relayConns: 500, torrents: 50, offers: 5, seconds: 3 }
+  : // 19,500: this machine's hard limit on open files per process is 20,000 (ulimit -Hn), and the
+    // tracker needs a few descriptors besides its sockets.
+    { conns: 19_500, relayConns: 500, torrents: 50, offers: 5, seconds: 8 };
+// The most open files a process may have here, raised to the hard limit for both sides.
+const NOFILE = execFileSync('sh', ['-c', 'ulimit -Hn']).toString().trim();
+const wsRows: {
+  tracker: string;
+  announcesPerSecond: number;
+  offersPerSecond: number;
+  cpuUs: number;
+  clientBusy: number;
+  failures: number;
+}[] = [];
+const wsMemory: { tracker: string; conns: number; bytesPerConn: number }[] = [];
+
+/** Starts a WebSocket tracker on CPU 0 with room for many sockets; returns the child and URL. */
+function startWs(name: string, port: number): { child: ChildProcess; url: string } {
+  const base = [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '0', NODE];
+  const child =
+    name === 'herald'
+      ? spawn(
+          'prlimit',
+          [
+            ...base,
+            '--max-semi-space-size=1',
+            join(ROOT, 'bin/herald.js'),
+            'serve',
+            '--http',
+            `127.0.0.1:${port}`,
+            '--udp',
+            'off',
+            '--data-dir',
+            join(WORK, 'herald-data'),
+            '--log-level',
+            'warn',
+          ],
+          { stdio: ['ignore', 'ignore', 'inherit'] },
+        )
+      : spawn('prlimit', [...base, join(ROOT, 'bench/bt-server.mjs'), BT_MODULE, String(port), 'ws'], {
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+  live.add(child);
+  return { child, url: name === 'herald' ? `ws://127.0.0.1:${port}/announce` : `ws://127.0.0.1:${port}` };
+}
+
+const WS_LOAD = [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '1', NODE, join(ROOT, 'bench/ws-load.ts')];
+
+async function wsTests(name: string): Promise<void> {
+  // Relay throughput: closed loop, every announce carries offers relayed to other sockets.
+  {
+    const port = nextPort++;
+    const { child, url } = startWs(name, port);
+    try {
+      await waitTcp(port);
+      const pid = child.pid!;
+      // prlimit and taskset exec the tracker: the PID is the tracker's.
+      execFileSync('prlimit', [
+        ...WS_LOAD.slice(1),
+        'relay',
+        url,
+        '200',
+        String(WS.torrents),
+        String(WS.offers),
+        '1',
+      ]);
+      const c0 = cpuSeconds(pid);
+      const out = execFileSync('prlimit', [
+        ...WS_LOAD,
+        'relay',
+        url,
+        String(WS.relayConns),
+        String(WS.torrents),
+        String(WS.offers),
+        String(WS.seconds),
+      ]).toString();
+      const c1 = cpuSeconds(pid);
+      const r = JSON.parse(out);
+      wsRows.push({
+        tracker: name,
+        announcesPerSecond: r.announcesPerSecond,
+        offersPerSecond: r.offersPerSecond,
+        cpuUs: ((c1 - c0) / r.announces) * 1e6,
+        clientBusy: r.clientCpu,
+        failures: r.failures,
+      });
+      log(
+        `${name}: ws relay ${Math.round(r.announcesPerSecond)} announces/s, ${Math.round(r.offersPerSecond)} offers/s`,
+      );
+    } finally {
+      await stop(child);
+    }
+  }
+  // Connections held: RSS growth over WS.conns announcing sockets.
+  {
+    const port = nextPort++;
+    const { child, url } = startWs(name, port);
+    try {
+      await waitTcp(port);
+      await new Promise((r) => setTimeout(r, 500));
+      const before = rssBytes(child.pid!);
+      const load = spawn('prlimit', [...WS_LOAD, 'conns', url, String(WS.conns), String(WS.torrents * 20)], {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      });
+      live.add(load);
+      const ready = await new Promise<{ ready: number; failures: number }>((resolve, reject) => {
+        let buf = '';
+        load.stdout!.on('data', (d) => {
+          buf += d;
+          if (buf.includes('\n')) resolve(JSON.parse(buf));
+        });
+        load.on('exit', (code) => reject(new Error(`ws-load conns exited with ${code}`)));
+      });
+      await new Promise((r) => setTimeout(r, 1000));
+      const after = rssBytes(child.pid!);
+      load.stdin!.end();
+      await new Promise((r) => load.once('exit', r));
+      wsMemory.push({ tracker: name, conns: ready.ready, bytesPerConn: (after - before) / ready.ready });
+      log(
+        `${name}: ws ${ready.ready} connections, ${((after - before) / ready.ready).toFixed(0)} bytes each`,
+      );
+    } finally {
+      await stop(child);
+    }
+  }
+}
+
 async function throughput(t: Tracker): Promise<void> {
   const port = nextPort++;
   const child = t.start(port);
@@ -395,9 +526,12 @@ function fmt(n: number, digits = 0): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  for (const t of TRACKERS) await throughput(t);
-  for (const t of TRACKERS) await memoryTest(t);
-  if (!QUICK) await expiryTest();
+  if (!WS_ONLY) {
+    for (const t of TRACKERS) await throughput(t);
+    for (const t of TRACKERS) await memoryTest(t);
+    if (!QUICK) await expiryTest();
+  }
+  for (const name of ['herald', 'bittorrent-tracker']) await wsTests(name);
 
   const by = (test: string, tracker: string) => rows.find((r) => r.test === test && r.tracker === tracker);
   const lines: string[] = [];
@@ -406,7 +540,8 @@ async function main(): Promise<void> {
   );
   lines.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const test of [...new Set(rows.map((r) => r.test))]) {
-    const h = by(test, 'herald')!;
+    const h = by(test, 'herald');
+    if (h === undefined) continue;
     for (const r of rows.filter((x) => x.test === test)) {
       const ratio = (o: Row | undefined) =>
         r.tracker === 'herald' && o ? `${fmt(h.rps / o.rps, 2)}×, ${fmt(h.cpuUs / o.cpuUs, 2)}×` : '';
@@ -445,6 +580,21 @@ async function main(): Promise<void> {
     `Memory: RSS growth over peers held after announcing ${fmt(P.memTorrents * P.memPeers)} distinct peers over ${fmt(P.memTorrents)} torrents.`,
     '',
     ...mem,
+    '',
+    `WebSocket (WebTorrent), Herald vs bittorrent-tracker: relay = ${WS.relayConns} sockets over ${WS.torrents} torrents announcing in a closed loop, each announce with ${WS.offers} offers (~600-byte SDP) relayed to other sockets (${WS.seconds} s); connections = ${fmt(WS.conns)} sockets, each announcing one torrent, held open.`,
+    '',
+    '| tracker | announces/s | offers relayed/s | server CPU µs/announce | load generator CPU | failures | bytes per connection | Herald ÷ bittorrent-tracker |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...wsRows.map((r) => {
+      const bt = wsRows.find((x) => x.tracker === 'bittorrent-tracker');
+      const m = wsMemory.find((x) => x.tracker === r.tracker);
+      const mbt = wsMemory.find((x) => x.tracker === 'bittorrent-tracker');
+      const ratio =
+        r.tracker === 'herald' && bt
+          ? `${fmt(r.announcesPerSecond / bt.announcesPerSecond, 2)}× announces/s, ${fmt(r.cpuUs / bt.cpuUs, 2)}× CPU${m && mbt ? `, ${fmt(m.bytesPerConn / mbt.bytesPerConn, 2)}× memory` : ''}`
+          : '';
+      return `| ${r.tracker} | ${fmt(r.announcesPerSecond)} | ${fmt(r.offersPerSecond)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.clientBusy * 100)}% | ${r.failures} | ${m ? `${fmt(m.bytesPerConn)} (${fmt(m.conns)} held)` : '—'} | ${ratio} |`;
+    }),
     '',
     expiry
       ? `Expiry (Herald): ${fmt(expiry.removed)} peers expired while a steady UDP load ran (${fmt(expiry.rps)}/s): p99 ${fmt(expiry.p99Us)} µs, slowest response ${fmt(expiry.maxUs / 1000, 1)} ms.`

@@ -89,6 +89,7 @@ export class Accountant {
     const key = `${torrent.id}:${member.id}:${peerId}`;
     const prev = this.#peers.get(key);
     const seeding = req.left === 0;
+    const wasLeeching = prev !== undefined && !prev.seeding;
     let du = 0;
     let dd = 0;
     let seed = 0;
@@ -172,7 +173,10 @@ export class Accountant {
     mt.seedTime += seed;
     mt.announces++;
     mt.lastAt = now;
-    if (req.event === AnnounceEvent.completed && mt.completedAt === 0) mt.completedAt = now;
+    // A snatch: the client says `completed`, or a peer seen leeching now reports nothing left
+    // (some clients, aria2 with --seed-time=0 among them, only send `stopped` with left=0).
+    const finished = req.event === AnnounceEvent.completed || (wasLeeching && seeding);
+    if (finished && mt.completedAt === 0) mt.completedAt = now;
   }
 
   /** Pending member-torrent rows (tests and /stats). */
@@ -341,6 +345,25 @@ export class Accountant {
       }
     }
     this.#flags = flags.concat(this.#flags);
+  }
+
+  /**
+   * Peers a member runs now (seeding, leeching), from the baselines of the last `peerTimeout`
+   * seconds. O(peers): for a profile page, not for the hot path.
+   */
+  activity(memberId: number): { seeding: number; leeching: number } {
+    const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
+    const infix = `:${memberId}:`;
+    let seeding = 0;
+    let leeching = 0;
+    for (const [k, p] of this.#peers) {
+      if (p.at < cutoff) continue;
+      const first = k.indexOf(':');
+      if (k.slice(first, first + infix.length) !== infix) continue;
+      if (p.seeding) seeding++;
+      else leeching++;
+    }
+    return { seeding, leeching };
   }
 
   /** Forgets baselines of peers that stopped announcing (they would have expired anyway). */

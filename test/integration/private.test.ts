@@ -376,6 +376,34 @@ for (const engine of engines) {
       assert.equal(row.raw_downloaded, 2400);
     });
 
+    test('accounting: a leecher that reports nothing left has snatched, even without `completed`', async () => {
+      const m = await reg.addMember({ username: 'ivan' });
+      await tracker.policy.refresh();
+      const f = {
+        infoHash: freeleech,
+        port: 7008,
+        passkey: m.passkey,
+        peerId: Buffer.from('-AR1360-ivanivan0001'),
+      };
+      const before = (await reg.torrent(hex(freeleech))).snatches;
+      await ok({ ...f, event: 'started', left: 1000 });
+      clock.advance(20);
+      await ok({ ...f, downloaded: 1000, left: 0, event: 'stopped' });
+      // A seeder from the start has snatched nothing.
+      const g = {
+        infoHash: freeleech,
+        port: 7009,
+        passkey: m.passkey,
+        peerId: Buffer.from('-AR1360-ivanivan0002'),
+      };
+      await ok({ ...g, event: 'started', left: 0 });
+      clock.advance(20);
+      await ok({ ...g, left: 0, event: 'stopped' });
+      await tracker.accountant!.flush();
+      assert.equal((await reg.torrent(hex(freeleech))).snatches, before + 1);
+      assert.ok((await mt(m.id, freeleech))!.completed_at !== null);
+    });
+
     test('accounting: a delta faster than max_rate is flagged, not credited', async () => {
       const m = await reg.addMember({ username: 'hank' });
       await tracker.policy.refresh();
