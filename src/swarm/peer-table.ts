@@ -90,6 +90,14 @@ class SizeClass {
 
   release(block: number): void {
     this.#free.push(block);
+    // A class with no live block gives its chunks back. Swarms that grow together (a busy start,
+    // the benchmark's fill) leave every smaller class empty behind them: without this, their
+    // chunks would stay allocated for blocks nobody will ask for.
+    if (this.#free.length === this.#blocks) {
+      this.chunks.length = 0;
+      this.#free = [];
+      this.#blocks = 0;
+    }
   }
 
   /** Blocks in use (for tests and stats). */
