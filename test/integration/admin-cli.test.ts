@@ -1,0 +1,136 @@
+/**
+ * The administration commands (`herald member|torrent|list|client|group|grant|site`), run the
+ * way a shell runs them, on a temporary SQLite database: every command, --json output, and
+ * clear errors for mistakes.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { encode } from '../../src/protocol/bencode/index.ts';
+import { runHerald } from '../e2e/tracker-process.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const herald = (...args: string[]) =>
+  runHerald([...args, '--data-dir', dir, '--public-urls', 'https://t.example.org']);
+const json = (...args: string[]) => {
+  const r = herald(...args, '--json');
+  assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
+
+test('members: add, show, list, set, disable, ban, enable, reset-passkey', () => {
+  const m = json(
+    'member',
+    'add',
+    'alice',
+    '--role',
+    'uploader',
+    '--email',
+    'a@example.org',
+    '--invites',
+    '3',
+  );
+  assert.equal(m.role, 'uploader');
+  assert.equal(m.invites, 3);
+  assert.deepEqual(m.announce_urls, [`https://t.example.org/announce/${m.passkey}`]);
+  assert.equal(json('member', 'show', m.passkey).username, 'alice');
+  assert.equal(json('member', 'list', '--search', 'ali').length, 1);
+  assert.equal(json('member', 'set', 'alice', '--role', 'moderator').role, 'moderator');
+  const d = json('member', 'disable', 'alice', '--reason', 'inactive');
+  assert.deepEqual([d.status, d.status_reason], ['disabled', 'inactive']);
+  assert.equal(json('member', 'ban', 'alice').status, 'banned');
+  assert.equal(json('member', 'enable', 'alice').status, 'active');
+  assert.notEqual(json('member', 'reset-passkey', 'alice').passkey, m.passkey);
+  const dup = herald('member', 'add', 'alice');
+  assert.equal(dup.status, 1);
+  assert.match(dup.stderr, /already exists/);
+  const missing = herald('member', 'show', 'nobody');
+  assert.equal(missing.status, 3);
+  assert.match(missing.stderr, /no member "nobody"/);
+  assert.match(herald('member', 'add', 'bob', '--role', 'god').stderr, /--role: one of/);
+  // Human output names the announce URL too.
+  assert.match(herald('member', 'show', 'alice').stdout, /announce {3}https:\/\/t\.example\.org\/announce\//);
+});
+
+test('torrents: add a .torrent file, show, set, list, remove; bad files are refused', () => {
+  const file = join(dir, 'x.torrent');
+  const info = new Map<string, unknown>([
+    ['length', 32768],
+    ['name', Buffer.from('x.bin')],
+    ['piece length', 16384],
+    ['pieces', Buffer.alloc(40, 1)],
+  ]);
+  writeFileSync(file, encode(new Map([['info', info]]) as never));
+  const t = json('torrent', 'add', file, '--category', 'linux');
+  assert.match(t.info_hash, /^[0-9a-f]{40}$/);
+  assert.equal(t.private, false);
+  assert.equal(json('torrent', 'show', t.info_hash).category, 'linux');
+  const s = json(
+    'torrent',
+    'set',
+    String(t.id),
+    '--freeleech',
+    'yes',
+    '--restricted',
+    'yes',
+    '--upload-factor',
+    '200',
+  );
+  assert.deepEqual([s.download_factor, s.restricted, s.upload_factor], [0, 1, 200]);
+  assert.equal(json('torrent', 'list').length, 1);
+  assert.match(herald('torrent', 'add', file).stderr, /already registered/);
+  writeFileSync(join(dir, 'bad.torrent'), 'd4:infoi1ee');
+  const bad = herald('torrent', 'add', join(dir, 'bad.torrent'));
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /not a valid \.torrent file/);
+  // Grants on it, to a member and to a group.
+  json('member', 'add', 'carol');
+  json('group', 'add', 'buyers');
+  assert.equal(json('group', 'list')[0].name, 'buyers');
+  json('group', 'add-member', 'buyers', 'carol');
+  const g1 = json(
+    'grant',
+    'add',
+    t.info_hash,
+    '--member',
+    'carol',
+    '--reference',
+    'order-1',
+    '--expires',
+    '4102444800',
+  );
+  assert.equal(g1.reference, 'order-1');
+  json('grant', 'add', t.info_hash, '--group', 'buyers');
+  assert.equal(json('grant', 'list', '--torrent', t.info_hash).length, 2);
+  assert.equal(json('grant', 'remove', String(g1.id)).revoked, 1);
+  assert.equal(json('grant', 'remove', t.info_hash, '--group', 'buyers').revoked, 1);
+  assert.match(herald('grant', 'add', t.info_hash).stderr, /one member or one group/);
+  assert.equal(json('group', 'remove-member', 'buyers', 'carol').removed, true);
+  assert.equal(json('torrent', 'remove', t.info_hash).id, t.id);
+  assert.equal(json('torrent', 'list').length, 0);
+});
+
+test('info-hash lists, client prefixes and site settings', () => {
+  const h = 'AB'.repeat(20);
+  assert.equal(json('list', 'allow', 'add', h, '--note', 'release').info_hash, h.toLowerCase());
+  assert.equal(json('list', 'allow', 'show')[0].note, 'release');
+  assert.equal(json('list', 'allow', 'remove', h).removed, true);
+  json('list', 'deny', 'add', 'cd'.repeat(32)); // a v2 hash is kept as trackers see it
+  assert.equal(json('list', 'deny', 'show')[0].info_hash, 'cd'.repeat(20));
+  assert.match(herald('list', 'deny', 'add', 'xyz').stderr, /is not an info hash/);
+  json('client', 'add', '-qB4');
+  assert.deepEqual(
+    json('client', 'list').map((r: { prefix: string }) => r.prefix),
+    ['-qB4'],
+  );
+  assert.equal(json('client', 'remove', '-qB4').removed, true);
+  assert.equal(json('site', 'set', 'download_factor', '0').site_download_factor, 0);
+  assert.equal(json('site', 'show').site_download_factor, 0);
+  assert.match(herald('site', 'set', 'colour', '3').stderr, /download_factor or upload_factor/);
+  const unknown = herald('member', 'fly');
+  assert.notEqual(unknown.status, 0);
+  assert.match(unknown.stderr, /unknown command/);
+});
