@@ -28,7 +28,7 @@ fi
 echo "test-all: starting servers on loopback"
 bash scripts/start-services.sh
 export HERALD_TEST_PG_URL="postgres://herald:herald@127.0.0.1:5432/herald"
-export HERALD_REQUIRE_PG=1
+export HERALD_TEST_REQUIRE_PG=1
 
 echo "test-all: npm ci"
 npm ci --no-audit --no-fund

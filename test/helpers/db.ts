@@ -4,7 +4,7 @@ import pg from 'pg';
 /**
  * The database engines every database test runs on: embedded SQLite always, and PostgreSQL when
  * HERALD_TEST_PG_URL names a server (scripts/test-all.sh starts one and sets it, with
- * HERALD_REQUIRE_PG=1 so that a missing server fails the run instead of skipping).
+ * HERALD_TEST_REQUIRE_PG=1 so that a missing server fails the run instead of skipping).
  */
 export interface Engine {
   name: 'sqlite' | 'postgres';
@@ -13,12 +13,12 @@ export interface Engine {
 }
 
 const PG_URL = process.env.HERALD_TEST_PG_URL ?? '';
-const REQUIRE_PG = process.env.HERALD_REQUIRE_PG === '1';
+const REQUIRE_PG = process.env.HERALD_TEST_REQUIRE_PG === '1';
 
 if (!PG_URL) {
   const msg =
     'PostgreSQL tests SKIPPED: HERALD_TEST_PG_URL is not set (bash scripts/test-all.sh starts PostgreSQL and sets it)';
-  if (REQUIRE_PG) throw new Error(`${msg}, but HERALD_REQUIRE_PG=1`);
+  if (REQUIRE_PG) throw new Error(`${msg}, but HERALD_TEST_REQUIRE_PG=1`);
   process.stderr.write(`\n*** ${msg} ***\n\n`);
 }
 
