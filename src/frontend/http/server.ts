@@ -22,6 +22,7 @@ import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
+import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
 
 export interface Listen {
   host: string;
@@ -42,6 +43,14 @@ export interface HttpFrontendOptions {
   maxScrapeHashes: number;
   /** `Upgrade: websocket` requests (WebTorrent on the announce path); none: refused. */
   upgrade?: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null;
+  /**
+   * WebSocket upgrades read by the raw path itself (the tracker's own WebSocket paths): the
+   * connection is handed straight over, skipping node:http. `isPath` says which URLs qualify.
+   */
+  rawUpgrade?: {
+    isPath: (url: string) => boolean;
+    accept: (url: string, h: UpgradeRequest, socket: Duplex, head: Buffer) => void;
+  } | null;
   /** Every request that is not a tracker request (portal, API, /stats, /metrics, /health). */
   web: (req: IncomingMessage, res: ServerResponse) => void;
   logger: Logger;
@@ -216,6 +225,35 @@ export class HttpFrontend {
     socket.on('close', () => this.#sockets.delete(socket));
     const conn = new RawConnection(this, socket, peer, this.#isTrusted(peer));
     socket.on('data', conn.onData);
+  }
+
+  /**
+   * A `GET` with `Upgrade` on one of the WebSocket frontend's paths: the socket leaves the raw
+   * path for it directly. Returns false (the caller hands over to node:http) for other paths.
+   */
+  tryRawUpgrade(
+    socket: Socket,
+    buf: Buffer,
+    off: number,
+    pathStart: number,
+    pathEnd: number,
+    headEnd: number,
+    onData: (b: Buffer) => void,
+  ): boolean {
+    const up = this.#o.rawUpgrade;
+    if (!up) return false;
+    const url = buf.toString('latin1', pathStart, pathEnd);
+    if (!up.isPath(url)) return false;
+    socket.removeListener('data', onData);
+    this.#sockets.delete(socket);
+    socket.setTimeout(0);
+    up.accept(
+      url,
+      upgradeRequestOfHead('GET', buf.toString('latin1', off, headEnd)),
+      socket,
+      buf.subarray(headEnd),
+    );
+    return true;
   }
 
   /** Passes the connection to node:http with the bytes it has not consumed. */
@@ -465,6 +503,13 @@ class RawConnection {
             ? trackerPath(buf, head.pathStart, head.pathEnd)
             : 0;
         if (kind === 0) {
+          if (
+            head.upgrade &&
+            head.method === 'GET' &&
+            !head.hasBody &&
+            this.#f.tryRawUpgrade(socket, buf, off, head.pathStart, head.queryEnd, head.headEnd, this.onData)
+          )
+            return;
           this.#f.handOff(socket, buf.subarray(off), this.onData);
           return;
         }

@@ -6,7 +6,6 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { type WebSocket, WebSocketServer } from 'ws';
 import { parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -21,6 +20,7 @@ import {
   WsReasons,
 } from '../../protocol/websocket/codec.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
+import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf } from './raw-websocket.ts';
 import { type RtcConnection, type WebRtcStats, WebRtcSwarms } from './webrtc-swarms.ts';
 
 export interface WsFrontendOptions {
@@ -74,7 +74,7 @@ const POLICY = 1008;
 const TOO_BIG = 1009;
 
 interface Client {
-  ws: WebSocket;
+  ws: RawWebSocket;
   conn: RtcConnection;
   /** Reused per message; `member`/`torrent` are reset each time (policy fills them). */
   ctx: RequestContext;
@@ -116,7 +116,6 @@ export function wsPasskey(url: string): string | null {
  */
 export class WsFrontend {
   #o: WsFrontendOptions;
-  #wss: WebSocketServer;
   #swarms: WebRtcSwarms;
   #servers: Server[] = [];
   #clients = new Set<Client>();
@@ -135,15 +134,6 @@ export class WsFrontend {
       maxBytes: this.#maxPayload,
       maxOffers: opts.maxOffers ?? WS_LIMITS.maxOffers,
     };
-    // ws refuses frames above its own limit while reading (close 1009, no failure message). It is
-    // set above `maxPayload` so that a message just over the limit is read and answered with a
-    // failure first; anything far over is cut off without buffering it.
-    this.#wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: this.#maxPayload * 2,
-      perMessageDeflate: false,
-      clientTracking: false,
-    });
     this.#swarms = new WebRtcSwarms({
       peerTimeout: opts.peerTimeout ?? 2 * opts.interval,
       maxSwarmsPerConnection: opts.maxSwarmsPerSocket,
@@ -201,7 +191,7 @@ export class WsFrontend {
     this.#sweepTimer = null;
     const closes = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     const clients = [...this.#clients];
-    const gone = clients.map((c) => new Promise<void>((resolve) => c.ws.once('close', () => resolve())));
+    const gone = clients.map((c) => new Promise<void>((resolve) => c.ws.addCloseListener(resolve)));
     for (const c of clients) c.ws.close(GOING_AWAY, 'server shutting down');
     // A client that does not answer the close handshake promptly is cut off.
     const grace = setTimeout(() => {
@@ -220,16 +210,40 @@ export class WsFrontend {
    * 404. `ws` answers a malformed handshake with 400 itself.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.accept(req.url ?? '/', upgradeRequestOf(req), socket, head);
+  }
+
+  /** Whether `url` is a tracker WebSocket path (the HTTP fast path asks before handing over). */
+  isTrackerPath(url: string): boolean {
+    return wsPasskey(url) !== null;
+  }
+
+  /**
+   * Takes over a connection whose upgrade request has been read (by node:http, or by the HTTP
+   * frontend's raw path, which saves the ~1 KB per socket that node:http's hand-over leaves
+   * behind). `head` holds bytes that arrived after the request.
+   */
+  accept(url: string, h: UpgradeRequest, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {});
-    const passkey = wsPasskey(req.url ?? '/');
+    const passkey = wsPasskey(url);
     if (this.#stopped || passkey === null) {
       const status = this.#stopped ? '503 Service Unavailable' : '404 Not Found';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
+    const hs = handshakeResponse(h);
+    if (!hs.ok) {
+      socket.end(hs.response);
+      return;
+    }
     try {
-      this.#wss.handleUpgrade(req, socket, head, (ws) =>
-        this.#onConnection(ws, req, passkey === '' ? null : passkey),
+      socket.write(hs.response);
+      const raw = socket as Duplex & { setNoDelay?: (on: boolean) => void };
+      raw.setNoDelay?.(true);
+      this.#onConnection(
+        new RawWebSocket(socket, head, this.#maxPayload),
+        socket,
+        passkey === '' ? null : passkey,
       );
     } catch (err) {
       this.#internal(err);
@@ -279,15 +293,18 @@ export class WsFrontend {
       if (c.lastMessage < before && c.ws.readyState === c.ws.OPEN) c.ws.close(GOING_AWAY, 'idle timeout');
   }
 
-  #onConnection(ws: WebSocket, req: IncomingMessage, passkey: string | null): void {
-    const addr = parseIp(req.socket.remoteAddress ?? '');
+  #onConnection(
+    ws: RawWebSocket,
+    socket: Duplex & { remoteAddress?: string; remotePort?: number },
+    passkey: string | null,
+  ): void {
+    const addr = parseIp(socket.remoteAddress ?? '');
     if (addr === null) {
       ws.terminate();
       return;
     }
     // Upgrades handed over before start(): the timers still run.
     if (!this.#stopped) this.#startTimers();
-    const socket = req.socket;
     let corked = false;
     const send = (text: string) => {
       if (ws.readyState !== ws.OPEN) return;
@@ -318,14 +335,15 @@ export class WsFrontend {
       ctx: requestContext('ws', passkey),
       family: addr.family,
       ip: addr.bytes,
-      port: req.socket.remotePort ?? 0,
+      port: socket.remotePort ?? 0,
       lastMessage: Date.now(),
     };
     this.#clients.add(c);
-    ws.on('message', (data, isBinary) => this.#onMessage(c, data as Buffer, isBinary));
-    // Protocol errors (bad frame, invalid UTF-8, over ws's own limit): ws closes the socket itself.
-    ws.on('error', () => {});
-    ws.on('close', () => {
+    ws.onMessage = (data, isBinary) => this.#onMessage(c, data, isBinary);
+    // Announced longer than the limit: answered and closed without reading the payload.
+    ws.onTooBig = () => this.#reject(c, WsReasons.tooLarge, TOO_BIG);
+    // Protocol errors (bad frame, invalid UTF-8): RawWebSocket closes the socket itself.
+    ws.addCloseListener(() => {
       this.#clients.delete(c);
       // All of this socket's peers leave all their swarms at once.
       this.#swarms.disconnect(c.conn);
