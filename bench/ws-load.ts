@@ -5,14 +5,16 @@
  *   node bench/ws-load.ts conns URL CONNECTIONS TORRENTS
  *     opens CONNECTIONS sockets (each announces one torrent as a leecher with one offer), waits
  *     for every answer, prints {"ready":N}, then holds them until stdin closes.
- *   node bench/ws-load.ts relay URL CONNECTIONS TORRENTS OFFERS SECONDS
+ *   node bench/ws-load.ts relay URL CONNECTIONS TORRENTS OFFERS SECONDS [DEPTH]
  *     each socket announces in a closed loop with OFFERS offers; counts announce responses and
- *     offers delivered to other sockets.
+ *     offers delivered to other sockets. DEPTH announces are in flight per socket (default 1).
  */
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 
-const [mode, url, connsArg, torrentsArg, offersArg, secondsArg] = process.argv.slice(2);
+const [mode, url, connsArg, torrentsArg, offersArg, secondsArg, depthArg] = process.argv.slice(2);
+/** Announces in flight per socket in the relay test (1 = strictly closed loop). */
+const DEPTH = Number(depthArg ?? 1);
 const CONNS = Number(connsArg);
 const TORRENTS = Number(torrentsArg);
 const bin = (b: Buffer) => b.toString('latin1');
@@ -146,7 +148,7 @@ async function relay(): Promise<void> {
       responses++;
       if (running) send();
     });
-    send();
+    for (let i = 0; i < DEPTH; i++) send();
   }
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   running = false;
