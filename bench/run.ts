@@ -283,10 +283,10 @@ let expiry: { removed: number; maxUs: number; p99Us: number; rps: number } | nul
 
 // ---------- WebSocket (WebTorrent): Herald vs bittorrent-tracker ----------
 const WS = QUICK
-  ? { conns: 2000, relayConns: 500, torrents: 50, offers: 5, seconds: 3 }
+  ? { conns: 2000, relayConns: 500, torrents: 50, offers: 5, seconds: 3, depth: 4 }
   : // 19,500: this machine's hard limit on open files per process is 20,000 (ulimit -Hn), and the
     // tracker needs a few descriptors besides its sockets.
-    { conns: 19_500, relayConns: 500, torrents: 50, offers: 5, seconds: 8 };
+    { conns: 19_500, relayConns: 500, torrents: 50, offers: 5, seconds: 8, depth: 4 };
 // The most open files a process may have here, raised to the hard limit for both sides.
 const NOFILE = execFileSync('sh', ['-c', 'ulimit -Hn']).toString().trim();
 const wsRows: {
@@ -358,6 +358,7 @@ async function wsTests(name: string): Promise<void> {
         String(WS.torrents),
         String(WS.offers),
         String(WS.seconds),
+        String(WS.depth),
       ]).toString();
       const c1 = cpuSeconds(pid);
       const r = JSON.parse(out);
@@ -581,7 +582,7 @@ async function main(): Promise<void> {
     '',
     ...mem,
     '',
-    `WebSocket (WebTorrent), Herald vs bittorrent-tracker: relay = ${WS.relayConns} sockets over ${WS.torrents} torrents announcing in a closed loop, each announce with ${WS.offers} offers (~600-byte SDP) relayed to other sockets (${WS.seconds} s); connections = ${fmt(WS.conns)} sockets, each announcing one torrent, held open.`,
+    `WebSocket (WebTorrent), Herald vs bittorrent-tracker: relay = ${WS.relayConns} sockets over ${WS.torrents} torrents announcing in a closed loop (${WS.depth} in flight per socket), each announce with ${WS.offers} offers (~600-byte SDP) relayed to other sockets (${WS.seconds} s); connections = ${fmt(WS.conns)} sockets, each announcing one torrent, held open.`,
     '',
     '| tracker | announces/s | offers relayed/s | server CPU µs/announce | load generator CPU | failures | bytes per connection | Herald ÷ bittorrent-tracker |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
