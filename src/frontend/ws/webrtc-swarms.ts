@@ -1,6 +1,6 @@
 import { TrackerError } from '../../core/errors.ts';
 import { AnnounceEvent, type ScrapeEntry } from '../../core/types.ts';
-import { encodeAnswer, encodeOffer, type WsAnnounce } from '../../protocol/websocket/codec.ts';
+import { encodeAnswer, encodeOffer, jsonBinary, type WsAnnounce } from '../../protocol/websocket/codec.ts';
 
 /**
  * WebRTC swarms: the WebTorrent peers, kept apart from the TCP/UDP swarm store because a browser
@@ -12,8 +12,8 @@ import { encodeAnswer, encodeOffer, type WsAnnounce } from '../../protocol/webso
  *   for random picks (swap-remove), seeder count, downloaded}. An empty swarm is freed, as the
  *   memory store frees its swarms (its `downloaded` goes with it).
  * - `RtcPeer`: the connection it is reached by, seeding, completed-counted flag, last seen
- *   (clock seconds), and `pending`: the offers relayed TO this peer, keyed by the offering peer's
- *   id + offer id (40-char latin1 string) → the second it was sent.
+ *   (clock seconds), and `pending`: the offers relayed TO this peer (offering peer's id, offer
+ *   id, second sent) in a ring of at most `maxPendingOffers` entries, newest last.
  * - `RtcConnection.joined`: info hash → the one peer id this connection announced in that swarm.
  *   It is what makes "close removes the peer from every swarm" one loop, and it binds a peer id
  *   to the connection that first announced it.
@@ -47,6 +47,19 @@ export interface RtcConnection {
   readonly joined: Map<string, string>;
 }
 
+/**
+ * A ring of offers sent to one peer. Parallel arrays (no object per offer, no key strings to
+ * build): relaying costs one slot write; an answer scans from the newest (it usually comes within
+ * a second). A consumed or expired slot has `from` ''.
+ */
+interface PendingOffers {
+  from: string[];
+  offer: string[];
+  at: number[];
+  /** Next slot to write once the ring is full. */
+  next: number;
+}
+
 interface RtcPeer {
   peerId: string;
   conn: RtcConnection;
@@ -54,8 +67,8 @@ interface RtcPeer {
   /** Its completion was counted in `downloaded` (once per peer). */
   counted: boolean;
   lastSeen: number;
-  /** Offers relayed to this peer and not answered yet: fromPeerId + offerId → sent at. */
-  pending: Map<string, number> | null;
+  /** Offers relayed to this peer and not answered yet. */
+  pending: PendingOffers | null;
   /** Slot in `RtcSwarm.list`. */
   index: number;
 }
@@ -204,6 +217,9 @@ export class WebRtcSwarms {
     const offers = msg.offers;
     if (offers !== undefined && offers.length > 0 && numWant > 0) {
       const picked = this.#pick(swarm, peer, Math.min(offers.length, numWant));
+      // The parts every relayed offer shares, encoded once per announce.
+      const infoHashJson = picked.length > 0 ? jsonBinary(swarm.infoHash) : '';
+      const fromPeerIdJson = picked.length > 0 ? jsonBinary(msg.peerId) : '';
       for (let i = 0; i < picked.length; i++) {
         const to = picked[i];
         const o = offers[i];
@@ -213,9 +229,11 @@ export class WebRtcSwarms {
             fromPeerId: msg.peerId,
             offerId: o.offerId,
             offer: o.offer,
+            infoHashJson,
+            fromPeerIdJson,
           }),
         );
-        this.#expect(to, pid + key20(o.offerId), now);
+        this.#expect(to, pid, key20(o.offerId), now);
         this.#offersRelayed++;
       }
       picked.length = 0;
@@ -239,13 +257,12 @@ export class WebRtcSwarms {
       this.#answersDropped++;
       return false;
     }
-    const k = to.peerId + key20(a.offerId);
-    const sentAt = from.pending?.get(k);
-    if (sentAt === undefined || now - sentAt > this.#offerTimeout) {
+    const slot = from.pending === null ? -1 : findPending(from.pending, to.peerId, key20(a.offerId));
+    if (slot < 0 || now - from.pending!.at[slot] > this.#offerTimeout) {
       this.#answersDropped++;
       return false;
     }
-    from.pending!.delete(k);
+    from.pending!.from[slot] = ''; // one answer per offer
     from.lastSeen = now;
     to.conn.send(
       encodeAnswer({
@@ -303,9 +320,15 @@ export class WebRtcSwarms {
           n++;
           continue;
         }
-        if (p.pending !== null) {
-          for (const [k, at] of p.pending) if (at < offerBefore) p.pending.delete(k);
-          if (p.pending.size === 0) p.pending = null;
+        const pend = p.pending;
+        if (pend !== null) {
+          let live = 0;
+          for (let j = 0; j < pend.from.length; j++) {
+            if (pend.from[j] === '') continue;
+            if (pend.at[j] < offerBefore) pend.from[j] = '';
+            else live++;
+          }
+          if (live === 0) p.pending = null;
         }
       }
     }
@@ -324,16 +347,24 @@ export class WebRtcSwarms {
     };
   }
 
-  #expect(to: RtcPeer, k: string, now: number): void {
-    let pending = to.pending;
-    if (pending === null) {
-      pending = new Map();
-      to.pending = pending;
+  #expect(to: RtcPeer, fromPeerId: string, offerId: string, now: number): void {
+    let p = to.pending;
+    if (p === null) {
+      p = { from: [], offer: [], at: [], next: 0 };
+      to.pending = p;
     }
-    pending.delete(k); // re-inserted at the end: the newest
-    pending.set(k, now);
     // Bounded: a peer that never answers cannot make the tracker remember offers without end.
-    if (pending.size > this.#maxPending) pending.delete(pending.keys().next().value!);
+    if (p.from.length < this.#maxPending) {
+      p.from.push(fromPeerId);
+      p.offer.push(offerId);
+      p.at.push(now);
+      return;
+    }
+    const i = p.next;
+    p.from[i] = fromPeerId;
+    p.offer[i] = offerId;
+    p.at[i] = now;
+    p.next = i + 1 === p.from.length ? 0 : i + 1;
   }
 
   /**
@@ -394,4 +425,16 @@ function countsOf(swarm: RtcSwarm, self: RtcPeer | null): RtcCounts {
     else incomplete--;
   }
   return { complete, incomplete };
+}
+
+/** The slot of an offer from `fromPeerId` with `offerId`, newest first; -1 when none. */
+function findPending(p: PendingOffers, fromPeerId: string, offerId: string): number {
+  const n = p.from.length;
+  // Newest: the slot before `next` once the ring is full, the last one while it grows.
+  const newest = n === 0 ? 0 : (p.next + n - 1) % n;
+  for (let j = 0; j < n; j++) {
+    const i = (newest - j + n) % n;
+    if (p.from[i] === fromPeerId && p.offer[i] === offerId) return i;
+  }
+  return -1;
 }

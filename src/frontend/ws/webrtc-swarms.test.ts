@@ -1,0 +1,59 @@
+/**
+ * WebRtcSwarms without sockets: the bounded ring of offers awaiting an answer (relay only to the
+ * peer that was sent the offer; the oldest forgotten when the ring is full; one answer per offer).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseClientMessage, type WsAnnounce } from '../../protocol/websocket/codec.ts';
+import { WebRtcSwarms } from './webrtc-swarms.ts';
+
+const id = (tag: string) => tag.padEnd(20, '.');
+const IH = id('torrent');
+
+function msg(o: Record<string, unknown>): WsAnnounce {
+  const r = parseClientMessage(JSON.stringify({ action: 'announce', info_hash: IH, left: 10, ...o }));
+  assert.ok(r.ok, JSON.stringify(r));
+  return r.msg as WsAnnounce;
+}
+
+test('answers reach only the offerer, once, and only while the offer is remembered', () => {
+  const swarms = new WebRtcSwarms({ peerTimeout: 600, maxPendingOffers: 3 });
+  const inboxA: string[] = [];
+  const inboxB: string[] = [];
+  const a = swarms.connect((t) => inboxA.push(t));
+  const b = swarms.connect((t) => inboxB.push(t));
+  swarms.announce(b, msg({ peer_id: id('peer-b') }), 5, 100);
+  // Peer a makes five offers, one announce each: all go to b (the only other peer).
+  for (let i = 0; i < 5; i++)
+    swarms.announce(
+      a,
+      msg({
+        peer_id: id('peer-a'),
+        offers: [{ offer: { type: 'offer', sdp: `s${i}` }, offer_id: id(`offer-${i}`) }],
+      }),
+      5,
+      100 + i,
+    );
+  assert.equal(inboxB.length, 5);
+  const answer = (offer: number, from = b, to = 'peer-a') =>
+    swarms.answer(
+      from,
+      msg({
+        peer_id: id('peer-b'),
+        to_peer_id: id(to),
+        offer_id: id(`offer-${offer}`),
+        answer: { type: 'answer', sdp: 'x' },
+      }),
+      110,
+    );
+  // The ring holds the three newest: offers 0 and 1 were forgotten.
+  assert.equal(answer(0), false);
+  assert.equal(answer(1), false);
+  assert.equal(answer(4), true);
+  assert.equal(answer(4), false, 'one answer per offer');
+  assert.equal(answer(2), true);
+  assert.equal(answer(3, a), false, 'only the peer that was sent the offer may answer it');
+  assert.equal(answer(3), true);
+  assert.equal(inboxA.length, 3);
+  assert.equal(JSON.parse(inboxA[0]).offer_id, id('offer-4'));
+});
