@@ -57,3 +57,68 @@ test('answers reach only the offerer, once, and only while the offer is remember
   assert.equal(inboxA.length, 3);
   assert.equal(JSON.parse(inboxA[0]).offer_id, id('offer-4'));
 });
+
+test('the ring grows to its bound, then forgets the oldest offers', () => {
+  const swarms = new WebRtcSwarms({ peerTimeout: 600, maxPendingOffers: 10 });
+  const a = swarms.connect(() => {});
+  const b = swarms.connect(() => {});
+  swarms.announce(b, msg({ peer_id: id('peer-b') }), 5, 100);
+  for (let i = 0; i < 13; i++)
+    swarms.announce(
+      a,
+      msg({
+        peer_id: id('peer-a'),
+        offers: [{ offer: { type: 'offer', sdp: 's' }, offer_id: id(`o-${i}`) }],
+      }),
+      5,
+      100,
+    );
+  const answer = (i: number) =>
+    swarms.answer(
+      b,
+      msg({
+        peer_id: id('peer-b'),
+        to_peer_id: id('peer-a'),
+        offer_id: id(`o-${i}`),
+        answer: { type: 'answer', sdp: 'x' },
+      }),
+      101,
+    );
+  const relayed = Array.from({ length: 13 }, (_, i) => answer(i));
+  assert.deepEqual(relayed, [
+    false,
+    false,
+    false,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  // Unanswered offers expire with the sweep (offer timeout 120 s by default).
+  swarms.announce(
+    a,
+    msg({ peer_id: id('peer-a'), offers: [{ offer: { type: 'offer', sdp: 's' }, offer_id: id('late') }] }),
+    5,
+    200,
+  );
+  swarms.sweep(400);
+  assert.equal(
+    swarms.answer(
+      b,
+      msg({
+        peer_id: id('peer-b'),
+        to_peer_id: id('peer-a'),
+        offer_id: id('late'),
+        answer: { type: 'answer', sdp: 'x' },
+      }),
+      400,
+    ),
+    false,
+  );
+});

@@ -48,20 +48,24 @@ export interface RtcConnection {
 }
 
 /**
- * A ring of offers sent to one peer. Parallel arrays (no object per offer, no key strings to
- * build): relaying costs one slot write; an answer scans from the newest (it usually comes within
- * a second). A consumed or expired slot has `from` ''.
+ * A ring of offers sent to one peer, in one Float64Array of (offering peer's serial, offer id
+ * hash, second sent) triples: no object or string per offer, so a busy relay leaves no garbage
+ * behind and a peer's worst case is 24 bytes an offer. It grows by doubling up to
+ * `maxPendingOffers`. An answer scans from the newest (it usually comes within a second); a
+ * consumed or expired slot has serial 0.
  */
 interface PendingOffers {
-  from: string[];
-  offer: string[];
-  at: number[];
-  /** Next slot to write once the ring is full. */
+  data: Float64Array;
+  /** Triples in use (== capacity once full). */
+  len: number;
+  /** Next triple to overwrite once full. */
   next: number;
 }
 
 interface RtcPeer {
   peerId: string;
+  /** Unique for the life of the process (never reused), > 0: names the peer in `pending`. */
+  serial: number;
   conn: RtcConnection;
   seeding: boolean;
   /** Its completion was counted in `downloaded` (once per peer). */
@@ -122,6 +126,7 @@ export class WebRtcSwarms {
   #maxSwarms: number;
   #maxPending: number;
   #offerTimeout: number;
+  #serials = 0;
   #random: () => number;
   #peers = 0;
   #seeders = 0;
@@ -189,7 +194,16 @@ export class WebRtcSwarms {
     const seeding = msg.left === 0;
     let peer = existing;
     if (peer === undefined) {
-      peer = { peerId: pid, conn, seeding, counted: false, lastSeen: now, pending: null, index: 0 };
+      peer = {
+        peerId: pid,
+        serial: ++this.#serials,
+        conn,
+        seeding,
+        counted: false,
+        lastSeen: now,
+        pending: null,
+        index: 0,
+      };
       peer.index = swarm.list.length;
       swarm.list.push(peer);
       swarm.peers.set(pid, peer);
@@ -233,7 +247,7 @@ export class WebRtcSwarms {
             fromPeerIdJson,
           }),
         );
-        this.#expect(to, pid, key20(o.offerId), now);
+        this.#expect(to, peer.serial, offerHash(o.offerId), now);
         this.#offersRelayed++;
       }
       picked.length = 0;
@@ -257,12 +271,13 @@ export class WebRtcSwarms {
       this.#answersDropped++;
       return false;
     }
-    const slot = from.pending === null ? -1 : findPending(from.pending, to.peerId, key20(a.offerId));
-    if (slot < 0 || now - from.pending!.at[slot] > this.#offerTimeout) {
+    const pend = from.pending;
+    const slot = pend === null ? -1 : findPending(pend, to.serial, offerHash(a.offerId));
+    if (pend === null || slot < 0 || now - pend.data[slot + 2] > this.#offerTimeout) {
       this.#answersDropped++;
       return false;
     }
-    from.pending!.from[slot] = ''; // one answer per offer
+    pend.data[slot] = 0; // one answer per offer
     from.lastSeen = now;
     to.conn.send(
       encodeAnswer({
@@ -323,9 +338,10 @@ export class WebRtcSwarms {
         const pend = p.pending;
         if (pend !== null) {
           let live = 0;
-          for (let j = 0; j < pend.from.length; j++) {
-            if (pend.from[j] === '') continue;
-            if (pend.at[j] < offerBefore) pend.from[j] = '';
+          const d = pend.data;
+          for (let j = 0; j < pend.len * 3; j += 3) {
+            if (d[j] === 0) continue;
+            if (d[j + 2] < offerBefore) d[j] = 0;
             else live++;
           }
           if (live === 0) p.pending = null;
@@ -347,24 +363,28 @@ export class WebRtcSwarms {
     };
   }
 
-  #expect(to: RtcPeer, fromPeerId: string, offerId: string, now: number): void {
+  #expect(to: RtcPeer, fromSerial: number, offerId: number, now: number): void {
     let p = to.pending;
     if (p === null) {
-      p = { from: [], offer: [], at: [], next: 0 };
+      p = { data: new Float64Array(3 * Math.min(4, this.#maxPending)), len: 0, next: 0 };
       to.pending = p;
     }
-    // Bounded: a peer that never answers cannot make the tracker remember offers without end.
-    if (p.from.length < this.#maxPending) {
-      p.from.push(fromPeerId);
-      p.offer.push(offerId);
-      p.at.push(now);
-      return;
+    const cap = p.data.length / 3;
+    if (p.len === cap && cap < this.#maxPending) {
+      const bigger = new Float64Array(3 * Math.min(cap * 2, this.#maxPending));
+      bigger.set(p.data);
+      p.data = bigger;
     }
-    const i = p.next;
-    p.from[i] = fromPeerId;
-    p.offer[i] = offerId;
-    p.at[i] = now;
-    p.next = i + 1 === p.from.length ? 0 : i + 1;
+    let i: number;
+    if (p.len < p.data.length / 3) i = p.len++;
+    else {
+      // Bounded: a peer that never answers cannot make the tracker remember offers without end.
+      i = p.next;
+      p.next = i + 1 === p.len ? 0 : i + 1;
+    }
+    p.data[3 * i] = fromSerial;
+    p.data[3 * i + 1] = offerId;
+    p.data[3 * i + 2] = now;
   }
 
   /**
@@ -427,14 +447,31 @@ function countsOf(swarm: RtcSwarm, self: RtcPeer | null): RtcCounts {
   return { complete, incomplete };
 }
 
-/** The slot of an offer from `fromPeerId` with `offerId`, newest first; -1 when none. */
-function findPending(p: PendingOffers, fromPeerId: string, offerId: string): number {
-  const n = p.from.length;
-  // Newest: the slot before `next` once the ring is full, the last one while it grows.
-  const newest = n === 0 ? 0 : (p.next + n - 1) % n;
+/** The index in `data` of an offer from `fromSerial` with `offerId`, newest first; -1 if none. */
+function findPending(p: PendingOffers, fromSerial: number, offerId: number): number {
+  const n = p.len;
+  if (n === 0) return -1;
+  // Newest: the slot before `next` once the ring has wrapped, the last one while it grows.
+  const full = n === p.data.length / 3 && p.next !== 0;
+  const newest = full ? p.next - 1 : n - 1;
+  const d = p.data;
   for (let j = 0; j < n; j++) {
-    const i = (newest - j + n) % n;
-    if (p.from[i] === fromPeerId && p.offer[i] === offerId) return i;
+    const i = 3 * ((newest - j + n) % n);
+    if (d[i] === fromSerial && d[i + 1] === offerId) return i;
   }
   return -1;
+}
+
+/**
+ * A 52-bit hash of an offer id (two 32-bit FNV-1a variants), exact in a double. A collision could
+ * only let a peer answer a different offer of the same offerer, which harms no one.
+ */
+function offerHash(id: Uint8Array): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193;
+  for (let i = 0; i < id.length; i++) {
+    a = Math.imul(a ^ id[i], 0x01000193);
+    b = Math.imul(b ^ id[i], 0x5bd1e995) ^ (b >>> 15);
+  }
+  return (a >>> 0) * 0x100000 + (b >>> 12);
 }
