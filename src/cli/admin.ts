@@ -5,6 +5,7 @@ import type { HeraldConfig } from '../config/schema.ts';
 import { openDatabase } from '../db/connect.ts';
 import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
 import { ROLES, type Role } from '../db/schema.ts';
+import { hashPassword } from '../web/portal/security.ts';
 
 /** Options of the admin commands (everything else on the line is a config flag, as for serve). */
 const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
@@ -25,6 +26,7 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   torrent: 'string',
   reference: 'string',
   expires: 'string',
+  days: 'string',
   note: 'string',
   limit: 'string',
 };
@@ -35,6 +37,8 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald member add NAME [--role member|uploader|moderator|admin] [--email E] [--invites N]
   herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
   herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N]
+  herald member password MEMBER < FILE   (portal password, first line of standard input)
+  herald member invite [--member INVITER] [--email E] [--days N]   (a portal invitation link)
   herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
   herald torrent list [--search TEXT] | show TORRENT | remove TORRENT
   herald torrent set TORRENT [--freeleech yes|no] [--restricted yes|no] [--download-factor PCT] [--upload-factor PCT]
@@ -199,6 +203,34 @@ export async function runAdmin(
         need(1, `${sub} MEMBER`);
         const status = sub === 'enable' ? 'active' : sub === 'ban' ? 'banned' : 'disabled';
         showMember(await reg.setMemberStatus(rest[0], status, (opts.reason as string | undefined) ?? null));
+        break;
+      }
+      case 'member password': {
+        // The password comes on standard input (never on the command line, where `ps` shows it).
+        need(1, 'password MEMBER < password.txt');
+        const m = await reg.member(rest[0]);
+        const password = readFileSync(0, 'utf8').split(/\r?\n/)[0];
+        if (password.length < 10)
+          throw new RegistryError('password: at least 10 characters, on standard input');
+        await reg.setPasswordHash(m.id, await hashPassword(password));
+        await reg.deleteMemberSessions(m.id);
+        print({ id: m.id, username: m.username, password: 'set' }, () => `password set for ${m.username}`);
+        break;
+      }
+      case 'member invite': {
+        const inviter = opts.member !== undefined ? (await reg.member(opts.member as string)).id : null;
+        const days = intOpt(opts.days, 'days', 365) ?? config.inviteExpiryDays;
+        if (days < 1) throw new RegistryError('--days: 1 to 365');
+        const inv = await reg.createInvitation({
+          inviterId: inviter,
+          email: (opts.email as string | undefined) ?? null,
+          ttlSeconds: days * 86400,
+          spend: false,
+        });
+        print(
+          { code: inv.code, path: `/register?invite=${inv.code}`, expires_at: inv.expires_at },
+          () => `invitation (valid ${days} days): /register?invite=${inv.code}`,
+        );
         break;
       }
       case 'member reset-passkey':

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -19,6 +20,7 @@ import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
 import { StatsReporter } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
+import { createPortal, type Portal } from '../web/portal/portal.ts';
 
 export interface TrackerAddresses {
   http: { host: string; port: number }[];
@@ -26,6 +28,8 @@ export interface TrackerAddresses {
   udp: { host: string; port: number }[];
   /** Own WebSocket listeners (`ws`); WebTorrent also works on every HTTP(S) listener. */
   ws: { host: string; port: number }[];
+  /** The portal's own listeners (`portal_listen`); empty when it shares the HTTP(S) ports. */
+  portal: { host: string; port: number }[];
 }
 
 /** A running (or startable) Herald tracker: the library API (README "Embedding"). */
@@ -48,6 +52,10 @@ export interface Tracker {
   readonly policy: Policy;
   /** Private mode: the accounting step (null otherwise). */
   readonly accountant: Accountant | null;
+  /** The community portal (null when `portal` is off). */
+  readonly portal: Portal | null;
+  /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
+  publicUrls(): string[];
 }
 
 function listens(list: string[], key: string): { host: string; port: number }[] {
@@ -138,6 +146,23 @@ export function createTracker(
     const s = ws.stats();
     return { sockets: s.sockets, swarms: s.swarms, peers: s.peers, seeders: s.seeders, leechers: s.leechers };
   };
+  // The portal: on by default in private mode; on the tracker's HTTP(S) ports unless it has
+  // listeners of its own (portal_listen).
+  const portal =
+    config.portal === 'on' || (config.portal === 'auto' && config.mode === 'private')
+      ? createPortal({
+          config,
+          registry: getRegistry,
+          refreshPolicy: () => policy.refresh(),
+          scrape: (hashes) => store.scrape(hashes, clock.now()),
+          stats: () => stats.snapshot(),
+          urls: () => publicUrls(),
+          activity: accountant ? (id) => accountant.activity(id) : undefined,
+          onError,
+        })
+      : null;
+  const portalListen = portal ? listens(config.portalListen, 'portal_listen') : [];
+  const portalServers: Server[] = [];
   const http = new HttpFrontend({
     service,
     http: listens(config.http, 'http'),
@@ -149,6 +174,10 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
+    rawUpgrade: {
+      isPath: (url) => ws.isTrackerPath(url),
+      accept: (url, h, socket, head) => ws.accept(url, h, socket, head),
+    },
     web: createWebHandler({
       stats,
       onError,
@@ -162,6 +191,8 @@ export function createTracker(
             urls: () => publicUrls(),
           })
         : null,
+      portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
+      portalPath: config.portalPath,
     }),
     logger,
     logRequests: config.logRequests,
@@ -194,6 +225,17 @@ export function createTracker(
         await http.start();
         await udp.start();
         await ws.start();
+        for (const l of portalListen) {
+          const server = createServer((req, res) => portal!.handle(req, res));
+          portalServers.push(server);
+          await new Promise<void>((resolve, reject) => {
+            server.once('error', reject);
+            server.listen(l.port, l.host, () => {
+              server.off('error', reject);
+              resolve();
+            });
+          });
+        }
       } catch (err) {
         await tracker.stop();
         throw err;
@@ -202,12 +244,26 @@ export function createTracker(
       stats.start();
       policy.start(config.policyRefresh);
       accountant?.start();
+      portal?.start();
+      if (portal !== null && config.publicUrls.length === 0)
+        logger.warn(
+          'portal: public_urls is not set; .torrent files get announce URLs from the listen addresses',
+          {
+            urls: publicUrls(),
+          },
+        );
       const a = tracker.addresses();
       logger.info('herald listening', {
         http: a.http.map(fmt),
         https: a.https.map(fmt),
         udp: a.udp.map(fmt),
         ws: a.ws.map(fmt),
+        portal:
+          portal === null
+            ? 'off'
+            : portalListen.length === 0
+              ? 'on the http(s) listeners'
+              : portalAddresses().map(fmt),
         dataDir: config.dataDir,
         mode: config.mode,
         database: db?.describe,
@@ -219,6 +275,11 @@ export function createTracker(
       await http.stop();
       await udp.stop();
       await ws.stop();
+      portal?.stop();
+      for (const server of portalServers) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
       sweeper.stop();
       stats.stop();
       policy.stop();
@@ -235,6 +296,7 @@ export function createTracker(
         https: all.filter((a) => a.protocol === 'https').map(({ host, port }) => ({ host, port })),
         udp: udp.addresses(),
         ws: ws.addresses().map(({ host, port }) => ({ host, port })),
+        portal: portalAddresses(),
       };
     },
     reloadTls() {
@@ -243,7 +305,15 @@ export function createTracker(
     registry: getRegistry,
     policy,
     accountant,
+    portal,
+    publicUrls: () => publicUrls(),
   };
+  function portalAddresses(): { host: string; port: number }[] {
+    return portalServers.flatMap((s) => {
+      const a = s.address();
+      return a !== null && typeof a === 'object' ? [{ host: a.address, port: a.port }] : [];
+    });
+  }
   /** Announce base URLs: configured, or derived from the bound listeners. */
   function publicUrls(): string[] {
     if (config.publicUrls.length > 0) return config.publicUrls;

@@ -31,6 +31,19 @@ export interface HeraldConfig {
   maxRate: number;
   apiToken: string | null;
   publicUrls: string[];
+  portal: 'auto' | 'on' | 'off';
+  portalListen: string[];
+  portalPath: string;
+  siteName: string;
+  registration: 'invite' | 'open' | 'closed';
+  applications: boolean;
+  categories: string[];
+  inviteExpiryDays: number;
+  inviteMinRatioPercent: number;
+  inviteMinAgeDays: number;
+  inviteMinUploaded: number;
+  invitesPerPeriod: number;
+  invitePeriodDays: number;
 }
 
 type Kind =
@@ -46,7 +59,8 @@ type Kind =
   | 'hex?'
   | 'level'
   | 'udp-io'
-  | 'mode';
+  | 'mode'
+  | 'choice';
 
 export interface KeyDef {
   key: keyof HeraldConfig;
@@ -60,6 +74,8 @@ export interface KeyDef {
   arg?: string;
   /** snake_case name when it is not derived from `key` (numwant is one word on the wire). */
   name?: string;
+  /** For `choice`: the allowed values. */
+  choices?: readonly string[];
 }
 
 /**
@@ -271,6 +287,110 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Base URLs members use to reach this tracker, e.g. https://tracker.example.org or udp://tracker.example.org:6969 (repeatable; default: from the listen addresses)',
   },
   {
+    key: 'portal',
+    kind: 'choice',
+    choices: ['auto', 'on', 'off'],
+    default: 'auto',
+    arg: 'auto|on|off',
+    doc: 'The community web portal (login, invitations, torrents, staff pages); auto = on in private mode',
+  },
+  {
+    key: 'portalListen',
+    kind: 'listen-list',
+    default: [],
+    arg: 'HOST:PORT',
+    doc: 'Serve the portal on its own HTTP listeners instead of on the tracker HTTP(S) ports (repeatable)',
+  },
+  {
+    key: 'portalPath',
+    kind: 'string',
+    default: '',
+    arg: 'PATH',
+    doc: 'Serve the portal under this path, e.g. /portal (default: at the root, around /announce and /api)',
+  },
+  {
+    key: 'siteName',
+    kind: 'string',
+    default: 'Herald',
+    arg: 'NAME',
+    doc: 'Portal: the community name shown in titles and feeds',
+  },
+  {
+    key: 'registration',
+    kind: 'choice',
+    choices: ['invite', 'open', 'closed'],
+    default: 'invite',
+    arg: 'invite|open|closed',
+    doc: 'Portal: who may create an account (the first account of a new installation is always allowed, and is the administrator)',
+  },
+  {
+    key: 'applications',
+    kind: 'bool',
+    default: false,
+    doc: 'Portal: prospective members may apply with a short form; staff approve (issues an invitation) or reject',
+  },
+  {
+    key: 'categories',
+    kind: 'string-list',
+    default: ['Movies', 'TV', 'Music', 'Books', 'Software', 'Games', 'Other'],
+    arg: 'NAME',
+    doc: 'Portal: torrent categories offered on upload and browse (repeatable)',
+  },
+  {
+    key: 'inviteExpiryDays',
+    kind: 'int',
+    min: 1,
+    max: 365,
+    default: 7,
+    arg: 'DAYS',
+    doc: 'Portal: days an invitation link stays valid',
+  },
+  {
+    key: 'inviteMinRatioPercent',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'PERCENT',
+    doc: 'Invite earning: least ratio, in percent (100 = uploaded at least as much as downloaded)',
+  },
+  {
+    key: 'inviteMinAgeDays',
+    kind: 'int',
+    min: 0,
+    max: 36500,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Invite earning: least account age in days',
+  },
+  {
+    key: 'inviteMinUploaded',
+    kind: 'int',
+    min: 0,
+    max: 1e15,
+    default: 10 * 1024 ** 3,
+    arg: 'BYTES',
+    doc: 'Invite earning: least credited upload in bytes (default 10 GiB)',
+  },
+  {
+    key: 'invitesPerPeriod',
+    kind: 'int',
+    min: 0,
+    max: 1000,
+    default: 1,
+    arg: 'N',
+    doc: 'Invite earning: invites a qualifying member earns per period (0 = only staff grant invites)',
+  },
+  {
+    key: 'invitePeriodDays',
+    kind: 'int',
+    min: 1,
+    max: 3650,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Invite earning: length of one period in days',
+  },
+  {
     key: 'logLevel',
     kind: 'level',
     default: 'info',
@@ -355,6 +475,10 @@ export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
       if (raw !== 'open' && raw !== 'whitelist' && raw !== 'private')
         return bad('must be open, whitelist or private');
       return raw;
+    case 'choice':
+      if (typeof raw !== 'string' || !(def.choices ?? []).includes(raw))
+        return bad(`must be one of ${(def.choices ?? []).join(', ')}`);
+      return raw;
     case 'string':
       if (typeof raw !== 'string') return bad('must be a string');
       return raw;
@@ -416,6 +540,10 @@ export function validateRelations(c: HeraldConfig): void {
     );
   if (c.https.length > 0 && (!c.tlsCert || !c.tlsKey))
     throw new ConfigError('config: https: listening for HTTPS needs tls_cert and tls_key');
+  if (c.portalPath !== '' && !/^(\/[A-Za-z0-9._~-]+)+$/.test(c.portalPath))
+    throw new ConfigError(
+      `config: portal_path: a path like /portal, without a trailing slash (got "${c.portalPath}")`,
+    );
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
     throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');
 }

@@ -170,6 +170,43 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.insertInto('settings').values({ key: 'revision', value: '1' }).execute();
       },
     },
+    '0002_portal': {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('sessions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('csrf', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('ip', 'text')
+          .execute();
+        await db.schema.createIndex('sessions_member').on('sessions').column('member_id').execute();
+        await db.schema
+          .createTable('traffic_history')
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('uploaded', 'bigint', (c) => c.notNull())
+          .addColumn('downloaded', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('traffic_history_pk', ['member_id', 'at'])
+          .execute();
+        await db.schema
+          .createTable('site_history')
+          .addColumn('at', 'bigint', (c) => c.primaryKey())
+          .addColumn('members', 'integer', (c) => c.notNull())
+          .addColumn('torrents', 'integer', (c) => c.notNull())
+          .addColumn('peers', 'integer', (c) => c.notNull())
+          .addColumn('seeders', 'integer', (c) => c.notNull())
+          .addColumn('leechers', 'integer', (c) => c.notNull())
+          .addColumn('announce_rate', 'integer', (c) => c.notNull())
+          .execute();
+        // SQLite adds one column per ALTER TABLE.
+        await db.schema.alterTable('members').addColumn('invites_earned_at', 'bigint').execute();
+        await db.schema.alterTable('members').addColumn('last_login_at', 'bigint').execute();
+        await db.schema.alterTable('applications').addColumn('token', 'text').execute();
+        await db.schema.createIndex('invitations_inviter').on('invitations').column('inviter_id').execute();
+      },
+    },
   };
 }
 

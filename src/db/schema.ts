@@ -20,6 +20,9 @@ export interface Database {
   client_prefixes: ClientPrefixesTable;
   accounting_flags: AccountingFlagsTable;
   settings: SettingsTable;
+  sessions: SessionsTable;
+  traffic_history: TrafficHistoryTable;
+  site_history: SiteHistoryTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -50,6 +53,9 @@ export interface MembersTable {
   invited_by: number | null;
   created_at: number;
   last_announce_at: number | null;
+  /** When the member last earned invites by the operator's rules (0002_portal). */
+  invites_earned_at: number | null;
+  last_login_at: number | null;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -76,6 +82,8 @@ export interface ApplicationsTable {
   decided_by: number | null;
   decided_at: number | null;
   invitation_id: number | null;
+  /** Secret in the applicant's status link (0002_portal). */
+  token: string | null;
 }
 
 export interface TorrentsTable {
@@ -168,4 +176,35 @@ export interface AccountingFlagsTable {
 export interface SettingsTable {
   key: string;
   value: string;
+}
+
+/** Portal sessions (0002_portal). `id` is the SHA-256 of the cookie's token, never the token. */
+export interface SessionsTable {
+  id: string;
+  member_id: number;
+  /** Per-session CSRF token, in every form of the session. */
+  csrf: string;
+  created_at: number;
+  expires_at: number;
+  ip: string | null;
+}
+
+/** A member's credited totals over time, for the profile chart (0002_portal). */
+export interface TrafficHistoryTable {
+  member_id: number;
+  at: number;
+  uploaded: number;
+  downloaded: number;
+}
+
+/** Site figures over time, for the staff statistics page (0002_portal). */
+export interface SiteHistoryTable {
+  at: number;
+  members: number;
+  torrents: number;
+  peers: number;
+  seeders: number;
+  leechers: number;
+  /** Announces per second (all transports) × 100. */
+  announce_rate: number;
 }

@@ -13,8 +13,13 @@ export function createWebHandler(deps: {
   onError: (err: unknown) => void;
   /** The JSON API (null when no api_token is configured). */
   api?: WebHandler | null;
+  /** The community portal: every other path (null when it is off or has its own listeners). */
+  portal?: WebHandler | null;
+  /** The portal's path prefix ('' = every path the tracker does not use). */
+  portalPath?: string;
 }): WebHandler {
   const api = deps.api ?? null;
+  const portal = deps.portal ?? null;
   const send = (res: ServerResponse, status: number, type: string, body: string) => {
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
     res.end(body);
@@ -26,6 +31,16 @@ export function createWebHandler(deps: {
     if (path === '/api' || path.startsWith('/api/')) {
       if (api === null) send(res, 404, 'application/json', '{"error":"the API is off: set api_token"}\n');
       else api(req, res);
+      return;
+    }
+    const prefix = deps.portalPath ?? '';
+    if (
+      portal !== null &&
+      (prefix === ''
+        ? path !== '/health' && path !== '/stats' && path !== '/metrics'
+        : path === prefix || path.startsWith(`${prefix}/`))
+    ) {
+      portal(req, res);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

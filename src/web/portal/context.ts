@@ -1,0 +1,227 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HeraldConfig } from '../../config/schema.ts';
+import type { ScrapeEntry } from '../../core/types.ts';
+import type { PublicMember, Registry } from '../../db/registry.ts';
+import type { Role } from '../../db/schema.ts';
+import type { StatsSnapshot } from '../../tracker/stats.ts';
+import type { Form } from './forms.ts';
+import { type Html, html } from './html.ts';
+
+/** What the portal needs from the rest of Herald (wired by cli/compose.ts). */
+export interface PortalDeps {
+  config: Pick<
+    HeraldConfig,
+    | 'siteName'
+    | 'registration'
+    | 'applications'
+    | 'categories'
+    | 'inviteExpiryDays'
+    | 'inviteMinRatioPercent'
+    | 'inviteMinAgeDays'
+    | 'inviteMinUploaded'
+    | 'invitesPerPeriod'
+    | 'invitePeriodDays'
+    | 'peerTimeout'
+    | 'trustedProxies'
+    | 'portalPath'
+  >;
+  registry: () => Registry;
+  /** Applies a change made here to this tracker at once (other instances follow the revision). */
+  refreshPolicy: () => Promise<unknown>;
+  /** Live swarm counts through the SwarmStore read API (may be asynchronous). */
+  scrape: (infoHashes: Uint8Array[]) => ScrapeEntry[] | Promise<ScrapeEntry[]>;
+  stats: () => Promise<StatsSnapshot>;
+  /** Announce base URLs of this tracker (http, https, udp). */
+  urls: () => string[];
+  /** Peers a member runs now, from the accounting baselines (private mode). */
+  activity?: (memberId: number) => { seeding: number; leeching: number };
+  onError: (err: unknown) => void;
+}
+
+export interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  deps: PortalDeps;
+  reg: Registry;
+  path: string;
+  query: URLSearchParams;
+  /** Captures of the route's pattern. */
+  params: string[];
+  member: PublicMember | null;
+  csrf: string;
+  secure: boolean;
+  ip: string;
+  form: Form;
+  now: number;
+  setCookies: string[];
+  /** Path prefix of the portal (`portal_path`), '' at the root. */
+  base: string;
+}
+
+export const STAFF: readonly Role[] = ['moderator', 'admin'];
+export const isStaff = (m: PublicMember | null) => m !== null && STAFF.includes(m.role);
+
+/** Messages shown after a redirect, by key: never text from the query string. */
+export const MESSAGES: Record<string, string> = {
+  registered: 'Your account is ready. Log in to continue.',
+  loggedout: 'You are logged out.',
+  uploaded: 'Torrent uploaded. Download your personal .torrent below and start seeding.',
+  passkey: 'Your passkey was reset: download your .torrent files again.',
+  feedkey: 'Your feed key was reset: update your RSS client.',
+  password: 'Password changed. Other sessions were logged out.',
+  saved: 'Saved.',
+  deleted: 'Deleted.',
+  banned: 'Member banned; their sessions ended and the tracker refuses their passkey.',
+  approved: 'Application approved: an invitation was issued.',
+  rejected: 'Application rejected.',
+  invited: 'Invitation created.',
+};
+
+export function send(
+  ctx: Ctx,
+  status: number,
+  type: string,
+  body: string | Buffer,
+  extra: Record<string, string> = {},
+) {
+  // Under a path prefix, the templates' root-relative links get it here: escaped user text can
+  // never contain a literal `href="/` (quotes are escaped), so only Herald's own markup matches.
+  if (ctx.base !== '' && typeof body === 'string' && type.startsWith('text/html'))
+    body = body.replace(/ (href|action|src)="\//g, ` $1="${ctx.base}/`);
+  const headers: Record<string, string | string[]> = {
+    'content-type': type,
+    'content-length': String(Buffer.byteLength(body)),
+    'x-content-type-options': 'nosniff',
+    // Passkeys and invitation codes live in URLs: never send them to another site.
+    'referrer-policy': 'same-origin',
+    ...extra,
+  };
+  if (ctx.setCookies.length > 0) headers['set-cookie'] = ctx.setCookies;
+  ctx.res.writeHead(status, headers);
+  ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}
+
+export function redirect(ctx: Ctx, to: string) {
+  const location = to.startsWith('/') ? ctx.base + to : to;
+  send(ctx, 303, 'text/plain; charset=utf-8', `see ${location}\n`, { location });
+}
+
+const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+export function csrfField(ctx: Ctx): Html {
+  return html`<input type="hidden" name="_csrf" value="${ctx.csrf}">`;
+}
+
+interface NavItem {
+  href: string;
+  label: string;
+}
+
+export function page(
+  ctx: Ctx,
+  opts: {
+    title: string;
+    body: Html;
+    status?: number;
+    nav?: string;
+    error?: string | null;
+    flash?: string | null;
+  },
+) {
+  const m = ctx.member;
+  const items: NavItem[] = m
+    ? [
+        { href: '/torrents', label: 'Torrents' },
+        { href: '/upload', label: 'Upload' },
+        { href: '/invites', label: 'Invites' },
+        { href: `/member/${m.id}`, label: 'Profile' },
+        ...(isStaff(m) ? [{ href: '/staff', label: 'Staff' }] : []),
+      ]
+    : [
+        { href: '/login', label: 'Log in' },
+        { href: '/register', label: 'Register' },
+        ...(ctx.deps.config.applications ? [{ href: '/apply', label: 'Apply' }] : []),
+      ];
+  const nav = opts.nav ?? ctx.path;
+  const msgKey = ctx.query.get('msg');
+  const flash = opts.flash ?? (msgKey && MESSAGES[msgKey]) ?? null;
+  const site = ctx.deps.config.siteName;
+  const doc = html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${opts.title} · ${site}</title>
+<link rel="stylesheet" href="/static/portal.css">
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="site"><div class="bar">
+<a class="brand" href="/">${site}</a>
+<nav aria-label="Main"><ul>
+${items.map((i) => html`<li><a href="${i.href}"${nav.startsWith(i.href) ? html` aria-current="page"` : ''}>${i.label}</a></li>`)}
+</ul></nav>
+${
+  m
+    ? html`<form method="post" action="/logout" class="inline"><span class="muted">${m.username}</span>${csrfField(ctx)}<button class="secondary" type="submit">Log out</button></form>`
+    : ''
+}
+</div></header>
+<main id="main">
+${opts.error ? html`<div class="flash error" role="alert">${opts.error}</div>` : ''}
+${flash ? html`<div class="flash ok" role="status">${flash}</div>` : ''}
+${opts.body}
+</main>
+<footer class="site">${site} · powered by Herald</footer>
+<script src="/static/chart.umd.min.js" defer></script>
+<script src="/static/portal.js" defer></script>
+</body>
+</html>
+`;
+  send(ctx, opts.status ?? 200, 'text/html; charset=utf-8', doc.value, {
+    'content-security-policy': CSP,
+    'cache-control': 'no-store',
+  });
+}
+
+export function errorPage(ctx: Ctx, status: number, title: string, message: string) {
+  page(ctx, { title, status, body: html`<div class="card narrow"><h1>${title}</h1><p>${message}</p></div>` });
+}
+
+// ---- formatting ----
+
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+export function ratio(up: number, down: number): string {
+  if (down === 0) return up > 0 ? '∞' : '—';
+  return (up / down).toFixed(2);
+}
+
+export function ago(then: number, now: number): string {
+  const s = Math.max(0, now - then);
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+export function duration(s: number): string {
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+export const date = (t: number) => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ');
+
+/** Form field as trimmed text ('' when absent). */
+export const field = (ctx: Ctx, name: string) => (ctx.form.fields.get(name) ?? '').trim();

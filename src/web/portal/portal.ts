@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { formatIp, parseIp } from '../../core/address.ts';
+import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
+import { isFormError, parseForm, readBody } from './forms.ts';
+import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
+import { memberRoutes } from './routes-members.ts';
+import { staffRoutes } from './routes-staff.ts';
+import { torrentRoutes } from './routes-torrents.ts';
+import { cookie, newToken, parseCookies, sameToken, tokenId } from './security.ts';
+
+export type { PortalDeps } from './context.ts';
+
+const CSRF_COOKIE = 'herald_csrf';
+/** Form bodies are small; a route that takes more says so (`Route.maxBody`, the upload). */
+const FORM_LIMIT = 256 * 1024;
+
+function asset(path: string, type: string) {
+  const body = readFileSync(path);
+  return { body, type };
+}
+
+function loadAssets() {
+  const here = new URL('.', import.meta.url).pathname;
+  const chartDir = dirname(createRequire(import.meta.url).resolve('chart.js'));
+  return new Map([
+    ['/static/portal.css', asset(join(here, 'static/portal.css'), 'text/css; charset=utf-8')],
+    ['/static/portal.js', asset(join(here, 'static/portal.js'), 'text/javascript; charset=utf-8')],
+    ['/static/chart.umd.min.js', asset(join(chartDir, 'chart.umd.min.js'), 'text/javascript; charset=utf-8')],
+  ]);
+}
+
+export interface Portal {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Background jobs: traffic and site history snapshots, invite earning, session cleanup. */
+  start(): void;
+  stop(): void;
+  /** Runs the background jobs once now (tests). */
+  tick(): Promise<void>;
+}
+
+/**
+ * The community portal (issue 6): server-rendered pages over the Registry, no client framework.
+ * Every request: static assets; else the session (cookie → SHA-256 → sessions row, and the
+ * member must still be active); every POST is read under a size limit, parsed strictly (400 on
+ * a malformed body) and must carry the session's CSRF token (403 otherwise) before any handler
+ * runs. Routes declare who may use them (public, member, staff, admin).
+ */
+export function createPortal(
+  deps: PortalDeps,
+  opts: { loginLimits?: LoginLimits; snapshotSeconds?: number } = {},
+): Portal {
+  const assets = loadAssets();
+  const routes: Route[] = [
+    ...authRoutes(opts.loginLimits),
+    ...torrentRoutes(),
+    ...memberRoutes(),
+    ...staffRoutes(),
+  ];
+  // Behind a reverse proxy (trusted_proxies) the client is the address the proxy appended last to
+  // X-Forwarded-For (earlier entries are whatever the client sent), and X-Forwarded-Proto says
+  // whether the browser used HTTPS (so the cookies get Secure).
+  const trustAll = deps.config.trustedProxies.includes('*');
+  const trusted = new Set(
+    deps.config.trustedProxies.flatMap((p) => {
+      const a = parseIp(p);
+      return a ? [formatIp(a.bytes)] : [];
+    }),
+  );
+  const behindProxy = (req: IncomingMessage) => {
+    const r = parseIp(req.socket.remoteAddress ?? '');
+    return trustAll || (r !== null && trusted.has(formatIp(r.bytes)));
+  };
+  const client = (req: IncomingMessage): { ip: string; secure: boolean } => {
+    const remote = req.socket.remoteAddress ?? '';
+    const encrypted = (req.socket as TLSSocket).encrypted === true;
+    const r = parseIp(remote);
+    const direct = { ip: r ? formatIp(r.bytes) : remote, secure: encrypted };
+    if (!behindProxy(req)) return direct;
+    const xff = req.headers['x-forwarded-for'];
+    const last = typeof xff === 'string' ? xff.split(',').pop()!.trim() : '';
+    const fwd = parseIp(last);
+    return {
+      ip: fwd ? formatIp(fwd.bytes) : direct.ip,
+      secure: encrypted || req.headers['x-forwarded-proto'] === 'https',
+    };
+  };
+  let timer: NodeJS.Timeout | null = null;
+  let first: NodeJS.Timeout | null = null;
+
+  async function dispatch(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://portal.invalid');
+    const base = deps.config.portalPath;
+    // Under a prefix, pages see their paths without it (the web app only sends prefixed ones).
+    const path =
+      base !== '' && url.pathname.startsWith(base) ? url.pathname.slice(base.length) || '/' : url.pathname;
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const { ip, secure } = client(req);
+    const ctx: Ctx = {
+      req,
+      res,
+      deps,
+      reg: deps.registry(),
+      path,
+      query: url.searchParams,
+      params: [],
+      member: null,
+      csrf: '',
+      secure,
+      ip,
+      form: { fields: new Map(), files: new Map() },
+      now: Math.floor(Date.now() / 1000),
+      setCookies: [],
+      base,
+    };
+    const file = assets.get(path);
+    if (file && method === 'GET') {
+      send(ctx, 200, file.type, file.body, { 'cache-control': 'public, max-age=3600' });
+      return;
+    }
+    const cookies = parseCookies(req.headers.cookie);
+    const token = cookies.get(SESSION_COOKIE);
+    if (token) {
+      const s = await ctx.reg.session(tokenId(token), ctx.now);
+      if (s && s.member.status === 'active') {
+        ctx.member = s.member;
+        ctx.csrf = s.csrf;
+      } else {
+        // A banned or disabled member's sessions end at once.
+        if (s) await ctx.reg.deleteMemberSessions(s.member.id);
+        ctx.setCookies.push(cookie(SESSION_COOKIE, '', { maxAge: 0, secure }));
+      }
+    }
+    if (ctx.csrf === '') {
+      // Before login, forms (login, register, apply) carry a per-browser token from a cookie.
+      const anon = cookies.get(CSRF_COOKIE);
+      if (anon && anon.length >= 32) ctx.csrf = anon;
+      else {
+        ctx.csrf = newToken();
+        ctx.setCookies.push(cookie(CSRF_COOKIE, ctx.csrf, { maxAge: 86400, secure }));
+      }
+    }
+
+    let route: Route | undefined;
+    let methodMismatch = false;
+    for (const r of routes) {
+      const m = r.pattern.exec(path);
+      if (!m) continue;
+      if (r.method !== method) {
+        methodMismatch = true;
+        continue;
+      }
+      route = r;
+      ctx.params = m.slice(1);
+      break;
+    }
+    if (!route) {
+      if (methodMismatch) return send(ctx, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return errorPage(ctx, 404, 'Not found', 'There is no page here.');
+    }
+
+    // Access before the body: an anonymous client cannot make Herald read an upload-sized body.
+    if (route.access !== 'public') {
+      if (!ctx.member) return redirect(ctx, `/login`);
+      if (route.access === 'staff' && !isStaff(ctx.member))
+        return errorPage(ctx, 403, 'Forbidden', 'This page is for staff.');
+      if (route.access === 'admin' && ctx.member.role !== 'admin')
+        return errorPage(ctx, 403, 'Forbidden', 'This page is for administrators.');
+    }
+    if (method === 'POST') {
+      // A browser always sends Origin on a cross-site POST: refuse a foreign one outright.
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== 'null') {
+        let host = '';
+        try {
+          host = new URL(origin).host;
+        } catch {}
+        const forwardedHost = behindProxy(req) ? req.headers['x-forwarded-host'] : undefined;
+        if (host !== req.headers.host && host !== forwardedHost)
+          return errorPage(ctx, 403, 'Forbidden', 'Cross-site form posts are refused.');
+      }
+      const body = await readBody(req, route.maxBody ?? FORM_LIMIT);
+      if (isFormError(body)) return errorPage(ctx, body.status, 'Bad request', body.message);
+      const form = parseForm(body, req.headers['content-type'] ?? '');
+      if (isFormError(form)) return errorPage(ctx, form.status, 'Bad request', form.message);
+      ctx.form = form;
+      if (!sameToken(form.fields.get('_csrf') ?? '', ctx.csrf))
+        return errorPage(
+          ctx,
+          403,
+          'Forbidden',
+          'This form has expired or did not come from this site. Go back, reload and try again.',
+        );
+    }
+
+    await route.handle(ctx);
+  }
+
+  async function tick() {
+    const reg = deps.registry();
+    const now = Math.floor(Date.now() / 1000);
+    const c = deps.config;
+    await reg.snapshotTraffic(now);
+    const counts = await reg.counts();
+    const s = await deps.stats();
+    const total = s.total ?? {
+      peers: s.swarm.seeders + s.swarm.leechers,
+      seeders: s.swarm.seeders,
+      leechers: s.swarm.leechers,
+    };
+    const a = s.perSecond.announces;
+    await reg.snapshotSite({
+      at: now,
+      members: counts.members,
+      torrents: counts.torrents,
+      peers: total.peers,
+      seeders: total.seeders,
+      leechers: total.leechers,
+      announce_rate: Math.round((a.http + a.udp + a.ws) * 100),
+    });
+    await reg.grantEarnedInvites({
+      minRatio: c.inviteMinRatioPercent / 100,
+      minAgeSeconds: c.inviteMinAgeDays * 86400,
+      minUploaded: c.inviteMinUploaded,
+      perPeriod: c.invitesPerPeriod,
+      periodSeconds: c.invitePeriodDays * 86400,
+      at: now,
+    });
+    await reg.deleteExpiredSessions(now);
+  }
+
+  return {
+    handle(req, res) {
+      dispatch(req, res).catch((err) => {
+        deps.onError(err);
+        if (!res.headersSent) {
+          res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          res.end('internal error\n');
+        } else res.destroy();
+      });
+    },
+    start() {
+      if (timer) return;
+      const every = (opts.snapshotSeconds ?? 600) * 1000;
+      const run = () => void tick().catch(deps.onError);
+      first = setTimeout(run, 1000);
+      first.unref();
+      timer = setInterval(run, every);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      if (first) clearTimeout(first);
+      timer = null;
+      first = null;
+    },
+    tick,
+  };
+}

@@ -1,0 +1,301 @@
+import { RegistryError } from '../../db/registry.ts';
+import { type Ctx, csrfField, errorPage, field, page, redirect } from './context.ts';
+import { html } from './html.ts';
+import {
+  AttemptLimiter,
+  addressKey,
+  cookie,
+  dummyVerify,
+  hashPassword,
+  newToken,
+  parseCookies,
+  tokenId,
+  verifyPassword,
+} from './security.ts';
+
+export type Access = 'public' | 'member' | 'staff' | 'admin';
+
+export interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  access: Access;
+  /** Largest request body this route reads (default: the form limit, 256 KiB). */
+  maxBody?: number;
+  handle(ctx: Ctx): Promise<void> | void;
+}
+
+export const SESSION_COOKIE = 'herald_session';
+const SESSION_SECONDS = 30 * 86400;
+
+/** Failed logins: 10 per address and 5 per username in 15 minutes. */
+export interface LoginLimits {
+  perIp: number;
+  perUser: number;
+  windowMs: number;
+}
+
+export function authRoutes(limits: LoginLimits = { perIp: 10, perUser: 5, windowMs: 15 * 60_000 }): Route[] {
+  const byIp = new AttemptLimiter(limits.perIp, limits.windowMs);
+  const byUser = new AttemptLimiter(limits.perUser, limits.windowMs);
+  // Applications are anonymous: at most 5 per address and hour, so a script cannot flood staff.
+  const applications = new AttemptLimiter(5, 3600_000);
+
+  const loginForm = (ctx: Ctx, opts: { error?: string; status?: number; username?: string } = {}) =>
+    page(ctx, {
+      title: 'Log in',
+      status: opts.status,
+      error: opts.error,
+      body: html`<div class="card narrow">
+<h1>Log in</h1>
+<form method="post" action="/login" class="stack">
+${csrfField(ctx)}
+<label>Username <input name="username" autocomplete="username" required maxlength="32" value="${opts.username ?? ''}"></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required maxlength="1024"></label>
+<button type="submit">Log in</button>
+</form>
+<p class="muted">No account? <a href="/register">Register with an invitation</a>${ctx.deps.config.applications ? html` or <a href="/apply">apply to join</a>` : ''}.</p>
+</div>`,
+    });
+
+  const registerForm = (
+    ctx: Ctx,
+    opts: {
+      code: string;
+      first: boolean;
+      error?: string;
+      status?: number;
+      username?: string;
+      email?: string;
+    },
+  ) =>
+    page(ctx, {
+      title: 'Register',
+      status: opts.status,
+      error: opts.error,
+      body: html`<div class="card narrow">
+<h1>Create your account</h1>
+${opts.first ? html`<p>This is a new installation: the first account becomes the <strong>administrator</strong>.</p>` : ''}
+<form method="post" action="/register" class="stack">
+${csrfField(ctx)}
+<input type="hidden" name="invite" value="${opts.code}">
+<label>Username <span class="hint">2 to 32 letters, digits, ".", "_" or "-"</span>
+<input name="username" autocomplete="username" required minlength="2" maxlength="32" pattern="[A-Za-z0-9_.\\-]{2,32}" value="${opts.username ?? ''}"></label>
+<label>E-mail <span class="hint">optional</span><input name="email" type="email" autocomplete="email" maxlength="254" value="${opts.email ?? ''}"></label>
+<label>Password <span class="hint">at least 10 characters</span><input name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
+<label>Repeat password <input name="password2" type="password" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
+<button type="submit">Create account</button>
+</form>
+</div>`,
+    });
+
+  /** Whether a registration with this code (or none) may proceed; the reason otherwise. */
+  async function mayRegister(ctx: Ctx, code: string): Promise<{ first: boolean; why: string | null }> {
+    const first = (await ctx.reg.counts()).members === 0;
+    if (first) return { first, why: null };
+    if (code !== '') {
+      const inv = await ctx.reg.invitation(code);
+      if (!inv || inv.used_by !== null || inv.expires_at <= ctx.now)
+        return { first, why: 'This invitation is unknown, already used or expired. Ask for a new one.' };
+      return { first, why: null };
+    }
+    if (ctx.deps.config.registration === 'open') return { first, why: null };
+    return {
+      first,
+      why:
+        ctx.deps.config.registration === 'closed'
+          ? 'Registration is closed.'
+          : 'Registration is by invitation only: open the link you were sent.',
+    };
+  }
+
+  return [
+    {
+      method: 'GET',
+      pattern: /^\/login$/,
+      access: 'public',
+      handle(ctx) {
+        if (ctx.member) return redirect(ctx, '/torrents');
+        loginForm(ctx);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/login$/,
+      access: 'public',
+      async handle(ctx) {
+        const username = field(ctx, 'username').slice(0, 64);
+        const password = ctx.form.fields.get('password') ?? '';
+        const userKey = username.toLowerCase();
+        const wait = Math.max(byIp.blockedFor(addressKey(ctx.ip)), byUser.blockedFor(userKey));
+        if (wait > 0)
+          return loginForm(ctx, {
+            status: 429,
+            username,
+            error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} min.`,
+          });
+        const cred = await ctx.reg.credentials(username);
+        let ok = false;
+        if (cred) ok = await verifyPassword(password, cred.password_hash);
+        else await dummyVerify(password); // same cost for unknown names: timing tells nothing
+        if (!cred || !ok) {
+          byIp.fail(addressKey(ctx.ip));
+          byUser.fail(userKey);
+          return loginForm(ctx, { status: 401, username, error: 'Wrong username or password.' });
+        }
+        if (cred.status !== 'active')
+          return loginForm(ctx, {
+            status: 403,
+            username,
+            error: `This account is ${cred.status}${cred.status_reason ? `: ${cred.status_reason}` : '.'}`,
+          });
+        byUser.reset(userKey);
+        const token = newToken();
+        await ctx.reg.createSession({
+          id: tokenId(token),
+          memberId: cred.id,
+          csrf: newToken(),
+          expiresAt: ctx.now + SESSION_SECONDS,
+          ip: ctx.ip,
+        });
+        ctx.setCookies.push(cookie(SESSION_COOKIE, token, { maxAge: SESSION_SECONDS, secure: ctx.secure }));
+        redirect(ctx, '/torrents');
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/logout$/,
+      access: 'public',
+      async handle(ctx) {
+        const token = parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE);
+        if (token) await ctx.reg.deleteSession(tokenId(token));
+        ctx.setCookies.push(cookie(SESSION_COOKIE, '', { maxAge: 0, secure: ctx.secure }));
+        redirect(ctx, '/login?msg=loggedout');
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/register$/,
+      access: 'public',
+      async handle(ctx) {
+        if (ctx.member) return redirect(ctx, '/torrents');
+        const code = (ctx.query.get('invite') ?? '').slice(0, 64);
+        const { first, why } = await mayRegister(ctx, code);
+        if (why !== null)
+          return page(ctx, {
+            title: 'Register',
+            status: 403,
+            body: html`<div class="card narrow"><h1>Register</h1><p>${why}</p>
+${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply to join</a></p>` : ''}</div>`,
+          });
+        registerForm(ctx, { code, first });
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/register$/,
+      access: 'public',
+      async handle(ctx) {
+        const code = field(ctx, 'invite').slice(0, 64);
+        const username = field(ctx, 'username');
+        const email = field(ctx, 'email').slice(0, 254);
+        const password = ctx.form.fields.get('password') ?? '';
+        const again = (error: string, status = 400) =>
+          registerForm(ctx, { code, first, error, status, username, email });
+        const { first, why } = await mayRegister(ctx, code);
+        if (why !== null) return errorPage(ctx, 403, 'Register', why);
+        if (password.length < 10 || password.length > 1024)
+          return again('The password needs at least 10 characters.');
+        if (password !== (ctx.form.fields.get('password2') ?? '')) return again('The two passwords differ.');
+        if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email))
+          return again('That e-mail address does not look right.');
+        try {
+          await ctx.reg.register({
+            username,
+            email: email === '' ? null : email,
+            passwordHash: await hashPassword(password),
+            code: code === '' ? null : code,
+            open: ctx.deps.config.registration === 'open',
+          });
+        } catch (err) {
+          if (err instanceof RegistryError) return again(err.message, err.status);
+          throw err;
+        }
+        await ctx.deps.refreshPolicy();
+        redirect(ctx, '/login?msg=registered');
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/apply$/,
+      access: 'public',
+      handle(ctx) {
+        if (!ctx.deps.config.applications)
+          return errorPage(ctx, 404, 'Applications', 'Applications are closed.');
+        applyForm(ctx);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/apply$/,
+      access: 'public',
+      async handle(ctx) {
+        if (!ctx.deps.config.applications)
+          return errorPage(ctx, 404, 'Applications', 'Applications are closed.');
+        const username = field(ctx, 'username');
+        const email = field(ctx, 'email');
+        const body = field(ctx, 'body');
+        if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
+          return applyForm(ctx, 'Username: 2 to 32 letters, digits, ".", "_" or "-".');
+        if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254)
+          return applyForm(ctx, 'A valid e-mail address, please.');
+        if (body.length < 20 || body.length > 5000)
+          return applyForm(ctx, 'Tell us a little about yourself (20 to 5000 characters).');
+        if (applications.blockedFor(addressKey(ctx.ip)) > 0)
+          return errorPage(ctx, 429, 'Apply', 'Too many applications from your address. Try again later.');
+        applications.fail(addressKey(ctx.ip));
+        const a = await ctx.reg.addApplication({ username, email, body });
+        redirect(ctx, `/apply/status/${a.token}`);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/apply\/status\/([A-Za-z0-9_-]{10,64})$/,
+      access: 'public',
+      async handle(ctx) {
+        const a = await ctx.reg.applicationByToken(ctx.params[0]);
+        if (!a) return errorPage(ctx, 404, 'Application', 'No such application.');
+        const inv = a.invitation;
+        page(ctx, {
+          title: 'Your application',
+          body: html`<div class="card narrow"><h1>Your application</h1>
+<p>Keep this page's address: it shows the decision once staff have read your application.</p>
+<p>Status: <strong>${a.status}</strong></p>
+${a.status === 'rejected' && a.reason ? html`<p>Reason: ${a.reason}</p>` : ''}
+${
+  a.status === 'approved' && inv && inv.used_by === null
+    ? html`<p>Welcome! <a class="button" href="/register?invite=${inv.code}">Create your account</a></p>`
+    : ''
+}</div>`,
+        });
+      },
+    },
+  ];
+}
+
+function applyForm(ctx: Ctx, error?: string) {
+  page(ctx, {
+    title: 'Apply',
+    status: error ? 400 : 200,
+    error,
+    body: html`<div class="card narrow"><h1>Apply to join</h1>
+<p class="muted">Staff read every application. If they approve it, your status page shows your invitation.</p>
+<form method="post" action="/apply" class="stack">
+${csrfField(ctx)}
+<label>Username you would like <input name="username" required minlength="2" maxlength="32" value="${field(ctx, 'username')}"></label>
+<label>E-mail <input name="email" type="email" required maxlength="254" value="${field(ctx, 'email')}"></label>
+<label>About you <span class="hint">where you share today, what you would bring (20 to 5000 characters)</span>
+<textarea name="body" required minlength="20" maxlength="5000">${field(ctx, 'body')}</textarea></label>
+<button type="submit">Send application</button>
+</form></div>`,
+  });
+}

@@ -1,0 +1,269 @@
+import { announceUrls } from '../../api/api.ts';
+import type { PublicMember } from '../../db/registry.ts';
+import { RegistryError } from '../../db/registry.ts';
+import { ROLES } from '../../db/schema.ts';
+import {
+  bytes,
+  type Ctx,
+  csrfField,
+  date,
+  duration,
+  errorPage,
+  field,
+  isStaff,
+  page,
+  ratio,
+  redirect,
+} from './context.ts';
+import { html, jsonAttr } from './html.ts';
+import type { Route } from './routes-auth.ts';
+import { hashPassword, verifyPassword } from './security.ts';
+
+function origin(ctx: Ctx): string {
+  const h = ctx.req.headers.host ?? 'localhost';
+  return `http${ctx.secure ? 's' : ''}://${/^[A-Za-z0-9.:[\]-]{1,300}$/.test(h) ? h : 'localhost'}${ctx.base}`;
+}
+
+export function inviteLink(ctx: Ctx, code: string): string {
+  return `${origin(ctx)}/register?invite=${code}`;
+}
+
+/** A line chart drawn by Chart.js from a data attribute (static/portal.js); a table is the text alternative. */
+export function chart(opts: {
+  id: string;
+  label: string;
+  labels: number[];
+  series: { label: string; data: number[] }[];
+  unit?: string;
+}) {
+  return html`<div class="chart"><canvas id="${opts.id}" role="img" aria-label="${opts.label}" data-chart="${jsonAttr({ labels: opts.labels, series: opts.series, unit: opts.unit })}"></canvas></div>`;
+}
+
+function profileStaffForm(ctx: Ctx, m: PublicMember) {
+  const admin = ctx.member!.role === 'admin';
+  return html`<section class="card" aria-labelledby="staff-member"><h2 id="staff-member">Staff</h2>
+<p>Status: <strong>${m.status}</strong>${m.status_reason ? html` — ${m.status_reason}` : ''}</p>
+<form method="post" action="/staff/members/${m.id}" class="inline">
+${csrfField(ctx)}<input type="hidden" name="action" value="status">
+<label>Status <select name="status">${['active', 'disabled', 'banned'].map((s) => html`<option${s === m.status ? html` selected` : ''}>${s}</option>`)}</select></label>
+<label>Reason <input name="reason" maxlength="500" value="${m.status_reason ?? ''}"></label>
+<button type="submit">Set status</button>
+</form>
+<form method="post" action="/staff/members/${m.id}" class="inline mt">
+${csrfField(ctx)}<input type="hidden" name="action" value="invites">
+<label>Invites <input name="invites" type="number" min="0" max="100000" value="${m.invites}"></label>
+<button type="submit">Set invites</button>
+</form>
+${
+  admin
+    ? html`<form method="post" action="/staff/members/${m.id}" class="inline mt">
+${csrfField(ctx)}<input type="hidden" name="action" value="role">
+<label>Role <select name="role">${ROLES.map((r) => html`<option${r === m.role ? html` selected` : ''}>${r}</option>`)}</select></label>
+<button type="submit">Set role</button>
+</form>`
+    : ''
+}</section>`;
+}
+
+export function memberRoutes(): Route[] {
+  return [
+    {
+      method: 'GET',
+      pattern: /^\/me$/,
+      access: 'member',
+      handle(ctx) {
+        redirect(ctx, `/member/${ctx.member!.id}`);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/member\/([0-9]{1,12})$/,
+      access: 'member',
+      async handle(ctx) {
+        const m = await ctx.reg.findMember(Number(ctx.params[0]));
+        if (!m) return errorPage(ctx, 404, 'Member', 'No such member.');
+        const me = ctx.member!;
+        const self = me.id === m.id;
+        const staff = isStaff(me);
+        const torrents = await ctx.reg.memberTorrents(m.id);
+        const snatches = torrents.filter((t) => t.completed_at !== null).length;
+        const act = ctx.deps.activity?.(m.id) ?? { seeding: 0, leeching: 0 };
+        const history = await ctx.reg.trafficHistory(m.id);
+        // The chart ends with the figures of now, so it is never empty.
+        const points = [...history, { at: ctx.now, uploaded: m.uploaded, downloaded: m.downloaded }];
+        const sent = await ctx.reg.listInvitations({ inviterId: m.id });
+        const inviter = m.invited_by !== null ? await ctx.reg.findMember(m.invited_by) : undefined;
+        const GiB = 1024 ** 3;
+        const stat = (label: string, value: unknown) =>
+          html`<div class="stat"><div class="label">${label}</div><div class="value">${value}</div></div>`;
+        page(ctx, {
+          title: m.username,
+          nav: self ? `/member/${m.id}` : '/staff',
+          body: html`<h1>${m.username} <span class="muted">${m.role}</span>${m.status !== 'active' ? html` <span class="badge banned">${m.status}</span>` : ''}</h1>
+<p class="muted">Joined ${date(m.created_at)}${inviter ? html` · invited by <a href="/member/${inviter.id}">${inviter.username}</a>` : ''}</p>
+<div class="grid">
+${stat('Uploaded', bytes(m.uploaded))}${stat('Downloaded', bytes(m.downloaded))}${stat('Ratio', ratio(m.uploaded, m.downloaded))}
+${stat('Seeding now', act.seeding)}${stat('Leeching now', act.leeching)}${stat('Snatches', snatches)}
+${stat('Seeding time', duration(m.seed_time))}${stat('Invites left', m.invites)}${stat('Invites sent', sent.length)}
+</div>
+<section class="card mt" aria-labelledby="traffic"><h2 id="traffic">Traffic over time</h2>
+${chart({
+  id: 'traffic-chart',
+  label: `Uploaded and downloaded by ${m.username} over time, in GiB`,
+  labels: points.map((p) => p.at),
+  series: [
+    { label: 'Uploaded (GiB)', data: points.map((p) => Number((p.uploaded / GiB).toFixed(3))) },
+    { label: 'Downloaded (GiB)', data: points.map((p) => Number((p.downloaded / GiB).toFixed(3))) },
+  ],
+  unit: 'GiB',
+})}
+</section>
+${
+  (self || staff) && torrents.length > 0
+    ? html`<h2>Torrents</h2><div class="table-wrap"><table><thead><tr><th>Torrent</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Seed time</th><th class="hide-small">Completed</th></tr></thead><tbody>
+${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_id}">${t.name}</a></td><td class="num">${bytes(t.uploaded)}</td><td class="num">${bytes(t.downloaded)}</td><td class="num hide-small">${duration(t.seed_time)}</td><td class="hide-small">${t.completed_at ? date(t.completed_at) : '—'}</td></tr>`)}
+</tbody></table></div>`
+    : ''
+}
+${self ? selfSettings(ctx, m) : ''}
+${staff && !self ? profileStaffForm(ctx, m) : ''}`,
+        });
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/me\/passkey$/,
+      access: 'member',
+      async handle(ctx) {
+        await ctx.reg.resetPasskey(ctx.member!.id);
+        await ctx.deps.refreshPolicy();
+        redirect(ctx, `/member/${ctx.member!.id}?msg=passkey`);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/me\/feedkey$/,
+      access: 'member',
+      async handle(ctx) {
+        await ctx.reg.resetFeedKey(ctx.member!.id);
+        redirect(ctx, `/member/${ctx.member!.id}?msg=feedkey`);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/me\/password$/,
+      access: 'member',
+      async handle(ctx) {
+        const me = ctx.member!;
+        const cred = await ctx.reg.credentials(me.username);
+        const current = ctx.form.fields.get('current') ?? '';
+        const next = ctx.form.fields.get('password') ?? '';
+        const fail = (msg: string) => errorPage(ctx, 400, 'Change password', msg);
+        if (!(await verifyPassword(current, cred?.password_hash ?? null)))
+          return fail('The current password is wrong.');
+        if (next.length < 10 || next.length > 1024)
+          return fail('The new password needs at least 10 characters.');
+        if (next !== (ctx.form.fields.get('password2') ?? '')) return fail('The two new passwords differ.');
+        await ctx.reg.setPasswordHash(me.id, await hashPassword(next));
+        // Every session ends (a stolen one too); log this browser in again.
+        await ctx.reg.deleteMemberSessions(me.id);
+        redirect(ctx, '/login?msg=password');
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/invites$/,
+      access: 'member',
+      async handle(ctx) {
+        await invitesPage(ctx);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/invites$/,
+      access: 'member',
+      async handle(ctx) {
+        const me = ctx.member!;
+        const email = field(ctx, 'email').slice(0, 254);
+        if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email))
+          return invitesPage(ctx, 'That e-mail address does not look right.');
+        try {
+          const inv = await ctx.reg.createInvitation({
+            inviterId: me.id,
+            email: email || null,
+            ttlSeconds: ctx.deps.config.inviteExpiryDays * 86400,
+            spend: !isStaff(me),
+          });
+          ctx.member = (await ctx.reg.findMember(me.id)) ?? me;
+          await invitesPage(ctx, null, inv.code);
+        } catch (err) {
+          if (err instanceof RegistryError) return invitesPage(ctx, err.message);
+          throw err;
+        }
+      },
+    },
+  ];
+}
+
+function selfSettings(ctx: Ctx, m: PublicMember) {
+  const urls = announceUrls(ctx.deps.urls(), m.passkey);
+  const feed = `${origin(ctx)}/rss?key=${m.feed_key}`;
+  return html`<section class="card" aria-labelledby="settings"><h2 id="settings">Your keys</h2>
+<p>Your announce URLs (already inside every .torrent you download here; keep them secret):</p>
+<ul>${urls.map((u) => html`<li class="mono">${u}</li>`)}</ul>
+<form method="post" action="/me/passkey" class="actions">${csrfField(ctx)}<button class="secondary" type="submit">Reset passkey</button>
+<span class="hint">Old .torrent files stop working.</span></form>
+<p class="mt">Personal RSS feed (for auto-downloading clients): <a class="mono" href="${feed}">${feed}</a></p>
+<form method="post" action="/me/feedkey" class="actions">${csrfField(ctx)}<button class="secondary" type="submit">Reset feed key</button></form>
+</section>
+<section class="card narrow" aria-labelledby="password"><h2 id="password">Change password</h2>
+<form method="post" action="/me/password" class="stack">${csrfField(ctx)}
+<input type="text" name="username" autocomplete="username" value="${m.username}" hidden>
+<label>Current password <input type="password" name="current" autocomplete="current-password" required maxlength="1024"></label>
+<label>New password <input type="password" name="password" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
+<label>Repeat new password <input type="password" name="password2" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
+<button type="submit">Change password</button></form></section>`;
+}
+
+async function invitesPage(ctx: Ctx, error: string | null = null, created: string | null = null) {
+  const me = ctx.member!;
+  const list = await ctx.reg.listInvitations({ inviterId: me.id });
+  const c = ctx.deps.config;
+  const staff = isStaff(me);
+  page(ctx, {
+    title: 'Invites',
+    status: error ? 400 : 200,
+    error,
+    body: html`<h1>Invites</h1>
+${created ? html`<div class="card" role="status"><p><strong>Invitation created.</strong> Send this link to the person you invite; it works once, for ${c.inviteExpiryDays} days:</p><p><code id="invite-link">${inviteLink(ctx, created)}</code></p></div>` : ''}
+<div class="card">
+<p>${staff ? 'As staff you can invite without limit.' : html`You have <strong>${me.invites}</strong> invite${me.invites === 1 ? '' : 's'} left.`}</p>
+${
+  c.invitesPerPeriod > 0
+    ? html`<p class="muted">Members earn ${c.invitesPerPeriod} invite${c.invitesPerPeriod === 1 ? '' : 's'} every ${c.invitePeriodDays} days while their ratio is at least ${(c.inviteMinRatioPercent / 100).toFixed(2)}, their account is ${c.inviteMinAgeDays} days old and they have uploaded ${bytes(c.inviteMinUploaded)}.</p>`
+    : ''
+}
+${
+  staff || me.invites > 0
+    ? html`<form method="post" action="/invites" class="inline">${csrfField(ctx)}
+<label>E-mail of the invitee <span class="hint">optional, for your records</span><input name="email" type="email" maxlength="254"></label>
+<button type="submit">Create invitation</button></form>`
+    : ''
+}
+</div>
+<h2>Sent</h2>
+<div class="table-wrap"><table><thead><tr><th>Created</th><th>For</th><th>Status</th></tr></thead><tbody>
+${list.map(
+  (i) =>
+    html`<tr><td>${date(i.created_at)}</td><td>${i.email ?? '—'}</td><td>${
+      i.used_by !== null
+        ? html`joined as <a href="/member/${i.used_by}">${i.used_by_name}</a>`
+        : i.expires_at <= ctx.now
+          ? 'expired'
+          : html`open until ${date(i.expires_at)} · <code>${inviteLink(ctx, i.code)}</code>`
+    }</td></tr>`,
+)}
+${list.length === 0 ? html`<tr><td colspan="3" class="muted">No invitations yet.</td></tr>` : ''}
+</tbody></table></div>`,
+  });
+}

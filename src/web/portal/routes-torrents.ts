@@ -1,0 +1,399 @@
+import { announceUrls } from '../../api/api.ts';
+import type { PublicMember, TorrentSummary } from '../../db/registry.ts';
+import { RegistryError } from '../../db/registry.ts';
+import { magnetLink, parseMetainfo, personalise } from '../../protocol/metainfo/index.ts';
+import {
+  ago,
+  bytes,
+  type Ctx,
+  csrfField,
+  date,
+  errorPage,
+  field,
+  isStaff,
+  page,
+  redirect,
+  send,
+} from './context.ts';
+import { escapeHtml, html } from './html.ts';
+import type { Route } from './routes-auth.ts';
+
+/** BEP 12 tiers: this tracker's HTTP URLs, then HTTPS, then UDP (WebSocket URLs are for browsers). */
+export function announceTiers(urls: string[]): string[][] {
+  const tier = (scheme: string) => urls.filter((u) => u.startsWith(`${scheme}://`));
+  return [tier('http'), tier('https'), tier('udp')].filter((t) => t.length > 0);
+}
+
+const SORTS = ['seeders', 'leechers', 'snatches', 'size', 'age', 'name'] as const;
+type Sort = (typeof SORTS)[number];
+const PAGE = 50;
+
+type Live = TorrentSummary & { seeders: number; leechers: number };
+
+/** Live counts from the swarm store; a hybrid's peers may announce under either hash. */
+async function withLive(ctx: Ctx, list: TorrentSummary[]): Promise<Live[]> {
+  const hashes: Uint8Array[] = [];
+  const index: number[][] = [];
+  for (const t of list) {
+    const mine: number[] = [];
+    for (const h of [t.info_hash, t.info_hash_v2?.slice(0, 40)]) {
+      if (!h) continue;
+      mine.push(hashes.length);
+      hashes.push(Buffer.from(h, 'hex'));
+    }
+    index.push(mine);
+  }
+  let entries = hashes.length > 0 ? ctx.deps.scrape(hashes) : [];
+  if (entries instanceof Promise) entries = await entries;
+  const e = entries;
+  return list.map((t, i) => ({
+    ...t,
+    seeders: index[i].reduce((s, j) => s + (e[j]?.complete ?? 0), 0),
+    leechers: index[i].reduce((s, j) => s + (e[j]?.incomplete ?? 0), 0),
+  }));
+}
+
+function badges(t: TorrentSummary) {
+  return html`${t.download_factor === 0 ? html` <span class="badge free">freeleech</span>` : ''}${t.restricted ? html` <span class="badge restricted">restricted</span>` : ''}`;
+}
+
+/** The stored .torrent with `passkey` in every announce URL, or null when none is stored. */
+export async function personalTorrent(ctx: Ctx, torrentId: number, passkey: string): Promise<Buffer | null> {
+  const stored = await ctx.reg.torrentFile(torrentId);
+  if (stored === null) return null;
+  const parsed = parseMetainfo(stored, { maxBytes: Number.POSITIVE_INFINITY });
+  if (!parsed.ok) return null;
+  const urls = announceUrls(ctx.deps.urls(), passkey);
+  const tiers = announceTiers(urls);
+  // The stored file is already private: only the announce keys change, so the info hash stays.
+  return personalise(parsed.torrent, { announce: tiers[0]?.[0] ?? urls[0], announceList: tiers }).bytes;
+}
+
+function torrentFilename(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9 ._()[\]-]/g, '_').slice(0, 150) || 'torrent';
+  return `${safe}.torrent`;
+}
+
+async function sendTorrent(ctx: Ctx, t: TorrentSummary, member: PublicMember) {
+  const file = await personalTorrent(ctx, t.id, member.passkey);
+  if (file === null) return errorPage(ctx, 404, 'Download', 'No .torrent file is stored for this torrent.');
+  send(ctx, 200, 'application/x-bittorrent', file, {
+    'content-disposition': `attachment; filename="${torrentFilename(t.name)}"`,
+    'cache-control': 'no-store',
+  });
+}
+
+function uploadForm(ctx: Ctx, error?: string, status = 400) {
+  const cats = ctx.deps.config.categories;
+  page(ctx, {
+    title: 'Upload',
+    status: error ? status : 200,
+    error,
+    body: html`<div class="card narrow"><h1>Upload a torrent</h1>
+<p class="muted">Create the torrent with any client (v1, v2 or hybrid). Herald sets the private flag and this
+tracker's announce URLs, which changes the info hash: download your personal .torrent after the upload and seed from it.</p>
+<form method="post" action="/upload" enctype="multipart/form-data" class="stack">
+${csrfField(ctx)}
+<label>.torrent file <input type="file" name="torrent" accept=".torrent,application/x-bittorrent" required></label>
+<label>Name <span class="hint">optional; the torrent's own name by default</span><input name="name" maxlength="300" value="${field(ctx, 'name')}"></label>
+<label>Category <select name="category" required>${cats.map((c) => html`<option${field(ctx, 'category') === c ? html` selected` : ''}>${c}</option>`)}</select></label>
+<label>Description <textarea name="description" maxlength="20000">${field(ctx, 'description')}</textarea></label>
+<button type="submit">Upload</button>
+</form></div>`,
+  });
+}
+
+export function torrentRoutes(): Route[] {
+  return [
+    {
+      method: 'GET',
+      pattern: /^\/$/,
+      access: 'public',
+      handle(ctx) {
+        redirect(ctx, ctx.member ? '/torrents' : '/login');
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/torrents$/,
+      access: 'member',
+      async handle(ctx) {
+        const q = (ctx.query.get('q') ?? '').slice(0, 100);
+        const catParam = ctx.query.get('cat') ?? '';
+        const cat = ctx.deps.config.categories.includes(catParam) ? catParam : '';
+        const sortParam = ctx.query.get('sort') ?? 'age';
+        const sort: Sort = (SORTS as readonly string[]).includes(sortParam) ? (sortParam as Sort) : 'age';
+        const dir = ctx.query.get('dir') === 'asc' ? 'asc' : 'desc';
+        const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
+        // Sorting by live counts needs every match's counts: fine for the thousands of torrents
+        // a community has (browseTorrents caps at 5000 matches; a search narrows further).
+        const all = await withLive(ctx, await ctx.reg.browseTorrents({ search: q, category: cat }));
+        const key: Record<Sort, (t: Live) => number | string> = {
+          seeders: (t) => t.seeders,
+          leechers: (t) => t.leechers,
+          snatches: (t) => t.snatches,
+          size: (t) => t.size,
+          age: (t) => t.created_at * 1e6 + t.id,
+          name: (t) => t.name.toLowerCase(),
+        };
+        const k = key[sort];
+        all.sort((a, b) => {
+          const x = k(a);
+          const y = k(b);
+          const c = x < y ? -1 : x > y ? 1 : b.id - a.id;
+          return dir === 'asc' ? c : -c;
+        });
+        const shown = all.slice((pageNo - 1) * PAGE, pageNo * PAGE);
+        const link = (over: Record<string, string>) => {
+          const p = new URLSearchParams({ q, cat, sort, dir, page: String(pageNo), ...over });
+          for (const [n, v] of [...p]) if (v === '' || (n === 'page' && v === '1')) p.delete(n);
+          return `/torrents?${p}`;
+        };
+        const th = (s: Sort, label: string, cls = '') => {
+          const active = sort === s;
+          const next = active && dir === 'desc' ? 'asc' : 'desc';
+          return html`<th class="${cls}" aria-sort="${active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none'}"><a class="sort" href="${link({ sort: s, dir: next, page: '1' })}">${label}${active ? (dir === 'asc' ? ' ▲' : ' ▼') : ''}</a></th>`;
+        };
+        page(ctx, {
+          title: 'Torrents',
+          body: html`<h1>Torrents</h1>
+<form method="get" action="/torrents" class="inline card" role="search">
+<label>Search <input name="q" type="search" value="${q}" maxlength="100"></label>
+<label>Category <select name="cat"><option value="">All</option>${ctx.deps.config.categories.map((c) => html`<option${c === cat ? html` selected` : ''}>${c}</option>`)}</select></label>
+<input type="hidden" name="sort" value="${sort}"><input type="hidden" name="dir" value="${dir}">
+<button type="submit">Search</button>
+<a class="button secondary" href="/rss?key=${ctx.member!.feed_key}${cat ? `&cat=${encodeURIComponent(cat)}` : ''}">RSS</a>
+</form>
+<p class="muted">${all.length} torrent${all.length === 1 ? '' : 's'}</p>
+<div class="table-wrap"><table>
+<thead><tr>${th('name', 'Name')}<th class="hide-small">Category</th>${th('size', 'Size', 'num hide-small')}${th('seeders', 'Seeders', 'num')}${th('leechers', 'Leechers', 'num')}${th('snatches', 'Snatches', 'num hide-small')}${th('age', 'Added', 'hide-small')}</tr></thead>
+<tbody>
+${shown.map(
+  (t) =>
+    html`<tr><td><a href="/torrent/${t.id}">${t.name}</a>${badges(t)}</td><td class="hide-small">${t.category ?? ''}</td><td class="num hide-small">${bytes(t.size)}</td><td class="num">${t.seeders}</td><td class="num">${t.leechers}</td><td class="num hide-small">${t.snatches}</td><td class="hide-small">${ago(t.created_at, ctx.now)}</td></tr>`,
+)}
+${shown.length === 0 ? html`<tr><td colspan="7" class="muted">Nothing here yet. <a href="/upload">Upload a torrent</a>.</td></tr>` : ''}
+</tbody></table></div>
+<nav class="pager" aria-label="Pages">
+${pageNo > 1 ? html`<a href="${link({ page: String(pageNo - 1) })}">← Newer</a>` : ''}
+${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) })}">Older →</a>` : ''}
+</nav>`,
+        });
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/upload$/,
+      access: 'member',
+      handle(ctx) {
+        uploadForm(ctx);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/upload$/,
+      access: 'member',
+      // parseMetainfo's own limit is 10 MiB; the multipart framing and fields come on top.
+      maxBody: 11 * 1024 * 1024,
+      async handle(ctx) {
+        const file = ctx.form.files.get('torrent');
+        if (!file || file.data.length === 0) return uploadForm(ctx, 'Choose a .torrent file.');
+        const category = field(ctx, 'category');
+        if (!ctx.deps.config.categories.includes(category)) return uploadForm(ctx, 'Choose a category.');
+        const parsed = parseMetainfo(file.data);
+        if (!parsed.ok) return uploadForm(ctx, `That is not a valid .torrent file: ${parsed.error}`);
+        const urls = ctx.deps.urls().map((u) => `${u.replace(/\/+$/, '')}/announce`);
+        const tiers = announceTiers(urls);
+        if (tiers.length === 0)
+          return uploadForm(ctx, 'This tracker has no announce URL to put in the torrent.', 500);
+        // Private flag (BEP 27) and this tracker's tiers: the info hash changes, and the new one
+        // (both hashes of a hybrid) is what gets registered. The stored file carries no passkey.
+        const personal = personalise(parsed.torrent, {
+          announce: tiers[0][0],
+          announceList: tiers,
+          setPrivate: true,
+        });
+        const name = field(ctx, 'name').slice(0, 300) || personal.torrent.name;
+        try {
+          const t = await ctx.reg.addTorrentFile(personal.bytes, {
+            name,
+            category,
+            description: field(ctx, 'description').slice(0, 20000) || null,
+            uploaderId: ctx.member!.id,
+          });
+          await ctx.deps.refreshPolicy();
+          redirect(ctx, `/torrent/${t.id}?msg=uploaded`);
+        } catch (err) {
+          if (err instanceof RegistryError) return uploadForm(ctx, err.message, err.status);
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/torrent\/([0-9]{1,12})$/,
+      access: 'member',
+      async handle(ctx) {
+        const found = await ctx.reg.findTorrent(Number(ctx.params[0]));
+        if (!found) return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
+        const [t] = await withLive(ctx, [found]);
+        const stored = await ctx.reg.torrentFile(t.id);
+        const parsed = stored ? parseMetainfo(stored, { maxBytes: Number.POSITIVE_INFINITY }) : null;
+        const meta = parsed?.ok ? parsed.torrent : null;
+        const uploader = t.uploader_id !== null ? await ctx.reg.findMember(t.uploader_id) : undefined;
+        const me = ctx.member!;
+        const magnet = meta ? magnetLink(meta, announceUrls(ctx.deps.urls(), me.passkey)) : null;
+        const staff = isStaff(me);
+        const granted =
+          t.restricted === 1 &&
+          (await ctx.reg.listGrants({ torrent: t.id, member: me.id })).some(
+            (g) => g.expires_at === null || g.expires_at > ctx.now,
+          );
+        page(ctx, {
+          title: t.name,
+          nav: '/torrents',
+          body: html`<h1>${t.name}${badges(t)}</h1>
+<div class="grid">
+<div class="stat"><div class="label">Seeders</div><div class="value">${t.seeders}</div></div>
+<div class="stat"><div class="label">Leechers</div><div class="value">${t.leechers}</div></div>
+<div class="stat"><div class="label">Snatches</div><div class="value">${t.snatches}</div></div>
+<div class="stat"><div class="label">Size</div><div class="value">${bytes(t.size)}</div></div>
+</div>
+${
+  t.restricted
+    ? html`<p class="flash ${granted ? 'ok' : 'error'} mt">${granted ? 'Restricted torrent: you hold a grant for it.' : 'Restricted torrent: only members holding a grant (or in a granted group) may announce it.'}</p>`
+    : ''
+}
+<div class="card mt">
+<div class="actions">
+<a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
+${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
+</div>
+<dl>
+<dt>Category</dt><dd>${t.category ?? '—'}</dd>
+<dt>Uploaded by</dt><dd>${uploader ? html`<a href="/member/${uploader.id}">${uploader.username}</a>` : '—'} · ${date(t.created_at)}</dd>
+${t.info_hash ? html`<dt>Info hash (v1)</dt><dd class="mono">${t.info_hash}</dd>` : ''}
+${t.info_hash_v2 ? html`<dt>Info hash (v2)</dt><dd class="mono">${t.info_hash_v2}</dd>` : ''}
+${meta ? html`<dt>Version</dt><dd>${meta.version} · piece size ${bytes(meta.pieceLength)}</dd>` : ''}
+</dl>
+${t.description ? html`<h2>Description</h2><p class="prewrap">${t.description}</p>` : ''}
+</div>
+${
+  meta
+    ? html`<h2>Files (${meta.files.length})</h2><div class="table-wrap"><table><thead><tr><th>Path</th><th class="num">Size</th></tr></thead><tbody>
+${meta.files.slice(0, 500).map((f) => html`<tr><td class="mono">${f.path}</td><td class="num">${bytes(f.length)}</td></tr>`)}
+${meta.files.length > 500 ? html`<tr><td colspan="2" class="muted">and ${meta.files.length - 500} more</td></tr>` : ''}
+</tbody></table></div>`
+    : ''
+}
+${staff ? staffTorrentForm(ctx, t) : ''}
+${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
+        });
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/torrent\/([0-9]{1,12})\/download$/,
+      access: 'member',
+      async handle(ctx) {
+        const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
+        if (!t) return errorPage(ctx, 404, 'Download', 'No such torrent.');
+        await sendTorrent(ctx, t, ctx.member!);
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/rss$/,
+      access: 'public',
+      async handle(ctx) {
+        const member = await ctx.reg.memberByFeedKey(ctx.query.get('key') ?? '');
+        if (member?.status !== 'active')
+          return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
+        const catParam = ctx.query.get('cat') ?? '';
+        const cat = ctx.deps.config.categories.includes(catParam) ? catParam : '';
+        const list = await ctx.reg.browseTorrents({ category: cat, limit: 50 });
+        const origin = `http${ctx.secure ? 's' : ''}://${hostOf(ctx)}${ctx.base}`;
+        const x = escapeHtml;
+        const items = list
+          .map(
+            (t) =>
+              `<item><title>${x(t.name)}</title><link>${x(`${origin}/rss/download/${t.id}?key=${member.feed_key}`)}</link>` +
+              `<guid isPermaLink="false">herald-torrent-${t.id}</guid><pubDate>${new Date(t.created_at * 1000).toUTCString()}</pubDate>` +
+              `${t.category ? `<category>${x(t.category)}</category>` : ''}` +
+              `<enclosure url="${x(`${origin}/rss/download/${t.id}?key=${member.feed_key}`)}" length="${t.size}" type="application/x-bittorrent"/></item>`,
+          )
+          .join('\n');
+        const title = `${ctx.deps.config.siteName}${cat ? ` · ${cat}` : ''}`;
+        send(
+          ctx,
+          200,
+          'application/rss+xml; charset=utf-8',
+          `<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>${x(title)}</title><link>${x(origin)}/torrents</link><description>New torrents</description>\n${items}\n</channel></rss>\n`,
+          { 'cache-control': 'no-store' },
+        );
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/rss\/download\/([0-9]{1,12})$/,
+      access: 'public',
+      async handle(ctx) {
+        const member = await ctx.reg.memberByFeedKey(ctx.query.get('key') ?? '');
+        if (member?.status !== 'active')
+          return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
+        const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
+        if (!t) return send(ctx, 404, 'text/plain; charset=utf-8', 'no such torrent\n');
+        await sendTorrent(ctx, t, member);
+      },
+    },
+  ];
+}
+
+function hostOf(ctx: Ctx): string {
+  const h = ctx.req.headers.host ?? 'localhost';
+  return /^[A-Za-z0-9.:[\]-]{1,300}$/.test(h) ? h : 'localhost';
+}
+
+/** Restricted torrents: who holds a grant (members or groups), add one, revoke one. */
+async function grantsSection(ctx: Ctx, t: TorrentSummary) {
+  const grants = await ctx.reg.listGrants({ torrent: t.id });
+  const groups = new Map((await ctx.reg.listGroups()).map((g) => [g.id, g.name]));
+  const rows = [];
+  for (const g of grants.slice(0, 500)) {
+    const who =
+      g.member_id !== null
+        ? html`member <a href="/member/${g.member_id}">${(await ctx.reg.findMember(g.member_id))?.username ?? g.member_id}</a>`
+        : html`group ${groups.get(g.group_id ?? -1) ?? g.group_id}`;
+    rows.push(
+      html`<tr><td>${who}</td><td>${g.reference ?? ''}</td><td>${g.expires_at ? date(g.expires_at) : 'never'}</td>
+<td><form method="post" action="/staff/torrents/${t.id}">${csrfField(ctx)}<input type="hidden" name="action" value="revoke"><input type="hidden" name="grant" value="${g.id}"><button class="secondary" type="submit">Revoke</button></form></td></tr>`,
+    );
+  }
+  return html`<section class="card" aria-labelledby="grants"><h2 id="grants">Grants</h2>
+<p class="muted">Only these members and groups may announce this restricted torrent.</p>
+<form method="post" action="/staff/torrents/${t.id}" class="inline">${csrfField(ctx)}<input type="hidden" name="action" value="grant">
+<label>Member or group <input name="who" required maxlength="64" placeholder="username or group:name"></label>
+<label>Reference <input name="reference" maxlength="200"></label>
+<label>Days <span class="hint">empty: forever</span><input name="days" type="number" min="1" max="36500"></label>
+<button type="submit">Grant</button></form>
+<div class="table-wrap mt"><table><thead><tr><th>Who</th><th>Reference</th><th>Expires</th><th></th></tr></thead><tbody>
+${rows}${rows.length === 0 ? html`<tr><td colspan="4" class="muted">Nobody yet.</td></tr>` : ''}
+</tbody></table></div></section>`;
+}
+
+function staffTorrentForm(ctx: Ctx, t: TorrentSummary) {
+  return html`<section class="card" aria-labelledby="staff-torrent"><h2 id="staff-torrent">Staff</h2>
+<form method="post" action="/staff/torrents/${t.id}" class="stack">
+${csrfField(ctx)}<input type="hidden" name="action" value="edit">
+<label>Name <input name="name" value="${t.name}" maxlength="300" required></label>
+<label>Category <select name="category">${ctx.deps.config.categories.map((c) => html`<option${c === t.category ? html` selected` : ''}>${c}</option>`)}</select></label>
+<label>Description <textarea name="description" maxlength="20000">${t.description ?? ''}</textarea></label>
+<label class="check"><input type="checkbox" name="freeleech" value="1"${t.download_factor === 0 ? html` checked` : ''}> Freeleech (downloads not counted)</label>
+<label class="check"><input type="checkbox" name="restricted" value="1"${t.restricted ? html` checked` : ''}> Restricted (only members with a grant may announce)</label>
+<div class="actions"><button type="submit">Save</button></div>
+</form>
+<form method="post" action="/staff/torrents/${t.id}" class="actions mt">
+${csrfField(ctx)}<input type="hidden" name="action" value="delete">
+<button class="danger" type="submit">Delete torrent</button>
+</form></section>`;
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  AttemptLimiter,
+  addressKey,
+  cookie,
+  hashPassword,
+  parseCookies,
+  sameToken,
+  tokenId,
+  verifyPassword,
+} from './security.ts';
+
+test('scrypt hashes verify, carry their parameters and a fresh salt; wrong or damaged hashes fail', async () => {
+  const h = await hashPassword('correct horse battery');
+  assert.match(h, /^scrypt\$32768\$8\$1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(h, await hashPassword('correct horse battery'), 'salted');
+  assert.equal(await verifyPassword('correct horse battery', h), true);
+  assert.equal(await verifyPassword('correct horse batterY', h), false);
+  assert.equal(await verifyPassword('x', null), false);
+  for (const bad of ['', 'plain', 'scrypt$1$8$1$abc$def', h.replace('$32768$', '$99999999$'), `${h}$`])
+    assert.equal(await verifyPassword('correct horse battery', bad), false, bad);
+  // Unicode is normalised: the same password typed two ways verifies.
+  const u = await hashPassword('café password');
+  assert.equal(await verifyPassword('cafe\u0301 password', u), true);
+});
+
+test('the login limiter blocks after the allowance and forgets after the window', () => {
+  const l = new AttemptLimiter(3, 60_000);
+  const t0 = 1_000_000;
+  for (let i = 0; i < 3; i++) {
+    assert.equal(l.blockedFor('k', t0 + i), 0);
+    l.fail('k', t0 + i);
+  }
+  assert.ok(l.blockedFor('k', t0 + 10) > 0);
+  assert.equal(l.blockedFor('other', t0 + 10), 0);
+  assert.equal(l.blockedFor('k', t0 + 60_003), 0);
+  l.fail('k', t0 + 70_000);
+  l.reset('k');
+  assert.equal(l.blockedFor('k', t0 + 70_001), 0);
+});
+
+test('cookies: flags, and parsing keeps only well-formed pairs', () => {
+  assert.equal(
+    cookie('s', 'v', { maxAge: 10, secure: true }),
+    's=v; Path=/; Max-Age=10; SameSite=Lax; HttpOnly; Secure',
+  );
+  const c = parseCookies('a=1; herald_session=abc_DEF-1; bad name=x; q="quoted"; =x');
+  assert.deepEqual(
+    [...c],
+    [
+      ['a', '1'],
+      ['herald_session', 'abc_DEF-1'],
+    ],
+  );
+  fc.assert(fc.property(fc.string({ maxLength: 300 }), (s) => void parseCookies(s)));
+});
+
+test('addresses are throttled per IPv4 address and per IPv6 /64', () => {
+  assert.equal(addressKey('192.0.2.7'), '192.0.2.7');
+  assert.equal(addressKey('2001:db8:1:2:aaaa::1'), addressKey('2001:db8:1:2:bbbb::9'));
+  assert.notEqual(addressKey('2001:db8:1:2::1'), addressKey('2001:db8:1:3::1'));
+});
+
+test('tokens compare in constant time; the stored id is a hash', () => {
+  assert.equal(sameToken('abc', 'abc'), true);
+  assert.equal(sameToken('abc', 'abd'), false);
+  assert.equal(sameToken('', ''), false, 'an empty token never matches');
+  assert.equal(sameToken('abc', 'abcd'), false);
+  assert.match(tokenId('t'), /^[0-9a-f]{64}$/);
+});

@@ -1,0 +1,143 @@
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { parseIp } from '../../core/address.ts';
+
+/**
+ * Passwords, session tokens and login throttling for the portal.
+ *
+ * Threat model. Passwords: a stolen database must not give passwords back cheaply, so they are
+ * hashed with scrypt (memory-hard: N=2^15, r=8, p=1 costs 32 MiB and tens of milliseconds per
+ * guess) with a random salt; the parameters are stored with the hash so they can be raised
+ * later without breaking old hashes. Sessions: the cookie carries 32 random bytes; the database
+ * keeps only their SHA-256, so a database leak does not yield usable sessions. CSRF: every form
+ * carries a per-session token (per-browser before login) compared in constant time; the cookie
+ * is SameSite=Lax as a second line. Login guessing: failures are counted per client address and
+ * per username in a sliding window, so neither one host nor a botnet on one account gets far.
+ */
+
+const N = 2 ** 15;
+const R = 8;
+const P = 1;
+const KEYLEN = 32;
+const MAXMEM = 64 * 1024 * 1024;
+
+function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: number, keylen: number) {
+  return new Promise<Buffer>((resolve, reject) =>
+    scrypt(password.normalize('NFKC'), salt, keylen, { N: n, r, p, maxmem: MAXMEM }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    ),
+  );
+}
+
+/** `scrypt$N$r$p$salt$hash` (salt and hash in base64url). */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const key = await scryptAsync(password, salt, N, R, P, KEYLEN);
+  return `scrypt$${N}$${R}$${P}$${salt.toString('base64url')}$${key.toString('base64url')}`;
+}
+
+export async function verifyPassword(password: string, stored: string | null): Promise<boolean> {
+  if (stored === null) return false;
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [n, r, p] = parts.slice(1, 4).map(Number);
+  if (!(n >= 2 ** 10 && n <= 2 ** 20 && r >= 1 && r <= 32 && p >= 1 && p <= 16)) return false;
+  const salt = Buffer.from(parts[4], 'base64url');
+  const expected = Buffer.from(parts[5], 'base64url');
+  if (expected.length < 16 || expected.length > 128) return false;
+  const key = await scryptAsync(password, salt, n, r, p, expected.length);
+  return timingSafeEqual(key, expected);
+}
+
+/** A hash of nothing, compared against when the username is unknown, so timing tells nothing. */
+let dummy: string | null = null;
+export async function dummyVerify(password: string): Promise<void> {
+  dummy ??= await hashPassword(randomBytes(8).toString('hex'));
+  await verifyPassword(password, dummy);
+}
+
+/**
+ * The key an address is throttled under: the address itself for IPv4, its /64 for IPv6 (one
+ * subscriber usually holds a whole /64, so single addresses would be free to rotate through).
+ */
+export function addressKey(ip: string): string {
+  const a = parseIp(ip);
+  if (a === null || a.family === 4) return ip;
+  return `${Buffer.from(a.bytes.subarray(0, 8)).toString('hex')}/64`;
+}
+
+export const newToken = () => randomBytes(32).toString('base64url');
+export const tokenId = (token: string) => createHash('sha256').update(token).digest('hex');
+
+export function sameToken(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
+}
+
+export function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!header) return out;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (/^[A-Za-z0-9_-]{1,64}$/.test(name) && /^[A-Za-z0-9_.-]{0,256}$/.test(value)) out.set(name, value);
+  }
+  return out;
+}
+
+export function cookie(
+  name: string,
+  value: string,
+  opts: { maxAge: number; secure: boolean; httpOnly?: boolean },
+): string {
+  let c = `${name}=${value}; Path=/; Max-Age=${opts.maxAge}; SameSite=Lax`;
+  if (opts.httpOnly !== false) c += '; HttpOnly';
+  if (opts.secure) c += '; Secure';
+  return c;
+}
+
+/**
+ * Failed attempts per key in a sliding window. In memory: each process throttles on its own (a
+ * multi-instance site multiplies the allowance by its instance count, which is still small).
+ */
+export class AttemptLimiter {
+  readonly #max: number;
+  readonly #windowMs: number;
+  #hits = new Map<string, number[]>();
+
+  constructor(max: number, windowMs: number) {
+    this.#max = max;
+    this.#windowMs = windowMs;
+  }
+
+  #recent(key: string, now: number): number[] {
+    const list = (this.#hits.get(key) ?? []).filter((t) => t > now - this.#windowMs);
+    if (list.length === 0) this.#hits.delete(key);
+    else this.#hits.set(key, list);
+    return list;
+  }
+
+  /** Seconds until the key may try again, or 0 when it may try now. */
+  blockedFor(key: string, now = Date.now()): number {
+    const list = this.#recent(key, now);
+    if (list.length < this.#max) return 0;
+    return Math.ceil((list[0] + this.#windowMs - now) / 1000);
+  }
+
+  fail(key: string, now = Date.now()): void {
+    const list = this.#recent(key, now);
+    list.push(now);
+    this.#hits.set(key, list);
+    if (this.#hits.size > 100_000) this.#prune(now);
+  }
+
+  reset(key: string): void {
+    this.#hits.delete(key);
+  }
+
+  #prune(now: number): void {
+    for (const k of this.#hits.keys()) this.#recent(k, now);
+  }
+}

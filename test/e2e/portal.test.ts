@@ -1,0 +1,294 @@
+/**
+ * The portal in a real browser: Debian's headless Chromium driven by playwright-core, against
+ * `herald serve` as a child process (private mode, UDP too). An administrator sets up the site
+ * and invites a member; the member registers with the link, logs in, uploads a torrent,
+ * downloads the personal .torrent, and that file's announce URL works on the running tracker.
+ * Staff approve an application; a banned member can neither log in nor announce; form posts
+ * without the CSRF token are refused. Screenshots of the main pages at desktop and phone widths
+ * go to test-results/screenshots/ (not committed) for a person to look at.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
+import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
+import { makeTorrent } from '../helpers/portal-client.ts';
+import { type RunningTracker, startTracker } from './tracker-process.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = new URL('../../test-results/screenshots/', import.meta.url).pathname;
+const PASSWORD = 'a long enough password';
+
+type PW = typeof import('playwright-core');
+type Browser = Awaited<ReturnType<PW['chromium']['launch']>>;
+type Page = Awaited<ReturnType<Browser['newPage']>>;
+
+let pw: PW;
+let browser: Browser;
+let herald: RunningTracker;
+let base: string;
+
+before(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `portal e2e: ${CHROMIUM} is missing; install Debian's "chromium" package (apt-get install chromium)`,
+    );
+  try {
+    pw = await import('playwright-core');
+  } catch (err) {
+    throw new Error(`portal e2e: playwright-core is not installed (npm install): ${String(err)}`);
+  }
+  mkdirSync(SHOTS, { recursive: true });
+  herald = await startTracker([
+    '--mode',
+    'private',
+    '--http',
+    '127.0.0.1:0',
+    '--udp',
+    '127.0.0.1:0',
+    '--applications',
+    '--policy-refresh',
+    '1',
+    '--site-name',
+    'Herald Demo',
+  ]);
+  base = `http://127.0.0.1:${herald.http[0].port}`;
+  browser = await pw.chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    // playwright gives every launch a fresh temporary profile (its own --user-data-dir).
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await herald?.stop();
+});
+
+const DESKTOP = { width: 1280, height: 860 };
+const PHONE = { width: 390, height: 844 };
+
+async function newPage(viewport = DESKTOP): Promise<Page> {
+  const ctx = await browser.newContext({ viewport, acceptDownloads: true });
+  return ctx.newPage();
+}
+
+/**
+ * Basic accessibility checks on every page shot: one main landmark, one h1, every visible form
+ * control labelled, every image-like canvas named.
+ */
+async function assertAccessible(page: Page) {
+  // A string, evaluated in the page: the test's TypeScript has no DOM types.
+  const problems = (await page.evaluate(`(() => {
+    const out = [];
+    if (document.querySelectorAll('main').length !== 1) out.push('expected one <main>');
+    if (document.querySelectorAll('h1').length !== 1) out.push('expected one <h1>');
+    if (!document.documentElement.lang) out.push('no lang on <html>');
+    for (const el of document.querySelectorAll('input, select, textarea')) {
+      if (el.type === 'hidden' || el.hidden) continue;
+      if ((el.labels ? el.labels.length : 0) === 0 && !el.getAttribute('aria-label'))
+        out.push('unlabelled ' + el.tagName.toLowerCase() + ' name=' + el.name);
+    }
+    for (const c of document.querySelectorAll('canvas'))
+      if (!c.getAttribute('aria-label')) out.push('canvas without aria-label');
+    for (const b of document.querySelectorAll('button'))
+      if (!(b.textContent || '').trim() && !b.getAttribute('aria-label')) out.push('button without a name');
+    return out;
+  })()`)) as string[];
+  assert.deepEqual(problems, [], `${page.url()}: ${problems.join('; ')}`);
+}
+
+/** Desktop and phone screenshots of the page's current URL (after the accessibility checks). */
+async function shoot(page: Page, name: string) {
+  await assertAccessible(page);
+  await page.screenshot({ path: join(SHOTS, `${name}-desktop.png`), fullPage: true });
+  const phone = await page.context().newPage();
+  await phone.setViewportSize(PHONE);
+  await phone.goto(page.url());
+  await phone.screenshot({ path: join(SHOTS, `${name}-phone.png`), fullPage: true });
+  await phone.close();
+}
+
+async function submit(page: Page, button: string) {
+  await Promise.all([page.waitForLoadState('load'), page.getByRole('button', { name: button }).click()]);
+}
+
+async function register(page: Page, url: string, username: string) {
+  await page.goto(url);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: false }).first().fill(PASSWORD);
+  await page.getByLabel('Repeat password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.waitForURL(/\/login\?msg=registered/);
+}
+
+/** Logs in; `expectOk` waits for the torrent list, otherwise for the refusal page. */
+async function login(page: Page, username: string, expectOk = true) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  if (expectOk) await page.waitForURL(/\/torrents$/);
+  else await page.getByRole('alert').waitFor();
+}
+
+async function announce(passkeyPath: string, infoHash: Buffer, port: number) {
+  const r = await httpGet(
+    herald.http[0].port,
+    '127.0.0.1',
+    announcePath({ infoHash, port, left: 0, event: 'started', base: passkeyPath }),
+  );
+  return bdecode(r.body);
+}
+
+let admin: Page;
+let member: Page;
+let memberPasskeyPath = '';
+let uploadedHash: Buffer;
+
+test('an administrator sets up the site and invites a member by link', async () => {
+  admin = await newPage();
+  await admin.goto(`${base}/register`);
+  await shoot(admin, '01-register-first-admin');
+  await register(admin, `${base}/register`, 'admin');
+  await login(admin, 'admin');
+  assert.match(admin.url(), /\/torrents$/);
+  await admin.goto(`${base}/invites`);
+  await admin.getByLabel('E-mail of the invitee').fill('alice@example.org');
+  await submit(admin, 'Create invitation');
+  const link = (await admin.locator('#invite-link').textContent())!;
+  assert.match(link, /\/register\?invite=/);
+  await shoot(admin, '02-invites');
+
+  member = await newPage();
+  await register(member, link, 'alice');
+  await shoot(member, '03-login');
+  await login(member, 'alice');
+  assert.match(member.url(), /\/torrents$/);
+});
+
+test('the member uploads a torrent, downloads the personal .torrent, and it announces', async () => {
+  await member.goto(`${base}/upload`);
+  await shoot(member, '04-upload');
+  await member.getByLabel('.torrent file').setInputFiles({
+    name: 'ubuntu.torrent',
+    mimeType: 'application/x-bittorrent',
+    buffer: makeTorrent('ubuntu-26.04-desktop-amd64.iso'),
+  });
+  await member.getByLabel('Category').selectOption('Software');
+  await member.getByLabel('Description').fill('The desktop image, as released.');
+  await member.getByRole('button', { name: 'Upload' }).click();
+  await member.waitForURL(/\/torrent\/[0-9]+\?msg=uploaded$/);
+  await member.getByText('Torrent uploaded').waitFor();
+
+  const [download] = await Promise.all([
+    member.waitForEvent('download'),
+    member.getByRole('link', { name: 'Download .torrent' }).click(),
+  ]);
+  const file = readFileSync((await download.path())!);
+  const parsed = parseMetainfo(file);
+  assert.ok(parsed.ok, 'the download is a .torrent');
+  assert.equal(parsed.torrent.private, true);
+  const url = new URL(parsed.torrent.announce!);
+  assert.equal(url.port, String(herald.http[0].port));
+  assert.ok(parsed.torrent.announceList!.flat().some((u) => u.startsWith('udp://')));
+  memberPasskeyPath = url.pathname;
+  uploadedHash = parsed.torrent.infoHashV1!;
+  const d = await announce(memberPasskeyPath, uploadedHash, 40001);
+  assert.ok(!d.has('failure reason'), `announce failed: ${text(d.get('failure reason'))}`);
+  await member.reload();
+  await shoot(member, '05-torrent');
+
+  await member.goto(`${base}/torrents?sort=seeders`);
+  await member.getByRole('link', { name: 'ubuntu-26.04-desktop-amd64.iso' }).waitFor();
+  await shoot(member, '06-browse');
+  await member.getByRole('link', { name: 'Profile' }).click();
+  await member.locator('canvas#traffic-chart').waitFor();
+  await shoot(member, '07-profile');
+});
+
+test('form posts without the CSRF token are refused with 403', async () => {
+  const status = await member.evaluate(async () => {
+    const r = await fetch('/invites', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'email=x%40example.org',
+    });
+    return r.status;
+  });
+  assert.equal(status, 403);
+  const viaApi = await member.context().request.post(`${base}/me/passkey`, { form: { _csrf: 'forged' } });
+  assert.equal(viaApi.status(), 403);
+  // The passkey did not change: the downloaded .torrent still announces.
+  const d = await announce(memberPasskeyPath, uploadedHash, 40002);
+  assert.ok(!d.has('failure reason'));
+});
+
+test('staff approve an application and the applicant gets an invitation', async () => {
+  const applicant = await newPage(PHONE);
+  await applicant.goto(`${base}/apply`);
+  await applicant.getByLabel('Username you would like').fill('carol');
+  await applicant.getByLabel('E-mail').fill('carol@example.org');
+  await applicant.getByLabel('About you').fill('I keep a seedbox running and share documentaries.');
+  await submit(applicant, 'Send application');
+  await applicant.getByText('pending').waitFor();
+  const statusUrl = applicant.url();
+
+  await admin.goto(`${base}/staff/applications`);
+  await shoot(admin, '08-staff-applications');
+  await submit(admin, 'Approve');
+  await admin.locator('#invite-link').waitFor();
+
+  await applicant.goto(statusUrl);
+  await applicant.getByRole('link', { name: 'Create your account' }).click();
+  await applicant.getByLabel('Username').fill('carol');
+  await applicant.getByLabel('Password', { exact: false }).first().fill(PASSWORD);
+  await applicant.getByLabel('Repeat password').fill(PASSWORD);
+  await applicant.getByRole('button', { name: 'Create account' }).click();
+  await applicant.waitForURL(/\/login\?msg=registered/);
+});
+
+test('a banned member can no longer log in or announce', async () => {
+  await admin.goto(`${base}/staff/members`);
+  await shoot(admin, '09-staff-members');
+  await admin.getByRole('link', { name: 'alice' }).click();
+  await admin.getByLabel('Status').selectOption('banned');
+  await admin.getByLabel('Reason').fill('ratio cheating');
+  await submit(admin, 'Set status');
+  await admin.getByText('Member banned').waitFor();
+
+  await member.goto(`${base}/torrents`);
+  assert.match(member.url(), /\/login$/, 'the session ended');
+  await login(member, 'alice', false);
+  await member.getByText('This account is banned: ratio cheating').waitFor();
+  // The running tracker picks the change up within policy_refresh (1 s here).
+  let failure = '';
+  for (let i = 0; i < 40 && failure === ''; i++) {
+    const d = await announce(memberPasskeyPath, uploadedHash, 40003);
+    if (d.has('failure reason')) failure = text(d.get('failure reason'));
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.notEqual(failure, '', 'the banned passkey is refused');
+});
+
+test('staff pages render (screenshots)', async () => {
+  for (const [path, name] of [
+    ['/staff/stats', '10-staff-stats'],
+    ['/staff/invites', '11-staff-invite-tree'],
+    ['/staff/torrents', '12-staff-torrents'],
+    ['/staff/lists', '13-staff-lists'],
+  ]) {
+    await admin.goto(base + path);
+    assert.equal(await admin.locator('h1').count(), 1);
+    await shoot(admin, name);
+  }
+});
