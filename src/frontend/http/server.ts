@@ -244,9 +244,15 @@ export class HttpFrontend {
     if (!up) return false;
     const url = buf.toString('latin1', pathStart, pathEnd);
     if (!up.isPath(url)) return false;
-    socket.removeListener('data', onData);
-    this.#sockets.delete(socket);
+    // The socket leaves this frontend entirely: none of its listeners may outlive the hand-over
+    // (each is a closure held for the socket's life).
+    void onData;
     socket.setTimeout(0);
+    socket.removeAllListeners('data');
+    socket.removeAllListeners('timeout');
+    socket.removeAllListeners('close');
+    socket.removeAllListeners('error');
+    this.#sockets.delete(socket);
     up.accept(
       url,
       upgradeRequestOfHead('GET', buf.toString('latin1', off, headEnd)),

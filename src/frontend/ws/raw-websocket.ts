@@ -16,13 +16,17 @@ export class RawWebSocket {
   static readonly OPEN = 1;
   static readonly CLOSING = 2;
   static readonly CLOSED = 3;
-  readonly OPEN = 1;
+  /** As `ws` has it, on the prototype (no field per socket). */
+  get OPEN(): 1 {
+    return 1;
+  }
   readyState = 1;
   /** A message (text or binary) of at most `maxPayload` bytes. */
   onMessage: ((data: Buffer, isBinary: boolean) => void) | null = null;
   /** A data message longer than `maxPayload` was announced; the caller answers and closes. */
   onTooBig: (() => void) | null = null;
-  #closeListeners: (() => void)[] = [];
+  #onClose: (() => void) | null = null;
+  #moreOnClose: (() => void)[] | null = null;
   #socket: Duplex;
   #maxPayload: number;
   #pending: Buffer | null = null;
@@ -46,7 +50,8 @@ export class RawWebSocket {
   /** Called once when the connection is gone (either side, any reason). */
   addCloseListener(fn: () => void): void {
     if (this.readyState === RawWebSocket.CLOSED) fn();
-    else this.#closeListeners.push(fn);
+    else if (this.#onClose === null) this.#onClose = fn;
+    else (this.#moreOnClose ??= []).push(fn);
   }
 
   /** Sends one text message (one frame, one write). */
@@ -94,9 +99,12 @@ export class RawWebSocket {
     this.readyState = RawWebSocket.CLOSED;
     this.#pending = null;
     this.#fragments = null;
-    const list = this.#closeListeners;
-    this.#closeListeners = [];
-    for (let i = 0; i < list.length; i++) list[i]();
+    const first = this.#onClose;
+    const more = this.#moreOnClose;
+    this.#onClose = null;
+    this.#moreOnClose = null;
+    first?.();
+    if (more !== null) for (let i = 0; i < more.length; i++) more[i]();
   };
 
   #onData = (chunk: Buffer): void => {

@@ -66,6 +66,8 @@ export interface WsStats extends WebRtcStats {
   sockets: number;
 }
 
+const EMPTY_IP = new Uint8Array(4);
+
 /** A socket whose unsent output exceeds this is a reader too slow to keep: it is dropped. */
 const MAX_BUFFERED = 4 * 1024 * 1024;
 /** Close codes (RFC 6455 §7.4.1). */
@@ -79,7 +81,8 @@ interface Client {
   /** Reused per message; `member`/`torrent` are reset each time (policy fills them). */
   ctx: RequestContext;
   family: 4 | 6;
-  ip: Uint8Array;
+  /** The remote address as the socket reports it (parsed per announce: no bytes kept per socket). */
+  remote: string;
   port: number;
   /** Date.now() of the last message received. */
   lastMessage: number;
@@ -334,7 +337,7 @@ export class WsFrontend {
       conn: this.#swarms.connect(send),
       ctx: requestContext('ws', passkey),
       family: addr.family,
-      ip: addr.bytes,
+      remote: socket.remoteAddress ?? '',
       port: socket.remotePort ?? 0,
       lastMessage: Date.now(),
     };
@@ -416,7 +419,7 @@ export class WsFrontend {
           infoHash: msg.infoHash,
           peerId: msg.peerId,
           family: c.family,
-          ip: c.ip,
+          ip: parseIp(c.remote)?.bytes ?? EMPTY_IP,
           port: c.port,
           uploaded: msg.uploaded,
           downloaded: msg.downloaded,

@@ -14,7 +14,9 @@ import { encodeAnswer, encodeOffer, jsonBinary, type WsAnnounce } from '../../pr
  * - `RtcPeer`: the connection it is reached by, seeding, completed-counted flag, last seen
  *   (clock seconds), and `pending`: the offers relayed TO this peer (offering peer's id, offer
  *   id, second sent) in a ring of at most `maxPendingOffers` entries, newest last.
- * - `RtcConnection.joined`: info hash → the one peer id this connection announced in that swarm.
+ * - `RtcConnection.joined`: [info hash, peer id, info hash, peer id, ...]: the one peer id this
+ *   connection announced in each swarm it joined (a flat array: a browser joins a handful of
+ *   torrents, and a Map per socket cost ~100 bytes more).
  *   It is what makes "close removes the peer from every swarm" one loop, and it binds a peer id
  *   to the connection that first announced it.
  *
@@ -44,7 +46,7 @@ export interface RtcConnection {
   /** Delivers one text message (dropped silently when the socket can no longer take it). */
   readonly send: (text: string) => void;
   /** Info hash key → peer id key of this connection in that swarm. Owned by `WebRtcSwarms`. */
-  readonly joined: Map<string, string>;
+  readonly joined: string[];
 }
 
 /**
@@ -145,13 +147,18 @@ export class WebRtcSwarms {
   }
 
   connect(send: (text: string) => void): RtcConnection {
-    return { send, joined: new Map() };
+    return { send, joined: [] };
   }
 
   /** The connection closed: its peers leave every swarm they joined, at once. Returns how many. */
   disconnect(conn: RtcConnection): number {
     let n = 0;
-    for (const [ih, pid] of conn.joined) {
+    // A copy: #remove edits conn.joined as it goes.
+    const joined = conn.joined.slice();
+    conn.joined.length = 0;
+    for (let j = 0; j < joined.length; j += 2) {
+      const ih = joined[j];
+      const pid = joined[j + 1];
       const swarm = this.#swarms.get(ih);
       const peer = swarm?.peers.get(pid);
       if (swarm !== undefined && peer !== undefined && peer.conn === conn) {
@@ -159,7 +166,6 @@ export class WebRtcSwarms {
         n++;
       }
     }
-    conn.joined.clear();
     return n;
   }
 
@@ -177,7 +183,7 @@ export class WebRtcSwarms {
     // Binding: the peer id belongs to the connection that announced it first, and a connection
     // keeps one peer id per swarm.
     if (existing !== undefined && existing.conn !== conn) return WsSwarmErrors.peerIdInUse;
-    const mine = conn.joined.get(ih);
+    const mine = joinedPeer(conn, ih);
     if (mine !== undefined && mine !== pid) return WsSwarmErrors.peerIdChanged;
 
     if (msg.event === AnnounceEvent.stopped) {
@@ -185,7 +191,7 @@ export class WebRtcSwarms {
       return swarm === undefined ? { complete: 0, incomplete: 0 } : countsOf(swarm, null);
     }
 
-    if (existing === undefined && mine === undefined && conn.joined.size >= this.#maxSwarms)
+    if (existing === undefined && mine === undefined && conn.joined.length >= 2 * this.#maxSwarms)
       return WsSwarmErrors.tooManyTorrents;
     if (swarm === undefined) {
       swarm = { infoHash: Buffer.from(msg.infoHash), peers: new Map(), list: [], seeders: 0, downloaded: 0 };
@@ -207,7 +213,7 @@ export class WebRtcSwarms {
       peer.index = swarm.list.length;
       swarm.list.push(peer);
       swarm.peers.set(pid, peer);
-      conn.joined.set(ih, pid);
+      conn.joined.push(ih, pid);
       this.#peers++;
       if (seeding) {
         swarm.seeders++;
@@ -427,7 +433,15 @@ export class WebRtcSwarms {
       last.index = peer.index;
     }
     swarm.peers.delete(peer.peerId);
-    if (peer.conn.joined.get(ih) === peer.peerId) peer.conn.joined.delete(ih);
+    const joined = peer.conn.joined;
+    for (let j = 0; j < joined.length; j += 2)
+      if (joined[j] === ih && joined[j + 1] === peer.peerId) {
+        // Swap-remove the pair.
+        joined[j] = joined[joined.length - 2];
+        joined[j + 1] = joined[joined.length - 1];
+        joined.length -= 2;
+        break;
+      }
     this.#peers--;
     if (peer.seeding) {
       swarm.seeders--;
@@ -474,4 +488,11 @@ function offerHash(id: Uint8Array): number {
     b = Math.imul(b ^ id[i], 0x5bd1e995) ^ (b >>> 15);
   }
   return (a >>> 0) * 0x100000 + (b >>> 12);
+}
+
+/** The peer id `conn` announced in swarm `ih`, if any. */
+function joinedPeer(conn: RtcConnection, ih: string): string | undefined {
+  const joined = conn.joined;
+  for (let j = 0; j < joined.length; j += 2) if (joined[j] === ih) return joined[j + 1];
+  return undefined;
 }
