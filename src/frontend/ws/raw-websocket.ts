@@ -51,7 +51,10 @@ export class RawWebSocket {
   addCloseListener(fn: () => void): void {
     if (this.readyState === RawWebSocket.CLOSED) fn();
     else if (this.#onClose === null) this.#onClose = fn;
-    else (this.#moreOnClose ??= []).push(fn);
+    else {
+      if (this.#moreOnClose === null) this.#moreOnClose = [];
+      this.#moreOnClose.push(fn);
+    }
   }
 
   /** Sends one text message (one frame, one write). */
