@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The one command that sets up everything Herald's tests need on a fresh Debian machine and runs
 # the whole suite (README "Quick start"; .ci/run calls exactly this).
-#   - Debian packages: the real BitTorrent clients of the end-to-end tests, PostgreSQL.
+#   - Debian packages: the real BitTorrent clients of the end-to-end tests, PostgreSQL, Chromium
+#     (portal and WebTorrent browser tests) and iproute2 (the WebRTC test's network namespace).
 #   - PostgreSQL started on 127.0.0.1 (scripts/start-services.sh); its tests are mandatory here.
 #   - npm packages (npm ci), including the npm `node` package that brings Node 24.
 #   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql chromium)
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql chromium iproute2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
