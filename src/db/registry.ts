@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { parseMetainfo } from '../protocol/metainfo/index.ts';
 import type { Db } from './connect.ts';
-import type { Database, Member, MemberStatus, Role, SiteHistoryTable, Torrent } from './schema.ts';
+import type { Database, Member, MemberStatus, NewMember, Role, SiteHistoryTable, Torrent } from './schema.ts';
 
 /** A mistake by the caller (unknown member, duplicate name...): safe to show as is. */
 export class RegistryError extends Error {
@@ -18,6 +18,45 @@ const now = () => Math.floor(Date.now() / 1000);
 export const newKey = () => randomBytes(16).toString('hex');
 const HEX40 = /^[0-9a-f]{40}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
+
+/** A trimmed username, or a RegistryError saying what a username may hold. */
+function checkUsername(raw: string): string {
+  const username = raw.trim();
+  if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
+    throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+  return username;
+}
+
+/** A new, active member with fresh keys and zero counters (CLI/API and portal registration). */
+function memberRow(f: {
+  username: string;
+  email: string | null;
+  passwordHash: string | null;
+  role: Role;
+  invites: number;
+  invitedBy: number | null;
+  createdAt: number;
+}): NewMember {
+  return {
+    username: f.username,
+    email: f.email,
+    password_hash: f.passwordHash,
+    role: f.role,
+    status: 'active',
+    status_reason: null,
+    passkey: newKey(),
+    feed_key: newKey(),
+    uploaded: 0,
+    downloaded: 0,
+    raw_uploaded: 0,
+    raw_downloaded: 0,
+    seed_time: 0,
+    invites: f.invites,
+    invited_by: f.invitedBy,
+    created_at: f.createdAt,
+    last_announce_at: null,
+  };
+}
 
 /** Normalises a 40-hex info hash (a v1 hash or a v2 hash as trackers see it) or throws. */
 export function infoHashHex(s: string): string {
@@ -129,9 +168,7 @@ export class Registry {
     invitedBy?: number | null;
     passwordHash?: string | null;
   }): Promise<PublicMember> {
-    const username = opts.username.trim();
-    if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
-      throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+    const username = checkUsername(opts.username);
     const exists = await this.#k
       .selectFrom('members')
       .select('id')
@@ -141,25 +178,17 @@ export class Registry {
     const id = await this.change(async (trx) => {
       const r = await trx
         .insertInto('members')
-        .values({
-          username,
-          email: opts.email ?? null,
-          password_hash: opts.passwordHash ?? null,
-          role: opts.role ?? 'member',
-          status: 'active',
-          status_reason: null,
-          passkey: newKey(),
-          feed_key: newKey(),
-          uploaded: 0,
-          downloaded: 0,
-          raw_uploaded: 0,
-          raw_downloaded: 0,
-          seed_time: 0,
-          invites: opts.invites ?? 0,
-          invited_by: opts.invitedBy ?? null,
-          created_at: now(),
-          last_announce_at: null,
-        })
+        .values(
+          memberRow({
+            username,
+            email: opts.email ?? null,
+            passwordHash: opts.passwordHash ?? null,
+            role: opts.role ?? 'member',
+            invites: opts.invites ?? 0,
+            invitedBy: opts.invitedBy ?? null,
+            createdAt: now(),
+          }),
+        )
         .returning('id')
         .executeTakeFirstOrThrow();
       return r.id;
@@ -673,9 +702,7 @@ export class Registry {
     /** Registration without an invitation is allowed (open registration). */
     open: boolean;
   }): Promise<PublicMember> {
-    const username = opts.username.trim();
-    if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
-      throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+    const username = checkUsername(opts.username);
     const first = (await this.counts()).members === 0;
     if (!first && opts.code === null && !opts.open)
       throw new RegistryError('registration needs an invitation', 403);
@@ -702,25 +729,17 @@ export class Registry {
       }
       const r = await trx
         .insertInto('members')
-        .values({
-          username,
-          email: opts.email,
-          password_hash: opts.passwordHash,
-          role: first ? 'admin' : 'member',
-          status: 'active',
-          status_reason: null,
-          passkey: newKey(),
-          feed_key: newKey(),
-          uploaded: 0,
-          downloaded: 0,
-          raw_uploaded: 0,
-          raw_downloaded: 0,
-          seed_time: 0,
-          invites: 0,
-          invited_by: invitedBy,
-          created_at: at,
-          last_announce_at: null,
-        })
+        .values(
+          memberRow({
+            username,
+            email: opts.email,
+            passwordHash: opts.passwordHash,
+            role: first ? 'admin' : 'member',
+            invites: 0,
+            invitedBy,
+            createdAt: at,
+          }),
+        )
         .returning('id')
         .executeTakeFirstOrThrow();
       if (invitationId !== null) {
