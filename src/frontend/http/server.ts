@@ -238,7 +238,6 @@ export class HttpFrontend {
     pathStart: number,
     pathEnd: number,
     headEnd: number,
-    onData: (b: Buffer) => void,
   ): boolean {
     const up = this.#o.rawUpgrade;
     if (!up) return false;
@@ -246,7 +245,6 @@ export class HttpFrontend {
     if (!up.isPath(url)) return false;
     // The socket leaves this frontend entirely: none of its listeners may outlive the hand-over
     // (each is a closure held for the socket's life).
-    void onData;
     socket.setTimeout(0);
     socket.removeAllListeners('data');
     socket.removeAllListeners('timeout');
@@ -513,7 +511,7 @@ class RawConnection {
             head.upgrade &&
             head.method === 'GET' &&
             !head.hasBody &&
-            this.#f.tryRawUpgrade(socket, buf, off, head.pathStart, head.queryEnd, head.headEnd, this.onData)
+            this.#f.tryRawUpgrade(socket, buf, off, head.pathStart, head.queryEnd, head.headEnd)
           )
             return;
           this.#f.handOff(socket, buf.subarray(off), this.onData);

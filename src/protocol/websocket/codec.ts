@@ -374,13 +374,15 @@ export function encodeAnswer(f: {
   offerId: Uint8Array;
   answer: unknown;
 }): string {
-  return JSON.stringify({
-    action: 'announce',
-    info_hash: toBinaryString(f.infoHash),
-    peer_id: toBinaryString(f.fromPeerId),
-    offer_id: toBinaryString(f.offerId),
-    answer: f.answer,
-  }).replace(NON_ASCII_ALL, escapeUnit);
+  return asciiJson(
+    JSON.stringify({
+      action: 'announce',
+      info_hash: toBinaryString(f.infoHash),
+      peer_id: toBinaryString(f.fromPeerId),
+      offer_id: toBinaryString(f.offerId),
+      answer: f.answer,
+    }),
+  );
 }
 
 export interface WsScrapeEntry {
