@@ -34,7 +34,9 @@ function offers(n: number) {
   return out;
 }
 
-function open(i: number): Promise<{ ws: WebSocket; peerId: string; infoHash: string }> {
+type Sock = { ws: WebSocket; peerId: string; infoHash: string };
+
+function open(i: number): Promise<Sock> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     const peerId = bin(Buffer.concat([Buffer.from('-WL0001-'), randomBytes(12)]));
@@ -43,8 +45,8 @@ function open(i: number): Promise<{ ws: WebSocket; peerId: string; infoHash: str
   });
 }
 
-async function openAll(): Promise<{ ws: WebSocket; peerId: string; infoHash: string }[]> {
-  const out: { ws: WebSocket; peerId: string; infoHash: string }[] = new Array(CONNS);
+async function openAll(): Promise<Sock[]> {
+  const out: Sock[] = new Array(CONNS);
   let next = 0;
   const worker = async () => {
     while (next < CONNS) {
@@ -56,16 +58,15 @@ async function openAll(): Promise<{ ws: WebSocket; peerId: string; infoHash: str
   return out;
 }
 
-async function conns(): Promise<void> {
-  const socks = await openAll();
+/** Every socket announces `started` (no offers); resolves once all have their answer. */
+function joinAll(socks: Sock[]): Promise<{ answered: number; failures: number }> {
   let answered = 0;
   let failures = 0;
-  await new Promise<void>((resolve) => {
+  return new Promise((resolve) => {
     for (const s of socks) {
       s.ws.once('message', (d) => {
-        const m = JSON.parse(String(d));
-        if (m['failure reason']) failures++;
-        if (++answered === socks.length) resolve();
+        if (String(d).includes('failure reason')) failures++;
+        if (++answered === socks.length) resolve({ answered, failures });
       });
       s.ws.send(
         JSON.stringify({
@@ -82,6 +83,11 @@ async function conns(): Promise<void> {
       );
     }
   });
+}
+
+async function conns(): Promise<void> {
+  const socks = await openAll();
+  const { answered, failures } = await joinAll(socks);
   process.stdout.write(`${JSON.stringify({ ready: answered, failures })}\n`);
   // Hold the connections until the parent has read the server's memory.
   await new Promise<void>((r) => {
@@ -96,25 +102,7 @@ async function relay(): Promise<void> {
   const SECONDS = Number(secondsArg);
   const socks = await openAll();
   // Join every swarm first so that offers have somewhere to go.
-  let joined = 0;
-  await new Promise<void>((resolve) => {
-    for (const s of socks) {
-      s.ws.once('message', () => {
-        if (++joined === socks.length) resolve();
-      });
-      s.ws.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: s.infoHash,
-          peer_id: s.peerId,
-          event: 'started',
-          left: 1000,
-          numwant: 0,
-          offers: [],
-        }),
-      );
-    }
-  });
+  await joinAll(socks);
   let responses = 0;
   let delivered = 0;
   let failures = 0;
