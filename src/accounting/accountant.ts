@@ -1,3 +1,4 @@
+import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
@@ -85,7 +86,7 @@ export class Accountant {
 
   /** One announce that policy has accepted. */
   account(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number): void {
-    const peerId = Buffer.from(req.peerId).toString('latin1');
+    const peerId = binaryString(req.peerId);
     const key = `${torrent.id}:${member.id}:${peerId}`;
     const prev = this.#peers.get(key);
     const seeding = req.left === 0;

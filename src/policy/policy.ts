@@ -1,3 +1,4 @@
+import { binaryString } from '../core/bytes.ts';
 import { Errors, type TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { AnnounceRequest } from '../core/types.ts';
@@ -210,9 +211,9 @@ export class Policy {
     const s = this.#snap;
     if (this.mode === 'open') {
       if (s.deny.size === 0) return null;
-      return s.deny.has(Buffer.from(infoHash).toString('latin1')) ? Errors.infoHashDenied : null;
+      return s.deny.has(binaryString(infoHash)) ? Errors.infoHashDenied : null;
     }
-    const key = Buffer.from(infoHash).toString('latin1');
+    const key = binaryString(infoHash);
     if (s.deny.has(key)) return Errors.infoHashDenied;
     if (this.mode === 'whitelist') {
       // Whitelist mode tracks the allow list and every registered torrent.

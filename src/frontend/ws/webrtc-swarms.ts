@@ -1,3 +1,4 @@
+import { binaryString } from '../../core/bytes.ts';
 import { TrackerError } from '../../core/errors.ts';
 import { AnnounceEvent, type ScrapeEntry } from '../../core/types.ts';
 import { encodeAnswer, encodeOffer, jsonBinary, type WsAnnounce } from '../../protocol/websocket/codec.ts';
@@ -118,10 +119,6 @@ export interface RtcCounts {
   incomplete: number;
 }
 
-function key20(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, 20).toString('latin1');
-}
-
 export class WebRtcSwarms {
   #swarms = new Map<string, RtcSwarm>();
   #peerTimeout: number;
@@ -176,8 +173,8 @@ export class WebRtcSwarms {
    * response, or a refusal.
    */
   announce(conn: RtcConnection, msg: WsAnnounce, numWant: number, now: number): RtcCounts | TrackerError {
-    const ih = key20(msg.infoHash);
-    const pid = key20(msg.peerId);
+    const ih = binaryString(msg.infoHash);
+    const pid = binaryString(msg.peerId);
     let swarm = this.#swarms.get(ih);
     const existing = swarm?.peers.get(pid);
     // Binding: the peer id belongs to the connection that announced it first, and a connection
@@ -269,10 +266,10 @@ export class WebRtcSwarms {
   answer(conn: RtcConnection, msg: WsAnnounce, now: number): boolean {
     const a = msg.answer;
     if (a === undefined) return false;
-    const ih = key20(msg.infoHash);
+    const ih = binaryString(msg.infoHash);
     const swarm = this.#swarms.get(ih);
-    const from = swarm?.peers.get(key20(msg.peerId));
-    const to = swarm?.peers.get(key20(a.toPeerId));
+    const from = swarm?.peers.get(binaryString(msg.peerId));
+    const to = swarm?.peers.get(binaryString(a.toPeerId));
     if (swarm === undefined || from === undefined || from.conn !== conn || to === undefined) {
       this.#answersDropped++;
       return false;
@@ -301,7 +298,7 @@ export class WebRtcSwarms {
   scrape(infoHashes: readonly Uint8Array[]): ScrapeEntry[] {
     const out: ScrapeEntry[] = new Array(infoHashes.length);
     for (let i = 0; i < infoHashes.length; i++) {
-      const s = this.#swarms.get(key20(infoHashes[i]));
+      const s = this.#swarms.get(binaryString(infoHashes[i]));
       out[i] =
         s === undefined
           ? { complete: 0, incomplete: 0, downloaded: 0 }

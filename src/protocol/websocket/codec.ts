@@ -1,3 +1,4 @@
+import { binaryString } from '../../core/bytes.ts';
 import { AnnounceEvent } from '../../core/types.ts';
 
 /**
@@ -296,9 +297,7 @@ function parseScrape(m: Json, limits: WsLimits | undefined): WsParseResult {
 // ---- Tracker → client. Ids are 20-byte arrays, written as latin1 binary strings. ----
 
 /** Bytes as a binary string (one UTF-16 code unit per byte). */
-export function toBinaryString(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
-}
+export const toBinaryString = binaryString;
 
 /** `\u00XX` escapes for bytes outside printable ASCII (and for `"` and `\`). */
 const BYTE_JSON: string[] = [];

@@ -1,3 +1,4 @@
+import { binaryString } from '../../core/bytes.ts';
 import {
   AnnounceEvent,
   type AnnounceRequest,
@@ -57,7 +58,7 @@ export class MemorySwarmStore implements SwarmStore {
   }
 
   announce(req: AnnounceRequest, now: number): AnnounceResult {
-    const key = Buffer.from(req.infoHash.buffer, req.infoHash.byteOffset, 20).toString('latin1');
+    const key = binaryString(req.infoHash);
     let swarm = this.#swarms.get(key);
     const stopped = req.event === AnnounceEvent.stopped;
     if (swarm === undefined) {
@@ -180,7 +181,7 @@ export class MemorySwarmStore implements SwarmStore {
     const out: ScrapeEntry[] = new Array(infoHashes.length);
     for (let i = 0; i < infoHashes.length; i++) {
       const h = infoHashes[i];
-      const swarm = this.#swarms.get(Buffer.from(h.buffer, h.byteOffset, 20).toString('latin1'));
+      const swarm = this.#swarms.get(binaryString(h));
       out[i] = swarm === undefined ? { complete: 0, incomplete: 0, downloaded: 0 } : entryOf(swarm);
     }
     return out;
