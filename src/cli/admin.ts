@@ -212,8 +212,8 @@ export async function runAdmin(
         const password = readFileSync(0, 'utf8').split(/\r?\n/)[0];
         if (password.length < 10)
           throw new RegistryError('password: at least 10 characters, on standard input');
-        await reg.setPasswordHash(m.id, await hashPassword(password));
-        await reg.deleteMemberSessions(m.id);
+        await reg.accounts.setPasswordHash(m.id, await hashPassword(password));
+        await reg.accounts.deleteMemberSessions(m.id);
         print({ id: m.id, username: m.username, password: 'set' }, () => `password set for ${m.username}`);
         break;
       }
@@ -221,7 +221,7 @@ export async function runAdmin(
         const inviter = opts.member !== undefined ? (await reg.member(opts.member as string)).id : null;
         const days = intOpt(opts.days, 'days', 365) ?? config.inviteExpiryDays;
         if (days < 1) throw new RegistryError('--days: 1 to 365');
-        const inv = await reg.createInvitation({
+        const inv = await reg.accounts.createInvitation({
           inviterId: inviter,
           email: (opts.email as string | undefined) ?? null,
           ttlSeconds: days * 86400,

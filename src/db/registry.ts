@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { parseMetainfo } from '../protocol/metainfo/index.ts';
+import { Accounts } from './accounts.ts';
 import type { Db } from './connect.ts';
-import type { Database, Member, MemberStatus, NewMember, Role, SiteHistoryTable, Torrent } from './schema.ts';
+import type { Database, Member, MemberStatus, NewMember, Role, Torrent } from './schema.ts';
 
 /** A mistake by the caller (unknown member, duplicate name...): safe to show as is. */
 export class RegistryError extends Error {
@@ -14,13 +15,13 @@ export class RegistryError extends Error {
   }
 }
 
-const now = () => Math.floor(Date.now() / 1000);
+export const now = () => Math.floor(Date.now() / 1000);
 export const newKey = () => randomBytes(16).toString('hex');
 const HEX40 = /^[0-9a-f]{40}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** A trimmed username, or a RegistryError saying what a username may hold. */
-function checkUsername(raw: string): string {
+export function checkUsername(raw: string): string {
   const username = raw.trim();
   if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
     throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
@@ -28,7 +29,7 @@ function checkUsername(raw: string): string {
 }
 
 /** A new, active member with fresh keys and zero counters (CLI/API and portal registration). */
-function memberRow(f: {
+export function memberRow(f: {
   username: string;
   email: string | null;
   passwordHash: string | null;
@@ -85,7 +86,7 @@ export interface NewTorrent {
 
 export type TorrentSummary = Omit<Torrent, 'metainfo'>;
 
-const TORRENT_COLUMNS = [
+export const TORRENT_COLUMNS = [
   'id',
   'info_hash',
   'info_hash_v2',
@@ -102,7 +103,7 @@ const TORRENT_COLUMNS = [
   'snatches',
 ] as const;
 
-const MEMBER_COLUMNS = [
+export const MEMBER_COLUMNS = [
   'id',
   'username',
   'email',
@@ -130,8 +131,11 @@ const MEMBER_COLUMNS = [
  */
 export class Registry {
   readonly db: Db;
+  /** The portal's accounts: passwords, sessions, registration, invitations, applications, history. */
+  readonly accounts: Accounts;
   constructor(db: Db) {
     this.db = db;
+    this.accounts = new Accounts(this);
   }
 
   get #k(): Kysely<Database> {
@@ -605,478 +609,5 @@ export class Registry {
         ).n,
       );
     return { members: await one('members'), torrents: await one('torrents') };
-  }
-
-  // ---- portal: passwords, sessions (no revision bump: the tracker's policy does not read them) ----
-
-  /** The stored password hash and status of a member, by username (login). */
-  async credentials(username: string) {
-    return this.#k
-      .selectFrom('members')
-      .select(['id', 'username', 'password_hash', 'status', 'status_reason'])
-      .where('username', '=', username)
-      .executeTakeFirst();
-  }
-
-  async setPasswordHash(memberId: number, hash: string): Promise<void> {
-    await this.#k.updateTable('members').set({ password_hash: hash }).where('id', '=', memberId).execute();
-  }
-
-  async resetFeedKey(memberId: number): Promise<string> {
-    const key = newKey();
-    await this.#k.updateTable('members').set({ feed_key: key }).where('id', '=', memberId).execute();
-    return key;
-  }
-
-  async memberByFeedKey(key: string): Promise<PublicMember | undefined> {
-    if (!/^[0-9a-f]{32}$/.test(key)) return undefined;
-    return this.#k
-      .selectFrom('members')
-      .select(MEMBER_COLUMNS)
-      .where('feed_key', '=', key)
-      .executeTakeFirst();
-  }
-
-  async createSession(s: {
-    id: string;
-    memberId: number;
-    csrf: string;
-    expiresAt: number;
-    ip: string | null;
-  }) {
-    await this.#k
-      .insertInto('sessions')
-      .values({
-        id: s.id,
-        member_id: s.memberId,
-        csrf: s.csrf,
-        created_at: now(),
-        expires_at: s.expiresAt,
-        ip: s.ip,
-      })
-      .execute();
-    await this.#k.updateTable('members').set({ last_login_at: now() }).where('id', '=', s.memberId).execute();
-  }
-
-  /** The session's member and CSRF token, if the session exists and has not expired. */
-  async session(id: string, at: number): Promise<{ member: PublicMember; csrf: string } | undefined> {
-    const s = await this.#k
-      .selectFrom('sessions')
-      .select(['member_id', 'csrf', 'expires_at'])
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (!s) return undefined;
-    if (s.expires_at <= at) {
-      await this.deleteSession(id);
-      return undefined;
-    }
-    const member = await this.findMember(s.member_id);
-    return member ? { member, csrf: s.csrf } : undefined;
-  }
-
-  async deleteSession(id: string): Promise<void> {
-    await this.#k.deleteFrom('sessions').where('id', '=', id).execute();
-  }
-
-  /** Ends every session of a member (ban, password change). */
-  async deleteMemberSessions(memberId: number): Promise<void> {
-    await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).execute();
-  }
-
-  async deleteExpiredSessions(at: number): Promise<void> {
-    await this.#k.deleteFrom('sessions').where('expires_at', '<=', at).execute();
-  }
-
-  // ---- portal: registration and invitations ----
-
-  /**
-   * Creates an account from the registration form. With `code`, the invitation is claimed in the
-   * same transaction (one use only, before it expires) and becomes `invited_by`. The first account
-   * of an installation is the administrator.
-   */
-  async register(opts: {
-    username: string;
-    passwordHash: string;
-    email: string | null;
-    code: string | null;
-    /** Registration without an invitation is allowed (open registration). */
-    open: boolean;
-  }): Promise<PublicMember> {
-    const username = checkUsername(opts.username);
-    const first = (await this.counts()).members === 0;
-    if (!first && opts.code === null && !opts.open)
-      throw new RegistryError('registration needs an invitation', 403);
-    const exists = await this.#k
-      .selectFrom('members')
-      .select('id')
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
-    const at = now();
-    const id = await this.change(async (trx) => {
-      let invitedBy: number | null = null;
-      let invitationId: number | null = null;
-      if (opts.code !== null) {
-        const inv = await trx
-          .selectFrom('invitations')
-          .select(['id', 'inviter_id', 'used_by', 'expires_at'])
-          .where('code', '=', opts.code)
-          .executeTakeFirst();
-        if (!inv || inv.used_by !== null || inv.expires_at <= at)
-          throw new RegistryError('this invitation is unknown, used or expired', 403);
-        invitedBy = inv.inviter_id;
-        invitationId = inv.id;
-      }
-      const r = await trx
-        .insertInto('members')
-        .values(
-          memberRow({
-            username,
-            email: opts.email,
-            passwordHash: opts.passwordHash,
-            role: first ? 'admin' : 'member',
-            invites: 0,
-            invitedBy,
-            createdAt: at,
-          }),
-        )
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      if (invitationId !== null) {
-        // Claimed only if still unused: two registrations racing on one code cannot both win.
-        const u = await trx
-          .updateTable('invitations')
-          .set({ used_by: r.id, used_at: at })
-          .where('id', '=', invitationId)
-          .where('used_by', 'is', null)
-          .executeTakeFirst();
-        if (Number(u.numUpdatedRows) !== 1) throw new RegistryError('this invitation was just used', 409);
-      }
-      return r.id;
-    });
-    return this.member(id);
-  }
-
-  /**
-   * Issues an invitation. `spend` takes one of the inviter's invites (members); staff invite
-   * without spending. Returns the code (the secret in the link).
-   */
-  async createInvitation(opts: {
-    inviterId: number | null;
-    email: string | null;
-    ttlSeconds: number;
-    spend: boolean;
-  }): Promise<{ id: number; code: string; expires_at: number }> {
-    const code = randomBytes(18).toString('base64url');
-    const at = now();
-    return this.#k.transaction().execute(async (trx) => {
-      if (opts.spend && opts.inviterId !== null) {
-        const u = await trx
-          .updateTable('members')
-          .set((eb) => ({ invites: eb('invites', '-', 1) }))
-          .where('id', '=', opts.inviterId)
-          .where('invites', '>', 0)
-          .executeTakeFirst();
-        if (Number(u.numUpdatedRows) !== 1) throw new RegistryError('you have no invites left', 403);
-      }
-      const r = await trx
-        .insertInto('invitations')
-        .values({
-          code,
-          inviter_id: opts.inviterId,
-          email: opts.email,
-          created_at: at,
-          expires_at: at + opts.ttlSeconds,
-          used_by: null,
-          used_at: null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      return { id: r.id, code, expires_at: at + opts.ttlSeconds };
-    });
-  }
-
-  async invitation(code: string) {
-    return this.#k.selectFrom('invitations').selectAll().where('code', '=', code).executeTakeFirst();
-  }
-
-  listInvitations(opts: { inviterId?: number; limit?: number } = {}) {
-    let q = this.#k
-      .selectFrom('invitations')
-      .leftJoin('members as used', 'used.id', 'invitations.used_by')
-      .leftJoin('members as inviter', 'inviter.id', 'invitations.inviter_id')
-      .select([
-        'invitations.id',
-        'invitations.code',
-        'invitations.email',
-        'invitations.created_at',
-        'invitations.expires_at',
-        'invitations.used_at',
-        'invitations.used_by',
-        'used.username as used_by_name',
-        'inviter.username as inviter_name',
-      ])
-      .orderBy('invitations.id', 'desc');
-    if (opts.inviterId !== undefined) q = q.where('invitations.inviter_id', '=', opts.inviterId);
-    return q.limit(opts.limit ?? 200).execute();
-  }
-
-  /** Who invited whom: every member's id, name, inviter and status (the staff invite tree). */
-  inviteTree() {
-    return this.#k
-      .selectFrom('members')
-      .select(['id', 'username', 'invited_by', 'status', 'role', 'created_at'])
-      .orderBy('id')
-      .execute();
-  }
-
-  /**
-   * Gives `perPeriod` invites to every active member who meets the operator's rules and has not
-   * earned any in the last `periodSeconds`. Returns how many members earned invites.
-   */
-  async grantEarnedInvites(rules: {
-    minRatio: number;
-    minAgeSeconds: number;
-    minUploaded: number;
-    perPeriod: number;
-    periodSeconds: number;
-    at: number;
-  }): Promise<number> {
-    if (rules.perPeriod <= 0 || rules.periodSeconds <= 0) return 0;
-    const candidates = await this.#k
-      .selectFrom('members')
-      .select(['id', 'uploaded', 'downloaded'])
-      .where('status', '=', 'active')
-      .where('created_at', '<=', rules.at - rules.minAgeSeconds)
-      .where('uploaded', '>=', rules.minUploaded)
-      .where((eb) =>
-        eb.or([
-          eb('invites_earned_at', 'is', null),
-          eb('invites_earned_at', '<=', rules.at - rules.periodSeconds),
-        ]),
-      )
-      .execute();
-    const ids = candidates
-      .filter((m) => m.downloaded === 0 || m.uploaded / m.downloaded >= rules.minRatio)
-      .map((m) => m.id);
-    if (ids.length === 0) return 0;
-    await this.#k
-      .updateTable('members')
-      .set((eb) => ({ invites: eb('invites', '+', rules.perPeriod), invites_earned_at: rules.at }))
-      .where('id', 'in', ids)
-      .execute();
-    return ids.length;
-  }
-
-  // ---- portal: applications ----
-
-  async addApplication(a: {
-    username: string;
-    email: string;
-    body: string;
-  }): Promise<{ id: number; token: string }> {
-    const token = randomBytes(18).toString('base64url');
-    const r = await this.#k
-      .insertInto('applications')
-      .values({
-        username: a.username,
-        email: a.email,
-        body: a.body,
-        status: 'pending',
-        reason: null,
-        created_at: now(),
-        decided_by: null,
-        decided_at: null,
-        invitation_id: null,
-        token,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    return { id: r.id, token };
-  }
-
-  listApplications(status: 'pending' | 'approved' | 'rejected' | 'all' = 'pending') {
-    let q = this.#k.selectFrom('applications').selectAll().orderBy('id', 'desc').limit(500);
-    if (status !== 'all') q = q.where('status', '=', status);
-    return q.execute();
-  }
-
-  /** An application and, once approved, its invitation code (the applicant's status page). */
-  async applicationByToken(token: string) {
-    const a = await this.#k
-      .selectFrom('applications')
-      .selectAll()
-      .where('token', '=', token)
-      .executeTakeFirst();
-    if (!a) return undefined;
-    const inv =
-      a.invitation_id === null
-        ? undefined
-        : await this.#k
-            .selectFrom('invitations')
-            .select(['code', 'expires_at', 'used_by'])
-            .where('id', '=', a.invitation_id)
-            .executeTakeFirst();
-    return { ...a, invitation: inv ?? null };
-  }
-
-  /** Approve (issues an invitation for the applicant's e-mail) or reject (with a reason). */
-  async decideApplication(opts: {
-    id: number;
-    staffId: number;
-    approve: boolean;
-    reason: string | null;
-    ttlSeconds: number;
-  }): Promise<{ code: string | null }> {
-    const a = await this.#k
-      .selectFrom('applications')
-      .selectAll()
-      .where('id', '=', opts.id)
-      .executeTakeFirst();
-    if (!a) throw new RegistryError(`no application #${opts.id}`, 404);
-    if (a.status !== 'pending')
-      throw new RegistryError(`application #${opts.id} is already ${a.status}`, 409);
-    let code: string | null = null;
-    let invitationId: number | null = null;
-    if (opts.approve) {
-      const inv = await this.createInvitation({
-        inviterId: opts.staffId,
-        email: a.email,
-        ttlSeconds: opts.ttlSeconds,
-        spend: false,
-      });
-      code = inv.code;
-      invitationId = inv.id;
-    }
-    await this.#k
-      .updateTable('applications')
-      .set({
-        status: opts.approve ? 'approved' : 'rejected',
-        reason: opts.reason,
-        decided_by: opts.staffId,
-        decided_at: now(),
-        invitation_id: invitationId,
-      })
-      .where('id', '=', opts.id)
-      .execute();
-    return { code };
-  }
-
-  // ---- portal: browsing and history ----
-
-  /** Torrents matching a name search and a category, newest first (the portal sorts further). */
-  browseTorrents(opts: { search?: string; category?: string; limit?: number }) {
-    let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
-    if (opts.search) {
-      for (const word of opts.search
-        .split(/\s+/)
-        .filter((w) => w.length > 0)
-        .slice(0, 8))
-        q = q.where(sql`lower(name)`, 'like', `%${word.toLowerCase().replace(/[%_\\]/g, '')}%`);
-    }
-    if (opts.category) q = q.where('category', '=', opts.category);
-    return q.limit(opts.limit ?? 5000).execute();
-  }
-
-  /**
-   * Records every member's credited totals that changed since their last record, at most one
-   * record per member per `minGap` seconds (an active site would otherwise add a row per member
-   * per tick); records older than `keepSeconds` are dropped.
-   */
-  async snapshotTraffic(at: number, minGap = 3600, keepSeconds = 400 * 86400): Promise<number> {
-    const last = await sql<{ member_id: number; uploaded: number; downloaded: number; at: number }>`
-      SELECT t.member_id, t.uploaded, t.downloaded, t.at FROM traffic_history t
-      JOIN (SELECT member_id, MAX(at) AS at FROM traffic_history GROUP BY member_id) l
-        ON l.member_id = t.member_id AND l.at = t.at`.execute(this.#k);
-    const prev = new Map(last.rows.map((r) => [Number(r.member_id), r]));
-    const members = await this.#k.selectFrom('members').select(['id', 'uploaded', 'downloaded']).execute();
-    const rows = members
-      .filter((m) => {
-        const p = prev.get(m.id);
-        if (p === undefined) return true;
-        if (Number(p.at) > at - minGap) return false;
-        return Number(p.uploaded) !== m.uploaded || Number(p.downloaded) !== m.downloaded;
-      })
-      .map((m) => ({ member_id: m.id, at, uploaded: m.uploaded, downloaded: m.downloaded }));
-    for (let i = 0; i < rows.length; i += 500)
-      await this.#k
-        .insertInto('traffic_history')
-        .values(rows.slice(i, i + 500))
-        .onConflict((oc) => oc.columns(['member_id', 'at']).doNothing())
-        .execute();
-    await this.#k
-      .deleteFrom('traffic_history')
-      .where('at', '<', at - keepSeconds)
-      .execute();
-    await this.#k
-      .deleteFrom('site_history')
-      .where('at', '<', at - keepSeconds)
-      .execute();
-    return rows.length;
-  }
-
-  trafficHistory(memberId: number, limit = 500) {
-    return this.#k
-      .selectFrom('traffic_history')
-      .select(['at', 'uploaded', 'downloaded'])
-      .where('member_id', '=', memberId)
-      .orderBy('at', 'desc')
-      .limit(limit)
-      .execute()
-      .then((r) => r.reverse());
-  }
-
-  async snapshotSite(row: SiteHistoryTable): Promise<void> {
-    await this.#k
-      .insertInto('site_history')
-      .values(row)
-      .onConflict((oc) => oc.column('at').doNothing())
-      .execute();
-  }
-
-  siteHistory(limit = 500) {
-    return this.#k
-      .selectFrom('site_history')
-      .selectAll()
-      .orderBy('at', 'desc')
-      .limit(limit)
-      .execute()
-      .then((r) => r.reverse());
-  }
-
-  /** Counts for the staff statistics page. */
-  async siteCounts() {
-    const c = await this.counts();
-    const by = async (status: MemberStatus) =>
-      Number(
-        (
-          await this.#k
-            .selectFrom('members')
-            .select((eb) => eb.fn.countAll().as('n'))
-            .where('status', '=', status)
-            .executeTakeFirstOrThrow()
-        ).n,
-      );
-    const pending = Number(
-      (
-        await this.#k
-          .selectFrom('applications')
-          .select((eb) => eb.fn.countAll().as('n'))
-          .where('status', '=', 'pending')
-          .executeTakeFirstOrThrow()
-      ).n,
-    );
-    const traffic = await this.#k
-      .selectFrom('members')
-      .select((eb) => [eb.fn.sum<number>('uploaded').as('up'), eb.fn.sum<number>('downloaded').as('down')])
-      .executeTakeFirstOrThrow();
-    return {
-      ...c,
-      banned: await by('banned'),
-      disabled: await by('disabled'),
-      pendingApplications: pending,
-      uploaded: Number(traffic.up ?? 0),
-      downloaded: Number(traffic.down ?? 0),
-    };
   }
 }

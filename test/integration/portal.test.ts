@@ -241,7 +241,7 @@ for (const engine of engines) {
 
     test('an expired invitation is refused', async () => {
       const root = await reg.member('root');
-      const inv = await reg.createInvitation({
+      const inv = await reg.accounts.createInvitation({
         inviterId: root.id,
         email: null,
         ttlSeconds: -10,
@@ -433,7 +433,7 @@ for (const engine of engines) {
       assert.match((await applicant.get(status)).body, /pending/);
       const q = await admin.get('/staff/applications');
       assert.match(q.body, /newbie/);
-      const id = (await reg.listApplications('pending'))[0].id;
+      const id = (await reg.accounts.listApplications('pending'))[0].id;
       const ok = await admin.post(`/staff/applications/${id}`, { action: 'approve' });
       assert.equal(ok.status, 200);
       assert.match(ok.body, /register\?invite=/);
@@ -448,7 +448,7 @@ for (const engine of engines) {
         email: 'nope@example.org',
         body: 'Please let me in, I promise to seed.',
       });
-      const id2 = (await reg.listApplications('pending'))[0].id;
+      const id2 = (await reg.accounts.listApplications('pending'))[0].id;
       await admin.get('/staff/applications');
       assert.equal(
         (await admin.post(`/staff/applications/${id2}`, { action: 'reject', reason: '' })).status,
@@ -552,10 +552,10 @@ for (const engine of engines) {
         .set({ uploaded: 5 * 1024 ** 3 })
         .where('id', '=', root.id)
         .execute();
-      assert.equal(await reg.snapshotTraffic(t0 + 60), 0, 'too soon');
-      assert.equal(await reg.snapshotTraffic(t0 + 3700), 1, 'only the member whose totals moved');
+      assert.equal(await reg.accounts.snapshotTraffic(t0 + 60), 0, 'too soon');
+      assert.equal(await reg.accounts.snapshotTraffic(t0 + 3700), 1, 'only the member whose totals moved');
       assert.deepEqual(
-        (await reg.trafficHistory(root.id)).map((r) => r.uploaded),
+        (await reg.accounts.trafficHistory(root.id)).map((r) => r.uploaded),
         [0, 5 * 1024 ** 3],
       );
       const p = await admin.get(`/member/${root.id}`);
@@ -565,7 +565,7 @@ for (const engine of engines) {
       const s = await admin.get('/staff/stats');
       assert.equal(s.status, 200);
       assert.match(s.body, /Announces\/s/);
-      assert.ok((await reg.siteHistory()).length >= 1);
+      assert.ok((await reg.accounts.siteHistory()).length >= 1);
       await admin.get('/staff/lists');
       assert.equal(
         (await admin.post('/staff/lists', { action: 'add', list: 'client', value: '-qB4', note: '' })).status,
@@ -578,7 +578,7 @@ for (const engine of engines) {
       await admin.get('/staff/lists');
       await admin.post('/staff/lists', { action: 'remove', list: 'client', value: '-qB4' });
       assert.equal((await reg.listClientPrefixes()).length, 0);
-      const earned = await reg.grantEarnedInvites({
+      const earned = await reg.accounts.grantEarnedInvites({
         minRatio: 1,
         minAgeSeconds: 0,
         minUploaded: 0,
@@ -587,7 +587,7 @@ for (const engine of engines) {
         at: Math.floor(Date.now() / 1000) + 10,
       });
       assert.ok(earned >= 1);
-      const again = await reg.grantEarnedInvites({
+      const again = await reg.accounts.grantEarnedInvites({
         minRatio: 1,
         minAgeSeconds: 0,
         minUploaded: 0,

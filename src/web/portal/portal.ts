@@ -124,13 +124,13 @@ export function createPortal(
     const cookies = parseCookies(req.headers.cookie);
     const token = cookies.get(SESSION_COOKIE);
     if (token) {
-      const s = await ctx.reg.session(tokenId(token), ctx.now);
+      const s = await ctx.reg.accounts.session(tokenId(token), ctx.now);
       if (s && s.member.status === 'active') {
         ctx.member = s.member;
         ctx.csrf = s.csrf;
       } else {
         // A banned or disabled member's sessions end at once.
-        if (s) await ctx.reg.deleteMemberSessions(s.member.id);
+        if (s) await ctx.reg.accounts.deleteMemberSessions(s.member.id);
         ctx.setCookies.push(cookie(SESSION_COOKIE, '', { maxAge: 0, secure }));
       }
     }
@@ -203,7 +203,7 @@ export function createPortal(
     const reg = deps.registry();
     const now = Math.floor(Date.now() / 1000);
     const c = deps.config;
-    await reg.snapshotTraffic(now);
+    await reg.accounts.snapshotTraffic(now);
     const counts = await reg.counts();
     const s = await deps.stats();
     const total = s.total ?? {
@@ -212,7 +212,7 @@ export function createPortal(
       leechers: s.swarm.leechers,
     };
     const a = s.perSecond.announces;
-    await reg.snapshotSite({
+    await reg.accounts.snapshotSite({
       at: now,
       members: counts.members,
       torrents: counts.torrents,
@@ -221,7 +221,7 @@ export function createPortal(
       leechers: total.leechers,
       announce_rate: Math.round((a.http + a.udp + a.ws) * 100),
     });
-    await reg.grantEarnedInvites({
+    await reg.accounts.grantEarnedInvites({
       minRatio: c.inviteMinRatioPercent / 100,
       minAgeSeconds: c.inviteMinAgeDays * 86400,
       minUploaded: c.inviteMinUploaded,
@@ -229,7 +229,7 @@ export function createPortal(
       periodSeconds: c.invitePeriodDays * 86400,
       at: now,
     });
-    await reg.deleteExpiredSessions(now);
+    await reg.accounts.deleteExpiredSessions(now);
   }
 
   return {

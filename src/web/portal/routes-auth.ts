@@ -93,7 +93,7 @@ ${csrfField(ctx)}
     const first = (await ctx.reg.counts()).members === 0;
     if (first) return { first, why: null };
     if (code !== '') {
-      const inv = await ctx.reg.invitation(code);
+      const inv = await ctx.reg.accounts.invitation(code);
       if (!inv || inv.used_by !== null || inv.expires_at <= ctx.now)
         return { first, why: 'This invitation is unknown, already used or expired. Ask for a new one.' };
       return { first, why: null };
@@ -133,7 +133,7 @@ ${csrfField(ctx)}
             username,
             error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} min.`,
           });
-        const cred = await ctx.reg.credentials(username);
+        const cred = await ctx.reg.accounts.credentials(username);
         let ok = false;
         if (cred) ok = await verifyPassword(password, cred.password_hash);
         else await dummyVerify(password); // same cost for unknown names: timing tells nothing
@@ -150,7 +150,7 @@ ${csrfField(ctx)}
           });
         byUser.reset(userKey);
         const token = newToken();
-        await ctx.reg.createSession({
+        await ctx.reg.accounts.createSession({
           id: tokenId(token),
           memberId: cred.id,
           csrf: newToken(),
@@ -167,7 +167,7 @@ ${csrfField(ctx)}
       access: 'public',
       async handle(ctx) {
         const token = parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE);
-        if (token) await ctx.reg.deleteSession(tokenId(token));
+        if (token) await ctx.reg.accounts.deleteSession(tokenId(token));
         ctx.setCookies.push(cookie(SESSION_COOKIE, '', { maxAge: 0, secure: ctx.secure }));
         redirect(ctx, '/login?msg=loggedout');
       },
@@ -209,7 +209,7 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
         if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email))
           return again('That e-mail address does not look right.');
         try {
-          await ctx.reg.register({
+          await ctx.reg.accounts.register({
             username,
             email: email === '' ? null : email,
             passwordHash: await hashPassword(password),
@@ -253,7 +253,7 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
         if (applications.blockedFor(addressKey(ctx.ip)) > 0)
           return errorPage(ctx, 429, 'Apply', 'Too many applications from your address. Try again later.');
         applications.fail(addressKey(ctx.ip));
-        const a = await ctx.reg.addApplication({ username, email, body });
+        const a = await ctx.reg.accounts.addApplication({ username, email, body });
         redirect(ctx, `/apply/status/${a.token}`);
       },
     },
@@ -262,7 +262,7 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
       pattern: /^\/apply\/status\/([A-Za-z0-9_-]{10,64})$/,
       access: 'public',
       async handle(ctx) {
-        const a = await ctx.reg.applicationByToken(ctx.params[0]);
+        const a = await ctx.reg.accounts.applicationByToken(ctx.params[0]);
         if (!a) return errorPage(ctx, 404, 'Application', 'No such application.');
         const inv = a.invitation;
         page(ctx, {

@@ -88,10 +88,10 @@ export function memberRoutes(): Route[] {
         const torrents = await ctx.reg.memberTorrents(m.id);
         const snatches = torrents.filter((t) => t.completed_at !== null).length;
         const act = ctx.deps.activity?.(m.id) ?? { seeding: 0, leeching: 0 };
-        const history = await ctx.reg.trafficHistory(m.id);
+        const history = await ctx.reg.accounts.trafficHistory(m.id);
         // The chart ends with the figures of now, so it is never empty.
         const points = [...history, { at: ctx.now, uploaded: m.uploaded, downloaded: m.downloaded }];
-        const sent = await ctx.reg.listInvitations({ inviterId: m.id });
+        const sent = await ctx.reg.accounts.listInvitations({ inviterId: m.id });
         const inviter = m.invited_by !== null ? await ctx.reg.findMember(m.invited_by) : undefined;
         const GiB = 1024 ** 3;
         const stat = (label: string, value: unknown) =>
@@ -145,7 +145,7 @@ ${staff && !self ? profileStaffForm(ctx, m) : ''}`,
       pattern: /^\/me\/feedkey$/,
       access: 'member',
       async handle(ctx) {
-        await ctx.reg.resetFeedKey(ctx.member!.id);
+        await ctx.reg.accounts.resetFeedKey(ctx.member!.id);
         redirect(ctx, `/member/${ctx.member!.id}?msg=feedkey`);
       },
     },
@@ -155,7 +155,7 @@ ${staff && !self ? profileStaffForm(ctx, m) : ''}`,
       access: 'member',
       async handle(ctx) {
         const me = ctx.member!;
-        const cred = await ctx.reg.credentials(me.username);
+        const cred = await ctx.reg.accounts.credentials(me.username);
         const current = ctx.form.fields.get('current') ?? '';
         const next = ctx.form.fields.get('password') ?? '';
         const fail = (msg: string) => errorPage(ctx, 400, 'Change password', msg);
@@ -164,9 +164,9 @@ ${staff && !self ? profileStaffForm(ctx, m) : ''}`,
         if (next.length < 10 || next.length > 1024)
           return fail('The new password needs at least 10 characters.');
         if (next !== (ctx.form.fields.get('password2') ?? '')) return fail('The two new passwords differ.');
-        await ctx.reg.setPasswordHash(me.id, await hashPassword(next));
+        await ctx.reg.accounts.setPasswordHash(me.id, await hashPassword(next));
         // Every session ends (a stolen one too); log this browser in again.
-        await ctx.reg.deleteMemberSessions(me.id);
+        await ctx.reg.accounts.deleteMemberSessions(me.id);
         redirect(ctx, '/login?msg=password');
       },
     },
@@ -188,7 +188,7 @@ ${staff && !self ? profileStaffForm(ctx, m) : ''}`,
         if (email !== '' && !/^[^\s@]+@[^\s@]+$/.test(email))
           return invitesPage(ctx, 'That e-mail address does not look right.');
         try {
-          const inv = await ctx.reg.createInvitation({
+          const inv = await ctx.reg.accounts.createInvitation({
             inviterId: me.id,
             email: email || null,
             ttlSeconds: ctx.deps.config.inviteExpiryDays * 86400,
@@ -227,7 +227,7 @@ function selfSettings(ctx: Ctx, m: PublicMember) {
 
 async function invitesPage(ctx: Ctx, error: string | null = null, created: string | null = null) {
   const me = ctx.member!;
-  const list = await ctx.reg.listInvitations({ inviterId: me.id });
+  const list = await ctx.reg.accounts.listInvitations({ inviterId: me.id });
   const c = ctx.deps.config;
   const staff = isStaff(me);
   page(ctx, {

@@ -67,9 +67,9 @@ export function staffRoutes(): Route[] {
       pattern: /^\/staff\/stats$/,
       access: 'staff',
       async handle(ctx) {
-        const c = await ctx.reg.siteCounts();
+        const c = await ctx.reg.accounts.siteCounts();
         const s = await ctx.deps.stats();
-        const h = await ctx.reg.siteHistory();
+        const h = await ctx.reg.accounts.siteHistory();
         const perSec = s.perSecond.announces.http + s.perSecond.announces.udp + s.perSecond.announces.ws;
         const total = s.total ?? {
           torrents: s.swarm.torrents,
@@ -184,7 +184,7 @@ ${list.map(
                 throw new RegistryError('give a reason (the member sees it)');
               await ctx.reg.setMemberStatus(id, status as MemberStatus, reason);
               if (status !== 'active') {
-                await ctx.reg.deleteMemberSessions(id);
+                await ctx.reg.accounts.deleteMemberSessions(id);
                 if (status === 'banned') msg = 'banned';
               }
             } else if (action === 'invites') {
@@ -208,8 +208,8 @@ ${list.map(
       pattern: /^\/staff\/applications$/,
       access: 'staff',
       async handle(ctx) {
-        const pending = await ctx.reg.listApplications('pending');
-        const decided = (await ctx.reg.listApplications('all'))
+        const pending = await ctx.reg.accounts.listApplications('pending');
+        const decided = (await ctx.reg.accounts.listApplications('all'))
           .filter((a) => a.status !== 'pending')
           .slice(0, 50);
         staffPage(
@@ -247,7 +247,7 @@ ${decided.length === 0 ? html`<tr><td colspan="3" class="muted">None yet.</td></
         if (!approve && reason === null)
           return errorPage(ctx, 400, 'Applications', 'A rejection needs a reason.');
         try {
-          const r = await ctx.reg.decideApplication({
+          const r = await ctx.reg.accounts.decideApplication({
             id: Number(ctx.params[0]),
             staffId: ctx.member!.id,
             approve,
@@ -272,7 +272,7 @@ ${decided.length === 0 ? html`<tr><td colspan="3" class="muted">None yet.</td></
       pattern: /^\/staff\/invites$/,
       access: 'staff',
       async handle(ctx) {
-        const all = await ctx.reg.inviteTree();
+        const all = await ctx.reg.accounts.inviteTree();
         const children = new Map<number | null, typeof all>();
         const ids = new Set(all.map((m) => m.id));
         for (const m of all) {
@@ -289,7 +289,7 @@ ${decided.length === 0 ? html`<tr><td colspan="3" class="muted">None yet.</td></
                 (m) =>
                   html`<li><a href="/member/${m.id}">${m.username}</a> <span class="muted">${m.role} · ${date(m.created_at)}</span>${m.status !== 'active' ? html` <span class="badge banned">${m.status}</span>` : ''}${children.has(m.id) ? render(m.id, depth + 1) : ''}</li>`,
               )}</ul>`;
-        const invitations = await ctx.reg.listInvitations({ limit: 100 });
+        const invitations = await ctx.reg.accounts.listInvitations({ limit: 100 });
         staffPage(
           ctx,
           'Invite tree',
@@ -307,7 +307,7 @@ ${invitations.map((i) => html`<tr><td>${i.inviter_name ?? '—'}</td><td>${i.ema
       access: 'staff',
       async handle(ctx) {
         const q = (ctx.query.get('q') ?? '').slice(0, 100);
-        const list = await ctx.reg.browseTorrents({ search: q, limit: 500 });
+        const list = await ctx.reg.accounts.browseTorrents({ search: q, limit: 500 });
         staffPage(
           ctx,
           'Torrents',

@@ -127,7 +127,7 @@ export function torrentRoutes(): Route[] {
         const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
         // Sorting by live counts needs every match's counts: fine for the thousands of torrents
         // a community has (browseTorrents caps at 5000 matches; a search narrows further).
-        const all = await withLive(ctx, await ctx.reg.browseTorrents({ search: q, category: cat }));
+        const all = await withLive(ctx, await ctx.reg.accounts.browseTorrents({ search: q, category: cat }));
         const key: Record<Sort, (t: Live) => number | string> = {
           seeders: (t) => t.seeders,
           leechers: (t) => t.leechers,
@@ -306,12 +306,12 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
       pattern: /^\/rss$/,
       access: 'public',
       async handle(ctx) {
-        const member = await ctx.reg.memberByFeedKey(ctx.query.get('key') ?? '');
+        const member = await ctx.reg.accounts.memberByFeedKey(ctx.query.get('key') ?? '');
         if (member?.status !== 'active')
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const catParam = ctx.query.get('cat') ?? '';
         const cat = ctx.deps.config.categories.includes(catParam) ? catParam : '';
-        const list = await ctx.reg.browseTorrents({ category: cat, limit: 50 });
+        const list = await ctx.reg.accounts.browseTorrents({ category: cat, limit: 50 });
         const origin = `http${ctx.secure ? 's' : ''}://${hostOf(ctx)}${ctx.base}`;
         const x = escapeHtml;
         const items = list
@@ -338,7 +338,7 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
       pattern: /^\/rss\/download\/([0-9]{1,12})$/,
       access: 'public',
       async handle(ctx) {
-        const member = await ctx.reg.memberByFeedKey(ctx.query.get('key') ?? '');
+        const member = await ctx.reg.accounts.memberByFeedKey(ctx.query.get('key') ?? '');
         if (member?.status !== 'active')
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
