@@ -9,56 +9,14 @@
  * (scripts/test-all.sh installs them).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
-
-const LT = new URL('./lt_client.py', import.meta.url).pathname;
-const PY = '/usr/bin/python3';
-
-function requireTool(path: string, pkg: string): void {
-  if (!existsSync(path))
-    throw new Error(
-      `${path} is missing: install it with "apt-get install -y ${pkg}" (scripts/test-all.sh does)`,
-    );
-}
-
-const children = new Set<ChildProcess>();
-function run(
-  cmd: string,
-  args: string[],
-  opts: { cwd?: string } = {},
-): { child: ChildProcess; out: () => string } {
-  const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    out += d;
-  });
-  return { child, out: () => out };
-}
-
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve(null);
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve(code);
-    });
-  });
-}
 
 let work: string;
 let payload: Buffer;
@@ -90,7 +48,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killChildren();
   await tracker?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });

@@ -11,57 +11,19 @@
  * missing the test fails with the command that installs it (scripts/test-all.sh installs them).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseMetainfo, personalise } from '../../src/protocol/metainfo/index.ts';
 import { writeAnnounceRequest, writeConnectRequest } from '../../src/protocol/udp/codec.ts';
 import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
+import { killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
-const LT = new URL('./lt_client.py', import.meta.url).pathname;
-const PY = '/usr/bin/python3';
 const SIZE = 2 * 1024 * 1024;
-
-function requireTool(path: string, pkg: string): void {
-  if (!existsSync(path))
-    throw new Error(
-      `${path} is missing: install it with "apt-get install -y ${pkg}" (scripts/test-all.sh does)`,
-    );
-}
-
-const children = new Set<ChildProcess>();
-function run(cmd: string, args: string[]): { child: ChildProcess; out: () => string } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    out += d;
-  });
-  return { child, out: () => out };
-}
-
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve(null);
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve(code);
-    });
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** lt_client.py prints one JSON object a line (Python tracebacks are not JSON). */
@@ -237,7 +199,7 @@ before(
 );
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killChildren();
   await tracker?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
 });
