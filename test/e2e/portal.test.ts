@@ -12,11 +12,11 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
+import { CHROMIUM, CHROMIUM_ARGS } from '../helpers/chromium.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
 import { makeTorrent } from '../helpers/portal-client.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = new URL('../../test-results/screenshots/', import.meta.url).pathname;
 const PASSWORD = 'a long enough password';
 
@@ -57,14 +57,7 @@ before(async () => {
   browser = await pw.chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
+    args: CHROMIUM_ARGS,
     // playwright gives every launch a fresh temporary profile (its own --user-data-dir).
   });
 });

@@ -21,12 +21,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CHROMIUM } from '../helpers/chromium.ts';
 import { ensureBundle } from './webtorrent/bundle.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const SCENARIO = new URL('./webtorrent/scenario.ts', import.meta.url).pathname;
-const CHROMIUM = '/usr/bin/chromium';
 /** The scenario stops itself after 75 s; past this it is killed (its whole process group). */
 const KILL_AFTER_MS = 85_000;
 

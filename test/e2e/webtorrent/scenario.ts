@@ -19,10 +19,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import WebSocket from 'ws';
+import { CHROMIUM, CHROMIUM_ARGS } from '../../helpers/chromium.ts';
 import { announcePath, bdecode, httpGet, pct } from '../../helpers/clients.ts';
 import { type RunningTracker, startTracker } from '../tracker-process.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** The whole scenario; the test kills this process a little later if it is still running. */
 const SCENARIO_TIMEOUT_MS = 75_000;
 const DOWNLOAD_TIMEOUT_MS = 60_000;
@@ -209,14 +209,7 @@ async function main(): Promise<Json> {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 20_000,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
+    args: CHROMIUM_ARGS,
   });
   const pageLogs: string[] = [];
   const seederPage = await openPage(browser, base, pageLogs, 'seeder');
