@@ -1,15 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { announceUrls } from '../core/urls.ts';
 import { type PublicMember, type Registry, RegistryError } from '../db/registry.ts';
 import { MEMBER_STATUSES, ROLES } from '../db/schema.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { StatsReporter } from '../tracker/stats.ts';
-
-/** Announce URLs of a member: one per public base URL, passkey in the path. */
-export function announceUrls(bases: string[], passkey: string): string[] {
-  return bases.map((b) => `${b.replace(/\/+$/, '')}/announce/${passkey}`);
-}
 
 class ApiError extends Error {
   readonly status: number;

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { announceUrls } from '../api/api.ts';
 import { ConfigError, flagOptions, loadConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
+import { parseHostPort } from '../core/address.ts';
+import { announceBases, announceUrls } from '../core/urls.ts';
 import { openDatabase } from '../db/connect.ts';
 import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
 import { ROLES, type Role } from '../db/schema.ts';
@@ -107,20 +108,13 @@ const intOpt = (v: string | boolean | undefined, name: string, max = 1e12): numb
   return n;
 };
 
-/** Base URLs for announce URLs printed by the CLI: public_urls, else the listen addresses. */
+/** Base URLs for announce URLs printed by the CLI: public_urls, else the first listen address of each kind. */
 function baseUrls(c: HeraldConfig): string[] {
-  if (c.publicUrls.length > 0) return c.publicUrls;
-  const host = (h: string) => (h === '0.0.0.0' || h === '[::]' || h === '::' ? '127.0.0.1' : h);
-  const hp = (l: string) => {
-    const i = l.lastIndexOf(':');
-    return `${host(l.slice(0, i))}:${l.slice(i + 1)}`;
+  const first = (list: string[]) => {
+    const hp = list.length > 0 ? parseHostPort(list[0]) : null;
+    return hp === null ? [] : [hp];
   };
-  const first = (list: string[]) => (list.length > 0 ? [hp(list[0])] : []);
-  return [
-    ...first(c.http).map((x) => `http://${x}`),
-    ...first(c.https).map((x) => `https://${x}`),
-    ...first(c.udp).map((x) => `udp://${x}`),
-  ];
+  return announceBases(c.publicUrls, { http: first(c.http), https: first(c.https), udp: first(c.udp) });
 }
 
 /**

@@ -8,6 +8,7 @@ import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
+import { announceBases } from '../core/urls.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
@@ -316,15 +317,7 @@ export function createTracker(
   }
   /** Announce base URLs: configured, or derived from the bound listeners. */
   function publicUrls(): string[] {
-    if (config.publicUrls.length > 0) return config.publicUrls;
-    const a = tracker.addresses();
-    const host = (h: string) =>
-      h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
-    return [
-      ...a.http.map((x) => `http://${host(x.host)}:${x.port}`),
-      ...a.https.map((x) => `https://${host(x.host)}:${x.port}`),
-      ...a.udp.map((x) => `udp://${host(x.host)}:${x.port}`),
-    ];
+    return announceBases(config.publicUrls, tracker.addresses());
   }
   return tracker;
 }

@@ -1,4 +1,4 @@
-import { announceUrls } from '../../api/api.ts';
+import { announceUrls } from '../../core/urls.ts';
 import type { PublicMember } from '../../db/registry.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { ROLES } from '../../db/schema.ts';
