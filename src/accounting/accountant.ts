@@ -142,11 +142,7 @@ export class Accountant {
       m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
       this.#members.set(member.id, m);
     }
-    m.uploaded += up;
-    m.downloaded += down;
-    m.rawUploaded += du;
-    m.rawDownloaded += dd;
-    m.seedTime += seed;
+    addTraffic(m, up, down, du, dd, seed);
     m.lastAt = now;
 
     const mtKey = `${member.id}:${torrent.id}`;
@@ -167,11 +163,7 @@ export class Accountant {
       };
       this.#memberTorrents.set(mtKey, mt);
     }
-    mt.uploaded += up;
-    mt.downloaded += down;
-    mt.rawUploaded += du;
-    mt.rawDownloaded += dd;
-    mt.seedTime += seed;
+    addTraffic(mt, up, down, du, dd, seed);
     mt.announces++;
     mt.lastAt = now;
     // A snatch: the client says `completed`, or a peer seen leeching now reports nothing left
@@ -324,22 +316,14 @@ export class Accountant {
       const cur = this.#members.get(id);
       if (cur === undefined) this.#members.set(id, m);
       else {
-        cur.uploaded += m.uploaded;
-        cur.downloaded += m.downloaded;
-        cur.rawUploaded += m.rawUploaded;
-        cur.rawDownloaded += m.rawDownloaded;
-        cur.seedTime += m.seedTime;
+        addTraffic(cur, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime);
       }
     }
     for (const [k, mt] of memberTorrents) {
       const cur = this.#memberTorrents.get(k);
       if (cur === undefined) this.#memberTorrents.set(k, mt);
       else {
-        cur.uploaded += mt.uploaded;
-        cur.downloaded += mt.downloaded;
-        cur.rawUploaded += mt.rawUploaded;
-        cur.rawDownloaded += mt.rawDownloaded;
-        cur.seedTime += mt.seedTime;
+        addTraffic(cur, mt.uploaded, mt.downloaded, mt.rawUploaded, mt.rawDownloaded, mt.seedTime);
         cur.announces += mt.announces;
         cur.firstAt = Math.min(cur.firstAt, mt.firstAt);
         if (cur.completedAt === 0) cur.completedAt = mt.completedAt;
@@ -372,4 +356,20 @@ export class Accountant {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
     for (const [k, p] of this.#peers) if (p.at < cutoff) this.#peers.delete(k);
   }
+}
+
+/** Adds credited and raw traffic and seeding time to a pending member or member-torrent sum. */
+function addTraffic(
+  into: MemberPending,
+  uploaded: number,
+  downloaded: number,
+  rawUploaded: number,
+  rawDownloaded: number,
+  seedTime: number,
+): void {
+  into.uploaded += uploaded;
+  into.downloaded += downloaded;
+  into.rawUploaded += rawUploaded;
+  into.rawDownloaded += rawDownloaded;
+  into.seedTime += seedTime;
 }
