@@ -6,6 +6,9 @@
  *   npm run bench            full run (10,000 torrents / 100,000 peers prefilled; 1M-peer memory)
  *   npm run bench -- --quick small and short, for a smoke test
  *   npm run bench -- --no-write   do not rewrite docs/benchmarks.md
+ *   npm run bench -- --only=throughput,memory,expiry,ws   a subset of the tests (implies --no-write)
+ *   npm run bench -- --trackers=herald,opentracker        a subset of the trackers (implies --no-write)
+ *   npm run bench -- --ws-only    same as --only=ws
  *
  * Needs: gcc, taskset (util-linux), wrk and opentracker (Debian packages); bittorrent-tracker is
  * installed into .bench/bt with --ignore-scripts (its client pulls a WebRTC addon that cannot
@@ -20,8 +23,26 @@ import { join } from 'node:path';
 const ROOT = new URL('../', import.meta.url).pathname;
 const WORK = join(ROOT, '.bench');
 const QUICK = process.argv.includes('--quick');
-const WS_ONLY = process.argv.includes('--ws-only');
-const WRITE = !process.argv.includes('--no-write') && !QUICK && !WS_ONLY;
+function listArg(name: string): string[] | null {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a === undefined
+    ? null
+    : a
+        .slice(name.length + 3)
+        .split(',')
+        .filter(Boolean);
+}
+const ONLY = process.argv.includes('--ws-only') ? ['ws'] : listArg('only');
+const ONLY_TRACKERS = listArg('trackers');
+for (const t of ONLY ?? [])
+  if (!['throughput', 'memory', 'expiry', 'ws'].includes(t)) throw new Error(`--only: unknown test ${t}`);
+/** Whether a test (and, when given, a tracker) is selected on the command line. */
+function selected(test: string, tracker = 'herald'): boolean {
+  return (
+    (ONLY === null || ONLY.includes(test)) && (ONLY_TRACKERS === null || ONLY_TRACKERS.includes(tracker))
+  );
+}
+const WRITE = !process.argv.includes('--no-write') && !QUICK && ONLY === null && ONLY_TRACKERS === null;
 const NODE = process.execPath;
 const TICK = 100; // clock ticks per second in /proc/PID/stat (USER_HZ)
 
@@ -527,12 +548,10 @@ function fmt(n: number, digits = 0): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  if (!WS_ONLY) {
-    for (const t of TRACKERS) await throughput(t);
-    for (const t of TRACKERS) await memoryTest(t);
-    if (!QUICK) await expiryTest();
-  }
-  for (const name of ['herald', 'bittorrent-tracker']) await wsTests(name);
+  for (const t of TRACKERS) if (selected('throughput', t.name)) await throughput(t);
+  for (const t of TRACKERS) if (selected('memory', t.name)) await memoryTest(t);
+  if (!QUICK && selected('expiry')) await expiryTest();
+  for (const name of ['herald', 'bittorrent-tracker']) if (selected('ws', name)) await wsTests(name);
 
   const by = (test: string, tracker: string) => rows.find((r) => r.test === test && r.tracker === tracker);
   const lines: string[] = [];
