@@ -174,6 +174,7 @@ export function createTracker(
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
+    idleTimeoutMs: config.httpIdleTimeout * 1000,
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
       isPath: (url) => ws.isTrackerPath(url),

@@ -20,6 +20,7 @@ export interface HeraldConfig {
   fullScrape: boolean;
   fullScrapeInterval: number;
   maxScrapeHashes: number;
+  httpIdleTimeout: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
   logLevel: LogLevel;
@@ -207,6 +208,15 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 60,
     arg: 'SECONDS',
     doc: 'Seconds one address must wait between full scrapes',
+  },
+  {
+    key: 'httpIdleTimeout',
+    kind: 'int',
+    min: 1,
+    max: 3600,
+    default: 30,
+    arg: 'SECONDS',
+    doc: 'Seconds after which an HTTP(S) connection that has sent no complete request is closed (idle keep-alive, slow heads)',
   },
   {
     key: 'maxScrapeHashes',

@@ -2,6 +2,7 @@
  * DESIGN.md protocol checklist, HTTP side, over real loopback sockets (IPv4 and IPv6).
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { ManualClock } from '../../src/core/clock.ts';
@@ -258,6 +259,84 @@ describe('connections', () => {
     );
     const rs = splitResponses(all);
     assert.equal(rs.length, 1);
+  });
+});
+
+describe('connection lifetime', () => {
+  /** Connects, writes `data` (at once or in `drip` pieces 200 ms apart), resolves when closed. */
+  const openUntilClosed = (port: number, data: string[], dripMs = 200) =>
+    new Promise<{ ms: number; bytes: Buffer; errored: boolean }>((resolve) => {
+      const t0 = Date.now();
+      const chunks: Buffer[] = [];
+      let errored = false;
+      const sock = connect({ port, host: '127.0.0.1' });
+      const guard = setTimeout(() => sock.destroy(), 10_000);
+      let i = 0;
+      const next = () => {
+        if (i < data.length && !sock.destroyed) {
+          sock.write(data[i++]);
+          setTimeout(next, dripMs);
+        }
+      };
+      sock.on('connect', next);
+      sock.on('data', (d) => chunks.push(d));
+      sock.on('error', () => {
+        errored = true;
+      });
+      sock.on('close', () => {
+        clearTimeout(guard);
+        resolve({ ms: Date.now() - t0, bytes: Buffer.concat(chunks), errored });
+      });
+    });
+
+  let idle: Tracker;
+  let idlePort: number;
+  before(async () => {
+    idle = createTracker(
+      {
+        http: ['127.0.0.1:0'],
+        udp: [],
+        httpIdleTimeout: 1,
+        logLevel: 'silent',
+        databaseUrl: 'sqlite::memory:',
+      },
+      { clock },
+    );
+    await idle.start();
+    idlePort = idle.addresses().http[0].port;
+  });
+  after(() => idle.stop());
+
+  test('Connection: close is answered in full and closed by the tracker at once', async () => {
+    const r = await openUntilClosed(port4, [
+      `GET ${announcePath({ infoHash: hashOf(12), port: 7301, left: 0 })} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    ]);
+    assert.ok(r.ms < 1500, `closed after ${r.ms} ms`);
+    const rs = splitResponses(r.bytes);
+    assert.equal(rs.length, 1);
+    assert.equal(rs[0].status, 200);
+    assert.match(text(rs[0].body), /^d8:completei/);
+  });
+
+  test('a connection that sends nothing, an idle keep-alive connection and a slow head are closed after http_idle_timeout', async () => {
+    const silent = await openUntilClosed(idlePort, []);
+    assert.ok(silent.ms >= 900 && silent.ms < 4000, `silent: ${silent.ms} ms`);
+    const keepAlive = await openUntilClosed(idlePort, [
+      `GET ${announcePath({ infoHash: hashOf(13), port: 7302, left: 0 })} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    ]);
+    assert.equal(splitResponses(keepAlive.bytes).length, 1);
+    assert.ok(keepAlive.ms >= 900 && keepAlive.ms < 4000, `keep-alive: ${keepAlive.ms} ms`);
+    // A head dribbled a few bytes at a time never completes: activity alone does not keep it open.
+    const slow = await openUntilClosed(
+      idlePort,
+      Array.from({ length: 40 }, () => 'X'),
+      200,
+    );
+    assert.ok(slow.ms < 4000, `slow head: ${slow.ms} ms`);
+    assert.equal(slow.bytes.length, 0);
+    // The listener still serves afterwards.
+    const r = await httpGet(idlePort, '127.0.0.1', `/scrape?info_hash=${pct(hashOf(13))}`);
+    assert.equal(r.status, 200);
   });
 });
 
