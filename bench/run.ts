@@ -476,6 +476,38 @@ async function throughput(t: Tracker): Promise<void> {
   }
 }
 
+const DGRAM_TEST = 'UDP announce, node:dgram fallback (no addon)';
+
+/** Herald's fallback UDP transport (where the addon is not built), against the others' UDP announce. */
+async function dgramTest(): Promise<void> {
+  const port = nextPort++;
+  const child = TRACKERS[0].start(port, ['--udp-io', 'dgram']);
+  live.add(child);
+  try {
+    await waitTcp(port);
+    const pid = child.pid!;
+    udpLoad(port, 'fill', 120, P.torrents, P.peers);
+    udpLoad(port, 'announce', P.warm, P.torrents, P.peers);
+    const c0 = cpuSeconds(pid);
+    const r = udpLoad(port, 'announce', P.seconds, P.torrents, P.peers);
+    const c1 = cpuSeconds(pid);
+    rows.push({
+      test: DGRAM_TEST,
+      tracker: 'herald',
+      rps: r.rps,
+      cpuUs: r.ok > 0 ? ((c1 - c0) / r.ok) * 1e6 : Number.NaN,
+      p50: r.p50_us,
+      p99: r.p99_us,
+      clientBusy: r.clientCpu / r.seconds,
+      invalid: r.invalid,
+      missing: r.missing,
+    });
+    log(`herald: ${DGRAM_TEST}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us`);
+  } finally {
+    await stop(child);
+  }
+}
+
 async function memoryTest(t: Tracker): Promise<void> {
   const port = nextPort++;
   const child = t.start(port);
@@ -549,6 +581,7 @@ function fmt(n: number, digits = 0): string {
 async function main(): Promise<void> {
   const started = Date.now();
   for (const t of TRACKERS) if (selected('throughput', t.name)) await throughput(t);
+  if (selected('throughput')) await dgramTest();
   for (const t of TRACKERS) if (selected('memory', t.name)) await memoryTest(t);
   if (!QUICK && selected('expiry')) await expiryTest();
   for (const name of ['herald', 'bittorrent-tracker']) if (selected('ws', name)) await wsTests(name);
@@ -562,12 +595,14 @@ async function main(): Promise<void> {
   for (const test of [...new Set(rows.map((r) => r.test))]) {
     const h = by(test, 'herald');
     if (h === undefined) continue;
+    // The dgram fallback is Herald only: it is compared with the others' UDP announce.
+    const other = test === DGRAM_TEST ? 'UDP announce' : test;
     for (const r of rows.filter((x) => x.test === test)) {
       const ratio = (o: Row | undefined) =>
         r.tracker === 'herald' && o ? `${fmt(h.rps / o.rps, 2)}×, ${fmt(h.cpuUs / o.cpuUs, 2)}×` : '';
       const busy = `${fmt(r.clientBusy * 100)}%${r.clientBusy > 0.9 ? ' (client-bound)' : ''}`;
       lines.push(
-        `| ${test} | ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${busy} | ${r.invalid} / ${r.missing} | ${ratio(by(test, 'opentracker'))} | ${ratio(by(test, 'bittorrent-tracker'))} |`,
+        `| ${test} | ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${busy} | ${r.invalid} / ${r.missing} | ${ratio(by(other, 'opentracker'))} | ${ratio(by(other, 'bittorrent-tracker'))} |`,
       );
     }
   }

@@ -207,6 +207,7 @@ export function createTracker(
     logRequests: config.logRequests,
     // The batched transport answers within the batch, so it needs a synchronous store.
     io: store instanceof MemorySwarmStore ? config.udpIo : 'dgram',
+    asyncStore: !(store instanceof MemorySwarmStore),
   });
   let started = false;
   let stopped = false;

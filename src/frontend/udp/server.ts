@@ -30,6 +30,21 @@ export interface UdpFrontendOptions {
    * sockets; 'auto': batched when the addon is built and the store is synchronous.
    */
   io?: 'auto' | 'batched' | 'dgram';
+  /** The store answers with promises (a shared store): the dgram path then keeps a reply callback. */
+  asyncStore?: boolean;
+}
+
+/**
+ * dgram resolves the destination of every send through `lookup` (by default `dns.lookup`, which
+ * for an address literal still checks it and defers the send to the next tick). Replies go to
+ * the address a request came from, already an address: answered at once.
+ */
+function literalLookup(
+  address: string,
+  _opts: unknown,
+  callback: (err: Error | null, address: string, family: number) => void,
+): void {
+  callback(null, address, address.includes(':') ? 6 : 4);
 }
 
 /** The largest datagram read; a longer one is truncated by the kernel and dropped here. */
@@ -137,7 +152,8 @@ export class UdpFrontend {
   async #startDgram(l: { host: string; port: number }): Promise<void> {
     const v6 = l.host.includes(':');
     // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
-    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
+    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
+    const asyncStore = this.#o.asyncStore === true;
     const out = Buffer.alloc(this.#outSlot);
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -159,8 +175,13 @@ export class UdpFrontend {
         this.#peerCache.set(rinfo.address, parsed);
         peer = parsed;
       }
-      const len = this.#handle(msg, msg.length, peer, rinfo.port, out, (n) =>
-        this.#sendDgram(socket, out, n, rinfo),
+      const len = this.#handle(
+        msg,
+        msg.length,
+        peer,
+        rinfo.port,
+        out,
+        asyncStore ? (n) => this.#sendDgram(socket, out, n, rinfo) : null,
       );
       if (len > 0) this.#sendDgram(socket, out, len, rinfo);
     });
