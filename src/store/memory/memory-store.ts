@@ -1,4 +1,3 @@
-import { binaryString } from '../../core/bytes.ts';
 import {
   AnnounceEvent,
   type AnnounceRequest,
@@ -6,17 +5,9 @@ import {
   type ScrapeEntry,
   type SwarmStats,
 } from '../../core/types.ts';
-import { COUNTED, PeerPool, PeerTable, SEEDER } from '../../swarm/peer-table.ts';
+import { COUNTED, PeerPool, SEEDER } from '../../swarm/peer-pool.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
-
-/** One torrent: a peer table per address family, created on demand, and its snatch count. */
-class Swarm {
-  v4: PeerTable | null = null;
-  v6: PeerTable | null = null;
-  downloaded = 0;
-  /** Set by the first compact=0 request: from then on peer ids are recorded (see PeerTable). */
-  wantIds = false;
-}
+import { SwarmIndex } from './swarm-index.ts';
 
 function xorshift(seed: number): () => number {
   let x = seed >>> 0 || 0x9e3779b9;
@@ -35,12 +26,24 @@ function xorshift(seed: number): () => number {
  *
  * Counts in an announce result exclude the requester: the response is computed before the
  * announce is applied (STYLE.md example 6), which is also what lets the requester never be in
- * its own list. Swarms are keyed by the info hash as a 20-character latin1 string and deleted
- * when their last peer leaves (their snatch count goes with them, as in opentracker without
- * persistence; private mode keeps snatches in the database).
+ * its own list.
+ *
+ * Data model: no JavaScript object per swarm. A swarm is an integer id from `SwarmIndex` (info
+ * hash → id, an open-addressing table over the raw 20 bytes), and its state is a row of typed
+ * arrays indexed by that id: the info hash (in the index), `downloaded` here, and in each
+ * family's `PeerPool` its table (size class, block, count, leechers) and peers. A swarm is live
+ * while it has a table in either family, and is freed (id, index entry, snatch count) when its
+ * last peer leaves, as in opentracker without persistence; private mode keeps snatches in the
+ * database. Peer ids are kept only for swarms that served a compact=0 request (`#wantIds`).
  */
 export class MemorySwarmStore implements SwarmStore {
-  #swarms = new Map<string, Swarm>();
+  #index = new SwarmIndex();
+  /** Completions counted per swarm id (saturates at 2^32 - 1). */
+  #downloaded = new Uint32Array(0);
+  /** Swarms that served a compact=0 request (sparse): from then on their peer ids are recorded. */
+  #wantIds = new Set<number>();
+  #pool4 = new PeerPool(4);
+  #pool6 = new PeerPool(6);
   #peerTimeout: number;
   #random: () => number;
   #ep = new Uint8Array(18);
@@ -48,9 +51,8 @@ export class MemorySwarmStore implements SwarmStore {
   #peers4 = 0;
   #peers6 = 0;
   #seeders = 0;
-  #sweepIter: Iterator<[string, Swarm]> | null = null;
-  #pool4 = new PeerPool(4);
-  #pool6 = new PeerPool(6);
+  /** Next swarm id the sweep visits. */
+  #sweepAt = 0;
 
   constructor(opts: SwarmStoreOptions & { random?: () => number }) {
     this.#peerTimeout = opts.peerTimeout;
@@ -58,10 +60,9 @@ export class MemorySwarmStore implements SwarmStore {
   }
 
   announce(req: AnnounceRequest, now: number): AnnounceResult {
-    const key = binaryString(req.infoHash);
-    let swarm = this.#swarms.get(key);
     const stopped = req.event === AnnounceEvent.stopped;
-    if (swarm === undefined) {
+    let id = this.#index.find(req.infoHash);
+    if (id < 0) {
       if (stopped)
         return {
           complete: 0,
@@ -72,41 +73,45 @@ export class MemorySwarmStore implements SwarmStore {
           peerIds: null,
           peerIdKnown: null,
         };
-      swarm = new Swarm();
-      this.#swarms.set(key, swarm);
+      id = this.#index.add(req.infoHash);
+      if (id >= this.#downloaded.length) this.#grow();
+      this.#downloaded[id] = 0;
     }
     const v6 = req.family === 6;
-    let table = v6 ? swarm.v6 : swarm.v4;
-    if (table === null && stopped) {
+    const pool = v6 ? this.#pool6 : this.#pool4;
+    // Counts before this announce is applied (the requester is taken out below).
+    let complete = this.#pool4.seedersOf(id) + this.#pool6.seedersOf(id);
+    let incomplete = this.#pool4.leechersOf(id) + this.#pool6.leechersOf(id);
+    if (!pool.has(id)) {
       // Nothing to remove, and no empty table may be left behind (it would keep the swarm alive).
-      const e = entryOf(swarm);
-      return { ...e, peers: EMPTY, peerCount: 0, peerIds: null, peerIdKnown: null };
+      if (stopped)
+        return {
+          complete,
+          incomplete,
+          downloaded: this.#downloaded[id],
+          peers: EMPTY,
+          peerCount: 0,
+          peerIds: null,
+          peerIdKnown: null,
+        };
+      pool.create(id, this.#wantIds.size !== 0 && this.#wantIds.has(id));
     }
-    if (table === null) {
-      table = new PeerTable(v6 ? this.#pool6 : this.#pool4);
-      if (swarm.wantIds) table.enablePeerIds();
-      if (v6) swarm.v6 = table;
-      else swarm.v4 = table;
+    if (req.wantPeerIds && !this.#wantIds.has(id)) {
+      this.#wantIds.add(id);
+      this.#pool4.enableIds(id);
+      this.#pool6.enableIds(id);
     }
-    if (req.wantPeerIds && !swarm.wantIds) {
-      swarm.wantIds = true;
-      swarm.v4?.enablePeerIds();
-      swarm.v6?.enablePeerIds();
-    }
+    pool.open(id);
     // Endpoint in wire form.
     const ep = this.#ep;
-    const stride = table.stride;
+    const stride = pool.stride;
     ep.set(req.ip, 0);
     ep[stride - 2] = req.port >>> 8;
     ep[stride - 1] = req.port & 0xff;
-    let slot = table.find(ep);
+    let slot = pool.find(ep);
     const seeder = req.left === 0;
-
-    // Counts before this announce is applied, without the requester.
-    let complete = (swarm.v4?.seeders ?? 0) + (swarm.v6?.seeders ?? 0);
-    let incomplete = (swarm.v4?.leechers ?? 0) + (swarm.v6?.leechers ?? 0);
     if (slot >= 0) {
-      if ((table.flagsAt(slot) & SEEDER) !== 0) complete--;
+      if ((pool.flagsAt(slot) & SEEDER) !== 0) complete--;
       else incomplete--;
     }
 
@@ -122,9 +127,9 @@ export class MemorySwarmStore implements SwarmStore {
         ids = new Uint8Array(want * 20);
         peerIdKnown = new Uint8Array(want);
       }
-      peerCount = table.select(
+      peerCount = pool.select(
         0,
-        seeder ? table.leechers : table.count,
+        seeder ? pool.leechers : pool.count,
         slot,
         want,
         this.#random,
@@ -138,103 +143,123 @@ export class MemorySwarmStore implements SwarmStore {
 
     // Apply the announce.
     if (stopped) {
-      if (slot >= 0) this.#remove(swarm, key, table, slot, v6);
-    } else {
-      if (slot < 0) {
-        slot = table.insert(ep, seeder, now);
-        if (v6) this.#peers6++;
-        else this.#peers4++;
-        if (seeder) this.#seeders++;
-      } else {
-        const was = (table.flagsAt(slot) & SEEDER) !== 0;
-        if (was !== seeder) {
-          slot = table.setSeeder(slot, seeder);
-          this.#seeders += seeder ? 1 : -1;
-        }
-        table.touch(slot, now);
-      }
-      // A completion counts once per peer (a peer first seen with event=completed counts too).
-      const flags = table.flagsAt(slot);
-      if (req.event === AnnounceEvent.completed && (flags & COUNTED) === 0) {
-        table.setFlags(slot, flags | COUNTED);
-        swarm.downloaded++;
-      }
-      if (table.peerIds !== null) table.setPeerId(slot, req.peerId);
+      // Read first: removing the last peer frees the swarm and its count.
+      const downloaded = this.#downloaded[id];
+      if (slot >= 0) this.#remove(id, pool, slot);
+      return { complete, incomplete, downloaded, peers, peerCount, peerIds, peerIdKnown };
     }
-    return { complete, incomplete, downloaded: swarm.downloaded, peers, peerCount, peerIds, peerIdKnown };
+    if (slot < 0) {
+      slot = pool.insert(ep, seeder, now);
+      if (v6) this.#peers6++;
+      else this.#peers4++;
+      if (seeder) this.#seeders++;
+    } else {
+      if (((pool.flagsAt(slot) & SEEDER) !== 0) !== seeder) {
+        slot = pool.setSeeder(slot, seeder);
+        this.#seeders += seeder ? 1 : -1;
+      }
+      pool.touch(slot, now);
+    }
+    // A completion counts once per peer (a peer first seen with event=completed counts too).
+    const flags = pool.flagsAt(slot);
+    if (req.event === AnnounceEvent.completed && (flags & COUNTED) === 0) {
+      pool.setFlags(slot, flags | COUNTED);
+      if (this.#downloaded[id] !== 0xffffffff) this.#downloaded[id]++;
+    }
+    if (pool.hasIds) pool.setPeerId(slot, req.peerId);
+    return { complete, incomplete, downloaded: this.#downloaded[id], peers, peerCount, peerIds, peerIdKnown };
   }
 
-  #remove(swarm: Swarm, key: string, table: PeerTable, slot: number, v6: boolean): void {
-    if ((table.flagsAt(slot) & SEEDER) !== 0) this.#seeders--;
-    table.remove(slot);
-    if (v6) this.#peers6--;
+  #grow(): void {
+    const a = new Uint32Array(Math.max(1024, this.#downloaded.length * 2));
+    a.set(this.#downloaded);
+    this.#downloaded = a;
+  }
+
+  /**
+   * Removes the peer in `slot` of the pool's current table (the swarm's); frees the swarm when
+   * that was its last peer. Returns true when the table is gone.
+   */
+  #remove(id: number, pool: PeerPool, slot: number): boolean {
+    if ((pool.flagsAt(slot) & SEEDER) !== 0) this.#seeders--;
+    if (pool.family === 6) this.#peers6--;
     else this.#peers4--;
-    if (table.count === 0) {
-      table.release();
-      if (v6) swarm.v6 = null;
-      else swarm.v4 = null;
-      if (swarm.v4 === null && swarm.v6 === null) this.#swarms.delete(key);
+    if (!pool.remove(slot)) return false;
+    if (!this.#pool4.has(id) && !this.#pool6.has(id)) {
+      this.#index.delete(id);
+      this.#downloaded[id] = 0;
+      if (this.#wantIds.size !== 0) this.#wantIds.delete(id);
     }
+    return true;
+  }
+
+  #entry(id: number): ScrapeEntry {
+    return {
+      complete: this.#pool4.seedersOf(id) + this.#pool6.seedersOf(id),
+      incomplete: this.#pool4.leechersOf(id) + this.#pool6.leechersOf(id),
+      downloaded: this.#downloaded[id],
+    };
   }
 
   scrape(infoHashes: readonly Uint8Array[]): ScrapeEntry[] {
     const out: ScrapeEntry[] = new Array(infoHashes.length);
     for (let i = 0; i < infoHashes.length; i++) {
-      const h = infoHashes[i];
-      const swarm = this.#swarms.get(binaryString(h));
-      out[i] = swarm === undefined ? { complete: 0, incomplete: 0, downloaded: 0 } : entryOf(swarm);
+      const id = this.#index.find(infoHashes[i]);
+      out[i] = id < 0 ? { complete: 0, incomplete: 0, downloaded: 0 } : this.#entry(id);
     }
     return out;
   }
 
   *scrapeAll(): Iterable<[Uint8Array, ScrapeEntry]> {
-    for (const [key, swarm] of this.#swarms) yield [Buffer.from(key, 'latin1'), entryOf(swarm)];
+    for (let id = 0; id < this.#index.top; id++)
+      if (this.#pool4.has(id) || this.#pool6.has(id))
+        yield [this.#index.hashes.slice(id * 20, id * 20 + 20), this.#entry(id)];
   }
 
   /**
-   * Visits about `budget` peers, resuming from the previous call's place in the swarm map (Map
-   * iterators survive deletion), removing peers whose last announce is `peerTimeout` or more
-   * seconds old. Returns how many were removed.
+   * Visits about `budget` peers, resuming at the swarm id where the previous call stopped and
+   * wrapping around at most once, removing peers whose last announce is `peerTimeout` or more
+   * seconds old. Returns how many were removed. A swarm created behind the cursor (a reused id)
+   * waits for the next round, as it would behind a Map iterator.
    */
   sweep(now: number, budget: number): number {
     let removed = 0;
     let visited = 0;
     const cutoff = now - this.#peerTimeout;
-    let restarted = false;
+    let id = this.#sweepAt;
+    // A call starting at the beginning makes one pass; one resuming may wrap once.
+    let wrapped = id === 0;
     while (visited < budget) {
-      if (this.#sweepIter === null) {
-        if (restarted) break;
-        this.#sweepIter = this.#swarms.entries();
-        restarted = true;
-      }
-      const next = this.#sweepIter.next();
-      if (next.done) {
-        this.#sweepIter = null;
-        if (restarted) break;
+      if (id >= this.#index.top) {
+        id = 0;
+        if (wrapped) break;
+        wrapped = true;
         continue;
       }
-      const [key, swarm] = next.value;
-      for (const v6 of [false, true]) {
-        const table = v6 ? swarm.v6 : swarm.v4;
-        if (table === null) continue;
-        visited += table.count;
+      for (let f = 0; f < 2; f++) {
+        const pool = f === 0 ? this.#pool4 : this.#pool6;
+        if (!pool.has(id)) continue;
+        pool.open(id);
+        const n = pool.count;
+        visited += n;
         // Descending: a removal only moves already-visited (higher) slots down.
-        for (let i = table.count - 1; i >= 0; i--) {
-          if (table.lastSeenAt(i) <= cutoff) {
-            this.#remove(swarm, key, table, i, v6);
+        for (let i = n - 1; i >= 0; i--) {
+          if (pool.lastSeenAt(i) <= cutoff) {
             removed++;
-            if (table.count === 0) break;
+            if (this.#remove(id, pool, i)) break;
           }
         }
       }
+      id++;
     }
+    this.#sweepAt = id;
     return removed;
   }
 
   stats(): SwarmStats {
     const peers = this.#peers4 + this.#peers6;
     return {
-      torrents: this.#swarms.size,
+      torrents: this.#index.size,
       peers,
       seeders: this.#seeders,
       leechers: peers - this.#seeders,
@@ -244,20 +269,14 @@ export class MemorySwarmStore implements SwarmStore {
   }
 
   close(): void {
-    this.#swarms.clear();
+    this.#index = new SwarmIndex();
+    this.#downloaded = new Uint32Array(0);
+    this.#wantIds.clear();
     this.#pool4 = new PeerPool(4);
     this.#pool6 = new PeerPool(6);
-    this.#sweepIter = null;
+    this.#sweepAt = 0;
     this.#peers4 = this.#peers6 = this.#seeders = 0;
   }
 }
 
 const EMPTY = new Uint8Array(0);
-
-function entryOf(s: Swarm): ScrapeEntry {
-  return {
-    complete: (s.v4?.seeders ?? 0) + (s.v6?.seeders ?? 0),
-    incomplete: (s.v4?.leechers ?? 0) + (s.v6?.leechers ?? 0),
-    downloaded: s.downloaded,
-  };
-}
