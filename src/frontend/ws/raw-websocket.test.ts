@@ -197,3 +197,97 @@ test('handshake fields from a raw request head', () => {
   });
   assert.equal(handshakeResponse(h).ok, true);
 });
+
+// ---- Output staged per event-loop turn ----
+
+/** A hub: "fan R" sends every socket R rounds of messages, interleaved, all in one turn. */
+const hubSockets: RawWebSocket[] = [];
+/** Payload sizes across the header forms (7-bit, 16-bit, 64-bit lengths) and the staging cap. */
+const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70000, 1_300_000, 3];
+const payload = (sock: number, round: number) => {
+  const size = SIZES[round % SIZES.length];
+  const tag = `${sock}:${round}:`;
+  return (tag + 'x'.repeat(Math.max(0, size - tag.length))).slice(0, Math.max(size, tag.length));
+};
+const hub = createServer((sock) => {
+  const ws = new RawWebSocket(sock, Buffer.alloc(0), MAX);
+  const me = hubSockets.push(ws) - 1;
+  ws.onMessage = (data) => {
+    const [cmd, arg] = data.toString().split(' ');
+    if (cmd === 'fan') {
+      for (let r = 0; r < Number(arg); r++)
+        for (let s = 0; s < hubSockets.length; s++) {
+          const p = payload(s, r);
+          // Alternately as a string and as parts (a split anywhere gives the same frame).
+          if ((r + s) % 2 === 0) hubSockets[s].send(p);
+          else {
+            const b = Buffer.from(p);
+            const cut = Math.floor(b.length / 3);
+            hubSockets[s].sendParts([b.subarray(0, cut), Buffer.alloc(0), b.subarray(cut)], 3);
+          }
+        }
+    } else if (cmd === 'bye') {
+      // Staged messages go out before the close frame.
+      for (let i = 0; i < 3; i++) ws.send(`last ${i}`);
+      ws.close(1000, 'bye');
+    } else if (cmd === 'die') {
+      ws.send('never sent');
+      ws.terminate();
+    } else ws.send(`${me}`);
+  };
+});
+before(() => new Promise<void>((r) => hub.listen(0, '127.0.0.1', () => r())));
+after(() => new Promise<void>((r) => hub.close(() => r())));
+
+/** A raw client of the hub: its index there, and everything it reads. */
+async function hubClient(): Promise<{
+  sock: Socket;
+  index: number;
+  read: () => Buffer;
+  closed: Promise<void>;
+}> {
+  const sock = connect((hub.address() as { port: number }).port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  sock.on('data', (d) => chunks.push(d));
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(frame(1, text('who')));
+  while (readFrames(Buffer.concat(chunks)).length === 0) await new Promise((r) => setTimeout(r, 5));
+  const index = Number(readFrames(Buffer.concat(chunks))[0].payload.toString());
+  chunks.length = 0;
+  return { sock, index, read: () => Buffer.concat(chunks), closed };
+}
+
+test('frames for many sockets in one turn arrive whole and in order, across header sizes and the staging cap', async () => {
+  const clients = [];
+  for (let i = 0; i < 4; i++) clients.push(await hubClient());
+  const rounds = 2 * SIZES.length;
+  clients[0].sock.write(frame(1, text(`fan ${rounds}`)));
+  for (const c of clients) {
+    const deadline = Date.now() + 10_000;
+    while (readFrames(c.read()).length < rounds && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    const got = readFrames(c.read());
+    assert.equal(got.length, rounds);
+    for (let r = 0; r < rounds; r++) {
+      assert.equal(got[r].opcode, 1);
+      assert.ok(got[r].payload.equals(Buffer.from(payload(c.index, r))), `socket ${c.index} round ${r}`);
+    }
+  }
+  for (const c of clients) c.sock.destroy();
+});
+
+test('a close goes out after the messages staged before it; a terminated socket sends nothing more', async () => {
+  const a = await hubClient();
+  a.sock.write(frame(1, text('bye')));
+  await a.closed;
+  const got = readFrames(a.read());
+  assert.deepEqual(
+    got.map((f) => (f.opcode === 8 ? `close ${closeCode(f)}` : f.payload.toString())),
+    ['last 0', 'last 1', 'last 2', 'close 1000'],
+  );
+  const b = await hubClient();
+  b.sock.write(frame(1, text('die')));
+  await b.closed;
+  assert.equal(b.read().length, 0);
+});

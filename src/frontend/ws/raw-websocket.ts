@@ -10,6 +10,15 @@ import type { Duplex } from 'node:stream';
  * Why not `ws`: measured in `npm run bench`, a `ws` connection held ~13.8 KB of RSS (the same as
  * bittorrent-tracker's, which uses it), most of it the library's per-socket objects and streams;
  * a plain socket costs ~4 KB. This class is one small object and a few closures per socket.
+ *
+ * Output is batched per event-loop turn, for every socket at once: a frame is written straight
+ * into one staging buffer shared by all sockets (no Buffer per frame), and at the end of the turn
+ * (setImmediate, or sooner once `STAGE_CAP` bytes are staged) each socket's frames are copied
+ * into one buffer of its own and leave in one write. A relay turn sends one socket several
+ * offers, and a write per frame was the largest cost in the profile (docs/benchmarks.md,
+ * WebSocket); `cork` gathered them into one writev but still cost a Buffer, a stream entry and
+ * a callback per frame (issue #7: 70 → ~25 µs per relayed announce with the offer splicing in
+ * protocol/websocket/scan.ts). A close or a pong goes out after the frames staged before it.
  */
 export class RawWebSocket {
   static readonly CONNECTING = 0;
@@ -33,6 +42,11 @@ export class RawWebSocket {
   #fragments: Buffer[] | null = null;
   #fragmentBytes = 0;
   #fragmentBinary = false;
+  /** This socket's staged frames: first and last segment (indices into `Staging.segs`), or -1. */
+  #head = -1;
+  #tail = -1;
+  /** Bytes staged for this socket. */
+  #staged = 0;
 
   constructor(socket: Duplex, head: Buffer, maxPayload: number) {
     this.#socket = socket;
@@ -43,8 +57,9 @@ export class RawWebSocket {
     if (head.length > 0) this.#onData(head);
   }
 
+  /** Bytes sent and not yet handed to the kernel (staged this turn, or queued by the stream). */
   get bufferedAmount(): number {
-    return this.#socket.writableLength;
+    return this.#socket.writableLength + this.#staged;
   }
 
   /** Called once when the connection is gone (either side, any reason). */
@@ -57,15 +72,34 @@ export class RawWebSocket {
     }
   }
 
-  /** Sends one text message (one frame, one write). */
+  /**
+   * Sends one text message (one frame, staged until the end of this event-loop turn). Dropped when
+   * the socket is closing; a reader that lets more than `MAX_BUFFERED` bytes pile up is cut off.
+   */
   send(text: string): void {
-    if (this.readyState !== RawWebSocket.OPEN) return;
+    if (!this.#canSend()) return;
     const n = Buffer.byteLength(text);
-    const h = n < 126 ? 2 : n < 65536 ? 4 : 10;
-    const frame = Buffer.allocUnsafe(h + n);
-    writeHeader(frame, 0x1, n);
-    frame.write(text, h, 'utf8');
-    this.#socket.write(frame);
+    const h = headerLength(n);
+    const at = this.#stage(h + n);
+    const buf = Staging.buf;
+    writeHeader(buf, at, 0x1, n);
+    buf.write(text, at + h, n);
+  }
+
+  /** Sends one text message made of `parts[0..n)` (UTF-8 bytes), like `send` of their text. */
+  sendParts(parts: readonly Uint8Array[], n: number): void {
+    if (!this.#canSend()) return;
+    let len = 0;
+    for (let i = 0; i < n; i++) len += parts[i].length;
+    const h = headerLength(len);
+    let at = this.#stage(h + len);
+    const buf = Staging.buf;
+    writeHeader(buf, at, 0x1, len);
+    at += h;
+    for (let i = 0; i < n; i++) {
+      buf.set(parts[i], at);
+      at += parts[i].length;
+    }
   }
 
   /** Starts the close handshake: a close frame, then the TCP half-close. */
@@ -80,17 +114,104 @@ export class RawWebSocket {
 
   terminate(): void {
     this.readyState = RawWebSocket.CLOSING;
+    this.#dropStaged();
     this.#socket.destroy();
   }
 
+  #canSend(): boolean {
+    if (this.readyState !== RawWebSocket.OPEN) return false;
+    if (this.bufferedAmount > MAX_BUFFERED) {
+      this.terminate();
+      return false;
+    }
+    return true;
+  }
+
+  /** The close frame, after the frames staged before it (written now: `end` follows). */
   #sendClose(code: number, reason: string): void {
     const r = Buffer.from(reason.slice(0, 120), 'utf8').subarray(0, 123);
-    const frame = Buffer.allocUnsafe(4 + r.length);
-    writeHeader(frame, 0x8, 2 + r.length);
-    frame.writeUInt16BE(code, 2);
-    r.copy(frame, 4);
-    this.#socket.write(frame);
+    const at = this.#stage(4 + r.length);
+    const buf = Staging.buf;
+    writeHeader(buf, at, 0x8, 2 + r.length);
+    buf.writeUInt16BE(code, at + 2);
+    buf.set(r, at + 4);
+    this.#flushNow();
   }
+
+  /**
+   * Reserves `len` bytes for one frame of this socket in the staging buffer and returns their
+   * offset in `Staging.buf` (read it after this call: the buffer may grow).
+   */
+  #stage(len: number): number {
+    // A turn's output beyond the cap leaves now: staged memory stays bounded.
+    if (Staging.used + len > STAGE_CAP && Staging.used > 0) RawWebSocket.#flushAll();
+    const at = Staging.used;
+    if (at + len > Staging.buf.length) Staging.grow(at + len);
+    Staging.used = at + len;
+    const segs = Staging.segs;
+    const t = this.#tail;
+    if (t >= 0 && segs[3 * t + 1] === at) segs[3 * t + 1] = at + len;
+    else {
+      const k = Staging.segment(at, at + len);
+      if (t >= 0) Staging.segs[3 * t + 2] = k;
+      else {
+        this.#head = k;
+        RawWebSocket.#queue.push(this);
+        if (!RawWebSocket.#flushScheduled) {
+          RawWebSocket.#flushScheduled = true;
+          setImmediate(RawWebSocket.#flushAll);
+        }
+      }
+      this.#tail = k;
+    }
+    this.#staged += len;
+    return at;
+  }
+
+  /** Copies this socket's staged frames into `out` at `at`; returns their length. */
+  #takeStaged(out: Buffer, at: number): number {
+    const segs = Staging.segs;
+    const buf = Staging.buf;
+    const start = at;
+    for (let k = this.#head; k >= 0; k = segs[3 * k + 2])
+      at += buf.copy(out, at, segs[3 * k], segs[3 * k + 1]);
+    this.#dropStaged();
+    return at - start;
+  }
+
+  #dropStaged(): void {
+    this.#head = -1;
+    this.#tail = -1;
+    this.#staged = 0;
+  }
+
+  /**
+   * Writes this socket's staged frames, in one buffer of their own: a write that the kernel does
+   * not take at once keeps its buffer until it does, and a slow reader must not hold on to more
+   * than its own bytes (the staging buffer is reused at once).
+   */
+  #flushNow(): void {
+    if (this.#head < 0) return;
+    const out = Buffer.allocUnsafe(this.#staged);
+    this.#takeStaged(out, 0);
+    if (this.#socket.writable) this.#socket.write(out);
+  }
+
+  static #queue: RawWebSocket[] = [];
+  static #flushScheduled = false;
+
+  /** The end of the turn: one write per socket of everything staged for it, then a clean stage. */
+  static #flushAll = (): void => {
+    RawWebSocket.#flushScheduled = false;
+    const queue = RawWebSocket.#queue;
+    for (let q = 0; q < queue.length; q++) {
+      const ws = queue[q];
+      // Flushed early (closed) or dropped (terminated): nothing staged any more.
+      if (ws.#head >= 0) ws.#flushNow();
+    }
+    queue.length = 0;
+    Staging.reset();
+  };
 
   #fail(code: number, reason: string): void {
     this.#pending = null;
@@ -102,6 +223,7 @@ export class RawWebSocket {
     this.readyState = RawWebSocket.CLOSED;
     this.#pending = null;
     this.#fragments = null;
+    this.#dropStaged();
     const first = this.#onClose;
     const more = this.#moreOnClose;
     this.#onClose = null;
@@ -199,10 +321,9 @@ export class RawWebSocket {
           return;
         }
         case 0x9: {
-          const pong = Buffer.allocUnsafe(2 + len);
-          writeHeader(pong, 0xa, len);
-          payload.copy(pong, 2);
-          this.#socket.write(pong);
+          const at = this.#stage(2 + len);
+          writeHeader(Staging.buf, at, 0xa, len);
+          Staging.buf.set(payload, at + 2);
           break;
         }
         case 0xa:
@@ -261,19 +382,71 @@ function unmask(p: Buffer, m0: number, m1: number, m2: number, m3: number): void
   for (; i < n; i++) p[i] ^= key[i & 3];
 }
 
-/** Server frames are never masked. `frame` has room for the header and `len` payload bytes. */
-function writeHeader(frame: Buffer, opcode: number, len: number): void {
-  frame[0] = 0x80 | opcode;
-  if (len < 126) frame[1] = len;
+/** A socket whose unsent output exceeds this is a reader too slow to keep: it is dropped. */
+const MAX_BUFFERED = 4 * 1024 * 1024;
+
+function headerLength(len: number): number {
+  return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+/** Server frames are never masked. `buf` has room at `at` for the header and `len` payload bytes. */
+function writeHeader(buf: Buffer, at: number, opcode: number, len: number): void {
+  buf[at] = 0x80 | opcode;
+  if (len < 126) buf[at + 1] = len;
   else if (len < 65536) {
-    frame[1] = 126;
-    frame.writeUInt16BE(len, 2);
+    buf[at + 1] = 126;
+    buf[at + 2] = len >>> 8;
+    buf[at + 3] = len & 0xff;
   } else {
-    frame[1] = 127;
-    frame.writeUInt32BE(0, 2);
-    frame.writeUInt32BE(len, 6);
+    buf[at + 1] = 127;
+    buf.writeUInt32BE(0, at + 2);
+    buf.writeUInt32BE(len, at + 6);
   }
 }
+
+/**
+ * Most bytes staged before they are written out: a turn with more output (a relay turn under
+ * load stages several MB) writes it out in several rounds. Measured: a 16 MiB cap was no faster
+ * than 1 MiB, and 256 KiB no slower; the buffer keeps its size up to this between turns.
+ */
+const STAGE_CAP = 1024 * 1024;
+
+/**
+ * The staging buffer of this event-loop turn, shared by every socket (one event loop, one turn at
+ * a time), and its segments: (start, end, next segment of the same socket or -1) triples. A
+ * socket's consecutive frames extend one segment.
+ */
+const Staging = {
+  buf: Buffer.allocUnsafeSlow(64 * 1024),
+  used: 0,
+  segs: new Int32Array(3 * 1024),
+  count: 0,
+  segment(start: number, end: number): number {
+    if (3 * (this.count + 1) > this.segs.length) {
+      const bigger = new Int32Array(this.segs.length * 2);
+      bigger.set(this.segs);
+      this.segs = bigger;
+    }
+    const k = this.count++;
+    this.segs[3 * k] = start;
+    this.segs[3 * k + 1] = end;
+    this.segs[3 * k + 2] = -1;
+    return k;
+  },
+  grow(need: number): void {
+    const bigger = Buffer.allocUnsafeSlow(Math.max(need, Math.min(2 * this.buf.length, STAGE_CAP)));
+    this.buf.copy(bigger, 0, 0, this.used);
+    this.buf = bigger;
+  },
+  /** The staged frames have all been written out. */
+  reset(): void {
+    this.used = 0;
+    this.count = 0;
+    // A frame over the cap (a full scrape of many swarms) does not keep its buffer.
+    if (this.buf.length > STAGE_CAP) this.buf = Buffer.allocUnsafeSlow(64 * 1024);
+    if (this.segs.length > 3 * 65536) this.segs = new Int32Array(3 * 1024);
+  },
+};
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 

@@ -14,11 +14,11 @@ import {
   encodeAnnounceResponse,
   encodeFailure,
   encodeScrapeResponse,
-  parseClientMessage,
   WS_LIMITS,
   type WsLimits,
   WsReasons,
 } from '../../protocol/websocket/codec.ts';
+import { parseClientFrame } from '../../protocol/websocket/scan.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf } from './raw-websocket.ts';
 import { type RtcConnection, type WebRtcStats, WebRtcSwarms } from './webrtc-swarms.ts';
@@ -67,17 +67,14 @@ export interface WsStats extends WebRtcStats {
 }
 
 const EMPTY_IP = new Uint8Array(4);
-
-/** A socket whose unsent output exceeds this is a reader too slow to keep: it is dropped. */
-const MAX_BUFFERED = 4 * 1024 * 1024;
 /** Close codes (RFC 6455 §7.4.1). */
 const GOING_AWAY = 1001;
 const POLICY = 1008;
 const TOO_BIG = 1009;
 
-interface Client {
+/** One socket. It is also the socket's connection in the WebRTC swarms (one object less each). */
+interface Client extends RtcConnection {
   ws: RawWebSocket;
-  conn: RtcConnection;
   /** Reused per message; `member`/`torrent` are reset each time (policy fills them). */
   ctx: RequestContext;
   family: 4 | 6;
@@ -107,8 +104,9 @@ export function wsPasskey(url: string): string | null {
 /**
  * The WebTorrent tracker over WebSocket (DESIGN.md "WS"): browsers announce with SDP offers, the
  * tracker relays each offer to another peer of the swarm and relays the answer back. Text frames
- * only, parsed by `protocol/websocket/codec.ts`; peers kept in `WebRtcSwarms`, apart from the
- * TCP/UDP store.
+ * only, parsed by `protocol/websocket/scan.ts` (an announce straight from the frame's bytes, its
+ * offers relayed as the client wrote them) or else by `codec.ts`; peers kept in `WebRtcSwarms`,
+ * apart from the TCP/UDP store.
  *
  * Sockets reach it from its own listeners (`listen`, `tls`) or from the HTTP listener through
  * `handleUpgrade`. Call `start()` in either case: it also starts the idle and expiry timers.
@@ -281,15 +279,6 @@ export class WsFrontend {
     }
   }
 
-  #corked: (() => void)[] = [];
-  #flushScheduled = false;
-  #flushCorked = (): void => {
-    this.#flushScheduled = false;
-    const list = this.#corked;
-    this.#corked = [];
-    for (let i = 0; i < list.length; i++) list[i]();
-  };
-
   #closeIdle(): void {
     const before = Date.now() - this.#idleTimeoutMs;
     for (const c of this.#clients)
@@ -308,33 +297,9 @@ export class WsFrontend {
     }
     // Upgrades handed over before start(): the timers still run.
     if (!this.#stopped) this.#startTimers();
-    let corked = false;
-    const send = (text: string) => {
-      if (ws.readyState !== ws.OPEN) return;
-      if (ws.bufferedAmount > MAX_BUFFERED) {
-        ws.terminate();
-        return;
-      }
-      // Frames for one socket are held until the end of this event-loop turn and leave in one
-      // write: a relay turn sends one socket several offers, and a write per frame (what `ws`
-      // does alone) was the largest cost in the profile (docs/benchmarks.md, WebSocket).
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        this.#corked.push(() => {
-          corked = false;
-          socket.uncork();
-        });
-        if (!this.#flushScheduled) {
-          this.#flushScheduled = true;
-          setImmediate(this.#flushCorked);
-        }
-      }
-      ws.send(text);
-    };
     const c: Client = {
       ws,
-      conn: this.#swarms.connect(send),
+      joined: [],
       ctx: requestContext('ws', passkey),
       family: addr.family,
       remote: socket.remoteAddress ?? '',
@@ -349,7 +314,7 @@ export class WsFrontend {
     ws.addCloseListener(() => {
       this.#clients.delete(c);
       // All of this socket's peers leave all their swarms at once.
-      this.#swarms.disconnect(c.conn);
+      this.#swarms.disconnect(c);
     });
   }
 
@@ -370,7 +335,7 @@ export class WsFrontend {
       this.#reject(c, WsReasons.tooLarge, TOO_BIG);
       return;
     }
-    const r = parseClientMessage(data.toString('utf8'), this.#limits);
+    const r = parseClientFrame(data, this.#limits);
     if (!r.ok) {
       this.#reject(c, r.reason, r.reason === WsReasons.tooLarge ? TOO_BIG : POLICY);
       return;
@@ -386,22 +351,20 @@ export class WsFrontend {
         const refused = this.#o.authorizeScrape?.(msg.infoHashes, ctx) ?? null;
         if (refused !== null) {
           counters.failures.ws++;
-          c.conn.send(encodeFailure(refused.message, { action: 'scrape' }));
+          c.ws.send(encodeFailure(refused.message, { action: 'scrape' }));
           return;
         }
         if (msg.infoHashes.length === 0) {
           if (!this.#o.fullScrape) {
             counters.failures.ws++;
-            c.conn.send(encodeFailure(Errors.fullScrapeDisabled.message, { action: 'scrape' }));
+            c.ws.send(encodeFailure(Errors.fullScrapeDisabled.message, { action: 'scrape' }));
             return;
           }
           counters.fullScrapes++;
-          c.conn.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
+          c.ws.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
         } else {
           const entries = this.#swarms.scrape(msg.infoHashes);
-          c.conn.send(
-            encodeScrapeResponse(msg.infoHashes.map((infoHash, i) => ({ infoHash, ...entries[i] }))),
-          );
+          c.ws.send(encodeScrapeResponse(msg.infoHashes.map((infoHash, i) => ({ infoHash, ...entries[i] }))));
         }
         counters.scrapes.ws++;
         if (this.#o.logRequests) this.#o.logger.info('ws scrape', { hashes: msg.infoHashes.length });
@@ -409,7 +372,7 @@ export class WsFrontend {
       }
       const now = service.clock.now();
       if (msg.answer !== undefined) {
-        this.#swarms.answer(c.conn, msg, now);
+        this.#swarms.answer(c, msg, now);
         return;
       }
       const numWant = service.numWant(msg.numwant ?? -1);
@@ -431,20 +394,20 @@ export class WsFrontend {
         const refused = authorize(req, ctx);
         if (refused !== null) {
           counters.failures.ws++;
-          c.conn.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
+          c.ws.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
           return;
         }
       }
-      const res = this.#swarms.announce(c.conn, msg, numWant, now);
+      const res = this.#swarms.announce(c, msg, numWant, now);
       if (res instanceof TrackerError) {
         counters.failures.ws++;
-        c.conn.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
+        c.ws.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
         return;
       }
       counters.announces.ws++;
       if (this.#o.logRequests)
         this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
-      c.conn.send(
+      c.ws.send(
         encodeAnnounceResponse({
           infoHash: msg.infoHash,
           complete: res.complete,
@@ -455,7 +418,7 @@ export class WsFrontend {
       );
     } catch (err) {
       this.#internal(err);
-      c.conn.send(encodeFailure(Errors.internal.message));
+      c.ws.send(encodeFailure(Errors.internal.message));
     }
   }
 

@@ -122,3 +122,67 @@ test('the ring grows to its bound, then forgets the oldest offers', () => {
     false,
   );
 });
+
+test('property: a relayed offer is, byte for byte, the sender ids and JSON.stringify of its offer', async () => {
+  const { default: fc } = await import('fast-check');
+  const { asciiJson, jsonBinary } = await import('../../protocol/websocket/codec.ts');
+  const { parseClientFrame } = await import('../../protocol/websocket/scan.ts');
+  const rawId = fc.uint8Array({ minLength: 20, maxLength: 20 }).map((b) => Buffer.from(b));
+  const offer = fc.oneof(
+    fc.record({ type: fc.constant('offer'), sdp: fc.string({ maxLength: 100 }) }),
+    fc.record({ sdp: fc.string({ unit: 'binary', maxLength: 30 }), extra: fc.jsonValue({ maxDepth: 2 }) }),
+  );
+  fc.assert(
+    fc.property(
+      rawId,
+      rawId,
+      fc.array(fc.tuple(offer, rawId), { minLength: 1, maxLength: 4 }),
+      fc.boolean(),
+      (ih, from, offers, spaced) => {
+        const swarms = new WebRtcSwarms({ peerTimeout: 600 });
+        // The frontend's path: the frame's bytes, parsed by parseClientFrame (fast path or not).
+        const text = JSON.stringify(
+          {
+            action: 'announce',
+            info_hash: ih.toString('latin1'),
+            peer_id: from.toString('latin1'),
+            offers: offers.map(([o, oid]) => ({ offer: o, offer_id: oid.toString('latin1') })),
+          },
+          null,
+          spaced ? 1 : undefined,
+        );
+        const r = parseClientFrame(Buffer.from(text));
+        assert.ok(r.ok && r.msg.action === 'announce');
+        const inbox: string[] = [];
+        for (let i = 0; i < offers.length; i++) {
+          const to = swarms.connect((t) => inbox.push(t));
+          const peer = Buffer.from(from);
+          peer[0] ^= i + 1;
+          const join = parseClientFrame(
+            Buffer.from(
+              JSON.stringify({
+                action: 'announce',
+                info_hash: ih.toString('latin1'),
+                peer_id: peer.toString('latin1'),
+              }),
+            ),
+          );
+          assert.ok(join.ok && join.msg.action === 'announce');
+          swarms.announce(to, join.msg, 5, 100);
+        }
+        swarms.announce(
+          swarms.connect(() => {}),
+          r.msg,
+          10,
+          100,
+        );
+        const want = offers.map(
+          ([o, oid]) =>
+            `{"action":"announce","info_hash":${jsonBinary(ih)},"peer_id":${jsonBinary(from)},"offer_id":${jsonBinary(oid)},"offer":${asciiJson(JSON.stringify(o))}}`,
+        );
+        assert.deepEqual(inbox.slice().sort(), want.slice().sort());
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

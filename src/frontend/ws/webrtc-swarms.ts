@@ -1,7 +1,14 @@
 import { binaryString } from '../../core/bytes.ts';
 import { TrackerError } from '../../core/errors.ts';
 import { AnnounceEvent, type ScrapeEntry } from '../../core/types.ts';
-import { encodeAnswer, encodeOffer, jsonBinary, type WsAnnounce } from '../../protocol/websocket/codec.ts';
+import {
+  encodeAnswer,
+  jsonBinaryBytes,
+  OFFER_END,
+  OFFER_KEY,
+  offerHead,
+  type WsAnnounce,
+} from '../../protocol/websocket/codec.ts';
 
 /**
  * WebRTC swarms: the WebTorrent peers, kept apart from the TCP/UDP swarm store because a browser
@@ -42,10 +49,23 @@ export const WsSwarmErrors = {
   tooManyTorrents: new TrackerError('HERALD_WS_TOO_MANY_TORRENTS', 'too many torrents on one connection'),
 } as const;
 
-/** One WebSocket, as the swarms see it. Created by `connect`, released by `disconnect`. */
+/**
+ * Where a connection's messages go (RawWebSocket is one). Each call is one text message; a
+ * message the socket can no longer take is dropped silently.
+ */
+export interface RtcOutput {
+  send(text: string): void;
+  /** One message made of `parts[0..n)` (ASCII bytes), copied before the call returns. */
+  sendParts(parts: readonly Uint8Array[], n: number): void;
+}
+
+/**
+ * One WebSocket, as the swarms see it: made by `connect`, or any object of this shape (the
+ * frontend's per-socket record, to keep one object less per socket). Released by `disconnect`.
+ */
 export interface RtcConnection {
-  /** Delivers one text message (dropped silently when the socket can no longer take it). */
-  readonly send: (text: string) => void;
+  /** The connection's WebSocket. */
+  readonly ws: RtcOutput;
   /** Info hash key → peer id key of this connection in that swarm. Owned by `WebRtcSwarms`. */
   readonly joined: string[];
 }
@@ -134,6 +154,8 @@ export class WebRtcSwarms {
   #answersDropped = 0;
   /** Scratch for `#pick`: the peers chosen for one announce's offers. */
   #picked: RtcPeer[] = [];
+  /** Scratch: the parts of one relayed offer. */
+  #parts: Uint8Array[] = [OFFER_END, OFFER_END, OFFER_KEY, OFFER_END, OFFER_END];
 
   constructor(opts: WebRtcSwarmsOptions) {
     this.#peerTimeout = opts.peerTimeout;
@@ -143,8 +165,17 @@ export class WebRtcSwarms {
     this.#random = opts.random ?? Math.random;
   }
 
-  connect(send: (text: string) => void): RtcConnection {
-    return { send, joined: [] };
+  /** A connection whose messages go to `out`; a function gets each message as a string. */
+  connect(out: RtcOutput | ((text: string) => void)): RtcConnection {
+    if (typeof out !== 'function') return { ws: out, joined: [] };
+    const send = out;
+    return {
+      ws: {
+        send,
+        sendParts: (parts, n) => send(Buffer.concat(parts.slice(0, n)).toString('utf8')),
+      },
+      joined: [],
+    };
   }
 
   /** The connection closed: its peers leave every swarm they joined, at once. Returns how many. */
@@ -234,25 +265,21 @@ export class WebRtcSwarms {
     const offers = msg.offers;
     if (offers !== undefined && offers.length > 0 && numWant > 0) {
       const picked = this.#pick(swarm, peer, Math.min(offers.length, numWant));
-      // The parts every relayed offer shares, encoded once per announce.
-      const infoHashJson = picked.length > 0 ? jsonBinary(swarm.infoHash) : '';
-      const fromPeerIdJson = picked.length > 0 ? jsonBinary(msg.peerId) : '';
+      // Each relayed offer is copied together from parts: the head every offer of this announce
+      // shares, the offer id, and the offer's JSON text as the client sent it (codec.ts).
+      const parts = this.#parts;
+      if (picked.length > 0) parts[0] = offerHead(swarm.infoHash, msg.peerId);
       for (let i = 0; i < picked.length; i++) {
         const to = picked[i];
         const o = offers[i];
-        to.conn.send(
-          encodeOffer({
-            infoHash: swarm.infoHash,
-            fromPeerId: msg.peerId,
-            offerId: o.offerId,
-            offer: o.offer,
-            infoHashJson,
-            fromPeerIdJson,
-          }),
-        );
+        parts[1] = jsonBinaryBytes(o.offerId);
+        parts[3] = o.offerJson;
+        to.conn.ws.sendParts(parts, 5);
         this.#expect(to, peer.serial, offerHash(o.offerId), now);
         this.#offersRelayed++;
       }
+      // Not kept past the call: offerJson is a view of the client's frame.
+      parts[0] = parts[1] = parts[3] = OFFER_END;
       picked.length = 0;
     }
     return countsOf(swarm, peer);
@@ -282,7 +309,7 @@ export class WebRtcSwarms {
     }
     pend.data[slot] = 0; // one answer per offer
     from.lastSeen = now;
-    to.conn.send(
+    to.conn.ws.send(
       encodeAnswer({
         infoHash: swarm.infoHash,
         fromPeerId: msg.peerId,
@@ -402,15 +429,14 @@ export class WebRtcSwarms {
     const eligible = self.seeding ? n - swarm.seeders : n - 1;
     if (want > eligible) want = eligible;
     if (want <= 0) return picked;
-    const ok = (p: RtcPeer) => p !== self && !(self.seeding && p.seeding) && !picked.includes(p);
     for (let tries = want * 3; tries > 0 && picked.length < want; tries--) {
       const p = list[Math.floor(this.#random() * n)];
-      if (ok(p)) picked.push(p);
+      if (eligibleFor(self, p, picked)) picked.push(p);
     }
     const start = Math.floor(this.#random() * n);
     for (let i = 0; i < n && picked.length < want; i++) {
       const p = list[(start + i) % n];
-      if (ok(p)) picked.push(p);
+      if (eligibleFor(self, p, picked)) picked.push(p);
     }
     // The scan fills in list order: shuffle so that which offer goes to which peer is random too.
     for (let i = picked.length - 1; i > 0; i--) {
@@ -446,6 +472,11 @@ export class WebRtcSwarms {
     }
     if (list.length === 0) this.#swarms.delete(ih);
   }
+}
+
+/** Whether `p` may get an offer from `self`: another peer, not picked yet, a leecher if `self` seeds. */
+function eligibleFor(self: RtcPeer, p: RtcPeer, picked: RtcPeer[]): boolean {
+  return p !== self && !(self.seeding && p.seeding) && !picked.includes(p);
 }
 
 function countsOf(swarm: RtcSwarm, self: RtcPeer | null): RtcCounts {

@@ -8,10 +8,12 @@ import {
   encodeFailure,
   encodeOffer,
   encodeScrapeResponse,
+  jsonBinary,
   parseClientMessage,
   toBinaryString,
   WS_LIMITS,
   type WsAnnounce,
+  type WsOffer,
   type WsParseResult,
   WsReasons,
   type WsScrape,
@@ -91,6 +93,12 @@ const isCount = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n)
 const isId = (b: unknown) => Buffer.isBuffer(b) && b.length === 20;
 const isSdpObject = (v: unknown) =>
   typeof v === 'object' && v !== null && typeof (v as { sdp: unknown }).sdp === 'string';
+/** The offer object a relay carries (its JSON text is ASCII). */
+const offerOf = (o: WsOffer): unknown => {
+  const text = Buffer.from(o.offerJson).toString('latin1');
+  assert.equal(Buffer.byteLength(text), text.length, 'offer JSON is ASCII');
+  return JSON.parse(text);
+};
 
 /** The invariant of every result: a static reason, or a message whose every field has its type. */
 function assertWellTyped(r: WsParseResult): void {
@@ -113,7 +121,7 @@ function assertWellTyped(r: WsParseResult): void {
   assert.ok(m.numwant === undefined || isCount(m.numwant));
   if (m.offers !== undefined) {
     assert.ok(Array.isArray(m.offers) && m.offers.length <= WS_LIMITS.maxOffers);
-    for (const o of m.offers) assert.ok(isId(o.offerId) && isSdpObject(o.offer));
+    for (const o of m.offers) assert.ok(isId(o.offerId) && isSdpObject(offerOf(o)));
   }
   if (m.answer !== undefined)
     assert.ok(isId(m.answer.toPeerId) && isId(m.answer.offerId) && isSdpObject(m.answer.answer));
@@ -133,7 +141,7 @@ test('announce with offers, as bittorrent-tracker sends it', () => {
   assert.ok(m.offers[0].offerId.equals(OFFER_ID_1));
   assert.ok(m.offers[1].offerId.equals(OFFER_ID_2));
   // Relayed verbatim: the client's object, unchanged.
-  assert.deepEqual(m.offers[0].offer, { type: 'offer', sdp: SDP_OFFER });
+  assert.deepEqual(offerOf(m.offers[0]), { type: 'offer', sdp: SDP_OFFER });
   // Unknown fields (trackerid) are ignored.
   assert.ok(parse(clientAnnounce({ trackerid: 'abc' })).ok);
 });
@@ -546,8 +554,18 @@ test('property: every valid client message parses to exactly its fields', () => 
       assert.equal(m.numwant, s.numwant);
       const offers = s.offers as { offer: unknown; offer_id: string }[] | undefined;
       assert.deepEqual(
-        m.offers?.map((o) => [o.offerId.toString('latin1'), o.offer]),
+        m.offers?.map((o) => [o.offerId.toString('latin1'), offerOf(o)]),
         offers?.map((o) => [o.offer_id, o.offer]),
+      );
+      // Relayed as JSON.stringify writes the object, in ASCII.
+      assert.deepEqual(
+        m.offers?.map((o) => Buffer.from(o.offerJson).toString('latin1')),
+        offers?.map((o) =>
+          JSON.stringify(o.offer).replace(
+            /[\u0080-\uffff]/g,
+            (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+          ),
+        ),
       );
       if (s.answer === undefined) assert.equal(m.answer, undefined);
       else {
@@ -683,5 +701,52 @@ test('fuzz: byte-level edits of valid JSON text never throw', () => {
       );
     }),
     { numRuns: 3000 },
+  );
+});
+
+test('property: encoders write what JSON.stringify of the message object would, in ASCII', () => {
+  const id = fc.uint8Array({ minLength: 20, maxLength: 20 });
+  const ascii = (json: string) =>
+    json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const count = fc.oneof(fc.nat(), fc.maxSafeNat(), fc.double());
+  fc.assert(
+    fc.property(
+      fc.record(
+        {
+          infoHash: id,
+          complete: count,
+          incomplete: count,
+          interval: count,
+          minInterval: count,
+          warning: fc.string({ unit: 'binary', maxLength: 20 }),
+        },
+        { requiredKeys: ['infoHash', 'complete', 'incomplete', 'interval'] },
+      ),
+      id,
+      id,
+      fc.jsonValue({ maxDepth: 3 }),
+      (r, from, offerId, offer) => {
+        const o: Record<string, unknown> = { action: 'announce', interval: r.interval };
+        if (r.minInterval !== undefined) o['min interval'] = r.minInterval;
+        o.info_hash = bin(r.infoHash);
+        o.complete = r.complete;
+        o.incomplete = r.incomplete;
+        if (r.warning !== undefined) o['warning message'] = r.warning;
+        assert.equal(encodeAnnounceResponse(r), ascii(JSON.stringify(o)));
+        // Ids as before (jsonBinary also escapes DEL), the offer as JSON.stringify writes it.
+        const relayed = `{"action":"announce","info_hash":${jsonBinary(r.infoHash)},"peer_id":${jsonBinary(from)},"offer_id":${jsonBinary(offerId)},"offer":${ascii(JSON.stringify(offer))}}`;
+        assert.deepEqual(JSON.parse(relayed), {
+          action: 'announce',
+          info_hash: bin(r.infoHash),
+          peer_id: bin(from),
+          offer_id: bin(offerId),
+          offer: JSON.parse(JSON.stringify(offer)),
+        });
+        assert.equal(encodeOffer({ infoHash: r.infoHash, fromPeerId: from, offerId, offer }), relayed);
+        const offerJson = Buffer.from(ascii(JSON.stringify(offer)), 'latin1');
+        assert.equal(encodeOffer({ infoHash: r.infoHash, fromPeerId: from, offerId, offerJson }), relayed);
+      },
+    ),
+    { numRuns: 1000 },
   );
 });

@@ -73,8 +73,12 @@ export type WsReason = (typeof WsReasons)[keyof typeof WsReasons];
 
 export interface WsOffer {
   offerId: Buffer;
-  /** The client's offer object (`{type:'offer', sdp}`), to relay verbatim. */
-  offer: unknown;
+  /**
+   * The client's offer object (`{type:'offer', sdp}`) as the JSON text relayed verbatim, in ASCII
+   * bytes: `asciiJson(JSON.stringify(offer))`. From `parseClientFrame` it is usually a view of the
+   * frame (valid while the frame is: relay it before returning).
+   */
+  offerJson: Uint8Array;
 }
 
 export interface WsAnswer {
@@ -138,6 +142,18 @@ function binaryId(v: unknown): Buffer | null {
   if (typeof v !== 'string' || v.length !== 20) return null;
   for (let i = 0; i < 20; i++) if (v.charCodeAt(i) > 0xff) return null;
   return Buffer.from(v, 'latin1');
+}
+
+/**
+ * The JSON text an offer is relayed as, in ASCII bytes; null for an object nested too deep for
+ * JSON.stringify (JSON.parse takes any depth; no real offer comes near it).
+ */
+function relayText(offer: unknown): Buffer | null {
+  try {
+    return asciiBytes(asciiJson(JSON.stringify(offer)));
+  } catch {
+    return null;
+  }
 }
 
 /** True when `text` is more than `max` UTF-8 bytes; counts bytes only when it must. */
@@ -234,7 +250,9 @@ function parseAnnounce(m: Json, limits: WsLimits | undefined): WsParseResult {
       if (sdp === 'size') return fail(WsReasons.sdpTooLarge);
       const offerId = binaryId(o.offer_id);
       if (offerId === null) return fail(WsReasons.invalidOfferId);
-      offers[i] = { offerId, offer: o.offer };
+      const offerJson = relayText(o.offer);
+      if (offerJson === null) return fail(WsReasons.invalidOffer);
+      offers[i] = { offerId, offerJson };
     }
   }
 
@@ -308,6 +326,34 @@ for (let b = 0; b < 256; b++)
       : `\\u00${b.toString(16).padStart(2, '0')}`,
   );
 
+/** `asciiJson(JSON.stringify(c))` for each code unit 0..255, as bytes (DEL stays as it is). */
+const SHORT_ESCAPES = new Map<number, string>([
+  [0x08, '\\b'],
+  [0x09, '\\t'],
+  [0x0a, '\\n'],
+  [0x0c, '\\f'],
+  [0x0d, '\\r'],
+  [0x22, '\\"'],
+  [0x5c, '\\\\'],
+]);
+const BYTE_STRINGIFY: Buffer[] = BYTE_JSON.map((json, b) =>
+  Buffer.from(SHORT_ESCAPES.get(b) ?? (b === 0x7f ? '\x7f' : json), 'latin1'),
+);
+const ID_SCRATCH = Buffer.allocUnsafeSlow(6 * 20 + 2);
+
+/** `asciiJson(JSON.stringify(toBinaryString(b)))`, without the strings in between. */
+function stringifyBinary(b: Uint8Array): string {
+  const out = b.length <= 20 ? ID_SCRATCH : Buffer.allocUnsafe(6 * b.length + 2);
+  let at = 0;
+  out[at++] = 0x22;
+  for (let i = 0; i < b.length; i++) {
+    const e = BYTE_STRINGIFY[b[i]];
+    for (let k = 0; k < e.length; k++) out[at++] = e[k];
+  }
+  out[at++] = 0x22;
+  return out.toString('latin1', 0, at);
+}
+
 /**
  * A JSON string literal (quotes included) of bytes as a binary string, in ASCII only. The value
  * is the same as `JSON.stringify(toBinaryString(b))`; the ASCII form matters for speed: a frame
@@ -318,6 +364,49 @@ export function jsonBinary(b: Uint8Array): string {
   let out = '"';
   for (let i = 0; i < b.length; i++) out += BYTE_JSON[b[i]];
   return `${out}"`;
+}
+
+/** Bytes that `jsonBinary` writes as they are (printable ASCII but `"` and `\`). */
+const PLAIN_BYTE = new Uint8Array(256).map((_, b) => (BYTE_JSON[b].length === 1 ? 1 : 0));
+const HEX_DIGIT = Buffer.from('0123456789abcdef', 'latin1');
+
+/** The length of `jsonBinary(b)`. */
+function jsonBinaryLength(b: Uint8Array): number {
+  let n = 2;
+  for (let i = 0; i < b.length; i++) n += PLAIN_BYTE[b[i]] === 1 ? 1 : 6;
+  return n;
+}
+
+/** Writes `jsonBinary(b)` into `out` at `at`; returns the index after it. */
+function writeJsonBinary(out: Uint8Array, at: number, b: Uint8Array): number {
+  out[at++] = 0x22;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i];
+    if (PLAIN_BYTE[c] === 1) out[at++] = c;
+    else {
+      out[at] = 0x5c;
+      out[at + 1] = 0x75;
+      out[at + 2] = 0x30;
+      out[at + 3] = 0x30;
+      out[at + 4] = HEX_DIGIT[c >> 4];
+      out[at + 5] = HEX_DIGIT[c & 15];
+      at += 6;
+    }
+  }
+  out[at++] = 0x22;
+  return at;
+}
+
+/** `jsonBinary` as bytes. */
+export function jsonBinaryBytes(b: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(jsonBinaryLength(b));
+  writeJsonBinary(out, 0, b);
+  return out;
+}
+
+/** ASCII text as bytes (one byte per code unit). */
+function asciiBytes(s: string): Buffer {
+  return Buffer.from(s, 'latin1');
 }
 
 const NON_ASCII_ALL = /[\u0080-\uffff]/g;
@@ -339,31 +428,65 @@ export interface WsAnnounceResponse {
   warning?: string;
 }
 
+/** A number as JSON.stringify writes it. */
+function jsonNumber(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/** The same text as `asciiJson(JSON.stringify({action, interval, ...}))`, built without an object. */
 export function encodeAnnounceResponse(r: WsAnnounceResponse): string {
-  const o: Json = { action: 'announce', interval: r.interval };
-  if (r.minInterval !== undefined) o['min interval'] = r.minInterval;
-  o.info_hash = toBinaryString(r.infoHash);
-  o.complete = r.complete;
-  o.incomplete = r.incomplete;
-  if (r.warning !== undefined) o['warning message'] = r.warning;
-  return asciiJson(JSON.stringify(o));
+  let out = `{"action":"announce","interval":${jsonNumber(r.interval)}`;
+  if (r.minInterval !== undefined) out += `,"min interval":${jsonNumber(r.minInterval)}`;
+  out += `,"info_hash":${stringifyBinary(r.infoHash)},"complete":${jsonNumber(r.complete)},"incomplete":${jsonNumber(r.incomplete)}`;
+  if (r.warning !== undefined) out += `,"warning message":${asciiJson(JSON.stringify(r.warning))}`;
+  return `${out}}`;
 }
 
 /**
- * An offer relayed to a peer of the swarm; `offer` is the sender's object, verbatim. A relay of
- * several offers passes `infoHashJson`/`fromPeerIdJson` (from `jsonBinary`) computed once.
+ * A relayed offer is `offerHead(infoHash, fromPeerId)`, the offer id as a JSON string
+ * (`jsonBinaryBytes`), `OFFER_KEY`, the offer's JSON text (`WsOffer.offerJson`) and `OFFER_END`:
+ * `{"action":"announce","info_hash":…,"peer_id":…,"offer_id":…,"offer":{…}}`. The head is the
+ * same for every offer of one announce; a relay copies the parts into the frame, with no string
+ * and no JSON.stringify per offer.
  */
+export function offerHead(infoHash: Uint8Array, fromPeerId: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(
+    HEAD_START.length +
+      jsonBinaryLength(infoHash) +
+      HEAD_PEER_ID.length +
+      jsonBinaryLength(fromPeerId) +
+      HEAD_OFFER_ID.length,
+  );
+  out.set(HEAD_START, 0);
+  let at = writeJsonBinary(out, HEAD_START.length, infoHash);
+  out.set(HEAD_PEER_ID, at);
+  at = writeJsonBinary(out, at + HEAD_PEER_ID.length, fromPeerId);
+  out.set(HEAD_OFFER_ID, at);
+  return out;
+}
+const HEAD_START = asciiBytes('{"action":"announce","info_hash":');
+const HEAD_PEER_ID = asciiBytes(',"peer_id":');
+const HEAD_OFFER_ID = asciiBytes(',"offer_id":');
+export const OFFER_KEY: Uint8Array = asciiBytes(',"offer":');
+export const OFFER_END: Uint8Array = asciiBytes('}');
+
+/** An offer relayed to a peer of the swarm (as text: the relay sends the same bytes in parts). */
 export function encodeOffer(f: {
   infoHash: Uint8Array;
   fromPeerId: Uint8Array;
   offerId: Uint8Array;
-  offer: unknown;
-  infoHashJson?: string;
-  fromPeerIdJson?: string;
+  /** The offer object, or its JSON text as `WsOffer.offerJson` holds it. */
+  offer?: unknown;
+  offerJson?: Uint8Array;
 }): string {
-  return `{"action":"announce","info_hash":${f.infoHashJson ?? jsonBinary(f.infoHash)},"peer_id":${
-    f.fromPeerIdJson ?? jsonBinary(f.fromPeerId)
-  },"offer_id":${jsonBinary(f.offerId)},"offer":${asciiJson(JSON.stringify(f.offer))}}`;
+  const offerJson = f.offerJson ?? asciiBytes(asciiJson(JSON.stringify(f.offer)));
+  return Buffer.concat([
+    offerHead(f.infoHash, f.fromPeerId),
+    jsonBinaryBytes(f.offerId),
+    OFFER_KEY,
+    offerJson,
+    OFFER_END,
+  ]).toString('latin1');
 }
 
 /** An answer relayed to the peer that made the offer; `answer` is the sender's object, verbatim. */
