@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the batched UDP addon (native/) from source at install, offline. N-API is ABI-stable, so
-# Node's headers from the npm `node` package (or the system's /usr/include/node) both do. A
-# failed build is not fatal: Herald then serves UDP through node:dgram (udp_io = "auto").
+# Builds the batched UDP and HTTP addons (native/) from source at install, offline. N-API is
+# ABI-stable, so Node's headers from the npm `node` package (or the system's /usr/include/node)
+# both do. A failed build is not fatal: Herald then serves UDP through node:dgram and plain HTTP
+# through node:net (udp_io = http_io = "auto").
 # Set HERALD_REQUIRE_NATIVE=1 (scripts/test-all.sh does) to make a failed build an error.
 set -uo pipefail
 cd "$(dirname "$0")/../native"
@@ -16,9 +17,9 @@ if [ -z "$GYP" ]; then
   done
 fi
 if [ -n "$NODEDIR" ] && [ -n "$GYP" ] && $GYP rebuild --nodedir="$NODEDIR" >build.log 2>&1; then
-  echo "herald: built the batched UDP addon (native/build/Release/udp_batch.node)"
+  echo "herald: built the batched UDP and HTTP addons (native/build/Release/{udp,http}_batch.node)"
   exit 0
 fi
-echo "herald: WARNING: the batched UDP addon did not build (see native/build.log); UDP will use node:dgram" >&2
+echo "herald: WARNING: the batched addons did not build (see native/build.log); UDP will use node:dgram, HTTP node:net" >&2
 if [ "${HERALD_REQUIRE_NATIVE:-0}" = "1" ]; then exit 1; fi
 exit 0

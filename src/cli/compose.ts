@@ -175,6 +175,9 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
     idleTimeoutMs: config.httpIdleTimeout * 1000,
+    // Batched answers that are Promises (an asynchronous store) move to Node sockets one by one:
+    // 'auto' keeps such stores on node:net.
+    io: store instanceof MemorySwarmStore || config.httpIo !== 'auto' ? config.httpIo : 'node',
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
       isPath: (url) => ws.isTrackerPath(url),
@@ -258,6 +261,7 @@ export function createTracker(
       const a = tracker.addresses();
       logger.info('herald listening', {
         http: a.http.map(fmt),
+        httpIo: http.io,
         https: a.https.map(fmt),
         udp: a.udp.map(fmt),
         ws: a.ws.map(fmt),

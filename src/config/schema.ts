@@ -23,6 +23,7 @@ export interface HeraldConfig {
   httpIdleTimeout: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
+  httpIo: 'auto' | 'batched' | 'node';
   logLevel: LogLevel;
   logRequests: boolean;
   mode: 'open' | 'whitelist' | 'private';
@@ -240,6 +241,14 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 'auto',
     arg: 'MODE',
     doc: 'UDP socket I/O: batched (recvmmsg/sendmmsg addon), dgram (Node sockets) or auto (batched when built)',
+  },
+  {
+    key: 'httpIo',
+    kind: 'choice',
+    choices: ['auto', 'batched', 'node'],
+    default: 'auto',
+    arg: 'MODE',
+    doc: 'Plain HTTP listener I/O: batched (a native addon accepts, reads and writes tracker connections; everything else moves to Node sockets), node (node:net sockets) or auto (batched when built and the swarm store is in memory); HTTPS always uses node:tls',
   },
   {
     key: 'mode',

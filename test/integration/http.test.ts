@@ -1,5 +1,9 @@
 /**
  * DESIGN.md protocol checklist, HTTP side, over real loopback sockets (IPv4 and IPv6).
+ *
+ * Runs with the default plain-HTTP I/O (`auto`: the batched addon when built); HERALD_HTTP_IO
+ * (the `http_io` setting's own variable, which spawned `herald` processes read too) picks one:
+ * `HERALD_HTTP_IO=node npm test`. http-node-io.test.ts runs this file on node:net.
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
@@ -18,6 +22,8 @@ import {
   text,
 } from '../helpers/clients.ts';
 
+const httpIo = (process.env.HERALD_HTTP_IO ?? 'auto') as 'auto' | 'batched' | 'node';
+
 let tracker: Tracker;
 let port4: number;
 let port6: number;
@@ -27,6 +33,7 @@ before(async () => {
   tracker = createTracker(
     {
       http: ['127.0.0.1:0', '[::1]:0'],
+      httpIo,
       udp: ['127.0.0.1:0'],
       interval: 1200,
       minInterval: 60,
@@ -295,6 +302,7 @@ describe('connection lifetime', () => {
     idle = createTracker(
       {
         http: ['127.0.0.1:0'],
+        httpIo,
         udp: [],
         httpIdleTimeout: 1,
         logLevel: 'silent',
@@ -370,6 +378,7 @@ describe('full scrape when enabled', () => {
   test('gzip-compressed and rate-limited per address', async () => {
     const t = createTracker({
       http: ['127.0.0.1:0'],
+      httpIo,
       udp: [],
       fullScrape: true,
       fullScrapeInterval: 60,
@@ -396,6 +405,7 @@ describe('trusted proxy', () => {
   test('X-Forwarded-For and ip= are honoured from a trusted proxy', async () => {
     const t = createTracker({
       http: ['127.0.0.1:0'],
+      httpIo,
       udp: [],
       trustedProxies: ['127.0.0.1'],
       logLevel: 'silent',

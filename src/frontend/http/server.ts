@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
   type Server as HttpServer,
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, isIP, type Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   createServer as createTlsServer,
@@ -13,7 +13,7 @@ import {
   type Server as TlsServer,
 } from 'node:tls';
 import { gzipSync } from 'node:zlib';
-import { type PeerAddress, parseIp } from '../../core/address.ts';
+import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
@@ -23,6 +23,9 @@ import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../..
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
+import { loadHttpBatchAddon } from './batch.ts';
+import { BatchedListener } from './batched-listener.ts';
+import { type RawHost, type ResponseSink, type Served, Stop } from './raw-path.ts';
 
 export interface Listen {
   host: string;
@@ -57,6 +60,12 @@ export interface HttpFrontendOptions {
   logRequests: boolean;
   /** Idle keep-alive connections and slow heads are closed after this many ms (default 30 s). */
   idleTimeoutMs?: number;
+  /**
+   * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
+   * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
+   * batched when the addon is built. HTTPS always uses node:tls.
+   */
+  io?: 'auto' | 'batched' | 'node';
 }
 
 /** The request head may not exceed this; a longer one gets 431 and the connection closes. */
@@ -120,17 +129,25 @@ function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
 
 /**
  * HTTP(S) frontend (DESIGN.md "Where Node's own I/O is the ceiling"): each connection is read
- * raw; a `GET /announce` or `GET /scrape` without a body is answered right on the socket from the
- * codecs in `protocol/http`, pipelined requests in order, partial heads buffered up to
+ * raw; a `GET /announce` or `GET /scrape` without a body is answered right on the connection from
+ * the codecs in `protocol/http`, pipelined requests in order, partial heads buffered up to
  * `MAX_HEAD`. The first request that is anything else hands the whole connection (with the bytes
  * not yet consumed) to a `node:http` server, which serves the web side and, should tracker
  * requests follow on that connection, answers them through the same tracker functions.
+ *
+ * Plain HTTP listeners are served by the batched addon when it is built (`BatchedListener`: no
+ * Node socket at all for a connection that stays on the fast path); HTTPS listeners, and plain
+ * ones without the addon, by `node:net`/`node:tls` sockets (`RawConnection`). One loop, `serve`,
+ * answers for both.
  */
-export class HttpFrontend {
+export class HttpFrontend implements RawHost {
   #o: HttpFrontendOptions;
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
-  /** Connections on the raw path, for the idle sweep and stop(). */
+  #batched: BatchedListener[] = [];
+  /** Every listener in listen order, for `addresses()`. */
+  #listeners: (NetServer | TlsServer | BatchedListener)[] = [];
+  /** Connections on the raw path over Node sockets, for the idle sweep and stop(). */
   #conns = new Set<RawConnection>();
   #idleMs: number;
   #idleTimer: NodeJS.Timeout | null = null;
@@ -139,6 +156,8 @@ export class HttpFrontend {
   #trusted: Set<string>;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
+  /** Where the last `serve` stopped (scratch: no object per call). */
+  readonly served: Served = { at: 0, answer: null, keepAlive: false };
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
@@ -161,9 +180,15 @@ export class HttpFrontend {
     });
   }
 
+  /** How plain HTTP is served: 'batched' (the addon), 'node' (node:net) or 'none' (no listener). */
+  get io(): 'batched' | 'node' | 'none' {
+    return this.#batched.length > 0 ? 'batched' : this.#o.http.length > 0 ? 'node' : 'none';
+  }
+
   /** Bound addresses, in listen order (useful with port 0). */
   addresses(): { protocol: 'http' | 'https'; host: string; port: number }[] {
-    return this.#servers.map((s) => {
+    return this.#listeners.map((s) => {
+      if (s instanceof BatchedListener) return { protocol: 'http', host: s.host, port: s.port };
       const a = s.address();
       const protocol = this.#tlsServers.includes(s as TlsServer) ? 'https' : 'http';
       if (a && typeof a === 'object') return { protocol, host: a.address, port: a.port };
@@ -186,9 +211,22 @@ export class HttpFrontend {
     // answer on a connection that carries one request (most clients).
     this.#idleTimer = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(5000, this.#idleMs / 4)));
     this.#idleTimer.unref();
+    const io = this.#o.io ?? 'auto';
+    const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
+    if (io === 'batched' && this.#o.http.length > 0 && addon === null)
+      throw new Error('http io "batched": the native addon is not built (npm rebuild)');
     for (const l of this.#o.http) {
+      // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
+      // node:net.
+      if (addon !== null && isIP(l.host) !== 0 && !l.host.includes('%')) {
+        const b = new BatchedListener(addon, this, l.host, l.port);
+        this.#batched.push(b);
+        this.#listeners.push(b);
+        continue;
+      }
       const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
       this.#servers.push(s);
+      this.#listeners.push(s);
       await listenOne(s, l);
     }
     if (this.#o.https.length > 0) {
@@ -198,6 +236,7 @@ export class HttpFrontend {
         const s = createTlsServer(ctx, (sock) => this.#onConnection(sock));
         s.on('tlsClientError', () => {});
         this.#servers.push(s);
+        this.#listeners.push(s);
         this.#tlsServers.push(s);
         await listenOne(s, l);
       }
@@ -228,14 +267,18 @@ export class HttpFrontend {
     const closes = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     if (this.#idleTimer !== null) clearInterval(this.#idleTimer);
     this.#idleTimer = null;
+    // The addon closes its listener and every connection it holds.
+    for (const b of this.#batched) b.close();
+    this.#batched = [];
     for (const c of this.#conns) c.socket.destroy();
     this.#conns.clear();
     this.#web.closeAllConnections();
     await Promise.all(closes);
     this.#servers = [];
+    this.#listeners = [];
   }
 
-  #isTrusted(address: PeerAddress | null): boolean {
+  isTrusted(address: PeerAddress | null): boolean {
     if (this.#trustAll) return true;
     return address !== null && this.#trusted.size > 0 && this.#trusted.has(keyOf(address));
   }
@@ -246,12 +289,45 @@ export class HttpFrontend {
       socket.destroy();
       return;
     }
-    const conn = new RawConnection(this, socket, peer, this.#isTrusted(peer), performance.now());
+    this.#attach(socket, peer, this.isTrusted(peer), performance.now());
+  }
+
+  #attach(socket: RawSocket, peer: PeerAddress, trusted: boolean, lastActive: number): RawConnection {
+    const conn = new RawConnection(this, socket, peer, trusted, lastActive);
     this.#conns.add(conn);
     socket[RAW] = conn;
     socket.on('error', ignoreError);
     socket.on('close', onRawClose);
     socket.on('data', onRawData);
+    return conn;
+  }
+
+  /** See `RawHost.adopt`: a connection leaves the batched addon for a Node socket. */
+  adopt(
+    fd: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    idleForMs: number,
+    written: readonly Buffer[],
+    stop: Stop,
+    rest: Buffer,
+    answer: Promise<Buffer> | null,
+    keepAlive: boolean,
+  ): void {
+    let socket: RawSocket;
+    try {
+      socket = new Socket({ fd, readable: true, writable: true });
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    const conn = this.#attach(socket, peer, trusted, performance.now() - idleForMs);
+    for (const w of written) if (w.length > 0) socket.write(w);
+    conn.after(stop, rest, 0, answer, keepAlive);
+  }
+
+  internalError(err: unknown): void {
+    this.#internal(err);
   }
 
   /** A raw connection closed. */
@@ -263,6 +339,7 @@ export class HttpFrontend {
   #sweepIdle(): void {
     const cutoff = performance.now() - this.#idleMs;
     for (const c of this.#conns) if (c.lastActive <= cutoff) c.socket.destroy();
+    for (const b of this.#batched) b.sweep(this.#idleMs);
   }
 
   /** The connection leaves the raw path (hand-over to node:http or the WebSocket frontend). */
@@ -314,6 +391,71 @@ export class HttpFrontend {
   }
 
   /**
+   * The raw fast path over `buf[off, end)`: answers every complete tracker request in order into
+   * `sink` and stops at the first thing it cannot finish synchronously (see `Stop`; the details
+   * are in `served`). Shared by Node sockets and the batched addon.
+   */
+  serve(
+    buf: Buffer,
+    off: number,
+    end: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    sink: ResponseSink,
+  ): Stop {
+    const served = this.served;
+    served.answer = null;
+    while (off < end) {
+      const head = parseRequestHead(buf, off, end, MAX_HEAD);
+      if (head.kind === 'incomplete') {
+        served.at = off;
+        return Stop.partial;
+      }
+      if (head.kind === 'error') {
+        sink.send(plainError(head.status, head.reason), false);
+        served.at = end;
+        return Stop.error;
+      }
+      const kind: Kind =
+        head.method === 'GET' && !head.hasBody && !head.upgrade
+          ? trackerPath(buf, head.pathStart, head.pathEnd)
+          : 0;
+      if (kind === 0) {
+        served.at = off;
+        return Stop.other;
+      }
+      const keepAlive = head.keepAlive;
+      const acceptsGzip = kind === 2 && buf.subarray(off, head.headEnd).includes(GZIP);
+      const out = this.answer(
+        kind,
+        buf,
+        head.queryStart,
+        head.queryEnd,
+        peer,
+        trusted,
+        head.xForwardedFor,
+        acceptsGzip,
+        pathPasskey,
+      );
+      off = head.headEnd;
+      if (out instanceof Promise) {
+        served.at = off;
+        served.answer = out;
+        served.keepAlive = keepAlive;
+        return Stop.async;
+      }
+      if (Buffer.isBuffer(out)) sink.answer(out, keepAlive, false, keepAlive && off < end);
+      else sink.answer(out.body, keepAlive, out.gzip, keepAlive && off < end);
+      if (!keepAlive) {
+        served.at = off;
+        return Stop.close;
+      }
+    }
+    served.at = off;
+    return Stop.drained;
+  }
+
+  /**
    * Answers one tracker request. `buf[qs, qe)` is the raw query string. Returns the bencoded
    * body (always status 200: clients read `failure reason` from the body).
    */
@@ -325,7 +467,6 @@ export class HttpFrontend {
     peer: PeerAddress,
     trusted: boolean,
     xForwardedFor: string | null,
-    remote: string,
     acceptsGzip: boolean,
     passkey: string | null,
   ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
@@ -371,7 +512,8 @@ export class HttpFrontend {
           return encodeFailure(r.message);
         }
         counters.announces.http++;
-        if (o.logRequests) o.logger.info('announce', { remote, event: req.event, left: req.left });
+        if (o.logRequests)
+          o.logger.info('announce', { remote: formatIp(peer.bytes), event: req.event, left: req.left });
         return encodeAnnounce(r, {
           family: address.family,
           compact,
@@ -390,7 +532,7 @@ export class HttpFrontend {
       counters.failures.http++;
       return encodeFailure(hashes.message);
     }
-    if (hashes.length === 0) return this.#fullScrape(remote, acceptsGzip);
+    if (hashes.length === 0) return this.#fullScrape(formatIp(peer.bytes), acceptsGzip);
     const encode = (entries: ScrapeEntry[] | TrackerError): Buffer => {
       if (entries instanceof TrackerError) {
         counters.failures.http++;
@@ -473,9 +615,8 @@ export class HttpFrontend {
       qi >= 0 ? qi + 1 : pe,
       url.length,
       peer,
-      this.#isTrusted(peer),
+      this.isTrusted(peer),
       xffFirst,
-      req.socket.remoteAddress ?? '',
       gzipOk,
       pathPasskey,
     );
@@ -499,17 +640,19 @@ function keyOf(a: PeerAddress): string {
 }
 
 const GZIP = Buffer.from('gzip', 'latin1');
+const GZIP_HEADER = 'Content-Encoding: gzip\r\n';
 
-/** Per-connection state of the raw fast path. */
-class RawConnection {
+/** Per-connection state of the raw fast path on a Node socket; it is its own `ResponseSink`. */
+class RawConnection implements ResponseSink {
   readonly frontend: HttpFrontend;
   readonly socket: Socket;
   #peer: PeerAddress;
   #trusted: boolean;
-  #remote: string;
   #pending: Buffer | null = null;
   #waiting = false;
-  /** performance.now() of the last bytes received (the idle sweep's clock). */
+  /** Corked only when pipelined requests follow, so that their answers leave in one write. */
+  #corked = false;
+  /** performance.now() of the last answer (the idle sweep's clock). */
   lastActive: number;
 
   constructor(frontend: HttpFrontend, socket: Socket, peer: PeerAddress, trusted: boolean, now: number) {
@@ -517,7 +660,6 @@ class RawConnection {
     this.socket = socket;
     this.#peer = peer;
     this.#trusted = trusted;
-    this.#remote = socket.remoteAddress ?? '';
     this.lastActive = now;
   }
 
@@ -533,91 +675,84 @@ class RawConnection {
     this.#process(buf, 0);
   }
 
-  #process(buf: Buffer, off: number): void {
-    const socket = this.socket;
-    // Corked only when pipelined requests follow, so that their answers leave in one write.
-    let corked = false;
-    try {
-      while (off < buf.length) {
-        const head = parseRequestHead(buf, off, buf.length, MAX_HEAD);
-        if (head.kind === 'incomplete') {
-          this.#pending = buf.subarray(off);
-          return;
-        }
-        if (head.kind === 'error') {
-          socket.end(plainError(head.status, head.reason));
-          return;
-        }
-        const kind: Kind =
-          head.method === 'GET' && !head.hasBody && !head.upgrade
-            ? trackerPath(buf, head.pathStart, head.pathEnd)
-            : 0;
-        if (kind === 0) {
-          if (
-            head.upgrade &&
-            head.method === 'GET' &&
-            !head.hasBody &&
-            this.frontend.tryRawUpgrade(socket, buf, off, head.pathStart, head.queryEnd, head.headEnd)
-          )
-            return;
-          this.frontend.handOff(socket, buf.subarray(off));
-          return;
-        }
-        const keepAlive = head.keepAlive;
-        const acceptsGzip = kind === 2 && buf.subarray(off, head.headEnd).includes(GZIP);
-        const out = this.frontend.answer(
-          kind,
-          buf,
-          head.queryStart,
-          head.queryEnd,
-          this.#peer,
-          this.#trusted,
-          head.xForwardedFor,
-          this.#remote,
-          acceptsGzip,
-          pathPasskey,
-        );
-        off = head.headEnd;
-        this.lastActive = performance.now();
-        if (out instanceof Promise) {
-          this.#waiting = true;
-          const rest = buf.subarray(off);
-          out.then((body) => {
-            this.#waiting = false;
-            if (socket.destroyed) return;
-            socket.write(httpResponse(200, body, { keepAlive }));
-            if (!keepAlive) {
-              closeAfterWrite(socket);
-              return;
-            }
-            const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
-            this.#pending = null;
-            if (more.length > 0) this.#process(more, 0);
-          });
-          return;
-        }
-        if (!corked && keepAlive && off < buf.length) {
-          socket.cork();
-          corked = true;
-        }
-        if (Buffer.isBuffer(out)) socket.write(httpResponse(200, out, { keepAlive }));
-        else
-          socket.write(
-            httpResponse(200, out.body, {
-              keepAlive,
-              extraHeaders: out.gzip ? 'Content-Encoding: gzip\r\n' : undefined,
-            }),
-          );
-        if (!keepAlive) {
-          if (corked) socket.uncork();
-          corked = false;
-          closeAfterWrite(socket);
-          return;
-        }
-      }
-    } finally {
-      if (corked) socket.uncork();
+  answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
+    this.send(httpResponse(200, body, { keepAlive, extraHeaders: gzip ? GZIP_HEADER : undefined }), more);
+  }
+
+  send(response: Buffer, more: boolean): void {
+    if (more && !this.#corked) {
+      this.socket.cork();
+      this.#corked = true;
     }
+    this.socket.write(response);
+  }
+
+  #process(buf: Buffer, off: number): void {
+    const f = this.frontend;
+    let stop: Stop;
+    try {
+      stop = f.serve(buf, off, buf.length, this.#peer, this.#trusted, this);
+    } finally {
+      if (this.#corked) {
+        this.#corked = false;
+        this.socket.uncork();
+      }
+    }
+    const s = f.served;
+    if (stop !== Stop.partial || s.at > off) this.lastActive = performance.now();
+    this.after(stop, buf, s.at, s.answer, s.keepAlive);
+  }
+
+  /** Acts on where the raw path stopped; `buf[at, ...)` are the bytes not consumed. */
+  after(stop: Stop, buf: Buffer, at: number, answer: Promise<Buffer> | null, keepAlive: boolean): void {
+    const socket = this.socket;
+    switch (stop) {
+      case Stop.drained:
+        return;
+      case Stop.close:
+        closeAfterWrite(socket);
+        return;
+      case Stop.error:
+        socket.end();
+        return;
+      case Stop.partial:
+        this.#pending = at === 0 ? buf : buf.subarray(at);
+        return;
+      case Stop.other: {
+        const head = parseRequestHead(buf, at, buf.length, MAX_HEAD);
+        if (
+          head.kind === 'ok' &&
+          head.upgrade &&
+          head.method === 'GET' &&
+          !head.hasBody &&
+          this.frontend.tryRawUpgrade(socket, buf, at, head.pathStart, head.queryEnd, head.headEnd)
+        )
+          return;
+        this.frontend.handOff(socket, buf.subarray(at));
+        return;
+      }
+      case Stop.async:
+        this.#await(answer!, keepAlive, buf.subarray(at));
+        return;
+    }
+  }
+
+  /** An asynchronous answer: bytes that arrive meanwhile are queued, then served in order. */
+  #await(answer: Promise<Buffer>, keepAlive: boolean, rest: Buffer): void {
+    const socket = this.socket;
+    this.#waiting = true;
+    answer.then((body) => {
+      this.#waiting = false;
+      if (socket.destroyed) return;
+      socket.write(httpResponse(200, body, { keepAlive }));
+      if (!keepAlive) {
+        closeAfterWrite(socket);
+        return;
+      }
+      const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
+      this.#pending = null;
+      if (more.length > 0) this.#process(more, 0);
+    });
   }
 }
 
@@ -633,7 +768,11 @@ function closeAfterWrite(socket: Socket): void {
   else socket.end();
 }
 
-function plainError(status: number, reason: string): string {
+/** A plain HTTP error for a head the raw path cannot parse; the connection then ends. */
+function plainError(status: number, reason: string): Buffer {
   const text = `${reason}\n`;
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`;
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`,
+    'latin1',
+  );
 }

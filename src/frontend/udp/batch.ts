@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadNativeAddon } from '../../core/native.ts';
 
 /**
  * The batched UDP addon (native/src/udp_batch.c), when it was built at install. Null when it is
@@ -25,15 +25,6 @@ export const BATCH = 64;
 /** Bytes of metadata per slot (must match META in the addon). */
 export const META = 32;
 
-let cached: UdpBatchAddon | null | undefined;
-
 export function loadUdpBatchAddon(): UdpBatchAddon | null {
-  if (cached !== undefined) return cached;
-  try {
-    const require = createRequire(import.meta.url);
-    cached = require('../../../native/build/Release/udp_batch.node') as UdpBatchAddon;
-  } catch {
-    cached = null;
-  }
-  return cached;
+  return loadNativeAddon<UdpBatchAddon>('udp_batch');
 }

@@ -1,0 +1,41 @@
+import { loadNativeAddon } from '../../core/native.ts';
+
+/**
+ * The batched HTTP addon (native/src/http_batch.c), when it was built at install. Null when it is
+ * absent or fails to load: plain HTTP listeners then use `node:net`.
+ */
+export interface HttpBatchAddon {
+  /** A bound, listening socket (IPv6-only for family 6). Throws with `code` EADDRINUSE etc. */
+  open(family: 4 | 6, host: string, port: number): object;
+  port(handle: object): number;
+  start(
+    handle: object,
+    inMeta: ArrayBuffer,
+    inData: ArrayBuffer,
+    outMeta: ArrayBuffer,
+    outData: ArrayBuffer,
+    onBatch: (n: number) => void,
+    onShort: (n: number) => void,
+  ): void;
+  /** Closes the connections waiting longer than `idleMs`; returns how many. */
+  sweep(handle: object, idleMs: number): number;
+  /** Connections waiting in the addon's epoll set. */
+  count(handle: object): number;
+  close(handle: object): void;
+}
+
+/** Connections per batch (must match BATCH in the addon). */
+export const BATCH = 64;
+/** Bytes of metadata per entry (must match META in the addon). */
+export const META = 32;
+/** Bytes read per connection per wake-up (must match IN_SLOT in the addon). */
+export const IN_SLOT = 16384;
+
+/** Actions per entry (must match ACT_* in the addon). */
+export const ACT_CLOSE = 1;
+export const ACT_KEEP = 2;
+export const ACT_HANDOFF = 3;
+
+export function loadHttpBatchAddon(): HttpBatchAddon | null {
+  return loadNativeAddon<HttpBatchAddon>('http_batch');
+}

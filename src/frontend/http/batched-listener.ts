@@ -1,0 +1,258 @@
+import type { PeerAddress } from '../../core/address.ts';
+import { httpResponse } from '../../protocol/http/response.ts';
+import { ACT_CLOSE, ACT_HANDOFF, ACT_KEEP, BATCH, type HttpBatchAddon, IN_SLOT, META } from './batch.ts';
+import { type RawHost, type ResponseSink, Stop } from './raw-path.ts';
+
+/** Output arena per listener: every answer of one batch is packed here. */
+const OUT_SIZE = 1 << 20;
+const EMPTY = Buffer.alloc(0);
+
+// The head `httpResponse` writes for a 200, split around its Content-Length value, so that an
+// answer goes into the arena without an intermediate Buffer or string.
+const SAMPLE = httpResponse(200, Buffer.alloc(0), { keepAlive: true }).toString('latin1');
+const LENGTH_AT = SAMPLE.indexOf('Content-Length: ') + 'Content-Length: '.length;
+const HEAD_PREFIX = Buffer.from(SAMPLE.slice(0, LENGTH_AT), 'latin1');
+const CLOSE_LINE = Buffer.from('Connection: close\r\n', 'latin1');
+const GZIP_LINE = Buffer.from('Content-Encoding: gzip\r\n', 'latin1');
+/** The largest head: prefix, ten digits, CRLF, both optional lines, the blank line. */
+const MAX_HEAD_BYTES = HEAD_PREFIX.length + 10 + 2 + CLOSE_LINE.length + GZIP_LINE.length + 2;
+
+/**
+ * Packs the responses of one batch entry into the shared arena. An entry whose responses do not
+ * fit (a large full scrape late in a busy batch) keeps them in `overflow`, and the connection is
+ * moved to a Node socket that writes them.
+ */
+export class ArenaSink implements ResponseSink {
+  readonly arena: Buffer;
+  start = 0;
+  pos = 0;
+  overflow: Buffer[] | null = null;
+
+  constructor(arena: Buffer) {
+    this.arena = arena;
+  }
+
+  begin(pos: number): void {
+    this.start = pos;
+    this.pos = pos;
+    this.overflow = null;
+  }
+
+  answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
+    const a = this.arena;
+    if (this.overflow !== null || this.pos + MAX_HEAD_BYTES + body.length > a.length) {
+      this.send(
+        httpResponse(200, body, { keepAlive, extraHeaders: gzip ? GZIP_LINE.toString('latin1') : undefined }),
+        more,
+      );
+      return;
+    }
+    let p = this.pos + HEAD_PREFIX.copy(a, this.pos);
+    // Content-Length digits, most significant first.
+    let n = body.length;
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    for (let i = p + digits - 1; i >= p; i--) {
+      a[i] = 48 + (n % 10);
+      n = Math.floor(n / 10);
+    }
+    p += digits;
+    a[p++] = 13;
+    a[p++] = 10;
+    if (!keepAlive) p += CLOSE_LINE.copy(a, p);
+    if (gzip) p += GZIP_LINE.copy(a, p);
+    a[p++] = 13;
+    a[p++] = 10;
+    this.pos = p + body.copy(a, p);
+  }
+
+  send(response: Buffer, _more: boolean): void {
+    if (this.overflow === null && this.pos + response.length <= this.arena.length) {
+      response.copy(this.arena, this.pos);
+      this.pos += response.length;
+    } else {
+      this.overflow ??= [];
+      this.overflow.push(response);
+    }
+  }
+}
+
+/**
+ * One plain-HTTP listener served by the batched addon (DESIGN.md "Where Node's own I/O is the
+ * ceiling"). The addon accepts and reads connections itself and calls `#onBatch` once per batch
+ * of connections with bytes; each is answered by the frontend's raw path straight into the output
+ * arena, and the addon writes, then keeps or closes the connection. Anything the raw path does
+ * not finish synchronously (a hand-over to node:http, a WebSocket upgrade, an asynchronous
+ * answer, a partial head, responses too large for the arena, a short write) moves the connection
+ * to a Node socket (`RawHost.adopt`), where it continues exactly as on a `node:net` listener.
+ */
+export class BatchedListener {
+  readonly host: string;
+  #addon: HttpBatchAddon;
+  #handle: object;
+  #raw: RawHost;
+  #im: Uint8Array;
+  #imView: DataView;
+  #in: Buffer;
+  #om: Uint8Array;
+  #omView: DataView;
+  #sink: ArenaSink;
+  #closed = false;
+  #peers: (PeerAddress | undefined)[] = [];
+
+  /** `outSize`: bytes of the output arena (tests make it larger than the kernel's send buffer). */
+  constructor(addon: HttpBatchAddon, raw: RawHost, host: string, port: number, outSize = OUT_SIZE) {
+    this.host = host;
+    this.#addon = addon;
+    this.#raw = raw;
+    this.#handle = addon.open(host.includes(':') ? 6 : 4, host, port);
+    const inMeta = new ArrayBuffer(BATCH * META);
+    const inData = new ArrayBuffer(BATCH * IN_SLOT);
+    const outMeta = new ArrayBuffer(BATCH * META);
+    const outData = new ArrayBuffer(outSize);
+    this.#im = new Uint8Array(inMeta);
+    this.#imView = new DataView(inMeta);
+    this.#in = Buffer.from(inData);
+    this.#om = new Uint8Array(outMeta);
+    this.#omView = new DataView(outMeta);
+    this.#sink = new ArenaSink(Buffer.from(outData));
+    try {
+      addon.start(
+        this.#handle,
+        inMeta,
+        inData,
+        outMeta,
+        outData,
+        (n) => this.#onBatch(n),
+        (n) => this.#onShort(n),
+      );
+    } catch (err) {
+      addon.close(this.#handle);
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.#addon.port(this.#handle);
+  }
+
+  /** Connections waiting in the addon for their next request. */
+  get waiting(): number {
+    return this.#closed ? 0 : this.#addon.count(this.#handle);
+  }
+
+  sweep(idleMs: number): void {
+    if (!this.#closed) this.#addon.sweep(this.#handle, idleMs);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#addon.close(this.#handle);
+  }
+
+  /**
+   * The peer of entry `mo` (copied out of the meta buffer, which the next batch reuses). The last
+   * one per descriptor is kept and reused while the address matches: a kept-alive connection (and
+   * every connection from one host) then allocates nothing. PeerAddress values are never mutated.
+   */
+  #peer(fd: number, mo: number): PeerAddress {
+    const im = this.#im;
+    const family = im[mo + 8] === 6 ? 6 : 4;
+    const len = family === 6 ? 16 : 4;
+    const cached = this.#peers[fd];
+    if (cached !== undefined && cached.family === family) {
+      const b = cached.bytes;
+      let k = 0;
+      while (k < len && b[k] === im[mo + 12 + k]) k++;
+      if (k === len) return cached;
+    }
+    const peer: PeerAddress = { family, bytes: im.slice(mo + 12, mo + 12 + len) };
+    this.#peers[fd] = peer;
+    return peer;
+  }
+
+  #onBatch(n: number): void {
+    const raw = this.#raw;
+    const sink = this.#sink;
+    const iv = this.#imView;
+    const ov = this.#omView;
+    const om = this.#om;
+    let pos = 0;
+    for (let i = 0; i < n; i++) {
+      const mo = i * META;
+      const fd = iv.getInt32(mo, true);
+      const len = iv.getUint32(mo + 4, true);
+      const start = i * IN_SLOT;
+      const end = start + len;
+      const peer = this.#peer(fd, mo);
+      sink.begin(pos);
+      let action = ACT_CLOSE;
+      try {
+        const trusted = raw.isTrusted(peer);
+        const stop = raw.serve(this.#in, start, end, peer, trusted, sink);
+        if (sink.overflow === null && stop === Stop.drained) action = ACT_KEEP;
+        else if (sink.overflow === null && (stop === Stop.close || stop === Stop.error)) action = ACT_CLOSE;
+        else {
+          const s = raw.served;
+          const written: Buffer[] = [Buffer.from(sink.arena.subarray(sink.start, sink.pos))];
+          if (sink.overflow !== null) written.push(...sink.overflow);
+          sink.pos = sink.start; // nothing for the addon to write
+          const rest = s.at < end ? Buffer.from(this.#in.subarray(s.at, end)) : EMPTY;
+          // From here on the descriptor belongs to a Node socket, whatever happens next.
+          action = ACT_HANDOFF;
+          raw.adopt(
+            fd,
+            peer,
+            trusted,
+            iv.getUint32(mo + 28, true),
+            written,
+            stop,
+            rest,
+            s.answer,
+            s.keepAlive,
+          );
+        }
+      } catch (err) {
+        raw.internalError(err);
+        if (action !== ACT_HANDOFF) sink.pos = sink.start;
+      }
+      ov.setUint32(mo + 4, sink.start, true);
+      ov.setUint32(mo + 8, sink.pos - sink.start, true);
+      om[mo] = action; // last: the addon closes entries a failed callback left without one
+      pos = sink.pos;
+    }
+  }
+
+  /** Responses the kernel did not take in full: their connections move to Node sockets. */
+  #onShort(n: number): void {
+    const iv = this.#imView;
+    const ov = this.#omView;
+    const om = this.#om;
+    const arena = this.#sink.arena;
+    for (let i = 0; i < n; i++) {
+      const mo = i * META;
+      if (om[mo + 1] !== 1) continue;
+      const fd = iv.getInt32(mo, true);
+      const off = ov.getUint32(mo + 4, true);
+      const len = ov.getUint32(mo + 8, true);
+      const written = ov.getUint32(mo + 12, true);
+      const peer = this.#peer(fd, mo);
+      try {
+        this.#raw.adopt(
+          fd,
+          peer,
+          this.#raw.isTrusted(peer),
+          0,
+          [Buffer.from(arena.subarray(off + written, off + len))],
+          om[mo] === ACT_KEEP ? Stop.drained : Stop.close,
+          EMPTY,
+          null,
+          false,
+        );
+      } catch (err) {
+        this.#raw.internalError(err);
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import type { PeerAddress } from '../../core/address.ts';
+
+/**
+ * What the raw fast path (`HttpFrontend.serve`) stopped on, after answering every complete
+ * tracker request before it. The same loop serves Node sockets and the batched addon; each
+ * transport acts on the stop in its own way.
+ */
+export const Stop = {
+  /** Every byte was consumed; the connection stays open for the next request. */
+  drained: 0,
+  /** The last answer ends the connection (Connection: close, HTTP/1.0 without keep-alive). */
+  close: 1,
+  /** A malformed head was answered with a plain HTTP error; the connection ends. */
+  error: 2,
+  /** An incomplete head starts at `served.at` (an index into the buffer served). */
+  partial: 3,
+  /** The request at `served.at` is not for the raw path (node:http, a WebSocket upgrade). */
+  other: 4,
+  /** The answer is a Promise (`served.answer`); the next request starts at `served.at`. */
+  async: 5,
+} as const;
+export type Stop = (typeof Stop)[keyof typeof Stop];
+
+/** Details of the last stop (scratch owned by the frontend; read at once by the caller). */
+export interface Served {
+  at: number;
+  answer: Promise<Buffer> | null;
+  /** Whether the request answered by `answer` keeps the connection open. */
+  keepAlive: boolean;
+}
+
+/** Where the raw path puts its responses, in order; `more`: further answers follow in this pass. */
+export interface ResponseSink {
+  /**
+   * A tracker answer: status 200 with this bencoded body, exactly the head `httpResponse` writes
+   * (`Connection: close` unless `keepAlive`; `Content-Encoding: gzip` when `gzip`).
+   */
+  answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void;
+  /** A whole response (head and body) as bytes. */
+  send(response: Buffer, more: boolean): void;
+}
+
+/** What a batched listener needs from the frontend it serves. */
+export interface RawHost {
+  readonly served: Served;
+  /** The raw fast path over `buf[off, end)` (see `HttpFrontend.serve`). */
+  serve(buf: Buffer, off: number, end: number, peer: PeerAddress, trusted: boolean, sink: ResponseSink): Stop;
+  isTrusted(peer: PeerAddress): boolean;
+  /**
+   * Takes a connection from the addon onto Node's machinery: writes `written` (responses not
+   * yet sent, in order), then acts on `stop` with the bytes not yet consumed (`rest`, a copy).
+   */
+  adopt(
+    fd: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    idleForMs: number,
+    written: readonly Buffer[],
+    stop: Stop,
+    rest: Buffer,
+    answer: Promise<Buffer> | null,
+    keepAlive: boolean,
+  ): void;
+  internalError(err: unknown): void;
+}
