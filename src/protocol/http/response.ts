@@ -42,7 +42,10 @@ class Writer {
   }
   bytes(b: Uint8Array, start = 0, end = b.length): void {
     this.ascii(`${end - start}:`);
-    this.buf.set(b.subarray(start, end), this.pos);
+    // A whole array is copied without a view: `subarray` of a small typed array (held inline by
+    // V8) forces it onto a malloc'd backing store, a cost on every announce.
+    if (start === 0 && end === b.length) this.buf.set(b, this.pos);
+    else this.buf.set(b.subarray(start, end), this.pos);
     this.pos += end - start;
   }
 }
