@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { type PeerAddress, parseIp } from '../../core/address.ts';
 import { TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -154,7 +154,8 @@ export class UdpFrontend {
     // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
     const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
     const asyncStore = this.#o.asyncStore === true;
-    const out = Buffer.alloc(this.#outSlot);
+    // The reply buffer; replaced whenever a send had to be queued (see #sendDgram).
+    const reply = { out: Buffer.alloc(this.#outSlot) };
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(l.port, l.host, () => {
@@ -175,23 +176,24 @@ export class UdpFrontend {
         this.#peerCache.set(rinfo.address, parsed);
         peer = parsed;
       }
-      const len = this.#handle(
-        msg,
-        msg.length,
-        peer,
-        rinfo.port,
-        out,
-        asyncStore ? (n) => this.#sendDgram(socket, out, n, rinfo) : null,
-      );
-      if (len > 0) this.#sendDgram(socket, out, len, rinfo);
+      const out = reply.out;
+      if (asyncStore) {
+        // A deferred answer writes into `out` later: every reply is then sent from a copy.
+        const len = this.#handle(msg, msg.length, peer, rinfo.port, out, (n) =>
+          socket.send(Buffer.from(out.subarray(0, n)), rinfo.port, rinfo.address),
+        );
+        if (len > 0) socket.send(Buffer.from(out.subarray(0, len)), rinfo.port, rinfo.address);
+        return;
+      }
+      const len = this.#handle(msg, msg.length, peer, rinfo.port, out, null);
+      if (len === 0) return;
+      // Node tries the send at once (uv_udp_try_send); only when the kernel cannot take it now is
+      // the request queued, holding a view of `out`: the next replies then get a fresh buffer.
+      // Sent at once, `out` is free again, so the common case neither allocates nor copies.
+      socket.send(out, 0, len, rinfo.port, rinfo.address);
+      if (socket.getSendQueueCount() > 0) reply.out = Buffer.alloc(this.#outSlot);
     });
     this.#dgram.push(socket);
-  }
-
-  #sendDgram(socket: Socket, out: Buffer, len: number, rinfo: RemoteInfo): void {
-    // dgram may queue the buffer when the socket is not writable at once, so the shared reply
-    // buffer is copied (the batched path has no such copy).
-    socket.send(Buffer.from(out.subarray(0, len)), rinfo.port, rinfo.address);
   }
 
   async stop(): Promise<void> {
