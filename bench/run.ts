@@ -453,27 +453,32 @@ async function throughput(t: Tracker): Promise<void> {
       if (name.startsWith('UDP'))
         udpLoad(port, name.includes('scrape') ? 'scrape' : 'announce', P.warm, P.torrents, P.peers);
       else httpLoad(port, name.includes('scrape') ? 'scrape' : 'announce', name.includes('new'), P.warm);
-      const c0 = cpuSeconds(pid);
-      const r = run();
-      const c1 = cpuSeconds(pid);
-      rows.push({
-        test: name,
-        tracker: t.name,
-        rps: r.rps,
-        cpuUs: r.ok > 0 ? ((c1 - c0) / r.ok) * 1e6 : Number.NaN,
-        p50: r.p50_us,
-        p99: r.p99_us,
-        clientBusy: r.clientCpu / r.seconds,
-        invalid: r.invalid,
-        missing: r.missing,
-      });
-      log(
-        `${t.name}: ${name}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us invalid ${r.invalid} missing ${r.missing}`,
-      );
+      measure(name, t.name, pid, run);
     }
   } finally {
     await stop(child);
   }
+}
+
+/** Runs one measured load against the tracker process `pid` and adds its row (CPU from /proc). */
+function measure(test: string, tracker: string, pid: number, run: () => LoadResult): void {
+  const c0 = cpuSeconds(pid);
+  const r = run();
+  const c1 = cpuSeconds(pid);
+  rows.push({
+    test,
+    tracker,
+    rps: r.rps,
+    cpuUs: r.ok > 0 ? ((c1 - c0) / r.ok) * 1e6 : Number.NaN,
+    p50: r.p50_us,
+    p99: r.p99_us,
+    clientBusy: r.clientCpu / r.seconds,
+    invalid: r.invalid,
+    missing: r.missing,
+  });
+  log(
+    `${tracker}: ${test}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us invalid ${r.invalid} missing ${r.missing}`,
+  );
 }
 
 const DGRAM_TEST = 'UDP announce, node:dgram fallback (no addon)';
@@ -488,21 +493,7 @@ async function dgramTest(): Promise<void> {
     const pid = child.pid!;
     udpLoad(port, 'fill', 120, P.torrents, P.peers);
     udpLoad(port, 'announce', P.warm, P.torrents, P.peers);
-    const c0 = cpuSeconds(pid);
-    const r = udpLoad(port, 'announce', P.seconds, P.torrents, P.peers);
-    const c1 = cpuSeconds(pid);
-    rows.push({
-      test: DGRAM_TEST,
-      tracker: 'herald',
-      rps: r.rps,
-      cpuUs: r.ok > 0 ? ((c1 - c0) / r.ok) * 1e6 : Number.NaN,
-      p50: r.p50_us,
-      p99: r.p99_us,
-      clientBusy: r.clientCpu / r.seconds,
-      invalid: r.invalid,
-      missing: r.missing,
-    });
-    log(`herald: ${DGRAM_TEST}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us`);
+    measure(DGRAM_TEST, 'herald', pid, () => udpLoad(port, 'announce', P.seconds, P.torrents, P.peers));
   } finally {
     await stop(child);
   }
