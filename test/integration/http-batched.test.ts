@@ -6,6 +6,7 @@
  * src/frontend/http/batched-listener.test.ts), idle close, stop(), many connections and random bytes.
  * Skipped (with the reason printed) when the addon is not built.
  */
+
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import { WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { Logger } from '../../src/core/log.ts';
+import { xorshift } from '../../src/core/random.ts';
 import { AnnounceEvent } from '../../src/core/types.ts';
 import { loadHttpBatchAddon } from '../../src/frontend/http/batch.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
@@ -136,19 +138,6 @@ async function writeCut(socket: Socket, data: Buffer, cuts: number[], gapMs = 15
 const announceReq = (h: Buffer, port: number, extra = '') =>
   `GET ${announcePath({ infoHash: h, port, left: 0 })} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
 const scrapeReq = (h: Buffer) => `GET /scrape?info_hash=${pct(h)} HTTP/1.1\r\nHost: x\r\n\r\n`;
-
-/** A deterministic PRNG (xorshift32) for the fuzz test. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 describe('batched HTTP listeners', { skip }, () => {
   let tracker: Tracker;
@@ -413,7 +402,7 @@ describe('batched HTTP listeners', { skip }, () => {
   });
 
   test('fuzz: random bytes, random cuts, random request fragments never crash or hang it', async () => {
-    const next = rng(0x5eed);
+    const next = xorshift(0x5eed);
     const h = hashOf(9010);
     const pieces = [
       announceReq(h, 6701),

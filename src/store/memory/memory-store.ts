@@ -1,3 +1,4 @@
+import { xorshift } from '../../core/random.ts';
 import {
   AnnounceEvent,
   type AnnounceRequest,
@@ -8,18 +9,6 @@ import {
 import { COUNTED, PeerPool, SEEDER } from '../../swarm/peer-pool.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
 import { SwarmIndex } from './swarm-index.ts';
-
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 /**
  * The default swarm store: everything in this process's memory, answered synchronously.
