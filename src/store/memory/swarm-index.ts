@@ -27,12 +27,16 @@ export function halfSipHash13(b: Uint8Array, off: number, k0: number, k1: number
   let v1 = k1 | 0;
   let v2 = 0x6c796765 ^ k0;
   let v3 = 0x74656462 ^ k1;
-  // Five little-endian message words, then the length block (20 << 24): one round each.
-  for (let i = 0; i < 24; i += 4) {
-    const m =
-      i < 20
-        ? b[off + i] | (b[off + i + 1] << 8) | (b[off + i + 2] << 16) | (b[off + i + 3] << 24)
-        : 20 << 24;
+  // Steps 0-4: the five little-endian message words; 5: the length block (20 << 24); one
+  // round each. Steps 6-8: finalisation (v2 ^= 0xff, then three rounds). One round body serves
+  // all; a finalisation step's m is 0, so its `v0 ^= m` changes nothing.
+  for (let step = 0; step < 9; step++) {
+    let m = 0;
+    if (step < 5) {
+      const i = off + 4 * step;
+      m = b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
+    } else if (step === 5) m = 20 << 24;
+    else if (step === 6) v2 ^= 0xff;
     v3 ^= m;
     v0 = (v0 + v1) | 0;
     v1 = (v1 << 5) | (v1 >>> 27);
@@ -49,23 +53,6 @@ export function halfSipHash13(b: Uint8Array, off: number, k0: number, k1: number
     v1 ^= v2;
     v2 = (v2 << 16) | (v2 >>> 16);
     v0 ^= m;
-  }
-  v2 ^= 0xff;
-  for (let r = 0; r < 3; r++) {
-    v0 = (v0 + v1) | 0;
-    v1 = (v1 << 5) | (v1 >>> 27);
-    v1 ^= v0;
-    v0 = (v0 << 16) | (v0 >>> 16);
-    v2 = (v2 + v3) | 0;
-    v3 = (v3 << 8) | (v3 >>> 24);
-    v3 ^= v2;
-    v0 = (v0 + v3) | 0;
-    v3 = (v3 << 7) | (v3 >>> 25);
-    v3 ^= v0;
-    v2 = (v2 + v1) | 0;
-    v1 = (v1 << 13) | (v1 >>> 19);
-    v1 ^= v2;
-    v2 = (v2 << 16) | (v2 >>> 16);
   }
   return (v1 ^ v3) >>> 0;
 }
