@@ -342,14 +342,16 @@ export class HttpFrontend implements RawHost {
     for (const b of this.#batched) b.sweep(this.#idleMs);
   }
 
-  /** The connection leaves the raw path (hand-over to node:http or the WebSocket frontend). */
+  /**
+   * The connection leaves the raw path (hand-over to node:http or the WebSocket frontend). Its
+   * error listener stays: the caller removes it once the new owner has its own.
+   */
   #detach(socket: RawSocket): void {
     const c = socket[RAW];
     if (c !== undefined) this.#conns.delete(c);
     socket[RAW] = undefined;
     socket.removeListener('data', onRawData);
     socket.removeListener('close', onRawClose);
-    socket.removeListener('error', ignoreError);
   }
 
   /**
@@ -370,6 +372,7 @@ export class HttpFrontend implements RawHost {
     if (!up.isPath(url)) return false;
     // The socket leaves this frontend entirely: none of its listeners may outlive the hand-over.
     this.#detach(socket);
+    socket.removeListener('error', ignoreError);
     up.accept(
       url,
       upgradeRequestOfHead('GET', buf.toString('latin1', off, headEnd)),
@@ -381,9 +384,9 @@ export class HttpFrontend implements RawHost {
 
   /** Passes the connection to node:http with the bytes it has not consumed. */
   handOff(socket: Socket, rest: Buffer): void {
+    // The error listener stays: node:http would otherwise see an error with no listener between
+    // now and its own.
     this.#detach(socket);
-    // node:http would otherwise see an error with no listener between now and its own.
-    socket.on('error', ignoreError);
     socket.pause();
     if (rest.length > 0) socket.unshift(rest);
     this.#web.emit('connection', socket);
