@@ -47,6 +47,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#define ADDON_NAME "http_batch"
+#define ADDON_ERR_CODE "ERR_HTTP_BATCH"
+#include "addon_common.h"
+
 #define BATCH 64
 #define META 32
 #define IN_SLOT 16384
@@ -81,23 +85,6 @@ typedef struct {
   uint8_t full[BATCH]; /* the entry's read filled its slot (more may be waiting) */
   uint8_t waited[BATCH]; /* the entry came from the epoll set (close() has closed it if stopped) */
 } handle_t;
-
-#define CHECK(call)                                                    \
-  do {                                                                 \
-    if ((call) != napi_ok) {                                           \
-      napi_throw_error(env, NULL, "http_batch: " #call " failed");     \
-      return NULL;                                                     \
-    }                                                                  \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what) {
-  char msg[256];
-  char code[32];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
-  snprintf(code, sizeof code, "%s", errno == EADDRINUSE ? "EADDRINUSE" : errno == EACCES ? "EACCES" : "ERR_HTTP_BATCH");
-  napi_throw_error(env, code, msg);
-  return NULL;
-}
 
 static void put32(uint8_t *p, uint32_t v) {
   p[0] = v & 0xff; p[1] = (v >> 8) & 0xff; p[2] = (v >> 16) & 0xff; p[3] = (v >> 24) & 0xff;
@@ -366,13 +353,6 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-static void buffer_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  void *p = NULL;
-  *len = 0;
-  napi_get_arraybuffer_info(env, v, &p, len);
-  *data = (uint8_t *)p;
-}
-
 static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   handle_t *h = (handle_t *)data;
@@ -457,14 +437,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle_t *h = handle_arg(env, info, 1, argv);
   if (h == NULL) return NULL;
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  int port = 0;
-  if (h->lfd >= 0 && getsockname(h->lfd, (struct sockaddr *)&ss, &sl) == 0)
-    port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   napi_value r;
-  CHECK(napi_create_int32(env, port, &r));
+  CHECK(napi_create_int32(env, bound_port(h->lfd), &r));
   return r;
 }
 

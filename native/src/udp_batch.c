@@ -28,6 +28,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#define ADDON_NAME "udp_batch"
+#define ADDON_ERR_CODE NULL
+#include "addon_common.h"
+
 #define BATCH 64
 #define META 32
 #define MAX_ROUNDS 16
@@ -47,21 +51,6 @@ typedef struct {
   struct iovec riov[BATCH], siov[BATCH];
   struct sockaddr_storage raddr[BATCH], saddr[BATCH];
 } handle_t;
-
-#define CHECK(call)                                                    \
-  do {                                                                 \
-    if ((call) != napi_ok) {                                           \
-      napi_throw_error(env, NULL, "udp_batch: " #call " failed");      \
-      return NULL;                                                     \
-    }                                                                  \
-  } while (0)
-
-static napi_value throw_errno(napi_env env, const char *what) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
 
 static void write_meta(uint8_t *m, const struct sockaddr_storage *ss, uint32_t len) {
   memset(m, 0, META);
@@ -165,12 +154,6 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-static void buffer_of(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  void *p = NULL;
-  napi_get_arraybuffer_info(env, v, &p, len);
-  *data = (uint8_t *)p;
-}
-
 /* open(family: 4|6, host: string, port: number, reusePort: boolean) -> handle (external) */
 static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
@@ -233,12 +216,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   handle_t *h;
   CHECK(napi_get_value_external(env, argv[0], (void **)&h));
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(h->fd, (struct sockaddr *)&ss, &sl);
-  int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port) : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   napi_value r;
-  CHECK(napi_create_int32(env, port, &r));
+  CHECK(napi_create_int32(env, bound_port(h->fd), &r));
   return r;
 }
 
