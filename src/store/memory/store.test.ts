@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { xorshift } from '../../core/random.ts';
 import { AnnounceEvent, type AnnounceRequest, type Family } from '../../core/types.ts';
 import { MemorySwarmStore } from './memory-store.ts';
 
@@ -124,16 +125,7 @@ test('property: big mixed-family swarms with peer ids match a reference model', 
   let mixed = 0;
   fc.assert(
     fc.property(fc.array(op, { maxLength: 200, size: 'max' }), fc.integer(), (ops, seed) => {
-      let x = seed | 1;
-      const store = new MemorySwarmStore({
-        peerTimeout: TIMEOUT,
-        random: () => {
-          x ^= x << 13;
-          x ^= x >>> 17;
-          x ^= x << 5;
-          return (x >>> 0) / 2 ** 32;
-        },
-      });
+      const store = new MemorySwarmStore({ peerTimeout: TIMEOUT, random: xorshift(seed | 1) });
       const model = new Map<number, ModelSwarm>();
       let now = 1000;
 
