@@ -1,5 +1,8 @@
 import type { PeerAddress } from '../../core/address.ts';
 
+/** The request head may not exceed this; a longer one gets 431 and the connection closes. */
+export const MAX_HEAD = 8192;
+
 /**
  * What the raw fast path (`HttpFrontend.serve`) stopped on, after answering every complete
  * tracker request before it. The same loop serves Node sockets and the batched addon; each

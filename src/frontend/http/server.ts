@@ -19,13 +19,14 @@ import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
-import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
+import { encodeAnnounce, encodeFailure, encodeScrape } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
 import { loadHttpBatchAddon } from './batch.ts';
 import { BatchedListener } from './batched-listener.ts';
-import { type RawHost, type ResponseSink, type Served, Stop } from './raw-path.ts';
+import { listen, RawConnection, type RawSocket, stopIgnoringErrors, unlisten } from './node-connection.ts';
+import { MAX_HEAD, type RawHost, type ResponseSink, type Served, Stop } from './raw-path.ts';
 
 export interface Listen {
   host: string;
@@ -68,24 +69,8 @@ export interface HttpFrontendOptions {
   io?: 'auto' | 'batched' | 'node';
 }
 
-/** The request head may not exceed this; a longer one gets 431 and the connection closes. */
-const MAX_HEAD = 8192;
 /** Idle keep-alive connections and slow heads are closed after this (by default). */
 const IDLE_TIMEOUT_MS = 30_000;
-
-/** The socket's raw-path state (set on accept, cleared on hand-over); see `onRawData`. */
-const RAW = Symbol('herald.raw');
-type RawSocket = Socket & { [RAW]?: RawConnection };
-
-/** Shared listeners (no closure per connection). `this` is the socket. */
-function onRawData(this: RawSocket, chunk: Buffer): void {
-  this[RAW]?.onData(chunk);
-}
-function onRawClose(this: RawSocket): void {
-  const c = this[RAW];
-  if (c !== undefined) c.frontend.forget(c);
-}
-function ignoreError(): void {}
 
 const ANNOUNCE = Buffer.from('/announce', 'latin1');
 const SCRAPE = Buffer.from('/scrape', 'latin1');
@@ -295,10 +280,7 @@ export class HttpFrontend implements RawHost {
   #attach(socket: RawSocket, peer: PeerAddress, trusted: boolean, lastActive: number): RawConnection {
     const conn = new RawConnection(this, socket, peer, trusted, lastActive);
     this.#conns.add(conn);
-    socket[RAW] = conn;
-    socket.on('error', ignoreError);
-    socket.on('close', onRawClose);
-    socket.on('data', onRawData);
+    listen(socket, conn);
     return conn;
   }
 
@@ -347,11 +329,8 @@ export class HttpFrontend implements RawHost {
    * error listener stays: the caller removes it once the new owner has its own.
    */
   #detach(socket: RawSocket): void {
-    const c = socket[RAW];
+    const c = unlisten(socket);
     if (c !== undefined) this.#conns.delete(c);
-    socket[RAW] = undefined;
-    socket.removeListener('data', onRawData);
-    socket.removeListener('close', onRawClose);
   }
 
   /**
@@ -372,7 +351,7 @@ export class HttpFrontend implements RawHost {
     if (!up.isPath(url)) return false;
     // The socket leaves this frontend entirely: none of its listeners may outlive the hand-over.
     this.#detach(socket);
-    socket.removeListener('error', ignoreError);
+    stopIgnoringErrors(socket);
     up.accept(
       url,
       upgradeRequestOfHead('GET', buf.toString('latin1', off, headEnd)),
@@ -643,133 +622,6 @@ function keyOf(a: PeerAddress): string {
 }
 
 const GZIP = Buffer.from('gzip', 'latin1');
-const GZIP_HEADER = 'Content-Encoding: gzip\r\n';
-
-/** Per-connection state of the raw fast path on a Node socket; it is its own `ResponseSink`. */
-class RawConnection implements ResponseSink {
-  readonly frontend: HttpFrontend;
-  readonly socket: Socket;
-  #peer: PeerAddress;
-  #trusted: boolean;
-  #pending: Buffer | null = null;
-  #waiting = false;
-  /** Corked only when pipelined requests follow, so that their answers leave in one write. */
-  #corked = false;
-  /** performance.now() of the last answer (the idle sweep's clock). */
-  lastActive: number;
-
-  constructor(frontend: HttpFrontend, socket: Socket, peer: PeerAddress, trusted: boolean, now: number) {
-    this.frontend = frontend;
-    this.socket = socket;
-    this.#peer = peer;
-    this.#trusted = trusted;
-    this.lastActive = now;
-  }
-
-  onData(chunk: Buffer): void {
-    const buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-    this.#pending = null;
-    if (this.#waiting) {
-      // An asynchronous answer is in flight: keep order by queueing the bytes.
-      this.#pending = buf;
-      if (buf.length > 16 * MAX_HEAD) this.socket.destroy();
-      return;
-    }
-    this.#process(buf, 0);
-  }
-
-  answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
-    this.send(httpResponse(200, body, { keepAlive, extraHeaders: gzip ? GZIP_HEADER : undefined }), more);
-  }
-
-  send(response: Buffer, more: boolean): void {
-    if (more && !this.#corked) {
-      this.socket.cork();
-      this.#corked = true;
-    }
-    this.socket.write(response);
-  }
-
-  #process(buf: Buffer, off: number): void {
-    const f = this.frontend;
-    let stop: Stop;
-    try {
-      stop = f.serve(buf, off, buf.length, this.#peer, this.#trusted, this);
-    } finally {
-      if (this.#corked) {
-        this.#corked = false;
-        this.socket.uncork();
-      }
-    }
-    const s = f.served;
-    if (stop !== Stop.partial || s.at > off) this.lastActive = performance.now();
-    this.after(stop, buf, s.at, s.answer, s.keepAlive);
-  }
-
-  /** Acts on where the raw path stopped; `buf[at, ...)` are the bytes not consumed. */
-  after(stop: Stop, buf: Buffer, at: number, answer: Promise<Buffer> | null, keepAlive: boolean): void {
-    const socket = this.socket;
-    switch (stop) {
-      case Stop.drained:
-        return;
-      case Stop.close:
-        closeAfterWrite(socket);
-        return;
-      case Stop.error:
-        socket.end();
-        return;
-      case Stop.partial:
-        this.#pending = at === 0 ? buf : buf.subarray(at);
-        return;
-      case Stop.other: {
-        const head = parseRequestHead(buf, at, buf.length, MAX_HEAD);
-        if (
-          head.kind === 'ok' &&
-          head.upgrade &&
-          head.method === 'GET' &&
-          !head.hasBody &&
-          this.frontend.tryRawUpgrade(socket, buf, at, head.pathStart, head.queryEnd, head.headEnd)
-        )
-          return;
-        this.frontend.handOff(socket, buf.subarray(at));
-        return;
-      }
-      case Stop.async:
-        this.#await(answer!, keepAlive, buf.subarray(at));
-        return;
-    }
-  }
-
-  /** An asynchronous answer: bytes that arrive meanwhile are queued, then served in order. */
-  #await(answer: Promise<Buffer>, keepAlive: boolean, rest: Buffer): void {
-    const socket = this.socket;
-    this.#waiting = true;
-    answer.then((body) => {
-      this.#waiting = false;
-      if (socket.destroyed) return;
-      socket.write(httpResponse(200, body, { keepAlive }));
-      if (!keepAlive) {
-        closeAfterWrite(socket);
-        return;
-      }
-      const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
-      this.#pending = null;
-      if (more.length > 0) this.#process(more, 0);
-    });
-  }
-}
-
-/**
- * Closes a connection after its last answer. When the answer has already gone to the kernel
- * (the usual case: one small write), the socket is closed at once, as opentracker does: waiting
- * for the client's FIN after a half-close costs Node a shutdown, a read and more events per
- * connection (about a quarter of the cost of a one-request connection). Otherwise it is ended
- * once the write finishes.
- */
-function closeAfterWrite(socket: Socket): void {
-  if (socket.writableLength === 0) socket.destroy();
-  else socket.end();
-}
 
 /** A plain HTTP error for a head the raw path cannot parse; the connection then ends. */
 function plainError(status: number, reason: string): Buffer {

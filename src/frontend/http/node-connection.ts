@@ -1,0 +1,179 @@
+import type { Socket } from 'node:net';
+import type { PeerAddress } from '../../core/address.ts';
+import { parseRequestHead } from '../../protocol/http/request.ts';
+import { httpResponse } from '../../protocol/http/response.ts';
+import { MAX_HEAD, type ResponseSink, Stop } from './raw-path.ts';
+import type { HttpFrontend } from './server.ts';
+
+/*
+ * The raw fast path on Node's own sockets (node:net, node:tls, and connections the batched addon
+ * hands over): per-connection state and the listeners that feed it. `HttpFrontend` keeps the set
+ * of connections and decides hand-overs; the answering loop is `HttpFrontend.serve`.
+ */
+
+/** The socket's raw-path state (set on accept, cleared on hand-over); see `onRawData`. */
+const RAW = Symbol('herald.raw');
+export type RawSocket = Socket & { [RAW]?: RawConnection };
+
+/** Shared listeners (no closure per connection). `this` is the socket. */
+function onRawData(this: RawSocket, chunk: Buffer): void {
+  this[RAW]?.onData(chunk);
+}
+function onRawClose(this: RawSocket): void {
+  const c = this[RAW];
+  if (c !== undefined) c.frontend.forget(c);
+}
+function ignoreError(): void {}
+
+/** Feeds the socket's bytes to `conn` (shared listeners: no closure per connection). */
+export function listen(socket: RawSocket, conn: RawConnection): void {
+  socket[RAW] = conn;
+  socket.on('error', ignoreError);
+  socket.on('close', onRawClose);
+  socket.on('data', onRawData);
+}
+
+/**
+ * Takes the socket off the raw path; returns the connection it had. Its error listener stays
+ * (see `stopIgnoringErrors`) until the new owner has its own.
+ */
+export function unlisten(socket: RawSocket): RawConnection | undefined {
+  const c = socket[RAW];
+  socket[RAW] = undefined;
+  socket.removeListener('data', onRawData);
+  socket.removeListener('close', onRawClose);
+  return c;
+}
+
+/** Removes the raw path's error listener (the socket's new owner listens for errors itself). */
+export function stopIgnoringErrors(socket: Socket): void {
+  socket.removeListener('error', ignoreError);
+}
+
+const GZIP_HEADER = 'Content-Encoding: gzip\r\n';
+
+/** Per-connection state of the raw fast path on a Node socket; it is its own `ResponseSink`. */
+export class RawConnection implements ResponseSink {
+  readonly frontend: HttpFrontend;
+  readonly socket: Socket;
+  #peer: PeerAddress;
+  #trusted: boolean;
+  #pending: Buffer | null = null;
+  #waiting = false;
+  /** Corked only when pipelined requests follow, so that their answers leave in one write. */
+  #corked = false;
+  /** performance.now() of the last answer (the idle sweep's clock). */
+  lastActive: number;
+
+  constructor(frontend: HttpFrontend, socket: Socket, peer: PeerAddress, trusted: boolean, now: number) {
+    this.frontend = frontend;
+    this.socket = socket;
+    this.#peer = peer;
+    this.#trusted = trusted;
+    this.lastActive = now;
+  }
+
+  onData(chunk: Buffer): void {
+    const buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = null;
+    if (this.#waiting) {
+      // An asynchronous answer is in flight: keep order by queueing the bytes.
+      this.#pending = buf;
+      if (buf.length > 16 * MAX_HEAD) this.socket.destroy();
+      return;
+    }
+    this.#process(buf, 0);
+  }
+
+  answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
+    this.send(httpResponse(200, body, { keepAlive, extraHeaders: gzip ? GZIP_HEADER : undefined }), more);
+  }
+
+  send(response: Buffer, more: boolean): void {
+    if (more && !this.#corked) {
+      this.socket.cork();
+      this.#corked = true;
+    }
+    this.socket.write(response);
+  }
+
+  #process(buf: Buffer, off: number): void {
+    const f = this.frontend;
+    let stop: Stop;
+    try {
+      stop = f.serve(buf, off, buf.length, this.#peer, this.#trusted, this);
+    } finally {
+      if (this.#corked) {
+        this.#corked = false;
+        this.socket.uncork();
+      }
+    }
+    const s = f.served;
+    if (stop !== Stop.partial || s.at > off) this.lastActive = performance.now();
+    this.after(stop, buf, s.at, s.answer, s.keepAlive);
+  }
+
+  /** Acts on where the raw path stopped; `buf[at, ...)` are the bytes not consumed. */
+  after(stop: Stop, buf: Buffer, at: number, answer: Promise<Buffer> | null, keepAlive: boolean): void {
+    const socket = this.socket;
+    switch (stop) {
+      case Stop.drained:
+        return;
+      case Stop.close:
+        closeAfterWrite(socket);
+        return;
+      case Stop.error:
+        socket.end();
+        return;
+      case Stop.partial:
+        this.#pending = at === 0 ? buf : buf.subarray(at);
+        return;
+      case Stop.other: {
+        const head = parseRequestHead(buf, at, buf.length, MAX_HEAD);
+        if (
+          head.kind === 'ok' &&
+          head.upgrade &&
+          head.method === 'GET' &&
+          !head.hasBody &&
+          this.frontend.tryRawUpgrade(socket, buf, at, head.pathStart, head.queryEnd, head.headEnd)
+        )
+          return;
+        this.frontend.handOff(socket, buf.subarray(at));
+        return;
+      }
+      case Stop.async:
+        this.#await(answer!, keepAlive, buf.subarray(at));
+        return;
+    }
+  }
+
+  /** An asynchronous answer: bytes that arrive meanwhile are queued, then served in order. */
+  #await(answer: Promise<Buffer>, keepAlive: boolean, rest: Buffer): void {
+    const socket = this.socket;
+    this.#waiting = true;
+    answer.then((body) => {
+      this.#waiting = false;
+      if (socket.destroyed) return;
+      socket.write(httpResponse(200, body, { keepAlive }));
+      if (!keepAlive) {
+        closeAfterWrite(socket);
+        return;
+      }
+      const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
+      this.#pending = null;
+      if (more.length > 0) this.#process(more, 0);
+    });
+  }
+}
+
+/**
+ * Closes a connection after its last answer. When the answer has already gone to the kernel
+ * (the usual case: one small write), the socket is closed at once, as opentracker does: waiting
+ * for the client's FIN after a half-close costs Node a shutdown, a read and more events per
+ * connection (about a quarter of the cost of a one-request connection). Otherwise it is ended
+ * once the write finishes.
+ */
+function closeAfterWrite(socket: Socket): void {
+  if (socket.writableLength === 0) socket.destroy();
+  else socket.end();
+}
