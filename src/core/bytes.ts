@@ -5,3 +5,15 @@
 export function binaryString(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
+
+/**
+ * Copies `n` bytes from `src[from]` to `dst[to]`: a byte loop for short runs (a peer, a typical
+ * peer list), one `set` for long ones. A whole array goes in one `set`; otherwise `set` needs
+ * `src.subarray`, a view object per call that, for a small typed array V8 keeps inside its heap,
+ * first moves the array to a malloc'd backing store.
+ */
+export function copyBytes(dst: Uint8Array, to: number, src: Uint8Array, from: number, n: number): void {
+  if (from === 0 && n === src.length) dst.set(src, to);
+  else if (n <= 64) for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+  else dst.set(src.subarray(from, from + n), to);
+}

@@ -47,7 +47,11 @@ export interface AnnounceResult {
   complete: number;
   incomplete: number;
   downloaded: number;
-  /** Compact peers of the requester's family: 6 bytes each (v4) or 18 bytes each (v6). */
+  /**
+   * Compact peers of the requester's family, 6 bytes each (v4) or 18 bytes each (v6): the first
+   * `peerCount` records. It may be a buffer the store reuses (the memory store's is): read it
+   * before calling the store again. A store that answers asynchronously returns its own buffer.
+   */
   peers: Uint8Array;
   /** Number of peers in `peers`. */
   peerCount: number;

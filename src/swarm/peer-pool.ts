@@ -1,3 +1,5 @@
+import { copyBytes } from '../core/bytes.ts';
+
 /**
  * The peers of every swarm of one address family, in wire form (opentracker's layout, in pooled
  * typed arrays). A swarm is an integer id handed out by the store; a swarm's peers of this
@@ -125,12 +127,6 @@ class SizeClass {
       this.owner.pop();
     }
   }
-}
-
-/** Copies n bytes; a loop for the short runs peers are, `set` for long ones. */
-function copyBytes(dst: Uint8Array, to: number, src: Uint8Array, from: number, n: number): void {
-  if (n > 64) dst.set(src.subarray(from, from + n), to);
-  else for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
 }
 
 function copyWords(dst: Uint32Array, to: number, src: Uint32Array, from: number, n: number): void {

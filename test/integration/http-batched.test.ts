@@ -15,7 +15,7 @@ import { WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { xorshift } from '../../src/core/random.ts';
-import { AnnounceEvent } from '../../src/core/types.ts';
+import { AnnounceEvent, type AnnounceResult } from '../../src/core/types.ts';
 import { loadHttpBatchAddon } from '../../src/frontend/http/batch.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
@@ -559,7 +559,15 @@ describe('batched HTTP with an asynchronous store', { skip }, () => {
       get(target, key) {
         const v = Reflect.get(target, key, target);
         if (key === 'announce' || key === 'scrape')
-          return (...args: unknown[]) => later((v as (...a: unknown[]) => unknown).apply(target, args));
+          return (...args: unknown[]) => {
+            const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+            // An asynchronous store owns the peers it returns (AnnounceResult.peers).
+            const own =
+              key === 'announce'
+                ? { ...(r as AnnounceResult), peers: (r as AnnounceResult).peers.slice() }
+                : r;
+            return later(own);
+          };
         return typeof v === 'function' ? v.bind(target) : v;
       },
     }) as unknown as SwarmStore;

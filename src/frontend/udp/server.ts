@@ -7,7 +7,8 @@ import type { AnnounceEvent, AnnounceRequest, AnnounceResult, ScrapeEntry } from
 import { passkeyFromPath } from '../../policy/policy.ts';
 import {
   MAX_RESPONSE_SIZE,
-  parseRequest,
+  readRequest,
+  UdpPacket,
   writeAnnounceResponse,
   writeConnectResponse,
   writeErrorResponse,
@@ -47,6 +48,24 @@ function literalLookup(
   callback(null, address, address.includes(':') ? 6 : 4);
 }
 
+function blankRequest(): AnnounceRequest {
+  return {
+    infoHash: EMPTY,
+    peerId: EMPTY,
+    family: 4,
+    ip: EMPTY,
+    port: 0,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: 0 as AnnounceEvent,
+    numWant: -1,
+    wantPeerIds: false,
+  };
+}
+
+const EMPTY = new Uint8Array(0);
+
 /** The largest datagram read; a longer one is truncated by the kernel and dropped here. */
 const IN_SLOT = 2048;
 
@@ -68,6 +87,10 @@ export class UdpFrontend {
   #batched: { addon: UdpBatchAddon; handle: object; host: string }[] = [];
   /** Reused: the service reads it synchronously, before any await. */
   #ctx: RequestContext = requestContext('udp', null);
+  /** Each datagram is read into this one object (see `UdpPacket`). */
+  #packet = new UdpPacket();
+  /** The announce handed to a synchronous store, reused (see #handle). */
+  #req: AnnounceRequest = blankRequest();
   #outSlot: number;
   /** Parsed client addresses by text form (dgram path): parsing per packet costs more than a lookup. */
   #peerCache = new Map<string, PeerAddress>();
@@ -154,8 +177,9 @@ export class UdpFrontend {
     // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
     const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
     const asyncStore = this.#o.asyncStore === true;
-    // The reply buffer; replaced whenever a send had to be queued (see #sendDgram).
-    const reply = { out: Buffer.alloc(this.#outSlot) };
+    // The reply buffer, replaced whenever a send had to be queued (see below), and views of its
+    // first `len` bytes by length: `send(buf, offset, len, ...)` would create one per reply.
+    const reply = { out: Buffer.alloc(this.#outSlot), views: [] as (Buffer | undefined)[] };
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(l.port, l.host, () => {
@@ -190,8 +214,16 @@ export class UdpFrontend {
       // Node tries the send at once (uv_udp_try_send); only when the kernel cannot take it now is
       // the request queued, holding a view of `out`: the next replies then get a fresh buffer.
       // Sent at once, `out` is free again, so the common case neither allocates nor copies.
-      socket.send(out, 0, len, rinfo.port, rinfo.address);
-      if (socket.getSendQueueCount() > 0) reply.out = Buffer.alloc(this.#outSlot);
+      let view = reply.views[len];
+      if (view === undefined) {
+        view = out.subarray(0, len);
+        reply.views[len] = view;
+      }
+      socket.send(view, rinfo.port, rinfo.address);
+      if (socket.getSendQueueCount() > 0) {
+        reply.out = Buffer.alloc(this.#outSlot);
+        reply.views = [];
+      }
     });
     this.#dgram.push(socket);
   }
@@ -217,94 +249,67 @@ export class UdpFrontend {
   ): number {
     const service = this.#o.service;
     const counters = service.counters;
-    const r = parseRequest(msg, len);
+    const p = this.#packet;
+    const action = readRequest(msg, len, p);
     const now = service.clock.now();
     try {
-      switch (r.action) {
+      switch (action) {
         case 0:
           counters.udpConnects++;
-          return writeConnectResponse(out, r.transactionId, this.#ids.make(peer.bytes, port, now));
+          return writeConnectResponse(out, p.transactionId, this.#ids.make(peer.bytes, port, now));
         case 1: {
-          if (!this.#ids.check(r.connectionId, peer.bytes, port, now)) {
+          if (!this.#ids.check(p, peer.bytes, port, now)) {
             counters.udpDropped++;
             return 0;
           }
           // The `ip` field is ignored: believing it would let anyone register a third party.
-          const req: AnnounceRequest = {
-            infoHash: r.infoHash,
-            peerId: r.peerId,
-            family: peer.family,
-            ip: peer.bytes,
-            port: r.port,
-            uploaded: r.uploaded,
-            downloaded: r.downloaded,
-            left: r.left,
-            event: r.event as AnnounceEvent,
-            numWant: r.numWant,
-            wantPeerIds: false,
-          };
-          const tid = r.transactionId;
-          const reply = (res: AnnounceResult | TrackerError): number => {
-            if (res instanceof TrackerError) {
-              counters.failures.udp++;
-              return writeErrorResponse(out, tid, res.message);
-            }
-            counters.announces.udp++;
-            if (this.#o.logRequests)
-              this.#o.logger.info('udp announce', { port: req.port, event: req.event });
-            const stride = peer.family === 4 ? 6 : 18;
-            return writeAnnounceResponse(
-              out,
-              tid,
-              service.settings.interval,
-              res.incomplete,
-              res.complete,
-              res.peers,
-              res.peerCount * stride,
-            );
-          };
+          // A synchronous store reads the request before returning, so one object serves every
+          // packet; an asynchronous one gets its own, with its own copies of the hashes.
+          const req = later === null ? this.#req : blankRequest();
+          req.infoHash = later === null ? p.infoHash : p.infoHash.slice();
+          req.peerId = later === null ? p.peerId : p.peerId.slice();
+          req.family = peer.family;
+          req.ip = peer.bytes;
+          req.port = p.port;
+          req.uploaded = p.uploaded;
+          req.downloaded = p.downloaded;
+          req.left = p.left;
+          req.event = p.event as AnnounceEvent;
+          req.numWant = p.numWant;
           const ctx = this.#ctx;
           // Private mode: the passkey travels in BEP 41 URL data ("/announce/<passkey>").
-          ctx.passkey = r.urlData === null ? null : passkeyFromPath(r.urlData);
+          ctx.passkey = p.urlData === null ? null : passkeyFromPath(p.urlData);
           ctx.member = null;
           ctx.torrent = null;
           const res = service.announce(req, ctx);
-          if (res instanceof Promise) return this.#deferred(res, reply, later);
-          return reply(res);
+          if (res instanceof Promise) {
+            const tid = p.transactionId;
+            return this.#deferred(res, (v) => this.#announceReply(out, tid, peer.family, req, v), later);
+          }
+          return this.#announceReply(out, p.transactionId, peer.family, req, res);
         }
         case 2: {
-          if (!this.#ids.check(r.connectionId, peer.bytes, port, now)) {
+          if (!this.#ids.check(p, peer.bytes, port, now)) {
             counters.udpDropped++;
             return 0;
           }
-          const tid = r.transactionId;
-          const reply = (entries: ScrapeEntry[] | TrackerError): number => {
-            if (entries instanceof TrackerError) {
-              counters.failures.udp++;
-              return writeErrorResponse(out, tid, entries.message);
-            }
-            counters.scrapes.udp++;
-            if (this.#o.logRequests) this.#o.logger.info('udp scrape', { hashes: entries.length });
-            return writeScrapeResponse(out, tid, entries);
-          };
           const ctx = this.#ctx;
           ctx.passkey = null; // BEP 15 scrape packets carry no URL data
           ctx.member = null;
           ctx.torrent = null;
-          const res = service.scrape(r.infoHashes, ctx);
-          if (res instanceof Promise) return this.#deferred(res, reply, later);
-          return reply(res);
+          const res = service.scrape(p.infoHashes, ctx);
+          if (res instanceof Promise) {
+            const tid = p.transactionId;
+            return this.#deferred(res, (v) => this.#scrapeReply(out, tid, v), later);
+          }
+          return this.#scrapeReply(out, p.transactionId, res);
         }
         default:
           // Malformed: answer only a sender that proved its address with a valid connection id
           // (STYLE.md example 2); everything else is dropped silently.
-          if (
-            r.transactionId !== null &&
-            r.connectionId !== null &&
-            this.#ids.check(r.connectionId, peer.bytes, port, now)
-          ) {
+          if (p.transactionId >= 0 && p.hasConnectionId && this.#ids.check(p, peer.bytes, port, now)) {
             counters.failures.udp++;
-            return writeErrorResponse(out, r.transactionId, r.error.message);
+            return writeErrorResponse(out, p.transactionId, p.error.message);
           }
           counters.udpDropped++;
           return 0;
@@ -313,6 +318,43 @@ export class UdpFrontend {
       this.#internal(err);
       return 0;
     }
+  }
+
+  #announceReply(
+    out: Buffer,
+    tid: number,
+    family: 4 | 6,
+    req: AnnounceRequest,
+    res: AnnounceResult | TrackerError,
+  ): number {
+    const counters = this.#o.service.counters;
+    if (res instanceof TrackerError) {
+      counters.failures.udp++;
+      return writeErrorResponse(out, tid, res.message);
+    }
+    counters.announces.udp++;
+    if (this.#o.logRequests) this.#o.logger.info('udp announce', { port: req.port, event: req.event });
+    const stride = family === 4 ? 6 : 18;
+    return writeAnnounceResponse(
+      out,
+      tid,
+      this.#o.service.settings.interval,
+      res.incomplete,
+      res.complete,
+      res.peers,
+      res.peerCount * stride,
+    );
+  }
+
+  #scrapeReply(out: Buffer, tid: number, entries: ScrapeEntry[] | TrackerError): number {
+    const counters = this.#o.service.counters;
+    if (entries instanceof TrackerError) {
+      counters.failures.udp++;
+      return writeErrorResponse(out, tid, entries.message);
+    }
+    counters.scrapes.udp++;
+    if (this.#o.logRequests) this.#o.logger.info('udp scrape', { hashes: entries.length });
+    return writeScrapeResponse(out, tid, entries);
   }
 
   #deferred<T>(p: Promise<T>, reply: (v: T) => number, later: ((len: number) => void) | null): number {

@@ -1,4 +1,5 @@
 import { formatIp } from '../../core/address.ts';
+import { copyBytes } from '../../core/bytes.ts';
 import type { AnnounceResult, Family, ScrapeEntry } from '../../core/types.ts';
 
 /**
@@ -42,10 +43,7 @@ class Writer {
   }
   bytes(b: Uint8Array, start = 0, end = b.length): void {
     this.ascii(`${end - start}:`);
-    // A whole array is copied without a view: `subarray` of a small typed array (held inline by
-    // V8) forces it onto a malloc'd backing store, a cost on every announce.
-    if (start === 0 && end === b.length) this.buf.set(b, this.pos);
-    else this.buf.set(b.subarray(start, end), this.pos);
+    copyBytes(this.buf, this.pos, b, start, end - start);
     this.pos += end - start;
   }
 }

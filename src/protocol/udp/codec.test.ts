@@ -7,6 +7,8 @@ import {
   MAX_SCRAPE_HASHES,
   parseRequest,
   parseResponse,
+  readRequest,
+  UdpPacket,
   writeAnnounceRequest,
   writeAnnounceResponse,
   writeConnectRequest,
@@ -247,6 +249,83 @@ test('fuzz: random datagrams and mutated valid packets never throw', () => {
       assert.equal(typeof r.action, 'number');
     }),
     { numRuns: 5000 },
+  );
+});
+
+test('property: one reused UdpPacket reads every datagram of a sequence as a fresh one does', () => {
+  // The server reads every datagram into one UdpPacket: nothing of an earlier packet may show
+  // through in a later one, whatever the mix of actions, refusals and lengths.
+  const fields = (p: UdpPacket) => {
+    const base = {
+      action: p.action,
+      transactionId: p.transactionId,
+      conn: p.hasConnectionId ? [p.hi, p.lo] : null,
+    };
+    if (p.action === -1) return { ...base, error: p.error.message };
+    if (p.action === 1)
+      return {
+        ...base,
+        infoHash: Buffer.from(p.infoHash).toString('hex'),
+        peerId: Buffer.from(p.peerId).toString('hex'),
+        figures: [p.downloaded, p.left, p.uploaded, p.event, p.ip, p.key, p.numWant, p.port],
+        urlData: p.urlData,
+      };
+    if (p.action === 2) return { ...base, hashes: p.infoHashes.map((h) => Buffer.from(h).toString('hex')) };
+    return base;
+  };
+  const datagram = fc.oneof(
+    fc
+      .record({
+        t: u32,
+        h: bytes20,
+        id: bytes20,
+        left: fc.nat(),
+        url: fc.option(fc.constant('/announce/abc')),
+      })
+      .map((f) => {
+        const b = Buffer.alloc(160);
+        const n = writeAnnounceRequest(b, {
+          connectionId: { hi: 5, lo: 6 },
+          transactionId: f.t,
+          infoHash: f.h,
+          peerId: f.id,
+          downloaded: 1,
+          left: f.left,
+          uploaded: 2,
+          event: 1,
+          numWant: 30,
+          port: 6881,
+          urlData: f.url,
+        });
+        return b.subarray(0, n);
+      }),
+    u32.map((t) => {
+      const b = Buffer.alloc(16);
+      return b.subarray(0, writeConnectRequest(b, t));
+    }),
+    fc.array(bytes20, { minLength: 1, maxLength: 80 }).map((hs) => {
+      const b = Buffer.alloc(16 + 20 * hs.length);
+      return b.subarray(0, writeScrapeRequest(b, { hi: 7, lo: 8 }, 9, hs));
+    }),
+    fc.uint8Array({ maxLength: 200 }),
+  );
+  const shared = new UdpPacket();
+  fc.assert(
+    fc.property(fc.array(fc.tuple(datagram, fc.nat({ max: 30 })), { minLength: 1, maxLength: 40 }), (seq) => {
+      for (const [b, cut] of seq) {
+        const len = Math.max(0, b.length - (cut % 3 === 0 ? cut : 0));
+        const fresh = new UdpPacket();
+        assert.equal(readRequest(b, len, shared), readRequest(b, len, fresh));
+        assert.deepEqual(fields(shared), fields(fresh));
+        // Announce hashes are copies: the datagram buffer may be reused at once.
+        if (shared.action === 1) {
+          const before = Buffer.from(shared.infoHash);
+          b.fill(0xee);
+          assert.deepEqual(Buffer.from(shared.infoHash), before);
+        }
+      }
+    }),
+    { numRuns: 300 },
   );
 });
 

@@ -1,3 +1,4 @@
+import { copyBytes } from '../../core/bytes.ts';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
 
@@ -73,72 +74,171 @@ export interface RequestError {
 
 export type UdpRequest = ConnectRequest | AnnounceRequestPacket | ScrapeRequestPacket | RequestError;
 
+// Big-endian fields read and written byte by byte: a DataView per packet is an object (and, when
+// V8 does not inline its constructor, a call into C++) on every request of the hot path.
+
+function u32(buf: Uint8Array, off: number): number {
+  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
+}
+
 function u64(buf: Uint8Array, off: number): number {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const hi = view.getUint32(off);
-  const lo = view.getUint32(off + 4);
+  const hi = u32(buf, off);
   // Exact below 2^53; larger counters (nobody transfers 9 PB) are clamped to 2^53 - 1.
   if (hi >= 0x200000) return Number.MAX_SAFE_INTEGER;
-  return hi * 0x100000000 + lo;
+  return hi * 0x100000000 + u32(buf, off + 4);
 }
 
-function err(
-  error: TrackerError,
-  transactionId: number | null,
-  connectionId: ConnectionId | null,
-): RequestError {
-  return { action: -1, error, transactionId, connectionId };
+/** Writes `n` (0 <= n < 2^32) at `off`, big-endian; a typed array keeps the low 8 bits of each. */
+function put32(out: Uint8Array, off: number, n: number): void {
+  out[off] = n >>> 24;
+  out[off + 1] = n >>> 16;
+  out[off + 2] = n >>> 8;
+  out[off + 3] = n;
 }
 
-/** Parses one request datagram `buf[0, len)`. Never throws. */
-export function parseRequest(buf: Uint8Array, len: number): UdpRequest {
-  if (len < 16 || len > buf.length) return err(Errors.invalidPacket, null, null);
-  const view = new DataView(buf.buffer, buf.byteOffset, len);
-  const hi = view.getUint32(0);
-  const lo = view.getUint32(4);
-  const action = view.getUint32(8);
-  const transactionId = view.getUint32(12);
+/**
+ * One request read in place: the server keeps one and `readRequest` overwrites its fields for
+ * each datagram, so the hot path allocates nothing per packet (no result object, no DataView, no
+ * view per hash). Which fields hold a value depends on `action`; `parseRequest` turns one into
+ * the plain objects above.
+ */
+export class UdpPacket {
+  /** 0 connect, 1 announce, 2 scrape, -1 refused (see `error`). */
+  action: -1 | 0 | 1 | 2 = -1;
+  /** -1 when the packet was too short to carry one: such a packet never gets a reply. */
+  transactionId = -1;
+  /** Whether `hi`/`lo` hold a connection id (every packet but connect and runts). */
+  hasConnectionId = false;
+  /** The connection id's halves (the packet is itself a `ConnectionId`). */
+  hi = 0;
+  lo = 0;
+  /** Announce: copied out of the datagram, overwritten by the next read. */
+  readonly infoHash = new Uint8Array(20);
+  readonly peerId = new Uint8Array(20);
+  downloaded = 0;
+  left = 0;
+  uploaded = 0;
+  event: 0 | 1 | 2 | 3 = 0;
+  ip = 0;
+  key = 0;
+  /** -1 (or any negative) means the default. */
+  numWant = -1;
+  port = 0;
+  /** BEP 41 URL data (path and query, e.g. `/announce/<passkey>`), or null. */
+  urlData: string | null = null;
+  /** Scrape: views of the datagram's hashes (a new array per scrape). */
+  infoHashes: Uint8Array[] = [];
+  /** Why the packet was refused (action -1). */
+  error: TrackerError = Errors.invalidPacket;
+}
+
+function refuse(p: UdpPacket, error: TrackerError): -1 {
+  p.action = -1;
+  p.error = error;
+  return -1;
+}
+
+function copy20(dst: Uint8Array, src: Uint8Array, at: number): void {
+  for (let i = 0; i < 20; i++) dst[i] = src[at + i];
+}
+
+/** Reads one request datagram `buf[0, len)` into `p`; returns `p.action`. Never throws. */
+export function readRequest(buf: Uint8Array, len: number, p: UdpPacket): -1 | 0 | 1 | 2 {
+  p.transactionId = -1;
+  p.hasConnectionId = false;
+  if (len < 16 || len > buf.length) return refuse(p, Errors.invalidPacket);
+  const hi = u32(buf, 0);
+  const lo = u32(buf, 4);
+  const action = u32(buf, 8);
+  const transactionId = u32(buf, 12);
   if (action === Action.connect) {
-    if (hi !== PROTOCOL_ID_HI || lo !== PROTOCOL_ID_LO) return err(Errors.invalidPacket, null, null);
-    return { action: 0, transactionId };
+    if (hi !== PROTOCOL_ID_HI || lo !== PROTOCOL_ID_LO) return refuse(p, Errors.invalidPacket);
+    p.action = 0;
+    p.transactionId = transactionId;
+    return 0;
   }
-  const connectionId = { hi, lo };
+  p.transactionId = transactionId;
+  p.hasConnectionId = true;
+  p.hi = hi;
+  p.lo = lo;
   if (action === Action.announce) {
-    if (len < 98) return err(Errors.invalidPacket, transactionId, connectionId);
-    const event = view.getUint32(80);
-    if (event > 3) return err(Errors.invalidEvent, transactionId, connectionId);
+    if (len < 98) return refuse(p, Errors.invalidPacket);
+    const event = u32(buf, 80);
+    if (event > 3) return refuse(p, Errors.invalidEvent);
     let urlData: string | null = null;
     if (len > 98) {
       const parsed = parseOptions(buf, 98, len);
-      if (parsed === false) return err(Errors.invalidPacket, transactionId, connectionId);
+      if (parsed === false) return refuse(p, Errors.invalidPacket);
       urlData = parsed;
     }
-    return {
-      action: 1,
-      connectionId,
-      transactionId,
-      infoHash: buf.slice(16, 36),
-      peerId: buf.slice(36, 56),
-      downloaded: u64(buf, 56),
-      left: u64(buf, 64),
-      uploaded: u64(buf, 72),
-      event: event as 0 | 1 | 2 | 3,
-      ip: view.getUint32(84),
-      key: view.getUint32(88),
-      numWant: view.getInt32(92),
-      port: view.getUint16(96),
-      urlData,
-    };
+    p.action = 1;
+    copy20(p.infoHash, buf, 16);
+    copy20(p.peerId, buf, 36);
+    p.downloaded = u64(buf, 56);
+    p.left = u64(buf, 64);
+    p.uploaded = u64(buf, 72);
+    p.event = event as 0 | 1 | 2 | 3;
+    p.ip = u32(buf, 84);
+    p.key = u32(buf, 88);
+    p.numWant = u32(buf, 92) | 0;
+    p.port = (buf[96] << 8) | buf[97];
+    p.urlData = urlData;
+    return 1;
   }
   if (action === Action.scrape) {
     const n = (len - 16) / 20;
-    if (n < 1 || !Number.isInteger(n)) return err(Errors.invalidPacket, transactionId, connectionId);
-    if (n > MAX_SCRAPE_HASHES) return err(Errors.tooManyInfoHashes, transactionId, connectionId);
+    if (n < 1 || !Number.isInteger(n)) return refuse(p, Errors.invalidPacket);
+    if (n > MAX_SCRAPE_HASHES) return refuse(p, Errors.tooManyInfoHashes);
     const infoHashes: Uint8Array[] = new Array(n);
-    for (let i = 0; i < n; i++) infoHashes[i] = buf.slice(16 + 20 * i, 36 + 20 * i);
-    return { action: 2, connectionId, transactionId, infoHashes };
+    for (let i = 0; i < n; i++) infoHashes[i] = buf.subarray(16 + 20 * i, 36 + 20 * i);
+    p.action = 2;
+    p.infoHashes = infoHashes;
+    return 2;
   }
-  return err(Errors.invalidAction, transactionId, connectionId);
+  return refuse(p, Errors.invalidAction);
+}
+
+/** Parses one request datagram `buf[0, len)` into a new object (hashes copied). Never throws. */
+export function parseRequest(buf: Uint8Array, len: number): UdpRequest {
+  const p = new UdpPacket();
+  readRequest(buf, len, p);
+  const transactionId = p.transactionId;
+  const connectionId = p.hasConnectionId ? { hi: p.hi, lo: p.lo } : null;
+  switch (p.action) {
+    case 0:
+      return { action: 0, transactionId };
+    case 1:
+      return {
+        action: 1,
+        connectionId: connectionId!,
+        transactionId,
+        infoHash: p.infoHash,
+        peerId: p.peerId,
+        downloaded: p.downloaded,
+        left: p.left,
+        uploaded: p.uploaded,
+        event: p.event,
+        ip: p.ip,
+        key: p.key,
+        numWant: p.numWant,
+        port: p.port,
+        urlData: p.urlData,
+      };
+    case 2:
+      return {
+        action: 2,
+        connectionId: connectionId!,
+        transactionId,
+        infoHashes: p.infoHashes.map((h) => h.slice()),
+      };
+    default:
+      return {
+        action: -1,
+        error: p.error,
+        transactionId: transactionId < 0 ? null : transactionId,
+        connectionId,
+      };
+  }
 }
 
 /**
@@ -178,15 +278,14 @@ function dv(out: Uint8Array): DataView {
 }
 
 export function writeConnectResponse(out: Uint8Array, transactionId: number, id: ConnectionId): number {
-  const v = dv(out);
-  v.setUint32(0, Action.connect);
-  v.setUint32(4, transactionId);
-  v.setUint32(8, id.hi);
-  v.setUint32(12, id.lo);
+  put32(out, 0, Action.connect);
+  put32(out, 4, transactionId);
+  put32(out, 8, id.hi);
+  put32(out, 12, id.lo);
   return 16;
 }
 
-/** `peers` holds compact records (6 bytes v4, 18 bytes v6); `peersLength` bytes are copied. */
+/** `peers` holds compact records (6 bytes v4, 18 bytes v6); its first `peersLength` bytes are copied. */
 export function writeAnnounceResponse(
   out: Uint8Array,
   transactionId: number,
@@ -196,13 +295,12 @@ export function writeAnnounceResponse(
   peers: Uint8Array,
   peersLength: number,
 ): number {
-  const v = dv(out);
-  v.setUint32(0, Action.announce);
-  v.setUint32(4, transactionId);
-  v.setUint32(8, interval);
-  v.setUint32(12, Math.min(leechers, 0xffffffff));
-  v.setUint32(16, Math.min(seeders, 0xffffffff));
-  out.set(peers.subarray(0, peersLength), 20);
+  put32(out, 0, Action.announce);
+  put32(out, 4, transactionId);
+  put32(out, 8, interval);
+  put32(out, 12, Math.min(leechers, 0xffffffff));
+  put32(out, 16, Math.min(seeders, 0xffffffff));
+  copyBytes(out, 20, peers, 0, peersLength);
   return 20 + peersLength;
 }
 
@@ -211,14 +309,14 @@ export function writeScrapeResponse(
   transactionId: number,
   entries: readonly ScrapeEntry[],
 ): number {
-  const v = dv(out);
-  v.setUint32(0, Action.scrape);
-  v.setUint32(4, transactionId);
+  put32(out, 0, Action.scrape);
+  put32(out, 4, transactionId);
   let off = 8;
-  for (const e of entries) {
-    v.setUint32(off, e.complete);
-    v.setUint32(off + 4, e.downloaded);
-    v.setUint32(off + 8, e.incomplete);
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    put32(out, off, e.complete);
+    put32(out, off + 4, e.downloaded);
+    put32(out, off + 8, e.incomplete);
     off += 12;
   }
   return off;
@@ -226,9 +324,8 @@ export function writeScrapeResponse(
 
 /** Error reply; the message is truncated so that the reply stays small. */
 export function writeErrorResponse(out: Uint8Array, transactionId: number, message: string): number {
-  const v = dv(out);
-  v.setUint32(0, Action.error);
-  v.setUint32(4, transactionId);
+  put32(out, 0, Action.error);
+  put32(out, 4, transactionId);
   const m = Buffer.from(message.slice(0, 200), 'utf8');
   out.set(m, 8);
   return 8 + m.length;

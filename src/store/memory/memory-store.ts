@@ -126,7 +126,8 @@ export class MemorySwarmStore implements SwarmStore {
         ids,
         peerIdKnown,
       );
-      peers = this.#out.slice(0, peerCount * stride);
+      // Not copied: the result is read before the store is called again (AnnounceResult.peers).
+      peers = this.#out;
       if (ids !== null) peerIds = ids.subarray(0, peerCount * 20);
     }
 
