@@ -66,6 +66,8 @@ function blankRequest(): AnnounceRequest {
 
 const EMPTY = new Uint8Array(0);
 
+const SOCKET_BUFFER = 4 << 20;
+
 /** The largest datagram read; a longer one is truncated by the kernel and dropped here. */
 const IN_SLOT = 2048;
 
@@ -175,7 +177,15 @@ export class UdpFrontend {
   async #startDgram(l: { host: string; port: number }): Promise<void> {
     const v6 = l.host.includes(':');
     // ipv6Only lets '[::]:P' and '0.0.0.0:P' be bound side by side.
-    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, lookup: literalLookup });
+    // 4 MiB socket buffers, as the addon asks for (the kernel caps them at net.core.*mem_max): a
+    // burst of announces waits in the kernel instead of being dropped.
+    const socket = createSocket({
+      type: v6 ? 'udp6' : 'udp4',
+      ipv6Only: v6,
+      lookup: literalLookup,
+      recvBufferSize: SOCKET_BUFFER,
+      sendBufferSize: SOCKET_BUFFER,
+    });
     const asyncStore = this.#o.asyncStore === true;
     // The reply buffer, replaced whenever a send had to be queued (see below), and views of its
     // first `len` bytes by length: `send(buf, offset, len, ...)` would create one per reply.
