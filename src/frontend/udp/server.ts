@@ -142,6 +142,18 @@ export class UdpFrontend {
     const om = new Uint8Array(outMeta);
     const od = Buffer.from(outData);
     const slot = this.#outSlot;
+    // Views of every slot and its sender's address, made once: nothing is allocated per datagram
+    // (#handle reads them synchronously, before the next datagram overwrites the slot).
+    const ins: Buffer[] = [];
+    const outs: Buffer[] = [];
+    const from4: PeerAddress[] = [];
+    const from6: PeerAddress[] = [];
+    for (let i = 0; i < BATCH; i++) {
+      ins.push(id.subarray(i * IN_SLOT, (i + 1) * IN_SLOT));
+      outs.push(od.subarray(i * slot, (i + 1) * slot));
+      from4.push({ family: 4, bytes: im.subarray(i * META, i * META + 4) });
+      from6.push({ family: 6, bytes: im.subarray(i * META, i * META + 16) });
+    }
     // One handler call per batch: read each datagram's address from its meta slot, answer into
     // the matching output slot, and tell the addon how many output slots to send.
     const onBatch = (n: number): number => {
@@ -153,14 +165,13 @@ export class UdpFrontend {
           this.#o.service.counters.udpDropped++;
           continue;
         }
-        const family = im[mo + 16] === 6 ? 6 : 4;
-        const peer: PeerAddress = { family, bytes: im.subarray(mo, mo + (family === 4 ? 4 : 16)) };
+        const peer = im[mo + 16] === 6 ? from6[i] : from4[i];
         const port = (im[mo + 18] << 8) | im[mo + 19];
-        const out = od.subarray(m * slot, (m + 1) * slot);
-        const r = this.#handle(id.subarray(i * IN_SLOT, i * IN_SLOT + len), len, peer, port, out, null);
+        const r = this.#handle(ins[i], len, peer, port, outs[m], null);
         if (r > 0) {
           const oo = m * META;
-          om.set(im.subarray(mo, mo + 20), oo);
+          // The reply goes back to the address and port the request came from (first 20 bytes).
+          for (let k = 0; k < 20; k++) om[oo + k] = im[mo + k];
           om[oo + 20] = r & 0xff;
           om[oo + 21] = (r >> 8) & 0xff;
           om[oo + 22] = (r >> 16) & 0xff;
