@@ -22,11 +22,11 @@ import { copyBytes } from '../core/bytes.ts';
  * is filled by the class's last block (whose owner is found in `owner` and told its new block
  * number), so a class holds exactly its live blocks plus at most one spare chunk, and gives
  * chunks back as soon as it shrinks. A peer costs its 11 (IPv4) or 23 (IPv6) bytes plus class
- * slack under 1.5×; a swarm costs 13 bytes of per-swarm arrays in each family it has peers in.
+ * slack under 1.5×; a swarm costs 16 bytes of per-swarm words in each family it has peers in.
  *
- * Per swarm (index = swarm id; arrays grow by doubling, a family's arrays only once it has a
- * table): `cls` (class number | INDEXED | HAS_IDS), `block` (-1 = no table), `count` and
- * `leechers` (Uint32: no cap below 2^32 peers).
+ * Per swarm (row = swarm id; the rows grow by doubling, a family's only once it has a table),
+ * four Int32 words side by side in `meta`, read together by every announce: class (class number
+ * | INDEXED | HAS_IDS), block (-1 = no table), count and leechers.
  *
  * Slots are partitioned: leechers in [0, leechers), seeders in [leechers, count). A seeder is
  * sent leechers only, so its candidates are one contiguous range, and a leecher's are all
@@ -54,6 +54,12 @@ export const INDEX_AT = 16;
 
 /** Slots per chunk of a size class (a class whose blocks are bigger uses one block a chunk). */
 const CHUNK_SLOTS = 4096;
+
+/** Words of a swarm's row in `PeerPool#meta`. */
+const M_CLS = 0;
+const M_BLOCK = 1;
+const M_COUNT = 2;
+const M_LEECHERS = 3;
 
 /** Bits of a swarm's `cls` byte: the class number, and two flags of the table. */
 const CLASS = 0x3f;
@@ -144,10 +150,14 @@ export class PeerPool {
   readonly #classes: SizeClass[] = [];
 
   // Per swarm id.
-  #cls = new Uint8Array(0);
-  #block = new Int32Array(0);
-  #count = new Uint32Array(0);
-  #leechers = new Uint32Array(0);
+  /**
+   * Per swarm id, four words side by side (one cache line holds four swarms): class byte with
+   * its flags (M_CLS), block (M_BLOCK, -1 = no table), count (M_COUNT), leechers (M_LEECHERS).
+   * An announce reads all four: apart, they were four cache misses.
+   */
+  #meta = new Int32Array(0);
+  /** Swarm ids `#meta` has room for. */
+  #rows = 0;
   /** Endpoint indexes of tables above INDEX_AT peers, by swarm id. */
   #indexes = new Map<number, Map<number | string, number>>();
   /** Peer ids, 20 bytes a slot, of swarms that served a compact=0 request, by swarm id. */
@@ -178,22 +188,22 @@ export class PeerPool {
 
   /** Whether the swarm has a table in this family. */
   has(swarm: number): boolean {
-    return swarm < this.#block.length && this.#block[swarm] >= 0;
+    return swarm < this.#rows && this.#meta[swarm * 4 + M_BLOCK] >= 0;
   }
   countOf(swarm: number): number {
-    return swarm < this.#count.length ? this.#count[swarm] : 0;
+    return swarm < this.#rows ? this.#meta[swarm * 4 + M_COUNT] : 0;
   }
   leechersOf(swarm: number): number {
-    return swarm < this.#leechers.length ? this.#leechers[swarm] : 0;
+    return swarm < this.#rows ? this.#meta[swarm * 4 + M_LEECHERS] : 0;
   }
   seedersOf(swarm: number): number {
-    return swarm < this.#count.length ? this.#count[swarm] - this.#leechers[swarm] : 0;
+    return swarm < this.#rows ? this.#meta[swarm * 4 + M_COUNT] - this.#meta[swarm * 4 + M_LEECHERS] : 0;
   }
 
   /** Makes the swarm's table the current one (it must exist). */
   open(swarm: number): void {
-    const cls = this.#classes[this.#cls[swarm] & CLASS];
-    const b = this.#block[swarm];
+    const cls = this.#classes[this.#meta[swarm * 4 + M_CLS] & CLASS];
+    const b = this.#meta[swarm * 4 + M_BLOCK];
     const c = Math.floor(b / cls.bpc);
     this.#cur = swarm;
     this.#rec = cls.records[c];
@@ -201,45 +211,38 @@ export class PeerPool {
     this.#fl = cls.flags[c];
     this.#cap = cls.cap;
     this.#base = (b - c * cls.bpc) * cls.cap;
-    const bits = this.#cls[swarm];
+    const bits = this.#meta[swarm * 4 + M_CLS];
     this.#index = (bits & INDEXED) !== 0 ? this.#indexes.get(swarm)! : null;
     this.#curIds = (bits & HAS_IDS) !== 0 ? this.#ids.get(swarm)! : null;
   }
 
   /** Creates an empty table for the swarm (which has none) and makes it current. */
   create(swarm: number, withIds: boolean): void {
-    if (swarm >= this.#block.length) this.#grow(swarm);
-    this.#cls[swarm] = withIds ? HAS_IDS : 0;
-    this.#block[swarm] = this.#class(0).alloc(swarm);
-    this.#count[swarm] = 0;
-    this.#leechers[swarm] = 0;
+    if (swarm >= this.#rows) this.#grow(swarm);
+    this.#meta[swarm * 4 + M_CLS] = withIds ? HAS_IDS : 0;
+    this.#meta[swarm * 4 + M_BLOCK] = this.#class(0).alloc(swarm);
+    this.#meta[swarm * 4 + M_COUNT] = 0;
+    this.#meta[swarm * 4 + M_LEECHERS] = 0;
     if (withIds) this.#ids.set(swarm, new Uint8Array(CAPS[0] * 20));
     this.tables++;
     this.open(swarm);
   }
 
   #grow(swarm: number): void {
-    let n = Math.max(64, this.#block.length * 2);
+    let n = Math.max(64, this.#rows * 2);
     while (n <= swarm) n *= 2;
-    const cls = new Uint8Array(n);
-    cls.set(this.#cls);
-    const block = new Int32Array(n).fill(-1);
-    block.set(this.#block);
-    const count = new Uint32Array(n);
-    count.set(this.#count);
-    const leechers = new Uint32Array(n);
-    leechers.set(this.#leechers);
-    this.#cls = cls;
-    this.#block = block;
-    this.#count = count;
-    this.#leechers = leechers;
+    const meta = new Int32Array(n * 4);
+    meta.set(this.#meta);
+    for (let i = this.#rows; i < n; i++) meta[i * 4 + M_BLOCK] = -1;
+    this.#meta = meta;
+    this.#rows = n;
   }
 
   /** Turns on peer id storage for the swarm's table, if it has one (first compact=0 request). */
   enableIds(swarm: number): void {
-    if (!this.has(swarm) || (this.#cls[swarm] & HAS_IDS) !== 0) return;
-    this.#cls[swarm] |= HAS_IDS;
-    const ids = new Uint8Array(CAPS[this.#cls[swarm] & CLASS] * 20);
+    if (!this.has(swarm) || (this.#meta[swarm * 4 + M_CLS] & HAS_IDS) !== 0) return;
+    this.#meta[swarm * 4 + M_CLS] |= HAS_IDS;
+    const ids = new Uint8Array(CAPS[this.#meta[swarm * 4 + M_CLS] & CLASS] * 20);
     this.#ids.set(swarm, ids);
     if (swarm === this.#cur) this.#curIds = ids;
   }
@@ -247,10 +250,10 @@ export class PeerPool {
   // ---- the current table ----
 
   get count(): number {
-    return this.#count[this.#cur];
+    return this.#meta[this.#cur * 4 + M_COUNT];
   }
   get leechers(): number {
-    return this.#leechers[this.#cur];
+    return this.#meta[this.#cur * 4 + M_LEECHERS];
   }
   get capacity(): number {
     return this.#cap;
@@ -302,7 +305,7 @@ export class PeerPool {
     const s = this.stride;
     const r = this.#rec;
     const base = this.#base * s;
-    const n = this.#count[this.#cur];
+    const n = this.#meta[this.#cur * 4 + M_COUNT];
     // The port (last two bytes) differs first among peers behind one address.
     outer: for (let i = 0; i < n; i++) {
       const off = base + i * s;
@@ -366,20 +369,20 @@ export class PeerPool {
    */
   #moveTo(k: number): void {
     const swarm = this.#cur;
-    const bits = this.#cls[swarm];
+    const bits = this.#meta[swarm * 4 + M_CLS];
     const from = this.#classes[bits & CLASS];
-    const oldBlock = this.#block[swarm];
+    const oldBlock = this.#meta[swarm * 4 + M_BLOCK];
     const to = this.#class(k);
     const block = to.alloc(swarm);
     const c = Math.floor(block / to.bpc);
     const base = (block - c * to.bpc) * to.cap;
-    const n = this.#count[swarm];
+    const n = this.#meta[swarm * 4 + M_COUNT];
     const s = this.stride;
     copyBytes(to.records[c], base * s, this.#rec, this.#base * s, n * s);
     copyWords(to.lastSeen[c], base, this.#ls, this.#base, n);
     copyBytes(to.flags[c], base, this.#fl, this.#base, n);
-    this.#cls[swarm] = (bits & ~CLASS) | k;
-    this.#block[swarm] = block;
+    this.#meta[swarm * 4 + M_CLS] = (bits & ~CLASS) | k;
+    this.#meta[swarm * 4 + M_BLOCK] = block;
     if (this.#curIds !== null) {
       const ids = new Uint8Array(to.cap * 20);
       copyBytes(ids, 0, this.#curIds, 0, Math.min(n, to.cap) * 20);
@@ -397,7 +400,7 @@ export class PeerPool {
     const last = cls.used - 1;
     if (block !== last) {
       const owner = cls.ownerOf(last);
-      const n = this.#count[owner];
+      const n = this.#meta[owner * 4 + M_COUNT];
       const s = this.stride;
       const cf = Math.floor(last / cls.bpc);
       const ct = Math.floor(block / cls.bpc);
@@ -407,7 +410,7 @@ export class PeerPool {
       copyWords(cls.lastSeen[ct], bt, cls.lastSeen[cf], bf, n);
       copyBytes(cls.flags[ct], bt, cls.flags[cf], bf, n);
       cls.owner[ct][block - ct * cls.bpc] = owner;
-      this.#block[owner] = block;
+      this.#meta[owner * 4 + M_BLOCK] = block;
       // The current table's view must follow its block (not reached today: the current table is
       // the one freeing, but cheap to keep right).
       if (owner === this.#cur) this.open(owner);
@@ -418,17 +421,18 @@ export class PeerPool {
   /** Inserts a new endpoint into the current table; returns its slot. */
   insert(ep: Uint8Array, seeder: boolean, now: number): number {
     const swarm = this.#cur;
-    if (this.#count[swarm] === this.#cap) this.#moveTo((this.#cls[swarm] & CLASS) + 1);
+    if (this.#meta[swarm * 4 + M_COUNT] === this.#cap)
+      this.#moveTo((this.#meta[swarm * 4 + M_CLS] & CLASS) + 1);
     let slot: number;
     if (seeder) {
-      slot = this.#count[swarm];
+      slot = this.#meta[swarm * 4 + M_COUNT];
     } else {
       // Make room at the end of the leecher partition by moving the first seeder to the end.
-      slot = this.#leechers[swarm];
-      this.#move(slot, this.#count[swarm]);
-      this.#leechers[swarm] = slot + 1;
+      slot = this.#meta[swarm * 4 + M_LEECHERS];
+      this.#move(slot, this.#meta[swarm * 4 + M_COUNT]);
+      this.#meta[swarm * 4 + M_LEECHERS] = slot + 1;
     }
-    const n = ++this.#count[swarm];
+    const n = ++this.#meta[swarm * 4 + M_COUNT];
     const base = this.#base;
     const s = this.stride;
     const r = this.#rec;
@@ -446,10 +450,10 @@ export class PeerPool {
     const r = this.#rec;
     const s = this.stride;
     const base = this.#base * s;
-    const n = this.#count[this.#cur];
+    const n = this.#meta[this.#cur * 4 + M_COUNT];
     for (let i = 0; i < n; i++) index.set(this.#keyAt(r, base + i * s), i);
     this.#indexes.set(this.#cur, index);
-    this.#cls[this.#cur] |= INDEXED;
+    this.#meta[this.#cur * 4 + M_CLS] |= INDEXED;
     this.#index = index;
   }
 
@@ -460,27 +464,27 @@ export class PeerPool {
   remove(slot: number): boolean {
     const swarm = this.#cur;
     if (this.#index !== null) this.#index.delete(this.#keyAt(this.#rec, (this.#base + slot) * this.stride));
-    const last = this.#count[swarm] - 1;
-    const leechers = this.#leechers[swarm];
+    const last = this.#meta[swarm * 4 + M_COUNT] - 1;
+    const leechers = this.#meta[swarm * 4 + M_LEECHERS];
     if (slot < leechers) {
       this.#move(leechers - 1, slot);
       this.#move(last, leechers - 1);
-      this.#leechers[swarm] = leechers - 1;
+      this.#meta[swarm * 4 + M_LEECHERS] = leechers - 1;
     } else {
       this.#move(last, slot);
     }
-    this.#count[swarm] = last;
+    this.#meta[swarm * 4 + M_COUNT] = last;
     if (last === 0) {
       this.#release(swarm);
       return true;
     }
     // Shrink to a smaller class when a quarter full, so a swarm that was big gives memory back.
-    const k = this.#cls[swarm] & CLASS;
+    const k = this.#meta[swarm * 4 + M_CLS] & CLASS;
     if (k > 0 && last <= this.#cap / 4) {
       this.#moveTo(classFor(Math.max(2, last * 2)));
       if (this.#index !== null && last <= INDEX_AT / 2) {
         this.#indexes.delete(swarm);
-        this.#cls[swarm] &= ~INDEXED;
+        this.#meta[swarm * 4 + M_CLS] &= ~INDEXED;
         this.#index = null;
       }
     }
@@ -488,13 +492,13 @@ export class PeerPool {
   }
 
   #release(swarm: number): void {
-    this.#freeBlock(this.#classes[this.#cls[swarm] & CLASS], this.#block[swarm]);
-    if ((this.#cls[swarm] & INDEXED) !== 0) this.#indexes.delete(swarm);
-    if ((this.#cls[swarm] & HAS_IDS) !== 0) this.#ids.delete(swarm);
-    this.#cls[swarm] = 0;
-    this.#block[swarm] = -1;
-    this.#count[swarm] = 0;
-    this.#leechers[swarm] = 0;
+    this.#freeBlock(this.#classes[this.#meta[swarm * 4 + M_CLS] & CLASS], this.#meta[swarm * 4 + M_BLOCK]);
+    if ((this.#meta[swarm * 4 + M_CLS] & INDEXED) !== 0) this.#indexes.delete(swarm);
+    if ((this.#meta[swarm * 4 + M_CLS] & HAS_IDS) !== 0) this.#ids.delete(swarm);
+    this.#meta[swarm * 4 + M_CLS] = 0;
+    this.#meta[swarm * 4 + M_BLOCK] = -1;
+    this.#meta[swarm * 4 + M_COUNT] = 0;
+    this.#meta[swarm * 4 + M_LEECHERS] = 0;
     this.tables--;
     this.#cur = -1;
     this.#index = null;
@@ -509,14 +513,14 @@ export class PeerPool {
     const swarm = this.#cur;
     let to: number;
     if (seeder) {
-      to = this.#leechers[swarm] - 1;
+      to = this.#meta[swarm * 4 + M_LEECHERS] - 1;
       this.#swap(slot, to);
-      this.#leechers[swarm] = to;
+      this.#meta[swarm * 4 + M_LEECHERS] = to;
       this.#fl[base + to] |= SEEDER;
     } else {
-      to = this.#leechers[swarm];
+      to = this.#meta[swarm * 4 + M_LEECHERS];
       this.#swap(slot, to);
-      this.#leechers[swarm] = to + 1;
+      this.#meta[swarm * 4 + M_LEECHERS] = to + 1;
       this.#fl[base + to] &= ~SEEDER;
     }
     return to;
