@@ -19,16 +19,15 @@ import { SwarmIndex } from './swarm-index.ts';
  *
  * Data model: no JavaScript object per swarm. A swarm is an integer id from `SwarmIndex` (info
  * hash → id, an open-addressing table over the raw 20 bytes), and its state is a row of typed
- * arrays indexed by that id: the info hash (in the index), `downloaded` here, and in each
- * family's `PeerPool` its table (size class, block, count, leechers) and peers. A swarm is live
+ * arrays indexed by that id: the info hash and the completion count (`downloaded`, saturating
+ * at 2^32 - 1) in the index's record, and in each family's `PeerPool` its table (size class,
+ * block, count, leechers: adjacent words) and peers. A swarm is live
  * while it has a table in either family, and is freed (id, index entry, snatch count) when its
  * last peer leaves, as in opentracker without persistence; private mode keeps snatches in the
  * database. Peer ids are kept only for swarms that served a compact=0 request (`#wantIds`).
  */
 export class MemorySwarmStore implements SwarmStore {
   #index = new SwarmIndex();
-  /** Completions counted per swarm id (saturates at 2^32 - 1). */
-  #downloaded = new Uint32Array(0);
   /** Swarms that served a compact=0 request (sparse): from then on their peer ids are recorded. */
   #wantIds = new Set<number>();
   #pool4 = new PeerPool(4);
@@ -62,9 +61,8 @@ export class MemorySwarmStore implements SwarmStore {
           peerIds: null,
           peerIdKnown: null,
         };
+      // A new swarm's completion count (the index's value word) starts at 0.
       id = this.#index.add(req.infoHash);
-      if (id >= this.#downloaded.length) this.#grow();
-      this.#downloaded[id] = 0;
     }
     const v6 = req.family === 6;
     const pool = v6 ? this.#pool6 : this.#pool4;
@@ -77,7 +75,7 @@ export class MemorySwarmStore implements SwarmStore {
         return {
           complete,
           incomplete,
-          downloaded: this.#downloaded[id],
+          downloaded: this.#index.value(id),
           peers: EMPTY,
           peerCount: 0,
           peerIds: null,
@@ -134,7 +132,7 @@ export class MemorySwarmStore implements SwarmStore {
     // Apply the announce.
     if (stopped) {
       // Read first: removing the last peer frees the swarm and its count.
-      const downloaded = this.#downloaded[id];
+      const downloaded = this.#index.value(id);
       if (slot >= 0) this.#remove(id, pool, slot);
       return { complete, incomplete, downloaded, peers, peerCount, peerIds, peerIdKnown };
     }
@@ -154,16 +152,19 @@ export class MemorySwarmStore implements SwarmStore {
     const flags = pool.flagsAt(slot);
     if (req.event === AnnounceEvent.completed && (flags & COUNTED) === 0) {
       pool.setFlags(slot, flags | COUNTED);
-      if (this.#downloaded[id] !== 0xffffffff) this.#downloaded[id]++;
+      const n = this.#index.value(id);
+      if (n !== 0xffffffff) this.#index.setValue(id, n + 1);
     }
     if (pool.hasIds) pool.setPeerId(slot, req.peerId);
-    return { complete, incomplete, downloaded: this.#downloaded[id], peers, peerCount, peerIds, peerIdKnown };
-  }
-
-  #grow(): void {
-    const a = new Uint32Array(Math.max(1024, this.#downloaded.length * 2));
-    a.set(this.#downloaded);
-    this.#downloaded = a;
+    return {
+      complete,
+      incomplete,
+      downloaded: this.#index.value(id),
+      peers,
+      peerCount,
+      peerIds,
+      peerIdKnown,
+    };
   }
 
   /**
@@ -177,7 +178,6 @@ export class MemorySwarmStore implements SwarmStore {
     if (!pool.remove(slot)) return false;
     if (!this.#pool4.has(id) && !this.#pool6.has(id)) {
       this.#index.delete(id);
-      this.#downloaded[id] = 0;
       if (this.#wantIds.size !== 0) this.#wantIds.delete(id);
     }
     return true;
@@ -187,7 +187,7 @@ export class MemorySwarmStore implements SwarmStore {
     return {
       complete: this.#pool4.seedersOf(id) + this.#pool6.seedersOf(id),
       incomplete: this.#pool4.leechersOf(id) + this.#pool6.leechersOf(id),
-      downloaded: this.#downloaded[id],
+      downloaded: this.#index.value(id),
     };
   }
 
@@ -202,8 +202,7 @@ export class MemorySwarmStore implements SwarmStore {
 
   *scrapeAll(): Iterable<[Uint8Array, ScrapeEntry]> {
     for (let id = 0; id < this.#index.top; id++)
-      if (this.#pool4.has(id) || this.#pool6.has(id))
-        yield [this.#index.hashes.slice(id * 20, id * 20 + 20), this.#entry(id)];
+      if (this.#pool4.has(id) || this.#pool6.has(id)) yield [this.#index.hashOf(id).slice(), this.#entry(id)];
   }
 
   /**
@@ -260,7 +259,6 @@ export class MemorySwarmStore implements SwarmStore {
 
   close(): void {
     this.#index = new SwarmIndex();
-    this.#downloaded = new Uint32Array(0);
     this.#wantIds.clear();
     this.#pool4 = new PeerPool(4);
     this.#pool6 = new PeerPool(6);

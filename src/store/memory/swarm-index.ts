@@ -1,9 +1,10 @@
 /**
  * Info hash → swarm id, for the memory store: no object and no string per swarm or per lookup.
  *
- * Swarm ids are small integers that index the store's per-swarm typed arrays. The 20-byte info
- * hashes live in one Uint8Array (`hashes`, id * 20); freed ids go on a stack and are reused
- * first. Lookup is an open-addressing table (`Int32Array`, a power of two long, holding id + 1,
+ * Swarm ids are small integers that index the store's per-swarm typed arrays. Each id has a
+ * 24-byte record in one buffer (`records`, id * REC): the 20-byte info hash, then a 32-bit value
+ * the store keeps there (its completion count) because a lookup has just brought that cache line
+ * in. Freed ids go on a stack and are reused first. Lookup is an open-addressing table (`Int32Array`, a power of two long, holding id + 1,
  * 0 = empty) with linear probing, kept at most LOAD full, and backward-shift deletion, so no
  * tombstones ever lengthen a probe.
  *
@@ -20,6 +21,8 @@ const LOAD = 0.7;
 /** Below this share (and above MIN_SLOTS) the table halves. */
 const SHRINK = 0.15;
 const MIN_SLOTS = 1024;
+/** Bytes per id in `records`: the info hash, then the value word. */
+const REC = 24;
 
 /** HalfSipHash-1-3, 32-bit output, of the 20 bytes at `b[off]` under the key (k0, k1). */
 export function halfSipHash13(b: Uint8Array, off: number, k0: number, k1: number): number {
@@ -58,8 +61,10 @@ export function halfSipHash13(b: Uint8Array, off: number, k0: number, k1: number
 }
 
 export class SwarmIndex {
-  /** Info hash of swarm id i at [i*20, i*20+20); grows by doubling. */
-  hashes = new Uint8Array(0);
+  /** Per id: info hash at [id*REC, id*REC+20), then the value word (u32); grows by doubling. */
+  records = new Uint8Array(0);
+  /** `records` as 32-bit words: id's value is word id*6+5. */
+  #words = new Uint32Array(0);
   /** Ids handed out so far: every live id is below it. */
   top = 0;
   /** Live swarms. */
@@ -86,12 +91,25 @@ export class SwarmIndex {
     return halfSipHash13(b, off, this.#k0, this.#k1);
   }
 
+  /** The info hash of a live id (a view). */
+  hashOf(id: number): Uint8Array {
+    return this.records.subarray(id * REC, id * REC + 20);
+  }
+
+  /** The value word kept with a live id (0 when added). */
+  value(id: number): number {
+    return this.#words[id * 6 + 5];
+  }
+  setValue(id: number, v: number): void {
+    this.#words[id * 6 + 5] = v;
+  }
+
   /** Swarm id of the info hash, or -1. */
   find(h: Uint8Array): number {
     const x = this.hash(h, 0);
     const slots = this.#slots;
     const mask = this.#mask;
-    const hashes = this.hashes;
+    const hashes = this.records;
     let i = x & mask;
     for (;;) {
       const e = slots[i];
@@ -100,7 +118,7 @@ export class SwarmIndex {
         this.#atHash = x;
         return -1;
       }
-      const o = (e - 1) * 20;
+      const o = (e - 1) * REC;
       let j = 0;
       while (j < 20 && hashes[o + j] === h[j]) j++;
       if (j === 20) return e - 1;
@@ -118,14 +136,16 @@ export class SwarmIndex {
     if (this.#nfree > 0) id = this.#free[--this.#nfree];
     else {
       id = this.top++;
-      if (id * 20 >= this.hashes.length) {
-        const hashes = new Uint8Array(Math.max(1024, (this.hashes.length / 20) * 2) * 20);
-        hashes.set(this.hashes);
-        this.hashes = hashes;
+      if (id * REC >= this.records.length) {
+        const records = new Uint8Array(Math.max(1024, (this.records.length / REC) * 2) * REC);
+        records.set(this.records);
+        this.records = records;
+        this.#words = new Uint32Array(records.buffer);
       }
     }
-    const o = id * 20;
-    for (let j = 0; j < 20; j++) this.hashes[o + j] = h[j];
+    const o = id * REC;
+    for (let j = 0; j < 20; j++) this.records[o + j] = h[j];
+    this.#words[id * 6 + 5] = 0;
     this.#slots[this.#at] = id + 1;
     this.size++;
     return id;
@@ -135,14 +155,14 @@ export class SwarmIndex {
   delete(id: number): void {
     const slots = this.#slots;
     const mask = this.#mask;
-    let hole = this.hash(this.hashes, id * 20) & mask;
+    let hole = this.hash(this.records, id * REC) & mask;
     while (slots[hole] !== id + 1) hole = (hole + 1) & mask;
     // Backward shift: pull later entries of the cluster into the hole when the hole lies
     // between their home slot and where they are, so that every entry stays reachable from its
     // home without tombstones.
     let j = (hole + 1) & mask;
     while (slots[j] !== 0) {
-      const home = this.hash(this.hashes, (slots[j] - 1) * 20) & mask;
+      const home = this.hash(this.records, (slots[j] - 1) * REC) & mask;
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slots[hole] = slots[j];
         hole = j;
@@ -150,7 +170,7 @@ export class SwarmIndex {
       j = (j + 1) & mask;
     }
     slots[hole] = 0;
-    this.hashes.fill(0, id * 20, id * 20 + 20);
+    this.records.fill(0, id * REC, id * REC + REC);
     this.size--;
     if (this.size === 0) {
       // Everything is gone: start ids from 0 again (keeps `top`, and so sweeps, short).
@@ -184,7 +204,7 @@ export class SwarmIndex {
     this.#mask = n - 1;
     for (let i = 0; i < old.length; i++) {
       const e = old[i];
-      if (e !== 0) this.#slots[this.#emptySlot(this.hash(this.hashes, (e - 1) * 20))] = e;
+      if (e !== 0) this.#slots[this.#emptySlot(this.hash(this.records, (e - 1) * REC))] = e;
     }
   }
 }
