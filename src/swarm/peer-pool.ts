@@ -9,16 +9,16 @@ import { copyBytes } from '../core/bytes.ts';
  * Memory layout. A typed array costs about a hundred bytes of headers and allocator slack on its
  * own, more than ten peers' data, and public trackers hold mostly tiny swarms, so peers live in
  * size classes (capacity 2, 3, 4, 6, 8, 12, 16, 24, ... peers, each about 1.4× the last). A class
- * keeps its parallel arrays in fixed chunks of about CHUNK_SLOTS slots (one ArrayBuffer each),
- * cut into blocks of its capacity:
- *   records[(base+i)*stride ..+stride)  the compact peer: 4-byte IPv4 or 16-byte IPv6 address,
- *                                       then the port, big-endian (stride 6 or 18). A response
- *                                       is a copy of these bytes.
- *   lastSeen[base+i]                    clock seconds of the peer's last announce (expiry).
- *   flags[base+i]                       SEEDER | COUNTED (its completion was counted) | ID_KNOWN.
- *   owner[block]                        the swarm that owns the block.
- * where base = (block within the chunk) * capacity. A table owns one block; it moves to the next
- * class up when full and down when a quarter full. A class keeps its blocks dense: a freed block
+ * cuts fixed chunks of about CHUNK_SLOTS slots (one ArrayBuffer each) into blocks of its
+ * capacity, and a block keeps its slots' fields side by side (one short run of memory for an
+ * announce to touch, instead of three far apart):
+ *   lastSeen[i]   (word)  clock seconds of the peer's last announce (expiry);
+ *   records[i]   (bytes)  the compact peer: 4-byte IPv4 or 16-byte IPv6 address, then the port,
+ *                         big-endian (stride 6 or 18). A response is a copy of these bytes;
+ *   flags[i]      (byte)  SEEDER | COUNTED (its completion was counted) | ID_KNOWN;
+ * padded to 4 bytes; after the blocks, owner[block]: the swarm that owns it. A table owns one
+ * block; it moves to the next class up when full and down when a quarter full. A class keeps its
+ * blocks dense: a freed block
  * is filled by the class's last block (whose owner is found in `owner` and told its new block
  * number), so a class holds exactly its live blocks plus at most one spare chunk, and gives
  * chunks back as soon as it shrinks. A peer costs its 11 (IPv4) or 23 (IPv6) bytes plus class
@@ -77,16 +77,23 @@ export function classFor(n: number): number {
   return k;
 }
 
-/** One size class: dense blocks [0, used) of `cap` slots, carved from fixed chunks. */
+/**
+ * One size class: dense blocks [0, used) of `cap` slots, carved from fixed chunks. A block keeps
+ * its slots' fields side by side, so that an announce touches one short run of memory: lastSeen
+ * (cap words), then records (cap * stride bytes), then flags (cap bytes), padded to 4 bytes.
+ */
 class SizeClass {
   readonly cap: number;
   readonly stride: number;
   /** Blocks per chunk. */
   readonly bpc: number;
-  // Per chunk: views over one ArrayBuffer.
-  readonly records: Uint8Array[] = [];
-  readonly lastSeen: Uint32Array[] = [];
-  readonly flags: Uint8Array[] = [];
+  /** Bytes per block, and where its records and flags start within it (lastSeen at 0). */
+  readonly blockBytes: number;
+  readonly recOff: number;
+  readonly flOff: number;
+  // Per chunk: one ArrayBuffer, as bytes (records, flags), as words (lastSeen) and block owners.
+  readonly bytes: Uint8Array[] = [];
+  readonly words: Uint32Array[] = [];
   readonly owner: Int32Array[] = [];
   used = 0;
 
@@ -94,23 +101,29 @@ class SizeClass {
     this.cap = cap;
     this.stride = stride;
     this.bpc = Math.max(1, Math.floor(CHUNK_SLOTS / cap));
+    this.recOff = cap * 4;
+    this.flOff = cap * (4 + stride);
+    this.blockBytes = Math.ceil((cap * (5 + stride)) / 4) * 4;
   }
 
   /** A new block at the end of the class, owned by `swarm`. */
   alloc(swarm: number): number {
     const b = this.used++;
     const c = Math.floor(b / this.bpc);
-    if (c === this.records.length) {
-      const slots = this.bpc * this.cap;
-      // lastSeen first (4-byte aligned), then owner, records and flags.
-      const buf = new ArrayBuffer(slots * (5 + this.stride) + this.bpc * 4);
-      this.lastSeen.push(new Uint32Array(buf, 0, slots));
-      this.owner.push(new Int32Array(buf, slots * 4, this.bpc));
-      this.records.push(new Uint8Array(buf, slots * 4 + this.bpc * 4, slots * this.stride));
-      this.flags.push(new Uint8Array(buf, slots * (4 + this.stride) + this.bpc * 4, slots));
+    if (c === this.bytes.length) {
+      const size = this.bpc * this.blockBytes;
+      const buf = new ArrayBuffer(size + this.bpc * 4);
+      this.bytes.push(new Uint8Array(buf, 0, size));
+      this.words.push(new Uint32Array(buf, 0, size / 4));
+      this.owner.push(new Int32Array(buf, size, this.bpc));
     }
     this.owner[c][b - c * this.bpc] = swarm;
     return b;
+  }
+
+  /** Byte offset of a block within its chunk (its chunk is Math.floor(block / bpc)). */
+  offsetOf(block: number): number {
+    return (block - Math.floor(block / this.bpc) * this.bpc) * this.blockBytes;
   }
 
   ownerOf(block: number): number {
@@ -126,10 +139,9 @@ class SizeClass {
   pop(): void {
     this.used--;
     const need = Math.ceil(this.used / this.bpc);
-    while (this.records.length > need + 1) {
-      this.records.pop();
-      this.lastSeen.pop();
-      this.flags.pop();
+    while (this.bytes.length > need + 1) {
+      this.bytes.pop();
+      this.words.pop();
       this.owner.pop();
     }
   }
@@ -165,12 +177,15 @@ export class PeerPool {
   /** Live tables. */
   tables = 0;
 
-  // The current table: its swarm id, chunk arrays and first slot (see `open`).
+  // The current table: its swarm id, its chunk's arrays (`#rec` and `#fl` are the same bytes) and
+  // where its records (byte), lastSeen (word) and flags (byte) start in them (see `open`).
   #cur = -1;
   #rec: Uint8Array = EMPTY_U8;
   #ls: Uint32Array = EMPTY_U32;
   #fl: Uint8Array = EMPTY_U8;
-  #base = 0;
+  #rb = 0;
+  #lb = 0;
+  #fb = 0;
   #cap = 0;
   #index: Map<number | string, number> | null = null;
   #curIds: Uint8Array | null = null;
@@ -205,12 +220,15 @@ export class PeerPool {
     const cls = this.#classes[this.#meta[swarm * 4 + M_CLS] & CLASS];
     const b = this.#meta[swarm * 4 + M_BLOCK];
     const c = Math.floor(b / cls.bpc);
+    const at = cls.offsetOf(b);
     this.#cur = swarm;
-    this.#rec = cls.records[c];
-    this.#ls = cls.lastSeen[c];
-    this.#fl = cls.flags[c];
+    this.#rec = cls.bytes[c];
+    this.#ls = cls.words[c];
+    this.#fl = cls.bytes[c];
     this.#cap = cls.cap;
-    this.#base = (b - c * cls.bpc) * cls.cap;
+    this.#rb = at + cls.recOff;
+    this.#lb = at >> 2;
+    this.#fb = at + cls.flOff;
     const bits = this.#meta[swarm * 4 + M_CLS];
     this.#index = (bits & INDEXED) !== 0 ? this.#indexes.get(swarm)! : null;
     this.#curIds = (bits & HAS_IDS) !== 0 ? this.#ids.get(swarm)! : null;
@@ -268,23 +286,23 @@ export class PeerPool {
   }
 
   flagsAt(slot: number): number {
-    return this.#fl[this.#base + slot];
+    return this.#fl[this.#fb + slot];
   }
   setFlags(slot: number, value: number): void {
-    this.#fl[this.#base + slot] = value;
+    this.#fl[this.#fb + slot] = value;
   }
   lastSeenAt(slot: number): number {
-    return this.#ls[this.#base + slot];
+    return this.#ls[this.#lb + slot];
   }
   touch(slot: number, now: number): void {
-    this.#ls[this.#base + slot] = now;
+    this.#ls[this.#lb + slot] = now;
   }
   setPeerId(slot: number, id: Uint8Array): void {
     const ids = this.#curIds;
     if (ids === null) return;
     const o = slot * 20;
     for (let i = 0; i < 20; i++) ids[o + i] = id[i];
-    this.#fl[this.#base + slot] |= ID_KNOWN;
+    this.#fl[this.#fb + slot] |= ID_KNOWN;
   }
 
   /** Key of the endpoint in `rec[off, off+stride)`. */
@@ -304,7 +322,7 @@ export class PeerPool {
     if (this.#index !== null) return this.#index.get(this.#keyAt(ep, 0)) ?? -1;
     const s = this.stride;
     const r = this.#rec;
-    const base = this.#base * s;
+    const base = this.#rb;
     const n = this.#meta[this.#cur * 4 + M_COUNT];
     // The port (last two bytes) differs first among peers behind one address.
     outer: for (let i = 0; i < n; i++) {
@@ -318,14 +336,13 @@ export class PeerPool {
   /** Copies slot `from` over slot `to` of the current table. */
   #move(from: number, to: number): void {
     if (from === to) return;
-    const base = this.#base;
     const s = this.stride;
     const r = this.#rec;
-    const src = (base + from) * s;
-    const dst = (base + to) * s;
+    const src = this.#rb + from * s;
+    const dst = this.#rb + to * s;
     for (let i = 0; i < s; i++) r[dst + i] = r[src + i];
-    this.#ls[base + to] = this.#ls[base + from];
-    this.#fl[base + to] = this.#fl[base + from];
+    this.#ls[this.#lb + to] = this.#ls[this.#lb + from];
+    this.#fl[this.#fb + to] = this.#fl[this.#fb + from];
     const ids = this.#curIds;
     if (ids !== null) ids.copyWithin(to * 20, from * 20, from * 20 + 20);
     if (this.#index !== null) this.#index.set(this.#keyAt(r, dst), to);
@@ -334,22 +351,21 @@ export class PeerPool {
   /** Exchanges two slots of the current table. */
   #swap(a: number, b: number): void {
     if (a === b) return;
-    const base = this.#base;
     const s = this.stride;
     const r = this.#rec;
-    const oa = (base + a) * s;
-    const ob = (base + b) * s;
+    const oa = this.#rb + a * s;
+    const ob = this.#rb + b * s;
     for (let i = 0; i < s; i++) {
       const t = r[oa + i];
       r[oa + i] = r[ob + i];
       r[ob + i] = t;
     }
-    const ls = this.#ls[base + a];
-    this.#ls[base + a] = this.#ls[base + b];
-    this.#ls[base + b] = ls;
-    const fl = this.#fl[base + a];
-    this.#fl[base + a] = this.#fl[base + b];
-    this.#fl[base + b] = fl;
+    const ls = this.#ls[this.#lb + a];
+    this.#ls[this.#lb + a] = this.#ls[this.#lb + b];
+    this.#ls[this.#lb + b] = ls;
+    const fl = this.#fl[this.#fb + a];
+    this.#fl[this.#fb + a] = this.#fl[this.#fb + b];
+    this.#fl[this.#fb + b] = fl;
     const ids = this.#curIds;
     if (ids !== null)
       for (let i = 0; i < 20; i++) {
@@ -375,12 +391,12 @@ export class PeerPool {
     const to = this.#class(k);
     const block = to.alloc(swarm);
     const c = Math.floor(block / to.bpc);
-    const base = (block - c * to.bpc) * to.cap;
+    const at = to.offsetOf(block);
     const n = this.#meta[swarm * 4 + M_COUNT];
     const s = this.stride;
-    copyBytes(to.records[c], base * s, this.#rec, this.#base * s, n * s);
-    copyWords(to.lastSeen[c], base, this.#ls, this.#base, n);
-    copyBytes(to.flags[c], base, this.#fl, this.#base, n);
+    copyBytes(to.bytes[c], at + to.recOff, this.#rec, this.#rb, n * s);
+    copyWords(to.words[c], at >> 2, this.#ls, this.#lb, n);
+    copyBytes(to.bytes[c], at + to.flOff, this.#fl, this.#fb, n);
     this.#meta[swarm * 4 + M_CLS] = (bits & ~CLASS) | k;
     this.#meta[swarm * 4 + M_BLOCK] = block;
     if (this.#curIds !== null) {
@@ -404,11 +420,11 @@ export class PeerPool {
       const s = this.stride;
       const cf = Math.floor(last / cls.bpc);
       const ct = Math.floor(block / cls.bpc);
-      const bf = (last - cf * cls.bpc) * cls.cap;
-      const bt = (block - ct * cls.bpc) * cls.cap;
-      copyBytes(cls.records[ct], bt * s, cls.records[cf], bf * s, n * s);
-      copyWords(cls.lastSeen[ct], bt, cls.lastSeen[cf], bf, n);
-      copyBytes(cls.flags[ct], bt, cls.flags[cf], bf, n);
+      const af = cls.offsetOf(last);
+      const at = cls.offsetOf(block);
+      copyBytes(cls.bytes[ct], at + cls.recOff, cls.bytes[cf], af + cls.recOff, n * s);
+      copyWords(cls.words[ct], at >> 2, cls.words[cf], af >> 2, n);
+      copyBytes(cls.bytes[ct], at + cls.flOff, cls.bytes[cf], af + cls.flOff, n);
       cls.owner[ct][block - ct * cls.bpc] = owner;
       this.#meta[owner * 4 + M_BLOCK] = block;
       // The current table's view must follow its block (not reached today: the current table is
@@ -433,13 +449,12 @@ export class PeerPool {
       this.#meta[swarm * 4 + M_LEECHERS] = slot + 1;
     }
     const n = ++this.#meta[swarm * 4 + M_COUNT];
-    const base = this.#base;
     const s = this.stride;
     const r = this.#rec;
-    const off = (base + slot) * s;
+    const off = this.#rb + slot * s;
     for (let i = 0; i < s; i++) r[off + i] = ep[i];
-    this.#ls[base + slot] = now;
-    this.#fl[base + slot] = seeder ? SEEDER : 0;
+    this.#ls[this.#lb + slot] = now;
+    this.#fl[this.#fb + slot] = seeder ? SEEDER : 0;
     if (this.#index !== null) this.#index.set(this.#keyAt(ep, 0), slot);
     else if (n > INDEX_AT) this.#buildIndex();
     return slot;
@@ -449,7 +464,7 @@ export class PeerPool {
     const index = new Map<number | string, number>();
     const r = this.#rec;
     const s = this.stride;
-    const base = this.#base * s;
+    const base = this.#rb;
     const n = this.#meta[this.#cur * 4 + M_COUNT];
     for (let i = 0; i < n; i++) index.set(this.#keyAt(r, base + i * s), i);
     this.#indexes.set(this.#cur, index);
@@ -463,7 +478,7 @@ export class PeerPool {
    */
   remove(slot: number): boolean {
     const swarm = this.#cur;
-    if (this.#index !== null) this.#index.delete(this.#keyAt(this.#rec, (this.#base + slot) * this.stride));
+    if (this.#index !== null) this.#index.delete(this.#keyAt(this.#rec, this.#rb + slot * this.stride));
     const last = this.#meta[swarm * 4 + M_COUNT] - 1;
     const leechers = this.#meta[swarm * 4 + M_LEECHERS];
     if (slot < leechers) {
@@ -507,8 +522,7 @@ export class PeerPool {
 
   /** Moves a peer across the partition when it becomes a seeder or a leecher; returns its slot. */
   setSeeder(slot: number, seeder: boolean): number {
-    const base = this.#base;
-    const is = (this.#fl[base + slot] & SEEDER) !== 0;
+    const is = (this.#fl[this.#fb + slot] & SEEDER) !== 0;
     if (is === seeder) return slot;
     const swarm = this.#cur;
     let to: number;
@@ -516,12 +530,12 @@ export class PeerPool {
       to = this.#meta[swarm * 4 + M_LEECHERS] - 1;
       this.#swap(slot, to);
       this.#meta[swarm * 4 + M_LEECHERS] = to;
-      this.#fl[base + to] |= SEEDER;
+      this.#fl[this.#fb + to] |= SEEDER;
     } else {
       to = this.#meta[swarm * 4 + M_LEECHERS];
       this.#swap(slot, to);
       this.#meta[swarm * 4 + M_LEECHERS] = to + 1;
-      this.#fl[base + to] &= ~SEEDER;
+      this.#fl[this.#fb + to] &= ~SEEDER;
     }
     return to;
   }
@@ -571,14 +585,13 @@ export class PeerPool {
   ): number {
     const s = this.stride;
     const rec = this.#rec;
-    const base = this.#base;
     let o = written * s;
     for (let k = 0; k < len; k++) {
       let v = start + k;
       if (v >= n) v -= n;
       let slot = from + v;
       if (slot >= skip) slot++;
-      const off = (base + slot) * s;
+      const off = this.#rb + slot * s;
       for (let j = 0; j < s; j++) out[o + j] = rec[off + j];
       o += s;
       if (ids !== null && known !== null) this.#copyId(slot, ids, known, written + k);
@@ -588,7 +601,7 @@ export class PeerPool {
 
   #copyId(slot: number, ids: Uint8Array, known: Uint8Array, i: number): void {
     const from = this.#curIds;
-    if (from !== null && (this.#fl[this.#base + slot] & ID_KNOWN) !== 0) {
+    if (from !== null && (this.#fl[this.#fb + slot] & ID_KNOWN) !== 0) {
       for (let j = 0; j < 20; j++) ids[i * 20 + j] = from[slot * 20 + j];
       known[i] = 1;
     } else {
@@ -599,6 +612,6 @@ export class PeerPool {
 
   /** Blocks in use and chunks held per class (for tests and diagnostics). */
   classUsage(): { cap: number; blocks: number; chunks: number }[] {
-    return this.#classes.map((c) => ({ cap: c.cap, blocks: c.used, chunks: c.records.length }));
+    return this.#classes.map((c) => ({ cap: c.cap, blocks: c.used, chunks: c.bytes.length }));
   }
 }
