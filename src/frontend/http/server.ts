@@ -127,6 +127,8 @@ function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
  */
 export class HttpFrontend implements RawHost {
   #o: HttpFrontendOptions;
+  /** The request context, reused (see `answer`). */
+  #ctx: RequestContext = requestContext('http', null);
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
   #batched: BatchedListener[] = [];
@@ -454,7 +456,11 @@ export class HttpFrontend implements RawHost {
   ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
     const o = this.#o;
     const counters = o.service.counters;
-    const ctx: RequestContext = requestContext('http', passkey);
+    // Reused: the service reads the context synchronously, before any await (as UDP's).
+    const ctx = this.#ctx;
+    ctx.passkey = passkey;
+    ctx.member = null;
+    ctx.torrent = null;
     if (kind === 1) {
       const q = parseAnnounce(buf, qs, qe);
       if (q instanceof TrackerError) {
@@ -486,28 +492,14 @@ export class HttpFrontend implements RawHost {
         numWant: q.numWant,
         wantPeerIds: !q.compact && !q.noPeerId,
       };
-      const compact = q.compact;
-      const noPeerId = q.noPeerId;
-      const encode = (r: AnnounceResult | TrackerError): Buffer => {
-        if (r instanceof TrackerError) {
-          counters.failures.http++;
-          return encodeFailure(r.message);
-        }
-        counters.announces.http++;
-        if (o.logRequests)
-          o.logger.info('announce', { remote: formatIp(peer.bytes), event: req.event, left: req.left });
-        return encodeAnnounce(r, {
-          family: address.family,
-          compact,
-          noPeerId,
-          interval: o.service.settings.interval,
-          minInterval: o.service.settings.minInterval,
-          externalIp: address.bytes,
-        });
-      };
       const r = o.service.announce(req, ctx);
-      if (r instanceof Promise) return r.then(encode, (err) => this.#internal(err));
-      return encode(r);
+      // A closure only for an asynchronous answer; a synchronous one is encoded at once.
+      if (r instanceof Promise)
+        return r.then(
+          (v) => this.#encodeAnnounce(v, req, peer, address, q.compact, q.noPeerId),
+          (err) => this.#internal(err),
+        );
+      return this.#encodeAnnounce(r, req, peer, address, q.compact, q.noPeerId);
     }
     const hashes = parseScrape(buf, qs, qe, o.maxScrapeHashes);
     if (hashes instanceof TrackerError) {
@@ -526,6 +518,32 @@ export class HttpFrontend implements RawHost {
     const r = o.service.scrape(hashes, ctx);
     if (r instanceof Promise) return r.then(encode, (err) => this.#internal(err));
     return encode(r);
+  }
+
+  #encodeAnnounce(
+    r: AnnounceResult | TrackerError,
+    req: AnnounceRequest,
+    peer: PeerAddress,
+    address: PeerAddress,
+    compact: boolean,
+    noPeerId: boolean,
+  ): Buffer {
+    const o = this.#o;
+    if (r instanceof TrackerError) {
+      o.service.counters.failures.http++;
+      return encodeFailure(r.message);
+    }
+    o.service.counters.announces.http++;
+    if (o.logRequests)
+      o.logger.info('announce', { remote: formatIp(peer.bytes), event: req.event, left: req.left });
+    return encodeAnnounce(r, {
+      family: address.family,
+      compact,
+      noPeerId,
+      interval: o.service.settings.interval,
+      minInterval: o.service.settings.minInterval,
+      externalIp: address.bytes,
+    });
   }
 
   #internal(err: unknown): Buffer {

@@ -55,15 +55,16 @@ function decodeInto(buf: Uint8Array, start: number, end: number, out: Uint8Array
   return n;
 }
 
+/** Scratch for `decodeText` (parsing is synchronous, so one serves every call). */
+const TEXT = Buffer.alloc(512);
+
 /** Decodes a short text parameter (ASCII), `+` as space. Null when malformed or too long. */
 function decodeText(buf: Uint8Array, start: number, end: number): string | null {
-  if (end - start > 512) return null;
-  const out = new Uint8Array(end - start);
-  const n = decodeInto(buf, start, end, out);
+  if (end - start > TEXT.length) return null;
+  const n = decodeInto(buf, start, end, TEXT);
   if (n < 0) return null;
-  let s = '';
-  for (let i = 0; i < n; i++) s += String.fromCharCode(out[i] === 43 ? 32 : out[i]);
-  return s;
+  for (let i = 0; i < n; i++) if (TEXT[i] === 43) TEXT[i] = 32;
+  return TEXT.toString('latin1', 0, n);
 }
 
 /** Parses unsigned decimal digits (no sign, no escapes) up to 2^53-1; -1 when invalid. */
@@ -104,32 +105,52 @@ function eventOf(buf: Uint8Array, start: number, end: number): AnnounceEvent | -
 }
 
 /**
- * Iterates `key=value` pairs of buf[start, end) separated by `&`, calling `visit` with index
- * ranges. Returns false when there are more than MAX_PARAMS pairs.
+ * A cursor over the `key=value` pairs of buf[start, end) separated by `&`: `next` moves to the
+ * next non-empty pair and leaves its key in [ks, ke) and value in [vs, ve). One instance serves
+ * every parse (they are synchronous): no closure and no object per request.
  */
-function eachParam(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  maxParams: number,
-  visit: (ks: number, ke: number, vs: number, ve: number) => boolean,
-): boolean {
-  let count = 0;
-  let i = start;
-  while (i < end) {
-    let amp = i;
-    while (amp < end && buf[amp] !== 38) amp++;
-    if (amp > i) {
-      if (++count > maxParams) return false;
-      let eq = i;
-      while (eq < amp && buf[eq] !== 61) eq++;
-      const vs = eq < amp ? eq + 1 : amp;
-      if (!visit(i, eq, vs, amp)) return false;
-    }
-    i = amp + 1;
+class Params {
+  ks = 0;
+  ke = 0;
+  vs = 0;
+  ve = 0;
+  #i = 0;
+  #end = 0;
+  #count = 0;
+
+  reset(start: number, end: number): this {
+    this.#i = start;
+    this.#end = end;
+    this.#count = 0;
+    return this;
   }
-  return true;
+
+  /** 1: a pair; 0: no more; -1: more than `max` pairs. */
+  next(buf: Uint8Array, max: number): number {
+    const end = this.#end;
+    let i = this.#i;
+    while (i < end) {
+      let amp = i;
+      while (amp < end && buf[amp] !== 38) amp++;
+      if (amp > i) {
+        if (++this.#count > max) return -1;
+        let eq = i;
+        while (eq < amp && buf[eq] !== 61) eq++;
+        this.ks = i;
+        this.ke = eq;
+        this.vs = eq < amp ? eq + 1 : amp;
+        this.ve = amp;
+        this.#i = amp + 1;
+        return 1;
+      }
+      i = amp + 1;
+    }
+    this.#i = i;
+    return 0;
+  }
 }
+
+const PARAMS = new Params();
 
 /**
  * Parses the raw query string bytes of an announce (the part after `?`). Returns the query or a
@@ -151,7 +172,15 @@ export function parseAnnounce(buf: Uint8Array, start: number, end: number): Anno
   let trackerId: string | null = null;
   let error: TrackerError | null = null;
 
-  const ok = eachParam(buf, start, end, MAX_PARAMS, (ks, ke, vs, ve) => {
+  const p = PARAMS.reset(start, end);
+  for (;;) {
+    const more = p.next(buf, MAX_PARAMS);
+    if (more === 0) break;
+    if (more < 0) return Errors.invalidQuery;
+    const ks = p.ks;
+    const ke = p.ke;
+    const vs = p.vs;
+    const ve = p.ve;
     const klen = ke - ks;
     if (klen === 9 && keyIs(buf, ks, ke, 'info_hash')) {
       const out = new Uint8Array(20);
@@ -197,10 +226,8 @@ export function parseAnnounce(buf: Uint8Array, start: number, end: number): Anno
     } else if (klen === 10 && keyIs(buf, ks, ke, 'trackerid')) {
       trackerId = decodeText(buf, vs, ve);
     }
-    return error === null;
-  });
-  if (!ok && error === null) return Errors.invalidQuery;
-  if (error !== null) return error;
+    if (error !== null) return error;
+  }
   if (infoHash === null) return Errors.missingInfoHash;
   if (peerId === null) return Errors.missingPeerId;
   if (port < 0) return Errors.missingPort;
@@ -232,22 +259,19 @@ export function parseScrape(
   maxHashes: number,
 ): Uint8Array[] | TrackerError {
   const hashes: Uint8Array[] = [];
-  let error: TrackerError | null = null;
-  const ok = eachParam(buf, start, end, maxHashes + MAX_PARAMS, (ks, ke, vs, ve) => {
-    if (keyIs(buf, ks, ke, 'info_hash')) {
-      if (hashes.length >= maxHashes) {
-        error = Errors.tooManyInfoHashes;
-        return false;
-      }
+  const p = PARAMS.reset(start, end);
+  for (;;) {
+    const more = p.next(buf, maxHashes + MAX_PARAMS);
+    if (more === 0) break;
+    if (more < 0) return hashes.length >= maxHashes ? Errors.tooManyInfoHashes : Errors.invalidQuery;
+    if (keyIs(buf, p.ks, p.ke, 'info_hash')) {
+      if (hashes.length >= maxHashes) return Errors.tooManyInfoHashes;
       const out = new Uint8Array(20);
-      const n = decodeInto(buf, vs, ve, out);
-      if (n === -1) error = Errors.invalidQuery;
-      else if (n !== 20) error = Errors.invalidInfoHash;
-      else hashes.push(out);
+      const n = decodeInto(buf, p.vs, p.ve, out);
+      if (n === -1) return Errors.invalidQuery;
+      if (n !== 20) return Errors.invalidInfoHash;
+      hashes.push(out);
     }
-    return error === null;
-  });
-  if (error !== null) return error;
-  if (!ok) return hashes.length >= maxHashes ? Errors.tooManyInfoHashes : Errors.invalidQuery;
+  }
   return hashes;
 }

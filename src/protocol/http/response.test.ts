@@ -18,7 +18,7 @@ const result = fc
     n: fc.integer({ min: 0, max: 30 }),
     complete: fc.nat(),
     incomplete: fc.nat(),
-    downloaded: fc.nat(),
+    downloaded: fc.maxSafeNat(),
     seed: fc.uint8Array({ minLength: 30 * 38, maxLength: 30 * 38 }),
     known: fc.uint8Array({ minLength: 30, maxLength: 30 }),
   })
