@@ -78,6 +78,30 @@ test('every malformed field gets its own failure', () => {
   for (const [s, e] of cases) assert.equal(q(s), e, s);
 });
 
+test('text parameters: escapes and + decode, each parse starts clean, over-long ones are refused', () => {
+  const base = `info_hash=${IH}&peer_id=${IH}&port=1`;
+  const r = ok(`${base}&key=a+b%2Bc&trackerid=%41%42&ip=10.0.0.1`);
+  assert.equal(r.key, 'a b+c');
+  assert.equal(r.trackerId, 'AB');
+  assert.equal(r.ip, '10.0.0.1');
+  // The decoder's scratch is shared: a shorter value after a longer one carries nothing over.
+  assert.equal(ok(`${base}&key=${'z'.repeat(300)}`).key, 'z'.repeat(300));
+  assert.equal(ok(`${base}&key=q`).key, 'q');
+  assert.equal(ok(base).key, null);
+  assert.equal(ok(`${base}&key=${'k'.repeat(513)}`).key, null);
+  assert.equal(q(`${base}&ip=${'1'.repeat(513)}`), Errors.invalidIp);
+  assert.equal(q(`${base}&ip=%zz`), Errors.invalidIp);
+});
+
+test('scrape: parameters other than info_hash count towards the parameter cap', () => {
+  const hashes = Array.from({ length: 3 }, () => `info_hash=${IH}`).join('&');
+  const within = Buffer.from(`${hashes}${'&x=1'.repeat(60)}`, 'latin1');
+  const r = parseScrape(within, 0, within.length, 10);
+  assert.ok(Array.isArray(r) && r.length === 3);
+  const over = Buffer.from(`${hashes}${'&x=1'.repeat(80)}`, 'latin1');
+  assert.equal(parseScrape(over, 0, over.length, 10), Errors.invalidQuery);
+});
+
 test('scrape: many info_hash values, a cap, and none at all', () => {
   const b = Buffer.from(`info_hash=${IH}&info_hash=${'%00'.repeat(20)}&foo=bar`, 'latin1');
   const r = parseScrape(b, 0, b.length, 10);

@@ -58,12 +58,26 @@ function decodeInto(buf: Uint8Array, start: number, end: number, out: Uint8Array
 /** Scratch for `decodeText` (parsing is synchronous, so one serves every call). */
 const TEXT = Buffer.alloc(512);
 
-/** Decodes a short text parameter (ASCII), `+` as space. Null when malformed or too long. */
+/**
+ * Decodes a short text parameter (ASCII): `+` is a space, `%2B` a plus (form encoding). Null when
+ * malformed or too long.
+ */
 function decodeText(buf: Uint8Array, start: number, end: number): string | null {
   if (end - start > TEXT.length) return null;
-  const n = decodeInto(buf, start, end, TEXT);
-  if (n < 0) return null;
-  for (let i = 0; i < n; i++) if (TEXT[i] === 43) TEXT[i] = 32;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    let c = buf[i];
+    if (c === 43) c = 32;
+    else if (c === 37) {
+      if (i + 2 >= end) return null;
+      const h = hex(buf[i + 1]);
+      const l = hex(buf[i + 2]);
+      if (h < 0 || l < 0) return null;
+      c = (h << 4) | l;
+      i += 2;
+    }
+    TEXT[n++] = c;
+  }
   return TEXT.toString('latin1', 0, n);
 }
 
@@ -223,7 +237,7 @@ export function parseAnnounce(buf: Uint8Array, start: number, end: number): Anno
       if (ip === null) error = Errors.invalidIp;
     } else if (klen === 3 && keyIs(buf, ks, ke, 'key')) {
       key = decodeText(buf, vs, ve);
-    } else if (klen === 10 && keyIs(buf, ks, ke, 'trackerid')) {
+    } else if (klen === 9 && keyIs(buf, ks, ke, 'trackerid')) {
       trackerId = decodeText(buf, vs, ve);
     }
     if (error !== null) return error;
