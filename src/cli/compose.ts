@@ -177,7 +177,7 @@ export function createTracker(
     idleTimeoutMs: config.httpIdleTimeout * 1000,
     // Batched answers that are Promises (an asynchronous store) move to Node sockets one by one:
     // 'auto' keeps such stores on node:net.
-    io: store instanceof MemorySwarmStore || config.httpIo !== 'auto' ? config.httpIo : 'node',
+    io: store.synchronous === true || config.httpIo !== 'auto' ? config.httpIo : 'node',
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
       isPath: (url) => ws.isTrackerPath(url),
@@ -209,8 +209,8 @@ export function createTracker(
     logger,
     logRequests: config.logRequests,
     // The batched transport answers within the batch, so it needs a synchronous store.
-    io: store instanceof MemorySwarmStore ? config.udpIo : 'dgram',
-    asyncStore: !(store instanceof MemorySwarmStore),
+    io: store.synchronous === true ? config.udpIo : 'dgram',
+    asyncStore: store.synchronous !== true,
   });
   let started = false;
   let stopped = false;

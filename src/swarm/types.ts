@@ -10,6 +10,12 @@ import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '.
  */
 export interface SwarmStore {
   /**
+   * True when every method answers synchronously (the memory store). The batched UDP transport
+   * answers within its batch and needs this; anything else is served through `node:dgram`,
+   * answering each request when its promise settles.
+   */
+  readonly synchronous?: boolean;
+  /**
    * Select peers for the requester, then apply its announce (insert, update, complete, or remove
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
    * list; no peer appears twice. `now` is the clock's seconds.

@@ -557,6 +557,7 @@ describe('batched HTTP with an asynchronous store', { skip }, () => {
     const later = <T>(v: T) => new Promise<T>((r) => setTimeout(() => r(v), 5));
     const store = new Proxy(memory, {
       get(target, key) {
+        if (key === 'synchronous') return false;
         const v = Reflect.get(target, key, target);
         if (key === 'announce' || key === 'scrape')
           return (...args: unknown[]) => {

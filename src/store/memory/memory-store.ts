@@ -27,6 +27,7 @@ import { SwarmIndex } from './swarm-index.ts';
  * database. Peer ids are kept only for swarms that served a compact=0 request (`#wantIds`).
  */
 export class MemorySwarmStore implements SwarmStore {
+  readonly synchronous = true;
   #index = new SwarmIndex();
   /** Swarms that served a compact=0 request (sparse): from then on their peer ids are recorded. */
   #wantIds = new Set<number>();
