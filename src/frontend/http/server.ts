@@ -129,6 +129,11 @@ export class HttpFrontend implements RawHost {
   #o: HttpFrontendOptions;
   /** The request context, reused (see `answer`). */
   #ctx: RequestContext = requestContext('http', null);
+  /**
+   * Where an announce's hashes are decoded when the store is synchronous (it has read them before
+   * the next request is parsed); an asynchronous store gets fresh arrays per request.
+   */
+  #hashes: { infoHash: Uint8Array; peerId: Uint8Array } | null;
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
   #batched: BatchedListener[] = [];
@@ -148,6 +153,10 @@ export class HttpFrontend implements RawHost {
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
+    this.#hashes =
+      opts.service.store.synchronous === true
+        ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
+        : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.#trustAll = opts.trustedProxies.includes('*');
@@ -462,7 +471,7 @@ export class HttpFrontend implements RawHost {
     ctx.member = null;
     ctx.torrent = null;
     if (kind === 1) {
-      const q = parseAnnounce(buf, qs, qe);
+      const q = parseAnnounce(buf, qs, qe, this.#hashes);
       if (q instanceof TrackerError) {
         counters.failures.http++;
         return encodeFailure(q.message);

@@ -93,6 +93,18 @@ test('text parameters: escapes and + decode, each parse starts clean, over-long 
   assert.equal(q(`${base}&ip=%zz`), Errors.invalidIp);
 });
 
+test("into: the hashes are decoded into the caller's arrays, the last repeated key winning", () => {
+  const into = { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) };
+  const s = Buffer.from(`info_hash=${'%00'.repeat(20)}&peer_id=${IH}&port=1&info_hash=${IH}`, 'latin1');
+  const r = parseAnnounce(s, 0, s.length, into);
+  assert.ok(!(r instanceof TrackerError));
+  assert.equal(r.infoHash, into.infoHash);
+  assert.equal(r.peerId, into.peerId);
+  assert.deepEqual(Buffer.from(r.infoHash), IH_BYTES);
+  const bad = Buffer.from(`info_hash=${IH}&peer_id=${IH}&port=1&info_hash=%41`, 'latin1');
+  assert.equal(parseAnnounce(bad, 0, bad.length, into), Errors.invalidInfoHash);
+});
+
 test('scrape: parameters other than info_hash count towards the parameter cap', () => {
   const hashes = Array.from({ length: 3 }, () => `info_hash=${IH}`).join('&');
   const within = Buffer.from(`${hashes}${'&x=1'.repeat(60)}`, 'latin1');

@@ -1,7 +1,10 @@
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import { AnnounceEvent } from '../../core/types.ts';
 
-/** A parsed `/announce` query. Byte arrays are fresh copies owned by the caller. */
+/**
+ * A parsed `/announce` query. The hashes are fresh arrays owned by the caller, or the caller's own
+ * `into` arrays when it passed them (see `parseAnnounce`).
+ */
 export interface AnnounceQuery {
   infoHash: Uint8Array;
   peerId: Uint8Array;
@@ -169,8 +172,15 @@ const PARAMS = new Params();
 /**
  * Parses the raw query string bytes of an announce (the part after `?`). Returns the query or a
  * preallocated `TrackerError`; never throws. Unknown keys are ignored; a repeated key: the last wins.
+ * With `into` (two 20-byte arrays), the hashes are decoded into those instead of new arrays: for
+ * a caller whose store reads them before the next parse (a synchronous store).
  */
-export function parseAnnounce(buf: Uint8Array, start: number, end: number): AnnounceQuery | TrackerError {
+export function parseAnnounce(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  into: { infoHash: Uint8Array; peerId: Uint8Array } | null = null,
+): AnnounceQuery | TrackerError {
   let infoHash: Uint8Array | null = null;
   let peerId: Uint8Array | null = null;
   let port = -1;
@@ -197,13 +207,13 @@ export function parseAnnounce(buf: Uint8Array, start: number, end: number): Anno
     const ve = p.ve;
     const klen = ke - ks;
     if (klen === 9 && keyIs(buf, ks, ke, 'info_hash')) {
-      const out = new Uint8Array(20);
+      const out = into !== null ? into.infoHash : new Uint8Array(20);
       const n = decodeInto(buf, vs, ve, out);
       if (n === -1) error = Errors.invalidQuery;
       else if (n !== 20) error = Errors.invalidInfoHash;
       else infoHash = out;
     } else if (klen === 7 && keyIs(buf, ks, ke, 'peer_id')) {
-      const out = new Uint8Array(20);
+      const out = into !== null ? into.peerId : new Uint8Array(20);
       const n = decodeInto(buf, vs, ve, out);
       if (n === -1) error = Errors.invalidQuery;
       else if (n !== 20) error = Errors.invalidPeerId;
