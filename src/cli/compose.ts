@@ -175,9 +175,7 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
     idleTimeoutMs: config.httpIdleTimeout * 1000,
-    // Batched answers that are Promises (an asynchronous store) move to Node sockets one by one:
-    // 'auto' keeps such stores on node:net.
-    io: store.synchronous === true || config.httpIo !== 'auto' ? config.httpIo : 'node',
+    io: config.httpIo,
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
       isPath: (url) => ws.isTrackerPath(url),
@@ -208,9 +206,7 @@ export function createTracker(
     secret: config.udpSecret ? Buffer.from(config.udpSecret, 'hex') : null,
     logger,
     logRequests: config.logRequests,
-    // The batched transport answers within the batch, so it needs a synchronous store.
-    io: store.synchronous === true ? config.udpIo : 'dgram',
-    asyncStore: store.synchronous !== true,
+    io: config.udpIo,
   });
   let started = false;
   let stopped = false;

@@ -64,7 +64,9 @@ export interface HttpFrontendOptions {
   /**
    * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
    * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
-   * batched when the addon is built. HTTPS always uses node:tls.
+   * batched when the addon is built and the store is `synchronous` (batched answers that are
+   * promises move to Node sockets one by one, so an asynchronous store stays on node:net).
+   * HTTPS always uses node:tls.
    */
   io?: 'auto' | 'batched' | 'node';
 }
@@ -134,6 +136,8 @@ export class HttpFrontend implements RawHost {
    * the next request is parsed); an asynchronous store gets fresh arrays per request.
    */
   #hashes: { infoHash: Uint8Array; peerId: Uint8Array } | null;
+  /** Whether the store answers synchronously (`SwarmStore.synchronous`). */
+  readonly #sync: boolean;
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
   #batched: BatchedListener[] = [];
@@ -153,10 +157,8 @@ export class HttpFrontend implements RawHost {
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
-    this.#hashes =
-      opts.service.store.synchronous === true
-        ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
-        : null;
+    this.#sync = opts.service.store.synchronous === true;
+    this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.#trustAll = opts.trustedProxies.includes('*');
@@ -207,7 +209,8 @@ export class HttpFrontend implements RawHost {
     // answer on a connection that carries one request (most clients).
     this.#idleTimer = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(5000, this.#idleMs / 4)));
     this.#idleTimer.unref();
-    const io = this.#o.io ?? 'auto';
+    const asked = this.#o.io ?? 'auto';
+    const io = asked === 'auto' && !this.#sync ? 'node' : asked;
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
     if (io === 'batched' && this.#o.http.length > 0 && addon === null)
       throw new Error('http io "batched": the native addon is not built (npm rebuild)');

@@ -27,12 +27,11 @@ export interface UdpFrontendOptions {
   /** Log every announce and scrape (debugging only: costly). */
   logRequests?: boolean;
   /**
-   * 'batched': recvmmsg/sendmmsg through the addon (needs a synchronous store); 'dgram': Node's
-   * sockets; 'auto': batched when the addon is built and the store is synchronous.
+   * 'batched': recvmmsg/sendmmsg through the addon; 'dgram': Node's sockets; 'auto': batched when
+   * the addon is built. The batched transport answers within its batch, so a store that is not
+   * `synchronous` is always served through dgram, each request answered when its promise settles.
    */
   io?: 'auto' | 'batched' | 'dgram';
-  /** The store answers with promises (a shared store): the dgram path then keeps a reply callback. */
-  asyncStore?: boolean;
 }
 
 /**
@@ -94,12 +93,18 @@ export class UdpFrontend {
   /** The announce handed to a synchronous store, reused (see #handle). */
   #req: AnnounceRequest = blankRequest();
   #outSlot: number;
+  /**
+   * Whether the store answers synchronously (`SwarmStore.synchronous`); if not, dgram only, with a
+   * reply callback per request.
+   */
+  readonly #sync: boolean;
   /** Parsed client addresses by text form (dgram path): parsing per packet costs more than a lookup. */
   #peerCache = new Map<string, PeerAddress>();
 
   constructor(opts: UdpFrontendOptions) {
     this.#o = opts;
     this.#ids = new ConnectionIds(opts.secret ?? randomBytes(32));
+    this.#sync = opts.service.store.synchronous === true;
     // Sized for the largest reply this configuration allows (IPv6 peers, maxNumWant of them).
     this.#outSlot = Math.max(MAX_RESPONSE_SIZE, 20 + 18 * opts.service.settings.maxNumWant);
   }
@@ -120,7 +125,7 @@ export class UdpFrontend {
   }
 
   async start(): Promise<void> {
-    const io = this.#o.io ?? 'auto';
+    const io = this.#sync ? (this.#o.io ?? 'auto') : 'dgram';
     const addon = io === 'dgram' ? null : loadUdpBatchAddon();
     if (io === 'batched' && addon === null)
       throw new Error('udp io "batched": the native addon is not built (npm rebuild)');
@@ -197,7 +202,7 @@ export class UdpFrontend {
       recvBufferSize: SOCKET_BUFFER,
       sendBufferSize: SOCKET_BUFFER,
     });
-    const asyncStore = this.#o.asyncStore === true;
+    const asyncStore = !this.#sync;
     // The reply buffer, replaced whenever a send had to be queued (see below), and views of its
     // first `len` bytes by length: `send(buf, offset, len, ...)` would create one per reply.
     const reply = { out: Buffer.alloc(this.#outSlot), views: [] as (Buffer | undefined)[] };
