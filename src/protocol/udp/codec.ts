@@ -88,7 +88,10 @@ function u64(buf: Uint8Array, off: number): number {
   return hi * 0x100000000 + u32(buf, off + 4);
 }
 
-/** Writes `n` (0 <= n < 2^32) at `off`, big-endian; a typed array keeps the low 8 bits of each. */
+/**
+ * Writes `n` as a 32-bit word at `off`, big-endian (a negative `n` in two's complement); a typed
+ * array keeps the low 8 bits of each byte written.
+ */
 function put32(out: Uint8Array, off: number, n: number): void {
   out[off] = n >>> 24;
   out[off + 1] = n >>> 16;
@@ -273,10 +276,6 @@ function parseOptions(buf: Uint8Array, start: number, end: number): string | nul
   return url;
 }
 
-function dv(out: Uint8Array): DataView {
-  return new DataView(out.buffer, out.byteOffset, out.byteLength);
-}
-
 export function writeConnectResponse(out: Uint8Array, transactionId: number, id: ConnectionId): number {
   put32(out, 0, Action.connect);
   put32(out, 4, transactionId);
@@ -334,11 +333,10 @@ export function writeErrorResponse(out: Uint8Array, transactionId: number, messa
 // ---- Client side: request writers and response parsers (tests, load generators). ----
 
 export function writeConnectRequest(out: Uint8Array, transactionId: number): number {
-  const v = dv(out);
-  v.setUint32(0, PROTOCOL_ID_HI);
-  v.setUint32(4, PROTOCOL_ID_LO);
-  v.setUint32(8, Action.connect);
-  v.setUint32(12, transactionId);
+  put32(out, 0, PROTOCOL_ID_HI);
+  put32(out, 4, PROTOCOL_ID_LO);
+  put32(out, 8, Action.connect);
+  put32(out, 12, transactionId);
   return 16;
 }
 
@@ -358,27 +356,27 @@ export interface AnnounceFields {
   urlData?: string | null;
 }
 
-function setU64(v: DataView, off: number, n: number): void {
-  v.setUint32(off, Math.floor(n / 0x100000000));
-  v.setUint32(off + 4, n >>> 0);
+function put64(out: Uint8Array, off: number, n: number): void {
+  put32(out, off, Math.floor(n / 0x100000000));
+  put32(out, off + 4, n >>> 0);
 }
 
 export function writeAnnounceRequest(out: Uint8Array, f: AnnounceFields): number {
-  const v = dv(out);
-  v.setUint32(0, f.connectionId.hi);
-  v.setUint32(4, f.connectionId.lo);
-  v.setUint32(8, Action.announce);
-  v.setUint32(12, f.transactionId);
+  put32(out, 0, f.connectionId.hi);
+  put32(out, 4, f.connectionId.lo);
+  put32(out, 8, Action.announce);
+  put32(out, 12, f.transactionId);
   out.set(f.infoHash, 16);
   out.set(f.peerId, 36);
-  setU64(v, 56, f.downloaded);
-  setU64(v, 64, f.left);
-  setU64(v, 72, f.uploaded);
-  v.setUint32(80, f.event);
-  v.setUint32(84, f.ip ?? 0);
-  v.setUint32(88, f.key ?? 0);
-  v.setInt32(92, f.numWant);
-  v.setUint16(96, f.port);
+  put64(out, 56, f.downloaded);
+  put64(out, 64, f.left);
+  put64(out, 72, f.uploaded);
+  put32(out, 80, f.event);
+  put32(out, 84, f.ip ?? 0);
+  put32(out, 88, f.key ?? 0);
+  put32(out, 92, f.numWant); // two's complement: -1 is ff ff ff ff
+  out[96] = f.port >>> 8;
+  out[97] = f.port;
   let off = 98;
   if (f.urlData) {
     const data = Buffer.from(f.urlData, 'latin1');
@@ -400,11 +398,10 @@ export function writeScrapeRequest(
   transactionId: number,
   infoHashes: readonly Uint8Array[],
 ): number {
-  const v = dv(out);
-  v.setUint32(0, connectionId.hi);
-  v.setUint32(4, connectionId.lo);
-  v.setUint32(8, Action.scrape);
-  v.setUint32(12, transactionId);
+  put32(out, 0, connectionId.hi);
+  put32(out, 4, connectionId.lo);
+  put32(out, 8, Action.scrape);
+  put32(out, 12, transactionId);
   let off = 16;
   for (const h of infoHashes) {
     out.set(h, off);
@@ -430,12 +427,11 @@ export type UdpResponse =
 /** Parses a tracker reply. `family` tells the peer record size (6 or 18). Never throws. */
 export function parseResponse(buf: Uint8Array, len: number, family: 4 | 6 = 4): UdpResponse {
   if (len < 8 || len > buf.length) return { action: -1, reason: 'short' };
-  const v = new DataView(buf.buffer, buf.byteOffset, len);
-  const action = v.getUint32(0);
-  const transactionId = v.getUint32(4);
+  const action = u32(buf, 0);
+  const transactionId = u32(buf, 4);
   if (action === 0) {
     if (len !== 16) return { action: -1, reason: 'connect size' };
-    return { action: 0, transactionId, connectionId: { hi: v.getUint32(8), lo: v.getUint32(12) } };
+    return { action: 0, transactionId, connectionId: { hi: u32(buf, 8), lo: u32(buf, 12) } };
   }
   if (action === 1) {
     const stride = family === 4 ? 6 : 18;
@@ -443,9 +439,9 @@ export function parseResponse(buf: Uint8Array, len: number, family: 4 | 6 = 4): 
     return {
       action: 1,
       transactionId,
-      interval: v.getUint32(8),
-      leechers: v.getUint32(12),
-      seeders: v.getUint32(16),
+      interval: u32(buf, 8),
+      leechers: u32(buf, 12),
+      seeders: u32(buf, 16),
       peers: buf.slice(20, len),
     };
   }
@@ -454,9 +450,9 @@ export function parseResponse(buf: Uint8Array, len: number, family: 4 | 6 = 4): 
     const entries: ScrapeEntry[] = [];
     for (let off = 8; off < len; off += 12)
       entries.push({
-        complete: v.getUint32(off),
-        downloaded: v.getUint32(off + 4),
-        incomplete: v.getUint32(off + 8),
+        complete: u32(buf, off),
+        downloaded: u32(buf, off + 4),
+        incomplete: u32(buf, off + 8),
       });
     return { action: 2, transactionId, entries };
   }
