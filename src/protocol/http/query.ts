@@ -37,14 +37,22 @@ function hex(c: number): number {
 /**
  * Percent-decodes buf[start, end) into `out` byte by byte (never as UTF-8). `+` stays the byte
  * 0x2B: real clients percent-encode every byte of info_hash and peer_id that is not unreserved,
- * and a literal `+` in a binary field means the byte `+` (RFC 3986), not a space.
- * Returns the decoded length, or -1 on a malformed escape or overflow of `out`.
+ * and a literal `+` in a binary field means the byte `+` (RFC 3986), not a space. With
+ * `plusIsSpace` (form-encoded text) a literal `+` is a space and `%2B` still a plus.
+ * Returns the decoded length, -1 on a malformed escape, -2 when `out` overflows.
  */
-function decodeInto(buf: Uint8Array, start: number, end: number, out: Uint8Array): number {
+function decodeInto(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+  plusIsSpace = false,
+): number {
   let n = 0;
   for (let i = start; i < end; i++) {
     let c = buf[i];
-    if (c === 37) {
+    if (c === 43 && plusIsSpace) c = 32;
+    else if (c === 37) {
       if (i + 2 >= end) return -1;
       const h = hex(buf[i + 1]);
       const l = hex(buf[i + 2]);
@@ -67,21 +75,8 @@ const TEXT = Buffer.alloc(512);
  */
 function decodeText(buf: Uint8Array, start: number, end: number): string | null {
   if (end - start > TEXT.length) return null;
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    let c = buf[i];
-    if (c === 43) c = 32;
-    else if (c === 37) {
-      if (i + 2 >= end) return null;
-      const h = hex(buf[i + 1]);
-      const l = hex(buf[i + 2]);
-      if (h < 0 || l < 0) return null;
-      c = (h << 4) | l;
-      i += 2;
-    }
-    TEXT[n++] = c;
-  }
-  return TEXT.toString('latin1', 0, n);
+  const n = decodeInto(buf, start, end, TEXT, true);
+  return n < 0 ? null : TEXT.toString('latin1', 0, n);
 }
 
 /** Parses unsigned decimal digits (no sign, no escapes) up to 2^53-1; -1 when invalid. */
