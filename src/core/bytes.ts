@@ -17,3 +17,9 @@ export function copyBytes(dst: Uint8Array, to: number, src: Uint8Array, from: nu
   else if (n <= 64) for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
   else dst.set(src.subarray(from, from + n), to);
 }
+
+/** `copyBytes` for 32-bit words (a separate function, so that each call site stays monomorphic). */
+export function copyWords(dst: Uint32Array, to: number, src: Uint32Array, from: number, n: number): void {
+  if (n > 64) dst.set(src.subarray(from, from + n), to);
+  else for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+}

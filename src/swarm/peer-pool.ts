@@ -1,4 +1,4 @@
-import { copyBytes } from '../core/bytes.ts';
+import { copyBytes, copyWords } from '../core/bytes.ts';
 
 /**
  * The peers of every swarm of one address family, in wire form (opentracker's layout, in pooled
@@ -145,11 +145,6 @@ class SizeClass {
       this.owner.pop();
     }
   }
-}
-
-function copyWords(dst: Uint32Array, to: number, src: Uint32Array, from: number, n: number): void {
-  if (n > 64) dst.set(src.subarray(from, from + n), to);
-  else for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
 }
 
 const EMPTY_U8 = new Uint8Array(0);
