@@ -464,26 +464,34 @@ async function throughput(t: Tracker): Promise<void> {
 function measure(test: string, tracker: string, pid: number, run: () => LoadResult): void {
   const c0 = cpuSeconds(pid);
   const r = run();
-  const c1 = cpuSeconds(pid);
-  rows.push({
-    test,
-    tracker,
-    rps: r.rps,
-    cpuUs: r.ok > 0 ? ((c1 - c0) / r.ok) * 1e6 : Number.NaN,
-    p50: r.p50_us,
-    p99: r.p99_us,
-    clientBusy: r.clientCpu / r.seconds,
-    invalid: r.invalid,
-    missing: r.missing,
-  });
+  addRow(test, tracker, [r], cpuSeconds(pid) - c0);
   log(
     `${tracker}: ${test}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us invalid ${r.invalid} missing ${r.missing}`,
   );
 }
 
-const DGRAM_TEST = 'UDP announce, node:dgram fallback (no addon)';
-/** One-second load slices per tracker in the dgram test. */
-const DGRAM_ROUNDS = QUICK ? 3 : 7;
+/**
+ * Adds a row from one or more timed loads and the tracker's CPU seconds over them: responses/s,
+ * p50 and p99 are the median load's (the only one's when there is one), CPU per response and the
+ * counts are over all of them.
+ */
+function addRow(test: string, tracker: string, loads: LoadResult[], cpu: number): Row {
+  const sum = (f: (r: LoadResult) => number) => loads.reduce((a, r) => a + f(r), 0);
+  const ok = sum((r) => r.ok);
+  const row: Row = {
+    test,
+    tracker,
+    rps: median(loads.map((r) => r.rps)),
+    cpuUs: ok > 0 ? (cpu / ok) * 1e6 : Number.NaN,
+    p50: median(loads.map((r) => r.p50_us)),
+    p99: median(loads.map((r) => r.p99_us)),
+    clientBusy: sum((r) => r.clientCpu) / sum((r) => r.seconds),
+    invalid: sum((r) => r.invalid),
+    missing: sum((r) => r.missing),
+  };
+  rows.push(row);
+  return row;
+}
 
 function median(xs: number[]): number {
   const a = [...xs].sort((x, y) => x - y);
@@ -493,6 +501,10 @@ function median(xs: number[]): number {
       ? a[(a.length - 1) / 2]
       : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
 }
+
+const DGRAM_TEST = 'UDP announce, node:dgram fallback (no addon)';
+/** One-second load slices per tracker in the dgram test. */
+const DGRAM_ROUNDS = QUICK ? 3 : 7;
 
 /**
  * Herald's fallback UDP transport (where the addon is not built) against opentracker's UDP
@@ -526,21 +538,9 @@ async function dgramTest(): Promise<void> {
         x.cpu += cpuSeconds(x.child.pid!) - c0;
       }
     for (const x of pair) {
-      const sum = (f: (r: LoadResult) => number) => x.slices.reduce((a, r) => a + f(r), 0);
-      const ok = sum((r) => r.ok);
-      rows.push({
-        test: DGRAM_TEST,
-        tracker: x.name,
-        rps: median(x.slices.map((r) => r.rps)),
-        cpuUs: ok > 0 ? (x.cpu / ok) * 1e6 : Number.NaN,
-        p50: median(x.slices.map((r) => r.p50_us)),
-        p99: median(x.slices.map((r) => r.p99_us)),
-        clientBusy: sum((r) => r.clientCpu) / sum((r) => r.seconds),
-        invalid: sum((r) => r.invalid),
-        missing: sum((r) => r.missing),
-      });
+      const row = addRow(DGRAM_TEST, x.name, x.slices, x.cpu);
       log(
-        `${x.name}: ${DGRAM_TEST}: slices ${x.slices.map((r) => Math.round(r.rps)).join(' ')}/s, ${fmt((x.cpu / ok) * 1e6, 1)} us each`,
+        `${x.name}: ${DGRAM_TEST}: slices ${x.slices.map((r) => Math.round(r.rps)).join(' ')}/s, ${fmt(row.cpuUs, 1)} us each`,
       );
     }
   } finally {
