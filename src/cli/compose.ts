@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
+import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { resolveConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -19,7 +20,7 @@ import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
-import { StatsReporter } from '../tracker/stats.ts';
+import { StatsReporter, type StatsSnapshot } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { createPortal, type Portal } from '../web/portal/portal.ts';
 
@@ -79,14 +80,34 @@ function listens(list: string[], key: string): { host: string; port: number }[] 
  */
 export function createTracker(
   partial: Partial<HeraldConfig> = {},
-  deps: { logger?: Logger; clock?: Clock; store?: SwarmStore } = {},
+  deps: {
+    logger?: Logger;
+    clock?: Clock;
+    store?: SwarmStore;
+    /** This process is worker `index` of `count` (`herald serve --workers N`, src/cluster/primary.ts). */
+    cluster?: { clusterId: string; index: number; count: number; workersDown?: () => number[] };
+  } = {},
 ): Tracker {
   const config = resolveConfig(partial);
   const logger = deps.logger ?? createLogger(config.logLevel);
   const ownClock = deps.clock === undefined ? new CachedClock() : null;
   const clock = deps.clock ?? ownClock!;
   const counters = new TrackerCounters();
-  const store = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  const local = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  // With workers, swarms are sharded by info hash: each worker owns its shard (issue #13).
+  const cluster = deps.cluster;
+  const sharded =
+    cluster !== undefined && cluster.count > 1
+      ? new ShardedSwarmStore({
+          local,
+          logger,
+          clusterId: cluster.clusterId,
+          index: cluster.index,
+          count: cluster.count,
+        })
+      : null;
+  const store: SwarmStore = sharded ?? local;
+  const reusePort = sharded !== null;
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   const policy = new Policy({ mode: config.mode, logger });
@@ -123,12 +144,16 @@ export function createTracker(
       maxNumWant: config.maxNumWant,
     },
   });
-  const stats = new StatsReporter(counters, store);
+  const stats = sharded
+    ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>())
+    : new StatsReporter(counters, store);
+  if (sharded) sharded.localStats = () => stats.localSnapshot();
   const onError = (err: unknown) => {
     counters.internalErrors++;
     logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   };
-  const sweeper = new ExpirySweeper({ store, clock, counters, onError });
+  // Each worker sweeps only its own shard.
+  const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
   const ws = new WsFrontend({
     service,
@@ -142,6 +167,7 @@ export function createTracker(
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,
+    reusePort,
   });
   stats.webrtc = () => {
     const s = ws.stats();
@@ -196,9 +222,11 @@ export function createTracker(
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
       portalPath: config.portalPath,
+      workersDown: cluster?.workersDown,
     }),
     logger,
     logRequests: config.logRequests,
+    reusePort,
   });
   const udp = new UdpFrontend({
     service,
@@ -207,6 +235,7 @@ export function createTracker(
     logger,
     logRequests: config.logRequests,
     io: config.udpIo,
+    reusePort,
   });
   let started = false;
   let stopped = false;
@@ -224,6 +253,7 @@ export function createTracker(
         registry = new Registry(db);
         await policy.connect(registry);
         accountant?.connect(registry);
+        await sharded?.start();
         await http.start();
         await udp.start();
         await ws.start();
@@ -232,7 +262,7 @@ export function createTracker(
           portalServers.push(server);
           await new Promise<void>((resolve, reject) => {
             server.once('error', reject);
-            server.listen(l.port, l.host, () => {
+            server.listen({ port: l.port, host: l.host, reusePort }, () => {
               server.off('error', reject);
               resolve();
             });

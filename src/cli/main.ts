@@ -1,5 +1,13 @@
+import {
+  type PrimaryMessage,
+  runPrimary,
+  type WorkerMessage,
+  workerCount,
+  workerSetup,
+} from '../cluster/primary.ts';
 import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import { createLogger } from '../core/log.ts';
 import { ADMIN_COMMANDS, runAdmin } from './admin.ts';
 import { createTracker } from './compose.ts';
 
@@ -50,13 +58,49 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(renderConfigToml(config));
     return 0;
   }
-  const tracker = createTracker(config);
-  const log = tracker.logger;
+  const setup = workerSetup(process.env);
+  if (setup === null && workerCount(config) > 1) {
+    if (config.mode === 'private') {
+      process.stderr.write(
+        'config: workers: more than one worker is not available in private mode yet (accounting must stay exact); use workers = 1\n',
+      );
+      return 2;
+    }
+    return runPrimary({ config, argv, logger: createLogger(config.logLevel), script: process.argv[1] });
+  }
+  let down: number[] = [];
+  const tracker = setup
+    ? createTracker(
+        { ...config, ...setup.listen, udpSecret: setup.udpSecret },
+        { cluster: { ...setup, workersDown: () => down } },
+      )
+    : createTracker(config);
+  const log = setup ? tracker.logger.child({ worker: setup.index }) : tracker.logger;
   try {
     await tracker.start();
   } catch (err) {
     log.error('could not start', { err: err instanceof Error ? err.message : String(err) });
     return 1;
+  }
+  if (setup) {
+    // Tell the primary the addresses bound (worker 0's fix a port 0 for the others).
+    const a = tracker.addresses();
+    const hp = (l: { host: string; port: number }) =>
+      l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
+    const msg: WorkerMessage = {
+      type: 'ready',
+      listen: {
+        http: a.http.map(hp),
+        https: a.https.map(hp),
+        udp: a.udp.map(hp),
+        ws: a.ws.map(hp),
+        portalListen: a.portal.map(hp),
+      },
+    };
+    process.send?.(msg);
+    process.on('message', (m: PrimaryMessage) => {
+      if (m?.type === 'health') down = m.down;
+    });
   }
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -75,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGHUP', () => tracker.reloadTls());
+    // A worker whose primary is gone stops too (no orphan keeps the ports).
+    if (setup) process.on('disconnect', () => stop('disconnect'));
   });
   log.info('stopped', {});
   return 0;

@@ -71,6 +71,8 @@ export function loadConfig(input: {
     if (d === undefined) {
       // Variables the test harness or later issues use are not config keys.
       if (name.startsWith('HERALD_E2E_') || name.startsWith('HERALD_TEST_')) continue;
+      // What a `--workers` primary tells its worker processes (src/cluster/primary.ts).
+      if (name === 'HERALD_WORKER') continue;
       throw new ConfigError(`config: unknown environment variable ${name}`);
     }
     fromEnv.set(d, value);

@@ -23,6 +23,8 @@ export interface HeraldConfig {
   httpIdleTimeout: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
+  /** Worker processes serving one set of swarms (issue #13); 'auto' = usable CPUs. */
+  workers: number | 'auto';
   httpIo: 'auto' | 'batched' | 'node';
   logLevel: LogLevel;
   logRequests: boolean;
@@ -61,6 +63,7 @@ type Kind =
   | 'hex?'
   | 'level'
   | 'udp-io'
+  | 'workers'
   | 'mode'
   | 'choice';
 
@@ -241,6 +244,13 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 'auto',
     arg: 'MODE',
     doc: 'UDP socket I/O: batched (recvmmsg/sendmmsg addon), dgram (Node sockets) or auto (batched when built)',
+  },
+  {
+    key: 'workers',
+    kind: 'workers',
+    default: 1,
+    arg: 'N',
+    doc: 'Worker processes (1-256, or auto = usable CPUs); swarms are shared by info hash, so every worker serves every torrent; open and whitelist modes (see README "Workers")',
   },
   {
     key: 'httpIo',
@@ -490,6 +500,17 @@ export function coerce(def: KeyDef, raw: unknown, source: string): unknown {
       if (raw !== 'auto' && raw !== 'batched' && raw !== 'dgram')
         return bad('must be auto, batched or dgram');
       return raw;
+    case 'workers': {
+      if (raw === 'auto') return raw;
+      const n =
+        typeof raw === 'number'
+          ? raw
+          : typeof raw === 'string' && /^[0-9]{1,3}$/.test(raw.trim())
+            ? Number(raw)
+            : NaN;
+      if (!Number.isInteger(n) || n < 1 || n > 256) return bad('must be auto or an integer from 1 to 256');
+      return n;
+    }
     case 'mode':
       if (raw !== 'open' && raw !== 'whitelist' && raw !== 'private')
         return bad('must be open, whitelist or private');

@@ -42,6 +42,7 @@ export const Errors = {
   invalidPacket: def('HERALD_INVALID_PACKET', 'malformed packet'),
   invalidAction: def('HERALD_INVALID_ACTION', 'unknown action'),
   internal: def('HERALD_INTERNAL', 'internal error'),
+  shardUnavailable: def('HERALD_SHARD_UNAVAILABLE', 'tracker busy: try again in a minute'),
   // Policy (issue 5): modes, passkeys, grants, client whitelist. Static strings: safe to send.
   infoHashDenied: def('HERALD_INFO_HASH_DENIED', 'this torrent is not allowed on this tracker (blacklisted)'),
   infoHashNotListed: def(

@@ -1,3 +1,4 @@
+import type { TrackerError } from '../core/errors.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
 
 /**
@@ -18,9 +19,13 @@ export interface SwarmStore {
   /**
    * Select peers for the requester, then apply its announce (insert, update, complete, or remove
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
-   * list; no peer appears twice. `now` is the clock's seconds.
+   * list; no peer appears twice. `now` is the clock's seconds. A store may refuse with a
+   * `TrackerError` the client reads (a worker that owns the swarm is restarting, say).
    */
-  announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult>;
+  announce(
+    req: AnnounceRequest,
+    now: number,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError>;
   /** One entry per info hash, in order; unknown hashes give zero counts. */
   scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]>;
   /** Every swarm (full scrape); `infoHash` is 20 raw bytes. */

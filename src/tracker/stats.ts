@@ -21,6 +21,28 @@ export interface StatsSnapshot {
   webrtc?: { sockets: number; swarms: number; peers: number; seeders: number; leechers: number };
   /** TCP/UDP and WebRTC together. */
   total?: { torrents: number; peers: number; seeders: number; leechers: number };
+  /** With `--workers N` (N > 1): how many workers these figures add up (issue #13). */
+  workers?: number;
+}
+
+/** Figures of several workers added up (every number summed; uptime is the longest). */
+export function sumSnapshots(list: StatsSnapshot[]): StatsSnapshot {
+  const add = (a: unknown, b: unknown): unknown => {
+    if (typeof a === 'number' && typeof b === 'number') return a + b;
+    if (a !== null && typeof a === 'object' && b !== null && typeof b === 'object') {
+      const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
+      for (const [k, v] of Object.entries(b as Record<string, unknown>))
+        out[k] = k in out ? add(out[k], v) : v;
+      return out;
+    }
+    return a ?? b;
+  };
+  let sum = list[0];
+  for (let i = 1; i < list.length; i++) sum = add(sum, list[i]) as StatsSnapshot;
+  sum.uptimeSeconds = Math.max(...list.map((s) => s.uptimeSeconds));
+  for (const o of [sum.perSecond.announces, sum.perSecond.scrapes])
+    for (const k of ['http', 'udp', 'ws'] as const) o[k] = Math.round(o[k] * 10) / 10;
+  return sum;
 }
 
 /** Samples the counters once a second so that rates are over a sliding 10 s window. */
@@ -36,9 +58,16 @@ export class StatsReporter {
     | (() => { sockets: number; swarms: number; peers: number; seeders: number; leechers: number })
     | null = null;
 
-  constructor(counters: TrackerCounters, store: SwarmStore) {
+  /**
+   * With workers: the other workers' `localSnapshot()`s, added to this one's by `snapshot()`
+   * (`store` is then this worker's own shard).
+   */
+  #others: (() => Promise<StatsSnapshot[]>) | null;
+
+  constructor(counters: TrackerCounters, store: SwarmStore, others?: () => Promise<StatsSnapshot[]>) {
     this.#counters = counters;
     this.#store = store;
+    this.#others = others ?? null;
   }
 
   start(): void {
@@ -61,7 +90,16 @@ export class StatsReporter {
     this.#window.sample(Date.now(), this.#values());
   }
 
+  /** The whole tracker's figures (every worker's, added up). */
   async snapshot(): Promise<StatsSnapshot> {
+    const own = await this.localSnapshot();
+    if (this.#others === null) return own;
+    const all = [own, ...(await this.#others())];
+    return { ...sumSnapshots(all), workers: all.length };
+  }
+
+  /** This process's own figures. */
+  async localSnapshot(): Promise<StatsSnapshot> {
     const c = this.#counters;
     const swarm = await this.#store.stats();
     const r = this.#window.rates();

@@ -17,6 +17,8 @@ export function createWebHandler(deps: {
   portal?: WebHandler | null;
   /** The portal's path prefix ('' = every path the tracker does not use). */
   portalPath?: string;
+  /** With workers: the workers that are down (restarting); `/health` is then 503 "degraded". */
+  workersDown?: () => number[];
 }): WebHandler {
   const api = deps.api ?? null;
   const portal = deps.portal ?? null;
@@ -48,9 +50,18 @@ export function createWebHandler(deps: {
       return;
     }
     switch (path) {
-      case '/health':
-        send(res, 200, 'application/json', '{"status":"ok"}\n');
+      case '/health': {
+        const down = deps.workersDown?.() ?? [];
+        if (down.length > 0)
+          send(
+            res,
+            503,
+            'application/json',
+            `${JSON.stringify({ status: 'degraded', workersDown: down })}\n`,
+          );
+        else send(res, 200, 'application/json', '{"status":"ok"}\n');
         return;
+      }
       case '/stats':
         deps.stats.snapshot().then(
           (s) => send(res, 200, 'application/json', `${JSON.stringify(s, null, 2)}\n`),

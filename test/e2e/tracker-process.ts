@@ -15,6 +15,8 @@ export interface RunningTracker {
   udp: { host: string; port: number }[];
   stderr: () => string;
   dataDir: string;
+  /** The process's PID (with `--workers N`, the primary's: its children are the workers). */
+  pid: number;
   /** Runs a herald admin command (e.g. `member add`) on the same data directory. */
   admin(args: string[]): { status: number; stdout: string; stderr: string };
   /** Kills the process with SIGKILL (a crash); the data directory stays until `stop()`. */
@@ -29,7 +31,13 @@ export function runHerald(args: string[]): { status: number; stdout: string; std
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-export async function startTracker(args: string[], opts: { dataDir?: string } = {}): Promise<RunningTracker> {
+export async function startTracker(
+  args: string[],
+  opts: {
+    dataDir?: string /** Also wait for this log line (e.g. 'herald workers running'). */;
+    ready?: string;
+  } = {},
+): Promise<RunningTracker> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'herald-e2e-'));
   const child: ChildProcess = spawn(
     NODE,
@@ -38,13 +46,15 @@ export async function startTracker(args: string[], opts: { dataDir?: string } = 
   );
   let err = '';
   const listening = new Promise<{ http: string[]; udp: string[] }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`herald did not start:\n${err}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`herald did not start:\n${err}`)), 40_000);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
+      if (opts.ready !== undefined && !err.includes(opts.ready)) return;
       for (const line of err.split('\n')) {
         if (!line.includes('herald listening')) continue;
         clearTimeout(timer);
         resolve(JSON.parse(line));
+        return;
       }
     });
     child.on('exit', (code) => {
@@ -69,6 +79,7 @@ export async function startTracker(args: string[], opts: { dataDir?: string } = 
     udp: info.udp.map(split),
     stderr: () => err,
     dataDir,
+    pid: child.pid!,
     admin: (a: string[]) => runHerald([...a, '--data-dir', dataDir, ...args]),
     async crash() {
       if (child.exitCode !== null || child.signalCode !== null) return;

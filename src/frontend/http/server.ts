@@ -59,6 +59,8 @@ export interface HttpFrontendOptions {
   web: (req: IncomingMessage, res: ServerResponse) => void;
   logger: Logger;
   logRequests: boolean;
+  /** SO_REUSEPORT on the listeners: several worker processes bind the same address (issue #13). */
+  reusePort?: boolean;
   /** Idle keep-alive connections and slow heads are closed after this many ms (default 30 s). */
   idleTimeoutMs?: number;
   /**
@@ -199,11 +201,19 @@ export class HttpFrontend implements RawHost {
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
-        server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
-          server.off('error', reject);
-          server.on('error', (err) => this.#o.logger.error('http listener error', { err: String(err) }));
-          resolve();
-        });
+        server.listen(
+          {
+            host: l.host,
+            port: l.port,
+            ipv6Only: l.host.includes(':'),
+            reusePort: this.#o.reusePort === true,
+          },
+          () => {
+            server.off('error', reject);
+            server.on('error', (err) => this.#o.logger.error('http listener error', { err: String(err) }));
+            resolve();
+          },
+        );
       });
     // One sweep closes idle raw connections: a timer per connection costs more than the whole
     // answer on a connection that carries one request (most clients).
@@ -528,7 +538,8 @@ export class HttpFrontend implements RawHost {
       return encodeScrape(hashes.map((h, i) => [h, entries[i]] as [Uint8Array, ScrapeEntry]));
     };
     const r = o.service.scrape(hashes, ctx);
-    if (r instanceof Promise) return r.then(encode, (err) => this.#internal(err));
+    if (r instanceof Promise)
+      return r.then(encode, (err) => (err instanceof TrackerError ? encode(err) : this.#internal(err)));
     return encode(r);
   }
 

@@ -26,6 +26,8 @@ export interface UdpFrontendOptions {
   logger: Logger;
   /** Log every announce and scrape (debugging only: costly). */
   logRequests?: boolean;
+  /** SO_REUSEPORT on the listeners: several worker processes bind the same address (issue #13). */
+  reusePort?: boolean;
   /**
    * 'batched': recvmmsg/sendmmsg through the addon; 'dgram': Node's sockets; 'auto': batched when
    * the addon is built. The batched transport answers within its batch, so a store that is not
@@ -137,7 +139,7 @@ export class UdpFrontend {
 
   #startBatched(addon: UdpBatchAddon, l: { host: string; port: number }): void {
     const v6 = l.host.includes(':');
-    const handle = addon.open(v6 ? 6 : 4, l.host, l.port, false);
+    const handle = addon.open(v6 ? 6 : 4, l.host, l.port, this.#o.reusePort === true);
     const inMeta = new ArrayBuffer(BATCH * META);
     const inData = new ArrayBuffer(BATCH * IN_SLOT);
     const outMeta = new ArrayBuffer(BATCH * META);
@@ -198,6 +200,7 @@ export class UdpFrontend {
     const socket = createSocket({
       type: v6 ? 'udp6' : 'udp4',
       ipv6Only: v6,
+      reusePort: this.#o.reusePort === true,
       lookup: literalLookup,
       recvBufferSize: SOCKET_BUFFER,
       sendBufferSize: SOCKET_BUFFER,
@@ -383,7 +386,11 @@ export class UdpFrontend {
     return writeScrapeResponse(out, tid, entries);
   }
 
-  #deferred<T>(p: Promise<T>, reply: (v: T) => number, later: ((len: number) => void) | null): number {
+  #deferred<T>(
+    p: Promise<T | TrackerError>,
+    reply: (v: T | TrackerError) => number,
+    later: ((len: number) => void) | null,
+  ): number {
     if (later === null) {
       // The batched transport answers synchronously only; compose.ts picks dgram for async stores.
       this.#internal(new Error('asynchronous store result on the batched UDP transport'));
@@ -391,7 +398,8 @@ export class UdpFrontend {
     }
     p.then(
       (v) => later(reply(v)),
-      (err) => this.#internal(err),
+      // A refusal (a worker owning the swarm is restarting) is the client's to read.
+      (err) => (err instanceof TrackerError ? later(reply(err)) : this.#internal(err)),
     );
     return 0;
   }

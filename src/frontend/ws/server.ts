@@ -60,6 +60,8 @@ export interface WsFrontendOptions {
   maxSwarmsPerSocket?: number;
   /** Log every announce and scrape (debugging only: costly). */
   logRequests?: boolean;
+  /** SO_REUSEPORT on the listeners: several worker processes bind the same address (issue #13). */
+  reusePort?: boolean;
 }
 
 export interface WsStats extends WebRtcStats {
@@ -174,11 +176,19 @@ export class WsFrontend {
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
-        s.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
-          s.off('error', reject);
-          s.on('error', (err) => this.#o.logger.error('ws listener error', { err: String(err) }));
-          resolve();
-        });
+        s.listen(
+          {
+            host: l.host,
+            port: l.port,
+            ipv6Only: l.host.includes(':'),
+            reusePort: this.#o.reusePort === true,
+          },
+          () => {
+            s.off('error', reject);
+            s.on('error', (err) => this.#o.logger.error('ws listener error', { err: String(err) }));
+            resolve();
+          },
+        );
       });
     }
   }

@@ -1,0 +1,262 @@
+import type { AnnounceEvent, AnnounceRequest, AnnounceResult, Family, ScrapeEntry } from '../core/types.ts';
+
+/**
+ * The messages workers send each other (issue #13): a typed union with a byte codec, kept apart
+ * from the transport (STYLE.md example 11, socket.io's ClusterMessage). Pure: bytes in, values
+ * out, and back.
+ *
+ * A frame is `u32 length` (of what follows), `u8 type`, `u32 id`, then the body. A request's id
+ * is chosen by the sender; the reply carries the same id. Numbers are big-endian; uploaded,
+ * downloaded and left are float64 (they are JavaScript numbers up to 2^53 on both sides).
+ */
+export const MessageType = {
+  announce: 1,
+  announceOk: 2,
+  scrape: 3,
+  scrapeOk: 4,
+  /** Whole-shard requests (rare: /stats, /metrics, full scrape): JSON bodies. */
+  stats: 5,
+  statsOk: 6,
+  scrapeAll: 7,
+  scrapeAllOk: 8,
+  /** The owner could not answer (a refusal or an internal error): a message for the client. */
+  failure: 9,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export const HEADER = 9;
+/** Largest frame accepted from a peer worker (a full scrape of a big shard is the biggest). */
+export const MAX_FRAME = 256 * 1024 * 1024;
+
+/** An announce as sent to its owner: the request, and the sender's clock. */
+export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
+
+/** A growable output buffer that frames are appended to. */
+export class FrameWriter {
+  buf: Buffer;
+  len = 0;
+  constructor(size = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+  #room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+  /** Starts a frame; returns where its body begins. `end(start)` writes the length. */
+  begin(type: MessageType, id: number, bodyMax: number): number {
+    this.#room(HEADER + bodyMax);
+    const at = this.len;
+    this.buf[at + 4] = type;
+    this.buf.writeUInt32BE(id >>> 0, at + 5);
+    this.len = at + HEADER;
+    return at;
+  }
+  end(start: number): void {
+    this.buf.writeUInt32BE(this.len - start - 4, start);
+  }
+  /** Takes the bytes written so far (the writer starts a fresh buffer). */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(this.buf.length, 1 << 20)));
+    this.len = 0;
+    return out;
+  }
+}
+
+export function writeAnnounce(w: FrameWriter, id: number, req: AnnounceRequest, now: number): void {
+  const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES);
+  const b = w.buf;
+  let o = w.len;
+  b.set(req.infoHash.subarray(0, 20), o);
+  b.set(req.peerId.subarray(0, 20), o + 20);
+  o += 40;
+  b[o++] = req.family;
+  b.fill(0, o, o + 16);
+  b.set(req.ip.subarray(0, req.family === 6 ? 16 : 4), o);
+  o += 16;
+  b.writeUInt16BE(req.port, o);
+  o += 2;
+  b.writeDoubleBE(req.uploaded, o);
+  b.writeDoubleBE(req.downloaded, o + 8);
+  b.writeDoubleBE(req.left, o + 16);
+  o += 24;
+  b[o++] = req.event;
+  b.writeUInt16BE(Math.min(req.numWant, 0xffff), o);
+  o += 2;
+  b[o++] = req.wantPeerIds ? 1 : 0;
+  b.writeUInt32BE(now >>> 0, o);
+  w.len = o + 4;
+  w.end(start);
+}
+
+/** Reads an announce body (at `o`, ANNOUNCE_BYTES long) into `req`, whose arrays it fills. */
+export function readAnnounce(b: Buffer, o: number, req: AnnounceRequest): number {
+  req.infoHash.set(b.subarray(o, o + 20));
+  req.peerId.set(b.subarray(o + 20, o + 40));
+  o += 40;
+  const family = b[o++] === 6 ? 6 : 4;
+  req.family = family as Family;
+  req.ip = family === 6 ? b.subarray(o, o + 16) : b.subarray(o, o + 4);
+  o += 16;
+  req.port = b.readUInt16BE(o);
+  o += 2;
+  req.uploaded = b.readDoubleBE(o);
+  req.downloaded = b.readDoubleBE(o + 8);
+  req.left = b.readDoubleBE(o + 16);
+  o += 24;
+  req.event = (b[o++] & 3) as AnnounceEvent;
+  req.numWant = b.readUInt16BE(o);
+  o += 2;
+  req.wantPeerIds = b[o++] === 1;
+  return b.readUInt32BE(o);
+}
+
+export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, family: Family): void {
+  const stride = family === 6 ? 18 : 6;
+  const peerBytes = r.peerCount * stride;
+  const ids = r.peerIds !== null;
+  const start = w.begin(MessageType.announceOk, id, 16 + peerBytes + (ids ? r.peerCount * 21 : 0));
+  const b = w.buf;
+  let o = w.len;
+  b.writeUInt32BE(r.complete >>> 0, o);
+  b.writeUInt32BE(r.incomplete >>> 0, o + 4);
+  b.writeUInt32BE(r.downloaded >>> 0, o + 8);
+  b.writeUInt16BE(r.peerCount, o + 12);
+  b[o + 14] = stride;
+  b[o + 15] = ids ? 1 : 0;
+  o += 16;
+  b.set(r.peers.subarray(0, peerBytes), o);
+  o += peerBytes;
+  if (ids) {
+    b.set(r.peerIds!.subarray(0, r.peerCount * 20), o);
+    o += r.peerCount * 20;
+    b.set(r.peerIdKnown!.subarray(0, r.peerCount), o);
+    o += r.peerCount;
+  }
+  w.len = o;
+  w.end(start);
+}
+
+/** A reply's body as a result that owns its bytes (copied out of the frame). */
+export function readAnnounceOk(b: Buffer, o: number): AnnounceResult {
+  const peerCount = b.readUInt16BE(o + 12);
+  const stride = b[o + 14];
+  const ids = b[o + 15] === 1;
+  const p = o + 16;
+  const peers = new Uint8Array(b.subarray(p, p + peerCount * stride));
+  let peerIds: Uint8Array | null = null;
+  let peerIdKnown: Uint8Array | null = null;
+  if (ids) {
+    const q = p + peerCount * stride;
+    peerIds = new Uint8Array(b.subarray(q, q + peerCount * 20));
+    peerIdKnown = new Uint8Array(b.subarray(q + peerCount * 20, q + peerCount * 21));
+  }
+  return {
+    complete: b.readUInt32BE(o),
+    incomplete: b.readUInt32BE(o + 4),
+    downloaded: b.readUInt32BE(o + 8),
+    peers,
+    peerCount,
+    peerIds,
+    peerIdKnown,
+  };
+}
+
+export function writeScrape(w: FrameWriter, id: number, hashes: readonly Uint8Array[], now: number): void {
+  const start = w.begin(MessageType.scrape, id, 6 + hashes.length * 20);
+  const b = w.buf;
+  let o = w.len;
+  b.writeUInt32BE(now >>> 0, o);
+  b.writeUInt16BE(hashes.length, o + 4);
+  o += 6;
+  for (const h of hashes) {
+    b.set(h.subarray(0, 20), o);
+    o += 20;
+  }
+  w.len = o;
+  w.end(start);
+}
+
+export function readScrape(b: Buffer, o: number): { now: number; hashes: Uint8Array[] } {
+  const now = b.readUInt32BE(o);
+  const n = b.readUInt16BE(o + 4);
+  const hashes: Uint8Array[] = [];
+  for (let i = 0, p = o + 6; i < n; i++, p += 20) hashes.push(b.subarray(p, p + 20));
+  return { now, hashes };
+}
+
+export function writeScrapeOk(w: FrameWriter, id: number, entries: readonly ScrapeEntry[]): void {
+  const start = w.begin(MessageType.scrapeOk, id, 2 + entries.length * 12);
+  const b = w.buf;
+  let o = w.len;
+  b.writeUInt16BE(entries.length, o);
+  o += 2;
+  for (const e of entries) {
+    b.writeUInt32BE(e.complete >>> 0, o);
+    b.writeUInt32BE(e.incomplete >>> 0, o + 4);
+    b.writeUInt32BE(e.downloaded >>> 0, o + 8);
+    o += 12;
+  }
+  w.len = o;
+  w.end(start);
+}
+
+export function readScrapeOk(b: Buffer, o: number): ScrapeEntry[] {
+  const n = b.readUInt16BE(o);
+  const out: ScrapeEntry[] = [];
+  for (let i = 0, p = o + 2; i < n; i++, p += 12)
+    out.push({
+      complete: b.readUInt32BE(p),
+      incomplete: b.readUInt32BE(p + 4),
+      downloaded: b.readUInt32BE(p + 8),
+    });
+  return out;
+}
+
+/** A frame whose body is UTF-8 text (JSON bodies, failure messages). */
+export function writeText(w: FrameWriter, type: MessageType, id: number, text: string): void {
+  const max = Buffer.byteLength(text);
+  const start = w.begin(type, id, max);
+  w.len += w.buf.write(text, w.len);
+  w.end(start);
+}
+
+/** A full-scrape shard: `n` records of info hash (20) and three u32 counts. */
+export function writeScrapeAllOk(
+  w: FrameWriter,
+  id: number,
+  rows: Iterable<[Uint8Array, ScrapeEntry]>,
+): void {
+  const list = [...rows];
+  const start = w.begin(MessageType.scrapeAllOk, id, 4 + list.length * 32);
+  const b = w.buf;
+  let o = w.len;
+  b.writeUInt32BE(list.length, o);
+  o += 4;
+  for (const [h, e] of list) {
+    b.set(h.subarray(0, 20), o);
+    b.writeUInt32BE(e.complete >>> 0, o + 20);
+    b.writeUInt32BE(e.incomplete >>> 0, o + 24);
+    b.writeUInt32BE(e.downloaded >>> 0, o + 28);
+    o += 32;
+  }
+  w.len = o;
+  w.end(start);
+}
+
+export function readScrapeAllOk(b: Buffer, o: number): [Uint8Array, ScrapeEntry][] {
+  const n = b.readUInt32BE(o);
+  const out: [Uint8Array, ScrapeEntry][] = [];
+  for (let i = 0, p = o + 4; i < n; i++, p += 32)
+    out.push([
+      new Uint8Array(b.subarray(p, p + 20)),
+      {
+        complete: b.readUInt32BE(p + 20),
+        incomplete: b.readUInt32BE(p + 24),
+        downloaded: b.readUInt32BE(p + 28),
+      },
+    ]);
+  return out;
+}

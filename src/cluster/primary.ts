@@ -1,0 +1,164 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import type { HeraldConfig } from '../config/schema.ts';
+import type { Logger } from '../core/log.ts';
+
+/**
+ * What the primary tells a worker process (environment variable HERALD_WORKER, JSON): which
+ * worker it is, and what every worker must share.
+ */
+export interface WorkerSetup {
+  clusterId: string;
+  index: number;
+  count: number;
+  /** One UDP connection-id key for all workers: an id issued by one is valid on every other. */
+  udpSecret: string;
+  /**
+   * The listen addresses every worker binds (SO_REUSEPORT). Worker 0 binds the configured ones
+   * first; a port 0 there becomes the port it got, so all workers share it.
+   */
+  listen: Pick<HeraldConfig, 'http' | 'https' | 'udp' | 'ws' | 'portalListen'>;
+}
+
+/** Messages from a worker to the primary (Node's IPC channel). */
+export type WorkerMessage = { type: 'ready'; listen: WorkerSetup['listen'] };
+/** Messages from the primary to a worker: which workers are down (for /health). */
+export type PrimaryMessage = { type: 'health'; down: number[] };
+
+export const WORKER_ENV = 'HERALD_WORKER';
+
+/** The configured `workers`, resolved (`auto` = the CPUs this process may use). */
+export function workerCount(config: Pick<HeraldConfig, 'workers'>): number {
+  return config.workers === 'auto' ? Math.max(1, availableParallelism()) : config.workers;
+}
+
+/** The setup this process was started with, when it is a worker; null otherwise. */
+export function workerSetup(env: NodeJS.ProcessEnv): WorkerSetup | null {
+  const raw = env[WORKER_ENV];
+  if (raw === undefined || raw === '') return null;
+  return JSON.parse(raw) as WorkerSetup;
+}
+
+/**
+ * `herald serve --workers N` (N > 1): this process is the primary. It serves nothing itself; it
+ * starts N worker processes (this same program with the same arguments, told which worker each
+ * is), waits for worker 0 to bind (and migrate the database) before starting the others,
+ * restarts a worker that dies, tells the others which are down (their `/health` says
+ * "degraded" meanwhile), forwards SIGHUP (TLS reload) and stops them all gracefully on SIGTERM
+ * or SIGINT. Resolves with the exit code when every worker has stopped.
+ *
+ * Processes rather than threads: each worker has its own heap, its own event loop and its own
+ * open-file limit (WebSocket connections), and a crash takes down one worker, not the tracker.
+ * Hand-over between processes over Unix sockets costs what SharedArrayBuffer rings between
+ * threads cost once requests are batched (`bench/handover.ts`, docs/design-notes.md).
+ */
+export async function runPrimary(opts: {
+  config: HeraldConfig;
+  argv: string[];
+  logger: Logger;
+  /** The script to run for each worker (bin/herald.js). */
+  script: string;
+  execArgv?: string[];
+}): Promise<number> {
+  const { config, logger } = opts;
+  const count = workerCount(config);
+  const clusterId = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const base = {
+    clusterId,
+    count,
+    udpSecret: config.udpSecret ?? randomBytes(32).toString('hex'),
+  };
+  let listen: WorkerSetup['listen'] = {
+    http: config.http,
+    https: config.https,
+    udp: config.udp,
+    ws: config.ws,
+    portalListen: config.portalListen,
+  };
+  const children: (ChildProcess | null)[] = new Array(count).fill(null);
+  const down = new Set<number>();
+  let stopping = false;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => {
+    resolveDone = r;
+  });
+
+  const broadcast = () => {
+    const msg: PrimaryMessage = { type: 'health', down: [...down].sort() };
+    for (const c of children) if (c?.connected) c.send(msg);
+  };
+
+  const spawnWorker = (index: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const setup: WorkerSetup = { ...base, index, listen };
+      const child = fork(opts.script, opts.argv, {
+        env: { ...process.env, [WORKER_ENV]: JSON.stringify(setup) },
+        execArgv: opts.execArgv ?? process.execArgv,
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children[index] = child;
+      let ready = false;
+      child.on('message', (m: WorkerMessage) => {
+        if (m?.type !== 'ready' || ready) return;
+        ready = true;
+        if (index === 0) listen = m.listen;
+        down.delete(index);
+        logger.info('worker ready', { worker: index, pid: child.pid });
+        broadcast();
+        resolve();
+      });
+      child.on('exit', (code, signal) => {
+        children[index] = null;
+        if (!ready)
+          reject(new Error(`worker ${index} exited before it was ready (code ${code}, signal ${signal})`));
+        if (stopping) {
+          if (children.every((c) => c === null)) resolveDone(0);
+          return;
+        }
+        // A worker died: the others answer for its swarms with a retryable failure until it is
+        // back; its swarms are rebuilt from the peers' next announces.
+        logger.error('worker died: restarting it', { worker: index, code, signal });
+        down.add(index);
+        broadcast();
+        setTimeout(() => {
+          if (stopping) return;
+          spawnWorker(index).catch((err) =>
+            logger.error('worker restart failed', { worker: index, err: String(err) }),
+          );
+        }, 500).unref();
+      });
+    });
+
+  const stopAll = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('stopping workers', { signal });
+    const live = children.filter((c): c is ChildProcess => c !== null);
+    if (live.length === 0) resolveDone(0);
+    for (const c of live) c.kill('SIGTERM');
+    // A worker that does not stop in time is killed; the primary does not hang.
+    setTimeout(() => {
+      for (const c of children) c?.kill('SIGKILL');
+      resolveDone(1);
+    }, 15_000).unref();
+  };
+  process.on('SIGINT', () => stopAll('SIGINT'));
+  process.on('SIGTERM', () => stopAll('SIGTERM'));
+  process.on('SIGHUP', () => {
+    for (const c of children) c?.kill('SIGHUP');
+  });
+
+  try {
+    // Worker 0 first: it migrates the database and fixes the ports (port 0) the others share.
+    await spawnWorker(0);
+    await Promise.all(Array.from({ length: count - 1 }, (_, i) => spawnWorker(i + 1)));
+  } catch (err) {
+    logger.error('could not start the workers', { err: String(err) });
+    stopAll('SIGTERM');
+    await done;
+    return 1;
+  }
+  logger.info('herald workers running', { workers: count, listen });
+  return done;
+}

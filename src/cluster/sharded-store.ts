@@ -1,0 +1,297 @@
+import { Errors, TrackerError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import { shardOf } from '../core/shard.ts';
+import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
+import type { SwarmStore } from '../swarm/types.ts';
+import { ClusterBus } from './bus.ts';
+import {
+  ANNOUNCE_BYTES,
+  type FrameWriter,
+  MessageType,
+  readAnnounce,
+  readAnnounceOk,
+  readScrape,
+  readScrapeAllOk,
+  readScrapeOk,
+  writeAnnounce,
+  writeAnnounceOk,
+  writeScrape,
+  writeScrapeAllOk,
+  writeScrapeOk,
+  writeText,
+} from './messages.ts';
+
+/**
+ * The swarm store of one worker of `herald serve --workers N` (issue #13).
+ *
+ * Swarms are sharded by info hash (`shardOf`): each worker keeps the swarms it owns in its own
+ * memory store and is the only one that touches them, so a swarm is one swarm whatever socket
+ * its peers reach. An announce or scrape for a swarm this worker owns is answered at once,
+ * synchronously, exactly as with one worker; one for another worker's swarm is handed to its
+ * owner over the cluster bus and answered when the owner replies. Expiry is each owner's own
+ * (`sweep` visits only the local shard); `stats` and `scrapeAll` gather every shard.
+ *
+ * A worker that is down (restarting) makes requests for its swarms fail with a retryable
+ * `failure reason` (`Errors.shardUnavailable`) after at most a few seconds; its swarms are
+ * rebuilt by the peers' next announces (memory stores keep nothing across a restart).
+ */
+export class ShardedSwarmStore implements SwarmStore {
+  /** Answers may be promises (another worker's swarms); the local shard's are not. */
+  readonly synchronous = false;
+  readonly local: SwarmStore;
+  readonly bus: ClusterBus;
+  readonly #index: number;
+  readonly #count: number;
+  /** Owner side: one request object reused for every announce received from another worker. */
+  readonly #req: AnnounceRequest = {
+    infoHash: new Uint8Array(20),
+    peerId: new Uint8Array(20),
+    family: 4,
+    ip: new Uint8Array(4),
+    port: 0,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: 0,
+    numWant: 0,
+    wantPeerIds: false,
+  };
+  #localStats: () => Promise<unknown>;
+  readonly #logger: Logger;
+
+  constructor(opts: {
+    local: SwarmStore;
+    clusterId: string;
+    index: number;
+    count: number;
+    logger: Logger;
+    /** This worker's own figures for `/stats` of the whole tracker (StatsReporter.localSnapshot). */
+    localStats?: () => Promise<unknown>;
+  }) {
+    if (opts.local.synchronous !== true) throw new Error('ShardedSwarmStore needs a synchronous local store');
+    this.local = opts.local;
+    this.#index = opts.index;
+    this.#count = opts.count;
+    this.#logger = opts.logger;
+    this.#localStats = opts.localStats ?? (async () => ({}));
+    this.bus = new ClusterBus({
+      clusterId: opts.clusterId,
+      index: opts.index,
+      count: opts.count,
+      logger: opts.logger,
+      handler: (type, id, body, at, reply, done) => this.#serve(type, id, body, at, reply, done),
+    });
+  }
+
+  set localStats(fn: () => Promise<unknown>) {
+    this.#localStats = fn;
+  }
+
+  start(): Promise<void> {
+    return this.bus.start();
+  }
+
+  /** Whether this worker owns the swarm of `infoHash`. */
+  owns(infoHash: Uint8Array): boolean {
+    return shardOf(infoHash, this.#count) === this.#index;
+  }
+
+  announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult | TrackerError> {
+    const owner = shardOf(req.infoHash, this.#count);
+    if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult;
+    return this.bus
+      .request(
+        owner,
+        (w, id) => writeAnnounce(w, id, req, now),
+        (body, at, type) => {
+          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
+          throw failureOf(body, at, type);
+        },
+      )
+      .catch(refusal);
+  }
+
+  /** A scrape that cannot reach an owner rejects with `Errors.shardUnavailable`. */
+  scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]> {
+    // Group by owner; the local shard is read at once.
+    let remote = false;
+    for (let i = 0; i < infoHashes.length; i++) if (!this.owns(infoHashes[i])) remote = true;
+    if (!remote) return this.local.scrape(infoHashes, now) as ScrapeEntry[];
+    const out: ScrapeEntry[] = new Array(infoHashes.length);
+    const byOwner = new Map<number, number[]>();
+    for (let i = 0; i < infoHashes.length; i++) {
+      const owner = shardOf(infoHashes[i], this.#count);
+      const list = byOwner.get(owner);
+      if (list === undefined) byOwner.set(owner, [i]);
+      else list.push(i);
+    }
+    const waits: Promise<void>[] = [];
+    for (const [owner, positions] of byOwner) {
+      const hashes = positions.map((i) => infoHashes[i]);
+      if (owner === this.#index) {
+        const entries = this.local.scrape(hashes, now) as ScrapeEntry[];
+        positions.forEach((p, k) => {
+          out[p] = entries[k];
+        });
+        continue;
+      }
+      waits.push(
+        this.bus
+          .request(
+            owner,
+            (w, id) => writeScrape(w, id, hashes, now),
+            (body, at, type) => {
+              if (type === MessageType.scrapeOk) return readScrapeOk(body, at);
+              throw failureOf(body, at, type);
+            },
+          )
+          .then((entries) => {
+            positions.forEach((p, k) => {
+              out[p] = entries[k];
+            });
+          }),
+      );
+    }
+    return Promise.all(waits).then(() => out, unavailable);
+  }
+
+  async scrapeAll(now: number): Promise<Iterable<[Uint8Array, ScrapeEntry]>> {
+    const parts = await Promise.all(
+      this.#others().map((to) =>
+        this.bus.request(
+          to,
+          (w, id) => writeText(w, MessageType.scrapeAll, id, String(now)),
+          (body, at, type) => {
+            if (type === MessageType.scrapeAllOk) return readScrapeAllOk(body, at);
+            throw failureOf(body, at, type);
+          },
+        ),
+      ),
+    ).catch(unavailable);
+    const local = await this.local.scrapeAll(now);
+    return [...local, ...parts.flat()];
+  }
+
+  /** Expiry of the local shard only: every owner sweeps its own swarms. */
+  sweep(now: number, budget: number): number | Promise<number> {
+    return this.local.sweep(now, budget);
+  }
+
+  /** The whole tracker's swarm figures: every shard summed. */
+  async stats(): Promise<SwarmStats> {
+    const all = [
+      await this.local.stats(),
+      ...(await this.gather<{ swarm: SwarmStats }>()).map((s) => s.swarm),
+    ];
+    const sum: SwarmStats = { torrents: 0, peers: 0, seeders: 0, leechers: 0, peers4: 0, peers6: 0 };
+    for (const s of all) {
+      sum.torrents += s.torrents;
+      sum.peers += s.peers;
+      sum.seeders += s.seeders;
+      sum.leechers += s.leechers;
+      sum.peers4 += s.peers4;
+      sum.peers6 += s.peers6;
+    }
+    return sum;
+  }
+
+  /** Every other worker's `localStats()` (for /stats and /metrics of the whole tracker). */
+  gather<T>(): Promise<T[]> {
+    return Promise.all(
+      this.#others().map((to) =>
+        this.bus.request(
+          to,
+          (w, id) => writeText(w, MessageType.stats, id, ''),
+          (body, at, type) => {
+            if (type === MessageType.statsOk) return JSON.parse(textOf(body, at)) as T;
+            throw failureOf(body, at, type);
+          },
+        ),
+      ),
+    ).catch(unavailable);
+  }
+
+  async close(): Promise<void> {
+    await this.bus.stop();
+    await this.local.close();
+  }
+
+  #others(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.#count; i++) if (i !== this.#index) out.push(i);
+    return out;
+  }
+
+  /** Owner side: answer another worker's request about swarms of this shard. */
+  #serve(
+    type: MessageType,
+    id: number,
+    body: Buffer,
+    at: number,
+    reply: FrameWriter,
+    done: () => void,
+  ): void {
+    try {
+      switch (type) {
+        case MessageType.announce: {
+          if (body.length - at < ANNOUNCE_BYTES) throw new Error('short announce frame');
+          const req = this.#req;
+          const now = readAnnounce(body, at, req);
+          const r = this.local.announce(req, now) as AnnounceResult;
+          writeAnnounceOk(reply, id, r, req.family);
+          break;
+        }
+        case MessageType.scrape: {
+          const { now, hashes } = readScrape(body, at);
+          writeScrapeOk(reply, id, this.local.scrape(hashes, now) as ScrapeEntry[]);
+          break;
+        }
+        case MessageType.scrapeAll: {
+          const now = Number(textOf(body, at));
+          writeScrapeAllOk(reply, id, this.local.scrapeAll(now) as Iterable<[Uint8Array, ScrapeEntry]>);
+          break;
+        }
+        case MessageType.stats:
+          // Asynchronous: the reply is written when the figures are ready.
+          this.#localStats().then(
+            (s) => {
+              writeText(reply, MessageType.statsOk, id, JSON.stringify(s));
+              done();
+            },
+            (err) => {
+              writeText(reply, MessageType.failure, id, String(err));
+              done();
+            },
+          );
+          return;
+        default:
+          throw new Error(`unknown cluster message ${type}`);
+      }
+    } catch (err) {
+      this.#logger.error('cluster: cannot answer a request', { err: String(err), type });
+      writeText(reply, MessageType.failure, id, err instanceof TrackerError ? err.message : 'internal error');
+    }
+    done();
+  }
+}
+
+function textOf(body: Buffer, at: number): string {
+  const end = at - 9 + 4 + body.readUInt32BE(at - 9);
+  return body.toString('utf8', at, end);
+}
+
+function failureOf(body: Buffer, at: number, type: MessageType): Error {
+  return new Error(
+    type === MessageType.failure ? `cluster: ${textOf(body, at)}` : `cluster: unexpected reply ${type}`,
+  );
+}
+
+/** Any failure to reach the owner becomes the retryable refusal a client can act on. */
+function refusal(err: unknown): TrackerError {
+  return err instanceof TrackerError ? err : Errors.shardUnavailable;
+}
+
+/** For the rare whole-tracker reads (stats, full scrape): a plain rejection. */
+function unavailable(err: unknown): never {
+  throw err instanceof TrackerError ? err : Errors.shardUnavailable;
+}

@@ -1,0 +1,236 @@
+/**
+ * `herald serve --workers N` (issue #13): N worker processes on the same ports (SO_REUSEPORT)
+ * serve one set of swarms. Every test talks to a real Herald process over loopback, through many
+ * connections and source ports, so that requests land on every worker; if the workers kept
+ * swarms of their own, a peer would miss the peers of the other workers and these tests fail.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { shardOf } from '../../src/core/shard.ts';
+import {
+  type ConnectionId,
+  parseResponse,
+  writeAnnounceRequest,
+  writeConnectRequest,
+  writeScrapeRequest,
+} from '../../src/protocol/udp/codec.ts';
+import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { announcePath, bdecode, hashOf, httpGet, udpClient } from '../helpers/clients.ts';
+
+/** Info hashes owned by each of `n` workers: `perShard` of each. */
+function hashesByShard(n: number, perShard: number, salt: number): Buffer[][] {
+  const out: Buffer[][] = Array.from({ length: n }, () => []);
+  for (let i = 0; out.some((l) => l.length < perShard); i++) {
+    const h = hashOf(i, salt);
+    const s = shardOf(h, n);
+    if (out[s].length < perShard) out[s].push(h);
+  }
+  return out;
+}
+
+function workerPids(primary: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function announce(t: RunningTracker, path: string): Promise<Map<string, unknown>> {
+  const r = await httpGet(t.http[0].port, '127.0.0.1', path);
+  assert.equal(r.status, 200);
+  const d = bdecode(r.body);
+  assert.equal(d.get('failure reason'), undefined, String(d.get('failure reason')));
+  return d;
+}
+
+for (const workers of [2, 3]) {
+  describe(`herald serve --workers ${workers}`, () => {
+    let t: RunningTracker;
+    before(async () => {
+      t = await startTracker(
+        [
+          '--workers',
+          String(workers),
+          '--http',
+          '127.0.0.1:0',
+          '--udp',
+          '127.0.0.1:0',
+          '--full-scrape',
+          '--interval',
+          '2',
+          '--min-interval',
+          '1',
+          '--peer-timeout',
+          '3',
+        ],
+        { ready: 'herald workers running' },
+      );
+    });
+    after(() => t?.stop());
+
+    test('every worker process runs and serves the same ports', () => {
+      assert.equal(workerPids(t.pid).length, workers);
+    });
+
+    test('HTTP: peers announcing over many connections meet in one swarm per torrent, every shard', async () => {
+      const shards = hashesByShard(workers, 1, 1);
+      for (const [h] of shards) {
+        const n = 12;
+        // Each announce is its own connection: the kernel spreads them over the workers.
+        for (let p = 0; p < n; p++)
+          await announce(t, announcePath({ infoHash: h, port: 20_000 + p, left: 100 }));
+        const last = await announce(t, announcePath({ infoHash: h, port: 20_000, left: 100, numwant: 50 }));
+        assert.equal(last.get('incomplete'), n - 1, 'counts exclude the requester');
+        assert.equal(
+          (last.get('peers') as Buffer).length,
+          (n - 1) * 6,
+          'every other peer, from every worker',
+        );
+      }
+    });
+
+    test('HTTP: completed counts once, stopped removes the peer, whichever worker receives them', async () => {
+      const shards = hashesByShard(workers, 1, 2);
+      for (const [h] of shards) {
+        await announce(t, announcePath({ infoHash: h, port: 21_000, left: 100 }));
+        await announce(t, announcePath({ infoHash: h, port: 21_001, left: 100 }));
+        for (let i = 0; i < 4; i++)
+          await announce(t, announcePath({ infoHash: h, port: 21_001, left: 0, event: 'completed' }));
+        let d = await announce(t, announcePath({ infoHash: h, port: 21_002, left: 100 }));
+        assert.equal(d.get('complete'), 1);
+        assert.equal(d.get('incomplete'), 1);
+        assert.equal(d.get('downloaded'), 1, 'a completion is counted once per peer');
+        await announce(t, announcePath({ infoHash: h, port: 21_000, left: 100, event: 'stopped' }));
+        d = await announce(t, announcePath({ infoHash: h, port: 21_002, left: 100 }));
+        assert.equal(d.get('incomplete'), 0, 'the stopped peer is gone from the one swarm');
+      }
+    });
+
+    test('HTTP scrape of hashes owned by different workers, and the full scrape, list every shard', async () => {
+      const shards = hashesByShard(workers, 1, 3);
+      for (const [h] of shards) await announce(t, announcePath({ infoHash: h, port: 22_000, left: 0 }));
+      // Percent-encode the raw bytes (not UTF-8).
+      const raw = shards.map(
+        ([h]) => `info_hash=${[...h].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`,
+      );
+      const r = await httpGet(t.http[0].port, '127.0.0.1', `/scrape?${raw.join('&')}`);
+      const files = bdecode(r.body).get('files') as Map<string, Map<string, unknown>>;
+      for (const [h] of shards) assert.equal(files.get(h.toString('latin1'))?.get('complete'), 1);
+      const full = await httpGet(t.http[0].port, '127.0.0.1', '/scrape');
+      const all = bdecode(full.body).get('files') as Map<string, Map<string, unknown>>;
+      for (const [h] of shards) assert.ok(all.has(h.toString('latin1')), 'full scrape holds every shard');
+    });
+
+    test('UDP: connection ids are valid on every worker; announces from many sockets meet in one swarm', async () => {
+      const buf = Buffer.alloc(2048);
+      const shards = hashesByShard(workers, 1, 4);
+      const port = t.udp[0].port;
+      let tid = 1;
+      for (const [h] of shards) {
+        const clients = await Promise.all(Array.from({ length: 8 }, () => udpClient(4)));
+        let last: ReturnType<typeof parseResponse> | null = null;
+        for (const [i, c] of clients.entries()) {
+          const cr = await c.request(buf.subarray(0, writeConnectRequest(buf, tid++)), port);
+          assert.ok(cr);
+          const id = (parseResponse(cr, cr.length) as { connectionId: ConnectionId }).connectionId;
+          const n = writeAnnounceRequest(buf, {
+            connectionId: id,
+            transactionId: tid++,
+            infoHash: h,
+            peerId: Buffer.alloc(20, i + 1),
+            downloaded: 0,
+            left: 10,
+            uploaded: 0,
+            event: 2,
+            numWant: 50,
+            port: 23_000 + i,
+            urlData: null,
+          });
+          const ar = await c.request(buf.subarray(0, n), port);
+          assert.ok(ar, 'announce answered');
+          last = parseResponse(ar, ar.length);
+          assert.equal(last.action, 1, JSON.stringify(last));
+          if (i === clients.length - 1) {
+            const sn = writeScrapeRequest(
+              buf,
+              id,
+              tid++,
+              shards.map(([x]) => x),
+            );
+            const sr = await c.request(buf.subarray(0, sn), port);
+            assert.ok(sr);
+            const s = parseResponse(sr, sr.length) as { action: number; entries: { incomplete: number }[] };
+            assert.equal(s.action, 2);
+            const at = shards.findIndex(([x]) => x === h);
+            assert.equal(s.entries[at].incomplete, clients.length, 'scrape across workers');
+          }
+        }
+        const a = last as { leechers: number; peers: Uint8Array };
+        assert.equal(a.leechers, clients.length - 1);
+        assert.equal(a.peers.length, (clients.length - 1) * 6);
+        for (const c of clients) c.close();
+      }
+    });
+
+    test('/stats adds up every worker', async () => {
+      const r = await httpGet(t.http[0].port, '127.0.0.1', '/stats');
+      const s = JSON.parse(r.body.toString());
+      assert.equal(s.workers, workers);
+      // Sum of the tests above, whichever worker answered the /stats request.
+      assert.ok(s.swarm.torrents >= workers * 3, JSON.stringify(s.swarm));
+      assert.ok(s.announces.http >= workers * 13);
+    });
+
+    test('peers that stop announcing expire in every shard', async () => {
+      const shards = hashesByShard(workers, 1, 5);
+      for (const [h] of shards) await announce(t, announcePath({ infoHash: h, port: 24_000, left: 1 }));
+      await new Promise((r) => setTimeout(r, 5500));
+      for (const [h] of shards) {
+        const d = await announce(t, announcePath({ infoHash: h, port: 24_001, left: 1 }));
+        assert.equal(d.get('incomplete'), 0, 'the silent peer expired');
+      }
+    });
+
+    test('a killed worker is restarted; meanwhile /health says degraded and the others keep answering', async () => {
+      const before = workerPids(t.pid);
+      const victim = before[before.length - 1];
+      process.kill(victim, 'SIGKILL');
+      let degraded = false;
+      // Connections the kernel had queued on the dead worker's listener are reset (SO_REUSEPORT):
+      // a client sees one failed request and retries.
+      const health = () =>
+        httpGet(t.http[0].port, '127.0.0.1', '/health').catch(() => ({ status: 0, body: Buffer.alloc(0) }));
+      for (let i = 0; i < 100 && !degraded; i++) {
+        const r = await health();
+        if (r.status === 503) {
+          degraded = true;
+          assert.match(r.body.toString(), /degraded/);
+        }
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      assert.ok(degraded, '/health reported the missing worker');
+      // Back to all workers, healthy.
+      let healthy = false;
+      for (let i = 0; i < 300 && !healthy; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        const pids = workerPids(t.pid);
+        const r = await health();
+        healthy = pids.length === workers && !pids.includes(victim) && r.status === 200;
+      }
+      assert.ok(healthy, 'the worker was restarted');
+      assert.match(t.stderr(), /worker died: restarting it/);
+      const shards = hashesByShard(workers, 1, 6);
+      for (const [h] of shards) {
+        await announce(t, announcePath({ infoHash: h, port: 25_000, left: 1 }));
+        const d = await announce(t, announcePath({ infoHash: h, port: 25_001, left: 1 }));
+        assert.equal(d.get('incomplete'), 1);
+      }
+    });
+  });
+}
