@@ -286,6 +286,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
  *   pick: A = [16] (the info hash's first 4 bytes, big-endian); A %= n; return A
  *   kernel hash: return 0xffffffff
  *
+ * The program is attached to socket 0 before it binds. That gives the group its program from the
+ * moment it exists, and it makes a second openGroup on a port a group already holds fail with
+ * EADDRINUSE instead of silently joining the first group (the kernel lets a socket join another's
+ * group only if it has no group of its own yet: udp_lib_lport_inuse), where its sockets would sit
+ * at indices >= n and receive no steered datagrams. A plain SO_REUSEPORT socket of the same user
+ * could still join (at index n or later: it would receive only some non-steered datagrams).
+ *
  * Indices follow bind order only while every socket stays open: closing one moves the last
  * socket into its place (__reuseport_detach_sock). The process that opened the group keeps its
  * descriptors open for as long as the group serves, so a worker that exits leaves its socket

@@ -232,6 +232,19 @@ describe('openGroup and adopt refuse what they cannot serve', { skip }, () => {
     }
   });
 
+  test('a second group on a port a group already holds (it would join the first and get no steered datagrams)', () => {
+    const g = addon!.openGroup(4, HOST[4], 0, 2);
+    const port = addon!.port(addon!.adopt(g[0]));
+    try {
+      assert.throws(
+        () => addon!.openGroup(4, HOST[4], port, 2),
+        (err: Error & { code?: string }) => err.code === 'EADDRINUSE',
+      );
+    } finally {
+      for (const fd of g) closeSync(fd);
+    }
+  });
+
   test('adopt: a descriptor that is not a UDP socket', () => {
     const file = join(tmpdir(), `herald-steer-${process.pid}`);
     const fd = openSync(file, 'w');
