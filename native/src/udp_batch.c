@@ -16,10 +16,16 @@
  *
  * Replies go out of the socket the request came in on; a socket bound to a specific address
  * therefore answers from that address (bind one socket per address to serve several).
+ *
+ * Workers: openGroup opens a SO_REUSEPORT group whose sockets receive announces and scrapes by
+ * info hash (see "Steering by info hash" below), and a worker process serves the socket it
+ * inherited through adopt.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -42,6 +48,8 @@ typedef struct {
   int fd;
   int family;
   int closing;
+  int started;   /* a poll handle refers to h until on_poll_closed */
+  int finalized; /* JavaScript dropped the handle: on_poll_closed frees h */
   napi_ref callback;
   napi_ref in_meta_ref, in_data_ref, out_meta_ref, out_data_ref;
   napi_async_context async;
@@ -154,30 +162,46 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-/* open(family: 4|6, host: string, port: number, reusePort: boolean) -> handle (external) */
 static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   handle_t *h = (handle_t *)data;
-  if (h->fd < 0) free(h); /* closed: the poll handle is gone; else it is freed on close */
+  /* Closed, or never started: no poll handle refers to h; else on_poll_closed frees it. An
+   * unclosed descriptor stays open: descriptors are closed by close(), never by the collector. */
+  if (h->fd < 0 || !h->started) free(h);
+  else h->finalized = 1;
 }
 
-static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t family, port;
-  bool reuse = false;
-  char host[64];
-  size_t hl;
-  CHECK(napi_get_value_int32(env, argv[0], &family));
-  CHECK(napi_get_value_string_utf8(env, argv[1], host, sizeof host, &hl));
-  CHECK(napi_get_value_int32(env, argv[2], &port));
-  if (argc > 3) napi_get_value_bool(env, argv[3], &reuse);
-  int af = family == 6 ? AF_INET6 : AF_INET;
+/* A handle (external) serving fd. */
+static napi_value wrap_handle(napi_env env, int fd, int af) {
+  handle_t *h = calloc(1, sizeof *h);
+  if (!h) { napi_throw_error(env, NULL, ADDON_NAME ": out of memory"); return NULL; }
+  h->env = env;
+  h->fd = fd;
+  h->family = af;
+  napi_value ext;
+  if (napi_create_external(env, h, finalize_handle, NULL, &ext) != napi_ok) {
+    free(h);
+    napi_throw_error(env, NULL, ADDON_NAME ": napi_create_external failed");
+    return NULL;
+  }
+  return ext;
+}
+
+/*
+ * A bound, non-blocking, close-on-exec UDP socket, or -1 with a JavaScript error thrown. With
+ * reuse, SO_REUSEPORT; with prog, that reuseport program is attached before bind, so the group
+ * has it from the moment it exists.
+ */
+static int bind_udp(napi_env env, int af, const char *host, int port, int reuse, const struct sock_fprog *prog) {
   int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket");
+  if (fd < 0) { throw_errno(env, "socket"); return -1; }
   int one = 1;
   if (reuse) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (prog && setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, prog, sizeof *prog) < 0) {
+    throw_errno(env, "SO_ATTACH_REUSEPORT_CBPF");
+    close(fd);
+    return -1;
+  }
   int buf = 4 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
@@ -188,7 +212,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     struct sockaddr_in *a = (struct sockaddr_in *)&ss;
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) { close(fd); napi_throw_error(env, NULL, "invalid IPv4 address"); return NULL; }
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1) { close(fd); napi_throw_error(env, NULL, "invalid IPv4 address"); return -1; }
     sl = sizeof *a;
   } else {
     /* IPv6-only, so that 0.0.0.0:P and [::]:P can be bound side by side. */
@@ -196,17 +220,173 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
     a->sin6_family = AF_INET6;
     a->sin6_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) { close(fd); napi_throw_error(env, NULL, "invalid IPv6 address"); return NULL; }
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) { close(fd); napi_throw_error(env, NULL, "invalid IPv6 address"); return -1; }
     sl = sizeof *a;
   }
-  if (bind(fd, (struct sockaddr *)&ss, sl) < 0) { napi_value r = throw_errno(env, "bind"); close(fd); return r; }
-  handle_t *h = calloc(1, sizeof *h);
-  h->env = env;
-  h->fd = fd;
-  h->family = af;
-  napi_value ext;
-  CHECK(napi_create_external(env, h, finalize_handle, NULL, &ext));
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0) { throw_errno(env, "bind"); close(fd); return -1; }
+  return fd;
+}
+
+/* The (family: 4|6, host, port) arguments open and openGroup begin with; 0, or -1 with an error thrown. */
+static int address_args(napi_env env, napi_value *argv, int *af, char *host, size_t host_size, int32_t *port) {
+  int32_t family;
+  size_t hl;
+  if (napi_get_value_int32(env, argv[0], &family) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], host, host_size, &hl) != napi_ok ||
+      napi_get_value_int32(env, argv[2], port) != napi_ok) {
+    napi_throw_type_error(env, NULL, ADDON_NAME ": expected (family, host, port, ...)");
+    return -1;
+  }
+  if (*port < 0 || *port > 65535) { napi_throw_range_error(env, NULL, ADDON_NAME ": port must be 0..65535"); return -1; }
+  *af = family == 6 ? AF_INET6 : AF_INET;
+  return 0;
+}
+
+/* open(family: 4|6, host: string, port: number, reusePort: boolean) -> handle (external) */
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int af;
+  int32_t port;
+  bool reuse = false;
+  char host[64];
+  if (argc < 3) { napi_throw_error(env, NULL, "open: 4 arguments"); return NULL; }
+  if (address_args(env, argv, &af, host, sizeof host, &port) < 0) return NULL;
+  if (argc > 3) napi_get_value_bool(env, argv[3], &reuse);
+  int fd = bind_udp(env, af, host, port, reuse, NULL);
+  if (fd < 0) return NULL;
+  napi_value ext = wrap_handle(env, fd, af);
+  if (!ext) close(fd);
   return ext;
+}
+
+/*
+ * Steering by info hash: a SO_REUSEPORT group of n sockets whose classic BPF program picks,
+ * for each datagram, the socket of the worker that owns its swarm (src/core/shard.ts shardOf
+ * computes the same choice in TypeScript).
+ *
+ * What the program sees (Linux net/core/sock_reuseport.c run_bpf_filter, called by the UDP
+ * lookup with hdr_len = sizeof(struct udphdr)): the kernel pulls the UDP header before running
+ * it, so absolute loads are offsets into the UDP payload and BPF_LEN is the payload length.
+ * Checked by hand on Linux 6.18: `ld [0]; ret a` sends a datagram starting 00 00 00 0k to
+ * socket k, `ld len; sub #100; ret a` sends a (100 + k)-byte datagram to socket k.
+ * What the kernel does with the result: an index < n selects socks[index], the group's sockets
+ * in the order they were bound (socket i of openGroup is index i); an index >= n falls back to
+ * the kernel's own hash of the 4-tuple (reuseport_select_sock: "no bpf or invalid bpf result:
+ * fall back to hash usage"), which spreads connect requests over the group. A load past the end
+ * of the datagram aborts a classic program with 0, so the lengths are checked before loading:
+ * without the checks every short datagram would land on socket 0.
+ *
+ *   A = len;            if A < 36 -> kernel hash
+ *   X = A;  A = [8]     (BEP 15 action, big-endian)
+ *   if A == 2 -> pick   (scrape: 16-byte header, first info hash at 16; >= 36 bytes)
+ *   if A != 1 -> kernel hash (connect, error, unknown)
+ *   A = X;  if A < 98 -> kernel hash (announce: 98 bytes before BEP 41 URL data)
+ *   pick: A = [16] (the info hash's first 4 bytes, big-endian); A %= n; return A
+ *   kernel hash: return 0xffffffff
+ *
+ * The program is attached to socket 0 before it binds. That gives the group its program from the
+ * moment it exists, and it makes a second openGroup on a port a group already holds fail with
+ * EADDRINUSE instead of silently joining the first group (the kernel lets a socket join another's
+ * group only if it has no group of its own yet: udp_lib_lport_inuse), where its sockets would sit
+ * at indices >= n and receive no steered datagrams. A plain SO_REUSEPORT socket of the same user
+ * could still join (at index n or later: it would receive only some non-steered datagrams).
+ *
+ * Indices follow bind order only while every socket stays open: closing one moves the last
+ * socket into its place (__reuseport_detach_sock). The process that opened the group keeps its
+ * descriptors open for as long as the group serves, so a worker that exits leaves its socket
+ * (and its queued datagrams) in place for the worker that replaces it.
+ */
+#define STEER_FALLBACK 0xffffffffu
+#define STEER_MAX_GROUP 1024
+
+static void steer_program(struct sock_filter *f, uint32_t n) {
+  struct sock_filter p[] = {
+    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 36, 0, 9),
+    /* 2 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+    /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 8),
+    /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, 0),
+    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 5),
+    /* 6 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),
+    /* 7 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 98, 0, 3),
+    /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),
+    /* 9 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+    /* 10 */ BPF_STMT(BPF_RET | BPF_A, 0),
+    /* 11 */ BPF_STMT(BPF_RET | BPF_K, STEER_FALLBACK),
+  };
+  memcpy(f, p, sizeof p);
+}
+#define STEER_LEN 12
+
+/* openGroup(family: 4|6, host: string, port: number, n: number) -> fds: number[] (index i = socket i) */
+static napi_value js_open_group(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int af;
+  int32_t port, n;
+  char host[64];
+  if (argc < 4) { napi_throw_error(env, NULL, "openGroup: 4 arguments"); return NULL; }
+  if (address_args(env, argv, &af, host, sizeof host, &port) < 0) return NULL;
+  CHECK(napi_get_value_int32(env, argv[3], &n));
+  if (n < 1 || n > STEER_MAX_GROUP) { napi_throw_range_error(env, NULL, "openGroup: n must be 1..1024"); return NULL; }
+  struct sock_filter f[STEER_LEN];
+  steer_program(f, (uint32_t)n);
+  struct sock_fprog prog = {.len = STEER_LEN, .filter = f};
+  int fds[STEER_MAX_GROUP];
+  for (int i = 0; i < n; i++) {
+    /* Port 0: the first socket picks one, the rest join it there. */
+    fds[i] = bind_udp(env, af, host, i == 0 ? port : bound_port(fds[0]), 1, i == 0 ? &prog : NULL);
+    if (fds[i] < 0) {
+      for (int k = 0; k < i; k++) close(fds[k]);
+      return NULL;
+    }
+  }
+  napi_value arr;
+  if (napi_create_array_with_length(env, (size_t)n, &arr) == napi_ok) {
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+      napi_value v;
+      ok = napi_create_int32(env, fds[i], &v) == napi_ok && napi_set_element(env, arr, (uint32_t)i, v) == napi_ok;
+    }
+    if (ok) return arr;
+  }
+  for (int i = 0; i < n; i++) close(fds[i]);
+  napi_throw_error(env, NULL, ADDON_NAME ": openGroup: could not build the result");
+  return NULL;
+}
+
+/*
+ * adopt(fd) -> handle: serves a UDP socket this process inherited (a worker spawned with a group
+ * socket in its stdio array gets it as that index; libuv dup2()s it there, which leaves the
+ * child's copy open across exec even though openGroup made the parent's close-on-exec). The
+ * handle owns the descriptor from now on: close(handle) closes it. Marked close-on-exec here so
+ * the worker's own children do not inherit it.
+ */
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int type = 0, proto = 0;
+  socklen_t tl = sizeof type, pl = sizeof proto;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) != 0 || type != SOCK_DGRAM || proto != IPPROTO_UDP ||
+      getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "adopt: descriptor %d is not a UDP socket", (int)fd);
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+    return throw_errno(env, "adopt: fcntl");
+  return wrap_handle(env, fd, ss.ss_family);
 }
 
 /* port(handle) -> bound port */
@@ -256,6 +436,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, (struct uv_loop_s **)&loop));
   if (uv_poll_init(loop, &h->poll, h->fd) != 0) { napi_throw_error(env, NULL, "uv_poll_init failed"); return NULL; }
   h->poll.data = h;
+  h->started = 1;
   uv_poll_start(&h->poll, UV_READABLE, on_readable);
   return NULL;
 }
@@ -264,7 +445,7 @@ static void on_poll_closed(uv_handle_t *handle) {
   handle_t *h = (handle_t *)handle->data;
   close(h->fd);
   h->fd = -1;
-  /* The external's finalizer frees h when JS drops the handle object. */
+  if (h->finalized) free(h); /* else the external's finalizer frees h when JS drops the handle */
 }
 
 /* close(handle) */
@@ -296,6 +477,8 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
+    {"openGroup", NULL, js_open_group, NULL, NULL, NULL, napi_default, NULL},
+    {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
     {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
     {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},

@@ -6,6 +6,17 @@ import { loadNativeAddon } from '../../core/native.ts';
  */
 export interface UdpBatchAddon {
   open(family: 4 | 6, host: string, port: number, reusePort: boolean): object;
+  /**
+   * A SO_REUSEPORT group of `n` (1..1024) sockets on one address (port 0: the first picks one)
+   * whose BPF program delivers a BEP 15 announce or scrape to socket `shardOf(infoHash, n)`
+   * (src/core/shard.ts) and leaves anything else (connect, short or odd datagrams) to the kernel's
+   * hash of the sender. Returns the descriptors, socket i at index i: close-on-exec, handed to a
+   * worker through `child_process.spawn`'s stdio array (the child's copy survives exec) and kept
+   * open here for as long as the group serves (closing one renumbers the others in the kernel).
+   */
+  openGroup(family: 4 | 6, host: string, port: number, n: number): number[];
+  /** A handle serving a UDP socket this process inherited (`adopt(3)`); it owns the descriptor. */
+  adopt(fd: number): object;
   port(handle: object): number;
   start(
     handle: object,
