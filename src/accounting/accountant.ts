@@ -1,9 +1,15 @@
+import type { Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
+import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+
+/** A graceful stop tries this many times to write what is pending, waiting 0.2 s, 0.4 s... between. */
+const STOP_ATTEMPTS = 5;
+const STOP_RETRY_MS = 200;
 
 /** What the accountant remembers of one peer (member × torrent × peer id) between announces. */
 interface PeerState {
@@ -73,7 +79,7 @@ export class Accountant {
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   /** Counters for /stats and tests. */
-  readonly counts = { flushes: 0, flushErrors: 0, flagged: 0, credited: 0 };
+  readonly counts = { flushes: 0, flushErrors: 0, flagged: 0, credited: 0, dropped: 0 };
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
@@ -182,11 +188,33 @@ export class Accountant {
     this.#timer.unref();
   }
 
-  /** Stops the timer and writes everything pending (graceful shutdown). */
+  /**
+   * Stops the timer and writes everything pending (graceful shutdown). A failed write is tried
+   * again a few times, a little later each time (a lock held by the CLI or a backup, a database
+   * restarting); after that what could not be written is logged, with its totals, and lost.
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    await this.flush();
+    for (let attempt = 1; ; attempt++) {
+      await this.flush();
+      if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
+      if (attempt === STOP_ATTEMPTS) break;
+      await new Promise((resolve) => setTimeout(resolve, STOP_RETRY_MS * attempt));
+    }
+    let uploaded = 0;
+    let downloaded = 0;
+    for (const m of this.#members.values()) {
+      uploaded += m.uploaded;
+      downloaded += m.downloaded;
+    }
+    this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
+      members: this.#members.size,
+      rows: this.#memberTorrents.size,
+      flags: this.#flags.length,
+      uploaded,
+      downloaded,
+    });
   }
 
   /**
@@ -228,7 +256,7 @@ export class Accountant {
   ): Promise<void> {
     const reg = this.#reg;
     if (reg === null) throw new Error('accountant: no database connected');
-    await reg.db.kysely.transaction().execute(async (trx) => {
+    const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
       for (const [id, m] of members) {
         await trx
           .updateTable('members')
@@ -243,7 +271,25 @@ export class Accountant {
           .where('id', '=', id)
           .execute();
       }
+      // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
+      // its rows would fail their foreign keys and roll back every member's credit, at every
+      // flush, forever (issue #15). They are dropped here instead; the member's own total above
+      // keeps what was earned while the torrent was registered. Members are never deleted today,
+      // but a row for one that was is dropped the same way.
+      const torrents = await existingIds(
+        trx,
+        'torrents',
+        rowsOf(memberTorrents.values(), flags, 'torrentId'),
+      );
+      const live = await existingIds(trx, 'members', rowsOf(memberTorrents.values(), flags, 'memberId'));
+      const kept = (r: { memberId: number; torrentId: number }) =>
+        torrents.has(r.torrentId) && live.has(r.memberId);
+      let dropped = 0;
       for (const mt of memberTorrents.values()) {
+        if (!kept(mt)) {
+          dropped++;
+          continue;
+        }
         await trx
           .insertInto('member_torrents')
           .values({
@@ -288,11 +334,13 @@ export class Accountant {
               .execute();
         }
       }
-      if (flags.length > 0)
+      const keptFlags = flags.filter(kept);
+      dropped += flags.length - keptFlags.length;
+      if (keptFlags.length > 0)
         await trx
           .insertInto('accounting_flags')
           .values(
-            flags.map((f) => ({
+            keptFlags.map((f) => ({
               member_id: f.memberId,
               torrent_id: f.torrentId,
               peer_id: f.peerId,
@@ -304,7 +352,12 @@ export class Accountant {
             })),
           )
           .execute();
+      return dropped;
     });
+    if (dropped > 0) {
+      this.counts.dropped += dropped;
+      this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });
+    }
   }
 
   #mergeBack(
@@ -372,4 +425,34 @@ function addTraffic(
   into.rawUploaded += rawUploaded;
   into.rawDownloaded += rawDownloaded;
   into.seedTime += seedTime;
+}
+
+/** Member or torrent ids of pending rows and flags, each once. */
+function rowsOf(
+  rows: Iterable<MemberTorrentPending>,
+  flags: Flag[],
+  field: 'memberId' | 'torrentId',
+): number[] {
+  const ids = new Set<number>();
+  for (const r of rows) ids.add(r[field]);
+  for (const f of flags) ids.add(f[field]);
+  return [...ids];
+}
+
+/** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */
+async function existingIds(
+  trx: Transaction<Database>,
+  table: 'members' | 'torrents',
+  ids: number[],
+): Promise<Set<number>> {
+  const found = new Set<number>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await trx
+      .selectFrom(table)
+      .select('id')
+      .where('id', 'in', ids.slice(i, i + 500))
+      .execute();
+    for (const r of rows) found.add(r.id);
+  }
+  return found;
 }
