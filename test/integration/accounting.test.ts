@@ -131,3 +131,126 @@ for (const engine of engines) {
     });
   });
 }
+
+describe('accounting: one member, many peer ids', () => {
+  const MAX = 100_000_000; // max_rate in privateTracker
+  let t: Awaited<ReturnType<typeof privateTracker>>;
+  let dir: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
+    t = await privateTracker('sqlite::memory:', dir, { accountingMaxPeers: 1000 });
+  });
+  after(async () => {
+    await t.tracker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const torrent = async (n: number) => {
+    const h = hashOf(n, 16);
+    await t.reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: `m${n}`, size: 1000, fileCount: 1 });
+    return h;
+  };
+  const peerId = (tag: string, i: number) =>
+    Buffer.from(`-qB4500-${tag}${String(i).padStart(12 - tag.length, '0')}`);
+
+  test('twenty peer ids from one endpoint, 3 s apart: credit, seeding time and "seeding now" as for one', async () => {
+    const { reg, clock, ok, tracker } = t;
+    const m = await reg.addMember({ username: 'mallory' });
+    const h = await torrent(1);
+    await tracker.policy.refresh();
+    const start = clock.now();
+    // Each peer id reports exactly max_rate over its own 60 s between announces: alone, each is
+    // plausible; together they claim twenty times what one link can carry.
+    for (let round = 0; round <= 3; round++)
+      for (let i = 0; i < 20; i++) {
+        clock.set(start + round * 60 + i * 3);
+        await ok({
+          passkey: m.passkey,
+          infoHash: h,
+          port: 6881, // one endpoint: 127.0.0.1:6881
+          peerId: peerId('mal', i),
+          uploaded: round * 60 * MAX,
+          left: 0,
+          event: round === 0 ? 'started' : undefined,
+        });
+      }
+    const elapsed = clock.now() - start;
+    assert.deepEqual(tracker.accountant!.activity(m.id), { seeding: 1, leeching: 0 });
+    await tracker.accountant!.flush();
+    const row = await reg.member(m.id);
+    assert.ok(row.uploaded <= MAX * elapsed, `credited ${row.uploaded} B in ${elapsed} s`);
+    assert.ok(row.uploaded >= MAX * 60 * 3, 'one link at max_rate is still credited in full');
+    assert.ok(row.seed_time <= elapsed, `seeding time ${row.seed_time} s in ${elapsed} s`);
+    assert.ok(row.seed_time >= elapsed - 60);
+    const flags = await reg.db.kysely
+      .selectFrom('accounting_flags')
+      .select('kind')
+      .where('member_id', '=', m.id)
+      .execute();
+    assert.ok(flags.length > 0 && flags.every((f) => f.kind === 'rate-member-torrent'));
+  });
+
+  test('two members at one address: max_rate is what the address can carry', async () => {
+    const { reg, clock, ok, tracker } = t;
+    const a = await reg.addMember({ username: 'sock1' });
+    const b = await reg.addMember({ username: 'sock2' });
+    const h1 = await torrent(2);
+    const h2 = await torrent(3);
+    await tracker.policy.refresh();
+    const pa = { passkey: a.passkey, infoHash: h1, port: 6891, peerId: peerId('sa', 1) };
+    const pb = { passkey: b.passkey, infoHash: h2, port: 6892, peerId: peerId('sb', 1) };
+    await ok({ ...pa, event: 'started', left: 0 });
+    await ok({ ...pb, event: 'started', left: 0 });
+    clock.advance(100);
+    await ok({ ...pa, uploaded: 80 * MAX, left: 0 }); // 80 % of max_rate: credited
+    await ok({ ...pb, uploaded: 80 * MAX, left: 0 }); // together 160 %: not credited
+    await tracker.accountant!.flush();
+    assert.equal((await reg.member(a.id)).uploaded, 80 * MAX);
+    assert.equal((await reg.member(b.id)).uploaded, 0);
+    const flags = await reg.db.kysely
+      .selectFrom('accounting_flags')
+      .select(['kind', 'uploaded', 'seconds'])
+      .where('member_id', '=', b.id)
+      .execute();
+    assert.deepEqual(
+      flags.map((f) => ({ ...f })),
+      [{ kind: 'rate-address', uploaded: 80 * MAX, seconds: 100 }],
+    );
+  });
+});
+
+describe('accounting: the per-peer baselines are bounded', () => {
+  test('past accounting_max_peers the least recently seen is forgotten: its next announce credits nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
+    const t = await privateTracker('sqlite::memory:', dir, { accountingMaxPeers: 2 });
+    try {
+      const { reg, clock, ok, tracker } = t;
+      const m = await reg.addMember({ username: 'many' });
+      const h = hashOf(1, 17);
+      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: 'b', size: 1000, fileCount: 1 });
+      await tracker.policy.refresh();
+      const p = (i: number) => ({
+        passkey: m.passkey,
+        infoHash: h,
+        port: 6900 + i,
+        peerId: Buffer.from(`-qB4500-bound000000${i}`),
+      });
+      await ok({ ...p(1), event: 'started', left: 0 });
+      clock.advance(10);
+      await ok({ ...p(2), event: 'started', left: 0 });
+      clock.advance(10);
+      await ok({ ...p(3), event: 'started', left: 0 }); // peer 1 is forgotten
+      assert.equal(tracker.accountant!.peers, 2);
+      clock.advance(10);
+      await ok({ ...p(1), uploaded: 1000, left: 0 }); // a new baseline (and peer 2 is forgotten)
+      clock.advance(10);
+      await ok({ ...p(1), uploaded: 1500, left: 0 });
+      await ok({ ...p(3), uploaded: 70, left: 0 });
+      assert.equal(tracker.accountant!.peers, 2);
+      await tracker.accountant!.flush();
+      assert.equal((await reg.member(m.id)).uploaded, 500 + 70);
+    } finally {
+      await t.tracker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
