@@ -1,9 +1,47 @@
+import type { Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
+import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+
+/** Flags waiting for the next flush; beyond this they are counted, not kept. */
+const MAX_PENDING_FLAGS = 10_000;
+
+/** A graceful stop tries this many times to write what is pending, waiting 0.2 s, 0.4 s... between. */
+const STOP_ATTEMPTS = 5;
+const STOP_RETRY_MS = 200;
+
+/**
+ * What can still be credited, in bytes, as of `at`: it grows by `max_rate` a second, up to
+ * `peer_timeout` seconds' worth, and each credited delta uses it up. Kept per member × torrent
+ * and per address, so that neither many peer ids nor many accounts multiply what one link can
+ * carry (issue #15).
+ */
+interface Allowance {
+  up: number;
+  down: number;
+  at: number;
+  /** Live baselines under it; at 0 it is forgotten. */
+  peers: number;
+}
+
+/** One member on one torrent, over all its peer ids. */
+interface Holding extends Allowance {
+  memberId: number;
+  torrentId: number;
+  /** Baselines that are seeding: the torrent counts as "seeding now" while one is. */
+  seeders: number;
+  /** Seeding time is credited up to here: it advances at most at the speed of the clock. */
+  seededTo: number;
+}
+
+/** One address (IPv4, or IPv6 /64), over all members and torrents. */
+interface Link extends Allowance {
+  key: string;
+}
 
 /** What the accountant remembers of one peer (member × torrent × peer id) between announces. */
 interface PeerState {
@@ -11,6 +49,9 @@ interface PeerState {
   downloaded: number;
   at: number;
   seeding: boolean;
+  holding: Holding;
+  /** The address of the previous announce: the bytes reported now moved through it. */
+  link: Link;
 }
 
 interface MemberPending {
@@ -48,10 +89,15 @@ export interface AccountantOptions {
   snapshot: () => PolicySnapshot;
   /** Seconds between flushes: the most a crash can lose. */
   flushInterval: number;
-  /** Bytes per second above which a delta is flagged and not credited (0 = no limit). */
+  /**
+   * Bytes per second credited at most per peer, per member × torrent and per address; a delta
+   * beyond it is flagged and not credited (0 = no limit).
+   */
   maxRate: number;
   /** A gap longer than this between two announces does not count as seeding time. */
   peerTimeout: number;
+  /** Most per-peer baselines held; past it the least recently seen is forgotten. */
+  maxPeers: number;
 }
 
 /**
@@ -60,6 +106,18 @@ export interface AccountantOptions {
  * torrent's and the site's factors, seeding time, snatches. Deltas add up in memory and are
  * written by `flush()` in one transaction per interval, never one write per announce.
  *
+ * Rate limits and seeding time belong to the member on the torrent, not to a peer id: a member
+ * who announces through twenty peer ids (or one who runs twenty real clients) is credited at most
+ * `maxRate` bytes a second on that torrent, and at most one second of seeding time a second. An
+ * address (IPv4, IPv6 /64) is credited at most `maxRate` over all members and torrents: one link
+ * carries no more than that, however many accounts share it.
+ *
+ * Memory: at most `maxPeers` baselines, kept in least-recently-announced order (a `Map`'s
+ * insertion order: an announce moves its peer to the end), so the oldest is evicted first and
+ * expiry stops at the first live one. A forgotten peer's next announce is a new baseline: the gap
+ * is not credited, never credited twice. Member × torrent and address state lives exactly as long
+ * as a baseline refers to it.
+ *
  * What a crash can lose: the deltas since the last flush (at most `flushInterval` seconds), and
  * the per-peer baselines (the first announce of each peer after a restart credits nothing).
  */
@@ -67,13 +125,24 @@ export class Accountant {
   #o: AccountantOptions;
   #reg: Registry | null = null;
   #peers = new Map<string, PeerState>();
+  /** member id → torrent id → holding. */
+  #holdings = new Map<number, Map<number, Holding>>();
+  #links = new Map<string, Link>();
   #members = new Map<number, MemberPending>();
   #memberTorrents = new Map<string, MemberTorrentPending>();
   #flags: Flag[] = [];
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   /** Counters for /stats and tests. */
-  readonly counts = { flushes: 0, flushErrors: 0, flagged: 0, credited: 0 };
+  readonly counts = {
+    flushes: 0,
+    flushErrors: 0,
+    flagged: 0,
+    flagsDropped: 0,
+    credited: 0,
+    dropped: 0,
+    evicted: 0,
+  };
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
@@ -101,34 +170,52 @@ export class Accountant {
       // the new values are the new baseline, nothing is credited or debited.
       if (du < 0) du = 0;
       if (dd < 0) dd = 0;
-      const elapsed = Math.max(1, now - prev.at);
-      if (prev.seeding && elapsed <= this.#o.peerTimeout) seed = now - prev.at;
-      const max = this.#o.maxRate;
-      if (max > 0 && (du > max * elapsed || dd > max * elapsed)) {
+      const gap = now - prev.at;
+      const h = prev.holding;
+      if (prev.seeding && gap <= this.#o.peerTimeout) {
+        // Only the part of the gap that no other peer id of this member has been credited for.
+        const from = Math.max(prev.at, h.seededTo);
+        if (now > from) {
+          seed = now - from;
+          h.seededTo = now;
+        }
+      }
+      const elapsed = Math.max(1, gap);
+      const kind = this.#overRate(du, dd, elapsed, h, prev.link, now);
+      if (kind !== null) {
         // Faster than any real link: recorded for staff, not credited.
-        this.#flags.push({
+        this.#flag({
           memberId: member.id,
           torrentId: torrent.id,
           peerId: Buffer.from(req.peerId).toString('hex'),
-          kind: 'rate',
+          kind,
           uploaded: du,
           downloaded: dd,
           seconds: elapsed,
           at: now,
         });
-        this.counts.flagged++;
         du = 0;
         dd = 0;
       }
     }
-    if (req.event === AnnounceEvent.stopped) this.#peers.delete(key);
-    else if (prev === undefined)
-      this.#peers.set(key, { uploaded: req.uploaded, downloaded: req.downloaded, at: now, seeding });
+    if (req.event === AnnounceEvent.stopped) {
+      if (prev !== undefined) this.#forget(key, prev);
+    } else if (prev === undefined) this.#remember(key, req, member.id, torrent.id, seeding, now);
     else {
       prev.uploaded = req.uploaded;
       prev.downloaded = req.downloaded;
       prev.at = now;
+      if (prev.seeding !== seeding) prev.holding.seeders += seeding ? 1 : -1;
       prev.seeding = seeding;
+      const link = this.#link(req, now);
+      if (link !== prev.link) {
+        this.#release(prev.link);
+        link.peers++;
+        prev.link = link;
+      }
+      // Least recently announced first: move this peer to the end.
+      this.#peers.delete(key);
+      this.#peers.set(key, prev);
     }
 
     const snap = this.#o.snapshot();
@@ -172,6 +259,107 @@ export class Accountant {
     if (finished && mt.completedAt === 0) mt.completedAt = now;
   }
 
+  /**
+   * Which limit a delta breaks, or null: the peer's own (more than `maxRate` × its own gap), its
+   * member × torrent's, or its address's allowance. A delta within all three uses them up.
+   */
+  #overRate(du: number, dd: number, elapsed: number, h: Holding, link: Link, now: number): string | null {
+    const max = this.#o.maxRate;
+    if (max === 0) return null;
+    if (du > max * elapsed || dd > max * elapsed) return 'rate';
+    const cap = max * this.#o.peerTimeout;
+    refill(h, now, max, cap);
+    if (du > h.up || dd > h.down) return 'rate-member-torrent';
+    refill(link, now, max, cap);
+    if (du > link.up || dd > link.down) return 'rate-address';
+    h.up -= du;
+    h.down -= dd;
+    link.up -= du;
+    link.down -= dd;
+    return null;
+  }
+
+  /** Pending flags are bounded too: one per announce at most, but announces are cheap. */
+  #flag(f: Flag): void {
+    this.counts.flagged++;
+    if (this.#flags.length < MAX_PENDING_FLAGS) this.#flags.push(f);
+    else this.counts.flagsDropped++;
+  }
+
+  /** A new baseline: evicts the least recently announced peer when full. */
+  #remember(
+    key: string,
+    req: AnnounceRequest,
+    memberId: number,
+    torrentId: number,
+    seeding: boolean,
+    now: number,
+  ) {
+    if (this.#peers.size >= this.#o.maxPeers) {
+      const oldest = this.#peers.entries().next().value;
+      if (oldest !== undefined) {
+        this.#forget(oldest[0], oldest[1]);
+        this.counts.evicted++;
+      }
+    }
+    let byTorrent = this.#holdings.get(memberId);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      this.#holdings.set(memberId, byTorrent);
+    }
+    let holding = byTorrent.get(torrentId);
+    if (holding === undefined) {
+      // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
+      // baseline credits nothing, so nothing more can be owed yet.
+      holding = { memberId, torrentId, up: 0, down: 0, at: now - 1, peers: 0, seeders: 0, seededTo: 0 };
+      byTorrent.set(torrentId, holding);
+    }
+    holding.peers++;
+    if (seeding) holding.seeders++;
+    const link = this.#link(req, now);
+    link.peers++;
+    this.#peers.set(key, {
+      uploaded: req.uploaded,
+      downloaded: req.downloaded,
+      at: now,
+      seeding,
+      holding,
+      link,
+    });
+  }
+
+  #forget(key: string, p: PeerState): void {
+    this.#peers.delete(key);
+    const h = p.holding;
+    if (p.seeding) h.seeders--;
+    if (--h.peers === 0) {
+      const byTorrent = this.#holdings.get(h.memberId);
+      byTorrent?.delete(h.torrentId);
+      if (byTorrent?.size === 0) this.#holdings.delete(h.memberId);
+    }
+    this.#release(p.link);
+  }
+
+  #release(link: Link): void {
+    if (--link.peers === 0) this.#links.delete(link.key);
+  }
+
+  /** The address's allowance (IPv4 address, IPv6 /64: what one subscriber is given). */
+  #link(req: AnnounceRequest, now: number): Link {
+    const key = binaryString(req.family === 4 ? req.ip : req.ip.subarray(0, 8));
+    let link = this.#links.get(key);
+    if (link === undefined) {
+      link = { key, up: 0, down: 0, at: now - 1, peers: 0 };
+      this.#links.set(key, link);
+    }
+    return link;
+  }
+
+  /** Baselines held (tests and /stats): at most `maxPeers`. */
+  get peers(): number {
+    return this.#peers.size;
+  }
+
   /** Pending member-torrent rows (tests and /stats). */
   get pending(): number {
     return this.#memberTorrents.size;
@@ -182,11 +370,33 @@ export class Accountant {
     this.#timer.unref();
   }
 
-  /** Stops the timer and writes everything pending (graceful shutdown). */
+  /**
+   * Stops the timer and writes everything pending (graceful shutdown). A failed write is tried
+   * again a few times, a little later each time (a lock held by the CLI or a backup, a database
+   * restarting); after that what could not be written is logged, with its totals, and lost.
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    await this.flush();
+    for (let attempt = 1; ; attempt++) {
+      await this.flush();
+      if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
+      if (attempt === STOP_ATTEMPTS) break;
+      await new Promise((resolve) => setTimeout(resolve, STOP_RETRY_MS * attempt));
+    }
+    let uploaded = 0;
+    let downloaded = 0;
+    for (const m of this.#members.values()) {
+      uploaded += m.uploaded;
+      downloaded += m.downloaded;
+    }
+    this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
+      members: this.#members.size,
+      rows: this.#memberTorrents.size,
+      flags: this.#flags.length,
+      uploaded,
+      downloaded,
+    });
   }
 
   /**
@@ -228,7 +438,7 @@ export class Accountant {
   ): Promise<void> {
     const reg = this.#reg;
     if (reg === null) throw new Error('accountant: no database connected');
-    await reg.db.kysely.transaction().execute(async (trx) => {
+    const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
       for (const [id, m] of members) {
         await trx
           .updateTable('members')
@@ -243,7 +453,25 @@ export class Accountant {
           .where('id', '=', id)
           .execute();
       }
+      // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
+      // its rows would fail their foreign keys and roll back every member's credit, at every
+      // flush, forever (issue #15). They are dropped here instead; the member's own total above
+      // keeps what was earned while the torrent was registered. Members are never deleted today,
+      // but a row for one that was is dropped the same way.
+      const torrents = await existingIds(
+        trx,
+        'torrents',
+        rowsOf(memberTorrents.values(), flags, 'torrentId'),
+      );
+      const live = await existingIds(trx, 'members', rowsOf(memberTorrents.values(), flags, 'memberId'));
+      const kept = (r: { memberId: number; torrentId: number }) =>
+        torrents.has(r.torrentId) && live.has(r.memberId);
+      let dropped = 0;
       for (const mt of memberTorrents.values()) {
+        if (!kept(mt)) {
+          dropped++;
+          continue;
+        }
         await trx
           .insertInto('member_torrents')
           .values({
@@ -288,11 +516,13 @@ export class Accountant {
               .execute();
         }
       }
-      if (flags.length > 0)
+      const keptFlags = flags.filter(kept);
+      dropped += flags.length - keptFlags.length;
+      if (keptFlags.length > 0)
         await trx
           .insertInto('accounting_flags')
           .values(
-            flags.map((f) => ({
+            keptFlags.map((f) => ({
               member_id: f.memberId,
               torrent_id: f.torrentId,
               peer_id: f.peerId,
@@ -304,7 +534,12 @@ export class Accountant {
             })),
           )
           .execute();
+      return dropped;
     });
+    if (dropped > 0) {
+      this.counts.dropped += dropped;
+      this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });
+    }
   }
 
   #mergeBack(
@@ -333,19 +568,16 @@ export class Accountant {
   }
 
   /**
-   * Peers a member runs now (seeding, leeching), from the baselines of the last `peerTimeout`
-   * seconds. O(peers): for a profile page, not for the hot path.
+   * Torrents a member is on now: seeding (one of its peers there has nothing left) or leeching,
+   * each torrent counted once however many peer ids the member announces it with. From the
+   * baselines of the last `peerTimeout` seconds; O(the member's torrents).
    */
   activity(memberId: number): { seeding: number; leeching: number } {
-    const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
-    const infix = `:${memberId}:`;
+    this.#expireBaselines();
     let seeding = 0;
     let leeching = 0;
-    for (const [k, p] of this.#peers) {
-      if (p.at < cutoff) continue;
-      const first = k.indexOf(':');
-      if (k.slice(first, first + infix.length) !== infix) continue;
-      if (p.seeding) seeding++;
+    for (const h of this.#holdings.get(memberId)?.values() ?? []) {
+      if (h.seeders > 0) seeding++;
       else leeching++;
     }
     return { seeding, leeching };
@@ -354,7 +586,11 @@ export class Accountant {
   /** Forgets baselines of peers that stopped announcing (they would have expired anyway). */
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
-    for (const [k, p] of this.#peers) if (p.at < cutoff) this.#peers.delete(k);
+    // Oldest first: the first live baseline ends the scan.
+    for (const [k, p] of this.#peers) {
+      if (p.at >= cutoff) break;
+      this.#forget(k, p);
+    }
   }
 }
 
@@ -372,4 +608,43 @@ function addTraffic(
   into.rawUploaded += rawUploaded;
   into.rawDownloaded += rawDownloaded;
   into.seedTime += seedTime;
+}
+
+/** Member or torrent ids of pending rows and flags, each once. */
+function rowsOf(
+  rows: Iterable<MemberTorrentPending>,
+  flags: Flag[],
+  field: 'memberId' | 'torrentId',
+): number[] {
+  const ids = new Set<number>();
+  for (const r of rows) ids.add(r[field]);
+  for (const f of flags) ids.add(f[field]);
+  return [...ids];
+}
+
+/** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */
+async function existingIds(
+  trx: Transaction<Database>,
+  table: 'members' | 'torrents',
+  ids: number[],
+): Promise<Set<number>> {
+  const found = new Set<number>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await trx
+      .selectFrom(table)
+      .select('id')
+      .where('id', 'in', ids.slice(i, i + 500))
+      .execute();
+    for (const r of rows) found.add(r.id);
+  }
+  return found;
+}
+
+/** Grows an allowance by `rate` a second since it was last looked at, up to `cap`. */
+function refill(a: Allowance, now: number, rate: number, cap: number): void {
+  if (now <= a.at) return;
+  const more = rate * (now - a.at);
+  a.up = Math.min(cap, a.up + more);
+  a.down = Math.min(cap, a.down + more);
+  a.at = now;
 }

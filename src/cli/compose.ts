@@ -120,6 +120,7 @@ export function createTracker(
           flushInterval: config.flushInterval,
           maxRate: config.maxRate,
           peerTimeout: config.peerTimeout,
+          maxPeers: config.accountingMaxPeers,
         })
       : null;
   let db: Db | null = null;

@@ -33,6 +33,7 @@ export interface HeraldConfig {
   flushInterval: number;
   policyRefresh: number;
   maxRate: number;
+  accountingMaxPeers: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -299,7 +300,16 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 1e15,
     default: 1_250_000_000,
     arg: 'BYTES_PER_SECOND',
-    doc: 'Private mode: an upload or download delta faster than this is flagged for staff and not credited (0 = no limit)',
+    doc: 'Private mode: most bytes per second credited to one member on one torrent (all its peer ids together), and to one address (IPv4, or IPv6 /64) over all members and torrents; a delta beyond it is flagged for staff and not credited (0 = no limit)',
+  },
+  {
+    key: 'accountingMaxPeers',
+    kind: 'int',
+    min: 1,
+    max: 100_000_000,
+    default: 1_000_000,
+    arg: 'N',
+    doc: 'Private mode: most peers (member × torrent × peer id) whose counters accounting remembers between announces; past it the least recently seen is forgotten, and its next announce credits nothing',
   },
   {
     key: 'apiToken',
