@@ -170,6 +170,7 @@ export function createTracker(
     https: listens(config.https, 'https'),
     tls: config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : null,
     trustedProxies: config.trustedProxies,
+    trustIpParam: config.trustIpParam,
     // A private tracker's full scrape would list its torrents to anyone: never offered there.
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,

@@ -15,6 +15,7 @@ import {
 import { gzipSync } from 'node:zlib';
 import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
+import { TrustedProxies } from '../../core/forwarded.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
@@ -40,8 +41,10 @@ export interface HttpFrontendOptions {
   /** HTTPS listeners; they need `tls`. */
   https: Listen[];
   tls: { certFile: string; keyFile: string } | null;
-  /** Peer addresses whose `X-Forwarded-For` and `ip=` are believed; '*' believes everyone. */
+  /** Reverse proxies whose `X-Forwarded-For` is read (see `TrustedProxies`); '*': every peer. */
   trustedProxies: string[];
+  /** Believe the announce `ip=` parameter (default false: anyone could name a third party). */
+  trustIpParam?: boolean;
   fullScrape: boolean;
   fullScrapeInterval: number;
   maxScrapeHashes: number;
@@ -148,8 +151,7 @@ export class HttpFrontend implements RawHost {
   #idleMs: number;
   #idleTimer: NodeJS.Timeout | null = null;
   #limiter: FullScrapeLimiter;
-  #trustAll: boolean;
-  #trusted: Set<string>;
+  #proxies: TrustedProxies;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
   /** Where the last `serve` stopped (scratch: no object per call). */
@@ -161,12 +163,7 @@ export class HttpFrontend implements RawHost {
     this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
-    this.#trustAll = opts.trustedProxies.includes('*');
-    this.#trusted = new Set<string>();
-    for (const p of opts.trustedProxies) {
-      const a = parseIp(p);
-      if (a) this.#trusted.add(keyOf(a));
-    }
+    this.#proxies = new TrustedProxies(opts.trustedProxies);
     this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
     this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (opts.upgrade) opts.upgrade(req, socket, head);
@@ -278,8 +275,7 @@ export class HttpFrontend implements RawHost {
   }
 
   isTrusted(address: PeerAddress | null): boolean {
-    if (this.#trustAll) return true;
-    return address !== null && this.#trusted.size > 0 && this.#trusted.has(keyOf(address));
+    return this.#proxies.trusts(address);
   }
 
   #onConnection(socket: RawSocket): void {
@@ -479,17 +475,17 @@ export class HttpFrontend implements RawHost {
         counters.failures.http++;
         return encodeFailure(q.message);
       }
-      let address = peer;
-      if (trusted) {
-        // The `ip` parameter and X-Forwarded-For are believed only from trusted proxies
-        // (DESIGN.md checklist): anyone else could register a third party's address.
-        const claimed =
-          q.ip !== null ? parseIp(q.ip) : xForwardedFor !== null ? parseIp(xForwardedFor) : null;
-        if (claimed !== null) address = claimed;
-        else if (q.ip !== null) {
+      // X-Forwarded-For is read only from trusted proxies, and only the entries they wrote; `ip=`
+      // only with trust_ip_param (DESIGN.md checklist): either would otherwise let anyone register,
+      // or remove with event=stopped, a peer at a third party's address.
+      let address = trusted ? this.#proxies.client(peer, xForwardedFor) : peer;
+      if (q.ip !== null && o.trustIpParam === true) {
+        const claimed = parseIp(q.ip);
+        if (claimed === null) {
           counters.failures.http++;
           return encodeFailure(Errors.invalidIp.message);
         }
+        address = claimed;
       }
       const req: AnnounceRequest = {
         infoHash: q.infoHash,
@@ -619,7 +615,6 @@ export class HttpFrontend implements RawHost {
       return;
     }
     const xff = req.headers['x-forwarded-for'];
-    const xffFirst = typeof xff === 'string' ? xff.split(',')[0].trim() : null;
     const gzipOk = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const out = this.answer(
       kind,
@@ -628,7 +623,7 @@ export class HttpFrontend implements RawHost {
       url.length,
       peer,
       this.isTrusted(peer),
-      xffFirst,
+      typeof xff === 'string' ? xff : null,
       gzipOk,
       pathPasskey,
     );
@@ -645,10 +640,6 @@ export class HttpFrontend implements RawHost {
     if (out instanceof Promise) out.then(send);
     else send(out);
   }
-}
-
-function keyOf(a: PeerAddress): string {
-  return Buffer.from(a.bytes).toString('hex');
 }
 
 const GZIP = Buffer.from('gzip', 'latin1');
