@@ -6,6 +6,7 @@ import { resolveConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
+import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
 import { announceBases } from '../core/urls.ts';
@@ -231,13 +232,8 @@ export function createTracker(
         for (const l of portalListen) {
           const server = createServer((req, res) => portal!.handle(req, res));
           portalServers.push(server);
-          await new Promise<void>((resolve, reject) => {
-            server.once('error', reject);
-            server.listen(l.port, l.host, () => {
-              server.off('error', reject);
-              resolve();
-            });
-          });
+          // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.
+          await listenOn(server, 'http', 'portal_listen', l, { ipv6Only: false });
         }
       } catch (err) {
         await tracker.stop();

@@ -16,6 +16,7 @@ import { gzipSync } from 'node:zlib';
 import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
+import { listenOn, opening } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
@@ -192,15 +193,11 @@ export class HttpFrontend implements RawHost {
   }
 
   async start(): Promise<void> {
-    const listenOne = (server: NetServer | TlsServer, l: Listen) =>
-      new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
-        server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
-          server.off('error', reject);
-          server.on('error', (err) => this.#o.logger.error('http listener error', { err: String(err) }));
-          resolve();
-        });
+    // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
+    const listenOne = (server: NetServer | TlsServer, protocol: 'http' | 'https', l: Listen) =>
+      listenOn(server, protocol, protocol, l, {
+        ipv6Only: l.host.includes(':'),
+        onError: (err) => this.#o.logger.error('http listener error', { err: String(err) }),
       });
     // One sweep closes idle raw connections: a timer per connection costs more than the whole
     // answer on a connection that carries one request (most clients).
@@ -215,7 +212,7 @@ export class HttpFrontend implements RawHost {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
       if (addon !== null && isIP(l.host) !== 0 && !l.host.includes('%')) {
-        const b = new BatchedListener(addon, this, l.host, l.port);
+        const b = await opening('http', 'http', l, () => new BatchedListener(addon, this, l.host, l.port));
         this.#batched.push(b);
         this.#listeners.push(b);
         continue;
@@ -223,7 +220,7 @@ export class HttpFrontend implements RawHost {
       const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
       this.#servers.push(s);
       this.#listeners.push(s);
-      await listenOne(s, l);
+      await listenOne(s, 'http', l);
     }
     if (this.#o.https.length > 0) {
       if (this.#o.tls === null) throw new Error('https listeners need tls certificate and key');
@@ -234,7 +231,7 @@ export class HttpFrontend implements RawHost {
         this.#servers.push(s);
         this.#listeners.push(s);
         this.#tlsServers.push(s);
-        await listenOne(s, l);
+        await listenOne(s, 'https', l);
       }
     }
   }
