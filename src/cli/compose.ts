@@ -7,6 +7,7 @@ import { resolveConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
+import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
 import { announceBases } from '../core/urls.ts';
@@ -197,6 +198,7 @@ export function createTracker(
     https: listens(config.https, 'https'),
     tls: config.tlsCert && config.tlsKey ? { certFile: config.tlsCert, keyFile: config.tlsKey } : null,
     trustedProxies: config.trustedProxies,
+    trustIpParam: config.trustIpParam,
     // A private tracker's full scrape would list its torrents to anyone: never offered there.
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
@@ -261,13 +263,8 @@ export function createTracker(
         for (const l of portalListen) {
           const server = createServer((req, res) => portal!.handle(req, res));
           portalServers.push(server);
-          await new Promise<void>((resolve, reject) => {
-            server.once('error', reject);
-            server.listen({ port: l.port, host: l.host, reusePort }, () => {
-              server.off('error', reject);
-              resolve();
-            });
-          });
+          // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.
+          await listenOn(server, 'http', 'portal_listen', l, { ipv6Only: false, reusePort });
         }
       } catch (err) {
         await tracker.stop();

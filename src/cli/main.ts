@@ -7,6 +7,7 @@ import {
 } from '../cluster/primary.ts';
 import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import { ListenError } from '../core/listen.ts';
 import { createLogger } from '../core/log.ts';
 import { ADMIN_COMMANDS, runAdmin } from './admin.ts';
 import { createTracker } from './compose.ts';
@@ -79,7 +80,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     await tracker.start();
   } catch (err) {
-    log.error('could not start', { err: err instanceof Error ? err.message : String(err) });
+    // A listener that cannot bind is the operator's to fix, like a bad setting: said plainly.
+    if (err instanceof ListenError) process.stderr.write(`herald: ${err.message}\n`);
+    else log.error('could not start', { err: err instanceof Error ? err.message : String(err) });
     return 1;
   }
   if (setup) {

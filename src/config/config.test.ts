@@ -83,6 +83,7 @@ test('every bad value names its key and source; unknown keys, variables and flag
       [() => load(['--http', 'off', '--udp', 'off']), /nothing to serve/],
       [() => load(['--log-level', 'loud']), /log_level: must be one of/],
       [() => load(['--udp-secret', 'abc']), /udp_secret/],
+      [() => load(['--trusted-proxies', 'proxy.lan']), /trusted_proxies: "proxy\.lan" is not an IP address/],
       [() => load([], { HERALD_NOPE: '1' }), /unknown environment variable HERALD_NOPE/],
       [() => load(['--nope']), /Unknown option '--nope'/],
       [() => load(['--config', join(dir, 'missing.toml')]), /file not found/],

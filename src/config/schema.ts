@@ -1,4 +1,4 @@
-import { parseHostPort } from '../core/address.ts';
+import { parseHostPort, parseIp } from '../core/address.ts';
 import { LOG_LEVELS, type LogLevel } from '../core/log.ts';
 
 /** Herald's whole configuration, as the code sees it (camelCase). */
@@ -17,6 +17,7 @@ export interface HeraldConfig {
   defaultNumWant: number;
   maxNumWant: number;
   trustedProxies: string[];
+  trustIpParam: boolean;
   fullScrape: boolean;
   fullScrapeInterval: number;
   maxScrapeHashes: number;
@@ -197,7 +198,13 @@ export const SCHEMA: readonly KeyDef[] = [
     kind: 'string-list',
     default: [],
     arg: 'ADDRESS',
-    doc: 'Proxy addresses whose X-Forwarded-For and ip= are believed (repeatable; "*" = all, only if no client reaches Herald directly)',
+    doc: 'Reverse proxy addresses whose X-Forwarded-For is read: the client is the rightmost entry that is not itself a trusted proxy (repeatable; "*" = any direct peer, only if no client reaches Herald directly)',
+  },
+  {
+    key: 'trustIpParam',
+    kind: 'bool',
+    default: false,
+    doc: "Believe the announce ip= parameter (HTTP): any client can then register, or remove with event=stopped, a peer at another host's address; only for a network of trusted clients",
   },
   {
     key: 'fullScrape',
@@ -590,6 +597,9 @@ export function validateRelations(c: HeraldConfig): void {
     );
   if (c.https.length > 0 && (!c.tlsCert || !c.tlsKey))
     throw new ConfigError('config: https: listening for HTTPS needs tls_cert and tls_key');
+  for (const p of c.trustedProxies)
+    if (p !== '*' && parseIp(p) === null)
+      throw new ConfigError(`config: trusted_proxies: "${p}" is not an IP address (or "*")`);
   if (c.portalPath !== '' && !/^(\/[A-Za-z0-9._~-]+)+$/.test(c.portalPath))
     throw new ConfigError(
       `config: portal_path: a path like /portal, without a trailing slash (got "${c.portalPath}")`,

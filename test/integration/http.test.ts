@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import type { HeraldConfig } from '../../src/config/schema.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import {
@@ -402,35 +403,95 @@ describe('full scrape when enabled', () => {
 });
 
 describe('trusted proxy', () => {
-  test('X-Forwarded-For and ip= are honoured from a trusted proxy', async () => {
+  /** Peers of `h` as "a.b.c.d:port", sorted, from an announce that names no address of its own. */
+  async function peersOf(port: number, h: Buffer, headers: Record<string, string>): Promise<string[]> {
+    const r = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8199, left: 1 }), headers);
+    const p = bdecode(r.body).get('peers') as Buffer;
+    const out: string[] = [];
+    for (let i = 0; i < p.length; i += 6)
+      out.push(`${p.subarray(i, i + 4).join('.')}:${p.readUInt16BE(i + 4)}`);
+    return out.sort();
+  }
+
+  /** Runs `fn` against a tracker on 127.0.0.1 with these settings, then stops it. */
+  async function withTracker(cfg: Partial<HeraldConfig>, fn: (port: number) => Promise<void>): Promise<void> {
     const t = createTracker({
       http: ['127.0.0.1:0'],
       httpIo,
       udp: [],
-      trustedProxies: ['127.0.0.1'],
       logLevel: 'silent',
       databaseUrl: 'sqlite::memory:',
+      ...cfg,
     });
     await t.start();
     try {
-      const port = t.addresses().http[0].port;
-      const h = hashOf(40);
-      await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8101, left: 0 }), {
-        'X-Forwarded-For': '203.0.113.9, 10.0.0.1',
-      });
-      await httpGet(
-        port,
-        '127.0.0.1',
-        announcePath({ infoHash: h, port: 8102, left: 0, ip: '198.51.100.7' }),
-      );
-      const d = bdecode(
-        (await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8103, left: 1 }))).body,
-      );
-      const p = d.get('peers') as Buffer;
-      const ips = [p.subarray(0, 4).join('.'), p.subarray(6, 10).join('.')].sort();
-      assert.deepEqual(ips, ['198.51.100.7', '203.0.113.9']);
+      await fn(t.addresses().http[0].port);
     } finally {
       await t.stop();
     }
+  }
+
+  test('behind a trusted proxy the client is the X-Forwarded-For entry the proxy appended; ip= is ignored', async () => {
+    await withTracker({ trustedProxies: ['127.0.0.1'] }, async (port) => {
+      const h = hashOf(40);
+      const via = (client: string) => ({ 'X-Forwarded-For': client });
+      const announce = (f: Parameters<typeof announcePath>[0], headers: Record<string, string>) =>
+        httpGet(port, '127.0.0.1', announcePath(f), headers);
+      // The victim, seen by the proxy as 203.0.113.9.
+      await announce({ infoHash: h, port: 8101, left: 0 }, via('203.0.113.9'));
+      // A client that writes its own X-Forwarded-For: the proxy appends the real address.
+      await announce({ infoHash: h, port: 8102, left: 0 }, via('9.9.9.9, 198.51.100.20'));
+      // A stranger names the victim's address and port to remove its peer.
+      await announce(
+        { infoHash: h, port: 8101, left: 0, event: 'stopped', ip: '203.0.113.9' },
+        via('198.51.100.30'),
+      );
+      // ip= alone does not move a peer either.
+      await announce({ infoHash: h, port: 8104, left: 0, ip: '198.51.100.7' }, via('198.51.100.31'));
+      assert.deepEqual(await peersOf(port, h, via('198.51.100.40')), [
+        '198.51.100.20:8102',
+        '198.51.100.31:8104',
+        '203.0.113.9:8101',
+      ]);
+      // On a connection already handed over to node:http (after a /health request).
+      const g = hashOf(41);
+      const both = await rawExchange(
+        port,
+        '127.0.0.1',
+        'GET /health HTTP/1.1\r\nHost: t\r\n\r\n' +
+          `GET ${announcePath({ infoHash: g, port: 8105, left: 0, ip: '198.51.100.8' })} HTTP/1.1\r\n` +
+          'Host: t\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: 198.51.100.21\r\nConnection: close\r\n\r\n',
+      );
+      assert.equal(splitResponses(both).length, 2);
+      assert.deepEqual(await peersOf(port, g, via('198.51.100.40')), ['198.51.100.21:8105']);
+    });
+  });
+
+  test('a chain of trusted proxies: the rightmost X-Forwarded-For entry that is not one of them', async () => {
+    await withTracker({ trustedProxies: ['127.0.0.1', '10.0.0.2'] }, async (port) => {
+      const h = hashOf(42);
+      await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8111, left: 0 }), {
+        'X-Forwarded-For': '9.9.9.9, 203.0.113.5, 10.0.0.2',
+      });
+      assert.deepEqual(await peersOf(port, h, {}), ['203.0.113.5:8111']);
+    });
+  });
+
+  test('ip= is believed only with trust_ip_param', async () => {
+    await withTracker({ trustIpParam: true }, async (port) => {
+      const h = hashOf(43);
+      await httpGet(
+        port,
+        '127.0.0.1',
+        announcePath({ infoHash: h, port: 8121, left: 0, ip: '198.51.100.7' }),
+      );
+      // X-Forwarded-For is still not believed: no proxy is trusted.
+      await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8122, left: 0 }), {
+        'X-Forwarded-For': '198.51.100.9',
+      });
+      assert.deepEqual(await peersOf(port, h, {}), ['127.0.0.1:8122', '198.51.100.7:8121']);
+      const bad = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8123, ip: 'nonsense' }));
+      assert.match(text(bdecode(bad.body).get('failure reason')), /invalid ip/);
+    });
   });
 });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { announcePath, bdecode, hashOf } from '../helpers/clients.ts';
+import { makeCert as makeCertIn } from '../helpers/tls.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -22,32 +23,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function makeCert(name: string, cn: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${cn}`,
-    ],
-    { stdio: 'pipe' },
-  );
-  return { cert, key };
-}
+const makeCert = (name: string, cn: string) => makeCertIn(dir, name, cn);
 
 function startHerald(args: string[]): Promise<{ child: ChildProcess; log: () => string; https: number }> {
   const child = spawn(NODE, [HERALD, 'serve', '--data-dir', join(dir, 'data'), '--udp', 'off', ...args], {

@@ -649,13 +649,14 @@ describe('portal configuration', () => {
     }
   });
 
-  test('behind a trusted proxy: per-address login limits use X-Forwarded-For; X-Forwarded-Proto https gives Secure cookies', async () => {
+  test('behind trusted proxies: per-address login limits use the X-Forwarded-For entry before them; X-Forwarded-Proto https gives Secure cookies', async () => {
     const tracker = createTracker({
       http: ['127.0.0.1:0'],
       udp: ['off'],
       mode: 'private',
       databaseUrl: 'sqlite::memory:',
-      trustedProxies: ['127.0.0.1'],
+      // Two proxies in a chain: 10.0.0.2 forwards to the one on 127.0.0.1.
+      trustedProxies: ['127.0.0.1', '10.0.0.2'],
       logLevel: 'silent',
     });
     await tracker.start();
@@ -668,7 +669,7 @@ describe('portal configuration', () => {
           new URLSearchParams({ _csrf: c.csrf, username: user, password: 'wrong password' }).toString(),
           {
             'content-type': 'application/x-www-form-urlencoded',
-            'x-forwarded-for': `203.0.113.9, ${from}`,
+            'x-forwarded-for': `203.0.113.9, ${from}, 10.0.0.2`,
             'x-forwarded-proto': 'https',
           },
         );

@@ -15,6 +15,8 @@ import {
 import { gzipSync } from 'node:zlib';
 import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
+import { TrustedProxies } from '../../core/forwarded.ts';
+import { listenOn, opening } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
@@ -40,8 +42,10 @@ export interface HttpFrontendOptions {
   /** HTTPS listeners; they need `tls`. */
   https: Listen[];
   tls: { certFile: string; keyFile: string } | null;
-  /** Peer addresses whose `X-Forwarded-For` and `ip=` are believed; '*' believes everyone. */
+  /** Reverse proxies whose `X-Forwarded-For` is read (see `TrustedProxies`); '*': every peer. */
   trustedProxies: string[];
+  /** Believe the announce `ip=` parameter (default false: anyone could name a third party). */
+  trustIpParam?: boolean;
   fullScrape: boolean;
   fullScrapeInterval: number;
   maxScrapeHashes: number;
@@ -150,8 +154,7 @@ export class HttpFrontend implements RawHost {
   #idleMs: number;
   #idleTimer: NodeJS.Timeout | null = null;
   #limiter: FullScrapeLimiter;
-  #trustAll: boolean;
-  #trusted: Set<string>;
+  #proxies: TrustedProxies;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
   /** Where the last `serve` stopped (scratch: no object per call). */
@@ -163,12 +166,7 @@ export class HttpFrontend implements RawHost {
     this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
-    this.#trustAll = opts.trustedProxies.includes('*');
-    this.#trusted = new Set<string>();
-    for (const p of opts.trustedProxies) {
-      const a = parseIp(p);
-      if (a) this.#trusted.add(keyOf(a));
-    }
+    this.#proxies = new TrustedProxies(opts.trustedProxies);
     this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
     this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (opts.upgrade) opts.upgrade(req, socket, head);
@@ -197,23 +195,12 @@ export class HttpFrontend implements RawHost {
   }
 
   async start(): Promise<void> {
-    const listenOne = (server: NetServer | TlsServer, l: Listen) =>
-      new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
-        server.listen(
-          {
-            host: l.host,
-            port: l.port,
-            ipv6Only: l.host.includes(':'),
-            reusePort: this.#o.reusePort === true,
-          },
-          () => {
-            server.off('error', reject);
-            server.on('error', (err) => this.#o.logger.error('http listener error', { err: String(err) }));
-            resolve();
-          },
-        );
+    // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
+    const listenOne = (server: NetServer | TlsServer, protocol: 'http' | 'https', l: Listen) =>
+      listenOn(server, protocol, protocol, l, {
+        ipv6Only: l.host.includes(':'),
+        reusePort: this.#o.reusePort === true,
+        onError: (err) => this.#o.logger.error('http listener error', { err: String(err) }),
       });
     // One sweep closes idle raw connections: a timer per connection costs more than the whole
     // answer on a connection that carries one request (most clients).
@@ -228,7 +215,7 @@ export class HttpFrontend implements RawHost {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
       if (addon !== null && isIP(l.host) !== 0 && !l.host.includes('%')) {
-        const b = new BatchedListener(addon, this, l.host, l.port);
+        const b = await opening('http', 'http', l, () => new BatchedListener(addon, this, l.host, l.port));
         this.#batched.push(b);
         this.#listeners.push(b);
         continue;
@@ -236,7 +223,7 @@ export class HttpFrontend implements RawHost {
       const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
       this.#servers.push(s);
       this.#listeners.push(s);
-      await listenOne(s, l);
+      await listenOne(s, 'http', l);
     }
     if (this.#o.https.length > 0) {
       if (this.#o.tls === null) throw new Error('https listeners need tls certificate and key');
@@ -247,7 +234,7 @@ export class HttpFrontend implements RawHost {
         this.#servers.push(s);
         this.#listeners.push(s);
         this.#tlsServers.push(s);
-        await listenOne(s, l);
+        await listenOne(s, 'https', l);
       }
     }
   }
@@ -288,8 +275,7 @@ export class HttpFrontend implements RawHost {
   }
 
   isTrusted(address: PeerAddress | null): boolean {
-    if (this.#trustAll) return true;
-    return address !== null && this.#trusted.size > 0 && this.#trusted.has(keyOf(address));
+    return this.#proxies.trusts(address);
   }
 
   #onConnection(socket: RawSocket): void {
@@ -489,17 +475,17 @@ export class HttpFrontend implements RawHost {
         counters.failures.http++;
         return encodeFailure(q.message);
       }
-      let address = peer;
-      if (trusted) {
-        // The `ip` parameter and X-Forwarded-For are believed only from trusted proxies
-        // (DESIGN.md checklist): anyone else could register a third party's address.
-        const claimed =
-          q.ip !== null ? parseIp(q.ip) : xForwardedFor !== null ? parseIp(xForwardedFor) : null;
-        if (claimed !== null) address = claimed;
-        else if (q.ip !== null) {
+      // X-Forwarded-For is read only from trusted proxies, and only the entries they wrote; `ip=`
+      // only with trust_ip_param (DESIGN.md checklist): either would otherwise let anyone register,
+      // or remove with event=stopped, a peer at a third party's address.
+      let address = trusted ? this.#proxies.client(peer, xForwardedFor) : peer;
+      if (q.ip !== null && o.trustIpParam === true) {
+        const claimed = parseIp(q.ip);
+        if (claimed === null) {
           counters.failures.http++;
           return encodeFailure(Errors.invalidIp.message);
         }
+        address = claimed;
       }
       const req: AnnounceRequest = {
         infoHash: q.infoHash,
@@ -630,7 +616,6 @@ export class HttpFrontend implements RawHost {
       return;
     }
     const xff = req.headers['x-forwarded-for'];
-    const xffFirst = typeof xff === 'string' ? xff.split(',')[0].trim() : null;
     const gzipOk = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
     const out = this.answer(
       kind,
@@ -639,7 +624,7 @@ export class HttpFrontend implements RawHost {
       url.length,
       peer,
       this.isTrusted(peer),
-      xffFirst,
+      typeof xff === 'string' ? xff : null,
       gzipOk,
       pathPasskey,
     );
@@ -656,10 +641,6 @@ export class HttpFrontend implements RawHost {
     if (out instanceof Promise) out.then(send);
     else send(out);
   }
-}
-
-function keyOf(a: PeerAddress): string {
-  return Buffer.from(a.bytes).toString('hex');
 }
 
 const GZIP = Buffer.from('gzip', 'latin1');

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { type PeerAddress, parseIp } from '../../core/address.ts';
 import { TrackerError } from '../../core/errors.ts';
+import { opening } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { passkeyFromPath } from '../../policy/policy.ts';
@@ -131,10 +132,10 @@ export class UdpFrontend {
     const addon = io === 'dgram' ? null : loadUdpBatchAddon();
     if (io === 'batched' && addon === null)
       throw new Error('udp io "batched": the native addon is not built (npm rebuild)');
-    for (const l of this.#o.listen) {
-      if (addon !== null) this.#startBatched(addon, l);
-      else await this.#startDgram(l);
-    }
+    for (const l of this.#o.listen)
+      await opening('udp', 'udp', l, () =>
+        addon !== null ? this.#startBatched(addon, l) : this.#startDgram(l),
+      );
   }
 
   #startBatched(addon: UdpBatchAddon, l: { host: string; port: number }): void {

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseIp } from '../../core/address.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
+import { listenOn } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest } from '../../core/types.ts';
 import {
@@ -173,22 +174,11 @@ export class WsFrontend {
       s.on('clientError', (_err, socket) => socket.destroy());
       s.on('tlsClientError', () => {});
       this.#servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
-        s.listen(
-          {
-            host: l.host,
-            port: l.port,
-            ipv6Only: l.host.includes(':'),
-            reusePort: this.#o.reusePort === true,
-          },
-          () => {
-            s.off('error', reject);
-            s.on('error', (err) => this.#o.logger.error('ws listener error', { err: String(err) }));
-            resolve();
-          },
-        );
+      // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
+      await listenOn(s, this.#o.tls ? 'wss' : 'ws', 'ws', l, {
+        ipv6Only: l.host.includes(':'),
+        reusePort: this.#o.reusePort === true,
+        onError: (err) => this.#o.logger.error('ws listener error', { err: String(err) }),
       });
     }
   }

@@ -24,7 +24,9 @@ test('parses method, path, query and the headers the fast path needs', () => {
   assert.equal(h.headEnd, b.length);
   assert.equal(h.keepAlive, true);
   assert.equal(h.hasBody, false);
-  assert.equal(h.xForwardedFor, '203.0.113.5');
+  assert.equal(h.xForwardedFor, '203.0.113.5, 10.0.0.1', 'the whole value: the frontend picks the entry');
+  const two = okHead('GET / HTTP/1.1\r\nX-Forwarded-For: 9.9.9.9\r\nx-forwarded-for:  10.0.0.1 \r\n\r\n');
+  assert.equal(two.xForwardedFor, '9.9.9.9,10.0.0.1', 'several header lines read as one list, in order');
   const noQuery = okHead('GET /scrape HTTP/1.0\r\n\r\n');
   assert.equal(noQuery.queryStart, noQuery.queryEnd);
   assert.equal(noQuery.keepAlive, false);

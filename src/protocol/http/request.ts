@@ -19,7 +19,10 @@ export type RequestHead =
       httpMinor: 0 | 1;
       keepAlive: boolean;
       hasBody: boolean;
-      /** First address of X-Forwarded-For, trimmed; null when absent. */
+      /**
+       * The X-Forwarded-For value as sent (several header lines joined with ',', in order); null
+       * when absent. Which entry to believe is the frontend's business (core/forwarded.ts).
+       */
       xForwardedFor: string | null;
       upgrade: boolean;
     };
@@ -48,6 +51,10 @@ function contains(buf: Uint8Array, s: number, e: number, token: string): boolean
     return true;
   }
   return false;
+}
+
+function latin1(buf: Uint8Array, s: number, e: number): string {
+  return Buffer.from(buf.buffer, buf.byteOffset + s, e - s).toString('latin1');
 }
 
 export function parseRequestHead(buf: Uint8Array, start: number, end: number, maxHead = 8192): RequestHead {
@@ -162,13 +169,8 @@ export function parseRequestHead(buf: Uint8Array, start: number, end: number, ma
     } else if (nlen === 7 && nameIs(buf, i, colon, 'upgrade')) {
       upgrade = true;
     } else if (nlen === 15 && nameIs(buf, i, colon, 'x-forwarded-for')) {
-      let c = vs2;
-      while (c < ve && buf[c] !== 44) c++;
-      let e2 = c;
-      while (e2 > vs2 && buf[e2 - 1] === 32) e2--;
-      let s = '';
-      for (let k = vs2; k < e2 && k < vs2 + 64; k++) s += String.fromCharCode(buf[k]);
-      xForwardedFor = s;
+      const s = latin1(buf, vs2, ve);
+      xForwardedFor = xForwardedFor === null ? s : `${xForwardedFor},${s}`;
     }
     i = le + 1;
   }

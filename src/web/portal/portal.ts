@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { formatIp, parseIp } from '../../core/address.ts';
+import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
@@ -60,31 +61,20 @@ export function createPortal(
     ...memberRoutes(),
     ...staffRoutes(),
   ];
-  // Behind a reverse proxy (trusted_proxies) the client is the address the proxy appended last to
-  // X-Forwarded-For (earlier entries are whatever the client sent), and X-Forwarded-Proto says
-  // whether the browser used HTTPS (so the cookies get Secure).
-  const trustAll = deps.config.trustedProxies.includes('*');
-  const trusted = new Set(
-    deps.config.trustedProxies.flatMap((p) => {
-      const a = parseIp(p);
-      return a ? [formatIp(a.bytes)] : [];
-    }),
-  );
-  const behindProxy = (req: IncomingMessage) => {
-    const r = parseIp(req.socket.remoteAddress ?? '');
-    return trustAll || (r !== null && trusted.has(formatIp(r.bytes)));
-  };
+  // Behind a reverse proxy (trusted_proxies) the client is the address the proxies appended to
+  // X-Forwarded-For (core/forwarded.ts, the rule the tracker uses too; earlier entries are whatever
+  // the client sent), and X-Forwarded-Proto says whether the browser used HTTPS (so the cookies
+  // get Secure).
+  const proxies = new TrustedProxies(deps.config.trustedProxies);
+  const behindProxy = (req: IncomingMessage) => proxies.trusts(parseIp(req.socket.remoteAddress ?? ''));
   const client = (req: IncomingMessage): { ip: string; secure: boolean } => {
     const remote = req.socket.remoteAddress ?? '';
     const encrypted = (req.socket as TLSSocket).encrypted === true;
     const r = parseIp(remote);
-    const direct = { ip: r ? formatIp(r.bytes) : remote, secure: encrypted };
-    if (!behindProxy(req)) return direct;
+    if (r === null || !proxies.trusts(r)) return { ip: r ? formatIp(r.bytes) : remote, secure: encrypted };
     const xff = req.headers['x-forwarded-for'];
-    const last = typeof xff === 'string' ? xff.split(',').pop()!.trim() : '';
-    const fwd = parseIp(last);
     return {
-      ip: fwd ? formatIp(fwd.bytes) : direct.ip,
+      ip: formatIp(proxies.client(r, typeof xff === 'string' ? xff : null).bytes),
       secure: encrypted || req.headers['x-forwarded-proto'] === 'https',
     };
   };
