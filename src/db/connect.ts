@@ -4,9 +4,9 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { migrate } from './migrations.ts';
 import { nodeSqlite } from './node-sqlite.ts';
-import type { Database } from './schema.ts';
+import type { Database, Dialect } from './schema.ts';
 
-export type Dialect = 'sqlite' | 'postgres';
+export type { Dialect };
 
 export interface Db {
   kysely: Kysely<Database>;

@@ -1,5 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
-import type { Dialect } from './connect.ts';
+import type { Dialect } from './schema.ts';
 
 /**
  * Schema migrations, in order, for both engines. Only portable column types are used; where the

@@ -208,3 +208,6 @@ export interface SiteHistoryTable {
   /** Announces per second (all transports) × 100. */
   announce_rate: number;
 }
+
+/** The database engine: embedded SQLite or PostgreSQL (one schema, one query layer). */
+export type Dialect = 'sqlite' | 'postgres';
