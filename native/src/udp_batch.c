@@ -25,7 +25,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -37,6 +36,7 @@
 #define ADDON_NAME "udp_batch"
 #define ADDON_ERR_CODE NULL
 #include "addon_common.h"
+#include "reuseport_steer.h"
 
 #define BATCH 64
 #define META 32
@@ -262,29 +262,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Steering by info hash: a SO_REUSEPORT group of n sockets whose classic BPF program picks,
- * for each datagram, the socket of the worker that owns its swarm (src/core/shard.ts shardOf
- * computes the same choice in TypeScript).
- *
- * What the program sees (Linux net/core/sock_reuseport.c run_bpf_filter, called by the UDP
- * lookup with hdr_len = sizeof(struct udphdr)): the kernel pulls the UDP header before running
- * it, so absolute loads are offsets into the UDP payload and BPF_LEN is the payload length.
- * Checked by hand on Linux 6.18: `ld [0]; ret a` sends a datagram starting 00 00 00 0k to
- * socket k, `ld len; sub #100; ret a` sends a (100 + k)-byte datagram to socket k.
- * What the kernel does with the result: an index < n selects socks[index], the group's sockets
- * in the order they were bound (socket i of openGroup is index i); an index >= n falls back to
- * the kernel's own hash of the 4-tuple (reuseport_select_sock: "no bpf or invalid bpf result:
- * fall back to hash usage"), which spreads connect requests over the group. A load past the end
- * of the datagram aborts a classic program with 0, so the lengths are checked before loading:
- * without the checks every short datagram would land on socket 0.
- *
- *   A = len;            if A < 36 -> kernel hash
- *   X = A;  A = [8]     (BEP 15 action, big-endian)
- *   if A == 2 -> pick   (scrape: 16-byte header, first info hash at 16; >= 36 bytes)
- *   if A != 1 -> kernel hash (connect, error, unknown)
- *   A = X;  if A < 98 -> kernel hash (announce: 98 bytes before BEP 41 URL data)
- *   pick: A = [16] (the info hash's first 4 bytes, big-endian); A %= n; return A
- *   kernel hash: return 0xffffffff
+ * Steering by info hash (the program and what the kernel does with its answer: reuseport_steer.h).
  *
  * The program is attached to socket 0 before it binds. That gives the group its program from the
  * moment it exists, and it makes a second openGroup on a port a group already holds fail with
@@ -298,27 +276,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
  * descriptors open for as long as the group serves, so a worker that exits leaves its socket
  * (and its queued datagrams) in place for the worker that replaces it.
  */
-#define STEER_FALLBACK 0xffffffffu
 #define STEER_MAX_GROUP 1024
-
-static void steer_program(struct sock_filter *f, uint32_t n) {
-  struct sock_filter p[] = {
-    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
-    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 36, 0, 9),
-    /* 2 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
-    /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 8),
-    /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, 0),
-    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 5),
-    /* 6 */ BPF_STMT(BPF_MISC | BPF_TXA, 0),
-    /* 7 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 98, 0, 3),
-    /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),
-    /* 9 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
-    /* 10 */ BPF_STMT(BPF_RET | BPF_A, 0),
-    /* 11 */ BPF_STMT(BPF_RET | BPF_K, STEER_FALLBACK),
-  };
-  memcpy(f, p, sizeof p);
-}
-#define STEER_LEN 12
 
 /* openGroup(family: 4|6, host: string, port: number, n: number) -> fds: number[] (index i = socket i) */
 static napi_value js_open_group(napi_env env, napi_callback_info info) {
