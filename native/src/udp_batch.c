@@ -323,6 +323,36 @@ static napi_value js_open_group(napi_env env, napi_callback_info info) {
  * handle owns the descriptor from now on: close(handle) closes it. Marked close-on-exec here so
  * the worker's own children do not inherit it.
  */
+/*
+ * sendTo(handle, meta, data) -> bytes sent (0 if the kernel could not take it now: UDP, dropped)
+ * One reply outside a batch: an answer that came later than its batch (another worker's swarm,
+ * issue #13). `meta` is a 32-byte slot as in the batch buffers (address, family, port, length).
+ */
+static napi_value js_send_to(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) { napi_throw_error(env, NULL, "sendTo: 3 arguments"); return NULL; }
+  handle_t *h;
+  CHECK(napi_get_value_external(env, argv[0], (void **)&h));
+  uint8_t *meta, *data;
+  size_t ml, dl;
+  buffer_of(env, argv[1], &meta, &ml);
+  buffer_of(env, argv[2], &data, &dl);
+  napi_value r;
+  if (!meta || !data || ml < META || h->fd < 0 || h->closing) {
+    CHECK(napi_create_int32(env, 0, &r));
+    return r;
+  }
+  struct sockaddr_storage ss;
+  uint32_t len;
+  socklen_t alen = read_meta(meta, &ss, h->family, &len);
+  if (len > dl) len = (uint32_t)dl;
+  ssize_t sent = sendto(h->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&ss, alen);
+  CHECK(napi_create_int32(env, sent < 0 ? 0 : (int32_t)sent, &r));
+  return r;
+}
+
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -437,6 +467,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
     {"openGroup", NULL, js_open_group, NULL, NULL, NULL, napi_default, NULL},
     {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
+    {"sendTo", NULL, js_send_to, NULL, NULL, NULL, napi_default, NULL},
     {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
     {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},

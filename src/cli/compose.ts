@@ -86,7 +86,14 @@ export function createTracker(
     clock?: Clock;
     store?: SwarmStore;
     /** This process is worker `index` of `count` (`herald serve --workers N`, src/cluster/primary.ts). */
-    cluster?: { clusterId: string; index: number; count: number; workersDown?: () => number[] };
+    cluster?: {
+      clusterId: string;
+      index: number;
+      count: number;
+      workersDown?: () => number[];
+      /** UDP sockets inherited from the primary's steering groups, by UDP listener. */
+      udpFds?: (number | null)[];
+    };
   } = {},
 ): Tracker {
   const config = resolveConfig(partial);
@@ -239,6 +246,7 @@ export function createTracker(
     logRequests: config.logRequests,
     io: config.udpIo,
     reusePort,
+    inherited: cluster?.udpFds,
   });
   let started = false;
   let stopped = false;

@@ -2,7 +2,10 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { HeraldConfig } from '../config/schema.ts';
+import { parseHostPort } from '../core/address.ts';
+import { ListenError } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
+import { loadUdpBatchAddon } from '../frontend/udp/batch.ts';
 
 /**
  * What the primary tells a worker process (environment variable HERALD_WORKER, JSON): which
@@ -19,6 +22,11 @@ export interface WorkerSetup {
    * first; a port 0 there becomes the port it got, so all workers share it.
    */
   listen: Pick<HeraldConfig, 'http' | 'https' | 'udp' | 'ws' | 'portalListen'>;
+  /**
+   * Per UDP listener (same order as `listen.udp`): the descriptor this worker inherited from the
+   * primary's steering group, or null (no addon: the worker binds its own socket).
+   */
+  udpFds: (number | null)[];
 }
 
 /** Messages from a worker to the primary (Node's IPC channel). */
@@ -76,6 +84,25 @@ export async function runPrimary(opts: {
     ws: config.ws,
     portalListen: config.portalListen,
   };
+  // UDP steering (docs/design-notes.md "Workers"): the primary opens each UDP listener as a
+  // SO_REUSEPORT group of `count` sockets whose BPF program delivers an announce or scrape to
+  // socket shardOf(infoHash, count), and hands socket i to worker i, so UDP announces reach the
+  // worker that owns their swarm with no hand-over. The primary keeps the sockets open (a
+  // restarted worker gets the same one back; datagrams wait in it meanwhile).
+  const groups: number[][] = [];
+  const addon = config.udpIo === 'dgram' ? null : loadUdpBatchAddon();
+  if (addon !== null && typeof addon.openGroup === 'function') {
+    for (const text of config.udp) {
+      const hp = parseHostPort(text);
+      if (hp === null) throw new Error(`config: udp: invalid HOST:PORT "${text}"`);
+      try {
+        groups.push(addon.openGroup(hp.host.includes(':') ? 6 : 4, hp.host, hp.port, count));
+      } catch (err) {
+        logger.error(new ListenError('udp', 'udp', hp.host, hp.port, err).message);
+        return 1;
+      }
+    }
+  }
   const children: (ChildProcess | null)[] = new Array(count).fill(null);
   const down = new Set<number>();
   let stopping = false;
@@ -91,11 +118,18 @@ export async function runPrimary(opts: {
 
   const spawnWorker = (index: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      const setup: WorkerSetup = { ...base, index, listen };
+      // The worker's UDP sockets arrive as descriptors 4, 5, ... (after stdio and the IPC channel).
+      const fds = groups.map((g) => g[index]);
+      const setup: WorkerSetup = {
+        ...base,
+        index,
+        listen,
+        udpFds: groups.length ? fds.map((_, i) => 4 + i) : [],
+      };
       const child = fork(opts.script, opts.argv, {
         env: { ...process.env, [WORKER_ENV]: JSON.stringify(setup) },
         execArgv: opts.execArgv ?? process.execArgv,
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
       });
       children[index] = child;
       let ready = false;
@@ -159,6 +193,6 @@ export async function runPrimary(opts: {
     await done;
     return 1;
   }
-  logger.info('herald workers running', { workers: count, listen });
+  logger.info('herald workers running', { workers: count, listen, udpSteering: groups.length > 0 });
   return done;
 }

@@ -6,7 +6,7 @@
  * swarm's counts and peers.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { AnnounceResult } from '../../src/core/types.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import {
@@ -47,120 +47,128 @@ function asyncStore(): SwarmStore {
   }) as unknown as SwarmStore;
 }
 
-let tracker: Tracker;
-let port: number;
+// Both transports: dgram answers when the promise settles; the batched addon sends a reply that
+// came after its batch on its own (sendTo), to the address it came from.
+for (const io of ['batched', 'dgram'] as const) describe(`asynchronous store over ${io}`, () => suite(io));
 
-before(async () => {
-  tracker = createTracker(
-    { http: [], udp: ['127.0.0.1:0'], logLevel: 'silent', databaseUrl: 'sqlite::memory:' },
-    { store: asyncStore() },
-  );
-  await tracker.start();
-  port = tracker.addresses().udp[0].port;
-});
-after(() => tracker.stop());
+function suite(io: 'batched' | 'dgram') {
+  let tracker: Tracker;
+  let port: number;
 
-/** Sends every datagram at once and collects replies by transaction id until all came. */
-async function burst(
-  c: Awaited<ReturnType<typeof udpClient>>,
-  datagrams: Buffer[],
-  tidOf: (reply: Buffer) => number,
-): Promise<Map<number, Buffer>> {
-  const replies = new Map<number, Buffer>();
-  const order: number[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${replies.size} of ${datagrams.length} replies`)), 5000);
-    c.socket.on('message', (m) => {
-      const tid = tidOf(m);
-      assert.ok(!replies.has(tid), `one reply per request (tid ${tid})`);
-      replies.set(tid, m);
-      order.push(tid);
-      if (replies.size === datagrams.length) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    for (const d of datagrams) c.socket.send(d, port, '127.0.0.1');
+  before(async () => {
+    tracker = createTracker(
+      { http: [], udp: ['127.0.0.1:0'], logLevel: 'silent', databaseUrl: 'sqlite::memory:', udpIo: io },
+      { store: asyncStore() },
+    );
+    await tracker.start();
+    port = tracker.addresses().udp[0].port;
   });
-  c.socket.removeAllListeners('message');
-  // The store's delays reorder the answers: the test is only meaningful if they did.
-  assert.notDeepEqual(
-    order,
-    [...order].sort((a, b) => a - b),
-    'answers came back out of order',
-  );
-  return replies;
-}
+  after(() => tracker.stop());
 
-test('UDP with an asynchronous store: out-of-order answers each carry their own request', async () => {
-  assert.equal(tracker.addresses().udp.length, 1);
-  const c = await udpClient(4);
-  try {
-    const buf = Buffer.alloc(2048);
-    const n = writeConnectRequest(buf, 1);
-    const cr = parseResponse((await c.request(buf.subarray(0, n), port))!, 16) as {
-      connectionId: ConnectionId;
-    };
-    const id = cr.connectionId;
-    const announce = (tid: number, hash: number, peerPort: number, left: number) => {
-      const b = Buffer.alloc(98);
-      writeAnnounceRequest(b, {
-        connectionId: id,
-        transactionId: tid,
-        infoHash: hashOf(hash),
-        peerId: Buffer.alloc(20, peerPort & 0xff),
-        downloaded: 0,
-        left,
-        uploaded: 0,
-        event: 2,
-        numWant: 50,
-        port: peerPort,
+  /** Sends every datagram at once and collects replies by transaction id until all came. */
+  async function burst(
+    c: Awaited<ReturnType<typeof udpClient>>,
+    datagrams: Buffer[],
+    tidOf: (reply: Buffer) => number,
+  ): Promise<Map<number, Buffer>> {
+    const replies = new Map<number, Buffer>();
+    const order: number[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${replies.size} of ${datagrams.length} replies`)), 5000);
+      c.socket.on('message', (m) => {
+        const tid = tidOf(m);
+        assert.ok(!replies.has(tid), `one reply per request (tid ${tid})`);
+        replies.set(tid, m);
+        order.push(tid);
+        if (replies.size === datagrams.length) {
+          clearTimeout(t);
+          resolve();
+        }
       });
-      return b;
-    };
-    const tidOf = (m: Buffer) => m.readUInt32BE(4);
-    // Swarm k (k = 1..12) gets k seeders on ports 10000 + 100k + j, all in one pipelined burst.
-    const seeds: Buffer[] = [];
-    let tid = 100;
-    for (let k = 1; k <= 12; k++)
-      for (let j = 0; j < k; j++) seeds.push(announce(tid++, 500 + k, 10_000 + 100 * k + j, 0));
-    const seeded = await burst(c, seeds, tidOf);
-    assert.equal(seeded.size, seeds.length);
-    // Then one leecher announces to every swarm at once; each answer must be its swarm's.
-    const asks = Array.from({ length: 12 }, (_, i) => announce(1000 + i + 1, 500 + i + 1, 20_000 + i, 1000));
-    const answers = await burst(c, asks, tidOf);
-    for (let k = 1; k <= 12; k++) {
-      const r = parseResponse(answers.get(1000 + k)!, answers.get(1000 + k)!.length, 4) as {
-        action: number;
-        seeders: number;
-        leechers: number;
-        peers: Uint8Array;
-      };
-      assert.equal(r.action, 1, `swarm ${k}`);
-      assert.equal(r.seeders, k, `swarm ${k}: its own seeder count`);
-      assert.equal(r.leechers, 0);
-      const ports = new Set<number>();
-      for (let o = 0; o < r.peers.length; o += 6) ports.add(Buffer.from(r.peers).readUInt16BE(o + 4));
-      assert.deepEqual(
-        [...ports].sort((a, b) => a - b),
-        Array.from({ length: k }, (_, j) => 10_000 + 100 * k + j),
-        `swarm ${k}: exactly its own seeders`,
-      );
-    }
-    // Scrapes of different swarms, pipelined: each answer has its own swarm's counts.
-    const scrapes = Array.from({ length: 12 }, (_, i) => {
-      const b = Buffer.alloc(36);
-      writeScrapeRequest(b, id, 2000 + i + 1, [hashOf(500 + i + 1)]);
-      return b;
+      for (const d of datagrams) c.socket.send(d, port, '127.0.0.1');
     });
-    const scraped = await burst(c, scrapes, tidOf);
-    for (let k = 1; k <= 12; k++) {
-      const r = parseResponse(scraped.get(2000 + k)!, 20) as {
-        entries: { complete: number; incomplete: number }[];
-      };
-      assert.deepEqual([r.entries[0].complete, r.entries[0].incomplete], [k, 1], `scrape of swarm ${k}`);
-    }
-  } finally {
-    c.close();
+    c.socket.removeAllListeners('message');
+    // The store's delays reorder the answers: the test is only meaningful if they did.
+    assert.notDeepEqual(
+      order,
+      [...order].sort((a, b) => a - b),
+      'answers came back out of order',
+    );
+    return replies;
   }
-});
+
+  test('UDP with an asynchronous store: out-of-order answers each carry their own request', async () => {
+    assert.equal(tracker.addresses().udp.length, 1);
+    const c = await udpClient(4);
+    try {
+      const buf = Buffer.alloc(2048);
+      const n = writeConnectRequest(buf, 1);
+      const cr = parseResponse((await c.request(buf.subarray(0, n), port))!, 16) as {
+        connectionId: ConnectionId;
+      };
+      const id = cr.connectionId;
+      const announce = (tid: number, hash: number, peerPort: number, left: number) => {
+        const b = Buffer.alloc(98);
+        writeAnnounceRequest(b, {
+          connectionId: id,
+          transactionId: tid,
+          infoHash: hashOf(hash),
+          peerId: Buffer.alloc(20, peerPort & 0xff),
+          downloaded: 0,
+          left,
+          uploaded: 0,
+          event: 2,
+          numWant: 50,
+          port: peerPort,
+        });
+        return b;
+      };
+      const tidOf = (m: Buffer) => m.readUInt32BE(4);
+      // Swarm k (k = 1..12) gets k seeders on ports 10000 + 100k + j, all in one pipelined burst.
+      const seeds: Buffer[] = [];
+      let tid = 100;
+      for (let k = 1; k <= 12; k++)
+        for (let j = 0; j < k; j++) seeds.push(announce(tid++, 500 + k, 10_000 + 100 * k + j, 0));
+      const seeded = await burst(c, seeds, tidOf);
+      assert.equal(seeded.size, seeds.length);
+      // Then one leecher announces to every swarm at once; each answer must be its swarm's.
+      const asks = Array.from({ length: 12 }, (_, i) =>
+        announce(1000 + i + 1, 500 + i + 1, 20_000 + i, 1000),
+      );
+      const answers = await burst(c, asks, tidOf);
+      for (let k = 1; k <= 12; k++) {
+        const r = parseResponse(answers.get(1000 + k)!, answers.get(1000 + k)!.length, 4) as {
+          action: number;
+          seeders: number;
+          leechers: number;
+          peers: Uint8Array;
+        };
+        assert.equal(r.action, 1, `swarm ${k}`);
+        assert.equal(r.seeders, k, `swarm ${k}: its own seeder count`);
+        assert.equal(r.leechers, 0);
+        const ports = new Set<number>();
+        for (let o = 0; o < r.peers.length; o += 6) ports.add(Buffer.from(r.peers).readUInt16BE(o + 4));
+        assert.deepEqual(
+          [...ports].sort((a, b) => a - b),
+          Array.from({ length: k }, (_, j) => 10_000 + 100 * k + j),
+          `swarm ${k}: exactly its own seeders`,
+        );
+      }
+      // Scrapes of different swarms, pipelined: each answer has its own swarm's counts.
+      const scrapes = Array.from({ length: 12 }, (_, i) => {
+        const b = Buffer.alloc(36);
+        writeScrapeRequest(b, id, 2000 + i + 1, [hashOf(500 + i + 1)]);
+        return b;
+      });
+      const scraped = await burst(c, scrapes, tidOf);
+      for (let k = 1; k <= 12; k++) {
+        const r = parseResponse(scraped.get(2000 + k)!, 20) as {
+          entries: { complete: number; incomplete: number }[];
+        };
+        assert.deepEqual([r.entries[0].complete, r.entries[0].incomplete], [k, 1], `scrape of swarm ${k}`);
+      }
+    } finally {
+      c.close();
+    }
+  });
+}

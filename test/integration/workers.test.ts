@@ -74,8 +74,10 @@ for (const workers of [2, 3]) {
     });
     after(() => t?.stop());
 
-    test('every worker process runs and serves the same ports', () => {
+    test('every worker process runs and serves the same ports; UDP is steered by info hash', () => {
       assert.equal(workerPids(t.pid).length, workers);
+      // CI builds the batched addon: the primary opened the UDP steering group.
+      assert.match(t.stderr(), /"udpSteering":true/);
     });
 
     test('HTTP: peers announcing over many connections meet in one swarm per torrent, every shard', async () => {

@@ -18,6 +18,12 @@ export interface UdpBatchAddon {
   /** A handle serving a UDP socket this process inherited (`adopt(3)`); it owns the descriptor. */
   adopt(fd: number): object;
   port(handle: object): number;
+  /**
+   * Sends one reply outside a batch (an answer that came after its batch: another worker's
+   * swarm). `meta` is a 32-byte slot (address, family, port, length) as in the batch buffers.
+   * Returns the bytes sent (0 = dropped: the kernel could not take it now).
+   */
+  sendTo(handle: object, meta: ArrayBuffer, data: ArrayBuffer): number;
   start(
     handle: object,
     inMeta: ArrayBuffer,

@@ -30,6 +30,12 @@ export interface UdpFrontendOptions {
   /** SO_REUSEPORT on the listeners: several worker processes bind the same address (issue #13). */
   reusePort?: boolean;
   /**
+   * Sockets this process inherited, by index in `listen` (a `--workers` primary opened them as
+   * steering groups, see src/cluster/primary.ts): such a listener serves that descriptor through
+   * the batched addon instead of binding its own.
+   */
+  inherited?: (number | null)[];
+  /**
    * 'batched': recvmmsg/sendmmsg through the addon; 'dgram': Node's sockets; 'auto': batched when
    * the addon is built. The batched transport answers within its batch, so a store that is not
    * `synchronous` is always served through dgram, each request answered when its promise settles.
@@ -128,19 +134,22 @@ export class UdpFrontend {
   }
 
   async start(): Promise<void> {
-    const io = this.#sync ? (this.#o.io ?? 'auto') : 'dgram';
-    const addon = io === 'dgram' ? null : loadUdpBatchAddon();
+    // An asynchronous store needs replies sent after their batch: the addon's sendTo.
+    const io = this.#o.io ?? 'auto';
+    const loaded = io === 'dgram' ? null : loadUdpBatchAddon();
+    const addon = loaded !== null && (this.#sync || typeof loaded.sendTo === 'function') ? loaded : null;
     if (io === 'batched' && addon === null)
       throw new Error('udp io "batched": the native addon is not built (npm rebuild)');
-    for (const l of this.#o.listen)
+    for (const [i, l] of this.#o.listen.entries())
       await opening('udp', 'udp', l, () =>
-        addon !== null ? this.#startBatched(addon, l) : this.#startDgram(l),
+        addon !== null ? this.#startBatched(addon, l, this.#o.inherited?.[i] ?? null) : this.#startDgram(l),
       );
   }
 
-  #startBatched(addon: UdpBatchAddon, l: { host: string; port: number }): void {
+  #startBatched(addon: UdpBatchAddon, l: { host: string; port: number }, fd: number | null): void {
     const v6 = l.host.includes(':');
-    const handle = addon.open(v6 ? 6 : 4, l.host, l.port, this.#o.reusePort === true);
+    const handle =
+      fd !== null ? addon.adopt(fd) : addon.open(v6 ? 6 : 4, l.host, l.port, this.#o.reusePort === true);
     const inMeta = new ArrayBuffer(BATCH * META);
     const inData = new ArrayBuffer(BATCH * IN_SLOT);
     const outMeta = new ArrayBuffer(BATCH * META);
@@ -162,6 +171,20 @@ export class UdpFrontend {
       from4.push({ family: 4, bytes: im.subarray(i * META, i * META + 4) });
       from6.push({ family: 6, bytes: im.subarray(i * META, i * META + 16) });
     }
+    // An asynchronous store (workers: another worker's swarm) answers after the batch: the reply
+    // is written into the slot then (no batch runs meanwhile) and sent alone from a copy, to the
+    // address copied now (the meta slot is reused by the next batch).
+    const sync = this.#sync;
+    const deferred = (mo: number, out: Buffer) => {
+      const meta = new Uint8Array(META);
+      meta.set(im.subarray(mo, mo + 20));
+      return (n: number) => {
+        meta[20] = n & 0xff;
+        meta[21] = (n >> 8) & 0xff;
+        meta[22] = (n >> 16) & 0xff;
+        addon.sendTo(handle, meta.buffer, new Uint8Array(out.subarray(0, n)).buffer);
+      };
+    };
     // One handler call per batch: read each datagram's address from its meta slot, answer into
     // the matching output slot, and tell the addon how many output slots to send.
     const onBatch = (n: number): number => {
@@ -175,7 +198,7 @@ export class UdpFrontend {
         }
         const peer = im[mo + 16] === 6 ? from6[i] : from4[i];
         const port = (im[mo + 18] << 8) | im[mo + 19];
-        const r = this.#handle(ins[i], len, peer, port, outs[m], null);
+        const r = this.#handle(ins[i], len, peer, port, outs[m], sync ? null : deferred(mo, outs[m]));
         if (r > 0) {
           const oo = m * META;
           // The reply goes back to the address and port the request came from (first 20 bytes).
