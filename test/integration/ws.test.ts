@@ -12,11 +12,13 @@ import { Errors, type TrackerError } from '../../src/core/errors.ts';
 import { createLogger } from '../../src/core/log.ts';
 import { TrackerCounters } from '../../src/core/metrics.ts';
 import type { AnnounceRequest } from '../../src/core/types.ts';
+import { MAX_FRAGMENTS } from '../../src/frontend/ws/raw-websocket.ts';
 import { WsFrontend, type WsFrontendOptions, wsPasskey } from '../../src/frontend/ws/server.ts';
 import { WsSwarmErrors } from '../../src/frontend/ws/webrtc-swarms.ts';
 import { WsReasons } from '../../src/protocol/websocket/codec.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
 import { type RequestContext, TrackerService } from '../../src/tracker/service.ts';
+import { closeCode, frame, rawWsClient } from '../helpers/ws-frames.ts';
 
 type Msg = Record<string, unknown>;
 
@@ -148,6 +150,15 @@ async function scrape(c: Client, info_hash?: string | string[]): Promise<Msg> {
 
 const filesOf = (m: Msg) =>
   m.files as Record<string, { complete: number; incomplete: number; downloaded: number }>;
+
+/** `p`, or a rejection once `ms` have passed without it. */
+function within<T>(p: Promise<T>, ms = 5000): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`nothing after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
 
 async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -628,6 +639,57 @@ describe('malformed and hostile input', () => {
     const b = await client(main.url);
     b.send('x'.repeat(1024 * 1024));
     assert.equal((await b.closed).code, 1009);
+  });
+
+  test('a flood of empty continuation frames is closed with 1008 once a message has MAX_FRAGMENTS frames', async () => {
+    const { f, url } = await startFrontend();
+    const port = Number(new URL(url).port);
+    const raw = await rawWsClient(port);
+    after(() => raw.sock.destroy());
+    assert.equal(f.stats().sockets, 1);
+    raw.sock.write(frame(1, Buffer.from('{"action":'), false));
+    const empty = frame(0, Buffer.alloc(0), false);
+    // 300 000 empty fragments after the first frame (1.8 MB), in 64 KiB writes.
+    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => empty));
+    for (let i = 0; i < 30 && !raw.sock.destroyed; i++) raw.sock.write(batch);
+    await within(raw.closed);
+    const frames = raw.frames();
+    assert.deepEqual(
+      frames.map((x) => x.opcode),
+      [8],
+    );
+    assert.equal(closeCode(frames[0]), 1008);
+    assert.equal(frames[0].payload.subarray(2).toString(), 'too many fragments');
+    await until(() => f.stats().sockets === 0);
+    // Up to the cap, a fragmented announce is read as usual.
+    const ok = await rawWsClient(port);
+    after(() => ok.sock.destroy());
+    const h = freshHash();
+    const msg = Buffer.from(
+      JSON.stringify({ action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1, event: 'started' }),
+    );
+    const parts = [frame(1, msg.subarray(0, 10), false)];
+    for (let i = 0; i < MAX_FRAGMENTS - 2; i++) parts.push(empty);
+    parts.push(frame(0, msg.subarray(10)));
+    ok.sock.write(Buffer.concat(parts));
+    await until(() => ok.frames().length > 0);
+    const answer = JSON.parse(ok.frames()[0].payload.toString());
+    assert.equal(answer.info_hash, h);
+    assert.equal(answer.interval, 120);
+  });
+
+  test('a client that half-closes its TCP side without a close frame is closed, and its peers leave', async () => {
+    const { f, url } = await startFrontend();
+    const raw = await rawWsClient(Number(new URL(url).port));
+    after(() => raw.sock.destroy());
+    const h = freshHash();
+    const msg = { action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1, event: 'started' };
+    raw.sock.write(frame(1, Buffer.from(JSON.stringify(msg))));
+    await until(() => raw.frames().length > 0);
+    assert.equal(f.stats().peers, 1);
+    raw.sock.end(); // FIN, no close frame; the listener is node:http's (allowHalfOpen)
+    await within(raw.closed);
+    await until(() => f.stats().sockets === 0 && f.stats().peers === 0);
   });
 
   test('random messages never crash the server; it still answers a valid announce', async () => {
