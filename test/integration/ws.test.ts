@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { WebSocket } from 'ws';
@@ -592,19 +593,94 @@ describe('peer lifetime', () => {
     assert.equal((await a.waitFor())['failure reason'], WsSwarmErrors.tooManyTorrents.message);
   });
 
-  test('an idle socket is closed', async () => {
-    const { url, f } = await startFrontend({ idleTimeoutMs: 150 });
-    const a = await client(url);
-    const b = await client(url);
+  test('a socket that announced is closed idleTimeoutMs after its last announce: scrapes do not keep it open', async () => {
+    const { url, f } = await startFrontend({ idleTimeoutMs: 1000, firstAnnounceTimeoutMs: 60_000 });
+    const quiet = await client(url); // announces once, then only scrapes
+    const steady = await client(url); // keeps announcing
     const h = freshHash();
-    await announce(a, { info_hash: h, peer_id: freshPeer() });
-    const t0 = Date.now();
-    const closed = await a.closed;
-    assert.equal(closed.code, 1001);
-    assert.equal(closed.reason, 'idle timeout');
-    assert.ok(Date.now() - t0 >= 100);
-    await b.closed;
-    await until(() => f.stats().sockets === 0 && f.stats().peers === 0);
+    const ps = freshPeer();
+    await announce(quiet, { info_hash: h, peer_id: freshPeer() });
+    await announce(steady, { info_hash: h, peer_id: ps });
+    const timers = [
+      setInterval(() => quiet.send({ action: 'scrape', info_hash: h }), 50),
+      setInterval(() => steady.send({ action: 'announce', info_hash: h, peer_id: ps, left: 1 }), 50),
+    ];
+    try {
+      assert.deepEqual(await within(quiet.closed), { code: 1001, reason: 'idle timeout' });
+      assert.equal(steady.ws.readyState, WebSocket.OPEN, 'a socket that keeps announcing stays');
+    } finally {
+      for (const t of timers) clearInterval(t);
+    }
+    await until(() => f.stats().sockets === 1 && f.stats().peers === 1);
+  });
+
+  test('a socket that does not announce (scrapes and refused announces do not count) is closed firstAnnounceTimeoutMs after it opened', async () => {
+    const { url, f } = await startFrontend({ authorize, firstAnnounceTimeoutMs: 300 });
+    const scraper = await client(url);
+    const refused = await client(url);
+    const h = freshHash();
+    const bad = Buffer.from(freshHash(), 'latin1');
+    bad[0] = REFUSED_BYTE;
+    const timers = [
+      setInterval(() => scraper.send({ action: 'scrape', info_hash: h }), 50),
+      setInterval(
+        () =>
+          refused.send({
+            action: 'announce',
+            info_hash: bad.toString('latin1'),
+            peer_id: freshPeer(),
+            left: 1,
+          }),
+        50,
+      ),
+    ];
+    try {
+      assert.deepEqual(await within(scraper.closed), { code: 1001, reason: 'no announce' });
+      assert.deepEqual(await within(refused.closed), { code: 1001, reason: 'no announce' });
+    } finally {
+      for (const t of timers) clearInterval(t);
+    }
+    await until(() => f.stats().sockets === 0);
+  });
+
+  test('a socket that answers no ping is dropped and its peers leave; one that answers stays', async () => {
+    const { url, f } = await startFrontend({ pingIntervalMs: 500 });
+    const live = await client(url); // the ws client answers pings by itself
+    const dead = await rawWsClient(Number(new URL(url).port)); // never answers
+    after(() => dead.sock.destroy());
+    const h = freshHash();
+    await announce(live, { info_hash: h, peer_id: freshPeer() });
+    const msg = { action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1 };
+    dead.sock.write(frame(1, Buffer.from(JSON.stringify(msg))));
+    await until(() => f.stats().peers === 2);
+    await within(dead.closed);
+    assert.ok(
+      dead.frames().some((x) => x.opcode === 9),
+      'it was pinged first',
+    );
+    assert.equal(live.ws.readyState, WebSocket.OPEN);
+    await until(() => f.stats().sockets === 1 && f.stats().peers === 1);
+  });
+
+  test('own listeners: an upgrade request not complete within firstAnnounceTimeoutMs gets 408, an oversized one 431', async () => {
+    const { url } = await startFrontend({ firstAnnounceTimeoutMs: 300 });
+    const port = Number(new URL(url).port);
+    const exchange = async (text: string) => {
+      const sock = connect(port, '127.0.0.1');
+      sock.on('error', () => {});
+      after(() => sock.destroy());
+      let got = '';
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+      });
+      const closed = new Promise((r) => sock.once('close', r));
+      sock.write(text);
+      await within(closed);
+      return got;
+    };
+    const upgrade = 'GET /announce HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n';
+    assert.match(await exchange(upgrade), /^HTTP\/1.1 408 /);
+    assert.match(await exchange(`${upgrade}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1.1 431 /);
   });
 });
 
