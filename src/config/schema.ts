@@ -238,7 +238,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 3600,
     default: 30,
     arg: 'SECONDS',
-    doc: 'Seconds a new WebSocket has to make its first answered announce (and an upgrade request on a ws listener to arrive) before it is closed',
+    doc: 'Seconds a new WebSocket has to make its first answered announce (an upgrade request on a ws listener to arrive; a message, once begun, to arrive whole) before it is closed',
   },
   {
     key: 'wsPingInterval',

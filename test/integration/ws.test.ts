@@ -662,6 +662,41 @@ describe('peer lifetime', () => {
     await until(() => f.stats().sockets === 1 && f.stats().peers === 1);
   });
 
+  test('a message that does not arrive whole within firstAnnounceTimeoutMs of its first byte closes the socket (1008)', async () => {
+    const { url, f } = await startFrontend({ firstAnnounceTimeoutMs: 300, pingIntervalMs: 0 });
+    const port = Number(new URL(url).port);
+    const h = freshHash();
+    const hello = (peer: string) =>
+      frame(1, Buffer.from(JSON.stringify({ action: 'announce', info_hash: h, peer_id: peer, left: 1 })));
+    // A frame sent a byte at a time, and a fragmented message kept going with pings only.
+    const trickle = await rawWsClient(port);
+    const fragments = await rawWsClient(port);
+    for (const c of [trickle, fragments]) after(() => c.sock.destroy());
+    trickle.sock.write(hello(freshPeer()));
+    fragments.sock.write(hello(freshPeer()));
+    await until(() => trickle.frames().length === 1 && fragments.frames().length === 1);
+    const big = frame(1, Buffer.alloc(30_000, 0x20));
+    let i = 0;
+    fragments.sock.write(frame(1, Buffer.from('{"action":'), false));
+    const timer = setInterval(() => {
+      if (!trickle.sock.destroyed) trickle.sock.write(big.subarray(i, i + 100));
+      i += 100;
+      if (!fragments.sock.destroyed) fragments.sock.write(frame(9, Buffer.alloc(0)));
+    }, 20);
+    try {
+      for (const c of [trickle, fragments]) {
+        await within(c.closed);
+        const close = c.frames().find((x) => x.opcode === 8);
+        assert.ok(close, 'a close frame');
+        assert.equal(closeCode(close), 1008);
+        assert.equal(close.payload.subarray(2).toString(), 'message too slow');
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    await until(() => f.stats().sockets === 0);
+  });
+
   test('own listeners: an upgrade request not complete within firstAnnounceTimeoutMs gets 408, an oversized one 431', async () => {
     const { url } = await startFrontend({ firstAnnounceTimeoutMs: 300 });
     const port = Number(new URL(url).port);

@@ -91,6 +91,11 @@ test('protocol errors close with the right code', async () => {
     [[frame(1, text('x'), true, false)], 1002], // unmasked client frame
     [[frame(1, text('x'), true, true, 0x40)], 1002], // reserved bit
     [[frame(9, Buffer.alloc(126))], 1002], // control frame too long
+    [[frame(9, text('x'), false)], 1002], // fragmented control frame
+    [[frame(1, text('a'), false), frame(9, text('x'), false)], 1002], // ... inside a fragmented message
+    [[frame(0xb, text('x'))], 1002], // reserved control opcode
+    [[frame(1, text('x'), true, true, 0x20)], 1002], // RSV2
+    [[frame(1, text('x'), true, true, 0x10)], 1002], // RSV3
     [[frame(0, text('x'))], 1002], // continuation with nothing to continue
     [[frame(1, text('a'), false), frame(1, text('b'))], 1002], // new message inside a fragmented one
     [[frame(3, text('x'))], 1002], // unknown opcode

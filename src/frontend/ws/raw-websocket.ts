@@ -57,6 +57,8 @@ export class RawWebSocket {
   #fragFrames = 0;
   #fragWire = 0;
   #fragBinary = false;
+  /** Date.now() when the message being received began (its first chunk), or 0. */
+  #partialSince = 0;
   /** Not reading: too much output is waiting for this client (`READ_PAUSE_BYTES`). */
   #readPaused = false;
   #awaitingDrain = false;
@@ -79,6 +81,15 @@ export class RawWebSocket {
   /** Bytes held for input not yet delivered (a partial frame, a fragmented message). */
   get heldBytes(): number {
     return (this.#pending?.length ?? 0) + (this.#frag?.length ?? 0);
+  }
+
+  /**
+   * Date.now() when the first bytes of a message that has not arrived whole yet came (a partial
+   * frame, or a fragmented message), or 0. A client that trickles a message holds its bytes
+   * here: the frontend gives a message a deadline.
+   */
+  get partialSince(): number {
+    return this.#partialSince;
   }
 
   /** Bytes sent and not yet handed to the kernel (staged this turn, or queued by the stream). */
@@ -292,6 +303,7 @@ export class RawWebSocket {
     this.#fragLen = 0;
     this.#fragFrames = 0;
     this.#fragWire = 0;
+    this.#partialSince = 0;
   }
 
   #onSocketClose = (): void => {
@@ -339,6 +351,9 @@ export class RawWebSocket {
       buf.copy(this.#pending, 0, off, end);
       this.#pendingLen = end - off;
     }
+    // A message delivered set it to 0: a partial one left now is a new one.
+    if (this.#pending === null && this.#fragFrames === 0) this.#partialSince = 0;
+    else if (this.#partialSince === 0) this.#partialSince = Date.now();
     if (!this.#readPaused && this.bufferedAmount > READ_PAUSE_BYTES) {
       this.#readPaused = true;
       this.#socket.pause();
@@ -481,6 +496,7 @@ export class RawWebSocket {
   }
 
   #deliver(data: Buffer, binary: boolean): void {
+    this.#partialSince = 0;
     if (!binary && !isUtf8(data)) {
       this.#fail(1007, 'text frame is not valid UTF-8');
       return;

@@ -42,7 +42,9 @@ export interface WsFrontendOptions {
   idleTimeoutMs?: number;
   /**
    * A socket that has not announced this long after it opened is closed (default 30 000); the own
-   * listeners give an upgrade request as long to arrive. WebTorrent announces as it connects.
+   * listeners give an upgrade request as long to arrive, and a message begun must arrive whole
+   * as soon (1008 "message too slow": its bytes are held until then). WebTorrent announces as
+   * it connects.
    */
   firstAnnounceTimeoutMs?: number;
   /**
@@ -314,7 +316,8 @@ export class WsFrontend {
 
   /**
    * Every few seconds, each socket: one that has not announced in time is closed (1001, "idle
-   * timeout", or "no announce" when it never did); with pings on, one that has sent nothing for
+   * timeout", or "no announce" when it never did), one whose message is late to arrive whole
+   * too (1008, "message too slow"); with pings on, one that has sent nothing for
    * a ping interval is pinged, and one silent for two is dropped (it cannot take a close frame).
    * A socket costs nothing per chunk for this: `ws.received` is a flag the sweep clears.
    */
@@ -328,6 +331,11 @@ export class WsFrontend {
       if (ws.readyState !== ws.OPEN) continue;
       if (c.since < (c.announced ? idle : first)) {
         ws.close(GOING_AWAY, c.announced ? 'idle timeout' : 'no announce');
+        continue;
+      }
+      const partial = ws.partialSince;
+      if (partial !== 0 && partial < first) {
+        ws.close(POLICY, 'message too slow');
         continue;
       }
       if (ping === 0) continue;
