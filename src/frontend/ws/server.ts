@@ -316,10 +316,10 @@ export class WsFrontend {
 
   /**
    * Every few seconds, each socket: one that has not announced in time is closed (1001, "idle
-   * timeout", or "no announce" when it never did), one whose message is late to arrive whole
-   * too (1008, "message too slow"); with pings on, one that has sent nothing for
-   * a ping interval is pinged, and one silent for two is dropped (it cannot take a close frame).
-   * A socket costs nothing per chunk for this: `ws.received` is a flag the sweep clears.
+   * timeout", or "no announce" when it never did), and one whose message is late to arrive whole
+   * (1008, "message too slow"); with pings on, one that has sent nothing for a ping interval is
+   * pinged, and one silent for two is dropped (it cannot take a close frame). A socket costs
+   * nothing per chunk for this: `ws.received` is a flag the sweep clears.
    */
   #closeIdle(): void {
     const now = Date.now();
