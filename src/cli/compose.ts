@@ -4,7 +4,7 @@ import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { resolveConfig } from '../config/load.ts';
-import type { HeraldConfig } from '../config/schema.ts';
+import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { listenOn } from '../core/listen.ts';
@@ -171,7 +171,9 @@ export function createTracker(
     interval: config.interval,
     minInterval: config.minInterval,
     peerTimeout: config.peerTimeout,
-    idleTimeoutMs: Math.max(120_000, (config.interval + 60) * 1000),
+    idleTimeoutMs: wsIdleTimeout(config) * 1000,
+    firstAnnounceTimeoutMs: config.wsFirstAnnounceTimeout * 1000,
+    pingIntervalMs: config.wsPingInterval * 1000,
     fullScrape: config.fullScrape && config.mode !== 'private',
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { helpText, renderConfigToml } from './cli-args.ts';
 import { ConfigError, loadConfig, resolveConfig } from './load.ts';
-import { flagName, SCHEMA } from './schema.ts';
+import { flagName, SCHEMA, wsIdleTimeout } from './schema.ts';
 
 const load = (argv: string[], env: Record<string, string> = {}, cwd?: string) =>
   loadConfig({ argv, env, cwd });
@@ -78,6 +78,10 @@ test('every bad value names its key and source; unknown keys, variables and flag
       [() => load(['--udp', '1.2.3.4']), /udp: .*HOST:PORT/],
       [() => load(['--interval', '3000']), /peer_timeout \(2700\) must be greater than interval \(3000\)/],
       [() => load(['--min-interval', '2000']), /min_interval \(2000\) must not exceed interval/],
+      [
+        () => load(['--ws-idle-timeout', '1800']),
+        /ws_idle_timeout \(1800\) must be greater than interval \(1800\), or 0/,
+      ],
       [() => load(['--default-numwant', '300']), /default_numwant \(300\) must not exceed max_numwant/],
       [() => load(['--https', '0.0.0.0:443']), /https: .*needs tls_cert and tls_key/],
       [() => load(['--http', 'off', '--udp', 'off']), /nothing to serve/],
@@ -98,6 +102,15 @@ test('every bad value names its key and source; unknown keys, variables and flag
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('ws_idle_timeout 0 is the later of peer_timeout and interval + 60; another value is itself', () => {
+  assert.equal(wsIdleTimeout(load([])), 2700);
+  assert.equal(
+    wsIdleTimeout(load(['--interval', '600', '--min-interval', '60', '--peer-timeout', '620'])),
+    660,
+  );
+  assert.equal(wsIdleTimeout(load(['--ws-idle-timeout', '2000'])), 2000);
 });
 
 test('config print gives a documented TOML file that loads back to the same configuration', () => {

@@ -22,6 +22,9 @@ export interface HeraldConfig {
   fullScrapeInterval: number;
   maxScrapeHashes: number;
   httpIdleTimeout: number;
+  wsIdleTimeout: number;
+  wsFirstAnnounceTimeout: number;
+  wsPingInterval: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
   /** Worker processes serving one set of swarms (issue #13); 'auto' = usable CPUs. */
@@ -229,6 +232,33 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 30,
     arg: 'SECONDS',
     doc: 'Seconds after which an HTTP(S) connection that has sent no complete request is closed (idle keep-alive, slow heads)',
+  },
+  {
+    key: 'wsIdleTimeout',
+    kind: 'int',
+    min: 0,
+    max: 172800,
+    default: 0,
+    arg: 'SECONDS',
+    doc: 'Seconds without an answered announce after which a WebSocket is closed; scrapes, pings and refused announces do not count (0 = the later of peer_timeout and interval + 60; else must exceed interval)',
+  },
+  {
+    key: 'wsFirstAnnounceTimeout',
+    kind: 'int',
+    min: 1,
+    max: 3600,
+    default: 30,
+    arg: 'SECONDS',
+    doc: 'Seconds a new WebSocket has to make its first answered announce (an upgrade request on a ws listener to arrive; a message, once begun, to arrive whole) before it is closed',
+  },
+  {
+    key: 'wsPingInterval',
+    kind: 'int',
+    min: 0,
+    max: 3600,
+    default: 60,
+    arg: 'SECONDS',
+    doc: 'A WebSocket silent this long is pinged, and dropped when silent twice as long (a vanished client; 0 = no pings)',
   },
   {
     key: 'maxScrapeHashes',
@@ -583,11 +613,24 @@ function listOf(raw: unknown): string[] | null {
   return null;
 }
 
+/**
+ * The WebSocket idle timeout in effect, in seconds: `ws_idle_timeout`, or when it is 0 the later
+ * of `peer_timeout` (by then the socket's peers have expired: it holds nothing) and interval + 60
+ * (a browser tab in the background may announce up to a minute late).
+ */
+export function wsIdleTimeout(c: HeraldConfig): number {
+  return c.wsIdleTimeout > 0 ? c.wsIdleTimeout : Math.max(c.peerTimeout, c.interval + 60);
+}
+
 /** Checks relations between keys. Throws ConfigError naming the keys. */
 export function validateRelations(c: HeraldConfig): void {
   if (c.peerTimeout <= c.interval)
     throw new ConfigError(
       `config: peer_timeout (${c.peerTimeout}) must be greater than interval (${c.interval})`,
+    );
+  if (c.wsIdleTimeout !== 0 && c.wsIdleTimeout <= c.interval)
+    throw new ConfigError(
+      `config: ws_idle_timeout (${c.wsIdleTimeout}) must be greater than interval (${c.interval}), or 0`,
     );
   if (c.minInterval > c.interval)
     throw new ConfigError(`config: min_interval (${c.minInterval}) must not exceed interval (${c.interval})`);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { createTracker } from '../../src/index.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { frame, rawWsClient } from '../helpers/ws-frames.ts';
 
 function open(url: string): Promise<{ ws: WebSocket; next: () => Promise<Record<string, unknown>> }> {
   return new Promise((resolve, reject) => {
@@ -148,6 +149,53 @@ test('private mode over WebSocket: passkey in the path, refusals, accounting', a
     assert.equal(row.uploaded, 300);
     assert.equal(row.downloaded, 100);
     c.ws.close();
+  } finally {
+    await t.stop();
+  }
+});
+
+test('ws_first_announce_timeout, ws_idle_timeout and ws_ping_interval apply to WebSockets on the HTTP port', async () => {
+  const t = createTracker({
+    http: ['127.0.0.1:0'],
+    udp: [],
+    interval: 1,
+    minInterval: 1,
+    peerTimeout: 2,
+    wsFirstAnnounceTimeout: 1,
+    wsIdleTimeout: 2,
+    wsPingInterval: 1,
+    databaseUrl: 'sqlite::memory:',
+    logLevel: 'silent',
+  });
+  await t.start();
+  const port = t.addresses().http[0].port;
+  const url = `ws://127.0.0.1:${port}/announce`;
+  const closed = (ws: WebSocket) =>
+    new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, String(reason)])));
+  const announce = (peer: string) =>
+    JSON.stringify({ action: 'announce', info_hash: bin(hashOf(502)), peer_id: peer, left: 1 });
+  try {
+    const silent = await open(url);
+    const quiet = await open(url);
+    const dead = await rawWsClient(port);
+    quiet.ws.send(announce('-WW0001-quietquiet01'));
+    assert.equal((await quiet.next())['failure reason'], undefined);
+    dead.sock.write(frame(1, Buffer.from(announce('-WW0001-deaddeadde01'))));
+    const scraping = setInterval(
+      () => quiet.ws.send(JSON.stringify({ action: 'scrape', info_hash: bin(hashOf(502)) })),
+      200,
+    );
+    try {
+      const [s, q] = await Promise.all([closed(silent.ws), closed(quiet.ws), dead.closed]);
+      assert.deepEqual(s, [1001, 'no announce']);
+      assert.deepEqual(q, [1001, 'idle timeout']);
+      assert.ok(
+        dead.frames().some((f) => f.opcode === 9),
+        'the client that answers no ping was pinged',
+      );
+    } finally {
+      clearInterval(scraping);
+    }
   } finally {
     await t.stop();
   }

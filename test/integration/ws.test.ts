@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { WebSocket } from 'ws';
@@ -12,11 +13,13 @@ import { Errors, type TrackerError } from '../../src/core/errors.ts';
 import { createLogger } from '../../src/core/log.ts';
 import { TrackerCounters } from '../../src/core/metrics.ts';
 import type { AnnounceRequest } from '../../src/core/types.ts';
+import { MAX_FRAGMENTS } from '../../src/frontend/ws/raw-websocket.ts';
 import { WsFrontend, type WsFrontendOptions, wsPasskey } from '../../src/frontend/ws/server.ts';
 import { WsSwarmErrors } from '../../src/frontend/ws/webrtc-swarms.ts';
 import { WsReasons } from '../../src/protocol/websocket/codec.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
 import { type RequestContext, TrackerService } from '../../src/tracker/service.ts';
+import { closeCode, frame, rawWsClient } from '../helpers/ws-frames.ts';
 
 type Msg = Record<string, unknown>;
 
@@ -148,6 +151,15 @@ async function scrape(c: Client, info_hash?: string | string[]): Promise<Msg> {
 
 const filesOf = (m: Msg) =>
   m.files as Record<string, { complete: number; incomplete: number; downloaded: number }>;
+
+/** `p`, or a rejection once `ms` have passed without it. */
+function within<T>(p: Promise<T>, ms = 5000): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`nothing after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
 
 async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -581,19 +593,129 @@ describe('peer lifetime', () => {
     assert.equal((await a.waitFor())['failure reason'], WsSwarmErrors.tooManyTorrents.message);
   });
 
-  test('an idle socket is closed', async () => {
-    const { url, f } = await startFrontend({ idleTimeoutMs: 150 });
-    const a = await client(url);
-    const b = await client(url);
+  test('a socket that announced is closed idleTimeoutMs after its last announce: scrapes do not keep it open', async () => {
+    const { url, f } = await startFrontend({ idleTimeoutMs: 1000, firstAnnounceTimeoutMs: 60_000 });
+    const quiet = await client(url); // announces once, then only scrapes
+    const steady = await client(url); // keeps announcing
     const h = freshHash();
-    await announce(a, { info_hash: h, peer_id: freshPeer() });
-    const t0 = Date.now();
-    const closed = await a.closed;
-    assert.equal(closed.code, 1001);
-    assert.equal(closed.reason, 'idle timeout');
-    assert.ok(Date.now() - t0 >= 100);
-    await b.closed;
-    await until(() => f.stats().sockets === 0 && f.stats().peers === 0);
+    const ps = freshPeer();
+    await announce(quiet, { info_hash: h, peer_id: freshPeer() });
+    await announce(steady, { info_hash: h, peer_id: ps });
+    const timers = [
+      setInterval(() => quiet.send({ action: 'scrape', info_hash: h }), 50),
+      setInterval(() => steady.send({ action: 'announce', info_hash: h, peer_id: ps, left: 1 }), 50),
+    ];
+    try {
+      assert.deepEqual(await within(quiet.closed), { code: 1001, reason: 'idle timeout' });
+      assert.equal(steady.ws.readyState, WebSocket.OPEN, 'a socket that keeps announcing stays');
+    } finally {
+      for (const t of timers) clearInterval(t);
+    }
+    await until(() => f.stats().sockets === 1 && f.stats().peers === 1);
+  });
+
+  test('a socket that does not announce (scrapes and refused announces do not count) is closed firstAnnounceTimeoutMs after it opened', async () => {
+    const { url, f } = await startFrontend({ authorize, firstAnnounceTimeoutMs: 300 });
+    const scraper = await client(url);
+    const refused = await client(url);
+    const h = freshHash();
+    const bad = Buffer.from(freshHash(), 'latin1');
+    bad[0] = REFUSED_BYTE;
+    const timers = [
+      setInterval(() => scraper.send({ action: 'scrape', info_hash: h }), 50),
+      setInterval(
+        () =>
+          refused.send({
+            action: 'announce',
+            info_hash: bad.toString('latin1'),
+            peer_id: freshPeer(),
+            left: 1,
+          }),
+        50,
+      ),
+    ];
+    try {
+      assert.deepEqual(await within(scraper.closed), { code: 1001, reason: 'no announce' });
+      assert.deepEqual(await within(refused.closed), { code: 1001, reason: 'no announce' });
+    } finally {
+      for (const t of timers) clearInterval(t);
+    }
+    await until(() => f.stats().sockets === 0);
+  });
+
+  test('a socket that answers no ping is dropped and its peers leave; one that answers stays', async () => {
+    const { url, f } = await startFrontend({ pingIntervalMs: 500 });
+    const live = await client(url); // the ws client answers pings by itself
+    const dead = await rawWsClient(Number(new URL(url).port)); // never answers
+    after(() => dead.sock.destroy());
+    const h = freshHash();
+    await announce(live, { info_hash: h, peer_id: freshPeer() });
+    const msg = { action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1 };
+    dead.sock.write(frame(1, Buffer.from(JSON.stringify(msg))));
+    await until(() => f.stats().peers === 2);
+    await within(dead.closed);
+    assert.ok(
+      dead.frames().some((x) => x.opcode === 9),
+      'it was pinged first',
+    );
+    assert.equal(live.ws.readyState, WebSocket.OPEN);
+    await until(() => f.stats().sockets === 1 && f.stats().peers === 1);
+  });
+
+  test('a message that does not arrive whole within firstAnnounceTimeoutMs of its first byte closes the socket (1008)', async () => {
+    const { url, f } = await startFrontend({ firstAnnounceTimeoutMs: 300, pingIntervalMs: 0 });
+    const port = Number(new URL(url).port);
+    const h = freshHash();
+    const hello = (peer: string) =>
+      frame(1, Buffer.from(JSON.stringify({ action: 'announce', info_hash: h, peer_id: peer, left: 1 })));
+    // A frame sent a byte at a time, and a fragmented message kept going with pings only.
+    const trickle = await rawWsClient(port);
+    const fragments = await rawWsClient(port);
+    for (const c of [trickle, fragments]) after(() => c.sock.destroy());
+    trickle.sock.write(hello(freshPeer()));
+    fragments.sock.write(hello(freshPeer()));
+    await until(() => trickle.frames().length === 1 && fragments.frames().length === 1);
+    const big = frame(1, Buffer.alloc(30_000, 0x20));
+    let i = 0;
+    fragments.sock.write(frame(1, Buffer.from('{"action":'), false));
+    const timer = setInterval(() => {
+      if (!trickle.sock.destroyed) trickle.sock.write(big.subarray(i, i + 100));
+      i += 100;
+      if (!fragments.sock.destroyed) fragments.sock.write(frame(9, Buffer.alloc(0)));
+    }, 20);
+    try {
+      for (const c of [trickle, fragments]) {
+        await within(c.closed);
+        const close = c.frames().find((x) => x.opcode === 8);
+        assert.ok(close, 'a close frame');
+        assert.equal(closeCode(close), 1008);
+        assert.equal(close.payload.subarray(2).toString(), 'message too slow');
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    await until(() => f.stats().sockets === 0);
+  });
+
+  test('own listeners: an upgrade request not complete within firstAnnounceTimeoutMs gets 408, an oversized one 431', async () => {
+    const { url } = await startFrontend({ firstAnnounceTimeoutMs: 300 });
+    const port = Number(new URL(url).port);
+    const exchange = async (text: string) => {
+      const sock = connect(port, '127.0.0.1');
+      sock.on('error', () => {});
+      after(() => sock.destroy());
+      let got = '';
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+      });
+      const closed = new Promise((r) => sock.once('close', r));
+      sock.write(text);
+      await within(closed);
+      return got;
+    };
+    const upgrade = 'GET /announce HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n';
+    assert.match(await exchange(upgrade), /^HTTP\/1.1 408 /);
+    assert.match(await exchange(`${upgrade}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1.1 431 /);
   });
 });
 
@@ -628,6 +750,57 @@ describe('malformed and hostile input', () => {
     const b = await client(main.url);
     b.send('x'.repeat(1024 * 1024));
     assert.equal((await b.closed).code, 1009);
+  });
+
+  test('a flood of empty continuation frames is closed with 1008 once a message has MAX_FRAGMENTS frames', async () => {
+    const { f, url } = await startFrontend();
+    const port = Number(new URL(url).port);
+    const raw = await rawWsClient(port);
+    after(() => raw.sock.destroy());
+    assert.equal(f.stats().sockets, 1);
+    raw.sock.write(frame(1, Buffer.from('{"action":'), false));
+    const empty = frame(0, Buffer.alloc(0), false);
+    // 300 000 empty fragments after the first frame (1.8 MB), in 64 KiB writes.
+    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => empty));
+    for (let i = 0; i < 30 && !raw.sock.destroyed; i++) raw.sock.write(batch);
+    await within(raw.closed);
+    const frames = raw.frames();
+    assert.deepEqual(
+      frames.map((x) => x.opcode),
+      [8],
+    );
+    assert.equal(closeCode(frames[0]), 1008);
+    assert.equal(frames[0].payload.subarray(2).toString(), 'too many fragments');
+    await until(() => f.stats().sockets === 0);
+    // Up to the cap, a fragmented announce is read as usual.
+    const ok = await rawWsClient(port);
+    after(() => ok.sock.destroy());
+    const h = freshHash();
+    const msg = Buffer.from(
+      JSON.stringify({ action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1, event: 'started' }),
+    );
+    const parts = [frame(1, msg.subarray(0, 10), false)];
+    for (let i = 0; i < MAX_FRAGMENTS - 2; i++) parts.push(empty);
+    parts.push(frame(0, msg.subarray(10)));
+    ok.sock.write(Buffer.concat(parts));
+    await until(() => ok.frames().length > 0);
+    const answer = JSON.parse(ok.frames()[0].payload.toString());
+    assert.equal(answer.info_hash, h);
+    assert.equal(answer.interval, 120);
+  });
+
+  test('a client that half-closes its TCP side without a close frame is closed, and its peers leave', async () => {
+    const { f, url } = await startFrontend();
+    const raw = await rawWsClient(Number(new URL(url).port));
+    after(() => raw.sock.destroy());
+    const h = freshHash();
+    const msg = { action: 'announce', info_hash: h, peer_id: freshPeer(), left: 1, event: 'started' };
+    raw.sock.write(frame(1, Buffer.from(JSON.stringify(msg))));
+    await until(() => raw.frames().length > 0);
+    assert.equal(f.stats().peers, 1);
+    raw.sock.end(); // FIN, no close frame; the listener is node:http's (allowHalfOpen)
+    await within(raw.closed);
+    await until(() => f.stats().sockets === 0 && f.stats().peers === 0);
   });
 
   test('random messages never crash the server; it still answers a valid announce', async () => {

@@ -7,12 +7,23 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
-import { handshakeResponse, RawWebSocket, upgradeRequestOf, upgradeRequestOfHead } from './raw-websocket.ts';
+import { closeCode, frame, readFrames } from '../../../test/helpers/ws-frames.ts';
+import {
+  handshakeResponse,
+  MAX_FRAGMENTS,
+  RawWebSocket,
+  READ_PAUSE_BYTES,
+  upgradeRequestOf,
+  upgradeRequestOfHead,
+} from './raw-websocket.ts';
 
 const MAX = 1024;
 let port = 0;
+/** The server side of every connection, newest last. */
+const served: { ws: RawWebSocket; sock: Socket }[] = [];
 const server = createServer((sock) => {
   const ws = new RawWebSocket(sock, Buffer.alloc(0), MAX);
+  served.push({ ws, sock });
   // Echo: text back as text, binary as "bin:<length>".
   ws.onMessage = (data, binary) => ws.send(binary ? `bin:${data.length}` : data.toString('utf8'));
 });
@@ -21,48 +32,11 @@ before(() =>
     port = (server.address() as { port: number }).port;
   }),
 );
-after(() => new Promise<void>((r) => server.close(() => r())));
-
-function frame(opcode: number, payload: Buffer, fin = true, masked = true, rsv = 0): Buffer {
-  const n = payload.length;
-  const h = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = Buffer.alloc(h + (masked ? 4 : 0) + n);
-  out[0] = (fin ? 0x80 : 0) | rsv | opcode;
-  if (n < 126) out[1] = n;
-  else if (n < 65536) {
-    out[1] = 126;
-    out.writeUInt16BE(n, 2);
-  } else {
-    out[1] = 127;
-    out.writeUInt32BE(n, 6);
-  }
-  if (masked) out[1] |= 0x80;
-  const key = Buffer.from([0x12, 0x34, 0x56, 0x78]);
-  if (masked) key.copy(out, h);
-  for (let i = 0; i < n; i++) out[h + (masked ? 4 : 0) + i] = payload[i] ^ (masked ? key[i & 3] : 0);
-  return out;
-}
-
-/** Parses the server's (unmasked) frames. */
-function readFrames(buf: Buffer): { opcode: number; payload: Buffer }[] {
-  const out = [];
-  let off = 0;
-  while (off + 2 <= buf.length) {
-    let len = buf[off + 1] & 0x7f;
-    let h = 2;
-    if (len === 126) {
-      len = buf.readUInt16BE(off + 2);
-      h = 4;
-    } else if (len === 127) {
-      len = buf.readUInt32BE(off + 6);
-      h = 10;
-    }
-    if (off + h + len > buf.length) break;
-    out.push({ opcode: buf[off] & 0x0f, payload: buf.subarray(off + h, off + h + len) });
-    off += h + len;
-  }
-  return out;
-}
+after(() => {
+  // A failed test may leave a connection open: close would wait for it.
+  for (const s of served) s.sock.destroy();
+  return new Promise<void>((r) => server.close(() => r()));
+});
 
 /** Sends `parts` one write at a time, then collects everything until the server closes or 500 ms pass. */
 async function exchange(parts: Buffer[]): Promise<{ opcode: number; payload: Buffer }[]> {
@@ -89,8 +63,6 @@ async function exchange(parts: Buffer[]): Promise<{ opcode: number; payload: Buf
 }
 
 const text = (s: string) => Buffer.from(s, 'utf8');
-const closeCode = (f: { opcode: number; payload: Buffer }) =>
-  f.opcode === 8 ? f.payload.readUInt16BE(0) : -1;
 
 test('text and binary messages, fragmented messages, ping answered with pong', async () => {
   const got = await exchange([
@@ -119,6 +91,11 @@ test('protocol errors close with the right code', async () => {
     [[frame(1, text('x'), true, false)], 1002], // unmasked client frame
     [[frame(1, text('x'), true, true, 0x40)], 1002], // reserved bit
     [[frame(9, Buffer.alloc(126))], 1002], // control frame too long
+    [[frame(9, text('x'), false)], 1002], // fragmented control frame
+    [[frame(1, text('a'), false), frame(9, text('x'), false)], 1002], // ... inside a fragmented message
+    [[frame(0xb, text('x'))], 1002], // reserved control opcode
+    [[frame(1, text('x'), true, true, 0x20)], 1002], // RSV2
+    [[frame(1, text('x'), true, true, 0x10)], 1002], // RSV3
     [[frame(0, text('x'))], 1002], // continuation with nothing to continue
     [[frame(1, text('a'), false), frame(1, text('b'))], 1002], // new message inside a fragmented one
     [[frame(3, text('x'))], 1002], // unknown opcode
@@ -132,6 +109,176 @@ test('protocol errors close with the right code', async () => {
     assert.ok(close, `a close frame for case ${code}`);
     assert.equal(closeCode(close), code);
   }
+});
+
+/** The server side of the `n`th connection (0-based), once the server has accepted it. */
+async function serverSide(n: number): Promise<{ ws: RawWebSocket; sock: Socket }> {
+  while (served.length <= n) await new Promise((r) => setTimeout(r, 5));
+  return served[n];
+}
+
+/** Resolves true once `ws` is closed, false if it still is not after `ms`. */
+function closedWithin(ws: RawWebSocket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    ws.addCloseListener(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+const empty = Buffer.alloc(0);
+/** A text message in `1 + middle + 1` frames: 'a', `middle` continuations of `each`, then 'b'. */
+function fragmented(middle: number, each: Buffer = empty): Buffer {
+  const parts = [frame(1, text('a'), false)];
+  for (let i = 0; i < middle; i++) parts.push(frame(0, each, false));
+  parts.push(frame(0, text('b')));
+  return Buffer.concat(parts);
+}
+
+test('a fragmented message may have MAX_FRAGMENTS frames; one more closes 1008; headers count toward the size limit', async () => {
+  const ok = await exchange([fragmented(MAX_FRAGMENTS - 2)]);
+  assert.deepEqual(
+    ok.map((f) => f.payload.toString()),
+    ['ab'],
+  );
+  const over = await exchange([fragmented(MAX_FRAGMENTS - 1)]);
+  assert.deepEqual(
+    over.map((f) => f.opcode),
+    [8],
+  );
+  assert.equal(closeCode(over[0]), 1008);
+  // 100 frames of 8 bytes: 800 payload bytes fit in MAX (1024), the 1400 bytes on the wire do not.
+  const small = await exchange([fragmented(98, Buffer.alloc(8, 0x61))]);
+  assert.deepEqual(
+    small.map((f) => f.opcode),
+    [8],
+  );
+  assert.equal(closeCode(small[0]), 1009);
+});
+
+test('an empty-continuation flood is cut off at the cap, and the fragments held are copies, not the chunks they came in', async () => {
+  const n = served.length;
+  const pings = 480;
+  const sock = connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  let received = 0;
+  const after: Buffer[] = [];
+  sock.on('data', (d: Buffer) => {
+    received += d.length;
+    if (received > (MAX_FRAGMENTS - 2) * pings * 127) after.push(d);
+  });
+  const closed = new Promise((r) => sock.once('close', r));
+  const { ws } = await serverSide(n);
+  sock.write(frame(1, text('x'.repeat(100)), false));
+  // Each empty fragment arrives in a chunk of its own that is ~60 KiB long (padded with pings),
+  // as a flood's fragments would: a fragment kept as a view would hold its whole chunk.
+  const padding = Buffer.concat(Array.from({ length: pings }, () => frame(9, Buffer.alloc(125))));
+  for (let i = 0; i < MAX_FRAGMENTS - 2; i++) {
+    sock.write(Buffer.concat([frame(0, empty, false), padding]));
+    // Every pong is 127 bytes: the chunk has been read once all of its pongs are back.
+    while (received < (i + 1) * pings * 127) await new Promise((r) => setTimeout(r, 1));
+    assert.equal(ws.readyState, RawWebSocket.OPEN);
+    assert.ok(ws.heldBytes <= MAX, `held ${ws.heldBytes} bytes after ${i + 1} fragments`);
+  }
+  const flood = Buffer.concat(Array.from({ length: 300_000 }, () => frame(0, empty, false)));
+  sock.write(flood);
+  await closed;
+  const got = readFrames(Buffer.concat(after));
+  assert.deepEqual(
+    got.map((f) => f.opcode),
+    [8],
+  );
+  assert.equal(closeCode(got[0]), 1008);
+  assert.equal(ws.heldBytes, 0);
+});
+
+test('a close frame is checked: a 1-byte body or a code that may not be sent is 1002, a reason that is not UTF-8 is 1007', async () => {
+  const closeWith = (code: number, reason = empty) => {
+    const b = Buffer.alloc(2 + reason.length);
+    b.writeUInt16BE(code, 0);
+    reason.copy(b, 2);
+    return frame(8, b);
+  };
+  const cases: [Buffer, number][] = [
+    [frame(8, Buffer.from([0x03])), 1002],
+    [closeWith(999), 1002],
+    [closeWith(1004), 1002],
+    [closeWith(1005), 1002],
+    [closeWith(1006), 1002],
+    [closeWith(1015), 1002],
+    [closeWith(1016), 1002],
+    [closeWith(2999), 1002],
+    [closeWith(5000), 1002],
+    [closeWith(1000, Buffer.from([0xc3, 0x28])), 1007],
+    [closeWith(1001, text('bye')), 1001],
+    [closeWith(1011), 1011],
+    [closeWith(3000), 3000],
+    [closeWith(4999), 4999],
+    [frame(8, empty), 1000],
+  ];
+  for (const [f, code] of cases) {
+    const got = await exchange([f]);
+    assert.equal(got.length, 1);
+    assert.equal(closeCode(got[0]), code, `answer to ${f.subarray(6).toString('hex') || 'an empty close'}`);
+  }
+});
+
+test('a peer that answers the close handshake but never closes its TCP side is cut off', async () => {
+  for (const serverCloses of [false, true]) {
+    const n = served.length;
+    const sock = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    sock.on('error', () => {});
+    sock.on('data', () => {});
+    const { ws } = await serverSide(n);
+    if (serverCloses) {
+      ws.close(1000);
+      await new Promise((r) => sock.once('end', r));
+    }
+    // The client's close frame (first, or as the answer): then it never sends its FIN.
+    sock.write(frame(8, Buffer.from([0x03, 0xe8])));
+    assert.ok(await closedWithin(ws, 5000), `closed (server closed first: ${serverCloses})`);
+    sock.destroy();
+  }
+});
+
+test('a client that sends pings and reads nothing is no longer read once its pongs back up', async () => {
+  const n = served.length;
+  const sock = connect(port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.once('connect', r));
+  sock.pause(); // reads nothing
+  const { ws, sock: serverSock } = await serverSide(n);
+  const burst = Buffer.concat(Array.from({ length: 8192 }, () => frame(9, Buffer.alloc(125, 0x70))));
+  for (let i = 0; i < 32; i++) sock.write(burst);
+  // Until the server takes no more bytes: all of them read, or reading stopped.
+  let last = -1;
+  while (serverSock.bytesRead !== last) {
+    last = serverSock.bytesRead;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.ok(serverSock.bytesRead < 32 * burst.length, 'the server stopped reading');
+  assert.ok(
+    ws.bufferedAmount <= READ_PAUSE_BYTES + 256 * 1024,
+    `${ws.bufferedAmount} bytes of pongs are waiting to be sent`,
+  );
+  // Once the client reads again, so does the server: every ping is answered.
+  const pings = 32 * 8192;
+  let pongs = 0;
+  let tail = Buffer.alloc(0);
+  sock.on('data', (d: Buffer) => {
+    tail = Buffer.concat([tail, d]);
+    const frames = readFrames(tail);
+    pongs += frames.length;
+    let used = 0;
+    for (const f of frames) used += 2 + f.payload.length;
+    tail = tail.subarray(used);
+  });
+  sock.resume();
+  while (pongs < pings) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pongs, pings);
+  sock.destroy();
 });
 
 test('a stream split at any byte gives the same messages (property)', async () => {

@@ -19,6 +19,13 @@ import type { Duplex } from 'node:stream';
  * WebSocket); `cork` gathered them into one writev but still cost a Buffer, a stream entry and
  * a callback per frame (issue #7: 70 → ~25 µs per relayed announce with the offer splicing in
  * protocol/websocket/scan.ts). A close or a pong goes out after the frames staged before it.
+ *
+ * Input from a hostile client stays bounded (issue #15): a partial frame and a fragmented
+ * message are kept as copies in buffers of this socket's own (never as views that would pin the
+ * chunks they arrived in), a fragmented message may have at most `MAX_FRAGMENTS` frames whose
+ * bytes on the wire, headers included, fit in `maxPayload`, and while more than
+ * `READ_PAUSE_BYTES` of output wait for a client that does not read (pongs to a ping flood), the
+ * socket is not read either.
  */
 export class RawWebSocket {
   static readonly CONNECTING = 0;
@@ -36,12 +43,25 @@ export class RawWebSocket {
   onTooBig: (() => void) | null = null;
   #onClose: (() => void) | null = null;
   #moreOnClose: (() => void)[] | null = null;
+  /** Set on every chunk received (the frontend's heartbeat clears it to see whether more came). */
+  received = false;
   #socket: Duplex;
   #maxPayload: number;
+  /** Input not parsed yet (a partial frame): the first `#pendingLen` bytes, a copy of our own. */
   #pending: Buffer | null = null;
-  #fragments: Buffer[] | null = null;
-  #fragmentBytes = 0;
-  #fragmentBinary = false;
+  #pendingLen = 0;
+  /** The fragmented message being received (`#fragFrames` > 0): its payload so far, copied. */
+  #frag: Buffer | null = null;
+  #fragLen = 0;
+  /** Its frames so far, and their bytes on the wire (headers included). */
+  #fragFrames = 0;
+  #fragWire = 0;
+  #fragBinary = false;
+  /** Date.now() when the message being received began (its first chunk), or 0. */
+  #partialSince = 0;
+  /** Not reading: too much output is waiting for this client (`READ_PAUSE_BYTES`). */
+  #readPaused = false;
+  #awaitingDrain = false;
   /** This socket's staged frames: first and last segment (indices into `Staging.segs`), or -1. */
   #head = -1;
   #tail = -1;
@@ -52,9 +72,24 @@ export class RawWebSocket {
     this.#socket = socket;
     this.#maxPayload = maxPayload;
     socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
     socket.on('close', this.#onSocketClose);
     socket.on('error', () => {}); // followed by 'close'
     if (head.length > 0) this.#onData(head);
+  }
+
+  /** Bytes held for input not yet delivered (a partial frame, a fragmented message). */
+  get heldBytes(): number {
+    return (this.#pending?.length ?? 0) + (this.#frag?.length ?? 0);
+  }
+
+  /**
+   * Date.now() when the first bytes of a message that has not arrived whole yet came (a partial
+   * frame, or a fragmented message), or 0. A client that trickles a message holds its bytes
+   * here: the frontend gives a message a deadline.
+   */
+  get partialSince(): number {
+    return this.#partialSince;
   }
 
   /** Bytes sent and not yet handed to the kernel (staged this turn, or queued by the stream). */
@@ -102,14 +137,18 @@ export class RawWebSocket {
     }
   }
 
+  /** Sends a ping (the client's pong, or anything else it sends, sets `received`). */
+  ping(): void {
+    if (!this.#canSend()) return;
+    writeHeader(Staging.buf, this.#stage(2), 0x9, 0);
+  }
+
   /** Starts the close handshake: a close frame, then the TCP half-close. */
   close(code = 1000, reason = ''): void {
     if (this.readyState !== RawWebSocket.OPEN) return;
     this.readyState = RawWebSocket.CLOSING;
     this.#sendClose(code, reason);
-    this.#socket.end();
-    // A peer that keeps the connection open after our close frame is cut off.
-    setTimeout(() => this.#socket.destroy(), 1000).unref();
+    this.#end();
   }
 
   terminate(): void {
@@ -117,6 +156,24 @@ export class RawWebSocket {
     this.#dropStaged();
     this.#socket.destroy();
   }
+
+  /**
+   * The TCP half-close, once our close frame is out (or the peer went without one). A peer that
+   * keeps its side open after that (no FIN: it would hold the connection for good) is cut off.
+   */
+  #end(): void {
+    this.#dropInput();
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 1000).unref();
+  }
+
+  /** The peer closed its side without a close frame (abnormal closure, 1006): we close ours. */
+  #onEnd = (): void => {
+    if (this.readyState !== RawWebSocket.OPEN) return;
+    this.readyState = RawWebSocket.CLOSING;
+    this.#flushNow();
+    this.#end();
+  };
 
   #canSend(): boolean {
     if (this.readyState !== RawWebSocket.OPEN) return false;
@@ -195,7 +252,28 @@ export class RawWebSocket {
     const out = Buffer.allocUnsafe(this.#staged);
     this.#takeStaged(out, 0);
     if (this.#socket.writable) this.#socket.write(out);
+    if (this.#readPaused) this.#resumeWhenDrained();
   }
+
+  /**
+   * Reads again once this client's waiting output is back under `READ_PAUSE_BYTES`. Above it the
+   * stream's last write returned false (the cap is over its high-water mark), so 'drain' follows.
+   */
+  #resumeWhenDrained(): void {
+    if (this.#staged > 0 || this.#awaitingDrain) return; // the flush or the drain comes back here
+    if (this.#socket.writableLength <= READ_PAUSE_BYTES) {
+      this.#readPaused = false;
+      this.#socket.resume();
+    } else {
+      this.#awaitingDrain = true;
+      this.#socket.once('drain', this.#onDrain);
+    }
+  }
+
+  #onDrain = (): void => {
+    this.#awaitingDrain = false;
+    this.#resumeWhenDrained();
+  };
 
   static #queue: RawWebSocket[] = [];
   static #flushScheduled = false;
@@ -214,15 +292,23 @@ export class RawWebSocket {
   };
 
   #fail(code: number, reason: string): void {
-    this.#pending = null;
-    this.#fragments = null;
+    this.#dropInput();
     this.close(code, reason);
+  }
+
+  #dropInput(): void {
+    this.#pending = null;
+    this.#pendingLen = 0;
+    this.#frag = null;
+    this.#fragLen = 0;
+    this.#fragFrames = 0;
+    this.#fragWire = 0;
+    this.#partialSince = 0;
   }
 
   #onSocketClose = (): void => {
     this.readyState = RawWebSocket.CLOSED;
-    this.#pending = null;
-    this.#fragments = null;
+    this.#dropInput();
     this.#dropStaged();
     const first = this.#onClose;
     const more = this.#moreOnClose;
@@ -233,12 +319,53 @@ export class RawWebSocket {
   };
 
   #onData = (chunk: Buffer): void => {
+    this.received = true;
     if (this.readyState !== RawWebSocket.OPEN) return;
-    let buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-    this.#pending = null;
+    // A partial frame is completed in place: each byte is copied once more at most (a frame that
+    // arrives a byte at a time must not cost a copy of all it has so far per byte).
+    let buf = chunk;
+    let end = chunk.length;
+    const pending = this.#pending;
+    if (pending !== null) {
+      end = this.#pendingLen + chunk.length;
+      buf = pending;
+      if (end > pending.length) {
+        buf = Buffer.allocUnsafeSlow(Math.max(end, Math.min(2 * pending.length, this.#maxPayload + 14)));
+        pending.copy(buf, 0, 0, this.#pendingLen);
+      }
+      chunk.copy(buf, this.#pendingLen);
+    }
+    const off = this.#parse(buf, end);
+    if (this.readyState !== RawWebSocket.OPEN) return;
+    if (off === end) {
+      this.#pending = null;
+      this.#pendingLen = 0;
+    } else if (off === 0 && buf !== chunk) {
+      // Nothing delivered from it: the same buffer keeps collecting.
+      this.#pending = buf;
+      this.#pendingLen = end;
+    } else {
+      // The unread tail, copied (the chunk it came from can be freed, and a message delivered
+      // from `buf` keeps its bytes).
+      this.#pending = Buffer.allocUnsafeSlow(end - off);
+      buf.copy(this.#pending, 0, off, end);
+      this.#pendingLen = end - off;
+    }
+    // A message delivered set it to 0: a partial one left now is a new one.
+    if (this.#pending === null && this.#fragFrames === 0) this.#partialSince = 0;
+    else if (this.#partialSince === 0) this.#partialSince = Date.now();
+    if (!this.#readPaused && this.bufferedAmount > READ_PAUSE_BYTES) {
+      this.#readPaused = true;
+      this.#socket.pause();
+      this.#resumeWhenDrained();
+    }
+  };
+
+  /** Handles the complete frames in `buf[0, end)`; returns where the first incomplete one starts. */
+  #parse(buf: Buffer, end: number): number {
     let off = 0;
-    while (off < buf.length && this.readyState === RawWebSocket.OPEN) {
-      const avail = buf.length - off;
+    while (off < end && this.readyState === RawWebSocket.OPEN) {
+      const avail = end - off;
       if (avail < 2) break;
       const b0 = buf[off];
       const b1 = buf[off + 1];
@@ -246,11 +373,11 @@ export class RawWebSocket {
       const opcode = b0 & 0x0f;
       if ((b0 & 0x70) !== 0) {
         this.#fail(1002, 'reserved bits set (no extension was agreed)');
-        return;
+        return off;
       }
       if ((b1 & 0x80) === 0) {
         this.#fail(1002, 'client frames must be masked');
-        return;
+        return off;
       }
       let len = b1 & 0x7f;
       let h = 2;
@@ -263,85 +390,113 @@ export class RawWebSocket {
         // Anything needing more than 32 bits is far over every limit.
         if (buf.readUInt32BE(off + 2) !== 0) {
           this.#tooBig();
-          return;
+          return off;
         }
         len = buf.readUInt32BE(off + 6);
         h = 10;
       }
-      const control = opcode >= 0x8;
-      if (control && (!fin || len > 125)) {
-        this.#fail(1002, 'invalid control frame');
-        return;
-      }
-      if (!control && this.#fragmentBytes + len > this.#maxPayload) {
-        this.#tooBig();
-        return;
-      }
-      if (avail < h + 4 + len) break; // wait for the rest (bounded by the checks above)
+      // Everything is checked from the header, before waiting for (and holding) the payload.
+      if (this.#refuse(opcode, fin, h, len)) return off;
+      if (avail < h + 4 + len) break;
       const mask = off + h;
       const start = mask + 4;
       const payload = buf.subarray(start, start + len);
       unmask(payload, buf[mask], buf[mask + 1], buf[mask + 2], buf[mask + 3]);
       off = start + len;
-      switch (opcode) {
-        case 0x0: // continuation
-          if (this.#fragments === null) {
-            this.#fail(1002, 'continuation without a message');
-            return;
-          }
-          this.#fragments.push(payload);
-          this.#fragmentBytes += len;
-          if (fin) {
-            const whole = Buffer.concat(this.#fragments, this.#fragmentBytes);
-            const binary = this.#fragmentBinary;
-            this.#fragments = null;
-            this.#fragmentBytes = 0;
-            this.#deliver(whole, binary);
-          }
-          break;
-        case 0x1:
-        case 0x2:
-          if (this.#fragments !== null) {
-            this.#fail(1002, 'new message inside a fragmented one');
-            return;
-          }
-          if (fin) this.#deliver(payload, opcode === 0x2);
-          else {
-            this.#fragments = [payload];
-            this.#fragmentBytes = len;
-            this.#fragmentBinary = opcode === 0x2;
-          }
-          break;
-        case 0x8: {
-          // The peer closes: answer with its code (or 1000), then the TCP close.
-          const code = len >= 2 ? payload.readUInt16BE(0) : 1000;
-          this.readyState = RawWebSocket.CLOSING;
-          this.#sendClose(code >= 1000 && code < 5000 && code !== 1005 && code !== 1006 ? code : 1002, '');
-          this.#socket.end();
-          return;
-        }
-        case 0x9: {
-          const at = this.#stage(2 + len);
-          writeHeader(Staging.buf, at, 0xa, len);
-          Staging.buf.set(payload, at + 2);
-          break;
-        }
-        case 0xa:
-          break; // unsolicited pongs are allowed
-        default: {
-          this.#fail(1002, 'unknown opcode');
-          return;
-        }
+      if (opcode === 0x0 || opcode === 0x1 || opcode === 0x2)
+        this.#onDataFrame(opcode, fin, payload, h + 4 + len);
+      else if (opcode === 0x8) {
+        this.#onCloseFrame(payload);
+        return off;
+      } else if (opcode === 0x9) {
+        const at = this.#stage(2 + len);
+        writeHeader(Staging.buf, at, 0xa, len);
+        Staging.buf.set(payload, at + 2);
       }
+      // 0xa: unsolicited pongs are allowed
     }
-    if (off < buf.length && this.readyState === RawWebSocket.OPEN) {
-      // Keep only the unread tail (a copy, so the chunk it came from can be freed).
-      buf = buf.subarray(off);
-      this.#pending = Buffer.from(buf);
+    return off;
+  }
+
+  /**
+   * Whether a frame with this header (`h` bytes before the mask, `len` payload bytes) fails the
+   * connection, which it then has done: a protocol error, or a data frame over the limits.
+   */
+  #refuse(opcode: number, fin: boolean, h: number, len: number): boolean {
+    if (opcode >= 0x8) {
+      if (opcode > 0xa) this.#fail(1002, 'unknown opcode');
+      else if (!fin || len > 125) this.#fail(1002, 'invalid control frame');
+      else return false;
+    } else if (opcode > 0x2) this.#fail(1002, 'unknown opcode');
+    else if (opcode === 0x0 && this.#fragFrames === 0) this.#fail(1002, 'continuation without a message');
+    else if (opcode !== 0x0 && this.#fragFrames > 0) this.#fail(1002, 'new message inside a fragmented one');
+    else if (fin && opcode !== 0x0) {
+      // A message in one frame: its payload is what the limit is about.
+      if (len <= this.#maxPayload) return false;
+      this.#tooBig();
+    } else if (this.#fragFrames >= MAX_FRAGMENTS) this.#fail(1008, 'too many fragments');
+    else if (this.#fragWire + h + 4 + len <= this.#maxPayload) return false;
+    else this.#tooBig();
+    return true;
+  }
+
+  /** A text, binary or continuation frame that passed `#refuse`; `wire` is its length on the wire. */
+  #onDataFrame(opcode: number, fin: boolean, payload: Buffer, wire: number): void {
+    if (opcode !== 0x0) {
+      if (fin) {
+        this.#deliver(payload, opcode === 0x2);
+        return;
+      }
+      this.#fragBinary = opcode === 0x2;
     }
-  };
+    this.#fragFrames++;
+    this.#fragWire += wire;
+    const need = this.#fragLen + payload.length;
+    if (payload.length > 0) {
+      let f = this.#frag;
+      if (f === null || need > f.length) {
+        // Grows to at most maxPayload: the wire budget in #refuse bounds the payload.
+        const bigger = Buffer.allocUnsafeSlow(
+          Math.max(need, Math.min(f === null ? 1024 : 2 * f.length, this.#maxPayload)),
+        );
+        if (f !== null) f.copy(bigger, 0, 0, this.#fragLen);
+        this.#frag = f = bigger;
+      }
+      f.set(payload, this.#fragLen);
+    }
+    this.#fragLen = need;
+    if (!fin) return;
+    const whole = this.#frag === null ? Buffer.alloc(0) : this.#frag.subarray(0, need);
+    const binary = this.#fragBinary;
+    this.#frag = null;
+    this.#fragLen = 0;
+    this.#fragFrames = 0;
+    this.#fragWire = 0;
+    this.#deliver(whole, binary);
+  }
+
+  /**
+   * The peer closes: we answer with its code, or 1000 when it gave none; a malformed close frame
+   * (a 1-byte body, a code no endpoint may send, a reason that is not UTF-8) gets 1002 or 1007.
+   * Then the TCP close.
+   */
+  #onCloseFrame(p: Buffer): void {
+    let code = p.length >= 2 ? p.readUInt16BE(0) : 1000;
+    let reason = '';
+    if (p.length === 1 || !isValidCloseCode(code)) {
+      code = 1002;
+      reason = 'invalid close frame';
+    } else if (p.length > 2 && !isUtf8(p.subarray(2))) {
+      code = 1007;
+      reason = 'close reason is not valid UTF-8';
+    }
+    this.readyState = RawWebSocket.CLOSING;
+    this.#sendClose(code, reason);
+    this.#end();
+  }
 
   #deliver(data: Buffer, binary: boolean): void {
+    this.#partialSince = 0;
     if (!binary && !isUtf8(data)) {
       this.#fail(1007, 'text frame is not valid UTF-8');
       return;
@@ -350,11 +505,21 @@ export class RawWebSocket {
   }
 
   #tooBig(): void {
-    this.#pending = null;
-    this.#fragments = null;
+    this.#dropInput();
     if (this.onTooBig !== null) this.onTooBig();
     else this.#fail(1009, 'message too big');
   }
+}
+
+/**
+ * The codes a close frame may carry (RFC 6455 §7.4, and 1012-1014 from the IANA registry): 1004,
+ * 1005, 1006 and 1015 are reserved and never sent, below 1000 and 1016-2999 are unassigned.
+ */
+function isValidCloseCode(code: number): boolean {
+  return (
+    (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+    (code >= 3000 && code <= 4999)
+  );
 }
 
 /**
@@ -384,6 +549,22 @@ function unmask(p: Buffer, m0: number, m1: number, m2: number, m3: number): void
 
 /** A socket whose unsent output exceeds this is a reader too slow to keep: it is dropped. */
 const MAX_BUFFERED = 4 * 1024 * 1024;
+
+/**
+ * While more than this is waiting to be sent to a client, its socket is not read: what it sends
+ * can only add output (pongs to its pings, answers to its requests), so a client that writes
+ * and never reads is held up by TCP flow control instead of growing Herald's buffers. Above the
+ * stream's high-water mark (64 KiB), so 'drain' always follows.
+ */
+export const READ_PAUSE_BYTES = 256 * 1024;
+
+/**
+ * Most frames in one fragmented message. Browsers send a message in one frame (Chromium may
+ * split a long one where its send pipe splits it: a few pieces of KiBs each), and messages here
+ * are at most 64 KiB: a client that needs more frames than this is not a browser. Without a cap,
+ * empty continuation frames cost nothing against the size limit and could go on for ever.
+ */
+export const MAX_FRAGMENTS = 128;
 
 function headerLength(len: number): number {
   return len < 126 ? 2 : len < 65536 ? 4 : 10;

@@ -35,10 +35,25 @@ export interface WsFrontendOptions {
   /** Largest message in bytes (default 64 KiB): a longer one gets a failure and close 1009. */
   maxPayload?: number;
   /**
-   * A socket that sends nothing for this long is closed (default 120 000). Keep it above
-   * `interval`: a WebTorrent client is silent between announces.
+   * A socket that has not announced for this long is closed (default: `peerTimeout`, when its
+   * peers expire). Keep it above `interval`: a WebTorrent client is silent between announces.
+   * Only an announce that was answered counts: scrapes, answers, pongs and refused announces
+   * keep no socket open.
    */
   idleTimeoutMs?: number;
+  /**
+   * A socket that has not announced this long after it opened is closed (default 30 000); the own
+   * listeners give an upgrade request as long to arrive, and a message begun must arrive whole
+   * as soon (1008 "message too slow": its bytes are held until then). WebTorrent announces as
+   * it connects.
+   */
+  firstAnnounceTimeoutMs?: number;
+  /**
+   * A socket that has sent nothing for this long is pinged, and dropped when it has sent nothing
+   * for twice as long: a client that vanished (no FIN) is found before its idle timeout, and its
+   * peers stop being offered (default 60 000; 0: no pings). Browsers answer pings by themselves.
+   */
+  pingIntervalMs?: number;
   /** Seconds between announces, sent to clients. */
   interval: number;
   /** Seconds a client must wait between announces, sent to clients. */
@@ -84,8 +99,12 @@ interface Client extends RtcConnection {
   /** The remote address as the socket reports it (parsed per announce: no bytes kept per socket). */
   remote: string;
   port: number;
-  /** Date.now() of the last message received. */
-  lastMessage: number;
+  /** Date.now() of the last announce answered, or of the opening until there is one. */
+  since: number;
+  announced: boolean;
+  /** Date.now() when the heartbeat last saw input from it (`ws.received`), and whether pinged since. */
+  heardAt: number;
+  pinged: boolean;
 }
 
 /**
@@ -126,6 +145,8 @@ export class WsFrontend {
   #limits: WsLimits;
   #maxPayload: number;
   #idleTimeoutMs: number;
+  #firstAnnounceTimeoutMs: number;
+  #pingIntervalMs: number;
   #idleTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #stopped = false;
@@ -133,7 +154,9 @@ export class WsFrontend {
   constructor(opts: WsFrontendOptions) {
     this.#o = opts;
     this.#maxPayload = opts.maxPayload ?? 64 * 1024;
-    this.#idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
+    this.#idleTimeoutMs = opts.idleTimeoutMs ?? (opts.peerTimeout ?? 2 * opts.interval) * 1000;
+    this.#firstAnnounceTimeoutMs = opts.firstAnnounceTimeoutMs ?? 30_000;
+    this.#pingIntervalMs = opts.pingIntervalMs ?? 60_000;
     this.#limits = {
       maxBytes: this.#maxPayload,
       maxOffers: opts.maxOffers ?? WS_LIMITS.maxOffers,
@@ -167,11 +190,18 @@ export class WsFrontend {
         res.writeHead(426, { upgrade: 'websocket', connection: 'close', 'content-type': 'text/plain' });
         res.end('WebTorrent tracker: connect with a WebSocket\n');
       };
+      // An upgrade request gets as long as a socket has to announce; node:http answers one that
+      // is late with 408 and one with a head over its 16 KiB with 431 (no 'clientError' here).
+      const first = this.#firstAnnounceTimeoutMs;
+      const timeouts = {
+        headersTimeout: first,
+        requestTimeout: Math.max(first, 300_000),
+        connectionsCheckingInterval: Math.min(Math.max(Math.floor(first / 4), 20), 30_000),
+      };
       const s = this.#o.tls
-        ? createHttpsServer({ cert: this.#o.tls.cert, key: this.#o.tls.key }, onRequest)
-        : createHttpServer(onRequest);
+        ? createHttpsServer({ cert: this.#o.tls.cert, key: this.#o.tls.key, ...timeouts }, onRequest)
+        : createHttpServer(timeouts, onRequest);
       s.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
-      s.on('clientError', (_err, socket) => socket.destroy());
       s.on('tlsClientError', () => {});
       this.#servers.push(s);
       // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
@@ -263,7 +293,12 @@ export class WsFrontend {
 
   #startTimers(): void {
     if (this.#idleTimer === null) {
-      const every = Math.min(Math.max(Math.floor(this.#idleTimeoutMs / 4), 20), 15_000);
+      const shortest = Math.min(
+        this.#idleTimeoutMs,
+        this.#firstAnnounceTimeoutMs,
+        this.#pingIntervalMs > 0 ? this.#pingIntervalMs : Number.POSITIVE_INFINITY,
+      );
+      const every = Math.min(Math.max(Math.floor(shortest / 4), 20), 15_000);
       this.#idleTimer = setInterval(() => this.#closeIdle(), every);
       this.#idleTimer.unref();
     }
@@ -279,10 +314,41 @@ export class WsFrontend {
     }
   }
 
+  /**
+   * Every few seconds, each socket: one that has not announced in time is closed (1001, "idle
+   * timeout", or "no announce" when it never did), and one whose message is late to arrive whole
+   * (1008, "message too slow"); with pings on, one that has sent nothing for a ping interval is
+   * pinged, and one silent for two is dropped (it cannot take a close frame). A socket costs
+   * nothing per chunk for this: `ws.received` is a flag the sweep clears.
+   */
   #closeIdle(): void {
-    const before = Date.now() - this.#idleTimeoutMs;
-    for (const c of this.#clients)
-      if (c.lastMessage < before && c.ws.readyState === c.ws.OPEN) c.ws.close(GOING_AWAY, 'idle timeout');
+    const now = Date.now();
+    const first = now - this.#firstAnnounceTimeoutMs;
+    const idle = now - this.#idleTimeoutMs;
+    const ping = this.#pingIntervalMs;
+    for (const c of this.#clients) {
+      const ws = c.ws;
+      if (ws.readyState !== ws.OPEN) continue;
+      if (c.since < (c.announced ? idle : first)) {
+        ws.close(GOING_AWAY, c.announced ? 'idle timeout' : 'no announce');
+        continue;
+      }
+      const partial = ws.partialSince;
+      if (partial !== 0 && partial < first) {
+        ws.close(POLICY, 'message too slow');
+        continue;
+      }
+      if (ping === 0) continue;
+      if (ws.received) {
+        ws.received = false;
+        c.heardAt = now;
+        c.pinged = false;
+      } else if (now - c.heardAt >= 2 * ping) ws.terminate();
+      else if (now - c.heardAt >= ping && !c.pinged) {
+        c.pinged = true;
+        ws.ping();
+      }
+    }
   }
 
   #onConnection(
@@ -297,6 +363,7 @@ export class WsFrontend {
     }
     // Upgrades handed over before start(): the timers still run.
     if (!this.#stopped) this.#startTimers();
+    const now = Date.now();
     const c: Client = {
       ws,
       joined: [],
@@ -304,7 +371,10 @@ export class WsFrontend {
       family: addr.family,
       remote: socket.remoteAddress ?? '',
       port: socket.remotePort ?? 0,
-      lastMessage: Date.now(),
+      since: now,
+      announced: false,
+      heardAt: now,
+      pinged: false,
     };
     this.#clients.add(c);
     ws.onMessage = (data, isBinary) => this.#onMessage(c, data, isBinary);
@@ -326,7 +396,6 @@ export class WsFrontend {
 
   #onMessage(c: Client, data: Buffer, isBinary: boolean): void {
     if (c.ws.readyState !== c.ws.OPEN) return; // already closing: what follows is ignored
-    c.lastMessage = Date.now();
     if (isBinary) {
       this.#reject(c, WsReasons.notText, POLICY);
       return;
@@ -405,6 +474,8 @@ export class WsFrontend {
         return;
       }
       counters.announces.ws++;
+      c.since = Date.now();
+      c.announced = true;
       if (this.#o.logRequests)
         this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
       c.ws.send(
