@@ -10,6 +10,9 @@ import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/poli
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
 
+/** How long a flush waits for another connection's lock before it leaves the work to the next. */
+const FLUSH_BUSY_TIMEOUT_MS = 250;
+
 /** A graceful stop tries this many times to write what is pending, waiting 0.2 s, 0.4 s... between. */
 const STOP_ATTEMPTS = 5;
 const STOP_RETRY_MS = 200;
@@ -422,7 +425,13 @@ export class Accountant {
     this.#memberTorrents = new Map();
     this.#flags = [];
     try {
-      await this.#write(members, memberTorrents, flags);
+      // A lock held elsewhere (the CLI, a backup) is waited for briefly, then the next flush tries
+      // again with everything kept: the tracker never queues behind it for seconds.
+      const reg = this.#reg;
+      if (reg === null) throw new Error('accountant: no database connected');
+      await reg.db.withBusyTimeout(FLUSH_BUSY_TIMEOUT_MS, () =>
+        this.#write(reg, members, memberTorrents, flags),
+      );
       this.counts.flushes++;
     } catch (err) {
       this.counts.flushErrors++;
@@ -432,12 +441,11 @@ export class Accountant {
   }
 
   async #write(
+    reg: Registry,
     members: Map<number, MemberPending>,
     memberTorrents: Map<string, MemberTorrentPending>,
     flags: Flag[],
   ): Promise<void> {
-    const reg = this.#reg;
-    if (reg === null) throw new Error('accountant: no database connected');
     const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
       for (const [id, m] of members) {
         await trx

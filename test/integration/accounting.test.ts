@@ -14,6 +14,7 @@ import { Registry } from '../../src/db/registry.ts';
 import { createTracker } from '../../src/index.ts';
 import { type AnnounceFields, announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { type Engine, engines } from '../helpers/db.ts';
+import { lockSqlite } from '../helpers/sqlite-lock.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const GB = 1_000_000_000;
@@ -54,6 +55,29 @@ async function privateTracker(url: string, dataDir: string, extra: Record<string
     return d;
   };
   return { tracker, clock, ok, reg: tracker.registry() };
+}
+
+type Scratch = Awaited<ReturnType<typeof privateTracker>> & { dir: string };
+
+/** Runs `fn` on a private tracker over a scratch data directory (its SQLite file there), removed after. */
+async function onScratchTracker(extra: Record<string, unknown>, fn: (t: Scratch) => Promise<void>) {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
+  const t = await privateTracker(`sqlite:${join(dir, 'herald.db')}`, dir, extra);
+  try {
+    await fn({ ...t, dir });
+  } finally {
+    await t.tracker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A new member and a new registered torrent, the policy reloaded. */
+async function memberOnTorrent(t: Scratch, username: string, salt: number) {
+  const m = await t.reg.addMember({ username });
+  const h = hashOf(1, salt);
+  await t.reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: username, size: 1000, fileCount: 1 });
+  await t.tracker.policy.refresh();
+  return { m, h };
 }
 
 for (const engine of engines) {
@@ -219,15 +243,10 @@ describe('accounting: one member, many peer ids', () => {
 });
 
 describe('accounting: the per-peer baselines are bounded', () => {
-  test('past accounting_max_peers the least recently seen is forgotten: its next announce credits nothing', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
-    const t = await privateTracker('sqlite::memory:', dir, { accountingMaxPeers: 2 });
-    try {
+  test('past accounting_max_peers the least recently seen is forgotten: its next announce credits nothing', () =>
+    onScratchTracker({ accountingMaxPeers: 2 }, async (t) => {
       const { reg, clock, ok, tracker } = t;
-      const m = await reg.addMember({ username: 'many' });
-      const h = hashOf(1, 17);
-      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: 'b', size: 1000, fileCount: 1 });
-      await tracker.policy.refresh();
+      const { m, h } = await memberOnTorrent(t, 'many', 17);
       const p = (i: number) => ({
         passkey: m.passkey,
         infoHash: h,
@@ -248,9 +267,56 @@ describe('accounting: the per-peer baselines are bounded', () => {
       assert.equal(tracker.accountant!.peers, 2);
       await tracker.accountant!.flush();
       assert.equal((await reg.member(m.id)).uploaded, 500 + 70);
-    } finally {
-      await t.tracker.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
+});
+
+describe('accounting on sqlite: the database locked by another process', () => {
+  test('announces are answered while writes wait for the lock; the flush keeps its deltas and writes them once', () =>
+    onScratchTracker({}, async (t) => {
+      const { reg, clock, ok, tracker } = t;
+      const { m, h } = await memberOnTorrent(t, 'locked', 18);
+      const p = { passkey: m.passkey, infoHash: h, port: 6950, peerId: Buffer.from('-qB4500-locked000001') };
+      await ok({ ...p, event: 'started', left: 0 });
+      clock.advance(10);
+      await ok({ ...p, uploaded: 1000, left: 0 });
+      await reg.addClientPrefix('-qB'); // a change for the policy to pick up under the lock
+
+      const lock = await lockSqlite(join(t.dir, 'herald.db'));
+      let released = false;
+      try {
+        // A staff write (CLI, API and portal all go through Registry) waits for the lock...
+        let settled = false;
+        const write = reg
+          .addMember({ username: 'patient' })
+          .catch((e: Error) => e)
+          .finally(() => {
+            settled = true;
+          });
+        // ...and the tracker goes on answering meanwhile.
+        clock.advance(10);
+        await ok({ ...p, uploaded: 1500, left: 0 });
+        assert.equal(
+          settled,
+          false,
+          'the event loop waited for the lock: the announce was answered only after',
+        );
+        // Readers are not blocked by a writer (WAL): the policy reloads.
+        assert.equal(await tracker.policy.refresh(), true);
+        // The flush gives up soon, keeping its deltas for the next one.
+        const errors = tracker.accountant!.counts.flushErrors;
+        await tracker.accountant!.flush();
+        assert.equal(tracker.accountant!.counts.flushErrors, errors + 1);
+        assert.equal(tracker.accountant!.pending, 1);
+        await lock.release();
+        released = true;
+        const written = await write;
+        if (written instanceof Error) assert.fail(`the write failed: ${written.message}`);
+        assert.equal(written.username, 'patient');
+      } finally {
+        if (!released) await lock.release();
+      }
+      await tracker.accountant!.flush();
+      assert.equal(tracker.accountant!.pending, 0);
+      assert.equal((await reg.member(m.id)).uploaded, 1500, 'every delta written exactly once');
+    }));
 });
