@@ -387,18 +387,11 @@ export class Accountant {
       if (attempt === STOP_ATTEMPTS) break;
       await new Promise((resolve) => setTimeout(resolve, STOP_RETRY_MS * attempt));
     }
-    let uploaded = 0;
-    let downloaded = 0;
-    for (const m of this.#members.values()) {
-      uploaded += m.uploaded;
-      downloaded += m.downloaded;
-    }
     this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
       members: this.#members.size,
       rows: this.#memberTorrents.size,
       flags: this.#flags.length,
-      uploaded,
-      downloaded,
+      ...creditOf(this.#members),
     });
   }
 
@@ -433,6 +426,8 @@ export class Accountant {
         this.#write(reg, members, memberTorrents, flags),
       );
       this.counts.flushes++;
+      // What a crash can no longer lose (test/integration/private-crash.test.ts adds these up).
+      this.#o.logger.debug('accounting flushed', { members: members.size, ...creditOf(members) });
     } catch (err) {
       this.counts.flushErrors++;
       this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
@@ -600,6 +595,17 @@ export class Accountant {
       this.#forget(k, p);
     }
   }
+}
+
+/** Credited bytes in a batch, for logs. */
+function creditOf(members: Map<number, MemberPending>): { uploaded: number; downloaded: number } {
+  let uploaded = 0;
+  let downloaded = 0;
+  for (const m of members.values()) {
+    uploaded += m.uploaded;
+    downloaded += m.downloaded;
+  }
+  return { uploaded, downloaded };
 }
 
 /** Adds credited and raw traffic and seeding time to a pending member or member-torrent sum. */
