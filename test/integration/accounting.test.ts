@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { ManualClock } from '../../src/core/clock.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
@@ -81,7 +82,7 @@ async function memberOnTorrent(t: Scratch, username: string, salt: number) {
 }
 
 for (const engine of engines) {
-  describe(`accounting on ${engine.name}: a removed torrent`, () => {
+  describe(`accounting on ${engine.name}: rows the database cannot take`, () => {
     let dir: string;
     let db: { url: string; drop(): Promise<void> };
     let t: Awaited<ReturnType<typeof privateTracker>>;
@@ -96,6 +97,55 @@ for (const engine of engines) {
       rmSync(dir, { recursive: true, force: true });
     });
 
+    test('holds back only its own member: the others are credited, it is written once allowed', async () => {
+      const { reg, clock, ok, tracker } = t;
+      const good = await reg.addMember({ username: 'good' });
+      const bad = await reg.addMember({ username: 'bad' });
+      const h = hashOf(1, 20);
+      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: 'r', size: 1000, fileCount: 1 });
+      await tracker.policy.refresh();
+      // An operator's trigger (it could as well be a constraint, or a value out of range).
+      const k = reg.db.kysely;
+      if (engine.name === 'sqlite')
+        await sql`CREATE TRIGGER refuse_bad BEFORE UPDATE ON members WHEN NEW.id = ${sql.lit(bad.id)}
+          BEGIN SELECT RAISE(ABORT, 'refused'); END`.execute(k);
+      else {
+        await sql`CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.id = ${sql.lit(bad.id)} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`.execute(
+          k,
+        );
+        await sql`CREATE TRIGGER refuse_bad BEFORE UPDATE ON members FOR EACH ROW EXECUTE FUNCTION refuse_bad()`.execute(
+          k,
+        );
+      }
+      const peers = [good, bad].map((m, i) => ({
+        passkey: m.passkey,
+        infoHash: h,
+        port: 6960 + i,
+        peerId: Buffer.from(`-qB4500-refuse00000${i}`),
+      }));
+      for (const p of peers) await ok({ ...p, event: 'started', left: 0 });
+      clock.advance(10);
+      for (const p of peers) await ok({ ...p, uploaded: 400, left: 0 });
+      for (let i = 0; i < 4; i++) await tracker.accountant!.flush();
+      assert.equal((await reg.member(good.id)).uploaded, 400);
+      assert.equal((await reg.member(bad.id)).uploaded, 0);
+      assert.equal(tracker.accountant!.pending, 1, "the refused member's credit is kept");
+
+      clock.advance(10);
+      for (const p of peers) await ok({ ...p, uploaded: 500, left: 0 });
+      await sql`DROP TRIGGER refuse_bad${engine.name === 'postgres' ? sql` ON members` : sql``}`.execute(k);
+      await tracker.accountant!.flush();
+      assert.equal(tracker.accountant!.pending, 0);
+      assert.equal((await reg.member(good.id)).uploaded, 500);
+      assert.equal((await reg.member(bad.id)).uploaded, 500, 'written once, nothing lost');
+      assert.deepEqual(
+        (await reg.memberTorrents(bad.id)).map((r) => r.uploaded),
+        [500],
+      );
+    });
+
+    // Last: it stops the tracker.
     test('staff remove a torrent with unflushed deltas: every other credit is still written', async () => {
       const { reg, clock, ok, tracker } = t;
       const alice = await reg.addMember({ username: 'alice' });
