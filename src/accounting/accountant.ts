@@ -10,6 +10,12 @@ import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/poli
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
 
+/** How long a flush waits for another connection's lock before it leaves the work to the next. */
+const FLUSH_BUSY_TIMEOUT_MS = 250;
+
+/** After this many failed flushes in a row, flushes write member by member. */
+const ISOLATE_AFTER = 2;
+
 /** A graceful stop tries this many times to write what is pending, waiting 0.2 s, 0.4 s... between. */
 const STOP_ATTEMPTS = 5;
 const STOP_RETRY_MS = 200;
@@ -69,6 +75,13 @@ interface MemberTorrentPending extends MemberPending {
   announces: number;
   completedAt: number; // 0 = not completed in this batch
   firstAt: number;
+}
+
+/** What one flush writes in one transaction. */
+interface Batch {
+  members: Map<number, MemberPending>;
+  memberTorrents: Map<string, MemberTorrentPending>;
+  flags: Flag[];
 }
 
 interface Flag {
@@ -133,6 +146,8 @@ export class Accountant {
   #flags: Flag[] = [];
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
+  /** Failed flushes in a row (see `#flushOnce`). */
+  #failedFlushes = 0;
   /** Counters for /stats and tests. */
   readonly counts = {
     flushes: 0,
@@ -384,18 +399,11 @@ export class Accountant {
       if (attempt === STOP_ATTEMPTS) break;
       await new Promise((resolve) => setTimeout(resolve, STOP_RETRY_MS * attempt));
     }
-    let uploaded = 0;
-    let downloaded = 0;
-    for (const m of this.#members.values()) {
-      uploaded += m.uploaded;
-      downloaded += m.downloaded;
-    }
     this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
       members: this.#members.size,
       rows: this.#memberTorrents.size,
       flags: this.#flags.length,
-      uploaded,
-      downloaded,
+      ...creditOf(this.#members),
     });
   }
 
@@ -415,29 +423,66 @@ export class Accountant {
   async #flushOnce(): Promise<void> {
     this.#expireBaselines();
     if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
-    const members = this.#members;
-    const memberTorrents = this.#memberTorrents;
-    const flags = this.#flags;
+    const batch: Batch = { members: this.#members, memberTorrents: this.#memberTorrents, flags: this.#flags };
     this.#members = new Map();
     this.#memberTorrents = new Map();
     this.#flags = [];
+    if (this.#failedFlushes < ISOLATE_AFTER) {
+      const err = await this.#tryWrite(batch);
+      if (err === null) this.#failedFlushes = 0;
+      else {
+        this.#failedFlushes++;
+        this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
+        this.#mergeBack(batch);
+      }
+      return;
+    }
+    // The whole batch failed again and again: one member's row may be what the database refuses
+    // (a value out of range, a trigger or constraint an operator added). Member by member, one
+    // transaction each, that member alone waits; everyone else is credited.
+    const groups = byMember(batch);
+    const refused: number[] = [];
+    for (let i = 0; i < groups.length; i++) {
+      const err = await this.#tryWrite(groups[i]);
+      if (err === null) continue;
+      this.#mergeBack(groups[i]);
+      if (databaseWide(err)) {
+        // Locked or unreachable: the rest would fail the same way; all of it waits for the next flush.
+        for (const g of groups.slice(i + 1)) this.#mergeBack(g);
+        this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
+        return;
+      }
+      refused.push(groups[i].members.keys().next().value ?? 0);
+      if (refused.length === 1)
+        this.#o.logger.error("accounting: the database refuses a member's row", { err: String(err) });
+    }
+    if (refused.length === 0) this.#failedFlushes = 0;
+    else
+      this.#o.logger.error('accounting: credit kept pending for members whose rows are refused', {
+        members: refused.slice(0, 20),
+        count: refused.length,
+      });
+  }
+
+  /** One transaction; the error, or null when it committed. */
+  async #tryWrite(batch: Batch): Promise<unknown> {
+    const reg = this.#reg;
     try {
-      await this.#write(members, memberTorrents, flags);
+      if (reg === null) throw new Error('accountant: no database connected');
+      // A lock held elsewhere (the CLI, a backup) is waited for briefly, then the next flush tries
+      // again with everything kept: the tracker never queues behind it for seconds.
+      await reg.db.withBusyTimeout(FLUSH_BUSY_TIMEOUT_MS, () => this.#write(reg, batch));
       this.counts.flushes++;
+      // What a crash can no longer lose (test/integration/private-crash.test.ts adds these up).
+      this.#o.logger.debug('accounting flushed', { members: batch.members.size, ...creditOf(batch.members) });
+      return null;
     } catch (err) {
       this.counts.flushErrors++;
-      this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
-      this.#mergeBack(members, memberTorrents, flags);
+      return err ?? new Error('accounting flush failed');
     }
   }
 
-  async #write(
-    members: Map<number, MemberPending>,
-    memberTorrents: Map<string, MemberTorrentPending>,
-    flags: Flag[],
-  ): Promise<void> {
-    const reg = this.#reg;
-    if (reg === null) throw new Error('accountant: no database connected');
+  async #write(reg: Registry, { members, memberTorrents, flags }: Batch): Promise<void> {
     const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
       for (const [id, m] of members) {
         await trx
@@ -542,11 +587,7 @@ export class Accountant {
     }
   }
 
-  #mergeBack(
-    members: Map<number, MemberPending>,
-    memberTorrents: Map<string, MemberTorrentPending>,
-    flags: Flag[],
-  ): void {
+  #mergeBack({ members, memberTorrents, flags }: Batch): void {
     for (const [id, m] of members) {
       const cur = this.#members.get(id);
       if (cur === undefined) this.#members.set(id, m);
@@ -564,7 +605,9 @@ export class Accountant {
         if (cur.completedAt === 0) cur.completedAt = mt.completedAt;
       }
     }
-    this.#flags = flags.concat(this.#flags);
+    const all = flags.concat(this.#flags);
+    this.counts.flagsDropped += Math.max(0, all.length - MAX_PENDING_FLAGS);
+    this.#flags = all.length > MAX_PENDING_FLAGS ? all.slice(0, MAX_PENDING_FLAGS) : all;
   }
 
   /**
@@ -592,6 +635,17 @@ export class Accountant {
       this.#forget(k, p);
     }
   }
+}
+
+/** Credited bytes in a batch, for logs. */
+function creditOf(members: Map<number, MemberPending>): { uploaded: number; downloaded: number } {
+  let uploaded = 0;
+  let downloaded = 0;
+  for (const m of members.values()) {
+    uploaded += m.uploaded;
+    downloaded += m.downloaded;
+  }
+  return { uploaded, downloaded };
 }
 
 /** Adds credited and raw traffic and seeding time to a pending member or member-torrent sum. */
@@ -647,4 +701,33 @@ function refill(a: Allowance, now: number, rate: number, cap: number): void {
   a.up = Math.min(cap, a.up + more);
   a.down = Math.min(cap, a.down + more);
   a.at = now;
+}
+
+/** A batch split by member: each member's totals, per-torrent rows and flags together. */
+function byMember(batch: Batch): Batch[] {
+  const groups = new Map<number, Batch>();
+  const group = (id: number): Batch => {
+    let g = groups.get(id);
+    if (g === undefined) {
+      g = { members: new Map(), memberTorrents: new Map(), flags: [] };
+      groups.set(id, g);
+    }
+    return g;
+  };
+  for (const [id, m] of batch.members) group(id).members.set(id, m);
+  for (const [k, mt] of batch.memberTorrents) group(mt.memberId).memberTorrents.set(k, mt);
+  for (const f of batch.flags) group(f.memberId).flags.push(f);
+  return [...groups.values()];
+}
+
+/**
+ * Whether an error says the database as a whole cannot take writes now (locked, unreachable,
+ * full, read-only), rather than that one row is refused (SQLite: constraint, mismatch, range or a
+ * trigger's RAISE; PostgreSQL: data exception, integrity constraint, an operator's RAISE).
+ */
+function databaseWide(err: unknown): boolean {
+  const e = err as { errcode?: unknown; code?: unknown };
+  if (typeof e.errcode === 'number') return ![1, 18, 19, 20, 25].includes(e.errcode & 0xff);
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return !/^(22|23|P0)/.test(e.code);
+  return true;
 }

@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { migrate } from './migrations.ts';
-import { nodeSqlite } from './node-sqlite.ts';
+import { nodeSqliteDialect, withBusyTimeout } from './node-sqlite.ts';
 import type { Database, Dialect } from './schema.ts';
 
 export type { Dialect };
@@ -13,8 +13,20 @@ export interface Db {
   dialect: Dialect;
   /** Where it is, for logs (no password). */
   describe: string;
+  /**
+   * Runs `fn` waiting at most `ms` for another connection's lock (SQLite: see `nodeSqliteDialect`;
+   * the default wait is `SQLITE_BUSY_TIMEOUT_MS`). PostgreSQL's driver never blocks the event
+   * loop, and `fn` just runs.
+   */
+  withBusyTimeout<T>(ms: number, fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/**
+ * How long a SQLite statement or transaction waits for another connection's lock, without
+ * blocking the event loop, before it fails with SQLITE_BUSY.
+ */
+export const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Opens the database named by `database_url` (DESIGN.md "Real components"): empty or `sqlite:`
@@ -44,8 +56,9 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
   } else {
     const path = sqlitePath(url, dataDir);
     if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
-    const { database } = nodeSqlite(path);
-    kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    kysely = new Kysely<Database>({
+      dialect: nodeSqliteDialect(path, { busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS }),
+    });
     describe = `sqlite:${path}`;
   }
   try {
@@ -54,7 +67,13 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
     await kysely.destroy();
     throw err;
   }
-  return { kysely, dialect, describe, close: () => kysely.destroy() };
+  return {
+    kysely,
+    dialect,
+    describe,
+    withBusyTimeout: dialect === 'sqlite' ? withBusyTimeout : (_ms, fn) => fn(),
+    close: () => kysely.destroy(),
+  };
 }
 
 /** `""` → <dataDir>/herald.db; `sqlite:PATH` or a plain path → that file; `sqlite::memory:`. */

@@ -45,6 +45,9 @@ export class PolicySnapshot {
   revision = -1;
 }
 
+/** How long a reload waits for a lock on the database before it leaves the work to the next poll. */
+const RELOAD_BUSY_TIMEOUT_MS = 250;
+
 const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('latin1');
 
 export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
@@ -147,10 +150,15 @@ export class Policy {
     if (this.#refreshing || reg === null) return false;
     this.#refreshing = true;
     try {
-      const rev = await reg.revision();
-      if (rev === this.#snap.revision) return false;
+      // Reads wait for no writer (WAL); should the database be locked whole (a restore), the
+      // next poll tries again rather than this one waiting for seconds.
       const t0 = performance.now();
-      this.#snap = await loadSnapshot(reg);
+      const snap = await reg.db.withBusyTimeout(RELOAD_BUSY_TIMEOUT_MS, async () => {
+        const rev = await reg.revision();
+        return rev === this.#snap.revision ? null : loadSnapshot(reg);
+      });
+      if (snap === null) return false;
+      this.#snap = snap;
       this.#logger.info('policy reloaded', {
         revision: this.#snap.revision,
         members: this.#snap.members.size,

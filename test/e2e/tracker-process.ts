@@ -26,6 +26,20 @@ export interface RunningTracker {
   stop(): Promise<void>;
 }
 
+/** `herald serve` arguments for a private tracker on an ephemeral HTTP port that flushes and polls every second. */
+export const PRIVATE_SERVE = [
+  '--mode',
+  'private',
+  '--http',
+  '127.0.0.1:0',
+  '--udp',
+  'off',
+  '--flush-interval',
+  '1',
+  '--policy-refresh',
+  '1',
+];
+
 export function runHerald(args: string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(NODE, [join(ROOT, 'bin/herald.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };

@@ -8,12 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { ManualClock } from '../../src/core/clock.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
 import { createTracker } from '../../src/index.ts';
 import { type AnnounceFields, announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { type Engine, engines } from '../helpers/db.ts';
+import { lockSqlite } from '../helpers/sqlite-lock.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const GB = 1_000_000_000;
@@ -56,8 +58,31 @@ async function privateTracker(url: string, dataDir: string, extra: Record<string
   return { tracker, clock, ok, reg: tracker.registry() };
 }
 
+type Scratch = Awaited<ReturnType<typeof privateTracker>> & { dir: string };
+
+/** Runs `fn` on a private tracker over a scratch data directory (its SQLite file there), removed after. */
+async function onScratchTracker(extra: Record<string, unknown>, fn: (t: Scratch) => Promise<void>) {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
+  const t = await privateTracker(`sqlite:${join(dir, 'herald.db')}`, dir, extra);
+  try {
+    await fn({ ...t, dir });
+  } finally {
+    await t.tracker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A new member and a new registered torrent, the policy reloaded. */
+async function memberOnTorrent(t: Scratch, username: string, salt: number) {
+  const m = await t.reg.addMember({ username });
+  const h = hashOf(1, salt);
+  await t.reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: username, size: 1000, fileCount: 1 });
+  await t.tracker.policy.refresh();
+  return { m, h };
+}
+
 for (const engine of engines) {
-  describe(`accounting on ${engine.name}: a removed torrent`, () => {
+  describe(`accounting on ${engine.name}: rows the database cannot take`, () => {
     let dir: string;
     let db: { url: string; drop(): Promise<void> };
     let t: Awaited<ReturnType<typeof privateTracker>>;
@@ -72,6 +97,55 @@ for (const engine of engines) {
       rmSync(dir, { recursive: true, force: true });
     });
 
+    test('holds back only its own member: the others are credited, it is written once allowed', async () => {
+      const { reg, clock, ok, tracker } = t;
+      const good = await reg.addMember({ username: 'good' });
+      const bad = await reg.addMember({ username: 'bad' });
+      const h = hashOf(1, 20);
+      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: 'r', size: 1000, fileCount: 1 });
+      await tracker.policy.refresh();
+      // An operator's trigger (it could as well be a constraint, or a value out of range).
+      const k = reg.db.kysely;
+      if (engine.name === 'sqlite')
+        await sql`CREATE TRIGGER refuse_bad BEFORE UPDATE ON members WHEN NEW.id = ${sql.lit(bad.id)}
+          BEGIN SELECT RAISE(ABORT, 'refused'); END`.execute(k);
+      else {
+        await sql`CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.id = ${sql.lit(bad.id)} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`.execute(
+          k,
+        );
+        await sql`CREATE TRIGGER refuse_bad BEFORE UPDATE ON members FOR EACH ROW EXECUTE FUNCTION refuse_bad()`.execute(
+          k,
+        );
+      }
+      const peers = [good, bad].map((m, i) => ({
+        passkey: m.passkey,
+        infoHash: h,
+        port: 6960 + i,
+        peerId: Buffer.from(`-qB4500-refuse00000${i}`),
+      }));
+      for (const p of peers) await ok({ ...p, event: 'started', left: 0 });
+      clock.advance(10);
+      for (const p of peers) await ok({ ...p, uploaded: 400, left: 0 });
+      for (let i = 0; i < 4; i++) await tracker.accountant!.flush();
+      assert.equal((await reg.member(good.id)).uploaded, 400);
+      assert.equal((await reg.member(bad.id)).uploaded, 0);
+      assert.equal(tracker.accountant!.pending, 1, "the refused member's credit is kept");
+
+      clock.advance(10);
+      for (const p of peers) await ok({ ...p, uploaded: 500, left: 0 });
+      await sql`DROP TRIGGER refuse_bad${engine.name === 'postgres' ? sql` ON members` : sql``}`.execute(k);
+      await tracker.accountant!.flush();
+      assert.equal(tracker.accountant!.pending, 0);
+      assert.equal((await reg.member(good.id)).uploaded, 500);
+      assert.equal((await reg.member(bad.id)).uploaded, 500, 'written once, nothing lost');
+      assert.deepEqual(
+        (await reg.memberTorrents(bad.id)).map((r) => r.uploaded),
+        [500],
+      );
+    });
+
+    // Last: it stops the tracker.
     test('staff remove a torrent with unflushed deltas: every other credit is still written', async () => {
       const { reg, clock, ok, tracker } = t;
       const alice = await reg.addMember({ username: 'alice' });
@@ -219,15 +293,10 @@ describe('accounting: one member, many peer ids', () => {
 });
 
 describe('accounting: the per-peer baselines are bounded', () => {
-  test('past accounting_max_peers the least recently seen is forgotten: its next announce credits nothing', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'herald-acct-'));
-    const t = await privateTracker('sqlite::memory:', dir, { accountingMaxPeers: 2 });
-    try {
+  test('past accounting_max_peers the least recently seen is forgotten: its next announce credits nothing', () =>
+    onScratchTracker({ accountingMaxPeers: 2 }, async (t) => {
       const { reg, clock, ok, tracker } = t;
-      const m = await reg.addMember({ username: 'many' });
-      const h = hashOf(1, 17);
-      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: 'b', size: 1000, fileCount: 1 });
-      await tracker.policy.refresh();
+      const { m, h } = await memberOnTorrent(t, 'many', 17);
       const p = (i: number) => ({
         passkey: m.passkey,
         infoHash: h,
@@ -248,9 +317,56 @@ describe('accounting: the per-peer baselines are bounded', () => {
       assert.equal(tracker.accountant!.peers, 2);
       await tracker.accountant!.flush();
       assert.equal((await reg.member(m.id)).uploaded, 500 + 70);
-    } finally {
-      await t.tracker.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    }));
+});
+
+describe('accounting on sqlite: the database locked by another process', () => {
+  test('announces are answered while writes wait for the lock; the flush keeps its deltas and writes them once', () =>
+    onScratchTracker({}, async (t) => {
+      const { reg, clock, ok, tracker } = t;
+      const { m, h } = await memberOnTorrent(t, 'locked', 18);
+      const p = { passkey: m.passkey, infoHash: h, port: 6950, peerId: Buffer.from('-qB4500-locked000001') };
+      await ok({ ...p, event: 'started', left: 0 });
+      clock.advance(10);
+      await ok({ ...p, uploaded: 1000, left: 0 });
+      await reg.addClientPrefix('-qB'); // a change for the policy to pick up under the lock
+
+      const lock = await lockSqlite(join(t.dir, 'herald.db'));
+      let released = false;
+      try {
+        // A staff write (CLI, API and portal all go through Registry) waits for the lock...
+        let settled = false;
+        const write = reg
+          .addMember({ username: 'patient' })
+          .catch((e: Error) => e)
+          .finally(() => {
+            settled = true;
+          });
+        // ...and the tracker goes on answering meanwhile.
+        clock.advance(10);
+        await ok({ ...p, uploaded: 1500, left: 0 });
+        assert.equal(
+          settled,
+          false,
+          'the event loop waited for the lock: the announce was answered only after',
+        );
+        // Readers are not blocked by a writer (WAL): the policy reloads.
+        assert.equal(await tracker.policy.refresh(), true);
+        // The flush gives up soon, keeping its deltas for the next one.
+        const errors = tracker.accountant!.counts.flushErrors;
+        await tracker.accountant!.flush();
+        assert.equal(tracker.accountant!.counts.flushErrors, errors + 1);
+        assert.equal(tracker.accountant!.pending, 1);
+        await lock.release();
+        released = true;
+        const written = await write;
+        if (written instanceof Error) assert.fail(`the write failed: ${written.message}`);
+        assert.equal(written.username, 'patient');
+      } finally {
+        if (!released) await lock.release();
+      }
+      await tracker.accountant!.flush();
+      assert.equal(tracker.accountant!.pending, 0);
+      assert.equal((await reg.member(m.id)).uploaded, 1500, 'every delta written exactly once');
+    }));
 });

@@ -9,21 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encode } from '../../src/protocol/bencode/index.ts';
-import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
 
-const SERVE = [
-  '--mode',
-  'private',
-  '--http',
-  '127.0.0.1:0',
-  '--udp',
-  'off',
-  '--flush-interval',
-  '1',
-  '--policy-refresh',
-  '1',
-];
+const SERVE = PRIVATE_SERVE;
 
 function makeTorrent(dir: string): string {
   const info = new Map<string, unknown>([

@@ -33,7 +33,10 @@ export interface PortalDeps {
   stats: () => Promise<StatsSnapshot>;
   /** Announce base URLs of this tracker (http, https, udp). */
   urls: () => string[];
-  /** Peers a member runs now, from the accounting baselines (private mode). */
+  /**
+   * Torrents a member seeds and leeches now, each counted once however many peer ids it uses,
+   * from the accounting baselines (private mode).
+   */
   activity?: (memberId: number) => { seeding: number; leeching: number };
   onError: (err: unknown) => void;
 }

@@ -103,7 +103,7 @@ export function memberRoutes(): Route[] {
 <p class="muted">Joined ${date(m.created_at)}${inviter ? html` · invited by <a href="/member/${inviter.id}">${inviter.username}</a>` : ''}</p>
 <div class="grid">
 ${stat('Uploaded', bytes(m.uploaded))}${stat('Downloaded', bytes(m.downloaded))}${stat('Ratio', ratio(m.uploaded, m.downloaded))}
-${stat('Seeding now', act.seeding)}${stat('Leeching now', act.leeching)}${stat('Snatches', snatches)}
+${stat('Torrents seeding now', act.seeding)}${stat('Torrents leeching now', act.leeching)}${stat('Snatches', snatches)}
 ${stat('Seeding time', duration(m.seed_time))}${stat('Invites left', m.invites)}${stat('Invites sent', sent.length)}
 </div>
 <section class="card mt" aria-labelledby="traffic"><h2 id="traffic">Traffic over time</h2>
