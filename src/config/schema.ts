@@ -40,6 +40,8 @@ export interface HeraldConfig {
   registration: 'invite' | 'open' | 'closed';
   applications: boolean;
   categories: string[];
+  maxTorrentBytes: number;
+  maxTorrentFiles: number;
   inviteExpiryDays: number;
   inviteMinRatioPercent: number;
   inviteMinAgeDays: number;
@@ -354,6 +356,24 @@ export const SCHEMA: readonly KeyDef[] = [
     default: ['Movies', 'TV', 'Music', 'Books', 'Software', 'Games', 'Other'],
     arg: 'NAME',
     doc: 'Portal: torrent categories offered on upload and browse (repeatable)',
+  },
+  {
+    key: 'maxTorrentBytes',
+    kind: 'int',
+    min: 1024,
+    max: 100 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
+    arg: 'BYTES',
+    doc: 'Largest .torrent file accepted for upload (portal, API, CLI), in bytes (default 4 MiB)',
+  },
+  {
+    key: 'maxTorrentFiles',
+    kind: 'int',
+    min: 1,
+    max: 10_000_000,
+    default: 50_000,
+    arg: 'N',
+    doc: 'Most files a .torrent may list to be accepted for upload (portal, API, CLI)',
   },
   {
     key: 'inviteExpiryDays',
