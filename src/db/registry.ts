@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { formatBytes } from '../core/text.ts';
+import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import {
   type AnnounceSlots,
   announceSlots,
@@ -75,6 +75,17 @@ export function infoHashHex(s: string): string {
 }
 
 export type PublicMember = Omit<Member, 'password_hash' | 'invites_earned_at' | 'last_login_at'>;
+
+/** Torrent text a person typed: refused when it holds control characters (core/text.ts). */
+function checkText(field: string, value: string, multiline = false): string {
+  if (controlCharacters(value, multiline))
+    throw new RegistryError(
+      `${field}: control characters are not allowed${multiline ? ' (line breaks and tabs are)' : ''}`,
+    );
+  return value;
+}
+const checkOptionalText = (field: string, value: string | null | undefined, multiline = false) =>
+  value == null ? value : checkText(field, value, multiline);
 
 /** Caps on an uploaded .torrent (config `max_torrent_bytes`, `max_torrent_files`). */
 export interface TorrentLimits {
@@ -311,6 +322,9 @@ export class Registry {
   // ---- torrents ----
 
   async addTorrent(t: NewTorrent): Promise<TorrentSummary> {
+    checkText('name', t.name);
+    checkOptionalText('category', t.category);
+    checkOptionalText('description', t.description, true);
     const v1 = t.infoHash === null ? null : infoHashHex(t.infoHash);
     const v2 = t.infoHashV2 === null ? null : t.infoHashV2.toLowerCase();
     if (v1 === null && v2 === null) throw new RegistryError('a torrent needs a v1 or a v2 info hash');
@@ -389,11 +403,15 @@ export class Registry {
   async addMetainfo(m: Metainfo, extra: FileExtra = {}): Promise<TorrentSummary & { private: boolean }> {
     const infoHash = m.infoHashV1 ? m.infoHashV1.toString('hex') : null;
     const infoHashV2 = m.infoHashV2 ? m.infoHashV2.toString('hex') : null;
+    // A name typed by a person is checked (refused with control characters); one read from the
+    // file is cleaned, since the uploader did not choose it.
+    const name =
+      extra.name ?? (stripControls(m.name) || `torrent ${(infoHash ?? infoHashV2 ?? '').slice(0, 8)}`);
     const t = await this.addTorrent({
       ...extra,
       infoHash,
       infoHashV2,
-      name: extra.name ?? m.name,
+      name,
       size: m.totalSize,
       fileCount: m.files.length,
       file: m,
@@ -539,9 +557,10 @@ export class Registry {
   ): Promise<TorrentSummary> {
     const t = await this.torrent(ref);
     const set: Record<string, unknown> = {};
-    if (patch.name !== undefined) set.name = patch.name;
-    if (patch.category !== undefined) set.category = patch.category;
-    if (patch.description !== undefined) set.description = patch.description;
+    if (patch.name !== undefined) set.name = checkText('name', patch.name);
+    if (patch.category !== undefined) set.category = checkOptionalText('category', patch.category);
+    if (patch.description !== undefined)
+      set.description = checkOptionalText('description', patch.description, true);
     if (patch.restricted !== undefined) set.restricted = patch.restricted ? 1 : 0;
     if (patch.downloadFactor !== undefined) set.download_factor = patch.downloadFactor;
     if (patch.uploadFactor !== undefined) set.upload_factor = patch.uploadFactor;

@@ -2,7 +2,8 @@
  * Torrent files in the portal and the RSS feed, over real HTTP on every database engine (issue 15):
  * size and file-count caps at every way in (portal, API, CLI); personal copies built from a stored
  * template, byte for byte what re-encoding the stored file gives; the torrent page reading its file
- * list from the summary stored at upload, a page at a time.
+ * list from the summary stored at upload, a page at a time; control characters kept out of feeds
+ * and pages.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -20,6 +21,7 @@ import { engines } from '../helpers/db.ts';
 import { libtorrentHybrid } from '../helpers/libtorrent.ts';
 import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
+import { xmlWellFormedError } from '../helpers/xml.ts';
 
 const PASSWORD = 'correct horse battery';
 const API_TOKEN = 'portal-torrents-test-token-0123456789';
@@ -259,6 +261,45 @@ for (const engine of engines) {
       assert.match(page.body, /urn:btmh:1220/);
     });
 
+    test('a control character in a stored torrent name (a legacy row) does not break the feed or the pages', async () => {
+      const { c, m } = await member('reader');
+      await legacyRow('bad\x0bname\x01 \x1f!', makeTorrent('control chars'));
+      const rss = await client().get(`/rss?key=${m.feed_key}`);
+      assert.equal(rss.status, 200);
+      assert.equal(xmlWellFormedError(rss.bytes), null);
+      assert.match(rss.body, /<title>badname !<\/title>/);
+      const list = await c.get('/torrents');
+      assert.match(list.body, />badname !</);
+      assert.doesNotMatch(list.body, /[\x00-\x08\x0b\x0c\x0e-\x1f]/);
+    });
+
+    test('control characters in names are refused at input: portal upload and edit, API, CLI; stripped from a .torrent name', async () => {
+      const { c } = await member('typist');
+      const up = await upload(c, makeTorrent('typed'), { name: 'a\x0bb' });
+      assert.equal(up.status, 400);
+      assert.match(up.body, /control characters/);
+      const id = await uploaded(c, makeTorrent('from\x07torrent'));
+      assert.equal((await reg.torrent(id)).name, 'fromtorrent');
+      await admin.get(`/torrent/${id}`);
+      const edit = await admin.post(`/staff/torrents/${id}`, {
+        action: 'edit',
+        name: 'x\x1by',
+        category: 'Software',
+        description: 'line one\nline two',
+      });
+      assert.equal(edit.status, 400);
+      assert.match(edit.body, /control characters/);
+      assert.equal((await reg.torrent(id)).name, 'fromtorrent');
+      const patch = await api('PATCH', `torrents/${id}`, { name: 'x\u0000y' });
+      assert.equal(patch.status, 400);
+      const add = await api('POST', 'torrents', { info_hash: 'ab'.repeat(20), name: 'ctl\x0c' });
+      assert.equal(add.status, 400);
+      assert.match(((await add.json()) as { error: string }).error, /control characters/);
+      // Descriptions keep their line breaks and tabs.
+      const ok = await api('PATCH', `torrents/${id}`, { description: 'a\n\tb\r\n' });
+      assert.equal(ok.status, 200);
+    });
+
     test('the CLI refuses a .torrent over the caps too', () => {
       if (engine.name !== 'sqlite') return;
       const dir = mkdtempSync(join(tmpdir(), 'herald-caps-'));
@@ -268,6 +309,9 @@ for (const engine of engines) {
         const r = runHerald(['torrent', 'add', file, '--data-dir', dir, '--max-torrent-files', '20']);
         assert.equal(r.status, 1, r.stderr);
         assert.match(r.stderr, /more than 20 files/);
+        const name = runHerald(['torrent', 'add', file, '--data-dir', dir, '--name', 'tab\there']);
+        assert.equal(name.status, 1, name.stderr);
+        assert.match(name.stderr, /control characters/);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
