@@ -42,6 +42,7 @@ export interface HeraldConfig {
   categories: string[];
   maxTorrentBytes: number;
   maxTorrentFiles: number;
+  hideRestricted: boolean;
   inviteExpiryDays: number;
   inviteMinRatioPercent: number;
   inviteMinAgeDays: number;
@@ -374,6 +375,12 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 50_000,
     arg: 'N',
     doc: 'Most files a .torrent may list to be accepted for upload (portal, API, CLI)',
+  },
+  {
+    key: 'hideRestricted',
+    kind: 'bool',
+    default: false,
+    doc: 'Portal: leave restricted torrents out of browse and search for members without a grant, and answer 404 for their pages (off: the name shows, the .torrent and magnet link do not)',
   },
   {
     key: 'inviteExpiryDays',

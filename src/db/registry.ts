@@ -535,6 +535,18 @@ export class Registry {
     });
   }
 
+  /**
+   * Whether a member holds a live grant on a torrent, directly or through a group: what announcing
+   * a restricted torrent takes (policy.ts `#granted`), and so downloading its metadata too.
+   */
+  async grantedTo(torrentId: number, memberId: number, at: number): Promise<boolean> {
+    const g = await liveGrants(this.#k, memberId, at)
+      .where('torrent_id', '=', torrentId)
+      .limit(1)
+      .executeTakeFirst();
+    return g !== undefined;
+  }
+
   async listTorrents(opts: { search?: string; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
     if (opts.search) q = q.where('name', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
@@ -815,4 +827,22 @@ async function insertFilePages(trx: Transaction<Database>, torrentId: number, fi
       .insertInto('torrent_file_pages')
       .values(rows.slice(i, i + 100))
       .execute();
+}
+
+/** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */
+export function liveGrants(k: Kysely<Database>, memberId: number, at: number) {
+  return k
+    .selectFrom('grants')
+    .select('torrent_id')
+    .where((eb) =>
+      eb.or([
+        eb('member_id', '=', memberId),
+        eb(
+          'group_id',
+          'in',
+          eb.selectFrom('group_members').select('group_id').where('member_id', '=', memberId),
+        ),
+      ]),
+    )
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]));
 }

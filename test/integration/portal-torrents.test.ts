@@ -3,7 +3,7 @@
  * size and file-count caps at every way in (portal, API, CLI); personal copies built from a stored
  * template, byte for byte what re-encoding the stored file gives; the torrent page reading its file
  * list from the summary stored at upload, a page at a time; control characters kept out of feeds
- * and pages.
+ * and pages; restricted torrents served only to members holding a grant (or staff).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -300,6 +300,58 @@ for (const engine of engines) {
       assert.equal(ok.status, 200);
     });
 
+    test('a restricted torrent: no .torrent, magnet link, hashes or file list without a grant; RSS leaves it out', async () => {
+      const { c: uploader } = await member('owner');
+      const { c: bob, m: bobM } = await member('bob');
+      const { c: carol, m: carolM } = await member('carol');
+      const { c: mod } = await member('mod', 'moderator');
+      const id = await uploaded(uploader, makeTorrent('secret stuff'));
+      await reg.updateTorrent(id, { restricted: true });
+      const t = await reg.torrent(id);
+
+      // Without a grant: the name (hide_restricted is off), nothing to download with.
+      const page = await bob.get(`/torrent/${id}`);
+      assert.equal(page.status, 200);
+      assert.match(page.body, /secret stuff/);
+      assert.doesNotMatch(page.body, /magnet:/);
+      assert.doesNotMatch(page.body, new RegExp(t.info_hash!));
+      assert.doesNotMatch(page.body, /\/download/);
+      assert.doesNotMatch(page.body, /Files \(/);
+      const dl = await bob.get(`/torrent/${id}/download`);
+      assert.equal(dl.status, 403);
+      assert.match(dl.body, /grant/);
+      assert.match((await bob.get('/torrents')).body, /secret stuff/);
+      const feed = await client().get(`/rss?key=${bobM.feed_key}`);
+      assert.equal(xmlWellFormedError(feed.bytes), null);
+      assert.doesNotMatch(feed.body, /secret stuff/);
+      const viaFeed = await client().get(`/rss/download/${id}?key=${bobM.feed_key}`);
+      assert.equal(viaFeed.status, 403);
+      assert.doesNotMatch(viaFeed.bytes.toString('latin1'), /announce/);
+
+      // A grant to a group carol is in opens everything to her, through the portal and the feed.
+      await reg.addGroup('buyers');
+      await reg.addToGroup('buyers', 'carol');
+      await reg.grant({ torrent: id, group: 'buyers' });
+      const cpage = await carol.get(`/torrent/${id}`);
+      assert.match(cpage.body, /magnet:/);
+      assert.match(cpage.body, /you hold a grant/);
+      assert.equal((await carol.get(`/torrent/${id}/download`)).status, 200);
+      const cfeed = await client().get(`/rss?key=${carolM.feed_key}`);
+      assert.match(cfeed.body, /secret stuff/);
+      assert.equal((await client().get(`/rss/download/${id}?key=${carolM.feed_key}`)).status, 200);
+      // An expired grant is no grant.
+      const g = await reg.grant({
+        torrent: id,
+        member: 'bob',
+        expiresAt: Math.floor(Date.now() / 1000) - 10,
+      });
+      assert.equal((await bob.get(`/torrent/${id}/download`)).status, 403);
+      await reg.revoke({ id: g.id });
+      // Staff see and download everything (they manage the grants).
+      assert.equal((await mod.get(`/torrent/${id}/download`)).status, 200);
+      assert.match((await mod.get(`/torrent/${id}`)).body, /Grants/);
+    });
+
     test('the CLI refuses a .torrent over the caps too', () => {
       if (engine.name !== 'sqlite') return;
       const dir = mkdtempSync(join(tmpdir(), 'herald-caps-'));
@@ -315,6 +367,45 @@ for (const engine of engines) {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe(`hide_restricted on ${engine.name}`, () => {
+    let reg: Registry;
+    let stop: () => Promise<void>;
+    let base: string;
+
+    before(async () => {
+      ({ reg, base, stop } = await startPortalTracker(engine, { hideRestricted: true }));
+    });
+    after(() => stop());
+
+    test('restricted torrents without a grant are left out of browse and search, and their pages are 404', async () => {
+      await reg.addMember({ username: 'boss', role: 'admin', passwordHash: await hashPassword(PASSWORD) });
+      await reg.addMember({ username: 'dave', passwordHash: await hashPassword(PASSWORD) });
+      await reg.addMember({ username: 'erin', passwordHash: await hashPassword(PASSWORD) });
+      const hidden = await reg.addTorrentFile(makeTorrent('hidden gem'), { restricted: true });
+      await reg.addTorrentFile(makeTorrent('open gem'));
+      await reg.grant({ torrent: hidden.id, member: 'erin' });
+      const login = async (u: string) => {
+        const c = new PortalClient(base);
+        assert.equal((await c.login(u, PASSWORD)).status, 303);
+        return c;
+      };
+      const dave = await login('dave');
+      const browse = await dave.get('/torrents?q=gem');
+      assert.match(browse.body, /open gem/);
+      assert.doesNotMatch(browse.body, /hidden gem/);
+      assert.match(browse.body, /1 torrent</);
+      const page = await dave.get(`/torrent/${hidden.id}`);
+      assert.equal(page.status, 404);
+      assert.doesNotMatch(page.body, /hidden gem/);
+      assert.equal((await dave.get(`/torrent/${hidden.id}/download`)).status, 404);
+      const erin = await login('erin');
+      assert.match((await erin.get('/torrents?q=gem')).body, /hidden gem/);
+      assert.equal((await erin.get(`/torrent/${hidden.id}`)).status, 200);
+      const boss = await login('boss');
+      assert.match((await boss.get('/torrents?q=gem')).body, /hidden gem/);
     });
   });
 }

@@ -16,6 +16,7 @@ export interface PortalDeps {
     | 'applications'
     | 'categories'
     | 'maxTorrentBytes'
+    | 'hideRestricted'
     | 'inviteExpiryDays'
     | 'inviteMinRatioPercent'
     | 'inviteMinAgeDays'

@@ -72,14 +72,40 @@ export async function personalTorrent(ctx: Ctx, torrentId: number, passkey: stri
   return withAnnounce(stored.bytes, stored.slots, tiers[0]?.[0] ?? urls[0], tiers);
 }
 
+/**
+ * Whether a member may have a torrent's metadata (the .torrent, its magnet link, info hashes and
+ * file list): exactly what announcing it takes (not restricted, or a live grant of their own or
+ * of a group of theirs), and staff always, since they manage the grants. Handing the file to
+ * someone the tracker refuses would give them the info hash to find peers by other means.
+ */
+async function mayDownload(ctx: Ctx, t: TorrentSummary, member: PublicMember): Promise<boolean> {
+  if (t.restricted === 0 || isStaff(member)) return true;
+  return ctx.reg.grantedTo(t.id, member.id, ctx.now);
+}
+
+/** Browse and feeds: whose restricted torrents to leave out (none for staff). */
+const hiddenFor = (ctx: Ctx, member: PublicMember) =>
+  isStaff(member) ? undefined : { memberId: member.id, at: ctx.now };
+
 function torrentFilename(name: string): string {
   const safe = name.replace(/[^A-Za-z0-9 ._()[\]-]/g, '_').slice(0, 150) || 'torrent';
   return `${safe}.torrent`;
 }
 
-async function sendTorrent(ctx: Ctx, t: TorrentSummary, member: PublicMember) {
+/** The personal .torrent, or `refuse` with a status and a reason (a page, or plain text for RSS clients). */
+async function sendTorrent(
+  ctx: Ctx,
+  t: TorrentSummary | undefined,
+  member: PublicMember,
+  refuse: (status: number, message: string) => void,
+) {
+  if (!t) return refuse(404, 'No such torrent.');
+  if (!(await mayDownload(ctx, t, member)))
+    return ctx.deps.config.hideRestricted
+      ? refuse(404, 'No such torrent.')
+      : refuse(403, 'This torrent is restricted: downloading it takes a grant (ask the staff).');
   const file = await personalTorrent(ctx, t.id, member.passkey);
-  if (file === null) return errorPage(ctx, 404, 'Download', 'No .torrent file is stored for this torrent.');
+  if (file === null) return refuse(404, 'No .torrent file is stored for this torrent.');
   send(ctx, 200, 'application/x-bittorrent', file, {
     'content-disposition': `attachment; filename="${torrentFilename(t.name)}"`,
     'cache-control': 'no-store',
@@ -130,7 +156,11 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
         const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
         // Sorting by live counts needs every match's counts: fine for the thousands of torrents
         // a community has (browseTorrents caps at 5000 matches; a search narrows further).
-        const all = await withLive(ctx, await ctx.reg.accounts.browseTorrents({ search: q, category: cat }));
+        const hide = config.hideRestricted ? hiddenFor(ctx, ctx.member!) : undefined;
+        const all = await withLive(
+          ctx,
+          await ctx.reg.accounts.browseTorrents({ search: q, category: cat, grantedTo: hide }),
+        );
         const key: Record<Sort, (t: Live) => number | string> = {
           seeders: (t) => t.seeders,
           leechers: (t) => t.leechers,
@@ -238,18 +268,17 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
       access: 'member',
       async handle(ctx) {
         const found = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!found) return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
         const me = ctx.member!;
         const staff = isStaff(me);
-        const granted =
-          found.restricted === 1 &&
-          (await ctx.reg.listGrants({ torrent: found.id, member: me.id })).some(
-            (g) => g.expires_at === null || g.expires_at > ctx.now,
-          );
+        const granted = found?.restricted === 1 && (await ctx.reg.grantedTo(found.id, me.id, ctx.now));
+        const may = found !== undefined && (found.restricted === 0 || granted || staff);
+        // hide_restricted: without a grant, a restricted torrent does not exist, name included.
+        if (!found || (!may && config.hideRestricted))
+          return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
         const [t] = await withLive(ctx, [found]);
         const filesPage = Math.max(1, Math.min(1e6, Number.parseInt(ctx.query.get('files') ?? '1', 10) || 1));
         // Everything below comes from the summary stored at upload: the page never reads the file.
-        const contents = await ctx.reg.torrentContents(t.id, filesPage);
+        const contents = may ? await ctx.reg.torrentContents(t.id, filesPage) : null;
         const uploader = t.uploader_id !== null ? await ctx.reg.findMember(t.uploader_id) : undefined;
         const hex = (h: string | null) => (h ? Buffer.from(h, 'hex') : undefined);
         const magnet = contents
@@ -277,19 +306,29 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
 </div>
 ${
   t.restricted
-    ? html`<p class="flash ${granted ? 'ok' : 'error'} mt">${granted ? 'Restricted torrent: you hold a grant for it.' : 'Restricted torrent: only members holding a grant (or in a granted group) may announce it.'}</p>`
+    ? html`<p class="flash ${granted ? 'ok' : 'error'} mt">${
+        granted
+          ? 'Restricted torrent: you hold a grant for it.'
+          : may
+            ? 'Restricted torrent: only members holding a grant (or in a granted group) may announce it.'
+            : 'Restricted torrent: only members holding a grant (or in a granted group) may download and announce it.'
+      }</p>`
     : ''
 }
 <div class="card mt">
-<div class="actions">
+${
+  may
+    ? html`<div class="actions">
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
-</div>
+</div>`
+    : ''
+}
 <dl>
 <dt>Category</dt><dd>${t.category ?? '—'}</dd>
 <dt>Uploaded by</dt><dd>${uploader ? html`<a href="/member/${uploader.id}">${uploader.username}</a>` : '—'} · ${date(t.created_at)}</dd>
-${t.info_hash ? html`<dt>Info hash (v1)</dt><dd class="mono">${t.info_hash}</dd>` : ''}
-${t.info_hash_v2 ? html`<dt>Info hash (v2)</dt><dd class="mono">${t.info_hash_v2}</dd>` : ''}
+${may && t.info_hash ? html`<dt>Info hash (v1)</dt><dd class="mono">${t.info_hash}</dd>` : ''}
+${may && t.info_hash_v2 ? html`<dt>Info hash (v2)</dt><dd class="mono">${t.info_hash_v2}</dd>` : ''}
 ${contents ? html`<dt>Version</dt><dd>${contents.version} · piece size ${bytes(contents.pieceLength)}</dd>` : ''}
 </dl>
 ${t.description ? html`<h2>Description</h2><p class="prewrap">${t.description}</p>` : ''}
@@ -322,8 +361,9 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
       access: 'member',
       async handle(ctx) {
         const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!t) return errorPage(ctx, 404, 'Download', 'No such torrent.');
-        await sendTorrent(ctx, t, ctx.member!);
+        await sendTorrent(ctx, t, ctx.member!, (status, message) =>
+          errorPage(ctx, status, 'Download', message),
+        );
       },
     },
     {
@@ -336,7 +376,13 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const catParam = ctx.query.get('cat') ?? '';
         const cat = ctx.deps.config.categories.includes(catParam) ? catParam : '';
-        const list = await ctx.reg.accounts.browseTorrents({ category: cat, limit: 50 });
+        // A feed is for downloading: it lists only what this member may download, whatever
+        // hide_restricted says about browsing.
+        const list = await ctx.reg.accounts.browseTorrents({
+          category: cat,
+          limit: 50,
+          grantedTo: hiddenFor(ctx, member),
+        });
         const origin = `http${ctx.secure ? 's' : ''}://${hostOf(ctx)}${ctx.base}`;
         const x = escapeHtml;
         const items = list
@@ -367,8 +413,9 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
         if (member?.status !== 'active')
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!t) return send(ctx, 404, 'text/plain; charset=utf-8', 'no such torrent\n');
-        await sendTorrent(ctx, t, member);
+        await sendTorrent(ctx, t, member, (status, message) =>
+          send(ctx, status, 'text/plain; charset=utf-8', `${message}\n`),
+        );
       },
     },
   ];
