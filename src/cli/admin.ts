@@ -130,7 +130,7 @@ export async function runAdmin(
   const { positionals, opts, configArgs } = splitArgs(argv);
   const config = loadConfig({ argv: configArgs, env, cwd: process.cwd() });
   const db = await openDatabase(config.databaseUrl, config.dataDir);
-  const reg = new Registry(db);
+  const reg = new Registry(db, { maxBytes: config.maxTorrentBytes, maxFiles: config.maxTorrentFiles });
   const json = opts.json === true;
   const print = (value: unknown, text: () => string) =>
     out(

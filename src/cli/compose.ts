@@ -263,7 +263,7 @@ export function createTracker(
       mkdirSync(config.dataDir, { recursive: true });
       try {
         db = await openDatabase(config.databaseUrl, config.dataDir);
-        registry = new Registry(db);
+        registry = new Registry(db, { maxBytes: config.maxTorrentBytes, maxFiles: config.maxTorrentFiles });
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();

@@ -47,6 +47,9 @@ export interface HeraldConfig {
   registration: 'invite' | 'open' | 'closed';
   applications: boolean;
   categories: string[];
+  maxTorrentBytes: number;
+  maxTorrentFiles: number;
+  hideRestricted: boolean;
   inviteExpiryDays: number;
   inviteMinRatioPercent: number;
   inviteMinAgeDays: number;
@@ -411,6 +414,30 @@ export const SCHEMA: readonly KeyDef[] = [
     default: ['Movies', 'TV', 'Music', 'Books', 'Software', 'Games', 'Other'],
     arg: 'NAME',
     doc: 'Portal: torrent categories offered on upload and browse (repeatable)',
+  },
+  {
+    key: 'maxTorrentBytes',
+    kind: 'int',
+    min: 1024,
+    max: 100 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
+    arg: 'BYTES',
+    doc: 'Largest .torrent file accepted for upload (portal, API, CLI), in bytes (default 4 MiB)',
+  },
+  {
+    key: 'maxTorrentFiles',
+    kind: 'int',
+    min: 1,
+    max: 10_000_000,
+    default: 50_000,
+    arg: 'N',
+    doc: 'Most files a .torrent may list to be accepted for upload (portal, API, CLI)',
+  },
+  {
+    key: 'hideRestricted',
+    kind: 'bool',
+    default: false,
+    doc: 'Portal: leave restricted torrents out of browse and search for members without a grant, and answer 404 for their pages (off: the name shows, the .torrent and magnet link do not)',
   },
   {
     key: 'inviteExpiryDays',

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import {
   checkUsername,
+  liveGrants,
   MEMBER_COLUMNS,
   memberRow,
   newKey,
@@ -387,8 +388,22 @@ export class Accounts {
   // ---- portal: browsing and history ----
 
   /** Torrents matching a name search and a category, newest first (the portal sorts further). */
-  browseTorrents(opts: { search?: string; category?: string; limit?: number }) {
+  /**
+   * Torrents for browse, search and feeds, newest first. `grantedTo`: leave out the restricted
+   * torrents that member holds no live grant on (`hide_restricted`, and every RSS feed).
+   */
+  browseTorrents(opts: {
+    search?: string;
+    category?: string;
+    limit?: number;
+    grantedTo?: { memberId: number; at: number };
+  }) {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
+    const g = opts.grantedTo;
+    if (g)
+      q = q.where((eb) =>
+        eb.or([eb('restricted', '=', 0), eb('id', 'in', liveGrants(this.#k, g.memberId, g.at))]),
+      );
     if (opts.search) {
       for (const word of opts.search
         .split(/\s+/)

@@ -207,6 +207,26 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('invitations_inviter').on('invitations').column('inviter_id').execute();
       },
     },
+    '0003_torrent_summaries': {
+      async up(db: AnyDb) {
+        // What the portal shows and serves without parsing the .torrent again (issue 15): the
+        // byte ranges a personal copy replaces, the summary of the page, and the file list in
+        // pages. Null on rows stored before: filled in on first use.
+        await db.schema.alterTable('torrents').addColumn('announce_slots', 'text').execute();
+        await db.schema.alterTable('torrents').addColumn('meta_name', 'text').execute();
+        await db.schema.alterTable('torrents').addColumn('meta_version', 'text').execute();
+        await db.schema.alterTable('torrents').addColumn('piece_length', 'bigint').execute();
+        await db.schema
+          .createTable('torrent_file_pages')
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('page', 'integer', (c) => c.notNull())
+          .addColumn('files', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('torrent_file_pages_pk', ['torrent_id', 'page'])
+          .execute();
+      },
+    },
   };
 }
 

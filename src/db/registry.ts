@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { parseMetainfo } from '../protocol/metainfo/index.ts';
+import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
+import {
+  type AnnounceSlots,
+  announceSlots,
+  type Metainfo,
+  type MetainfoFile,
+  parseMetainfo,
+} from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
 import type { Db } from './connect.ts';
 import type { Database, Member, MemberStatus, NewMember, Role, Torrent } from './schema.ts';
@@ -69,13 +76,45 @@ export function infoHashHex(s: string): string {
 
 export type PublicMember = Omit<Member, 'password_hash' | 'invites_earned_at' | 'last_login_at'>;
 
+/** Torrent text a person typed: refused when it holds control characters (core/text.ts). */
+function checkText(field: string, value: string, multiline = false): string {
+  if (controlCharacters(value, multiline))
+    throw new RegistryError(
+      `${field}: control characters are not allowed${multiline ? ' (line breaks and tabs are)' : ''}`,
+    );
+  return value;
+}
+const checkOptionalText = (field: string, value: string | null | undefined, multiline = false) =>
+  value == null ? value : checkText(field, value, multiline);
+
+/** Caps on an uploaded .torrent (config `max_torrent_bytes`, `max_torrent_files`). */
+export interface TorrentLimits {
+  maxBytes: number;
+  maxFiles: number;
+}
+
+/** Files per row of `torrent_file_pages`, so per page of the torrent page's file list. */
+export const FILES_PER_PAGE = 100;
+
+/** What the torrent page shows of the file, read from its summary (never from the file itself). */
+export interface TorrentContents {
+  /** info.name (the magnet link's display name). */
+  name: string;
+  version: string;
+  pieceLength: number;
+  /** One page of the file list. */
+  files: MetainfoFile[];
+  pages: number;
+}
+
 export interface NewTorrent {
   infoHash: string | null;
   infoHashV2: string | null;
   name: string;
   size: number;
   fileCount: number;
-  metainfo?: Uint8Array | null;
+  /** The .torrent, parsed: stored with its announce slots, summary and file list. */
+  file?: Metainfo;
   uploaderId?: number | null;
   category?: string | null;
   description?: string | null;
@@ -84,7 +123,18 @@ export interface NewTorrent {
   uploadFactor?: number;
 }
 
-export type TorrentSummary = Omit<Torrent, 'metainfo'>;
+/** What a caller adds to a .torrent file it registers (the rest is read from the file). */
+export type FileExtra = Omit<
+  NewTorrent,
+  'infoHash' | 'infoHashV2' | 'name' | 'size' | 'fileCount' | 'file'
+> & {
+  name?: string;
+};
+
+export type TorrentSummary = Omit<
+  Torrent,
+  'metainfo' | 'announce_slots' | 'meta_name' | 'meta_version' | 'piece_length'
+>;
 
 export const TORRENT_COLUMNS = [
   'id',
@@ -133,9 +183,13 @@ export class Registry {
   readonly db: Db;
   /** The portal's accounts: passwords, sessions, registration, invitations, applications, history. */
   readonly accounts: Accounts;
-  constructor(db: Db) {
+  readonly limits: TorrentLimits;
+  /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
+  #summarising = new Map<number, Promise<void>>();
+  constructor(db: Db, limits: TorrentLimits) {
     this.db = db;
     this.accounts = new Accounts(this);
+    this.limits = limits;
   }
 
   get #k(): Kysely<Database> {
@@ -268,6 +322,9 @@ export class Registry {
   // ---- torrents ----
 
   async addTorrent(t: NewTorrent): Promise<TorrentSummary> {
+    checkText('name', t.name);
+    checkOptionalText('category', t.category);
+    checkOptionalText('description', t.description, true);
     const v1 = t.infoHash === null ? null : infoHashHex(t.infoHash);
     const v2 = t.infoHashV2 === null ? null : t.infoHashV2.toLowerCase();
     if (v1 === null && v2 === null) throw new RegistryError('a torrent needs a v1 or a v2 info hash');
@@ -300,33 +357,64 @@ export class Registry {
           upload_factor: t.uploadFactor ?? 100,
           restricted: t.restricted ? 1 : 0,
           snatches: 0,
-          metainfo: t.metainfo ?? null,
+          metainfo: t.file?.bytes ?? null,
+          ...(t.file ? summaryOf(t.file) : {}),
         })
         .returning('id')
         .executeTakeFirstOrThrow();
+      if (t.file) await insertFilePages(trx, r.id, t.file.files);
       return r.id;
     });
     return this.torrent(id);
   }
 
+  /**
+   * Parses an uploaded .torrent under this tracker's caps. A RegistryError says what is wrong:
+   * 413 for a file over `max_torrent_bytes` or `max_torrent_files`, 400 for one that is not a
+   * torrent. The caps bound what one upload costs (the parse is the only time Herald reads the
+   * whole file: downloads and pages use what `addTorrent` stores with it).
+   */
+  parseTorrent(bytes: Uint8Array): Metainfo {
+    const { maxBytes, maxFiles } = this.limits;
+    if (bytes.byteLength > maxBytes)
+      throw new RegistryError(
+        `the .torrent file is ${formatBytes(bytes.byteLength)}; this tracker accepts at most ${formatBytes(maxBytes)} (max_torrent_bytes)`,
+        413,
+      );
+    const parsed = parseMetainfo(bytes, { maxBytes, maxFiles });
+    if (parsed.ok) return parsed.torrent;
+    if (parsed.limit === 'files')
+      throw new RegistryError(
+        `the .torrent lists more than ${maxFiles} files; this tracker accepts at most ${maxFiles} (max_torrent_files)`,
+        413,
+      );
+    throw new RegistryError(`not a valid .torrent file: ${parsed.error}`);
+  }
+
   /** Registers a .torrent file (both hashes of a hybrid torrent), keeping the file. */
   async addTorrentFile(
     bytes: Uint8Array,
-    extra: Omit<NewTorrent, 'infoHash' | 'infoHashV2' | 'name' | 'size' | 'fileCount' | 'metainfo'> & {
-      name?: string;
-    } = {},
+    extra: FileExtra = {},
   ): Promise<TorrentSummary & { private: boolean }> {
-    const parsed = parseMetainfo(bytes);
-    if (!parsed.ok) throw new RegistryError(`not a valid .torrent file: ${parsed.error}`);
-    const m = parsed.torrent;
+    return this.addMetainfo(this.parseTorrent(bytes), extra);
+  }
+
+  /** `addTorrentFile` for a torrent already parsed (`parseTorrent`, then perhaps `personalise`). */
+  async addMetainfo(m: Metainfo, extra: FileExtra = {}): Promise<TorrentSummary & { private: boolean }> {
+    const infoHash = m.infoHashV1 ? m.infoHashV1.toString('hex') : null;
+    const infoHashV2 = m.infoHashV2 ? m.infoHashV2.toString('hex') : null;
+    // A name typed by a person is checked (refused with control characters); one read from the
+    // file is cleaned, since the uploader did not choose it.
+    const name =
+      extra.name ?? (stripControls(m.name) || `torrent ${(infoHash ?? infoHashV2 ?? '').slice(0, 8)}`);
     const t = await this.addTorrent({
       ...extra,
-      infoHash: m.infoHashV1 ? m.infoHashV1.toString('hex') : null,
-      infoHashV2: m.infoHashV2 ? m.infoHashV2.toString('hex') : null,
-      name: extra.name ?? m.name,
+      infoHash,
+      infoHashV2,
+      name,
       size: m.totalSize,
       fileCount: m.files.length,
-      metainfo: Buffer.from(bytes),
+      file: m,
     });
     return { ...t, private: m.private };
   }
@@ -357,6 +445,108 @@ export class Registry {
     return r?.metainfo ?? null;
   }
 
+  /**
+   * The stored .torrent and where a personal copy differs from it (`withAnnounce`), or null when
+   * no file is stored. Rows stored before 0003 get their slots now (a scan of the file's top-level
+   * keys, no parse), kept for next time.
+   */
+  async torrentTemplate(id: number): Promise<{ bytes: Uint8Array; slots: AnnounceSlots } | null> {
+    const r = await this.#k
+      .selectFrom('torrents')
+      .select(['metainfo', 'announce_slots'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!r?.metainfo) return null;
+    if (r.announce_slots !== null) {
+      const slots = r.announce_slots.split(',').map(Number);
+      if (slots.length === 4 && slots.every(Number.isSafeInteger))
+        return { bytes: r.metainfo, slots: slots as AnnounceSlots };
+    }
+    const slots = announceSlots(r.metainfo);
+    if (slots === null) return null;
+    // Derived from the file, not a policy change: no revision bump.
+    await this.#k
+      .updateTable('torrents')
+      .set({ announce_slots: slots.join(',') })
+      .where('id', '=', id)
+      .execute();
+    return { bytes: r.metainfo, slots };
+  }
+
+  /**
+   * The torrent page's view of the file: info.name, version, piece length and one page (from 1)
+   * of the file list, all from the summary stored at upload; null when there is none (no file
+   * was stored). A row stored before 0003 is summarised on first use: its one parse, shared by
+   * concurrent callers.
+   */
+  async torrentContents(id: number, page: number): Promise<TorrentContents | null> {
+    let r = await this.#contentsRow(id);
+    if (r === undefined) return null;
+    if (r.meta_version === null) {
+      let job = this.#summarising.get(id);
+      if (job === undefined) {
+        job = this.#summarise(id).finally(() => this.#summarising.delete(id));
+        this.#summarising.set(id, job);
+      }
+      await job;
+      r = await this.#contentsRow(id);
+      if (r?.meta_version == null) return null;
+    }
+    const p = await this.#k
+      .selectFrom('torrent_file_pages')
+      .select('files')
+      .where('torrent_id', '=', id)
+      .where('page', '=', page)
+      .executeTakeFirst();
+    const files = p
+      ? (JSON.parse(p.files) as [string, number][]).map(([path, length]) => ({ path, length }))
+      : [];
+    return {
+      name: r.meta_name ?? '',
+      version: r.meta_version,
+      pieceLength: Number(r.piece_length),
+      files,
+      pages: Math.ceil(r.file_count / FILES_PER_PAGE),
+    };
+  }
+
+  #contentsRow(id: number) {
+    return this.#k
+      .selectFrom('torrents')
+      .select(['meta_name', 'meta_version', 'piece_length', 'file_count'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+  }
+
+  async #summarise(id: number): Promise<void> {
+    const stored = await this.torrentFile(id);
+    if (stored === null) return;
+    // Accepted once already: no caps now, whatever they have become since.
+    const parsed = parseMetainfo(stored, { maxBytes: Number.POSITIVE_INFINITY });
+    if (!parsed.ok) return;
+    await this.#k.transaction().execute(async (trx) => {
+      await trx.deleteFrom('torrent_file_pages').where('torrent_id', '=', id).execute();
+      await insertFilePages(trx, id, parsed.torrent.files);
+      await trx
+        .updateTable('torrents')
+        .set({ ...summaryOf(parsed.torrent), file_count: parsed.torrent.files.length })
+        .where('id', '=', id)
+        .execute();
+    });
+  }
+
+  /**
+   * Whether a member holds a live grant on a torrent, directly or through a group: what announcing
+   * a restricted torrent takes (policy.ts `#granted`), and so downloading its metadata too.
+   */
+  async grantedTo(torrentId: number, memberId: number, at: number): Promise<boolean> {
+    const g = await liveGrants(this.#k, memberId, at)
+      .where('torrent_id', '=', torrentId)
+      .limit(1)
+      .executeTakeFirst();
+    return g !== undefined;
+  }
+
   async listTorrents(opts: { search?: string; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
     if (opts.search) q = q.where('name', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
@@ -379,9 +569,10 @@ export class Registry {
   ): Promise<TorrentSummary> {
     const t = await this.torrent(ref);
     const set: Record<string, unknown> = {};
-    if (patch.name !== undefined) set.name = patch.name;
-    if (patch.category !== undefined) set.category = patch.category;
-    if (patch.description !== undefined) set.description = patch.description;
+    if (patch.name !== undefined) set.name = checkText('name', patch.name);
+    if (patch.category !== undefined) set.category = checkOptionalText('category', patch.category);
+    if (patch.description !== undefined)
+      set.description = checkOptionalText('description', patch.description, true);
     if (patch.restricted !== undefined) set.restricted = patch.restricted ? 1 : 0;
     if (patch.downloadFactor !== undefined) set.download_factor = patch.downloadFactor;
     if (patch.uploadFactor !== undefined) set.upload_factor = patch.uploadFactor;
@@ -396,6 +587,7 @@ export class Registry {
       await trx.deleteFrom('grants').where('torrent_id', '=', t.id).execute();
       await trx.deleteFrom('member_torrents').where('torrent_id', '=', t.id).execute();
       await trx.deleteFrom('accounting_flags').where('torrent_id', '=', t.id).execute();
+      await trx.deleteFrom('torrent_file_pages').where('torrent_id', '=', t.id).execute();
       await trx.deleteFrom('torrents').where('id', '=', t.id).execute();
     });
     return t;
@@ -610,4 +802,47 @@ export class Registry {
       );
     return { members: await one('members'), torrents: await one('torrents') };
   }
+}
+
+/** The columns `addTorrent` stores with a file (0003). */
+function summaryOf(m: Metainfo) {
+  return {
+    announce_slots: announceSlots(m.bytes)?.join(',') ?? null,
+    meta_name: m.name,
+    meta_version: m.version,
+    piece_length: m.pieceLength,
+  };
+}
+
+async function insertFilePages(trx: Transaction<Database>, torrentId: number, files: MetainfoFile[]) {
+  const rows = [];
+  for (let i = 0; i < files.length; i += FILES_PER_PAGE)
+    rows.push({
+      torrent_id: torrentId,
+      page: i / FILES_PER_PAGE + 1,
+      files: JSON.stringify(files.slice(i, i + FILES_PER_PAGE).map((f) => [f.path, f.length])),
+    });
+  for (let i = 0; i < rows.length; i += 100)
+    await trx
+      .insertInto('torrent_file_pages')
+      .values(rows.slice(i, i + 100))
+      .execute();
+}
+
+/** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */
+export function liveGrants(k: Kysely<Database>, memberId: number, at: number) {
+  return k
+    .selectFrom('grants')
+    .select('torrent_id')
+    .where((eb) =>
+      eb.or([
+        eb('member_id', '=', memberId),
+        eb(
+          'group_id',
+          'in',
+          eb.selectFrom('group_members').select('group_id').where('member_id', '=', memberId),
+        ),
+      ]),
+    )
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]));
 }

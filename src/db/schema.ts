@@ -12,6 +12,7 @@ export interface Database {
   invitations: InvitationsTable;
   applications: ApplicationsTable;
   torrents: TorrentsTable;
+  torrent_file_pages: TorrentFilePagesTable;
   groups: GroupsTable;
   group_members: GroupMembersTable;
   grants: GrantsTable;
@@ -107,8 +108,29 @@ export interface TorrentsTable {
   restricted: number;
   snatches: number;
   metainfo: Uint8Array | null;
+  /**
+   * Where a personal copy differs from `metainfo` (0003): "a,b,c,d", the byte ranges of the
+   * `announce` and `announce-list` entries (`AnnounceSlots`). Null until computed (rows stored
+   * before 0003, or no file).
+   */
+  announce_slots: string | null;
+  /** From the file (0003), for the page and the magnet link: info.name, v1|v2|hybrid, piece length. */
+  meta_name: string | null;
+  meta_version: string | null;
+  piece_length: number | null;
 }
 export type Torrent = Selectable<TorrentsTable>;
+
+/**
+ * A torrent's file list (0003), `FILES_PER_PAGE` files per row as a JSON array of
+ * [path, length]: the torrent page reads one row, whatever the size of the torrent.
+ */
+export interface TorrentFilePagesTable {
+  torrent_id: number;
+  /** From 1. */
+  page: number;
+  files: string;
+}
 
 export interface GroupsTable {
   id: Generated<number>;

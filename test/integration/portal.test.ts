@@ -21,31 +21,10 @@ import {
 } from '../../src/protocol/udp/codec.ts';
 import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
+import { libtorrentHybrid } from '../helpers/libtorrent.ts';
 import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
 
 const PASSWORD = 'correct horse battery';
-/** A hybrid torrent made by libtorrent 2 (Debian's python3-libtorrent, in Debian's own python3). */
-function libtorrentHybrid(): Buffer {
-  const script = `
-import libtorrent as lt, os, sys, tempfile
-with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, 'hybrid payload.bin')
-    with open(path, 'wb') as f:
-        f.write(os.urandom(50000))
-    fs = lt.file_storage()
-    lt.add_files(fs, path)
-    ct = lt.create_torrent(fs, 16384)
-    ct.add_tracker('http://old.example/announce')
-    lt.set_piece_hashes(ct, tmp)
-    sys.stdout.write(lt.bencode(ct.generate()).hex())
-`;
-  const r = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8' });
-  if (r.status !== 0)
-    throw new Error(
-      `this test needs /usr/bin/python3 with libtorrent (apt-get install python3-libtorrent): ${r.stderr}`,
-    );
-  return Buffer.from(r.stdout, 'hex');
-}
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -391,7 +370,7 @@ for (const engine of engines) {
     test('a hybrid (v1+v2) upload registers both new hashes; peers announce under either', async () => {
       const alice = client();
       await alice.login('alice', PASSWORD);
-      const hybrid = libtorrentHybrid();
+      const hybrid = libtorrentHybrid('hybrid payload.bin');
       await alice.get('/upload');
       const up = await alice.postMultipart(
         '/upload',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { type BEncodable, type BValue, decode, encode } from './index.ts';
+import { type BEncodable, type BValue, decode, dictEntries, encode } from './index.ts';
 
 const ok = (s: string | Buffer) => {
   const r = decode(typeof s === 'string' ? Buffer.from(s, 'latin1') : s);
@@ -96,6 +96,78 @@ test('fuzz: random and mutated input never throws', () => {
       b[at % b.length] = byte;
       const r = decode(b.subarray(0, b.length - (at % 3)));
       assert.equal(typeof r.ok, 'boolean');
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('dictEntries: each entry of a dictionary as byte offsets, values skipped, not built', () => {
+  const buf = Buffer.from('d8:announce3:url4:infod6:lengthi-5e4:name1:xe1:zli1el0:eee');
+  const r = dictEntries(buf);
+  assert.ok(r);
+  assert.deepEqual(
+    r.entries.map((e) => [
+      e.key,
+      buf.toString('latin1', e.start, e.end),
+      buf.toString('latin1', e.valueStart, e.end),
+    ]),
+    [
+      ['announce', '8:announce3:url', '3:url'],
+      ['info', '4:infod6:lengthi-5e4:name1:xe', 'd6:lengthi-5e4:name1:xe'],
+      ['z', '1:zli1el0:ee', 'li1el0:ee'],
+    ],
+  );
+  assert.equal(r.close, buf.length - 1);
+  // A nested dictionary, by its offset.
+  const info = dictEntries(buf, r.entries[1].valueStart);
+  assert.deepEqual(
+    info?.entries.map((e) => e.key),
+    ['length', 'name'],
+  );
+  assert.deepEqual(dictEntries(Buffer.from('de')), { entries: [], close: 1 });
+  for (const junk of [
+    '',
+    'le',
+    'd',
+    'd3:abc',
+    'd3:abci1e',
+    'd1:ai1x',
+    'd1:a5:abce',
+    'di1ei2ee',
+    'd1:ad-1:xi1eee',
+  ])
+    assert.equal(dictEntries(Buffer.from(junk, 'latin1')), null, junk);
+});
+
+test('property: dictEntries agrees with decode on every encoded dictionary, and never throws', () => {
+  const dict = fc
+    .array(fc.tuple(fc.uint8Array({ maxLength: 8 }), value), { maxLength: 6 })
+    .map((entries) => new Map(entries.map(([k, v]) => [Buffer.from(k).toString('latin1'), v])));
+  fc.assert(
+    fc.property(dict, (d) => {
+      const buf = encode(d);
+      const r = dictEntries(buf);
+      assert.ok(r);
+      const decoded = decode(buf);
+      assert.ok(decoded.ok);
+      assert.deepEqual(
+        r.entries.map((e) => e.key),
+        [...(decoded.value as Map<string, BValue>).keys()],
+      );
+      for (const e of r.entries) {
+        const v = decode(buf.subarray(e.valueStart, e.end));
+        assert.ok(v.ok);
+        assert.deepEqual(v.value, (decoded.value as Map<string, BValue>).get(e.key));
+      }
+    }),
+    { numRuns: 500 },
+  );
+  fc.assert(
+    fc.property(dict, fc.nat(), fc.integer({ min: 0, max: 255 }), (d, at, byte) => {
+      const b = Buffer.from(encode(d));
+      b[at % b.length] = byte;
+      const r = dictEntries(b.subarray(0, b.length - (at % 3)));
+      assert.ok(r === null || r.close < b.length);
     }),
     { numRuns: 2000 },
   );

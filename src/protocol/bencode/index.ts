@@ -187,3 +187,80 @@ function write(v: BEncodable, out: Buffer[]): void {
     out.push(Buffer.from('e'));
   }
 }
+
+/** One entry of a dictionary, as byte offsets into the buffer it was read from. */
+export interface DictEntry {
+  /** The key's bytes as latin1, as `decode` keys its maps. */
+  key: string;
+  /** Where the entry starts (the key's length prefix). */
+  start: number;
+  /** Where its value starts. */
+  valueStart: number;
+  /** One past the value's last byte. */
+  end: number;
+}
+
+/**
+ * The entries of the dictionary that starts at `at`, and the offset of its closing `e`, without
+ * building any value: a value is skipped by its length prefixes. Meant for input `decode` has
+ * already accepted (so the keys are sorted and the lengths honest), to cut and splice an encoded
+ * dictionary without encoding it again; still bounds-checked, it returns null rather than read
+ * past the buffer when the input is not a well-formed dictionary.
+ */
+export function dictEntries(buf: Uint8Array, at = 0): { entries: DictEntry[]; close: number } | null {
+  const end = buf.length;
+  let pos = at;
+  let depth = 0;
+  // Digits up to `terminator` (a string length, or an integer with its sign); -1 when malformed.
+  const number = (terminator: number): number => {
+    const from = pos;
+    if (terminator === 101 && buf[pos] === 45) pos++;
+    let n = 0;
+    while (pos < end && buf[pos] >= 48 && buf[pos] <= 57) n = n * 10 + (buf[pos++] - 48);
+    if (pos >= end || buf[pos] !== terminator || pos === from) return -1;
+    pos++;
+    return n;
+  };
+  // Moves `pos` past one value; false when malformed.
+  const skip = (): boolean => {
+    if (pos >= end) return false;
+    const c = buf[pos];
+    if (c === 105) {
+      pos++;
+      return number(101) >= 0;
+    }
+    if (c >= 48 && c <= 57) {
+      const len = number(58);
+      if (len < 0 || len > end - pos) return false;
+      pos += len;
+      return true;
+    }
+    if ((c !== 108 && c !== 100) || depth >= 512) return false;
+    depth++;
+    pos++;
+    while (pos < end && buf[pos] !== 101) {
+      // In a dictionary, first the key: a string.
+      if (c === 100 && !(buf[pos] >= 48 && buf[pos] <= 57 && skip())) return false;
+      if (!skip()) return false;
+    }
+    depth--;
+    if (pos >= end) return false;
+    pos++;
+    return true;
+  };
+  if (buf[at] !== 100) return null;
+  const entries: DictEntry[] = [];
+  pos = at + 1;
+  while (pos < end && buf[pos] !== 101) {
+    const start = pos;
+    const len = number(58);
+    if (len < 0 || len > end - pos) return null;
+    const keyAt = pos;
+    pos += len;
+    const valueStart = pos;
+    if (!skip()) return null;
+    const key = Buffer.from(buf.buffer, buf.byteOffset + keyAt, len).toString('latin1');
+    entries.push({ key, start, valueStart, end: pos });
+  }
+  return pos < end ? { entries, close: pos } : null;
+}

@@ -3,7 +3,15 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { type BEncodable, type BValue, decode, encode } from '../bencode/index.ts';
-import { type Metainfo, magnetLink, type ParseMetainfoResult, parseMetainfo, personalise } from './index.ts';
+import {
+  announceSlots,
+  type Metainfo,
+  magnetLink,
+  type ParseMetainfoResult,
+  parseMetainfo,
+  personalise,
+  withAnnounce,
+} from './index.ts';
 
 // ---------------------------------------------------------------------------------------------
 // libtorrent (Debian's python3-libtorrent) is the reference: it makes the torrents and computes the
@@ -87,6 +95,12 @@ const libtorrentTorrents = (): Record<string, LtTorrent> => {
 const describeWithLibtorrent = (bytes: Buffer): LtDescription =>
   python('describe', bytes.toString('hex')) as LtDescription;
 
+const decodeOk = (bytes: Uint8Array): BValue => {
+  const d = decode(bytes);
+  if (!d.ok) assert.fail(`expected bencode: ${d.error}`);
+  return d.value;
+};
+
 const parsed = (bytes: Uint8Array): Metainfo => {
   const r = parseMetainfo(bytes);
   if (!r.ok) assert.fail(`expected a valid torrent: ${r.error}`);
@@ -152,7 +166,7 @@ function checkResult(r: ParseMetainfoResult): void {
     assert.equal(t.infoHashV2.length, 32);
     assert.deepEqual(t.infoHashV2Truncated, t.infoHashV2.subarray(0, 20));
   }
-  assert.ok(t.raw instanceof Map);
+  assert.ok(Buffer.isBuffer(t.bytes));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +219,10 @@ test('round trip: an unchanged torrent re-encodes to the same bytes and hashes',
   for (const [label, lt] of Object.entries(libtorrentTorrents())) {
     const bytes = Buffer.from(lt.bytes, 'hex');
     const t = parsed(bytes);
-    assert.deepEqual(encode(t.raw), bytes, label);
+    const d = decode(bytes);
+    assert.ok(d.ok);
+    assert.deepEqual(encode(d.value as BEncodable), bytes, label);
+    assert.deepEqual(t.bytes, bytes, label);
 
     // New trackers only: info is untouched, so the hashes (ours and libtorrent's) stay.
     const out = personalise(t, { announce: 'https://herald.example/announce' });
@@ -242,7 +259,8 @@ test('personalise: private flag and source change the hashes exactly as libtorre
     // Keys we did not touch survive, inside and outside info.
     assert.equal(t.createdBy, 'herald test', label);
     assert.equal(t.creationDate, original.creationDate, label);
-    assert.equal(t.raw.has('piece layers'), original.raw.has('piece layers'), label);
+    const topKeys = (b: Buffer) => [...(decodeOk(b) as Map<string, BValue>).keys()];
+    assert.deepEqual(topKeys(t.bytes), topKeys(original.bytes), label);
     // The returned torrent is what parsing the returned bytes gives.
     assert.deepEqual(parsed(out.bytes), t, label);
 
@@ -259,7 +277,10 @@ test('personalise without source only sets private; setPrivate false leaves info
   const priv = personalise(t, { announce: 'http://h.example/announce', setPrivate: true }).torrent;
   assert.equal(priv.private, true);
   assert.equal(priv.source, undefined);
-  assert.deepEqual((priv.raw.get('info') as Map<string, BValue>).get('private'), 1);
+  assert.deepEqual(
+    ((decodeOk(priv.bytes) as Map<string, BValue>).get('info') as Map<string, BValue>).get('private'),
+    1,
+  );
   const same = personalise(t, { announce: 'http://h.example/announce', setPrivate: false }).torrent;
   assert.deepEqual(same.infoHashV1, t.infoHashV1);
   assert.deepEqual(same.announceList, [['http://h.example/announce']], 'stale announce-list replaced');
@@ -541,4 +562,150 @@ test('fuzz: random bencode values shaped like torrents never throw', () => {
     }),
     { numRuns: 2000 },
   );
+});
+
+/**
+ * The personal copy as Herald made it before announce slots: decode, set the keys, encode again
+ * (keys sorted). The oracle the byte splicing must match exactly.
+ */
+function reencoded(bytes: Uint8Array, o: Parameters<typeof personalise>[1]): Buffer {
+  const top = new Map(decodeOk(bytes) as Map<string, BValue>) as Map<string, BEncodable>;
+  top.set('announce', Buffer.from(o.announce));
+  top.set(
+    'announce-list',
+    (o.announceList ?? [[o.announce]])
+      .map((t) => t.filter((u) => u !== '').map((u) => Buffer.from(u)))
+      .filter((t) => t.length > 0),
+  );
+  if (o.comment !== undefined) top.set('comment', Buffer.from(o.comment));
+  if (o.setPrivate || o.source !== undefined) {
+    const info = new Map(top.get('info') as Map<string, BEncodable>);
+    if (o.setPrivate) info.set('private', 1);
+    if (o.source !== undefined) info.set('source', Buffer.from(o.source));
+    top.set('info', info);
+  }
+  return encode(top);
+}
+
+test('personal copies from announce slots are the bytes re-encoding gives (libtorrent v1, v2, hybrid)', () => {
+  const tiers = [
+    ['http://h.example/announce/KEY'],
+    ['https://h.example/announce/KEY'],
+    ['udp://h.example:6969/announce/KEY'],
+  ];
+  for (const [label, lt] of Object.entries(libtorrentTorrents())) {
+    const original = Buffer.from(lt.bytes, 'hex');
+    // As stored by an upload (private, this tracker's tiers without a passkey) and as stored by the CLI.
+    const stored = personalise(parsed(original), {
+      announce: 'http://h.example/announce',
+      announceList: [['http://h.example/announce'], ['udp://h.example:6969/announce']],
+      setPrivate: true,
+    }).bytes;
+    assert.deepEqual(
+      stored,
+      reencoded(original, {
+        announce: 'http://h.example/announce',
+        announceList: [['http://h.example/announce'], ['udp://h.example:6969/announce']],
+        setPrivate: true,
+      }),
+      label,
+    );
+    for (const file of [stored, original]) {
+      const slots = announceSlots(file);
+      assert.ok(slots, label);
+      const copy = withAnnounce(file, slots, tiers[0][0], tiers);
+      assert.deepEqual(copy, reencoded(file, { announce: tiers[0][0], announceList: tiers }), label);
+      assert.deepEqual(
+        copy,
+        personalise(parsed(file), { announce: tiers[0][0], announceList: tiers }).bytes,
+        label,
+      );
+      const seen = describeWithLibtorrent(copy);
+      assert.deepEqual(seen.trackers, tiers.flat(), label);
+      assert.equal(seen.v1, parsed(file).infoHashV1?.toString('hex') ?? null, label);
+      assert.equal(seen.v2, parsed(file).infoHashV2?.toString('hex') ?? null, label);
+    }
+  }
+});
+
+test('property: splicing equals re-encoding, whatever other top-level keys a torrent has', () => {
+  const key = fc.oneof(
+    fc.constantFrom(
+      'announce',
+      'announce-list',
+      'announce!',
+      'announce-lisu',
+      'a',
+      'comment',
+      'created by',
+      'infp',
+      'z',
+    ),
+    fc.uint8Array({ minLength: 1, maxLength: 6 }).map((u) => Buffer.from(u).toString('latin1')),
+  );
+  const val = fc.oneof(
+    fc.integer(),
+    fc.uint8Array({ maxLength: 12 }).map((u) => Buffer.from(u)),
+    fc.array(
+      fc.array(
+        fc.webUrl().map((u) => Buffer.from(u)),
+        { maxLength: 2 },
+      ),
+      { maxLength: 2 },
+    ),
+  );
+  const url = fc.oneof(fc.webUrl(), fc.constant(''));
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(key, val), { maxLength: 6 }),
+      fc.webUrl(),
+      fc.array(fc.array(url, { maxLength: 3 }), { maxLength: 3 }),
+      fc.boolean(),
+      fc.option(fc.string({ maxLength: 8 }), { nil: undefined }),
+      (extra, announce, announceList, setPrivate, comment) => {
+        const top = new Map<string, BEncodable>(extra.filter(([k]) => k !== 'info'));
+        top.set('info', dict(v1Info()));
+        const bytes = encode(top);
+        const t = parsed(bytes);
+        const o = { announce, announceList, setPrivate, comment };
+        const out = personalise(t, o);
+        assert.deepEqual(out.bytes, reencoded(bytes, o));
+        assert.deepEqual(out.torrent, parsed(out.bytes));
+        const slots = announceSlots(bytes);
+        assert.ok(slots);
+        assert.deepEqual(
+          withAnnounce(bytes, slots, announce, announceList),
+          reencoded(bytes, { announce, announceList }),
+        );
+      },
+    ),
+    { numRuns: 300 },
+  );
+  assert.throws(() => withAnnounce(Buffer.from('de'), [1, 0, 0, 0], 'http://x'), RangeError);
+  assert.throws(() => withAnnounce(Buffer.from('de'), [0, 0, 0, 3], 'http://x'), RangeError);
+});
+
+test('caps: more files than maxFiles (v1 list or v2 tree) or more bytes than maxBytes is refused as a limit', () => {
+  const files = (n: number) => Array.from({ length: n }, (_, i) => dict({ length: 1, path: [`f${i}`] }));
+  const v1 = (n: number) =>
+    torrentOf(v1Info({ length: undefined, files: files(n), pieces: Buffer.alloc(20) }));
+  const tree = (n: number) =>
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `f${i}`,
+        { '': { length: 1, 'pieces root': Buffer.alloc(32, 1) } },
+      ]),
+    );
+  const v2 = (n: number) => torrentOf(v2Info({ 'file tree': tree(n) }));
+  for (const make of [v1, v2]) {
+    assert.ok(parseMetainfo(make(3), { maxFiles: 3 }).ok);
+    const r = parseMetainfo(make(4), { maxFiles: 3 });
+    assert.deepEqual(r, { ok: false, error: 'torrent lists more than 3 files', limit: 'files' });
+  }
+  const big = parseMetainfo(v1(3), { maxBytes: 50 });
+  assert.equal(big.ok, false);
+  assert.equal(!big.ok && big.limit, 'bytes');
+  // A malformed torrent is not a limit.
+  const bad = parseMetainfo(Buffer.from('d4:infoi1ee'));
+  assert.equal(!bad.ok && bad.limit, undefined);
 });

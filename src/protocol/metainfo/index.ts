@@ -8,7 +8,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { type BEncodable, type BValue, decode, encode } from '../bencode/index.ts';
+import { type BValue, type DictEntry, decode, dictEntries, encode } from '../bencode/index.ts';
 
 export interface MetainfoFile {
   /** Where the file lands relative to the download directory, components joined with '/'. */
@@ -42,15 +42,20 @@ export interface Metainfo {
   createdBy?: string;
   /** Seconds since the Unix epoch. */
   creationDate?: number;
-  /** The decoded top-level dictionary, kept so the file can be re-encoded with every key intact. */
-  raw: Map<string, BValue>;
+  /** The .torrent itself, exactly as parsed (a private copy): personal copies are cut from it. */
+  bytes: Buffer;
 }
 
-export type ParseMetainfoResult = { ok: true; torrent: Metainfo } | { ok: false; error: string };
+export type ParseMetainfoResult =
+  | { ok: true; torrent: Metainfo }
+  /** `limit`: refused for a configured cap (size or file count), not for being malformed. */
+  | { ok: false; error: string; limit?: 'bytes' | 'files' };
 
 export interface ParseMetainfoOptions {
   /** Reject larger inputs before decoding (default 10 MiB). */
   maxBytes?: number;
+  /** Reject torrents listing more files (padding files included), counted before any is read. */
+  maxFiles?: number;
 }
 
 export interface PersonaliseOptions {
@@ -72,10 +77,16 @@ const MAX_TREE_DEPTH = 48;
 
 class MetainfoError {
   message: string;
-  constructor(message: string) {
+  limit?: 'files';
+  constructor(message: string, limit?: 'files') {
     this.message = message;
+    this.limit = limit;
   }
 }
+
+const tooManyFiles = (max: number): never => {
+  throw new MetainfoError(`torrent lists more than ${max} files`, 'files');
+};
 
 /** A declaration (not an arrow) so that TypeScript narrows after calls to it. */
 function fail(message: string): never {
@@ -116,7 +127,7 @@ interface V1Layout {
   paddedSize: number;
 }
 
-function parseV1(info: Map<string, BValue>, name: string, pieceLength: number): V1Layout {
+function parseV1(info: Map<string, BValue>, name: string, pieceLength: number, maxFiles: number): V1Layout {
   const pieces = info.get('pieces');
   if (!Buffer.isBuffer(pieces)) return fail('info.pieces missing or not a string');
   if (pieces.length % 20 !== 0) fail('info.pieces length is not a multiple of 20');
@@ -131,6 +142,7 @@ function parseV1(info: Map<string, BValue>, name: string, pieceLength: number): 
     files.push({ path: name, length: paddedSize });
   } else if (list !== undefined) {
     if (!Array.isArray(list) || list.length === 0) fail('info.files must be a non-empty list');
+    if ((list as BValue[]).length > maxFiles) tooManyFiles(maxFiles);
     for (const entry of list as BValue[]) {
       if (!isDict(entry)) return fail('info.files entry is not a dictionary');
       const length = count(entry.get('length'), 'file length');
@@ -164,6 +176,7 @@ function parseV2(
   name: string,
   pieceLength: number,
   top: Map<string, BValue>,
+  maxFiles: number,
 ): V2File[] {
   if (info.get('meta version') !== 2) fail('info.meta version must be 2');
   const tree = info.get('file tree');
@@ -183,6 +196,7 @@ function parseV2(
         continue;
       }
       if (child.size !== 1) fail('info.file tree entry is both a file and a directory');
+      if (found.length === maxFiles) tooManyFiles(maxFiles);
       const leaf = child.get('');
       if (!isDict(leaf)) fail('info.file tree file entry is not a dictionary');
       const length = count(leaf.get('length'), 'file length');
@@ -246,7 +260,7 @@ function parseAnnounceList(v: BValue | undefined): string[][] | undefined {
   return tiers;
 }
 
-function build(top: Map<string, BValue>, infoBytes: Buffer): Metainfo {
+function build(top: Map<string, BValue>, bytes: Buffer, infoBytes: Buffer, maxFiles: number): Metainfo {
   const info = top.get('info');
   if (info === undefined) return fail('missing info dictionary');
   if (!isDict(info)) return fail('info is not a dictionary');
@@ -267,8 +281,8 @@ function build(top: Map<string, BValue>, infoBytes: Buffer): Metainfo {
     fail('info.piece length must be a power of two >= 16 KiB');
   }
 
-  const v1 = hasV1 ? parseV1(info, name, pieceLength) : undefined;
-  const v2 = hasV2 ? parseV2(info, name, pieceLength, top) : undefined;
+  const v1 = hasV1 ? parseV1(info, name, pieceLength, maxFiles) : undefined;
+  const v2 = hasV2 ? parseV2(info, name, pieceLength, top, maxFiles) : undefined;
   if (v1 && v2) {
     // BEP 52: a hybrid must describe the same files both ways, or v1 and v2 peers would disagree.
     const same =
@@ -288,7 +302,7 @@ function build(top: Map<string, BValue>, infoBytes: Buffer): Metainfo {
     files,
     version: v1 && v2 ? 'hybrid' : v1 ? 'v1' : 'v2',
     private: info.get('private') === 1,
-    raw: top,
+    bytes,
   };
   if (v1) torrent.infoHashV1 = createHash('sha1').update(infoBytes).digest();
   if (v2) {
@@ -313,53 +327,163 @@ function build(top: Map<string, BValue>, infoBytes: Buffer): Metainfo {
 /** Parses and validates a .torrent file. Never throws on bad input. */
 export function parseMetainfo(bytes: Uint8Array, opts: ParseMetainfoOptions = {}): ParseMetainfoResult {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
-  if (bytes.byteLength > maxBytes) return { ok: false, error: `torrent is larger than ${maxBytes} bytes` };
-  // A private copy: `raw` holds slices of the input, which must not change under the caller's feet.
+  if (bytes.byteLength > maxBytes)
+    return { ok: false, error: `torrent is larger than ${maxBytes} bytes`, limit: 'bytes' };
+  // A private copy: the result keeps it, and it must not change under the caller's feet.
   const buf = Buffer.from(bytes);
   const decoded = decode(buf, { spanOf: 'info' });
   if (!decoded.ok) return { ok: false, error: `not bencoded: ${decoded.error} at byte ${decoded.offset}` };
   if (!isDict(decoded.value)) return { ok: false, error: 'not a torrent: top level is not a dictionary' };
   const span = decoded.span ?? [0, 0];
   try {
-    return { ok: true, torrent: build(decoded.value, buf.subarray(span[0], span[1])) };
+    const maxFiles = opts.maxFiles ?? Number.POSITIVE_INFINITY;
+    return { ok: true, torrent: build(decoded.value, buf, buf.subarray(span[0], span[1]), maxFiles) };
   } catch (err) {
-    if (err instanceof MetainfoError) return { ok: false, error: err.message };
+    if (err instanceof MetainfoError)
+      return err.limit
+        ? { ok: false, error: err.message, limit: err.limit }
+        : { ok: false, error: err.message };
     // A bug, not bad input; still an answer rather than a crash, but recognisable as ours.
     return { ok: false, error: `internal error: ${(err as Error)?.message ?? String(err)}` };
   }
 }
 
+/** Where the entry for `key` is, or would go, in a dictionary whose keys are sorted: [start, end). */
+function slotOf(dict: { entries: DictEntry[]; close: number }, key: string): [number, number] {
+  for (const e of dict.entries) {
+    if (e.key === key) return [e.start, e.end];
+    // Keys sort as raw bytes; latin1 keeps one byte per character, so string order is byte order.
+    if (e.key > key) return [e.start, e.start];
+  }
+  return [dict.close, dict.close];
+}
+
+/** One encoded dictionary entry: the key, then the (already encoded) value. */
+const entry = (key: string, value: Buffer) =>
+  Buffer.concat([Buffer.from(`${key.length}:${key}`, 'latin1'), value]);
+
+/** `buf` with each slot (in order, not overlapping) replaced by its part. */
+function splice(buf: Buffer, slots: [number, number][], parts: Buffer[]): Buffer {
+  const out: Buffer[] = [];
+  let pos = 0;
+  for (let i = 0; i < slots.length; i++) {
+    out.push(buf.subarray(pos, slots[i][0]), parts[i]);
+    pos = slots[i][1];
+  }
+  out.push(buf.subarray(pos));
+  return Buffer.concat(out);
+}
+
+/**
+ * Sets entries of the encoded dictionary `buf` (valid bencode, as a parse leaves it), keys given in
+ * sorted order, by cutting and joining bytes: every other entry keeps its exact bytes.
+ */
+function setEntries(buf: Buffer, set: [string, Buffer][]): Buffer {
+  const dict = dictEntries(buf);
+  if (dict === null) throw new Error('setEntries: not a bencoded dictionary');
+  return splice(
+    buf,
+    set.map(([key]) => slotOf(dict, key)),
+    set.map(([key, value]) => entry(key, value)),
+  );
+}
+
+/** BEP 12 tiers without empty URLs or empty tiers; the single tier [[announce]] by default. */
+function cleanTiers(announce: string, announceList?: string[][]): string[][] {
+  return (announceList ?? [[announce]])
+    .map((tier) => tier.filter((u) => u.length > 0))
+    .filter((tier) => tier.length > 0);
+}
+
+function announceEntries(announce: string, tiers: string[][]): [Buffer, Buffer] {
+  if (announce.length === 0) throw new TypeError('announce must be a non-empty URL');
+  return [
+    entry('announce', encode(Buffer.from(announce, 'utf8'))),
+    entry('announce-list', encode(tiers.map((tier) => tier.map((u) => Buffer.from(u, 'utf8'))))),
+  ];
+}
+
 /**
  * Rewrites a torrent for this tracker: new announce / announce-list (and comment), optionally
- * marked private and tagged with a source. Every other key is kept. The decoder is strict (sorted
- * keys, canonical integers), so re-encoding an untouched info dictionary reproduces its bytes and
- * hashes; touching `info` yields new hashes, which the returned torrent carries.
+ * marked private and tagged with a source. Every other key is kept, byte for byte: the new bytes
+ * are cut and joined from the old ones (keys stay sorted), never re-encoded, so an untouched
+ * info dictionary keeps its hashes; touching `info` yields new hashes, computed over the new
+ * info bytes exactly as a client computes them, and carried by the returned torrent.
  */
 export function personalise(
   torrent: Metainfo,
   opts: PersonaliseOptions,
 ): { bytes: Buffer; torrent: Metainfo } {
-  if (opts.announce.length === 0) throw new TypeError('announce must be a non-empty URL');
-  const top = new Map<string, BEncodable>(torrent.raw);
-  top.set('announce', Buffer.from(opts.announce, 'utf8'));
-  const tiers = (opts.announceList ?? [[opts.announce]])
-    .map((tier) => tier.filter((u) => u.length > 0).map((u) => Buffer.from(u, 'utf8')))
-    .filter((tier) => tier.length > 0);
-  top.set('announce-list', tiers);
-  if (opts.comment !== undefined) top.set('comment', Buffer.from(opts.comment, 'utf8'));
-
-  if (opts.setPrivate || opts.source !== undefined) {
-    const info = new Map<string, BEncodable>(torrent.raw.get('info') as Map<string, BValue>);
-    if (opts.setPrivate) info.set('private', 1);
-    if (opts.source !== undefined) info.set('source', Buffer.from(opts.source, 'utf8'));
-    top.set('info', info);
+  const tiers = cleanTiers(opts.announce, opts.announceList);
+  const [announce, announceList] = announceEntries(opts.announce, tiers);
+  const top = dictEntries(torrent.bytes);
+  if (top === null) throw new Error('personalise: the torrent bytes are not a dictionary');
+  // Sorted keys: announce < announce-list < comment < info; inside info, private < source.
+  const parts: [number, number][] = [slotOf(top, 'announce'), slotOf(top, 'announce-list')];
+  const values = [announce, announceList];
+  if (opts.comment !== undefined) {
+    parts.push(slotOf(top, 'comment'));
+    values.push(entry('comment', encode(Buffer.from(opts.comment, 'utf8'))));
   }
+  const out: Metainfo = { ...torrent, announce: opts.announce, announceList: tiers };
+  if (opts.comment !== undefined) out.comment = opts.comment;
+  if (opts.setPrivate || opts.source !== undefined) {
+    // A parsed torrent has its info dictionary (and only a dictionary parses as one).
+    const old = top.entries.find((e) => e.key === 'info') as DictEntry;
+    const set: [string, Buffer][] = [];
+    if (opts.setPrivate) set.push(['private', Buffer.from('i1e')]);
+    if (opts.source !== undefined) set.push(['source', encode(Buffer.from(opts.source, 'utf8'))]);
+    const info = setEntries(torrent.bytes.subarray(old.valueStart, old.end), set);
+    parts.push([old.start, old.end]);
+    values.push(entry('info', info));
+    if (opts.setPrivate) out.private = true;
+    if (opts.source !== undefined) out.source = opts.source;
+    if (torrent.infoHashV1) out.infoHashV1 = createHash('sha1').update(info).digest();
+    if (torrent.infoHashV2) {
+      out.infoHashV2 = createHash('sha256').update(info).digest();
+      out.infoHashV2Truncated = out.infoHashV2.subarray(0, 20);
+    }
+  }
+  out.bytes = splice(torrent.bytes, parts, values);
+  return { bytes: out.bytes, torrent: out };
+}
 
-  const bytes = encode(top);
-  // Parse what we wrote so the hashes come from the real bytes, exactly as a client computes them.
-  const parsed = parseMetainfo(bytes, { maxBytes: Number.POSITIVE_INFINITY });
-  if (!parsed.ok) throw new Error(`personalise produced an invalid torrent: ${parsed.error}`);
-  return { bytes, torrent: parsed.torrent };
+/**
+ * Where a personal copy differs from the stored .torrent: the byte ranges of its `announce` and
+ * `announce-list` entries ([start, end) each, empty where the key is absent), in file order.
+ * Stored with the file at upload, so that a download is a few copies, not a parse.
+ */
+export type AnnounceSlots = [number, number, number, number];
+
+/** The announce slots of a .torrent already accepted by `parseMetainfo`; null if it is not a dictionary. */
+export function announceSlots(bytes: Uint8Array): AnnounceSlots | null {
+  const top = dictEntries(bytes);
+  if (top === null) return null;
+  return [...slotOf(top, 'announce'), ...slotOf(top, 'announce-list')];
+}
+
+/**
+ * The personal copy of a stored .torrent: its bytes with the announce slots filled. The same bytes
+ * `personalise(parseMetainfo(bytes), { announce, announceList })` gives, without parsing.
+ */
+export function withAnnounce(
+  bytes: Uint8Array,
+  slots: AnnounceSlots,
+  announce: string,
+  announceList?: string[][],
+): Buffer {
+  const [a, b, c, d] = slots;
+  if (!(0 <= a && a <= b && b <= c && c <= d && d <= bytes.length))
+    throw new RangeError('bad announce slots');
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return splice(
+    buf,
+    [
+      [a, b],
+      [c, d],
+    ],
+    announceEntries(announce, cleanTiers(announce, announceList)),
+  );
 }
 
 /** RFC 3986 unreserved characters only; encodeURIComponent leaves !'()* alone. */
@@ -367,7 +491,10 @@ const pct = (s: string): string =>
   encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** Magnet URI: btih for v1, btmh (multihash 0x12 sha2-256, 0x20 bytes) for v2; both for hybrids. */
-export function magnetLink(torrent: Metainfo, trackers: string[]): string {
+export function magnetLink(
+  torrent: Pick<Metainfo, 'infoHashV1' | 'infoHashV2' | 'name' | 'totalSize'>,
+  trackers: string[],
+): string {
   const params: string[] = [];
   if (torrent.infoHashV1) params.push(`xt=urn:btih:${torrent.infoHashV1.toString('hex')}`);
   if (torrent.infoHashV2) params.push(`xt=urn:btmh:1220${torrent.infoHashV2.toString('hex')}`);

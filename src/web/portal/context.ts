@@ -15,6 +15,8 @@ export interface PortalDeps {
     | 'registration'
     | 'applications'
     | 'categories'
+    | 'maxTorrentBytes'
+    | 'hideRestricted'
     | 'inviteExpiryDays'
     | 'inviteMinRatioPercent'
     | 'inviteMinAgeDays'
@@ -194,16 +196,7 @@ export function errorPage(ctx: Ctx, status: number, title: string, message: stri
 
 // ---- formatting ----
 
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+export { formatBytes as bytes } from '../../core/text.ts';
 
 export function ratio(up: number, down: number): string {
   if (down === 0) return up > 0 ? '∞' : '—';

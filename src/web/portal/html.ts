@@ -1,3 +1,5 @@
+import { stripControls } from '../../core/text.ts';
+
 /**
  * HTML templates as tagged templates that escape by default: every interpolated value is text
  * unless it is already `Html` (another template, or `raw()` for trusted markup). Arrays are
@@ -15,9 +17,13 @@ export class Html {
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-/** Escapes text for element content and quoted attribute values. */
+/**
+ * Escapes text for element content and quoted attribute values, in HTML and in XML (the RSS
+ * feed): characters XML cannot carry at all are dropped (core/text.ts), so no stored name, however
+ * old, can make a page or a feed unreadable.
+ */
 export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ESC[c]);
+  return stripControls(s).replace(/[&<>"']/g, (c) => ESC[c]);
 }
 
 function render(v: unknown): string {

@@ -57,7 +57,7 @@ export function createPortal(
   const assets = loadAssets();
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),
-    ...torrentRoutes(),
+    ...torrentRoutes(deps.config),
     ...memberRoutes(),
     ...staffRoutes(),
   ];

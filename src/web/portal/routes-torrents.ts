@@ -1,7 +1,7 @@
 import { announceUrls } from '../../core/urls.ts';
 import type { PublicMember, TorrentSummary } from '../../db/registry.ts';
 import { RegistryError } from '../../db/registry.ts';
-import { magnetLink, parseMetainfo, personalise } from '../../protocol/metainfo/index.ts';
+import { magnetLink, personalise, withAnnounce } from '../../protocol/metainfo/index.ts';
 import {
   ago,
   bytes,
@@ -11,6 +11,7 @@ import {
   errorPage,
   field,
   isStaff,
+  type PortalDeps,
   page,
   redirect,
   send,
@@ -57,26 +58,54 @@ function badges(t: TorrentSummary) {
   return html`${t.download_factor === 0 ? html` <span class="badge free">freeleech</span>` : ''}${t.restricted ? html` <span class="badge restricted">restricted</span>` : ''}`;
 }
 
-/** The stored .torrent with `passkey` in every announce URL, or null when none is stored. */
+/**
+ * The stored .torrent with `passkey` in every announce URL, or null when none is stored. Cut and
+ * joined from the stored bytes at the announce slots saved with them, never parsed: a download
+ * costs a copy of the file, however many files it lists. The stored file is already private:
+ * only the announce keys change, so the info hash stays.
+ */
 export async function personalTorrent(ctx: Ctx, torrentId: number, passkey: string): Promise<Buffer | null> {
-  const stored = await ctx.reg.torrentFile(torrentId);
+  const stored = await ctx.reg.torrentTemplate(torrentId);
   if (stored === null) return null;
-  const parsed = parseMetainfo(stored, { maxBytes: Number.POSITIVE_INFINITY });
-  if (!parsed.ok) return null;
   const urls = announceUrls(ctx.deps.urls(), passkey);
   const tiers = announceTiers(urls);
-  // The stored file is already private: only the announce keys change, so the info hash stays.
-  return personalise(parsed.torrent, { announce: tiers[0]?.[0] ?? urls[0], announceList: tiers }).bytes;
+  return withAnnounce(stored.bytes, stored.slots, tiers[0]?.[0] ?? urls[0], tiers);
 }
+
+/**
+ * Whether a member may have a torrent's metadata (the .torrent, its magnet link, info hashes and
+ * file list): exactly what announcing it takes (not restricted, or a live grant of their own or
+ * of a group of theirs), and staff always, since they manage the grants. Handing the file to
+ * someone the tracker refuses would give them the info hash to find peers by other means.
+ */
+async function mayDownload(ctx: Ctx, t: TorrentSummary, member: PublicMember): Promise<boolean> {
+  if (t.restricted === 0 || isStaff(member)) return true;
+  return ctx.reg.grantedTo(t.id, member.id, ctx.now);
+}
+
+/** Browse and feeds: whose restricted torrents to leave out (none for staff). */
+const hiddenFor = (ctx: Ctx, member: PublicMember) =>
+  isStaff(member) ? undefined : { memberId: member.id, at: ctx.now };
 
 function torrentFilename(name: string): string {
   const safe = name.replace(/[^A-Za-z0-9 ._()[\]-]/g, '_').slice(0, 150) || 'torrent';
   return `${safe}.torrent`;
 }
 
-async function sendTorrent(ctx: Ctx, t: TorrentSummary, member: PublicMember) {
+/** The personal .torrent, or `refuse` with a status and a reason (a page, or plain text for RSS clients). */
+async function sendTorrent(
+  ctx: Ctx,
+  t: TorrentSummary | undefined,
+  member: PublicMember,
+  refuse: (status: number, message: string) => void,
+) {
+  if (!t) return refuse(404, 'No such torrent.');
+  if (!(await mayDownload(ctx, t, member)))
+    return ctx.deps.config.hideRestricted
+      ? refuse(404, 'No such torrent.')
+      : refuse(403, 'This torrent is restricted: downloading it takes a grant (ask the staff).');
   const file = await personalTorrent(ctx, t.id, member.passkey);
-  if (file === null) return errorPage(ctx, 404, 'Download', 'No .torrent file is stored for this torrent.');
+  if (file === null) return refuse(404, 'No .torrent file is stored for this torrent.');
   send(ctx, 200, 'application/x-bittorrent', file, {
     'content-disposition': `attachment; filename="${torrentFilename(t.name)}"`,
     'cache-control': 'no-store',
@@ -103,7 +132,7 @@ ${csrfField(ctx)}
   });
 }
 
-export function torrentRoutes(): Route[] {
+export function torrentRoutes(config: PortalDeps['config']): Route[] {
   return [
     {
       method: 'GET',
@@ -127,7 +156,11 @@ export function torrentRoutes(): Route[] {
         const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
         // Sorting by live counts needs every match's counts: fine for the thousands of torrents
         // a community has (browseTorrents caps at 5000 matches; a search narrows further).
-        const all = await withLive(ctx, await ctx.reg.accounts.browseTorrents({ search: q, category: cat }));
+        const hide = config.hideRestricted ? hiddenFor(ctx, ctx.member!) : undefined;
+        const all = await withLive(
+          ctx,
+          await ctx.reg.accounts.browseTorrents({ search: q, category: cat, grantedTo: hide }),
+        );
         const key: Record<Sort, (t: Live) => number | string> = {
           seeders: (t) => t.seeders,
           leechers: (t) => t.leechers,
@@ -193,30 +226,30 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
       method: 'POST',
       pattern: /^\/upload$/,
       access: 'member',
-      // parseMetainfo's own limit is 10 MiB; the multipart framing and fields come on top.
-      maxBody: 11 * 1024 * 1024,
+      // A .torrent up to max_torrent_bytes (refused with a clear message above it), plus the
+      // multipart framing and the other fields.
+      maxBody: config.maxTorrentBytes + 1024 * 1024,
       async handle(ctx) {
         const file = ctx.form.files.get('torrent');
         if (!file || file.data.length === 0) return uploadForm(ctx, 'Choose a .torrent file.');
         const category = field(ctx, 'category');
         if (!ctx.deps.config.categories.includes(category)) return uploadForm(ctx, 'Choose a category.');
-        const parsed = parseMetainfo(file.data);
-        if (!parsed.ok) return uploadForm(ctx, `That is not a valid .torrent file: ${parsed.error}`);
         const urls = ctx.deps.urls().map((u) => `${u.replace(/\/+$/, '')}/announce`);
         const tiers = announceTiers(urls);
         if (tiers.length === 0)
           return uploadForm(ctx, 'This tracker has no announce URL to put in the torrent.', 500);
-        // Private flag (BEP 27) and this tracker's tiers: the info hash changes, and the new one
-        // (both hashes of a hybrid) is what gets registered. The stored file carries no passkey.
-        const personal = personalise(parsed.torrent, {
-          announce: tiers[0][0],
-          announceList: tiers,
-          setPrivate: true,
-        });
-        const name = field(ctx, 'name').slice(0, 300) || personal.torrent.name;
         try {
-          const t = await ctx.reg.addTorrentFile(personal.bytes, {
-            name,
+          // Parsed once, under the caps (max_torrent_bytes, max_torrent_files).
+          const parsed = ctx.reg.parseTorrent(file.data);
+          // Private flag (BEP 27) and this tracker's tiers: the info hash changes, and the new one
+          // (both hashes of a hybrid) is what gets registered. The stored file carries no passkey.
+          const personal = personalise(parsed, {
+            announce: tiers[0][0],
+            announceList: tiers,
+            setPrivate: true,
+          });
+          const t = await ctx.reg.addMetainfo(personal.torrent, {
+            name: field(ctx, 'name').slice(0, 300) || undefined,
             category,
             description: field(ctx, 'description').slice(0, 20000) || null,
             uploaderId: ctx.member!.id,
@@ -235,20 +268,32 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
       access: 'member',
       async handle(ctx) {
         const found = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!found) return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
-        const [t] = await withLive(ctx, [found]);
-        const stored = await ctx.reg.torrentFile(t.id);
-        const parsed = stored ? parseMetainfo(stored, { maxBytes: Number.POSITIVE_INFINITY }) : null;
-        const meta = parsed?.ok ? parsed.torrent : null;
-        const uploader = t.uploader_id !== null ? await ctx.reg.findMember(t.uploader_id) : undefined;
         const me = ctx.member!;
-        const magnet = meta ? magnetLink(meta, announceUrls(ctx.deps.urls(), me.passkey)) : null;
         const staff = isStaff(me);
-        const granted =
-          t.restricted === 1 &&
-          (await ctx.reg.listGrants({ torrent: t.id, member: me.id })).some(
-            (g) => g.expires_at === null || g.expires_at > ctx.now,
-          );
+        const granted = found?.restricted === 1 && (await ctx.reg.grantedTo(found.id, me.id, ctx.now));
+        const may = found !== undefined && (found.restricted === 0 || granted || staff);
+        // hide_restricted: without a grant, a restricted torrent does not exist, name included.
+        if (!found || (!may && config.hideRestricted))
+          return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
+        const [t] = await withLive(ctx, [found]);
+        const filesPage = Math.max(1, Math.min(1e6, Number.parseInt(ctx.query.get('files') ?? '1', 10) || 1));
+        // Everything below comes from the summary stored at upload: the page never reads the file.
+        const contents = may ? await ctx.reg.torrentContents(t.id, filesPage) : null;
+        const uploader = t.uploader_id !== null ? await ctx.reg.findMember(t.uploader_id) : undefined;
+        const hex = (h: string | null) => (h ? Buffer.from(h, 'hex') : undefined);
+        const magnet = contents
+          ? magnetLink(
+              {
+                infoHashV1: hex(t.info_hash),
+                infoHashV2: hex(t.info_hash_v2),
+                name: contents.name,
+                totalSize: t.size,
+              },
+              announceUrls(ctx.deps.urls(), me.passkey),
+            )
+          : null;
+        const filesLink = (n: number, label: string) =>
+          html`<a href="/torrent/${t.id}?files=${n}">${label}</a>`;
         page(ctx, {
           title: t.name,
           nav: '/torrents',
@@ -261,29 +306,48 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
 </div>
 ${
   t.restricted
-    ? html`<p class="flash ${granted ? 'ok' : 'error'} mt">${granted ? 'Restricted torrent: you hold a grant for it.' : 'Restricted torrent: only members holding a grant (or in a granted group) may announce it.'}</p>`
+    ? html`<p class="flash ${granted ? 'ok' : 'error'} mt">${
+        granted
+          ? 'Restricted torrent: you hold a grant for it.'
+          : may
+            ? 'Restricted torrent: only members holding a grant (or in a granted group) may announce it.'
+            : 'Restricted torrent: only members holding a grant (or in a granted group) may download and announce it.'
+      }</p>`
     : ''
 }
 <div class="card mt">
-<div class="actions">
+${
+  may
+    ? html`<div class="actions">
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
-</div>
+</div>`
+    : ''
+}
 <dl>
 <dt>Category</dt><dd>${t.category ?? '—'}</dd>
 <dt>Uploaded by</dt><dd>${uploader ? html`<a href="/member/${uploader.id}">${uploader.username}</a>` : '—'} · ${date(t.created_at)}</dd>
-${t.info_hash ? html`<dt>Info hash (v1)</dt><dd class="mono">${t.info_hash}</dd>` : ''}
-${t.info_hash_v2 ? html`<dt>Info hash (v2)</dt><dd class="mono">${t.info_hash_v2}</dd>` : ''}
-${meta ? html`<dt>Version</dt><dd>${meta.version} · piece size ${bytes(meta.pieceLength)}</dd>` : ''}
+${may && t.info_hash ? html`<dt>Info hash (v1)</dt><dd class="mono">${t.info_hash}</dd>` : ''}
+${may && t.info_hash_v2 ? html`<dt>Info hash (v2)</dt><dd class="mono">${t.info_hash_v2}</dd>` : ''}
+${contents ? html`<dt>Version</dt><dd>${contents.version} · piece size ${bytes(contents.pieceLength)}</dd>` : ''}
 </dl>
 ${t.description ? html`<h2>Description</h2><p class="prewrap">${t.description}</p>` : ''}
 </div>
 ${
-  meta
-    ? html`<h2>Files (${meta.files.length})</h2><div class="table-wrap"><table><thead><tr><th>Path</th><th class="num">Size</th></tr></thead><tbody>
-${meta.files.slice(0, 500).map((f) => html`<tr><td class="mono">${f.path}</td><td class="num">${bytes(f.length)}</td></tr>`)}
-${meta.files.length > 500 ? html`<tr><td colspan="2" class="muted">and ${meta.files.length - 500} more</td></tr>` : ''}
-</tbody></table></div>`
+  contents
+    ? html`<h2 id="files">Files (${t.file_count})</h2><div class="table-wrap"><table><thead><tr><th>Path</th><th class="num">Size</th></tr></thead><tbody>
+${contents.files.map((f) => html`<tr><td class="mono">${f.path}</td><td class="num">${bytes(f.length)}</td></tr>`)}
+${contents.files.length === 0 ? html`<tr><td colspan="2" class="muted">No files on this page.</td></tr>` : ''}
+</tbody></table></div>
+${
+  contents.pages > 1
+    ? html`<nav class="pager" aria-label="File pages">
+${filesPage > 1 ? filesLink(Math.min(filesPage - 1, contents.pages), '← Previous files') : ''}
+<span class="muted">page ${filesPage} of ${contents.pages}</span>
+${filesPage < contents.pages ? filesLink(filesPage + 1, 'Next files →') : ''}
+</nav>`
+    : ''
+}`
     : ''
 }
 ${staff ? staffTorrentForm(ctx, t) : ''}
@@ -297,8 +361,9 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
       access: 'member',
       async handle(ctx) {
         const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!t) return errorPage(ctx, 404, 'Download', 'No such torrent.');
-        await sendTorrent(ctx, t, ctx.member!);
+        await sendTorrent(ctx, t, ctx.member!, (status, message) =>
+          errorPage(ctx, status, 'Download', message),
+        );
       },
     },
     {
@@ -311,7 +376,13 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const catParam = ctx.query.get('cat') ?? '';
         const cat = ctx.deps.config.categories.includes(catParam) ? catParam : '';
-        const list = await ctx.reg.accounts.browseTorrents({ category: cat, limit: 50 });
+        // A feed is for downloading: it lists only what this member may download, whatever
+        // hide_restricted says about browsing.
+        const list = await ctx.reg.accounts.browseTorrents({
+          category: cat,
+          limit: 50,
+          grantedTo: hiddenFor(ctx, member),
+        });
         const origin = `http${ctx.secure ? 's' : ''}://${hostOf(ctx)}${ctx.base}`;
         const x = escapeHtml;
         const items = list
@@ -342,8 +413,9 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
         if (member?.status !== 'active')
           return send(ctx, 403, 'text/plain; charset=utf-8', 'unknown or disabled feed key\n');
         const t = await ctx.reg.findTorrent(Number(ctx.params[0]));
-        if (!t) return send(ctx, 404, 'text/plain; charset=utf-8', 'no such torrent\n');
-        await sendTorrent(ctx, t, member);
+        await sendTorrent(ctx, t, member, (status, message) =>
+          send(ctx, status, 'text/plain; charset=utf-8', `${message}\n`),
+        );
       },
     },
   ];

@@ -1,0 +1,35 @@
+import { spawnSync } from 'node:child_process';
+
+const SCRIPT = `
+import json, libtorrent as lt, os, sys, tempfile
+name, files = sys.argv[1], json.loads(sys.argv[2])
+with tempfile.TemporaryDirectory() as tmp:
+    root = os.path.join(tmp, name)
+    for rel, size in (files or {'': 50000}).items():
+        path = os.path.join(root, rel) if rel else root
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(os.urandom(size))
+    fs = lt.file_storage()
+    lt.add_files(fs, root)
+    ct = lt.create_torrent(fs, 16384)
+    ct.add_tracker('http://old.example/announce')
+    lt.set_piece_hashes(ct, tmp)
+    sys.stdout.write(lt.bencode(ct.generate()).hex())
+`;
+
+/**
+ * A hybrid (v1+v2) torrent made by libtorrent 2 (Debian's python3-libtorrent, in Debian's own
+ * python3), announcing to a foreign tracker: a folder `name` holding `files` (relative path →
+ * size, random content), or a single 50,000-byte file `name` when `files` is omitted.
+ */
+export function libtorrentHybrid(name: string, files?: Record<string, number>): Buffer {
+  const r = spawnSync('/usr/bin/python3', ['-c', SCRIPT, name, JSON.stringify(files ?? null)], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0)
+    throw new Error(
+      `this test needs /usr/bin/python3 with libtorrent (apt-get install python3-libtorrent): ${r.stderr}`,
+    );
+  return Buffer.from(r.stdout, 'hex');
+}
