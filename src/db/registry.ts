@@ -93,6 +93,9 @@ export interface TorrentLimits {
   maxFiles: number;
 }
 
+/** The configuration's defaults (`max_torrent_bytes` 4 MiB, `max_torrent_files` 50,000). */
+export const DEFAULT_TORRENT_LIMITS: TorrentLimits = { maxBytes: 4 * 1024 * 1024, maxFiles: 50_000 };
+
 /** Files per row of `torrent_file_pages`, so per page of the torrent page's file list. */
 export const FILES_PER_PAGE = 100;
 
@@ -186,7 +189,7 @@ export class Registry {
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
-  constructor(db: Db, limits: TorrentLimits) {
+  constructor(db: Db, limits: TorrentLimits = DEFAULT_TORRENT_LIMITS) {
     this.db = db;
     this.accounts = new Accounts(this);
     this.limits = limits;
