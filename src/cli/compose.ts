@@ -6,6 +6,7 @@ import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
+import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -146,6 +147,8 @@ export function createTracker(
     account: accountant
       ? (req, member, torrent, now) => accountant.account(req, member, torrent, now)
       : undefined,
+    // Workers: accounting and the swarm update in the worker that owns the torrent.
+    dispatch: sharded ? (req, ctx, now) => sharded.dispatch(req, ctx, now) : undefined,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,
@@ -157,6 +160,12 @@ export function createTracker(
     ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>())
     : new StatsReporter(counters, store);
   if (sharded) sharded.localStats = () => stats.localSnapshot();
+  if (sharded && accountant)
+    sharded.privateMode({
+      account: (req, member, torrent, now) => accountant.account(req, member, torrent, now),
+      routeOf: (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h,
+      activity: (id) => accountant.activity(id),
+    });
   const onError = (err: unknown) => {
     counters.internalErrors++;
     logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
@@ -195,7 +204,12 @@ export function createTracker(
           scrape: (hashes) => store.scrape(hashes, clock.now()),
           stats: () => stats.snapshot(),
           urls: () => publicUrls(),
-          activity: accountant ? (id) => accountant.activity(id) : undefined,
+          // With workers, each owns the holdings of its torrents: the figures are added up.
+          activity: accountant
+            ? sharded
+              ? (id) => sharded.activity(id)
+              : (id) => accountant.activity(id)
+            : undefined,
           onError,
         })
       : null;

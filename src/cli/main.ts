@@ -61,12 +61,6 @@ async function main(argv: string[]): Promise<number> {
   }
   const setup = workerSetup(process.env);
   if (setup === null && workerCount(config) > 1) {
-    if (config.mode === 'private') {
-      process.stderr.write(
-        'config: workers: more than one worker is not available in private mode yet (accounting must stay exact); use workers = 1\n',
-      );
-      return 2;
-    }
     return runPrimary({ config, argv, logger: createLogger(config.logLevel), script: process.argv[1] });
   }
   let down: number[] = [];

@@ -1,4 +1,5 @@
 import type { AnnounceEvent, AnnounceRequest, AnnounceResult, Family, ScrapeEntry } from '../core/types.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
 
 /**
  * The messages workers send each other (issue #13): a typed union with a byte codec, kept apart
@@ -21,6 +22,9 @@ export const MessageType = {
   scrapeAllOk: 8,
   /** The owner could not answer (a refusal or an internal error): a message for the client. */
   failure: 9,
+  /** A member's torrents seeding and leeching now, on this worker (the portal's profile). */
+  activity: 10,
+  activityOk: 11,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -30,6 +34,18 @@ export const MAX_FRAME = 256 * 1024 * 1024;
 
 /** An announce as sent to its owner: the request, and the sender's clock. */
 export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
+/**
+ * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
+ * the member (id, status) and the torrent (id, restricted, factors, route hash) the owner's
+ * accounting needs.
+ */
+export const ACCOUNT_BYTES = 1 + 4 + 1 + 4 + 1 + 4 + 4 + 20;
+
+/** Who an announce is accounted to (private mode). */
+export interface AccountTo {
+  member: PolicyMember;
+  torrent: PolicyTorrent;
+}
 
 /** A growable output buffer that frames are appended to. */
 export class FrameWriter {
@@ -65,8 +81,14 @@ export class FrameWriter {
   }
 }
 
-export function writeAnnounce(w: FrameWriter, id: number, req: AnnounceRequest, now: number): void {
-  const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES);
+export function writeAnnounce(
+  w: FrameWriter,
+  id: number,
+  req: AnnounceRequest,
+  now: number,
+  acct: AccountTo | null = null,
+): void {
+  const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES + ACCOUNT_BYTES);
   const b = w.buf;
   let o = w.len;
   b.set(req.infoHash.subarray(0, 20), o);
@@ -87,8 +109,38 @@ export function writeAnnounce(w: FrameWriter, id: number, req: AnnounceRequest, 
   o += 2;
   b[o++] = req.wantPeerIds ? 1 : 0;
   b.writeUInt32BE(now >>> 0, o);
-  w.len = o + 4;
+  o += 4;
+  if (acct === null) b[o++] = 0;
+  else {
+    b[o++] = 1;
+    b.writeUInt32BE(acct.member.id >>> 0, o);
+    b[o + 4] = acct.member.status;
+    b.writeUInt32BE(acct.torrent.id >>> 0, o + 5);
+    b[o + 9] = acct.torrent.restricted ? 1 : 0;
+    b.writeUInt32BE(acct.torrent.downloadFactor >>> 0, o + 10);
+    b.writeUInt32BE(acct.torrent.uploadFactor >>> 0, o + 14);
+    b.set(acct.torrent.route.subarray(0, 20), o + 18);
+    o += ACCOUNT_BYTES - 1;
+  }
+  w.len = o;
   w.end(start);
+}
+
+/** The accounting section after an announce body (at `o` + ANNOUNCE_BYTES), or null. */
+export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | null {
+  o += ANNOUNCE_BYTES;
+  if (o >= end || b[o] !== 1 || end - o < ACCOUNT_BYTES) return null;
+  o++;
+  return {
+    member: { id: b.readUInt32BE(o), status: (b[o + 4] & 3) as 0 | 1 | 2, groups: [] },
+    torrent: {
+      id: b.readUInt32BE(o + 5),
+      restricted: b[o + 9] === 1,
+      downloadFactor: b.readUInt32BE(o + 10),
+      uploadFactor: b.readUInt32BE(o + 14),
+      route: new Uint8Array(b.subarray(o + 18, o + 38)),
+    },
+  };
 }
 
 /** Reads an announce body (at `o`, ANNOUNCE_BYTES long) into `req`, whose arrays it fills. */

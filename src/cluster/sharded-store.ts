@@ -3,11 +3,14 @@ import type { Logger } from '../core/log.ts';
 import { shardOf } from '../core/shard.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
 import type { SwarmStore } from '../swarm/types.ts';
+import type { AccountStep, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
 import {
   ANNOUNCE_BYTES,
   type FrameWriter,
+  HEADER,
   MessageType,
+  readAccountTo,
   readAnnounce,
   readAnnounceOk,
   readScrape,
@@ -58,6 +61,12 @@ export class ShardedSwarmStore implements SwarmStore {
   };
   #localStats: () => Promise<unknown>;
   readonly #logger: Logger;
+  /** Private mode: the accounting step, run here for the torrents this worker owns. */
+  #account: AccountStep | null = null;
+  /** Private mode: the hash that routes a torrent (both hashes of a hybrid go to one owner). */
+  #routeOf: ((infoHash: Uint8Array) => Uint8Array) | null = null;
+  /** Private mode: a member's torrents seeding and leeching now, on this worker. */
+  #activity: ((memberId: number) => { seeding: number; leeching: number }) | null = null;
 
   constructor(opts: {
     local: SwarmStore;
@@ -87,17 +96,89 @@ export class ShardedSwarmStore implements SwarmStore {
     this.#localStats = fn;
   }
 
+  /**
+   * Private mode (issue #13): accounting runs in the worker that owns the torrent, where every
+   * announce of its peers arrives, so each peer's baseline is in one place and a delta is
+   * credited exactly once whichever worker the client reached. `routeOf` maps an info hash to
+   * its torrent's route hash (`PolicyTorrent.route`).
+   */
+  privateMode(opts: {
+    account: AccountStep;
+    routeOf: (infoHash: Uint8Array) => Uint8Array;
+    activity: (memberId: number) => { seeding: number; leeching: number };
+  }): void {
+    this.#account = opts.account;
+    this.#routeOf = opts.routeOf;
+    this.#activity = opts.activity;
+  }
+
+  #ownerOf(infoHash: Uint8Array): number {
+    return shardOf(this.#routeOf === null ? infoHash : this.#routeOf(infoHash), this.#count);
+  }
+
+  /**
+   * The service's dispatch (TrackerService `dispatch`): accounting and the swarm update in the
+   * owner of the torrent; policy has run in this worker and filled `ctx`.
+   */
+  dispatch(
+    req: AnnounceRequest,
+    ctx: RequestContext,
+    now: number,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
+    const member = ctx.member;
+    const torrent = ctx.torrent;
+    const owner = shardOf(torrent !== null ? torrent.route : req.infoHash, this.#count);
+    if (owner === this.#index) {
+      if (member !== null && torrent !== null) this.#account?.(req, member, torrent, now);
+      return this.local.announce(req, now) as AnnounceResult;
+    }
+    const acct = member !== null && torrent !== null ? { member, torrent } : null;
+    return this.bus
+      .request(
+        owner,
+        (w, id) => writeAnnounce(w, id, req, now, acct),
+        (body, at, type) => {
+          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
+          throw failureOf(body, at, type);
+        },
+      )
+      .catch(refusal);
+  }
+
+  /** A member's torrents seeding and leeching now, over every worker (private mode). */
+  async activity(memberId: number): Promise<{ seeding: number; leeching: number }> {
+    const sum = this.#activity?.(memberId) ?? { seeding: 0, leeching: 0 };
+    const parts = await Promise.all(
+      this.#others().map((to) =>
+        this.bus.request(
+          to,
+          (w, id) => writeText(w, MessageType.activity, id, String(memberId)),
+          (body, at, type) => {
+            if (type === MessageType.activityOk)
+              return JSON.parse(textOf(body, at)) as { seeding: number; leeching: number };
+            throw failureOf(body, at, type);
+          },
+        ),
+      ),
+    ).catch(unavailable);
+    for (const p of parts) {
+      sum.seeding += p.seeding;
+      sum.leeching += p.leeching;
+    }
+    return sum;
+  }
+
   start(): Promise<void> {
     return this.bus.start();
   }
 
   /** Whether this worker owns the swarm of `infoHash`. */
   owns(infoHash: Uint8Array): boolean {
-    return shardOf(infoHash, this.#count) === this.#index;
+    return this.#ownerOf(infoHash) === this.#index;
   }
 
   announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult | TrackerError> {
-    const owner = shardOf(req.infoHash, this.#count);
+    const owner = this.#ownerOf(req.infoHash);
     if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult;
     return this.bus
       .request(
@@ -120,7 +201,7 @@ export class ShardedSwarmStore implements SwarmStore {
     const out: ScrapeEntry[] = new Array(infoHashes.length);
     const byOwner = new Map<number, number[]>();
     for (let i = 0; i < infoHashes.length; i++) {
-      const owner = shardOf(infoHashes[i], this.#count);
+      const owner = this.#ownerOf(infoHashes[i]);
       const list = byOwner.get(owner);
       if (list === undefined) byOwner.set(owner, [i]);
       else list.push(i);
@@ -237,6 +318,8 @@ export class ShardedSwarmStore implements SwarmStore {
           if (body.length - at < ANNOUNCE_BYTES) throw new Error('short announce frame');
           const req = this.#req;
           const now = readAnnounce(body, at, req);
+          const acct = readAccountTo(body, at, frameEnd(body, at));
+          if (acct !== null) this.#account?.(req, acct.member, acct.torrent, now);
           const r = this.local.announce(req, now) as AnnounceResult;
           writeAnnounceOk(reply, id, r, req.family);
           break;
@@ -249,6 +332,11 @@ export class ShardedSwarmStore implements SwarmStore {
         case MessageType.scrapeAll: {
           const now = Number(textOf(body, at));
           writeScrapeAllOk(reply, id, this.local.scrapeAll(now) as Iterable<[Uint8Array, ScrapeEntry]>);
+          break;
+        }
+        case MessageType.activity: {
+          const a = this.#activity?.(Number(textOf(body, at))) ?? { seeding: 0, leeching: 0 };
+          writeText(reply, MessageType.activityOk, id, JSON.stringify(a));
           break;
         }
         case MessageType.stats:
@@ -275,9 +363,13 @@ export class ShardedSwarmStore implements SwarmStore {
   }
 }
 
+/** Where the frame whose body starts at `at` ends. */
+function frameEnd(body: Buffer, at: number): number {
+  return at - HEADER + 4 + body.readUInt32BE(at - HEADER);
+}
+
 function textOf(body: Buffer, at: number): string {
-  const end = at - 9 + 4 + body.readUInt32BE(at - 9);
-  return body.toString('utf8', at, end);
+  return body.toString('utf8', at, frameEnd(body, at));
 }
 
 function failureOf(body: Buffer, at: number, type: MessageType): Error {

@@ -291,7 +291,7 @@ export const SCHEMA: readonly KeyDef[] = [
     kind: 'workers',
     default: 1,
     arg: 'N',
-    doc: 'Worker processes (1-256, or auto = usable CPUs); swarms are shared by info hash, so every worker serves every torrent; open and whitelist modes (see README "Workers")',
+    doc: 'Worker processes (1-256, or auto = usable CPUs); swarms are sharded by info hash, so every worker serves every torrent (see README "Workers")',
   },
   {
     key: 'httpIo',

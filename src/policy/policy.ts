@@ -20,6 +20,12 @@ export interface PolicyTorrent {
   restricted: boolean;
   downloadFactor: number;
   uploadFactor: number;
+  /**
+   * The hash that decides which worker owns this torrent's swarms and accounting
+   * (`--workers`, issue #13): its v1 hash, or its v2 hash when it has none. Both hashes of a
+   * hybrid torrent route to one worker, so a client announcing both is credited once.
+   */
+  route: Uint8Array;
 }
 
 interface Grants {
@@ -77,6 +83,7 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
       restricted: t.restricted === 1,
       downloadFactor: t.download_factor,
       uploadFactor: t.upload_factor,
+      route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
     };
     // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
     if (t.info_hash) s.torrents.set(hexKey(t.info_hash), pt);

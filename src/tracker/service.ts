@@ -42,6 +42,13 @@ export type AccountStep = (
   now: number,
 ) => void;
 
+/** Accounting and the swarm update, wherever the owner of the torrent is (workers). */
+export type Dispatch = (
+  req: AnnounceRequest,
+  ctx: RequestContext,
+  now: number,
+) => AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError>;
+
 /**
  * A policy step (STYLE.md example 5): returns a `TrackerError` to refuse, or null to pass. Steps
  * are assembled once at start; open mode has none and pays nothing for them.
@@ -65,6 +72,7 @@ export class TrackerService {
   #announceSteps: AnnounceStep[] | null;
   #scrapeSteps: ScrapeStep[] | null;
   #account: AccountStep | null;
+  #dispatch: Dispatch | null;
 
   constructor(opts: {
     store: SwarmStore;
@@ -74,6 +82,11 @@ export class TrackerService {
     announceSteps?: AnnounceStep[];
     scrapeSteps?: ScrapeStep[];
     account?: AccountStep;
+    /**
+     * Workers (issue #13): accounting and the swarm update happen in the worker that owns the
+     * torrent, which may be another process; policy has run here.
+     */
+    dispatch?: Dispatch;
   }) {
     this.store = opts.store;
     this.clock = opts.clock;
@@ -83,6 +96,7 @@ export class TrackerService {
     this.#announceSteps = opts.announceSteps?.length ? opts.announceSteps : null;
     this.#scrapeSteps = opts.scrapeSteps?.length ? opts.scrapeSteps : null;
     this.#account = opts.account ?? null;
+    this.#dispatch = opts.dispatch ?? null;
   }
 
   /**
@@ -104,6 +118,11 @@ export class TrackerService {
     // Port 0 cannot be connected to: such a peer would only pollute other peers' lists.
     if (req.port === 0) return Errors.invalidPort;
     req.numWant = this.numWant(req.numWant);
+    if (this.#dispatch !== null) {
+      const refused = this.#policy(req, ctx);
+      if (refused !== null) return refused;
+      return this.#dispatch(req, ctx, this.clock.now());
+    }
     const refused = this.authorize(req, ctx);
     if (refused !== null) return refused;
     const now = this.clock.now();
@@ -115,6 +134,16 @@ export class TrackerService {
    * the WebSocket frontend (which keeps WebRTC peers in swarms of its own) needs from the service.
    */
   authorize(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
+    const refused = this.#policy(req, ctx);
+    if (refused !== null) return refused;
+    const account = this.#account;
+    if (account !== null && ctx.member !== null && ctx.torrent !== null)
+      account(req, ctx.member, ctx.torrent, this.clock.now());
+    return null;
+  }
+
+  /** The announce policy steps alone. */
+  #policy(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
     const steps = this.#announceSteps;
     if (steps !== null) {
       for (let i = 0; i < steps.length; i++) {
@@ -122,9 +151,6 @@ export class TrackerService {
         if (refused !== null) return refused;
       }
     }
-    const account = this.#account;
-    if (account !== null && ctx.member !== null && ctx.torrent !== null)
-      account(req, ctx.member, ctx.torrent, this.clock.now());
     return null;
   }
 

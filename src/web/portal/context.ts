@@ -39,7 +39,9 @@ export interface PortalDeps {
    * Torrents a member seeds and leeches now, each counted once however many peer ids it uses,
    * from the accounting baselines (private mode).
    */
-  activity?: (memberId: number) => { seeding: number; leeching: number };
+  activity?: (
+    memberId: number,
+  ) => { seeding: number; leeching: number } | Promise<{ seeding: number; leeching: number }>;
   onError: (err: unknown) => void;
 }
 

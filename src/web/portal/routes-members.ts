@@ -87,7 +87,7 @@ export function memberRoutes(): Route[] {
         const staff = isStaff(me);
         const torrents = await ctx.reg.memberTorrents(m.id);
         const snatches = torrents.filter((t) => t.completed_at !== null).length;
-        const act = ctx.deps.activity?.(m.id) ?? { seeding: 0, leeching: 0 };
+        const act = (await ctx.deps.activity?.(m.id)) ?? { seeding: 0, leeching: 0 };
         const history = await ctx.reg.accounts.trafficHistory(m.id);
         // The chart ends with the figures of now, so it is never empty.
         const points = [...history, { at: ctx.now, uploaded: m.uploaded, downloaded: m.downloaded }];

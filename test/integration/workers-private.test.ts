@@ -1,0 +1,85 @@
+/**
+ * Private mode with `herald serve --workers 2` (issue #13): one member's client whose announces
+ * reach different workers (every announce is a new connection; the kernel spreads them) is
+ * credited exactly once per byte, also when it announces both hashes of a hybrid torrent; the
+ * totals are in the database after a graceful stop of the whole tracker. Without accounting in
+ * the worker that owns the torrent, each worker would keep a baseline of its own and the credit
+ * would be short (or, with a hybrid, doubled).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LT, PY } from '../e2e/processes.ts';
+import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
+import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
+
+function json<T>(r: { status: number; stdout: string; stderr: string }): T {
+  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+test('private mode with 2 workers: a client alternating between workers is credited exactly once', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-wp-'));
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
+  try {
+    writeFileSync(join(scratch, 'payload.bin'), Buffer.alloc(200_000, 3));
+    // A hybrid (v1 + v2) torrent: two info hashes, one torrent.
+    const file = join(scratch, 'hybrid.torrent');
+    execFileSync(PY, [
+      LT,
+      'make',
+      join(scratch, 'payload.bin'),
+      file,
+      'http://127.0.0.1/announce',
+      'hybrid',
+      'private',
+    ]);
+    const alice = json<{ passkey: string }>(t.admin(['member', 'add', 'alice', '--json']));
+    const torrent = json<{ info_hash: string; info_hash_v2: string }>(
+      t.admin(['torrent', 'add', file, '--json']),
+    );
+    assert.ok(torrent.info_hash && torrent.info_hash_v2, 'a hybrid torrent has both hashes');
+    const v1 = Buffer.from(torrent.info_hash, 'hex');
+    const v2 = Buffer.from(torrent.info_hash_v2.slice(0, 40), 'hex');
+    const announce = async (ih: Buffer, f: Record<string, unknown>) => {
+      const r = await httpGet(
+        t.http[0].port,
+        '127.0.0.1',
+        announcePath({
+          infoHash: ih,
+          port: 9200,
+          peerId: Buffer.from('-qB4500-workers00001'),
+          base: `/announce/${alice.passkey}`,
+          ...f,
+        }),
+      );
+      return bdecode(r.body);
+    };
+    // Every worker polls the database revision every second.
+    const t0 = Date.now();
+    let d = await announce(v1, { event: 'started', left: 0, uploaded: 0 });
+    while (d.has('failure reason') && Date.now() - t0 < 15_000) {
+      await new Promise((r) => setTimeout(r, 200));
+      d = await announce(v1, { event: 'started', left: 0, uploaded: 0 });
+    }
+    assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
+    // Both workers must know the torrent before the alternating announces (policy_refresh 1 s).
+    await new Promise((r) => setTimeout(r, 2500));
+    // 30 announces, 1000 bytes more each, alternating the two hashes and landing on both workers.
+    let total = 0;
+    for (let i = 1; i <= 30; i++) {
+      total += 1000;
+      const r = await announce(i % 2 === 0 ? v1 : v2, { left: 0, uploaded: total });
+      assert.equal(r.get('failure reason'), undefined, text(r.get('failure reason')));
+    }
+    await t.stopGracefully();
+    const after = json<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
+    assert.equal(after.uploaded, total, 'every byte credited once, none twice');
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
