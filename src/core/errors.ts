@@ -52,6 +52,13 @@ export const Errors = {
     'HERALD_PASSKEY_REQUIRED',
     'this is a private tracker: use your personal announce URL with your passkey',
   ),
+  // UDP carries a passkey only in BEP 41 URL data, which libtorrent-based clients (qBittorrent,
+  // Deluge) send and Transmission, aria2 and rTorrent do not: such a client is told what to use.
+  // Under 200 bytes, so it fits a BEP 15 error packet whole (writeErrorResponse).
+  udpPasskeyMissing: def(
+    'HERALD_UDP_PASSKEY_MISSING',
+    'this tracker needs your passkey: use the https:// announce URL from your torrent page; your client sends no URL over UDP (BEP 41)',
+  ),
   passkeyUnknown: def('HERALD_PASSKEY_UNKNOWN', 'unknown passkey: download the torrent again from the site'),
   memberDisabled: def('HERALD_MEMBER_DISABLED', 'your account is disabled'),
   memberBanned: def('HERALD_MEMBER_BANNED', 'your account is banned'),
