@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { getHeapStatistics } from 'node:v8';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -15,7 +16,7 @@ import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Policy } from '../policy/policy.ts';
-import { MemorySwarmStore } from '../store/memory/memory-store.ts';
+import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -86,7 +87,13 @@ export function createTracker(
   const ownClock = deps.clock === undefined ? new CachedClock() : null;
   const clock = deps.clock ?? ownClock!;
   const counters = new TrackerCounters();
-  const store = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  const store =
+    deps.store ??
+    new MemorySwarmStore({
+      peerTimeout: config.peerTimeout,
+      maxPeers: config.maxPeers,
+      maxTorrents: config.maxTorrents,
+    });
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   const policy = new Policy({ mode: config.mode, logger });
@@ -247,6 +254,18 @@ export function createTracker(
       policy.start(config.policyRefresh);
       accountant?.start();
       portal?.start();
+      // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
+      // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
+      const heapLimit = getHeapStatistics().heap_size_limit;
+      if (deps.store === undefined && config.maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75)
+        logger.warn(
+          'max_peers may not fit in the JavaScript heap: lower it, or raise node --max-old-space-size',
+          {
+            maxPeers: config.maxPeers,
+            worstCaseMiB: Math.ceil((config.maxPeers * MAX_HEAP_BYTES_PER_PEER) / 2 ** 20),
+            heapLimitMiB: Math.floor(heapLimit / 2 ** 20),
+          },
+        );
       if (portal !== null && config.publicUrls.length === 0)
         logger.warn(
           'portal: public_urls is not set; .torrent files get announce URLs from the listen addresses',

@@ -8,15 +8,21 @@
  */
 export class TrackerError extends Error {
   readonly code: string;
-  constructor(code: string, message: string) {
+  /**
+   * The refusal is temporary: HTTP adds BEP 31 `retry in` (the announce interval), so that the
+   * client tries again later instead of giving the tracker up.
+   */
+  readonly retryLater: boolean;
+  constructor(code: string, message: string, opts: { retryLater?: boolean } = {}) {
     super(message);
     this.code = code;
     this.name = 'TrackerError';
+    this.retryLater = opts.retryLater ?? false;
   }
 }
 
-function def(code: string, message: string): TrackerError {
-  return new TrackerError(code, message);
+function def(code: string, message: string, opts?: { retryLater?: boolean }): TrackerError {
+  return new TrackerError(code, message, opts);
 }
 
 /**
@@ -42,6 +48,9 @@ export const Errors = {
   invalidPacket: def('HERALD_INVALID_PACKET', 'malformed packet'),
   invalidAction: def('HERALD_INVALID_ACTION', 'unknown action'),
   internal: def('HERALD_INTERNAL', 'internal error'),
+  // The swarm store holds max_peers peers or max_torrents torrents: a new peer or a new torrent
+  // waits until peers leave or expire; peers already held keep announcing.
+  trackerFull: def('HERALD_TRACKER_FULL', 'tracker is full, try later', { retryLater: true }),
   // Policy (issue 5): modes, passkeys, grants, client whitelist. Static strings: safe to send.
   infoHashDenied: def('HERALD_INFO_HASH_DENIED', 'this torrent is not allowed on this tracker (blacklisted)'),
   infoHashNotListed: def(

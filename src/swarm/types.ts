@@ -1,3 +1,4 @@
+import type { TrackerError } from '../core/errors.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
 
 /**
@@ -19,8 +20,15 @@ export interface SwarmStore {
    * Select peers for the requester, then apply its announce (insert, update, complete, or remove
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
    * list; no peer appears twice. `now` is the clock's seconds.
+   *
+   * Refuses (returns `Errors.trackerFull`, changing nothing) only a new peer when the store holds
+   * `maxPeers` peers, or one that would start a new torrent when it holds `maxTorrents`: an
+   * update or a stop of a peer already held is never refused.
    */
-  announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult>;
+  announce(
+    req: AnnounceRequest,
+    now: number,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError>;
   /** One entry per info hash, in order; unknown hashes give zero counts. */
   scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]>;
   /** Every swarm (full scrape); `infoHash` is 20 raw bytes. */
@@ -38,4 +46,8 @@ export interface SwarmStore {
 export interface SwarmStoreOptions {
   /** Seconds after its last announce that a peer is dropped. */
   peerTimeout: number;
+  /** Most peers held (all swarms, both families); new peers beyond are refused. Unlimited if absent. */
+  maxPeers?: number;
+  /** Most torrents (swarms) held; announces that would add one are refused. Unlimited if absent. */
+  maxTorrents?: number;
 }
