@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { getHeapStatistics } from 'node:v8';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
@@ -18,7 +19,7 @@ import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Policy } from '../policy/policy.ts';
-import { MemorySwarmStore } from '../store/memory/memory-store.ts';
+import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -102,7 +103,13 @@ export function createTracker(
   const ownClock = deps.clock === undefined ? new CachedClock() : null;
   const clock = deps.clock ?? ownClock!;
   const counters = new TrackerCounters();
-  const local = deps.store ?? new MemorySwarmStore({ peerTimeout: config.peerTimeout });
+  const local =
+    deps.store ??
+    new MemorySwarmStore({
+      peerTimeout: config.peerTimeout,
+      maxPeers: config.maxPeers,
+      maxTorrents: config.maxTorrents,
+    });
   // With workers, swarms are sharded by info hash: each worker owns its shard (issue #13).
   const cluster = deps.cluster;
   const sharded =
@@ -299,6 +306,18 @@ export function createTracker(
       policy.start(config.policyRefresh);
       accountant?.start();
       portal?.start();
+      // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
+      // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
+      const heapLimit = getHeapStatistics().heap_size_limit;
+      if (deps.store === undefined && config.maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75)
+        logger.warn(
+          'max_peers may not fit in the JavaScript heap: lower it, or raise node --max-old-space-size',
+          {
+            maxPeers: config.maxPeers,
+            worstCaseMiB: Math.ceil((config.maxPeers * MAX_HEAP_BYTES_PER_PEER) / 2 ** 20),
+            heapLimitMiB: Math.floor(heapLimit / 2 ** 20),
+          },
+        );
       if (portal !== null && config.publicUrls.length === 0)
         logger.warn(
           'portal: public_urls is not set; .torrent files get announce URLs from the listen addresses',

@@ -130,7 +130,7 @@ export class ShardedSwarmStore implements SwarmStore {
     const owner = shardOf(torrent !== null ? torrent.route : req.infoHash, this.#count);
     if (owner === this.#index) {
       if (member !== null && torrent !== null) this.#account?.(req, member, torrent, now);
-      return this.local.announce(req, now) as AnnounceResult;
+      return this.local.announce(req, now) as AnnounceResult | TrackerError;
     }
     const acct = member !== null && torrent !== null ? { member, torrent } : null;
     return this.bus
@@ -177,9 +177,12 @@ export class ShardedSwarmStore implements SwarmStore {
     return this.#ownerOf(infoHash) === this.#index;
   }
 
-  announce(req: AnnounceRequest, now: number): AnnounceResult | Promise<AnnounceResult | TrackerError> {
+  announce(
+    req: AnnounceRequest,
+    now: number,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
     const owner = this.#ownerOf(req.infoHash);
-    if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult;
+    if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult | TrackerError;
     return this.bus
       .request(
         owner,
@@ -320,8 +323,9 @@ export class ShardedSwarmStore implements SwarmStore {
           const now = readAnnounce(body, at, req);
           const acct = readAccountTo(body, at, frameEnd(body, at));
           if (acct !== null) this.#account?.(req, acct.member, acct.torrent, now);
-          const r = this.local.announce(req, now) as AnnounceResult;
-          writeAnnounceOk(reply, id, r, req.family);
+          const r = this.local.announce(req, now) as AnnounceResult | TrackerError;
+          if (r instanceof TrackerError) writeText(reply, MessageType.failure, id, r.code);
+          else writeAnnounceOk(reply, id, r, req.family);
           break;
         }
         case MessageType.scrape: {
@@ -357,7 +361,7 @@ export class ShardedSwarmStore implements SwarmStore {
       }
     } catch (err) {
       this.#logger.error('cluster: cannot answer a request', { err: String(err), type });
-      writeText(reply, MessageType.failure, id, err instanceof TrackerError ? err.message : 'internal error');
+      writeText(reply, MessageType.failure, id, err instanceof TrackerError ? err.code : 'internal error');
     }
     done();
   }

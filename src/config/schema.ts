@@ -16,6 +16,8 @@ export interface HeraldConfig {
   peerTimeout: number;
   defaultNumWant: number;
   maxNumWant: number;
+  maxPeers: number;
+  maxTorrents: number;
   trustedProxies: string[];
   trustIpParam: boolean;
   fullScrape: boolean;
@@ -198,6 +200,24 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 200,
     arg: 'N',
     doc: 'Most peers returned to one announce, whatever numwant asks',
+  },
+  {
+    key: 'maxPeers',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000_000,
+    default: 5_000_000,
+    arg: 'N',
+    doc: 'Most peers held in memory: past it a new peer is refused with "tracker is full, try later" (peers already held keep announcing). About 40-90 bytes a peer, up to 340 for IPv6 peers in big swarms (the default: 0.2-1.7 GB)',
+  },
+  {
+    key: 'maxTorrents',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000_000,
+    default: 2_000_000,
+    arg: 'N',
+    doc: 'Most torrents (swarms with peers) held in memory: past it an announce that would add one is refused the same way',
   },
   {
     key: 'trustedProxies',

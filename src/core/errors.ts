@@ -8,15 +8,21 @@
  */
 export class TrackerError extends Error {
   readonly code: string;
-  constructor(code: string, message: string) {
+  /**
+   * The refusal is temporary: HTTP adds BEP 31 `retry in` (the announce interval), so that the
+   * client tries again later instead of giving the tracker up.
+   */
+  readonly retryLater: boolean;
+  constructor(code: string, message: string, opts: { retryLater?: boolean } = {}) {
     super(message);
     this.code = code;
     this.name = 'TrackerError';
+    this.retryLater = opts.retryLater ?? false;
   }
 }
 
-function def(code: string, message: string): TrackerError {
-  return new TrackerError(code, message);
+function def(code: string, message: string, opts?: { retryLater?: boolean }): TrackerError {
+  return new TrackerError(code, message, opts);
 }
 
 /**
@@ -43,6 +49,9 @@ export const Errors = {
   invalidAction: def('HERALD_INVALID_ACTION', 'unknown action'),
   internal: def('HERALD_INTERNAL', 'internal error'),
   shardUnavailable: def('HERALD_SHARD_UNAVAILABLE', 'tracker busy: try again in a minute'),
+  // The swarm store holds max_peers peers or max_torrents torrents: a new peer or a new torrent
+  // waits until peers leave or expire; peers already held keep announcing.
+  trackerFull: def('HERALD_TRACKER_FULL', 'tracker is full, try later', { retryLater: true }),
   // Policy (issue 5): modes, passkeys, grants, client whitelist. Static strings: safe to send.
   infoHashDenied: def('HERALD_INFO_HASH_DENIED', 'this torrent is not allowed on this tracker (blacklisted)'),
   infoHashNotListed: def(
@@ -52,6 +61,13 @@ export const Errors = {
   passkeyRequired: def(
     'HERALD_PASSKEY_REQUIRED',
     'this is a private tracker: use your personal announce URL with your passkey',
+  ),
+  // UDP carries a passkey only in BEP 41 URL data, which libtorrent-based clients (qBittorrent,
+  // Deluge) send and Transmission, aria2 and rTorrent do not: such a client is told what to use.
+  // Under 200 bytes, so it fits a BEP 15 error packet whole (writeErrorResponse).
+  udpPasskeyMissing: def(
+    'HERALD_UDP_PASSKEY_MISSING',
+    'this tracker needs your passkey: use the https:// announce URL from your torrent page; your client sends no URL over UDP (BEP 41)',
   ),
   passkeyUnknown: def('HERALD_PASSKEY_UNKNOWN', 'unknown passkey: download the torrent again from the site'),
   memberDisabled: def('HERALD_MEMBER_DISABLED', 'your account is disabled'),

@@ -16,6 +16,8 @@ export class TrackerCounters {
   fullScrapes = 0;
   internalErrors = 0;
   expiredPeers = 0;
+  /** Announces refused because the swarm store was full (max_peers, max_torrents). */
+  refusedFull = 0;
 }
 
 /** Keeps the last samples of a set of counters and reports the rate over the window. */

@@ -237,7 +237,8 @@ export class Policy {
     // Private mode.
     let member = ctx.member;
     if (member === null) {
-      if (ctx.passkey === null) return Errors.passkeyRequired;
+      if (ctx.passkey === null)
+        return ctx.protocol === 'udp' ? Errors.udpPasskeyMissing : Errors.passkeyRequired;
       member = s.members.get(ctx.passkey) ?? null;
       if (member === null) return Errors.passkeyUnknown;
       if (member.status === 1) return Errors.memberDisabled;

@@ -52,6 +52,12 @@ export const ID_KNOWN = 4;
 /** A table with more peers than this gets an endpoint index; one shrinking to half of it drops it. */
 export const INDEX_AT = 16;
 
+/**
+ * Most peers one table can hold: its endpoint index is a V8 Map, which throws past 2^24 entries.
+ * The store refuses a new peer of a full table (one swarm, one family) instead.
+ */
+export const MAX_TABLE_PEERS = 1 << 24;
+
 /** Slots per chunk of a size class (a class whose blocks are bigger uses one block a chunk). */
 const CHUNK_SLOTS = 4096;
 

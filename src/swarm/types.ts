@@ -21,6 +21,10 @@ export interface SwarmStore {
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
    * list; no peer appears twice. `now` is the clock's seconds. A store may refuse with a
    * `TrackerError` the client reads (a worker that owns the swarm is restarting, say).
+   *
+   * Refuses (returns `Errors.trackerFull`, changing nothing) only a new peer when the store holds
+   * `maxPeers` peers, or one that would start a new torrent when it holds `maxTorrents`: an
+   * update or a stop of a peer already held is never refused.
    */
   announce(
     req: AnnounceRequest,
@@ -43,4 +47,8 @@ export interface SwarmStore {
 export interface SwarmStoreOptions {
   /** Seconds after its last announce that a peer is dropped. */
   peerTimeout: number;
+  /** Most peers held (all swarms, both families); new peers beyond are refused. Unlimited if absent. */
+  maxPeers?: number;
+  /** Most torrents (swarms) held; announces that would add one are refused. Unlimited if absent. */
+  maxTorrents?: number;
 }

@@ -126,7 +126,10 @@ export class TrackerService {
     const refused = this.authorize(req, ctx);
     if (refused !== null) return refused;
     const now = this.clock.now();
-    return this.store.announce(req, now);
+    const res = this.store.announce(req, now);
+    // For /stats and /metrics (a synchronous store's refusals; any store's count as failures).
+    if (res === Errors.trackerFull) this.counters.refusedFull++;
+    return res;
   }
 
   /**

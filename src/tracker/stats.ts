@@ -17,6 +17,8 @@ export interface StatsSnapshot {
   fullScrapes: number;
   expiredPeers: number;
   internalErrors: number;
+  /** Announces refused because the swarm store was full (max_peers, max_torrents). */
+  refusedFull: number;
   /** WebTorrent peers (their own swarms; a browser cannot reach TCP peers), when WS is on. */
   webrtc?: { sockets: number; swarms: number; peers: number; seeders: number; leechers: number };
   /** TCP/UDP and WebRTC together. */
@@ -130,6 +132,7 @@ export class StatsReporter {
       fullScrapes: c.fullScrapes,
       expiredPeers: c.expiredPeers,
       internalErrors: c.internalErrors,
+      refusedFull: c.refusedFull,
     };
   }
 }
@@ -172,6 +175,9 @@ export function renderPrometheus(s: StatsSnapshot): string {
   metric('herald_full_scrapes_total', 'counter', 'Full scrapes served.', [['', s.fullScrapes]]);
   metric('herald_expired_peers_total', 'counter', 'Peers removed by expiry.', [['', s.expiredPeers]]);
   metric('herald_internal_errors_total', 'counter', 'Internal errors (logged).', [['', s.internalErrors]]);
+  metric('herald_refused_full_total', 'counter', 'Announces refused: max_peers or max_torrents reached.', [
+    ['', s.refusedFull],
+  ]);
   metric('herald_uptime_seconds', 'gauge', 'Seconds since start.', [['', s.uptimeSeconds]]);
   return `${lines.join('\n')}\n`;
 }

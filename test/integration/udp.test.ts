@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.ts';
-import { createTracker, type Tracker } from '../../src/index.ts';
+import type { Tracker } from '../../src/index.ts';
 import {
   type ConnectionId,
   parseResponse,
@@ -13,6 +13,7 @@ import {
   writeScrapeRequest,
 } from '../../src/protocol/udp/codec.ts';
 import { hashOf, udpClient } from '../helpers/clients.ts';
+import { udpTracker } from '../helpers/udp-tracker.ts';
 
 // Every case runs on both transports: the batched addon (required: CI builds it) and dgram.
 for (const io of ['batched', 'dgram'] as const) describe(`UDP over ${io}`, () => suite(io));
@@ -24,23 +25,7 @@ function suite(io: 'batched' | 'dgram') {
   const clock = new ManualClock(1_800_000_000);
 
   before(async () => {
-    tracker = createTracker(
-      {
-        http: [],
-        udp: ['127.0.0.1:0', '[::1]:0'],
-        interval: 1200,
-        minInterval: 60,
-        peerTimeout: 1500,
-        logLevel: 'silent',
-        databaseUrl: 'sqlite::memory:',
-        udpIo: io,
-      },
-      { clock },
-    );
-    await tracker.start();
-    const a = tracker.addresses().udp;
-    port4 = a.find((x) => x.host === '127.0.0.1')!.port;
-    port6 = a.find((x) => x.host === '::1')!.port;
+    ({ tracker, port4, port6 } = await udpTracker(io, clock, { policyRefresh: 2 }));
   });
   after(() => tracker.stop());
 

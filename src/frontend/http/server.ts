@@ -540,7 +540,7 @@ export class HttpFrontend implements RawHost {
     const o = this.#o;
     if (r instanceof TrackerError) {
       o.service.counters.failures.http++;
-      return encodeFailure(r.message);
+      return encodeFailure(r.message, r.retryLater ? o.service.settings.interval : undefined);
     }
     o.service.counters.announces.http++;
     if (o.logRequests)

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Errors, TrackerError } from '../../core/errors.ts';
 import { parseClientMessage, type WsAnnounce } from '../../protocol/websocket/codec.ts';
 import { WebRtcSwarms } from './webrtc-swarms.ts';
 
@@ -185,4 +186,30 @@ test('property: a relayed offer is, byte for byte, the sender ids and JSON.strin
     ),
     { numRuns: 300 },
   );
+});
+
+test('ceiling: a new peer or swarm is refused when full; held peers announce; a stop makes room', () => {
+  const swarms = new WebRtcSwarms({ peerTimeout: 600, maxPeers: 2, maxSwarms: 1 });
+  const c = [0, 1, 2].map(() => swarms.connect(() => {}));
+  const other = id('other torrent');
+  assert.ok(!(swarms.announce(c[0], msg({ peer_id: id('a') }), 5, 100) instanceof TrackerError));
+  assert.equal(
+    swarms.announce(c[1], msg({ peer_id: id('b'), info_hash: other }), 5, 100),
+    Errors.trackerFull,
+  );
+  assert.ok(!(swarms.announce(c[1], msg({ peer_id: id('b') }), 5, 100) instanceof TrackerError));
+  assert.equal(swarms.announce(c[2], msg({ peer_id: id('c') }), 5, 100), Errors.trackerFull);
+  assert.deepEqual([swarms.stats().peers, swarms.stats().swarms], [2, 1]);
+  // Held peers keep announcing (becoming a seeder, completing); a stop frees a place.
+  assert.ok(
+    !(
+      swarms.announce(c[0], msg({ peer_id: id('a'), left: 0, event: 'completed' }), 5, 101) instanceof
+      TrackerError
+    ),
+  );
+  assert.ok(
+    !(swarms.announce(c[1], msg({ peer_id: id('b'), event: 'stopped' }), 5, 101) instanceof TrackerError),
+  );
+  assert.ok(!(swarms.announce(c[2], msg({ peer_id: id('c') }), 5, 102) instanceof TrackerError));
+  assert.deepEqual([swarms.stats().peers, swarms.stats().seeders], [2, 1]);
 });

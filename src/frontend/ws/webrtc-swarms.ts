@@ -1,5 +1,5 @@
 import { binaryString } from '../../core/bytes.ts';
-import { TrackerError } from '../../core/errors.ts';
+import { Errors, TrackerError } from '../../core/errors.ts';
 import { AnnounceEvent, type ScrapeEntry } from '../../core/types.ts';
 import {
   encodeAnswer,
@@ -117,6 +117,14 @@ export interface WebRtcSwarmsOptions {
   maxPendingOffers?: number;
   /** Seconds an unanswered offer is remembered (default 120; webtorrent gives up after 50). */
   offerTimeout?: number;
+  /**
+   * Most WebRTC peers held (default 500,000: about 0.3-0.6 GB of heap with their sockets'
+   * records, plus up to 24 bytes per remembered offer); a new peer beyond is refused with
+   * `Errors.trackerFull`, peers already held keep announcing.
+   */
+  maxPeers?: number;
+  /** Most WebRTC swarms held (default 200,000); an announce that would add one is refused likewise. */
+  maxSwarms?: number;
   /** Uniform in [0, 1); injectable for tests. */
   random?: () => number;
 }
@@ -145,6 +153,8 @@ export class WebRtcSwarms {
   #maxSwarms: number;
   #maxPending: number;
   #offerTimeout: number;
+  #maxPeers: number;
+  #maxSwarmsHeld: number;
   #serials = 0;
   #random: () => number;
   #peers = 0;
@@ -162,6 +172,8 @@ export class WebRtcSwarms {
     this.#maxSwarms = opts.maxSwarmsPerConnection ?? 100;
     this.#maxPending = opts.maxPendingOffers ?? 200;
     this.#offerTimeout = opts.offerTimeout ?? 120;
+    this.#maxPeers = opts.maxPeers ?? 500_000;
+    this.#maxSwarmsHeld = opts.maxSwarms ?? 200_000;
     this.#random = opts.random ?? Math.random;
   }
 
@@ -221,6 +233,12 @@ export class WebRtcSwarms {
 
     if (existing === undefined && mine === undefined && conn.joined.length >= 2 * this.#maxSwarms)
       return WsSwarmErrors.tooManyTorrents;
+    // The memory ceiling, as the TCP/UDP store's: only a new peer (or new swarm) is refused.
+    if (
+      existing === undefined &&
+      (this.#peers >= this.#maxPeers || (swarm === undefined && this.#swarms.size >= this.#maxSwarmsHeld))
+    )
+      return Errors.trackerFull;
     if (swarm === undefined) {
       swarm = { infoHash: Buffer.from(msg.infoHash), peers: new Map(), list: [], seeders: 0, downloaded: 0 };
       this.#swarms.set(ih, swarm);

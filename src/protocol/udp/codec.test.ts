@@ -77,7 +77,7 @@ test('announce request: every field at its offset', () => {
   );
 });
 
-test('BEP 41 options: URL data concatenates, NOP and EndOfOptions, truncation is an error', () => {
+test('BEP 41 options: URL data concatenates, NOP and EndOfOptions; malformed options are ignored', () => {
   const base = Buffer.alloc(98);
   base.writeUInt32BE(1, 8);
   const withOpts = (opts: number[]) => Buffer.concat([base, Buffer.from(opts)]);
@@ -87,8 +87,14 @@ test('BEP 41 options: URL data concatenates, NOP and EndOfOptions, truncation is
     98 + 2 + 9 + 1 + 2 + 4 + 1 + 5,
   );
   assert.equal(two.action === 1 && two.urlData, '/announce?a=b');
+  // Cut short or too long: the announce stands, without URL data (never a partial one).
   const trunc = parseRequest(withOpts([2, 30, ...s('short')]), 98 + 7);
-  assert.equal(trunc.action, -1);
+  assert.ok(trunc.action === 1 && trunc.urlData === null);
+  const noLength = parseRequest(withOpts([2, 9, ...s('/announce'), 2]), 98 + 12);
+  assert.ok(noLength.action === 1 && noLength.urlData === null);
+  const long = Array.from({ length: 5 }, () => [2, 255, ...Array(255).fill(0x61)]).flat();
+  assert.ok(parseRequest(withOpts(long), 98 + long.length).action === 1);
+  assert.equal((parseRequest(withOpts(long), 98 + long.length) as { urlData: null }).urlData, null);
   const unknown = parseRequest(withOpts([7, 1, 2, 3]), 102);
   assert.equal(unknown.action === 1 && unknown.urlData, null);
 });
@@ -128,6 +134,15 @@ test('unknown action with a connection id: an error carrying both ids', () => {
   const out = Buffer.alloc(64);
   const n = writeErrorResponse(out, 10, 'nope');
   assert.deepEqual(parseResponse(out, n), { action: 3, transactionId: 10, message: 'nope' });
+});
+
+test('every catalogue message fits a BEP 15 error packet whole (writeErrorResponse keeps 200)', () => {
+  const out = Buffer.alloc(512);
+  for (const e of Object.values(Errors)) {
+    const n = writeErrorResponse(out, 1, e.message);
+    const r = parseResponse(out, n);
+    assert.ok(r.action === 3 && r.message === e.message, e.code);
+  }
 });
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });

@@ -17,7 +17,7 @@ export const PROTOCOL_ID_LO = 0x27101980;
 export const Action = { connect: 0, announce: 1, scrape: 2, error: 3 } as const;
 /** At most this many info hashes per scrape (BEP 15: "up to about 74"). */
 export const MAX_SCRAPE_HASHES = 74;
-/** BEP 41 URL data longer than this (after concatenation) is refused. */
+/** BEP 41 URL data longer than this (after concatenation) is ignored. */
 export const MAX_URL_DATA = 1024;
 /** Peers per UDP announce reply at most; callers cap numWant to this. */
 export const MAX_UDP_PEERS = 200;
@@ -168,12 +168,7 @@ export function readRequest(buf: Uint8Array, len: number, p: UdpPacket): -1 | 0 
     if (len < 98) return refuse(p, Errors.invalidPacket);
     const event = u32(buf, 80);
     if (event > 3) return refuse(p, Errors.invalidEvent);
-    let urlData: string | null = null;
-    if (len > 98) {
-      const parsed = parseOptions(buf, 98, len);
-      if (parsed === false) return refuse(p, Errors.invalidPacket);
-      urlData = parsed;
-    }
+    const urlData = len > 98 ? parseOptions(buf, 98, len) : null;
     p.action = 1;
     copy20(p.infoHash, buf, 16);
     copy20(p.peerId, buf, 36);
@@ -247,10 +242,16 @@ export function parseRequest(buf: Uint8Array, len: number): UdpRequest {
 /**
  * BEP 41 options: 0x0 EndOfOptions, 0x1 NOP, 0x2 URLData (length byte, then bytes; several
  * concatenate). An unknown option type ends parsing (its length is not known, per BEP 41).
- * Returns the URL data (latin1), null when none, or false when an option is truncated or the
- * data exceeds MAX_URL_DATA.
+ * Returns the URL data (latin1), or null when there is none or it cannot be trusted: an option
+ * cut short by the end of the packet, or data longer than MAX_URL_DATA.
+ *
+ * Malformed options never refuse the announce: the 98 bytes before them are a complete BEP 15
+ * announce, and what follows them is optional. opentracker ignores it, and aquatic, which
+ * refused trailing bytes, had to accept them for qBittorrent 5. Only private mode needs the URL
+ * data (for the passkey), and there an unreadable one reads as absent (never as a partial
+ * passkey), so the client is told what to do instead.
  */
-function parseOptions(buf: Uint8Array, start: number, end: number): string | null | false {
+function parseOptions(buf: Uint8Array, start: number, end: number): string | null {
   let url: string | null = null;
   let i = start;
   while (i < end) {
@@ -261,13 +262,13 @@ function parseOptions(buf: Uint8Array, start: number, end: number): string | nul
       continue;
     }
     if (type === 2) {
-      if (i + 1 >= end) return false;
+      if (i + 1 >= end) return null;
       const n = buf[i + 1];
-      if (i + 2 + n > end) return false;
+      if (i + 2 + n > end) return null;
+      if ((url === null ? 0 : url.length) + n > MAX_URL_DATA) return null;
       let s = '';
       for (let k = i + 2; k < i + 2 + n; k++) s += String.fromCharCode(buf[k]);
       url = (url ?? '') + s;
-      if (url.length > MAX_URL_DATA) return false;
       i += 2 + n;
       continue;
     }

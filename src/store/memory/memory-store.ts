@@ -1,3 +1,4 @@
+import { Errors, type TrackerError } from '../../core/errors.ts';
 import { xorshift } from '../../core/random.ts';
 import {
   AnnounceEvent,
@@ -6,9 +7,16 @@ import {
   type ScrapeEntry,
   type SwarmStats,
 } from '../../core/types.ts';
-import { COUNTED, PeerPool, SEEDER } from '../../swarm/peer-pool.ts';
+import { COUNTED, MAX_TABLE_PEERS, PeerPool, SEEDER } from '../../swarm/peer-pool.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
 import { SwarmIndex } from './swarm-index.ts';
+
+/**
+ * JavaScript heap a peer can cost at most (measured: an IPv6 peer in a swarm with an endpoint
+ * index, about 250 bytes of heap besides its typed-array bytes). `max_peers` times this must fit
+ * the heap, or enough addresses could exhaust it before the ceiling is reached (compose warns).
+ */
+export const MAX_HEAP_BYTES_PER_PEER = 260;
 
 /**
  * The default swarm store: everything in this process's memory, answered synchronously.
@@ -25,6 +33,14 @@ import { SwarmIndex } from './swarm-index.ts';
  * while it has a table in either family, and is freed (id, index entry, snatch count) when its
  * last peer leaves, as in opentracker without persistence; private mode keeps snatches in the
  * database. Peer ids are kept only for swarms that served a compact=0 request (`#wantIds`).
+ *
+ * Memory ceiling: at most `maxPeers` peers and `maxTorrents` swarms. A peer the store does not
+ * hold yet is refused (`Errors.trackerFull`) when either would be exceeded, before anything is
+ * changed; a peer it holds is never refused (its update allocates nothing), and a stop frees a
+ * place at once. Measured costs, for choosing the limits (README): about 40 bytes an IPv4 peer
+ * and 50 an IPv6 peer in swarms of a few peers, with their swarm; in swarms above INDEX_AT
+ * peers the endpoint index adds about 50 (IPv4) or 250 (IPv6, string keys) bytes of JavaScript
+ * heap a peer, the worst case being about 340 bytes an IPv6 peer.
  */
 export class MemorySwarmStore implements SwarmStore {
   readonly synchronous = true;
@@ -42,14 +58,23 @@ export class MemorySwarmStore implements SwarmStore {
   #seeders = 0;
   /** Next swarm id the sweep visits. */
   #sweepAt = 0;
+  #maxPeers: number;
+  #maxTorrents: number;
+  #maxTablePeers: number;
 
-  constructor(opts: SwarmStoreOptions & { random?: () => number }) {
+  /** `maxTablePeers` (tests): fewer than MAX_TABLE_PEERS peers per swarm and family. */
+  constructor(opts: SwarmStoreOptions & { random?: () => number; maxTablePeers?: number }) {
     this.#peerTimeout = opts.peerTimeout;
     this.#random = opts.random ?? xorshift((Math.random() * 0x100000000) >>> 0);
+    this.#maxPeers = opts.maxPeers ?? Number.POSITIVE_INFINITY;
+    this.#maxTorrents = opts.maxTorrents ?? Number.POSITIVE_INFINITY;
+    this.#maxTablePeers = Math.min(opts.maxTablePeers ?? MAX_TABLE_PEERS, MAX_TABLE_PEERS);
   }
 
-  announce(req: AnnounceRequest, now: number): AnnounceResult {
+  announce(req: AnnounceRequest, now: number): AnnounceResult | TrackerError {
     const stopped = req.event === AnnounceEvent.stopped;
+    // At the ceiling, a peer the store does not hold yet is refused (below, wherever it shows).
+    const full = this.#peers4 + this.#peers6 >= this.#maxPeers;
     let id = this.#index.find(req.infoHash);
     if (id < 0) {
       if (stopped)
@@ -62,6 +87,7 @@ export class MemorySwarmStore implements SwarmStore {
           peerIds: null,
           peerIdKnown: null,
         };
+      if (full || this.#index.size >= this.#maxTorrents) return Errors.trackerFull;
       // A new swarm's completion count (the index's value word) starts at 0.
       id = this.#index.add(req.infoHash);
     }
@@ -82,12 +108,9 @@ export class MemorySwarmStore implements SwarmStore {
           peerIds: null,
           peerIdKnown: null,
         };
+      // A new peer (the swarm's first of this family); refused before its table exists.
+      if (full) return Errors.trackerFull;
       pool.create(id, this.#wantIds.size !== 0 && this.#wantIds.has(id));
-    }
-    if (req.wantPeerIds && !this.#wantIds.has(id)) {
-      this.#wantIds.add(id);
-      this.#pool4.enableIds(id);
-      this.#pool6.enableIds(id);
     }
     pool.open(id);
     // Endpoint in wire form.
@@ -97,6 +120,13 @@ export class MemorySwarmStore implements SwarmStore {
     ep[stride - 2] = req.port >>> 8;
     ep[stride - 1] = req.port & 0xff;
     let slot = pool.find(ep);
+    // A new peer in a table that exists: refused, with nothing changed, at either ceiling.
+    if (slot < 0 && !stopped && (full || pool.count >= this.#maxTablePeers)) return Errors.trackerFull;
+    if (req.wantPeerIds && !this.#wantIds.has(id)) {
+      this.#wantIds.add(id);
+      this.#pool4.enableIds(id);
+      this.#pool6.enableIds(id);
+    }
     const seeder = req.left === 0;
     if (slot >= 0) {
       if ((pool.flagsAt(slot) & SEEDER) !== 0) complete--;

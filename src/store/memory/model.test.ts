@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { TrackerError } from '../../core/errors.ts';
 import { xorshift } from '../../core/random.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../../core/types.ts';
 import { MemorySwarmStore } from './memory-store.ts';
@@ -102,6 +103,7 @@ test('property: the memory store matches a reference model', () => {
           wantPeerIds: false,
         };
         const r = store.announce(req, now);
+        assert.ok(!(r instanceof TrackerError), 'no ceiling: never refused');
         // Model: counts before the announce, without the requester; candidates likewise.
         const ms = model.get(o.torrent);
         const others = ms ? [...ms.peers].filter(([pk]) => pk !== k) : [];
@@ -181,14 +183,17 @@ test('tables grow through the size classes and shrink back, finding every peer t
   });
   for (let p = 1; p <= 300; p++) {
     const r = store.announce(req(p, AnnounceEvent.started, p % 3 ? 1 : 0), 10);
+    assert.ok(!(r instanceof TrackerError));
     assert.equal(r.complete + r.incomplete, p - 1);
   }
   for (let p = 1; p <= 300; p++) {
     const r = store.announce(req(p, AnnounceEvent.none, p % 3 ? 1 : 0), 10);
+    assert.ok(!(r instanceof TrackerError));
     assert.equal(r.complete + r.incomplete, 299, `re-announce of ${p} finds itself, not a new peer`);
   }
   for (let p = 300; p >= 2; p--) store.announce(req(p, AnnounceEvent.stopped), 10);
   const r = store.announce(req(1, AnnounceEvent.none), 10);
+  assert.ok(!(r instanceof TrackerError));
   assert.equal(r.complete + r.incomplete, 0, 'only the requester is left');
   assert.equal(store.stats().peers, 1);
 });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { Errors, TrackerError } from '../../core/errors.ts';
 import { xorshift } from '../../core/random.ts';
 import { AnnounceEvent, type AnnounceRequest, type Family } from '../../core/types.ts';
 import { MemorySwarmStore } from './memory-store.ts';
@@ -120,12 +121,30 @@ const op = fc.oneof(
   },
 );
 
-test('property: big mixed-family swarms with peer ids match a reference model', () => {
+/**
+ * Memory ceilings for a run: none in three runs of four (so that swarms grow big), else small
+ * limits on peers, torrents and one swarm's peers of one family, so that those runs keep hitting
+ * them.
+ */
+const ceiling = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(null) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      maxPeers: fc.integer({ min: 1, max: 80 }),
+      maxTorrents: fc.integer({ min: 1, max: 3 }),
+      maxTablePeers: fc.integer({ min: 1, max: 40 }),
+    }),
+  },
+);
+
+test('property: big mixed-family swarms with peer ids match a reference model (and its ceilings)', () => {
   let biggest = 0;
   let mixed = 0;
+  let refused = 0;
   fc.assert(
-    fc.property(fc.array(op, { maxLength: 200, size: 'max' }), fc.integer(), (ops, seed) => {
-      const store = new MemorySwarmStore({ peerTimeout: TIMEOUT, random: xorshift(seed | 1) });
+    fc.property(fc.array(op, { maxLength: 200, size: 'max' }), fc.integer(), ceiling, (ops, seed, limits) => {
+      const store = new MemorySwarmStore({ peerTimeout: TIMEOUT, random: xorshift(seed | 1), ...limits });
       const model = new Map<number, ModelSwarm>();
       let now = 1000;
 
@@ -137,6 +156,21 @@ test('property: big mixed-family swarms with peer ids match a reference model', 
         const e = EPS[n];
         const r = store.announce(request(t, n, o), now);
         const ms = model.get(t);
+        // The ceiling refuses a peer the store does not hold (never a stop), and nothing else.
+        if (limits !== null && o.event !== AnnounceEvent.stopped && !ms?.peers.has(n)) {
+          const held = [...model.values()].reduce((sum, m) => sum + m.peers.size, 0);
+          const sameFamily = ms ? [...ms.peers.keys()].filter((pn) => EPS[pn].family === e.family).length : 0;
+          if (
+            held >= limits.maxPeers ||
+            (ms === undefined && model.size >= limits.maxTorrents) ||
+            sameFamily >= limits.maxTablePeers
+          ) {
+            assert.equal(r, Errors.trackerFull, 'refused at the ceiling');
+            refused++;
+            return;
+          }
+        }
+        assert.ok(!(r instanceof TrackerError), 'below the ceiling, or a peer already held');
         const others = ms ? [...ms.peers].filter(([pn]) => pn !== n) : [];
         const complete = others.filter(([, p]) => p.seeder).length;
         assert.equal(r.complete, complete, 'complete');
@@ -234,8 +268,10 @@ test('property: big mixed-family swarms with peer ids match a reference model', 
     }),
     { numRuns: 150 },
   );
-  // The runs reached what this test is for: swarms far above INDEX_AT, both families in one swarm.
+  // The runs reached what this test is for: swarms far above INDEX_AT, both families in one swarm,
+  // and the ceilings.
   assert.ok(biggest >= 60 && mixed > 100, `biggest swarm ${biggest}, mixed announces ${mixed}`);
+  assert.ok(refused > 100, `refused at a ceiling ${refused}`);
 });
 
 /** Lists a swarm's peers of one family by announcing from a probe endpoint, then stopping it. */
@@ -254,6 +290,7 @@ function peersOf(store: MemorySwarmStore, hash: Uint8Array, family: Family): Set
     wantPeerIds: false,
   };
   const r = store.announce(probe, 0);
+  assert.ok(!(r instanceof TrackerError));
   const stride = family === 4 ? 6 : 18;
   const out = new Set<string>();
   // Read before the next call: the store reuses its peer buffer (AnnounceResult.peers).
@@ -429,4 +466,31 @@ test('thousands of swarms with similar info hashes: scrape, full scrape and stat
       assert.equal(`${e.complete}/${e.incomplete}`, `${bits(p.seeders)}/${bits(p.leechers)}`);
     }
   }
+});
+
+test('ceiling: new peers and new torrents are refused at the limit; peers held keep announcing', () => {
+  const store = new MemorySwarmStore({ peerTimeout: TIMEOUT, maxPeers: 3, maxTorrents: 2 });
+  const at = (t: number, n: number, event: AnnounceEvent = AnnounceEvent.none, seeder = false) =>
+    store.announce(request(t, n, { seeder, event, numWant: 10, wantPeerIds: false }), 1000);
+  // EPS: endpoints 1, 2, 4 are IPv4; 3 is IPv6.
+  assert.ok(!(at(0, 1) instanceof TrackerError));
+  assert.ok(!(at(0, 2) instanceof TrackerError));
+  assert.ok(!(at(1, 3) instanceof TrackerError));
+  assert.equal(store.stats().peers, 3);
+  // Full: a new peer in a held swarm, a new family's table, and a new torrent are all refused
+  // and leave nothing behind.
+  assert.equal(at(0, 4), Errors.trackerFull);
+  assert.equal(at(1, 4), Errors.trackerFull, 'the IPv4 table of a swarm that has only IPv6 peers');
+  assert.equal(at(2, 4), Errors.trackerFull);
+  assert.deepEqual([store.stats().peers, store.stats().torrents, [...store.scrapeAll()].length], [3, 2, 2]);
+  // Peers held: updates, becoming a seeder, completing, and stopping are never refused.
+  assert.ok(!(at(0, 1, AnnounceEvent.completed, true) instanceof TrackerError));
+  assert.ok(!(at(0, 2, AnnounceEvent.started) instanceof TrackerError));
+  assert.ok(!(at(2, 4, AnnounceEvent.stopped) instanceof TrackerError), 'a stop is never refused');
+  assert.ok(!(at(1, 3, AnnounceEvent.stopped) instanceof TrackerError));
+  // Places are free again: a new peer enters; then, at max_peers, a new torrent is refused though
+  // max_torrents is not reached.
+  assert.ok(!(at(0, 4) instanceof TrackerError));
+  assert.deepEqual([store.stats().peers, store.stats().torrents], [3, 1]);
+  assert.equal(at(2, 3), Errors.trackerFull);
 });
