@@ -439,7 +439,9 @@ export const SCHEMA: readonly KeyDef[] = [
     key: 'maxTorrentBytes',
     kind: 'int',
     min: 1024,
-    max: 100 * 1024 * 1024,
+    // libtorrent-based clients refuse larger files by default (about 10 MB), and base64 in a
+    // JSON body keeps an API upload of this size within the API's 16 MiB body limit.
+    max: 10 * 1024 * 1024,
     default: 4 * 1024 * 1024,
     arg: 'BYTES',
     doc: 'Largest .torrent file accepted for upload (portal, API, CLI), in bytes (default 4 MiB)',
