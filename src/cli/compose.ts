@@ -99,6 +99,12 @@ export function createTracker(
   } = {},
 ): Tracker {
   const config = resolveConfig(partial);
+  // Workers are processes that `herald serve` starts (src/cluster/primary.ts); an embedded
+  // tracker is this one process.
+  if (deps.cluster === undefined && config.workers !== 1)
+    throw new Error(
+      'config: workers: createTracker runs in this one process; run `herald serve --workers N` for several',
+    );
   const logger = deps.logger ?? createLogger(config.logLevel);
   const ownClock = deps.clock === undefined ? new CachedClock() : null;
   const clock = deps.clock ?? ownClock!;

@@ -187,6 +187,9 @@ for (const workers of [2, 3]) {
       // Sum of the tests above, whichever worker answered the /stats request.
       assert.ok(s.swarm.torrents >= workers * 3, JSON.stringify(s.swarm));
       assert.ok(s.announces.http >= workers * 13);
+      const m = (await httpGet(t.http[0].port, '127.0.0.1', '/metrics')).body.toString();
+      const torrents = Number(/^herald_torrents (\d+)$/m.exec(m)?.[1]);
+      assert.ok(torrents >= workers * 3, '/metrics adds up every worker too');
     });
 
     test('peers that stop announcing expire in every shard', async () => {
@@ -200,9 +203,26 @@ for (const workers of [2, 3]) {
     });
 
     test('a killed worker is restarted; meanwhile /health says degraded and the others keep answering', async () => {
+      // What a death loses: the swarms of the dead worker's shard (memory), until their peers
+      // announce again. A peer in every shard, before the kill:
+      const held = hashesByShard(workers, 1, 7);
+      for (const [h] of held) await announce(t, announcePath({ infoHash: h, port: 26_000, left: 1 }));
       const before = workerPids(t.pid);
       const victim = before[before.length - 1];
       process.kill(victim, 'SIGKILL');
+      // Which worker it was (the primary logs it), and the live workers' swarms meanwhile: intact.
+      let victimIndex = -1;
+      for (let i = 0; i < 100 && victimIndex < 0; i++) {
+        const m = /"worker":(\d+),"code":null,"signal":"SIGKILL","msg":"worker died/.exec(t.stderr());
+        if (m) victimIndex = Number(m[1]);
+        else await new Promise((res) => setTimeout(res, 20));
+      }
+      assert.ok(victimIndex >= 0, 'the primary logged the death');
+      for (const [i, [h]] of held.entries()) {
+        if (i === victimIndex) continue;
+        const d = await announce(t, announcePath({ infoHash: h, port: 26_002, left: 1 }));
+        assert.equal(d.get('incomplete'), 1, 'a live worker keeps its swarms');
+      }
       let degraded = false;
       // Connections the kernel had queued on the dead worker's listener are reset (SO_REUSEPORT):
       // a client sees one failed request and retries.
@@ -233,6 +253,9 @@ for (const workers of [2, 3]) {
         const d = await announce(t, announcePath({ infoHash: h, port: 25_001, left: 1 }));
         assert.equal(d.get('incomplete'), 1);
       }
+      // The restarted worker's shard lost its peer (memory); the others were checked while it was down.
+      const d = await announce(t, announcePath({ infoHash: held[victimIndex][0], port: 26_001, left: 1 }));
+      assert.equal(d.get('incomplete'), 0, "the dead worker's swarms are rebuilt from the next announces");
     });
   });
 }
