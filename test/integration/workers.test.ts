@@ -49,14 +49,22 @@ async function announce(t: RunningTracker, path: string): Promise<Map<string, un
   return d;
 }
 
-for (const workers of [2, 3]) {
-  describe(`herald serve --workers ${workers}`, () => {
+// The batched UDP addon with the steering group (2 and 3 workers), and the node:dgram fallback,
+// where each worker binds its own socket and UDP announces are handed over like HTTP ones.
+for (const [workers, udpIo] of [
+  [2, 'batched'],
+  [3, 'batched'],
+  [2, 'dgram'],
+] as const) {
+  describe(`herald serve --workers ${workers} --udp-io ${udpIo}`, () => {
     let t: RunningTracker;
     before(async () => {
       t = await startTracker(
         [
           '--workers',
           String(workers),
+          '--udp-io',
+          udpIo,
           '--http',
           '127.0.0.1:0',
           '--udp',
@@ -77,7 +85,7 @@ for (const workers of [2, 3]) {
     test('every worker process runs and serves the same ports; UDP is steered by info hash', () => {
       assert.equal(workerPids(t.pid).length, workers);
       // CI builds the batched addon: the primary opened the UDP steering group.
-      assert.match(t.stderr(), /"udpSteering":true/);
+      assert.match(t.stderr(), udpIo === 'batched' ? /"udpSteering":true/ : /"udpSteering":false/);
     });
 
     test('HTTP: peers announcing over many connections meet in one swarm per torrent, every shard', async () => {
