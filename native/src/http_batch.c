@@ -21,6 +21,9 @@
  * A response the kernel does not take in full is reported back (a second callback) and the
  * connection is forgotten; JavaScript then wraps it and writes the rest, so no byte is lost or
  * reordered. Idle connections in the set are closed by sweep(), called from a JavaScript timer.
+ * So a connection is read again only once everything answered so far has been written: a client
+ * that pipelines and does not read cannot make the addon hold its answers (JavaScript caps one
+ * entry's answers at MAX_UNSENT and moves the rest of its requests to a Node socket).
  *
  * Buffer layout (shared ArrayBuffers, owned by JavaScript):
  *   in meta, 32 bytes per entry: [0,4) fd (little-endian), [4,8) length read, [8] family (4|6),

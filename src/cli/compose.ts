@@ -202,6 +202,7 @@ export function createTracker(
     logger,
     logRequests: config.logRequests,
   });
+  if (config.http.length > 0 || config.https.length > 0) stats.http = () => http.stats();
   const udp = new UdpFrontend({
     service,
     listen: listens(config.udp, 'udp'),

@@ -79,6 +79,7 @@ class StandIn implements RawHost {
       answer: () => {
         throw new Error('not used');
       },
+      full: false,
     };
     socket.on('data', (d) => {
       pending = Buffer.concat([pending, d]);

@@ -1,7 +1,7 @@
 import type { PeerAddress } from '../../core/address.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
 import { ACT_CLOSE, ACT_HANDOFF, ACT_KEEP, BATCH, type HttpBatchAddon, IN_SLOT, META } from './batch.ts';
-import { type RawHost, type ResponseSink, Stop } from './raw-path.ts';
+import { MAX_UNSENT, type RawHost, type ResponseSink, Stop } from './raw-path.ts';
 
 /** Output arena per listener: every answer of one batch is packed here. */
 const OUT_SIZE = 1 << 20;
@@ -27,6 +27,8 @@ export class ArenaSink implements ResponseSink {
   start = 0;
   pos = 0;
   overflow: Buffer[] | null = null;
+  /** Bytes in `overflow`. */
+  #overflowBytes = 0;
 
   constructor(arena: Buffer) {
     this.arena = arena;
@@ -36,6 +38,12 @@ export class ArenaSink implements ResponseSink {
     this.start = pos;
     this.pos = pos;
     this.overflow = null;
+    this.#overflowBytes = 0;
+  }
+
+  /** This entry's answers exceed MAX_UNSENT (the client may not be reading: see `Stop.full`). */
+  get full(): boolean {
+    return this.pos - this.start + this.#overflowBytes > MAX_UNSENT;
   }
 
   answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
@@ -73,6 +81,7 @@ export class ArenaSink implements ResponseSink {
     } else {
       this.overflow ??= [];
       this.overflow.push(response);
+      this.#overflowBytes += response.length;
     }
   }
 }
@@ -190,7 +199,10 @@ export class BatchedListener {
       let action = ACT_CLOSE;
       try {
         const trusted = raw.isTrusted(peer);
-        const stop = raw.serve(this.#in, start, end, peer, trusted, sink);
+        let stop = raw.serve(this.#in, start, end, peer, trusted, sink);
+        // Every byte read is answered: the addon writes the answers and reads this connection
+        // again only once the kernel has taken them all (a short write moves it to a Node socket).
+        if (stop === Stop.full && raw.served.at === end) stop = Stop.drained;
         if (sink.overflow === null && stop === Stop.drained) action = ACT_KEEP;
         else if (sink.overflow === null && (stop === Stop.close || stop === Stop.error)) action = ACT_CLOSE;
         else {

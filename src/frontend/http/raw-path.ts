@@ -4,6 +4,13 @@ import type { PeerAddress } from '../../core/address.ts';
 export const MAX_HEAD = 8192;
 
 /**
+ * Answer bytes one connection may have waiting to be sent before the raw path stops reading it
+ * (`Stop.full`): a client that pipelines requests and never reads would otherwise make Herald
+ * buffer every answer (a 170-byte announce can ask for a 14 KB answer).
+ */
+export const MAX_UNSENT = 64 * 1024;
+
+/**
  * What the raw fast path (`HttpFrontend.serve`) stopped on, after answering every complete
  * tracker request before it. The same loop serves Node sockets and the batched addon; each
  * transport acts on the stop in its own way.
@@ -21,6 +28,11 @@ export const Stop = {
   other: 4,
   /** The answer is a Promise (`served.answer`); the next request starts at `served.at`. */
   async: 5,
+  /**
+   * The sink holds more than MAX_UNSENT bytes not yet sent (`ResponseSink.full`); the next request
+   * starts at `served.at`. The connection is not read until its output drains.
+   */
+  full: 6,
 } as const;
 export type Stop = (typeof Stop)[keyof typeof Stop];
 
@@ -41,6 +53,8 @@ export interface ResponseSink {
   answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void;
   /** A whole response (head and body) as bytes. */
   send(response: Buffer, more: boolean): void;
+  /** Whether more than MAX_UNSENT bytes written here are not yet sent (checked between requests). */
+  readonly full: boolean;
 }
 
 /** What a batched listener needs from the frontend it serves. */

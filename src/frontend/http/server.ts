@@ -24,6 +24,7 @@ import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
+import type { HttpConnectionStats } from '../../tracker/stats.ts';
 import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
 import { loadHttpBatchAddon } from './batch.ts';
 import { BatchedListener } from './batched-listener.ts';
@@ -179,6 +180,19 @@ export class HttpFrontend implements RawHost {
   /** How plain HTTP is served: 'batched' (the addon), 'node' (node:net) or 'none' (no listener). */
   get io(): 'batched' | 'node' | 'none' {
     return this.#batched.length > 0 ? 'batched' : this.#o.http.length > 0 ? 'node' : 'none';
+  }
+
+  /** Connections the tracker path holds, those paused for a slow reader, and their unsent bytes. */
+  stats(): HttpConnectionStats {
+    let paused = 0;
+    let unsentBytes = 0;
+    for (const c of this.#conns) {
+      if (c.paused) paused++;
+      unsentBytes += c.socket.writableLength;
+    }
+    let connections = this.#conns.size;
+    for (const b of this.#batched) connections += b.waiting;
+    return { connections, paused, unsentBytes };
   }
 
   /** Bound addresses, in listen order (useful with port 0). */
@@ -438,6 +452,13 @@ export class HttpFrontend implements RawHost {
       if (!keepAlive) {
         served.at = off;
         return Stop.close;
+      }
+      // A client that pipelines and does not read: answer (and read) no more until what it has
+      // is sent. Checked after an answer, so that every pass makes progress; also at the end of
+      // the bytes, or requests arriving one per read would each be answered.
+      if (sink.full) {
+        served.at = off;
+        return Stop.full;
       }
     }
     served.at = off;
