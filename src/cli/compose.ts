@@ -6,6 +6,8 @@ import { resolveConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
+import { ConnectionLimit } from '../core/connection-limit.ts';
+import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
@@ -130,6 +132,11 @@ export function createTracker(
     logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   };
   const sweeper = new ExpirySweeper({ store, clock, counters, onError });
+  // One count per address over every HTTP(S), WebSocket and portal listener.
+  const connectionLimit =
+    config.maxConnectionsPerIp > 0
+      ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
+      : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
   const ws = new WsFrontend({
     service,
@@ -143,6 +150,7 @@ export function createTracker(
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,
+    connectionLimit,
   });
   stats.webrtc = () => {
     const s = ws.stats();
@@ -177,6 +185,7 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
     idleTimeoutMs: config.httpIdleTimeout * 1000,
+    connectionLimit,
     io: config.httpIo,
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
@@ -232,6 +241,7 @@ export function createTracker(
         await ws.start();
         for (const l of portalListen) {
           const server = createServer((req, res) => portal!.handle(req, res));
+          connectionLimit?.guard(server);
           portalServers.push(server);
           // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.
           await listenOn(server, 'http', 'portal_listen', l, { ipv6Only: false });

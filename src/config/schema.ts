@@ -22,6 +22,7 @@ export interface HeraldConfig {
   fullScrapeInterval: number;
   maxScrapeHashes: number;
   httpIdleTimeout: number;
+  maxConnectionsPerIp: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
   httpIo: 'auto' | 'batched' | 'node';
@@ -225,6 +226,16 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 30,
     arg: 'SECONDS',
     doc: 'Seconds after which an HTTP(S) connection that has sent no complete request is closed (idle keep-alive, slow heads)',
+  },
+  {
+    key: 'maxConnectionsPerIp',
+    name: 'max_connections_per_ip',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 128,
+    arg: 'N',
+    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted)',
   },
   {
     key: 'maxScrapeHashes',

@@ -16,6 +16,8 @@ export class TrackerCounters {
   fullScrapes = 0;
   internalErrors = 0;
   expiredPeers = 0;
+  /** HTTP(S) and WebSocket connections closed at once: their address had max_connections_per_ip. */
+  connectionsRefused = 0;
 }
 
 /** Keeps the last samples of a set of counters and reports the rate over the window. */

@@ -156,6 +156,8 @@ describe('batched HTTP listeners', { skip }, () => {
         fullScrape: true,
         fullScrapeInterval: 1,
         maxNumWant: 50,
+        // 500 concurrent connections from one address below.
+        maxConnectionsPerIp: 0,
         databaseUrl: 'sqlite::memory:',
       },
       { logger: captureLogger(seen), clock },

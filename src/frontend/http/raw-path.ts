@@ -1,4 +1,5 @@
 import type { PeerAddress } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 
 /** The request head may not exceed this; a longer one gets 431 and the connection closes. */
 export const MAX_HEAD = 8192;
@@ -60,12 +61,15 @@ export interface ResponseSink {
 /** What a batched listener needs from the frontend it serves. */
 export interface RawHost {
   readonly served: Served;
+  /** max_connections_per_ip (null: no limit); the addon's connections are counted in it too. */
+  readonly connectionLimit: ConnectionLimit | null;
   /** The raw fast path over `buf[off, end)` (see `HttpFrontend.serve`). */
   serve(buf: Buffer, off: number, end: number, peer: PeerAddress, trusted: boolean, sink: ResponseSink): Stop;
   isTrusted(peer: PeerAddress): boolean;
   /**
    * Takes a connection from the addon onto Node's machinery: writes `written` (responses not
    * yet sent, in order), then acts on `stop` with the bytes not yet consumed (`rest`, a copy).
+   * `counted`: the connection holds a slot in `connectionLimit`, which the socket now releases.
    */
   adopt(
     fd: number,
@@ -77,6 +81,7 @@ export interface RawHost {
     rest: Buffer,
     answer: Promise<Buffer> | null,
     keepAlive: boolean,
+    counted: boolean,
   ): void;
   internalError(err: unknown): void;
 }

@@ -14,6 +14,7 @@ import {
 } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { listenOn, opening } from '../../core/listen.ts';
@@ -66,6 +67,11 @@ export interface HttpFrontendOptions {
   logRequests: boolean;
   /** Idle keep-alive connections and slow heads are closed after this many ms (default 30 s). */
   idleTimeoutMs?: number;
+  /**
+   * max_connections_per_ip, shared with the other listeners (null: no limit). Every connection
+   * accepted is counted from accept to close, whoever holds it then (node:http, WebSocket).
+   */
+  connectionLimit?: ConnectionLimit | null;
   /**
    * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
    * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
@@ -158,6 +164,7 @@ export class HttpFrontend implements RawHost {
   #tlsServers: TlsServer[] = [];
   /** Where the last `serve` stopped (scratch: no object per call). */
   readonly served: Served = { at: 0, answer: null, keepAlive: false };
+  readonly connectionLimit: ConnectionLimit | null;
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
@@ -165,6 +172,7 @@ export class HttpFrontend implements RawHost {
     this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+    this.connectionLimit = opts.connectionLimit ?? null;
     this.#proxies = new TrustedProxies(opts.trustedProxies);
     this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
     this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -221,7 +229,9 @@ export class HttpFrontend implements RawHost {
     const io = asked === 'auto' && !this.#sync ? 'node' : asked;
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
     if (io === 'batched' && this.#o.http.length > 0 && addon === null)
-      throw new Error('http io "batched": the native addon is not built (npm rebuild)');
+      throw new Error(
+        'http io "batched": the native addon is not built, or was built from older sources (npm rebuild)',
+      );
     for (const l of this.#o.http) {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
@@ -232,6 +242,7 @@ export class HttpFrontend implements RawHost {
         continue;
       }
       const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
+      this.connectionLimit?.guard(s);
       this.#servers.push(s);
       this.#listeners.push(s);
       await listenOne(s, 'http', l);
@@ -240,7 +251,12 @@ export class HttpFrontend implements RawHost {
       if (this.#o.tls === null) throw new Error('https listeners need tls certificate and key');
       const ctx = this.#loadTls();
       for (const l of this.#o.https) {
-        const s = createTlsServer(ctx, (sock) => this.#onConnection(sock));
+        // A handshake that does not finish is given up after the idle timeout too.
+        const s = createTlsServer({ ...ctx, handshakeTimeout: this.#idleMs }, (sock) =>
+          this.#onConnection(sock),
+        );
+        // Counted on the TCP connection, before the handshake costs anything.
+        this.connectionLimit?.guard(s);
         s.on('tlsClientError', () => {});
         this.#servers.push(s);
         this.#listeners.push(s);
@@ -290,6 +306,7 @@ export class HttpFrontend implements RawHost {
   }
 
   #onConnection(socket: RawSocket): void {
+    if (socket.destroyed) return; // refused by the connection limit
     const peer = parseIp(socket.remoteAddress ?? '');
     if (peer === null) {
       socket.destroy();
@@ -316,14 +333,17 @@ export class HttpFrontend implements RawHost {
     rest: Buffer,
     answer: Promise<Buffer> | null,
     keepAlive: boolean,
+    counted: boolean,
   ): void {
     let socket: RawSocket;
     try {
       socket = new Socket({ fd, readable: true, writable: true });
     } catch (err) {
       closeSync(fd);
+      if (counted) this.connectionLimit?.release(peer);
       throw err;
     }
+    if (counted) this.connectionLimit?.adopt(socket, peer);
     const conn = this.#attach(socket, peer, trusted, performance.now() - idleForMs);
     for (const w of written) if (w.length > 0) socket.write(w);
     conn.after(stop, rest, 0, answer, keepAlive);

@@ -7,6 +7,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseIp } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { listenOn } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
@@ -61,6 +62,8 @@ export interface WsFrontendOptions {
   maxSwarmsPerSocket?: number;
   /** Log every announce and scrape (debugging only: costly). */
   logRequests?: boolean;
+  /** max_connections_per_ip for the own listeners, shared with the HTTP(S) ones (null: none). */
+  connectionLimit?: ConnectionLimit | null;
 }
 
 export interface WsStats extends WebRtcStats {
@@ -84,6 +87,10 @@ interface Client extends RtcConnection {
   port: number;
   /** Date.now() of the last message received. */
   lastMessage: number;
+}
+
+function destroyOnEnd(this: Duplex): void {
+  this.destroy();
 }
 
 /**
@@ -168,6 +175,7 @@ export class WsFrontend {
       const s = this.#o.tls
         ? createHttpsServer({ cert: this.#o.tls.cert, key: this.#o.tls.key }, onRequest)
         : createHttpServer(onRequest);
+      this.#o.connectionLimit?.guard(s);
       s.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
       s.on('clientError', (_err, socket) => socket.destroy());
       s.on('tlsClientError', () => {});
@@ -223,6 +231,9 @@ export class WsFrontend {
    */
   accept(url: string, h: UpgradeRequest, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {});
+    // A client that goes away with a FIN (a closed tab, `terminate()`) is gone: node:http's
+    // sockets allow half-open connections, which would otherwise linger until the idle timeout.
+    socket.on('end', destroyOnEnd);
     const passkey = wsPasskey(url);
     if (this.#stopped || passkey === null) {
       const status = this.#stopped ? '503 Service Unavailable' : '404 Not Found';
