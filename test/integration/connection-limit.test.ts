@@ -167,6 +167,33 @@ describe('max_connections_per_ip', () => {
     });
   });
 
+  // Node's own default would keep such a connection (and its slot) for 120 s: the test's timeout.
+  test('HTTPS: a connection that never completes its handshake is closed after http_idle_timeout', {
+    timeout: 30_000,
+  }, async () => {
+    const { cert, key } = makeCert(dir, 'idle', 'herald-test');
+    await withTracker(
+      { http: [], https: ['127.0.0.1:0'], tlsCert: cert, tlsKey: key, httpIdleTimeout: 1 },
+      async (t) => {
+        const silent = open(t.addresses().https[0].port); // plain TCP: no ClientHello ever
+        await silent.closed;
+        assert.equal(silent.received(), '');
+      },
+    );
+  });
+
+  // Before, stop() waited for such a connection until the handshake timeout (the test's timeout).
+  test('HTTPS: stop() does not wait for connections in their handshake', { timeout: 20_000 }, async () => {
+    const { cert, key } = makeCert(dir, 'stop', 'herald-test');
+    await withTracker({ http: [], https: ['127.0.0.1:0'], tlsCert: cert, tlsKey: key }, async (t) => {
+      const silent = open(t.addresses().https[0].port);
+      await new Promise((r) => silent.socket.once('connect', r));
+      await sleep(100); // Herald's loop accepts it
+      await t.stop();
+      await silent.closed;
+    });
+  });
+
   test('WebSocket listeners and HTTP listeners share one count per address', async () => {
     await withTracker({ http: ['127.0.0.1:0'], ws: ['127.0.0.1:0'] }, async (t) => {
       const a = t.addresses();

@@ -162,6 +162,8 @@ export class HttpFrontend implements RawHost {
   #proxies: TrustedProxies;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
+  /** TCP connections of the HTTPS listeners (handshaking ones included), for stop(). */
+  #tlsTcp = new Set<Socket>();
   /** Where the last `serve` stopped (scratch: no object per call). */
   readonly served: Served = { at: 0, answer: null, keepAlive: false };
   readonly connectionLimit: ConnectionLimit | null;
@@ -257,7 +259,12 @@ export class HttpFrontend implements RawHost {
         );
         // Counted on the TCP connection, before the handshake costs anything.
         this.connectionLimit?.guard(s);
-        s.on('tlsClientError', () => {});
+        s.on('connection', (tcp: Socket) => {
+          this.#tlsTcp.add(tcp);
+          tcp.on('close', () => this.#tlsTcp.delete(tcp));
+        });
+        // A failed or timed-out handshake: Node leaves the socket open when this is listened to.
+        s.on('tlsClientError', (_err, socket) => socket.destroy());
         this.#servers.push(s);
         this.#listeners.push(s);
         this.#tlsServers.push(s);
@@ -295,6 +302,8 @@ export class HttpFrontend implements RawHost {
     this.#batched = [];
     for (const c of this.#conns) c.socket.destroy();
     this.#conns.clear();
+    // HTTPS connections still in their handshake (or handed over): close() would wait for them.
+    for (const tcp of this.#tlsTcp) tcp.destroy();
     this.#web.closeAllConnections();
     await Promise.all(closes);
     this.#servers = [];

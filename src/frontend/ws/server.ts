@@ -178,7 +178,8 @@ export class WsFrontend {
       this.#o.connectionLimit?.guard(s);
       s.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
       s.on('clientError', (_err, socket) => socket.destroy());
-      s.on('tlsClientError', () => {});
+      // A failed or timed-out handshake: Node leaves the socket open when this is listened to.
+      s.on('tlsClientError', (_err, socket) => socket.destroy());
       this.#servers.push(s);
       // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
       await listenOn(s, this.#o.tls ? 'wss' : 'ws', 'ws', l, {
