@@ -134,6 +134,9 @@ const TRACKERS: Tracker[] = [
           join(WORK, 'herald-data'),
           '--log-level',
           'warn',
+          // Every load generator connection comes from 127.0.0.1.
+          '--max-connections-per-ip',
+          '0',
           ...extra,
         ],
         { stdio: ['ignore', 'ignore', 'inherit'] },
@@ -340,6 +343,9 @@ function startWs(name: string, port: number): { child: ChildProcess; url: string
             join(WORK, 'herald-data'),
             '--log-level',
             'warn',
+            // Every load generator connection comes from 127.0.0.1.
+            '--max-connections-per-ip',
+            '0',
           ],
           { stdio: ['ignore', 'ignore', 'inherit'] },
         )

@@ -20,15 +20,24 @@
  *           (node:http hand-over, WebSocket upgrade, asynchronous answer, partial head, ...).
  * A response the kernel does not take in full is reported back (a second callback) and the
  * connection is forgotten; JavaScript then wraps it and writes the rest, so no byte is lost or
- * reordered. Idle connections in the set are closed by sweep(), called from a JavaScript timer.
+ * reordered. Idle connections in the set are closed by sweep(), called from a JavaScript timer,
+ * which returns their descriptors. JavaScript learns of every connection and of its end (it counts
+ * them per address, max_connections_per_ip): a connection accepted before its first bytes arrive
+ * and a waiting connection that reaches EOF or an error come as empty entries (length 0; the
+ * first kind marked fresh), which JavaScript answers with KEEP or CLOSE; a write that fails is
+ * reported with the short writes (out meta [1] = 2; the addon has closed it).
+ * So a connection is read again only once everything answered so far has been written: a client
+ * that pipelines and does not read cannot make the addon hold its answers (JavaScript caps one
+ * entry's answers at MAX_UNSENT and moves the rest of its requests to a Node socket).
  *
  * Buffer layout (shared ArrayBuffers, owned by JavaScript):
  *   in meta, 32 bytes per entry: [0,4) fd (little-endian), [4,8) length read, [8] family (4|6),
  *     [9] 1 when accepted in this batch, [10,12) port (big-endian), [12,28) address (IPv4 in the
  *     first 4 bytes), [28,32) milliseconds since the connection's last answer (or its accept)
  *   in data, IN_SLOT bytes per entry
- *   out meta, 32 bytes per entry (same index as in): [0] action, [1] set by C: the write was
- *     short, [4,8) offset into out data, [8,12) length, [12,16) set by C: bytes written
+ *   out meta, 32 bytes per entry (same index as in): [0] action, [1] set by C: 1 the write was
+ *     short, 2 the connection died (closed), [4,8) offset into out data, [8,12) length, [12,16)
+ *     set by C: bytes written
  *   out data: the arena JavaScript packs responses into.
  */
 #define _GNU_SOURCE
@@ -226,7 +235,13 @@ static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value o
     if ((size_t)off + len > h->out_size) len = 0;
     if (len > 0) {
       ssize_t w = send_some(fd, h->out_data + off, len);
-      if (w < 0) { close_fd(h, fd); continue; }
+      if (w < 0) {
+        /* A dead connection: closed here, and reported (om[1] = 2) like a short write. */
+        close_fd(h, fd);
+        om[1] = 2;
+        shorts++;
+        continue;
+      }
       if ((uint32_t)w < len) {
         forget(h, fd);
         om[1] = 1;
@@ -302,8 +317,9 @@ static void on_listen_readable(uv_poll_t *poll, int status, int events) {
       ssize_t r;
       do r = read(fd, h->in_data + (size_t)h->n * IN_SLOT, IN_SLOT);
       while (r < 0 && errno == EINTR);
-      if (r > 0) add_entry(h, fd, r, 1, 0);
-      else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) watch(h, fd, m);
+      /* Nothing to read yet (accepted after TCP_DEFER_ACCEPT's timeout): an empty entry, so that
+       * JavaScript counts the connection (max_connections_per_ip) before it waits in the set. */
+      if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) add_entry(h, fd, r > 0 ? r : 0, 1, 0);
       else close(fd);
     }
     if (flush(h, recv, on_batch, on_short) < 0) break;
@@ -343,8 +359,14 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
       } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         continue;
       } else {
-        /* EOF or an error (ECONNRESET) on a waiting connection: close it silently. */
-        close_fd(h, fd);
+        /* EOF or an error (ECONNRESET) on a waiting connection: an empty entry, which JavaScript
+         * answers with CLOSE (and so learns that the connection is gone). */
+        uint8_t *m = h->in_meta + h->n * META;
+        memset(m + 8, 0, 24);
+        m[8] = c->family;
+        memcpy(m + 10, c->port, 2);
+        memcpy(m + 12, c->addr, 16);
+        add_entry(h, fd, 0, 0, 0);
       }
     }
     if (flush(h, recv, on_batch, on_short) < 0) break;
@@ -481,14 +503,16 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* sweep(handle, idleMs) -> connections closed: those waiting longer than idleMs */
+/* sweep(handle, idleMs) -> descriptors closed (an array): those waiting longer than idleMs */
 static napi_value js_sweep(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle_t *h = handle_arg(env, info, 2, argv);
   if (h == NULL) return NULL;
   double idle;
   CHECK(napi_get_value_double(env, argv[1], &idle));
-  uint32_t closed = 0;
+  napi_value closed;
+  CHECK(napi_create_array(env, &closed));
+  uint32_t n = 0;
   if (h->started && !h->closing && h->watched > 0) {
     uv_update_time(h->loop);
     uint64_t now = uv_now(h->loop);
@@ -496,13 +520,13 @@ static napi_value js_sweep(napi_env env, napi_callback_info info) {
       conn_t *c = &h->conns[fd];
       if (c->watched && (double)(now - c->last) >= idle) {
         close_fd(h, fd);
-        closed++;
+        napi_value v;
+        CHECK(napi_create_int32(env, fd, &v));
+        CHECK(napi_set_element(env, closed, n++, v));
       }
     }
   }
-  napi_value r;
-  CHECK(napi_create_uint32(env, closed, &r));
-  return r;
+  return closed;
 }
 
 /* count(handle) -> connections waiting in the epoll set */
@@ -557,7 +581,14 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The interface JavaScript expects (src/frontend/http/batch.ts ABI): raise it with any change to
+ * the buffers, the callbacks or what a function returns, so that a stale build is not loaded. */
+#define ABI 2
+
 static napi_value init(napi_env env, napi_value exports) {
+  napi_value abi;
+  if (napi_create_int32(env, ABI, &abi) != napi_ok || napi_set_named_property(env, exports, "abi", abi) != napi_ok)
+    return NULL;
   napi_property_descriptor props[] = {
     {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
     {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},

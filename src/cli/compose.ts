@@ -9,6 +9,8 @@ import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
+import { ConnectionLimit } from '../core/connection-limit.ts';
+import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
@@ -185,6 +187,11 @@ export function createTracker(
   };
   // Each worker sweeps only its own shard.
   const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
+  // One count per address over every HTTP(S), WebSocket and portal listener.
+  const connectionLimit =
+    config.maxConnectionsPerIp > 0
+      ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
+      : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
   const ws = new WsFrontend({
     service,
@@ -201,6 +208,7 @@ export function createTracker(
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,
     reusePort,
+    connectionLimit,
   });
   stats.webrtc = () => {
     const s = ws.stats();
@@ -240,6 +248,7 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     maxScrapeHashes: config.maxScrapeHashes,
     idleTimeoutMs: config.httpIdleTimeout * 1000,
+    connectionLimit,
     io: config.httpIo,
     upgrade: (req, socket, head) => ws.handleUpgrade(req, socket, head),
     rawUpgrade: {
@@ -267,6 +276,7 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
   });
+  if (config.http.length > 0 || config.https.length > 0) stats.http = () => http.stats();
   const udp = new UdpFrontend({
     service,
     listen: listens(config.udp, 'udp'),
@@ -299,6 +309,7 @@ export function createTracker(
         await ws.start();
         for (const l of portalListen) {
           const server = createServer((req, res) => portal!.handle(req, res));
+          connectionLimit?.guard(server);
           portalServers.push(server);
           // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.
           await listenOn(server, 'http', 'portal_listen', l, { ipv6Only: false, reusePort });

@@ -27,6 +27,7 @@ export interface HeraldConfig {
   wsIdleTimeout: number;
   wsFirstAnnounceTimeout: number;
   wsPingInterval: number;
+  maxConnectionsPerIp: number;
   udpSecret: string | null;
   udpIo: 'auto' | 'batched' | 'dgram';
   /** Worker processes serving one set of swarms (issue #13); 'auto' = usable CPUs. */
@@ -282,6 +283,16 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 60,
     arg: 'SECONDS',
     doc: 'A WebSocket silent this long is pinged, and dropped when silent twice as long (a vanished client; 0 = no pings)',
+  },
+  {
+    key: 'maxConnectionsPerIp',
+    name: 'max_connections_per_ip',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 128,
+    arg: 'N',
+    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted)',
   },
   {
     key: 'maxScrapeHashes',

@@ -18,6 +18,8 @@ export class TrackerCounters {
   expiredPeers = 0;
   /** Announces refused because the swarm store was full (max_peers, max_torrents). */
   refusedFull = 0;
+  /** HTTP(S) and WebSocket connections closed at once: their address had max_connections_per_ip. */
+  connectionsRefused = 0;
 }
 
 /** Keeps the last samples of a set of counters and reports the rate over the window. */

@@ -25,6 +25,8 @@ export interface StatsSnapshot {
   total?: { torrents: number; peers: number; seeders: number; leechers: number };
   /** With `--workers N` (N > 1): how many workers these figures add up (issue #13). */
   workers?: number;
+  /** HTTP(S) connections on the tracker's own path, when HTTP(S) is on (see `HttpConnectionStats`). */
+  http?: HttpConnectionStats;
 }
 
 /** Figures of several workers added up (every number summed; uptime is the longest). */
@@ -47,6 +49,16 @@ export function sumSnapshots(list: StatsSnapshot[]): StatsSnapshot {
   return sum;
 }
 
+/** Connections of the HTTP(S) listeners that the tracker path holds (not handed to node:http). */
+export interface HttpConnectionStats {
+  /** Open connections: on Node sockets and waiting in the batched addon. */
+  connections: number;
+  /** Connections not read because their answers wait to be sent (a client that does not read). */
+  paused: number;
+  /** Answer bytes written to those connections and not yet taken by the kernel. */
+  unsentBytes: number;
+}
+
 /** Samples the counters once a second so that rates are over a sliding 10 s window. */
 export class StatsReporter {
   #counters: TrackerCounters;
@@ -65,6 +77,9 @@ export class StatsReporter {
    * (`store` is then this worker's own shard).
    */
   #others: (() => Promise<StatsSnapshot[]>) | null;
+
+  /** Set by the composition root when HTTP(S) listeners run. */
+  http: (() => HttpConnectionStats) | null = null;
 
   constructor(counters: TrackerCounters, store: SwarmStore, others?: () => Promise<StatsSnapshot[]>) {
     this.#counters = counters;
@@ -107,7 +122,9 @@ export class StatsReporter {
     const r = this.#window.rates();
     const round = (x: number | undefined) => Math.round((x ?? 0) * 10) / 10;
     const rtc = this.webrtc?.();
+    const http = this.http?.();
     return {
+      ...(http ? { http } : {}),
       ...(rtc
         ? {
             webrtc: rtc,
@@ -163,6 +180,20 @@ export function renderPrometheus(s: StatsSnapshot): string {
       ['{kind="seeder"}', s.webrtc.seeders],
       ['{kind="leecher"}', s.webrtc.leechers],
     ]);
+  if (s.http) {
+    metric('herald_http_connections', 'gauge', 'HTTP(S) connections on the tracker path.', [
+      ['', s.http.connections],
+    ]);
+    metric(
+      'herald_http_paused_connections',
+      'gauge',
+      'HTTP(S) connections not read until their answers are sent.',
+      [['', s.http.paused]],
+    );
+    metric('herald_http_unsent_bytes', 'gauge', 'Answer bytes waiting for slow HTTP(S) readers.', [
+      ['', s.http.unsentBytes],
+    ]);
+  }
   metric('herald_announces_total', 'counter', 'Announces answered, by protocol.', byProto(s.announces));
   metric('herald_scrapes_total', 'counter', 'Scrapes answered, by protocol.', byProto(s.scrapes));
   metric('herald_failures_total', 'counter', 'Requests refused with a failure reason.', byProto(s.failures));

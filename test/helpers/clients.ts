@@ -4,6 +4,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
+import { AnnounceEvent, type AnnounceRequest } from '../../src/core/types.ts';
 import { decode } from '../../src/protocol/bencode/index.ts';
 
 export interface RawResponse {
@@ -166,5 +167,25 @@ export async function udpClient(family: 4 | 6) {
     close() {
       sock.close();
     },
+  };
+}
+
+/**
+ * An IPv4 seeder's `started` announce for the store itself (filling swarms without HTTP): peer
+ * number `i` (0..65535) at 10.`net`.x.y, port 1000 + i % 5000.
+ */
+export function seederRequest(infoHash: Uint8Array, i: number, net = 0): AnnounceRequest {
+  return {
+    infoHash,
+    peerId: hashOf(i, 8),
+    family: 4,
+    ip: new Uint8Array([10, net, (i >> 8) & 255, i & 255]),
+    port: 1000 + (i % 5000),
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: AnnounceEvent.started,
+    numWant: 0,
+    wantPeerIds: false,
   };
 }

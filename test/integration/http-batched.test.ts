@@ -15,7 +15,7 @@ import { WebSocket } from 'ws';
 import { ManualClock } from '../../src/core/clock.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { xorshift } from '../../src/core/random.ts';
-import { AnnounceEvent, type AnnounceResult } from '../../src/core/types.ts';
+import type { AnnounceResult } from '../../src/core/types.ts';
 import { loadHttpBatchAddon } from '../../src/frontend/http/batch.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
@@ -27,6 +27,7 @@ import {
   httpGet,
   pct,
   type RawResponse,
+  seederRequest,
   splitResponses,
 } from '../helpers/clients.ts';
 
@@ -155,6 +156,8 @@ describe('batched HTTP listeners', { skip }, () => {
         fullScrape: true,
         fullScrapeInterval: 1,
         maxNumWant: 50,
+        // 500 concurrent connections from one address below.
+        maxConnectionsPerIp: 0,
         databaseUrl: 'sqlite::memory:',
       },
       { logger: captureLogger(seen), clock },
@@ -319,22 +322,7 @@ describe('batched HTTP listeners', { skip }, () => {
     const fill = async (from: number, to: number) => {
       const now = clock.now();
       for (let i = from; i < to; i++) {
-        await tracker.service.store.announce(
-          {
-            infoHash: hashOf(100_000 + i, 7),
-            peerId: hashOf(i, 8),
-            family: 4,
-            ip: new Uint8Array([10, 0, (i >> 8) & 255, i & 255]),
-            port: 1000 + (i % 5000),
-            uploaded: 0,
-            downloaded: 0,
-            left: 0,
-            event: AnnounceEvent.started,
-            numWant: 0,
-            wantPeerIds: false,
-          },
-          now,
-        );
+        await tracker.service.store.announce(seederRequest(hashOf(100_000 + i, 7), i), now);
       }
     };
     // About 840 KB: fits the addon's 1 MiB arena and is written by the addon, to a client that

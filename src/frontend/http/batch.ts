@@ -5,6 +5,8 @@ import { loadNativeAddon } from '../../core/native.ts';
  * absent or fails to load: plain HTTP listeners then use `node:net`.
  */
 export interface HttpBatchAddon {
+  /** The interface version (must equal ABI): a build from older sources is not used. */
+  readonly abi?: number;
   /** A bound, listening socket (IPv6-only for family 6). Throws with `code` EADDRINUSE etc. */
   open(family: 4 | 6, host: string, port: number): object;
   port(handle: object): number;
@@ -17,8 +19,8 @@ export interface HttpBatchAddon {
     onBatch: (n: number) => void,
     onShort: (n: number) => void,
   ): void;
-  /** Closes the connections waiting longer than `idleMs`; returns how many. */
-  sweep(handle: object, idleMs: number): number;
+  /** Closes the connections waiting longer than `idleMs`; returns their descriptors. */
+  sweep(handle: object, idleMs: number): number[];
   /** Connections waiting in the addon's epoll set. */
   count(handle: object): number;
   close(handle: object): void;
@@ -36,6 +38,15 @@ export const ACT_CLOSE = 1;
 export const ACT_KEEP = 2;
 export const ACT_HANDOFF = 3;
 
+/**
+ * The addon interface this code speaks (must match ABI in the addon). 2: connections accepted
+ * without bytes and connections that end while waiting come as empty entries, failed writes are
+ * reported, sweep() returns the descriptors it closed (max_connections_per_ip counts them all).
+ */
+export const ABI = 2;
+
 export function loadHttpBatchAddon(): HttpBatchAddon | null {
-  return loadNativeAddon<HttpBatchAddon>('http_batch');
+  const addon = loadNativeAddon<HttpBatchAddon>('http_batch');
+  // A build left from older sources (not rebuilt after an update) would miscount connections.
+  return addon !== null && addon.abi === ABI ? addon : null;
 }

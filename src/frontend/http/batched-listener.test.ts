@@ -27,6 +27,7 @@ function responseFor(path: string): { bytes: Buffer; close: boolean } {
 
 class StandIn implements RawHost {
   readonly served: Served = { at: 0, answer: null, keepAlive: false };
+  readonly connectionLimit = null;
   adopted: Stop[] = [];
   serve(
     buf: Buffer,
@@ -79,6 +80,7 @@ class StandIn implements RawHost {
       answer: () => {
         throw new Error('not used');
       },
+      full: false,
     };
     socket.on('data', (d) => {
       pending = Buffer.concat([pending, d]);

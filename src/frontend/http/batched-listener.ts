@@ -1,11 +1,15 @@
 import type { PeerAddress } from '../../core/address.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
 import { ACT_CLOSE, ACT_HANDOFF, ACT_KEEP, BATCH, type HttpBatchAddon, IN_SLOT, META } from './batch.ts';
-import { type RawHost, type ResponseSink, Stop } from './raw-path.ts';
+import { MAX_UNSENT, type RawHost, type ResponseSink, Stop } from './raw-path.ts';
 
 /** Output arena per listener: every answer of one batch is packed here. */
 const OUT_SIZE = 1 << 20;
 const EMPTY = Buffer.alloc(0);
+/** The answer to a connection over max_connections_per_ip (its request is already read). */
+const TOO_MANY = httpResponse(503, Buffer.from('too many connections from your address\n', 'latin1'), {
+  keepAlive: false,
+});
 
 // The head `httpResponse` writes for a 200, split around its Content-Length value, so that an
 // answer goes into the arena without an intermediate Buffer or string.
@@ -27,6 +31,8 @@ export class ArenaSink implements ResponseSink {
   start = 0;
   pos = 0;
   overflow: Buffer[] | null = null;
+  /** Bytes in `overflow`. */
+  #overflowBytes = 0;
 
   constructor(arena: Buffer) {
     this.arena = arena;
@@ -36,6 +42,12 @@ export class ArenaSink implements ResponseSink {
     this.start = pos;
     this.pos = pos;
     this.overflow = null;
+    this.#overflowBytes = 0;
+  }
+
+  /** This entry's answers exceed MAX_UNSENT (the client may not be reading: see `Stop.full`). */
+  get full(): boolean {
+    return this.pos - this.start + this.#overflowBytes > MAX_UNSENT;
   }
 
   answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void {
@@ -73,6 +85,7 @@ export class ArenaSink implements ResponseSink {
     } else {
       this.overflow ??= [];
       this.overflow.push(response);
+      this.#overflowBytes += response.length;
     }
   }
 }
@@ -99,6 +112,13 @@ export class BatchedListener {
   #sink: ArenaSink;
   #closed = false;
   #peers: (PeerAddress | undefined)[] = [];
+  /**
+   * Connections the addon holds that count against max_connections_per_ip, by descriptor: set
+   * when a fresh connection is admitted, cleared when JavaScript closes it, when the addon reports
+   * it gone (an empty entry, a failed write, the idle sweep) or when it moves to a Node socket
+   * (which then holds the slot).
+   */
+  #held: (PeerAddress | undefined)[] = [];
 
   /** `outSize`: bytes of the output arena (tests make it larger than the kernel's send buffer). */
   constructor(addon: HttpBatchAddon, raw: RawHost, host: string, port: number, outSize = OUT_SIZE) {
@@ -142,13 +162,40 @@ export class BatchedListener {
   }
 
   sweep(idleMs: number): void {
-    if (!this.#closed) this.#addon.sweep(this.#handle, idleMs);
+    if (this.#closed) return;
+    for (const fd of this.#addon.sweep(this.#handle, idleMs)) this.#drop(fd);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#addon.close(this.#handle);
+    for (let fd = 0; fd < this.#held.length; fd++) this.#drop(fd);
+  }
+
+  /** Counts a fresh connection; false when its address is at max_connections_per_ip. */
+  #admit(fd: number, peer: PeerAddress): boolean {
+    const limit = this.#raw.connectionLimit;
+    if (limit === null) return true;
+    this.#drop(fd); // a descriptor number is reused only after its connection closed
+    if (!limit.acquire(peer)) return false;
+    this.#held[fd] = peer;
+    return true;
+  }
+
+  /** The connection on `fd` is closed: its slot is free. */
+  #drop(fd: number): void {
+    const peer = this.#held[fd];
+    if (peer === undefined) return;
+    this.#held[fd] = undefined;
+    this.#raw.connectionLimit?.release(peer);
+  }
+
+  /** The connection on `fd` moves to a Node socket: whether it holds a slot (the socket's now). */
+  #take(fd: number): boolean {
+    const counted = this.#held[fd] !== undefined;
+    this.#held[fd] = undefined;
+    return counted;
   }
 
   /**
@@ -178,50 +225,61 @@ export class BatchedListener {
     const iv = this.#imView;
     const ov = this.#omView;
     const om = this.#om;
+    const im = this.#im;
     let pos = 0;
     for (let i = 0; i < n; i++) {
       const mo = i * META;
       const fd = iv.getInt32(mo, true);
       const len = iv.getUint32(mo + 4, true);
-      const start = i * IN_SLOT;
-      const end = start + len;
       const peer = this.#peer(fd, mo);
+      const fresh = im[mo + 9] === 1;
       sink.begin(pos);
       let action = ACT_CLOSE;
       try {
-        const trusted = raw.isTrusted(peer);
-        const stop = raw.serve(this.#in, start, end, peer, trusted, sink);
-        if (sink.overflow === null && stop === Stop.drained) action = ACT_KEEP;
-        else if (sink.overflow === null && (stop === Stop.close || stop === Stop.error)) action = ACT_CLOSE;
-        else {
-          const s = raw.served;
-          const written: Buffer[] = [Buffer.from(sink.arena.subarray(sink.start, sink.pos))];
-          if (sink.overflow !== null) written.push(...sink.overflow);
-          sink.pos = sink.start; // nothing for the addon to write
-          const rest = s.at < end ? Buffer.from(this.#in.subarray(s.at, end)) : EMPTY;
-          // From here on the descriptor belongs to a Node socket, whatever happens next.
-          action = ACT_HANDOFF;
-          raw.adopt(
-            fd,
-            peer,
-            trusted,
-            iv.getUint32(mo + 28, true),
-            written,
-            stop,
-            rest,
-            s.answer,
-            s.keepAlive,
-          );
-        }
+        // No bytes: accepted before its first request (counted, then it waits), or ended while
+        // waiting (CLOSE). A fresh connection over max_connections_per_ip gets a 503 (CLOSE).
+        if (len === 0) action = fresh && this.#admit(fd, peer) ? ACT_KEEP : ACT_CLOSE;
+        else if (fresh && !this.#admit(fd, peer)) sink.send(TOO_MANY, false);
+        else action = this.#serve(fd, peer, mo, i * IN_SLOT, i * IN_SLOT + len);
       } catch (err) {
         raw.internalError(err);
-        if (action !== ACT_HANDOFF) sink.pos = sink.start;
+        sink.pos = sink.start; // the entry is closed, unanswered
       }
+      if (action === ACT_CLOSE) this.#drop(fd);
       ov.setUint32(mo + 4, sink.start, true);
       ov.setUint32(mo + 8, sink.pos - sink.start, true);
       om[mo] = action; // last: the addon closes entries a failed callback left without one
       pos = sink.pos;
     }
+  }
+
+  /**
+   * Answers the requests of one entry (`this.#in[start, end)`) into the arena; returns the action.
+   * Anything the addon cannot finish moves the connection to a Node socket (HANDOFF).
+   */
+  #serve(fd: number, peer: PeerAddress, mo: number, start: number, end: number): number {
+    const raw = this.#raw;
+    const sink = this.#sink;
+    const trusted = raw.isTrusted(peer);
+    let stop = raw.serve(this.#in, start, end, peer, trusted, sink);
+    // Every byte read is answered: the addon writes the answers and reads this connection again
+    // only once the kernel has taken them all (a short write moves it to a Node socket).
+    if (stop === Stop.full && raw.served.at === end) stop = Stop.drained;
+    if (sink.overflow === null && stop === Stop.drained) return ACT_KEEP;
+    if (sink.overflow === null && (stop === Stop.close || stop === Stop.error)) return ACT_CLOSE;
+    const s = raw.served;
+    const written: Buffer[] = [Buffer.from(sink.arena.subarray(sink.start, sink.pos))];
+    if (sink.overflow !== null) written.push(...sink.overflow);
+    sink.pos = sink.start; // nothing for the addon to write
+    const rest = s.at < end ? Buffer.from(this.#in.subarray(s.at, end)) : EMPTY;
+    // From here on the descriptor belongs to a Node socket, whatever happens next.
+    const age = this.#imView.getUint32(mo + 28, true);
+    try {
+      raw.adopt(fd, peer, trusted, age, written, stop, rest, s.answer, s.keepAlive, this.#take(fd));
+    } catch (err) {
+      raw.internalError(err);
+    }
+    return ACT_HANDOFF;
   }
 
   /** Responses the kernel did not take in full: their connections move to Node sockets. */
@@ -232,6 +290,7 @@ export class BatchedListener {
     const arena = this.#sink.arena;
     for (let i = 0; i < n; i++) {
       const mo = i * META;
+      if (om[mo + 1] === 2) this.#drop(iv.getInt32(mo, true)); // the write failed: closed
       if (om[mo + 1] !== 1) continue;
       const fd = iv.getInt32(mo, true);
       const off = ov.getUint32(mo + 4, true);
@@ -249,6 +308,7 @@ export class BatchedListener {
           EMPTY,
           null,
           false,
+          this.#take(fd),
         );
       } catch (err) {
         this.#raw.internalError(err);

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { PeerAddress } from '../../core/address.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
-import { MAX_HEAD, type ResponseSink, Stop } from './raw-path.ts';
+import { MAX_HEAD, MAX_UNSENT, type ResponseSink, Stop } from './raw-path.ts';
 import type { HttpFrontend } from './server.ts';
 
 /*
@@ -24,6 +24,9 @@ function onRawClose(this: RawSocket): void {
   if (c !== undefined) c.frontend.forget(c);
 }
 function ignoreError(): void {}
+function onRawDrain(this: RawSocket): void {
+  this[RAW]?.resume();
+}
 
 /** Feeds the socket's bytes to `conn` (shared listeners: no closure per connection). */
 export function listen(socket: RawSocket, conn: RawConnection): void {
@@ -62,6 +65,8 @@ export class RawConnection implements ResponseSink {
   #waiting = false;
   /** Corked only when pipelined requests follow, so that their answers leave in one write. */
   #corked = false;
+  /** Not read until the answers written so far are sent (see `Stop.full`). */
+  paused = false;
   /** performance.now() of the last answer (the idle sweep's clock). */
   lastActive: number;
 
@@ -76,8 +81,9 @@ export class RawConnection implements ResponseSink {
   onData(chunk: Buffer): void {
     const buf = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
     this.#pending = null;
-    if (this.#waiting) {
-      // An asynchronous answer is in flight: keep order by queueing the bytes.
+    if (this.#waiting || this.paused) {
+      // An asynchronous answer is in flight, or the answers so far wait to be sent: keep order
+      // by queueing the bytes.
       this.#pending = buf;
       if (buf.length > 16 * MAX_HEAD) this.socket.destroy();
       return;
@@ -95,6 +101,22 @@ export class RawConnection implements ResponseSink {
       this.#corked = true;
     }
     this.socket.write(response);
+  }
+
+  get full(): boolean {
+    return this.socket.writableLength > MAX_UNSENT;
+  }
+
+  /** The answers written before `Stop.full` have been sent: read and answer again. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    socket.resume();
+    const rest = this.#pending;
+    this.#pending = null;
+    if (rest !== null) this.#process(rest, 0);
   }
 
   #process(buf: Buffer, off: number): void {
@@ -143,6 +165,17 @@ export class RawConnection implements ResponseSink {
       }
       case Stop.async:
         this.#await(answer!, keepAlive, buf.subarray(at));
+        return;
+      case Stop.full:
+        // Read nothing more (the kernel's buffers then fill, and the client's writes stop) until
+        // the answers so far are sent; the bytes already read wait here. A client that never
+        // reads is closed by the idle sweep.
+        this.#pending = at < buf.length ? buf.subarray(at) : null;
+        this.paused = true;
+        if (socket.writableNeedDrain) {
+          socket.pause();
+          socket.once('drain', onRawDrain);
+        } else this.resume();
         return;
     }
   }

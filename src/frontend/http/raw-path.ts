@@ -1,7 +1,15 @@
 import type { PeerAddress } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 
 /** The request head may not exceed this; a longer one gets 431 and the connection closes. */
 export const MAX_HEAD = 8192;
+
+/**
+ * Answer bytes one connection may have waiting to be sent before the raw path stops reading it
+ * (`Stop.full`): a client that pipelines requests and never reads would otherwise make Herald
+ * buffer every answer (a 170-byte announce can ask for a 14 KB answer).
+ */
+export const MAX_UNSENT = 64 * 1024;
 
 /**
  * What the raw fast path (`HttpFrontend.serve`) stopped on, after answering every complete
@@ -21,6 +29,11 @@ export const Stop = {
   other: 4,
   /** The answer is a Promise (`served.answer`); the next request starts at `served.at`. */
   async: 5,
+  /**
+   * The sink holds more than MAX_UNSENT bytes not yet sent (`ResponseSink.full`); the next request
+   * starts at `served.at`. The connection is not read until its output drains.
+   */
+  full: 6,
 } as const;
 export type Stop = (typeof Stop)[keyof typeof Stop];
 
@@ -41,17 +54,22 @@ export interface ResponseSink {
   answer(body: Buffer, keepAlive: boolean, gzip: boolean, more: boolean): void;
   /** A whole response (head and body) as bytes. */
   send(response: Buffer, more: boolean): void;
+  /** Whether more than MAX_UNSENT bytes written here are not yet sent (checked between requests). */
+  readonly full: boolean;
 }
 
 /** What a batched listener needs from the frontend it serves. */
 export interface RawHost {
   readonly served: Served;
+  /** max_connections_per_ip (null: no limit); the addon's connections are counted in it too. */
+  readonly connectionLimit: ConnectionLimit | null;
   /** The raw fast path over `buf[off, end)` (see `HttpFrontend.serve`). */
   serve(buf: Buffer, off: number, end: number, peer: PeerAddress, trusted: boolean, sink: ResponseSink): Stop;
   isTrusted(peer: PeerAddress): boolean;
   /**
    * Takes a connection from the addon onto Node's machinery: writes `written` (responses not
    * yet sent, in order), then acts on `stop` with the bytes not yet consumed (`rest`, a copy).
+   * `counted`: the connection holds a slot in `connectionLimit`, which the socket now releases.
    */
   adopt(
     fd: number,
@@ -63,6 +81,7 @@ export interface RawHost {
     rest: Buffer,
     answer: Promise<Buffer> | null,
     keepAlive: boolean,
+    counted: boolean,
   ): void;
   internalError(err: unknown): void;
 }

@@ -14,6 +14,7 @@ import {
 } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { formatIp, type PeerAddress, parseIp } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { listenOn, opening } from '../../core/listen.ts';
@@ -24,6 +25,7 @@ import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
+import type { HttpConnectionStats } from '../../tracker/stats.ts';
 import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
 import { loadHttpBatchAddon } from './batch.ts';
 import { BatchedListener } from './batched-listener.ts';
@@ -67,6 +69,11 @@ export interface HttpFrontendOptions {
   reusePort?: boolean;
   /** Idle keep-alive connections and slow heads are closed after this many ms (default 30 s). */
   idleTimeoutMs?: number;
+  /**
+   * max_connections_per_ip, shared with the other listeners (null: no limit). Every connection
+   * accepted is counted from accept to close, whoever holds it then (node:http, WebSocket).
+   */
+  connectionLimit?: ConnectionLimit | null;
   /**
    * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
    * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
@@ -157,8 +164,11 @@ export class HttpFrontend implements RawHost {
   #proxies: TrustedProxies;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
+  /** TCP connections of the HTTPS listeners (handshaking ones included), for stop(). */
+  #tlsTcp = new Set<Socket>();
   /** Where the last `serve` stopped (scratch: no object per call). */
   readonly served: Served = { at: 0, answer: null, keepAlive: false };
+  readonly connectionLimit: ConnectionLimit | null;
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
@@ -166,6 +176,7 @@ export class HttpFrontend implements RawHost {
     this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+    this.connectionLimit = opts.connectionLimit ?? null;
     this.#proxies = new TrustedProxies(opts.trustedProxies);
     this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
     this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -181,6 +192,19 @@ export class HttpFrontend implements RawHost {
   /** How plain HTTP is served: 'batched' (the addon), 'node' (node:net) or 'none' (no listener). */
   get io(): 'batched' | 'node' | 'none' {
     return this.#batched.length > 0 ? 'batched' : this.#o.http.length > 0 ? 'node' : 'none';
+  }
+
+  /** Connections the tracker path holds, those paused for a slow reader, and their unsent bytes. */
+  stats(): HttpConnectionStats {
+    let paused = 0;
+    let unsentBytes = 0;
+    for (const c of this.#conns) {
+      if (c.paused) paused++;
+      unsentBytes += c.socket.writableLength;
+    }
+    let connections = this.#conns.size;
+    for (const b of this.#batched) connections += b.waiting;
+    return { connections, paused, unsentBytes };
   }
 
   /** Bound addresses, in listen order (useful with port 0). */
@@ -210,7 +234,9 @@ export class HttpFrontend implements RawHost {
     const io = asked === 'auto' && !this.#sync ? 'node' : asked;
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
     if (io === 'batched' && this.#o.http.length > 0 && addon === null)
-      throw new Error('http io "batched": the native addon is not built (npm rebuild)');
+      throw new Error(
+        'http io "batched": the native addon is not built, or was built from older sources (npm rebuild)',
+      );
     for (const l of this.#o.http) {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
@@ -221,6 +247,7 @@ export class HttpFrontend implements RawHost {
         continue;
       }
       const s = createNetServer({ noDelay: true }, (sock) => this.#onConnection(sock));
+      this.connectionLimit?.guard(s);
       this.#servers.push(s);
       this.#listeners.push(s);
       await listenOne(s, 'http', l);
@@ -229,8 +256,18 @@ export class HttpFrontend implements RawHost {
       if (this.#o.tls === null) throw new Error('https listeners need tls certificate and key');
       const ctx = this.#loadTls();
       for (const l of this.#o.https) {
-        const s = createTlsServer(ctx, (sock) => this.#onConnection(sock));
-        s.on('tlsClientError', () => {});
+        // A handshake that does not finish is given up after the idle timeout too.
+        const s = createTlsServer({ ...ctx, handshakeTimeout: this.#idleMs }, (sock) =>
+          this.#onConnection(sock),
+        );
+        // Counted on the TCP connection, before the handshake costs anything.
+        this.connectionLimit?.guard(s);
+        s.on('connection', (tcp: Socket) => {
+          this.#tlsTcp.add(tcp);
+          tcp.on('close', () => this.#tlsTcp.delete(tcp));
+        });
+        // A failed or timed-out handshake: Node leaves the socket open when this is listened to.
+        s.on('tlsClientError', (_err, socket) => socket.destroy());
         this.#servers.push(s);
         this.#listeners.push(s);
         this.#tlsServers.push(s);
@@ -268,6 +305,8 @@ export class HttpFrontend implements RawHost {
     this.#batched = [];
     for (const c of this.#conns) c.socket.destroy();
     this.#conns.clear();
+    // HTTPS connections still in their handshake (or handed over): close() would wait for them.
+    for (const tcp of this.#tlsTcp) tcp.destroy();
     this.#web.closeAllConnections();
     await Promise.all(closes);
     this.#servers = [];
@@ -279,6 +318,7 @@ export class HttpFrontend implements RawHost {
   }
 
   #onConnection(socket: RawSocket): void {
+    if (socket.destroyed) return; // refused by the connection limit
     const peer = parseIp(socket.remoteAddress ?? '');
     if (peer === null) {
       socket.destroy();
@@ -305,14 +345,17 @@ export class HttpFrontend implements RawHost {
     rest: Buffer,
     answer: Promise<Buffer> | null,
     keepAlive: boolean,
+    counted: boolean,
   ): void {
     let socket: RawSocket;
     try {
       socket = new Socket({ fd, readable: true, writable: true });
     } catch (err) {
       closeSync(fd);
+      if (counted) this.connectionLimit?.release(peer);
       throw err;
     }
+    if (counted) this.connectionLimit?.adopt(socket, peer);
     const conn = this.#attach(socket, peer, trusted, performance.now() - idleForMs);
     for (const w of written) if (w.length > 0) socket.write(w);
     conn.after(stop, rest, 0, answer, keepAlive);
@@ -441,6 +484,13 @@ export class HttpFrontend implements RawHost {
       if (!keepAlive) {
         served.at = off;
         return Stop.close;
+      }
+      // A client that pipelines and does not read: answer (and read) no more until what it has
+      // is sent. Checked after an answer, so that every pass makes progress; also at the end of
+      // the bytes, or requests arriving one per read would each be answered.
+      if (sink.full) {
+        served.at = off;
+        return Stop.full;
       }
     }
     served.at = off;

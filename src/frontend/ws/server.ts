@@ -7,6 +7,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseIp } from '../../core/address.ts';
+import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { listenOn } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
@@ -78,6 +79,8 @@ export interface WsFrontendOptions {
   logRequests?: boolean;
   /** SO_REUSEPORT on the listeners: several worker processes bind the same address (issue #13). */
   reusePort?: boolean;
+  /** max_connections_per_ip for the own listeners, shared with the HTTP(S) ones (null: none). */
+  connectionLimit?: ConnectionLimit | null;
 }
 
 export interface WsStats extends WebRtcStats {
@@ -105,6 +108,10 @@ interface Client extends RtcConnection {
   /** Date.now() when the heartbeat last saw input from it (`ws.received`), and whether pinged since. */
   heardAt: number;
   pinged: boolean;
+}
+
+function destroyOnEnd(this: Duplex): void {
+  this.destroy();
 }
 
 /**
@@ -201,8 +208,10 @@ export class WsFrontend {
       const s = this.#o.tls
         ? createHttpsServer({ cert: this.#o.tls.cert, key: this.#o.tls.key, ...timeouts }, onRequest)
         : createHttpServer(timeouts, onRequest);
+      this.#o.connectionLimit?.guard(s);
       s.on('upgrade', (req, socket, head) => this.handleUpgrade(req, socket, head));
-      s.on('tlsClientError', () => {});
+      // A failed or timed-out handshake: Node leaves the socket open when this is listened to.
+      s.on('tlsClientError', (_err, socket) => socket.destroy());
       this.#servers.push(s);
       // ipv6Only: '[::]' serves IPv6 only, so '0.0.0.0' on the same port can serve IPv4.
       await listenOn(s, this.#o.tls ? 'wss' : 'ws', 'ws', l, {
@@ -256,6 +265,9 @@ export class WsFrontend {
    */
   accept(url: string, h: UpgradeRequest, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {});
+    // A client that goes away with a FIN (a closed tab, `terminate()`) is gone: node:http's
+    // sockets allow half-open connections, which would otherwise linger until the idle timeout.
+    socket.on('end', destroyOnEnd);
     const passkey = wsPasskey(url);
     if (this.#stopped || passkey === null) {
       const status = this.#stopped ? '503 Service Unavailable' : '404 Not Found';

@@ -203,6 +203,7 @@ const STATUS_TEXT: Record<number, string> = {
   414: 'URI Too Long',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
   505: 'HTTP Version Not Supported',
 };
 
