@@ -2,14 +2,36 @@ import type { Socket } from 'node:net';
 import type { PeerAddress } from '../../core/address.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
-import { MAX_HEAD, MAX_UNSENT, type ResponseSink, Stop } from './raw-path.ts';
-import type { HttpFrontend } from './server.ts';
+import { MAX_HEAD, MAX_UNSENT, type ResponseSink, type Served, Stop } from './raw-path.ts';
 
 /*
  * The raw fast path on Node's own sockets (node:net, node:tls, and connections the batched addon
  * hands over): per-connection state and the listeners that feed it. `HttpFrontend` keeps the set
  * of connections and decides hand-overs; the answering loop is `HttpFrontend.serve`.
  */
+
+/**
+ * What a connection needs from the frontend that serves it (`HttpFrontend`; declared here so
+ * that this module does not import the frontend that imports it).
+ */
+export interface SocketHost {
+  readonly served: Served;
+  /** The raw fast path (see `HttpFrontend.serve`). */
+  serve(buf: Buffer, off: number, end: number, peer: PeerAddress, trusted: boolean, sink: ResponseSink): Stop;
+  /** The connection closed: drop it from the frontend's set. */
+  forget(conn: RawConnection): void;
+  /** A WebSocket upgrade on a tracker path leaves for the WebSocket frontend (false: not one). */
+  tryRawUpgrade(
+    socket: Socket,
+    buf: Buffer,
+    off: number,
+    pathStart: number,
+    pathEnd: number,
+    headEnd: number,
+  ): boolean;
+  /** Passes the connection to node:http with the bytes it has not consumed. */
+  handOff(socket: Socket, rest: Buffer): void;
+}
 
 /** The socket's raw-path state (set on accept, cleared on hand-over); see `onRawData`. */
 const RAW = Symbol('herald.raw');
@@ -57,7 +79,7 @@ const GZIP_HEADER = 'Content-Encoding: gzip\r\n';
 
 /** Per-connection state of the raw fast path on a Node socket; it is its own `ResponseSink`. */
 export class RawConnection implements ResponseSink {
-  readonly frontend: HttpFrontend;
+  readonly frontend: SocketHost;
   readonly socket: Socket;
   #peer: PeerAddress;
   #trusted: boolean;
@@ -70,7 +92,7 @@ export class RawConnection implements ResponseSink {
   /** performance.now() of the last answer (the idle sweep's clock). */
   lastActive: number;
 
-  constructor(frontend: HttpFrontend, socket: Socket, peer: PeerAddress, trusted: boolean, now: number) {
+  constructor(frontend: SocketHost, socket: Socket, peer: PeerAddress, trusted: boolean, now: number) {
     this.frontend = frontend;
     this.socket = socket;
     this.#peer = peer;
