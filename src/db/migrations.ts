@@ -207,6 +207,17 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('invitations_inviter').on('invitations').column('inviter_id').execute();
       },
     },
+    '0003_login_addresses': {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('login_addresses')
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('address', 'text', (c) => c.notNull())
+          .addColumn('last_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('login_addresses_pk', ['member_id', 'address'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -23,6 +23,7 @@ export interface Database {
   sessions: SessionsTable;
   traffic_history: TrafficHistoryTable;
   site_history: SiteHistoryTable;
+  login_addresses: LoginAddressesTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -207,4 +208,15 @@ export interface SiteHistoryTable {
   leechers: number;
   /** Announces per second (all transports) × 100. */
   announce_rate: number;
+}
+
+/**
+ * Where each member has logged in from (0003_login_addresses): the address as the login limits
+ * key it (an IPv4 address or an IPv6 /64), the member's most recent few only. The per-username
+ * login limit does not apply from these, so a stranger's guessing cannot lock the owner out.
+ */
+export interface LoginAddressesTable {
+  member_id: number;
+  address: string;
+  last_at: number;
 }

@@ -1,0 +1,108 @@
+/**
+ * Portal accounts under attack, over real HTTP on every database engine: login guessing in
+ * parallel, locking a member out, the first-account race, usernames that differ only in case or
+ * look like ids, and members forcing policy reloads. Other loopback addresses (127.0.0.2, ...)
+ * are other clients: Linux routes all of 127/8 to the loopback interface.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import { type Engine, engines } from '../helpers/db.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
+
+const PASSWORD = 'correct horse battery';
+
+/** A private tracker with the portal on a fresh database, stopped (and the database dropped) after `fn`. */
+async function withTracker(engine: Engine, fn: (tracker: Tracker, base: string) => Promise<void>) {
+  const db = await engine.create();
+  const tracker = createTracker({
+    http: ['127.0.0.1:0'],
+    udp: ['off'],
+    mode: 'private',
+    databaseUrl: db.url,
+    policyRefresh: 3600,
+    logLevel: 'silent',
+  });
+  await tracker.start();
+  try {
+    await fn(tracker, `http://127.0.0.1:${tracker.addresses().http[0].port}`);
+  } finally {
+    await tracker.stop();
+    await db.drop();
+  }
+}
+
+const registerFields = (username: string, invite = '') => ({
+  invite,
+  username,
+  email: '',
+  password: PASSWORD,
+  password2: PASSWORD,
+});
+
+/** `n` copies of one request at once; their statuses. */
+const parallel = async (n: number, one: (i: number) => Promise<{ status: number }>) =>
+  (await Promise.all(Array.from({ length: n }, (_, i) => one(i)))).map((r) => r.status);
+const count = (statuses: number[], status: number) => statuses.filter((s) => s === status).length;
+
+for (const engine of engines) {
+  describe(`portal accounts on ${engine.name}`, () => {
+    test('30 parallel wrong passwords for one member: at most the per-username limit are checked; the owner still logs in from an address it used before', async () => {
+      await withTracker(engine, async (_tracker, base) => {
+        const owner = new PortalClient(base, { localAddress: '127.0.0.1' });
+        await owner.get('/register');
+        assert.equal((await owner.post('/register', registerFields('owner'))).status, 303);
+        assert.equal((await owner.login('owner', PASSWORD)).status, 303);
+        await owner.get('/torrents'); // the session's CSRF token
+        assert.equal((await owner.post('/logout', {})).status, 303);
+
+        const attacker = new PortalClient(base, { localAddress: '127.0.0.2' });
+        await attacker.get('/login');
+        const statuses = await parallel(30, (i) =>
+          attacker.post('/login', { username: 'owner', password: `guess number ${i}` }),
+        );
+        const checked = count(statuses, 401);
+        assert.ok(checked >= 1 && checked <= 5, `${checked} passwords checked (per-username limit 5)`);
+        assert.equal(count(statuses, 429), 30 - checked, 'every other attempt was refused unchecked');
+
+        assert.equal((await owner.login('owner', PASSWORD)).status, 303, 'the owner, from its own address');
+        const stranger = new PortalClient(base, { localAddress: '127.0.0.3' });
+        const elsewhere = await stranger.login('owner', PASSWORD);
+        assert.equal(elsewhere.status, 429, 'from an address the owner never used, the limit holds');
+      });
+    });
+
+    test('30 parallel wrong logins for 30 names from one address: at most the per-address limit are checked', async () => {
+      await withTracker(engine, async (_tracker, base) => {
+        const c = new PortalClient(base, { localAddress: '127.0.0.4' });
+        await c.get('/login');
+        const statuses = await parallel(30, (i) =>
+          c.post('/login', { username: `name${i}`, password: 'wrong password' }),
+        );
+        const checked = count(statuses, 401);
+        assert.ok(checked >= 1 && checked <= 10, `${checked} checked (per-address limit 10)`);
+        assert.equal(count(statuses, 429), 30 - checked);
+        const other = new PortalClient(base, { localAddress: '127.0.0.5' });
+        await other.get('/login');
+        assert.equal((await other.post('/login', { username: 'name0', password: 'x' })).status, 401);
+      });
+    });
+
+    test('a member keeps its 10 most recent login addresses', async () => {
+      await withTracker(engine, async (tracker) => {
+        const reg = tracker.registry();
+        const m = await reg.addMember({ username: 'roamer' });
+        for (let i = 0; i < 12; i++) await reg.accounts.rememberAddress(m.id, `192.0.2.${i}`, 1000 + i);
+        const known = async (a: string) => (await reg.accounts.credentials('roamer', a))?.known;
+        assert.equal(await known('192.0.2.0'), false, 'the oldest went');
+        assert.equal(await known('192.0.2.1'), false);
+        assert.equal(await known('192.0.2.2'), true);
+        await reg.accounts.rememberAddress(m.id, '192.0.2.2', 2000); // used again: the most recent
+        await reg.accounts.rememberAddress(m.id, '192.0.2.99', 2001);
+        assert.equal(await known('192.0.2.2'), true);
+        assert.equal(await known('192.0.2.3'), false, 'now the oldest');
+        assert.equal(await known('192.0.2.99'), true);
+      });
+    });
+  });
+}
