@@ -165,17 +165,19 @@ export class Accounts {
     open: boolean;
   }): Promise<PublicMember> {
     const username = checkUsername(opts.username);
-    const first = (await this.#reg.counts()).members === 0;
-    if (!first && opts.code === null && !opts.open)
-      throw new RegistryError('registration needs an invitation', 403);
-    const exists = await this.#k
-      .selectFrom('members')
-      .select('id')
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
     const at = now();
     const id = await this.#reg.change(async (trx) => {
+      // Read inside the transaction, which change() serialises: of two first registrations at
+      // once, the second finds the first one's account.
+      const first = (await trx.selectFrom('members').select('id').limit(1).executeTakeFirst()) === undefined;
+      if (!first && opts.code === null && !opts.open)
+        throw new RegistryError('registration needs an invitation', 403);
+      const exists = await trx
+        .selectFrom('members')
+        .select('id')
+        .where('username', '=', username)
+        .executeTakeFirst();
+      if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
       let invitedBy: number | null = null;
       let invitationId: number | null = null;
       if (opts.code !== null) {

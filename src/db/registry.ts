@@ -151,14 +151,19 @@ export class Registry {
     return r ? Number(r.value) : 0;
   }
 
-  /** Runs `fn` in a transaction that also bumps the revision. */
+  /**
+   * Runs `fn` in a transaction that also bumps the revision. The bump comes first: it takes the
+   * revision row (PostgreSQL: a row lock held to commit; SQLite: the database's write lock,
+   * before any read), so changes run one after another and whatever `fn` reads (are there
+   * members yet? is this name free?) already includes every change committed before it. Under
+   * PostgreSQL's READ COMMITTED each statement after the wait sees those commits.
+   */
   async change<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     return this.#k.transaction().execute(async (trx) => {
-      const out = await fn(trx);
       await sql`UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'`.execute(
         trx,
       );
-      return out;
+      return fn(trx);
     });
   }
 

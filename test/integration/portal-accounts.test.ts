@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { Registry } from '../../src/db/registry.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { type Engine, engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
@@ -44,6 +45,20 @@ const registerFields = (username: string, invite = '') => ({
 const parallel = async (n: number, one: (i: number) => Promise<{ status: number }>) =>
   (await Promise.all(Array.from({ length: n }, (_, i) => one(i)))).map((r) => r.status);
 const count = (statuses: number[], status: number) => statuses.filter((s) => s === status).length;
+
+/** 16 registrations without invitation at once on an empty database, as the portal makes them. */
+const firstRegistrations = (reg: Registry, open: boolean) =>
+  Promise.allSettled(
+    Array.from({ length: 16 }, (_, i) =>
+      reg.accounts.register({
+        username: `racer${i}`,
+        passwordHash: 'scrypt$1024$8$1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA',
+        email: null,
+        code: null,
+        open,
+      }),
+    ),
+  );
 
 for (const engine of engines) {
   describe(`portal accounts on ${engine.name}`, () => {
@@ -85,6 +100,30 @@ for (const engine of engines) {
         const other = new PortalClient(base, { localAddress: '127.0.0.5' });
         await other.get('/login');
         assert.equal((await other.post('/login', { username: 'name0', password: 'x' })).status, 401);
+      });
+    });
+
+    test('16 simultaneous first registrations: exactly one administrator (open registration: the others are members; by invitation: refused)', async () => {
+      await withTracker(engine, async (tracker) => {
+        const reg = tracker.registry();
+        const results = await firstRegistrations(reg, false);
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+        for (const r of results)
+          if (r.status === 'rejected') assert.match(String(r.reason), /registration needs an invitation/);
+        assert.deepEqual(
+          (await reg.listMembers()).map((m) => m.role),
+          ['admin'],
+        );
+      });
+      await withTracker(engine, async (tracker) => {
+        const reg = tracker.registry();
+        const results = await firstRegistrations(reg, true);
+        assert.deepEqual(
+          results.map((r) => r.status),
+          Array(16).fill('fulfilled'),
+        );
+        const roles = (await reg.listMembers()).map((m) => m.role).sort();
+        assert.deepEqual(roles, ['admin', ...Array(15).fill('member')]);
       });
     });
 
