@@ -9,6 +9,7 @@ import {
   type PublicMember,
   type Registry,
   RegistryError,
+  sameName,
   TORRENT_COLUMNS,
 } from './registry.ts';
 import type { Database, MemberStatus, SiteHistoryTable } from './schema.ts';
@@ -50,7 +51,7 @@ export class Accounts {
           )
           .as('known'),
       )
-      .where('username', '=', username)
+      .where(sameName(username))
       .executeTakeFirst();
     // SQLite answers EXISTS with 0/1, PostgreSQL with a boolean.
     return r === undefined ? undefined : { ...r, known: Boolean(r.known) };
@@ -175,7 +176,7 @@ export class Accounts {
       const exists = await trx
         .selectFrom('members')
         .select('id')
-        .where('username', '=', username)
+        .where(sameName(username))
         .executeTakeFirst();
       if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
       let invitedBy: number | null = null;

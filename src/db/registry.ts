@@ -20,13 +20,24 @@ export const newKey = () => randomBytes(16).toString('hex');
 const HEX40 = /^[0-9a-f]{40}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** A trimmed username, or a RegistryError saying what a username may hold. */
+/**
+ * A trimmed username, or a RegistryError saying what a username may hold. Usernames are unique
+ * regardless of case (a unique index on `lower(username)`, 0004_usernames), and never look like
+ * the other ways of naming a member (`findMember`): not only digits (an id), not 32 hex digits
+ * (a passkey). So `herald member show 12` is member #12, never a member named "12".
+ */
 export function checkUsername(raw: string): string {
   const username = raw.trim();
   if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
     throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+  if (/^[0-9]+$/.test(username)) throw new RegistryError('username: not only digits (that is a member id)');
+  if (/^[0-9a-fA-F]{32}$/.test(username))
+    throw new RegistryError('username: not 32 hex digits (that is how a passkey looks)');
   return username;
 }
+
+/** The condition "this row's username is `name`, ignoring case" (served by the lower(username) index). */
+export const sameName = (name: string) => sql<boolean>`lower(username) = ${name.toLowerCase()}`;
 
 /** A new, active member with fresh keys and zero counters (CLI/API and portal registration). */
 export function memberRow(f: {
@@ -178,13 +189,13 @@ export class Registry {
     passwordHash?: string | null;
   }): Promise<PublicMember> {
     const username = checkUsername(opts.username);
-    const exists = await this.#k
-      .selectFrom('members')
-      .select('id')
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (exists) throw new RegistryError(`member "${username}" already exists`, 409);
     const id = await this.change(async (trx) => {
+      const exists = await trx
+        .selectFrom('members')
+        .select('id')
+        .where(sameName(username))
+        .executeTakeFirst();
+      if (exists) throw new RegistryError(`member "${username}" already exists`, 409);
       const r = await trx
         .insertInto('members')
         .values(
@@ -205,14 +216,17 @@ export class Registry {
     return this.member(id);
   }
 
-  /** By id, username or passkey. */
+  /**
+   * By id (digits), passkey (32 hex digits) or username (anything else, any case): one reading
+   * per form, since no username looks like an id or a passkey (`checkUsername`).
+   */
   async findMember(ref: string | number): Promise<PublicMember | undefined> {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS);
     if (typeof ref === 'number') q = q.where('id', '=', ref);
-    else if (/^[0-9]+$/.test(ref)) q = q.where('id', '=', Number(ref));
-    else if (/^[0-9a-f]{32}$/.test(ref))
-      q = q.where((eb) => eb.or([eb('passkey', '=', ref), eb('username', '=', ref)]));
-    else q = q.where('username', '=', ref);
+    else if (/^[0-9]{1,15}$/.test(ref)) q = q.where('id', '=', Number(ref));
+    else if (/^[0-9]+$/.test(ref)) return undefined;
+    else if (/^[0-9a-fA-F]{32}$/.test(ref)) q = q.where('passkey', '=', ref.toLowerCase());
+    else q = q.where(sameName(ref));
     return q.executeTakeFirst();
   }
 
@@ -224,7 +238,8 @@ export class Registry {
 
   async listMembers(opts: { search?: string; status?: MemberStatus; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS).orderBy('id');
-    if (opts.search) q = q.where('username', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    if (opts.search)
+      q = q.where(sql`lower(username)`, 'like', `%${opts.search.toLowerCase().replace(/[%_\\]/g, '')}%`);
     if (opts.status) q = q.where('status', '=', opts.status);
     return q
       .limit(opts.limit ?? 100)
@@ -458,6 +473,8 @@ export class Registry {
   async addGroup(name: string): Promise<{ id: number; name: string }> {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
       throw new RegistryError('group name: 1 to 64 letters, digits, ".", "_" or "-"');
+    // As for members: a number names a group by id, so a group's name is never only digits.
+    if (/^[0-9]+$/.test(name)) throw new RegistryError('group name: not only digits (that is a group id)');
     const exists = await this.#k
       .selectFrom('groups')
       .select('id')

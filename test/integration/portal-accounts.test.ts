@@ -6,7 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { migrate } from '../../src/db/migrations.ts';
+import { nodeSqlite } from '../../src/db/node-sqlite.ts';
 import type { Registry } from '../../src/db/registry.ts';
+import type { Database } from '../../src/db/schema.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { type Engine, engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
@@ -41,6 +46,19 @@ const registerFields = (username: string, invite = '') => ({
   password2: PASSWORD,
 });
 
+/** A new browser registers `username` with a fresh staff invitation; the answer to its form. */
+async function registerInvited(reg: Registry, base: string, username: string) {
+  const inv = await reg.accounts.createInvitation({
+    inviterId: null,
+    email: null,
+    ttlSeconds: 600,
+    spend: false,
+  });
+  const c = new PortalClient(base);
+  await c.get(`/register?invite=${inv.code}`);
+  return c.post('/register', registerFields(username, inv.code));
+}
+
 /** `n` copies of one request at once; their statuses. */
 const parallel = async (n: number, one: (i: number) => Promise<{ status: number }>) =>
   (await Promise.all(Array.from({ length: n }, (_, i) => one(i)))).map((r) => r.status);
@@ -59,6 +77,31 @@ const firstRegistrations = (reg: Registry, open: boolean) =>
       }),
     ),
   );
+
+/** The columns of a members row besides the name and keys (for inserts that bypass the Registry). */
+const memberFields = {
+  email: null,
+  password_hash: null,
+  role: 'member' as const,
+  status: 'active' as const,
+  status_reason: null,
+  uploaded: 0,
+  downloaded: 0,
+  raw_uploaded: 0,
+  raw_downloaded: 0,
+  seed_time: 0,
+  invites: 0,
+  invited_by: null,
+  created_at: 0,
+  last_announce_at: null,
+};
+
+/** The database at `url` without migrating it (a test of one migration runs them itself). */
+function rawDatabase(engine: Engine, url: string): Kysely<Database> {
+  if (engine.name === 'postgres')
+    return new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }) });
+  return new Kysely({ dialect: new SqliteDialect({ database: nodeSqlite(':memory:').database }) });
+}
 
 for (const engine of engines) {
   describe(`portal accounts on ${engine.name}`, () => {
@@ -125,6 +168,105 @@ for (const engine of engines) {
         const roles = (await reg.listMembers()).map((m) => m.role).sort();
         assert.deepEqual(roles, ['admin', ...Array(15).fill('member')]);
       });
+    });
+
+    test('usernames are unique regardless of case; login and lookups ignore case', async () => {
+      await withTracker(engine, async (tracker, base) => {
+        const reg = tracker.registry();
+        const c = new PortalClient(base);
+        await c.get('/register');
+        assert.equal((await c.post('/register', registerFields('Alice'))).status, 303);
+        await assert.rejects(reg.addMember({ username: 'alice' }), /already exists/);
+        const dup = await registerInvited(reg, base, 'ALICE');
+        assert.equal(dup.status, 409);
+        assert.match(dup.body, /is taken/);
+        // The database itself refuses it too (a unique index on lower(username)).
+        await assert.rejects(
+          reg.db.kysely
+            .insertInto('members')
+            .values({ ...memberFields, username: 'aLiCe', passkey: 'a'.repeat(32), feed_key: 'b'.repeat(32) })
+            .execute(),
+        );
+        assert.equal((await reg.member('ALICE')).username, 'Alice');
+        assert.equal((await c.login('alice', PASSWORD)).status, 303, 'login ignores case');
+      });
+    });
+
+    test('a username is never all digits (an id) nor 32 hex digits (a passkey): lookups are unambiguous', async () => {
+      await withTracker(engine, async (tracker, base) => {
+        const reg = tracker.registry();
+        const first = await reg.addMember({ username: 'alpha' });
+        let last = first;
+        for (let i = 0; i < 11; i++) last = await reg.addMember({ username: `m${i}` });
+        // Were "12" a name, `herald member show 12` could mean this member or the one named so.
+        await assert.rejects(reg.addMember({ username: String(last.id) }), /only digits/);
+        assert.equal((await reg.member(String(last.id))).username, last.username);
+        await assert.rejects(reg.addMember({ username: '4242' }), /only digits/);
+        await assert.rejects(reg.addMember({ username: 'DEADBEEF'.repeat(4) }), /passkey/);
+        await assert.rejects(reg.addGroup('2024'), /only digits/, 'groups too are named by id or name');
+        assert.equal((await reg.member(String(first.id))).username, 'alpha');
+        assert.equal((await reg.member(first.passkey)).username, 'alpha');
+        const r = await registerInvited(reg, base, '2024');
+        assert.equal(r.status, 400);
+        assert.match(r.body, /only digits/);
+      });
+    });
+
+    test('upgrading: names that differ only in case, or look like an id or a passkey, are renamed; the oldest keeps its name', async () => {
+      const db = await engine.create();
+      const k = rawDatabase(engine, db.url);
+      try {
+        await migrate(k, engine.name, '0003_login_addresses');
+        const names = [
+          'alice',
+          'Alice',
+          'ALICE',
+          '1234',
+          'b'.repeat(32),
+          'Alice-2',
+          `${'x'.repeat(31)}X`,
+          `${'x'.repeat(32)}`,
+        ];
+        for (const [i, username] of names.entries())
+          await k
+            .insertInto('members')
+            .values({
+              ...memberFields,
+              username,
+              passkey: `${i}`.padStart(32, 'a'),
+              feed_key: `${i}`.padStart(32, 'f'),
+            })
+            .execute();
+        await migrate(k, engine.name);
+        const after = await k.selectFrom('members').select(['id', 'username']).orderBy('id').execute();
+        assert.deepEqual(
+          after.map((m) => m.username),
+          [
+            'alice',
+            'Alice-2-1',
+            'ALICE-3',
+            '1234-4',
+            `${'b'.repeat(30)}-5`,
+            'Alice-2',
+            `${'x'.repeat(31)}X`,
+            `${'x'.repeat(30)}-8`,
+          ],
+        );
+        await assert.rejects(
+          k
+            .insertInto('members')
+            .values({
+              ...memberFields,
+              username: 'ALICE-3'.toLowerCase(),
+              passkey: 'c'.repeat(32),
+              feed_key: 'd'.repeat(32),
+            })
+            .execute(),
+        );
+      } finally {
+        await k.destroy();
+        await db.drop();
+      }
     });
 
     test('a member keeps its 10 most recent login addresses', async () => {

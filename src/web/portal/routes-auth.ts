@@ -1,5 +1,5 @@
 import { addressKey, WindowLimiter } from '../../core/limiter.ts';
-import { RegistryError } from '../../db/registry.ts';
+import { checkUsername, RegistryError } from '../../db/registry.ts';
 import { type Ctx, csrfField, errorPage, field, page, redirect } from './context.ts';
 import { html } from './html.ts';
 import {
@@ -88,7 +88,7 @@ ${opts.first ? html`<p>This is a new installation: the first account becomes the
 <form method="post" action="/register" class="stack">
 ${csrfField(ctx)}
 <input type="hidden" name="invite" value="${opts.code}">
-<label>Username <span class="hint">2 to 32 letters, digits, ".", "_" or "-"</span>
+<label>Username <span class="hint">2 to 32 letters, digits, ".", "_" or "-"; not only digits</span>
 <input name="username" autocomplete="username" required minlength="2" maxlength="32" pattern="[A-Za-z0-9_.\\-]{2,32}" value="${opts.username ?? ''}"></label>
 <label>E-mail <span class="hint">optional</span><input name="email" type="email" autocomplete="email" maxlength="254" value="${opts.email ?? ''}"></label>
 <label>Password <span class="hint">at least 10 characters</span><input name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
@@ -265,8 +265,13 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
         const username = field(ctx, 'username');
         const email = field(ctx, 'email');
         const body = field(ctx, 'body');
-        if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
-          return applyForm(ctx, 'Username: 2 to 32 letters, digits, ".", "_" or "-".');
+        try {
+          checkUsername(username);
+        } catch (err) {
+          if (err instanceof RegistryError)
+            return applyForm(ctx, `${err.message[0].toUpperCase()}${err.message.slice(1)}.`);
+          throw err;
+        }
         if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254)
           return applyForm(ctx, 'A valid e-mail address, please.');
         if (body.length < 20 || body.length > 5000)
