@@ -39,21 +39,24 @@ export function checkUsername(raw: string): string {
 /** The condition "this row's username is `name`, ignoring case" (served by the lower(username) index). */
 export const sameName = (name: string) => sql<boolean>`lower(username) = ${name.toLowerCase()}`;
 
-/** A new, active member with fresh keys and zero counters (CLI/API and portal registration). */
+/**
+ * A new, active member with fresh keys and zero counters (CLI/API and portal registration); by
+ * default a plain member with no e-mail, password or invites, created now.
+ */
 export function memberRow(f: {
   username: string;
-  email: string | null;
-  passwordHash: string | null;
-  role: Role;
-  invites: number;
-  invitedBy: number | null;
-  createdAt: number;
+  email?: string | null;
+  passwordHash?: string | null;
+  role?: Role;
+  invites?: number;
+  invitedBy?: number | null;
+  createdAt?: number;
 }): NewMember {
   return {
     username: f.username,
-    email: f.email,
-    password_hash: f.passwordHash,
-    role: f.role,
+    email: f.email ?? null,
+    password_hash: f.passwordHash ?? null,
+    role: f.role ?? 'member',
     status: 'active',
     status_reason: null,
     passkey: newKey(),
@@ -63,9 +66,9 @@ export function memberRow(f: {
     raw_uploaded: 0,
     raw_downloaded: 0,
     seed_time: 0,
-    invites: f.invites,
-    invited_by: f.invitedBy,
-    created_at: f.createdAt,
+    invites: f.invites ?? 0,
+    invited_by: f.invitedBy ?? null,
+    created_at: f.createdAt ?? now(),
     last_announce_at: null,
   };
 }

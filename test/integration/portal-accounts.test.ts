@@ -10,7 +10,7 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { migrate } from '../../src/db/migrations.ts';
 import { nodeSqlite } from '../../src/db/node-sqlite.ts';
-import type { Registry } from '../../src/db/registry.ts';
+import { memberRow, type Registry } from '../../src/db/registry.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { type Engine, engines } from '../helpers/db.ts';
@@ -78,23 +78,8 @@ const firstRegistrations = (reg: Registry, open: boolean) =>
     ),
   );
 
-/** The columns of a members row besides the name and keys (for inserts that bypass the Registry). */
-const memberFields = {
-  email: null,
-  password_hash: null,
-  role: 'member' as const,
-  status: 'active' as const,
-  status_reason: null,
-  uploaded: 0,
-  downloaded: 0,
-  raw_uploaded: 0,
-  raw_downloaded: 0,
-  seed_time: 0,
-  invites: 0,
-  invited_by: null,
-  created_at: 0,
-  last_announce_at: null,
-};
+/** A members row for inserts that bypass the Registry's checks (fresh keys, zero counters). */
+const rawMember = (username: string) => memberRow({ username });
 
 /** The database at `url` without migrating it (a test of one migration runs them itself). */
 function rawDatabase(engine: Engine, url: string): Kysely<Database> {
@@ -181,12 +166,7 @@ for (const engine of engines) {
         assert.equal(dup.status, 409);
         assert.match(dup.body, /is taken/);
         // The database itself refuses it too (a unique index on lower(username)).
-        await assert.rejects(
-          reg.db.kysely
-            .insertInto('members')
-            .values({ ...memberFields, username: 'aLiCe', passkey: 'a'.repeat(32), feed_key: 'b'.repeat(32) })
-            .execute(),
-        );
+        await assert.rejects(reg.db.kysely.insertInto('members').values(rawMember('aLiCe')).execute());
         assert.equal((await reg.member('ALICE')).username, 'Alice');
         assert.equal((await c.login('alice', PASSWORD)).status, 303, 'login ignores case');
       });
@@ -227,16 +207,7 @@ for (const engine of engines) {
           `${'x'.repeat(31)}X`,
           `${'x'.repeat(32)}`,
         ];
-        for (const [i, username] of names.entries())
-          await k
-            .insertInto('members')
-            .values({
-              ...memberFields,
-              username,
-              passkey: `${i}`.padStart(32, 'a'),
-              feed_key: `${i}`.padStart(32, 'f'),
-            })
-            .execute();
+        for (const username of names) await k.insertInto('members').values(rawMember(username)).execute();
         await migrate(k, engine.name);
         const after = await k.selectFrom('members').select(['id', 'username']).orderBy('id').execute();
         assert.deepEqual(
@@ -252,17 +223,7 @@ for (const engine of engines) {
             `${'x'.repeat(30)}-8`,
           ],
         );
-        await assert.rejects(
-          k
-            .insertInto('members')
-            .values({
-              ...memberFields,
-              username: 'ALICE-3'.toLowerCase(),
-              passkey: 'c'.repeat(32),
-              feed_key: 'd'.repeat(32),
-            })
-            .execute(),
-        );
+        await assert.rejects(k.insertInto('members').values(rawMember('alice-3')).execute());
       } finally {
         await k.destroy();
         await db.drop();
