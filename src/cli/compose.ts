@@ -139,6 +139,7 @@ export function createTracker(
     peerTimeout: config.peerTimeout,
     idleTimeoutMs: Math.max(120_000, (config.interval + 60) * 1000),
     fullScrape: config.fullScrape && config.mode !== 'private',
+    fullScrapeInterval: config.fullScrapeInterval,
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,
