@@ -49,7 +49,7 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald grant add TORRENT (--member M | --group G) [--reference REF] [--expires UNIX_SECONDS]
   herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
   herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
-  MEMBER is an id, a username or a passkey; TORRENT an id or an info hash. Every command takes
+  MEMBER is an id, a username (in any case; never only digits) or a passkey; TORRENT an id or an info hash. Every command takes
   --json, and the same --data-dir/--config/--database-url flags as serve.
 `;
 

@@ -204,6 +204,7 @@ export function createTracker(
     firstAnnounceTimeoutMs: config.wsFirstAnnounceTimeout * 1000,
     pingIntervalMs: config.wsPingInterval * 1000,
     fullScrape: config.fullScrape && config.mode !== 'private',
+    fullScrapeInterval: config.fullScrapeInterval,
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,

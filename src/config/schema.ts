@@ -246,7 +246,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 86400,
     default: 60,
     arg: 'SECONDS',
-    doc: 'Seconds one address must wait between full scrapes',
+    doc: 'Seconds one address (an IPv6 /64 counts as one) must wait between full scrapes, HTTP or WebSocket',
   },
   {
     key: 'httpIdleTimeout',

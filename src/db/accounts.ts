@@ -10,6 +10,7 @@ import {
   type PublicMember,
   type Registry,
   RegistryError,
+  sameName,
   TORRENT_COLUMNS,
 } from './registry.ts';
 import type { Database, MemberStatus, SiteHistoryTable } from './schema.ts';
@@ -32,13 +33,53 @@ export class Accounts {
 
   // ---- portal: passwords, sessions (no revision bump: the tracker's policy does not read them) ----
 
-  /** The stored password hash and status of a member, by username (login). */
-  async credentials(username: string) {
-    return this.#k
+  /**
+   * The stored password hash and status of a member, by username (login), and whether the member
+   * has logged in from `address` before (a key as `addressKey` makes it; see `rememberAddress`).
+   */
+  async credentials(username: string, address = '') {
+    const r = await this.#k
       .selectFrom('members')
       .select(['id', 'username', 'password_hash', 'status', 'status_reason'])
-      .where('username', '=', username)
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom('login_addresses')
+              .select('login_addresses.member_id')
+              .whereRef('login_addresses.member_id', '=', 'members.id')
+              .where('login_addresses.address', '=', address),
+          )
+          .as('known'),
+      )
+      .where(sameName(username))
       .executeTakeFirst();
+    // SQLite answers EXISTS with 0/1, PostgreSQL with a boolean.
+    return r === undefined ? undefined : { ...r, known: Boolean(r.known) };
+  }
+
+  /** Records a successful login from `address`; a member keeps the 10 most recent addresses. */
+  async rememberAddress(memberId: number, address: string, at: number): Promise<void> {
+    await this.#k
+      .insertInto('login_addresses')
+      .values({ member_id: memberId, address, last_at: at })
+      .onConflict((oc) => oc.columns(['member_id', 'address']).doUpdateSet({ last_at: at }))
+      .execute();
+    await this.#k
+      .deleteFrom('login_addresses')
+      .where('member_id', '=', memberId)
+      .where(
+        'address',
+        'not in',
+        this.#k
+          .selectFrom('login_addresses')
+          .select('address')
+          .where('member_id', '=', memberId)
+          .orderBy('last_at', 'desc')
+          .orderBy('address')
+          .limit(10),
+      )
+      .execute();
   }
 
   async setPasswordHash(memberId: number, hash: string): Promise<void> {
@@ -126,17 +167,19 @@ export class Accounts {
     open: boolean;
   }): Promise<PublicMember> {
     const username = checkUsername(opts.username);
-    const first = (await this.#reg.counts()).members === 0;
-    if (!first && opts.code === null && !opts.open)
-      throw new RegistryError('registration needs an invitation', 403);
-    const exists = await this.#k
-      .selectFrom('members')
-      .select('id')
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
     const at = now();
     const id = await this.#reg.change(async (trx) => {
+      // Read inside the transaction, which change() serialises: of two first registrations at
+      // once, the second finds the first one's account.
+      const first = (await trx.selectFrom('members').select('id').limit(1).executeTakeFirst()) === undefined;
+      if (!first && opts.code === null && !opts.open)
+        throw new RegistryError('registration needs an invitation', 403);
+      const exists = await trx
+        .selectFrom('members')
+        .select('id')
+        .where(sameName(username))
+        .executeTakeFirst();
+      if (exists) throw new RegistryError(`the name "${username}" is taken`, 409);
       let invitedBy: number | null = null;
       let invitationId: number | null = null;
       if (opts.code !== null) {

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import type { Dialect } from './schema.ts';
 
 /**
@@ -227,15 +227,68 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0004_login_addresses': {
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('login_addresses')
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('address', 'text', (c) => c.notNull())
+          .addColumn('last_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('login_addresses_pk', ['member_id', 'address'])
+          .execute();
+      },
+    },
+    '0005_usernames': {
+      // Usernames become unique regardless of case, and none may look like a member id (only
+      // digits) or a passkey (32 hex digits). Names that break this are renamed, never refused:
+      // the oldest account keeps a name, a later "Alice" beside "alice" becomes "Alice-<id>",
+      // and "1234" becomes "1234-<id>". Renamed members log in with the new name (staff see it
+      // on the profile and in `herald member list`); passkeys, sessions and history are kept.
+      async up(db: AnyDb) {
+        const rows: { id: number; username: string }[] = await db
+          .selectFrom('members')
+          .select(['id', 'username'])
+          .orderBy('id')
+          .execute();
+        const looksLikeKey = (name: string) => /^[0-9]+$/.test(name) || /^[0-9a-fA-F]{32}$/.test(name);
+        const taken = new Set<string>();
+        const renames: { id: number; name: string }[] = [];
+        for (const r of rows) {
+          const key = r.username.toLowerCase();
+          if (!looksLikeKey(r.username) && !taken.has(key)) taken.add(key);
+          else renames.push({ id: r.id, name: r.username });
+        }
+        for (const r of renames) {
+          let name = '';
+          for (let n = 0; name === '' || taken.has(name.toLowerCase()); n++) {
+            const suffix = n === 0 ? `-${r.id}` : `-${r.id}-${n}`;
+            name = `${r.name.slice(0, 32 - suffix.length)}${suffix}`;
+          }
+          taken.add(name.toLowerCase());
+          await db.updateTable('members').set({ username: name }).where('id', '=', r.id).execute();
+        }
+        await db.schema
+          .createIndex('members_username_lower')
+          .on('members')
+          .unique()
+          .expression(sql`lower(username)`)
+          .execute();
+      },
+    },
   };
 }
 
-/** Brings the schema up to date. Safe to call from several processes at once (Kysely locks). */
-export async function migrate(db: AnyDb, dialect: Dialect): Promise<void> {
+/**
+ * Brings the schema up to date (or up to the migration named `upTo`, for tests of a migration).
+ * Safe to call from several processes at once (Kysely locks).
+ */
+export async function migrate(db: AnyDb, dialect: Dialect, upTo?: string): Promise<void> {
   const list = migrations(dialect);
   const provider: MigrationProvider = { getMigrations: async () => list };
   const migrator = new Migrator({ db, provider });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await (upTo === undefined
+    ? migrator.migrateToLatest()
+    : migrator.migrateTo(upTo));
   if (error) {
     const failed = results?.find((r) => r.status === 'Error');
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);

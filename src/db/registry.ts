@@ -27,29 +27,43 @@ export const newKey = () => randomBytes(16).toString('hex');
 const HEX40 = /^[0-9a-f]{40}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** A trimmed username, or a RegistryError saying what a username may hold. */
+/**
+ * A trimmed username, or a RegistryError saying what a username may hold. Usernames are unique
+ * regardless of case (a unique index on `lower(username)`, 0005_usernames), and never look like
+ * the other ways of naming a member (`findMember`): not only digits (an id), not 32 hex digits
+ * (a passkey). So `herald member show 12` is member #12, never a member named "12".
+ */
 export function checkUsername(raw: string): string {
   const username = raw.trim();
   if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
     throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
+  if (/^[0-9]+$/.test(username)) throw new RegistryError('username: not only digits (that is a member id)');
+  if (/^[0-9a-fA-F]{32}$/.test(username))
+    throw new RegistryError('username: not 32 hex digits (that is how a passkey looks)');
   return username;
 }
 
-/** A new, active member with fresh keys and zero counters (CLI/API and portal registration). */
+/** The condition "this row's username is `name`, ignoring case" (served by the lower(username) index). */
+export const sameName = (name: string) => sql<boolean>`lower(username) = ${name.toLowerCase()}`;
+
+/**
+ * A new, active member with fresh keys and zero counters (CLI/API and portal registration); by
+ * default a plain member with no e-mail, password or invites, created now.
+ */
 export function memberRow(f: {
   username: string;
-  email: string | null;
-  passwordHash: string | null;
-  role: Role;
-  invites: number;
-  invitedBy: number | null;
-  createdAt: number;
+  email?: string | null;
+  passwordHash?: string | null;
+  role?: Role;
+  invites?: number;
+  invitedBy?: number | null;
+  createdAt?: number;
 }): NewMember {
   return {
     username: f.username,
-    email: f.email,
-    password_hash: f.passwordHash,
-    role: f.role,
+    email: f.email ?? null,
+    password_hash: f.passwordHash ?? null,
+    role: f.role ?? 'member',
     status: 'active',
     status_reason: null,
     passkey: newKey(),
@@ -59,9 +73,9 @@ export function memberRow(f: {
     raw_uploaded: 0,
     raw_downloaded: 0,
     seed_time: 0,
-    invites: f.invites,
-    invited_by: f.invitedBy,
-    created_at: f.createdAt,
+    invites: f.invites ?? 0,
+    invited_by: f.invitedBy ?? null,
+    created_at: f.createdAt ?? now(),
     last_announce_at: null,
   };
 }
@@ -208,14 +222,19 @@ export class Registry {
     return r ? Number(r.value) : 0;
   }
 
-  /** Runs `fn` in a transaction that also bumps the revision. */
+  /**
+   * Runs `fn` in a transaction that also bumps the revision. The bump comes first: it takes the
+   * revision row (PostgreSQL: a row lock held to commit; SQLite: the database's write lock,
+   * before any read), so changes run one after another and whatever `fn` reads (are there
+   * members yet? is this name free?) already includes every change committed before it. Under
+   * PostgreSQL's READ COMMITTED each statement after the wait sees those commits.
+   */
   async change<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     return this.#k.transaction().execute(async (trx) => {
-      const out = await fn(trx);
       await sql`UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'`.execute(
         trx,
       );
-      return out;
+      return fn(trx);
     });
   }
 
@@ -230,13 +249,13 @@ export class Registry {
     passwordHash?: string | null;
   }): Promise<PublicMember> {
     const username = checkUsername(opts.username);
-    const exists = await this.#k
-      .selectFrom('members')
-      .select('id')
-      .where('username', '=', username)
-      .executeTakeFirst();
-    if (exists) throw new RegistryError(`member "${username}" already exists`, 409);
     const id = await this.change(async (trx) => {
+      const exists = await trx
+        .selectFrom('members')
+        .select('id')
+        .where(sameName(username))
+        .executeTakeFirst();
+      if (exists) throw new RegistryError(`member "${username}" already exists`, 409);
       const r = await trx
         .insertInto('members')
         .values(
@@ -257,14 +276,17 @@ export class Registry {
     return this.member(id);
   }
 
-  /** By id, username or passkey. */
+  /**
+   * By id (digits), passkey (32 hex digits) or username (anything else, any case): one reading
+   * per form, since no username looks like an id or a passkey (`checkUsername`).
+   */
   async findMember(ref: string | number): Promise<PublicMember | undefined> {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS);
     if (typeof ref === 'number') q = q.where('id', '=', ref);
-    else if (/^[0-9]+$/.test(ref)) q = q.where('id', '=', Number(ref));
-    else if (/^[0-9a-f]{32}$/.test(ref))
-      q = q.where((eb) => eb.or([eb('passkey', '=', ref), eb('username', '=', ref)]));
-    else q = q.where('username', '=', ref);
+    else if (/^[0-9]{1,15}$/.test(ref)) q = q.where('id', '=', Number(ref));
+    else if (/^[0-9]+$/.test(ref)) return undefined;
+    else if (/^[0-9a-fA-F]{32}$/.test(ref)) q = q.where('passkey', '=', ref.toLowerCase());
+    else q = q.where(sameName(ref));
     return q.executeTakeFirst();
   }
 
@@ -276,7 +298,8 @@ export class Registry {
 
   async listMembers(opts: { search?: string; status?: MemberStatus; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS).orderBy('id');
-    if (opts.search) q = q.where('username', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    if (opts.search)
+      q = q.where(sql`lower(username)`, 'like', `%${opts.search.toLowerCase().replace(/[%_\\]/g, '')}%`);
     if (opts.status) q = q.where('status', '=', opts.status);
     return q
       .limit(opts.limit ?? 100)
@@ -648,6 +671,8 @@ export class Registry {
   async addGroup(name: string): Promise<{ id: number; name: string }> {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
       throw new RegistryError('group name: 1 to 64 letters, digits, ".", "_" or "-"');
+    // As for members: a number names a group by id, so a group's name is never only digits.
+    if (/^[0-9]+$/.test(name)) throw new RegistryError('group name: not only digits (that is a group id)');
     const exists = await this.#k
       .selectFrom('groups')
       .select('id')

@@ -24,6 +24,7 @@ export interface Database {
   sessions: SessionsTable;
   traffic_history: TrafficHistoryTable;
   site_history: SiteHistoryTable;
+  login_addresses: LoginAddressesTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -233,3 +234,14 @@ export interface SiteHistoryTable {
 
 /** The database engine: embedded SQLite or PostgreSQL (one schema, one query layer). */
 export type Dialect = 'sqlite' | 'postgres';
+
+/**
+ * Where each member has logged in from (0004_login_addresses): the address as the login limits
+ * key it (an IPv4 address or an IPv6 /64), the member's most recent few only. The per-username
+ * login limit does not apply from these, so a stranger's guessing cannot lock the owner out.
+ */
+export interface LoginAddressesTable {
+  member_id: number;
+  address: string;
+  last_at: number;
+}

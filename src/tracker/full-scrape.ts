@@ -1,24 +1,21 @@
+import { addressKey, WindowLimiter } from '../core/limiter.ts';
+
 /**
- * Per-address rate limit for full scrapes (`/scrape` without `info_hash`), which cost O(torrents).
- * Remembers the last full scrape time per address string; entries older than the interval are
- * pruned when the table grows, so its size is bounded by the number of distinct addresses seen
- * within one interval.
+ * Per-address rate limit for full scrapes (`/scrape` without `info_hash`), which cost O(torrents):
+ * one per `intervalSeconds` per IPv4 address or IPv6 /64. The table is bounded (`WindowLimiter`):
+ * a flood of distinct addresses evicts the least recently seen, it does not grow memory.
  */
 export class FullScrapeLimiter {
-  #last = new Map<string, number>();
-  #interval: number;
-  constructor(intervalSeconds: number) {
-    this.#interval = intervalSeconds;
+  #limits: WindowLimiter;
+  constructor(intervalSeconds: number, maxAddresses = 100_000) {
+    this.#limits = new WindowLimiter({ limit: 1, windowMs: intervalSeconds * 1000, maxKeys: maxAddresses });
   }
   /** True when `address` may full-scrape at `now` (seconds); records the attempt. */
   allow(address: string, now: number): boolean {
-    const last = this.#last.get(address);
-    if (last !== undefined && now - last < this.#interval) return false;
-    if (this.#last.size >= 10_000) this.#prune(now);
-    this.#last.set(address, now);
-    return true;
+    return this.#limits.take(addressKey(address), now * 1000) === 0;
   }
-  #prune(now: number): void {
-    for (const [k, t] of this.#last) if (now - t >= this.#interval) this.#last.delete(k);
+  /** Addresses remembered (bounded by `maxAddresses`). */
+  get size(): number {
+    return this.#limits.size;
   }
 }

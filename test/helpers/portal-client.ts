@@ -3,6 +3,7 @@
  * (redirects are asserted), and reads each form's CSRF token from the page like a browser would.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { encode } from '../../src/protocol/bencode/index.ts';
 
 export interface Page {
@@ -18,8 +19,12 @@ export class PortalClient {
   cookies = new Map<string, string>();
   csrf = '';
 
-  constructor(base: string) {
+  /** The local address this browser connects from (another loopback address is another client). */
+  readonly localAddress: string | null;
+
+  constructor(base: string, opts: { localAddress?: string } = {}) {
     this.base = base;
+    this.localAddress = opts.localAddress ?? null;
   }
 
   #absorb(r: Response) {
@@ -43,18 +48,52 @@ export class PortalClient {
     body?: string | FormData,
     headers: Record<string, string> = {},
   ): Promise<Page> {
-    const r = await fetch(this.base + path, {
+    const init = {
       method,
       body,
-      redirect: 'manual',
+      redirect: 'manual' as const,
       headers: { cookie: this.#cookieHeader(), ...headers },
-    });
+    };
+    const r = this.localAddress === null ? await fetch(this.base + path, init) : await this.#from(path, init);
     this.#absorb(r);
     const bytes = Buffer.from(await r.arrayBuffer());
     const text = bytes.toString('utf8');
     const m = /name="_csrf" value="([^"]+)"/.exec(text);
     if (m) this.csrf = m[1];
     return { status: r.status, location: r.headers.get('location'), body: text, bytes, headers: r.headers };
+  }
+
+  /** `fetch` cannot choose the local address; node:http can. */
+  async #from(
+    path: string,
+    init: { method: string; body?: string | FormData; headers: Record<string, string> },
+  ): Promise<Response> {
+    const req = new Request(this.base + path, init);
+    const body = Buffer.from(await req.arrayBuffer());
+    const headers: Record<string, string> = { ...init.headers, 'content-length': String(body.length) };
+    const type = req.headers.get('content-type');
+    if (type !== null) headers['content-type'] = type;
+    return new Promise((resolve, reject) => {
+      const r = httpRequest(
+        this.base + path,
+        { method: init.method, headers, localAddress: this.localAddress ?? undefined },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers))
+              for (const one of Array.isArray(v) ? v : [v ?? '']) h.append(k, one);
+            const status = res.statusCode ?? 0;
+            const payload = status === 204 || status === 304 ? null : Buffer.concat(chunks);
+            resolve(new Response(payload, { status, headers: h }));
+          });
+        },
+      );
+      r.on('error', reject);
+      r.end(body);
+    });
   }
 
   get(path: string): Promise<Page> {

@@ -55,6 +55,16 @@ test('members: add, show, list, set, disable, ban, enable, reset-passkey', () =>
   assert.match(herald('member', 'show', 'alice').stdout, /announce {3}https:\/\/t\.example\.org\/announce\//);
 });
 
+test('members: a name in any case is the same member; a number is always an id, never a name', () => {
+  const dora = json('member', 'add', 'Dora');
+  assert.match(herald('member', 'add', 'DORA').stderr, /already exists/);
+  assert.equal(json('member', 'show', 'dora').id, dora.id);
+  assert.equal(json('member', 'show', String(dora.id)).username, 'Dora');
+  const digits = herald('member', 'add', String(dora.id + 10));
+  assert.equal(digits.status, 1);
+  assert.match(digits.stderr, /not only digits/);
+});
+
 test('torrents: add a .torrent file, show, set, list, remove; bad files are refused', () => {
   const file = join(dir, 'x.torrent');
   const info = new Map<string, unknown>([

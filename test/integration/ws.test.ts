@@ -459,6 +459,26 @@ describe('scrape', () => {
     assert.equal(a.ws.readyState, WebSocket.OPEN);
   });
 
+  test('full scrape: one per interval per address, for every socket of that address', async () => {
+    const { url } = await startFrontend({ fullScrape: true, fullScrapeInterval: 600 });
+    const a = await client(url);
+    await announce(a, { info_hash: freshHash(), peer_id: freshPeer(), left: 0 });
+    assert.equal(Object.keys(filesOf(await scrape(a))).length, 1);
+    a.send({ action: 'scrape' });
+    assert.deepEqual(await a.waitFor(), {
+      'failure reason': Errors.fullScrapeRateLimited.message,
+      action: 'scrape',
+    });
+    const b = await client(url);
+    b.send({ action: 'scrape' });
+    assert.equal(
+      (await b.waitFor())['failure reason'],
+      Errors.fullScrapeRateLimited.message,
+      'a new socket too',
+    );
+    assert.equal(a.ws.readyState, WebSocket.OPEN);
+  });
+
   test('full scrape lists every WebRTC swarm when enabled, and none of the TCP/UDP store', async () => {
     const { url, service } = await startFrontend({ fullScrape: true });
     const tcpHash = Buffer.alloc(20, 7);

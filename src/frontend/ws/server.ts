@@ -21,6 +21,7 @@ import {
   WsReasons,
 } from '../../protocol/websocket/codec.ts';
 import { parseClientFrame } from '../../protocol/websocket/scan.ts';
+import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf } from './raw-websocket.ts';
 import { type RtcConnection, type WebRtcStats, WebRtcSwarms } from './webrtc-swarms.ts';
@@ -63,6 +64,8 @@ export interface WsFrontendOptions {
   maxOffers?: number;
   /** Scrape without `info_hash` lists every WebRTC swarm (default false: refused). */
   fullScrape?: boolean;
+  /** Seconds one address (IPv4, or IPv6 /64) waits between full scrapes (default 60), as over HTTP. */
+  fullScrapeInterval?: number;
   /**
    * The policy steps for an announce (the composition root connects the service's steps here).
    * `req.ip`/`req.port` are the socket's remote endpoint; `req.numWant` is already clamped.
@@ -157,6 +160,7 @@ export class WsFrontend {
   #idleTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #stopped = false;
+  #fullScrapes: FullScrapeLimiter;
 
   constructor(opts: WsFrontendOptions) {
     this.#o = opts;
@@ -164,6 +168,7 @@ export class WsFrontend {
     this.#idleTimeoutMs = opts.idleTimeoutMs ?? (opts.peerTimeout ?? 2 * opts.interval) * 1000;
     this.#firstAnnounceTimeoutMs = opts.firstAnnounceTimeoutMs ?? 30_000;
     this.#pingIntervalMs = opts.pingIntervalMs ?? 60_000;
+    this.#fullScrapes = new FullScrapeLimiter(opts.fullScrapeInterval ?? 60);
     this.#limits = {
       maxBytes: this.#maxPayload,
       maxOffers: opts.maxOffers ?? WS_LIMITS.maxOffers,
@@ -439,6 +444,13 @@ export class WsFrontend {
           if (!this.#o.fullScrape) {
             counters.failures.ws++;
             c.ws.send(encodeFailure(Errors.fullScrapeDisabled.message, { action: 'scrape' }));
+            return;
+          }
+          // A full scrape costs O(swarms) and a socket can ask for one per frame: per address,
+          // not per socket, so opening more sockets does not help.
+          if (!this.#fullScrapes.allow(c.remote, service.clock.now())) {
+            counters.failures.ws++;
+            c.ws.send(encodeFailure(Errors.fullScrapeRateLimited.message, { action: 'scrape' }));
             return;
           }
           counters.fullScrapes++;

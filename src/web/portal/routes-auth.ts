@@ -1,9 +1,8 @@
-import { RegistryError } from '../../db/registry.ts';
+import { addressKey, WindowLimiter } from '../../core/limiter.ts';
+import { checkUsername, RegistryError } from '../../db/registry.ts';
 import { type Ctx, csrfField, errorPage, field, page, redirect } from './context.ts';
 import { html } from './html.ts';
 import {
-  AttemptLimiter,
-  addressKey,
   cookie,
   dummyVerify,
   hashPassword,
@@ -27,7 +26,18 @@ export interface Route {
 export const SESSION_COOKIE = 'herald_session';
 const SESSION_SECONDS = 30 * 86400;
 
-/** Failed logins: 10 per address and 5 per username in 15 minutes. */
+/**
+ * Failed logins: 10 per client address (an IPv4 address or an IPv6 /64) and 5 per username in 15
+ * minutes.
+ *
+ * Threat model. One host guessing many accounts meets the per-address limit; a botnet guessing
+ * one account meets the per-username limit. Each attempt is counted before its password is
+ * checked (scrypt takes tens of milliseconds, and parallel requests would otherwise all pass the
+ * check first), and given back when the password was right. A per-username limit would let
+ * anyone lock a member out by failing on purpose, so it does not apply from an address the
+ * member has logged in from before (`login_addresses`): the owner keeps logging in from home
+ * while a stranger elsewhere is refused; from such an address only the per-address limit holds.
+ */
 export interface LoginLimits {
   perIp: number;
   perUser: number;
@@ -35,10 +45,10 @@ export interface LoginLimits {
 }
 
 export function authRoutes(limits: LoginLimits = { perIp: 10, perUser: 5, windowMs: 15 * 60_000 }): Route[] {
-  const byIp = new AttemptLimiter(limits.perIp, limits.windowMs);
-  const byUser = new AttemptLimiter(limits.perUser, limits.windowMs);
+  const byIp = new WindowLimiter({ limit: limits.perIp, windowMs: limits.windowMs });
+  const byUser = new WindowLimiter({ limit: limits.perUser, windowMs: limits.windowMs });
   // Applications are anonymous: at most 5 per address and hour, so a script cannot flood staff.
-  const applications = new AttemptLimiter(5, 3600_000);
+  const applications = new WindowLimiter({ limit: 5, windowMs: 3600_000 });
 
   const loginForm = (ctx: Ctx, opts: { error?: string; status?: number; username?: string } = {}) =>
     page(ctx, {
@@ -78,7 +88,7 @@ ${opts.first ? html`<p>This is a new installation: the first account becomes the
 <form method="post" action="/register" class="stack">
 ${csrfField(ctx)}
 <input type="hidden" name="invite" value="${opts.code}">
-<label>Username <span class="hint">2 to 32 letters, digits, ".", "_" or "-"</span>
+<label>Username <span class="hint">2 to 32 letters, digits, ".", "_" or "-"; not only digits</span>
 <input name="username" autocomplete="username" required minlength="2" maxlength="32" pattern="[A-Za-z0-9_.\\-]{2,32}" value="${opts.username ?? ''}"></label>
 <label>E-mail <span class="hint">optional</span><input name="email" type="email" autocomplete="email" maxlength="254" value="${opts.email ?? ''}"></label>
 <label>Password <span class="hint">at least 10 characters</span><input name="password" type="password" autocomplete="new-password" required minlength="10" maxlength="1024"></label>
@@ -126,29 +136,39 @@ ${csrfField(ctx)}
         const username = field(ctx, 'username').slice(0, 64);
         const password = ctx.form.fields.get('password') ?? '';
         const userKey = username.toLowerCase();
-        const wait = Math.max(byIp.blockedFor(addressKey(ctx.ip)), byUser.blockedFor(userKey));
-        if (wait > 0)
-          return loginForm(ctx, {
+        const ipKey = addressKey(ctx.ip);
+        const tooMany = (waitMs: number) =>
+          loginForm(ctx, {
             status: 429,
             username,
-            error: `Too many failed attempts. Try again in ${Math.ceil(wait / 60)} min.`,
+            error: `Too many failed attempts. Try again in ${Math.ceil(waitMs / 60_000)} min.`,
           });
-        const cred = await ctx.reg.accounts.credentials(username);
+        // Counted now, before anything is awaited (see LoginLimits).
+        const ipWait = byIp.take(ipKey, Date.now());
+        if (ipWait > 0) return tooMany(ipWait);
+        const cred = await ctx.reg.accounts.credentials(username, ipKey);
+        const perUser = cred?.known !== true;
+        if (perUser) {
+          const userWait = byUser.take(userKey, Date.now());
+          if (userWait > 0) {
+            byIp.release(ipKey);
+            return tooMany(userWait);
+          }
+        }
         let ok = false;
         if (cred) ok = await verifyPassword(password, cred.password_hash);
         else await dummyVerify(password); // same cost for unknown names: timing tells nothing
-        if (!cred || !ok) {
-          byIp.fail(addressKey(ctx.ip));
-          byUser.fail(userKey);
+        if (!cred || !ok)
           return loginForm(ctx, { status: 401, username, error: 'Wrong username or password.' });
-        }
+        // The right password: not a failed attempt after all.
+        byIp.release(ipKey);
+        if (perUser) byUser.release(userKey);
         if (cred.status !== 'active')
           return loginForm(ctx, {
             status: 403,
             username,
             error: `This account is ${cred.status}${cred.status_reason ? `: ${cred.status_reason}` : '.'}`,
           });
-        byUser.reset(userKey);
         const token = newToken();
         await ctx.reg.accounts.createSession({
           id: tokenId(token),
@@ -157,6 +177,7 @@ ${csrfField(ctx)}
           expiresAt: ctx.now + SESSION_SECONDS,
           ip: ctx.ip,
         });
+        await ctx.reg.accounts.rememberAddress(cred.id, ipKey, ctx.now);
         ctx.setCookies.push(cookie(SESSION_COOKIE, token, { maxAge: SESSION_SECONDS, secure: ctx.secure }));
         redirect(ctx, '/torrents');
       },
@@ -244,15 +265,19 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
         const username = field(ctx, 'username');
         const email = field(ctx, 'email');
         const body = field(ctx, 'body');
-        if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
-          return applyForm(ctx, 'Username: 2 to 32 letters, digits, ".", "_" or "-".');
+        try {
+          checkUsername(username);
+        } catch (err) {
+          if (err instanceof RegistryError)
+            return applyForm(ctx, `${err.message[0].toUpperCase()}${err.message.slice(1)}.`);
+          throw err;
+        }
         if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254)
           return applyForm(ctx, 'A valid e-mail address, please.');
         if (body.length < 20 || body.length > 5000)
           return applyForm(ctx, 'Tell us a little about yourself (20 to 5000 characters).');
-        if (applications.blockedFor(addressKey(ctx.ip)) > 0)
+        if (applications.take(addressKey(ctx.ip), Date.now()) > 0)
           return errorPage(ctx, 429, 'Apply', 'Too many applications from your address. Try again later.');
-        applications.fail(addressKey(ctx.ip));
         const a = await ctx.reg.accounts.addApplication({ username, email, body });
         redirect(ctx, `/apply/status/${a.token}`);
       },

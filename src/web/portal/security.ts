@@ -1,5 +1,4 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { parseIp } from '../../core/address.ts';
 
 /**
  * Passwords, session tokens and login throttling for the portal.
@@ -10,8 +9,8 @@ import { parseIp } from '../../core/address.ts';
  * later without breaking old hashes. Sessions: the cookie carries 32 random bytes; the database
  * keeps only their SHA-256, so a database leak does not yield usable sessions. CSRF: every form
  * carries a per-session token (per-browser before login) compared in constant time; the cookie
- * is SameSite=Lax as a second line. Login guessing: failures are counted per client address and
- * per username in a sliding window, so neither one host nor a botnet on one account gets far.
+ * is SameSite=Lax as a second line. Login guessing: see `authRoutes` (attempts counted per client
+ * address and per username in `WindowLimiter`s, before the password is checked).
  */
 
 const N = 2 ** 15;
@@ -55,16 +54,6 @@ export async function dummyVerify(password: string): Promise<void> {
   await verifyPassword(password, dummy);
 }
 
-/**
- * The key an address is throttled under: the address itself for IPv4, its /64 for IPv6 (one
- * subscriber usually holds a whole /64, so single addresses would be free to rotate through).
- */
-export function addressKey(ip: string): string {
-  const a = parseIp(ip);
-  if (a === null || a.family === 4) return ip;
-  return `${Buffer.from(a.bytes.subarray(0, 8)).toString('hex')}/64`;
-}
-
 export const newToken = () => randomBytes(32).toString('base64url');
 export const tokenId = (token: string) => createHash('sha256').update(token).digest('hex');
 
@@ -96,48 +85,4 @@ export function cookie(
   if (opts.httpOnly !== false) c += '; HttpOnly';
   if (opts.secure) c += '; Secure';
   return c;
-}
-
-/**
- * Failed attempts per key in a sliding window. In memory: each process throttles on its own (a
- * multi-instance site multiplies the allowance by its instance count, which is still small).
- */
-export class AttemptLimiter {
-  readonly #max: number;
-  readonly #windowMs: number;
-  #hits = new Map<string, number[]>();
-
-  constructor(max: number, windowMs: number) {
-    this.#max = max;
-    this.#windowMs = windowMs;
-  }
-
-  #recent(key: string, now: number): number[] {
-    const list = (this.#hits.get(key) ?? []).filter((t) => t > now - this.#windowMs);
-    if (list.length === 0) this.#hits.delete(key);
-    else this.#hits.set(key, list);
-    return list;
-  }
-
-  /** Seconds until the key may try again, or 0 when it may try now. */
-  blockedFor(key: string, now = Date.now()): number {
-    const list = this.#recent(key, now);
-    if (list.length < this.#max) return 0;
-    return Math.ceil((list[0] + this.#windowMs - now) / 1000);
-  }
-
-  fail(key: string, now = Date.now()): void {
-    const list = this.#recent(key, now);
-    list.push(now);
-    this.#hits.set(key, list);
-    if (this.#hits.size > 100_000) this.#prune(now);
-  }
-
-  reset(key: string): void {
-    this.#hits.delete(key);
-  }
-
-  #prune(now: number): void {
-    for (const k of this.#hits.keys()) this.#recent(k, now);
-  }
 }
