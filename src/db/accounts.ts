@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
 import { type Kysely, sql } from 'kysely';
+import type { Db } from './connect.ts';
 import {
   checkUsername,
   liveGrants,
@@ -8,12 +10,23 @@ import {
   newKey,
   now,
   type PublicMember,
-  type Registry,
   RegistryError,
   sameName,
   TORRENT_COLUMNS,
-} from './registry.ts';
+} from './rows.ts';
 import type { Database, MemberStatus, SiteHistoryTable } from './schema.ts';
+
+/**
+ * What Accounts needs from the Registry that owns it (declared here, so that accounts.ts does
+ * not import registry.ts, which imports it).
+ */
+export interface AccountsHost {
+  readonly db: Db;
+  change<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
+  findMember(ref: string | number): Promise<PublicMember | undefined>;
+  member(ref: string | number): Promise<PublicMember>;
+  counts(): Promise<{ members: number; torrents: number }>;
+}
 
 /**
  * The portal's side of the database: passwords and sessions, registration and invitations,
@@ -22,8 +35,8 @@ import type { Database, MemberStatus, SiteHistoryTable } from './schema.ts';
  * policy revision; `registry.accounts` is this object.
  */
 export class Accounts {
-  #reg: Registry;
-  constructor(registry: Registry) {
+  #reg: AccountsHost;
+  constructor(registry: AccountsHost) {
     this.#reg = registry;
   }
 

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import {
@@ -10,85 +9,24 @@ import {
 } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
 import type { Db } from './connect.ts';
-import type { Database, Member, MemberStatus, NewMember, Role, Torrent } from './schema.ts';
+import type { PublicMember } from './rows.ts';
+import {
+  checkUsername,
+  HEX64,
+  infoHashHex,
+  liveGrants,
+  MEMBER_COLUMNS,
+  memberRow,
+  newKey,
+  now,
+  RegistryError,
+  sameName,
+  TORRENT_COLUMNS,
+} from './rows.ts';
+import type { Database, MemberStatus, Role, Torrent } from './schema.ts';
 
-/** A mistake by the caller (unknown member, duplicate name...): safe to show as is. */
-export class RegistryError extends Error {
-  readonly status: number;
-  constructor(message: string, status = 400) {
-    super(message);
-    this.name = 'RegistryError';
-    this.status = status;
-  }
-}
-
-export const now = () => Math.floor(Date.now() / 1000);
-export const newKey = () => randomBytes(16).toString('hex');
-const HEX40 = /^[0-9a-f]{40}$/;
-const HEX64 = /^[0-9a-f]{64}$/;
-
-/**
- * A trimmed username, or a RegistryError saying what a username may hold. Usernames are unique
- * regardless of case (a unique index on `lower(username)`, 0005_usernames), and never look like
- * the other ways of naming a member (`findMember`): not only digits (an id), not 32 hex digits
- * (a passkey). So `herald member show 12` is member #12, never a member named "12".
- */
-export function checkUsername(raw: string): string {
-  const username = raw.trim();
-  if (!/^[A-Za-z0-9_.-]{2,32}$/.test(username))
-    throw new RegistryError('username: 2 to 32 letters, digits, ".", "_" or "-"');
-  if (/^[0-9]+$/.test(username)) throw new RegistryError('username: not only digits (that is a member id)');
-  if (/^[0-9a-fA-F]{32}$/.test(username))
-    throw new RegistryError('username: not 32 hex digits (that is how a passkey looks)');
-  return username;
-}
-
-/** The condition "this row's username is `name`, ignoring case" (served by the lower(username) index). */
-export const sameName = (name: string) => sql<boolean>`lower(username) = ${name.toLowerCase()}`;
-
-/**
- * A new, active member with fresh keys and zero counters (CLI/API and portal registration); by
- * default a plain member with no e-mail, password or invites, created now.
- */
-export function memberRow(f: {
-  username: string;
-  email?: string | null;
-  passwordHash?: string | null;
-  role?: Role;
-  invites?: number;
-  invitedBy?: number | null;
-  createdAt?: number;
-}): NewMember {
-  return {
-    username: f.username,
-    email: f.email ?? null,
-    password_hash: f.passwordHash ?? null,
-    role: f.role ?? 'member',
-    status: 'active',
-    status_reason: null,
-    passkey: newKey(),
-    feed_key: newKey(),
-    uploaded: 0,
-    downloaded: 0,
-    raw_uploaded: 0,
-    raw_downloaded: 0,
-    seed_time: 0,
-    invites: f.invites ?? 0,
-    invited_by: f.invitedBy ?? null,
-    created_at: f.createdAt ?? now(),
-    last_announce_at: null,
-  };
-}
-
-/** Normalises a 40-hex info hash (a v1 hash or a v2 hash as trackers see it) or throws. */
-export function infoHashHex(s: string): string {
-  const h = s.trim().toLowerCase();
-  if (HEX64.test(h)) return h.slice(0, 40);
-  if (!HEX40.test(h)) throw new RegistryError(`"${s}" is not an info hash (40 hex digits, or 64 for v2)`);
-  return h;
-}
-
-export type PublicMember = Omit<Member, 'password_hash' | 'invites_earned_at' | 'last_login_at'>;
+// The row helpers moved to rows.ts (no import cycle with accounts.ts); callers import them from here.
+export * from './rows.ts';
 
 /** Torrent text a person typed: refused when it holds control characters (core/text.ts). */
 function checkText(field: string, value: string, multiline = false): string {
@@ -152,43 +90,6 @@ export type TorrentSummary = Omit<
   Torrent,
   'metainfo' | 'announce_slots' | 'meta_name' | 'meta_version' | 'piece_length'
 >;
-
-export const TORRENT_COLUMNS = [
-  'id',
-  'info_hash',
-  'info_hash_v2',
-  'name',
-  'size',
-  'file_count',
-  'category',
-  'description',
-  'uploader_id',
-  'created_at',
-  'download_factor',
-  'upload_factor',
-  'restricted',
-  'snatches',
-] as const;
-
-export const MEMBER_COLUMNS = [
-  'id',
-  'username',
-  'email',
-  'role',
-  'status',
-  'status_reason',
-  'passkey',
-  'feed_key',
-  'uploaded',
-  'downloaded',
-  'raw_uploaded',
-  'raw_downloaded',
-  'seed_time',
-  'invites',
-  'invited_by',
-  'created_at',
-  'last_announce_at',
-] as const;
 
 /**
  * Everything staff tools change: members, torrents, info-hash lists, client prefixes, groups and
@@ -855,22 +756,4 @@ async function insertFilePages(trx: Transaction<Database>, torrentId: number, fi
       .insertInto('torrent_file_pages')
       .values(rows.slice(i, i + 100))
       .execute();
-}
-
-/** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */
-export function liveGrants(k: Kysely<Database>, memberId: number, at: number) {
-  return k
-    .selectFrom('grants')
-    .select('torrent_id')
-    .where((eb) =>
-      eb.or([
-        eb('member_id', '=', memberId),
-        eb(
-          'group_id',
-          'in',
-          eb.selectFrom('group_members').select('group_id').where('member_id', '=', memberId),
-        ),
-      ]),
-    )
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]));
 }

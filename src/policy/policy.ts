@@ -5,29 +5,11 @@ import type { Logger } from '../core/log.ts';
 import type { AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+import type { PolicyMember, PolicyTorrent } from './types.ts';
+
+export type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type Mode = 'open' | 'whitelist' | 'private';
-
-/** A member as the hot path needs it. */
-export interface PolicyMember {
-  id: number;
-  status: 0 | 1 | 2; // active, disabled, banned
-  groups: number[];
-}
-
-/** A registered torrent as the hot path needs it. */
-export interface PolicyTorrent {
-  id: number;
-  restricted: boolean;
-  downloadFactor: number;
-  uploadFactor: number;
-  /**
-   * The hash that decides which worker owns this torrent's swarms and accounting
-   * (`--workers`, issue #13): its v1 hash, or its v2 hash when it has none. Both hashes of a
-   * hybrid torrent route to one worker, so a client announcing both is credited once.
-   */
-  route: Uint8Array;
-}
 
 interface Grants {
   members: Map<number, number>; // member id -> expiry (unix s; 0 = never)

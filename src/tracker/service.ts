@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.ts';
 import { Errors, type TrackerError } from '../core/errors.ts';
 import type { TrackerCounters } from '../core/metrics.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../core/types.ts';
-import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 
 /** The tracker rules every frontend shares. Resolved once at start. */
