@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
+import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -163,7 +164,9 @@ export function createTracker(
   };
   // Each worker sweeps only its own shard.
   const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
-  // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
+  // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
+  // with workers, sharded like the TCP/UDP swarms, over the same bus.
+  const rtcShards = sharded ? new WebRtcShard({ bus: sharded.bus, logger }) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -179,6 +182,7 @@ export function createTracker(
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     logRequests: config.logRequests,
     reusePort,
+    shards: rtcShards ?? undefined,
   });
   stats.webrtc = () => {
     const s = ws.stats();
@@ -267,6 +271,7 @@ export function createTracker(
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();
+        rtcShards?.start();
         await http.start();
         await udp.start();
         await ws.start();

@@ -117,6 +117,8 @@ export class ClusterBus {
   readonly #clusterId: string;
   readonly #logger: Logger;
   readonly #handler: RequestHandler;
+  /** Handlers by message type, set by `route` (other types go to `handler`). */
+  readonly #routes: (RequestHandler | undefined)[] = [];
   #server: Server | null = null;
   #out: Link[] = [];
   #in = new Set<Link>();
@@ -144,7 +146,7 @@ export class ClusterBus {
   async start(): Promise<void> {
     const server = createServer((socket) => {
       const link: Link = new Link('', (l, type, id, body, at) => {
-        this.#handler(type, id, body, at, l.out, () => l.schedule());
+        (this.#routes[type] ?? this.#handler)(type, id, body, at, l.out, () => l.schedule());
       });
       link.attach(socket);
       this.#in.add(link);
@@ -194,6 +196,29 @@ export class ClusterBus {
       write(link.out, id);
       link.schedule();
     });
+  }
+
+  /**
+   * Messages of these types, from any worker, go to `handler` instead of the bus's own (another
+   * service over the same links: the WebRTC swarms, src/cluster/webrtc-shard.ts).
+   */
+  route(types: readonly MessageType[], handler: RequestHandler): void {
+    for (const t of types) this.#routes[t] = handler;
+  }
+
+  /**
+   * Sends a one-way frame (written by `write`, id 0) to worker `to`: no reply is expected and
+   * none is awaited. Best effort: a frame for a worker that is down or restarting is lost.
+   */
+  notify(to: number, write: (w: FrameWriter) => void): void {
+    const link = this.#out[to];
+    try {
+      link.ensure();
+    } catch {
+      return;
+    }
+    write(link.out);
+    link.schedule();
   }
 
   #onReply(link: Link, type: MessageType, id: number, body: Buffer, at: number): void {
