@@ -68,6 +68,14 @@ import {
  * owner: until then a swarm expired on its owner still counts (a socket at the limit may be
  * refused one announce more than with one worker).
  */
+/**
+ * Announces one socket may have forwarded and not yet answered: past it, the next gets the
+ * retryable "tracker busy" at once. A browser sends one per torrent per interval (at most
+ * `maxSwarmsPerSocket`, 100 by default); a socket that floods cannot fill the link to an owner for
+ * everyone else (the bus sheds load past MAX_BACKLOG too).
+ */
+export const MAX_IN_FLIGHT = 256;
+
 export class WebRtcShard implements RtcShards {
   readonly #bus: ClusterBus;
   readonly #index: number;
@@ -127,6 +135,7 @@ export class WebRtcShard implements RtcShards {
   ): Promise<RtcCounts | TrackerError> {
     const owner = shardOf(msg.infoHash, this.#count);
     const s = this.#socketOf(conn);
+    if (s.inFlight >= MAX_IN_FLIGHT) return Promise.resolve(Errors.shardUnavailable);
     // Everything the socket may hold outside the owner's shard, announces in flight included.
     let elsewhere = conn.joined.length / 2 + s.inFlight;
     for (let i = 0; i < this.#count; i++) if (i !== owner) elsewhere += s.joins[i];

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { ClusterBus } from '../../src/cluster/bus.ts';
 import { MessageType, writeText } from '../../src/cluster/messages.ts';
-import { WebRtcShard } from '../../src/cluster/webrtc-shard.ts';
+import { MAX_IN_FLIGHT, WebRtcShard } from '../../src/cluster/webrtc-shard.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { Errors } from '../../src/core/errors.ts';
 import { createLogger } from '../../src/core/log.ts';
@@ -21,6 +21,7 @@ import { WsSwarmErrors } from '../../src/frontend/ws/webrtc-swarms.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
 import { TrackerService } from '../../src/tracker/service.ts';
 import { hashOf } from '../helpers/clients.ts';
+import { frame, rawWsClient } from '../helpers/ws-frames.ts';
 import { id20, isAnswerFor, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
 const logger = createLogger('silent');
@@ -250,4 +251,26 @@ test('an owner that is down: its swarms get the retryable failure, the other swa
     assert.equal(m['failure reason'], Errors.shardUnavailable.message);
     p.got.length = 0;
   }
+});
+
+test("a socket that floods announces for another worker's swarm: past MAX_IN_FLIGHT they are refused at once, every one answered", async () => {
+  const w = await cluster(2);
+  const h = ownedBy(1, 2, 11);
+  const port = Number(new URL(w[0].url).port);
+  const c = await rawWsClient(port);
+  after(() => c.sock.destroy());
+  const n = 3 * MAX_IN_FLIGHT;
+  const text = JSON.stringify({ action: 'announce', info_hash: h, peer_id: id20(5, 5), left: 1 });
+  // In one write: the worker reads them in a few chunks, far more than MAX_IN_FLIGHT each.
+  c.sock.write(Buffer.concat(Array.from({ length: n }, () => frame(1, Buffer.from(text)))));
+  await until('every announce answered', () => c.frames().length >= n, 10_000);
+  const answers = c.frames().map((f) => JSON.parse(f.payload.toString()) as Record<string, unknown>);
+  const busy = answers.filter((m) => m['failure reason'] === Errors.shardUnavailable.message).length;
+  assert.ok(busy > 0, 'some were refused');
+  assert.equal(
+    answers.filter((m) => m['failure reason'] === undefined).length + busy,
+    n,
+    'the rest were served',
+  );
+  assert.equal(w[1].f.stats().peers, 1, 'one peer, on the owner');
 });
