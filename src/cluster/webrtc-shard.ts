@@ -41,6 +41,14 @@ import {
 } from './rtc-messages.ts';
 
 /**
+ * Announces one socket may have forwarded and not yet answered: past it, the next gets the
+ * retryable "tracker busy" at once. A browser sends one per torrent per interval (at most
+ * `maxSwarmsPerSocket`, 100 by default); a socket that floods cannot fill the link to an owner for
+ * everyone else (the bus sheds load past MAX_BACKLOG too).
+ */
+export const MAX_IN_FLIGHT = 256;
+
+/**
  * WebTorrent across the workers of `herald serve --workers N` (issue #13): one swarm per torrent,
  * whichever worker each browser's WebSocket reached.
  *
@@ -65,17 +73,11 @@ import {
  * The per-socket limit on torrents holds across workers: each socket's worker keeps what each
  * owner last reported it holds there (and counts announces still in flight), and passes the
  * total held elsewhere with each announce. A count is refreshed by the next reply from that
- * owner: until then a swarm expired on its owner still counts (a socket at the limit may be
- * refused one announce more than with one worker).
+ * owner: until then a swarm that expired on its owner still counts, and an announce in flight
+ * counts as a swarm joined, so near the limit a socket may be refused a torrent that one worker
+ * would have taken. It never holds more than the limit, unless an owner took an announce whose
+ * reply came too late (after the bus's timeout, the announce is no longer counted).
  */
-/**
- * Announces one socket may have forwarded and not yet answered: past it, the next gets the
- * retryable "tracker busy" at once. A browser sends one per torrent per interval (at most
- * `maxSwarmsPerSocket`, 100 by default); a socket that floods cannot fill the link to an owner for
- * everyone else (the bus sheds load past MAX_BACKLOG too).
- */
-export const MAX_IN_FLIGHT = 256;
-
 export class WebRtcShard implements RtcShards {
   readonly #bus: ClusterBus;
   readonly #index: number;
@@ -91,12 +93,12 @@ export class WebRtcShard implements RtcShards {
   /** Per other worker: its current epoch, and its sockets that hold peers in this shard. */
   readonly #remote: { epoch: number; byId: Map<number, RemoteSocket> }[];
 
-  constructor(opts: { bus: ClusterBus; logger: Logger; epoch?: number }) {
+  constructor(opts: { bus: ClusterBus; logger: Logger }) {
     this.#bus = opts.bus;
     this.#index = opts.bus.index;
     this.#count = opts.bus.count;
     this.#logger = opts.logger;
-    this.#epoch = opts.epoch ?? (randomBytes(4).readUInt32BE(0) || 1);
+    this.#epoch = randomBytes(4).readUInt32BE(0) || 1;
     this.#remote = Array.from({ length: this.#count }, () => ({ epoch: 0, byId: new Map() }));
     opts.bus.route(
       [
