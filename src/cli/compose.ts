@@ -4,6 +4,7 @@ import { getHeapStatistics } from 'node:v8';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
+import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -192,7 +193,9 @@ export function createTracker(
     config.maxConnectionsPerIp > 0
       ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
       : null;
-  // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize).
+  // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
+  // with workers, sharded like the TCP/UDP swarms, over the same bus.
+  const rtcShards = sharded ? new WebRtcShard({ bus: sharded.bus, logger }) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -210,6 +213,7 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,
+    shards: rtcShards ?? undefined,
   });
   stats.webrtc = () => {
     const s = ws.stats();
@@ -305,6 +309,7 @@ export function createTracker(
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();
+        rtcShards?.start();
         await http.start();
         await udp.start();
         await ws.start();

@@ -5,6 +5,14 @@ import { FrameWriter, HEADER, MAX_FRAME, type MessageType } from './messages.ts'
 /** How long a request to another worker may take before it fails (a worker died or hangs). */
 const REQUEST_TIMEOUT_MS = 5000;
 
+/**
+ * Bytes a link may hold unsent (its frame buffer and its socket's queue) before it sheds frames:
+ * a worker that does not keep up with another (stopped, or flooded through it) costs the sender
+ * at most this much memory. Past it, requests fail at once (the caller answers "tracker busy")
+ * and one-way frames are dropped.
+ */
+export const MAX_BACKLOG = 32 * 1024 * 1024;
+
 /** The address of worker `index` of cluster `id`: a Linux abstract socket (no file to clean up). */
 export function workerSocketPath(clusterId: string, index: number): string {
   return `\0herald-${clusterId}-${index}`;
@@ -93,6 +101,11 @@ class Link {
     for (const p of list) p.reject(err);
   }
 
+  /** Bytes written to this link and not yet taken by the kernel. */
+  backlog(): number {
+    return this.out.len + (this.socket?.writableLength ?? 0);
+  }
+
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -117,6 +130,8 @@ export class ClusterBus {
   readonly #clusterId: string;
   readonly #logger: Logger;
   readonly #handler: RequestHandler;
+  /** Handlers by message type, set by `route` (other types go to `handler`). */
+  readonly #routes: (RequestHandler | undefined)[] = [];
   #server: Server | null = null;
   #out: Link[] = [];
   #in = new Set<Link>();
@@ -144,7 +159,7 @@ export class ClusterBus {
   async start(): Promise<void> {
     const server = createServer((socket) => {
       const link: Link = new Link('', (l, type, id, body, at) => {
-        this.#handler(type, id, body, at, l.out, () => l.schedule());
+        (this.#routes[type] ?? this.#handler)(type, id, body, at, l.out, () => l.schedule());
       });
       link.attach(socket);
       this.#in.add(link);
@@ -177,6 +192,7 @@ export class ClusterBus {
     } catch (err) {
       return Promise.reject(err);
     }
+    if (link.backlog() > MAX_BACKLOG) return Promise.reject(new Error('cluster: link backlog full'));
     const id = this.#nextId;
     this.#nextId = (this.#nextId + 1) >>> 0 || 1;
     return new Promise<T>((resolve, reject) => {
@@ -194,6 +210,31 @@ export class ClusterBus {
       write(link.out, id);
       link.schedule();
     });
+  }
+
+  /**
+   * Messages of these types, from any worker, go to `handler` instead of the bus's own (another
+   * service over the same links: the WebRTC swarms, src/cluster/webrtc-shard.ts).
+   */
+  route(types: readonly MessageType[], handler: RequestHandler): void {
+    for (const t of types) this.#routes[t] = handler;
+  }
+
+  /**
+   * Sends a one-way frame (written by `write`, id 0) to worker `to`: no reply is expected and
+   * none is awaited. Best effort: a frame for a worker that is down or restarting, or that does
+   * not keep up (MAX_BACKLOG), is lost.
+   */
+  notify(to: number, write: (w: FrameWriter) => void): void {
+    const link = this.#out[to];
+    try {
+      link.ensure();
+    } catch {
+      return;
+    }
+    if (link.backlog() > MAX_BACKLOG) return;
+    write(link.out);
+    link.schedule();
   }
 
   #onReply(link: Link, type: MessageType, id: number, body: Buffer, at: number): void {

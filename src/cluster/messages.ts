@@ -25,6 +25,23 @@ export const MessageType = {
   /** A member's torrents seeding and leeching now, on this worker (the portal's profile). */
   activity: 10,
   activityOk: 11,
+  /**
+   * WebTorrent across workers (src/cluster/webrtc-shard.ts, codec in rtc-messages.ts), from 32 on.
+   * Requests with a reply: an announce to the swarm's owner, scrapes. One-way (id 0, no reply):
+   * an answer to the swarm's owner, a message for a socket to the worker holding it, a socket
+   * closed, a worker (re)started.
+   */
+  rtcAnnounce: 32,
+  rtcAnnounceOk: 33,
+  rtcRefused: 34,
+  rtcAnswer: 35,
+  rtcDeliver: 36,
+  rtcClosed: 37,
+  rtcHello: 38,
+  rtcScrape: 39,
+  rtcScrapeOk: 40,
+  rtcScrapeAll: 41,
+  rtcScrapeAllOk: 42,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -216,8 +233,14 @@ export function readAnnounceOk(b: Buffer, o: number): AnnounceResult {
   };
 }
 
-export function writeScrape(w: FrameWriter, id: number, hashes: readonly Uint8Array[], now: number): void {
-  const start = w.begin(MessageType.scrape, id, 6 + hashes.length * 20);
+export function writeScrape(
+  w: FrameWriter,
+  id: number,
+  hashes: readonly Uint8Array[],
+  now: number,
+  type: MessageType = MessageType.scrape,
+): void {
+  const start = w.begin(type, id, 6 + hashes.length * 20);
   const b = w.buf;
   let o = w.len;
   b.writeUInt32BE(now >>> 0, o);
@@ -239,8 +262,13 @@ export function readScrape(b: Buffer, o: number): { now: number; hashes: Uint8Ar
   return { now, hashes };
 }
 
-export function writeScrapeOk(w: FrameWriter, id: number, entries: readonly ScrapeEntry[]): void {
-  const start = w.begin(MessageType.scrapeOk, id, 2 + entries.length * 12);
+export function writeScrapeOk(
+  w: FrameWriter,
+  id: number,
+  entries: readonly ScrapeEntry[],
+  type: MessageType = MessageType.scrapeOk,
+): void {
+  const start = w.begin(type, id, 2 + entries.length * 12);
   const b = w.buf;
   let o = w.len;
   b.writeUInt16BE(entries.length, o);
@@ -280,9 +308,10 @@ export function writeScrapeAllOk(
   w: FrameWriter,
   id: number,
   rows: Iterable<[Uint8Array, ScrapeEntry]>,
+  type: MessageType = MessageType.scrapeAllOk,
 ): void {
   const list = [...rows];
-  const start = w.begin(MessageType.scrapeAllOk, id, 4 + list.length * 32);
+  const start = w.begin(type, id, 4 + list.length * 32);
   const b = w.buf;
   let o = w.len;
   b.writeUInt32BE(list.length, o);

@@ -10,6 +10,11 @@
  * default route (DESIGN.md "Real components and how they start"): candidates get an address, and
  * nothing can leave the machine. That needs root (`unshare -n`).
  *
+ * The same scenario runs against `herald serve --workers 2` (issue #13), with the leecher page on
+ * another worker than the seeder page (the scenario reads where each WebSocket landed and opens
+ * leecher pages until one lands elsewhere): the seeder's offer crosses to the leecher's worker, its
+ * answer comes back, and counts, scrapes and /stats are those of one swarm.
+ *
  * Required, the test fails (it does not skip) without them: /usr/bin/chromium
  * (`apt-get install -y chromium`), playwright-core (a devDependency: `npm ci`), `unshare`
  * (util-linux) and `ip` (iproute2), root. The WebTorrent build is downloaded once with `npm pack`
@@ -20,7 +25,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { CHROMIUM } from '../helpers/chromium.ts';
 import { ensureBundle } from './webtorrent/bundle.ts';
 
@@ -75,6 +80,8 @@ interface Scrape {
 }
 interface Result {
   error?: string;
+  workers: number;
+  placement: { seederWorker: number; leecherWorker: number; leecherAttempts: number };
   announce: string;
   size: number;
   gotSize: number;
@@ -98,6 +105,7 @@ interface Result {
 /** Runs the scenario in a new network namespace; resolves with its WT_RESULT line. */
 function runScenario(
   bundle: string,
+  workers: number,
 ): Promise<{ result: Result | null; stderr: string; code: number | null }> {
   // Everything the scenario writes (Herald's data, Chromium's profile) goes here, removed at the
   // end even when the scenario had to be killed.
@@ -105,7 +113,7 @@ function runScenario(
   return new Promise((resolve) => {
     const child = spawn('unshare', ['-n', 'bash', '-c', NETNS_SETUP, 'herald-wt-netns', NODE, SCENARIO], {
       cwd: ROOT,
-      env: { ...process.env, WT_BUNDLE_PATH: bundle, TMPDIR: tmp },
+      env: { ...process.env, WT_BUNDLE_PATH: bundle, WT_WORKERS: String(workers), TMPDIR: tmp },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: Herald (its child) goes with it when the group is killed.
       detached: true,
@@ -145,13 +153,12 @@ function trackersOf(magnetURI: string): string[] {
   return new URL(magnetURI).searchParams.getAll('tr');
 }
 
-test('WebTorrent in headless Chromium: two pages exchange a file through Herald over WebSocket; browser and desktop peers stay apart', {
-  timeout: 110_000,
-}, async (t) => {
+/** Runs the scenario against `herald serve --workers <workers>` and checks what it saw. */
+async function exchange(t: TestContext, workers: number): Promise<Result> {
   requireEverything();
   const bundle = ensureBundle();
   const started = Date.now();
-  const { result: r, stderr, code } = await runScenario(bundle);
+  const { result: r, stderr, code } = await runScenario(bundle, workers);
   t.diagnostic(`scenario ran ${Date.now() - started} ms (exit ${code})`);
   assert.ok(r, `the scenario printed no result (exit ${code}):\n${stderr.slice(-6000)}`);
   assert.ok(
@@ -209,4 +216,25 @@ test('WebTorrent in headless Chromium: two pages exchange a file through Herald 
     { swarms: 1, peers: 2, seeders: 2, leechers: 0 },
   );
   assert.equal(r.stats.total.peers, 3);
+  return r;
+}
+
+test('WebTorrent in headless Chromium: two pages exchange a file through Herald over WebSocket; browser and desktop peers stay apart', {
+  timeout: 110_000,
+}, async (t) => {
+  await exchange(t, 1);
+});
+
+test('the same with herald serve --workers 2, the two pages on different workers', {
+  timeout: 110_000,
+}, async (t) => {
+  const r = await exchange(t, 2);
+  assert.equal(r.workers, 2);
+  t.diagnostic(`placement: ${JSON.stringify(r.placement)}`);
+  assert.notEqual(r.placement.leecherWorker, -1);
+  assert.notEqual(
+    r.placement.leecherWorker,
+    r.placement.seederWorker,
+    'the leecher downloaded from a seeder on another worker',
+  );
 });

@@ -5,7 +5,6 @@
  * swarms of their own, a peer would miss the peers of the other workers and these tests fail.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import {
@@ -17,6 +16,7 @@ import {
 } from '../../src/protocol/udp/codec.ts';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet, udpClient } from '../helpers/clients.ts';
+import { workerPids } from '../helpers/workers.ts';
 
 /** Info hashes owned by each of `n` workers: `perShard` of each. */
 function hashesByShard(n: number, perShard: number, salt: number): Buffer[][] {
@@ -27,18 +27,6 @@ function hashesByShard(n: number, perShard: number, salt: number): Buffer[][] {
     if (out[s].length < perShard) out[s].push(h);
   }
   return out;
-}
-
-function workerPids(primary: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
 }
 
 async function announce(t: RunningTracker, path: string): Promise<Map<string, unknown>> {

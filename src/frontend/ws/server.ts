@@ -11,12 +11,13 @@ import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { listenOn } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
-import type { AnnounceRequest } from '../../core/types.ts';
+import type { AnnounceRequest, ScrapeEntry } from '../../core/types.ts';
 import {
   encodeAnnounceResponse,
   encodeFailure,
   encodeScrapeResponse,
   WS_LIMITS,
+  type WsAnnounce,
   type WsLimits,
   WsReasons,
 } from '../../protocol/websocket/codec.ts';
@@ -24,7 +25,13 @@ import { parseClientFrame } from '../../protocol/websocket/scan.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf } from './raw-websocket.ts';
-import { type RtcConnection, type WebRtcStats, WebRtcSwarms } from './webrtc-swarms.ts';
+import {
+  type RtcConnection,
+  type RtcCounts,
+  type RtcShards,
+  type WebRtcStats,
+  WebRtcSwarms,
+} from './webrtc-swarms.ts';
 
 export interface WsFrontendOptions {
   /** Clock, counters and `numWant` clamping. WebRTC peers live in this frontend's own swarms. */
@@ -84,6 +91,11 @@ export interface WsFrontendOptions {
   reusePort?: boolean;
   /** max_connections_per_ip for the own listeners, shared with the HTTP(S) ones (null: none). */
   connectionLimit?: ConnectionLimit | null;
+  /**
+   * With workers: the WebRTC swarms are sharded by info hash, this frontend's own swarms are its
+   * worker's shard, and the rest is asked of `shards` (src/cluster/webrtc-shard.ts).
+   */
+  shards?: RtcShards;
 }
 
 export interface WsStats extends WebRtcStats {
@@ -150,6 +162,8 @@ export function wsPasskey(url: string): string | null {
 export class WsFrontend {
   #o: WsFrontendOptions;
   #swarms: WebRtcSwarms;
+  /** Null with one worker: every swarm is in `#swarms`, and that costs one test per message. */
+  #shards: RtcShards | null;
   #servers: Server[] = [];
   #clients = new Set<Client>();
   #limits: WsLimits;
@@ -177,6 +191,8 @@ export class WsFrontend {
       peerTimeout: opts.peerTimeout ?? 2 * opts.interval,
       maxSwarmsPerConnection: opts.maxSwarmsPerSocket,
     });
+    this.#shards = opts.shards ?? null;
+    this.#shards?.attach(this.#swarms);
     if (this.#idleTimeoutMs < opts.interval * 1000)
       opts.logger.warn('ws idle timeout is shorter than the announce interval: quiet clients get closed', {
         idleTimeoutMs: this.#idleTimeoutMs,
@@ -305,7 +321,9 @@ export class WsFrontend {
 
   /** Expires WebRTC peers now (the timer does it every so often). Returns the number removed. */
   sweep(): number {
-    return this.#swarms.sweep(this.#o.service.clock.now());
+    const n = this.#swarms.sweep(this.#o.service.clock.now());
+    this.#shards?.swept();
+    return n;
   }
 
   #startTimers(): void {
@@ -384,6 +402,7 @@ export class WsFrontend {
     const c: Client = {
       ws,
       joined: [],
+      elsewhere: 0,
       ctx: requestContext('ws', passkey),
       family: addr.family,
       remote: socket.remoteAddress ?? '',
@@ -400,8 +419,9 @@ export class WsFrontend {
     // Protocol errors (bad frame, invalid UTF-8): RawWebSocket closes the socket itself.
     ws.addCloseListener(() => {
       this.#clients.delete(c);
-      // All of this socket's peers leave all their swarms at once.
+      // All of this socket's peers leave all their swarms at once (other workers' too).
       this.#swarms.disconnect(c);
+      this.#shards?.closed(c);
     });
   }
 
@@ -440,7 +460,9 @@ export class WsFrontend {
           c.ws.send(encodeFailure(refused.message, { action: 'scrape' }));
           return;
         }
-        if (msg.infoHashes.length === 0) {
+        const shards = this.#shards;
+        const hashes = msg.infoHashes;
+        if (hashes.length === 0) {
           if (!this.#o.fullScrape) {
             counters.failures.ws++;
             c.ws.send(encodeFailure(Errors.fullScrapeDisabled.message, { action: 'scrape' }));
@@ -454,18 +476,26 @@ export class WsFrontend {
             return;
           }
           counters.fullScrapes++;
-          c.ws.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
+          if (shards === null) c.ws.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
+          else this.#later(c, 'scrape', shards.scrapeAll().then(encodeScrapeResponse));
         } else {
-          const entries = this.#swarms.scrape(msg.infoHashes);
-          c.ws.send(encodeScrapeResponse(msg.infoHashes.map((infoHash, i) => ({ infoHash, ...entries[i] }))));
+          const entries = shards === null ? this.#swarms.scrape(hashes) : shards.scrape(hashes);
+          const text = (e: ScrapeEntry[]) =>
+            encodeScrapeResponse(hashes.map((infoHash, i) => ({ infoHash, ...e[i] })));
+          if (entries instanceof Promise) this.#later(c, 'scrape', entries.then(text));
+          else c.ws.send(text(entries));
         }
         counters.scrapes.ws++;
-        if (this.#o.logRequests) this.#o.logger.info('ws scrape', { hashes: msg.infoHashes.length });
+        if (this.#o.logRequests) this.#o.logger.info('ws scrape', { hashes: hashes.length });
         return;
       }
       const now = service.clock.now();
+      // With workers, another worker's swarm is that worker's to update (this.#shards).
+      const shards = this.#shards;
+      const here = shards === null || shards.owns(msg.infoHash);
       if (msg.answer !== undefined) {
-        this.#swarms.answer(c, msg, now);
+        if (here) this.#swarms.answer(c, msg, now);
+        else shards.answer(c, msg, now);
         return;
       }
       const numWant = service.numWant(msg.numwant ?? -1);
@@ -491,30 +521,58 @@ export class WsFrontend {
           return;
         }
       }
-      const res = this.#swarms.announce(c, msg, numWant, now);
-      if (res instanceof TrackerError) {
-        counters.failures.ws++;
-        c.ws.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
-        return;
-      }
-      counters.announces.ws++;
-      c.since = Date.now();
-      c.announced = true;
-      if (this.#o.logRequests)
-        this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
-      c.ws.send(
-        encodeAnnounceResponse({
-          infoHash: msg.infoHash,
-          complete: res.complete,
-          incomplete: res.incomplete,
-          interval: this.#o.interval,
-          minInterval: this.#o.minInterval,
-        }),
-      );
+      if (here) this.#announced(c, msg, this.#swarms.announce(c, msg, numWant, now));
+      else
+        shards
+          .announce(c, msg, numWant, now)
+          .then((res) => this.#announced(c, msg, res))
+          .catch((err) => {
+            this.#internal(err);
+            c.ws.send(encodeFailure(Errors.internal.message));
+          });
     } catch (err) {
       this.#internal(err);
       c.ws.send(encodeFailure(Errors.internal.message));
     }
+  }
+
+  /** The response to an announce the swarms took (or refused). */
+  #announced(c: Client, msg: WsAnnounce, res: RtcCounts | TrackerError): void {
+    if (res instanceof TrackerError) {
+      this.#o.service.counters.failures.ws++;
+      c.ws.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
+      return;
+    }
+    this.#o.service.counters.announces.ws++;
+    c.since = Date.now();
+    c.announced = true;
+    if (this.#o.logRequests)
+      this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
+    c.ws.send(
+      encodeAnnounceResponse({
+        infoHash: msg.infoHash,
+        complete: res.complete,
+        incomplete: res.incomplete,
+        interval: this.#o.interval,
+        minInterval: this.#o.minInterval,
+      }),
+    );
+  }
+
+  /**
+   * Sends a message that waits for other workers (with workers); a refusal (an owner down)
+   * becomes a `failure reason`, anything else an internal error.
+   */
+  #later(c: Client, action: 'scrape', text: Promise<string>): void {
+    text.then(
+      (t) => c.ws.send(t),
+      (err) => {
+        if (!(err instanceof TrackerError)) this.#internal(err);
+        const refusal = err instanceof TrackerError ? err : Errors.internal;
+        this.#o.service.counters.failures.ws++;
+        c.ws.send(encodeFailure(refusal.message, { action }));
+      },
+    );
   }
 
   #internal(err: unknown): void {

@@ -68,6 +68,46 @@ export interface RtcConnection {
   readonly ws: RtcOutput;
   /** Info hash key → peer id key of this connection in that swarm. Owned by `WebRtcSwarms`. */
   readonly joined: string[];
+  /**
+   * With workers: swarms this connection holds in other workers' shards (kept by `RtcShards`),
+   * counted with `joined` against `maxSwarmsPerConnection`.
+   */
+  elsewhere?: number;
+}
+
+/**
+ * WebRTC swarms sharded over the workers of `herald serve --workers N` (issue #13; implemented by
+ * src/cluster/webrtc-shard.ts). The frontend keeps the swarms its worker owns in its own
+ * `WebRtcSwarms` and hands everything about another worker's swarms to this. Without workers
+ * there is none, and nothing is asked.
+ */
+export interface RtcShards {
+  /** The frontend's own swarms: the shard this worker owns (called once, by the frontend). */
+  attach(local: WebRtcSwarms): void;
+  /** Whether the swarm of `infoHash` is this worker's (then the frontend's swarms answer). */
+  owns(infoHash: Uint8Array): boolean;
+  /** An announce for another worker's swarm; a refusal (or the owner being down) is a TrackerError. */
+  announce(
+    conn: RtcConnection,
+    msg: WsAnnounce,
+    numWant: number,
+    now: number,
+  ): Promise<RtcCounts | TrackerError>;
+  /** An answer for another worker's swarm (relayed or dropped there). */
+  answer(conn: RtcConnection, msg: WsAnnounce, now: number): void;
+  /** The connection closed: its peers leave the other workers' swarms too. */
+  closed(conn: RtcConnection): void;
+  /** Any info hashes, in order (rejects with a TrackerError when an owner is down). */
+  scrape(infoHashes: readonly Uint8Array[]): ScrapeEntry[] | Promise<ScrapeEntry[]>;
+  /** Every swarm of every worker (full scrape). */
+  scrapeAll(): Promise<RtcScrapeRow[]>;
+  /** The frontend swept its swarms (expiry). */
+  swept(): void;
+}
+
+/** One swarm in a full scrape. */
+export interface RtcScrapeRow extends ScrapeEntry {
+  infoHash: Uint8Array;
 }
 
 /**
@@ -231,7 +271,11 @@ export class WebRtcSwarms {
       return swarm === undefined ? { complete: 0, incomplete: 0 } : countsOf(swarm, null);
     }
 
-    if (existing === undefined && mine === undefined && conn.joined.length >= 2 * this.#maxSwarms)
+    if (
+      existing === undefined &&
+      mine === undefined &&
+      conn.joined.length + 2 * (conn.elsewhere ?? 0) >= 2 * this.#maxSwarms
+    )
       return WsSwarmErrors.tooManyTorrents;
     // The memory ceiling, as the TCP/UDP store's: only a new peer (or new swarm) is refused.
     if (

@@ -10,8 +10,15 @@
  * magnet. It prints one line `WT_RESULT <json>` on stdout with what it saw (the test asserts on
  * it), and `WT_RESULT {"error": ...}` when a step fails. It always stops what it started.
  *
- * Input (environment): WT_BUNDLE_PATH, the path of webtorrent.min.js (not HERALD_*: Herald, which
- * inherits the environment, refuses unknown HERALD_* variables).
+ * With WT_WORKERS=N (N > 1), Herald runs as `herald serve --workers N`, and the leecher page must
+ * reach another worker than the seeder page: the kernel places each WebSocket, so the scenario
+ * reads which worker holds each connection (/proc, test/helpers/workers.ts) and, while the leecher
+ * landed on the seeder's worker, closes that page and opens another (at most LEECHER_ATTEMPTS).
+ * The download then proves that the seeder's offer crossed to the leecher's worker and its answer
+ * came back.
+ *
+ * Input (environment): WT_BUNDLE_PATH, the path of webtorrent.min.js; WT_WORKERS (default 1).
+ * Not HERALD_*: Herald, which inherits the environment, refuses unknown HERALD_* variables.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -21,6 +28,7 @@ import type { Browser, Page } from 'playwright-core';
 import WebSocket from 'ws';
 import { CHROMIUM, CHROMIUM_ARGS } from '../../helpers/chromium.ts';
 import { announcePath, bdecode, httpGet, pct } from '../../helpers/clients.ts';
+import { connectionHolders, workerPids } from '../../helpers/workers.ts';
 import { type RunningTracker, startTracker } from '../tracker-process.ts';
 
 /** The whole scenario; the test kills this process a little later if it is still running. */
@@ -28,6 +36,8 @@ const SCENARIO_TIMEOUT_MS = 75_000;
 const DOWNLOAD_TIMEOUT_MS = 60_000;
 /** Not a multiple of the piece size: the last piece is a short one. */
 const FILE_SIZE = 1024 * 1024 + 12_345;
+/** With workers: leecher pages opened at most until one lands on another worker than the seeder. */
+const LEECHER_ATTEMPTS = 16;
 
 type Json = Record<string, unknown>;
 
@@ -193,10 +203,20 @@ async function main(): Promise<Json> {
   if (!bundlePath) throw new Error('WT_BUNDLE_PATH is not set');
   const bundle = readFileSync(bundlePath);
 
-  tracker = await startTracker(['--http', '127.0.0.1:0', '--udp', 'off', '--ws', '127.0.0.1:0']);
+  const workers = Number(process.env.WT_WORKERS ?? '1');
+  tracker = await startTracker(
+    ['--http', '127.0.0.1:0', '--udp', 'off', '--ws', '127.0.0.1:0', '--workers', String(workers)],
+    workers > 1 ? { ready: 'herald workers running' } : {},
+  );
   const http = tracker.http[0];
   const ws = wsAddresses(tracker.stderr());
   if (ws.length !== 1) throw new Error(`expected one ws listener, got ${JSON.stringify(ws)}`);
+  const wsPort = Number(ws[0].slice(ws[0].lastIndexOf(':') + 1));
+  const pids = workers > 1 ? workerPids(tracker.pid) : [tracker.pid];
+  if (pids.length !== workers) throw new Error(`expected ${workers} worker processes, found ${pids.length}`);
+  /** Which process (worker index) holds each WebSocket connection to Herald, by client port. */
+  const holders = () =>
+    new Map([...connectionHolders(pids, wsPort)].map(([port, pid]) => [port, pids.indexOf(pid)]));
   const announce = `ws://${ws[0]}/announce`;
   log(`herald http ${http.host}:${http.port}, ${announce}`);
 
@@ -213,15 +233,10 @@ async function main(): Promise<Json> {
   });
   const pageLogs: string[] = [];
   const seederPage = await openPage(browser, base, pageLogs, 'seeder');
-  const leecherPage = await openPage(browser, base, pageLogs, 'leecher');
-  const inPageLogs = async () => ({
-    seeder: await seederPage.evaluate(() =>
-      (globalThis as unknown as { heraldLogs(): string[] }).heraldLogs(),
-    ),
-    leecher: await leecherPage.evaluate(() =>
-      (globalThis as unknown as { heraldLogs(): string[] }).heraldLogs(),
-    ),
-  });
+  let leecherPage: Page | null = null;
+  const logsOf = (page: Page | null) =>
+    page?.evaluate(() => (globalThis as unknown as { heraldLogs(): string[] }).heraldLogs());
+  const inPageLogs = async () => ({ seeder: await logsOf(seederPage), leecher: await logsOf(leecherPage) });
 
   try {
     const bytes = randomBytes(FILE_SIZE);
@@ -243,14 +258,58 @@ async function main(): Promise<Json> {
     const desktopFirst = await desktopAnnounce(http, seeded.infoHash, 'started');
     const scrapeAfterDesktop = await wsScrape(announce, seeded.infoHash);
 
-    const t0 = Date.now();
-    const leeched = (await leecherPage.evaluate(
-      ([a, m, ms]) =>
-        (
-          globalThis as unknown as { heraldLeech(a: string, m: string, ms: number): Promise<Json> }
-        ).heraldLeech(a, m, ms),
-      [announce, seeded.magnetURI, DOWNLOAD_TIMEOUT_MS] as const,
-    )) as Json & { base64: string };
+    // The seeder's WebSocket is the only connection to Herald now (the scrapes' are closed).
+    const seederConn = await waitFor(
+      'the seeder connection alone',
+      async () => [...holders()],
+      (h) => h.length === 1,
+    );
+    const placement = { seederWorker: seederConn[0][1], leecherWorker: -1, leecherAttempts: 0 };
+
+    let t0 = 0;
+    let leeching: Promise<Json & { base64: string }> | null = null;
+    while (leeching === null) {
+      placement.leecherAttempts++;
+      const page = await openPage(browser, base, pageLogs, `leecher#${placement.leecherAttempts}`);
+      leecherPage = page;
+      t0 = Date.now();
+      const attempt = page.evaluate(
+        ([a, m, ms]) =>
+          (
+            globalThis as unknown as { heraldLeech(a: string, m: string, ms: number): Promise<Json> }
+          ).heraldLeech(a, m, ms),
+        [announce, seeded.magnetURI, DOWNLOAD_TIMEOUT_MS] as const,
+      ) as Promise<Json & { base64: string }>;
+      if (workers === 1) {
+        leeching = attempt;
+        break;
+      }
+      // Where did the leecher's WebSocket land? (Its connection is the one that is not the seeder's.)
+      const conns = await waitFor(
+        'the leecher connection',
+        async () => [...holders()],
+        (h) => h.length >= 2,
+      );
+      const mine = conns.find(([port]) => port !== seederConn[0][0]);
+      placement.leecherWorker = mine?.[1] ?? -1;
+      if (placement.leecherWorker !== placement.seederWorker) {
+        leeching = attempt;
+        break;
+      }
+      log(`leecher attempt ${placement.leecherAttempts} landed on the seeder's worker: another page`);
+      attempt.catch(() => {});
+      await page.context().close();
+      leecherPage = null;
+      // Its connection is gone before the next page opens one: the next new connection is that page's.
+      await waitFor(
+        'the closed leecher connection gone',
+        async () => [...holders()],
+        (h) => h.length === 1,
+      );
+      if (placement.leecherAttempts >= LEECHER_ATTEMPTS)
+        throw new Error(`${LEECHER_ATTEMPTS} leecher pages all landed on the seeder's worker`);
+    }
+    const leeched = await leeching;
     const downloadMs = Date.now() - t0;
     const got = Buffer.from(leeched.base64, 'base64');
     log(`downloaded ${got.length} bytes in ${downloadMs} ms`);
@@ -267,6 +326,8 @@ async function main(): Promise<Json> {
     const { base64: _b64, ...leecher } = leeched;
     return {
       ok: true,
+      workers,
+      placement,
       announce,
       size: bytes.length,
       bytesMatch: got.equals(bytes),

@@ -1,0 +1,61 @@
+/**
+ * Which worker process of `herald serve --workers N` holds a TCP connection, read from /proc (no
+ * hook in Herald): the worker's open descriptors name socket inodes, and /proc/net/tcp{,6} gives
+ * each inode's endpoints. Tests use it to place clients on every worker on purpose instead of
+ * hoping that the kernel spread them.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** The worker processes of the primary `primary` (its children). */
+export function workerPids(primary: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The established connections accepted on `serverPort`, by the client's port: which of `pids`
+ * holds each. A connection held by none of them is left out.
+ */
+export function connectionHolders(pids: readonly number[], serverPort: number): Map<number, number> {
+  const pidOfInode = new Map<string, number>();
+  for (const pid of pids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) pidOfInode.set(m[1], pid);
+      } catch {}
+    }
+  }
+  const out = new Map<number, number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let lines: string[] = [];
+    try {
+      lines = readFileSync(table, 'utf8').split('\n').slice(1);
+    } catch {
+      continue;
+    }
+    for (const line of lines) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '01') continue; // 01: ESTABLISHED
+      const local = Number.parseInt(f[1].slice(f[1].lastIndexOf(':') + 1), 16);
+      if (local !== serverPort) continue;
+      const pid = pidOfInode.get(f[9]);
+      if (pid !== undefined) out.set(Number.parseInt(f[2].slice(f[2].lastIndexOf(':') + 1), 16), pid);
+    }
+  }
+  return out;
+}
