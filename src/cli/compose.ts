@@ -98,6 +98,8 @@ export function createTracker(
       workersDown?: () => number[];
       /** UDP sockets inherited from the primary's steering groups, by UDP listener. */
       udpFds?: (number | null)[];
+      /** The secret connections between workers start with (hex). */
+      busToken?: string;
     };
   } = {},
 ): Tracker {
@@ -127,6 +129,7 @@ export function createTracker(
           local,
           logger,
           clusterId: cluster.clusterId,
+          token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
           index: cluster.index,
           count: cluster.count,
         })

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { createLogger } from '../core/log.ts';
 import { ClusterBus, MAX_BACKLOG, workerSocketPath } from './bus.ts';
-import { MessageType, writeText } from './messages.ts';
+import { FrameWriter, MessageType, writeText } from './messages.ts';
 
 const logger = createLogger('silent');
 
@@ -47,5 +47,43 @@ test('a worker that does not read costs its sender at most MAX_BACKLOG: then req
     for (const s of held) s.destroy();
     await bus.stop();
     await new Promise<void>((r) => stuck.close(() => r()));
+  }
+});
+
+test('with a token, a connection that does not start with it is refused before any frame is read; workers that share it talk', async () => {
+  const clusterId = randomBytes(4).toString('hex');
+  const token = randomBytes(32);
+  let served = 0;
+  const handler = (_t: number, id: number, _b: Buffer, _at: number, reply: FrameWriter, done: () => void) => {
+    served++;
+    writeText(reply, MessageType.statsOk, id, '{"ok":1}');
+    done();
+  };
+  const a = new ClusterBus({ clusterId, index: 0, count: 2, logger, handler, token });
+  const b = new ClusterBus({ clusterId, index: 1, count: 2, logger, handler, token });
+  await a.start();
+  await b.start();
+  try {
+    // A local process that knows the socket's name (it is listed in /proc/net/unix) but not the token.
+    const intruder = connect(workerSocketPath(clusterId, 1));
+    const closed = new Promise<void>((r) => intruder.on('close', () => r()));
+    intruder.on('error', () => {});
+    const w = new FrameWriter();
+    writeText(w, MessageType.stats, 7, '');
+    const frame = w.take();
+    intruder.write(Buffer.concat([randomBytes(32), frame, frame]));
+    await closed;
+    assert.equal(served, 0, 'no frame from the intruder was served');
+    // The workers themselves (both hold the token).
+    const r = await a.request(
+      1,
+      (wr, id) => writeText(wr, MessageType.stats, id, ''),
+      (body, at) => body.toString('utf8', at),
+    );
+    assert.equal(r, '{"ok":1}');
+    assert.equal(served, 1);
+  } finally {
+    await a.stop();
+    await b.stop();
   }
 });

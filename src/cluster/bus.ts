@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { FrameWriter, HEADER, MAX_FRAME, type MessageType } from './messages.ts';
@@ -59,10 +60,12 @@ class Link {
     this.#onFrame = onFrame;
   }
 
-  /** Outgoing link: connect on first use. */
-  ensure(): void {
+  /** Outgoing link: connect on first use; the first bytes are the cluster's token. */
+  ensure(token: Buffer | null): void {
     if (this.socket !== null) return;
-    this.attach(createConnection(this.#path));
+    const socket = createConnection(this.#path);
+    if (token !== null) socket.write(token);
+    this.attach(socket);
   }
 
   attach(socket: Socket): void {
@@ -138,13 +141,23 @@ export class ClusterBus {
   #nextId = 1;
   #timer: NodeJS.Timeout | null = null;
 
+  /**
+   * A secret every connection between workers starts with (the primary draws it and hands it to
+   * its workers in their environment, which only their user can read). Abstract Unix sockets
+   * are reachable by any local process, and /proc/net/unix lists their names, so without it a
+   * local user could inject frames (an announce credited to a member, say).
+   */
+  readonly #token: Buffer | null;
+
   constructor(opts: {
     clusterId: string;
     index: number;
     count: number;
     logger: Logger;
     handler: RequestHandler;
+    token?: Buffer | null;
   }) {
+    this.#token = opts.token ?? null;
     this.index = opts.index;
     this.count = opts.count;
     this.#clusterId = opts.clusterId;
@@ -161,9 +174,33 @@ export class ClusterBus {
       const link: Link = new Link('', (l, type, id, body, at) => {
         (this.#routes[type] ?? this.#handler)(type, id, body, at, l.out, () => l.schedule());
       });
-      link.attach(socket);
       this.#in.add(link);
       socket.on('close', () => this.#in.delete(link));
+      const token = this.#token;
+      if (token === null) {
+        link.attach(socket);
+        return;
+      }
+      // Nothing is read as a frame before the token has matched.
+      let got = Buffer.alloc(0);
+      const timer = setTimeout(() => socket.destroy(), REQUEST_TIMEOUT_MS);
+      socket.on('error', () => {});
+      const first = (chunk: Buffer) => {
+        got = Buffer.concat([got, chunk]);
+        if (got.length < token.length) return;
+        socket.off('data', first);
+        clearTimeout(timer);
+        if (!timingSafeEqual(got.subarray(0, token.length), token)) {
+          this.#logger.warn('cluster: a connection without the token was refused');
+          socket.destroy();
+          return;
+        }
+        socket.pause();
+        if (got.length > token.length) socket.unshift(got.subarray(token.length));
+        link.attach(socket);
+        socket.resume();
+      };
+      socket.on('data', first);
     });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -188,7 +225,7 @@ export class ClusterBus {
   ): Promise<T> {
     const link = this.#out[to];
     try {
-      link.ensure();
+      link.ensure(this.#token);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -228,7 +265,7 @@ export class ClusterBus {
   notify(to: number, write: (w: FrameWriter) => void): void {
     const link = this.#out[to];
     try {
-      link.ensure();
+      link.ensure(this.#token);
     } catch {
       return;
     }

@@ -17,6 +17,8 @@ export interface WorkerSetup {
   count: number;
   /** One UDP connection-id key for all workers: an id issued by one is valid on every other. */
   udpSecret: string;
+  /** The secret every connection between workers starts with (hex; see ClusterBus). */
+  busToken: string;
   /**
    * The listen addresses every worker binds (SO_REUSEPORT). Worker 0 binds the configured ones
    * first; a port 0 there becomes the port it got, so all workers share it.
@@ -76,6 +78,7 @@ export async function runPrimary(opts: {
     clusterId,
     count,
     udpSecret: config.udpSecret ?? randomBytes(32).toString('hex'),
+    busToken: randomBytes(32).toString('hex'),
   };
   let listen: WorkerSetup['listen'] = {
     http: config.http,

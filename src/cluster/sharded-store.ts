@@ -71,6 +71,8 @@ export class ShardedSwarmStore implements SwarmStore {
   constructor(opts: {
     local: SwarmStore;
     clusterId: string;
+    /** See ClusterBus: the secret connections between workers start with. */
+    token?: Buffer | null;
     index: number;
     count: number;
     logger: Logger;
@@ -85,6 +87,7 @@ export class ShardedSwarmStore implements SwarmStore {
     this.#localStats = opts.localStats ?? (async () => ({}));
     this.bus = new ClusterBus({
       clusterId: opts.clusterId,
+      token: opts.token ?? null,
       index: opts.index,
       count: opts.count,
       logger: opts.logger,
