@@ -5,6 +5,8 @@
  *   node bench/ws-load.ts conns URL CONNECTIONS TORRENTS
  *     opens CONNECTIONS sockets (each announces one torrent as a leecher with one offer), waits
  *     for every answer, prints {"ready":N}, then holds them until stdin closes.
+ *     --from=ADDR: connect from this local (loopback) address, e.g. 127.0.0.2, so that several
+ *     load generators do not share one address's ephemeral ports.
  *   node bench/ws-load.ts relay URL CONNECTIONS TORRENTS OFFERS SECONDS [DEPTH]
  *     each socket announces in a closed loop with OFFERS offers; counts announce responses and
  *     offers delivered to other sockets. DEPTH announces are in flight per socket (default 1).
@@ -12,7 +14,10 @@
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 
-const [mode, url, connsArg, torrentsArg, offersArg, secondsArg, depthArg] = process.argv.slice(2);
+const FROM = process.argv.find((a) => a.startsWith('--from='))?.slice('--from='.length);
+const [mode, url, connsArg, torrentsArg, offersArg, secondsArg, depthArg] = process.argv
+  .slice(2)
+  .filter((a) => !a.startsWith('--'));
 /** Announces in flight per socket in the relay test (1 = strictly closed loop). */
 const DEPTH = Number(depthArg ?? 1);
 const CONNS = Number(connsArg);
@@ -48,6 +53,7 @@ function open(i: number): Promise<Sock> {
         mask.fill(0);
       },
       skipUTF8Validation: true,
+      localAddress: FROM,
     });
     const peerId = bin(Buffer.concat([Buffer.from('-WL0001-'), randomBytes(12)]));
     ws.once('open', () => resolve({ ws, peerId, infoHash: hashes[i % TORRENTS] }));
@@ -168,7 +174,9 @@ async function relay(): Promise<void> {
 
 const run = mode === 'conns' ? conns : mode === 'relay' ? relay : null;
 if (run === null) {
-  process.stderr.write('usage: ws-load.ts conns|relay URL CONNECTIONS TORRENTS [OFFERS SECONDS]\n');
+  process.stderr.write(
+    'usage: ws-load.ts conns|relay URL CONNECTIONS TORRENTS [OFFERS SECONDS] [--from=ADDR]\n',
+  );
   process.exit(2);
 }
 const guard = setTimeout(() => {
