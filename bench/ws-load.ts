@@ -61,50 +61,66 @@ function open(i: number): Promise<Sock> {
   });
 }
 
-async function openAll(): Promise<Sock[]> {
+/** Opens CONNS sockets, 200 at a time; `then` runs on each as soon as it is open (awaited). */
+async function openAll(then?: (s: Sock) => Promise<unknown>): Promise<Sock[]> {
   const out: Sock[] = new Array(CONNS);
   let next = 0;
   const worker = async () => {
     while (next < CONNS) {
       const i = next++;
       out[i] = await open(i);
+      if (then) await then(out[i]);
     }
   };
   await Promise.all(Array.from({ length: 200 }, worker));
   return out;
 }
 
-/** Every socket announces `started` (no offers); resolves once all have their answer. */
-function joinAll(socks: Sock[]): Promise<{ answered: number; failures: number }> {
-  let answered = 0;
-  let failures = 0;
+/**
+ * The socket announces `started` (no offers); resolves with true on a tracker's answer, false on
+ * a failure reason or when the socket closes first (never hangs on a socket the server closed).
+ */
+function join(s: Sock): Promise<boolean> {
   return new Promise((resolve) => {
-    for (const s of socks) {
-      s.ws.once('message', (d) => {
-        if (String(d).includes('failure reason')) failures++;
-        if (++answered === socks.length) resolve({ answered, failures });
-      });
-      s.ws.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: s.infoHash,
-          peer_id: s.peerId,
-          event: 'started',
-          uploaded: 0,
-          downloaded: 0,
-          left: 1000,
-          numwant: 0,
-          offers: [],
-        }),
-      );
-    }
+    const closed = () => resolve(false);
+    s.ws.once('close', closed);
+    s.ws.once('message', (d) => {
+      s.ws.off('close', closed);
+      resolve(!String(d).includes('failure reason'));
+    });
+    s.ws.send(
+      JSON.stringify({
+        action: 'announce',
+        info_hash: s.infoHash,
+        peer_id: s.peerId,
+        event: 'started',
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+        numwant: 0,
+        offers: [],
+      }),
+    );
   });
 }
 
+/** Every socket announces `started`; resolves once each has its answer (or has closed). */
+async function joinAll(socks: Sock[]): Promise<{ answered: number; failures: number }> {
+  const ok = (await Promise.all(socks.map(join))).filter(Boolean).length;
+  return { answered: ok, failures: socks.length - ok };
+}
+
 async function conns(): Promise<void> {
-  const socks = await openAll();
-  const { answered, failures } = await joinAll(socks);
-  process.stdout.write(`${JSON.stringify({ ready: answered, failures })}\n`);
+  // Each socket announces as soon as it is open, as a client does (a tracker may close a socket
+  // that stays silent: Herald's ws_first_announce_timeout), and waits for its answer.
+  const answered: Sock[] = [];
+  const socks = await openAll(async (s) => {
+    if (await join(s)) answered.push(s);
+  });
+  // Held: answered and still open now.
+  const ready = answered.filter((s) => s.ws.readyState === WebSocket.OPEN).length;
+  const failures = socks.length - answered.length;
+  process.stdout.write(`${JSON.stringify({ ready, failures })}\n`);
   // Hold the connections until the parent has read the server's memory.
   await new Promise<void>((r) => {
     process.stdin.on('data', () => r());
