@@ -25,6 +25,7 @@ import { connect } from 'node:net';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { WebSocket } from 'ws';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const WORK = join(ROOT, '.bench');
@@ -124,10 +125,17 @@ interface Tracker {
  * Herald on loopback `port` (HTTP and UDP unless `udp` is given): the command after taskset or
  * prlimit. Each instance has a data directory of its own (two may run at once).
  */
-function heraldCommand(port: number, logLevel: string, extra: string[], udp = `127.0.0.1:${port}`): string[] {
+function heraldCommand(
+  port: number,
+  logLevel: string,
+  extra: string[],
+  udp = `127.0.0.1:${port}`,
+  nodeFlags: string[] = [],
+): string[] {
   return [
     NODE,
     '--max-semi-space-size=1', // as bin/herald.js runs it
+    ...nodeFlags,
     join(ROOT, 'bin/herald.js'),
     'serve',
     '--http',
@@ -675,24 +683,32 @@ async function dgramTest(): Promise<void> {
 
 /**
  * Memory per peer: RSS growth of the tracker (all its processes, each one's idle RSS subtracted)
- * after announcing P.memTorrents × P.memPeers distinct peers over UDP from `cpus`.
+ * after announcing P.memTorrents × P.memPeers distinct peers over UDP from `cpus`. With `gc`
+ * (a full collection in these processes), the idle RSS is taken after one, and `liveBytesPerPeer`
+ * is the growth after another once the peers are in.
  */
 async function peerMemory(
   name: string,
   pid: number,
   port: number,
   cpus = '1',
-): Promise<{ peers: number; bytesPerPeer: number }> {
+  gc?: (pids: number[]) => Promise<number>,
+): Promise<{ peers: number; bytesPerPeer: number; liveBytesPerPeer: number; storeBytesPerPeer: number }> {
   await new Promise((r) => setTimeout(r, 500));
   const pids = processes(pid);
+  const buffers = gc ? await gc(pids) : 0;
   const before = rssBytes(pids);
   const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers, P.window, cpus);
   await new Promise((res) => setTimeout(res, 1000));
   const after = processes(pid);
   sameProcesses(name, pids, after);
-  const m = { peers: r.ok, bytesPerPeer: (rssBytes(after) - before) / r.ok };
-  log(`${name}: memory ${m.peers} peers, ${m.bytesPerPeer.toFixed(1)} bytes/peer`);
-  return m;
+  const bytesPerPeer = (rssBytes(after) - before) / r.ok;
+  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / r.ok : Number.NaN;
+  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / r.ok : Number.NaN;
+  log(
+    `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)})` : ''}`,
+  );
+  return { peers: r.ok, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
 }
 
 async function memoryTest(t: Tracker): Promise<void> {
@@ -701,7 +717,8 @@ async function memoryTest(t: Tracker): Promise<void> {
   live.add(child);
   try {
     await waitTcp(port);
-    memory.push({ tracker: t.name, ...(await peerMemory(t.name, child.pid!, port)) });
+    const m = await peerMemory(t.name, child.pid!, port);
+    memory.push({ tracker: t.name, peers: m.peers, bytesPerPeer: m.bytesPerPeer });
   } finally {
     await stop(child);
   }
@@ -757,8 +774,16 @@ const WORKER_WS = {
   conns: QUICK ? 2000 : 11_000,
   from: ['127.0.0.2', '127.0.0.3'],
 };
+/** One worker with the HTTP frontend workers use (node:net instead of the batched addon). */
+const NODE_NET_ONE = 'herald --workers 1 --http-io node';
 const workerRows: Row[] = [];
-const workerMemory: { workers: number; peers: number; bytesPerPeer: number }[] = [];
+const workerMemory: {
+  workers: number;
+  peers: number;
+  bytesPerPeer: number;
+  liveBytesPerPeer: number;
+  storeBytesPerPeer: number;
+}[] = [];
 const workerWs: {
   workers: number;
   held: number;
@@ -775,13 +800,15 @@ const workerWs: {
 async function startWorkers(
   port: number,
   workers: number,
-  o: { nofile?: boolean; udp?: string } = {},
+  o: { nofile?: boolean; udp?: string; inspectors?: string[]; extra?: string[] } = {},
 ): Promise<ChildProcess> {
+  // --inspect-port=0: SIGUSR1 opens a process's inspector on a random loopback port (collectGarbage).
+  const flags = o.inspectors ? ['--inspect-port=0'] : [];
   const cmd = [
     'taskset',
     '-c',
     PAIR_CPUS,
-    ...heraldCommand(port, 'info', ['--workers', String(workers)], o.udp),
+    ...heraldCommand(port, 'info', ['--workers', String(workers), ...(o.extra ?? [])], o.udp, flags),
   ];
   const argv = o.nofile ? ['prlimit', `--nofile=${NOFILE}:${NOFILE}`, ...cmd] : cmd;
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -793,8 +820,11 @@ async function startWorkers(
       clearTimeout(t);
       reject(new Error(`herald --workers ${workers} exited with ${code}`));
     });
-    // Info lines are read for readiness; warnings and errors pass through.
+    // Info lines are read for readiness, inspector URLs collected; warnings and errors pass through.
     createInterface({ input: child.stderr! }).on('line', (line) => {
+      const inspector = /^Debugger listening on (ws:\/\/\S+)/.exec(line);
+      if (inspector) o.inspectors?.push(inspector[1]);
+      if (inspector || line.startsWith('For help, see') || line === 'Debugger attached.') return;
       let entry: { level?: number; msg?: string } = {};
       try {
         entry = JSON.parse(line);
@@ -808,8 +838,61 @@ async function startWorkers(
   return child;
 }
 
+/**
+ * A full garbage collection in each of these Node processes (started with --inspect-port=0 by
+ * startWorkers, which collects the inspectors' URLs into `urls`): SIGUSR1 opens each one's
+ * inspector on a random loopback port, HeapProfiler.collectGarbage runs, each process reports
+ * its `process.memoryUsage().arrayBuffers` (the swarm store's typed arrays; summed and returned),
+ * and the inspector is closed again. RSS right after a fill swings by ±25 bytes per peer at 1M
+ * peers with where V8's last full collection fell (two runs: 52.8 and 26.4 bytes/peer for the
+ * same process); after one it is what the process holds.
+ */
+async function collectGarbage(pids: number[], urls: string[]): Promise<number> {
+  let arrayBuffers = 0;
+  urls.length = 0;
+  for (const pid of pids) process.kill(pid, 'SIGUSR1');
+  const deadline = Date.now() + 15_000;
+  while (urls.length < pids.length) {
+    if (Date.now() > deadline)
+      throw new Error(`inspector: ${urls.length} of ${pids.length} processes opened one`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  for (const url of urls)
+    await new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(url);
+      const t = setTimeout(() => {
+        ws.terminate();
+        reject(new Error(`inspector ${url}: no answer in 60 s`));
+      }, 60_000);
+      ws.on('open', () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
+      const evaluate = (id: number, expression: string) =>
+        ws.send(
+          JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression, returnByValue: true } }),
+        );
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d));
+        if (m.id === 1) evaluate(2, 'process.memoryUsage().arrayBuffers');
+        else if (m.id === 2) {
+          arrayBuffers += Number(m.result?.result?.value);
+          evaluate(3, "process.getBuiltinModule('inspector').close()");
+        } else if (m.id === 3) ws.close();
+      });
+      ws.on('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ws.on('error', (err) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+  await new Promise((r) => setTimeout(r, 500));
+  return arrayBuffers;
+}
+
 async function workersTests(): Promise<void> {
-  // Throughput: Herald with 1 and 2 workers and opentracker, paired.
+  // Throughput: Herald with 1 and 2 workers and opentracker, paired; over HTTP also one worker
+  // answering through node:net as workers do (which part of the cost is node:net, which hand-over).
   const entrants: Entrant[] = [];
   try {
     for (const n of [1, 2]) {
@@ -823,6 +906,11 @@ async function workersTests(): Promise<void> {
       entrants.push({ name: 'opentracker', port, child });
       await waitTcp(port);
     }
+    {
+      const port = nextPort++;
+      const child = await startWorkers(port, 1, { extra: ['--http-io', 'node'] });
+      entrants.push({ name: NODE_NET_ONE, port, child });
+    }
     for (const x of entrants) {
       log(`${x.name}: prefill ${P.torrents} torrents x ${P.peers} peers`);
       udpLoad(x.port, 'fill', 120, P.torrents, P.peers, P.window, PAIR_CPUS);
@@ -832,20 +920,24 @@ async function workersTests(): Promise<void> {
       ['HTTP announce, keep-alive', (port, s) => httpLoad(port, 'announce', false, s, PAIR_CPUS)],
     ];
     for (const [test, run] of tests) {
-      for (const x of entrants) run(x.port, P.warm);
-      paired(test, entrants, WORKER_ROUNDS, run, workerRows);
+      const these = entrants.filter((x) => test.startsWith('HTTP') || x.name !== NODE_NET_ONE);
+      for (const x of these) run(x.port, P.warm);
+      paired(test, these, WORKER_ROUNDS, run, workerRows);
     }
   } finally {
     for (const x of entrants) await stop(x.child, 20_000);
   }
-  // Memory per peer, all processes.
+  // Memory per peer, all processes, without and with a full GC before reading.
   for (const n of [1, 2]) {
     const port = nextPort++;
-    const child = await startWorkers(port, n);
+    const inspectors: string[] = [];
+    const child = await startWorkers(port, n, { inspectors });
     try {
       workerMemory.push({
         workers: n,
-        ...(await peerMemory(`herald --workers ${n}`, child.pid!, port, PAIR_CPUS)),
+        ...(await peerMemory(`herald --workers ${n}`, child.pid!, port, PAIR_CPUS, (pids) =>
+          collectGarbage(pids, inspectors),
+        )),
       });
     } finally {
       await stop(child, 20_000);
@@ -893,7 +985,7 @@ function workersReport(): string[] {
   if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
   const out = [
     '',
-    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all three run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare.`,
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all three run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through \`node:net\` (the batched HTTP addon answers synchronously only) and an announce for another worker's swarm is handed over through a Unix socket; the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, paired with the others) separates the two costs.`,
     '',
     '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -915,7 +1007,7 @@ function workersReport(): string[] {
   if (m1 && m2)
     out.push(
       '',
-      `Memory with workers: RSS growth of all Herald's processes (primary and workers, each one's idle RSS subtracted) after announcing ${fmt(m2.peers)} distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1): 2 workers ${fmt(m2.bytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×.`,
+      `Memory with workers: RSS growth of all Herald's processes (primary and workers, each one's idle RSS after a full GC subtracted) after announcing ${fmt(m2.peers)} distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
     );
   const w1 = workerWs.find((w) => w.workers === 1);
   const w2 = workerWs.find((w) => w.workers === 2);
