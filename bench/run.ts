@@ -6,9 +6,14 @@
  *   npm run bench            full run (10,000 torrents / 100,000 peers prefilled; 1M-peer memory)
  *   npm run bench -- --quick small and short, for a smoke test
  *   npm run bench -- --no-write   do not rewrite docs/benchmarks.md
- *   npm run bench -- --only=throughput,memory,expiry,ws   a subset of the tests (implies --no-write)
+ *   npm run bench -- --only=throughput,memory,expiry,ws,workers   a subset of the tests (implies --no-write)
  *   npm run bench -- --trackers=herald,opentracker        a subset of the trackers (implies --no-write)
  *   npm run bench -- --ws-only    same as --only=ws
+ *
+ * The `workers` test (issue #13) runs `herald serve --workers 2` against `--workers 1` (and
+ * opentracker): there Herald's two workers need both cores, so every process of that test may run
+ * on CPUs 0 and 1, load generators included, and server CPU is summed over all of a tracker's
+ * processes (Herald's primary and its workers: `pgrep -P`).
  *
  * Needs: gcc, taskset (util-linux), wrk and opentracker (Debian packages); bittorrent-tracker is
  * installed into .bench/bt with --ignore-scripts (its client pulls a WebRTC addon that cannot
@@ -19,6 +24,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { connect } from 'node:net';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { WebSocket } from 'ws';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const WORK = join(ROOT, '.bench');
@@ -35,7 +42,8 @@ function listArg(name: string): string[] | null {
 const ONLY = process.argv.includes('--ws-only') ? ['ws'] : listArg('only');
 const ONLY_TRACKERS = listArg('trackers');
 for (const t of ONLY ?? [])
-  if (!['throughput', 'memory', 'expiry', 'ws'].includes(t)) throw new Error(`--only: unknown test ${t}`);
+  if (!['throughput', 'memory', 'expiry', 'ws', 'workers'].includes(t))
+    throw new Error(`--only: unknown test ${t}`);
 /** Whether a test (and, when given, a tracker) is selected on the command line. */
 function selected(test: string, tracker = 'herald'): boolean {
   return (
@@ -109,47 +117,59 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.
 
 interface Tracker {
   name: string;
-  start(port: number, extra?: string[]): ChildProcess;
+  /** Starts the tracker on `port`, pinned to `cpus` (taskset's list; CPU 0 unless given). */
+  start(port: number, extra?: string[], cpus?: string): ChildProcess;
+}
+
+/**
+ * Herald on loopback `port` (HTTP and UDP unless `udp` is given): the command after taskset or
+ * prlimit. Each instance has a data directory of its own (two may run at once).
+ */
+function heraldCommand(
+  port: number,
+  logLevel: string,
+  extra: string[],
+  udp = `127.0.0.1:${port}`,
+  nodeFlags: string[] = [],
+): string[] {
+  return [
+    NODE,
+    '--max-semi-space-size=1', // as bin/herald.js runs it
+    ...nodeFlags,
+    join(ROOT, 'bin/herald.js'),
+    'serve',
+    '--http',
+    `127.0.0.1:${port}`,
+    '--udp',
+    udp,
+    '--data-dir',
+    join(WORK, 'herald-data', String(port)),
+    '--log-level',
+    logLevel,
+    // Every load generator connection comes from 127.0.0.1.
+    '--max-connections-per-ip',
+    '0',
+    ...extra,
+  ];
 }
 
 let nextPort = 27000 + Math.floor(Math.random() * 1000);
 const TRACKERS: Tracker[] = [
   {
     name: 'herald',
-    start: (port, extra = []) =>
-      spawn(
-        'taskset',
-        [
-          '-c',
-          '0',
-          NODE,
-          '--max-semi-space-size=1', // as bin/herald.js runs it
-          join(ROOT, 'bin/herald.js'),
-          'serve',
-          '--http',
-          `127.0.0.1:${port}`,
-          '--udp',
-          `127.0.0.1:${port}`,
-          '--data-dir',
-          join(WORK, 'herald-data'),
-          '--log-level',
-          'warn',
-          // Every load generator connection comes from 127.0.0.1.
-          '--max-connections-per-ip',
-          '0',
-          ...extra,
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
-      ),
+    start: (port, extra = [], cpus = '0') =>
+      spawn('taskset', ['-c', cpus, ...heraldCommand(port, 'warn', extra)], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
   },
   {
     name: 'opentracker',
-    start: (port) =>
+    start: (port, _extra, cpus = '0') =>
       spawn(
         'taskset',
         [
           '-c',
-          '0',
+          cpus,
           'opentracker',
           '-i',
           '127.0.0.1',
@@ -169,8 +189,8 @@ const TRACKERS: Tracker[] = [
   },
   {
     name: 'bittorrent-tracker',
-    start: (port) =>
-      spawn('taskset', ['-c', '0', NODE, join(ROOT, 'bench/bt-server.mjs'), BT_MODULE, String(port)], {
+    start: (port, _extra, cpus = '0') =>
+      spawn('taskset', ['-c', cpus, NODE, join(ROOT, 'bench/bt-server.mjs'), BT_MODULE, String(port)], {
         stdio: ['ignore', 'ignore', 'inherit'],
       }),
   },
@@ -192,25 +212,70 @@ async function waitTcp(port: number): Promise<void> {
   throw new Error(`nothing listening on ${port}`);
 }
 
-/** The tracker's own PID (the child is `taskset`, which execs the tracker: same PID). */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICK;
+/**
+ * The tracker's processes: its own PID (the child is `taskset` or `prlimit`, which exec the
+ * tracker: same PID) and its child processes (Herald's workers).
+ */
+function processes(pid: number): number[] {
+  const r = spawnSync('pgrep', ['-P', String(pid)]);
+  return [
+    pid,
+    ...r.stdout
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
+      .sort((a, b) => a - b),
+  ];
 }
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
+/** CPU seconds (user + system, all threads) of these processes. */
+function cpuSeconds(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    sum += (Number(fields[11]) + Number(fields[12])) / TICK;
+  }
+  return sum;
+}
+/** Resident memory of these processes, summed. */
+function rssBytes(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    sum += m ? Number(m[1]) * 1024 : 0;
+  }
+  return sum;
+}
+/** Throws when a tracker's set of processes changed (a worker died and was restarted) mid-test. */
+function sameProcesses(name: string, before: number[], after: number[]): void {
+  if (before.join() !== after.join())
+    throw new Error(`${name}: processes changed during the test (${before} -> ${after})`);
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+/**
+ * Stops a tracker (SIGTERM, SIGKILL after `graceMs`) and, when it had child processes (Herald's
+ * workers stop with their primary), waits for those too and kills any left, by PID.
+ */
+async function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const kids = processes(child.pid!).slice(1);
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(t);
   live.delete(child);
+  const alive = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('herald.js');
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + graceMs;
+  while (kids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of kids.filter(alive)) process.kill(pid, 'SIGKILL');
 }
 
 interface LoadResult {
@@ -232,12 +297,13 @@ function udpLoad(
   torrents: number,
   peers: number,
   window = P.window,
+  cpus = '1',
 ): LoadResult {
   const out = execFileSync(
     'taskset',
     [
       '-c',
-      '1',
+      cpus,
       LOAD,
       '127.0.0.1',
       String(port),
@@ -264,10 +330,16 @@ function udpLoad(
   };
 }
 
-function httpLoad(port: number, mode: 'announce' | 'scrape', close: boolean, seconds: number): LoadResult {
+function httpLoad(
+  port: number,
+  mode: 'announce' | 'scrape',
+  close: boolean,
+  seconds: number,
+  cpus = '1',
+): LoadResult {
   // `times` (a bash builtin) reports wrk's CPU time: the load generator's own cost.
   const header = close ? `-H 'Connection: close'` : '';
-  const cmd = `taskset -c 1 wrk -t1 -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench/http.lua')} http://127.0.0.1:${port} -- ${HTTP_HASHES} ${mode} ${P.peers} | tail -1; times`;
+  const cmd = `taskset -c ${cpus} wrk -t1 -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench/http.lua')} http://127.0.0.1:${port} -- ${HTTP_HASHES} ${mode} ${P.peers} | tail -1; times`;
   const out = execFileSync('bash', ['-c', cmd], { timeout: (seconds + 60) * 1000 })
     .toString()
     .trim()
@@ -325,38 +397,91 @@ const wsMemory: { tracker: string; conns: number; bytesPerConn: number }[] = [];
 
 /** Starts a WebSocket tracker on CPU 0 with room for many sockets; returns the child and URL. */
 function startWs(name: string, port: number): { child: ChildProcess; url: string } {
-  const base = [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '0', NODE];
+  const base = [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '0'];
   const child =
     name === 'herald'
-      ? spawn(
-          'prlimit',
-          [
-            ...base,
-            '--max-semi-space-size=1',
-            join(ROOT, 'bin/herald.js'),
-            'serve',
-            '--http',
-            `127.0.0.1:${port}`,
-            '--udp',
-            'off',
-            '--data-dir',
-            join(WORK, 'herald-data'),
-            '--log-level',
-            'warn',
-            // Every load generator connection comes from 127.0.0.1.
-            '--max-connections-per-ip',
-            '0',
-          ],
-          { stdio: ['ignore', 'ignore', 'inherit'] },
-        )
-      : spawn('prlimit', [...base, join(ROOT, 'bench/bt-server.mjs'), BT_MODULE, String(port), 'ws'], {
+      ? spawn('prlimit', [...base, ...heraldCommand(port, 'warn', [], 'off')], {
+          stdio: ['ignore', 'ignore', 'inherit'],
+        })
+      : spawn('prlimit', [...base, NODE, join(ROOT, 'bench/bt-server.mjs'), BT_MODULE, String(port), 'ws'], {
           stdio: ['ignore', 'ignore', 'inherit'],
         });
   live.add(child);
   return { child, url: name === 'herald' ? `ws://127.0.0.1:${port}/announce` : `ws://127.0.0.1:${port}` };
 }
 
-const WS_LOAD = [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', '1', NODE, join(ROOT, 'bench/ws-load.ts')];
+/** The WebSocket load generator's command line after `prlimit`, on `cpus`. */
+function wsLoad(cpus = '1'): string[] {
+  return [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', cpus, NODE, join(ROOT, 'bench/ws-load.ts')];
+}
+const WS_LOAD = wsLoad();
+
+/**
+ * Connections held: one load generator per source address in `from` (each opens `conns`
+ * announcing sockets; each is one process, limited to NOFILE files), then the tracker's RSS growth
+ * over all its processes (the most files any one of them had open is returned too).
+ */
+async function wsHold(
+  pid: number,
+  url: string,
+  conns: number,
+  from: (string | null)[],
+  cpus = '1',
+): Promise<{ held: number; failures: number; bytesPerConn: number; files: number[] }> {
+  await new Promise((r) => setTimeout(r, 500));
+  const pids = processes(pid);
+  const before = rssBytes(pids);
+  const loads = from.map((addr) => {
+    const load = spawn(
+      'prlimit',
+      [
+        ...wsLoad(cpus),
+        'conns',
+        url,
+        String(conns),
+        String(WS.torrents * 20),
+        ...(addr === null ? [] : [`--from=${addr}`]),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    live.add(load);
+    return load;
+  });
+  try {
+    const ready = await Promise.all(
+      loads.map(
+        (load) =>
+          new Promise<{ ready: number; failures: number }>((resolve, reject) => {
+            let buf = '';
+            load.stdout!.on('data', (d) => {
+              buf += d;
+              if (buf.includes('\n')) resolve(JSON.parse(buf));
+            });
+            load.on('exit', (code) => reject(new Error(`ws-load conns exited with ${code}`)));
+          }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = processes(pid);
+    sameProcesses(url, pids, after);
+    const bytes = rssBytes(after) - before;
+    const files = after.map(
+      (p) =>
+        spawnSync('ls', [`/proc/${p}/fd`])
+          .stdout.toString()
+          .split('\n').length - 1,
+    );
+    const held = ready.reduce((a, r) => a + r.ready, 0);
+    return { held, failures: ready.reduce((a, r) => a + r.failures, 0), bytesPerConn: bytes / held, files };
+  } finally {
+    for (const load of loads) {
+      const exited = new Promise((r) => load.once('exit', r));
+      load.stdin!.end();
+      await exited;
+      live.delete(load);
+    }
+  }
+}
 
 async function wsTests(name: string): Promise<void> {
   // Relay throughput: closed loop, every announce carries offers relayed to other sockets.
@@ -376,7 +501,7 @@ async function wsTests(name: string): Promise<void> {
         String(WS.offers),
         '1',
       ]);
-      const c0 = cpuSeconds(pid);
+      const c0 = cpuSeconds([pid]);
       const out = execFileSync('prlimit', [
         ...WS_LOAD,
         'relay',
@@ -387,7 +512,7 @@ async function wsTests(name: string): Promise<void> {
         String(WS.seconds),
         String(WS.depth),
       ]).toString();
-      const c1 = cpuSeconds(pid);
+      const c1 = cpuSeconds([pid]);
       const r = JSON.parse(out);
       wsRows.push({
         tracker: name,
@@ -410,28 +535,9 @@ async function wsTests(name: string): Promise<void> {
     const { child, url } = startWs(name, port);
     try {
       await waitTcp(port);
-      await new Promise((r) => setTimeout(r, 500));
-      const before = rssBytes(child.pid!);
-      const load = spawn('prlimit', [...WS_LOAD, 'conns', url, String(WS.conns), String(WS.torrents * 20)], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      });
-      live.add(load);
-      const ready = await new Promise<{ ready: number; failures: number }>((resolve, reject) => {
-        let buf = '';
-        load.stdout!.on('data', (d) => {
-          buf += d;
-          if (buf.includes('\n')) resolve(JSON.parse(buf));
-        });
-        load.on('exit', (code) => reject(new Error(`ws-load conns exited with ${code}`)));
-      });
-      await new Promise((r) => setTimeout(r, 1000));
-      const after = rssBytes(child.pid!);
-      load.stdin!.end();
-      await new Promise((r) => load.once('exit', r));
-      wsMemory.push({ tracker: name, conns: ready.ready, bytesPerConn: (after - before) / ready.ready });
-      log(
-        `${name}: ws ${ready.ready} connections, ${((after - before) / ready.ready).toFixed(0)} bytes each`,
-      );
+      const r = await wsHold(child.pid!, url, WS.conns, [null]);
+      wsMemory.push({ tracker: name, conns: r.held, bytesPerConn: r.bytesPerConn });
+      log(`${name}: ws ${r.held} connections, ${r.bytesPerConn.toFixed(0)} bytes each`);
     } finally {
       await stop(child);
     }
@@ -468,9 +574,9 @@ async function throughput(t: Tracker): Promise<void> {
 
 /** Runs one measured load against the tracker process `pid` and adds its row (CPU from /proc). */
 function measure(test: string, tracker: string, pid: number, run: () => LoadResult): void {
-  const c0 = cpuSeconds(pid);
+  const c0 = cpuSeconds([pid]);
   const r = run();
-  addRow(test, tracker, [r], cpuSeconds(pid) - c0);
+  addRow(test, tracker, [r], cpuSeconds([pid]) - c0);
   log(
     `${tracker}: ${test}: ${Math.round(r.rps)}/s p50 ${r.p50_us}us p99 ${r.p99_us}us invalid ${r.invalid} missing ${r.missing}`,
   );
@@ -481,7 +587,7 @@ function measure(test: string, tracker: string, pid: number, run: () => LoadResu
  * p50 and p99 are the median load's (the only one's when there is one), CPU per response and the
  * counts are over all of them.
  */
-function addRow(test: string, tracker: string, loads: LoadResult[], cpu: number): Row {
+function addRow(test: string, tracker: string, loads: LoadResult[], cpu: number, into = rows): Row {
   const sum = (f: (r: LoadResult) => number) => loads.reduce((a, r) => a + f(r), 0);
   const ok = sum((r) => r.ok);
   const row: Row = {
@@ -495,7 +601,7 @@ function addRow(test: string, tracker: string, loads: LoadResult[], cpu: number)
     invalid: sum((r) => r.invalid),
     missing: sum((r) => r.missing),
   };
-  rows.push(row);
+  into.push(row);
   return row;
 }
 
@@ -512,17 +618,52 @@ const DGRAM_TEST = 'UDP announce, node:dgram fallback (no addon)';
 /** One-second load slices per tracker in the dgram test. */
 const DGRAM_ROUNDS = QUICK ? 3 : 7;
 
+/** A tracker running in a paired test. */
+interface Entrant {
+  name: string;
+  port: number;
+  child: ChildProcess;
+}
+
+/**
+ * Paired measurement: every entrant runs at once (only one under load at a time) and the load
+ * (`run(port, seconds)`) alternates between them in one-second slices, `rounds` each. This VM's
+ * speed drifts by ±15 % over seconds to minutes (opentracker alone has measured 79k-134k/s in
+ * different runs), more than the margins these rows are about, so each entrant's responses/s,
+ * p50 and p99 are its median slice, taken within the same minute as the others'; CPU per response
+ * is the total over all its slices and all its processes. Adds one row per entrant to `into`.
+ */
+function paired(
+  test: string,
+  entrants: Entrant[],
+  rounds: number,
+  run: (port: number, seconds: number) => LoadResult,
+  into = rows,
+): void {
+  const acc = entrants.map((x) => ({ x, slices: [] as LoadResult[], cpu: 0 }));
+  for (let round = 0; round < rounds; round++)
+    for (const a of acc) {
+      const pids = processes(a.x.child.pid!);
+      const c0 = cpuSeconds(pids);
+      a.slices.push(run(a.x.port, 1));
+      const after = processes(a.x.child.pid!);
+      sameProcesses(a.x.name, pids, after);
+      a.cpu += cpuSeconds(after) - c0;
+    }
+  for (const a of acc) {
+    const row = addRow(test, a.x.name, a.slices, a.cpu, into);
+    log(
+      `${a.x.name}: ${test}: slices ${a.slices.map((r) => Math.round(r.rps)).join(' ')}/s, ${fmt(row.cpuUs, 1)} us each`,
+    );
+  }
+}
+
 /**
  * Herald's fallback UDP transport (where the addon is not built) against opentracker's UDP
- * announce, paired: both trackers run at once (each pinned to CPU 0, only one under load at a
- * time) and the load alternates between them in one-second slices, DGRAM_ROUNDS each. This VM's
- * speed drifts by ±15 % over seconds to minutes (opentracker alone has measured 79k-134k/s in
- * different runs), more than the margin this row is about, so each tracker's responses/s, p50 and
- * p99 are its median slice, taken within the same minute as the other's; CPU per response is the
- * total over all its slices.
+ * announce, paired (each pinned to CPU 0), DGRAM_ROUNDS slices each.
  */
 async function dgramTest(): Promise<void> {
-  const pair: { name: string; port: number; child: ChildProcess; slices: LoadResult[]; cpu: number }[] = [];
+  const pair: Entrant[] = [];
   const others = selected('throughput', 'opentracker') ? [TRACKERS[1]] : [];
   try {
     for (const [t, extra] of [[TRACKERS[0], ['--udp-io', 'dgram']], ...others.map((o) => [o, []])] as [
@@ -532,26 +673,45 @@ async function dgramTest(): Promise<void> {
       const port = nextPort++;
       const child = t.start(port, extra);
       live.add(child);
-      pair.push({ name: t.name, port, child, slices: [], cpu: 0 });
+      pair.push({ name: t.name, port, child });
       await waitTcp(port);
       udpLoad(port, 'fill', 120, P.torrents, P.peers);
       udpLoad(port, 'announce', P.warm, P.torrents, P.peers);
     }
-    for (let round = 0; round < DGRAM_ROUNDS; round++)
-      for (const x of pair) {
-        const c0 = cpuSeconds(x.child.pid!);
-        x.slices.push(udpLoad(x.port, 'announce', 1, P.torrents, P.peers));
-        x.cpu += cpuSeconds(x.child.pid!) - c0;
-      }
-    for (const x of pair) {
-      const row = addRow(DGRAM_TEST, x.name, x.slices, x.cpu);
-      log(
-        `${x.name}: ${DGRAM_TEST}: slices ${x.slices.map((r) => Math.round(r.rps)).join(' ')}/s, ${fmt(row.cpuUs, 1)} us each`,
-      );
-    }
+    paired(DGRAM_TEST, pair, DGRAM_ROUNDS, (port, s) => udpLoad(port, 'announce', s, P.torrents, P.peers));
   } finally {
     for (const x of pair) await stop(x.child);
   }
+}
+
+/**
+ * Memory per peer: RSS growth of the tracker (all its processes, each one's idle RSS subtracted)
+ * after announcing P.memTorrents × P.memPeers distinct peers over UDP from `cpus`. With `gc`
+ * (a full collection in these processes), the idle RSS is taken after one, and `liveBytesPerPeer`
+ * is the growth after another once the peers are in.
+ */
+async function peerMemory(
+  name: string,
+  pid: number,
+  port: number,
+  cpus = '1',
+  gc?: (pids: number[]) => Promise<number>,
+): Promise<{ peers: number; bytesPerPeer: number; liveBytesPerPeer: number; storeBytesPerPeer: number }> {
+  await new Promise((r) => setTimeout(r, 500));
+  const pids = processes(pid);
+  const buffers = gc ? await gc(pids) : 0;
+  const before = rssBytes(pids);
+  const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers, P.window, cpus);
+  await new Promise((res) => setTimeout(res, 1000));
+  const after = processes(pid);
+  sameProcesses(name, pids, after);
+  const bytesPerPeer = (rssBytes(after) - before) / r.ok;
+  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / r.ok : Number.NaN;
+  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / r.ok : Number.NaN;
+  log(
+    `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)})` : ''}`,
+  );
+  return { peers: r.ok, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
 }
 
 async function memoryTest(t: Tracker): Promise<void> {
@@ -560,13 +720,8 @@ async function memoryTest(t: Tracker): Promise<void> {
   live.add(child);
   try {
     await waitTcp(port);
-    await new Promise((r) => setTimeout(r, 500));
-    const before = rssBytes(child.pid!);
-    const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers);
-    await new Promise((res) => setTimeout(res, 1000));
-    const after = rssBytes(child.pid!);
-    memory.push({ tracker: t.name, peers: r.ok, bytesPerPeer: (after - before) / r.ok });
-    log(`${t.name}: memory ${r.ok} peers, ${((after - before) / r.ok).toFixed(1)} bytes/peer`);
+    const m = await peerMemory(t.name, child.pid!, port);
+    memory.push({ tracker: t.name, peers: m.peers, bytesPerPeer: m.bytesPerPeer });
   } finally {
     await stop(child);
   }
@@ -604,6 +759,269 @@ async function expiryTest(): Promise<void> {
   }
 }
 
+// ---------- Workers (issue #13): `herald serve --workers 2` against `--workers 1` ----------
+/**
+ * The CPUs of every process in the workers test, load generators included: two workers need both
+ * cores of this 2-vCPU machine, so nothing there is pinned to one core, and server CPU per
+ * response (over all of a tracker's processes) is the figure that counts.
+ */
+const PAIR_CPUS = '0,1';
+/** One-second load slices per tracker in the workers test. */
+const WORKER_ROUNDS = QUICK ? 3 : 7;
+/**
+ * WebSocket connections held with 2 workers: one load generator per source address (each is one
+ * process, limited to NOFILE files like every process here), each opening `conns` sockets; the
+ * kernel spreads them over the workers (SO_REUSEPORT), each worker with its own NOFILE.
+ */
+const WORKER_WS = {
+  conns: QUICK ? 2000 : 11_000,
+  from: ['127.0.0.2', '127.0.0.3'],
+};
+/** One worker with the HTTP frontend workers use (node:net instead of the batched addon). */
+const NODE_NET_ONE = 'herald --workers 1 --http-io node';
+const workerRows: Row[] = [];
+const workerMemory: {
+  workers: number;
+  peers: number;
+  bytesPerPeer: number;
+  liveBytesPerPeer: number;
+  storeBytesPerPeer: number;
+}[] = [];
+const workerWs: {
+  workers: number;
+  held: number;
+  failures: number;
+  bytesPerConn: number;
+  files: number[];
+  here: boolean;
+}[] = [];
+
+/**
+ * Starts `herald serve --workers N` on PAIR_CPUS (with NOFILE open files per process when
+ * `nofile`) and resolves once every worker serves (its log says so).
+ */
+async function startWorkers(
+  port: number,
+  workers: number,
+  o: { nofile?: boolean; udp?: string; inspectors?: string[]; extra?: string[] } = {},
+): Promise<ChildProcess> {
+  // --inspect-port=0: SIGUSR1 opens a process's inspector on a random loopback port (collectGarbage).
+  const flags = o.inspectors ? ['--inspect-port=0'] : [];
+  const cmd = [
+    'taskset',
+    '-c',
+    PAIR_CPUS,
+    ...heraldCommand(port, 'info', ['--workers', String(workers), ...(o.extra ?? [])], o.udp, flags),
+  ];
+  const argv = o.nofile ? ['prlimit', `--nofile=${NOFILE}:${NOFILE}`, ...cmd] : cmd;
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(child);
+  const want = workers > 1 ? 'herald workers running' : 'herald listening';
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`herald --workers ${workers}: not ready in 60 s`)), 60_000);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`herald --workers ${workers} exited with ${code}`));
+    });
+    // Info lines are read for readiness, inspector URLs collected; warnings and errors pass through.
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      const inspector = /^Debugger listening on (ws:\/\/\S+)/.exec(line);
+      if (inspector) o.inspectors?.push(inspector[1]);
+      if (inspector || line.startsWith('For help, see') || line === 'Debugger attached.') return;
+      let entry: { level?: number; msg?: string } = {};
+      try {
+        entry = JSON.parse(line);
+      } catch {}
+      if (entry.msg === want) {
+        clearTimeout(t);
+        resolve();
+      } else if ((entry.level ?? 50) >= 40) process.stderr.write(`${line}\n`);
+    });
+  });
+  return child;
+}
+
+/**
+ * A full garbage collection in each of these Node processes (started with --inspect-port=0 by
+ * startWorkers, which collects the inspectors' URLs into `urls`): SIGUSR1 opens each one's
+ * inspector on a random loopback port, HeapProfiler.collectGarbage runs, each process reports
+ * its `process.memoryUsage().arrayBuffers` (the swarm store's typed arrays; summed and returned),
+ * and the inspector is closed again. RSS right after a fill swings by ±25 bytes per peer at 1M
+ * peers with where V8's last full collection fell (two runs: 52.8 and 26.4 bytes/peer for the
+ * same process); after one it is what the process holds.
+ */
+async function collectGarbage(pids: number[], urls: string[]): Promise<number> {
+  let arrayBuffers = 0;
+  urls.length = 0;
+  for (const pid of pids) process.kill(pid, 'SIGUSR1');
+  const deadline = Date.now() + 15_000;
+  while (urls.length < pids.length) {
+    if (Date.now() > deadline)
+      throw new Error(`inspector: ${urls.length} of ${pids.length} processes opened one`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  for (const url of urls)
+    await new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(url);
+      const t = setTimeout(() => {
+        ws.terminate();
+        reject(new Error(`inspector ${url}: no answer in 60 s`));
+      }, 60_000);
+      ws.on('open', () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
+      const evaluate = (id: number, expression: string) =>
+        ws.send(
+          JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression, returnByValue: true } }),
+        );
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d));
+        if (m.id === 1) evaluate(2, 'process.memoryUsage().arrayBuffers');
+        else if (m.id === 2) {
+          arrayBuffers += Number(m.result?.result?.value);
+          evaluate(3, "process.getBuiltinModule('inspector').close()");
+        } else if (m.id === 3) ws.close();
+      });
+      ws.on('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ws.on('error', (err) => {
+        clearTimeout(t);
+        reject(err);
+      });
+    });
+  await new Promise((r) => setTimeout(r, 500));
+  return arrayBuffers;
+}
+
+async function workersTests(): Promise<void> {
+  // Throughput: Herald with 1 and 2 workers and opentracker, paired; over HTTP also one worker
+  // answering through node:net as workers do (which part of the cost is node:net, which hand-over).
+  const entrants: Entrant[] = [];
+  try {
+    for (const n of [1, 2]) {
+      const port = nextPort++;
+      entrants.push({ name: `herald --workers ${n}`, port, child: await startWorkers(port, n) });
+    }
+    if (selected('workers', 'opentracker')) {
+      const port = nextPort++;
+      const child = TRACKERS[1].start(port, [], PAIR_CPUS);
+      live.add(child);
+      entrants.push({ name: 'opentracker', port, child });
+      await waitTcp(port);
+    }
+    {
+      const port = nextPort++;
+      const child = await startWorkers(port, 1, { extra: ['--http-io', 'node'] });
+      entrants.push({ name: NODE_NET_ONE, port, child });
+    }
+    for (const x of entrants) {
+      log(`${x.name}: prefill ${P.torrents} torrents x ${P.peers} peers`);
+      udpLoad(x.port, 'fill', 120, P.torrents, P.peers, P.window, PAIR_CPUS);
+    }
+    const tests: [string, (port: number, seconds: number) => LoadResult][] = [
+      ['UDP announce', (port, s) => udpLoad(port, 'announce', s, P.torrents, P.peers, P.window, PAIR_CPUS)],
+      ['HTTP announce, keep-alive', (port, s) => httpLoad(port, 'announce', false, s, PAIR_CPUS)],
+    ];
+    for (const [test, run] of tests) {
+      const these = entrants.filter((x) => test.startsWith('HTTP') || x.name !== NODE_NET_ONE);
+      for (const x of these) run(x.port, P.warm);
+      paired(test, these, WORKER_ROUNDS, run, workerRows);
+    }
+  } finally {
+    for (const x of entrants) await stop(x.child, 20_000);
+  }
+  // Memory per peer, all processes, without and with a full GC before reading.
+  for (const n of [1, 2]) {
+    const port = nextPort++;
+    const inspectors: string[] = [];
+    const child = await startWorkers(port, n, { inspectors });
+    try {
+      workerMemory.push({
+        workers: n,
+        ...(await peerMemory(`herald --workers ${n}`, child.pid!, port, PAIR_CPUS, (pids) =>
+          collectGarbage(pids, inspectors),
+        )),
+      });
+    } finally {
+      await stop(child, 20_000);
+    }
+  }
+  // WebSocket connections held. One worker: the ws test's figure when this run has it.
+  for (const n of [1, 2]) {
+    const done = wsMemory.find((m) => m.tracker === 'herald');
+    if (n === 1 && done !== undefined) {
+      workerWs.push({
+        workers: 1,
+        held: done.conns,
+        failures: 0,
+        bytesPerConn: done.bytesPerConn,
+        files: [],
+        here: false,
+      });
+      continue;
+    }
+    const port = nextPort++;
+    const child = await startWorkers(port, n, { nofile: true, udp: 'off' });
+    try {
+      const r =
+        n === 1
+          ? await wsHold(child.pid!, `ws://127.0.0.1:${port}/announce`, WS.conns, [null], PAIR_CPUS)
+          : await wsHold(
+              child.pid!,
+              `ws://127.0.0.1:${port}/announce`,
+              WORKER_WS.conns,
+              WORKER_WS.from,
+              PAIR_CPUS,
+            );
+      workerWs.push({ workers: n, ...r, here: true });
+      log(
+        `herald --workers ${n}: ws ${r.held} connections (open files per process ${r.files.join(' / ')}), ${r.bytesPerConn.toFixed(0)} bytes each`,
+      );
+    } finally {
+      await stop(child, 20_000);
+    }
+  }
+}
+
+/** The workers test's part of the report (empty when it did not run). */
+function workersReport(): string[] {
+  if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
+  const out = [
+    '',
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through \`node:net\` (the batched HTTP addon answers synchronously only) and an announce for another worker's swarm is handed over through a Unix socket; the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, paired with the others) separates the two costs.`,
+    '',
+    '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
+    '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  const by = (test: string, tracker: string) =>
+    workerRows.find((r) => r.test === test && r.tracker === tracker);
+  const ratio = (r: Row, o: Row | undefined) =>
+    o && o !== r && r.tracker.startsWith('herald')
+      ? `${fmt(r.rps / o.rps, 2)}×, ${fmt(r.cpuUs / o.cpuUs, 2)}×`
+      : '';
+  for (const r of workerRows) {
+    const procs = r.tracker === 'herald --workers 2' ? 'primary + 2 workers' : '1';
+    out.push(
+      `| ${r.test} | ${r.tracker} | ${procs} | 0-1, shared with the load generator | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.clientBusy * 100)}% | ${r.invalid} / ${r.missing} | ${ratio(r, by(r.test, 'herald --workers 1'))} | ${ratio(r, by(r.test, 'opentracker'))} |`,
+    );
+  }
+  const m1 = workerMemory.find((m) => m.workers === 1);
+  const m2 = workerMemory.find((m) => m.workers === 2);
+  if (m1 && m2)
+    out.push(
+      '',
+      `Memory with workers: RSS growth of all Herald's processes (primary and workers, each one's idle RSS after a full GC subtracted) after announcing ${fmt(m2.peers)} distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
+    );
+  const w1 = workerWs.find((w) => w.workers === 1);
+  const w2 = workerWs.find((w) => w.workers === 2);
+  if (w2)
+    out.push(
+      '',
+      `WebSocket connections held with 2 workers: ${fmt(w2.held)} sockets, each announcing one torrent, from ${WORKER_WS.from.length} load generator processes (${fmt(WORKER_WS.conns)} each, from ${WORKER_WS.from.join(' and ')}; every process here, Herald's included, may open ${NOFILE} files); open files per Herald process (primary, workers): ${w2.files.join(' / ')}; ${w2.failures} failures: ${fmt(w2.bytesPerConn)} bytes per connection over all processes${w1 ? `, against ${fmt(w1.bytesPerConn)} with 1 worker (${fmt(w1.held)} held${w1.here ? '' : ', the WebSocket test above'}): ${fmt(w2.bytesPerConn / w1.bytesPerConn, 2)}×` : ''}.`,
+    );
+  return out;
+}
+
 function version(cmd: string[]): string {
   try {
     return execFileSync(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -631,6 +1049,7 @@ async function main(): Promise<void> {
   for (const t of TRACKERS) if (selected('memory', t.name)) await memoryTest(t);
   if (!QUICK && selected('expiry')) await expiryTest();
   for (const name of ['herald', 'bittorrent-tracker']) if (selected('ws', name)) await wsTests(name);
+  if (selected('workers')) await workersTests();
 
   const by = (test: string, tracker: string) => rows.find((r) => r.test === test && r.tracker === tracker);
   const lines: string[] = [];
@@ -662,6 +1081,7 @@ async function main(): Promise<void> {
     mem.push(
       `| ${m.tracker} | ${fmt(m.peers)} | ${fmt(m.bytesPerPeer, 1)} | ${mh && m.tracker !== 'herald' ? `${fmt(mh.bytesPerPeer / m.bytesPerPeer, 2)}×` : ''} |`,
     );
+  const workers = workersReport();
   const cpu = cpus()[0]?.model ?? 'unknown';
   const machine = `${cpus().length} × ${cpu}, Linux ${release()}`;
   const versions = [
@@ -676,31 +1096,39 @@ async function main(): Promise<void> {
     `Versions: ${versions.join('; ')}.`,
     '',
     `Load: ${fmt(P.torrents)} torrents × ${P.peers} peers prefilled over UDP; each test ${P.seconds} s after a ${P.warm} s warm-up; UDP closed loop with ${P.window} requests in flight (sendmmsg/recvmmsg, C); HTTP by wrk, 1 thread, 64 connections. Tracker on CPU 0, load generator on CPU 1. The dgram fallback row is paired: Herald (\`--udp-io dgram\`) and opentracker run side by side and the load alternates between them in 1 s slices, ${DGRAM_ROUNDS} each; responses/s, p50 and p99 are each one's median slice.`,
-    '',
-    ...lines,
-    '',
-    `Memory: RSS growth over peers held after announcing ${fmt(P.memTorrents * P.memPeers)} distinct peers over ${fmt(P.memTorrents)} torrents.`,
-    '',
-    ...mem,
-    '',
-    `WebSocket (WebTorrent), Herald vs bittorrent-tracker: relay = ${WS.relayConns} sockets over ${WS.torrents} torrents announcing in a closed loop (${WS.depth} in flight per socket), each announce with ${WS.offers} offers (~600-byte SDP) relayed to other sockets (${WS.seconds} s); connections = ${fmt(WS.conns)} sockets, each announcing one torrent, held open.`,
-    '',
-    '| tracker | announces/s | offers relayed/s | server CPU µs/announce | load generator CPU | failures | bytes per connection | Herald ÷ bittorrent-tracker |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
-    ...wsRows.map((r) => {
-      const bt = wsRows.find((x) => x.tracker === 'bittorrent-tracker');
-      const m = wsMemory.find((x) => x.tracker === r.tracker);
-      const mbt = wsMemory.find((x) => x.tracker === 'bittorrent-tracker');
-      const ratio =
-        r.tracker === 'herald' && bt
-          ? `${fmt(r.announcesPerSecond / bt.announcesPerSecond, 2)}× announces/s, ${fmt(r.cpuUs / bt.cpuUs, 2)}× CPU${m && mbt ? `, ${fmt(m.bytesPerConn / mbt.bytesPerConn, 2)}× memory` : ''}`
-          : '';
-      return `| ${r.tracker} | ${fmt(r.announcesPerSecond)} | ${fmt(r.offersPerSecond)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.clientBusy * 100)}% | ${r.failures} | ${m ? `${fmt(m.bytesPerConn)} (${fmt(m.conns)} held)` : '—'} | ${ratio} |`;
-    }),
+    ...(rows.length > 0 ? ['', ...lines] : []),
+    ...(memory.length === 0
+      ? []
+      : [
+          '',
+          `Memory: RSS growth over peers held after announcing ${fmt(P.memTorrents * P.memPeers)} distinct peers over ${fmt(P.memTorrents)} torrents.`,
+          '',
+          ...mem,
+        ]),
+    ...(wsRows.length === 0
+      ? []
+      : [
+          '',
+          `WebSocket (WebTorrent), Herald vs bittorrent-tracker: relay = ${WS.relayConns} sockets over ${WS.torrents} torrents announcing in a closed loop (${WS.depth} in flight per socket), each announce with ${WS.offers} offers (~600-byte SDP) relayed to other sockets (${WS.seconds} s); connections = ${fmt(WS.conns)} sockets, each announcing one torrent, held open.`,
+          '',
+          '| tracker | announces/s | offers relayed/s | server CPU µs/announce | load generator CPU | failures | bytes per connection | Herald ÷ bittorrent-tracker |',
+          '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+          ...wsRows.map((r) => {
+            const bt = wsRows.find((x) => x.tracker === 'bittorrent-tracker');
+            const m = wsMemory.find((x) => x.tracker === r.tracker);
+            const mbt = wsMemory.find((x) => x.tracker === 'bittorrent-tracker');
+            const ratio =
+              r.tracker === 'herald' && bt
+                ? `${fmt(r.announcesPerSecond / bt.announcesPerSecond, 2)}× announces/s, ${fmt(r.cpuUs / bt.cpuUs, 2)}× CPU${m && mbt ? `, ${fmt(m.bytesPerConn / mbt.bytesPerConn, 2)}× memory` : ''}`
+                : '';
+            return `| ${r.tracker} | ${fmt(r.announcesPerSecond)} | ${fmt(r.offersPerSecond)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.clientBusy * 100)}% | ${r.failures} | ${m ? `${fmt(m.bytesPerConn)} (${fmt(m.conns)} held)` : '—'} | ${ratio} |`;
+          }),
+        ]),
     '',
     expiry
       ? `Expiry (Herald): ${fmt(expiry.removed)} peers expired while a steady UDP load ran (${fmt(expiry.rps)}/s): p99 ${fmt(expiry.p99Us)} µs, slowest response ${fmt(expiry.maxUs / 1000, 1)} ms.`
-      : 'Expiry: not run (quick mode).',
+      : `Expiry: not run (${QUICK ? 'quick mode' : 'not selected'}).`,
+    ...workers,
   ].join('\n');
   process.stdout.write(`\n${report}\n`);
   if (WRITE) {

@@ -5,6 +5,8 @@
  *   node bench/ws-load.ts conns URL CONNECTIONS TORRENTS
  *     opens CONNECTIONS sockets (each announces one torrent as a leecher with one offer), waits
  *     for every answer, prints {"ready":N}, then holds them until stdin closes.
+ *     --from=ADDR: connect from this local (loopback) address, e.g. 127.0.0.2, so that several
+ *     load generators do not share one address's ephemeral ports.
  *   node bench/ws-load.ts relay URL CONNECTIONS TORRENTS OFFERS SECONDS [DEPTH]
  *     each socket announces in a closed loop with OFFERS offers; counts announce responses and
  *     offers delivered to other sockets. DEPTH announces are in flight per socket (default 1).
@@ -12,7 +14,10 @@
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
 
-const [mode, url, connsArg, torrentsArg, offersArg, secondsArg, depthArg] = process.argv.slice(2);
+const FROM = process.argv.find((a) => a.startsWith('--from='))?.slice('--from='.length);
+const [mode, url, connsArg, torrentsArg, offersArg, secondsArg, depthArg] = process.argv
+  .slice(2)
+  .filter((a) => !a.startsWith('--'));
 /** Announces in flight per socket in the relay test (1 = strictly closed loop). */
 const DEPTH = Number(depthArg ?? 1);
 const CONNS = Number(connsArg);
@@ -48,6 +53,7 @@ function open(i: number): Promise<Sock> {
         mask.fill(0);
       },
       skipUTF8Validation: true,
+      localAddress: FROM,
     });
     const peerId = bin(Buffer.concat([Buffer.from('-WL0001-'), randomBytes(12)]));
     ws.once('open', () => resolve({ ws, peerId, infoHash: hashes[i % TORRENTS] }));
@@ -55,50 +61,66 @@ function open(i: number): Promise<Sock> {
   });
 }
 
-async function openAll(): Promise<Sock[]> {
+/** Opens CONNS sockets, 200 at a time; `then` runs on each as soon as it is open (awaited). */
+async function openAll(then?: (s: Sock) => Promise<unknown>): Promise<Sock[]> {
   const out: Sock[] = new Array(CONNS);
   let next = 0;
   const worker = async () => {
     while (next < CONNS) {
       const i = next++;
       out[i] = await open(i);
+      if (then) await then(out[i]);
     }
   };
   await Promise.all(Array.from({ length: 200 }, worker));
   return out;
 }
 
-/** Every socket announces `started` (no offers); resolves once all have their answer. */
-function joinAll(socks: Sock[]): Promise<{ answered: number; failures: number }> {
-  let answered = 0;
-  let failures = 0;
+/**
+ * The socket announces `started` (no offers); resolves with true on a tracker's answer, false on
+ * a failure reason or when the socket closes first (never hangs on a socket the server closed).
+ */
+function join(s: Sock): Promise<boolean> {
   return new Promise((resolve) => {
-    for (const s of socks) {
-      s.ws.once('message', (d) => {
-        if (String(d).includes('failure reason')) failures++;
-        if (++answered === socks.length) resolve({ answered, failures });
-      });
-      s.ws.send(
-        JSON.stringify({
-          action: 'announce',
-          info_hash: s.infoHash,
-          peer_id: s.peerId,
-          event: 'started',
-          uploaded: 0,
-          downloaded: 0,
-          left: 1000,
-          numwant: 0,
-          offers: [],
-        }),
-      );
-    }
+    const closed = () => resolve(false);
+    s.ws.once('close', closed);
+    s.ws.once('message', (d) => {
+      s.ws.off('close', closed);
+      resolve(!String(d).includes('failure reason'));
+    });
+    s.ws.send(
+      JSON.stringify({
+        action: 'announce',
+        info_hash: s.infoHash,
+        peer_id: s.peerId,
+        event: 'started',
+        uploaded: 0,
+        downloaded: 0,
+        left: 1000,
+        numwant: 0,
+        offers: [],
+      }),
+    );
   });
 }
 
+/** Every socket announces `started`; resolves once each has its answer (or has closed). */
+async function joinAll(socks: Sock[]): Promise<{ answered: number; failures: number }> {
+  const ok = (await Promise.all(socks.map(join))).filter(Boolean).length;
+  return { answered: ok, failures: socks.length - ok };
+}
+
 async function conns(): Promise<void> {
-  const socks = await openAll();
-  const { answered, failures } = await joinAll(socks);
-  process.stdout.write(`${JSON.stringify({ ready: answered, failures })}\n`);
+  // Each socket announces as soon as it is open, as a client does (a tracker may close a socket
+  // that stays silent: Herald's ws_first_announce_timeout), and waits for its answer.
+  const answered: Sock[] = [];
+  const socks = await openAll(async (s) => {
+    if (await join(s)) answered.push(s);
+  });
+  // Held: answered and still open now.
+  const ready = answered.filter((s) => s.ws.readyState === WebSocket.OPEN).length;
+  const failures = socks.length - answered.length;
+  process.stdout.write(`${JSON.stringify({ ready, failures })}\n`);
   // Hold the connections until the parent has read the server's memory.
   await new Promise<void>((r) => {
     process.stdin.on('data', () => r());
@@ -168,7 +190,9 @@ async function relay(): Promise<void> {
 
 const run = mode === 'conns' ? conns : mode === 'relay' ? relay : null;
 if (run === null) {
-  process.stderr.write('usage: ws-load.ts conns|relay URL CONNECTIONS TORRENTS [OFFERS SECONDS]\n');
+  process.stderr.write(
+    'usage: ws-load.ts conns|relay URL CONNECTIONS TORRENTS [OFFERS SECONDS] [--from=ADDR]\n',
+  );
   process.exit(2);
 }
 const guard = setTimeout(() => {
