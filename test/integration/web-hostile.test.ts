@@ -1,7 +1,7 @@
 /**
- * Request bodies the client does not finish (found by `npm run fuzz`, target http): a client that
- * announces more body bytes than it sends and then half-closes is a client error, answered as
- * one; it is not an internal error in the log, in /stats and /metrics, or an HTTP 500.
+ * Hostile requests to the web side (API and portal), found by `npm run fuzz` (target http): each
+ * is a client error, answered as one; none is an internal error in the log, in /stats and
+ * /metrics, or an HTTP 500.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -47,5 +47,19 @@ test('API: a JSON body cut short by the client is a 400, not an internal error',
   for (const r of splitResponses(all)) assert.ok(r.status >= 400 && r.status < 500, `status ${r.status}`);
   // The handler runs on after the answer; give it the turn it needs to fail the way it fails.
   await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await internalErrors(), before, 'nothing was counted as an internal error');
+});
+
+test('portal: a request target no URL parser accepts is a 400, not an internal error', async () => {
+  const before = await internalErrors();
+  for (const target of ['//a:99999/', 'http://12uploaded=7.0.0.1/torrents', 'http://[::1/']) {
+    const all = await rawExchange(port, '127.0.0.1', `GET ${target} HTTP/1.1\r\nHost: t\r\n\r\n`, {
+      halfClose: true,
+      timeoutMs: 5000,
+    });
+    const [r] = splitResponses(all);
+    assert.ok(r, `an answer to ${target}`);
+    assert.equal(r.status, 400, `${target}: ${all.toString('latin1', 0, 200)}`);
+  }
   assert.equal(await internalErrors(), before, 'nothing was counted as an internal error');
 });
