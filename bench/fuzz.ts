@@ -4,7 +4,7 @@
  *
  *   npm run fuzz                                   every target, 1,000,000 inputs each (at most 600 s each)
  *   npm run fuzz -- --count 20000 --seconds 30     smaller
- *   npm run fuzz -- --target udp --target ws       some targets (bencode, metainfo, udp, http, ws, api, portal, http-node)
+ *   npm run fuzz -- --target udp --target ws       some targets (bencode, metainfo, wsjson, udp, http, ws, api, portal, http-node)
  *   npm run fuzz -- --seed 42                      the same inputs as another run with seed 42
  *   npm run fuzz -- --out DIR                      where inputs that found something are written (default .fuzz/SEED)
  *   npm run fuzz -- --rss-growth MB                RSS may grow this much after warm-up (default 256)

@@ -20,7 +20,17 @@ import { probeAll, probeApi, probeHttp, probePortal, probeUdp, probeWs, statsOf 
 import { Rng } from './rng.ts';
 import { type Finding, type NetContext, newResult, Recorder, type TargetResult } from './target.ts';
 
-export const TARGETS = ['bencode', 'metainfo', 'udp', 'http', 'ws', 'api', 'portal', 'http-node'] as const;
+export const TARGETS = [
+  'bencode',
+  'metainfo',
+  'wsjson',
+  'udp',
+  'http',
+  'ws',
+  'api',
+  'portal',
+  'http-node',
+] as const;
 export type TargetName = (typeof TARGETS)[number];
 
 export interface CampaignOptions {
@@ -299,7 +309,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
   const codecs = async () => {
     const results: TargetResult[] = [];
     for (const t of o.targets)
-      if (t === 'bencode' || t === 'metainfo') {
+      if (t === 'bencode' || t === 'metainfo' || t === 'wsjson') {
         log(`${t}: start`);
         results.push(await runCodec(o, t, rec));
       }

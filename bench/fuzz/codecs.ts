@@ -5,11 +5,20 @@
  * Beyond that contract the oracles check what a parse promises: a strict bencode decode re-encodes
  * to the same bytes, and a parsed torrent can be personalised and parsed again to the same hashes.
  */
+
+import { isUtf8 } from 'node:buffer';
 import type { createHash } from 'node:crypto';
 import { type BEncodable, decode, encode } from '../../src/protocol/bencode/index.ts';
 import { magnetLink, parseMetainfo, personalise } from '../../src/protocol/metainfo/index.ts';
+import {
+  encodeAnswer,
+  parseClientMessage,
+  type WsClientMessage,
+} from '../../src/protocol/websocket/codec.ts';
+import { parseClientFrame } from '../../src/protocol/websocket/scan.ts';
 import { generate, type Space } from './mutate.ts';
 import type { Rng } from './rng.ts';
+import { mutateWsText, wsMessages } from './ws-messages.ts';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 const bytes = (n: number, seed: number) => {
@@ -327,17 +336,81 @@ export function checkMetainfo(_rng: Rng, input: Buffer): CodecFinding | null {
   return null;
 }
 
+/** A message as plain data: ids as hex, each offer's JSON parsed (its bytes may differ, not its value). */
+function comparable(m: WsClientMessage): unknown {
+  return JSON.parse(
+    JSON.stringify(m, (k, v) => {
+      if (k === 'offerJson') return JSON.parse(Buffer.from(v as Uint8Array).toString('utf8'));
+      if (v instanceof Uint8Array || (v && typeof v === 'object' && v.type === 'Buffer'))
+        return Buffer.from(v instanceof Uint8Array ? v : v.data).toString('hex');
+      return v;
+    }),
+  );
+}
+
+/**
+ * A WebTorrent message through both of Herald's parsers: `parseClientFrame` (the byte scanner,
+ * falling back to JSON) must give what `parseClientMessage` (JSON.parse and checks) gives, for
+ * every text a WebSocket can deliver (valid UTF-8); neither may throw.
+ */
+export function checkWsJson(_rng: Rng, input: Buffer): CodecFinding | null {
+  let fast: ReturnType<typeof parseClientFrame>;
+  let slow: ReturnType<typeof parseClientMessage>;
+  try {
+    fast = parseClientFrame(input);
+  } catch (err) {
+    return { kind: 'exception', detail: `parseClientFrame threw: ${String(err)}`, input };
+  }
+  if (!isUtf8(input)) return null; // RawWebSocket closes the socket (1007) before parsing
+  try {
+    slow = parseClientMessage(input.toString('utf8'));
+  } catch (err) {
+    return { kind: 'exception', detail: `parseClientMessage threw: ${String(err)}`, input };
+  }
+  if (fast.ok !== slow.ok)
+    return {
+      kind: 'contract',
+      detail: `scanner ${JSON.stringify(fast).slice(0, 200)}, JSON ${JSON.stringify(slow).slice(0, 200)}`,
+      input,
+    };
+  if (!fast.ok || !slow.ok) return null;
+  // What parses must be relayable: the answer goes out through JSON.stringify.
+  const m = slow.msg;
+  if (m.action === 'announce' && m.answer !== undefined) {
+    const { offerId, answer } = m.answer;
+    try {
+      encodeAnswer({ infoHash: m.infoHash, fromPeerId: m.peerId, offerId, answer });
+    } catch (err) {
+      return { kind: 'exception', detail: `a parsed answer cannot be relayed: ${String(err)}`, input };
+    }
+  }
+  let a: string;
+  let b: string;
+  try {
+    a = JSON.stringify(comparable(fast.msg));
+    b = JSON.stringify(comparable(m));
+  } catch {
+    return null; // too deep for this comparison (Herald relays only what it could stringify)
+  }
+  if (a !== b)
+    return { kind: 'contract', detail: `scanner ${a.slice(0, 300)} / JSON ${b.slice(0, 300)}`, input };
+  return null;
+}
+
+const WS_MESSAGES = wsMessages(Buffer.alloc(20, 0xa1), Buffer.alloc(20, 0x7e));
+
 export const CODEC_TARGETS = {
-  bencode: { space: bencodeSpace, check: checkBencode },
-  metainfo: { space: metainfoSpace, check: checkMetainfo },
+  bencode: { space: bencodeSpace, check: checkBencode, make: null },
+  metainfo: { space: metainfoSpace, check: checkMetainfo, make: null },
+  wsjson: { space: null, check: checkWsJson, make: (rng: Rng) => mutateWsText(rng, WS_MESSAGES) },
 } as const;
 
 export type CodecTarget = keyof typeof CODEC_TARGETS;
 
 /** The inputs of a codec target, in order: the same for the same seed (the SHA-256 says so). */
 export function* codecInputs(rng: Rng, target: CodecTarget): Generator<Buffer> {
-  const { space } = CODEC_TARGETS[target];
-  for (;;) yield generate(rng, space);
+  const t = CODEC_TARGETS[target];
+  for (;;) yield t.make ? t.make(rng) : generate(rng, t.space!);
 }
 
 export function digestOf(h: ReturnType<typeof createHash>): string {

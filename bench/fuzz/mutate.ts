@@ -353,7 +353,7 @@ export function mutateJson(rng: Rng, value: unknown): string {
     -(2 ** 63),
     1e308,
     '',
-    'x'.repeat(rng.pick([1, 100, 10_000, 300_000])),
+    'x'.repeat(rng.pick([1, 100, 10_000, 70_000])),
     '\u0000',
     '\ud800',
     '😀',
@@ -391,7 +391,7 @@ export function mutateJson(rng: Rng, value: unknown): string {
     else if (op === 3 && !Array.isArray(h.obj)) delete (h.obj as Record<string, unknown>)[h.key as string];
     else if (op === 4) {
       // Deep nesting, spliced in as text (JSON.stringify itself would overflow the stack).
-      depth = rng.pick([10, 100, 5000, 100_000]);
+      depth = rng.pick([10, 100, 5000, 30_000]);
       set(DEEP);
     } else if (op === 5 && !Array.isArray(h.obj)) {
       // A key that is already there, once more (JSON.parse keeps the last).

@@ -7,87 +7,27 @@
  * Every frame the server sends is read: a text saying "internal error" or a close with code 1011
  * (internal error) is a finding.
  */
-import { binary, readServerFrames, WsOp, wsFrame } from '../harness/clients.ts';
+import { readServerFrames, WsOp, wsFrame } from '../harness/clients.ts';
 import type { Site } from '../harness/fixtures.ts';
 import type { Address } from '../harness/herald-child.ts';
 import { Conn } from './conn.ts';
-import { JSON_TOKENS, mutate, mutateJson, type Space } from './mutate.ts';
+import { mutate, type Space } from './mutate.ts';
 import { Rng } from './rng.ts';
 import { InputStream, type NetContext, Pacer, probeInterval } from './target.ts';
+import { mutateWsText, wsMessages } from './ws-messages.ts';
 
 const CONCURRENCY = 16;
 const PER_PING = 8;
 const ANSWER_MS = 3000;
 const CLOSE_MS = 10_000;
 
-const SDP =
-  'v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n' +
-  'a=candidate:1 1 udp 2122260223 192.0.2.1 5000 typ host\r\n';
-
-/** WebTorrent client messages, as objects (so that JSON-aware mutations can reach every value). */
-export function wsMessages(site: Site): Record<string, unknown>[] {
-  const ih = binary(site.torrents.fuzz.infoHash);
-  const other = binary(site.torrents.victim.infoHash);
-  const peer = '-WW0001-wsfuzz000001';
-  const base = { action: 'announce', info_hash: ih, peer_id: peer, uploaded: 0, downloaded: 0, left: 1000 };
-  return [
-    {
-      ...base,
-      event: 'started',
-      numwant: 5,
-      offers: [
-        { offer: { type: 'offer', sdp: SDP }, offer_id: binary(Buffer.alloc(20, 1)) },
-        { offer: { type: 'offer', sdp: SDP }, offer_id: binary(Buffer.alloc(20, 2)) },
-      ],
-    },
-    { ...base, uploaded: 65536, downloaded: 1000, left: 0, event: 'completed', numwant: 0, offers: [] },
-    {
-      ...base,
-      to_peer_id: '-WW0001-wsfuzz000002',
-      answer: { type: 'answer', sdp: SDP },
-      offer_id: binary(Buffer.alloc(20, 1)),
-    },
-    { action: 'scrape', info_hash: [ih, other] },
-    { action: 'scrape', info_hash: ih },
-    { ...base, event: 'stopped', left: 500 },
-    { ...base, info_hash: other, numwant: 50 },
-  ];
-}
-
-const WS_TOKENS = [
-  ...JSON_TOKENS,
-  ...[
-    '"action"',
-    '"announce"',
-    '"scrape"',
-    '"info_hash"',
-    '"peer_id"',
-    '"offers"',
-    '"offer_id"',
-    '"to_peer_id"',
-    '"answer"',
-    '"numwant"',
-    '"event"',
-    '"left"',
-    '\u00ff',
-    '\u0080',
-  ].map((s) => Buffer.from(s, 'utf8')),
-];
-
 /**
  * One input is one byte saying what it is and then its bytes: 'M' a text message (framed by the
  * sender), 'B' the same as a binary message, 'F' raw frames sent as they are.
  */
 export function wsInputMaker(site: Site): (rng: Rng) => Buffer {
-  const messages = wsMessages(site);
+  const messages = wsMessages(site.torrents.fuzz.infoHash, site.torrents.victim.infoHash);
   const texts = messages.map((m) => Buffer.from(JSON.stringify(m), 'utf8'));
-  const textSpace: Space = {
-    templates: texts,
-    tokens: WS_TOKENS,
-    separators: [Buffer.from(','), Buffer.from(':')],
-    numbers: 'text',
-    maxLength: 80 * 1024,
-  };
   const frameTemplates = (rng: Rng): Buffer[] => {
     const mask = () => rng.bytes(4);
     const t = rng.pick(texts);
@@ -134,9 +74,7 @@ export function wsInputMaker(site: Site): (rng: Rng) => Buffer {
   return (rng: Rng) => {
     const r = rng.int(100);
     if (r < 75) {
-      const text = rng.chance(0.5)
-        ? Buffer.from(mutateJson(rng, rng.pick(messages)), 'utf8')
-        : mutate(rng, textSpace);
+      const text = mutateWsText(rng, messages);
       return Buffer.concat([Buffer.from(rng.chance(0.95) ? 'M' : 'B'), text]);
     }
     const templates = frameTemplates(rng);

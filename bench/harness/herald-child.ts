@@ -68,7 +68,8 @@ export async function startHerald(args: string[], opts: { dataDir?: string } = {
   const node = join(ROOT, 'node_modules/.bin/node');
   const child: ChildProcess = spawn(
     node,
-    [HERALD, 'serve', '--data-dir', dataDir, '--log-level', 'info', ...args],
+    // As bin/herald.js's first line starts it (and `npm start`): a 1 MiB young generation.
+    ['--max-semi-space-size=1', HERALD, 'serve', '--data-dir', dataDir, '--log-level', 'info', ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const log: LogFindings = { lines: 0, errors: 0, internal: 0, foreign: 0, samples: [] };
