@@ -20,12 +20,18 @@ import { HARNESS_ADDRESS } from '../harness/fixtures.ts';
 import type { Address, HeraldChild } from '../harness/herald-child.ts';
 
 const PEER = Buffer.from('-PR0001-probe0000001');
+/**
+ * How long a probe waits for its answer. Generous: on two cores shared with a test suite a valid
+ * answer can take seconds; a probe exists to catch the one that never comes.
+ */
+const PROBE_MS = 15_000;
 /** The probe's announce: a seeder of the probe torrent, the same over every transport. */
 const ANNOUNCE = { peerId: PEER, port: 6881, uploaded: 0, downloaded: 0, left: 0 } as const;
 
 export async function probeUdp(child: HeraldChild, site: Site): Promise<string | null> {
   if (child.udp === null) return 'no udp listener';
   const c = await UdpClient.open(child.udp);
+  c.timeoutMs = PROBE_MS;
   try {
     const r = await c.announce({
       ...ANNOUNCE,
@@ -50,7 +56,7 @@ export async function probeHttp(addr: Address, site: Site): Promise<string | nul
   });
   const r = await httpRequest(addr, 'GET', path, {
     localAddress: HARNESS_ADDRESS,
-    timeoutMs: 5000,
+    timeoutMs: PROBE_MS,
   });
   const d = bdecodeDict(r.body);
   if (r.status !== 200 || d === null)
@@ -61,7 +67,7 @@ export async function probeHttp(addr: Address, site: Site): Promise<string | nul
 }
 
 export async function probeWs(addr: Address, site: Site): Promise<string | null> {
-  const { socket, rest } = await wsOpen(addr, `/announce/${site.members.probe.passkey}`);
+  const { socket, rest } = await wsOpen(addr, `/announce/${site.members.probe.passkey}`, PROBE_MS);
   try {
     const msg = JSON.stringify({
       action: 'announce',
@@ -75,7 +81,7 @@ export async function probeWs(addr: Address, site: Site): Promise<string | null>
     });
     const answer = await new Promise<string | null>((resolve) => {
       let got = rest;
-      const t = setTimeout(() => resolve(null), 5000);
+      const t = setTimeout(() => resolve(null), PROBE_MS);
       const onData = (d: Buffer) => {
         got = Buffer.concat([got, d]);
         const { frames } = readServerFrames(got);
@@ -105,7 +111,7 @@ export async function probeApi(addr: Address, site: Site): Promise<string | null
   const r = await httpRequest(addr, 'GET', '/api/members/probe', {
     headers: { authorization: `Bearer ${site.token}` },
     localAddress: HARNESS_ADDRESS,
-    timeoutMs: 5000,
+    timeoutMs: PROBE_MS,
   });
   if (r.status !== 200) return `api: GET /api/members/probe: ${r.status}`;
   const j = JSON.parse(r.body.toString()) as { username?: string };
@@ -120,7 +126,7 @@ export async function probePortal(addr: Address, site: Site): Promise<string | n
     const r = await httpRequest(addr, 'GET', path, {
       headers: { cookie: site.sessions[who].cookie },
       localAddress: HARNESS_ADDRESS,
-      timeoutMs: 10_000,
+      timeoutMs: PROBE_MS,
     });
     if (r.status !== 200) return `portal: ${who} GET ${path}: ${r.status}`;
   }
@@ -129,7 +135,7 @@ export async function probePortal(addr: Address, site: Site): Promise<string | n
 
 /** /stats as the operator sees it (internal errors since start, among other figures). */
 export async function statsOf(addr: Address): Promise<{ internalErrors: number } & Record<string, unknown>> {
-  const r = await httpRequest(addr, 'GET', '/stats', { localAddress: HARNESS_ADDRESS, timeoutMs: 10_000 });
+  const r = await httpRequest(addr, 'GET', '/stats', { localAddress: HARNESS_ADDRESS, timeoutMs: PROBE_MS });
   return JSON.parse(r.body.toString());
 }
 

@@ -80,6 +80,8 @@ export class UdpClient {
   #target: Address;
   #out = Buffer.alloc(2048);
   #tx = 1;
+  /** How long `exchange`, `connectId` and `announce` wait for a reply unless told otherwise. */
+  timeoutMs = 2000;
 
   private constructor(target: Address) {
     this.#target = target;
@@ -111,7 +113,11 @@ export class UdpClient {
   }
 
   /** Sends and waits for the reply with the same transaction id (null after `timeoutMs`). */
-  exchange(bytes: Uint8Array, transactionId: number, timeoutMs = 2000): Promise<UdpResponse | null> {
+  exchange(
+    bytes: Uint8Array,
+    transactionId: number,
+    timeoutMs = this.timeoutMs,
+  ): Promise<UdpResponse | null> {
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.#waiting.delete(transactionId);
@@ -125,7 +131,7 @@ export class UdpClient {
     });
   }
 
-  async connectId(timeoutMs = 2000): Promise<ConnectionId | null> {
+  async connectId(timeoutMs = this.timeoutMs): Promise<ConnectionId | null> {
     const tx = this.nextTransaction();
     const n = writeConnectRequest(this.#out, tx);
     const r = await this.exchange(Buffer.from(this.#out.subarray(0, n)), tx, timeoutMs);
