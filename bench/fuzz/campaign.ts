@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { populate, privateArgs, type Site } from '../harness/fixtures.ts';
 import { type HeraldChild, RssSampler, startHerald } from '../harness/herald-child.ts';
 import type { CodecJob, CodecReport } from './codec-worker.ts';
-import { type CodecTarget, codecInputs } from './codecs.ts';
+import { CODEC_TARGETS, type CodecTarget, codecInputs } from './codecs.ts';
 import { runHttp } from './net-http.ts';
 import { runUdp } from './net-udp.ts';
 import { runApi, runPortal } from './net-web.ts';
@@ -51,6 +51,8 @@ export interface CampaignOptions {
    * `npm test`, where most of the time is start-up); rates are then not comparable.
    */
   parallel?: boolean;
+  /** One saved input to send again (to the single target in `targets`), instead of generated ones. */
+  replay?: Buffer;
   log?: (line: string) => void;
 }
 
@@ -86,6 +88,16 @@ function countFor(o: CampaignOptions, t: TargetName): number {
 
 async function runCodec(o: CampaignOptions, target: CodecTarget, rec: Recorder): Promise<TargetResult> {
   const result = newResult(target);
+  if (o.replay !== undefined) {
+    const f = CODEC_TARGETS[target].check(Rng.from(o.seed, `${target}/check`), o.replay);
+    result.inputs = 1;
+    if (f !== null) {
+      rec.add(target, f.kind, f.detail);
+      if (f.kind === 'internal') result.internal++;
+      else result.crashes++;
+    }
+    return result;
+  }
   const progress = new SharedArrayBuffer(4);
   const job: CodecJob = { target, seed: o.seed, count: countFor(o, target), seconds: o.seconds, progress };
   const t0 = performance.now();
@@ -201,6 +213,7 @@ async function runNetTarget(
     result,
     record: rec,
     progress: (m) => log(`${m} (RSS ${(child.rss() / 2 ** 20).toFixed(0)} MiB)`),
+    replay: o.replay ?? null,
     async probe() {
       if (child.exit() !== null) return false;
       let failure: string | null;

@@ -13,7 +13,7 @@ import { type AnnounceFields, announcePath, pct } from '../../test/helpers/clien
 import type { Site } from '../harness/fixtures.ts';
 import { Conn, frameResponse } from './conn.ts';
 import { mutate, type Space, TEXT_NUMBERS } from './mutate.ts';
-import { Rng } from './rng.ts';
+import type { Rng } from './rng.ts';
 import { InputStream, type NetContext, Pacer, PLACEHOLDER, probeInterval, saysInternal } from './target.ts';
 
 const CONCURRENCY = 32;
@@ -248,8 +248,9 @@ function statusLines(b: Buffer): number {
 export async function runHttp(ctx: NetContext, name = 'http'): Promise<void> {
   const { child, site, result } = ctx;
   const space = httpSpace(site);
-  const inputs = new InputStream(
-    Rng.from(ctx.seed, 'http'),
+  const inputs = InputStream.of(
+    ctx,
+    'http',
     (rng) => {
       const r = rng.int(100);
       if (r < 3) return rng.bytes(rng.int(1 << rng.range(2, 12)));

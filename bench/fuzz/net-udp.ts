@@ -7,7 +7,6 @@
 import { PROTOCOL_ID_HI, PROTOCOL_ID_LO } from '../../src/protocol/udp/codec.ts';
 import { UdpClient } from '../harness/clients.ts';
 import { generate, type Space } from './mutate.ts';
-import { Rng } from './rng.ts';
 import { InputStream, type NetContext, PLACEHOLDER, probeInterval } from './target.ts';
 
 function packet(parts: (Buffer | number[] | [number, number][])[]): Buffer {
@@ -100,7 +99,7 @@ export async function runUdp(ctx: NetContext): Promise<void> {
   if (child.udp === null) throw new Error('herald has no UDP listener');
   const fuzzHash = site.torrents.fuzz.infoHash;
   const space = udpSpace(fuzzHash, site.torrents.victim.infoHash);
-  const inputs = new InputStream(Rng.from(ctx.seed, 'udp'), (rng) => generate(rng, space), [
+  const inputs = InputStream.of(ctx, 'udp', (rng) => generate(rng, space), [
     [PLACEHOLDER.passkey, Buffer.from(site.members.fuzz.passkey)],
   ]);
   const c = await UdpClient.open(child.udp);

@@ -12,7 +12,7 @@ import { httpRequest, keepAlive } from '../harness/clients.ts';
 import { login, PASSWORD, type Site, setPassword, torrentFile } from '../harness/fixtures.ts';
 import type { HeraldChild } from '../harness/herald-child.ts';
 import { JSON_TOKENS, mutate, mutateJson, type Space, TEXT_NUMBERS } from './mutate.ts';
-import { Rng } from './rng.ts';
+import type { Rng } from './rng.ts';
 import { InputStream, type NetContext, Pacer, PLACEHOLDER, probeInterval, saysInternal } from './target.ts';
 
 const CONCURRENCY = 8;
@@ -292,7 +292,7 @@ async function runWeb(
     anon: keepAlive(CONCURRENCY),
   };
   const anonCsrf = Buffer.from(site.sessions.member.csrf);
-  const inputs = new InputStream(Rng.from(ctx.seed, name), makeWebInput(list, space, name === 'api'));
+  const inputs = InputStream.of(ctx, name, makeWebInput(list, space, name === 'api'));
   const pace = new Pacer(ctx, inputs, name, probeInterval(ctx.count, 200, 10_000));
   let relogging: Promise<unknown> | null = null;
   let resets = 0;

@@ -12,7 +12,7 @@ import type { Site } from '../harness/fixtures.ts';
 import type { Address } from '../harness/herald-child.ts';
 import { Conn } from './conn.ts';
 import { mutate, type Space } from './mutate.ts';
-import { Rng } from './rng.ts';
+import type { Rng } from './rng.ts';
 import { InputStream, type NetContext, Pacer, probeInterval } from './target.ts';
 import { mutateWsText, wsMessages } from './ws-messages.ts';
 
@@ -121,7 +121,7 @@ async function upgrade(addr: Address, path: string): Promise<Conn | null> {
 export async function runWs(ctx: NetContext): Promise<void> {
   const { child, site, result } = ctx;
   const path = `/announce/${site.members.fuzz.passkey}`;
-  const inputs = new InputStream(Rng.from(ctx.seed, 'ws'), wsInputMaker(site));
+  const inputs = InputStream.of(ctx, 'ws', wsInputMaker(site));
   const pace = new Pacer(ctx, inputs, 'ws', probeInterval(ctx.count, 500, 20_000));
   let pingNo = 0;
 

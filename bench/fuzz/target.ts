@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Site } from '../harness/fixtures.ts';
 import type { HeraldChild } from '../harness/herald-child.ts';
-import type { Rng } from './rng.ts';
+import { Rng } from './rng.ts';
 
 /** What one target did: the row of the summary table. */
 export interface TargetResult {
@@ -78,6 +78,12 @@ export class InputStream {
     this.#secrets = secrets;
   }
 
+  /** A target's stream: its generator, or the one input being replayed (`--replay FILE`). */
+  static of(ctx: NetContext, name: string, make: (rng: Rng) => Buffer, secrets: [Buffer, Buffer][] = []) {
+    const replay = ctx.replay;
+    return new InputStream(Rng.from(ctx.seed, name), replay === null ? make : () => replay, secrets);
+  }
+
   next(): Buffer {
     const b = this.#make(this.rng);
     const len = Buffer.allocUnsafe(4);
@@ -141,6 +147,8 @@ export interface NetContext {
   probe(): Promise<boolean>;
   /** Logs a line of progress (to stderr). */
   progress(msg: string): void;
+  /** An input saved by an earlier run, sent instead of generated ones (count 1). */
+  replay: Buffer | null;
 }
 
 export function newResult(name: string): TargetResult {
