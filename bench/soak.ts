@@ -177,8 +177,13 @@ async function main(): Promise<number> {
     ]),
   );
   const memberNames = Array.from({ length: Number(values.members) }, (_, i) => `member${i}`);
-  const torrentNames = Array.from({ length: Number(values.torrents) }, (_, i) => `soak${i}`);
-  const site = await populate(child, token, { members: memberNames, torrents: torrentNames });
+  // Torrents of 4 to 64 MiB: a leecher reports at most the torrent's size as downloaded.
+  const torrentSpecs = Array.from({ length: Number(values.torrents) }, (_, i) => ({
+    name: `soak${i}`,
+    length: rng.range(4, 64) * 1024 * 1024,
+  }));
+  const torrentNames = torrentSpecs.map((t) => t.name);
+  const site = await populate(child, token, { members: memberNames, torrents: torrentSpecs });
   const members = memberNames.map((n) => site.members[n]);
   const torrents = torrentNames.map((n) => site.torrents[n]);
   const tally = new Map<string, Tally>(
@@ -213,10 +218,10 @@ async function main(): Promise<number> {
     peerId.write('-SK0001-', 0, 'latin1');
     peerId.write(String(peerNo).padStart(12, '0'), 8, 'latin1');
     const seeder = rng.chance(0.2);
-    const size = rng.range(4, 64) * 1024 * 1024;
+    const torrent = rng.pick(torrents);
     return {
       member: rng.pick(members),
-      torrent: rng.pick(torrents),
+      torrent,
       transport: rng.weighted([
         [50, 'udp'],
         [35, 'http'],
@@ -224,7 +229,7 @@ async function main(): Promise<number> {
       ] as const),
       peerId,
       port: 10_000 + (peerNo % 50_000),
-      left: seeder ? 0 : size,
+      left: seeder ? 0 : torrent.length,
       uploaded: 0,
       downloaded: 0,
       acked: null,

@@ -25,6 +25,8 @@ export interface Torrent {
   id: number;
   infoHash: Buffer;
   name: string;
+  /** Bytes of content (what a leecher has left at first). */
+  length: number;
 }
 
 export interface Session {
@@ -39,22 +41,23 @@ export interface Site {
   sessions: { staff: Session; member: Session };
 }
 
-/** A small private single-file v1 torrent whose hash depends only on `name`. */
-export function torrentFile(name: string): Buffer {
-  const pieces = createHash('sha256').update(name).digest();
+/** A private single-file v1 torrent of `length` bytes whose hash depends only on `name` and `length`. */
+export function torrentFile(name: string, length = 40_000): Buffer {
+  let pieceLength = 16384;
+  while (Math.ceil(length / pieceLength) > 256) pieceLength *= 2;
+  const digest = createHash('sha256').update(name).digest();
+  const pieces = Buffer.alloc(Math.ceil(length / pieceLength) * 20);
+  for (let i = 0; i < pieces.length; i++) pieces[i] = digest[i % 32];
   return encode(
     new Map<string, unknown>([
       ['announce', Buffer.from('http://127.0.0.1/announce')],
       [
         'info',
         new Map<string, unknown>([
-          ['length', 40_000],
+          ['length', length],
           ['name', Buffer.from(`${name}.bin`)],
-          ['piece length', 16384],
-          [
-            'pieces',
-            Buffer.concat([pieces.subarray(0, 20), pieces.subarray(0, 20), pieces.subarray(12, 32)]),
-          ],
+          ['piece length', pieceLength],
+          ['pieces', pieces],
           ['private', 1],
         ]),
       ],
@@ -144,7 +147,13 @@ export function privateArgs(token: string, extra: string[] = []): string[] {
 export async function populate(
   child: HeraldChild,
   token: string,
-  opts: { members: string[]; staff?: string[]; withPassword?: string[]; torrents: string[] },
+  opts: {
+    members: string[];
+    staff?: string[];
+    withPassword?: string[];
+    /** Names (40,000-byte torrents) or names with a length. */
+    torrents: (string | { name: string; length: number })[];
+  },
 ): Promise<Site> {
   const members: Record<string, Member> = {};
   for (const username of opts.members) {
@@ -155,11 +164,12 @@ export async function populate(
     members[username] = { id: Number(m.id), username, passkey: String(m.passkey) };
   }
   const torrents: Record<string, Torrent> = {};
-  for (const name of opts.torrents) {
+  for (const spec of opts.torrents) {
+    const { name, length } = typeof spec === 'string' ? { name: spec, length: 40_000 } : spec;
     const t = await api(child.http, token, 'POST', 'torrents', {
-      metainfo: torrentFile(name).toString('base64'),
+      metainfo: torrentFile(name, length).toString('base64'),
     });
-    torrents[name] = { id: Number(t.id), infoHash: Buffer.from(String(t.info_hash), 'hex'), name };
+    torrents[name] = { id: Number(t.id), infoHash: Buffer.from(String(t.info_hash), 'hex'), name, length };
   }
   await Promise.all((opts.withPassword ?? []).map((u) => setPassword(child.dataDir, u)));
   await api(child.http, token, 'POST', 'reload');
