@@ -391,6 +391,13 @@ function readJson(req: IncomingMessage): Promise<unknown> {
       reject(new ApiError(415, 'send the body as application/json'));
       return;
     }
+    // A client that stops sending before the body is complete (and goes away, or half-closes) is a
+    // client error: 400, not an internal error. It may have happened before this point already.
+    const unread = () => new ApiError(400, 'the request body was not sent in full');
+    if (req.readableAborted) {
+      reject(unread());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -409,6 +416,6 @@ function readJson(req: IncomingMessage): Promise<unknown> {
         reject(new ApiError(400, 'body is not valid JSON'));
       }
     });
-    req.on('error', reject);
+    req.on('error', () => reject(unread()));
   });
 }

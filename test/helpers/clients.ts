@@ -81,7 +81,9 @@ export function rawExchange(
       clearTimeout(timer);
       resolve(Buffer.concat(chunks));
     });
-    sock.write(data);
+    // halfClose: send FIN after the data ("that is all"), as a client that gives up does.
+    if (opts.halfClose) sock.end(data);
+    else sock.write(data);
   });
 }
 

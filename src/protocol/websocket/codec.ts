@@ -274,6 +274,9 @@ function parseAnnounce(m: Json, limits: WsLimits | undefined): WsParseResult {
     if (sdp === 'size') return fail(WsReasons.sdpTooLarge);
     if (toPeerId === null) return fail(WsReasons.missingToPeerId);
     if (offerId === null) return fail(WsReasons.missingOfferId);
+    // Relayed with JSON.stringify, which (unlike JSON.parse) overflows the stack on deep nesting:
+    // an answer that cannot be relayed is refused here, as an offer is (relayText).
+    if (relayText(m.answer) === null) return fail(WsReasons.invalidAnswer);
     answer = { toPeerId, offerId, answer: m.answer };
   }
 

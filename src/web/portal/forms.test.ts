@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { type FormLimits, isFormError, multipartBoundary, parseMultipart, parseUrlEncoded } from './forms.ts';
+import {
+  type FormLimits,
+  isFormError,
+  multipartBoundary,
+  parseMultipart,
+  parseUrlEncoded,
+  readBody,
+} from './forms.ts';
 import { escapeHtml, html, raw } from './html.ts';
 
 const LIMITS: FormLimits = { maxFields: 16, maxFieldBytes: 256, maxFileBytes: 1024 };
@@ -184,4 +194,34 @@ test('html: interpolations are escaped unless already Html', () => {
     html`${[html`<li>${'<a>'}</li>`, 'x']}${null}${false}${undefined}${0}`.value,
     '<li>&lt;a&gt;</li>x0',
   );
+});
+
+test('readBody: a body the client abandoned before it was read is a 400, not a wait for ever', async () => {
+  // The portal looks the session up before it reads the body; the client may be gone by then.
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  try {
+    const got = once(server, 'request') as Promise<[IncomingMessage]>;
+    const client = connect(port, '127.0.0.1');
+    client.on('error', () => {});
+    client.end('POST /invites HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n_csrf=');
+    const [req] = await got;
+    if (!req.readableAborted) await once(req, 'aborted');
+    // Not a measure of speed: an answer that has not come after 5 s is never coming.
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<'hung'>((r) => {
+      timer = setTimeout(() => r('hung'), 5000);
+    });
+    const body = await Promise.race([readBody(req, 1024), hung]);
+    clearTimeout(timer);
+    assert.notEqual(body, 'hung', 'readBody never settled');
+    assert.ok(isFormError(body), 'a FormError');
+    assert.equal(body.status, 400);
+    client.destroy();
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });

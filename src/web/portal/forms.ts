@@ -53,6 +53,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
       resolve(fail(413, 'request body too large'));
       return;
     }
+    // The portal reads the body after looking the session up: the client may have gone (or
+    // half-closed mid-body) by then, and an aborted request emits nothing more.
+    if (req.readableAborted) {
+      resolve(fail(400, 'request body could not be read'));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;

@@ -82,7 +82,14 @@ export function createPortal(
   let first: NodeJS.Timeout | null = null;
 
   async function dispatch(req: IncomingMessage, res: ServerResponse) {
-    const url = new URL(req.url ?? '/', 'http://portal.invalid');
+    const url = URL.parse(req.url ?? '/', 'http://portal.invalid');
+    if (url === null) {
+      // A target no URL parser accepts (`//a:99999/`, an absolute form with a broken host): the
+      // client's mistake, answered before any page code runs.
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end('bad request target\n');
+      return;
+    }
     const base = deps.config.portalPath;
     // Under a prefix, pages see their paths without it (the web app only sends prefixed ones).
     const path =
