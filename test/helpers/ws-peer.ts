@@ -59,7 +59,7 @@ export class Peer {
   }
 
   /** Waits until `count` received messages match `pred`; returns them (left in `got`). */
-  async waitFor(pred: (m: Msg) => boolean, count = 1, ms = 5000): Promise<Msg[]> {
+  async waitFor(pred: (m: Msg) => boolean, count = 1, ms = 15_000): Promise<Msg[]> {
     const deadline = Date.now() + ms;
     for (;;) {
       const found = this.got.filter(pred);

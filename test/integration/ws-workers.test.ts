@@ -26,7 +26,7 @@ function hashPerShard(n: number, salt: number): string[] {
   return out as string[];
 }
 
-async function until(what: string, cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`${what}: not reached after ${ms} ms`);
