@@ -162,9 +162,9 @@ async function startSite(seed: string, extra: string[]): Promise<{ child: Herald
   const child = await startHerald(privateArgs(token, extra));
   try {
     const site = await populate(child, token, {
-      members: ['probe', 'fuzz', 'victim', 'staff', 'member'],
-      staff: ['staff'],
-      withPassword: ['staff', 'member'],
+      members: ['probe', 'fuzz', 'victim', 'staff', 'member', 'staffprobe'],
+      staff: ['staff', 'staffprobe'],
+      withPassword: ['staff', 'member', 'probe', 'staffprobe'],
       torrents: ['probe', 'fuzz', 'victim'],
     });
     return { child, site };
@@ -197,6 +197,7 @@ async function runNetTarget(
   site: Site,
   sampler: RssSampler,
   rec: Recorder,
+  baseSockets: number,
 ): Promise<TargetResult> {
   const log = o.log ?? (() => {});
   const result = newResult(t);
@@ -250,6 +251,13 @@ async function runNetTarget(
     result.probeFailures++;
     rec.add(t, 'probe-after-phase', f);
   }
+  // Every connection the phase opened is closed by now (the fuzzer closed its side of each):
+  // Herald holds no socket for a client that has gone.
+  const held = await socketsSettle(child, baseSockets, 20_000);
+  if (held > 0) {
+    result.stalls += held;
+    rec.add(t, 'connections-held', `${held} sockets more than before the phase, 20 s after it ended`);
+  }
   const counted = (await statsOf(child.http)).internalErrors - internalBefore;
   const logged = child.log.internal - logBefore.internal;
   if (Math.max(counted, logged) > 0) {
@@ -268,6 +276,16 @@ async function runNetTarget(
   return result;
 }
 
+/** Waits until the process holds at most `base` sockets; how many more it still holds at `ms`. */
+async function socketsSettle(child: HeraldChild, base: number, ms: number): Promise<number> {
+  const until = performance.now() + ms;
+  for (;;) {
+    const extra = child.sockets() - base;
+    if (extra <= 0 || performance.now() >= until || child.exit() !== null) return Math.max(0, extra);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** One Herald process: start, people and torrents, warm-up, its targets in turn, graceful stop. */
 async function runGroup(
   o: CampaignOptions,
@@ -282,11 +300,12 @@ async function runGroup(
   try {
     await warmUp(child, site, o.warmUpRounds ?? 20);
     warm = sampler.sample();
+    const baseSockets = child.sockets();
     log(
       `${g.label}: pid ${child.pid}, HTTP I/O ${child.httpIo}, RSS after warm-up ${(warm / 2 ** 20).toFixed(0)} MiB`,
     );
     for (const t of g.targets) {
-      const r = await runNetTarget(o, t, child, site, sampler, rec);
+      const r = await runNetTarget(o, t, child, site, sampler, rec, baseSockets);
       results.push(r);
       if (r.maxRss > warm + o.rssGrowth)
         rec.add(t, 'rss', `RSS ${r.maxRss} above the bound ${warm + o.rssGrowth}`);

@@ -119,9 +119,10 @@ export async function probeApi(addr: Address, site: Site): Promise<string | null
 }
 
 export async function probePortal(addr: Address, site: Site): Promise<string | null> {
+  // The probes' own accounts: the portal target logs "member" and "staff" out now and then.
   for (const [who, path] of [
-    ['member', '/torrents'],
-    ['staff', '/staff/members'],
+    ['probe', '/torrents'],
+    ['staffprobe', '/staff/members'],
   ] as const) {
     const r = await httpRequest(addr, 'GET', path, {
       headers: { cookie: site.sessions[who].cookie },

@@ -47,7 +47,8 @@ export function httpRequest(
         method,
         path,
         headers,
-        agent: opts.agent,
+        // No agent: a connection per request, closed after it (nothing of the harness stays open).
+        agent: opts.agent ?? false,
         localAddress: opts.localAddress,
       },
       (res) => {

@@ -38,7 +38,8 @@ export interface Site {
   token: string;
   members: Record<string, Member>;
   torrents: Record<string, Torrent>;
-  sessions: { staff: Session; member: Session };
+  /** A logged-in portal session per member with a password, by username. */
+  sessions: Record<string, Session>;
 }
 
 /** A private single-file v1 torrent of `length` bytes whose hash depends only on `name` and `length`. */
@@ -142,7 +143,7 @@ export function privateArgs(token: string, extra: string[] = []): string[] {
 
 /**
  * Members `names` (the ones in `staff` with role admin; `withPassword` get a portal password),
- * torrents `torrentNames`, sessions for "staff" and "member" when those exist.
+ * torrents `torrentNames`, a portal session for each member with a password.
  */
 export async function populate(
   child: HeraldChild,
@@ -173,10 +174,8 @@ export async function populate(
   }
   await Promise.all((opts.withPassword ?? []).map((u) => setPassword(child.dataDir, u)));
   await api(child.http, token, 'POST', 'reload');
-  const sessions = {
-    staff: members.staff ? await login(child.http, 'staff') : { cookie: '', csrf: '' },
-    member: members.member ? await login(child.http, 'member') : { cookie: '', csrf: '' },
-  };
+  const sessions: Record<string, Session> = {};
+  for (const u of opts.withPassword ?? []) sessions[u] = await login(child.http, u);
   return { token, members, torrents, sessions };
 }
 

@@ -5,7 +5,7 @@
  * the program users run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,6 +42,8 @@ export interface HeraldChild {
   exit(): { code: number | null; signal: string | null } | null;
   /** Resident set size in bytes (VmRSS), 0 once gone. */
   rss(): number;
+  /** Open sockets (listeners and connections) of the process, from /proc; 0 once gone. */
+  sockets(): number;
   /** SIGTERM and wait (a graceful stop flushes accounting); SIGKILL after `timeoutMs`. */
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: string | null }>;
   /** Removes the data directory (after stop). */
@@ -49,6 +51,20 @@ export interface HeraldChild {
 }
 
 const NOTE_LIMIT = 50;
+
+export function socketsOf(pid: number): number {
+  try {
+    let n = 0;
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+      } catch {}
+    }
+    return n;
+  } catch {
+    return 0;
+  }
+}
 
 export function rssOf(pid: number): number {
   try {
@@ -152,6 +168,7 @@ export async function startHerald(args: string[], opts: { dataDir?: string } = {
     log,
     exit: () => exit,
     rss: () => (exit === null ? rssOf(pid) : 0),
+    sockets: () => (exit === null ? socketsOf(pid) : 0),
     async stop(timeoutMs = 15_000) {
       if (exit !== null) return exit;
       child.kill('SIGTERM');

@@ -21,7 +21,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const COUNTS: Record<TargetName, number> = {
   bencode: 20_000,
   metainfo: 10_000,
-  wsjson: 10_000,
+  wsjson: 5000,
   udp: 20_000,
   http: 1500,
   ws: 1000,
