@@ -3,13 +3,13 @@
 # the whole suite (README "Quick start"; .ci/run calls exactly this).
 #   - Debian packages: the real BitTorrent clients of the end-to-end tests, PostgreSQL, Chromium
 #     (portal and WebTorrent browser tests) and iproute2 (the WebRTC test's network namespace).
-#   - PostgreSQL started on 127.0.0.1 (scripts/start-services.sh); its tests are mandatory here.
+#   - PostgreSQL and Redis started on 127.0.0.1 (scripts/start-services.sh); their tests are mandatory here.
 #   - npm packages (npm ci), including the npm `node` package that brings Node 24.
 #   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql chromium iproute2)
+APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql redis-server chromium iproute2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -30,6 +30,8 @@ echo "test-all: starting servers on loopback"
 bash scripts/start-services.sh
 export HERALD_TEST_PG_URL="postgres://herald:herald@127.0.0.1:5432/herald"
 export HERALD_TEST_REQUIRE_PG=1
+export HERALD_TEST_REDIS_URL="redis://127.0.0.1:6379"
+export HERALD_TEST_REQUIRE_REDIS=1
 
 echo "test-all: npm ci"
 npm ci --no-audit --no-fund
