@@ -13,6 +13,7 @@ import { nodeSqliteDialect } from '../../src/db/node-sqlite.ts';
 import { memberRow, type Registry } from '../../src/db/registry.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
+import { PASSWORD_CONCURRENCY, PASSWORD_QUEUE } from '../../src/web/portal/security.ts';
 import { type Engine, engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
 
@@ -128,6 +129,40 @@ for (const engine of engines) {
         const other = new PortalClient(base, { localAddress: '127.0.0.5' });
         await other.get('/login');
         assert.equal((await other.post('/login', { username: 'name0', password: 'x' })).status, 401);
+      });
+    });
+
+    test('a burst of logins from many addresses: at most PASSWORD_CONCURRENCY + PASSWORD_QUEUE are checked, the rest get 503 with Retry-After, none is a server error', async () => {
+      await withTracker(engine, async (_tracker, base) => {
+        const burst = PASSWORD_CONCURRENCY + PASSWORD_QUEUE + 80;
+        // One client per address (the per-address limit is not what stops them here).
+        const clients = Array.from(
+          { length: burst },
+          (_, i) => new PortalClient(base, { localAddress: `127.0.${1 + (i >> 8)}.${(i & 255) + 1}` }),
+        );
+        await Promise.all(clients.map((c) => c.get('/login')));
+        const pages = await Promise.all(
+          clients.map((c, i) => c.post('/login', { username: `burst${i}`, password: 'wrong password' })),
+        );
+        const statuses = pages.map((p) => p.status);
+        const busy = pages.filter((p) => p.status === 503);
+        assert.equal(
+          count(statuses, 401) + busy.length,
+          burst,
+          `only 401 and 503: ${[...new Set(statuses)]}`,
+        );
+        assert.ok(busy.length >= 1, 'the burst went past the queue');
+        assert.ok(count(statuses, 401) <= burst - 1);
+        for (const p of busy) {
+          assert.equal(p.headers.get('retry-after'), '5');
+          assert.match(p.body, /busy/);
+        }
+        // A refused attempt was not counted: the same address may try again at once.
+        const again = clients[pages.indexOf(busy[0])];
+        assert.equal(
+          (await again.post('/login', { username: 'burstx', password: 'wrong password' })).status,
+          401,
+        );
       });
     });
 

@@ -11,7 +11,7 @@ import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './rout
 import { memberRoutes } from './routes-members.ts';
 import { staffRoutes } from './routes-staff.ts';
 import { torrentRoutes } from './routes-torrents.ts';
-import { cookie, newToken, parseCookies, sameToken, tokenId } from './security.ts';
+import { cookie, newToken, PasswordBusyError, parseCookies, sameToken, tokenId } from './security.ts';
 
 export type { PortalDeps } from './context.ts';
 
@@ -232,6 +232,11 @@ export function createPortal(
   return {
     handle(req, res) {
       dispatch(req, res).catch((err) => {
+        if (err instanceof PasswordBusyError && !res.headersSent) {
+          res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '5' });
+          res.end('The server is busy checking passwords. Try again in a moment.\n');
+          return;
+        }
         deps.onError(err);
         if (!res.headersSent) {
           res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });

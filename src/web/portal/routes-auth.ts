@@ -7,6 +7,7 @@ import {
   dummyVerify,
   hashPassword,
   newToken,
+  PasswordBusyError,
   parseCookies,
   tokenId,
   verifyPassword,
@@ -156,8 +157,21 @@ ${csrfField(ctx)}
           }
         }
         let ok = false;
-        if (cred) ok = await verifyPassword(password, cred.password_hash);
-        else await dummyVerify(password); // same cost for unknown names: timing tells nothing
+        try {
+          if (cred) ok = await verifyPassword(password, cred.password_hash);
+          else await dummyVerify(password); // same cost for unknown names: timing tells nothing
+        } catch (err) {
+          if (!(err instanceof PasswordBusyError)) throw err;
+          // Not checked, so not a failed attempt.
+          byIp.release(ipKey);
+          if (perUser) byUser.release(userKey);
+          ctx.res.setHeader('retry-after', '5');
+          return loginForm(ctx, {
+            status: 503,
+            username,
+            error: 'The server is busy. Try again in a moment.',
+          });
+        }
         if (!cred || !ok)
           return loginForm(ctx, { status: 401, username, error: 'Wrong username or password.' });
         // The right password: not a failed attempt after all.

@@ -1,7 +1,19 @@
 import assert from 'node:assert/strict';
+import { scryptSync } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { cookie, hashPassword, parseCookies, sameToken, tokenId, verifyPassword } from './security.ts';
+import {
+  cookie,
+  hashPassword,
+  PASSWORD_CONCURRENCY,
+  PASSWORD_QUEUE,
+  PasswordBusyError,
+  parseCookies,
+  passwordChecks,
+  sameToken,
+  tokenId,
+  verifyPassword,
+} from './security.ts';
 
 test('scrypt hashes verify, carry their parameters and a fresh salt; wrong or damaged hashes fail', async () => {
   const h = await hashPassword('correct horse battery');
@@ -39,4 +51,28 @@ test('tokens compare in constant time; the stored id is a hash', () => {
   assert.equal(sameToken('', ''), false, 'an empty token never matches');
   assert.equal(sameToken('abc', 'abcd'), false);
   assert.match(tokenId('t'), /^[0-9a-f]{64}$/);
+});
+
+test('password checks: at most PASSWORD_CONCURRENCY at once, a bounded queue, then PasswordBusyError', async () => {
+  // A cheap hash (N=2^10) in the stored format, so the burst is quick.
+  const salt = Buffer.alloc(16, 7);
+  const key = scryptSync('pw', salt, 32, { N: 1024, r: 8, p: 1 });
+  const stored = `scrypt$1024$8$1$${salt.toString('base64url')}$${key.toString('base64url')}`;
+  const burst = PASSWORD_CONCURRENCY + PASSWORD_QUEUE + 5;
+  let most = 0;
+  const checks = Array.from({ length: burst }, () => verifyPassword('pw', stored));
+  const watch = setInterval(() => {
+    most = Math.max(most, passwordChecks().running);
+  }, 1);
+  const outcomes = await Promise.allSettled(checks);
+  clearInterval(watch);
+  const refused = outcomes.filter((o) => o.status === 'rejected');
+  assert.equal(refused.length, 5, 'only the checks beyond the queue are refused');
+  for (const o of refused) assert.ok((o as PromiseRejectedResult).reason instanceof PasswordBusyError);
+  assert.ok(outcomes.every((o) => o.status === 'rejected' || o.value === true));
+  assert.ok(
+    most >= 1 && most <= PASSWORD_CONCURRENCY,
+    `at most ${PASSWORD_CONCURRENCY} ran at once (saw ${most})`,
+  );
+  assert.deepEqual(passwordChecks(), { running: 0, waiting: 0 }, 'the gate is empty afterwards');
 });

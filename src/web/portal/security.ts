@@ -19,11 +19,51 @@ const P = 1;
 const KEYLEN = 32;
 const MAXMEM = 64 * 1024 * 1024;
 
+/**
+ * Password hashes computed at once, and waiting at most. Each scrypt holds its 32 MiB working set
+ * on libuv's thread pool, so without a gate a burst of logins (from many addresses: the per-address
+ * limit does not bound it) holds 32 MiB × the burst (the portal fuzz campaign saw ~130 MiB) and
+ * fills the thread pool that file and DNS work share. Beyond the queue, `PasswordBusyError`:
+ * the portal answers 503 and the attempt is not counted as a failure.
+ */
+export const PASSWORD_CONCURRENCY = 2;
+export const PASSWORD_QUEUE = 64;
+
+export class PasswordBusyError extends Error {
+  constructor() {
+    super('too many password checks at once');
+  }
+}
+
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/** Runs `work` when fewer than `PASSWORD_CONCURRENCY` run; refuses when the queue is full. */
+async function gated<T>(work: () => Promise<T>): Promise<T> {
+  if (running >= PASSWORD_CONCURRENCY) {
+    if (waiting.length >= PASSWORD_QUEUE) throw new PasswordBusyError();
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  } else running++;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
+/** Password checks running and waiting now (tests, metrics). */
+export const passwordChecks = () => ({ running, waiting: waiting.length });
+
 function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: number, keylen: number) {
-  return new Promise<Buffer>((resolve, reject) =>
-    scrypt(password.normalize('NFKC'), salt, keylen, { N: n, r, p, maxmem: MAXMEM }, (err, key) =>
-      err ? reject(err) : resolve(key),
-    ),
+  return gated(
+    () =>
+      new Promise<Buffer>((resolve, reject) =>
+        scrypt(password.normalize('NFKC'), salt, keylen, { N: n, r, p, maxmem: MAXMEM }, (err, key) =>
+          err ? reject(err) : resolve(key),
+        ),
+      ),
   );
 }
 
