@@ -372,9 +372,9 @@ export function createTracker(
     async stop() {
       if (stopped) return;
       stopped = true;
-      await http.stop();
-      await udp.stop();
-      await ws.stop();
+      // Together: a WebSocket that arrived on an HTTP listener is still that listener's connection,
+      // so the HTTP server's close waits for the WebSocket frontend to close it.
+      await Promise.all([http.stop(), udp.stop(), ws.stop()]);
       portal?.stop();
       for (const server of portalServers) {
         server.closeAllConnections();

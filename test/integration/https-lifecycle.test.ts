@@ -10,6 +10,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import { announcePath, bdecode, hashOf } from '../helpers/clients.ts';
 import { makeCert as makeCertIn } from '../helpers/tls.ts';
 
@@ -28,7 +29,7 @@ const makeCert = (name: string, cn: string) => makeCertIn(dir, name, cn);
 function startHerald(
   args: string[],
   ready = 'herald listening',
-): Promise<{ child: ChildProcess; log: () => string; https: number }> {
+): Promise<{ child: ChildProcess; log: () => string; https: number; http: number }> {
   const child = spawn(NODE, [HERALD, 'serve', '--data-dir', join(dir, 'data'), '--udp', 'off', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -40,8 +41,10 @@ function startHerald(
       const line = log.split('\n').find((l) => l.includes('herald listening'));
       if (line && log.includes(ready)) {
         clearTimeout(t);
-        const https = JSON.parse(line).https[0] as string;
-        resolve({ child, log: () => log, https: Number(https.slice(https.lastIndexOf(':') + 1)) });
+        const listening = JSON.parse(line);
+        const port = (a: string | undefined) =>
+          a === undefined ? 0 : Number(a.slice(a.lastIndexOf(':') + 1));
+        resolve({ child, log: () => log, https: port(listening.https[0]), http: port(listening.http[0]) });
       }
     });
     child.on('exit', (code) => reject(new Error(`exited ${code}:\n${log}`)));
@@ -103,6 +106,28 @@ describe('HTTPS and process lifecycle', () => {
       h.child.kill('SIGKILL');
     }
   });
+
+  for (const io of ['batched', 'node'])
+    test(`SIGTERM with a WebSocket client on the HTTP listener (http io ${io}): the client is told, the process exits 0 at once`, async () => {
+      const h = await startHerald(['--http', '127.0.0.1:0', '--http-io', io]);
+      try {
+        const ws = new WebSocket(`ws://127.0.0.1:${h.http}/announce`);
+        await new Promise((resolve, reject) => {
+          ws.on('open', resolve);
+          ws.on('error', reject);
+        });
+        const closed = new Promise<number>((resolve) => ws.on('close', resolve));
+        const exited = new Promise<number | null>((resolve) => h.child.once('exit', resolve));
+        h.child.kill('SIGTERM');
+        // Before the fix, node:net waited for the upgraded socket until the 10 s stop deadline
+        // and the process ended with exit code 1.
+        assert.equal(await exited, 0);
+        assert.equal(await closed, 1001, 'going away');
+        assert.match(h.log(), /"msg":"stopped"/);
+      } finally {
+        h.child.kill('SIGKILL');
+      }
+    });
 
   test('--workers 2: SIGHUP to the primary reloads the certificate in every worker; SIGTERM stops them all', async () => {
     const a = makeCert('wa', 'herald-wa');
