@@ -7,6 +7,16 @@ import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 
+/**
+ * A batch as it crosses from a worker to the primary (Node's IPC channel, JSON): the pending sums
+ * and flags, nothing else (baselines stay in the worker that owns the torrent).
+ */
+export interface WireBatch {
+  members: [number, MemberPending][];
+  memberTorrents: [string, MemberTorrentPending][];
+  flags: Flag[];
+}
+
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
 
@@ -395,7 +405,7 @@ export class Accountant {
     this.#timer = null;
     for (let attempt = 1; ; attempt++) {
       await this.flush();
-      if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
+      if (this.idle) return;
       if (attempt === STOP_ATTEMPTS) break;
       await new Promise((resolve) => setTimeout(resolve, STOP_RETRY_MS * attempt));
     }
@@ -420,13 +430,45 @@ export class Accountant {
     return p;
   }
 
-  async #flushOnce(): Promise<void> {
+  /** Whether nothing waits to be written. */
+  get idle(): boolean {
+    return this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0;
+  }
+
+  /** Everything pending, taken out; null when nothing is. */
+  #take(): Batch | null {
     this.#expireBaselines();
-    if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
+    if (this.idle) return null;
     const batch: Batch = { members: this.#members, memberTorrents: this.#memberTorrents, flags: this.#flags };
     this.#members = new Map();
     this.#memberTorrents = new Map();
     this.#flags = [];
+    return batch;
+  }
+
+  /**
+   * With workers: everything pending, taken out for the primary, which writes the batches of all
+   * workers in one transaction (src/cluster/accounting-link.ts). Null when nothing is pending.
+   */
+  takeBatch(): WireBatch | null {
+    const b = this.#take();
+    return b === null
+      ? null
+      : { members: [...b.members], memberTorrents: [...b.memberTorrents], flags: b.flags };
+  }
+
+  /** The primary: adds a worker's batch to what the next flush writes. */
+  absorb(w: WireBatch): void {
+    this.#mergeBack({
+      members: new Map(w.members),
+      memberTorrents: new Map(w.memberTorrents),
+      flags: w.flags,
+    });
+  }
+
+  async #flushOnce(): Promise<void> {
+    const batch = this.#take();
+    if (batch === null) return;
     if (this.#failedFlushes < ISOLATE_AFTER) {
       const err = await this.#tryWrite(batch);
       if (err === null) this.#failedFlushes = 0;

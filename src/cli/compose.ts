@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
+import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -100,6 +101,8 @@ export function createTracker(
       udpFds?: (number | null)[];
       /** The secret connections between workers start with (hex). */
       busToken?: string;
+      /** The primary collects and writes this worker's accounting (src/cluster/accounting-link.ts). */
+      primaryWritesAccounting?: boolean;
     };
   } = {},
 ): Tracker {
@@ -153,6 +156,9 @@ export function createTracker(
       : null;
   let db: Db | null = null;
   let registry: Registry | null = null;
+  // A worker whose primary writes the accounting (see `WorkerAccounting`): set at start.
+  let accountLink: WorkerAccounting | 'pending' | null =
+    accountant !== null && deps.cluster?.primaryWritesAccounting === true ? 'pending' : null;
   const getRegistry = (): Registry => {
     if (registry === null) throw new Error('the tracker is not started: no database yet');
     return registry;
@@ -330,7 +336,10 @@ export function createTracker(
       sweeper.start();
       stats.start();
       policy.start(config.policyRefresh);
-      accountant?.start();
+      // With workers, the primary writes every worker's deltas in one transaction (it collects
+      // them); one process writes its own.
+      if (accountLink !== null) accountLink = new WorkerAccounting(accountant!);
+      else accountant?.start();
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -384,7 +393,10 @@ export function createTracker(
       stats.stop();
       policy.stop();
       // Every pending accounting delta is written before the database closes.
-      if (accountant !== null && registry !== null) await accountant.stop();
+      if (accountant !== null && registry !== null) {
+        const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
+        if (!handed) await accountant.stop();
+      }
       await store.close();
       await db?.close();
       ownClock?.stop();

@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
   const tracker = setup
     ? createTracker(
         { ...config, ...setup.listen, udpSecret: setup.udpSecret },
-        { cluster: { ...setup, workersDown: () => down } },
+        { cluster: { ...setup, workersDown: () => down, primaryWritesAccounting: true } },
       )
     : createTracker(config);
   const log = setup ? tracker.logger.child({ worker: setup.index }) : tracker.logger;

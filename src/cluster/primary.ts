@@ -6,6 +6,7 @@ import { parseHostPort } from '../core/address.ts';
 import { ListenError } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import { loadUdpBatchAddon } from '../frontend/udp/batch.ts';
+import { PrimaryAccounting } from './accounting-link.ts';
 
 /**
  * What the primary tells a worker process (environment variable HERALD_WORKER, JSON): which
@@ -114,6 +115,21 @@ export async function runPrimary(opts: {
     resolveDone = r;
   });
 
+  // Private mode: this process writes the accounting of every worker (src/cluster/accounting-link.ts),
+  // opened once worker 0 has migrated the database.
+  let accounting: PrimaryAccounting | null = null;
+  // Every worker has stopped (and handed over its last accounting batch): the last write, then done.
+  const finish = async () => {
+    try {
+      await accounting?.stop();
+    } catch (err) {
+      logger.error('accounting: the last write failed', { err: String(err) });
+      resolveDone(1);
+      return;
+    }
+    resolveDone(0);
+  };
+
   const broadcast = () => {
     const msg: PrimaryMessage = { type: 'health', down: [...down].sort() };
     for (const c of children) if (c?.connected) c.send(msg);
@@ -135,6 +151,7 @@ export async function runPrimary(opts: {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
       });
       children[index] = child;
+      accounting?.attach(child);
       let ready = false;
       child.on('message', (m: WorkerMessage) => {
         if (m?.type !== 'ready' || ready) return;
@@ -150,7 +167,7 @@ export async function runPrimary(opts: {
         if (!ready)
           reject(new Error(`worker ${index} exited before it was ready (code ${code}, signal ${signal})`));
         if (stopping) {
-          if (children.every((c) => c === null)) resolveDone(0);
+          if (children.every((c) => c === null)) void finish();
           return;
         }
         // A worker died: the others answer for its swarms with a retryable failure until it is
@@ -172,7 +189,7 @@ export async function runPrimary(opts: {
     stopping = true;
     logger.info('stopping workers', { signal });
     const live = children.filter((c): c is ChildProcess => c !== null);
-    if (live.length === 0) resolveDone(0);
+    if (live.length === 0) void finish();
     for (const c of live) c.kill('SIGTERM');
     // A worker that does not stop in time is killed; the primary does not hang.
     setTimeout(() => {
@@ -189,6 +206,12 @@ export async function runPrimary(opts: {
   try {
     // Worker 0 first: it migrates the database and fixes the ports (port 0) the others share.
     await spawnWorker(0);
+    if (config.mode === 'private') {
+      accounting = await PrimaryAccounting.open(config, logger);
+      // Worker 0 started before the writer existed: it listens to it from now on.
+      accounting.attach(children[0]!);
+      accounting.start(() => children.filter((c): c is ChildProcess => c !== null));
+    }
     await Promise.all(Array.from({ length: count - 1 }, (_, i) => spawnWorker(i + 1)));
   } catch (err) {
     logger.error('could not start the workers', { err: String(err) });

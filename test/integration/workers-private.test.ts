@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { shardOf } from '../../src/core/shard.ts';
 import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
@@ -21,22 +22,36 @@ function json<T>(r: { status: number; stdout: string; stderr: string }): T {
   return JSON.parse(r.stdout) as T;
 }
 
+/** A private .torrent of `payload` made by libtorrent ('v1' or 'hybrid'); its path. */
+function makeTorrent(scratch: string, name: string, payload: Buffer, kind: 'v1' | 'hybrid'): string {
+  const data = join(scratch, `${name}.bin`);
+  const file = join(scratch, name);
+  writeFileSync(data, payload);
+  execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', kind, 'private']);
+  return file;
+}
+
+/**
+ * Announces `started` until the policy of the worker that answers knows the torrent (every worker
+ * polls the revision each second), then waits until every worker does.
+ */
+async function startWhenKnown(announce: () => Promise<Map<string, unknown>>): Promise<void> {
+  const t0 = Date.now();
+  let d = await announce();
+  while (d.has('failure reason') && Date.now() - t0 < 15_000) {
+    await new Promise((r) => setTimeout(r, 200));
+    d = await announce();
+  }
+  assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
+  await new Promise((r) => setTimeout(r, 2500));
+}
+
 test('private mode with 2 workers: a client alternating between workers is credited exactly once', async () => {
   const scratch = mkdtempSync(join(tmpdir(), 'herald-wp-'));
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
   try {
-    writeFileSync(join(scratch, 'payload.bin'), Buffer.alloc(200_000, 3));
     // A hybrid (v1 + v2) torrent: two info hashes, one torrent.
-    const file = join(scratch, 'hybrid.torrent');
-    execFileSync(PY, [
-      LT,
-      'make',
-      join(scratch, 'payload.bin'),
-      file,
-      'http://127.0.0.1/announce',
-      'hybrid',
-      'private',
-    ]);
+    const file = makeTorrent(scratch, 'hybrid.torrent', Buffer.alloc(200_000, 3), 'hybrid');
     const alice = json<{ passkey: string }>(t.admin(['member', 'add', 'alice', '--json']));
     const torrent = json<{ info_hash: string; info_hash_v2: string }>(
       t.admin(['torrent', 'add', file, '--json']),
@@ -59,15 +74,8 @@ test('private mode with 2 workers: a client alternating between workers is credi
       return bdecode(r.body);
     };
     // Every worker polls the database revision every second.
-    const t0 = Date.now();
-    let d = await announce(v1, { event: 'started', left: 0, uploaded: 0 });
-    while (d.has('failure reason') && Date.now() - t0 < 15_000) {
-      await new Promise((r) => setTimeout(r, 200));
-      d = await announce(v1, { event: 'started', left: 0, uploaded: 0 });
-    }
-    assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
     // Both workers must know the torrent before the alternating announces (policy_refresh 1 s).
-    await new Promise((r) => setTimeout(r, 2500));
+    await startWhenKnown(() => announce(v1, { event: 'started', left: 0, uploaded: 0 }));
     // 30 announces, 1000 bytes more each, alternating the two hashes and landing on both workers.
     let total = 0;
     for (let i = 1; i <= 30; i++) {
@@ -78,6 +86,109 @@ test('private mode with 2 workers: a client alternating between workers is credi
     await t.stopGracefully();
     const after = json<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
     assert.equal(after.uploaded, total, 'every byte credited once, none twice');
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('private mode with 2 workers: the primary writes every worker’s deltas in one transaction, each flush_interval and at stop', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-wp1-'));
+  // A long interval first: no collection happens during the test, so the stop writes everything.
+  const t = await startTracker(
+    [
+      ...PRIVATE_SERVE.filter((a, i, all) => a !== '--flush-interval' && all[i - 1] !== '--flush-interval'),
+      '--flush-interval',
+      '60',
+      '--workers',
+      '2',
+      '--log-level',
+      'debug',
+    ],
+    { ready: 'herald workers running' },
+  );
+  try {
+    // Two torrents whose swarms (and accounting) live on different workers.
+    const byShard = new Map<number, Buffer>();
+    for (let i = 0; byShard.size < 2 && i < 40; i++) {
+      const file = makeTorrent(scratch, `t${i}.torrent`, Buffer.alloc(50_000, i + 1), 'v1');
+      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      const ih = Buffer.from(added.info_hash, 'hex');
+      if (!byShard.has(shardOf(ih, 2))) byShard.set(shardOf(ih, 2), ih);
+    }
+    assert.equal(byShard.size, 2, 'a torrent on each worker');
+    const members = ['carol', 'dave'].map((name) =>
+      json<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])),
+    );
+    const announce = async (who: number, f: Record<string, unknown>) => {
+      const r = await httpGet(
+        t.http[0].port,
+        '127.0.0.1',
+        announcePath({
+          infoHash: byShard.get(who)!,
+          port: 9300 + who,
+          peerId: Buffer.from(`-qB4500-onewriter00${who}`),
+          base: `/announce/${members[who].passkey}`,
+          ...f,
+        }),
+      );
+      return bdecode(r.body);
+    };
+    for (const who of [0, 1])
+      await startWhenKnown(() => announce(who, { event: 'started', left: 0, uploaded: 0 }));
+    for (const who of [0, 1]) await announce(who, { left: 0, uploaded: 1000 * (who + 3) });
+    await t.stopGracefully();
+    const flushes = t
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"accounting flushed"'))
+      .map((l) => JSON.parse(l) as { members: number; uploaded: number; worker?: number });
+    assert.equal(flushes.length, 1, `one transaction: ${JSON.stringify(flushes)}`);
+    assert.equal(flushes[0].worker, undefined, 'written by the primary, not a worker');
+    assert.equal(flushes[0].members, 2, "both workers' members in it");
+    assert.equal(flushes[0].uploaded, 7000);
+    assert.equal(json<{ uploaded: number }>(t.admin(['member', 'show', 'carol', '--json'])).uploaded, 3000);
+    assert.equal(json<{ uploaded: number }>(t.admin(['member', 'show', 'dave', '--json'])).uploaded, 4000);
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('private mode with 2 workers: deltas reach the database each flush_interval while the tracker runs', async () => {
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-wp2-'));
+  try {
+    const file = makeTorrent(scratch, 't.torrent', Buffer.alloc(50_000, 9), 'v1');
+    const ih = Buffer.from(
+      json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
+      'hex',
+    );
+    const erin = json<{ passkey: string }>(t.admin(['member', 'add', 'erin', '--json']));
+    const announce = async (f: Record<string, unknown>) =>
+      bdecode(
+        (
+          await httpGet(
+            t.http[0].port,
+            '127.0.0.1',
+            announcePath({
+              infoHash: ih,
+              port: 9400,
+              peerId: Buffer.from('-qB4500-periodic0001'),
+              base: `/announce/${erin.passkey}`,
+              ...f,
+            }),
+          )
+        ).body,
+      );
+    await startWhenKnown(() => announce({ event: 'started', left: 0, uploaded: 0 }));
+    await announce({ left: 0, uploaded: 5000 });
+    let uploaded = 0;
+    for (let i = 0; i < 50 && uploaded !== 5000; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      uploaded = json<{ uploaded: number }>(t.admin(['member', 'show', 'erin', '--json'])).uploaded;
+    }
+    assert.equal(uploaded, 5000, 'written by a periodic flush, before any stop');
   } finally {
     await t.stop();
     rmSync(scratch, { recursive: true, force: true });
