@@ -17,6 +17,7 @@ import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
 import { announceBases } from '../core/urls.ts';
+import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
@@ -344,6 +345,7 @@ export function createTracker(
       try {
         db = await openDatabase(config.databaseUrl, config.dataDir);
         registry = new Registry(db, { maxBytes: config.maxTorrentBytes, maxFiles: config.maxTorrentFiles });
+        stats.schema = db.schemaVersion;
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();
@@ -403,6 +405,8 @@ export function createTracker(
         dataDir: config.dataDir,
         mode: config.mode,
         database: db?.describe,
+        schema: db?.schemaVersion,
+        version: VERSION,
       });
     },
     async stop() {

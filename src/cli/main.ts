@@ -9,6 +9,8 @@ import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { ListenError } from '../core/listen.ts';
 import { createLogger } from '../core/log.ts';
+import { VERSION } from '../core/version.ts';
+import { SCHEMA_VERSION } from '../db/migrations.ts';
 import { ADMIN_COMMANDS, runAdmin } from './admin.ts';
 import { createTracker } from './compose.ts';
 
@@ -40,9 +42,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd.command === 'version') {
-    const { readFileSync } = await import('node:fs');
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    process.stdout.write(`herald ${pkg.version}\n`);
+    process.stdout.write(`herald ${VERSION} (database schema ${SCHEMA_VERSION}; node ${process.version})\n`);
     return 0;
   }
   let config: ReturnType<typeof loadConfig>;

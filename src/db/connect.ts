@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { migrate } from './migrations.ts';
+import { appliedMigrations, migrate } from './migrations.ts';
 import { nodeSqliteDialect, withBusyTimeout } from './node-sqlite.ts';
 import type { Database, Dialect } from './schema.ts';
 
@@ -13,6 +13,8 @@ export interface Db {
   dialect: Dialect;
   /** Where it is, for logs (no password). */
   describe: string;
+  /** The last migration applied (after `openDatabase`, this Herald's `SCHEMA_VERSION`). */
+  schemaVersion: string;
   /**
    * Runs `fn` waiting at most `ms` for another connection's lock (SQLite: see `nodeSqliteDialect`;
    * the default wait is `SQLITE_BUSY_TIMEOUT_MS`). PostgreSQL's driver never blocks the event
@@ -61,8 +63,10 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
     });
     describe = `sqlite:${path}`;
   }
+  let schemaVersion: string;
   try {
     await migrate(kysely, dialect);
+    schemaVersion = (await appliedMigrations(kysely)).at(-1) ?? '';
   } catch (err) {
     await kysely.destroy();
     throw err;
@@ -71,6 +75,7 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
     kysely,
     dialect,
     describe,
+    schemaVersion,
     withBusyTimeout: dialect === 'sqlite' ? withBusyTimeout : (_ms, fn) => fn(),
     close: () => kysely.destroy(),
   };

@@ -1,9 +1,14 @@
 import { RateWindow, type TrackerCounters } from '../core/metrics.ts';
 import type { SwarmStats } from '../core/types.ts';
+import { VERSION } from '../core/version.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 
 /** The figures `/stats` (JSON) and `/metrics` (Prometheus) both show. */
 export interface StatsSnapshot {
+  /** Herald's version (package.json). */
+  version: string;
+  /** The database's schema: its last migration (null before the database is open). */
+  schema: string | null;
   uptimeSeconds: number;
   swarm: SwarmStats;
   announces: { http: number; udp: number; ws: number };
@@ -81,6 +86,9 @@ export class StatsReporter {
   /** Set by the composition root when HTTP(S) listeners run. */
   http: (() => HttpConnectionStats) | null = null;
 
+  /** Set by the composition root once the database is open and migrated. */
+  schema: string | null = null;
+
   constructor(counters: TrackerCounters, store: SwarmStore, others?: () => Promise<StatsSnapshot[]>) {
     this.#counters = counters;
     this.#store = store;
@@ -136,6 +144,8 @@ export class StatsReporter {
             },
           }
         : {}),
+      version: VERSION,
+      schema: this.schema,
       uptimeSeconds: Math.floor((Date.now() - this.#started) / 1000),
       swarm,
       announces: { ...c.announces },
@@ -166,6 +176,13 @@ export function renderPrometheus(s: StatsSnapshot): string {
     ['{protocol="udp"}', o.udp],
     ['{protocol="ws"}', o.ws],
   ];
+  // build_info style: the figures are labels, the value is always 1.
+  metric('herald_build_info', 'gauge', 'Herald version, database schema and Node version (value 1).', [
+    [
+      `{version="${promLabel(s.version)}",schema="${promLabel(s.schema ?? '')}",node="${promLabel(process.version)}"}`,
+      1,
+    ],
+  ]);
   metric('herald_torrents', 'gauge', 'Swarms with at least one peer.', [['', s.swarm.torrents]]);
   metric('herald_peers', 'gauge', 'Peers held, by kind.', [
     ['{kind="seeder"}', s.swarm.seeders],
@@ -211,4 +228,9 @@ export function renderPrometheus(s: StatsSnapshot): string {
   ]);
   metric('herald_uptime_seconds', 'gauge', 'Seconds since start.', [['', s.uptimeSeconds]]);
   return `${lines.join('\n')}\n`;
+}
+
+/** A Prometheus label value: backslash, double quote and newline escaped. */
+function promLabel(v: string): string {
+  return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
