@@ -148,6 +148,8 @@ export class Accountant {
   #flushing: Promise<void> | null = null;
   /** Failed flushes in a row (see `#flushOnce`). */
   #failedFlushes = 0;
+  /** Clock time up to which every credit is in the database (see `flushAge`). */
+  #upToDateAt: number;
   /** Counters for /stats and tests. */
   readonly counts = {
     flushes: 0,
@@ -161,6 +163,16 @@ export class Accountant {
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
+    this.#upToDateAt = opts.clock.now();
+  }
+
+  /**
+   * Seconds since the database last held every credit (`/metrics`
+   * `herald_accounting_flush_age_seconds`): at most about `flushInterval` while flushes succeed,
+   * growing while they fail (a database down or locked), which is what a crash would lose.
+   */
+  flushAge(): number {
+    return Math.max(0, this.#o.clock.now() - this.#upToDateAt);
   }
 
   /** Attaches the database (opened by `Tracker.start`). */
@@ -421,16 +433,22 @@ export class Accountant {
   }
 
   async #flushOnce(): Promise<void> {
+    const started = this.#o.clock.now();
     this.#expireBaselines();
-    if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) return;
+    if (this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0) {
+      this.#upToDateAt = started;
+      return;
+    }
     const batch: Batch = { members: this.#members, memberTorrents: this.#memberTorrents, flags: this.#flags };
     this.#members = new Map();
     this.#memberTorrents = new Map();
     this.#flags = [];
     if (this.#failedFlushes < ISOLATE_AFTER) {
       const err = await this.#tryWrite(batch);
-      if (err === null) this.#failedFlushes = 0;
-      else {
+      if (err === null) {
+        this.#failedFlushes = 0;
+        this.#upToDateAt = started;
+      } else {
         this.#failedFlushes++;
         this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
         this.#mergeBack(batch);
@@ -456,8 +474,10 @@ export class Accountant {
       if (refused.length === 1)
         this.#o.logger.error("accounting: the database refuses a member's row", { err: String(err) });
     }
-    if (refused.length === 0) this.#failedFlushes = 0;
-    else
+    if (refused.length === 0) {
+      this.#failedFlushes = 0;
+      this.#upToDateAt = started;
+    } else
       this.#o.logger.error('accounting: credit kept pending for members whose rows are refused', {
         members: refused.slice(0, 20),
         count: refused.length,

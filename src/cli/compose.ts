@@ -187,6 +187,12 @@ export function createTracker(
     ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>())
     : new StatsReporter(counters, store);
   if (sharded) sharded.localStats = () => stats.localSnapshot();
+  if (accountant)
+    stats.accounting = () => ({
+      flushAgeSeconds: accountant.flushAge(),
+      flushes: accountant.counts.flushes,
+      flushErrors: accountant.counts.flushErrors,
+    });
   if (sharded && accountant)
     sharded.privateMode({
       account: (req, member, torrent, now) => accountant.account(req, member, torrent, now),
