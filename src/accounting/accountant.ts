@@ -158,6 +158,8 @@ export class Accountant {
   #flushing: Promise<void> | null = null;
   /** Failed flushes in a row (see `#flushOnce`). */
   #failedFlushes = 0;
+  /** Clock time up to which every credit is in the database (see `flushAge`). */
+  #upToDateAt: number;
   /** Counters for /stats and tests. */
   readonly counts = {
     flushes: 0,
@@ -171,6 +173,16 @@ export class Accountant {
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
+    this.#upToDateAt = opts.clock.now();
+  }
+
+  /**
+   * Seconds since the database last held every credit (`/metrics`
+   * `herald_accounting_flush_age_seconds`): at most about `flushInterval` while flushes succeed,
+   * growing while they fail (a database down or locked), which is what a crash would lose.
+   */
+  flushAge(): number {
+    return Math.max(0, this.#o.clock.now() - this.#upToDateAt);
   }
 
   /** Attaches the database (opened by `Tracker.start`). */
@@ -451,6 +463,8 @@ export class Accountant {
    * workers in one transaction (src/cluster/accounting-link.ts). Null when nothing is pending.
    */
   takeBatch(): WireBatch | null {
+    // What leaves for the primary is the primary's to write (its flush age says when it has).
+    this.#upToDateAt = this.#o.clock.now();
     const b = this.#take();
     return b === null
       ? null
@@ -467,12 +481,18 @@ export class Accountant {
   }
 
   async #flushOnce(): Promise<void> {
+    const started = this.#o.clock.now();
     const batch = this.#take();
-    if (batch === null) return;
+    if (batch === null) {
+      this.#upToDateAt = started;
+      return;
+    }
     if (this.#failedFlushes < ISOLATE_AFTER) {
       const err = await this.#tryWrite(batch);
-      if (err === null) this.#failedFlushes = 0;
-      else {
+      if (err === null) {
+        this.#failedFlushes = 0;
+        this.#upToDateAt = started;
+      } else {
         this.#failedFlushes++;
         this.#o.logger.error('accounting flush failed; will retry', { err: String(err) });
         this.#mergeBack(batch);
@@ -498,8 +518,10 @@ export class Accountant {
       if (refused.length === 1)
         this.#o.logger.error("accounting: the database refuses a member's row", { err: String(err) });
     }
-    if (refused.length === 0) this.#failedFlushes = 0;
-    else
+    if (refused.length === 0) {
+      this.#failedFlushes = 0;
+      this.#upToDateAt = started;
+    } else
       this.#o.logger.error('accounting: credit kept pending for members whose rows are refused', {
         members: refused.slice(0, 20),
         count: refused.length,

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
+import { sql } from 'kysely';
 import { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
@@ -17,6 +18,7 @@ import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
 import { announceBases } from '../core/urls.ts';
+import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
@@ -29,6 +31,7 @@ import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
 import { StatsReporter, type StatsSnapshot } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
+import { Health } from '../web/health.ts';
 import { createPortal, type Portal } from '../web/portal/portal.ts';
 
 export interface TrackerAddresses {
@@ -65,6 +68,11 @@ export interface Tracker {
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
   publicUrls(): string[];
+  /**
+   * Readiness checks behind `/health` (database, listeners, workers); more can be added, e.g. a
+   * shared swarm store's connection: `tracker.health.add('store', () => connected || 'disconnected')`.
+   */
+  readonly health: Health;
 }
 
 function listens(list: string[], key: string): { host: string; port: number }[] {
@@ -185,6 +193,12 @@ export function createTracker(
     ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>())
     : new StatsReporter(counters, store);
   if (sharded) sharded.localStats = () => stats.localSnapshot();
+  if (accountant)
+    stats.accounting = () => ({
+      flushAgeSeconds: accountant.flushAge(),
+      flushes: accountant.counts.flushes,
+      flushErrors: accountant.counts.flushErrors,
+    });
   if (sharded && accountant)
     sharded.privateMode({
       account: (req, member, torrent, now) => accountant.account(req, member, torrent, now),
@@ -195,6 +209,34 @@ export function createTracker(
     counters.internalErrors++;
     logger.error('internal error', { err: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   };
+  // Readiness (src/web/health.ts): the database answers, every listener is bound, no worker is down.
+  // A shared swarm store adds its own check ('store') where it is built.
+  const health = new Health((name, err) =>
+    logger.warn('health check failed', {
+      check: name,
+      err: err instanceof Error ? err.message : String(err),
+    }),
+  );
+  let serving = false;
+  health.add('database', async () => {
+    if (db === null) return 'not open';
+    await sql`select 1`.execute(db.kysely);
+    return true;
+  });
+  health.add('listeners', () => {
+    if (!serving) return stopped ? 'stopping' : 'starting';
+    const a = tracker.addresses();
+    const bound = a.http.length + a.https.length + a.udp.length + a.ws.length + a.portal.length;
+    const wanted =
+      config.http.length + config.https.length + config.udp.length + config.ws.length + portalListen.length;
+    return bound >= wanted || `${wanted - bound} of ${wanted} not bound`;
+  });
+  const workersDown = cluster?.workersDown;
+  if (workersDown)
+    health.add('workers', () => {
+      const down = workersDown();
+      return down.length === 0 || `down: ${down.join(', ')}`;
+    });
   // Each worker sweeps only its own shard.
   const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
   // One count per address over every HTTP(S), WebSocket and portal listener.
@@ -284,7 +326,7 @@ export function createTracker(
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
       portalPath: config.portalPath,
-      workersDown: cluster?.workersDown,
+      health,
     }),
     logger,
     logRequests: config.logRequests,
@@ -315,6 +357,7 @@ export function createTracker(
       try {
         db = await openDatabase(config.databaseUrl, config.dataDir);
         registry = new Registry(db, { maxBytes: config.maxTorrentBytes, maxFiles: config.maxTorrentFiles });
+        stats.schema = db.schemaVersion;
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();
@@ -333,6 +376,7 @@ export function createTracker(
         await tracker.stop();
         throw err;
       }
+      serving = true;
       sweeper.start();
       stats.start();
       policy.start(config.policyRefresh);
@@ -376,11 +420,14 @@ export function createTracker(
         dataDir: config.dataDir,
         mode: config.mode,
         database: db?.describe,
+        schema: db?.schemaVersion,
+        version: VERSION,
       });
     },
     async stop() {
       if (stopped) return;
       stopped = true;
+      serving = false;
       // Together: a WebSocket that arrived on an HTTP listener is still that listener's connection,
       // so the HTTP server's close waits for the WebSocket frontend to close it.
       await Promise.all([http.stop(), udp.stop(), ws.stop()]);
@@ -419,6 +466,7 @@ export function createTracker(
     accountant,
     portal,
     publicUrls: () => publicUrls(),
+    health,
   };
   function portalAddresses(): { host: string; port: number }[] {
     return portalServers.flatMap((s) => {

@@ -9,7 +9,10 @@ import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { ListenError } from '../core/listen.ts';
 import { createLogger } from '../core/log.ts';
+import { VERSION } from '../core/version.ts';
+import { SCHEMA_VERSION } from '../db/migrations.ts';
 import { ADMIN_COMMANDS, runAdmin } from './admin.ts';
+import { BACKUP_COMMANDS, runBackupCommand } from './backup.ts';
 import { createTracker } from './compose.ts';
 
 /**
@@ -17,9 +20,11 @@ import { createTracker } from './compose.ts';
  * the start/stop order and the process signals.
  */
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] !== undefined && ADMIN_COMMANDS.includes(argv[0])) {
+  const admin = argv[0] !== undefined && ADMIN_COMMANDS.includes(argv[0]);
+  if (admin || (argv[0] !== undefined && BACKUP_COMMANDS.includes(argv[0]))) {
+    const run = admin ? runAdmin : runBackupCommand;
     try {
-      return await runAdmin(argv[0], argv.slice(1), (s) => process.stdout.write(s), process.env);
+      return await run(argv[0], argv.slice(1), (s) => process.stdout.write(s), process.env);
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`${err.message}\n`);
@@ -40,9 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd.command === 'version') {
-    const { readFileSync } = await import('node:fs');
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    process.stdout.write(`herald ${pkg.version}\n`);
+    process.stdout.write(`herald ${VERSION} (database schema ${SCHEMA_VERSION}; node ${process.version})\n`);
     return 0;
   }
   let config: ReturnType<typeof loadConfig>;

@@ -1,5 +1,6 @@
 import { stringify } from 'smol-toml';
 import { ADMIN_HELP } from '../cli/admin.ts';
+import { BACKUP_HELP } from '../cli/backup.ts';
 import { envName, flagName, type HeraldConfig, SCHEMA, tomlName } from './schema.ts';
 
 export type Command =
@@ -64,6 +65,7 @@ export function helpText(topic?: string): string {
     '  help [serve]   show help',
     '  --version      print the version',
     '',
+    BACKUP_HELP,
     ADMIN_HELP,
   ].join('\n');
 }

@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { migrate } from './migrations.ts';
+import { holdDatabase, otherHolders } from './holders.ts';
+import { appliedMigrations, migrate } from './migrations.ts';
 import { nodeSqliteDialect, withBusyTimeout } from './node-sqlite.ts';
 import type { Database, Dialect } from './schema.ts';
 
@@ -13,6 +14,8 @@ export interface Db {
   dialect: Dialect;
   /** Where it is, for logs (no password). */
   describe: string;
+  /** The last migration applied (after `openDatabase`, this Herald's `SCHEMA_VERSION`). */
+  schemaVersion: string;
   /**
    * Runs `fn` waiting at most `ms` for another connection's lock (SQLite: see `nodeSqliteDialect`;
    * the default wait is `SQLITE_BUSY_TIMEOUT_MS`). PostgreSQL's driver never blocks the event
@@ -37,6 +40,7 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
   const dialect: Dialect = /^postgres(ql)?:\/\//i.test(url) ? 'postgres' : 'sqlite';
   let kysely: Kysely<Database>;
   let describe: string;
+  let onClose = () => {};
   if (dialect === 'postgres') {
     const pool = new pg.Pool({
       connectionString: url,
@@ -55,24 +59,40 @@ export async function openDatabase(url: string, dataDir: string): Promise<Db> {
     describe = url.replace(/\/\/[^@/]*@/, '//***@');
   } else {
     const path = sqlitePath(url, dataDir);
-    if (path !== ':memory:') mkdirSync(resolve(path, '..'), { recursive: true });
+    if (path !== ':memory:') {
+      mkdirSync(resolve(path, '..'), { recursive: true });
+      // `herald restore` refuses while this record exists; a restore under way is refused here.
+      const release = holdDatabase(path, 'herald');
+      const restore = otherHolders(path).find((h) => h.role === 'restore');
+      if (restore !== undefined) {
+        release();
+        throw new Error(
+          `${path} is being restored by process ${restore.pid} (herald restore): start Herald when it has finished`,
+        );
+      }
+      onClose = release;
+    }
     kysely = new Kysely<Database>({
       dialect: nodeSqliteDialect(path, { busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS }),
     });
     describe = `sqlite:${path}`;
   }
+  let schemaVersion: string;
   try {
     await migrate(kysely, dialect);
+    schemaVersion = (await appliedMigrations(kysely)).at(-1) ?? '';
   } catch (err) {
     await kysely.destroy();
+    onClose();
     throw err;
   }
   return {
     kysely,
     dialect,
     describe,
+    schemaVersion,
     withBusyTimeout: dialect === 'sqlite' ? withBusyTimeout : (_ms, fn) => fn(),
-    close: () => kysely.destroy(),
+    close: () => kysely.destroy().finally(onClose),
   };
 }
 

@@ -278,12 +278,34 @@ function migrations(dialect: Dialect): Record<string, Migration> {
   };
 }
 
+/** The newest migration's name: the schema this Herald writes (`herald --version`, `/stats`). */
+export const SCHEMA_VERSION: string = Object.keys(migrations('sqlite')).at(-1)!;
+
+/** Names of the migrations applied to a database, oldest first (none on an empty one). */
+export async function appliedMigrations(db: AnyDb): Promise<string[]> {
+  const tables = await db.introspection.getTables({ withInternalKyselyTables: true });
+  if (!tables.some((t) => t.name === 'kysely_migration')) return [];
+  const rows: { name: string }[] = await db
+    .selectFrom('kysely_migration')
+    .select('name')
+    .orderBy('name')
+    .execute();
+  return rows.map((r) => r.name);
+}
+
 /**
  * Brings the schema up to date (or up to the migration named `upTo`, for tests of a migration).
- * Safe to call from several processes at once (Kysely locks).
+ * Safe to call from several processes at once (Kysely locks). A database that a newer Herald has
+ * migrated is refused with a message that says so (an older Herald cannot know its schema).
  */
 export async function migrate(db: AnyDb, dialect: Dialect, upTo?: string): Promise<void> {
   const list = migrations(dialect);
+  const unknown = (await appliedMigrations(db)).filter((name) => !(name in list));
+  if (unknown.length > 0)
+    throw new Error(
+      `the database's schema (${unknown.at(-1)}) is newer than this Herald's (${SCHEMA_VERSION}): ` +
+        'run the Herald that migrated it, or restore a backup made before the upgrade',
+    );
   const provider: MigrationProvider = { getMigrations: async () => list };
   const migrator = new Migrator({ db, provider });
   const { error, results } = await (upTo === undefined

@@ -1,9 +1,15 @@
+import { type ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { RateWindow, type TrackerCounters } from '../core/metrics.ts';
 import type { SwarmStats } from '../core/types.ts';
+import { VERSION } from '../core/version.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 
 /** The figures `/stats` (JSON) and `/metrics` (Prometheus) both show. */
 export interface StatsSnapshot {
+  /** Herald's version (package.json). */
+  version: string;
+  /** The database's schema: its last migration (null before the database is open). */
+  schema: string | null;
   uptimeSeconds: number;
   swarm: SwarmStats;
   announces: { http: number; udp: number; ws: number };
@@ -19,6 +25,8 @@ export interface StatsSnapshot {
   internalErrors: number;
   /** Announces refused because the swarm store was full (max_peers, max_torrents). */
   refusedFull: number;
+  /** HTTP(S) and WebSocket connections closed at once: their address had max_connections_per_ip. */
+  connectionsRefused: number;
   /** WebTorrent peers (their own swarms; a browser cannot reach TCP peers), when WS is on. */
   webrtc?: { sockets: number; swarms: number; peers: number; seeders: number; leechers: number };
   /** TCP/UDP and WebRTC together. */
@@ -27,6 +35,28 @@ export interface StatsSnapshot {
   workers?: number;
   /** HTTP(S) connections on the tracker's own path, when HTTP(S) is on (see `HttpConnectionStats`). */
   http?: HttpConnectionStats;
+  /** The process's memory and CPU (with workers: every worker's added up). */
+  process: ProcessStats;
+  /** Event-loop delay over the last 10 s, in seconds (with workers: the worst worker's). */
+  eventLoopDelay: { p50: number; p99: number; max: number };
+  /** Private mode: the accounting flush (with workers: the oldest flush age). */
+  accounting?: AccountingStats;
+}
+
+export interface ProcessStats {
+  residentBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  /** Memory outside the JavaScript heap: array buffers (the peer store), addons. */
+  externalBytes: number;
+  cpuSeconds: number;
+}
+
+export interface AccountingStats {
+  /** Seconds since the database last held every credit (`Accountant.flushAge`). */
+  flushAgeSeconds: number;
+  flushes: number;
+  flushErrors: number;
 }
 
 /** Figures of several workers added up (every number summed; uptime is the longest). */
@@ -44,6 +74,11 @@ export function sumSnapshots(list: StatsSnapshot[]): StatsSnapshot {
   let sum = list[0];
   for (let i = 1; i < list.length; i++) sum = add(sum, list[i]) as StatsSnapshot;
   sum.uptimeSeconds = Math.max(...list.map((s) => s.uptimeSeconds));
+  // Delays and ages are not added up: the worst process is the one to look at.
+  for (const k of ['p50', 'p99', 'max'] as const)
+    sum.eventLoopDelay[k] = Math.max(...list.map((s) => s.eventLoopDelay[k]));
+  if (sum.accounting)
+    sum.accounting.flushAgeSeconds = Math.max(...list.map((s) => s.accounting?.flushAgeSeconds ?? 0));
   for (const o of [sum.perSecond.announces, sum.perSecond.scrapes])
     for (const k of ['http', 'udp', 'ws'] as const) o[k] = Math.round(o[k] * 10) / 10;
   return sum;
@@ -81,6 +116,17 @@ export class StatsReporter {
   /** Set by the composition root when HTTP(S) listeners run. */
   http: (() => HttpConnectionStats) | null = null;
 
+  /** Set by the composition root once the database is open and migrated. */
+  schema: string | null = null;
+
+  /** Set by the composition root in private mode. */
+  accounting: (() => AccountingStats) | null = null;
+
+  /** Event-loop delay: a libuv timer every 10 ms (nothing on the request path); windows of 10 s. */
+  #loop: ELDHistogram = monitorEventLoopDelay({ resolution: 10 });
+  #loopWindow: { p50: number; p99: number; max: number } | null = null;
+  #ticks = 0;
+
   constructor(counters: TrackerCounters, store: SwarmStore, others?: () => Promise<StatsSnapshot[]>) {
     this.#counters = counters;
     this.#store = store;
@@ -88,12 +134,14 @@ export class StatsReporter {
   }
 
   start(): void {
+    this.#loop.enable();
     this.#sample();
     this.#timer = setInterval(() => this.#sample(), 1000);
     this.#timer.unref();
   }
 
   stop(): void {
+    this.#loop.disable();
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
   }
@@ -105,6 +153,17 @@ export class StatsReporter {
 
   #sample(): void {
     this.#window.sample(Date.now(), this.#values());
+    if (++this.#ticks % 10 === 0) {
+      this.#loopWindow = this.#loopFigures();
+      this.#loop.reset();
+    }
+  }
+
+  /** The histogram's figures in seconds (nanoseconds recorded; zeros before the first sample). */
+  #loopFigures(): { p50: number; p99: number; max: number } {
+    const h = this.#loop;
+    if (h.count === 0) return { p50: 0, p99: 0, max: 0 };
+    return { p50: h.percentile(50) / 1e9, p99: h.percentile(99) / 1e9, max: h.max / 1e9 };
   }
 
   /** The whole tracker's figures (every worker's, added up). */
@@ -136,6 +195,8 @@ export class StatsReporter {
             },
           }
         : {}),
+      version: VERSION,
+      schema: this.schema,
       uptimeSeconds: Math.floor((Date.now() - this.#started) / 1000),
       swarm,
       announces: { ...c.announces },
@@ -146,12 +207,28 @@ export class StatsReporter {
         scrapes: { http: round(r[3]), udp: round(r[4]), ws: round(r[5]) },
       },
       udp: { connects: c.udpConnects, dropped: c.udpDropped },
+      process: processStats(),
+      eventLoopDelay: this.#loopWindow ?? this.#loopFigures(),
+      ...(this.accounting ? { accounting: this.accounting() } : {}),
       fullScrapes: c.fullScrapes,
       expiredPeers: c.expiredPeers,
       internalErrors: c.internalErrors,
       refusedFull: c.refusedFull,
+      connectionsRefused: c.connectionsRefused,
     };
   }
+}
+
+function processStats(): ProcessStats {
+  const m = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  return {
+    residentBytes: m.rss,
+    heapUsedBytes: m.heapUsed,
+    heapTotalBytes: m.heapTotal,
+    externalBytes: m.external,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
 }
 
 /** Prometheus text exposition (format 0.0.4) of a snapshot. */
@@ -166,6 +243,13 @@ export function renderPrometheus(s: StatsSnapshot): string {
     ['{protocol="udp"}', o.udp],
     ['{protocol="ws"}', o.ws],
   ];
+  // build_info style: the figures are labels, the value is always 1.
+  metric('herald_build_info', 'gauge', 'Herald version, database schema and Node version (value 1).', [
+    [
+      `{version="${promLabel(s.version)}",schema="${promLabel(s.schema ?? '')}",node="${promLabel(process.version)}"}`,
+      1,
+    ],
+  ]);
   metric('herald_torrents', 'gauge', 'Swarms with at least one peer.', [['', s.swarm.torrents]]);
   metric('herald_peers', 'gauge', 'Peers held, by kind.', [
     ['{kind="seeder"}', s.swarm.seeders],
@@ -209,6 +293,44 @@ export function renderPrometheus(s: StatsSnapshot): string {
   metric('herald_refused_full_total', 'counter', 'Announces refused: max_peers or max_torrents reached.', [
     ['', s.refusedFull],
   ]);
-  metric('herald_uptime_seconds', 'gauge', 'Seconds since start.', [['', s.uptimeSeconds]]);
+  /** A metric without labels. */
+  const one = (name: string, type: 'gauge' | 'counter', help: string, value: number) =>
+    metric(name, type, help, [['', value]]);
+  one(
+    'herald_connections_refused_total',
+    'counter',
+    'HTTP(S) and WebSocket connections closed at once: max_connections_per_ip.',
+    s.connectionsRefused,
+  );
+  one('herald_uptime_seconds', 'gauge', 'Seconds since start.', s.uptimeSeconds);
+  const p = s.process;
+  one('herald_process_resident_memory_bytes', 'gauge', 'Resident memory (RSS).', p.residentBytes);
+  metric('herald_process_heap_bytes', 'gauge', 'JavaScript heap, used and allocated.', [
+    ['{kind="used"}', p.heapUsedBytes],
+    ['{kind="total"}', p.heapTotalBytes],
+  ]);
+  one('herald_process_external_memory_bytes', 'gauge', 'Array buffers and addons.', p.externalBytes);
+  one('herald_process_cpu_seconds_total', 'counter', 'CPU time, user and system.', p.cpuSeconds);
+  metric('herald_event_loop_delay_seconds', 'gauge', 'Event-loop delay over the last 10 s.', [
+    ['{quantile="0.5"}', s.eventLoopDelay.p50],
+    ['{quantile="0.99"}', s.eventLoopDelay.p99],
+    ['{quantile="1"}', s.eventLoopDelay.max],
+  ]);
+  const a = s.accounting;
+  if (a) {
+    one(
+      'herald_accounting_flush_age_seconds',
+      'gauge',
+      'Since the database held every credit.',
+      a.flushAgeSeconds,
+    );
+    one('herald_accounting_flushes_total', 'counter', 'Accounting flushes written.', a.flushes);
+    one('herald_accounting_flush_errors_total', 'counter', 'Accounting writes that failed.', a.flushErrors);
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/** A Prometheus label value: backslash, double quote and newline escaped. */
+function promLabel(v: string): string {
+  return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }

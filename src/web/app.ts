@@ -1,5 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { renderPrometheus, type StatsReporter } from '../tracker/stats.ts';
+import type { Health } from './health.ts';
+
+/** Paths this handler answers itself, even when the portal takes every other path. */
+const OWN_PATHS = new Set(['/health', '/health/live', '/health/ready', '/stats', '/metrics']);
 
 export type WebHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -17,8 +21,8 @@ export function createWebHandler(deps: {
   portal?: WebHandler | null;
   /** The portal's path prefix ('' = every path the tracker does not use). */
   portalPath?: string;
-  /** With workers: the workers that are down (restarting); `/health` is then 503 "degraded". */
-  workersDown?: () => number[];
+  /** Readiness checks for `/health` (src/web/health.ts). */
+  health: Health;
 }): WebHandler {
   const api = deps.api ?? null;
   const portal = deps.portal ?? null;
@@ -38,9 +42,7 @@ export function createWebHandler(deps: {
     const prefix = deps.portalPath ?? '';
     if (
       portal !== null &&
-      (prefix === ''
-        ? path !== '/health' && path !== '/stats' && path !== '/metrics'
-        : path === prefix || path.startsWith(`${prefix}/`))
+      (prefix === '' ? !OWN_PATHS.has(path) : path === prefix || path.startsWith(`${prefix}/`))
     ) {
       portal(req, res);
       return;
@@ -50,18 +52,26 @@ export function createWebHandler(deps: {
       return;
     }
     switch (path) {
-      case '/health': {
-        const down = deps.workersDown?.() ?? [];
-        if (down.length > 0)
-          send(
-            res,
-            503,
-            'application/json',
-            `${JSON.stringify({ status: 'degraded', workersDown: down })}\n`,
-          );
-        else send(res, 200, 'application/json', '{"status":"ok"}\n');
+      case '/health/live':
+        send(res, 200, 'application/json', '{"status":"live"}\n');
         return;
-      }
+      case '/health':
+      case '/health/ready':
+        // Load balancers read the status code: 200 ready, 503 take this instance out of rotation.
+        deps.health.ready().then(
+          (r) =>
+            send(
+              res,
+              r.ready ? 200 : 503,
+              'application/json',
+              `${JSON.stringify({ status: r.status, checks: r.checks })}\n`,
+            ),
+          (err) => {
+            deps.onError(err);
+            send(res, 503, 'application/json', '{"status":"unavailable"}\n');
+          },
+        );
+        return;
       case '/stats':
         deps.stats.snapshot().then(
           (s) => send(res, 200, 'application/json', `${JSON.stringify(s, null, 2)}\n`),
