@@ -121,14 +121,21 @@ async function rig(extra: Partial<HeraldConfig>): Promise<Rig> {
 const peer = (n: number) => Buffer.from(`-qB4500-rules${String(n).padStart(7, '0')}`);
 const reason = (d: Map<string, unknown>) => text(d.get('failure reason'));
 
-describe('peer limits', () => {
-  let r: Rig;
+/** A rig for the enclosing `describe`, started before its tests and closed after them. */
+function rigFor(extra: Partial<HeraldConfig>): { r: Rig } {
+  const box = {} as { r: Rig };
   before(async () => {
-    r = await rig({ peersPerTorrent: 2, peersPerMember: 3 });
+    box.r = await rig(extra);
   });
-  after(() => r.close());
+  after(() => box.r.close());
+  return box;
+}
+
+describe('peer limits', () => {
+  const box = rigFor({ peersPerTorrent: 2, peersPerMember: 3 });
 
   test('per torrent, HTTP and UDP: the third client of a member is refused; a stopped one frees its place', async () => {
+    const { r } = box;
     const m = await r.member('ann');
     const h = await r.torrent(1);
     const base = { infoHash: h, passkey: m.passkey };
@@ -155,6 +162,7 @@ describe('peer limits', () => {
   });
 
   test('per member over all torrents, with its own reason', async () => {
+    const { r } = box;
     const m = await r.member('bea');
     const hs = [await r.torrent(2), await r.torrent(3), await r.torrent(4), await r.torrent(5)];
     for (let i = 0; i < 3; i++)
@@ -170,13 +178,10 @@ describe('peer limits', () => {
 });
 
 describe('early announces, refused', () => {
-  let r: Rig;
-  before(async () => {
-    r = await rig({ earlyAnnounce: 'refuse' });
-  });
-  after(() => r.close());
+  const box = rigFor({ earlyAnnounce: 'refuse' });
 
   test('HTTP and UDP: sooner than min_interval - grace is refused, nothing counted twice; stopped and completed pass', async () => {
+    const { r } = box;
     const m = await r.member('cat');
     const h = await r.torrent(10);
     const f = { infoHash: h, passkey: m.passkey, port: 7300, peerId: peer(30) };
@@ -200,13 +205,10 @@ describe('early announces, refused', () => {
 });
 
 describe('early announces, warned (the default)', () => {
-  let r: Rig;
-  before(async () => {
-    r = await rig({});
-  });
-  after(() => r.close());
+  const box = rigFor({});
 
   test('HTTP carries the warning message beside the usual answer; UDP (no such field) answers as usual', async () => {
+    const { r } = box;
     const m = await r.member('dan');
     const h = await r.torrent(20);
     const f = { infoHash: h, passkey: m.passkey, port: 7400, peerId: peer(40) };
@@ -225,13 +227,10 @@ describe('early announces, warned (the default)', () => {
 });
 
 describe('peer-list limit', () => {
-  let r: Rig;
-  before(async () => {
-    r = await rig({ peerListLimit: 2, peerListWindow: 3600 });
-  });
-  after(() => r.close());
+  const box = rigFor({ peerListLimit: 2, peerListWindow: 3600 });
 
   test('beyond the limit the peer list is empty and the announce still counts; a new window gives lists again', async () => {
+    const { r } = box;
     const seeder = await r.member('seedy');
     const scraper = await r.member('scraper');
     const h = await r.torrent(30);
@@ -266,13 +265,10 @@ describe('peer-list limit', () => {
 });
 
 describe('ratio watch', () => {
-  let r: Rig;
-  before(async () => {
-    r = await rig({ ratioWatchMinPercent: 60, ratioWatchGrace: 5 * GiB, ratioWatchDays: 14 });
-  });
-  after(() => r.close());
+  const box = rigFor({ ratioWatchMinPercent: 60, ratioWatchGrace: 5 * GiB, ratioWatchDays: 14 });
 
   test('warned, then download rights suspended with a reason; seeding and stopped still work; back with the ratio', async () => {
+    const { r } = box;
     const m = await r.member('eve');
     const h = await r.torrent(40);
     const reg = r.tracker.registry();
@@ -311,6 +307,7 @@ describe('ratio watch', () => {
   });
 
   test('staff suspension: its own reason; seeding still works', async () => {
+    const { r } = box;
     const m = await r.member('fay');
     const h = await r.torrent(42);
     await r.tracker.registry().setCanLeech(m.id, false);
