@@ -306,6 +306,12 @@ export function createTracker(
             stats,
             onError,
             urls: () => publicUrls(),
+            activity: accountant
+              ? sharded
+                ? (id) => sharded.activity(id)
+                : (id) => accountant.activity(id)
+              : undefined,
+            peerTimeout: config.peerTimeout,
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,

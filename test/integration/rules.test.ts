@@ -26,6 +26,7 @@ import {
 } from '../helpers/clients.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const TOKEN = 'rules-token-0123456789abcdef';
 const GiB = 1024 ** 3;
 const DAY = 86400;
 const EVENTS = { none: 0, completed: 1, started: 2, stopped: 3 } as const;
@@ -265,7 +266,12 @@ describe('peer-list limit', () => {
 });
 
 describe('ratio watch', () => {
-  const box = rigFor({ ratioWatchMinPercent: 60, ratioWatchGrace: 5 * GiB, ratioWatchDays: 14 });
+  const box = rigFor({
+    ratioWatchMinPercent: 60,
+    ratioWatchGrace: 5 * GiB,
+    ratioWatchDays: 14,
+    apiToken: TOKEN,
+  });
 
   test('warned, then download rights suspended with a reason; seeding and stopped still work; back with the ratio', async () => {
     const { r } = box;
@@ -316,5 +322,41 @@ describe('ratio watch', () => {
     assert.equal(reason(d), Errors.leechStaff.message);
     const seed = await r.http({ infoHash: h, passkey: m.passkey, port: 7700, event: 'started', left: 0 });
     assert.equal(reason(seed), 'undefined');
+  });
+
+  test('API: the member as the profile shows them (snatches, seeding and leeching now, rights, warnings); PATCH can_leech', async () => {
+    const { r } = box;
+    const m = await r.member('gil');
+    const h = await r.torrent(43);
+    const h2 = await r.torrent(44);
+    await r.http({ infoHash: h, passkey: m.passkey, port: 7800, event: 'started', left: 0 });
+    await r.http({ infoHash: h2, passkey: m.passkey, port: 7801, event: 'started', left: 500 });
+    r.clock.advance(600);
+    await r.http({ infoHash: h2, passkey: m.passkey, port: 7801, event: 'completed', left: 0 });
+    await r.http({ infoHash: h, passkey: m.passkey, port: 7800, event: 'stopped', left: 0 });
+    const h3 = await r.torrent(45);
+    await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, event: 'started', left: 500 });
+    await r.tracker.accountant!.flush();
+    const port = r.tracker.addresses().http[0].port;
+    const api = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const shown = await api('GET', `members/${m.id}`);
+    assert.deepEqual(
+      [shown.snatches, shown.seeding_now, shown.leeching_now, shown.can_leech, shown.ratio_warnings],
+      [1, 1, 1, 1, 0],
+    );
+    const off = await api('PATCH', `members/${m.id}`, { can_leech: false });
+    assert.deepEqual([off.can_leech, off.leech_reason], [0, 'staff']);
+    await r.tracker.policy.refresh();
+    const d = await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, left: 400 });
+    assert.equal(reason(d), Errors.leechStaff.message);
+    assert.equal((await api('PATCH', `members/${m.id}`, { can_leech: true })).can_leech, 1);
   });
 });
