@@ -1,11 +1,13 @@
 import type { Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
+import { Errors, Warnings } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+import type { AccountVerdict } from '../tracker/service.ts';
 
 /**
  * A batch as it crosses from a worker to the primary (Node's IPC channel, JSON): the pending sums
@@ -85,6 +87,8 @@ interface MemberTorrentPending extends MemberPending {
   announces: number;
   completedAt: number; // 0 = not completed in this batch
   firstAt: number;
+  /** After the last announce: 0 stopped, 1 leeching, 2 seeding (member_torrents.state). */
+  state: number;
 }
 
 /** What one flush writes in one transaction. */
@@ -121,6 +125,24 @@ export interface AccountantOptions {
   peerTimeout: number;
   /** Most per-peer baselines held; past it the least recently seen is forgotten. */
   maxPeers: number;
+  /** The rules of issue #16 that need each peer's previous announce; all off when absent. */
+  rules?: PeerRules;
+}
+
+/**
+ * Peer limits and announce discipline (issue #16). A peer is a member × torrent × peer id, as the
+ * accountant remembers it: it takes its place at its first announce and frees it with `stopped`,
+ * or when it has been silent for `peerTimeout` (its baseline expires).
+ */
+export interface PeerRules {
+  /** Most peers of one member on one torrent (0 = no limit). */
+  peersPerTorrent: number;
+  /** Most peers of one member over all torrents (0 = no limit; with workers, per worker). */
+  peersPerMember: number;
+  /** An announce closer than this many seconds to the same peer's previous one is early (0 = off). */
+  minGap: number;
+  /** What an early announce gets: a `warning message` beside the usual answer, or a refusal. */
+  early: 'warn' | 'refuse';
 }
 
 /**
@@ -151,6 +173,9 @@ export class Accountant {
   /** member id → torrent id → holding. */
   #holdings = new Map<number, Map<number, Holding>>();
   #links = new Map<string, Link>();
+  /** member id → peers (baselines) over all torrents: for `peersPerMember`. */
+  #memberPeers = new Map<number, number>();
+  #rules: PeerRules;
   #members = new Map<number, MemberPending>();
   #memberTorrents = new Map<string, MemberTorrentPending>();
   #flags: Flag[] = [];
@@ -169,11 +194,15 @@ export class Accountant {
     credited: 0,
     dropped: 0,
     evicted: 0,
+    /** Announces refused by a peer limit, and early ones (refused or warned). */
+    refusedPeerLimit: 0,
+    early: 0,
   };
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
     this.#upToDateAt = opts.clock.now();
+    this.#rules = opts.rules ?? { peersPerTorrent: 0, peersPerMember: 0, minGap: 0, early: 'warn' };
   }
 
   /**
@@ -190,11 +219,21 @@ export class Accountant {
     this.#reg = registry;
   }
 
-  /** One announce that policy has accepted. */
-  account(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number): void {
+  /**
+   * One announce that policy has accepted. Returns null, or a refusal (nothing is counted or
+   * remembered: the peer's next accepted announce is credited from its last accepted one), or a
+   * warning (the announce counts as usual: a delta is credited once whatever the gap).
+   */
+  account(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number): AccountVerdict {
     const peerId = binaryString(req.peerId);
     const key = `${torrent.id}:${member.id}:${peerId}`;
     const prev = this.#peers.get(key);
+    const verdict = this.#judge(prev, req.event, member.id, torrent.id, now);
+    if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
+      this.counts.refusedPeerLimit++;
+      return verdict;
+    }
+    if (verdict === Errors.announceTooSoon) return verdict;
     const seeding = req.left === 0;
     const wasLeeching = prev !== undefined && !prev.seeding;
     let du = 0;
@@ -284,16 +323,60 @@ export class Accountant {
         announces: 0,
         completedAt: 0,
         firstAt: now,
+        state: 0,
       };
       this.#memberTorrents.set(mtKey, mt);
     }
     addTraffic(mt, up, down, du, dd, seed);
     mt.announces++;
     mt.lastAt = now;
+    const h = this.#holdings.get(member.id)?.get(torrent.id);
+    mt.state = h === undefined ? 0 : h.seeders > 0 ? 2 : 1;
     // A snatch: the client says `completed`, or a peer seen leeching now reports nothing left
     // (some clients, aria2 with --seed-time=0 among them, only send `stopped` with left=0).
     const finished = req.event === AnnounceEvent.completed || (wasLeeching && seeding);
     if (finished && mt.completedAt === 0) mt.completedAt = now;
+    return verdict;
+  }
+
+  /**
+   * The rules of issue #16 for one announce: a new peer beyond a limit is refused; an announce
+   * of a known peer closer than `minGap` to its previous one is early (`stopped` and `completed`
+   * always pass: a client must be able to leave, and a snatch must count).
+   */
+  #judge(
+    prev: PeerState | undefined,
+    event: number,
+    memberId: number,
+    torrentId: number,
+    now: number,
+  ): AccountVerdict {
+    const r = this.#rules;
+    if (event === AnnounceEvent.stopped) return null;
+    if (prev === undefined) {
+      if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
+      let over = this.#overLimit(memberId, torrentId);
+      // Places held by peers that went silent are freed first (expiry is otherwise lazy).
+      if (over !== null) {
+        this.#expireBaselines();
+        over = this.#overLimit(memberId, torrentId);
+      }
+      return over;
+    }
+    if (r.minGap === 0 || event === AnnounceEvent.completed || now - prev.at >= r.minGap) return null;
+    this.counts.early++;
+    return r.early === 'refuse' ? Errors.announceTooSoon : Warnings.announceTooSoon;
+  }
+
+  #overLimit(memberId: number, torrentId: number): AccountVerdict {
+    const r = this.#rules;
+    if (r.peersPerTorrent > 0) {
+      const h = this.#holdings.get(memberId)?.get(torrentId);
+      if (h !== undefined && h.peers >= r.peersPerTorrent) return Errors.peerLimitTorrent;
+    }
+    if (r.peersPerMember > 0 && (this.#memberPeers.get(memberId) ?? 0) >= r.peersPerMember)
+      return Errors.peerLimitMember;
+    return null;
   }
 
   /**
@@ -352,6 +435,7 @@ export class Accountant {
       byTorrent.set(torrentId, holding);
     }
     holding.peers++;
+    this.#memberPeers.set(memberId, (this.#memberPeers.get(memberId) ?? 0) + 1);
     if (seeding) holding.seeders++;
     const link = this.#link(req, now);
     link.peers++;
@@ -369,6 +453,9 @@ export class Accountant {
     this.#peers.delete(key);
     const h = p.holding;
     if (p.seeding) h.seeders--;
+    const n = (this.#memberPeers.get(h.memberId) ?? 1) - 1;
+    if (n === 0) this.#memberPeers.delete(h.memberId);
+    else this.#memberPeers.set(h.memberId, n);
     if (--h.peers === 0) {
       const byTorrent = this.#holdings.get(h.memberId);
       byTorrent?.delete(h.torrentId);
@@ -595,6 +682,7 @@ export class Accountant {
             completed_at: null,
             first_announce_at: mt.firstAt,
             last_announce_at: mt.lastAt,
+            state: mt.state,
           })
           .onConflict((oc) =>
             oc.columns(['member_id', 'torrent_id']).doUpdateSet((eb) => ({
@@ -605,6 +693,7 @@ export class Accountant {
               seed_time: eb('member_torrents.seed_time', '+', eb.ref('excluded.seed_time')),
               announces: eb('member_torrents.announces', '+', eb.ref('excluded.announces')),
               last_announce_at: eb.ref('excluded.last_announce_at'),
+              state: eb.ref('excluded.state'),
             })),
           )
           .execute();

@@ -37,6 +37,7 @@ const schemas = {
     email: z.string().email().max(254).nullable().optional(),
     status: z.enum(MEMBER_STATUSES).optional(),
     reason: z.string().max(500).nullable().optional(),
+    can_leech: z.boolean().optional(),
   }),
   newTorrent: z.union([
     z.strictObject({
@@ -104,10 +105,26 @@ export function createApiHandler(deps: {
   stats: StatsReporter;
   onError: (err: unknown) => void;
   urls: () => string[];
+  /** Private mode: torrents seeding and leeching now, from the tracker's memory (as the profile). */
+  activity?: (
+    memberId: number,
+  ) => { seeding: number; leeching: number } | Promise<{ seeding: number; leeching: number }>;
+  /** For "now" from the database when `activity` is absent. */
+  peerTimeout?: number;
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
   const reg = () => deps.registry();
   const memberOut = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(deps.urls(), m.passkey) });
+  /** One member as the profile shows it: the row, snatches and torrents seeding and leeching now. */
+  const profileOut = async (m: PublicMember) => {
+    const figures = await reg().memberFigures(m.id, deps.peerTimeout ?? 2700);
+    if (deps.activity !== undefined) {
+      const a = await deps.activity(m.id);
+      figures.seeding_now = a.seeding;
+      figures.leeching_now = a.leeching;
+    }
+    return { ...memberOut(m), ...figures };
+  };
   const parse = async <T>(schema: z.ZodType<T>, body: () => Promise<unknown>): Promise<T> => {
     const r = schema.safeParse(await body());
     if (!r.success)
@@ -158,7 +175,7 @@ export function createApiHandler(deps: {
         );
       },
     ],
-    ['GET', 'members/*', async ([m]) => memberOut(await reg().member(m))],
+    ['GET', 'members/*', async ([m]) => profileOut(await reg().member(m))],
     [
       'PATCH',
       'members/*',
@@ -166,6 +183,7 @@ export function createApiHandler(deps: {
         const b = await parse(schemas.patchMember, body);
         let out = await reg().updateMember(m, { role: b.role, invites: b.invites, email: b.email });
         if (b.status !== undefined) out = await reg().setMemberStatus(m, b.status, b.reason ?? null);
+        if (b.can_leech !== undefined) out = await reg().setCanLeech(m, b.can_leech);
         return memberOut(out);
       },
     ],

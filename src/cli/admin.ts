@@ -14,6 +14,7 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   role: 'string',
   email: 'string',
   invites: 'string',
+  'can-leech': 'string',
   reason: 'string',
   search: 'string',
   category: 'string',
@@ -37,7 +38,7 @@ export const ADMIN_COMMANDS = ['member', 'torrent', 'list', 'client', 'group', '
 export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
   herald member add NAME [--role member|uploader|moderator|admin] [--email E] [--invites N]
   herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
-  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N]
+  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no]
   herald member password MEMBER < FILE   (portal password, first line of standard input)
   herald member invite [--member INVITER] [--email E] [--days N]   (a portal invitation link)
   herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
@@ -140,13 +141,20 @@ export async function runAdmin(
     );
   const urls = baseUrls(config);
   const member = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(urls, m.passkey) });
-  const showMember = (m: PublicMember) => {
-    const mm = member(m);
+  /**
+   * What the member's profile shows (issue #16): the row, snatches, torrents seeding and leeching
+   * now (from the database: as of the tracker's last accounting write), download rights and
+   * ratio warnings.
+   */
+  const showMember = async (m: PublicMember) => {
+    const mm = { ...member(m), ...(await reg.memberFigures(m.id, config.peerTimeout)) };
     print(mm, () =>
       [
         `#${m.id} ${m.username} (${m.role}, ${m.status}${m.status_reason ? `: ${m.status_reason}` : ''})`,
         `  passkey    ${m.passkey}`,
         `  uploaded   ${m.uploaded}  downloaded ${m.downloaded}  seed time ${m.seed_time}s  invites ${m.invites}`,
+        `  snatches   ${mm.snatches}  seeding now ${mm.seeding_now}  leeching now ${mm.leeching_now}`,
+        `  download   ${m.can_leech === 1 ? 'allowed' : `suspended (${m.leech_reason ?? 'staff'})`}  ratio warnings ${m.ratio_warnings}${m.ratio_warned_at !== null ? ` (warned since ${new Date(m.ratio_warned_at * 1000).toISOString()})` : ''}`,
         ...mm.announce_urls.map((u) => `  announce   ${u}`),
       ].join('\n'),
     );
@@ -162,7 +170,7 @@ export async function runAdmin(
         const role = (opts.role as string | undefined) ?? 'member';
         if (!(ROLES as readonly string[]).includes(role))
           throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
-        showMember(
+        await showMember(
           await reg.addMember({
             username: rest[0],
             role: role as Role,
@@ -189,14 +197,16 @@ export async function runAdmin(
       }
       case 'member show':
         need(1, 'show MEMBER');
-        showMember(await reg.member(rest[0]));
+        await showMember(await reg.member(rest[0]));
         break;
       case 'member disable':
       case 'member ban':
       case 'member enable': {
         need(1, `${sub} MEMBER`);
         const status = sub === 'enable' ? 'active' : sub === 'ban' ? 'banned' : 'disabled';
-        showMember(await reg.setMemberStatus(rest[0], status, (opts.reason as string | undefined) ?? null));
+        await showMember(
+          await reg.setMemberStatus(rest[0], status, (opts.reason as string | undefined) ?? null),
+        );
         break;
       }
       case 'member password': {
@@ -229,20 +239,21 @@ export async function runAdmin(
       }
       case 'member reset-passkey':
         need(1, 'reset-passkey MEMBER');
-        showMember(await reg.resetPasskey(rest[0]));
+        await showMember(await reg.resetPasskey(rest[0]));
         break;
       case 'member set': {
-        need(1, 'set MEMBER [--role R] [--invites N]');
+        need(1, 'set MEMBER [--role R] [--invites N] [--can-leech yes|no]');
         const role = opts.role as string | undefined;
         if (role !== undefined && !(ROLES as readonly string[]).includes(role))
           throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
-        showMember(
-          await reg.updateMember(rest[0], {
-            role: role as Role | undefined,
-            invites: intOpt(opts.invites, 'invites', 100000),
-            email: opts.email as string | undefined,
-          }),
-        );
+        let m = await reg.updateMember(rest[0], {
+          role: role as Role | undefined,
+          invites: intOpt(opts.invites, 'invites', 100000),
+          email: opts.email as string | undefined,
+        });
+        const canLeech = yes(opts['can-leech'], 'can-leech');
+        if (canLeech !== undefined) m = await reg.setCanLeech(m.id, canLeech);
+        await showMember(m);
         break;
       }
       case 'torrent add': {

@@ -25,6 +25,7 @@ import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Policy } from '../policy/policy.ts';
+import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
@@ -64,6 +65,8 @@ export interface Tracker {
   readonly policy: Policy;
   /** Private mode: the accounting step (null otherwise). */
   readonly accountant: Accountant | null;
+  /** Private mode: the ratio watch scheduler (null otherwise, and in workers other than the first). */
+  readonly ratioWatch: RatioWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
@@ -149,7 +152,13 @@ export function createTracker(
   const reusePort = sharded !== null;
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
-  const policy = new Policy({ mode: config.mode, logger });
+  const policy = new Policy({
+    mode: config.mode,
+    logger,
+    clock,
+    peerListLimit: config.peerListLimit,
+    peerListWindow: config.peerListWindow,
+  });
   const accountant =
     config.mode === 'private'
       ? new Accountant({
@@ -160,6 +169,13 @@ export function createTracker(
           maxRate: config.maxRate,
           peerTimeout: config.peerTimeout,
           maxPeers: config.accountingMaxPeers,
+          rules: {
+            peersPerTorrent: config.peersPerTorrent,
+            peersPerMember: config.peersPerMember,
+            minGap:
+              config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
+            early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
+          },
         })
       : null;
   let db: Db | null = null;
@@ -171,6 +187,22 @@ export function createTracker(
     if (registry === null) throw new Error('the tracker is not started: no database yet');
     return registry;
   };
+  // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
+  // the revision, as they see the portal's.
+  const ratioWatch =
+    config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0)
+      ? new RatioWatch({
+          registry: getRegistry,
+          clock,
+          logger,
+          refreshPolicy: () => policy.refresh(),
+          rules: {
+            minPercent: config.ratioWatchMinPercent,
+            graceBytes: config.ratioWatchGrace,
+            periodSeconds: config.ratioWatchDays * 86400,
+          },
+        })
+      : null;
   const service = new TrackerService({
     store,
     clock,
@@ -322,6 +354,12 @@ export function createTracker(
             stats,
             onError,
             urls: () => publicUrls(),
+            activity: accountant
+              ? sharded
+                ? (id) => sharded.activity(id)
+                : (id) => accountant.activity(id)
+              : undefined,
+            peerTimeout: config.peerTimeout,
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
@@ -384,6 +422,9 @@ export function createTracker(
       // them); one process writes its own.
       if (accountLink !== null) accountLink = new WorkerAccounting(accountant!);
       else accountant?.start();
+      ratioWatch?.start(config.ratioWatchInterval);
+      // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
+      void ratioWatch?.run().catch(() => {});
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -439,6 +480,7 @@ export function createTracker(
       sweeper.stop();
       stats.stop();
       policy.stop();
+      await ratioWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -464,6 +506,7 @@ export function createTracker(
     registry: getRegistry,
     policy,
     accountant,
+    ratioWatch,
     portal,
     publicUrls: () => publicUrls(),
     health,

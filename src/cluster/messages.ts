@@ -1,3 +1,4 @@
+import { WARNING_LIST } from '../core/errors.ts';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResult, Family, ScrapeEntry } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
 
@@ -194,7 +195,8 @@ export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, f
   b.writeUInt32BE(r.downloaded >>> 0, o + 8);
   b.writeUInt16BE(r.peerCount, o + 12);
   b[o + 14] = stride;
-  b[o + 15] = ids ? 1 : 0;
+  // Bit 0: peer ids follow; bits 1-7: the owner's warning (WARNING_LIST index, issue #16).
+  b[o + 15] = (ids ? 1 : 0) | ((r.warning?.index ?? 0) << 1);
   o += 16;
   b.set(r.peers.subarray(0, peerBytes), o);
   o += peerBytes;
@@ -212,7 +214,8 @@ export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, f
 export function readAnnounceOk(b: Buffer, o: number): AnnounceResult {
   const peerCount = b.readUInt16BE(o + 12);
   const stride = b[o + 14];
-  const ids = b[o + 15] === 1;
+  const ids = (b[o + 15] & 1) === 1;
+  const warning = WARNING_LIST[b[o + 15] >> 1] ?? null;
   const p = o + 16;
   const peers = new Uint8Array(b.subarray(p, p + peerCount * stride));
   let peerIds: Uint8Array | null = null;
@@ -230,6 +233,7 @@ export function readAnnounceOk(b: Buffer, o: number): AnnounceResult {
     peerCount,
     peerIds,
     peerIdKnown,
+    warning,
   };
 }
 

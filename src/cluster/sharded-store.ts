@@ -1,4 +1,4 @@
-import { Errors, TrackerError } from '../core/errors.ts';
+import { Errors, TrackerError, trackerErrorOf } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { shardOf } from '../core/shard.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
@@ -132,8 +132,12 @@ export class ShardedSwarmStore implements SwarmStore {
     const torrent = ctx.torrent;
     const owner = shardOf(torrent !== null ? torrent.route : req.infoHash, this.#count);
     if (owner === this.#index) {
-      if (member !== null && torrent !== null) this.#account?.(req, member, torrent, now);
-      return this.local.announce(req, now) as AnnounceResult | TrackerError;
+      const v =
+        member !== null && torrent !== null ? (this.#account?.(req, member, torrent, now) ?? null) : null;
+      if (v instanceof TrackerError) return v;
+      const r = this.local.announce(req, now) as AnnounceResult | TrackerError;
+      if (v !== null && ctx.warning === null) ctx.warning = v;
+      return r;
     }
     const acct = member !== null && torrent !== null ? { member, torrent } : null;
     return this.bus
@@ -325,10 +329,16 @@ export class ShardedSwarmStore implements SwarmStore {
           const req = this.#req;
           const now = readAnnounce(body, at, req);
           const acct = readAccountTo(body, at, frameEnd(body, at));
-          if (acct !== null) this.#account?.(req, acct.member, acct.torrent, now);
-          const r = this.local.announce(req, now) as AnnounceResult | TrackerError;
+          // Private mode: the owner's verdict (peer limits, announce discipline, issue #16); a
+          // refusal leaves the swarm untouched and crosses back as its code.
+          const v = acct !== null ? (this.#account?.(req, acct.member, acct.torrent, now) ?? null) : null;
+          const r =
+            v instanceof TrackerError ? v : (this.local.announce(req, now) as AnnounceResult | TrackerError);
           if (r instanceof TrackerError) writeText(reply, MessageType.failure, id, r.code);
-          else writeAnnounceOk(reply, id, r, req.family);
+          else {
+            if (v !== null && !(v instanceof TrackerError)) r.warning = v;
+            writeAnnounceOk(reply, id, r, req.family);
+          }
           break;
         }
         case MessageType.scrape: {
@@ -380,9 +390,10 @@ function textOf(body: Buffer, at: number): string {
 }
 
 function failureOf(body: Buffer, at: number, type: MessageType): Error {
-  return new Error(
-    type === MessageType.failure ? `cluster: ${textOf(body, at)}` : `cluster: unexpected reply ${type}`,
-  );
+  if (type !== MessageType.failure) return new Error(`cluster: unexpected reply ${type}`);
+  // The owner's refusal from the catalogue (a peer limit, tracker full): the client reads it.
+  const text = textOf(body, at);
+  return trackerErrorOf(text) ?? new Error(`cluster: ${text}`);
 }
 
 /** Any failure to reach the owner becomes the retryable refusal a client can act on. */

@@ -41,6 +41,16 @@ export interface HeraldConfig {
   policyRefresh: number;
   maxRate: number;
   accountingMaxPeers: number;
+  peersPerTorrent: number;
+  peersPerMember: number;
+  earlyAnnounce: 'off' | 'warn' | 'refuse';
+  announceGrace: number;
+  peerListLimit: number;
+  peerListWindow: number;
+  ratioWatchMinPercent: number;
+  ratioWatchGrace: number;
+  ratioWatchDays: number;
+  ratioWatchInterval: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -381,6 +391,95 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 1_000_000,
     arg: 'N',
     doc: 'Private mode: most peers (member × torrent × peer id) whose counters accounting remembers between announces; past it the least recently seen is forgotten, and its next announce credits nothing',
+  },
+  {
+    key: 'peersPerTorrent',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 3,
+    arg: 'N',
+    doc: 'Private mode: most peers (clients, by peer id) one member may run on one torrent; a new one beyond it is refused until one stops or goes silent for peer_timeout (0 = no limit)',
+  },
+  {
+    key: 'peersPerMember',
+    kind: 'int',
+    min: 0,
+    max: 100_000_000,
+    default: 0,
+    arg: 'N',
+    doc: 'Private mode: most peers one member may run over all torrents (0 = no limit; with workers each worker counts the torrents it owns, see README "Rules")',
+  },
+  {
+    key: 'earlyAnnounce',
+    kind: 'choice',
+    choices: ['off', 'warn', 'refuse'],
+    default: 'warn',
+    arg: 'off|warn|refuse',
+    doc: 'Private mode: an announce of a peer sooner than min_interval - announce_grace after its previous one gets a warning message, or is refused without counting anything (stopped and completed always pass)',
+  },
+  {
+    key: 'announceGrace',
+    kind: 'int',
+    min: 0,
+    max: 86400,
+    default: 60,
+    arg: 'SECONDS',
+    doc: 'Private mode: seconds of slack under min_interval before an announce is early (clients and clocks are not exact)',
+  },
+  {
+    key: 'peerListLimit',
+    kind: 'int',
+    min: 0,
+    max: 100_000_000,
+    default: 0,
+    arg: 'N',
+    doc: 'Private mode: most peer lists one member receives per peer_list_window, against peer scraping; beyond it the list is empty and the announce still counts (0 = no limit; with workers, per worker)',
+  },
+  {
+    key: 'peerListWindow',
+    kind: 'int',
+    min: 1,
+    max: 604800,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Private mode: the window of peer_list_limit, in seconds',
+  },
+  {
+    key: 'ratioWatchMinPercent',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 0,
+    arg: 'PERCENT',
+    doc: 'Ratio watch (private mode): least ratio, in percent (60 = 0.6); a member below it is warned, and loses download rights after ratio_watch_days (0 = off)',
+  },
+  {
+    key: 'ratioWatchGrace',
+    kind: 'int',
+    min: 0,
+    max: 1e15,
+    default: 5 * 1024 ** 3,
+    arg: 'BYTES',
+    doc: 'Ratio watch: credited download below which the ratio is not judged (default 5 GiB)',
+  },
+  {
+    key: 'ratioWatchDays',
+    kind: 'int',
+    min: 0,
+    max: 3650,
+    default: 14,
+    arg: 'DAYS',
+    doc: 'Ratio watch: days a warned member has to raise the ratio before download rights are suspended (they come back when the ratio does)',
+  },
+  {
+    key: 'ratioWatchInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Ratio watch: seconds between runs of the scheduler that warns, suspends and restores',
   },
   {
     key: 'apiToken',

@@ -78,7 +78,73 @@ export const Errors = {
     'HERALD_CLIENT_NOT_ALLOWED',
     'your client is not allowed here: see the site for the list of allowed clients',
   ),
+  // The rules of private communities (issue #16). Each under 200 bytes (a BEP 15 error packet).
+  peerLimitTorrent: def(
+    'HERALD_PEER_LIMIT_TORRENT',
+    'too many clients on this torrent for your account: stop one first (a stopped or silent client frees its place)',
+  ),
+  peerLimitMember: def(
+    'HERALD_PEER_LIMIT_MEMBER',
+    'too many peers for your account: stop some torrents first (a stopped or silent client frees its place)',
+  ),
+  announceTooSoon: def(
+    'HERALD_ANNOUNCE_TOO_SOON',
+    'announced too soon: wait the min interval between announces (nothing was counted; the next announce is)',
+    { retryLater: true },
+  ),
+  leechRatio: def(
+    'HERALD_LEECH_RATIO',
+    'download rights suspended: your ratio stayed below the site minimum. Seeding still works: seed until your ratio is back above it',
+  ),
+  leechStaff: def(
+    'HERALD_LEECH_STAFF',
+    'download rights suspended by staff: seeding still works; see the site or ask staff to restore them',
+  ),
 } as const;
+
+/** The code of every catalogued error (a worker's refusal crosses to another worker as its code). */
+const BY_CODE = new Map<string, TrackerError>(Object.values(Errors).map((e) => [e.code, e]));
+
+/** The catalogued error with this code, or undefined. */
+export function trackerErrorOf(code: string): TrackerError | undefined {
+  return BY_CODE.get(code);
+}
+
+/**
+ * A `warning message` (BEP 3): the announce is answered as usual, with this text beside it.
+ * HTTP and WebSocket carry it; BEP 15 has no field for it, so UDP clients get the answer alone.
+ */
+export class TrackerWarning {
+  readonly code: string;
+  readonly message: string;
+  /** Its number in `WARNING_LIST` (how a worker names it to another; 0 is none). */
+  readonly index: number;
+  constructor(code: string, message: string, index: number) {
+    this.code = code;
+    this.message = message;
+    this.index = index;
+  }
+}
+
+export const Warnings = {
+  announceTooSoon: new TrackerWarning(
+    'HERALD_WARN_ANNOUNCE_TOO_SOON',
+    'you announce too often: wait the min interval between announces',
+    1,
+  ),
+  ratioWatch: new TrackerWarning(
+    'HERALD_WARN_RATIO',
+    'ratio warning: your ratio is below the site minimum; seed to raise it, or you lose download rights (see your profile)',
+    2,
+  ),
+} as const;
+
+/** Warnings by index (index 0: none). */
+export const WARNING_LIST: readonly (TrackerWarning | null)[] = [
+  null,
+  Warnings.announceTooSoon,
+  Warnings.ratioWatch,
+];
 
 export type ErrorCode = (typeof Errors)[keyof typeof Errors]['code'];
 

@@ -1,3 +1,5 @@
+import type { TrackerWarning } from './errors.ts';
+
 /**
  * Protocol-neutral request and response types shared by every frontend, the announce service and
  * the swarm stores. Names follow the wire fields (STYLE.md: `infoHash`, `peerId`, `numWant`).
@@ -61,6 +63,11 @@ export interface AnnounceResult {
    */
   peerIds: Uint8Array | null;
   peerIdKnown: Uint8Array | null;
+  /**
+   * A `warning message` for the client (private-mode rules, issue #16): set by the service when a
+   * rule warns, absent otherwise (stores never set it).
+   */
+  warning?: TrackerWarning | null;
 }
 
 export interface ScrapeEntry {

@@ -275,6 +275,30 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0006_rules': {
+      // The rules of private communities (issue #16). Download rights: `can_leech` 0 or 1, with
+      // who took them (`leech_reason`: 'ratio' for ratio watch, 'staff') and when. Ratio watch:
+      // when the member was warned (null = not warned now) and how many warnings so far. Per
+      // member and torrent, the state at the last announce (0 stopped, 1 leeching, 2 seeding),
+      // for "seeding now" where the tracker's memory cannot be asked (the CLI).
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('members')
+          .addColumn('can_leech', 'integer', (c) => c.notNull().defaultTo(1))
+          .execute();
+        await db.schema.alterTable('members').addColumn('leech_reason', 'text').execute();
+        await db.schema.alterTable('members').addColumn('leech_changed_at', 'bigint').execute();
+        await db.schema.alterTable('members').addColumn('ratio_warned_at', 'bigint').execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('ratio_warnings', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('member_torrents')
+          .addColumn('state', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+      },
+    },
   };
 }
 

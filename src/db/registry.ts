@@ -238,6 +238,118 @@ export class Registry {
     return this.member(m.id);
   }
 
+  /**
+   * Download rights by staff (issue #16): taken (`can_leech` 0, reason 'staff') or given back.
+   * Giving them back also clears a ratio warning, so that ratio watch starts a new period rather
+   * than taking them again at its next run.
+   */
+  async setCanLeech(ref: string | number, canLeech: boolean): Promise<PublicMember> {
+    const m = await this.member(ref);
+    await this.change((trx) =>
+      trx
+        .updateTable('members')
+        .set(
+          canLeech
+            ? { can_leech: 1, leech_reason: null, leech_changed_at: now(), ratio_warned_at: null }
+            : { can_leech: 0, leech_reason: 'staff', leech_changed_at: now() },
+        )
+        .where('id', '=', m.id)
+        .execute(),
+    );
+    return this.member(m.id);
+  }
+
+  /**
+   * Members ratio watch may act on, by id after `afterId`: past the grace (`graceBytes`; null =
+   * ratio watch off, so only those it has to undo), warned, or suspended by it.
+   */
+  async ratioWatchCandidates(graceBytes: number | null, afterId: number, limit: number) {
+    return this.#k
+      .selectFrom('members')
+      .select(['id', 'uploaded', 'downloaded', 'can_leech', 'leech_reason', 'ratio_warned_at'])
+      .where('id', '>', afterId)
+      .where((eb) =>
+        eb.or([
+          ...(graceBytes === null ? [] : [eb('downloaded', '>=', graceBytes)]),
+          eb('ratio_warned_at', 'is not', null),
+          eb.and([eb('can_leech', '=', 0), eb('leech_reason', '=', 'ratio')]),
+        ]),
+      )
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
+  /**
+   * Ratio watch's decisions, in one transaction that bumps the revision. Each update holds only
+   * if the member is still as the decision saw it (staff may have acted since): returns the
+   * actions that took effect.
+   */
+  async applyRatioWatch(
+    changes: { id: number; action: 'warn' | 'revoke' | 'restore' | 'clear' }[],
+    at: number,
+  ): Promise<string[]> {
+    return this.change(async (trx) => {
+      const done: string[] = [];
+      for (const c of changes) {
+        const q = trx.updateTable('members').where('id', '=', c.id);
+        const r =
+          c.action === 'warn'
+            ? await q
+                .set((eb) => ({ ratio_warned_at: at, ratio_warnings: eb('ratio_warnings', '+', 1) }))
+                .where('ratio_warned_at', 'is', null)
+                .where('can_leech', '=', 1)
+                .executeTakeFirst()
+            : c.action === 'revoke'
+              ? await q
+                  .set({ can_leech: 0, leech_reason: 'ratio', leech_changed_at: at })
+                  .where('can_leech', '=', 1)
+                  .where('ratio_warned_at', 'is not', null)
+                  .executeTakeFirst()
+              : c.action === 'restore'
+                ? await q
+                    .set({ can_leech: 1, leech_reason: null, leech_changed_at: at, ratio_warned_at: null })
+                    .where('can_leech', '=', 0)
+                    .where('leech_reason', '=', 'ratio')
+                    .executeTakeFirst()
+                : await q
+                    .set({ ratio_warned_at: null })
+                    .where('ratio_warned_at', 'is not', null)
+                    .executeTakeFirst();
+        if (Number(r.numUpdatedRows) > 0) done.push(c.action);
+      }
+      return done;
+    });
+  }
+
+  /**
+   * A member's figures beyond the row (issue #16: what the profile shows): snatches, and torrents
+   * seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
+   * `flush_interval` seconds ahead). "Now": the last announce was not `stopped` and came within
+   * `peerTimeout` seconds.
+   */
+  async memberFigures(
+    memberId: number,
+    peerTimeout: number,
+    at = now(),
+  ): Promise<{ snatches: number; seeding_now: number; leeching_now: number }> {
+    const rows = await this.#k
+      .selectFrom('member_torrents')
+      .select(['completed_at', 'state', 'last_announce_at'])
+      .where('member_id', '=', memberId)
+      .execute();
+    let snatches = 0;
+    let seeding = 0;
+    let leeching = 0;
+    for (const r of rows) {
+      if (r.completed_at !== null) snatches++;
+      if (r.last_announce_at < at - peerTimeout) continue;
+      if (r.state === 2) seeding++;
+      else if (r.state === 1) leeching++;
+    }
+    return { snatches, seeding_now: seeding, leeching_now: leeching };
+  }
+
   async resetPasskey(ref: string | number): Promise<PublicMember> {
     const m = await this.member(ref);
     await this.change((trx) =>

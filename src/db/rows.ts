@@ -121,6 +121,11 @@ export const MEMBER_COLUMNS = [
   'invited_by',
   'created_at',
   'last_announce_at',
+  'can_leech',
+  'leech_reason',
+  'leech_changed_at',
+  'ratio_warned_at',
+  'ratio_warnings',
 ] as const;
 
 /** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */

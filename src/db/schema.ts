@@ -58,6 +58,16 @@ export interface MembersTable {
   /** When the member last earned invites by the operator's rules (0002_portal). */
   invites_earned_at: number | null;
   last_login_at: number | null;
+  /** Download rights (0006_rules): 0 = announces with something left are refused. */
+  can_leech: Generated<number>;
+  /** Who took them: 'ratio' (ratio watch; given back when the ratio is) or 'staff'. */
+  leech_reason: string | null;
+  /** When download rights last changed. */
+  leech_changed_at: number | null;
+  /** Ratio watch: when the member was warned (null = not warned now). */
+  ratio_warned_at: number | null;
+  /** Ratio watch: warnings given so far. */
+  ratio_warnings: Generated<number>;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -168,6 +178,8 @@ export interface MemberTorrentsTable {
   completed_at: number | null;
   first_announce_at: number;
   last_announce_at: number;
+  /** At the last announce (0006_rules): 0 stopped, 1 leeching, 2 seeding. */
+  state: Generated<number>;
 }
 
 export interface HashListsTable {

@@ -1,8 +1,9 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { binaryString } from '../core/bytes.ts';
-import { Errors, type TrackerError } from '../core/errors.ts';
+import type { Clock } from '../core/clock.ts';
+import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { AnnounceRequest } from '../core/types.ts';
+import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
@@ -77,7 +78,7 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
     (after) =>
       k
         .selectFrom('members')
-        .select(['id', 'passkey', 'status'])
+        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at'])
         .where('id', '>', after)
         .orderBy('id')
         .limit(PAGE)
@@ -87,6 +88,8 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
         id: m.id,
         status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
         groups: groupsOf.get(m.id) ?? [],
+        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : 2,
+        warned: m.ratio_warned_at !== null,
       }),
   );
   await inPages(
@@ -168,10 +171,33 @@ export class Policy {
   #running: Promise<boolean> | null = null;
   #queued: Promise<boolean> | null = null;
   #loads = 0;
+  #clock: Clock | null;
+  #peerListLimit: number;
+  #peerListWindow: number;
+  /** member id → this window's peer lists (peer_list_limit): one entry per member who announced. */
+  #peerLists = new Map<number, { start: number; count: number }>();
+  /** Announces whose peer list a rule withheld (for tests and /stats). */
+  readonly counts = { peerListsWithheld: 0 };
 
-  constructor(opts: { mode: Mode; logger: Logger }) {
+  constructor(opts: {
+    mode: Mode;
+    logger: Logger;
+    /** Needed by `peerListLimit`. */
+    clock?: Clock;
+    /**
+     * Private mode: most peer lists one member receives per `peerListWindow` seconds (0 = no
+     * limit). Counted in this process: with workers, each worker counts the announces it answers.
+     */
+    peerListLimit?: number;
+    peerListWindow?: number;
+  }) {
     this.mode = opts.mode;
     this.#logger = opts.logger;
+    this.#clock = opts.clock ?? null;
+    this.#peerListLimit = opts.peerListLimit ?? 0;
+    this.#peerListWindow = opts.peerListWindow ?? 3600;
+    if (this.#peerListLimit > 0 && this.#clock === null)
+      throw new Error('policy: peerListLimit needs a clock');
   }
 
   /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
@@ -261,7 +287,49 @@ export class Policy {
   announceSteps(): AnnounceStep[] {
     const steps: AnnounceStep[] = [(req, ctx) => this.#checkTorrent(req.infoHash, ctx, req.event)];
     steps.push((req) => this.#checkClient(req));
+    if (this.mode === 'private') {
+      steps.push((req, ctx) => this.#checkRights(req, ctx));
+      if (this.#peerListLimit > 0) steps.push((req, ctx) => this.#limitPeerLists(req, ctx));
+    }
     return steps;
+  }
+
+  /**
+   * Download rights and ratio watch (issue #16): a member without them is refused any announce
+   * that still has something to download (`stopped` passes: the client leaves, and what it moved
+   * is credited); seeding goes on. A warned member's announces carry the warning.
+   */
+  #checkRights(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
+    const m = ctx.member;
+    if (m === null) return null;
+    if (m.leech !== 0 && m.leech !== undefined && req.left > 0 && req.event !== AnnounceEvent.stopped)
+      return m.leech === 1 ? Errors.leechRatio : Errors.leechStaff;
+    if (m.warned === true) ctx.warning = Warnings.ratioWatch;
+    return null;
+  }
+
+  /**
+   * Peer lists per member per window (issue #16, against peer scraping): beyond the limit the
+   * announce is served with no peers (numwant 0) and still counts. Fixed windows, from the
+   * member's first peer list in each; announces that ask for no peers do not count.
+   */
+  #limitPeerLists(req: AnnounceRequest, ctx: RequestContext): null {
+    const m = ctx.member;
+    if (m === null || req.numWant === 0 || req.event === AnnounceEvent.stopped) return null;
+    const now = this.#clock!.now();
+    let w = this.#peerLists.get(m.id);
+    if (w === undefined) {
+      w = { start: now, count: 0 };
+      this.#peerLists.set(m.id, w);
+    } else if (now - w.start >= this.#peerListWindow) {
+      w.start = now;
+      w.count = 0;
+    }
+    if (w.count >= this.#peerListLimit) {
+      req.numWant = 0;
+      this.counts.peerListsWithheld++;
+    } else w.count++;
+    return null;
   }
 
   scrapeSteps(): ScrapeStep[] {

@@ -8,6 +8,13 @@ export interface PolicyMember {
   id: number;
   status: 0 | 1 | 2; // active, disabled, banned
   groups: number[];
+  /**
+   * Download rights (issue #16): 0 may leech; 1 suspended by ratio watch; 2 suspended by staff.
+   * Absent where only accounting needs the member (another worker's announce): 0.
+   */
+  leech?: 0 | 1 | 2;
+  /** Ratio watch: warned now (announces carry a `warning message`). */
+  warned?: boolean;
 }
 
 /** A registered torrent as the hot path needs it. */

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.ts';
-import { Errors, type TrackerError } from '../core/errors.ts';
+import { Errors, TrackerError, type TrackerWarning } from '../core/errors.ts';
 import type { TrackerCounters } from '../core/metrics.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
@@ -27,20 +27,49 @@ export interface RequestContext {
   passkey: string | null;
   member: PolicyMember | null;
   torrent: PolicyTorrent | null;
+  /**
+   * A `warning message` a rule gave this announce (issue #16); the service clears it at the start
+   * of each announce, and puts it on the result.
+   */
+  warning: TrackerWarning | null;
 }
 
 /** A fresh context for one request. */
 export function requestContext(protocol: RequestContext['protocol'], passkey: string | null): RequestContext {
-  return { protocol, passkey, member: null, torrent: null };
+  return { protocol, passkey, member: null, torrent: null, warning: null };
 }
 
-/** Called after policy accepted an announce, before the swarm update (private mode). */
+/**
+ * What the accounting step says of an announce: null to accept it; a `TrackerError` to refuse it
+ * (nothing is counted and the swarm is not touched: the peer's next accepted announce is credited
+ * from its last accepted one); a `TrackerWarning` to accept it with a `warning message`.
+ */
+export type AccountVerdict = TrackerError | TrackerWarning | null;
+
+/**
+ * Called after policy accepted an announce, before the swarm update (private mode), in the worker
+ * that owns the torrent: peer limits and announce discipline are decided here, where every
+ * announce of the torrent's peers arrives (issue #16).
+ */
 export type AccountStep = (
   req: AnnounceRequest,
   member: PolicyMember,
   torrent: PolicyTorrent,
   now: number,
-) => void;
+) => AccountVerdict;
+
+/**
+ * Puts a warning on an answer (a promise's, when it comes). A policy warning (set before the
+ * owner's verdict) wins over the owner's: it says more to the member.
+ */
+export function withWarning<R extends AnnounceResult | TrackerError>(
+  r: R | Promise<R>,
+  warning: TrackerWarning,
+): R | Promise<R> {
+  if (r instanceof Promise) return r.then((v) => withWarning(v, warning) as R);
+  if (!(r instanceof TrackerError)) (r as AnnounceResult).warning = warning;
+  return r;
+}
 
 /** Accounting and the swarm update, wherever the owner of the torrent is (workers). */
 export type Dispatch = (
@@ -119,9 +148,11 @@ export class TrackerService {
     if (req.port === 0) return Errors.invalidPort;
     req.numWant = this.numWant(req.numWant);
     if (this.#dispatch !== null) {
+      ctx.warning = null;
       const refused = this.#policy(req, ctx);
       if (refused !== null) return refused;
-      return this.#dispatch(req, ctx, this.clock.now());
+      const r = this.#dispatch(req, ctx, this.clock.now());
+      return ctx.warning === null ? r : withWarning(r, ctx.warning);
     }
     const refused = this.authorize(req, ctx);
     if (refused !== null) return refused;
@@ -129,7 +160,7 @@ export class TrackerService {
     const res = this.store.announce(req, now);
     // For /stats and /metrics (a synchronous store's refusals; any store's count as failures).
     if (res === Errors.trackerFull) this.counters.refusedFull++;
-    return res;
+    return ctx.warning === null ? res : withWarning(res, ctx.warning);
   }
 
   /**
@@ -137,11 +168,17 @@ export class TrackerService {
    * the WebSocket frontend (which keeps WebRTC peers in swarms of its own) needs from the service.
    */
   authorize(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
+    ctx.warning = null;
     const refused = this.#policy(req, ctx);
     if (refused !== null) return refused;
     const account = this.#account;
-    if (account !== null && ctx.member !== null && ctx.torrent !== null)
-      account(req, ctx.member, ctx.torrent, this.clock.now());
+    if (account !== null && ctx.member !== null && ctx.torrent !== null) {
+      const v = account(req, ctx.member, ctx.torrent, this.clock.now());
+      if (v !== null) {
+        if (v instanceof TrackerError) return v;
+        if (ctx.warning === null) ctx.warning = v;
+      }
+    }
     return null;
   }
 

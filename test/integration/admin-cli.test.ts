@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
 
@@ -143,4 +144,61 @@ test('info-hash lists, client prefixes and site settings', () => {
   const unknown = herald('member', 'fly');
   assert.notEqual(unknown.status, 0);
   assert.match(unknown.stderr, /unknown command/);
+});
+
+/** A small .torrent file named `name` in the scratch directory: its path. */
+function torrentFile(name: string): string {
+  const file = join(dir, `${name}.torrent`);
+  const info = new Map<string, unknown>([
+    ['length', 1000],
+    ['name', name],
+    ['piece length', 16384],
+    ['pieces', Buffer.alloc(20, 2)],
+  ]);
+  writeFileSync(file, encode(new Map([['info', info]]) as never));
+  return file;
+}
+
+test('member show: what the profile shows (snatches, seeding and leeching now, download rights, ratio warnings); set --can-leech', async () => {
+  const m = json('member', 'add', 'profiled');
+  const t = json('torrent', 'add', torrentFile('profiled-a'));
+  const t2 = json('torrent', 'add', torrentFile('profiled-b'));
+  const t3 = json('torrent', 'add', torrentFile('profiled-c'));
+  // What the tracker's accounting writes (member_torrents): a snatch seeding now, a torrent
+  // leeching now, and one whose last announce is older than peer_timeout.
+  const db = await openDatabase('', dir);
+  const at = Math.floor(Date.now() / 1000);
+  const row = (torrent: number, state: number, last: number, completed: number | null) => ({
+    member_id: m.id,
+    torrent_id: torrent,
+    uploaded: 0,
+    downloaded: 0,
+    raw_uploaded: 0,
+    raw_downloaded: 0,
+    seed_time: 0,
+    announces: 1,
+    completed_at: completed,
+    first_announce_at: last,
+    last_announce_at: last,
+    state,
+  });
+  await db.kysely
+    .insertInto('member_torrents')
+    .values([row(t.id, 2, at, at), row(t2.id, 1, at, null), row(t3.id, 2, at - 100_000, at - 100_000)])
+    .execute();
+  await db.close();
+  const shown = json('member', 'show', 'profiled');
+  assert.deepEqual(
+    [shown.snatches, shown.seeding_now, shown.leeching_now, shown.can_leech, shown.ratio_warnings],
+    [2, 1, 1, 1, 0],
+  );
+  assert.match(
+    herald('member', 'show', 'profiled').stdout,
+    /snatches {3}2 {2}seeding now 1 {2}leeching now 1/,
+  );
+  const off = json('member', 'set', 'profiled', '--can-leech', 'no');
+  assert.deepEqual([off.can_leech, off.leech_reason], [0, 'staff']);
+  assert.match(herald('member', 'show', 'profiled').stdout, /download {3}suspended \(staff\)/);
+  assert.equal(json('member', 'set', 'profiled', '--can-leech', 'yes').can_leech, 1);
+  assert.match(herald('member', 'set', 'profiled', '--can-leech', 'maybe').stderr, /--can-leech: yes or no/);
 });

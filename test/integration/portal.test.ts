@@ -521,6 +521,53 @@ for (const engine of engines) {
       assert.ok(d.has('failure reason'));
     });
 
+    test('download rights (issue #16): the member reads why and how to recover; staff suspend and restore them', async () => {
+      const code = await invite();
+      const cy = client();
+      await register(cy, 'cy', code);
+      assert.equal((await cy.login('cy', PASSWORD)).status, 303);
+      const m = await reg.member('cy');
+      // Ratio watch's warning, as its scheduler writes it.
+      await reg.applyRatioWatch([{ id: m.id, action: 'warn' }], Math.floor(Date.now() / 1000));
+      const warned = await cy.get(`/member/${m.id}`);
+      assert.match(warned.body, /Ratio warning since/);
+      assert.match(warned.body, /Raise it by seeding before/);
+      await admin.get(`/member/${m.id}`);
+      const off = await admin.post(`/staff/members/${m.id}`, { action: 'leech', can_leech: 'no' });
+      assert.equal(off.status, 303);
+      assert.equal((await reg.member(m.id)).leech_reason, 'staff');
+      const t = (await reg.listTorrents())[0];
+      const d = bdecode(
+        (
+          await httpGet(
+            port,
+            '127.0.0.1',
+            announcePath({
+              infoHash: Buffer.from(t.info_hash!, 'hex'),
+              port: 6990,
+              base: `/announce/${m.passkey}`,
+            }),
+          )
+        ).body,
+      );
+      assert.match(String(d.get('failure reason')), /suspended by staff/);
+      const page = await cy.get(`/member/${m.id}`);
+      assert.match(page.body, /suspended by staff/);
+      assert.match(page.body, /Seeding still works/);
+      assert.match((await admin.get('/staff/members')).body, /suspended \(staff\)/);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'leech', can_leech: 'yes' })).status,
+        303,
+      );
+      const back = await reg.member(m.id);
+      assert.deepEqual([back.can_leech, back.ratio_warned_at], [1, null]);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'leech', can_leech: 'x' })).status,
+        400,
+      );
+    });
+
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {
       await tracker.portal!.tick();
       const root = await reg.member('root');

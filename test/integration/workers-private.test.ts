@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
+import { encode } from '../../src/protocol/bencode/index.ts';
 import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
@@ -189,6 +190,75 @@ test('private mode with 2 workers: deltas reach the database each flush_interval
       uploaded = json<{ uploaded: number }>(t.admin(['member', 'show', 'erin', '--json'])).uploaded;
     }
     assert.equal(uploaded, 5000, 'written by a periodic flush, before any stop');
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('private mode with 2 workers: peer limits and early-announce warnings reach the client from whichever worker owns the torrent', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-wp-'));
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2', '--peers-per-torrent', '2'], {
+    ready: 'herald workers running',
+  });
+  try {
+    const bob = json<{ passkey: string }>(t.admin(['member', 'add', 'bob', '--json']));
+    // Several torrents: some are owned by the worker a connection reaches, some by the other.
+    const hashes: Buffer[] = [];
+    for (const n of [1, 2, 3, 4]) {
+      const file = join(scratch, `w${n}.torrent`);
+      const info = {
+        length: 1000 * n,
+        name: `w${n}`,
+        'piece length': 16384,
+        pieces: Buffer.alloc(20, n),
+        private: 1,
+      };
+      writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info }));
+      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      hashes.push(Buffer.from(added.info_hash, 'hex'));
+    }
+    const announce = async (ih: Buffer, n: number, f: Record<string, unknown> = {}) =>
+      bdecode(
+        (
+          await httpGet(
+            t.http[0].port,
+            '127.0.0.1',
+            announcePath({
+              infoHash: ih,
+              port: 9300 + n,
+              peerId: Buffer.from(`-qB4500-limit${String(n).padStart(7, '0')}`),
+              base: `/announce/${bob.passkey}`,
+              ...f,
+            }),
+          )
+        ).body,
+      );
+    const t0 = Date.now();
+    while (
+      (await announce(hashes[3], 9, { event: 'stopped' })).has('failure reason') &&
+      Date.now() - t0 < 15_000
+    )
+      await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 2500)); // every worker has the torrents (policy_refresh 1 s)
+    for (const h of hashes) {
+      for (const n of [1, 2]) {
+        const d = await announce(h, n, { event: 'started' });
+        assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
+      }
+      // Ten tries over new connections land on both workers: each is refused with the limit's reason.
+      for (let i = 0; i < 10; i++)
+        assert.match(
+          text((await announce(h, 3, { event: 'started' })).get('failure reason')),
+          /too many clients/,
+        );
+      // The same peer again at once: answered, with the warning (from the owner, across workers).
+      for (let i = 0; i < 4; i++)
+        assert.match(text((await announce(h, 1)).get('warning message')), /announce too often/);
+      await announce(h, 2, { event: 'stopped' });
+      const d = await announce(h, 3, { event: 'started' });
+      assert.equal(d.get('failure reason'), undefined, 'a stopped peer freed its place');
+    }
   } finally {
     await t.stop();
     rmSync(scratch, { recursive: true, force: true });

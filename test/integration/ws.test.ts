@@ -496,7 +496,7 @@ describe('scrape', () => {
         numWant: 0,
         wantPeerIds: false,
       },
-      { protocol: 'http', passkey: null, member: null, torrent: null },
+      { protocol: 'http', passkey: null, member: null, torrent: null, warning: null },
     );
     const a = await client(url);
     const [h1, h2] = [freshHash(), freshHash()];

@@ -602,6 +602,7 @@ export class HttpFrontend implements RawHost {
       interval: o.service.settings.interval,
       minInterval: o.service.settings.minInterval,
       externalIp: address.bytes,
+      warning: r.warning == null ? null : r.warning.message,
     });
   }
 

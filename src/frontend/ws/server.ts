@@ -498,7 +498,9 @@ export class WsFrontend {
         else shards.answer(c, msg, now);
         return;
       }
-      const numWant = service.numWant(msg.numwant ?? -1);
+      let numWant = service.numWant(msg.numwant ?? -1);
+      // A private-mode rule's `warning message` (issue #16), read before anything waits.
+      let warning: string | undefined;
       const authorize = this.#o.authorize;
       if (authorize !== undefined) {
         const req: AnnounceRequest = {
@@ -520,12 +522,15 @@ export class WsFrontend {
           c.ws.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
           return;
         }
+        // A rule may have withheld the peer list (peer_list_limit): no offers go out then.
+        numWant = req.numWant;
+        if (ctx.warning !== null) warning = ctx.warning.message;
       }
-      if (here) this.#announced(c, msg, this.#swarms.announce(c, msg, numWant, now));
+      if (here) this.#announced(c, msg, this.#swarms.announce(c, msg, numWant, now), warning);
       else
         shards
           .announce(c, msg, numWant, now)
-          .then((res) => this.#announced(c, msg, res))
+          .then((res) => this.#announced(c, msg, res, warning))
           .catch((err) => {
             this.#internal(err);
             c.ws.send(encodeFailure(Errors.internal.message));
@@ -537,7 +542,7 @@ export class WsFrontend {
   }
 
   /** The response to an announce the swarms took (or refused). */
-  #announced(c: Client, msg: WsAnnounce, res: RtcCounts | TrackerError): void {
+  #announced(c: Client, msg: WsAnnounce, res: RtcCounts | TrackerError, warning?: string): void {
     if (res instanceof TrackerError) {
       this.#o.service.counters.failures.ws++;
       c.ws.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
@@ -555,6 +560,7 @@ export class WsFrontend {
         incomplete: res.incomplete,
         interval: this.#o.interval,
         minInterval: this.#o.minInterval,
+        warning,
       }),
     );
   }

@@ -26,6 +26,8 @@ export interface PortalDeps {
     | 'peerTimeout'
     | 'trustedProxies'
     | 'portalPath'
+    | 'ratioWatchDays'
+    | 'ratioWatchMinPercent'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */

@@ -39,6 +39,26 @@ export function chart(opts: {
   return html`<div class="chart"><canvas id="${opts.id}" role="img" aria-label="${opts.label}" data-chart="${jsonAttr({ labels: opts.labels, series: opts.series, unit: opts.unit })}"></canvas></div>`;
 }
 
+/** Download rights in words (issue #16). */
+function rightsText(m: PublicMember): string {
+  if (m.can_leech === 1) return 'allowed';
+  return m.leech_reason === 'ratio' ? 'suspended by ratio watch' : 'suspended by staff';
+}
+
+/**
+ * What the member reads about ratio watch and download rights on their own profile (staff see it
+ * too): why, since when, and how to recover.
+ */
+function rightsNotice(ctx: Ctx, m: PublicMember) {
+  const days = ctx.deps.config.ratioWatchDays;
+  const min = (ctx.deps.config.ratioWatchMinPercent / 100).toFixed(2);
+  if (m.can_leech === 0)
+    return html`<p class="notice" role="status" id="rights-notice">Download rights are <strong>${rightsText(m)}</strong>${m.leech_changed_at !== null ? html` since ${date(m.leech_changed_at)}` : ''}: clients are refused on torrents not yet complete. Seeding still works.${m.leech_reason === 'ratio' ? html` They come back by themselves once the ratio is at least ${min}: seed to raise it.` : html` Ask staff to restore them.`}</p>`;
+  if (m.ratio_warned_at !== null)
+    return html`<p class="notice" role="status" id="rights-notice">Ratio warning since ${date(m.ratio_warned_at)}: the ratio is below the site minimum of ${min}. Raise it by seeding before ${date(m.ratio_warned_at + days * 86400)}, or download rights are suspended until it is back.</p>`;
+  return '';
+}
+
 function profileStaffForm(ctx: Ctx, m: PublicMember) {
   const admin = ctx.member!.role === 'admin';
   return html`<section class="card" aria-labelledby="staff-member"><h2 id="staff-member">Staff</h2>
@@ -48,6 +68,12 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="status">
 <label>Status <select name="status">${['active', 'disabled', 'banned'].map((s) => html`<option${s === m.status ? html` selected` : ''}>${s}</option>`)}</select></label>
 <label>Reason <input name="reason" maxlength="500" value="${m.status_reason ?? ''}"></label>
 <button type="submit">Set status</button>
+</form>
+<p>Download rights: <strong>${rightsText(m)}</strong>${m.ratio_warned_at !== null ? html` · ratio warning since ${date(m.ratio_warned_at)}` : ''}</p>
+<form method="post" action="/staff/members/${m.id}" class="inline">
+${csrfField(ctx)}<input type="hidden" name="action" value="leech">
+<label>Download rights <select name="can_leech"><option value="yes"${m.can_leech === 1 ? html` selected` : ''}>allowed</option><option value="no"${m.can_leech === 0 ? html` selected` : ''}>suspended</option></select></label>
+<button type="submit">Set download rights</button>
 </form>
 <form method="post" action="/staff/members/${m.id}" class="inline mt">
 ${csrfField(ctx)}<input type="hidden" name="action" value="invites">
@@ -105,7 +131,9 @@ export function memberRoutes(): Route[] {
 ${stat('Uploaded', bytes(m.uploaded))}${stat('Downloaded', bytes(m.downloaded))}${stat('Ratio', ratio(m.uploaded, m.downloaded))}
 ${stat('Torrents seeding now', act.seeding)}${stat('Torrents leeching now', act.leeching)}${stat('Snatches', snatches)}
 ${stat('Seeding time', duration(m.seed_time))}${stat('Invites left', m.invites)}${stat('Invites sent', sent.length)}
+${stat('Download rights', rightsText(m))}${stat('Ratio warnings', m.ratio_warnings)}
 </div>
+${self || staff ? rightsNotice(ctx, m) : ''}
 <section class="card mt" aria-labelledby="traffic"><h2 id="traffic">Traffic over time</h2>
 ${chart({
   id: 'traffic-chart',

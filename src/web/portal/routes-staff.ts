@@ -145,12 +145,12 @@ ${chart({
 <label>Name <input name="q" type="search" value="${q}"></label>
 <label>Status <select name="status"><option value="">Any</option>${MEMBER_STATUSES.map((s) => html`<option${s === status ? html` selected` : ''}>${s}</option>`)}</select></label>
 <button type="submit">Search</button></form>
-<div class="table-wrap"><table><thead><tr><th>Member</th><th>Role</th><th>Status</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Ratio</th><th class="num hide-small">Invites</th><th class="hide-small">Joined</th></tr></thead><tbody>
+<div class="table-wrap"><table><thead><tr><th>Member</th><th>Role</th><th>Status</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Ratio</th><th class="num hide-small">Invites</th><th class="hide-small">Download</th><th class="hide-small">Joined</th></tr></thead><tbody>
 ${list.map(
   (
     m,
   ) => html`<tr><td><a href="/member/${m.id}">${m.username}</a></td><td>${m.role}</td><td>${m.status}${m.status_reason ? html` <span class="muted">(${m.status_reason})</span>` : ''}</td>
-<td class="num">${bytes(m.uploaded)}</td><td class="num">${bytes(m.downloaded)}</td><td class="num hide-small">${ratio(m.uploaded, m.downloaded)}</td><td class="num hide-small">${m.invites}</td><td class="hide-small">${date(m.created_at)}</td></tr>`,
+<td class="num">${bytes(m.uploaded)}</td><td class="num">${bytes(m.downloaded)}</td><td class="num hide-small">${ratio(m.uploaded, m.downloaded)}</td><td class="num hide-small">${m.invites}</td><td class="hide-small">${m.can_leech === 1 ? (m.ratio_warned_at !== null ? 'ratio warning' : 'allowed') : `suspended (${m.leech_reason ?? 'staff'})`}</td><td class="hide-small">${date(m.created_at)}</td></tr>`,
 )}
 </tbody></table></div>`,
         );
@@ -192,6 +192,10 @@ ${list.map(
               if (!Number.isInteger(n) || n < 0 || n > 100000)
                 throw new RegistryError('invites: 0 to 100000');
               await ctx.reg.updateMember(id, { invites: n });
+            } else if (action === 'leech') {
+              const v = field(ctx, 'can_leech');
+              if (v !== 'yes' && v !== 'no') throw new RegistryError('download rights: yes or no');
+              await ctx.reg.setCanLeech(id, v === 'yes');
             } else if (action === 'role') {
               if (me.role !== 'admin') throw new RegistryError('only an administrator changes roles', 403);
               const role = field(ctx, 'role');

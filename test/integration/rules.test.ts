@@ -1,0 +1,362 @@
+/**
+ * The rules of private communities (issue #16) over real sockets, HTTP and UDP: peer limits,
+ * early announces (refused or warned), the peer-list limit and ratio watch, each with the text a
+ * member's client shows. A manual clock; credit read back from the database.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { HeraldConfig } from '../../src/config/schema.ts';
+import { ManualClock } from '../../src/core/clock.ts';
+import { Errors, Warnings } from '../../src/core/errors.ts';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import {
+  type ConnectionId,
+  parseResponse,
+  writeAnnounceRequest,
+  writeConnectRequest,
+} from '../../src/protocol/udp/codec.ts';
+import {
+  type AnnounceFields,
+  announcePath,
+  bdecode,
+  hashOf,
+  httpGet,
+  text,
+  udpClient,
+} from '../helpers/clients.ts';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const TOKEN = 'rules-token-0123456789abcdef';
+const GiB = 1024 ** 3;
+const DAY = 86400;
+const EVENTS = { none: 0, completed: 1, started: 2, stopped: 3 } as const;
+
+interface Rig {
+  tracker: Tracker;
+  clock: ManualClock;
+  http(f: AnnounceFields & { passkey: string }): Promise<Map<string, unknown>>;
+  /** One UDP announce with the passkey in BEP 41 URL data: the decoded reply. */
+  udp(
+    f: AnnounceFields & { passkey: string },
+  ): Promise<{ action: number; message?: string; interval?: number; leechers?: number }>;
+  member(name: string): Promise<{ id: number; passkey: string }>;
+  torrent(n: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+async function rig(extra: Partial<HeraldConfig>): Promise<Rig> {
+  const clock = new ManualClock(1_900_000_000);
+  const tracker = createTracker(
+    {
+      http: ['127.0.0.1:0'],
+      udp: ['127.0.0.1:0'],
+      mode: 'private',
+      databaseUrl: 'sqlite::memory:',
+      flushInterval: 3600,
+      policyRefresh: 3600,
+      ratioWatchInterval: 86400,
+      interval: 1200,
+      minInterval: 600,
+      announceGrace: 60,
+      peerTimeout: 1500,
+      logLevel: 'silent',
+      ...extra,
+    },
+    { clock },
+  );
+  await tracker.start();
+  const port = tracker.addresses().http[0].port;
+  const udpPort = tracker.addresses().udp[0].port;
+  const reg = tracker.registry();
+  const c = await udpClient(4);
+  const buf = Buffer.alloc(1024);
+  let tx = 0;
+  return {
+    tracker,
+    clock,
+    async http(f) {
+      const r = await httpGet(port, '127.0.0.1', announcePath({ ...f, base: `/announce/${f.passkey}` }));
+      return bdecode(r.body);
+    },
+    async udp(f) {
+      const cr = parseResponse(
+        (await c.request(buf.subarray(0, writeConnectRequest(buf, ++tx)), udpPort))!,
+        16,
+      ) as {
+        connectionId: ConnectionId;
+      };
+      const n = writeAnnounceRequest(buf, {
+        connectionId: cr.connectionId,
+        transactionId: ++tx,
+        infoHash: f.infoHash,
+        peerId: f.peerId ?? Buffer.from(`-UD0001-${String(f.port).padStart(12, '0')}`),
+        downloaded: f.downloaded ?? 0,
+        left: f.left ?? 1000,
+        uploaded: f.uploaded ?? 0,
+        event: EVENTS[f.event ?? 'none'],
+        numWant: f.numwant ?? 50,
+        port: f.port,
+        urlData: `/announce/${f.passkey}`,
+      });
+      const reply = (await c.request(buf.subarray(0, n), udpPort))!;
+      return parseResponse(reply, reply.length) as never;
+    },
+    async member(name) {
+      const m = await reg.addMember({ username: name });
+      await tracker.policy.refresh();
+      return m;
+    },
+    async torrent(n) {
+      const h = hashOf(n, 160);
+      await reg.addTorrent({ infoHash: hex(h), infoHashV2: null, name: `t${n}`, size: 1000, fileCount: 1 });
+      await tracker.policy.refresh();
+      return h;
+    },
+    async close() {
+      c.close();
+      await tracker.stop();
+    },
+  };
+}
+
+const peer = (n: number) => Buffer.from(`-qB4500-rules${String(n).padStart(7, '0')}`);
+const reason = (d: Map<string, unknown>) => text(d.get('failure reason'));
+
+/** A rig for the enclosing `describe`, started before its tests and closed after them. */
+function rigFor(extra: Partial<HeraldConfig>): { r: Rig } {
+  const box = {} as { r: Rig };
+  before(async () => {
+    box.r = await rig(extra);
+  });
+  after(() => box.r.close());
+  return box;
+}
+
+describe('peer limits', () => {
+  const box = rigFor({ peersPerTorrent: 2, peersPerMember: 3 });
+
+  test('per torrent, HTTP and UDP: the third client of a member is refused; a stopped one frees its place', async () => {
+    const { r } = box;
+    const m = await r.member('ann');
+    const h = await r.torrent(1);
+    const base = { infoHash: h, passkey: m.passkey };
+    assert.equal(
+      reason(await r.http({ ...base, port: 7001, peerId: peer(1), event: 'started' })),
+      'undefined',
+    );
+    assert.equal((await r.udp({ ...base, port: 7002, peerId: peer(2), event: 'started' })).action, 1);
+    const refused = await r.http({ ...base, port: 7003, peerId: peer(3), event: 'started' });
+    assert.equal(reason(refused), Errors.peerLimitTorrent.message);
+    const udp = await r.udp({ ...base, port: 7003, peerId: peer(3), event: 'started' });
+    assert.equal(udp.action, 3);
+    assert.equal(udp.message, Errors.peerLimitTorrent.message);
+    // The refused client was not put in the swarm: the next peer sees two.
+    const other = await r.member('other');
+    const seen = await r.http({ infoHash: h, passkey: other.passkey, port: 7100, event: 'started' });
+    assert.equal(seen.get('incomplete'), 2);
+    // A stopped client (over UDP) frees its place at once.
+    assert.equal((await r.udp({ ...base, port: 7002, peerId: peer(2), event: 'stopped' })).action, 1);
+    assert.equal(
+      reason(await r.http({ ...base, port: 7003, peerId: peer(3), event: 'started' })),
+      'undefined',
+    );
+  });
+
+  test('per member over all torrents, with its own reason', async () => {
+    const { r } = box;
+    const m = await r.member('bea');
+    const hs = [await r.torrent(2), await r.torrent(3), await r.torrent(4), await r.torrent(5)];
+    for (let i = 0; i < 3; i++)
+      assert.equal(
+        reason(await r.http({ infoHash: hs[i], passkey: m.passkey, port: 7200 + i, event: 'started' })),
+        'undefined',
+      );
+    const d = await r.http({ infoHash: hs[3], passkey: m.passkey, port: 7210, event: 'started' });
+    assert.equal(reason(d), Errors.peerLimitMember.message);
+    const u = await r.udp({ infoHash: hs[3], passkey: m.passkey, port: 7210, event: 'started' });
+    assert.equal(u.message, Errors.peerLimitMember.message);
+  });
+});
+
+describe('early announces, refused', () => {
+  const box = rigFor({ earlyAnnounce: 'refuse' });
+
+  test('HTTP and UDP: sooner than min_interval - grace is refused, nothing counted twice; stopped and completed pass', async () => {
+    const { r } = box;
+    const m = await r.member('cat');
+    const h = await r.torrent(10);
+    const f = { infoHash: h, passkey: m.passkey, port: 7300, peerId: peer(30) };
+    assert.equal(reason(await r.http({ ...f, event: 'started', left: 0 })), 'undefined');
+    r.clock.advance(539); // min_interval 600 - grace 60 = 540
+    const soon = await r.http({ ...f, left: 0, uploaded: 1000 });
+    assert.equal(reason(soon), Errors.announceTooSoon.message);
+    assert.ok(soon.has('retry in'), 'BEP 31 retry in');
+    const u = await r.udp({ ...f, left: 0, uploaded: 1000 });
+    assert.equal(u.action, 3);
+    assert.equal(u.message, Errors.announceTooSoon.message);
+    r.clock.advance(1);
+    assert.equal(reason(await r.http({ ...f, left: 0, uploaded: 2000 })), 'undefined', 'at 540 s: on time');
+    r.clock.advance(1);
+    const done = await r.udp({ ...f, left: 0, uploaded: 2500, event: 'completed' });
+    assert.equal(done.action, 1, 'completed passes however soon');
+    assert.equal(reason(await r.http({ ...f, left: 0, uploaded: 3000, event: 'stopped' })), 'undefined');
+    await r.tracker.accountant!.flush();
+    assert.equal((await r.tracker.registry().member(m.id)).uploaded, 3000, 'each byte credited once');
+  });
+});
+
+describe('early announces, warned (the default)', () => {
+  const box = rigFor({});
+
+  test('HTTP carries the warning message beside the usual answer; UDP (no such field) answers as usual', async () => {
+    const { r } = box;
+    const m = await r.member('dan');
+    const h = await r.torrent(20);
+    const f = { infoHash: h, passkey: m.passkey, port: 7400, peerId: peer(40) };
+    const first = await r.http({ ...f, event: 'started', left: 0 });
+    assert.equal(first.get('warning message'), undefined);
+    r.clock.advance(10);
+    const soon = await r.http({ ...f, left: 0, uploaded: 500 });
+    assert.equal(reason(soon), 'undefined');
+    assert.equal(text(soon.get('warning message')), Warnings.announceTooSoon.message);
+    assert.equal(soon.get('interval'), 1200);
+    const u = await r.udp({ ...f, left: 0, uploaded: 700 });
+    assert.equal(u.action, 1);
+    await r.tracker.accountant!.flush();
+    assert.equal((await r.tracker.registry().member(m.id)).uploaded, 700);
+  });
+});
+
+describe('peer-list limit', () => {
+  const box = rigFor({ peerListLimit: 2, peerListWindow: 3600 });
+
+  test('beyond the limit the peer list is empty and the announce still counts; a new window gives lists again', async () => {
+    const { r } = box;
+    const seeder = await r.member('seedy');
+    const scraper = await r.member('scraper');
+    const h = await r.torrent(30);
+    const h2 = await r.torrent(31);
+    for (const ih of [h, h2])
+      await r.http({
+        infoHash: ih,
+        passkey: seeder.passkey,
+        port: 7500,
+        event: 'started',
+        left: 0,
+        numwant: 0,
+      });
+    const ask = (ih: Buffer, port: number) =>
+      r.http({ infoHash: ih, passkey: scraper.passkey, port, event: 'started', compact: 1 });
+    assert.equal(((await ask(h, 7501)).get('peers') as Buffer).length, 6, 'one peer: the seeder');
+    assert.equal(((await ask(h2, 7502)).get('peers') as Buffer).length, 6);
+    const third = await ask(h, 7503);
+    assert.equal(reason(third), 'undefined');
+    assert.equal((third.get('peers') as Buffer).length, 0, 'no peers beyond the limit');
+    assert.equal(third.get('complete'), 1, 'the counts are still there');
+    const u = await r.udp({ infoHash: h2, passkey: scraper.passkey, port: 7504, event: 'started' });
+    assert.equal(u.action, 1);
+    assert.equal((u as { peers?: unknown[] }).peers?.length ?? 0, 0);
+    // The announces counted: the swarm holds the scraper's peers.
+    const seen = await r.http({ infoHash: h, passkey: seeder.passkey, port: 7500, left: 0, numwant: 0 });
+    assert.equal(seen.get('incomplete'), 2);
+    assert.equal(r.tracker.policy.counts.peerListsWithheld, 2);
+    r.clock.advance(3600);
+    assert.ok(((await ask(h, 7505)).get('peers') as Buffer).length > 0, 'a new window: peers again');
+  });
+});
+
+describe('ratio watch', () => {
+  const box = rigFor({
+    ratioWatchMinPercent: 60,
+    ratioWatchGrace: 5 * GiB,
+    ratioWatchDays: 14,
+    apiToken: TOKEN,
+  });
+
+  test('warned, then download rights suspended with a reason; seeding and stopped still work; back with the ratio', async () => {
+    const { r } = box;
+    const m = await r.member('eve');
+    const h = await r.torrent(40);
+    const reg = r.tracker.registry();
+    const setRatio = (up: number) =>
+      reg.db.kysely
+        .updateTable('members')
+        .set({ uploaded: up, downloaded: 10 * GiB })
+        .where('id', '=', m.id)
+        .execute();
+    await setRatio(1 * GiB);
+    const f = { infoHash: h, passkey: m.passkey, port: 7600, peerId: peer(60) };
+    await r.tracker.ratioWatch!.run();
+    const warned = await r.http({ ...f, event: 'started' });
+    assert.equal(reason(warned), 'undefined');
+    assert.equal(text(warned.get('warning message')), Warnings.ratioWatch.message);
+    r.clock.advance(14 * DAY);
+    assert.deepEqual(await r.tracker.ratioWatch!.run(), { warned: 0, revoked: 1, restored: 0, cleared: 0 });
+    // Leeching: refused over HTTP and UDP, saying why and how to recover.
+    const refused = await r.http({ ...f });
+    assert.equal(reason(refused), Errors.leechRatio.message);
+    assert.match(reason(refused), /ratio.*seed/);
+    assert.equal((await r.udp({ ...f })).message, Errors.leechRatio.message);
+    // Leaving works (and is credited); seeding another torrent works.
+    assert.equal(reason(await r.http({ ...f, event: 'stopped', downloaded: 100 })), 'undefined');
+    const h2 = await r.torrent(41);
+    const seed = await r.http({ infoHash: h2, passkey: m.passkey, port: 7601, event: 'started', left: 0 });
+    assert.equal(reason(seed), 'undefined');
+    assert.equal(text(seed.get('warning message')), Warnings.ratioWatch.message);
+    assert.equal((await r.udp({ infoHash: h2, passkey: m.passkey, port: 7602, left: 0 })).action, 1);
+    // The ratio is back: so are download rights, and the warning goes.
+    await setRatio(6 * GiB);
+    assert.deepEqual(await r.tracker.ratioWatch!.run(), { warned: 0, revoked: 0, restored: 1, cleared: 0 });
+    const back = await r.http({ ...f, event: 'started' });
+    assert.equal(reason(back), 'undefined');
+    assert.equal(back.get('warning message'), undefined);
+  });
+
+  test('staff suspension: its own reason; seeding still works', async () => {
+    const { r } = box;
+    const m = await r.member('fay');
+    const h = await r.torrent(42);
+    await r.tracker.registry().setCanLeech(m.id, false);
+    await r.tracker.policy.refresh();
+    const d = await r.http({ infoHash: h, passkey: m.passkey, port: 7700, event: 'started' });
+    assert.equal(reason(d), Errors.leechStaff.message);
+    const seed = await r.http({ infoHash: h, passkey: m.passkey, port: 7700, event: 'started', left: 0 });
+    assert.equal(reason(seed), 'undefined');
+  });
+
+  test('API: the member as the profile shows them (snatches, seeding and leeching now, rights, warnings); PATCH can_leech', async () => {
+    const { r } = box;
+    const m = await r.member('gil');
+    const h = await r.torrent(43);
+    const h2 = await r.torrent(44);
+    await r.http({ infoHash: h, passkey: m.passkey, port: 7800, event: 'started', left: 0 });
+    await r.http({ infoHash: h2, passkey: m.passkey, port: 7801, event: 'started', left: 500 });
+    r.clock.advance(600);
+    await r.http({ infoHash: h2, passkey: m.passkey, port: 7801, event: 'completed', left: 0 });
+    await r.http({ infoHash: h, passkey: m.passkey, port: 7800, event: 'stopped', left: 0 });
+    const h3 = await r.torrent(45);
+    await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, event: 'started', left: 500 });
+    await r.tracker.accountant!.flush();
+    const port = r.tracker.addresses().http[0].port;
+    const api = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const shown = await api('GET', `members/${m.id}`);
+    assert.deepEqual(
+      [shown.snatches, shown.seeding_now, shown.leeching_now, shown.can_leech, shown.ratio_warnings],
+      [1, 1, 1, 1, 0],
+    );
+    const off = await api('PATCH', `members/${m.id}`, { can_leech: false });
+    assert.deepEqual([off.can_leech, off.leech_reason], [0, 'staff']);
+    await r.tracker.policy.refresh();
+    const d = await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, left: 400 });
+    assert.equal(reason(d), Errors.leechStaff.message);
+    assert.equal((await api('PATCH', `members/${m.id}`, { can_leech: true })).can_leech, 1);
+  });
+});
