@@ -19,6 +19,8 @@ export function createWebHandler(deps: {
   portalPath?: string;
   /** With workers: the workers that are down (restarting); `/health` is then 503 "degraded". */
   workersDown?: () => number[];
+  /** A shared swarm store (Redis): null when usable, else what is wrong; `/health` is then 503 "degraded". */
+  storeHealth?: () => string | null;
 }): WebHandler {
   const api = deps.api ?? null;
   const portal = deps.portal ?? null;
@@ -52,12 +54,13 @@ export function createWebHandler(deps: {
     switch (path) {
       case '/health': {
         const down = deps.workersDown?.() ?? [];
-        if (down.length > 0)
+        const store = deps.storeHealth?.() ?? null;
+        if (down.length > 0 || store !== null)
           send(
             res,
             503,
             'application/json',
-            `${JSON.stringify({ status: 'degraded', workersDown: down })}\n`,
+            `${JSON.stringify({ status: 'degraded', ...(down.length > 0 ? { workersDown: down } : {}), ...(store !== null ? { store } : {}) })}\n`,
           );
         else send(res, 200, 'application/json', '{"status":"ok"}\n');
         return;
