@@ -60,3 +60,29 @@ export async function deleteKeys(url: string, prefix: string): Promise<void> {
   if (cluster !== null) cluster.disconnect();
   else for (const n of nodes) n.disconnect();
 }
+
+/** `herald serve` arguments for one instance of a pair sharing `url` under `prefix`. */
+export function sharedServe(url: string, prefix: string, secret: string): string[] {
+  return [
+    '--store',
+    url,
+    '--redis-prefix',
+    prefix,
+    '--udp-secret',
+    secret,
+    '--http',
+    '127.0.0.1:0',
+    '--udp',
+    '127.0.0.1:0',
+    '--full-scrape',
+  ];
+}
+
+/** Compact IPv4 peers as "a.b.c.d:port". */
+export function compactPeers(v: unknown): string[] {
+  const b = v as Buffer;
+  const out: string[] = [];
+  for (let i = 0; i + 6 <= b.length; i += 6)
+    out.push(`${b[i]}.${b[i + 1]}.${b[i + 2]}.${b[i + 3]}:${b.readUInt16BE(i + 4)}`);
+  return out.sort();
+}
