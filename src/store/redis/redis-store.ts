@@ -60,6 +60,14 @@ export class RedisSwarmStore implements SwarmStore {
   #failures = 0;
   #loggedAt = 0;
   #closed = false;
+  #timeoutMs: number;
+  /**
+   * Calls in flight, oldest first (one timeout for all: insertion order is deadline order). The
+   * client's own command timeout covers one attempt on one connection; a Cluster retries a
+   * command through redirections and failovers, so the whole call gets this deadline too.
+   */
+  #pending = new Set<{ at: number; fail: (err: Error) => void }>();
+  #deadlines: NodeJS.Timeout;
 
   constructor(
     opts: SwarmStoreOptions & {
@@ -83,7 +91,10 @@ export class RedisSwarmStore implements SwarmStore {
       this.#bases.push(base);
       this.#indexes.push(Buffer.concat([base, Buffer.from('i')]));
     }
+    this.#timeoutMs = opts.timeoutMs;
     this.client = connectRedis(opts.url, opts.timeoutMs);
+    this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
+    this.#deadlines.unref();
     for (const [name, lua] of [
       ['heraldAnnounce', ANNOUNCE],
       ['heraldScrape', SCRAPE],
@@ -128,6 +139,33 @@ export class RedisSwarmStore implements SwarmStore {
     return this.client as unknown as Scripts;
   }
 
+  /** `p`, or a rejection once it has taken longer than the timeout. */
+  #bounded<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const d = { at: Date.now() + this.#timeoutMs, fail: reject };
+      this.#pending.add(d);
+      p.then(
+        (v) => {
+          this.#pending.delete(d);
+          resolve(v);
+        },
+        (err) => {
+          this.#pending.delete(d);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const d of this.#pending) {
+      if (d.at > now) return;
+      this.#pending.delete(d);
+      d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
+    }
+  }
+
   announce(req: AnnounceRequest, now: number): Promise<AnnounceResult | TrackerError> {
     const h = req.infoHash;
     const b = bucketOf(h);
@@ -137,8 +175,8 @@ export class RedisSwarmStore implements SwarmStore {
     ep.set(req.ip, 0);
     ep.writeUInt16BE(req.port, stride - 2);
     const wantIds = req.wantPeerIds;
-    return this.#cmd()
-      .heraldAnnounceBuffer(
+    return this.#bounded(
+      this.#cmd().heraldAnnounceBuffer(
         this.#indexes[b],
         this.#bases[b],
         Buffer.from(h),
@@ -151,22 +189,22 @@ export class RedisSwarmStore implements SwarmStore {
         now,
         Buffer.from(req.peerId),
         this.#random(),
-      )
-      .then((r): AnnounceResult => {
-        const peers = r[3] as Buffer;
-        const ids = r[4] as Buffer;
-        const stopped = req.event === AnnounceEvent.stopped;
-        const asked = wantIds && !stopped && req.numWant > 0;
-        return {
-          complete: r[0] as number,
-          incomplete: r[1] as number,
-          downloaded: r[2] as number,
-          peers,
-          peerCount: peers.length / stride,
-          peerIds: asked ? ids : null,
-          peerIdKnown: asked ? (r[5] as Buffer) : null,
-        };
-      }, this.#refusal);
+      ),
+    ).then((r): AnnounceResult => {
+      const peers = r[3] as Buffer;
+      const ids = r[4] as Buffer;
+      const stopped = req.event === AnnounceEvent.stopped;
+      const asked = wantIds && !stopped && req.numWant > 0;
+      return {
+        complete: r[0] as number,
+        incomplete: r[1] as number,
+        downloaded: r[2] as number,
+        peers,
+        peerCount: peers.length / stride,
+        peerIds: asked ? ids : null,
+        peerIdKnown: asked ? (r[5] as Buffer) : null,
+      };
+    }, this.#refusal);
   }
 
   /** A failed call: logged (at most every 10 s), recorded for health(), answered as a refusal. */
@@ -200,12 +238,16 @@ export class RedisSwarmStore implements SwarmStore {
     const calls: Promise<void>[] = [];
     for (const [b, at] of groups)
       calls.push(
-        this.#cmd()
-          .heraldScrape(this.#indexes[b], this.#bases[b], ...at.map((i) => Buffer.from(infoHashes[i])))
-          .then((r) => {
-            for (let k = 0; k < at.length; k++)
-              out[at[k]] = { complete: r[k * 3], incomplete: r[k * 3 + 1], downloaded: r[k * 3 + 2] };
-          }),
+        this.#bounded(
+          this.#cmd().heraldScrape(
+            this.#indexes[b],
+            this.#bases[b],
+            ...at.map((i) => Buffer.from(infoHashes[i])),
+          ),
+        ).then((r) => {
+          for (let k = 0; k < at.length; k++)
+            out[at[k]] = { complete: r[k * 3], incomplete: r[k * 3 + 1], downloaded: r[k * 3 + 2] };
+        }),
       );
     return Promise.all(calls).then(
       () => out,
@@ -225,7 +267,9 @@ export class RedisSwarmStore implements SwarmStore {
     const page = 1000;
     await this.#eachBucket(async (b) => {
       for (let first = 0; ; first += page) {
-        const r = await this.#cmd().heraldScrapePageBuffer(this.#indexes[b], this.#bases[b], first, page);
+        const r = await this.#bounded(
+          this.#cmd().heraldScrapePageBuffer(this.#indexes[b], this.#bases[b], first, page),
+        );
         for (let k = 0; k < r.length; k += 4)
           out.push([
             new Uint8Array(r[k] as Buffer),
@@ -251,7 +295,9 @@ export class RedisSwarmStore implements SwarmStore {
         if (removed >= budget) return;
         const per = Math.min(budget - removed, 1000);
         for (;;) {
-          const [n, more] = await this.#cmd().heraldSweep(this.#indexes[b], this.#bases[b], cutoff, per);
+          const [n, more] = await this.#bounded(
+            this.#cmd().heraldSweep(this.#indexes[b], this.#bases[b], cutoff, per),
+          );
           removed += n;
           if (more === 0 || removed >= budget) return;
         }
@@ -267,7 +313,7 @@ export class RedisSwarmStore implements SwarmStore {
     try {
       await this.#eachBucket(async (b) => {
         const key = Buffer.concat([this.#bases[b], Buffer.from('n')]);
-        const r = await this.client.hmget(key, 't', '4s', '4l', '6s', '6l');
+        const r = await this.#bounded(this.client.hmget(key, 't', '4s', '4l', '6s', '6l'));
         for (let i = 0; i < 5; i++) t[i] += Number(r[i] ?? 0);
       });
     } catch (err) {
@@ -296,6 +342,7 @@ export class RedisSwarmStore implements SwarmStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#deadlines);
     try {
       await Promise.race([this.client.quit(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     } catch {}
