@@ -73,8 +73,13 @@ if fam == '6' then fs, fl = keys[3], keys[4] end
 local n = {}
 for i = 1, 4 do n[i] = redis.call('ZCARD', keys[i]) end
 local complete, incomplete = n[1] + n[3], n[2] + n[4]
-local inS = redis.call('ZSCORE', fs, ep) ~= false
-local inL = (not inS) and redis.call('ZSCORE', fl, ep) ~= false
+local seen = redis.call('ZSCORE', fs, ep)
+local inS = seen ~= false
+local inL = false
+if not inS then
+  seen = redis.call('ZSCORE', fl, ep)
+  inL = seen ~= false
+end
 if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
 local downloaded = tonumber(redis.call('HGET', meta, 'd') or '0')
 if event == 3 then
@@ -145,7 +150,14 @@ if event == 1 and not counted then
 end
 local value = (counted and '1' or '0') .. ARGV[10]
 if old ~= value then redis.call('HSET', meta, ep, value) end
-settle(tid, keys, meta)
+-- The swarm's oldest last-seen changes only if it is new, or this peer may have been its oldest
+-- (or a clock behind the others' wrote an older time): otherwise no settle (five calls saved).
+local oldest = redis.call('ZSCORE', idx, tid)
+if oldest ~= false and ((not (inS or inL)) or tonumber(seen) > tonumber(oldest)) then
+  if now < tonumber(oldest) then redis.call('ZADD', idx, now, tid) end
+else
+  settle(tid, keys, meta)
+end
 
 local ids, known = '', ''
 if ARGV[8] == '1' and #out > 0 then
