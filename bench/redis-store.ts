@@ -11,9 +11,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitTcp } from './harness/clients.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const arg = (name: string, dflt: number) => {
@@ -38,21 +38,6 @@ function cpu(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function tcpUp(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 function run(cpus: string, cmd: string, args: string[]): ChildProcess {
@@ -120,7 +105,7 @@ for (const store of ['memory', 'redis'] as const) {
     '--appendonly',
     'no',
   ]);
-  await tcpUp(rport);
+  await waitTcp(rport);
   const port = trackerPort++;
   const extra =
     store === 'redis'
@@ -142,7 +127,7 @@ for (const store of ['memory', 'redis'] as const) {
     '0',
     ...extra,
   ]);
-  await tcpUp(port);
+  await waitTcp(port);
   const mem0 = redisInfo(rport, 'used_memory');
   const filled = udp(port, 'fill', 120);
   const perPeer = (redisInfo(rport, 'used_memory') - mem0) / filled.ok;
