@@ -21,11 +21,11 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
+import { waitTcp } from './harness/clients.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const WORK = join(ROOT, '.bench');
@@ -195,22 +195,6 @@ const TRACKERS: Tracker[] = [
       }),
   },
 ];
-
-async function waitTcp(port: number): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listening on ${port}`);
-}
 
 /**
  * The tracker's processes: its own PID (the child is `taskset` or `prlimit`, which exec the

@@ -31,6 +31,7 @@ bash scripts/start-services.sh
 export HERALD_TEST_PG_URL="postgres://herald:herald@127.0.0.1:5432/herald"
 export HERALD_TEST_REQUIRE_PG=1
 export HERALD_TEST_REDIS_URL="redis://127.0.0.1:6379"
+export HERALD_TEST_REDIS_CLUSTER="redis-cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 export HERALD_TEST_REQUIRE_REDIS=1
 
 echo "test-all: npm ci"

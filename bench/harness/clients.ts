@@ -263,3 +263,20 @@ export const binary = (b: Uint8Array) => Buffer.from(b).toString('latin1');
 export function keepAlive(maxSockets: number): Agent {
   return new Agent({ keepAlive: true, maxSockets });
 }
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (within 15 s). */
+export async function waitTcp(port: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listening on ${port}`);
+}

@@ -27,6 +27,7 @@ import { WsFrontend } from '../frontend/ws/server.ts';
 import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
+import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -128,8 +129,20 @@ export function createTracker(
   const ownClock = deps.clock === undefined ? new CachedClock() : null;
   const clock = deps.clock ?? ownClock!;
   const counters = new TrackerCounters();
+  // Several instances share their swarms through Redis (issue #14; docs/redis.md).
+  const redis =
+    deps.store === undefined && config.store !== 'memory'
+      ? new RedisSwarmStore({
+          url: config.store,
+          prefix: config.redisPrefix,
+          timeoutMs: config.redisTimeout,
+          peerTimeout: config.peerTimeout,
+          logger,
+        })
+      : null;
   const local =
     deps.store ??
+    redis ??
     new MemorySwarmStore({
       peerTimeout: config.peerTimeout,
       maxPeers: config.maxPeers,
@@ -250,6 +263,8 @@ export function createTracker(
     }),
   );
   let serving = false;
+  // A shared swarm store (Redis): its connection.
+  if (redis !== null) health.add('store', () => redis.health() ?? true);
   health.add('database', async () => {
     if (db === null) return 'not open';
     await sql`select 1`.execute(db.kysely);
@@ -399,6 +414,14 @@ export function createTracker(
         await policy.connect(registry);
         accountant?.connect(registry);
         await sharded?.start();
+        // Redis: start serving even if it is not reachable yet (announces are refused with a clear
+        // reason and /health says degraded until it is), after a short wait for the connection.
+        if (redis !== null)
+          await redis.ready(5000).catch((err) =>
+            logger.warn('redis store not reachable yet: announces are refused until it is', {
+              err: String(err),
+            }),
+          );
         rtcShards?.start();
         await http.start();
         await udp.start();
@@ -429,7 +452,11 @@ export function createTracker(
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
       const heapLimit = getHeapStatistics().heap_size_limit;
-      if (deps.store === undefined && config.maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75)
+      if (
+        deps.store === undefined &&
+        redis === null &&
+        config.maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75
+      )
         logger.warn(
           'max_peers may not fit in the JavaScript heap: lower it, or raise node --max-old-space-size',
           {
@@ -460,6 +487,7 @@ export function createTracker(
               : portalAddresses().map(fmt),
         dataDir: config.dataDir,
         mode: config.mode,
+        store: redis === null ? 'memory' : `redis (prefix ${config.redisPrefix})`,
         database: db?.describe,
         schema: db?.schemaVersion,
         version: VERSION,

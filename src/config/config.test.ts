@@ -158,3 +158,27 @@ test('fuzz: any text for a numeric flag loads or fails with a ConfigError, never
     { numRuns: 500 },
   );
 });
+
+test('store: a Redis store needs a shared udp_secret, a valid URL, workers = 1 and not private mode', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  const secret = 'ab'.repeat(16);
+  assert.equal(load([], {}, cwd).store, 'memory');
+  assert.throws(
+    () => load(['--store', 'redis://127.0.0.1:6379'], {}, cwd),
+    (e: Error) => e instanceof ConfigError && /udp_secret: with a Redis store/.test(e.message),
+  );
+  const ok = load(['--store', 'redis://127.0.0.1:6379', '--udp-secret', secret], {}, cwd);
+  assert.deepEqual([ok.store, ok.redisPrefix, ok.redisTimeout], ['redis://127.0.0.1:6379', 'herald', 1000]);
+  // Without UDP listeners there are no connection ids to share.
+  assert.equal(load(['--store', 'redis-cluster://h1:7001,h2:7002', '--udp', 'off'], {}, cwd).udp.length, 0);
+  for (const [argv, why] of [
+    [['--store', 'mysql://x'], /store: memory, redis/],
+    [['--store', 'redis://h:1', '--redis-prefix', 'a{b}'], /redis_prefix/],
+    [['--store', 'redis://h:1', '--workers', '2'], /workers: with a Redis store/],
+    [['--store', 'redis://h:1', '--mode', 'private'], /private mode with a Redis store/],
+  ] as const)
+    assert.throws(
+      () => load([...argv, '--udp-secret', secret], {}, cwd),
+      (e: Error) => e instanceof ConfigError && why.test(e.message),
+    );
+});

@@ -18,6 +18,10 @@ export interface HeraldConfig {
   maxNumWant: number;
   maxPeers: number;
   maxTorrents: number;
+  /** 'memory', or a Redis URL: swarms shared by every instance that names it (issue #14). */
+  store: string;
+  redisPrefix: string;
+  redisTimeout: number;
   trustedProxies: string[];
   trustIpParam: boolean;
   fullScrape: boolean;
@@ -229,6 +233,29 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 2_000_000,
     arg: 'N',
     doc: 'Most torrents (swarms with peers) held in memory: past it an announce that would add one is refused the same way',
+  },
+  {
+    key: 'store',
+    kind: 'string',
+    default: 'memory',
+    arg: 'URL',
+    doc: 'Where swarms live: memory (this process), or Redis shared by several instances: redis://[:password@]host:port[/db], rediss:// (TLS), or redis-cluster://host:port,host:port (Cluster seed nodes). With Redis, udp_secret must be set and the same on every instance; max_peers and max_torrents do not apply (Redis maxmemory does). See docs/redis.md',
+  },
+  {
+    key: 'redisPrefix',
+    kind: 'string',
+    default: 'herald',
+    arg: 'PREFIX',
+    doc: 'Redis store: prefix of every key; instances with the same store and prefix share their swarms',
+  },
+  {
+    key: 'redisTimeout',
+    kind: 'int',
+    min: 10,
+    max: 60000,
+    default: 1000,
+    arg: 'MS',
+    doc: 'Redis store: most milliseconds any call may take; past it the announce or scrape gets "tracker storage unavailable, try again later"',
   },
   {
     key: 'trustedProxies',
@@ -806,6 +833,28 @@ export function validateRelations(c: HeraldConfig): void {
     throw new ConfigError(
       `config: portal_path: a path like /portal, without a trailing slash (got "${c.portalPath}")`,
     );
+  if (c.store !== 'memory') {
+    if (!/^(rediss?:\/\/.+|redis-cluster:\/\/.+:\d+)$/.test(c.store))
+      throw new ConfigError(
+        `config: store: memory, redis://host:port[/db], rediss://… or redis-cluster://host:port,… (got "${c.store}")`,
+      );
+    if (c.redisPrefix === '' || /[{}\s]/.test(c.redisPrefix))
+      throw new ConfigError('config: redis_prefix: a non-empty prefix without braces or spaces');
+    // A connection id from one instance must be accepted by every other (a client's next request
+    // may reach another instance): they need one key. A random key per start would refuse them.
+    if (c.udp.length > 0 && c.udpSecret === null)
+      throw new ConfigError(
+        'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
+      );
+    if (c.workers !== 1)
+      throw new ConfigError(
+        'config: workers: with a Redis store, run several instances (workers = 1 each) rather than workers',
+      );
+    if (c.mode === 'private')
+      throw new ConfigError(
+        'config: mode: private mode with a Redis store is not supported yet (accounting baselines are per instance, so a client alternating instances would be credited wrongly)',
+      );
+  }
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
     throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');
 }

@@ -52,6 +52,11 @@ export const Errors = {
   // The swarm store holds max_peers peers or max_torrents torrents: a new peer or a new torrent
   // waits until peers leave or expire; peers already held keep announcing.
   trackerFull: def('HERALD_TRACKER_FULL', 'tracker is full, try later', { retryLater: true }),
+  // The shared swarm store (Redis) did not answer in time or is unreachable: nothing changed;
+  // the client tries again after `retry in`.
+  storeUnavailable: def('HERALD_STORE_UNAVAILABLE', 'tracker storage unavailable, try again later', {
+    retryLater: true,
+  }),
   // Policy (issue 5): modes, passkeys, grants, client whitelist. Static strings: safe to send.
   infoHashDenied: def('HERALD_INFO_HASH_DENIED', 'this torrent is not allowed on this tracker (blacklisted)'),
   infoHashNotListed: def(

@@ -1,0 +1,410 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Errors, type TrackerError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import {
+  AnnounceEvent,
+  type AnnounceRequest,
+  type AnnounceResult,
+  type ScrapeEntry,
+  type SwarmStats,
+} from '../../core/types.ts';
+import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
+import { ANNOUNCE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+
+/**
+ * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
+ * key prefix (docs/redis.md; issue #14).
+ *
+ * Key layout (all binary-safe; `<b>` is the swarm's bucket, the first 10 bits of its info hash,
+ * in decimal; `<h>` the 20 raw bytes of the info hash; `<ep>` a peer's endpoint in wire form,
+ * 6 bytes for IPv4 and 18 for IPv6):
+ *   <prefix>:{<b>}:<h>:4s   ZSET  IPv4 seeders,  member <ep>, score last-seen (seconds)
+ *   <prefix>:{<b>}:<h>:4l   ZSET  IPv4 leechers
+ *   <prefix>:{<b>}:<h>:6s   ZSET  IPv6 seeders
+ *   <prefix>:{<b>}:<h>:6l   ZSET  IPv6 leechers
+ *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('1' = completion counted) + peer id (20 bytes);
+ *                                 'd' → completions (downloaded)
+ *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score its oldest peer's last-seen
+ *   <prefix>:{<b>}:n        HASH  the bucket's statistics: t (swarms), 4s, 4l, 6s, 6l (peers)
+ *
+ * Every key of a bucket carries the hash tag `{<b>}`, so one script sees a swarm and its bucket's
+ * index and statistics atomically, on one node or in one Cluster slot. 1024 buckets spread over
+ * the Cluster's slots; the sweep, the full scrape and the statistics visit 1024 small keys, not
+ * the keyspace (no SCAN).
+ *
+ * One round trip per announce (one EVALSHA) and per scrape (one EVALSHA per bucket the hashes
+ * fall in, sent together: one write per node with auto-pipelining).
+ *
+ * Faults: every call has a timeout (`timeoutMs`); there is no offline queue (a call made while
+ * the connection is down fails at once instead of piling up); the client reconnects with
+ * backoff. An announce or scrape that fails is answered with `Errors.storeUnavailable` (a
+ * `failure reason` with `retry in` over HTTP and WebSocket, a BEP 15 error over UDP), never
+ * thrown at the frontend; `health()` says what is wrong for `/health`.
+ *
+ * `maxPeers` and `maxTorrents` do not apply: the memory is Redis's, bounded by its `maxmemory`
+ * (with `maxmemory-policy noeviction`, a full Redis refuses writes: an announce is then answered
+ * "tracker is full, try later", as the memory store answers at its ceiling).
+ */
+export class RedisSwarmStore implements SwarmStore {
+  readonly synchronous = false;
+  readonly client: Redis | Cluster;
+  #prefix: string;
+  #peerTimeout: number;
+  #logger: Logger | null;
+  #random: () => number;
+  /** Per bucket: the key base "<prefix>:{<b>}:" and the index key, made once. */
+  #bases: Buffer[] = [];
+  #indexes: Buffer[] = [];
+  /** Time (ms) of the last failed call, and how many failed since the last log line. */
+  #failedAt = 0;
+  #failures = 0;
+  #loggedAt = 0;
+  #closed = false;
+  #timeoutMs: number;
+  /**
+   * Calls in flight, oldest first (one timeout for all: insertion order is deadline order). The
+   * client's own command timeout covers one attempt on one connection; a Cluster retries a
+   * command through redirections and failovers, so the whole call gets this deadline too.
+   */
+  #pending = new Set<{ at: number; fail: (err: Error) => void }>();
+  #deadlines: NodeJS.Timeout;
+
+  constructor(
+    opts: SwarmStoreOptions & {
+      /** redis://host:port[/db], rediss://…, or redis-cluster://host:port,host:port,… */
+      url: string;
+      /** Key prefix (no braces): instances sharing swarms use the same one. */
+      prefix: string;
+      /** Most milliseconds any call may take before it fails. */
+      timeoutMs: number;
+      logger?: Logger;
+      random?: () => number;
+    },
+  ) {
+    if (/[{}]/.test(opts.prefix)) throw new Error('redis: the key prefix may not contain { or }');
+    this.#prefix = opts.prefix;
+    this.#peerTimeout = opts.peerTimeout;
+    this.#logger = opts.logger ?? null;
+    this.#random = opts.random ?? Math.random;
+    for (let b = 0; b < BUCKETS; b++) {
+      const base = Buffer.from(`${opts.prefix}:{${b}}:`, 'latin1');
+      this.#bases.push(base);
+      this.#indexes.push(Buffer.concat([base, Buffer.from('i')]));
+    }
+    this.#timeoutMs = opts.timeoutMs;
+    this.client = connectRedis(opts.url, opts.timeoutMs);
+    this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
+    this.#deadlines.unref();
+    for (const [name, lua] of [
+      ['heraldAnnounce', ANNOUNCE],
+      ['heraldScrape', SCRAPE],
+      ['heraldScrapePage', SCRAPE_PAGE],
+      ['heraldSweep', SWEEP],
+    ])
+      this.client.defineCommand(name, { numberOfKeys: 1, lua });
+    // Connection errors are reported through health() and the calls that fail; without a
+    // listener, ioredis would print each one.
+    this.client.on('error', (err: Error) => this.#failed(err));
+  }
+
+  get prefix(): string {
+    return this.#prefix;
+  }
+
+  /** Null when the store is usable; otherwise what is wrong (for `/health`). */
+  health(): string | null {
+    const status = this.client.status;
+    if (status !== 'ready') return `redis ${status}`;
+    if (Date.now() - this.#failedAt < 5000) return 'redis calls failing';
+    return null;
+  }
+
+  /** Resolves when connected (or rejects after `ms`): start-up waits for it, then goes on. */
+  ready(ms: number): Promise<void> {
+    if (this.client.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.client.off('ready', ok);
+        reject(new Error(`redis: not connected after ${ms} ms (${this.client.status})`));
+      }, ms);
+      const ok = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.client.once('ready', ok);
+    });
+  }
+
+  #cmd(): Scripts {
+    return this.client as unknown as Scripts;
+  }
+
+  /** `p`, or a rejection once it has taken longer than the timeout. */
+  #bounded<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const d = { at: Date.now() + this.#timeoutMs, fail: reject };
+      this.#pending.add(d);
+      p.then(
+        (v) => {
+          this.#pending.delete(d);
+          resolve(v);
+        },
+        (err) => {
+          this.#pending.delete(d);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const d of this.#pending) {
+      if (d.at > now) return;
+      this.#pending.delete(d);
+      d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
+    }
+  }
+
+  announce(req: AnnounceRequest, now: number): Promise<AnnounceResult | TrackerError> {
+    const h = req.infoHash;
+    const b = bucketOf(h);
+    const stride = req.family === 4 ? 6 : 18;
+    // Copies: the caller may reuse its arrays once this returns, and the command is written later.
+    const ep = Buffer.allocUnsafe(stride);
+    ep.set(req.ip, 0);
+    ep.writeUInt16BE(req.port, stride - 2);
+    const wantIds = req.wantPeerIds;
+    return this.#bounded(
+      this.#cmd().heraldAnnounceBuffer(
+        this.#indexes[b],
+        this.#bases[b],
+        Buffer.from(h),
+        ep,
+        req.family === 4 ? '4' : '6',
+        req.left === 0 ? '1' : '0',
+        req.event,
+        Math.min(req.numWant, 1024),
+        wantIds ? '1' : '0',
+        now,
+        Buffer.from(req.peerId),
+        this.#random(),
+      ),
+    ).then((r): AnnounceResult => {
+      const peers = r[3] as Buffer;
+      const ids = r[4] as Buffer;
+      const stopped = req.event === AnnounceEvent.stopped;
+      const asked = wantIds && !stopped && req.numWant > 0;
+      return {
+        complete: r[0] as number,
+        incomplete: r[1] as number,
+        downloaded: r[2] as number,
+        peers,
+        peerCount: peers.length / stride,
+        peerIds: asked ? ids : null,
+        peerIdKnown: asked ? (r[5] as Buffer) : null,
+      };
+    }, this.#refusal);
+  }
+
+  /** A failed call: logged (at most every 10 s), recorded for health(), answered as a refusal. */
+  #refusal = (err: unknown): TrackerError => {
+    this.#failed(err);
+    return String(err).includes('OOM') ? Errors.trackerFull : Errors.storeUnavailable;
+  };
+
+  #failed(err: unknown): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    this.#failedAt = now;
+    this.#failures++;
+    if (now - this.#loggedAt >= 10_000) {
+      this.#loggedAt = now;
+      this.#logger?.warn('redis store: calls failing', { err: String(err), failures: this.#failures });
+      this.#failures = 0;
+    }
+  }
+
+  scrape(infoHashes: readonly Uint8Array[]): Promise<ScrapeEntry[]> {
+    const out: ScrapeEntry[] = new Array(infoHashes.length);
+    // One script per bucket the hashes fall in, all sent at once.
+    const groups = new Map<number, number[]>();
+    for (let i = 0; i < infoHashes.length; i++) {
+      const b = bucketOf(infoHashes[i]);
+      const g = groups.get(b);
+      if (g === undefined) groups.set(b, [i]);
+      else g.push(i);
+    }
+    const calls: Promise<void>[] = [];
+    for (const [b, at] of groups)
+      calls.push(
+        this.#bounded(
+          this.#cmd().heraldScrape(
+            this.#indexes[b],
+            this.#bases[b],
+            ...at.map((i) => Buffer.from(infoHashes[i])),
+          ),
+        ).then((r) => {
+          for (let k = 0; k < at.length; k++)
+            out[at[k]] = { complete: r[k * 3], incomplete: r[k * 3 + 1], downloaded: r[k * 3 + 2] };
+        }),
+      );
+    return Promise.all(calls).then(
+      () => out,
+      (err) => {
+        throw this.#refusal(err);
+      },
+    );
+  }
+
+  /**
+   * Every swarm, bucket by bucket, in pages of 1000 (no call holds Redis for long). Swarms that
+   * come or go while it runs may be missed or listed once more: a full scrape is a snapshot only
+   * in the memory store.
+   */
+  async scrapeAll(): Promise<Iterable<[Uint8Array, ScrapeEntry]>> {
+    const out: [Uint8Array, ScrapeEntry][] = [];
+    const page = 1000;
+    await this.#eachBucket(async (b) => {
+      for (let first = 0; ; first += page) {
+        const r = await this.#bounded(
+          this.#cmd().heraldScrapePageBuffer(this.#indexes[b], this.#bases[b], first, page),
+        );
+        for (let k = 0; k < r.length; k += 4)
+          out.push([
+            new Uint8Array(r[k] as Buffer),
+            { complete: r[k + 1] as number, incomplete: r[k + 2] as number, downloaded: r[k + 3] as number },
+          ]);
+        if (r.length < page * 4) return;
+      }
+    });
+    return out;
+  }
+
+  /**
+   * Expiry over every bucket (64 calls in flight at a time), stopping once `budget` peers are
+   * removed. A bucket costs one short call when nothing in it has expired (the index is ordered
+   * by each swarm's oldest peer). Every instance may run it at once. A failure is logged and
+   * counts as nothing removed (the next tick retries).
+   */
+  async sweep(now: number, budget: number): Promise<number> {
+    const cutoff = now - this.#peerTimeout;
+    let removed = 0;
+    try {
+      await this.#eachBucket(async (b) => {
+        if (removed >= budget) return;
+        const per = Math.min(budget - removed, 1000);
+        for (;;) {
+          const [n, more] = await this.#bounded(
+            this.#cmd().heraldSweep(this.#indexes[b], this.#bases[b], cutoff, per),
+          );
+          removed += n;
+          if (more === 0 || removed >= budget) return;
+        }
+      });
+    } catch (err) {
+      this.#failed(err);
+    }
+    return removed;
+  }
+
+  async stats(): Promise<SwarmStats> {
+    const t = [0, 0, 0, 0, 0];
+    try {
+      await this.#eachBucket(async (b) => {
+        const key = Buffer.concat([this.#bases[b], Buffer.from('n')]);
+        const r = await this.#bounded(this.client.hmget(key, 't', '4s', '4l', '6s', '6l'));
+        for (let i = 0; i < 5; i++) t[i] += Number(r[i] ?? 0);
+      });
+    } catch (err) {
+      throw this.#refusal(err);
+    }
+    const [torrents, s4, l4, s6, l6] = t;
+    return {
+      torrents,
+      peers: s4 + l4 + s6 + l6,
+      seeders: s4 + s6,
+      leechers: l4 + l6,
+      peers4: s4 + l4,
+      peers6: s6 + l6,
+    };
+  }
+
+  /** Runs `fn` for every bucket, 64 at a time. */
+  async #eachBucket(fn: (b: number) => Promise<void>): Promise<void> {
+    for (let b = 0; b < BUCKETS; b += 64) {
+      const calls: Promise<void>[] = [];
+      for (let k = b; k < b + 64; k++) calls.push(fn(k));
+      await Promise.all(calls);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#deadlines);
+    try {
+      await Promise.race([this.client.quit(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+    } catch {}
+    this.client.disconnect();
+  }
+}
+
+/** Swarms are spread over this many buckets (hash tags), by the first 10 bits of the info hash. */
+export const BUCKETS = 1024;
+
+export function bucketOf(infoHash: Uint8Array): number {
+  return (infoHash[0] << 2) | (infoHash[1] >> 6);
+}
+
+interface Scripts {
+  heraldAnnounceBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
+  heraldScrape(...args: (Buffer | string | number)[]): Promise<number[]>;
+  heraldScrapePageBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
+  heraldSweep(...args: (Buffer | string | number)[]): Promise<[number, number]>;
+}
+
+/**
+ * A client for `url`: redis://[user:password@]host:port[/db] and rediss:// (TLS) for one server,
+ * redis-cluster://[user:password@]host:port,host:port,… for a Cluster (seed nodes; the others are
+ * discovered). No offline queue, a timeout on every command, reconnection with backoff (100 ms
+ * growing to 2 s).
+ */
+export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
+  const backoff = (times: number) => Math.min(100 * times, 2000);
+  const common: RedisOptions = {
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(timeoutMs, 1000),
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+  };
+  const cluster = /^redis-cluster:\/\/(?:([^@/]*)@)?([^/]+)\/?$/.exec(url);
+  if (cluster !== null) {
+    const auth = cluster[1] === undefined ? {} : credentials(cluster[1]);
+    const seeds = cluster[2].split(',').map((hp) => {
+      const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(hp.trim());
+      if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
+      return { host: m[1], port: Number(m[2]) };
+    });
+    return new Cluster(seeds, {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: backoff,
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 200,
+      retryDelayOnTryAgain: 200,
+      maxRedirections: 16,
+      slotsRefreshTimeout: Math.max(timeoutMs, 1000),
+      redisOptions: { ...common, ...auth },
+    });
+  }
+  if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
+  return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
+}
+
+function credentials(text: string): { username?: string; password?: string } {
+  const i = text.indexOf(':');
+  const user = decodeURIComponent(i < 0 ? text : text.slice(0, i));
+  const password = i < 0 ? undefined : decodeURIComponent(text.slice(i + 1));
+  return { ...(user ? { username: user } : {}), ...(password !== undefined ? { password } : {}) };
+}

@@ -1,0 +1,237 @@
+/**
+ * The Lua scripts of the Redis swarm store (docs/redis.md has the key layout). Each is loaded
+ * once and run by EVALSHA (ioredis `defineCommand`, which falls back to EVAL when a restarted
+ * server has forgotten it). Every call is one script on one bucket, whose keys all share one
+ * hash tag, so it runs unchanged on Redis Cluster.
+ *
+ * KEYS[1] is always the bucket's swarm index: it routes the call on Cluster. The other keys a
+ * script touches are derived from ARGV[1] (the bucket's key base, "<prefix>:{<bucket>}:") and
+ * carry the same hash tag, so they live in the same slot, which Cluster accepts for a script.
+ *
+ * Exactness: the counts a client reads are cardinalities of the peer sets (ZCARD), never counters.
+ * The per-bucket statistics hash (`n`) is a counter, but each of its changes is made in the same
+ * script, right after the member change that causes it and only when that change happened (the
+ * return of ZADD or ZREM decides), so concurrent announces and sweeps from any number of
+ * instances cannot make it drift.
+ */
+
+/**
+ * Shared prelude: the four peer sets of a swarm and `settle`, which records the swarm's oldest
+ * last-seen in the bucket index (what the sweep looks at) or, when the swarm has no peer left,
+ * frees it (its meta hash, with the completion count, and its index entry).
+ */
+const PRELUDE = `
+local idx = KEYS[1]
+local base = ARGV[1]
+local stats = base .. 'n'
+local FIELDS = {'4s', '4l', '6s', '6l'}
+local function sets(tid)
+  local sk = base .. tid .. ':'
+  return {sk .. '4s', sk .. '4l', sk .. '6s', sk .. '6l'}, sk .. 'm'
+end
+-- Appends a swarm's complete, incomplete and downloaded to out.
+local function counts(tid, out)
+  local keys, meta = sets(tid)
+  out[#out + 1] = redis.call('ZCARD', keys[1]) + redis.call('ZCARD', keys[3])
+  out[#out + 1] = redis.call('ZCARD', keys[2]) + redis.call('ZCARD', keys[4])
+  out[#out + 1] = tonumber(redis.call('HGET', meta, 'd') or '0')
+end
+local function settle(tid, keys, meta)
+  local oldest = nil
+  for i = 1, 4 do
+    local first = redis.call('ZRANGE', keys[i], 0, 0, 'WITHSCORES')
+    if first[2] then
+      local s = tonumber(first[2])
+      if oldest == nil or s < oldest then oldest = s end
+    end
+  end
+  if oldest == nil then
+    redis.call('DEL', meta)
+    if redis.call('ZREM', idx, tid) == 1 then redis.call('HINCRBY', stats, 't', -1) end
+  elseif redis.call('ZADD', idx, oldest, tid) == 1 then
+    redis.call('HINCRBY', stats, 't', 1)
+  end
+end
+`;
+
+/**
+ * Announce: counts and peers for the requester (before its announce is applied, STYLE.md example
+ * 6), then the announce itself.
+ * ARGV: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
+ * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw).
+ * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known}.
+ */
+export const ANNOUNCE = `${PRELUDE}
+local tid, ep, fam = ARGV[2], ARGV[3], ARGV[4]
+local seeder = ARGV[5] == '1'
+local event = tonumber(ARGV[6])
+local want = tonumber(ARGV[7])
+local now = tonumber(ARGV[9])
+local keys, meta = sets(tid)
+local fs, fl = keys[1], keys[2]
+if fam == '6' then fs, fl = keys[3], keys[4] end
+local n = {}
+for i = 1, 4 do n[i] = redis.call('ZCARD', keys[i]) end
+local complete, incomplete = n[1] + n[3], n[2] + n[4]
+local seen = redis.call('ZSCORE', fs, ep)
+local inS = seen ~= false
+local inL = false
+if not inS then
+  seen = redis.call('ZSCORE', fl, ep)
+  inL = seen ~= false
+end
+if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
+local downloaded = tonumber(redis.call('HGET', meta, 'd') or '0')
+if event == 3 then
+  if inS or inL then
+    local key, field = fs, fam .. 's'
+    if inL then key, field = fl, fam .. 'l' end
+    if redis.call('ZREM', key, ep) == 1 then redis.call('HINCRBY', stats, field, -1) end
+    redis.call('HDEL', meta, ep)
+    settle(tid, keys, meta)
+  end
+  return {complete, incomplete, downloaded, '', '', ''}
+end
+
+-- Peers: up to count members of key other than the requester, distinct (ZRANDMEMBER with a
+-- positive count never repeats a member).
+local out = {}
+local function pick(key, card, count, self)
+  if count <= 0 then return end
+  local got
+  if card - (self and 1 or 0) <= count then
+    got = redis.call('ZRANGE', key, 0, -1)
+  else
+    got = redis.call('ZRANDMEMBER', key, count + (self and 1 or 0))
+  end
+  local taken = 0
+  for i = 1, #got do
+    if taken < count and got[i] ~= ep then
+      out[#out + 1] = got[i]
+      taken = taken + 1
+    end
+  end
+end
+local cs, cl = n[1], n[2]
+if fam == '6' then cs, cl = n[3], n[4] end
+if want > 0 then
+  if seeder then
+    -- A seeder needs no seeders.
+    pick(fl, cl, want, inL)
+  else
+    local ns, nl = cs - (inS and 1 or 0), cl - (inL and 1 or 0)
+    local ks, kl = ns, nl
+    if ns + nl > want then
+      -- Seeders and leechers in proportion to their numbers (rounded at random), so that each
+      -- peer has about the same chance.
+      ks = math.floor(want * ns / (ns + nl) + tonumber(ARGV[11]))
+      if ks > ns then ks = ns end
+      kl = want - ks
+      if kl > nl then kl = nl; ks = want - kl end
+    end
+    pick(fs, cs, ks, inS)
+    pick(fl, cl, kl, inL)
+  end
+end
+
+-- Apply the announce.
+local key, other, field, ofield = fl, fs, fam .. 'l', fam .. 's'
+if seeder then key, other, field, ofield = fs, fl, fam .. 's', fam .. 'l' end
+if redis.call('ZADD', key, now, ep) == 1 then redis.call('HINCRBY', stats, field, 1) end
+if (seeder and inL) or ((not seeder) and inS) then
+  if redis.call('ZREM', other, ep) == 1 then redis.call('HINCRBY', stats, ofield, -1) end
+end
+-- The peer's meta value: a flag byte ('1' once its completion was counted) and its peer id.
+local old = redis.call('HGET', meta, ep)
+local counted = old and string.sub(old, 1, 1) == '1'
+if event == 1 and not counted then
+  counted = true
+  downloaded = redis.call('HINCRBY', meta, 'd', 1)
+end
+local value = (counted and '1' or '0') .. ARGV[10]
+if old ~= value then redis.call('HSET', meta, ep, value) end
+-- The swarm's oldest last-seen changes only if it is new, or this peer may have been its oldest
+-- (or a clock behind the others' wrote an older time): otherwise no settle (five calls saved).
+local oldest = redis.call('ZSCORE', idx, tid)
+if oldest ~= false and ((not (inS or inL)) or tonumber(seen) > tonumber(oldest)) then
+  if now < tonumber(oldest) then redis.call('ZADD', idx, now, tid) end
+else
+  settle(tid, keys, meta)
+end
+
+local ids, known = '', ''
+if ARGV[8] == '1' and #out > 0 then
+  local values = redis.call('HMGET', meta, unpack(out))
+  local idl, kl = {}, {}
+  for i = 1, #out do
+    local v = values[i]
+    if v and #v == 21 then
+      idl[i] = string.sub(v, 2)
+      kl[i] = '\\1'
+    else
+      idl[i] = string.rep('\\0', 20)
+      kl[i] = '\\0'
+    end
+  end
+  ids, known = table.concat(idl), table.concat(kl)
+end
+return {complete, incomplete, downloaded, table.concat(out), ids, known}
+`;
+
+/**
+ * Scrape: ARGV base, then info hashes (20 bytes each, all of this bucket).
+ * Returns {complete, incomplete, downloaded} per hash, flattened.
+ */
+export const SCRAPE = `${PRELUDE}
+local out = {}
+for a = 2, #ARGV do counts(ARGV[a], out) end
+return out
+`;
+
+/**
+ * One page of a bucket's swarms for a full scrape: ARGV base, first rank, count.
+ * Returns {info hash, complete, incomplete, downloaded, ...}.
+ */
+export const SCRAPE_PAGE = `${PRELUDE}
+local first = tonumber(ARGV[2])
+local out = {}
+for _, tid in ipairs(redis.call('ZRANGE', idx, first, first + tonumber(ARGV[3]) - 1)) do
+  out[#out + 1] = tid
+  counts(tid, out)
+end
+return out
+`;
+
+/**
+ * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget (most
+ * peers removed by this call). Only swarms whose oldest peer is expired are visited (the index
+ * score), at most 100 of them. Safe when every instance sweeps at once: scripts run one at a
+ * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, 1 if there
+ * may be more to do}.
+ */
+export const SWEEP = `${PRELUDE}
+local cutoff = tonumber(ARGV[2])
+local budget = tonumber(ARGV[3])
+local removed = 0
+local swarms = redis.call('ZRANGEBYSCORE', idx, '-inf', cutoff, 'LIMIT', 0, 100)
+for _, tid in ipairs(swarms) do
+  if removed >= budget then break end
+  local keys, meta = sets(tid)
+  for i = 1, 4 do
+    if removed >= budget then break end
+    local gone = 0
+    for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
+      if redis.call('ZREM', keys[i], ep) == 1 then
+        redis.call('HDEL', meta, ep)
+        gone = gone + 1
+      end
+    end
+    if gone > 0 then
+      redis.call('HINCRBY', stats, FIELDS[i], -gone)
+      removed = removed + gone
+    end
+  end
+  settle(tid, keys, meta)
+end
+return {removed, (removed >= budget or #swarms == 100) and 1 or 0}
+`;

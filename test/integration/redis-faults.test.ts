@@ -1,0 +1,182 @@
+/**
+ * Faults of the Redis store (issue #14), on redis-servers of the test's own: Redis killed and
+ * started again, and a Redis Cluster master killed and failed over to its replica. Herald keeps
+ * answering (a clear refusal while Redis is away, never a crash or a hang), holds no queue of
+ * waiting commands, reports /health unavailable (503), and recovers by itself.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { Errors } from '../../src/core/errors.ts';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import {
+  type ConnectionId,
+  parseResponse,
+  writeAnnounceRequest,
+  writeConnectRequest,
+} from '../../src/protocol/udp/codec.ts';
+import type { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
+import { freePort, ownCluster, ownRedis, REDIS_URL } from '../helpers/redis.ts';
+
+function tracker(url: string): Tracker {
+  return createTracker({
+    http: ['127.0.0.1:0'],
+    udp: ['127.0.0.1:0'],
+    store: url,
+    redisPrefix: 'herald-faults',
+    redisTimeout: 300,
+    udpSecret: randomBytes(32).toString('hex'),
+    logLevel: 'silent',
+    databaseUrl: 'sqlite::memory:',
+  });
+}
+
+async function announce(t: Tracker, ih: Buffer, port: number, left: number) {
+  const r = await httpGet(
+    t.addresses().http[0].port,
+    '127.0.0.1',
+    announcePath({ infoHash: ih, port, left }),
+  );
+  return bdecode(r.body);
+}
+
+async function health(t: Tracker) {
+  const r = await httpGet(t.addresses().http[0].port, '127.0.0.1', '/health');
+  return { status: r.status, body: JSON.parse(r.body.toString()) as Record<string, unknown> };
+}
+
+/** Polls `check` every 200 ms until it is true; fails after `ms`. */
+async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** ioredis's own queues (commands waiting for a connection, and sent but unanswered). */
+function queued(t: Tracker): number {
+  const c = (t.service.store as RedisSwarmStore).client as unknown as {
+    offlineQueue: { length: number };
+    commandQueue?: { length: number };
+  };
+  return c.offlineQueue.length + (c.commandQueue?.length ?? 0);
+}
+
+describe('Redis store faults', {
+  skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
+}, () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  test('Redis killed: clear refusals (HTTP, UDP), /health 503, no queue, recovery', async () => {
+    const redis = ownRedis(await freePort(6390));
+    await redis.start();
+    cleanups.push(() => redis.kill());
+    const t = tracker(redis.url);
+    await t.start();
+    cleanups.push(() => t.stop());
+    const ih = hashOf(1, 77);
+    assert.equal((await announce(t, ih, 8001, 0)).get('failure reason'), undefined);
+    assert.equal((await health(t)).status, 200);
+
+    await redis.kill();
+    const refused = await announce(t, ih, 8002, 100);
+    assert.equal(text(refused.get('failure reason')), Errors.storeUnavailable.message);
+    assert.ok(refused.has('retry in'), 'BEP 31 retry in: the client comes back later');
+    // UDP: a BEP 15 error with the same reason (connect needs no store).
+    const c = await udpClient(4);
+    try {
+      const buf = Buffer.alloc(256);
+      const port = t.addresses().udp[0].port;
+      const cr = await c.request(buf.subarray(0, writeConnectRequest(buf, 5)), port);
+      const id = (parseResponse(cr!, cr!.length) as { connectionId: ConnectionId }).connectionId;
+      const n = writeAnnounceRequest(buf, {
+        connectionId: id,
+        transactionId: 6,
+        infoHash: ih,
+        peerId: Buffer.alloc(20, 1),
+        downloaded: 0,
+        left: 10,
+        uploaded: 0,
+        event: 2,
+        numWant: 10,
+        port: 8003,
+      });
+      const ar = await c.request(buf.subarray(0, n), port);
+      assert.ok(ar !== null, 'UDP answered');
+      assert.deepEqual(parseResponse(ar, ar.length), {
+        action: 3,
+        transactionId: 6,
+        message: Errors.storeUnavailable.message,
+      });
+    } finally {
+      c.close();
+    }
+    const h = await health(t);
+    assert.equal(h.status, 503);
+    assert.equal(h.body.status, 'unavailable');
+    assert.match(String((h.body.checks as Record<string, string>).store), /redis/);
+    // A burst while Redis is away: every request is answered, and nothing waits in a queue.
+    const burst = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => announce(t, hashOf(i, 78), 9000 + i, 100)),
+    );
+    for (const d of burst) assert.equal(text(d.get('failure reason')), Errors.storeUnavailable.message);
+    assert.equal(queued(t), 0, 'no command waits for the connection');
+
+    // Redis back (empty: no persistence): Herald reconnects by itself and serves again.
+    await redis.start();
+    await until(
+      'announces served again',
+      15_000,
+      async () => !(await announce(t, ih, 8001, 0)).has('failure reason'),
+    );
+    const d = await announce(t, ih, 8002, 100);
+    assert.deepEqual(compact(d.get('peers')), ['127.0.0.1:8001']);
+    await until('/health ok again', 15_000, async () => (await health(t)).status === 200);
+  });
+
+  test('Redis Cluster: a master killed fails over to its replica; swarms and service survive', async () => {
+    const base = await freePort(7111, 10_000);
+    const ports: number[] = [];
+    for (let p = base; ports.length < 6; p++) if ((await freePort(p, 10_000)) === p) ports.push(p);
+    const cluster = await ownCluster(ports);
+    cleanups.push(() => cluster.stop());
+    const t = tracker(cluster.url);
+    await t.start();
+    cleanups.push(() => t.stop());
+    // Swarms over every master: 48 info hashes spread over the buckets.
+    const hashes = Array.from({ length: 48 }, (_, i) => {
+      const h = hashOf(i, 79);
+      h[0] = i * 5;
+      return h;
+    });
+    for (const [i, h] of hashes.entries())
+      assert.equal((await announce(t, h, 8100 + i, 0)).get('failure reason'), undefined);
+    // Let the replicas catch up, then kill the first master.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await cluster.nodes[0].kill();
+    // Within seconds (node timeout 1 s, then an election) every swarm answers again, with its
+    // seeder: the replica had it.
+    await until('every swarm served after the failover', 30_000, async () => {
+      const all = await Promise.all(hashes.map((h) => announce(t, h, 8200, 100)));
+      return all.every((d) => !d.has('failure reason'));
+    });
+    for (const [i, h] of hashes.entries()) {
+      const d = await announce(t, h, 8200, 100);
+      assert.deepEqual(compact(d.get('peers')), [`127.0.0.1:${8100 + i}`], `swarm ${i} kept its seeder`);
+    }
+    await until('/health ok after the failover', 15_000, async () => (await health(t)).status === 200);
+  });
+});
+
+function compact(v: unknown): string[] {
+  const b = v as Buffer;
+  const out: string[] = [];
+  for (let i = 0; i + 6 <= b.length; i += 6)
+    out.push(`${b[i]}.${b[i + 1]}.${b[i + 2]}.${b[i + 3]}:${b.readUInt16BE(i + 4)}`);
+  return out;
+}
