@@ -139,6 +139,51 @@ describe('Redis store faults', {
     await until('/health ok again', 15_000, async () => (await health(t)).status === 200);
   });
 
+  test('Redis full (maxmemory, noeviction): announces are refused whole with "tracker is full"', async () => {
+    const redis = ownRedis(await freePort(6395), ['--maxmemory', '3mb', '--maxmemory-policy', 'noeviction']);
+    await redis.start();
+    cleanups.push(() => redis.kill());
+    const t = tracker(redis.url);
+    await t.start();
+    cleanups.push(() => t.stop());
+    const ih = hashOf(2, 77);
+    assert.equal((await announce(t, ih, 100, 0)).get('failure reason'), undefined);
+    // Fill through the store itself (many distinct endpoints), until Redis refuses writes.
+    const store = t.service.store;
+    let refused: unknown = null;
+    for (let i = 0; i < 200_000 && refused === null; i++) {
+      const r = await store.announce(
+        {
+          infoHash: hashOf(i % 5000, 80),
+          peerId: Buffer.alloc(20, 1),
+          family: 4,
+          ip: Uint8Array.of(10, (i >> 16) & 255, (i >> 8) & 255, i & 255),
+          port: 1000,
+          uploaded: 0,
+          downloaded: 0,
+          left: 5,
+          event: 2,
+          numWant: 0,
+          wantPeerIds: false,
+        },
+        t.service.clock.now(),
+      );
+      if (r instanceof Error) refused = r;
+    }
+    assert.equal(refused, Errors.trackerFull, 'a full Redis is "tracker is full", not "unavailable"');
+    // Over HTTP (Redis hovers at its limit: an answer that fits may still pass now and then).
+    const reasons = new Set<string>();
+    let full = 0;
+    for (let i = 0; i < 50; i++) {
+      const d = await announce(t, hashOf(3 + i, 77), 101, 0);
+      if (!d.has('failure reason')) continue;
+      reasons.add(text(d.get('failure reason')));
+      if (d.has('retry in')) full++;
+    }
+    assert.deepEqual([...reasons], [Errors.trackerFull.message]);
+    assert.ok(full > 25, `most announces refused with retry in (${full} of 50)`);
+  });
+
   test('Redis Cluster: a master killed fails over to its replica; swarms and service survive', async () => {
     const base = await freePort(7111, 10_000);
     const ports: number[] = [];

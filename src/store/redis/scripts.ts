@@ -8,6 +8,12 @@
  * script touches are derived from ARGV[1] (the bucket's key base, "<prefix>:{<bucket>}:") and
  * carry the same hash tag, so they live in the same slot, which Cluster accepts for a script.
  *
+ * Out of memory (maxmemory with noeviction): each script starts with a shebang, so Redis decides
+ * once, before it runs, whether it may (announces are refused whole when Redis is full; scrapes
+ * declare no-writes; the sweep is allow-oom, so expiry frees memory when Redis is full). A script
+ * without flags would be checked command by command and could stop half-way, after a member
+ * change and before its counter change.
+ *
  * Exactness: the counts a client reads are cardinalities of the peer sets (ZCARD), never counters.
  * The per-bucket statistics hash (`n`) is a counter, but each of its changes is made in the same
  * script, right after the member change that causes it and only when that change happened (the
@@ -61,7 +67,8 @@ end
  * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw).
  * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known}.
  */
-export const ANNOUNCE = `${PRELUDE}
+export const ANNOUNCE = `#!lua
+${PRELUDE}
 local tid, ep, fam = ARGV[2], ARGV[3], ARGV[4]
 local seeder = ARGV[5] == '1'
 local event = tonumber(ARGV[6])
@@ -182,7 +189,8 @@ return {complete, incomplete, downloaded, table.concat(out), ids, known}
  * Scrape: ARGV base, then info hashes (20 bytes each, all of this bucket).
  * Returns {complete, incomplete, downloaded} per hash, flattened.
  */
-export const SCRAPE = `${PRELUDE}
+export const SCRAPE = `#!lua flags=no-writes
+${PRELUDE}
 local out = {}
 for a = 2, #ARGV do counts(ARGV[a], out) end
 return out
@@ -192,7 +200,8 @@ return out
  * One page of a bucket's swarms for a full scrape: ARGV base, first rank, count.
  * Returns {info hash, complete, incomplete, downloaded, ...}.
  */
-export const SCRAPE_PAGE = `${PRELUDE}
+export const SCRAPE_PAGE = `#!lua flags=no-writes
+${PRELUDE}
 local first = tonumber(ARGV[2])
 local out = {}
 for _, tid in ipairs(redis.call('ZRANGE', idx, first, first + tonumber(ARGV[3]) - 1)) do
@@ -209,7 +218,8 @@ return out
  * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, 1 if there
  * may be more to do}.
  */
-export const SWEEP = `${PRELUDE}
+export const SWEEP = `#!lua flags=allow-oom
+${PRELUDE}
 local cutoff = tonumber(ARGV[2])
 local budget = tonumber(ARGV[3])
 local removed = 0
