@@ -115,7 +115,7 @@ export async function httpGet(
   host: string,
   path: string,
   headers: Record<string, string> = {},
-  opts: { localAddress?: string } = {},
+  opts: { localAddress?: string; timeoutMs?: number } = {},
 ): Promise<RawResponse> {
   let req = `GET ${path} HTTP/1.1\r\nHost: tracker\r\nConnection: close\r\n`;
   for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;

@@ -395,6 +395,8 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       retryDelayOnTryAgain: 200,
       maxRedirections: 16,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
+      // A failed-over master is noticed within a second even when no call is redirected.
+      slotsRefreshInterval: 1000,
       redisOptions: { ...common, ...auth },
     });
   }
