@@ -70,7 +70,7 @@ test('packaging/herald.service: sandboxed, restarts on failure, reloads on SIGHU
   assert.ok(level, security.stdout + security.stderr);
   assert.ok(Number(level[1]) <= 2, `exposure ${level[1]} ${level[2]}`);
 
-  assert.deepEqual(setting('DynamicUser'), ['yes']);
+  assert.deepEqual(setting('User'), ['herald']);
   assert.deepEqual(setting('StateDirectory'), ['herald']);
   assert.deepEqual(setting('ProtectSystem'), ['strict']);
   assert.deepEqual(setting('PrivateTmp'), ['yes']);
