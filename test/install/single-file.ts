@@ -3,12 +3,14 @@
  * an empty folder and run with a PATH that has no node (and no node_modules anywhere above it): it
  * prints its version, runs admin commands, and serves a private tracker whose HTTP and UDP
  * listeners use the batched addons carried inside it, to real HTTP and UDP announces, with the
- * portal's static files. `npm run test:install` (scripts/test-all.sh runs it after `npm test`; the
+ * portal's static files; real BitTorrent clients (aria2 over HTTP, libtorrent over UDP) download
+ * from each other through it. `npm run test:install` (scripts/test-all.sh runs it after `npm test`; the
  * build takes a while, so it is not in `npm test`). HERALD_SEA=path tests an executable built
  * already instead of building one.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   copyFileSync,
   mkdirSync,
@@ -20,7 +22,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { SCHEMA_VERSION } from '../../src/db/migrations.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import {
@@ -29,44 +31,57 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
+import { killChildren, LT, PY, requireTool, run, waitExit } from '../e2e/processes.ts';
 import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { serveInstalled } from './serve.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 
-test('the single-file herald runs alone: version, admin commands, a private tracker over HTTP and UDP', async (t) => {
-  const scratch = mkdtempSync(join(tmpdir(), 'herald-sea-'));
-  t.after(() => rmSync(scratch, { recursive: true, force: true }));
+let scratch: string;
+let dir: string;
+let herald: string;
+let env: Record<string, string>;
+
+before(() => {
+  scratch = mkdtempSync(join(tmpdir(), 'herald-sea-'));
   let built = process.env.HERALD_SEA ?? '';
   if (built === '') {
     built = join(scratch, 'build', 'herald');
     execFileSync(process.execPath, [join(ROOT, 'scripts/build-sea.ts'), '--out', built], { stdio: 'pipe' });
   }
   // Alone in an empty folder; PATH holds only an empty folder: no node, no npm, nothing.
-  const dir = join(scratch, 'install');
+  dir = join(scratch, 'install');
   const emptyPath = join(scratch, 'empty-path');
   mkdirSync(dir);
   mkdirSync(emptyPath);
-  const herald = join(dir, 'herald');
+  herald = join(dir, 'herald');
   copyFileSync(built, herald);
   execFileSync('chmod', ['755', herald]);
-  const env = { PATH: emptyPath, HOME: dir, TMPDIR: scratch };
+  env = { PATH: emptyPath, HOME: dir, TMPDIR: scratch };
   assert.equal(spawnSync('node', ['--version'], { env }).error?.message.includes('ENOENT'), true, 'no node');
-  const run = (args: string[], input?: string) => {
+});
+
+after(() => {
+  killChildren();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+test('the single-file herald runs alone: version, admin commands, a private tracker over HTTP and UDP', async (t) => {
+  const cli = (args: string[], input?: string) => {
     const r = spawnSync(herald, args, { cwd: dir, env, encoding: 'utf8', input, timeout: 30_000 });
     assert.equal(r.status, 0, `herald ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
 
   assert.equal(
-    run(['--version']),
+    cli(['--version']),
     `herald ${VERSION} (database schema ${SCHEMA_VERSION}; node ${process.version})\n`,
   );
 
   // Admin commands on the data directory, before the tracker runs.
   const flags = ['--mode', 'private', '--data-dir', './data'];
-  const alice = JSON.parse(run(['member', 'add', 'alice', '--json', ...flags])) as { passkey: string };
+  const alice = JSON.parse(cli(['member', 'add', 'alice', '--json', ...flags])) as { passkey: string };
   const info = new Map<string, unknown>([
     ['length', 65536],
     ['name', Buffer.from('sea.bin')],
@@ -75,7 +90,7 @@ test('the single-file herald runs alone: version, admin commands, a private trac
   ]);
   const torrentFile = join(scratch, 'sea.torrent');
   writeFileSync(torrentFile, encode(new Map([['info', info]]) as never));
-  const torrent = JSON.parse(run(['torrent', 'add', torrentFile, '--json', ...flags])) as {
+  const torrent = JSON.parse(cli(['torrent', 'add', torrentFile, '--json', ...flags])) as {
     info_hash: string;
   };
   const infoHash = Buffer.from(torrent.info_hash, 'hex');
@@ -139,10 +154,80 @@ test('the single-file herald runs alone: version, admin commands, a private trac
 
   // Stop; the accounting is flushed; an admin command reads it.
   await tracker.stop();
-  assert.equal(JSON.parse(run(['member', 'show', 'alice', '--json', ...flags])).uploaded, 4096);
+  assert.equal(JSON.parse(cli(['member', 'show', 'alice', '--json', ...flags])).uploaded, 4096);
   // The addons were loaded from private temporary folders, removed at once.
   assert.deepEqual(
     readdirSync(scratch).filter((f) => f.startsWith('herald-addon-')),
     [],
   );
+});
+
+test('real clients meet through the single-file herald: aria2 over HTTP, libtorrent over UDP', async (t) => {
+  requireTool(PY, 'python3-libtorrent');
+  requireTool('/usr/bin/aria2c', 'aria2');
+  const tracker = await serveInstalled(
+    herald,
+    [
+      '--data-dir',
+      './open',
+      '--http',
+      '127.0.0.1:0',
+      '--udp',
+      '127.0.0.1:0',
+      '--interval',
+      '5',
+      '--min-interval',
+      '1',
+    ],
+    { cwd: dir, env },
+  );
+  t.after(() => tracker.kill());
+  const work = join(scratch, 'clients');
+  const payload = randomBytes(1024 * 1024);
+  mkdirSync(join(work, 'seed'), { recursive: true });
+  writeFileSync(join(work, 'seed', 'payload.bin'), payload);
+  const download = async (kind: 'http' | 'udp') => {
+    const url =
+      kind === 'http'
+        ? `http://127.0.0.1:${tracker.httpPort}/announce`
+        : `udp://127.0.0.1:${tracker.udpPort}/announce`;
+    const torrent = join(work, `${kind}.torrent`);
+    execFileSync(PY, [LT, 'make', join(work, 'seed', 'payload.bin'), torrent, url, 'v1'], { stdio: 'pipe' });
+    const seeder = run(PY, [LT, 'seed', torrent, join(work, 'seed'), '127.0.0.1', '90']);
+    for (const until = Date.now() + 20_000; !seeder.out().includes('tracker_reply_alert'); ) {
+      assert.ok(
+        Date.now() < until && seeder.child.exitCode === null,
+        `seeder never reached Herald:\n${seeder.out()}`,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const into = join(work, kind);
+    mkdirSync(into);
+    const client =
+      kind === 'http'
+        ? run('/usr/bin/aria2c', [
+            '--enable-dht=false',
+            '--enable-dht6=false',
+            '--bt-enable-lpd=false',
+            '--enable-peer-exchange=false',
+            '--seed-time=0',
+            `--dir=${into}`,
+            `--listen-port=${40000 + Math.floor(Math.random() * 20000)}`,
+            '--console-log-level=warn',
+            '--summary-interval=0',
+            '--bt-stop-timeout=60',
+            torrent,
+          ])
+        : run(PY, [LT, 'fetch', torrent, into, '127.0.0.1', '60']);
+    const code = await waitExit(client.child, 70_000);
+    seeder.child.kill('SIGTERM');
+    assert.equal(
+      code,
+      0,
+      `${kind} download failed:\n${client.out().slice(-2000)}\nseeder:\n${seeder.out().slice(-1000)}`,
+    );
+    assert.ok(readFileSync(join(into, 'payload.bin')).equals(payload), `${kind}: the downloaded bytes match`);
+  };
+  await Promise.all([download('http'), download('udp')]);
+  await tracker.stop();
 });
