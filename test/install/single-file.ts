@@ -31,7 +31,7 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
-import { killChildren, LT, PY, requireTool, run, waitExit } from '../e2e/processes.ts';
+import { aria2, killChildren, LT, PY, requireTool, run, waitExit } from '../e2e/processes.ts';
 import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { serveInstalled } from './serve.ts';
 
@@ -204,21 +204,7 @@ test('real clients meet through the single-file herald: aria2 over HTTP, libtorr
     const into = join(work, kind);
     mkdirSync(into);
     const client =
-      kind === 'http'
-        ? run('/usr/bin/aria2c', [
-            '--enable-dht=false',
-            '--enable-dht6=false',
-            '--bt-enable-lpd=false',
-            '--enable-peer-exchange=false',
-            '--seed-time=0',
-            `--dir=${into}`,
-            `--listen-port=${40000 + Math.floor(Math.random() * 20000)}`,
-            '--console-log-level=warn',
-            '--summary-interval=0',
-            '--bt-stop-timeout=60',
-            torrent,
-          ])
-        : run(PY, [LT, 'fetch', torrent, into, '127.0.0.1', '60']);
+      kind === 'http' ? aria2(torrent, into) : run(PY, [LT, 'fetch', torrent, into, '127.0.0.1', '60']);
     const code = await waitExit(client.child, 70_000);
     seeder.child.kill('SIGTERM');
     assert.equal(
