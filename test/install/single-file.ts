@@ -3,7 +3,7 @@
  * an empty folder and run with a PATH that has no node (and no node_modules anywhere above it): it
  * prints its version, runs admin commands, and serves a private tracker whose HTTP and UDP
  * listeners use the batched addons carried inside it, to real HTTP and UDP announces, with the
- * portal's static files; real BitTorrent clients (aria2 over HTTP, libtorrent over UDP) download
+ * portal's static files; `--workers 2` forks the executable itself; real BitTorrent clients (aria2 over HTTP, libtorrent over UDP) download
  * from each other through it. `npm run test:install` (scripts/test-all.sh runs it after `npm test`; the
  * build takes a while, so it is not in `npm test`). HERALD_SEA=path tests an executable built
  * already instead of building one.
@@ -32,7 +32,7 @@ import {
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
 import { aria2, killChildren, LT, PY, requireTool, run, waitExit } from '../e2e/processes.ts';
-import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
+import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { serveInstalled } from './serve.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -160,6 +160,33 @@ test('the single-file herald runs alone: version, admin commands, a private trac
     readdirSync(scratch).filter((f) => f.startsWith('herald-addon-')),
     [],
   );
+});
+
+test('herald serve --workers 2 from the single file: the workers are the executable itself', async (t) => {
+  const tracker = await serveInstalled(
+    herald,
+    ['--workers', '2', '--data-dir', './workers', '--http', '127.0.0.1:0', '--udp', 'off'],
+    { cwd: dir, env },
+  );
+  t.after(() => tracker.kill());
+  let workers = 0;
+  for (let i = 0; i < 100 && workers !== 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await httpGet(tracker.httpPort, '127.0.0.1', '/stats').catch(() => null);
+    if (r?.status === 200) workers = JSON.parse(r.body.toString()).workers ?? 0;
+  }
+  assert.equal(workers, 2, '/stats adds up two workers');
+  const a = bdecode(
+    (
+      await httpGet(
+        tracker.httpPort,
+        '127.0.0.1',
+        announcePath({ infoHash: hashOf(9, 41), port: 7009, left: 0 }),
+      )
+    ).body,
+  );
+  assert.equal(a.get('failure reason'), undefined);
+  await tracker.stop();
 });
 
 test('real clients meet through the single-file herald: aria2 over HTTP, libtorrent over UDP', async (t) => {
