@@ -5,7 +5,8 @@
 #     (portal and WebTorrent browser tests) and iproute2 (the WebRTC test's network namespace).
 #   - PostgreSQL and Redis started on 127.0.0.1 (scripts/start-services.sh); their tests are mandatory here.
 #   - npm packages (npm ci), including the npm `node` package that brings Node 24.
-#   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end).
+#   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end), then the
+#     install tests: the single-file build and the packed npm package (`npm run test:install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +46,6 @@ echo "test-all: typecheck"
 npm run typecheck
 echo "test-all: tests"
 npm test
+# Installs (issue #17): the one-file build run alone without node on PATH; the packed npm package.
+echo "test-all: install (single-file build, npm package)"
+npm run test:install

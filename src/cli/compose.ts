@@ -476,6 +476,7 @@ export function createTracker(
       logger.info('herald listening', {
         http: a.http.map(fmt),
         httpIo: http.io,
+        udpIo: udp.io,
         https: a.https.map(fmt),
         udp: a.udp.map(fmt),
         ws: a.ws.map(fmt),

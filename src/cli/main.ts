@@ -7,6 +7,7 @@ import {
 } from '../cluster/primary.ts';
 import { helpText, parseCommandLine, renderConfigToml } from '../config/cli-args.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import { IN_SINGLE_FILE } from '../core/bundled.ts';
 import { ListenError } from '../core/listen.ts';
 import { createLogger } from '../core/log.ts';
 import { VERSION } from '../core/version.ts';
@@ -64,7 +65,15 @@ async function main(argv: string[]): Promise<number> {
   }
   const setup = workerSetup(process.env);
   if (setup === null && workerCount(config) > 1) {
-    return runPrimary({ config, argv, logger: createLogger(config.logLevel), script: process.argv[1] });
+    return runPrimary({
+      config,
+      argv,
+      logger: createLogger(config.logLevel),
+      // The single-file build is its own script, and applies its Node options (scripts/build-sea.ts)
+      // at every start.
+      script: IN_SINGLE_FILE ? process.execPath : process.argv[1],
+      execArgv: IN_SINGLE_FILE ? [] : undefined,
+    });
   }
   let down: number[] = [];
   const tracker = setup
@@ -126,7 +135,13 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then(
+// In the single-file build Node takes no options or script from the command line: a worker forked
+// as `<executable> <script = executable> serve ...` (src/cluster/primary.ts) gets the script path
+// as its first argument, which is dropped here.
+const args = process.argv.slice(2);
+if (IN_SINGLE_FILE && args[0] === process.execPath) args.shift();
+
+main(args).then(
   (code) => {
     process.exitCode = code;
   },

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { holdDatabase, otherHolders } from './holders.ts';
 import { SCHEMA_VERSION } from './migrations.ts';
@@ -78,6 +78,11 @@ export function restoreSqlite(
     rmSync(`${dbPath}-wal`, { force: true });
     rmSync(`${dbPath}-shm`, { force: true });
     renameSync(tmp, dbPath);
+    // Run as root for a service's database: the restored file gets the owner of the one it replaces.
+    if (previous !== null && process.getuid?.() === 0) {
+      const { uid, gid } = statSync(previous);
+      chownSync(dbPath, uid, gid);
+    }
     return { ...checked, previous };
   } finally {
     rmSync(tmp, { force: true });

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -43,12 +43,21 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Records this process as a holder of `dbPath`; the function returned removes the record. */
+/**
+ * Records this process as a holder of `dbPath`; the function returned removes the record. The
+ * folder is writable by every user, sticky like /tmp (each removes only its own records), so that
+ * root running a CLI command first does not lock out the service's user. A record that cannot be
+ * written (a read-only data directory) is skipped, never a reason to refuse to start.
+ */
 export function holdDatabase(dbPath: string, role: HolderRole): () => void {
   const dir = dirOf(dbPath);
-  mkdirSync(dir, { recursive: true });
   const file = join(dir, String(process.pid));
-  writeFileSync(file, `${JSON.stringify({ role, start: startTime(process.pid) })}\n`);
+  try {
+    if (mkdirSync(dir, { recursive: true }) !== undefined) chmodSync(dir, 0o1777);
+    writeFileSync(file, `${JSON.stringify({ role, start: startTime(process.pid) })}\n`);
+  } catch {
+    return () => {};
+  }
   let released = false;
   const release = () => {
     if (released) return;
@@ -82,7 +91,12 @@ export function otherHolders(dbPath: string): Holder[] {
     const start = startTime(pid);
     const live = alive(pid) && (rec.start == null || start === null || rec.start === start);
     if (live) out.push({ pid, role: rec.role ?? 'herald' });
-    else rmSync(join(dir, name), { force: true });
+    else
+      try {
+        rmSync(join(dir, name), { force: true });
+      } catch {
+        // Another user's stale record in the sticky folder: left for its owner (or root).
+      }
   }
   return out;
 }

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
+import { aria2, killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
 // Also against `--workers 2` (issue #13): the seeder's and the downloader's announces reach
@@ -92,19 +92,7 @@ function suite(workers: number) {
       const torrent = makeTorrent('http.torrent', `http://127.0.0.1:${http.port}/announce`, 'v1');
       const seeder = await seed(torrent, '127.0.0.1');
       const dir = join(work, 'aria2');
-      const aria = run('/usr/bin/aria2c', [
-        '--enable-dht=false',
-        '--enable-dht6=false',
-        '--bt-enable-lpd=false',
-        '--enable-peer-exchange=false',
-        '--seed-time=0',
-        `--dir=${dir}`,
-        `--listen-port=${40000 + Math.floor(Math.random() * 20000)}`,
-        '--console-log-level=warn',
-        '--summary-interval=0',
-        '--bt-stop-timeout=60',
-        torrent,
-      ]);
+      const aria = aria2(torrent, dir);
       const code = await waitExit(aria.child, 60_000);
       seeder.child.kill('SIGTERM');
       assert.equal(code, 0, `aria2c failed:\n${aria.out()}\nseeder:\n${seeder.out()}`);

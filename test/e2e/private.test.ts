@@ -20,7 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { parseMetainfo, personalise } from '../../src/protocol/metainfo/index.ts';
 import { writeAnnounceRequest, writeConnectRequest } from '../../src/protocol/udp/codec.ts';
 import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clients.ts';
-import { killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
+import { aria2, killChildren, LT, PY, requireTool, run, waitExit } from './processes.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
 const SIZE = 2 * 1024 * 1024;
@@ -278,21 +278,9 @@ describe('private torrents between real clients', { timeout: 60_000, concurrency
   test('aria2 downloads the v1 torrent over HTTP from the libtorrent seeder', async () => {
     const torrent = personalTorrent('v1', 'aria', httpUrl(members.aria.passkey));
     const dir = join(work, 'aria2');
-    const aria = run('/usr/bin/aria2c', [
-      '--enable-dht=false',
-      '--enable-dht6=false',
-      '--bt-enable-lpd=false',
-      '--enable-peer-exchange=false',
-      // Seeding a few seconds: with --seed-time=0 aria2 sends event=stopped (left=0) instead of
-      // event=completed, and only event=completed counts as a snatch.
-      '--seed-time=0.05',
-      `--dir=${dir}`,
-      `--listen-port=${40000 + Math.floor(Math.random() * 20000)}`,
-      '--console-log-level=warn',
-      '--summary-interval=0',
-      '--bt-stop-timeout=60',
-      torrent,
-    ]);
+    // Seeding a few seconds: with --seed-time=0 aria2 sends event=stopped (left=0) instead of
+    // event=completed, and only event=completed counts as a snatch.
+    const aria = aria2(torrent, dir, '0.05');
     const code = await waitExit(aria.child, 75_000);
     assert.equal(code, 0, `aria2c failed:\n${aria.out()}`);
     assert.ok(readFileSync(join(dir, 'payload.bin')).equals(payload), 'downloaded bytes match');

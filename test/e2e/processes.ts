@@ -37,6 +37,26 @@ export function run(
   return { child, out: () => out };
 }
 
+/**
+ * aria2c downloading `torrent` into `dir`, with DHT, local peer discovery and peer exchange off
+ * (the tracker is the only way to meet), on a random port. `seedTime`: minutes it seeds after.
+ */
+export function aria2(torrent: string, dir: string, seedTime = '0') {
+  return run('/usr/bin/aria2c', [
+    '--enable-dht=false',
+    '--enable-dht6=false',
+    '--bt-enable-lpd=false',
+    '--enable-peer-exchange=false',
+    `--seed-time=${seedTime}`,
+    `--dir=${dir}`,
+    `--listen-port=${40000 + Math.floor(Math.random() * 20000)}`,
+    '--console-log-level=warn',
+    '--summary-interval=0',
+    '--bt-stop-timeout=60',
+    torrent,
+  ]);
+}
+
 /** The exit code, or null after SIGKILL when `timeoutMs` passed first (or it died by a signal). */
 export function waitExit(child: ChildProcess, timeoutMs: number): Promise<number | null> {
   return new Promise((resolve) => {

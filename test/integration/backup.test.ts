@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -186,11 +186,17 @@ test('backup under announce and portal load, restore refused while serving, rest
   assert.equal(bad2.code, 1, bad2.stdout);
   assert.match(bad2.stderr, /integrity check/);
 
-  // Stopped: the restore puts the backup in place and keeps the database it replaces.
+  // Stopped: the restore puts the backup in place and keeps the database it replaces. Run by
+  // root on a service user's database, the restored file keeps that user as its owner.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) chownSync(live, 65534, 65534);
   const restored = await herald(['restore', copy, ...flags]);
   assert.equal(restored.code, 0, restored.stderr);
   const kept = readdirSync(dataDir).filter((f) => /^herald\.db\.before-restore-[-0-9TZ]+$/.test(f));
   assert.equal(kept.length, 1, readdirSync(dataDir).join(', '));
+  if (asRoot) assert.equal(statSync(live).uid, 65534, 'the restored database keeps its owner');
+  // Any user may record itself (root running a command first must not lock the service user out).
+  assert.equal(statSync(join(dataDir, 'herald.db.holders')).mode & 0o7777, 0o1777);
   assert.equal(
     query<{ n: number }>(join(dataDir, kept[0]), 'SELECT count(*) AS n FROM torrents')[0].n,
     hashes.length + uploads,

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { formatIp, parseIp } from '../../core/address.ts';
+import { bundledFile } from '../../core/bundled.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
@@ -19,18 +20,21 @@ const CSRF_COOKIE = 'herald_csrf';
 /** Form bodies are small; a route that takes more says so (`Route.maxBody`, the upload). */
 const FORM_LIMIT = 256 * 1024;
 
-function asset(path: string, type: string) {
-  const body = readFileSync(path);
+/** A static file: embedded in the single-file build (under its name), else read from `path()`. */
+function asset(name: string, path: () => string, type: string) {
+  const body = bundledFile(name) ?? readFileSync(path());
   return { body, type };
 }
 
 function loadAssets() {
-  const here = new URL('.', import.meta.url).pathname;
-  const chartDir = dirname(createRequire(import.meta.url).resolve('chart.js'));
+  const here = () => new URL('.', import.meta.url).pathname;
+  const chartDir = () => dirname(createRequire(import.meta.url).resolve('chart.js'));
+  const css = 'text/css; charset=utf-8';
+  const js = 'text/javascript; charset=utf-8';
   return new Map([
-    ['/static/portal.css', asset(join(here, 'static/portal.css'), 'text/css; charset=utf-8')],
-    ['/static/portal.js', asset(join(here, 'static/portal.js'), 'text/javascript; charset=utf-8')],
-    ['/static/chart.umd.min.js', asset(join(chartDir, 'chart.umd.min.js'), 'text/javascript; charset=utf-8')],
+    ['/static/portal.css', asset('portal.css', () => join(here(), 'static/portal.css'), css)],
+    ['/static/portal.js', asset('portal.js', () => join(here(), 'static/portal.js'), js)],
+    ['/static/chart.umd.min.js', asset('chart.umd.min.js', () => join(chartDir(), 'chart.umd.min.js'), js)],
   ]);
 }
 
