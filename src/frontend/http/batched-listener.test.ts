@@ -89,7 +89,7 @@ class StandIn implements RawHost {
       if (stop2 === Stop.close) socket.end();
     });
   }
-  internalError(err: unknown): void {
+  internalError(err: unknown): Buffer {
     throw err;
   }
 }
@@ -127,7 +127,7 @@ function exchange(port: number, request: string, expect: number, pauseMs: number
 
 test('short writes: the rest follows from a Node socket, whole and in order', { skip }, async () => {
   const host = new StandIn();
-  const listener = new BatchedListener(addon!, host, '127.0.0.1', 0, 32 << 20);
+  const listener = new BatchedListener(addon!, host, '127.0.0.1', 0, { outSize: 32 << 20 });
   try {
     const big = 12 << 20; // more than a loopback send buffer takes at once
     // Kept alive: a big answer, a small one pipelined behind it, then one more request later.

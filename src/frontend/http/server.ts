@@ -76,10 +76,9 @@ export interface HttpFrontendOptions {
   connectionLimit?: ConnectionLimit | null;
   /**
    * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
-   * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
-   * batched when the addon is built and the store is `synchronous` (batched answers that are
-   * promises move to Node sockets one by one, so an asynchronous store stays on node:net).
-   * HTTPS always uses node:tls.
+   * sockets only for what leaves the fast path; a connection whose answer is a promise waits
+   * parked in the addon), 'node' on node:net, 'auto' (the default): batched when the addon is
+   * built. HTTPS always uses node:tls.
    */
   io?: 'auto' | 'batched' | 'node';
 }
@@ -149,8 +148,6 @@ export class HttpFrontend implements RawHost {
    * the next request is parsed); an asynchronous store gets fresh arrays per request.
    */
   #hashes: { infoHash: Uint8Array; peerId: Uint8Array } | null;
-  /** Whether the store answers synchronously (`SwarmStore.synchronous`). */
-  readonly #sync: boolean;
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
   #batched: BatchedListener[] = [];
@@ -172,8 +169,10 @@ export class HttpFrontend implements RawHost {
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
-    this.#sync = opts.service.store.synchronous === true;
-    this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
+    this.#hashes =
+      opts.service.store.synchronous === true
+        ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
+        : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.connectionLimit = opts.connectionLimit ?? null;
@@ -230,8 +229,7 @@ export class HttpFrontend implements RawHost {
     // answer on a connection that carries one request (most clients).
     this.#idleTimer = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(5000, this.#idleMs / 4)));
     this.#idleTimer.unref();
-    const asked = this.#o.io ?? 'auto';
-    const io = asked === 'auto' && !this.#sync ? 'node' : asked;
+    const io = this.#o.io ?? 'auto';
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
     if (io === 'batched' && this.#o.http.length > 0 && addon === null)
       throw new Error(
@@ -241,7 +239,12 @@ export class HttpFrontend implements RawHost {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
       if (addon !== null && isIP(l.host) !== 0 && !l.host.includes('%')) {
-        const b = await opening('http', 'http', l, () => new BatchedListener(addon, this, l.host, l.port));
+        const b = await opening(
+          'http',
+          'http',
+          l,
+          () => new BatchedListener(addon, this, l.host, l.port, { reusePort: this.#o.reusePort === true }),
+        );
         this.#batched.push(b);
         this.#listeners.push(b);
         continue;
@@ -361,8 +364,8 @@ export class HttpFrontend implements RawHost {
     conn.after(stop, rest, 0, answer, keepAlive);
   }
 
-  internalError(err: unknown): void {
-    this.#internal(err);
+  internalError(err: unknown): Buffer {
+    return this.#internal(err);
   }
 
   /** A raw connection closed. */
