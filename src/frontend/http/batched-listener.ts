@@ -230,12 +230,17 @@ export class BatchedListener {
 
   /** Connections the addon holds: waiting for their next request, or parked. */
   get waiting(): number {
-    return this.#closed ? 0 : this.#addon.count(this.#handle)[0];
+    return this.counts[0];
   }
 
   /** Connections parked while their answer is a promise. */
   get parked(): number {
-    return this.#closed ? 0 : this.#addon.count(this.#handle)[1];
+    return this.counts[1];
+  }
+
+  /** Both: connections held, of which parked. */
+  get counts(): [held: number, parked: number] {
+    return this.#closed ? [0, 0] : this.#addon.count(this.#handle);
   }
 
   sweep(idleMs: number): void {

@@ -193,7 +193,10 @@ export class HttpFrontend implements RawHost {
     return this.#batched.length > 0 ? 'batched' : this.#o.http.length > 0 ? 'node' : 'none';
   }
 
-  /** Connections the tracker path holds, those paused for a slow reader, and their unsent bytes. */
+  /**
+   * Connections the tracker path holds, those paused for a slow reader (and their unsent bytes),
+   * those parked for an asynchronous answer.
+   */
   stats(): HttpConnectionStats {
     let paused = 0;
     let unsentBytes = 0;
@@ -202,8 +205,13 @@ export class HttpFrontend implements RawHost {
       unsentBytes += c.socket.writableLength;
     }
     let connections = this.#conns.size;
-    for (const b of this.#batched) connections += b.waiting;
-    return { connections, paused, unsentBytes };
+    let parked = 0;
+    for (const b of this.#batched) {
+      const [held, parkedHere] = b.counts;
+      connections += held;
+      parked += parkedHere;
+    }
+    return { connections, paused, parked, unsentBytes };
   }
 
   /** Bound addresses, in listen order (useful with port 0). */
@@ -464,17 +472,22 @@ export class HttpFrontend implements RawHost {
       }
       const keepAlive = head.keepAlive;
       const acceptsGzip = kind === 2 && buf.subarray(off, head.headEnd).includes(GZIP);
-      const out = this.answer(
-        kind,
-        buf,
-        head.queryStart,
-        head.queryEnd,
-        peer,
-        trusted,
-        head.xForwardedFor,
-        acceptsGzip,
-        pathPasskey,
-      );
+      let out: ReturnType<HttpFrontend['answer']>;
+      try {
+        out = this.answer(
+          kind,
+          buf,
+          head.queryStart,
+          head.queryEnd,
+          peer,
+          trusted,
+          head.xForwardedFor,
+          acceptsGzip,
+          pathPasskey,
+        );
+      } catch (err) {
+        out = this.#internal(err);
+      }
       off = head.headEnd;
       if (out instanceof Promise) {
         served.at = off;
@@ -502,7 +515,9 @@ export class HttpFrontend implements RawHost {
 
   /**
    * Answers one tracker request. `buf[qs, qe)` is the raw query string. Returns the bencoded
-   * body (always status 200: clients read `failure reason` from the body).
+   * body (always status 200: clients read `failure reason` from the body). It may throw (a store
+   * that throws instead of answering or rejecting): callers answer that request with
+   * `internalError`'s failure, and the connection goes on.
    */
   answer(
     kind: Kind,
@@ -670,17 +685,22 @@ export class HttpFrontend implements RawHost {
     }
     const xff = req.headers['x-forwarded-for'];
     const gzipOk = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-    const out = this.answer(
-      kind,
-      url,
-      qi >= 0 ? qi + 1 : pe,
-      url.length,
-      peer,
-      this.isTrusted(peer),
-      typeof xff === 'string' ? xff : null,
-      gzipOk,
-      pathPasskey,
-    );
+    let out: ReturnType<HttpFrontend['answer']>;
+    try {
+      out = this.answer(
+        kind,
+        url,
+        qi >= 0 ? qi + 1 : pe,
+        url.length,
+        peer,
+        this.isTrusted(peer),
+        typeof xff === 'string' ? xff : null,
+        gzipOk,
+        pathPasskey,
+      );
+    } catch (err) {
+      out = this.#internal(err);
+    }
     const send = (r: Buffer | { body: Buffer; gzip: boolean }) => {
       const body = Buffer.isBuffer(r) ? r : r.body;
       const headers: Record<string, string | number> = {
