@@ -144,8 +144,8 @@ export class HttpFrontend implements RawHost {
   /** The request context, reused (see `answer`). */
   #ctx: RequestContext = requestContext('http', null);
   /**
-   * Where an announce's hashes are decoded when the store is synchronous (it has read them before
-   * the next request is parsed); an asynchronous store gets fresh arrays per request.
+   * Where an announce's hashes are decoded when the store has read them before the next request
+   * is parsed (`synchronous`, `readsRequestAtOnce`); another store gets fresh arrays per request.
    */
   #hashes: { infoHash: Uint8Array; peerId: Uint8Array } | null;
   #web: HttpServer;
@@ -169,8 +169,9 @@ export class HttpFrontend implements RawHost {
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
+    const store = opts.service.store;
     this.#hashes =
-      opts.service.store.synchronous === true
+      store.synchronous === true || store.readsRequestAtOnce === true
         ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
         : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
