@@ -9,6 +9,7 @@
  *   npm run fuzz -- --out DIR                      where inputs that found something are written (default .fuzz/SEED)
  *   npm run fuzz -- --rss-growth MB                RSS may grow this much after warm-up (default 256)
  *   npm run fuzz -- --replay .fuzz/15/http-stall-0.bin   send one saved input again (its target from the name)
+ *   npm run fuzz -- --workers 2                    against `herald serve --workers 2` (hand-overs between workers)
  *
  * Prints a summary table; exits 1 when any target crashed Herald, got or caused an internal error,
  * stalled a connection, failed a probe, or RSS went over its bound.
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     'rss-growth': { type: 'string', default: '256' },
     replay: { type: 'string' },
+    workers: { type: 'string', default: '1' },
   },
 });
 let replay: Buffer | undefined;
@@ -50,8 +52,9 @@ for (const t of targets)
   }
 const count = replay ? 1 : Number(values.count);
 const seconds = Number(values.seconds);
-if (!Number.isInteger(count) || count < 1 || !(seconds > 0)) {
-  process.stderr.write('fuzz: --count is a positive integer, --seconds a positive number\n');
+const workers = Number(values.workers);
+if (!Number.isInteger(count) || count < 1 || !(seconds > 0) || !Number.isInteger(workers) || workers < 1) {
+  process.stderr.write('fuzz: --count and --workers are positive integers, --seconds a positive number\n');
   process.exit(2);
 }
 const root = new URL('../', import.meta.url).pathname;
@@ -65,6 +68,7 @@ const report = await runCampaign({
   log: (line) => process.stderr.write(`fuzz: ${line}\n`),
   replay,
   warmUpRounds: replay ? 1 : undefined,
+  workers,
 });
 process.stdout.write(`${formatReport(report, seed)}\n`);
 process.exitCode = report.ok ? 0 : 1;

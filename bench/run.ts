@@ -761,7 +761,7 @@ const WORKER_WS = {
   conns: QUICK ? 2000 : 11_000,
   from: ['127.0.0.2', '127.0.0.3'],
 };
-/** One worker with the HTTP frontend workers use (node:net instead of the batched addon). */
+/** One worker through node:net (as workers answered HTTP before the batched addon parked answers). */
 const NODE_NET_ONE = 'herald --workers 1 --http-io node';
 const workerRows: Row[] = [];
 const workerMemory: {
@@ -879,7 +879,7 @@ async function collectGarbage(pids: number[], urls: string[]): Promise<number> {
 
 async function workersTests(): Promise<void> {
   // Throughput: Herald with 1 and 2 workers and opentracker, paired; over HTTP also one worker
-  // answering through node:net as workers do (which part of the cost is node:net, which hand-over).
+  // answering through node:net (as workers did before the batched addon parked answers).
   const entrants: Entrant[] = [];
   try {
     for (const n of [1, 2]) {
@@ -972,7 +972,7 @@ function workersReport(): string[] {
   if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
   const out = [
     '',
-    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through \`node:net\` (the batched HTTP addon answers synchronously only) and an announce for another worker's swarm is handed over through a Unix socket; the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, paired with the others) separates the two costs.`,
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
     '',
     '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',

@@ -53,6 +53,11 @@ export interface CampaignOptions {
   parallel?: boolean;
   /** One saved input to send again (to the single target in `targets`), instead of generated ones. */
   replay?: Buffer;
+  /**
+   * Worker processes of each Herald (default 1): with more, requests are handed between workers
+   * (RSS and socket counts are then the primary's only).
+   */
+  workers?: number;
   log?: (line: string) => void;
 }
 
@@ -330,11 +335,16 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignReport> {
   const rec = new Recorder(o.out);
   const log = o.log ?? (() => {});
   // The network targets: one Herald for all but http-node, which gets one with --http-io node.
+  const w = (o.workers ?? 1) > 1 ? ['--workers', String(o.workers)] : [];
   const groups: Group[] = [
-    { extra: [], label: 'herald', targets: o.targets.filter((t) => NET_RUNNERS[t] && t !== 'http-node') },
     {
-      extra: ['--http-io', 'node'],
-      label: 'herald --http-io node',
+      extra: w,
+      label: `herald${w.length > 0 ? ` ${w.join(' ')}` : ''}`,
+      targets: o.targets.filter((t) => NET_RUNNERS[t] && t !== 'http-node'),
+    },
+    {
+      extra: ['--http-io', 'node', ...w],
+      label: `herald --http-io node${w.length > 0 ? ` ${w.join(' ')}` : ''}`,
       targets: o.targets.filter((t) => t === 'http-node'),
     },
   ].filter((g) => g.targets.length > 0);

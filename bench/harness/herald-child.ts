@@ -92,6 +92,16 @@ export async function startHerald(args: string[], opts: { dataDir?: string } = {
   let exit: { code: number | null; signal: string | null } | null = null;
   let partial = '';
   let listening: ((info: { http: string[]; udp: string[]; httpIo?: string }) => void) | null = null;
+  // With --workers N (N > 1), started once the primary says every worker runs (worker 0's
+  // `herald listening` gives the addresses).
+  const workers = Number(args[args.indexOf('--workers') + 1] ?? 1);
+  let running: (() => void) | null = null;
+  const allRunning =
+    args.includes('--workers') && workers > 1
+      ? new Promise<void>((r) => {
+          running = r;
+        })
+      : Promise.resolve();
   const note = (line: string) => {
     if (log.samples.length < NOTE_LIMIT) log.samples.push(line.slice(0, 2000));
   };
@@ -108,6 +118,7 @@ export async function startHerald(args: string[], opts: { dataDir?: string } = {
       return;
     }
     if (rec.msg === 'herald listening' && listening !== null) listening(rec as never);
+    if (rec.msg === 'herald workers running') running?.();
     const internal = typeof rec.msg === 'string' && rec.msg.includes('internal error');
     if (internal) log.internal++;
     if ((rec.level ?? 0) >= 50) log.errors++;
@@ -141,8 +152,10 @@ export async function startHerald(args: string[], opts: { dataDir?: string } = {
     info = await new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('herald did not start within 30 s')), 30_000);
       listening = (i) => {
-        clearTimeout(t);
-        resolve(i);
+        allRunning.then(() => {
+          clearTimeout(t);
+          resolve(i);
+        });
       };
       exited.then((e) => {
         clearTimeout(t);

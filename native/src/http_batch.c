@@ -17,7 +17,19 @@
  *   CLOSE   write the response, then close;
  *   KEEP    write the response, keep the connection in the epoll set for its next request;
  *   HANDOFF forget the descriptor without writing: JavaScript has wrapped it in a net.Socket
- *           (node:http hand-over, WebSocket upgrade, asynchronous answer, partial head, ...).
+ *           (node:http hand-over, WebSocket upgrade, partial head, ...);
+ *   PARK    write the response (the answers before an asynchronous one), then park the
+ *           connection: it is not read again until JavaScript completes it.
+ * An asynchronous answer (a swarm another worker owns, a Redis store) parks its connection in C:
+ * no further byte is read from it, and JavaScript keeps the bytes of that read it has not
+ * consumed (pipelined requests). When the answer settles, JavaScript packs it (and the answers of
+ * those pipelined requests) into a second arena and calls complete(), which acts on each entry as
+ * above: KEEP writes and reads the connection again, PARK writes and leaves it parked (another
+ * asynchronous answer), CLOSE writes and closes, HANDOFF forgets it. A parked connection that was
+ * waiting in the epoll set stays there until it becomes readable (no epoll_ctl for the usual
+ * request-then-wait client); then it is taken out, and put back when completed. complete() is
+ * refused while a batch is being answered (ctl[0] = 1, which JavaScript reads before it packs
+ * anything): the batch's own PARK entries are acted on first, so nothing is reordered.
  * A response the kernel does not take in full is reported back (a second callback) and the
  * connection is forgotten; JavaScript then wraps it and writes the rest, so no byte is lost or
  * reordered. Idle connections in the set are closed by sweep(), called from a JavaScript timer,
@@ -39,6 +51,9 @@
  *     short, 2 the connection died (closed), [4,8) offset into out data, [8,12) length, [12,16)
  *     set by C: bytes written
  *   out data: the arena JavaScript packs responses into.
+ *   completion meta, 32 bytes per entry: as out meta, and [16,20) fd; completion data: its arena.
+ *   ctl: [0] 1 while a batch is being answered (complete() would be refused); [4,8) the number of
+ *     completion entries complete() acts on.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -47,6 +62,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <node_api.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +81,20 @@
 #define IN_SLOT 16384
 #define MAX_ROUNDS 16
 
-enum { ACT_CLOSE = 1, ACT_KEEP = 2, ACT_HANDOFF = 3 };
+enum { ACT_CLOSE = 1, ACT_KEEP = 2, ACT_HANDOFF = 3, ACT_PARK = 4 };
 
-/* A connection waiting in the epoll set, indexed by its descriptor. */
+/* Where a connection the addon holds is (conn_t.state). */
+enum {
+  C_NONE = 0, /* not held (or moved to a Node socket) */
+  C_WAIT = 1, /* in the epoll set, waiting for its next request */
+  C_PARKED_IN = 2, /* parked, still in the epoll set (taken out when it becomes readable) */
+  C_PARKED = 3, /* parked, out of the epoll set */
+};
+
+/* A connection the addon holds (waiting or parked), indexed by its descriptor. */
 typedef struct {
-  uint8_t watched;
+  uint8_t state;
+  uint8_t full; /* parked: the read that parked it filled its slot (drain before a close) */
   uint8_t family;
   uint8_t port[2];
   uint8_t addr[16];
@@ -83,13 +108,14 @@ typedef struct {
   int lfd, epfd, spare;
   int started, closing, open_handles;
   napi_ref on_batch, on_short;
-  napi_ref in_meta_ref, in_data_ref, out_meta_ref, out_data_ref;
+  napi_ref in_meta_ref, in_data_ref, out_meta_ref, out_data_ref, c_meta_ref, c_data_ref, ctl_ref;
   napi_async_context async;
-  uint8_t *in_meta, *in_data, *out_meta, *out_data;
-  size_t out_size;
+  uint8_t *in_meta, *in_data, *out_meta, *out_data, *c_meta, *c_data, *ctl;
+  size_t out_size, c_size;
   conn_t *conns;
   int nconns; /* capacity of conns */
-  int watched; /* descriptors in the epoll set */
+  int waiting; /* connections in state C_WAIT */
+  int parked; /* connections in state C_PARKED_IN or C_PARKED */
   int n; /* entries in the batch being filled */
   uint8_t full[BATCH]; /* the entry's read filled its slot (more may be waiting) */
   uint8_t waited[BATCH]; /* the entry came from the epoll set (close() has closed it if stopped) */
@@ -114,14 +140,15 @@ static int ensure_slot(handle_t *h, int fd) {
   return 0;
 }
 
-/* Takes the descriptor out of the epoll set (if there) without closing it. */
+/* Takes the descriptor out of the addon (and of the epoll set, if there) without closing it. */
 static void forget(handle_t *h, int fd) {
-  if (fd < h->nconns && h->conns[fd].watched) {
-    /* Removed explicitly: a forked child could still hold the description open. */
-    epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
-    h->conns[fd].watched = 0;
-    h->watched--;
-  }
+  if (fd >= h->nconns) return;
+  conn_t *c = &h->conns[fd];
+  /* Removed explicitly: a forked child could still hold the description open. */
+  if (c->state == C_WAIT || c->state == C_PARKED_IN) epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+  if (c->state == C_WAIT) h->waiting--;
+  else if (c->state != C_NONE) h->parked--;
+  c->state = C_NONE;
 }
 
 static void close_fd(handle_t *h, int fd) {
@@ -129,22 +156,54 @@ static void close_fd(handle_t *h, int fd) {
   close(fd);
 }
 
-/* Puts (or keeps) the descriptor in the epoll set; m is its in-meta entry (address, family). */
+/* Copies the address of in-meta entry m into the connection's record. */
+static void remember(conn_t *c, const uint8_t *m) {
+  c->family = m[8];
+  memcpy(c->port, m + 10, 2);
+  memcpy(c->addr, m + 12, 16);
+}
+
+/*
+ * Puts (or keeps) the descriptor in the epoll set, waiting for its next request; m is its in-meta
+ * entry (address, family), or NULL for a parked connection (whose record has them).
+ */
 static void watch(handle_t *h, int fd, const uint8_t *m) {
   if (ensure_slot(h, fd) < 0) { close(fd); return; }
   conn_t *c = &h->conns[fd];
-  if (!c->watched) {
+  if (c->state == C_NONE || c->state == C_PARKED) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) { close(fd); return; }
-    c->watched = 1;
-    c->family = m[8];
-    memcpy(c->port, m + 10, 2);
-    memcpy(c->addr, m + 12, 16);
-    h->watched++;
+    if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) { close_fd(h, fd); return; }
+    if (c->state == C_NONE) remember(c, m);
   }
+  if (c->state != C_WAIT) {
+    if (c->state != C_NONE) h->parked--;
+    c->state = C_WAIT;
+    h->waiting++;
+  }
+  c->last = uv_now(h->loop);
+}
+
+/*
+ * Parks the connection until complete(): it is not read meanwhile. One waiting in the epoll set
+ * stays there (most clients send nothing before their answer, and it then costs no epoll_ctl);
+ * it is taken out when it becomes readable. m: as for watch(); full: its last read filled its slot.
+ */
+static void park(handle_t *h, int fd, const uint8_t *m, int full) {
+  if (ensure_slot(h, fd) < 0) { close(fd); return; }
+  conn_t *c = &h->conns[fd];
+  if (c->state == C_NONE) {
+    remember(c, m);
+    c->state = C_PARKED;
+    h->parked++;
+  } else if (c->state == C_WAIT) {
+    c->state = C_PARKED_IN;
+    h->waiting--;
+    h->parked++;
+  }
+  c->full = (uint8_t)full;
   c->last = uv_now(h->loop);
 }
 
@@ -195,6 +254,48 @@ static void drain(int fd) {
   }
 }
 
+/*
+ * Acts on one answered entry (om: its out-meta or completion-meta entry, arena: the responses):
+ * writes its response, then keeps, parks, closes or forgets the connection. m: the entry's
+ * in-meta (address of a connection not yet held), NULL for a completion; full: its read filled
+ * its slot. Returns 1 when reported back to JavaScript (om[1]: 1 the write was short and the
+ * connection is forgotten, with om[12,16) the bytes written; 2 the connection died and is closed).
+ */
+static int act(handle_t *h, int fd, uint8_t *om, const uint8_t *arena, size_t arena_size, const uint8_t *m,
+               int full) {
+  int action = om[0];
+  om[1] = 0;
+  if (action == ACT_HANDOFF) {
+    forget(h, fd);
+    return 0;
+  }
+  uint32_t off = get32(om + 4), len = get32(om + 8);
+  if (action != ACT_KEEP && action != ACT_CLOSE && action != ACT_PARK) { action = ACT_CLOSE; len = 0; }
+  if ((size_t)off + len > arena_size) len = 0;
+  if (len > 0) {
+    ssize_t w = send_some(fd, arena + off, len);
+    if (w < 0) {
+      /* A dead connection: closed here, and reported (om[1] = 2) like a short write. */
+      close_fd(h, fd);
+      om[1] = 2;
+      return 1;
+    }
+    if ((uint32_t)w < len) {
+      forget(h, fd);
+      om[1] = 1;
+      put32(om + 12, (uint32_t)w);
+      return 1;
+    }
+  }
+  if (action == ACT_KEEP) watch(h, fd, m);
+  else if (action == ACT_PARK) park(h, fd, m, full);
+  else {
+    if (full) drain(fd);
+    close_fd(h, fd);
+  }
+  return 0;
+}
+
 /* Calls JavaScript with the batch, then acts on its answers. Returns -1 if JavaScript threw. */
 static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value on_short) {
   int n = h->n;
@@ -205,6 +306,9 @@ static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value o
   napi_create_uint32(env, (uint32_t)n, &argv[0]);
   for (int i = 0; i < n; i++) h->out_meta[i * META] = 0;
   int failed = 0;
+  /* Until every entry is acted on: a completion now (from a promise settled in this callback's
+   * microtasks) could overtake the answers before it, or find its connection not yet parked. */
+  h->ctl[0] = 1;
   if (napi_make_callback(env, h->async, recv, on_batch, 1, argv, &result) != napi_ok) {
     /* The JS callback threw: leave it to Node's uncaught exception handling. The entries it
      * answered (JavaScript writes an entry's action last) are served; the rest are closed. */
@@ -222,45 +326,14 @@ static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value o
   int shorts = 0;
   for (int i = 0; i < n; i++) {
     uint8_t *im = h->in_meta + i * META;
-    uint8_t *om = h->out_meta + i * META;
-    int fd = (int)get32(im);
-    int act = om[0];
-    om[1] = 0;
-    if (act == ACT_HANDOFF) {
-      forget(h, fd);
-      continue;
-    }
-    uint32_t off = get32(om + 4), len = get32(om + 8);
-    if (act != ACT_KEEP && act != ACT_CLOSE) { act = ACT_CLOSE; len = 0; }
-    if ((size_t)off + len > h->out_size) len = 0;
-    if (len > 0) {
-      ssize_t w = send_some(fd, h->out_data + off, len);
-      if (w < 0) {
-        /* A dead connection: closed here, and reported (om[1] = 2) like a short write. */
-        close_fd(h, fd);
-        om[1] = 2;
-        shorts++;
-        continue;
-      }
-      if ((uint32_t)w < len) {
-        forget(h, fd);
-        om[1] = 1;
-        put32(om + 12, (uint32_t)w);
-        shorts++;
-        continue;
-      }
-    }
-    if (act == ACT_KEEP) watch(h, fd, im);
-    else {
-      if (h->full[i]) drain(fd);
-      close_fd(h, fd);
-    }
+    shorts += act(h, (int)get32(im), h->out_meta + i * META, h->out_data, h->out_size, im, h->full[i]);
   }
   if (shorts > 0 && napi_make_callback(env, h->async, recv, on_short, 1, argv, &result) != napi_ok) {
     napi_value exc;
     if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
     failed = 1;
   }
+  if (!h->closing) h->ctl[0] = 0;
   return failed ? -1 : 0;
 }
 
@@ -343,8 +416,15 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
     uint64_t now = uv_now(h->loop);
     for (int j = 0; j < k; j++) {
       int fd = evs[j].data.fd;
-      if (fd >= h->nconns || !h->conns[fd].watched) continue;
+      if (fd >= h->nconns) continue;
       conn_t *c = &h->conns[fd];
+      if (c->state == C_PARKED_IN) {
+        /* Bytes (or its end) came while it is parked: they wait in the kernel until complete(). */
+        epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+        c->state = C_PARKED;
+        continue;
+      }
+      if (c->state != C_WAIT) continue;
       ssize_t r;
       do r = read(fd, h->in_data + (size_t)h->n * IN_SLOT, IN_SLOT);
       while (r < 0 && errno == EINTR);
@@ -382,18 +462,24 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
   else h->env = NULL;
 }
 
-/* open(family: 4|6, host: string, port: number) -> handle (external); bound and listening */
+/*
+ * open(family: 4|6, host: string, port: number, reusePort: boolean) -> handle (external); bound and
+ * listening. reusePort: SO_REUSEPORT, so that every worker process binds the same address and the
+ * kernel spreads connections over them (`herald serve --workers N`).
+ */
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) { napi_throw_error(env, NULL, "open: 3 arguments"); return NULL; }
+  if (argc < 4) { napi_throw_error(env, NULL, "open: 4 arguments"); return NULL; }
   int32_t family, port;
+  bool reuse_port = false;
   char host[64];
   size_t hl;
   CHECK(napi_get_value_int32(env, argv[0], &family));
   CHECK(napi_get_value_string_utf8(env, argv[1], host, sizeof host, &hl));
   CHECK(napi_get_value_int32(env, argv[2], &port));
+  CHECK(napi_get_value_bool(env, argv[3], &reuse_port));
   int af = family == 6 ? AF_INET6 : AF_INET;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
@@ -415,6 +501,11 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "socket");
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    napi_value r = throw_errno(env, "SO_REUSEPORT");
+    close(fd);
+    return r;
+  }
   /* Accepted connections inherit it: answers leave at once, as from Node's sockets. */
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   /* A connection is accepted once its first bytes have arrived (or after a second without
@@ -464,29 +555,39 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* start(handle, inMeta, inData, outMeta, outData, onBatch, onShort) */
+/* start(handle, inMeta, inData, outMeta, outData, cMeta, cData, ctl, onBatch, onShort) */
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  handle_t *h = handle_arg(env, info, 7, argv);
+  napi_value argv[10];
+  handle_t *h = handle_arg(env, info, 10, argv);
   if (h == NULL) return NULL;
   if (h->started || h->closing) { napi_throw_error(env, NULL, "start: already started or closed"); return NULL; }
-  size_t l1, l2, l3, l4;
+  size_t l1, l2, l3, l4, l5, l6, l7;
   buffer_of(env, argv[1], &h->in_meta, &l1);
   buffer_of(env, argv[2], &h->in_data, &l2);
   buffer_of(env, argv[3], &h->out_meta, &l3);
   buffer_of(env, argv[4], &h->out_data, &l4);
-  if (!h->in_meta || !h->in_data || !h->out_meta || !h->out_data || l1 < BATCH * META ||
-      l2 < (size_t)BATCH * IN_SLOT || l3 < BATCH * META || l4 < 65536) {
+  buffer_of(env, argv[5], &h->c_meta, &l5);
+  buffer_of(env, argv[6], &h->c_data, &l6);
+  buffer_of(env, argv[7], &h->ctl, &l7);
+  if (!h->in_meta || !h->in_data || !h->out_meta || !h->out_data || !h->c_meta || !h->c_data || !h->ctl ||
+      l1 < BATCH * META || l2 < (size_t)BATCH * IN_SLOT || l3 < BATCH * META || l4 < 65536 ||
+      l5 < BATCH * META || l6 < 65536 || l7 < 8) {
+    h->ctl = NULL;
     napi_throw_error(env, NULL, "start: buffers too small");
     return NULL;
   }
   h->out_size = l4;
+  h->c_size = l6;
+  h->ctl[0] = 0;
   CHECK(napi_create_reference(env, argv[1], 1, &h->in_meta_ref));
   CHECK(napi_create_reference(env, argv[2], 1, &h->in_data_ref));
   CHECK(napi_create_reference(env, argv[3], 1, &h->out_meta_ref));
   CHECK(napi_create_reference(env, argv[4], 1, &h->out_data_ref));
-  CHECK(napi_create_reference(env, argv[5], 1, &h->on_batch));
-  CHECK(napi_create_reference(env, argv[6], 1, &h->on_short));
+  CHECK(napi_create_reference(env, argv[5], 1, &h->c_meta_ref));
+  CHECK(napi_create_reference(env, argv[6], 1, &h->c_data_ref));
+  CHECK(napi_create_reference(env, argv[7], 1, &h->ctl_ref));
+  CHECK(napi_create_reference(env, argv[8], 1, &h->on_batch));
+  CHECK(napi_create_reference(env, argv[9], 1, &h->on_short));
   napi_value name;
   CHECK(napi_create_string_utf8(env, "HeraldHttpBatch", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_async_init(env, NULL, name, &h->async));
@@ -503,7 +604,10 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* sweep(handle, idleMs) -> descriptors closed (an array): those waiting longer than idleMs */
+/*
+ * sweep(handle, idleMs) -> descriptors closed (an array): those waiting for a request longer than
+ * idleMs, and those parked longer (an answer that never came: a store that hangs).
+ */
 static napi_value js_sweep(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   handle_t *h = handle_arg(env, info, 2, argv);
@@ -513,12 +617,12 @@ static napi_value js_sweep(napi_env env, napi_callback_info info) {
   napi_value closed;
   CHECK(napi_create_array(env, &closed));
   uint32_t n = 0;
-  if (h->started && !h->closing && h->watched > 0) {
+  if (h->started && !h->closing && h->waiting + h->parked > 0) {
     uv_update_time(h->loop);
     uint64_t now = uv_now(h->loop);
-    for (int fd = 0; fd < h->nconns && h->watched > 0; fd++) {
+    for (int fd = 0; fd < h->nconns && h->waiting + h->parked > 0; fd++) {
       conn_t *c = &h->conns[fd];
-      if (c->watched && (double)(now - c->last) >= idle) {
+      if (c->state != C_NONE && (double)(now - c->last) >= idle) {
         close_fd(h, fd);
         napi_value v;
         CHECK(napi_create_int32(env, fd, &v));
@@ -529,13 +633,48 @@ static napi_value js_sweep(napi_env env, napi_callback_info info) {
   return closed;
 }
 
-/* count(handle) -> connections waiting in the epoll set */
+/* count(handle) -> [connections the addon holds (waiting or parked), of which parked] */
 static napi_value js_count(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle_t *h = handle_arg(env, info, 1, argv);
   if (h == NULL) return NULL;
+  napi_value r, held, parked;
+  CHECK(napi_create_array_with_length(env, 2, &r));
+  CHECK(napi_create_int32(env, h->waiting + h->parked, &held));
+  CHECK(napi_create_int32(env, h->parked, &parked));
+  CHECK(napi_set_element(env, r, 0, held));
+  CHECK(napi_set_element(env, r, 1, parked));
+  return r;
+}
+
+/*
+ * complete(handle) -> entries reported back (om[1] set, as for on_short), or -1 when refused (a
+ * batch is being answered: ctl[0]; or closed). Acts on completion entries [0, n), n in ctl[4,8):
+ * each for a parked connection (others are skipped, om[1] = 3), with its responses in the
+ * completion arena.
+ */
+static napi_value js_complete(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  handle_t *h = handle_arg(env, info, 1, argv);
+  if (h == NULL) return NULL;
+  int32_t reported = 0;
+  if (!h->started || h->closing || h->ctl[0] != 0) reported = -1;
+  else {
+    uint32_t n = get32(h->ctl + 4);
+    if (n > BATCH) n = BATCH;
+    for (uint32_t i = 0; i < n; i++) {
+      uint8_t *om = h->c_meta + i * META;
+      int fd = (int)get32(om + 16);
+      if (fd < 0 || fd >= h->nconns || (h->conns[fd].state != C_PARKED && h->conns[fd].state != C_PARKED_IN)) {
+        om[1] = 3;
+        reported++;
+        continue;
+      }
+      reported += act(h, fd, om, h->c_data, h->c_size, NULL, h->conns[fd].full);
+    }
+  }
   napi_value r;
-  CHECK(napi_create_int32(env, h->watched, &r));
+  CHECK(napi_create_int32(env, reported, &r));
   return r;
 }
 
@@ -545,7 +684,7 @@ static void on_handle_closed(uv_handle_t *handle) {
   if (h->env == NULL) { free(h->conns); free(h); } /* the external was already finalized */
 }
 
-/* close(handle): closes the listener and every connection waiting in the set, at once */
+/* close(handle): closes the listener and every connection it holds (waiting or parked), at once */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle_t *h = handle_arg(env, info, 1, argv);
@@ -553,11 +692,12 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (h->closing) return NULL;
   h->closing = 1;
   for (int fd = 0; fd < h->nconns; fd++)
-    if (h->conns[fd].watched) {
-      h->conns[fd].watched = 0;
+    if (h->conns[fd].state != C_NONE) {
+      h->conns[fd].state = C_NONE;
       close(fd);
     }
-  h->watched = 0;
+  h->waiting = h->parked = 0;
+  if (h->ctl != NULL) h->ctl[0] = 0;
   if (h->spare >= 0) close(h->spare);
   h->spare = -1;
   if (h->started) {
@@ -571,6 +711,9 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     napi_delete_reference(env, h->in_data_ref);
     napi_delete_reference(env, h->out_meta_ref);
     napi_delete_reference(env, h->out_data_ref);
+    napi_delete_reference(env, h->c_meta_ref);
+    napi_delete_reference(env, h->c_data_ref);
+    napi_delete_reference(env, h->ctl_ref);
     napi_async_destroy(env, h->async);
     uv_close((uv_handle_t *)&h->lpoll, on_handle_closed);
     uv_close((uv_handle_t *)&h->epoll_poll, on_handle_closed);
@@ -583,7 +726,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 
 /* The interface JavaScript expects (src/frontend/http/batch.ts ABI): raise it with any change to
  * the buffers, the callbacks or what a function returns, so that a stale build is not loaded. */
-#define ABI 2
+#define ABI 3
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value abi;
@@ -595,6 +738,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
     {"sweep", NULL, js_sweep, NULL, NULL, NULL, napi_default, NULL},
     {"count", NULL, js_count, NULL, NULL, NULL, napi_default, NULL},
+    {"complete", NULL, js_complete, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -90,10 +90,15 @@ export class FrameWriter {
   end(start: number): void {
     this.buf.writeUInt32BE(this.len - start - 4, start);
   }
-  /** Takes the bytes written so far (the writer starts a fresh buffer). */
+  /**
+   * Takes the bytes written so far, copied out (a small copy comes from Node's buffer pool), and
+   * starts again in the same buffer: a fresh 64 KiB buffer for every write cost a malloc and a
+   * free (and the backing store's bookkeeping) per turn of the event loop, more than the frames.
+   * A buffer grown for a large frame (a full scrape) is let go.
+   */
   take(): Buffer {
-    const out = this.buf.subarray(0, this.len);
-    this.buf = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(this.buf.length, 1 << 20)));
+    const out = Buffer.from(this.buf.subarray(0, this.len));
+    if (this.buf.length > 1 << 20) this.buf = Buffer.allocUnsafe(64 * 1024);
     this.len = 0;
     return out;
   }
@@ -210,14 +215,18 @@ export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, f
   w.end(start);
 }
 
-/** A reply's body as a result that owns its bytes (copied out of the frame). */
+/**
+ * A reply's body as a result. Its peers are a view of the frame: the bus reads every chunk into a
+ * buffer of its own that nothing reuses (Node's), so the view stays valid for as long as it is
+ * held; the peer ids (`compact=0`, rare) are copied.
+ */
 export function readAnnounceOk(b: Buffer, o: number): AnnounceResult {
   const peerCount = b.readUInt16BE(o + 12);
   const stride = b[o + 14];
   const ids = (b[o + 15] & 1) === 1;
   const warning = WARNING_LIST[b[o + 15] >> 1] ?? null;
   const p = o + 16;
-  const peers = new Uint8Array(b.subarray(p, p + peerCount * stride));
+  const peers = b.subarray(p, p + peerCount * stride);
   let peerIds: Uint8Array | null = null;
   let peerIdKnown: Uint8Array | null = null;
   if (ids) {

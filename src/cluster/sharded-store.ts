@@ -41,6 +41,8 @@ import {
 export class ShardedSwarmStore implements SwarmStore {
   /** Answers may be promises (another worker's swarms); the local shard's are not. */
   readonly synchronous = false;
+  /** A request for another worker is copied into its frame before `announce` returns. */
+  readonly readsRequestAtOnce = true;
   readonly local: SwarmStore;
   readonly bus: ClusterBus;
   readonly #index: number;

@@ -367,7 +367,7 @@ export const SCHEMA: readonly KeyDef[] = [
     choices: ['auto', 'batched', 'node'],
     default: 'auto',
     arg: 'MODE',
-    doc: 'Plain HTTP listener I/O: batched (a native addon accepts, reads and writes tracker connections; everything else moves to Node sockets), node (node:net sockets) or auto (batched when built and the swarm store is in memory); HTTPS always uses node:tls',
+    doc: 'Plain HTTP listener I/O: batched (a native addon accepts, reads and writes tracker connections, and holds a connection whose answer comes from another worker or an asynchronous store; everything else moves to Node sockets), node (node:net sockets) or auto (batched when built); HTTPS always uses node:tls',
   },
   {
     key: 'mode',

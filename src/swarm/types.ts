@@ -17,6 +17,13 @@ export interface SwarmStore {
    */
   readonly synchronous?: boolean;
   /**
+   * True when `announce` has read all it needs from the request (its hash and peer id arrays
+   * included) by the time it returns, even when its answer is a promise (the sharded store of
+   * workers copies it into a frame at once): callers may then reuse those arrays for the next
+   * request. Implied by `synchronous`.
+   */
+  readonly readsRequestAtOnce?: boolean;
+  /**
    * Select peers for the requester, then apply its announce (insert, update, complete, or remove
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
    * list; no peer appears twice. `now` is the clock's seconds. A store may refuse with a

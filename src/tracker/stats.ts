@@ -90,6 +90,11 @@ export interface HttpConnectionStats {
   connections: number;
   /** Connections not read because their answers wait to be sent (a client that does not read). */
   paused: number;
+  /**
+   * Connections parked in the batched addon while their answer comes from another worker or an
+   * asynchronous store (not read meanwhile).
+   */
+  parked: number;
   /** Answer bytes written to those connections and not yet taken by the kernel. */
   unsentBytes: number;
 }
@@ -273,6 +278,12 @@ export function renderPrometheus(s: StatsSnapshot): string {
       'gauge',
       'HTTP(S) connections not read until their answers are sent.',
       [['', s.http.paused]],
+    );
+    metric(
+      'herald_http_parked_connections',
+      'gauge',
+      'HTTP connections waiting for an answer from another worker or an asynchronous store.',
+      [['', s.http.parked]],
     );
     metric('herald_http_unsent_bytes', 'gauge', 'Answer bytes waiting for slow HTTP(S) readers.', [
       ['', s.http.unsentBytes],

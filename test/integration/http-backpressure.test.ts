@@ -12,9 +12,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { ManualClock } from '../../src/core/clock.ts';
+import { TrackerError } from '../../src/core/errors.ts';
+import type { AnnounceResult } from '../../src/core/types.ts';
 import { loadHttpBatchAddon } from '../../src/frontend/http/batch.ts';
 import { MAX_UNSENT } from '../../src/frontend/http/raw-path.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
+import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
+import type { SwarmStore } from '../../src/swarm/types.ts';
 import { announcePath, bdecode, hashOf, seederRequest } from '../helpers/clients.ts';
 import { makeCert } from '../helpers/tls.ts';
 
@@ -39,14 +43,36 @@ function responses(all: Buffer): { status: number; body: Buffer }[] {
   return out;
 }
 
+/**
+ * The memory store answering through promises (settled a microtask later), as an asynchronous
+ * store (Redis, another worker's swarm) does: every answer parks its connection.
+ */
+function asynchronous(store: SwarmStore): SwarmStore {
+  return new Proxy(store, {
+    get(target, key) {
+      if (key === 'synchronous') return false;
+      const v = Reflect.get(target, key, target);
+      if (key === 'announce')
+        return (...args: unknown[]) => {
+          const r = (v as (...a: unknown[]) => AnnounceResult).apply(target, args);
+          // An asynchronous store owns the peers it returns (AnnounceResult.peers).
+          return Promise.resolve(r instanceof TrackerError ? r : { ...r, peers: r.peers.slice() });
+        };
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 async function withTracker(
   cfg: Parameters<typeof createTracker>[0],
   fn: (t: Tracker, h: Buffer) => Promise<void>,
+  async = false,
 ): Promise<void> {
   const clock = new ManualClock(1000);
+  const store = new MemorySwarmStore({ peerTimeout: 1800 });
   const t = createTracker(
     { udp: [], maxNumWant: PEERS, logLevel: 'silent', databaseUrl: 'sqlite::memory:', ...cfg },
-    { clock },
+    { clock, store: async ? asynchronous(store) : store },
   );
   await t.start();
   try {
@@ -131,6 +157,22 @@ describe('a client that pipelines and does not read', () => {
       await pipelineWithoutReading(t, await tcp(t.addresses().http[0].port), h);
     });
   });
+
+  // Every answer a promise: the batched addon parks the connection for each, and neither it nor
+  // the Node socket it moves to once the kernel's buffer is full holds more than MAX_UNSENT.
+  for (const httpIo of ['batched', 'node'] as const)
+    test(`${httpIo}, asynchronous store: the connection is paused, not buffered`, {
+      skip:
+        httpIo === 'batched' && loadHttpBatchAddon() === null ? 'the http_batch addon is not built' : false,
+    }, async () => {
+      await withTracker(
+        { http: ['127.0.0.1:0'], httpIo },
+        async (t, h) => {
+          await pipelineWithoutReading(t, await tcp(t.addresses().http[0].port), h);
+        },
+        true,
+      );
+    });
 
   test('HTTPS: the connection is paused, not buffered', async () => {
     const { cert, key } = makeCert(dir, 'bp', 'herald-test');

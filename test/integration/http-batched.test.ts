@@ -538,56 +538,126 @@ describe('batched HTTP: idle connections and stop()', { skip }, () => {
   });
 });
 
+/**
+ * A store that answers announce and scrape later, as Redis would: when `gate` is set, only once it
+ * is opened; an announce for `rejects` fails (a rejected promise), one for `throws` throws at once.
+ */
+function asynchronousStore(opts: { rejects?: Buffer; throws?: Buffer } = {}) {
+  const memory = new MemorySwarmStore({ peerTimeout: 1800 });
+  let gate: Promise<void> | null = null;
+  let open: () => void = () => {};
+  const later = <T>(v: T) =>
+    new Promise<void>((r) => setTimeout(r, 5)).then(() => (gate === null ? v : gate.then(() => v)));
+  const store = new Proxy(memory, {
+    get(target, key) {
+      if (key === 'synchronous') return false;
+      const v = Reflect.get(target, key, target);
+      if (key === 'announce' || key === 'scrape')
+        return (...args: unknown[]) => {
+          if (key === 'announce') {
+            const h = Buffer.from((args[0] as { infoHash: Uint8Array }).infoHash);
+            if (opts.throws?.equals(h)) throw new Error('store: bad connection state');
+            if (opts.rejects?.equals(h)) return Promise.reject(new Error('store: connection lost'));
+          }
+          const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+          // An asynchronous store owns the peers it returns (AnnounceResult.peers).
+          const own =
+            key === 'announce' ? { ...(r as AnnounceResult), peers: (r as AnnounceResult).peers.slice() } : r;
+          return later(own);
+        };
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  }) as unknown as SwarmStore;
+  return {
+    store,
+    /** Holds every answer from now until `release()`. */
+    hold: () => {
+      gate = new Promise<void>((r) => {
+        open = r;
+      });
+    },
+    release: () => {
+      gate = null;
+      open();
+    },
+  };
+}
+
+/** A tracker over `store` (plain HTTP through `io`), started for `fn` and stopped after. */
+async function withTracker(
+  store: SwarmStore,
+  fn: (t: Tracker) => Promise<void>,
+  io: 'batched' | 'node' = 'batched',
+): Promise<void> {
+  const t = createTracker(
+    { http: ['127.0.0.1:0'], httpIo: io, udp: [], logLevel: 'silent', databaseUrl: 'sqlite::memory:' },
+    { store },
+  );
+  await t.start();
+  try {
+    await fn(t);
+  } finally {
+    await t.stop();
+  }
+}
+
 describe('batched HTTP with an asynchronous store', { skip }, () => {
-  test('Promise answers move the connection to a Node socket, in order, pipelined or not', async () => {
-    // A store that answers announce and scrape a macrotask later, as Redis would.
-    const memory = new MemorySwarmStore({ peerTimeout: 1800 });
-    const later = <T>(v: T) => new Promise<T>((r) => setTimeout(() => r(v), 5));
-    const store = new Proxy(memory, {
-      get(target, key) {
-        if (key === 'synchronous') return false;
-        const v = Reflect.get(target, key, target);
-        if (key === 'announce' || key === 'scrape')
-          return (...args: unknown[]) => {
-            const r = (v as (...a: unknown[]) => unknown).apply(target, args);
-            // An asynchronous store owns the peers it returns (AnnounceResult.peers).
-            const own =
-              key === 'announce'
-                ? { ...(r as AnnounceResult), peers: (r as AnnounceResult).peers.slice() }
-                : r;
-            return later(own);
-          };
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as unknown as SwarmStore;
-    const t = createTracker(
-      {
-        http: ['127.0.0.1:0'],
-        httpIo: 'batched',
-        udp: [],
-        logLevel: 'silent',
-        databaseUrl: 'sqlite::memory:',
-      },
-      { store },
-    );
-    await t.start();
-    try {
+  test('Promise answers park the connection in the addon and come back in order, pipelined or not', async () => {
+    const s = asynchronousStore();
+    await withTracker(s.store, async (t) => {
       const port = t.addresses().http[0].port;
       const h = hashOf(9200);
       const c = await converse(port, '127.0.0.1');
+      s.hold();
       c.socket.write(announceReq(h, 7001) + scrapeReq(h) + announceReq(h, 7002));
+      // While the store has not answered, the connection waits in the addon, parked.
+      const deadline = Date.now() + 5000;
+      while ((await t.stats.snapshot()).http!.parked !== 1) {
+        assert.ok(Date.now() < deadline, 'parked while the store answers');
+        await sleep(10);
+      }
+      s.release();
       const rs = await c.responses(3);
       assert.ok(bdecode(rs[0].body).has('interval'));
       const files = bdecode(rs[1].body).get('files') as Map<string, Map<string, unknown>>;
       assert.equal(files.get(h.toString('latin1'))!.get('complete'), 1);
       assert.equal(bdecode(rs[2].body).get('complete'), 1);
+      assert.equal((await t.stats.snapshot()).http!.parked, 0);
       c.socket.write(announceReq(h, 7003, 'Connection: close\r\n'));
       const { bytes } = await c.closed;
       assert.equal(completeResponses(bytes).length, 4);
       const one = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 7004, left: 1 }));
       assert.equal(bdecode(one.body).get('complete'), 3);
-    } finally {
-      await t.stop();
-    }
+    });
   });
+
+  for (const io of ['batched', 'node'] as const)
+    test(`${io}: a store that rejects or throws: that request gets a failure reason, the connection goes on`, async () => {
+      const rejects = hashOf(9301);
+      const throws = hashOf(9302);
+      const s = asynchronousStore({ rejects, throws });
+      await withTracker(
+        s.store,
+        async (t) => {
+          const port = t.addresses().http[0].port;
+          const h = hashOf(9300);
+          const c = await converse(port, '127.0.0.1');
+          c.socket.write(
+            announceReq(h, 7001) + announceReq(rejects, 7002) + announceReq(throws, 7003) + scrapeReq(h),
+          );
+          const rs = await c.responses(4);
+          assert.ok(bdecode(rs[0].body).has('interval'));
+          assert.equal(String(bdecode(rs[1].body).get('failure reason')), 'internal error');
+          assert.equal(String(bdecode(rs[2].body).get('failure reason')), 'internal error');
+          const files = bdecode(rs[3].body).get('files') as Map<string, Map<string, unknown>>;
+          assert.equal(files.get(h.toString('latin1'))!.get('complete'), 1);
+          c.socket.write(announceReq(h, 7004));
+          const more = await c.responses(5);
+          assert.equal(bdecode(more[4].body).get('complete'), 1, 'the same connection goes on');
+          assert.equal((await t.stats.snapshot()).internalErrors, 2);
+          c.socket.destroy();
+        },
+        io,
+      );
+    });
 });

@@ -15,7 +15,15 @@ import {
   writeScrapeRequest,
 } from '../../src/protocol/udp/codec.ts';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
-import { announcePath, bdecode, hashOf, httpGet, udpClient } from '../helpers/clients.ts';
+import {
+  announcePath,
+  bdecode,
+  hashOf,
+  httpGet,
+  rawExchange,
+  splitResponses,
+  udpClient,
+} from '../helpers/clients.ts';
 import { workerPids } from '../helpers/workers.ts';
 
 /** Info hashes owned by each of `n` workers: `perShard` of each. */
@@ -91,6 +99,55 @@ for (const [workers, udpIo] of [
           'every other peer, from every worker',
         );
       }
+    });
+
+    test('HTTP through the batched addon: pipelined announces for every shard come back in request order', async () => {
+      // Plain HTTP in every worker goes through the batched addon (an announce for another
+      // worker's swarm parks its connection there), not node:net.
+      assert.match(t.stderr(), /"httpIo":"batched"/);
+      assert.doesNotMatch(t.stderr(), /"httpIo":"node"/);
+      const shards = hashesByShard(workers, 1, 5).map(([h]) => h);
+      const base = (s: number, conn: number) => 30_000 + s * 1000 + conn * 100;
+      const rounds = 6;
+      // Several connections at once, so that every worker receives some; on each, announces for
+      // the swarms of every worker, pipelined in one write. Each answer names the peers announced
+      // before it on that connection (a peer seeded first, then one per round), so an answer out
+      // of order, or for another swarm, shows.
+      await Promise.all(
+        Array.from({ length: 6 }, async (_, conn) => {
+          let req = '';
+          for (let s = 0; s < shards.length; s++)
+            req += `GET ${announcePath({ infoHash: shards[s], port: base(s, conn) + 99, left: 0 })} HTTP/1.1\r\nHost: x\r\n\r\n`;
+          for (let i = 0; i < rounds; i++)
+            for (let s = 0; s < shards.length; s++) {
+              const last = i === rounds - 1 && s === shards.length - 1;
+              const path = announcePath({
+                infoHash: shards[s],
+                port: base(s, conn) + i,
+                left: 100,
+                numwant: 200,
+              });
+              req += `GET ${path} HTTP/1.1\r\nHost: x\r\n${last ? 'Connection: close\r\n' : ''}\r\n`;
+            }
+          const rs = splitResponses(
+            await rawExchange(t.http[0].port, '127.0.0.1', req, { timeoutMs: 10_000 }),
+          );
+          assert.equal(rs.length, shards.length * (rounds + 1));
+          for (let i = 0; i < rounds; i++)
+            for (let s = 0; s < shards.length; s++) {
+              const d = bdecode(rs[shards.length * (i + 1) + s].body);
+              assert.equal(d.get('failure reason'), undefined);
+              const raw = d.get('peers') as Buffer;
+              const mine = new Set<number>();
+              for (let k = 0; k + 6 <= raw.length; k += 6) {
+                const port = raw.readUInt16BE(k + 4);
+                if (port >= base(s, conn) && port < base(s, conn) + 100) mine.add(port - base(s, conn));
+              }
+              const want = new Set([99, ...Array.from({ length: i }, (_, j) => j)]);
+              assert.deepEqual(mine, want, `connection ${conn}, round ${i}, shard ${s}`);
+            }
+        }),
+      );
     });
 
     test('HTTP: completed counts once, stopped removes the peer, whichever worker receives them', async () => {

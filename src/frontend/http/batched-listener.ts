@@ -1,6 +1,15 @@
 import type { PeerAddress } from '../../core/address.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
-import { ACT_CLOSE, ACT_HANDOFF, ACT_KEEP, BATCH, type HttpBatchAddon, IN_SLOT, META } from './batch.ts';
+import {
+  ACT_CLOSE,
+  ACT_HANDOFF,
+  ACT_KEEP,
+  ACT_PARK,
+  BATCH,
+  type HttpBatchAddon,
+  IN_SLOT,
+  META,
+} from './batch.ts';
 import { MAX_UNSENT, type RawHost, type ResponseSink, Stop } from './raw-path.ts';
 
 /** Output arena per listener: every answer of one batch is packed here. */
@@ -91,13 +100,38 @@ export class ArenaSink implements ResponseSink {
 }
 
 /**
+ * A connection parked in the addon while its answer is a promise (a swarm another worker owns, an
+ * asynchronous store): the addon reads nothing more from it until `complete`.
+ */
+interface Parked {
+  readonly fd: number;
+  readonly peer: PeerAddress;
+  readonly trusted: boolean;
+  /** Whether the request being answered keeps the connection open. */
+  readonly keepAlive: boolean;
+  /** Bytes read after that request and not yet consumed (pipelined requests): ours, not a view. */
+  readonly rest: Buffer;
+  readonly answer: Promise<Buffer>;
+  /** The answer's body, once settled. */
+  body: Buffer | null;
+}
+
+/**
  * One plain-HTTP listener served by the batched addon (DESIGN.md "Where Node's own I/O is the
  * ceiling"). The addon accepts and reads connections itself and calls `#onBatch` once per batch
  * of connections with bytes; each is answered by the frontend's raw path straight into the output
- * arena, and the addon writes, then keeps or closes the connection. Anything the raw path does
- * not finish synchronously (a hand-over to node:http, a WebSocket upgrade, an asynchronous
- * answer, a partial head, responses too large for the arena, a short write) moves the connection
- * to a Node socket (`RawHost.adopt`), where it continues exactly as on a `node:net` listener.
+ * arena, and the addon writes, then keeps or closes the connection.
+ *
+ * An answer that is a promise (a swarm another worker owns, an asynchronous store) parks its
+ * connection in the addon (PARK: the answers before it are written, nothing more is read); the
+ * bytes of that read not yet consumed wait here (`Parked.rest`). Answers that settle in one turn
+ * of the event loop are completed together (`#completeSettled`: one call into the addon), each
+ * followed by the answers of its pipelined requests; the connection is then read again, or parks
+ * again on its next asynchronous answer.
+ *
+ * Anything else the raw path does not finish (a hand-over to node:http, a WebSocket upgrade, a
+ * partial head, responses too large for the arena, a short write) moves the connection to a Node
+ * socket (`RawHost.adopt`), where it continues exactly as on a `node:net` listener.
  */
 export class BatchedListener {
   readonly host: string;
@@ -110,6 +144,16 @@ export class BatchedListener {
   #om: Uint8Array;
   #omView: DataView;
   #sink: ArenaSink;
+  /** Completions: their meta entries (as out meta, plus the descriptor at 16) and arena. */
+  #cm: Uint8Array;
+  #cmView: DataView;
+  #csink: ArenaSink;
+  /**
+   * ctl[0] is 1 while the addon is acting on a batch (`complete` would be refused); ctl[4, 8): how
+   * many completion entries `complete` acts on.
+   */
+  #ctl: Uint8Array;
+  #ctlView: DataView;
   #closed = false;
   #peers: (PeerAddress | undefined)[] = [];
   /**
@@ -119,23 +163,48 @@ export class BatchedListener {
    * (which then holds the slot).
    */
   #held: (PeerAddress | undefined)[] = [];
+  /** Parked connections by descriptor (cleared when completed, swept, closed or moved to Node). */
+  #parked: (Parked | undefined)[] = [];
+  /** Parked connections whose answer has settled, to complete in one call. */
+  #settled: Parked[] = [];
+  #completing = false;
+  /** The connection of each completion entry (scratch, by entry). */
+  #completed: Parked[] = [];
 
-  /** `outSize`: bytes of the output arena (tests make it larger than the kernel's send buffer). */
-  constructor(addon: HttpBatchAddon, raw: RawHost, host: string, port: number, outSize = OUT_SIZE) {
+  /**
+   * `outSize`: bytes of each output arena (tests make it larger than the kernel's send buffer);
+   * `reusePort`: SO_REUSEPORT (every worker process binds the same address).
+   */
+  constructor(
+    addon: HttpBatchAddon,
+    raw: RawHost,
+    host: string,
+    port: number,
+    opts: { outSize?: number; reusePort?: boolean } = {},
+  ) {
     this.host = host;
     this.#addon = addon;
     this.#raw = raw;
-    this.#handle = addon.open(host.includes(':') ? 6 : 4, host, port);
+    this.#handle = addon.open(host.includes(':') ? 6 : 4, host, port, opts.reusePort === true);
+    const outSize = opts.outSize ?? OUT_SIZE;
     const inMeta = new ArrayBuffer(BATCH * META);
     const inData = new ArrayBuffer(BATCH * IN_SLOT);
     const outMeta = new ArrayBuffer(BATCH * META);
     const outData = new ArrayBuffer(outSize);
+    const cMeta = new ArrayBuffer(BATCH * META);
+    const cData = new ArrayBuffer(outSize);
+    const ctl = new ArrayBuffer(8);
     this.#im = new Uint8Array(inMeta);
     this.#imView = new DataView(inMeta);
     this.#in = Buffer.from(inData);
     this.#om = new Uint8Array(outMeta);
     this.#omView = new DataView(outMeta);
     this.#sink = new ArenaSink(Buffer.from(outData));
+    this.#cm = new Uint8Array(cMeta);
+    this.#cmView = new DataView(cMeta);
+    this.#csink = new ArenaSink(Buffer.from(cData));
+    this.#ctl = new Uint8Array(ctl);
+    this.#ctlView = new DataView(ctl);
     try {
       addon.start(
         this.#handle,
@@ -143,6 +212,9 @@ export class BatchedListener {
         inData,
         outMeta,
         outData,
+        cMeta,
+        cData,
+        ctl,
         (n) => this.#onBatch(n),
         (n) => this.#onShort(n),
       );
@@ -156,14 +228,24 @@ export class BatchedListener {
     return this.#addon.port(this.#handle);
   }
 
-  /** Connections waiting in the addon for their next request. */
+  /** Connections the addon holds: waiting for their next request, or parked. */
   get waiting(): number {
-    return this.#closed ? 0 : this.#addon.count(this.#handle);
+    return this.counts[0];
+  }
+
+  /** Connections parked while their answer is a promise. */
+  get parked(): number {
+    return this.counts[1];
+  }
+
+  /** Both: connections held, of which parked. */
+  get counts(): [held: number, parked: number] {
+    return this.#closed ? [0, 0] : this.#addon.count(this.#handle);
   }
 
   sweep(idleMs: number): void {
     if (this.#closed) return;
-    for (const fd of this.#addon.sweep(this.#handle, idleMs)) this.#drop(fd);
+    for (const fd of this.#addon.sweep(this.#handle, idleMs)) this.#gone(fd);
   }
 
   close(): void {
@@ -171,6 +253,8 @@ export class BatchedListener {
     this.#closed = true;
     this.#addon.close(this.#handle);
     for (let fd = 0; fd < this.#held.length; fd++) this.#drop(fd);
+    this.#parked = [];
+    this.#settled = [];
   }
 
   /** Counts a fresh connection; false when its address is at max_connections_per_ip. */
@@ -191,10 +275,17 @@ export class BatchedListener {
     this.#raw.connectionLimit?.release(peer);
   }
 
+  /** The addon closed the connection on `fd` (swept, or a write failed): whatever waited is moot. */
+  #gone(fd: number): void {
+    this.#drop(fd);
+    this.#parked[fd] = undefined;
+  }
+
   /** The connection on `fd` moves to a Node socket: whether it holds a slot (the socket's now). */
   #take(fd: number): boolean {
     const counted = this.#held[fd] !== undefined;
     this.#held[fd] = undefined;
+    this.#parked[fd] = undefined;
     return counted;
   }
 
@@ -240,7 +331,13 @@ export class BatchedListener {
         // waiting (CLOSE). A fresh connection over max_connections_per_ip gets a 503 (CLOSE).
         if (len === 0) action = fresh && this.#admit(fd, peer) ? ACT_KEEP : ACT_CLOSE;
         else if (fresh && !this.#admit(fd, peer)) sink.send(TOO_MANY, false);
-        else action = this.#serve(fd, peer, mo, i * IN_SLOT, i * IN_SLOT + len);
+        else {
+          const start = i * IN_SLOT;
+          const trusted = raw.isTrusted(peer);
+          const stop = raw.serve(this.#in, start, start + len, peer, trusted, sink);
+          const age = iv.getUint32(mo + 28, true);
+          action = this.#decide(fd, peer, trusted, stop, raw.served.at, this.#in, start + len, sink, age);
+        }
       } catch (err) {
         raw.internalError(err);
         sink.pos = sink.start; // the entry is closed, unanswered
@@ -254,32 +351,185 @@ export class BatchedListener {
   }
 
   /**
-   * Answers the requests of one entry (`this.#in[start, end)`) into the arena; returns the action.
-   * Anything the addon cannot finish moves the connection to a Node socket (HANDOFF).
+   * What the addon does with a connection once the raw path stopped (`stop`) at `buf[at]` (the
+   * bytes read end at `end`; an asynchronous answer is in `raw.served`), its answers in `sink`:
+   * KEEP, CLOSE, PARK (the connection waits, parked, for its answer), or HANDOFF (the connection
+   * has moved to a Node socket).
    */
-  #serve(fd: number, peer: PeerAddress, mo: number, start: number, end: number): number {
+  #decide(
+    fd: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    stop: Stop,
+    at: number,
+    buf: Buffer,
+    end: number,
+    sink: ArenaSink,
+    age: number,
+  ): number {
     const raw = this.#raw;
-    const sink = this.#sink;
-    const trusted = raw.isTrusted(peer);
-    let stop = raw.serve(this.#in, start, end, peer, trusted, sink);
+    const s = raw.served;
     // Every byte read is answered: the addon writes the answers and reads this connection again
     // only once the kernel has taken them all (a short write moves it to a Node socket).
-    if (stop === Stop.full && raw.served.at === end) stop = Stop.drained;
-    if (sink.overflow === null && stop === Stop.drained) return ACT_KEEP;
-    if (sink.overflow === null && (stop === Stop.close || stop === Stop.error)) return ACT_CLOSE;
-    const s = raw.served;
+    if (stop === Stop.full && at === end) stop = Stop.drained;
+    if (sink.overflow === null) {
+      if (stop === Stop.drained) return ACT_KEEP;
+      if (stop === Stop.close || stop === Stop.error) return ACT_CLOSE;
+      if (stop === Stop.async) {
+        // The batch's input slots are reused: what follows is copied (a completion's is its own).
+        const rest =
+          at === end ? EMPTY : buf === this.#in ? Buffer.from(buf.subarray(at, end)) : buf.subarray(at, end);
+        this.#park(fd, peer, trusted, s.keepAlive, rest, s.answer!);
+        return ACT_PARK;
+      }
+    }
     const written: Buffer[] = [Buffer.from(sink.arena.subarray(sink.start, sink.pos))];
     if (sink.overflow !== null) written.push(...sink.overflow);
     sink.pos = sink.start; // nothing for the addon to write
-    const rest = s.at < end ? Buffer.from(this.#in.subarray(s.at, end)) : EMPTY;
+    const rest = at < end ? Buffer.from(buf.subarray(at, end)) : EMPTY;
+    const answer = stop === Stop.async ? s.answer : null;
     // From here on the descriptor belongs to a Node socket, whatever happens next.
-    const age = this.#imView.getUint32(mo + 28, true);
     try {
-      raw.adopt(fd, peer, trusted, age, written, stop, rest, s.answer, s.keepAlive, this.#take(fd));
+      raw.adopt(fd, peer, trusted, age, written, stop, rest, answer, s.keepAlive, this.#take(fd));
     } catch (err) {
       raw.internalError(err);
     }
     return ACT_HANDOFF;
+  }
+
+  /** The connection waits (parked in the addon) for `answer`. */
+  #park(
+    fd: number,
+    peer: PeerAddress,
+    trusted: boolean,
+    keepAlive: boolean,
+    rest: Buffer,
+    answer: Promise<Buffer>,
+  ): void {
+    const p: Parked = { fd, peer, trusted, keepAlive, rest, answer, body: null };
+    this.#parked[fd] = p;
+    answer.then(
+      (body) => this.#settle(p, body),
+      (err) => this.#settle(p, this.#raw.internalError(err)),
+    );
+  }
+
+  /**
+   * A parked connection's answer is ready. Completions are gathered until the microtasks of this
+   * turn have run (every reply of one read from another worker settles in them), then made in
+   * one call into the addon.
+   */
+  #settle(p: Parked, body: Buffer): void {
+    if (this.#parked[p.fd] !== p) return; // closed or moved to a Node socket meanwhile
+    p.body = body;
+    this.#settled.push(p);
+    if (this.#completing) return;
+    this.#completing = true;
+    process.nextTick(() => this.#completeSettled());
+  }
+
+  #completeSettled(): void {
+    this.#completing = false;
+    if (this.#closed) return;
+    if (this.#ctl[0] !== 0) {
+      // The addon is acting on a batch (these settled in its callback's microtasks): its PARK
+      // entries must be acted on first. After this turn's I/O, then.
+      this.#completing = true;
+      setImmediate(() => this.#completeSettled());
+      return;
+    }
+    const list = this.#settled;
+    this.#settled = [];
+    for (let i = 0; i < list.length; i += BATCH) this.#complete(list, i, Math.min(list.length, i + BATCH));
+  }
+
+  /** Completes `list[from, to)` (at most BATCH) in one call into the addon. */
+  #complete(list: Parked[], from: number, to: number): void {
+    const raw = this.#raw;
+    const sink = this.#csink;
+    const cv = this.#cmView;
+    const cm = this.#cm;
+    let pos = 0;
+    let n = 0;
+    for (let i = from; i < to; i++) {
+      const p = list[i];
+      const fd = p.fd;
+      if (this.#parked[fd] !== p) continue; // swept or closed since it settled
+      this.#parked[fd] = undefined;
+      const mo = n * META;
+      sink.begin(pos);
+      let action = ACT_CLOSE;
+      try {
+        const rest = p.rest;
+        sink.answer(p.body!, p.keepAlive, false, p.keepAlive && rest.length > 0);
+        // Then the pipelined requests that followed, in order (they may park it again). After a
+        // last answer (Connection: close) they are not read, as on the synchronous path.
+        let stop: Stop = p.keepAlive ? Stop.drained : Stop.close;
+        let at = rest.length;
+        if (p.keepAlive && rest.length > 0) {
+          stop = raw.serve(rest, 0, rest.length, p.peer, p.trusted, sink);
+          at = raw.served.at;
+        }
+        action = this.#decide(fd, p.peer, p.trusted, stop, at, rest, rest.length, sink, 0);
+      } catch (err) {
+        raw.internalError(err);
+        sink.pos = sink.start; // closed, unanswered
+      }
+      if (action === ACT_CLOSE) this.#drop(fd);
+      cv.setUint32(mo + 16, fd, true);
+      cv.setUint32(mo + 4, sink.start, true);
+      cv.setUint32(mo + 8, sink.pos - sink.start, true);
+      cm[mo] = action;
+      this.#completed[n] = p;
+      pos = sink.pos;
+      n++;
+    }
+    if (n === 0) return;
+    this.#ctlView.setUint32(4, n, true);
+    const reported = this.#addon.complete(this.#handle);
+    if (reported === -1) {
+      // Refused (cannot happen: ctl[0] and #closed were checked): the connections are lost.
+      raw.internalError(new Error('http_batch: complete() refused'));
+      return;
+    }
+    if (reported === 0) return;
+    for (let k = 0; k < n; k++) {
+      const mo = k * META;
+      const r = cm[mo + 1];
+      if (r === 0) continue;
+      const fd = cv.getInt32(mo + 16, true);
+      if (r === 1) {
+        const off = cv.getUint32(mo + 4, true);
+        const written = cv.getUint32(mo + 12, true);
+        const bytes = sink.arena.subarray(off + written, off + cv.getUint32(mo + 8, true));
+        this.#shortWrite(fd, this.#completed[k].peer, bytes, cm[mo]);
+      } else this.#gone(fd); // the write failed (closed), or it was not parked any more
+    }
+  }
+
+  /**
+   * A response the kernel did not take in full: the connection moves to a Node socket, which
+   * writes the rest (`bytes`), then acts as `action` said (a parked one waits for its answer).
+   */
+  #shortWrite(fd: number, peer: PeerAddress, bytes: Uint8Array, action: number): void {
+    const p = action === ACT_PARK ? this.#parked[fd] : undefined;
+    const stop = p !== undefined ? Stop.async : action === ACT_KEEP ? Stop.drained : Stop.close;
+    try {
+      this.#raw.adopt(
+        fd,
+        peer,
+        this.#raw.isTrusted(peer),
+        0,
+        [Buffer.from(bytes)],
+        stop,
+        p?.rest ?? EMPTY,
+        p?.answer ?? null,
+        p?.keepAlive ?? false,
+        this.#take(fd),
+      );
+    } catch (err) {
+      this.#raw.internalError(err);
+    }
   }
 
   /** Responses the kernel did not take in full: their connections move to Node sockets. */
@@ -290,29 +540,13 @@ export class BatchedListener {
     const arena = this.#sink.arena;
     for (let i = 0; i < n; i++) {
       const mo = i * META;
-      if (om[mo + 1] === 2) this.#drop(iv.getInt32(mo, true)); // the write failed: closed
+      if (om[mo + 1] === 2) this.#gone(iv.getInt32(mo, true)); // the write failed: closed
       if (om[mo + 1] !== 1) continue;
       const fd = iv.getInt32(mo, true);
       const off = ov.getUint32(mo + 4, true);
       const len = ov.getUint32(mo + 8, true);
       const written = ov.getUint32(mo + 12, true);
-      const peer = this.#peer(fd, mo);
-      try {
-        this.#raw.adopt(
-          fd,
-          peer,
-          this.#raw.isTrusted(peer),
-          0,
-          [Buffer.from(arena.subarray(off + written, off + len))],
-          om[mo] === ACT_KEEP ? Stop.drained : Stop.close,
-          EMPTY,
-          null,
-          false,
-          this.#take(fd),
-        );
-      } catch (err) {
-        this.#raw.internalError(err);
-      }
+      this.#shortWrite(fd, this.#peer(fd, mo), arena.subarray(off + written, off + len), om[mo]);
     }
   }
 }

@@ -216,7 +216,11 @@ export class RawConnection implements ResponseSink {
       }
       const more = this.#pending === null ? rest : Buffer.concat([rest, this.#pending]);
       this.#pending = null;
-      if (more.length > 0) this.#process(more, 0);
+      // Answers that are all promises never stop the raw path on `full` (it checks after a
+      // synchronous answer): the same rule here, or a client that pipelines and does not read
+      // would have every answer buffered.
+      if (this.full) this.after(Stop.full, more, 0, null, false);
+      else if (more.length > 0) this.#process(more, 0);
     });
   }
 }

@@ -83,5 +83,6 @@ export interface RawHost {
     keepAlive: boolean,
     counted: boolean,
   ): void;
-  internalError(err: unknown): void;
+  /** Logs an unexpected error; returns the body of the generic `failure reason` for the client. */
+  internalError(err: unknown): Buffer;
 }

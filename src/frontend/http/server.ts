@@ -76,10 +76,9 @@ export interface HttpFrontendOptions {
   connectionLimit?: ConnectionLimit | null;
   /**
    * Plain HTTP listeners: 'batched' through the native addon (C accepts, reads and writes; Node
-   * sockets only for what leaves the fast path), 'node' on node:net, 'auto' (the default):
-   * batched when the addon is built and the store is `synchronous` (batched answers that are
-   * promises move to Node sockets one by one, so an asynchronous store stays on node:net).
-   * HTTPS always uses node:tls.
+   * sockets only for what leaves the fast path; a connection whose answer is a promise waits
+   * parked in the addon), 'node' on node:net, 'auto' (the default): batched when the addon is
+   * built. HTTPS always uses node:tls.
    */
   io?: 'auto' | 'batched' | 'node';
 }
@@ -145,12 +144,10 @@ export class HttpFrontend implements RawHost {
   /** The request context, reused (see `answer`). */
   #ctx: RequestContext = requestContext('http', null);
   /**
-   * Where an announce's hashes are decoded when the store is synchronous (it has read them before
-   * the next request is parsed); an asynchronous store gets fresh arrays per request.
+   * Where an announce's hashes are decoded when the store has read them before the next request
+   * is parsed (`synchronous`, `readsRequestAtOnce`); another store gets fresh arrays per request.
    */
   #hashes: { infoHash: Uint8Array; peerId: Uint8Array } | null;
-  /** Whether the store answers synchronously (`SwarmStore.synchronous`). */
-  readonly #sync: boolean;
   #web: HttpServer;
   #servers: (NetServer | TlsServer)[] = [];
   #batched: BatchedListener[] = [];
@@ -172,8 +169,11 @@ export class HttpFrontend implements RawHost {
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
-    this.#sync = opts.service.store.synchronous === true;
-    this.#hashes = this.#sync ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) } : null;
+    const store = opts.service.store;
+    this.#hashes =
+      store.synchronous === true || store.readsRequestAtOnce === true
+        ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
+        : null;
     this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.connectionLimit = opts.connectionLimit ?? null;
@@ -194,7 +194,10 @@ export class HttpFrontend implements RawHost {
     return this.#batched.length > 0 ? 'batched' : this.#o.http.length > 0 ? 'node' : 'none';
   }
 
-  /** Connections the tracker path holds, those paused for a slow reader, and their unsent bytes. */
+  /**
+   * Connections the tracker path holds, those paused for a slow reader (and their unsent bytes),
+   * those parked for an asynchronous answer.
+   */
   stats(): HttpConnectionStats {
     let paused = 0;
     let unsentBytes = 0;
@@ -203,8 +206,13 @@ export class HttpFrontend implements RawHost {
       unsentBytes += c.socket.writableLength;
     }
     let connections = this.#conns.size;
-    for (const b of this.#batched) connections += b.waiting;
-    return { connections, paused, unsentBytes };
+    let parked = 0;
+    for (const b of this.#batched) {
+      const [held, parkedHere] = b.counts;
+      connections += held;
+      parked += parkedHere;
+    }
+    return { connections, paused, parked, unsentBytes };
   }
 
   /** Bound addresses, in listen order (useful with port 0). */
@@ -230,8 +238,7 @@ export class HttpFrontend implements RawHost {
     // answer on a connection that carries one request (most clients).
     this.#idleTimer = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(5000, this.#idleMs / 4)));
     this.#idleTimer.unref();
-    const asked = this.#o.io ?? 'auto';
-    const io = asked === 'auto' && !this.#sync ? 'node' : asked;
+    const io = this.#o.io ?? 'auto';
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
     if (io === 'batched' && this.#o.http.length > 0 && addon === null)
       throw new Error(
@@ -241,7 +248,12 @@ export class HttpFrontend implements RawHost {
       // The addon binds address literals only; a host name (or a scoped IPv6 address) stays on
       // node:net.
       if (addon !== null && isIP(l.host) !== 0 && !l.host.includes('%')) {
-        const b = await opening('http', 'http', l, () => new BatchedListener(addon, this, l.host, l.port));
+        const b = await opening(
+          'http',
+          'http',
+          l,
+          () => new BatchedListener(addon, this, l.host, l.port, { reusePort: this.#o.reusePort === true }),
+        );
         this.#batched.push(b);
         this.#listeners.push(b);
         continue;
@@ -361,8 +373,8 @@ export class HttpFrontend implements RawHost {
     conn.after(stop, rest, 0, answer, keepAlive);
   }
 
-  internalError(err: unknown): void {
-    this.#internal(err);
+  internalError(err: unknown): Buffer {
+    return this.#internal(err);
   }
 
   /** A raw connection closed. */
@@ -461,17 +473,22 @@ export class HttpFrontend implements RawHost {
       }
       const keepAlive = head.keepAlive;
       const acceptsGzip = kind === 2 && buf.subarray(off, head.headEnd).includes(GZIP);
-      const out = this.answer(
-        kind,
-        buf,
-        head.queryStart,
-        head.queryEnd,
-        peer,
-        trusted,
-        head.xForwardedFor,
-        acceptsGzip,
-        pathPasskey,
-      );
+      let out: ReturnType<HttpFrontend['answer']>;
+      try {
+        out = this.answer(
+          kind,
+          buf,
+          head.queryStart,
+          head.queryEnd,
+          peer,
+          trusted,
+          head.xForwardedFor,
+          acceptsGzip,
+          pathPasskey,
+        );
+      } catch (err) {
+        out = this.#internal(err);
+      }
       off = head.headEnd;
       if (out instanceof Promise) {
         served.at = off;
@@ -499,7 +516,9 @@ export class HttpFrontend implements RawHost {
 
   /**
    * Answers one tracker request. `buf[qs, qe)` is the raw query string. Returns the bencoded
-   * body (always status 200: clients read `failure reason` from the body).
+   * body (always status 200: clients read `failure reason` from the body). It may throw (a store
+   * that throws instead of answering or rejecting): callers answer that request with
+   * `internalError`'s failure, and the connection goes on.
    */
   answer(
     kind: Kind,
@@ -668,17 +687,22 @@ export class HttpFrontend implements RawHost {
     }
     const xff = req.headers['x-forwarded-for'];
     const gzipOk = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-    const out = this.answer(
-      kind,
-      url,
-      qi >= 0 ? qi + 1 : pe,
-      url.length,
-      peer,
-      this.isTrusted(peer),
-      typeof xff === 'string' ? xff : null,
-      gzipOk,
-      pathPasskey,
-    );
+    let out: ReturnType<HttpFrontend['answer']>;
+    try {
+      out = this.answer(
+        kind,
+        url,
+        qi >= 0 ? qi + 1 : pe,
+        url.length,
+        peer,
+        this.isTrusted(peer),
+        typeof xff === 'string' ? xff : null,
+        gzipOk,
+        pathPasskey,
+      );
+    } catch (err) {
+      out = this.#internal(err);
+    }
     const send = (r: Buffer | { body: Buffer; gzip: boolean }) => {
       const body = Buffer.isBuffer(r) ? r : r.body;
       const headers: Record<string, string | number> = {
