@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant } from '../accounting/accountant.ts';
+import { Accountant, type PeerRules } from '../accounting/accountant.ts';
+import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
@@ -172,6 +173,12 @@ export function createTracker(
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
   });
+  const rules: PeerRules = {
+    peersPerTorrent: config.peersPerTorrent,
+    peersPerMember: config.peersPerMember,
+    minGap: config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
+    early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
+  };
   const accountant =
     config.mode === 'private'
       ? new Accountant({
@@ -182,15 +189,13 @@ export function createTracker(
           maxRate: config.maxRate,
           peerTimeout: config.peerTimeout,
           maxPeers: config.accountingMaxPeers,
-          rules: {
-            peersPerTorrent: config.peersPerTorrent,
-            peersPerMember: config.peersPerMember,
-            minGap:
-              config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
-            early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
-          },
+          rules,
         })
       : null;
+  // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
+  // torrent's swarms (both hashes of a hybrid) in the bucket of its route hash (issue #14).
+  if (redis !== null && accountant !== null)
+    redis.routeOf = (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h;
   let db: Db | null = null;
   let registry: Registry | null = null;
   // A worker whose primary writes the accounting (see `WorkerAccounting`): set at start.
@@ -225,8 +230,14 @@ export function createTracker(
     account: accountant
       ? (req, member, torrent, now) => accountant.account(req, member, torrent, now)
       : undefined,
-    // Workers: accounting and the swarm update in the worker that owns the torrent.
-    dispatch: sharded ? (req, ctx, now) => sharded.dispatch(req, ctx, now) : undefined,
+    // Workers: accounting and the swarm update in the worker that owns the torrent. Redis:
+    // accounting from the baselines the announce script returns (WebSocket peers, whose swarms
+    // are this instance's own, are accounted here through `account`).
+    dispatch: sharded
+      ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
+      : redis !== null && accountant !== null
+        ? sharedAccounting(redis, accountant, rules)
+        : undefined,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,

@@ -850,10 +850,6 @@ export function validateRelations(c: HeraldConfig): void {
       throw new ConfigError(
         'config: workers: with a Redis store, run several instances (workers = 1 each) rather than workers',
       );
-    if (c.mode === 'private')
-      throw new ConfigError(
-        'config: mode: private mode with a Redis store is not supported yet (accounting baselines are per instance, so a client alternating instances would be credited wrongly)',
-      );
   }
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
     throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');

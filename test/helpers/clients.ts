@@ -132,6 +132,11 @@ export function bdecode(body: Buffer): Map<string, unknown> {
   return r.value as Map<string, unknown>;
 }
 
+/** An HTTP announce to 127.0.0.1:`port`, its bencoded answer decoded. */
+export async function announceAt(port: number, f: AnnounceFields): Promise<Map<string, unknown>> {
+  return bdecode((await httpGet(port, '127.0.0.1', announcePath(f))).body);
+}
+
 export function text(v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
 }
