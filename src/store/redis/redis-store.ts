@@ -114,6 +114,11 @@ export class RedisSwarmStore implements SwarmStore {
     return this.#prefix;
   }
 
+  /** Calls waiting for Redis now (each has a deadline; none waits for a connection). */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
   /** Null when the store is usable; otherwise what is wrong (for `/health`). */
   health(): string | null {
     const status = this.client.status;
