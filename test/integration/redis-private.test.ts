@@ -1,6 +1,6 @@
 /**
  * Private mode across instances (issue #14): two `herald serve` processes on one Redis (and on one
- * Redis Cluster) and one PostgreSQL. One member's client alternates its announces between them
+ * Redis Cluster) and one PostgreSQL, the second with two workers. One member's client alternates its announces between them
  * (and between the two hashes of a hybrid torrent); each delta is credited exactly once, the
  * snatch counts once, and the totals are in the database after a graceful stop of both. With a
  * baseline per instance, each instance would credit only the deltas since the announce it saw
@@ -46,7 +46,8 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
       db = await postgres!.create();
       // One after the other: the first creates the schema.
       a = await startTracker(serve());
-      b = await startTracker(serve());
+      // B with two workers (each talks to Redis; the primary writes their credits).
+      b = await startTracker([...serve(), '--workers', '2'], { ready: 'herald workers running' });
     });
     after(async () => {
       await Promise.all([a?.stop(), b?.stop()]);
@@ -84,6 +85,8 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
         }
         assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
       }
+      // And every worker of B (each polls on its own).
+      await new Promise((r) => setTimeout(r, 2500));
       return { torrent, v1, v2, announce };
     }
 
