@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
-import { type AnnounceFields, announceAt, text } from '../helpers/clients.ts';
+import { type AnnounceFields, announceAt, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
 import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
 
@@ -87,11 +87,11 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
       }
       // And every worker of B (each polls on its own).
       await new Promise((r) => setTimeout(r, 2500));
-      return { torrent, v1, v2, announce };
+      return { torrent, v1, v2, announce, passkey: member.passkey };
     }
 
     test('peers_per_torrent (3) counts the peers the member runs through both instances', async () => {
-      const { v1, v2, announce } = await setUp('bob', 5);
+      const { v1, v2, announce, passkey } = await setUp('bob', 5);
       // The set-up's peer is one; two more through B and A (one on each hash).
       for (const [t, ih, n] of [
         [b, v2, 2],
@@ -120,6 +120,21 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
         peerId: Buffer.from('-qB4500-limits000004'),
       });
       assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
+      // Scrape finds both swarms of the hybrid where announces put them (the route hash's bucket).
+      const files = bdecode(
+        (
+          await httpGet(
+            b.http[0].port,
+            '127.0.0.1',
+            `/scrape/${passkey}?info_hash=${pct(v1)}&info_hash=${pct(v2)}`,
+          )
+        ).body,
+      ).get('files') as Map<string, Map<string, number>>;
+      const counts = [v1, v2].map((h) => {
+        const e = files.get(h.toString('latin1'));
+        return `${e?.get('complete')}/${e?.get('incomplete')}`;
+      });
+      assert.deepEqual(counts, ['0/1', '0/2']);
     });
 
     test('a client alternating between the instances is credited exactly once', async () => {
