@@ -1,9 +1,9 @@
 import type { Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
-import { Errors, Warnings } from '../core/errors.ts';
+import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
+import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
@@ -55,6 +55,13 @@ interface Holding extends Allowance {
   /** Seeding time is credited up to here: it advances at most at the speed of the clock. */
   seededTo: number;
 }
+
+/**
+ * An announce as a shared store (Redis) answered it: the peer's previous baseline, from whichever
+ * instance the previous announce reached, and the seeding seconds the store credited. The store
+ * also decided the per-torrent peer limit and early announces (the baselines are there).
+ */
+export type SharedAnnounce = Pick<AccountedResult, 'previous' | 'seed'>;
 
 /** One address (IPv4, or IPv6 /64), over all members and torrents. */
 interface Link extends Allowance {
@@ -224,31 +231,48 @@ export class Accountant {
    * remembered: the peer's next accepted announce is credited from its last accepted one), or a
    * warning (the announce counts as usual: a delta is credited once whatever the gap).
    */
-  account(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number): AccountVerdict {
+  account(
+    req: AnnounceRequest,
+    member: PolicyMember,
+    torrent: PolicyTorrent,
+    now: number,
+    shared?: SharedAnnounce,
+  ): AccountVerdict {
     const peerId = binaryString(req.peerId);
     const key = `${torrent.id}:${member.id}:${peerId}`;
-    const prev = this.#peers.get(key);
-    const verdict = this.#judge(prev, req.event, member.id, torrent.id, now);
-    if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
-      this.counts.refusedPeerLimit++;
-      return verdict;
+    let prev = this.#peers.get(key);
+    let verdict: AccountVerdict = null;
+    if (shared === undefined) {
+      verdict = this.#judge(prev, req.event, member.id, torrent.id, now);
+      if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
+        this.counts.refusedPeerLimit++;
+        return verdict;
+      }
+      if (verdict === Errors.announceTooSoon) return verdict;
+    } else if (prev === undefined && shared.previous !== null) {
+      // The peer's previous announce reached another instance: this one's allowances for it start
+      // from then (they refill over the same gap the delta covers, at least the clock's second).
+      const since = Math.min(shared.previous.at, now - 1);
+      prev = this.#remember(key, req, member.id, torrent.id, shared.previous.seeding, since, now);
     }
-    if (verdict === Errors.announceTooSoon) return verdict;
+    // The baseline the delta is computed from: this process's own, or the shared store's.
+    const base = shared === undefined ? prev : (shared.previous ?? undefined);
     const seeding = req.left === 0;
-    const wasLeeching = prev !== undefined && !prev.seeding;
+    const wasLeeching = base !== undefined && !base.seeding;
     let du = 0;
     let dd = 0;
     let seed = 0;
-    if (prev !== undefined && req.event !== AnnounceEvent.started) {
-      du = req.uploaded - prev.uploaded;
-      dd = req.downloaded - prev.downloaded;
+    if (base !== undefined && prev !== undefined && req.event !== AnnounceEvent.started) {
+      du = req.uploaded - base.uploaded;
+      dd = req.downloaded - base.downloaded;
       // Counters that went backwards were reset by the client (a restart without `started`):
       // the new values are the new baseline, nothing is credited or debited.
       if (du < 0) du = 0;
       if (dd < 0) dd = 0;
-      const gap = now - prev.at;
+      const gap = now - base.at;
       const h = prev.holding;
-      if (prev.seeding && gap <= this.#o.peerTimeout) {
+      if (shared !== undefined) seed = shared.seed;
+      else if (prev.seeding && gap <= this.#o.peerTimeout) {
         // Only the part of the gap that no other peer id of this member has been credited for.
         const from = Math.max(prev.at, h.seededTo);
         if (now > from) {
@@ -276,14 +300,14 @@ export class Accountant {
     }
     if (req.event === AnnounceEvent.stopped) {
       if (prev !== undefined) this.#forget(key, prev);
-    } else if (prev === undefined) this.#remember(key, req, member.id, torrent.id, seeding, now);
+    } else if (prev === undefined) this.#remember(key, req, member.id, torrent.id, seeding, now - 1, now);
     else {
       prev.uploaded = req.uploaded;
       prev.downloaded = req.downloaded;
       prev.at = now;
       if (prev.seeding !== seeding) prev.holding.seeders += seeding ? 1 : -1;
       prev.seeding = seeding;
-      const link = this.#link(req, now);
+      const link = this.#link(req, now - 1);
       if (link !== prev.link) {
         this.#release(prev.link);
         link.peers++;
@@ -337,6 +361,21 @@ export class Accountant {
     const finished = req.event === AnnounceEvent.completed || (wasLeeching && seeding);
     if (finished && mt.completedAt === 0) mt.completedAt = now;
     return verdict;
+  }
+
+  /**
+   * With a shared store (Redis, several instances): the rule the store cannot decide, checked
+   * before the store is asked. `peersPerMember` counts the member's peers this instance has seen
+   * (its other torrents' baselines are in other buckets, out of one script's reach).
+   */
+  admit(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): TrackerError | null {
+    if (this.#rules.peersPerMember === 0 || req.event === AnnounceEvent.stopped) return null;
+    if (this.#peers.has(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`)) return null;
+    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
+    this.#expireBaselines();
+    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
+    this.counts.refusedPeerLimit++;
+    return Errors.peerLimitMember;
   }
 
   /**
@@ -413,8 +452,9 @@ export class Accountant {
     memberId: number,
     torrentId: number,
     seeding: boolean,
+    since: number,
     now: number,
-  ) {
+  ): PeerState {
     if (this.#peers.size >= this.#o.maxPeers) {
       const oldest = this.#peers.entries().next().value;
       if (oldest !== undefined) {
@@ -431,22 +471,17 @@ export class Accountant {
     if (holding === undefined) {
       // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
       // baseline credits nothing, so nothing more can be owed yet.
-      holding = { memberId, torrentId, up: 0, down: 0, at: now - 1, peers: 0, seeders: 0, seededTo: 0 };
+      holding = { memberId, torrentId, up: 0, down: 0, at: since, peers: 0, seeders: 0, seededTo: 0 };
       byTorrent.set(torrentId, holding);
     }
     holding.peers++;
     this.#memberPeers.set(memberId, (this.#memberPeers.get(memberId) ?? 0) + 1);
     if (seeding) holding.seeders++;
-    const link = this.#link(req, now);
+    const link = this.#link(req, since);
     link.peers++;
-    this.#peers.set(key, {
-      uploaded: req.uploaded,
-      downloaded: req.downloaded,
-      at: now,
-      seeding,
-      holding,
-      link,
-    });
+    const p = { uploaded: req.uploaded, downloaded: req.downloaded, at: now, seeding, holding, link };
+    this.#peers.set(key, p);
+    return p;
   }
 
   #forget(key: string, p: PeerState): void {
@@ -469,11 +504,12 @@ export class Accountant {
   }
 
   /** The address's allowance (IPv4 address, IPv6 /64: what one subscriber is given). */
-  #link(req: AnnounceRequest, now: number): Link {
+  /** `since`: where a new allowance starts (a new baseline credits nothing before it). */
+  #link(req: AnnounceRequest, since: number): Link {
     const key = binaryString(req.family === 4 ? req.ip : req.ip.subarray(0, 8));
     let link = this.#links.get(key);
     if (link === undefined) {
-      link = { key, up: 0, down: 0, at: now - 1, peers: 0 };
+      link = { key, up: 0, down: 0, at: since, peers: 0 };
       this.#links.set(key, link);
     }
     return link;

@@ -2,9 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant } from '../accounting/accountant.ts';
+import { Accountant, type PeerRules } from '../accounting/accountant.ts';
+import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
+import { ClusterBus } from '../cluster/bus.ts';
+import { MessageType, writeText } from '../cluster/messages.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -148,10 +151,13 @@ export function createTracker(
       maxPeers: config.maxPeers,
       maxTorrents: config.maxTorrents,
     });
-  // With workers, swarms are sharded by info hash: each worker owns its shard (issue #13).
+  // With workers, swarms in memory are sharded by info hash: each worker owns its shard (issue
+  // #13). A shared store (Redis) needs no sharding: every worker talks to it directly, as several
+  // instances do (issue #14).
   const cluster = deps.cluster;
+  const workers = cluster !== undefined && cluster.count > 1;
   const sharded =
-    cluster !== undefined && cluster.count > 1
+    cluster !== undefined && workers && local.synchronous === true
       ? new ShardedSwarmStore({
           local,
           logger,
@@ -162,7 +168,25 @@ export function createTracker(
         })
       : null;
   const store: SwarmStore = sharded ?? local;
-  const reusePort = sharded !== null;
+  const reusePort = workers;
+  // Workers on a shared store: the bus between them carries only WebTorrent (its swarms are each
+  // process's own, sharded over the workers as with the memory store).
+  const bus =
+    sharded?.bus ??
+    (cluster !== undefined && workers
+      ? new ClusterBus({
+          clusterId: cluster.clusterId,
+          token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
+          index: cluster.index,
+          count: cluster.count,
+          logger,
+          handler: (type, id, _body, _at, reply, done) => {
+            logger.error('cluster: unexpected message on a shared store', { type });
+            writeText(reply, MessageType.failure, id, 'internal error');
+            done();
+          },
+        })
+      : null);
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   const policy = new Policy({
@@ -172,6 +196,12 @@ export function createTracker(
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
   });
+  const rules: PeerRules = {
+    peersPerTorrent: config.peersPerTorrent,
+    peersPerMember: config.peersPerMember,
+    minGap: config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
+    early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
+  };
   const accountant =
     config.mode === 'private'
       ? new Accountant({
@@ -182,15 +212,13 @@ export function createTracker(
           maxRate: config.maxRate,
           peerTimeout: config.peerTimeout,
           maxPeers: config.accountingMaxPeers,
-          rules: {
-            peersPerTorrent: config.peersPerTorrent,
-            peersPerMember: config.peersPerMember,
-            minGap:
-              config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
-            early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
-          },
+          rules,
         })
       : null;
+  // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
+  // torrent's swarms (both hashes of a hybrid) in the bucket of its route hash (issue #14).
+  if (redis !== null && accountant !== null)
+    redis.routeOf = (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h;
   let db: Db | null = null;
   let registry: Registry | null = null;
   // A worker whose primary writes the accounting (see `WorkerAccounting`): set at start.
@@ -225,8 +253,14 @@ export function createTracker(
     account: accountant
       ? (req, member, torrent, now) => accountant.account(req, member, torrent, now)
       : undefined,
-    // Workers: accounting and the swarm update in the worker that owns the torrent.
-    dispatch: sharded ? (req, ctx, now) => sharded.dispatch(req, ctx, now) : undefined,
+    // Workers: accounting and the swarm update in the worker that owns the torrent. Redis:
+    // accounting from the baselines the announce script returns (WebSocket peers, whose swarms
+    // are this instance's own, are accounted here through `account`).
+    dispatch: sharded
+      ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
+      : redis !== null && accountant !== null
+        ? sharedAccounting(redis, accountant, rules)
+        : undefined,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,
@@ -293,7 +327,7 @@ export function createTracker(
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
   // with workers, sharded like the TCP/UDP swarms, over the same bus.
-  const rtcShards = sharded ? new WebRtcShard({ bus: sharded.bus, logger }) : null;
+  const rtcShards = bus !== null ? new WebRtcShard({ bus, logger }) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -413,7 +447,7 @@ export function createTracker(
         stats.schema = db.schemaVersion;
         await policy.connect(registry);
         accountant?.connect(registry);
-        await sharded?.start();
+        await bus?.start();
         // Redis: start serving even if it is not reachable yet (announces are refused with a clear
         // reason and /health says degraded until it is), after a short wait for the connection.
         if (redis !== null)
@@ -438,7 +472,8 @@ export function createTracker(
         throw err;
       }
       serving = true;
-      sweeper.start();
+      // Workers on a shared store: one sweeper is enough (worker 0; every instance has its own).
+      if (sharded !== null || !workers || cluster?.index === 0) sweeper.start();
       stats.start();
       policy.start(config.policyRefresh);
       // With workers, the primary writes every worker's deltas in one transaction (it collects
@@ -516,6 +551,8 @@ export function createTracker(
         if (!handed) await accountant.stop();
       }
       await store.close();
+      // A shared store's workers: their WebTorrent bus (a sharded store closes its own).
+      if (sharded === null) await bus?.stop();
       await db?.close();
       ownClock?.stop();
     },

@@ -169,13 +169,18 @@ test('store: a Redis store needs a shared udp_secret, a valid URL, workers = 1 a
   );
   const ok = load(['--store', 'redis://127.0.0.1:6379', '--udp-secret', secret], {}, cwd);
   assert.deepEqual([ok.store, ok.redisPrefix, ok.redisTimeout], ['redis://127.0.0.1:6379', 'herald', 1000]);
+  // Workers on Redis: each talks to Redis directly (issue #14).
+  assert.equal(load(['--store', 'redis://h:1', '--workers', '2', '--udp', 'off'], {}, cwd).workers, 2);
+  // Private mode: baselines are shared through Redis (issue #14).
+  assert.equal(
+    load(['--store', 'redis://h:1', '--mode', 'private', '--udp', 'off'], {}, cwd).mode,
+    'private',
+  );
   // Without UDP listeners there are no connection ids to share.
   assert.equal(load(['--store', 'redis-cluster://h1:7001,h2:7002', '--udp', 'off'], {}, cwd).udp.length, 0);
   for (const [argv, why] of [
     [['--store', 'mysql://x'], /store: memory, redis/],
     [['--store', 'redis://h:1', '--redis-prefix', 'a{b}'], /redis_prefix/],
-    [['--store', 'redis://h:1', '--workers', '2'], /workers: with a Redis store/],
-    [['--store', 'redis://h:1', '--mode', 'private'], /private mode with a Redis store/],
   ] as const)
     assert.throws(
       () => load([...argv, '--udp-secret', secret], {}, cwd),

@@ -359,7 +359,7 @@ export const SCHEMA: readonly KeyDef[] = [
     kind: 'workers',
     default: 1,
     arg: 'N',
-    doc: 'Worker processes (1-256, or auto = usable CPUs); swarms are sharded by info hash, so every worker serves every torrent (see README "Workers")',
+    doc: 'Worker processes (1-256, or auto = usable CPUs); swarms in memory are sharded by info hash, so every worker serves every torrent; with a Redis store every worker uses Redis directly (see README "Workers")',
   },
   {
     key: 'httpIo',
@@ -845,14 +845,6 @@ export function validateRelations(c: HeraldConfig): void {
     if (c.udp.length > 0 && c.udpSecret === null)
       throw new ConfigError(
         'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
-      );
-    if (c.workers !== 1)
-      throw new ConfigError(
-        'config: workers: with a Redis store, run several instances (workers = 1 each) rather than workers',
-      );
-    if (c.mode === 'private')
-      throw new ConfigError(
-        'config: mode: private mode with a Redis store is not supported yet (accounting baselines are per instance, so a client alternating instances would be credited wrongly)',
       );
   }
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)

@@ -70,6 +70,41 @@ export interface AnnounceResult {
   warning?: TrackerWarning | null;
 }
 
+/**
+ * A peer's previous announce as a shared store keeps it for private-mode accounting (several
+ * instances on Redis, issue #14): what the accountant computes the next delta from.
+ */
+export interface SharedBaseline {
+  uploaded: number;
+  downloaded: number;
+  /** Clock seconds of that announce. */
+  at: number;
+  seeding: boolean;
+}
+
+/** The private-mode part of an announce to a shared store (RedisSwarmStore `announceAccounted`). */
+export interface SharedAccountArgs {
+  /** The torrent's route hash: its bucket holds the swarm and the member's baselines. */
+  route: Uint8Array;
+  torrentId: number;
+  memberId: number;
+  /** Most live peers of the member on the torrent (0 = no limit); a new one beyond is refused. */
+  peersPerTorrent: number;
+  /** An announce closer than this to the same peer's previous one is early (0 = off). */
+  minGap: number;
+  /** Refuse an early announce (else it is answered with a warning). */
+  refuseEarly: boolean;
+}
+
+/** An accounted announce: the swarm's answer and the peer's previous accounting baseline. */
+export interface AccountedResult extends AnnounceResult {
+  previous: SharedBaseline | null;
+  /** Seeding seconds to credit (the member's, over all its peer ids, at most one a second). */
+  seed: number;
+  /** The announce was early (a warning, when early announces are not refused). */
+  early: boolean;
+}
+
 export interface ScrapeEntry {
   complete: number;
   incomplete: number;

@@ -6,6 +6,12 @@ import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { AnnounceEvent, type AnnounceRequest } from '../../src/core/types.ts';
 import { decode } from '../../src/protocol/bencode/index.ts';
+import {
+  type ConnectionId,
+  parseResponse,
+  writeAnnounceRequest,
+  writeConnectRequest,
+} from '../../src/protocol/udp/codec.ts';
 
 export interface RawResponse {
   status: number;
@@ -132,6 +138,11 @@ export function bdecode(body: Buffer): Map<string, unknown> {
   return r.value as Map<string, unknown>;
 }
 
+/** An HTTP announce to 127.0.0.1:`port`, its bencoded answer decoded. */
+export async function announceAt(port: number, f: AnnounceFields): Promise<Map<string, unknown>> {
+  return bdecode((await httpGet(port, '127.0.0.1', announcePath(f))).body);
+}
+
 export function text(v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
 }
@@ -170,6 +181,39 @@ export async function udpClient(family: 4 | 6) {
       sock.close();
     },
   };
+}
+
+/**
+ * BEP 15 over IPv4: connect, then one `started` announce to 127.0.0.1:`trackerPort` (numwant 50);
+ * the parsed reply, or null when either went unanswered.
+ */
+export async function udpAnnounce(
+  trackerPort: number,
+  f: { infoHash: Uint8Array; port: number; left: number; peerId?: Uint8Array },
+): Promise<ReturnType<typeof parseResponse> | null> {
+  const c = await udpClient(4);
+  try {
+    const buf = Buffer.alloc(512);
+    const cr = await c.request(buf.subarray(0, writeConnectRequest(buf, 1)), trackerPort);
+    if (cr === null) return null;
+    const connectionId = (parseResponse(cr, cr.length) as { connectionId: ConnectionId }).connectionId;
+    const n = writeAnnounceRequest(buf, {
+      connectionId,
+      transactionId: 2,
+      infoHash: f.infoHash,
+      peerId: f.peerId ?? Buffer.alloc(20, 9),
+      downloaded: 0,
+      left: f.left,
+      uploaded: 0,
+      event: 2,
+      numWant: 50,
+      port: f.port,
+    });
+    const ar = await c.request(buf.subarray(0, n), trackerPort);
+    return ar === null ? null : parseResponse(ar, ar.length, 4);
+  } finally {
+    c.close();
+  }
 }
 
 /**

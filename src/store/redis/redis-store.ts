@@ -2,10 +2,13 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import {
+  type AccountedResult,
   AnnounceEvent,
   type AnnounceRequest,
   type AnnounceResult,
   type ScrapeEntry,
+  type SharedAccountArgs,
+  type SharedBaseline,
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
@@ -111,6 +114,11 @@ export class RedisSwarmStore implements SwarmStore {
     return this.#prefix;
   }
 
+  /** Calls waiting for Redis now (each has a deadline; none waits for a connection). */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
   /** Null when the store is usable; otherwise what is wrong (for `/health`). */
   health(): string | null {
     const status = this.client.status;
@@ -166,9 +174,41 @@ export class RedisSwarmStore implements SwarmStore {
     }
   }
 
+  /**
+   * Private mode: maps an info hash to its torrent's route hash (`PolicyTorrent.route`), whose
+   * bucket holds the swarm, so that both hashes of a hybrid torrent and the member's baselines
+   * share one hash tag (one script, one Cluster slot). Null: every swarm is in its own hash's bucket.
+   */
+  routeOf: ((infoHash: Uint8Array) => Uint8Array) | null = null;
+
+  #bucketOf(infoHash: Uint8Array): number {
+    return bucketOf(this.routeOf === null ? infoHash : this.routeOf(infoHash));
+  }
+
   announce(req: AnnounceRequest, now: number): Promise<AnnounceResult | TrackerError> {
+    return this.#announce(req, now, null) as Promise<AnnounceResult | TrackerError>;
+  }
+
+  /**
+   * Private mode: the announce, the peer-limit and early-announce rules, and the exchange of the
+   * peer's accounting baseline, in one script (scripts.ts ANNOUNCE). The result carries the
+   * previous baseline (null if none is live) for the accountant to compute the delta from.
+   */
+  announceAccounted(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs,
+  ): Promise<AccountedResult | TrackerError> {
+    return this.#announce(req, now, acct) as Promise<AccountedResult | TrackerError>;
+  }
+
+  #announce(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs | null,
+  ): Promise<AnnounceResult | AccountedResult | TrackerError> {
     const h = req.infoHash;
-    const b = bucketOf(h);
+    const b = acct === null ? this.#bucketOf(h) : bucketOf(acct.route);
     const stride = req.family === 4 ? 6 : 18;
     // Copies: the caller may reuse its arrays once this returns, and the command is written later.
     const ep = Buffer.allocUnsafe(stride);
@@ -189,13 +229,24 @@ export class RedisSwarmStore implements SwarmStore {
         now,
         Buffer.from(req.peerId),
         this.#random(),
+        ...(acct === null
+          ? ['']
+          : [
+              `a:${acct.torrentId}:${acct.memberId}`,
+              `${req.uploaded}:${req.downloaded}`,
+              acct.peersPerTorrent,
+              acct.minGap,
+              acct.refuseEarly ? '1' : '0',
+              this.#peerTimeout,
+            ]),
       ),
-    ).then((r): AnnounceResult => {
+    ).then((r): AnnounceResult | AccountedResult | TrackerError => {
+      if (r[0] === -1) return String(r[1]) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
       const peers = r[3] as Buffer;
       const ids = r[4] as Buffer;
       const stopped = req.event === AnnounceEvent.stopped;
       const asked = wantIds && !stopped && req.numWant > 0;
-      return {
+      const result: AnnounceResult = {
         complete: r[0] as number,
         incomplete: r[1] as number,
         downloaded: r[2] as number,
@@ -204,6 +255,8 @@ export class RedisSwarmStore implements SwarmStore {
         peerIds: asked ? ids : null,
         peerIdKnown: asked ? (r[5] as Buffer) : null,
       };
+      if (acct === null) return result;
+      return { ...result, previous: baselineOf(r[6] as Buffer), seed: r[7] as number, early: r[8] === 1 };
     }, this.#refusal);
   }
 
@@ -230,7 +283,7 @@ export class RedisSwarmStore implements SwarmStore {
     // One script per bucket the hashes fall in, all sent at once.
     const groups = new Map<number, number[]>();
     for (let i = 0; i < infoHashes.length; i++) {
-      const b = bucketOf(infoHashes[i]);
+      const b = this.#bucketOf(infoHashes[i]);
       const g = groups.get(b);
       if (g === undefined) groups.set(b, [i]);
       else g.push(i);
@@ -348,6 +401,13 @@ export class RedisSwarmStore implements SwarmStore {
     } catch {}
     this.client.disconnect();
   }
+}
+
+/** 'uploaded:downloaded:at:seeding' as the script keeps it; null for ''. */
+function baselineOf(b: Buffer): SharedBaseline | null {
+  if (b.length === 0) return null;
+  const [up, down, at, seeding] = b.toString('latin1').split(':');
+  return { uploaded: Number(up), downloaded: Number(down), at: Number(at), seeding: seeding === '1' };
 }
 
 /** Swarms are spread over this many buckets (hash tags), by the first 10 bits of the info hash. */

@@ -64,8 +64,22 @@ end
  * Announce: counts and peers for the requester (before its announce is applied, STYLE.md example
  * 6), then the announce itself.
  * ARGV: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
- * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw).
- * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known}.
+ * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw),
+ * then the private-mode part (ARGV[12] '' when there is none):
+ * 12 the baseline hash under base ('a:<torrent id>:<member id>'), 13 'uploaded:downloaded' as
+ * reported now, 14 peers_per_torrent (0 = no limit), 15 the early-announce gap in seconds (0 =
+ * off), 16 '1' to refuse an early announce ('0' warns), 17 the peer timeout in seconds.
+ * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known, previous
+ * baseline ('uploaded:downloaded:at:seeding', '' if none), seeding seconds to credit, 1 if early},
+ * or {-1, 'torrent' | 'early'} when a private-mode rule refuses it (nothing is changed then).
+ *
+ * Private mode (issue #14): the accounting baseline of a peer (member × torrent × peer id) lives
+ * here, beside its swarm, in the bucket of the torrent's route hash (both hashes of a hybrid), so
+ * that whichever instance an announce reaches, it reads and replaces the baseline the previous
+ * announce left, in the same atomic step as the swarm update: each delta is credited once.
+ * A baseline older than the peer timeout is forgotten (as the accountant forgets it in memory);
+ * field '~' of the hash is the member's seeding time credited up to (one second a second over all
+ * its peer ids).
  */
 export const ANNOUNCE = `#!lua
 ${PRELUDE}
@@ -75,6 +89,57 @@ local event = tonumber(ARGV[6])
 local want = tonumber(ARGV[7])
 local now = tonumber(ARGV[9])
 local keys, meta = sets(tid)
+local akey, prev, prevAt, early = nil, false, 0, 0
+local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+if ARGV[12] ~= '' then
+  akey = base .. ARGV[12]
+  local cutoff = now - tonumber(ARGV[17])
+  prev = redis.call('HGET', akey, ARGV[10])
+  if prev then
+    prevAt = atOf(prev)
+    if prevAt < cutoff then prev = false end
+  end
+  -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
+  -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
+  -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
+  if event ~= 3 then
+    if not prev then
+      local limit = tonumber(ARGV[14])
+      if limit > 0 then
+        local live = 0
+        local all = redis.call('HGETALL', akey)
+        for i = 1, #all, 2 do
+          if all[i] ~= '~' then
+            if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+          end
+        end
+        if live >= limit then return {-1, 'torrent'} end
+      end
+    elseif event ~= 1 and now - prevAt < tonumber(ARGV[15]) then
+      if ARGV[16] == '1' then return {-1, 'early'} end
+      early = 1
+    end
+  end
+end
+-- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
+local function account()
+  if akey == nil then return 0 end
+  local seed = 0
+  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+    if now > from then
+      seed = now - from
+      redis.call('HSET', akey, '~', now)
+    end
+  end
+  if event == 3 then
+    redis.call('HDEL', akey, ARGV[10])
+  else
+    redis.call('HSET', akey, ARGV[10], ARGV[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+  end
+  redis.call('EXPIRE', akey, 2 * tonumber(ARGV[17]))
+  return seed
+end
 local fs, fl = keys[1], keys[2]
 if fam == '6' then fs, fl = keys[3], keys[4] end
 local n = {}
@@ -97,7 +162,8 @@ if event == 3 then
     redis.call('HDEL', meta, ep)
     settle(tid, keys, meta)
   end
-  return {complete, incomplete, downloaded, '', '', ''}
+  local seed = account()
+  return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
 end
 
 -- Peers: up to count members of key other than the requester, distinct (ZRANDMEMBER with a
@@ -182,7 +248,8 @@ if ARGV[8] == '1' and #out > 0 then
   end
   ids, known = table.concat(idl), table.concat(kl)
 end
-return {complete, incomplete, downloaded, table.concat(out), ids, known}
+local seed = account()
+return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
 `;
 
 /**

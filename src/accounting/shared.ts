@@ -1,0 +1,62 @@
+import { Errors, TrackerError, Warnings } from '../core/errors.ts';
+import type { AccountedResult, AnnounceRequest, AnnounceResult, SharedAccountArgs } from '../core/types.ts';
+import type { Dispatch } from '../tracker/service.ts';
+import type { Accountant, PeerRules } from './accountant.ts';
+
+/** What private mode needs of a shared swarm store (RedisSwarmStore implements it). */
+export interface SharedBaselineStore {
+  announce(req: AnnounceRequest, now: number): Promise<AnnounceResult | TrackerError>;
+  announceAccounted(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs,
+  ): Promise<AccountedResult | TrackerError>;
+}
+
+/**
+ * Private mode on a shared store (several instances on one Redis, issue #14): the service's
+ * accounting-and-swarm step. Each peer's baseline lives with it in the store, and the store's
+ * one announce script reads and replaces it, so a client whose announces alternate between
+ * instances is credited each delta exactly once; the accountant of the instance that answered
+ * credits it and flushes to the shared database as usual.
+ *
+ * Shared (exact over every instance): the baseline (uploaded, downloaded, time, seeding), hence
+ * the delta, the per-peer rate check, the snatch (a leecher now seeding, or `completed`; written
+ * once per member and torrent by the database), seeding time, `peers_per_torrent` and early
+ * announces. Per instance: the allowances of `max_rate` per member × torrent and per address,
+ * `peers_per_member`, and the member activity the portal shows.
+ */
+export function sharedAccounting(
+  store: SharedBaselineStore,
+  accountant: Accountant,
+  rules: PeerRules,
+): Dispatch {
+  return (req, ctx, now) => {
+    const member = ctx.member;
+    const torrent = ctx.torrent;
+    if (member === null || torrent === null) return store.announce(req, now);
+    const refused = accountant.admit(req, member, torrent);
+    if (refused !== null) return refused;
+    const args: SharedAccountArgs = {
+      route: torrent.route,
+      torrentId: torrent.id,
+      memberId: member.id,
+      peersPerTorrent: rules.peersPerTorrent,
+      minGap: rules.minGap,
+      refuseEarly: rules.early === 'refuse',
+    };
+    return store.announceAccounted(req, now, args).then((r) => {
+      if (r instanceof TrackerError) {
+        if (r === Errors.peerLimitTorrent) accountant.counts.refusedPeerLimit++;
+        else if (r === Errors.announceTooSoon) accountant.counts.early++;
+        return r;
+      }
+      accountant.account(req, member, torrent, now, r);
+      if (r.early) {
+        accountant.counts.early++;
+        r.warning = Warnings.announceTooSoon;
+      }
+      return r;
+    });
+  };
+}
