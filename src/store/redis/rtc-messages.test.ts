@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import {
+  type RtcRelayMessage,
   RtcRelayType,
   readRtcBatch,
   readRtcMessage,
-  type RtcRelayMessage,
   writeRtcBatch,
   writeRtcMessage,
 } from './rtc-messages.ts';
