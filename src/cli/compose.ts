@@ -28,6 +28,7 @@ import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
+import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -292,8 +293,13 @@ export function createTracker(
       ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
-  // with workers, sharded like the TCP/UDP swarms, over the same bus.
-  const rtcShards = sharded ? new WebRtcShard({ bus: sharded.bus, logger }) : null;
+  // with workers, sharded like the TCP/UDP swarms, over the same bus; with Redis, shared by every
+  // instance (and process) on it, offers and answers over Redis pub/sub (docs/redis.md "WebTorrent").
+  const rtcRedis =
+    redis !== null
+      ? new RedisRtcSwarms({ store: redis, logger, peerTimeout: config.peerTimeout, now: () => clock.now() })
+      : null;
+  const rtcShards = sharded && rtcRedis === null ? new WebRtcShard({ bus: sharded.bus, logger }) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -311,11 +317,13 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,
-    shards: rtcShards ?? undefined,
+    shards: rtcShards ?? rtcRedis ?? undefined,
   });
   stats.webrtc = () => {
     const s = ws.stats();
-    return { sockets: s.sockets, swarms: s.swarms, peers: s.peers, seeders: s.seeders, leechers: s.leechers };
+    // With Redis, every instance's swarms (as of the last expiry tick).
+    const w = rtcRedis?.stats() ?? s;
+    return { sockets: s.sockets, swarms: w.swarms, peers: w.peers, seeders: w.seeders, leechers: w.leechers };
   };
   // The portal: on by default in private mode; on the tracker's HTTP(S) ports unless it has
   // listeners of its own (portal_listen).
@@ -423,6 +431,7 @@ export function createTracker(
             }),
           );
         rtcShards?.start();
+        await rtcRedis?.start(redis?.client.status === 'ready' ? 5000 : 0);
         await http.start();
         await udp.start();
         await ws.start();
@@ -508,6 +517,8 @@ export function createTracker(
       sweeper.stop();
       stats.stop();
       policy.stop();
+      // WebRTC peers this instance still holds in Redis leave before its connection closes.
+      await rtcRedis?.close();
       await ratioWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
