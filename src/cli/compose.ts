@@ -321,9 +321,15 @@ export function createTracker(
   });
   stats.webrtc = () => {
     const s = ws.stats();
-    // With Redis, every instance's swarms (as of the last expiry tick).
-    const w = rtcRedis?.stats() ?? s;
-    return { sockets: s.sockets, swarms: w.swarms, peers: w.peers, seeders: w.seeders, leechers: w.leechers };
+    const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({
+      sockets: s.sockets,
+      swarms: w.swarms,
+      peers: w.peers,
+      seeders: w.seeders,
+      leechers: w.leechers,
+    });
+    // With Redis, every instance's swarms.
+    return rtcRedis === null ? figures(s) : rtcRedis.counts().then(figures);
   };
   // The portal: on by default in private mode; on the tracker's HTTP(S) ports unless it has
   // listeners of its own (portal_listen).

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { httpGet } from '../helpers/clients.ts';
 import { deleteKeys, ownRedis, redisTargets, sharedServe, testPrefix } from '../helpers/redis.ts';
 import { id20, isAnswerFor, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
@@ -121,6 +122,18 @@ for (const [name, url] of redisTargets)
       assert.deepEqual([r.complete, r.incomplete], [1, 1]);
       for (const p of [seeder, leecher])
         assert.deepEqual((await p.scrape([h]))[h], { complete: 1, incomplete: 2, downloaded: 1 });
+      // A full scrape on either instance lists it whole.
+      assert.deepEqual((await leecher.scrape())[h], { complete: 1, incomplete: 2, downloaded: 1 });
+      // /stats counts every instance's WebRTC peers (the sockets are each instance's own).
+      const webrtc = async (t: RunningTracker) => {
+        const r = await httpGet(t.http[0].port, '127.0.0.1', '/stats');
+        const { sockets, ...rest } = JSON.parse(r.body.toString()).webrtc;
+        assert.ok(sockets >= 1);
+        return rest as Record<string, number>;
+      };
+      const [fromA, fromB] = [await webrtc(a), await webrtc(b)];
+      assert.deepEqual(fromA, fromB);
+      assert.ok(fromA.peers >= 3 && fromA.seeders >= 1, JSON.stringify(fromA));
       // The same peer id from another socket is refused while the first holds it.
       const thief = await peerOn(b);
       thief.send({ action: 'announce', info_hash: h, peer_id: seeder.peerId, left: 0 });

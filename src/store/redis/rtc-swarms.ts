@@ -208,6 +208,7 @@ export class RedisRtcSwarms implements RtcShards {
   readonly #transport: RtcTransport;
   readonly #bases: Buffer[] = [];
   readonly #indexes: Buffer[] = [];
+  readonly #stats: Buffer[] = [];
   readonly #instancesKey: string;
   #nextSocket = 1;
   readonly #sockets = new Map<number, Socket>();
@@ -245,6 +246,7 @@ export class RedisRtcSwarms implements RtcShards {
       const base = Buffer.from(`${prefix}:{${b}}:`, 'latin1');
       this.#bases.push(base);
       this.#indexes.push(Buffer.concat([base, Buffer.from('wi')]));
+      this.#stats.push(Buffer.concat([base, Buffer.from('wn')]));
     }
     this.#instancesKey = `${prefix}:rtc:instances`;
     const client = opts.store.client;
@@ -516,7 +518,6 @@ export class RedisRtcSwarms implements RtcShards {
           if (more === 0 || removed >= budget) return;
         }
       });
-      await this.#refreshCounts();
     } catch {
       // Logged by the store; the next tick tries again.
     } finally {
@@ -566,17 +567,20 @@ export class RedisRtcSwarms implements RtcShards {
     }
   }
 
-  async #refreshCounts(): Promise<void> {
+  /** The WebRTC swarms of every instance (one HMGET per bucket); the last figures when Redis fails. */
+  async counts(): Promise<{ swarms: number; peers: number; seeders: number; leechers: number }> {
     const t = [0, 0, 0];
-    await eachBucket(async (b) => {
-      const key = Buffer.concat([this.#bases[b], Buffer.from('wn')]);
-      const r = await this.#store.call(this.#store.client.hmget(key, 't', 's', 'l'));
-      for (let i = 0; i < 3; i++) t[i] += Number(r[i] ?? 0);
-    });
-    this.#counts = { swarms: t[0], peers: t[1] + t[2], seeders: t[1], leechers: t[2] };
+    try {
+      await eachBucket(async (b) => {
+        const r = await this.#store.call(this.#store.client.hmget(this.#stats[b], 't', 's', 'l'));
+        for (let i = 0; i < 3; i++) t[i] += Number(r[i] ?? 0);
+      });
+      this.#counts = { swarms: t[0], peers: t[1] + t[2], seeders: t[1], leechers: t[2] };
+    } catch {}
+    return this.#counts;
   }
 
-  /** Swarm figures of every instance (as of the last sweep) and this instance's relay counters. */
+  /** Swarm figures of every instance (as of the last `counts()`) and this instance's relay counters. */
   stats(): WebRtcStats {
     return {
       ...this.#counts,
