@@ -10,7 +10,15 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { httpGet } from '../helpers/clients.ts';
-import { deleteKeys, ownRedis, redisTargets, sharedServe, testPrefix } from '../helpers/redis.ts';
+import {
+  deleteKeys,
+  freePort,
+  type OwnRedis,
+  ownRedis,
+  redisTargets,
+  sharedServe,
+  testPrefix,
+} from '../helpers/redis.ts';
 import { id20, isAnswerFor, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
 async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
@@ -153,33 +161,56 @@ for (const [name, url] of redisTargets)
 
 describe('WebTorrent on a Redis store that goes away', () => {
   let t: RunningTracker;
-  const redis = ownRedis(16_391 + (process.pid % 500));
+  let t2: RunningTracker;
+  let redis: OwnRedis;
   before(async () => {
+    redis = ownRedis(await freePort(16_391));
     await redis.start();
-    t = await startTracker(sharedServe(redis.url, testPrefix(), randomBytes(32).toString('hex')));
+    const prefix = testPrefix();
+    const secret = randomBytes(32).toString('hex');
+    [t, t2] = await Promise.all([
+      startTracker(sharedServe(redis.url, prefix, secret)),
+      startTracker(sharedServe(redis.url, prefix, secret)),
+    ]);
   });
   after(async () => {
-    await t?.stop();
-    await redis.kill();
+    await Promise.all([t?.stop(), t2?.stop()]);
+    await redis?.kill();
   });
 
-  test('an announce gets a clear failure reason, and works again once Redis is back', async () => {
+  test('an announce gets a clear failure reason; once Redis is back, announces and offers across instances work again', async () => {
     const h = id20(4, randomBytes(4).readUInt32BE(0));
     const p = new Peer(wsUrl(t), id20(0x64, 1));
-    await p.opened();
+    const q = new Peer(wsUrl(t2), id20(0x64, 2));
+    await Promise.all([p.opened(), q.opened()]);
     try {
       const ok = await p.announce(h, { offers: [] });
       assert.equal(ok['failure reason'], undefined, String(ok['failure reason']));
       await redis.kill();
       const down = await p.announce(h, { offers: [] });
       assert.match(String(down['failure reason']), /storage unavailable/);
+      assert.equal(p.ws.readyState, p.ws.OPEN, 'the socket stays open');
       await redis.start();
       await until('announces work again', async () => {
         const r = await p.announce(h, { offers: [] });
         return r['failure reason'] === undefined;
       });
+      // The restarted Redis is empty: p is back in the swarm by its announce above. Its subscriber
+      // subscribed again, so an offer from the other instance reaches it (retried: the
+      // subscription may take a moment longer than the first announce).
+      let n = 0;
+      await until('an offer from the other instance arrives', async () => {
+        const r = await q.announce(h, {
+          numwant: 1,
+          offers: [{ offer: sdp('offer', n), offer_id: id20(4, n++) }],
+        });
+        assert.equal(r['failure reason'], undefined, String(r['failure reason']));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return p.got.some(isOfferFor(h));
+      });
     } finally {
       p.ws.terminate();
+      q.ws.terminate();
     }
   });
 });

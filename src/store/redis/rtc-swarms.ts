@@ -44,8 +44,8 @@ import {
 export const MAX_IN_FLIGHT = 256;
 /** Bytes queued for one other instance in one turn of the event loop; past it, messages are dropped. */
 export const MAX_QUEUED_BYTES = 1024 * 1024;
-/** PUBLISH calls in flight; past it, messages are dropped (Redis is not keeping up). */
-export const MAX_PUBLISHING = 1024;
+/** Bytes of PUBLISH calls in flight; past it, messages are dropped (Redis is not keeping up). */
+export const MAX_PUBLISHING_BYTES = 16 * 1024 * 1024;
 
 /**
  * How instances reach each other (the thin transport, STYLE.md example 11): a payload for one
@@ -216,6 +216,7 @@ export class RedisRtcSwarms implements RtcShards {
   /** Messages for other instances, by instance id (hex), sent together at the end of the turn. */
   #queued = new Map<string, { to: Buffer; messages: Buffer[]; bytes: number }>();
   #flushing = false;
+  /** Bytes of PUBLISH calls not answered yet. */
   #publishing = 0;
   #timer: NodeJS.Timeout | null = null;
   #sweeping = false;
@@ -651,15 +652,17 @@ export class RedisRtcSwarms implements RtcShards {
     const queued = this.#queued;
     this.#queued = new Map();
     for (const q of queued.values()) {
-      if (this.#publishing >= MAX_PUBLISHING) {
+      if (this.#publishing + q.bytes > MAX_PUBLISHING_BYTES) {
         this.dropped += q.messages.length;
         continue;
       }
-      this.#publishing++;
+      this.#publishing += q.bytes;
       this.#transport.publish(q.to, writeRtcBatch(q.messages)).then(
-        () => this.#publishing--,
         () => {
-          this.#publishing--;
+          this.#publishing -= q.bytes;
+        },
+        () => {
+          this.#publishing -= q.bytes;
           this.dropped += q.messages.length;
         },
       );
