@@ -264,8 +264,8 @@ export function createTracker(
     }),
   );
   let serving = false;
-  // A shared swarm store (Redis): its connection.
-  if (redis !== null) health.add('store', () => redis.health() ?? true);
+  // A shared swarm store (Redis): its connection, and the WebRTC relay's subscription.
+  if (redis !== null) health.add('store', () => redis.health() ?? rtcRedis?.health() ?? true);
   health.add('database', async () => {
     if (db === null) return 'not open';
     await sql`select 1`.execute(db.kysely);

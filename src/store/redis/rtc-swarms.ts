@@ -58,6 +58,8 @@ export interface RtcTransport {
   publish(to: Buffer, payload: Buffer): Promise<unknown>;
   /** Resolves once this instance's payloads can arrive. */
   subscribed(): Promise<void>;
+  /** Null while payloads can arrive; otherwise what is wrong (for `/health`). */
+  health(): string | null;
   close(): Promise<void>;
 }
 
@@ -97,6 +99,11 @@ export class RedisPubSub implements RtcTransport {
 
   subscribed(): Promise<void> {
     return this.#subscribed;
+  }
+
+  health(): string | null {
+    const status = this.#sub.status;
+    return status === 'ready' ? null : `redis pub/sub ${status}`;
   }
 
   #channel(instance: Buffer): string {
@@ -287,6 +294,11 @@ export class RedisRtcSwarms implements RtcShards {
       }),
     ]);
     clearTimeout(t);
+  }
+
+  /** Null while offers for this instance's sockets can arrive; otherwise what is wrong (`/health`). */
+  health(): string | null {
+    return this.#transport.health();
   }
 
   /** The WS frontend keeps its own (empty) swarms: every swarm is here. */
