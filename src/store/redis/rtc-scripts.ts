@@ -220,3 +220,13 @@ for _, h in ipairs(swarms) do
 end
 return {removed, (removed >= budget or #swarms == 100) and 1 or 0}
 `;
+
+/**
+ * Heartbeat: KEYS[1] the live-instances set (`<prefix>:rtc:instances`), ARGV now (ms), this
+ * instance's id, cutoff (ms). Records the beat and returns up to 10 instances whose last beat is
+ * at or before the cutoff. allow-oom: a full Redis must not make every instance look dead.
+ */
+export const RTC_BEAT = `#!lua flags=allow-oom
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, 10)
+`;

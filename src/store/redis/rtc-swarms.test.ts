@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { deleteKeys, redisTargets, testPrefix } from '../../../test/helpers/redis.ts';
+import { deleteKeys, freePort, ownRedis, redisTargets, testPrefix } from '../../../test/helpers/redis.ts';
 import { createLogger } from '../../core/log.ts';
 import { AnnounceEvent } from '../../core/types.ts';
 import type { RtcConnection } from '../../frontend/ws/webrtc-swarms.ts';
@@ -147,10 +147,12 @@ for (const [name, url] of redisTargets)
       const target = socket();
       const offerer = socket();
       await a.rtc.announce(target, announce(h, id(30)), 5, clock);
-      // Three announces, one offer each, all to the one other peer.
-      for (let n = 0; n < 3; n++)
+      // Three announces, one offer each, all to the one other peer; each waits for the one before
+      // to arrive (on Cluster, two PUBLISHes may reach the subscriber out of order).
+      for (let n = 0; n < 3; n++) {
         await b.rtc.announce(offerer, announce(h, id(31), { offers: [offer(n)] }), 5, clock);
-      await until('three offers arrive', async () => target.got.length === 3);
+        await until(`offer ${n} arrives`, async () => target.got.length === n + 1);
+      }
       assert.deepEqual(
         target.got.map((m) => m.offer),
         [0, 1, 2].map((n) => ({ type: 'offer', sdp: `o${n}` })),
@@ -178,3 +180,47 @@ for (const [name, url] of redisTargets)
       );
     });
   });
+
+test('a full Redis (maxmemory, noeviction) does not make instances drop each other’s peers', async () => {
+  const redis = ownRedis(await freePort(16_520), ['--maxmemory-policy', 'noeviction']);
+  await redis.start();
+  const made: { store: RedisSwarmStore; rtc: RedisRtcSwarms }[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const store = new RedisSwarmStore({ url: redis.url, prefix: 'full', timeoutMs: 2000, peerTimeout: 60 });
+      await store.ready(10_000);
+      const rtc = new RedisRtcSwarms({
+        store,
+        logger,
+        peerTimeout: 60,
+        now: () => 1000,
+        heartbeatMs: 100,
+        instanceTimeoutMs: 600,
+      });
+      await rtc.start();
+      made.push({ store, rtc });
+    }
+    const [a, b] = made;
+    const h = id(5, 5);
+    await a.rtc.announce(socket(), announce(h, id(50)), 5, 1000);
+    await b.rtc.announce(socket(), announce(h, id(51)), 5, 1000);
+    // Full: every write that may grow memory is refused from now on.
+    const used = Number(/used_memory:(\d+)/.exec(String(await a.store.client.info('memory')))![1]);
+    await a.store.client.config('SET', 'maxmemory', String(Math.max(1, used - 256 * 1024)));
+    const refused = await a.rtc.announce(socket(), announce(id(6, 6), id(52)), 5, 1000);
+    assert.equal((refused as { code?: string }).code, 'HERALD_TRACKER_FULL');
+    // Well past the instance timeout, then room again: had the beats been refused while it was
+    // full, the first instance to beat again would find the other's beat stale and remove its peer.
+    await new Promise((r) => setTimeout(r, 1500));
+    await a.store.client.config('SET', 'maxmemory', '0');
+    await new Promise((r) => setTimeout(r, 800));
+    const [e] = await a.rtc.scrape([h]);
+    assert.equal(e.incomplete, 2, 'both instances kept their peers');
+  } finally {
+    for (const m of made) {
+      await m.rtc.close();
+      await m.store.close();
+    }
+    await redis.kill();
+  }
+});

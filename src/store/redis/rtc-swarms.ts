@@ -30,6 +30,7 @@ import {
 } from './rtc-messages.ts';
 import {
   RTC_ANNOUNCE,
+  RTC_BEAT,
   RTC_DROP_INSTANCE,
   RTC_LEAVE,
   RTC_SCRAPE,
@@ -126,6 +127,7 @@ interface Scripts {
   heraldRtcScrape(...args: (Buffer | string | number)[]): Promise<number[]>;
   heraldRtcScrapePageBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
   heraldRtcSweep(...args: (Buffer | string | number)[]): Promise<[number, number]>;
+  heraldRtcBeatBuffer(...args: (Buffer | string | number)[]): Promise<Buffer[]>;
 }
 
 /** An offer relayed to one of this instance's sockets, until it is answered or forgotten. */
@@ -265,6 +267,7 @@ export class RedisRtcSwarms implements RtcShards {
       ['heraldRtcScrape', RTC_SCRAPE],
       ['heraldRtcScrapePage', RTC_SCRAPE_PAGE],
       ['heraldRtcSweep', RTC_SWEEP],
+      ['heraldRtcBeat', RTC_BEAT],
     ])
       client.defineCommand(name, { numberOfKeys: 1, lua });
     this.#transport = (opts.transport ?? ((i) => new RedisPubSub(opts.store, i)))(this.instance);
@@ -353,8 +356,11 @@ export class RedisRtcSwarms implements RtcShards {
           s.inFlight--;
           if (r[0] === -1) return WsSwarmErrors.peerIdInUse;
           if (stopped) forget(s.joined, ih, pid);
-          else if (s.closed) this.#leave(s.owner, [ih, pid]);
-          else {
+          else if (s.closed) {
+            // Closed while this was in flight: its peer leaves, and offers no one.
+            this.#leave(s.owner, [ih, pid]);
+            return Errors.shardUnavailable;
+          } else {
             const other = joinedPeer(s.joined, ih);
             if (other === undefined) s.joined.push(ih, pid);
             else if (other !== pid) {
@@ -562,9 +568,13 @@ export class RedisRtcSwarms implements RtcShards {
     const client = this.#store.client;
     try {
       const now = Date.now();
-      await this.#store.call(client.zadd(this.#instancesKey, now, this.instance));
       const stale = await this.#store.call(
-        client.zrangebyscoreBuffer(this.#instancesKey, '-inf', now - this.#instanceTimeoutMs, 'LIMIT', 0, 10),
+        this.#cmd().heraldRtcBeatBuffer(
+          this.#instancesKey,
+          now,
+          this.instance,
+          now - this.#instanceTimeoutMs,
+        ),
       );
       for (const id of stale) {
         if (id.equals(this.instance)) continue;
