@@ -31,6 +31,7 @@ import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
+import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -169,11 +170,12 @@ export function createTracker(
       : null;
   const store: SwarmStore = sharded ?? local;
   const reusePort = workers;
-  // Workers on a shared store: the bus between them carries only WebTorrent (its swarms are each
-  // process's own, sharded over the workers as with the memory store).
+  // Workers on another shared store: the bus between them carries only WebTorrent (its swarms are
+  // each process's own, sharded over the workers as with the memory store). On Redis, WebTorrent
+  // swarms are in Redis too, and every worker is an instance of its own (no bus).
   const bus =
     sharded?.bus ??
-    (cluster !== undefined && workers
+    (cluster !== undefined && workers && redis === null
       ? new ClusterBus({
           clusterId: cluster.clusterId,
           token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
@@ -297,8 +299,8 @@ export function createTracker(
     }),
   );
   let serving = false;
-  // A shared swarm store (Redis): its connection.
-  if (redis !== null) health.add('store', () => redis.health() ?? true);
+  // A shared swarm store (Redis): its connection, and the WebRTC relay's subscription.
+  if (redis !== null) health.add('store', () => redis.health() ?? rtcRedis?.health() ?? true);
   health.add('database', async () => {
     if (db === null) return 'not open';
     await sql`select 1`.execute(db.kysely);
@@ -326,8 +328,14 @@ export function createTracker(
       ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
-  // with workers, sharded like the TCP/UDP swarms, over the same bus.
-  const rtcShards = bus !== null ? new WebRtcShard({ bus, logger }) : null;
+  // with workers, sharded like the TCP/UDP swarms, over the same bus; with Redis, shared by every
+  // instance (and worker process) on it, offers and answers over Redis pub/sub (docs/redis.md
+  // "WebTorrent").
+  const rtcRedis =
+    redis !== null
+      ? new RedisRtcSwarms({ store: redis, logger, peerTimeout: config.peerTimeout, now: () => clock.now() })
+      : null;
+  const rtcShards = bus !== null && rtcRedis === null ? new WebRtcShard({ bus, logger }) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -345,11 +353,19 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,
-    shards: rtcShards ?? undefined,
+    shards: rtcShards ?? rtcRedis ?? undefined,
   });
   stats.webrtc = () => {
     const s = ws.stats();
-    return { sockets: s.sockets, swarms: s.swarms, peers: s.peers, seeders: s.seeders, leechers: s.leechers };
+    const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({
+      sockets: s.sockets,
+      swarms: w.swarms,
+      peers: w.peers,
+      seeders: w.seeders,
+      leechers: w.leechers,
+    });
+    // With Redis, every instance's swarms.
+    return rtcRedis === null ? figures(s) : rtcRedis.counts().then(figures);
   };
   // The portal: on by default in private mode; on the tracker's HTTP(S) ports unless it has
   // listeners of its own (portal_listen).
@@ -457,6 +473,7 @@ export function createTracker(
             }),
           );
         rtcShards?.start();
+        await rtcRedis?.start(redis?.client.status === 'ready' ? 5000 : 0);
         await http.start();
         await udp.start();
         await ws.start();
@@ -544,6 +561,8 @@ export function createTracker(
       sweeper.stop();
       stats.stop();
       policy.stop();
+      // WebRTC peers this instance still holds in Redis leave before its connection closes.
+      await rtcRedis?.close();
       await ratioWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {

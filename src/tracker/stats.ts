@@ -99,6 +99,15 @@ export interface HttpConnectionStats {
   unsentBytes: number;
 }
 
+/** WebTorrent figures: this process's sockets, and the WebRTC swarms it serves. */
+export interface WebRtcFigures {
+  sockets: number;
+  swarms: number;
+  peers: number;
+  seeders: number;
+  leechers: number;
+}
+
 /** Samples the counters once a second so that rates are over a sliding 10 s window. */
 export class StatsReporter {
   #counters: TrackerCounters;
@@ -107,10 +116,8 @@ export class StatsReporter {
   #timer: NodeJS.Timeout | null = null;
   #started = Date.now();
 
-  /** Set by the composition root when the WebSocket frontend runs. */
-  webrtc:
-    | (() => { sockets: number; swarms: number; peers: number; seeders: number; leechers: number })
-    | null = null;
+  /** Set by the composition root when the WebSocket frontend runs (a promise with a shared store). */
+  webrtc: (() => WebRtcFigures | Promise<WebRtcFigures>) | null = null;
 
   /**
    * With workers: the other workers' `localSnapshot()`s, added to this one's by `snapshot()`
@@ -185,7 +192,7 @@ export class StatsReporter {
     const swarm = await this.#store.stats();
     const r = this.#window.rates();
     const round = (x: number | undefined) => Math.round((x ?? 0) * 10) / 10;
-    const rtc = this.webrtc?.();
+    const rtc = await this.webrtc?.();
     const http = this.http?.();
     return {
       ...(http ? { http } : {}),

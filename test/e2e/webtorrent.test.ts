@@ -15,6 +15,10 @@
  * leecher pages until one lands elsewhere): the seeder's offer crosses to the leecher's worker, its
  * answer comes back, and counts, scrapes and /stats are those of one swarm.
  *
+ * And against two `herald serve` instances on one Redis (issue #14; a redis-server of the
+ * scenario's own, inside the namespace): the seeder page announces to instance A, the leecher page
+ * to instance B only, and they exchange the file; counts, scrapes and /stats are read on B.
+ *
  * Required, the test fails (it does not skip) without them: /usr/bin/chromium
  * (`apt-get install -y chromium`), playwright-core (a devDependency: `npm ci`), `unshare`
  * (util-linux) and `ip` (iproute2), root. The WebTorrent build is downloaded once with `npm pack`
@@ -81,6 +85,8 @@ interface Scrape {
 interface Result {
   error?: string;
   workers: number;
+  instances: number;
+  leecherAnnounce: string;
   placement: { seederWorker: number; leecherWorker: number; leecherAttempts: number };
   announce: string;
   size: number;
@@ -106,6 +112,7 @@ interface Result {
 function runScenario(
   bundle: string,
   workers: number,
+  redis: boolean,
 ): Promise<{ result: Result | null; stderr: string; code: number | null }> {
   // Everything the scenario writes (Herald's data, Chromium's profile) goes here, removed at the
   // end even when the scenario had to be killed.
@@ -113,7 +120,13 @@ function runScenario(
   return new Promise((resolve) => {
     const child = spawn('unshare', ['-n', 'bash', '-c', NETNS_SETUP, 'herald-wt-netns', NODE, SCENARIO], {
       cwd: ROOT,
-      env: { ...process.env, WT_BUNDLE_PATH: bundle, WT_WORKERS: String(workers), TMPDIR: tmp },
+      env: {
+        ...process.env,
+        WT_BUNDLE_PATH: bundle,
+        WT_WORKERS: String(workers),
+        WT_REDIS: redis ? '1' : '0',
+        TMPDIR: tmp,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: Herald (its child) goes with it when the group is killed.
       detached: true,
@@ -154,11 +167,11 @@ function trackersOf(magnetURI: string): string[] {
 }
 
 /** Runs the scenario against `herald serve --workers <workers>` and checks what it saw. */
-async function exchange(t: TestContext, workers: number): Promise<Result> {
+async function exchange(t: TestContext, workers: number, redis = false): Promise<Result> {
   requireEverything();
   const bundle = ensureBundle();
   const started = Date.now();
-  const { result: r, stderr, code } = await runScenario(bundle, workers);
+  const { result: r, stderr, code } = await runScenario(bundle, workers, redis);
   t.diagnostic(`scenario ran ${Date.now() - started} ms (exit ${code})`);
   assert.ok(r, `the scenario printed no result (exit ${code}):\n${stderr.slice(-6000)}`);
   assert.ok(
@@ -169,7 +182,7 @@ async function exchange(t: TestContext, workers: number): Promise<Result> {
 
   // Herald's WebSocket URL is the only tracker, for both pages and in the magnet link.
   assert.deepEqual(r.seeder.announce, [r.announce]);
-  assert.deepEqual(r.leecher.announce, [r.announce]);
+  assert.deepEqual(r.leecher.announce, [r.leecherAnnounce]);
   assert.deepEqual(trackersOf(r.seeder.magnetURI), [r.announce]);
   assert.equal(r.leecher.infoHash, r.seeder.infoHash);
 
@@ -237,4 +250,12 @@ test('the same with herald serve --workers 2, the two pages on different workers
     r.placement.seederWorker,
     'the leecher downloaded from a seeder on another worker',
   );
+});
+
+test('the same with two herald serve instances on one Redis, the pages on different instances', {
+  timeout: 110_000,
+}, async (t) => {
+  const r = await exchange(t, 1, true);
+  assert.equal(r.instances, 2);
+  assert.notEqual(r.leecherAnnounce, r.announce, 'the leecher announced to the other instance');
 });

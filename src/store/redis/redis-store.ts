@@ -165,6 +165,17 @@ export class RedisSwarmStore implements SwarmStore {
     });
   }
 
+  /**
+   * `p`, a call on `client` made by another part of Herald (the WebRTC swarms, rtc-swarms.ts),
+   * under this store's deadline; a failure counts for health() and the log as the store's own do.
+   */
+  call<T>(p: Promise<T>): Promise<T> {
+    return this.#bounded(p).catch((err) => {
+      this.#failed(err);
+      throw err;
+    });
+  }
+
   #expire(): void {
     const now = Date.now();
     for (const d of this.#pending) {
@@ -281,15 +292,9 @@ export class RedisSwarmStore implements SwarmStore {
   scrape(infoHashes: readonly Uint8Array[]): Promise<ScrapeEntry[]> {
     const out: ScrapeEntry[] = new Array(infoHashes.length);
     // One script per bucket the hashes fall in, all sent at once.
-    const groups = new Map<number, number[]>();
-    for (let i = 0; i < infoHashes.length; i++) {
-      const b = this.#bucketOf(infoHashes[i]);
-      const g = groups.get(b);
-      if (g === undefined) groups.set(b, [i]);
-      else g.push(i);
-    }
     const calls: Promise<void>[] = [];
-    for (const [b, at] of groups)
+    // In private mode a hybrid's two hashes live in its route hash's bucket.
+    for (const [b, at] of byBucket(infoHashes, (h) => this.#bucketOf(h)))
       calls.push(
         this.#bounded(
           this.#cmd().heraldScrape(
@@ -383,13 +388,8 @@ export class RedisSwarmStore implements SwarmStore {
     };
   }
 
-  /** Runs `fn` for every bucket, 64 at a time. */
-  async #eachBucket(fn: (b: number) => Promise<void>): Promise<void> {
-    for (let b = 0; b < BUCKETS; b += 64) {
-      const calls: Promise<void>[] = [];
-      for (let k = b; k < b + 64; k++) calls.push(fn(k));
-      await Promise.all(calls);
-    }
+  #eachBucket(fn: (b: number) => Promise<void>): Promise<void> {
+    return eachBucket(fn);
   }
 
   async close(): Promise<void> {
@@ -415,6 +415,30 @@ export const BUCKETS = 1024;
 
 export function bucketOf(infoHash: Uint8Array): number {
   return (infoHash[0] << 2) | (infoHash[1] >> 6);
+}
+
+/** The positions of `infoHashes` by the bucket each falls in (`bucket`: the store's, with its route). */
+export function byBucket(
+  infoHashes: readonly Uint8Array[],
+  bucket: (infoHash: Uint8Array) => number = bucketOf,
+): Map<number, number[]> {
+  const groups = new Map<number, number[]>();
+  for (let i = 0; i < infoHashes.length; i++) {
+    const b = bucket(infoHashes[i]);
+    const g = groups.get(b);
+    if (g === undefined) groups.set(b, [i]);
+    else g.push(i);
+  }
+  return groups;
+}
+
+/** Runs `fn` for every bucket, 64 at a time. */
+export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void> {
+  for (let b = 0; b < BUCKETS; b += 64) {
+    const calls: Promise<void>[] = [];
+    for (let k = b; k < b + 64; k++) calls.push(fn(k));
+    await Promise.all(calls);
+  }
 }
 
 interface Scripts {

@@ -61,6 +61,43 @@ end
 `;
 
 /**
+ * Peer selection, shared with the WebRTC announce (rtc-scripts.ts). `pick` appends to `out` up to
+ * `count` distinct members of `key` (which has `card`) other than `me` (`self`: whether `me` is
+ * in it): ZRANDMEMBER with a positive count never repeats a member. `split` divides `want` between
+ * `ns` seeders and `nl` leechers in proportion to their numbers (rounded at random by `r`), so
+ * that each peer has about the same chance.
+ */
+export const SELECT = `
+local function pick(out, key, card, count, self, me)
+  if count <= 0 then return end
+  local got
+  if card - (self and 1 or 0) <= count then
+    got = redis.call('ZRANGE', key, 0, -1)
+  else
+    got = redis.call('ZRANDMEMBER', key, count + (self and 1 or 0))
+  end
+  local taken = 0
+  for i = 1, #got do
+    if taken < count and got[i] ~= me then
+      out[#out + 1] = got[i]
+      taken = taken + 1
+    end
+  end
+end
+local function split(want, ns, nl, r)
+  if ns + nl <= want then return ns, nl end
+  local ks = math.floor(want * ns / (ns + nl) + r)
+  if ks > ns then ks = ns end
+  local kl = want - ks
+  if kl > nl then
+    kl = nl
+    ks = want - kl
+  end
+  return ks, kl
+end
+`;
+
+/**
  * Announce: counts and peers for the requester (before its announce is applied, STYLE.md example
  * 6), then the announce itself.
  * ARGV: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
@@ -83,6 +120,7 @@ end
  */
 export const ANNOUNCE = `#!lua
 ${PRELUDE}
+${SELECT}
 local tid, ep, fam = ARGV[2], ARGV[3], ARGV[4]
 local seeder = ARGV[5] == '1'
 local event = tonumber(ARGV[6])
@@ -166,44 +204,18 @@ if event == 3 then
   return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
 end
 
--- Peers: up to count members of key other than the requester, distinct (ZRANDMEMBER with a
--- positive count never repeats a member).
+-- Peers (SELECT): never the requester.
 local out = {}
-local function pick(key, card, count, self)
-  if count <= 0 then return end
-  local got
-  if card - (self and 1 or 0) <= count then
-    got = redis.call('ZRANGE', key, 0, -1)
-  else
-    got = redis.call('ZRANDMEMBER', key, count + (self and 1 or 0))
-  end
-  local taken = 0
-  for i = 1, #got do
-    if taken < count and got[i] ~= ep then
-      out[#out + 1] = got[i]
-      taken = taken + 1
-    end
-  end
-end
 local cs, cl = n[1], n[2]
 if fam == '6' then cs, cl = n[3], n[4] end
 if want > 0 then
   if seeder then
     -- A seeder needs no seeders.
-    pick(fl, cl, want, inL)
+    pick(out, fl, cl, want, inL, ep)
   else
-    local ns, nl = cs - (inS and 1 or 0), cl - (inL and 1 or 0)
-    local ks, kl = ns, nl
-    if ns + nl > want then
-      -- Seeders and leechers in proportion to their numbers (rounded at random), so that each
-      -- peer has about the same chance.
-      ks = math.floor(want * ns / (ns + nl) + tonumber(ARGV[11]))
-      if ks > ns then ks = ns end
-      kl = want - ks
-      if kl > nl then kl = nl; ks = want - kl end
-    end
-    pick(fs, cs, ks, inS)
-    pick(fl, cl, kl, inL)
+    local ks, kl = split(want, cs - (inS and 1 or 0), cl - (inL and 1 or 0), tonumber(ARGV[11]))
+    pick(out, fs, cs, ks, inS, ep)
+    pick(out, fl, cl, kl, inL, ep)
   end
 end
 

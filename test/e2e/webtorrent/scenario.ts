@@ -17,9 +17,17 @@
  * The download then proves that the seeder's offer crossed to the leecher's worker and its answer
  * came back.
  *
- * Input (environment): WT_BUNDLE_PATH, the path of webtorrent.min.js; WT_WORKERS (default 1).
+ * With WT_REDIS=1 (issue #14), two `herald serve` instances share their swarms through a
+ * redis-server the scenario starts in the namespace: the seeder page announces to instance A, the
+ * leecher page to instance B only (its magnet link without A's tracker), so the download proves
+ * that the seeder's offer crossed instances and its answer came back; scrapes, the desktop peer
+ * and /stats are read on the other instance than the one announced to.
+ *
+ * Input (environment): WT_BUNDLE_PATH, the path of webtorrent.min.js; WT_WORKERS (default 1);
+ * WT_REDIS (default 0).
  * Not HERALD_*: Herald, which inherits the environment, refuses unknown HERALD_* variables.
  */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -46,6 +54,9 @@ const log = (s: string) =>
   process.stderr.write(`[scenario ${new Date().toISOString().slice(11, 23)}] ${s}\n`);
 
 let tracker: RunningTracker | null = null;
+/** With WT_REDIS: instance B, and the redis-server. */
+let trackerB: RunningTracker | null = null;
+let redis: ChildProcess | null = null;
 let server: Server | null = null;
 let browser: Browser | null = null;
 
@@ -58,6 +69,28 @@ async function cleanup(): Promise<void> {
   const t = tracker;
   tracker = null;
   await t?.stop().catch(() => {});
+  const tb = trackerB;
+  trackerB = null;
+  await tb?.stop().catch(() => {});
+  redis?.kill('SIGKILL');
+  redis = null;
+}
+
+/** A redis-server on the namespace's loopback (nothing else can reach it). */
+async function startRedis(port: number): Promise<string> {
+  redis = spawn(
+    'redis-server',
+    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
+    if (r.stdout?.includes('PONG')) return `redis://127.0.0.1:${port}`;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('redis-server did not start');
 }
 
 const watchdog = setTimeout(() => {
@@ -204,11 +237,32 @@ async function main(): Promise<Json> {
   const bundle = readFileSync(bundlePath);
 
   const workers = Number(process.env.WT_WORKERS ?? '1');
-  tracker = await startTracker(
-    ['--http', '127.0.0.1:0', '--udp', 'off', '--ws', '127.0.0.1:0', '--workers', String(workers)],
-    workers > 1 ? { ready: 'herald workers running' } : {},
-  );
-  const http = tracker.http[0];
+  const shared = process.env.WT_REDIS === '1';
+  const store = shared
+    ? [
+        '--store',
+        await startRedis(6399),
+        '--redis-prefix',
+        'e2e',
+        '--udp-secret',
+        randomBytes(32).toString('hex'),
+      ]
+    : [];
+  const serve = [
+    '--http',
+    '127.0.0.1:0',
+    '--udp',
+    'off',
+    '--ws',
+    '127.0.0.1:0',
+    '--workers',
+    String(workers),
+    ...store,
+  ];
+  tracker = await startTracker(serve, workers > 1 ? { ready: 'herald workers running' } : {});
+  if (shared) trackerB = await startTracker(serve);
+  // With Redis, everything read back (scrapes, the desktop peer, /stats) is read on instance B.
+  const http = (trackerB ?? tracker).http[0];
   const ws = wsAddresses(tracker.stderr());
   if (ws.length !== 1) throw new Error(`expected one ws listener, got ${JSON.stringify(ws)}`);
   const wsPort = Number(ws[0].slice(ws[0].lastIndexOf(':') + 1));
@@ -218,7 +272,9 @@ async function main(): Promise<Json> {
   const holders = () =>
     new Map([...connectionHolders(pids, wsPort)].map(([port, pid]) => [port, pids.indexOf(pid)]));
   const announce = `ws://${ws[0]}/announce`;
-  log(`herald http ${http.host}:${http.port}, ${announce}`);
+  // The leecher's tracker: instance B's with Redis, else the same.
+  const leecherAnnounce = trackerB ? `ws://${wsAddresses(trackerB.stderr())[0]}/announce` : announce;
+  log(`herald http ${http.host}:${http.port}, ${announce}, leecher ${leecherAnnounce}`);
 
   server = await staticServer(bundle);
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -250,13 +306,13 @@ async function main(): Promise<Json> {
     // The seeder's announce reached Herald: it is the WebRTC swarm's one seeder.
     const scrapeSeeded = await waitFor(
       'ws scrape after seeding',
-      () => wsScrape(announce, seeded.infoHash),
+      () => wsScrape(leecherAnnounce, seeded.infoHash),
       (s) => s.complete === 1,
     );
 
     // A desktop peer (TCP) announces the same info hash: it must not be given the browser seeder.
     const desktopFirst = await desktopAnnounce(http, seeded.infoHash, 'started');
-    const scrapeAfterDesktop = await wsScrape(announce, seeded.infoHash);
+    const scrapeAfterDesktop = await wsScrape(leecherAnnounce, seeded.infoHash);
 
     // The seeder's WebSocket is the only connection to Herald now (the scrapes' are closed).
     const seederConn = await waitFor(
@@ -278,7 +334,12 @@ async function main(): Promise<Json> {
           (
             globalThis as unknown as { heraldLeech(a: string, m: string, ms: number): Promise<Json> }
           ).heraldLeech(a, m, ms),
-        [announce, seeded.magnetURI, DOWNLOAD_TIMEOUT_MS] as const,
+        [
+          leecherAnnounce,
+          // With Redis, B is the leecher's only tracker: the magnet link without A's.
+          trackerB ? `magnet:?xt=urn:btih:${seeded.infoHash}` : seeded.magnetURI,
+          DOWNLOAD_TIMEOUT_MS,
+        ] as const,
       ) as Promise<Json & { base64: string }>;
       if (workers === 1) {
         leeching = attempt;
@@ -327,6 +388,8 @@ async function main(): Promise<Json> {
     return {
       ok: true,
       workers,
+      instances: trackerB ? 2 : 1,
+      leecherAnnounce,
       placement,
       announce,
       size: bytes.length,
