@@ -24,6 +24,7 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
+import { HitAndRunWatch, type HnrRules } from '../policy/hit-and-run.ts';
 import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
@@ -68,6 +69,8 @@ export interface Tracker {
   readonly accountant: Accountant | null;
   /** Private mode: the ratio watch scheduler (null otherwise, and in workers other than the first). */
   readonly ratioWatch: RatioWatch | null;
+  /** Private mode: the hit-and-run scheduler (null as `ratioWatch` is). */
+  readonly hnrWatch: HitAndRunWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
@@ -202,20 +205,19 @@ export function createTracker(
   };
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
-  const ratioWatch =
-    config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0)
-      ? new RatioWatch({
-          registry: getRegistry,
-          clock,
-          logger,
-          refreshPolicy: () => policy.refresh(),
-          rules: {
-            minPercent: config.ratioWatchMinPercent,
-            graceBytes: config.ratioWatchGrace,
-            periodSeconds: config.ratioWatchDays * 86400,
-          },
-        })
-      : null;
+  const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
+  const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
+  const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
+  const ratioWatch = scheduler
+    ? new RatioWatch({
+        ...schedulerDeps,
+        rules: {
+          minPercent: config.ratioWatchMinPercent,
+          graceBytes: config.ratioWatchGrace,
+          periodSeconds: config.ratioWatchDays * 86400,
+        },
+      })
+    : null;
   const service = new TrackerService({
     store,
     clock,
@@ -448,6 +450,8 @@ export function createTracker(
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
       void ratioWatch?.run().catch(() => {});
+      hnrWatch?.start(config.hnrInterval);
+      void hnrWatch?.run().catch(() => {});
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -509,6 +513,7 @@ export function createTracker(
       stats.stop();
       policy.stop();
       await ratioWatch?.stop();
+      await hnrWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -535,6 +540,7 @@ export function createTracker(
     policy,
     accountant,
     ratioWatch,
+    hnrWatch,
     portal,
     publicUrls: () => publicUrls(),
     health,
@@ -550,6 +556,18 @@ export function createTracker(
     return announceBases(config.publicUrls, tracker.addresses());
   }
   return tracker;
+}
+
+/** The hit-and-run rules of a configuration (issue #16). */
+export function hnrRules(c: HeraldConfig): HnrRules {
+  return {
+    seedSeconds: c.hnrSeedHours * 3600,
+    windowSeconds: c.hnrDays * 86400,
+    ratioPercent: c.hnrRatioPercent,
+    max: c.hnrMax,
+    expireSeconds: c.hnrExpireDays * 86400,
+    immuneRoles: c.hnrImmuneRoles,
+  };
 }
 
 function fmt(a: { host: string; port: number }): string {

@@ -1,5 +1,6 @@
 import { parseHostPort, parseIp } from '../core/address.ts';
 import { LOG_LEVELS, type LogLevel } from '../core/log.ts';
+import { ROLES } from '../db/schema.ts';
 
 /** Herald's whole configuration, as the code sees it (camelCase). */
 export interface HeraldConfig {
@@ -55,6 +56,13 @@ export interface HeraldConfig {
   ratioWatchGrace: number;
   ratioWatchDays: number;
   ratioWatchInterval: number;
+  hnrSeedHours: number;
+  hnrDays: number;
+  hnrRatioPercent: number;
+  hnrMax: number;
+  hnrExpireDays: number;
+  hnrImmuneRoles: string[];
+  hnrInterval: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -509,6 +517,67 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Ratio watch: seconds between runs of the scheduler that warns, suspends and restores',
   },
   {
+    key: 'hnrSeedHours',
+    kind: 'int',
+    min: 0,
+    max: 87600,
+    default: 0,
+    arg: 'HOURS',
+    doc: 'Hit-and-run (private mode): hours a member must seed a torrent they snatched, within hnr_days of the snatch (or reach hnr_ratio_percent on it); a snatch that does not is a hit-and-run (0 = off)',
+  },
+  {
+    key: 'hnrDays',
+    kind: 'int',
+    min: 1,
+    max: 3650,
+    default: 14,
+    arg: 'DAYS',
+    doc: 'Hit-and-run: days after a snatch by which the member must have seeded hnr_seed_hours',
+  },
+  {
+    key: 'hnrRatioPercent',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'PERCENT',
+    doc: 'Hit-and-run: a ratio on the torrent itself (uploaded / downloaded as the client reported them, in percent) that fulfils the rule as seeding time does (0 = only seeding time)',
+  },
+  {
+    key: 'hnrMax',
+    kind: 'int',
+    min: 0,
+    max: 100_000,
+    default: 3,
+    arg: 'N',
+    doc: 'Hit-and-run: active hit-and-runs at which a member loses download rights, until fewer are active (0 = never)',
+  },
+  {
+    key: 'hnrExpireDays',
+    kind: 'int',
+    min: 0,
+    max: 3650,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Hit-and-run: days after which a hit-and-run no longer counts (0 = never); seeding the torrent to hnr_seed_hours, or staff forgiveness, ends it sooner',
+  },
+  {
+    key: 'hnrImmuneRoles',
+    kind: 'string-list',
+    default: ['moderator', 'admin'],
+    arg: 'ROLE',
+    doc: 'Hit-and-run: roles whose members are never marked (repeatable: member, uploader, moderator, admin); staff also make single members immune',
+  },
+  {
+    key: 'hnrInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Hit-and-run: seconds between runs of the scheduler that marks, ends, suspends and restores',
+  },
+  {
     key: 'apiToken',
     kind: 'secret?',
     default: null,
@@ -855,6 +924,9 @@ export function validateRelations(c: HeraldConfig): void {
         'config: mode: private mode with a Redis store is not supported yet (accounting baselines are per instance, so a client alternating instances would be credited wrongly)',
       );
   }
+  for (const r of c.hnrImmuneRoles)
+    if (!(ROLES as readonly string[]).includes(r))
+      throw new ConfigError(`config: hnr_immune_roles: "${r}" is not a role (${ROLES.join(', ')})`);
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
     throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');
 }

@@ -299,6 +299,49 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0007_hit_and_runs': {
+      // Hit-and-run (issue #16). Per member and torrent, whether the snatch has been judged
+      // (`hnr_state`: 0 not yet, 1 fulfilled or exempt, 2 a hit-and-run), so that each pass reads
+      // only snatches past their deadline and not yet judged. One row per hit-and-run, kept when it
+      // ends (why: 'seeded', 'expired', 'forgiven'; by whom), for the member's and staff's pages.
+      // Per-member immunity, set by staff.
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('member_torrents')
+          .addColumn('hnr_state', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('hnr_immune', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('hit_and_runs')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('snatched_at', 'bigint', (c) => c.notNull())
+          .addColumn('marked_at', 'bigint', (c) => c.notNull())
+          .addColumn('seed_time', 'bigint', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull().defaultTo('active'))
+          .addColumn('ended_at', 'bigint')
+          .addColumn('ended_by', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('note', 'text')
+          .addUniqueConstraint('hit_and_runs_member_torrent', ['member_id', 'torrent_id'])
+          .execute();
+        await db.schema
+          .createIndex('hit_and_runs_status')
+          .on('hit_and_runs')
+          .columns(['status', 'member_id'])
+          .execute();
+        await db.schema
+          .createIndex('member_torrents_hnr')
+          .on('member_torrents')
+          .columns(['hnr_state', 'completed_at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -126,6 +126,7 @@ export const MEMBER_COLUMNS = [
   'leech_changed_at',
   'ratio_warned_at',
   'ratio_warnings',
+  'hnr_immune',
 ] as const;
 
 /** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */

@@ -25,6 +25,7 @@ export interface Database {
   traffic_history: TrafficHistoryTable;
   site_history: SiteHistoryTable;
   login_addresses: LoginAddressesTable;
+  hit_and_runs: HitAndRunsTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -68,6 +69,8 @@ export interface MembersTable {
   ratio_warned_at: number | null;
   /** Ratio watch: warnings given so far. */
   ratio_warnings: Generated<number>;
+  /** Hit-and-run (0007): 1 = never marked (set by staff). */
+  hnr_immune: Generated<number>;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -180,6 +183,8 @@ export interface MemberTorrentsTable {
   last_announce_at: number;
   /** At the last announce (0006_rules): 0 stopped, 1 leeching, 2 seeding. */
   state: Generated<number>;
+  /** Hit-and-run (0007): the snatch is 0 not judged yet, 1 fulfilled or exempt, 2 a hit-and-run. */
+  hnr_state: Generated<number>;
 }
 
 export interface HashListsTable {
@@ -257,3 +262,26 @@ export interface LoginAddressesTable {
   address: string;
   last_at: number;
 }
+
+export const HNR_STATUSES = ['active', 'seeded', 'expired', 'forgiven'] as const;
+export type HnrStatus = (typeof HNR_STATUSES)[number];
+
+/**
+ * A hit-and-run (0007): a snatch not seeded `hnr_seed_hours` within `hnr_days`. Active until the
+ * member seeds it to the hours after all ('seeded'), it is older than `hnr_expire_days`
+ * ('expired'), or staff forgive it ('forgiven', `ended_by`, `note`). One per member and torrent.
+ */
+export interface HitAndRunsTable {
+  id: Generated<number>;
+  member_id: number;
+  torrent_id: number;
+  snatched_at: number;
+  marked_at: number;
+  /** The member's seeding time on the torrent when it was marked. */
+  seed_time: number;
+  status: HnrStatus;
+  ended_at: number | null;
+  ended_by: number | null;
+  note: string | null;
+}
+export type HitAndRun = Selectable<HitAndRunsTable>;

@@ -74,6 +74,7 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
     if (g === undefined) groupsOf.set(r.member_id, [r.group_id]);
     else g.push(r.group_id);
   }
+  const hnr = await reg.hnr.activeByMember();
   await inPages(
     (after) =>
       k
@@ -88,8 +89,9 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
         id: m.id,
         status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
         groups: groupsOf.get(m.id) ?? [],
-        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : 2,
+        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
         warned: m.ratio_warned_at !== null,
+        hnr: hnr.get(m.id) ?? 0,
       }),
   );
   await inPages(
@@ -295,16 +297,18 @@ export class Policy {
   }
 
   /**
-   * Download rights and ratio watch (issue #16): a member without them is refused any announce
-   * that still has something to download (`stopped` passes: the client leaves, and what it moved
-   * is credited); seeding goes on. A warned member's announces carry the warning.
+   * Download rights, ratio watch and hit-and-run (issue #16): a member without rights is refused
+   * any announce that still has something to download (`stopped` passes: the client leaves, and
+   * what it moved is credited); seeding goes on. A warned member's announces carry the warning
+   * (ratio first: it is the one with a deadline on the whole account).
    */
   #checkRights(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
     const m = ctx.member;
     if (m === null) return null;
     if (m.leech !== 0 && m.leech !== undefined && req.left > 0 && req.event !== AnnounceEvent.stopped)
-      return m.leech === 1 ? Errors.leechRatio : Errors.leechStaff;
+      return m.leech === 1 ? Errors.leechRatio : m.leech === 3 ? Errors.leechHnr : Errors.leechStaff;
     if (m.warned === true) ctx.warning = Warnings.ratioWatch;
+    else if (m.hnr !== undefined && m.hnr > 0) ctx.warning = Warnings.hitAndRun;
     return null;
   }
 
