@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { announceUrls } from '../core/urls.ts';
 import { type PublicMember, type Registry, RegistryError } from '../db/registry.ts';
-import { MEMBER_STATUSES, ROLES } from '../db/schema.ts';
+import { HNR_STATUSES, type HnrStatus, MEMBER_STATUSES, ROLES } from '../db/schema.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { StatsReporter } from '../tracker/stats.ts';
 
@@ -38,6 +38,10 @@ const schemas = {
     status: z.enum(MEMBER_STATUSES).optional(),
     reason: z.string().max(500).nullable().optional(),
     can_leech: z.boolean().optional(),
+    hnr_immune: z.boolean().optional(),
+  }),
+  forgive: z.strictObject({
+    note: z.string().max(500).nullable().optional(),
   }),
   newTorrent: z.union([
     z.strictObject({
@@ -111,6 +115,8 @@ export function createApiHandler(deps: {
   ) => { seeding: number; leeching: number } | Promise<{ seeding: number; leeching: number }>;
   /** For "now" from the database when `activity` is absent. */
   peerTimeout?: number;
+  /** Hit-and-run: active ones at which download rights go (0 = never); forgiveness below it gives them back. */
+  hnrThreshold?: number;
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
   const reg = () => deps.registry();
@@ -184,7 +190,41 @@ export function createApiHandler(deps: {
         let out = await reg().updateMember(m, { role: b.role, invites: b.invites, email: b.email });
         if (b.status !== undefined) out = await reg().setMemberStatus(m, b.status, b.reason ?? null);
         if (b.can_leech !== undefined) out = await reg().setCanLeech(m, b.can_leech);
+        if (b.hnr_immune !== undefined) {
+          await reg().hnr.setImmune(out, b.hnr_immune);
+          out = await reg().member(out.id);
+        }
         return memberOut(out);
+      },
+    ],
+    [
+      'GET',
+      'hit-and-runs',
+      async (_p, _b, q) => {
+        const status = q.get('status');
+        if (status !== null && !(HNR_STATUSES as readonly string[]).includes(status))
+          throw new ApiError(400, `status: one of ${HNR_STATUSES.join(', ')}`);
+        return reg().hnr.list({
+          member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
+          status: (status ?? undefined) as HnrStatus | undefined,
+          limit: int(q, 'limit', 100, 1000),
+          offset: int(q, 'offset', 0, 1e9),
+        });
+      },
+    ],
+    [
+      'POST',
+      'hit-and-runs/*/forgive',
+      async ([id], body) => {
+        const b = await parse(schemas.forgive, body);
+        const n = Number(id);
+        if (!Number.isInteger(n) || n <= 0) throw new ApiError(404, `no hit-and-run ${id}`);
+        return reg().hnr.forgive(n, {
+          by: null,
+          note: b.note ?? null,
+          max: deps.hnrThreshold ?? 0,
+          at: Math.floor(Date.now() / 1000),
+        });
       },
     ],
     ['POST', 'members/*/reset-passkey', async ([m]) => memberOut(await reg().resetPasskey(m))],

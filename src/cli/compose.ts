@@ -24,7 +24,7 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
-import { HitAndRunWatch, type HnrRules } from '../policy/hit-and-run.ts';
+import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
@@ -377,6 +377,7 @@ export function createTracker(
                 : (id) => accountant.activity(id)
               : undefined,
             peerTimeout: config.peerTimeout,
+            hnrThreshold: hnrThreshold(hnrRules(config)),
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
@@ -556,18 +557,6 @@ export function createTracker(
     return announceBases(config.publicUrls, tracker.addresses());
   }
   return tracker;
-}
-
-/** The hit-and-run rules of a configuration (issue #16). */
-export function hnrRules(c: HeraldConfig): HnrRules {
-  return {
-    seedSeconds: c.hnrSeedHours * 3600,
-    windowSeconds: c.hnrDays * 86400,
-    ratioPercent: c.hnrRatioPercent,
-    max: c.hnrMax,
-    expireSeconds: c.hnrExpireDays * 86400,
-    immuneRoles: c.hnrImmuneRoles,
-  };
 }
 
 function fmt(a: { host: string; port: number }): string {

@@ -1,3 +1,4 @@
+import type { HeraldConfig } from '../config/schema.ts';
 import { ScheduledPass } from './scheduled.ts';
 
 /**
@@ -22,6 +23,27 @@ export interface HnrRules {
   expireSeconds: number;
   /** Roles never marked. */
   immuneRoles: readonly string[];
+}
+
+/** The configuration keys of hit-and-run. */
+export type HnrConfigKey =
+  | 'hnrSeedHours'
+  | 'hnrDays'
+  | 'hnrRatioPercent'
+  | 'hnrMax'
+  | 'hnrExpireDays'
+  | 'hnrImmuneRoles';
+
+/** The hit-and-run rules of a configuration (issue #16). */
+export function hnrRules(c: Pick<HeraldConfig, HnrConfigKey>): HnrRules {
+  return {
+    seedSeconds: c.hnrSeedHours * 3600,
+    windowSeconds: c.hnrDays * 86400,
+    ratioPercent: c.hnrRatioPercent,
+    max: c.hnrMax,
+    expireSeconds: c.hnrExpireDays * 86400,
+    immuneRoles: c.hnrImmuneRoles,
+  };
 }
 
 /** A member's figures on one torrent (member_torrents), as hit-and-run judges them. */
@@ -84,6 +106,11 @@ export function hnrRightsAction(
   if (over && m.canLeech) return 'revoke';
   if (!over && !m.canLeech && m.reason === 'hnr') return 'restore';
   return null;
+}
+
+/** Active hit-and-runs at which download rights go, as the rules stand (0 = never: off, or `max` 0). */
+export function hnrThreshold(rules: HnrRules): number {
+  return rules.seedSeconds > 0 ? rules.max : 0;
 }
 
 /** What one run changed. */
@@ -165,7 +192,7 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
       for (const s of await reg.hnr.end(ends, now)) out[s]++;
     }
     const rights: { id: number; action: 'revoke' | 'restore' }[] = [];
-    for (const m of await reg.hnr.rightsCandidates(rules.seedSeconds > 0 ? rules.max : 0)) {
+    for (const m of await reg.hnr.rightsCandidates(hnrThreshold(rules))) {
       const action = hnrRightsAction(
         m.active,
         { canLeech: m.can_leech === 1, reason: m.leech_reason },

@@ -46,3 +46,36 @@ export async function withScheduler<Rules, W>(
     await made.drop();
   }
 }
+
+/**
+ * A hit-and-run as the scheduler leaves it: the member's snatch of the torrent `daysAgo` days
+ * before `at` with nothing seeded, judged a hit-and-run, and download rights taken for it.
+ */
+export async function markHitAndRun(
+  reg: Registry,
+  memberId: number,
+  torrentId: number,
+  at: number,
+  daysAgo = 30,
+): Promise<void> {
+  const snatchedAt = at - daysAgo * 86400;
+  await reg.db.kysely
+    .insertInto('member_torrents')
+    .values({
+      member_id: memberId,
+      torrent_id: torrentId,
+      uploaded: 0,
+      downloaded: 1000,
+      raw_uploaded: 0,
+      raw_downloaded: 1000,
+      seed_time: 0,
+      announces: 2,
+      completed_at: snatchedAt,
+      first_announce_at: snatchedAt,
+      last_announce_at: snatchedAt,
+    })
+    .execute();
+  const v = { memberId, torrentId, snatchedAt, seedTime: 0, verdict: 'hit-and-run' as const };
+  await reg.hnr.applyVerdicts([v], at);
+  await reg.hnr.applyRights([{ id: memberId, action: 'revoke' }], at);
+}

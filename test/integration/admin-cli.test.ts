@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
+import { Registry } from '../../src/db/registry.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
+import { markHitAndRun } from '../helpers/scheduler.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -201,4 +203,32 @@ test('member show: what the profile shows (snatches, seeding and leeching now, d
   assert.match(herald('member', 'show', 'profiled').stdout, /download {3}suspended \(staff\)/);
   assert.equal(json('member', 'set', 'profiled', '--can-leech', 'yes').can_leech, 1);
   assert.match(herald('member', 'set', 'profiled', '--can-leech', 'maybe').stderr, /--can-leech: yes or no/);
+});
+
+test('hit-and-runs: member show counts them; hnr list and forgive (rights back); member set --hnr-immune', async () => {
+  const m = json('member', 'add', 'runner');
+  const t = json('torrent', 'add', torrentFile('runner-a'));
+  const db = await openDatabase('', dir);
+  try {
+    await markHitAndRun(new Registry(db), m.id, t.id, Math.floor(Date.now() / 1000));
+  } finally {
+    await db.close();
+  }
+  const shown = json('member', 'show', 'runner');
+  assert.deepEqual([shown.hnr_active, shown.can_leech, shown.leech_reason], [1, 0, 'hnr']);
+  assert.match(herald('member', 'show', 'runner').stdout, /hit-and-runs active 1/);
+  const list = json('hnr', 'list', '--member', 'runner') as unknown as { id: number; status: string }[];
+  assert.deepEqual(
+    list.map((h) => h.status),
+    ['active'],
+  );
+  assert.match(herald('hnr', 'list', '--status', 'active').stdout, /active {2}runner {2}"runner-a"/);
+  assert.match(herald('hnr', 'list', '--status', 'bogus').stderr, /--status: one of active/);
+  const f = json('hnr', 'forgive', String(list[0].id), '--note', 'seedbox died');
+  assert.deepEqual([f.status, f.note], ['forgiven', 'seedbox died']);
+  assert.equal(json('member', 'show', 'runner').can_leech, 1, 'rights back');
+  assert.match(herald('hnr', 'forgive', String(list[0].id)).stderr, /not active \(forgiven\)/);
+  assert.equal(herald('hnr', 'forgive', '999999').status, 3);
+  assert.equal(json('member', 'set', 'runner', '--hnr-immune', 'yes').hnr_immune, 1);
+  assert.match(herald('member', 'show', 'runner').stdout, /\(immune\)/);
 });

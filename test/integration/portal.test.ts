@@ -23,6 +23,7 @@ import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clie
 import { engines } from '../helpers/db.ts';
 import { libtorrentHybrid } from '../helpers/libtorrent.ts';
 import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
+import { markHitAndRun } from '../helpers/scheduler.ts';
 
 const PASSWORD = 'correct horse battery';
 
@@ -566,6 +567,47 @@ for (const engine of engines) {
         (await admin.post(`/staff/members/${m.id}`, { action: 'leech', can_leech: 'x' })).status,
         400,
       );
+    });
+
+    test('hit-and-runs (issue #16): the member sees them and why rights went; staff list, forgive and set immunity', async () => {
+      const code = await invite();
+      const dee = client();
+      await register(dee, 'dee', code);
+      assert.equal((await dee.login('dee', PASSWORD)).status, 303);
+      const m = await reg.member('dee');
+      const t = (await reg.listTorrents())[0];
+      const at = Math.floor(Date.now() / 1000);
+      // A snatch left unseeded, judged and its rights taken as the scheduler does.
+      await markHitAndRun(reg, m.id, t.id, at);
+      const own = await dee.get(`/member/${m.id}`);
+      assert.match(own.body, /<h2 id="hnr">Hit-and-runs<\/h2>/);
+      assert.match(own.body, /suspended for hit-and-runs/);
+      assert.match(own.body, /seed the torrents listed under Hit-and-runs/);
+      assert.doesNotMatch(own.body, /Forgive/, 'members do not forgive');
+      const [h] = await reg.hnr.list({ member: m.id });
+      const list = await admin.get('/staff/hit-and-runs');
+      assert.match(list.body, new RegExp(`<a href="/member/${m.id}">dee</a>`));
+      assert.match(list.body, /Hit-and-run is off/);
+      assert.match((await admin.get('/staff/members')).body, /suspended \(hit-and-runs\)/);
+      const f = await admin.post(`/staff/hit-and-runs/${h.id}/forgive`, {
+        note: 'tracker outage',
+        back: `/member/${m.id}`,
+      });
+      assert.equal(f.status, 303);
+      assert.equal(f.location, `/member/${m.id}?msg=forgiven`);
+      const after = await reg.hnr.one(h.id);
+      assert.deepEqual([after.status, after.note], ['forgiven', 'tracker outage']);
+      assert.equal((await reg.member(m.id)).can_leech, 1, 'hit-and-run off: forgiving gives rights back');
+      assert.match((await dee.get(`/member/${m.id}`)).body, /forgiven \(tracker outage\)/);
+      await admin.get('/staff/hit-and-runs');
+      assert.equal((await admin.post(`/staff/hit-and-runs/${h.id}/forgive`, {})).status, 409);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'hnr_immune', hnr_immune: 'yes' })).status,
+        303,
+      );
+      assert.equal((await reg.member(m.id)).hnr_immune, 1);
+      assert.match((await dee.get(`/member/${m.id}`)).body, /immune to hit-and-runs/);
     });
 
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {

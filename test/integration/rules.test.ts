@@ -360,3 +360,116 @@ describe('ratio watch', () => {
     assert.equal((await api('PATCH', `members/${m.id}`, { can_leech: true })).can_leech, 1);
   });
 });
+
+describe('hit-and-run', () => {
+  const HOUR = 3600;
+  const box = rigFor({ hnrSeedHours: 2, hnrDays: 3, hnrMax: 1, hnrExpireDays: 0, apiToken: TOKEN });
+
+  /** A member snatches torrent `h` through one client (started, then completed an interval later). */
+  async function snatch(r: Rig, passkey: string, h: Buffer, port: number) {
+    const f = { infoHash: h, passkey, port, peerId: peer(port) };
+    await r.http({ ...f, event: 'started', left: 1000, downloaded: 0 });
+    r.clock.advance(600);
+    await r.http({ ...f, event: 'completed', left: 0, downloaded: 1000 });
+    return f;
+  }
+
+  test('over days of simulated time: a snatch left unseeded is marked at its deadline, download rights go (HTTP and UDP say why and how to recover); seeding it after all brings them back', async () => {
+    const { r } = box;
+    await r.tracker.hnrWatch!.run(); // hit-and-run on from here (hnr_since)
+    const m = await r.member('hal');
+    const h = await r.torrent(50);
+    const f = await snatch(r, m.passkey, h, 7900);
+    await r.http({ ...f, event: 'stopped', left: 0, downloaded: 1000 });
+    await r.tracker.accountant!.flush();
+    const run = () => r.tracker.hnrWatch!.run();
+    r.clock.advance(3 * DAY - 1); // a second before the deadline
+    assert.deepEqual(await run(), { marked: 0, seeded: 0, expired: 0, revoked: 0, restored: 0 });
+    r.clock.advance(1);
+    assert.deepEqual(await run(), { marked: 1, seeded: 0, expired: 0, revoked: 1, restored: 0 });
+    const other = await r.torrent(51);
+    const refused = await r.http({ infoHash: other, passkey: m.passkey, port: 7901, event: 'started' });
+    assert.equal(reason(refused), Errors.leechHnr.message);
+    assert.match(reason(refused), /hit-and-run.*seed/);
+    assert.equal(
+      (await r.udp({ infoHash: other, passkey: m.passkey, port: 7901 })).message,
+      Errors.leechHnr.message,
+    );
+    // Seeding works, with the warning; seeding the torrent for 2 hours (announces every 20 min) clears it.
+    const seed = await r.http({ ...f, event: 'started', left: 0, downloaded: 1000 });
+    assert.equal(reason(seed), 'undefined');
+    assert.equal(text(seed.get('warning message')), Warnings.hitAndRun.message);
+    for (let t = 0; t < 2 * HOUR; t += 1200) {
+      r.clock.advance(1200);
+      assert.equal((await r.udp({ ...f, left: 0, downloaded: 1000 })).action, 1);
+    }
+    await r.tracker.accountant!.flush();
+    assert.deepEqual(await run(), { marked: 0, seeded: 1, expired: 0, revoked: 0, restored: 1 });
+    const back = await r.http({ infoHash: other, passkey: m.passkey, port: 7901, event: 'started' });
+    assert.equal(reason(back), 'undefined');
+    assert.equal(back.get('warning message'), undefined);
+    const [ended] = await r.tracker.registry().hnr.list({ member: m.id });
+    assert.equal(ended.status, 'seeded');
+    assert.ok(ended.seed_time_now >= 2 * HOUR);
+  });
+
+  test('seeded within the window, or immune: never marked; API lists, forgives (rights back at once) and sets immunity', async () => {
+    const { r } = box;
+    await r.tracker.hnrWatch!.run();
+    const good = await r.member('ida');
+    const bad = await r.member('jon');
+    const safe = await r.member('kim');
+    const h = await r.torrent(52);
+    const g = await snatch(r, good.passkey, h, 7910);
+    await snatch(r, bad.passkey, h, 7911);
+    await snatch(r, safe.passkey, h, 7912);
+    const port = r.tracker.addresses().http[0].port;
+    const api = async (method: string, path: string, body?: unknown, status = 200) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.equal(res.status, status, await res.clone().text());
+      return (await res.json()) as Record<string, unknown> & Record<string, unknown>[];
+    };
+    assert.equal((await api('PATCH', `members/${safe.id}`, { hnr_immune: true })).hnr_immune, 1);
+    // The first of these starts a new baseline (the client was silent longer than peer_timeout).
+    for (let t = 0; t <= 2 * HOUR; t += 1200) {
+      r.clock.advance(1200);
+      await r.http({ ...g, left: 0, downloaded: 1000 });
+    }
+    await r.tracker.accountant!.flush();
+    r.clock.advance(3 * DAY);
+    assert.equal((await r.tracker.hnrWatch!.run()).marked, 1, 'only jon');
+    const listed = await api('GET', `hit-and-runs?member=${bad.id}&status=active`);
+    assert.equal(listed.length, 1);
+    assert.deepEqual(
+      [listed[0].username, listed[0].torrent_name, listed[0].status],
+      ['jon', 't52', 'active'],
+    );
+    assert.equal((await api('GET', `hit-and-runs?member=${good.id}`)).length, 0);
+    assert.equal((await api('GET', `hit-and-runs?member=${safe.id}`)).length, 0);
+    const shown = await api('GET', `members/${bad.id}`);
+    assert.deepEqual([shown.hnr_active, shown.can_leech, shown.leech_reason], [1, 0, 'hnr']);
+    await api('GET', 'hit-and-runs?status=bogus', undefined, 400);
+    const forgiven = await api(
+      'POST',
+      `hit-and-runs/${listed[0].id}/forgive`,
+      { note: 'client crashed' },
+      201,
+    );
+    assert.deepEqual([forgiven.status, forgiven.note], ['forgiven', 'client crashed']);
+    await api('POST', `hit-and-runs/${listed[0].id}/forgive`, {}, 409);
+    await api('POST', 'hit-and-runs/999999/forgive', {}, 404);
+    assert.equal((await api('GET', `members/${bad.id}`)).can_leech, 1, 'rights back in the same transaction');
+    await r.tracker.policy.refresh();
+    const ok = await r.http({
+      infoHash: await r.torrent(53),
+      passkey: bad.passkey,
+      port: 7913,
+      event: 'started',
+    });
+    assert.equal(reason(ok), 'undefined');
+  });
+});

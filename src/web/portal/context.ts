@@ -3,6 +3,7 @@ import type { HeraldConfig } from '../../config/schema.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
 import type { PublicMember, Registry } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
+import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
 import type { StatsSnapshot } from '../../tracker/stats.ts';
 import type { Form } from './forms.ts';
 import { type Html, html } from './html.ts';
@@ -28,6 +29,7 @@ export interface PortalDeps {
     | 'portalPath'
     | 'ratioWatchDays'
     | 'ratioWatchMinPercent'
+    | HnrConfigKey
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
@@ -84,6 +86,7 @@ export const MESSAGES: Record<string, string> = {
   approved: 'Application approved: an invitation was issued.',
   rejected: 'Application rejected.',
   invited: 'Invitation created.',
+  forgiven: 'Hit-and-run forgiven.',
 };
 
 export function send(
@@ -225,3 +228,29 @@ export const date = (t: number) => new Date(t * 1000).toISOString().slice(0, 16)
 
 /** Form field as trimmed text ('' when absent). */
 export const field = (ctx: Ctx, name: string) => (ctx.form.fields.get(name) ?? '').trim();
+
+const STAFF_SECTIONS = [
+  ['/staff/stats', 'Statistics'],
+  ['/staff/members', 'Members'],
+  ['/staff/applications', 'Applications'],
+  ['/staff/invites', 'Invite tree'],
+  ['/staff/torrents', 'Torrents'],
+  ['/staff/lists', 'Lists'],
+  ['/staff/hit-and-runs', 'Hit-and-runs'],
+] as const;
+
+/** A staff page: the staff sections' navigation, the title, the body. */
+export function staffPage(ctx: Ctx, title: string, body: Html, error?: string) {
+  page(ctx, {
+    title,
+    nav: '/staff',
+    status: error ? 400 : 200,
+    error,
+    body: html`<nav aria-label="Staff" class="actions card subnav">${STAFF_SECTIONS.map(
+      ([href, label]) =>
+        html`<a href="${href}"${ctx.path.startsWith(href) ? html` aria-current="page"` : ''}>${label}</a>`,
+    )}</nav>
+<h1>${title}</h1>
+${body}`,
+  });
+}
