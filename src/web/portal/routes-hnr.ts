@@ -23,7 +23,7 @@ function ruleText(ctx: Ctx): string {
   const ratio =
     c.hnrRatioPercent > 0 ? ` (or reach a ratio of ${(c.hnrRatioPercent / 100).toFixed(2)} on it)` : '';
   const max = hnrThreshold(hnrRules(c));
-  return `After completing a torrent, seed it at least ${c.hnrSeedHours} hours within ${c.hnrDays} days${ratio}; otherwise it is a hit-and-run.${max > 0 ? ` ${max} active hit-and-runs suspend download rights until fewer are active.` : ''} Seeding it to ${c.hnrSeedHours} hours later ends a hit-and-run${c.hnrExpireDays > 0 ? `; so do ${c.hnrExpireDays} days` : ''}.`;
+  return `After completing a torrent, seed it at least ${c.hnrSeedHours} hours within ${c.hnrDays} days${ratio}; otherwise it is a hit-and-run.${max > 0 ? ` ${max === 1 ? 'An active hit-and-run suspends' : `${max} active hit-and-runs suspend`} download rights until ${max === 1 ? 'it ends' : 'fewer are active'}.` : ''} Seeding it to ${c.hnrSeedHours} hours later ends a hit-and-run${c.hnrExpireDays > 0 ? `; so do ${c.hnrExpireDays} days` : ''}.`;
 }
 
 function forgiveForm(ctx: Ctx, h: HitAndRunView, back: string) {
