@@ -7,6 +7,7 @@ import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
+import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -24,6 +25,7 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
+import { ClassWatch } from '../policy/classes.ts';
 import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
@@ -71,6 +73,8 @@ export interface Tracker {
   readonly ratioWatch: RatioWatch | null;
   /** Private mode: the hit-and-run scheduler (null as `ratioWatch` is). */
   readonly hnrWatch: HitAndRunWatch | null;
+  /** Private mode: the member-class scheduler (null as `ratioWatch` is). */
+  readonly classWatch: ClassWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
@@ -168,12 +172,15 @@ export function createTracker(
   const reusePort = sharded !== null;
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
+  // Member classes (issue #16): private mode only (they belong to members).
+  const classes = config.mode === 'private' ? parseClasses(config.memberClasses) : [];
   const policy = new Policy({
     mode: config.mode,
     logger,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
+    classes,
   });
   const accountant =
     config.mode === 'private'
@@ -208,6 +215,7 @@ export function createTracker(
   const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
   const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
   const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
+  const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
   const ratioWatch = scheduler
     ? new RatioWatch({
         ...schedulerDeps,
@@ -453,6 +461,8 @@ export function createTracker(
       void ratioWatch?.run().catch(() => {});
       hnrWatch?.start(config.hnrInterval);
       void hnrWatch?.run().catch(() => {});
+      classWatch?.start(config.classInterval);
+      void classWatch?.run().catch(() => {});
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -515,6 +525,7 @@ export function createTracker(
       policy.stop();
       await ratioWatch?.stop();
       await hnrWatch?.stop();
+      await classWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -542,6 +553,7 @@ export function createTracker(
     accountant,
     ratioWatch,
     hnrWatch,
+    classWatch,
     portal,
     publicUrls: () => publicUrls(),
     health,

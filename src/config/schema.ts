@@ -1,6 +1,7 @@
 import { parseHostPort, parseIp } from '../core/address.ts';
 import { LOG_LEVELS, type LogLevel } from '../core/log.ts';
 import { ROLES } from '../db/schema.ts';
+import { parseClasses } from './classes.ts';
 
 /** Herald's whole configuration, as the code sees it (camelCase). */
 export interface HeraldConfig {
@@ -63,6 +64,8 @@ export interface HeraldConfig {
   hnrExpireDays: number;
   hnrImmuneRoles: string[];
   hnrInterval: number;
+  memberClasses: string[];
+  classInterval: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -578,6 +581,22 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Hit-and-run: seconds between runs of the scheduler that marks, ends, suspends and restores',
   },
   {
+    key: 'memberClasses',
+    kind: 'string-list',
+    default: [],
+    arg: 'CLASS',
+    doc: 'Member classes (private mode), lowest first, each "NAME" or "NAME: key=value ..." with thresholds days, uploaded (bytes, or KiB..TiB), ratio (percent), seed_hours, and what the class gives: slots (torrents leeched at once, 0 = no limit), invites (per invite period), upload_factor, download_factor (percent), hnr_immune (1); see README "Rules" (none = no classes)',
+  },
+  {
+    key: 'classInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Member classes: seconds between runs of the scheduler that promotes and demotes',
+  },
+  {
     key: 'apiToken',
     kind: 'secret?',
     default: null,
@@ -923,6 +942,11 @@ export function validateRelations(c: HeraldConfig): void {
       throw new ConfigError(
         'config: mode: private mode with a Redis store is not supported yet (accounting baselines are per instance, so a client alternating instances would be credited wrongly)',
       );
+  }
+  try {
+    parseClasses(c.memberClasses);
+  } catch (err) {
+    throw new ConfigError(`config: member_classes: ${(err as Error).message}`);
   }
   for (const r of c.hnrImmuneRoles)
     if (!(ROLES as readonly string[]).includes(r))

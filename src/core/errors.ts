@@ -101,6 +101,10 @@ export const Errors = {
     'HERALD_LEECH_RATIO',
     'download rights suspended: your ratio stayed below the site minimum. Seeding still works: seed until your ratio is back above it',
   ),
+  downloadSlots: def(
+    'HERALD_DOWNLOAD_SLOTS',
+    'download slots full: your class leeches a limited number of torrents at once; let one finish or stop it first (seeding is not limited)',
+  ),
   leechHnr: def(
     'HERALD_LEECH_HNR',
     'download rights suspended for hit-and-runs: seeding still works; seed the torrents listed on your profile to clear them, or ask staff',

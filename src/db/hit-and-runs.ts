@@ -78,6 +78,7 @@ export class HitAndRuns {
         'mt.raw_downloaded',
         'm.role',
         'm.hnr_immune',
+        'm.class',
       ])
       .where('mt.hnr_state', '=', 0)
       .where('mt.completed_at', '>=', since)

@@ -342,6 +342,32 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0008_classes': {
+      // Member classes (issue #16): the member's class by name (null = the first configured
+      // class), whether staff set it by hand (the scheduler then leaves it), and every change.
+      async up(db: AnyDb) {
+        await db.schema.alterTable('members').addColumn('class', 'text').execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('class_locked', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('class_history')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('from_class', 'text')
+          .addColumn('to_class', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('class_history_member')
+          .on('class_history')
+          .columns(['member_id', 'at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -8,6 +8,7 @@ import {
   parseMetainfo,
 } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
+import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
 import type { PublicMember } from './rows.ts';
@@ -104,6 +105,8 @@ export class Registry {
   readonly accounts: Accounts;
   /** Hit-and-run (issue #16): the scheduler's reads and writes, forgiveness, immunity, lists. */
   readonly hnr: HitAndRuns;
+  /** Member classes (issue #16): the scheduler's reads and writes, staff's hand-set class, history. */
+  readonly classes: MemberClasses;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -111,6 +114,7 @@ export class Registry {
     this.db = db;
     this.accounts = new Accounts(this);
     this.hnr = new HitAndRuns(this);
+    this.classes = new MemberClasses(this);
     this.limits = limits;
   }
 

@@ -127,6 +127,8 @@ export const MEMBER_COLUMNS = [
   'ratio_warned_at',
   'ratio_warnings',
   'hnr_immune',
+  'class',
+  'class_locked',
 ] as const;
 
 /** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */

@@ -26,6 +26,7 @@ export interface Database {
   site_history: SiteHistoryTable;
   login_addresses: LoginAddressesTable;
   hit_and_runs: HitAndRunsTable;
+  class_history: ClassHistoryTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -71,6 +72,10 @@ export interface MembersTable {
   ratio_warnings: Generated<number>;
   /** Hit-and-run (0007): 1 = never marked (set by staff). */
   hnr_immune: Generated<number>;
+  /** Member class by name (0008); null = the first configured class. */
+  class: string | null;
+  /** 1: staff set the class by hand; the scheduler leaves it. */
+  class_locked: Generated<number>;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -285,3 +290,15 @@ export interface HitAndRunsTable {
   note: string | null;
 }
 export type HitAndRun = Selectable<HitAndRunsTable>;
+
+/** Every change of a member's class (0008): by the scheduler ('promoted', 'demoted') or by staff ('staff'). */
+export interface ClassHistoryTable {
+  id: Generated<number>;
+  member_id: number;
+  from_class: string | null;
+  to_class: string;
+  reason: 'promoted' | 'demoted' | 'staff';
+  at: number;
+  /** The staff member who set it (null: the scheduler, or the CLI/API). */
+  by_member: number | null;
+}

@@ -182,6 +182,6 @@ test('the scheduler over 60 simulated days (SQLite and PostgreSQL): marks at the
           /no hit-and-run/,
         );
       },
-      engine,
+      { engine },
     );
 });

@@ -1,5 +1,6 @@
+import { parseClasses } from '../config/classes.ts';
 import type { HeraldConfig } from '../config/schema.ts';
-import { ScheduledPass } from './scheduled.ts';
+import { inPages, PAGE, ScheduledPass } from './scheduled.ts';
 
 /**
  * Hit-and-run (issue #16): after a snatch, a member must seed the torrent at least `seedSeconds`
@@ -23,6 +24,8 @@ export interface HnrRules {
   expireSeconds: number;
   /** Roles never marked. */
   immuneRoles: readonly string[];
+  /** Member classes never marked (`hnr_immune=1` in `member_classes`); null is the first class. */
+  immuneClasses?: readonly (string | null)[];
 }
 
 /** The configuration keys of hit-and-run. */
@@ -32,7 +35,8 @@ export type HnrConfigKey =
   | 'hnrRatioPercent'
   | 'hnrMax'
   | 'hnrExpireDays'
-  | 'hnrImmuneRoles';
+  | 'hnrImmuneRoles'
+  | 'memberClasses';
 
 /** The hit-and-run rules of a configuration (issue #16). */
 export function hnrRules(c: Pick<HeraldConfig, HnrConfigKey>): HnrRules {
@@ -43,6 +47,9 @@ export function hnrRules(c: Pick<HeraldConfig, HnrConfigKey>): HnrRules {
     max: c.hnrMax,
     expireSeconds: c.hnrExpireDays * 86400,
     immuneRoles: c.hnrImmuneRoles,
+    immuneClasses: parseClasses(c.memberClasses).flatMap((k, i) =>
+      !k.hnrImmune ? [] : i === 0 ? [k.name, null] : [k.name],
+    ),
   };
 }
 
@@ -122,9 +129,6 @@ export interface HnrRun {
   restored: number;
 }
 
-/** Rows read per query. */
-const PAGE = 1000;
-
 /**
  * The scheduler: every `hnr_interval` seconds (and on `run()`) it judges the snatches past their
  * deadline not judged yet, ends the active hit-and-runs that were seeded after all or expired,
@@ -147,6 +151,7 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
     if (rules.seedSeconds > 0) {
       const since = await reg.hnr.since(now);
       const immune = new Set(rules.immuneRoles);
+      const immuneClasses = new Set(rules.immuneClasses ?? []);
       // Judged rows leave the candidates (hnr_state), so each page is the next one.
       for (;;) {
         const rows = await reg.hnr.dueSnatches(since, now - rules.windowSeconds, PAGE);
@@ -161,7 +166,7 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
               rawUploaded: r.raw_uploaded,
               rawDownloaded: r.raw_downloaded,
               completedAt: r.completed_at,
-              immune: r.hnr_immune === 1 || immune.has(r.role),
+              immune: r.hnr_immune === 1 || immune.has(r.role) || immuneClasses.has(r.class),
             },
             rules,
             now,
@@ -171,9 +176,9 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
         if (rows.length < PAGE) break;
       }
       const ends: { id: number; status: 'seeded' | 'expired' }[] = [];
-      for (let after = -1; ; ) {
-        const rows = await reg.hnr.active(after, PAGE);
-        for (const h of rows) {
+      await inPages(
+        (after) => reg.hnr.active(after, PAGE),
+        (h) => {
           const a = activeHnrAction(
             {
               seedTime: h.seed_time,
@@ -185,10 +190,8 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
             now,
           );
           if (a !== null) ends.push({ id: h.id, status: a });
-        }
-        if (rows.length < PAGE) break;
-        after = rows[rows.length - 1].id;
-      }
+        },
+      );
       for (const s of await reg.hnr.end(ends, now)) out[s]++;
     }
     const rights: { id: number; action: 'revoke' | 'restore' }[] = [];

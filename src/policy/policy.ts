@@ -6,6 +6,8 @@ import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+import { type ClassDef, classOf } from './classes.ts';
+import { inPages, PAGE } from './scheduled.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type { PolicyMember, PolicyTorrent } from './types.ts';
@@ -32,6 +34,12 @@ export class PolicySnapshot {
   clientPrefixes: string[] = [];
   siteDownloadFactor = 100;
   siteUploadFactor = 100;
+  /**
+   * Member id → the member's class (issue #16): download slots and factors. Only with classes
+   * configured (empty otherwise); keyed by id, so the worker that owns a torrent finds it for a
+   * member whose announce another worker received.
+   */
+  classById = new Map<number, ClassDef>();
   revision = -1;
 }
 
@@ -40,30 +48,10 @@ const RELOAD_BUSY_TIMEOUT_MS = 250;
 
 const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('latin1');
 
-/** Rows per query when a snapshot is loaded (see `inPages`). */
-const PAGE = 1000;
-
-/**
- * Reads rows in pages of `PAGE` by ascending id and yields to the event loop between pages. A
- * snapshot of a large site (10,000 members and 50,000 torrents take a few hundred milliseconds to
- * load) then never holds the event loop for more than one page: announces and pages are served
- * while it loads. Rows changed during the load are caught by the next one: the revision was read
- * first, so it has moved.
- */
-async function inPages<R extends { id: number }>(
-  page: (afterId: number) => Promise<R[]>,
-  each: (row: R) => void,
-): Promise<void> {
-  for (let after = -1; ; ) {
-    const rows = await page(after);
-    for (let i = 0; i < rows.length; i++) each(rows[i]);
-    if (rows.length < PAGE) return;
-    after = rows[rows.length - 1].id;
-    await yieldToLoop();
-  }
-}
-
-export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
+export async function loadSnapshot(
+  reg: Registry,
+  classes: readonly ClassDef[] = [],
+): Promise<PolicySnapshot> {
   const k = reg.db.kysely;
   const s = new PolicySnapshot();
   s.revision = await reg.revision();
@@ -79,12 +67,16 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
     (after) =>
       k
         .selectFrom('members')
-        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at'])
+        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
         .where('id', '>', after)
         .orderBy('id')
         .limit(PAGE)
         .execute(),
-    (m) =>
+    (m) => {
+      if (classes.length > 0) {
+        const c = classOf(m.class, classes);
+        if (c !== null) s.classById.set(m.id, c);
+      }
       s.members.set(m.passkey, {
         id: m.id,
         status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
@@ -92,7 +84,8 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
         leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
         warned: m.ratio_warned_at !== null,
         hnr: hnr.get(m.id) ?? 0,
-      }),
+      });
+    },
   );
   await inPages(
     (after) =>
@@ -175,6 +168,7 @@ export class Policy {
   #loads = 0;
   #clock: Clock | null;
   #peerListLimit: number;
+  #classes: readonly ClassDef[];
   #peerListWindow: number;
   /** member id → this window's peer lists (peer_list_limit): one entry per member who announced. */
   #peerLists = new Map<number, { start: number; count: number }>();
@@ -192,7 +186,10 @@ export class Policy {
      */
     peerListLimit?: number;
     peerListWindow?: number;
+    /** Member classes (issue #16), lowest first; none = no classes. */
+    classes?: readonly ClassDef[];
   }) {
+    this.#classes = opts.classes ?? [];
     this.mode = opts.mode;
     this.#logger = opts.logger;
     this.#clock = opts.clock ?? null;
@@ -205,7 +202,7 @@ export class Policy {
   /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
   async connect(registry: Registry): Promise<void> {
     this.#reg = registry;
-    this.#snap = await loadSnapshot(registry);
+    this.#snap = await loadSnapshot(registry, this.#classes);
     this.#loads++;
   }
 
@@ -257,7 +254,7 @@ export class Policy {
       const t0 = performance.now();
       const snap = await reg.db.withBusyTimeout(RELOAD_BUSY_TIMEOUT_MS, async () => {
         const rev = await reg.revision();
-        return rev === this.#snap.revision ? null : loadSnapshot(reg);
+        return rev === this.#snap.revision ? null : loadSnapshot(reg, this.#classes);
       });
       if (snap === null) return false;
       this.#snap = snap;

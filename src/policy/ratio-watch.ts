@@ -1,4 +1,4 @@
-import { ScheduledPass, type SchedulerOptions } from './scheduled.ts';
+import { inPages, PAGE, ScheduledPass, type SchedulerOptions } from './scheduled.ts';
 
 /**
  * Ratio watch (issue #16): a member whose credited ratio stays below a minimum, once past a grace
@@ -63,9 +63,6 @@ export interface RatioRun {
   cleared: number;
 }
 
-/** Members read per query (paged by id, like the policy snapshot). */
-const PAGE = 1000;
-
 /**
  * The scheduler: every `everySeconds` (and on `run()`), reads the members ratio watch may act on,
  * decides with `ratioAction` and writes the changes in one transaction that bumps the revision,
@@ -87,13 +84,9 @@ export class RatioWatch extends ScheduledPass<RatioRules, RatioRun> {
     const now = clock.now();
     const out: RatioRun = { warned: 0, revoked: 0, restored: 0, cleared: 0 };
     const changes: { id: number; action: Exclude<RatioAction, null>; from: RatioState }[] = [];
-    for (let after = -1; ; ) {
-      const rows = await reg.ratioWatchCandidates(
-        rules.minPercent > 0 ? rules.graceBytes : null,
-        after,
-        PAGE,
-      );
-      for (const r of rows) {
+    await inPages(
+      (after) => reg.ratioWatchCandidates(rules.minPercent > 0 ? rules.graceBytes : null, after, PAGE),
+      (r) => {
         const from: RatioState = {
           uploaded: r.uploaded,
           downloaded: r.downloaded,
@@ -102,10 +95,8 @@ export class RatioWatch extends ScheduledPass<RatioRules, RatioRun> {
         };
         const action = ratioAction(from, rules, now);
         if (action !== null) changes.push({ id: r.id, action, from });
-      }
-      if (rows.length < PAGE) break;
-      after = rows[rows.length - 1].id;
-    }
+      },
+    );
     if (changes.length === 0) return out;
     const applied = await reg.applyRatioWatch(changes, now);
     for (const a of applied) {

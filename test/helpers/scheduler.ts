@@ -2,6 +2,7 @@ import { ManualClock } from '../../src/core/clock.ts';
 import { createLogger } from '../../src/core/log.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
+import type { ClassDef } from '../../src/policy/classes.ts';
 import { Policy } from '../../src/policy/policy.ts';
 import type { SchedulerOptions } from '../../src/policy/scheduled.ts';
 import type { Engine } from './db.ts';
@@ -16,22 +17,24 @@ export interface SchedulerRig<W> {
 
 /**
  * Runs `fn` with a scheduler (ratio watch, hit-and-run) over a fresh database of `engine`
- * (SQLite in memory by default), its clock at `t0`, then closes and drops the database.
+ * (SQLite in memory by default), its clock at `t0`, and the policy it reloads (with member
+ * `classes`, if given); then closes and drops the database.
  */
 export async function withScheduler<Rules, W>(
   make: (o: SchedulerOptions<Rules>) => W,
   rules: Rules,
   t0: number,
   fn: (rig: SchedulerRig<W>) => Promise<void>,
-  engine?: Engine,
+  opts: { engine?: Engine; classes?: readonly ClassDef[] } = {},
 ): Promise<void> {
+  const { engine, classes } = opts;
   const made =
     engine === undefined ? { url: 'sqlite::memory:', drop: async () => {} } : await engine.create();
   const db = await openDatabase(made.url, '');
   try {
     const reg = new Registry(db);
     const clock = new ManualClock(t0);
-    const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
+    const policy = new Policy({ mode: 'private', logger: createLogger('silent'), classes });
     await policy.connect(reg);
     const watch = make({
       registry: () => reg,

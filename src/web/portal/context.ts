@@ -30,6 +30,7 @@ export interface PortalDeps {
     | 'ratioWatchDays'
     | 'ratioWatchMinPercent'
     | HnrConfigKey
+    | 'memberClasses'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */

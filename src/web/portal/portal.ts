@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { parseClasses } from '../../config/classes.ts';
 import { formatIp, parseIp } from '../../core/address.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
@@ -56,6 +57,13 @@ export function createPortal(
   opts: { loginLimits?: LoginLimits; snapshotSeconds?: number } = {},
 ): Portal {
   const assets = loadAssets();
+  // Classes that earn another number of invites (issue #16); the first class is also a null class.
+  const invitesPerClass = new Map<string | null, number>();
+  parseClasses(deps.config.memberClasses).forEach((k, i) => {
+    if (k.invites === null) return;
+    invitesPerClass.set(k.name, k.invites);
+    if (i === 0) invitesPerClass.set(null, k.invites);
+  });
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),
     ...torrentRoutes(deps.config),
@@ -227,6 +235,7 @@ export function createPortal(
       perPeriod: c.invitesPerPeriod,
       periodSeconds: c.invitePeriodDays * 86400,
       at: now,
+      perClass: invitesPerClass,
     });
     await reg.accounts.deleteExpiredSessions(now);
   }
