@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { announceUrls } from '../core/urls.ts';
 import { type PublicMember, type Registry, RegistryError } from '../db/registry.ts';
 import { HNR_STATUSES, type HnrStatus, MEMBER_STATUSES, ROLES } from '../db/schema.ts';
+import type { ClassDef } from '../policy/classes.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { StatsReporter } from '../tracker/stats.ts';
 
@@ -39,6 +40,7 @@ const schemas = {
     reason: z.string().max(500).nullable().optional(),
     can_leech: z.boolean().optional(),
     hnr_immune: z.boolean().optional(),
+    class: z.string().min(1).max(32).nullable().optional(),
   }),
   forgive: z.strictObject({
     note: z.string().max(500).nullable().optional(),
@@ -117,6 +119,8 @@ export function createApiHandler(deps: {
   peerTimeout?: number;
   /** Hit-and-run: active ones at which download rights go (0 = never); forgiveness below it gives them back. */
   hnrThreshold?: number;
+  /** Member classes as configured, lowest first (issue #16). */
+  classes?: readonly ClassDef[];
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
   const reg = () => deps.registry();
@@ -194,6 +198,14 @@ export function createApiHandler(deps: {
           await reg().hnr.setImmune(out, b.hnr_immune);
           out = await reg().member(out.id);
         }
+        if (b.class !== undefined) {
+          await reg().classes.set(out, b.class, {
+            by: null,
+            at: Math.floor(Date.now() / 1000),
+            classes: (deps.classes ?? []).map((c) => c.name),
+          });
+          out = await reg().member(out.id);
+        }
         return memberOut(out);
       },
     ],
@@ -225,6 +237,18 @@ export function createApiHandler(deps: {
           max: deps.hnrThreshold ?? 0,
           at: Math.floor(Date.now() / 1000),
         });
+      },
+    ],
+    ['GET', 'members/*/class-history', async ([m]) => reg().classes.history((await reg().member(m)).id)],
+    [
+      'GET',
+      'classes',
+      async () => {
+        const counts = await reg().classes.counts();
+        return (deps.classes ?? []).map((c, i) => ({
+          ...c,
+          members: (counts.get(c.name) ?? 0) + (i === 0 ? (counts.get(null) ?? 0) : 0),
+        }));
       },
     ],
     ['POST', 'members/*/reset-passkey', async ([m]) => memberOut(await reg().resetPasskey(m))],

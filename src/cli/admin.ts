@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parseClasses } from '../config/classes.ts';
 import { ConfigError, flagOptions, loadConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -18,6 +19,7 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   invites: 'string',
   'can-leech': 'string',
   'hnr-immune': 'string',
+  class: 'string',
   status: 'string',
   reason: 'string',
   search: 'string',
@@ -37,12 +39,22 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   limit: 'string',
 };
 
-export const ADMIN_COMMANDS = ['member', 'torrent', 'list', 'client', 'group', 'grant', 'site', 'hnr'];
+export const ADMIN_COMMANDS = [
+  'member',
+  'torrent',
+  'list',
+  'client',
+  'group',
+  'grant',
+  'site',
+  'hnr',
+  'class',
+];
 
 export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
   herald member add NAME [--role member|uploader|moderator|admin] [--email E] [--invites N]
   herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
-  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no]
+  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no] [--class NAME|auto]
   herald member password MEMBER < FILE   (portal password, first line of standard input)
   herald member invite [--member INVITER] [--email E] [--days N]   (a portal invitation link)
   herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
@@ -54,6 +66,7 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald grant add TORRENT (--member M | --group G) [--reference REF] [--expires UNIX_SECONDS]
   herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
   herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
+  herald class list | class history MEMBER   (member classes: configured, members in each; a member's changes)
   herald hnr list [--member M] [--status active|seeded|expired|forgiven] [--limit N] | hnr forgive ID [--note TEXT]   (hit-and-runs)
   MEMBER is an id, a username (in any case; never only digits) or a passkey; TORRENT an id or an info hash. Every command takes
   --json, and the same --data-dir/--config/--database-url flags as serve.
@@ -151,6 +164,7 @@ export async function runAdmin(
         : `${text()}\n`,
     );
   const urls = baseUrls(config);
+  const classes = parseClasses(config.memberClasses);
   const member = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(urls, m.passkey) });
   /**
    * What the member's profile shows (issue #16): the row, snatches, torrents seeding and leeching
@@ -167,6 +181,9 @@ export async function runAdmin(
         `  snatches   ${mm.snatches}  seeding now ${mm.seeding_now}  leeching now ${mm.leeching_now}`,
         `  download   ${m.can_leech === 1 ? 'allowed' : `suspended (${m.leech_reason ?? 'staff'})`}  ratio warnings ${m.ratio_warnings}${m.ratio_warned_at !== null ? ` (warned since ${new Date(m.ratio_warned_at * 1000).toISOString()})` : ''}`,
         `  hit-and-runs active ${mm.hnr_active}${m.hnr_immune === 1 ? '  (immune)' : ''}`,
+        ...(classes.length > 0
+          ? [`  class      ${m.class ?? classes[0].name}${m.class_locked === 1 ? '  (set by staff)' : ''}`]
+          : []),
         ...mm.announce_urls.map((u) => `  announce   ${u}`),
       ].join('\n'),
     );
@@ -254,7 +271,10 @@ export async function runAdmin(
         await showMember(await reg.resetPasskey(rest[0]));
         break;
       case 'member set': {
-        need(1, 'set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no]');
+        need(
+          1,
+          'set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no] [--class NAME|auto]',
+        );
         const role = opts.role as string | undefined;
         if (role !== undefined && !(ROLES as readonly string[]).includes(role))
           throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
@@ -270,7 +290,49 @@ export async function runAdmin(
           await reg.hnr.setImmune(m, immune);
           m = await reg.member(m.id);
         }
+        if (opts.class !== undefined) {
+          const name = String(opts.class);
+          await reg.classes.set(m, name === 'auto' ? null : name, {
+            by: null,
+            at: Math.floor(Date.now() / 1000),
+            classes: classes.map((c) => c.name),
+          });
+          m = await reg.member(m.id);
+        }
         await showMember(m);
+        break;
+      }
+      case 'class list': {
+        const counts = await reg.classes.counts();
+        const list = classes.map((c, i) => ({
+          ...c,
+          members: (counts.get(c.name) ?? 0) + (i === 0 ? (counts.get(null) ?? 0) : 0),
+        }));
+        print(list, () =>
+          list.length === 0
+            ? '(no member classes: set member_classes)'
+            : list
+                .map(
+                  (c) =>
+                    `${c.name}  members ${c.members}  days ${c.days} uploaded ${c.uploaded} ratio ${c.ratioPercent}% seed ${c.seedHours} h  slots ${c.slots || 'any'}  factors up ${c.uploadFactor}% down ${c.downloadFactor}%${c.invites !== null ? `  invites ${c.invites}` : ''}${c.hnrImmune ? '  hit-and-run immune' : ''}`,
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'class history': {
+        need(1, 'history MEMBER');
+        const h = await reg.classes.history((await reg.member(rest[0])).id);
+        print(h, () =>
+          h.length === 0
+            ? '(no class changes)'
+            : h
+                .map(
+                  (r) =>
+                    `${new Date(r.at * 1000).toISOString()}  ${r.from_class ?? '(first)'} -> ${r.to_class}  ${r.reason}`,
+                )
+                .join('\n'),
+        );
         break;
       }
       case 'hnr list': {

@@ -386,6 +386,7 @@ export function createTracker(
               : undefined,
             peerTimeout: config.peerTimeout,
             hnrThreshold: hnrThreshold(hnrRules(config)),
+            classes,
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,

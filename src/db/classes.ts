@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
-import type { PublicMember } from './rows.ts';
+import { type PublicMember, RegistryError } from './rows.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -71,7 +71,15 @@ export class MemberClasses {
    * Staff set a member's class by hand (the scheduler leaves it until set back to automatic), or
    * back to automatic (`name` null: the scheduler decides at its next run).
    */
-  async set(m: PublicMember, name: string | null, opts: { by: number | null; at: number }): Promise<void> {
+  async set(
+    m: PublicMember,
+    name: string | null,
+    opts: { by: number | null; at: number; classes: readonly string[] },
+  ): Promise<void> {
+    if (opts.classes.length === 0)
+      throw new RegistryError('no member classes are configured (member_classes)');
+    if (name !== null && !opts.classes.includes(name))
+      throw new RegistryError(`class: one of ${opts.classes.join(', ')}, or automatic`);
     await this.#reg.change(async (trx) => {
       if (name === null) {
         await trx.updateTable('members').set({ class_locked: 0 }).where('id', '=', m.id).execute();

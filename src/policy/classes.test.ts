@@ -6,6 +6,7 @@ import { parseClasses } from '../config/classes.ts';
 import { ClassWatch, classChange, classFor, meetsClass } from './classes.ts';
 
 const GiB = 1024 ** 3;
+const NAMES = ['User', 'Power User', 'Elite'];
 const DAY = 86400;
 const T0 = 1_900_000_000;
 const CLASSES = parseClasses([
@@ -94,7 +95,11 @@ test('the scheduler over 120 simulated days (SQLite and PostgreSQL): promotions 
           clock.set(T0 + day * DAY);
           if (day === 50) await set(bob.id, { downloaded: 100 * GiB }); // ratio 0.3: below Power User
           if (day === 100)
-            await reg.classes.set(await reg.member(bob.id), 'Elite', { by: null, at: clock.now() });
+            await reg.classes.set(await reg.member(bob.id), 'Elite', {
+              by: null,
+              at: clock.now(),
+              classes: NAMES,
+            });
           runs[day] = await watch.run();
           await policy.refresh();
           if (day === 27) assert.equal(cls().get(bob.id)?.name, 'User');
@@ -121,7 +126,11 @@ test('the scheduler over 120 simulated days (SQLite and PostgreSQL): promotions 
         );
         assert.equal(h[1].at, T0 + 50 * DAY);
         // Back to automatic: the next run judges the figures again.
-        await reg.classes.set(await reg.member(bob.id), null, { by: null, at: clock.now() });
+        await reg.classes.set(await reg.member(bob.id), null, { by: null, at: clock.now(), classes: NAMES });
+        await assert.rejects(
+          reg.classes.set(await reg.member(bob.id), 'Gold', { by: null, at: clock.now(), classes: NAMES }),
+          /class: one of User, Power User, Elite, or automatic/,
+        );
         assert.deepEqual(await watch.run(), { promoted: 0, demoted: 1 });
       },
       { engine, classes: CLASSES },

@@ -232,3 +232,34 @@ test('hit-and-runs: member show counts them; hnr list and forgive (rights back);
   assert.equal(json('member', 'set', 'runner', '--hnr-immune', 'yes').hnr_immune, 1);
   assert.match(herald('member', 'show', 'runner').stdout, /\(immune\)/);
 });
+
+test('member classes: class list, member set --class (and auto), member show, class history', () => {
+  const cls = ['--member-classes', 'User: slots=2,Elite: uploaded=1TiB upload_factor=150 hnr_immune=1'];
+  json('member', 'add', 'classy');
+  const list = json('class', 'list', ...cls) as unknown as { name: string; slots: number; members: number }[];
+  assert.deepEqual(
+    list.map((c) => [c.name, c.slots]),
+    [
+      ['User', 2],
+      ['Elite', 0],
+    ],
+  );
+  assert.ok(list[0].members >= 1, 'every member starts in the first class');
+  assert.match(
+    herald('class', 'list', ...cls).stdout,
+    /Elite {2}members 0 .*factors up 150%.*hit-and-run immune/,
+  );
+  const set = json('member', 'set', 'classy', '--class', 'Elite', ...cls);
+  assert.deepEqual([set.class, set.class_locked], ['Elite', 1]);
+  assert.match(herald('member', 'show', 'classy', ...cls).stdout, /class {6}Elite {2}\(set by staff\)/);
+  assert.match(
+    herald('member', 'set', 'classy', '--class', 'Gold', ...cls).stderr,
+    /class: one of User, Elite/,
+  );
+  assert.match(
+    herald('member', 'set', 'classy', '--class', 'Elite').stderr,
+    /no member classes are configured/,
+  );
+  assert.equal(json('member', 'set', 'classy', '--class', 'auto', ...cls).class_locked, 0);
+  assert.match(herald('class', 'history', 'classy', ...cls).stdout, /\(first\) -> Elite {2}staff/);
+});

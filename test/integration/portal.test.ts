@@ -50,6 +50,7 @@ for (const engine of engines) {
         policyRefresh: 3600,
         applications: true,
         logLevel: 'silent',
+        memberClasses: ['User', 'Power User: days=28 uploaded=25GiB ratio=105 invites=2'],
       });
       await tracker.start();
       port = tracker.addresses().http[0].port;
@@ -608,6 +609,36 @@ for (const engine of engines) {
       );
       assert.equal((await reg.member(m.id)).hnr_immune, 1);
       assert.match((await dee.get(`/member/${m.id}`)).body, /immune to hit-and-runs/);
+    });
+
+    test('member classes (issue #16): the member sees the class and what the next needs; staff set one by hand', async () => {
+      const code = await invite();
+      const ev = client();
+      await register(ev, 'ev', code);
+      assert.equal((await ev.login('ev', PASSWORD)).status, 303);
+      const m = await reg.member('ev');
+      const own = await ev.get(`/member/${m.id}`);
+      assert.match(own.body, /<h2 id="class">Class: User<\/h2>/);
+      assert.match(own.body, /Power User needs an account 28 days old, 25\.0 GiB uploaded, a ratio of 1\.05/);
+      await admin.get(`/member/${m.id}`);
+      const set = await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'Power User' });
+      assert.equal(set.status, 303);
+      const after = await reg.member(m.id);
+      assert.deepEqual([after.class, after.class_locked], ['Power User', 1]);
+      const page = await ev.get(`/member/${m.id}`);
+      assert.match(page.body, /Class: Power User/);
+      assert.match(page.body, /Set by staff/);
+      assert.match(page.body, /User → Power User \(staff\)/);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'Gold' })).status,
+        400,
+      );
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'auto' })).status,
+        303,
+      );
+      assert.equal((await reg.member(m.id)).class_locked, 0);
     });
 
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {

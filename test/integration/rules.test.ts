@@ -119,6 +119,20 @@ async function rig(extra: Partial<HeraldConfig>): Promise<Rig> {
   };
 }
 
+/** The JSON API of the rig's tracker: the decoded body, after checking the status. */
+function apiOf(r: Rig) {
+  const port = r.tracker.addresses().http[0].port;
+  return async (method: string, path: string, body?: unknown, status = 200) => {
+    const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    assert.equal(res.status, status, await res.clone().text());
+    return (await res.json()) as Record<string, unknown> & Record<string, unknown>[];
+  };
+}
+
 const peer = (n: number) => Buffer.from(`-qB4500-rules${String(n).padStart(7, '0')}`);
 const reason = (d: Map<string, unknown>) => text(d.get('failure reason'));
 
@@ -337,16 +351,7 @@ describe('ratio watch', () => {
     const h3 = await r.torrent(45);
     await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, event: 'started', left: 500 });
     await r.tracker.accountant!.flush();
-    const port = r.tracker.addresses().http[0].port;
-    const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
-        method,
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      return (await res.json()) as Record<string, unknown>;
-    };
+    const api = apiOf(r);
     const shown = await api('GET', `members/${m.id}`);
     assert.deepEqual(
       [shown.snatches, shown.seeding_now, shown.leeching_now, shown.can_leech, shown.ratio_warnings],
@@ -423,16 +428,7 @@ describe('hit-and-run', () => {
     const g = await snatch(r, good.passkey, h, 7910);
     await snatch(r, bad.passkey, h, 7911);
     await snatch(r, safe.passkey, h, 7912);
-    const port = r.tracker.addresses().http[0].port;
-    const api = async (method: string, path: string, body?: unknown, status = 200) => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
-        method,
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      assert.equal(res.status, status, await res.clone().text());
-      return (await res.json()) as Record<string, unknown> & Record<string, unknown>[];
-    };
+    const api = apiOf(r);
     assert.equal((await api('PATCH', `members/${safe.id}`, { hnr_immune: true })).hnr_immune, 1);
     // The first of these starts a new baseline (the client was silent longer than peer_timeout).
     for (let t = 0; t <= 2 * HOUR; t += 1200) {
@@ -471,5 +467,94 @@ describe('hit-and-run', () => {
       event: 'started',
     });
     assert.equal(reason(ok), 'undefined');
+  });
+});
+
+describe('member classes', () => {
+  const box = rigFor({
+    memberClasses: ['User: slots=1', 'Elite: uploaded=1GiB slots=0 upload_factor=200 download_factor=50'],
+    apiToken: TOKEN,
+  });
+
+  test('download slots, HTTP and UDP: a second leeching torrent is refused with a reason; seeding is not limited; a stopped torrent frees its slot', async () => {
+    const { r } = box;
+    const m = await r.member('lou');
+    const [a, b, c] = [await r.torrent(60), await r.torrent(61), await r.torrent(62)];
+    const f = (h: Buffer, port: number) => ({ infoHash: h, passkey: m.passkey, port, peerId: peer(port) });
+    assert.equal(reason(await r.http({ ...f(a, 8001), event: 'started', left: 1000 })), 'undefined');
+    const refused = await r.http({ ...f(b, 8002), event: 'started', left: 1000 });
+    assert.equal(reason(refused), Errors.downloadSlots.message);
+    assert.match(reason(refused), /slots.*seeding is not limited/);
+    const u = await r.udp({ ...f(b, 8002), event: 'started', left: 1000 });
+    assert.deepEqual([u.action, u.message], [3, Errors.downloadSlots.message]);
+    assert.equal(reason(await r.http({ ...f(c, 8003), event: 'started', left: 0 })), 'undefined', 'seeding');
+    assert.equal(
+      reason(await r.http({ ...f(a, 8004), event: 'started', left: 1000 })),
+      'undefined',
+      'same torrent',
+    );
+    for (const port of [8001, 8004]) await r.http({ ...f(a, port), event: 'stopped', left: 1000 });
+    assert.equal((await r.udp({ ...f(b, 8002), event: 'started', left: 1000 })).action, 1, 'slot free again');
+  });
+
+  test('promoted by the scheduler, the member gets the class\u2019s slots and factors at once', async () => {
+    const { r } = box;
+    const m = await r.member('eli');
+    const reg = r.tracker.registry();
+    await reg.db.kysely
+      .updateTable('members')
+      .set({ uploaded: 1024 ** 3 })
+      .where('id', '=', m.id)
+      .execute();
+    assert.deepEqual(await r.tracker.classWatch!.run(), { promoted: 1, demoted: 0 });
+    const [a, b] = [await r.torrent(63), await r.torrent(64)];
+    const f = { infoHash: a, passkey: m.passkey, port: 8010, peerId: peer(8010) };
+    await r.http({ ...f, event: 'started', left: 1000 });
+    assert.equal(
+      reason(await r.http({ infoHash: b, passkey: m.passkey, port: 8011, event: 'started' })),
+      'undefined',
+      'Elite: no slot limit',
+    );
+    r.clock.advance(600);
+    await r.http({ ...f, left: 0, uploaded: 1000, downloaded: 1000 });
+    await r.tracker.accountant!.flush();
+    const after = await reg.member(m.id);
+    assert.deepEqual(
+      [after.uploaded - 1024 ** 3, after.downloaded, after.raw_uploaded, after.class],
+      [2000, 500, 1000, 'Elite'],
+    );
+  });
+
+  test('API: the classes with their members, a class set by hand (and back to automatic), the history', async () => {
+    const { r } = box;
+    const api = apiOf(r);
+    const m = await r.member('nan');
+    const classes = await api('GET', 'classes');
+    assert.deepEqual(
+      classes.map((c) => [c.name, c.slots, c.uploadFactor]),
+      [
+        ['User', 1, 100],
+        ['Elite', 0, 200],
+      ],
+    );
+    assert.ok((classes[0].members as number) >= 1);
+    const set = await api('PATCH', `members/${m.id}`, { class: 'Elite' });
+    assert.deepEqual([set.class, set.class_locked], ['Elite', 1]);
+    await api('PATCH', `members/${m.id}`, { class: 'Gold' }, 400);
+    assert.deepEqual(
+      await r.tracker.classWatch!.run(),
+      { promoted: 0, demoted: 0 },
+      'set by hand: left alone',
+    );
+    assert.equal((await api('PATCH', `members/${m.id}`, { class: null })).class_locked, 0);
+    assert.deepEqual(await r.tracker.classWatch!.run(), { promoted: 0, demoted: 1 });
+    const h = await api('GET', `members/${m.id}/class-history`);
+    assert.deepEqual(
+      h.map((c) => [c.from_class, c.to_class, c.reason]),
+      [
+        ['Elite', 'User', 'demoted'],
+        [null, 'Elite', 'staff'],
+      ],
+    );
   });
 });

@@ -17,6 +17,7 @@ import {
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { hashPassword, verifyPassword } from './security.ts';
 
@@ -78,6 +79,7 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="leech">
 <button type="submit">Set download rights</button>
 </form>
 ${hnrImmunityForm(ctx, m)}
+${classForm(ctx, m)}
 <form method="post" action="/staff/members/${m.id}" class="inline mt">
 ${csrfField(ctx)}<input type="hidden" name="action" value="invites">
 <label>Invites <input name="invites" type="number" min="0" max="100000" value="${m.invites}"></label>
@@ -135,7 +137,7 @@ export function memberRoutes(): Route[] {
 ${stat('Uploaded', bytes(m.uploaded))}${stat('Downloaded', bytes(m.downloaded))}${stat('Ratio', ratio(m.uploaded, m.downloaded))}
 ${stat('Torrents seeding now', act.seeding)}${stat('Torrents leeching now', act.leeching)}${stat('Snatches', snatches)}
 ${stat('Seeding time', duration(m.seed_time))}${stat('Invites left', m.invites)}${stat('Invites sent', sent.length)}
-${stat('Download rights', rightsText(m))}${stat('Ratio warnings', m.ratio_warnings)}${stat('Hit-and-runs', hnrList.filter((h) => h.status === 'active').length)}
+${className(ctx, m) !== '' ? stat('Class', className(ctx, m)) : ''}${stat('Download rights', rightsText(m))}${stat('Ratio warnings', m.ratio_warnings)}${stat('Hit-and-runs', hnrList.filter((h) => h.status === 'active').length)}
 </div>
 ${self || staff ? rightsNotice(ctx, m) : ''}
 <section class="card mt" aria-labelledby="traffic"><h2 id="traffic">Traffic over time</h2>
@@ -157,6 +159,7 @@ ${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_i
 </tbody></table></div>`
     : ''
 }
+${self || staff ? classSection(ctx, m, await ctx.reg.classes.history(m.id, 20)) : ''}
 ${self || staff ? hnrSection(ctx, m, hnrList, await ctx.reg.hnr.pending(m.id)) : ''}
 ${self ? selfSettings(ctx, m) : ''}
 ${staff && !self ? profileStaffForm(ctx, m) : ''}`,

@@ -15,6 +15,7 @@ import {
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { portalClasses } from './routes-classes.ts';
 import { chart, inviteLink } from './routes-members.ts';
 
 async function guard(ctx: Ctx, fn: () => Promise<void>, back: string) {
@@ -172,6 +173,13 @@ ${list.map(
               const v = field(ctx, 'can_leech');
               if (v !== 'yes' && v !== 'no') throw new RegistryError('download rights: yes or no');
               await ctx.reg.setCanLeech(id, v === 'yes');
+            } else if (action === 'class') {
+              const v = field(ctx, 'class');
+              await ctx.reg.classes.set(target, v === 'auto' ? null : v, {
+                by: me.id,
+                at: ctx.now,
+                classes: portalClasses(ctx).map((c) => c.name),
+              });
             } else if (action === 'hnr_immune') {
               const v = field(ctx, 'hnr_immune');
               if (v !== 'yes' && v !== 'no') throw new RegistryError('hit-and-run immunity: yes or no');
