@@ -61,6 +61,9 @@ before(async () => {
     '72',
     '--hnr-max',
     '1',
+    // Member classes (issue #16): everyone starts as User.
+    '--member-classes',
+    'User: slots=3,Power User: days=28 uploaded=25GiB ratio=105 slots=8 invites=1',
   ]);
   base = `http://127.0.0.1:${herald.http[0].port}`;
   browser = await pw.chromium.launch({
@@ -297,7 +300,7 @@ test('staff pages render (screenshots)', async () => {
   }
 });
 
-test('rules (issue #16): a member reads why download rights went and what to seed; staff forgive a hit-and-run, set immunity and download rights (screenshots)', async () => {
+test('rules (issue #16): a member reads why download rights went, what to seed and their class; staff forgive a hit-and-run, set immunity, class and download rights (screenshots)', async () => {
   // A hit-and-run of carol's, as the scheduler leaves one (the same database, beside the tracker).
   const db = await openDatabase('', herald.dataDir);
   let hnrId = 0;
@@ -317,6 +320,8 @@ test('rules (issue #16): a member reads why download rights went and what to see
   await applicant.getByRole('link', { name: 'Profile' }).click();
   await applicant.locator('#rights-notice').getByText('suspended for hit-and-runs').waitFor();
   await applicant.getByRole('heading', { name: 'Hit-and-runs' }).waitFor();
+  await applicant.getByRole('heading', { name: 'Class: User' }).waitFor();
+  await applicant.locator('#next-class').getByText('Power User needs an account 28 days old').waitFor();
   assert.equal(await applicant.locator('#hnr-list tbody tr').count(), 1);
   assert.equal(await applicant.getByRole('button', { name: 'Forgive' }).count(), 0, 'members do not forgive');
   await shoot(applicant, '14-member-hit-and-runs');
@@ -336,6 +341,9 @@ test('rules (issue #16): a member reads why download rights went and what to see
   await admin.getByLabel('Hit-and-run immunity').selectOption('yes');
   await submit(admin, 'Set immunity');
   await admin.getByText('Saved.').waitFor();
+  await admin.locator('select[name="class"]').selectOption('Power User');
+  await submit(admin, 'Set class');
+  await admin.getByText('Saved.').waitFor();
   await admin.getByLabel('Download rights').selectOption('no');
   await submit(admin, 'Set download rights');
   await admin.getByText('Saved.').waitFor();
@@ -343,4 +351,7 @@ test('rules (issue #16): a member reads why download rights went and what to see
   await applicant.reload();
   await applicant.getByText('This account is immune to hit-and-runs.').waitFor();
   await applicant.locator('#rights-notice').getByText('suspended by staff').waitFor();
+  await applicant.getByRole('heading', { name: 'Class: Power User' }).waitFor();
+  await applicant.locator('#class-history').getByText('User → Power User (staff)').waitFor();
+  await shoot(applicant, '17-member-class');
 });
