@@ -25,6 +25,7 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
+import { BonusWatch, bonusRules } from '../policy/bonus.ts';
 import { ClassWatch } from '../policy/classes.ts';
 import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { Policy } from '../policy/policy.ts';
@@ -75,6 +76,8 @@ export interface Tracker {
   readonly hnrWatch: HitAndRunWatch | null;
   /** Private mode: the member-class scheduler (null as `ratioWatch` is). */
   readonly classWatch: ClassWatch | null;
+  /** Private mode: the bonus-point scheduler (null as `ratioWatch` is). */
+  readonly bonusWatch: BonusWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
@@ -216,6 +219,7 @@ export function createTracker(
   const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
   const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
   const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
+  const bonusWatch = scheduler ? new BonusWatch({ ...schedulerDeps, rules: bonusRules(config) }) : null;
   const ratioWatch = scheduler
     ? new RatioWatch({
         ...schedulerDeps,
@@ -464,6 +468,7 @@ export function createTracker(
       void hnrWatch?.run().catch(() => {});
       classWatch?.start(config.classInterval);
       void classWatch?.run().catch(() => {});
+      bonusWatch?.start(config.bonusInterval);
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -527,6 +532,7 @@ export function createTracker(
       await ratioWatch?.stop();
       await hnrWatch?.stop();
       await classWatch?.stop();
+      await bonusWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -555,6 +561,7 @@ export function createTracker(
     ratioWatch,
     hnrWatch,
     classWatch,
+    bonusWatch,
     portal,
     publicUrls: () => publicUrls(),
     health,

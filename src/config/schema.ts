@@ -66,6 +66,17 @@ export interface HeraldConfig {
   hnrInterval: number;
   memberClasses: string[];
   classInterval: number;
+  bonusBase: number;
+  bonusPerGib: number;
+  bonusGibCap: number;
+  bonusFewSeeders: number;
+  bonusFewPoints: number;
+  bonusOldDays: number;
+  bonusOldPoints: number;
+  bonusInterval: number;
+  bonusUploadPrice: number;
+  bonusInvitePrice: number;
+  bonusTokenPrice: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -595,6 +606,105 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 3600,
     arg: 'SECONDS',
     doc: 'Member classes: seconds between runs of the scheduler that promotes and demotes',
+  },
+  {
+    key: 'bonusBase',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 0,
+    arg: 'CENTS',
+    doc: 'Bonus points (private mode): hundredths of a point (100 = 1 point) a member earns per hour of seeding each torrent, before the terms below (0 = bonus points off; see README "Bonus points" for the formula)',
+  },
+  {
+    key: 'bonusPerGib',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 10,
+    arg: 'CENTS',
+    doc: "Bonus points: more hundredths per hour per GiB of the torrent's size, up to bonus_gib_cap GiB",
+  },
+  {
+    key: 'bonusGibCap',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'GIB',
+    doc: 'Bonus points: the size counted by bonus_per_gib at most, in GiB',
+  },
+  {
+    key: 'bonusFewSeeders',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 3,
+    arg: 'N',
+    doc: 'Bonus points: a torrent with at most this many seeders (the member included) earns bonus_few_points more per hour (0 = no such term)',
+  },
+  {
+    key: 'bonusFewPoints',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'CENTS',
+    doc: 'Bonus points: hundredths per hour more for a torrent with few seeders',
+  },
+  {
+    key: 'bonusOldDays',
+    kind: 'int',
+    min: 0,
+    max: 36500,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Bonus points: a torrent registered at least this many days ago earns bonus_old_points more per hour (0 = no such term)',
+  },
+  {
+    key: 'bonusOldPoints',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 50,
+    arg: 'CENTS',
+    doc: 'Bonus points: hundredths per hour more for an old torrent',
+  },
+  {
+    key: 'bonusInterval',
+    kind: 'int',
+    min: 60,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Bonus points: seconds between runs of the scheduler that credits seeding',
+  },
+  {
+    key: 'bonusUploadPrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 100_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for 1 GiB of upload credit (0 = not sold)',
+  },
+  {
+    key: 'bonusInvitePrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 500_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for one invite (0 = not sold)',
+  },
+  {
+    key: 'bonusTokenPrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 200_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for one freeleech token (0 = not sold)',
   },
   {
     key: 'apiToken',

@@ -368,6 +368,37 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0009_bonus': {
+      // Bonus points (issue #16): a ledger, one row per change (balance = the sum, in hundredths
+      // of a point); per member and torrent, the seeding time already paid for (what was seeded
+      // before this migration is paid: it earns nothing); freeleech tokens bought in the shop.
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('member_torrents')
+          .addColumn('bonus_seed_time', 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.updateTable('member_torrents').set({ bonus_seed_time: sql`seed_time` }).execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('freeleech_tokens', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('bonus_ledger')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('delta', 'bigint', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('note', 'text')
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('bonus_ledger_member')
+          .on('bonus_ledger')
+          .columns(['member_id', 'id'])
+          .execute();
+      },
+    },
   };
 }
 

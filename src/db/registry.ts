@@ -8,6 +8,7 @@ import {
   parseMetainfo,
 } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
+import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
@@ -107,6 +108,8 @@ export class Registry {
   readonly hnr: HitAndRuns;
   /** Member classes (issue #16): the scheduler's reads and writes, staff's hand-set class, history. */
   readonly classes: MemberClasses;
+  /** Bonus points (issue #16): the ledger, the scheduler's payments, the shop, staff's grants. */
+  readonly bonus: Bonus;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -115,6 +118,7 @@ export class Registry {
     this.accounts = new Accounts(this);
     this.hnr = new HitAndRuns(this);
     this.classes = new MemberClasses(this);
+    this.bonus = new Bonus(this);
     this.limits = limits;
   }
 

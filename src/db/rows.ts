@@ -129,6 +129,7 @@ export const MEMBER_COLUMNS = [
   'hnr_immune',
   'class',
   'class_locked',
+  'freeleech_tokens',
 ] as const;
 
 /** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */

@@ -27,6 +27,7 @@ export interface Database {
   login_addresses: LoginAddressesTable;
   hit_and_runs: HitAndRunsTable;
   class_history: ClassHistoryTable;
+  bonus_ledger: BonusLedgerTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -76,6 +77,8 @@ export interface MembersTable {
   class: string | null;
   /** 1: staff set the class by hand; the scheduler leaves it. */
   class_locked: Generated<number>;
+  /** Freeleech tokens held (0009), bought in the bonus shop. */
+  freeleech_tokens: Generated<number>;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -190,6 +193,8 @@ export interface MemberTorrentsTable {
   state: Generated<number>;
   /** Hit-and-run (0007): the snatch is 0 not judged yet, 1 fulfilled or exempt, 2 a hit-and-run. */
   hnr_state: Generated<number>;
+  /** Bonus points (0009): the seeding time already paid for. */
+  bonus_seed_time: Generated<number>;
 }
 
 export interface HashListsTable {
@@ -300,5 +305,20 @@ export interface ClassHistoryTable {
   reason: 'promoted' | 'demoted' | 'staff';
   at: number;
   /** The staff member who set it (null: the scheduler, or the CLI/API). */
+  by_member: number | null;
+}
+
+/**
+ * Bonus points (0009): every change of a member's points is a row; the balance is the sum of
+ * `delta` (hundredths of a point). Reasons: 'seeding' (the scheduler), 'shop:upload',
+ * 'shop:invite', 'shop:token' (spent), 'staff' (given or taken by staff).
+ */
+export interface BonusLedgerTable {
+  id: Generated<number>;
+  member_id: number;
+  delta: number;
+  reason: string;
+  note: string | null;
+  at: number;
   by_member: number | null;
 }
