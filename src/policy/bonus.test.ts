@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { engines } from '../../test/helpers/db.ts';
-import { withScheduler } from '../../test/helpers/scheduler.ts';
+import { memberTorrentRow, withScheduler } from '../../test/helpers/scheduler.ts';
 import { type BonusRules, BonusWatch, hourlyRate } from './bonus.ts';
 
 const GiB = 1024 ** 3;
@@ -51,20 +51,7 @@ test('the scheduler over 10 simulated days (SQLite and PostgreSQL): seeding paid
         await k.updateTable('torrents').set({ created_at: T0 }).execute();
         await k
           .insertInto('member_torrents')
-          .values({
-            member_id: m.id,
-            torrent_id: t.id,
-            uploaded: 0,
-            downloaded: 0,
-            raw_uploaded: 0,
-            raw_downloaded: 0,
-            seed_time: 0,
-            announces: 1,
-            completed_at: null,
-            first_announce_at: T0,
-            last_announce_at: T0,
-            state: 2,
-          })
+          .values(memberTorrentRow(m.id, t.id, T0, { state: 2 }))
           .execute();
         // Accounting credits a day of seeding a day; the scheduler runs once a day.
         for (let day = 1; day <= 10; day++) {

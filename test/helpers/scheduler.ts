@@ -1,7 +1,9 @@
+import type { Insertable } from 'kysely';
 import { ManualClock } from '../../src/core/clock.ts';
 import { createLogger } from '../../src/core/log.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
+import type { MemberTorrentsTable } from '../../src/db/schema.ts';
 import type { ClassDef } from '../../src/policy/classes.ts';
 import { Policy } from '../../src/policy/policy.ts';
 import type { SchedulerOptions } from '../../src/policy/scheduled.ts';
@@ -50,6 +52,29 @@ export async function withScheduler<Rules, W>(
   }
 }
 
+/** A member_torrents row as accounting writes it: zero figures unless `over` says otherwise. */
+export function memberTorrentRow(
+  memberId: number,
+  torrentId: number,
+  at: number,
+  over: Partial<Insertable<MemberTorrentsTable>> = {},
+): Insertable<MemberTorrentsTable> {
+  return {
+    member_id: memberId,
+    torrent_id: torrentId,
+    uploaded: 0,
+    downloaded: 0,
+    raw_uploaded: 0,
+    raw_downloaded: 0,
+    seed_time: 0,
+    announces: 1,
+    completed_at: null,
+    first_announce_at: at,
+    last_announce_at: at,
+    ...over,
+  };
+}
+
 /**
  * A hit-and-run as the scheduler leaves it: the member's snatch of the torrent `daysAgo` days
  * before `at` with nothing seeded, judged a hit-and-run, and download rights taken for it.
@@ -64,19 +89,14 @@ export async function markHitAndRun(
   const snatchedAt = at - daysAgo * 86400;
   await reg.db.kysely
     .insertInto('member_torrents')
-    .values({
-      member_id: memberId,
-      torrent_id: torrentId,
-      uploaded: 0,
-      downloaded: 1000,
-      raw_uploaded: 0,
-      raw_downloaded: 1000,
-      seed_time: 0,
-      announces: 2,
-      completed_at: snatchedAt,
-      first_announce_at: snatchedAt,
-      last_announce_at: snatchedAt,
-    })
+    .values(
+      memberTorrentRow(memberId, torrentId, snatchedAt, {
+        downloaded: 1000,
+        raw_downloaded: 1000,
+        announces: 2,
+        completed_at: snatchedAt,
+      }),
+    )
     .execute();
   const v = { memberId, torrentId, snatchedAt, seedTime: 0, verdict: 'hit-and-run' as const };
   await reg.hnr.applyVerdicts([v], at);

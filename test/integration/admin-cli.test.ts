@@ -12,7 +12,7 @@ import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
-import { markHitAndRun } from '../helpers/scheduler.ts';
+import { markHitAndRun, memberTorrentRow } from '../helpers/scheduler.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -170,20 +170,8 @@ test('member show: what the profile shows (snatches, seeding and leeching now, d
   // leeching now, and one whose last announce is older than peer_timeout.
   const db = await openDatabase('', dir);
   const at = Math.floor(Date.now() / 1000);
-  const row = (torrent: number, state: number, last: number, completed: number | null) => ({
-    member_id: m.id,
-    torrent_id: torrent,
-    uploaded: 0,
-    downloaded: 0,
-    raw_uploaded: 0,
-    raw_downloaded: 0,
-    seed_time: 0,
-    announces: 1,
-    completed_at: completed,
-    first_announce_at: last,
-    last_announce_at: last,
-    state,
-  });
+  const row = (torrent: number, state: number, last: number, completed: number | null) =>
+    memberTorrentRow(m.id, torrent, last, { state, completed_at: completed });
   await db.kysely
     .insertInto('member_torrents')
     .values([row(t.id, 2, at, at), row(t2.id, 1, at, null), row(t3.id, 2, at - 100_000, at - 100_000)])
