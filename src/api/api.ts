@@ -42,6 +42,15 @@ const schemas = {
     hnr_immune: z.boolean().optional(),
     class: z.string().min(1).max(32).nullable().optional(),
   }),
+  bonus: z.strictObject({
+    points: z
+      .number()
+      .int()
+      .min(-1e12)
+      .max(1e12)
+      .refine((n) => n !== 0, 'not 0'),
+    note: z.string().max(200).nullable().optional(),
+  }),
   forgive: z.strictObject({
     note: z.string().max(500).nullable().optional(),
   }),
@@ -237,6 +246,32 @@ export function createApiHandler(deps: {
           max: deps.hnrThreshold ?? 0,
           at: Math.floor(Date.now() / 1000),
         });
+      },
+    ],
+    [
+      'GET',
+      'members/*/bonus',
+      async ([m]) => {
+        const mm = await reg().member(m);
+        return {
+          balance: await reg().bonus.balance(mm.id),
+          freeleech_tokens: mm.freeleech_tokens,
+          ledger: await reg().bonus.ledger(mm.id, 100),
+        };
+      },
+    ],
+    [
+      'POST',
+      'members/*/bonus',
+      async ([m], body) => {
+        const b = await parse(schemas.bonus, body);
+        const mm = await reg().member(m);
+        const balance = await reg().bonus.give(mm, b.points, {
+          note: b.note ?? null,
+          by: null,
+          at: Math.floor(Date.now() / 1000),
+        });
+        return { balance };
       },
     ],
     ['GET', 'members/*/class-history', async ([m]) => reg().classes.history((await reg().member(m)).id)],

@@ -4,6 +4,7 @@ import { ConfigError, flagOptions, loadConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { announceBases, announceUrls } from '../core/urls.ts';
+import { parsePoints } from '../db/bonus.ts';
 import { openDatabase } from '../db/connect.ts';
 import type { HitAndRunView } from '../db/hit-and-runs.ts';
 import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
@@ -49,6 +50,7 @@ export const ADMIN_COMMANDS = [
   'site',
   'hnr',
   'class',
+  'bonus',
 ];
 
 export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
@@ -66,6 +68,7 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald grant add TORRENT (--member M | --group G) [--reference REF] [--expires UNIX_SECONDS]
   herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
   herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
+  herald bonus show MEMBER | bonus give MEMBER POINTS [--note TEXT]   (bonus points: balance, tokens, ledger; POINTS may be negative, 2 decimals)
   herald class list | class history MEMBER   (member classes: configured, members in each; a member's changes)
   herald hnr list [--member M] [--status active|seeded|expired|forgiven] [--limit N] | hnr forgive ID [--note TEXT]   (hit-and-runs)
   MEMBER is an id, a username (in any case; never only digits) or a passkey; TORRENT an id or an info hash. Every command takes
@@ -300,6 +303,38 @@ export async function runAdmin(
           m = await reg.member(m.id);
         }
         await showMember(m);
+        break;
+      }
+      case 'bonus show': {
+        need(1, 'show MEMBER');
+        const m = await reg.member(rest[0]);
+        const b = {
+          balance: await reg.bonus.balance(m.id),
+          freeleech_tokens: m.freeleech_tokens,
+          ledger: await reg.bonus.ledger(m.id, intOpt(opts.limit, 'limit', 100000) ?? 50),
+        };
+        print(b, () =>
+          [
+            `${m.username}: ${(b.balance / 100).toFixed(2)} points, ${b.freeleech_tokens} freeleech tokens`,
+            ...b.ledger.map(
+              (r) =>
+                `  ${new Date(r.at * 1000).toISOString()}  ${(r.delta / 100).toFixed(2).padStart(10)}  ${r.reason}${r.note ? ` (${r.note})` : ''}`,
+            ),
+          ].join('\n'),
+        );
+        break;
+      }
+      case 'bonus give': {
+        need(2, 'give MEMBER POINTS [--note TEXT]');
+        const m = await reg.member(rest[0]);
+        const n = parsePoints(rest[1]);
+        if (Number.isNaN(n)) throw new RegistryError('POINTS: a number with at most two decimals');
+        const balance = await reg.bonus.give(m, n, {
+          note: (opts.note as string | undefined) ?? null,
+          by: null,
+          at: Math.floor(Date.now() / 1000),
+        });
+        print({ balance }, () => `${m.username}: ${(balance / 100).toFixed(2)} points`);
         break;
       }
       case 'class list': {

@@ -3,6 +3,12 @@ import type { AccountsHost } from './accounts.ts';
 import { type PublicMember, RegistryError } from './rows.ts';
 import type { Database } from './schema.ts';
 
+/** "12.5" → 1250 hundredths; NaN when it is not a number of points with at most two decimals. */
+export function parsePoints(s: string): number {
+  if (!/^-?[0-9]{1,9}([.][0-9]{1,2})?$/.test(s.trim())) return Number.NaN;
+  return Math.round(Number(s.trim()) * 100);
+}
+
 /** Rows of member_torrents paid per transaction. */
 const PAGE = 1000;
 

@@ -251,3 +251,28 @@ test('member classes: class list, member set --class (and auto), member show, cl
   assert.equal(json('member', 'set', 'classy', '--class', 'auto', ...cls).class_locked, 0);
   assert.match(herald('class', 'history', 'classy', ...cls).stdout, /\(first\) -> Elite {2}staff/);
 });
+
+test('bonus points: bonus give (and take) and show', () => {
+  json('member', 'add', 'saver');
+  assert.equal(json('bonus', 'give', 'saver', '12.5', '--note', 'welcome').balance, 1250);
+  assert.equal(json('bonus', 'give', 'saver', '-2', '--note', 'typo').balance, 1050);
+  assert.match(
+    herald('bonus', 'give', 'saver', '1.234').stderr,
+    /POINTS: a number with at most two decimals/,
+  );
+  const shown = json('bonus', 'show', 'saver') as unknown as {
+    balance: number;
+    ledger: { delta: number; note: string }[];
+  };
+  assert.deepEqual(
+    [shown.balance, shown.ledger.map((r) => [r.delta, r.note])],
+    [
+      1050,
+      [
+        [-200, 'typo'],
+        [1250, 'welcome'],
+      ],
+    ],
+  );
+  assert.match(herald('bonus', 'show', 'saver').stdout, /saver: 10\.50 points, 0 freeleech tokens/);
+});

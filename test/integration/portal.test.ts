@@ -641,6 +641,45 @@ for (const engine of engines) {
       assert.equal((await reg.member(m.id)).class_locked, 0);
     });
 
+    test('bonus points (issue #16): staff give points; the member spends them in the shop, never beyond the balance', async () => {
+      const code = await invite();
+      const fin = client();
+      await register(fin, 'fin', code);
+      assert.equal((await fin.login('fin', PASSWORD)).status, 303);
+      const m = await reg.member('fin');
+      await admin.get(`/member/${m.id}`);
+      const give = await admin.post(`/staff/members/${m.id}`, {
+        action: 'bonus',
+        points: '6000.5',
+        note: 'contest',
+      });
+      assert.equal(give.status, 303);
+      assert.equal(await reg.bonus.balance(m.id), 600050);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'bonus', points: '1.234' })).status,
+        400,
+      );
+      const shop = await fin.get('/bonus');
+      assert.match(shop.body, /<div class="value" id="bonus-balance">6000\.50<\/div>/);
+      assert.match(shop.body, /Invites \(5000\.00 points each\)/);
+      assert.match(shop.body, /contest/);
+      const bought = await fin.post('/bonus/buy', { item: 'invite', count: '1' });
+      assert.equal(bought.status, 303);
+      assert.equal(bought.location, '/bonus?msg=bought');
+      const after = await reg.member(m.id);
+      assert.equal(after.invites, m.invites + 1);
+      assert.equal(await reg.bonus.balance(m.id), 100050);
+      await fin.get('/bonus');
+      const short = await fin.post('/bonus/buy', { item: 'token', count: '1' });
+      assert.equal(short.status, 409);
+      assert.match(short.body, /not enough bonus points: 2000\.00 needed, 1000\.50 held/);
+      await fin.get('/bonus');
+      assert.equal((await fin.post('/bonus/buy', { item: 'gold', count: '1' })).status, 400);
+      assert.equal(await reg.bonus.balance(m.id), 100050, 'nothing spent by refusals');
+      assert.equal((await reg.bonus.ledger(m.id)).length, 2);
+    });
+
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {
       await tracker.portal!.tick();
       const root = await reg.member('root');

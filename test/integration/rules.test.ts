@@ -557,4 +557,22 @@ describe('member classes', () => {
       ],
     );
   });
+
+  test('API: bonus points given and taken, balance and ledger', async () => {
+    const { r } = box;
+    const api = apiOf(r);
+    const m = await r.member('ola');
+    assert.equal(
+      (await api('POST', `members/${m.id}/bonus`, { points: 1500, note: 'prize' }, 201)).balance,
+      1500,
+    );
+    assert.equal((await api('POST', `members/${m.id}/bonus`, { points: -500 }, 201)).balance, 1000);
+    await api('POST', `members/${m.id}/bonus`, { points: 0 }, 400);
+    await api('POST', `members/${m.id}/bonus`, { points: 1.5 }, 400);
+    const b = await api('GET', `members/${m.id}/bonus`);
+    assert.deepEqual(
+      [b.balance, b.freeleech_tokens, (b.ledger as unknown as { delta: number }[]).map((x) => x.delta)],
+      [1000, 0, [-500, 1500]],
+    );
+  });
 });

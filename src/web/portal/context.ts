@@ -3,6 +3,7 @@ import type { HeraldConfig } from '../../config/schema.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
 import type { PublicMember, Registry } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
+import type { BonusConfigKey } from '../../policy/bonus.ts';
 import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
 import type { StatsSnapshot } from '../../tracker/stats.ts';
 import type { Form } from './forms.ts';
@@ -31,6 +32,10 @@ export interface PortalDeps {
     | 'ratioWatchMinPercent'
     | HnrConfigKey
     | 'memberClasses'
+    | BonusConfigKey
+    | 'bonusUploadPrice'
+    | 'bonusInvitePrice'
+    | 'bonusTokenPrice'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
@@ -88,6 +93,7 @@ export const MESSAGES: Record<string, string> = {
   rejected: 'Application rejected.',
   invited: 'Invitation created.',
   forgiven: 'Hit-and-run forgiven.',
+  bought: 'Bought: it is yours now.',
 };
 
 export function send(
@@ -148,6 +154,12 @@ export function page(
         { href: '/torrents', label: 'Torrents' },
         { href: '/upload', label: 'Upload' },
         { href: '/invites', label: 'Invites' },
+        ...(ctx.deps.config.bonusBase > 0 ||
+        ctx.deps.config.bonusUploadPrice > 0 ||
+        ctx.deps.config.bonusInvitePrice > 0 ||
+        ctx.deps.config.bonusTokenPrice > 0
+          ? [{ href: '/bonus', label: 'Bonus' }]
+          : []),
         { href: `/member/${m.id}`, label: 'Profile' },
         ...(isStaff(m) ? [{ href: '/staff', label: 'Staff' }] : []),
       ]

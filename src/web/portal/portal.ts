@@ -9,6 +9,7 @@ import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
+import { bonusRoutes } from './routes-bonus.ts';
 import { hnrRoutes } from './routes-hnr.ts';
 import { memberRoutes } from './routes-members.ts';
 import { staffRoutes } from './routes-staff.ts';
@@ -70,6 +71,7 @@ export function createPortal(
     ...memberRoutes(),
     ...staffRoutes(),
     ...hnrRoutes(),
+    ...bonusRoutes(),
   ];
   // Behind a reverse proxy (trusted_proxies) the client is the address the proxies appended to
   // X-Forwarded-For (core/forwarded.ts, the rule the tracker uses too; earlier entries are whatever

@@ -17,6 +17,7 @@ import {
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { bonusForm } from './routes-bonus.ts';
 import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { hashPassword, verifyPassword } from './security.ts';
@@ -62,7 +63,7 @@ function rightsNotice(ctx: Ctx, m: PublicMember) {
   return '';
 }
 
-function profileStaffForm(ctx: Ctx, m: PublicMember) {
+async function profileStaffForm(ctx: Ctx, m: PublicMember) {
   const admin = ctx.member!.role === 'admin';
   return html`<section class="card" aria-labelledby="staff-member"><h2 id="staff-member">Staff</h2>
 <p>Status: <strong>${m.status}</strong>${m.status_reason ? html` — ${m.status_reason}` : ''}</p>
@@ -79,6 +80,7 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="leech">
 <button type="submit">Set download rights</button>
 </form>
 ${hnrImmunityForm(ctx, m)}
+${bonusForm(ctx, m.id, await ctx.reg.bonus.balance(m.id))}
 ${classForm(ctx, m)}
 <form method="post" action="/staff/members/${m.id}" class="inline mt">
 ${csrfField(ctx)}<input type="hidden" name="action" value="invites">
@@ -162,7 +164,7 @@ ${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_i
 ${self || staff ? classSection(ctx, m, await ctx.reg.classes.history(m.id, 20)) : ''}
 ${self || staff ? hnrSection(ctx, m, hnrList, await ctx.reg.hnr.pending(m.id)) : ''}
 ${self ? selfSettings(ctx, m) : ''}
-${staff && !self ? profileStaffForm(ctx, m) : ''}`,
+${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
         });
       },
     },

@@ -1,3 +1,4 @@
+import { parsePoints } from '../../db/bonus.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { MEMBER_STATUSES, type MemberStatus, ROLES, type Role } from '../../db/schema.ts';
 import {
@@ -173,6 +174,14 @@ ${list.map(
               const v = field(ctx, 'can_leech');
               if (v !== 'yes' && v !== 'no') throw new RegistryError('download rights: yes or no');
               await ctx.reg.setCanLeech(id, v === 'yes');
+            } else if (action === 'bonus') {
+              const n = parsePoints(field(ctx, 'points'));
+              if (Number.isNaN(n)) throw new RegistryError('points: a number with at most two decimals');
+              await ctx.reg.bonus.give(target, n, {
+                note: field(ctx, 'note').slice(0, 200) || null,
+                by: me.id,
+                at: ctx.now,
+              });
             } else if (action === 'class') {
               const v = field(ctx, 'class');
               await ctx.reg.classes.set(target, v === 'auto' ? null : v, {
