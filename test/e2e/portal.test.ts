@@ -5,7 +5,8 @@
  * downloads the personal .torrent, and that file's announce URL works on the running tracker.
  * Staff approve an application; a banned member can neither log in nor announce; form posts
  * without the CSRF token are refused. A member reads why download rights went for a hit-and-run;
- * staff forgive it and set immunity and download rights (issue #16). Screenshots of the main pages at desktop and phone widths
+ * staff forgive it and set immunity, class and download rights; staff give bonus points and the
+ * member spends them in the shop (issue #16). Screenshots of the main pages at desktop and phone widths
  * go to test-results/screenshots/ (not committed) for a person to look at.
  */
 import assert from 'node:assert/strict';
@@ -64,6 +65,9 @@ before(async () => {
     // Member classes (issue #16): everyone starts as User.
     '--member-classes',
     'User: slots=3,Power User: days=28 uploaded=25GiB ratio=105 slots=8 invites=1',
+    // Bonus points (issue #16): seeding earns, the shop sells.
+    '--bonus-base',
+    '100',
   ]);
   base = `http://127.0.0.1:${herald.http[0].port}`;
   browser = await pw.chromium.launch({
@@ -354,4 +358,27 @@ test('rules (issue #16): a member reads why download rights went, what to seed a
   await applicant.getByRole('heading', { name: 'Class: Power User' }).waitFor();
   await applicant.locator('#class-history').getByText('User → Power User (staff)').waitFor();
   await shoot(applicant, '17-member-class');
+});
+
+test('bonus points (issue #16): staff give points, the member buys a freeleech token in the shop and sees the ledger (screenshot)', async () => {
+  await admin.goto(`${base}/staff/members`);
+  await admin.getByRole('link', { name: 'carol' }).click();
+  await admin.getByLabel('Points to give (negative: take)').fill('2500');
+  await admin.getByLabel('Note for the bonus points').fill('seeding contest');
+  await submit(admin, 'Give points');
+  await admin.getByText('Saved.').waitFor();
+
+  await applicant.getByRole('link', { name: 'Bonus' }).click();
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '2500.00');
+  await applicant.getByText('Every hour you seed a torrent earns 1.00 points').waitFor();
+  await submit(applicant, 'Buy freeleech tokens');
+  await applicant.getByText('Bought: it is yours now.').waitFor();
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '500.00');
+  await applicant.locator('#bonus-ledger').getByText('shop:token').waitFor();
+  await shoot(applicant, '18-bonus-shop');
+  // Beyond the balance: refused, nothing spent.
+  await submit(applicant, 'Buy freeleech tokens');
+  await applicant.getByText('not enough bonus points').waitFor();
+  await applicant.goto(`${base}/bonus`);
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '500.00');
 });
