@@ -576,3 +576,30 @@ describe('member classes', () => {
     );
   });
 });
+
+describe('bonus points', () => {
+  const box = rigFor({
+    bonusBase: 100,
+    bonusPerGib: 0,
+    bonusFewSeeders: 3,
+    bonusFewPoints: 50,
+    bonusOldDays: 0,
+  });
+
+  test('two hours of seeding over HTTP and UDP earn two hours of points, once, into the ledger', async () => {
+    const { r } = box;
+    const m = await r.member('pat');
+    const h = await r.torrent(70);
+    const f = { infoHash: h, passkey: m.passkey, port: 8100, peerId: peer(8100), left: 0 };
+    await r.http({ ...f, event: 'started' });
+    for (let i = 0; i < 6; i++) {
+      r.clock.advance(1200);
+      await (i % 2 === 0 ? r.http(f) : r.udp(f));
+    }
+    await r.tracker.accountant!.flush();
+    // 100 base + 50 (one seeder: few) = 150 hundredths an hour, for 7200 s.
+    assert.deepEqual(await r.tracker.bonusWatch!.run(), { members: 1, points: 300 });
+    assert.deepEqual(await r.tracker.bonusWatch!.run(), { members: 0, points: 0 });
+    assert.equal(await r.tracker.registry().bonus.balance(m.id), 300);
+  });
+});
