@@ -6,7 +6,12 @@ import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
-import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+import {
+  type PolicyMember,
+  type PolicySnapshot,
+  type PolicyTorrent,
+  personalFreeleech,
+} from '../policy/policy.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
 
 /**
@@ -300,6 +305,7 @@ export class Accountant {
     // class% / 100 (issue #16; a class at 100% changes nothing, to the byte).
     let up = Math.floor((du * torrent.uploadFactor * snap.siteUploadFactor) / 10000);
     let down = Math.floor((dd * torrent.downloadFactor * snap.siteDownloadFactor) / 10000);
+    if (down > 0 && personalFreeleech(snap, member.id, torrent.id, now)) down = 0;
     const cls = snap.classById.get(member.id);
     if (cls !== undefined) {
       if (cls.uploadFactor !== 100) up = Math.floor((up * cls.uploadFactor) / 100);

@@ -77,6 +77,7 @@ export interface HeraldConfig {
   bonusUploadPrice: number;
   bonusInvitePrice: number;
   bonusTokenPrice: number;
+  freeleechTokenDays: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -705,6 +706,15 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 200_000,
     arg: 'CENTS',
     doc: 'Bonus shop: hundredths of a point for one freeleech token (0 = not sold)',
+  },
+  {
+    key: 'freeleechTokenDays',
+    kind: 'int',
+    min: 1,
+    max: 365,
+    default: 3,
+    arg: 'DAYS',
+    doc: 'Freeleech tokens: days one token makes one torrent freeleech for the member who spends it (their download on it is not counted)',
   },
   {
     key: 'apiToken',

@@ -399,6 +399,28 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0010_personal_freeleech': {
+      // Personal freeleech (issue #16): a window in which one member's download on one torrent
+      // (or, torrent_id null, on every torrent) is not counted; from a freeleech token or staff.
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('personal_freeleech')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) => c.references('torrents.id').onDelete('cascade'))
+          .addColumn('starts_at', 'bigint', (c) => c.notNull())
+          .addColumn('ends_at', 'bigint', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('personal_freeleech_ends')
+          .on('personal_freeleech')
+          .columns(['ends_at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -11,6 +11,7 @@ import { Accounts } from './accounts.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
+import { PersonalFreeleech } from './freeleech.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
 import type { PublicMember } from './rows.ts';
 import {
@@ -110,6 +111,8 @@ export class Registry {
   readonly classes: MemberClasses;
   /** Bonus points (issue #16): the ledger, the scheduler's payments, the shop, staff's grants. */
   readonly bonus: Bonus;
+  /** Personal freeleech (issue #16): tokens spent on torrents; the windows the snapshot loads. */
+  readonly freeleech: PersonalFreeleech;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -119,6 +122,7 @@ export class Registry {
     this.hnr = new HitAndRuns(this);
     this.classes = new MemberClasses(this);
     this.bonus = new Bonus(this);
+    this.freeleech = new PersonalFreeleech(this);
     this.limits = limits;
   }
 

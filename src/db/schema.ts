@@ -28,6 +28,7 @@ export interface Database {
   hit_and_runs: HitAndRunsTable;
   class_history: ClassHistoryTable;
   bonus_ledger: BonusLedgerTable;
+  personal_freeleech: PersonalFreeleechTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -320,5 +321,20 @@ export interface BonusLedgerTable {
   reason: string;
   note: string | null;
   at: number;
+  by_member: number | null;
+}
+
+/**
+ * Personal freeleech (0010): from `starts_at` to `ends_at`, the member's download on the torrent
+ * (null: on every torrent) is not counted. `source`: 'token' (spent by the member) or 'staff'.
+ */
+export interface PersonalFreeleechTable {
+  id: Generated<number>;
+  member_id: number;
+  torrent_id: number | null;
+  starts_at: number;
+  ends_at: number;
+  source: string;
+  created_at: number;
   by_member: number | null;
 }

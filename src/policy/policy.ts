@@ -40,6 +40,11 @@ export class PolicySnapshot {
    * member whose announce another worker received.
    */
   classById = new Map<number, ClassDef>();
+  /**
+   * Personal freeleech (issue #16): member id → torrent id (0: every torrent) → windows as
+   * [starts, ends) pairs of unix seconds. Keyed by member id, like `classById`.
+   */
+  personalFree = new Map<number, Map<number, number[]>>();
   revision = -1;
 }
 
@@ -133,6 +138,18 @@ export async function loadSnapshot(
         into.set(id, exp === 0 || prev === undefined ? exp : Math.max(prev, exp));
     },
   );
+  // Windows that ended more than a day ago are left out (a clock never runs that far behind).
+  for (const w of await reg.freeleech.windows(Math.floor(Date.now() / 1000) - 86400)) {
+    let byTorrent = s.personalFree.get(w.member_id);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      s.personalFree.set(w.member_id, byTorrent);
+    }
+    const key = w.torrent_id ?? 0;
+    const list = byTorrent.get(key);
+    if (list === undefined) byTorrent.set(key, [w.starts_at, w.ends_at]);
+    else list.push(w.starts_at, w.ends_at);
+  }
   await yieldToLoop();
   for (const h of await k.selectFrom('hash_lists').select(['list', 'info_hash']).execute()) {
     (h.list === 'allow' ? s.allow : s.deny).add(hexKey(h.info_hash));
@@ -411,4 +428,21 @@ export function passkeyFromPath(path: string | null): string | null {
   if (parts[0] === 'announce' || parts[0] === 'scrape') return parts[1];
   if (parts[1] === 'announce' || parts[1] === 'scrape') return parts[0];
   return null;
+}
+
+/** Whether a member's download on a torrent is personal freeleech at `now` (issue #16). */
+export function personalFreeleech(
+  s: PolicySnapshot,
+  memberId: number,
+  torrentId: number,
+  now: number,
+): boolean {
+  const byTorrent = s.personalFree.get(memberId);
+  if (byTorrent === undefined) return false;
+  for (const key of [torrentId, 0]) {
+    const w = byTorrent.get(key);
+    if (w === undefined) continue;
+    for (let i = 0; i < w.length; i += 2) if (now >= w[i] && now < w[i + 1]) return true;
+  }
+  return false;
 }

@@ -678,6 +678,18 @@ for (const engine of engines) {
       assert.equal((await fin.post('/bonus/buy', { item: 'gold', count: '1' })).status, 400);
       assert.equal(await reg.bonus.balance(m.id), 100050, 'nothing spent by refusals');
       assert.equal((await reg.bonus.ledger(m.id)).length, 2);
+      // A freeleech token, bought and spent on a torrent's page.
+      await reg.bonus.give(after, 200000, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      await fin.get('/bonus');
+      assert.equal((await fin.post('/bonus/buy', { item: 'token', count: '1' })).status, 303);
+      const t = (await reg.listTorrents())[0];
+      const tp = await fin.get(`/torrent/${t.id}`);
+      assert.match(tp.body, /Use a freeleech token \(1 left\): free for you for 3 days/);
+      const spent = await fin.post(`/torrent/${t.id}/token`, {});
+      assert.equal(spent.status, 303);
+      assert.equal((await reg.member(m.id)).freeleech_tokens, 0);
+      assert.match((await fin.get(`/torrent/${t.id}`)).body, /Freeleech for you until/);
+      assert.equal((await fin.post(`/torrent/${t.id}/token`, {})).status, 409);
     });
 
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {

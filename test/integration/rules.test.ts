@@ -602,4 +602,45 @@ describe('bonus points', () => {
     assert.deepEqual(await r.tracker.bonusWatch!.run(), { members: 0, points: 0 });
     assert.equal(await r.tracker.registry().bonus.balance(m.id), 300);
   });
+
+  test('a freeleech token makes one torrent free for the member for freeleech_token_days: download not counted, then counted again', async () => {
+    const { r } = box;
+    const reg = r.tracker.registry();
+    const m = await r.member('quin');
+    const [h, other] = [await r.torrent(71), await r.torrent(72)];
+    await reg.db.kysely.updateTable('members').set({ freeleech_tokens: 1 }).where('id', '=', m.id).execute();
+    const [hid, otherId] = [(await reg.torrent(hex(h))).id, (await reg.torrent(hex(other))).id];
+    const ends = await reg.freeleech.spendToken(await reg.member(m.id), hid, 3, r.clock.now());
+    assert.equal(ends, r.clock.now() + 3 * DAY);
+    await assert.rejects(
+      reg.freeleech.spendToken(await reg.member(m.id), hid, 3, r.clock.now()),
+      /already freeleech for you/,
+    );
+    await assert.rejects(
+      reg.freeleech.spendToken(await reg.member(m.id), otherId, 3, r.clock.now()),
+      /no freeleech tokens left/,
+    );
+    await r.tracker.policy.refresh();
+    const leech = async (ih: Buffer, port: number, downloaded: number, event?: 'started') =>
+      r.http({ infoHash: ih, passkey: m.passkey, port, peerId: peer(port), left: 5000, downloaded, event });
+    await leech(h, 8200, 0, 'started');
+    await leech(other, 8201, 0, 'started');
+    r.clock.advance(1200);
+    await leech(h, 8200, 1000);
+    await leech(other, 8201, 1000);
+    await r.tracker.accountant!.flush();
+    let row = await reg.member(m.id);
+    assert.deepEqual(
+      [row.downloaded, row.raw_downloaded, row.freeleech_tokens],
+      [1000, 2000, 0],
+      'only the other torrent counts',
+    );
+    r.clock.advance(3 * DAY);
+    await leech(h, 8200, 1500, 'started');
+    r.clock.advance(1200);
+    await leech(h, 8200, 2500);
+    await r.tracker.accountant!.flush();
+    row = await reg.member(m.id);
+    assert.equal(row.downloaded, 2000, 'three days on: counted again');
+  });
 });

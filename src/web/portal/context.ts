@@ -36,6 +36,7 @@ export interface PortalDeps {
     | 'bonusUploadPrice'
     | 'bonusInvitePrice'
     | 'bonusTokenPrice'
+    | 'freeleechTokenDays'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
@@ -94,6 +95,7 @@ export const MESSAGES: Record<string, string> = {
   invited: 'Invitation created.',
   forgiven: 'Hit-and-run forgiven.',
   bought: 'Bought: it is yours now.',
+  token: 'Freeleech token spent: this torrent is free for you.',
 };
 
 export function send(

@@ -44,8 +44,41 @@ const ITEMS: { item: ShopItem; label: string; unit: string }[] = [
   { item: 'token', label: 'Freeleech tokens', unit: 'tokens' },
 ];
 
+/**
+ * On a torrent's page: until when it is freeleech for the member, or a button that spends a
+ * freeleech token on it (when the member holds one).
+ */
+export async function tokenBox(ctx: Ctx, torrentId: number) {
+  const m = ctx.member!;
+  const open = (await ctx.reg.freeleech.windows(ctx.now, m.id)).find(
+    (w) => (w.torrent_id === torrentId || w.torrent_id === null) && w.starts_at <= ctx.now,
+  );
+  if (open !== undefined)
+    return html`<p class="notice" role="status" id="personal-freeleech">Freeleech for you until ${date(open.ends_at)}: your download is not counted.</p>`;
+  if (m.freeleech_tokens === 0) return '';
+  const days = ctx.deps.config.freeleechTokenDays;
+  return html`<form method="post" action="/torrent/${torrentId}/token" class="inline mt">${csrfField(ctx)}
+<button class="secondary" type="submit">Use a freeleech token (${m.freeleech_tokens} left): free for you for ${days} day${days === 1 ? '' : 's'}</button></form>`;
+}
+
 export function bonusRoutes(): Route[] {
   return [
+    {
+      method: 'POST',
+      pattern: /^\/torrent\/([0-9]{1,12})\/token$/,
+      access: 'member',
+      async handle(ctx) {
+        const id = Number(ctx.params[0]);
+        try {
+          await ctx.reg.freeleech.spendToken(ctx.member!, id, ctx.deps.config.freeleechTokenDays, ctx.now);
+          await ctx.deps.refreshPolicy();
+        } catch (err) {
+          if (err instanceof RegistryError) return errorPage(ctx, err.status, 'Freeleech token', err.message);
+          throw err;
+        }
+        redirect(ctx, `/torrent/${id}?msg=token`);
+      },
+    },
     {
       method: 'GET',
       pattern: /^\/bonus$/,
