@@ -6,7 +6,12 @@ import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
-import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+import {
+  type PolicyMember,
+  type PolicySnapshot,
+  type PolicyTorrent,
+  personalFreeleech,
+} from '../policy/policy.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
 
 /**
@@ -243,7 +248,8 @@ export class Accountant {
     let prev = this.#peers.get(key);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
-      verdict = this.#judge(prev, req.event, member.id, torrent.id, now);
+      verdict = this.#judge(prev, req, member.id, torrent.id, now);
+      if (verdict === Errors.downloadSlots) return verdict;
       if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
         this.counts.refusedPeerLimit++;
         return verdict;
@@ -319,9 +325,16 @@ export class Accountant {
     }
 
     const snap = this.#o.snapshot();
-    // Factors are percentages: credited = raw × torrent% × site% / 10000.
-    const up = Math.floor((du * torrent.uploadFactor * snap.siteUploadFactor) / 10000);
-    const down = Math.floor((dd * torrent.downloadFactor * snap.siteDownloadFactor) / 10000);
+    // Factors are percentages: credited = raw × torrent% × site% / 10000, then × the member's
+    // class% / 100 (issue #16; a class at 100% changes nothing, to the byte).
+    let up = Math.floor((du * torrent.uploadFactor * snap.siteUploadFactor) / 10000);
+    let down = Math.floor((dd * torrent.downloadFactor * snap.siteDownloadFactor) / 10000);
+    if (down > 0 && personalFreeleech(snap, member.id, torrent.id, now)) down = 0;
+    const cls = snap.classById.get(member.id);
+    if (cls !== undefined) {
+      if (cls.uploadFactor !== 100) up = Math.floor((up * cls.uploadFactor) / 100);
+      if (cls.downloadFactor !== 100) down = Math.floor((down * cls.downloadFactor) / 100);
+    }
     if (du > 0 || dd > 0) this.counts.credited++;
 
     let m = this.#members.get(member.id);
@@ -385,14 +398,16 @@ export class Accountant {
    */
   #judge(
     prev: PeerState | undefined,
-    event: number,
+    req: AnnounceRequest,
     memberId: number,
     torrentId: number,
     now: number,
   ): AccountVerdict {
     const r = this.#rules;
+    const event = req.event;
     if (event === AnnounceEvent.stopped) return null;
     if (prev === undefined) {
+      if (req.left > 0 && this.#slotsFull(memberId, torrentId)) return Errors.downloadSlots;
       if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
       let over = this.#overLimit(memberId, torrentId);
       // Places held by peers that went silent are freed first (expiry is otherwise lazy).
@@ -405,6 +420,27 @@ export class Accountant {
     if (r.minGap === 0 || event === AnnounceEvent.completed || now - prev.at >= r.minGap) return null;
     this.counts.early++;
     return r.early === 'refuse' ? Errors.announceTooSoon : Warnings.announceTooSoon;
+  }
+
+  /**
+   * Download slots (issue #16): a member whose class has `slots` may leech that many torrents at
+   * once; a new leeching torrent beyond them is refused (one already leeched, and seeding, are
+   * not). Counted over the torrents of this process, as the peer limits are; silent peers' places
+   * are freed first. O(the member's torrents), only for a new peer of a member with slots.
+   */
+  #slotsFull(memberId: number, torrentId: number): boolean {
+    const slots = this.#o.snapshot().classById.get(memberId)?.slots ?? 0;
+    if (slots === 0) return false;
+    const count = () => {
+      const byTorrent = this.#holdings.get(memberId);
+      if (byTorrent === undefined || byTorrent.has(torrentId)) return 0;
+      let leeching = 0;
+      for (const h of byTorrent.values()) if (h.seeders === 0) leeching++;
+      return leeching;
+    };
+    if (count() < slots) return false;
+    this.#expireBaselines();
+    return count() >= slots;
   }
 
   #overLimit(memberId: number, torrentId: number): AccountVerdict {

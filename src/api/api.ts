@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { announceUrls } from '../core/urls.ts';
 import { type PublicMember, type Registry, RegistryError } from '../db/registry.ts';
-import { MEMBER_STATUSES, ROLES } from '../db/schema.ts';
+import { HNR_STATUSES, type HnrStatus, MEMBER_STATUSES, ROLES } from '../db/schema.ts';
+import type { ClassDef } from '../policy/classes.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { StatsReporter } from '../tracker/stats.ts';
 
@@ -38,6 +39,20 @@ const schemas = {
     status: z.enum(MEMBER_STATUSES).optional(),
     reason: z.string().max(500).nullable().optional(),
     can_leech: z.boolean().optional(),
+    hnr_immune: z.boolean().optional(),
+    class: z.string().min(1).max(32).nullable().optional(),
+  }),
+  bonus: z.strictObject({
+    points: z
+      .number()
+      .int()
+      .min(-1e12)
+      .max(1e12)
+      .refine((n) => n !== 0, 'not 0'),
+    note: z.string().max(200).nullable().optional(),
+  }),
+  forgive: z.strictObject({
+    note: z.string().max(500).nullable().optional(),
   }),
   newTorrent: z.union([
     z.strictObject({
@@ -111,6 +126,10 @@ export function createApiHandler(deps: {
   ) => { seeding: number; leeching: number } | Promise<{ seeding: number; leeching: number }>;
   /** For "now" from the database when `activity` is absent. */
   peerTimeout?: number;
+  /** Hit-and-run: active ones at which download rights go (0 = never); forgiveness below it gives them back. */
+  hnrThreshold?: number;
+  /** Member classes as configured, lowest first (issue #16). */
+  classes?: readonly ClassDef[];
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
   const reg = () => deps.registry();
@@ -184,7 +203,87 @@ export function createApiHandler(deps: {
         let out = await reg().updateMember(m, { role: b.role, invites: b.invites, email: b.email });
         if (b.status !== undefined) out = await reg().setMemberStatus(m, b.status, b.reason ?? null);
         if (b.can_leech !== undefined) out = await reg().setCanLeech(m, b.can_leech);
+        if (b.hnr_immune !== undefined) {
+          await reg().hnr.setImmune(out, b.hnr_immune);
+          out = await reg().member(out.id);
+        }
+        if (b.class !== undefined) {
+          await reg().classes.set(out, b.class, {
+            by: null,
+            at: Math.floor(Date.now() / 1000),
+            classes: (deps.classes ?? []).map((c) => c.name),
+          });
+          out = await reg().member(out.id);
+        }
         return memberOut(out);
+      },
+    ],
+    [
+      'GET',
+      'hit-and-runs',
+      async (_p, _b, q) => {
+        const status = q.get('status');
+        if (status !== null && !(HNR_STATUSES as readonly string[]).includes(status))
+          throw new ApiError(400, `status: one of ${HNR_STATUSES.join(', ')}`);
+        return reg().hnr.list({
+          member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
+          status: (status ?? undefined) as HnrStatus | undefined,
+          limit: int(q, 'limit', 100, 1000),
+          offset: int(q, 'offset', 0, 1e9),
+        });
+      },
+    ],
+    [
+      'POST',
+      'hit-and-runs/*/forgive',
+      async ([id], body) => {
+        const b = await parse(schemas.forgive, body);
+        const n = Number(id);
+        if (!Number.isInteger(n) || n <= 0) throw new ApiError(404, `no hit-and-run ${id}`);
+        return reg().hnr.forgive(n, {
+          by: null,
+          note: b.note ?? null,
+          max: deps.hnrThreshold ?? 0,
+          at: Math.floor(Date.now() / 1000),
+        });
+      },
+    ],
+    [
+      'GET',
+      'members/*/bonus',
+      async ([m]) => {
+        const mm = await reg().member(m);
+        return {
+          balance: await reg().bonus.balance(mm.id),
+          freeleech_tokens: mm.freeleech_tokens,
+          ledger: await reg().bonus.ledger(mm.id, 100),
+        };
+      },
+    ],
+    [
+      'POST',
+      'members/*/bonus',
+      async ([m], body) => {
+        const b = await parse(schemas.bonus, body);
+        const mm = await reg().member(m);
+        const balance = await reg().bonus.give(mm, b.points, {
+          note: b.note ?? null,
+          by: null,
+          at: Math.floor(Date.now() / 1000),
+        });
+        return { balance };
+      },
+    ],
+    ['GET', 'members/*/class-history', async ([m]) => reg().classes.history((await reg().member(m)).id)],
+    [
+      'GET',
+      'classes',
+      async () => {
+        const counts = await reg().classes.counts();
+        return (deps.classes ?? []).map((c, i) => ({
+          ...c,
+          members: (counts.get(c.name) ?? 0) + (i === 0 ? (counts.get(null) ?? 0) : 0),
+        }));
       },
     ],
     ['POST', 'members/*/reset-passkey', async ([m]) => memberOut(await reg().resetPasskey(m))],

@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs';
+import { parseClasses } from '../config/classes.ts';
 import { ConfigError, flagOptions, loadConfig } from '../config/load.ts';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { announceBases, announceUrls } from '../core/urls.ts';
+import { parsePoints } from '../db/bonus.ts';
 import { openDatabase } from '../db/connect.ts';
+import type { HitAndRunView } from '../db/hit-and-runs.ts';
 import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
-import { ROLES, type Role } from '../db/schema.ts';
+import { HNR_STATUSES, type HnrStatus, ROLES, type Role } from '../db/schema.ts';
+import { hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { hashPassword } from '../web/portal/security.ts';
 
 /** Options of the admin commands (everything else on the line is a config flag, as for serve). */
@@ -15,6 +19,9 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   email: 'string',
   invites: 'string',
   'can-leech': 'string',
+  'hnr-immune': 'string',
+  class: 'string',
+  status: 'string',
   reason: 'string',
   search: 'string',
   category: 'string',
@@ -33,12 +40,23 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   limit: 'string',
 };
 
-export const ADMIN_COMMANDS = ['member', 'torrent', 'list', 'client', 'group', 'grant', 'site'];
+export const ADMIN_COMMANDS = [
+  'member',
+  'torrent',
+  'list',
+  'client',
+  'group',
+  'grant',
+  'site',
+  'hnr',
+  'class',
+  'bonus',
+];
 
 export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
   herald member add NAME [--role member|uploader|moderator|admin] [--email E] [--invites N]
   herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
-  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no]
+  herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no] [--class NAME|auto]
   herald member password MEMBER < FILE   (portal password, first line of standard input)
   herald member invite [--member INVITER] [--email E] [--days N]   (a portal invitation link)
   herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
@@ -50,6 +68,9 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald grant add TORRENT (--member M | --group G) [--reference REF] [--expires UNIX_SECONDS]
   herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
   herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
+  herald bonus show MEMBER | bonus give MEMBER POINTS [--note TEXT]   (bonus points: balance, tokens, ledger; POINTS may be negative, 2 decimals)
+  herald class list | class history MEMBER   (member classes: configured, members in each; a member's changes)
+  herald hnr list [--member M] [--status active|seeded|expired|forgiven] [--limit N] | hnr forgive ID [--note TEXT]   (hit-and-runs)
   MEMBER is an id, a username (in any case; never only digits) or a passkey; TORRENT an id or an info hash. Every command takes
   --json, and the same --data-dir/--config/--database-url flags as serve.
 `;
@@ -109,6 +130,12 @@ const intOpt = (v: string | boolean | undefined, name: string, max = 1e12): numb
   return n;
 };
 
+/** One hit-and-run on one line. */
+function hnrLine(h: HitAndRunView): string {
+  const day = (t: number) => new Date(t * 1000).toISOString().slice(0, 10);
+  return `${h.status}  ${h.username}  "${h.torrent_name}"  snatched ${day(h.snatched_at)}  marked ${day(h.marked_at)}  seeded ${Math.floor(h.seed_time_now / 3600)} h${h.note !== null ? `  note: ${h.note}` : ''}`;
+}
+
 /** Base URLs for announce URLs printed by the CLI: public_urls, else the first listen address of each kind. */
 function baseUrls(c: HeraldConfig): string[] {
   const first = (list: string[]) => {
@@ -140,6 +167,7 @@ export async function runAdmin(
         : `${text()}\n`,
     );
   const urls = baseUrls(config);
+  const classes = parseClasses(config.memberClasses);
   const member = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(urls, m.passkey) });
   /**
    * What the member's profile shows (issue #16): the row, snatches, torrents seeding and leeching
@@ -155,6 +183,10 @@ export async function runAdmin(
         `  uploaded   ${m.uploaded}  downloaded ${m.downloaded}  seed time ${m.seed_time}s  invites ${m.invites}`,
         `  snatches   ${mm.snatches}  seeding now ${mm.seeding_now}  leeching now ${mm.leeching_now}`,
         `  download   ${m.can_leech === 1 ? 'allowed' : `suspended (${m.leech_reason ?? 'staff'})`}  ratio warnings ${m.ratio_warnings}${m.ratio_warned_at !== null ? ` (warned since ${new Date(m.ratio_warned_at * 1000).toISOString()})` : ''}`,
+        `  hit-and-runs active ${mm.hnr_active}${m.hnr_immune === 1 ? '  (immune)' : ''}`,
+        ...(classes.length > 0
+          ? [`  class      ${m.class ?? classes[0].name}${m.class_locked === 1 ? '  (set by staff)' : ''}`]
+          : []),
         ...mm.announce_urls.map((u) => `  announce   ${u}`),
       ].join('\n'),
     );
@@ -242,7 +274,10 @@ export async function runAdmin(
         await showMember(await reg.resetPasskey(rest[0]));
         break;
       case 'member set': {
-        need(1, 'set MEMBER [--role R] [--invites N] [--can-leech yes|no]');
+        need(
+          1,
+          'set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no] [--class NAME|auto]',
+        );
         const role = opts.role as string | undefined;
         if (role !== undefined && !(ROLES as readonly string[]).includes(role))
           throw new RegistryError(`--role: one of ${ROLES.join(', ')}`);
@@ -253,7 +288,112 @@ export async function runAdmin(
         });
         const canLeech = yes(opts['can-leech'], 'can-leech');
         if (canLeech !== undefined) m = await reg.setCanLeech(m.id, canLeech);
+        const immune = yes(opts['hnr-immune'], 'hnr-immune');
+        if (immune !== undefined) {
+          await reg.hnr.setImmune(m, immune);
+          m = await reg.member(m.id);
+        }
+        if (opts.class !== undefined) {
+          const name = String(opts.class);
+          await reg.classes.set(m, name === 'auto' ? null : name, {
+            by: null,
+            at: Math.floor(Date.now() / 1000),
+            classes: classes.map((c) => c.name),
+          });
+          m = await reg.member(m.id);
+        }
         await showMember(m);
+        break;
+      }
+      case 'bonus show': {
+        need(1, 'show MEMBER');
+        const m = await reg.member(rest[0]);
+        const b = {
+          balance: await reg.bonus.balance(m.id),
+          freeleech_tokens: m.freeleech_tokens,
+          ledger: await reg.bonus.ledger(m.id, intOpt(opts.limit, 'limit', 100000) ?? 50),
+        };
+        print(b, () =>
+          [
+            `${m.username}: ${(b.balance / 100).toFixed(2)} points, ${b.freeleech_tokens} freeleech tokens`,
+            ...b.ledger.map(
+              (r) =>
+                `  ${new Date(r.at * 1000).toISOString()}  ${(r.delta / 100).toFixed(2).padStart(10)}  ${r.reason}${r.note ? ` (${r.note})` : ''}`,
+            ),
+          ].join('\n'),
+        );
+        break;
+      }
+      case 'bonus give': {
+        need(2, 'give MEMBER POINTS [--note TEXT]');
+        const m = await reg.member(rest[0]);
+        const n = parsePoints(rest[1]);
+        if (Number.isNaN(n)) throw new RegistryError('POINTS: a number with at most two decimals');
+        const balance = await reg.bonus.give(m, n, {
+          note: (opts.note as string | undefined) ?? null,
+          by: null,
+          at: Math.floor(Date.now() / 1000),
+        });
+        print({ balance }, () => `${m.username}: ${(balance / 100).toFixed(2)} points`);
+        break;
+      }
+      case 'class list': {
+        const counts = await reg.classes.counts();
+        const list = classes.map((c, i) => ({
+          ...c,
+          members: (counts.get(c.name) ?? 0) + (i === 0 ? (counts.get(null) ?? 0) : 0),
+        }));
+        print(list, () =>
+          list.length === 0
+            ? '(no member classes: set member_classes)'
+            : list
+                .map(
+                  (c) =>
+                    `${c.name}  members ${c.members}  days ${c.days} uploaded ${c.uploaded} ratio ${c.ratioPercent}% seed ${c.seedHours} h  slots ${c.slots || 'any'}  factors up ${c.uploadFactor}% down ${c.downloadFactor}%${c.invites !== null ? `  invites ${c.invites}` : ''}${c.hnrImmune ? '  hit-and-run immune' : ''}`,
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'class history': {
+        need(1, 'history MEMBER');
+        const h = await reg.classes.history((await reg.member(rest[0])).id);
+        print(h, () =>
+          h.length === 0
+            ? '(no class changes)'
+            : h
+                .map(
+                  (r) =>
+                    `${new Date(r.at * 1000).toISOString()}  ${r.from_class ?? '(first)'} -> ${r.to_class}  ${r.reason}`,
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'hnr list': {
+        const status = opts.status as string | undefined;
+        if (status !== undefined && !(HNR_STATUSES as readonly string[]).includes(status))
+          throw new RegistryError(`--status: one of ${HNR_STATUSES.join(', ')}`);
+        const list = await reg.hnr.list({
+          member: opts.member !== undefined ? (await reg.member(String(opts.member))).id : undefined,
+          status: status as HnrStatus | undefined,
+          limit: intOpt(opts.limit, 'limit', 100000) ?? 100,
+        });
+        print(list, () =>
+          list.length === 0 ? '(no hit-and-runs)' : list.map((h) => `#${h.id} ${hnrLine(h)}`).join('\n'),
+        );
+        break;
+      }
+      case 'hnr forgive': {
+        need(1, 'forgive ID [--note TEXT]');
+        const id = intOpt(rest[0], 'ID', 2 ** 31);
+        const h = await reg.hnr.forgive(id ?? 0, {
+          by: null,
+          note: (opts.note as string | undefined) ?? null,
+          max: hnrThreshold(hnrRules(config)),
+          at: Math.floor(Date.now() / 1000),
+        });
+        print(h, () => `#${h.id} ${hnrLine(h)}`);
         break;
       }
       case 'torrent add': {

@@ -10,6 +10,7 @@ import { ClusterBus } from '../cluster/bus.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
+import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
@@ -27,6 +28,9 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
+import { BonusWatch, bonusRules } from '../policy/bonus.ts';
+import { ClassWatch } from '../policy/classes.ts';
+import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
@@ -72,6 +76,12 @@ export interface Tracker {
   readonly accountant: Accountant | null;
   /** Private mode: the ratio watch scheduler (null otherwise, and in workers other than the first). */
   readonly ratioWatch: RatioWatch | null;
+  /** Private mode: the hit-and-run scheduler (null as `ratioWatch` is). */
+  readonly hnrWatch: HitAndRunWatch | null;
+  /** Private mode: the member-class scheduler (null as `ratioWatch` is). */
+  readonly classWatch: ClassWatch | null;
+  /** Private mode: the bonus-point scheduler (null as `ratioWatch` is). */
+  readonly bonusWatch: BonusWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
@@ -191,12 +201,15 @@ export function createTracker(
       : null);
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
+  // Member classes (issue #16): private mode only (they belong to members).
+  const classes = config.mode === 'private' ? parseClasses(config.memberClasses) : [];
   const policy = new Policy({
     mode: config.mode,
     logger,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
+    classes,
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
@@ -232,20 +245,21 @@ export function createTracker(
   };
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
-  const ratioWatch =
-    config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0)
-      ? new RatioWatch({
-          registry: getRegistry,
-          clock,
-          logger,
-          refreshPolicy: () => policy.refresh(),
-          rules: {
-            minPercent: config.ratioWatchMinPercent,
-            graceBytes: config.ratioWatchGrace,
-            periodSeconds: config.ratioWatchDays * 86400,
-          },
-        })
-      : null;
+  const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
+  const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
+  const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
+  const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
+  const bonusWatch = scheduler ? new BonusWatch({ ...schedulerDeps, rules: bonusRules(config) }) : null;
+  const ratioWatch = scheduler
+    ? new RatioWatch({
+        ...schedulerDeps,
+        rules: {
+          minPercent: config.ratioWatchMinPercent,
+          graceBytes: config.ratioWatchGrace,
+          periodSeconds: config.ratioWatchDays * 86400,
+        },
+      })
+    : null;
   const service = new TrackerService({
     store,
     clock,
@@ -425,6 +439,8 @@ export function createTracker(
                 : (id) => accountant.activity(id)
               : undefined,
             peerTimeout: config.peerTimeout,
+            hnrThreshold: hnrThreshold(hnrRules(config)),
+            classes,
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,
@@ -500,6 +516,11 @@ export function createTracker(
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
       void ratioWatch?.run().catch(() => {});
+      hnrWatch?.start(config.hnrInterval);
+      void hnrWatch?.run().catch(() => {});
+      classWatch?.start(config.classInterval);
+      void classWatch?.run().catch(() => {});
+      bonusWatch?.start(config.bonusInterval);
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -564,6 +585,9 @@ export function createTracker(
       // WebRTC peers this instance still holds in Redis leave before its connection closes.
       await rtcRedis?.close();
       await ratioWatch?.stop();
+      await hnrWatch?.stop();
+      await classWatch?.stop();
+      await bonusWatch?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -592,6 +616,9 @@ export function createTracker(
     policy,
     accountant,
     ratioWatch,
+    hnrWatch,
+    classWatch,
+    bonusWatch,
     portal,
     publicUrls: () => publicUrls(),
     health,

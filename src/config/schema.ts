@@ -1,5 +1,7 @@
 import { parseHostPort, parseIp } from '../core/address.ts';
 import { LOG_LEVELS, type LogLevel } from '../core/log.ts';
+import { ROLES } from '../db/schema.ts';
+import { parseClasses } from './classes.ts';
 
 /** Herald's whole configuration, as the code sees it (camelCase). */
 export interface HeraldConfig {
@@ -55,6 +57,27 @@ export interface HeraldConfig {
   ratioWatchGrace: number;
   ratioWatchDays: number;
   ratioWatchInterval: number;
+  hnrSeedHours: number;
+  hnrDays: number;
+  hnrRatioPercent: number;
+  hnrMax: number;
+  hnrExpireDays: number;
+  hnrImmuneRoles: string[];
+  hnrInterval: number;
+  memberClasses: string[];
+  classInterval: number;
+  bonusBase: number;
+  bonusPerGib: number;
+  bonusGibCap: number;
+  bonusFewSeeders: number;
+  bonusFewPoints: number;
+  bonusOldDays: number;
+  bonusOldPoints: number;
+  bonusInterval: number;
+  bonusUploadPrice: number;
+  bonusInvitePrice: number;
+  bonusTokenPrice: number;
+  freeleechTokenDays: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -509,6 +532,191 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Ratio watch: seconds between runs of the scheduler that warns, suspends and restores',
   },
   {
+    key: 'hnrSeedHours',
+    kind: 'int',
+    min: 0,
+    max: 87600,
+    default: 0,
+    arg: 'HOURS',
+    doc: 'Hit-and-run (private mode): hours a member must seed a torrent they snatched, within hnr_days of the snatch (or reach hnr_ratio_percent on it); a snatch that does not is a hit-and-run (0 = off)',
+  },
+  {
+    key: 'hnrDays',
+    kind: 'int',
+    min: 1,
+    max: 3650,
+    default: 14,
+    arg: 'DAYS',
+    doc: 'Hit-and-run: days after a snatch by which the member must have seeded hnr_seed_hours',
+  },
+  {
+    key: 'hnrRatioPercent',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'PERCENT',
+    doc: 'Hit-and-run: a ratio on the torrent itself (uploaded / downloaded as the client reported them, in percent) that fulfils the rule as seeding time does (0 = only seeding time)',
+  },
+  {
+    key: 'hnrMax',
+    kind: 'int',
+    min: 0,
+    max: 100_000,
+    default: 3,
+    arg: 'N',
+    doc: 'Hit-and-run: active hit-and-runs at which a member loses download rights, until fewer are active (0 = never)',
+  },
+  {
+    key: 'hnrExpireDays',
+    kind: 'int',
+    min: 0,
+    max: 3650,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Hit-and-run: days after which a hit-and-run no longer counts (0 = never); seeding the torrent to hnr_seed_hours, or staff forgiveness, ends it sooner',
+  },
+  {
+    key: 'hnrImmuneRoles',
+    kind: 'string-list',
+    default: ['moderator', 'admin'],
+    arg: 'ROLE',
+    doc: 'Hit-and-run: roles whose members are never marked (repeatable: member, uploader, moderator, admin); staff also make single members immune',
+  },
+  {
+    key: 'hnrInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Hit-and-run: seconds between runs of the scheduler that marks, ends, suspends and restores',
+  },
+  {
+    key: 'memberClasses',
+    kind: 'string-list',
+    default: [],
+    arg: 'CLASS',
+    doc: 'Member classes (private mode), lowest first, each "NAME" or "NAME: key=value ..." with thresholds days, uploaded (bytes, or KiB..TiB), ratio (percent), seed_hours, and what the class gives: slots (torrents leeched at once, 0 = no limit), invites (per invite period), upload_factor, download_factor (percent), hnr_immune (1); see README "Rules" (none = no classes)',
+  },
+  {
+    key: 'classInterval',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Member classes: seconds between runs of the scheduler that promotes and demotes',
+  },
+  {
+    key: 'bonusBase',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 0,
+    arg: 'CENTS',
+    doc: 'Bonus points (private mode): hundredths of a point (100 = 1 point) a member earns per hour of seeding each torrent, before the terms below (0 = bonus points off; see README "Bonus points" for the formula)',
+  },
+  {
+    key: 'bonusPerGib',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 10,
+    arg: 'CENTS',
+    doc: "Bonus points: more hundredths per hour per GiB of the torrent's size, up to bonus_gib_cap GiB",
+  },
+  {
+    key: 'bonusGibCap',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'GIB',
+    doc: 'Bonus points: the size counted by bonus_per_gib at most, in GiB',
+  },
+  {
+    key: 'bonusFewSeeders',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 3,
+    arg: 'N',
+    doc: 'Bonus points: a torrent with at most this many seeders (the member included) earns bonus_few_points more per hour (0 = no such term)',
+  },
+  {
+    key: 'bonusFewPoints',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 100,
+    arg: 'CENTS',
+    doc: 'Bonus points: hundredths per hour more for a torrent with few seeders',
+  },
+  {
+    key: 'bonusOldDays',
+    kind: 'int',
+    min: 0,
+    max: 36500,
+    default: 30,
+    arg: 'DAYS',
+    doc: 'Bonus points: a torrent registered at least this many days ago earns bonus_old_points more per hour (0 = no such term)',
+  },
+  {
+    key: 'bonusOldPoints',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 50,
+    arg: 'CENTS',
+    doc: 'Bonus points: hundredths per hour more for an old torrent',
+  },
+  {
+    key: 'bonusInterval',
+    kind: 'int',
+    min: 60,
+    max: 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Bonus points: seconds between runs of the scheduler that credits seeding',
+  },
+  {
+    key: 'bonusUploadPrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 100_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for 1 GiB of upload credit (0 = not sold)',
+  },
+  {
+    key: 'bonusInvitePrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 500_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for one invite (0 = not sold)',
+  },
+  {
+    key: 'bonusTokenPrice',
+    kind: 'int',
+    min: 0,
+    max: 1e12,
+    default: 200_000,
+    arg: 'CENTS',
+    doc: 'Bonus shop: hundredths of a point for one freeleech token (0 = not sold)',
+  },
+  {
+    key: 'freeleechTokenDays',
+    kind: 'int',
+    min: 1,
+    max: 365,
+    default: 3,
+    arg: 'DAYS',
+    doc: 'Freeleech tokens: days one token makes one torrent freeleech for the member who spends it (their download on it is not counted)',
+  },
+  {
     key: 'apiToken',
     kind: 'secret?',
     default: null,
@@ -847,6 +1055,14 @@ export function validateRelations(c: HeraldConfig): void {
         'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
       );
   }
+  try {
+    parseClasses(c.memberClasses);
+  } catch (err) {
+    throw new ConfigError(`config: member_classes: ${(err as Error).message}`);
+  }
+  for (const r of c.hnrImmuneRoles)
+    if (!(ROLES as readonly string[]).includes(r))
+      throw new ConfigError(`config: hnr_immune_roles: "${r}" is not a role (${ROLES.join(', ')})`);
   if (c.http.length === 0 && c.https.length === 0 && c.udp.length === 0 && c.ws.length === 0)
     throw new ConfigError('config: http, https, udp and ws are all off: nothing to serve');
 }

@@ -101,6 +101,14 @@ export const Errors = {
     'HERALD_LEECH_RATIO',
     'download rights suspended: your ratio stayed below the site minimum. Seeding still works: seed until your ratio is back above it',
   ),
+  downloadSlots: def(
+    'HERALD_DOWNLOAD_SLOTS',
+    'download slots full: your class leeches a limited number of torrents at once; let one finish or stop it first (seeding is not limited)',
+  ),
+  leechHnr: def(
+    'HERALD_LEECH_HNR',
+    'download rights suspended for hit-and-runs: seeding still works; seed the torrents listed on your profile to clear them, or ask staff',
+  ),
   leechStaff: def(
     'HERALD_LEECH_STAFF',
     'download rights suspended by staff: seeding still works; see the site or ask staff to restore them',
@@ -142,6 +150,11 @@ export const Warnings = {
     'ratio warning: your ratio is below the site minimum; seed to raise it, or you lose download rights (see your profile)',
     2,
   ),
+  hitAndRun: new TrackerWarning(
+    'HERALD_WARN_HNR',
+    'hit-and-run: you stopped seeding a torrent you downloaded before seeding it long enough; seed it again (see your profile) or lose download rights',
+    3,
+  ),
 } as const;
 
 /** Warnings by index (index 0: none). */
@@ -149,6 +162,7 @@ export const WARNING_LIST: readonly (TrackerWarning | null)[] = [
   null,
   Warnings.announceTooSoon,
   Warnings.ratioWatch,
+  Warnings.hitAndRun,
 ];
 
 export type ErrorCode = (typeof Errors)[keyof typeof Errors]['code'];

@@ -320,11 +320,15 @@ export class Accounts {
     perPeriod: number;
     periodSeconds: number;
     at: number;
+    /** Member classes that earn another number (issue #16): class name → invites (null: the first class). */
+    perClass?: Map<string | null, number>;
   }): Promise<number> {
-    if (rules.perPeriod <= 0 || rules.periodSeconds <= 0) return 0;
+    const perClass = rules.perClass ?? new Map<string | null, number>();
+    const most = Math.max(rules.perPeriod, ...perClass.values());
+    if (most <= 0 || rules.periodSeconds <= 0) return 0;
     const candidates = await this.#k
       .selectFrom('members')
-      .select(['id', 'uploaded', 'downloaded'])
+      .select(['id', 'uploaded', 'downloaded', 'class'])
       .where('status', '=', 'active')
       .where('created_at', '<=', rules.at - rules.minAgeSeconds)
       .where('uploaded', '>=', rules.minUploaded)
@@ -335,16 +339,27 @@ export class Accounts {
         ]),
       )
       .execute();
-    const ids = candidates
-      .filter((m) => m.downloaded === 0 || m.uploaded / m.downloaded >= rules.minRatio)
-      .map((m) => m.id);
-    if (ids.length === 0) return 0;
-    await this.#k
-      .updateTable('members')
-      .set((eb) => ({ invites: eb('invites', '+', rules.perPeriod), invites_earned_at: rules.at }))
-      .where('id', 'in', ids)
-      .execute();
-    return ids.length;
+    // Members by the number they earn (their class's, or the site's).
+    const byCount = new Map<number, number[]>();
+    for (const m of candidates) {
+      if (m.downloaded !== 0 && m.uploaded / m.downloaded < rules.minRatio) continue;
+      const n = perClass.get(m.class) ?? rules.perPeriod;
+      if (n <= 0) continue;
+      const ids = byCount.get(n);
+      if (ids === undefined) byCount.set(n, [m.id]);
+      else ids.push(m.id);
+    }
+    let earned = 0;
+    for (const [n, ids] of byCount) {
+      for (let i = 0; i < ids.length; i += 500)
+        await this.#k
+          .updateTable('members')
+          .set((eb) => ({ invites: eb('invites', '+', n), invites_earned_at: rules.at }))
+          .where('id', 'in', ids.slice(i, i + 500))
+          .execute();
+      earned += ids.length;
+    }
+    return earned;
   }
 
   // ---- portal: applications ----

@@ -299,6 +299,128 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0007_hit_and_runs': {
+      // Hit-and-run (issue #16). Per member and torrent, whether the snatch has been judged
+      // (`hnr_state`: 0 not yet, 1 fulfilled or exempt, 2 a hit-and-run), so that each pass reads
+      // only snatches past their deadline and not yet judged. One row per hit-and-run, kept when it
+      // ends (why: 'seeded', 'expired', 'forgiven'; by whom), for the member's and staff's pages.
+      // Per-member immunity, set by staff.
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('member_torrents')
+          .addColumn('hnr_state', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('hnr_immune', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('hit_and_runs')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('snatched_at', 'bigint', (c) => c.notNull())
+          .addColumn('marked_at', 'bigint', (c) => c.notNull())
+          .addColumn('seed_time', 'bigint', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull().defaultTo('active'))
+          .addColumn('ended_at', 'bigint')
+          .addColumn('ended_by', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('note', 'text')
+          .addUniqueConstraint('hit_and_runs_member_torrent', ['member_id', 'torrent_id'])
+          .execute();
+        await db.schema
+          .createIndex('hit_and_runs_status')
+          .on('hit_and_runs')
+          .columns(['status', 'member_id'])
+          .execute();
+        await db.schema
+          .createIndex('member_torrents_hnr')
+          .on('member_torrents')
+          .columns(['hnr_state', 'completed_at'])
+          .execute();
+      },
+    },
+    '0008_classes': {
+      // Member classes (issue #16): the member's class by name (null = the first configured
+      // class), whether staff set it by hand (the scheduler then leaves it), and every change.
+      async up(db: AnyDb) {
+        await db.schema.alterTable('members').addColumn('class', 'text').execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('class_locked', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('class_history')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('from_class', 'text')
+          .addColumn('to_class', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('class_history_member')
+          .on('class_history')
+          .columns(['member_id', 'at'])
+          .execute();
+      },
+    },
+    '0009_bonus': {
+      // Bonus points (issue #16): a ledger, one row per change (balance = the sum, in hundredths
+      // of a point); per member and torrent, the seeding time already paid for (what was seeded
+      // before this migration is paid: it earns nothing); freeleech tokens bought in the shop.
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('member_torrents')
+          .addColumn('bonus_seed_time', 'bigint', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.updateTable('member_torrents').set({ bonus_seed_time: sql`seed_time` }).execute();
+        await db.schema
+          .alterTable('members')
+          .addColumn('freeleech_tokens', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('bonus_ledger')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('delta', 'bigint', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('note', 'text')
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('bonus_ledger_member')
+          .on('bonus_ledger')
+          .columns(['member_id', 'id'])
+          .execute();
+      },
+    },
+    '0010_personal_freeleech': {
+      // Personal freeleech (issue #16): a window in which one member's download on one torrent
+      // (or, torrent_id null, on every torrent) is not counted; from a freeleech token or staff.
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('personal_freeleech')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) => c.references('torrents.id').onDelete('cascade'))
+          .addColumn('starts_at', 'bigint', (c) => c.notNull())
+          .addColumn('ends_at', 'bigint', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createIndex('personal_freeleech_ends')
+          .on('personal_freeleech')
+          .columns(['ends_at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -8,7 +8,11 @@ import {
   parseMetainfo,
 } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
+import { Bonus } from './bonus.ts';
+import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
+import { PersonalFreeleech } from './freeleech.ts';
+import { HitAndRuns } from './hit-and-runs.ts';
 import type { PublicMember } from './rows.ts';
 import {
   checkUsername,
@@ -101,12 +105,24 @@ export class Registry {
   readonly db: Db;
   /** The portal's accounts: passwords, sessions, registration, invitations, applications, history. */
   readonly accounts: Accounts;
+  /** Hit-and-run (issue #16): the scheduler's reads and writes, forgiveness, immunity, lists. */
+  readonly hnr: HitAndRuns;
+  /** Member classes (issue #16): the scheduler's reads and writes, staff's hand-set class, history. */
+  readonly classes: MemberClasses;
+  /** Bonus points (issue #16): the ledger, the scheduler's payments, the shop, staff's grants. */
+  readonly bonus: Bonus;
+  /** Personal freeleech (issue #16): tokens spent on torrents; the windows the snapshot loads. */
+  readonly freeleech: PersonalFreeleech;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
   constructor(db: Db, limits: TorrentLimits = DEFAULT_TORRENT_LIMITS) {
     this.db = db;
     this.accounts = new Accounts(this);
+    this.hnr = new HitAndRuns(this);
+    this.classes = new MemberClasses(this);
+    this.bonus = new Bonus(this);
+    this.freeleech = new PersonalFreeleech(this);
     this.limits = limits;
   }
 
@@ -323,8 +339,8 @@ export class Registry {
   }
 
   /**
-   * A member's figures beyond the row (issue #16: what the profile shows): snatches, and torrents
-   * seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
+   * A member's figures beyond the row (issue #16: what the profile shows): snatches, active
+   * hit-and-runs, and torrents seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
    * `flush_interval` seconds ahead). "Now": the last announce was not `stopped` and came within
    * `peerTimeout` seconds.
    */
@@ -332,7 +348,7 @@ export class Registry {
     memberId: number,
     peerTimeout: number,
     at = now(),
-  ): Promise<{ snatches: number; seeding_now: number; leeching_now: number }> {
+  ): Promise<{ snatches: number; seeding_now: number; leeching_now: number; hnr_active: number }> {
     const rows = await this.#k
       .selectFrom('member_torrents')
       .select(['completed_at', 'state', 'last_announce_at'])
@@ -347,7 +363,12 @@ export class Registry {
       if (r.state === 2) seeding++;
       else if (r.state === 1) leeching++;
     }
-    return { snatches, seeding_now: seeding, leeching_now: leeching };
+    return {
+      snatches,
+      seeding_now: seeding,
+      leeching_now: leeching,
+      hnr_active: await this.hnr.activeCount(memberId),
+    };
   }
 
   async resetPasskey(ref: string | number): Promise<PublicMember> {

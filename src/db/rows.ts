@@ -126,6 +126,10 @@ export const MEMBER_COLUMNS = [
   'leech_changed_at',
   'ratio_warned_at',
   'ratio_warnings',
+  'hnr_immune',
+  'class',
+  'class_locked',
+  'freeleech_tokens',
 ] as const;
 
 /** The grants a member holds at `at`, their own or a group's, unexpired: `torrent_id` of each. */

@@ -25,6 +25,10 @@ export interface Database {
   traffic_history: TrafficHistoryTable;
   site_history: SiteHistoryTable;
   login_addresses: LoginAddressesTable;
+  hit_and_runs: HitAndRunsTable;
+  class_history: ClassHistoryTable;
+  bonus_ledger: BonusLedgerTable;
+  personal_freeleech: PersonalFreeleechTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -68,6 +72,14 @@ export interface MembersTable {
   ratio_warned_at: number | null;
   /** Ratio watch: warnings given so far. */
   ratio_warnings: Generated<number>;
+  /** Hit-and-run (0007): 1 = never marked (set by staff). */
+  hnr_immune: Generated<number>;
+  /** Member class by name (0008); null = the first configured class. */
+  class: string | null;
+  /** 1: staff set the class by hand; the scheduler leaves it. */
+  class_locked: Generated<number>;
+  /** Freeleech tokens held (0009), bought in the bonus shop. */
+  freeleech_tokens: Generated<number>;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -180,6 +192,10 @@ export interface MemberTorrentsTable {
   last_announce_at: number;
   /** At the last announce (0006_rules): 0 stopped, 1 leeching, 2 seeding. */
   state: Generated<number>;
+  /** Hit-and-run (0007): the snatch is 0 not judged yet, 1 fulfilled or exempt, 2 a hit-and-run. */
+  hnr_state: Generated<number>;
+  /** Bonus points (0009): the seeding time already paid for. */
+  bonus_seed_time: Generated<number>;
 }
 
 export interface HashListsTable {
@@ -256,4 +272,69 @@ export interface LoginAddressesTable {
   member_id: number;
   address: string;
   last_at: number;
+}
+
+export const HNR_STATUSES = ['active', 'seeded', 'expired', 'forgiven'] as const;
+export type HnrStatus = (typeof HNR_STATUSES)[number];
+
+/**
+ * A hit-and-run (0007): a snatch not seeded `hnr_seed_hours` within `hnr_days`. Active until the
+ * member seeds it to the hours after all ('seeded'), it is older than `hnr_expire_days`
+ * ('expired'), or staff forgive it ('forgiven', `ended_by`, `note`). One per member and torrent.
+ */
+export interface HitAndRunsTable {
+  id: Generated<number>;
+  member_id: number;
+  torrent_id: number;
+  snatched_at: number;
+  marked_at: number;
+  /** The member's seeding time on the torrent when it was marked. */
+  seed_time: number;
+  status: HnrStatus;
+  ended_at: number | null;
+  ended_by: number | null;
+  note: string | null;
+}
+export type HitAndRun = Selectable<HitAndRunsTable>;
+
+/** Every change of a member's class (0008): by the scheduler ('promoted', 'demoted') or by staff ('staff'). */
+export interface ClassHistoryTable {
+  id: Generated<number>;
+  member_id: number;
+  from_class: string | null;
+  to_class: string;
+  reason: 'promoted' | 'demoted' | 'staff';
+  at: number;
+  /** The staff member who set it (null: the scheduler, or the CLI/API). */
+  by_member: number | null;
+}
+
+/**
+ * Bonus points (0009): every change of a member's points is a row; the balance is the sum of
+ * `delta` (hundredths of a point). Reasons: 'seeding' (the scheduler), 'shop:upload',
+ * 'shop:invite', 'shop:token' (spent), 'staff' (given or taken by staff).
+ */
+export interface BonusLedgerTable {
+  id: Generated<number>;
+  member_id: number;
+  delta: number;
+  reason: string;
+  note: string | null;
+  at: number;
+  by_member: number | null;
+}
+
+/**
+ * Personal freeleech (0010): from `starts_at` to `ends_at`, the member's download on the torrent
+ * (null: on every torrent) is not counted. `source`: 'token' (spent by the member) or 'staff'.
+ */
+export interface PersonalFreeleechTable {
+  id: Generated<number>;
+  member_id: number;
+  torrent_id: number | null;
+  starts_at: number;
+  ends_at: number;
+  source: string;
+  created_at: number;
+  by_member: number | null;
 }

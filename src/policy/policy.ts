@@ -6,6 +6,8 @@ import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+import { type ClassDef, classOf } from './classes.ts';
+import { inPages, PAGE } from './scheduled.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type { PolicyMember, PolicyTorrent } from './types.ts';
@@ -32,6 +34,17 @@ export class PolicySnapshot {
   clientPrefixes: string[] = [];
   siteDownloadFactor = 100;
   siteUploadFactor = 100;
+  /**
+   * Member id → the member's class (issue #16): download slots and factors. Only with classes
+   * configured (empty otherwise); keyed by id, so the worker that owns a torrent finds it for a
+   * member whose announce another worker received.
+   */
+  classById = new Map<number, ClassDef>();
+  /**
+   * Personal freeleech (issue #16): member id → torrent id (0: every torrent) → windows as
+   * [starts, ends) pairs of unix seconds. Keyed by member id, like `classById`.
+   */
+  personalFree = new Map<number, Map<number, number[]>>();
   revision = -1;
 }
 
@@ -40,30 +53,10 @@ const RELOAD_BUSY_TIMEOUT_MS = 250;
 
 const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('latin1');
 
-/** Rows per query when a snapshot is loaded (see `inPages`). */
-const PAGE = 1000;
-
-/**
- * Reads rows in pages of `PAGE` by ascending id and yields to the event loop between pages. A
- * snapshot of a large site (10,000 members and 50,000 torrents take a few hundred milliseconds to
- * load) then never holds the event loop for more than one page: announces and pages are served
- * while it loads. Rows changed during the load are caught by the next one: the revision was read
- * first, so it has moved.
- */
-async function inPages<R extends { id: number }>(
-  page: (afterId: number) => Promise<R[]>,
-  each: (row: R) => void,
-): Promise<void> {
-  for (let after = -1; ; ) {
-    const rows = await page(after);
-    for (let i = 0; i < rows.length; i++) each(rows[i]);
-    if (rows.length < PAGE) return;
-    after = rows[rows.length - 1].id;
-    await yieldToLoop();
-  }
-}
-
-export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
+export async function loadSnapshot(
+  reg: Registry,
+  classes: readonly ClassDef[] = [],
+): Promise<PolicySnapshot> {
   const k = reg.db.kysely;
   const s = new PolicySnapshot();
   s.revision = await reg.revision();
@@ -74,23 +67,30 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
     if (g === undefined) groupsOf.set(r.member_id, [r.group_id]);
     else g.push(r.group_id);
   }
+  const hnr = await reg.hnr.activeByMember();
   await inPages(
     (after) =>
       k
         .selectFrom('members')
-        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at'])
+        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
         .where('id', '>', after)
         .orderBy('id')
         .limit(PAGE)
         .execute(),
-    (m) =>
+    (m) => {
+      if (classes.length > 0) {
+        const c = classOf(m.class, classes);
+        if (c !== null) s.classById.set(m.id, c);
+      }
       s.members.set(m.passkey, {
         id: m.id,
         status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
         groups: groupsOf.get(m.id) ?? [],
-        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : 2,
+        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
         warned: m.ratio_warned_at !== null,
-      }),
+        hnr: hnr.get(m.id) ?? 0,
+      });
+    },
   );
   await inPages(
     (after) =>
@@ -138,6 +138,18 @@ export async function loadSnapshot(reg: Registry): Promise<PolicySnapshot> {
         into.set(id, exp === 0 || prev === undefined ? exp : Math.max(prev, exp));
     },
   );
+  // Windows that ended more than a day ago are left out (a clock never runs that far behind).
+  for (const w of await reg.freeleech.windows(Math.floor(Date.now() / 1000) - 86400)) {
+    let byTorrent = s.personalFree.get(w.member_id);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      s.personalFree.set(w.member_id, byTorrent);
+    }
+    const key = w.torrent_id ?? 0;
+    const list = byTorrent.get(key);
+    if (list === undefined) byTorrent.set(key, [w.starts_at, w.ends_at]);
+    else list.push(w.starts_at, w.ends_at);
+  }
   await yieldToLoop();
   for (const h of await k.selectFrom('hash_lists').select(['list', 'info_hash']).execute()) {
     (h.list === 'allow' ? s.allow : s.deny).add(hexKey(h.info_hash));
@@ -173,6 +185,7 @@ export class Policy {
   #loads = 0;
   #clock: Clock | null;
   #peerListLimit: number;
+  #classes: readonly ClassDef[];
   #peerListWindow: number;
   /** member id → this window's peer lists (peer_list_limit): one entry per member who announced. */
   #peerLists = new Map<number, { start: number; count: number }>();
@@ -190,7 +203,10 @@ export class Policy {
      */
     peerListLimit?: number;
     peerListWindow?: number;
+    /** Member classes (issue #16), lowest first; none = no classes. */
+    classes?: readonly ClassDef[];
   }) {
+    this.#classes = opts.classes ?? [];
     this.mode = opts.mode;
     this.#logger = opts.logger;
     this.#clock = opts.clock ?? null;
@@ -203,7 +219,7 @@ export class Policy {
   /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
   async connect(registry: Registry): Promise<void> {
     this.#reg = registry;
-    this.#snap = await loadSnapshot(registry);
+    this.#snap = await loadSnapshot(registry, this.#classes);
     this.#loads++;
   }
 
@@ -255,7 +271,7 @@ export class Policy {
       const t0 = performance.now();
       const snap = await reg.db.withBusyTimeout(RELOAD_BUSY_TIMEOUT_MS, async () => {
         const rev = await reg.revision();
-        return rev === this.#snap.revision ? null : loadSnapshot(reg);
+        return rev === this.#snap.revision ? null : loadSnapshot(reg, this.#classes);
       });
       if (snap === null) return false;
       this.#snap = snap;
@@ -295,16 +311,18 @@ export class Policy {
   }
 
   /**
-   * Download rights and ratio watch (issue #16): a member without them is refused any announce
-   * that still has something to download (`stopped` passes: the client leaves, and what it moved
-   * is credited); seeding goes on. A warned member's announces carry the warning.
+   * Download rights, ratio watch and hit-and-run (issue #16): a member without rights is refused
+   * any announce that still has something to download (`stopped` passes: the client leaves, and
+   * what it moved is credited); seeding goes on. A warned member's announces carry the warning
+   * (ratio first: it is the one with a deadline on the whole account).
    */
   #checkRights(req: AnnounceRequest, ctx: RequestContext): TrackerError | null {
     const m = ctx.member;
     if (m === null) return null;
     if (m.leech !== 0 && m.leech !== undefined && req.left > 0 && req.event !== AnnounceEvent.stopped)
-      return m.leech === 1 ? Errors.leechRatio : Errors.leechStaff;
+      return m.leech === 1 ? Errors.leechRatio : m.leech === 3 ? Errors.leechHnr : Errors.leechStaff;
     if (m.warned === true) ctx.warning = Warnings.ratioWatch;
+    else if (m.hnr !== undefined && m.hnr > 0) ctx.warning = Warnings.hitAndRun;
     return null;
   }
 
@@ -410,4 +428,21 @@ export function passkeyFromPath(path: string | null): string | null {
   if (parts[0] === 'announce' || parts[0] === 'scrape') return parts[1];
   if (parts[1] === 'announce' || parts[1] === 'scrape') return parts[0];
   return null;
+}
+
+/** Whether a member's download on a torrent is personal freeleech at `now` (issue #16). */
+export function personalFreeleech(
+  s: PolicySnapshot,
+  memberId: number,
+  torrentId: number,
+  now: number,
+): boolean {
+  const byTorrent = s.personalFree.get(memberId);
+  if (byTorrent === undefined) return false;
+  for (const key of [torrentId, 0]) {
+    const w = byTorrent.get(key);
+    if (w === undefined) continue;
+    for (let i = 0; i < w.length; i += 2) if (now >= w[i] && now < w[i + 1]) return true;
+  }
+  return false;
 }

@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ManualClock } from '../core/clock.ts';
-import { createLogger } from '../core/log.ts';
-import { openDatabase } from '../db/connect.ts';
-import { Registry } from '../db/registry.ts';
-import { Policy } from './policy.ts';
+import { withScheduler } from '../../test/helpers/scheduler.ts';
 import { belowRatio, type RatioRules, type RatioState, RatioWatch, ratioAction } from './ratio-watch.ts';
 
 const GiB = 1024 ** 3;
@@ -60,70 +56,61 @@ test('ratio action at each threshold: grace, ratio, period', () => {
 });
 
 test('the scheduler over 30 simulated days: warned, suspended at day 14, restored when the ratio is back', async () => {
-  const db = await openDatabase('sqlite::memory:', '');
-  try {
-    const reg = new Registry(db);
-    const clock = new ManualClock(T0);
-    const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
-    await policy.connect(reg);
-    const watch = new RatioWatch({
-      registry: () => reg,
-      rules: RULES,
-      clock,
-      logger: createLogger('silent'),
-      refreshPolicy: () => policy.refresh(),
-    });
-    const low = await reg.addMember({ username: 'low' });
-    const fine = await reg.addMember({ username: 'fine' });
-    const fresh = await reg.addMember({ username: 'fresh' });
-    const set = (id: number, uploaded: number, downloaded: number) =>
-      reg.db.kysely.updateTable('members').set({ uploaded, downloaded }).where('id', '=', id).execute();
-    await set(low.id, 1 * GiB, 10 * GiB);
-    await set(fine.id, 10 * GiB, 10 * GiB);
-    await set(fresh.id, 0, 4 * GiB); // within the grace
-    const snap = (id: number) => [...policy.snapshot.members.values()].find((m) => m.id === id)!;
+  await withScheduler(
+    (o) => new RatioWatch(o),
+    RULES,
+    T0,
+    async ({ reg, clock, policy, watch }) => {
+      const low = await reg.addMember({ username: 'low' });
+      const fine = await reg.addMember({ username: 'fine' });
+      const fresh = await reg.addMember({ username: 'fresh' });
+      const set = (id: number, uploaded: number, downloaded: number) =>
+        reg.db.kysely.updateTable('members').set({ uploaded, downloaded }).where('id', '=', id).execute();
+      await set(low.id, 1 * GiB, 10 * GiB);
+      await set(fine.id, 10 * GiB, 10 * GiB);
+      await set(fresh.id, 0, 4 * GiB); // within the grace
+      const snap = (id: number) => [...policy.snapshot.members.values()].find((m) => m.id === id)!;
 
-    const runs: Record<number, unknown> = {};
-    for (let day = 0; day <= 30; day++) {
-      clock.set(T0 + day * DAY);
-      if (day === 20) await set(low.id, 6 * GiB, 10 * GiB); // seeded back to 0.6
-      runs[day] = await watch.run();
-      if (day === 0) {
-        assert.equal(snap(low.id).warned, true, 'warned at the first run');
-        assert.equal(snap(low.id).leech, 0);
+      const runs: Record<number, unknown> = {};
+      for (let day = 0; day <= 30; day++) {
+        clock.set(T0 + day * DAY);
+        if (day === 20) await set(low.id, 6 * GiB, 10 * GiB); // seeded back to 0.6
+        runs[day] = await watch.run();
+        if (day === 0) {
+          assert.equal(snap(low.id).warned, true, 'warned at the first run');
+          assert.equal(snap(low.id).leech, 0);
+        }
+        if (day === 13) assert.equal(snap(low.id).leech, 0, 'day 13: still may leech');
+        if (day === 14) assert.equal(snap(low.id).leech, 1, 'day 14: suspended by ratio watch');
+        if (day === 19) assert.equal(snap(low.id).leech, 1);
+        if (day === 20) {
+          assert.equal(snap(low.id).leech, 0, 'ratio back: rights back');
+          assert.equal(snap(low.id).warned, false);
+        }
       }
-      if (day === 13) assert.equal(snap(low.id).leech, 0, 'day 13: still may leech');
-      if (day === 14) assert.equal(snap(low.id).leech, 1, 'day 14: suspended by ratio watch');
-      if (day === 19) assert.equal(snap(low.id).leech, 1);
-      if (day === 20) {
-        assert.equal(snap(low.id).leech, 0, 'ratio back: rights back');
-        assert.equal(snap(low.id).warned, false);
+      assert.deepEqual(runs[0], { warned: 1, revoked: 0, restored: 0, cleared: 0 });
+      assert.deepEqual(runs[14], { warned: 0, revoked: 1, restored: 0, cleared: 0 });
+      assert.deepEqual(runs[20], { warned: 0, revoked: 0, restored: 1, cleared: 0 });
+      assert.deepEqual(runs[21], { warned: 0, revoked: 0, restored: 0, cleared: 0 });
+      const row = await reg.member(low.id);
+      assert.equal(row.ratio_warnings, 1);
+      assert.equal(row.can_leech, 1);
+      for (const id of [fine.id, fresh.id]) {
+        const m = await reg.member(id);
+        assert.equal(m.ratio_warned_at, null);
+        assert.equal(m.can_leech, 1);
       }
-    }
-    assert.deepEqual(runs[0], { warned: 1, revoked: 0, restored: 0, cleared: 0 });
-    assert.deepEqual(runs[14], { warned: 0, revoked: 1, restored: 0, cleared: 0 });
-    assert.deepEqual(runs[20], { warned: 0, revoked: 0, restored: 1, cleared: 0 });
-    assert.deepEqual(runs[21], { warned: 0, revoked: 0, restored: 0, cleared: 0 });
-    const row = await reg.member(low.id);
-    assert.equal(row.ratio_warnings, 1);
-    assert.equal(row.can_leech, 1);
-    for (const id of [fine.id, fresh.id]) {
-      const m = await reg.member(id);
-      assert.equal(m.ratio_warned_at, null);
-      assert.equal(m.can_leech, 1);
-    }
-    // Staff's suspension stands through ratio watch's runs; staff's restore starts a new period.
-    await set(low.id, 1 * GiB, 10 * GiB);
-    await reg.setCanLeech(low.id, false);
-    clock.set(T0 + 40 * DAY);
-    await watch.run();
-    assert.equal((await reg.member(low.id)).can_leech, 0);
-    assert.equal((await reg.member(low.id)).leech_reason, 'staff');
-    await reg.setCanLeech(low.id, true);
-    assert.deepEqual(await watch.run(), { warned: 1, revoked: 0, restored: 0, cleared: 0 });
-    clock.set(T0 + 40 * DAY + 14 * DAY - 1);
-    assert.deepEqual(await watch.run(), { warned: 0, revoked: 0, restored: 0, cleared: 0 });
-  } finally {
-    await db.close();
-  }
+      // Staff's suspension stands through ratio watch's runs; staff's restore starts a new period.
+      await set(low.id, 1 * GiB, 10 * GiB);
+      await reg.setCanLeech(low.id, false);
+      clock.set(T0 + 40 * DAY);
+      await watch.run();
+      assert.equal((await reg.member(low.id)).can_leech, 0);
+      assert.equal((await reg.member(low.id)).leech_reason, 'staff');
+      await reg.setCanLeech(low.id, true);
+      assert.deepEqual(await watch.run(), { warned: 1, revoked: 0, restored: 0, cleared: 0 });
+      clock.set(T0 + 40 * DAY + 14 * DAY - 1);
+      assert.deepEqual(await watch.run(), { warned: 0, revoked: 0, restored: 0, cleared: 0 });
+    },
+  );
 });

@@ -1,6 +1,4 @@
-import type { Clock } from '../core/clock.ts';
-import type { Logger } from '../core/log.ts';
-import type { Registry } from '../db/registry.ts';
+import { inPages, PAGE, ScheduledPass, type SchedulerOptions } from './scheduled.ts';
 
 /**
  * Ratio watch (issue #16): a member whose credited ratio stays below a minimum, once past a grace
@@ -65,9 +63,6 @@ export interface RatioRun {
   cleared: number;
 }
 
-/** Members read per query (paged by id, like the policy snapshot). */
-const PAGE = 1000;
-
 /**
  * The scheduler: every `everySeconds` (and on `run()`), reads the members ratio watch may act on,
  * decides with `ratioAction` and writes the changes in one transaction that bumps the revision,
@@ -78,86 +73,38 @@ const PAGE = 1000;
  * Runs in one process (worker 0 with workers); two instances on one database would only repeat
  * the same changes: each update is conditional on the state it was decided from.
  */
-export interface RatioWatchOptions {
-  registry: () => Registry;
-  rules: RatioRules;
-  clock: Clock;
-  logger: Logger;
-  /** Asks this process's policy to reload (the other workers' poll the revision). */
-  refreshPolicy: () => Promise<unknown>;
-}
+export type RatioWatchOptions = SchedulerOptions<RatioRules>;
 
-export class RatioWatch {
-  #o: RatioWatchOptions;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<RatioRun> | null = null;
+export class RatioWatch extends ScheduledPass<RatioRules, RatioRun> {
+  protected readonly name = 'ratio watch';
 
-  constructor(opts: RatioWatchOptions) {
-    this.#o = opts;
-  }
-
-  start(everySeconds: number): void {
-    this.#timer = setInterval(() => void this.run().catch(() => {}), everySeconds * 1000);
-    this.#timer.unref();
-  }
-
-  /** Stops the timer; resolves when a pass under way has ended (before the database closes). */
-  async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
-  }
-
-  /** One pass (one at a time: a call during a pass shares it). */
-  run(): Promise<RatioRun> {
-    if (this.#running !== null) return this.#running;
-    const p = this.#pass().finally(() => {
-      this.#running = null;
-    });
-    this.#running = p;
-    return p;
-  }
-
-  async #pass(): Promise<RatioRun> {
-    const { rules, clock, logger } = this.#o;
-    const reg = this.#o.registry();
+  protected async pass(): Promise<RatioRun> {
+    const { rules, clock } = this.o;
+    const reg = this.o.registry();
     const now = clock.now();
     const out: RatioRun = { warned: 0, revoked: 0, restored: 0, cleared: 0 };
     const changes: { id: number; action: Exclude<RatioAction, null>; from: RatioState }[] = [];
-    try {
-      for (let after = -1; ; ) {
-        const rows = await reg.ratioWatchCandidates(
-          rules.minPercent > 0 ? rules.graceBytes : null,
-          after,
-          PAGE,
-        );
-        for (const r of rows) {
-          const from: RatioState = {
-            uploaded: r.uploaded,
-            downloaded: r.downloaded,
-            warnedAt: r.ratio_warned_at,
-            revoked: r.can_leech === 1 ? null : r.leech_reason === 'ratio' ? 'ratio' : 'staff',
-          };
-          const action = ratioAction(from, rules, now);
-          if (action !== null) changes.push({ id: r.id, action, from });
-        }
-        if (rows.length < PAGE) break;
-        after = rows[rows.length - 1].id;
-      }
-      if (changes.length === 0) return out;
-      const applied = await reg.applyRatioWatch(changes, now);
-      for (const a of applied) {
-        if (a === 'warn') out.warned++;
-        else if (a === 'revoke') out.revoked++;
-        else if (a === 'restore') out.restored++;
-        else out.cleared++;
-      }
-      logger.info('ratio watch', { ...out });
-      await this.#o.refreshPolicy();
-      return out;
-    } catch (err) {
-      logger.error('ratio watch failed; the next run tries again', { err: String(err) });
-      throw err;
+    await inPages(
+      (after) => reg.ratioWatchCandidates(rules.minPercent > 0 ? rules.graceBytes : null, after, PAGE),
+      (r) => {
+        const from: RatioState = {
+          uploaded: r.uploaded,
+          downloaded: r.downloaded,
+          warnedAt: r.ratio_warned_at,
+          revoked: r.can_leech === 1 ? null : r.leech_reason === 'ratio' ? 'ratio' : 'staff',
+        };
+        const action = ratioAction(from, rules, now);
+        if (action !== null) changes.push({ id: r.id, action, from });
+      },
+    );
+    if (changes.length === 0) return out;
+    const applied = await reg.applyRatioWatch(changes, now);
+    for (const a of applied) {
+      if (a === 'warn') out.warned++;
+      else if (a === 'revoke') out.revoked++;
+      else if (a === 'restore') out.restored++;
+      else out.cleared++;
     }
+    return out;
   }
 }

@@ -9,10 +9,13 @@ export interface PolicyMember {
   status: 0 | 1 | 2; // active, disabled, banned
   groups: number[];
   /**
-   * Download rights (issue #16): 0 may leech; 1 suspended by ratio watch; 2 suspended by staff.
-   * Absent where only accounting needs the member (another worker's announce): 0.
+   * Download rights (issue #16): 0 may leech; 1 suspended by ratio watch; 2 suspended by staff;
+   * 3 suspended for hit-and-runs. Absent where only accounting needs the member (another
+   * worker's announce): 0.
    */
-  leech?: 0 | 1 | 2;
+  leech?: 0 | 1 | 2 | 3;
+  /** Hit-and-run: active ones now (announces carry a `warning message`). */
+  hnr?: number;
   /** Ratio watch: warned now (announces carry a `warning message`). */
   warned?: boolean;
 }

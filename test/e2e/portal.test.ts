@@ -4,17 +4,22 @@
  * and invites a member; the member registers with the link, logs in, uploads a torrent,
  * downloads the personal .torrent, and that file's announce URL works on the running tracker.
  * Staff approve an application; a banned member can neither log in nor announce; form posts
- * without the CSRF token are refused. Screenshots of the main pages at desktop and phone widths
+ * without the CSRF token are refused. A member reads why download rights went for a hit-and-run;
+ * staff forgive it and set immunity, class and download rights; staff give bonus points and the
+ * member spends them in the shop (issue #16). Screenshots of the main pages at desktop and phone widths
  * go to test-results/screenshots/ (not committed) for a person to look at.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
+import { Registry } from '../../src/db/registry.ts';
 import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
 import { CHROMIUM, CHROMIUM_ARGS } from '../helpers/chromium.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
 import { makeTorrent } from '../helpers/portal-client.ts';
+import { markHitAndRun } from '../helpers/scheduler.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
 const SHOTS = new URL('../../test-results/screenshots/', import.meta.url).pathname;
@@ -52,6 +57,17 @@ before(async () => {
     '1',
     '--site-name',
     'Herald Demo',
+    // Hit-and-run on (issue #16), so its pages show the rule; nothing is old enough to judge.
+    '--hnr-seed-hours',
+    '72',
+    '--hnr-max',
+    '1',
+    // Member classes (issue #16): everyone starts as User.
+    '--member-classes',
+    'User: slots=3,Power User: days=28 uploaded=25GiB ratio=105 slots=8 invites=1',
+    // Bonus points (issue #16): seeding earns, the shop sells.
+    '--bonus-base',
+    '100',
   ]);
   base = `http://127.0.0.1:${herald.http[0].port}`;
   browser = await pw.chromium.launch({
@@ -226,8 +242,10 @@ test('form posts without the CSRF token are refused with 403', async () => {
   assert.ok(!d.has('failure reason'));
 });
 
+let applicant: Page;
+
 test('staff approve an application and the applicant gets an invitation', async () => {
-  const applicant = await newPage(PHONE);
+  applicant = await newPage(PHONE);
   await applicant.goto(`${base}/apply`);
   await applicant.getByLabel('Username you would like').fill('carol');
   await applicant.getByLabel('E-mail').fill('carol@example.org');
@@ -284,4 +302,83 @@ test('staff pages render (screenshots)', async () => {
     assert.equal(await admin.locator('h1').count(), 1);
     await shoot(admin, name);
   }
+});
+
+test('rules (issue #16): a member reads why download rights went, what to seed and their class; staff forgive a hit-and-run, set immunity, class and download rights (screenshots)', async () => {
+  // A hit-and-run of carol's, as the scheduler leaves one (the same database, beside the tracker).
+  const db = await openDatabase('', herald.dataDir);
+  let hnrId = 0;
+  let carolId = 0;
+  try {
+    const reg = new Registry(db);
+    const carol = await reg.member('carol');
+    carolId = carol.id;
+    const torrent = (await reg.listTorrents())[0];
+    await markHitAndRun(reg, carol.id, torrent.id, Math.floor(Date.now() / 1000));
+    hnrId = (await reg.hnr.list({ member: carol.id }))[0].id;
+  } finally {
+    await db.close();
+  }
+  await applicant.setViewportSize(DESKTOP);
+  await login(applicant, 'carol');
+  await applicant.getByRole('link', { name: 'Profile' }).click();
+  await applicant.locator('#rights-notice').getByText('suspended for hit-and-runs').waitFor();
+  await applicant.getByRole('heading', { name: 'Hit-and-runs' }).waitFor();
+  await applicant.getByRole('heading', { name: 'Class: User' }).waitFor();
+  await applicant.locator('#next-class').getByText('Power User needs an account 28 days old').waitFor();
+  assert.equal(await applicant.locator('#hnr-list tbody tr').count(), 1);
+  assert.equal(await applicant.getByRole('button', { name: 'Forgive' }).count(), 0, 'members do not forgive');
+  await shoot(applicant, '14-member-hit-and-runs');
+
+  await admin.goto(`${base}/staff/hit-and-runs`);
+  await admin.getByRole('link', { name: 'carol' }).waitFor();
+  await shoot(admin, '15-staff-hit-and-runs');
+  await admin.getByLabel(`Note for hit-and-run ${hnrId}`).fill('tracker outage that week');
+  await submit(admin, 'Forgive');
+  await admin.getByText('Hit-and-run forgiven.').waitFor();
+
+  await applicant.reload();
+  await applicant.getByText('forgiven (tracker outage that week)').waitFor();
+  assert.equal(await applicant.locator('#rights-notice').count(), 0, 'download rights are back');
+
+  await admin.goto(`${base}/member/${carolId}`);
+  await admin.getByLabel('Hit-and-run immunity').selectOption('yes');
+  await submit(admin, 'Set immunity');
+  await admin.getByText('Saved.').waitFor();
+  await admin.locator('select[name="class"]').selectOption('Power User');
+  await submit(admin, 'Set class');
+  await admin.getByText('Saved.').waitFor();
+  await admin.getByLabel('Download rights').selectOption('no');
+  await submit(admin, 'Set download rights');
+  await admin.getByText('Saved.').waitFor();
+  await shoot(admin, '16-staff-member-rules');
+  await applicant.reload();
+  await applicant.getByText('This account is immune to hit-and-runs.').waitFor();
+  await applicant.locator('#rights-notice').getByText('suspended by staff').waitFor();
+  await applicant.getByRole('heading', { name: 'Class: Power User' }).waitFor();
+  await applicant.locator('#class-history').getByText('User → Power User (staff)').waitFor();
+  await shoot(applicant, '17-member-class');
+});
+
+test('bonus points (issue #16): staff give points, the member buys a freeleech token in the shop and sees the ledger (screenshot)', async () => {
+  await admin.goto(`${base}/staff/members`);
+  await admin.getByRole('link', { name: 'carol' }).click();
+  await admin.getByLabel('Points to give (negative: take)').fill('2500');
+  await admin.getByLabel('Note for the bonus points').fill('seeding contest');
+  await submit(admin, 'Give points');
+  await admin.getByText('Saved.').waitFor();
+
+  await applicant.getByRole('link', { name: 'Bonus' }).click();
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '2500.00');
+  await applicant.getByText('Every hour you seed a torrent earns 1.00 points').waitFor();
+  await submit(applicant, 'Buy freeleech tokens');
+  await applicant.getByText('Bought: it is yours now.').waitFor();
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '500.00');
+  await applicant.locator('#bonus-ledger').getByText('shop:token').waitFor();
+  await shoot(applicant, '18-bonus-shop');
+  // Beyond the balance: refused, nothing spent.
+  await submit(applicant, 'Buy freeleech tokens');
+  await applicant.getByText('not enough bonus points').waitFor();
+  await applicant.goto(`${base}/bonus`);
+  assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '500.00');
 });

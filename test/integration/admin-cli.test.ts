@@ -9,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
+import { Registry } from '../../src/db/registry.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
+import { markHitAndRun, memberTorrentRow } from '../helpers/scheduler.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -168,20 +170,8 @@ test('member show: what the profile shows (snatches, seeding and leeching now, d
   // leeching now, and one whose last announce is older than peer_timeout.
   const db = await openDatabase('', dir);
   const at = Math.floor(Date.now() / 1000);
-  const row = (torrent: number, state: number, last: number, completed: number | null) => ({
-    member_id: m.id,
-    torrent_id: torrent,
-    uploaded: 0,
-    downloaded: 0,
-    raw_uploaded: 0,
-    raw_downloaded: 0,
-    seed_time: 0,
-    announces: 1,
-    completed_at: completed,
-    first_announce_at: last,
-    last_announce_at: last,
-    state,
-  });
+  const row = (torrent: number, state: number, last: number, completed: number | null) =>
+    memberTorrentRow(m.id, torrent, last, { state, completed_at: completed });
   await db.kysely
     .insertInto('member_torrents')
     .values([row(t.id, 2, at, at), row(t2.id, 1, at, null), row(t3.id, 2, at - 100_000, at - 100_000)])
@@ -201,4 +191,88 @@ test('member show: what the profile shows (snatches, seeding and leeching now, d
   assert.match(herald('member', 'show', 'profiled').stdout, /download {3}suspended \(staff\)/);
   assert.equal(json('member', 'set', 'profiled', '--can-leech', 'yes').can_leech, 1);
   assert.match(herald('member', 'set', 'profiled', '--can-leech', 'maybe').stderr, /--can-leech: yes or no/);
+});
+
+test('hit-and-runs: member show counts them; hnr list and forgive (rights back); member set --hnr-immune', async () => {
+  const m = json('member', 'add', 'runner');
+  const t = json('torrent', 'add', torrentFile('runner-a'));
+  const db = await openDatabase('', dir);
+  try {
+    await markHitAndRun(new Registry(db), m.id, t.id, Math.floor(Date.now() / 1000));
+  } finally {
+    await db.close();
+  }
+  const shown = json('member', 'show', 'runner');
+  assert.deepEqual([shown.hnr_active, shown.can_leech, shown.leech_reason], [1, 0, 'hnr']);
+  assert.match(herald('member', 'show', 'runner').stdout, /hit-and-runs active 1/);
+  const list = json('hnr', 'list', '--member', 'runner') as unknown as { id: number; status: string }[];
+  assert.deepEqual(
+    list.map((h) => h.status),
+    ['active'],
+  );
+  assert.match(herald('hnr', 'list', '--status', 'active').stdout, /active {2}runner {2}"runner-a"/);
+  assert.match(herald('hnr', 'list', '--status', 'bogus').stderr, /--status: one of active/);
+  const f = json('hnr', 'forgive', String(list[0].id), '--note', 'seedbox died');
+  assert.deepEqual([f.status, f.note], ['forgiven', 'seedbox died']);
+  assert.equal(json('member', 'show', 'runner').can_leech, 1, 'rights back');
+  assert.match(herald('hnr', 'forgive', String(list[0].id)).stderr, /not active \(forgiven\)/);
+  assert.equal(herald('hnr', 'forgive', '999999').status, 3);
+  assert.equal(json('member', 'set', 'runner', '--hnr-immune', 'yes').hnr_immune, 1);
+  assert.match(herald('member', 'show', 'runner').stdout, /\(immune\)/);
+});
+
+test('member classes: class list, member set --class (and auto), member show, class history', () => {
+  const cls = ['--member-classes', 'User: slots=2,Elite: uploaded=1TiB upload_factor=150 hnr_immune=1'];
+  json('member', 'add', 'classy');
+  const list = json('class', 'list', ...cls) as unknown as { name: string; slots: number; members: number }[];
+  assert.deepEqual(
+    list.map((c) => [c.name, c.slots]),
+    [
+      ['User', 2],
+      ['Elite', 0],
+    ],
+  );
+  assert.ok(list[0].members >= 1, 'every member starts in the first class');
+  assert.match(
+    herald('class', 'list', ...cls).stdout,
+    /Elite {2}members 0 .*factors up 150%.*hit-and-run immune/,
+  );
+  const set = json('member', 'set', 'classy', '--class', 'Elite', ...cls);
+  assert.deepEqual([set.class, set.class_locked], ['Elite', 1]);
+  assert.match(herald('member', 'show', 'classy', ...cls).stdout, /class {6}Elite {2}\(set by staff\)/);
+  assert.match(
+    herald('member', 'set', 'classy', '--class', 'Gold', ...cls).stderr,
+    /class: one of User, Elite/,
+  );
+  assert.match(
+    herald('member', 'set', 'classy', '--class', 'Elite').stderr,
+    /no member classes are configured/,
+  );
+  assert.equal(json('member', 'set', 'classy', '--class', 'auto', ...cls).class_locked, 0);
+  assert.match(herald('class', 'history', 'classy', ...cls).stdout, /\(first\) -> Elite {2}staff/);
+});
+
+test('bonus points: bonus give (and take) and show', () => {
+  json('member', 'add', 'saver');
+  assert.equal(json('bonus', 'give', 'saver', '12.5', '--note', 'welcome').balance, 1250);
+  assert.equal(json('bonus', 'give', 'saver', '-2', '--note', 'typo').balance, 1050);
+  assert.match(
+    herald('bonus', 'give', 'saver', '1.234').stderr,
+    /POINTS: a number with at most two decimals/,
+  );
+  const shown = json('bonus', 'show', 'saver') as unknown as {
+    balance: number;
+    ledger: { delta: number; note: string }[];
+  };
+  assert.deepEqual(
+    [shown.balance, shown.ledger.map((r) => [r.delta, r.note])],
+    [
+      1050,
+      [
+        [-200, 'typo'],
+        [1250, 'welcome'],
+      ],
+    ],
+  );
+  assert.match(herald('bonus', 'show', 'saver').stdout, /saver: 10\.50 points, 0 freeleech tokens/);
 });

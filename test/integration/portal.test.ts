@@ -23,6 +23,7 @@ import { announcePath, bdecode, httpGet, text, udpClient } from '../helpers/clie
 import { engines } from '../helpers/db.ts';
 import { libtorrentHybrid } from '../helpers/libtorrent.ts';
 import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
+import { markHitAndRun } from '../helpers/scheduler.ts';
 
 const PASSWORD = 'correct horse battery';
 
@@ -49,6 +50,7 @@ for (const engine of engines) {
         policyRefresh: 3600,
         applications: true,
         logLevel: 'silent',
+        memberClasses: ['User', 'Power User: days=28 uploaded=25GiB ratio=105 invites=2'],
       });
       await tracker.start();
       port = tracker.addresses().http[0].port;
@@ -566,6 +568,128 @@ for (const engine of engines) {
         (await admin.post(`/staff/members/${m.id}`, { action: 'leech', can_leech: 'x' })).status,
         400,
       );
+    });
+
+    test('hit-and-runs (issue #16): the member sees them and why rights went; staff list, forgive and set immunity', async () => {
+      const code = await invite();
+      const dee = client();
+      await register(dee, 'dee', code);
+      assert.equal((await dee.login('dee', PASSWORD)).status, 303);
+      const m = await reg.member('dee');
+      const t = (await reg.listTorrents())[0];
+      const at = Math.floor(Date.now() / 1000);
+      // A snatch left unseeded, judged and its rights taken as the scheduler does.
+      await markHitAndRun(reg, m.id, t.id, at);
+      const own = await dee.get(`/member/${m.id}`);
+      assert.match(own.body, /<h2 id="hnr">Hit-and-runs<\/h2>/);
+      assert.match(own.body, /suspended for hit-and-runs/);
+      assert.match(own.body, /seed the torrents listed under Hit-and-runs/);
+      assert.doesNotMatch(own.body, /Forgive/, 'members do not forgive');
+      const [h] = await reg.hnr.list({ member: m.id });
+      const list = await admin.get('/staff/hit-and-runs');
+      assert.match(list.body, new RegExp(`<a href="/member/${m.id}">dee</a>`));
+      assert.match(list.body, /Hit-and-run is off/);
+      assert.match((await admin.get('/staff/members')).body, /suspended \(hit-and-runs\)/);
+      const f = await admin.post(`/staff/hit-and-runs/${h.id}/forgive`, {
+        note: 'tracker outage',
+        back: `/member/${m.id}`,
+      });
+      assert.equal(f.status, 303);
+      assert.equal(f.location, `/member/${m.id}?msg=forgiven`);
+      const after = await reg.hnr.one(h.id);
+      assert.deepEqual([after.status, after.note], ['forgiven', 'tracker outage']);
+      assert.equal((await reg.member(m.id)).can_leech, 1, 'hit-and-run off: forgiving gives rights back');
+      assert.match((await dee.get(`/member/${m.id}`)).body, /forgiven \(tracker outage\)/);
+      await admin.get('/staff/hit-and-runs');
+      assert.equal((await admin.post(`/staff/hit-and-runs/${h.id}/forgive`, {})).status, 409);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'hnr_immune', hnr_immune: 'yes' })).status,
+        303,
+      );
+      assert.equal((await reg.member(m.id)).hnr_immune, 1);
+      assert.match((await dee.get(`/member/${m.id}`)).body, /immune to hit-and-runs/);
+    });
+
+    test('member classes (issue #16): the member sees the class and what the next needs; staff set one by hand', async () => {
+      const code = await invite();
+      const ev = client();
+      await register(ev, 'ev', code);
+      assert.equal((await ev.login('ev', PASSWORD)).status, 303);
+      const m = await reg.member('ev');
+      const own = await ev.get(`/member/${m.id}`);
+      assert.match(own.body, /<h2 id="class">Class: User<\/h2>/);
+      assert.match(own.body, /Power User needs an account 28 days old, 25\.0 GiB uploaded, a ratio of 1\.05/);
+      await admin.get(`/member/${m.id}`);
+      const set = await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'Power User' });
+      assert.equal(set.status, 303);
+      const after = await reg.member(m.id);
+      assert.deepEqual([after.class, after.class_locked], ['Power User', 1]);
+      const page = await ev.get(`/member/${m.id}`);
+      assert.match(page.body, /Class: Power User/);
+      assert.match(page.body, /Set by staff/);
+      assert.match(page.body, /User → Power User \(staff\)/);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'Gold' })).status,
+        400,
+      );
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'class', class: 'auto' })).status,
+        303,
+      );
+      assert.equal((await reg.member(m.id)).class_locked, 0);
+    });
+
+    test('bonus points (issue #16): staff give points; the member spends them in the shop, never beyond the balance', async () => {
+      const code = await invite();
+      const fin = client();
+      await register(fin, 'fin', code);
+      assert.equal((await fin.login('fin', PASSWORD)).status, 303);
+      const m = await reg.member('fin');
+      await admin.get(`/member/${m.id}`);
+      const give = await admin.post(`/staff/members/${m.id}`, {
+        action: 'bonus',
+        points: '6000.5',
+        note: 'contest',
+      });
+      assert.equal(give.status, 303);
+      assert.equal(await reg.bonus.balance(m.id), 600050);
+      await admin.get(`/member/${m.id}`);
+      assert.equal(
+        (await admin.post(`/staff/members/${m.id}`, { action: 'bonus', points: '1.234' })).status,
+        400,
+      );
+      const shop = await fin.get('/bonus');
+      assert.match(shop.body, /<div class="value" id="bonus-balance">6000\.50<\/div>/);
+      assert.match(shop.body, /Invites \(5000\.00 points each\)/);
+      assert.match(shop.body, /contest/);
+      const bought = await fin.post('/bonus/buy', { item: 'invite', count: '1' });
+      assert.equal(bought.status, 303);
+      assert.equal(bought.location, '/bonus?msg=bought');
+      const after = await reg.member(m.id);
+      assert.equal(after.invites, m.invites + 1);
+      assert.equal(await reg.bonus.balance(m.id), 100050);
+      await fin.get('/bonus');
+      const short = await fin.post('/bonus/buy', { item: 'token', count: '1' });
+      assert.equal(short.status, 409);
+      assert.match(short.body, /not enough bonus points: 2000\.00 needed, 1000\.50 held/);
+      await fin.get('/bonus');
+      assert.equal((await fin.post('/bonus/buy', { item: 'gold', count: '1' })).status, 400);
+      assert.equal(await reg.bonus.balance(m.id), 100050, 'nothing spent by refusals');
+      assert.equal((await reg.bonus.ledger(m.id)).length, 2);
+      // A freeleech token, bought and spent on a torrent's page.
+      await reg.bonus.give(after, 200000, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      await fin.get('/bonus');
+      assert.equal((await fin.post('/bonus/buy', { item: 'token', count: '1' })).status, 303);
+      const t = (await reg.listTorrents())[0];
+      const tp = await fin.get(`/torrent/${t.id}`);
+      assert.match(tp.body, /Use a freeleech token \(1 left\): free for you for 3 days/);
+      const spent = await fin.post(`/torrent/${t.id}/token`, {});
+      assert.equal(spent.status, 303);
+      assert.equal((await reg.member(m.id)).freeleech_tokens, 0);
+      assert.match((await fin.get(`/torrent/${t.id}`)).body, /Freeleech for you until/);
+      assert.equal((await fin.post(`/torrent/${t.id}/token`, {})).status, 409);
     });
 
     test('profile, staff statistics and lists render; history snapshots and invite earning work', async () => {

@@ -119,6 +119,20 @@ async function rig(extra: Partial<HeraldConfig>): Promise<Rig> {
   };
 }
 
+/** The JSON API of the rig's tracker: the decoded body, after checking the status. */
+function apiOf(r: Rig) {
+  const port = r.tracker.addresses().http[0].port;
+  return async (method: string, path: string, body?: unknown, status = 200) => {
+    const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    assert.equal(res.status, status, await res.clone().text());
+    return (await res.json()) as Record<string, unknown> & Record<string, unknown>[];
+  };
+}
+
 const peer = (n: number) => Buffer.from(`-qB4500-rules${String(n).padStart(7, '0')}`);
 const reason = (d: Map<string, unknown>) => text(d.get('failure reason'));
 
@@ -337,16 +351,7 @@ describe('ratio watch', () => {
     const h3 = await r.torrent(45);
     await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, event: 'started', left: 500 });
     await r.tracker.accountant!.flush();
-    const port = r.tracker.addresses().http[0].port;
-    const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`http://127.0.0.1:${port}/api/${path}`, {
-        method,
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      assert.equal(res.status, 200, await res.clone().text());
-      return (await res.json()) as Record<string, unknown>;
-    };
+    const api = apiOf(r);
     const shown = await api('GET', `members/${m.id}`);
     assert.deepEqual(
       [shown.snatches, shown.seeding_now, shown.leeching_now, shown.can_leech, shown.ratio_warnings],
@@ -358,5 +363,284 @@ describe('ratio watch', () => {
     const d = await r.http({ infoHash: h3, passkey: m.passkey, port: 7802, left: 400 });
     assert.equal(reason(d), Errors.leechStaff.message);
     assert.equal((await api('PATCH', `members/${m.id}`, { can_leech: true })).can_leech, 1);
+  });
+});
+
+describe('hit-and-run', () => {
+  const HOUR = 3600;
+  const box = rigFor({ hnrSeedHours: 2, hnrDays: 3, hnrMax: 1, hnrExpireDays: 0, apiToken: TOKEN });
+
+  /** A member snatches torrent `h` through one client (started, then completed an interval later). */
+  async function snatch(r: Rig, passkey: string, h: Buffer, port: number) {
+    const f = { infoHash: h, passkey, port, peerId: peer(port) };
+    await r.http({ ...f, event: 'started', left: 1000, downloaded: 0 });
+    r.clock.advance(600);
+    await r.http({ ...f, event: 'completed', left: 0, downloaded: 1000 });
+    return f;
+  }
+
+  test('over days of simulated time: a snatch left unseeded is marked at its deadline, download rights go (HTTP and UDP say why and how to recover); seeding it after all brings them back', async () => {
+    const { r } = box;
+    await r.tracker.hnrWatch!.run(); // hit-and-run on from here (hnr_since)
+    const m = await r.member('hal');
+    const h = await r.torrent(50);
+    const f = await snatch(r, m.passkey, h, 7900);
+    await r.http({ ...f, event: 'stopped', left: 0, downloaded: 1000 });
+    await r.tracker.accountant!.flush();
+    const run = () => r.tracker.hnrWatch!.run();
+    r.clock.advance(3 * DAY - 1); // a second before the deadline
+    assert.deepEqual(await run(), { marked: 0, seeded: 0, expired: 0, revoked: 0, restored: 0 });
+    r.clock.advance(1);
+    assert.deepEqual(await run(), { marked: 1, seeded: 0, expired: 0, revoked: 1, restored: 0 });
+    const other = await r.torrent(51);
+    const refused = await r.http({ infoHash: other, passkey: m.passkey, port: 7901, event: 'started' });
+    assert.equal(reason(refused), Errors.leechHnr.message);
+    assert.match(reason(refused), /hit-and-run.*seed/);
+    assert.equal(
+      (await r.udp({ infoHash: other, passkey: m.passkey, port: 7901 })).message,
+      Errors.leechHnr.message,
+    );
+    // Seeding works, with the warning; seeding the torrent for 2 hours (announces every 20 min) clears it.
+    const seed = await r.http({ ...f, event: 'started', left: 0, downloaded: 1000 });
+    assert.equal(reason(seed), 'undefined');
+    assert.equal(text(seed.get('warning message')), Warnings.hitAndRun.message);
+    for (let t = 0; t < 2 * HOUR; t += 1200) {
+      r.clock.advance(1200);
+      assert.equal((await r.udp({ ...f, left: 0, downloaded: 1000 })).action, 1);
+    }
+    await r.tracker.accountant!.flush();
+    assert.deepEqual(await run(), { marked: 0, seeded: 1, expired: 0, revoked: 0, restored: 1 });
+    const back = await r.http({ infoHash: other, passkey: m.passkey, port: 7901, event: 'started' });
+    assert.equal(reason(back), 'undefined');
+    assert.equal(back.get('warning message'), undefined);
+    const [ended] = await r.tracker.registry().hnr.list({ member: m.id });
+    assert.equal(ended.status, 'seeded');
+    assert.ok(ended.seed_time_now >= 2 * HOUR);
+  });
+
+  test('seeded within the window, or immune: never marked; API lists, forgives (rights back at once) and sets immunity', async () => {
+    const { r } = box;
+    await r.tracker.hnrWatch!.run();
+    const good = await r.member('ida');
+    const bad = await r.member('jon');
+    const safe = await r.member('kim');
+    const h = await r.torrent(52);
+    const g = await snatch(r, good.passkey, h, 7910);
+    await snatch(r, bad.passkey, h, 7911);
+    await snatch(r, safe.passkey, h, 7912);
+    const api = apiOf(r);
+    assert.equal((await api('PATCH', `members/${safe.id}`, { hnr_immune: true })).hnr_immune, 1);
+    // The first of these starts a new baseline (the client was silent longer than peer_timeout).
+    for (let t = 0; t <= 2 * HOUR; t += 1200) {
+      r.clock.advance(1200);
+      await r.http({ ...g, left: 0, downloaded: 1000 });
+    }
+    await r.tracker.accountant!.flush();
+    r.clock.advance(3 * DAY);
+    assert.equal((await r.tracker.hnrWatch!.run()).marked, 1, 'only jon');
+    const listed = await api('GET', `hit-and-runs?member=${bad.id}&status=active`);
+    assert.equal(listed.length, 1);
+    assert.deepEqual(
+      [listed[0].username, listed[0].torrent_name, listed[0].status],
+      ['jon', 't52', 'active'],
+    );
+    assert.equal((await api('GET', `hit-and-runs?member=${good.id}`)).length, 0);
+    assert.equal((await api('GET', `hit-and-runs?member=${safe.id}`)).length, 0);
+    const shown = await api('GET', `members/${bad.id}`);
+    assert.deepEqual([shown.hnr_active, shown.can_leech, shown.leech_reason], [1, 0, 'hnr']);
+    await api('GET', 'hit-and-runs?status=bogus', undefined, 400);
+    const forgiven = await api(
+      'POST',
+      `hit-and-runs/${listed[0].id}/forgive`,
+      { note: 'client crashed' },
+      201,
+    );
+    assert.deepEqual([forgiven.status, forgiven.note], ['forgiven', 'client crashed']);
+    await api('POST', `hit-and-runs/${listed[0].id}/forgive`, {}, 409);
+    await api('POST', 'hit-and-runs/999999/forgive', {}, 404);
+    assert.equal((await api('GET', `members/${bad.id}`)).can_leech, 1, 'rights back in the same transaction');
+    await r.tracker.policy.refresh();
+    const ok = await r.http({
+      infoHash: await r.torrent(53),
+      passkey: bad.passkey,
+      port: 7913,
+      event: 'started',
+    });
+    assert.equal(reason(ok), 'undefined');
+  });
+});
+
+describe('member classes', () => {
+  const box = rigFor({
+    memberClasses: ['User: slots=1', 'Elite: uploaded=1GiB slots=0 upload_factor=200 download_factor=50'],
+    apiToken: TOKEN,
+  });
+
+  test('download slots, HTTP and UDP: a second leeching torrent is refused with a reason; seeding is not limited; a stopped torrent frees its slot', async () => {
+    const { r } = box;
+    const m = await r.member('lou');
+    const [a, b, c] = [await r.torrent(60), await r.torrent(61), await r.torrent(62)];
+    const f = (h: Buffer, port: number) => ({ infoHash: h, passkey: m.passkey, port, peerId: peer(port) });
+    assert.equal(reason(await r.http({ ...f(a, 8001), event: 'started', left: 1000 })), 'undefined');
+    const refused = await r.http({ ...f(b, 8002), event: 'started', left: 1000 });
+    assert.equal(reason(refused), Errors.downloadSlots.message);
+    assert.match(reason(refused), /slots.*seeding is not limited/);
+    const u = await r.udp({ ...f(b, 8002), event: 'started', left: 1000 });
+    assert.deepEqual([u.action, u.message], [3, Errors.downloadSlots.message]);
+    assert.equal(reason(await r.http({ ...f(c, 8003), event: 'started', left: 0 })), 'undefined', 'seeding');
+    assert.equal(
+      reason(await r.http({ ...f(a, 8004), event: 'started', left: 1000 })),
+      'undefined',
+      'same torrent',
+    );
+    for (const port of [8001, 8004]) await r.http({ ...f(a, port), event: 'stopped', left: 1000 });
+    assert.equal((await r.udp({ ...f(b, 8002), event: 'started', left: 1000 })).action, 1, 'slot free again');
+  });
+
+  test('promoted by the scheduler, the member gets the class\u2019s slots and factors at once', async () => {
+    const { r } = box;
+    const m = await r.member('eli');
+    const reg = r.tracker.registry();
+    await reg.db.kysely
+      .updateTable('members')
+      .set({ uploaded: 1024 ** 3 })
+      .where('id', '=', m.id)
+      .execute();
+    assert.deepEqual(await r.tracker.classWatch!.run(), { promoted: 1, demoted: 0 });
+    const [a, b] = [await r.torrent(63), await r.torrent(64)];
+    const f = { infoHash: a, passkey: m.passkey, port: 8010, peerId: peer(8010) };
+    await r.http({ ...f, event: 'started', left: 1000 });
+    assert.equal(
+      reason(await r.http({ infoHash: b, passkey: m.passkey, port: 8011, event: 'started' })),
+      'undefined',
+      'Elite: no slot limit',
+    );
+    r.clock.advance(600);
+    await r.http({ ...f, left: 0, uploaded: 1000, downloaded: 1000 });
+    await r.tracker.accountant!.flush();
+    const after = await reg.member(m.id);
+    assert.deepEqual(
+      [after.uploaded - 1024 ** 3, after.downloaded, after.raw_uploaded, after.class],
+      [2000, 500, 1000, 'Elite'],
+    );
+  });
+
+  test('API: the classes with their members, a class set by hand (and back to automatic), the history', async () => {
+    const { r } = box;
+    const api = apiOf(r);
+    const m = await r.member('nan');
+    const classes = await api('GET', 'classes');
+    assert.deepEqual(
+      classes.map((c) => [c.name, c.slots, c.uploadFactor]),
+      [
+        ['User', 1, 100],
+        ['Elite', 0, 200],
+      ],
+    );
+    assert.ok((classes[0].members as number) >= 1);
+    const set = await api('PATCH', `members/${m.id}`, { class: 'Elite' });
+    assert.deepEqual([set.class, set.class_locked], ['Elite', 1]);
+    await api('PATCH', `members/${m.id}`, { class: 'Gold' }, 400);
+    assert.deepEqual(
+      await r.tracker.classWatch!.run(),
+      { promoted: 0, demoted: 0 },
+      'set by hand: left alone',
+    );
+    assert.equal((await api('PATCH', `members/${m.id}`, { class: null })).class_locked, 0);
+    assert.deepEqual(await r.tracker.classWatch!.run(), { promoted: 0, demoted: 1 });
+    const h = await api('GET', `members/${m.id}/class-history`);
+    assert.deepEqual(
+      h.map((c) => [c.from_class, c.to_class, c.reason]),
+      [
+        ['Elite', 'User', 'demoted'],
+        [null, 'Elite', 'staff'],
+      ],
+    );
+  });
+
+  test('API: bonus points given and taken, balance and ledger', async () => {
+    const { r } = box;
+    const api = apiOf(r);
+    const m = await r.member('ola');
+    assert.equal(
+      (await api('POST', `members/${m.id}/bonus`, { points: 1500, note: 'prize' }, 201)).balance,
+      1500,
+    );
+    assert.equal((await api('POST', `members/${m.id}/bonus`, { points: -500 }, 201)).balance, 1000);
+    await api('POST', `members/${m.id}/bonus`, { points: 0 }, 400);
+    await api('POST', `members/${m.id}/bonus`, { points: 1.5 }, 400);
+    const b = await api('GET', `members/${m.id}/bonus`);
+    assert.deepEqual(
+      [b.balance, b.freeleech_tokens, (b.ledger as unknown as { delta: number }[]).map((x) => x.delta)],
+      [1000, 0, [-500, 1500]],
+    );
+  });
+});
+
+describe('bonus points', () => {
+  const box = rigFor({
+    bonusBase: 100,
+    bonusPerGib: 0,
+    bonusFewSeeders: 3,
+    bonusFewPoints: 50,
+    bonusOldDays: 0,
+  });
+
+  test('two hours of seeding over HTTP and UDP earn two hours of points, once, into the ledger', async () => {
+    const { r } = box;
+    const m = await r.member('pat');
+    const h = await r.torrent(70);
+    const f = { infoHash: h, passkey: m.passkey, port: 8100, peerId: peer(8100), left: 0 };
+    await r.http({ ...f, event: 'started' });
+    for (let i = 0; i < 6; i++) {
+      r.clock.advance(1200);
+      await (i % 2 === 0 ? r.http(f) : r.udp(f));
+    }
+    await r.tracker.accountant!.flush();
+    // 100 base + 50 (one seeder: few) = 150 hundredths an hour, for 7200 s.
+    assert.deepEqual(await r.tracker.bonusWatch!.run(), { members: 1, points: 300 });
+    assert.deepEqual(await r.tracker.bonusWatch!.run(), { members: 0, points: 0 });
+    assert.equal(await r.tracker.registry().bonus.balance(m.id), 300);
+  });
+
+  test('a freeleech token makes one torrent free for the member for freeleech_token_days: download not counted, then counted again', async () => {
+    const { r } = box;
+    const reg = r.tracker.registry();
+    const m = await r.member('quin');
+    const [h, other] = [await r.torrent(71), await r.torrent(72)];
+    await reg.db.kysely.updateTable('members').set({ freeleech_tokens: 1 }).where('id', '=', m.id).execute();
+    const [hid, otherId] = [(await reg.torrent(hex(h))).id, (await reg.torrent(hex(other))).id];
+    const ends = await reg.freeleech.spendToken(await reg.member(m.id), hid, 3, r.clock.now());
+    assert.equal(ends, r.clock.now() + 3 * DAY);
+    await assert.rejects(
+      reg.freeleech.spendToken(await reg.member(m.id), hid, 3, r.clock.now()),
+      /already freeleech for you/,
+    );
+    await assert.rejects(
+      reg.freeleech.spendToken(await reg.member(m.id), otherId, 3, r.clock.now()),
+      /no freeleech tokens left/,
+    );
+    await r.tracker.policy.refresh();
+    const leech = async (ih: Buffer, port: number, downloaded: number, event?: 'started') =>
+      r.http({ infoHash: ih, passkey: m.passkey, port, peerId: peer(port), left: 5000, downloaded, event });
+    await leech(h, 8200, 0, 'started');
+    await leech(other, 8201, 0, 'started');
+    r.clock.advance(1200);
+    await leech(h, 8200, 1000);
+    await leech(other, 8201, 1000);
+    await r.tracker.accountant!.flush();
+    let row = await reg.member(m.id);
+    assert.deepEqual(
+      [row.downloaded, row.raw_downloaded, row.freeleech_tokens],
+      [1000, 2000, 0],
+      'only the other torrent counts',
+    );
+    r.clock.advance(3 * DAY);
+    await leech(h, 8200, 1500, 'started');
+    r.clock.advance(1200);
+    await leech(h, 8200, 2500);
+    await r.tracker.accountant!.flush();
+    row = await reg.member(m.id);
+    assert.equal(row.downloaded, 2000, 'three days on: counted again');
   });
 });

@@ -47,6 +47,36 @@ async function startWhenKnown(announce: () => Promise<Map<string, unknown>>): Pr
   await new Promise((r) => setTimeout(r, 2500));
 }
 
+/**
+ * HTTP announces of one member: client `n` has port `portBase + n` and a peer id tagged `tag`;
+ * `defaults`, then `f`, add fields.
+ */
+function announcer(
+  port: number,
+  passkey: string,
+  portBase: number,
+  tag: string,
+  defaults: Record<string, unknown>,
+) {
+  return async (ih: Buffer, n: number, f: Record<string, unknown> = {}) =>
+    bdecode(
+      (
+        await httpGet(
+          port,
+          '127.0.0.1',
+          announcePath({
+            infoHash: ih,
+            port: portBase + n,
+            peerId: Buffer.from(`-qB4500-${tag}${String(n).padStart(7, '0')}`),
+            base: `/announce/${passkey}`,
+            ...defaults,
+            ...f,
+          }),
+        )
+      ).body,
+    );
+}
+
 test('private mode with 2 workers: a client alternating between workers is credited exactly once', async () => {
   const scratch = mkdtempSync(join(tmpdir(), 'herald-wp-'));
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
@@ -218,22 +248,7 @@ test('private mode with 2 workers: peer limits and early-announce warnings reach
       const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
       hashes.push(Buffer.from(added.info_hash, 'hex'));
     }
-    const announce = async (ih: Buffer, n: number, f: Record<string, unknown> = {}) =>
-      bdecode(
-        (
-          await httpGet(
-            t.http[0].port,
-            '127.0.0.1',
-            announcePath({
-              infoHash: ih,
-              port: 9300 + n,
-              peerId: Buffer.from(`-qB4500-limit${String(n).padStart(7, '0')}`),
-              base: `/announce/${bob.passkey}`,
-              ...f,
-            }),
-          )
-        ).body,
-      );
+    const announce = announcer(t.http[0].port, bob.passkey, 9300, 'limit', {});
     const t0 = Date.now();
     while (
       (await announce(hashes[3], 9, { event: 'stopped' })).has('failure reason') &&
@@ -259,6 +274,60 @@ test('private mode with 2 workers: peer limits and early-announce warnings reach
       const d = await announce(h, 3, { event: 'started' });
       assert.equal(d.get('failure reason'), undefined, 'a stopped peer freed its place');
     }
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('private mode with 2 workers: download slots are counted by the worker that owns the torrents, and refused from whichever worker answers', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-ws-'));
+  const t = await startTracker(
+    [...PRIVATE_SERVE, '--workers', '2', '--member-classes', 'User: slots=1', '--early-announce', 'off'],
+    { ready: 'herald workers running' },
+  );
+  try {
+    const eve = json<{ passkey: string }>(t.admin(['member', 'add', 'eve', '--json']));
+    // Two torrents owned by the same worker.
+    const byShard = new Map<number, Buffer[]>();
+    for (let n = 1; n <= 12 && ![...byShard.values()].some((l) => l.length >= 2); n++) {
+      const file = join(scratch, `s${n}.torrent`);
+      const info = {
+        length: 1000 * n,
+        name: `s${n}`,
+        'piece length': 16384,
+        pieces: Buffer.alloc(20, n),
+        private: 1,
+      };
+      writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info }));
+      const ih = Buffer.from(
+        json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
+        'hex',
+      );
+      const list = byShard.get(shardOf(ih, 2)) ?? [];
+      list.push(ih);
+      byShard.set(shardOf(ih, 2), list);
+    }
+    const [a, b] = [...byShard.values()].find((l) => l.length >= 2)!;
+    const announce = announcer(t.http[0].port, eve.passkey, 9400, 'slots', { left: 1000 });
+    await startWhenKnown(() => announce(a, 1, { event: 'started' }));
+    for (let i = 0; i < 10; i++)
+      assert.match(
+        text((await announce(b, 2, { event: 'started' })).get('failure reason')),
+        /download slots full/,
+      );
+    assert.equal(
+      (await announce(b, 3, { event: 'started', left: 0 })).get('failure reason'),
+      undefined,
+      'seeding',
+    );
+    await announce(b, 3, { event: 'stopped', left: 0 });
+    assert.match(
+      text((await announce(b, 2, { event: 'started' })).get('failure reason')),
+      /download slots full/,
+    );
+    await announce(a, 1, { event: 'stopped' });
+    assert.equal((await announce(b, 2, { event: 'started' })).get('failure reason'), undefined, 'slot freed');
   } finally {
     await t.stop();
     rmSync(scratch, { recursive: true, force: true });

@@ -3,6 +3,8 @@ import type { HeraldConfig } from '../../config/schema.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
 import type { PublicMember, Registry } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
+import type { BonusConfigKey } from '../../policy/bonus.ts';
+import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
 import type { StatsSnapshot } from '../../tracker/stats.ts';
 import type { Form } from './forms.ts';
 import { type Html, html } from './html.ts';
@@ -28,6 +30,13 @@ export interface PortalDeps {
     | 'portalPath'
     | 'ratioWatchDays'
     | 'ratioWatchMinPercent'
+    | HnrConfigKey
+    | 'memberClasses'
+    | BonusConfigKey
+    | 'bonusUploadPrice'
+    | 'bonusInvitePrice'
+    | 'bonusTokenPrice'
+    | 'freeleechTokenDays'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
@@ -84,6 +93,9 @@ export const MESSAGES: Record<string, string> = {
   approved: 'Application approved: an invitation was issued.',
   rejected: 'Application rejected.',
   invited: 'Invitation created.',
+  forgiven: 'Hit-and-run forgiven.',
+  bought: 'Bought: it is yours now.',
+  token: 'Freeleech token spent: this torrent is free for you.',
 };
 
 export function send(
@@ -144,6 +156,12 @@ export function page(
         { href: '/torrents', label: 'Torrents' },
         { href: '/upload', label: 'Upload' },
         { href: '/invites', label: 'Invites' },
+        ...(ctx.deps.config.bonusBase > 0 ||
+        ctx.deps.config.bonusUploadPrice > 0 ||
+        ctx.deps.config.bonusInvitePrice > 0 ||
+        ctx.deps.config.bonusTokenPrice > 0
+          ? [{ href: '/bonus', label: 'Bonus' }]
+          : []),
         { href: `/member/${m.id}`, label: 'Profile' },
         ...(isStaff(m) ? [{ href: '/staff', label: 'Staff' }] : []),
       ]
@@ -225,3 +243,29 @@ export const date = (t: number) => new Date(t * 1000).toISOString().slice(0, 16)
 
 /** Form field as trimmed text ('' when absent). */
 export const field = (ctx: Ctx, name: string) => (ctx.form.fields.get(name) ?? '').trim();
+
+const STAFF_SECTIONS = [
+  ['/staff/stats', 'Statistics'],
+  ['/staff/members', 'Members'],
+  ['/staff/applications', 'Applications'],
+  ['/staff/invites', 'Invite tree'],
+  ['/staff/torrents', 'Torrents'],
+  ['/staff/lists', 'Lists'],
+  ['/staff/hit-and-runs', 'Hit-and-runs'],
+] as const;
+
+/** A staff page: the staff sections' navigation, the title, the body. */
+export function staffPage(ctx: Ctx, title: string, body: Html, error?: string) {
+  page(ctx, {
+    title,
+    nav: '/staff',
+    status: error ? 400 : 200,
+    error,
+    body: html`<nav aria-label="Staff" class="actions card subnav">${STAFF_SECTIONS.map(
+      ([href, label]) =>
+        html`<a href="${href}"${ctx.path.startsWith(href) ? html` aria-current="page"` : ''}>${label}</a>`,
+    )}</nav>
+<h1>${title}</h1>
+${body}`,
+  });
+}

@@ -3,12 +3,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { parseClasses } from '../../config/classes.ts';
 import { formatIp, parseIp } from '../../core/address.ts';
 import { bundledFile } from '../../core/bundled.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
+import { bonusRoutes } from './routes-bonus.ts';
+import { hnrRoutes } from './routes-hnr.ts';
 import { memberRoutes } from './routes-members.ts';
 import { staffRoutes } from './routes-staff.ts';
 import { torrentRoutes } from './routes-torrents.ts';
@@ -59,11 +62,20 @@ export function createPortal(
   opts: { loginLimits?: LoginLimits; snapshotSeconds?: number } = {},
 ): Portal {
   const assets = loadAssets();
+  // Classes that earn another number of invites (issue #16); the first class is also a null class.
+  const invitesPerClass = new Map<string | null, number>();
+  parseClasses(deps.config.memberClasses).forEach((k, i) => {
+    if (k.invites === null) return;
+    invitesPerClass.set(k.name, k.invites);
+    if (i === 0) invitesPerClass.set(null, k.invites);
+  });
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),
     ...torrentRoutes(deps.config),
     ...memberRoutes(),
     ...staffRoutes(),
+    ...hnrRoutes(),
+    ...bonusRoutes(),
   ];
   // Behind a reverse proxy (trusted_proxies) the client is the address the proxies appended to
   // X-Forwarded-For (core/forwarded.ts, the rule the tracker uses too; earlier entries are whatever
@@ -229,6 +241,7 @@ export function createPortal(
       perPeriod: c.invitesPerPeriod,
       periodSeconds: c.invitePeriodDays * 86400,
       at: now,
+      perClass: invitesPerClass,
     });
     await reg.accounts.deleteExpiredSessions(now);
   }

@@ -17,6 +17,9 @@ import {
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { bonusForm } from './routes-bonus.ts';
+import { classForm, className, classSection } from './routes-classes.ts';
+import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { hashPassword, verifyPassword } from './security.ts';
 
 function origin(ctx: Ctx): string {
@@ -42,6 +45,7 @@ export function chart(opts: {
 /** Download rights in words (issue #16). */
 function rightsText(m: PublicMember): string {
   if (m.can_leech === 1) return 'allowed';
+  if (m.leech_reason === 'hnr') return 'suspended for hit-and-runs';
   return m.leech_reason === 'ratio' ? 'suspended by ratio watch' : 'suspended by staff';
 }
 
@@ -53,13 +57,13 @@ function rightsNotice(ctx: Ctx, m: PublicMember) {
   const days = ctx.deps.config.ratioWatchDays;
   const min = (ctx.deps.config.ratioWatchMinPercent / 100).toFixed(2);
   if (m.can_leech === 0)
-    return html`<p class="notice" role="status" id="rights-notice">Download rights are <strong>${rightsText(m)}</strong>${m.leech_changed_at !== null ? html` since ${date(m.leech_changed_at)}` : ''}: clients are refused on torrents not yet complete. Seeding still works.${m.leech_reason === 'ratio' ? html` They come back by themselves once the ratio is at least ${min}: seed to raise it.` : html` Ask staff to restore them.`}</p>`;
+    return html`<p class="notice" role="status" id="rights-notice">Download rights are <strong>${rightsText(m)}</strong>${m.leech_changed_at !== null ? html` since ${date(m.leech_changed_at)}` : ''}: clients are refused on torrents not yet complete. Seeding still works.${m.leech_reason === 'ratio' ? html` They come back by themselves once the ratio is at least ${min}: seed to raise it.` : m.leech_reason === 'hnr' ? html` They come back by themselves once ${ctx.deps.config.hnrMax <= 1 ? 'no hit-and-run is' : `fewer than ${ctx.deps.config.hnrMax} hit-and-runs are`} active: seed the torrents listed under Hit-and-runs to ${ctx.deps.config.hnrSeedHours} hours each, or ask staff.` : html` Ask staff to restore them.`}</p>`;
   if (m.ratio_warned_at !== null)
     return html`<p class="notice" role="status" id="rights-notice">Ratio warning since ${date(m.ratio_warned_at)}: the ratio is below the site minimum of ${min}. Raise it by seeding before ${date(m.ratio_warned_at + days * 86400)}, or download rights are suspended until it is back.</p>`;
   return '';
 }
 
-function profileStaffForm(ctx: Ctx, m: PublicMember) {
+async function profileStaffForm(ctx: Ctx, m: PublicMember) {
   const admin = ctx.member!.role === 'admin';
   return html`<section class="card" aria-labelledby="staff-member"><h2 id="staff-member">Staff</h2>
 <p>Status: <strong>${m.status}</strong>${m.status_reason ? html` — ${m.status_reason}` : ''}</p>
@@ -75,6 +79,9 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="leech">
 <label>Download rights <select name="can_leech"><option value="yes"${m.can_leech === 1 ? html` selected` : ''}>allowed</option><option value="no"${m.can_leech === 0 ? html` selected` : ''}>suspended</option></select></label>
 <button type="submit">Set download rights</button>
 </form>
+${hnrImmunityForm(ctx, m)}
+${bonusForm(ctx, m.id, await ctx.reg.bonus.balance(m.id))}
+${classForm(ctx, m)}
 <form method="post" action="/staff/members/${m.id}" class="inline mt">
 ${csrfField(ctx)}<input type="hidden" name="action" value="invites">
 <label>Invites <input name="invites" type="number" min="0" max="100000" value="${m.invites}"></label>
@@ -119,6 +126,7 @@ export function memberRoutes(): Route[] {
         const points = [...history, { at: ctx.now, uploaded: m.uploaded, downloaded: m.downloaded }];
         const sent = await ctx.reg.accounts.listInvitations({ inviterId: m.id });
         const inviter = m.invited_by !== null ? await ctx.reg.findMember(m.invited_by) : undefined;
+        const hnrList = self || staff ? await ctx.reg.hnr.list({ member: m.id, limit: 200 }) : [];
         const GiB = 1024 ** 3;
         const stat = (label: string, value: unknown) =>
           html`<div class="stat"><div class="label">${label}</div><div class="value">${value}</div></div>`;
@@ -131,7 +139,7 @@ export function memberRoutes(): Route[] {
 ${stat('Uploaded', bytes(m.uploaded))}${stat('Downloaded', bytes(m.downloaded))}${stat('Ratio', ratio(m.uploaded, m.downloaded))}
 ${stat('Torrents seeding now', act.seeding)}${stat('Torrents leeching now', act.leeching)}${stat('Snatches', snatches)}
 ${stat('Seeding time', duration(m.seed_time))}${stat('Invites left', m.invites)}${stat('Invites sent', sent.length)}
-${stat('Download rights', rightsText(m))}${stat('Ratio warnings', m.ratio_warnings)}
+${className(ctx, m) !== '' ? stat('Class', className(ctx, m)) : ''}${stat('Download rights', rightsText(m))}${stat('Ratio warnings', m.ratio_warnings)}${stat('Hit-and-runs', hnrList.filter((h) => h.status === 'active').length)}
 </div>
 ${self || staff ? rightsNotice(ctx, m) : ''}
 <section class="card mt" aria-labelledby="traffic"><h2 id="traffic">Traffic over time</h2>
@@ -153,8 +161,10 @@ ${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_i
 </tbody></table></div>`
     : ''
 }
+${self || staff ? classSection(ctx, m, await ctx.reg.classes.history(m.id, 20)) : ''}
+${self || staff ? hnrSection(ctx, m, hnrList, await ctx.reg.hnr.pending(m.id)) : ''}
 ${self ? selfSettings(ctx, m) : ''}
-${staff && !self ? profileStaffForm(ctx, m) : ''}`,
+${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
         });
       },
     },

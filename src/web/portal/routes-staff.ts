@@ -1,3 +1,4 @@
+import { parsePoints } from '../../db/bonus.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { MEMBER_STATUSES, type MemberStatus, ROLES, type Role } from '../../db/schema.ts';
 import {
@@ -8,38 +9,15 @@ import {
   date,
   errorPage,
   field,
-  page,
   ratio,
   redirect,
   STAFF,
+  staffPage,
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { portalClasses } from './routes-classes.ts';
 import { chart, inviteLink } from './routes-members.ts';
-
-const SECTIONS = [
-  ['/staff/stats', 'Statistics'],
-  ['/staff/members', 'Members'],
-  ['/staff/applications', 'Applications'],
-  ['/staff/invites', 'Invite tree'],
-  ['/staff/torrents', 'Torrents'],
-  ['/staff/lists', 'Lists'],
-] as const;
-
-function staffPage(ctx: Ctx, title: string, body: Html, error?: string) {
-  page(ctx, {
-    title,
-    nav: '/staff',
-    status: error ? 400 : 200,
-    error,
-    body: html`<nav aria-label="Staff" class="actions card subnav">${SECTIONS.map(
-      ([href, label]) =>
-        html`<a href="${href}"${ctx.path.startsWith(href) ? html` aria-current="page"` : ''}>${label}</a>`,
-    )}</nav>
-<h1>${title}</h1>
-${body}`,
-  });
-}
 
 async function guard(ctx: Ctx, fn: () => Promise<void>, back: string) {
   try {
@@ -150,7 +128,7 @@ ${list.map(
   (
     m,
   ) => html`<tr><td><a href="/member/${m.id}">${m.username}</a></td><td>${m.role}</td><td>${m.status}${m.status_reason ? html` <span class="muted">(${m.status_reason})</span>` : ''}</td>
-<td class="num">${bytes(m.uploaded)}</td><td class="num">${bytes(m.downloaded)}</td><td class="num hide-small">${ratio(m.uploaded, m.downloaded)}</td><td class="num hide-small">${m.invites}</td><td class="hide-small">${m.can_leech === 1 ? (m.ratio_warned_at !== null ? 'ratio warning' : 'allowed') : `suspended (${m.leech_reason ?? 'staff'})`}</td><td class="hide-small">${date(m.created_at)}</td></tr>`,
+<td class="num">${bytes(m.uploaded)}</td><td class="num">${bytes(m.downloaded)}</td><td class="num hide-small">${ratio(m.uploaded, m.downloaded)}</td><td class="num hide-small">${m.invites}</td><td class="hide-small">${m.can_leech === 1 ? (m.ratio_warned_at !== null ? 'ratio warning' : 'allowed') : `suspended (${m.leech_reason === 'hnr' ? 'hit-and-runs' : (m.leech_reason ?? 'staff')})`}</td><td class="hide-small">${date(m.created_at)}</td></tr>`,
 )}
 </tbody></table></div>`,
         );
@@ -196,6 +174,25 @@ ${list.map(
               const v = field(ctx, 'can_leech');
               if (v !== 'yes' && v !== 'no') throw new RegistryError('download rights: yes or no');
               await ctx.reg.setCanLeech(id, v === 'yes');
+            } else if (action === 'bonus') {
+              const n = parsePoints(field(ctx, 'points'));
+              if (Number.isNaN(n)) throw new RegistryError('points: a number with at most two decimals');
+              await ctx.reg.bonus.give(target, n, {
+                note: field(ctx, 'note').slice(0, 200) || null,
+                by: me.id,
+                at: ctx.now,
+              });
+            } else if (action === 'class') {
+              const v = field(ctx, 'class');
+              await ctx.reg.classes.set(target, v === 'auto' ? null : v, {
+                by: me.id,
+                at: ctx.now,
+                classes: portalClasses(ctx).map((c) => c.name),
+              });
+            } else if (action === 'hnr_immune') {
+              const v = field(ctx, 'hnr_immune');
+              if (v !== 'yes' && v !== 'no') throw new RegistryError('hit-and-run immunity: yes or no');
+              await ctx.reg.hnr.setImmune(target, v === 'yes');
             } else if (action === 'role') {
               if (me.role !== 'admin') throw new RegistryError('only an administrator changes roles', 403);
               const role = field(ctx, 'role');

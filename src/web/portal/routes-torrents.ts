@@ -18,6 +18,7 @@ import {
 } from './context.ts';
 import { escapeHtml, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
+import { tokenBox } from './routes-bonus.ts';
 
 /** BEP 12 tiers: this tracker's HTTP URLs, then HTTPS, then UDP (WebSocket URLs are for browsers). */
 export function announceTiers(urls: string[]): string[][] {
@@ -321,7 +322,8 @@ ${
     ? html`<div class="actions">
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
-</div>`
+</div>
+${await tokenBox(ctx, t.id)}`
     : ''
 }
 <dl>
