@@ -1,4 +1,4 @@
-import { SELECT } from './scripts.ts';
+import { SELECT, scrapeScripts } from './scripts.ts';
 
 /**
  * The Lua scripts of the WebRTC swarms in Redis (rtc-swarms.ts; docs/redis.md "WebTorrent" has
@@ -177,25 +177,8 @@ end
 return {n, redis.call('EXISTS', set)}
 `;
 
-/** Scrape: ARGV base, then info hashes of this bucket. Returns {complete, incomplete, downloaded} each. */
-export const RTC_SCRAPE = `#!lua flags=no-writes
-${PRELUDE}
-local out = {}
-for a = 2, #ARGV do counts(ARGV[a], out) end
-return out
-`;
-
-/** One page of the bucket's WebRTC swarms: ARGV base, first rank, count. Returns {h, c, i, d, ...}. */
-export const RTC_SCRAPE_PAGE = `#!lua flags=no-writes
-${PRELUDE}
-local first = tonumber(ARGV[2])
-local out = {}
-for _, h in ipairs(redis.call('ZRANGE', idx, first, first + tonumber(ARGV[3]) - 1)) do
-  out[#out + 1] = h
-  counts(h, out)
-end
-return out
-`;
+/** Scrape and full-scrape page of WebRTC swarms (see `scrapeScripts`). */
+export const { scrape: RTC_SCRAPE, page: RTC_SCRAPE_PAGE } = scrapeScripts(PRELUDE);
 
 /**
  * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget. Visits only

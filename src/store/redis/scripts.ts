@@ -265,30 +265,36 @@ return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or
 `;
 
 /**
- * Scrape: ARGV base, then info hashes (20 bytes each, all of this bucket).
- * Returns {complete, incomplete, downloaded} per hash, flattened.
+ * The two scrape scripts over a `prelude` that defines `idx` (the bucket's index of swarms) and
+ * `counts(h, out)` (appends a swarm's complete, incomplete and downloaded): the TCP/UDP swarms'
+ * below and the WebRTC swarms' (rtc-scripts.ts) share them.
+ * - scrape: ARGV base, then info hashes (20 bytes each, all of this bucket); returns
+ *   {complete, incomplete, downloaded} per hash, flattened.
+ * - page: one page of the bucket's swarms for a full scrape: ARGV base, first rank, count;
+ *   returns {info hash, complete, incomplete, downloaded, ...}.
  */
-export const SCRAPE = `#!lua flags=no-writes
-${PRELUDE}
+export function scrapeScripts(prelude: string): { scrape: string; page: string } {
+  return {
+    scrape: `#!lua flags=no-writes
+${prelude}
 local out = {}
 for a = 2, #ARGV do counts(ARGV[a], out) end
 return out
-`;
-
-/**
- * One page of a bucket's swarms for a full scrape: ARGV base, first rank, count.
- * Returns {info hash, complete, incomplete, downloaded, ...}.
- */
-export const SCRAPE_PAGE = `#!lua flags=no-writes
-${PRELUDE}
+`,
+    page: `#!lua flags=no-writes
+${prelude}
 local first = tonumber(ARGV[2])
 local out = {}
-for _, tid in ipairs(redis.call('ZRANGE', idx, first, first + tonumber(ARGV[3]) - 1)) do
-  out[#out + 1] = tid
-  counts(tid, out)
+for _, h in ipairs(redis.call('ZRANGE', idx, first, first + tonumber(ARGV[3]) - 1)) do
+  out[#out + 1] = h
+  counts(h, out)
 end
 return out
-`;
+`,
+  };
+}
+
+export const { scrape: SCRAPE, page: SCRAPE_PAGE } = scrapeScripts(PRELUDE);
 
 /**
  * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget (most
