@@ -3,6 +3,7 @@
 # the whole suite (README "Quick start"; .ci/run calls exactly this).
 #   - Debian packages: the real BitTorrent clients of the end-to-end tests, PostgreSQL, Chromium
 #     (portal and WebTorrent browser tests) and iproute2 (the WebRTC test's network namespace).
+#     python3-aiosmtpd is the real SMTP server the account-mail tests send to.
 #   - PostgreSQL and Redis started on 127.0.0.1 (scripts/start-services.sh); their tests are mandatory here.
 #   - npm packages (npm ci), including the npm `node` package that brings Node 24.
 #   - lint, type check, then `npm test` (unit, property/fuzz, integration, end-to-end), then the
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-libtorrent aria2 transmission-cli openssl postgresql redis-server chromium iproute2)
+APT_PACKAGES=(python3 python3-libtorrent python3-aiosmtpd aria2 transmission-cli openssl postgresql redis-server chromium iproute2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
