@@ -13,6 +13,7 @@ import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
 import { PersonalFreeleech } from './freeleech.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
+import { SitePromotions } from './promotions.ts';
 import type { PublicMember } from './rows.ts';
 import {
   checkUsername,
@@ -113,6 +114,8 @@ export class Registry {
   readonly bonus: Bonus;
   /** Personal freeleech (issue #16): tokens spent on torrents; the windows the snapshot loads. */
   readonly freeleech: PersonalFreeleech;
+  /** Promotions (issue #16): site-wide events and featured torrents. */
+  readonly promotions: SitePromotions;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -123,6 +126,7 @@ export class Registry {
     this.classes = new MemberClasses(this);
     this.bonus = new Bonus(this);
     this.freeleech = new PersonalFreeleech(this);
+    this.promotions = new SitePromotions(this);
     this.limits = limits;
   }
 
