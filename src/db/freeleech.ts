@@ -142,13 +142,14 @@ export class PersonalFreeleech {
   }
 
   /**
-   * Windows (tokens' and staff's), newest first: a member's, or everyone's that end after
-   * `after`; with the member's and torrent's names, and who gave it.
+   * Windows (tokens' and staff's), newest first: a member's and/or those not over at `after`; with the member's and torrent's names, and who gave it.
    */
   async list(opts: { member?: number; after?: number; source?: 'token' | 'staff'; limit?: number }) {
     let q = this.#list();
     if (opts.member !== undefined) q = q.where('pf.member_id', '=', opts.member);
-    if (opts.after !== undefined) q = q.where('pf.ends_at', '>', opts.after);
+    // Not over yet: a window revoked before it began is over.
+    if (opts.after !== undefined)
+      q = q.where('pf.ends_at', '>', opts.after).whereRef('pf.ends_at', '>', 'pf.starts_at');
     if (opts.source !== undefined) q = q.where('pf.source', '=', opts.source);
     return q
       .orderBy('pf.id', 'desc')

@@ -344,15 +344,11 @@ export class Registry {
 
   /**
    * A member's figures beyond the row (issue #16: what the profile shows): snatches, active
-   * hit-and-runs, and torrents seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
+   * hit-and-runs, invitations sent, bonus points, personal freeleech windows now or to come, and torrents seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
    * `flush_interval` seconds ahead). "Now": the last announce was not `stopped` and came within
    * `peerTimeout` seconds.
    */
-  async memberFigures(
-    memberId: number,
-    peerTimeout: number,
-    at = now(),
-  ): Promise<{ snatches: number; seeding_now: number; leeching_now: number; hnr_active: number }> {
+  async memberFigures(memberId: number, peerTimeout: number, at = now()) {
     const rows = await this.#k
       .selectFrom('member_torrents')
       .select(['completed_at', 'state', 'last_announce_at'])
@@ -367,11 +363,21 @@ export class Registry {
       if (r.state === 2) seeding++;
       else if (r.state === 1) leeching++;
     }
+    const invites = await this.#k
+      .selectFrom('invitations')
+      .select((e) => e.fn.countAll().as('n'))
+      .where('inviter_id', '=', memberId)
+      .executeTakeFirstOrThrow();
     return {
       snatches,
       seeding_now: seeding,
       leeching_now: leeching,
       hnr_active: await this.hnr.activeCount(memberId),
+      invites_sent: Number(invites.n),
+      /** Hundredths of a point (the sum of the ledger). */
+      bonus_points: await this.bonus.balance(memberId),
+      /** Personal freeleech windows in force or to come (tokens' and staff's). */
+      freeleech_windows: await this.freeleech.list({ member: memberId, after: at }),
     };
   }
 

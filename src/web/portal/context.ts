@@ -5,6 +5,7 @@ import type { PublicMember, Registry } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
 import type { BonusConfigKey } from '../../policy/bonus.ts';
 import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
+import type { Promotions } from '../../policy/promotions.ts';
 import type { StatsSnapshot } from '../../tracker/stats.ts';
 import type { Form } from './forms.ts';
 import { type Html, html } from './html.ts';
@@ -37,10 +38,14 @@ export interface PortalDeps {
     | 'bonusInvitePrice'
     | 'bonusTokenPrice'
     | 'freeleechTokenDays'
+    | 'promotionUploadFactor'
+    | 'featuredDays'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
   refreshPolicy: () => Promise<unknown>;
+  /** The promotions of the tracker's policy snapshot (issue #16): the site-wide event banner. */
+  promotions?: () => Promotions;
   /** Live swarm counts through the SwarmStore read API (may be asynchronous). */
   scrape: (infoHashes: Uint8Array[]) => ScrapeEntry[] | Promise<ScrapeEntry[]>;
   stats: () => Promise<StatsSnapshot>;
