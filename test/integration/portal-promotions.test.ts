@@ -173,6 +173,18 @@ for (const engine of engines) {
       });
       assert.equal(revoked.location, `/member/${memberId}?msg=saved`);
       assert.match((await member.get(`/member/${memberId}`)).body, /None now\./);
+      const tokens = await staff.post('/staff/promotions/tokens', {
+        member: String(memberId),
+        count: '2',
+        note: 'prize',
+      });
+      assert.equal(tokens.status, 303);
+      assert.equal((await reg.member(memberId)).freeleech_tokens, 2);
+      assert.match((await member.get(`/member/${memberId}`)).body, /None now\. 2 freeleech tokens to spend/);
+      assert.equal(
+        (await staff.post('/staff/promotions/tokens', { member: String(memberId), count: '-3' })).status,
+        409,
+      );
       assert.equal((await staff.post('/staff/promotions/windows', { member: '999999' })).status, 404);
       const self = await staff.post('/staff/promotions/windows', {
         member: String((await reg.member('root')).id),

@@ -81,6 +81,13 @@ ${csrfField(ctx)}<input type="hidden" name="member" value="${m.id}">
 <label class="check"><input type="checkbox" name="double" value="1"> Double upload</label>
 <label>Note <input name="note" maxlength="200" aria-label="Note for the freeleech window"></label>
 <button type="submit">Give freeleech</button>
+</form>
+<form method="post" action="/staff/promotions/tokens" class="inline mt" id="tokens-form">
+${csrfField(ctx)}<input type="hidden" name="member" value="${m.id}">
+<p>Freeleech tokens held: <strong>${m.freeleech_tokens}</strong></p>
+<label>Tokens to give (negative: take) <input name="count" type="number" min="-10000" max="10000" required></label>
+<label>Note <input name="note" maxlength="200" aria-label="Note for the freeleech tokens"></label>
+<button type="submit">Give tokens</button>
 </form>`;
 }
 
@@ -157,6 +164,20 @@ function status(now: number, starts: number, ends: number, ended: number | null)
   if (ended !== null) return ends > starts ? 'ended early' : 'cancelled';
   if (ends <= now) return 'over';
   return starts <= now ? 'now' : 'coming';
+}
+
+/** The member a staff form names (`member`), or null with the error page sent: none, or staff themselves. */
+async function staffTarget(ctx: Ctx): Promise<PublicMember | null> {
+  const target = await ctx.reg.findMember(Number(field(ctx, 'member')) || 0);
+  if (!target) {
+    errorPage(ctx, 404, 'Member', 'No such member.');
+    return null;
+  }
+  if (target.id === ctx.member!.id) {
+    errorPage(ctx, 403, 'Member', 'Staff cannot give themselves freeleech or tokens.');
+    return null;
+  }
+  return target;
 }
 
 export function promotionRoutes(): Route[] {
@@ -299,13 +320,31 @@ ${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it
     },
     {
       method: 'POST',
+      pattern: /^\/staff\/promotions\/tokens$/,
+      access: 'staff',
+      async handle(ctx) {
+        const target = await staffTarget(ctx);
+        if (target === null) return;
+        await guard(
+          ctx,
+          async () => {
+            await ctx.reg.freeleech.giveTokens(target, Number(field(ctx, 'count')), {
+              note: field(ctx, 'note').slice(0, 200) || null,
+              by: ctx.member!.id,
+              at: ctx.now,
+            });
+          },
+          `/member/${target.id}?msg=saved`,
+        );
+      },
+    },
+    {
+      method: 'POST',
       pattern: /^\/staff\/promotions\/windows$/,
       access: 'staff',
       async handle(ctx) {
-        const target = await ctx.reg.findMember(Number(field(ctx, 'member')) || 0);
-        if (!target) return errorPage(ctx, 404, 'Member', 'No such member.');
-        if (target.id === ctx.member!.id)
-          return errorPage(ctx, 403, 'Member', 'Staff cannot give themselves freeleech.');
+        const target = await staffTarget(ctx);
+        if (target === null) return;
         await guard(
           ctx,
           async () => {
