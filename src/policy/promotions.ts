@@ -95,11 +95,11 @@ export interface FactorSource {
   promotions: Promotions;
 }
 
-/** Bit 0 of `promotionAt`'s answer: freeleech; the bits above it: the largest upload factor (0: none). */
+/** The freeleech part of `promotionAt`'s answer (the rest is twice the largest upload factor; 0: none). */
 const FREE = 1;
 
 /**
- * Promotions in force for one member on one torrent at `now`: `(upload% << 1) | free`, where
+ * Promotions in force for one member on one torrent at `now`: `upload% × 2 + free` (free: 1), where
  * upload% is the largest promotional upload factor (0 with none). One number, so the hot path
  * allocates nothing.
  */
