@@ -6,12 +6,8 @@ import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
-import {
-  type PolicyMember,
-  type PolicySnapshot,
-  type PolicyTorrent,
-  personalFreeleech,
-} from '../policy/policy.ts';
+import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+import { type Credit, credit } from '../policy/promotions.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
 
 /**
@@ -191,6 +187,8 @@ export class Accountant {
   #members = new Map<number, MemberPending>();
   #memberTorrents = new Map<string, MemberTorrentPending>();
   #flags: Flag[] = [];
+  /** `credit`'s answer, reused by every announce. */
+  #credit: Credit = { up: 0, down: 0 };
   #timer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> | null = null;
   /** Failed flushes in a row (see `#flushOnce`). */
@@ -325,16 +323,11 @@ export class Accountant {
     }
 
     const snap = this.#o.snapshot();
-    // Factors are percentages: credited = raw × torrent% × site% / 10000, then × the member's
-    // class% / 100 (issue #16; a class at 100% changes nothing, to the byte).
-    let up = Math.floor((du * torrent.uploadFactor * snap.siteUploadFactor) / 10000);
-    let down = Math.floor((dd * torrent.downloadFactor * snap.siteDownloadFactor) / 10000);
-    if (down > 0 && personalFreeleech(snap, member.id, torrent.id, now)) down = 0;
-    const cls = snap.classById.get(member.id);
-    if (cls !== undefined) {
-      if (cls.uploadFactor !== 100) up = Math.floor((up * cls.uploadFactor) / 100);
-      if (cls.downloadFactor !== 100) down = Math.floor((down * cls.downloadFactor) / 100);
-    }
+    // Factors are percentages: torrent, site, class and promotions, combined by the rule in
+    // policy/promotions.ts (freeleech wins; the largest upload factor applies, not a product).
+    const c = credit(snap, member.id, torrent, snap.classById.get(member.id), du, dd, now, this.#credit);
+    const up = c.up;
+    const down = c.down;
     if (du > 0 || dd > 0) this.counts.credited++;
 
     let m = this.#members.get(member.id);

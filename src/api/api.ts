@@ -98,6 +98,45 @@ const schemas = {
     reference: z.string().max(200).nullable().optional(),
     expires_at: z.number().int().positive().nullable().optional(),
   }),
+  newEvent: z.strictObject({
+    name: z.string().min(1).max(100),
+    starts_at: z.number().int().min(0),
+    ends_at: z.number().int().min(0),
+    freeleech: z.boolean().optional(),
+    double_upload: z.boolean().optional(),
+    upload_factor: z.number().int().min(100).max(1000).optional(),
+  }),
+  patchEvent: z.strictObject({
+    name: z.string().min(1).max(100).optional(),
+    starts_at: z.number().int().min(0).optional(),
+    ends_at: z.number().int().min(0).optional(),
+    freeleech: z.boolean().optional(),
+    upload_factor: z.number().int().min(100).max(1000).optional(),
+  }),
+  feature: z.strictObject({
+    torrent: ref,
+    days: z.number().int().min(1).max(366).optional(),
+    starts_at: z.number().int().min(0).optional(),
+    ends_at: z.number().int().min(0).optional(),
+    upload_factor: z.number().int().min(100).max(1000).optional(),
+  }),
+  freeleechWindow: z.strictObject({
+    starts_at: z.number().int().min(0).optional(),
+    ends_at: z.number().int().min(0),
+    double_upload: z.boolean().optional(),
+    upload_factor: z.number().int().min(100).max(1000).optional(),
+    note: z.string().max(200).nullable().optional(),
+  }),
+  tokens: z.strictObject({
+    count: z
+      .number()
+      .int()
+      .min(-10000)
+      .max(10000)
+      .refine((n) => n !== 0, 'not 0'),
+    note: z.string().max(200).nullable().optional(),
+  }),
+  spendToken: z.strictObject({ torrent: ref }),
   settings: z.strictObject({
     site_download_factor: factor.optional(),
     site_upload_factor: factor.optional(),
@@ -130,8 +169,21 @@ export function createApiHandler(deps: {
   hnrThreshold?: number;
   /** Member classes as configured, lowest first (issue #16). */
   classes?: readonly ClassDef[];
+  /**
+   * Promotions and tokens (issue #16): `promotion_upload_factor` (what `double_upload` means),
+   * `featured_days`, `freeleech_token_days`. Defaults: 200, 7, 3.
+   */
+  promotions?: { uploadFactor: number; featuredDays: number; tokenDays: number };
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
+  const promo = deps.promotions ?? { uploadFactor: 200, featuredDays: 7, tokenDays: 3 };
+  const nowS = () => Math.floor(Date.now() / 1000);
+  /** What the API reports of a member's freeleech tokens: held, spent (the windows), given by staff. */
+  const tokensOut = async (m: PublicMember) => ({
+    freeleech_tokens: m.freeleech_tokens,
+    spent: await reg().freeleech.list({ member: m.id, source: 'token', limit: 500 }),
+    ledger: (await reg().bonus.ledger(m.id, 500)).filter((r) => r.reason.endsWith(':token')),
+  });
   const reg = () => deps.registry();
   const memberOut = (m: PublicMember) => ({ ...m, announce_urls: announceUrls(deps.urls(), m.passkey) });
   /** One member as the profile shows it: the row, snatches and torrents seeding and leeching now. */
@@ -142,7 +194,12 @@ export function createApiHandler(deps: {
       figures.seeding_now = a.seeding;
       figures.leeching_now = a.leeching;
     }
-    return { ...memberOut(m), ...figures };
+    const classes = deps.classes ?? [];
+    return {
+      ...memberOut(m),
+      class_name: classes.length > 0 ? (m.class ?? classes[0].name) : null,
+      ...figures,
+    };
   };
   const parse = async <T>(schema: z.ZodType<T>, body: () => Promise<unknown>): Promise<T> => {
     const r = schema.safeParse(await body());
@@ -157,6 +214,11 @@ export function createApiHandler(deps: {
   const list = (p: string) => {
     if (p !== 'allow' && p !== 'deny') throw new ApiError(404, 'lists are "allow" and "deny"');
     return p;
+  };
+  const idOf = (v: string, what: string) => {
+    const n = Number(v);
+    if (!/^[0-9]{1,12}$/.test(v) || n <= 0) throw new ApiError(404, `no ${what} ${v}`);
+    return n;
   };
   const int = (q: URLSearchParams, k: string, d: number, max: number) => {
     const v = q.get(k);
@@ -272,6 +334,160 @@ export function createApiHandler(deps: {
           at: Math.floor(Date.now() / 1000),
         });
         return { balance };
+      },
+    ],
+    ['GET', 'members/*/tokens', async ([m]) => tokensOut(await reg().member(m))],
+    [
+      'POST',
+      'members/*/tokens',
+      async ([m], body) => {
+        const b = await parse(schemas.tokens, body);
+        const mm = await reg().member(m);
+        await reg().freeleech.giveTokens(mm, b.count, { note: b.note ?? null, by: null, at: nowS() });
+        return tokensOut(await reg().member(mm.id));
+      },
+    ],
+    [
+      'POST',
+      'members/*/tokens/spend',
+      async ([m], body) => {
+        const b = await parse(schemas.spendToken, body);
+        const mm = await reg().member(m);
+        const t = await reg().torrent(b.torrent);
+        const ends = await reg().freeleech.spendToken(mm, t.id, promo.tokenDays, nowS());
+        await deps.policy.refresh();
+        return {
+          torrent: t.id,
+          ends_at: ends,
+          freeleech_tokens: (await reg().member(mm.id)).freeleech_tokens,
+        };
+      },
+    ],
+    [
+      'GET',
+      'members/*/freeleech',
+      async ([m], _b, q) =>
+        reg().freeleech.list({
+          member: (await reg().member(m)).id,
+          after: q.get('all') === '1' ? undefined : nowS(),
+        }),
+    ],
+    [
+      'POST',
+      'members/*/freeleech',
+      async ([m], body) => {
+        const b = await parse(schemas.freeleechWindow, body);
+        const mm = await reg().member(m);
+        const at = nowS();
+        const w = await reg().freeleech.give(mm, {
+          startsAt: b.starts_at ?? at,
+          endsAt: b.ends_at,
+          uploadFactor: b.upload_factor ?? (b.double_upload === true ? promo.uploadFactor : 100),
+          note: b.note ?? null,
+          by: null,
+          at,
+        });
+        await deps.policy.refresh();
+        return w;
+      },
+    ],
+    [
+      'DELETE',
+      'freeleech/*',
+      async ([id]) => {
+        const w = await reg().freeleech.revoke(idOf(id, 'freeleech window'), nowS());
+        await deps.policy.refresh();
+        return w;
+      },
+    ],
+    [
+      'GET',
+      'events',
+      async (_p, _b, q) =>
+        q.get('all') === '1'
+          ? reg().promotions.events({ all: true })
+          : reg().promotions.events({ after: nowS() }),
+    ],
+    [
+      'POST',
+      'events',
+      async (_p, body) => {
+        const b = await parse(schemas.newEvent, body);
+        const e = await reg().promotions.addEvent(
+          {
+            name: b.name,
+            startsAt: b.starts_at,
+            endsAt: b.ends_at,
+            freeleech: b.freeleech ?? false,
+            uploadFactor: b.upload_factor ?? (b.double_upload === true ? promo.uploadFactor : 100),
+          },
+          null,
+          nowS(),
+        );
+        await deps.policy.refresh();
+        return e;
+      },
+    ],
+    ['GET', 'events/*', async ([id]) => reg().promotions.event(idOf(id, 'event'))],
+    [
+      'PATCH',
+      'events/*',
+      async ([id], body) => {
+        const b = await parse(schemas.patchEvent, body);
+        const e = await reg().promotions.updateEvent(idOf(id, 'event'), {
+          name: b.name,
+          startsAt: b.starts_at,
+          endsAt: b.ends_at,
+          freeleech: b.freeleech,
+          uploadFactor: b.upload_factor,
+        });
+        await deps.policy.refresh();
+        return e;
+      },
+    ],
+    [
+      'DELETE',
+      'events/*',
+      async ([id]) => {
+        const e = await reg().promotions.cancelEvent(idOf(id, 'event'), nowS());
+        await deps.policy.refresh();
+        return e;
+      },
+    ],
+    [
+      'GET',
+      'featured',
+      async (_p, _b, q) => reg().promotions.featured(q.get('all') === '1' ? {} : { after: nowS() }),
+    ],
+    [
+      'POST',
+      'featured',
+      async (_p, body) => {
+        const b = await parse(schemas.feature, body);
+        const t = await reg().torrent(b.torrent);
+        const at = nowS();
+        const startsAt = b.starts_at ?? at;
+        const f = await reg().promotions.feature(
+          t.id,
+          {
+            startsAt,
+            endsAt: b.ends_at ?? startsAt + (b.days ?? promo.featuredDays) * 86400,
+            uploadFactor: b.upload_factor ?? promo.uploadFactor,
+          },
+          null,
+          at,
+        );
+        await deps.policy.refresh();
+        return f;
+      },
+    ],
+    [
+      'DELETE',
+      'featured/*',
+      async ([id]) => {
+        const f = await reg().promotions.unfeature(idOf(id, 'featured torrent'), nowS());
+        await deps.policy.refresh();
+        return f;
       },
     ],
     ['GET', 'members/*/class-history', async ([m]) => reg().classes.history((await reg().member(m)).id)],

@@ -38,6 +38,10 @@ const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
   days: 'string',
   note: 'string',
   limit: 'string',
+  start: 'string',
+  end: 'string',
+  'double-upload': 'string',
+  all: 'boolean',
 };
 
 export const ADMIN_COMMANDS = [
@@ -51,6 +55,10 @@ export const ADMIN_COMMANDS = [
   'hnr',
   'class',
   'bonus',
+  'event',
+  'featured',
+  'freeleech',
+  'token',
 ];
 
 export const ADMIN_HELP = `Administration (on the tracker's database; a running tracker applies changes within policy_refresh seconds):
@@ -69,6 +77,12 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald grant remove GRANT_ID | herald grant remove TORRENT (--member M | --group G) | grant list [--torrent T] [--member M]
   herald site show | site set download_factor|upload_factor PCT   (site-wide freeleech: download_factor 0)
   herald bonus show MEMBER | bonus give MEMBER POINTS [--note TEXT]   (bonus points: balance, tokens, ledger; POINTS may be negative, 2 decimals)
+  herald token show MEMBER | token give MEMBER COUNT [--note TEXT] | token spend MEMBER TORRENT   (freeleech tokens: held, spent, given; COUNT may be negative)
+  herald freeleech list [MEMBER] [--all] | freeleech give MEMBER --end TIME [--start TIME] [--double-upload yes] [--upload-factor PCT] [--note TEXT] | freeleech revoke ID
+  herald event list [--all] | event add NAME --start TIME --end TIME [--freeleech yes] [--double-upload yes] [--upload-factor PCT]
+  herald event set ID [--name N] [--start TIME] [--end TIME] [--freeleech yes|no] [--upload-factor PCT] | event cancel ID   (site-wide events)
+  herald featured list [--all] | featured add TORRENT [--days N] [--start TIME] [--upload-factor PCT] | featured remove ID   (featured torrents)
+  TIME is unix seconds or an ISO 8601 date and time (2026-12-24T18:00Z); promotions start and end to the second in the running tracker.
   herald class list | class history MEMBER   (member classes: configured, members in each; a member's changes)
   herald hnr list [--member M] [--status active|seeded|expired|forgiven] [--limit N] | hnr forgive ID [--note TEXT]   (hit-and-runs)
   MEMBER is an id, a username (in any case; never only digits) or a passkey; TORRENT an id or an info hash. Every command takes
@@ -130,6 +144,35 @@ const intOpt = (v: string | boolean | undefined, name: string, max = 1e12): numb
   return n;
 };
 
+/** `--start`/`--end`: unix seconds or an ISO 8601 date and time. */
+const timeOpt = (v: string | boolean | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const t = String(v);
+  if (/^[0-9]{1,11}$/.test(t)) return Number(t);
+  const ms = /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(t) ? Date.parse(t) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new RegistryError(`--${name}: unix seconds or an ISO 8601 time such as 2026-12-24T18:00Z`);
+  return Math.floor(ms / 1000);
+};
+
+const utc = (t: number) => `${new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+
+/** One promotion on one line (event, featured torrent, personal window). */
+function promotionLine(p: {
+  id: number;
+  starts_at: number;
+  ends_at: number;
+  upload_factor: number;
+  what: string;
+  free: boolean;
+  ended: number | null;
+}): string {
+  const deal = [p.free ? 'freeleech' : '', p.upload_factor !== 100 ? `uploads ${p.upload_factor}%` : '']
+    .filter((x) => x !== '')
+    .join(' + ');
+  return `#${p.id}  ${p.what}  ${utc(p.starts_at)} to ${utc(p.ends_at)}  ${deal}${p.ended !== null ? '  (ended early)' : ''}`;
+}
+
 /** One hit-and-run on one line. */
 function hnrLine(h: HitAndRunView): string {
   const day = (t: number) => new Date(t * 1000).toISOString().slice(0, 10);
@@ -175,7 +218,12 @@ export async function runAdmin(
    * ratio warnings.
    */
   const showMember = async (m: PublicMember) => {
-    const mm = { ...member(m), ...(await reg.memberFigures(m.id, config.peerTimeout)) };
+    const mm = {
+      ...member(m),
+      class_name: classes.length > 0 ? (m.class ?? classes[0].name) : null,
+      ...(await reg.memberFigures(m.id, config.peerTimeout)),
+    };
+    const day = (t: number) => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ');
     print(mm, () =>
       [
         `#${m.id} ${m.username} (${m.role}, ${m.status}${m.status_reason ? `: ${m.status_reason}` : ''})`,
@@ -184,6 +232,11 @@ export async function runAdmin(
         `  snatches   ${mm.snatches}  seeding now ${mm.seeding_now}  leeching now ${mm.leeching_now}`,
         `  download   ${m.can_leech === 1 ? 'allowed' : `suspended (${m.leech_reason ?? 'staff'})`}  ratio warnings ${m.ratio_warnings}${m.ratio_warned_at !== null ? ` (warned since ${new Date(m.ratio_warned_at * 1000).toISOString()})` : ''}`,
         `  hit-and-runs active ${mm.hnr_active}${m.hnr_immune === 1 ? '  (immune)' : ''}`,
+        `  bonus      ${(mm.bonus_points / 100).toFixed(2)} points  freeleech tokens ${m.freeleech_tokens}  invites sent ${mm.invites_sent}`,
+        ...mm.freeleech_windows.map(
+          (w) =>
+            `  freeleech  #${w.id} ${w.torrent_name ?? 'every torrent'} ${day(w.starts_at)} to ${day(w.ends_at)} UTC (${w.source}${w.upload_factor !== 100 ? `, uploads ${w.upload_factor}%` : ''})`,
+        ),
         ...(classes.length > 0
           ? [`  class      ${m.class ?? classes[0].name}${m.class_locked === 1 ? '  (set by staff)' : ''}`]
           : []),
@@ -335,6 +388,225 @@ export async function runAdmin(
           at: Math.floor(Date.now() / 1000),
         });
         print({ balance }, () => `${m.username}: ${(balance / 100).toFixed(2)} points`);
+        break;
+      }
+      case 'token show': {
+        need(1, 'show MEMBER');
+        const m = await reg.member(rest[0]);
+        const t = {
+          freeleech_tokens: m.freeleech_tokens,
+          spent: await reg.freeleech.list({ member: m.id, source: 'token', limit: 500 }),
+          ledger: (await reg.bonus.ledger(m.id, 500)).filter((r) => r.reason.endsWith(':token')),
+        };
+        print(t, () =>
+          [
+            `${m.username}: ${t.freeleech_tokens} freeleech tokens`,
+            ...t.spent.map(
+              (w) => `  spent  "${w.torrent_name}"  free ${utc(w.starts_at)} to ${utc(w.ends_at)}`,
+            ),
+            ...t.ledger.map(
+              (r) => `  ${r.reason === 'shop:token' ? 'bought' : 'staff '} ${r.note ?? ''}  ${utc(r.at)}`,
+            ),
+          ].join('\n'),
+        );
+        break;
+      }
+      case 'token give': {
+        need(2, 'give MEMBER COUNT [--note TEXT]');
+        const m = await reg.member(rest[0]);
+        if (!/^-?[0-9]{1,5}$/.test(rest[1]))
+          throw new RegistryError('COUNT: a whole number, may be negative');
+        const n = await reg.freeleech.giveTokens(m, Number(rest[1]), {
+          note: (opts.note as string | undefined) ?? null,
+          by: null,
+          at: Math.floor(Date.now() / 1000),
+        });
+        print({ freeleech_tokens: n }, () => `${m.username}: ${n} freeleech tokens`);
+        break;
+      }
+      case 'token spend': {
+        need(2, 'spend MEMBER TORRENT');
+        const m = await reg.member(rest[0]);
+        const t = await reg.torrent(rest[1]);
+        const ends = await reg.freeleech.spendToken(
+          m,
+          t.id,
+          config.freeleechTokenDays,
+          Math.floor(Date.now() / 1000),
+        );
+        print(
+          { torrent: t.id, ends_at: ends },
+          () => `${m.username}: "${t.name}" is freeleech for them until ${utc(ends)}`,
+        );
+        break;
+      }
+      case 'freeleech list': {
+        const now = Math.floor(Date.now() / 1000);
+        const list = await reg.freeleech.list({
+          member: rest[0] !== undefined ? (await reg.member(rest[0])).id : undefined,
+          after: opts.all === true ? undefined : now,
+          limit: intOpt(opts.limit, 'limit', 100000) ?? 200,
+        });
+        print(list, () =>
+          list.length === 0
+            ? '(no freeleech windows)'
+            : list
+                .map((w) =>
+                  promotionLine({
+                    ...w,
+                    what: `${w.username} on ${w.torrent_name === null ? 'every torrent' : `"${w.torrent_name}"`} (${w.source})`,
+                    free: true,
+                    ended: w.revoked_at,
+                  }),
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'freeleech give': {
+        need(
+          1,
+          'give MEMBER --end TIME [--start TIME] [--double-upload yes] [--upload-factor PCT] [--note TEXT]',
+        );
+        const m = await reg.member(rest[0]);
+        const at = Math.floor(Date.now() / 1000);
+        const end = timeOpt(opts.end, 'end');
+        if (end === undefined) throw new RegistryError('--end TIME is needed');
+        const w = await reg.freeleech.give(m, {
+          startsAt: timeOpt(opts.start, 'start') ?? at,
+          endsAt: end,
+          uploadFactor:
+            intOpt(opts['upload-factor'], 'upload-factor', 1000) ??
+            (yes(opts['double-upload'], 'double-upload') === true ? config.promotionUploadFactor : 100),
+          note: (opts.note as string | undefined) ?? null,
+          by: null,
+          at,
+        });
+        print(w, () =>
+          promotionLine({ ...w, what: `${w.username} on every torrent`, free: true, ended: null }),
+        );
+        break;
+      }
+      case 'freeleech revoke': {
+        need(1, 'revoke ID');
+        const w = await reg.freeleech.revoke(
+          intOpt(rest[0], 'ID', 2 ** 31) ?? 0,
+          Math.floor(Date.now() / 1000),
+        );
+        print(w, () =>
+          promotionLine({ ...w, what: `${w.username} (revoked)`, free: true, ended: w.revoked_at }),
+        );
+        break;
+      }
+      case 'event list': {
+        const list = await reg.promotions.events(
+          opts.all === true ? { all: true } : { after: Math.floor(Date.now() / 1000) },
+        );
+        print(list, () =>
+          list.length === 0
+            ? '(no events)'
+            : list
+                .map((e) =>
+                  promotionLine({
+                    ...e,
+                    what: `"${e.name}"`,
+                    free: e.freeleech === 1,
+                    ended: e.cancelled_at,
+                  }),
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'event add': {
+        need(
+          1,
+          'add NAME --start TIME --end TIME [--freeleech yes] [--double-upload yes] [--upload-factor PCT]',
+        );
+        const start = timeOpt(opts.start, 'start');
+        const end = timeOpt(opts.end, 'end');
+        if (start === undefined || end === undefined)
+          throw new RegistryError('--start TIME and --end TIME are needed');
+        const e = await reg.promotions.addEvent(
+          {
+            name: rest[0],
+            startsAt: start,
+            endsAt: end,
+            freeleech: yes(opts.freeleech, 'freeleech') ?? false,
+            uploadFactor:
+              intOpt(opts['upload-factor'], 'upload-factor', 1000) ??
+              (yes(opts['double-upload'], 'double-upload') === true ? config.promotionUploadFactor : 100),
+          },
+          null,
+          Math.floor(Date.now() / 1000),
+        );
+        print(e, () => promotionLine({ ...e, what: `"${e.name}"`, free: e.freeleech === 1, ended: null }));
+        break;
+      }
+      case 'event set': {
+        need(1, 'set ID [--name N] [--start TIME] [--end TIME] [--freeleech yes|no] [--upload-factor PCT]');
+        const e = await reg.promotions.updateEvent(intOpt(rest[0], 'ID', 2 ** 31) ?? 0, {
+          name: opts.name as string | undefined,
+          startsAt: timeOpt(opts.start, 'start'),
+          endsAt: timeOpt(opts.end, 'end'),
+          freeleech: yes(opts.freeleech, 'freeleech'),
+          uploadFactor: intOpt(opts['upload-factor'], 'upload-factor', 1000),
+        });
+        print(e, () => promotionLine({ ...e, what: `"${e.name}"`, free: e.freeleech === 1, ended: null }));
+        break;
+      }
+      case 'event cancel': {
+        need(1, 'cancel ID');
+        const e = await reg.promotions.cancelEvent(
+          intOpt(rest[0], 'ID', 2 ** 31) ?? 0,
+          Math.floor(Date.now() / 1000),
+        );
+        print(e, () =>
+          promotionLine({ ...e, what: `"${e.name}"`, free: e.freeleech === 1, ended: e.cancelled_at }),
+        );
+        break;
+      }
+      case 'featured list': {
+        const list = await reg.promotions.featured(
+          opts.all === true ? {} : { after: Math.floor(Date.now() / 1000) },
+        );
+        print(list, () =>
+          list.length === 0
+            ? '(no featured torrents)'
+            : list
+                .map((f) =>
+                  promotionLine({ ...f, what: `"${f.torrent_name}"`, free: true, ended: f.ended_at }),
+                )
+                .join('\n'),
+        );
+        break;
+      }
+      case 'featured add': {
+        need(1, 'add TORRENT [--days N] [--start TIME] [--upload-factor PCT]');
+        const t = await reg.torrent(rest[0]);
+        const at = Math.floor(Date.now() / 1000);
+        const start = timeOpt(opts.start, 'start') ?? at;
+        const f = await reg.promotions.feature(
+          t.id,
+          {
+            startsAt: start,
+            endsAt: start + (intOpt(opts.days, 'days', 366) ?? config.featuredDays) * 86400,
+            uploadFactor:
+              intOpt(opts['upload-factor'], 'upload-factor', 1000) ?? config.promotionUploadFactor,
+          },
+          null,
+          at,
+        );
+        print(f, () => promotionLine({ ...f, what: `"${f.torrent_name}"`, free: true, ended: null }));
+        break;
+      }
+      case 'featured remove': {
+        need(1, 'remove ID');
+        const f = await reg.promotions.unfeature(
+          intOpt(rest[0], 'ID', 2 ** 31) ?? 0,
+          Math.floor(Date.now() / 1000),
+        );
+        print(f, () => promotionLine({ ...f, what: `"${f.torrent_name}"`, free: true, ended: f.ended_at }));
         break;
       }
       case 'class list': {

@@ -389,6 +389,7 @@ export function createTracker(
           config,
           registry: getRegistry,
           refreshPolicy: () => policy.refresh(),
+          promotions: () => policy.snapshot.promotions,
           scrape: (hashes) => store.scrape(hashes, clock.now()),
           stats: () => stats.snapshot(),
           urls: () => publicUrls(),
@@ -441,6 +442,11 @@ export function createTracker(
             peerTimeout: config.peerTimeout,
             hnrThreshold: hnrThreshold(hnrRules(config)),
             classes,
+            promotions: {
+              uploadFactor: config.promotionUploadFactor,
+              featuredDays: config.featuredDays,
+              tokenDays: config.freeleechTokenDays,
+            },
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,

@@ -78,6 +78,8 @@ export interface HeraldConfig {
   bonusInvitePrice: number;
   bonusTokenPrice: number;
   freeleechTokenDays: number;
+  promotionUploadFactor: number;
+  featuredDays: number;
   apiToken: string | null;
   publicUrls: string[];
   portal: 'auto' | 'on' | 'off';
@@ -715,6 +717,24 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 3,
     arg: 'DAYS',
     doc: 'Freeleech tokens: days one token makes one torrent freeleech for the member who spends it (their download on it is not counted)',
+  },
+  {
+    key: 'promotionUploadFactor',
+    kind: 'int',
+    min: 100,
+    max: 1000,
+    default: 200,
+    arg: 'PCT',
+    doc: 'Promotions: percent of uploads counted by "double upload" (site-wide events, staff freeleech windows, featured torrents) when staff do not give a figure',
+  },
+  {
+    key: 'featuredDays',
+    kind: 'int',
+    min: 1,
+    max: 365,
+    default: 7,
+    arg: 'DAYS',
+    doc: 'Featured torrents: days a torrent staff feature stays featured (free and double upload for everyone) when they do not say',
   },
   {
     key: 'apiToken',

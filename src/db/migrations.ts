@@ -421,6 +421,52 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0011_promotions': {
+      // Promotions (issue #16): staff's personal freeleech windows may count uploads more
+      // (upload_factor, percent; a token's window is 100) and be revoked (revoked_at; the window
+      // then ends at the revocation); site-wide events (freeleech and/or an upload factor) with a
+      // start and an end; featured torrents (free, and uploads counted by upload_factor) until
+      // their end. Cancelled events and unfeatured torrents are kept, their end moved to then.
+      async up(db: AnyDb) {
+        await db.schema
+          .alterTable('personal_freeleech')
+          .addColumn('upload_factor', 'integer', (c) => c.notNull().defaultTo(100))
+          .execute();
+        await db.schema.alterTable('personal_freeleech').addColumn('revoked_at', 'bigint').execute();
+        await db.schema.alterTable('personal_freeleech').addColumn('note', 'text').execute();
+        await db.schema
+          .createTable('site_events')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('starts_at', 'bigint', (c) => c.notNull())
+          .addColumn('ends_at', 'bigint', (c) => c.notNull())
+          .addColumn('freeleech', 'integer', (c) => c.notNull())
+          .addColumn('upload_factor', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('cancelled_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('site_events_ends').on('site_events').columns(['ends_at']).execute();
+        await db.schema
+          .createTable('featured_torrents')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('starts_at', 'bigint', (c) => c.notNull())
+          .addColumn('ends_at', 'bigint', (c) => c.notNull())
+          .addColumn('upload_factor', 'integer', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .addColumn('ended_at', 'bigint')
+          .execute();
+        await db.schema
+          .createIndex('featured_torrents_ends')
+          .on('featured_torrents')
+          .columns(['ends_at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -13,6 +13,7 @@ import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
 import { PersonalFreeleech } from './freeleech.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
+import { SitePromotions } from './promotions.ts';
 import type { PublicMember } from './rows.ts';
 import {
   checkUsername,
@@ -113,6 +114,8 @@ export class Registry {
   readonly bonus: Bonus;
   /** Personal freeleech (issue #16): tokens spent on torrents; the windows the snapshot loads. */
   readonly freeleech: PersonalFreeleech;
+  /** Promotions (issue #16): site-wide events and featured torrents. */
+  readonly promotions: SitePromotions;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -123,6 +126,7 @@ export class Registry {
     this.classes = new MemberClasses(this);
     this.bonus = new Bonus(this);
     this.freeleech = new PersonalFreeleech(this);
+    this.promotions = new SitePromotions(this);
     this.limits = limits;
   }
 
@@ -340,15 +344,11 @@ export class Registry {
 
   /**
    * A member's figures beyond the row (issue #16: what the profile shows): snatches, active
-   * hit-and-runs, and torrents seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
+   * hit-and-runs, invitations sent, bonus points, personal freeleech windows now or to come, and torrents seeding and leeching now, as of the last accounting write (the tracker's memory may be up to
    * `flush_interval` seconds ahead). "Now": the last announce was not `stopped` and came within
    * `peerTimeout` seconds.
    */
-  async memberFigures(
-    memberId: number,
-    peerTimeout: number,
-    at = now(),
-  ): Promise<{ snatches: number; seeding_now: number; leeching_now: number; hnr_active: number }> {
+  async memberFigures(memberId: number, peerTimeout: number, at = now()) {
     const rows = await this.#k
       .selectFrom('member_torrents')
       .select(['completed_at', 'state', 'last_announce_at'])
@@ -363,11 +363,21 @@ export class Registry {
       if (r.state === 2) seeding++;
       else if (r.state === 1) leeching++;
     }
+    const invites = await this.#k
+      .selectFrom('invitations')
+      .select((e) => e.fn.countAll().as('n'))
+      .where('inviter_id', '=', memberId)
+      .executeTakeFirstOrThrow();
     return {
       snatches,
       seeding_now: seeding,
       leeching_now: leeching,
       hnr_active: await this.hnr.activeCount(memberId),
+      invites_sent: Number(invites.n),
+      /** Hundredths of a point (the sum of the ledger). */
+      bonus_points: await this.bonus.balance(memberId),
+      /** Personal freeleech windows in force or to come (tokens' and staff's). */
+      freeleech_windows: await this.freeleech.list({ member: memberId, after: at }),
     };
   }
 

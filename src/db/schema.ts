@@ -29,6 +29,8 @@ export interface Database {
   class_history: ClassHistoryTable;
   bonus_ledger: BonusLedgerTable;
   personal_freeleech: PersonalFreeleechTable;
+  site_events: SiteEventsTable;
+  featured_torrents: FeaturedTorrentsTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -337,4 +339,38 @@ export interface PersonalFreeleechTable {
   source: string;
   created_at: number;
   by_member: number | null;
+  /** Percent of uploads counted inside the window (0011; 100 for a token's). */
+  upload_factor: Generated<number>;
+  /** When staff revoked it (0011); its end was moved to then. */
+  revoked_at: number | null;
+  note: string | null;
+}
+
+/** A site-wide event (0011): freeleech and/or uploads counted by `upload_factor`, [starts, ends). */
+export interface SiteEventsTable {
+  id: Generated<number>;
+  name: string;
+  starts_at: number;
+  ends_at: number;
+  /** 1: downloads are not counted. */
+  freeleech: number;
+  /** Percent of uploads counted (100: as usual). */
+  upload_factor: number;
+  created_at: number;
+  by_member: number | null;
+  /** When staff cancelled it; its end was moved to then (or to its start, before it began). */
+  cancelled_at: number | null;
+}
+
+/** A featured torrent (0011): free, and uploads counted by `upload_factor`, in [starts, ends). */
+export interface FeaturedTorrentsTable {
+  id: Generated<number>;
+  torrent_id: number;
+  starts_at: number;
+  ends_at: number;
+  upload_factor: number;
+  created_at: number;
+  by_member: number | null;
+  /** When staff unfeatured it early; its end was moved to then. */
+  ended_at: number | null;
 }

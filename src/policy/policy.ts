@@ -7,6 +7,7 @@ import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
 import { type ClassDef, classOf } from './classes.ts';
+import { Promotions } from './promotions.ts';
 import { inPages, PAGE } from './scheduled.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
@@ -41,10 +42,10 @@ export class PolicySnapshot {
    */
   classById = new Map<number, ClassDef>();
   /**
-   * Personal freeleech (issue #16): member id → torrent id (0: every torrent) → windows as
-   * [starts, ends) pairs of unix seconds. Keyed by member id, like `classById`.
+   * Promotions (issue #16): site-wide events, featured torrents and personal freeleech windows,
+   * each with its start and end, judged at announce time (policy/promotions.ts).
    */
-  personalFree = new Map<number, Map<number, number[]>>();
+  promotions = new Promotions();
   revision = -1;
 }
 
@@ -56,6 +57,7 @@ const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('l
 export async function loadSnapshot(
   reg: Registry,
   classes: readonly ClassDef[] = [],
+  now = Math.floor(Date.now() / 1000),
 ): Promise<PolicySnapshot> {
   const k = reg.db.kysely;
   const s = new PolicySnapshot();
@@ -138,18 +140,20 @@ export async function loadSnapshot(
         into.set(id, exp === 0 || prev === undefined ? exp : Math.max(prev, exp));
     },
   );
-  // Windows that ended more than a day ago are left out (a clock never runs that far behind).
-  for (const w of await reg.freeleech.windows(Math.floor(Date.now() / 1000) - 86400)) {
-    let byTorrent = s.personalFree.get(w.member_id);
-    if (byTorrent === undefined) {
-      byTorrent = new Map();
-      s.personalFree.set(w.member_id, byTorrent);
-    }
-    const key = w.torrent_id ?? 0;
-    const list = byTorrent.get(key);
-    if (list === undefined) byTorrent.set(key, [w.starts_at, w.ends_at]);
-    else list.push(w.starts_at, w.ends_at);
-  }
+  // Promotions that ended more than a day ago are left out (a clock never runs that far behind).
+  const since = now - 86400;
+  for (const w of await reg.freeleech.windows(since))
+    s.promotions.addPersonal(w.member_id, w.torrent_id, w.starts_at, w.ends_at, w.upload_factor);
+  for (const f of await reg.promotions.featuredWindows(since))
+    s.promotions.addFeatured(f.torrent_id, f.starts_at, f.ends_at, f.upload_factor);
+  s.promotions.events = (await reg.promotions.events({ after: since })).map((e) => ({
+    id: e.id,
+    name: e.name,
+    startsAt: e.starts_at,
+    endsAt: e.ends_at,
+    freeleech: e.freeleech === 1,
+    uploadFactor: e.upload_factor,
+  }));
   await yieldToLoop();
   for (const h of await k.selectFrom('hash_lists').select(['list', 'info_hash']).execute()) {
     (h.list === 'allow' ? s.allow : s.deny).add(hexKey(h.info_hash));
@@ -219,8 +223,12 @@ export class Policy {
   /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
   async connect(registry: Registry): Promise<void> {
     this.#reg = registry;
-    this.#snap = await loadSnapshot(registry, this.#classes);
+    this.#snap = await loadSnapshot(registry, this.#classes, this.#now());
     this.#loads++;
+  }
+
+  #now(): number {
+    return this.#clock?.now() ?? Math.floor(Date.now() / 1000);
   }
 
   get snapshot(): PolicySnapshot {
@@ -271,7 +279,7 @@ export class Policy {
       const t0 = performance.now();
       const snap = await reg.db.withBusyTimeout(RELOAD_BUSY_TIMEOUT_MS, async () => {
         const rev = await reg.revision();
-        return rev === this.#snap.revision ? null : loadSnapshot(reg, this.#classes);
+        return rev === this.#snap.revision ? null : loadSnapshot(reg, this.#classes, this.#now());
       });
       if (snap === null) return false;
       this.#snap = snap;
@@ -428,21 +436,4 @@ export function passkeyFromPath(path: string | null): string | null {
   if (parts[0] === 'announce' || parts[0] === 'scrape') return parts[1];
   if (parts[1] === 'announce' || parts[1] === 'scrape') return parts[0];
   return null;
-}
-
-/** Whether a member's download on a torrent is personal freeleech at `now` (issue #16). */
-export function personalFreeleech(
-  s: PolicySnapshot,
-  memberId: number,
-  torrentId: number,
-  now: number,
-): boolean {
-  const byTorrent = s.personalFree.get(memberId);
-  if (byTorrent === undefined) return false;
-  for (const key of [torrentId, 0]) {
-    const w = byTorrent.get(key);
-    if (w === undefined) continue;
-    for (let i = 0; i < w.length; i += 2) if (now >= w[i] && now < w[i + 1]) return true;
-  }
-  return false;
 }

@@ -6,7 +6,8 @@
  * Staff approve an application; a banned member can neither log in nor announce; form posts
  * without the CSRF token are refused. A member reads why download rights went for a hit-and-run;
  * staff forgive it and set immunity, class and download rights; staff give bonus points and the
- * member spends them in the shop (issue #16). Screenshots of the main pages at desktop and phone widths
+ * member spends them in the shop; staff schedule a site-wide event (the banner), feature a torrent
+ * (the Featured list and badge) and give a member personal freeleech (issue #16). Screenshots of the main pages at desktop and phone widths
  * go to test-results/screenshots/ (not committed) for a person to look at.
  */
 import assert from 'node:assert/strict';
@@ -381,4 +382,59 @@ test('bonus points (issue #16): staff give points, the member buys a freeleech t
   await applicant.getByText('not enough bonus points').waitFor();
   await applicant.goto(`${base}/bonus`);
   assert.equal((await applicant.locator('#bonus-balance').textContent())?.trim(), '500.00');
+});
+
+test('promotions (issue #16): staff schedule an event (the banner members see), feature a torrent (the Featured list and badge) and give personal freeleech (screenshots)', async () => {
+  const local = (t: number) => new Date(t * 1000).toISOString().slice(0, 16);
+  const now = Math.floor(Date.now() / 1000);
+  await admin.setViewportSize(DESKTOP);
+  await admin.goto(`${base}/staff/promotions`);
+  await admin.getByLabel('Name').fill('Winter freeleech');
+  await admin.getByLabel('Starts (UTC)').fill(local(now - 60));
+  await admin.getByLabel('Ends (UTC)').fill(local(now + 3 * 86400));
+  await admin.getByLabel('Uploads counted (percent').fill('200');
+  await submit(admin, 'Schedule event');
+  await admin.getByText('Saved.').waitFor();
+  await admin.locator('#staff-events').getByText('Winter freeleech').waitFor();
+  await admin.locator('#event-banner').getByText('Winter freeleech').waitFor();
+  await shoot(admin, '19-staff-promotions');
+
+  // Feature the first torrent from its page.
+  await admin.goto(`${base}/torrents`);
+  await admin.locator('table a[href^="/torrent/"]').first().click();
+  await submit(admin, 'Feature (free + double upload for everyone)');
+  await admin.getByText('Saved.').waitFor();
+  await admin.locator('#featured-notice').getByText('freeleech + double upload').waitFor();
+
+  await applicant.setViewportSize(DESKTOP);
+  await applicant.goto(`${base}/torrents`);
+  await applicant
+    .locator('#event-banner')
+    .getByText('freeleech + double upload for everyone until')
+    .waitFor();
+  await applicant.locator('#featured-list li').first().waitFor();
+  assert.equal(await applicant.locator('table .badge.featured').count(), 1, 'the badge in the list');
+  await shoot(applicant, '20-member-banner-featured');
+
+  // Personal freeleech for carol, from her page.
+  await admin.goto(`${base}/staff/members`);
+  await admin.getByRole('link', { name: 'carol' }).click();
+  await admin.getByLabel('Personal freeleech from (UTC)').fill(local(now - 60));
+  await admin.getByLabel('until (UTC)').fill(local(now + 7 * 86400));
+  await admin.getByLabel('Double upload').check();
+  await admin.getByLabel('Note for the freeleech window').fill('archive seeder');
+  await submit(admin, 'Give freeleech');
+  await admin.getByText('Saved.').waitFor();
+  await admin.locator('#freeleech-windows').getByText('archive seeder').waitFor();
+  await shoot(admin, '21-staff-freeleech-window');
+  await applicant.getByRole('link', { name: 'Profile' }).click();
+  await applicant.locator('#freeleech-windows').getByText('every torrent').waitFor();
+  assert.equal(await applicant.getByRole('button', { name: /Revoke/ }).count(), 0, 'members do not revoke');
+  await shoot(applicant, '22-member-freeleech');
+
+  // Staff cancel the event: the banner goes.
+  await admin.goto(`${base}/staff/promotions`);
+  await submit(admin, 'Cancel event Winter freeleech');
+  await admin.getByText('Saved.').waitFor();
+  assert.equal(await admin.locator('#event-banner').count(), 0);
 });

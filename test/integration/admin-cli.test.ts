@@ -276,3 +276,87 @@ test('bonus points: bonus give (and take) and show', () => {
   );
   assert.match(herald('bonus', 'show', 'saver').stdout, /saver: 10\.50 points, 0 freeleech tokens/);
 });
+
+test('promotions: tokens (give, spend, show), personal freeleech (give, list, revoke), events (add, set, list, cancel), featured torrents; member show reports them', () => {
+  json('member', 'add', 'promo');
+  const t = json('torrent', 'add', torrentFile('promo-file'));
+  assert.equal(json('token', 'give', 'promo', '2', '--note', 'contest').freeleech_tokens, 2);
+  assert.match(herald('token', 'give', 'promo', '-5').stderr, /fewer tokens than that/);
+  const spent = json('token', 'spend', 'promo', String(t.id));
+  assert.equal(spent.torrent, t.id);
+  assert.match(herald('token', 'spend', 'promo', String(t.id)).stderr, /already freeleech for you/);
+  const tokens = json('token', 'show', 'promo');
+  assert.equal(tokens.freeleech_tokens, 1);
+  assert.deepEqual(
+    tokens.spent.map((w: { torrent_id: number }) => w.torrent_id),
+    [t.id],
+  );
+  assert.match(
+    herald('token', 'show', 'promo').stdout,
+    /promo: 1 freeleech tokens\n {2}spent {2}"promo-file"/,
+  );
+
+  const w = json(
+    'freeleech',
+    'give',
+    'promo',
+    '--start',
+    '2098-12-01T00:00Z',
+    '--end',
+    '2099-01-01T00:00Z',
+    '--double-upload',
+    'yes',
+    '--note',
+    'thanks',
+  );
+  assert.deepEqual([w.source, w.upload_factor, w.torrent_id, w.ends_at], ['staff', 200, null, 4070908800]);
+  assert.match(
+    herald('freeleech', 'give', 'promo', '--end', 'soon').stderr,
+    /--end: unix seconds or an ISO 8601 time/,
+  );
+  assert.equal(json('freeleech', 'list', 'promo').length, 2, "the token's window and staff's");
+  const shown = json('member', 'show', 'promo');
+  assert.equal(shown.freeleech_tokens, 1);
+  assert.equal(shown.freeleech_windows.length, 2);
+  for (const k of ['snatches', 'seeding_now', 'leeching_now', 'hnr_active', 'bonus_points', 'invites_sent'])
+    assert.equal(typeof shown[k], 'number', k);
+  assert.match(
+    herald('member', 'show', 'promo').stdout,
+    /freeleech {2}#\d+ every torrent .* \(staff, uploads 200%\)/,
+  );
+  assert.ok(json('freeleech', 'revoke', String(w.id)).revoked_at > 0);
+  assert.match(herald('freeleech', 'revoke', String(w.id)).stderr, /revoked already/);
+  assert.equal(json('freeleech', 'list', 'promo').length, 1);
+
+  const e = json(
+    'event',
+    'add',
+    'Winter freeleech',
+    '--start',
+    '2098-12-24T18:00Z',
+    '--end',
+    '2098-12-27T00:00Z',
+    '--freeleech',
+    'yes',
+  );
+  assert.deepEqual([e.freeleech, e.upload_factor, e.starts_at], [1, 100, 4070282400]);
+  assert.match(
+    herald('event', 'add', 'Nothing', '--start', '2098-12-24', '--end', '2098-12-25').stderr,
+    /an event is freeleech/,
+  );
+  assert.equal(json('event', 'set', String(e.id), '--upload-factor', '150').upload_factor, 150);
+  assert.match(
+    herald('event', 'list').stdout,
+    /"Winter freeleech" {2}2098-12-24 18:00 UTC to 2098-12-27 00:00 UTC {2}freeleech \+ uploads 150%/,
+  );
+  assert.equal(json('event', 'cancel', String(e.id)).cancelled_at > 0, true);
+  assert.equal(json('event', 'list').length, 0);
+  assert.equal(json('event', 'list', '--all').length, 1);
+
+  const f = json('featured', 'add', String(t.id), '--days', '3');
+  assert.deepEqual([f.torrent_id, f.upload_factor, f.ends_at - f.starts_at], [t.id, 200, 3 * 86400]);
+  assert.match(herald('featured', 'add', String(t.id)).stderr, /featured already/);
+  assert.equal(json('featured', 'list').length, 1);
+  json('featured', 'remove', String(f.id));
+  assert.equal(json('featured', 'list').length, 0);
+});

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HeraldConfig } from '../../config/schema.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
-import type { PublicMember, Registry } from '../../db/registry.ts';
+import { type PublicMember, type Registry, RegistryError } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
 import type { BonusConfigKey } from '../../policy/bonus.ts';
 import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
+import type { Promotions } from '../../policy/promotions.ts';
 import type { StatsSnapshot } from '../../tracker/stats.ts';
 import type { Form } from './forms.ts';
 import { type Html, html } from './html.ts';
@@ -37,10 +38,14 @@ export interface PortalDeps {
     | 'bonusInvitePrice'
     | 'bonusTokenPrice'
     | 'freeleechTokenDays'
+    | 'promotionUploadFactor'
+    | 'featuredDays'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
   refreshPolicy: () => Promise<unknown>;
+  /** The promotions of the tracker's policy snapshot (issue #16): the site-wide event banner. */
+  promotions?: () => Promotions;
   /** Live swarm counts through the SwarmStore read API (may be asynchronous). */
   scrape: (infoHashes: Uint8Array[]) => ScrapeEntry[] | Promise<ScrapeEntry[]>;
   stats: () => Promise<StatsSnapshot>;
@@ -196,6 +201,7 @@ ${
 }
 </div></header>
 <main id="main">
+${eventBanner(ctx)}
 ${opts.error ? html`<div class="flash error" role="alert">${opts.error}</div>` : ''}
 ${flash ? html`<div class="flash ok" role="status">${flash}</div>` : ''}
 ${opts.body}
@@ -210,6 +216,39 @@ ${opts.body}
     'content-security-policy': CSP,
     'cache-control': 'no-store',
   });
+}
+
+/** "freeleech + double upload", "uploads count 150%", ... */
+export function dealText(free: boolean, uploadFactor: number): string {
+  const up =
+    uploadFactor === 200 ? 'double upload' : uploadFactor !== 100 ? `uploads count ${uploadFactor}%` : '';
+  return [free ? 'freeleech' : '', up].filter((x) => x !== '').join(' + ');
+}
+
+/**
+ * The site-wide event in force (or the next to come) above every member's page (issue #16), from
+ * the tracker's policy snapshot: no query per page. '' without one.
+ */
+function eventBanner(ctx: Ctx): Html | '' {
+  if (ctx.member === null || ctx.deps.promotions === undefined) return '';
+  const e = ctx.deps.promotions().current(ctx.now);
+  if (e === null) return '';
+  const deal = dealText(e.freeleech, e.uploadFactor);
+  return e.startsAt <= ctx.now
+    ? html`<div class="banner" role="status" id="event-banner"><strong>${e.name}</strong>: ${deal} for everyone until ${date(e.endsAt)} UTC.</div>`
+    : html`<div class="banner upcoming" role="status" id="event-banner">Coming: <strong>${e.name}</strong>, ${deal} for everyone from ${date(e.startsAt)} to ${date(e.endsAt)} UTC.</div>`;
+}
+
+/** Runs a staff change, reloads the policy (so it is live when the page answers), and goes back. */
+export async function guard(ctx: Ctx, fn: () => Promise<void>, back: string) {
+  try {
+    await fn();
+    await ctx.deps.refreshPolicy();
+  } catch (err) {
+    if (err instanceof RegistryError) return errorPage(ctx, err.status, 'Not done', err.message);
+    throw err;
+  }
+  if (!ctx.res.headersSent) redirect(ctx, back);
 }
 
 export function errorPage(ctx: Ctx, status: number, title: string, message: string) {
@@ -252,6 +291,7 @@ const STAFF_SECTIONS = [
   ['/staff/torrents', 'Torrents'],
   ['/staff/lists', 'Lists'],
   ['/staff/hit-and-runs', 'Hit-and-runs'],
+  ['/staff/promotions', 'Promotions'],
 ] as const;
 
 /** A staff page: the staff sections' navigation, the title, the body. */

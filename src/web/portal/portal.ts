@@ -13,6 +13,7 @@ import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './rout
 import { bonusRoutes } from './routes-bonus.ts';
 import { hnrRoutes } from './routes-hnr.ts';
 import { memberRoutes } from './routes-members.ts';
+import { promotionRoutes } from './routes-promotions.ts';
 import { staffRoutes } from './routes-staff.ts';
 import { torrentRoutes } from './routes-torrents.ts';
 import { cookie, newToken, PasswordBusyError, parseCookies, sameToken, tokenId } from './security.ts';
@@ -76,6 +77,7 @@ export function createPortal(
     ...staffRoutes(),
     ...hnrRoutes(),
     ...bonusRoutes(),
+    ...promotionRoutes(),
   ];
   // Behind a reverse proxy (trusted_proxies) the client is the address the proxies appended to
   // X-Forwarded-For (core/forwarded.ts, the rule the tracker uses too; earlier entries are whatever

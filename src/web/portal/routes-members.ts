@@ -20,6 +20,7 @@ import type { Route } from './routes-auth.ts';
 import { bonusForm } from './routes-bonus.ts';
 import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
+import { windowForm, windowsSection } from './routes-promotions.ts';
 import { hashPassword, verifyPassword } from './security.ts';
 
 function origin(ctx: Ctx): string {
@@ -81,6 +82,7 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="leech">
 </form>
 ${hnrImmunityForm(ctx, m)}
 ${bonusForm(ctx, m.id, await ctx.reg.bonus.balance(m.id))}
+${windowForm(ctx, m)}
 ${classForm(ctx, m)}
 <form method="post" action="/staff/members/${m.id}" class="inline mt">
 ${csrfField(ctx)}<input type="hidden" name="action" value="invites">
@@ -163,6 +165,7 @@ ${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_i
 }
 ${self || staff ? classSection(ctx, m, await ctx.reg.classes.history(m.id, 20)) : ''}
 ${self || staff ? hnrSection(ctx, m, hnrList, await ctx.reg.hnr.pending(m.id)) : ''}
+${self || staff ? await windowsSection(ctx, m) : ''}
 ${self ? selfSettings(ctx, m) : ''}
 ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
         });

@@ -4,11 +4,11 @@ import { MEMBER_STATUSES, type MemberStatus, ROLES, type Role } from '../../db/s
 import {
   ago,
   bytes,
-  type Ctx,
   csrfField,
   date,
   errorPage,
   field,
+  guard,
   ratio,
   redirect,
   STAFF,
@@ -18,17 +18,6 @@ import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
 import { portalClasses } from './routes-classes.ts';
 import { chart, inviteLink } from './routes-members.ts';
-
-async function guard(ctx: Ctx, fn: () => Promise<void>, back: string) {
-  try {
-    await fn();
-    await ctx.deps.refreshPolicy();
-  } catch (err) {
-    if (err instanceof RegistryError) return errorPage(ctx, err.status, 'Not done', err.message);
-    throw err;
-  }
-  if (!ctx.res.headersSent) redirect(ctx, back);
-}
 
 export function staffRoutes(): Route[] {
   return [

@@ -19,6 +19,13 @@ import {
 import { escapeHtml, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
 import { tokenBox } from './routes-bonus.ts';
+import {
+  featuredBadge,
+  featuredList,
+  featuredNotice,
+  featuredNow,
+  featureForm,
+} from './routes-promotions.ts';
 
 /** BEP 12 tiers: this tracker's HTTP URLs, then HTTPS, then UDP (WebSocket URLs are for browsers). */
 export function announceTiers(urls: string[]): string[][] {
@@ -55,8 +62,9 @@ async function withLive(ctx: Ctx, list: TorrentSummary[]): Promise<Live[]> {
   }));
 }
 
-function badges(t: TorrentSummary) {
-  return html`${t.download_factor === 0 ? html` <span class="badge free">freeleech</span>` : ''}${t.restricted ? html` <span class="badge restricted">restricted</span>` : ''}`;
+/** `featured`: the torrent's featured window, when it is featured now (issue #16). */
+function badges(t: TorrentSummary, featured?: { ends: number; upload: number }) {
+  return html`${featuredBadge(featured)}${t.download_factor === 0 ? html` <span class="badge free">freeleech</span>` : ''}${t.restricted ? html` <span class="badge restricted">restricted</span>` : ''}`;
 }
 
 /**
@@ -178,6 +186,7 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
           return dir === 'asc' ? c : -c;
         });
         const shown = all.slice((pageNo - 1) * PAGE, pageNo * PAGE);
+        const featured = await featuredNow(ctx);
         const link = (over: Record<string, string>) => {
           const p = new URLSearchParams({ q, cat, sort, dir, page: String(pageNo), ...over });
           for (const [n, v] of [...p]) if (v === '' || (n === 'page' && v === '1')) p.delete(n);
@@ -198,13 +207,14 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
 <button type="submit">Search</button>
 <a class="button secondary" href="/rss?key=${ctx.member!.feed_key}${cat ? `&cat=${encodeURIComponent(cat)}` : ''}">RSS</a>
 </form>
+${await featuredList(ctx)}
 <p class="muted">${all.length} torrent${all.length === 1 ? '' : 's'}</p>
 <div class="table-wrap"><table>
 <thead><tr>${th('name', 'Name')}<th class="hide-small">Category</th>${th('size', 'Size', 'num hide-small')}${th('seeders', 'Seeders', 'num')}${th('leechers', 'Leechers', 'num')}${th('snatches', 'Snatches', 'num hide-small')}${th('age', 'Added', 'hide-small')}</tr></thead>
 <tbody>
 ${shown.map(
   (t) =>
-    html`<tr><td><a href="/torrent/${t.id}">${t.name}</a>${badges(t)}</td><td class="hide-small">${t.category ?? ''}</td><td class="num hide-small">${bytes(t.size)}</td><td class="num">${t.seeders}</td><td class="num">${t.leechers}</td><td class="num hide-small">${t.snatches}</td><td class="hide-small">${ago(t.created_at, ctx.now)}</td></tr>`,
+    html`<tr><td><a href="/torrent/${t.id}">${t.name}</a>${badges(t, featured.get(t.id))}</td><td class="hide-small">${t.category ?? ''}</td><td class="num hide-small">${bytes(t.size)}</td><td class="num">${t.seeders}</td><td class="num">${t.leechers}</td><td class="num hide-small">${t.snatches}</td><td class="hide-small">${ago(t.created_at, ctx.now)}</td></tr>`,
 )}
 ${shown.length === 0 ? html`<tr><td colspan="7" class="muted">Nothing here yet. <a href="/upload">Upload a torrent</a>.</td></tr>` : ''}
 </tbody></table></div>
@@ -277,6 +287,7 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
         if (!found || (!may && config.hideRestricted))
           return errorPage(ctx, 404, 'Torrent', 'No such torrent.');
         const [t] = await withLive(ctx, [found]);
+        const featured = (await featuredNow(ctx)).get(t.id);
         const filesPage = Math.max(1, Math.min(1e6, Number.parseInt(ctx.query.get('files') ?? '1', 10) || 1));
         // Everything below comes from the summary stored at upload: the page never reads the file.
         const contents = may ? await ctx.reg.torrentContents(t.id, filesPage) : null;
@@ -298,7 +309,8 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
         page(ctx, {
           title: t.name,
           nav: '/torrents',
-          body: html`<h1>${t.name}${badges(t)}</h1>
+          body: html`<h1>${t.name}${badges(t, featured)}</h1>
+${featured !== undefined ? featuredNotice(featured) : ''}
 <div class="grid">
 <div class="stat"><div class="label">Seeders</div><div class="value">${t.seeders}</div></div>
 <div class="stat"><div class="label">Leechers</div><div class="value">${t.leechers}</div></div>
@@ -323,7 +335,7 @@ ${
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
 </div>
-${await tokenBox(ctx, t.id)}`
+${await tokenBox(ctx, t.id)}${staff && featured === undefined ? featureForm(ctx, t.id) : ''}`
     : ''
 }
 <dl>
