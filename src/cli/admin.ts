@@ -175,7 +175,16 @@ export async function runAdmin(
    * ratio warnings.
    */
   const showMember = async (m: PublicMember) => {
-    const mm = { ...member(m), ...(await reg.memberFigures(m.id, config.peerTimeout)) };
+    const mm = {
+      ...member(m),
+      ...(await reg.memberFigures(m.id, config.peerTimeout)),
+      torrents_now: await reg.connectable.torrentsNow(
+        m.id,
+        config.peerTimeout,
+        config.connectableInterval + config.peerTimeout,
+        Math.floor(Date.now() / 1000),
+      ),
+    };
     print(mm, () =>
       [
         `#${m.id} ${m.username} (${m.role}, ${m.status}${m.status_reason ? `: ${m.status_reason}` : ''})`,
@@ -184,6 +193,9 @@ export async function runAdmin(
         `  snatches   ${mm.snatches}  seeding now ${mm.seeding_now}  leeching now ${mm.leeching_now}`,
         `  download   ${m.can_leech === 1 ? 'allowed' : `suspended (${m.leech_reason ?? 'staff'})`}  ratio warnings ${m.ratio_warnings}${m.ratio_warned_at !== null ? ` (warned since ${new Date(m.ratio_warned_at * 1000).toISOString()})` : ''}`,
         `  hit-and-runs active ${mm.hnr_active}${m.hnr_immune === 1 ? '  (immune)' : ''}`,
+        ...mm.torrents_now.map(
+          (t) => `  ${t.state.padEnd(10)} #${t.torrent_id} ${t.name}  connectable: ${t.connectable}`,
+        ),
         ...(classes.length > 0
           ? [`  class      ${m.class ?? classes[0].name}${m.class_locked === 1 ? '  (set by staff)' : ''}`]
           : []),

@@ -11,6 +11,7 @@ import { Accounts } from './accounts.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
+import { Connectability } from './connectable.ts';
 import { PersonalFreeleech } from './freeleech.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
 import type { PublicMember } from './rows.ts';
@@ -113,6 +114,8 @@ export class Registry {
   readonly bonus: Bonus;
   /** Personal freeleech (issue #16): tokens spent on torrents; the windows the snapshot loads. */
   readonly freeleech: PersonalFreeleech;
+  /** The connectable check (issue #16): the last result per member and torrent. */
+  readonly connectable: Connectability;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -123,6 +126,7 @@ export class Registry {
     this.classes = new MemberClasses(this);
     this.bonus = new Bonus(this);
     this.freeleech = new PersonalFreeleech(this);
+    this.connectable = new Connectability(this);
     this.limits = limits;
   }
 

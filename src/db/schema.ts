@@ -29,6 +29,7 @@ export interface Database {
   class_history: ClassHistoryTable;
   bonus_ledger: BonusLedgerTable;
   personal_freeleech: PersonalFreeleechTable;
+  connectable: ConnectableTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -337,4 +338,17 @@ export interface PersonalFreeleechTable {
   source: string;
   created_at: number;
   by_member: number | null;
+}
+
+/**
+ * The connectable check (0013): the last result for a member's peer on a torrent (1: Herald's
+ * BitTorrent handshake to `ip`:`port` was answered for the torrent; 0: it was not).
+ */
+export interface ConnectableTable {
+  member_id: number;
+  torrent_id: number;
+  connectable: number;
+  ip: string;
+  port: number;
+  checked_at: number;
 }

@@ -37,6 +37,8 @@ export interface PortalDeps {
     | 'bonusInvitePrice'
     | 'bonusTokenPrice'
     | 'freeleechTokenDays'
+    | 'connectableCheck'
+    | 'connectableInterval'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
