@@ -9,8 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { HeraldConfig } from '../../src/config/schema.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
+import { hashPassword } from '../../src/web/portal/security.ts';
 import { closedPort, type FakePeer, fakePeer, Gauge, until } from '../helpers/bt-peer.ts';
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
 
 const TOKEN = 'connectable-token-0123456789abcdef';
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -181,7 +183,7 @@ describe('connectable check: bounds', () => {
 });
 
 describe('connectable check: private mode records the result with the member', () => {
-  test("the API's member object says yes for a connectable peer's torrent, no for another's", async () => {
+  test("the API's member object and the profile say yes for a connectable peer's torrent, no for another's", async () => {
     const t = await start({
       mode: 'private',
       connectableCheck: 'private',
@@ -222,6 +224,18 @@ describe('connectable check: private mode records the result with the member', (
       assert.equal(a.length, 1);
       assert.equal(a[0].state, 'seeding');
       assert.equal((await api(bob.id)).torrents_now[0].state, 'leeching');
+      // The profile, as staff see it: the torrent's row says seeding / yes (and leeching / no).
+      const password = 'connectable-staff-password';
+      await reg.addMember({ username: 'staff', role: 'admin', passwordHash: await hashPassword(password) });
+      const portal = new PortalClient(`http://127.0.0.1:${t.addresses().http[0].port}`);
+      assert.equal((await portal.login('staff', password)).status, 303);
+      const row = async (id: number) => {
+        const page = await portal.get(`/member/${id}`);
+        assert.equal(page.status, 200);
+        return /<tr><td><a href="\/torrent\/\d+">checked<\/a>.*?<\/tr>/.exec(page.body)?.[0] ?? page.body;
+      };
+      assert.match(await row(alice.id), /<td>seeding<\/td><td class="connectable-yes"[^>]*>yes<\/td>/);
+      assert.match(await row(bob.id), /<td>leeching<\/td><td class="connectable-no"[^>]*>no<\/td>/);
     } finally {
       await t.stop();
       await good.close();
