@@ -15,7 +15,7 @@ import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
 import { ConnectableChecker } from '../connectable/checker.ts';
 import { ConnectableRecorder } from '../connectable/recorder.ts';
-import { ConnectableStore } from '../connectable/store.ts';
+import { ConnectableStore, connectableDispatch } from '../connectable/store.ts';
 import { parseHostPort } from '../core/address.ts';
 import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
@@ -311,7 +311,13 @@ export function createTracker(
     dispatch: sharded
       ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
       : redis !== null && accountant !== null
-        ? sharedAccounting(redis, accountant, rules)
+        ? connectable !== null
+          ? connectableDispatch(
+              sharedAccounting(redis, accountant, rules),
+              connectable,
+              config.connectableOnlyForUnconnectable,
+            )
+          : sharedAccounting(redis, accountant, rules)
         : undefined,
     settings: {
       interval: config.interval,

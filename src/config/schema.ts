@@ -1118,10 +1118,6 @@ export function validateRelations(c: HeraldConfig): void {
         'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
       );
   }
-  if (c.connectableCheck !== 'off' && c.store !== 'memory')
-    throw new ConfigError(
-      'config: connectable_check: not available with a Redis store yet (store = memory, with or without workers)',
-    );
   if (c.connectableCheck === 'private' && c.mode !== 'private')
     throw new ConfigError(
       `config: connectable_check: "private" checks members' peers in private mode (mode is ${c.mode}); use "any" to check every peer`,

@@ -1,6 +1,7 @@
 import { TrackerError } from '../core/errors.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
 import type { SwarmStore } from '../swarm/types.ts';
+import type { Dispatch } from '../tracker/service.ts';
 import type { ConnectableChecker } from './checker.ts';
 
 /**
@@ -29,20 +30,8 @@ export class ConnectableStore implements SwarmStore {
     req: AnnounceRequest,
     now: number,
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
-    // Noted before the store answers: `note` copies what it keeps, and a store may reuse `req`.
     const r = this.#inner.announce(req, now);
-    if (r instanceof Promise) {
-      // An asynchronous store may have let the caller reuse `req` already: what `note` needs is
-      // read now, the verdict on the peer list when the answer comes.
-      const ip = Uint8Array.from(req.ip);
-      const { port, family } = req;
-      this.#checker.note(req, now);
-      if (!this.#filter) return r;
-      return r.then((v) => {
-        if (!(v instanceof TrackerError)) this.#checker.filterPeers({ ...req, ip, port, family }, v);
-        return v;
-      });
-    }
+    if (r instanceof Promise) return later(r, req, null, now, this.#checker, this.#filter);
     if (r instanceof TrackerError) return r;
     this.#checker.note(req, now);
     if (this.#filter) this.#checker.filterPeers(req, r);
@@ -69,4 +58,57 @@ export class ConnectableStore implements SwarmStore {
     this.#checker.close();
     return this.#inner.close();
   }
+}
+
+/**
+ * Private mode on a shared store (Redis): the service's dispatch (accounting and the swarm update
+ * in one script, `sharedAccounting`) followed by the check, as `ConnectableStore` does for a store
+ * of this process. Each instance checks the endpoints that announce to it and filters with its own
+ * results.
+ */
+export function connectableDispatch(
+  dispatch: Dispatch,
+  checker: ConnectableChecker,
+  filter: boolean,
+): Dispatch {
+  return (req, ctx, now) => {
+    const r = dispatch(req, ctx, now);
+    const who =
+      ctx.member !== null && ctx.torrent !== null
+        ? { memberId: ctx.member.id, torrentId: ctx.torrent.id }
+        : null;
+    if (r instanceof Promise) return later(r, req, who, now, checker, filter);
+    if (r instanceof TrackerError) return r;
+    if (who !== null) checker.identify(req, who.memberId, who.torrentId);
+    checker.note(req, now);
+    if (filter) checker.filterPeers(req, r);
+    return r;
+  };
+}
+
+/**
+ * The check of an announce whose answer is a promise: what it needs of `req` is copied now (the
+ * caller may reuse the request once the store has read it), and it is noted only if the announce
+ * was accepted.
+ */
+function later(
+  r: Promise<AnnounceResult | TrackerError>,
+  req: AnnounceRequest,
+  who: { memberId: number; torrentId: number } | null,
+  now: number,
+  checker: ConnectableChecker,
+  filter: boolean,
+): Promise<AnnounceResult | TrackerError> {
+  const copy: AnnounceRequest = {
+    ...req,
+    ip: Uint8Array.from(req.ip),
+    infoHash: Uint8Array.from(req.infoHash),
+  };
+  return r.then((v) => {
+    if (v instanceof TrackerError) return v;
+    if (who !== null) checker.identify(copy, who.memberId, who.torrentId);
+    checker.note(copy, now);
+    if (filter) checker.filterPeers(copy, v);
+    return v;
+  });
 }

@@ -13,6 +13,7 @@ import { hashPassword } from '../../src/web/portal/security.ts';
 import { closedPort, type FakePeer, fakePeer, Gauge, until } from '../helpers/bt-peer.ts';
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
+import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
 
 const TOKEN = 'connectable-token-0123456789abcdef';
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -242,3 +243,74 @@ describe('connectable check: private mode records the result with the member', (
     }
   });
 });
+
+for (const [name, url] of redisTargets)
+  describe(`connectable check, private mode on a shared ${name} store`, () => {
+    test('accepted announces are checked and recorded, a refused one is not; the peer-list option', async () => {
+      const prefix = testPrefix();
+      const t = await start({
+        mode: 'private',
+        connectableCheck: 'private',
+        connectableOnlyForUnconnectable: true,
+        peersPerTorrent: 1,
+        store: url,
+        redisPrefix: prefix,
+        apiToken: TOKEN,
+        flushInterval: 1,
+      });
+      const reg = t.registry();
+      const hash = hashOf(8, 77);
+      await reg.addTorrent({
+        infoHash: hex(hash),
+        infoHashV2: null,
+        name: 'shared',
+        size: 1000,
+        fileCount: 1,
+      });
+      const alice = await reg.addMember({ username: 'alice' });
+      const bob = await reg.addMember({ username: 'bob' });
+      await t.policy.refresh();
+      const good = await fakePeer('handshake', { infoHashes: [hash] });
+      const second = await fakePeer('handshake', { infoHashes: [hash] });
+      const closed = await closedPort();
+      try {
+        await announce(t, { infoHash: hash, port: good.port, left: 0, base: `/announce/${alice.passkey}` });
+        await announce(t, { infoHash: hash, port: closed, left: 10, base: `/announce/${bob.passkey}` });
+        // Bob's second client is over peers_per_torrent: refused, so never checked.
+        const refused = await announce(t, {
+          infoHash: hash,
+          port: second.port,
+          base: `/announce/${bob.passkey}`,
+        });
+        assert.match(text(refused.get('failure reason')), /too many clients on this torrent/);
+        await until('two checks', async () => (await stats(t)).checks === 2);
+        const s = await stats(t);
+        assert.equal(s.connectable, 1);
+        assert.equal(s.unconnectable, 1);
+        assert.equal(second.gauge.total, 0);
+        // Bob is not connectable: his list holds only Alice's connectable peer.
+        const d = await announce(t, {
+          infoHash: hash,
+          port: closed,
+          left: 10,
+          base: `/announce/${bob.passkey}`,
+        });
+        assert.deepEqual(ports(d.get('peers')), [good.port]);
+        const api = async (id: number) => {
+          const res = await fetch(`http://127.0.0.1:${t.addresses().http[0].port}/api/members/${id}`, {
+            headers: { authorization: `Bearer ${TOKEN}` },
+          });
+          return ((await res.json()) as { torrents_now: { connectable: string }[] }).torrents_now;
+        };
+        await until('results in the database', async () => {
+          const [a, b] = [await api(alice.id), await api(bob.id)];
+          return a[0]?.connectable === 'yes' && b[0]?.connectable === 'no';
+        });
+      } finally {
+        await t.stop();
+        await good.close();
+        await second.close();
+        await deleteKeys(url, prefix);
+      }
+    });
+  });
