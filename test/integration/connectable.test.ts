@@ -135,6 +135,11 @@ describe('connectable check: bounds', () => {
       await until('three connections', () => gauge.total === 3);
       assert.equal(gauge.open, 3);
       assert.equal((await stats(t)).active, 3);
+      // Never the same endpoint twice at once: announcing again while it is checked or waiting.
+      await announce(t, { infoHash: hash, port: silent[0].port });
+      await announce(t, { infoHash: hash, port: silent[5].port });
+      assert.equal((await stats(t)).queued, 10);
+      assert.equal(gauge.total, 3);
       await until('13 checks', async () => (await stats(t)).checks === 13);
       const done = await stats(t);
       assert.equal(done.timeouts, 13);
