@@ -25,6 +25,8 @@ export interface FakePeer {
   gauge: Gauge;
   /** Handshakes received (their info hashes, hex). */
   handshakes: string[];
+  /** Closes the connections it holds now (a silent peer giving up). */
+  drop(): void;
   close(): Promise<void>;
 }
 
@@ -72,6 +74,9 @@ export async function fakePeer(
     port,
     gauge,
     handshakes,
+    drop() {
+      for (const s of sockets) s.destroy();
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
