@@ -165,6 +165,8 @@ export function createApiHandler(deps: {
   ) => { seeding: number; leeching: number } | Promise<{ seeding: number; leeching: number }>;
   /** For "now" from the database when `activity` is absent. */
   peerTimeout?: number;
+  /** Seconds a connectable result is shown (connectable_interval + peer_timeout); older ones are "unknown". */
+  connectableMaxAge?: number;
   /** Hit-and-run: active ones at which download rights go (0 = never); forgiveness below it gives them back. */
   hnrThreshold?: number;
   /** Member classes as configured, lowest first (issue #16). */
@@ -195,10 +197,17 @@ export function createApiHandler(deps: {
       figures.leeching_now = a.leeching;
     }
     const classes = deps.classes ?? [];
+    const torrentsNow = await reg().connectable.torrentsNow(
+      m.id,
+      deps.peerTimeout ?? 2700,
+      deps.connectableMaxAge ?? 0,
+      Math.floor(Date.now() / 1000),
+    );
     return {
       ...memberOut(m),
       class_name: classes.length > 0 ? (m.class ?? classes[0].name) : null,
       ...figures,
+      torrents_now: torrentsNow,
     };
   };
   const parse = async <T>(schema: z.ZodType<T>, body: () => Promise<unknown>): Promise<T> => {

@@ -222,6 +222,12 @@ export async function runAdmin(
       ...member(m),
       class_name: classes.length > 0 ? (m.class ?? classes[0].name) : null,
       ...(await reg.memberFigures(m.id, config.peerTimeout)),
+      torrents_now: await reg.connectable.torrentsNow(
+        m.id,
+        config.peerTimeout,
+        config.connectableInterval + config.peerTimeout,
+        Math.floor(Date.now() / 1000),
+      ),
     };
     const day = (t: number) => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ');
     print(mm, () =>
@@ -236,6 +242,9 @@ export async function runAdmin(
         ...mm.freeleech_windows.map(
           (w) =>
             `  freeleech  #${w.id} ${w.torrent_name ?? 'every torrent'} ${day(w.starts_at)} to ${day(w.ends_at)} UTC (${w.source}${w.upload_factor !== 100 ? `, uploads ${w.upload_factor}%` : ''})`,
+        ),
+        ...mm.torrents_now.map(
+          (t) => `  ${t.state.padEnd(10)} #${t.torrent_id} ${t.name}  connectable: ${t.connectable}`,
         ),
         ...(classes.length > 0
           ? [`  class      ${m.class ?? classes[0].name}${m.class_locked === 1 ? '  (set by staff)' : ''}`]

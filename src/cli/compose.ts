@@ -13,10 +13,14 @@ import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
+import { ConnectableChecker } from '../connectable/checker.ts';
+import { ConnectableRecorder } from '../connectable/recorder.ts';
+import { ConnectableStore, connectableDispatch } from '../connectable/store.ts';
 import { parseHostPort } from '../core/address.ts';
 import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { ConnectionLimit } from '../core/connection-limit.ts';
+import { TrackerError } from '../core/errors.ts';
 import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -38,7 +42,7 @@ import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
-import { TrackerService } from '../tracker/service.ts';
+import { type AccountStep, TrackerService } from '../tracker/service.ts';
 import { StatsReporter, type StatsSnapshot } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { Health } from '../web/health.ts';
@@ -162,6 +166,31 @@ export function createTracker(
       maxPeers: config.maxPeers,
       maxTorrents: config.maxTorrents,
     });
+  // The connectable check (issue #16, off by default): it wraps the store where the swarms are, so
+  // with workers it runs in the worker that owns the swarm (README "Connectable check").
+  const connectableOn =
+    config.connectableCheck === 'any' || (config.connectableCheck === 'private' && config.mode === 'private');
+  const connectableRecorder =
+    connectableOn && config.mode === 'private'
+      ? new ConnectableRecorder((rows) => getRegistry().connectable.record(rows), logger)
+      : null;
+  const connectable = connectableOn
+    ? new ConnectableChecker({
+        concurrency: config.connectableConcurrency,
+        queue: config.connectableQueue,
+        timeoutMs: config.connectableTimeout * 1000,
+        interval: config.connectableInterval,
+        allowPrivate: config.connectablePrivateAddresses,
+        maxEndpoints: config.maxPeers,
+        clock,
+        logger,
+        record: connectableRecorder ? (r) => connectableRecorder.add(r) : undefined,
+      })
+    : null;
+  const owned =
+    connectable !== null
+      ? new ConnectableStore(local, connectable, config.connectableOnlyForUnconnectable)
+      : local;
   // With workers, swarms in memory are sharded by info hash: each worker owns its shard (issue
   // #13). A shared store (Redis) needs no sharding: every worker talks to it directly, as several
   // instances do (issue #14).
@@ -170,7 +199,7 @@ export function createTracker(
   const sharded =
     cluster !== undefined && workers && local.synchronous === true
       ? new ShardedSwarmStore({
-          local,
+          local: owned,
           logger,
           clusterId: cluster.clusterId,
           token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
@@ -178,7 +207,7 @@ export function createTracker(
           count: cluster.count,
         })
       : null;
-  const store: SwarmStore = sharded ?? local;
+  const store: SwarmStore = sharded ?? owned;
   const reusePort = workers;
   // Workers on another shared store: the bus between them carries only WebTorrent (its swarms are
   // each process's own, sharded over the workers as with the memory store). On Redis, WebTorrent
@@ -260,22 +289,35 @@ export function createTracker(
         },
       })
     : null;
+  // The owner's accounting step; it tells the connectable check whose announce the store sees next.
+  const accountStep: AccountStep | undefined = accountant
+    ? (req, member, torrent, now) => {
+        const v = accountant.account(req, member, torrent, now);
+        if (connectable !== null && !(v instanceof TrackerError))
+          connectable.identify(req, member.id, torrent.id);
+        return v;
+      }
+    : undefined;
   const service = new TrackerService({
     store,
     clock,
     counters,
     announceSteps: policy.announceSteps(),
     scrapeSteps: policy.scrapeSteps(),
-    account: accountant
-      ? (req, member, torrent, now) => accountant.account(req, member, torrent, now)
-      : undefined,
+    account: accountStep,
     // Workers: accounting and the swarm update in the worker that owns the torrent. Redis:
     // accounting from the baselines the announce script returns (WebSocket peers, whose swarms
     // are this instance's own, are accounted here through `account`).
     dispatch: sharded
       ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
       : redis !== null && accountant !== null
-        ? sharedAccounting(redis, accountant, rules)
+        ? connectable !== null
+          ? connectableDispatch(
+              sharedAccounting(redis, accountant, rules),
+              connectable,
+              config.connectableOnlyForUnconnectable,
+            )
+          : sharedAccounting(redis, accountant, rules)
         : undefined,
     settings: {
       interval: config.interval,
@@ -294,9 +336,10 @@ export function createTracker(
       flushes: accountant.counts.flushes,
       flushErrors: accountant.counts.flushErrors,
     });
+  if (connectable !== null) stats.connectable = () => connectable.stats();
   if (sharded && accountant)
     sharded.privateMode({
-      account: (req, member, torrent, now) => accountant.account(req, member, torrent, now),
+      account: accountStep!,
       routeOf: (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h,
       activity: (id) => accountant.activity(id),
     });
@@ -440,6 +483,7 @@ export function createTracker(
                 : (id) => accountant.activity(id)
               : undefined,
             peerTimeout: config.peerTimeout,
+            connectableMaxAge: config.connectableInterval + config.peerTimeout,
             hnrThreshold: hnrThreshold(hnrRules(config)),
             classes,
             promotions: {
@@ -519,6 +563,7 @@ export function createTracker(
       // them); one process writes its own.
       if (accountLink !== null) accountLink = new WorkerAccounting(accountant!);
       else accountant?.start();
+      connectableRecorder?.start(config.flushInterval);
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
       void ratioWatch?.run().catch(() => {});
@@ -599,6 +644,9 @@ export function createTracker(
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
         if (!handed) await accountant.stop();
       }
+      // No check is left running, then its last results are written before the database closes.
+      connectable?.close();
+      await connectableRecorder?.stop();
       await store.close();
       // A shared store's workers: their WebTorrent bus (a sharded store closes its own).
       if (sharded === null) await bus?.stop();

@@ -53,6 +53,13 @@ export interface HeraldConfig {
   announceGrace: number;
   peerListLimit: number;
   peerListWindow: number;
+  connectableCheck: 'off' | 'private' | 'any';
+  connectableConcurrency: number;
+  connectableQueue: number;
+  connectableTimeout: number;
+  connectableInterval: number;
+  connectablePrivateAddresses: boolean;
+  connectableOnlyForUnconnectable: boolean;
   ratioWatchMinPercent: number;
   ratioWatchGrace: number;
   ratioWatchDays: number;
@@ -496,6 +503,62 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 3600,
     arg: 'SECONDS',
     doc: 'Private mode: the window of peer_list_limit, in seconds',
+  },
+  {
+    key: 'connectableCheck',
+    kind: 'choice',
+    choices: ['off', 'private', 'any'],
+    default: 'off',
+    arg: 'off|private|any',
+    doc: 'Connectable check: Herald connects to each new peer\'s endpoint and sends a BitTorrent handshake for its torrent (private: in private mode; any: in every mode). Off by default: it shows the tracker\'s own address to every peer (README "Connectable check")',
+  },
+  {
+    key: 'connectableConcurrency',
+    kind: 'int',
+    min: 1,
+    max: 10_000,
+    default: 32,
+    arg: 'N',
+    doc: 'Connectable check: most checks (sockets) at once (with workers, per worker)',
+  },
+  {
+    key: 'connectableQueue',
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    default: 1000,
+    arg: 'N',
+    doc: 'Connectable check: most endpoints waiting for a check; a new one beyond is skipped (counted in /metrics) and tried again at its next announce',
+  },
+  {
+    key: 'connectableTimeout',
+    kind: 'int',
+    min: 1,
+    max: 120,
+    default: 5,
+    arg: 'SECONDS',
+    doc: 'Connectable check: seconds a check may take (connect and handshake answer); no answer by then is "not connectable"',
+  },
+  {
+    key: 'connectableInterval',
+    kind: 'int',
+    min: 1,
+    max: 30 * 86400,
+    default: 3600,
+    arg: 'SECONDS',
+    doc: 'Connectable check: seconds a result stands for an endpoint (address and port) before it is checked again',
+  },
+  {
+    key: 'connectablePrivateAddresses',
+    kind: 'bool',
+    default: false,
+    doc: 'Connectable check: also check peers at loopback, private (RFC 1918, RFC 4193), link-local and other reserved addresses (a LAN tracker; tests). Off: they are skipped and stay "unknown"',
+  },
+  {
+    key: 'connectableOnlyForUnconnectable',
+    kind: 'bool',
+    default: false,
+    doc: 'Connectable check: a peer found not connectable gets only peers found connectable in its peer lists (it could reach no other); its list may then be shorter than numwant',
   },
   {
     key: 'ratioWatchMinPercent',
@@ -1075,6 +1138,10 @@ export function validateRelations(c: HeraldConfig): void {
         'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
       );
   }
+  if (c.connectableCheck === 'private' && c.mode !== 'private')
+    throw new ConfigError(
+      `config: connectable_check: "private" checks members' peers in private mode (mode is ${c.mode}); use "any" to check every peer`,
+    );
   try {
     parseClasses(c.memberClasses);
   } catch (err) {

@@ -467,6 +467,25 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0013_connectable': {
+      // The connectable check (issue #16): the last result for a member on a torrent (the endpoint
+      // its peer announced, whether Herald could open a BitTorrent connection to it, and when).
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('connectable')
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('torrent_id', 'integer', (c) =>
+            c.notNull().references('torrents.id').onDelete('cascade'),
+          )
+          .addColumn('connectable', 'integer', (c) => c.notNull())
+          .addColumn('ip', 'text', (c) => c.notNull())
+          .addColumn('port', 'integer', (c) => c.notNull())
+          .addColumn('checked_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('connectable_pk', ['member_id', 'torrent_id'])
+          .execute();
+        await db.schema.createIndex('connectable_torrent').on('connectable').column('torrent_id').execute();
+      },
+    },
   };
 }
 

@@ -11,6 +11,7 @@ import { Accounts } from './accounts.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
+import { Connectability } from './connectable.ts';
 import { PersonalFreeleech } from './freeleech.ts';
 import { HitAndRuns } from './hit-and-runs.ts';
 import { SitePromotions } from './promotions.ts';
@@ -116,6 +117,8 @@ export class Registry {
   readonly freeleech: PersonalFreeleech;
   /** Promotions (issue #16): site-wide events and featured torrents. */
   readonly promotions: SitePromotions;
+  /** The connectable check (issue #16): the last result per member and torrent. */
+  readonly connectable: Connectability;
   readonly limits: TorrentLimits;
   /** Summaries being computed for rows stored before 0003, so that concurrent views parse once. */
   #summarising = new Map<number, Promise<void>>();
@@ -127,6 +130,7 @@ export class Registry {
     this.bonus = new Bonus(this);
     this.freeleech = new PersonalFreeleech(this);
     this.promotions = new SitePromotions(this);
+    this.connectable = new Connectability(this);
     this.limits = limits;
   }
 

@@ -31,6 +31,7 @@ export interface Database {
   personal_freeleech: PersonalFreeleechTable;
   site_events: SiteEventsTable;
   featured_torrents: FeaturedTorrentsTable;
+  connectable: ConnectableTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -373,4 +374,17 @@ export interface FeaturedTorrentsTable {
   by_member: number | null;
   /** When staff unfeatured it early; its end was moved to then. */
   ended_at: number | null;
+}
+
+/**
+ * The connectable check (0013): the last result for a member's peer on a torrent (1: Herald's
+ * BitTorrent handshake to `ip`:`port` was answered for the torrent; 0: it was not).
+ */
+export interface ConnectableTable {
+  member_id: number;
+  torrent_id: number;
+  connectable: number;
+  ip: string;
+  port: number;
+  checked_at: number;
 }

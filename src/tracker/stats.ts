@@ -1,4 +1,5 @@
 import { type ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import type { ConnectableStats } from '../connectable/checker.ts';
 import { RateWindow, type TrackerCounters } from '../core/metrics.ts';
 import type { SwarmStats } from '../core/types.ts';
 import { VERSION } from '../core/version.ts';
@@ -41,6 +42,8 @@ export interface StatsSnapshot {
   eventLoopDelay: { p50: number; p99: number; max: number };
   /** Private mode: the accounting flush (with workers: the oldest flush age). */
   accounting?: AccountingStats;
+  /** The connectable check, when it is on (with workers: every worker's added up). */
+  connectable?: ConnectableStats;
 }
 
 export interface ProcessStats {
@@ -134,6 +137,9 @@ export class StatsReporter {
   /** Set by the composition root in private mode. */
   accounting: (() => AccountingStats) | null = null;
 
+  /** Set by the composition root when the connectable check is on. */
+  connectable: (() => ConnectableStats) | null = null;
+
   /** Event-loop delay: a libuv timer every 10 ms (nothing on the request path); windows of 10 s. */
   #loop: ELDHistogram = monitorEventLoopDelay({ resolution: 10 });
   #loopWindow: { p50: number; p99: number; max: number } | null = null;
@@ -222,6 +228,7 @@ export class StatsReporter {
       process: processStats(),
       eventLoopDelay: this.#loopWindow ?? this.#loopFigures(),
       ...(this.accounting ? { accounting: this.accounting() } : {}),
+      ...(this.connectable ? { connectable: this.connectable() } : {}),
       fullScrapes: c.fullScrapes,
       expiredPeers: c.expiredPeers,
       internalErrors: c.internalErrors,
@@ -344,6 +351,25 @@ export function renderPrometheus(s: StatsSnapshot): string {
     );
     one('herald_accounting_flushes_total', 'counter', 'Accounting flushes written.', a.flushes);
     one('herald_accounting_flush_errors_total', 'counter', 'Accounting writes that failed.', a.flushErrors);
+  }
+  const cc = s.connectable;
+  if (cc) {
+    metric('herald_connectable_checks_total', 'counter', 'Connectable checks finished, by result.', [
+      ['{result="connectable"}', cc.connectable],
+      ['{result="unconnectable"}', cc.unconnectable],
+    ]);
+    one(
+      'herald_connectable_timeouts_total',
+      'counter',
+      'Connectable checks with no answer in time (counted as unconnectable too).',
+      cc.timeouts,
+    );
+    metric('herald_connectable_skipped_total', 'counter', 'Endpoints not checked, by reason.', [
+      ['{reason="queue_full"}', cc.skippedQueueFull],
+      ['{reason="address"}', cc.skippedAddress],
+    ]);
+    one('herald_connectable_active', 'gauge', 'Connectable checks (sockets) open now.', cc.active);
+    one('herald_connectable_queued', 'gauge', 'Endpoints waiting for a connectable check.', cc.queued);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -40,6 +40,8 @@ export interface PortalDeps {
     | 'freeleechTokenDays'
     | 'promotionUploadFactor'
     | 'featuredDays'
+    | 'connectableCheck'
+    | 'connectableInterval'
   >;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */

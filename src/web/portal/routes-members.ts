@@ -1,4 +1,5 @@
 import { announceUrls } from '../../core/urls.ts';
+import type { TorrentNow } from '../../db/connectable.ts';
 import type { PublicMember } from '../../db/registry.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { ROLES } from '../../db/schema.ts';
@@ -123,6 +124,21 @@ export function memberRoutes(): Route[] {
         const torrents = await ctx.reg.memberTorrents(m.id);
         const snatches = torrents.filter((t) => t.completed_at !== null).length;
         const act = (await ctx.deps.activity?.(m.id)) ?? { seeding: 0, leeching: 0 };
+        // The connectable check (issue #16): its result for each torrent seeding or leeching now.
+        const cfg = ctx.deps.config;
+        const connectable =
+          cfg.connectableCheck !== 'off' && (self || staff)
+            ? new Map(
+                (
+                  await ctx.reg.connectable.torrentsNow(
+                    m.id,
+                    cfg.peerTimeout,
+                    cfg.connectableInterval + cfg.peerTimeout,
+                    ctx.now,
+                  )
+                ).map((t) => [t.torrent_id, t]),
+              )
+            : null;
         const history = await ctx.reg.accounts.trafficHistory(m.id);
         // The chart ends with the figures of now, so it is never empty.
         const points = [...history, { at: ctx.now, uploaded: m.uploaded, downloaded: m.downloaded }];
@@ -158,8 +174,8 @@ ${chart({
 </section>
 ${
   (self || staff) && torrents.length > 0
-    ? html`<h2>Torrents</h2><div class="table-wrap"><table><thead><tr><th>Torrent</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Seed time</th><th class="hide-small">Completed</th></tr></thead><tbody>
-${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_id}">${t.name}</a></td><td class="num">${bytes(t.uploaded)}</td><td class="num">${bytes(t.downloaded)}</td><td class="num hide-small">${duration(t.seed_time)}</td><td class="hide-small">${t.completed_at ? date(t.completed_at) : '—'}</td></tr>`)}
+    ? html`<h2>Torrents</h2><div class="table-wrap"><table><thead><tr><th>Torrent</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Seed time</th><th class="hide-small">Completed</th>${connectable ? html`<th>Now</th><th>Connectable</th>` : ''}</tr></thead><tbody>
+${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_id}">${t.name}</a></td><td class="num">${bytes(t.uploaded)}</td><td class="num">${bytes(t.downloaded)}</td><td class="num hide-small">${duration(t.seed_time)}</td><td class="hide-small">${t.completed_at ? date(t.completed_at) : '—'}</td>${connectable ? nowCells(connectable.get(t.torrent_id)) : ''}</tr>`)}
 </tbody></table></div>`
     : ''
 }
@@ -244,6 +260,12 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
       },
     },
   ];
+}
+
+/** A torrent's "now" and "connectable" cells on the profile: seeding/leeching, yes/no/unknown. */
+function nowCells(t: TorrentNow | undefined) {
+  if (t === undefined) return html`<td class="muted">—</td><td class="muted">—</td>`;
+  return html`<td>${t.state}</td><td class="connectable-${t.connectable}" title="${t.checked_at !== null ? `checked ${date(t.checked_at)}` : 'not checked'}">${t.connectable}</td>`;
 }
 
 function selfSettings(ctx: Ctx, m: PublicMember) {
