@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
-import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
+import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
@@ -13,6 +13,7 @@ import {
   personalFreeleech,
 } from '../policy/policy.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
+import { NO_RULES, type PeerRules, Rules } from './rules.ts';
 
 /**
  * A batch as it crosses from a worker to the primary (Node's IPC channel, JSON): the pending sums
@@ -142,22 +143,6 @@ export interface AccountantOptions {
 }
 
 /**
- * Peer limits and announce discipline (issue #16). A peer is a member × torrent × peer id, as the
- * accountant remembers it: it takes its place at its first announce and frees it with `stopped`,
- * or when it has been silent for `peerTimeout` (its baseline expires).
- */
-export interface PeerRules {
-  /** Most peers of one member on one torrent (0 = no limit). */
-  peersPerTorrent: number;
-  /** Most peers of one member over all torrents (0 = no limit; with workers, per worker). */
-  peersPerMember: number;
-  /** An announce closer than this many seconds to the same peer's previous one is early (0 = off). */
-  minGap: number;
-  /** What an early announce gets: a `warning message` beside the usual answer, or a refusal. */
-  early: 'warn' | 'refuse';
-}
-
-/**
  * Private-mode accounting (DESIGN.md "accounting"). Per announce, synchronously and without I/O:
  * the delta of `uploaded`/`downloaded` since the same peer's previous announce, credited with the
  * torrent's and the site's factors, seeding time, snatches. Deltas add up in memory and are
@@ -187,7 +172,8 @@ export class Accountant {
   #links = new Map<string, Link>();
   /** member id → peers (baselines) over all torrents: for `peersPerMember`. */
   #memberPeers = new Map<number, number>();
-  #rules: PeerRules;
+  /** The private-community verdicts (src/accounting/rules.ts), over these baselines. */
+  readonly rules: Rules;
   #members = new Map<number, MemberPending>();
   #memberTorrents = new Map<string, MemberTorrentPending>();
   #flags: Flag[] = [];
@@ -206,15 +192,21 @@ export class Accountant {
     credited: 0,
     dropped: 0,
     evicted: 0,
-    /** Announces refused by a peer limit, and early ones (refused or warned). */
-    refusedPeerLimit: 0,
-    early: 0,
   };
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
     this.#upToDateAt = opts.clock.now();
-    this.#rules = opts.rules ?? { peersPerTorrent: 0, peersPerMember: 0, minGap: 0, early: 'warn' };
+    this.rules = new Rules(
+      opts.rules ?? NO_RULES,
+      {
+        peersOn: (memberId, torrentId) => this.#holdings.get(memberId)?.get(torrentId)?.peers ?? 0,
+        peersOf: (memberId) => this.#memberPeers.get(memberId) ?? 0,
+        leeching: (memberId) => this.#leeching(memberId),
+        expire: () => this.#expireBaselines(),
+      },
+      (memberId) => opts.snapshot().classById.get(memberId)?.slots ?? 0,
+    );
   }
 
   /**
@@ -248,13 +240,8 @@ export class Accountant {
     let prev = this.#peers.get(key);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
-      verdict = this.#judge(prev, req, member.id, torrent.id, now);
-      if (verdict === Errors.downloadSlots) return verdict;
-      if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
-        this.counts.refusedPeerLimit++;
-        return verdict;
-      }
-      if (verdict === Errors.announceTooSoon) return verdict;
+      verdict = this.rules.judge(prev === undefined ? null : prev.at, req, member.id, torrent.id, now);
+      if (verdict instanceof TrackerError) return verdict;
     } else if (prev === undefined && shared.previous !== null) {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
@@ -378,80 +365,11 @@ export class Accountant {
 
   /**
    * With a shared store (Redis, several instances): the rule the store cannot decide, checked
-   * before the store is asked. `peersPerMember` counts the member's peers this instance has seen
-   * (its other torrents' baselines are in other buckets, out of one script's reach).
+   * before the store is asked (see `Rules.admit`).
    */
   admit(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): TrackerError | null {
-    if (this.#rules.peersPerMember === 0 || req.event === AnnounceEvent.stopped) return null;
-    if (this.#peers.has(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`)) return null;
-    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
-    this.#expireBaselines();
-    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
-    this.counts.refusedPeerLimit++;
-    return Errors.peerLimitMember;
-  }
-
-  /**
-   * The rules of issue #16 for one announce: a new peer beyond a limit is refused; an announce
-   * of a known peer closer than `minGap` to its previous one is early (`stopped` and `completed`
-   * always pass: a client must be able to leave, and a snatch must count).
-   */
-  #judge(
-    prev: PeerState | undefined,
-    req: AnnounceRequest,
-    memberId: number,
-    torrentId: number,
-    now: number,
-  ): AccountVerdict {
-    const r = this.#rules;
-    const event = req.event;
-    if (event === AnnounceEvent.stopped) return null;
-    if (prev === undefined) {
-      if (req.left > 0 && this.#slotsFull(memberId, torrentId)) return Errors.downloadSlots;
-      if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
-      let over = this.#overLimit(memberId, torrentId);
-      // Places held by peers that went silent are freed first (expiry is otherwise lazy).
-      if (over !== null) {
-        this.#expireBaselines();
-        over = this.#overLimit(memberId, torrentId);
-      }
-      return over;
-    }
-    if (r.minGap === 0 || event === AnnounceEvent.completed || now - prev.at >= r.minGap) return null;
-    this.counts.early++;
-    return r.early === 'refuse' ? Errors.announceTooSoon : Warnings.announceTooSoon;
-  }
-
-  /**
-   * Download slots (issue #16): a member whose class has `slots` may leech that many torrents at
-   * once; a new leeching torrent beyond them is refused (one already leeched, and seeding, are
-   * not). Counted over the torrents of this process, as the peer limits are; silent peers' places
-   * are freed first. O(the member's torrents), only for a new peer of a member with slots.
-   */
-  #slotsFull(memberId: number, torrentId: number): boolean {
-    const slots = this.#o.snapshot().classById.get(memberId)?.slots ?? 0;
-    if (slots === 0) return false;
-    const count = () => {
-      const byTorrent = this.#holdings.get(memberId);
-      if (byTorrent === undefined || byTorrent.has(torrentId)) return 0;
-      let leeching = 0;
-      for (const h of byTorrent.values()) if (h.seeders === 0) leeching++;
-      return leeching;
-    };
-    if (count() < slots) return false;
-    this.#expireBaselines();
-    return count() >= slots;
-  }
-
-  #overLimit(memberId: number, torrentId: number): AccountVerdict {
-    const r = this.#rules;
-    if (r.peersPerTorrent > 0) {
-      const h = this.#holdings.get(memberId)?.get(torrentId);
-      if (h !== undefined && h.peers >= r.peersPerTorrent) return Errors.peerLimitTorrent;
-    }
-    if (r.peersPerMember > 0 && (this.#memberPeers.get(memberId) ?? 0) >= r.peersPerMember)
-      return Errors.peerLimitMember;
-    return null;
+    const known = this.#peers.has(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
+    return this.rules.admit(known, req, member.id);
   }
 
   /**
@@ -849,6 +767,13 @@ export class Accountant {
       else leeching++;
     }
     return { seeding, leeching };
+  }
+
+  /** Torrents the member leeches now (none of its peers there seeds): O(the member's torrents). */
+  #leeching(memberId: number): number {
+    let leeching = 0;
+    for (const h of this.#holdings.get(memberId)?.values() ?? []) if (h.seeders === 0) leeching++;
+    return leeching;
   }
 
   /** Forgets baselines of peers that stopped announcing (they would have expired anyway). */

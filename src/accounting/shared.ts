@@ -1,7 +1,8 @@
-import { Errors, TrackerError, Warnings } from '../core/errors.ts';
+import { TrackerError, Warnings } from '../core/errors.ts';
 import type { AccountedResult, AnnounceRequest, AnnounceResult, SharedAccountArgs } from '../core/types.ts';
 import type { Dispatch } from '../tracker/service.ts';
-import type { Accountant, PeerRules } from './accountant.ts';
+import type { Accountant } from './accountant.ts';
+import type { PeerRules } from './rules.ts';
 
 /** What private mode needs of a shared swarm store (RedisSwarmStore implements it). */
 export interface SharedBaselineStore {
@@ -47,14 +48,13 @@ export function sharedAccounting(
     };
     return store.announceAccounted(req, now, args).then((r) => {
       if (r instanceof TrackerError) {
-        if (r === Errors.peerLimitTorrent) accountant.counts.refusedPeerLimit++;
-        else if (r === Errors.announceTooSoon) accountant.counts.early++;
+        accountant.rules.note(r);
         return r;
       }
       accountant.account(req, member, torrent, now, r);
       if (r.early) {
-        accountant.counts.early++;
         r.warning = Warnings.announceTooSoon;
+        accountant.rules.note(r.warning);
       }
       return r;
     });
