@@ -368,8 +368,13 @@ export class Accountant {
    * before the store is asked (see `Rules.admit`).
    */
   admit(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): TrackerError | null {
-    const known = this.#peers.has(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
-    return this.rules.admit(known, req, member.id);
+    return this.rules.admit(this.knows(req, member, torrent), req, member.id);
+  }
+
+  /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
+  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
+    const p = this.#peers.get(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
+    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
   }
 
   /**

@@ -104,6 +104,11 @@ export class Rules {
     return Errors.peerLimitMember;
   }
 
+  /** The member's download slots (its class's; 0 = no limit). */
+  slotsOf(memberId: number): number {
+    return this.#slots(memberId);
+  }
+
   /** Counts a verdict the shared store reached (peers per torrent, early announces). */
   note(verdict: AccountVerdict): void {
     if (verdict === Errors.peerLimitTorrent) this.counts.refusedPeerLimit++;

@@ -1,5 +1,13 @@
 import { TrackerError, Warnings } from '../core/errors.ts';
-import type { AccountedResult, AnnounceRequest, AnnounceResult, SharedAccountArgs } from '../core/types.ts';
+import {
+  type AccountedResult,
+  AnnounceEvent,
+  type AnnounceRequest,
+  type AnnounceResult,
+  type SharedAccountArgs,
+  type SlotClaim,
+} from '../core/types.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
 import type { Dispatch } from '../tracker/service.ts';
 import type { Accountant } from './accountant.ts';
 import type { PeerRules } from './rules.ts';
@@ -14,6 +22,12 @@ export interface SharedBaselineStore {
   ): Promise<AccountedResult | TrackerError>;
 }
 
+/** Download slots counted over every instance (RedisSlots, src/store/redis/slots.ts). */
+export interface SharedSlots {
+  /** Null when the member may leech the torrent, else the refusal (or a promise of either). */
+  claim(c: SlotClaim): Promise<TrackerError | null> | null;
+}
+
 /**
  * Private mode on a shared store (several instances on one Redis, issue #14): the service's
  * accounting-and-swarm step. Each peer's baseline lives with it in the store, and the store's
@@ -24,13 +38,14 @@ export interface SharedBaselineStore {
  * Shared (exact over every instance): the baseline (uploaded, downloaded, time, seeding), hence
  * the delta, the per-peer rate check, the snatch (a leecher now seeding, or `completed`; written
  * once per member and torrent by the database), seeding time, `peers_per_torrent` and early
- * announces. Per instance: the allowances of `max_rate` per member × torrent and per address,
- * `peers_per_member`, and the member activity the portal shows.
+ * announces, and download slots (`slots`). Per instance: the allowances of `max_rate` per
+ * member × torrent and per address, `peers_per_member`, and the member activity the portal shows.
  */
 export function sharedAccounting(
   store: SharedBaselineStore,
   accountant: Accountant,
   rules: PeerRules,
+  slots?: SharedSlots,
 ): Dispatch {
   return (req, ctx, now) => {
     const member = ctx.member;
@@ -38,6 +53,24 @@ export function sharedAccounting(
     if (member === null || torrent === null) return store.announce(req, now);
     const refused = accountant.admit(req, member, torrent);
     if (refused !== null) return refused;
+    // Download slots: only leeching announces of members whose class has slots.
+    const n = req.left > 0 && req.event !== AnnounceEvent.stopped ? accountant.rules.slotsOf(member.id) : 0;
+    const claimed =
+      n > 0 && slots !== undefined
+        ? slots.claim({
+            memberId: member.id,
+            route: torrent.route,
+            torrentId: torrent.id,
+            slots: n,
+            now,
+            known: accountant.knows(req, member, torrent),
+          })
+        : null;
+    if (claimed === null) return announce(req, member, torrent, now);
+    return claimed.then((r) => r ?? announce(req, member, torrent, now));
+  };
+
+  function announce(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
     const args: SharedAccountArgs = {
       route: torrent.route,
       torrentId: torrent.id,
@@ -58,5 +91,5 @@ export function sharedAccounting(
       }
       return r;
     });
-  };
+  }
 }

@@ -37,6 +37,7 @@ import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
+import { RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -276,7 +277,12 @@ export function createTracker(
     dispatch: sharded
       ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
       : redis !== null && accountant !== null
-        ? sharedAccounting(redis, accountant, rules)
+        ? sharedAccounting(
+            redis,
+            accountant,
+            rules,
+            new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
+          )
         : undefined,
     settings: {
       interval: config.interval,
