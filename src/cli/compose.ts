@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
@@ -248,7 +249,14 @@ export function createTracker(
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
   const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
-  const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
+  // Several instances on one database: each scheduler's passes run in the one holding its lease.
+  const schedulerDeps = {
+    registry: getRegistry,
+    clock,
+    logger,
+    refreshPolicy: () => policy.refresh(),
+    holder: randomUUID(),
+  };
   const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
   const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
   const bonusWatch = scheduler ? new BonusWatch({ ...schedulerDeps, rules: bonusRules(config) }) : null;
@@ -522,11 +530,11 @@ export function createTracker(
       else accountant?.start();
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
-      void ratioWatch?.run().catch(() => {});
+      void ratioWatch?.tick().catch(() => {});
       hnrWatch?.start(config.hnrInterval);
-      void hnrWatch?.run().catch(() => {});
+      void hnrWatch?.tick().catch(() => {});
       classWatch?.start(config.classInterval);
-      void classWatch?.run().catch(() => {});
+      void classWatch?.tick().catch(() => {});
       bonusWatch?.start(config.bonusInterval);
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an

@@ -29,6 +29,7 @@ export interface Database {
   class_history: ClassHistoryTable;
   bonus_ledger: BonusLedgerTable;
   personal_freeleech: PersonalFreeleechTable;
+  scheduler_leases: SchedulerLeasesTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -337,4 +338,14 @@ export interface PersonalFreeleechTable {
   source: string;
   created_at: number;
   by_member: number | null;
+}
+
+/**
+ * Scheduler leases (0014): the instance (`holder`, an id drawn at its start) that runs the passes
+ * of scheduler `name` until `expires_at` (clock seconds); src/db/leases.ts.
+ */
+export interface SchedulerLeasesTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }
