@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import { TrackerError } from '../core/errors.ts';
@@ -24,6 +24,9 @@ export interface WireBatch {
   memberTorrents: [string, MemberTorrentPending][];
   flags: Flag[];
 }
+
+/** Rows per statement when a flush writes (SQLite and PostgreSQL bind limits are far above). */
+const WRITE_CHUNK = 500;
 
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
@@ -630,20 +633,11 @@ export class Accountant {
 
   async #write(reg: Registry, { members, memberTorrents, flags }: Batch): Promise<void> {
     const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
-      for (const [id, m] of members) {
-        await trx
-          .updateTable('members')
-          .set((eb) => ({
-            uploaded: eb('uploaded', '+', m.uploaded),
-            downloaded: eb('downloaded', '+', m.downloaded),
-            raw_uploaded: eb('raw_uploaded', '+', m.rawUploaded),
-            raw_downloaded: eb('raw_downloaded', '+', m.rawDownloaded),
-            seed_time: eb('seed_time', '+', m.seedTime),
-            last_announce_at: m.lastAt,
-          }))
-          .where('id', '=', id)
-          .execute();
-      }
+      // Many rows per statement (chunks of WRITE_CHUNK): one statement per row, built by the
+      // query builder, cost more than every announce they account for.
+      const memberRows = [...members];
+      for (let i = 0; i < memberRows.length; i += WRITE_CHUNK)
+        await creditMembers(trx, memberRows.slice(i, i + WRITE_CHUNK));
       // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
       // its rows would fail their foreign keys and roll back every member's credit, at every
       // flush, forever (issue #15). They are dropped here instead; the member's own total above
@@ -658,40 +652,14 @@ export class Accountant {
       const kept = (r: { memberId: number; torrentId: number }) =>
         torrents.has(r.torrentId) && live.has(r.memberId);
       let dropped = 0;
+      const rows: MemberTorrentPending[] = [];
       for (const mt of memberTorrents.values()) {
-        if (!kept(mt)) {
-          dropped++;
-          continue;
-        }
-        await trx
-          .insertInto('member_torrents')
-          .values({
-            member_id: mt.memberId,
-            torrent_id: mt.torrentId,
-            uploaded: mt.uploaded,
-            downloaded: mt.downloaded,
-            raw_uploaded: mt.rawUploaded,
-            raw_downloaded: mt.rawDownloaded,
-            seed_time: mt.seedTime,
-            announces: mt.announces,
-            completed_at: null,
-            first_announce_at: mt.firstAt,
-            last_announce_at: mt.lastAt,
-            state: mt.state,
-          })
-          .onConflict((oc) =>
-            oc.columns(['member_id', 'torrent_id']).doUpdateSet((eb) => ({
-              uploaded: eb('member_torrents.uploaded', '+', eb.ref('excluded.uploaded')),
-              downloaded: eb('member_torrents.downloaded', '+', eb.ref('excluded.downloaded')),
-              raw_uploaded: eb('member_torrents.raw_uploaded', '+', eb.ref('excluded.raw_uploaded')),
-              raw_downloaded: eb('member_torrents.raw_downloaded', '+', eb.ref('excluded.raw_downloaded')),
-              seed_time: eb('member_torrents.seed_time', '+', eb.ref('excluded.seed_time')),
-              announces: eb('member_torrents.announces', '+', eb.ref('excluded.announces')),
-              last_announce_at: eb.ref('excluded.last_announce_at'),
-              state: eb.ref('excluded.state'),
-            })),
-          )
-          .execute();
+        if (kept(mt)) rows.push(mt);
+        else dropped++;
+      }
+      for (let i = 0; i < rows.length; i += WRITE_CHUNK)
+        await upsertMemberTorrents(trx, rows.slice(i, i + WRITE_CHUNK));
+      for (const mt of rows) {
         if (mt.completedAt !== 0) {
           // A snatch counts once per member and torrent, whatever the client repeats.
           const r = await trx
@@ -829,6 +797,46 @@ function rowsOf(
   for (const r of rows) ids.add(r[field]);
   for (const f of flags) ids.add(f[field]);
   return [...ids];
+}
+
+/**
+ * Adds pending credit to members, many in one statement: UPDATE … FROM (VALUES …), which SQLite
+ * (3.33+) and PostgreSQL both run; the casts give PostgreSQL the VALUES columns' types.
+ */
+async function creditMembers(trx: Transaction<Database>, rows: [number, MemberPending][]): Promise<void> {
+  const big = (v: number) => sql`CAST(${v} AS bigint)`;
+  const values = sql.join(
+    rows.map(
+      ([id, m]) =>
+        sql`(${sql.join([id, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime, m.lastAt].map(big))})`,
+    ),
+  );
+  await sql`UPDATE members SET uploaded = members.uploaded + v.column2,
+    downloaded = members.downloaded + v.column3, raw_uploaded = members.raw_uploaded + v.column4,
+    raw_downloaded = members.raw_downloaded + v.column5, seed_time = members.seed_time + v.column6,
+    last_announce_at = v.column7
+    FROM (VALUES ${values}) AS v WHERE members.id = v.column1`.execute(trx);
+}
+
+/** Adds pending rows to member_torrents (inserted, or summed into the existing row), many in one statement. */
+async function upsertMemberTorrents(trx: Transaction<Database>, rows: MemberTorrentPending[]): Promise<void> {
+  const values = sql.join(
+    rows.map(
+      (mt) =>
+        sql`(${sql.join([mt.memberId, mt.torrentId, mt.uploaded, mt.downloaded, mt.rawUploaded, mt.rawDownloaded, mt.seedTime, mt.announces])}, NULL, ${mt.firstAt}, ${mt.lastAt}, ${mt.state})`,
+    ),
+  );
+  await sql`INSERT INTO member_torrents (member_id, torrent_id, uploaded, downloaded, raw_uploaded,
+    raw_downloaded, seed_time, announces, completed_at, first_announce_at, last_announce_at, state)
+    VALUES ${values}
+    ON CONFLICT (member_id, torrent_id) DO UPDATE SET
+    uploaded = member_torrents.uploaded + excluded.uploaded,
+    downloaded = member_torrents.downloaded + excluded.downloaded,
+    raw_uploaded = member_torrents.raw_uploaded + excluded.raw_uploaded,
+    raw_downloaded = member_torrents.raw_downloaded + excluded.raw_downloaded,
+    seed_time = member_torrents.seed_time + excluded.seed_time,
+    announces = member_torrents.announces + excluded.announces,
+    last_announce_at = excluded.last_announce_at, state = excluded.state`.execute(trx);
 }
 
 /** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */
