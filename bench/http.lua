@@ -1,6 +1,12 @@
 -- wrk script for `npm run bench`: announces (or scrapes) over the benchmark's info hashes with
 -- varying peer ids, ports and events, and checks every response body.
--- args: HASHFILE MODE(announce|scrape) PEERS_PER_TORRENT
+-- args: HASHFILE MODE PEERS [PASSKEYFILE]
+--   MODE announce | scrape: random torrents, PEERS peers per torrent.
+--   MODE fill | peers (the rules row, issue #16): a fixed population of PEERS peers, each a member
+--   on one torrent: peer i is member i % MEMBERS (a passkey of PASSKEYFILE; none, open mode, when
+--   it is "-"), on the torrent of bench/rules-site.ts `torrentOf` (popular torrents have more
+--   peers), leeching for one peer of a member in four; `fill` announces each once, in order, with
+--   `started`; `peers` picks them at random. Counters grow with every request.
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
@@ -13,12 +19,39 @@ function init(args)
   for line in io.lines(args[1]) do hashes[#hashes + 1] = pct(line) end
   mode = args[2]
   peers = tonumber(args[3])
+  passkeys = {}
+  if args[4] and args[4] ~= "-" then
+    for line in io.lines(args[4]) do passkeys[#passkeys + 1] = line end
+  end
+  members = #passkeys > 0 and #passkeys or 10000
   invalid = 0
+  n = 0
+  -- Counters keep growing from one run of wrk to the next (each slice is a new run).
+  origin = os.time() * 20000
   expect = mode == "scrape" and "^d5:files" or "^d8:complete"
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 end
 
+local function torrentOf(i)
+  local r = ((i * 2654435761) % 4294967296) / 4294967296
+  return math.floor(r * r * #hashes)
+end
+
+local function population()
+  n = n + 1
+  local i
+  if mode == "fill" then i = (n - 1) % peers else i = math.random(peers) - 1 end
+  local leech = math.floor(i / members) % 4 == 0
+  local path = #passkeys > 0 and ("/announce/" .. passkeys[i % members + 1]) or "/announce"
+  return wrk.format("GET", path .. "?info_hash=" .. hashes[torrentOf(i) + 1] ..
+    "&peer_id=" .. string.format("-HB0001-%012d", i) .. "&port=" .. (1024 + i % 60000) ..
+    "&uploaded=" .. math.floor((origin + n) / 16) ..
+    "&downloaded=" .. (leech and math.floor((origin + n) / 64) or 0) ..
+    "&left=" .. (leech and 1000000 or 0) .. "&numwant=50&compact=1" .. (mode == "fill" and "&event=started" or ""))
+end
+
 function request()
+  if mode == "fill" or mode == "peers" then return population() end
   local h = hashes[math.random(#hashes)]
   if mode == "scrape" then
     return wrk.format("GET", "/scrape?info_hash=" .. h)

@@ -17,6 +17,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { memberRow } from '../src/db/registry.ts';
 import { createTracker } from '../src/index.ts';
 import { PortalClient } from '../test/helpers/portal-client.ts';
+import { torrentRow } from './harness/rows.ts';
 
 const MEMBERS = 10_000;
 const TORRENTS = 50_000;
@@ -57,24 +58,7 @@ try {
   for (let i = 0; i < TORRENTS; i += 500)
     await k
       .insertInto('torrents')
-      .values(
-        Array.from({ length: 500 }, (_, j) => ({
-          info_hash: hex(20),
-          info_hash_v2: null,
-          name: `t${i + j}`,
-          size: 1,
-          file_count: 1,
-          category: null,
-          description: null,
-          uploader_id: null,
-          created_at: 0,
-          download_factor: 100,
-          upload_factor: 100,
-          restricted: 0,
-          snatches: 0,
-          metainfo: null,
-        })),
-      )
+      .values(Array.from({ length: 500 }, (_, j) => torrentRow(hex(20), `t${i + j}`, 1)))
       .execute();
   await reg.setSetting('bench', '1');
   let t0 = performance.now();

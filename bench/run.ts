@@ -6,9 +6,12 @@
  *   npm run bench            full run (10,000 torrents / 100,000 peers prefilled; 1M-peer memory)
  *   npm run bench -- --quick small and short, for a smoke test
  *   npm run bench -- --no-write   do not rewrite docs/benchmarks.md
- *   npm run bench -- --only=throughput,memory,expiry,ws,workers   a subset of the tests (implies --no-write)
+ *   npm run bench -- --only=throughput,memory,expiry,ws,workers,rules   a subset of the tests (implies --no-write)
  *   npm run bench -- --trackers=herald,opentracker        a subset of the trackers (implies --no-write)
  *   npm run bench -- --ws-only    same as --only=ws
+ *
+ * The `rules` test (issue #16) runs Herald in private mode with every rule on, over a site of
+ * 10,000 members and 100,000 torrents, paired against Herald in open mode under the same peers.
  *
  * The `workers` test (issue #13) runs `herald serve --workers 2` against `--workers 1` (and
  * opentracker): there Herald's two workers need both cores, so every process of that test may run
@@ -42,7 +45,7 @@ function listArg(name: string): string[] | null {
 const ONLY = process.argv.includes('--ws-only') ? ['ws'] : listArg('only');
 const ONLY_TRACKERS = listArg('trackers');
 for (const t of ONLY ?? [])
-  if (!['throughput', 'memory', 'expiry', 'ws', 'workers'].includes(t))
+  if (!['throughput', 'memory', 'expiry', 'ws', 'workers', 'rules'].includes(t))
     throw new Error(`--only: unknown test ${t}`);
 /** Whether a test (and, when given, a tracker) is selected on the command line. */
 function selected(test: string, tracker = 'herald'): boolean {
@@ -77,7 +80,9 @@ const LOAD = join(WORK, 'udp-load');
 execFileSync('gcc', ['-O2', '-Wall', '-o', LOAD, join(ROOT, 'bench/udp-load.c')]);
 const BT_DIR = join(WORK, 'bt');
 const BT_MODULE = join(BT_DIR, 'node_modules/bittorrent-tracker/server.js');
-if (!existsSync(BT_MODULE)) {
+// Only when a test runs bittorrent-tracker (the rules test, alone, does not).
+const NEED_BT = ['throughput', 'memory', 'ws'].some((t) => selected(t, 'bittorrent-tracker'));
+if (NEED_BT && !existsSync(BT_MODULE)) {
   log('installing bittorrent-tracker into .bench/bt (--ignore-scripts)');
   mkdirSync(BT_DIR, { recursive: true });
   writeFileSync(join(BT_DIR, 'package.json'), '{"name":"herald-bench-deps","private":true}\n');
@@ -321,9 +326,21 @@ function httpLoad(
   seconds: number,
   cpus = '1',
 ): LoadResult {
-  // `times` (a bash builtin) reports wrk's CPU time: the load generator's own cost.
   const header = close ? `-H 'Connection: close'` : '';
-  const cmd = `taskset -c ${cpus} wrk -t1 -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench/http.lua')} http://127.0.0.1:${port} -- ${HTTP_HASHES} ${mode} ${P.peers} | tail -1; times`;
+  return wrk(port, header, 'http.lua', [HTTP_HASHES, mode, String(P.peers)], seconds, cpus);
+}
+
+/** wrk (1 thread, 64 connections) with `script` (in bench/) and its arguments for `seconds`. */
+function wrk(
+  port: number,
+  header: string,
+  script: string,
+  args: string[],
+  seconds: number,
+  cpus = '1',
+): LoadResult {
+  // `times` (a bash builtin) reports wrk's CPU time: the load generator's own cost.
+  const cmd = `taskset -c ${cpus} wrk -t1 -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench', script)} http://127.0.0.1:${port} -- ${args.join(' ')} | tail -1; times`;
   const out = execFileSync('bash', ['-c', cmd], { timeout: (seconds + 60) * 1000 })
     .toString()
     .trim()
@@ -1026,6 +1043,118 @@ function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+// ---------- Rules (issue #16): private mode with every rule on, against open mode ----------
+const RULES = QUICK
+  ? { members: 1000, torrents: 10_000, peers: 10_000, fill: 2, rounds: 3 }
+  : { members: 10_000, torrents: 100_000, peers: 100_000, fill: 10, rounds: 9 };
+const RULES_TEST = 'HTTP announce, keep-alive: private mode, every rule on';
+const rulesRows: Row[] = [];
+/** What the private tracker of the rules test was given, for the report. */
+const RULES_FLAGS = [
+  '--peers-per-torrent',
+  '3',
+  '--peers-per-member',
+  '50',
+  '--early-announce',
+  'warn',
+  '--announce-grace',
+  '4',
+  '--peer-list-limit',
+  '1000000',
+  '--ratio-watch-min-percent',
+  '60',
+  '--hnr-seed-hours',
+  '72',
+  '--member-classes',
+  'User: slots=4',
+  '--member-classes',
+  'Power User: days=28 uploaded=25GiB ratio=105 slots=8',
+  '--bonus-base',
+  '100',
+  '--freeleech-token-days',
+  '3',
+];
+
+/**
+ * Herald in private mode (a site of RULES.members members and RULES.torrents torrents, every rule
+ * of issue #16 on) and Herald in open mode, side by side on CPU 0, under the same population of
+ * RULES.peers peers (bench/http.lua `fill` and `peers`: with passkeys, and without); after each has announced
+ * every peer once, the load alternates between them in 1 s slices (`paired`). The row to read is
+ * the ratio of server CPU per announce: the issue asks for at most 1.3×.
+ */
+async function rulesTest(): Promise<void> {
+  const openPort = nextPort++;
+  const privatePort = nextPort++;
+  const site = join(WORK, 'herald-data', String(privatePort));
+  const hashes = join(WORK, 'rules-hashes');
+  const passkeys = join(WORK, 'rules-passkeys');
+  rmSync(site, { recursive: true, force: true });
+  mkdirSync(site, { recursive: true });
+  log(`rules: a site of ${fmt(RULES.members)} members and ${fmt(RULES.torrents)} torrents`);
+  execFileSync(
+    NODE,
+    [
+      join(ROOT, 'bench/rules-site.ts'),
+      site,
+      hashes,
+      passkeys,
+      String(RULES.members),
+      String(RULES.torrents),
+      String(RULES.peers),
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  // The same announce settings for both; min_interval - announce_grace = 1 s: the early-announce
+  // rule is on, and a peer of this population announces about every 5 s, so it only warns a few.
+  const common = ['--min-interval', '5', '--interval', '1800'];
+  const entrants: Entrant[] = [
+    { name: 'open', port: openPort, child: TRACKERS[0].start(openPort, common) },
+    {
+      name: 'private',
+      port: privatePort,
+      child: TRACKERS[0].start(privatePort, [...common, '--mode', 'private', ...RULES_FLAGS]),
+    },
+  ];
+  for (const x of entrants) live.add(x.child);
+  try {
+    for (const x of entrants) await waitTcp(x.port);
+    const load = (port: number, mode: string, seconds: number) =>
+      wrk(
+        port,
+        '',
+        'http.lua',
+        [hashes, mode, String(RULES.peers), port === privatePort ? passkeys : '-'],
+        seconds,
+      );
+    for (const x of entrants) {
+      const f = load(x.port, 'fill', RULES.fill);
+      log(`rules: ${x.name}: fill ${fmt(f.ok)} announces, ${f.invalid} not a peer list`);
+      load(x.port, 'peers', 1);
+    }
+    paired(RULES_TEST, entrants, RULES.rounds, (port, seconds) => load(port, 'peers', seconds), rulesRows);
+  } finally {
+    for (const x of entrants) await stop(x.child);
+  }
+}
+
+/** The rules test's lines for the report. */
+function rulesReport(): string[] {
+  const open = rulesRows.find((r) => r.tracker === 'open');
+  const priv = rulesRows.find((r) => r.tracker === 'private');
+  if (open === undefined || priv === undefined) return [];
+  return [
+    '',
+    `Rules (issue #16): Herald in private mode over a site of ${fmt(RULES.members)} members and ${fmt(RULES.torrents)} torrents, every rule on (\`${RULES_FLAGS.join(' ')}\`, one member in ten warned by ratio watch, freeleech tokens spent on one peer in fifty), against Herald in open mode, under the same ${fmt(RULES.peers)} peers (each a member on one torrent, popular torrents with more peers, one in four leeching), every peer announced once first; paired, ${RULES.rounds} 1 s slices each, both on CPU 0. Not a peer list: refusals (download slots full, peer limits).`,
+    '',
+    '| mode | announces/s | server CPU µs/announce | p50 µs | p99 µs | not a peer list / errors | private ÷ open (CPU) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...[open, priv].map(
+      (r) =>
+        `| ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.invalid} / ${r.missing} | ${r === priv ? `${fmt(priv.cpuUs / open.cpuUs, 2)}×` : ''} |`,
+    ),
+  ];
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   for (const t of TRACKERS) if (selected('throughput', t.name)) await throughput(t);
@@ -1034,6 +1163,7 @@ async function main(): Promise<void> {
   if (!QUICK && selected('expiry')) await expiryTest();
   for (const name of ['herald', 'bittorrent-tracker']) if (selected('ws', name)) await wsTests(name);
   if (selected('workers')) await workersTests();
+  if (selected('rules')) await rulesTest();
 
   const by = (test: string, tracker: string) => rows.find((r) => r.test === test && r.tracker === tracker);
   const lines: string[] = [];
@@ -1071,7 +1201,11 @@ async function main(): Promise<void> {
   const versions = [
     `Herald ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version} on Node ${process.version}`,
     `opentracker ${version(['dpkg-query', '-W', `-f=\${Version}`, 'opentracker'])} (Debian)`,
-    `bittorrent-tracker ${JSON.parse(readFileSync(join(BT_DIR, 'node_modules/bittorrent-tracker/package.json'), 'utf8')).version} on Node ${process.version}`,
+    ...(NEED_BT
+      ? [
+          `bittorrent-tracker ${JSON.parse(readFileSync(join(BT_DIR, 'node_modules/bittorrent-tracker/package.json'), 'utf8')).version} on Node ${process.version}`,
+        ]
+      : []),
     `wrk ${version(['wrk', '-v'])}`,
   ];
   const report = [
@@ -1113,6 +1247,7 @@ async function main(): Promise<void> {
       ? `Expiry (Herald): ${fmt(expiry.removed)} peers expired while a steady UDP load ran (${fmt(expiry.rps)}/s): p99 ${fmt(expiry.p99Us)} µs, slowest response ${fmt(expiry.maxUs / 1000, 1)} ms.`
       : `Expiry: not run (${QUICK ? 'quick mode' : 'not selected'}).`,
     ...workers,
+    ...rulesReport(),
   ].join('\n');
   process.stdout.write(`\n${report}\n`);
   if (WRITE) {

@@ -1,7 +1,7 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
-import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
+import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
@@ -9,6 +9,7 @@ import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 import { type Credit, credit } from '../policy/promotions.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
+import { NO_RULES, type PeerRules, Rules } from './rules.ts';
 
 /**
  * A batch as it crosses from a worker to the primary (Node's IPC channel, JSON): the pending sums
@@ -19,6 +20,9 @@ export interface WireBatch {
   memberTorrents: [string, MemberTorrentPending][];
   flags: Flag[];
 }
+
+/** Rows per statement when a flush writes (SQLite and PostgreSQL bind limits are far above). */
+const WRITE_CHUNK = 500;
 
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
@@ -138,22 +142,6 @@ export interface AccountantOptions {
 }
 
 /**
- * Peer limits and announce discipline (issue #16). A peer is a member × torrent × peer id, as the
- * accountant remembers it: it takes its place at its first announce and frees it with `stopped`,
- * or when it has been silent for `peerTimeout` (its baseline expires).
- */
-export interface PeerRules {
-  /** Most peers of one member on one torrent (0 = no limit). */
-  peersPerTorrent: number;
-  /** Most peers of one member over all torrents (0 = no limit; with workers, per worker). */
-  peersPerMember: number;
-  /** An announce closer than this many seconds to the same peer's previous one is early (0 = off). */
-  minGap: number;
-  /** What an early announce gets: a `warning message` beside the usual answer, or a refusal. */
-  early: 'warn' | 'refuse';
-}
-
-/**
  * Private-mode accounting (DESIGN.md "accounting"). Per announce, synchronously and without I/O:
  * the delta of `uploaded`/`downloaded` since the same peer's previous announce, credited with the
  * torrent's and the site's factors, seeding time, snatches. Deltas add up in memory and are
@@ -183,7 +171,8 @@ export class Accountant {
   #links = new Map<string, Link>();
   /** member id → peers (baselines) over all torrents: for `peersPerMember`. */
   #memberPeers = new Map<number, number>();
-  #rules: PeerRules;
+  /** The private-community verdicts (src/accounting/rules.ts), over these baselines. */
+  readonly rules: Rules;
   #members = new Map<number, MemberPending>();
   #memberTorrents = new Map<string, MemberTorrentPending>();
   #flags: Flag[] = [];
@@ -204,15 +193,21 @@ export class Accountant {
     credited: 0,
     dropped: 0,
     evicted: 0,
-    /** Announces refused by a peer limit, and early ones (refused or warned). */
-    refusedPeerLimit: 0,
-    early: 0,
   };
 
   constructor(opts: AccountantOptions) {
     this.#o = opts;
     this.#upToDateAt = opts.clock.now();
-    this.#rules = opts.rules ?? { peersPerTorrent: 0, peersPerMember: 0, minGap: 0, early: 'warn' };
+    this.rules = new Rules(
+      opts.rules ?? NO_RULES,
+      {
+        peersOn: (memberId, torrentId) => this.#holdings.get(memberId)?.get(torrentId)?.peers ?? 0,
+        peersOf: (memberId) => this.#memberPeers.get(memberId) ?? 0,
+        leeching: (memberId) => this.#leeching(memberId),
+        expire: () => this.#expireBaselines(),
+      },
+      (memberId) => opts.snapshot().classById.get(memberId)?.slots ?? 0,
+    );
   }
 
   /**
@@ -246,13 +241,8 @@ export class Accountant {
     let prev = this.#peers.get(key);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
-      verdict = this.#judge(prev, req, member.id, torrent.id, now);
-      if (verdict === Errors.downloadSlots) return verdict;
-      if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember) {
-        this.counts.refusedPeerLimit++;
-        return verdict;
-      }
-      if (verdict === Errors.announceTooSoon) return verdict;
+      verdict = this.rules.judge(prev === undefined ? null : prev.at, req, member.id, torrent.id, now);
+      if (verdict instanceof TrackerError) return verdict;
     } else if (prev === undefined && shared.previous !== null) {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
@@ -371,80 +361,16 @@ export class Accountant {
 
   /**
    * With a shared store (Redis, several instances): the rule the store cannot decide, checked
-   * before the store is asked. `peersPerMember` counts the member's peers this instance has seen
-   * (its other torrents' baselines are in other buckets, out of one script's reach).
+   * before the store is asked (see `Rules.admit`).
    */
   admit(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): TrackerError | null {
-    if (this.#rules.peersPerMember === 0 || req.event === AnnounceEvent.stopped) return null;
-    if (this.#peers.has(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`)) return null;
-    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
-    this.#expireBaselines();
-    if ((this.#memberPeers.get(member.id) ?? 0) < this.#rules.peersPerMember) return null;
-    this.counts.refusedPeerLimit++;
-    return Errors.peerLimitMember;
+    return this.rules.admit(this.knows(req, member, torrent), req, member.id);
   }
 
-  /**
-   * The rules of issue #16 for one announce: a new peer beyond a limit is refused; an announce
-   * of a known peer closer than `minGap` to its previous one is early (`stopped` and `completed`
-   * always pass: a client must be able to leave, and a snatch must count).
-   */
-  #judge(
-    prev: PeerState | undefined,
-    req: AnnounceRequest,
-    memberId: number,
-    torrentId: number,
-    now: number,
-  ): AccountVerdict {
-    const r = this.#rules;
-    const event = req.event;
-    if (event === AnnounceEvent.stopped) return null;
-    if (prev === undefined) {
-      if (req.left > 0 && this.#slotsFull(memberId, torrentId)) return Errors.downloadSlots;
-      if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
-      let over = this.#overLimit(memberId, torrentId);
-      // Places held by peers that went silent are freed first (expiry is otherwise lazy).
-      if (over !== null) {
-        this.#expireBaselines();
-        over = this.#overLimit(memberId, torrentId);
-      }
-      return over;
-    }
-    if (r.minGap === 0 || event === AnnounceEvent.completed || now - prev.at >= r.minGap) return null;
-    this.counts.early++;
-    return r.early === 'refuse' ? Errors.announceTooSoon : Warnings.announceTooSoon;
-  }
-
-  /**
-   * Download slots (issue #16): a member whose class has `slots` may leech that many torrents at
-   * once; a new leeching torrent beyond them is refused (one already leeched, and seeding, are
-   * not). Counted over the torrents of this process, as the peer limits are; silent peers' places
-   * are freed first. O(the member's torrents), only for a new peer of a member with slots.
-   */
-  #slotsFull(memberId: number, torrentId: number): boolean {
-    const slots = this.#o.snapshot().classById.get(memberId)?.slots ?? 0;
-    if (slots === 0) return false;
-    const count = () => {
-      const byTorrent = this.#holdings.get(memberId);
-      if (byTorrent === undefined || byTorrent.has(torrentId)) return 0;
-      let leeching = 0;
-      for (const h of byTorrent.values()) if (h.seeders === 0) leeching++;
-      return leeching;
-    };
-    if (count() < slots) return false;
-    this.#expireBaselines();
-    return count() >= slots;
-  }
-
-  #overLimit(memberId: number, torrentId: number): AccountVerdict {
-    const r = this.#rules;
-    if (r.peersPerTorrent > 0) {
-      const h = this.#holdings.get(memberId)?.get(torrentId);
-      if (h !== undefined && h.peers >= r.peersPerTorrent) return Errors.peerLimitTorrent;
-    }
-    if (r.peersPerMember > 0 && (this.#memberPeers.get(memberId) ?? 0) >= r.peersPerMember)
-      return Errors.peerLimitMember;
-    return null;
+  /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
+  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
+    const p = this.#peers.get(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
+    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
   }
 
   /**
@@ -700,20 +626,11 @@ export class Accountant {
 
   async #write(reg: Registry, { members, memberTorrents, flags }: Batch): Promise<void> {
     const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
-      for (const [id, m] of members) {
-        await trx
-          .updateTable('members')
-          .set((eb) => ({
-            uploaded: eb('uploaded', '+', m.uploaded),
-            downloaded: eb('downloaded', '+', m.downloaded),
-            raw_uploaded: eb('raw_uploaded', '+', m.rawUploaded),
-            raw_downloaded: eb('raw_downloaded', '+', m.rawDownloaded),
-            seed_time: eb('seed_time', '+', m.seedTime),
-            last_announce_at: m.lastAt,
-          }))
-          .where('id', '=', id)
-          .execute();
-      }
+      // Many rows per statement (chunks of WRITE_CHUNK): one statement per row, built by the
+      // query builder, cost more than every announce they account for.
+      const memberRows = [...members];
+      for (let i = 0; i < memberRows.length; i += WRITE_CHUNK)
+        await creditMembers(trx, memberRows.slice(i, i + WRITE_CHUNK));
       // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
       // its rows would fail their foreign keys and roll back every member's credit, at every
       // flush, forever (issue #15). They are dropped here instead; the member's own total above
@@ -728,40 +645,14 @@ export class Accountant {
       const kept = (r: { memberId: number; torrentId: number }) =>
         torrents.has(r.torrentId) && live.has(r.memberId);
       let dropped = 0;
+      const rows: MemberTorrentPending[] = [];
       for (const mt of memberTorrents.values()) {
-        if (!kept(mt)) {
-          dropped++;
-          continue;
-        }
-        await trx
-          .insertInto('member_torrents')
-          .values({
-            member_id: mt.memberId,
-            torrent_id: mt.torrentId,
-            uploaded: mt.uploaded,
-            downloaded: mt.downloaded,
-            raw_uploaded: mt.rawUploaded,
-            raw_downloaded: mt.rawDownloaded,
-            seed_time: mt.seedTime,
-            announces: mt.announces,
-            completed_at: null,
-            first_announce_at: mt.firstAt,
-            last_announce_at: mt.lastAt,
-            state: mt.state,
-          })
-          .onConflict((oc) =>
-            oc.columns(['member_id', 'torrent_id']).doUpdateSet((eb) => ({
-              uploaded: eb('member_torrents.uploaded', '+', eb.ref('excluded.uploaded')),
-              downloaded: eb('member_torrents.downloaded', '+', eb.ref('excluded.downloaded')),
-              raw_uploaded: eb('member_torrents.raw_uploaded', '+', eb.ref('excluded.raw_uploaded')),
-              raw_downloaded: eb('member_torrents.raw_downloaded', '+', eb.ref('excluded.raw_downloaded')),
-              seed_time: eb('member_torrents.seed_time', '+', eb.ref('excluded.seed_time')),
-              announces: eb('member_torrents.announces', '+', eb.ref('excluded.announces')),
-              last_announce_at: eb.ref('excluded.last_announce_at'),
-              state: eb.ref('excluded.state'),
-            })),
-          )
-          .execute();
+        if (kept(mt)) rows.push(mt);
+        else dropped++;
+      }
+      for (let i = 0; i < rows.length; i += WRITE_CHUNK)
+        await upsertMemberTorrents(trx, rows.slice(i, i + WRITE_CHUNK));
+      for (const mt of rows) {
         if (mt.completedAt !== 0) {
           // A snatch counts once per member and torrent, whatever the client repeats.
           const r = await trx
@@ -844,6 +735,13 @@ export class Accountant {
     return { seeding, leeching };
   }
 
+  /** Torrents the member leeches now (none of its peers there seeds): O(the member's torrents). */
+  #leeching(memberId: number): number {
+    let leeching = 0;
+    for (const h of this.#holdings.get(memberId)?.values() ?? []) if (h.seeders === 0) leeching++;
+    return leeching;
+  }
+
   /** Forgets baselines of peers that stopped announcing (they would have expired anyway). */
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
@@ -892,6 +790,46 @@ function rowsOf(
   for (const r of rows) ids.add(r[field]);
   for (const f of flags) ids.add(f[field]);
   return [...ids];
+}
+
+/**
+ * Adds pending credit to members, many in one statement: UPDATE … FROM (VALUES …), which SQLite
+ * (3.33+) and PostgreSQL both run; the casts give PostgreSQL the VALUES columns' types.
+ */
+async function creditMembers(trx: Transaction<Database>, rows: [number, MemberPending][]): Promise<void> {
+  const big = (v: number) => sql`CAST(${v} AS bigint)`;
+  const values = sql.join(
+    rows.map(
+      ([id, m]) =>
+        sql`(${sql.join([id, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime, m.lastAt].map(big))})`,
+    ),
+  );
+  await sql`UPDATE members SET uploaded = members.uploaded + v.column2,
+    downloaded = members.downloaded + v.column3, raw_uploaded = members.raw_uploaded + v.column4,
+    raw_downloaded = members.raw_downloaded + v.column5, seed_time = members.seed_time + v.column6,
+    last_announce_at = v.column7
+    FROM (VALUES ${values}) AS v WHERE members.id = v.column1`.execute(trx);
+}
+
+/** Adds pending rows to member_torrents (inserted, or summed into the existing row), many in one statement. */
+async function upsertMemberTorrents(trx: Transaction<Database>, rows: MemberTorrentPending[]): Promise<void> {
+  const values = sql.join(
+    rows.map(
+      (mt) =>
+        sql`(${sql.join([mt.memberId, mt.torrentId, mt.uploaded, mt.downloaded, mt.rawUploaded, mt.rawDownloaded, mt.seedTime, mt.announces])}, NULL, ${mt.firstAt}, ${mt.lastAt}, ${mt.state})`,
+    ),
+  );
+  await sql`INSERT INTO member_torrents (member_id, torrent_id, uploaded, downloaded, raw_uploaded,
+    raw_downloaded, seed_time, announces, completed_at, first_announce_at, last_announce_at, state)
+    VALUES ${values}
+    ON CONFLICT (member_id, torrent_id) DO UPDATE SET
+    uploaded = member_torrents.uploaded + excluded.uploaded,
+    downloaded = member_torrents.downloaded + excluded.downloaded,
+    raw_uploaded = member_torrents.raw_uploaded + excluded.raw_uploaded,
+    raw_downloaded = member_torrents.raw_downloaded + excluded.raw_downloaded,
+    seed_time = member_torrents.seed_time + excluded.seed_time,
+    announces = member_torrents.announces + excluded.announces,
+    last_announce_at = excluded.last_announce_at, state = excluded.state`.execute(trx);
 }
 
 /** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */

@@ -12,7 +12,8 @@ import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { PolicySnapshot } from '../policy/policy.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
-import { Accountant, type PeerRules } from './accountant.ts';
+import { Accountant } from './accountant.ts';
+import { NO_RULES, type PeerRules, Rules } from './rules.ts';
 
 const T0 = 1_900_000_000;
 const TIMEOUT = 1500;
@@ -65,7 +66,7 @@ test('peers per torrent: the limit-th peer is taken, the next refused; stopped a
   const t = torrent(7);
   for (let p = 1; p <= 3; p++) assert.equal(a.account(req(p), m, t, T0), null, `peer ${p} of 3`);
   assert.equal(a.account(req(4), m, t, T0), Errors.peerLimitTorrent, 'the 4th is refused');
-  assert.equal(a.counts.refusedPeerLimit, 1);
+  assert.equal(a.rules.counts.refusedPeerLimit, 1);
   // A peer already counted announces again: it is no new peer.
   clock.set(T0 + 900);
   assert.equal(a.account(req(2), m, t, T0 + 900), null);
@@ -147,7 +148,7 @@ test('early announces, refused: a gap of min_gap - 1 is refused and credits noth
       null,
     );
     assert.equal(await credited(), 400);
-    assert.equal(a.counts.early, 1);
+    assert.equal(a.rules.counts.early, 1);
   });
 });
 
@@ -166,4 +167,72 @@ test('rules off: nothing is limited or early', () => {
   const a = accountant(clock, {});
   for (let p = 1; p <= 50; p++) assert.equal(a.account(req(p), member(1), torrent(1), T0), null);
   assert.equal(a.account(req(1), member(1), torrent(1), T0), null);
+});
+
+/** Baselines as plain counts, for the verdicts alone: `expire` drops what `silent` lists. */
+function baselines() {
+  const on = new Map<string, number>();
+  const leeching = new Map<number, number>();
+  const silent: (() => void)[] = [];
+  let expired = 0;
+  return {
+    on,
+    leeching,
+    silent,
+    get expired() {
+      return expired;
+    },
+    view: {
+      peersOn: (m: number, t: number) => on.get(`${m}:${t}`) ?? 0,
+      peersOf: (m: number) => {
+        let n = 0;
+        for (const [k, v] of on) if (k.startsWith(`${m}:`)) n += v;
+        return n;
+      },
+      leeching: (m: number) => leeching.get(m) ?? 0,
+      expire: () => {
+        expired++;
+        for (const f of silent.splice(0)) f();
+      },
+    },
+  };
+}
+
+test('Rules: download slots refuse a new leeching torrent beyond them, not one held, not seeding; silent ones are freed first', () => {
+  const b = baselines();
+  const r = new Rules(NO_RULES, b.view, (m) => (m === 1 ? 2 : 0));
+  b.leeching.set(1, 2);
+  b.on.set('1:5', 1);
+  assert.equal(r.judge(null, req(1), 1, 6, T0), Errors.downloadSlots, 'a third leeching torrent');
+  assert.equal(b.expired, 1, 'silent peers were looked for before refusing');
+  assert.equal(r.judge(null, req(2), 1, 5, T0), null, 'another peer on a torrent already held');
+  assert.equal(r.judge(null, req(1, { left: 0 }), 1, 6, T0), null, 'seeding takes no slot');
+  assert.equal(r.judge(null, req(1, { event: AnnounceEvent.stopped }), 1, 6, T0), null, 'stopped passes');
+  assert.equal(r.judge(null, req(1), 2, 6, T0), null, 'a member without slots');
+  b.silent.push(() => b.leeching.set(1, 1));
+  assert.equal(r.judge(null, req(1), 1, 6, T0), null, 'a silent torrent freed its slot');
+  assert.equal(r.counts.refusedPeerLimit, 0, 'slots are not peer limits');
+});
+
+test('Rules: early announces at the edge of min_gap; completed and stopped pass', () => {
+  const r = new Rules({ ...NO_RULES, minGap: 840, early: 'refuse' }, baselines().view, () => 0);
+  assert.equal(r.judge(T0, req(1), 1, 1, T0 + 839), Errors.announceTooSoon);
+  assert.equal(r.judge(T0, req(1), 1, 1, T0 + 840), null);
+  assert.equal(r.judge(T0, req(1, { event: AnnounceEvent.completed }), 1, 1, T0 + 1), null);
+  assert.equal(r.judge(T0, req(1, { event: AnnounceEvent.stopped }), 1, 1, T0 + 1), null);
+  assert.equal(r.counts.early, 1);
+  const w = new Rules({ ...NO_RULES, minGap: 840, early: 'warn' }, baselines().view, () => 0);
+  assert.equal(w.judge(T0, req(1), 1, 1, T0 + 839), Warnings.announceTooSoon);
+});
+
+test('Rules.admit (shared store): peers per member, a known peer and stopped always admitted', () => {
+  const b = baselines();
+  const r = new Rules({ ...NO_RULES, peersPerMember: 2 }, b.view, () => 0);
+  b.on.set('1:1', 2);
+  assert.equal(r.admit(false, req(3), 1), Errors.peerLimitMember);
+  assert.equal(r.admit(true, req(1), 1), null);
+  assert.equal(r.admit(false, req(3, { event: AnnounceEvent.stopped }), 1), null);
+  assert.equal(r.counts.refusedPeerLimit, 1);
+  b.silent.push(() => b.on.set('1:1', 1));
+  assert.equal(r.admit(false, req(3), 1), null, 'after a silent peer expired');
 });

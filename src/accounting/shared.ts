@@ -1,7 +1,16 @@
-import { Errors, TrackerError, Warnings } from '../core/errors.ts';
-import type { AccountedResult, AnnounceRequest, AnnounceResult, SharedAccountArgs } from '../core/types.ts';
+import { TrackerError, Warnings } from '../core/errors.ts';
+import {
+  type AccountedResult,
+  AnnounceEvent,
+  type AnnounceRequest,
+  type AnnounceResult,
+  type SharedAccountArgs,
+  type SlotClaim,
+} from '../core/types.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
 import type { Dispatch } from '../tracker/service.ts';
-import type { Accountant, PeerRules } from './accountant.ts';
+import type { Accountant } from './accountant.ts';
+import type { PeerRules } from './rules.ts';
 
 /** What private mode needs of a shared swarm store (RedisSwarmStore implements it). */
 export interface SharedBaselineStore {
@@ -11,6 +20,12 @@ export interface SharedBaselineStore {
     now: number,
     acct: SharedAccountArgs,
   ): Promise<AccountedResult | TrackerError>;
+}
+
+/** Download slots counted over every instance (RedisSlots, src/store/redis/slots.ts). */
+export interface SharedSlots {
+  /** Null when the member may leech the torrent, else the refusal (or a promise of either). */
+  claim(c: SlotClaim): Promise<TrackerError | null> | null;
 }
 
 /**
@@ -23,13 +38,14 @@ export interface SharedBaselineStore {
  * Shared (exact over every instance): the baseline (uploaded, downloaded, time, seeding), hence
  * the delta, the per-peer rate check, the snatch (a leecher now seeding, or `completed`; written
  * once per member and torrent by the database), seeding time, `peers_per_torrent` and early
- * announces. Per instance: the allowances of `max_rate` per member × torrent and per address,
- * `peers_per_member`, and the member activity the portal shows.
+ * announces, and download slots (`slots`). Per instance: the allowances of `max_rate` per
+ * member × torrent and per address, `peers_per_member`, and the member activity the portal shows.
  */
 export function sharedAccounting(
   store: SharedBaselineStore,
   accountant: Accountant,
   rules: PeerRules,
+  slots?: SharedSlots,
 ): Dispatch {
   return (req, ctx, now) => {
     const member = ctx.member;
@@ -37,6 +53,24 @@ export function sharedAccounting(
     if (member === null || torrent === null) return store.announce(req, now);
     const refused = accountant.admit(req, member, torrent);
     if (refused !== null) return refused;
+    // Download slots: only leeching announces of members whose class has slots.
+    const n = req.left > 0 && req.event !== AnnounceEvent.stopped ? accountant.rules.slotsOf(member.id) : 0;
+    const claimed =
+      n > 0 && slots !== undefined
+        ? slots.claim({
+            memberId: member.id,
+            route: torrent.route,
+            torrentId: torrent.id,
+            slots: n,
+            now,
+            known: accountant.knows(req, member, torrent),
+          })
+        : null;
+    if (claimed === null) return announce(req, member, torrent, now);
+    return claimed.then((r) => r ?? announce(req, member, torrent, now));
+  };
+
+  function announce(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
     const args: SharedAccountArgs = {
       route: torrent.route,
       torrentId: torrent.id,
@@ -47,16 +81,15 @@ export function sharedAccounting(
     };
     return store.announceAccounted(req, now, args).then((r) => {
       if (r instanceof TrackerError) {
-        if (r === Errors.peerLimitTorrent) accountant.counts.refusedPeerLimit++;
-        else if (r === Errors.announceTooSoon) accountant.counts.early++;
+        accountant.rules.note(r);
         return r;
       }
       accountant.account(req, member, torrent, now, r);
       if (r.early) {
-        accountant.counts.early++;
         r.warning = Warnings.announceTooSoon;
+        accountant.rules.note(r.warning);
       }
       return r;
     });
-  };
+  }
 }

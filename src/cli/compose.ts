@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant, type PeerRules } from '../accounting/accountant.ts';
+import { Accountant } from '../accounting/accountant.ts';
+import type { PeerRules } from '../accounting/rules.ts';
 import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
@@ -40,6 +42,7 @@ import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
+import { RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { type AccountStep, TrackerService } from '../tracker/service.ts';
@@ -240,6 +243,8 @@ export function createTracker(
     peerListWindow: config.peerListWindow,
     classes,
   });
+  // Download slots across instances (issue #16): counted in Redis when the swarms live there.
+  const slots = redis !== null ? new RedisSlots(redis, config.peerTimeout, config.redisTimeout) : undefined;
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
     peersPerMember: config.peersPerMember,
@@ -275,7 +280,14 @@ export function createTracker(
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
   const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
-  const schedulerDeps = { registry: getRegistry, clock, logger, refreshPolicy: () => policy.refresh() };
+  // Several instances on one database: each scheduler's passes run in the one holding its lease.
+  const schedulerDeps = {
+    registry: getRegistry,
+    clock,
+    logger,
+    refreshPolicy: () => policy.refresh(),
+    holder: randomUUID(),
+  };
   const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
   const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
   const bonusWatch = scheduler ? new BonusWatch({ ...schedulerDeps, rules: bonusRules(config) }) : null;
@@ -313,11 +325,11 @@ export function createTracker(
       : redis !== null && accountant !== null
         ? connectable !== null
           ? connectableDispatch(
-              sharedAccounting(redis, accountant, rules),
+              sharedAccounting(redis, accountant, rules, slots),
               connectable,
               config.connectableOnlyForUnconnectable,
             )
-          : sharedAccounting(redis, accountant, rules)
+          : sharedAccounting(redis, accountant, rules, slots)
         : undefined,
     settings: {
       interval: config.interval,
@@ -566,11 +578,11 @@ export function createTracker(
       connectableRecorder?.start(config.flushInterval);
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
-      void ratioWatch?.run().catch(() => {});
+      void ratioWatch?.tick().catch(() => {});
       hnrWatch?.start(config.hnrInterval);
-      void hnrWatch?.run().catch(() => {});
+      void hnrWatch?.tick().catch(() => {});
       classWatch?.start(config.classInterval);
-      void classWatch?.run().catch(() => {});
+      void classWatch?.tick().catch(() => {});
       bonusWatch?.start(config.bonusInterval);
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an

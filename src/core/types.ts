@@ -82,6 +82,22 @@ export interface SharedBaseline {
   seeding: boolean;
 }
 
+/**
+ * A leeching announce of a member whose class has download slots, to a shared store's slot count
+ * (RedisSlots, src/store/redis/slots.ts).
+ */
+export interface SlotClaim {
+  memberId: number;
+  /** The torrent's route hash (its bucket holds the member's baselines on it). */
+  route: Uint8Array;
+  torrentId: number;
+  /** The member's download slots (above 0). */
+  slots: number;
+  now: number;
+  /** This instance holds the peer's live baseline: it leeches the torrent already. */
+  known: boolean;
+}
+
 /** The private-mode part of an announce to a shared store (RedisSwarmStore `announceAccounted`). */
 export interface SharedAccountArgs {
   /** The torrent's route hash: its bucket holds the swarm and the member's baselines. */

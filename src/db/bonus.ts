@@ -87,18 +87,21 @@ export class Bonus {
           seeders: seeders.get(r.torrent_id) ?? 1,
           createdAt: r.created_at,
         });
-        const p = Math.floor(((r.seed_time - r.bonus_seed_time) * perHour) / 3600);
-        const m = perMember.get(r.member_id) ?? { points: 0, torrents: 0 };
-        m.points += p;
-        m.torrents++;
-        perMember.set(r.member_id, m);
-        await trx
+        // The paid seeding time moves only if no other pass moved it since it was read (another
+        // instance's, at the same moment): the seconds are paid by the pass that moves them.
+        const moved = await trx
           .updateTable('member_torrents')
           .set({ bonus_seed_time: r.seed_time })
           .where('member_id', '=', r.member_id)
           .where('torrent_id', '=', r.torrent_id)
           .where('bonus_seed_time', '=', r.bonus_seed_time)
-          .execute();
+          .executeTakeFirst();
+        if (Number(moved.numUpdatedRows) === 0) continue;
+        const p = Math.floor(((r.seed_time - r.bonus_seed_time) * perHour) / 3600);
+        const m = perMember.get(r.member_id) ?? { points: 0, torrents: 0 };
+        m.points += p;
+        m.torrents++;
+        perMember.set(r.member_id, m);
       }
       let points = 0;
       let members = 0;

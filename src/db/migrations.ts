@@ -486,6 +486,18 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('connectable_torrent').on('connectable').column('torrent_id').execute();
       },
     },
+    '0014_scheduler_leases': {
+      // Several instances on one database (issue #16): each scheduler's pass (ratio watch,
+      // hit-and-run, classes, bonus points) runs in the one instance that holds its lease.
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('scheduler_leases')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

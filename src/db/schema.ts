@@ -32,6 +32,7 @@ export interface Database {
   site_events: SiteEventsTable;
   featured_torrents: FeaturedTorrentsTable;
   connectable: ConnectableTable;
+  scheduler_leases: SchedulerLeasesTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -387,4 +388,14 @@ export interface ConnectableTable {
   ip: string;
   port: number;
   checked_at: number;
+}
+
+/**
+ * Scheduler leases (0014): the instance (`holder`, an id drawn at its start) that runs the passes
+ * of scheduler `name` until `expires_at` (clock seconds); src/db/leases.ts.
+ */
+export interface SchedulerLeasesTable {
+  name: string;
+  holder: string;
+  expires_at: number;
 }

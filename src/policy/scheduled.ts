@@ -1,6 +1,7 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/log.ts';
+import { releaseLease, takeLease } from '../db/leases.ts';
 import type { Registry } from '../db/registry.ts';
 
 /** Rows per query when a snapshot is loaded or a scheduler reads (see `inPages`). */
@@ -34,33 +35,84 @@ export interface SchedulerOptions<Rules> {
   logger: Logger;
   /** Asks this process's policy to reload (the other workers' poll the revision). */
   refreshPolicy: () => Promise<unknown>;
+  /**
+   * This instance's id (drawn at its start) for the schedulers' leases: the timer's passes then
+   * run only in the instance that holds the scheduler's lease in the database, so several
+   * instances on one database run each pass once (absent: every pass runs here).
+   */
+  holder?: string;
 }
 
 /**
  * A scheduler's timer and its one-at-a-time pass (ratio watch, hit-and-run): `start` runs a pass
- * every so many seconds, `run` runs one now (a call during a pass shares it), `stop` ends the timer
- * and waits for a pass under way (before the database closes). Subclasses write `pass`; time
- * comes from their injected clock, so tests run days in a few calls.
+ * every so many seconds (`tick`), `run` runs one now (a call during a pass shares it), `stop` ends
+ * the timer and waits for a pass under way (before the database closes). Subclasses write `pass`;
+ * time comes from their injected clock, so tests run days in a few calls.
+ *
+ * Several instances on one database: with a `holder`, each tick first takes the scheduler's lease
+ * (src/db/leases.ts) for one interval and a little more (`leaseSeconds`), and renews it at each
+ * tick; an instance whose tick finds it held by another skips its pass. So each pass runs in one
+ * instance, and if that instance dies, another takes over after the lease expires. A graceful stop
+ * gives the lease up at once.
  */
 export abstract class ScheduledPass<Rules, R extends Record<keyof R, number>> {
   protected readonly o: SchedulerOptions<Rules>;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<R> | null = null;
+  #every = 0;
 
   constructor(opts: SchedulerOptions<Rules>) {
     this.o = opts;
   }
 
   start(everySeconds: number): void {
-    this.#timer = setInterval(() => void this.run().catch(() => {}), everySeconds * 1000);
+    this.#every = everySeconds;
+    this.#timer = setInterval(() => void this.tick().catch(() => {}), everySeconds * 1000);
     this.#timer.unref();
   }
 
-  /** Stops the timer; resolves when a pass under way has ended (before the database closes). */
+  /**
+   * A pass from the timer (or at start): run here unless another instance holds the lease; null
+   * when it does.
+   */
+  async tick(): Promise<R | null> {
+    const holder = this.o.holder;
+    if (holder !== undefined) {
+      const now = this.o.clock.now();
+      let held: boolean;
+      try {
+        held = await takeLease(
+          this.o.registry().db.kysely,
+          this.name,
+          holder,
+          now,
+          now + leaseSeconds(this.#every),
+        );
+      } catch (err) {
+        this.o.logger.error(`${this.name}: the lease could not be taken; the next run tries again`, {
+          err: String(err),
+        });
+        throw err;
+      }
+      if (!held) return null;
+    }
+    return this.run();
+  }
+
+  /**
+   * Stops the timer; resolves when a pass under way has ended (before the database closes), and
+   * gives up the lease (another instance's next tick takes it).
+   */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     await this.#running?.catch(() => {});
+    if (this.o.holder === undefined) return;
+    try {
+      await releaseLease(this.o.registry().db.kysely, this.name, this.o.holder);
+    } catch {
+      // No database (never started, or gone): the lease expires by itself.
+    }
   }
 
   /** One pass (one at a time: a call during a pass shares it). */
@@ -97,4 +149,12 @@ export abstract class ScheduledPass<Rules, R extends Record<keyof R, number>> {
 
   /** Reads, decides and writes; returns what it changed, by kind. */
   protected abstract pass(): Promise<R>;
+}
+
+/**
+ * How long a lease taken at a tick lasts: the interval (the holder renews it at its next tick)
+ * and a little more (a late timer does not lose it), at most a minute more.
+ */
+export function leaseSeconds(everySeconds: number): number {
+  return everySeconds + Math.min(60, Math.ceil(everySeconds / 2));
 }

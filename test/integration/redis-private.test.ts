@@ -8,62 +8,36 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { LT, PY } from '../e2e/processes.ts';
-import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import type { RunningTracker } from '../e2e/tracker-process.ts';
 import { type AnnounceFields, announceAt, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
-import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
+import { adminJson, privateInstances } from '../helpers/private-instances.ts';
+import { redisTargets } from '../helpers/redis.ts';
 
 const postgres = engines.find((e) => e.name === 'postgres');
 
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
-
 for (const [name, url] of postgres === undefined ? [] : redisTargets)
   describe(`private mode, two instances on one ${name} and one PostgreSQL`, () => {
-    const prefix = testPrefix();
-    const scratch = mkdtempSync(join(tmpdir(), 'herald-rp-'));
-    let db: { url: string; drop(): Promise<void> };
-    let a: RunningTracker;
-    let b: RunningTracker;
-    const serve = () => [
-      ...PRIVATE_SERVE,
-      '--store',
-      url,
-      '--redis-prefix',
-      prefix,
-      '--database-url',
-      db.url,
-    ];
-    before(async () => {
-      db = await postgres!.create();
-      // One after the other: the first creates the schema.
-      a = await startTracker(serve());
-      // B with two workers (each talks to Redis; the primary writes their credits).
-      b = await startTracker([...serve(), '--workers', '2'], { ready: 'herald workers running' });
-    });
-    after(async () => {
-      await Promise.all([a?.stop(), b?.stop()]);
-      await deleteKeys(url, prefix);
-      await db?.drop();
-      rmSync(scratch, { recursive: true, force: true });
+    // B with two workers (each talks to Redis; the primary writes their credits).
+    const pair = privateInstances(postgres!, url, {
+      second: ['--workers', '2'],
+      secondReady: 'herald workers running',
     });
 
     /** A member and a hybrid torrent, known to both instances; announces as that member. */
     async function setUp(who: string, fill: number) {
+      const { one: a, two: b, scratch } = pair;
       const data = join(scratch, `${who}.bin`);
       const file = join(scratch, `${who}.torrent`);
       writeFileSync(data, Buffer.alloc(200_000, fill));
       execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', 'hybrid', 'private']);
-      const member = json<{ passkey: string }>(a.admin(['member', 'add', who, '--json']));
-      const torrent = json<{ id: number; info_hash: string; info_hash_v2: string }>(
+      const member = adminJson<{ passkey: string }>(a.admin(['member', 'add', who, '--json']));
+      const torrent = adminJson<{ id: number; info_hash: string; info_hash_v2: string }>(
         a.admin(['torrent', 'add', file, '--json']),
       );
       const v1 = Buffer.from(torrent.info_hash, 'hex');
@@ -91,6 +65,7 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
     }
 
     test('peers_per_torrent (3) counts the peers the member runs through both instances', async () => {
+      const { one: a, two: b } = pair;
       const { v1, v2, announce, passkey } = await setUp('bob', 5);
       // The set-up's peer is one; two more through B and A (one on each hash).
       for (const [t, ih, n] of [
@@ -138,6 +113,7 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
     });
 
     test('a client alternating between the instances is credited exactly once', async () => {
+      const { one: a, two: b } = pair;
       const { torrent, v1, v2, announce } = await setUp('alice', 7);
       // 40 announces, alternating instances (and hashes every other pair): downloading for the
       // first 20, `completed` at 20 (on B), then seeding; another `completed` on A counts nothing.
@@ -159,7 +135,7 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
         if (event === undefined) assert.match(text(r.get('warning message')), /announce/);
       }
       await Promise.all([a.stopGracefully(), b.stopGracefully()]);
-      const c = new pg.Client({ connectionString: db.url });
+      const c = new pg.Client({ connectionString: pair.db.url });
       await c.connect();
       try {
         const m = await c.query('SELECT uploaded, downloaded FROM members WHERE username = $1', ['alice']);

@@ -1,0 +1,140 @@
+import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
+import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
+import type { AccountVerdict } from '../tracker/service.ts';
+
+/**
+ * Peer limits and announce discipline (issue #16). A peer is a member × torrent × peer id, as the
+ * accountant remembers it: it takes its place at its first announce and frees it with `stopped`,
+ * or when it has been silent for `peerTimeout` (its baseline expires).
+ */
+export interface PeerRules {
+  /** Most peers of one member on one torrent (0 = no limit). */
+  peersPerTorrent: number;
+  /** Most peers of one member over all torrents (0 = no limit; with workers, per worker). */
+  peersPerMember: number;
+  /** An announce closer than this many seconds to the same peer's previous one is early (0 = off). */
+  minGap: number;
+  /** What an early announce gets: a `warning message` beside the usual answer, or a refusal. */
+  early: 'warn' | 'refuse';
+}
+
+/** Every rule off. */
+export const NO_RULES: PeerRules = { peersPerTorrent: 0, peersPerMember: 0, minGap: 0, early: 'warn' };
+
+/**
+ * What the rules read of the accountant's baselines: live peers, counted the accountant's way
+ * (a peer holds its place until `stopped` or until it has been silent for `peerTimeout`).
+ */
+export interface Baselines {
+  /** Peers of the member on the torrent. */
+  peersOn(memberId: number, torrentId: number): number;
+  /** Peers of the member over all torrents. */
+  peersOf(memberId: number): number;
+  /** Torrents the member leeches now (none of its peers there is seeding). */
+  leeching(memberId: number): number;
+  /** Forgets silent peers now (expiry is otherwise lazy): their places are freed. */
+  expire(): void;
+}
+
+/**
+ * The private-community verdicts on one announce (issue #16): peer limits per member and torrent
+ * and per member, download slots of the member's class, early announces. Each verdict is O(1)
+ * from the baselines, except download slots (O(the member's torrents), only for a new peer of a
+ * member whose class has slots); silent peers are expired only when a limit would refuse.
+ */
+export class Rules {
+  readonly config: PeerRules;
+  #baselines: Baselines;
+  #slots: (memberId: number) => number;
+  /** Announces refused by a peer limit, and early ones (refused or warned). */
+  readonly counts = { refusedPeerLimit: 0, early: 0 };
+
+  /** `slots`: the member's download slots (its class's; 0 = no limit). */
+  constructor(config: PeerRules, baselines: Baselines, slots: (memberId: number) => number) {
+    this.config = config;
+    this.#baselines = baselines;
+    this.#slots = slots;
+  }
+
+  /**
+   * One announce: a new peer (`prevAt` null) beyond a limit or a slot is refused; an announce of a
+   * known peer closer than `minGap` to its previous one (at `prevAt`) is early (`stopped` and
+   * `completed` always pass: a client must be able to leave, and a snatch must count).
+   */
+  judge(
+    prevAt: number | null,
+    req: AnnounceRequest,
+    memberId: number,
+    torrentId: number,
+    now: number,
+  ): AccountVerdict {
+    const r = this.config;
+    const event = req.event;
+    if (event === AnnounceEvent.stopped) return null;
+    if (prevAt === null) {
+      if (req.left > 0 && this.#slotsFull(memberId, torrentId)) return Errors.downloadSlots;
+      if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
+      let over = this.#overLimit(memberId, torrentId);
+      // Places held by peers that went silent are freed first.
+      if (over !== null) {
+        this.#baselines.expire();
+        over = this.#overLimit(memberId, torrentId);
+        if (over !== null) this.counts.refusedPeerLimit++;
+      }
+      return over;
+    }
+    if (r.minGap === 0 || event === AnnounceEvent.completed || now - prevAt >= r.minGap) return null;
+    this.counts.early++;
+    return r.early === 'refuse' ? Errors.announceTooSoon : Warnings.announceTooSoon;
+  }
+
+  /**
+   * With a shared store (Redis, several instances): `peersPerMember`, the rule the store cannot
+   * decide, checked before the store is asked, over the member's peers this instance has seen
+   * (its other torrents' baselines are in other buckets, out of one script's reach). `known`:
+   * whether this instance holds the peer's baseline already.
+   */
+  admit(known: boolean, req: AnnounceRequest, memberId: number): TrackerError | null {
+    const max = this.config.peersPerMember;
+    if (max === 0 || req.event === AnnounceEvent.stopped || known) return null;
+    if (this.#baselines.peersOf(memberId) < max) return null;
+    this.#baselines.expire();
+    if (this.#baselines.peersOf(memberId) < max) return null;
+    this.counts.refusedPeerLimit++;
+    return Errors.peerLimitMember;
+  }
+
+  /** The member's download slots (its class's; 0 = no limit). */
+  slotsOf(memberId: number): number {
+    return this.#slots(memberId);
+  }
+
+  /** Counts a verdict the shared store reached (peers per torrent, early announces). */
+  note(verdict: AccountVerdict): void {
+    if (verdict === Errors.peerLimitTorrent) this.counts.refusedPeerLimit++;
+    else if (verdict === Errors.announceTooSoon || verdict === Warnings.announceTooSoon) this.counts.early++;
+  }
+
+  /**
+   * Download slots: a member whose class has `slots` may leech that many torrents at once; a new
+   * leeching torrent beyond them is refused (one already held, and seeding, are not). Counted
+   * over the torrents of this process, as the peer limits are; silent peers' places are freed first.
+   */
+  #slotsFull(memberId: number, torrentId: number): boolean {
+    const slots = this.#slots(memberId);
+    if (slots === 0) return false;
+    const b = this.#baselines;
+    if (b.peersOn(memberId, torrentId) > 0 || b.leeching(memberId) < slots) return false;
+    b.expire();
+    return b.peersOn(memberId, torrentId) === 0 && b.leeching(memberId) >= slots;
+  }
+
+  #overLimit(memberId: number, torrentId: number): AccountVerdict {
+    const r = this.config;
+    const b = this.#baselines;
+    if (r.peersPerTorrent > 0 && b.peersOn(memberId, torrentId) >= r.peersPerTorrent)
+      return Errors.peerLimitTorrent;
+    if (r.peersPerMember > 0 && b.peersOf(memberId) >= r.peersPerMember) return Errors.peerLimitMember;
+    return null;
+  }
+}

@@ -1,0 +1,155 @@
+import { Errors, type TrackerError } from '../../core/errors.ts';
+import type { SlotClaim } from '../../core/types.ts';
+import { bucketOf, type RedisSwarmStore } from './redis-store.ts';
+
+/**
+ * Claim: one leeching announce of a member whose class has download slots (issue #16).
+ * KEYS[1] the member's slot set. ARGV: the torrent's entry ('<bucket>:<torrent id>'), slots, key
+ * expiry (seconds), '1' to add the entry beyond the slots (the member holds the torrent already),
+ * then pairs of entry and score to remove first, each only if its score is still that one (no
+ * announce claimed it since it was judged). Scores are the Redis server's time in milliseconds
+ * (one clock for every instance; a new claim almost always writes a new score). Returns 1 when the
+ * entry is claimed (or refreshed), else {the server's time (ms), entry, score, ...} to judge.
+ */
+export const CLAIM = `#!lua
+local key, entry = KEYS[1], ARGV[1]
+for i = 5, #ARGV, 2 do
+  if redis.call('ZSCORE', key, ARGV[i]) == ARGV[i + 1] then redis.call('ZREM', key, ARGV[i]) end
+end
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[4] == '1' or redis.call('ZSCORE', key, entry) or redis.call('ZCARD', key) < tonumber(ARGV[2]) then
+  redis.call('ZADD', key, ms, entry)
+  redis.call('EXPIRE', key, ARGV[3])
+  return 1
+end
+local out = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+table.insert(out, 1, ms)
+return out
+`;
+
+interface Commands {
+  heraldSlotClaim(key: string, ...args: (string | number)[]): Promise<1 | [number, ...string[]]>;
+}
+
+/** What a member has on one torrent, from the baselines in Redis: nothing live, leeching, seeding. */
+type Holding = 'none' | 'leeching' | 'seeding';
+
+/**
+ * Download slots across instances (issue #16): the torrents a member leeches, counted in Redis,
+ * so that a member with N slots leeches at most N torrents over every instance.
+ *
+ * Key (docs/redis.md): `<prefix>:{m<member id>}:l`, a ZSET of the torrents the member may be
+ * leeching, member '<bucket>:<torrent id>', score the Redis server's time (ms) of the last leeching
+ * announce that claimed it; its own hash tag (a member's torrents are in many buckets). It is touched only by leeching
+ * announces of members with slots: a new leeching peer waits for its claim (one EVALSHA); a peer
+ * this instance already holds refreshes its claim without waiting (the key expires after twice
+ * `peer_timeout` without any, as the baselines do).
+ *
+ * The set may hold torrents the member no longer leeches (stopped, finished, or silent: no
+ * announce says so to this key). They are judged only when the set is full: each one's baselines
+ * (`<prefix>:{<bucket>}:a:<torrent id>:<member id>`, scripts.ts ANNOUNCE) say whether a live peer
+ * of the member still leeches it, with the same `peer_timeout` cutoff the baselines use; those
+ * that do not are removed (each only if no announce claimed it meanwhile), and the claim is tried
+ * again; one claimed in the last two `redis_timeout`s whose announce may not have landed yet is
+ * waited for first (a rare wait: a full set, and a torrent started a moment ago). So a slot is exactly what the accountant counts on one instance: a torrent on which the
+ * member has a live peer and none seeding.
+ */
+export class RedisSlots {
+  #store: RedisSwarmStore;
+  #peerTimeout: number;
+  #inFlightMs: number;
+
+  /** `timeoutMs`: the store's deadline per call (`redis_timeout`). */
+  constructor(store: RedisSwarmStore, peerTimeout: number, timeoutMs: number) {
+    this.#store = store;
+    this.#peerTimeout = peerTimeout;
+    // A claim is followed by its announce within two calls' deadlines (or the announce failed).
+    this.#inFlightMs = 2 * timeoutMs;
+    store.client.defineCommand('heraldSlotClaim', { numberOfKeys: 1, lua: CLAIM });
+  }
+
+  /**
+   * A leeching announce of a member with slots on a torrent: null when it may leech it, or the
+   * refusal. A peer this instance knows (it leeches the torrent already) refreshes its claim
+   * without waiting for it.
+   */
+  claim({ memberId, route, torrentId, slots, now, known }: SlotClaim): Promise<TrackerError | null> | null {
+    const key = `${this.#store.prefix}:{m${memberId}}:l`;
+    const entry = `${bucketOf(route)}:${torrentId}`;
+    if (known) {
+      this.#claim(key, entry, slots, false, []).catch(() => {});
+      return null;
+    }
+    return this.#decide(memberId, key, entry, slots, now).catch(() => Errors.storeUnavailable);
+  }
+
+  /**
+   * Claims the entry; when the set is full, judges what it lists and removes what no live peer
+   * leeches, then tries again. An entry claimed within `#inFlightMs` whose announce has not
+   * landed yet (no baseline) is not judged until its announce has had the time to: otherwise two
+   * torrents started at once through two instances could each judge the other's claim empty.
+   */
+  async #decide(memberId: number, key: string, entry: string, slots: number, now: number) {
+    let prune: string[] = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const r = await this.#claim(key, entry, slots, false, prune);
+      if (r === 1) return null;
+      if (attempt === 0 && (await this.#judge(memberId, [entry], now))[0] !== 'none') {
+        // The member has a live peer on this torrent already (seeding, or leeching it without a
+        // claim): no new slot is taken, as on one instance.
+        await this.#claim(key, entry, slots, true, []);
+        return null;
+      }
+      const ms = Number(r[0]);
+      const listed: string[] = [];
+      for (let i = 1; i < r.length; i += 2) listed.push(String(r[i]));
+      const states = await this.#judge(memberId, listed, now);
+      prune = [];
+      let wait = 0;
+      for (let i = 0; i < listed.length; i++) {
+        if (states[i] === 'leeching') continue;
+        const score = String(r[2 * i + 2]);
+        const age = ms - Number(score);
+        if (age >= this.#inFlightMs) prune.push(listed[i], score);
+        else wait = Math.max(wait, this.#inFlightMs - age);
+      }
+      if (prune.length > 0) continue;
+      if (wait === 0) return Errors.downloadSlots;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    return Errors.downloadSlots;
+  }
+
+  #claim(
+    key: string,
+    entry: string,
+    slots: number,
+    force: boolean,
+    prune: string[],
+  ): Promise<1 | [number, ...string[]]> {
+    const cmd = this.#store.client as unknown as Commands;
+    const ttl = 2 * this.#peerTimeout;
+    return this.#store.call(cmd.heraldSlotClaim(key, entry, slots, ttl, force ? '1' : '0', ...prune));
+  }
+  /** What the member has on each torrent entry ('<bucket>:<torrent id>'), from its baselines. */
+  async #judge(memberId: number, entries: string[], now: number): Promise<Holding[]> {
+    const cutoff = now - this.#peerTimeout;
+    const prefix = this.#store.prefix;
+    return Promise.all(
+      entries.map(async (e) => {
+        const at = e.indexOf(':');
+        const key = `${prefix}:{${e.slice(0, at)}}:a:${e.slice(at + 1)}:${memberId}`;
+        let state: Holding = 'none';
+        // Each baseline is 'uploaded:downloaded:at:seeding'; field '~' (seeding time) is a number.
+        for (const v of await this.#store.call(this.#store.client.hvals(key))) {
+          const parts = v.split(':');
+          if (parts.length !== 4 || Number(parts[2]) < cutoff) continue;
+          if (parts[3] === '1') return 'seeding';
+          state = 'leeching';
+        }
+        return state;
+      }),
+    );
+  }
+}
