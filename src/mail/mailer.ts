@@ -71,7 +71,7 @@ export class Mailer {
   #stopped = false;
   #idle: (() => void)[] = [];
   /** Counts (tests, metrics). */
-  readonly counts = { sent: 0, failed: 0, dropped: 0, refused: 0 };
+  readonly counts = { sent: 0, retried: 0, failed: 0, dropped: 0, refused: 0 };
 
   constructor(o: MailerOptions) {
     this.#o = { maxQueue: 1000, maxAttempts: 6, backoffMs: 2000, ...o };
@@ -184,6 +184,7 @@ export class Mailer {
             err: why,
           });
           q.at = Date.now() + delay;
+          this.counts.retried++;
           this.#queue.push(q);
         },
       )
