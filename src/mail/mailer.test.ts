@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createLogger } from '../core/log.ts';
-import { type MailMessage, Mailer, type MailTransport, oneLine, plainAddress } from './mailer.ts';
+import { Mailer, type MailMessage, type MailTransport, oneLine, plainAddress } from './mailer.ts';
 import { invitationMail, resetMail, siteOf } from './messages.ts';
 
 const logger = createLogger('silent');
@@ -91,7 +91,11 @@ test('header injection: a recipient or subject with a line break, or a list of a
 
 test('mails carry the link and escape what people typed in the HTML part', () => {
   const site = siteOf('Demo\r\nBcc: x@example.org', 'https://t.example.org/');
-  const inv = invitationMail(site, 'a@example.org', { inviter: '<b>bob</b>', code: 'CODE_1', expiresAt: 1_800_000_000 });
+  const inv = invitationMail(site, 'a@example.org', {
+    inviter: '<b>bob</b>',
+    code: 'CODE_1',
+    expiresAt: 1_800_000_000,
+  });
   assert.ok(oneLine(inv.subject), inv.subject);
   assert.match(inv.text, /https:\/\/t\.example\.org\/register\?invite=CODE_1/);
   assert.ok(inv.html.includes('&lt;b&gt;bob&lt;/b&gt;'));

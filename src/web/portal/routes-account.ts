@@ -72,7 +72,7 @@ const SAME_ANSWER =
   'If an account with that name or e-mail address exists and has an e-mail address, a reset link is on its way. It works once, for a limited time.';
 
 async function qrDataUrl(text: string): Promise<string> {
-  const svg = await QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+  const svg = await QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2, width: 200 });
   return `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`;
 }
 
