@@ -201,6 +201,19 @@ export function portalTemplates(site: Site): Template[] {
     ),
     form('anon', '/login', 'username=victim&password=wrong'),
     get('anon', `/rss?key=${'0'.repeat(32)}`),
+    // Account mail and two-factor authentication (issue #16).
+    form('anon', '/forgot', 'who=victim'),
+    form('anon', '/forgot', 'who=victim%40example.org'),
+    form('anon', `/reset/${'A'.repeat(43)}`, 'password=longpassword1&password2=longpassword1'),
+    get('anon', `/reset/${'A'.repeat(43)}`),
+    form('anon', '/login/2fa', 'code=123456'),
+    form('member', '/me/email', 'email=victim%40example.org'),
+    form('member', '/me/2fa/setup', 'x=1'),
+    form('member', '/me/2fa/confirm', 'code=123456'),
+    form('member', '/me/2fa/disable', 'code=abcd-efgh-jkmn-pqrs'),
+    get('member', '/me/security'),
+    form('staff', `/staff/members/${vm}/reset-link`, 'x=1'),
+    form('staff', `/staff/members/${vm}/2fa-reset`, 'x=1'),
   ];
 }
 

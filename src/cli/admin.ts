@@ -11,6 +11,7 @@ import { type PublicMember, Registry, RegistryError } from '../db/registry.ts';
 import { HNR_STATUSES, type HnrStatus, ROLES, type Role } from '../db/schema.ts';
 import { hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { hashPassword } from '../web/portal/security.ts';
+import { linkTokenHash, newLinkToken } from '../web/portal/two-factor.ts';
 
 /** Options of the admin commands (everything else on the line is a config flag, as for serve). */
 const ADMIN_OPTIONS: Record<string, 'string' | 'boolean'> = {
@@ -66,6 +67,7 @@ export const ADMIN_HELP = `Administration (on the tracker's database; a running 
   herald member list [--search TEXT] | show MEMBER | disable MEMBER [--reason R] | ban MEMBER [--reason R]
   herald member enable MEMBER | reset-passkey MEMBER | set MEMBER [--role R] [--invites N] [--can-leech yes|no] [--hnr-immune yes|no] [--class NAME|auto]
   herald member password MEMBER < FILE   (portal password, first line of standard input)
+  herald member reset-link MEMBER | 2fa-reset MEMBER   (a one-time password reset link; two-factor authentication off)
   herald member invite [--member INVITER] [--email E] [--days N]   (a portal invitation link)
   herald torrent add FILE.torrent [--category C] [--restricted yes] [--freeleech yes]
   herald torrent list [--search TEXT] | show TORRENT | remove TORRENT
@@ -328,6 +330,39 @@ export async function runAdmin(
         print(
           { code: inv.code, path: `/register?invite=${inv.code}`, expires_at: inv.expires_at },
           () => `invitation (valid ${days} days): /register?invite=${inv.code}`,
+        );
+        break;
+      }
+      case 'member reset-link': {
+        // A one-time password reset link (issue #16), for a site without mail: staff hand it over.
+        need(1, 'reset-link MEMBER');
+        const m = await reg.member(rest[0]);
+        const token = newLinkToken();
+        const at = Math.floor(Date.now() / 1000);
+        const expiresAt = at + config.resetLinkMinutes * 60;
+        await reg.accounts.createPasswordReset({
+          memberId: m.id,
+          tokenHash: linkTokenHash(token),
+          expiresAt,
+          by: null,
+        });
+        const path = `/reset/${token}`;
+        const url = config.siteUrl === '' ? null : `${config.siteUrl.replace(/\/+$/, '')}${path}`;
+        print(
+          { id: m.id, username: m.username, path, url, expires_at: expiresAt },
+          () =>
+            `password reset link for ${m.username} (once, ${config.resetLinkMinutes} min): ${url ?? `${path}  (after the portal's address; set site_url to get the whole link)`}`,
+        );
+        break;
+      }
+      case 'member 2fa-reset': {
+        need(1, '2fa-reset MEMBER');
+        const m = await reg.member(rest[0]);
+        await reg.accounts.disableTwoFactor(m.id);
+        await reg.accounts.deleteMemberSessions(m.id);
+        print(
+          { id: m.id, username: m.username, two_factor: 'off' },
+          () => `two-factor authentication off for ${m.username}`,
         );
         break;
       }

@@ -34,6 +34,9 @@ import { Registry } from '../db/registry.ts';
 import { HttpFrontend } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
+import { Mailer } from '../mail/mailer.ts';
+import { siteOf } from '../mail/messages.ts';
+import { MailNotices } from '../mail/notices.ts';
 import { BonusWatch, bonusRules } from '../policy/bonus.ts';
 import { ClassWatch } from '../policy/classes.ts';
 import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
@@ -91,6 +94,10 @@ export interface Tracker {
   readonly bonusWatch: BonusWatch | null;
   /** The community portal (null when `portal` is off). */
   readonly portal: Portal | null;
+  /** Account mail (null without `smtp_url`). */
+  readonly mailer: Mailer | null;
+  /** Mail notices of ratio warnings and hit-and-runs (null without mail, or where no scheduler runs). */
+  readonly mailNotices: MailNotices | null;
   /** Announce base URLs (configured `public_urls`, or derived from the listeners). */
   publicUrls(): string[];
   /**
@@ -438,25 +445,40 @@ export function createTracker(
   };
   // The portal: on by default in private mode; on the tracker's HTTP(S) ports unless it has
   // listeners of its own (portal_listen).
-  const portal =
-    config.portal === 'on' || (config.portal === 'auto' && config.mode === 'private')
-      ? createPortal({
-          config,
+  const portalOn = config.portal === 'on' || (config.portal === 'auto' && config.mode === 'private');
+  // Account mail (issue #16): for the portal's mails and the schedulers' notices.
+  const mailer = portalOn || scheduler ? Mailer.fromConfig(config, logger) : null;
+  const mailNotices =
+    mailer !== null && scheduler
+      ? new MailNotices({
           registry: getRegistry,
-          refreshPolicy: () => policy.refresh(),
-          promotions: () => policy.snapshot.promotions,
-          scrape: (hashes) => store.scrape(hashes, clock.now()),
-          stats: () => stats.snapshot(),
-          urls: () => publicUrls(),
-          // With workers, each owns the holdings of its torrents: the figures are added up.
-          activity: accountant
-            ? sharded
-              ? (id) => sharded.activity(id)
-              : (id) => accountant.activity(id)
-            : undefined,
-          onError,
+          mailer,
+          site: siteOf(config.siteName, config.siteUrl),
+          ratio: { minPercent: config.ratioWatchMinPercent, days: config.ratioWatchDays },
+          logger,
         })
       : null;
+  // What a member seeds and leeches now (portal, API). With workers, each owns the holdings of its
+  // torrents: the figures are added up.
+  const activity = accountant
+    ? sharded
+      ? (id: number) => sharded.activity(id)
+      : (id: number) => accountant.activity(id)
+    : undefined;
+  const portal = portalOn
+    ? createPortal({
+        config,
+        mailer,
+        registry: getRegistry,
+        refreshPolicy: () => policy.refresh(),
+        promotions: () => policy.snapshot.promotions,
+        scrape: (hashes) => store.scrape(hashes, clock.now()),
+        stats: () => stats.snapshot(),
+        urls: () => publicUrls(),
+        activity,
+        onError,
+      })
+    : null;
   const portalListen = portal ? listens(config.portalListen, 'portal_listen') : [];
   const portalServers: Server[] = [];
   const http = new HttpFrontend({
@@ -489,11 +511,7 @@ export function createTracker(
             stats,
             onError,
             urls: () => publicUrls(),
-            activity: accountant
-              ? sharded
-                ? (id) => sharded.activity(id)
-                : (id) => accountant.activity(id)
-              : undefined,
+            activity,
             peerTimeout: config.peerTimeout,
             connectableMaxAge: config.connectableInterval + config.peerTimeout,
             hnrThreshold: hnrThreshold(hnrRules(config)),
@@ -584,6 +602,7 @@ export function createTracker(
       classWatch?.start(config.classInterval);
       void classWatch?.tick().catch(() => {});
       bonusWatch?.start(config.bonusInterval);
+      mailNotices?.start(Math.min(config.ratioWatchInterval, config.hnrInterval));
       portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
@@ -651,6 +670,8 @@ export function createTracker(
       await hnrWatch?.stop();
       await classWatch?.stop();
       await bonusWatch?.stop();
+      await mailNotices?.stop();
+      mailer?.stop();
       // Every pending accounting delta is written before the database closes.
       if (accountant !== null && registry !== null) {
         const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
@@ -686,6 +707,8 @@ export function createTracker(
     classWatch,
     bonusWatch,
     portal,
+    mailer,
+    mailNotices,
     publicUrls: () => publicUrls(),
     health,
   };

@@ -187,3 +187,43 @@ test('store: a Redis store needs a shared udp_secret, a valid URL, workers = 1 a
       (e: Error) => e instanceof ConfigError && why.test(e.message),
     );
 });
+
+test('account mail: smtp_url needs mail_from and site_url; a bad URL or a From with a line break is refused', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  try {
+    const off = load([], {}, cwd);
+    assert.deepEqual([off.smtpUrl, off.require2faForStaff, off.totpEncryptionKey], ['', false, null]);
+    const refused = (args: string[], re: RegExp) =>
+      assert.throws(
+        () => load(args, {}, cwd),
+        (e: Error) => e instanceof ConfigError && re.test(e.message),
+        args.join(' '),
+      );
+    const smtp = ['--smtp-url', 'smtp://u:p@127.0.0.1:2525'];
+    refused(smtp, /mail_from: needed with smtp_url/);
+    refused([...smtp, '--mail-from', 'h@example.org'], /site_url: needed with smtp_url/);
+    refused(['--smtp-url', 'http://mail.example.org'], /smtp_url: an smtp:\/\/host:port/);
+    refused(['--smtp-url', 'not a url'], /smtp_url/);
+    refused(['--site-url', 'ftp://x'], /site_url: an http\(s\):\/\//);
+    refused(['--mail-from', 'a@example.org\r\nBcc: b@example.org'], /mail_from: one line/);
+    refused(['--totp-encryption-key', 'short'], /totp_encryption_key: must be at least 16/);
+    const on = load(
+      [
+        ...smtp,
+        '--mail-from',
+        'Herald <h@example.org>',
+        '--site-url',
+        'https://t.example.org',
+        '--require-2fa-for-staff',
+      ],
+      { HERALD_TOTP_ENCRYPTION_KEY: 'k'.repeat(32) },
+      cwd,
+    );
+    assert.deepEqual(
+      [on.siteUrl, on.require2faForStaff, on.totpEncryptionKey],
+      ['https://t.example.org', true, 'k'.repeat(32)],
+    );
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
+});

@@ -105,6 +105,13 @@ export interface HeraldConfig {
   inviteMinUploaded: number;
   invitesPerPeriod: number;
   invitePeriodDays: number;
+  /** Account mail (issue #16): an smtp:// or smtps:// URL; '' = no mail. */
+  smtpUrl: string;
+  mailFrom: string;
+  siteUrl: string;
+  resetLinkMinutes: number;
+  require2faForStaff: boolean;
+  totpEncryptionKey: string | null;
 }
 
 type Kind =
@@ -944,6 +951,50 @@ export const SCHEMA: readonly KeyDef[] = [
     doc: 'Invite earning: length of one period in days',
   },
   {
+    key: 'smtpUrl',
+    kind: 'string',
+    default: '',
+    arg: 'URL',
+    doc: 'Account mail: the SMTP server as smtp://user:password@host:587 (STARTTLS when offered; add ?requireTLS=true to insist) or smtps://…:465; empty = no mail (invitations, reset links and notices are not sent)',
+  },
+  {
+    key: 'mailFrom',
+    kind: 'string',
+    default: '',
+    arg: 'ADDRESS',
+    doc: 'Account mail: the From address, e.g. "Herald <tracker@example.org>" (needed with smtp_url)',
+  },
+  {
+    key: 'siteUrl',
+    kind: 'string',
+    default: '',
+    arg: 'URL',
+    doc: "Account mail: the portal's public address for links in mails, e.g. https://tracker.example.org (needed with smtp_url; also used by `herald member reset-link`)",
+  },
+  {
+    key: 'resetLinkMinutes',
+    kind: 'int',
+    min: 5,
+    max: 7 * 24 * 60,
+    default: 60,
+    arg: 'MINUTES',
+    doc: 'Portal: minutes a password reset link stays valid (it works once)',
+  },
+  {
+    key: 'require2faForStaff',
+    name: 'require_2fa_for_staff',
+    kind: 'bool',
+    default: false,
+    doc: 'Portal: staff (moderators, administrators) must turn on two-factor authentication before any staff page',
+  },
+  {
+    key: 'totpEncryptionKey',
+    kind: 'secret?',
+    default: null,
+    arg: 'KEY',
+    doc: "Portal: a key (16+ characters, e.g. `openssl rand -hex 32`) that encrypts members' two-factor secrets in the database (AES-256-GCM); unset = stored as is. Keep it: secrets sealed with a lost key cannot be read (staff then reset those members' 2FA)",
+  },
+  {
     key: 'logLevel',
     kind: 'level',
     default: 'info',
@@ -1147,6 +1198,24 @@ export function validateRelations(c: HeraldConfig): void {
   } catch (err) {
     throw new ConfigError(`config: member_classes: ${(err as Error).message}`);
   }
+  if (c.smtpUrl !== '') {
+    let u: URL | null = null;
+    try {
+      u = new URL(c.smtpUrl);
+    } catch {}
+    if (u === null || (u.protocol !== 'smtp:' && u.protocol !== 'smtps:') || u.hostname === '')
+      throw new ConfigError('config: smtp_url: an smtp://host:port or smtps://host:port URL');
+    if (c.mailFrom === '')
+      throw new ConfigError('config: mail_from: needed with smtp_url (the From address)');
+    if (c.siteUrl === '')
+      throw new ConfigError(
+        "config: site_url: needed with smtp_url (the portal's address for links in mails)",
+      );
+  }
+  if (c.mailFrom !== '' && /[\r\n]/.test(c.mailFrom))
+    throw new ConfigError('config: mail_from: one line, e.g. "Herald <tracker@example.org>"');
+  if (c.siteUrl !== '' && !/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/.test(c.siteUrl))
+    throw new ConfigError(`config: site_url: an http(s):// address without query (got "${c.siteUrl}")`);
   for (const r of c.hnrImmuneRoles)
     if (!(ROLES as readonly string[]).includes(r))
       throw new ConfigError(`config: hnr_immune_roles: "${r}" is not a role (${ROLES.join(', ')})`);

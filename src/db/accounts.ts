@@ -53,7 +53,7 @@ export class Accounts {
   async credentials(username: string, address = '') {
     const r = await this.#k
       .selectFrom('members')
-      .select(['id', 'username', 'password_hash', 'status', 'status_reason'])
+      .select(['id', 'username', 'password_hash', 'status', 'status_reason', 'totp_enabled_at'])
       .select((eb) =>
         eb
           .exists(
@@ -120,6 +120,8 @@ export class Accounts {
     csrf: string;
     expiresAt: number;
     ip: string | null;
+    /** The password was right; the second factor is still owed (not a login yet). */
+    pending2fa?: boolean;
   }) {
     await this.#k
       .insertInto('sessions')
@@ -130,17 +132,31 @@ export class Accounts {
         created_at: now(),
         expires_at: s.expiresAt,
         ip: s.ip,
+        pending_2fa: s.pending2fa ? 1 : 0,
       })
       .execute();
-    await this.#k.updateTable('members').set({ last_login_at: now() }).where('id', '=', s.memberId).execute();
+    if (!s.pending2fa)
+      await this.#k
+        .updateTable('members')
+        .set({ last_login_at: now() })
+        .where('id', '=', s.memberId)
+        .execute();
   }
 
-  /** The session's member and CSRF token, if the session exists and has not expired. */
-  async session(id: string, at: number): Promise<{ member: PublicMember; csrf: string } | undefined> {
+  /**
+   * The session's member and CSRF token, if the session exists and has not expired; `pending`: it
+   * still owes the second factor; `twoFactor`: the member has 2FA on.
+   */
+  async session(
+    id: string,
+    at: number,
+  ): Promise<{ member: PublicMember; csrf: string; pending: boolean; twoFactor: boolean } | undefined> {
     const s = await this.#k
       .selectFrom('sessions')
-      .select(['member_id', 'csrf', 'expires_at'])
-      .where('id', '=', id)
+      .innerJoin('members', 'members.id', 'sessions.member_id')
+      .select(['sessions.member_id', 'sessions.csrf', 'sessions.expires_at', 'sessions.pending_2fa'])
+      .select('members.totp_enabled_at')
+      .where('sessions.id', '=', id)
       .executeTakeFirst();
     if (!s) return undefined;
     if (s.expires_at <= at) {
@@ -148,7 +164,9 @@ export class Accounts {
       return undefined;
     }
     const member = await this.#reg.findMember(s.member_id);
-    return member ? { member, csrf: s.csrf } : undefined;
+    return member
+      ? { member, csrf: s.csrf, pending: s.pending_2fa === 1, twoFactor: s.totp_enabled_at !== null }
+      : undefined;
   }
 
   async deleteSession(id: string): Promise<void> {
@@ -395,6 +413,10 @@ export class Accounts {
     return q.execute();
   }
 
+  async application(id: number) {
+    return this.#k.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
   /** An application and, once approved, its invitation code (the applicant's status page). */
   async applicationByToken(token: string) {
     const a = await this.#k
@@ -586,5 +608,236 @@ export class Accounts {
       uploaded: Number(traffic.up ?? 0),
       downloaded: Number(traffic.down ?? 0),
     };
+  }
+
+  // ---- portal: password resets and two-factor authentication (0012; see web/portal/two-factor.ts) ----
+
+  /** Active members whose e-mail address is `email` (any case); a few at most. */
+  membersByEmail(email: string) {
+    return this.#k
+      .selectFrom('members')
+      .select(MEMBER_COLUMNS)
+      .where(sql`lower(email)`, '=', email.toLowerCase())
+      .where('status', '=', 'active')
+      .orderBy('id')
+      .limit(5)
+      .execute();
+  }
+
+  /** Stores a reset link's token hash; `by`: the staff member who made it. */
+  async createPasswordReset(r: {
+    memberId: number;
+    tokenHash: string;
+    expiresAt: number;
+    by: number | null;
+  }) {
+    await this.#k
+      .insertInto('password_resets')
+      .values({
+        token_hash: r.tokenHash,
+        member_id: r.memberId,
+        created_at: now(),
+        expires_at: r.expiresAt,
+        used_at: null,
+        by_member: r.by,
+      })
+      .execute();
+  }
+
+  /** The member a reset link is for, if it is unused and unexpired at `at`. */
+  async passwordReset(tokenHash: string, at: number): Promise<PublicMember | undefined> {
+    const r = await this.#k
+      .selectFrom('password_resets')
+      .select(['member_id'])
+      .where('token_hash', '=', tokenHash)
+      .where('used_at', 'is', null)
+      .where('expires_at', '>', at)
+      .executeTakeFirst();
+    if (!r) return undefined;
+    const m = await this.#reg.findMember(r.member_id);
+    return m?.status === 'active' ? m : undefined;
+  }
+
+  /**
+   * Uses a reset link: once, before it expires. Sets the password, ends every session of the
+   * member and voids the member's other links, in one transaction. The member's id, or null.
+   */
+  async usePasswordReset(tokenHash: string, at: number, passwordHash: string): Promise<number | null> {
+    return this.#k.transaction().execute(async (trx) => {
+      const r = await trx
+        .selectFrom('password_resets')
+        .select(['id', 'member_id'])
+        .where('token_hash', '=', tokenHash)
+        .where('used_at', 'is', null)
+        .where('expires_at', '>', at)
+        .executeTakeFirst();
+      if (!r) return null;
+      const u = await trx
+        .updateTable('password_resets')
+        .set({ used_at: at })
+        .where('id', '=', r.id)
+        .where('used_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) !== 1) return null;
+      await trx
+        .updateTable('password_resets')
+        .set({ used_at: at })
+        .where('member_id', '=', r.member_id)
+        .where('used_at', 'is', null)
+        .execute();
+      await trx
+        .updateTable('members')
+        .set({ password_hash: passwordHash })
+        .where('id', '=', r.member_id)
+        .execute();
+      await trx.deleteFrom('sessions').where('member_id', '=', r.member_id).execute();
+      return r.member_id;
+    });
+  }
+
+  /** A member's TOTP state: the stored (sealed) secret, when 2FA was turned on, the last step used. */
+  async twoFactor(memberId: number) {
+    const r = await this.#k
+      .selectFrom('members')
+      .select(['totp_secret', 'totp_enabled_at', 'totp_last_step'])
+      .where('id', '=', memberId)
+      .executeTakeFirst();
+    const left = await this.#k
+      .selectFrom('recovery_codes')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('member_id', '=', memberId)
+      .where('used_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return {
+      secret: r?.totp_secret ?? null,
+      enabledAt: r?.totp_enabled_at ?? null,
+      lastStep: r?.totp_last_step === null || r === undefined ? null : Number(r.totp_last_step),
+      recoveryLeft: Number(left.n),
+    };
+  }
+
+  /** Enrolment, step one: a new secret, not in force until confirmed (`enableTwoFactor`). */
+  async setTotpSecret(memberId: number, sealed: string): Promise<void> {
+    await this.#k
+      .updateTable('members')
+      .set({ totp_secret: sealed })
+      .where('id', '=', memberId)
+      .where('totp_enabled_at', 'is', null)
+      .execute();
+  }
+
+  /** Enrolment confirmed by a code of `step`: 2FA on, with fresh recovery codes (their hashes). */
+  async enableTwoFactor(memberId: number, at: number, step: number, recoveryHashes: string[]) {
+    await this.#k.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('members')
+        .set({ totp_enabled_at: at, totp_last_step: step })
+        .where('id', '=', memberId)
+        .execute();
+      await trx.deleteFrom('recovery_codes').where('member_id', '=', memberId).execute();
+      await trx
+        .insertInto('recovery_codes')
+        .values(recoveryHashes.map((h) => ({ member_id: memberId, code_hash: h, used_at: null })))
+        .execute();
+    });
+  }
+
+  /**
+   * Records that a code of `step` was accepted; false when a code of this step or a later one was
+   * accepted already (the same code twice, perhaps at once: the update is conditional).
+   */
+  async acceptTotpStep(memberId: number, step: number): Promise<boolean> {
+    const u = await this.#k
+      .updateTable('members')
+      .set({ totp_last_step: step })
+      .where('id', '=', memberId)
+      .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+      .executeTakeFirst();
+    return Number(u.numUpdatedRows) === 1;
+  }
+
+  /** Uses a recovery code (its hash) once; false when unknown or used. */
+  async useRecoveryCode(memberId: number, hash: string, at: number): Promise<boolean> {
+    const u = await this.#k
+      .updateTable('recovery_codes')
+      .set({ used_at: at })
+      .where('member_id', '=', memberId)
+      .where('code_hash', '=', hash)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return Number(u.numUpdatedRows) === 1;
+  }
+
+  /** 2FA off (the member with a code, or staff's reset): secret and recovery codes gone. */
+  async disableTwoFactor(memberId: number): Promise<void> {
+    await this.#k.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('members')
+        .set({ totp_secret: null, totp_enabled_at: null, totp_last_step: null })
+        .where('id', '=', memberId)
+        .execute();
+      await trx.deleteFrom('recovery_codes').where('member_id', '=', memberId).execute();
+    });
+  }
+
+  // ---- account mail: what the notices have mailed so far (settings rows, no revision bump) ----
+
+  /** A notices watermark (null: never set). */
+  async noticeMark(key: 'mail_notice_ratio_at' | 'mail_notice_hnr_id'): Promise<number | null> {
+    const r = await this.#k.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return r === undefined ? null : Number(r.value);
+  }
+
+  async setNoticeMark(key: 'mail_notice_ratio_at' | 'mail_notice_hnr_id', value: number): Promise<void> {
+    await this.#k.transaction().execute(async (trx) => {
+      await trx.deleteFrom('settings').where('key', '=', key).execute();
+      await trx
+        .insertInto('settings')
+        .values({ key, value: String(value) })
+        .execute();
+    });
+  }
+
+  /** Members warned by ratio watch after `at` (oldest warning first), `limit` at most. */
+  ratioWarnedAfter(at: number, limit: number) {
+    return this.#k
+      .selectFrom('members')
+      .select(['id', 'username', 'email', 'uploaded', 'downloaded', 'ratio_warned_at'])
+      .where('ratio_warned_at', '>', at)
+      .orderBy('ratio_warned_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** The latest ratio warning's time (0 when none). */
+  async lastRatioWarning(): Promise<number> {
+    const r = await this.#k
+      .selectFrom('members')
+      .select((eb) => eb.fn.max('ratio_warned_at').as('at'))
+      .executeTakeFirst();
+    return Number(r?.at ?? 0);
+  }
+
+  /** Hit-and-runs marked after the one with id `afterId` (still active), `limit` at most. */
+  hitAndRunsAfter(afterId: number, limit: number) {
+    return this.#k
+      .selectFrom('hit_and_runs as h')
+      .innerJoin('members as m', 'm.id', 'h.member_id')
+      .innerJoin('torrents as t', 't.id', 'h.torrent_id')
+      .select(['h.id', 'h.status', 'm.username', 'm.email', 't.id as torrent_id', 't.name as torrent'])
+      .where('h.id', '>', afterId)
+      .orderBy('h.id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** The newest hit-and-run's id (0 when none). */
+  async lastHitAndRun(): Promise<number> {
+    const r = await this.#k
+      .selectFrom('hit_and_runs')
+      .select((eb) => eb.fn.max('id').as('id'))
+      .executeTakeFirst();
+    return Number(r?.id ?? 0);
   }
 }

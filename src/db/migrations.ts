@@ -467,6 +467,43 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0012_account_security': {
+      // Account mail and two-factor authentication (issue #16). Members: a TOTP secret (encrypted
+      // when `totp_encryption_key` is set), when 2FA was turned on, and the last time step a code
+      // was accepted in (a code works once). Sessions: 1 while the password was right but the
+      // second factor is still owed. Password resets and recovery codes: only their SHA-256.
+      async up(db: AnyDb) {
+        await db.schema.alterTable('members').addColumn('totp_secret', 'text').execute();
+        await db.schema.alterTable('members').addColumn('totp_enabled_at', 'bigint').execute();
+        await db.schema.alterTable('members').addColumn('totp_last_step', 'bigint').execute();
+        await db.schema
+          .alterTable('sessions')
+          .addColumn('pending_2fa', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('password_resets')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('used_at', 'bigint')
+          .addColumn('by_member', 'integer', (c) => c.references('members.id').onDelete('set null'))
+          .execute();
+        await db.schema
+          .createTable('recovery_codes')
+          .addColumn('id', t.id, (c) => id(c) as typeof c)
+          .addColumn('member_id', 'integer', (c) => c.notNull().references('members.id').onDelete('cascade'))
+          .addColumn('code_hash', 'text', (c) => c.notNull())
+          .addColumn('used_at', 'bigint')
+          .execute();
+        await db.schema
+          .createIndex('recovery_codes_member')
+          .on('recovery_codes')
+          .columns(['member_id'])
+          .execute();
+      },
+    },
     '0013_connectable': {
       // The connectable check (issue #16): the last result for a member on a torrent (the endpoint
       // its peer announced, whether Herald could open a BitTorrent connection to it, and when).

@@ -84,7 +84,15 @@ export function infoHashHex(s: string): string {
   return h;
 }
 
-export type PublicMember = Omit<Member, 'password_hash' | 'invites_earned_at' | 'last_login_at'>;
+export type PublicMember = Omit<
+  Member,
+  | 'password_hash'
+  | 'invites_earned_at'
+  | 'last_login_at'
+  | 'totp_secret'
+  | 'totp_enabled_at'
+  | 'totp_last_step'
+>;
 
 export const TORRENT_COLUMNS = [
   'id',

@@ -33,6 +33,8 @@ export interface Database {
   featured_torrents: FeaturedTorrentsTable;
   connectable: ConnectableTable;
   scheduler_leases: SchedulerLeasesTable;
+  password_resets: PasswordResetsTable;
+  recovery_codes: RecoveryCodesTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -84,6 +86,12 @@ export interface MembersTable {
   class_locked: Generated<number>;
   /** Freeleech tokens held (0009), bought in the bonus shop. */
   freeleech_tokens: Generated<number>;
+  /** TOTP secret (0012): `plain:BASE32` or `gcm:…` (encrypted with `totp_encryption_key`); null = none. */
+  totp_secret: string | null;
+  /** When two-factor authentication was turned on (null = off; a secret may wait for confirmation). */
+  totp_enabled_at: number | null;
+  /** The last TOTP time step a code was accepted in: a code is good once (replay protection). */
+  totp_last_step: number | null;
 }
 export type Member = Selectable<MembersTable>;
 export type NewMember = Insertable<MembersTable>;
@@ -242,6 +250,8 @@ export interface SessionsTable {
   created_at: number;
   expires_at: number;
   ip: string | null;
+  /** 1: the password was right, the second factor is still owed (0012); such a session is no login. */
+  pending_2fa: Generated<number>;
 }
 
 /** A member's credited totals over time, for the profile chart (0002_portal). */
@@ -398,4 +408,26 @@ export interface SchedulerLeasesTable {
   name: string;
   holder: string;
   expires_at: number;
+}
+
+/**
+ * A password reset link (0012): only the SHA-256 of its token, good until `expires_at`, once
+ * (`used_at`). `by_member`: the staff member who made it (null: asked for by mail, or the CLI).
+ */
+export interface PasswordResetsTable {
+  id: Generated<number>;
+  token_hash: string;
+  member_id: number;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  by_member: number | null;
+}
+
+/** A two-factor recovery code (0012): only its SHA-256; each is good once (`used_at`). */
+export interface RecoveryCodesTable {
+  id: Generated<number>;
+  member_id: number;
+  code_hash: string;
+  used_at: number | null;
 }

@@ -12,7 +12,6 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
@@ -21,14 +20,10 @@ import { CHROMIUM, CHROMIUM_ARGS } from '../helpers/chromium.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
 import { makeTorrent } from '../helpers/portal-client.ts';
 import { markHitAndRun } from '../helpers/scheduler.ts';
+import { type Browser, DESKTOP, type Page, PHONE, type PW, SHOTS, shoot } from './browser.ts';
 import { type RunningTracker, startTracker } from './tracker-process.ts';
 
-const SHOTS = new URL('../../test-results/screenshots/', import.meta.url).pathname;
 const PASSWORD = 'a long enough password';
-
-type PW = typeof import('playwright-core');
-type Browser = Awaited<ReturnType<PW['chromium']['launch']>>;
-type Page = Awaited<ReturnType<Browser['newPage']>>;
 
 let pw: PW;
 let browser: Browser;
@@ -84,48 +79,9 @@ after(async () => {
   await herald?.stop();
 });
 
-const DESKTOP = { width: 1280, height: 860 };
-const PHONE = { width: 390, height: 844 };
-
 async function newPage(viewport = DESKTOP): Promise<Page> {
   const ctx = await browser.newContext({ viewport, acceptDownloads: true });
   return ctx.newPage();
-}
-
-/**
- * Basic accessibility checks on every page shot: one main landmark, one h1, every visible form
- * control labelled, every image-like canvas named.
- */
-async function assertAccessible(page: Page) {
-  // A string, evaluated in the page: the test's TypeScript has no DOM types.
-  const problems = (await page.evaluate(`(() => {
-    const out = [];
-    if (document.querySelectorAll('main').length !== 1) out.push('expected one <main>');
-    if (document.querySelectorAll('h1').length !== 1) out.push('expected one <h1>');
-    if (!document.documentElement.lang) out.push('no lang on <html>');
-    for (const el of document.querySelectorAll('input, select, textarea')) {
-      if (el.type === 'hidden' || el.hidden) continue;
-      if ((el.labels ? el.labels.length : 0) === 0 && !el.getAttribute('aria-label'))
-        out.push('unlabelled ' + el.tagName.toLowerCase() + ' name=' + el.name);
-    }
-    for (const c of document.querySelectorAll('canvas'))
-      if (!c.getAttribute('aria-label')) out.push('canvas without aria-label');
-    for (const b of document.querySelectorAll('button'))
-      if (!(b.textContent || '').trim() && !b.getAttribute('aria-label')) out.push('button without a name');
-    return out;
-  })()`)) as string[];
-  assert.deepEqual(problems, [], `${page.url()}: ${problems.join('; ')}`);
-}
-
-/** Desktop and phone screenshots of the page's current URL (after the accessibility checks). */
-async function shoot(page: Page, name: string) {
-  await assertAccessible(page);
-  await page.screenshot({ path: join(SHOTS, `${name}-desktop.png`), fullPage: true });
-  const phone = await page.context().newPage();
-  await phone.setViewportSize(PHONE);
-  await phone.goto(page.url());
-  await phone.screenshot({ path: join(SHOTS, `${name}-phone.png`), fullPage: true });
-  await phone.close();
 }
 
 async function submit(page: Page, button: string) {

@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
+import { linkTokenHash } from '../../src/web/portal/two-factor.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
 import { markHitAndRun, memberTorrentRow } from '../helpers/scheduler.ts';
 
@@ -359,4 +360,33 @@ test('promotions: tokens (give, spend, show), personal freeleech (give, list, re
   assert.equal(json('featured', 'list').length, 1);
   json('featured', 'remove', String(f.id));
   assert.equal(json('featured', 'list').length, 0);
+});
+
+test('member reset-link and 2fa-reset (issue #16): a one-time link for the portal; 2FA off', async () => {
+  json('member', 'add', 'resetme');
+  const r = json('member', 'reset-link', 'resetme', '--site-url', 'https://portal.example.org/');
+  assert.match(r.path, /^\/reset\/[A-Za-z0-9_-]{43}$/);
+  assert.equal(r.url, `https://portal.example.org${r.path}`);
+  assert.match(
+    herald('member', 'reset-link', 'resetme').stdout,
+    /\/reset\/\S+ {2}\(after the portal's address/,
+  );
+  // The link is live in the database (stored as its hash) until it expires.
+  const db = await openDatabase('', dir);
+  try {
+    const reg = new Registry(db);
+    const token = r.path.slice('/reset/'.length);
+    assert.equal(
+      (await reg.accounts.passwordReset(linkTokenHash(token), r.expires_at - 1))?.username,
+      'resetme',
+    );
+    assert.equal(await reg.accounts.passwordReset(linkTokenHash(token), r.expires_at), undefined);
+    const id = (await reg.member('resetme')).id;
+    await reg.accounts.setTotpSecret(id, 'plain:GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ');
+    await reg.accounts.enableTwoFactor(id, 1, 1, ['h']);
+  } finally {
+    await db.close();
+  }
+  assert.equal(json('member', '2fa-reset', 'resetme').two_factor, 'off');
+  assert.match(herald('member', 'reset-link', 'nobody').stderr, /no member "nobody"/);
 });

@@ -3,6 +3,7 @@ import type { HeraldConfig } from '../../config/schema.ts';
 import type { ScrapeEntry } from '../../core/types.ts';
 import { type PublicMember, type Registry, RegistryError } from '../../db/registry.ts';
 import type { Role } from '../../db/schema.ts';
+import type { Mailer } from '../../mail/mailer.ts';
 import type { BonusConfigKey } from '../../policy/bonus.ts';
 import type { HnrConfigKey } from '../../policy/hit-and-run.ts';
 import type { Promotions } from '../../policy/promotions.ts';
@@ -42,7 +43,13 @@ export interface PortalDeps {
     | 'featuredDays'
     | 'connectableCheck'
     | 'connectableInterval'
+    | 'siteUrl'
+    | 'resetLinkMinutes'
+    | 'require2faForStaff'
+    | 'totpEncryptionKey'
   >;
+  /** Account mail (null or absent: no SMTP server configured). */
+  mailer?: Mailer | null;
   registry: () => Registry;
   /** Applies a change made here to this tracker at once (other instances follow the revision). */
   refreshPolicy: () => Promise<unknown>;
@@ -81,6 +88,10 @@ export interface Ctx {
   setCookies: string[];
   /** Path prefix of the portal (`portal_path`), '' at the root. */
   base: string;
+  /** A session whose password was right and whose second factor is still owed (not logged in). */
+  pending: PublicMember | null;
+  /** The logged-in member has two-factor authentication on. */
+  twoFactor: boolean;
 }
 
 export const STAFF: readonly Role[] = ['moderator', 'admin'];
@@ -103,6 +114,10 @@ export const MESSAGES: Record<string, string> = {
   forgiven: 'Hit-and-run forgiven.',
   bought: 'Bought: it is yours now.',
   token: 'Freeleech token spent: this torrent is free for you.',
+  reset: 'Your password was changed and every session logged out. Log in with the new one.',
+  twofactor: 'Two-factor authentication is off.',
+  email: 'E-mail address saved.',
+  staff2fa: 'Staff pages need two-factor authentication: turn it on below.',
 };
 
 export function send(
@@ -281,6 +296,15 @@ export function duration(s: number): string {
 }
 
 export const date = (t: number) => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ');
+
+/**
+ * The portal's address as this request reached it (links shown to staff; mails use `site_url`).
+ * A Host header that is not a plain host name becomes 'localhost'.
+ */
+export function origin(ctx: Ctx): string {
+  const h = ctx.req.headers.host ?? 'localhost';
+  return `http${ctx.secure ? 's' : ''}://${/^[A-Za-z0-9.:[\]-]{1,300}$/.test(h) ? h : 'localhost'}${ctx.base}`;
+}
 
 /** Form field as trimmed text ('' when absent). */
 export const field = (ctx: Ctx, name: string) => (ctx.form.fields.get(name) ?? '').trim();

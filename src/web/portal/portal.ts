@@ -9,6 +9,7 @@ import { bundledFile } from '../../core/bundled.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
+import { accountRoutes } from './routes-account.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
 import { bonusRoutes } from './routes-bonus.ts';
 import { hnrRoutes } from './routes-hnr.ts';
@@ -72,6 +73,7 @@ export function createPortal(
   });
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),
+    ...accountRoutes(),
     ...torrentRoutes(deps.config),
     ...memberRoutes(),
     ...staffRoutes(),
@@ -130,6 +132,8 @@ export function createPortal(
       now: Math.floor(Date.now() / 1000),
       setCookies: [],
       base,
+      pending: null,
+      twoFactor: false,
     };
     const file = assets.get(path);
     if (file && method === 'GET') {
@@ -141,8 +145,11 @@ export function createPortal(
     if (token) {
       const s = await ctx.reg.accounts.session(tokenId(token), ctx.now);
       if (s && s.member.status === 'active') {
-        ctx.member = s.member;
+        // A session that still owes the second factor is no login: only /login/2fa reads it.
+        if (s.pending) ctx.pending = s.member;
+        else ctx.member = s.member;
         ctx.csrf = s.csrf;
+        ctx.twoFactor = s.twoFactor;
       } else {
         // A banned or disabled member's sessions end at once.
         if (s) await ctx.reg.accounts.deleteMemberSessions(s.member.id);
@@ -184,6 +191,13 @@ export function createPortal(
         return errorPage(ctx, 403, 'Forbidden', 'This page is for staff.');
       if (route.access === 'admin' && ctx.member.role !== 'admin')
         return errorPage(ctx, 403, 'Forbidden', 'This page is for administrators.');
+      // require_2fa_for_staff: staff without 2FA are sent to turn it on before any staff page.
+      if (
+        (route.access === 'staff' || route.access === 'admin') &&
+        deps.config.require2faForStaff &&
+        !ctx.twoFactor
+      )
+        return redirect(ctx, '/me/security?msg=staff2fa');
     }
     if (method === 'POST') {
       // A browser always sends Origin on a cross-site POST: refuse a foreign one outright.

@@ -12,6 +12,7 @@ import {
   tokenId,
   verifyPassword,
 } from './security.ts';
+import { checkTotp, normalRecoveryCode, openSecret, recoveryHash } from './two-factor.ts';
 
 export type Access = 'public' | 'member' | 'staff' | 'admin';
 
@@ -26,6 +27,42 @@ export interface Route {
 
 export const SESSION_COOKIE = 'herald_session';
 const SESSION_SECONDS = 30 * 86400;
+/** How long a login may wait for its second factor after the right password. */
+const PENDING_SECONDS = 5 * 60;
+
+/**
+ * Checks a second factor typed by a member: a TOTP code (6 digits; accepted once per time step:
+ * the step is recorded conditionally, so the same code at once in two requests passes only one)
+ * or a recovery code (used up). Whether it was right.
+ */
+export async function secondFactor(ctx: Ctx, memberId: number, input: string): Promise<boolean> {
+  const tf = await ctx.reg.accounts.twoFactor(memberId);
+  if (tf.enabledAt === null || tf.secret === null) return false;
+  const digits = input.replace(/\s/g, '');
+  if (/^[0-9]{6}$/.test(digits)) {
+    const secret = openSecret(tf.secret, ctx.deps.config.totpEncryptionKey);
+    if (secret === null) return false;
+    const step = checkTotp(secret, digits, Date.now(), tf.lastStep);
+    return step !== null && (await ctx.reg.accounts.acceptTotpStep(memberId, step));
+  }
+  const code = normalRecoveryCode(input);
+  return code !== null && (await ctx.reg.accounts.useRecoveryCode(memberId, recoveryHash(code), ctx.now));
+}
+
+/** Starts a session (a cookie); `pending`: it owes the second factor, for a few minutes only. */
+async function startSession(ctx: Ctx, memberId: number, pending: boolean): Promise<void> {
+  const token = newToken();
+  const ttl = pending ? PENDING_SECONDS : SESSION_SECONDS;
+  await ctx.reg.accounts.createSession({
+    id: tokenId(token),
+    memberId,
+    csrf: newToken(),
+    expiresAt: ctx.now + ttl,
+    ip: ctx.ip,
+    pending2fa: pending,
+  });
+  ctx.setCookies.push(cookie(SESSION_COOKIE, token, { maxAge: ttl, secure: ctx.secure }));
+}
 
 /**
  * Failed logins: 10 per client address (an IPv4 address or an IPv6 /64) and 5 per username in 15
@@ -64,7 +101,23 @@ ${csrfField(ctx)}
 <label>Password <input name="password" type="password" autocomplete="current-password" required maxlength="1024"></label>
 <button type="submit">Log in</button>
 </form>
-<p class="muted">No account? <a href="/register">Register with an invitation</a>${ctx.deps.config.applications ? html` or <a href="/apply">apply to join</a>` : ''}.</p>
+<p class="muted"><a href="/forgot">Forgot your password?</a> No account? <a href="/register">Register with an invitation</a>${ctx.deps.config.applications ? html` or <a href="/apply">apply to join</a>` : ''}.</p>
+</div>`,
+    });
+
+  const codeForm = (ctx: Ctx, opts: { error?: string; status?: number } = {}) =>
+    page(ctx, {
+      title: 'Two-factor code',
+      status: opts.status,
+      error: opts.error,
+      body: html`<div class="card narrow">
+<h1>Two-factor code</h1>
+<p>Type the 6-digit code your authenticator app shows for this site, or one of your recovery codes.</p>
+<form method="post" action="/login/2fa" class="stack">
+${csrfField(ctx)}
+<label>Code <input name="code" autocomplete="one-time-code" required maxlength="32" autofocus></label>
+<button type="submit">Log in</button>
+</form>
 </div>`,
     });
 
@@ -183,16 +236,55 @@ ${csrfField(ctx)}
             username,
             error: `This account is ${cred.status}${cred.status_reason ? `: ${cred.status_reason}` : '.'}`,
           });
-        const token = newToken();
-        await ctx.reg.accounts.createSession({
-          id: tokenId(token),
-          memberId: cred.id,
-          csrf: newToken(),
-          expiresAt: ctx.now + SESSION_SECONDS,
-          ip: ctx.ip,
-        });
+        if (cred.totp_enabled_at !== null) {
+          // The password was right; the login is not done until the second factor is given.
+          await startSession(ctx, cred.id, true);
+          return redirect(ctx, '/login/2fa');
+        }
+        await startSession(ctx, cred.id, false);
         await ctx.reg.accounts.rememberAddress(cred.id, ipKey, ctx.now);
-        ctx.setCookies.push(cookie(SESSION_COOKIE, token, { maxAge: SESSION_SECONDS, secure: ctx.secure }));
+        redirect(ctx, '/torrents');
+      },
+    },
+    {
+      method: 'GET',
+      pattern: /^\/login\/2fa$/,
+      access: 'public',
+      handle(ctx) {
+        if (ctx.member) return redirect(ctx, '/torrents');
+        if (!ctx.pending) return redirect(ctx, '/login');
+        codeForm(ctx);
+      },
+    },
+    {
+      method: 'POST',
+      pattern: /^\/login\/2fa$/,
+      access: 'public',
+      async handle(ctx) {
+        const m = ctx.pending;
+        if (!m) return redirect(ctx, '/login');
+        // A code attempt counts like a password attempt: per address, and per member (whoever
+        // types here has the password already, so the owner's addresses are not exempt).
+        const userKey = m.username.toLowerCase();
+        const ipKey = addressKey(ctx.ip);
+        const ipWait = byIp.take(ipKey, Date.now());
+        const userWait = ipWait > 0 ? 0 : byUser.take(userKey, Date.now());
+        if (ipWait > 0 || userWait > 0) {
+          if (ipWait === 0) byIp.release(ipKey);
+          return codeForm(ctx, {
+            status: 429,
+            error: `Too many failed attempts. Try again in ${Math.ceil(Math.max(ipWait, userWait) / 60_000)} min.`,
+          });
+        }
+        if (!(await secondFactor(ctx, m.id, field(ctx, 'code').slice(0, 64))))
+          return codeForm(ctx, { status: 401, error: 'That code is not right, or was used already.' });
+        byIp.release(ipKey);
+        byUser.release(userKey);
+        // A new session (new token) for the finished login; the pending one ends.
+        const old = parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE);
+        if (old) await ctx.reg.accounts.deleteSession(tokenId(old));
+        await startSession(ctx, m.id, false);
+        await ctx.reg.accounts.rememberAddress(m.id, ipKey, ctx.now);
         redirect(ctx, '/torrents');
       },
     },

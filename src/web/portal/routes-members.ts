@@ -12,22 +12,19 @@ import {
   errorPage,
   field,
   isStaff,
+  origin,
   page,
   ratio,
   redirect,
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
+import { accountStaffForm, mailInvitation } from './routes-account.ts';
 import type { Route } from './routes-auth.ts';
 import { bonusForm } from './routes-bonus.ts';
 import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { windowForm, windowsSection } from './routes-promotions.ts';
 import { hashPassword, verifyPassword } from './security.ts';
-
-function origin(ctx: Ctx): string {
-  const h = ctx.req.headers.host ?? 'localhost';
-  return `http${ctx.secure ? 's' : ''}://${/^[A-Za-z0-9.:[\]-]{1,300}$/.test(h) ? h : 'localhost'}${ctx.base}`;
-}
 
 export function inviteLink(ctx: Ctx, code: string): string {
   return `${origin(ctx)}/register?invite=${code}`;
@@ -98,7 +95,8 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="role">
 <button type="submit">Set role</button>
 </form>`
     : ''
-}</section>`;
+}
+${await accountStaffForm(ctx, m)}</section>`;
 }
 
 export function memberRoutes(): Route[] {
@@ -252,7 +250,8 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
             spend: !isStaff(me),
           });
           ctx.member = (await ctx.reg.findMember(me.id)) ?? me;
-          await invitesPage(ctx, null, inv.code);
+          const mailed = email !== '' && mailInvitation(ctx, email, inv.code, inv.expires_at);
+          await invitesPage(ctx, null, inv.code, mailed ? email : null);
         } catch (err) {
           if (err instanceof RegistryError) return invitesPage(ctx, err.message);
           throw err;
@@ -279,6 +278,8 @@ function selfSettings(ctx: Ctx, m: PublicMember) {
 <p class="mt">Personal RSS feed (for auto-downloading clients): <a class="mono" href="${feed}">${feed}</a></p>
 <form method="post" action="/me/feedkey" class="actions">${csrfField(ctx)}<button class="secondary" type="submit">Reset feed key</button></form>
 </section>
+<section class="card narrow" aria-labelledby="security"><h2 id="security">Account security</h2>
+<p>E-mail address: <strong>${m.email ?? 'none'}</strong> · two-factor authentication and recovery codes: <a href="/me/security">Account security</a></p></section>
 <section class="card narrow" aria-labelledby="password"><h2 id="password">Change password</h2>
 <form method="post" action="/me/password" class="stack">${csrfField(ctx)}
 <input type="text" name="username" autocomplete="username" value="${m.username}" hidden>
@@ -288,7 +289,12 @@ function selfSettings(ctx: Ctx, m: PublicMember) {
 <button type="submit">Change password</button></form></section>`;
 }
 
-async function invitesPage(ctx: Ctx, error: string | null = null, created: string | null = null) {
+async function invitesPage(
+  ctx: Ctx,
+  error: string | null = null,
+  created: string | null = null,
+  mailedTo: string | null = null,
+) {
   const me = ctx.member!;
   const list = await ctx.reg.accounts.listInvitations({ inviterId: me.id });
   const c = ctx.deps.config;
@@ -298,6 +304,7 @@ async function invitesPage(ctx: Ctx, error: string | null = null, created: strin
     status: error ? 400 : 200,
     error,
     body: html`<h1>Invites</h1>
+${created && mailedTo ? html`<div class="card" role="status" id="invite-mailed"><p><strong>Invitation mailed</strong> to ${mailedTo}.</p></div>` : ''}
 ${created ? html`<div class="card" role="status"><p><strong>Invitation created.</strong> Send this link to the person you invite; it works once, for ${c.inviteExpiryDays} days:</p><p><code id="invite-link">${inviteLink(ctx, created)}</code></p></div>` : ''}
 <div class="card">
 <p>${staff ? 'As staff you can invite without limit.' : html`You have <strong>${me.invites}</strong> invite${me.invites === 1 ? '' : 's'} left.`}</p>
@@ -309,7 +316,7 @@ ${
 ${
   staff || me.invites > 0
     ? html`<form method="post" action="/invites" class="inline">${csrfField(ctx)}
-<label>E-mail of the invitee <span class="hint">optional, for your records</span><input name="email" type="email" maxlength="254"></label>
+<label>E-mail of the invitee <span class="hint">${c.siteUrl !== '' && ctx.deps.mailer ? 'optional: the invitation is mailed there' : 'optional, for your records'}</span><input name="email" type="email" maxlength="254"></label>
 <button type="submit">Create invitation</button></form>`
     : ''
 }

@@ -15,6 +15,7 @@ import {
   staffPage,
 } from './context.ts';
 import { type Html, html } from './html.ts';
+import { mailDecision } from './routes-account.ts';
 import type { Route } from './routes-auth.ts';
 import { portalClasses } from './routes-classes.ts';
 import { chart, inviteLink } from './routes-members.ts';
@@ -244,6 +245,7 @@ ${decided.length === 0 ? html`<tr><td colspan="3" class="muted">None yet.</td></
             reason,
             ttlSeconds: ctx.deps.config.inviteExpiryDays * 86400,
           });
+          await mailDecision(ctx, Number(ctx.params[0]));
           if (r.code === null) return redirect(ctx, '/staff/applications?msg=rejected');
           staffPage(
             ctx,
