@@ -143,8 +143,30 @@ export class RedisSwarmStore implements SwarmStore {
     });
   }
 
-  #cmd(): Scripts {
-    return this.client as unknown as Scripts;
+  /**
+   * Runs script command `name` (a `defineCommand` name, `…Buffer` for Buffer replies) under the
+   * deadline. On a Cluster, a call answered MOVED or ASK (a slot moved or moving to another master)
+   * is sent once more alone: ioredis follows redirections for a command or pipeline that fails
+   * whole, but not for one command of an auto-pipeline whose other commands succeeded (the calls
+   * of one tick to one master leave as one pipeline), which it fails with the redirection.
+   */
+  #script<T>(name: string, args: (Buffer | string | number)[]): Promise<T> {
+    const client = this.client as unknown as Record<string, (...a: unknown[]) => Promise<T>>;
+    const first = client[name](...args);
+    if (!(this.client instanceof Cluster)) return this.#bounded(first);
+    const cluster = this.client;
+    return this.#bounded(
+      first.catch((err: unknown) => {
+        if (!redirected(err)) throw err;
+        const pipe = cluster.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown>;
+        pipe[name](...args);
+        return (pipe as unknown as { exec(): Promise<[Error | null, T][]> }).exec().then((r) => {
+          const [e, v] = r[0];
+          if (e !== null) throw e;
+          return v;
+        });
+      }),
+    );
   }
 
   /** `p`, or a rejection once it has taken longer than the timeout. */
@@ -226,32 +248,30 @@ export class RedisSwarmStore implements SwarmStore {
     ep.set(req.ip, 0);
     ep.writeUInt16BE(req.port, stride - 2);
     const wantIds = req.wantPeerIds;
-    return this.#bounded(
-      this.#cmd().heraldAnnounceBuffer(
-        this.#indexes[b],
-        this.#bases[b],
-        Buffer.from(h),
-        ep,
-        req.family === 4 ? '4' : '6',
-        req.left === 0 ? '1' : '0',
-        req.event,
-        Math.min(req.numWant, 1024),
-        wantIds ? '1' : '0',
-        now,
-        Buffer.from(req.peerId),
-        this.#random(),
-        ...(acct === null
-          ? ['']
-          : [
-              `a:${acct.torrentId}:${acct.memberId}`,
-              `${req.uploaded}:${req.downloaded}`,
-              acct.peersPerTorrent,
-              acct.minGap,
-              acct.refuseEarly ? '1' : '0',
-              this.#peerTimeout,
-            ]),
-      ),
-    ).then((r): AnnounceResult | AccountedResult | TrackerError => {
+    return this.#script<(number | Buffer)[]>('heraldAnnounceBuffer', [
+      this.#indexes[b],
+      this.#bases[b],
+      Buffer.from(h),
+      ep,
+      req.family === 4 ? '4' : '6',
+      req.left === 0 ? '1' : '0',
+      req.event,
+      Math.min(req.numWant, 1024),
+      wantIds ? '1' : '0',
+      now,
+      Buffer.from(req.peerId),
+      this.#random(),
+      ...(acct === null
+        ? ['']
+        : [
+            `a:${acct.torrentId}:${acct.memberId}`,
+            `${req.uploaded}:${req.downloaded}`,
+            acct.peersPerTorrent,
+            acct.minGap,
+            acct.refuseEarly ? '1' : '0',
+            this.#peerTimeout,
+          ]),
+    ]).then((r): AnnounceResult | AccountedResult | TrackerError => {
       if (r[0] === -1) return String(r[1]) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
       const peers = r[3] as Buffer;
       const ids = r[4] as Buffer;
@@ -296,13 +316,11 @@ export class RedisSwarmStore implements SwarmStore {
     // In private mode a hybrid's two hashes live in its route hash's bucket.
     for (const [b, at] of byBucket(infoHashes, (h) => this.#bucketOf(h)))
       calls.push(
-        this.#bounded(
-          this.#cmd().heraldScrape(
-            this.#indexes[b],
-            this.#bases[b],
-            ...at.map((i) => Buffer.from(infoHashes[i])),
-          ),
-        ).then((r) => {
+        this.#script<number[]>('heraldScrape', [
+          this.#indexes[b],
+          this.#bases[b],
+          ...at.map((i) => Buffer.from(infoHashes[i])),
+        ]).then((r) => {
           for (let k = 0; k < at.length; k++)
             out[at[k]] = { complete: r[k * 3], incomplete: r[k * 3 + 1], downloaded: r[k * 3 + 2] };
         }),
@@ -323,11 +341,15 @@ export class RedisSwarmStore implements SwarmStore {
   async scrapeAll(): Promise<Iterable<[Uint8Array, ScrapeEntry]>> {
     const out: [Uint8Array, ScrapeEntry][] = [];
     const page = 1000;
+    // A failure is the refusal announces get (a TrackerError), not an internal error.
     await this.#eachBucket(async (b) => {
       for (let first = 0; ; first += page) {
-        const r = await this.#bounded(
-          this.#cmd().heraldScrapePageBuffer(this.#indexes[b], this.#bases[b], first, page),
-        );
+        const r = await this.#script<(number | Buffer)[]>('heraldScrapePageBuffer', [
+          this.#indexes[b],
+          this.#bases[b],
+          first,
+          page,
+        ]);
         for (let k = 0; k < r.length; k += 4)
           out.push([
             new Uint8Array(r[k] as Buffer),
@@ -335,6 +357,8 @@ export class RedisSwarmStore implements SwarmStore {
           ]);
         if (r.length < page * 4) return;
       }
+    }).catch((err) => {
+      throw this.#refusal(err);
     });
     return out;
   }
@@ -353,9 +377,12 @@ export class RedisSwarmStore implements SwarmStore {
         if (removed >= budget) return;
         const per = Math.min(budget - removed, 1000);
         for (;;) {
-          const [n, more] = await this.#bounded(
-            this.#cmd().heraldSweep(this.#indexes[b], this.#bases[b], cutoff, per),
-          );
+          const [n, more] = await this.#script<[number, number]>('heraldSweep', [
+            this.#indexes[b],
+            this.#bases[b],
+            cutoff,
+            per,
+          ]);
           removed += n;
           if (more === 0 || removed >= budget) return;
         }
@@ -441,11 +468,10 @@ export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void
   }
 }
 
-interface Scripts {
-  heraldAnnounceBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
-  heraldScrape(...args: (Buffer | string | number)[]): Promise<number[]>;
-  heraldScrapePageBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
-  heraldSweep(...args: (Buffer | string | number)[]): Promise<[number, number]>;
+/** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
+function redirected(err: unknown): boolean {
+  const m = err instanceof Error ? err.message : '';
+  return m.startsWith('MOVED ') || m.startsWith('ASK ');
 }
 
 /**
