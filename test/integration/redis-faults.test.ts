@@ -73,10 +73,35 @@ function queued(t: Tracker): number {
   return c.offlineQueue.length + (c.commandQueue?.length ?? 0);
 }
 
+/**
+ * A Cluster of the test's own (three masters, a replica each, ports from `from`), a tracker on it,
+ * and 48 swarms spread over the buckets (info hashes `hashOf(i, tag)`), swarm i with one seeder
+ * on port `port + i`.
+ */
+async function clusterWithSeeders(from: number, tag: number, port: number, redisTimeout?: number) {
+  const ports: number[] = [];
+  for (let p = await freePort(from, 10_000); ports.length < 6; p++)
+    if ((await freePort(p, 10_000)) === p) ports.push(p);
+  const cluster = await ownCluster(ports);
+  cleanups.push(() => cluster.stop());
+  const t = tracker(cluster.url, redisTimeout);
+  await t.start();
+  cleanups.push(() => t.stop());
+  const hashes = Array.from({ length: 48 }, (_, i) => {
+    const h = hashOf(i, tag);
+    h[0] = i * 5;
+    return h;
+  });
+  for (const [i, h] of hashes.entries())
+    assert.equal((await announce(t, h, port + i, 0)).get('failure reason'), undefined);
+  return { ports, cluster, t, hashes };
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+
 describe('Redis store faults', {
   skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
 }, () => {
-  const cleanups: (() => Promise<void>)[] = [];
   after(async () => {
     for (const c of cleanups.reverse()) await c();
   });
@@ -171,22 +196,8 @@ describe('Redis store faults', {
   });
 
   test('Redis Cluster: a slot moved to another master (MOVED) is followed, not failed', async () => {
-    const base = await freePort(7151, 10_000);
-    const ports: number[] = [];
-    for (let p = base; ports.length < 6; p++) if ((await freePort(p, 10_000)) === p) ports.push(p);
-    const cluster = await ownCluster(ports);
-    cleanups.push(() => cluster.stop());
-    const t = tracker(cluster.url, 5000);
-    await t.start();
-    cleanups.push(() => t.stop());
     // Swarms over every master, each with a seeder; the first one's slot is moved below.
-    const hashes = Array.from({ length: 48 }, (_, i) => {
-      const h = hashOf(i, 82);
-      h[0] = i * 5;
-      return h;
-    });
-    for (const [i, h] of hashes.entries())
-      assert.equal((await announce(t, h, 8300 + i, 0)).get('failure reason'), undefined);
+    const { ports, t, hashes } = await clusterWithSeeders(7151, 82, 8300, 5000);
     const store = t.service.store as RedisSwarmStore;
     const admin = ports.slice(0, 3).map((port) => new Redis({ port, host: '127.0.0.1' }));
     try {
@@ -279,22 +290,8 @@ describe('Redis store faults', {
   });
 
   test('Redis Cluster: a master killed fails over to its replica; swarms and service survive', async () => {
-    const base = await freePort(7111, 10_000);
-    const ports: number[] = [];
-    for (let p = base; ports.length < 6; p++) if ((await freePort(p, 10_000)) === p) ports.push(p);
-    const cluster = await ownCluster(ports);
-    cleanups.push(() => cluster.stop());
-    const t = tracker(cluster.url);
-    await t.start();
-    cleanups.push(() => t.stop());
     // Swarms over every master: 48 info hashes spread over the buckets.
-    const hashes = Array.from({ length: 48 }, (_, i) => {
-      const h = hashOf(i, 79);
-      h[0] = i * 5;
-      return h;
-    });
-    for (const [i, h] of hashes.entries())
-      assert.equal((await announce(t, h, 8100 + i, 0)).get('failure reason'), undefined);
+    const { cluster, t, hashes } = await clusterWithSeeders(7111, 79, 8100);
     // Let the replicas catch up, then kill the first master.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await cluster.nodes[0].kill();
