@@ -12,7 +12,7 @@ import {
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
-import { ANNOUNCE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -58,6 +58,11 @@ export class RedisSwarmStore implements SwarmStore {
   /** Per bucket: the key base "<prefix>:{<b>}:" and the index key, made once. */
   #bases: Buffer[] = [];
   #indexes: Buffer[] = [];
+  /** Per bucket: its Cluster slot (of its hash tag). */
+  #slots: number[] = [];
+  /** This turn's open-mode announces, by server (a Cluster master's "host:port"; '' for one server). */
+  #batches = new Map<string, Queued[]>();
+  #scheduled = false;
   /** Time (ms) of the last failed call, and how many failed since the last log line. */
   #failedAt = 0;
   #failures = 0;
@@ -93,6 +98,7 @@ export class RedisSwarmStore implements SwarmStore {
       const base = Buffer.from(`${opts.prefix}:{${b}}:`, 'latin1');
       this.#bases.push(base);
       this.#indexes.push(Buffer.concat([base, Buffer.from('i')]));
+      this.#slots.push(keySlot(String(b)));
     }
     this.#timeoutMs = opts.timeoutMs;
     this.client = connectRedis(opts.url, opts.timeoutMs);
@@ -100,6 +106,7 @@ export class RedisSwarmStore implements SwarmStore {
     this.#deadlines.unref();
     for (const [name, lua] of [
       ['heraldAnnounce', ANNOUNCE],
+      ['heraldAnnounceBatch', ANNOUNCE_BATCH],
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
@@ -248,8 +255,7 @@ export class RedisSwarmStore implements SwarmStore {
     ep.set(req.ip, 0);
     ep.writeUInt16BE(req.port, stride - 2);
     const wantIds = req.wantPeerIds;
-    return this.#script<(number | Buffer)[]>('heraldAnnounceBuffer', [
-      this.#indexes[b],
+    const args: Arg[] = [
       this.#bases[b],
       Buffer.from(h),
       ep,
@@ -271,7 +277,10 @@ export class RedisSwarmStore implements SwarmStore {
             acct.refuseEarly ? '1' : '0',
             this.#peerTimeout,
           ]),
-    ]).then((r): AnnounceResult | AccountedResult | TrackerError => {
+    ];
+    // Open mode: with the other announces of this event-loop turn (ANNOUNCE_BATCH).
+    const call = acct === null ? this.#enqueue(b, args) : this.#single(b, args);
+    return call.then((r): AnnounceResult | AccountedResult | TrackerError => {
       if (r[0] === -1) return String(r[1]) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
       const peers = r[3] as Buffer;
       const ids = r[4] as Buffer;
@@ -289,6 +298,57 @@ export class RedisSwarmStore implements SwarmStore {
       if (acct === null) return result;
       return { ...result, previous: baselineOf(r[6] as Buffer), seed: r[7] as number, early: r[8] === 1 };
     }, this.#refusal);
+  }
+
+  /** One announce alone (scripts.ts ANNOUNCE): its bucket index routes it. */
+  #single(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
+    return this.#script('heraldAnnounceBuffer', [this.#indexes[b], ...args]);
+  }
+
+  /**
+   * Queues an open-mode announce for this turn's batch to its server (on a Cluster, to the master
+   * holding its slot in the client's slot map): every announce that arrives before the event loop
+   * next checks (`setImmediate`) leaves in one ANNOUNCE_BATCH call per master, at most
+   * MAX_BATCH a call. Resolves with the announce's six values, as ANNOUNCE's first six.
+   */
+  #enqueue(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
+    return new Promise((resolve, reject) => {
+      const node = this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
+      let queue = this.#batches.get(node);
+      if (queue === undefined) {
+        queue = [];
+        this.#batches.set(node, queue);
+      }
+      queue.push({ b, args, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  #flush = (): void => {
+    this.#scheduled = false;
+    for (const queue of this.#batches.values())
+      for (let i = 0; i < queue.length; i += MAX_BATCH) this.#sendBatch(queue.slice(i, i + MAX_BATCH));
+    this.#batches.clear();
+  };
+
+  #sendBatch(items: Queued[]): void {
+    const argv: Arg[] = [this.#indexes[items[0].b]];
+    for (const q of items) for (const a of q.args) argv.push(a);
+    this.#script<(number | Buffer)[]>('heraldAnnounceBatchBuffer', argv).then(
+      (r) => {
+        for (const [k, q] of items.entries()) {
+          // Skipped: its slot is on another master now (the slot map was stale); alone, it is routed.
+          if (r[k * 6] === -2) this.#single(q.b, q.args).then(q.resolve, q.reject);
+          else q.resolve(r.slice(k * 6, k * 6 + 6));
+        }
+      },
+      (err) => {
+        for (const q of items) q.reject(err);
+      },
+    );
   }
 
   /** A failed call: logged (at most every 10 s), recorded for health(), answered as a refusal. */
@@ -466,6 +526,29 @@ export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void
     for (let k = b; k < b + 64; k++) calls.push(fn(k));
     await Promise.all(calls);
   }
+}
+
+type Arg = Buffer | string | number;
+
+/** An announce waiting for its turn's batch: its bucket, its ANNOUNCE_BATCH arguments, its promise. */
+interface Queued {
+  b: number;
+  args: Arg[];
+  resolve: (r: (number | Buffer)[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */
+const MAX_BATCH = 128;
+
+/** The Cluster slot of a hash tag: CRC16 (XMODEM) of its bytes, modulo 16384. */
+export function keySlot(tag: string): number {
+  let crc = 0;
+  for (let i = 0; i < tag.length; i++) {
+    crc ^= tag.charCodeAt(i) << 8;
+    for (let k = 0; k < 8; k++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc & 16383;
 }
 
 /** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */

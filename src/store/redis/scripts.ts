@@ -118,150 +118,197 @@ end
  * field '~' of the hash is the member's seeding time credited up to (one second a second over all
  * its peer ids).
  */
-export const ANNOUNCE = `#!lua
+const ANNOUNCE_FN = `
 ${PRELUDE}
 ${SELECT}
-local tid, ep, fam = ARGV[2], ARGV[3], ARGV[4]
-local seeder = ARGV[5] == '1'
-local event = tonumber(ARGV[6])
-local want = tonumber(ARGV[7])
-local now = tonumber(ARGV[9])
-local keys, meta = sets(tid)
-local akey, prev, prevAt, early = nil, false, 0, 0
-local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
-if ARGV[12] ~= '' then
-  akey = base .. ARGV[12]
-  local cutoff = now - tonumber(ARGV[17])
-  prev = redis.call('HGET', akey, ARGV[10])
-  if prev then
-    prevAt = atOf(prev)
-    if prevAt < cutoff then prev = false end
-  end
-  -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
-  -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
-  -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
-  if event ~= 3 then
-    if not prev then
-      local limit = tonumber(ARGV[14])
-      if limit > 0 then
-        local live = 0
-        local all = redis.call('HGETALL', akey)
-        for i = 1, #all, 2 do
-          if all[i] ~= '~' then
-            if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+local function announce(A)
+  local tid, ep, fam = A[2], A[3], A[4]
+  local seeder = A[5] == '1'
+  local event = tonumber(A[6])
+  local want = tonumber(A[7])
+  local now = tonumber(A[9])
+  local keys, meta = sets(tid)
+  local akey, prev, prevAt, early = nil, false, 0, 0
+  local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+  if A[12] ~= '' then
+    akey = base .. A[12]
+    local cutoff = now - tonumber(A[17])
+    prev = redis.call('HGET', akey, A[10])
+    if prev then
+      prevAt = atOf(prev)
+      if prevAt < cutoff then prev = false end
+    end
+    -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
+    -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
+    -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
+    if event ~= 3 then
+      if not prev then
+        local limit = tonumber(A[14])
+        if limit > 0 then
+          local live = 0
+          local all = redis.call('HGETALL', akey)
+          for i = 1, #all, 2 do
+            if all[i] ~= '~' then
+              if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+            end
           end
+          if live >= limit then return {-1, 'torrent'} end
         end
-        if live >= limit then return {-1, 'torrent'} end
+      elseif event ~= 1 and now - prevAt < tonumber(A[15]) then
+        if A[16] == '1' then return {-1, 'early'} end
+        early = 1
       end
-    elseif event ~= 1 and now - prevAt < tonumber(ARGV[15]) then
-      if ARGV[16] == '1' then return {-1, 'early'} end
-      early = 1
     end
   end
-end
--- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
-local function account()
-  if akey == nil then return 0 end
-  local seed = 0
-  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
-    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
-    if now > from then
-      seed = now - from
-      redis.call('HSET', akey, '~', now)
+  -- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
+  local function account()
+    if akey == nil then return 0 end
+    local seed = 0
+    if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+      local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+      if now > from then
+        seed = now - from
+        redis.call('HSET', akey, '~', now)
+      end
     end
+    if event == 3 then
+      redis.call('HDEL', akey, A[10])
+    else
+      redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+    end
+    redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
+    return seed
   end
+  local fs, fl = keys[1], keys[2]
+  if fam == '6' then fs, fl = keys[3], keys[4] end
+  -- The first call is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not
+  -- (or no longer) on this master is reported, untouched, for the caller to send again alone.
+  local n = {redis.pcall('ZCARD', keys[1])}
+  if type(n[1]) == 'table' then return n[1] end
+  for i = 2, 4 do n[i] = redis.call('ZCARD', keys[i]) end
+  local complete, incomplete = n[1] + n[3], n[2] + n[4]
+  -- Where the requester is: the set of the state it announces first (where a peer usually is).
+  -- ZRANK answers an integer (ZSCORE's double reply costs Redis a float formatting).
+  local first, second = fl, fs
+  if seeder then first, second = fs, fl end
+  local inFirst = redis.call('ZRANK', first, ep) ~= false
+  local inS, inL = false, false
+  if inFirst then
+    inS, inL = seeder, not seeder
+  elseif redis.call('ZRANK', second, ep) ~= false then
+    inS, inL = not seeder, seeder
+  end
+  if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
+  -- The completions and the peer's meta value (a flag byte, '1' once its completion was counted,
+  -- and its peer id) in one call.
+  local dm = redis.call('HMGET', meta, 'd', ep)
+  local downloaded = tonumber(dm[1] or '0')
+  local old = dm[2]
   if event == 3 then
-    redis.call('HDEL', akey, ARGV[10])
-  else
-    redis.call('HSET', akey, ARGV[10], ARGV[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+    if inS or inL then
+      local key, field = fs, fam .. 's'
+      if inL then key, field = fl, fam .. 'l' end
+      if redis.call('ZREM', key, ep) == 1 then redis.call('HINCRBY', stats, field, -1) end
+      redis.call('HDEL', meta, ep)
+      settle(tid, keys, meta)
+    end
+    local seed = account()
+    return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
   end
-  redis.call('EXPIRE', akey, 2 * tonumber(ARGV[17]))
-  return seed
-end
-local fs, fl = keys[1], keys[2]
-if fam == '6' then fs, fl = keys[3], keys[4] end
-local n = {}
-for i = 1, 4 do n[i] = redis.call('ZCARD', keys[i]) end
-local complete, incomplete = n[1] + n[3], n[2] + n[4]
-local seen = redis.call('ZSCORE', fs, ep)
-local inS = seen ~= false
-local inL = false
-if not inS then
-  seen = redis.call('ZSCORE', fl, ep)
-  inL = seen ~= false
-end
-if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
-local downloaded = tonumber(redis.call('HGET', meta, 'd') or '0')
-if event == 3 then
-  if inS or inL then
-    local key, field = fs, fam .. 's'
-    if inL then key, field = fl, fam .. 'l' end
-    if redis.call('ZREM', key, ep) == 1 then redis.call('HINCRBY', stats, field, -1) end
-    redis.call('HDEL', meta, ep)
-    settle(tid, keys, meta)
+
+  -- Peers (SELECT): never the requester.
+  local out = {}
+  local cs, cl = n[1], n[2]
+  if fam == '6' then cs, cl = n[3], n[4] end
+  if want > 0 then
+    if seeder then
+      -- A seeder needs no seeders.
+      pick(out, fl, cl, want, inL, ep)
+    else
+      local ks, kl = split(want, cs - (inS and 1 or 0), cl - (inL and 1 or 0), tonumber(A[11]))
+      pick(out, fs, cs, ks, inS, ep)
+      pick(out, fl, cl, kl, inL, ep)
+    end
+  end
+
+  -- Apply the announce.
+  local key, other, field, ofield = fl, fs, fam .. 'l', fam .. 's'
+  if seeder then key, other, field, ofield = fs, fl, fam .. 's', fam .. 'l' end
+  if redis.call('ZADD', key, now, ep) == 1 then redis.call('HINCRBY', stats, field, 1) end
+  if (seeder and inL) or ((not seeder) and inS) then
+    if redis.call('ZREM', other, ep) == 1 then redis.call('HINCRBY', stats, ofield, -1) end
+  end
+  local counted = old and string.sub(old, 1, 1) == '1'
+  if event == 1 and not counted then
+    counted = true
+    downloaded = redis.call('HINCRBY', meta, 'd', 1)
+  end
+  local value = (counted and '1' or '0') .. A[10]
+  if old ~= value then redis.call('HSET', meta, ep, value) end
+  -- The index score is a lower bound of the swarm's oldest last-seen: an announce only moves a
+  -- peer's time forward, so it lowers the score only for a new swarm or a clock behind the others'
+  -- (ZADD LT adds, or lowers, never raises). The sweep raises it (settle) when it visits a swarm
+  -- whose score has passed the cutoff: one call here instead of reading the score and, for a swarm
+  -- whose oldest peer announced, five more.
+  if redis.call('ZADD', idx, 'LT', now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+
+  local ids, known = '', ''
+  if A[8] == '1' and #out > 0 then
+    local values = redis.call('HMGET', meta, unpack(out))
+    local idl, kl = {}, {}
+    for i = 1, #out do
+      local v = values[i]
+      if v and #v == 21 then
+        idl[i] = string.sub(v, 2)
+        kl[i] = '\\1'
+      else
+        idl[i] = string.rep('\\0', 20)
+        kl[i] = '\\0'
+      end
+    end
+    ids, known = table.concat(idl), table.concat(kl)
   end
   local seed = account()
-  return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
+  return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
 end
+`;
 
--- Peers (SELECT): never the requester.
+export const ANNOUNCE = `#!lua
+${ANNOUNCE_FN}
+return announce(ARGV)
+`;
+
+/** Arguments per announce in ANNOUNCE_BATCH. */
+export const BATCH_ARGS = 12;
+
+/**
+ * Several open-mode announces in one call (issue #14: one EVALSHA's dispatch, parsing and round
+ * trip shared by every announce of an event-loop turn). ARGV: BATCH_ARGS arguments per announce,
+ * those of ANNOUNCE (its bucket's key base first, ARGV[12] ''). KEYS[1] is the first announce's
+ * bucket index (it routes the call on a Cluster). The announces may be of any buckets: on one
+ * server every key is local; on a Cluster the caller groups announces by the master that holds
+ * their slots (allow-cross-slot-keys lets one script reach several slots of its node), and an
+ * announce whose slot is not here (moved since) is skipped, untouched, and reported.
+ * Returns 6 values per announce: ANNOUNCE's first six, or {-2, '', '', '', '', ''} when skipped.
+ * Each announce is whole: all of its keys are in one slot, so the guarded first call decides.
+ */
+export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
+${ANNOUNCE_FN}
 local out = {}
-local cs, cl = n[1], n[2]
-if fam == '6' then cs, cl = n[3], n[4] end
-if want > 0 then
-  if seeder then
-    -- A seeder needs no seeders.
-    pick(out, fl, cl, want, inL, ep)
+for o = 0, #ARGV - ${BATCH_ARGS}, ${BATCH_ARGS} do
+  local A = {unpack(ARGV, o + 1, o + ${BATCH_ARGS})}
+  base = A[1]
+  idx = base .. 'i'
+  stats = base .. 'n'
+  local r = announce(A)
+  if r.err then
+    out[#out + 1] = -2
+    for k = 2, 6 do out[#out + 1] = '' end
   else
-    local ks, kl = split(want, cs - (inS and 1 or 0), cl - (inL and 1 or 0), tonumber(ARGV[11]))
-    pick(out, fs, cs, ks, inS, ep)
-    pick(out, fl, cl, kl, inL, ep)
+    for k = 1, 6 do out[#out + 1] = r[k] end
   end
 end
-
--- Apply the announce.
-local key, other, field, ofield = fl, fs, fam .. 'l', fam .. 's'
-if seeder then key, other, field, ofield = fs, fl, fam .. 's', fam .. 'l' end
-if redis.call('ZADD', key, now, ep) == 1 then redis.call('HINCRBY', stats, field, 1) end
-if (seeder and inL) or ((not seeder) and inS) then
-  if redis.call('ZREM', other, ep) == 1 then redis.call('HINCRBY', stats, ofield, -1) end
-end
--- The peer's meta value: a flag byte ('1' once its completion was counted) and its peer id.
-local old = redis.call('HGET', meta, ep)
-local counted = old and string.sub(old, 1, 1) == '1'
-if event == 1 and not counted then
-  counted = true
-  downloaded = redis.call('HINCRBY', meta, 'd', 1)
-end
-local value = (counted and '1' or '0') .. ARGV[10]
-if old ~= value then redis.call('HSET', meta, ep, value) end
--- The swarm's oldest last-seen changes only if it is new, or this peer may have been its oldest
--- (or a clock behind the others' wrote an older time): otherwise no settle (five calls saved).
-local oldest = redis.call('ZSCORE', idx, tid)
-if oldest ~= false and ((not (inS or inL)) or tonumber(seen) > tonumber(oldest)) then
-  if now < tonumber(oldest) then redis.call('ZADD', idx, now, tid) end
-else
-  settle(tid, keys, meta)
-end
-
-local ids, known = '', ''
-if ARGV[8] == '1' and #out > 0 then
-  local values = redis.call('HMGET', meta, unpack(out))
-  local idl, kl = {}, {}
-  for i = 1, #out do
-    local v = values[i]
-    if v and #v == 21 then
-      idl[i] = string.sub(v, 2)
-      kl[i] = '\\1'
-    else
-      idl[i] = string.rep('\\0', 20)
-      kl[i] = '\\0'
-    end
-  end
-  ids, known = table.concat(idl), table.concat(kl)
-end
-local seed = account()
-return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
+return out
 `;
 
 /**
@@ -298,8 +345,10 @@ export const { scrape: SCRAPE, page: SCRAPE_PAGE } = scrapeScripts(PRELUDE);
 
 /**
  * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget (most
- * peers removed by this call). Only swarms whose oldest peer is expired are visited (the index
- * score), at most 100 of them. Safe when every instance sweeps at once: scripts run one at a
+ * peers removed by this call). Only swarms whose oldest peer may be expired are visited (the index
+ * score, a lower bound of the oldest last-seen), at most 100 of them; each visited swarm's score
+ * is set to its true oldest (settle), so one whose oldest peer has announced since is visited
+ * once and moves on. Safe when every instance sweeps at once: scripts run one at a
  * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, 1 if there
  * may be more to do}.
  */
