@@ -313,7 +313,7 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #enqueue(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
     return new Promise((resolve, reject) => {
-      const node = this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
+      const node = this.#serverOf(b);
       let queue = this.#batches.get(node);
       if (queue === undefined) {
         queue = [];
@@ -424,33 +424,58 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
-   * Expiry over every bucket (64 calls in flight at a time), stopping once `budget` peers are
-   * removed. A bucket costs one short call when nothing in it has expired (the index is ordered
-   * by each swarm's oldest peer). Every instance may run it at once. A failure is logged and
-   * counts as nothing removed (the next tick retries).
+   * Expiry over every bucket, stopping once `budget` peers are removed: the buckets of one server
+   * (on a Cluster, of one master by the client's slot map) go SWEEP_BUCKETS to a call, and the
+   * buckets that may have more go again. A bucket costs one short call of the script when nothing
+   * in it has expired (the index is ordered by each swarm's oldest peer). Every instance may run
+   * it at once. A bucket whose slot is on another master than the map said is left for the next
+   * sweep (the map is refreshed meanwhile). A failure is logged and counts as nothing removed
+   * (the next tick retries).
    */
   async sweep(now: number, budget: number): Promise<number> {
     const cutoff = now - this.#peerTimeout;
     let removed = 0;
+    let todo = Array.from({ length: BUCKETS }, (_, b) => b);
     try {
-      await this.#eachBucket(async (b) => {
-        if (removed >= budget) return;
-        const per = Math.min(budget - removed, 1000);
-        for (;;) {
-          const [n, more] = await this.#script<[number, number]>('heraldSweep', [
-            this.#indexes[b],
-            this.#bases[b],
-            cutoff,
-            per,
-          ]);
-          removed += n;
-          if (more === 0 || removed >= budget) return;
-        }
-      });
+      while (todo.length > 0 && removed < budget) {
+        const next: number[] = [];
+        const calls: Promise<void>[] = [];
+        for (const group of this.#byServer(todo).values())
+          for (let i = 0; i < group.length; i += SWEEP_BUCKETS) {
+            const bs = group.slice(i, i + SWEEP_BUCKETS);
+            const args = [this.#indexes[bs[0]], cutoff, Math.min(budget - removed, 1000)];
+            for (const b of bs) args.push(this.#bases[b]);
+            calls.push(
+              this.#script<number[]>('heraldSweep', args).then((r) => {
+                removed += r[0];
+                for (const [k, b] of bs.entries()) if (r[k + 1] === 1) next.push(b);
+              }),
+            );
+          }
+        await Promise.all(calls);
+        todo = next;
+      }
     } catch (err) {
       this.#failed(err);
     }
     return removed;
+  }
+
+  /** `buckets` by the server they are on: one group on one server, a group per master on a Cluster. */
+  #byServer(buckets: number[]): Map<string, number[]> {
+    const groups = new Map<string, number[]>();
+    for (const b of buckets) {
+      const node = this.#serverOf(b);
+      const g = groups.get(node);
+      if (g === undefined) groups.set(node, [b]);
+      else g.push(b);
+    }
+    return groups;
+  }
+
+  /** The master holding bucket `b`'s slot by the client's slot map ('' on one server). */
+  #serverOf(b: number): string {
+    return this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
   }
 
   async stats(): Promise<SwarmStats> {
@@ -540,6 +565,8 @@ interface Queued {
 
 /** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */
 const MAX_BATCH = 128;
+/** Most buckets in one SWEEP call. */
+const SWEEP_BUCKETS = 256;
 
 /** The Cluster slot of a hash tag: CRC16 (XMODEM) of its bytes, modulo 16384. */
 export function keySlot(tag: string): number {

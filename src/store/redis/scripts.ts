@@ -35,12 +35,13 @@ local function sets(tid)
   local sk = base .. tid .. ':'
   return {sk .. '4s', sk .. '4l', sk .. '6s', sk .. '6l'}, sk .. 'm'
 end
--- Appends a swarm's complete, incomplete and downloaded to out.
+-- Appends a swarm's complete, incomplete and downloaded to out (from its meta hash: one call).
 local function counts(tid, out)
-  local keys, meta = sets(tid)
-  out[#out + 1] = redis.call('ZCARD', keys[1]) + redis.call('ZCARD', keys[3])
-  out[#out + 1] = redis.call('ZCARD', keys[2]) + redis.call('ZCARD', keys[4])
-  out[#out + 1] = tonumber(redis.call('HGET', meta, 'd') or '0')
+  local _, meta = sets(tid)
+  local m = redis.call('HMGET', meta, 'd', '4s', '4l', '6s', '6l')
+  out[#out + 1] = tonumber(m[2] or '0') + tonumber(m[4] or '0')
+  out[#out + 1] = tonumber(m[3] or '0') + tonumber(m[5] or '0')
+  out[#out + 1] = tonumber(m[1] or '0')
 end
 local function settle(tid, keys, meta)
   local oldest = nil
@@ -127,7 +128,9 @@ local function announce(A)
   local event = tonumber(A[6])
   local want = tonumber(A[7])
   local now = tonumber(A[9])
-  local keys, meta = sets(tid)
+  -- Only the requester's family's two sets are touched (the counts are in the meta hash).
+  local sk = base .. tid .. ':'
+  local meta = sk .. 'm'
   local akey, prev, prevAt, early = nil, false, 0, 0
   local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
   if A[12] ~= '' then
@@ -179,38 +182,39 @@ local function announce(A)
     redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
     return seed
   end
-  local fs, fl = keys[1], keys[2]
-  if fam == '6' then fs, fl = keys[3], keys[4] end
-  -- The first call is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not
-  -- (or no longer) on this master is reported, untouched, for the caller to send again alone.
-  local n = {redis.pcall('ZCARD', keys[1])}
-  if type(n[1]) == 'table' then return n[1] end
-  for i = 2, 4 do n[i] = redis.call('ZCARD', keys[i]) end
+  local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
+  local iS, iL = 1, 2
+  if fam == '6' then iS, iL = 3, 4 end
+  -- One read: the swarm's completions and counts, and the requester's meta value. The first call
+  -- is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not (or no longer)
+  -- on this master is reported, untouched, for the caller to send again alone.
+  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
+  if m.err then return m end
+  local downloaded = tonumber(m[1] or '0')
+  local n = {tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')}
+  local old = m[6]
+  -- The meta value's flag byte says where the requester is: '0' leecher, '2' seeder, plus 1 once
+  -- its completion was counted; no value, not in the swarm.
+  local flag = old and (string.byte(old, 1) - 48) or -1
+  local inS, inL = flag >= 2, flag == 0 or flag == 1
   local complete, incomplete = n[1] + n[3], n[2] + n[4]
-  -- Where the requester is: the set of the state it announces first (where a peer usually is).
-  -- ZRANK answers an integer (ZSCORE's double reply costs Redis a float formatting).
-  local first, second = fl, fs
-  if seeder then first, second = fs, fl end
-  local inFirst = redis.call('ZRANK', first, ep) ~= false
-  local inS, inL = false, false
-  if inFirst then
-    inS, inL = seeder, not seeder
-  elseif redis.call('ZRANK', second, ep) ~= false then
-    inS, inL = not seeder, seeder
-  end
   if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
-  -- The completions and the peer's meta value (a flag byte, '1' once its completion was counted,
-  -- and its peer id) in one call.
-  local dm = redis.call('HMGET', meta, 'd', ep)
-  local downloaded = tonumber(dm[1] or '0')
-  local old = dm[2]
   if event == 3 then
     if inS or inL then
-      local key, field = fs, fam .. 's'
-      if inL then key, field = fl, fam .. 'l' end
-      if redis.call('ZREM', key, ep) == 1 then redis.call('HINCRBY', stats, field, -1) end
-      redis.call('HDEL', meta, ep)
-      settle(tid, keys, meta)
+      local key, i = fs, iS
+      if inL then key, i = fl, iL end
+      if redis.call('ZREM', key, ep) == 1 then
+        redis.call('HINCRBY', stats, FIELDS[i], -1)
+        redis.call('HSET', meta, FIELDS[i], n[i] - 1)
+      end
+      if complete + incomplete == 0 then
+        -- The last peer: the swarm is freed (its meta hash, with the completion count, and its
+        -- index entry).
+        redis.call('DEL', meta)
+        if redis.call('ZREM', idx, tid) == 1 then redis.call('HINCRBY', stats, 't', -1) end
+      else
+        redis.call('HDEL', meta, ep)
+      end
     end
     local seed = account()
     return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
@@ -218,8 +222,7 @@ local function announce(A)
 
   -- Peers (SELECT): never the requester.
   local out = {}
-  local cs, cl = n[1], n[2]
-  if fam == '6' then cs, cl = n[3], n[4] end
+  local cs, cl = n[iS], n[iL]
   if want > 0 then
     if seeder then
       -- A seeder needs no seeders.
@@ -231,26 +234,45 @@ local function announce(A)
     end
   end
 
-  -- Apply the announce.
-  local key, other, field, ofield = fl, fs, fam .. 'l', fam .. 's'
-  if seeder then key, other, field, ofield = fs, fl, fam .. 's', fam .. 'l' end
-  if redis.call('ZADD', key, now, ep) == 1 then redis.call('HINCRBY', stats, field, 1) end
-  if (seeder and inL) or ((not seeder) and inS) then
-    if redis.call('ZREM', other, ep) == 1 then redis.call('HINCRBY', stats, ofield, -1) end
+  -- Apply the announce. The meta hash's writes (counts, completions, the peer's value) go in one
+  -- HSET; each count is changed only where ZADD added or ZREM removed, so it stays the set's
+  -- cardinality (as the bucket statistics stay exact).
+  local key, other, i, o = fl, fs, iL, iS
+  if seeder then key, other, i, o = fs, fl, iS, iL end
+  local set = {}
+  if redis.call('ZADD', key, now, ep) == 1 then
+    redis.call('HINCRBY', stats, FIELDS[i], 1)
+    set[#set + 1] = FIELDS[i]
+    set[#set + 1] = n[i] + 1
   end
-  local counted = old and string.sub(old, 1, 1) == '1'
+  if (seeder and inL) or ((not seeder) and inS) then
+    if redis.call('ZREM', other, ep) == 1 then
+      redis.call('HINCRBY', stats, FIELDS[o], -1)
+      set[#set + 1] = FIELDS[o]
+      set[#set + 1] = n[o] - 1
+    end
+  end
+  local counted = flag == 1 or flag == 3
   if event == 1 and not counted then
     counted = true
-    downloaded = redis.call('HINCRBY', meta, 'd', 1)
+    downloaded = downloaded + 1
+    set[#set + 1] = 'd'
+    set[#set + 1] = downloaded
   end
-  local value = (counted and '1' or '0') .. A[10]
-  if old ~= value then redis.call('HSET', meta, ep, value) end
-  -- The index score is a lower bound of the swarm's oldest last-seen: an announce only moves a
-  -- peer's time forward, so it lowers the score only for a new swarm or a clock behind the others'
-  -- (ZADD LT adds, or lowers, never raises). The sweep raises it (settle) when it visits a swarm
-  -- whose score has passed the cutoff: one call here instead of reading the score and, for a swarm
-  -- whose oldest peer announced, five more.
-  if redis.call('ZADD', idx, 'LT', now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. A[10]
+  if old ~= value then
+    set[#set + 1] = ep
+    set[#set + 1] = value
+  end
+  if #set > 0 then redis.call('HSET', meta, unpack(set)) end
+  -- A new swarm enters the bucket index. Its score is a lower bound of the swarm's oldest
+  -- last-seen: an announce only moves a peer's time forward, so it is left alone here; the sweep
+  -- sets it to the true oldest (settle) when it visits a swarm whose score has passed the cutoff.
+  -- (A peer written by an instance whose clock is behind may be older than the score: it then
+  -- expires late by that clock difference.)
+  if complete + incomplete == 0 and not (inS or inL) then
+    if redis.call('ZADD', idx, now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+  end
 
   local ids, known = '', ''
   if A[8] == '1' and #out > 0 then
@@ -344,38 +366,56 @@ return out
 export const { scrape: SCRAPE, page: SCRAPE_PAGE } = scrapeScripts(PRELUDE);
 
 /**
- * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget (most
- * peers removed by this call). Only swarms whose oldest peer may be expired are visited (the index
- * score, a lower bound of the oldest last-seen), at most 100 of them; each visited swarm's score
- * is set to its true oldest (settle), so one whose oldest peer has announced since is visited
- * once and moves on. Safe when every instance sweeps at once: scripts run one at a
- * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, 1 if there
- * may be more to do}.
+ * Expiry of several buckets in one call (issue #14: 1024 calls a second cost every instance more
+ * CPU than a modest announce load): ARGV cutoff (peers last seen at or before it go), budget
+ * (most peers removed by this call), then the key bases of the buckets; KEYS[1] is the first
+ * bucket's index (it routes the call on a Cluster, where the caller groups buckets by master:
+ * allow-cross-slot-keys). In each bucket only swarms whose oldest peer may be expired are visited
+ * (the index score, a lower bound of the oldest last-seen), at most 100 of them; each visited
+ * swarm's score is set to its true oldest (settle), so one whose oldest peer has announced since
+ * is visited once and moves on. Safe when every instance sweeps at once: scripts run one at a
+ * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, then per
+ * bucket 1 if there may be more to do there, 0 if not, -1 if its slot is not on this master}.
  */
-export const SWEEP = `#!lua flags=allow-oom
+export const SWEEP = `#!lua flags=allow-oom,allow-cross-slot-keys
 ${PRELUDE}
-local cutoff = tonumber(ARGV[2])
-local budget = tonumber(ARGV[3])
+local cutoff = tonumber(ARGV[1])
+local budget = tonumber(ARGV[2])
 local removed = 0
-local swarms = redis.call('ZRANGEBYSCORE', idx, '-inf', cutoff, 'LIMIT', 0, 100)
-for _, tid in ipairs(swarms) do
-  if removed >= budget then break end
-  local keys, meta = sets(tid)
-  for i = 1, 4 do
-    if removed >= budget then break end
-    local gone = 0
-    for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
-      if redis.call('ZREM', keys[i], ep) == 1 then
-        redis.call('HDEL', meta, ep)
-        gone = gone + 1
+local flags = {0}
+for a = 3, #ARGV do
+  base = ARGV[a]
+  idx = base .. 'i'
+  stats = base .. 'n'
+  local swarms = redis.pcall('ZRANGEBYSCORE', idx, '-inf', cutoff, 'LIMIT', 0, 100)
+  if swarms.err then
+    flags[#flags + 1] = -1
+  elseif removed >= budget then
+    flags[#flags + 1] = #swarms > 0 and 1 or 0
+  else
+    for _, tid in ipairs(swarms) do
+      if removed >= budget then break end
+      local keys, meta = sets(tid)
+      for i = 1, 4 do
+        if removed >= budget then break end
+        local gone = 0
+        for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
+          if redis.call('ZREM', keys[i], ep) == 1 then
+            redis.call('HDEL', meta, ep)
+            gone = gone + 1
+          end
+        end
+        if gone > 0 then
+          redis.call('HINCRBY', stats, FIELDS[i], -gone)
+          redis.call('HINCRBY', meta, FIELDS[i], -gone)
+          removed = removed + gone
+        end
       end
+      settle(tid, keys, meta)
     end
-    if gone > 0 then
-      redis.call('HINCRBY', stats, FIELDS[i], -gone)
-      removed = removed + gone
-    end
+    flags[#flags + 1] = (removed >= budget or #swarms == 100) and 1 or 0
   end
-  settle(tid, keys, meta)
 end
-return {removed, (removed >= budget or #swarms == 100) and 1 or 0}
+flags[1] = removed
+return flags
 `;
