@@ -25,9 +25,11 @@ import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.
  *   <prefix>:{<b>}:<h>:4l   ZSET  IPv4 leechers
  *   <prefix>:{<b>}:<h>:6s   ZSET  IPv6 seeders
  *   <prefix>:{<b>}:<h>:6l   ZSET  IPv6 leechers
- *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('1' = completion counted) + peer id (20 bytes);
- *                                 'd' → completions (downloaded)
- *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score its oldest peer's last-seen
+ *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('0' leecher, '2' seeder, +1 once its
+ *                                 completion was counted) + peer id (20 bytes); 'd' → completions;
+ *                                 4s, 4l, 6s, 6l → the number of peers in each set (downloaded)
+ *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score a lower bound of its
+ *                                 oldest peer's last-seen (exact once the sweep visited it)
  *   <prefix>:{<b>}:n        HASH  the bucket's statistics: t (swarms), 4s, 4l, 6s, 6l (peers)
  *
  * Every key of a bucket carries the hash tag `{<b>}`, so one script sees a swarm and its bucket's
@@ -35,7 +37,8 @@ import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.
  * the Cluster's slots; the sweep, the full scrape and the statistics visit 1024 small keys, not
  * the keyspace (no SCAN).
  *
- * One round trip per announce (one EVALSHA) and per scrape (one EVALSHA per bucket the hashes
+ * One round trip per announce (one EVALSHA, shared by the open-mode announces of one event-loop
+ * turn to one server: ANNOUNCE_BATCH) and per scrape (one EVALSHA per bucket the hashes
  * fall in, sent together: one write per node with auto-pipelining).
  *
  * Faults: every call has a timeout (`timeoutMs`); there is no offline queue (a call made while
