@@ -1,16 +1,18 @@
 /**
- * Herald on Redis vs Herald on memory, in one run (issue #14): UDP and HTTP (keep-alive) announce
- * responses/s, Herald CPU per response, redis-server CPU per response, and Redis memory per peer.
+ * Herald on one Redis, on a 3-master Redis Cluster and on memory, and opentracker, in one run
+ * (issue #14): UDP and HTTP (keep-alive) announce responses/s, the tracker's CPU per response,
+ * redis-server CPU per response (summed over the Cluster's masters), and Redis memory per peer.
  *
- *   node bench/redis-store.ts [--seconds 5] [--torrents 5000]
+ *   node bench/redis-store.ts [--seconds 5] [--torrents 5000]     (npm run bench -- --only=redis)
  *
- * A redis-server of its own (a free port, no persistence) on CPU 1 with the load generators
- * (udp-load.c, wrk); Herald on CPU 0. CPU is read from /proc for Herald's and Redis's PIDs.
- * Prints a Markdown table (docs/benchmarks.md "Redis store").
+ * Redis servers of its own (free ports, no persistence; the Cluster made by
+ * `redis-cli --cluster create`, no replicas) on CPU 1 with the load generators (udp-load.c, wrk);
+ * the tracker on CPU 0. CPU is read from /proc for the tracker's and Redis's PIDs. Prints a
+ * Markdown table (docs/benchmarks.md "Redis store").
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitTcp } from './harness/clients.ts';
@@ -90,47 +92,123 @@ function http(port: number, seconds: number): Load {
 }
 
 const rows: string[] = [];
-let redisPort = 26400 + Math.floor(Math.random() * 500);
-let trackerPort = 27400 + Math.floor(Math.random() * 500);
+let nextPort = 26400 + Math.floor(Math.random() * 2000);
 
-for (const store of ['memory', 'redis'] as const) {
-  const rport = redisPort++;
-  const redis = run('1', 'redis-server', [
+/** A redis-server on CPU 1 (cluster mode when `dir` is given); resolves with its PID once it answers. */
+async function redisServer(port: number, dir: string | null): Promise<ChildProcess> {
+  const cluster =
+    dir === null
+      ? []
+      : ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir];
+  const r = run('1', 'redis-server', [
     '--bind',
     '127.0.0.1',
     '--port',
-    String(rport),
+    String(port),
     '--save',
     '',
     '--appendonly',
     'no',
-  ]);
-  await waitTcp(rport);
-  const port = trackerPort++;
-  const extra =
-    store === 'redis'
-      ? ['--store', `redis://127.0.0.1:${rport}`, '--udp-secret', randomBytes(32).toString('hex')]
-      : [];
-  const herald = run('0', process.execPath, [
-    '--max-semi-space-size=1',
-    join(ROOT, 'bin/herald.js'),
-    'serve',
-    '--http',
-    `127.0.0.1:${port}`,
-    '--udp',
-    `127.0.0.1:${port}`,
-    '--data-dir',
-    join(WORK, `data-${store}`),
-    '--log-level',
-    'warn',
-    '--max-connections-per-ip',
-    '0',
-    ...extra,
+    ...cluster,
   ]);
   await waitTcp(port);
-  const mem0 = redisInfo(rport, 'used_memory');
+  return r;
+}
+
+/** Redis servers for one entrant: none (memory, opentracker), one, or a 3-master Cluster. */
+async function redisFor(kind: string): Promise<{ ports: number[]; servers: ChildProcess[]; url: string }> {
+  if (kind === 'memory' || kind === 'opentracker') return { ports: [], servers: [], url: '' };
+  if (kind === 'redis') {
+    const port = nextPort++;
+    return { ports: [port], servers: [await redisServer(port, null)], url: `redis://127.0.0.1:${port}` };
+  }
+  const ports: number[] = [];
+  while (ports.length < 3) {
+    const p = nextPort++;
+    if (p + 10000 < 65536) ports.push(p);
+  }
+  const servers = [];
+  for (const p of ports) servers.push(await redisServer(p, WORK));
+  execFileSync(
+    'redis-cli',
+    [
+      '--cluster',
+      'create',
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ],
+    { stdio: 'ignore' },
+  );
+  for (
+    let i = 0;
+    !execFileSync('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'])
+      .toString()
+      .includes('cluster_state:ok');
+    i++
+  ) {
+    if (i > 100) throw new Error('bench cluster not ready');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ports, servers, url: `redis-cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}` };
+}
+
+/** opentracker (Debian's tracks whitelisted hashes only: the benchmark's), chrooted in WORK/ot. */
+function opentracker(port: number): ChildProcess {
+  const dir = join(WORK, 'ot');
+  mkdirSync(dir, { recursive: true });
+  chmodSync(WORK, 0o755);
+  chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'whitelist'), readFileSync(HASHES));
+  chmodSync(join(dir, 'whitelist'), 0o644);
+  return run('0', 'opentracker', [
+    '-i',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-P',
+    String(port),
+    '-d',
+    dir,
+    '-w',
+    'whitelist',
+    '-u',
+    'nobody',
+  ]);
+}
+
+for (const kind of ['memory', 'redis', 'redis cluster', 'opentracker'] as const) {
+  const redis = await redisFor(kind);
+  const port = nextPort++;
+  const tracker =
+    kind === 'opentracker'
+      ? opentracker(port)
+      : run('0', process.execPath, [
+          '--max-semi-space-size=1',
+          join(ROOT, 'bin/herald.js'),
+          'serve',
+          '--http',
+          `127.0.0.1:${port}`,
+          '--udp',
+          `127.0.0.1:${port}`,
+          '--data-dir',
+          join(WORK, `data-${port}`),
+          '--log-level',
+          'warn',
+          '--max-connections-per-ip',
+          '0',
+          ...(redis.url === ''
+            ? []
+            : ['--store', redis.url, '--udp-secret', randomBytes(32).toString('hex')]),
+        ]);
+  await waitTcp(port);
+  const used = () => redis.ports.reduce((sum, p) => sum + redisInfo(p, 'used_memory'), 0);
+  const redisCpu = () => redis.servers.reduce((sum, r) => sum + cpu(r.pid!), 0);
+  const mem0 = used();
   const filled = udp(port, 'fill', 120);
-  const perPeer = (redisInfo(rport, 'used_memory') - mem0) / filled.ok;
+  const perPeer = (used() - mem0) / filled.ok;
+  const onRedis = redis.url !== '';
   for (const [name, load] of [
     ['UDP announce', () => udp(port, 'announce', SECONDS)],
     ['HTTP announce, keep-alive', () => http(port, SECONDS)],
@@ -138,24 +216,24 @@ for (const store of ['memory', 'redis'] as const) {
     // Warm-up with the same load, then the measured run.
     if (name.startsWith('UDP')) udp(port, 'announce', 1);
     else http(port, 1);
-    const h0 = cpu(herald.pid!);
-    const r0 = cpu(redis.pid!);
+    const h0 = cpu(tracker.pid!);
+    const r0 = redisCpu();
     const r = load();
-    const hUs = ((cpu(herald.pid!) - h0) / r.ok) * 1e6;
-    const rUs = ((cpu(redis.pid!) - r0) / r.ok) * 1e6;
+    const hUs = ((cpu(tracker.pid!) - h0) / r.ok) * 1e6;
+    const rUs = ((redisCpu() - r0) / r.ok) * 1e6;
     rows.push(
-      `| ${name} | ${store} | ${Math.round(r.rps).toLocaleString('en')} | ${hUs.toFixed(1)} | ${store === 'redis' ? rUs.toFixed(1) : '-'} | ${store === 'redis' ? perPeer.toFixed(0) : '-'} |`,
+      `| ${name} | ${kind === 'opentracker' ? 'opentracker' : `Herald, ${kind}`} | ${Math.round(r.rps).toLocaleString('en')} | ${hUs.toFixed(1)} | ${onRedis ? rUs.toFixed(1) : '-'} | ${onRedis ? perPeer.toFixed(0) : '-'} |`,
     );
     process.stderr.write(`${rows.at(-1)}\n`);
   }
-  await stop(herald);
-  await stop(redis);
+  await stop(tracker);
+  for (const r of redis.servers) await stop(r);
 }
 process.stdout.write(
   [
-    `${TORRENTS.toLocaleString('en')} torrents × ${PEERS} peers prefilled over UDP; ${SECONDS} s per test after 1 s warm-up; Herald on CPU 0; redis-server, udp-load and wrk on CPU 1.`,
+    `${TORRENTS.toLocaleString('en')} torrents × ${PEERS} peers prefilled over UDP; ${SECONDS} s per test after 1 s warm-up; the tracker on CPU 0; redis-server(s), udp-load and wrk on CPU 1. Redis CPU is summed over the Cluster's three masters.`,
     '',
-    '| test | store | responses/s | Herald CPU µs/response | redis-server CPU µs/response | Redis bytes/peer |',
+    '| test | tracker, store | responses/s | tracker CPU µs/response | redis-server CPU µs/response | Redis bytes/peer |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
     ...rows,
     '',

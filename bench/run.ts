@@ -6,7 +6,7 @@
  *   npm run bench            full run (10,000 torrents / 100,000 peers prefilled; 1M-peer memory)
  *   npm run bench -- --quick small and short, for a smoke test
  *   npm run bench -- --no-write   do not rewrite docs/benchmarks.md
- *   npm run bench -- --only=throughput,memory,expiry,ws,workers,rules   a subset of the tests (implies --no-write)
+ *   npm run bench -- --only=throughput,memory,expiry,ws,workers,rules,redis   a subset of the tests (implies --no-write)
  *   npm run bench -- --trackers=herald,opentracker        a subset of the trackers (implies --no-write)
  *   npm run bench -- --ws-only    same as --only=ws
  *
@@ -45,7 +45,7 @@ function listArg(name: string): string[] | null {
 const ONLY = process.argv.includes('--ws-only') ? ['ws'] : listArg('only');
 const ONLY_TRACKERS = listArg('trackers');
 for (const t of ONLY ?? [])
-  if (!['throughput', 'memory', 'expiry', 'ws', 'workers', 'rules'].includes(t))
+  if (!['throughput', 'memory', 'expiry', 'ws', 'workers', 'rules', 'redis'].includes(t))
     throw new Error(`--only: unknown test ${t}`);
 /** Whether a test (and, when given, a tracker) is selected on the command line. */
 function selected(test: string, tracker = 'herald'): boolean {
@@ -1164,6 +1164,23 @@ async function main(): Promise<void> {
   for (const name of ['herald', 'bittorrent-tracker']) if (selected('ws', name)) await wsTests(name);
   if (selected('workers')) await workersTests();
   if (selected('rules')) await rulesTest();
+  // Issue #14: Herald on one Redis, on a 3-master Cluster and on memory, and opentracker
+  // (bench/redis-store.ts starts its own Redis servers and prints its table).
+  const redisTable = selected('redis')
+    ? execFileSync(
+        NODE,
+        [
+          join(ROOT, 'bench/redis-store.ts'),
+          '--seconds',
+          String(P.seconds),
+          '--torrents',
+          String(P.torrents),
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      )
+        .toString()
+        .trim()
+    : '';
 
   const by = (test: string, tracker: string) => rows.find((r) => r.test === test && r.tracker === tracker);
   const lines: string[] = [];
@@ -1248,6 +1265,7 @@ async function main(): Promise<void> {
       : `Expiry: not run (${QUICK ? 'quick mode' : 'not selected'}).`,
     ...workers,
     ...rulesReport(),
+    ...(redisTable === '' ? [] : ['', `Redis store (issue #14): ${redisTable}`]),
   ].join('\n');
   process.stdout.write(`\n${report}\n`);
   if (WRITE) {

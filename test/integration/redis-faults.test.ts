@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import {
@@ -15,7 +16,7 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
-import type { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { bucketOf, type RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
 import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { freePort, ownCluster, ownRedis, REDIS_URL } from '../helpers/redis.ts';
 
@@ -25,6 +26,8 @@ function tracker(url: string, redisTimeout = 300): Tracker {
     http: ['127.0.0.1:0'],
     udp: ['127.0.0.1:0'],
     store: url,
+    fullScrape: true,
+    fullScrapeInterval: 1,
     redisPrefix: 'herald-faults',
     redisTimeout,
     // The burst below opens 300 connections at once from one address; not what this test is about.
@@ -70,10 +73,35 @@ function queued(t: Tracker): number {
   return c.offlineQueue.length + (c.commandQueue?.length ?? 0);
 }
 
+/**
+ * A Cluster of the test's own (three masters, a replica each, ports from `from`), a tracker on it,
+ * and 48 swarms spread over the buckets (info hashes `hashOf(i, tag)`), swarm i with one seeder
+ * on port `port + i`.
+ */
+async function clusterWithSeeders(from: number, tag: number, port: number, redisTimeout?: number) {
+  const ports: number[] = [];
+  for (let p = await freePort(from, 10_000); ports.length < 6; p++)
+    if ((await freePort(p, 10_000)) === p) ports.push(p);
+  const cluster = await ownCluster(ports);
+  cleanups.push(() => cluster.stop());
+  const t = tracker(cluster.url, redisTimeout);
+  await t.start();
+  cleanups.push(() => t.stop());
+  const hashes = Array.from({ length: 48 }, (_, i) => {
+    const h = hashOf(i, tag);
+    h[0] = i * 5;
+    return h;
+  });
+  for (const [i, h] of hashes.entries())
+    assert.equal((await announce(t, h, port + i, 0)).get('failure reason'), undefined);
+  return { ports, cluster, t, hashes };
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+
 describe('Redis store faults', {
   skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
 }, () => {
-  const cleanups: (() => Promise<void>)[] = [];
   after(async () => {
     for (const c of cleanups.reverse()) await c();
   });
@@ -147,6 +175,71 @@ describe('Redis store faults', {
     await until('/health ok again', 15_000, async () => (await health(t)).status === 200);
   });
 
+  test('Redis killed: a full scrape gets the clear refusal announces get, /health 503', async () => {
+    const redis = ownRedis(await freePort(6392));
+    await redis.start();
+    cleanups.push(() => redis.kill());
+    const t = tracker(redis.url);
+    await t.start();
+    cleanups.push(() => t.stop());
+    assert.equal((await announce(t, hashOf(1, 81), 8001, 0)).get('failure reason'), undefined);
+    const full = async () =>
+      bdecode((await httpGet(t.addresses().http[0].port, '127.0.0.1', '/scrape')).body);
+    assert.equal((await full()).get('failure reason'), undefined);
+    await redis.kill();
+    // The full scrape answered earlier is cached 5 s: wait it out, then ask again.
+    await new Promise((resolve) => setTimeout(resolve, 5100));
+    const d = await full();
+    assert.equal(text(d.get('failure reason')), Errors.storeUnavailable.message);
+    assert.ok(d.has('retry in'), 'BEP 31 retry in, as announces get');
+    await until('/health 503', 5000, async () => (await health(t)).status === 503);
+  });
+
+  test('Redis Cluster: a slot moved to another master (MOVED) is followed, not failed', async () => {
+    // Swarms over every master, each with a seeder; the first one's slot is moved below.
+    const { ports, t, hashes } = await clusterWithSeeders(7151, 82, 8300, 5000);
+    const store = t.service.store as RedisSwarmStore;
+    const admin = ports.slice(0, 3).map((port) => new Redis({ port, host: '127.0.0.1' }));
+    try {
+      const slot = Number(await admin[0].cluster('KEYSLOT', `${store.prefix}:{${bucketOf(hashes[0])}}:i`));
+      // Move the slot to each other master in turn, and back, announcing every swarm at once right
+      // after each move (the calls to one master leave together): Herald's slot map still names
+      // the old master, which answers MOVED to the moved swarm's call and runs the others.
+      for (let round = 0; round < 3; round++) {
+        await moveSlot(admin, slot);
+        const all = await Promise.all(
+          hashes.map((h) =>
+            store.announce(
+              {
+                infoHash: h,
+                peerId: Buffer.alloc(20, 2),
+                family: 4,
+                ip: Uint8Array.of(127, 0, 0, 1),
+                port: 8400,
+                uploaded: 0,
+                downloaded: 0,
+                left: 5,
+                event: 0,
+                numWant: 10,
+                wantPeerIds: false,
+              },
+              t.service.clock.now(),
+            ),
+          ),
+        );
+        for (const [i, r] of all.entries()) {
+          assert.ok(
+            !(r instanceof Error),
+            `round ${round}, swarm ${i}: ${r instanceof Error ? r.message : ''}`,
+          );
+          assert.deepEqual(compact(r.peers), [`127.0.0.1:${8300 + i}`], `round ${round}, swarm ${i}`);
+        }
+      }
+    } finally {
+      for (const c of admin) c.disconnect();
+    }
+  });
+
   test('Redis full (maxmemory, noeviction): announces are refused whole with "tracker is full"', async () => {
     const redis = ownRedis(await freePort(6395), ['--maxmemory', '3mb', '--maxmemory-policy', 'noeviction']);
     await redis.start();
@@ -197,22 +290,8 @@ describe('Redis store faults', {
   });
 
   test('Redis Cluster: a master killed fails over to its replica; swarms and service survive', async () => {
-    const base = await freePort(7111, 10_000);
-    const ports: number[] = [];
-    for (let p = base; ports.length < 6; p++) if ((await freePort(p, 10_000)) === p) ports.push(p);
-    const cluster = await ownCluster(ports);
-    cleanups.push(() => cluster.stop());
-    const t = tracker(cluster.url);
-    await t.start();
-    cleanups.push(() => t.stop());
     // Swarms over every master: 48 info hashes spread over the buckets.
-    const hashes = Array.from({ length: 48 }, (_, i) => {
-      const h = hashOf(i, 79);
-      h[0] = i * 5;
-      return h;
-    });
-    for (const [i, h] of hashes.entries())
-      assert.equal((await announce(t, h, 8100 + i, 0)).get('failure reason'), undefined);
+    const { cluster, t, hashes } = await clusterWithSeeders(7111, 79, 8100);
     // Let the replicas catch up, then kill the first master.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await cluster.nodes[0].kill();
@@ -229,6 +308,46 @@ describe('Redis store faults', {
     await until('/health ok after the failover', 15_000, async () => (await health(t)).status === 200);
   });
 });
+
+/**
+ * Migrates `slot` (keys and ownership) from the master holding it to the next one, as
+ * `redis-cli --cluster reshard` does: IMPORTING / MIGRATING, MIGRATE every key, then SETSLOT NODE
+ * on every master.
+ */
+async function moveSlot(masters: Redis[], slot: number): Promise<void> {
+  const ids = await Promise.all(masters.map((m) => m.cluster('MYID') as Promise<string>));
+  const nodes = String(await masters[0].cluster('NODES'));
+  const ownerId = nodes
+    .split('\n')
+    .find(
+      (l) =>
+        l.includes('master') &&
+        l
+          .split(' ')
+          .slice(8)
+          .some((r) => inRange(r, slot)),
+    )
+    ?.split(' ')[0];
+  const from = ids.indexOf(ownerId ?? '');
+  assert.ok(from >= 0, `the owner of slot ${slot}`);
+  const to = (from + 1) % masters.length;
+  await masters[to].cluster('SETSLOT', slot, 'IMPORTING', ids[from]);
+  await masters[from].cluster('SETSLOT', slot, 'MIGRATING', ids[to]);
+  const port = masters[to].options.port as number;
+  for (;;) {
+    // Binary keys (info hashes): read and pass them as bytes.
+    const keys = (await masters[from].callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, 100)) as Buffer[];
+    if (keys.length === 0) break;
+    await masters[from].call('MIGRATE', '127.0.0.1', port, '', 0, 5000, 'KEYS', ...keys);
+  }
+  for (const m of [masters[to], masters[from], ...masters.filter((_, i) => i !== to && i !== from)])
+    await m.cluster('SETSLOT', slot, 'NODE', ids[to]);
+}
+
+function inRange(range: string, slot: number): boolean {
+  const [a, b] = range.split('-').map(Number);
+  return slot >= a && slot <= (b ?? a);
+}
 
 function compact(v: unknown): string[] {
   const b = v as Buffer;

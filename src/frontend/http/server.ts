@@ -665,7 +665,12 @@ export class HttpFrontend implements RawHost {
     if (all instanceof Promise)
       return all.then(
         (a) => build(a).body,
-        (err) => this.#internal(err),
+        (err) => {
+          if (!(err instanceof TrackerError)) return this.#internal(err);
+          // A store that cannot answer now (Redis away): the refusal announces get.
+          counters.failures.http++;
+          return encodeFailure(err.message, err.retryLater ? o.service.settings.interval : undefined);
+        },
       );
     return build(all);
   }

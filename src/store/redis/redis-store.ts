@@ -12,7 +12,7 @@ import {
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
-import { ANNOUNCE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -25,9 +25,11 @@ import { ANNOUNCE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
  *   <prefix>:{<b>}:<h>:4l   ZSET  IPv4 leechers
  *   <prefix>:{<b>}:<h>:6s   ZSET  IPv6 seeders
  *   <prefix>:{<b>}:<h>:6l   ZSET  IPv6 leechers
- *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('1' = completion counted) + peer id (20 bytes);
- *                                 'd' → completions (downloaded)
- *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score its oldest peer's last-seen
+ *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('0' leecher, '2' seeder, +1 once its
+ *                                 completion was counted) + peer id (20 bytes); 'd' → completions;
+ *                                 4s, 4l, 6s, 6l → the number of peers in each set (downloaded)
+ *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score a lower bound of its
+ *                                 oldest peer's last-seen (exact once the sweep visited it)
  *   <prefix>:{<b>}:n        HASH  the bucket's statistics: t (swarms), 4s, 4l, 6s, 6l (peers)
  *
  * Every key of a bucket carries the hash tag `{<b>}`, so one script sees a swarm and its bucket's
@@ -35,7 +37,8 @@ import { ANNOUNCE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
  * the Cluster's slots; the sweep, the full scrape and the statistics visit 1024 small keys, not
  * the keyspace (no SCAN).
  *
- * One round trip per announce (one EVALSHA) and per scrape (one EVALSHA per bucket the hashes
+ * One round trip per announce (one EVALSHA, shared by the open-mode announces of one event-loop
+ * turn to one server: ANNOUNCE_BATCH) and per scrape (one EVALSHA per bucket the hashes
  * fall in, sent together: one write per node with auto-pipelining).
  *
  * Faults: every call has a timeout (`timeoutMs`); there is no offline queue (a call made while
@@ -58,6 +61,11 @@ export class RedisSwarmStore implements SwarmStore {
   /** Per bucket: the key base "<prefix>:{<b>}:" and the index key, made once. */
   #bases: Buffer[] = [];
   #indexes: Buffer[] = [];
+  /** Per bucket: its Cluster slot (of its hash tag). */
+  #slots: number[] = [];
+  /** This turn's open-mode announces, by server (a Cluster master's "host:port"; '' for one server). */
+  #batches = new Map<string, Queued[]>();
+  #scheduled = false;
   /** Time (ms) of the last failed call, and how many failed since the last log line. */
   #failedAt = 0;
   #failures = 0;
@@ -93,6 +101,7 @@ export class RedisSwarmStore implements SwarmStore {
       const base = Buffer.from(`${opts.prefix}:{${b}}:`, 'latin1');
       this.#bases.push(base);
       this.#indexes.push(Buffer.concat([base, Buffer.from('i')]));
+      this.#slots.push(keySlot(String(b)));
     }
     this.#timeoutMs = opts.timeoutMs;
     this.client = connectRedis(opts.url, opts.timeoutMs);
@@ -100,6 +109,7 @@ export class RedisSwarmStore implements SwarmStore {
     this.#deadlines.unref();
     for (const [name, lua] of [
       ['heraldAnnounce', ANNOUNCE],
+      ['heraldAnnounceBatch', ANNOUNCE_BATCH],
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
@@ -143,8 +153,30 @@ export class RedisSwarmStore implements SwarmStore {
     });
   }
 
-  #cmd(): Scripts {
-    return this.client as unknown as Scripts;
+  /**
+   * Runs script command `name` (a `defineCommand` name, `…Buffer` for Buffer replies) under the
+   * deadline. On a Cluster, a call answered MOVED or ASK (a slot moved or moving to another master)
+   * is sent once more alone: ioredis follows redirections for a command or pipeline that fails
+   * whole, but not for one command of an auto-pipeline whose other commands succeeded (the calls
+   * of one tick to one master leave as one pipeline), which it fails with the redirection.
+   */
+  #script<T>(name: string, args: (Buffer | string | number)[]): Promise<T> {
+    const client = this.client as unknown as Record<string, (...a: unknown[]) => Promise<T>>;
+    const first = client[name](...args);
+    if (!(this.client instanceof Cluster)) return this.#bounded(first);
+    const cluster = this.client;
+    return this.#bounded(
+      first.catch((err: unknown) => {
+        if (!redirected(err)) throw err;
+        const pipe = cluster.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown>;
+        pipe[name](...args);
+        return (pipe as unknown as { exec(): Promise<[Error | null, T][]> }).exec().then((r) => {
+          const [e, v] = r[0];
+          if (e !== null) throw e;
+          return v;
+        });
+      }),
+    );
   }
 
   /** `p`, or a rejection once it has taken longer than the timeout. */
@@ -226,32 +258,32 @@ export class RedisSwarmStore implements SwarmStore {
     ep.set(req.ip, 0);
     ep.writeUInt16BE(req.port, stride - 2);
     const wantIds = req.wantPeerIds;
-    return this.#bounded(
-      this.#cmd().heraldAnnounceBuffer(
-        this.#indexes[b],
-        this.#bases[b],
-        Buffer.from(h),
-        ep,
-        req.family === 4 ? '4' : '6',
-        req.left === 0 ? '1' : '0',
-        req.event,
-        Math.min(req.numWant, 1024),
-        wantIds ? '1' : '0',
-        now,
-        Buffer.from(req.peerId),
-        this.#random(),
-        ...(acct === null
-          ? ['']
-          : [
-              `a:${acct.torrentId}:${acct.memberId}`,
-              `${req.uploaded}:${req.downloaded}`,
-              acct.peersPerTorrent,
-              acct.minGap,
-              acct.refuseEarly ? '1' : '0',
-              this.#peerTimeout,
-            ]),
-      ),
-    ).then((r): AnnounceResult | AccountedResult | TrackerError => {
+    const args: Arg[] = [
+      this.#bases[b],
+      Buffer.from(h),
+      ep,
+      req.family === 4 ? '4' : '6',
+      req.left === 0 ? '1' : '0',
+      req.event,
+      Math.min(req.numWant, 1024),
+      wantIds ? '1' : '0',
+      now,
+      Buffer.from(req.peerId),
+      this.#random(),
+      ...(acct === null
+        ? ['']
+        : [
+            `a:${acct.torrentId}:${acct.memberId}`,
+            `${req.uploaded}:${req.downloaded}`,
+            acct.peersPerTorrent,
+            acct.minGap,
+            acct.refuseEarly ? '1' : '0',
+            this.#peerTimeout,
+          ]),
+    ];
+    // Open mode: with the other announces of this event-loop turn (ANNOUNCE_BATCH).
+    const call = acct === null ? this.#enqueue(b, args) : this.#single(b, args);
+    return call.then((r): AnnounceResult | AccountedResult | TrackerError => {
       if (r[0] === -1) return String(r[1]) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
       const peers = r[3] as Buffer;
       const ids = r[4] as Buffer;
@@ -269,6 +301,57 @@ export class RedisSwarmStore implements SwarmStore {
       if (acct === null) return result;
       return { ...result, previous: baselineOf(r[6] as Buffer), seed: r[7] as number, early: r[8] === 1 };
     }, this.#refusal);
+  }
+
+  /** One announce alone (scripts.ts ANNOUNCE): its bucket index routes it. */
+  #single(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
+    return this.#script('heraldAnnounceBuffer', [this.#indexes[b], ...args]);
+  }
+
+  /**
+   * Queues an open-mode announce for this turn's batch to its server (on a Cluster, to the master
+   * holding its slot in the client's slot map): every announce that arrives before the event loop
+   * next checks (`setImmediate`) leaves in one ANNOUNCE_BATCH call per master, at most
+   * MAX_BATCH a call. Resolves with the announce's six values, as ANNOUNCE's first six.
+   */
+  #enqueue(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
+    return new Promise((resolve, reject) => {
+      const node = this.#serverOf(b);
+      let queue = this.#batches.get(node);
+      if (queue === undefined) {
+        queue = [];
+        this.#batches.set(node, queue);
+      }
+      queue.push({ b, args, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  #flush = (): void => {
+    this.#scheduled = false;
+    for (const queue of this.#batches.values())
+      for (let i = 0; i < queue.length; i += MAX_BATCH) this.#sendBatch(queue.slice(i, i + MAX_BATCH));
+    this.#batches.clear();
+  };
+
+  #sendBatch(items: Queued[]): void {
+    const argv: Arg[] = [this.#indexes[items[0].b]];
+    for (const q of items) for (const a of q.args) argv.push(a);
+    this.#script<(number | Buffer)[]>('heraldAnnounceBatchBuffer', argv).then(
+      (r) => {
+        for (const [k, q] of items.entries()) {
+          // Skipped: its slot is on another master now (the slot map was stale); alone, it is routed.
+          if (r[k * 6] === -2) this.#single(q.b, q.args).then(q.resolve, q.reject);
+          else q.resolve(r.slice(k * 6, k * 6 + 6));
+        }
+      },
+      (err) => {
+        for (const q of items) q.reject(err);
+      },
+    );
   }
 
   /** A failed call: logged (at most every 10 s), recorded for health(), answered as a refusal. */
@@ -296,13 +379,11 @@ export class RedisSwarmStore implements SwarmStore {
     // In private mode a hybrid's two hashes live in its route hash's bucket.
     for (const [b, at] of byBucket(infoHashes, (h) => this.#bucketOf(h)))
       calls.push(
-        this.#bounded(
-          this.#cmd().heraldScrape(
-            this.#indexes[b],
-            this.#bases[b],
-            ...at.map((i) => Buffer.from(infoHashes[i])),
-          ),
-        ).then((r) => {
+        this.#script<number[]>('heraldScrape', [
+          this.#indexes[b],
+          this.#bases[b],
+          ...at.map((i) => Buffer.from(infoHashes[i])),
+        ]).then((r) => {
           for (let k = 0; k < at.length; k++)
             out[at[k]] = { complete: r[k * 3], incomplete: r[k * 3 + 1], downloaded: r[k * 3 + 2] };
         }),
@@ -323,11 +404,15 @@ export class RedisSwarmStore implements SwarmStore {
   async scrapeAll(): Promise<Iterable<[Uint8Array, ScrapeEntry]>> {
     const out: [Uint8Array, ScrapeEntry][] = [];
     const page = 1000;
+    // A failure is the refusal announces get (a TrackerError), not an internal error.
     await this.#eachBucket(async (b) => {
       for (let first = 0; ; first += page) {
-        const r = await this.#bounded(
-          this.#cmd().heraldScrapePageBuffer(this.#indexes[b], this.#bases[b], first, page),
-        );
+        const r = await this.#script<(number | Buffer)[]>('heraldScrapePageBuffer', [
+          this.#indexes[b],
+          this.#bases[b],
+          first,
+          page,
+        ]);
         for (let k = 0; k < r.length; k += 4)
           out.push([
             new Uint8Array(r[k] as Buffer),
@@ -335,35 +420,65 @@ export class RedisSwarmStore implements SwarmStore {
           ]);
         if (r.length < page * 4) return;
       }
+    }).catch((err) => {
+      throw this.#refusal(err);
     });
     return out;
   }
 
   /**
-   * Expiry over every bucket (64 calls in flight at a time), stopping once `budget` peers are
-   * removed. A bucket costs one short call when nothing in it has expired (the index is ordered
-   * by each swarm's oldest peer). Every instance may run it at once. A failure is logged and
-   * counts as nothing removed (the next tick retries).
+   * Expiry over every bucket, stopping once `budget` peers are removed: the buckets of one server
+   * (on a Cluster, of one master by the client's slot map) go SWEEP_BUCKETS to a call, and the
+   * buckets that may have more go again. A bucket costs one short call of the script when nothing
+   * in it has expired (the index is ordered by each swarm's oldest peer). Every instance may run
+   * it at once. A bucket whose slot is on another master than the map said is left for the next
+   * sweep (the map is refreshed meanwhile). A failure is logged and counts as nothing removed
+   * (the next tick retries).
    */
   async sweep(now: number, budget: number): Promise<number> {
     const cutoff = now - this.#peerTimeout;
     let removed = 0;
+    let todo = Array.from({ length: BUCKETS }, (_, b) => b);
     try {
-      await this.#eachBucket(async (b) => {
-        if (removed >= budget) return;
-        const per = Math.min(budget - removed, 1000);
-        for (;;) {
-          const [n, more] = await this.#bounded(
-            this.#cmd().heraldSweep(this.#indexes[b], this.#bases[b], cutoff, per),
-          );
-          removed += n;
-          if (more === 0 || removed >= budget) return;
-        }
-      });
+      while (todo.length > 0 && removed < budget) {
+        const next: number[] = [];
+        const calls: Promise<void>[] = [];
+        for (const group of this.#byServer(todo).values())
+          for (let i = 0; i < group.length; i += SWEEP_BUCKETS) {
+            const bs = group.slice(i, i + SWEEP_BUCKETS);
+            const args = [this.#indexes[bs[0]], cutoff, Math.min(budget - removed, 1000)];
+            for (const b of bs) args.push(this.#bases[b]);
+            calls.push(
+              this.#script<number[]>('heraldSweep', args).then((r) => {
+                removed += r[0];
+                for (const [k, b] of bs.entries()) if (r[k + 1] === 1) next.push(b);
+              }),
+            );
+          }
+        await Promise.all(calls);
+        todo = next;
+      }
     } catch (err) {
       this.#failed(err);
     }
     return removed;
+  }
+
+  /** `buckets` by the server they are on: one group on one server, a group per master on a Cluster. */
+  #byServer(buckets: number[]): Map<string, number[]> {
+    const groups = new Map<string, number[]>();
+    for (const b of buckets) {
+      const node = this.#serverOf(b);
+      const g = groups.get(node);
+      if (g === undefined) groups.set(node, [b]);
+      else g.push(b);
+    }
+    return groups;
+  }
+
+  /** The master holding bucket `b`'s slot by the client's slot map ('' on one server). */
+  #serverOf(b: number): string {
+    return this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
   }
 
   async stats(): Promise<SwarmStats> {
@@ -441,11 +556,35 @@ export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void
   }
 }
 
-interface Scripts {
-  heraldAnnounceBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
-  heraldScrape(...args: (Buffer | string | number)[]): Promise<number[]>;
-  heraldScrapePageBuffer(...args: (Buffer | string | number)[]): Promise<(number | Buffer)[]>;
-  heraldSweep(...args: (Buffer | string | number)[]): Promise<[number, number]>;
+type Arg = Buffer | string | number;
+
+/** An announce waiting for its turn's batch: its bucket, its ANNOUNCE_BATCH arguments, its promise. */
+interface Queued {
+  b: number;
+  args: Arg[];
+  resolve: (r: (number | Buffer)[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */
+const MAX_BATCH = 128;
+/** Most buckets in one SWEEP call. */
+const SWEEP_BUCKETS = 256;
+
+/** The Cluster slot of a hash tag: CRC16 (XMODEM) of its bytes, modulo 16384. */
+export function keySlot(tag: string): number {
+  let crc = 0;
+  for (let i = 0; i < tag.length; i++) {
+    crc ^= tag.charCodeAt(i) << 8;
+    for (let k = 0; k < 8; k++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc & 16383;
+}
+
+/** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
+function redirected(err: unknown): boolean {
+  const m = err instanceof Error ? err.message : '';
+  return m.startsWith('MOVED ') || m.startsWith('ASK ');
 }
 
 /**

@@ -35,12 +35,13 @@ local function sets(tid)
   local sk = base .. tid .. ':'
   return {sk .. '4s', sk .. '4l', sk .. '6s', sk .. '6l'}, sk .. 'm'
 end
--- Appends a swarm's complete, incomplete and downloaded to out.
+-- Appends a swarm's complete, incomplete and downloaded to out (from its meta hash: one call).
 local function counts(tid, out)
-  local keys, meta = sets(tid)
-  out[#out + 1] = redis.call('ZCARD', keys[1]) + redis.call('ZCARD', keys[3])
-  out[#out + 1] = redis.call('ZCARD', keys[2]) + redis.call('ZCARD', keys[4])
-  out[#out + 1] = tonumber(redis.call('HGET', meta, 'd') or '0')
+  local _, meta = sets(tid)
+  local m = redis.call('HMGET', meta, 'd', '4s', '4l', '6s', '6l')
+  out[#out + 1] = tonumber(m[2] or '0') + tonumber(m[4] or '0')
+  out[#out + 1] = tonumber(m[3] or '0') + tonumber(m[5] or '0')
+  out[#out + 1] = tonumber(m[1] or '0')
 end
 local function settle(tid, keys, meta)
   local oldest = nil
@@ -118,150 +119,218 @@ end
  * field '~' of the hash is the member's seeding time credited up to (one second a second over all
  * its peer ids).
  */
-export const ANNOUNCE = `#!lua
+const ANNOUNCE_FN = `
 ${PRELUDE}
 ${SELECT}
-local tid, ep, fam = ARGV[2], ARGV[3], ARGV[4]
-local seeder = ARGV[5] == '1'
-local event = tonumber(ARGV[6])
-local want = tonumber(ARGV[7])
-local now = tonumber(ARGV[9])
-local keys, meta = sets(tid)
-local akey, prev, prevAt, early = nil, false, 0, 0
-local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
-if ARGV[12] ~= '' then
-  akey = base .. ARGV[12]
-  local cutoff = now - tonumber(ARGV[17])
-  prev = redis.call('HGET', akey, ARGV[10])
-  if prev then
-    prevAt = atOf(prev)
-    if prevAt < cutoff then prev = false end
-  end
-  -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
-  -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
-  -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
-  if event ~= 3 then
-    if not prev then
-      local limit = tonumber(ARGV[14])
-      if limit > 0 then
-        local live = 0
-        local all = redis.call('HGETALL', akey)
-        for i = 1, #all, 2 do
-          if all[i] ~= '~' then
-            if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+local function announce(A)
+  local tid, ep, fam = A[2], A[3], A[4]
+  local seeder = A[5] == '1'
+  local event = tonumber(A[6])
+  local want = tonumber(A[7])
+  local now = tonumber(A[9])
+  -- Only the requester's family's two sets are touched (the counts are in the meta hash).
+  local sk = base .. tid .. ':'
+  local meta = sk .. 'm'
+  local akey, prev, prevAt, early = nil, false, 0, 0
+  local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+  if A[12] ~= '' then
+    akey = base .. A[12]
+    local cutoff = now - tonumber(A[17])
+    prev = redis.call('HGET', akey, A[10])
+    if prev then
+      prevAt = atOf(prev)
+      if prevAt < cutoff then prev = false end
+    end
+    -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
+    -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
+    -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
+    if event ~= 3 then
+      if not prev then
+        local limit = tonumber(A[14])
+        if limit > 0 then
+          local live = 0
+          local all = redis.call('HGETALL', akey)
+          for i = 1, #all, 2 do
+            if all[i] ~= '~' then
+              if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+            end
           end
+          if live >= limit then return {-1, 'torrent'} end
         end
-        if live >= limit then return {-1, 'torrent'} end
+      elseif event ~= 1 and now - prevAt < tonumber(A[15]) then
+        if A[16] == '1' then return {-1, 'early'} end
+        early = 1
       end
-    elseif event ~= 1 and now - prevAt < tonumber(ARGV[15]) then
-      if ARGV[16] == '1' then return {-1, 'early'} end
-      early = 1
     end
   end
-end
--- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
-local function account()
-  if akey == nil then return 0 end
-  local seed = 0
-  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
-    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
-    if now > from then
-      seed = now - from
-      redis.call('HSET', akey, '~', now)
+  -- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
+  local function account()
+    if akey == nil then return 0 end
+    local seed = 0
+    if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+      local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+      if now > from then
+        seed = now - from
+        redis.call('HSET', akey, '~', now)
+      end
     end
+    if event == 3 then
+      redis.call('HDEL', akey, A[10])
+    else
+      redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+    end
+    redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
+    return seed
   end
+  local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
+  local iS, iL = 1, 2
+  if fam == '6' then iS, iL = 3, 4 end
+  -- One read: the swarm's completions and counts, and the requester's meta value. The first call
+  -- is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not (or no longer)
+  -- on this master is reported, untouched, for the caller to send again alone.
+  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
+  if m.err then return m end
+  local downloaded = tonumber(m[1] or '0')
+  local n = {tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')}
+  local old = m[6]
+  -- The meta value's flag byte says where the requester is: '0' leecher, '2' seeder, plus 1 once
+  -- its completion was counted; no value, not in the swarm.
+  local flag = old and (string.byte(old, 1) - 48) or -1
+  local inS, inL = flag >= 2, flag == 0 or flag == 1
+  local complete, incomplete = n[1] + n[3], n[2] + n[4]
+  if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
   if event == 3 then
-    redis.call('HDEL', akey, ARGV[10])
-  else
-    redis.call('HSET', akey, ARGV[10], ARGV[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+    if inS or inL then
+      local key, i = fs, iS
+      if inL then key, i = fl, iL end
+      if redis.call('ZREM', key, ep) == 1 then
+        redis.call('HINCRBY', stats, FIELDS[i], -1)
+        redis.call('HSET', meta, FIELDS[i], n[i] - 1)
+      end
+      if complete + incomplete == 0 then
+        -- The last peer: the swarm is freed (its meta hash, with the completion count, and its
+        -- index entry).
+        redis.call('DEL', meta)
+        if redis.call('ZREM', idx, tid) == 1 then redis.call('HINCRBY', stats, 't', -1) end
+      else
+        redis.call('HDEL', meta, ep)
+      end
+    end
+    local seed = account()
+    return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
   end
-  redis.call('EXPIRE', akey, 2 * tonumber(ARGV[17]))
-  return seed
-end
-local fs, fl = keys[1], keys[2]
-if fam == '6' then fs, fl = keys[3], keys[4] end
-local n = {}
-for i = 1, 4 do n[i] = redis.call('ZCARD', keys[i]) end
-local complete, incomplete = n[1] + n[3], n[2] + n[4]
-local seen = redis.call('ZSCORE', fs, ep)
-local inS = seen ~= false
-local inL = false
-if not inS then
-  seen = redis.call('ZSCORE', fl, ep)
-  inL = seen ~= false
-end
-if inS then complete = complete - 1 elseif inL then incomplete = incomplete - 1 end
-local downloaded = tonumber(redis.call('HGET', meta, 'd') or '0')
-if event == 3 then
-  if inS or inL then
-    local key, field = fs, fam .. 's'
-    if inL then key, field = fl, fam .. 'l' end
-    if redis.call('ZREM', key, ep) == 1 then redis.call('HINCRBY', stats, field, -1) end
-    redis.call('HDEL', meta, ep)
-    settle(tid, keys, meta)
+
+  -- Peers (SELECT): never the requester.
+  local out = {}
+  local cs, cl = n[iS], n[iL]
+  if want > 0 then
+    if seeder then
+      -- A seeder needs no seeders.
+      pick(out, fl, cl, want, inL, ep)
+    else
+      local ks, kl = split(want, cs - (inS and 1 or 0), cl - (inL and 1 or 0), tonumber(A[11]))
+      pick(out, fs, cs, ks, inS, ep)
+      pick(out, fl, cl, kl, inL, ep)
+    end
+  end
+
+  -- Apply the announce. The meta hash's writes (counts, completions, the peer's value) go in one
+  -- HSET; each count is changed only where ZADD added or ZREM removed, so it stays the set's
+  -- cardinality (as the bucket statistics stay exact).
+  local key, other, i, o = fl, fs, iL, iS
+  if seeder then key, other, i, o = fs, fl, iS, iL end
+  local set = {}
+  if redis.call('ZADD', key, now, ep) == 1 then
+    redis.call('HINCRBY', stats, FIELDS[i], 1)
+    set[#set + 1] = FIELDS[i]
+    set[#set + 1] = n[i] + 1
+  end
+  if (seeder and inL) or ((not seeder) and inS) then
+    if redis.call('ZREM', other, ep) == 1 then
+      redis.call('HINCRBY', stats, FIELDS[o], -1)
+      set[#set + 1] = FIELDS[o]
+      set[#set + 1] = n[o] - 1
+    end
+  end
+  local counted = flag == 1 or flag == 3
+  if event == 1 and not counted then
+    counted = true
+    downloaded = downloaded + 1
+    set[#set + 1] = 'd'
+    set[#set + 1] = downloaded
+  end
+  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. A[10]
+  if old ~= value then
+    set[#set + 1] = ep
+    set[#set + 1] = value
+  end
+  if #set > 0 then redis.call('HSET', meta, unpack(set)) end
+  -- A new swarm enters the bucket index. Its score is a lower bound of the swarm's oldest
+  -- last-seen: an announce only moves a peer's time forward, so it is left alone here; the sweep
+  -- sets it to the true oldest (settle) when it visits a swarm whose score has passed the cutoff.
+  -- (A peer written by an instance whose clock is behind may be older than the score: it then
+  -- expires late by that clock difference.)
+  if complete + incomplete == 0 and not (inS or inL) then
+    if redis.call('ZADD', idx, now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+  end
+
+  local ids, known = '', ''
+  if A[8] == '1' and #out > 0 then
+    local values = redis.call('HMGET', meta, unpack(out))
+    local idl, kl = {}, {}
+    for i = 1, #out do
+      local v = values[i]
+      if v and #v == 21 then
+        idl[i] = string.sub(v, 2)
+        kl[i] = '\\1'
+      else
+        idl[i] = string.rep('\\0', 20)
+        kl[i] = '\\0'
+      end
+    end
+    ids, known = table.concat(idl), table.concat(kl)
   end
   local seed = account()
-  return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
+  return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
 end
+`;
 
--- Peers (SELECT): never the requester.
+export const ANNOUNCE = `#!lua
+${ANNOUNCE_FN}
+return announce(ARGV)
+`;
+
+/** Arguments per announce in ANNOUNCE_BATCH. */
+export const BATCH_ARGS = 12;
+
+/**
+ * Several open-mode announces in one call (issue #14: one EVALSHA's dispatch, parsing and round
+ * trip shared by every announce of an event-loop turn). ARGV: BATCH_ARGS arguments per announce,
+ * those of ANNOUNCE (its bucket's key base first, ARGV[12] ''). KEYS[1] is the first announce's
+ * bucket index (it routes the call on a Cluster). The announces may be of any buckets: on one
+ * server every key is local; on a Cluster the caller groups announces by the master that holds
+ * their slots (allow-cross-slot-keys lets one script reach several slots of its node), and an
+ * announce whose slot is not here (moved since) is skipped, untouched, and reported.
+ * Returns 6 values per announce: ANNOUNCE's first six, or {-2, '', '', '', '', ''} when skipped.
+ * Each announce is whole: all of its keys are in one slot, so the guarded first call decides.
+ */
+export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
+${ANNOUNCE_FN}
 local out = {}
-local cs, cl = n[1], n[2]
-if fam == '6' then cs, cl = n[3], n[4] end
-if want > 0 then
-  if seeder then
-    -- A seeder needs no seeders.
-    pick(out, fl, cl, want, inL, ep)
+for o = 0, #ARGV - ${BATCH_ARGS}, ${BATCH_ARGS} do
+  local A = {unpack(ARGV, o + 1, o + ${BATCH_ARGS})}
+  base = A[1]
+  idx = base .. 'i'
+  stats = base .. 'n'
+  local r = announce(A)
+  if r.err then
+    out[#out + 1] = -2
+    for k = 2, 6 do out[#out + 1] = '' end
   else
-    local ks, kl = split(want, cs - (inS and 1 or 0), cl - (inL and 1 or 0), tonumber(ARGV[11]))
-    pick(out, fs, cs, ks, inS, ep)
-    pick(out, fl, cl, kl, inL, ep)
+    for k = 1, 6 do out[#out + 1] = r[k] end
   end
 end
-
--- Apply the announce.
-local key, other, field, ofield = fl, fs, fam .. 'l', fam .. 's'
-if seeder then key, other, field, ofield = fs, fl, fam .. 's', fam .. 'l' end
-if redis.call('ZADD', key, now, ep) == 1 then redis.call('HINCRBY', stats, field, 1) end
-if (seeder and inL) or ((not seeder) and inS) then
-  if redis.call('ZREM', other, ep) == 1 then redis.call('HINCRBY', stats, ofield, -1) end
-end
--- The peer's meta value: a flag byte ('1' once its completion was counted) and its peer id.
-local old = redis.call('HGET', meta, ep)
-local counted = old and string.sub(old, 1, 1) == '1'
-if event == 1 and not counted then
-  counted = true
-  downloaded = redis.call('HINCRBY', meta, 'd', 1)
-end
-local value = (counted and '1' or '0') .. ARGV[10]
-if old ~= value then redis.call('HSET', meta, ep, value) end
--- The swarm's oldest last-seen changes only if it is new, or this peer may have been its oldest
--- (or a clock behind the others' wrote an older time): otherwise no settle (five calls saved).
-local oldest = redis.call('ZSCORE', idx, tid)
-if oldest ~= false and ((not (inS or inL)) or tonumber(seen) > tonumber(oldest)) then
-  if now < tonumber(oldest) then redis.call('ZADD', idx, now, tid) end
-else
-  settle(tid, keys, meta)
-end
-
-local ids, known = '', ''
-if ARGV[8] == '1' and #out > 0 then
-  local values = redis.call('HMGET', meta, unpack(out))
-  local idl, kl = {}, {}
-  for i = 1, #out do
-    local v = values[i]
-    if v and #v == 21 then
-      idl[i] = string.sub(v, 2)
-      kl[i] = '\\1'
-    else
-      idl[i] = string.rep('\\0', 20)
-      kl[i] = '\\0'
-    end
-  end
-  ids, known = table.concat(idl), table.concat(kl)
-end
-local seed = account()
-return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
+return out
 `;
 
 /**
@@ -297,36 +366,56 @@ return out
 export const { scrape: SCRAPE, page: SCRAPE_PAGE } = scrapeScripts(PRELUDE);
 
 /**
- * Expiry of one bucket: ARGV base, cutoff (peers last seen at or before it go), budget (most
- * peers removed by this call). Only swarms whose oldest peer is expired are visited (the index
- * score), at most 100 of them. Safe when every instance sweeps at once: scripts run one at a
- * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, 1 if there
- * may be more to do}.
+ * Expiry of several buckets in one call (issue #14: 1024 calls a second cost every instance more
+ * CPU than a modest announce load): ARGV cutoff (peers last seen at or before it go), budget
+ * (most peers removed by this call), then the key bases of the buckets; KEYS[1] is the first
+ * bucket's index (it routes the call on a Cluster, where the caller groups buckets by master:
+ * allow-cross-slot-keys). In each bucket only swarms whose oldest peer may be expired are visited
+ * (the index score, a lower bound of the oldest last-seen), at most 100 of them; each visited
+ * swarm's score is set to its true oldest (settle), so one whose oldest peer has announced since
+ * is visited once and moves on. Safe when every instance sweeps at once: scripts run one at a
+ * time, and a peer's removal is counted only where ZREM removed it. Returns {removed, then per
+ * bucket 1 if there may be more to do there, 0 if not, -1 if its slot is not on this master}.
  */
-export const SWEEP = `#!lua flags=allow-oom
+export const SWEEP = `#!lua flags=allow-oom,allow-cross-slot-keys
 ${PRELUDE}
-local cutoff = tonumber(ARGV[2])
-local budget = tonumber(ARGV[3])
+local cutoff = tonumber(ARGV[1])
+local budget = tonumber(ARGV[2])
 local removed = 0
-local swarms = redis.call('ZRANGEBYSCORE', idx, '-inf', cutoff, 'LIMIT', 0, 100)
-for _, tid in ipairs(swarms) do
-  if removed >= budget then break end
-  local keys, meta = sets(tid)
-  for i = 1, 4 do
-    if removed >= budget then break end
-    local gone = 0
-    for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
-      if redis.call('ZREM', keys[i], ep) == 1 then
-        redis.call('HDEL', meta, ep)
-        gone = gone + 1
+local flags = {0}
+for a = 3, #ARGV do
+  base = ARGV[a]
+  idx = base .. 'i'
+  stats = base .. 'n'
+  local swarms = redis.pcall('ZRANGEBYSCORE', idx, '-inf', cutoff, 'LIMIT', 0, 100)
+  if swarms.err then
+    flags[#flags + 1] = -1
+  elseif removed >= budget then
+    flags[#flags + 1] = #swarms > 0 and 1 or 0
+  else
+    for _, tid in ipairs(swarms) do
+      if removed >= budget then break end
+      local keys, meta = sets(tid)
+      for i = 1, 4 do
+        if removed >= budget then break end
+        local gone = 0
+        for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
+          if redis.call('ZREM', keys[i], ep) == 1 then
+            redis.call('HDEL', meta, ep)
+            gone = gone + 1
+          end
+        end
+        if gone > 0 then
+          redis.call('HINCRBY', stats, FIELDS[i], -gone)
+          redis.call('HINCRBY', meta, FIELDS[i], -gone)
+          removed = removed + gone
+        end
       end
+      settle(tid, keys, meta)
     end
-    if gone > 0 then
-      redis.call('HINCRBY', stats, FIELDS[i], -gone)
-      removed = removed + gone
-    end
+    flags[#flags + 1] = (removed >= budget or #swarms == 100) and 1 or 0
   end
-  settle(tid, keys, meta)
 end
-return {removed, (removed >= budget or #swarms == 100) and 1 or 0}
+flags[1] = removed
+return flags
 `;
