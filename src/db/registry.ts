@@ -372,6 +372,11 @@ export class Registry {
       .select((e) => e.fn.countAll().as('n'))
       .where('inviter_id', '=', memberId)
       .executeTakeFirstOrThrow();
+    const tf = await this.#k
+      .selectFrom('members')
+      .select('totp_enabled_at')
+      .where('id', '=', memberId)
+      .executeTakeFirst();
     return {
       snatches,
       seeding_now: seeding,
@@ -382,6 +387,8 @@ export class Registry {
       bonus_points: await this.bonus.balance(memberId),
       /** Personal freeleech windows in force or to come (tokens' and staff's). */
       freeleech_windows: await this.freeleech.list({ member: memberId, after: at }),
+      /** Two-factor authentication (TOTP) on or off (issue #16). */
+      two_factor: (tf?.totp_enabled_at ?? null) !== null ? ('on' as const) : ('off' as const),
     };
   }
 

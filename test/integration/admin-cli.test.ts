@@ -387,6 +387,8 @@ test('member reset-link and 2fa-reset (issue #16): a one-time link for the porta
   } finally {
     await db.close();
   }
+  assert.equal(json('member', 'show', 'resetme').two_factor, 'on');
   assert.equal(json('member', '2fa-reset', 'resetme').two_factor, 'off');
+  assert.equal(json('member', 'show', 'resetme').two_factor, 'off');
   assert.match(herald('member', 'reset-link', 'nobody').stderr, /no member "nobody"/);
 });
