@@ -142,16 +142,12 @@ export class ShardedSwarmStore implements SwarmStore {
       return r;
     }
     const acct = member !== null && torrent !== null ? { member, torrent } : null;
-    return this.bus
-      .request(
-        owner,
-        (w, id) => writeAnnounce(w, id, req, now, acct),
-        (body, at, type) => {
-          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
-          throw failureOf(body, at, type);
-        },
-      )
-      .catch(refusal);
+    return this.bus.request<AnnounceResult | TrackerError>(
+      owner,
+      (w, id) => writeAnnounce(w, id, req, now, acct),
+      announceReply,
+      refusal,
+    );
   }
 
   /** A member's torrents seeding and leeching now, over every worker (private mode). */
@@ -192,16 +188,12 @@ export class ShardedSwarmStore implements SwarmStore {
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
     const owner = this.#ownerOf(req.infoHash);
     if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult | TrackerError;
-    return this.bus
-      .request(
-        owner,
-        (w, id) => writeAnnounce(w, id, req, now),
-        (body, at, type) => {
-          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
-          throw failureOf(body, at, type);
-        },
-      )
-      .catch(refusal);
+    return this.bus.request<AnnounceResult | TrackerError>(
+      owner,
+      (w, id) => writeAnnounce(w, id, req, now),
+      announceReply,
+      refusal,
+    );
   }
 
   /** A scrape that cannot reach an owner rejects with `Errors.shardUnavailable`. */
@@ -396,6 +388,12 @@ function failureOf(body: Buffer, at: number, type: MessageType): Error {
   // The owner's refusal from the catalogue (a peer limit, tracker full): the client reads it.
   const text = textOf(body, at);
   return trackerErrorOf(text) ?? new Error(`cluster: ${text}`);
+}
+
+/** The owner's answer to an announce: the result, or its refusal (thrown: `refusal` maps it). */
+function announceReply(body: Buffer, at: number, type: MessageType): AnnounceResult {
+  if (type === MessageType.announceOk) return readAnnounceOk(body, at);
+  throw failureOf(body, at, type);
 }
 
 /** Any failure to reach the owner becomes the retryable refusal a client can act on. */
