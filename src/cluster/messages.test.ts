@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AnnounceRequest } from '../core/types.ts';
-import { FrameWriter, HEADER, MessageType, readAnnounce, writeAnnounce } from './messages.ts';
+import {
+  blankAnnounceRequest,
+  FrameWriter,
+  HEADER,
+  MessageType,
+  readAnnounce,
+  writeAnnounce,
+} from './messages.ts';
 
 function request(family: 4 | 6, seed: number): AnnounceRequest {
   const bytes = (n: number, k: number) => Uint8Array.from({ length: n }, (_, i) => (seed * 31 + i * k) & 255);
@@ -26,19 +33,7 @@ test('announce frames read back as written into one reused request, whatever fam
   const sent = [request(4, 1), request(6, 2), request(6, 3), request(4, 4)];
   for (let i = 0; i < sent.length; i++) writeAnnounce(w, i + 1, sent[i], 1000 + i);
   const frames = w.take();
-  const into: AnnounceRequest = {
-    infoHash: new Uint8Array(20),
-    peerId: new Uint8Array(20),
-    family: 4,
-    ip: new Uint8Array(4),
-    port: 0,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-    event: 0,
-    numWant: 0,
-    wantPeerIds: false,
-  };
+  const into = blankAnnounceRequest();
   let o = 0;
   const ips: Uint8Array[] = [];
   for (let i = 0; i < sent.length; i++) {

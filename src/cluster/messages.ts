@@ -168,6 +168,23 @@ export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | nu
   };
 }
 
+/** A request for `readAnnounce` to fill (the owner reuses one for every announce it is sent). */
+export function blankAnnounceRequest(): AnnounceRequest {
+  return {
+    infoHash: new Uint8Array(20),
+    peerId: new Uint8Array(20),
+    family: 4,
+    ip: new Uint8Array(4),
+    port: 0,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: 0,
+    numWant: 0,
+    wantPeerIds: false,
+  };
+}
+
 /** Copies `n` bytes of `from` to `to[at...]` (a loop: short copies, no view allocated). */
 function copyInto(to: Uint8Array, at: number, from: Uint8Array, n: number): void {
   for (let i = 0; i < n; i++) to[at + i] = from[i];

@@ -7,6 +7,7 @@ import type { AccountStep, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
 import {
   ANNOUNCE_BYTES,
+  blankAnnounceRequest,
   type FrameWriter,
   HEADER,
   MessageType,
@@ -48,19 +49,7 @@ export class ShardedSwarmStore implements SwarmStore {
   readonly #index: number;
   readonly #count: number;
   /** Owner side: one request object reused for every announce received from another worker. */
-  readonly #req: AnnounceRequest = {
-    infoHash: new Uint8Array(20),
-    peerId: new Uint8Array(20),
-    family: 4,
-    ip: new Uint8Array(4),
-    port: 0,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-    event: 0,
-    numWant: 0,
-    wantPeerIds: false,
-  };
+  readonly #req: AnnounceRequest = blankAnnounceRequest();
   #localStats: () => Promise<unknown>;
   readonly #logger: Logger;
   /** Private mode: the accounting step, run here for the torrents this worker owns. */
