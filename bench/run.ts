@@ -680,22 +680,31 @@ async function peerMemory(
   port: number,
   cpus = '1',
   gc?: (pids: number[]) => Promise<number>,
+  warm = false,
 ): Promise<{ peers: number; bytesPerPeer: number; liveBytesPerPeer: number; storeBytesPerPeer: number }> {
   await new Promise((r) => setTimeout(r, 500));
+  // `warm`: first 1% of the fill (its first torrents), so that what every process builds once
+  // whatever the peer count (the code the fill makes V8 compile, its buffers) is in the baseline;
+  // the peers are then counted by /stats (the fill announces those first peers again).
+  const peersNow = () =>
+    Number(JSON.parse(execFileSync('curl', ['-s', `http://127.0.0.1:${port}/stats`]).toString()).swarm.peers);
+  if (warm) udpLoad(port, 'fill', 300, P.memTorrents / 100, P.memPeers, P.window, cpus);
   const pids = processes(pid);
   const buffers = gc ? await gc(pids) : 0;
   const before = rssBytes(pids);
+  const peers0 = warm ? peersNow() : 0;
   const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers, P.window, cpus);
+  const added = warm ? peersNow() - peers0 : r.ok;
   await new Promise((res) => setTimeout(res, 1000));
   const after = processes(pid);
   sameProcesses(name, pids, after);
-  const bytesPerPeer = (rssBytes(after) - before) / r.ok;
-  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / r.ok : Number.NaN;
-  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / r.ok : Number.NaN;
+  const bytesPerPeer = (rssBytes(after) - before) / added;
+  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / added : Number.NaN;
+  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / added : Number.NaN;
   log(
     `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)})` : ''}`,
   );
-  return { peers: r.ok, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
+  return { peers: added, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
 }
 
 async function memoryTest(t: Tracker): Promise<void> {
@@ -922,8 +931,13 @@ async function workersTests(): Promise<void> {
     try {
       workerMemory.push({
         workers: n,
-        ...(await peerMemory(`herald --workers ${n}`, child.pid!, port, PAIR_CPUS, (pids) =>
-          collectGarbage(pids, inspectors),
+        ...(await peerMemory(
+          `herald --workers ${n}`,
+          child.pid!,
+          port,
+          PAIR_CPUS,
+          (pids) => collectGarbage(pids, inspectors),
+          true,
         )),
       });
     } finally {
@@ -994,7 +1008,7 @@ function workersReport(): string[] {
   if (m1 && m2)
     out.push(
       '',
-      `Memory with workers: RSS growth of all Herald's processes (primary and workers, each one's idle RSS after a full GC subtracted) after announcing ${fmt(m2.peers)} distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
+      `Memory with workers: RSS growth of all Herald's processes (primary and workers; the baseline, after a full GC, is read once 1% of the fill has run, so that what each process builds once, such as the code V8 compiles for the fill, is not counted per peer) after announcing ${fmt(m2.peers)} more distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
     );
   const w1 = workerWs.find((w) => w.workers === 1);
   const w2 = workerWs.find((w) => w.workers === 2);
