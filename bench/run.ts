@@ -762,6 +762,13 @@ const PAIR_CPUS = '0,1';
 /** One-second load slices per tracker in the workers test. */
 const WORKER_ROUNDS = QUICK ? 3 : 7;
 /**
+ * Seconds of load before them: every worker process compiles the hot path for itself, with half
+ * the load each, so V8's tiers take longer to settle than in one process (after the fill and 1 s
+ * of HTTP, two workers had spent 2.2 s compiling over the next 6 s against 0.65 s for one
+ * process): CPU per response is a steady-state figure.
+ */
+const WORKER_WARM = QUICK ? 2 : 5;
+/**
  * WebSocket connections held with 2 workers: one load generator per source address (each is one
  * process, limited to NOFILE files like every process here), each opening `conns` sockets; the
  * kernel spreads them over the workers (SO_REUSEPORT), each worker with its own NOFILE.
@@ -917,7 +924,7 @@ async function workersTests(): Promise<void> {
     ];
     for (const [test, run] of tests) {
       const these = entrants.filter((x) => test.startsWith('HTTP') || x.name !== NODE_NET_ONE);
-      for (const x of these) run(x.port, P.warm);
+      for (const x of these) run(x.port, WORKER_WARM);
       paired(test, these, WORKER_ROUNDS, run, workerRows);
     }
   } finally {
@@ -986,7 +993,7 @@ function workersReport(): string[] {
   if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
   const out = [
     '',
-    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and, after ${WORKER_WARM} s of load each (every worker compiles the hot path for itself), the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
     '',
     '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
