@@ -697,22 +697,31 @@ async function peerMemory(
   port: number,
   cpus = '1',
   gc?: (pids: number[]) => Promise<number>,
+  warm = false,
 ): Promise<{ peers: number; bytesPerPeer: number; liveBytesPerPeer: number; storeBytesPerPeer: number }> {
   await new Promise((r) => setTimeout(r, 500));
+  // `warm`: first 1% of the fill (its first torrents), so that what every process builds once
+  // whatever the peer count (the code the fill makes V8 compile, its buffers) is in the baseline;
+  // the peers are then counted by /stats (the fill announces those first peers again).
+  const peersNow = () =>
+    Number(JSON.parse(execFileSync('curl', ['-s', `http://127.0.0.1:${port}/stats`]).toString()).swarm.peers);
+  if (warm) udpLoad(port, 'fill', 300, P.memTorrents / 100, P.memPeers, P.window, cpus);
   const pids = processes(pid);
   const buffers = gc ? await gc(pids) : 0;
   const before = rssBytes(pids);
+  const peers0 = warm ? peersNow() : 0;
   const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers, P.window, cpus);
+  const added = warm ? peersNow() - peers0 : r.ok;
   await new Promise((res) => setTimeout(res, 1000));
   const after = processes(pid);
   sameProcesses(name, pids, after);
-  const bytesPerPeer = (rssBytes(after) - before) / r.ok;
-  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / r.ok : Number.NaN;
-  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / r.ok : Number.NaN;
+  const bytesPerPeer = (rssBytes(after) - before) / added;
+  const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / added : Number.NaN;
+  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / added : Number.NaN;
   log(
     `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)})` : ''}`,
   );
-  return { peers: r.ok, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
+  return { peers: added, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
 }
 
 async function memoryTest(t: Tracker): Promise<void> {
@@ -769,6 +778,13 @@ async function expiryTest(): Promise<void> {
 const PAIR_CPUS = '0,1';
 /** One-second load slices per tracker in the workers test. */
 const WORKER_ROUNDS = QUICK ? 3 : 7;
+/**
+ * Seconds of load before them: every worker process compiles the hot path for itself, with half
+ * the load each, so V8's tiers take longer to settle than in one process (after the fill and 1 s
+ * of HTTP, two workers had spent 2.2 s compiling over the next 6 s against 0.65 s for one
+ * process): CPU per response is a steady-state figure.
+ */
+const WORKER_WARM = QUICK ? 2 : 5;
 /**
  * WebSocket connections held with 2 workers: one load generator per source address (each is one
  * process, limited to NOFILE files like every process here), each opening `conns` sockets; the
@@ -925,7 +941,7 @@ async function workersTests(): Promise<void> {
     ];
     for (const [test, run] of tests) {
       const these = entrants.filter((x) => test.startsWith('HTTP') || x.name !== NODE_NET_ONE);
-      for (const x of these) run(x.port, P.warm);
+      for (const x of these) run(x.port, WORKER_WARM);
       paired(test, these, WORKER_ROUNDS, run, workerRows);
     }
   } finally {
@@ -939,8 +955,13 @@ async function workersTests(): Promise<void> {
     try {
       workerMemory.push({
         workers: n,
-        ...(await peerMemory(`herald --workers ${n}`, child.pid!, port, PAIR_CPUS, (pids) =>
-          collectGarbage(pids, inspectors),
+        ...(await peerMemory(
+          `herald --workers ${n}`,
+          child.pid!,
+          port,
+          PAIR_CPUS,
+          (pids) => collectGarbage(pids, inspectors),
+          true,
         )),
       });
     } finally {
@@ -989,7 +1010,7 @@ function workersReport(): string[] {
   if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
   const out = [
     '',
-    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and, after ${WORKER_WARM} s of load each (every worker compiles the hot path for itself), the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
     '',
     '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -1011,7 +1032,7 @@ function workersReport(): string[] {
   if (m1 && m2)
     out.push(
       '',
-      `Memory with workers: RSS growth of all Herald's processes (primary and workers, each one's idle RSS after a full GC subtracted) after announcing ${fmt(m2.peers)} distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
+      `Memory with workers: RSS growth of all Herald's processes (primary and workers; the baseline, after a full GC, is read once 1% of the fill has run, so that what each process builds once, such as the code V8 compiles for the fill, is not counted per peer) after announcing ${fmt(m2.peers)} more distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
     );
   const w1 = workerWs.find((w) => w.workers === 1);
   const w2 = workerWs.find((w) => w.workers === 2);

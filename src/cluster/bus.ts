@@ -32,10 +32,43 @@ export type RequestHandler = (
   done: () => void,
 ) => void;
 
-interface Pending {
-  resolve: (body: Buffer, at: number, type: MessageType) => void;
-  reject: (err: Error) => void;
-  deadline: number;
+/** A request waiting for its reply (one object a request: no closure per request but the promise's). */
+class Pending<T = unknown> {
+  readonly resolve: (v: T) => void;
+  readonly reject: (err: unknown) => void;
+  readonly read: (body: Buffer, at: number, type: MessageType) => T;
+  readonly fail: ((err: unknown) => T) | null;
+  readonly deadline: number;
+  constructor(
+    resolve: (v: T) => void,
+    reject: (err: unknown) => void,
+    read: (body: Buffer, at: number, type: MessageType) => T,
+    fail: ((err: unknown) => T) | null,
+  ) {
+    this.resolve = resolve;
+    this.reject = reject;
+    this.read = read;
+    this.fail = fail;
+    this.deadline = Date.now() + REQUEST_TIMEOUT_MS;
+  }
+
+  /** The reply arrived: what `read` makes of it, or the failure it throws. */
+  settle(body: Buffer, at: number, type: MessageType): void {
+    let v: T;
+    try {
+      v = this.read(body, at, type);
+    } catch (err) {
+      this.failed(err);
+      return;
+    }
+    this.resolve(v);
+  }
+
+  /** No reply (timeout, link down, backlog full) or a refusal: `fail`'s value, else a rejection. */
+  failed(err: unknown): void {
+    if (this.fail === null) this.reject(err);
+    else this.resolve(this.fail(err));
+  }
 }
 
 /**
@@ -101,7 +134,7 @@ class Link {
   failAll(err: Error): void {
     const list = [...this.pending.values()];
     this.pending.clear();
-    for (const p of list) p.reject(err);
+    for (const p of list) p.failed(err);
   }
 
   /** Bytes written to this link and not yet taken by the kernel. */
@@ -216,34 +249,30 @@ export class ClusterBus {
 
   /**
    * Sends a request frame (written by `write` into the link's buffer) to worker `to`; resolves
-   * with the reply's body (a view valid only during the callback: copy what you keep).
+   * with what `read` makes of the reply's body (a view valid only during the call: copy what you
+   * keep). A failure (no reply in time, the worker down, the link's backlog full, or `read`
+   * throwing) rejects, or resolves with `fail(err)` when `fail` is given (one promise a request:
+   * no `.catch` on the hot path).
    */
   request<T>(
     to: number,
     write: (w: FrameWriter, id: number) => void,
     read: (body: Buffer, at: number, type: MessageType) => T,
+    fail: ((err: unknown) => T) | null = null,
   ): Promise<T> {
     const link = this.#out[to];
+    let refused: Error | null = null;
     try {
       link.ensure(this.#token);
     } catch (err) {
-      return Promise.reject(err);
+      refused = err as Error;
     }
-    if (link.backlog() > MAX_BACKLOG) return Promise.reject(new Error('cluster: link backlog full'));
+    if (refused === null && link.backlog() > MAX_BACKLOG) refused = new Error('cluster: link backlog full');
+    if (refused !== null) return fail === null ? Promise.reject(refused) : Promise.resolve(fail(refused));
     const id = this.#nextId;
     this.#nextId = (this.#nextId + 1) >>> 0 || 1;
     return new Promise<T>((resolve, reject) => {
-      link.pending.set(id, {
-        resolve: (body, at, type) => {
-          try {
-            resolve(read(body, at, type));
-          } catch (err) {
-            reject(err);
-          }
-        },
-        reject,
-        deadline: Date.now() + REQUEST_TIMEOUT_MS,
-      });
+      link.pending.set(id, new Pending<T>(resolve, reject, read, fail) as Pending);
       write(link.out, id);
       link.schedule();
     });
@@ -278,7 +307,7 @@ export class ClusterBus {
     const p = link.pending.get(id);
     if (p === undefined) return; // timed out already
     link.pending.delete(id);
-    p.resolve(body, at, type);
+    p.settle(body, at, type);
   }
 
   #expire(): void {
@@ -287,7 +316,7 @@ export class ClusterBus {
       for (const [id, p] of link.pending) {
         if (p.deadline > now) continue;
         link.pending.delete(id);
-        p.reject(new Error('cluster: request timed out'));
+        p.failed(new Error('cluster: request timed out'));
       }
     }
   }

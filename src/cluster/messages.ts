@@ -114,12 +114,14 @@ export function writeAnnounce(
   const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES + ACCOUNT_BYTES);
   const b = w.buf;
   let o = w.len;
-  b.set(req.infoHash.subarray(0, 20), o);
-  b.set(req.peerId.subarray(0, 20), o + 20);
+  // Byte loops, not `set(x.subarray())`: no view allocated per frame.
+  copyInto(b, o, req.infoHash, 20);
+  copyInto(b, o + 20, req.peerId, 20);
   o += 40;
   b[o++] = req.family;
-  b.fill(0, o, o + 16);
-  b.set(req.ip.subarray(0, req.family === 6 ? 16 : 4), o);
+  const ipLen = req.family === 6 ? 16 : 4;
+  copyInto(b, o, req.ip, ipLen);
+  for (let i = ipLen; i < 16; i++) b[o + i] = 0;
   o += 16;
   b.writeUInt16BE(req.port, o);
   o += 2;
@@ -166,14 +168,43 @@ export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | nu
   };
 }
 
-/** Reads an announce body (at `o`, ANNOUNCE_BYTES long) into `req`, whose arrays it fills. */
+/** A request for `readAnnounce` to fill (the owner reuses one for every announce it is sent). */
+export function blankAnnounceRequest(): AnnounceRequest {
+  return {
+    infoHash: new Uint8Array(20),
+    peerId: new Uint8Array(20),
+    family: 4,
+    ip: new Uint8Array(4),
+    port: 0,
+    uploaded: 0,
+    downloaded: 0,
+    left: 0,
+    event: 0,
+    numWant: 0,
+    wantPeerIds: false,
+  };
+}
+
+/** Copies `n` bytes of `from` to `to[at...]` (a loop: short copies, no view allocated). */
+function copyInto(to: Uint8Array, at: number, from: Uint8Array, n: number): void {
+  for (let i = 0; i < n; i++) to[at + i] = from[i];
+}
+
+/**
+ * Reads an announce body (at `o`, ANNOUNCE_BYTES long) into `req`, whose arrays it fills (its `ip`
+ * is replaced only when the family's length differs: the owner reuses one request object).
+ */
 export function readAnnounce(b: Buffer, o: number, req: AnnounceRequest): number {
-  req.infoHash.set(b.subarray(o, o + 20));
-  req.peerId.set(b.subarray(o + 20, o + 40));
+  const { infoHash, peerId } = req;
+  for (let i = 0; i < 20; i++) infoHash[i] = b[o + i];
+  for (let i = 0; i < 20; i++) peerId[i] = b[o + 20 + i];
   o += 40;
   const family = b[o++] === 6 ? 6 : 4;
   req.family = family as Family;
-  req.ip = family === 6 ? b.subarray(o, o + 16) : b.subarray(o, o + 4);
+  const ipLen = family === 6 ? 16 : 4;
+  if (req.ip.length !== ipLen) req.ip = new Uint8Array(ipLen);
+  const ip = req.ip;
+  for (let i = 0; i < ipLen; i++) ip[i] = b[o + i];
   o += 16;
   req.port = b.readUInt16BE(o);
   o += 2;
@@ -203,7 +234,7 @@ export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, f
   // Bit 0: peer ids follow; bits 1-7: the owner's warning (WARNING_LIST index, issue #16).
   b[o + 15] = (ids ? 1 : 0) | ((r.warning?.index ?? 0) << 1);
   o += 16;
-  b.set(r.peers.subarray(0, peerBytes), o);
+  b.set(r.peers.length === peerBytes ? r.peers : r.peers.subarray(0, peerBytes), o);
   o += peerBytes;
   if (ids) {
     b.set(r.peerIds!.subarray(0, r.peerCount * 20), o);

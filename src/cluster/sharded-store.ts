@@ -7,6 +7,7 @@ import type { AccountStep, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
 import {
   ANNOUNCE_BYTES,
+  blankAnnounceRequest,
   type FrameWriter,
   HEADER,
   MessageType,
@@ -48,19 +49,7 @@ export class ShardedSwarmStore implements SwarmStore {
   readonly #index: number;
   readonly #count: number;
   /** Owner side: one request object reused for every announce received from another worker. */
-  readonly #req: AnnounceRequest = {
-    infoHash: new Uint8Array(20),
-    peerId: new Uint8Array(20),
-    family: 4,
-    ip: new Uint8Array(4),
-    port: 0,
-    uploaded: 0,
-    downloaded: 0,
-    left: 0,
-    event: 0,
-    numWant: 0,
-    wantPeerIds: false,
-  };
+  readonly #req: AnnounceRequest = blankAnnounceRequest();
   #localStats: () => Promise<unknown>;
   readonly #logger: Logger;
   /** Private mode: the accounting step, run here for the torrents this worker owns. */
@@ -142,16 +131,12 @@ export class ShardedSwarmStore implements SwarmStore {
       return r;
     }
     const acct = member !== null && torrent !== null ? { member, torrent } : null;
-    return this.bus
-      .request(
-        owner,
-        (w, id) => writeAnnounce(w, id, req, now, acct),
-        (body, at, type) => {
-          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
-          throw failureOf(body, at, type);
-        },
-      )
-      .catch(refusal);
+    return this.bus.request<AnnounceResult | TrackerError>(
+      owner,
+      (w, id) => writeAnnounce(w, id, req, now, acct),
+      announceReply,
+      refusal,
+    );
   }
 
   /** A member's torrents seeding and leeching now, over every worker (private mode). */
@@ -192,16 +177,12 @@ export class ShardedSwarmStore implements SwarmStore {
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
     const owner = this.#ownerOf(req.infoHash);
     if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult | TrackerError;
-    return this.bus
-      .request(
-        owner,
-        (w, id) => writeAnnounce(w, id, req, now),
-        (body, at, type) => {
-          if (type === MessageType.announceOk) return readAnnounceOk(body, at);
-          throw failureOf(body, at, type);
-        },
-      )
-      .catch(refusal);
+    return this.bus.request<AnnounceResult | TrackerError>(
+      owner,
+      (w, id) => writeAnnounce(w, id, req, now),
+      announceReply,
+      refusal,
+    );
   }
 
   /** A scrape that cannot reach an owner rejects with `Errors.shardUnavailable`. */
@@ -396,6 +377,12 @@ function failureOf(body: Buffer, at: number, type: MessageType): Error {
   // The owner's refusal from the catalogue (a peer limit, tracker full): the client reads it.
   const text = textOf(body, at);
   return trackerErrorOf(text) ?? new Error(`cluster: ${text}`);
+}
+
+/** The owner's answer to an announce: the result, or its refusal (thrown: `refusal` maps it). */
+function announceReply(body: Buffer, at: number, type: MessageType): AnnounceResult {
+  if (type === MessageType.announceOk) return readAnnounceOk(body, at);
+  throw failureOf(body, at, type);
 }
 
 /** Any failure to reach the owner becomes the retryable refusal a client can act on. */
