@@ -5,7 +5,9 @@
  * The administrator is sent to enrol before any staff page, scans (reads) the secret, confirms
  * with a code and sees the recovery codes; logs in with a code, is refused a wrong one, logs in
  * with a recovery code; forgets the password, opens the mailed link, sets a new one and logs in
- * with it. Screenshots go to test-results/screenshots/.
+ * with it. A member turns 2FA on, is refused turning it off with a wrong code, turns it off with a
+ * right one, turns it on again; staff reset it from the member's profile, which ends the member's
+ * session. Screenshots go to test-results/screenshots/.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -26,6 +28,8 @@ let browser: Browser;
 let herald: RunningTracker;
 let smtp: SmtpServer;
 let base: string;
+/** The administrator's recovery codes (test 1), for the staff side of test 2. */
+let adminCodes: string[] = [];
 
 before(async () => {
   if (available !== true) return;
@@ -131,6 +135,7 @@ test('staff are sent to enrol; login with a code, a wrong code, a recovery code;
   await submit(page, 'Turn on');
   const codes = (await page.locator('#recovery-codes li').allTextContents()).map((s) => s.trim());
   assert.equal(codes.length, 10);
+  adminCodes = codes;
   await assertAccessible(page);
   await page.screenshot({ path: join(SHOTS, '2fa-recovery-codes-desktop.png'), fullPage: true });
   await page.getByRole('link', { name: 'Done' }).click();
@@ -177,4 +182,71 @@ test('staff are sent to enrol; login with a code, a wrong code, a recovery code;
   // The link is spent.
   const again = await page.goto(link);
   assert.equal(again?.status(), 404);
+});
+
+test("a member turns 2FA on and off (a code needed); staff reset a member's 2FA and the member's session ends", {
+  skip: available === true ? false : available,
+}, async () => {
+  assert.ok(adminCodes.length === 10, 'the first test enrolled the administrator');
+  // A member made on the command line gets a reset link from staff to set a password.
+  assert.equal(herald.admin(['member', 'add', 'carol']).status, 0);
+  const r = herald.admin(['member', 'reset-link', 'carol', '--site-url', base, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const link = (JSON.parse(r.stdout) as { url: string }).url;
+  const carol = await (await browser.newContext({ viewport: DESKTOP })).newPage();
+  await carol.goto(link);
+  await carol.getByLabel('New password', { exact: false }).first().fill(PASSWORD);
+  await carol.getByLabel('Repeat new password').fill(PASSWORD);
+  await submit(carol, 'Set password');
+  await carol.waitForURL(/\/login\?msg=reset$/);
+  await carol.getByLabel('Username').fill('carol');
+  await carol.getByLabel('Password').fill(PASSWORD);
+  await carol.getByRole('button', { name: 'Log in' }).click();
+  await carol.waitForURL(/\/torrents$/);
+
+  // Enrol, then turn it off: a wrong code is refused, the right one turns it off.
+  const enrol = async () => {
+    await carol.goto(`${base}/me/security`);
+    await submit(carol, 'Set up two-factor authentication');
+    const secret = ((await carol.locator('#totp-secret').textContent()) ?? '').trim();
+    await carol.getByLabel('The 6-digit code your app shows').fill(totpCode(secret, Date.now()));
+    await submit(carol, 'Turn on');
+    assert.equal((await carol.locator('#recovery-codes li').count()) > 0, true);
+    return secret;
+  };
+  const secret = await enrol();
+  await carol.goto(`${base}/me/security`);
+  assert.match((await carol.locator('#tfa-status').textContent()) ?? '', /is on/);
+  await carol.getByLabel('Code from your app, or a recovery code').fill('000000');
+  await submit(carol, 'Turn two-factor authentication off');
+  assert.match((await carol.getByRole('alert').textContent()) ?? '', /not right/);
+  assert.match((await carol.locator('#tfa-status').textContent()) ?? '', /is on/);
+  await carol
+    .getByLabel('Code from your app, or a recovery code')
+    .fill(totpCode(secret, Date.now() + 30_000));
+  await submit(carol, 'Turn two-factor authentication off');
+  assert.match((await carol.locator('#tfa-status').textContent()) ?? '', /is off/);
+  await shoot(carol, '2fa-turned-off');
+  assert.match(herald.admin(['member', 'show', 'carol', '--json']).stdout, /"two_factor": ?"off"/);
+
+  // On again; then staff reset it from carol's profile: carol's session ends, and her password
+  // alone logs her in.
+  await enrol();
+  assert.match(herald.admin(['member', 'show', 'carol', '--json']).stdout, /"two_factor": ?"on"/);
+  const admin = await (await browser.newContext({ viewport: DESKTOP })).newPage();
+  await passwordStep(admin, NEW_PASSWORD);
+  await codeStep(admin, adminCodes[2]);
+  const carolId = (JSON.parse(herald.admin(['member', 'show', 'carol', '--json']).stdout) as { id: number })
+    .id;
+  await admin.goto(`${base}/member/${carolId}`);
+  assert.match((await admin.locator('main').textContent()) ?? '', /two-factor authentication: on/);
+  await shoot(admin, '2fa-staff-reset');
+  await submit(admin, 'Reset two-factor authentication');
+  assert.match(herald.admin(['member', 'show', 'carol', '--json']).stdout, /"two_factor": ?"off"/);
+  await carol.goto(`${base}/me/security`);
+  await carol.waitForURL(/\/login/);
+  await carol.getByLabel('Username').fill('carol');
+  await carol.getByLabel('Password').fill(PASSWORD);
+  await carol.getByRole('button', { name: 'Log in' }).click();
+  await carol.waitForURL(/\/torrents$/);
 });
