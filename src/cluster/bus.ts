@@ -1,7 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../core/log.ts';
-import type { Waiter } from '../swarm/types.ts';
 import { FrameWriter, HEADER, MAX_FRAME, type MessageType } from './messages.ts';
 
 /** How long a request to another worker may take before it fails (a worker died or hangs). */
@@ -33,18 +32,21 @@ export type RequestHandler = (
   done: () => void,
 ) => void;
 
-/** A request waiting for its reply (one object a request, besides its waiter). */
+/** A request waiting for its reply (one object a request: no closure per request but the promise's). */
 class Pending<T = unknown> {
-  readonly to: Waiter<T>;
+  readonly resolve: (v: T) => void;
+  readonly reject: (err: unknown) => void;
   readonly read: (body: Buffer, at: number, type: MessageType) => T;
   readonly fail: ((err: unknown) => T) | null;
   readonly deadline: number;
   constructor(
-    to: Waiter<T>,
+    resolve: (v: T) => void,
+    reject: (err: unknown) => void,
     read: (body: Buffer, at: number, type: MessageType) => T,
     fail: ((err: unknown) => T) | null,
   ) {
-    this.to = to;
+    this.resolve = resolve;
+    this.reject = reject;
     this.read = read;
     this.fail = fail;
     this.deadline = Date.now() + REQUEST_TIMEOUT_MS;
@@ -59,13 +61,13 @@ class Pending<T = unknown> {
       this.failed(err);
       return;
     }
-    this.to.resolve(v);
+    this.resolve(v);
   }
 
   /** No reply (timeout, link down, backlog full) or a refusal: `fail`'s value, else a rejection. */
   failed(err: unknown): void {
-    if (this.fail === null) this.to.reject(err);
-    else this.to.resolve(this.fail(err));
+    if (this.fail === null) this.reject(err);
+    else this.resolve(this.fail(err));
   }
 }
 
@@ -258,50 +260,22 @@ export class ClusterBus {
     read: (body: Buffer, at: number, type: MessageType) => T,
     fail: ((err: unknown) => T) | null = null,
   ): Promise<T> {
-    const refused = this.#refused(to);
-    if (refused !== null) return fail === null ? Promise.reject(refused) : Promise.resolve(fail(refused));
-    return new Promise<T>((resolve, reject) =>
-      this.#send(to, write, new Pending<T>({ resolve, reject }, read, fail)),
-    );
-  }
-
-  /**
-   * `request` without a promise: `waiter.resolve` gets what `read` makes of the reply, or
-   * `fail(err)` when there is none (timeout, link down); `waiter` is called later, never
-   * during this call. A request refused at once (the link cannot open, its backlog is full) is
-   * not sent: `fail(err)` is returned instead (else `undefined`).
-   */
-  call<T>(
-    to: number,
-    write: (w: FrameWriter, id: number) => void,
-    read: (body: Buffer, at: number, type: MessageType) => T,
-    fail: (err: unknown) => T,
-    waiter: Waiter<T>,
-  ): T | undefined {
-    const refused = this.#refused(to);
-    if (refused !== null) return fail(refused);
-    this.#send(to, write, new Pending<T>(waiter, read, fail));
-    return undefined;
-  }
-
-  /** Why a request to `to` cannot be sent now (its link's backlog is full, it cannot open), or null. */
-  #refused(to: number): Error | null {
     const link = this.#out[to];
+    let refused: Error | null = null;
     try {
       link.ensure(this.#token);
     } catch (err) {
-      return err as Error;
+      refused = err as Error;
     }
-    return link.backlog() > MAX_BACKLOG ? new Error('cluster: link backlog full') : null;
-  }
-
-  #send<T>(to: number, write: (w: FrameWriter, id: number) => void, p: Pending<T>): void {
-    const link = this.#out[to];
+    if (refused === null && link.backlog() > MAX_BACKLOG) refused = new Error('cluster: link backlog full');
+    if (refused !== null) return fail === null ? Promise.reject(refused) : Promise.resolve(fail(refused));
     const id = this.#nextId;
     this.#nextId = (this.#nextId + 1) >>> 0 || 1;
-    link.pending.set(id, p as Pending);
-    write(link.out, id);
-    link.schedule();
+    return new Promise<T>((resolve, reject) => {
+      link.pending.set(id, new Pending<T>(resolve, reject, read, fail) as Pending);
+      write(link.out, id);
+      link.schedule();
+    });
   }
 
   /**

@@ -2,7 +2,7 @@ import { Errors, TrackerError, trackerErrorOf } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { shardOf } from '../core/shard.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
-import type { SwarmStore, Waiter } from '../swarm/types.ts';
+import type { SwarmStore } from '../swarm/types.ts';
 import type { AccountStep, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
 import {
@@ -182,25 +182,6 @@ export class ShardedSwarmStore implements SwarmStore {
       (w, id) => writeAnnounce(w, id, req, now),
       announceReply,
       refusal,
-    );
-  }
-
-  /** `announce` without a promise: another worker's answer goes to `waiter` (SwarmStore.announceTo). */
-  announceTo(
-    req: AnnounceRequest,
-    now: number,
-    waiter: Waiter<AnnounceResult | TrackerError>,
-  ): AnnounceResult | TrackerError | null {
-    const owner = this.#ownerOf(req.infoHash);
-    if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult | TrackerError;
-    return (
-      this.bus.call<AnnounceResult | TrackerError>(
-        owner,
-        (w, id) => writeAnnounce(w, id, req, now),
-        announceReply,
-        refusal,
-        waiter,
-      ) ?? null
     );
   }
 

@@ -37,16 +37,6 @@ export interface SwarmStore {
     req: AnnounceRequest,
     now: number,
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError>;
-  /**
-   * `announce` without a promise (optional; the sharded store of workers has it): an answer known
-   * at once is returned; `null` means `waiter.resolve` will be called with it later, exactly once
-   * (a refusal such as `Errors.shardUnavailable` included: it never rejects).
-   */
-  announceTo?(
-    req: AnnounceRequest,
-    now: number,
-    waiter: Waiter<AnnounceResult | TrackerError>,
-  ): AnnounceResult | TrackerError | null;
   /** One entry per info hash, in order; unknown hashes give zero counts. */
   scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]>;
   /** Every swarm (full scrape); `infoHash` is 20 raw bytes. */
@@ -68,10 +58,4 @@ export interface SwarmStoreOptions {
   maxPeers?: number;
   /** Most torrents (swarms) held; announces that would add one are refused. Unlimited if absent. */
   maxTorrents?: number;
-}
-
-/** Who waits for an answer that comes later, without a promise (`SwarmStore.announceTo`). */
-export interface Waiter<T> {
-  resolve(value: T): void;
-  reject(err: unknown): void;
 }

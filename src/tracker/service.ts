@@ -3,7 +3,7 @@ import { Errors, TrackerError, type TrackerWarning } from '../core/errors.ts';
 import type { TrackerCounters } from '../core/metrics.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
-import type { SwarmStore, Waiter } from '../swarm/types.ts';
+import type { SwarmStore } from '../swarm/types.ts';
 
 /** The tracker rules every frontend shares. Resolved once at start. */
 export interface TrackerSettings {
@@ -69,16 +69,6 @@ export function withWarning<R extends AnnounceResult | TrackerError>(
   if (r instanceof Promise) return r.then((v) => withWarning(v, warning) as R);
   if (!(r instanceof TrackerError)) (r as AnnounceResult).warning = warning;
   return r;
-}
-
-/** A promise's outcome goes to `waiter` (null: it will); any other answer is returned. */
-function bridge<R>(r: R | Promise<R>, waiter: Waiter<R>): R | null {
-  if (!(r instanceof Promise)) return r;
-  r.then(
-    (v) => waiter.resolve(v),
-    (err) => waiter.reject(err),
-  );
-  return null;
 }
 
 /** Accounting and the swarm update, wherever the owner of the torrent is (workers). */
@@ -171,32 +161,6 @@ export class TrackerService {
     // For /stats and /metrics (a synchronous store's refusals; any store's count as failures).
     if (res === Errors.trackerFull) this.counters.refusedFull++;
     return ctx.warning === null ? res : withWarning(res, ctx.warning);
-  }
-
-  /**
-   * `announce` without a promise, for a store that has `announceTo` (workers): the answer, or
-   * null when `waiter` gets it later (a rejection goes to `waiter.reject`). Any other store,
-   * private mode's dispatch, or a policy warning to add: `announce`, its promise bridged to `waiter`.
-   */
-  announceTo(
-    req: AnnounceRequest,
-    ctx: RequestContext,
-    waiter: Waiter<AnnounceResult | TrackerError>,
-  ): AnnounceResult | TrackerError | null {
-    const store = this.store;
-    if (this.#dispatch === null && store.announceTo !== undefined) {
-      if (req.port === 0) return Errors.invalidPort;
-      req.numWant = this.numWant(req.numWant);
-      const refused = this.authorize(req, ctx);
-      if (refused !== null) return refused;
-      if (ctx.warning === null) {
-        const res = store.announceTo(req, this.clock.now(), waiter);
-        if (res === Errors.trackerFull) this.counters.refusedFull++;
-        return res;
-      }
-      return bridge(withWarning(store.announce(req, this.clock.now()), ctx.warning), waiter);
-    }
-    return bridge(this.announce(req, ctx), waiter);
   }
 
   /**

@@ -10,15 +10,7 @@ import {
   IN_SLOT,
   META,
 } from './batch.ts';
-import {
-  Later,
-  type LaterListener,
-  MAX_UNSENT,
-  promiseOf,
-  type RawHost,
-  type ResponseSink,
-  Stop,
-} from './raw-path.ts';
+import { MAX_UNSENT, type RawHost, type ResponseSink, Stop } from './raw-path.ts';
 
 /** Output arena per listener: every answer of one batch is packed here. */
 const OUT_SIZE = 1 << 20;
@@ -119,7 +111,7 @@ interface Parked {
   readonly keepAlive: boolean;
   /** Bytes read after that request and not yet consumed (pipelined requests): ours, not a view. */
   readonly rest: Buffer;
-  readonly answer: Promise<Buffer> | Later;
+  readonly answer: Promise<Buffer>;
   /** The answer's body, once settled. */
   body: Buffer | null;
 }
@@ -178,10 +170,6 @@ export class BatchedListener {
   #completing = false;
   /** The connection of each completion entry (scratch, by entry). */
   #completed: Parked[] = [];
-  /** Told when a parked connection's `Later` answer is ready (one object for every park). */
-  readonly #laterListener: LaterListener = {
-    settled: (l) => this.#settle(l.tag as Parked, l.body as Buffer),
-  };
 
   /**
    * `outSize`: bytes of each output arena (tests make it larger than the kernel's send buffer);
@@ -399,7 +387,7 @@ export class BatchedListener {
     if (sink.overflow !== null) written.push(...sink.overflow);
     sink.pos = sink.start; // nothing for the addon to write
     const rest = at < end ? Buffer.from(buf.subarray(at, end)) : EMPTY;
-    const answer = stop === Stop.async ? promiseOf(s.answer) : null;
+    const answer = stop === Stop.async ? s.answer : null;
     // From here on the descriptor belongs to a Node socket, whatever happens next.
     try {
       raw.adopt(fd, peer, trusted, age, written, stop, rest, answer, s.keepAlive, this.#take(fd));
@@ -416,16 +404,14 @@ export class BatchedListener {
     trusted: boolean,
     keepAlive: boolean,
     rest: Buffer,
-    answer: Promise<Buffer> | Later,
+    answer: Promise<Buffer>,
   ): void {
     const p: Parked = { fd, peer, trusted, keepAlive, rest, answer, body: null };
     this.#parked[fd] = p;
-    if (answer instanceof Later) answer.listen(this.#laterListener, p);
-    else
-      answer.then(
-        (body) => this.#settle(p, body),
-        (err) => this.#settle(p, this.#raw.internalError(err)),
-      );
+    answer.then(
+      (body) => this.#settle(p, body),
+      (err) => this.#settle(p, this.#raw.internalError(err)),
+    );
   }
 
   /**
@@ -537,7 +523,7 @@ export class BatchedListener {
         [Buffer.from(bytes)],
         stop,
         p?.rest ?? EMPTY,
-        promiseOf(p?.answer ?? null),
+        p?.answer ?? null,
         p?.keepAlive ?? false,
         this.#take(fd),
       );

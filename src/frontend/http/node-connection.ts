@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { PeerAddress } from '../../core/address.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { httpResponse } from '../../protocol/http/response.ts';
-import { MAX_HEAD, MAX_UNSENT, promiseOf, type ResponseSink, type Served, Stop } from './raw-path.ts';
+import { MAX_HEAD, MAX_UNSENT, type ResponseSink, type Served, Stop } from './raw-path.ts';
 
 /*
  * The raw fast path on Node's own sockets (node:net, node:tls, and connections the batched addon
@@ -154,7 +154,7 @@ export class RawConnection implements ResponseSink {
     }
     const s = f.served;
     if (stop !== Stop.partial || s.at > off) this.lastActive = performance.now();
-    this.after(stop, buf, s.at, promiseOf(s.answer), s.keepAlive);
+    this.after(stop, buf, s.at, s.answer, s.keepAlive);
   }
 
   /** Acts on where the raw path stopped; `buf[at, ...)` are the bytes not consumed. */

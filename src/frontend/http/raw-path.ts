@@ -27,7 +27,7 @@ export const Stop = {
   partial: 3,
   /** The request at `served.at` is not for the raw path (node:http, a WebSocket upgrade). */
   other: 4,
-  /** The answer comes later (`served.answer`: a Promise or a `Later`); the next request starts at `served.at`. */
+  /** The answer is a Promise (`served.answer`); the next request starts at `served.at`. */
   async: 5,
   /**
    * The sink holds more than MAX_UNSENT bytes not yet sent (`ResponseSink.full`); the next request
@@ -37,51 +37,10 @@ export const Stop = {
 } as const;
 export type Stop = (typeof Stop)[keyof typeof Stop];
 
-/**
- * An answer that comes later without a promise (workers: another worker's swarm, through
- * `SwarmStore.announceTo`). Its body is set once, and the one listener (a parked connection)
- * is told; `promise()` gives it to the paths that wait on promises (Node sockets, node:http).
- */
-export class Later {
-  body: Buffer | null = null;
-  #listener: LaterListener | null = null;
-  /** The listener's record of who waits (a parked connection). */
-  tag: unknown = null;
-
-  /** The body is ready (called once). */
-  protected settle(body: Buffer): void {
-    this.body = body;
-    this.#listener?.settled(this);
-  }
-
-  /** `listener.settled(this)` once the body is ready (now, if it is). */
-  listen(listener: LaterListener, tag: unknown): void {
-    this.#listener = listener;
-    this.tag = tag;
-    if (this.body !== null) listener.settled(this);
-  }
-
-  promise(): Promise<Buffer> {
-    if (this.body !== null) return Promise.resolve(this.body);
-    return new Promise((resolve) => this.listen({ settled: (l) => resolve(l.body as Buffer) }, null));
-  }
-}
-
-export interface LaterListener {
-  settled(later: Later): void;
-}
-
-/** A Promise for an answer that is a Promise or a `Later`. */
-export function promiseOf(answer: Promise<Buffer> | Later): Promise<Buffer>;
-export function promiseOf(answer: Promise<Buffer> | Later | null): Promise<Buffer> | null;
-export function promiseOf(answer: Promise<Buffer> | Later | null): Promise<Buffer> | null {
-  return answer instanceof Later ? answer.promise() : answer;
-}
-
 /** Details of the last stop (scratch owned by the frontend; read at once by the caller). */
 export interface Served {
   at: number;
-  answer: Promise<Buffer> | Later | null;
+  answer: Promise<Buffer> | null;
   /** Whether the request answered by `answer` keeps the connection open. */
   keepAlive: boolean;
 }

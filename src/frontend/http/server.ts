@@ -23,7 +23,6 @@ import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/ty
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape } from '../../protocol/http/response.ts';
-import type { Waiter } from '../../swarm/types.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import type { HttpConnectionStats } from '../../tracker/stats.ts';
@@ -31,15 +30,7 @@ import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.t
 import { loadHttpBatchAddon } from './batch.ts';
 import { BatchedListener } from './batched-listener.ts';
 import { listen, RawConnection, type RawSocket, stopIgnoringErrors, unlisten } from './node-connection.ts';
-import {
-  Later,
-  MAX_HEAD,
-  promiseOf,
-  type RawHost,
-  type ResponseSink,
-  type Served,
-  Stop,
-} from './raw-path.ts';
+import { MAX_HEAD, type RawHost, type ResponseSink, type Served, Stop } from './raw-path.ts';
 
 export interface Listen {
   host: string;
@@ -148,55 +139,6 @@ function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
  * ones without the addon, by `node:net`/`node:tls` sockets (`RawConnection`). One loop, `serve`,
  * answers for both.
  */
-/**
- * An announce answered by another worker, without a promise (`TrackerService.announceTo`): the
- * store calls `resolve` with the result, encoded here as the synchronous path encodes it.
- */
-class AnnounceLater extends Later implements Waiter<AnnounceResult | TrackerError> {
-  readonly #f: HttpFrontend;
-  #req: AnnounceRequest | null = null;
-  #peer: PeerAddress | null = null;
-  #address: PeerAddress | null = null;
-  #compact = true;
-  #noPeerId = false;
-
-  constructor(f: HttpFrontend) {
-    super();
-    this.#f = f;
-  }
-
-  /** What the answer is encoded for (a spare is set again until the store keeps it). */
-  set(
-    req: AnnounceRequest,
-    peer: PeerAddress,
-    address: PeerAddress,
-    compact: boolean,
-    noPeerId: boolean,
-  ): this {
-    this.#req = req;
-    this.#peer = peer;
-    this.#address = address;
-    this.#compact = compact;
-    this.#noPeerId = noPeerId;
-    return this;
-  }
-
-  resolve(v: AnnounceResult | TrackerError): void {
-    let body: Buffer;
-    try {
-      const req = this.#req as AnnounceRequest;
-      body = this.#f.encodeAnnounce(v, req, this.#peer!, this.#address!, this.#compact, this.#noPeerId);
-    } catch (err) {
-      body = this.#f.internalError(err);
-    }
-    this.settle(body);
-  }
-
-  reject(err: unknown): void {
-    this.settle(this.#f.internalError(err));
-  }
-}
-
 export class HttpFrontend implements RawHost {
   #o: HttpFrontendOptions;
   /** The request context, reused (see `answer`). */
@@ -223,16 +165,11 @@ export class HttpFrontend implements RawHost {
   #tlsTcp = new Set<Socket>();
   /** Where the last `serve` stopped (scratch: no object per call). */
   readonly served: Served = { at: 0, answer: null, keepAlive: false };
-  /** Whether announces go through `TrackerService.announceTo` (a store with `announceTo`: workers). */
-  readonly #callsBack: boolean;
-  /** A spare AnnounceLater, until a store keeps one. */
-  #later: AnnounceLater | null = null;
   readonly connectionLimit: ConnectionLimit | null;
 
   constructor(opts: HttpFrontendOptions) {
     this.#o = opts;
     const store = opts.service.store;
-    this.#callsBack = store.announceTo !== undefined;
     this.#hashes =
       store.synchronous === true || store.readsRequestAtOnce === true
         ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
@@ -553,7 +490,7 @@ export class HttpFrontend implements RawHost {
         out = this.#internal(err);
       }
       off = head.headEnd;
-      if (out instanceof Promise || out instanceof Later) {
+      if (out instanceof Promise) {
         served.at = off;
         served.answer = out;
         served.keepAlive = keepAlive;
@@ -593,7 +530,7 @@ export class HttpFrontend implements RawHost {
     xForwardedFor: string | null,
     acceptsGzip: boolean,
     passkey: string | null,
-  ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> | Later {
+  ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
     const o = this.#o;
     const counters = o.service.counters;
     // Reused: the service reads the context synchronously, before any await (as UDP's).
@@ -632,25 +569,14 @@ export class HttpFrontend implements RawHost {
         numWant: q.numWant,
         wantPeerIds: !q.compact && !q.noPeerId,
       };
-      if (this.#callsBack) {
-        // Workers: another worker's answer comes through a Later (no promise; a spare is kept).
-        this.#later ??= new AnnounceLater(this);
-        const later = this.#later.set(req, peer, address, q.compact, q.noPeerId);
-        const r = o.service.announceTo(req, ctx, later);
-        if (r === null) {
-          this.#later = null;
-          return later;
-        }
-        return this.encodeAnnounce(r, req, peer, address, q.compact, q.noPeerId);
-      }
       const r = o.service.announce(req, ctx);
       // A closure only for an asynchronous answer; a synchronous one is encoded at once.
       if (r instanceof Promise)
         return r.then(
-          (v) => this.encodeAnnounce(v, req, peer, address, q.compact, q.noPeerId),
+          (v) => this.#encodeAnnounce(v, req, peer, address, q.compact, q.noPeerId),
           (err) => this.#internal(err),
         );
-      return this.encodeAnnounce(r, req, peer, address, q.compact, q.noPeerId);
+      return this.#encodeAnnounce(r, req, peer, address, q.compact, q.noPeerId);
     }
     const hashes = parseScrape(buf, qs, qe, o.maxScrapeHashes);
     if (hashes instanceof TrackerError) {
@@ -672,8 +598,7 @@ export class HttpFrontend implements RawHost {
     return encode(r);
   }
 
-  /** The body of an announce's answer (`answer`'s encoding, also for one that came later). */
-  encodeAnnounce(
+  #encodeAnnounce(
     r: AnnounceResult | TrackerError,
     req: AnnounceRequest,
     peer: PeerAddress,
@@ -793,7 +718,7 @@ export class HttpFrontend implements RawHost {
       res.writeHead(200, headers);
       res.end(body);
     };
-    if (out instanceof Promise || out instanceof Later) promiseOf(out).then(send);
+    if (out instanceof Promise) out.then(send);
     else send(out);
   }
 }
