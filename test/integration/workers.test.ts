@@ -5,6 +5,7 @@
  * swarms of their own, a peer would miss the peers of the other workers and these tests fail.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import {
@@ -148,6 +149,52 @@ for (const [workers, udpIo] of [
             }
         }),
       );
+    });
+
+    test('HTTP: announces for every shard on connections moved off the addon (node:http, a Node socket)', async () => {
+      // Another worker's answer comes back without a promise to the addon; a connection that
+      // node:http holds (it asked for /health first) or that moved to a Node socket (its first
+      // head arrived in two pieces) waits for the same answer through a promise.
+      // Fresh swarms for each request list: each answer counts no other peer.
+      const announces = (base: number) =>
+        hashesByShard(workers, 1, base)
+          .map(([h], s) => {
+            const last = s === workers - 1;
+            const path = announcePath({ infoHash: h, port: base + s, left: 100 });
+            return `GET ${path} HTTP/1.1\r\nHost: x\r\n${last ? 'Connection: close\r\n' : ''}\r\n`;
+          })
+          .join('');
+      const check = (rs: ReturnType<typeof splitResponses>, what: string) => {
+        assert.equal(rs.length, workers, what);
+        for (const r of rs) {
+          const d = bdecode(r.body);
+          assert.equal(d.get('failure reason'), undefined, `${what}: ${String(d.get('failure reason'))}`);
+          assert.equal(d.get('incomplete'), 0, what);
+        }
+      };
+      for (let conn = 0; conn < 6; conn++) {
+        const web = splitResponses(
+          await rawExchange(
+            t.http[0].port,
+            '127.0.0.1',
+            `GET /health HTTP/1.1\r\nHost: x\r\n\r\n${announces(40_000 + conn * 10)}`,
+            { timeoutMs: 10_000 },
+          ),
+        );
+        assert.equal(web[0].status, 200);
+        check(web.slice(1), `after /health, connection ${conn}`);
+        const split = await new Promise<Buffer>((resolve, reject) => {
+          const chunks: Buffer[] = [];
+          const sock = connect({ port: t.http[0].port, host: '127.0.0.1' });
+          sock.on('data', (d) => chunks.push(d));
+          sock.on('error', reject);
+          sock.on('close', () => resolve(Buffer.concat(chunks)));
+          const all = announces(41_000 + conn * 10);
+          sock.write(all.slice(0, 20));
+          setTimeout(() => sock.write(all.slice(20)), 50);
+        });
+        check(splitResponses(split), `a head in two pieces, connection ${conn}`);
+      }
     });
 
     test('HTTP: completed counts once, stopped removes the peer, whichever worker receives them', async () => {
