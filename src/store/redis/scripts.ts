@@ -131,6 +131,11 @@ local function announce(A)
   -- Only the requester's family's two sets are touched (the counts are in the meta hash).
   local sk = base .. tid .. ':'
   local meta = sk .. 'm'
+  -- One read: the swarm's completions and counts, and the requester's meta value. It comes first
+  -- and is guarded: in a batch on a Cluster, a swarm whose slot is not (or no longer) on this
+  -- master is reported, untouched, for the caller to send again alone.
+  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
+  if m.err then return m end
   local akey, prev, prevAt, early = nil, false, 0, 0
   local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
   if A[12] ~= '' then
@@ -185,11 +190,6 @@ local function announce(A)
   local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
   local iS, iL = 1, 2
   if fam == '6' then iS, iL = 3, 4 end
-  -- One read: the swarm's completions and counts, and the requester's meta value. The first call
-  -- is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not (or no longer)
-  -- on this master is reported, untouched, for the caller to send again alone.
-  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
-  if m.err then return m end
   local downloaded = tonumber(m[1] or '0')
   local n = {tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')}
   local old = m[6]
@@ -295,42 +295,68 @@ local function announce(A)
 end
 `;
 
-export const ANNOUNCE = `#!lua
-${ANNOUNCE_FN}
-return announce(ARGV)
-`;
-
-/** Arguments per announce in ANNOUNCE_BATCH. */
-export const BATCH_ARGS = 12;
-
 /**
- * Several open-mode announces in one call (issue #14: one EVALSHA's dispatch, parsing and round
- * trip shared by every announce of an event-loop turn). ARGV: BATCH_ARGS arguments per announce,
- * those of ANNOUNCE (its bucket's key base first, ARGV[12] ''). KEYS[1] is the first announce's
- * bucket index (it routes the call on a Cluster). The announces may be of any buckets: on one
- * server every key is local; on a Cluster the caller groups announces by the master that holds
- * their slots (allow-cross-slot-keys lets one script reach several slots of its node), and an
- * announce whose slot is not here (moved since) is skipped, untouched, and reported.
- * Returns 6 values per announce: ANNOUNCE's first six, or {-2, '', '', '', '', ''} when skipped.
- * Each announce is whole: all of its keys are in one slot, so the guarded first call decides.
+ * Announces in one call (issue #14: one EVALSHA's dispatch, parsing and round trip shared by the
+ * announces of an event-loop turn; one argument and one reply string for all of them, so neither
+ * side converts a dozen values per announce). ARGV[1] is the key prefix, ARGV[2] the announces,
+ * each a record packed big-endian (redis-store.ts `announceRecord`):
+ *   H bucket, B flags (1 IPv6, 2 seeder, 4 peer ids wanted), B event (0-3), H numwant, I now,
+ *   I r (a uniform [0, 2^32) draw), c20 info hash, c20 peer id, B+c endpoint (6 or 18 bytes),
+ *   B private (0 or 1), then when private: H+c baseline hash ('a:<torrent id>:<member id>'),
+ *   H+c 'uploaded:downloaded', I peers_per_torrent, I early gap (s), B refuse early, I peer timeout.
+ * KEYS[1] is the first announce's bucket index (it routes the call on a Cluster). On one server
+ * every key is local; on a Cluster the caller groups announces by the master that holds their
+ * slots (allow-cross-slot-keys lets one script reach several slots of its node), and an announce
+ * whose slot is not here (moved since) is skipped, untouched, and reported. Each announce is
+ * whole: all of its keys are in one slot, so its guarded first call decides.
+ * Returns one string: per announce, a header packed big-endian (B status: 0 done, 1 refused
+ * (peer limit), 2 refused (early), 3 skipped; I complete, I incomplete, I downloaded, H peers
+ * bytes, H ids bytes, H previous baseline bytes, I seeding seconds, B early) then the peers, the
+ * ids, one known-byte per id, and the previous baseline, as ANNOUNCE's values.
  */
 export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
 ${ANNOUNCE_FN}
+local prefix, s = ARGV[1], ARGV[2]
+local bases = {}
 local out = {}
-for o = 0, #ARGV - ${BATCH_ARGS}, ${BATCH_ARGS} do
-  local A = {unpack(ARGV, o + 1, o + ${BATCH_ARGS})}
-  base = A[1]
+local pos, len = 1, #s
+local A = {}
+while pos <= len do
+  local b, fl, ev, nw, now, r, h, pid, ep, priv
+  b, fl, ev, nw, now, r, h, pid, ep, priv, pos = struct.unpack('>HBBHIIc20c20Bc0B', s, pos)
+  base = bases[b]
+  if base == nil then
+    base = prefix .. ':{' .. b .. '}:'
+    bases[b] = base
+  end
   idx = base .. 'i'
   stats = base .. 'n'
-  local r = announce(A)
-  if r.err then
-    out[#out + 1] = -2
-    for k = 2, 6 do out[#out + 1] = '' end
+  A[1], A[2], A[3] = base, h, ep
+  A[4] = fl % 2 == 1 and '6' or '4'
+  A[5] = math.floor(fl / 2) % 2 == 1 and '1' or '0'
+  A[6], A[7] = ev, nw
+  A[8] = math.floor(fl / 4) % 2 == 1 and '1' or '0'
+  A[9], A[10], A[11] = now, pid, r / 4294967296
+  if priv == 1 then
+    A[12], A[13], A[14], A[15], A[16], A[17], pos = struct.unpack('>Hc0Hc0IIBI', s, pos)
+    A[16] = A[16] == 1 and '1' or '0'
   else
-    for k = 1, 6 do out[#out + 1] = r[k] end
+    A[12] = ''
+  end
+  local x = announce(A)
+  if x.err then
+    out[#out + 1] = struct.pack('>BIIIHHHIB', 3, 0, 0, 0, 0, 0, 0, 0, 0)
+  elseif x[1] == -1 then
+    out[#out + 1] = struct.pack('>BIIIHHHIB', x[2] == 'torrent' and 1 or 2, 0, 0, 0, 0, 0, 0, 0, 0)
+  else
+    out[#out + 1] = struct.pack('>BIIIHHHIB', 0, x[1], x[2], x[3], #x[4], #x[5], #x[7], x[8], x[9])
+    out[#out + 1] = x[4]
+    out[#out + 1] = x[5]
+    out[#out + 1] = x[6]
+    out[#out + 1] = x[7]
   end
 end
-return out
+return table.concat(out)
 `;
 
 /**
