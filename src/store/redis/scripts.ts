@@ -99,14 +99,15 @@ end
 `;
 
 /**
- * Announce: counts and peers for the requester (before its announce is applied, STYLE.md example
- * 6), then the announce itself.
- * ARGV: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
+ * Announce (`announce(A)`, run by ANNOUNCE_BATCH for each record): counts and peers for the
+ * requester (before its announce is applied, STYLE.md example 6), then the announce itself.
+ * A: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
  * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw),
- * then the private-mode part (ARGV[12] '' when there is none):
+ * then the private-mode part (A[12] '' when there is none):
  * 12 the baseline hash under base ('a:<torrent id>:<member id>'), 13 'uploaded:downloaded' as
  * reported now, 14 peers_per_torrent (0 = no limit), 15 the early-announce gap in seconds (0 =
- * off), 16 '1' to refuse an early announce ('0' warns), 17 the peer timeout in seconds.
+ * off), 16 '1' to refuse an early announce ('0' warns), 17 the peer timeout in seconds; and 18,
+ * now as a string (made once per batch).
  * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known, previous
  * baseline ('uploaded:downloaded:at:seeding', '' if none), seeding seconds to credit, 1 if early},
  * or {-1, 'torrent' | 'early'} when a private-mode rule refuses it (nothing is changed then).
@@ -122,12 +123,36 @@ end
 const ANNOUNCE_FN = `
 ${PRELUDE}
 ${SELECT}
+-- The time of a baseline 'uploaded:downloaded:at:seeding'.
+local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+-- Private mode: replaces the peer's baseline in akey (or drops it on 'stopped'); returns the
+-- seeding seconds to credit. (A function of its own, not a closure made for every announce.)
+local function account(A, akey, prev, prevAt, event, seeder, now)
+  if akey == nil then return 0 end
+  local seed = 0
+  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+    if now > from then
+      seed = now - from
+      redis.call('HSET', akey, '~', now)
+    end
+  end
+  if event == 3 then
+    redis.call('HDEL', akey, A[10])
+  else
+    redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+  end
+  redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
+  return seed
+end
 local function announce(A)
   local tid, ep, fam = A[2], A[3], A[4]
   local seeder = A[5] == '1'
   local event = tonumber(A[6])
   local want = tonumber(A[7])
   local now = tonumber(A[9])
+  -- ZADD's score as a string: Redis formats a number argument with printf at every call.
+  local nowS = A[18] or now
   -- Only the requester's family's two sets are touched (the counts are in the meta hash).
   local sk = base .. tid .. ':'
   local meta = sk .. 'm'
@@ -137,7 +162,6 @@ local function announce(A)
   local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
   if m.err then return m end
   local akey, prev, prevAt, early = nil, false, 0, 0
-  local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
   if A[12] ~= '' then
     akey = base .. A[12]
     local cutoff = now - tonumber(A[17])
@@ -168,25 +192,6 @@ local function announce(A)
       end
     end
   end
-  -- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
-  local function account()
-    if akey == nil then return 0 end
-    local seed = 0
-    if prev and event ~= 2 and string.sub(prev, -1) == '1' then
-      local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
-      if now > from then
-        seed = now - from
-        redis.call('HSET', akey, '~', now)
-      end
-    end
-    if event == 3 then
-      redis.call('HDEL', akey, A[10])
-    else
-      redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
-    end
-    redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
-    return seed
-  end
   local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
   local iS, iL = 1, 2
   if fam == '6' then iS, iL = 3, 4 end
@@ -204,7 +209,7 @@ local function announce(A)
       local key, i = fs, iS
       if inL then key, i = fl, iL end
       if redis.call('ZREM', key, ep) == 1 then
-        redis.call('HINCRBY', stats, FIELDS[i], -1)
+        redis.call('HINCRBY', stats, FIELDS[i], '-1')
         redis.call('HSET', meta, FIELDS[i], n[i] - 1)
       end
       if complete + incomplete == 0 then
@@ -216,7 +221,7 @@ local function announce(A)
         redis.call('HDEL', meta, ep)
       end
     end
-    local seed = account()
+    local seed = account(A, akey, prev, prevAt, event, seeder, now)
     return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
   end
 
@@ -240,14 +245,14 @@ local function announce(A)
   local key, other, i, o = fl, fs, iL, iS
   if seeder then key, other, i, o = fs, fl, iS, iL end
   local set = {}
-  if redis.call('ZADD', key, now, ep) == 1 then
-    redis.call('HINCRBY', stats, FIELDS[i], 1)
+  if redis.call('ZADD', key, nowS, ep) == 1 then
+    redis.call('HINCRBY', stats, FIELDS[i], '1')
     set[#set + 1] = FIELDS[i]
     set[#set + 1] = n[i] + 1
   end
   if (seeder and inL) or ((not seeder) and inS) then
     if redis.call('ZREM', other, ep) == 1 then
-      redis.call('HINCRBY', stats, FIELDS[o], -1)
+      redis.call('HINCRBY', stats, FIELDS[o], '-1')
       set[#set + 1] = FIELDS[o]
       set[#set + 1] = n[o] - 1
     end
@@ -271,7 +276,7 @@ local function announce(A)
   -- (A peer written by an instance whose clock is behind may be older than the score: it then
   -- expires late by that clock difference.)
   if complete + incomplete == 0 and not (inS or inL) then
-    if redis.call('ZADD', idx, now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+    if redis.call('ZADD', idx, nowS, tid) == 1 then redis.call('HINCRBY', stats, 't', '1') end
   end
 
   local ids, known = '', ''
@@ -290,7 +295,7 @@ local function announce(A)
     end
     ids, known = table.concat(idl), table.concat(kl)
   end
-  local seed = account()
+  local seed = account(A, akey, prev, prevAt, event, seeder, now)
   return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
 end
 `;
@@ -321,6 +326,7 @@ local bases = {}
 local out = {}
 local pos, len = 1, #s
 local A = {}
+local lastNow = -1
 while pos <= len do
   local b, fl, ev, nw, now, r, h, pid, ep, priv
   b, fl, ev, nw, now, r, h, pid, ep, priv, pos = struct.unpack('>HBBHIIc20c20Bc0B', s, pos)
@@ -337,6 +343,10 @@ while pos <= len do
   A[6], A[7] = ev, nw
   A[8] = math.floor(fl / 4) % 2 == 1 and '1' or '0'
   A[9], A[10], A[11] = now, pid, r / 4294967296
+  if now ~= lastNow then
+    lastNow = now
+    A[18] = tostring(now)
+  end
   if priv == 1 then
     A[12], A[13], A[14], A[15], A[16], A[17], pos = struct.unpack('>Hc0Hc0IIBI', s, pos)
     A[16] = A[16] == 1 and '1' or '0'
