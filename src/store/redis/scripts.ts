@@ -159,7 +159,7 @@ local function announce(A)
   -- One read: the swarm's completions and counts, and the requester's meta value. It comes first
   -- and is guarded: in a batch on a Cluster, a swarm whose slot is not (or no longer) on this
   -- master is reported, untouched, for the caller to send again alone.
-  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
+  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep, 'p')
   if m.err then return m end
   local akey, prev, prevAt, early = nil, false, 0, 0
   if A[12] ~= '' then
@@ -198,6 +198,7 @@ local function announce(A)
   local downloaded = tonumber(m[1] or '0')
   local n = {tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')}
   local old = m[6]
+  local keepIds = m[7] and true or false
   -- The meta value's flag byte says where the requester is: '0' leecher, '2' seeder, plus 1 once
   -- its completion was counted; no value, not in the swarm.
   local flag = old and (string.byte(old, 1) - 48) or -1
@@ -264,7 +265,15 @@ local function announce(A)
     set[#set + 1] = 'd'
     set[#set + 1] = downloaded
   end
-  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. A[10]
+  -- Peer ids are kept from a swarm's first request that asks for them ('p' in the meta hash), as
+  -- the memory store records them: a swarm only ever asked over UDP or with compact=1 keeps none
+  -- (20 bytes a peer, and no write when a client's peer id changes).
+  if A[8] == '1' and not keepIds then
+    keepIds = true
+    set[#set + 1] = 'p'
+    set[#set + 1] = '1'
+  end
+  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. (keepIds and A[10] or '')
   if old ~= value then
     set[#set + 1] = ep
     set[#set + 1] = value
