@@ -26,8 +26,9 @@ import { ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
  *   <prefix>:{<b>}:<h>:6s   ZSET  IPv6 seeders
  *   <prefix>:{<b>}:<h>:6l   ZSET  IPv6 leechers
  *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('0' leecher, '2' seeder, +1 once its
- *                                 completion was counted) + peer id (20 bytes); 'd' → completions;
- *                                 4s, 4l, 6s, 6l → the number of peers in each set (downloaded)
+ *                                 completion was counted) + peer id (20 bytes) once the swarm keeps
+ *                                 ids; 'p' → set by its first request asking for ids (compact=0);
+ *                                 'd' → completions; 4s, 4l, 6s, 6l → the number of peers in each set
  *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score a lower bound of its
  *                                 oldest peer's last-seen (exact once the sweep visited it)
  *   <prefix>:{<b>}:n        HASH  the bucket's statistics: t (swarms), 4s, 4l, 6s, 6l (peers)
