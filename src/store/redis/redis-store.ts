@@ -234,8 +234,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   /**
    * Private mode: the announce, the peer-limit and early-announce rules, and the exchange of the
-   * peer's accounting baseline, in one script (scripts.ts ANNOUNCE). The result carries the
-   * previous baseline (null if none is live) for the accountant to compute the delta from.
+   * peer's accounting baseline, in one script (scripts.ts ANNOUNCE_BATCH, with the other announces
+   * of its turn). The result carries the previous baseline (null if none is live) for the
+   * accountant to compute the delta from.
    */
   announceAccounted(
     req: AnnounceRequest,

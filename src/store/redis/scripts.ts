@@ -326,7 +326,7 @@ end
  * Returns one string: per announce, a header packed big-endian (B status: 0 done, 1 refused
  * (peer limit), 2 refused (early), 3 skipped; I complete, I incomplete, I downloaded, H peers
  * bytes, H ids bytes, H previous baseline bytes, I seeding seconds, B early) then the peers, the
- * ids, one known-byte per id, and the previous baseline, as ANNOUNCE's values.
+ * ids, one known-byte per id, and the previous baseline, as `announce` returns them.
  */
 export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
 ${ANNOUNCE_FN}
