@@ -98,6 +98,35 @@ static socklen_t read_meta(const uint8_t *m, struct sockaddr_storage *ss, int so
   return sizeof *a;
 }
 
+/* Points message m at one datagram: `len` bytes at `base`, to `addr`. */
+static void set_msg(struct mmsghdr *m, struct iovec *iov, void *base, size_t len, struct sockaddr_storage *addr,
+                    socklen_t alen) {
+  iov->iov_base = base;
+  iov->iov_len = len;
+  memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+  m->msg_hdr.msg_iov = iov;
+  m->msg_hdr.msg_iovlen = 1;
+  m->msg_hdr.msg_name = addr;
+  m->msg_hdr.msg_namelen = alen;
+}
+
+/* Sends k prepared datagrams with sendmmsg; returns how many the kernel took. */
+static int send_all(int fd, struct mmsghdr *msg, int k) {
+  int sent = 0, took = 0;
+  while (sent < k) {
+    int r = sendmmsg(fd, msg + sent, k - sent, MSG_DONTWAIT);
+    if (r <= 0) {
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) sent++; /* skip an unsendable datagram */
+      else break; /* socket buffer full: drop the rest, as a kernel would */
+    } else {
+      sent += r;
+      took += r;
+    }
+  }
+  return took;
+}
+
 static void on_readable(uv_poll_t *poll, int status, int events) {
   handle_t *h = (handle_t *)poll->data;
   if (status < 0 || h->closing) return;
@@ -139,24 +168,10 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
       uint32_t len;
       socklen_t alen = read_meta(h->out_meta + i * META, &h->saddr[k], h->family, &len);
       if (len == 0 || len > h->out_slot) continue;
-      h->siov[k].iov_base = h->out_data + i * h->out_slot;
-      h->siov[k].iov_len = len;
-      memset(&h->smsg[k].msg_hdr, 0, sizeof h->smsg[k].msg_hdr);
-      h->smsg[k].msg_hdr.msg_iov = &h->siov[k];
-      h->smsg[k].msg_hdr.msg_iovlen = 1;
-      h->smsg[k].msg_hdr.msg_name = &h->saddr[k];
-      h->smsg[k].msg_hdr.msg_namelen = alen;
+      set_msg(&h->smsg[k], &h->siov[k], h->out_data + i * h->out_slot, len, &h->saddr[k], alen);
       k++;
     }
-    int sent = 0;
-    while (sent < k) {
-      int r = sendmmsg(h->fd, h->smsg + sent, k - sent, MSG_DONTWAIT);
-      if (r <= 0) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) sent++; /* skip an unsendable datagram */
-        else break; /* socket buffer full: drop the rest, as a kernel would */
-      } else sent += r;
-    }
+    send_all(h->fd, h->smsg, k);
     if (n < BATCH) break;
   }
   napi_close_handle_scope(env, scope);
@@ -317,42 +332,68 @@ static napi_value js_open_group(napi_env env, napi_callback_info info) {
 }
 
 /*
- * adopt(fd) -> handle: serves a UDP socket this process inherited (a worker spawned with a group
- * socket in its stdio array gets it as that index; libuv dup2()s it there, which leaves the
- * child's copy open across exec even though openGroup made the parent's close-on-exec). The
- * handle owns the descriptor from now on: close(handle) closes it. Marked close-on-exec here so
- * the worker's own children do not inherit it.
- */
-/*
  * sendTo(handle, meta, data) -> bytes sent (0 if the kernel could not take it now: UDP, dropped)
  * One reply outside a batch: an answer that came later than its batch (another worker's swarm,
  * issue #13). `meta` is a 32-byte slot as in the batch buffers (address, family, port, length).
+ *
+ * sendMany(handle, meta, data, slot, count) -> datagrams the kernel took
+ * Several replies outside a batch in one sendmmsg (issue #14: the answers of an asynchronous
+ * store, such as one Redis call's batch of announces, arrive together): reply i is the first
+ * `length` bytes of data[i * slot, (i + 1) * slot), to the address of meta slot i. At most BATCH.
  */
-static napi_value js_send_to(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+static napi_value send_replies(napi_env env, napi_callback_info info, int many) {
+  size_t n = many ? 5 : 3, argc = n;
+  napi_value argv[5], r;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 3) { napi_throw_error(env, NULL, "sendTo: 3 arguments"); return NULL; }
+  if (argc < n) {
+    napi_throw_error(env, NULL, many ? "sendMany: 5 arguments" : "sendTo: 3 arguments");
+    return NULL;
+  }
   handle_t *h;
   CHECK(napi_get_value_external(env, argv[0], (void **)&h));
   uint8_t *meta, *data;
   size_t ml, dl;
   buffer_of(env, argv[1], &meta, &ml);
   buffer_of(env, argv[2], &data, &dl);
-  napi_value r;
-  if (!meta || !data || ml < META || h->fd < 0 || h->closing) {
-    CHECK(napi_create_int32(env, 0, &r));
-    return r;
+  uint32_t slot = (uint32_t)dl, count = 1;
+  if (many) {
+    CHECK(napi_get_value_uint32(env, argv[3], &slot));
+    CHECK(napi_get_value_uint32(env, argv[4], &count));
   }
-  struct sockaddr_storage ss;
-  uint32_t len;
-  socklen_t alen = read_meta(meta, &ss, h->family, &len);
-  if (len > dl) len = (uint32_t)dl;
-  ssize_t sent = sendto(h->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&ss, alen);
-  CHECK(napi_create_int32(env, sent < 0 ? 0 : (int32_t)sent, &r));
+  if (count > BATCH) count = BATCH;
+  if (!meta || !data || h->fd < 0 || h->closing) count = 0;
+  if (count > 0 && (size_t)count * META > ml) count = (uint32_t)(ml / META);
+  if (count > 0 && (size_t)count * slot > dl) count = slot > 0 ? (uint32_t)(dl / slot) : 0;
+  struct mmsghdr msg[BATCH];
+  struct iovec iov[BATCH];
+  struct sockaddr_storage addr[BATCH];
+  int k = 0;
+  uint32_t bytes = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t len;
+    socklen_t alen = read_meta(meta + i * META, &addr[k], h->family, &len);
+    if (!many && len > slot) len = slot; /* sendTo: at most the data given */
+    if (len == 0 || len > slot) continue;
+    set_msg(&msg[k], &iov[k], data + (size_t)i * slot, len, &addr[k], alen);
+    bytes = len;
+    k++;
+  }
+  int took = send_all(h->fd, msg, k);
+  CHECK(napi_create_int32(env, many ? took : (took == 1 ? (int32_t)bytes : 0), &r));
   return r;
 }
 
+static napi_value js_send_to(napi_env env, napi_callback_info info) { return send_replies(env, info, 0); }
+
+static napi_value js_send_many(napi_env env, napi_callback_info info) { return send_replies(env, info, 1); }
+
+/*
+ * adopt(fd) -> handle: serves a UDP socket this process inherited (a worker spawned with a group
+ * socket in its stdio array gets it as that index; libuv dup2()s it there, which leaves the
+ * child's copy open across exec even though openGroup made the parent's close-on-exec). The
+ * handle owns the descriptor from now on: close(handle) closes it. Marked close-on-exec here so
+ * the worker's own children do not inherit it.
+ */
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -468,6 +509,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"openGroup", NULL, js_open_group, NULL, NULL, NULL, napi_default, NULL},
     {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
     {"sendTo", NULL, js_send_to, NULL, NULL, NULL, napi_default, NULL},
+    {"sendMany", NULL, js_send_many, NULL, NULL, NULL, napi_default, NULL},
     {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
     {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},

@@ -17,7 +17,7 @@ import {
 } from '../../protocol/udp/codec.ts';
 import { ConnectionIds } from '../../protocol/udp/connection-id.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
-import { BATCH, loadUdpBatchAddon, META, type UdpBatchAddon } from './batch.ts';
+import { BATCH, deferredSender, loadUdpBatchAddon, META, type UdpBatchAddon } from './batch.ts';
 
 export interface UdpFrontendOptions {
   service: TrackerService;
@@ -175,15 +175,11 @@ export class UdpFrontend {
     // is written into the slot then (no batch runs meanwhile) and sent alone from a copy, to the
     // address copied now (the meta slot is reused by the next batch).
     const sync = this.#sync;
+    const send = sync ? null : deferredSender(addon, handle, slot);
     const deferred = (mo: number, out: Buffer) => {
       const meta = new Uint8Array(META);
       meta.set(im.subarray(mo, mo + 20));
-      return (n: number) => {
-        meta[20] = n & 0xff;
-        meta[21] = (n >> 8) & 0xff;
-        meta[22] = (n >> 16) & 0xff;
-        addon.sendTo(handle, meta.buffer, new Uint8Array(out.subarray(0, n)).buffer);
-      };
+      return (n: number) => send?.(meta, out, n);
     };
     // One handler call per batch: read each datagram's address from its meta slot, answer into
     // the matching output slot, and tell the addon how many output slots to send.

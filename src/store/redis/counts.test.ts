@@ -78,6 +78,61 @@ for (const [name, url] of redisTargets)
         await store.close();
       }
     });
+
+    test('a swarm keeps peer ids only from its first request that asks for them', async () => {
+      const store = new RedisSwarmStore({ url, prefix, timeoutMs: 5000, peerTimeout: 100 });
+      await store.ready(10_000);
+      try {
+        const h = new Uint8Array(20).fill(0xa5);
+        const meta = Buffer.concat([
+          Buffer.from(`${prefix}:{${bucketOf(h)}}:`, 'latin1'),
+          h,
+          Buffer.from(':m'),
+        ]);
+        const announce = (peer: number, wantPeerIds: boolean) =>
+          store.announce(
+            {
+              infoHash: h,
+              peerId: new Uint8Array(20).fill(peer),
+              family: 4,
+              ...endpointOf(peer, 4),
+              uploaded: 0,
+              downloaded: 0,
+              left: 5,
+              event: 0 as AnnounceEvent,
+              numWant: 10,
+              wantPeerIds,
+            },
+            1000,
+          );
+        for (let p = 1; p <= 5; p++) await announce(p, false);
+        // Only compact (or UDP) requests so far: each peer's meta value is its flag byte alone.
+        // The sizes of the peers' meta values (fields of 6 bytes: IPv4 endpoints).
+        const sizes = async () => {
+          const [names, vals] = await Promise.all([
+            store.client.hkeysBuffer(meta),
+            store.client.hvalsBuffer(meta),
+          ]);
+          return vals.filter((_, k) => names[k].length === 6).map((v) => v.length);
+        };
+        assert.deepEqual(await sizes(), [1, 1, 1, 1, 1]);
+        const first = await announce(6, true);
+        assert.ok(!(first instanceof Error));
+        assert.equal(first.peerCount, 5);
+        assert.deepEqual([...(first.peerIdKnown ?? [])], [0, 0, 0, 0, 0], 'ids announced before are unknown');
+        // From then on every peer that announces keeps its id, and a compact=0 request gets it.
+        await announce(2, false);
+        const next = await announce(7, true);
+        assert.ok(!(next instanceof Error));
+        const known: number[] = [];
+        for (let i = 0; i < next.peerCount; i++)
+          if (next.peerIdKnown?.[i] === 1) known.push(next.peerIds?.[i * 20] ?? -1);
+        assert.deepEqual(known.sort(), [2, 6]);
+        assert.deepEqual((await sizes()).sort(), [1, 1, 1, 1, 21, 21, 21]);
+      } finally {
+        await store.close();
+      }
+    });
   });
 
 async function check(store: RedisSwarmStore, hashes: Uint8Array[]): Promise<void> {
@@ -102,7 +157,11 @@ async function check(store: RedisSwarmStore, hashes: Uint8Array[]): Promise<void
       assert.equal(Number(meta[f]?.toString() ?? 0), eps.length, `${f} count of swarm ${h[2]}`);
       for (const ep of eps) {
         const v = meta[ep.toString('latin1')];
-        assert.ok(v !== undefined && v.length === 21, `a meta value for a member of ${f}`);
+        // The flag byte, then the peer id once the swarm keeps them (its first compact=0 request).
+        assert.ok(
+          v !== undefined && (v.length === 1 || v.length === 21),
+          `a meta value for a member of ${f}`,
+        );
         assert.equal(v[0] >= 50, f.endsWith('s'), `the flag of a member of ${f}`);
       }
     }

@@ -12,7 +12,7 @@ import {
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
-import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -26,8 +26,9 @@ import { ANNOUNCE, ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.
  *   <prefix>:{<b>}:<h>:6s   ZSET  IPv6 seeders
  *   <prefix>:{<b>}:<h>:6l   ZSET  IPv6 leechers
  *   <prefix>:{<b>}:<h>:m    HASH  <ep> → flag byte ('0' leecher, '2' seeder, +1 once its
- *                                 completion was counted) + peer id (20 bytes); 'd' → completions;
- *                                 4s, 4l, 6s, 6l → the number of peers in each set (downloaded)
+ *                                 completion was counted) + peer id (20 bytes) once the swarm keeps
+ *                                 ids; 'p' → set by its first request asking for ids (compact=0);
+ *                                 'd' → completions; 4s, 4l, 6s, 6l → the number of peers in each set
  *   <prefix>:{<b>}:i        ZSET  the bucket's swarms: member <h>, score a lower bound of its
  *                                 oldest peer's last-seen (exact once the sweep visited it)
  *   <prefix>:{<b>}:n        HASH  the bucket's statistics: t (swarms), 4s, 4l, 6s, 6l (peers)
@@ -108,7 +109,6 @@ export class RedisSwarmStore implements SwarmStore {
     this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
     this.#deadlines.unref();
     for (const [name, lua] of [
-      ['heraldAnnounce', ANNOUNCE],
       ['heraldAnnounceBatch', ANNOUNCE_BATCH],
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
@@ -234,8 +234,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   /**
    * Private mode: the announce, the peer-limit and early-announce rules, and the exchange of the
-   * peer's accounting baseline, in one script (scripts.ts ANNOUNCE). The result carries the
-   * previous baseline (null if none is live) for the accountant to compute the delta from.
+   * peer's accounting baseline, in one script (scripts.ts ANNOUNCE_BATCH, with the other announces
+   * of its turn). The result carries the previous baseline (null if none is live) for the
+   * accountant to compute the delta from.
    */
   announceAccounted(
     req: AnnounceRequest,
@@ -250,79 +251,21 @@ export class RedisSwarmStore implements SwarmStore {
     now: number,
     acct: SharedAccountArgs | null,
   ): Promise<AnnounceResult | AccountedResult | TrackerError> {
-    const h = req.infoHash;
-    const b = acct === null ? this.#bucketOf(h) : bucketOf(acct.route);
+    const b = acct === null ? this.#bucketOf(req.infoHash) : bucketOf(acct.route);
     const stride = req.family === 4 ? 6 : 18;
-    // Copies: the caller may reuse its arrays once this returns, and the command is written later.
-    const ep = Buffer.allocUnsafe(stride);
-    ep.set(req.ip, 0);
-    ep.writeUInt16BE(req.port, stride - 2);
-    const wantIds = req.wantPeerIds;
-    const args: Arg[] = [
-      this.#bases[b],
-      Buffer.from(h),
-      ep,
-      req.family === 4 ? '4' : '6',
-      req.left === 0 ? '1' : '0',
-      req.event,
-      Math.min(req.numWant, 1024),
-      wantIds ? '1' : '0',
-      now,
-      Buffer.from(req.peerId),
-      this.#random(),
-      ...(acct === null
-        ? ['']
-        : [
-            `a:${acct.torrentId}:${acct.memberId}`,
-            `${req.uploaded}:${req.downloaded}`,
-            acct.peersPerTorrent,
-            acct.minGap,
-            acct.refuseEarly ? '1' : '0',
-            this.#peerTimeout,
-          ]),
-    ];
-    // Open mode: with the other announces of this event-loop turn (ANNOUNCE_BATCH).
-    const call = acct === null ? this.#enqueue(b, args) : this.#single(b, args);
-    return call.then((r): AnnounceResult | AccountedResult | TrackerError => {
-      if (r[0] === -1) return String(r[1]) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
-      const peers = r[3] as Buffer;
-      const ids = r[4] as Buffer;
-      const stopped = req.event === AnnounceEvent.stopped;
-      const asked = wantIds && !stopped && req.numWant > 0;
-      const result: AnnounceResult = {
-        complete: r[0] as number,
-        incomplete: r[1] as number,
-        downloaded: r[2] as number,
-        peers,
-        peerCount: peers.length / stride,
-        peerIds: asked ? ids : null,
-        peerIdKnown: asked ? (r[5] as Buffer) : null,
-      };
-      if (acct === null) return result;
-      return { ...result, previous: baselineOf(r[6] as Buffer), seed: r[7] as number, early: r[8] === 1 };
-    }, this.#refusal);
-  }
-
-  /** One announce alone (scripts.ts ANNOUNCE): its bucket index routes it. */
-  #single(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
-    return this.#script('heraldAnnounceBuffer', [this.#indexes[b], ...args]);
-  }
-
-  /**
-   * Queues an open-mode announce for this turn's batch to its server (on a Cluster, to the master
-   * holding its slot in the client's slot map): every announce that arrives before the event loop
-   * next checks (`setImmediate`) leaves in one ANNOUNCE_BATCH call per master, at most
-   * MAX_BATCH a call. Resolves with the announce's six values, as ANNOUNCE's first six.
-   */
-  #enqueue(b: number, args: Arg[]): Promise<(number | Buffer)[]> {
-    return new Promise((resolve, reject) => {
+    const asked = req.wantPeerIds && req.event !== AnnounceEvent.stopped && req.numWant > 0;
+    // The record is a copy: the caller may reuse its arrays once this returns.
+    const record = announceRecord(req, b, now, this.#random(), acct, this.#peerTimeout);
+    return new Promise((resolve) => {
+      const q: Queued = { b, record, stride, asked, accounted: acct !== null, resolve };
+      // With the other announces of this event-loop turn to the same server (ANNOUNCE_BATCH).
       const node = this.#serverOf(b);
       let queue = this.#batches.get(node);
       if (queue === undefined) {
         queue = [];
         this.#batches.set(node, queue);
       }
-      queue.push({ b, args, resolve, reject });
+      queue.push(q);
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(this.#flush);
@@ -330,26 +273,49 @@ export class RedisSwarmStore implements SwarmStore {
     });
   }
 
+  /**
+   * Every announce queued before the event loop next checks (`setImmediate`) leaves in one
+   * ANNOUNCE_BATCH call per server (on a Cluster, per master holding its slot in the client's slot
+   * map), at most MAX_BATCH a call.
+   */
   #flush = (): void => {
     this.#scheduled = false;
     for (const queue of this.#batches.values())
-      for (let i = 0; i < queue.length; i += MAX_BATCH) this.#sendBatch(queue.slice(i, i + MAX_BATCH));
+      for (let i = 0; i < queue.length; i += MAX_BATCH) this.#sendBatch(queue.slice(i, i + MAX_BATCH), false);
     this.#batches.clear();
   };
 
-  #sendBatch(items: Queued[]): void {
-    const argv: Arg[] = [this.#indexes[items[0].b]];
-    for (const q of items) for (const a of q.args) argv.push(a);
-    this.#script<(number | Buffer)[]>('heraldAnnounceBatchBuffer', argv).then(
+  /**
+   * One ANNOUNCE_BATCH call; its first announce's bucket index routes it. An announce skipped
+   * because its slot is on another master now (the slot map was stale) is sent again alone
+   * (`alone`), routed by its own bucket.
+   */
+  #sendBatch(items: Queued[], alone: boolean): void {
+    const records = items.length === 1 ? items[0].record : Buffer.concat(items.map((q) => q.record));
+    this.#script<Buffer>('heraldAnnounceBatchBuffer', [
+      this.#indexes[items[0].b],
+      this.#prefix,
+      records,
+    ]).then(
       (r) => {
-        for (const [k, q] of items.entries()) {
-          // Skipped: its slot is on another master now (the slot map was stale); alone, it is routed.
-          if (r[k * 6] === -2) this.#single(q.b, q.args).then(q.resolve, q.reject);
-          else q.resolve(r.slice(k * 6, k * 6 + 6));
+        let o = 0;
+        for (const q of items) {
+          const status = r[o];
+          const peers = r.readUInt16BE(o + 13);
+          const ids = r.readUInt16BE(o + 15);
+          const prev = r.readUInt16BE(o + 17);
+          const at = o + HEADER;
+          o = at + peers + ids + ids / 20 + prev;
+          if (status === 3 && !alone) this.#sendBatch([q], true);
+          else if (status === 3) q.resolve(Errors.storeUnavailable);
+          else if (status === 1) q.resolve(Errors.peerLimitTorrent);
+          else if (status === 2) q.resolve(Errors.announceTooSoon);
+          else q.resolve(resultOf(q, r, at - HEADER, at, peers, ids, prev));
         }
       },
       (err) => {
-        for (const q of items) q.reject(err);
+        const refusal = this.#refusal(err);
+        for (const q of items) q.resolve(refusal);
       },
     );
   }
@@ -556,14 +522,94 @@ export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void
   }
 }
 
-type Arg = Buffer | string | number;
-
-/** An announce waiting for its turn's batch: its bucket, its ANNOUNCE_BATCH arguments, its promise. */
+/** An announce waiting for its turn's batch: its bucket, its record, how to read its answer. */
 interface Queued {
   b: number;
-  args: Arg[];
-  resolve: (r: (number | Buffer)[]) => void;
-  reject: (err: unknown) => void;
+  record: Buffer;
+  /** Bytes per peer (6 IPv4, 18 IPv6). */
+  stride: number;
+  /** Whether the answer carries peer ids. */
+  asked: boolean;
+  /** Private mode: the answer carries the previous baseline. */
+  accounted: boolean;
+  resolve: (r: AnnounceResult | AccountedResult | TrackerError) => void;
+}
+
+/** Bytes of ANNOUNCE_BATCH's header per announce in its reply. */
+const HEADER = 24;
+
+/**
+ * An announce as ANNOUNCE_BATCH reads it (scripts.ts: big-endian, the private-mode part when
+ * `acct` is given). `r` is a uniform [0, 1) draw.
+ */
+export function announceRecord(
+  req: AnnounceRequest,
+  b: number,
+  now: number,
+  r: number,
+  acct: SharedAccountArgs | null,
+  peerTimeout: number,
+): Buffer {
+  const stride = req.family === 4 ? 6 : 18;
+  const key = acct === null ? null : Buffer.from(`a:${acct.torrentId}:${acct.memberId}`, 'latin1');
+  const reported = acct === null ? null : Buffer.from(`${req.uploaded}:${req.downloaded}`, 'latin1');
+  const size = 56 + stride + (key === null || reported === null ? 0 : 17 + key.length + reported.length);
+  const rec = Buffer.allocUnsafe(size);
+  rec.writeUInt16BE(b, 0);
+  rec[2] = (req.family === 6 ? 1 : 0) | (req.left === 0 ? 2 : 0) | (req.wantPeerIds ? 4 : 0);
+  rec[3] = req.event;
+  rec.writeUInt16BE(Math.max(0, Math.min(req.numWant, 1024)), 4);
+  rec.writeUInt32BE(now >>> 0, 6);
+  rec.writeUInt32BE(Math.floor(r * 4294967296) >>> 0, 10);
+  rec.set(req.infoHash, 14);
+  rec.set(req.peerId, 34);
+  rec[54] = stride;
+  rec.set(req.ip.subarray(0, stride - 2), 55);
+  rec.writeUInt16BE(req.port, 53 + stride);
+  let o = 55 + stride;
+  if (acct === null || key === null || reported === null) {
+    rec[o] = 0;
+    return rec;
+  }
+  rec[o++] = 1;
+  o = rec.writeUInt16BE(key.length, o);
+  o += key.copy(rec, o);
+  o = rec.writeUInt16BE(reported.length, o);
+  o += reported.copy(rec, o);
+  o = rec.writeUInt32BE(acct.peersPerTorrent, o);
+  o = rec.writeUInt32BE(acct.minGap, o);
+  rec[o++] = acct.refuseEarly ? 1 : 0;
+  rec.writeUInt32BE(peerTimeout, o);
+  return rec;
+}
+
+/** One announce's answer from ANNOUNCE_BATCH's reply `r`: its header at `h`, its strings from `at`. */
+function resultOf(
+  q: Queued,
+  r: Buffer,
+  h: number,
+  at: number,
+  peers: number,
+  ids: number,
+  prev: number,
+): AnnounceResult | AccountedResult {
+  const result: AnnounceResult = {
+    complete: r.readUInt32BE(h + 1),
+    incomplete: r.readUInt32BE(h + 5),
+    downloaded: r.readUInt32BE(h + 9),
+    peers: r.subarray(at, at + peers),
+    peerCount: peers / q.stride,
+    peerIds: q.asked ? r.subarray(at + peers, at + peers + ids) : null,
+    peerIdKnown: q.asked ? r.subarray(at + peers + ids, at + peers + ids + ids / 20) : null,
+  };
+  if (!q.accounted) return result;
+  const p = at + peers + ids + ids / 20;
+  return {
+    ...result,
+    previous: baselineOf(r.subarray(p, p + prev)),
+    seed: r.readUInt32BE(h + 19),
+    early: r[h + 23] === 1,
+  };
 }
 
 /** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */

@@ -99,14 +99,15 @@ end
 `;
 
 /**
- * Announce: counts and peers for the requester (before its announce is applied, STYLE.md example
- * 6), then the announce itself.
- * ARGV: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
+ * Announce (`announce(A)`, run by ANNOUNCE_BATCH for each record): counts and peers for the
+ * requester (before its announce is applied, STYLE.md example 6), then the announce itself.
+ * A: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
  * event (0-3), numwant, want ids ('1'|'0'), now, peer id (20 bytes), r (a uniform [0,1) draw),
- * then the private-mode part (ARGV[12] '' when there is none):
+ * then the private-mode part (A[12] '' when there is none):
  * 12 the baseline hash under base ('a:<torrent id>:<member id>'), 13 'uploaded:downloaded' as
  * reported now, 14 peers_per_torrent (0 = no limit), 15 the early-announce gap in seconds (0 =
- * off), 16 '1' to refuse an early announce ('0' warns), 17 the peer timeout in seconds.
+ * off), 16 '1' to refuse an early announce ('0' warns), 17 the peer timeout in seconds; and 18,
+ * now as a string (made once per batch).
  * Returns {complete, incomplete, downloaded, peers (records, concatenated), ids, known, previous
  * baseline ('uploaded:downloaded:at:seeding', '' if none), seeding seconds to credit, 1 if early},
  * or {-1, 'torrent' | 'early'} when a private-mode rule refuses it (nothing is changed then).
@@ -122,17 +123,45 @@ end
 const ANNOUNCE_FN = `
 ${PRELUDE}
 ${SELECT}
+-- The time of a baseline 'uploaded:downloaded:at:seeding'.
+local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+-- Private mode: replaces the peer's baseline in akey (or drops it on 'stopped'); returns the
+-- seeding seconds to credit. (A function of its own, not a closure made for every announce.)
+local function account(A, akey, prev, prevAt, event, seeder, now)
+  if akey == nil then return 0 end
+  local seed = 0
+  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+    if now > from then
+      seed = now - from
+      redis.call('HSET', akey, '~', now)
+    end
+  end
+  if event == 3 then
+    redis.call('HDEL', akey, A[10])
+  else
+    redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+  end
+  redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
+  return seed
+end
 local function announce(A)
   local tid, ep, fam = A[2], A[3], A[4]
   local seeder = A[5] == '1'
   local event = tonumber(A[6])
   local want = tonumber(A[7])
   local now = tonumber(A[9])
+  -- ZADD's score as a string: Redis formats a number argument with printf at every call.
+  local nowS = A[18] or now
   -- Only the requester's family's two sets are touched (the counts are in the meta hash).
   local sk = base .. tid .. ':'
   local meta = sk .. 'm'
+  -- One read: the swarm's completions and counts, and the requester's meta value. It comes first
+  -- and is guarded: in a batch on a Cluster, a swarm whose slot is not (or no longer) on this
+  -- master is reported, untouched, for the caller to send again alone.
+  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep, 'p')
+  if m.err then return m end
   local akey, prev, prevAt, early = nil, false, 0, 0
-  local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
   if A[12] ~= '' then
     akey = base .. A[12]
     local cutoff = now - tonumber(A[17])
@@ -163,36 +192,13 @@ local function announce(A)
       end
     end
   end
-  -- Replaces the baseline (or drops it on 'stopped'); returns the seeding seconds to credit.
-  local function account()
-    if akey == nil then return 0 end
-    local seed = 0
-    if prev and event ~= 2 and string.sub(prev, -1) == '1' then
-      local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
-      if now > from then
-        seed = now - from
-        redis.call('HSET', akey, '~', now)
-      end
-    end
-    if event == 3 then
-      redis.call('HDEL', akey, A[10])
-    else
-      redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
-    end
-    redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
-    return seed
-  end
   local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
   local iS, iL = 1, 2
   if fam == '6' then iS, iL = 3, 4 end
-  -- One read: the swarm's completions and counts, and the requester's meta value. The first call
-  -- is guarded: in a batch on a Cluster (ANNOUNCE_BATCH), a swarm whose slot is not (or no longer)
-  -- on this master is reported, untouched, for the caller to send again alone.
-  local m = redis.pcall('HMGET', meta, 'd', '4s', '4l', '6s', '6l', ep)
-  if m.err then return m end
   local downloaded = tonumber(m[1] or '0')
   local n = {tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')}
   local old = m[6]
+  local keepIds = m[7] and true or false
   -- The meta value's flag byte says where the requester is: '0' leecher, '2' seeder, plus 1 once
   -- its completion was counted; no value, not in the swarm.
   local flag = old and (string.byte(old, 1) - 48) or -1
@@ -204,7 +210,7 @@ local function announce(A)
       local key, i = fs, iS
       if inL then key, i = fl, iL end
       if redis.call('ZREM', key, ep) == 1 then
-        redis.call('HINCRBY', stats, FIELDS[i], -1)
+        redis.call('HINCRBY', stats, FIELDS[i], '-1')
         redis.call('HSET', meta, FIELDS[i], n[i] - 1)
       end
       if complete + incomplete == 0 then
@@ -216,7 +222,7 @@ local function announce(A)
         redis.call('HDEL', meta, ep)
       end
     end
-    local seed = account()
+    local seed = account(A, akey, prev, prevAt, event, seeder, now)
     return {complete, incomplete, downloaded, '', '', '', prev or '', seed, early}
   end
 
@@ -240,14 +246,14 @@ local function announce(A)
   local key, other, i, o = fl, fs, iL, iS
   if seeder then key, other, i, o = fs, fl, iS, iL end
   local set = {}
-  if redis.call('ZADD', key, now, ep) == 1 then
-    redis.call('HINCRBY', stats, FIELDS[i], 1)
+  if redis.call('ZADD', key, nowS, ep) == 1 then
+    redis.call('HINCRBY', stats, FIELDS[i], '1')
     set[#set + 1] = FIELDS[i]
     set[#set + 1] = n[i] + 1
   end
   if (seeder and inL) or ((not seeder) and inS) then
     if redis.call('ZREM', other, ep) == 1 then
-      redis.call('HINCRBY', stats, FIELDS[o], -1)
+      redis.call('HINCRBY', stats, FIELDS[o], '-1')
       set[#set + 1] = FIELDS[o]
       set[#set + 1] = n[o] - 1
     end
@@ -259,7 +265,15 @@ local function announce(A)
     set[#set + 1] = 'd'
     set[#set + 1] = downloaded
   end
-  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. A[10]
+  -- Peer ids are kept from a swarm's first request that asks for them ('p' in the meta hash), as
+  -- the memory store records them: a swarm only ever asked over UDP or with compact=1 keeps none
+  -- (20 bytes a peer, and no write when a client's peer id changes).
+  if A[8] == '1' and not keepIds then
+    keepIds = true
+    set[#set + 1] = 'p'
+    set[#set + 1] = '1'
+  end
+  local value = string.char(48 + (counted and 1 or 0) + (seeder and 2 or 0)) .. (keepIds and A[10] or '')
   if old ~= value then
     set[#set + 1] = ep
     set[#set + 1] = value
@@ -271,7 +285,7 @@ local function announce(A)
   -- (A peer written by an instance whose clock is behind may be older than the score: it then
   -- expires late by that clock difference.)
   if complete + incomplete == 0 and not (inS or inL) then
-    if redis.call('ZADD', idx, now, tid) == 1 then redis.call('HINCRBY', stats, 't', 1) end
+    if redis.call('ZADD', idx, nowS, tid) == 1 then redis.call('HINCRBY', stats, 't', '1') end
   end
 
   local ids, known = '', ''
@@ -290,47 +304,78 @@ local function announce(A)
     end
     ids, known = table.concat(idl), table.concat(kl)
   end
-  local seed = account()
+  local seed = account(A, akey, prev, prevAt, event, seeder, now)
   return {complete, incomplete, downloaded, table.concat(out), ids, known, prev or '', seed, early}
 end
 `;
 
-export const ANNOUNCE = `#!lua
-${ANNOUNCE_FN}
-return announce(ARGV)
-`;
-
-/** Arguments per announce in ANNOUNCE_BATCH. */
-export const BATCH_ARGS = 12;
-
 /**
- * Several open-mode announces in one call (issue #14: one EVALSHA's dispatch, parsing and round
- * trip shared by every announce of an event-loop turn). ARGV: BATCH_ARGS arguments per announce,
- * those of ANNOUNCE (its bucket's key base first, ARGV[12] ''). KEYS[1] is the first announce's
- * bucket index (it routes the call on a Cluster). The announces may be of any buckets: on one
- * server every key is local; on a Cluster the caller groups announces by the master that holds
- * their slots (allow-cross-slot-keys lets one script reach several slots of its node), and an
- * announce whose slot is not here (moved since) is skipped, untouched, and reported.
- * Returns 6 values per announce: ANNOUNCE's first six, or {-2, '', '', '', '', ''} when skipped.
- * Each announce is whole: all of its keys are in one slot, so the guarded first call decides.
+ * Announces in one call (issue #14: one EVALSHA's dispatch, parsing and round trip shared by the
+ * announces of an event-loop turn; one argument and one reply string for all of them, so neither
+ * side converts a dozen values per announce). ARGV[1] is the key prefix, ARGV[2] the announces,
+ * each a record packed big-endian (redis-store.ts `announceRecord`):
+ *   H bucket, B flags (1 IPv6, 2 seeder, 4 peer ids wanted), B event (0-3), H numwant, I now,
+ *   I r (a uniform [0, 2^32) draw), c20 info hash, c20 peer id, B+c endpoint (6 or 18 bytes),
+ *   B private (0 or 1), then when private: H+c baseline hash ('a:<torrent id>:<member id>'),
+ *   H+c 'uploaded:downloaded', I peers_per_torrent, I early gap (s), B refuse early, I peer timeout.
+ * KEYS[1] is the first announce's bucket index (it routes the call on a Cluster). On one server
+ * every key is local; on a Cluster the caller groups announces by the master that holds their
+ * slots (allow-cross-slot-keys lets one script reach several slots of its node), and an announce
+ * whose slot is not here (moved since) is skipped, untouched, and reported. Each announce is
+ * whole: all of its keys are in one slot, so its guarded first call decides.
+ * Returns one string: per announce, a header packed big-endian (B status: 0 done, 1 refused
+ * (peer limit), 2 refused (early), 3 skipped; I complete, I incomplete, I downloaded, H peers
+ * bytes, H ids bytes, H previous baseline bytes, I seeding seconds, B early) then the peers, the
+ * ids, one known-byte per id, and the previous baseline, as `announce` returns them.
  */
 export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
 ${ANNOUNCE_FN}
+local prefix, s = ARGV[1], ARGV[2]
+local bases = {}
 local out = {}
-for o = 0, #ARGV - ${BATCH_ARGS}, ${BATCH_ARGS} do
-  local A = {unpack(ARGV, o + 1, o + ${BATCH_ARGS})}
-  base = A[1]
+local pos, len = 1, #s
+local A = {}
+local lastNow = -1
+while pos <= len do
+  local b, fl, ev, nw, now, r, h, pid, ep, priv
+  b, fl, ev, nw, now, r, h, pid, ep, priv, pos = struct.unpack('>HBBHIIc20c20Bc0B', s, pos)
+  base = bases[b]
+  if base == nil then
+    base = prefix .. ':{' .. b .. '}:'
+    bases[b] = base
+  end
   idx = base .. 'i'
   stats = base .. 'n'
-  local r = announce(A)
-  if r.err then
-    out[#out + 1] = -2
-    for k = 2, 6 do out[#out + 1] = '' end
+  A[1], A[2], A[3] = base, h, ep
+  A[4] = fl % 2 == 1 and '6' or '4'
+  A[5] = math.floor(fl / 2) % 2 == 1 and '1' or '0'
+  A[6], A[7] = ev, nw
+  A[8] = math.floor(fl / 4) % 2 == 1 and '1' or '0'
+  A[9], A[10], A[11] = now, pid, r / 4294967296
+  if now ~= lastNow then
+    lastNow = now
+    A[18] = tostring(now)
+  end
+  if priv == 1 then
+    A[12], A[13], A[14], A[15], A[16], A[17], pos = struct.unpack('>Hc0Hc0IIBI', s, pos)
+    A[16] = A[16] == 1 and '1' or '0'
   else
-    for k = 1, 6 do out[#out + 1] = r[k] end
+    A[12] = ''
+  end
+  local x = announce(A)
+  if x.err then
+    out[#out + 1] = struct.pack('>BIIIHHHIB', 3, 0, 0, 0, 0, 0, 0, 0, 0)
+  elseif x[1] == -1 then
+    out[#out + 1] = struct.pack('>BIIIHHHIB', x[2] == 'torrent' and 1 or 2, 0, 0, 0, 0, 0, 0, 0, 0)
+  else
+    out[#out + 1] = struct.pack('>BIIIHHHIB', 0, x[1], x[2], x[3], #x[4], #x[5], #x[7], x[8], x[9])
+    out[#out + 1] = x[4]
+    out[#out + 1] = x[5]
+    out[#out + 1] = x[6]
+    out[#out + 1] = x[7]
   end
 end
-return out
+return table.concat(out)
 `;
 
 /**

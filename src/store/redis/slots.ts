@@ -48,7 +48,7 @@ type Holding = 'none' | 'leeching' | 'seeding';
  *
  * The set may hold torrents the member no longer leeches (stopped, finished, or silent: no
  * announce says so to this key). They are judged only when the set is full: each one's baselines
- * (`<prefix>:{<bucket>}:a:<torrent id>:<member id>`, scripts.ts ANNOUNCE) say whether a live peer
+ * (`<prefix>:{<bucket>}:a:<torrent id>:<member id>`, scripts.ts ANNOUNCE_BATCH) say whether a live peer
  * of the member still leeches it, with the same `peer_timeout` cutoff the baselines use; those
  * that do not are removed (each only if no announce claimed it meanwhile), and the claim is tried
  * again; one claimed in the last two `redis_timeout`s whose announce may not have landed yet is
