@@ -630,7 +630,10 @@ export class Accountant {
     const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
       // Many rows per statement (chunks of WRITE_CHUNK): one statement per row, built by the
       // query builder, cost more than every announce they account for.
-      const memberRows = [...members];
+      // Rows in key order: each statement then walks the table's B-tree from one end to the other
+      // instead of jumping to a random page per row, which on a table larger than SQLite's page
+      // cache cost about four times the CPU (12 vs 3 µs a row of member_torrents at 100,000 rows).
+      const memberRows = [...members].sort((a, b) => a[0] - b[0]);
       for (let i = 0; i < memberRows.length; i += WRITE_CHUNK)
         await creditMembers(trx, dialect, memberRows.slice(i, i + WRITE_CHUNK));
       // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
@@ -658,6 +661,7 @@ export class Accountant {
         if (kept(mt)) rows.push(mt);
         else dropped++;
       }
+      rows.sort((a, b) => a.memberId - b.memberId || a.torrentId - b.torrentId);
       for (let i = 0; i < rows.length; i += WRITE_CHUNK)
         await upsertMemberTorrents(trx, dialect, rows.slice(i, i + WRITE_CHUNK));
       for (const mt of rows) {
