@@ -6,8 +6,8 @@
 --   on one torrent: peer i is member i % MEMBERS (a passkey of PASSKEYFILE; none, open mode, when
 --   it is "-"), on the torrent of bench/rules-site.ts `torrentOf` (popular torrents have more
 --   peers), leeching for one peer of a member in four; `fill` announces each once, in order, with
---   `started`, from peer START (default 0) to the last, and stops (wrk still runs out its -d);
---   `peers` picks them at random. Counters grow with every request.
+--   `started`, from peer START (default 0) on (after the last, the first again); `peers` picks
+--   them at random. Counters grow with every request.
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
@@ -53,8 +53,6 @@ local function population()
 end
 
 function request()
-  -- `fill` stops after one pass over the population (wrk's -d is then only a bound).
-  if mode == "fill" and start + n >= peers then wrk.thread:stop() end
   if mode == "fill" or mode == "peers" then return population() end
   local h = hashes[math.random(#hashes)]
   if mode == "scrape" then
