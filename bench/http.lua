@@ -1,12 +1,13 @@
 -- wrk script for `npm run bench`: announces (or scrapes) over the benchmark's info hashes with
 -- varying peer ids, ports and events, and checks every response body.
--- args: HASHFILE MODE PEERS [PASSKEYFILE]
+-- args: HASHFILE MODE PEERS [PASSKEYFILE [START]]
 --   MODE announce | scrape: random torrents, PEERS peers per torrent.
 --   MODE fill | peers (the rules row, issue #16): a fixed population of PEERS peers, each a member
 --   on one torrent: peer i is member i % MEMBERS (a passkey of PASSKEYFILE; none, open mode, when
 --   it is "-"), on the torrent of bench/rules-site.ts `torrentOf` (popular torrents have more
 --   peers), leeching for one peer of a member in four; `fill` announces each once, in order, with
---   `started`; `peers` picks them at random. Counters grow with every request.
+--   `started`, from peer START (default 0) on (after the last, the first again); `peers` picks
+--   them at random. Counters grow with every request.
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 
@@ -24,6 +25,7 @@ function init(args)
     for line in io.lines(args[4]) do passkeys[#passkeys + 1] = line end
   end
   members = #passkeys > 0 and #passkeys or 10000
+  start = tonumber(args[5] or "0")
   invalid = 0
   n = 0
   -- Counters keep growing from one run of wrk to the next (each slice is a new run).
@@ -40,7 +42,7 @@ end
 local function population()
   n = n + 1
   local i
-  if mode == "fill" then i = (n - 1) % peers else i = math.random(peers) - 1 end
+  if mode == "fill" then i = (start + n - 1) % peers else i = math.random(peers) - 1 end
   local leech = math.floor(i / members) % 4 == 0
   local path = #passkeys > 0 and ("/announce/" .. passkeys[i % members + 1]) or "/announce"
   return wrk.format("GET", path .. "?info_hash=" .. hashes[torrentOf(i) + 1] ..

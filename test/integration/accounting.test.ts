@@ -321,6 +321,59 @@ describe('accounting: the per-peer baselines are bounded', () => {
     }));
 });
 
+describe('accounting: the flush writes rows in key order', () => {
+  test('members by id, member-torrent rows by member and torrent, whatever order the announces came in', () =>
+    onScratchTracker({}, async (t) => {
+      const { reg, ok, tracker } = t;
+      // Three members, each with a torrent of its own; announced out of key order below.
+      const pairs: Awaited<ReturnType<typeof memberOnTorrent>>[] = [];
+      for (let i = 0; i < 3; i++) pairs.push(await memberOnTorrent(t, `order${i}`, 40 + i));
+      const k = reg.db.kysely;
+      await sql`CREATE TABLE write_log (n INTEGER PRIMARY KEY, kind TEXT, member_id INTEGER, torrent_id INTEGER)`.execute(
+        k,
+      );
+      await sql`CREATE TRIGGER log_mt AFTER INSERT ON member_torrents BEGIN
+        INSERT INTO write_log (kind, member_id, torrent_id) VALUES ('mt', NEW.member_id, NEW.torrent_id); END`.execute(
+        k,
+      );
+      await sql`CREATE TRIGGER log_m AFTER UPDATE OF uploaded ON members BEGIN
+        INSERT INTO write_log (kind, member_id) VALUES ('m', NEW.id); END`.execute(k);
+      const order: [number, number][] = [
+        [2, 0],
+        [0, 2],
+        [1, 1],
+        [2, 2],
+        [0, 0],
+      ];
+      for (const [mi, ti] of order)
+        await ok({
+          passkey: pairs[mi].m.passkey,
+          infoHash: pairs[ti].h,
+          port: 7000 + mi * 3 + ti,
+          peerId: Buffer.from(`-qB4500-order0000${mi}${ti}0`),
+          event: 'started',
+          left: 0,
+        });
+      await tracker.accountant!.flush();
+      const log = (
+        await sql<{ kind: string; member_id: number; torrent_id: number | null }>`
+        SELECT kind, member_id, torrent_id FROM write_log ORDER BY n`.execute(k)
+      ).rows;
+      const ids = (i: number) => pairs[i].m.id;
+      const torrentId = async (i: number) => (await reg.torrent(hex(pairs[i].h))).id;
+      const tid = [await torrentId(0), await torrentId(1), await torrentId(2)];
+      assert.deepEqual(
+        log.filter((r) => r.kind === 'm').map((r) => r.member_id),
+        [ids(0), ids(1), ids(2)],
+      );
+      const expected = order.map(([mi, ti]) => [ids(mi), tid[ti]]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      assert.deepEqual(
+        log.filter((r) => r.kind === 'mt').map((r) => [r.member_id, r.torrent_id]),
+        expected,
+      );
+    }));
+});
+
 describe('accounting on sqlite: the database locked by another process', () => {
   test('announces are answered while writes wait for the lock; the flush keeps its deltas and writes them once', () =>
     onScratchTracker({}, async (t) => {
