@@ -180,6 +180,32 @@ async function staffTarget(ctx: Ctx): Promise<PublicMember | null> {
   return target;
 }
 
+/**
+ * A staff POST that ends a promotion early (cancel an event, unfeature a torrent, revoke a
+ * window): the row is kept, its end moved to now; then back to `back` (the promotions page).
+ */
+function endEarly(
+  pattern: RegExp,
+  end: (ctx: Ctx, id: number) => Promise<unknown>,
+  back: (ctx: Ctx) => string = () => '/staff/promotions',
+): Route {
+  return {
+    method: 'POST',
+    pattern,
+    access: 'staff',
+    async handle(ctx) {
+      const to = back(ctx);
+      await guard(
+        ctx,
+        async () => {
+          await end(ctx, Number(ctx.params[0]));
+        },
+        `${to}?msg=saved`,
+      );
+    },
+  };
+}
+
 export function promotionRoutes(): Route[] {
   return [
     {
@@ -264,20 +290,9 @@ ${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it
         );
       },
     },
-    {
-      method: 'POST',
-      pattern: /^\/staff\/promotions\/events\/([0-9]{1,12})\/cancel$/,
-      access: 'staff',
-      async handle(ctx) {
-        await guard(
-          ctx,
-          async () => {
-            await ctx.reg.promotions.cancelEvent(Number(ctx.params[0]), ctx.now);
-          },
-          '/staff/promotions?msg=saved',
-        );
-      },
-    },
+    endEarly(/^\/staff\/promotions\/events\/([0-9]{1,12})\/cancel$/, (ctx, id) =>
+      ctx.reg.promotions.cancelEvent(id, ctx.now),
+    ),
     {
       method: 'POST',
       pattern: /^\/staff\/promotions\/featured$/,
@@ -304,20 +319,9 @@ ${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it
         );
       },
     },
-    {
-      method: 'POST',
-      pattern: /^\/staff\/promotions\/featured\/([0-9]{1,12})\/end$/,
-      access: 'staff',
-      async handle(ctx) {
-        await guard(
-          ctx,
-          async () => {
-            await ctx.reg.promotions.unfeature(Number(ctx.params[0]), ctx.now);
-          },
-          '/staff/promotions?msg=saved',
-        );
-      },
-    },
+    endEarly(/^\/staff\/promotions\/featured\/([0-9]{1,12})\/end$/, (ctx, id) =>
+      ctx.reg.promotions.unfeature(id, ctx.now),
+    ),
     {
       method: 'POST',
       pattern: /^\/staff\/promotions\/tokens$/,
@@ -361,20 +365,10 @@ ${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it
         );
       },
     },
-    {
-      method: 'POST',
-      pattern: /^\/staff\/promotions\/windows\/([0-9]{1,12})\/revoke$/,
-      access: 'staff',
-      async handle(ctx) {
-        const back = backOf(ctx);
-        await guard(
-          ctx,
-          async () => {
-            await ctx.reg.freeleech.revoke(Number(ctx.params[0]), ctx.now);
-          },
-          `${back}?msg=saved`,
-        );
-      },
-    },
+    endEarly(
+      /^\/staff\/promotions\/windows\/([0-9]{1,12})\/revoke$/,
+      (ctx, id) => ctx.reg.freeleech.revoke(id, ctx.now),
+      backOf,
+    ),
   ];
 }
