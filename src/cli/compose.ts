@@ -250,8 +250,6 @@ export function createTracker(
     peerListWindow: config.peerListWindow,
     classes,
   });
-  // Download slots across instances (issue #16): counted in Redis when the swarms live there.
-  const slots = redis !== null ? new RedisSlots(redis, config.peerTimeout, config.redisTimeout) : undefined;
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
     peersPerMember: config.peersPerMember,
@@ -317,6 +315,17 @@ export function createTracker(
         return v;
       }
     : undefined;
+  // Private mode on Redis: accounting from the baselines the announce script returns, download
+  // slots counted in Redis (issue #16), and the connectable check after an accepted announce.
+  const shared =
+    redis !== null && accountant !== null
+      ? sharedAccounting(
+          redis,
+          accountant,
+          rules,
+          new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
+        )
+      : undefined;
   const service = new TrackerService({
     store,
     clock,
@@ -329,15 +338,9 @@ export function createTracker(
     // are this instance's own, are accounted here through `account`).
     dispatch: sharded
       ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
-      : redis !== null && accountant !== null
-        ? connectable !== null
-          ? connectableDispatch(
-              sharedAccounting(redis, accountant, rules, slots),
-              connectable,
-              config.connectableOnlyForUnconnectable,
-            )
-          : sharedAccounting(redis, accountant, rules, slots)
-        : undefined,
+      : shared !== undefined && connectable !== null
+        ? connectableDispatch(shared, connectable, config.connectableOnlyForUnconnectable)
+        : shared,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,
