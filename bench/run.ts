@@ -1079,7 +1079,7 @@ function workersReport(): string[] {
   const by = (test: string, tracker: string) =>
     workerRows.find((r) => r.test === test && r.tracker === tracker);
   const ratio = (r: Row, o: Row | undefined) =>
-    o && o !== r && r.tracker.startsWith('herald')
+    o && o !== r && (r.tracker.startsWith('herald') || r.tracker === FLOOR)
       ? `${fmt(r.rps / o.rps, 2)}×, ${fmt(r.cpuUs / o.cpuUs, 2)}×`
       : '';
   for (const r of workerRows) {
@@ -1093,6 +1093,18 @@ function workersReport(): string[] {
       `| ${r.test} | ${r.tracker} | ${procs} | 0-1, shared with the load generator | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.clientBusy * 100)}% | ${r.invalid} / ${r.missing} | ${ratio(r, by(r.test, 'herald --workers 1'))} | ${ratio(r, by(r.test, 'opentracker'))} |`,
     );
   }
+  // CPU per response of 2 workers against the floor, per test.
+  const floor = [...new Set(workerRows.map((r) => r.test))].flatMap((test) => {
+    const w2 = by(test, 'herald --workers 2');
+    const f = by(test, FLOOR);
+    const w1 = by(test, 'herald --workers 1');
+    return w2 && f && w1
+      ? [
+          `${test}: 2 workers ${fmt(w2.cpuUs / w1.cpuUs, 2)}× one process, the floor ${fmt(f.cpuUs / w1.cpuUs, 2)}× (2 workers ÷ the floor ${fmt(w2.cpuUs / f.cpuUs, 2)}×)`,
+        ]
+      : [];
+  });
+  if (floor.length) out.push('', `CPU per response against the floor: ${floor.join('; ')}.`);
   const m1 = workerMemory.find((m) => m.workers === 1);
   const m2 = workerMemory.find((m) => m.workers === 2);
   if (m1 && m2)
