@@ -8,8 +8,18 @@
 --   peers), leeching for one peer of a member in four; `fill` announces each once, in order, with
 --   `started`, from peer START (default 0) on (after the last, the first again); `peers` picks
 --   them at random. Counters grow with every request.
+-- WRK_PORTS=P1,P2 (the floor row: independent trackers side by side): thread i sends to port
+-- i % ports on 127.0.0.1 instead of the URL's (run wrk with as many threads as ports).
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
+local split = os.getenv("WRK_PORTS")
+function setup(thread)
+  table.insert(threads, thread)
+  if split then
+    local ports = {}
+    for p in split:gmatch("%d+") do ports[#ports + 1] = p end
+    thread.addr = wrk.lookup("127.0.0.1", ports[(#threads - 1) % #ports + 1])[1]
+  end
+end
 
 local function pct(hex)
   return (hex:gsub("..", function(b) return "%" .. b end))

@@ -279,8 +279,9 @@ interface LoadResult {
   seconds: number;
 }
 
+/** `port`: one, or several comma-separated (torrent t goes to port t % ports: the floor row). */
 function udpLoad(
-  port: number,
+  port: number | string,
   mode: string,
   seconds: number,
   torrents: number,
@@ -320,7 +321,7 @@ function udpLoad(
 }
 
 function httpLoad(
-  port: number,
+  port: number | string,
   mode: 'announce' | 'scrape',
   close: boolean,
   seconds: number,
@@ -331,16 +332,22 @@ function httpLoad(
 }
 
 /** wrk (1 thread, 64 connections) with `script` (in bench/) and its arguments for `seconds`. */
+/**
+ * `port`: one, or two comma-separated (the floor row): then wrk runs two threads of 32
+ * connections, one on each port (http.lua's `setup` reads WRK_PORTS), instead of one of 64.
+ */
 function wrk(
-  port: number,
+  port: number | string,
   header: string,
   script: string,
   args: string[],
   seconds: number,
   cpus = '1',
 ): LoadResult {
+  const ports = String(port).split(',');
+  const threads = ports.length > 1 ? `WRK_PORTS=${ports.join(',')} wrk -t${ports.length}` : 'wrk -t1';
   // `times` (a bash builtin) reports wrk's CPU time: the load generator's own cost.
-  const cmd = `taskset -c ${cpus} wrk -t1 -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench', script)} http://127.0.0.1:${port} -- ${args.join(' ')} | tail -1; times`;
+  const cmd = `taskset -c ${cpus} env ${threads} -c64 -d${seconds}s --timeout 2s ${header} -s ${join(ROOT, 'bench', script)} http://127.0.0.1:${ports[0]} -- ${args.join(' ')} | tail -1; times`;
   const out = execFileSync('bash', ['-c', cmd], { timeout: (seconds + 60) * 1000 })
     .toString()
     .trim()
@@ -624,6 +631,13 @@ interface Entrant {
   name: string;
   port: number;
   child: ChildProcess;
+  /** Other processes measured with it (the floor row: the second independent tracker). */
+  more?: ChildProcess[];
+}
+
+/** Every process of an entrant (its children included). */
+function entrantPids(x: Entrant): number[] {
+  return [x.child, ...(x.more ?? [])].flatMap((c) => processes(c.pid!));
 }
 
 /**
@@ -644,20 +658,20 @@ function paired(
   wholeWindow = false,
 ): void {
   const acc = entrants.map((x) => ({ x, slices: [] as LoadResult[], cpu: 0 }));
-  const atStart = entrants.map((x) => cpuSeconds(processes(x.child.pid!)));
+  const atStart = entrants.map((x) => cpuSeconds(entrantPids(x)));
   for (let round = 0; round < rounds; round++)
     for (const a of acc) {
-      const pids = processes(a.x.child.pid!);
+      const pids = entrantPids(a.x);
       const c0 = cpuSeconds(pids);
       a.slices.push(run(a.x.port, 1));
-      const after = processes(a.x.child.pid!);
+      const after = entrantPids(a.x);
       sameProcesses(a.x.name, pids, after);
       a.cpu += cpuSeconds(after) - c0;
     }
   // `wholeWindow`: all of each tracker's CPU from the first slice to the last, what it did in
   // the other's slices too (work on a timer of its own, such as the accounting flush).
   if (wholeWindow)
-    for (let i = 0; i < acc.length; i++) acc[i].cpu = cpuSeconds(processes(acc[i].x.child.pid!)) - atStart[i];
+    for (let i = 0; i < acc.length; i++) acc[i].cpu = cpuSeconds(entrantPids(acc[i].x)) - atStart[i];
   for (const a of acc) {
     const row = addRow(test, a.x.name, a.slices, a.cpu, into);
     log(
@@ -696,7 +710,9 @@ async function dgramTest(): Promise<void> {
  * Memory per peer: RSS growth of the tracker (all its processes, each one's idle RSS subtracted)
  * after announcing P.memTorrents × P.memPeers distinct peers over UDP from `cpus`. With `gc`
  * (a full collection in these processes), the idle RSS is taken after one, and `liveBytesPerPeer`
- * is the growth after another once the peers are in.
+ * is the growth after another once the peers are in. With `gc` and `warm`, also the slope: RSS
+ * after a full GC at half the fill and at the whole, the growth divided by the peers added in
+ * between, which leaves out whatever a process holds once however many peers it has.
  */
 async function peerMemory(
   name: string,
@@ -705,7 +721,13 @@ async function peerMemory(
   cpus = '1',
   gc?: (pids: number[]) => Promise<number>,
   warm = false,
-): Promise<{ peers: number; bytesPerPeer: number; liveBytesPerPeer: number; storeBytesPerPeer: number }> {
+): Promise<{
+  peers: number;
+  bytesPerPeer: number;
+  liveBytesPerPeer: number;
+  storeBytesPerPeer: number;
+  slopeBytesPerPeer: number;
+}> {
   await new Promise((r) => setTimeout(r, 500));
   // `warm`: first 1% of the fill (its first torrents), so that what every process builds once
   // whatever the peer count (the code the fill makes V8 compile, its buffers) is in the baseline;
@@ -717,6 +739,13 @@ async function peerMemory(
   const buffers = gc ? await gc(pids) : 0;
   const before = rssBytes(pids);
   const peers0 = warm ? peersNow() : 0;
+  // The slope's first point: half the torrents filled (the whole fill announces them again).
+  let half: { rss: number; peers: number } | undefined;
+  if (gc && warm) {
+    udpLoad(port, 'fill', 300, P.memTorrents / 2, P.memPeers, P.window, cpus);
+    await gc(pids);
+    half = { rss: rssBytes(pids), peers: peersNow() };
+  }
   const r = udpLoad(port, 'fill', 300, P.memTorrents, P.memPeers, P.window, cpus);
   const added = warm ? peersNow() - peers0 : r.ok;
   await new Promise((res) => setTimeout(res, 1000));
@@ -724,11 +753,13 @@ async function peerMemory(
   sameProcesses(name, pids, after);
   const bytesPerPeer = (rssBytes(after) - before) / added;
   const storeBytesPerPeer = gc ? ((await gc(after)) - buffers) / added : Number.NaN;
-  const liveBytesPerPeer = gc ? (rssBytes(after) - before) / added : Number.NaN;
+  const live = rssBytes(after);
+  const liveBytesPerPeer = gc ? (live - before) / added : Number.NaN;
+  const slopeBytesPerPeer = half ? (live - half.rss) / (peersNow() - half.peers) : Number.NaN;
   log(
-    `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)})` : ''}`,
+    `${name}: memory ${r.ok} peers, ${bytesPerPeer.toFixed(1)} bytes/peer${gc ? `, ${liveBytesPerPeer.toFixed(1)} after a full GC (array buffers ${storeBytesPerPeer.toFixed(1)}; slope ${slopeBytesPerPeer.toFixed(1)})` : ''}`,
   );
-  return { peers: added, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer };
+  return { peers: added, bytesPerPeer, liveBytesPerPeer, storeBytesPerPeer, slopeBytesPerPeer };
 }
 
 async function memoryTest(t: Tracker): Promise<void> {
@@ -803,6 +834,13 @@ const WORKER_WS = {
 };
 /** One worker through node:net (as workers answered HTTP before the batched addon parked answers). */
 const NODE_NET_ONE = 'herald --workers 1 --http-io node';
+/**
+ * The floor: two independent `herald --workers 1` processes, each on its own port, the load
+ * split evenly between them by the same load generator (UDP: torrent t to port t % 2; HTTP: one
+ * wrk thread of 32 connections on each), CPU summed over both. No hand-over and no shared swarms:
+ * the best any design of two processes can do on these two cores shared with the load generator.
+ */
+const FLOOR = '2 × herald --workers 1, independent (the floor)';
 const workerRows: Row[] = [];
 const workerMemory: {
   workers: number;
@@ -810,6 +848,7 @@ const workerMemory: {
   bytesPerPeer: number;
   liveBytesPerPeer: number;
   storeBytesPerPeer: number;
+  slopeBytesPerPeer: number;
 }[] = [];
 const workerWs: {
   workers: number;
@@ -938,13 +977,28 @@ async function workersTests(): Promise<void> {
       const child = await startWorkers(port, 1, { extra: ['--http-io', 'node'] });
       entrants.push({ name: NODE_NET_ONE, port, child });
     }
+    // The floor's load goes to both of its ports.
+    const target = new Map<number, string>();
+    {
+      const port = nextPort++;
+      const other = nextPort++;
+      const child = await startWorkers(port, 1);
+      entrants.push({ name: FLOOR, port, child, more: [await startWorkers(other, 1)] });
+      target.set(port, `${port},${other}`);
+    }
     for (const x of entrants) {
       log(`${x.name}: prefill ${P.torrents} torrents x ${P.peers} peers`);
-      udpLoad(x.port, 'fill', 120, P.torrents, P.peers, P.window, PAIR_CPUS);
+      // Each of the floor's trackers gets every torrent (HTTP announces any of them to either).
+      for (const port of (target.get(x.port) ?? String(x.port)).split(','))
+        udpLoad(port, 'fill', 120, P.torrents, P.peers, P.window, PAIR_CPUS);
     }
+    const to = (port: number) => target.get(port) ?? port;
     const tests: [string, (port: number, seconds: number) => LoadResult][] = [
-      ['UDP announce', (port, s) => udpLoad(port, 'announce', s, P.torrents, P.peers, P.window, PAIR_CPUS)],
-      ['HTTP announce, keep-alive', (port, s) => httpLoad(port, 'announce', false, s, PAIR_CPUS)],
+      [
+        'UDP announce',
+        (port, s) => udpLoad(to(port), 'announce', s, P.torrents, P.peers, P.window, PAIR_CPUS),
+      ],
+      ['HTTP announce, keep-alive', (port, s) => httpLoad(to(port), 'announce', false, s, PAIR_CPUS)],
     ];
     for (const [test, run] of tests) {
       const these = entrants.filter((x) => test.startsWith('HTTP') || x.name !== NODE_NET_ONE);
@@ -952,7 +1006,7 @@ async function workersTests(): Promise<void> {
       paired(test, these, WORKER_ROUNDS, run, workerRows);
     }
   } finally {
-    for (const x of entrants) await stop(x.child, 20_000);
+    for (const x of entrants) for (const c of [x.child, ...(x.more ?? [])]) await stop(c, 20_000);
   }
   // Memory per peer, all processes, without and with a full GC before reading.
   for (const n of [1, 2]) {
@@ -1017,7 +1071,7 @@ function workersReport(): string[] {
   if (workerRows.length === 0 && workerMemory.length === 0 && workerWs.length === 0) return [];
   const out = [
     '',
-    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and, after ${WORKER_WARM} s of load each (every worker compiles the hot path for itself), the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison.`,
+    `Workers (issue #13): \`herald serve --workers 2\` (a primary process and 2 workers) against \`--workers 1\` (one process, the default) and opentracker, same load as above, paired: all run at once and, after ${WORKER_WARM} s of load each (every worker compiles the hot path for itself), the load alternates between them in 1 s slices, ${WORKER_ROUNDS} each (responses/s, p50 and p99 are each one's median slice). **Every process here runs on both CPUs (0-1), the load generator included**: two workers need both cores of this 2-vCPU machine, so they share them with the load generator, and responses/s is what two shared cores give. Server CPU is summed over all of a tracker's processes (Herald's primary and every worker); CPU per response is the figure to compare. With workers, HTTP is answered through the batched addon, which parks a connection while its announce is handed to the worker that owns the swarm (through a Unix socket); the row \`${NODE_NET_ONE}\` (one process through \`node:net\`, as workers answered before, paired with the others) is kept for comparison. The row \`${FLOOR}\` is the floor: two independent one-process trackers side by side, each on its own port, the load split evenly between them by the same load generator (UDP: torrent t to port t % 2; HTTP: wrk with one thread of 32 connections on each port instead of one thread of 64), CPU summed over both; no hand-over and no shared swarms, so no design of two processes can do better on these two cores shared with the load generator: judge \`--workers 2\` against it as well as against \`--workers 1\`.`,
     '',
     '| test | tracker | processes | CPUs | responses/s | server CPU µs/response (all processes) | p50 µs | p99 µs | load generator CPU | invalid / missing | ÷ herald --workers 1 (rps, CPU) | ÷ opentracker (rps, CPU) |',
     '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -1025,21 +1079,38 @@ function workersReport(): string[] {
   const by = (test: string, tracker: string) =>
     workerRows.find((r) => r.test === test && r.tracker === tracker);
   const ratio = (r: Row, o: Row | undefined) =>
-    o && o !== r && r.tracker.startsWith('herald')
+    o && o !== r && (r.tracker.startsWith('herald') || r.tracker === FLOOR)
       ? `${fmt(r.rps / o.rps, 2)}×, ${fmt(r.cpuUs / o.cpuUs, 2)}×`
       : '';
   for (const r of workerRows) {
-    const procs = r.tracker === 'herald --workers 2' ? 'primary + 2 workers' : '1';
+    const procs =
+      r.tracker === 'herald --workers 2'
+        ? 'primary + 2 workers'
+        : r.tracker === FLOOR
+          ? '2 (independent)'
+          : '1';
     out.push(
       `| ${r.test} | ${r.tracker} | ${procs} | 0-1, shared with the load generator | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.clientBusy * 100)}% | ${r.invalid} / ${r.missing} | ${ratio(r, by(r.test, 'herald --workers 1'))} | ${ratio(r, by(r.test, 'opentracker'))} |`,
     );
   }
+  // CPU per response of 2 workers against the floor, per test.
+  const floor = [...new Set(workerRows.map((r) => r.test))].flatMap((test) => {
+    const w2 = by(test, 'herald --workers 2');
+    const f = by(test, FLOOR);
+    const w1 = by(test, 'herald --workers 1');
+    return w2 && f && w1
+      ? [
+          `${test}: 2 workers ${fmt(w2.cpuUs / w1.cpuUs, 2)}× one process, the floor ${fmt(f.cpuUs / w1.cpuUs, 2)}× (2 workers ÷ the floor ${fmt(w2.cpuUs / f.cpuUs, 2)}×)`,
+        ]
+      : [];
+  });
+  if (floor.length) out.push('', `CPU per response against the floor: ${floor.join('; ')}.`);
   const m1 = workerMemory.find((m) => m.workers === 1);
   const m2 = workerMemory.find((m) => m.workers === 2);
   if (m1 && m2)
     out.push(
       '',
-      `Memory with workers: RSS growth of all Herald's processes (primary and workers; the baseline, after a full GC, is read once 1% of the fill has run, so that what each process builds once, such as the code V8 compiles for the fill, is not counted per peer) after announcing ${fmt(m2.peers)} more distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
+      `Memory with workers: RSS growth of all Herald's processes (primary and workers; the baseline, after a full GC, is read once 1% of the fill has run, so that what each process builds once, such as the code V8 compiles for the fill, is not counted per peer) after announcing ${fmt(m2.peers)} more distinct peers over ${fmt(P.memTorrents)} torrents (processes and the UDP load on CPUs 0-1). After a full GC in every process (through the inspector): 2 workers ${fmt(m2.liveBytesPerPeer, 1)} bytes per peer, 1 worker ${fmt(m1.liveBytesPerPeer, 1)} (${fmt(m1.peers)} peers): ${fmt(m2.liveBytesPerPeer / m1.liveBytesPerPeer, 2)}×; of which array buffers (the swarm store's typed arrays, \`process.memoryUsage()\` in each process): ${fmt(m2.storeBytesPerPeer, 1)} and ${fmt(m1.storeBytesPerPeer, 1)} (${fmt(m2.storeBytesPerPeer / m1.storeBytesPerPeer, 2)}×). The slope (RSS after a full GC at half the fill and at the whole, the growth divided by the ${fmt(m2.peers / 2)} or so peers added in between: what a peer costs, without whatever a process holds once whatever its peer count): 2 workers ${fmt(m2.slopeBytesPerPeer, 1)}, 1 worker ${fmt(m1.slopeBytesPerPeer, 1)} (${fmt(m2.slopeBytesPerPeer / m1.slopeBytesPerPeer, 2)}×). As read right after the fill (as in the memory table; this swings by about ±25 bytes per peer with where V8's last full collection fell): 2 workers ${fmt(m2.bytesPerPeer, 1)}, 1 worker ${fmt(m1.bytesPerPeer, 1)} (${fmt(m2.bytesPerPeer / m1.bytesPerPeer, 2)}×).`,
     );
   const w1 = workerWs.find((w) => w.workers === 1);
   const w2 = workerWs.find((w) => w.workers === 2);

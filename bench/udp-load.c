@@ -4,12 +4,15 @@
  * own socket calls with sendmmsg/recvmmsg so that it can load a tracker faster than the fastest
  * tracker answers.
  *
- *   udp-load HOST PORT MODE SECONDS WINDOW TORRENTS PEERS_PER_TORRENT SEED
+ *   udp-load HOST PORT[,PORT...] MODE SECONDS WINDOW TORRENTS PEERS_PER_TORRENT SEED
  *     MODE: announce | scrape | fill (announce every (torrent, peer) pair once, then stop)
  *           | hashes (print the info hashes, 40 hex digits a line, for opentracker -w)
  *
  * Requests vary info hashes, peer ids, ports and events like real clients. Every response is
  * checked: action, transaction id, size; invalid and missing (timed out) responses are counted.
+ * With several ports (up to 8; the bench's floor row: independent trackers side by side), each
+ * port has its own socket and connection id, and torrent t goes to port t % ports: every tracker
+ * holds its share of the swarms, and the one window is shared by all of them.
  * Prints one JSON line: sent, ok, invalid, missing, seconds, rps, p50_us, p99_us, max_us, cpu_s.
  */
 #define _GNU_SOURCE
@@ -30,6 +33,7 @@
 #define MAXWIN 4096
 #define PKT 128
 #define RESP 2048
+#define MAXPORTS 8
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -55,7 +59,13 @@ static void info_hash(uint8_t *out, uint32_t t) {
 
 int main(int argc, char **argv) {
   if (argc < 9) { fprintf(stderr, "usage: udp-load HOST PORT MODE SECONDS WINDOW TORRENTS PEERS SEED\n"); return 2; }
-  const char *host = argv[1]; int port = atoi(argv[2]); const char *mode = argv[3];
+  const char *host = argv[1]; const char *mode = argv[3];
+  int ports[MAXPORTS], nports = 0;
+  for (char *q = argv[2]; *q && nports < MAXPORTS; q++) {
+    ports[nports++] = atoi(q);
+    while (*q && *q != ',') q++;
+    if (!*q) break;
+  }
   double seconds = atof(argv[4]); int window = atoi(argv[5]); uint32_t torrents = (uint32_t)atol(argv[6]);
   uint32_t peers = (uint32_t)atol(argv[7]); rng_state = strtoull(argv[8], 0, 10) | 1;
   if (window > MAXWIN) window = MAXWIN;
@@ -66,25 +76,28 @@ int main(int argc, char **argv) {
   }
   int is_scrape = strcmp(mode, "scrape") == 0, is_fill = strcmp(mode, "fill") == 0;
 
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-  int bufsz = 8 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
-  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
-  inet_pton(AF_INET, host, &to.sin_addr);
-  if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0) { perror("connect"); return 1; }
+  int fds[MAXPORTS]; uint8_t cids[MAXPORTS][8]; uint8_t buf[RESP];
+  for (int k = 0; k < nports; k++) {
+    int fd = fds[k] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int bufsz = 8 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(ports[k])};
+    inet_pton(AF_INET, host, &to.sin_addr);
+    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0) { perror("connect"); return 1; }
 
-  /* BEP 15 connect (retried until answered). */
-  uint8_t cid[8]; uint8_t buf[RESP];
-  for (int attempt = 0;; attempt++) {
-    uint8_t c[16]; put64(c, 0x41727101980ull); put32(c + 8, 0); put32(c + 12, 0xC0FFEE);
-    send(fd, c, 16, 0);
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 500) > 0) {
-      ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n == 16 && get32(buf) == 0 && get32(buf + 4) == 0xC0FFEE) { memcpy(cid, buf + 8, 8); break; }
+    /* BEP 15 connect (retried until answered). */
+    uint8_t *cid = cids[k];
+    for (int attempt = 0;; attempt++) {
+      uint8_t c[16]; put64(c, 0x41727101980ull); put32(c + 8, 0); put32(c + 12, 0xC0FFEE);
+      send(fd, c, 16, 0);
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 500) > 0) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 16 && get32(buf) == 0 && get32(buf + 4) == 0xC0FFEE) { memcpy(cid, buf + 8, 8); break; }
+      }
+      if (attempt > 20) { fprintf(stderr, "no connect reply\n"); return 1; }
     }
-    if (attempt > 20) { fprintf(stderr, "no connect reply\n"); return 1; }
   }
 
   static uint8_t pkts[MAXWIN][PKT];
@@ -98,7 +111,7 @@ int main(int argc, char **argv) {
   uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
   uint32_t tid_base = (uint32_t)rnd();
 
-  struct mmsghdr sm[BATCH], rm[BATCH]; struct iovec siov[BATCH], riov[BATCH];
+  struct mmsghdr sm[BATCH], rm[BATCH], sk[BATCH]; struct iovec siov[BATCH], riov[BATCH]; int sfd[BATCH];
   static uint8_t rbufs[BATCH][RESP];
   for (int i = 0; i < BATCH; i++) {
     riov[i].iov_base = rbufs[i]; riov[i].iov_len = RESP;
@@ -117,10 +130,11 @@ int main(int argc, char **argv) {
       uint8_t *p = pkts[s]; size_t len;
       gen[s]++;
       uint32_t tid = tid_base + (uint32_t)s * 65536u + (gen[s] & 0xffff);
-      memcpy(p, cid, 8); put32(p + 12, tid);
+      put32(p + 12, tid);
       uint32_t tor, peer;
       if (is_fill) { tor = fill_next % torrents; peer = (uint32_t)(fill_next / torrents); fill_next++; }
       else { tor = (uint32_t)(rnd() % torrents); peer = (uint32_t)(rnd() % peers); }
+      sfd[ns] = (int)(tor % (uint32_t)nports); memcpy(p, cids[sfd[ns]], 8);
       if (is_scrape) {
         put32(p + 8, 2);
         for (int k = 0; k < 4; k++) info_hash(p + 16 + 20 * k, (tor + k * 7919u) % torrents);
@@ -142,29 +156,35 @@ int main(int argc, char **argv) {
       memset(&sm[ns], 0, sizeof sm[ns]); sm[ns].msg_hdr.msg_iov = &siov[ns]; sm[ns].msg_hdr.msg_iovlen = 1;
       busy[s] = 1; sent_at[s] = t; ns++;
     }
-    if (ns > 0) {
-      int r = sendmmsg(fd, sm, ns, 0);
+    for (int k = 0; k < nports && ns > 0; k++) {
+      int nk = 0;
+      for (int i = 0; i < ns; i++) if (sfd[i] == k) sk[nk++] = sm[i];
+      if (nk == 0) continue;
+      int r = sendmmsg(fds[k], sk, nk, 0);
       if (r < 0) r = 0;
-      for (int i = r; i < ns; i++) { /* not sent: free the slot again */
-        for (int s = 0; s < window; s++) if (pkts[s] == siov[i].iov_base) { busy[s] = 0; gen[s]--; if (is_fill) fill_next--; }
+      for (int i = r; i < nk; i++) { /* not sent: free the slot again */
+        for (int s = 0; s < window; s++) if (pkts[s] == sk[i].msg_hdr.msg_iov->iov_base) { busy[s] = 0; gen[s]--; if (is_fill) fill_next--; }
       }
       sent += (uint64_t)r;
     }
-    struct pollfd pf = {fd, POLLIN, 0};
-    poll(&pf, 1, ns > 0 ? 0 : 5);
-    int nr = recvmmsg(fd, rm, BATCH, MSG_DONTWAIT, NULL);
-    uint64_t tr = now_ns();
-    for (int i = 0; i < nr; i++) {
-      uint8_t *b = rbufs[i]; size_t n = rm[i].msg_len;
-      if (n < 8) { invalid++; continue; }
-      uint32_t tid = get32(b + 4); uint32_t s = (tid - tid_base) / 65536u;
-      if (s >= (uint32_t)window || !busy[s] || ((tid - tid_base) & 0xffff) != (gen[s] & 0xffff)) { invalid++; continue; }
-      uint32_t action = get32(b);
-      int good = is_scrape ? (action == 2 && n == 8 + 12 * 4) : (action == 1 && n >= 20 && (n - 20) % 6 == 0);
-      busy[s] = 0;
-      if (!good) { invalid++; continue; }
-      ok++;
-      if (nlat < 40000000ull) lat[nlat++] = tr - sent_at[s];
+    struct pollfd pf[MAXPORTS];
+    for (int k = 0; k < nports; k++) { pf[k].fd = fds[k]; pf[k].events = POLLIN; pf[k].revents = 0; }
+    poll(pf, nports, ns > 0 ? 0 : 5);
+    for (int k = 0; k < nports; k++) {
+      int nr = recvmmsg(fds[k], rm, BATCH, MSG_DONTWAIT, NULL);
+      uint64_t tr = now_ns();
+      for (int i = 0; i < nr; i++) {
+        uint8_t *b = rbufs[i]; size_t n = rm[i].msg_len;
+        if (n < 8) { invalid++; continue; }
+        uint32_t tid = get32(b + 4); uint32_t s = (tid - tid_base) / 65536u;
+        if (s >= (uint32_t)window || !busy[s] || ((tid - tid_base) & 0xffff) != (gen[s] & 0xffff)) { invalid++; continue; }
+        uint32_t action = get32(b);
+        int good = is_scrape ? (action == 2 && n == 8 + 12 * 4) : (action == 1 && n >= 20 && (n - 20) % 6 == 0);
+        busy[s] = 0;
+        if (!good) { invalid++; continue; }
+        ok++;
+        if (nlat < 40000000ull) lat[nlat++] = tr - sent_at[s];
+      }
     }
     if (is_fill && fill_next >= fill_total) {
       int any = 0; for (int s = 0; s < window; s++) any |= busy[s];

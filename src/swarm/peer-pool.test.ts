@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { classFor, ID_KNOWN, INDEX_AT, PeerPool, SEEDER } from './peer-pool.ts';
 
@@ -282,4 +284,29 @@ test('select: two runs, no duplicates, never the excluded slot, exactly min(want
     ),
     { numRuns: 500 },
   );
+});
+
+test('a class that shrinks gives its chunks back at once, not at the next full GC', () => {
+  // The chunks are made old first (two full collections): an old buffer that is merely dropped
+  // waits for a mark-compact, which a process whose heap barely grows runs rarely.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const pool = new PeerPool(4);
+  const swarms = 20_000; // ten chunks of class 0 (2,048 two-slot blocks each)
+  for (let s = 0; s < swarms; s++) {
+    pool.create(s, false);
+    pool.insert(endpoint(4, s % ENDPOINTS), false, 1);
+  }
+  assert.equal(pool.classUsage()[0].chunks, 10);
+  gc();
+  gc();
+  const held = process.memoryUsage().arrayBuffers;
+  for (let s = 0; s < swarms; s++) {
+    pool.open(s);
+    assert.equal(pool.remove(0), true);
+  }
+  const freed = held - process.memoryUsage().arrayBuffers;
+  assert.equal(pool.classUsage()[0].chunks, 1, 'one spare chunk kept');
+  // Nine chunks of 2,048 blocks of 24 bytes and their 2,048 owner words.
+  assert.ok(freed >= 9 * 2048 * 28, `${freed} bytes given back`);
 });

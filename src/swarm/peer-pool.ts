@@ -1,4 +1,4 @@
-import { copyBytes, copyWords } from '../core/bytes.ts';
+import { copyBytes, copyWords, release } from '../core/bytes.ts';
 
 /**
  * The peers of every swarm of one address family, in wire form (opentracker's layout, in pooled
@@ -146,9 +146,9 @@ class SizeClass {
     this.used--;
     const need = Math.ceil(this.used / this.bpc);
     while (this.bytes.length > need + 1) {
-      this.bytes.pop();
       this.words.pop();
       this.owner.pop();
+      release(this.bytes.pop()!);
     }
   }
 }
@@ -252,6 +252,7 @@ export class PeerPool {
     while (n <= swarm) n *= 2;
     const meta = new Int32Array(n * 4);
     meta.set(this.#meta);
+    release(this.#meta);
     for (let i = this.#rows; i < n; i++) meta[i * 4 + M_BLOCK] = -1;
     this.#meta = meta;
     this.#rows = n;

@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { halfSipHash13, SwarmIndex } from './swarm-index.ts';
 
@@ -180,4 +182,28 @@ test('the lookup table doubles under load and halves when emptied', () => {
   new DataView(h.buffer).setUint32(16, 99999);
   assert.equal(index.find(h), -1);
   assert.equal(index.add(h), ids[4899]);
+});
+
+test('growing gives the old records and lookup table back at once, not at the next full GC', () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const index = new SwarmIndex();
+  const h = new Uint8Array(20);
+  const add = (i: number) => {
+    new DataView(h.buffer).setUint32(16, i);
+    index.add(h);
+  };
+  // 16,384 ids: records of 16,384 * 24 bytes, a table of 32,768 slots (both just grown).
+  let i = 0;
+  while (i < 16_384) add(i++);
+  gc();
+  gc();
+  const held = process.memoryUsage().arrayBuffers;
+  const slots = index.slotCount;
+  // One more id doubles the records; a few thousand more double the lookup table.
+  while (index.slotCount === slots) add(i++);
+  const grown = process.memoryUsage().arrayBuffers - held;
+  // What is held now is the new arrays' size minus the old ones': 16,384 * 24 + 32,768 * 4 more.
+  const more = 16_384 * 24 + slots * 4;
+  assert.ok(grown <= more + 4096, `${grown} bytes more held (the new arrays add ${more})`);
 });

@@ -1,3 +1,5 @@
+import { release } from '../../core/bytes.ts';
+
 /**
  * Info hash → swarm id, for the memory store: no object and no string per swarm or per lookup.
  *
@@ -139,6 +141,7 @@ export class SwarmIndex {
       if (id * REC >= this.records.length) {
         const records = new Uint8Array(Math.max(1024, (this.records.length / REC) * 2) * REC);
         records.set(this.records);
+        release(this.records);
         this.records = records;
         this.#words = new Uint32Array(records.buffer);
       }
@@ -206,5 +209,6 @@ export class SwarmIndex {
       const e = old[i];
       if (e !== 0) this.#slots[this.#emptySlot(this.hash(this.records, (e - 1) * REC))] = e;
     }
+    release(old);
   }
 }
