@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,4 +221,41 @@ export async function freePort(from: number, also = 0): Promise<number> {
   for (let p = from; p < from + 200; p++)
     if ((await free(p)) && (also === 0 || (await free(p + also)))) return p;
   throw new Error(`no free port from ${from}`);
+}
+
+/** Herald's Redis module as `npm run build:native` builds it (native/redis/herald.c). */
+export const MODULE_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'herald-redis.so');
+
+/**
+ * A redis-server of the test's own with Herald's module loaded, on a free port from 7300, started
+ * at the first `url()` and killed by `stop()` (call it from an `after` hook). Null, said loudly,
+ * when the module is not built (an error with HERALD_TEST_REQUIRE_REDIS=1) or there is no
+ * redis-server (the tests that need it skip).
+ */
+export function moduleRedis(extra: string[] = []): { url(): Promise<string>; stop(): Promise<void> } | null {
+  const missing = !existsSync(MODULE_PATH)
+    ? `${MODULE_PATH} is not built (npm run build:native)`
+    : spawnSync('redis-server', ['--version']).status !== 0
+      ? 'redis-server is not installed'
+      : null;
+  if (missing !== null) {
+    const msg = `Redis module tests SKIPPED: ${missing}`;
+    if (REQUIRE) throw new Error(`${msg}, but HERALD_TEST_REQUIRE_REDIS=1`);
+    process.stderr.write(`\n*** ${msg} ***\n\n`);
+    return null;
+  }
+  let server: Promise<OwnRedis> | null = null;
+  return {
+    async url() {
+      server ??= freePort(7300).then(async (port) => {
+        const r = ownRedis(port, ['--loadmodule', MODULE_PATH, ...extra]);
+        await r.start();
+        return r;
+      });
+      return (await server).url;
+    },
+    async stop() {
+      if (server !== null) await (await server).kill();
+    },
+  };
 }
