@@ -11,7 +11,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { deleteKeys, moduleRedis, redisTargets, testPrefix } from '../../../test/helpers/redis.ts';
+import {
+  deleteKeys,
+  moduleRedis,
+  peerAnnounce,
+  redisTargets,
+  testPrefix,
+} from '../../../test/helpers/redis.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
 import { bucketOf, type RedisModuleMode, RedisSwarmStore } from './redis-store.ts';
@@ -164,23 +170,6 @@ for (const [name, url, modes] of targets)
       }
     });
   });
-
-/** IPv4 peer `peer`'s announce to swarm `h` (a leecher, event none, numwant 10, compact), with `over`. */
-function peerAnnounce(h: Uint8Array, peer: number, over: Partial<AnnounceRequest>): AnnounceRequest {
-  return {
-    infoHash: h,
-    peerId: new Uint8Array(20).fill(peer),
-    family: 4,
-    ...endpointOf(peer, 4),
-    uploaded: 0,
-    downloaded: 0,
-    left: 5,
-    event: 0 as AnnounceEvent,
-    numWant: 10,
-    wantPeerIds: false,
-    ...over,
-  };
-}
 
 async function check(store: RedisSwarmStore, hashes: Uint8Array[]): Promise<void> {
   const c = store.client;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { moduleRedis } from '../../../test/helpers/redis.ts';
+import { moduleRedis, peerAnnounce } from '../../../test/helpers/redis.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
 import { announceRecord, bucketOf } from './redis-store.ts';
@@ -25,18 +25,13 @@ function rng(seed: number): () => number {
 }
 
 function request(h: Uint8Array, peer: number, family: 4 | 6 = 4): AnnounceRequest {
-  return {
-    infoHash: h,
-    peerId: new Uint8Array(20).fill(peer),
+  return peerAnnounce(h, peer, {
     family,
     ...endpointOf(peer, family),
-    uploaded: 0,
-    downloaded: 0,
-    left: 5,
     event: 2 as AnnounceEvent,
     numWant: 30,
     wantPeerIds: true,
-  };
+  });
 }
 
 describe('herald redis module: bad input', {
