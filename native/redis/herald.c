@@ -10,7 +10,8 @@
  * which routes the call on a Cluster (as KEYS[1] routes the script). <records> and the reply are
  * exactly the script's (scripts.ts ANNOUNCE_BATCH). Every record is parsed and checked before any
  * is applied: a malformed call is an error and changes nothing. A key of the wrong type is an
- * error too (the records before it stay applied, as a script stops at its first error).
+ * error too: the records before it stay applied, and its own writes before the command that would
+ * have touched that key, as a script stops at its first failing command.
  *
  * Replication: the writes are a function of the arguments (the time is in each record) and the
  * data; the random peer selection only shapes the reply. So the command is replicated as it came
@@ -190,6 +191,7 @@ typedef struct {
   Buf name; /* key names are made here */
   Buf out;  /* the reply */
   int replicated;
+  int wrong; /* a key of the current announce holds the wrong type */
 } Call;
 
 /* A key "<prefix>:{<b>}:<tail><suffix>". */
@@ -204,7 +206,35 @@ static RedisModuleString *keyname(Call *c, uint32_t b, const void *tail, size_t 
   return RedisModule_CreateString(c->ctx, c->name.p, c->name.len);
 }
 
-/* 0 if key (open) is empty or of `type`; -1 (and the key closed) if not. */
+/*
+ * A key of the announce, opened when first needed (most announces touch two or three of the six),
+ * and checked for its type then: NULL, and c->wrong set, if it holds another type.
+ */
+typedef struct {
+  const Rec *r;
+  int hashed; /* "<base><info hash><suffix>" or "<base><suffix>" */
+  const char *suffix;
+  int type;
+  RedisModuleString *name;
+  RedisModuleKey *k;
+} Lazy;
+
+static RedisModuleString *lazy_name(Call *c, Lazy *l) {
+  if (l->name == NULL) l->name = keyname(c, l->r->b, l->r->h, l->hashed ? 20 : 0, l->suffix);
+  return l->name;
+}
+
+static int typed(RedisModuleKey *k, int type);
+
+static RedisModuleKey *lazy(Call *c, Lazy *l) {
+  if (l->k == NULL) {
+    l->k = RedisModule_OpenKey(c->ctx, lazy_name(c, l), REDISMODULE_READ | REDISMODULE_WRITE);
+    if (typed(l->k, l->type)) c->wrong = 1;
+  }
+  return typed(l->k, l->type) ? NULL : l->k;
+}
+
+/* 0 if key (open) is empty or of `type`; -1 if not. */
 static int typed(RedisModuleKey *k, int type) {
   int t = RedisModule_KeyType(k);
   return (t == REDISMODULE_KEYTYPE_EMPTY || t == type) ? 0 : -1;
@@ -258,12 +288,13 @@ static long long at_of(const char *p, size_t n) {
  * `card`) other than `me` (`self`: whether `me` is in it), as scripts.ts SELECT `pick` does: the
  * whole set when it has no more than needed, else ZRANDMEMBER (distinct members).
  */
-static void pick(Call *c, RedisModuleKey *z, RedisModuleString *zname, long long card, long long count, int self,
-                 const unsigned char *me, uint32_t eplen, Buf *out, long long *n) {
+static void pick(Call *c, Lazy *zl, long long card, long long count, int self, const unsigned char *me,
+                 uint32_t eplen, Buf *out, long long *n) {
   if (count <= 0) return;
   long long taken = 0;
+  RedisModuleKey *z = lazy(c, zl);
+  if (z == NULL || RedisModule_KeyType(z) != REDISMODULE_KEYTYPE_ZSET) return;
   if (card - self <= count) {
-    if (RedisModule_KeyType(z) != REDISMODULE_KEYTYPE_ZSET) return;
     if (RedisModule_ZsetFirstInScoreRange(z, REDISMODULE_NEGATIVE_INFINITE, REDISMODULE_POSITIVE_INFINITE, 0, 0) !=
         REDISMODULE_OK)
       return;
@@ -282,7 +313,7 @@ static void pick(Call *c, RedisModuleKey *z, RedisModuleString *zname, long long
     RedisModule_ZsetRangeStop(z);
     return;
   }
-  RedisModuleCallReply *r = RedisModule_Call(c->ctx, "ZRANDMEMBER", "sl", zname, count + self);
+  RedisModuleCallReply *r = RedisModule_Call(c->ctx, "ZRANDMEMBER", "sl", lazy_name(c, zl), count + self);
   if (r == NULL) return;
   size_t m = RedisModule_CallReplyType(r) == REDISMODULE_REPLY_ARRAY ? RedisModule_CallReplyLength(r) : 0;
   for (size_t i = 0; i < m && taken < count; i++) {
@@ -379,30 +410,28 @@ static int announce(Call *c, const Rec *r) {
   long long want = r->numwant, now = r->now;
   const int mode = REDISMODULE_READ | REDISMODULE_WRITE;
 
-  /* Every key this announce may touch, checked for its type before anything is written. */
-  RedisModuleString *metaName = keyname(c, r->b, r->h, 20, ":m");
-  RedisModuleString *fsName = keyname(c, r->b, r->h, 20, six ? ":6s" : ":4s");
-  RedisModuleString *flName = keyname(c, r->b, r->h, 20, six ? ":6l" : ":4l");
-  RedisModuleString *idxName = keyname(c, r->b, "", 0, "i");
-  RedisModuleString *statsName = keyname(c, r->b, "", 0, "n");
-  RedisModuleKey *meta = RedisModule_OpenKey(ctx, metaName, mode);
-  RedisModuleKey *fs = RedisModule_OpenKey(ctx, fsName, mode);
-  RedisModuleKey *fl = RedisModule_OpenKey(ctx, flName, mode);
-  RedisModuleKey *idx = RedisModule_OpenKey(ctx, idxName, mode);
-  RedisModuleKey *stats = RedisModule_OpenKey(ctx, statsName, mode);
+  /*
+   * The keys: the swarm's meta hash and the baseline hash (private mode) are read first and
+   * checked at once; the others are opened when needed, each checked before it is written, so
+   * that a key of the wrong type stops the announce before any write to it (as a script stops at
+   * the command that fails).
+   */
+  c->wrong = 0;
+  Lazy lmeta = {r, 1, ":m", REDISMODULE_KEYTYPE_HASH, NULL, NULL};
+  Lazy lfs = {r, 1, six ? ":6s" : ":4s", REDISMODULE_KEYTYPE_ZSET, NULL, NULL};
+  Lazy lfl = {r, 1, six ? ":6l" : ":4l", REDISMODULE_KEYTYPE_ZSET, NULL, NULL};
+  Lazy lidx = {r, 0, "i", REDISMODULE_KEYTYPE_ZSET, NULL, NULL};
+  Lazy lstats = {r, 0, "n", REDISMODULE_KEYTYPE_HASH, NULL, NULL};
+  RedisModuleKey *meta = lazy(c, &lmeta);
   RedisModuleKey *ak = NULL;
   RedisModuleString *akName = NULL;
+  int status = DONE;
   if (r->priv) {
     akName = keyname(c, r->b, r->akey, r->akeylen, "");
     ak = RedisModule_OpenKey(ctx, akName, mode);
+    if (typed(ak, REDISMODULE_KEYTYPE_HASH)) c->wrong = 1;
   }
-  int status = DONE;
-  if (typed(meta, REDISMODULE_KEYTYPE_HASH) || typed(fs, REDISMODULE_KEYTYPE_ZSET) ||
-      typed(fl, REDISMODULE_KEYTYPE_ZSET) || typed(idx, REDISMODULE_KEYTYPE_ZSET) ||
-      typed(stats, REDISMODULE_KEYTYPE_HASH) || (ak != NULL && typed(ak, REDISMODULE_KEYTYPE_HASH))) {
-    status = WRONGTYPE;
-    goto close;
-  }
+  if (c->wrong) goto close;
 
   RedisModuleString *ep = RedisModule_CreateString(ctx, (const char *)r->ep, r->eplen);
   RedisModuleString *tid = RedisModule_CreateString(ctx, (const char *)r->h, 20);
@@ -481,7 +510,8 @@ static int announce(Call *c, const Rec *r) {
 
   if (event == 3) {
     if (inS || inL) {
-      RedisModuleKey *z = inL ? fl : fs;
+      RedisModuleKey *z = lazy(c, inL ? &lfl : &lfs);
+      if (z == NULL) goto close;
       int i = inL ? iL : iS, gone = 0;
       if (RedisModule_KeyType(z) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(z, ep, &gone);
       drop_empty(z);
@@ -493,6 +523,8 @@ static int announce(Call *c, const Rec *r) {
       if (complete + incomplete == 0) {
         RedisModule_DeleteKey(meta);
         int out = 0;
+        RedisModuleKey *idx = lazy(c, &lidx);
+        if (idx == NULL) goto close;
         if (RedisModule_KeyType(idx) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(idx, tid, &out);
         drop_empty(idx);
         if (out) dstat[0]--;
@@ -513,18 +545,26 @@ static int announce(Call *c, const Rec *r) {
   if (want > 0 && !c->replicated) {
     long long cs = n[iS], cl = n[iL];
     if (seeder)
-      pick(c, fl, flName, cl, want, inL, r->ep, r->eplen, &peers, &npeers);
+      pick(c, &lfl, cl, want, inL, r->ep, r->eplen, &peers, &npeers);
     else {
       long long ks, kl;
       split(want, cs - inS, cl - inL, (double)r->r / 4294967296.0, &ks, &kl);
-      pick(c, fs, fsName, cs, ks, inS, r->ep, r->eplen, &peers, &npeers);
-      pick(c, fl, flName, cl, kl, inL, r->ep, r->eplen, &peers, &npeers);
+      pick(c, &lfs, cs, ks, inS, r->ep, r->eplen, &peers, &npeers);
+      pick(c, &lfl, cl, kl, inL, r->ep, r->eplen, &peers, &npeers);
+    }
+    if (c->wrong) {
+      if (peers.p) RedisModule_Free(peers.p);
+      goto close;
     }
   }
 
   /* Apply the announce. */
   {
-    RedisModuleKey *key = seeder ? fs : fl, *other = seeder ? fl : fs;
+    RedisModuleKey *key = lazy(c, seeder ? &lfs : &lfl);
+    if (key == NULL) {
+      if (peers.p) RedisModule_Free(peers.p);
+      goto close;
+    }
     int i = seeder ? iS : iL, o = seeder ? iL : iS;
     RedisModuleString *set[16];
     int ns = 0;
@@ -537,6 +577,11 @@ static int announce(Call *c, const Rec *r) {
     }
     if ((seeder && inL) || (!seeder && inS)) {
       int gone = 0;
+      RedisModuleKey *other = lazy(c, seeder ? &lfl : &lfs);
+      if (other == NULL) {
+        if (peers.p) RedisModule_Free(peers.p);
+        goto close;
+      }
       if (RedisModule_KeyType(other) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(other, ep, &gone);
       drop_empty(other);
       if (gone) {
@@ -571,6 +616,11 @@ static int announce(Call *c, const Rec *r) {
     for (int k = 0; k < ns; k += 2) RedisModule_HashSet(meta, REDISMODULE_HASH_NONE, set[k], set[k + 1], NULL);
     if (complete + incomplete == 0 && !(inS || inL)) {
       int f = 0;
+      RedisModuleKey *idx = lazy(c, &lidx);
+      if (idx == NULL) {
+        if (peers.p) RedisModule_Free(peers.p);
+        goto close;
+      }
       RedisModule_ZsetAdd(idx, (double)now, tid, &f);
       if (f & REDISMODULE_ZADD_ADDED) dstat[0]++;
     }
@@ -612,18 +662,21 @@ static int announce(Call *c, const Rec *r) {
   }
 
 stats:
-  for (int i = 0; i < 5; i++)
-    if (dstat[i] != 0) hincr(c, stats, i == 0 ? "t" : FIELDS[i - 1], dstat[i]);
-  drop_empty(stats);
+  if (dstat[0] || dstat[1] || dstat[2] || dstat[3] || dstat[4]) {
+    RedisModuleKey *stats = lazy(c, &lstats);
+    if (stats != NULL)
+      for (int i = 0; i < 5; i++)
+        if (dstat[i] != 0) hincr(c, stats, i == 0 ? "t" : FIELDS[i - 1], dstat[i]);
+  }
 
 close:
-  RedisModule_CloseKey(meta);
-  RedisModule_CloseKey(fs);
-  RedisModule_CloseKey(fl);
-  RedisModule_CloseKey(idx);
-  RedisModule_CloseKey(stats);
+  if (lmeta.k) RedisModule_CloseKey(lmeta.k);
+  if (lfs.k) RedisModule_CloseKey(lfs.k);
+  if (lfl.k) RedisModule_CloseKey(lfl.k);
+  if (lidx.k) RedisModule_CloseKey(lidx.k);
+  if (lstats.k) RedisModule_CloseKey(lstats.k);
   if (ak != NULL) RedisModule_CloseKey(ak);
-  return status;
+  return c->wrong ? WRONGTYPE : status;
 }
 
 /* HERALD.ANNOUNCE <key> <prefix> <records> */
@@ -643,7 +696,7 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   if (count == 0) return RedisModule_ReplyWithError(ctx, "ERR herald.announce: no announce record");
   int flags = RedisModule_GetContextFlags(ctx);
   Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0},
-            (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0};
+            (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0};
   c.prefix = RedisModule_StringPtrLen(argv[2], &c.prefixlen);
   /* The records applied (for replication when some were skipped). */
   Buf applied = {NULL, 0, 0};

@@ -109,14 +109,17 @@ describe('herald redis module: bad input', {
     const meta = Buffer.concat([Buffer.from(`${prefix}:{${b2}}:`), h2, Buffer.from(':m')]);
     const leechers = Buffer.concat([Buffer.from(`${prefix}:{${b2}}:`), h2, Buffer.from(':4l')]);
     const rec = (peer: number) => announceRecord(request(h2, peer), b2, 1000, 0.5, null, 100);
-    for (const [key, set] of [
-      [meta, () => c.set(meta, 'x')],
-      [leechers, () => c.set(leechers, 'x')],
-      [`${prefix}:{${b2}}:i`, () => c.hset(`${prefix}:{${b2}}:i`, 'x', '1')],
-      [`${prefix}:{${b2}}:n`, () => c.sadd(`${prefix}:{${b2}}:n`, 'x')],
-    ] as const) {
+    for (const [k, [key, set]] of (
+      [
+        [meta, () => c.set(meta, 'x')],
+        [leechers, () => c.set(leechers, 'x')],
+        [`${prefix}:{${b2}}:i`, () => c.hset(`${prefix}:{${b2}}:i`, 'x', '1')],
+        [`${prefix}:{${b2}}:n`, () => c.sadd(`${prefix}:{${b2}}:n`, 'x')],
+      ] as const
+    ).entries()) {
       await set();
-      const r = await call(`${prefix}:{${b2}}:i`, prefix, rec(5));
+      // A new peer each time: one that must be added to every key (an earlier one may be in some).
+      const r = await call(`${prefix}:{${b2}}:i`, prefix, rec(5 + k));
       assert.ok(r instanceof Error && r.message.startsWith('WRONGTYPE'), `${String(r)} (${String(key)})`);
       await c.del(key);
     }
