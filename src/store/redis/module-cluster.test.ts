@@ -68,9 +68,11 @@ describe('herald redis module on a Redis Cluster', {
         url: cluster.url,
         prefix: testPrefix(),
         timeoutMs: 5000,
-        module: 'require',
+        module: 'auto',
       });
       await store.ready(10_000);
+      // Found on every master at connection (redis_module = auto).
+      assert.equal(store.module, true);
       return { store };
     },
     {
