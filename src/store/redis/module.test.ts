@@ -3,15 +3,17 @@
  * of arguments, malformed packed records, or swarm keys of the wrong type answers a Redis error
  * and changes nothing it should not; random argument bytes (and valid records with random bytes
  * changed) never crash or hang redis-server. On a redis-server of the test's own with the module
- * loaded.
+ * loaded. And a server that unloads it under a running store: `redis_module = auto` goes on
+ * through the Lua script, `require` refuses and says why in its health.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { moduleRedis, peerAnnounce } from '../../../test/helpers/redis.ts';
+import { Errors } from '../../core/errors.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
-import { announceRecord, bucketOf } from './redis-store.ts';
+import { announceRecord, bucketOf, RedisSwarmStore } from './redis-store.ts';
 
 const server = moduleRedis();
 
@@ -187,5 +189,45 @@ describe('herald redis module: bad input', {
     }
     assert.equal(await c.ping(), 'PONG', 'redis-server still answers');
     assert.ok(errors > 100 && answers > 100, `errors ${errors}, answers ${answers}: both kinds exercised`);
+  });
+});
+
+describe('herald redis module: a server that loses it', {
+  skip: server === null ? 'no module (see above)' : false,
+}, () => {
+  const own = moduleRedis(['--enable-module-command', 'local']);
+  after(() => own?.stop());
+
+  test('redis_module = auto goes back to the Lua script; require refuses and says so in health', async () => {
+    const url = await own!.url();
+    const h = new Uint8Array(20).fill(0x77);
+    const auto = new RedisSwarmStore({ url, prefix: 'lost', timeoutMs: 2000, peerTimeout: 100 });
+    const required = new RedisSwarmStore({
+      url,
+      prefix: 'lost',
+      timeoutMs: 2000,
+      peerTimeout: 100,
+      module: 'require',
+    });
+    const c = new Redis(url);
+    try {
+      await auto.ready(10_000);
+      await required.ready(10_000);
+      assert.equal(auto.module, true, 'found at connection');
+      assert.ok(!((await auto.announce(request(h, 1), 1000)) instanceof Error));
+      await c.call('MODULE', 'UNLOAD', 'herald');
+      // The next announce is answered (through the script), and the swarm is the same one.
+      const r = await auto.announce(request(h, 2), 1000);
+      assert.ok(!(r instanceof Error), String(r));
+      assert.equal(r.incomplete, 1, 'the peer announced through the module');
+      assert.equal(auto.module, false);
+      const refused = await required.announce(request(h, 3), 1000);
+      assert.equal(refused, Errors.storeUnavailable);
+      assert.match(required.health() ?? '', /herald module is not loaded/);
+    } finally {
+      c.disconnect();
+      await auto.close();
+      await required.close();
+    }
   });
 });
