@@ -20,8 +20,9 @@
  *
  * Cluster: keys other than the declared one are reached as the script reaches them with
  * allow-cross-slot-keys. Redis 7.0 gives a module no slot lookup, so the module keeps the slots
- * this node serves (CLUSTER SLOTS, read every 100 ms and at load) and skips (status 3, untouched)
- * a record whose slot is not among them, for the caller to send again alone.
+ * this node serves (CLUSTER SLOTS, read every 100 ms, and again in a call that meets a slot not
+ * among them) and skips (status 3, untouched) a record whose slot is still not among them, for the
+ * caller to send again alone.
  *
  * Built by scripts/build-native.sh: gcc -O2 -fPIC -shared -o native/build/herald-redis.so.
  * Loaded by: redis-server --loadmodule /path/to/herald-redis.so (docs/redis.md).
@@ -192,6 +193,7 @@ typedef struct {
   Buf out;  /* the reply */
   int replicated;
   int wrong; /* a key of the current announce holds the wrong type */
+  int refreshed; /* the slots were read again in this call */
 } Call;
 
 /* A key "<prefix>:{<b>}:<tail><suffix>". */
@@ -400,6 +402,12 @@ static int announce(Call *c, const Rec *r) {
     char tag[8];
     int t = snprintf(tag, sizeof tag, "%u", r->b);
     unsigned s = slot_of(tag, (size_t)t);
+    if (!(owned[s >> 3] & (1 << (s & 7))) && !c->refreshed) {
+      /* Maybe the node has just been given the slot (a replica promoted by a failover, a
+       * migration finished): read the slots again, once per call, before skipping. */
+      refresh_slots(ctx);
+      c->refreshed = 1;
+    }
     if (!(owned[s >> 3] & (1 << (s & 7)))) {
       header(&c->out, SKIPPED, 0, 0, 0, 0, 0, 0, 0, 0);
       return SKIPPED;
@@ -696,7 +704,7 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   if (count == 0) return RedisModule_ReplyWithError(ctx, "ERR herald.announce: no announce record");
   int flags = RedisModule_GetContextFlags(ctx);
   Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0},
-            (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0};
+            (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0, 0};
   c.prefix = RedisModule_StringPtrLen(argv[2], &c.prefixlen);
   /* The records applied (for replication when some were skipped). */
   Buf applied = {NULL, 0, 0};

@@ -122,6 +122,49 @@ describe('herald redis module on a Redis Cluster', {
     }
   });
 
+  test('a replica promoted by a failover serves its new slots through the module at once', async () => {
+    const map = await masters(ports[0]);
+    const nodes = ports.map((port) => new Redis({ port, host: '127.0.0.1' }));
+    try {
+      // A replica, and a bucket of its master's slots.
+      let replica: Redis | undefined;
+      let master = 0;
+      for (const n of nodes) {
+        const info = await n.info('replication');
+        const m = /master_port:(\d+)/.exec(info);
+        if (info.includes('role:slave') && m !== null) {
+          replica = n;
+          master = Number(m[1]);
+          break;
+        }
+      }
+      assert.ok(replica !== undefined);
+      const ranges = map.get(master) ?? [];
+      const h = new Uint8Array(20).fill(0x21);
+      for (let x = 0; ; x++) {
+        h[0] = x;
+        const s = keySlot(String(bucketOf(h)));
+        if (ranges.some(([lo, hi]) => s >= lo && s <= hi)) break;
+      }
+      await replica.cluster('FAILOVER');
+      for (let i = 0; !(await replica.info('replication')).includes('role:master'); i++) {
+        assert.ok(i < 500, 'the replica did not take over');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      // At once (before the module's 100 ms re-read of its slots): applied, not skipped.
+      const prefix = 'promoted';
+      const r = (await replica.callBuffer(
+        'HERALD.ANNOUNCE',
+        `${prefix}:{${bucketOf(h)}}:i`,
+        prefix,
+        announceRecord(request(h, 1, 5), bucketOf(h), 1000, 0.5, null, 100),
+      )) as Buffer;
+      assert.equal(r[0], 0, "done (3 would be skipped as another master's slot)");
+    } finally {
+      for (const n of nodes) n.disconnect();
+    }
+  });
+
   test('replicas apply what the module writes; a failed-over master keeps its swarms', async () => {
     const store = new RedisSwarmStore({
       url: cluster.url,
