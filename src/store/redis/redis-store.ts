@@ -739,7 +739,7 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
       return { host: m[1], port: Number(m[2]) };
     });
-    return new Cluster(seeds, {
+    const c = new Cluster(seeds, {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
       clusterRetryStrategy: backoff,
@@ -748,10 +748,19 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       retryDelayOnTryAgain: 200,
       maxRedirections: 16,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
-      // A failed-over master is noticed within a second even when no call is redirected.
-      slotsRefreshInterval: 1000,
+      // Refreshed by the interval below instead: ioredis's own re-arms its timer when a refresh
+      // in flight ends after disconnect(), and then keeps the process alive for ever (found by
+      // a test process that stayed alive after its last test: a 1 s ioredis timer, re-armed).
+      slotsRefreshInterval: 0,
       redisOptions: { ...common, ...auth },
     });
+    // A failed-over master is noticed within a second even when no call is redirected.
+    const refresh = setInterval(() => {
+      if (c.status === 'ready') c.refreshSlotsCache();
+    }, 1000);
+    refresh.unref();
+    c.once('end', () => clearInterval(refresh));
+    return c;
   }
   if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
   return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
