@@ -1,9 +1,11 @@
 /**
  * Herald on one Redis, on a 3-master Redis Cluster and on memory, and opentracker, in one run
- * (issue #14): UDP and HTTP (keep-alive) announce responses/s, the tracker's CPU per response,
+ * (issue #14); on Redis both through the Lua script and through Herald's Redis module
+ * (native/build/herald-redis.so, loaded by the bench's redis-servers: "+ module"): UDP and HTTP (keep-alive) announce responses/s, the tracker's CPU per response,
  * redis-server CPU per response (summed over the Cluster's masters), and Redis memory per peer.
  *
- *   node bench/redis-store.ts [--seconds 5] [--torrents 5000]     (npm run bench -- --only=redis)
+ *   node bench/redis-store.ts [--seconds 5] [--torrents 5000] [--kinds redis,redis+module,…]
+ *   (npm run bench -- --only=redis)
  *
  * Redis servers of its own (free ports, no persistence; the Cluster made by
  * `redis-cli --cluster create`, no replicas) on CPU 1 with the load generators (udp-load.c, wrk);
@@ -12,7 +14,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitTcp } from './harness/clients.ts';
@@ -95,7 +97,7 @@ const rows: string[] = [];
 let nextPort = 26400 + Math.floor(Math.random() * 2000);
 
 /** A redis-server on CPU 1 (cluster mode when `dir` is given); resolves with its PID once it answers. */
-async function redisServer(port: number, dir: string | null): Promise<ChildProcess> {
+async function redisServer(port: number, dir: string | null, module: boolean): Promise<ChildProcess> {
   const cluster =
     dir === null
       ? []
@@ -110,6 +112,7 @@ async function redisServer(port: number, dir: string | null): Promise<ChildProce
     '--appendonly',
     'no',
     ...cluster,
+    ...(module ? ['--loadmodule', MODULE] : []),
   ]);
   await waitTcp(port);
   return r;
@@ -118,9 +121,14 @@ async function redisServer(port: number, dir: string | null): Promise<ChildProce
 /** Redis servers for one entrant: none (memory, opentracker), one, or a 3-master Cluster. */
 async function redisFor(kind: string): Promise<{ ports: number[]; servers: ChildProcess[]; url: string }> {
   if (kind === 'memory' || kind === 'opentracker') return { ports: [], servers: [], url: '' };
-  if (kind === 'redis') {
+  const module = kind.endsWith('+ module');
+  if (!kind.startsWith('redis cluster')) {
     const port = nextPort++;
-    return { ports: [port], servers: [await redisServer(port, null)], url: `redis://127.0.0.1:${port}` };
+    return {
+      ports: [port],
+      servers: [await redisServer(port, null, module)],
+      url: `redis://127.0.0.1:${port}`,
+    };
   }
   const ports: number[] = [];
   while (ports.length < 3) {
@@ -128,7 +136,7 @@ async function redisFor(kind: string): Promise<{ ports: number[]; servers: Child
     if (p + 10000 < 65536) ports.push(p);
   }
   const servers = [];
-  for (const p of ports) servers.push(await redisServer(p, WORK));
+  for (const p of ports) servers.push(await redisServer(p, WORK, module));
   execFileSync(
     'redis-cli',
     [
@@ -178,7 +186,15 @@ function opentracker(port: number): ChildProcess {
   ]);
 }
 
-for (const kind of ['memory', 'redis', 'redis cluster', 'opentracker'] as const) {
+const MODULE = join(ROOT, 'native/build/herald-redis.so');
+const kinds = ['memory', 'redis', 'redis + module', 'redis cluster', 'redis cluster + module', 'opentracker'];
+if (!existsSync(MODULE)) {
+  process.stderr.write(`bench: ${MODULE} is not built (npm run build:native): no "+ module" rows\n`);
+  kinds.splice(kinds.indexOf('redis + module'), 1);
+  kinds.splice(kinds.indexOf('redis cluster + module'), 1);
+}
+const only = process.argv.indexOf('--kinds');
+for (const kind of only >= 0 ? process.argv[only + 1].split(',') : kinds) {
   const redis = await redisFor(kind);
   const port = nextPort++;
   const tracker =
@@ -200,7 +216,14 @@ for (const kind of ['memory', 'redis', 'redis cluster', 'opentracker'] as const)
           '0',
           ...(redis.url === ''
             ? []
-            : ['--store', redis.url, '--udp-secret', randomBytes(32).toString('hex')]),
+            : [
+                '--store',
+                redis.url,
+                '--udp-secret',
+                randomBytes(32).toString('hex'),
+                '--redis-module',
+                kind.endsWith('+ module') ? 'require' : 'off',
+              ]),
         ]);
   await waitTcp(port);
   const used = () => redis.ports.reduce((sum, p) => sum + redisInfo(p, 'used_memory'), 0);

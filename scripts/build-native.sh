@@ -16,10 +16,21 @@ if [ -z "$GYP" ]; then
     if [ -f "$g" ]; then GYP="node $g"; break; fi
   done
 fi
+failed=0
 if [ -n "$NODEDIR" ] && [ -n "$GYP" ] && $GYP rebuild --nodedir="$NODEDIR" >build.log 2>&1; then
   echo "herald: built the batched UDP and HTTP addons (native/build/Release/{udp,http}_batch.node)"
-  exit 0
+else
+  echo "herald: WARNING: the batched addons did not build (see native/build.log); UDP will use node:dgram, HTTP node:net" >&2
+  failed=1
 fi
-echo "herald: WARNING: the batched addons did not build (see native/build.log); UDP will use node:dgram, HTTP node:net" >&2
-if [ "${HERALD_REQUIRE_NATIVE:-0}" = "1" ]; then exit 1; fi
+# The optional Redis module (native/redis, docs/redis.md): loaded into redis-server by the operator,
+# never by Herald. Built after node-gyp, whose rebuild empties build/.
+mkdir -p build
+if ${CC:-gcc} -O2 -fPIC -shared -Wall -Wextra -std=gnu11 -o build/herald-redis.so redis/herald.c >>build.log 2>&1; then
+  echo "herald: built the Redis module (native/build/herald-redis.so)"
+else
+  echo "herald: WARNING: the Redis module did not build (see native/build.log); Redis stores use the Lua scripts" >&2
+  failed=1
+fi
+if [ "$failed" = "1" ] && [ "${HERALD_REQUIRE_NATIVE:-0}" = "1" ]; then exit 1; fi
 exit 0

@@ -165,6 +165,7 @@ export function createTracker(
           prefix: config.redisPrefix,
           timeoutMs: config.redisTimeout,
           peerTimeout: config.peerTimeout,
+          module: config.redisModule,
           logger,
         })
       : null;

@@ -24,6 +24,8 @@ export interface HeraldConfig {
   store: string;
   redisPrefix: string;
   redisTimeout: number;
+  /** Whether announces use the Herald Redis module's HERALD.ANNOUNCE instead of the Lua script. */
+  redisModule: 'auto' | 'off' | 'require';
   trustedProxies: string[];
   trustIpParam: boolean;
   fullScrape: boolean;
@@ -295,6 +297,14 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 1000,
     arg: 'MS',
     doc: 'Redis store: most milliseconds any call may take; past it the announce or scrape gets "tracker storage unavailable, try again later"',
+  },
+  {
+    key: 'redisModule',
+    kind: 'choice',
+    choices: ['auto', 'off', 'require'],
+    default: 'auto',
+    arg: 'MODE',
+    doc: 'Redis store: announces through the Herald Redis module (HERALD.ANNOUNCE, native/build/herald-redis.so loaded by redis-server) instead of the Lua script: auto (when the server has it), off (always Lua) or require (announces fail while it is missing). Same keys either way. See docs/redis.md',
   },
   {
     key: 'trustedProxies',

@@ -26,12 +26,13 @@ export interface PrivatePair {
  * Two `herald serve` processes in private mode on one Redis (`url`, under a key prefix of their
  * own) and one fresh database of `postgres`, started before the tests of the enclosing `describe`
  * (one after the other: the first creates the schema) and stopped after them, their keys and
- * database removed. `args` go to both; `second` and `secondReady` to the second only.
+ * database removed. `args` go to both; `first` to the first only; `second` and `secondReady` to
+ * the second only.
  */
 export function privateInstances(
   postgres: Engine,
   url: string,
-  opts: { args?: string[]; second?: string[]; secondReady?: string } = {},
+  opts: { args?: string[]; first?: string[]; second?: string[]; secondReady?: string } = {},
 ): PrivatePair {
   const prefix = testPrefix();
   const pair = { scratch: mkdtempSync(join(tmpdir(), 'herald-pair-')) } as PrivatePair;
@@ -47,7 +48,7 @@ export function privateInstances(
       pair.db.url,
       ...(opts.args ?? []),
     ];
-    pair.one = await startTracker(serve);
+    pair.one = await startTracker([...serve, ...(opts.first ?? [])]);
     pair.two = await startTracker([...serve, ...(opts.second ?? [])], { ready: opts.secondReady });
   });
   after(async () => {

@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
+import type { AnnounceEvent, AnnounceRequest } from '../../src/core/types.ts';
+import { endpointOf } from '../../src/swarm/contract.ts';
 
 /**
  * The Redis servers the Redis tests run on (scripts/test-all.sh starts them and sets the
@@ -144,10 +146,12 @@ async function untilPong(port: number): Promise<void> {
 
 /**
  * A Redis Cluster of a test's own: three masters and a replica each on `ports` (six), with a
- * short node timeout so that a failover takes seconds. `stop()` kills every node.
+ * short node timeout so that a failover takes seconds. `stop()` kills every node. `extra`: more
+ * redis-server arguments for every node (e.g. --loadmodule).
  */
 export async function ownCluster(
   ports: number[],
+  extra: string[] = [],
 ): Promise<{ url: string; nodes: OwnRedis[]; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'herald-cluster-'));
   const nodes = ports.map((p) => {
@@ -161,6 +165,7 @@ export async function ownCluster(
       '1000',
       '--dir',
       join(dir, String(p)),
+      ...extra,
     ]);
   });
   await Promise.all(nodes.map((n) => n.start()));
@@ -221,4 +226,65 @@ export async function freePort(from: number, also = 0): Promise<number> {
   for (let p = from; p < from + 200; p++)
     if ((await free(p)) && (also === 0 || (await free(p + also)))) return p;
   throw new Error(`no free port from ${from}`);
+}
+
+/** Herald's Redis module as `npm run build:native` builds it (native/redis/herald.c). */
+export const MODULE_PATH = join(import.meta.dirname, '..', '..', 'native', 'build', 'herald-redis.so');
+
+/**
+ * Whether Herald's module is built and there is a redis-server to load it; if not, said loudly (an
+ * error with HERALD_TEST_REQUIRE_REDIS=1).
+ */
+export function moduleAvailable(): boolean {
+  const missing = !existsSync(MODULE_PATH)
+    ? `${MODULE_PATH} is not built (npm run build:native)`
+    : spawnSync('redis-server', ['--version']).status !== 0
+      ? 'redis-server is not installed'
+      : null;
+  if (missing === null) return true;
+  const msg = `Redis module tests SKIPPED: ${missing}`;
+  if (REQUIRE) throw new Error(`${msg}, but HERALD_TEST_REQUIRE_REDIS=1`);
+  process.stderr.write(`\n*** ${msg} ***\n\n`);
+  return false;
+}
+
+/**
+ * A redis-server of the test's own with Herald's module loaded, on a free port from 7300, started
+ * at the first `url()` and killed by `stop()` (call it from an `after` hook). Null, said loudly,
+ * when the module is not built (an error with HERALD_TEST_REQUIRE_REDIS=1) or there is no
+ * redis-server (the tests that need it skip).
+ */
+export function moduleRedis(extra: string[] = []): { url(): Promise<string>; stop(): Promise<void> } | null {
+  if (!moduleAvailable()) return null;
+  let server: Promise<OwnRedis> | null = null;
+  return {
+    async url() {
+      server ??= freePort(7300).then(async (port) => {
+        const r = ownRedis(port, ['--loadmodule', MODULE_PATH, ...extra]);
+        await r.start();
+        return r;
+      });
+      return (await server).url;
+    },
+    async stop() {
+      if (server !== null) await (await server).kill();
+    },
+  };
+}
+
+/** IPv4 peer `peer`'s announce to swarm `h` (a leecher, event none, numwant 10, compact), with `over`. */
+export function peerAnnounce(h: Uint8Array, peer: number, over: Partial<AnnounceRequest>): AnnounceRequest {
+  return {
+    infoHash: h,
+    peerId: new Uint8Array(20).fill(peer),
+    family: 4,
+    ...endpointOf(peer, 4),
+    uploaded: 0,
+    downloaded: 0,
+    left: 5,
+    event: 0 as AnnounceEvent,
+    numWant: 10,
+    wantPeerIds: false,
+    ...over,
+  };
 }

@@ -4,28 +4,54 @@
  * (and between the two hashes of a hybrid torrent); each delta is credited exactly once, the
  * snatch counts once, and the totals are in the database after a graceful stop of both. With a
  * baseline per instance, each instance would credit only the deltas since the announce it saw
- * (short), or, with the two hashes, twice.
+ * (short), or, with the two hashes, twice. On a redis-server of the test's own with Herald's module
+ * loaded, the first instance announces through the module (HERALD.ANNOUNCE) and the second through
+ * the Lua script: the two ways share the baselines as they share the swarms.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { LT, PY } from '../e2e/processes.ts';
 import type { RunningTracker } from '../e2e/tracker-process.ts';
 import { type AnnounceFields, announceAt, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
 import { adminJson, privateInstances } from '../helpers/private-instances.ts';
-import { redisTargets } from '../helpers/redis.ts';
+import { moduleRedis, redisTargets } from '../helpers/redis.ts';
 
 const postgres = engines.find((e) => e.name === 'postgres');
+const withModule = postgres === undefined ? null : moduleRedis();
+after(() => withModule?.stop());
+const moduleUrl = withModule === null ? null : await withModule.url();
 
-for (const [name, url] of postgres === undefined ? [] : redisTargets)
+/** [name, url, the first instance's redis_module, the second's]. */
+const targets: [string, string, string, string][] = [
+  ...(postgres === undefined ? [] : redisTargets).map(([name, url]): [string, string, string, string] => [
+    name,
+    url,
+    'auto',
+    'auto',
+  ]),
+  ...(moduleUrl === null
+    ? []
+    : [
+        ['Redis with the herald module (A through it, B through Lua)', moduleUrl, 'require', 'off'] as [
+          string,
+          string,
+          string,
+          string,
+        ],
+      ]),
+];
+
+for (const [name, url, moduleA, moduleB] of targets)
   describe(`private mode, two instances on one ${name} and one PostgreSQL`, () => {
     // B with two workers (each talks to Redis; the primary writes their credits).
     const pair = privateInstances(postgres!, url, {
-      second: ['--workers', '2'],
+      first: ['--redis-module', moduleA],
+      second: ['--workers', '2', '--redis-module', moduleB],
       secondReady: 'herald workers running',
     });
 

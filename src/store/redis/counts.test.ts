@@ -5,13 +5,22 @@
  * Redis and a real Cluster, they must still be exactly what the sets say: the counts the sets'
  * cardinalities, a meta value for every member and none for a non-member, its flag the set it is
  * in, the bucket statistics the sums, and the bucket index the swarms that have peers.
+ * On a redis-server of the test's own with Herald's module loaded, the same through the module
+ * (HERALD.ANNOUNCE), through the Lua script (redis_module = off), and through both at once: a
+ * module instance and a Lua instance sharing the swarms, their announces meeting in them.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { deleteKeys, redisTargets, testPrefix } from '../../../test/helpers/redis.ts';
+import {
+  deleteKeys,
+  moduleRedis,
+  peerAnnounce,
+  redisTargets,
+  testPrefix,
+} from '../../../test/helpers/redis.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
-import { bucketOf, RedisSwarmStore } from './redis-store.ts';
+import { bucketOf, type RedisModuleMode, RedisSwarmStore } from './redis-store.ts';
 
 /** A small deterministic generator (the run is the same every time). */
 function rng(seed: number): () => number {
@@ -22,15 +31,38 @@ function rng(seed: number): () => number {
   };
 }
 
-for (const [name, url] of redisTargets)
+const withModule = moduleRedis();
+after(() => withModule?.stop());
+const moduleUrl = withModule === null ? null : await withModule.url();
+
+/** [name, url, the redis_module of each instance the run announces through]. */
+const targets: [string, string, RedisModuleMode[]][] = [
+  ...redisTargets.map(([name, url]): [string, string, RedisModuleMode[]] => [name, url, ['auto']]),
+  ...(moduleUrl === null
+    ? []
+    : ([
+        ['redis with the herald module', moduleUrl, ['require']],
+        ['redis with the herald module, redis_module = off', moduleUrl, ['off']],
+        ['redis with the herald module, a module instance and a Lua instance', moduleUrl, ['require', 'off']],
+      ] as [string, string, RedisModuleMode[]][])),
+];
+
+for (const [name, url, modes] of targets)
   describe(`redis store counts (${name})`, () => {
     const prefix = testPrefix();
     after(() => deleteKeys(url, prefix));
 
     test('counts, flags, statistics and index agree with the peer sets after a random run', async () => {
       const peerTimeout = 100;
-      const store = new RedisSwarmStore({ url, prefix, timeoutMs: 5000, peerTimeout });
-      await store.ready(10_000);
+      const stores = modes.map(
+        (module) => new RedisSwarmStore({ url, prefix, timeoutMs: 5000, peerTimeout, module }),
+      );
+      const store = stores[0];
+      for (const s of stores) await s.ready(10_000);
+      assert.deepEqual(
+        stores.map((s) => s.module),
+        modes.map((m) => (m === 'auto' ? store.module : m === 'require')),
+      );
       try {
         const random = rng(14);
         // 12 swarms, four of them in one bucket (one batch call carries several of a bucket).
@@ -57,16 +89,34 @@ for (const [name, url] of redisTargets)
               numWant: Math.floor(random() * 8),
               wantPeerIds: random() < 0.3,
             };
-            return store.announce(req, now - Math.floor(random() * 5));
+            // Each announce through one of the instances (with two, their batches interleave).
+            const through = stores[Math.floor(random() * stores.length)];
+            return through.announce(req, now - Math.floor(random() * 5));
           });
           for (const r of await Promise.all(calls)) assert.ok(!(r instanceof Error), String(r));
           if (round % 7 === 6) await store.sweep(now, 1_000_000);
+        }
+        if (stores.length > 1) {
+          // The instances meet in one swarm: each sees the other's peers, counted exactly.
+          const h = new Uint8Array(20).fill(0xc3);
+          const at = (s: RedisSwarmStore, peer: number, left: number) =>
+            s.announce(peerAnnounce(h, peer, { left, event: 2 as AnnounceEvent, numWant: 50 }), now);
+          for (let p = 1; p <= 6; p++)
+            assert.ok(!((await at(stores[p % 2], p, p <= 2 ? 0 : 5)) instanceof Error));
+          for (const [k, s] of stores.entries()) {
+            const r = await at(s, 100 + k, 5);
+            assert.ok(!(r instanceof Error));
+            assert.equal(r.complete, 2);
+            assert.equal(r.incomplete, 4 + k, 'the other instance’s peers too');
+            assert.equal(r.peerCount, 6 + k);
+          }
+          hashes.push(h);
         }
         await check(store, hashes);
         // Everything expires: every swarm is freed, and the statistics are back to zero.
         await store.sweep(now + peerTimeout + 1, 1_000_000);
         await check(store, hashes);
-        assert.deepEqual(await store.stats(), {
+        assert.deepEqual(await stores[stores.length - 1].stats(), {
           torrents: 0,
           peers: 0,
           seeders: 0,
@@ -75,12 +125,12 @@ for (const [name, url] of redisTargets)
           peers6: 0,
         });
       } finally {
-        await store.close();
+        for (const s of stores) await s.close();
       }
     });
 
     test('a swarm keeps peer ids only from its first request that asks for them', async () => {
-      const store = new RedisSwarmStore({ url, prefix, timeoutMs: 5000, peerTimeout: 100 });
+      const store = new RedisSwarmStore({ url, prefix, timeoutMs: 5000, peerTimeout: 100, module: modes[0] });
       await store.ready(10_000);
       try {
         const h = new Uint8Array(20).fill(0xa5);
@@ -90,21 +140,7 @@ for (const [name, url] of redisTargets)
           Buffer.from(':m'),
         ]);
         const announce = (peer: number, wantPeerIds: boolean) =>
-          store.announce(
-            {
-              infoHash: h,
-              peerId: new Uint8Array(20).fill(peer),
-              family: 4,
-              ...endpointOf(peer, 4),
-              uploaded: 0,
-              downloaded: 0,
-              left: 5,
-              event: 0 as AnnounceEvent,
-              numWant: 10,
-              wantPeerIds,
-            },
-            1000,
-          );
+          store.announce(peerAnnounce(h, peer, { wantPeerIds }), 1000);
         for (let p = 1; p <= 5; p++) await announce(p, false);
         // Only compact (or UDP) requests so far: each peer's meta value is its flag byte alone.
         // The sizes of the peers' meta values (fields of 6 bytes: IPv4 endpoints).

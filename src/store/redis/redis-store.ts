@@ -1,4 +1,4 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import {
@@ -39,7 +39,9 @@ import { ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
  * the keyspace (no SCAN).
  *
  * One round trip per announce (one EVALSHA, shared by the open-mode announces of one event-loop
- * turn to one server: ANNOUNCE_BATCH) and per scrape (one EVALSHA per bucket the hashes
+ * turn to one server: ANNOUNCE_BATCH; or, where redis-server has loaded Herald's module
+ * (native/redis/herald.c), its HERALD.ANNOUNCE command, which does the same natively on the same
+ * keys: `module`) and per scrape (one EVALSHA per bucket the hashes
  * fall in, sent together: one write per node with auto-pipelining).
  *
  * Faults: every call has a timeout (`timeoutMs`); there is no offline queue (a call made while
@@ -73,6 +75,14 @@ export class RedisSwarmStore implements SwarmStore {
   #loggedAt = 0;
   #closed = false;
   #timeoutMs: number;
+  /** redis_module: 'auto' uses HERALD.ANNOUNCE where the server has it, 'off' never, 'require' always. */
+  #moduleMode: RedisModuleMode;
+  /** Whether announces go through HERALD.ANNOUNCE now (else the Lua script). */
+  #module: boolean;
+  /** 'require' and the server answered that it has no HERALD.ANNOUNCE: for health(). */
+  #moduleMissing = false;
+  /** The module check made at the last (re)connection. */
+  #detection: Promise<void> = Promise.resolve();
   /**
    * Calls in flight, oldest first (one timeout for all: insertion order is deadline order). The
    * client's own command timeout covers one attempt on one connection; a Cluster retries a
@@ -91,6 +101,8 @@ export class RedisSwarmStore implements SwarmStore {
       timeoutMs: number;
       logger?: Logger;
       random?: () => number;
+      /** redis_module (default 'auto'). */
+      module?: RedisModuleMode;
     },
   ) {
     if (/[{}]/.test(opts.prefix)) throw new Error('redis: the key prefix may not contain { or }');
@@ -105,7 +117,14 @@ export class RedisSwarmStore implements SwarmStore {
       this.#slots.push(keySlot(String(b)));
     }
     this.#timeoutMs = opts.timeoutMs;
+    this.#moduleMode = opts.module ?? 'auto';
+    this.#module = this.#moduleMode === 'require';
     this.client = connectRedis(opts.url, opts.timeoutMs);
+    // At every (re)connection: whether the server (every master of a Cluster) has the module.
+    if (this.#moduleMode === 'auto')
+      this.client.on('ready', () => {
+        this.#detection = this.#detect();
+      });
     this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
     this.#deadlines.unref();
     for (const [name, lua] of [
@@ -129,16 +148,46 @@ export class RedisSwarmStore implements SwarmStore {
     return this.#pending.size;
   }
 
+  /** Whether announces go through the Herald module's HERALD.ANNOUNCE now (else the Lua script). */
+  get module(): boolean {
+    return this.#module;
+  }
+
+  /** Asks every server (every master) whether it has HERALD.ANNOUNCE; uses it if all do. */
+  async #detect(): Promise<void> {
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    try {
+      const infos = await this.#bounded(
+        Promise.all(nodes.map((n) => n.command('INFO', 'herald.announce') as Promise<unknown[]>)),
+      );
+      const has = nodes.length > 0 && infos.every((r) => Array.isArray(r) && Array.isArray(r[0]));
+      if (has !== this.#module)
+        this.#logger?.info(`redis store: announces through ${has ? 'the herald module' : 'the Lua script'}`);
+      this.#module = has;
+    } catch (err) {
+      this.#failed(err);
+    }
+  }
+
   /** Null when the store is usable; otherwise what is wrong (for `/health`). */
   health(): string | null {
     const status = this.client.status;
     if (status !== 'ready') return `redis ${status}`;
+    if (this.#moduleMissing) return 'redis: the herald module is not loaded (redis_module = "require")';
     if (Date.now() - this.#failedAt < 5000) return 'redis calls failing';
     return null;
   }
 
-  /** Resolves when connected (or rejects after `ms`): start-up waits for it, then goes on. */
-  ready(ms: number): Promise<void> {
+  /**
+   * Resolves when connected and the module check is done (or rejects after `ms`): start-up waits
+   * for it, then goes on.
+   */
+  async ready(ms: number): Promise<void> {
+    await this.#connected(ms);
+    await this.#detection;
+  }
+
+  #connected(ms: number): Promise<void> {
     if (this.client.status === 'ready') return Promise.resolve();
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
@@ -292,11 +341,9 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #sendBatch(items: Queued[], alone: boolean): void {
     const records = items.length === 1 ? items[0].record : Buffer.concat(items.map((q) => q.record));
-    this.#script<Buffer>('heraldAnnounceBatchBuffer', [
-      this.#indexes[items[0].b],
-      this.#prefix,
-      records,
-    ]).then(
+    const args = [this.#indexes[items[0].b], this.#prefix, records];
+    const viaModule = this.#module;
+    (viaModule ? this.#moduleAnnounce(args) : this.#script<Buffer>('heraldAnnounceBatchBuffer', args)).then(
       (r) => {
         let o = 0;
         for (const q of items) {
@@ -314,9 +361,38 @@ export class RedisSwarmStore implements SwarmStore {
         }
       },
       (err) => {
+        if (viaModule && unknownCommand(err)) {
+          if (this.#moduleMode === 'auto') {
+            // A server without the module (a new master after a failover, a restart without
+            // --loadmodule): the Lua script until the next connection's check.
+            if (this.#module)
+              this.#logger?.warn('redis store: HERALD.ANNOUNCE unknown, back to the Lua script');
+            this.#module = false;
+            this.#sendBatch(items, alone);
+            return;
+          }
+          this.#moduleMissing = true;
+        }
         const refusal = this.#refusal(err);
         for (const q of items) q.resolve(refusal);
       },
+    );
+  }
+
+  /**
+   * HERALD.ANNOUNCE (native/redis/herald.c) with ANNOUNCE_BATCH's arguments and reply. ioredis does
+   * not know the command's key: it is given, so that a Cluster routes the call by it (and follows
+   * its redirections, as for any command sent alone).
+   */
+  #moduleAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
+    const cmd = new Command('HERALD.ANNOUNCE', args, { replyEncoding: null });
+    (cmd as unknown as { keys: unknown[] }).keys = [args[0]];
+    const sent = (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
+    return this.#bounded(
+      sent.then((r) => {
+        this.#moduleMissing = false;
+        return r;
+      }),
     );
   }
 
@@ -627,6 +703,14 @@ export function keySlot(tag: string): number {
   return crc & 16383;
 }
 
+/** redis_module: see src/config/schema.ts. */
+export type RedisModuleMode = 'auto' | 'off' | 'require';
+
+/** The server does not know the command (no module loaded). */
+function unknownCommand(err: unknown): boolean {
+  return /unknown command/i.test(err instanceof Error ? err.message : String(err));
+}
+
 /** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
 function redirected(err: unknown): boolean {
   const m = err instanceof Error ? err.message : '';
@@ -655,7 +739,7 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
       return { host: m[1], port: Number(m[2]) };
     });
-    return new Cluster(seeds, {
+    const c = new Cluster(seeds, {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
       clusterRetryStrategy: backoff,
@@ -664,10 +748,19 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       retryDelayOnTryAgain: 200,
       maxRedirections: 16,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
-      // A failed-over master is noticed within a second even when no call is redirected.
-      slotsRefreshInterval: 1000,
+      // Refreshed by the interval below instead: ioredis's own re-arms its timer when a refresh
+      // in flight ends after disconnect(), and then keeps the process alive for ever (found by
+      // a test process that stayed alive after its last test: a 1 s ioredis timer, re-armed).
+      slotsRefreshInterval: 0,
       redisOptions: { ...common, ...auth },
     });
+    // A failed-over master is noticed within a second even when no call is redirected.
+    const refresh = setInterval(() => {
+      if (c.status === 'ready') c.refreshSlotsCache();
+    }, 1000);
+    refresh.unref();
+    c.once('end', () => clearInterval(refresh));
+    return c;
   }
   if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
   return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
