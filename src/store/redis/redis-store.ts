@@ -655,7 +655,7 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
       return { host: m[1], port: Number(m[2]) };
     });
-    return new Cluster(seeds, {
+    const client = new Cluster(seeds, {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
       clusterRetryStrategy: backoff,
@@ -664,13 +664,38 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       retryDelayOnTryAgain: 200,
       maxRedirections: 16,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
-      // A failed-over master is noticed within a second even when no call is redirected.
-      slotsRefreshInterval: 1000,
+      // Refreshed every second by refreshSlots() instead: see there.
+      slotsRefreshInterval: 0,
       redisOptions: { ...common, ...auth },
     });
+    return refreshSlots(client);
   }
   if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
   return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
+}
+
+/** A Cluster's slots are refreshed this often (a failed-over master is noticed even when no call is redirected). */
+export const SLOTS_REFRESH_MS = 1000;
+
+/**
+ * Refreshes `client`'s slots every SLOTS_REFRESH_MS while it is ready, until it ends. Not
+ * ioredis's own `slotsRefreshInterval`: a refresh still in flight when the client is closed
+ * (`quit()`, `disconnect()`) schedules the next round anyway, and so on forever (ioredis 5.11),
+ * which kept a stopped Herald's process alive (rtc-swarms.test.ts "leaves no timer").
+ */
+function refreshSlots(client: Cluster): Cluster {
+  const timer = setInterval(() => {
+    if (client.status === 'ready') client.refreshSlotsCache();
+    else if (client.status === 'end') clearInterval(timer);
+  }, SLOTS_REFRESH_MS);
+  timer.unref();
+  client.once('end', () => clearInterval(timer));
+  return client;
+}
+
+/** Another connection with `client`'s options (a subscriber's), its slots refreshed as `client`'s are. */
+export function duplicateRedis(client: Redis | Cluster): Redis | Cluster {
+  return client instanceof Cluster ? refreshSlots(client.duplicate()) : client.duplicate();
 }
 
 function credentials(text: string): { username?: string; password?: string } {
