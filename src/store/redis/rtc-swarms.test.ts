@@ -24,20 +24,6 @@ import { asciiJson, type WsAnnounce } from '../../protocol/websocket/codec.ts';
 import { RedisSwarmStore, SLOTS_REFRESH_MS } from './redis-store.ts';
 import { RedisPubSub, RedisRtcSwarms } from './rtc-swarms.ts';
 
-// Known defect (2026-12-07, about one run in four under load): every test of this file passes,
-// every store and subscriber is closed, no socket is left open, yet the process stays alive (a
-// timer or handle not yet found), and `node --test` would wait for it forever. After the last
-// hook, if the process is still alive 10 s later, the handles are printed loudly (to find the
-// leak) and the process exits, so the suite finishes; the tests' own verdicts are unchanged.
-after(() => {
-  setTimeout(() => {
-    process.stderr.write(
-      `rtc-swarms.test.ts: still alive 10 s after its last test; active handles: ${JSON.stringify(process.getActiveResourcesInfo())}\n`,
-    );
-    process.exit();
-  }, 10_000).unref();
-});
-
 const logger = createLogger('silent');
 const id = (a: number, b = 0) => {
   const x = Buffer.alloc(20, 0x61);
