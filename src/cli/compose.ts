@@ -22,7 +22,6 @@ import { parseHostPort } from '../core/address.ts';
 import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { ConnectionLimit } from '../core/connection-limit.ts';
-import { TrackerError } from '../core/errors.ts';
 import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -307,13 +306,15 @@ export function createTracker(
         },
       })
     : null;
-  // The owner's accounting step; it tells the connectable check whose announce the store sees next.
+  // The owner's accounting step; with the connectable check on, the request carries whose announce
+  // it is on to the store (ConnectableStore).
   const accountStep: AccountStep | undefined = accountant
     ? (req, member, torrent, now) => {
-        const v = accountant.account(req, member, torrent, now);
-        if (connectable !== null && !(v instanceof TrackerError))
-          connectable.identify(req, member.id, torrent.id);
-        return v;
+        if (connectable !== null) {
+          req.memberId = member.id;
+          req.torrentId = torrent.id;
+        }
+        return accountant.account(req, member, torrent, now);
       }
     : undefined;
   // Private mode on Redis: accounting from the baselines the announce script returns, download

@@ -85,8 +85,7 @@ test('a result stands for `interval` seconds, then the endpoint is checked again
   });
   try {
     const req = announceOf(hash, peer.port);
-    c.identify(req, 7, 70);
-    c.note(req, clock.now());
+    c.note(req, clock.now(), 7, 70);
     await until('the first check', () => c.stats().checks === 1);
     assert.equal(c.verdict(req.ip, req.port), true);
     assert.deepEqual(
@@ -95,11 +94,9 @@ test('a result stands for `interval` seconds, then the endpoint is checked again
     );
     // Another torrent of the same member on the same endpoint: recorded from the result at once.
     const other = announceOf(new Uint8Array(20).fill(8), peer.port);
-    c.identify(other, 7, 71);
-    c.note(other, clock.now());
+    c.note(other, clock.now(), 7, 71);
     assert.deepEqual(recorded.at(-1)?.torrentId, 71);
-    // An announce not attributed (identify was for another request) records nothing.
-    c.identify(other, 8, 80);
+    // An announce not attributed (no member and torrent) records nothing.
     c.note(req, clock.now());
     assert.equal(recorded.length, 2);
     clock.advance(59);

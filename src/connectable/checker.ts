@@ -139,9 +139,6 @@ export class ConnectableChecker {
   #queueHead = 0;
   readonly #sockets = new Set<Socket>();
   #closed = false;
-  /** Who the next `note` is for (see `identify`). */
-  #whoReq: AnnounceRequest | null = null;
-  #whoKey = '';
   readonly counts = {
     checks: 0,
     connectable: 0,
@@ -158,24 +155,12 @@ export class ConnectableChecker {
   }
 
   /**
-   * Private mode: the announce `req` that the store is about to see is member `memberId`'s on
-   * torrent `torrentId`. The owner's accounting step calls this right before the store's announce
-   * of the same request object (TrackerService, ShardedSwarmStore), with nothing in between; a
-   * WebSocket announce runs the accounting step only, and its request is never the one the store
-   * sees next, so it is never attributed.
-   */
-  identify(req: AnnounceRequest, memberId: number, torrentId: number): void {
-    this.#whoReq = req;
-    this.#whoKey = `${memberId}:${torrentId}`;
-  }
-
-  /**
    * An announce the store accepted: a new endpoint (or one whose result is older than `interval`)
-   * is queued for a check. O(1); nothing is awaited.
+   * is queued for a check. O(1); nothing is awaited. In private mode, `memberId` and `torrentId`
+   * say whose announce it is: the endpoint's result is recorded for them.
    */
-  note(req: AnnounceRequest, now: number): void {
-    const who = this.#whoReq === req ? this.#whoKey : null;
-    this.#whoReq = null;
+  note(req: AnnounceRequest, now: number, memberId?: number, torrentId?: number): void {
+    const who = memberId === undefined || torrentId === undefined ? null : `${memberId}:${torrentId}`;
     if (req.event === AnnounceEvent.stopped || this.#closed) return;
     const key = endpointKey(req.ip, req.port);
     let e = this.#entries.get(key);

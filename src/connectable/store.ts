@@ -31,11 +31,7 @@ export class ConnectableStore implements SwarmStore {
     now: number,
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
     const r = this.#inner.announce(req, now);
-    if (r instanceof Promise) return later(r, req, null, now, this.#checker, this.#filter);
-    if (r instanceof TrackerError) return r;
-    this.#checker.note(req, now);
-    if (this.#filter) this.#checker.filterPeers(req, r);
-    return r;
+    return checked(r, req, req.memberId, req.torrentId, now, this.#checker, this.#filter);
   }
 
   scrape(infoHashes: readonly Uint8Array[], now: number): ScrapeEntry[] | Promise<ScrapeEntry[]> {
@@ -71,44 +67,35 @@ export function connectableDispatch(
   checker: ConnectableChecker,
   filter: boolean,
 ): Dispatch {
-  return (req, ctx, now) => {
-    const r = dispatch(req, ctx, now);
-    const who =
-      ctx.member !== null && ctx.torrent !== null
-        ? { memberId: ctx.member.id, torrentId: ctx.torrent.id }
-        : null;
-    if (r instanceof Promise) return later(r, req, who, now, checker, filter);
-    if (r instanceof TrackerError) return r;
-    if (who !== null) checker.identify(req, who.memberId, who.torrentId);
-    checker.note(req, now);
-    if (filter) checker.filterPeers(req, r);
-    return r;
-  };
+  return (req, ctx, now) =>
+    checked(dispatch(req, ctx, now), req, ctx.member?.id, ctx.torrent?.id, now, checker, filter);
 }
 
 /**
- * The check of an announce whose answer is a promise: what it needs of `req` is copied now (the
- * caller may reuse the request once the store has read it), and it is noted only if the announce
- * was accepted.
+ * The check of announce `req` (member `memberId`'s on torrent `torrentId` in private mode) once
+ * the store answered `r`: noted only if the announce was accepted. When the answer is a promise,
+ * what the check needs of `req` is copied now (the caller may reuse the request once the store
+ * has read it).
  */
-function later(
-  r: Promise<AnnounceResult | TrackerError>,
+function checked(
+  r: AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError>,
   req: AnnounceRequest,
-  who: { memberId: number; torrentId: number } | null,
+  memberId: number | undefined,
+  torrentId: number | undefined,
   now: number,
   checker: ConnectableChecker,
   filter: boolean,
-): Promise<AnnounceResult | TrackerError> {
-  const copy: AnnounceRequest = {
-    ...req,
-    ip: Uint8Array.from(req.ip),
-    infoHash: Uint8Array.from(req.infoHash),
-  };
-  return r.then((v) => {
-    if (v instanceof TrackerError) return v;
-    if (who !== null) checker.identify(copy, who.memberId, who.torrentId);
-    checker.note(copy, now);
-    if (filter) checker.filterPeers(copy, v);
-    return v;
-  });
+): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> {
+  if (r instanceof Promise) {
+    const copy: AnnounceRequest = {
+      ...req,
+      ip: Uint8Array.from(req.ip),
+      infoHash: Uint8Array.from(req.infoHash),
+    };
+    return r.then((v) => checked(v, copy, memberId, torrentId, now, checker, filter));
+  }
+  if (r instanceof TrackerError) return r;
+  checker.note(req, now, memberId, torrentId);
+  if (filter) checker.filterPeers(req, r);
+  return r;
 }

@@ -39,6 +39,13 @@ export interface AnnounceRequest {
   numWant: number;
   /** True when the response will list peers as dictionaries with peer ids (HTTP `compact=0`). */
   wantPeerIds: boolean;
+  /**
+   * Private mode with the connectable check on: the member and torrent the announce is accounted
+   * to, set by the accounting step (in the process that owns the swarm) before the store sees the
+   * request; the check records its result for them (ConnectableStore). Absent otherwise.
+   */
+  memberId?: number;
+  torrentId?: number;
 }
 
 /**

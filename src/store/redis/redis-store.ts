@@ -739,7 +739,7 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
       return { host: m[1], port: Number(m[2]) };
     });
-    const c = new Cluster(seeds, {
+    const client = new Cluster(seeds, {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
       clusterRetryStrategy: backoff,
@@ -748,22 +748,38 @@ export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
       retryDelayOnTryAgain: 200,
       maxRedirections: 16,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
-      // Refreshed by the interval below instead: ioredis's own re-arms its timer when a refresh
-      // in flight ends after disconnect(), and then keeps the process alive for ever (found by
-      // a test process that stayed alive after its last test: a 1 s ioredis timer, re-armed).
+      // Refreshed every second by refreshSlots() instead: see there.
       slotsRefreshInterval: 0,
       redisOptions: { ...common, ...auth },
     });
-    // A failed-over master is noticed within a second even when no call is redirected.
-    const refresh = setInterval(() => {
-      if (c.status === 'ready') c.refreshSlotsCache();
-    }, 1000);
-    refresh.unref();
-    c.once('end', () => clearInterval(refresh));
-    return c;
+    return refreshSlots(client);
   }
   if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
   return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
+}
+
+/** A Cluster's slots are refreshed this often (a failed-over master is noticed even when no call is redirected). */
+export const SLOTS_REFRESH_MS = 1000;
+
+/**
+ * Refreshes `client`'s slots every SLOTS_REFRESH_MS while it is ready, until it ends. Not
+ * ioredis's own `slotsRefreshInterval`: a refresh still in flight when the client is closed
+ * (`quit()`, `disconnect()`) schedules the next round anyway, and so on forever (ioredis 5.11),
+ * which kept a stopped Herald's process alive (rtc-swarms.test.ts "leaves no timer").
+ */
+function refreshSlots(client: Cluster): Cluster {
+  const timer = setInterval(() => {
+    if (client.status === 'ready') client.refreshSlotsCache();
+    else if (client.status === 'end') clearInterval(timer);
+  }, SLOTS_REFRESH_MS);
+  timer.unref();
+  client.once('end', () => clearInterval(timer));
+  return client;
+}
+
+/** Another connection with `client`'s options (a subscriber's), its slots refreshed as `client`'s are. */
+export function duplicateRedis(client: Redis | Cluster): Redis | Cluster {
+  return client instanceof Cluster ? refreshSlots(client.duplicate()) : client.duplicate();
 }
 
 function credentials(text: string): { username?: string; password?: string } {

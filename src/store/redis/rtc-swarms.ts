@@ -19,7 +19,14 @@ import {
   offerHead,
   type WsAnnounce,
 } from '../../protocol/websocket/codec.ts';
-import { BUCKETS, bucketOf, byBucket, eachBucket, type RedisSwarmStore } from './redis-store.ts';
+import {
+  BUCKETS,
+  bucketOf,
+  byBucket,
+  duplicateRedis,
+  eachBucket,
+  type RedisSwarmStore,
+} from './redis-store.ts';
 import {
   INSTANCE_BYTES,
   type RtcRelayMessage,
@@ -82,7 +89,7 @@ export class RedisPubSub implements RtcTransport {
     this.#store = store;
     this.#prefix = `${store.prefix}:rtc:`;
     const mine = this.#channel(instance);
-    this.#sub = store.client.duplicate();
+    this.#sub = duplicateRedis(store.client);
     this.#sub.on('error', () => {});
     this.#sub.on('messageBuffer', (_channel: Buffer, payload: Buffer) => this.onMessage(payload));
     let done: () => void = () => {};
