@@ -12,6 +12,7 @@ import {
   type Flag,
   type MemberPending,
   type MemberTorrentPending,
+  type MemberTorrentRows,
   writeBatch,
 } from './flush-writer.ts';
 import { NO_RULES, type PeerRules, Rules } from './rules.ts';
@@ -61,7 +62,14 @@ interface Holding extends Allowance {
   seeders: number;
   /** Seeding time is credited up to here: it advances at most at the speed of the clock. */
   seededTo: number;
+  /** Its baselines (`peers` of them), found by peer id without a key string per announce. */
+  baselines: PeerState[];
+  /** The same by peer id, once there are more than `SCAN_PEERS` (no peer limit configured). */
+  byPeerId: Map<string, PeerState> | null;
 }
+
+/** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
+const SCAN_PEERS = 8;
 
 /**
  * An announce as a shared store (Redis) answered it: the peer's previous baseline, from whichever
@@ -84,6 +92,11 @@ interface PeerState {
   holding: Holding;
   /** The address of the previous announce: the bytes reported now moved through it. */
   link: Link;
+  /** The peer id, as a latin1 string (made once, at the peer's first announce). */
+  peerId: string;
+  /** Neighbours in least-recently-announced order (null at either end). */
+  older: PeerState | null;
+  newer: PeerState | null;
 }
 
 export interface AccountantOptions {
@@ -118,9 +131,11 @@ export interface AccountantOptions {
  * address (IPv4, IPv6 /64) is credited at most `maxRate` over all members and torrents: one link
  * carries no more than that, however many accounts share it.
  *
- * Memory: at most `maxPeers` baselines, kept in least-recently-announced order (a `Map`'s
- * insertion order: an announce moves its peer to the end), so the oldest is evicted first and
- * expiry stops at the first live one. A forgotten peer's next announce is a new baseline: the gap
+ * Memory: at most `maxPeers` baselines, kept in least-recently-announced order (a list through
+ * the baselines themselves: an announce moves its peer to the end, with no allocation and no
+ * map entry deleted and added again), so the oldest is evicted first and expiry stops at the
+ * first live one. A baseline is found from its member × torrent holding (small-integer maps,
+ * then its few peer ids compared byte by byte): an announce builds no key string. A forgotten peer's next announce is a new baseline: the gap
  * is not credited, never credited twice. Member × torrent and address state lives exactly as long
  * as a baseline refers to it.
  *
@@ -130,7 +145,10 @@ export interface AccountantOptions {
 export class Accountant {
   #o: AccountantOptions;
   #reg: Registry | null = null;
-  #peers = new Map<string, PeerState>();
+  /** Baselines held, and the least and most recently announced of them. */
+  #count = 0;
+  #oldest: PeerState | null = null;
+  #newest: PeerState | null = null;
   /** member id → torrent id → holding. */
   #holdings = new Map<number, Map<number, Holding>>();
   #links = new Map<string, Link>();
@@ -139,7 +157,16 @@ export class Accountant {
   /** The private-community verdicts (src/accounting/rules.ts), over these baselines. */
   readonly rules: Rules;
   #members = new Map<number, MemberPending>();
-  #memberTorrents = new Map<string, MemberTorrentPending>();
+  /** member id → torrent id → pending row; `#rows` of them. */
+  #memberTorrents: MemberTorrentRows = new Map();
+  #rows = 0;
+  /**
+   * Pending sums written by a flush that succeeded, reused by the next announces: a flush
+   * interval's rows otherwise live just long enough to be promoted to the old generation, then
+   * die there (with a 1 MiB young generation, a good part of a private announce's GC cost).
+   */
+  #freeRows: MemberTorrentPending[] = [];
+  #freeMembers: MemberPending[] = [];
   #flags: Flag[] = [];
   /** `credit`'s answer, reused by every announce. */
   #credit: Credit = { up: 0, down: 0 };
@@ -201,9 +228,7 @@ export class Accountant {
     now: number,
     shared?: SharedAnnounce,
   ): AccountVerdict {
-    const peerId = binaryString(req.peerId);
-    const key = `${torrent.id}:${member.id}:${peerId}`;
-    let prev = this.#peers.get(key);
+    let prev = this.#find(member.id, torrent.id, req.peerId);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
       verdict = this.rules.judge(prev === undefined ? null : prev.at, req, member.id, torrent.id, now);
@@ -212,7 +237,7 @@ export class Accountant {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
       const since = Math.min(shared.previous.at, now - 1);
-      prev = this.#remember(key, req, member.id, torrent.id, shared.previous.seeding, since, now);
+      prev = this.#remember(req, member.id, torrent.id, shared.previous.seeding, since, now);
     }
     // The baseline the delta is computed from: this process's own, or the shared store's.
     const base = shared === undefined ? prev : (shared.previous ?? undefined);
@@ -258,23 +283,25 @@ export class Accountant {
       }
     }
     if (req.event === AnnounceEvent.stopped) {
-      if (prev !== undefined) this.#forget(key, prev);
-    } else if (prev === undefined) this.#remember(key, req, member.id, torrent.id, seeding, now - 1, now);
+      if (prev !== undefined) this.#forget(prev);
+    } else if (prev === undefined) this.#remember(req, member.id, torrent.id, seeding, now - 1, now);
     else {
       prev.uploaded = req.uploaded;
       prev.downloaded = req.downloaded;
       prev.at = now;
       if (prev.seeding !== seeding) prev.holding.seeders += seeding ? 1 : -1;
       prev.seeding = seeding;
-      const link = this.#link(req, now - 1);
-      if (link !== prev.link) {
+      if (!sameAddress(prev.link.key, req)) {
+        const link = this.#link(req, now - 1);
         this.#release(prev.link);
         link.peers++;
         prev.link = link;
       }
       // Least recently announced first: move this peer to the end.
-      this.#peers.delete(key);
-      this.#peers.set(key, prev);
+      if (prev !== this.#newest) {
+        this.#unlink(prev);
+        this.#append(prev);
+      }
     }
 
     const snap = this.#o.snapshot();
@@ -287,30 +314,28 @@ export class Accountant {
 
     let m = this.#members.get(member.id);
     if (m === undefined) {
-      m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
+      m = this.#freeMembers.pop();
+      if (m === undefined)
+        m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
+      else {
+        addTraffic(m, -m.uploaded, -m.downloaded, -m.rawUploaded, -m.rawDownloaded, -m.seedTime);
+        m.lastAt = now;
+      }
       this.#members.set(member.id, m);
     }
     addTraffic(m, up, down, du, dd, seed);
     m.lastAt = now;
 
-    const mtKey = `${member.id}:${torrent.id}`;
-    let mt = this.#memberTorrents.get(mtKey);
+    let byTorrent = this.#memberTorrents.get(member.id);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      this.#memberTorrents.set(member.id, byTorrent);
+    }
+    let mt = byTorrent.get(torrent.id);
     if (mt === undefined) {
-      mt = {
-        memberId: member.id,
-        torrentId: torrent.id,
-        uploaded: 0,
-        downloaded: 0,
-        rawUploaded: 0,
-        rawDownloaded: 0,
-        seedTime: 0,
-        lastAt: now,
-        announces: 0,
-        completedAt: 0,
-        firstAt: now,
-        state: 0,
-      };
-      this.#memberTorrents.set(mtKey, mt);
+      mt = this.#newRow(member.id, torrent.id, now);
+      byTorrent.set(torrent.id, mt);
+      this.#rows++;
     }
     addTraffic(mt, up, down, du, dd, seed);
     mt.announces++;
@@ -324,6 +349,47 @@ export class Accountant {
     return verdict;
   }
 
+  /** A pending member × torrent row with nothing in it yet (a written one reused, or a new one). */
+  #newRow(memberId: number, torrentId: number, now: number): MemberTorrentPending {
+    const r = this.#freeRows.pop();
+    if (r === undefined)
+      return {
+        memberId,
+        torrentId,
+        uploaded: 0,
+        downloaded: 0,
+        rawUploaded: 0,
+        rawDownloaded: 0,
+        seedTime: 0,
+        lastAt: now,
+        announces: 0,
+        completedAt: 0,
+        firstAt: now,
+        state: 0,
+      };
+    r.memberId = memberId;
+    r.torrentId = torrentId;
+    r.uploaded = 0;
+    r.downloaded = 0;
+    r.rawUploaded = 0;
+    r.rawDownloaded = 0;
+    r.seedTime = 0;
+    r.lastAt = now;
+    r.announces = 0;
+    r.completedAt = 0;
+    r.firstAt = now;
+    r.state = 0;
+    return r;
+  }
+
+  /** A written batch's pending sums, for reuse (nothing else refers to them any more). */
+  #recycle(batch: Batch): void {
+    const cap = this.#o.maxPeers;
+    for (const m of batch.members.values()) if (this.#freeMembers.length < cap) this.#freeMembers.push(m);
+    for (const byTorrent of batch.memberTorrents.values())
+      for (const r of byTorrent.values()) if (this.#freeRows.length < cap) this.#freeRows.push(r);
+  }
+
   /**
    * With a shared store (Redis, several instances): the rule the store cannot decide, checked
    * before the store is asked (see `Rules.admit`).
@@ -334,7 +400,7 @@ export class Accountant {
 
   /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
   knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
-    const p = this.#peers.get(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
+    const p = this.#find(member.id, torrent.id, req.peerId);
     return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
   }
 
@@ -367,7 +433,6 @@ export class Accountant {
 
   /** A new baseline: evicts the least recently announced peer when full. */
   #remember(
-    key: string,
     req: AnnounceRequest,
     memberId: number,
     torrentId: number,
@@ -375,12 +440,9 @@ export class Accountant {
     since: number,
     now: number,
   ): PeerState {
-    if (this.#peers.size >= this.#o.maxPeers) {
-      const oldest = this.#peers.entries().next().value;
-      if (oldest !== undefined) {
-        this.#forget(oldest[0], oldest[1]);
-        this.counts.evicted++;
-      }
+    if (this.#count >= this.#o.maxPeers && this.#oldest !== null) {
+      this.#forget(this.#oldest);
+      this.counts.evicted++;
     }
     let byTorrent = this.#holdings.get(memberId);
     if (byTorrent === undefined) {
@@ -391,7 +453,18 @@ export class Accountant {
     if (holding === undefined) {
       // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
       // baseline credits nothing, so nothing more can be owed yet.
-      holding = { memberId, torrentId, up: 0, down: 0, at: since, peers: 0, seeders: 0, seededTo: 0 };
+      holding = {
+        memberId,
+        torrentId,
+        up: 0,
+        down: 0,
+        at: since,
+        peers: 0,
+        seeders: 0,
+        seededTo: 0,
+        baselines: [],
+        byPeerId: null,
+      };
       byTorrent.set(torrentId, holding);
     }
     holding.peers++;
@@ -399,14 +472,65 @@ export class Accountant {
     if (seeding) holding.seeders++;
     const link = this.#link(req, since);
     link.peers++;
-    const p = { uploaded: req.uploaded, downloaded: req.downloaded, at: now, seeding, holding, link };
-    this.#peers.set(key, p);
+    const p: PeerState = {
+      uploaded: req.uploaded,
+      downloaded: req.downloaded,
+      at: now,
+      seeding,
+      holding,
+      link,
+      peerId: binaryString(req.peerId),
+      older: null,
+      newer: null,
+    };
+    holding.baselines.push(p);
+    if (holding.byPeerId !== null) holding.byPeerId.set(p.peerId, p);
+    else if (holding.baselines.length > SCAN_PEERS)
+      holding.byPeerId = new Map(holding.baselines.map((b) => [b.peerId, b]));
+    this.#append(p);
+    this.#count++;
     return p;
   }
 
-  #forget(key: string, p: PeerState): void {
-    this.#peers.delete(key);
+  /** The baseline of a member's peer id on a torrent, if one is held. */
+  #find(memberId: number, torrentId: number, peerId: Uint8Array): PeerState | undefined {
+    const h = this.#holdings.get(memberId)?.get(torrentId);
+    if (h === undefined) return undefined;
+    if (h.byPeerId !== null) return h.byPeerId.get(binaryString(peerId));
+    const list = h.baselines;
+    for (let i = 0; i < list.length; i++) if (samePeerId(list[i].peerId, peerId)) return list[i];
+    return undefined;
+  }
+
+  /** Puts a baseline at the most recently announced end of the list. */
+  #append(p: PeerState): void {
+    p.older = this.#newest;
+    p.newer = null;
+    if (this.#newest === null) this.#oldest = p;
+    else this.#newest.newer = p;
+    this.#newest = p;
+  }
+
+  #unlink(p: PeerState): void {
+    if (p.older === null) this.#oldest = p.newer;
+    else p.older.newer = p.newer;
+    if (p.newer === null) this.#newest = p.older;
+    else p.newer.older = p.older;
+    p.older = null;
+    p.newer = null;
+  }
+
+  #forget(p: PeerState): void {
+    this.#unlink(p);
+    this.#count--;
     const h = p.holding;
+    const list = h.baselines;
+    const i = list.indexOf(p);
+    if (i >= 0) {
+      list[i] = list[list.length - 1];
+      list.pop();
+    }
+    h.byPeerId?.delete(p.peerId);
     if (p.seeding) h.seeders--;
     const n = (this.#memberPeers.get(h.memberId) ?? 1) - 1;
     if (n === 0) this.#memberPeers.delete(h.memberId);
@@ -437,12 +561,12 @@ export class Accountant {
 
   /** Baselines held (tests and /stats): at most `maxPeers`. */
   get peers(): number {
-    return this.#peers.size;
+    return this.#count;
   }
 
   /** Pending member-torrent rows (tests and /stats). */
   get pending(): number {
-    return this.#memberTorrents.size;
+    return this.#rows;
   }
 
   start(): void {
@@ -466,7 +590,7 @@ export class Accountant {
     }
     this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
       members: this.#members.size,
-      rows: this.#memberTorrents.size,
+      rows: this.#rows,
       flags: this.#flags.length,
       ...creditOf(this.#members),
     });
@@ -487,7 +611,7 @@ export class Accountant {
 
   /** Whether nothing waits to be written. */
   get idle(): boolean {
-    return this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0;
+    return this.#members.size === 0 && this.#rows === 0 && this.#flags.length === 0;
   }
 
   /** Everything pending, taken out; null when nothing is. */
@@ -497,6 +621,7 @@ export class Accountant {
     const batch: Batch = { members: this.#members, memberTorrents: this.#memberTorrents, flags: this.#flags };
     this.#members = new Map();
     this.#memberTorrents = new Map();
+    this.#rows = 0;
     this.#flags = [];
     return batch;
   }
@@ -511,14 +636,14 @@ export class Accountant {
     const b = this.#take();
     return b === null
       ? null
-      : { members: [...b.members], memberTorrents: [...b.memberTorrents], flags: b.flags };
+      : { members: [...b.members], memberTorrents: wireRows(b.memberTorrents), flags: b.flags };
   }
 
   /** The primary: adds a worker's batch to what the next flush writes. */
   absorb(w: WireBatch): void {
     this.#mergeBack({
       members: new Map(w.members),
-      memberTorrents: new Map(w.memberTorrents),
+      memberTorrents: rowsFromWire(w.memberTorrents),
       flags: w.flags,
     });
   }
@@ -533,6 +658,7 @@ export class Accountant {
     if (this.#failedFlushes < ISOLATE_AFTER) {
       const err = await this.#tryWrite(batch);
       if (err === null) {
+        this.#recycle(batch);
         this.#failedFlushes = 0;
         this.#upToDateAt = started;
       } else {
@@ -605,10 +731,19 @@ export class Accountant {
         addTraffic(cur, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime);
       }
     }
-    for (const [k, mt] of memberTorrents) {
-      const cur = this.#memberTorrents.get(k);
-      if (cur === undefined) this.#memberTorrents.set(k, mt);
-      else {
+    for (const [memberId, rows] of memberTorrents) {
+      let byTorrent = this.#memberTorrents.get(memberId);
+      if (byTorrent === undefined) {
+        byTorrent = new Map();
+        this.#memberTorrents.set(memberId, byTorrent);
+      }
+      for (const [torrentId, mt] of rows) {
+        const cur = byTorrent.get(torrentId);
+        if (cur === undefined) {
+          byTorrent.set(torrentId, mt);
+          this.#rows++;
+          continue;
+        }
         addTraffic(cur, mt.uploaded, mt.downloaded, mt.rawUploaded, mt.rawDownloaded, mt.seedTime);
         cur.announces += mt.announces;
         cur.firstAt = Math.min(cur.firstAt, mt.firstAt);
@@ -647,11 +782,45 @@ export class Accountant {
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
     // Oldest first: the first live baseline ends the scan.
-    for (const [k, p] of this.#peers) {
-      if (p.at >= cutoff) break;
-      this.#forget(k, p);
-    }
+    while (this.#oldest !== null && this.#oldest.at < cutoff) this.#forget(this.#oldest);
   }
+}
+
+/** Whether a latin1 peer id string holds the bytes of `b` (no string made for `b`). */
+function samePeerId(s: string, b: Uint8Array): boolean {
+  if (s.length !== b.length) return false;
+  for (let i = 0; i < b.length; i++) if (s.charCodeAt(i) !== b[i]) return false;
+  return true;
+}
+
+/** Whether an address key (see `#link`) is the announce's address (IPv4, or IPv6 /64). */
+function sameAddress(key: string, req: AnnounceRequest): boolean {
+  const n = req.family === 4 ? 4 : 8;
+  if (key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== req.ip[i]) return false;
+  return true;
+}
+
+/** Pending rows as a worker sends them (WireBatch: `member:torrent` keys, as before). */
+function wireRows(rows: MemberTorrentRows): [string, MemberTorrentPending][] {
+  const out: [string, MemberTorrentPending][] = [];
+  for (const [memberId, byTorrent] of rows)
+    for (const [torrentId, r] of byTorrent) out.push([`${memberId}:${torrentId}`, r]);
+  return out;
+}
+
+/** A worker's pending rows, by member and torrent again (the rows carry both ids). */
+function rowsFromWire(wire: [string, MemberTorrentPending][]): MemberTorrentRows {
+  const rows: MemberTorrentRows = new Map();
+  for (const [, r] of wire) {
+    let byTorrent = rows.get(r.memberId);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      rows.set(r.memberId, byTorrent);
+    }
+    byTorrent.set(r.torrentId, r);
+  }
+  return rows;
 }
 
 /** Credited bytes in a batch, for logs. */
@@ -702,7 +871,7 @@ function byMember(batch: Batch): Batch[] {
     return g;
   };
   for (const [id, m] of batch.members) group(id).members.set(id, m);
-  for (const [k, mt] of batch.memberTorrents) group(mt.memberId).memberTorrents.set(k, mt);
+  for (const [id, rows] of batch.memberTorrents) group(id).memberTorrents.set(id, rows);
   for (const f of batch.flags) group(f.memberId).flags.push(f);
   return [...groups.values()];
 }
