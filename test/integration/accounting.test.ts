@@ -424,3 +424,18 @@ describe('accounting on sqlite: the database locked by another process', () => {
       assert.equal((await reg.member(m.id)).uploaded, 1500, 'every delta written exactly once');
     }));
 });
+
+test('a SQLite database file is opened with a page cache of 64 MiB: the flush rewrites member_torrents pages that outgrow the default 2 MiB', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cache-'));
+  try {
+    const db = await openDatabase('sqlite:', dir);
+    try {
+      const r = await sql<{ cache_size: number }>`PRAGMA cache_size`.execute(db.kysely);
+      assert.equal(Number(r.rows[0].cache_size), -65536, 'KiB, as SQLite reports a size set in KiB');
+    } finally {
+      await db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
