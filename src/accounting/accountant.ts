@@ -184,6 +184,8 @@ export class Accountant {
     flagsDropped: 0,
     credited: 0,
     dropped: 0,
+    /** Flushes written a second time, checked, after a removed torrent broke a foreign key. */
+    rewrites: 0,
     evicted: 0,
   };
 
@@ -716,7 +718,8 @@ export class Accountant {
   }
 
   async #write(reg: Registry, batch: Batch): Promise<void> {
-    const dropped = await writeBatch(reg, batch);
+    const { dropped, rewritten } = await writeBatch(reg, batch);
+    if (rewritten) this.counts.rewrites++;
     if (dropped > 0) {
       this.counts.dropped += dropped;
       this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });

@@ -54,7 +54,8 @@ export interface Flag {
 
 /**
  * Writes one batch in one transaction; resolves the number of rows dropped because their torrent or
- * member no longer exists, rejects when the transaction failed (nothing of it is written).
+ * member no longer exists and whether the batch had to be written again checked (`rewritten`),
+ * rejects when the transaction failed (nothing of it is written).
  *
  * Optimistic: the rows are written without first reading which torrents and members still exist
  * (two `SELECT … IN` per 500 ids, with their result rows, were a tenth of a private announce's
@@ -62,12 +63,15 @@ export interface Flag {
  * the whole transaction rolls back (nothing of it written), and the batch is written again,
  * checked, in a new one: each row is still written once or dropped.
  */
-export async function writeBatch(reg: Registry, batch: Batch): Promise<number> {
+export async function writeBatch(
+  reg: Registry,
+  batch: Batch,
+): Promise<{ dropped: number; rewritten: boolean }> {
   try {
-    return await writeOnce(reg, batch, false);
+    return { dropped: await writeOnce(reg, batch, false), rewritten: false };
   } catch (err) {
     if (!foreignKeyBroken(err)) throw err;
-    return writeOnce(reg, batch, true);
+    return { dropped: await writeOnce(reg, batch, true), rewritten: true };
   }
 }
 
