@@ -105,3 +105,40 @@ test('at maxPeers the least recently announced baseline is evicted (an announce 
     assert.equal((await credited()).member, 30);
   });
 });
+
+test("written sums are kept for reuse only as many as this process made (the workers' primary, which accounts no announce, keeps none)", async () => {
+  await withAccountant(1000, async (a, m, t, credited) => {
+    for (let p = 1; p <= 3; p++) a.account(req(p, { event: AnnounceEvent.started }), m, t, T0);
+    await credited();
+    assert.equal(a.reusable, 2, 'one member sum and one member × torrent row');
+    // A batch another process accounted (what the primary absorbs from a worker): written, not kept.
+    const wire = {
+      members: [
+        [m.id, { uploaded: 7, downloaded: 0, rawUploaded: 7, rawDownloaded: 0, seedTime: 0, lastAt: T0 }],
+      ],
+      memberTorrents: [
+        [
+          `${m.id}:${t.id}`,
+          {
+            memberId: m.id,
+            torrentId: t.id,
+            uploaded: 7,
+            downloaded: 0,
+            rawUploaded: 7,
+            rawDownloaded: 0,
+            seedTime: 0,
+            lastAt: T0,
+            announces: 1,
+            completedAt: 0,
+            firstAt: T0,
+            state: 2,
+          },
+        ],
+      ],
+      flags: [],
+    } as Parameters<Accountant['absorb']>[0];
+    a.absorb(wire);
+    assert.equal((await credited()).member, 7);
+    assert.equal(a.reusable, 2, 'still only the two it made');
+  });
+});

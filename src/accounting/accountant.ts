@@ -167,6 +167,13 @@ export class Accountant {
    */
   #freeRows: MemberTorrentPending[] = [];
   #freeMembers: MemberPending[] = [];
+  /**
+   * Sums this process's announces started since the last reuse: at most that many are kept for
+   * the next interval (the workers' primary, which accounts no announce, keeps none of the rows
+   * it writes for them).
+   */
+  #madeRows = 0;
+  #madeMembers = 0;
   #flags: Flag[] = [];
   /** `credit`'s answer, reused by every announce. */
   #credit: Credit = { up: 0, down: 0 };
@@ -316,6 +323,7 @@ export class Accountant {
 
     let m = this.#members.get(member.id);
     if (m === undefined) {
+      this.#madeMembers++;
       m = this.#freeMembers.pop();
       if (m === undefined)
         m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
@@ -353,6 +361,7 @@ export class Accountant {
 
   /** A pending member × torrent row with nothing in it yet (a written one reused, or a new one). */
   #newRow(memberId: number, torrentId: number, now: number): MemberTorrentPending {
+    this.#madeRows++;
     const r = this.#freeRows.pop();
     if (r === undefined)
       return {
@@ -386,10 +395,18 @@ export class Accountant {
 
   /** A written batch's pending sums, for reuse (nothing else refers to them any more). */
   #recycle(batch: Batch): void {
-    const cap = this.#o.maxPeers;
-    for (const m of batch.members.values()) if (this.#freeMembers.length < cap) this.#freeMembers.push(m);
+    const members = Math.min(this.#o.maxPeers, this.#madeMembers);
+    const rows = Math.min(this.#o.maxPeers, this.#madeRows);
+    this.#madeMembers = 0;
+    this.#madeRows = 0;
+    for (const m of batch.members.values()) if (this.#freeMembers.length < members) this.#freeMembers.push(m);
     for (const byTorrent of batch.memberTorrents.values())
-      for (const r of byTorrent.values()) if (this.#freeRows.length < cap) this.#freeRows.push(r);
+      for (const r of byTorrent.values()) if (this.#freeRows.length < rows) this.#freeRows.push(r);
+  }
+
+  /** Written pending sums kept for reuse (tests). */
+  get reusable(): number {
+    return this.#freeRows.length + this.#freeMembers.length;
   }
 
   /**
