@@ -1,15 +1,20 @@
-import { CompiledQuery, type Transaction } from 'kysely';
 import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
-import type { Dialect } from '../db/connect.ts';
 import type { Registry } from '../db/registry.ts';
-import type { Database } from '../db/schema.ts';
 import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 import { type Credit, credit } from '../policy/promotions.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
+import {
+  type Batch,
+  type Flag,
+  type MemberPending,
+  type MemberTorrentPending,
+  type MemberTorrentRows,
+  writeBatch,
+} from './flush-writer.ts';
 import { NO_RULES, type PeerRules, Rules } from './rules.ts';
 
 /**
@@ -21,9 +26,6 @@ export interface WireBatch {
   memberTorrents: [string, MemberTorrentPending][];
   flags: Flag[];
 }
-
-/** Rows per statement when a flush writes (SQLite and PostgreSQL bind limits are far above). */
-const WRITE_CHUNK = 500;
 
 /** Flags waiting for the next flush; beyond this they are counted, not kept. */
 const MAX_PENDING_FLAGS = 10_000;
@@ -60,7 +62,14 @@ interface Holding extends Allowance {
   seeders: number;
   /** Seeding time is credited up to here: it advances at most at the speed of the clock. */
   seededTo: number;
+  /** Its baselines (`peers` of them), found by peer id without a key string per announce. */
+  baselines: PeerState[];
+  /** The same by peer id, once there are more than `SCAN_PEERS` (no peer limit configured). */
+  byPeerId: Map<string, PeerState> | null;
 }
+
+/** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
+const SCAN_PEERS = 8;
 
 /**
  * An announce as a shared store (Redis) answered it: the peer's previous baseline, from whichever
@@ -83,43 +92,11 @@ interface PeerState {
   holding: Holding;
   /** The address of the previous announce: the bytes reported now moved through it. */
   link: Link;
-}
-
-interface MemberPending {
-  uploaded: number;
-  downloaded: number;
-  rawUploaded: number;
-  rawDownloaded: number;
-  seedTime: number;
-  lastAt: number;
-}
-
-interface MemberTorrentPending extends MemberPending {
-  memberId: number;
-  torrentId: number;
-  announces: number;
-  completedAt: number; // 0 = not completed in this batch
-  firstAt: number;
-  /** After the last announce: 0 stopped, 1 leeching, 2 seeding (member_torrents.state). */
-  state: number;
-}
-
-/** What one flush writes in one transaction. */
-interface Batch {
-  members: Map<number, MemberPending>;
-  memberTorrents: Map<string, MemberTorrentPending>;
-  flags: Flag[];
-}
-
-interface Flag {
-  memberId: number;
-  torrentId: number;
+  /** The peer id, as a latin1 string (made once, at the peer's first announce). */
   peerId: string;
-  kind: string;
-  uploaded: number;
-  downloaded: number;
-  seconds: number;
-  at: number;
+  /** Neighbours in least-recently-announced order (null at either end). */
+  older: PeerState | null;
+  newer: PeerState | null;
 }
 
 export interface AccountantOptions {
@@ -154,9 +131,11 @@ export interface AccountantOptions {
  * address (IPv4, IPv6 /64) is credited at most `maxRate` over all members and torrents: one link
  * carries no more than that, however many accounts share it.
  *
- * Memory: at most `maxPeers` baselines, kept in least-recently-announced order (a `Map`'s
- * insertion order: an announce moves its peer to the end), so the oldest is evicted first and
- * expiry stops at the first live one. A forgotten peer's next announce is a new baseline: the gap
+ * Memory: at most `maxPeers` baselines, kept in least-recently-announced order (a list through
+ * the baselines themselves: an announce moves its peer to the end, with no allocation and no
+ * map entry deleted and added again), so the oldest is evicted first and expiry stops at the
+ * first live one. A baseline is found from its member × torrent holding (small-integer maps,
+ * then its few peer ids compared byte by byte): an announce builds no key string. A forgotten peer's next announce is a new baseline: the gap
  * is not credited, never credited twice. Member × torrent and address state lives exactly as long
  * as a baseline refers to it.
  *
@@ -166,7 +145,10 @@ export interface AccountantOptions {
 export class Accountant {
   #o: AccountantOptions;
   #reg: Registry | null = null;
-  #peers = new Map<string, PeerState>();
+  /** Baselines held, and the least and most recently announced of them. */
+  #count = 0;
+  #oldest: PeerState | null = null;
+  #newest: PeerState | null = null;
   /** member id → torrent id → holding. */
   #holdings = new Map<number, Map<number, Holding>>();
   #links = new Map<string, Link>();
@@ -175,7 +157,23 @@ export class Accountant {
   /** The private-community verdicts (src/accounting/rules.ts), over these baselines. */
   readonly rules: Rules;
   #members = new Map<number, MemberPending>();
-  #memberTorrents = new Map<string, MemberTorrentPending>();
+  /** member id → torrent id → pending row; `#rows` of them. */
+  #memberTorrents: MemberTorrentRows = new Map();
+  #rows = 0;
+  /**
+   * Pending sums written by a flush that succeeded, reused by the next announces: a flush
+   * interval's rows otherwise live just long enough to be promoted to the old generation, then
+   * die there (with a 1 MiB young generation, a good part of a private announce's GC cost).
+   */
+  #freeRows: MemberTorrentPending[] = [];
+  #freeMembers: MemberPending[] = [];
+  /**
+   * Sums this process's announces started since the last reuse: at most that many are kept for
+   * the next interval (the workers' primary, which accounts no announce, keeps none of the rows
+   * it writes for them).
+   */
+  #madeRows = 0;
+  #madeMembers = 0;
   #flags: Flag[] = [];
   /** `credit`'s answer, reused by every announce. */
   #credit: Credit = { up: 0, down: 0 };
@@ -193,6 +191,8 @@ export class Accountant {
     flagsDropped: 0,
     credited: 0,
     dropped: 0,
+    /** Flushes written a second time, checked, after a removed torrent broke a foreign key. */
+    rewrites: 0,
     evicted: 0,
   };
 
@@ -237,9 +237,7 @@ export class Accountant {
     now: number,
     shared?: SharedAnnounce,
   ): AccountVerdict {
-    const peerId = binaryString(req.peerId);
-    const key = `${torrent.id}:${member.id}:${peerId}`;
-    let prev = this.#peers.get(key);
+    let prev = this.#find(member.id, torrent.id, req.peerId);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
       verdict = this.rules.judge(prev === undefined ? null : prev.at, req, member.id, torrent.id, now);
@@ -248,7 +246,7 @@ export class Accountant {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
       const since = Math.min(shared.previous.at, now - 1);
-      prev = this.#remember(key, req, member.id, torrent.id, shared.previous.seeding, since, now);
+      prev = this.#remember(req, member.id, torrent.id, shared.previous.seeding, since, now);
     }
     // The baseline the delta is computed from: this process's own, or the shared store's.
     const base = shared === undefined ? prev : (shared.previous ?? undefined);
@@ -294,23 +292,25 @@ export class Accountant {
       }
     }
     if (req.event === AnnounceEvent.stopped) {
-      if (prev !== undefined) this.#forget(key, prev);
-    } else if (prev === undefined) this.#remember(key, req, member.id, torrent.id, seeding, now - 1, now);
+      if (prev !== undefined) this.#forget(prev);
+    } else if (prev === undefined) this.#remember(req, member.id, torrent.id, seeding, now - 1, now);
     else {
       prev.uploaded = req.uploaded;
       prev.downloaded = req.downloaded;
       prev.at = now;
       if (prev.seeding !== seeding) prev.holding.seeders += seeding ? 1 : -1;
       prev.seeding = seeding;
-      const link = this.#link(req, now - 1);
-      if (link !== prev.link) {
+      if (!sameAddress(prev.link.key, req)) {
+        const link = this.#link(req, now - 1);
         this.#release(prev.link);
         link.peers++;
         prev.link = link;
       }
       // Least recently announced first: move this peer to the end.
-      this.#peers.delete(key);
-      this.#peers.set(key, prev);
+      if (prev !== this.#newest) {
+        this.#unlink(prev);
+        this.#append(prev);
+      }
     }
 
     const snap = this.#o.snapshot();
@@ -323,30 +323,29 @@ export class Accountant {
 
     let m = this.#members.get(member.id);
     if (m === undefined) {
-      m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
+      this.#madeMembers++;
+      m = this.#freeMembers.pop();
+      if (m === undefined)
+        m = { uploaded: 0, downloaded: 0, rawUploaded: 0, rawDownloaded: 0, seedTime: 0, lastAt: now };
+      else {
+        addTraffic(m, -m.uploaded, -m.downloaded, -m.rawUploaded, -m.rawDownloaded, -m.seedTime);
+        m.lastAt = now;
+      }
       this.#members.set(member.id, m);
     }
     addTraffic(m, up, down, du, dd, seed);
     m.lastAt = now;
 
-    const mtKey = `${member.id}:${torrent.id}`;
-    let mt = this.#memberTorrents.get(mtKey);
+    let byTorrent = this.#memberTorrents.get(member.id);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      this.#memberTorrents.set(member.id, byTorrent);
+    }
+    let mt = byTorrent.get(torrent.id);
     if (mt === undefined) {
-      mt = {
-        memberId: member.id,
-        torrentId: torrent.id,
-        uploaded: 0,
-        downloaded: 0,
-        rawUploaded: 0,
-        rawDownloaded: 0,
-        seedTime: 0,
-        lastAt: now,
-        announces: 0,
-        completedAt: 0,
-        firstAt: now,
-        state: 0,
-      };
-      this.#memberTorrents.set(mtKey, mt);
+      mt = this.#newRow(member.id, torrent.id, now);
+      byTorrent.set(torrent.id, mt);
+      this.#rows++;
     }
     addTraffic(mt, up, down, du, dd, seed);
     mt.announces++;
@@ -360,6 +359,56 @@ export class Accountant {
     return verdict;
   }
 
+  /** A pending member × torrent row with nothing in it yet (a written one reused, or a new one). */
+  #newRow(memberId: number, torrentId: number, now: number): MemberTorrentPending {
+    this.#madeRows++;
+    const r = this.#freeRows.pop();
+    if (r === undefined)
+      return {
+        memberId,
+        torrentId,
+        uploaded: 0,
+        downloaded: 0,
+        rawUploaded: 0,
+        rawDownloaded: 0,
+        seedTime: 0,
+        lastAt: now,
+        announces: 0,
+        completedAt: 0,
+        firstAt: now,
+        state: 0,
+      };
+    r.memberId = memberId;
+    r.torrentId = torrentId;
+    r.uploaded = 0;
+    r.downloaded = 0;
+    r.rawUploaded = 0;
+    r.rawDownloaded = 0;
+    r.seedTime = 0;
+    r.lastAt = now;
+    r.announces = 0;
+    r.completedAt = 0;
+    r.firstAt = now;
+    r.state = 0;
+    return r;
+  }
+
+  /** A written batch's pending sums, for reuse (nothing else refers to them any more). */
+  #recycle(batch: Batch): void {
+    const members = Math.min(this.#o.maxPeers, this.#madeMembers);
+    const rows = Math.min(this.#o.maxPeers, this.#madeRows);
+    this.#madeMembers = 0;
+    this.#madeRows = 0;
+    for (const m of batch.members.values()) if (this.#freeMembers.length < members) this.#freeMembers.push(m);
+    for (const byTorrent of batch.memberTorrents.values())
+      for (const r of byTorrent.values()) if (this.#freeRows.length < rows) this.#freeRows.push(r);
+  }
+
+  /** Written pending sums kept for reuse (tests). */
+  get reusable(): number {
+    return this.#freeRows.length + this.#freeMembers.length;
+  }
+
   /**
    * With a shared store (Redis, several instances): the rule the store cannot decide, checked
    * before the store is asked (see `Rules.admit`).
@@ -370,7 +419,7 @@ export class Accountant {
 
   /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
   knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
-    const p = this.#peers.get(`${torrent.id}:${member.id}:${binaryString(req.peerId)}`);
+    const p = this.#find(member.id, torrent.id, req.peerId);
     return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
   }
 
@@ -403,7 +452,6 @@ export class Accountant {
 
   /** A new baseline: evicts the least recently announced peer when full. */
   #remember(
-    key: string,
     req: AnnounceRequest,
     memberId: number,
     torrentId: number,
@@ -411,12 +459,9 @@ export class Accountant {
     since: number,
     now: number,
   ): PeerState {
-    if (this.#peers.size >= this.#o.maxPeers) {
-      const oldest = this.#peers.entries().next().value;
-      if (oldest !== undefined) {
-        this.#forget(oldest[0], oldest[1]);
-        this.counts.evicted++;
-      }
+    if (this.#count >= this.#o.maxPeers && this.#oldest !== null) {
+      this.#forget(this.#oldest);
+      this.counts.evicted++;
     }
     let byTorrent = this.#holdings.get(memberId);
     if (byTorrent === undefined) {
@@ -427,7 +472,18 @@ export class Accountant {
     if (holding === undefined) {
       // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
       // baseline credits nothing, so nothing more can be owed yet.
-      holding = { memberId, torrentId, up: 0, down: 0, at: since, peers: 0, seeders: 0, seededTo: 0 };
+      holding = {
+        memberId,
+        torrentId,
+        up: 0,
+        down: 0,
+        at: since,
+        peers: 0,
+        seeders: 0,
+        seededTo: 0,
+        baselines: [],
+        byPeerId: null,
+      };
       byTorrent.set(torrentId, holding);
     }
     holding.peers++;
@@ -435,14 +491,65 @@ export class Accountant {
     if (seeding) holding.seeders++;
     const link = this.#link(req, since);
     link.peers++;
-    const p = { uploaded: req.uploaded, downloaded: req.downloaded, at: now, seeding, holding, link };
-    this.#peers.set(key, p);
+    const p: PeerState = {
+      uploaded: req.uploaded,
+      downloaded: req.downloaded,
+      at: now,
+      seeding,
+      holding,
+      link,
+      peerId: binaryString(req.peerId),
+      older: null,
+      newer: null,
+    };
+    holding.baselines.push(p);
+    if (holding.byPeerId !== null) holding.byPeerId.set(p.peerId, p);
+    else if (holding.baselines.length > SCAN_PEERS)
+      holding.byPeerId = new Map(holding.baselines.map((b) => [b.peerId, b]));
+    this.#append(p);
+    this.#count++;
     return p;
   }
 
-  #forget(key: string, p: PeerState): void {
-    this.#peers.delete(key);
+  /** The baseline of a member's peer id on a torrent, if one is held. */
+  #find(memberId: number, torrentId: number, peerId: Uint8Array): PeerState | undefined {
+    const h = this.#holdings.get(memberId)?.get(torrentId);
+    if (h === undefined) return undefined;
+    if (h.byPeerId !== null) return h.byPeerId.get(binaryString(peerId));
+    const list = h.baselines;
+    for (let i = 0; i < list.length; i++) if (samePeerId(list[i].peerId, peerId)) return list[i];
+    return undefined;
+  }
+
+  /** Puts a baseline at the most recently announced end of the list. */
+  #append(p: PeerState): void {
+    p.older = this.#newest;
+    p.newer = null;
+    if (this.#newest === null) this.#oldest = p;
+    else this.#newest.newer = p;
+    this.#newest = p;
+  }
+
+  #unlink(p: PeerState): void {
+    if (p.older === null) this.#oldest = p.newer;
+    else p.older.newer = p.newer;
+    if (p.newer === null) this.#newest = p.older;
+    else p.newer.older = p.older;
+    p.older = null;
+    p.newer = null;
+  }
+
+  #forget(p: PeerState): void {
+    this.#unlink(p);
+    this.#count--;
     const h = p.holding;
+    const list = h.baselines;
+    const i = list.indexOf(p);
+    if (i >= 0) {
+      list[i] = list[list.length - 1];
+      list.pop();
+    }
+    h.byPeerId?.delete(p.peerId);
     if (p.seeding) h.seeders--;
     const n = (this.#memberPeers.get(h.memberId) ?? 1) - 1;
     if (n === 0) this.#memberPeers.delete(h.memberId);
@@ -473,12 +580,12 @@ export class Accountant {
 
   /** Baselines held (tests and /stats): at most `maxPeers`. */
   get peers(): number {
-    return this.#peers.size;
+    return this.#count;
   }
 
   /** Pending member-torrent rows (tests and /stats). */
   get pending(): number {
-    return this.#memberTorrents.size;
+    return this.#rows;
   }
 
   start(): void {
@@ -502,7 +609,7 @@ export class Accountant {
     }
     this.#o.logger.error('accounting: pending credit lost at stop (the database refused every write)', {
       members: this.#members.size,
-      rows: this.#memberTorrents.size,
+      rows: this.#rows,
       flags: this.#flags.length,
       ...creditOf(this.#members),
     });
@@ -523,7 +630,7 @@ export class Accountant {
 
   /** Whether nothing waits to be written. */
   get idle(): boolean {
-    return this.#members.size === 0 && this.#memberTorrents.size === 0 && this.#flags.length === 0;
+    return this.#members.size === 0 && this.#rows === 0 && this.#flags.length === 0;
   }
 
   /** Everything pending, taken out; null when nothing is. */
@@ -533,6 +640,7 @@ export class Accountant {
     const batch: Batch = { members: this.#members, memberTorrents: this.#memberTorrents, flags: this.#flags };
     this.#members = new Map();
     this.#memberTorrents = new Map();
+    this.#rows = 0;
     this.#flags = [];
     return batch;
   }
@@ -547,14 +655,14 @@ export class Accountant {
     const b = this.#take();
     return b === null
       ? null
-      : { members: [...b.members], memberTorrents: [...b.memberTorrents], flags: b.flags };
+      : { members: [...b.members], memberTorrents: wireRows(b.memberTorrents), flags: b.flags };
   }
 
   /** The primary: adds a worker's batch to what the next flush writes. */
   absorb(w: WireBatch): void {
     this.#mergeBack({
       members: new Map(w.members),
-      memberTorrents: new Map(w.memberTorrents),
+      memberTorrents: rowsFromWire(w.memberTorrents),
       flags: w.flags,
     });
   }
@@ -569,6 +677,7 @@ export class Accountant {
     if (this.#failedFlushes < ISOLATE_AFTER) {
       const err = await this.#tryWrite(batch);
       if (err === null) {
+        this.#recycle(batch);
         this.#failedFlushes = 0;
         this.#upToDateAt = started;
       } else {
@@ -625,83 +734,9 @@ export class Accountant {
     }
   }
 
-  async #write(reg: Registry, { members, memberTorrents, flags }: Batch): Promise<void> {
-    const dialect = reg.db.dialect;
-    const dropped = await reg.db.kysely.transaction().execute(async (trx) => {
-      // Many rows per statement (chunks of WRITE_CHUNK): one statement per row, built by the
-      // query builder, cost more than every announce they account for.
-      // Rows in key order: each statement then walks the table's B-tree from one end to the other
-      // instead of jumping to a random page per row, which on a table larger than SQLite's page
-      // cache cost about four times the CPU (12 vs 3 µs a row of member_torrents at 100,000 rows).
-      const memberRows = [...members].sort((a, b) => a[0] - b[0]);
-      for (let i = 0; i < memberRows.length; i += WRITE_CHUNK)
-        await creditMembers(trx, dialect, memberRows.slice(i, i + WRITE_CHUNK));
-      // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
-      // its rows would fail their foreign keys and roll back every member's credit, at every
-      // flush, forever (issue #15). They are dropped here instead; the member's own total above
-      // keeps what was earned while the torrent was registered. Members are never deleted today,
-      // but a row for one that was is dropped the same way.
-      const torrents = await existingIds(
-        trx,
-        dialect,
-        'torrents',
-        rowsOf(memberTorrents.values(), flags, 'torrentId'),
-      );
-      const live = await existingIds(
-        trx,
-        dialect,
-        'members',
-        rowsOf(memberTorrents.values(), flags, 'memberId'),
-      );
-      const kept = (r: { memberId: number; torrentId: number }) =>
-        torrents.has(r.torrentId) && live.has(r.memberId);
-      let dropped = 0;
-      const rows: MemberTorrentPending[] = [];
-      for (const mt of memberTorrents.values()) {
-        if (kept(mt)) rows.push(mt);
-        else dropped++;
-      }
-      rows.sort((a, b) => a.memberId - b.memberId || a.torrentId - b.torrentId);
-      for (let i = 0; i < rows.length; i += WRITE_CHUNK)
-        await upsertMemberTorrents(trx, dialect, rows.slice(i, i + WRITE_CHUNK));
-      for (const mt of rows) {
-        if (mt.completedAt !== 0) {
-          // A snatch counts once per member and torrent, whatever the client repeats.
-          const r = await trx
-            .updateTable('member_torrents')
-            .set({ completed_at: mt.completedAt })
-            .where('member_id', '=', mt.memberId)
-            .where('torrent_id', '=', mt.torrentId)
-            .where('completed_at', 'is', null)
-            .executeTakeFirst();
-          if (Number(r.numUpdatedRows) > 0)
-            await trx
-              .updateTable('torrents')
-              .set((eb) => ({ snatches: eb('snatches', '+', 1) }))
-              .where('id', '=', mt.torrentId)
-              .execute();
-        }
-      }
-      const keptFlags = flags.filter(kept);
-      dropped += flags.length - keptFlags.length;
-      if (keptFlags.length > 0)
-        await trx
-          .insertInto('accounting_flags')
-          .values(
-            keptFlags.map((f) => ({
-              member_id: f.memberId,
-              torrent_id: f.torrentId,
-              peer_id: f.peerId,
-              kind: f.kind,
-              uploaded: f.uploaded,
-              downloaded: f.downloaded,
-              seconds: f.seconds,
-              created_at: f.at,
-            })),
-          )
-          .execute();
-      return dropped;
-    });
+  async #write(reg: Registry, batch: Batch): Promise<void> {
+    const { dropped, rewritten } = await writeBatch(reg, batch);
+    if (rewritten) this.counts.rewrites++;
     if (dropped > 0) {
       this.counts.dropped += dropped;
       this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });
@@ -716,10 +751,19 @@ export class Accountant {
         addTraffic(cur, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime);
       }
     }
-    for (const [k, mt] of memberTorrents) {
-      const cur = this.#memberTorrents.get(k);
-      if (cur === undefined) this.#memberTorrents.set(k, mt);
-      else {
+    for (const [memberId, rows] of memberTorrents) {
+      let byTorrent = this.#memberTorrents.get(memberId);
+      if (byTorrent === undefined) {
+        byTorrent = new Map();
+        this.#memberTorrents.set(memberId, byTorrent);
+      }
+      for (const [torrentId, mt] of rows) {
+        const cur = byTorrent.get(torrentId);
+        if (cur === undefined) {
+          byTorrent.set(torrentId, mt);
+          this.#rows++;
+          continue;
+        }
         addTraffic(cur, mt.uploaded, mt.downloaded, mt.rawUploaded, mt.rawDownloaded, mt.seedTime);
         cur.announces += mt.announces;
         cur.firstAt = Math.min(cur.firstAt, mt.firstAt);
@@ -758,11 +802,45 @@ export class Accountant {
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
     // Oldest first: the first live baseline ends the scan.
-    for (const [k, p] of this.#peers) {
-      if (p.at >= cutoff) break;
-      this.#forget(k, p);
-    }
+    while (this.#oldest !== null && this.#oldest.at < cutoff) this.#forget(this.#oldest);
   }
+}
+
+/** Whether a latin1 peer id string holds the bytes of `b` (no string made for `b`). */
+function samePeerId(s: string, b: Uint8Array): boolean {
+  if (s.length !== b.length) return false;
+  for (let i = 0; i < b.length; i++) if (s.charCodeAt(i) !== b[i]) return false;
+  return true;
+}
+
+/** Whether an address key (see `#link`) is the announce's address (IPv4, or IPv6 /64). */
+function sameAddress(key: string, req: AnnounceRequest): boolean {
+  const n = req.family === 4 ? 4 : 8;
+  if (key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== req.ip[i]) return false;
+  return true;
+}
+
+/** Pending rows as a worker sends them (WireBatch: `member:torrent` keys, as before). */
+function wireRows(rows: MemberTorrentRows): [string, MemberTorrentPending][] {
+  const out: [string, MemberTorrentPending][] = [];
+  for (const [memberId, byTorrent] of rows)
+    for (const [torrentId, r] of byTorrent) out.push([`${memberId}:${torrentId}`, r]);
+  return out;
+}
+
+/** A worker's pending rows, by member and torrent again (the rows carry both ids). */
+function rowsFromWire(wire: [string, MemberTorrentPending][]): MemberTorrentRows {
+  const rows: MemberTorrentRows = new Map();
+  for (const [, r] of wire) {
+    let byTorrent = rows.get(r.memberId);
+    if (byTorrent === undefined) {
+      byTorrent = new Map();
+      rows.set(r.memberId, byTorrent);
+    }
+    byTorrent.set(r.torrentId, r);
+  }
+  return rows;
 }
 
 /** Credited bytes in a batch, for logs. */
@@ -792,149 +870,6 @@ function addTraffic(
   into.seedTime += seedTime;
 }
 
-/** Member or torrent ids of pending rows and flags, each once. */
-function rowsOf(
-  rows: Iterable<MemberTorrentPending>,
-  flags: Flag[],
-  field: 'memberId' | 'torrentId',
-): number[] {
-  const ids = new Set<number>();
-  for (const r of rows) ids.add(r[field]);
-  for (const f of flags) ids.add(f[field]);
-  return [...ids];
-}
-
-/**
- * The flush's statements are written by hand with placeholders and one flat parameter array: built
- * through the query builder, a chunk of 500 rows was some 6,000 objects and a compile pass, a tenth
- * of a private announce's CPU with the garbage they leave (docs/benchmarks.md, issue #16). The text
- * of a full chunk is built once per dialect and kind (and SQLite's statement cache, keyed by text,
- * prepares it once).
- */
-const statementTexts = new Map<string, string>();
-
-/**
- * `head` + `rows` rows of `cols` placeholders each, shaped by `row` + `tail`: `?` for SQLite,
- * `$1`, `$2`... for PostgreSQL.
- */
-function statementText(
-  kind: string,
-  dialect: Dialect,
-  rows: number,
-  cols: number,
-  head: string,
-  row: (p: string[]) => string,
-  tail: string,
-): string {
-  const key = `${kind}:${dialect}:${rows}`;
-  const cached = statementTexts.get(key);
-  if (cached !== undefined) return cached;
-  const parts: string[] = [];
-  let n = 0;
-  for (let r = 0; r < rows; r++) {
-    const p: string[] = [];
-    for (let c = 0; c < cols; c++) p.push(dialect === 'postgres' ? `$${++n}` : '?');
-    parts.push(row(p));
-  }
-  const text = `${head}${parts.join(', ')}${tail}`;
-  // Only full chunks are kept: a last, shorter chunk has a length of its own at each flush.
-  if (rows === WRITE_CHUNK) statementTexts.set(key, text);
-  return text;
-}
-
-/**
- * Adds pending credit to members, many in one statement: UPDATE … FROM (VALUES …), which SQLite
- * (3.33+) and PostgreSQL both run; the casts give PostgreSQL the VALUES columns' types.
- */
-async function creditMembers(
-  trx: Transaction<Database>,
-  dialect: Dialect,
-  rows: [number, MemberPending][],
-): Promise<void> {
-  const text = statementText(
-    'credit',
-    dialect,
-    rows.length,
-    7,
-    'UPDATE members SET uploaded = members.uploaded + v.column2, ' +
-      'downloaded = members.downloaded + v.column3, raw_uploaded = members.raw_uploaded + v.column4, ' +
-      'raw_downloaded = members.raw_downloaded + v.column5, seed_time = members.seed_time + v.column6, ' +
-      'last_announce_at = v.column7 FROM (VALUES ',
-    (p) => `(${p.map((x) => `CAST(${x} AS bigint)`).join(', ')})`,
-    ') AS v WHERE members.id = v.column1',
-  );
-  const params: number[] = [];
-  for (const [id, m] of rows)
-    params.push(id, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime, m.lastAt);
-  await trx.executeQuery(CompiledQuery.raw(text, params));
-}
-
-/** Adds pending rows to member_torrents (inserted, or summed into the existing row), many in one statement. */
-async function upsertMemberTorrents(
-  trx: Transaction<Database>,
-  dialect: Dialect,
-  rows: MemberTorrentPending[],
-): Promise<void> {
-  const text = statementText(
-    'upsert',
-    dialect,
-    rows.length,
-    11,
-    'INSERT INTO member_torrents (member_id, torrent_id, uploaded, downloaded, raw_uploaded, ' +
-      'raw_downloaded, seed_time, announces, completed_at, first_announce_at, last_announce_at, state) VALUES ',
-    (p) => `(${p.slice(0, 8).join(', ')}, NULL, ${p.slice(8).join(', ')})`,
-    ' ON CONFLICT (member_id, torrent_id) DO UPDATE SET ' +
-      'uploaded = member_torrents.uploaded + excluded.uploaded, ' +
-      'downloaded = member_torrents.downloaded + excluded.downloaded, ' +
-      'raw_uploaded = member_torrents.raw_uploaded + excluded.raw_uploaded, ' +
-      'raw_downloaded = member_torrents.raw_downloaded + excluded.raw_downloaded, ' +
-      'seed_time = member_torrents.seed_time + excluded.seed_time, ' +
-      'announces = member_torrents.announces + excluded.announces, ' +
-      'last_announce_at = excluded.last_announce_at, state = excluded.state',
-  );
-  const params: number[] = [];
-  for (const mt of rows)
-    params.push(
-      mt.memberId,
-      mt.torrentId,
-      mt.uploaded,
-      mt.downloaded,
-      mt.rawUploaded,
-      mt.rawDownloaded,
-      mt.seedTime,
-      mt.announces,
-      mt.firstAt,
-      mt.lastAt,
-      mt.state,
-    );
-  await trx.executeQuery(CompiledQuery.raw(text, params));
-}
-
-/** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */
-async function existingIds(
-  trx: Transaction<Database>,
-  dialect: Dialect,
-  table: 'members' | 'torrents',
-  ids: number[],
-): Promise<Set<number>> {
-  const found = new Set<number>();
-  for (let i = 0; i < ids.length; i += WRITE_CHUNK) {
-    const chunk = ids.slice(i, i + WRITE_CHUNK);
-    const text = statementText(
-      table,
-      dialect,
-      chunk.length,
-      1,
-      `SELECT id FROM ${table} WHERE id IN (`,
-      (p) => p[0],
-      ')',
-    );
-    const r = await trx.executeQuery<{ id: number }>(CompiledQuery.raw(text, chunk));
-    for (const row of r.rows) found.add(Number(row.id));
-  }
-  return found;
-}
-
 /** Grows an allowance by `rate` a second since it was last looked at, up to `cap`. */
 function refill(a: Allowance, now: number, rate: number, cap: number): void {
   if (now <= a.at) return;
@@ -956,7 +891,7 @@ function byMember(batch: Batch): Batch[] {
     return g;
   };
   for (const [id, m] of batch.members) group(id).members.set(id, m);
-  for (const [k, mt] of batch.memberTorrents) group(mt.memberId).memberTorrents.set(k, mt);
+  for (const [id, rows] of batch.memberTorrents) group(id).memberTorrents.set(id, rows);
   for (const f of batch.flags) group(f.memberId).flags.push(f);
   return [...groups.values()];
 }

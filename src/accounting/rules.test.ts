@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { peerAnnounce } from '../../test/helpers/announce.ts';
 import { ManualClock } from '../core/clock.ts';
 import { Errors, Warnings } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
-import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
+import { AnnounceEvent } from '../core/types.ts';
 import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { PolicySnapshot } from '../policy/policy.ts';
@@ -40,24 +41,7 @@ const torrent = (id: number): PolicyTorrent => ({
   route: new Uint8Array(20),
 });
 
-function req(peer: number, f: Partial<AnnounceRequest> = {}): AnnounceRequest {
-  const peerId = Buffer.alloc(20);
-  peerId.write(`-qB4500-${String(peer).padStart(12, '0')}`);
-  return {
-    infoHash: new Uint8Array(20),
-    peerId,
-    family: 4,
-    ip: new Uint8Array([10, 0, 0, peer & 255]),
-    port: 6881,
-    uploaded: 0,
-    downloaded: 0,
-    left: 1000,
-    event: AnnounceEvent.none,
-    numWant: 50,
-    wantPeerIds: false,
-    ...f,
-  };
-}
+const req = peerAnnounce;
 
 test('peers per torrent: the limit-th peer is taken, the next refused; stopped and silent peers free their place', () => {
   const clock = new ManualClock(T0);

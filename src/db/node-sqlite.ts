@@ -23,6 +23,9 @@ export function withBusyTimeout<T>(ms: number, fn: () => Promise<T>): Promise<T>
   return busyTimeout.run(ms, fn);
 }
 
+/** SQLite's page cache per connection, in KiB (see `nodeSqliteDialect`). */
+const SQLITE_CACHE_KIB = 65536;
+
 /**
  * Kysely's SQLite dialect over Node's built-in `node:sqlite` (no native addon to build).
  *
@@ -45,6 +48,12 @@ export function nodeSqliteDialect(path: string, opts: { busyTimeoutMs: number })
   // WAL lets the CLI and the portal read and write while the tracker flushes (DESIGN.md).
   if (path !== ':memory:') db.exec('PRAGMA journal_mode = WAL');
   db.exec('PRAGMA synchronous = NORMAL');
+  // A page cache of up to 64 MiB (SQLite's default is 2 MiB): the accounting flush updates a row
+  // of member_torrents per member × torrent announced, and on a site whose table outgrows the
+  // default cache each statement read its pages again from the OS (private announce 78 -> 66 µs
+  // of CPU, paired, docs/benchmarks.md). The cache grows only as pages are used: a small
+  // database (open mode) keeps a small one.
+  if (path !== ':memory:') db.exec(`PRAGMA cache_size = -${SQLITE_CACHE_KIB}`);
   db.exec('PRAGMA foreign_keys = ON');
   const driver = new NodeSqliteDriver(new NodeSqliteConnection(db, opts.busyTimeoutMs, new Mutex()));
   return {

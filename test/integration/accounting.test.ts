@@ -177,6 +177,7 @@ for (const engine of engines) {
       const errors = tracker.accountant!.counts.flushErrors;
       await tracker.accountant!.flush();
       assert.equal(tracker.accountant!.counts.flushErrors, errors, 'the flush failed');
+      assert.equal(tracker.accountant!.counts.rewrites, 1, 'the broken foreign key: written again, checked');
       assert.equal(tracker.accountant!.pending, 0);
       // The member earned the upload while the torrent was registered: the member total keeps
       // it; the per-torrent row and the flag went with the torrent.
@@ -371,6 +372,8 @@ describe('accounting: the flush writes rows in key order', () => {
         log.filter((r) => r.kind === 'mt').map((r) => [r.member_id, r.torrent_id]),
         expected,
       );
+      // Every torrent and member still exists: written once, without reading which do first.
+      assert.equal(tracker.accountant!.counts.rewrites, 0);
     }));
 });
 
@@ -423,4 +426,19 @@ describe('accounting on sqlite: the database locked by another process', () => {
       assert.equal(tracker.accountant!.pending, 0);
       assert.equal((await reg.member(m.id)).uploaded, 1500, 'every delta written exactly once');
     }));
+});
+
+test('a SQLite database file is opened with a page cache of 64 MiB: the flush rewrites member_torrents pages that outgrow the default 2 MiB', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cache-'));
+  try {
+    const db = await openDatabase('sqlite:', dir);
+    try {
+      const r = await sql<{ cache_size: number }>`PRAGMA cache_size`.execute(db.kysely);
+      assert.equal(Number(r.rows[0].cache_size), -65536, 'KiB, as SQLite reports a size set in KiB');
+    } finally {
+      await db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
