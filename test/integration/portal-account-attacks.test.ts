@@ -80,6 +80,39 @@ for (const engine of engines) {
       assert.equal(used.status, 404);
       assert.equal((await new PortalClient(base).login('resetme', 'another good one')).location, '/torrents');
     });
+
+    test('require_2fa_for_staff: staff without 2FA get no staff powers on member pages either', async () => {
+      const reg = tracker.registry();
+      const { c: mod, m } = await member('mod2fa', 'moderator');
+      const t = await reg.addTorrent({
+        infoHash: 'cd'.repeat(20),
+        infoHashV2: null,
+        name: 'staff only',
+        size: 1,
+        fileCount: 1,
+        restricted: true,
+      });
+      // Without 2FA: no free invitation (a member with no invites left is refused) ...
+      await mod.get('/invites');
+      const inv = await mod.post('/invites', { email: '' });
+      assert.equal(inv.status, 400);
+      assert.match(inv.body, /no invites left/);
+      assert.equal((await reg.accounts.listInvitations({ inviterId: m.id })).length, 0);
+      // ... and a restricted torrent is as closed as for any member without a grant.
+      const page = await mod.get(`/torrent/${t.id}`);
+      assert.equal(page.status, 200);
+      assert.doesNotMatch(page.body, new RegExp(t.info_hash!));
+      assert.equal((await mod.get(`/torrent/${t.id}/download`)).status, 403);
+      // Nor through the feed key the password alone shows on the profile.
+      assert.equal((await new PortalClient(base).get(`/rss/download/${t.id}?key=${m.feed_key}`)).status, 403);
+      // With 2FA on, the same session has them.
+      await reg.accounts.setTotpSecret(m.id, 'plain:JBSWY3DPEHPK3PXP');
+      await reg.accounts.enableTwoFactor(m.id, Math.floor(Date.now() / 1000), 1, ['x']);
+      assert.match((await mod.get(`/torrent/${t.id}`)).body, new RegExp(t.info_hash!));
+      await mod.get('/invites');
+      assert.equal((await mod.post('/invites', { email: '' })).status, 200);
+      assert.equal((await reg.accounts.listInvitations({ inviterId: m.id })).length, 1);
+    });
   });
 }
 

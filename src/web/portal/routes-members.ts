@@ -11,11 +11,11 @@ import {
   duration,
   errorPage,
   field,
-  isStaff,
   origin,
   page,
   ratio,
   redirect,
+  staffPowers,
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
 import { accountStaffForm, mailInvitation } from './routes-account.ts';
@@ -118,7 +118,7 @@ export function memberRoutes(): Route[] {
         if (!m) return errorPage(ctx, 404, 'Member', 'No such member.');
         const me = ctx.member!;
         const self = me.id === m.id;
-        const staff = isStaff(me);
+        const staff = staffPowers(ctx);
         const torrents = await ctx.reg.memberTorrents(m.id);
         const snatches = torrents.filter((t) => t.completed_at !== null).length;
         const act = (await ctx.deps.activity?.(m.id)) ?? { seeding: 0, leeching: 0 };
@@ -247,7 +247,7 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
             inviterId: me.id,
             email: email || null,
             ttlSeconds: ctx.deps.config.inviteExpiryDays * 86400,
-            spend: !isStaff(me),
+            spend: !staffPowers(ctx),
           });
           ctx.member = (await ctx.reg.findMember(me.id)) ?? me;
           const mailed = email !== '' && mailInvitation(ctx, email, inv.code, inv.expires_at);
@@ -298,7 +298,7 @@ async function invitesPage(
   const me = ctx.member!;
   const list = await ctx.reg.accounts.listInvitations({ inviterId: me.id });
   const c = ctx.deps.config;
-  const staff = isStaff(me);
+  const staff = staffPowers(ctx);
   page(ctx, {
     title: 'Invites',
     status: error ? 400 : 200,

@@ -9,8 +9,8 @@ import {
   errorPage,
   field,
   guard,
-  isStaff,
   staffPage,
+  staffPowers,
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -47,7 +47,7 @@ function backOf(ctx: Ctx): string {
 }
 
 function windowRows(ctx: Ctx, list: FreeleechWindow[], back: string, who: boolean) {
-  const staff = isStaff(ctx.member);
+  const staff = staffPowers(ctx);
   return html`<div class="table-wrap"><table id="freeleech-windows"><thead><tr>${who ? html`<th>Member</th>` : ''}<th>On</th><th>From</th><th>Until</th><th>What</th><th class="hide-small">Given by</th>${staff ? html`<th>Staff</th>` : ''}</tr></thead><tbody>
 ${list.map(
   (w) =>
