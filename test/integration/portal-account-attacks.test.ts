@@ -113,6 +113,45 @@ for (const engine of engines) {
       assert.equal((await mod.post('/invites', { email: '' })).status, 200);
       assert.equal((await reg.accounts.listInvitations({ inviterId: m.id })).length, 1);
     });
+
+    test('a freeleech token is not spent on a torrent the member may not download, or one free for everyone', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('spender');
+      await reg.freeleech.giveTokens(m, 2, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      const add = (name: string, hash: string, o: { restricted?: boolean; downloadFactor?: number } = {}) =>
+        reg.addTorrent({ infoHash: hash.repeat(20), infoHashV2: null, name, size: 1, fileCount: 1, ...o });
+      const hidden = await add('not for you', 'e1', { restricted: true });
+      const free = await add('free for all', 'e2', { downloadFactor: 0 });
+      const featured = await add('featured', 'e3');
+      const plain = await add('plain', 'e4');
+      const now = Math.floor(Date.now() / 1000);
+      await reg.promotions.feature(
+        featured.id,
+        { startsAt: now - 60, endsAt: now + 86400, uploadFactor: 100 },
+        null,
+        now,
+      );
+      await tracker.policy.refresh();
+      const tokens = async () => (await reg.member(m.id)).freeleech_tokens;
+      await c.get(`/torrent/${plain.id}`);
+      // Restricted, no grant: the torrent page offers no token; a hand-made form spends none.
+      const refused = await c.post(`/torrent/${hidden.id}/token`, {});
+      assert.equal(refused.status, 403);
+      assert.equal(await tokens(), 2);
+      assert.match((await c.get(`/torrent/${plain.id}`)).body, /Use a freeleech token/);
+      for (const t of [free, featured]) {
+        assert.doesNotMatch((await c.get(`/torrent/${t.id}`)).body, /Use a freeleech token/);
+        const r = await c.post(`/torrent/${t.id}/token`, {});
+        assert.equal(r.status, 409, t.name);
+        assert.match(r.body, /freeleech for everyone/);
+        assert.equal(await tokens(), 2);
+      }
+      assert.equal(
+        (await c.post(`/torrent/${plain.id}/token`, {})).location,
+        `/torrent/${plain.id}?msg=token`,
+      );
+      assert.equal(await tokens(), 1);
+    });
   });
 }
 

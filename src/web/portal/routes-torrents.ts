@@ -336,7 +336,7 @@ ${
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
 </div>
-${await tokenBox(ctx, t.id)}${staff && featured === undefined ? featureForm(ctx, t.id) : ''}`
+${await tokenBox(ctx, t.id, t.download_factor === 0 || featured !== undefined)}${staff && featured === undefined ? featureForm(ctx, t.id) : ''}`
     : ''
 }
 <dl>
