@@ -152,6 +152,41 @@ for (const engine of engines) {
       );
       assert.equal(await tokens(), 1);
     });
+
+    test('promotion forms: a date and time that does not exist is refused, not rolled over', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('eventstaff', 'admin');
+      await reg.accounts.setTotpSecret(m.id, 'plain:JBSWY3DPEHPK3PXP');
+      await reg.accounts.enableTwoFactor(m.id, Math.floor(Date.now() / 1000), 1, ['x']);
+      assert.equal((await c.get('/staff/promotions')).status, 200);
+      for (const [starts, ends] of [
+        ['2027-02-31T10:00', '2027-03-10T10:00'],
+        ['2027-03-01T24:00', '2027-03-10T10:00'],
+        ['2027-03-01T10:00', '2027-03-10T10:60'],
+      ]) {
+        const r = await c.post('/staff/promotions/events', {
+          name: 'Spring',
+          starts_at: starts,
+          ends_at: ends,
+          freeleech: '1',
+          upload_factor: '100',
+        });
+        assert.equal(r.status, 400, `${starts} ${ends}`);
+        assert.match(r.body, /a date and time \(UTC\) that exists/);
+      }
+      assert.equal((await reg.promotions.events({ all: true })).length, 0);
+      const ok = await c.post('/staff/promotions/events', {
+        name: 'Spring',
+        starts_at: '2027-02-28T23:59',
+        ends_at: '2027-03-10T10:00:30',
+        freeleech: '1',
+        upload_factor: '100',
+      });
+      assert.equal(ok.location, '/staff/promotions?msg=saved');
+      const [e] = await reg.promotions.events({ all: true });
+      assert.equal(e.starts_at, Date.parse('2027-02-28T23:59:00Z') / 1000);
+      assert.equal(e.ends_at, Date.parse('2027-03-10T10:00:30Z') / 1000);
+    });
   });
 }
 

@@ -23,14 +23,19 @@ import type { Route } from './routes-auth.ts';
  * Times are UTC, in the forms as in the pages.
  */
 
-/** A `datetime-local` field (UTC) or unix seconds, as unix seconds; a RegistryError otherwise. */
+/**
+ * A `datetime-local` field (UTC) or unix seconds, as unix seconds; a RegistryError otherwise. A
+ * date and time that does not exist (31 February, 24:00) is refused: `Date.parse` would roll it
+ * over into the next month or day without a word.
+ */
 function timeField(ctx: Ctx, name: string, label: string): number {
   const v = field(ctx, name);
   if (/^[0-9]{1,11}$/.test(v)) return Number(v);
   const ms = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?$/.test(v)
     ? Date.parse(`${v}Z`)
     : Number.NaN;
-  if (Number.isNaN(ms)) throw new RegistryError(`${label}: a date and time (UTC)`);
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, v.length) !== v)
+    throw new RegistryError(`${label}: a date and time (UTC) that exists`);
   return Math.floor(ms / 1000);
 }
 
