@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Registry } from '../../src/db/registry.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { hashPassword } from '../../src/web/portal/security.ts';
-import { linkTokenHash, newLinkToken } from '../../src/web/portal/two-factor.ts';
+import { linkTokenHash, newLinkToken, recoveryHash } from '../../src/web/portal/two-factor.ts';
 import { engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
 
@@ -33,6 +33,8 @@ for (const engine of engines) {
         logLevel: 'silent',
         require2faForStaff: true,
         freeleechTokenDays: 3,
+        bonusTokenPrice: 1000,
+        bonusInvitePrice: 1000,
       });
       await tracker.start();
       base = `http://127.0.0.1:${tracker.addresses().http[0].port}`;
@@ -186,6 +188,55 @@ for (const engine of engines) {
       const [e] = await reg.promotions.events({ all: true });
       assert.equal(e.starts_at, Date.parse('2027-02-28T23:59:00Z') / 1000);
       assert.equal(e.ends_at, Date.parse('2027-03-10T10:00:30Z') / 1000);
+    });
+
+    test('the same points, token or recovery code cannot be spent twice by requests at once', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('racer');
+      const at = Math.floor(Date.now() / 1000);
+      // 10 points: one invite's worth. Eight purchases at once: one is bought.
+      await reg.bonus.give(m, 1000, { note: null, by: null, at });
+      await c.get('/bonus');
+      const buys = await Promise.all(
+        Array.from({ length: 8 }, () => c.post('/bonus/buy', { item: 'invite', count: '1' })),
+      );
+      assert.equal(buys.filter((r) => r.location === '/bonus?msg=bought').length, 1);
+      assert.equal(buys.filter((r) => r.status === 409).length, 7);
+      assert.equal(await reg.bonus.balance(m.id), 0);
+      assert.equal((await reg.member(m.id)).invites, 1);
+      // One token, eight torrents at once: one is free for the member.
+      await reg.freeleech.giveTokens(m, 1, { note: null, by: null, at });
+      const ts = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          reg.addTorrent({
+            infoHash: (0xa0 + i).toString(16).repeat(20),
+            infoHashV2: null,
+            name: `race ${i}`,
+            size: 1,
+            fileCount: 1,
+          }),
+        ),
+      );
+      const spends = await Promise.all(ts.map((t) => c.post(`/torrent/${t.id}/token`, {})));
+      assert.equal(spends.filter((r) => r.status === 303).length, 1);
+      assert.equal((await reg.member(m.id)).freeleech_tokens, 0);
+      assert.equal((await reg.freeleech.list({ member: m.id, source: 'token' })).length, 1);
+      // A recovery code at once in eight pending logins: one logs in.
+      await reg.accounts.setTotpSecret(m.id, 'plain:JBSWY3DPEHPK3PXP');
+      const code = 'abcdefghjkmnpqrs';
+      await reg.accounts.enableTwoFactor(m.id, at, 1, [recoveryHash(code)]);
+      // (Passwords one after another: the portal checks a few at a time, and says busy beyond.)
+      const browsers: PortalClient[] = [];
+      for (let i = 0; i < 8; i++) {
+        const b = new PortalClient(base, { localAddress: `127.0.2.${i + 1}` });
+        assert.equal((await b.login('racer', PASSWORD)).location, '/login/2fa');
+        await b.get('/login/2fa');
+        browsers.push(b);
+      }
+      const logins = await Promise.all(browsers.map((b) => b.post('/login/2fa', { code })));
+      assert.equal(logins.filter((r) => r.location === '/torrents').length, 1);
+      // The others: refused, as wrong (401) or, past the per-member limit on codes, 429.
+      assert.equal(logins.filter((r) => r.status === 401 || r.status === 429).length, 7);
     });
   });
 }
