@@ -238,6 +238,57 @@ for (const engine of engines) {
       // The others: refused, as wrong (401) or, past the per-member limit on codes, 429.
       assert.equal(logins.filter((r) => r.status === 401 || r.status === 429).length, 7);
     });
+
+    test('a session alone (no password) cannot change the e-mail address reset links go to, nor guess on', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('victim');
+      await reg.updateMember(m.id, { email: 'victim@example.org' });
+      // A thief with a copy of the session cookie, not the password.
+      const thief = new PortalClient(base);
+      thief.cookies = new Map(c.cookies);
+      await thief.get('/me/security');
+      const taken = await thief.post('/me/email', { email: 'thief@example.org' });
+      assert.equal(taken.status, 403);
+      assert.match(taken.body, /current password/);
+      assert.equal((await reg.member(m.id)).email, 'victim@example.org');
+      // The owner, with the password, changes it.
+      await c.get('/me/security');
+      assert.equal(
+        (await c.post('/me/email', { email: 'new@example.org', current: PASSWORD })).location,
+        '/me/security?msg=email',
+      );
+      assert.equal((await reg.member(m.id)).email, 'new@example.org');
+      // Guessing the password through the session meets a limit (shared with /me/password).
+      for (let i = 0; i < 2; i++)
+        assert.equal(
+          (await thief.post('/me/email', { email: 'thief@example.org', current: `guess ${i}` })).status,
+          403,
+        );
+      await thief.get(`/member/${m.id}`);
+      for (let i = 0; i < 2; i++)
+        assert.equal(
+          (
+            await thief.post('/me/password', {
+              current: `guess ${i}`,
+              password: 'x'.repeat(12),
+              password2: 'x'.repeat(12),
+            })
+          ).status,
+          400,
+        );
+      const limited = await thief.post('/me/password', {
+        current: PASSWORD,
+        password: 'x'.repeat(12),
+        password2: 'x'.repeat(12),
+      });
+      assert.equal(limited.status, 429);
+      await thief.get('/me/security');
+      assert.equal(
+        (await thief.post('/me/email', { email: 'thief@example.org', current: PASSWORD })).status,
+        429,
+      );
+      assert.equal((await reg.member(m.id)).email, 'new@example.org');
+    });
   });
 }
 

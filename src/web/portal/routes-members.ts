@@ -18,13 +18,13 @@ import {
   staffPowers,
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
-import { accountStaffForm, mailInvitation } from './routes-account.ts';
+import { accountStaffForm, CurrentPassword, mailInvitation } from './routes-account.ts';
 import type { Route } from './routes-auth.ts';
 import { bonusForm } from './routes-bonus.ts';
 import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { windowForm, windowsSection } from './routes-promotions.ts';
-import { hashPassword, verifyPassword } from './security.ts';
+import { hashPassword } from './security.ts';
 
 export function inviteLink(ctx: Ctx, code: string): string {
   return `${origin(ctx)}/register?invite=${code}`;
@@ -99,7 +99,7 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="role">
 ${await accountStaffForm(ctx, m)}</section>`;
 }
 
-export function memberRoutes(): Route[] {
+export function memberRoutes(current = new CurrentPassword()): Route[] {
   return [
     {
       method: 'GET',
@@ -210,12 +210,12 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
       access: 'member',
       async handle(ctx) {
         const me = ctx.member!;
-        const cred = await ctx.reg.accounts.credentials(me.username);
-        const current = ctx.form.fields.get('current') ?? '';
         const next = ctx.form.fields.get('password') ?? '';
         const fail = (msg: string) => errorPage(ctx, 400, 'Change password', msg);
-        if (!(await verifyPassword(current, cred?.password_hash ?? null)))
-          return fail('The current password is wrong.');
+        const check = await current.check(ctx);
+        if (check === 'limited')
+          return errorPage(ctx, 429, 'Change password', 'Too many wrong passwords. Try again in 15 minutes.');
+        if (check === 'wrong') return fail('The current password is wrong.');
         if (next.length < 10 || next.length > 1024)
           return fail('The new password needs at least 10 characters.');
         if (next !== (ctx.form.fields.get('password2') ?? '')) return fail('The two new passwords differ.');
