@@ -289,6 +289,32 @@ for (const engine of engines) {
       );
       assert.equal((await reg.member(m.id)).email, 'new@example.org');
     });
+
+    test('a moderator cannot give another staff member freeleech or tokens (only an administrator touches staff)', async () => {
+      const reg = tracker.registry();
+      const at = Math.floor(Date.now() / 1000);
+      const { c, m } = await member('modgiver', 'moderator');
+      const { m: other } = await member('modtaker', 'moderator');
+      const { m: plain } = await member('plaintaker');
+      await reg.accounts.setTotpSecret(m.id, 'plain:JBSWY3DPEHPK3PXP');
+      await reg.accounts.enableTwoFactor(m.id, at, 1, ['x']);
+      await c.get(`/member/${other.id}`);
+      const tokens = await c.post('/staff/promotions/tokens', { member: String(other.id), count: '50' });
+      assert.equal(tokens.status, 403);
+      const window = await c.post('/staff/promotions/windows', {
+        member: String(other.id),
+        starts_at: String(at),
+        ends_at: String(at + 86400),
+      });
+      assert.equal(window.status, 403);
+      assert.equal((await reg.member(other.id)).freeleech_tokens, 0);
+      assert.equal((await reg.freeleech.list({ member: other.id })).length, 0);
+      // A member, yes.
+      assert.equal(
+        (await c.post('/staff/promotions/tokens', { member: String(plain.id), count: '2' })).location,
+        `/member/${plain.id}?msg=saved`,
+      );
+    });
   });
 }
 

@@ -9,6 +9,7 @@ import {
   errorPage,
   field,
   guard,
+  STAFF,
   staffPage,
   staffPowers,
 } from './context.ts';
@@ -180,6 +181,12 @@ async function staffTarget(ctx: Ctx): Promise<PublicMember | null> {
   }
   if (target.id === ctx.member!.id) {
     errorPage(ctx, 403, 'Member', 'Staff cannot give themselves freeleech or tokens.');
+    return null;
+  }
+  // As on the member's staff form: moderators manage members; only administrators touch staff
+  // (else two moderators could give each other tokens and freeleech without end).
+  if (STAFF.includes(target.role) && ctx.member!.role !== 'admin') {
+    errorPage(ctx, 403, 'Member', 'Only an administrator can give staff freeleech or tokens.');
     return null;
   }
   return target;
