@@ -71,7 +71,7 @@ export function createPortal(
     invitesPerClass.set(k.name, k.invites);
     if (i === 0) invitesPerClass.set(null, k.invites);
   });
-  // The current password retyped on /me/password and /me/email: one limit for both forms.
+  // The current password retyped on /me/password, /me/email and /me/2fa/confirm: one limit for all.
   const current = new CurrentPassword();
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),

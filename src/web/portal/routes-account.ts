@@ -78,9 +78,10 @@ async function qrDataUrl(text: string): Promise<string> {
 
 /**
  * The current password a member types again to change the password or the e-mail address (where
- * reset links go): a session alone, stolen or left open, cannot take the account over. Checks are
- * limited per member (5 wrong in 15 minutes, the two forms together), so a session cannot be used
- * to guess the password on either.
+ * reset links go), or to turn two-factor authentication on (whose phone logs in from then on): a
+ * session alone, stolen or left open, cannot take the account over or lock its owner out. Checks
+ * are limited per member (5 wrong in 15 minutes, the three forms together), so a session cannot
+ * be used to guess the password on either.
  */
 export class CurrentPassword {
   #tries = new WindowLimiter({ limit: 5, windowMs: 15 * 60_000 });
@@ -274,6 +275,18 @@ ${
         const tf = await ctx.reg.accounts.twoFactor(me.id);
         const secret = tf.secret === null ? null : openSecret(tf.secret, ctx.deps.config.totpEncryptionKey);
         if (secret === null) return redirect(ctx, '/me/security');
+        // The password too: a session alone (stolen, or left open) cannot put its own phone
+        // between the member and their account.
+        const check = await current.check(ctx);
+        if (check !== 'ok')
+          return enrolPage(
+            ctx,
+            secret,
+            check === 'limited'
+              ? 'Too many wrong passwords. Try again in 15 minutes.'
+              : 'Your current password is wrong.',
+            check === 'limited' ? 429 : 403,
+          );
         const step = checkTotp(secret, field(ctx, 'code'), Date.now(), null);
         if (step === null)
           return enrolPage(ctx, secret, 'That code is not right: type the 6 digits your app shows now.');
@@ -368,11 +381,11 @@ ${
     });
   }
 
-  async function enrolPage(ctx: Ctx, secret: string, error?: string) {
+  async function enrolPage(ctx: Ctx, secret: string, error?: string, status = 400) {
     const uri = totpUri(secret, ctx.member!.username, ctx.deps.config.siteName);
     page(ctx, {
       title: 'Set up two-factor authentication',
-      status: error ? 400 : 200,
+      status: error ? status : 200,
       error,
       nav: `/member/${ctx.member!.id}`,
       body: html`<div class="card narrow"><h1>Set up two-factor authentication</h1>
@@ -381,6 +394,7 @@ ${
 <p>Or type the secret by hand: <code id="totp-secret">${secret}</code></p>
 <form method="post" action="/me/2fa/confirm" class="stack">${csrfField(ctx)}
 <label>The 6-digit code your app shows <input name="code" inputmode="numeric" autocomplete="one-time-code" required pattern="[0-9 ]{6,8}" maxlength="8"></label>
+<label>Current password <input name="current" type="password" autocomplete="current-password" required maxlength="1024"></label>
 <button type="submit">Turn on</button></form></div>`,
     });
   }
