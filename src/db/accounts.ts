@@ -95,8 +95,16 @@ export class Accounts {
       .execute();
   }
 
+  /**
+   * Sets a member's password and voids the member's unused reset links, in one transaction: a link
+   * made before the change (a mail someone else read, a link staff handed over) cannot set the
+   * password back over the new one.
+   */
   async setPasswordHash(memberId: number, hash: string): Promise<void> {
-    await this.#k.updateTable('members').set({ password_hash: hash }).where('id', '=', memberId).execute();
+    await this.#k.transaction().execute(async (trx) => {
+      await trx.updateTable('members').set({ password_hash: hash }).where('id', '=', memberId).execute();
+      await voidResetLinks(trx, memberId, now());
+    });
   }
 
   async resetFeedKey(memberId: number): Promise<string> {
@@ -679,12 +687,7 @@ export class Accounts {
         .where('used_at', 'is', null)
         .executeTakeFirst();
       if (Number(u.numUpdatedRows) !== 1) return null;
-      await trx
-        .updateTable('password_resets')
-        .set({ used_at: at })
-        .where('member_id', '=', r.member_id)
-        .where('used_at', 'is', null)
-        .execute();
+      await voidResetLinks(trx, r.member_id, at);
       await trx
         .updateTable('members')
         .set({ password_hash: passwordHash })
@@ -783,12 +786,12 @@ export class Accounts {
   // ---- account mail: what the notices have mailed so far (settings rows, no revision bump) ----
 
   /** A notices watermark (null: never set). */
-  async noticeMark(key: 'mail_notice_ratio_at' | 'mail_notice_hnr_id'): Promise<number | null> {
+  async noticeMark(key: NoticeMark): Promise<number | null> {
     const r = await this.#k.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
     return r === undefined ? null : Number(r.value);
   }
 
-  async setNoticeMark(key: 'mail_notice_ratio_at' | 'mail_notice_hnr_id', value: number): Promise<void> {
+  async setNoticeMark(key: NoticeMark, value: number): Promise<void> {
     await this.#k.transaction().execute(async (trx) => {
       await trx.deleteFrom('settings').where('key', '=', key).execute();
       await trx
@@ -798,12 +801,23 @@ export class Accounts {
     });
   }
 
-  /** Members warned by ratio watch after `at` (oldest warning first), `limit` at most. */
-  ratioWarnedAfter(at: number, limit: number) {
+  /**
+   * Members warned by ratio watch after the one warned at `at` with id `afterId` (oldest warning
+   * first, then by id), `limit` at most; `afterId` null: after `at`. One ratio-watch run warns
+   * every member at the same time, so the time alone cannot say where a batch stopped.
+   */
+  ratioWarnedAfter(at: number, afterId: number | null, limit: number) {
     return this.#k
       .selectFrom('members')
       .select(['id', 'username', 'email', 'uploaded', 'downloaded', 'ratio_warned_at'])
-      .where('ratio_warned_at', '>', at)
+      .where((eb) =>
+        afterId === null
+          ? eb('ratio_warned_at', '>', at)
+          : eb.or([
+              eb('ratio_warned_at', '>', at),
+              eb.and([eb('ratio_warned_at', '=', at), eb('id', '>', afterId)]),
+            ]),
+      )
       .orderBy('ratio_warned_at')
       .orderBy('id')
       .limit(limit)
@@ -840,4 +854,17 @@ export class Accounts {
       .executeTakeFirst();
     return Number(r?.id ?? 0);
   }
+}
+
+/** The account-mail notices' watermarks (settings rows). */
+type NoticeMark = 'mail_notice_ratio_at' | 'mail_notice_ratio_id' | 'mail_notice_hnr_id';
+
+/** Marks every unused reset link of a member used (at `at`). */
+async function voidResetLinks(trx: Transaction<Database>, memberId: number, at: number): Promise<void> {
+  await trx
+    .updateTable('password_resets')
+    .set({ used_at: at })
+    .where('member_id', '=', memberId)
+    .where('used_at', 'is', null)
+    .execute();
 }

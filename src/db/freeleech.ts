@@ -24,12 +24,31 @@ export class PersonalFreeleech {
   /**
    * Spends one of the member's freeleech tokens on a torrent: freeleech for them from `at` for
    * `days` days, in one transaction. Refused (nothing spent) without a token, or while the torrent
-   * is already freeleech for them. Returns when it ends.
+   * is already freeleech for them or for everyone (its download factor is 0, or it is featured).
+   * Returns when it ends.
    */
   async spendToken(m: PublicMember, torrentId: number, days: number, at: number): Promise<number> {
     return this.#reg.change(async (trx) => {
-      const t = await trx.selectFrom('torrents').select('id').where('id', '=', torrentId).executeTakeFirst();
+      const t = await trx
+        .selectFrom('torrents')
+        .select(['id', 'download_factor'])
+        .where('id', '=', torrentId)
+        .executeTakeFirst();
       if (t === undefined) throw new RegistryError(`no torrent ${torrentId}`, 404);
+      if (t.download_factor === 0)
+        throw new RegistryError('this torrent is freeleech for everyone: a token would change nothing', 409);
+      const featured = await trx
+        .selectFrom('featured_torrents')
+        .select('ends_at')
+        .where('torrent_id', '=', torrentId)
+        .where('starts_at', '<=', at)
+        .where('ends_at', '>', at)
+        .executeTakeFirst();
+      if (featured !== undefined)
+        throw new RegistryError(
+          `this torrent is featured, freeleech for everyone until ${new Date(featured.ends_at * 1000).toISOString()}`,
+          409,
+        );
       const open = await trx
         .selectFrom('personal_freeleech')
         .select('ends_at')

@@ -62,7 +62,8 @@ export class MailNotices {
     const ratioMark = await acc.noticeMark('mail_notice_ratio_at');
     if (ratioMark === null) await acc.setNoticeMark('mail_notice_ratio_at', await acc.lastRatioWarning());
     else {
-      const rows = await acc.ratioWarnedAfter(ratioMark, BATCH);
+      // (No id yet: the watermark was set where the warnings were, or by an older Herald.)
+      const rows = await acc.ratioWarnedAfter(ratioMark, await acc.noticeMark('mail_notice_ratio_id'), BATCH);
       for (const m of rows) {
         if (m.email === null) continue;
         const ratio = m.downloaded === 0 ? '∞' : (m.uploaded / m.downloaded).toFixed(2);
@@ -70,7 +71,11 @@ export class MailNotices {
         if (mailer.send(ratioWarningMail(site, m.email, { username: m.username, ratio, minPercent, days })))
           out.ratio++;
       }
-      if (rows.length > 0) await acc.setNoticeMark('mail_notice_ratio_at', rows.at(-1)!.ratio_warned_at!);
+      if (rows.length > 0) {
+        const last = rows.at(-1)!;
+        await acc.setNoticeMark('mail_notice_ratio_at', last.ratio_warned_at!);
+        await acc.setNoticeMark('mail_notice_ratio_id', last.id);
+      }
     }
     const hnrMark = await acc.noticeMark('mail_notice_hnr_id');
     if (hnrMark === null) await acc.setNoticeMark('mail_notice_hnr_id', await acc.lastHitAndRun());

@@ -25,9 +25,11 @@ async function enrol(c: PortalClient): Promise<{ secret: string; codes: string[]
   assert.equal(setup.status, 200);
   const secret = /id="totp-secret">([A-Z2-7]+)</.exec(setup.body)![1];
   assert.match(setup.body, /<img id="totp-qr" src="data:image\/svg\+xml;base64,/);
-  assert.equal((await c.post('/me/2fa/confirm', { code: '000000' })).status, 400);
+  // A session alone cannot turn it on: the password too.
   const used = totpCode(secret, Date.now());
-  const ok = await c.post('/me/2fa/confirm', { code: used });
+  assert.equal((await c.post('/me/2fa/confirm', { code: used })).status, 403);
+  assert.equal((await c.post('/me/2fa/confirm', { code: '000000', current: PASSWORD })).status, 400);
+  const ok = await c.post('/me/2fa/confirm', { code: used, current: PASSWORD });
   assert.equal(ok.status, 200);
   const codes = [...ok.body.matchAll(/<li>([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})<\/li>/g)].map(
     (m) => m[1],

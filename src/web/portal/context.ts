@@ -97,6 +97,22 @@ export interface Ctx {
 export const STAFF: readonly Role[] = ['moderator', 'admin'];
 export const isStaff = (m: PublicMember | null) => m !== null && STAFF.includes(m.role);
 
+/**
+ * Whether the logged-in member may use staff powers outside the staff pages (restricted torrents
+ * without a grant, invitations without spending one, a profile's staff view): staff, and with
+ * `require_2fa_for_staff` only with two-factor authentication on. Otherwise the password alone
+ * would give on member pages what the rule keeps behind the second factor on staff pages.
+ */
+export const staffPowers = (ctx: Ctx) =>
+  isStaff(ctx.member) && (ctx.twoFactor || !ctx.deps.config.require2faForStaff);
+
+/** `staffPowers` for any member: the logged-in one, or the owner of a feed key. */
+export async function staffPowersOf(ctx: Ctx, m: PublicMember): Promise<boolean> {
+  if (m === ctx.member) return staffPowers(ctx);
+  if (!isStaff(m)) return false;
+  return !ctx.deps.config.require2faForStaff || (await ctx.reg.accounts.twoFactor(m.id)).enabledAt !== null;
+}
+
 /** Messages shown after a redirect, by key: never text from the query string. */
 export const MESSAGES: Record<string, string> = {
   registered: 'Your account is ready. Log in to continue.',

@@ -9,7 +9,7 @@ import { bundledFile } from '../../core/bundled.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
 import { isFormError, parseForm, readBody } from './forms.ts';
-import { accountRoutes } from './routes-account.ts';
+import { accountRoutes, CurrentPassword } from './routes-account.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
 import { bonusRoutes } from './routes-bonus.ts';
 import { hnrRoutes } from './routes-hnr.ts';
@@ -71,11 +71,13 @@ export function createPortal(
     invitesPerClass.set(k.name, k.invites);
     if (i === 0) invitesPerClass.set(null, k.invites);
   });
+  // The current password retyped on /me/password, /me/email and /me/2fa/confirm: one limit for all.
+  const current = new CurrentPassword();
   const routes: Route[] = [
     ...authRoutes(opts.loginLimits),
-    ...accountRoutes(),
+    ...accountRoutes(current),
     ...torrentRoutes(deps.config),
-    ...memberRoutes(),
+    ...memberRoutes(current),
     ...staffRoutes(),
     ...hnrRoutes(),
     ...bonusRoutes(),

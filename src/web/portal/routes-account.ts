@@ -6,7 +6,7 @@ import { applicationMail, invitationMail, resetMail, type Site, siteOf } from '.
 import { type Ctx, csrfField, errorPage, field, origin, page, redirect, STAFF } from './context.ts';
 import { type Html, html } from './html.ts';
 import { type Route, secondFactor } from './routes-auth.ts';
-import { hashPassword } from './security.ts';
+import { hashPassword, verifyPassword } from './security.ts';
 import {
   checkTotp,
   linkTokenHash,
@@ -76,7 +76,34 @@ async function qrDataUrl(text: string): Promise<string> {
   return `data:image/svg+xml;base64,${Buffer.from(svg).toString('base64')}`;
 }
 
-export function accountRoutes(): Route[] {
+/**
+ * The current password a member types again to change the password or the e-mail address (where
+ * reset links go), or to turn two-factor authentication on (whose phone logs in from then on): a
+ * session alone, stolen or left open, cannot take the account over or lock its owner out. Checks
+ * are limited per member (5 wrong in 15 minutes, the three forms together), so a session cannot
+ * be used to guess the password on either.
+ */
+export class CurrentPassword {
+  #tries = new WindowLimiter({ limit: 5, windowMs: 15 * 60_000 });
+
+  /** Checks the form's `current` field for the logged-in member. */
+  async check(ctx: Ctx): Promise<'ok' | 'wrong' | 'limited'> {
+    const me = ctx.member!;
+    const key = String(me.id);
+    // Counted before the (slow) check, so requests at once cannot all pass the limit first.
+    if (this.#tries.take(key, Date.now()) > 0) return 'limited';
+    let ok = false;
+    try {
+      const cred = await ctx.reg.accounts.credentials(me.username);
+      ok = await verifyPassword(ctx.form.fields.get('current') ?? '', cred?.password_hash ?? null);
+    } finally {
+      if (ok) this.#tries.release(key);
+    }
+    return ok ? 'ok' : 'wrong';
+  }
+}
+
+export function accountRoutes(current = new CurrentPassword()): Route[] {
   // Reset requests: 5 per client address and 3 mails per member an hour (no mail bombing).
   const forgotByIp = new WindowLimiter({ limit: 5, windowMs: 3600_000 });
   const forgotByMember = new WindowLimiter({ limit: 3, windowMs: 3600_000 });
@@ -214,6 +241,14 @@ ${
         const email = field(ctx, 'email');
         if (email !== '' && plainAddress(email) === null)
           return securityPage(ctx, { error: 'That e-mail address does not look right.' });
+        const check = await current.check(ctx);
+        if (check === 'limited')
+          return securityPage(ctx, {
+            error: 'Too many wrong passwords. Try again in 15 minutes.',
+            status: 429,
+          });
+        if (check === 'wrong')
+          return securityPage(ctx, { error: 'The current password is wrong.', status: 403 });
         await ctx.reg.updateMember(ctx.member!.id, { email: email === '' ? null : email });
         redirect(ctx, '/me/security?msg=email');
       },
@@ -240,6 +275,18 @@ ${
         const tf = await ctx.reg.accounts.twoFactor(me.id);
         const secret = tf.secret === null ? null : openSecret(tf.secret, ctx.deps.config.totpEncryptionKey);
         if (secret === null) return redirect(ctx, '/me/security');
+        // The password too: a session alone (stolen, or left open) cannot put its own phone
+        // between the member and their account.
+        const check = await current.check(ctx);
+        if (check !== 'ok')
+          return enrolPage(
+            ctx,
+            secret,
+            check === 'limited'
+              ? 'Too many wrong passwords. Try again in 15 minutes.'
+              : 'Your current password is wrong.',
+            check === 'limited' ? 429 : 403,
+          );
         const step = checkTotp(secret, field(ctx, 'code'), Date.now(), null);
         if (step === null)
           return enrolPage(ctx, secret, 'That code is not right: type the 6 digits your app shows now.');
@@ -319,6 +366,7 @@ ${
 <p class="muted">${ctx.deps.mailer ? 'For password reset links and notices (ratio warnings, hit-and-runs).' : 'This site sends no mail today; staff see the address.'}</p>
 <form method="post" action="/me/email" class="stack">${csrfField(ctx)}
 <label>E-mail <input name="email" type="email" maxlength="254" autocomplete="email" value="${me.email ?? ''}"></label>
+<label>Current password <input name="current" type="password" autocomplete="current-password" required maxlength="1024"></label>
 <button type="submit">Save e-mail address</button></form></section>
 <section class="card narrow" aria-labelledby="tfa-h"><h2 id="tfa-h">Two-factor authentication</h2>
 ${
@@ -333,11 +381,11 @@ ${
     });
   }
 
-  async function enrolPage(ctx: Ctx, secret: string, error?: string) {
+  async function enrolPage(ctx: Ctx, secret: string, error?: string, status = 400) {
     const uri = totpUri(secret, ctx.member!.username, ctx.deps.config.siteName);
     page(ctx, {
       title: 'Set up two-factor authentication',
-      status: error ? 400 : 200,
+      status: error ? status : 200,
       error,
       nav: `/member/${ctx.member!.id}`,
       body: html`<div class="card narrow"><h1>Set up two-factor authentication</h1>
@@ -346,6 +394,7 @@ ${
 <p>Or type the secret by hand: <code id="totp-secret">${secret}</code></p>
 <form method="post" action="/me/2fa/confirm" class="stack">${csrfField(ctx)}
 <label>The 6-digit code your app shows <input name="code" inputmode="numeric" autocomplete="one-time-code" required pattern="[0-9 ]{6,8}" maxlength="8"></label>
+<label>Current password <input name="current" type="password" autocomplete="current-password" required maxlength="1024"></label>
 <button type="submit">Turn on</button></form></div>`,
     });
   }

@@ -1,6 +1,16 @@
 import type { ShopItem, ShopPrices } from '../../db/bonus.ts';
 import { RegistryError } from '../../db/registry.ts';
-import { bytes, type Ctx, csrfField, date, errorPage, field, page, redirect } from './context.ts';
+import {
+  bytes,
+  type Ctx,
+  csrfField,
+  date,
+  errorPage,
+  field,
+  page,
+  redirect,
+  staffPowers,
+} from './context.ts';
 import { html } from './html.ts';
 import type { Route } from './routes-auth.ts';
 
@@ -46,16 +56,16 @@ const ITEMS: { item: ShopItem; label: string; unit: string }[] = [
 
 /**
  * On a torrent's page: until when it is freeleech for the member, or a button that spends a
- * freeleech token on it (when the member holds one).
+ * freeleech token on it (when the member holds one, and the torrent is not free for everyone).
  */
-export async function tokenBox(ctx: Ctx, torrentId: number) {
+export async function tokenBox(ctx: Ctx, torrentId: number, freeForAll: boolean) {
   const m = ctx.member!;
   const open = (await ctx.reg.freeleech.windows(ctx.now, m.id)).find(
     (w) => (w.torrent_id === torrentId || w.torrent_id === null) && w.starts_at <= ctx.now,
   );
   if (open !== undefined)
     return html`<p class="notice" role="status" id="personal-freeleech">Freeleech for you until ${date(open.ends_at)}: your download is not counted.</p>`;
-  if (m.freeleech_tokens === 0) return '';
+  if (m.freeleech_tokens === 0 || freeForAll) return '';
   const days = ctx.deps.config.freeleechTokenDays;
   return html`<form method="post" action="/torrent/${torrentId}/token" class="inline mt">${csrfField(ctx)}
 <button class="secondary" type="submit">Use a freeleech token (${m.freeleech_tokens} left): free for you for ${days} day${days === 1 ? '' : 's'}</button></form>`;
@@ -69,6 +79,22 @@ export function bonusRoutes(): Route[] {
       access: 'member',
       async handle(ctx) {
         const id = Number(ctx.params[0]);
+        // Only on a torrent the member may download (the torrent page offers it on no other):
+        // a token on a restricted torrent without a grant is wasted, and hide_restricted hides it.
+        const t = await ctx.reg.findTorrent(id);
+        if (
+          t?.restricted === 1 &&
+          !staffPowers(ctx) &&
+          !(await ctx.reg.grantedTo(t.id, ctx.member!.id, ctx.now))
+        )
+          return ctx.deps.config.hideRestricted
+            ? errorPage(ctx, 404, 'Freeleech token', `no torrent ${id}`)
+            : errorPage(
+                ctx,
+                403,
+                'Freeleech token',
+                'This torrent is restricted: it takes a grant (ask the staff).',
+              );
         try {
           await ctx.reg.freeleech.spendToken(ctx.member!, id, ctx.deps.config.freeleechTokenDays, ctx.now);
           await ctx.deps.refreshPolicy();

@@ -9,9 +9,9 @@ import {
   duration,
   errorPage,
   field,
-  isStaff,
   redirect,
   staffPage,
+  staffPowers,
 } from './context.ts';
 import { html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -52,7 +52,7 @@ export function hnrSection(
   const c = ctx.deps.config;
   const rule = ruleText(ctx);
   if (rule === '' && list.length === 0) return '';
-  const staff = isStaff(ctx.member!) && ctx.member!.id !== m.id;
+  const staff = staffPowers(ctx) && ctx.member!.id !== m.id;
   const need = c.hnrSeedHours * 3600;
   const open = pending.filter((p) => p.seed_time < need);
   return html`<section class="card mt" aria-labelledby="hnr"><h2 id="hnr">Hit-and-runs</h2>

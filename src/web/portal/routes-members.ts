@@ -11,20 +11,20 @@ import {
   duration,
   errorPage,
   field,
-  isStaff,
   origin,
   page,
   ratio,
   redirect,
+  staffPowers,
 } from './context.ts';
 import { html, jsonAttr } from './html.ts';
-import { accountStaffForm, mailInvitation } from './routes-account.ts';
+import { accountStaffForm, CurrentPassword, mailInvitation } from './routes-account.ts';
 import type { Route } from './routes-auth.ts';
 import { bonusForm } from './routes-bonus.ts';
 import { classForm, className, classSection } from './routes-classes.ts';
 import { hnrImmunityForm, hnrSection } from './routes-hnr.ts';
 import { windowForm, windowsSection } from './routes-promotions.ts';
-import { hashPassword, verifyPassword } from './security.ts';
+import { hashPassword } from './security.ts';
 
 export function inviteLink(ctx: Ctx, code: string): string {
   return `${origin(ctx)}/register?invite=${code}`;
@@ -99,7 +99,7 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="role">
 ${await accountStaffForm(ctx, m)}</section>`;
 }
 
-export function memberRoutes(): Route[] {
+export function memberRoutes(current = new CurrentPassword()): Route[] {
   return [
     {
       method: 'GET',
@@ -118,7 +118,7 @@ export function memberRoutes(): Route[] {
         if (!m) return errorPage(ctx, 404, 'Member', 'No such member.');
         const me = ctx.member!;
         const self = me.id === m.id;
-        const staff = isStaff(me);
+        const staff = staffPowers(ctx);
         const torrents = await ctx.reg.memberTorrents(m.id);
         const snatches = torrents.filter((t) => t.completed_at !== null).length;
         const act = (await ctx.deps.activity?.(m.id)) ?? { seeding: 0, leeching: 0 };
@@ -210,12 +210,12 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
       access: 'member',
       async handle(ctx) {
         const me = ctx.member!;
-        const cred = await ctx.reg.accounts.credentials(me.username);
-        const current = ctx.form.fields.get('current') ?? '';
         const next = ctx.form.fields.get('password') ?? '';
         const fail = (msg: string) => errorPage(ctx, 400, 'Change password', msg);
-        if (!(await verifyPassword(current, cred?.password_hash ?? null)))
-          return fail('The current password is wrong.');
+        const check = await current.check(ctx);
+        if (check === 'limited')
+          return errorPage(ctx, 429, 'Change password', 'Too many wrong passwords. Try again in 15 minutes.');
+        if (check === 'wrong') return fail('The current password is wrong.');
         if (next.length < 10 || next.length > 1024)
           return fail('The new password needs at least 10 characters.');
         if (next !== (ctx.form.fields.get('password2') ?? '')) return fail('The two new passwords differ.');
@@ -247,7 +247,7 @@ ${staff && !self ? await profileStaffForm(ctx, m) : ''}`,
             inviterId: me.id,
             email: email || null,
             ttlSeconds: ctx.deps.config.inviteExpiryDays * 86400,
-            spend: !isStaff(me),
+            spend: !staffPowers(ctx),
           });
           ctx.member = (await ctx.reg.findMember(me.id)) ?? me;
           const mailed = email !== '' && mailInvitation(ctx, email, inv.code, inv.expires_at);
@@ -298,7 +298,7 @@ async function invitesPage(
   const me = ctx.member!;
   const list = await ctx.reg.accounts.listInvitations({ inviterId: me.id });
   const c = ctx.deps.config;
-  const staff = isStaff(me);
+  const staff = staffPowers(ctx);
   page(ctx, {
     title: 'Invites',
     status: error ? 400 : 200,

@@ -9,8 +9,9 @@ import {
   errorPage,
   field,
   guard,
-  isStaff,
+  STAFF,
   staffPage,
+  staffPowers,
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -23,14 +24,19 @@ import type { Route } from './routes-auth.ts';
  * Times are UTC, in the forms as in the pages.
  */
 
-/** A `datetime-local` field (UTC) or unix seconds, as unix seconds; a RegistryError otherwise. */
+/**
+ * A `datetime-local` field (UTC) or unix seconds, as unix seconds; a RegistryError otherwise. A
+ * date and time that does not exist (31 February, 24:00) is refused: `Date.parse` would roll it
+ * over into the next month or day without a word.
+ */
 function timeField(ctx: Ctx, name: string, label: string): number {
   const v = field(ctx, name);
   if (/^[0-9]{1,11}$/.test(v)) return Number(v);
   const ms = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?$/.test(v)
     ? Date.parse(`${v}Z`)
     : Number.NaN;
-  if (Number.isNaN(ms)) throw new RegistryError(`${label}: a date and time (UTC)`);
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, v.length) !== v)
+    throw new RegistryError(`${label}: a date and time (UTC) that exists`);
   return Math.floor(ms / 1000);
 }
 
@@ -47,7 +53,7 @@ function backOf(ctx: Ctx): string {
 }
 
 function windowRows(ctx: Ctx, list: FreeleechWindow[], back: string, who: boolean) {
-  const staff = isStaff(ctx.member);
+  const staff = staffPowers(ctx);
   return html`<div class="table-wrap"><table id="freeleech-windows"><thead><tr>${who ? html`<th>Member</th>` : ''}<th>On</th><th>From</th><th>Until</th><th>What</th><th class="hide-small">Given by</th>${staff ? html`<th>Staff</th>` : ''}</tr></thead><tbody>
 ${list.map(
   (w) =>
@@ -175,6 +181,12 @@ async function staffTarget(ctx: Ctx): Promise<PublicMember | null> {
   }
   if (target.id === ctx.member!.id) {
     errorPage(ctx, 403, 'Member', 'Staff cannot give themselves freeleech or tokens.');
+    return null;
+  }
+  // As on the member's staff form: moderators manage members; only administrators touch staff
+  // (else two moderators could give each other tokens and freeleech without end).
+  if (STAFF.includes(target.role) && ctx.member!.role !== 'admin') {
+    errorPage(ctx, 403, 'Member', 'Only an administrator can give staff freeleech or tokens.');
     return null;
   }
   return target;

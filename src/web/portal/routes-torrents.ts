@@ -10,11 +10,12 @@ import {
   date,
   errorPage,
   field,
-  isStaff,
   type PortalDeps,
   page,
   redirect,
   send,
+  staffPowers,
+  staffPowersOf,
 } from './context.ts';
 import { escapeHtml, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -88,13 +89,13 @@ export async function personalTorrent(ctx: Ctx, torrentId: number, passkey: stri
  * someone the tracker refuses would give them the info hash to find peers by other means.
  */
 async function mayDownload(ctx: Ctx, t: TorrentSummary, member: PublicMember): Promise<boolean> {
-  if (t.restricted === 0 || isStaff(member)) return true;
+  if (t.restricted === 0 || (await staffPowersOf(ctx, member))) return true;
   return ctx.reg.grantedTo(t.id, member.id, ctx.now);
 }
 
 /** Browse and feeds: whose restricted torrents to leave out (none for staff). */
-const hiddenFor = (ctx: Ctx, member: PublicMember) =>
-  isStaff(member) ? undefined : { memberId: member.id, at: ctx.now };
+const hiddenFor = async (ctx: Ctx, member: PublicMember) =>
+  (await staffPowersOf(ctx, member)) ? undefined : { memberId: member.id, at: ctx.now };
 
 function torrentFilename(name: string): string {
   const safe = name.replace(/[^A-Za-z0-9 ._()[\]-]/g, '_').slice(0, 150) || 'torrent';
@@ -165,7 +166,7 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
         const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
         // Sorting by live counts needs every match's counts: fine for the thousands of torrents
         // a community has (browseTorrents caps at 5000 matches; a search narrows further).
-        const hide = config.hideRestricted ? hiddenFor(ctx, ctx.member!) : undefined;
+        const hide = config.hideRestricted ? await hiddenFor(ctx, ctx.member!) : undefined;
         const all = await withLive(
           ctx,
           await ctx.reg.accounts.browseTorrents({ search: q, category: cat, grantedTo: hide }),
@@ -280,7 +281,7 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
       async handle(ctx) {
         const found = await ctx.reg.findTorrent(Number(ctx.params[0]));
         const me = ctx.member!;
-        const staff = isStaff(me);
+        const staff = staffPowers(ctx);
         const granted = found?.restricted === 1 && (await ctx.reg.grantedTo(found.id, me.id, ctx.now));
         const may = found !== undefined && (found.restricted === 0 || granted || staff);
         // hide_restricted: without a grant, a restricted torrent does not exist, name included.
@@ -335,7 +336,7 @@ ${
 <a class="button" href="/torrent/${t.id}/download" download>Download .torrent</a>
 ${magnet ? html`<a class="button secondary" href="${magnet}">Magnet link</a>` : ''}
 </div>
-${await tokenBox(ctx, t.id)}${staff && featured === undefined ? featureForm(ctx, t.id) : ''}`
+${await tokenBox(ctx, t.id, t.download_factor === 0 || featured !== undefined)}${staff && featured === undefined ? featureForm(ctx, t.id) : ''}`
     : ''
 }
 <dl>
@@ -395,7 +396,7 @@ ${staff && t.restricted ? await grantsSection(ctx, t) : ''}`,
         const list = await ctx.reg.accounts.browseTorrents({
           category: cat,
           limit: 50,
-          grantedTo: hiddenFor(ctx, member),
+          grantedTo: await hiddenFor(ctx, member),
         });
         const origin = `http${ctx.secure ? 's' : ''}://${hostOf(ctx)}${ctx.base}`;
         const x = escapeHtml;
