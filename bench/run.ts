@@ -1241,6 +1241,7 @@ async function rulesTest(): Promise<void> {
     }
     // Server CPU over the whole window (the flush runs on its own timer, and may fall in the
     // other tracker's slice): each process's CPU from the first slice to the last.
+    const before = await accountingFigures(privatePort);
     paired(
       RULES_TEST,
       entrants,
@@ -1249,9 +1250,32 @@ async function rulesTest(): Promise<void> {
       rulesRows,
       true,
     );
+    const after = await accountingFigures(privatePort);
+    rulesFlush = {
+      seconds: after.seconds - before.seconds,
+      rows: after.rows - before.rows,
+      announces: after.announces - before.announces,
+    };
   } finally {
     for (const x of entrants) await stop(x.child);
   }
+}
+
+/** The private tracker's accounting flush over the paired window (its /stats before and after). */
+let rulesFlush: { seconds: number; rows: number; announces: number } | null = null;
+
+async function accountingFigures(
+  port: number,
+): Promise<{ seconds: number; rows: number; announces: number }> {
+  const s = (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as {
+    announces: { http: number };
+    accounting?: { flushSeconds: number; rowsWritten: number };
+  };
+  return {
+    seconds: s.accounting?.flushSeconds ?? 0,
+    rows: s.accounting?.rowsWritten ?? 0,
+    announces: s.announces.http,
+  };
 }
 
 /** The rules test's lines for the report. */
@@ -1269,6 +1293,12 @@ function rulesReport(): string[] {
       (r) =>
         `| ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.invalid} / ${r.missing} | ${r === priv ? `${fmt(priv.cpuUs / open.cpuUs, 2)}×` : ''} |`,
     ),
+    ...(rulesFlush === null || rulesFlush.announces === 0 || rulesFlush.rows === 0
+      ? []
+      : [
+          '',
+          `Private mode's accounting flush over the paired window (its \`/stats\`, \`herald_accounting_flush_seconds_total\` and \`_rows_written_total\`): ${fmt(rulesFlush.rows)} member × torrent rows written for ${fmt(rulesFlush.announces)} announces (${fmt(rulesFlush.rows / rulesFlush.announces, 2)} per announce), ${fmt((rulesFlush.seconds * 1e6) / rulesFlush.rows, 1)} µs per row, ${fmt((rulesFlush.seconds * 1e6) / rulesFlush.announces, 1)} µs per announce (wall clock inside the flush's transactions; node:sqlite runs them on the event loop, so this is the tracker's CPU).`,
+        ]),
   ];
 }
 

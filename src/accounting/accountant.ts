@@ -194,6 +194,10 @@ export class Accountant {
     /** Flushes written a second time, checked, after a removed torrent broke a foreign key. */
     rewrites: 0,
     evicted: 0,
+    /** Wall-clock seconds spent writing flushes that committed (herald_accounting_flush_seconds_total). */
+    flushSeconds: 0,
+    /** Member x torrent rows written by flushes that committed (herald_accounting_rows_written_total). */
+    rowsWritten: 0,
   };
 
   constructor(opts: AccountantOptions) {
@@ -723,7 +727,10 @@ export class Accountant {
       if (reg === null) throw new Error('accountant: no database connected');
       // A lock held elsewhere (the CLI, a backup) is waited for briefly, then the next flush tries
       // again with everything kept: the tracker never queues behind it for seconds.
-      await reg.db.withBusyTimeout(FLUSH_BUSY_TIMEOUT_MS, () => this.#write(reg, batch));
+      const t0 = performance.now();
+      const rows = await reg.db.withBusyTimeout(FLUSH_BUSY_TIMEOUT_MS, () => this.#write(reg, batch));
+      this.counts.flushSeconds += (performance.now() - t0) / 1000;
+      this.counts.rowsWritten += rows;
       this.counts.flushes++;
       // What a crash can no longer lose (test/integration/private-crash.test.ts adds these up).
       this.#o.logger.debug('accounting flushed', { members: batch.members.size, ...creditOf(batch.members) });
@@ -734,13 +741,17 @@ export class Accountant {
     }
   }
 
-  async #write(reg: Registry, batch: Batch): Promise<void> {
+  /** Writes `batch`; the member x torrent rows written. */
+  async #write(reg: Registry, batch: Batch): Promise<number> {
     const { dropped, rewritten } = await writeBatch(reg, batch);
     if (rewritten) this.counts.rewrites++;
     if (dropped > 0) {
       this.counts.dropped += dropped;
       this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });
     }
+    let rows = 0;
+    for (const byTorrent of batch.memberTorrents.values()) rows += byTorrent.size;
+    return rows - dropped;
   }
 
   #mergeBack({ members, memberTorrents, flags }: Batch): void {

@@ -359,6 +359,8 @@ export function createTracker(
       flushAgeSeconds: accountant.flushAge(),
       flushes: accountant.counts.flushes,
       flushErrors: accountant.counts.flushErrors,
+      flushSeconds: accountant.counts.flushSeconds,
+      rowsWritten: accountant.counts.rowsWritten,
     });
   if (connectable !== null) stats.connectable = () => connectable.stats();
   if (sharded && accountant)

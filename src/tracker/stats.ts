@@ -60,6 +60,10 @@ export interface AccountingStats {
   flushAgeSeconds: number;
   flushes: number;
   flushErrors: number;
+  /** Wall-clock seconds spent writing flushes that committed. */
+  flushSeconds: number;
+  /** Member x torrent rows written. */
+  rowsWritten: number;
 }
 
 /** Figures of several workers added up (every number summed; uptime is the longest). */
@@ -351,6 +355,18 @@ export function renderPrometheus(s: StatsSnapshot): string {
     );
     one('herald_accounting_flushes_total', 'counter', 'Accounting flushes written.', a.flushes);
     one('herald_accounting_flush_errors_total', 'counter', 'Accounting writes that failed.', a.flushErrors);
+    one(
+      'herald_accounting_flush_seconds_total',
+      'counter',
+      'Time spent writing accounting flushes that committed (wall clock).',
+      a.flushSeconds,
+    );
+    one(
+      'herald_accounting_rows_written_total',
+      'counter',
+      'Member x torrent rows written by accounting flushes.',
+      a.rowsWritten,
+    );
   }
   const cc = s.connectable;
   if (cc) {

@@ -374,6 +374,9 @@ describe('accounting: the flush writes rows in key order', () => {
       );
       // Every torrent and member still exists: written once, without reading which do first.
       assert.equal(tracker.accountant!.counts.rewrites, 0);
+      // herald_accounting_rows_written_total and _flush_seconds_total: five rows, some time.
+      assert.equal(tracker.accountant!.counts.rowsWritten, 5);
+      assert.ok(tracker.accountant!.counts.flushSeconds > 0);
     }));
 });
 
