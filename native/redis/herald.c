@@ -74,6 +74,18 @@ static void buf_u32(Buf *b, uint32_t v) {
   buf_put(b, c, 4);
 }
 
+/* Writes v in decimal at p (room for 10 digits); returns the length. */
+static size_t u32dec(char *p, uint32_t v) {
+  char t[10];
+  size_t n = 0;
+  do {
+    t[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) p[i] = t[n - 1 - i];
+  return n;
+}
+
 /* CRC16 (XMODEM) of a hash tag, modulo 16384: the Cluster slot. */
 static unsigned slot_of(const char *s, size_t n) {
   uint32_t crc = 0;
@@ -184,6 +196,12 @@ static int parse(const unsigned char *s, size_t n, size_t *pos, Rec *r) {
 
 static const char *FIELDS[4] = {"4s", "4l", "6s", "6l"};
 
+/*
+ * The field names the command reads and writes, made once at load (RedisModule_HashGet and
+ * HashSet with REDISMODULE_HASH_CFIELDS would make and free a string object per field per call).
+ */
+static RedisModuleString *FIELD[4], *F_D, *F_P, *F_T, *F_TILDE, *ONE;
+
 /* The working state of one call. */
 typedef struct {
   RedisModuleCtx *ctx;
@@ -191,6 +209,7 @@ typedef struct {
   size_t prefixlen;
   Buf name; /* key names are made here */
   Buf out;  /* the reply */
+  Buf peers; /* one announce's peers */
   int replicated;
   int wrong; /* a key of the current announce holds the wrong type */
   int refreshed; /* the slots were read again in this call */
@@ -199,10 +218,15 @@ typedef struct {
 /* A key "<prefix>:{<b>}:<tail><suffix>". */
 static RedisModuleString *keyname(Call *c, uint32_t b, const void *tail, size_t taillen, const char *suffix) {
   char tag[16];
-  int t = snprintf(tag, sizeof tag, ":{%u}:", b);
+  size_t t = 2;
+  tag[0] = ':';
+  tag[1] = '{';
+  t += u32dec(tag + t, b);
+  tag[t++] = '}';
+  tag[t++] = ':';
   c->name.len = 0;
   buf_put(&c->name, c->prefix, c->prefixlen);
-  buf_put(&c->name, tag, (size_t)t);
+  buf_put(&c->name, tag, t);
   buf_put(&c->name, tail, taillen);
   buf_put(&c->name, suffix, strlen(suffix));
   return RedisModule_CreateString(c->ctx, c->name.p, c->name.len);
@@ -253,12 +277,12 @@ static long long num(RedisModuleString *s) {
 }
 
 /* HINCRBY key field by (the statistics hash). */
-static void hincr(Call *c, RedisModuleKey *k, const char *field, long long by) {
+static void hincr(Call *c, RedisModuleKey *k, RedisModuleString *field, long long by) {
   if (by == 0) return;
   RedisModuleString *v = NULL;
-  RedisModule_HashGet(k, REDISMODULE_HASH_CFIELDS, field, &v, NULL);
+  RedisModule_HashGet(k, REDISMODULE_HASH_NONE, field, &v, NULL);
   RedisModuleString *nv = RedisModule_CreateStringFromLongLong(c->ctx, num(v) + by);
-  RedisModule_HashSet(k, REDISMODULE_HASH_CFIELDS, field, nv, NULL);
+  RedisModule_HashSet(k, REDISMODULE_HASH_NONE, field, nv, NULL);
 }
 
 /* Deletes a key left empty (as Redis does after ZREM or HDEL of the last member). */
@@ -372,12 +396,12 @@ static long long account(Call *c, const Rec *r, RedisModuleKey *ak, RedisModuleS
   long long now = r->now, seed = 0;
   if (prev != NULL && r->event != 2 && prevlen > 0 && prev[prevlen - 1] == '1') {
     RedisModuleString *t = NULL;
-    RedisModule_HashGet(ak, REDISMODULE_HASH_CFIELDS, "~", &t, NULL);
+    RedisModule_HashGet(ak, REDISMODULE_HASH_NONE, F_TILDE, &t, NULL);
     long long from = num(t);
     if (prevAt > from) from = prevAt;
     if (now > from) {
       seed = now - from;
-      RedisModule_HashSet(ak, REDISMODULE_HASH_CFIELDS, "~", RedisModule_CreateStringFromLongLong(c->ctx, now), NULL);
+      RedisModule_HashSet(ak, REDISMODULE_HASH_NONE, F_TILDE, RedisModule_CreateStringFromLongLong(c->ctx, now), NULL);
     }
   }
   if (r->event == 3) {
@@ -399,9 +423,8 @@ static long long account(Call *c, const Rec *r, RedisModuleKey *ak, RedisModuleS
 static int announce(Call *c, const Rec *r) {
   RedisModuleCtx *ctx = c->ctx;
   if (cluster_mode && !c->replicated) {
-    char tag[8];
-    int t = snprintf(tag, sizeof tag, "%u", r->b);
-    unsigned s = slot_of(tag, (size_t)t);
+    char tag[10];
+    unsigned s = slot_of(tag, u32dec(tag, r->b));
     if (!(owned[s >> 3] & (1 << (s & 7))) && !c->refreshed) {
       /* Maybe the node has just been given the slot (a replica promoted by a failover, a
        * migration finished): read the slots again, once per call, before skipping. */
@@ -442,12 +465,11 @@ static int announce(Call *c, const Rec *r) {
   if (c->wrong) goto close;
 
   RedisModuleString *ep = RedisModule_CreateString(ctx, (const char *)r->ep, r->eplen);
-  RedisModuleString *tid = RedisModule_CreateString(ctx, (const char *)r->h, 20);
-  RedisModuleString *pid = RedisModule_CreateString(ctx, (const char *)r->pid, 20);
+  /* The peer id is a field of the baseline hash only (private mode). */
+  RedisModuleString *pid = ak != NULL ? RedisModule_CreateString(ctx, (const char *)r->pid, 20) : NULL;
   RedisModuleString *m[6] = {NULL, NULL, NULL, NULL, NULL, NULL}, *oldv = NULL;
-  RedisModule_HashGet(meta, REDISMODULE_HASH_CFIELDS, "d", &m[0], "4s", &m[1], "4l", &m[2], "6s", &m[3], "6l",
-                      &m[4], "p", &m[5], NULL);
-  RedisModule_HashGet(meta, REDISMODULE_HASH_NONE, ep, &oldv, NULL);
+  RedisModule_HashGet(meta, REDISMODULE_HASH_NONE, F_D, &m[0], FIELD[0], &m[1], FIELD[1], &m[2], FIELD[2], &m[3],
+                      FIELD[3], &m[4], F_P, &m[5], ep, &oldv, NULL);
 
   /* Private mode: the peer's baseline, and the rules of issue #16. */
   const char *prev = NULL;
@@ -525,15 +547,15 @@ static int announce(Call *c, const Rec *r) {
       drop_empty(z);
       if (gone) {
         dstat[1 + i]--;
-        RedisModule_HashSet(meta, REDISMODULE_HASH_CFIELDS, FIELDS[i],
-                            RedisModule_CreateStringFromLongLong(ctx, n[i] - 1), NULL);
+        RedisModule_HashSet(meta, REDISMODULE_HASH_NONE, FIELD[i], RedisModule_CreateStringFromLongLong(ctx, n[i] - 1),
+                            NULL);
       }
       if (complete + incomplete == 0) {
         RedisModule_DeleteKey(meta);
         int out = 0;
         RedisModuleKey *idx = lazy(c, &lidx);
         if (idx == NULL) goto close;
-        if (RedisModule_KeyType(idx) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(idx, tid, &out);
+        if (RedisModule_KeyType(idx) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(idx, RedisModule_CreateString(ctx, (const char *)r->h, 20), &out);
         drop_empty(idx);
         if (out) dstat[0]--;
       } else {
@@ -548,7 +570,8 @@ static int announce(Call *c, const Rec *r) {
   }
 
   /* Peers (never the requester); a replica applying the command needs none. */
-  Buf peers = {NULL, 0, 0};
+  Buf peers = c->peers; /* the call's buffer, reused by each announce */
+  peers.len = 0;
   long long npeers = 0;
   if (want > 0 && !c->replicated) {
     long long cs = n[iS], cl = n[iL];
@@ -561,7 +584,7 @@ static int announce(Call *c, const Rec *r) {
       pick(c, &lfl, cl, kl, inL, r->ep, r->eplen, &peers, &npeers);
     }
     if (c->wrong) {
-      if (peers.p) RedisModule_Free(peers.p);
+      c->peers = peers;
       goto close;
     }
   }
@@ -570,7 +593,7 @@ static int announce(Call *c, const Rec *r) {
   {
     RedisModuleKey *key = lazy(c, seeder ? &lfs : &lfl);
     if (key == NULL) {
-      if (peers.p) RedisModule_Free(peers.p);
+      c->peers = peers;
       goto close;
     }
     int i = seeder ? iS : iL, o = seeder ? iL : iS;
@@ -580,21 +603,21 @@ static int announce(Call *c, const Rec *r) {
     RedisModule_ZsetAdd(key, (double)now, ep, &zf);
     if (zf & REDISMODULE_ZADD_ADDED) {
       dstat[1 + i]++;
-      set[ns++] = RedisModule_CreateString(ctx, FIELDS[i], 2);
+      set[ns++] = FIELD[i];
       set[ns++] = RedisModule_CreateStringFromLongLong(ctx, n[i] + 1);
     }
     if ((seeder && inL) || (!seeder && inS)) {
       int gone = 0;
       RedisModuleKey *other = lazy(c, seeder ? &lfl : &lfs);
       if (other == NULL) {
-        if (peers.p) RedisModule_Free(peers.p);
+        c->peers = peers;
         goto close;
       }
       if (RedisModule_KeyType(other) == REDISMODULE_KEYTYPE_ZSET) RedisModule_ZsetRem(other, ep, &gone);
       drop_empty(other);
       if (gone) {
         dstat[1 + o]--;
-        set[ns++] = RedisModule_CreateString(ctx, FIELDS[o], 2);
+        set[ns++] = FIELD[o];
         set[ns++] = RedisModule_CreateStringFromLongLong(ctx, n[o] - 1);
       }
     }
@@ -602,13 +625,13 @@ static int announce(Call *c, const Rec *r) {
     if (event == 1 && !counted) {
       counted = 1;
       downloaded++;
-      set[ns++] = RedisModule_CreateString(ctx, "d", 1);
+      set[ns++] = F_D;
       set[ns++] = RedisModule_CreateStringFromLongLong(ctx, downloaded);
     }
     if (wantIds && !keepIds) {
       keepIds = 1;
-      set[ns++] = RedisModule_CreateString(ctx, "p", 1);
-      set[ns++] = RedisModule_CreateString(ctx, "1", 1);
+      set[ns++] = F_P;
+      set[ns++] = ONE;
     }
     char value[21];
     value[0] = (char)(48 + (counted ? 1 : 0) + (seeder ? 2 : 0));
@@ -626,10 +649,10 @@ static int announce(Call *c, const Rec *r) {
       int f = 0;
       RedisModuleKey *idx = lazy(c, &lidx);
       if (idx == NULL) {
-        if (peers.p) RedisModule_Free(peers.p);
+        c->peers = peers;
         goto close;
       }
-      RedisModule_ZsetAdd(idx, (double)now, tid, &f);
+      RedisModule_ZsetAdd(idx, (double)now, RedisModule_CreateString(ctx, (const char *)r->h, 20), &f);
       if (f & REDISMODULE_ZADD_ADDED) dstat[0]++;
     }
   }
@@ -665,7 +688,7 @@ static int announce(Call *c, const Rec *r) {
     buf_put(&c->out, peers.p, peers.len);
     buf_put(&c->out, ids.p, ids.len);
     if (prev != NULL) buf_put(&c->out, prev, prevlen);
-    if (peers.p) RedisModule_Free(peers.p);
+    c->peers = peers;
     if (ids.p) RedisModule_Free(ids.p);
   }
 
@@ -674,7 +697,7 @@ stats:
     RedisModuleKey *stats = lazy(c, &lstats);
     if (stats != NULL)
       for (int i = 0; i < 5; i++)
-        if (dstat[i] != 0) hincr(c, stats, i == 0 ? "t" : FIELDS[i - 1], dstat[i]);
+        if (dstat[i] != 0) hincr(c, stats, i == 0 ? F_T : FIELD[i - 1], dstat[i]);
   }
 
 close:
@@ -703,26 +726,29 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   }
   if (count == 0) return RedisModule_ReplyWithError(ctx, "ERR herald.announce: no announce record");
   int flags = RedisModule_GetContextFlags(ctx);
-  Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0},
+  Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0},
             (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0, 0};
   c.prefix = RedisModule_StringPtrLen(argv[2], &c.prefixlen);
-  /* The records applied (for replication when some were skipped). */
+  /* The records applied, for replication when some were not: made only then (until the first
+   * record not applied, the records so far, as they came). */
   Buf applied = {NULL, 0, 0};
   size_t skipped = 0, done = 0;
   int wrong = 0;
   pos = 0;
   while (pos < n) {
+    size_t start = pos;
     parse(s, n, &pos, &r);
     int status = announce(&c, &r);
-    if (status == WRONGTYPE) {
-      wrong = 1;
-      break;
-    }
-    if (status == SKIPPED)
+    if (status == WRONGTYPE || status == SKIPPED) {
+      if (skipped == 0) buf_put(&applied, s, start);
+      if (status == WRONGTYPE) {
+        wrong = 1;
+        break;
+      }
       skipped++;
-    else {
+    } else {
       done++;
-      buf_put(&applied, r.p, r.len);
+      if (skipped > 0) buf_put(&applied, r.p, r.len);
     }
   }
   if (!c.replicated && done > 0) {
@@ -738,6 +764,7 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   if (applied.p) RedisModule_Free(applied.p);
   if (c.name.p) RedisModule_Free(c.name.p);
   if (c.out.p) RedisModule_Free(c.out.p);
+  if (c.peers.p) RedisModule_Free(c.peers.p);
   return REDISMODULE_OK;
 }
 
@@ -748,6 +775,12 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) 
   if (RedisModule_CreateCommand(ctx, "herald.announce", announce_command, "write deny-oom", 1, 1, 1) ==
       REDISMODULE_ERR)
     return REDISMODULE_ERR;
+  for (int i = 0; i < 4; i++) FIELD[i] = RedisModule_CreateString(NULL, FIELDS[i], 2);
+  F_D = RedisModule_CreateString(NULL, "d", 1);
+  F_P = RedisModule_CreateString(NULL, "p", 1);
+  F_T = RedisModule_CreateString(NULL, "t", 1);
+  F_TILDE = RedisModule_CreateString(NULL, "~", 1);
+  ONE = RedisModule_CreateString(NULL, "1", 1);
   if (RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_CLUSTER) {
     cluster_mode = 1;
     /* The cluster's slots are not known yet while the server loads: the timer reads them. */
