@@ -7,42 +7,34 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Registry } from '../../src/db/registry.ts';
-import { createTracker, type Tracker } from '../../src/index.ts';
+import type { Tracker } from '../../src/index.ts';
 import { hashPassword } from '../../src/web/portal/security.ts';
 import { linkTokenHash, newLinkToken, recoveryHash } from '../../src/web/portal/two-factor.ts';
 import { engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
+import { startPortalTracker } from '../helpers/portal-tracker.ts';
 
 const PASSWORD = 'a long enough password';
 
 for (const engine of engines) {
   describe(`portal account attacks (${engine.name})`, () => {
     let tracker: Tracker;
-    let db: { url: string; drop(): Promise<void> };
+    let stop: () => Promise<void>;
     let base = '';
     let n = 0;
 
     before(async () => {
-      db = await engine.create();
-      tracker = createTracker({
-        http: ['127.0.0.1:0'],
+      ({ tracker, base, stop } = await startPortalTracker(engine, {
         udp: [],
-        mode: 'private',
-        databaseUrl: db.url,
-        policyRefresh: 3600,
-        logLevel: 'silent',
         require2faForStaff: true,
         freeleechTokenDays: 3,
         bonusTokenPrice: 1000,
         bonusInvitePrice: 1000,
-      });
-      await tracker.start();
-      base = `http://127.0.0.1:${tracker.addresses().http[0].port}`;
+      }));
     });
 
     after(async () => {
-      await tracker.stop();
-      await db.drop();
+      await stop();
     });
 
     /** A new member (or staff), logged in from its own loopback address. */
