@@ -94,7 +94,10 @@ function http(port: number, seconds: number): Load {
 }
 
 const rows: string[] = [];
-let nextPort = 26400 + Math.floor(Math.random() * 2000);
+// Below the kernel's ephemeral range (32768-60999 here) for the ports and for a Cluster node's bus
+// port (port + 10000): a bus port in that range can be taken by any outgoing connection (wrk's, the
+// trackers' to Redis), and that node then fails to start ("nothing listening", seen once).
+let nextPort = 20000 + Math.floor(Math.random() * 2000);
 
 /** A redis-server on CPU 1 (cluster mode when `dir` is given); resolves with its PID once it answers. */
 async function redisServer(port: number, dir: string | null, module: boolean): Promise<ChildProcess> {
