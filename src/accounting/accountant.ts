@@ -743,15 +743,13 @@ export class Accountant {
 
   /** Writes `batch`; the member x torrent rows written. */
   async #write(reg: Registry, batch: Batch): Promise<number> {
-    const { dropped, rewritten } = await writeBatch(reg, batch);
+    const { written, dropped, rewritten } = await writeBatch(reg, batch);
     if (rewritten) this.counts.rewrites++;
     if (dropped > 0) {
       this.counts.dropped += dropped;
       this.#o.logger.info('accounting: rows for removed torrents dropped', { rows: dropped });
     }
-    let rows = 0;
-    for (const byTorrent of batch.memberTorrents.values()) rows += byTorrent.size;
-    return rows - dropped;
+    return written;
   }
 
   #mergeBack({ members, memberTorrents, flags }: Batch): void {

@@ -66,12 +66,12 @@ export interface Flag {
 export async function writeBatch(
   reg: Registry,
   batch: Batch,
-): Promise<{ dropped: number; rewritten: boolean }> {
+): Promise<{ written: number; dropped: number; rewritten: boolean }> {
   try {
-    return { dropped: await writeOnce(reg, batch, false), rewritten: false };
+    return { ...(await writeOnce(reg, batch, false)), rewritten: false };
   } catch (err) {
     if (!foreignKeyBroken(err)) throw err;
-    return { dropped: await writeOnce(reg, batch, true), rewritten: true };
+    return { ...(await writeOnce(reg, batch, true)), rewritten: true };
   }
 }
 
@@ -85,7 +85,7 @@ async function writeOnce(
   reg: Registry,
   { members, memberTorrents, flags }: Batch,
   checked: boolean,
-): Promise<number> {
+): Promise<{ written: number; dropped: number }> {
   const dialect = reg.db.dialect;
   return reg.db.kysely.transaction().execute(async (trx) => {
     // Many rows per statement (chunks of WRITE_CHUNK): one statement per row, built by the
@@ -158,7 +158,7 @@ async function writeOnce(
           })),
         )
         .execute();
-    return dropped;
+    return { written: rows.length, dropped };
   });
 }
 
