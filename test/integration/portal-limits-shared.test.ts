@@ -2,7 +2,8 @@
  * The portal's guessing limits hold across the processes that serve one database: two Herald
  * instances on one database (what `--workers N` is too: N processes on one database), on every
  * engine. A guesser who spreads wrong passwords or wrong 2FA codes over the instances gets the
- * limit once, not once per instance: the attempts are counted in the database.
+ * limit once, not once per instance: the attempts are counted in the database. And the command
+ * users run, `herald serve --workers 2`, on its SQLite file.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { describe, test } from 'node:test';
 import type { Registry } from '../../src/db/registry.ts';
 import { hashPassword } from '../../src/web/portal/security.ts';
 import { newTotpSecret, recoveryHash, sealSecret, totpStep } from '../../src/web/portal/two-factor.ts';
+import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
@@ -103,3 +105,20 @@ for (const engine of engines) {
     });
   });
 }
+
+test('herald serve --workers 2: wrong passwords for one username over new connections meet the limit once', async () => {
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
+  try {
+    const base = `http://127.0.0.1:${t.http[0].port}`;
+    // Twelve guesses, each on a connection of its own from another address: the kernel spreads
+    // them over both workers (all twelve on one worker: 2 in 4096).
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++)
+      statuses.push(
+        (await new PortalClient(base, { localAddress: `127.0.6.${i + 1}` }).login('target', 'wrong')).status,
+      );
+    assert.deepEqual(statuses, [...Array(5).fill(401), ...Array(7).fill(429)]);
+  } finally {
+    await t.stop();
+  }
+});
