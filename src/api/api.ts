@@ -176,10 +176,24 @@ export function createApiHandler(deps: {
    * `featured_days`, `freeleech_token_days`. Defaults: 200, 7, 3.
    */
   promotions?: { uploadFactor: number; featuredDays: number; tokenDays: number };
+  /** `require_2fa_for_staff`: staff without 2FA have no staff powers (restricted torrents) here either. */
+  require2faForStaff?: boolean;
 }) {
   const tokenHash = createHash('sha256').update(deps.token).digest();
   const promo = deps.promotions ?? { uploadFactor: 200, featuredDays: 7, tokenDays: 3 };
   const nowS = () => Math.floor(Date.now() / 1000);
+
+  /**
+   * Whether a member may have a restricted torrent: a live grant, or staff powers (staff, with
+   * 2FA on when `require_2fa_for_staff`), the portal's `mayDownload` for a member not logged in.
+   */
+  const mayDownloadRestricted = async (m: PublicMember, torrentId: number): Promise<boolean> => {
+    if (m.role === 'moderator' || m.role === 'admin') {
+      if (deps.require2faForStaff !== true) return true;
+      if ((await reg().accounts.twoFactor(m.id)).enabledAt !== null) return true;
+    }
+    return reg().grantedTo(torrentId, m.id, nowS());
+  };
   /** What the API reports of a member's freeleech tokens: held, spent (the windows), given by staff. */
   const tokensOut = async (m: PublicMember) => ({
     freeleech_tokens: m.freeleech_tokens,
@@ -363,6 +377,10 @@ export function createApiHandler(deps: {
         const b = await parse(schemas.spendToken, body);
         const mm = await reg().member(m);
         const t = await reg().torrent(b.torrent);
+        // As the portal: only on a torrent the member may download (a token on a restricted
+        // torrent without a grant is wasted, and would tell the member it exists).
+        if (t.restricted === 1 && !(await mayDownloadRestricted(mm, t.id)))
+          throw new ApiError(403, 'this torrent is restricted: the member holds no grant on it');
         const ends = await reg().freeleech.spendToken(mm, t.id, promo.tokenDays, nowS());
         await deps.policy.refresh();
         return {

@@ -528,6 +528,7 @@ export function createTracker(
               featuredDays: config.featuredDays,
               tokenDays: config.freeleechTokenDays,
             },
+            require2faForStaff: config.require2faForStaff,
           })
         : null,
       portal: portal && portalListen.length === 0 ? (req, res) => portal.handle(req, res) : null,

@@ -44,6 +44,92 @@ export class Accounts {
     return this.#reg.db.kysely;
   }
 
+  // ---- portal: guessing limits (shared by every process on this database) ----
+
+  /** When this process last deleted spent `auth_attempts` rows (ms). */
+  #attemptsPruned = 0;
+
+  /**
+   * Takes one attempt of throttle `scope` for `key` at `nowMs` when fewer than `limit` lie in the
+   * sliding window of `windowMs`, and returns 0; otherwise records nothing and returns the
+   * milliseconds until the oldest attempt leaves the window. Check and record are one transaction
+   * that holds the key's row locked (the upsert locks it on PostgreSQL; SQLite has one writer), so
+   * requests at once, in this process or any other on the database, cannot all pass the check
+   * before any is recorded.
+   */
+  async takeAttempt(
+    scope: string,
+    key: string,
+    limit: number,
+    windowMs: number,
+    nowMs: number,
+  ): Promise<number> {
+    await this.#pruneAttempts(nowMs);
+    return this.#attemptRow(scope, key, nowMs + windowMs, (times) => {
+      const live = times.filter((t) => t > nowMs - windowMs);
+      if (live.length >= limit) return { times: null, out: live[0] + windowMs - nowMs };
+      live.push(nowMs);
+      return { times: live, out: 0 };
+    });
+  }
+
+  /** Gives back the most recent attempt taken for `key` (it did not count after all). */
+  async releaseAttempt(scope: string, key: string): Promise<void> {
+    await this.#attemptRow(scope, key, null, (times) => ({ times: times.slice(0, -1), out: undefined }));
+  }
+
+  /**
+   * Runs `change` on the attempt times of `scope`/`key` with the row locked (made empty when there
+   * is none) and writes what it returns (`times: null`: nothing). `expiresAt` null keeps the row's.
+   */
+  async #attemptRow<T>(
+    scope: string,
+    key: string,
+    expiresAt: number | null,
+    change: (times: number[]) => { times: number[] | null; out: T },
+  ): Promise<T> {
+    return this.#k.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('auth_attempts')
+        .values({ scope, key, times: '', expires_at: expiresAt ?? 0 })
+        .onConflict((oc) =>
+          oc.columns(['scope', 'key']).doUpdateSet((eb) => ({ times: eb.ref('auth_attempts.times') })),
+        )
+        .execute();
+      const row = await trx
+        .selectFrom('auth_attempts')
+        .select('times')
+        .where('scope', '=', scope)
+        .where('key', '=', key)
+        .executeTakeFirstOrThrow();
+      const r = change(row.times === '' ? [] : row.times.split(',').map(Number));
+      if (r.times !== null) {
+        let q = trx
+          .updateTable('auth_attempts')
+          .set({ times: r.times.join(',') })
+          .where('scope', '=', scope)
+          .where('key', '=', key);
+        if (expiresAt !== null) q = q.set({ expires_at: expiresAt });
+        await q.execute();
+      }
+      return r.out;
+    });
+  }
+
+  /**
+   * Deletes the rows whose every attempt has left its window, at most once a minute per process
+   * (the keys are typed by strangers: the table must not keep them). On its own, outside any
+   * attempt's transaction, so it never holds one key's row while waiting for another's; a
+   * failure (another process pruning at once) is left for the next time.
+   */
+  async #pruneAttempts(nowMs: number): Promise<void> {
+    if (nowMs - this.#attemptsPruned < 60_000) return;
+    this.#attemptsPruned = nowMs;
+    try {
+      await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', nowMs).execute();
+    } catch {}
+  }
+
   // ---- portal: passwords, sessions (no revision bump: the tracker's policy does not read them) ----
 
   /**

@@ -535,6 +535,25 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0015_auth_attempts': {
+      // The portal's guessing limits, shared by every process on the database (`--workers N`,
+      // several instances): per-process counters gave a guesser N times the attempts.
+      async up(db: AnyDb) {
+        await db.schema
+          .createTable('auth_attempts')
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('key', 'text', (c) => c.notNull())
+          .addColumn('times', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('auth_attempts_pk', ['scope', 'key'])
+          .execute();
+        await db.schema
+          .createIndex('auth_attempts_expires')
+          .on('auth_attempts')
+          .column('expires_at')
+          .execute();
+      },
+    },
   };
 }
 

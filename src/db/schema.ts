@@ -35,6 +35,7 @@ export interface Database {
   scheduler_leases: SchedulerLeasesTable;
   password_resets: PasswordResetsTable;
   recovery_codes: RecoveryCodesTable;
+  auth_attempts: AuthAttemptsTable;
 }
 
 export const ROLES = ['member', 'uploader', 'moderator', 'admin'] as const;
@@ -430,4 +431,18 @@ export interface RecoveryCodesTable {
   member_id: number;
   code_hash: string;
   used_at: number | null;
+}
+
+/**
+ * The portal's guessing limits (failed logins, 2FA codes, password re-checks, reset mails), in
+ * the database so that every process on it counts one total: a sliding window per throttle
+ * (`scope`) and key (a client address, a username, a member id), as the attempt times in ms,
+ * oldest first, comma-separated. `expires_at` (ms): when the newest attempt leaves the window
+ * (the row is then worth nothing and is deleted).
+ */
+export interface AuthAttemptsTable {
+  scope: string;
+  key: string;
+  times: string;
+  expires_at: number;
 }

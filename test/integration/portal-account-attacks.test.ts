@@ -15,6 +15,7 @@ import { PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
 
 const PASSWORD = 'a long enough password';
+const API_TOKEN = 'account-attacks-api-token-0123456789';
 
 for (const engine of engines) {
   describe(`portal account attacks (${engine.name})`, () => {
@@ -30,6 +31,7 @@ for (const engine of engines) {
         freeleechTokenDays: 3,
         bonusTokenPrice: 1000,
         bonusInvitePrice: 1000,
+        apiToken: API_TOKEN,
       }));
     });
 
@@ -145,6 +147,48 @@ for (const engine of engines) {
         `/torrent/${plain.id}?msg=token`,
       );
       assert.equal(await tokens(), 1);
+    });
+
+    test('the API spends no freeleech token on a restricted torrent the member holds no grant on (as the portal)', async () => {
+      const reg = tracker.registry();
+      const now = Math.floor(Date.now() / 1000);
+      const spend = async (who: string, torrent: number) => {
+        const res = await fetch(`${base}/api/members/${who}/tokens/spend`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ torrent }),
+        });
+        return {
+          status: res.status,
+          body: (await res.json()) as { error?: string; freeleech_tokens?: number },
+        };
+      };
+      const add = (name: string, hash: string) =>
+        reg.addTorrent({
+          infoHash: hash.repeat(20),
+          infoHashV2: null,
+          name,
+          size: 1,
+          fileCount: 1,
+          restricted: true,
+        });
+      const locked = await add('api locked', 'f1');
+      const granted = await add('api granted', 'f2');
+      const m = await reg.addMember({ username: 'api-spender' });
+      // Staff without 2FA have no staff powers while require_2fa_for_staff is on (as on the portal).
+      const mod = await reg.addMember({ username: 'api-mod', role: 'moderator' });
+      for (const who of [m, mod]) await reg.freeleech.giveTokens(who, 2, { note: null, by: null, at: now });
+      await reg.grant({ torrent: granted.id, member: m.id });
+      for (const who of [m, mod]) {
+        const refused = await spend(who.username, locked.id);
+        assert.equal(refused.status, 403, JSON.stringify(refused.body));
+        assert.match(refused.body.error ?? '', /restricted/);
+        assert.equal((await reg.member(who.id)).freeleech_tokens, 2, who.username);
+        assert.deepEqual(await reg.freeleech.list({ member: who.id, source: 'token' }), []);
+      }
+      const ok = await spend(m.username, granted.id);
+      assert.equal(ok.status, 201, JSON.stringify(ok.body));
+      assert.equal(ok.body.freeleech_tokens, 1);
     });
 
     test('promotion forms: a date and time that does not exist is refused, not rolled over', async () => {

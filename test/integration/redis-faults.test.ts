@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
@@ -193,6 +194,66 @@ describe('Redis store faults', {
     assert.equal(text(d.get('failure reason')), Errors.storeUnavailable.message);
     assert.ok(d.has('retry in'), 'BEP 31 retry in, as announces get');
     await until('/health 503', 5000, async () => (await health(t)).status === 503);
+  });
+
+  test("a reply lost on the way (the connection stays open): the connection is made again, and no announce gets another swarm's answer", async () => {
+    const redis = ownRedis(await freePort(6420));
+    await redis.start();
+    cleanups.push(() => redis.kill());
+    // A relay in front of the real redis-server that can lose one reply, as a faulty middlebox or
+    // link would: the stream then holds one reply fewer than the commands sent on it, and
+    // replies are matched to commands in order.
+    let lose = false;
+    const links = new Set<Socket>();
+    const relay = createServer((c) => {
+      const up = connect(redis.port, '127.0.0.1');
+      c.pipe(up);
+      up.on('data', (d: Buffer) => {
+        if (lose) lose = false;
+        else c.write(d);
+      });
+      for (const s of [c, up]) {
+        links.add(s);
+        s.on('error', () => {});
+        s.on('close', () => {
+          c.destroy();
+          up.destroy();
+        });
+      }
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of links) s.destroy();
+      relay.close();
+    });
+    const t = tracker(`redis://127.0.0.1:${(relay.address() as AddressInfo).port}`, 500);
+    await t.start();
+    cleanups.push(() => t.stop());
+    const full = hashOf(1, 4242);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await announce(t, full, 7000 + i, 10)).get('failure reason'), undefined);
+    lose = true;
+    const lost = await announce(t, hashOf(2, 4242), 7100, 10);
+    assert.equal(text(lost.get('failure reason')), Errors.storeUnavailable.message);
+    // Herald drops the connection whose reply went missing and makes another: answers again.
+    await until(
+      'announces answered again',
+      5000,
+      async () => (await announce(t, hashOf(3, 4242), 7200, 10)).get('failure reason') === undefined,
+    );
+    // Announces in flight together each get their own swarm's answer.
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        await new Promise((resolve) => setTimeout(resolve, i * 5));
+        return i % 2 === 0
+          ? announce(t, full, 7300 + i, 10)
+          : announce(t, hashOf(10 + i, 4242), 7300 + i, 10);
+      }),
+    );
+    for (const [i, a] of answers.entries()) {
+      assert.equal(a.get('failure reason'), undefined, `announce ${i}`);
+      assert.equal(a.get('incomplete'), i % 2 === 0 ? 5 + i / 2 : 0, `announce ${i}: its own swarm's count`);
+    }
   });
 
   test('Redis Cluster: a slot moved to another master (MOVED) is followed, not failed', async () => {

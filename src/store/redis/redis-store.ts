@@ -73,6 +73,8 @@ export class RedisSwarmStore implements SwarmStore {
   #failedAt = 0;
   #failures = 0;
   #loggedAt = 0;
+  /** When the connection was last dropped for a call without an answer (`#unanswered`). */
+  #resetAt = 0;
   #closed = false;
   #timeoutMs: number;
   /** redis_module: 'auto' uses HERALD.ANNOUNCE where the server has it, 'off' never, 'require' always. */
@@ -240,6 +242,7 @@ export class RedisSwarmStore implements SwarmStore {
         },
         (err) => {
           this.#pending.delete(d);
+          if (err instanceof Error && err.message === 'Command timed out') this.#unanswered();
           reject(err);
         },
       );
@@ -263,7 +266,25 @@ export class RedisSwarmStore implements SwarmStore {
       if (d.at > now) return;
       this.#pending.delete(d);
       d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
+      this.#unanswered();
     }
+  }
+
+  /**
+   * A call got no answer in time (ioredis's command timeout, or the deadline): the connection's
+   * reply stream is in doubt. ioredis matches replies to commands in order and keeps a timed-out
+   * command in its queue, so after a reply lost or cut short on the way (a faulty link or
+   * middlebox; the connection stays open) every later reply lands on the command before it: each
+   * call would fail from then on, or get another call's answer (another swarm's peers). So the
+   * connection is dropped and made again (what it still had queued fails at once), at most once
+   * per timeout; a Redis that was merely slow costs one reconnection.
+   */
+  #unanswered(): void {
+    const now = Date.now();
+    if (this.#closed || this.client.status !== 'ready' || now - this.#resetAt < this.#timeoutMs) return;
+    this.#resetAt = now;
+    this.#logger?.warn('redis store: a call got no answer in time; connecting again');
+    this.client.disconnect(true);
   }
 
   /**

@@ -1,8 +1,9 @@
 import QRCode from 'qrcode';
-import { addressKey, WindowLimiter } from '../../core/limiter.ts';
+import { addressKey } from '../../core/limiter.ts';
 import type { PublicMember } from '../../db/registry.ts';
 import { plainAddress } from '../../mail/mailer.ts';
 import { applicationMail, invitationMail, resetMail, type Site, siteOf } from '../../mail/messages.ts';
+import { AttemptLimit } from './attempts.ts';
 import { type Ctx, csrfField, errorPage, field, origin, page, redirect, STAFF } from './context.ts';
 import { type Html, html } from './html.ts';
 import { type Route, secondFactor } from './routes-auth.ts';
@@ -84,20 +85,20 @@ async function qrDataUrl(text: string): Promise<string> {
  * be used to guess the password on either.
  */
 export class CurrentPassword {
-  #tries = new WindowLimiter({ limit: 5, windowMs: 15 * 60_000 });
+  #tries = new AttemptLimit('current-password', { limit: 5, windowMs: 15 * 60_000 });
 
   /** Checks the form's `current` field for the logged-in member. */
   async check(ctx: Ctx): Promise<'ok' | 'wrong' | 'limited'> {
     const me = ctx.member!;
     const key = String(me.id);
     // Counted before the (slow) check, so requests at once cannot all pass the limit first.
-    if (this.#tries.take(key, Date.now()) > 0) return 'limited';
+    if ((await this.#tries.take(ctx.reg.accounts, key)) > 0) return 'limited';
     let ok = false;
     try {
       const cred = await ctx.reg.accounts.credentials(me.username);
       ok = await verifyPassword(ctx.form.fields.get('current') ?? '', cred?.password_hash ?? null);
     } finally {
-      if (ok) this.#tries.release(key);
+      if (ok) await this.#tries.release(ctx.reg.accounts, key);
     }
     return ok ? 'ok' : 'wrong';
   }
@@ -105,10 +106,10 @@ export class CurrentPassword {
 
 export function accountRoutes(current = new CurrentPassword()): Route[] {
   // Reset requests: 5 per client address and 3 mails per member an hour (no mail bombing).
-  const forgotByIp = new WindowLimiter({ limit: 5, windowMs: 3600_000 });
-  const forgotByMember = new WindowLimiter({ limit: 3, windowMs: 3600_000 });
+  const forgotByIp = new AttemptLimit('forgot-ip', { limit: 5, windowMs: 3600_000 });
+  const forgotByMember = new AttemptLimit('forgot-member', { limit: 3, windowMs: 3600_000 });
   // Codes typed to turn 2FA off: 5 per member in 15 minutes (a stolen session cannot guess on).
-  const disableTries = new WindowLimiter({ limit: 5, windowMs: 15 * 60_000 });
+  const disableTries = new AttemptLimit('2fa-disable', { limit: 5, windowMs: 15 * 60_000 });
 
   const forgotForm = (ctx: Ctx, opts: { flash?: string; error?: string; status?: number } = {}) =>
     page(ctx, {
@@ -168,7 +169,7 @@ ${
         const who = field(ctx, 'who').slice(0, 254);
         if (who === '')
           return forgotForm(ctx, { status: 400, error: 'Give your username or e-mail address.' });
-        if (forgotByIp.take(addressKey(ctx.ip), Date.now()) > 0)
+        if ((await forgotByIp.take(ctx.reg.accounts, addressKey(ctx.ip))) > 0)
           return forgotForm(ctx, {
             status: 429,
             error: 'Too many reset requests from your address. Try again later.',
@@ -179,7 +180,7 @@ ${
           : [await ctx.reg.findMember(who)].filter((m): m is PublicMember => m !== undefined);
         for (const m of found) {
           if (m.status !== 'active' || m.email === null || plainAddress(m.email) === null) continue;
-          if (forgotByMember.take(String(m.id), Date.now()) > 0) continue;
+          if ((await forgotByMember.take(ctx.reg.accounts, String(m.id))) > 0) continue;
           const token = await makeResetLink(ctx, m, null);
           mailer.send(
             resetMail(siteFor(ctx), m.email, {
@@ -313,11 +314,11 @@ ${
       async handle(ctx) {
         const me = ctx.member!;
         if (!ctx.twoFactor) return redirect(ctx, '/me/security');
-        if (disableTries.take(String(me.id), Date.now()) > 0)
+        if ((await disableTries.take(ctx.reg.accounts, String(me.id))) > 0)
           return securityPage(ctx, { error: 'Too many wrong codes. Try again in 15 minutes.', status: 429 });
         if (!(await secondFactor(ctx, me.id, field(ctx, 'code'))))
           return securityPage(ctx, { error: 'That code is not right.', status: 401 });
-        disableTries.release(String(me.id));
+        await disableTries.release(ctx.reg.accounts, String(me.id));
         await ctx.reg.accounts.disableTwoFactor(me.id);
         redirect(ctx, '/me/security?msg=twofactor');
       },

@@ -1,5 +1,6 @@
-import { addressKey, WindowLimiter } from '../../core/limiter.ts';
+import { addressKey } from '../../core/limiter.ts';
 import { checkUsername, RegistryError } from '../../db/registry.ts';
+import { AttemptLimit } from './attempts.ts';
 import { type Ctx, csrfField, errorPage, field, page, redirect } from './context.ts';
 import { html } from './html.ts';
 import {
@@ -83,10 +84,11 @@ export interface LoginLimits {
 }
 
 export function authRoutes(limits: LoginLimits = { perIp: 10, perUser: 5, windowMs: 15 * 60_000 }): Route[] {
-  const byIp = new WindowLimiter({ limit: limits.perIp, windowMs: limits.windowMs });
-  const byUser = new WindowLimiter({ limit: limits.perUser, windowMs: limits.windowMs });
+  // In the database: one count for every process serving it (see AttemptLimit).
+  const byIp = new AttemptLimit('login-ip', { limit: limits.perIp, windowMs: limits.windowMs });
+  const byUser = new AttemptLimit('login-user', { limit: limits.perUser, windowMs: limits.windowMs });
   // Applications are anonymous: at most 5 per address and hour, so a script cannot flood staff.
-  const applications = new WindowLimiter({ limit: 5, windowMs: 3600_000 });
+  const applications = new AttemptLimit('apply-ip', { limit: 5, windowMs: 3600_000 });
 
   const loginForm = (ctx: Ctx, opts: { error?: string; status?: number; username?: string } = {}) =>
     page(ctx, {
@@ -197,15 +199,16 @@ ${csrfField(ctx)}
             username,
             error: `Too many failed attempts. Try again in ${Math.ceil(waitMs / 60_000)} min.`,
           });
-        // Counted now, before anything is awaited (see LoginLimits).
-        const ipWait = byIp.take(ipKey, Date.now());
+        const accounts = ctx.reg.accounts;
+        // Counted now, before the password is checked (see LoginLimits).
+        const ipWait = await byIp.take(accounts, ipKey);
         if (ipWait > 0) return tooMany(ipWait);
-        const cred = await ctx.reg.accounts.credentials(username, ipKey);
+        const cred = await accounts.credentials(username, ipKey);
         const perUser = cred?.known !== true;
         if (perUser) {
-          const userWait = byUser.take(userKey, Date.now());
+          const userWait = await byUser.take(accounts, userKey);
           if (userWait > 0) {
-            byIp.release(ipKey);
+            await byIp.release(accounts, ipKey);
             return tooMany(userWait);
           }
         }
@@ -216,8 +219,8 @@ ${csrfField(ctx)}
         } catch (err) {
           if (!(err instanceof PasswordBusyError)) throw err;
           // Not checked, so not a failed attempt.
-          byIp.release(ipKey);
-          if (perUser) byUser.release(userKey);
+          await byIp.release(accounts, ipKey);
+          if (perUser) await byUser.release(accounts, userKey);
           ctx.res.setHeader('retry-after', '5');
           return loginForm(ctx, {
             status: 503,
@@ -228,8 +231,8 @@ ${csrfField(ctx)}
         if (!cred || !ok)
           return loginForm(ctx, { status: 401, username, error: 'Wrong username or password.' });
         // The right password: not a failed attempt after all.
-        byIp.release(ipKey);
-        if (perUser) byUser.release(userKey);
+        await byIp.release(accounts, ipKey);
+        if (perUser) await byUser.release(accounts, userKey);
         if (cred.status !== 'active')
           return loginForm(ctx, {
             status: 403,
@@ -267,10 +270,11 @@ ${csrfField(ctx)}
         // types here has the password already, so the owner's addresses are not exempt).
         const userKey = m.username.toLowerCase();
         const ipKey = addressKey(ctx.ip);
-        const ipWait = byIp.take(ipKey, Date.now());
-        const userWait = ipWait > 0 ? 0 : byUser.take(userKey, Date.now());
+        const accounts = ctx.reg.accounts;
+        const ipWait = await byIp.take(accounts, ipKey);
+        const userWait = ipWait > 0 ? 0 : await byUser.take(accounts, userKey);
         if (ipWait > 0 || userWait > 0) {
-          if (ipWait === 0) byIp.release(ipKey);
+          if (ipWait === 0) await byIp.release(accounts, ipKey);
           return codeForm(ctx, {
             status: 429,
             error: `Too many failed attempts. Try again in ${Math.ceil(Math.max(ipWait, userWait) / 60_000)} min.`,
@@ -278,8 +282,8 @@ ${csrfField(ctx)}
         }
         if (!(await secondFactor(ctx, m.id, field(ctx, 'code').slice(0, 64))))
           return codeForm(ctx, { status: 401, error: 'That code is not right, or was used already.' });
-        byIp.release(ipKey);
-        byUser.release(userKey);
+        await byIp.release(accounts, ipKey);
+        await byUser.release(accounts, userKey);
         // A new session (new token) for the finished login; the pending one ends.
         const old = parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE);
         if (old) await ctx.reg.accounts.deleteSession(tokenId(old));
@@ -382,7 +386,7 @@ ${ctx.deps.config.applications ? html`<p><a class="button" href="/apply">Apply t
           return applyForm(ctx, 'A valid e-mail address, please.');
         if (body.length < 20 || body.length > 5000)
           return applyForm(ctx, 'Tell us a little about yourself (20 to 5000 characters).');
-        if (applications.take(addressKey(ctx.ip), Date.now()) > 0)
+        if ((await applications.take(ctx.reg.accounts, addressKey(ctx.ip))) > 0)
           return errorPage(ctx, 429, 'Apply', 'Too many applications from your address. Try again later.');
         const a = await ctx.reg.accounts.addApplication({ username, email, body });
         redirect(ctx, `/apply/status/${a.token}`);

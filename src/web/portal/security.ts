@@ -10,7 +10,7 @@ import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
  * keeps only their SHA-256, so a database leak does not yield usable sessions. CSRF: every form
  * carries a per-session token (per-browser before login) compared in constant time; the cookie
  * is SameSite=Lax as a second line. Login guessing: see `authRoutes` (attempts counted per client
- * address and per username in `WindowLimiter`s, before the password is checked).
+ * address and per username in the database, `AttemptLimit`, before the password is checked).
  */
 
 const N = 2 ** 15;
