@@ -47,18 +47,68 @@ function asyncStore(): SwarmStore {
   }) as unknown as SwarmStore;
 }
 
+/**
+ * A store that reads each request before `announce` returns (`readsRequestAtOnce`, as the sharded
+ * store of workers does: it copies a request for another worker into its frame) and answers some
+ * announces (and scrapes) at once and others later (odd fourth hash byte: 0-9 ms later, as another worker
+ * would). `seen` collects every request object it is handed.
+ */
+function atOnceStore(seen: Set<object>): SwarmStore {
+  const memory = new MemorySwarmStore({ peerTimeout: 1800 });
+  let n = 0;
+  return {
+    synchronous: false,
+    readsRequestAtOnce: true,
+    announce(req, now) {
+      seen.add(req);
+      if ((req.infoHash[3] & 1) === 0) return memory.announce(req, now) as AnnounceResult;
+      // Everything needed is copied now: the caller may reuse the request and its arrays.
+      const copy = { ...req, infoHash: req.infoHash.slice(), peerId: req.peerId.slice(), ip: req.ip.slice() };
+      return new Promise<AnnounceResult>((resolve) =>
+        setTimeout(
+          () => {
+            const r = memory.announce(copy, now) as AnnounceResult;
+            resolve({ ...r, peers: r.peers.slice(0, r.peerCount * 6) });
+          },
+          (n++ * 7) % 10,
+        ),
+      );
+    },
+    scrape: (hashes) =>
+      (hashes[0][3] & 1) === 0
+        ? memory.scrape(hashes)
+        : new Promise((resolve) => setTimeout(() => resolve(memory.scrape(hashes)), (n++ * 7) % 10)),
+    scrapeAll: () => memory.scrapeAll(),
+    stats: () => memory.stats(),
+    sweep: (now, budget) => memory.sweep(now, budget),
+    close: () => memory.close(),
+  };
+}
+
 // Both transports: dgram answers when the promise settles; the batched addon sends a reply that
 // came after its batch on its own (sendTo), to the address it came from.
 for (const io of ['batched', 'dgram'] as const) describe(`asynchronous store over ${io}`, () => suite(io));
 
-function suite(io: 'batched' | 'dgram') {
+// A store that reads requests at once (workers): one request object serves every datagram, as
+// with a synchronous store (nothing allocated per announce), and the answers that come later are
+// still each their own request's.
+for (const io of ['batched', 'dgram'] as const)
+  describe(`store reading requests at once over ${io}`, () => {
+    const seen = new Set<object>();
+    suite(io, () => atOnceStore(seen));
+    test('one request object served every announce', () => {
+      assert.equal(seen.size, 1);
+    });
+  });
+
+function suite(io: 'batched' | 'dgram', store: () => SwarmStore = asyncStore) {
   let tracker: Tracker;
   let port: number;
 
   before(async () => {
     tracker = createTracker(
       { http: [], udp: ['127.0.0.1:0'], logLevel: 'silent', databaseUrl: 'sqlite::memory:', udpIo: io },
-      { store: asyncStore() },
+      { store: store() },
     );
     await tracker.start();
     port = tracker.addresses().udp[0].port;

@@ -107,6 +107,12 @@ export class UdpFrontend {
    * reply callback per request.
    */
   readonly #sync: boolean;
+  /**
+   * Whether the store has read the request by the time `announce` returns (`readsRequestAtOnce`:
+   * the sharded store of workers copies it into its frame): then one request object and views of
+   * the datagram serve every packet, as with a synchronous store.
+   */
+  readonly #reuseRequest: boolean;
   /** Parsed client addresses by text form (dgram path): parsing per packet costs more than a lookup. */
   #peerCache = new Map<string, PeerAddress>();
 
@@ -114,6 +120,7 @@ export class UdpFrontend {
     this.#o = opts;
     this.#ids = new ConnectionIds(opts.secret ?? randomBytes(32));
     this.#sync = opts.service.store.synchronous === true;
+    this.#reuseRequest = this.#sync || opts.service.store.readsRequestAtOnce === true;
     // Sized for the largest reply this configuration allows (IPv6 peers, maxNumWant of them).
     this.#outSlot = Math.max(MAX_RESPONSE_SIZE, 20 + 18 * opts.service.settings.maxNumWant);
   }
@@ -173,14 +180,21 @@ export class UdpFrontend {
     }
     // An asynchronous store (workers: another worker's swarm) answers after the batch: the reply
     // is written into the slot then (no batch runs meanwhile) and sent alone from a copy, to the
-    // address copied now (the meta slot is reused by the next batch).
-    const sync = this.#sync;
-    const send = sync ? null : deferredSender(addon, handle, slot);
-    const deferred = (mo: number, out: Buffer) => {
-      const meta = new Uint8Array(META);
-      meta.set(im.subarray(mo, mo + 20));
-      return (n: number) => send?.(meta, out, n);
-    };
+    // address copied when the store's answer turned out to be a promise (the meta slot is reused
+    // by the next batch). Nothing is allocated for a request answered at once (with workers, every
+    // announce the kernel steered to its owner).
+    const send = this.#sync ? null : deferredSender(addon, handle, slot);
+    let atMeta = 0;
+    let atOut = outs[0];
+    const later =
+      send === null
+        ? null
+        : () => {
+            const meta = new Uint8Array(META);
+            meta.set(im.subarray(atMeta, atMeta + 20));
+            const out = atOut;
+            return (n: number) => send(meta, out, n);
+          };
     // One handler call per batch: read each datagram's address from its meta slot, answer into
     // the matching output slot, and tell the addon how many output slots to send.
     const onBatch = (n: number): number => {
@@ -194,7 +208,9 @@ export class UdpFrontend {
         }
         const peer = im[mo + 16] === 6 ? from6[i] : from4[i];
         const port = (im[mo + 18] << 8) | im[mo + 19];
-        const r = this.#handle(ins[i], len, peer, port, outs[m], sync ? null : deferred(mo, outs[m]));
+        atMeta = mo;
+        atOut = outs[m];
+        const r = this.#handle(ins[i], len, peer, port, outs[m], later);
         if (r > 0) {
           const oo = m * META;
           // The reply goes back to the address and port the request came from (first 20 bytes).
@@ -252,8 +268,13 @@ export class UdpFrontend {
       const out = reply.out;
       if (asyncStore) {
         // A deferred answer writes into `out` later: every reply is then sent from a copy.
-        const len = this.#handle(msg, msg.length, peer, rinfo.port, out, (n) =>
-          socket.send(Buffer.from(out.subarray(0, n)), rinfo.port, rinfo.address),
+        const len = this.#handle(
+          msg,
+          msg.length,
+          peer,
+          rinfo.port,
+          out,
+          () => (n) => socket.send(Buffer.from(out.subarray(0, n)), rinfo.port, rinfo.address),
         );
         if (len > 0) socket.send(Buffer.from(out.subarray(0, len)), rinfo.port, rinfo.address);
         return;
@@ -286,7 +307,8 @@ export class UdpFrontend {
 
   /**
    * Answers one datagram into `out`; returns the reply length, or 0 for no reply (dropped, or
-   * answered later through `later` when the store is asynchronous).
+   * answered later when the store is asynchronous: `later()` then gives the function that sends
+   * the reply, written into `out`, of that length).
    */
   #handle(
     msg: Uint8Array,
@@ -294,7 +316,7 @@ export class UdpFrontend {
     peer: PeerAddress,
     port: number,
     out: Buffer,
-    later: ((len: number) => void) | null,
+    later: (() => (len: number) => void) | null,
   ): number {
     const service = this.#o.service;
     const counters = service.counters;
@@ -312,11 +334,13 @@ export class UdpFrontend {
             return 0;
           }
           // The `ip` field is ignored: believing it would let anyone register a third party.
-          // A synchronous store reads the request before returning, so one object serves every
-          // packet; an asynchronous one gets its own, with its own copies of the hashes.
-          const req = later === null ? this.#req : blankRequest();
-          req.infoHash = later === null ? p.infoHash : p.infoHash.slice();
-          req.peerId = later === null ? p.peerId : p.peerId.slice();
+          // A store that reads the request before returning (a synchronous one, the sharded store
+          // of workers) lets one object serve every packet; another gets its own, with its own
+          // copies of the hashes.
+          const reuse = this.#reuseRequest;
+          const req = reuse ? this.#req : blankRequest();
+          req.infoHash = reuse ? p.infoHash : p.infoHash.slice();
+          req.peerId = reuse ? p.peerId : p.peerId.slice();
           req.family = peer.family;
           req.ip = peer.bytes;
           req.port = p.port;
@@ -333,9 +357,12 @@ export class UdpFrontend {
           const res = service.announce(req, ctx);
           if (res instanceof Promise) {
             const tid = p.transactionId;
-            return this.#deferred(res, (v) => this.#announceReply(out, tid, peer.family, req, v), later);
+            const family = peer.family;
+            const port = req.port;
+            const event = req.event;
+            return this.#deferred(res, (v) => this.#announceReply(out, tid, family, port, event, v), later);
           }
-          return this.#announceReply(out, p.transactionId, peer.family, req, res);
+          return this.#announceReply(out, p.transactionId, peer.family, req.port, req.event, res);
         }
         case 2: {
           if (!this.#ids.check(p, peer.bytes, port, now)) {
@@ -373,7 +400,8 @@ export class UdpFrontend {
     out: Buffer,
     tid: number,
     family: 4 | 6,
-    req: AnnounceRequest,
+    port: number,
+    event: AnnounceEvent,
     res: AnnounceResult | TrackerError,
   ): number {
     const counters = this.#o.service.counters;
@@ -382,7 +410,7 @@ export class UdpFrontend {
       return writeErrorResponse(out, tid, res.message);
     }
     counters.announces.udp++;
-    if (this.#o.logRequests) this.#o.logger.info('udp announce', { port: req.port, event: req.event });
+    if (this.#o.logRequests) this.#o.logger.info('udp announce', { port, event });
     const stride = family === 4 ? 6 : 18;
     return writeAnnounceResponse(
       out,
@@ -409,17 +437,18 @@ export class UdpFrontend {
   #deferred<T>(
     p: Promise<T | TrackerError>,
     reply: (v: T | TrackerError) => number,
-    later: ((len: number) => void) | null,
+    later: (() => (len: number) => void) | null,
   ): number {
     if (later === null) {
       // The batched transport answers synchronously only; compose.ts picks dgram for async stores.
       this.#internal(new Error('asynchronous store result on the batched UDP transport'));
       return 0;
     }
+    const send = later();
     p.then(
-      (v) => later(reply(v)),
+      (v) => send(reply(v)),
       // A refusal (a worker owning the swarm is restarting) is the client's to read.
-      (err) => (err instanceof TrackerError ? later(reply(err)) : this.#internal(err)),
+      (err) => (err instanceof TrackerError ? send(reply(err)) : this.#internal(err)),
     );
     return 0;
   }
