@@ -298,9 +298,18 @@ export function writeScrape(
   w.end(start);
 }
 
+/** Where the body of the frame whose body starts at `at` ends. */
+export function bodyEnd(b: Buffer, at: number): number {
+  return at - HEADER + 4 + b.readUInt32BE(at - HEADER);
+}
+
+/** A scrape's body; throws when its frame is shorter than the hashes it counts. */
 export function readScrape(b: Buffer, o: number): { now: number; hashes: Uint8Array[] } {
+  const end = bodyEnd(b, o);
+  if (o + 6 > end || end > b.length) throw new Error('cluster: short scrape frame');
   const now = b.readUInt32BE(o);
   const n = b.readUInt16BE(o + 4);
+  if (o + 6 + n * 20 > end) throw new Error('cluster: short scrape frame');
   const hashes: Uint8Array[] = [];
   for (let i = 0, p = o + 6; i < n; i++, p += 20) hashes.push(b.subarray(p, p + 20));
   return { now, hashes };

@@ -1,7 +1,7 @@
 import { AnnounceEvent } from '../core/types.ts';
 import type { RtcCounts } from '../frontend/ws/webrtc-swarms.ts';
 import { asciiJson, type WsAnnounce, type WsOffer } from '../protocol/websocket/codec.ts';
-import { type FrameWriter, HEADER, MessageType } from './messages.ts';
+import { bodyEnd, type FrameWriter, MessageType } from './messages.ts';
 
 /**
  * The WebTorrent messages between workers (src/cluster/webrtc-shard.ts): their byte codec, pure,
@@ -30,11 +30,6 @@ const ID = 20;
 const ANNOUNCE_HEAD = REF + 4 + 2 + 2 + 1 + 1 + ID + ID + 1;
 /** Answer body before the answer's JSON: ref, now, info hash, peer id, to peer id, offer id. */
 const ANSWER_HEAD = REF + 4 + 4 * ID;
-
-/** Where the body of the frame whose body starts at `at` ends. */
-export function bodyEnd(b: Buffer, at: number): number {
-  return at - HEADER + 4 + b.readUInt32BE(at - HEADER);
-}
 
 function writeRef(b: Buffer, o: number, r: RtcSocketRef): number {
   b.writeUInt16BE(r.worker, o);

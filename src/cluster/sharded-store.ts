@@ -8,8 +8,8 @@ import { ClusterBus } from './bus.ts';
 import {
   ANNOUNCE_BYTES,
   blankAnnounceRequest,
+  bodyEnd,
   type FrameWriter,
-  HEADER,
   MessageType,
   readAccountTo,
   readAnnounce,
@@ -308,10 +308,10 @@ export class ShardedSwarmStore implements SwarmStore {
     try {
       switch (type) {
         case MessageType.announce: {
-          if (body.length - at < ANNOUNCE_BYTES) throw new Error('short announce frame');
+          if (bodyEnd(body, at) - at < ANNOUNCE_BYTES) throw new Error('short announce frame');
           const req = this.#req;
           const now = readAnnounce(body, at, req);
-          const acct = readAccountTo(body, at, frameEnd(body, at));
+          const acct = readAccountTo(body, at, bodyEnd(body, at));
           // Private mode: the owner's verdict (peer limits, announce discipline, issue #16); a
           // refusal leaves the swarm untouched and crosses back as its code.
           const v = acct !== null ? (this.#account?.(req, acct.member, acct.torrent, now) ?? null) : null;
@@ -363,13 +363,8 @@ export class ShardedSwarmStore implements SwarmStore {
   }
 }
 
-/** Where the frame whose body starts at `at` ends. */
-function frameEnd(body: Buffer, at: number): number {
-  return at - HEADER + 4 + body.readUInt32BE(at - HEADER);
-}
-
 function textOf(body: Buffer, at: number): string {
-  return body.toString('utf8', at, frameEnd(body, at));
+  return body.toString('utf8', at, bodyEnd(body, at));
 }
 
 function failureOf(body: Buffer, at: number, type: MessageType): Error {

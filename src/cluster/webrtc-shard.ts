@@ -15,6 +15,7 @@ import {
 import type { WsAnnounce } from '../protocol/websocket/codec.ts';
 import type { ClusterBus, RequestHandler } from './bus.ts';
 import {
+  bodyEnd,
   MessageType,
   readScrape,
   readScrapeAllOk,
@@ -25,7 +26,6 @@ import {
   writeText,
 } from './messages.ts';
 import {
-  bodyEnd,
   type RtcSocketRef,
   readRtcAnnounce,
   readRtcAnnounceOk,
