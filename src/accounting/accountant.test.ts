@@ -19,6 +19,21 @@ const T0 = 1_900_000_000;
 
 const req = peerAnnounce;
 
+/** An accountant on a manual clock at T0 (no rate limit, an hour between flushes), connected to `reg`. */
+function accountant(reg: Registry, maxPeers: number): Accountant {
+  const a = new Accountant({
+    logger: createLogger('silent'),
+    clock: new ManualClock(T0),
+    snapshot: () => new PolicySnapshot(),
+    flushInterval: 3600,
+    maxRate: 0,
+    peerTimeout: 1800,
+    maxPeers,
+  });
+  a.connect(reg);
+  return a;
+}
+
 async function withAccountant(
   maxPeers: number,
   fn: (
@@ -39,16 +54,7 @@ async function withAccountant(
       size: 1000,
       fileCount: 1,
     });
-    const a = new Accountant({
-      logger: createLogger('silent'),
-      clock: new ManualClock(T0),
-      snapshot: () => new PolicySnapshot(),
-      flushInterval: 3600,
-      maxRate: 0,
-      peerTimeout: 1800,
-      maxPeers,
-    });
-    a.connect(reg);
+    const a = accountant(reg, maxPeers);
     const credited = async () => {
       await a.flush();
       const mt = await db.kysely
@@ -141,4 +147,58 @@ test("written sums are kept for reuse only as many as this process made (the wor
     assert.equal((await credited()).member, 7);
     assert.equal(a.reusable, 2, 'still only the two it made');
   });
+});
+
+test("a member x torrent's pending row is found again within a flush interval, never after it (a reused row belongs to another torrent by then)", async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const row = await reg.addMember({ username: 'rows' });
+    const torrents: PolicyTorrent[] = [];
+    for (const h of ['33', '44']) {
+      const tr = await reg.addTorrent({
+        infoHash: h.repeat(20),
+        infoHashV2: null,
+        name: h,
+        size: 1000,
+        fileCount: 1,
+      });
+      torrents.push({
+        ...tr,
+        restricted: false,
+        route: new Uint8Array(20),
+        downloadFactor: 100,
+        uploadFactor: 100,
+      });
+    }
+    const a = accountant(reg, 1000);
+    const m: PolicyMember = { id: row.id, status: 0, groups: [] };
+    const [t1, t2] = torrents;
+    a.account(req(1, { event: AnnounceEvent.started }), m, t1, T0);
+    a.account(req(1, { uploaded: 10 }), m, t1, T0 + 30);
+    await a.flush();
+    assert.equal(a.reusable, 2);
+    // Torrent 2's first row is torrent 1's written one, reused; torrent 1's next announce makes its own.
+    a.account(req(2, { event: AnnounceEvent.started }), m, t2, T0 + 40);
+    a.account(req(1, { uploaded: 110 }), m, t1, T0 + 60);
+    a.account(req(2, { uploaded: 5 }), m, t2, T0 + 70);
+    a.account(req(1, { uploaded: 111 }), m, t1, T0 + 80);
+    await a.flush();
+    const rows = await db.kysely
+      .selectFrom('member_torrents')
+      .select(['torrent_id', 'uploaded', 'announces'])
+      .where('member_id', '=', row.id)
+      .orderBy('torrent_id')
+      .execute();
+    assert.deepEqual(
+      rows.map((r) => [r.torrent_id, r.uploaded, r.announces]),
+      [
+        [t1.id, 111, 4],
+        [t2.id, 5, 2],
+      ],
+    );
+    assert.equal((await reg.member(row.id)).uploaded, 116);
+  } finally {
+    await db.close();
+  }
 });
