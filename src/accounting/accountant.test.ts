@@ -202,3 +202,43 @@ test("a member x torrent's pending row is found again within a flush interval, n
     await db.close();
   }
 });
+
+test('flushes of more rows than one statement takes (600 members on one torrent), one after another: every row written each time', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const tr = await reg.addTorrent({
+      infoHash: '55'.repeat(20),
+      infoHashV2: null,
+      name: 'big',
+      size: 1,
+      fileCount: 1,
+    });
+    const t: PolicyTorrent = {
+      ...tr,
+      restricted: false,
+      route: new Uint8Array(20),
+      downloadFactor: 100,
+      uploadFactor: 100,
+    };
+    const members: PolicyMember[] = [];
+    for (let i = 0; i < 600; i++)
+      members.push({ id: (await reg.addMember({ username: `big${i}` })).id, status: 0, groups: [] });
+    const a = accountant(reg, 10_000);
+    for (let i = 0; i < members.length; i++)
+      a.account(req(i, { event: AnnounceEvent.started }), members[i], t, T0);
+    for (let round = 1; round <= 3; round++) {
+      for (let i = 0; i < members.length; i++)
+        a.account(req(i, { uploaded: 10 * round }), members[i], t, T0 + 60 * round);
+      await a.flush();
+      assert.equal(a.counts.flushErrors, 0, `flush ${round} failed`);
+      const sum = await db.kysely
+        .selectFrom('member_torrents')
+        .select((eb) => [eb.fn.sum<number>('uploaded').as('up'), eb.fn.sum<number>('announces').as('n')])
+        .executeTakeFirstOrThrow();
+      assert.deepEqual([Number(sum.up), Number(sum.n)], [600 * 10 * round, 600 * (round + 1)]);
+    }
+  } finally {
+    await db.close();
+  }
+});

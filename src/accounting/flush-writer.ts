@@ -1,4 +1,4 @@
-import { CompiledQuery, type Transaction } from 'kysely';
+import { CompiledQuery, createQueryId, RawNode, type Transaction } from 'kysely';
 import type { Dialect } from '../db/connect.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
@@ -328,9 +328,20 @@ function putTraffic(params: number[], o: number, m: MemberPending): void {
   params[o + 4] = m.seedTime;
 }
 
-/** Runs one written statement, then gives its parameter array back. */
+/**
+ * Runs one written statement, then gives its parameter array back. The query is made by hand:
+ * `CompiledQuery.raw` freezes its parameters, and a frozen array cannot be filled again (both
+ * drivers read the parameters when the statement is sent: node:sqlite spreads them into its call,
+ * pg copies them).
+ */
 async function runWith(trx: Transaction<Database>, text: string, params: number[]): Promise<void> {
-  await trx.executeQuery(CompiledQuery.raw(text, params));
+  const q: CompiledQuery = {
+    sql: text,
+    query: RawNode.createWithSql(text),
+    parameters: params,
+    queryId: createQueryId(),
+  };
+  await trx.executeQuery(q);
   giveParams(params);
 }
 
