@@ -19,6 +19,21 @@ const T0 = 1_900_000_000;
 
 const req = peerAnnounce;
 
+/** An accountant on a manual clock at T0 (no rate limit, an hour between flushes), connected to `reg`. */
+function accountant(reg: Registry, maxPeers: number): Accountant {
+  const a = new Accountant({
+    logger: createLogger('silent'),
+    clock: new ManualClock(T0),
+    snapshot: () => new PolicySnapshot(),
+    flushInterval: 3600,
+    maxRate: 0,
+    peerTimeout: 1800,
+    maxPeers,
+  });
+  a.connect(reg);
+  return a;
+}
+
 async function withAccountant(
   maxPeers: number,
   fn: (
@@ -39,16 +54,7 @@ async function withAccountant(
       size: 1000,
       fileCount: 1,
     });
-    const a = new Accountant({
-      logger: createLogger('silent'),
-      clock: new ManualClock(T0),
-      snapshot: () => new PolicySnapshot(),
-      flushInterval: 3600,
-      maxRate: 0,
-      peerTimeout: 1800,
-      maxPeers,
-    });
-    a.connect(reg);
+    const a = accountant(reg, maxPeers);
     const credited = async () => {
       await a.flush();
       const mt = await db.kysely
@@ -141,4 +147,98 @@ test("written sums are kept for reuse only as many as this process made (the wor
     assert.equal((await credited()).member, 7);
     assert.equal(a.reusable, 2, 'still only the two it made');
   });
+});
+
+test("a member x torrent's pending row is found again within a flush interval, never after it (a reused row belongs to another torrent by then)", async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const row = await reg.addMember({ username: 'rows' });
+    const torrents: PolicyTorrent[] = [];
+    for (const h of ['33', '44']) {
+      const tr = await reg.addTorrent({
+        infoHash: h.repeat(20),
+        infoHashV2: null,
+        name: h,
+        size: 1000,
+        fileCount: 1,
+      });
+      torrents.push({
+        ...tr,
+        restricted: false,
+        route: new Uint8Array(20),
+        downloadFactor: 100,
+        uploadFactor: 100,
+      });
+    }
+    const a = accountant(reg, 1000);
+    const m: PolicyMember = { id: row.id, status: 0, groups: [] };
+    const [t1, t2] = torrents;
+    a.account(req(1, { event: AnnounceEvent.started }), m, t1, T0);
+    a.account(req(1, { uploaded: 10 }), m, t1, T0 + 30);
+    await a.flush();
+    assert.equal(a.reusable, 2);
+    // Torrent 2's first row is torrent 1's written one, reused; torrent 1's next announce makes its own.
+    a.account(req(2, { event: AnnounceEvent.started }), m, t2, T0 + 40);
+    a.account(req(1, { uploaded: 110 }), m, t1, T0 + 60);
+    a.account(req(2, { uploaded: 5 }), m, t2, T0 + 70);
+    a.account(req(1, { uploaded: 111 }), m, t1, T0 + 80);
+    await a.flush();
+    const rows = await db.kysely
+      .selectFrom('member_torrents')
+      .select(['torrent_id', 'uploaded', 'announces'])
+      .where('member_id', '=', row.id)
+      .orderBy('torrent_id')
+      .execute();
+    assert.deepEqual(
+      rows.map((r) => [r.torrent_id, r.uploaded, r.announces]),
+      [
+        [t1.id, 111, 4],
+        [t2.id, 5, 2],
+      ],
+    );
+    assert.equal((await reg.member(row.id)).uploaded, 116);
+  } finally {
+    await db.close();
+  }
+});
+
+test('flushes of more rows than one statement takes (600 members on one torrent), one after another: every row written each time', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const tr = await reg.addTorrent({
+      infoHash: '55'.repeat(20),
+      infoHashV2: null,
+      name: 'big',
+      size: 1,
+      fileCount: 1,
+    });
+    const t: PolicyTorrent = {
+      ...tr,
+      restricted: false,
+      route: new Uint8Array(20),
+      downloadFactor: 100,
+      uploadFactor: 100,
+    };
+    const members: PolicyMember[] = [];
+    for (let i = 0; i < 600; i++)
+      members.push({ id: (await reg.addMember({ username: `big${i}` })).id, status: 0, groups: [] });
+    const a = accountant(reg, 10_000);
+    for (let i = 0; i < members.length; i++)
+      a.account(req(i, { event: AnnounceEvent.started }), members[i], t, T0);
+    for (let round = 1; round <= 3; round++) {
+      for (let i = 0; i < members.length; i++)
+        a.account(req(i, { uploaded: 10 * round }), members[i], t, T0 + 60 * round);
+      await a.flush();
+      assert.equal(a.counts.flushErrors, 0, `flush ${round} failed`);
+      const sum = await db.kysely
+        .selectFrom('member_torrents')
+        .select((eb) => [eb.fn.sum<number>('uploaded').as('up'), eb.fn.sum<number>('announces').as('n')])
+        .executeTakeFirstOrThrow();
+      assert.deepEqual([Number(sum.up), Number(sum.n)], [600 * 10 * round, 600 * (round + 1)]);
+    }
+  } finally {
+    await db.close();
+  }
 });

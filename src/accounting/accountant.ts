@@ -66,6 +66,14 @@ interface Holding extends Allowance {
   baselines: PeerState[];
   /** The same by peer id, once there are more than `SCAN_PEERS` (no peer limit configured). */
   byPeerId: Map<string, PeerState> | null;
+  /**
+   * The pending sums this member × torrent's last announce added to (its row and its member's),
+   * valid while `rowEpoch` is the accountant's `#epoch` (until the next flush takes them): a peer
+   * announcing again within a flush interval finds them without three map lookups.
+   */
+  row: MemberTorrentPending | null;
+  memberRow: MemberPending | null;
+  rowEpoch: number;
 }
 
 /** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
@@ -160,6 +168,8 @@ export class Accountant {
   /** member id → torrent id → pending row; `#rows` of them. */
   #memberTorrents: MemberTorrentRows = new Map();
   #rows = 0;
+  /** Pending sums taken so far (`#take`): a holding's cached rows are of the current one only. */
+  #epoch = 0;
   /**
    * Pending sums written by a flush that succeeded, reused by the next announces: a flush
    * interval's rows otherwise live just long enough to be promoted to the old generation, then
@@ -295,10 +305,18 @@ export class Accountant {
         dd = 0;
       }
     }
+    // This member × torrent's holding, once this announce is remembered (or forgotten: a holding
+    // whose last peer stopped has no peers left and is no longer held).
+    let held: Holding | null = null;
     if (req.event === AnnounceEvent.stopped) {
-      if (prev !== undefined) this.#forget(prev);
-    } else if (prev === undefined) this.#remember(req, member.id, torrent.id, seeding, now - 1, now);
+      if (prev !== undefined) {
+        held = prev.holding;
+        this.#forget(prev);
+      }
+    } else if (prev === undefined)
+      held = this.#remember(req, member.id, torrent.id, seeding, now - 1, now).holding;
     else {
+      held = prev.holding;
       prev.uploaded = req.uploaded;
       prev.downloaded = req.downloaded;
       prev.at = now;
@@ -325,7 +343,38 @@ export class Accountant {
     const down = c.down;
     if (du > 0 || dd > 0) this.counts.credited++;
 
-    let m = this.#members.get(member.id);
+    let m: MemberPending;
+    let mt: MemberTorrentPending;
+    if (held !== null && held.rowEpoch === this.#epoch) {
+      m = held.memberRow!;
+      mt = held.row!;
+    } else {
+      m = this.#memberRow(member.id, now);
+      mt = this.#row(member.id, torrent.id, now);
+      if (held !== null) {
+        held.memberRow = m;
+        held.row = mt;
+        held.rowEpoch = this.#epoch;
+      }
+    }
+    addTraffic(m, up, down, du, dd, seed);
+    m.lastAt = now;
+    addTraffic(mt, up, down, du, dd, seed);
+    mt.announces++;
+    mt.lastAt = now;
+    const h =
+      held !== null ? (held.peers > 0 ? held : undefined) : this.#holdings.get(member.id)?.get(torrent.id);
+    mt.state = h === undefined ? 0 : h.seeders > 0 ? 2 : 1;
+    // A snatch: the client says `completed`, or a peer seen leeching now reports nothing left
+    // (some clients, aria2 with --seed-time=0 among them, only send `stopped` with left=0).
+    const finished = req.event === AnnounceEvent.completed || (wasLeeching && seeding);
+    if (finished && mt.completedAt === 0) mt.completedAt = now;
+    return verdict;
+  }
+
+  /** The member's pending sums in this interval (made, or a written one reused, at its first announce). */
+  #memberRow(memberId: number, now: number): MemberPending {
+    let m = this.#members.get(memberId);
     if (m === undefined) {
       this.#madeMembers++;
       m = this.#freeMembers.pop();
@@ -335,32 +384,25 @@ export class Accountant {
         addTraffic(m, -m.uploaded, -m.downloaded, -m.rawUploaded, -m.rawDownloaded, -m.seedTime);
         m.lastAt = now;
       }
-      this.#members.set(member.id, m);
+      this.#members.set(memberId, m);
     }
-    addTraffic(m, up, down, du, dd, seed);
-    m.lastAt = now;
+    return m;
+  }
 
-    let byTorrent = this.#memberTorrents.get(member.id);
+  /** The member × torrent's pending row in this interval (made at its first announce). */
+  #row(memberId: number, torrentId: number, now: number): MemberTorrentPending {
+    let byTorrent = this.#memberTorrents.get(memberId);
     if (byTorrent === undefined) {
       byTorrent = new Map();
-      this.#memberTorrents.set(member.id, byTorrent);
+      this.#memberTorrents.set(memberId, byTorrent);
     }
-    let mt = byTorrent.get(torrent.id);
+    let mt = byTorrent.get(torrentId);
     if (mt === undefined) {
-      mt = this.#newRow(member.id, torrent.id, now);
-      byTorrent.set(torrent.id, mt);
+      mt = this.#newRow(memberId, torrentId, now);
+      byTorrent.set(torrentId, mt);
       this.#rows++;
     }
-    addTraffic(mt, up, down, du, dd, seed);
-    mt.announces++;
-    mt.lastAt = now;
-    const h = this.#holdings.get(member.id)?.get(torrent.id);
-    mt.state = h === undefined ? 0 : h.seeders > 0 ? 2 : 1;
-    // A snatch: the client says `completed`, or a peer seen leeching now reports nothing left
-    // (some clients, aria2 with --seed-time=0 among them, only send `stopped` with left=0).
-    const finished = req.event === AnnounceEvent.completed || (wasLeeching && seeding);
-    if (finished && mt.completedAt === 0) mt.completedAt = now;
-    return verdict;
+    return mt;
   }
 
   /** A pending member × torrent row with nothing in it yet (a written one reused, or a new one). */
@@ -487,6 +529,9 @@ export class Accountant {
         seededTo: 0,
         baselines: [],
         byPeerId: null,
+        row: null,
+        memberRow: null,
+        rowEpoch: -1,
       };
       byTorrent.set(torrentId, holding);
     }
@@ -646,6 +691,8 @@ export class Accountant {
     this.#memberTorrents = new Map();
     this.#rows = 0;
     this.#flags = [];
+    // Every holding's cached rows are now the batch's.
+    this.#epoch++;
     return batch;
   }
 

@@ -1,4 +1,4 @@
-import { CompiledQuery, type Transaction } from 'kysely';
+import { CompiledQuery, createQueryId, RawNode, type Transaction } from 'kysely';
 import type { Dialect } from '../db/connect.ts';
 import type { Registry } from '../db/registry.ts';
 import type { Database } from '../db/schema.ts';
@@ -93,10 +93,9 @@ async function writeOnce(
     // Rows in key order: each statement then walks the table's B-tree from one end to the other
     // instead of jumping to a random page per row, which on a table larger than SQLite's page
     // cache cost about four times the CPU (12 vs 3 µs a row of member_torrents at 100,000 rows).
-    const memberRows: [number, MemberPending][] = [];
-    for (const id of sortedIds(members.keys())) memberRows.push([id, members.get(id)!]);
-    for (let i = 0; i < memberRows.length; i += WRITE_CHUNK)
-      await creditMembers(trx, dialect, memberRows.slice(i, i + WRITE_CHUNK));
+    const memberIds = sortedIds(members);
+    for (let i = 0; i < memberIds.length; i += WRITE_CHUNK)
+      await creditMembers(trx, dialect, members, memberIds, i, Math.min(memberIds.length, i + WRITE_CHUNK));
     // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
     // its rows would fail their foreign keys and roll back every member's credit, at every
     // flush, forever (issue #15). The checked write drops them instead; the member's own total above
@@ -112,16 +111,18 @@ async function writeOnce(
       torrents === null || live === null || (torrents.has(r.torrentId) && live.has(r.memberId));
     let dropped = 0;
     const rows: MemberTorrentPending[] = [];
-    for (const memberId of sortedIds(memberTorrents.keys())) {
-      const byTorrent = memberTorrents.get(memberId)!;
-      for (const torrentId of sortedIds(byTorrent.keys())) {
-        const mt = byTorrent.get(torrentId)!;
+    const rowMembers = sortedIds(memberTorrents);
+    for (let i = 0; i < rowMembers.length; i++) {
+      const byTorrent = memberTorrents.get(rowMembers[i])!;
+      const torrentIds = sortedIds(byTorrent);
+      for (let j = 0; j < torrentIds.length; j++) {
+        const mt = byTorrent.get(torrentIds[j])!;
         if (kept(mt)) rows.push(mt);
         else dropped++;
       }
     }
     for (let i = 0; i < rows.length; i += WRITE_CHUNK)
-      await upsertMemberTorrents(trx, dialect, rows.slice(i, i + WRITE_CHUNK));
+      await upsertMemberTorrents(trx, dialect, rows, i, Math.min(rows.length, i + WRITE_CHUNK));
     for (const mt of rows) {
       if (mt.completedAt !== 0) {
         // A snatch counts once per member and torrent, whatever the client repeats.
@@ -170,9 +171,40 @@ function rowsOf(rows: MemberTorrentRows, flags: Flag[], field: 'memberId' | 'tor
   return [...ids];
 }
 
-/** Ids in ascending order (a typed array sorts numbers without a comparator call per pair). */
-function sortedIds(ids: Iterable<number>): Float64Array {
-  return Float64Array.from(ids).sort();
+/**
+ * A map's keys in ascending order (a typed array sorts numbers without a comparator call per pair;
+ * filled by `forEach`, which makes no iterator result object per key as `Float64Array.from` does).
+ */
+function sortedIds(m: Map<number, unknown>): Float64Array {
+  const ids = new Float64Array(m.size);
+  let i = 0;
+  m.forEach((_, id) => {
+    ids[i++] = id;
+  });
+  return ids.sort();
+}
+
+/**
+ * Parameter arrays of full chunks (7 or 11 values a row), kept and refilled: a full chunk's 5,500
+ * numbers otherwise grow a new array at every statement of every flush. Taken for one statement
+ * and given back after it (two flushes at once, of two trackers in one process, never share one).
+ */
+const paramArrays = new Map<number, number[][]>();
+
+function takeParams(n: number): number[] {
+  return paramArrays.get(n)?.pop() ?? new Array<number>(n).fill(0);
+}
+
+/** Gives back `params` (a full chunk's; any other length is left to the collector). */
+function giveParams(params: number[]): void {
+  const n = params.length;
+  if (n !== WRITE_CHUNK * 7 && n !== WRITE_CHUNK * 11) return;
+  let free = paramArrays.get(n);
+  if (free === undefined) {
+    free = [];
+    paramArrays.set(n, free);
+  }
+  if (free.length < 2) free.push(params);
 }
 
 /**
@@ -220,12 +252,15 @@ function statementText(
 async function creditMembers(
   trx: Transaction<Database>,
   dialect: Dialect,
-  rows: [number, MemberPending][],
+  members: Map<number, MemberPending>,
+  ids: Float64Array,
+  from: number,
+  to: number,
 ): Promise<void> {
   const text = statementText(
     'credit',
     dialect,
-    rows.length,
+    to - from,
     7,
     'UPDATE members SET uploaded = members.uploaded + v.column2, ' +
       'downloaded = members.downloaded + v.column3, raw_uploaded = members.raw_uploaded + v.column4, ' +
@@ -234,10 +269,15 @@ async function creditMembers(
     (p) => `(${p.map((x) => `CAST(${x} AS bigint)`).join(', ')})`,
     ') AS v WHERE members.id = v.column1',
   );
-  const params: number[] = [];
-  for (const [id, m] of rows)
-    params.push(id, m.uploaded, m.downloaded, m.rawUploaded, m.rawDownloaded, m.seedTime, m.lastAt);
-  await trx.executeQuery(CompiledQuery.raw(text, params));
+  const params = takeParams((to - from) * 7);
+  for (let i = from, o = 0; i < to; i++, o += 7) {
+    const id = ids[i];
+    const m = members.get(id)!;
+    params[o] = id;
+    putTraffic(params, o + 1, m);
+    params[o + 6] = m.lastAt;
+  }
+  await runWith(trx, text, params);
 }
 
 /** Adds pending rows to member_torrents (inserted, or summed into the existing row), many in one statement. */
@@ -245,11 +285,13 @@ async function upsertMemberTorrents(
   trx: Transaction<Database>,
   dialect: Dialect,
   rows: MemberTorrentPending[],
+  from: number,
+  to: number,
 ): Promise<void> {
   const text = statementText(
     'upsert',
     dialect,
-    rows.length,
+    to - from,
     11,
     'INSERT INTO member_torrents (member_id, torrent_id, uploaded, downloaded, raw_uploaded, ' +
       'raw_downloaded, seed_time, announces, completed_at, first_announce_at, last_announce_at, state) VALUES ',
@@ -263,22 +305,44 @@ async function upsertMemberTorrents(
       'announces = member_torrents.announces + excluded.announces, ' +
       'last_announce_at = excluded.last_announce_at, state = excluded.state',
   );
-  const params: number[] = [];
-  for (const mt of rows)
-    params.push(
-      mt.memberId,
-      mt.torrentId,
-      mt.uploaded,
-      mt.downloaded,
-      mt.rawUploaded,
-      mt.rawDownloaded,
-      mt.seedTime,
-      mt.announces,
-      mt.firstAt,
-      mt.lastAt,
-      mt.state,
-    );
-  await trx.executeQuery(CompiledQuery.raw(text, params));
+  const params = takeParams((to - from) * 11);
+  for (let i = from, o = 0; i < to; i++, o += 11) {
+    const mt = rows[i];
+    params[o] = mt.memberId;
+    params[o + 1] = mt.torrentId;
+    putTraffic(params, o + 2, mt);
+    params[o + 7] = mt.announces;
+    params[o + 8] = mt.firstAt;
+    params[o + 9] = mt.lastAt;
+    params[o + 10] = mt.state;
+  }
+  await runWith(trx, text, params);
+}
+
+/** A pending sum's five traffic columns (uploaded ... seed_time), from `params[o]` on. */
+function putTraffic(params: number[], o: number, m: MemberPending): void {
+  params[o] = m.uploaded;
+  params[o + 1] = m.downloaded;
+  params[o + 2] = m.rawUploaded;
+  params[o + 3] = m.rawDownloaded;
+  params[o + 4] = m.seedTime;
+}
+
+/**
+ * Runs one written statement, then gives its parameter array back. The query is made by hand:
+ * `CompiledQuery.raw` freezes its parameters, and a frozen array cannot be filled again (both
+ * drivers read the parameters when the statement is sent: node:sqlite spreads them into its call,
+ * pg copies them).
+ */
+async function runWith(trx: Transaction<Database>, text: string, params: number[]): Promise<void> {
+  const q: CompiledQuery = {
+    sql: text,
+    query: RawNode.createWithSql(text),
+    parameters: params,
+    queryId: createQueryId(),
+  };
+  await trx.executeQuery(q);
+  giveParams(params);
 }
 
 /** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */

@@ -19,7 +19,6 @@ import { ConnectableChecker } from '../connectable/checker.ts';
 import { ConnectableRecorder } from '../connectable/recorder.ts';
 import { ConnectableStore, connectableDispatch } from '../connectable/store.ts';
 import { parseHostPort } from '../core/address.ts';
-import { binaryString } from '../core/bytes.ts';
 import { CachedClock, type Clock } from '../core/clock.ts';
 import { ConnectionLimit } from '../core/connection-limit.ts';
 import { TrustedProxies } from '../core/forwarded.ts';
@@ -272,7 +271,7 @@ export function createTracker(
   // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
   // torrent's swarms (both hashes of a hybrid) in the bucket of its route hash (issue #14).
   if (redis !== null && accountant !== null)
-    redis.routeOf = (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h;
+    redis.routeOf = (h) => policy.snapshot.torrents.get(h)?.route ?? h;
   let db: Db | null = null;
   let registry: Registry | null = null;
   // A worker whose primary writes the accounting (see `WorkerAccounting`): set at start.
@@ -366,7 +365,7 @@ export function createTracker(
   if (sharded && accountant)
     sharded.privateMode({
       account: accountStep!,
-      routeOf: (h) => policy.snapshot.torrents.get(binaryString(h))?.route ?? h,
+      routeOf: (h) => policy.snapshot.torrents.get(h)?.route ?? h,
       activity: (id) => accountant.activity(id),
     });
   const onError = (err: unknown) => {

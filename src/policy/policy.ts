@@ -9,6 +9,7 @@ import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/servic
 import { type ClassDef, classOf } from './classes.ts';
 import { Promotions } from './promotions.ts';
 import { inPages, PAGE } from './scheduled.ts';
+import { TorrentTable } from './torrent-table.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type { PolicyMember, PolicyTorrent } from './types.ts';
@@ -23,12 +24,13 @@ interface Grants {
 /**
  * Everything policy reads, held in memory so that an announce never waits for the database:
  * loaded whole at start and again whenever the database `revision` moves (every change made
- * through `Registry` bumps it; `refresh()` polls it every `policy_refresh` seconds). Keys are
- * the raw 20-byte info hash as a latin1 string, the form a request carries.
+ * through `Registry` bumps it; `refresh()` polls it every `policy_refresh` seconds). Torrents
+ * are found by the raw 20-byte info hash (`TorrentTable`); the allow and deny lists are keyed by
+ * it as a latin1 string.
  */
 export class PolicySnapshot {
   members = new Map<string, PolicyMember>();
-  torrents = new Map<string, PolicyTorrent>();
+  torrents = new TorrentTable();
   grants = new Map<number, Grants>();
   allow = new Set<string>();
   deny = new Set<string>();
@@ -52,7 +54,8 @@ export class PolicySnapshot {
 /** How long a reload waits for a lock on the database before it leaves the work to the next poll. */
 const RELOAD_BUSY_TIMEOUT_MS = 250;
 
-const hexKey = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex').toString('latin1');
+const hexBytes = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex');
+const hexKey = (hex: string) => hexBytes(hex).toString('latin1');
 
 export async function loadSnapshot(
   reg: Registry,
@@ -112,8 +115,8 @@ export async function loadSnapshot(
         route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
       };
       // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
-      if (t.info_hash) s.torrents.set(hexKey(t.info_hash), pt);
-      if (t.info_hash_v2) s.torrents.set(hexKey(t.info_hash_v2), pt);
+      if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
+      if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
     },
   );
   await inPages(
@@ -388,11 +391,14 @@ export class Policy {
       if (s.deny.size === 0) return null;
       return s.deny.has(binaryString(infoHash)) ? Errors.infoHashDenied : null;
     }
-    const key = binaryString(infoHash);
-    if (s.deny.has(key)) return Errors.infoHashDenied;
+    // The deny list is keyed by string: made only while it holds something.
+    if (s.deny.size > 0 && s.deny.has(binaryString(infoHash))) return Errors.infoHashDenied;
     if (this.mode === 'whitelist') {
       // Whitelist mode tracks the allow list and every registered torrent.
-      return s.allow.has(key) || s.torrents.has(key) ? null : Errors.infoHashNotListed;
+      return s.torrents.get(infoHash) !== undefined ||
+        (s.allow.size > 0 && s.allow.has(binaryString(infoHash)))
+        ? null
+        : Errors.infoHashNotListed;
     }
     // Private mode.
     let member = ctx.member;
@@ -405,7 +411,7 @@ export class Policy {
       if (member.status === 2) return Errors.memberBanned;
       ctx.member = member;
     }
-    const torrent = s.torrents.get(key);
+    const torrent = s.torrents.get(infoHash);
     if (torrent === undefined) return Errors.torrentNotRegistered;
     if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
     ctx.torrent = torrent;

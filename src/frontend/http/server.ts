@@ -103,27 +103,30 @@ type Kind = 0 | 1 | 2; // 0 = not a tracker path, 1 = announce, 2 = scrape
  */
 let pathPasskey: string | null = null;
 
-function trackerPath(buf: Uint8Array, start: number, end: number): Kind {
+function trackerPath(buf: Buffer, start: number, end: number): Kind {
   pathPasskey = null;
   if (pathIs(buf, start, end, ANNOUNCE)) return 1;
   if (pathIs(buf, start, end, SCRAPE)) return 2;
   // Private-tracker paths: /announce/<passkey>, /scrape/<passkey>, and /<passkey>/announce for
-  // trackers migrating from software that used that form.
+  // trackers migrating from software that used that form. Found in the bytes: the passkey is the
+  // one string made (no split, no view).
   if (end - start < 10 || end - start > 200 || buf[start] !== 47) return 0;
-  const parts = Buffer.from(buf.buffer, buf.byteOffset + start + 1, end - start - 1)
-    .toString('latin1')
-    .split('/');
-  if (parts.length !== 2 || parts[0].length === 0 || parts[1].length === 0) return 0;
-  const [a, b] = parts;
-  if (a === 'announce' || a === 'scrape') {
-    pathPasskey = b;
-    return a === 'announce' ? 1 : 2;
+  let slash = -1;
+  for (let i = start + 1; i < end; i++)
+    if (buf[i] === 47) {
+      if (slash >= 0) return 0;
+      slash = i;
+    }
+  if (slash <= start + 1 || slash === end - 1) return 0;
+  // `/announce` or `/scrape` before the slash: the passkey after it; else after it, the passkey before.
+  const first = pathIs(buf, start, slash, ANNOUNCE) ? 1 : pathIs(buf, start, slash, SCRAPE) ? 2 : 0;
+  if (first !== 0) {
+    pathPasskey = buf.toString('latin1', slash + 1, end);
+    return first;
   }
-  if (b === 'announce' || b === 'scrape') {
-    pathPasskey = a;
-    return b === 'announce' ? 1 : 2;
-  }
-  return 0;
+  const second = pathIs(buf, slash, end, ANNOUNCE) ? 1 : pathIs(buf, slash, end, SCRAPE) ? 2 : 0;
+  if (second !== 0) pathPasskey = buf.toString('latin1', start + 1, slash);
+  return second;
 }
 
 /**
