@@ -80,7 +80,8 @@ export class Accounts {
 
   /**
    * Runs `change` on the attempt times of `scope`/`key` with the row locked (made empty when there
-   * is none) and writes what it returns (`times: null`: nothing). `expiresAt` null keeps the row's.
+   * is none) and writes what it returns (`times: null`: nothing; empty: the row is deleted).
+   * `expiresAt` null keeps the row's.
    */
   async #attemptRow<T>(
     scope: string,
@@ -103,7 +104,11 @@ export class Accounts {
         .where('key', '=', key)
         .executeTakeFirstOrThrow();
       const r = change(row.times === '' ? [] : row.times.split(',').map(Number));
-      if (r.times !== null) {
+      if (r.times !== null && r.times.length === 0) {
+        // Nothing left in it (an attempt given back): no row, or every request that is given
+        // back (503 busy, a right password) would leave one for a key a stranger typed.
+        await trx.deleteFrom('auth_attempts').where('scope', '=', scope).where('key', '=', key).execute();
+      } else if (r.times !== null) {
         let q = trx
           .updateTable('auth_attempts')
           .set({ times: r.times.join(',') })

@@ -1,0 +1,55 @@
+/**
+ * The portal's guessing limits keep a row per key in `auth_attempts` (see `Accounts.takeAttempt`):
+ * the keys are typed by strangers (usernames) or are their addresses, so the rows must stand for
+ * attempts that were counted, never for requests that cost the sender nothing.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { engines } from '../helpers/db.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
+import { startPortalTracker } from '../helpers/portal-tracker.ts';
+
+for (const engine of engines) {
+  describe(`auth_attempts rows (${engine.name})`, () => {
+    test('logins refused as busy (503) leave no rows: one row per checked attempt and address', async () => {
+      const t = await startPortalTracker(engine, { udp: [] });
+      try {
+        // 20 addresses, 10 logins each at once with random usernames: more than the password
+        // checks running and queued, so most are answered 503 (not checked, given back).
+        const clients = Array.from(
+          { length: 200 },
+          (_, i) => new PortalClient(t.base, { localAddress: `127.0.7.${Math.floor(i / 10) + 1}` }),
+        );
+        await Promise.all(clients.map((c) => c.get('/login')));
+        const statuses = (
+          await Promise.all(
+            clients.map((c, i) =>
+              c.post('/login', { username: `random-${i}-${Math.random()}`, password: 'x' }),
+            ),
+          )
+        ).map((r) => r.status);
+        const count = (s: number) => statuses.filter((x) => x === s).length;
+        const checked = count(401);
+        assert.ok(count(503) > 0, `some were refused as busy: ${statuses.join(',')}`);
+        assert.equal(checked + count(503) + count(429), 200);
+        const rows = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select(['scope', sql<number>`count(*)`.as('n')])
+          .groupBy('scope')
+          .execute();
+        const byScope = Object.fromEntries(rows.map((r) => [r.scope, Number(r.n)]));
+        // Before: a row for every username sent, checked or not (and an empty one per address).
+        assert.equal(byScope['login-user'] ?? 0, checked, 'a login-user row per checked attempt');
+        const empty = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select(sql<number>`count(*)`.as('n'))
+          .where('times', '=', '')
+          .executeTakeFirstOrThrow();
+        assert.equal(Number(empty.n), 0, 'no rows without an attempt in them');
+      } finally {
+        await t.stop();
+      }
+    });
+  });
+}
