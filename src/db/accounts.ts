@@ -48,6 +48,15 @@ export class Accounts {
 
   /** When this process last deleted spent `auth_attempts` rows (ms). */
   #attemptsPruned = 0;
+  /** Attempts this process has taken since it last pruned. */
+  #attemptsSincePrune = 0;
+  /**
+   * At most this many `auth_attempts` rows (checked every tenth of it in attempts taken, in each
+   * process): beyond it the rows that expire soonest go, as the per-process limiter it replaced
+   * forgot its least recently used keys. Every new address (an IPv6 /64 each) or checked username
+   * makes a row for its window: without a bound, a sender with many addresses grows the table.
+   */
+  maxAttemptRows = 100_000;
 
   /**
    * Takes one attempt of throttle `scope` for `key` at `nowMs` when fewer than `limit` lie in the
@@ -122,16 +131,29 @@ export class Accounts {
   }
 
   /**
-   * Deletes the rows whose every attempt has left its window, at most once a minute per process
-   * (the keys are typed by strangers: the table must not keep them). On its own, outside any
-   * attempt's transaction, so it never holds one key's row while waiting for another's; a
-   * failure (another process pruning at once) is left for the next time.
+   * Deletes the rows whose every attempt has left its window, and the soonest expiring beyond
+   * `maxAttemptRows`, once a minute per process or sooner under many attempts (the keys are typed
+   * by strangers: the table must not keep them). On its own, outside any attempt's transaction,
+   * so it never holds one key's row while waiting for another's; a failure (another process
+   * pruning at once) is left for the next time.
    */
   async #pruneAttempts(nowMs: number): Promise<void> {
-    if (nowMs - this.#attemptsPruned < 60_000) return;
+    const every = Math.max(1, Math.floor(this.maxAttemptRows / 10));
+    if (nowMs - this.#attemptsPruned < 60_000 && ++this.#attemptsSincePrune < every) return;
     this.#attemptsPruned = nowMs;
+    this.#attemptsSincePrune = 0;
     try {
       await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', nowMs).execute();
+      // Over the cap: the expiry of the row at the cap, and every row expiring no later goes.
+      const edge = await this.#k
+        .selectFrom('auth_attempts')
+        .select('expires_at')
+        .orderBy('expires_at', 'desc')
+        .offset(this.maxAttemptRows)
+        .limit(1)
+        .executeTakeFirst();
+      if (edge !== undefined)
+        await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', edge.expires_at).execute();
     } catch {}
   }
 

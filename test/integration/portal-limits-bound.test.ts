@@ -51,5 +51,35 @@ for (const engine of engines) {
         await t.stop();
       }
     });
+
+    test('logins from ever new addresses with ever new usernames: the rows stay within the cap', async () => {
+      const t = await startPortalTracker(engine, { udp: [] });
+      try {
+        // 100_000 by default, as the per-process limiter it replaced; small here.
+        t.reg.accounts.maxAttemptRows = 20;
+        const statuses: number[] = [];
+        for (let i = 0; i < 40; i++) {
+          const c = new PortalClient(t.base, { localAddress: `127.0.8.${i + 1}` });
+          statuses.push((await c.login(`stranger-${i}`, 'wrong')).status);
+        }
+        assert.deepEqual(new Set(statuses), new Set([401]));
+        const rows = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select(sql<number>`count(*)`.as('n'))
+          .executeTakeFirstOrThrow();
+        // Before: 80 (a login-ip and a login-user row per login), kept for the whole window.
+        // The cap is checked every maxAttemptRows / 10 attempts: 2 more at most.
+        assert.ok(Number(rows.n) <= 22, `${rows.n} rows`);
+        // The newest keys are the ones kept: the last login's username is still counted.
+        const last = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select('key')
+          .where('key', '=', 'stranger-39')
+          .execute();
+        assert.equal(last.length, 1);
+      } finally {
+        await t.stop();
+      }
+    });
   });
 }
