@@ -51,9 +51,9 @@ export class Accounts {
   /** Attempts this process has taken since it last pruned. */
   #attemptsSincePrune = 0;
   /**
-   * At most this many `auth_attempts` rows (checked every tenth of it in attempts taken, in each
-   * process): beyond it the rows that expire soonest go, as the per-process limiter it replaced
-   * forgot its least recently used keys. Every new address (an IPv6 /64 each) or checked username
+   * At most this many `auth_attempts` rows per throttle (checked every tenth of it in attempts
+   * taken, in each process): beyond it the rows that expire soonest go, as the per-process limiter
+   * it replaced forgot its least recently used keys. Every new address (an IPv6 /64 each) or checked username
    * makes a row for its window: without a bound, a sender with many addresses grows the table.
    */
   maxAttemptRows = 100_000;
@@ -131,8 +131,8 @@ export class Accounts {
   }
 
   /**
-   * Deletes the rows whose every attempt has left its window, and the soonest expiring beyond
-   * `maxAttemptRows`, once a minute per process or sooner under many attempts (the keys are typed
+   * Deletes the rows whose every attempt has left its window, and each throttle's soonest expiring
+   * beyond `maxAttemptRows`, once a minute per process or sooner under many attempts (the keys are typed
    * by strangers: the table must not keep them). On its own, outside any attempt's transaction,
    * so it never holds one key's row while waiting for another's; a failure (another process
    * pruning at once) is left for the next time.
@@ -144,16 +144,31 @@ export class Accounts {
     this.#attemptsSincePrune = 0;
     try {
       await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', nowMs).execute();
-      // Over the cap: the expiry of the row at the cap, and every row expiring no later goes.
-      const edge = await this.#k
+      // A throttle over the cap: the expiry of its row at the cap, and every row of it expiring no
+      // later goes. Per throttle, so that a flood of cheap keys (reset mails from ever new
+      // addresses) cannot push out the rows of another (a username being guessed).
+      const over = await this.#k
         .selectFrom('auth_attempts')
-        .select('expires_at')
-        .orderBy('expires_at', 'desc')
-        .offset(this.maxAttemptRows)
-        .limit(1)
-        .executeTakeFirst();
-      if (edge !== undefined)
-        await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', edge.expires_at).execute();
+        .select('scope')
+        .groupBy('scope')
+        .having((eb) => eb.fn.countAll(), '>', this.maxAttemptRows)
+        .execute();
+      for (const { scope } of over) {
+        const edge = await this.#k
+          .selectFrom('auth_attempts')
+          .select('expires_at')
+          .where('scope', '=', scope)
+          .orderBy('expires_at', 'desc')
+          .offset(this.maxAttemptRows)
+          .limit(1)
+          .executeTakeFirst();
+        if (edge !== undefined)
+          await this.#k
+            .deleteFrom('auth_attempts')
+            .where('scope', '=', scope)
+            .where('expires_at', '<=', edge.expires_at)
+            .execute();
+      }
     } catch {}
   }
 

@@ -65,11 +65,12 @@ for (const engine of engines) {
         assert.deepEqual(new Set(statuses), new Set([401]));
         const rows = await t.reg.db.kysely
           .selectFrom('auth_attempts')
-          .select(sql<number>`count(*)`.as('n'))
-          .executeTakeFirstOrThrow();
-        // Before: 80 (a login-ip and a login-user row per login), kept for the whole window.
-        // The cap is checked every maxAttemptRows / 10 attempts: 2 more at most.
-        assert.ok(Number(rows.n) <= 22, `${rows.n} rows`);
+          .select(['scope', sql<number>`count(*)`.as('n')])
+          .groupBy('scope')
+          .execute();
+        // Before: 40 each (a login-ip and a login-user row per login), kept for the whole window.
+        // The cap (per throttle) is checked every maxAttemptRows / 10 attempts: 2 more at most.
+        for (const r of rows) assert.ok(Number(r.n) <= 22, `${r.n} ${r.scope} rows`);
         // The newest keys are the ones kept: the last login's username is still counted.
         const last = await t.reg.db.kysely
           .selectFrom('auth_attempts')
@@ -77,6 +78,39 @@ for (const engine of engines) {
           .where('key', '=', 'stranger-39')
           .execute();
         assert.equal(last.length, 1);
+      } finally {
+        await t.stop();
+      }
+    });
+
+    test("a flood of one throttle's keys does not push out another's rows", async () => {
+      const t = await startPortalTracker(engine, { udp: [] });
+      try {
+        const accounts = t.reg.accounts;
+        accounts.maxAttemptRows = 20;
+        const window = 15 * 60_000;
+        const now = Date.now();
+        // A username being guessed: its row is older than everything that follows.
+        assert.equal(await accounts.takeAttempt('login-user', 'target', 5, window, now), 0);
+        // Reset mails asked from 100 new addresses: the cheap keys.
+        for (let i = 0; i < 100; i++)
+          assert.equal(await accounts.takeAttempt('forgot-ip', `10.0.0.${i}`, 5, window, now + 1 + i), 0);
+        const rows = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select(['scope', 'key'])
+          .where('scope', '=', 'login-user')
+          .execute();
+        // Before: the cap counted every throttle together, and the oldest row (this one) went.
+        assert.deepEqual(
+          rows.map((r) => r.key),
+          ['target'],
+        );
+        const forgot = await t.reg.db.kysely
+          .selectFrom('auth_attempts')
+          .select(sql<number>`count(*)`.as('n'))
+          .where('scope', '=', 'forgot-ip')
+          .executeTakeFirstOrThrow();
+        assert.ok(Number(forgot.n) <= 22, `${forgot.n} forgot-ip rows`);
       } finally {
         await t.stop();
       }
