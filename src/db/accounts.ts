@@ -48,6 +48,15 @@ export class Accounts {
 
   /** When this process last deleted spent `auth_attempts` rows (ms). */
   #attemptsPruned = 0;
+  /** Attempts this process has taken since it last pruned. */
+  #attemptsSincePrune = 0;
+  /**
+   * At most this many `auth_attempts` rows per throttle (checked every tenth of it in attempts
+   * taken, in each process): beyond it the rows that expire soonest go, as the per-process limiter
+   * it replaced forgot its least recently used keys. Every new address (an IPv6 /64 each) or checked username
+   * makes a row for its window: without a bound, a sender with many addresses grows the table.
+   */
+  maxAttemptRows = 100_000;
 
   /**
    * Takes one attempt of throttle `scope` for `key` at `nowMs` when fewer than `limit` lie in the
@@ -80,7 +89,8 @@ export class Accounts {
 
   /**
    * Runs `change` on the attempt times of `scope`/`key` with the row locked (made empty when there
-   * is none) and writes what it returns (`times: null`: nothing). `expiresAt` null keeps the row's.
+   * is none) and writes what it returns (`times: null`: nothing; empty: the row is deleted).
+   * `expiresAt` null keeps the row's.
    */
   async #attemptRow<T>(
     scope: string,
@@ -103,7 +113,11 @@ export class Accounts {
         .where('key', '=', key)
         .executeTakeFirstOrThrow();
       const r = change(row.times === '' ? [] : row.times.split(',').map(Number));
-      if (r.times !== null) {
+      if (r.times !== null && r.times.length === 0) {
+        // Nothing left in it (an attempt given back): no row, or every request that is given
+        // back (503 busy, a right password) would leave one for a key a stranger typed.
+        await trx.deleteFrom('auth_attempts').where('scope', '=', scope).where('key', '=', key).execute();
+      } else if (r.times !== null) {
         let q = trx
           .updateTable('auth_attempts')
           .set({ times: r.times.join(',') })
@@ -117,16 +131,44 @@ export class Accounts {
   }
 
   /**
-   * Deletes the rows whose every attempt has left its window, at most once a minute per process
-   * (the keys are typed by strangers: the table must not keep them). On its own, outside any
-   * attempt's transaction, so it never holds one key's row while waiting for another's; a
-   * failure (another process pruning at once) is left for the next time.
+   * Deletes the rows whose every attempt has left its window, and each throttle's soonest expiring
+   * beyond `maxAttemptRows`, once a minute per process or sooner under many attempts (the keys are typed
+   * by strangers: the table must not keep them). On its own, outside any attempt's transaction,
+   * so it never holds one key's row while waiting for another's; a failure (another process
+   * pruning at once) is left for the next time.
    */
   async #pruneAttempts(nowMs: number): Promise<void> {
-    if (nowMs - this.#attemptsPruned < 60_000) return;
+    const every = Math.max(1, Math.floor(this.maxAttemptRows / 10));
+    if (nowMs - this.#attemptsPruned < 60_000 && ++this.#attemptsSincePrune < every) return;
     this.#attemptsPruned = nowMs;
+    this.#attemptsSincePrune = 0;
     try {
       await this.#k.deleteFrom('auth_attempts').where('expires_at', '<=', nowMs).execute();
+      // A throttle over the cap: the expiry of its row at the cap, and every row of it expiring no
+      // later goes. Per throttle, so that a flood of cheap keys (reset mails from ever new
+      // addresses) cannot push out the rows of another (a username being guessed).
+      const over = await this.#k
+        .selectFrom('auth_attempts')
+        .select('scope')
+        .groupBy('scope')
+        .having((eb) => eb.fn.countAll(), '>', this.maxAttemptRows)
+        .execute();
+      for (const { scope } of over) {
+        const edge = await this.#k
+          .selectFrom('auth_attempts')
+          .select('expires_at')
+          .where('scope', '=', scope)
+          .orderBy('expires_at', 'desc')
+          .offset(this.maxAttemptRows)
+          .limit(1)
+          .executeTakeFirst();
+        if (edge !== undefined)
+          await this.#k
+            .deleteFrom('auth_attempts')
+            .where('scope', '=', scope)
+            .where('expires_at', '<=', edge.expires_at)
+            .execute();
+      }
     } catch {}
   }
 

@@ -205,11 +205,16 @@ return {removed, (removed >= budget or #swarms == 100) and 1 or 0}
 `;
 
 /**
- * Heartbeat: KEYS[1] the live-instances set (`<prefix>:rtc:instances`), ARGV now (ms), this
- * instance's id, cutoff (ms). Records the beat and returns up to 10 instances whose last beat is
- * at or before the cutoff. allow-oom: a full Redis must not make every instance look dead.
+ * Heartbeat: KEYS[1] the live-instances set (`<prefix>:rtc:instances`), ARGV this instance's id,
+ * the silence (ms) after which an instance is dead. Records the beat and returns up to 10
+ * instances whose last beat is that old. Timed by this Redis's clock (TIME), the one clock every
+ * instance shares: with each host's own, an instance whose clock ran behind the others' by more
+ * than the silence was taken for dead at every beat, and its peers removed.
+ * allow-oom: a full Redis must not make every instance look dead.
  */
 export const RTC_BEAT = `#!lua flags=allow-oom
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, 10)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1])
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - tonumber(ARGV[2])), 'LIMIT', 0, 10)
 `;

@@ -109,7 +109,7 @@ for (const [name, url] of redisTargets)
     const stores: RedisSwarmStore[] = [];
     const all: RedisRtcSwarms[] = [];
     const clock = 1_000_000;
-    async function instance(opts: { maxPendingOffers?: number } = {}) {
+    async function instance(opts: { maxPendingOffers?: number; heartbeatMs?: number } = {}, start = true) {
       const store = new RedisSwarmStore({ url, prefix, timeoutMs: 2000, peerTimeout: 60 });
       await store.ready(10_000);
       const rtc = new RedisRtcSwarms({
@@ -121,7 +121,7 @@ for (const [name, url] of redisTargets)
         instanceTimeoutMs: 600,
         ...opts,
       });
-      await rtc.start();
+      if (start) await rtc.start();
       stores.push(store);
       all.push(rtc);
       return { store, rtc };
@@ -221,6 +221,30 @@ for (const [name, url] of redisTargets)
         (await a.rtc.announce(socket(), announce(h, id(31)), 5, clock)).constructor.name,
         'TrackerError',
       );
+    });
+
+    test('an instance whose clock is 60 s behind is not taken for dead: the beats are timed by Redis', async () => {
+      const a = await instance({ heartbeatMs: 100 });
+      // B beats once (at start), with the clock of a host 60 s behind A's.
+      const b = await instance({ heartbeatMs: 3600_000 }, false);
+      const h = id(4, Date.now() % 1e9);
+      await b.rtc.announce(socket(), announce(h, id(40)), 5, clock);
+      const realNow = Date.now;
+      Date.now = () => realNow() - 60_000;
+      const started = b.rtc.start();
+      Date.now = realNow;
+      await started;
+      const instances = `${prefix}:rtc:instances`;
+      const score = (who: RedisRtcSwarms) => a.store.client.zscore(instances, who.instance);
+      await until('B has beaten', async () => (await score(b.rtc)) !== null);
+      // A beats twice after that: each time it looks for instances gone quiet (600 ms).
+      for (let n = 0; n < 2; n++) {
+        const before = await score(a.rtc);
+        await until('A beats', async () => (await score(a.rtc)) !== before);
+      }
+      // Before: B's beat was 60 s old on A's clock, so A removed B and its peer at once.
+      assert.notEqual(await score(b.rtc), null, 'B is still counted alive');
+      assert.equal(await counts(a.rtc, h), '0/1/0');
     });
   });
 

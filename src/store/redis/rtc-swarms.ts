@@ -574,14 +574,8 @@ export class RedisRtcSwarms implements RtcShards {
   async #beat(): Promise<void> {
     const client = this.#store.client;
     try {
-      const now = Date.now();
       const stale = await this.#store.call(
-        this.#cmd().heraldRtcBeatBuffer(
-          this.#instancesKey,
-          now,
-          this.instance,
-          now - this.#instanceTimeoutMs,
-        ),
+        this.#cmd().heraldRtcBeatBuffer(this.#instancesKey, this.instance, this.#instanceTimeoutMs),
       );
       for (const id of stale) {
         if (id.equals(this.instance)) continue;
