@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -130,7 +131,6 @@ export class RedisSwarmStore implements SwarmStore {
     this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
     this.#deadlines.unref();
     for (const [name, lua] of [
-      ['heraldAnnounceBatch', ANNOUNCE_BATCH],
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
@@ -364,7 +364,7 @@ export class RedisSwarmStore implements SwarmStore {
     const records = items.length === 1 ? items[0].record : Buffer.concat(items.map((q) => q.record));
     const args = [this.#indexes[items[0].b], this.#prefix, records];
     const viaModule = this.#module;
-    (viaModule ? this.#moduleAnnounce(args) : this.#script<Buffer>('heraldAnnounceBatchBuffer', args)).then(
+    (viaModule ? this.#moduleAnnounce(args) : this.#luaAnnounce(args)).then(
       (r) => {
         let o = 0;
         for (const q of items) {
@@ -397,6 +397,29 @@ export class RedisSwarmStore implements SwarmStore {
         const refusal = this.#refusal(err);
         for (const q of items) q.resolve(refusal);
       },
+    );
+  }
+
+  /**
+   * ANNOUNCE_BATCH by EVALSHA, sent as one command as HERALD.ANNOUNCE is (`#moduleAnnounce`), not
+   * through the script helper `defineCommand` makes: that one goes through ioredis's auto-pipeline,
+   * which builds a Pipeline (and on a Cluster computes every key's slot again) for each call, and
+   * more of Herald's CPU per announce went there than to anything else of the store's (docs/
+   * design-notes.md "Shared swarms on Redis"). A server that does not have the script (restarted,
+   * SCRIPT FLUSH, a new master after a failover) answers NOSCRIPT: the call is sent again as EVAL,
+   * which loads it. A Cluster follows a command's MOVED and ASK itself.
+   */
+  #luaAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
+    const send = (name: string, body: string | Buffer): Promise<Buffer> => {
+      const cmd = new Command(name, [body, 1, ...args], { replyEncoding: null });
+      (cmd as unknown as { keys: unknown[] }).keys = [args[0]];
+      return (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
+    };
+    return this.#bounded(
+      send('EVALSHA', ANNOUNCE_BATCH_SHA).catch((err: unknown) => {
+        if (!noScript(err)) throw err;
+        return send('EVAL', ANNOUNCE_BATCH);
+      }),
     );
   }
 
@@ -731,6 +754,14 @@ export type RedisModuleMode = 'auto' | 'off' | 'require';
 function unknownCommand(err: unknown): boolean {
   return /unknown command/i.test(err instanceof Error ? err.message : String(err));
 }
+
+/** The server does not have the script (EVALSHA of a SHA1 it never loaded or has flushed). */
+function noScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+/** ANNOUNCE_BATCH's SHA1, the name EVALSHA calls it by. */
+const ANNOUNCE_BATCH_SHA = createHash('sha1').update(ANNOUNCE_BATCH).digest('hex');
 
 /** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
 function redirected(err: unknown): boolean {

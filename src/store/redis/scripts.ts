@@ -1,7 +1,8 @@
 /**
  * The Lua scripts of the Redis swarm store (docs/redis.md has the key layout). Each is loaded
  * once and run by EVALSHA (ioredis `defineCommand`, which falls back to EVAL when a restarted
- * server has forgotten it). Every call is one script on one bucket, whose keys all share one
+ * server has forgotten it; ANNOUNCE_BATCH by the store's own EVALSHA command with the same fallback,
+ * redis-store.ts `#luaAnnounce`). Every call is one script on one bucket, whose keys all share one
  * hash tag, so it runs unchanged on Redis Cluster.
  *
  * KEYS[1] is always the bucket's swarm index: it routes the call on Cluster. The other keys a
