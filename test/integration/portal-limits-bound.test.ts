@@ -1,5 +1,5 @@
 /**
- * The portal's guessing limits keep a row per key in `auth_attempts` (see `Accounts.takeAttempt`):
+ * The portal's guessing limits keep a row per key in `auth_attempts` (see `AuthAttempts.take`):
  * the keys are typed by strangers (usernames) or are their addresses, so the rows must stand for
  * attempts that were counted, never for requests that cost the sender nothing.
  */
@@ -56,7 +56,7 @@ for (const engine of engines) {
       const t = await startPortalTracker(engine, { udp: [] });
       try {
         // 100_000 by default, as the per-process limiter it replaced; small here.
-        t.reg.accounts.maxAttemptRows = 20;
+        t.reg.accounts.attempts.maxRows = 20;
         const statuses: number[] = [];
         for (let i = 0; i < 40; i++) {
           const c = new PortalClient(t.base, { localAddress: `127.0.8.${i + 1}` });
@@ -69,7 +69,7 @@ for (const engine of engines) {
           .groupBy('scope')
           .execute();
         // Before: 40 each (a login-ip and a login-user row per login), kept for the whole window.
-        // The cap (per throttle) is checked every maxAttemptRows / 10 attempts: 2 more at most.
+        // The cap (per throttle) is checked every attempts.maxRows / 10 attempts: 2 more at most.
         for (const r of rows) assert.ok(Number(r.n) <= 22, `${r.n} ${r.scope} rows`);
         // The newest keys are the ones kept: the last login's username is still counted.
         const last = await t.reg.db.kysely
@@ -87,14 +87,14 @@ for (const engine of engines) {
       const t = await startPortalTracker(engine, { udp: [] });
       try {
         const accounts = t.reg.accounts;
-        accounts.maxAttemptRows = 20;
+        accounts.attempts.maxRows = 20;
         const window = 15 * 60_000;
         const now = Date.now();
         // A username being guessed: its row is older than everything that follows.
-        assert.equal(await accounts.takeAttempt('login-user', 'target', 5, window, now), 0);
+        assert.equal(await accounts.attempts.take('login-user', 'target', 5, window, now), 0);
         // Reset mails asked from 100 new addresses: the cheap keys.
         for (let i = 0; i < 100; i++)
-          assert.equal(await accounts.takeAttempt('forgot-ip', `10.0.0.${i}`, 5, window, now + 1 + i), 0);
+          assert.equal(await accounts.attempts.take('forgot-ip', `10.0.0.${i}`, 5, window, now + 1 + i), 0);
         const rows = await t.reg.db.kysely
           .selectFrom('auth_attempts')
           .select(['scope', 'key'])

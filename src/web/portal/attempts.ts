@@ -3,7 +3,7 @@ import type { Accounts } from '../../db/accounts.ts';
 /**
  * One of the portal's guessing limits: at most `limit` attempts per key (a client address, a
  * username, a member id) in a sliding window of `windowMs`, counted in the database
- * (`Accounts.takeAttempt`), so that every process serving it (`--workers N`, several instances
+ * (`AuthAttempts.take`), so that every process serving it (`--workers N`, several instances
  * on one database) counts one total: counters in each process's memory gave a guesser who
  * spreads attempts over N processes N times the limit. Each throttle has its own `scope`.
  *
@@ -23,10 +23,10 @@ export class AttemptLimit {
 
   /** 0 when the attempt is taken; otherwise the milliseconds until there is room again. */
   take(accounts: Accounts, key: string): Promise<number> {
-    return accounts.takeAttempt(this.scope, key, this.limit, this.windowMs, Date.now());
+    return accounts.attempts.take(this.scope, key, this.limit, this.windowMs, Date.now());
   }
 
   release(accounts: Accounts, key: string): Promise<void> {
-    return accounts.releaseAttempt(this.scope, key);
+    return accounts.attempts.release(this.scope, key);
   }
 }
