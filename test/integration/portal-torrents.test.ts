@@ -224,7 +224,7 @@ for (const engine of engines) {
         libtorrentHybrid('template hybrid', { 'a.bin': 40000, 'sub/b.txt': 100 }),
       ]) {
         const id = await uploaded(c, data);
-        const stored = (await reg.torrentFile(id))!;
+        const stored = (await reg.files.file(id))!;
         const dl = await c.get(`/torrent/${id}/download`);
         assert.equal(dl.status, 200);
         assert.equal(sha1(dl.bytes), sha1(reencoded(stored, urls)));

@@ -66,7 +66,7 @@ async function assertServesItsData(tracker: Tracker): Promise<void> {
     (await reg.listTorrents()).map((t) => t.info_hash).sort(),
     TORRENTS.map((t) => t.infoHash).sort(),
   );
-  assert.notEqual(await reg.torrentTemplate(1), null);
+  assert.notEqual(await reg.files.template(1), null);
   // Announces: a member on an open torrent, the granted member on a restricted one, and not another.
   const announce = async (passkey: string, infoHash: string) => {
     const r = await httpGet(

@@ -75,7 +75,7 @@ function badges(t: TorrentSummary, featured?: { ends: number; upload: number }) 
  * only the announce keys change, so the info hash stays.
  */
 export async function personalTorrent(ctx: Ctx, torrentId: number, passkey: string): Promise<Buffer | null> {
-  const stored = await ctx.reg.torrentTemplate(torrentId);
+  const stored = await ctx.reg.files.template(torrentId);
   if (stored === null) return null;
   const urls = announceUrls(ctx.deps.urls(), passkey);
   const tiers = announceTiers(urls);
@@ -291,7 +291,7 @@ ${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) }
         const featured = (await featuredNow(ctx)).get(t.id);
         const filesPage = Math.max(1, Math.min(1e6, Number.parseInt(ctx.query.get('files') ?? '1', 10) || 1));
         // Everything below comes from the summary stored at upload: the page never reads the file.
-        const contents = may ? await ctx.reg.torrentContents(t.id, filesPage) : null;
+        const contents = may ? await ctx.reg.files.contents(t.id, filesPage) : null;
         const uploader = t.uploader_id !== null ? await ctx.reg.findMember(t.uploader_id) : undefined;
         const hex = (h: string | null) => (h ? Buffer.from(h, 'hex') : undefined);
         const magnet = contents
