@@ -210,6 +210,7 @@ typedef struct {
   Buf name; /* key names are made here */
   Buf out;  /* the reply */
   Buf peers; /* one announce's peers */
+  Buf ss, sl; /* a small swarm's seeders and leechers, read from its meta hash */
   int replicated;
   int wrong; /* a key of the current announce holds the wrong type */
   int refreshed; /* the slots were read again in this call */
@@ -310,16 +311,67 @@ static long long at_of(const char *p, size_t n) {
 }
 
 /*
+ * The meta hash read in one pass (when it is small): its counts and the requester's entry, and
+ * the endpoints of the requester's family by set (the value's flag), which are the members of
+ * that family's seeder and leecher sets (every write and the sweep change both together).
+ */
+typedef struct {
+  const Rec *r;
+  long long m[5]; /* d, 4s, 4l, 6s, 6l */
+  int p;          /* the "p" field is set */
+  char old[32];
+  size_t oldlen;
+  int hasOld;
+  Buf *s, *l; /* the family's seeders' and leechers' endpoints */
+} Scan;
+
+static void scan_meta(RedisModuleKey *k, RedisModuleString *field, RedisModuleString *value, void *priv) {
+  (void)k;
+  Scan *sc = priv;
+  size_t fl, vl;
+  const char *f = RedisModule_StringPtrLen(field, &fl);
+  const char *v = RedisModule_StringPtrLen(value, &vl);
+  if (fl == sc->r->eplen) {
+    if (memcmp(f, sc->r->ep, fl) == 0) {
+      sc->hasOld = 1;
+      sc->oldlen = vl < sizeof sc->old ? vl : sizeof sc->old;
+      memcpy(sc->old, v, sc->oldlen);
+    } else if (vl > 0) {
+      buf_put((unsigned char)v[0] - 48 >= 2 ? sc->s : sc->l, f, fl);
+    }
+    return;
+  }
+  if (fl == 1 && f[0] == 'd')
+    sc->m[0] = num(value);
+  else if (fl == 1 && f[0] == 'p')
+    sc->p = 1;
+  else if (fl == 2 && (f[0] == '4' || f[0] == '6') && (f[1] == 's' || f[1] == 'l'))
+    sc->m[1 + (f[0] == '6' ? 2 : 0) + (f[1] == 'l')] = num(value);
+}
+
+/* Appends the members in `from` (all of a small set, read from the meta hash) as pick does. */
+static void take_all(Buf *from, long long count, uint32_t eplen, Buf *out, long long *n) {
+  long long k = (long long)(from->len / eplen);
+  if (k > count) k = count;
+  buf_put(out, from->p, (size_t)k * eplen);
+  *n += k;
+}
+
+/*
  * Appends to `out` (n entries of `ep` bytes) up to `count` distinct members of `zkey` (which has
  * `card`) other than `me` (`self`: whether `me` is in it), as scripts.ts SELECT `pick` does: the
  * whole set when it has no more than needed, else ZRANDMEMBER (distinct members).
  */
 static void pick(Call *c, Lazy *zl, long long card, long long count, int self, const unsigned char *me,
-                 uint32_t eplen, Buf *out, long long *n) {
+                 uint32_t eplen, Buf *out, long long *n, Buf *all) {
   if (count <= 0) return;
   long long taken = 0;
   RedisModuleKey *z = lazy(c, zl);
   if (z == NULL || RedisModule_KeyType(z) != REDISMODULE_KEYTYPE_ZSET) return;
+  if (card - self <= count && all != NULL) {
+    take_all(all, count, eplen, out, n);
+    return;
+  }
   if (card - self <= count) {
     if (RedisModule_ZsetFirstInScoreRange(z, REDISMODULE_NEGATIVE_INFINITE, REDISMODULE_POSITIVE_INFINITE, 0, 0) !=
         REDISMODULE_OK)
@@ -467,9 +519,36 @@ static int announce(Call *c, const Rec *r) {
   RedisModuleString *ep = RedisModule_CreateString(ctx, (const char *)r->ep, r->eplen);
   /* The peer id is a field of the baseline hash only (private mode). */
   RedisModuleString *pid = ak != NULL ? RedisModule_CreateString(ctx, (const char *)r->pid, 20) : NULL;
-  RedisModuleString *m[6] = {NULL, NULL, NULL, NULL, NULL, NULL}, *oldv = NULL;
-  RedisModule_HashGet(meta, REDISMODULE_HASH_NONE, F_D, &m[0], FIELD[0], &m[1], FIELD[1], &m[2], FIELD[2], &m[3],
-                      FIELD[3], &m[4], F_P, &m[5], ep, &oldv, NULL);
+  /*
+   * The meta hash: read in one pass (ScanKey) when the swarm is small, no more peers than wanted,
+   * so that every peer of both sets goes in the answer and is taken from here instead of read
+   * member by member from the sets (a string object and a score parse per member); else its
+   * fields one by one. The answer's peers are then in the hash's order, not the sets' (by time).
+   */
+  Scan sc = {r, {0, 0, 0, 0, 0}, 0, {0}, 0, 0, &c->ss, &c->sl};
+  int scanned = 0;
+  c->ss.len = c->sl.len = 0;
+  size_t fields = RedisModule_KeyType(meta) == REDISMODULE_KEYTYPE_HASH ? RedisModule_ValueLength(meta) : 0;
+  if (want > 0 && event != 3 && !c->replicated && fields > 0 && fields <= 64 && (long long)fields <= want + 7) {
+    RedisModuleScanCursor *cur = RedisModule_ScanCursorCreate();
+    while (RedisModule_ScanKey(meta, cur, scan_meta, &sc)) {
+    }
+    RedisModule_ScanCursorDestroy(cur);
+    scanned = 1;
+  } else {
+    RedisModuleString *m[6] = {NULL, NULL, NULL, NULL, NULL, NULL}, *oldv = NULL;
+    RedisModule_HashGet(meta, REDISMODULE_HASH_NONE, F_D, &m[0], FIELD[0], &m[1], FIELD[1], &m[2], FIELD[2], &m[3],
+                        FIELD[3], &m[4], F_P, &m[5], ep, &oldv, NULL);
+    for (int i = 0; i < 5; i++) sc.m[i] = num(m[i]);
+    sc.p = m[5] != NULL;
+    if (oldv != NULL) {
+      size_t vl;
+      const char *v = RedisModule_StringPtrLen(oldv, &vl);
+      sc.hasOld = 1;
+      sc.oldlen = vl < sizeof sc.old ? vl : sizeof sc.old;
+      memcpy(sc.old, v, sc.oldlen);
+    }
+  }
 
   /* Private mode: the peer's baseline, and the rules of issue #16. */
   const char *prev = NULL;
@@ -524,11 +603,11 @@ static int announce(Call *c, const Rec *r) {
   }
 
   int iS = six ? 2 : 0, iL = six ? 3 : 1;
-  long long downloaded = num(m[0]);
-  long long n[4] = {num(m[1]), num(m[2]), num(m[3]), num(m[4])};
-  int keepIds = m[5] != NULL;
-  size_t oldlen = 0;
-  const char *old = oldv ? RedisModule_StringPtrLen(oldv, &oldlen) : NULL;
+  long long downloaded = sc.m[0];
+  long long n[4] = {sc.m[1], sc.m[2], sc.m[3], sc.m[4]};
+  int keepIds = sc.p;
+  size_t oldlen = sc.oldlen;
+  const char *old = sc.hasOld ? sc.old : NULL;
   int flag = old && oldlen > 0 ? (unsigned char)old[0] - 48 : -1;
   int inS = flag >= 2, inL = flag == 0 || flag == 1;
   long long complete = n[0] + n[2], incomplete = n[1] + n[3];
@@ -576,12 +655,12 @@ static int announce(Call *c, const Rec *r) {
   if (want > 0 && !c->replicated) {
     long long cs = n[iS], cl = n[iL];
     if (seeder)
-      pick(c, &lfl, cl, want, inL, r->ep, r->eplen, &peers, &npeers);
+      pick(c, &lfl, cl, want, inL, r->ep, r->eplen, &peers, &npeers, scanned ? &c->sl : NULL);
     else {
       long long ks, kl;
       split(want, cs - inS, cl - inL, (double)r->r / 4294967296.0, &ks, &kl);
-      pick(c, &lfs, cs, ks, inS, r->ep, r->eplen, &peers, &npeers);
-      pick(c, &lfl, cl, kl, inL, r->ep, r->eplen, &peers, &npeers);
+      pick(c, &lfs, cs, ks, inS, r->ep, r->eplen, &peers, &npeers, scanned ? &c->ss : NULL);
+      pick(c, &lfl, cl, kl, inL, r->ep, r->eplen, &peers, &npeers, scanned ? &c->sl : NULL);
     }
     if (c->wrong) {
       c->peers = peers;
@@ -726,7 +805,7 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   }
   if (count == 0) return RedisModule_ReplyWithError(ctx, "ERR herald.announce: no announce record");
   int flags = RedisModule_GetContextFlags(ctx);
-  Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0},
+  Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0},
             (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0, 0};
   c.prefix = RedisModule_StringPtrLen(argv[2], &c.prefixlen);
   /* The records applied, for replication when some were not: made only then (until the first
@@ -765,6 +844,8 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
   if (c.name.p) RedisModule_Free(c.name.p);
   if (c.out.p) RedisModule_Free(c.out.p);
   if (c.peers.p) RedisModule_Free(c.peers.p);
+  if (c.ss.p) RedisModule_Free(c.ss.p);
+  if (c.sl.p) RedisModule_Free(c.sl.p);
   return REDISMODULE_OK;
 }
 
