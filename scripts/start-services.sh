@@ -28,6 +28,9 @@ for _ in $(seq 1 50); do
 done
 $SUDO su postgres -c "psql -qAtc \"select 1 from pg_roles where rolname='herald'\"" | grep -q 1 ||
   $SUDO su postgres -c "psql -qc \"CREATE ROLE herald LOGIN PASSWORD 'herald' CREATEDB\""
+# The tests drop their databases WITH (FORCE): ending a leftover connection of the test's own
+# needs no grant, but PostgreSQL checks every process on the database against the caller's roles.
+$SUDO su postgres -c "psql -qc \"GRANT pg_signal_backend TO herald\"" >/dev/null
 $SUDO su postgres -c "psql -qAtc \"select 1 from pg_database where datname='herald'\"" | grep -q 1 ||
   $SUDO su postgres -c "psql -qc \"CREATE DATABASE herald OWNER herald\""
 echo "start-services: PostgreSQL $PG_VERSION on 127.0.0.1:5432"

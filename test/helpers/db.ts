@@ -46,8 +46,23 @@ export const engines: Engine[] = [
               async drop() {
                 const c = new pg.Client({ connectionString: PG_URL });
                 await c.connect();
-                await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-                await c.end();
+                try {
+                  // Plain DROP first: PostgreSQL ends an autovacuum worker on the database itself,
+                  // where WITH (FORCE) refuses to end a process of another role ("must be a member
+                  // of the role whose process is being terminated"). FORCE only for connections a
+                  // test left open; a few tries, as a worker may start again meanwhile.
+                  for (let i = 0; ; i++) {
+                    try {
+                      await c.query(`DROP DATABASE IF EXISTS ${name}${i % 2 === 1 ? ' WITH (FORCE)' : ''}`);
+                      break;
+                    } catch (err) {
+                      if (i >= 9) throw err;
+                      await new Promise((r) => setTimeout(r, 100));
+                    }
+                  }
+                } finally {
+                  await c.end();
+                }
               },
             };
           },
