@@ -410,34 +410,36 @@ export class RedisSwarmStore implements SwarmStore {
    * which loads it. A Cluster follows a command's MOVED and ASK itself.
    */
   #luaAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
-    const send = (name: string, body: string | Buffer): Promise<Buffer> => {
-      const cmd = new Command(name, [body, 1, ...args], { replyEncoding: null });
-      (cmd as unknown as { keys: unknown[] }).keys = [args[0]];
-      return (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
-    };
     return this.#bounded(
-      send('EVALSHA', ANNOUNCE_BATCH_SHA).catch((err: unknown) => {
+      this.#sendKeyed('EVALSHA', [ANNOUNCE_BATCH_SHA, 1, ...args], args[0]).catch((err: unknown) => {
         if (!noScript(err)) throw err;
-        return send('EVAL', ANNOUNCE_BATCH);
+        return this.#sendKeyed('EVAL', [ANNOUNCE_BATCH, 1, ...args], args[0]);
       }),
     );
   }
 
   /**
-   * HERALD.ANNOUNCE (native/redis/herald.c) with ANNOUNCE_BATCH's arguments and reply. ioredis does
-   * not know the command's key: it is given, so that a Cluster routes the call by it (and follows
-   * its redirections, as for any command sent alone).
+   * HERALD.ANNOUNCE (native/redis/herald.c) with ANNOUNCE_BATCH's arguments and reply, sent alone
+   * with its key (`#sendKeyed`).
    */
   #moduleAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
-    const cmd = new Command('HERALD.ANNOUNCE', args, { replyEncoding: null });
-    (cmd as unknown as { keys: unknown[] }).keys = [args[0]];
-    const sent = (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
     return this.#bounded(
-      sent.then((r) => {
+      this.#sendKeyed('HERALD.ANNOUNCE', args, args[0]).then((r) => {
         this.#moduleMissing = false;
         return r;
       }),
     );
+  }
+
+  /**
+   * One command sent alone, its reply as bytes. ioredis does not know which argument is the key of
+   * EVALSHA's or HERALD.ANNOUNCE's: it is given, so that a Cluster routes the call by it (and
+   * follows its redirections, as for any command sent alone).
+   */
+  #sendKeyed(name: string, argv: (Buffer | string | number)[], key: Buffer | string): Promise<Buffer> {
+    const cmd = new Command(name, argv, { replyEncoding: null });
+    (cmd as unknown as { keys: unknown[] }).keys = [key];
+    return (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
   }
 
   /** A failed call: logged (at most every 10 s), recorded for health(), answered as a refusal. */
