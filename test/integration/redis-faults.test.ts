@@ -17,7 +17,8 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
-import { bucketOf, type RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { bucketOf } from '../../src/store/redis/records.ts';
+import type { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
 import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
 import { freePort, ownCluster, ownRedis, REDIS_URL } from '../helpers/redis.ts';
 

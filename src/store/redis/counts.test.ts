@@ -20,7 +20,8 @@ import {
 } from '../../../test/helpers/redis.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
-import { bucketOf, type RedisModuleMode, RedisSwarmStore } from './redis-store.ts';
+import { bucketOf } from './records.ts';
+import { type RedisModuleMode, RedisSwarmStore } from './redis-store.ts';
 
 /** A small deterministic generator (the run is the same every time). */
 function rng(seed: number): () => number {

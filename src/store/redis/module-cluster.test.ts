@@ -17,7 +17,9 @@ import {
 } from '../../../test/helpers/redis.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { swarmStoreContract } from '../../swarm/contract.ts';
-import { announceRecord, bucketOf, keySlot, RedisSwarmStore } from './redis-store.ts';
+import { keySlot } from './connect.ts';
+import { announceRecord, bucketOf } from './records.ts';
+import { RedisSwarmStore } from './redis-store.ts';
 
 const available = moduleAvailable();
 

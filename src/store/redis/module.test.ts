@@ -13,7 +13,8 @@ import { moduleRedis, peerAnnounce } from '../../../test/helpers/redis.ts';
 import { Errors } from '../../core/errors.ts';
 import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
-import { announceRecord, bucketOf, RedisSwarmStore } from './redis-store.ts';
+import { announceRecord, bucketOf } from './records.ts';
+import { RedisSwarmStore } from './redis-store.ts';
 
 const server = moduleRedis();
 

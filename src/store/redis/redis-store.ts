@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Cluster, Command, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Command, type Redis } from 'ioredis';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import {
@@ -9,10 +9,20 @@ import {
   type AnnounceResult,
   type ScrapeEntry,
   type SharedAccountArgs,
-  type SharedBaseline,
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
+import { connectRedis, keySlot } from './connect.ts';
+import {
+  announceRecord,
+  BUCKETS,
+  bucketOf,
+  byBucket,
+  eachBucket,
+  HEADER,
+  type Queued,
+  resultOf,
+} from './records.ts';
 import { ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
@@ -606,148 +616,10 @@ export class RedisSwarmStore implements SwarmStore {
   }
 }
 
-/** 'uploaded:downloaded:at:seeding' as the script keeps it; null for ''. */
-function baselineOf(b: Buffer): SharedBaseline | null {
-  if (b.length === 0) return null;
-  const [up, down, at, seeding] = b.toString('latin1').split(':');
-  return { uploaded: Number(up), downloaded: Number(down), at: Number(at), seeding: seeding === '1' };
-}
-
-/** Swarms are spread over this many buckets (hash tags), by the first 10 bits of the info hash. */
-export const BUCKETS = 1024;
-
-export function bucketOf(infoHash: Uint8Array): number {
-  return (infoHash[0] << 2) | (infoHash[1] >> 6);
-}
-
-/** The positions of `infoHashes` by the bucket each falls in (`bucket`: the store's, with its route). */
-export function byBucket(
-  infoHashes: readonly Uint8Array[],
-  bucket: (infoHash: Uint8Array) => number = bucketOf,
-): Map<number, number[]> {
-  const groups = new Map<number, number[]>();
-  for (let i = 0; i < infoHashes.length; i++) {
-    const b = bucket(infoHashes[i]);
-    const g = groups.get(b);
-    if (g === undefined) groups.set(b, [i]);
-    else g.push(i);
-  }
-  return groups;
-}
-
-/** Runs `fn` for every bucket, 64 at a time. */
-export async function eachBucket(fn: (b: number) => Promise<void>): Promise<void> {
-  for (let b = 0; b < BUCKETS; b += 64) {
-    const calls: Promise<void>[] = [];
-    for (let k = b; k < b + 64; k++) calls.push(fn(k));
-    await Promise.all(calls);
-  }
-}
-
-/** An announce waiting for its turn's batch: its bucket, its record, how to read its answer. */
-interface Queued {
-  b: number;
-  record: Buffer;
-  /** Bytes per peer (6 IPv4, 18 IPv6). */
-  stride: number;
-  /** Whether the answer carries peer ids. */
-  asked: boolean;
-  /** Private mode: the answer carries the previous baseline. */
-  accounted: boolean;
-  resolve: (r: AnnounceResult | AccountedResult | TrackerError) => void;
-}
-
-/** Bytes of ANNOUNCE_BATCH's header per announce in its reply. */
-const HEADER = 24;
-
-/**
- * An announce as ANNOUNCE_BATCH reads it (scripts.ts: big-endian, the private-mode part when
- * `acct` is given). `r` is a uniform [0, 1) draw.
- */
-export function announceRecord(
-  req: AnnounceRequest,
-  b: number,
-  now: number,
-  r: number,
-  acct: SharedAccountArgs | null,
-  peerTimeout: number,
-): Buffer {
-  const stride = req.family === 4 ? 6 : 18;
-  const key = acct === null ? null : Buffer.from(`a:${acct.torrentId}:${acct.memberId}`, 'latin1');
-  const reported = acct === null ? null : Buffer.from(`${req.uploaded}:${req.downloaded}`, 'latin1');
-  const size = 56 + stride + (key === null || reported === null ? 0 : 17 + key.length + reported.length);
-  const rec = Buffer.allocUnsafe(size);
-  rec.writeUInt16BE(b, 0);
-  rec[2] = (req.family === 6 ? 1 : 0) | (req.left === 0 ? 2 : 0) | (req.wantPeerIds ? 4 : 0);
-  rec[3] = req.event;
-  rec.writeUInt16BE(Math.max(0, Math.min(req.numWant, 1024)), 4);
-  rec.writeUInt32BE(now >>> 0, 6);
-  rec.writeUInt32BE(Math.floor(r * 4294967296) >>> 0, 10);
-  rec.set(req.infoHash, 14);
-  rec.set(req.peerId, 34);
-  rec[54] = stride;
-  rec.set(req.ip.subarray(0, stride - 2), 55);
-  rec.writeUInt16BE(req.port, 53 + stride);
-  let o = 55 + stride;
-  if (acct === null || key === null || reported === null) {
-    rec[o] = 0;
-    return rec;
-  }
-  rec[o++] = 1;
-  o = rec.writeUInt16BE(key.length, o);
-  o += key.copy(rec, o);
-  o = rec.writeUInt16BE(reported.length, o);
-  o += reported.copy(rec, o);
-  o = rec.writeUInt32BE(acct.peersPerTorrent, o);
-  o = rec.writeUInt32BE(acct.minGap, o);
-  rec[o++] = acct.refuseEarly ? 1 : 0;
-  rec.writeUInt32BE(peerTimeout, o);
-  return rec;
-}
-
-/** One announce's answer from ANNOUNCE_BATCH's reply `r`: its header at `h`, its strings from `at`. */
-function resultOf(
-  q: Queued,
-  r: Buffer,
-  h: number,
-  at: number,
-  peers: number,
-  ids: number,
-  prev: number,
-): AnnounceResult | AccountedResult {
-  const result: AnnounceResult = {
-    complete: r.readUInt32BE(h + 1),
-    incomplete: r.readUInt32BE(h + 5),
-    downloaded: r.readUInt32BE(h + 9),
-    peers: r.subarray(at, at + peers),
-    peerCount: peers / q.stride,
-    peerIds: q.asked ? r.subarray(at + peers, at + peers + ids) : null,
-    peerIdKnown: q.asked ? r.subarray(at + peers + ids, at + peers + ids + ids / 20) : null,
-  };
-  if (!q.accounted) return result;
-  const p = at + peers + ids + ids / 20;
-  return {
-    ...result,
-    previous: baselineOf(r.subarray(p, p + prev)),
-    seed: r.readUInt32BE(h + 19),
-    early: r[h + 23] === 1,
-  };
-}
-
 /** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */
 const MAX_BATCH = 128;
 /** Most buckets in one SWEEP call. */
 const SWEEP_BUCKETS = 256;
-
-/** The Cluster slot of a hash tag: CRC16 (XMODEM) of its bytes, modulo 16384. */
-export function keySlot(tag: string): number {
-  let crc = 0;
-  for (let i = 0; i < tag.length; i++) {
-    crc ^= tag.charCodeAt(i) << 8;
-    for (let k = 0; k < 8; k++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc & 16383;
-}
 
 /** redis_module: see src/config/schema.ts. */
 export type RedisModuleMode = 'auto' | 'off' | 'require';
@@ -769,76 +641,4 @@ const ANNOUNCE_BATCH_SHA = createHash('sha1').update(ANNOUNCE_BATCH).digest('hex
 function redirected(err: unknown): boolean {
   const m = err instanceof Error ? err.message : '';
   return m.startsWith('MOVED ') || m.startsWith('ASK ');
-}
-
-/**
- * A client for `url`: redis://[user:password@]host:port[/db] and rediss:// (TLS) for one server,
- * redis-cluster://[user:password@]host:port,host:port,… for a Cluster (seed nodes; the others are
- * discovered). No offline queue, a timeout on every command, reconnection with backoff (100 ms
- * growing to 2 s).
- */
-export function connectRedis(url: string, timeoutMs: number): Redis | Cluster {
-  const backoff = (times: number) => Math.min(100 * times, 2000);
-  const common: RedisOptions = {
-    commandTimeout: timeoutMs,
-    connectTimeout: Math.max(timeoutMs, 1000),
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 0,
-  };
-  const cluster = /^redis-cluster:\/\/(?:([^@/]*)@)?([^/]+)\/?$/.exec(url);
-  if (cluster !== null) {
-    const auth = cluster[1] === undefined ? {} : credentials(cluster[1]);
-    const seeds = cluster[2].split(',').map((hp) => {
-      const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(hp.trim());
-      if (m === null) throw new Error(`redis: "${hp}" is not host:port in ${url}`);
-      return { host: m[1], port: Number(m[2]) };
-    });
-    const client = new Cluster(seeds, {
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-      clusterRetryStrategy: backoff,
-      retryDelayOnFailover: 200,
-      retryDelayOnClusterDown: 200,
-      retryDelayOnTryAgain: 200,
-      maxRedirections: 16,
-      slotsRefreshTimeout: Math.max(timeoutMs, 1000),
-      // Refreshed every second by refreshSlots() instead: see there.
-      slotsRefreshInterval: 0,
-      redisOptions: { ...common, ...auth },
-    });
-    return refreshSlots(client);
-  }
-  if (!/^rediss?:\/\//.test(url)) throw new Error(`redis: unsupported URL ${url}`);
-  return new Redis(url, { ...common, enableOfflineQueue: false, retryStrategy: backoff });
-}
-
-/** A Cluster's slots are refreshed this often (a failed-over master is noticed even when no call is redirected). */
-export const SLOTS_REFRESH_MS = 1000;
-
-/**
- * Refreshes `client`'s slots every SLOTS_REFRESH_MS while it is ready, until it ends. Not
- * ioredis's own `slotsRefreshInterval`: a refresh still in flight when the client is closed
- * (`quit()`, `disconnect()`) schedules the next round anyway, and so on forever (ioredis 5.11),
- * which kept a stopped Herald's process alive (rtc-swarms.test.ts "leaves no timer").
- */
-function refreshSlots(client: Cluster): Cluster {
-  const timer = setInterval(() => {
-    if (client.status === 'ready') client.refreshSlotsCache();
-    else if (client.status === 'end') clearInterval(timer);
-  }, SLOTS_REFRESH_MS);
-  timer.unref();
-  client.once('end', () => clearInterval(timer));
-  return client;
-}
-
-/** Another connection with `client`'s options (a subscriber's), its slots refreshed as `client`'s are. */
-export function duplicateRedis(client: Redis | Cluster): Redis | Cluster {
-  return client instanceof Cluster ? refreshSlots(client.duplicate()) : client.duplicate();
-}
-
-function credentials(text: string): { username?: string; password?: string } {
-  const i = text.indexOf(':');
-  const user = decodeURIComponent(i < 0 ? text : text.slice(0, i));
-  const password = i < 0 ? undefined : decodeURIComponent(text.slice(i + 1));
-  return { ...(user ? { username: user } : {}), ...(password !== undefined ? { password } : {}) };
 }

@@ -21,7 +21,8 @@ import { createLogger } from '../../core/log.ts';
 import { AnnounceEvent } from '../../core/types.ts';
 import type { RtcConnection } from '../../frontend/ws/webrtc-swarms.ts';
 import { asciiJson, type WsAnnounce } from '../../protocol/websocket/codec.ts';
-import { RedisSwarmStore, SLOTS_REFRESH_MS } from './redis-store.ts';
+import { SLOTS_REFRESH_MS } from './connect.ts';
+import { RedisSwarmStore } from './redis-store.ts';
 import { RedisPubSub, RedisRtcSwarms } from './rtc-swarms.ts';
 
 const logger = createLogger('silent');

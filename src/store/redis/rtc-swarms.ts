@@ -19,14 +19,9 @@ import {
   offerHead,
   type WsAnnounce,
 } from '../../protocol/websocket/codec.ts';
-import {
-  BUCKETS,
-  bucketOf,
-  byBucket,
-  duplicateRedis,
-  eachBucket,
-  type RedisSwarmStore,
-} from './redis-store.ts';
+import { duplicateRedis } from './connect.ts';
+import { BUCKETS, bucketOf, byBucket, eachBucket } from './records.ts';
+import type { RedisSwarmStore } from './redis-store.ts';
 import {
   INSTANCE_BYTES,
   type RtcRelayMessage,

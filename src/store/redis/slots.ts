@@ -1,6 +1,7 @@
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { SlotClaim } from '../../core/types.ts';
-import { bucketOf, type RedisSwarmStore } from './redis-store.ts';
+import { bucketOf } from './records.ts';
+import type { RedisSwarmStore } from './redis-store.ts';
 
 /**
  * Claim: one leeching announce of a member whose class has download slots (issue #16).
