@@ -175,12 +175,14 @@ export async function runPrimary(opts: {
         logger.error('worker died: restarting it', { worker: index, code, signal });
         down.add(index);
         broadcast();
+        // Not unref'd: when every worker died at once (the OOM killer, a kill of the process
+        // group's children), this timer is all that keeps the primary alive to restart them.
         setTimeout(() => {
           if (stopping) return;
           spawnWorker(index).catch((err) =>
             logger.error('worker restart failed', { worker: index, err: String(err) }),
           );
-        }, 500).unref();
+        }, 500);
       });
     });
 

@@ -1,0 +1,111 @@
+/**
+ * The life of `herald serve --workers N` as an operator meets it: signals to the primary (at start,
+ * while serving, twice), workers that die, and a primary that dies. Every test runs the real
+ * command and watches its processes through /proc and its log.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { workerPids } from '../helpers/workers.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const NODE = join(ROOT, 'node_modules/.bin/node');
+const HERALD = join(ROOT, 'bin/herald.js');
+
+const dirs: string[] = [];
+const procs = new Set<ChildProcess>();
+after(() => {
+  for (const c of procs) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+interface Primary {
+  child: ChildProcess;
+  log: () => string;
+  /** The exit code (null: killed by a signal), once the primary has exited. */
+  exited: Promise<number | null>;
+  /** Resolves once the log has a line containing `text`. */
+  logged(text: string): Promise<void>;
+}
+
+function startPrimary(args: string[]): Primary {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-lifecycle-'));
+  dirs.push(dir);
+  const child = spawn(
+    NODE,
+    [HERALD, 'serve', '--data-dir', dir, '--log-level', 'info', '--http', '127.0.0.1:0', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  procs.add(child);
+  let log = '';
+  const waiters: { text: string; resolve: () => void }[] = [];
+  child.stderr!.on('data', (d) => {
+    log += d;
+    for (const w of waiters.splice(0)) {
+      if (log.includes(w.text)) w.resolve();
+      else waiters.push(w);
+    }
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      procs.delete(child);
+      resolve(code);
+    }),
+  );
+  return {
+    child,
+    log: () => log,
+    exited,
+    logged: (text) =>
+      new Promise<void>((resolve, reject) => {
+        if (log.includes(text)) return resolve();
+        waiters.push({ text, resolve });
+        void exited.then(() =>
+          setTimeout(() => reject(new Error(`exited before logging "${text}":\n${log}`)), 200),
+        );
+      }),
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const httpPort = (p: Primary) => {
+  const line = p
+    .log()
+    .split('\n')
+    .find((l) => l.includes('herald workers running'));
+  const http: string = JSON.parse(line!).listen.http[0];
+  return Number(http.slice(http.lastIndexOf(':') + 1));
+};
+
+test('every worker killed at once: the primary restarts them all and serves again', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const first = workerPids(p.child.pid!);
+  assert.equal(first.length, 2);
+  for (const pid of first) process.kill(pid, 'SIGKILL');
+  let exitCode: number | null | undefined;
+  void p.exited.then((c) => {
+    exitCode = c;
+  });
+  let healthy = false;
+  for (let i = 0; i < 300 && !healthy && exitCode === undefined; i++) {
+    await sleep(100);
+    const pids = workerPids(p.child.pid!);
+    if (pids.length !== 2 || pids.some((pid) => first.includes(pid))) continue;
+    const r = await httpGet(port, '127.0.0.1', '/health').catch(() => null);
+    healthy = r?.status === 200;
+  }
+  assert.equal(exitCode, undefined, `the primary stayed up:\n${p.log()}`);
+  assert.ok(healthy, 'both workers were restarted');
+  const d = bdecode(
+    (await httpGet(port, '127.0.0.1', announcePath({ infoHash: hashOf(1, 91), port: 6881 }))).body,
+  );
+  assert.equal(d.get('failure reason'), undefined);
+  p.child.kill('SIGTERM');
+  await p.exited;
+});
