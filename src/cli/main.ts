@@ -118,7 +118,10 @@ async function main(argv: string[]): Promise<number> {
       stopping = true;
       log.info('stopping', { signal });
       // A second signal, or a stop that hangs, ends the process anyway.
-      const force = setTimeout(() => process.exit(1), 10_000);
+      const force = setTimeout(() => {
+        log.error('the stop did not finish in time: exiting', {});
+        process.exit(1);
+      }, 10_000);
       force.unref();
       tracker.stop().then(resolve, (err) => {
         log.error('error while stopping', { err: String(err) });
@@ -132,6 +135,9 @@ async function main(argv: string[]): Promise<number> {
     if (setup) process.on('disconnect', () => stop('disconnect'));
   });
   log.info('stopped', {});
+  // A worker lets go of its primary: the IPC channel (it listens for messages on it) would keep
+  // this process alive until the forced exit above, and the primary would see a stop that hung.
+  if (setup && process.connected) process.disconnect();
   return 0;
 }
 

@@ -110,6 +110,8 @@ export async function runPrimary(opts: {
   const children: (ChildProcess | null)[] = new Array(count).fill(null);
   const down = new Set<number>();
   let stopping = false;
+  // A worker that did not stop cleanly (a non-zero exit while stopping): the primary exits 1.
+  let unclean = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
     resolveDone = r;
@@ -127,7 +129,7 @@ export async function runPrimary(opts: {
       resolveDone(1);
       return;
     }
-    resolveDone(0);
+    resolveDone(unclean ? 1 : 0);
   };
 
   const broadcast = () => {
@@ -167,6 +169,9 @@ export async function runPrimary(opts: {
         if (!ready)
           reject(new Error(`worker ${index} exited before it was ready (code ${code}, signal ${signal})`));
         if (stopping) {
+          // A worker stopped before it was ready has nothing to hand over: the signal is its stop.
+          if (ready && code !== 0) unclean = true;
+          logger.info('worker stopped', { worker: index, code, signal });
           if (children.every((c) => c === null)) void finish();
           return;
         }

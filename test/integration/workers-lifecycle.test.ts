@@ -109,3 +109,29 @@ test('every worker killed at once: the primary restarts them all and serves agai
   p.child.kill('SIGTERM');
   await p.exited;
 });
+
+test('SIGTERM: every worker stops gracefully and exits 0, and so does the primary', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const d = bdecode(
+    (await httpGet(port, '127.0.0.1', announcePath({ infoHash: hashOf(2, 91), port: 6881 }))).body,
+  );
+  assert.equal(d.get('failure reason'), undefined);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0, p.log());
+  const exits = p
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"worker stopped"'))
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    exits.map((e) => [e.worker, e.code]).sort(),
+    [
+      [0, 0],
+      [1, 0],
+    ],
+    'each worker exited 0 (not the forced exit of a stop that hung)',
+  );
+  assert.doesNotMatch(p.log(), /did not finish in time/);
+});
