@@ -214,13 +214,22 @@ export async function runPrimary(opts: {
     // Worker 0 first: it migrates the database and fixes the ports (port 0) the others share.
     await spawnWorker(0);
     if (config.mode === 'private') {
-      accounting = await PrimaryAccounting.open(config, logger);
+      const opened = await PrimaryAccounting.open(config, logger);
+      if (stopping) {
+        // Stopped while it opened: worker 0 (not listened to) writes its own last batch.
+        await opened.stop();
+        return done;
+      }
+      accounting = opened;
       // Worker 0 started before the writer existed: it listens to it from now on.
       accounting.attach(children[0]!);
       accounting.start(() => children.filter((c): c is ChildProcess => c !== null));
     }
+    if (stopping) return done;
     await Promise.all(Array.from({ length: count - 1 }, (_, i) => spawnWorker(i + 1)));
   } catch (err) {
+    // A stop asked for during start-up (a worker stopped by it before it was ready) is no failed start.
+    if (stopping) return done;
     logger.error('could not start the workers', { err: String(err) });
     stopAll('SIGTERM');
     await done;

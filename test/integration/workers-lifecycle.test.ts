@@ -135,3 +135,60 @@ test('SIGTERM: every worker stops gracefully and exits 0, and so does the primar
   );
   assert.doesNotMatch(p.log(), /did not finish in time/);
 });
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The first worker's PID, as soon as the primary has forked it (long before it is ready). */
+async function firstWorker(p: Primary): Promise<number> {
+  for (let i = 0; i < 4000; i++) {
+    const [pid] = workerPids(p.child.pid!);
+    if (pid !== undefined) return pid;
+    await sleep(5);
+  }
+  throw new Error(`no worker:\n${p.log()}`);
+}
+
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 300 && alive(pid); i++) await sleep(50);
+  return !alive(pid);
+}
+
+test('SIGTERM during start-up, before worker 0 is ready: a stop, not a failed start (exit 0)', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  const worker = await firstWorker(p);
+  assert.doesNotMatch(p.log(), /worker ready/, 'worker 0 is still starting');
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0, p.log());
+  assert.ok(await gone(worker), 'worker 0 is gone');
+  assert.doesNotMatch(p.log(), /could not start/);
+});
+
+test('the primary killed while worker 0 starts: the worker stops cleanly instead of crashing', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  const worker = await firstWorker(p);
+  p.child.kill('SIGKILL');
+  await p.exited;
+  assert.ok(await gone(worker), 'the orphaned worker exits');
+  // Its stderr is still the test's pipe: what it said on the way out.
+  await sleep(100);
+  assert.doesNotMatch(p.log(), /ERR_IPC_CHANNEL_CLOSED|Unhandled 'error'/, p.log());
+  assert.match(p.log(), /"signal":"disconnect","msg":"stopping"/);
+});
+
+test('the primary killed while serving: every worker stops and the port is free again', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const workers = workerPids(p.child.pid!);
+  p.child.kill('SIGKILL');
+  await p.exited;
+  for (const w of workers) assert.ok(await gone(w), `worker ${w} exits with its primary`);
+  await assert.rejects(httpGet(port, '127.0.0.1', '/health'), 'nothing listens on the port');
+});
