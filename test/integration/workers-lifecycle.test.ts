@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -136,10 +136,10 @@ test('SIGTERM: every worker stops gracefully and exits 0, and so does the primar
   assert.doesNotMatch(p.log(), /did not finish in time/);
 });
 
+/** Running (a zombie, dead but not yet reaped by its parent, is not). */
 const alive = (pid: number) => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
@@ -191,4 +191,35 @@ test('the primary killed while serving: every worker stops and the port is free 
   await p.exited;
   for (const w of workers) assert.ok(await gone(w), `worker ${w} exits with its primary`);
   await assert.rejects(httpGet(port, '127.0.0.1', '/health'), 'nothing listens on the port');
+});
+
+test('/stats and /metrics while a worker is down: 503 "degraded", not an internal error', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0', '--full-scrape']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const [, victim] = workerPids(p.child.pid!);
+  // The primary paused, the dead worker stays dead while the test asks (no restart race).
+  p.child.kill('SIGSTOP');
+  try {
+    process.kill(victim, 'SIGKILL');
+    assert.ok(await gone(victim));
+    for (const path of ['/stats', '/metrics']) {
+      const r = await httpGet(port, '127.0.0.1', path);
+      assert.equal(r.status, 503, `${path}: ${r.body}`);
+      assert.match(r.body.toString(), /degraded/);
+    }
+    // The figures of the live worker still come: a full scrape of what it holds.
+    assert.equal((await httpGet(port, '127.0.0.1', '/scrape')).status, 200);
+  } finally {
+    p.child.kill('SIGCONT');
+  }
+  let back = false;
+  for (let i = 0; i < 300 && !back; i++) {
+    await sleep(100);
+    back = (await httpGet(port, '127.0.0.1', '/stats').catch(() => null))?.status === 200;
+  }
+  assert.ok(back, '/stats answers again once the worker is back');
+  assert.doesNotMatch(p.log(), /"level":50[^\n]*tracker busy/, 'no internal error logged');
+  p.child.kill('SIGTERM');
+  await p.exited;
 });
