@@ -153,6 +153,10 @@ export async function runPrimary(opts: {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
       });
       children[index] = child;
+      // A message to a worker that has just died (its exit not yet seen: a health broadcast, an
+      // accounting collection) fails with EPIPE, emitted here; unheard, it would end the primary
+      // and so every worker. The exit that follows is handled below.
+      child.on('error', (err) => logger.warn('worker channel error', { worker: index, err: String(err) }));
       accounting?.attach(child);
       let ready = false;
       child.on('message', (m: WorkerMessage) => {

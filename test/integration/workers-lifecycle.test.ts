@@ -223,3 +223,31 @@ test('/stats and /metrics while a worker is down: 503 "degraded", not an interna
   p.child.kill('SIGTERM');
   await p.exited;
 });
+
+test('private mode: a worker that died just before an accounting collection does not take the primary down', async () => {
+  const p = startPrimary(['--workers', '2', '--mode', 'private', '--flush-interval', '1', '--udp', 'off']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const [, victim] = workerPids(p.child.pid!);
+  // The primary paused past a flush_interval: when it resumes, its collection timer runs before
+  // it has read that the worker is gone, and its request meets a closed channel (EPIPE).
+  p.child.kill('SIGSTOP');
+  process.kill(victim, 'SIGKILL');
+  await sleep(1500);
+  p.child.kill('SIGCONT');
+  let exitCode: number | null | undefined;
+  void p.exited.then((c) => {
+    exitCode = c;
+  });
+  let healthy = false;
+  for (let i = 0; i < 300 && !healthy && exitCode === undefined; i++) {
+    await sleep(100);
+    const pids = workerPids(p.child.pid!);
+    if (pids.length !== 2 || pids.includes(victim)) continue;
+    healthy = (await httpGet(port, '127.0.0.1', '/health').catch(() => null))?.status === 200;
+  }
+  assert.equal(exitCode, undefined, `the primary stayed up:\n${p.log()}`);
+  assert.ok(healthy, 'the worker was restarted');
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0, p.log());
+});
