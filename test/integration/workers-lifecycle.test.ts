@@ -81,13 +81,11 @@ const httpPort = (p: Primary) => {
   return Number(http.slice(http.lastIndexOf(':') + 1));
 };
 
-test('every worker killed at once: the primary restarts them all and serves again', async () => {
-  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
-  await p.logged('herald workers running');
-  const port = httpPort(p);
-  const first = workerPids(p.child.pid!);
-  assert.equal(first.length, 2);
-  for (const pid of first) process.kill(pid, 'SIGKILL');
+/**
+ * Waits until the primary runs `count` workers again, none of them one of `dead`, and /health says
+ * ready; fails if the primary exits meanwhile.
+ */
+async function restarted(p: Primary, port: number, count: number, dead: number[]): Promise<void> {
   let exitCode: number | null | undefined;
   void p.exited.then((c) => {
     exitCode = c;
@@ -96,12 +94,21 @@ test('every worker killed at once: the primary restarts them all and serves agai
   for (let i = 0; i < 300 && !healthy && exitCode === undefined; i++) {
     await sleep(100);
     const pids = workerPids(p.child.pid!);
-    if (pids.length !== 2 || pids.some((pid) => first.includes(pid))) continue;
-    const r = await httpGet(port, '127.0.0.1', '/health').catch(() => null);
-    healthy = r?.status === 200;
+    if (pids.length !== count || pids.some((pid) => dead.includes(pid))) continue;
+    healthy = (await httpGet(port, '127.0.0.1', '/health').catch(() => null))?.status === 200;
   }
   assert.equal(exitCode, undefined, `the primary stayed up:\n${p.log()}`);
-  assert.ok(healthy, 'both workers were restarted');
+  assert.ok(healthy, 'the workers were restarted');
+}
+
+test('every worker killed at once: the primary restarts them all and serves again', async () => {
+  const p = startPrimary(['--workers', '2', '--udp', '127.0.0.1:0']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const first = workerPids(p.child.pid!);
+  assert.equal(first.length, 2);
+  for (const pid of first) process.kill(pid, 'SIGKILL');
+  await restarted(p, port, 2, first);
   const d = bdecode(
     (await httpGet(port, '127.0.0.1', announcePath({ infoHash: hashOf(1, 91), port: 6881 }))).body,
   );
@@ -235,19 +242,7 @@ test('private mode: a worker that died just before an accounting collection does
   process.kill(victim, 'SIGKILL');
   await sleep(1500);
   p.child.kill('SIGCONT');
-  let exitCode: number | null | undefined;
-  void p.exited.then((c) => {
-    exitCode = c;
-  });
-  let healthy = false;
-  for (let i = 0; i < 300 && !healthy && exitCode === undefined; i++) {
-    await sleep(100);
-    const pids = workerPids(p.child.pid!);
-    if (pids.length !== 2 || pids.includes(victim)) continue;
-    healthy = (await httpGet(port, '127.0.0.1', '/health').catch(() => null))?.status === 200;
-  }
-  assert.equal(exitCode, undefined, `the primary stayed up:\n${p.log()}`);
-  assert.ok(healthy, 'the worker was restarted');
+  await restarted(p, port, 2, [victim]);
   p.child.kill('SIGTERM');
   assert.equal(await p.exited, 0, p.log());
 });
