@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Errors, isTrackerError } from '../core/errors.ts';
+import { isShardUnavailable } from '../core/errors.ts';
 import { renderPrometheus, type StatsReporter } from '../tracker/stats.ts';
 import type { Health } from './health.ts';
 
@@ -38,7 +38,7 @@ export function createWebHandler(deps: {
    * Prometheus scrape fails, a gap rather than a false dip).
    */
   const figuresFailed = (res: ServerResponse, err: unknown) => {
-    if (isTrackerError(err) && err.code === Errors.shardUnavailable.code) {
+    if (isShardUnavailable(err)) {
       send(
         res,
         503,

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, test } from 'node:test';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
 import { workerPids } from '../helpers/workers.ts';
@@ -25,6 +26,7 @@ after(() => {
 
 interface Primary {
   child: ChildProcess;
+  dataDir: string;
   log: () => string;
   /** The exit code (null: killed by a signal), once the primary has exited. */
   exited: Promise<number | null>;
@@ -58,6 +60,7 @@ function startPrimary(args: string[]): Primary {
   );
   return {
     child,
+    dataDir: dir,
     log: () => log,
     exited,
     logged: (text) =>
@@ -243,6 +246,23 @@ test('private mode: a worker that died just before an accounting collection does
   await sleep(1500);
   p.child.kill('SIGCONT');
   await restarted(p, port, 2, [victim]);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0, p.log());
+});
+
+test("private mode: the portal's periodic snapshot runs once for the tracker, not once per worker, and not as an internal error while a worker starts", async () => {
+  const p = startPrimary(['--workers', '3', '--mode', 'private', '--udp', 'off']);
+  await p.logged('herald workers running');
+  // The first snapshot is taken a second after the start; give every worker's a chance.
+  await sleep(2500);
+  const db = new DatabaseSync(join(p.dataDir, 'herald.db'), { readOnly: true });
+  try {
+    const rows = db.prepare('SELECT at FROM site_history').all();
+    assert.ok(rows.length <= 1, `one snapshot per period, not one per worker: ${JSON.stringify(rows)}`);
+  } finally {
+    db.close();
+  }
+  assert.doesNotMatch(p.log(), /"level":50/, p.log());
   p.child.kill('SIGTERM');
   assert.equal(await p.exited, 0, p.log());
 });
