@@ -234,8 +234,8 @@ test('a configuration file that is not one (a device, a huge file, a directory) 
     // 2 MiB of comments: valid TOML, but no configuration is that long.
     writeFileSync(join(dir, 'huge.toml'), `interval = 60\n${'# x\n'.repeat(512 * 1024)}`);
     for (const [file, re] of [
-      ['/dev/zero', /config: \/dev\/zero: larger than 1 MiB/],
-      [join(dir, 'huge.toml'), /huge\.toml: larger than 1 MiB/],
+      ['/dev/zero', /config: \/dev\/zero: larger than 1048576 bytes/],
+      [join(dir, 'huge.toml'), /huge\.toml: larger than 1048576 bytes/],
       [dir, /EISDIR/],
     ] as const)
       assert.throws(

@@ -1,7 +1,8 @@
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
+import { readBounded } from '../core/read-bounded.ts';
 import {
   ConfigError,
   coerce,
@@ -107,7 +108,7 @@ export function loadConfig(input: {
     const path = isAbsolute(file) ? file : resolve(cwd, file);
     let table: Record<string, unknown>;
     try {
-      table = parseToml(readConfigFile(path)) as Record<string, unknown>;
+      table = parseToml(readBounded(path, MAX_CONFIG_BYTES).toString('utf8')) as Record<string, unknown>;
     } catch (err) {
       throw new ConfigError(
         `config: ${file}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
@@ -148,21 +149,3 @@ export function resolveConfig(partial: Partial<HeraldConfig>): HeraldConfig {
 
 /** No configuration is longer; a bigger file (or a device such as /dev/zero) is the wrong file. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
-
-/**
- * The configuration file's text, read up to MAX_CONFIG_BYTES: a whole read of the wrong file
- * (`--config /dev/zero`, a log file) would run the process out of memory with a V8 trace
- * instead of one line naming the file.
- */
-function readConfigFile(path: string): string {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
-    let n = 0;
-    for (let got = 1; got > 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
-    if (n > MAX_CONFIG_BYTES) throw new Error('larger than 1 MiB: is this the configuration file?');
-    return buf.toString('utf8', 0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
