@@ -219,14 +219,17 @@ export async function runPrimary(opts: {
     await spawnWorker(0);
     if (config.mode === 'private') {
       const opened = await PrimaryAccounting.open(config, logger);
-      if (stopping) {
-        // Stopped while it opened: worker 0 (not listened to) writes its own last batch.
+      const first = children[0];
+      if (first === null && stopping) {
+        // Stopped while it opened, and worker 0 is gone already: nothing is left to hand over.
         await opened.stop();
         return done;
       }
       accounting = opened;
-      // Worker 0 started before the writer existed: it listens to it from now on.
-      accounting.attach(children[0]!);
+      // Worker 0 started before the writer existed: it listens to it from now on (and takes its
+      // last batch when a stop came meanwhile; the last worker's exit writes it).
+      if (first !== null) accounting.attach(first);
+      if (stopping) return done;
       accounting.start(() => children.filter((c): c is ChildProcess => c !== null));
     }
     if (stopping) return done;

@@ -5,12 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, test } from 'node:test';
-import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { shardOf } from '../../src/core/shard.ts';
+import { encode } from '../../src/protocol/bencode/index.ts';
+import { runHerald } from '../e2e/tracker-process.ts';
+import { type AnnounceFields, announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
 import { workerPids } from '../helpers/workers.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -265,4 +268,65 @@ test("private mode: the portal's periodic snapshot runs once for the tracker, no
   assert.doesNotMatch(p.log(), /"level":50/, p.log());
   p.child.kill('SIGTERM');
   assert.equal(await p.exited, 0, p.log());
+});
+
+test("private mode: a worker's last batch acknowledged late by a busy primary is credited once, not twice", async () => {
+  // A long flush_interval: this member's credit reaches the database only through the final hand-off.
+  const p = startPrimary(['--workers', '2', '--mode', 'private', '--flush-interval', '300', '--udp', 'off']);
+  await p.logged('herald workers running');
+  const port = httpPort(p);
+  const admin = (...a: string[]) => runHerald([...a, '--data-dir', p.dataDir, '--json']);
+  const file = join(p.dataDir, 'a.torrent');
+  const info = new Map<string, unknown>([
+    ['length', 32768],
+    ['name', Buffer.from('a.bin')],
+    ['piece length', 16384],
+    ['pieces', Buffer.alloc(40, 2)],
+    ['private', 1],
+  ]);
+  writeFileSync(file, encode(new Map([['info', info]]) as never));
+  const alice = JSON.parse(admin('member', 'add', 'alice').stdout) as { passkey: string };
+  const ih = Buffer.from(
+    (JSON.parse(admin('torrent', 'add', file).stdout) as { info_hash: string }).info_hash,
+    'hex',
+  );
+  const announce = async (f: Partial<AnnounceFields>) =>
+    bdecode(
+      (
+        await httpGet(
+          port,
+          '127.0.0.1',
+          announcePath({
+            infoHash: ih,
+            port: 9300,
+            peerId: Buffer.from('-qB4500-handoff00001'),
+            base: `/announce/${alice.passkey}`,
+            left: 0,
+            ...f,
+          }),
+        )
+      ).body,
+    );
+  // Every worker polls the policy revision (policy_refresh): until both know the torrent.
+  let known = 0;
+  for (let i = 0; i < 150 && known < 6; i++) {
+    known = (await announce({ event: 'started', uploaded: 0 })).has('failure reason') ? 0 : known + 1;
+    await sleep(100);
+  }
+  assert.equal((await announce({ uploaded: 5000 })).get('failure reason'), undefined);
+  const owner = shardOf(ih, 2);
+  const ownerPid = Number(
+    new RegExp(`"worker":${owner},"pid":(\\d+),"msg":"worker ready"`).exec(p.log())![1],
+  );
+  // The primary busy (paused) while the owner is told to stop, as systemd's control-group kill
+  // tells every process at once; the owner's hand-off waits in the primary's pipe.
+  p.child.kill('SIGSTOP');
+  process.kill(ownerPid, 'SIGTERM');
+  await sleep(6000);
+  p.child.kill('SIGCONT');
+  assert.ok(await gone(ownerPid), 'the owner stopped once the primary took its batch');
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited, 0, p.log());
+  const after = JSON.parse(admin('member', 'show', 'alice').stdout) as { uploaded: number };
+  assert.equal(after.uploaded, 5000, 'credited once');
 });
