@@ -47,8 +47,12 @@ export async function runBackupCommand(
     }
     return 0;
   } catch (err) {
-    if (!(err instanceof BackupError)) throw err;
-    process.stderr.write(`${err.message}\n`);
+    if (err instanceof BackupError) process.stderr.write(`${err.message}\n`);
+    // A file that cannot be read or written (ENOENT, EISDIR, EACCES; SQLite's "unable to open
+    // database file"): the operator's to fix, said in one line. Anything else is a fault.
+    else if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string')
+      process.stderr.write(`herald ${command}: ${err.message.split('\n')[0]}\n`);
+    else throw err;
     return 1;
   }
 }

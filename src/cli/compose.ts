@@ -610,7 +610,9 @@ export function createTracker(
       void classWatch?.tick().catch(() => {});
       bonusWatch?.start(config.bonusInterval);
       mailNotices?.start(Math.min(config.ratioWatchInterval, config.hnrInterval));
-      portal?.start();
+      // The portal's periodic snapshot (site figures, earned invites, expired sessions) is the
+      // tracker's, not a worker's: worker 0 takes it, as it runs the scheduler.
+      if (deps.cluster === undefined || deps.cluster.index === 0) portal?.start();
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
       const heapLimit = getHeapStatistics().heap_size_limit;

@@ -83,15 +83,48 @@ async function main(argv: string[]): Promise<number> {
       )
     : createTracker(config);
   const log = setup ? tracker.logger.child({ worker: setup.index }) : tracker.logger;
+  // Signals are handled from before the start: a stop asked for while the tracker starts (worker 0
+  // migrating the database, a store connecting, a primary that dies meanwhile) lets the start
+  // finish, then stops, instead of cutting it in the middle or crashing on a closed IPC channel.
+  let stopSignal: string | null = null;
+  let started = false;
+  let wake = () => {};
+  const stop = (signal: string) => {
+    // Repeated signals are one stop: with workers, a Ctrl-C reaches each worker both from the
+    // terminal and from the primary. A stop that hangs ends the process anyway.
+    if (stopSignal !== null) return;
+    stopSignal = signal;
+    log.info('stopping', { signal });
+    const force = setTimeout(() => {
+      log.error('the stop did not finish in time: exiting', {});
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    wake();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => {
+    if (started) tracker.reloadTls();
+  });
+  // A worker whose primary is gone stops too (no orphan keeps the ports).
+  if (setup) process.on('disconnect', () => stop('disconnect'));
+  // A worker lets go of its primary when it is done: the IPC channel (it listens on it) would keep
+  // this process alive until the forced exit above, and the primary would see a stop that hung.
+  const release = () => {
+    if (setup && process.connected) process.disconnect();
+  };
   try {
     await tracker.start();
   } catch (err) {
     // A listener that cannot bind is the operator's to fix, like a bad setting: said plainly.
     if (err instanceof ListenError) process.stderr.write(`herald: ${err.message}\n`);
     else log.error('could not start', { err: err instanceof Error ? err.message : String(err) });
+    release();
     return 1;
   }
-  if (setup) {
+  started = true;
+  if (setup && stopSignal === null && process.connected) {
     // Tell the primary the addresses bound (worker 0's fix a port 0 for the others).
     const a = tracker.addresses();
     const hp = (l: { host: string; port: number }) =>
@@ -111,27 +144,13 @@ async function main(argv: string[]): Promise<number> {
       if (m?.type === 'health') down = m.down;
     });
   }
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal });
-      // A second signal, or a stop that hangs, ends the process anyway.
-      const force = setTimeout(() => process.exit(1), 10_000);
-      force.unref();
-      tracker.stop().then(resolve, (err) => {
-        log.error('error while stopping', { err: String(err) });
-        resolve();
-      });
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => tracker.reloadTls());
-    // A worker whose primary is gone stops too (no orphan keeps the ports).
-    if (setup) process.on('disconnect', () => stop('disconnect'));
-  });
+  if (stopSignal === null)
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  await tracker.stop().catch((err) => log.error('error while stopping', { err: String(err) }));
   log.info('stopped', {});
+  release();
   return 0;
 }
 

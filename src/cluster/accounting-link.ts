@@ -14,8 +14,8 @@ import { Registry } from '../db/registry.ts';
  * SQLite, N times fewer commits on PostgreSQL.
  *
  * Graceful stop: each worker hands its last batch to the primary and waits for the primary's
- * acknowledgement (a worker whose primary does not answer writes the batch itself, as one process
- * would); the primary writes everything after the last worker has stopped. What a crash loses:
+ * acknowledgement, however late (a worker whose primary is gone writes the batch itself, as one
+ * process would); the primary writes everything after the last worker has stopped. What a crash loses:
  * a killed worker, its deltas since the last collection (at most one interval, as without
  * workers); a killed primary, what it collected and had not yet written (at most one interval).
  */
@@ -34,7 +34,9 @@ export type AccountingToPrimary = {
 interface Channel {
   send?(message: unknown, callback?: (err: Error | null) => void): boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
+  on(event: 'disconnect', listener: () => void): unknown;
   off(event: 'message', listener: (message: unknown) => void): unknown;
+  off(event: 'disconnect', listener: () => void): unknown;
   readonly connected?: boolean;
 }
 
@@ -68,10 +70,15 @@ export class WorkerAccounting {
   }
 
   /**
-   * At stop: the last batch to the primary. True when the primary has it (acknowledged within
-   * `timeoutMs`); false when it must be written here (no primary, or no answer).
+   * At stop: the last batch to the primary. True when the primary has it (acknowledged); false
+   * when it must be written here (no primary, or the channel closed before the acknowledgement).
+   *
+   * No deadline while the primary is connected: a batch sent is in the primary's pipe, and a late
+   * primary (its event loop held by a long flush, a loaded host) still reads and absorbs it, so a
+   * worker that gave up and wrote it too would credit it twice. A primary that never answers is
+   * bounded by the worker's forced exit (src/cli/main.ts); the batch stays in the pipe for it.
    */
-  async handOff(timeoutMs = 5000): Promise<boolean> {
+  async handOff(): Promise<boolean> {
     const batch = this.#acct.takeBatch();
     if (batch === null) return true;
     const seq = ++this.#finals;
@@ -82,13 +89,14 @@ export class WorkerAccounting {
         if (isMessage<Extract<AccountingToWorker, { type: 'acct-ack' }>>(m, 'acct-ack') && m.seq === seq)
           finish(true);
       };
-      const timer = setTimeout(() => finish(false), timeoutMs);
+      const onDisconnect = () => finish(false);
       const finish = (ok: boolean) => {
-        clearTimeout(timer);
         channel.off('message', onMessage);
+        channel.off('disconnect', onDisconnect);
         resolve(ok);
       };
       channel.on('message', onMessage);
+      channel.on('disconnect', onDisconnect);
       const msg: AccountingToPrimary = { type: 'acct-batch', seq, final: true, batch };
       channel.send(msg, (err) => {
         if (err !== null) finish(false);

@@ -110,6 +110,8 @@ export async function runPrimary(opts: {
   const children: (ChildProcess | null)[] = new Array(count).fill(null);
   const down = new Set<number>();
   let stopping = false;
+  // A worker that did not stop cleanly (a non-zero exit while stopping): the primary exits 1.
+  let unclean = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
     resolveDone = r;
@@ -127,7 +129,7 @@ export async function runPrimary(opts: {
       resolveDone(1);
       return;
     }
-    resolveDone(0);
+    resolveDone(unclean ? 1 : 0);
   };
 
   const broadcast = () => {
@@ -151,6 +153,10 @@ export async function runPrimary(opts: {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
       });
       children[index] = child;
+      // A message to a worker that has just died (its exit not yet seen: a health broadcast, an
+      // accounting collection) fails with EPIPE, emitted here; unheard, it would end the primary
+      // and so every worker. The exit that follows is handled below.
+      child.on('error', (err) => logger.warn('worker channel error', { worker: index, err: String(err) }));
       accounting?.attach(child);
       let ready = false;
       child.on('message', (m: WorkerMessage) => {
@@ -167,6 +173,9 @@ export async function runPrimary(opts: {
         if (!ready)
           reject(new Error(`worker ${index} exited before it was ready (code ${code}, signal ${signal})`));
         if (stopping) {
+          // A worker stopped before it was ready has nothing to hand over: the signal is its stop.
+          if (ready && code !== 0) unclean = true;
+          logger.info('worker stopped', { worker: index, code, signal });
           if (children.every((c) => c === null)) void finish();
           return;
         }
@@ -175,12 +184,14 @@ export async function runPrimary(opts: {
         logger.error('worker died: restarting it', { worker: index, code, signal });
         down.add(index);
         broadcast();
+        // Not unref'd: when every worker died at once (the OOM killer, a kill of the process
+        // group's children), this timer is all that keeps the primary alive to restart them.
         setTimeout(() => {
           if (stopping) return;
           spawnWorker(index).catch((err) =>
             logger.error('worker restart failed', { worker: index, err: String(err) }),
           );
-        }, 500).unref();
+        }, 500);
       });
     });
 
@@ -207,13 +218,25 @@ export async function runPrimary(opts: {
     // Worker 0 first: it migrates the database and fixes the ports (port 0) the others share.
     await spawnWorker(0);
     if (config.mode === 'private') {
-      accounting = await PrimaryAccounting.open(config, logger);
-      // Worker 0 started before the writer existed: it listens to it from now on.
-      accounting.attach(children[0]!);
+      const opened = await PrimaryAccounting.open(config, logger);
+      const first = children[0];
+      if (first === null && stopping) {
+        // Stopped while it opened, and worker 0 is gone already: nothing is left to hand over.
+        await opened.stop();
+        return done;
+      }
+      accounting = opened;
+      // Worker 0 started before the writer existed: it listens to it from now on (and takes its
+      // last batch when a stop came meanwhile; the last worker's exit writes it).
+      if (first !== null) accounting.attach(first);
+      if (stopping) return done;
       accounting.start(() => children.filter((c): c is ChildProcess => c !== null));
     }
+    if (stopping) return done;
     await Promise.all(Array.from({ length: count - 1 }, (_, i) => spawnWorker(i + 1)));
   } catch (err) {
+    // A stop asked for during start-up (a worker stopped by it before it was ready) is no failed start.
+    if (stopping) return done;
     logger.error('could not start the workers', { err: String(err) });
     stopAll('SIGTERM');
     await done;

@@ -227,3 +227,23 @@ test('account mail: smtp_url needs mail_from and site_url; a bad URL or a From w
     rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test('a configuration file that is not one (a device, a huge file, a directory) is refused in one line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cfg-'));
+  try {
+    // 2 MiB of comments: valid TOML, but no configuration is that long.
+    writeFileSync(join(dir, 'huge.toml'), `interval = 60\n${'# x\n'.repeat(512 * 1024)}`);
+    for (const [file, re] of [
+      ['/dev/zero', /config: \/dev\/zero: larger than 1048576 bytes/],
+      [join(dir, 'huge.toml'), /huge\.toml: larger than 1048576 bytes/],
+      [dir, /EISDIR/],
+    ] as const)
+      assert.throws(
+        () => load(['--config', file]),
+        (e: unknown) => e instanceof ConfigError && re.test(e.message) && !e.message.includes('\n'),
+        String(re),
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

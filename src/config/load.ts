@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
+import { readBounded } from '../core/read-bounded.ts';
 import {
   ConfigError,
   coerce,
@@ -107,7 +108,7 @@ export function loadConfig(input: {
     const path = isAbsolute(file) ? file : resolve(cwd, file);
     let table: Record<string, unknown>;
     try {
-      table = parseToml(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      table = parseToml(readBounded(path, MAX_CONFIG_BYTES).toString('utf8')) as Record<string, unknown>;
     } catch (err) {
       throw new ConfigError(
         `config: ${file}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
@@ -145,3 +146,6 @@ export function resolveConfig(partial: Partial<HeraldConfig>): HeraldConfig {
   validateRelations(c);
   return c;
 }
+
+/** No configuration is longer; a bigger file (or a device such as /dev/zero) is the wrong file. */
+const MAX_CONFIG_BYTES = 1024 * 1024;

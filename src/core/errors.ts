@@ -170,3 +170,8 @@ export type ErrorCode = (typeof Errors)[keyof typeof Errors]['code'];
 export function isTrackerError(value: unknown): value is TrackerError {
   return value instanceof TrackerError;
 }
+
+/** With workers: a worker that is down (starting, restarting) could not answer; a known state, not a fault. */
+export function isShardUnavailable(value: unknown): boolean {
+  return value instanceof TrackerError && value.code === Errors.shardUnavailable.code;
+}

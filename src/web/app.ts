@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isShardUnavailable } from '../core/errors.ts';
 import { renderPrometheus, type StatsReporter } from '../tracker/stats.ts';
 import type { Health } from './health.ts';
 
@@ -29,6 +30,25 @@ export function createWebHandler(deps: {
   const send = (res: ServerResponse, status: number, type: string, body: string) => {
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  };
+  /**
+   * /stats or /metrics could not be gathered. With workers, one that is down (restarting) cannot
+   * give its figures: that is a known state, not an internal error, and the tracker's figures
+   * without it would look like half the swarms vanished; so 503 "degraded" until it is back (a
+   * Prometheus scrape fails, a gap rather than a false dip).
+   */
+  const figuresFailed = (res: ServerResponse, err: unknown) => {
+    if (isShardUnavailable(err)) {
+      send(
+        res,
+        503,
+        'application/json',
+        '{"status":"degraded","error":"a worker is down: try again shortly"}\n',
+      );
+      return;
+    }
+    deps.onError(err);
+    send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
   };
   return function webHandler(req, res) {
     const url = req.url ?? '/';
@@ -75,19 +95,13 @@ export function createWebHandler(deps: {
       case '/stats':
         deps.stats.snapshot().then(
           (s) => send(res, 200, 'application/json', `${JSON.stringify(s, null, 2)}\n`),
-          (err) => {
-            deps.onError(err);
-            send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
-          },
+          (err) => figuresFailed(res, err),
         );
         return;
       case '/metrics':
         deps.stats.snapshot().then(
           (s) => send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(s)),
-          (err) => {
-            deps.onError(err);
-            send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
-          },
+          (err) => figuresFailed(res, err),
         );
         return;
       case '/':

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../../core/read-bounded.ts';
 import { announceUrls } from '../../core/urls.ts';
 import { type PublicMember, RegistryError } from '../../db/registry.ts';
 import { ROLES, type Role } from '../../db/schema.ts';
@@ -113,7 +113,13 @@ export const memberCommands: AdminCommands = {
     // The password comes on standard input (never on the command line, where `ps` shows it).
     need(1, 'password MEMBER < password.txt');
     const m = await reg.member(rest[0]);
-    const password = readFileSync(0, 'utf8').split(/\r?\n/)[0];
+    let input: Buffer;
+    try {
+      input = readBounded(0, 4096);
+    } catch (err) {
+      throw new RegistryError(`password: standard input ${(err as Error).message}`);
+    }
+    const password = input.toString('utf8').split(/\r?\n/)[0];
     if (password.length < 10) throw new RegistryError('password: at least 10 characters, on standard input');
     await reg.accounts.setPasswordHash(m.id, await hashPassword(password));
     await reg.accounts.deleteMemberSessions(m.id);

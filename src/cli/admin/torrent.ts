@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../../core/read-bounded.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { type AdminCommands, intOpt, yes } from './context.ts';
 
@@ -8,9 +8,9 @@ export const torrentCommands: AdminCommands = {
     need(1, 'add FILE.torrent');
     let bytes: Buffer;
     try {
-      bytes = readFileSync(rest[0]);
+      bytes = readBounded(rest[0], config.maxTorrentBytes);
     } catch (err) {
-      throw new RegistryError(`cannot read ${rest[0]}: ${(err as Error).message}`);
+      throw new RegistryError(`cannot read ${rest[0]}: ${(err as Error).message} (max_torrent_bytes)`);
     }
     const free = yes(opts.freeleech, 'freeleech');
     const t = await reg.addTorrentFile(bytes, {
