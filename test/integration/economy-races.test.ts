@@ -1,0 +1,126 @@
+/**
+ * The private community's economy under concurrency (issue #16), on every database engine: the
+ * same request fired many times at once, from one instance or from two instances on one database,
+ * must take effect once. Over real HTTP (the portal's forms with their CSRF tokens) where the
+ * request comes from a browser; through each instance's registry where a timer makes it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Tracker } from '../../src/index.ts';
+import { hashPassword } from '../../src/web/portal/security.ts';
+import { engines } from '../helpers/db.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
+import { startPortalTracker } from '../helpers/portal-tracker.ts';
+
+const PASSWORD = 'a long enough password';
+
+for (const engine of engines) {
+  describe(`economy races (${engine.name})`, () => {
+    let dir = '';
+    let drop: () => Promise<void> = async () => {};
+    let one: { tracker: Tracker; base: string; stop: () => Promise<void> };
+    let two: { tracker: Tracker; base: string; stop: () => Promise<void> };
+    let n = 0;
+
+    before(async () => {
+      // Two instances on one database (SQLite: one file, as two processes would share it).
+      let url: string;
+      if (engine.name === 'sqlite') {
+        dir = mkdtempSync(join(tmpdir(), 'herald-races-'));
+        url = `sqlite:${join(dir, 'herald.db')}`;
+      } else {
+        const db = await engine.create();
+        url = db.url;
+        drop = db.drop;
+      }
+      const config = { udp: [], databaseUrl: url, applications: true, dataDir: dir || undefined };
+      one = await startPortalTracker(engine, config);
+      two = await startPortalTracker(engine, config);
+    });
+
+    after(async () => {
+      await two?.stop();
+      await one?.stop();
+      await drop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function staff(name: string, base: string) {
+      const reg = one.tracker.registry();
+      await reg.addMember({ username: name, role: 'admin', passwordHash: await hashPassword(PASSWORD) });
+      const c = new PortalClient(base, { localAddress: `127.0.2.${++n}` });
+      assert.equal((await c.login(name, PASSWORD)).location, '/torrents');
+      await c.get('/staff/applications');
+      return c;
+    }
+
+    async function apply(username: string): Promise<number> {
+      const c = new PortalClient(one.base, { localAddress: `127.0.3.${++n}` });
+      await c.get('/apply');
+      const sent = await c.post('/apply', {
+        username,
+        email: `${username}@example.org`,
+        body: 'I seed Linux ISOs around the clock and would like to join.',
+      });
+      assert.equal(sent.status, 303);
+      const a = (await one.tracker.registry().accounts.listApplications('pending')).find(
+        (x) => x.username === username,
+      );
+      assert.ok(a);
+      return a.id;
+    }
+
+    async function invitationsFor(email: string) {
+      return (await one.tracker.registry().accounts.listInvitations()).filter((i) => i.email === email);
+    }
+
+    test('one application approved many times at once (a double click, two staff) issues one invitation', async () => {
+      const a = await staff('approver-a', one.base);
+      const b = await staff('approver-b', two.base);
+      const id = await apply('doubled');
+      const pages = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 === 0 ? a : b).post(`/staff/applications/${id}`, { action: 'approve' }),
+        ),
+      );
+      const codes = pages.flatMap((p) => /register\?invite=([A-Za-z0-9_-]+)/.exec(p.body)?.[1] ?? []);
+      assert.equal(codes.length, 1, `approvals that issued a code: ${codes.length}`);
+      assert.deepEqual(pages.map((p) => p.status).sort(), [200, 409, 409, 409, 409, 409, 409, 409]);
+      const issued = await invitationsFor('doubled@example.org');
+      assert.equal(issued.length, 1, 'invitations issued for one application');
+      assert.equal(issued[0].code, codes[0]);
+      const app = await one.tracker.registry().accounts.application(id);
+      assert.equal(app?.status, 'approved');
+      assert.equal(app?.invitation_id, issued[0].id);
+    });
+
+    test('an approval and a rejection at once: one decides, and a rejected applicant holds no invitation', async () => {
+      const a = await staff('decider-a', one.base);
+      const b = await staff('decider-b', two.base);
+      for (let round = 0; round < 4; round++) {
+        const username = `torn${round}`;
+        const id = await apply(username);
+        const pages = await Promise.all([
+          a.post(`/staff/applications/${id}`, { action: 'approve' }),
+          b.post(`/staff/applications/${id}`, { action: 'reject', reason: 'not now' }),
+          a.post(`/staff/applications/${id}`, { action: 'reject', reason: 'not now' }),
+          b.post(`/staff/applications/${id}`, { action: 'approve' }),
+        ]);
+        const decided = pages.filter((p) => p.status === 200 || p.status === 303);
+        assert.equal(decided.length, 1, `decisions that took effect: ${pages.map((p) => p.status)}`);
+        const app = await one.tracker.registry().accounts.application(id);
+        const issued = await invitationsFor(`${username}@example.org`);
+        if (app?.status === 'rejected')
+          assert.equal(issued.length, 0, 'a rejected application has an invitation');
+        else {
+          assert.equal(app?.status, 'approved');
+          assert.equal(issued.length, 1);
+          assert.equal(app?.invitation_id, issued[0].id);
+        }
+      }
+    });
+  });
+}
