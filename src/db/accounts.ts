@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { ExpressionBuilder, Transaction } from 'kysely';
 import { type Kysely, sql } from 'kysely';
 import { AuthAttempts } from './attempts.ts';
 import type { Db } from './connect.ts';
@@ -341,18 +341,18 @@ export class Accounts {
     const perClass = rules.perClass ?? new Map<string | null, number>();
     const most = Math.max(rules.perPeriod, ...perClass.values());
     if (most <= 0 || rules.periodSeconds <= 0) return 0;
+    const due = (eb: ExpressionBuilder<Database, 'members'>) =>
+      eb.or([
+        eb('invites_earned_at', 'is', null),
+        eb('invites_earned_at', '<=', rules.at - rules.periodSeconds),
+      ]);
     const candidates = await this.#k
       .selectFrom('members')
       .select(['id', 'uploaded', 'downloaded', 'class'])
       .where('status', '=', 'active')
       .where('created_at', '<=', rules.at - rules.minAgeSeconds)
       .where('uploaded', '>=', rules.minUploaded)
-      .where((eb) =>
-        eb.or([
-          eb('invites_earned_at', 'is', null),
-          eb('invites_earned_at', '<=', rules.at - rules.periodSeconds),
-        ]),
-      )
+      .where(due)
       .execute();
     // Members by the number they earn (their class's, or the site's).
     const byCount = new Map<number, number[]>();
@@ -364,16 +364,19 @@ export class Accounts {
       if (ids === undefined) byCount.set(n, [m.id]);
       else ids.push(m.id);
     }
+    // Each update gives only to members still due: another instance's timer (or this one's, once
+    // more) that read the same candidates at the same moment finds them paid and gives nothing.
     let earned = 0;
-    for (const [n, ids] of byCount) {
-      for (let i = 0; i < ids.length; i += 500)
-        await this.#k
+    for (const [n, ids] of byCount)
+      for (let i = 0; i < ids.length; i += 500) {
+        const r = await this.#k
           .updateTable('members')
           .set((eb) => ({ invites: eb('invites', '+', n), invites_earned_at: rules.at }))
           .where('id', 'in', ids.slice(i, i + 500))
-          .execute();
-      earned += ids.length;
-    }
+          .where(due)
+          .executeTakeFirst();
+        earned += Number(r.numUpdatedRows);
+      }
     return earned;
   }
 

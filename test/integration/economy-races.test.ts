@@ -122,5 +122,26 @@ for (const engine of engines) {
         }
       }
     });
+
+    test('earned invites granted by two instances at once are granted once per period', async () => {
+      const reg = one.tracker.registry();
+      const earners = [];
+      for (let i = 0; i < 5; i++) earners.push(await reg.addMember({ username: `earner${i}` }));
+      const before = new Map<number, number>();
+      for (const m of earners) before.set(m.id, (await reg.member(m.id)).invites);
+      // As each instance's portal timer does, at the same moment (a day later: every member is due).
+      const rules = {
+        minRatio: 0,
+        minAgeSeconds: 0,
+        minUploaded: 0,
+        perPeriod: 1,
+        periodSeconds: 7 * 86400,
+        at: Math.floor(Date.now() / 1000) + 86400,
+      };
+      const regs = [one.tracker.registry(), two.tracker.registry()];
+      await Promise.all(Array.from({ length: 8 }, (_, i) => regs[i % 2].accounts.grantEarnedInvites(rules)));
+      for (const m of earners)
+        assert.equal((await reg.member(m.id)).invites, before.get(m.id)! + 1, `${m.username}'s invites`);
+    });
   });
 }
