@@ -16,6 +16,7 @@ import { PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
 
 const PASSWORD = 'a long enough password';
+const API_TOKEN = 'economy-races-api-token-0123456789';
 
 for (const engine of engines) {
   describe(`economy races (${engine.name})`, () => {
@@ -36,7 +37,14 @@ for (const engine of engines) {
         url = db.url;
         drop = db.drop;
       }
-      const config = { udp: [], databaseUrl: url, applications: true, dataDir: dir || undefined };
+      const config = {
+        udp: [],
+        databaseUrl: url,
+        applications: true,
+        dataDir: dir || undefined,
+        bonusInvitePrice: 1000,
+        apiToken: API_TOKEN,
+      };
       one = await startPortalTracker(engine, config);
       two = await startPortalTracker(engine, config);
     });
@@ -121,6 +129,41 @@ for (const engine of engines) {
           assert.equal(app?.invitation_id, issued[0].id);
         }
       }
+    });
+
+    test('points taken by staff while the member buys, on two instances: never below 0, the ledger adds up', async () => {
+      const reg = one.tracker.registry();
+      const m = await reg.addMember({ username: 'spender', passwordHash: await hashPassword(PASSWORD) });
+      await reg.bonus.give(m, 1000, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      const c = new PortalClient(one.base, { localAddress: `127.0.4.${++n}` });
+      assert.equal((await c.login('spender', PASSWORD)).location, '/torrents');
+      await c.get('/bonus');
+      const take = () =>
+        fetch(`${two.base}/api/members/${m.id}/bonus`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ points: -1000, note: 'penalty' }),
+        });
+      const [buys, takes] = await Promise.all([
+        Promise.all(Array.from({ length: 4 }, () => c.post('/bonus/buy', { item: 'invite', count: '1' }))),
+        Promise.all(Array.from({ length: 2 }, take)),
+      ]);
+      const bought = buys.filter((p) => p.status === 303).length;
+      const taken = takes.filter((r) => r.status === 201).length;
+      assert.equal(bought + taken, 1, `purchases ${bought}, takes ${taken}`);
+      for (const r of takes) if (r.status !== 201) assert.equal(r.status, 409, await r.text());
+      const balance = await reg.bonus.balance(m.id);
+      assert.equal(balance, 0);
+      const ledger = await reg.bonus.ledger(m.id, 100);
+      assert.equal(
+        ledger.reduce((sum, r) => sum + r.delta, 0),
+        balance,
+      );
+      assert.equal((await reg.member(m.id)).invites, bought);
+      // Beyond the balance, a take is refused and changes nothing.
+      await reg.bonus.give(m, 250, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      assert.equal((await take()).status, 409);
+      assert.equal(await reg.bonus.balance(m.id), 250);
     });
 
     test('earned invites granted by two instances at once are granted once per period', async () => {
