@@ -470,10 +470,13 @@ export class Accountant {
     return this.rules.admit(this.knows(req, member, torrent), req, member.id);
   }
 
-  /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
-  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
+  /**
+   * Whether this process holds a live baseline of the peer (it announced here within
+   * `peerTimeout`); with `leeching`, one that is leeching.
+   */
+  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, leeching = false): boolean {
     const p = this.#find(member.id, torrent.id, req.peerId);
-    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
+    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout && !(leeching && p.seeding);
   }
 
   /**
