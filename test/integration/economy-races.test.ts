@@ -5,6 +5,7 @@
  * request comes from a browser; through each instance's registry where a timer makes it.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,7 @@ for (const engine of engines) {
         applications: true,
         dataDir: dir || undefined,
         bonusInvitePrice: 1000,
+        bonusTokenPrice: 400,
         apiToken: API_TOKEN,
       };
       one = await startPortalTracker(engine, config);
@@ -164,6 +166,89 @@ for (const engine of engines) {
       await reg.bonus.give(m, 250, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
       assert.equal((await take()).status, 409);
       assert.equal(await reg.bonus.balance(m.id), 250);
+    });
+
+    /** A member with `invites`, logged in on each instance. */
+    async function memberOnBoth(username: string, invites = 0) {
+      const m = await one.tracker.registry().addMember({
+        username,
+        invites,
+        passwordHash: await hashPassword(PASSWORD),
+      });
+      const clients = [];
+      for (const base of [one.base, two.base]) {
+        const c = new PortalClient(base, { localAddress: `127.0.5.${++n}` });
+        assert.equal((await c.login(username, PASSWORD)).location, '/torrents');
+        clients.push(c);
+      }
+      return { m, clients };
+    }
+
+    test('invites spent, one invitation redeemed, the shop and tokens, many times at once on two instances: each once', async () => {
+      const reg = one.tracker.registry();
+      // Two invites, six invitations asked for at once: two issued, none left.
+      const inviter = await memberOnBoth('inviter', 2);
+      for (const c of inviter.clients) await c.get('/invites');
+      const asked = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => inviter.clients[i % 2].post('/invites', { email: '' })),
+      );
+      const codes = (await reg.accounts.listInvitations({ inviterId: inviter.m.id })).map((i) => i.code);
+      assert.equal(codes.length, 2, `invitations issued (${asked.map((p) => p.status)})`);
+      assert.equal((await reg.member(inviter.m.id)).invites, 0);
+      // One code, six registrations at once: one account.
+      const applicants = Array.from({ length: 6 }, (_, i) => new PortalClient(i % 2 ? two.base : one.base));
+      for (const c of applicants) await c.get(`/register?invite=${codes[0]}`);
+      const regs = await Promise.all(
+        applicants.map((c, i) =>
+          c.post('/register', {
+            invite: codes[0],
+            username: `redeemer${i}`,
+            email: '',
+            password: PASSWORD,
+            password2: PASSWORD,
+          }),
+        ),
+      );
+      assert.equal(regs.filter((p) => p.status === 303).length, 1, `${regs.map((p) => p.status)}`);
+      const made = await Promise.all(applicants.map((_, i) => reg.findMember(`redeemer${i}`)));
+      assert.equal(made.filter((x) => x !== undefined).length, 1, 'accounts made with one invitation');
+      // 1000 points, six tokens at 400 bought at once: two, 200 points left, the ledger adds up.
+      const buyer = await memberOnBoth('shopper');
+      await reg.bonus.give(buyer.m, 1000, { note: null, by: null, at: Math.floor(Date.now() / 1000) });
+      for (const c of buyer.clients) await c.get('/bonus');
+      const bought = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          buyer.clients[i % 2].post('/bonus/buy', { item: 'token', count: '1' }),
+        ),
+      );
+      assert.equal(bought.filter((p) => p.status === 303).length, 2);
+      assert.equal(await reg.bonus.balance(buyer.m.id), 200);
+      const ledger = await reg.bonus.ledger(buyer.m.id, 100);
+      assert.equal(
+        ledger.reduce((sum, r) => sum + r.delta, 0),
+        200,
+      );
+      assert.equal((await reg.member(buyer.m.id)).freeleech_tokens, 2);
+      // Two tokens spent at once, six times over, on three torrents: two windows, no token left.
+      const ts: { id: number }[] = [];
+      for (let i = 0; i < 3; i++)
+        ts.push(
+          await reg.addTorrent({
+            infoHash: randomBytes(20).toString('hex'),
+            infoHashV2: null,
+            name: `race${i}`,
+            size: 1000,
+            fileCount: 1,
+          }),
+        );
+      const spent = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => buyer.clients[i % 2].post(`/torrent/${ts[i % 3].id}/token`, {})),
+      );
+      assert.equal(spent.filter((p) => p.status === 303).length, 2, `${spent.map((p) => p.status)}`);
+      assert.equal((await reg.member(buyer.m.id)).freeleech_tokens, 0);
+      const windows = await reg.freeleech.list({ member: buyer.m.id });
+      assert.equal(windows.length, 2);
+      assert.notEqual(windows[0].torrent_id, windows[1].torrent_id);
     });
 
     test('earned invites granted by two instances at once are granted once per period', async () => {
