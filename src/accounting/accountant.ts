@@ -185,6 +185,8 @@ export class Accountant {
   #madeRows = 0;
   #madeMembers = 0;
   #flags: Flag[] = [];
+  /** Baselines forgotten by expiry so far. */
+  #expired = 0;
   /** `credit`'s answer, reused by every announce. */
   #credit: Credit = { up: 0, down: 0 };
   #timer: NodeJS.Timeout | null = null;
@@ -217,6 +219,7 @@ export class Accountant {
       opts.rules ?? NO_RULES,
       {
         peersOn: (memberId, torrentId) => this.#holdings.get(memberId)?.get(torrentId)?.peers ?? 0,
+        seedersOn: (memberId, torrentId) => this.#holdings.get(memberId)?.get(torrentId)?.seeders ?? 0,
         peersOf: (memberId) => this.#memberPeers.get(memberId) ?? 0,
         leeching: (memberId) => this.#leeching(memberId),
         expire: () => this.#expireBaselines(),
@@ -254,8 +257,12 @@ export class Accountant {
     let prev = this.#find(member.id, torrent.id, req.peerId);
     let verdict: AccountVerdict = null;
     if (shared === undefined) {
-      verdict = this.rules.judge(prev === undefined ? null : prev.at, req, member.id, torrent.id, now);
+      const expired = this.#expired;
+      verdict = this.rules.judge(prev?.at ?? null, req, member.id, torrent.id, now, prev?.seeding);
       if (verdict instanceof TrackerError) return verdict;
+      // The rules may have expired silent baselines, this peer's among them: it is a new one then.
+      if (prev !== undefined && this.#expired !== expired)
+        prev = this.#find(member.id, torrent.id, req.peerId);
     } else if (prev === undefined && shared.previous !== null) {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
@@ -463,10 +470,13 @@ export class Accountant {
     return this.rules.admit(this.knows(req, member, torrent), req, member.id);
   }
 
-  /** Whether this process holds a live baseline of the peer (it announced here within `peerTimeout`). */
-  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): boolean {
+  /**
+   * Whether this process holds a live baseline of the peer (it announced here within
+   * `peerTimeout`); with `leeching`, one that is leeching.
+   */
+  knows(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, leeching = false): boolean {
     const p = this.#find(member.id, torrent.id, req.peerId);
-    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout;
+    return p !== undefined && p.at >= this.#o.clock.now() - this.#o.peerTimeout && !(leeching && p.seeding);
   }
 
   /**
@@ -858,7 +868,10 @@ export class Accountant {
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
     // Oldest first: the first live baseline ends the scan.
-    while (this.#oldest !== null && this.#oldest.at < cutoff) this.#forget(this.#oldest);
+    while (this.#oldest !== null && this.#oldest.at < cutoff) {
+      this.#forget(this.#oldest);
+      this.#expired++;
+    }
   }
 }
 

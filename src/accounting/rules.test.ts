@@ -156,11 +156,13 @@ test('rules off: nothing is limited or early', () => {
 /** Baselines as plain counts, for the verdicts alone: `expire` drops what `silent` lists. */
 function baselines() {
   const on = new Map<string, number>();
+  const seeders = new Map<string, number>();
   const leeching = new Map<number, number>();
   const silent: (() => void)[] = [];
   let expired = 0;
   return {
     on,
+    seeders,
     leeching,
     silent,
     get expired() {
@@ -168,6 +170,7 @@ function baselines() {
     },
     view: {
       peersOn: (m: number, t: number) => on.get(`${m}:${t}`) ?? 0,
+      seedersOn: (m: number, t: number) => seeders.get(`${m}:${t}`) ?? 0,
       peersOf: (m: number) => {
         let n = 0;
         for (const [k, v] of on) if (k.startsWith(`${m}:`)) n += v;
@@ -196,6 +199,24 @@ test('Rules: download slots refuse a new leeching torrent beyond them, not one h
   b.silent.push(() => b.leeching.set(1, 1));
   assert.equal(r.judge(null, req(1), 1, 6, T0), null, 'a silent torrent freed its slot');
   assert.equal(r.counts.refusedPeerLimit, 0, 'slots are not peer limits');
+});
+
+test('Rules: download slots: a known seeder that reports something left takes a slot unless another peer seeds there', () => {
+  const b = baselines();
+  const r = new Rules(NO_RULES, b.view, (m) => (m === 1 ? 1 : 0));
+  b.leeching.set(1, 1);
+  b.on.set('1:5', 2);
+  b.seeders.set('1:5', 1);
+  assert.equal(r.judge(T0, req(1), 1, 5, T0 + 900, true), Errors.downloadSlots, 'its only seeder');
+  assert.equal(b.expired, 1, 'silent peers were looked for before refusing');
+  assert.equal(r.judge(T0, req(1, { left: 0 }), 1, 5, T0 + 900, true), null, 'still seeding');
+  assert.equal(r.judge(T0, req(2), 1, 5, T0 + 900, false), null, 'a leeching peer goes on leeching');
+  b.seeders.set('1:5', 2);
+  assert.equal(r.judge(T0, req(1), 1, 5, T0 + 900, true), null, 'another peer of the member seeds it');
+  b.seeders.set('1:5', 1);
+  b.silent.push(() => b.leeching.set(1, 0));
+  assert.equal(r.judge(T0, req(1), 1, 5, T0 + 900, true), null, 'a silent torrent freed its slot');
+  assert.equal(r.judge(T0, req(1), 2, 5, T0 + 900, true), null, 'a member without slots');
 });
 
 test('Rules: early announces at the edge of min_gap; completed and stopped pass', () => {

@@ -28,6 +28,8 @@ export const NO_RULES: PeerRules = { peersPerTorrent: 0, peersPerMember: 0, minG
 export interface Baselines {
   /** Peers of the member on the torrent. */
   peersOn(memberId: number, torrentId: number): number;
+  /** Those of them that are seeding. */
+  seedersOn(memberId: number, torrentId: number): number;
   /** Peers of the member over all torrents. */
   peersOf(memberId: number): number;
   /** Torrents the member leeches now (none of its peers there is seeding). */
@@ -57,9 +59,12 @@ export class Rules {
   }
 
   /**
-   * One announce: a new peer (`prevAt` null) beyond a limit or a slot is refused; an announce of a
-   * known peer closer than `minGap` to its previous one (at `prevAt`) is early (`stopped` and
-   * `completed` always pass: a client must be able to leave, and a snatch must count).
+   * One announce: a new peer (`prevAt` null) beyond a limit or a slot is refused; so is a known
+   * peer that was seeding (`prevSeeding`) and now reports something left, when it was the
+   * member's only seeder there and no slot is free (the torrent would become a leeching one: a
+   * client must not take a slot by announcing as a seeder first); an announce of a known peer
+   * closer than `minGap` to its previous one (at `prevAt`) is early (`stopped` and `completed`
+   * always pass: a client must be able to leave, and a snatch must count).
    */
   judge(
     prevAt: number | null,
@@ -67,12 +72,15 @@ export class Rules {
     memberId: number,
     torrentId: number,
     now: number,
+    prevSeeding = false,
   ): AccountVerdict {
     const r = this.config;
     const event = req.event;
     if (event === AnnounceEvent.stopped) return null;
+    if (prevSeeding && req.left > 0 && this.#slotsFull(memberId, torrentId, true))
+      return Errors.downloadSlots;
     if (prevAt === null) {
-      if (req.left > 0 && this.#slotsFull(memberId, torrentId)) return Errors.downloadSlots;
+      if (req.left > 0 && this.#slotsFull(memberId, torrentId, false)) return Errors.downloadSlots;
       if (r.peersPerTorrent === 0 && r.peersPerMember === 0) return null;
       let over = this.#overLimit(memberId, torrentId);
       // Places held by peers that went silent are freed first.
@@ -119,14 +127,17 @@ export class Rules {
    * Download slots: a member whose class has `slots` may leech that many torrents at once; a new
    * leeching torrent beyond them is refused (one already held, and seeding, are not). Counted
    * over the torrents of this process, as the peer limits are; silent peers' places are freed first.
+   * `seeder`: the announcing peer is known and was seeding (the torrent is held unless it was
+   * the only seeder there); otherwise it is new (the torrent is held if any peer is on it).
    */
-  #slotsFull(memberId: number, torrentId: number): boolean {
+  #slotsFull(memberId: number, torrentId: number, seeder: boolean): boolean {
     const slots = this.#slots(memberId);
     if (slots === 0) return false;
     const b = this.#baselines;
-    if (b.peersOn(memberId, torrentId) > 0 || b.leeching(memberId) < slots) return false;
+    const held = () => (seeder ? b.seedersOn(memberId, torrentId) > 1 : b.peersOn(memberId, torrentId) > 0);
+    if (held() || b.leeching(memberId) < slots) return false;
     b.expire();
-    return b.peersOn(memberId, torrentId) === 0 && b.leeching(memberId) >= slots;
+    return !held() && b.leeching(memberId) >= slots;
   }
 
   #overLimit(memberId: number, torrentId: number): AccountVerdict {

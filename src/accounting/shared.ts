@@ -63,7 +63,8 @@ export function sharedAccounting(
             torrentId: torrent.id,
             slots: n,
             now,
-            known: accountant.knows(req, member, torrent),
+            known: accountant.knows(req, member, torrent, true),
+            peerId: req.peerId,
           })
         : null;
     if (claimed === null) return announce(req, member, torrent, now);

@@ -101,8 +101,10 @@ export interface SlotClaim {
   /** The member's download slots (above 0). */
   slots: number;
   now: number;
-  /** This instance holds the peer's live baseline: it leeches the torrent already. */
+  /** This instance holds the peer's live baseline, leeching: it leeches the torrent already. */
   known: boolean;
+  /** The announcing peer's id (a seeder of the torrent about to leech it holds no slot by seeding). */
+  peerId: Uint8Array;
 }
 
 /** The private-mode part of an announce to a shared store (RedisSwarmStore `announceAccounted`). */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { ExpressionBuilder, Transaction } from 'kysely';
 import { type Kysely, sql } from 'kysely';
 import { AuthAttempts } from './attempts.ts';
 import type { Db } from './connect.ts';
@@ -276,8 +276,6 @@ export class Accounts {
     ttlSeconds: number;
     spend: boolean;
   }): Promise<{ id: number; code: string; expires_at: number }> {
-    const code = randomBytes(18).toString('base64url');
-    const at = now();
     return this.#k.transaction().execute(async (trx) => {
       if (opts.spend && opts.inviterId !== null) {
         const u = await trx
@@ -288,20 +286,7 @@ export class Accounts {
           .executeTakeFirst();
         if (Number(u.numUpdatedRows) !== 1) throw new RegistryError('you have no invites left', 403);
       }
-      const r = await trx
-        .insertInto('invitations')
-        .values({
-          code,
-          inviter_id: opts.inviterId,
-          email: opts.email,
-          created_at: at,
-          expires_at: at + opts.ttlSeconds,
-          used_by: null,
-          used_at: null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      return { id: r.id, code, expires_at: at + opts.ttlSeconds };
+      return insertInvitation(trx, opts);
     });
   }
 
@@ -356,18 +341,18 @@ export class Accounts {
     const perClass = rules.perClass ?? new Map<string | null, number>();
     const most = Math.max(rules.perPeriod, ...perClass.values());
     if (most <= 0 || rules.periodSeconds <= 0) return 0;
+    const due = (eb: ExpressionBuilder<Database, 'members'>) =>
+      eb.or([
+        eb('invites_earned_at', 'is', null),
+        eb('invites_earned_at', '<=', rules.at - rules.periodSeconds),
+      ]);
     const candidates = await this.#k
       .selectFrom('members')
       .select(['id', 'uploaded', 'downloaded', 'class'])
       .where('status', '=', 'active')
       .where('created_at', '<=', rules.at - rules.minAgeSeconds)
       .where('uploaded', '>=', rules.minUploaded)
-      .where((eb) =>
-        eb.or([
-          eb('invites_earned_at', 'is', null),
-          eb('invites_earned_at', '<=', rules.at - rules.periodSeconds),
-        ]),
-      )
+      .where(due)
       .execute();
     // Members by the number they earn (their class's, or the site's).
     const byCount = new Map<number, number[]>();
@@ -379,16 +364,19 @@ export class Accounts {
       if (ids === undefined) byCount.set(n, [m.id]);
       else ids.push(m.id);
     }
+    // Each update gives only to members still due: another instance's timer (or this one's, once
+    // more) that read the same candidates at the same moment finds them paid and gives nothing.
     let earned = 0;
-    for (const [n, ids] of byCount) {
-      for (let i = 0; i < ids.length; i += 500)
-        await this.#k
+    for (const [n, ids] of byCount)
+      for (let i = 0; i < ids.length; i += 500) {
+        const r = await this.#k
           .updateTable('members')
           .set((eb) => ({ invites: eb('invites', '+', n), invites_earned_at: rules.at }))
           .where('id', 'in', ids.slice(i, i + 500))
-          .execute();
-      earned += ids.length;
-    }
+          .where(due)
+          .executeTakeFirst();
+        earned += Number(r.numUpdatedRows);
+      }
     return earned;
   }
 
@@ -448,7 +436,12 @@ export class Accounts {
     return { ...a, invitation: inv ?? null };
   }
 
-  /** Approve (issues an invitation for the applicant's e-mail) or reject (with a reason). */
+  /**
+   * Approve (issues an invitation for the applicant's e-mail) or reject (with a reason), in one
+   * transaction. The decision is taken first, only while the application is pending: of two at
+   * once (a double click, two staff, two instances) one takes effect and the others are refused,
+   * so an application never yields two invitations, nor an invitation once rejected.
+   */
   async decideApplication(opts: {
     id: number;
     staffId: number;
@@ -456,38 +449,45 @@ export class Accounts {
     reason: string | null;
     ttlSeconds: number;
   }): Promise<{ code: string | null }> {
-    const a = await this.#k
-      .selectFrom('applications')
-      .selectAll()
-      .where('id', '=', opts.id)
-      .executeTakeFirst();
-    if (!a) throw new RegistryError(`no application #${opts.id}`, 404);
-    if (a.status !== 'pending')
-      throw new RegistryError(`application #${opts.id} is already ${a.status}`, 409);
-    let code: string | null = null;
-    let invitationId: number | null = null;
-    if (opts.approve) {
-      const inv = await this.createInvitation({
+    return this.#k.transaction().execute(async (trx) => {
+      const r = await trx
+        .updateTable('applications')
+        .set({
+          status: opts.approve ? 'approved' : 'rejected',
+          reason: opts.reason,
+          decided_by: opts.staffId,
+          decided_at: now(),
+        })
+        .where('id', '=', opts.id)
+        .where('status', '=', 'pending')
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) {
+        const a = await trx
+          .selectFrom('applications')
+          .select('status')
+          .where('id', '=', opts.id)
+          .executeTakeFirst();
+        if (!a) throw new RegistryError(`no application #${opts.id}`, 404);
+        throw new RegistryError(`application #${opts.id} is already ${a.status}`, 409);
+      }
+      if (!opts.approve) return { code: null };
+      const a = await trx
+        .selectFrom('applications')
+        .select('email')
+        .where('id', '=', opts.id)
+        .executeTakeFirstOrThrow();
+      const inv = await insertInvitation(trx, {
         inviterId: opts.staffId,
         email: a.email,
         ttlSeconds: opts.ttlSeconds,
-        spend: false,
       });
-      code = inv.code;
-      invitationId = inv.id;
-    }
-    await this.#k
-      .updateTable('applications')
-      .set({
-        status: opts.approve ? 'approved' : 'rejected',
-        reason: opts.reason,
-        decided_by: opts.staffId,
-        decided_at: now(),
-        invitation_id: invitationId,
-      })
-      .where('id', '=', opts.id)
-      .execute();
-    return { code };
+      await trx
+        .updateTable('applications')
+        .set({ invitation_id: inv.id })
+        .where('id', '=', opts.id)
+        .execute();
+      return { code: inv.code };
+    });
   }
 
   // ---- portal: browsing and history ----
@@ -864,6 +864,29 @@ export class Accounts {
 type NoticeMark = 'mail_notice_ratio_at' | 'mail_notice_ratio_id' | 'mail_notice_hnr_id';
 
 /** Marks every unused reset link of a member used (at `at`). */
+/** Inserts a new invitation (its code: the secret in the link) in `trx`. */
+async function insertInvitation(
+  trx: Transaction<Database>,
+  opts: { inviterId: number | null; email: string | null; ttlSeconds: number },
+): Promise<{ id: number; code: string; expires_at: number }> {
+  const code = randomBytes(18).toString('base64url');
+  const at = now();
+  const r = await trx
+    .insertInto('invitations')
+    .values({
+      code,
+      inviter_id: opts.inviterId,
+      email: opts.email,
+      created_at: at,
+      expires_at: at + opts.ttlSeconds,
+      used_by: null,
+      used_at: null,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: r.id, code, expires_at: at + opts.ttlSeconds };
+}
+
 async function voidResetLinks(trx: Transaction<Database>, memberId: number, at: number): Promise<void> {
   await trx
     .updateTable('password_resets')

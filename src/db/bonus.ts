@@ -126,13 +126,8 @@ export class Bonus {
   }
 
   /** A member's balance: the sum of the ledger. */
-  async balance(memberId: number): Promise<number> {
-    const r = await this.#k
-      .selectFrom('bonus_ledger')
-      .select(sql<number>`coalesce(sum(delta), 0)`.as('b'))
-      .where('member_id', '=', memberId)
-      .executeTakeFirstOrThrow();
-    return Number(r.b);
+  balance(memberId: number): Promise<number> {
+    return balanceIn(this.#k, memberId);
   }
 
   /** A member's ledger, newest first. */
@@ -158,12 +153,7 @@ export class Bonus {
     if (!Number.isInteger(count) || count < 1 || count > 1000) throw new RegistryError('count: 1 to 1000');
     const cost = price * count;
     return this.#reg.change(async (trx) => {
-      const r = await trx
-        .selectFrom('bonus_ledger')
-        .select(sql<number>`coalesce(sum(delta), 0)`.as('b'))
-        .where('member_id', '=', m.id)
-        .executeTakeFirstOrThrow();
-      const balance = Number(r.b);
+      const balance = await balanceIn(trx, m.id);
       if (balance < cost)
         throw new RegistryError(
           `not enough bonus points: ${(cost / 100).toFixed(2)} needed, ${(balance / 100).toFixed(2)} held`,
@@ -189,14 +179,36 @@ export class Bonus {
     });
   }
 
-  /** Staff give (or, negative, take) points, with a note. Returns the new balance. */
+  /**
+   * Staff give (or, negative, take) points, with a note. Returns the new balance. A take is
+   * refused (409) beyond the balance, which never goes below 0: it runs in `change()`, as
+   * purchases do, so a purchase at the same moment spends only what the take leaves.
+   */
   async give(m: PublicMember, delta: number, opts: { note: string | null; by: number | null; at: number }) {
     if (!Number.isInteger(delta) || delta === 0 || Math.abs(delta) > 1e12)
       throw new RegistryError('points: a non-zero whole number of hundredths');
-    await this.#k
-      .insertInto('bonus_ledger')
-      .values({ member_id: m.id, delta, reason: 'staff', note: opts.note, at: opts.at, by_member: opts.by })
-      .execute();
-    return this.balance(m.id);
+    return this.#reg.change(async (trx) => {
+      const balance = await balanceIn(trx, m.id);
+      if (balance + delta < 0)
+        throw new RegistryError(
+          `the member holds ${(balance / 100).toFixed(2)} points: at most that can be taken`,
+          409,
+        );
+      await trx
+        .insertInto('bonus_ledger')
+        .values({ member_id: m.id, delta, reason: 'staff', note: opts.note, at: opts.at, by_member: opts.by })
+        .execute();
+      return balance + delta;
+    });
   }
+}
+
+/** A member's balance (the sum of the ledger), read through `k` (a transaction's, or the pool). */
+async function balanceIn(k: Kysely<Database>, memberId: number): Promise<number> {
+  const r = await k
+    .selectFrom('bonus_ledger')
+    .select(sql<number>`coalesce(sum(delta), 0)`.as('b'))
+    .where('member_id', '=', memberId)
+    .executeTakeFirstOrThrow();
+  return Number(r.b);
 }

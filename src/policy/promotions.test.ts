@@ -157,3 +157,29 @@ describe('promotions: factors at each start and end (injected clock)', () => {
     assert.equal(p.current(T0 + 4 * H), null);
   });
 });
+
+test('credit is exact to the byte for deltas near 2^53 (the factors applied in integers)', () => {
+  const exact = (n: number, ...pcts: number[]) => {
+    let v = BigInt(n);
+    for (let i = 0; i < pcts.length; i += 2) v = (v * BigInt(pcts[i]) * BigInt(pcts[i + 1])) / 10000n;
+    return Number(v);
+  };
+  const out: Credit = { up: 0, down: 0 };
+  const big = Number.MAX_SAFE_INTEGER;
+  credit(source(), 1, torrent, undefined, big, big - 1, T0, out);
+  assert.deepEqual([out.up, out.down], [big, big - 1], 'every factor 100%');
+  const odd = 2 ** 52 + 12345;
+  credit(
+    source(undefined, { up: 150, down: 50 }),
+    1,
+    { id: 7, uploadFactor: 99, downloadFactor: 77 },
+    undefined,
+    odd,
+    odd,
+    T0,
+    out,
+  );
+  assert.deepEqual([out.up, out.down], [exact(odd, 99, 150), exact(odd, 77, 50)]);
+  credit(source(), 1, torrent, { uploadFactor: 110, downloadFactor: 90 }, odd, odd, T0, out);
+  assert.deepEqual([out.up, out.down], [exact(odd, 110, 100), exact(odd, 90, 100)], 'class factors');
+});

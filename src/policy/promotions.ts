@@ -143,14 +143,23 @@ export function credit(
   const promo = promotionAt(s.promotions, memberId, torrent.id, now);
   const boost = Math.floor(promo / 2);
   const upFactor = Math.max(boost, torrent.uploadFactor);
-  let up = Math.floor((du * upFactor * s.siteUploadFactor) / 10000);
-  let down =
-    (promo & FREE) !== 0 ? 0 : Math.floor((dd * torrent.downloadFactor * s.siteDownloadFactor) / 10000);
+  let up = scale(du, upFactor * s.siteUploadFactor, 10000);
+  let down = (promo & FREE) !== 0 ? 0 : scale(dd, torrent.downloadFactor * s.siteDownloadFactor, 10000);
   if (cls !== undefined) {
-    if (cls.uploadFactor !== 100) up = Math.floor((up * cls.uploadFactor) / 100);
-    if (cls.downloadFactor !== 100) down = Math.floor((down * cls.downloadFactor) / 100);
+    if (cls.uploadFactor !== 100) up = scale(up, cls.uploadFactor, 100);
+    if (cls.downloadFactor !== 100) down = scale(down, cls.downloadFactor, 100);
   }
   out.up = up;
   out.down = down;
   return out;
+}
+
+/**
+ * floor(n × f / d) for a whole number of bytes `n`, exact whenever the answer is below 2^53: the
+ * product n × f alone is not (a delta of a terabyte times 100% × 100% already loses bytes).
+ */
+function scale(n: number, f: number, d: number): number {
+  if (f === d) return n;
+  const r = n % d;
+  return ((n - r) / d) * f + Math.floor((r * f) / d);
 }

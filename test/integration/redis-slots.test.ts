@@ -133,6 +133,26 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
       }
     });
 
+    test('a client that announces as a seeder first and then has something left takes a slot, on either instance', async () => {
+      const { one, two } = pair;
+      const { hashes, announce } = await setUp('sly', 3);
+      const [a, b, c] = hashes;
+      ok(await announce(one, a, 1, { event: 'started' }), 'A, the first leeching torrent');
+      ok(await announce(one, b, 2, { event: 'started', left: 0 }), 'seeding B');
+      ok(await announce(two, c, 3, { event: 'started', left: 0 }), 'seeding C');
+      assert.match(
+        refused(await announce(one, b, 2)),
+        /download slots full/,
+        'then leeching B, same instance',
+      );
+      assert.match(refused(await announce(one, c, 3)), /download slots full/, 'leeching C, other instance');
+      ok(await announce(two, b, 2, { left: 0 }), 'seeding B still');
+      ok(await announce(two, b, 4, { event: 'started', left: 0 }), 'another client seeding B');
+      ok(await announce(one, b, 2), 'B held by another seeding client: no new leeching torrent');
+      await announce(one, a, 1, { event: 'stopped' });
+      ok(await announce(two, c, 3), 'A stopped: C takes the slot');
+    });
+
     test('a leeching torrent whose clients went silent frees its slot after peer_timeout, on every instance', async () => {
       const { one, two } = pair;
       const { hashes, announce } = await setUp('kim', 2);

@@ -476,11 +476,18 @@ describe('member classes', () => {
     apiToken: TOKEN,
   });
 
+  /** A new member, three new torrents (numbered from `n`) and its announce fields on one of them. */
+  async function slotsMember(name: string, n: number) {
+    const { r } = box;
+    const m = await r.member(name);
+    const [a, b, c] = [await r.torrent(n), await r.torrent(n + 1), await r.torrent(n + 2)];
+    const f = (h: Buffer, port: number) => ({ infoHash: h, passkey: m.passkey, port, peerId: peer(port) });
+    return { a, b, c, f };
+  }
+
   test('download slots, HTTP and UDP: a second leeching torrent is refused with a reason; seeding is not limited; a stopped torrent frees its slot', async () => {
     const { r } = box;
-    const m = await r.member('lou');
-    const [a, b, c] = [await r.torrent(60), await r.torrent(61), await r.torrent(62)];
-    const f = (h: Buffer, port: number) => ({ infoHash: h, passkey: m.passkey, port, peerId: peer(port) });
+    const { a, b, c, f } = await slotsMember('lou', 60);
     assert.equal(reason(await r.http({ ...f(a, 8001), event: 'started', left: 1000 })), 'undefined');
     const refused = await r.http({ ...f(b, 8002), event: 'started', left: 1000 });
     assert.equal(reason(refused), Errors.downloadSlots.message);
@@ -495,6 +502,25 @@ describe('member classes', () => {
     );
     for (const port of [8001, 8004]) await r.http({ ...f(a, port), event: 'stopped', left: 1000 });
     assert.equal((await r.udp({ ...f(b, 8002), event: 'started', left: 1000 })).action, 1, 'slot free again');
+  });
+
+  test('download slots: a peer that starts as a seeder and then reports something left takes a slot (HTTP and UDP)', async () => {
+    const { r } = box;
+    const { a, b, c, f } = await slotsMember('sly', 66);
+    assert.equal(reason(await r.http({ ...f(a, 8101), event: 'started', left: 1000 })), 'undefined');
+    // The slot is taken: a second torrent announced as seeding first, then leeched.
+    assert.equal(reason(await r.http({ ...f(b, 8102), event: 'started', left: 0 })), 'undefined', 'seeding');
+    assert.equal((await r.udp({ ...f(c, 8103), event: 'started', left: 0 })).action, 1, 'seeding (UDP)');
+    r.clock.advance(700);
+    assert.equal(reason(await r.http({ ...f(b, 8102), left: 1000 })), Errors.downloadSlots.message);
+    const u = await r.udp({ ...f(c, 8103), left: 1000 });
+    assert.deepEqual([u.action, u.message], [3, Errors.downloadSlots.message]);
+    // Still seeding them is fine; once the first torrent stops, one of them may be leeched.
+    assert.equal(reason(await r.http({ ...f(b, 8102), left: 0 })), 'undefined', 'still seeding');
+    await r.http({ ...f(a, 8101), event: 'stopped', left: 1000 });
+    r.clock.advance(700);
+    assert.equal(reason(await r.http({ ...f(b, 8102), left: 1000 })), 'undefined', 'slot free again');
+    assert.equal((await r.udp({ ...f(c, 8103), left: 1000 })).action, 3, 'and taken');
   });
 
   test('promoted by the scheduler, the member gets the class\u2019s slots and factors at once', async () => {

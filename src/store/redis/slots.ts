@@ -75,14 +75,22 @@ export class RedisSlots {
    * refusal. A peer this instance knows (it leeches the torrent already) refreshes its claim
    * without waiting for it.
    */
-  claim({ memberId, route, torrentId, slots, now, known }: SlotClaim): Promise<TrackerError | null> | null {
+  claim({
+    memberId,
+    route,
+    torrentId,
+    slots,
+    now,
+    known,
+    peerId,
+  }: SlotClaim): Promise<TrackerError | null> | null {
     const key = `${this.#store.prefix}:{m${memberId}}:l`;
     const entry = `${bucketOf(route)}:${torrentId}`;
     if (known) {
       this.#claim(key, entry, slots, false, []).catch(() => {});
       return null;
     }
-    return this.#decide(memberId, key, entry, slots, now).catch(() => Errors.storeUnavailable);
+    return this.#decide(memberId, key, entry, slots, now, peerId).catch(() => Errors.storeUnavailable);
   }
 
   /**
@@ -91,14 +99,23 @@ export class RedisSlots {
    * landed yet (no baseline) is not judged until its announce has had the time to: otherwise two
    * torrents started at once through two instances could each judge the other's claim empty.
    */
-  async #decide(memberId: number, key: string, entry: string, slots: number, now: number) {
+  async #decide(
+    memberId: number,
+    key: string,
+    entry: string,
+    slots: number,
+    now: number,
+    peerId: Uint8Array,
+  ) {
     let prune: string[] = [];
     for (let attempt = 0; attempt < 4; attempt++) {
       const r = await this.#claim(key, entry, slots, false, prune);
       if (r === 1) return null;
-      if (attempt === 0 && (await this.#judge(memberId, [entry], now))[0] !== 'none') {
+      if (attempt === 0 && (await this.#judge(memberId, [entry], now, peerId))[0] !== 'none') {
         // The member has a live peer on this torrent already (seeding, or leeching it without a
-        // claim): no new slot is taken, as on one instance.
+        // claim), other than the announcing one seeding it: no new slot is taken, as on one
+        // instance. (The announcing peer's own seeding baseline does not hold the torrent: a
+        // client announcing as a seeder first would otherwise leech without a slot.)
         await this.#claim(key, entry, slots, true, []);
         return null;
       }
@@ -133,17 +150,30 @@ export class RedisSlots {
     const ttl = 2 * this.#peerTimeout;
     return this.#store.call(cmd.heraldSlotClaim(key, entry, slots, ttl, force ? '1' : '0', ...prune));
   }
-  /** What the member has on each torrent entry ('<bucket>:<torrent id>'), from its baselines. */
-  async #judge(memberId: number, entries: string[], now: number): Promise<Holding[]> {
+  /**
+   * What the member has on each torrent entry ('<bucket>:<torrent id>'), from its baselines;
+   * without the baseline of peer `except` when it is seeding.
+   */
+  async #judge(memberId: number, entries: string[], now: number, except?: Uint8Array): Promise<Holding[]> {
     const cutoff = now - this.#peerTimeout;
     const prefix = this.#store.prefix;
+    const client = this.#store.client;
     return Promise.all(
       entries.map(async (e) => {
         const at = e.indexOf(':');
         const key = `${prefix}:{${e.slice(0, at)}}:a:${e.slice(at + 1)}:${memberId}`;
+        const [values, own] = await Promise.all([
+          this.#store.call(client.hvals(key)),
+          except === undefined ? null : this.#store.call(client.hget(key, Buffer.from(except))),
+        ]);
         let state: Holding = 'none';
+        let skip = own?.endsWith(':1') === true;
         // Each baseline is 'uploaded:downloaded:at:seeding'; field '~' (seeding time) is a number.
-        for (const v of await this.#store.call(this.#store.client.hvals(key))) {
+        for (const v of values) {
+          if (skip && v === own) {
+            skip = false;
+            continue;
+          }
           const parts = v.split(':');
           if (parts.length !== 4 || Number(parts[2]) < cutoff) continue;
           if (parts[3] === '1') return 'seeding';
