@@ -110,7 +110,10 @@ for (const [name, url] of redisTargets)
     const stores: RedisSwarmStore[] = [];
     const all: RedisRtcSwarms[] = [];
     const clock = 1_000_000;
-    async function instance(opts: { maxPendingOffers?: number; heartbeatMs?: number } = {}, start = true) {
+    async function instance(
+      opts: { maxPendingOffers?: number; heartbeatMs?: number; instanceTimeoutMs?: number } = {},
+      start = true,
+    ) {
       const store = new RedisSwarmStore({ url, prefix, timeoutMs: 2000, peerTimeout: 60 });
       await store.ready(10_000);
       const rtc = new RedisRtcSwarms({
@@ -225,9 +228,11 @@ for (const [name, url] of redisTargets)
     });
 
     test('an instance whose clock is 60 s behind is not taken for dead: the beats are timed by Redis', async () => {
-      const a = await instance({ heartbeatMs: 100 });
+      // An instance timeout of 10 s (not 600 ms): B beats only once, so under load A's two beats
+      // below could otherwise come after B's beat is legitimately stale; 60 s behind is still far past it.
+      const a = await instance({ heartbeatMs: 100, instanceTimeoutMs: 10_000 });
       // B beats once (at start), with the clock of a host 60 s behind A's.
-      const b = await instance({ heartbeatMs: 3600_000 }, false);
+      const b = await instance({ heartbeatMs: 3600_000, instanceTimeoutMs: 10_000 }, false);
       const h = id(4, Date.now() % 1e9);
       await b.rtc.announce(socket(), announce(h, id(40)), 5, clock);
       const realNow = Date.now;
@@ -238,7 +243,7 @@ for (const [name, url] of redisTargets)
       const instances = `${prefix}:rtc:instances`;
       const score = (who: RedisRtcSwarms) => a.store.client.zscore(instances, who.instance);
       await until('B has beaten', async () => (await score(b.rtc)) !== null);
-      // A beats twice after that: each time it looks for instances gone quiet (600 ms).
+      // A beats twice after that: each time it looks for instances gone quiet (10 s).
       for (let n = 0; n < 2; n++) {
         const before = await score(a.rtc);
         await until('A beats', async () => (await score(a.rtc)) !== before);
