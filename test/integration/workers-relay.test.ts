@@ -335,6 +335,40 @@ for k, msgs in cases.items():
   });
 });
 
+test('max_connections_per_ip: a connection closed after a relayed answer frees its slot, once', async () => {
+  const t = await startTracker(
+    ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--max-connections-per-ip', '2'],
+    { ready: 'herald workers running' },
+  );
+  try {
+    const other = hashes(2, 700)[1];
+    // Each connection: held by worker 0, one relayed announce with Connection: close. Were its
+    // slot not released (or released twice), the third would be refused (or a third allowed).
+    for (let i = 0; i < 6; i++) {
+      const c = await connectionOn(t, 0);
+      const a = await c.get(announcePath({ infoHash: other, port: 6200 + i }), 'Connection: close\r\n');
+      assert.equal((reading(a) as { failure: string | null }).failure, null);
+      await new Promise<void>((resolve) => (c.closed ? resolve() : c.sock.once('close', () => resolve())));
+    }
+    // And the limit still holds: two kept-alive connections on worker 0, a third is refused.
+    const held = [await connectionOn(t, 0), await connectionOn(t, 0)];
+    const pid = workersOf(t).pidOf.get(0)!;
+    let refused = false;
+    for (let i = 0; i < 64 && !refused; i++) {
+      const c = new KeepAlive(t.http[0].port);
+      await c.ready();
+      const a = await c.get('/scrape');
+      if (connectionHolders([pid], t.http[0].port).has(c.localPort) || a?.status === 503)
+        refused = a?.status === 503;
+      c.close();
+    }
+    assert.ok(refused, 'a third connection on worker 0 was admitted');
+    for (const c of held) c.close();
+  } finally {
+    await t.stop();
+  }
+});
+
 describe('herald serve --workers 2: the relay over IPv6', () => {
   let t: RunningTracker;
   before(async () => {
