@@ -9,12 +9,15 @@
  * (before it, announces crossed through JavaScript on both sides and it did not exist).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
-import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { LT, PY } from '../e2e/processes.ts';
+import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { connectionHolders, workerPids } from '../helpers/workers.ts';
 
@@ -366,6 +369,75 @@ test('max_connections_per_ip: a connection closed after a relayed answer frees i
     for (const c of held) c.close();
   } finally {
     await t.stop();
+  }
+});
+
+test('private mode: kept-alive announces with a passkey, relayed (a hybrid torrent through a third hop), credited exactly once', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-relay-'));
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
+  try {
+    // A hybrid torrent whose two hashes belong to different workers: an announce of its v2 hash
+    // is relayed to the v2 hash's owner, whose policy routes it to the v1 hash's owner.
+    let v1 = Buffer.alloc(0);
+    let v2 = Buffer.alloc(0);
+    for (let i = 0; i < 16 && (v1.length === 0 || shardOf(v1, 2) === shardOf(v2, 2)); i++) {
+      const data = join(scratch, `payload${i}`);
+      writeFileSync(data, Buffer.alloc(100_000, i + 1));
+      const file = join(scratch, `t${i}.torrent`);
+      execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', 'hybrid', 'private']);
+      const r = t.admin(['torrent', 'add', file, '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      const torrent = JSON.parse(r.stdout) as { info_hash: string; info_hash_v2: string };
+      v1 = Buffer.from(torrent.info_hash, 'hex');
+      v2 = Buffer.from(torrent.info_hash_v2.slice(0, 40), 'hex');
+    }
+    assert.notEqual(shardOf(v1, 2), shardOf(v2, 2));
+    const m = t.admin(['member', 'add', 'alice', '--json']);
+    assert.equal(m.status, 0, m.stderr);
+    const passkey = (JSON.parse(m.stdout) as { passkey: string }).passkey;
+    const path = (ih: Buffer, uploaded: number, event?: 'started') =>
+      announcePath({
+        infoHash: ih,
+        port: 9300,
+        peerId: Buffer.from('-qB4500-relay0000001'),
+        base: `/announce/${passkey}`,
+        left: 0,
+        uploaded,
+        event,
+      });
+    // Every worker knows the torrent once its policy has polled the revision (every second).
+    const t0 = Date.now();
+    for (;;) {
+      const d = bdecode((await httpGet(t.http[0].port, '127.0.0.1', path(v1, 0, 'started'))).body);
+      if (!d.has('failure reason')) break;
+      assert.ok(Date.now() - t0 < 15_000, text(d.get('failure reason')));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 2500));
+    const before = await stats(t);
+    let total = 0;
+    for (const index of [0, 1]) {
+      const c = await connectionOn(t, index);
+      for (let i = 0; i < 20; i++) {
+        total += 1000;
+        const r = reading(await c.get(path(i % 2 === 0 ? v1 : v2, total))) as { failure: string | null };
+        assert.equal(r.failure, null);
+      }
+      // A passkey nobody has: the same failure, relayed.
+      const bad = reading(await c.get(path(v2, 0).replace(passkey, 'x'.repeat(passkey.length)))) as {
+        failure: string | null;
+      };
+      assert.notEqual(bad.failure, null);
+      c.close();
+    }
+    // On each connection, the announces of the hash the other worker owns were relayed.
+    assert.ok((await stats(t)).out - before.out >= 20);
+    await t.stopGracefully();
+    const after = JSON.parse(t.admin(['member', 'show', 'alice', '--json']).stdout) as { uploaded: number };
+    assert.equal(after.uploaded, total, 'every byte credited once, none twice');
+  } finally {
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
   }
 });
 
