@@ -543,14 +543,14 @@ export class BatchedListener {
       sink.begin(pos);
       let action = ACT_CLOSE;
       cm[mo + 2] = p.relay === null ? 0 : 1;
-      if (p.relay !== null) {
-        // Another worker's client: the answer goes back on the link (relay id and link generation).
-        this.#relayParked.delete(p);
-        cm.set(p.relay, mo + 32);
-        sink.answer(p.body!, p.keepAlive, false, false);
-        action = p.keepAlive ? ACT_KEEP : ACT_CLOSE;
-      } else
-        try {
+      try {
+        if (p.relay !== null) {
+          // Another worker's client: the answer goes back on the link (relay id, link generation).
+          this.#relayParked.delete(p);
+          cm.set(p.relay, mo + 32);
+          sink.answer(p.body!, p.keepAlive, false, false);
+          action = p.keepAlive ? ACT_KEEP : ACT_CLOSE;
+        } else {
           this.#parked[fd] = undefined;
           const rest = p.rest;
           sink.answer(p.body!, p.keepAlive, false, p.keepAlive && rest.length > 0);
@@ -563,10 +563,11 @@ export class BatchedListener {
             at = raw.served.at;
           }
           action = this.#decide(fd, p.peer, p.trusted, stop, at, rest, rest.length, sink, 0);
-        } catch (err) {
-          raw.internalError(err);
-          sink.pos = sink.start; // closed, unanswered
         }
+      } catch (err) {
+        raw.internalError(err);
+        sink.pos = sink.start; // closed, unanswered
+      }
       if (action === ACT_CLOSE && p.relay === null) this.#drop(fd);
       cv.setUint32(mo + 16, fd, true);
       cv.setUint32(mo + 4, sink.start, true);

@@ -274,7 +274,12 @@ export class HttpFrontend implements RawHost {
           const busy = httpResponse(200, encodeFailure(Errors.shardUnavailable.message), {
             keepAlive: false,
           });
-          b.relay(relay.clusterId, relay.index, relay.count, relay.secret, busy);
+          try {
+            b.relay(relay.clusterId, relay.index, relay.count, relay.secret, busy);
+          } catch (err) {
+            // Without the relay, crossings go through JavaScript and the bus, as before it.
+            this.#o.logger.error('http relay not started', { err: String(err) });
+          }
         }
         this.#batched.push(b);
         this.#listeners.push(b);
