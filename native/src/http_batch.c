@@ -43,15 +43,18 @@
  * entry's answers at MAX_UNSENT and moves the rest of its requests to a Node socket).
  *
  * Buffer layout (shared ArrayBuffers, owned by JavaScript):
- *   in meta, 32 bytes per entry: [0,4) fd (little-endian), [4,8) length read, [8] family (4|6),
- *     [9] 1 when accepted in this batch, [10,12) port (big-endian), [12,28) address (IPv4 in the
- *     first 4 bytes), [28,32) milliseconds since the connection's last answer (or its accept)
+ *   in meta, 48 bytes per entry: [0,4) fd (little-endian), [4,8) length read, [8] family (4|6),
+ *     [9] 1 when accepted in this batch (or IN_RELAYED, IN_SHORT_KEEP, IN_SHORT_CLOSE: see
+ *     "Relay"), [10,12) port (big-endian), [12,28) address (IPv4 in the first 4 bytes), [28,32)
+ *     milliseconds since the connection's last answer (or its accept); relayed entries: [32,40)
+ *     the relay id, [40,44) the link's generation
  *   in data, IN_SLOT bytes per entry
- *   out meta, 32 bytes per entry (same index as in): [0] action, [1] set by C: 1 the write was
+ *   out meta, 48 bytes per entry (same index as in): [0] action, [1] set by C: 1 the write was
  *     short, 2 the connection died (closed), [4,8) offset into out data, [8,12) length, [12,16)
  *     set by C: bytes written
  *   out data: the arena JavaScript packs responses into.
- *   completion meta, 32 bytes per entry: as out meta, and [16,20) fd; completion data: its arena.
+ *   completion meta, 48 bytes per entry: as out meta, and [16,20) fd; a relayed request's
+ *     answer: [2] 1, [16,20) its link, [32,44) as in meta; completion data: its arena.
  *   ctl: [0] 1 while a batch is being answered (complete() would be refused); [4,8) the number of
  *     completion entries complete() acts on.
  */
@@ -63,12 +66,14 @@
 #include <netinet/tcp.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -77,7 +82,7 @@
 #include "addon_common.h"
 
 #define BATCH 64
-#define META 32
+#define META 48
 #define IN_SLOT 16384
 #define MAX_ROUNDS 16
 
@@ -89,6 +94,11 @@ enum {
   C_WAIT = 1, /* in the epoll set, waiting for its next request */
   C_PARKED_IN = 2, /* parked, still in the epoll set (taken out when it becomes readable) */
   C_PARKED = 3, /* parked, out of the epoll set */
+  /* The relay (issue #13; see "Relay" below): descriptors that are not client connections. */
+  C_LINK_LISTEN = 4, /* this worker's relay listener */
+  C_LINK_IN = 5, /* a link another worker opened, before its secret */
+  C_LINK_IN_OK = 6, /* a link another worker opened, authenticated: requests in, answers out */
+  C_LINK_OUT = 7, /* a link this worker opened to an owner: requests out, answers in */
 };
 
 /* A connection the addon holds (waiting or parked), indexed by its descriptor. */
@@ -98,8 +108,48 @@ typedef struct {
   uint8_t family;
   uint8_t port[2];
   uint8_t addr[16];
+  uint8_t relayed; /* parked on the relay: the owner's index + 1 (a link: its peer's index + 1) */
+  uint32_t gen; /* relayed: the relay id's generation (a link: its own, checked by completions) */
   uint64_t last; /* uv_now() of the accept or the last answer */
 } conn_t;
+
+/* The relay's limits: workers, requests in flight on one link, an answer's bytes. */
+#define RELAY_MAX_WORKERS 64
+#define RELAY_MAX_INFLIGHT 256
+#define RELAY_REQ_HDR 32
+#define RELAY_ANS_HDR 16
+#define RELAY_MAX_ANSWER (64 * 1024)
+#define RELAY_SECRET 32
+/* Bytes of one message: the records of one round for one link (at least one record of the largest size). */
+#define RELAY_PACK (128 * 1024)
+/* Authenticated links from other workers (one each, normally; a restarted worker's old one closes). */
+#define RELAY_MAX_IN 128
+
+/* Records waiting to go out on one link as one message (at the end of the round). */
+typedef struct {
+  int fd; /* -1: free */
+  uint32_t gen;
+  size_t len;
+  uint8_t *buf; /* RELAY_PACK bytes, allocated once */
+} pack_t;
+
+typedef struct {
+  int on;
+  int index, count;
+  int lfd;
+  char prefix[80]; /* the abstract name without its index: "herald-relay-<cluster>-" */
+  uint8_t secret[RELAY_SECRET];
+  uint8_t *busy; /* the whole response a request gets when its owner's link goes down */
+  size_t busy_len;
+  int out[RELAY_MAX_WORKERS]; /* links to the owners (-1: none) */
+  pack_t outq[RELAY_MAX_WORKERS]; /* requests for each owner, this round */
+  pack_t inq[RELAY_MAX_IN]; /* answers for each link from another worker */
+  uint32_t inflight[RELAY_MAX_WORKERS];
+  uint64_t retry_at[RELAY_MAX_WORKERS]; /* uv_now() before which a failed connect is not retried */
+  uint32_t gen;
+  uint8_t *rbuf; /* one message read from a link (RELAY_PACK bytes) */
+  double sent, served, answered, failed; /* requests relayed out, served for others, answered, failed busy */
+} relay_t;
 
 typedef struct {
   napi_env env;
@@ -116,6 +166,8 @@ typedef struct {
   int nconns; /* capacity of conns */
   int waiting; /* connections in state C_WAIT */
   int parked; /* connections in state C_PARKED_IN or C_PARKED */
+  int relayed; /* of those, parked on the relay (waiting for another worker's answer) */
+  relay_t relay;
   int n; /* entries in the batch being filled */
   uint8_t full[BATCH]; /* the entry's read filled its slot (more may be waiting) */
   uint8_t waited[BATCH]; /* the entry came from the epoll set (close() has closed it if stopped) */
@@ -148,6 +200,8 @@ static void forget(handle_t *h, int fd) {
   if (c->state == C_WAIT || c->state == C_PARKED_IN) epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
   if (c->state == C_WAIT) h->waiting--;
   else if (c->state != C_NONE) h->parked--;
+  if (c->relayed) h->relayed--;
+  c->relayed = 0;
   c->state = C_NONE;
 }
 
@@ -209,7 +263,7 @@ static void park(handle_t *h, int fd, const uint8_t *m, int full) {
 
 /* Address of a peer into an in-meta entry (an IPv4-mapped IPv6 address is reported as IPv4). */
 static void meta_addr(uint8_t *m, const struct sockaddr_storage *ss) {
-  memset(m + 8, 0, 24);
+  memset(m + 8, 0, META - 8);
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
     m[8] = 4;
@@ -296,6 +350,17 @@ static int act(handle_t *h, int fd, uint8_t *om, const uint8_t *arena, size_t ar
   return 0;
 }
 
+/* In-meta [9]: what an entry is (besides fresh = 1). */
+enum {
+  IN_RELAYED = 2, /* another worker's request (fd: its link; [32,40) its relay id, [40,44) the link's generation) */
+  IN_SHORT_KEEP = 3, /* a relayed answer the kernel did not take in full: the rest is the data, then keep */
+  IN_SHORT_CLOSE = 4, /* the same, then close */
+};
+
+static void relay_reply(handle_t *h, int link, uint32_t link_gen, const uint8_t *id, const uint8_t *om,
+                        const uint8_t *arena, size_t arena_size);
+static void relay_flush_in(handle_t *h);
+
 /* Calls JavaScript with the batch, then acts on its answers. Returns -1 if JavaScript threw. */
 static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value on_short) {
   int n = h->n;
@@ -326,8 +391,14 @@ static int flush(handle_t *h, napi_value recv, napi_value on_batch, napi_value o
   int shorts = 0;
   for (int i = 0; i < n; i++) {
     uint8_t *im = h->in_meta + i * META;
-    shorts += act(h, (int)get32(im), h->out_meta + i * META, h->out_data, h->out_size, im, h->full[i]);
+    uint8_t *om = h->out_meta + i * META;
+    if (im[9] == IN_RELAYED) {
+      /* Another worker's request: the answer goes back on its link (never a descriptor here). */
+      om[1] = 0;
+      relay_reply(h, (int)get32(im), get32(im + 40), im + 32, om, h->out_data, h->out_size);
+    } else shorts += act(h, (int)get32(im), om, h->out_data, h->out_size, im, h->full[i]);
   }
+  if (h->relay.on) relay_flush_in(h);
   if (shorts > 0 && napi_make_callback(env, h->async, recv, on_short, 1, argv, &result) != napi_ok) {
     napi_value exc;
     if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
@@ -354,6 +425,429 @@ static int callbacks(handle_t *h, napi_value *recv, napi_value *on_batch, napi_v
   if (napi_get_reference_value(env, h->on_batch, on_batch) != napi_ok) return -1;
   if (napi_get_reference_value(env, h->on_short, on_short) != napi_ok) return -1;
   return napi_get_global(env, recv) == napi_ok ? 0 : -1; /* napi_make_callback needs an object */
+}
+
+/*
+ * Relay (issue #13, `herald serve --workers N` with the sharded memory store). A kept-alive
+ * connection's read that is exactly one announce for a swarm another worker owns is sent, bytes
+ * and client address, to that worker's addon over a SOCK_SEQPACKET Unix socket, and the
+ * connection is parked here: no JavaScript runs for it in this worker. The owner's addon puts
+ * the request into its next batch as an entry marked IN_RELAYED (its fd is the link), which
+ * JavaScript answers through the same code as its own connections; the answer goes back (relay
+ * id, action, bytes), and this addon writes it to the client before it keeps or closes the
+ * connection. Links are opened lazily (one per owner, in the same epoll set) and start with the
+ * bus's secret. A link that goes down answers every request in flight on it with the sharded
+ * store's retryable failure ("busy"), and closes those connections.
+ *
+ * A message carries the records of one round for one link (one sendmsg each, at the end of the
+ * round; message boundaries are kept by the socket, so nothing ever resyncs). A request record:
+ * [0] 'Q', [1] family, [2,4) port, [4,8) fd, [8,12) generation (the relay id), [12,28) address,
+ * [28,32) length, then the request's bytes. An answer record: [0] 'A', [1] action (KEEP|CLOSE),
+ * [4,8) fd, [8,12) generation, [12,16) length, then the response's bytes. A message that is not
+ * exactly a sequence of well-formed records closes its link.
+ */
+typedef struct {
+  napi_value recv, on_batch, on_short;
+} cb_t;
+
+static int flush_cb(handle_t *h, cb_t *cb) { return flush(h, cb->recv, cb->on_batch, cb->on_short); }
+
+/* Room for one more entry (flushing the batch when it is full); -1 if stopped meanwhile. */
+static int room(handle_t *h, cb_t *cb) {
+  if (h->n < BATCH) return 0;
+  flush_cb(h, cb);
+  return h->closing || h->n >= BATCH ? -1 : 0;
+}
+
+/* Copies a held connection's address into in-meta entry m. */
+static void meta_from_conn(uint8_t *m, const conn_t *c) {
+  memset(m + 8, 0, META - 8);
+  m[8] = c->family;
+  memcpy(m + 10, c->port, 2);
+  memcpy(m + 12, c->addr, 16);
+}
+
+/* An empty entry for a held connection that is over: JavaScript answers CLOSE and releases it. */
+static void emit_end(handle_t *h, int fd, cb_t *cb) {
+  if (room(h, cb) < 0) return;
+  conn_t *c = &h->conns[fd];
+  if (c->relayed) h->relayed--;
+  c->relayed = 0;
+  meta_from_conn(h->in_meta + h->n * META, c);
+  add_entry(h, fd, 0, 0, 0);
+}
+
+static int unix_addr(struct sockaddr_un *a, const char *prefix, int index) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "%s%d", prefix, index);
+  return (int)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* Sends a pack's records as one message; 0 when sent (or empty), -1 when the link failed. */
+static int pack_send(pack_t *q) {
+  if (q->len == 0) return 0;
+  ssize_t w;
+  do w = send(q->fd, q->buf, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (w < 0 && errno == EINTR);
+  q->len = 0;
+  return w < 0 ? -1 : 0;
+}
+
+/* Room for a record of `need` bytes in pack q (sending what it holds if need be); NULL: the link failed. */
+static uint8_t *pack_room(pack_t *q, size_t need) {
+  if (q->len + need > RELAY_PACK && pack_send(q) < 0) return NULL;
+  uint8_t *p = q->buf + q->len;
+  q->len += need;
+  return p;
+}
+
+static void link_close(handle_t *h, int fd) {
+  conn_t *c = &h->conns[fd];
+  if (c->state == C_LINK_IN_OK) {
+    pack_t *q = &h->relay.inq[c->family];
+    q->fd = -1;
+    q->len = 0;
+  }
+  epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+  c->state = C_NONE;
+  c->relayed = 0;
+  close(fd);
+}
+
+/* The link to owner t is down: every request in flight on it is answered "busy" and its connection closed. */
+static void link_down(handle_t *h, int t, cb_t *cb) {
+  relay_t *r = &h->relay;
+  if (r->out[t] >= 0) link_close(h, r->out[t]);
+  r->out[t] = -1;
+  r->outq[t].len = 0;
+  r->inflight[t] = 0;
+  r->retry_at[t] = uv_now(h->loop) + 50;
+  for (int fd = 0; fd < h->nconns && h->relayed > 0 && !h->closing; fd++) {
+    conn_t *c = &h->conns[fd];
+    if (c->relayed != t + 1 || (c->state != C_PARKED && c->state != C_PARKED_IN)) continue;
+    send_some(fd, r->busy, r->busy_len);
+    r->failed++;
+    emit_end(h, fd, cb);
+  }
+}
+
+/* Asking side, at the end of a round: each owner's requests go out as one message. */
+static void relay_flush_out(handle_t *h, cb_t *cb) {
+  relay_t *r = &h->relay;
+  for (int t = 0; t < r->count && !h->closing; t++)
+    if (r->outq[t].len > 0 && pack_send(&r->outq[t]) < 0) link_down(h, t, cb);
+}
+
+/* Owner side, after a batch or completions: each link's answers go out as one message. */
+static void relay_flush_in(handle_t *h) {
+  relay_t *r = &h->relay;
+  for (int k = 0; k < RELAY_MAX_IN; k++) {
+    pack_t *q = &r->inq[k];
+    if (q->fd >= 0 && q->len > 0 && pack_send(q) < 0) link_close(h, q->fd);
+  }
+}
+
+/* The link to owner t, opened (and authenticated) if need be; -1 when it cannot be now. */
+static int link_to(handle_t *h, int t) {
+  relay_t *r = &h->relay;
+  if (r->out[t] >= 0) return r->out[t];
+  uint64_t now = uv_now(h->loop);
+  if (now < r->retry_at[t]) return -1;
+  if (r->outq[t].buf == NULL && (r->outq[t].buf = malloc(RELAY_PACK)) == NULL) return -1;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int size = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  struct sockaddr_un a;
+  socklen_t al = (socklen_t)unix_addr(&a, r->prefix, t);
+  if (connect(fd, (struct sockaddr *)&a, al) < 0 ||
+      send(fd, r->secret, RELAY_SECRET, MSG_NOSIGNAL | MSG_DONTWAIT) != RELAY_SECRET || ensure_slot(h, fd) < 0) {
+    close(fd);
+    r->retry_at[t] = now + 50; /* the owner is down (restarting): fail fast, try again soon */
+    return -1;
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) { close(fd); return -1; }
+  conn_t *c = &h->conns[fd];
+  memset(c, 0, sizeof *c);
+  c->state = C_LINK_OUT;
+  c->relayed = (uint8_t)(t + 1);
+  r->out[t] = fd;
+  r->outq[t].fd = fd;
+  r->outq[t].len = 0;
+  r->inflight[t] = 0;
+  return fd;
+}
+
+static int hexval(uint8_t c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/*
+ * The worker that owns the swarm of a read that is exactly one complete `GET /announce` or
+ * `GET /announce/<passkey>` with one well-formed info_hash (20 bytes); -1 for anything else
+ * (JavaScript serves it as before).
+ */
+static int relay_target(const handle_t *h, const uint8_t *b, size_t n) {
+  if (n < 32 || n >= IN_SLOT || memcmp(b, "GET /announce", 13) != 0) return -1;
+  const uint8_t *end = b + n;
+  if (memcmp(end - 4, "\r\n\r\n", 4) != 0) return -1;
+  const uint8_t *blank = memmem(b, n, "\r\n\r\n", 4);
+  if (blank != end - 4) return -1; /* pipelined */
+  const uint8_t *p = b + 13;
+  if (*p == '/') {
+    /* /announce/<passkey>: no further slash, a path of at most 200 bytes (as server.ts reads it). */
+    const uint8_t *k = ++p;
+    while (p < end && *p != '?' && *p != ' ' && *p != '/') p++;
+    if (p == k || *p == '/' || p - (b + 4) > 200) return -1;
+  }
+  if (*p != '?') return -1;
+  const uint8_t *q = ++p;
+  while (p < end && *p != ' ' && *p != '\r') p++;
+  if (end - p < 9 || memcmp(p, " HTTP/1.", 8) != 0) return -1;
+  const uint8_t *qe = p;
+  int found = 0;
+  uint8_t hash[4];
+  for (const uint8_t *k = q; k < qe;) {
+    const uint8_t *amp = memchr(k, '&', (size_t)(qe - k));
+    const uint8_t *e = amp ? amp : qe;
+    if (e - k >= 10 && memcmp(k, "info_hash=", 10) == 0) {
+      if (found++) return -1;
+      int len = 0;
+      for (const uint8_t *v = k + 10; v < e; v++, len++) {
+        uint8_t c = *v;
+        if (c == '%') {
+          if (e - v < 3) return -1;
+          int hi = hexval(v[1]), lo = hexval(v[2]);
+          if (hi < 0 || lo < 0) return -1;
+          c = (uint8_t)(hi << 4 | lo);
+          v += 2;
+        }
+        if (len < 4) hash[len] = c;
+      }
+      if (len != 20) return -1;
+    }
+    k = e + 1;
+  }
+  if (!found) return -1;
+  uint32_t v = (uint32_t)hash[0] << 24 | (uint32_t)hash[1] << 16 | (uint32_t)hash[2] << 8 | hash[3];
+  int t = (int)(v % (uint32_t)h->relay.count);
+  return t == h->relay.index ? -1 : t;
+}
+
+/*
+ * Relays the request just read from waiting connection fd (b, n) to owner t (it goes out at
+ * the end of the round) and parks the connection. 0: relayed; -1: not (JavaScript serves it).
+ */
+static int relay_send(handle_t *h, int t, int fd, const uint8_t *b, size_t n) {
+  relay_t *r = &h->relay;
+  if (r->inflight[t] >= RELAY_MAX_INFLIGHT || link_to(h, t) < 0) return -1;
+  uint8_t *rec = pack_room(&r->outq[t], RELAY_REQ_HDR + n);
+  if (rec == NULL) return -1; /* the link failed: noticed when it is read (EOF) */
+  conn_t *c = &h->conns[fd];
+  uint32_t gen = ++r->gen;
+  rec[0] = 'Q';
+  rec[1] = c->family;
+  memcpy(rec + 2, c->port, 2);
+  put32(rec + 4, (uint32_t)fd);
+  put32(rec + 8, gen);
+  memcpy(rec + 12, c->addr, 16);
+  put32(rec + 28, (uint32_t)n);
+  memcpy(rec + RELAY_REQ_HDR, b, n);
+  r->inflight[t]++;
+  r->sent++;
+  /* Parked as for an asynchronous answer: still in the epoll set until it becomes readable. */
+  c->state = C_PARKED_IN;
+  h->waiting--;
+  h->parked++;
+  h->relayed++;
+  c->relayed = (uint8_t)(t + 1);
+  c->gen = gen;
+  c->full = 0;
+  c->last = uv_now(h->loop);
+  return 0;
+}
+
+/*
+ * Owner side: queues JavaScript's answer to a relayed entry (om: its action, offset and length
+ * in arena) for its link. PARK: nothing yet (a completion sends it). A link that does not take
+ * it is closed (its worker then answers what it has in flight with the busy failure).
+ */
+static void relay_reply(handle_t *h, int link, uint32_t link_gen, const uint8_t *id, const uint8_t *om,
+                        const uint8_t *arena, size_t arena_size) {
+  int action = om[0];
+  if (action == ACT_PARK) return;
+  if (link < 0 || link >= h->nconns || h->conns[link].state != C_LINK_IN_OK || h->conns[link].gen != link_gen)
+    return; /* the link went down meanwhile */
+  uint32_t off = get32(om + 4), len = get32(om + 8);
+  const uint8_t *bytes = arena + off;
+  if (action != ACT_KEEP) action = ACT_CLOSE; /* HANDOFF never comes for a relayed entry */
+  if ((size_t)off + len > arena_size || len > RELAY_MAX_ANSWER) {
+    bytes = h->relay.busy;
+    len = (uint32_t)h->relay.busy_len;
+    action = ACT_CLOSE;
+  }
+  pack_t *q = &h->relay.inq[h->conns[link].family];
+  uint8_t *rec = pack_room(q, RELAY_ANS_HDR + len);
+  if (rec == NULL) {
+    link_close(h, link);
+    return;
+  }
+  rec[0] = 'A';
+  rec[1] = (uint8_t)action;
+  rec[2] = rec[3] = 0;
+  memcpy(rec + 4, id, 8);
+  put32(rec + 12, len);
+  memcpy(rec + RELAY_ANS_HDR, bytes, len);
+  h->relay.answered++;
+}
+
+/* Asking side: an answer for relayed connection fd: written, then KEEP or CLOSE. */
+static void relay_deliver(handle_t *h, int fd, int action, const uint8_t *b, size_t n, cb_t *cb) {
+  conn_t *c = &h->conns[fd];
+  ssize_t w = n > 0 ? send_some(fd, b, n) : 0;
+  if (w >= 0 && (size_t)w < n && n - (size_t)w <= IN_SLOT && room(h, cb) == 0) {
+    /* A short write: the rest goes to JavaScript, which moves the connection to a Node socket. */
+    if (c->relayed) h->relayed--;
+    c->relayed = 0;
+    uint8_t *m = h->in_meta + h->n * META;
+    meta_from_conn(m, c);
+    memcpy(h->in_data + (size_t)h->n * IN_SLOT, b + w, n - (size_t)w);
+    add_entry(h, fd, (ssize_t)(n - (size_t)w), 0, 0);
+    m[9] = action == ACT_KEEP ? IN_SHORT_KEEP : IN_SHORT_CLOSE;
+    return;
+  }
+  if (w < 0 || (size_t)w < n || action != ACT_KEEP) {
+    emit_end(h, fd, cb);
+    return;
+  }
+  h->relayed--;
+  c->relayed = 0;
+  watch(h, fd, NULL);
+}
+
+/* Asking side: the answer records of one message from owner t; -1 when malformed. */
+static int relay_answers(handle_t *h, int t, const uint8_t *m, size_t k, cb_t *cb) {
+  relay_t *r = &h->relay;
+  for (size_t at = 0; at < k && !h->closing;) {
+    if (k - at < RELAY_ANS_HDR || m[at] != 'A') return -1;
+    size_t len = get32(m + at + 12);
+    if (len > k - at - RELAY_ANS_HDR) return -1;
+    const uint8_t *rec = m + at;
+    at += RELAY_ANS_HDR + len;
+    if (r->inflight[t] > 0) r->inflight[t]--;
+    int fd = (int)get32(rec + 4);
+    if (fd < 0 || fd >= h->nconns) continue;
+    conn_t *c = &h->conns[fd];
+    if (c->relayed != t + 1 || c->gen != get32(rec + 8) || (c->state != C_PARKED && c->state != C_PARKED_IN))
+      continue; /* closed meanwhile (swept, stopped): the answer is dropped */
+    relay_deliver(h, fd, rec[1], rec + RELAY_ANS_HDR, len, cb);
+  }
+  return 0;
+}
+
+/* Owner side: the request records of one message from link fd, each an entry; -1 when malformed. */
+static int relay_requests(handle_t *h, int fd, const uint8_t *m, size_t k, cb_t *cb) {
+  relay_t *r = &h->relay;
+  uint32_t gen = h->conns[fd].gen;
+  for (size_t at = 0; at < k;) {
+    if (k - at < RELAY_REQ_HDR || m[at] != 'Q' || (m[at + 1] != 4 && m[at + 1] != 6)) return -1;
+    size_t len = get32(m + at + 28);
+    if (len == 0 || len >= IN_SLOT || len > k - at - RELAY_REQ_HDR) return -1;
+    if (room(h, cb) < 0 || h->conns[fd].state != C_LINK_IN_OK || h->conns[fd].gen != gen) return 0;
+    const uint8_t *rec = m + at;
+    at += RELAY_REQ_HDR + len;
+    uint8_t *im = h->in_meta + h->n * META;
+    memset(im + 8, 0, META - 8);
+    im[8] = rec[1];
+    memcpy(im + 10, rec + 2, 2);
+    memcpy(im + 12, rec + 12, 16);
+    memcpy(im + 32, rec + 4, 8);
+    put32(im + 40, gen);
+    memcpy(h->in_data + (size_t)h->n * IN_SLOT, rec + RELAY_REQ_HDR, len);
+    add_entry(h, fd, (ssize_t)len, 0, 0);
+    im[9] = IN_RELAYED;
+    r->served++;
+  }
+  return 0;
+}
+
+/* A new link from another worker (accepted, not yet authenticated). */
+static void relay_accept(handle_t *h, int lfd) {
+  for (int i = 0; i < 16; i++) {
+    int x = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (x < 0) break;
+    int size = 4 << 20;
+    setsockopt(x, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.fd = x;
+    if (ensure_slot(h, x) < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, x, &ev) < 0) { close(x); continue; }
+    conn_t *l = &h->conns[x];
+    memset(l, 0, sizeof *l);
+    l->state = C_LINK_IN;
+    l->gen = ++h->relay.gen;
+  }
+}
+
+/* A link is readable (or the relay listener has a connection). */
+static void relay_event(handle_t *h, int fd, cb_t *cb) {
+  relay_t *r = &h->relay;
+  conn_t *c = &h->conns[fd];
+  if (c->state == C_LINK_LISTEN) {
+    relay_accept(h, fd);
+    return;
+  }
+  for (int i = 0; i < 16 && !h->closing; i++) {
+    if (c->state != C_LINK_IN && c->state != C_LINK_IN_OK && c->state != C_LINK_OUT) return;
+    struct iovec iov = {r->rbuf, RELAY_PACK};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t k;
+    do k = recvmsg(fd, &msg, MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    int bad = k <= 0 || (msg.msg_flags & MSG_TRUNC);
+    if (c->state == C_LINK_OUT) {
+      /* EOF: the owner died; garbage: it is not an owner. Either way its requests are answered busy. */
+      if (bad || relay_answers(h, c->relayed - 1, r->rbuf, (size_t)k, cb) < 0) {
+        link_down(h, c->relayed - 1, cb);
+        return;
+      }
+      continue;
+    }
+    if (bad) { link_close(h, fd); return; }
+    if (c->state == C_LINK_IN) {
+      /* The first message must be the secret: a process without it is dropped unread. */
+      uint8_t diff = k == RELAY_SECRET ? 0 : 1;
+      for (int j = 0; j < RELAY_SECRET && j < k; j++) diff |= r->rbuf[j] ^ r->secret[j];
+      int slot = -1;
+      for (int j = 0; j < RELAY_MAX_IN && slot < 0; j++)
+        if (r->inq[j].fd < 0) slot = j;
+      if (slot >= 0 && r->inq[slot].buf == NULL) r->inq[slot].buf = malloc(RELAY_PACK);
+      if (diff || slot < 0 || r->inq[slot].buf == NULL) { link_close(h, fd); return; }
+      c->state = C_LINK_IN_OK;
+      c->family = (uint8_t)slot;
+      r->inq[slot].fd = fd;
+      r->inq[slot].gen = c->gen;
+      r->inq[slot].len = 0;
+      continue;
+    }
+    if (relay_requests(h, fd, r->rbuf, (size_t)k, cb) < 0) {
+      link_close(h, fd); /* garbage: the link is dropped */
+      return;
+    }
+  }
 }
 
 static void on_listen_readable(uv_poll_t *poll, int status, int events) {
@@ -409,6 +903,7 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value recv, on_batch, on_short;
   if (callbacks(h, &recv, &on_batch, &on_short) < 0) { napi_close_handle_scope(env, scope); return; }
+  cb_t cb = {recv, on_batch, on_short};
   struct epoll_event evs[BATCH];
   for (int round = 0; round < MAX_ROUNDS && !h->closing; round++) {
     int k = epoll_wait(h->epfd, evs, BATCH, 0);
@@ -424,16 +919,21 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
         c->state = C_PARKED;
         continue;
       }
-      if (c->state != C_WAIT) continue;
+      if (c->state >= C_LINK_LISTEN) {
+        relay_event(h, fd, &cb);
+        if (h->closing) break;
+        continue;
+      }
+      if (c->state != C_WAIT || room(h, &cb) < 0) continue;
       ssize_t r;
-      do r = read(fd, h->in_data + (size_t)h->n * IN_SLOT, IN_SLOT);
+      uint8_t *slot = h->in_data + (size_t)h->n * IN_SLOT;
+      do r = read(fd, slot, IN_SLOT);
       while (r < 0 && errno == EINTR);
       if (r > 0) {
+        int t = h->relay.on ? relay_target(h, slot, (size_t)r) : -1;
+        if (t >= 0 && relay_send(h, t, fd, slot, (size_t)r) == 0) continue;
         uint8_t *m = h->in_meta + h->n * META;
-        memset(m + 8, 0, 24);
-        m[8] = c->family;
-        memcpy(m + 10, c->port, 2);
-        memcpy(m + 12, c->addr, 16);
+        meta_from_conn(m, c);
         uint64_t age = now - c->last;
         add_entry(h, fd, r, 0, age > 0xffffffffu ? 0xffffffffu : (uint32_t)age);
       } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -441,24 +941,31 @@ static void on_epoll_readable(uv_poll_t *poll, int status, int events) {
       } else {
         /* EOF or an error (ECONNRESET) on a waiting connection: an empty entry, which JavaScript
          * answers with CLOSE (and so learns that the connection is gone). */
-        uint8_t *m = h->in_meta + h->n * META;
-        memset(m + 8, 0, 24);
-        m[8] = c->family;
-        memcpy(m + 10, c->port, 2);
-        memcpy(m + 12, c->addr, 16);
+        meta_from_conn(h->in_meta + h->n * META, c);
         add_entry(h, fd, 0, 0, 0);
       }
     }
-    if (flush(h, recv, on_batch, on_short) < 0) break;
+    /* The requests relayed this round go out first: their owners work while this batch runs. */
+    if (h->relay.on && !h->closing) relay_flush_out(h, &cb);
+    if (h->closing || flush(h, recv, on_batch, on_short) < 0) break;
     if (k < BATCH) break;
   }
   napi_close_handle_scope(env, scope);
 }
 
+static void free_handle(handle_t *h) {
+  for (int i = 0; i < RELAY_MAX_WORKERS; i++) free(h->relay.outq[i].buf);
+  for (int i = 0; i < RELAY_MAX_IN; i++) free(h->relay.inq[i].buf);
+  free(h->relay.rbuf);
+  free(h->relay.busy);
+  free(h->conns);
+  free(h);
+}
+
 static void finalize_handle(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   handle_t *h = (handle_t *)data;
-  if (h->lfd < 0 && h->open_handles == 0) { free(h->conns); free(h); } /* else freed on close */
+  if (h->lfd < 0 && h->open_handles == 0) { free_handle(h); } /* else freed on close */
   else h->env = NULL;
 }
 
@@ -526,6 +1033,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   h->lfd = fd;
   h->epfd = epfd;
   h->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  h->relay.lfd = -1;
+  for (int i = 0; i < RELAY_MAX_WORKERS; i++) h->relay.out[i] = h->relay.outq[i].fd = -1;
+  for (int i = 0; i < RELAY_MAX_IN; i++) h->relay.inq[i].fd = -1;
   napi_value ext;
   CHECK(napi_create_external(env, h, finalize_handle, NULL, &ext));
   return ext;
@@ -622,7 +1132,7 @@ static napi_value js_sweep(napi_env env, napi_callback_info info) {
     uint64_t now = uv_now(h->loop);
     for (int fd = 0; fd < h->nconns && h->waiting + h->parked > 0; fd++) {
       conn_t *c = &h->conns[fd];
-      if (c->state != C_NONE && (double)(now - c->last) >= idle) {
+      if (c->state != C_NONE && c->state < C_LINK_LISTEN && (double)(now - c->last) >= idle) {
         close_fd(h, fd);
         napi_value v;
         CHECK(napi_create_int32(env, fd, &v));
@@ -633,17 +1143,23 @@ static napi_value js_sweep(napi_env env, napi_callback_info info) {
   return closed;
 }
 
-/* count(handle) -> [connections the addon holds (waiting or parked), of which parked] */
+/*
+ * count(handle) -> [connections the addon holds (waiting or parked), of which parked, of which
+ * parked on the relay, requests relayed to other workers, requests served for other workers,
+ * answers sent back, relayed requests answered "busy" (their owner's link went down)]
+ */
 static napi_value js_count(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   handle_t *h = handle_arg(env, info, 1, argv);
   if (h == NULL) return NULL;
-  napi_value r, held, parked;
-  CHECK(napi_create_array_with_length(env, 2, &r));
-  CHECK(napi_create_int32(env, h->waiting + h->parked, &held));
-  CHECK(napi_create_int32(env, h->parked, &parked));
-  CHECK(napi_set_element(env, r, 0, held));
-  CHECK(napi_set_element(env, r, 1, parked));
+  napi_value r, v;
+  double figures[7] = {h->waiting + h->parked, h->parked, h->relayed, h->relay.sent, h->relay.served,
+                       h->relay.answered, h->relay.failed};
+  CHECK(napi_create_array_with_length(env, 7, &r));
+  for (uint32_t i = 0; i < 7; i++) {
+    CHECK(napi_create_double(env, figures[i], &v));
+    CHECK(napi_set_element(env, r, i, v));
+  }
   return r;
 }
 
@@ -665,6 +1181,12 @@ static napi_value js_complete(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < n; i++) {
       uint8_t *om = h->c_meta + i * META;
       int fd = (int)get32(om + 16);
+      if (om[2] == 1) {
+        /* A relayed request's answer: back on its link ([32,40) its relay id, [40,44) the link's generation). */
+        om[1] = 0;
+        relay_reply(h, fd, get32(om + 40), om + 32, om, h->c_data, h->c_size);
+        continue;
+      }
       if (fd < 0 || fd >= h->nconns || (h->conns[fd].state != C_PARKED && h->conns[fd].state != C_PARKED_IN)) {
         om[1] = 3;
         reported++;
@@ -672,16 +1194,81 @@ static napi_value js_complete(napi_env env, napi_callback_info info) {
       }
       reported += act(h, fd, om, h->c_data, h->c_size, NULL, h->conns[fd].full);
     }
+    if (h->relay.on) relay_flush_in(h);
   }
   napi_value r;
   CHECK(napi_create_int32(env, reported, &r));
   return r;
 }
 
+/*
+ * relay(handle, clusterId: string, index, count, secret: ArrayBuffer (32 bytes), busy: ArrayBuffer)
+ * -> true when this worker's relay listener is bound. Starts the relay (see "Relay"): this
+ * handle's waiting connections' announces for another worker's swarms are relayed to it, and
+ * this worker serves theirs in its batches. `busy`: the whole response (Connection: close) a
+ * relayed request gets when its owner's link goes down. Call after start().
+ */
+static napi_value js_relay(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  handle_t *h = handle_arg(env, info, 6, argv);
+  if (h == NULL) return NULL;
+  char cluster[48];
+  size_t cl;
+  int32_t index, count;
+  uint8_t *secret, *busy;
+  size_t sl, bl;
+  CHECK(napi_get_value_string_utf8(env, argv[1], cluster, sizeof cluster, &cl));
+  CHECK(napi_get_value_int32(env, argv[2], &index));
+  CHECK(napi_get_value_int32(env, argv[3], &count));
+  buffer_of(env, argv[4], &secret, &sl);
+  buffer_of(env, argv[5], &busy, &bl);
+  if (!h->started || h->closing || h->relay.on || count < 2 || count > RELAY_MAX_WORKERS || index < 0 ||
+      index >= count || sl != RELAY_SECRET || bl == 0 || bl > 4096) {
+    napi_throw_error(env, NULL, "relay: not started, already relaying, or bad arguments");
+    return NULL;
+  }
+  relay_t *r = &h->relay;
+  snprintf(r->prefix, sizeof r->prefix, "herald-relay-%s-", cluster);
+  memcpy(r->secret, secret, RELAY_SECRET);
+  if (r->rbuf == NULL) r->rbuf = malloc(RELAY_PACK);
+  free(r->busy);
+  r->busy = malloc(bl);
+  if (r->rbuf == NULL || r->busy == NULL) { napi_throw_error(env, NULL, "out of memory"); return NULL; }
+  memcpy(r->busy, busy, bl);
+  r->busy_len = bl;
+  r->index = index;
+  r->count = count;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "relay socket");
+  struct sockaddr_un a;
+  socklen_t al = (socklen_t)unix_addr(&a, r->prefix, index);
+  if (bind(fd, (struct sockaddr *)&a, al) < 0 || listen(fd, 128) < 0 || ensure_slot(h, fd) < 0) {
+    napi_value e = throw_errno(env, "relay bind");
+    close(fd);
+    return e;
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    napi_value e = throw_errno(env, "relay epoll");
+    close(fd);
+    return e;
+  }
+  memset(&h->conns[fd], 0, sizeof h->conns[fd]);
+  h->conns[fd].state = C_LINK_LISTEN;
+  r->lfd = fd;
+  r->on = 1;
+  napi_value t;
+  CHECK(napi_get_boolean(env, true, &t));
+  return t;
+}
+
 static void on_handle_closed(uv_handle_t *handle) {
   handle_t *h = (handle_t *)handle->data;
   if (--h->open_handles > 0) return;
-  if (h->env == NULL) { free(h->conns); free(h); } /* the external was already finalized */
+  if (h->env == NULL) { free_handle(h); } /* the external was already finalized */
 }
 
 /* close(handle): closes the listener and every connection it holds (waiting or parked), at once */
@@ -696,7 +1283,17 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
       h->conns[fd].state = C_NONE;
       close(fd);
     }
-  h->waiting = h->parked = 0;
+  h->waiting = h->parked = h->relayed = 0;
+  for (int i = 0; i < RELAY_MAX_WORKERS; i++) {
+    h->relay.out[i] = h->relay.outq[i].fd = -1;
+    h->relay.outq[i].len = 0;
+  }
+  for (int i = 0; i < RELAY_MAX_IN; i++) {
+    h->relay.inq[i].fd = -1;
+    h->relay.inq[i].len = 0;
+  }
+  h->relay.lfd = -1;
+  h->relay.on = 0;
   if (h->ctl != NULL) h->ctl[0] = 0;
   if (h->spare >= 0) close(h->spare);
   h->spare = -1;
@@ -726,7 +1323,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 
 /* The interface JavaScript expects (src/frontend/http/batch.ts ABI): raise it with any change to
  * the buffers, the callbacks or what a function returns, so that a stale build is not loaded. */
-#define ABI 3
+#define ABI 4
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value abi;
@@ -739,6 +1336,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sweep", NULL, js_sweep, NULL, NULL, NULL, napi_default, NULL},
     {"count", NULL, js_count, NULL, NULL, NULL, napi_default, NULL},
     {"complete", NULL, js_complete, NULL, NULL, NULL, napi_default, NULL},
+    {"relay", NULL, js_relay, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

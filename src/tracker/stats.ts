@@ -104,6 +104,12 @@ export interface HttpConnectionStats {
   parked: number;
   /** Answer bytes written to those connections and not yet taken by the kernel. */
   unsentBytes: number;
+  /**
+   * `--workers N` (issue #13): kept-alive announces the batched addon relayed to the worker that
+   * owns their swarm, since start: sent to it, served for another worker, answered "busy" (the
+   * owner's link went down). Present when the relay runs.
+   */
+  relayed?: { out: number; in: number; busy: number };
 }
 
 /** WebTorrent figures: this process's sockets, and the WebRTC swarms it serves. */

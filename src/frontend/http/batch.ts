@@ -33,22 +33,61 @@ export interface HttpBatchAddon {
    * Connections the addon holds (waiting in its epoll set for a request, or parked), and of those
    * the parked ones (an asynchronous answer in flight; not read meanwhile).
    */
-  count(handle: object): [held: number, parked: number];
+  count(handle: object): RelayCounts;
   /**
    * Acts on completion entries [0, n), n in ctl[4, 8) (parked connections whose answers are in the
    * completion arena); returns how many it reported back (completion meta [1] set), or -1 when
    * refused (a batch is being answered: ctl[0] is 1; or the handle is closed).
    */
   complete(handle: object): number;
+  /**
+   * Starts the relay (`herald serve --workers N` with the sharded memory store; issue #13): this
+   * listener's kept-alive announces for another worker's swarms go, in C, to that worker's addon
+   * (abstract SOCK_SEQPACKET socket named from `clusterId` and its index, opened with `secret`),
+   * and the other workers' come into this listener's batches as relayed entries. `busy`: the
+   * whole response (Connection: close) a relayed request gets when its owner's link goes down.
+   */
+  relay(
+    handle: object,
+    clusterId: string,
+    index: number,
+    count: number,
+    secret: ArrayBuffer,
+    busy: ArrayBuffer,
+  ): boolean;
   close(handle: object): void;
 }
+
+/**
+ * What `count` reports: connections held, of which parked, of which parked on the relay; then,
+ * since start, requests relayed to other workers, requests served for them, answers sent back
+ * to them, and relayed requests answered "busy" (their owner's link went down).
+ */
+export type RelayCounts = [
+  held: number,
+  parked: number,
+  relayParked: number,
+  relayedOut: number,
+  relayedIn: number,
+  relayAnswered: number,
+  relayBusy: number,
+];
 
 /** Connections per batch (must match BATCH in the addon). */
 export const BATCH = 64;
 /** Bytes of metadata per entry (must match META in the addon). */
-export const META = 32;
+export const META = 48;
 /** Bytes read per connection per wake-up (must match IN_SLOT in the addon). */
 export const IN_SLOT = 16384;
+
+/** In-meta [9] (must match IN_* in the addon): 1 accepted in this batch, else one of these. */
+export const IN_FRESH = 1;
+/** Another worker's request (the descriptor is its link; [32, 44) its relay id and link generation). */
+export const IN_RELAYED = 2;
+/** A relayed answer the kernel did not take in full: its rest is the entry's bytes; then keep. */
+export const IN_SHORT_KEEP = 3;
+/** The same, then close. */
+export const IN_SHORT_CLOSE = 4;
 
 /** Actions per entry (must match ACT_* in the addon). */
 export const ACT_CLOSE = 1;
@@ -62,9 +101,10 @@ export const ACT_PARK = 4;
  * without bytes and connections that end while waiting come as empty entries, failed writes are
  * reported, sweep() returns the descriptors it closed (max_connections_per_ip counts them all).
  * 3: asynchronous answers park their connection (ACT_PARK, `complete`, `count` gives the parked too, the completion
- * buffers and ctl in `start`); `open` takes `reusePort`.
+ * buffers and ctl in `start`); `open` takes `reusePort`. 4: the relay (`relay`, 48-byte meta
+ * entries, relayed and short entries, relayed completions, `count` gives the relay's figures).
  */
-export const ABI = 3;
+export const ABI = 4;
 
 export function loadHttpBatchAddon(): HttpBatchAddon | null {
   const addon = loadNativeAddon<HttpBatchAddon>('http_batch');

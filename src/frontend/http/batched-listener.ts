@@ -7,8 +7,12 @@ import {
   ACT_PARK,
   BATCH,
   type HttpBatchAddon,
+  IN_FRESH,
+  IN_RELAYED,
+  IN_SHORT_KEEP,
   IN_SLOT,
   META,
+  type RelayCounts,
 } from './batch.ts';
 import { MAX_UNSENT, type RawHost, type ResponseSink, Stop } from './raw-path.ts';
 
@@ -17,6 +21,10 @@ const OUT_SIZE = 1 << 20;
 const EMPTY = Buffer.alloc(0);
 /** The answer to a connection over max_connections_per_ip (its request is already read). */
 const TOO_MANY = httpResponse(503, Buffer.from('too many connections from your address\n', 'latin1'), {
+  keepAlive: false,
+});
+/** A relayed request the owner cannot answer on the fast path (never expected: see `#decideRelayed`). */
+const RELAY_UNSERVED = httpResponse(503, Buffer.from('service unavailable\n', 'latin1'), {
   keepAlive: false,
 });
 
@@ -104,7 +112,10 @@ export class ArenaSink implements ResponseSink {
  * asynchronous store): the addon reads nothing more from it until `complete`.
  */
 interface Parked {
+  /** The connection's descriptor; for a relayed request, its link's. */
   readonly fd: number;
+  /** A relayed request (another worker's client): its relay id and link generation (meta [32, 44)). */
+  readonly relay: Uint8Array | null;
   readonly peer: PeerAddress;
   readonly trusted: boolean;
   /** Whether the request being answered keeps the connection open. */
@@ -165,6 +176,8 @@ export class BatchedListener {
   #held: (PeerAddress | undefined)[] = [];
   /** Parked connections by descriptor (cleared when completed, swept, closed or moved to Node). */
   #parked: (Parked | undefined)[] = [];
+  /** Relayed requests (another worker's clients) whose answer is a promise. */
+  #relayParked = new Set<Parked>();
   /** Parked connections whose answer has settled, to complete in one call. */
   #settled: Parked[] = [];
   #completing = false;
@@ -238,9 +251,18 @@ export class BatchedListener {
     return this.counts[1];
   }
 
-  /** Both: connections held, of which parked. */
-  get counts(): [held: number, parked: number] {
-    return this.#closed ? [0, 0] : this.#addon.count(this.#handle);
+  /** Connections held, of which parked, of which on the relay; then the relay's counters. */
+  get counts(): RelayCounts {
+    return this.#closed ? [0, 0, 0, 0, 0, 0, 0] : this.#addon.count(this.#handle);
+  }
+
+  /**
+   * Relays this listener's kept-alive announces for another worker's swarms to it in C, and
+   * serves theirs (`HttpBatchAddon.relay`; `herald serve --workers N`, the sharded memory store).
+   */
+  relay(clusterId: string, index: number, count: number, secret: Buffer, busy: Buffer): void {
+    const copy = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+    this.#addon.relay(this.#handle, clusterId, index, count, copy(secret), copy(busy));
   }
 
   sweep(idleMs: number): void {
@@ -254,6 +276,7 @@ export class BatchedListener {
     this.#addon.close(this.#handle);
     for (let fd = 0; fd < this.#held.length; fd++) this.#drop(fd);
     this.#parked = [];
+    this.#relayParked.clear();
     this.#settled = [];
   }
 
@@ -323,13 +346,31 @@ export class BatchedListener {
       const fd = iv.getInt32(mo, true);
       const len = iv.getUint32(mo + 4, true);
       const peer = this.#peer(fd, mo);
-      const fresh = im[mo + 9] === 1;
+      const kind = im[mo + 9];
+      const fresh = kind === IN_FRESH;
       sink.begin(pos);
       let action = ACT_CLOSE;
       try {
+        if (kind === IN_RELAYED) {
+          // Another worker's client (fd is the link): answered here as if accepted here.
+          const start = i * IN_SLOT;
+          const trusted = raw.isTrusted(peer);
+          const stop = raw.serve(this.#in, start, start + len, peer, trusted, sink);
+          action = this.#decideRelayed(mo, peer, trusted, stop, sink);
+        } else if (kind > IN_RELAYED) {
+          // A relayed answer the kernel did not take in full: a Node socket writes the rest.
+          const start = i * IN_SLOT;
+          this.#shortWrite(
+            fd,
+            peer,
+            this.#in.subarray(start, start + len),
+            kind === IN_SHORT_KEEP ? ACT_KEEP : ACT_CLOSE,
+          );
+          action = ACT_HANDOFF;
+        }
         // No bytes: accepted before its first request (counted, then it waits), or ended while
         // waiting (CLOSE). A fresh connection over max_connections_per_ip gets a 503 (CLOSE).
-        if (len === 0) action = fresh && this.#admit(fd, peer) ? ACT_KEEP : ACT_CLOSE;
+        else if (len === 0) action = fresh && this.#admit(fd, peer) ? ACT_KEEP : ACT_CLOSE;
         else if (fresh && !this.#admit(fd, peer)) sink.send(TOO_MANY, false);
         else {
           const start = i * IN_SLOT;
@@ -342,7 +383,7 @@ export class BatchedListener {
         raw.internalError(err);
         sink.pos = sink.start; // the entry is closed, unanswered
       }
-      if (action === ACT_CLOSE) this.#drop(fd);
+      if (action === ACT_CLOSE && kind !== IN_RELAYED) this.#drop(fd);
       ov.setUint32(mo + 4, sink.start, true);
       ov.setUint32(mo + 8, sink.pos - sink.start, true);
       om[mo] = action; // last: the addon closes entries a failed callback left without one
@@ -397,6 +438,40 @@ export class BatchedListener {
     return ACT_HANDOFF;
   }
 
+  /**
+   * The action for another worker's relayed request (entry `mo`; the addon sends the answer back
+   * on the link, never to a descriptor here). The addon relays only one complete `GET /announce`
+   * a read, so the raw path answers it, parks it on a promise, or closes on a malformed head;
+   * anything that would need a Node socket (never expected) gets a 503 and the connection closes.
+   */
+  #decideRelayed(mo: number, peer: PeerAddress, trusted: boolean, stop: Stop, sink: ArenaSink): number {
+    const s = this.#raw.served;
+    if (sink.overflow === null) {
+      if (stop === Stop.drained || stop === Stop.full) return ACT_KEEP;
+      if (stop === Stop.close || stop === Stop.error) return ACT_CLOSE;
+      if (stop === Stop.async) {
+        const relay = this.#im.slice(mo + 32, mo + 44);
+        const fd = this.#imView.getInt32(mo, true);
+        const p: Parked = {
+          fd,
+          relay,
+          peer,
+          trusted,
+          keepAlive: s.keepAlive,
+          rest: EMPTY,
+          answer: s.answer!,
+          body: null,
+        };
+        this.#relayParked.add(p);
+        this.#wait(p);
+        return ACT_PARK;
+      }
+    }
+    sink.begin(sink.start);
+    sink.send(RELAY_UNSERVED, false);
+    return ACT_CLOSE;
+  }
+
   /** The connection waits (parked in the addon) for `answer`. */
   #park(
     fd: number,
@@ -406,12 +481,21 @@ export class BatchedListener {
     rest: Buffer,
     answer: Promise<Buffer>,
   ): void {
-    const p: Parked = { fd, peer, trusted, keepAlive, rest, answer, body: null };
+    const p: Parked = { fd, relay: null, peer, trusted, keepAlive, rest, answer, body: null };
     this.#parked[fd] = p;
-    answer.then(
+    this.#wait(p);
+  }
+
+  #wait(p: Parked): void {
+    p.answer.then(
       (body) => this.#settle(p, body),
       (err) => this.#settle(p, this.#raw.internalError(err)),
     );
+  }
+
+  /** Whether `p` still waits for its answer (not closed, swept or moved to Node meanwhile). */
+  #waiting(p: Parked): boolean {
+    return p.relay === null ? this.#parked[p.fd] === p : this.#relayParked.has(p);
   }
 
   /**
@@ -420,7 +504,7 @@ export class BatchedListener {
    * one call into the addon.
    */
   #settle(p: Parked, body: Buffer): void {
-    if (this.#parked[p.fd] !== p) return; // closed or moved to a Node socket meanwhile
+    if (!this.#waiting(p)) return; // closed or moved to a Node socket meanwhile
     p.body = body;
     this.#settled.push(p);
     if (this.#completing) return;
@@ -454,28 +538,37 @@ export class BatchedListener {
     for (let i = from; i < to; i++) {
       const p = list[i];
       const fd = p.fd;
-      if (this.#parked[fd] !== p) continue; // swept or closed since it settled
-      this.#parked[fd] = undefined;
+      if (!this.#waiting(p)) continue; // swept or closed since it settled
       const mo = n * META;
       sink.begin(pos);
       let action = ACT_CLOSE;
+      cm[mo + 2] = p.relay === null ? 0 : 1;
       try {
-        const rest = p.rest;
-        sink.answer(p.body!, p.keepAlive, false, p.keepAlive && rest.length > 0);
-        // Then the pipelined requests that followed, in order (they may park it again). After a
-        // last answer (Connection: close) they are not read, as on the synchronous path.
-        let stop: Stop = p.keepAlive ? Stop.drained : Stop.close;
-        let at = rest.length;
-        if (p.keepAlive && rest.length > 0) {
-          stop = raw.serve(rest, 0, rest.length, p.peer, p.trusted, sink);
-          at = raw.served.at;
+        if (p.relay !== null) {
+          // Another worker's client: the answer goes back on the link (relay id, link generation).
+          this.#relayParked.delete(p);
+          cm.set(p.relay, mo + 32);
+          sink.answer(p.body!, p.keepAlive, false, false);
+          action = p.keepAlive ? ACT_KEEP : ACT_CLOSE;
+        } else {
+          this.#parked[fd] = undefined;
+          const rest = p.rest;
+          sink.answer(p.body!, p.keepAlive, false, p.keepAlive && rest.length > 0);
+          // Then the pipelined requests that followed, in order (they may park it again). After a
+          // last answer (Connection: close) they are not read, as on the synchronous path.
+          let stop: Stop = p.keepAlive ? Stop.drained : Stop.close;
+          let at = rest.length;
+          if (p.keepAlive && rest.length > 0) {
+            stop = raw.serve(rest, 0, rest.length, p.peer, p.trusted, sink);
+            at = raw.served.at;
+          }
+          action = this.#decide(fd, p.peer, p.trusted, stop, at, rest, rest.length, sink, 0);
         }
-        action = this.#decide(fd, p.peer, p.trusted, stop, at, rest, rest.length, sink, 0);
       } catch (err) {
         raw.internalError(err);
         sink.pos = sink.start; // closed, unanswered
       }
-      if (action === ACT_CLOSE) this.#drop(fd);
+      if (action === ACT_CLOSE && p.relay === null) this.#drop(fd);
       cv.setUint32(mo + 16, fd, true);
       cv.setUint32(mo + 4, sink.start, true);
       cv.setUint32(mo + 8, sink.pos - sink.start, true);

@@ -22,7 +22,7 @@ import type { Logger } from '../../core/log.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/types.ts';
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
-import { encodeAnnounce, encodeFailure, encodeScrape } from '../../protocol/http/response.ts';
+import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
 import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import type { HttpConnectionStats } from '../../tracker/stats.ts';
@@ -81,6 +81,12 @@ export interface HttpFrontendOptions {
    * built. HTTPS always uses node:tls.
    */
   io?: 'auto' | 'batched' | 'node';
+  /**
+   * `herald serve --workers N` with the sharded memory store (issue #13): the first batched
+   * listener relays kept-alive announces for another worker's swarms to that worker in C, and
+   * serves theirs (`BatchedListener.relay`). `secret`: the cluster bus's 32-byte secret.
+   */
+  relay?: { clusterId: string; index: number; count: number; secret: Buffer } | null;
 }
 
 /** Idle keep-alive connections and slow heads are closed after this (by default). */
@@ -210,12 +216,18 @@ export class HttpFrontend implements RawHost {
     }
     let connections = this.#conns.size;
     let parked = 0;
+    const relayed = { out: 0, in: 0, busy: 0 };
     for (const b of this.#batched) {
-      const [held, parkedHere] = b.counts;
-      connections += held;
-      parked += parkedHere;
+      const c = b.counts;
+      connections += c[0];
+      parked += c[1];
+      relayed.out += c[3];
+      relayed.in += c[4];
+      relayed.busy += c[6];
     }
-    return { connections, paused, parked, unsentBytes };
+    return this.#o.relay != null && this.#batched.length > 0
+      ? { connections, paused, parked, unsentBytes, relayed }
+      : { connections, paused, parked, unsentBytes };
   }
 
   /** Bound addresses, in listen order (useful with port 0). */
@@ -257,6 +269,18 @@ export class HttpFrontend implements RawHost {
           l,
           () => new BatchedListener(addon, this, l.host, l.port, { reusePort: this.#o.reusePort === true }),
         );
+        const relay = this.#o.relay;
+        if (relay != null && this.#batched.length === 0) {
+          const busy = httpResponse(200, encodeFailure(Errors.shardUnavailable.message), {
+            keepAlive: false,
+          });
+          try {
+            b.relay(relay.clusterId, relay.index, relay.count, relay.secret, busy);
+          } catch (err) {
+            // Without the relay, crossings go through JavaScript and the bus, as before it.
+            this.#o.logger.error('http relay not started', { err: String(err) });
+          }
+        }
         this.#batched.push(b);
         this.#listeners.push(b);
         continue;
