@@ -548,6 +548,17 @@ static void relay_flush_in(handle_t *h) {
   }
 }
 
+/*
+ * Whether the other end of Unix socket `fd` runs as this process's user. An abstract name can be
+ * bound by any local process while its worker restarts: the secret is sent only to a peer of our
+ * own user (who could read our memory anyway), and a link is accepted only from one.
+ */
+static bool same_user(int fd) {
+  struct ucred cr;
+  socklen_t cl = sizeof cr;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cl == sizeof cr && cr.uid == geteuid();
+}
+
 /* The link to owner t, opened (and authenticated) if need be; -1 when it cannot be now. */
 static int link_to(handle_t *h, int t) {
   relay_t *r = &h->relay;
@@ -561,7 +572,7 @@ static int link_to(handle_t *h, int t) {
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   struct sockaddr_un a;
   socklen_t al = (socklen_t)unix_addr(&a, r->prefix, t);
-  if (connect(fd, (struct sockaddr *)&a, al) < 0 ||
+  if (connect(fd, (struct sockaddr *)&a, al) < 0 || !same_user(fd) ||
       send(fd, r->secret, RELAY_SECRET, MSG_NOSIGNAL | MSG_DONTWAIT) != RELAY_SECRET || ensure_slot(h, fd) < 0) {
     close(fd);
     r->retry_at[t] = now + 50; /* the owner is down (restarting): fail fast, try again soon */
@@ -784,6 +795,7 @@ static void relay_accept(handle_t *h, int lfd) {
   for (int i = 0; i < 16; i++) {
     int x = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (x < 0) break;
+    if (!same_user(x)) { close(x); continue; }
     int size = 4 << 20;
     setsockopt(x, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     struct epoll_event ev;

@@ -293,6 +293,33 @@ for k, msgs in cases.items():
     assert.match(lines.good, /^good b'A' \d+$/);
   });
 
+  test('a process of another user is refused even with the secret (SO_PEERCRED)', (t) => {
+    if (process.getuid?.() !== 0) {
+      t.skip('SKIPPED: needs root to run a client as another user (CI runs as root)');
+      return;
+    }
+    const { clusterId, secret } = workersOf(two);
+    // The well-formed request the previous test has answered, sent by user nobody.
+    const py = `
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(5)
+s.connect(b'\\0herald-relay-${clusterId}-0')
+req = b'GET /announce?info_hash=' + b'%ff' * 20 + b'&peer_id=' + b'a' * 20 + b'&port=1 HTTP/1.1\\r\\n\\r\\n'
+rec = b'Q\\x04\\x00\\x01' + (7).to_bytes(4, 'little') + (9).to_bytes(4, 'little') + bytes([127, 0, 0, 1]) + bytes(12) + len(req).to_bytes(4, 'little') + req
+try:
+  s.send(bytes.fromhex('${secret}'))
+  s.send(rec)
+  got = s.recv(1 << 17)
+except (BrokenPipeError, ConnectionResetError):
+  got = b''
+print(len(got))
+`;
+    const r = spawnSync('python3', ['-c', py], { encoding: 'utf8', timeout: 60_000, uid: 65534, gid: 65534 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '0', 'the link of another user is closed unanswered');
+  });
+
   test('an owner that stops: parked requests are swept when idle; killed, they fail busy at once; then it is back', async () => {
     const t = await startTracker(
       ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--http-idle-timeout', '2'],
