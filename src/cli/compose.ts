@@ -139,6 +139,8 @@ export function createTracker(
       udpFds?: (number | null)[];
       /** The secret connections between workers start with (hex). */
       busToken?: string;
+      /** The directory of the workers' bus sockets (mode 0700; see ClusterBus). */
+      busDir?: string | null;
       /** The primary collects and writes this worker's accounting (src/cluster/accounting-link.ts). */
       primaryWritesAccounting?: boolean;
     };
@@ -212,6 +214,7 @@ export function createTracker(
           logger,
           clusterId: cluster.clusterId,
           token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
+          dir: cluster.busDir ?? null,
           index: cluster.index,
           count: cluster.count,
         })
@@ -227,6 +230,7 @@ export function createTracker(
       ? new ClusterBus({
           clusterId: cluster.clusterId,
           token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
+          dir: cluster.busDir ?? null,
           index: cluster.index,
           count: cluster.count,
           logger,

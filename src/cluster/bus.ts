@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import { FrameWriter, HEADER, MAX_FRAME, type MessageType } from './messages.ts';
 
@@ -14,9 +16,14 @@ const REQUEST_TIMEOUT_MS = 5000;
  */
 export const MAX_BACKLOG = 32 * 1024 * 1024;
 
-/** The address of worker `index` of cluster `id`: a Linux abstract socket (no file to clean up). */
-export function workerSocketPath(clusterId: string, index: number): string {
-  return `\0herald-${clusterId}-${index}`;
+/**
+ * The address of worker `index` of cluster `id`: a socket file in `dir`, a directory only
+ * Herald's user may enter (the primary makes it, mode 0700), so no other local user can bind a
+ * restarting worker's address and be sent the secret, or connect at all. Without `dir` (tests of
+ * the bus alone), a Linux abstract socket.
+ */
+export function workerSocketPath(clusterId: string, index: number, dir?: string | null): string {
+  return dir ? join(dir, `${index}.sock`) : `\0herald-${clusterId}-${index}`;
 }
 
 /**
@@ -181,6 +188,7 @@ export class ClusterBus {
    * local user could inject frames (an announce credited to a member, say).
    */
   readonly #token: Buffer | null;
+  readonly #dir: string | null;
 
   constructor(opts: {
     clusterId: string;
@@ -189,8 +197,11 @@ export class ClusterBus {
     logger: Logger;
     handler: RequestHandler;
     token?: Buffer | null;
+    /** Where the workers' sockets are (see workerSocketPath); null: abstract sockets. */
+    dir?: string | null;
   }) {
     this.#token = opts.token ?? null;
+    this.#dir = opts.dir ?? null;
     this.index = opts.index;
     this.count = opts.count;
     this.#clusterId = opts.clusterId;
@@ -198,7 +209,9 @@ export class ClusterBus {
     this.#handler = opts.handler;
     for (let i = 0; i < opts.count; i++)
       this.#out.push(
-        new Link(workerSocketPath(opts.clusterId, i), (l, t, id, b, at) => this.#onReply(l, t, id, b, at)),
+        new Link(workerSocketPath(opts.clusterId, i, this.#dir), (l, t, id, b, at) =>
+          this.#onReply(l, t, id, b, at),
+        ),
       );
   }
 
@@ -236,9 +249,15 @@ export class ClusterBus {
       socket.on('data', first);
     });
     this.#server = server;
+    const path = workerSocketPath(this.#clusterId, this.index, this.#dir);
+    // A restarted worker's predecessor left its socket file behind.
+    if (this.#dir !== null)
+      try {
+        unlinkSync(path);
+      } catch {}
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(workerSocketPath(this.#clusterId, this.index), () => {
+      server.listen(path, () => {
         server.off('error', reject);
         resolve();
       });

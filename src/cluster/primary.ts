@@ -1,6 +1,8 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { HeraldConfig } from '../config/schema.ts';
 import { parseHostPort } from '../core/address.ts';
 import { ListenError } from '../core/listen.ts';
@@ -20,6 +22,8 @@ export interface WorkerSetup {
   udpSecret: string;
   /** The secret every connection between workers starts with (hex; see ClusterBus). */
   busToken: string;
+  /** The directory of the workers' bus sockets, mode 0700 (null: abstract sockets; see ClusterBus). */
+  busDir: string | null;
   /**
    * The listen addresses every worker binds (SO_REUSEPORT). Worker 0 binds the configured ones
    * first; a port 0 there becomes the port it got, so all workers share it.
@@ -38,6 +42,23 @@ export type WorkerMessage = { type: 'ready'; listen: WorkerSetup['listen'] };
 export type PrimaryMessage = { type: 'health'; down: number[] };
 
 export const WORKER_ENV = 'HERALD_WORKER';
+
+/**
+ * A new directory, mode 0700, for the workers' bus sockets (see ClusterBus), or null when the
+ * temporary directory's path is too long for a socket address (then abstract sockets, guarded by
+ * the secret alone) or cannot be made.
+ */
+function busDirectory(logger: Logger): string | null {
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-bus-'));
+    // sun_path holds 107 bytes: room for "/<index>.sock".
+    if (Buffer.byteLength(dir) <= 90) return dir;
+    rmSync(dir, { recursive: true, force: true });
+  } catch (err) {
+    logger.warn("cluster: no private directory for the workers' sockets", { err: String(err) });
+  }
+  return null;
+}
 
 /** The configured `workers`, resolved (`auto` = the CPUs this process may use). */
 export function workerCount(config: Pick<HeraldConfig, 'workers'>): number {
@@ -80,6 +101,7 @@ export async function runPrimary(opts: {
     count,
     udpSecret: config.udpSecret ?? randomBytes(32).toString('hex'),
     busToken: randomBytes(32).toString('hex'),
+    busDir: busDirectory(logger),
   };
   let listen: WorkerSetup['listen'] = {
     http: config.http,
@@ -115,6 +137,10 @@ export async function runPrimary(opts: {
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
     resolveDone = r;
+  });
+  // Runs before whoever awaits `done` (registered first).
+  void done.then(() => {
+    if (base.busDir !== null) rmSync(base.busDir, { recursive: true, force: true });
   });
 
   // Private mode: this process writes the accounting of every worker (src/cluster/accounting-link.ts),

@@ -64,6 +64,8 @@ export class ShardedSwarmStore implements SwarmStore {
     clusterId: string;
     /** See ClusterBus: the secret connections between workers start with. */
     token?: Buffer | null;
+    /** See ClusterBus: where the workers' sockets are. */
+    dir?: string | null;
     index: number;
     count: number;
     logger: Logger;
@@ -79,6 +81,7 @@ export class ShardedSwarmStore implements SwarmStore {
     this.bus = new ClusterBus({
       clusterId: opts.clusterId,
       token: opts.token ?? null,
+      dir: opts.dir ?? null,
       index: opts.index,
       count: opts.count,
       logger: opts.logger,
