@@ -610,8 +610,10 @@ static int relay_target(const handle_t *h, const uint8_t *b, size_t n) {
   if (n < 32 || n >= IN_SLOT || memcmp(b, "GET /announce", 13) != 0) return -1;
   const uint8_t *end = b + n;
   if (memcmp(end - 4, "\r\n\r\n", 4) != 0) return -1;
-  const uint8_t *blank = memmem(b, n, "\r\n\r\n", 4);
-  if (blank != end - 4) return -1; /* pipelined */
+  /* The request line ends at the first '\r' (there is one: end - 4); memchr, not a loop per byte. */
+  const uint8_t *cr = memchr(b + 13, '\r', (size_t)(end - (b + 13)));
+  /* Pipelined: a blank line before the end (none can start in the request line, before cr). */
+  if (memmem(cr, (size_t)(end - cr), "\r\n\r\n", 4) != end - 4) return -1;
   const uint8_t *p = b + 13;
   if (*p == '/') {
     /* /announce/<passkey>: no further slash, a path of at most 200 bytes (as server.ts reads it). */
@@ -621,7 +623,9 @@ static int relay_target(const handle_t *h, const uint8_t *b, size_t n) {
   }
   if (*p != '?') return -1;
   const uint8_t *q = ++p;
-  while (p < end && *p != ' ' && *p != '\r') p++;
+  if (p > cr) return -1;
+  const uint8_t *sp = memchr(p, ' ', (size_t)(cr - p));
+  p = sp != NULL ? sp : cr;
   if (end - p < 9 || memcmp(p, " HTTP/1.", 8) != 0) return -1;
   const uint8_t *qe = p;
   int found = 0;
