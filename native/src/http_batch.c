@@ -193,6 +193,12 @@ static int ensure_slot(handle_t *h, int fd) {
 }
 
 /* Takes the descriptor out of the addon (and of the epoll set, if there) without closing it. */
+/* A held connection no longer waits for a relayed answer (h->relayed counts those that do). */
+static void unrelay(handle_t *h, conn_t *c) {
+  if (c->relayed) h->relayed--;
+  c->relayed = 0;
+}
+
 static void forget(handle_t *h, int fd) {
   if (fd >= h->nconns) return;
   conn_t *c = &h->conns[fd];
@@ -200,8 +206,7 @@ static void forget(handle_t *h, int fd) {
   if (c->state == C_WAIT || c->state == C_PARKED_IN) epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
   if (c->state == C_WAIT) h->waiting--;
   else if (c->state != C_NONE) h->parked--;
-  if (c->relayed) h->relayed--;
-  c->relayed = 0;
+  unrelay(h, c);
   c->state = C_NONE;
 }
 
@@ -471,8 +476,7 @@ static void meta_from_conn(uint8_t *m, const conn_t *c) {
 static void emit_end(handle_t *h, int fd, cb_t *cb) {
   if (room(h, cb) < 0) return;
   conn_t *c = &h->conns[fd];
-  if (c->relayed) h->relayed--;
-  c->relayed = 0;
+  unrelay(h, c);
   meta_from_conn(h->in_meta + h->n * META, c);
   add_entry(h, fd, 0, 0, 0);
 }
@@ -559,6 +563,21 @@ static bool same_user(int fd) {
   return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cl == sizeof cr && cr.uid == geteuid();
 }
 
+/* A link (opened or accepted) into the epoll set as `state`, with a 4 MiB send buffer; -1 if it cannot be. */
+static int link_watch(handle_t *h, int fd, int state) {
+  int size = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (ensure_slot(h, fd) < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -1;
+  conn_t *c = &h->conns[fd];
+  memset(c, 0, sizeof *c);
+  c->state = state;
+  return 0;
+}
+
 /* The link to owner t, opened (and authenticated) if need be; -1 when it cannot be now. */
 static int link_to(handle_t *h, int t) {
   relay_t *r = &h->relay;
@@ -568,24 +587,16 @@ static int link_to(handle_t *h, int t) {
   if (r->outq[t].buf == NULL && (r->outq[t].buf = malloc(RELAY_PACK)) == NULL) return -1;
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  int size = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   struct sockaddr_un a;
   socklen_t al = (socklen_t)unix_addr(&a, r->prefix, t);
   if (connect(fd, (struct sockaddr *)&a, al) < 0 || !same_user(fd) ||
-      send(fd, r->secret, RELAY_SECRET, MSG_NOSIGNAL | MSG_DONTWAIT) != RELAY_SECRET || ensure_slot(h, fd) < 0) {
+      send(fd, r->secret, RELAY_SECRET, MSG_NOSIGNAL | MSG_DONTWAIT) != RELAY_SECRET ||
+      link_watch(h, fd, C_LINK_OUT) < 0) {
     close(fd);
     r->retry_at[t] = now + 50; /* the owner is down (restarting): fail fast, try again soon */
     return -1;
   }
-  struct epoll_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.events = EPOLLIN;
-  ev.data.fd = fd;
-  if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) { close(fd); return -1; }
   conn_t *c = &h->conns[fd];
-  memset(c, 0, sizeof *c);
-  c->state = C_LINK_OUT;
   c->relayed = (uint8_t)(t + 1);
   r->out[t] = fd;
   r->outq[t].fd = fd;
@@ -730,8 +741,7 @@ static void relay_deliver(handle_t *h, int fd, int action, const uint8_t *b, siz
   ssize_t w = n > 0 ? send_some(fd, b, n) : 0;
   if (w >= 0 && (size_t)w < n && n - (size_t)w <= IN_SLOT && room(h, cb) == 0) {
     /* A short write: the rest goes to JavaScript, which moves the connection to a Node socket. */
-    if (c->relayed) h->relayed--;
-    c->relayed = 0;
+    unrelay(h, c);
     uint8_t *m = h->in_meta + h->n * META;
     meta_from_conn(m, c);
     memcpy(h->in_data + (size_t)h->n * IN_SLOT, b + w, n - (size_t)w);
@@ -743,8 +753,7 @@ static void relay_deliver(handle_t *h, int fd, int action, const uint8_t *b, siz
     emit_end(h, fd, cb);
     return;
   }
-  h->relayed--;
-  c->relayed = 0;
+  unrelay(h, c);
   watch(h, fd, NULL);
 }
 
@@ -799,18 +808,8 @@ static void relay_accept(handle_t *h, int lfd) {
   for (int i = 0; i < 16; i++) {
     int x = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (x < 0) break;
-    if (!same_user(x)) { close(x); continue; }
-    int size = 4 << 20;
-    setsockopt(x, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    ev.data.fd = x;
-    if (ensure_slot(h, x) < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, x, &ev) < 0) { close(x); continue; }
-    conn_t *l = &h->conns[x];
-    memset(l, 0, sizeof *l);
-    l->state = C_LINK_IN;
-    l->gen = ++h->relay.gen;
+    if (!same_user(x) || link_watch(h, x, C_LINK_IN) < 0) { close(x); continue; }
+    h->conns[x].gen = ++h->relay.gen;
   }
 }
 
