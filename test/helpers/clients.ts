@@ -131,6 +131,36 @@ export async function httpGet(
   return r;
 }
 
+/**
+ * HTTP announces of one member: client `n` has port `portBase + n` and a peer id tagged `tag`;
+ * `defaults`, then `f`, add fields.
+ */
+export function announcer(
+  port: number,
+  passkey: string,
+  portBase: number,
+  tag: string,
+  defaults: Partial<AnnounceFields>,
+) {
+  return async (ih: Buffer, n: number, f: Partial<AnnounceFields> = {}) =>
+    bdecode(
+      (
+        await httpGet(
+          port,
+          '127.0.0.1',
+          announcePath({
+            infoHash: ih,
+            port: portBase + n,
+            peerId: Buffer.from(`-qB4500-${tag}${String(n).padStart(7, '0')}`),
+            base: `/announce/${passkey}`,
+            ...defaults,
+            ...f,
+          }),
+        )
+      ).body,
+    );
+}
+
 /** Decodes a bencoded body to plain JS: dict -> Map (latin1 keys), strings -> Buffer. */
 export function bdecode(body: Buffer): Map<string, unknown> {
   const r = decode(body);

@@ -13,7 +13,14 @@ import { after, test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { runHerald } from '../e2e/tracker-process.ts';
-import { type AnnounceFields, announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import {
+  type AnnounceFields,
+  announcePath,
+  announcer,
+  bdecode,
+  hashOf,
+  httpGet,
+} from '../helpers/clients.ts';
 import { workerPids } from '../helpers/workers.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -290,23 +297,9 @@ test("private mode: a worker's last batch acknowledged late by a busy primary is
     (JSON.parse(admin('torrent', 'add', file).stdout) as { info_hash: string }).info_hash,
     'hex',
   );
-  const announce = async (f: Partial<AnnounceFields>) =>
-    bdecode(
-      (
-        await httpGet(
-          port,
-          '127.0.0.1',
-          announcePath({
-            infoHash: ih,
-            port: 9300,
-            peerId: Buffer.from('-qB4500-handoff00001'),
-            base: `/announce/${alice.passkey}`,
-            left: 0,
-            ...f,
-          }),
-        )
-      ).body,
-    );
+  // One client (peer id tagged 'hndof', port 9300), seeding.
+  const hand = announcer(port, alice.passkey, 9300, 'hndof', { left: 0 });
+  const announce = (f: Partial<AnnounceFields>) => hand(ih, 0, f);
   // Every worker polls the policy revision (policy_refresh): until both know the torrent.
   let known = 0;
   for (let i = 0; i < 150 && known < 6; i++) {

@@ -16,7 +16,7 @@ import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
-import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
+import { announcePath, announcer, bdecode, httpGet, text } from '../helpers/clients.ts';
 
 function json<T>(r: { status: number; stdout: string; stderr: string }): T {
   assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
@@ -45,36 +45,6 @@ async function startWhenKnown(announce: () => Promise<Map<string, unknown>>): Pr
   }
   assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
   await new Promise((r) => setTimeout(r, 2500));
-}
-
-/**
- * HTTP announces of one member: client `n` has port `portBase + n` and a peer id tagged `tag`;
- * `defaults`, then `f`, add fields.
- */
-function announcer(
-  port: number,
-  passkey: string,
-  portBase: number,
-  tag: string,
-  defaults: Record<string, unknown>,
-) {
-  return async (ih: Buffer, n: number, f: Record<string, unknown> = {}) =>
-    bdecode(
-      (
-        await httpGet(
-          port,
-          '127.0.0.1',
-          announcePath({
-            infoHash: ih,
-            port: portBase + n,
-            peerId: Buffer.from(`-qB4500-${tag}${String(n).padStart(7, '0')}`),
-            base: `/announce/${passkey}`,
-            ...defaults,
-            ...f,
-          }),
-        )
-      ).body,
-    );
 }
 
 test('private mode with 2 workers: a client alternating between workers is credited exactly once', async () => {
