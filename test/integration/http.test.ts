@@ -487,6 +487,16 @@ describe('trusted proxy', () => {
     });
   });
 
+  test('behind a trusted proxy the full scrape is rate-limited per client, not for everyone behind the proxy', async () => {
+    await withTracker({ trustedProxies: ['127.0.0.1'], fullScrape: true }, async (port) => {
+      const scrape = async (client: string) =>
+        bdecode((await httpGet(port, '127.0.0.1', '/scrape', { 'X-Forwarded-For': client })).body);
+      assert.ok((await scrape('203.0.113.1')).has('files'));
+      assert.ok((await scrape('203.0.113.2')).has('files'), 'another client behind the same proxy');
+      assert.match(text((await scrape('203.0.113.1')).get('failure reason')), /rate limited/);
+    });
+  });
+
   test('ip= is believed only with trust_ip_param', async () => {
     await withTracker({ trustIpParam: true }, async (port) => {
       const h = hashOf(43);

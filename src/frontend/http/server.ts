@@ -627,7 +627,11 @@ export class HttpFrontend implements RawHost {
       counters.failures.http++;
       return encodeFailure(hashes.message);
     }
-    if (hashes.length === 0) return this.#fullScrape(formatIp(peer.bytes), acceptsGzip);
+    // Rate-limited per client: behind a trusted proxy, the one X-Forwarded-For names (as announces).
+    if (hashes.length === 0) {
+      const client = trusted ? this.#proxies.client(peer, xForwardedFor) : peer;
+      return this.#fullScrape(formatIp(client.bytes), acceptsGzip);
+    }
     const encode = (entries: ScrapeEntry[] | TrackerError): Buffer => {
       if (entries instanceof TrackerError) {
         counters.failures.http++;
