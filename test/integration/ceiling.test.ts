@@ -171,8 +171,9 @@ describe('memory ceiling with --workers 2', () => {
     assert.equal(await announce(b, 6105), Errors.trackerFull.message);
     assert.equal(await announce(c, 6106), Errors.trackerFull.message);
     assert.equal(await announce(d, 6106), Errors.trackerFull.message);
-    const total = JSON.parse((await httpGet(t.http[0].port, '127.0.0.1', '/stats')).body.toString()).total;
-    assert.deepEqual([total.peers, total.torrents], [4, 2]);
+    const stats = JSON.parse((await httpGet(t.http[0].port, '127.0.0.1', '/stats')).body.toString());
+    assert.deepEqual([stats.total.peers, stats.total.torrents], [4, 2]);
+    assert.equal(stats.refusedFull, 4, '/stats counts the refusals, whichever worker owns the swarm');
   });
 });
 

@@ -657,6 +657,7 @@ export class HttpFrontend implements RawHost {
     const o = this.#o;
     if (r instanceof TrackerError) {
       o.service.counters.failures.http++;
+      o.service.refused(r);
       return encodeFailure(r.message, r.retryLater ? o.service.settings.interval : undefined);
     }
     o.service.counters.announces.http++;
