@@ -169,13 +169,18 @@ export function createTracker(
           logger,
         })
       : null;
+  // With workers, swarms in memory are sharded by info hash (below): each worker holds its share
+  // of the ceiling, so that the tracker as a whole holds at most max_peers peers in max_torrents
+  // torrents, as one process does (info hashes spread evenly over the shards).
+  const shares = deps.cluster !== undefined && deps.cluster.count > 1 ? deps.cluster.count : 1;
+  const maxPeers = Math.ceil(config.maxPeers / shares);
   const local =
     deps.store ??
     redis ??
     new MemorySwarmStore({
       peerTimeout: config.peerTimeout,
-      maxPeers: config.maxPeers,
-      maxTorrents: config.maxTorrents,
+      maxPeers,
+      maxTorrents: Math.ceil(config.maxTorrents / shares),
     });
   // The connectable check (issue #16, off by default): it wraps the store where the swarms are, so
   // with workers it runs in the worker that owns the swarm (README "Connectable check").
@@ -630,16 +635,12 @@ export function createTracker(
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
       const heapLimit = getHeapStatistics().heap_size_limit;
-      if (
-        deps.store === undefined &&
-        redis === null &&
-        config.maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75
-      )
+      if (deps.store === undefined && redis === null && maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75)
         logger.warn(
           'max_peers may not fit in the JavaScript heap: lower it, or raise node --max-old-space-size',
           {
-            maxPeers: config.maxPeers,
-            worstCaseMiB: Math.ceil((config.maxPeers * MAX_HEAP_BYTES_PER_PEER) / 2 ** 20),
+            maxPeers,
+            worstCaseMiB: Math.ceil((maxPeers * MAX_HEAP_BYTES_PER_PEER) / 2 ** 20),
             heapLimitMiB: Math.floor(heapLimit / 2 ** 20),
           },
         );

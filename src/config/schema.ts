@@ -332,7 +332,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 86400,
     default: 60,
     arg: 'SECONDS',
-    doc: 'Seconds one address (an IPv6 /64 counts as one) must wait between full scrapes, HTTP or WebSocket',
+    doc: 'Seconds one address (an IPv6 /64 counts as one; over HTTP behind trusted_proxies, the client X-Forwarded-For names) must wait between full scrapes, HTTP or WebSocket',
   },
   {
     key: 'httpIdleTimeout',

@@ -158,9 +158,16 @@ export class TrackerService {
     if (refused !== null) return refused;
     const now = this.clock.now();
     const res = this.store.announce(req, now);
-    // For /stats and /metrics (a synchronous store's refusals; any store's count as failures).
-    if (res === Errors.trackerFull) this.counters.refusedFull++;
     return ctx.warning === null ? res : withWarning(res, ctx.warning);
+  }
+
+  /**
+   * Counts a refusal a frontend is about to send, for /stats and /metrics (`refusedFull`: the
+   * store's ceiling). Counted where the answer is encoded, so that a refusal arriving as a promise
+   * (another worker's shard, Redis) counts as a synchronous one does.
+   */
+  refused(err: TrackerError): void {
+    if (err === Errors.trackerFull) this.counters.refusedFull++;
   }
 
   /**

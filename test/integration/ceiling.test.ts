@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.ts';
 import { Errors } from '../../src/core/errors.ts';
+import { shardOf } from '../../src/core/shard.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import {
   type ConnectionId,
@@ -14,6 +15,7 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
+import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import {
   type AnnounceFields,
   announcePath,
@@ -130,6 +132,50 @@ for (const io of ['batched', 'dgram'] as const)
       }
     });
   });
+
+describe('memory ceiling with --workers 2', () => {
+  let t: RunningTracker;
+  before(async () => {
+    t = await startTracker(
+      ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--max-peers', '4', '--max-torrents', '2'],
+      { ready: 'herald workers running' },
+    );
+  });
+  after(() => t?.stop());
+
+  test('the whole tracker holds max_peers peers in max_torrents torrents, as one process does', async () => {
+    // Torrents of each worker's shard (swarms are sharded by info hash).
+    const byShard: Buffer[][] = [[], []];
+    for (let i = 0; byShard.some((l) => l.length < 2); i++) {
+      const h = hashOf(i, 51);
+      if (byShard[shardOf(h, 2)].length < 2) byShard[shardOf(h, 2)].push(h);
+    }
+    const [a, c] = byShard[0];
+    const [b, d] = byShard[1];
+    const announce = async (infoHash: Uint8Array, port: number) => {
+      const r = await httpGet(t.http[0].port, '127.0.0.1', announcePath({ infoHash, port }));
+      assert.equal(r.status, 200);
+      const f = bdecode(r.body).get('failure reason');
+      return f === undefined ? 'ok' : text(f);
+    };
+    // Two torrents (one per worker), two peers each: four peers, full on both counts.
+    for (const [h, port] of [
+      [a, 6101],
+      [a, 6102],
+      [b, 6103],
+      [b, 6104],
+    ] as const)
+      assert.equal(await announce(h, port), 'ok');
+    // A fifth peer and a third torrent are refused, whichever worker owns them.
+    assert.equal(await announce(a, 6105), Errors.trackerFull.message);
+    assert.equal(await announce(b, 6105), Errors.trackerFull.message);
+    assert.equal(await announce(c, 6106), Errors.trackerFull.message);
+    assert.equal(await announce(d, 6106), Errors.trackerFull.message);
+    const stats = JSON.parse((await httpGet(t.http[0].port, '127.0.0.1', '/stats')).body.toString());
+    assert.deepEqual([stats.total.peers, stats.total.torrents], [4, 2]);
+    assert.equal(stats.refusedFull, 4, '/stats counts the refusals, whichever worker owns the swarm');
+  });
+});
 
 test('a max_peers whose worst case does not fit the JavaScript heap is warned about at start', async () => {
   const warnings: string[] = [];

@@ -19,7 +19,9 @@ import { MAX_UNSENT } from '../../src/frontend/http/raw-path.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { MemorySwarmStore } from '../../src/store/memory/memory-store.ts';
 import type { SwarmStore } from '../../src/swarm/types.ts';
+import { startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, seederRequest } from '../helpers/clients.ts';
+import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
 import { makeCert } from '../helpers/tls.ts';
 
 const PEERS = 200;
@@ -185,4 +187,81 @@ describe('a client that pipelines and does not read', () => {
       await pipelineWithoutReading(t, socket, h);
     });
   });
+});
+
+/**
+ * Pipelines `n` small announces in one write and reads every answer: the count of 200 answers
+ * before the connection closed (or the 20 s guard).
+ */
+async function pipelineAndRead(port: number, n: number): Promise<number> {
+  const socket = await tcp(port);
+  const all = Array.from(
+    { length: n },
+    (_, i) =>
+      `GET ${announcePath({ infoHash: hashOf(i % 64, 78), port: 7001 + (i % 7), left: i % 2 })} HTTP/1.1\r\nHost: x\r\n\r\n`,
+  ).join('');
+  const chunks: Buffer[] = [];
+  return new Promise((resolve) => {
+    const guard = setTimeout(() => socket.destroy(), 20_000);
+    const done = () => {
+      clearTimeout(guard);
+      socket.destroy();
+      resolve(responses(Buffer.concat(chunks)).filter((r) => r.status === 200).length);
+    };
+    socket.on('error', () => {});
+    socket.on('data', (d) => {
+      chunks.push(d);
+      if (responses(Buffer.concat(chunks)).length >= n) done();
+    });
+    socket.on('close', done);
+    socket.write(all);
+  });
+}
+
+// Answers that take a round trip (another worker's swarm, Redis): the bytes a client pipelines
+// meanwhile wait, and past a bound Herald stops reading them (as for a client that does not read)
+// rather than closing the connection with requests unanswered.
+describe('a client that pipelines more than Herald queues while answers are asynchronous', () => {
+  /** About 216 KB of requests: more than the 128 KiB a connection may queue while it waits. */
+  const N = 1000;
+  for (const httpIo of ['node', 'batched'] as const)
+    test(`--workers 2, ${httpIo}: every request is answered`, {
+      skip:
+        httpIo === 'batched' && loadHttpBatchAddon() === null ? 'the http_batch addon is not built' : false,
+    }, async () => {
+      const t = await startTracker(
+        ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--http-io', httpIo],
+        { ready: 'herald workers running' },
+      );
+      try {
+        assert.equal(await pipelineAndRead(t.http[0].port, N), N);
+      } finally {
+        await t.stop();
+      }
+    });
+
+  for (const [name, url] of redisTargets)
+    for (const httpIo of ['node', 'batched'] as const)
+      test(`${name} store, ${httpIo}: every request is answered`, {
+        skip:
+          httpIo === 'batched' && loadHttpBatchAddon() === null ? 'the http_batch addon is not built' : false,
+      }, async () => {
+        const prefix = testPrefix();
+        const t = createTracker({
+          http: ['127.0.0.1:0'],
+          httpIo,
+          udp: [],
+          store: url,
+          redisPrefix: prefix,
+          logLevel: 'silent',
+          databaseUrl: 'sqlite::memory:',
+        });
+        await t.start();
+        try {
+          assert.equal(await pipelineAndRead(t.addresses().http[0].port, N), N);
+        } finally {
+          await t.stop();
+          await deleteKeys(url, prefix);
+        }
+      });
 });

@@ -347,6 +347,16 @@ describe('connection lifetime', () => {
     const r = await httpGet(idlePort, '127.0.0.1', `/scrape?info_hash=${pct(hashOf(13))}`);
     assert.equal(r.status, 200);
   });
+
+  test('a slow head on a connection that moved to node:http (after a web request) is closed after http_idle_timeout too', async () => {
+    // /health leaves the raw path; the next head, dribbled, is node:http's to time out.
+    const slow = await openUntilClosed(idlePort, [
+      'GET /health HTTP/1.1\r\nHost: x\r\n\r\n',
+      ...`GET /announce?info_hash=${'a'.repeat(40)}`,
+    ]);
+    assert.match(slow.bytes.toString('latin1'), /^HTTP\/1\.1 200 /);
+    assert.ok(slow.ms < 4000, `slow head after a web request: ${slow.ms} ms`);
+  });
 });
 
 describe('scrape', () => {
@@ -474,6 +484,16 @@ describe('trusted proxy', () => {
         'X-Forwarded-For': '9.9.9.9, 203.0.113.5, 10.0.0.2',
       });
       assert.deepEqual(await peersOf(port, h, {}), ['203.0.113.5:8111']);
+    });
+  });
+
+  test('behind a trusted proxy the full scrape is rate-limited per client, not for everyone behind the proxy', async () => {
+    await withTracker({ trustedProxies: ['127.0.0.1'], fullScrape: true }, async (port) => {
+      const scrape = async (client: string) =>
+        bdecode((await httpGet(port, '127.0.0.1', '/scrape', { 'X-Forwarded-For': client })).body);
+      assert.ok((await scrape('203.0.113.1')).has('files'));
+      assert.ok((await scrape('203.0.113.2')).has('files'), 'another client behind the same proxy');
+      assert.match(text((await scrape('203.0.113.1')).get('failure reason')), /rate limited/);
     });
   });
 

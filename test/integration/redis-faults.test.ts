@@ -349,6 +349,7 @@ describe('Redis store faults', {
     // How many: Redis's used memory includes its clients' buffers, which shrink once the fill
     // stops, so some new swarms fit again (as few as 12 of 50 were refused in one CI run).
     assert.ok(full >= 1, `announces refused with retry in (${full} of 50)`);
+    assert.equal(t.service.counters.refusedFull, full, '/stats counts the refusals of Redis too');
   });
 
   test('Redis Cluster: a master killed fails over to its replica; swarms and service survive', async () => {

@@ -89,6 +89,8 @@ export class RawConnection implements ResponseSink {
   #corked = false;
   /** Not read until the answers written so far are sent (see `Stop.full`). */
   paused = false;
+  /** Not read until the bytes queued behind an asynchronous answer are served (see `onData`). */
+  #throttled = false;
   /** performance.now() of the last answer (the idle sweep's clock). */
   lastActive: number;
 
@@ -105,9 +107,14 @@ export class RawConnection implements ResponseSink {
     this.#pending = null;
     if (this.#waiting || this.paused) {
       // An asynchronous answer is in flight, or the answers so far wait to be sent: keep order
-      // by queueing the bytes.
+      // by queueing the bytes. Past a bound, read nothing more until they are served (the
+      // kernel's buffers then fill, and the client's writes stop): closing instead cut off a
+      // client that pipelined more than this while its first answer took a round trip.
       this.#pending = buf;
-      if (buf.length > 16 * MAX_HEAD) this.socket.destroy();
+      if (buf.length > 16 * MAX_HEAD && !this.#throttled) {
+        this.#throttled = true;
+        this.socket.pause();
+      }
       return;
     }
     this.#process(buf, 0);
@@ -133,6 +140,7 @@ export class RawConnection implements ResponseSink {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    this.#throttled = false;
     const socket = this.socket;
     if (socket.destroyed) return;
     socket.resume();
@@ -219,8 +227,16 @@ export class RawConnection implements ResponseSink {
       // Answers that are all promises never stop the raw path on `full` (it checks after a
       // synchronous answer): the same rule here, or a client that pipelines and does not read
       // would have every answer buffered.
-      if (this.full) this.after(Stop.full, more, 0, null, false);
-      else if (more.length > 0) this.#process(more, 0);
+      if (this.full) {
+        this.after(Stop.full, more, 0, null, false);
+        return;
+      }
+      if (more.length > 0) this.#process(more, 0);
+      // Read again once the queued bytes are served (unless they stopped on something else).
+      if (this.#throttled && !this.#waiting && !this.paused) {
+        this.#throttled = false;
+        socket.resume();
+      }
     });
   }
 }

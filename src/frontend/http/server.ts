@@ -187,7 +187,23 @@ export class HttpFrontend implements RawHost {
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.connectionLimit = opts.connectionLimit ?? null;
     this.#proxies = new TrustedProxies(opts.trustedProxies);
-    this.#web = createHttpServer({ keepAliveTimeout: 5000 }, (req, res) => this.#onWebRequest(req, res));
+    // A connection handed over to node:http keeps http_idle_timeout for its heads (node:http's own
+    // default is 60 s, checked every 30 s: a head dribbled a byte at a time lived that long after
+    // one web request); a keep-alive connection idles 5 s there at most.
+    const idleMs = this.#idleMs;
+    this.#web = createHttpServer(
+      {
+        keepAliveTimeout: Math.min(5000, idleMs),
+        headersTimeout: idleMs,
+        requestTimeout: Math.max(300_000, idleMs),
+        connectionsCheckingInterval: sweepEvery(idleMs),
+      },
+      (req, res) => this.#onWebRequest(req, res),
+    );
+    // This server never listens (connections are handed to it), and node:http starts the checker
+    // of those timeouts on 'listening': without this, no head or request on it ever timed out.
+    // stop() ends the checker (close()).
+    this.#web.emit('listening');
     this.#web.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (opts.upgrade) opts.upgrade(req, socket, head);
       else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -251,7 +267,7 @@ export class HttpFrontend implements RawHost {
       });
     // One sweep closes idle raw connections: a timer per connection costs more than the whole
     // answer on a connection that carries one request (most clients).
-    this.#idleTimer = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(5000, this.#idleMs / 4)));
+    this.#idleTimer = setInterval(() => this.#sweepIdle(), sweepEvery(this.#idleMs));
     this.#idleTimer.unref();
     const io = this.#o.io ?? 'auto';
     const addon = io === 'node' || this.#o.http.length === 0 ? null : loadHttpBatchAddon();
@@ -347,6 +363,7 @@ export class HttpFrontend implements RawHost {
     // HTTPS connections still in their handshake (or handed over): close() would wait for them.
     for (const tcp of this.#tlsTcp) tcp.destroy();
     this.#web.closeAllConnections();
+    this.#web.close();
     await Promise.all(closes);
     this.#servers = [];
     this.#listeners = [];
@@ -610,7 +627,11 @@ export class HttpFrontend implements RawHost {
       counters.failures.http++;
       return encodeFailure(hashes.message);
     }
-    if (hashes.length === 0) return this.#fullScrape(formatIp(peer.bytes), acceptsGzip);
+    // Rate-limited per client: behind a trusted proxy, the one X-Forwarded-For names (as announces).
+    if (hashes.length === 0) {
+      const client = trusted ? this.#proxies.client(peer, xForwardedFor) : peer;
+      return this.#fullScrape(formatIp(client.bytes), acceptsGzip);
+    }
     const encode = (entries: ScrapeEntry[] | TrackerError): Buffer => {
       if (entries instanceof TrackerError) {
         counters.failures.http++;
@@ -636,6 +657,7 @@ export class HttpFrontend implements RawHost {
     const o = this.#o;
     if (r instanceof TrackerError) {
       o.service.counters.failures.http++;
+      o.service.refused(r);
       return encodeFailure(r.message, r.retryLater ? o.service.settings.interval : undefined);
     }
     o.service.counters.announces.http++;
@@ -751,6 +773,11 @@ export class HttpFrontend implements RawHost {
 }
 
 const GZIP = Buffer.from('gzip', 'latin1');
+
+/** How often connections are checked against an idle timeout of `idleMs`. */
+function sweepEvery(idleMs: number): number {
+  return Math.max(50, Math.min(5000, idleMs / 4));
+}
 
 /** A plain HTTP error for a head the raw path cannot parse; the connection then ends. */
 function plainError(status: number, reason: string): Buffer {

@@ -407,6 +407,7 @@ export class UdpFrontend {
     const counters = this.#o.service.counters;
     if (res instanceof TrackerError) {
       counters.failures.udp++;
+      this.#o.service.refused(res);
       return writeErrorResponse(out, tid, res.message);
     }
     counters.announces.udp++;

@@ -545,6 +545,7 @@ export class WsFrontend {
   #announced(c: Client, msg: WsAnnounce, res: RtcCounts | TrackerError, warning?: string): void {
     if (res instanceof TrackerError) {
       this.#o.service.counters.failures.ws++;
+      this.#o.service.refused(res);
       c.ws.send(encodeFailure(res.message, { action: 'announce', infoHash: msg.infoHash }));
       return;
     }
