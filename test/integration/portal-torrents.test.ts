@@ -407,5 +407,41 @@ for (const engine of engines) {
       const boss = await login('boss');
       assert.match((await boss.get('/torrents?q=gem')).body, /hidden gem/);
     });
+
+    test('a featured restricted torrent is named in the Featured box only to members who may have it', async () => {
+      await reg.addMember({
+        username: 'staffer',
+        role: 'moderator',
+        passwordHash: await hashPassword(PASSWORD),
+      });
+      await reg.addMember({ username: 'frank', passwordHash: await hashPassword(PASSWORD) });
+      await reg.addMember({ username: 'gina', passwordHash: await hashPassword(PASSWORD) });
+      const secret = await reg.addTorrentFile(makeTorrent('featured secret'), { restricted: true });
+      const open = await reg.addTorrentFile(makeTorrent('featured open'));
+      await reg.grant({ torrent: secret.id, member: 'gina' });
+      const now = Math.floor(Date.now() / 1000);
+      for (const t of [secret, open])
+        await reg.promotions.feature(
+          t.id,
+          { startsAt: now - 60, endsAt: now + 86400, uploadFactor: 100 },
+          null,
+          now,
+        );
+      const featuredBox = async (u: string) => {
+        const c = new PortalClient(base);
+        assert.equal((await c.login(u, PASSWORD)).status, 303);
+        const r = await c.get('/torrents');
+        assert.equal(r.status, 200);
+        const box = /<ul id="featured-list">([\s\S]*?)<\/ul>/.exec(r.body);
+        assert.ok(box, 'the Featured box is shown');
+        return box[1];
+      };
+      const frank = await featuredBox('frank');
+      assert.match(frank, /featured open/);
+      assert.doesNotMatch(frank, /featured secret/);
+      assert.doesNotMatch(frank, new RegExp(`/torrent/${secret.id}"`));
+      assert.match(await featuredBox('gina'), /featured secret/);
+      assert.match(await featuredBox('staffer'), /featured secret/);
+    });
   });
 }
