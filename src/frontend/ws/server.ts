@@ -29,6 +29,7 @@ import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf 
 import {
   type RtcConnection,
   type RtcCounts,
+  type RtcScrapeRow,
   type RtcShards,
   type WebRtcStats,
   WebRtcSwarms,
@@ -543,8 +544,16 @@ export class WsFrontend {
             return;
           }
           counters.fullScrapes++;
-          if (shards === null) c.ws.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
-          else this.#later(c, 'scrape', shards.scrapeAll().then(encodeScrapeResponse));
+          // Only the swarms policy answers a scrape for now (a hash off the allow list, or on the
+          // deny list, keeps its swarm until its peers expire).
+          const judge = requestContext('ws', ctx.passkey);
+          const check = this.#o.authorizeScrape;
+          const listed = (rows: RtcScrapeRow[]) =>
+            encodeScrapeResponse(
+              check === undefined ? rows : rows.filter((r) => check([r.infoHash], judge) === null),
+            );
+          if (shards === null) c.ws.send(listed(this.#swarms.scrapeAll()));
+          else this.#later(c, 'scrape', shards.scrapeAll().then(listed));
         } else {
           const entries = shards === null ? this.#swarms.scrape(hashes) : shards.scrape(hashes);
           const text = (e: ScrapeEntry[]) =>
