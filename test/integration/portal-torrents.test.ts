@@ -300,6 +300,22 @@ for (const engine of engines) {
       assert.equal(ok.status, 200);
     });
 
+    test('bidirectional overrides (a name that reads "exe.pdf" backwards) are refused in typed names and stripped from a .torrent name and file list on pages and in the feed', async () => {
+      const { c, m } = await member('spoofer');
+      const typed = await upload(c, makeTorrent('typed bidi'), { name: 'report\u202efdp.exe' });
+      assert.equal(typed.status, 400);
+      assert.match(typed.body, /control characters/);
+      const id = await uploaded(c, makeTorrent('invoice\u202efdp.exe\u2066'));
+      assert.equal((await reg.torrent(id)).name, 'invoicefdp.exe');
+      const page = await c.get(`/torrent/${id}`);
+      assert.match(page.body, /invoicefdp\.exe/);
+      const feed = await client().get(`/rss?key=${m.feed_key}`);
+      for (const body of [page.body, (await c.get('/torrents')).body, feed.body])
+        assert.doesNotMatch(body, /[\u202a-\u202e\u2066-\u2069]/);
+      const patch = await api('PATCH', `torrents/${id}`, { name: 'x\u202dy' });
+      assert.equal(patch.status, 400);
+    });
+
     test('a restricted torrent: no .torrent, magnet link, hashes or file list without a grant; RSS leaves it out', async () => {
       const { c: uploader } = await member('owner');
       const { c: bob, m: bobM } = await member('bob');
