@@ -300,6 +300,28 @@ for (const engine of engines) {
       assert.equal(ok.status, 200);
     });
 
+    test('one .torrent uploaded several times at once is registered once; every other upload gets 409, none an internal error', async () => {
+      const { c } = await member('twice');
+      for (let round = 0; round < 3; round++) {
+        const file = makeTorrent(`raced ${round}`);
+        const viaApi = () =>
+          api('POST', 'torrents', { metainfo: file.toString('base64') }).then(async (r) => ({
+            status: r.status,
+            body: await r.text(),
+          }));
+        // The API registers the file as it is; the portal marks it private first (another hash).
+        const answers = await Promise.all([viaApi(), viaApi(), viaApi(), upload(c, file), upload(c, file)]);
+        const statuses = answers.map((a) => a.status).sort();
+        assert.equal(statuses.filter((s) => s === 201).length, 1, JSON.stringify(statuses));
+        assert.equal(statuses.filter((s) => s === 303).length, 1, JSON.stringify(statuses));
+        for (const a of answers)
+          if (a.status !== 201 && a.status !== 303) {
+            assert.equal(a.status, 409, a.body.slice(0, 300));
+            assert.match(a.body, /already registered/);
+          }
+      }
+    });
+
     test('bidirectional overrides (a name that reads "exe.pdf" backwards) are refused in typed names and stripped from a .torrent name and file list on pages and in the feed', async () => {
       const { c, m } = await member('spoofer');
       const typed = await upload(c, makeTorrent('typed bidi'), { name: 'report\u202efdp.exe' });
