@@ -56,7 +56,8 @@ test('private WebTorrent with 2 workers: a revoked grant or a ban closes the mem
     passkeys.set(name, json<{ passkey: string }>(admin(['member', 'add', name, '--json'])).passkey);
     for (const h of hashes) json(admin(['grant', 'add', hex(h!), '--member', name, '--json']));
   }
-  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], {
+  // Sockets are opened until both workers hold one of each member: more than peers_per_torrent (3).
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2', '--peers-per-torrent', '0'], {
     dataDir,
     ready: 'herald workers running',
   });
