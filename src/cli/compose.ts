@@ -441,11 +441,15 @@ export function createTracker(
     fullScrapeInterval: config.fullScrapeInterval,
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
+    // Access withdrawn (a revoked grant, a disabled member, a reset passkey, a hash off the allow
+    // list) closes the WebSockets that hold it at the next policy reload.
+    revalidate: config.mode !== 'open',
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,
     shards: rtcShards ?? rtcRedis ?? undefined,
   });
+  policy.onReload(() => ws.revalidate());
   stats.webrtc = () => {
     const s = ws.stats();
     const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({

@@ -20,10 +20,13 @@ export function formatBytes(n: number): string {
  * `controlCharacters`) and strips them from everything it writes into markup (`stripControls`,
  * in the HTML and RSS escaping), so rows stored before the check, and names read from .torrent
  * files, are safe too. DEL (U+007F) goes with them: XML allows it, but it is invisible and no
- * name needs it.
+ * name needs it. So do the explicit bidirectional formatting characters (embeddings, overrides,
+ * isolates: U+202A-U+202E, U+2066-U+2069): an override makes `invoice<RLO>fdp.exe` read
+ * `invoiceexe.pdf` in a file list, and one left open reorders the rest of its line. Right-to-left
+ * text needs none of them (the letters carry their direction; U+200E/U+200F marks stay).
  */
-const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffe\uffff]/;
-const CONTROLS_AND_BREAKS = /[\u0000-\u001f\u007f\ufffe\uffff]/;
+const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069\ufffe\uffff]/;
+const CONTROLS_AND_BREAKS = /[\u0000-\u001f\u007f\u202a-\u202e\u2066-\u2069\ufffe\uffff]/;
 const STRIP = new RegExp(CONTROLS.source, 'g');
 /** A UTF-16 surrogate without its other half (`String.prototype.isWellFormed`, ES2024). */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;

@@ -182,6 +182,7 @@ export class SitePromotions {
         'f.id',
         'f.torrent_id',
         't.name as torrent_name',
+        't.restricted',
         'f.starts_at',
         'f.ends_at',
         'f.upload_factor',

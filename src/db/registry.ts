@@ -393,18 +393,20 @@ export class Registry {
     const v2 = t.infoHashV2 === null ? null : t.infoHashV2.toLowerCase();
     if (v1 === null && v2 === null) throw new RegistryError('a torrent needs a v1 or a v2 info hash');
     if (v2 !== null && !HEX64.test(v2)) throw new RegistryError('info_hash_v2 must be 64 hex digits');
-    const clash = await this.#k
-      .selectFrom('torrents')
-      .select(['id', 'name'])
-      .where((eb) =>
-        eb.or([
-          ...(v1 ? [eb('info_hash', '=', v1), eb(sql`substr(info_hash_v2, 1, 40)`, '=', v1)] : []),
-          ...(v2 ? [eb('info_hash_v2', '=', v2), eb('info_hash', '=', v2.slice(0, 40))] : []),
-        ]),
-      )
-      .executeTakeFirst();
-    if (clash) throw new RegistryError(`torrent already registered (#${clash.id} ${clash.name})`, 409);
     const id = await this.change(async (trx) => {
+      // Inside the change: two uploads of one .torrent at once run one after the other, and the
+      // second is told so (409) rather than hitting the unique index (an internal error).
+      const clash = await trx
+        .selectFrom('torrents')
+        .select(['id', 'name'])
+        .where((eb) =>
+          eb.or([
+            ...(v1 ? [eb('info_hash', '=', v1), eb(sql`substr(info_hash_v2, 1, 40)`, '=', v1)] : []),
+            ...(v2 ? [eb('info_hash_v2', '=', v2), eb('info_hash', '=', v2.slice(0, 40))] : []),
+          ]),
+        )
+        .executeTakeFirst();
+      if (clash) throw new RegistryError(`torrent already registered (#${clash.id} ${clash.name})`, 409);
       const r = await trx
         .insertInto('torrents')
         .values({

@@ -198,6 +198,8 @@ export class Policy {
   #peerLists = new Map<number, { start: number; count: number }>();
   /** Announces whose peer list a rule withheld (for tests and /stats). */
   readonly counts = { peerListsWithheld: 0 };
+  /** Called after each snapshot a reload swapped in (`onReload`). */
+  #onReload: (() => void)[] = [];
 
   constructor(opts: {
     mode: Mode;
@@ -236,6 +238,14 @@ export class Policy {
 
   get snapshot(): PolicySnapshot {
     return this.#snap;
+  }
+
+  /**
+   * `fn` runs after every reload that swapped in a new snapshot, before `refresh()` resolves: for
+   * state that outlives one request and was admitted under the old snapshot (open WebSockets).
+   */
+  onReload(fn: () => void): void {
+    this.#onReload.push(fn);
   }
 
   /** Snapshots loaded so far (a reload that found the revision unchanged loads none). */
@@ -293,6 +303,12 @@ export class Policy {
         torrents: this.#snap.torrents.size,
         ms: Math.round(performance.now() - t0),
       });
+      for (const fn of this.#onReload)
+        try {
+          fn();
+        } catch (err) {
+          this.#logger.error('policy reload listener failed', { err: String(err) });
+        }
       return true;
     } catch (err) {
       this.#logger.error('policy refresh failed', { err: String(err) });

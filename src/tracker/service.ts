@@ -213,6 +213,24 @@ export class TrackerService {
     return null;
   }
 
+  /**
+   * Full scrape: every swarm of the store that policy answers a scrape for now. A hash taken off
+   * the allow list (or put on the deny list) keeps its swarm until its peers expire; it is no
+   * longer listed (open mode: one test of an empty deny list per row).
+   */
+  scrapeAll(
+    ctx: RequestContext,
+  ): Iterable<[Uint8Array, ScrapeEntry]> | Promise<Iterable<[Uint8Array, ScrapeEntry]>> {
+    const all = this.store.scrapeAll(this.clock.now());
+    if (this.#scrapeSteps === null) return all;
+    const allowed = (rows: Iterable<[Uint8Array, ScrapeEntry]>) => {
+      const out: [Uint8Array, ScrapeEntry][] = [];
+      for (const row of rows) if (this.authorizeScrape([row[0]], ctx) === null) out.push(row);
+      return out;
+    };
+    return all instanceof Promise ? all.then(allowed) : allowed(all);
+  }
+
   scrape(
     infoHashes: readonly Uint8Array[],
     ctx: RequestContext,

@@ -300,6 +300,44 @@ for (const engine of engines) {
       assert.equal(ok.status, 200);
     });
 
+    test('one .torrent uploaded several times at once is registered once; every other upload gets 409, none an internal error', async () => {
+      const { c } = await member('twice');
+      for (let round = 0; round < 3; round++) {
+        const file = makeTorrent(`raced ${round}`);
+        const viaApi = () =>
+          api('POST', 'torrents', { metainfo: file.toString('base64') }).then(async (r) => ({
+            status: r.status,
+            body: await r.text(),
+          }));
+        // The API registers the file as it is; the portal marks it private first (another hash).
+        const answers = await Promise.all([viaApi(), viaApi(), viaApi(), upload(c, file), upload(c, file)]);
+        const statuses = answers.map((a) => a.status).sort();
+        assert.equal(statuses.filter((s) => s === 201).length, 1, JSON.stringify(statuses));
+        assert.equal(statuses.filter((s) => s === 303).length, 1, JSON.stringify(statuses));
+        for (const a of answers)
+          if (a.status !== 201 && a.status !== 303) {
+            assert.equal(a.status, 409, a.body.slice(0, 300));
+            assert.match(a.body, /already registered/);
+          }
+      }
+    });
+
+    test('bidirectional overrides (a name that reads "exe.pdf" backwards) are refused in typed names and stripped from a .torrent name and file list on pages and in the feed', async () => {
+      const { c, m } = await member('spoofer');
+      const typed = await upload(c, makeTorrent('typed bidi'), { name: 'report\u202efdp.exe' });
+      assert.equal(typed.status, 400);
+      assert.match(typed.body, /control characters/);
+      const id = await uploaded(c, makeTorrent('invoice\u202efdp.exe\u2066'));
+      assert.equal((await reg.torrent(id)).name, 'invoicefdp.exe');
+      const page = await c.get(`/torrent/${id}`);
+      assert.match(page.body, /invoicefdp\.exe/);
+      const feed = await client().get(`/rss?key=${m.feed_key}`);
+      for (const body of [page.body, (await c.get('/torrents')).body, feed.body])
+        assert.doesNotMatch(body, /[\u202a-\u202e\u2066-\u2069]/);
+      const patch = await api('PATCH', `torrents/${id}`, { name: 'x\u202dy' });
+      assert.equal(patch.status, 400);
+    });
+
     test('a restricted torrent: no .torrent, magnet link, hashes or file list without a grant; RSS leaves it out', async () => {
       const { c: uploader } = await member('owner');
       const { c: bob, m: bobM } = await member('bob');
@@ -406,6 +444,42 @@ for (const engine of engines) {
       assert.equal((await erin.get(`/torrent/${hidden.id}`)).status, 200);
       const boss = await login('boss');
       assert.match((await boss.get('/torrents?q=gem')).body, /hidden gem/);
+    });
+
+    test('a featured restricted torrent is named in the Featured box only to members who may have it', async () => {
+      await reg.addMember({
+        username: 'staffer',
+        role: 'moderator',
+        passwordHash: await hashPassword(PASSWORD),
+      });
+      await reg.addMember({ username: 'frank', passwordHash: await hashPassword(PASSWORD) });
+      await reg.addMember({ username: 'gina', passwordHash: await hashPassword(PASSWORD) });
+      const secret = await reg.addTorrentFile(makeTorrent('featured secret'), { restricted: true });
+      const open = await reg.addTorrentFile(makeTorrent('featured open'));
+      await reg.grant({ torrent: secret.id, member: 'gina' });
+      const now = Math.floor(Date.now() / 1000);
+      for (const t of [secret, open])
+        await reg.promotions.feature(
+          t.id,
+          { startsAt: now - 60, endsAt: now + 86400, uploadFactor: 100 },
+          null,
+          now,
+        );
+      const featuredBox = async (u: string) => {
+        const c = new PortalClient(base);
+        assert.equal((await c.login(u, PASSWORD)).status, 303);
+        const r = await c.get('/torrents');
+        assert.equal(r.status, 200);
+        const box = /<ul id="featured-list">([\s\S]*?)<\/ul>/.exec(r.body);
+        assert.ok(box, 'the Featured box is shown');
+        return box[1];
+      };
+      const frank = await featuredBox('frank');
+      assert.match(frank, /featured open/);
+      assert.doesNotMatch(frank, /featured secret/);
+      assert.doesNotMatch(frank, new RegExp(`/torrent/${secret.id}"`));
+      assert.match(await featuredBox('gina'), /featured secret/);
+      assert.match(await featuredBox('staffer'), /featured secret/);
     });
   });
 }

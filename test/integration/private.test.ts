@@ -25,8 +25,10 @@ import {
   udpClient,
 } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
+import { id20, Peer } from '../helpers/ws-peer.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const bin = (b: Uint8Array) => Buffer.from(b).toString('latin1');
 const TOKEN = 'test-token-0123456789abcdef';
 
 for (const engine of engines) {
@@ -517,6 +519,58 @@ describe('whitelist and open modes', () => {
       await t.stop();
     }
   });
+
+  for (const mode of ['whitelist', 'open'] as const)
+    test(`${mode}: a hash ${mode === 'open' ? 'put on the deny list' : 'taken off the allow list'} leaves the full scrape at once (HTTP and WebSocket)`, async () => {
+      const clock = new ManualClock(1_900_000_000);
+      const t = createTracker(
+        {
+          http: ['127.0.0.1:0'],
+          udp: [],
+          mode,
+          fullScrape: true,
+          fullScrapeInterval: 1,
+          databaseUrl: 'sqlite::memory:',
+          policyRefresh: 3600,
+          logLevel: 'silent',
+        },
+        { clock },
+      );
+      await t.start();
+      const [gone, stays] = [hashOf(40), hashOf(41)];
+      const sockets: Peer[] = [];
+      try {
+        const port = t.addresses().http[0].port;
+        if (mode === 'whitelist')
+          for (const h of [gone, stays]) await t.registry().addToList('allow', hex(h));
+        await t.policy.refresh();
+        for (const [i, h] of [gone, stays].entries()) {
+          const d = bdecode(
+            (await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8000 }))).body,
+          );
+          assert.equal(d.get('failure reason'), undefined);
+          const p = new Peer(`ws://127.0.0.1:${port}/announce`, id20(40, i));
+          sockets.push(p);
+          await p.opened();
+          assert.equal((await p.announce(bin(h)))['failure reason'], undefined);
+        }
+        const listed = async () => {
+          clock.advance(10); // past the full scrape's rate limit and its cached answer
+          const d = bdecode((await httpGet(port, '127.0.0.1', '/scrape')).body);
+          const http = [...(d.get('files') as Map<string, unknown>).keys()].sort();
+          const ws = Object.keys(await sockets[1].scrape()).sort();
+          return { http, ws };
+        };
+        assert.deepEqual(await listed(), { http: [bin(gone), bin(stays)], ws: [bin(gone), bin(stays)] });
+        if (mode === 'whitelist') await t.registry().removeFromList('allow', hex(gone));
+        else await t.registry().addToList('deny', hex(gone));
+        await t.policy.refresh();
+        assert.deepEqual(await listed(), { http: [bin(stays)], ws: [bin(stays)] });
+      } finally {
+        for (const p of sockets) p.ws.terminate();
+        await t.stop();
+      }
+    });
 
   test('open: anything goes but the blacklist', async () => {
     const t = createTracker({

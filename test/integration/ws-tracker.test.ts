@@ -6,9 +6,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
+import type { Registry } from '../../src/db/registry.ts';
 import { createTracker } from '../../src/index.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
 import { frame, rawWsClient } from '../helpers/ws-frames.ts';
+import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
 function open(url: string): Promise<{ ws: WebSocket; next: () => Promise<Record<string, unknown>> }> {
   return new Promise((resolve, reject) => {
@@ -41,6 +43,32 @@ function open(url: string): Promise<{ ws: WebSocket; next: () => Promise<Record<
 }
 
 const bin = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+
+/** Registers a one-byte torrent of info hash `ih`. */
+const register = (reg: Registry, ih: Uint8Array, name: string, restricted = false) =>
+  reg.addTorrent({
+    infoHash: Buffer.from(ih).toString('hex'),
+    infoHashV2: null,
+    name,
+    size: 1,
+    fileCount: 1,
+    restricted,
+  });
+
+/** A private tracker on an in-memory database: HTTP only, flushes and policy reloads by hand. */
+async function privateTracker() {
+  const t = createTracker({
+    http: ['127.0.0.1:0'],
+    udp: [],
+    mode: 'private',
+    databaseUrl: 'sqlite::memory:',
+    flushInterval: 3600,
+    policyRefresh: 3600,
+    logLevel: 'silent',
+  });
+  await t.start();
+  return t;
+}
 
 test('ws:// on the HTTP listener; browser and desktop swarms stay apart; /stats counts both', async () => {
   const t = createTracker({
@@ -107,28 +135,13 @@ test('ws:// on the HTTP listener; browser and desktop swarms stay apart; /stats 
 });
 
 test('private mode over WebSocket: passkey in the path, refusals, accounting', async () => {
-  const t = createTracker({
-    http: ['127.0.0.1:0'],
-    udp: [],
-    mode: 'private',
-    databaseUrl: 'sqlite::memory:',
-    flushInterval: 3600,
-    policyRefresh: 3600,
-    logLevel: 'silent',
-  });
-  await t.start();
+  const t = await privateTracker();
   const port = t.addresses().http[0].port;
   const ih = hashOf(501);
   try {
     const reg = t.registry();
     const m = await reg.addMember({ username: 'webby' });
-    await reg.addTorrent({
-      infoHash: Buffer.from(ih).toString('hex'),
-      infoHashV2: null,
-      name: 'w',
-      size: 1,
-      fileCount: 1,
-    });
+    await register(reg, ih, 'w');
     await t.policy.refresh();
     const anon = await open(`ws://127.0.0.1:${port}/announce`);
     anon.ws.send(
@@ -197,6 +210,74 @@ test('ws_first_announce_timeout, ws_idle_timeout and ws_ping_interval apply to W
       clearInterval(scraping);
     }
   } finally {
+    await t.stop();
+  }
+});
+
+test('private mode over WebSocket: a revoked grant, a disabled member or a reset passkey gets no more offers once policy reloads', {
+  timeout: 20_000,
+}, async () => {
+  const t = await privateTracker();
+  const port = t.addresses().http[0].port;
+  const ih = hashOf(502);
+  const h = bin(ih);
+  const peers: Peer[] = [];
+  try {
+    const reg = t.registry();
+    await register(reg, ih, 'licensed', true);
+    const names = ['seller', 'revoked', 'disabled', 'reset', 'kept'];
+    const members = new Map<string, { id: number; passkey: string }>();
+    const grants = new Map<string, number>();
+    for (const [i, name] of names.entries()) {
+      const m = await reg.addMember({ username: name });
+      members.set(name, m);
+      grants.set(name, (await reg.grant({ torrent: Buffer.from(ih).toString('hex'), member: m.id })).id);
+      const p = new Peer(`ws://127.0.0.1:${port}/announce/${m.passkey}`, id20(502, i));
+      await p.opened();
+      peers.push(p);
+    }
+    await t.policy.refresh();
+    const [seller, revoked, disabled, reset, kept] = peers;
+    const closes = peers.map(
+      (p) => new Promise<[number, string]>((r) => p.ws.once('close', (code, why) => r([code, String(why)]))),
+    );
+    for (const p of [revoked, disabled, reset, kept])
+      assert.equal((await p.announce(h, { event: 'started' }))['failure reason'], undefined);
+    const offers = (n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({ offer: sdp('offer', from + i), offer_id: id20(9, from + i) }));
+    // Everyone holding a grant is offered to.
+    const first = await seller.announce(h, { event: 'started', left: 0, offers: offers(4, 0) });
+    assert.equal(first['failure reason'], undefined);
+    for (const p of [revoked, disabled, reset, kept]) await p.waitFor(isOfferFor(h));
+
+    await reg.revoke({ id: grants.get('revoked')! });
+    await reg.setMemberStatus(members.get('disabled')!.id, 'disabled', 'inactive');
+    await reg.resetPasskey(members.get('reset')!.id);
+    await t.policy.refresh();
+    // Those who lost access are told why and their sockets closed (policy violation), at once.
+    const [r1, r2, r3] = await Promise.race([
+      Promise.all(closes.slice(1, 4)),
+      new Promise<never>((_, j) =>
+        setTimeout(() => j(new Error('sockets still open 3 s after the reload')), 3000),
+      ),
+    ]);
+    for (const [[code, why], reason] of [
+      [r1, /no access to this torrent/],
+      [r2, /account is disabled/],
+      [r3, /unknown passkey/],
+    ] as const) {
+      assert.equal(code, 1008);
+      assert.match(why, reason);
+    }
+    assert.match(String(revoked.got.at(-1)?.['failure reason']), /no access/);
+    // Besides the seller, the swarm holds the one member still granted: only she is offered to.
+    const second = await seller.announce(h, { left: 0, offers: offers(4, 10) });
+    assert.equal(Number(second.complete) + Number(second.incomplete), 1);
+    await kept.waitFor(isOfferFor(h), 2);
+    for (const p of [revoked, disabled, reset]) assert.equal(p.got.filter(isOfferFor(h)).length, 1);
+    assert.equal(kept.ws.readyState, WebSocket.OPEN);
+  } finally {
+    for (const p of peers) p.ws.terminate();
     await t.stop();
   }
 });

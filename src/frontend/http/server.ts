@@ -710,7 +710,8 @@ export class HttpFrontend implements RawHost {
       this.#fullScrapeCache = c;
       return pick(c);
     };
-    const all = o.service.store.scrapeAll(now);
+    // A context of its own: policy may judge the rows after an await (an asynchronous store).
+    const all = o.service.scrapeAll(requestContext('http', null));
     if (all instanceof Promise)
       return all.then(
         (a) => build(a).body,

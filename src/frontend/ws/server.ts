@@ -7,11 +7,12 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { parseIp } from '../../core/address.ts';
+import { binaryString } from '../../core/bytes.ts';
 import type { ConnectionLimit } from '../../core/connection-limit.ts';
 import { Errors, TrackerError } from '../../core/errors.ts';
 import { listenOn } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
-import type { AnnounceRequest, ScrapeEntry } from '../../core/types.ts';
+import { AnnounceEvent, type AnnounceRequest, type ScrapeEntry } from '../../core/types.ts';
 import {
   encodeAnnounceResponse,
   encodeFailure,
@@ -28,6 +29,7 @@ import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf 
 import {
   type RtcConnection,
   type RtcCounts,
+  type RtcScrapeRow,
   type RtcShards,
   type WebRtcStats,
   WebRtcSwarms,
@@ -81,6 +83,12 @@ export interface WsFrontendOptions {
   authorize?: (req: AnnounceRequest, ctx: RequestContext) => TrackerError | null;
   /** The policy steps for a scrape (full scrape included, with an empty list). */
   authorizeScrape?: (infoHashes: readonly Uint8Array[], ctx: RequestContext) => TrackerError | null;
+  /**
+   * Keep the torrents each socket announced, so that `revalidate()` (after a policy reload) can
+   * close the sockets that lost access to one: whitelist and private modes, where access is
+   * withdrawn (a revoked grant, a disabled member, a reset passkey, a hash taken off a list).
+   */
+  revalidate?: boolean;
   /** Seconds after its last announce that a WebRTC peer expires (default 2 × interval). */
   peerTimeout?: number;
   /** Most torrents one socket may announce (default 100). */
@@ -107,6 +115,8 @@ const EMPTY_IP = new Uint8Array(4);
 const GOING_AWAY = 1001;
 const POLICY = 1008;
 const TOO_BIG = 1009;
+/** Most torrents `held` per socket (above the default `maxSwarmsPerSocket`, 100). */
+const MAX_HELD = 256;
 
 /** One socket. It is also the socket's connection in the WebRTC swarms (one object less each). */
 interface Client extends RtcConnection {
@@ -120,9 +130,29 @@ interface Client extends RtcConnection {
   /** Date.now() of the last announce answered, or of the opening until there is one. */
   since: number;
   announced: boolean;
+  /**
+   * With `revalidate`: the info hashes (binary strings) this socket announced and was answered
+   * for, in this worker's swarms or another's, until it stops them; null until its first.
+   */
+  held: string[] | null;
   /** Date.now() when the heartbeat last saw input from it (`ws.received`), and whether pinged since. */
   heardAt: number;
   pinged: boolean;
+}
+
+/** Records an answered announce in `c.held` (`revalidate`): added once, removed on `stopped`. */
+function hold(c: Client, msg: WsAnnounce): void {
+  const key = binaryString(msg.infoHash);
+  const held = c.held;
+  const at = held === null ? -1 : held.indexOf(key);
+  if (msg.event === AnnounceEvent.stopped) {
+    if (at >= 0) held!.splice(at, 1);
+  } else if (held === null) c.held = [key];
+  else if (at < 0) {
+    // Bounded: a torrent the socket announced once and left to expire is forgotten first.
+    if (held.length >= MAX_HELD) held.shift();
+    held.push(key);
+  }
 }
 
 function destroyOnEnd(this: Duplex): void {
@@ -319,6 +349,39 @@ export class WsFrontend {
     return { sockets: this.#clients.size, ...this.#swarms.stats() };
   }
 
+  /**
+   * After a policy reload: each socket whose announces the new policy refuses for a torrent it
+   * holds (a revoked grant, a disabled or banned member, a reset passkey, a hash off the allow
+   * list) is told why and closed (1008), so that its peers leave every swarm (every worker's)
+   * and it is offered no more SDP; otherwise it would be until its peers expired (peer_timeout),
+   * answering offers from the peers of a torrent it may no longer have. A client that reconnects
+   * is judged announce by announce, as always. Returns the sockets closed.
+   */
+  revalidate(): number {
+    const check = this.#o.authorizeScrape;
+    if (check === undefined || this.#o.revalidate !== true) return 0;
+    let closed = 0;
+    for (const c of this.#clients) {
+      const held = c.held;
+      if (held === null || c.ws.readyState !== c.ws.OPEN) continue;
+      // A context of its own: the socket's is reused by its messages, and the member is looked up anew.
+      const ctx = requestContext('ws', c.ctx.passkey);
+      for (let i = 0; i < held.length; i++) {
+        const infoHash = Buffer.from(held[i], 'latin1');
+        const refused = check([infoHash], ctx);
+        if (refused === null) continue;
+        this.#o.service.counters.failures.ws++;
+        c.ws.send(encodeFailure(refused.message, { action: 'announce', infoHash }));
+        c.ws.close(POLICY, refused.message);
+        // Out of the swarms now, not when the client completes the close (up to a second later).
+        this.#leaveAll(c);
+        closed++;
+        break;
+      }
+    }
+    return closed;
+  }
+
   /** Expires WebRTC peers now (the timer does it every so often). Returns the number removed. */
   sweep(): number {
     const n = this.#swarms.sweep(this.#o.service.clock.now());
@@ -409,6 +472,7 @@ export class WsFrontend {
       port: socket.remotePort ?? 0,
       since: now,
       announced: false,
+      held: null,
       heardAt: now,
       pinged: false,
     };
@@ -419,10 +483,14 @@ export class WsFrontend {
     // Protocol errors (bad frame, invalid UTF-8): RawWebSocket closes the socket itself.
     ws.addCloseListener(() => {
       this.#clients.delete(c);
-      // All of this socket's peers leave all their swarms at once (other workers' too).
-      this.#swarms.disconnect(c);
-      this.#shards?.closed(c);
+      this.#leaveAll(c);
     });
+  }
+
+  /** All of a socket's peers leave all their swarms at once (other workers' too). Idempotent. */
+  #leaveAll(c: Client): void {
+    this.#swarms.disconnect(c);
+    this.#shards?.closed(c);
   }
 
   #reject(c: Client, reason: string, code: number): void {
@@ -476,8 +544,16 @@ export class WsFrontend {
             return;
           }
           counters.fullScrapes++;
-          if (shards === null) c.ws.send(encodeScrapeResponse(this.#swarms.scrapeAll()));
-          else this.#later(c, 'scrape', shards.scrapeAll().then(encodeScrapeResponse));
+          // Only the swarms policy answers a scrape for now (a hash off the allow list, or on the
+          // deny list, keeps its swarm until its peers expire).
+          const judge = requestContext('ws', ctx.passkey);
+          const check = this.#o.authorizeScrape;
+          const listed = (rows: RtcScrapeRow[]) =>
+            encodeScrapeResponse(
+              check === undefined ? rows : rows.filter((r) => check([r.infoHash], judge) === null),
+            );
+          if (shards === null) c.ws.send(listed(this.#swarms.scrapeAll()));
+          else this.#later(c, 'scrape', shards.scrapeAll().then(listed));
         } else {
           const entries = shards === null ? this.#swarms.scrape(hashes) : shards.scrape(hashes);
           const text = (e: ScrapeEntry[]) =>
@@ -552,6 +628,7 @@ export class WsFrontend {
     this.#o.service.counters.announces.ws++;
     c.since = Date.now();
     c.announced = true;
+    if (this.#o.revalidate === true) hold(c, msg);
     if (this.#o.logRequests)
       this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
     c.ws.send(

@@ -123,9 +123,23 @@ export const featuredBadge = (f: { ends: number; upload: number } | undefined) =
 export const featuredNotice = (f: { ends: number; upload: number }) =>
   html`<p class="notice" role="status" id="featured-notice">Featured: ${dealText(true, f.upload)} for everyone until ${date(f.ends)} UTC.</p>`;
 
-/** The torrent list's "Featured" box: what is featured now, newest first; '' with none. */
-export async function featuredList(ctx: Ctx): Promise<Html | ''> {
-  const list = (await ctx.reg.promotions.featured({ after: ctx.now })).filter((f) => f.starts_at <= ctx.now);
+/**
+ * The torrent list's "Featured" box: what is featured now, newest first; '' with none. `hide`
+ * (hide_restricted, for a member without staff powers): a restricted torrent is named only when
+ * the member holds a grant for it, as in browse.
+ */
+export async function featuredList(ctx: Ctx, hide?: { memberId: number; at: number }): Promise<Html | ''> {
+  const list = [];
+  for (const f of await ctx.reg.promotions.featured({ after: ctx.now })) {
+    if (f.starts_at > ctx.now) continue;
+    if (
+      hide !== undefined &&
+      f.restricted === 1 &&
+      !(await ctx.reg.grantedTo(f.torrent_id, hide.memberId, hide.at))
+    )
+      continue;
+    list.push(f);
+  }
   if (list.length === 0) return '';
   return html`<section class="card" aria-labelledby="featured"><h2 id="featured">Featured</h2>
 <ul id="featured-list">${list.map((f) => html`<li><a href="/torrent/${f.torrent_id}">${f.torrent_name}</a> — ${dealText(true, f.upload_factor)} for everyone until ${date(f.ends_at)} UTC</li>`)}</ul>

@@ -208,7 +208,7 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
 <button type="submit">Search</button>
 <a class="button secondary" href="/rss?key=${ctx.member!.feed_key}${cat ? `&cat=${encodeURIComponent(cat)}` : ''}">RSS</a>
 </form>
-${await featuredList(ctx)}
+${await featuredList(ctx, hide)}
 <p class="muted">${all.length} torrent${all.length === 1 ? '' : 's'}</p>
 <div class="table-wrap"><table>
 <thead><tr>${th('name', 'Name')}<th class="hide-small">Category</th>${th('size', 'Size', 'num hide-small')}${th('seeders', 'Seeders', 'num')}${th('leechers', 'Leechers', 'num')}${th('snatches', 'Snatches', 'num hide-small')}${th('age', 'Added', 'hide-small')}</tr></thead>
