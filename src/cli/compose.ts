@@ -44,7 +44,7 @@ import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
-import { RedisSlots } from '../store/redis/slots.ts';
+import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { type AccountStep, TrackerService } from '../tracker/service.ts';
@@ -330,6 +330,7 @@ export function createTracker(
           accountant,
           rules,
           new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
+          new RedisPeers(redis, config.peerTimeout),
         )
       : undefined;
   const service = new TrackerService({
