@@ -66,7 +66,9 @@ const STRIDE = 3;
  *
  * Exact: a home judges claims one at a time, and every owner's figures count its claims in
  * flight, so two new peers of one member on two workers at once cannot both take the last place.
- * Only announces that claim pay the round trip; `--workers 1` has no home and pays nothing.
+ * Only announces that claim pay anything: one round trip to the home, or, when this worker is
+ * the home, a judgement on the spot (answered at once unless it would refuse). `--workers 1` has
+ * no home and pays nothing.
  */
 export class MemberLimits {
   readonly #bus: ClusterBus;
@@ -147,7 +149,21 @@ export class MemberLimits {
    * `admit` (accounting and the swarm update) when granted. A refusal is the limit's
    * `failure reason`; a home that cannot be reached, `Errors.shardUnavailable`.
    */
-  run<R>(memberId: number, need: number, admit: () => R | TrackerError): Promise<R | TrackerError> {
+  run<R>(
+    memberId: number,
+    need: number,
+    admit: () => R | TrackerError,
+  ): R | TrackerError | Promise<R | TrackerError> {
+    // This worker is the member's home, and the place is free: decided at once (no promise, so
+    // the frontend answers in its batch). A refusal takes the path below (fresh figures first).
+    if (this.#homeOf(memberId) === this.#index && this.#ready === null) {
+      const c = this.#claimOf(memberId, need);
+      if (this.#decide(c) === Verdict.granted) {
+        this.#remember(memberId, { peers: c.peers, leeching: c.leeching });
+        return this.#admit(memberId, need, admit);
+      }
+      this.#take(memberId, need, -1);
+    }
     return this.#claim(memberId, need).then(
       (v) => {
         if (v !== Verdict.granted) {
@@ -155,19 +171,23 @@ export class MemberLimits {
           this.#counts.note(refusal);
           return refusal;
         }
-        // The place stays in flight until the announce is accounted (or refused there).
-        try {
-          return admit();
-        } finally {
-          this.#take(memberId, need, -1);
-          this.touch(memberId);
-        }
+        return this.#admit(memberId, need, admit);
       },
       (err) => {
         this.touch(memberId);
         return err instanceof TrackerError ? err : Errors.shardUnavailable;
       },
     );
+  }
+
+  /** A granted place stays in flight until the announce is accounted (or refused there). */
+  #admit<R>(memberId: number, need: number, admit: () => R | TrackerError): R | TrackerError {
+    try {
+      return admit();
+    } finally {
+      this.#take(memberId, need, -1);
+      this.touch(memberId);
+    }
   }
 
   /**
@@ -214,13 +234,7 @@ export class MemberLimits {
    * stays in flight (`run` settles it).
    */
   async #ask(memberId: number, need: number): Promise<Verdict> {
-    this.#take(memberId, need, 1);
-    const c: Claim = {
-      ...this.#figures(memberId),
-      need,
-      peerLimit: this.#counts.peerLimit,
-      slotLimit: this.#counts.slotsOf(memberId),
-    };
+    const c = this.#claimOf(memberId, need);
     const home = this.#homeOf(memberId);
     try {
       const v =
@@ -247,6 +261,17 @@ export class MemberLimits {
       this.#take(memberId, need, -1);
       throw err;
     }
+  }
+
+  /** A claim of `need` for the member: its place is in flight from now on. */
+  #claimOf(memberId: number, need: number): Claim {
+    this.#take(memberId, need, 1);
+    return {
+      ...this.#figures(memberId),
+      need,
+      peerLimit: this.#counts.peerLimit,
+      slotLimit: this.#counts.slotsOf(memberId),
+    };
   }
 
   /** Adds (`sign` 1) or removes (-1) places in flight. */
@@ -309,17 +334,26 @@ export class MemberLimits {
   async #judge(c: Claim): Promise<Verdict> {
     if (this.#ready !== null) await this.#ready;
     if (!this.#current(c.owner, c.epoch)) return Verdict.peers; // a process that is gone
-    let e = this.#apply(c);
-    let v = this.#verdict(e, c);
-    if (v !== Verdict.granted) {
-      await this.#refresh(c.member, c.owner);
-      e = this.#entry(c.member);
-      v = this.#verdict(e, c);
-    }
-    // Refused: the place is not held (unless newer figures from the owner came meanwhile).
-    if (v !== Verdict.granted && e[c.owner * STRIDE + 2] === c.seq) {
-      if (c.need & CLAIM_PEER) e[c.owner * STRIDE]--;
-      if (c.need & CLAIM_SLOT) e[c.owner * STRIDE + 1]--;
+    const v = this.#decide(c);
+    if (v === Verdict.granted) return v;
+    await this.#refresh(c.member, c.owner);
+    return this.#decide(c);
+  }
+
+  /**
+   * Home side: the claim's figures (unless newer ones of its owner are here), judged. Refused,
+   * the place is taken out again, and the figures kept are marked just older than the claim's,
+   * so that the same claim judged again (after a refresh) counts its place once more while any
+   * newer figure of the owner still wins.
+   */
+  #decide(c: Claim): Verdict {
+    const e = this.#apply(c);
+    const v = this.#verdict(e, c);
+    const o = c.owner * STRIDE;
+    if (v !== Verdict.granted && e[o + 2] === c.seq) {
+      if (c.need & CLAIM_PEER) e[o]--;
+      if (c.need & CLAIM_SLOT) e[o + 1]--;
+      e[o + 2] = c.seq - 0.5;
       this.#tidy(c.member, e);
     }
     return v;

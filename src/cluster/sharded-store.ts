@@ -132,15 +132,16 @@ export class ShardedSwarmStore implements SwarmStore {
 
   /**
    * The owner's part of an announce of a member with a limit counted over every worker: null
-   * when it claims nothing (it is answered at once, as before), else its answer once the member's
-   * home worker has judged the claim (the request is copied: the caller may reuse it).
+   * when it claims nothing (it is answered at once, as before), else its answer: at once when
+   * this worker is the member's home and the place is free, else once the home has judged the
+   * claim (a promise; the request is copied: the caller may reuse it).
    */
   #claimed(
     req: AnnounceRequest,
     member: PolicyMember,
     torrent: PolicyTorrent,
     now: number,
-  ): Promise<AnnounceResult | TrackerError> | null {
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> | null {
     const limits = this.#limits;
     if (limits === null || this.#claims === null) return null;
     const need = this.#claims(req, member, torrent);
@@ -392,6 +393,10 @@ export class ShardedSwarmStore implements SwarmStore {
           const claimed = this.#claimed(req, acct.member, acct.torrent, now);
           if (claimed === null) {
             writeAnnounceResult(reply, id, this.#admit(req, acct.member, acct.torrent, now), req.family);
+            break;
+          }
+          if (!(claimed instanceof Promise)) {
+            writeAnnounceResult(reply, id, claimed, req.family);
             break;
           }
           // Asynchronous: answered once the member's home has judged the claim.
