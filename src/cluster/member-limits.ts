@@ -169,6 +169,7 @@ export class MemberLimits {
         if (v !== Verdict.granted) {
           const refusal = v === Verdict.peers ? Errors.peerLimitMember : Errors.downloadSlots;
           this.#counts.note(refusal);
+          this.touch(memberId);
           return refusal;
         }
         return this.#admit(memberId, need, admit);
@@ -223,9 +224,9 @@ export class MemberLimits {
   async #claim(memberId: number, need: number): Promise<Verdict> {
     const v = await this.#ask(memberId, need);
     if (v === Verdict.granted) return v;
-    const before = this.#sent.get(memberId);
-    const now = this.#figures(memberId, true);
-    if (before === undefined || (now.peers >= before.peers && now.leeching >= before.leeching)) return v;
+    const before = this.#counts.held(memberId);
+    const now = this.#counts.held(memberId, true);
+    if (now.peers >= before.peers && now.leeching >= before.leeching) return v;
     return this.#ask(memberId, need);
   }
 
@@ -248,13 +249,9 @@ export class MemberLimits {
                 return readVerdict(body, at);
               },
             );
-      // What the home keeps of this claim: the figures with the place, or without it when refused.
-      const kept = { peers: c.peers, leeching: c.leeching };
-      if (v !== Verdict.granted) {
-        if (need & CLAIM_PEER) kept.peers--;
-        if (need & CLAIM_SLOT) kept.leeching--;
-      }
-      this.#remember(memberId, kept);
+      // The home keeps the claim's figures, with the place (when refused, it took the place out
+      // unless it had newer figures of this worker: `run` reports the figures without it then).
+      this.#remember(memberId, { peers: c.peers, leeching: c.leeching });
       if (v !== Verdict.granted) this.#take(memberId, need, -1);
       return v;
     } catch (err) {
