@@ -330,6 +330,17 @@ export class Accountant {
   }
 
   /**
+   * With workers: what this announce would take of the member's limits counted over every worker
+   * (`Rules.claims`: CLAIM_PEER, CLAIM_SLOT), from the peer's baseline here.
+   */
+  claims(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent): number {
+    const r = this.rules;
+    if (r.config.peersPerMember === 0 && (req.left === 0 || r.slotsOf(member.id) === 0)) return 0;
+    const prev = this.#find(member.id, torrent.id, req.peerId);
+    return this.rules.claims(prev === undefined ? null : prev.seeding, req, member.id, torrent.id);
+  }
+
+  /**
    * Whether this process holds a live baseline of the peer (it announced here within
    * `peerTimeout`); with `leeching`, one that is leeching.
    */

@@ -14,7 +14,7 @@ import { Registry } from '../db/registry.ts';
 import { PolicySnapshot } from '../policy/policy.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
 import { Accountant } from './accountant.ts';
-import { NO_RULES, type PeerRules, Rules } from './rules.ts';
+import { CLAIM_PEER, CLAIM_SLOT, NO_RULES, type PeerRules, Rules } from './rules.ts';
 
 const T0 = 1_900_000_000;
 const TIMEOUT = 1500;
@@ -240,4 +240,37 @@ test('Rules.admit (shared store): peers per member, a known peer and stopped alw
   assert.equal(r.counts.refusedPeerLimit, 1);
   b.silent.push(() => b.on.set('1:1', 1));
   assert.equal(r.admit(false, req(3), 1), null, 'after a silent peer expired');
+});
+
+test('Rules.claims (workers): a new peer with peers_per_member, a torrent the member starts leeching with slots', () => {
+  const b = baselines();
+  const r = new Rules({ ...NO_RULES, peersPerMember: 2 }, b.view, (m) => (m === 1 ? 1 : 0));
+  assert.equal(r.claims(null, req(1), 1, 5), CLAIM_PEER | CLAIM_SLOT, 'a new leeching peer on a new torrent');
+  assert.equal(r.claims(null, req(1, { left: 0 }), 1, 5), CLAIM_PEER, 'a new seeding peer');
+  assert.equal(r.claims(null, req(1), 2, 5), CLAIM_PEER, 'a member without slots');
+  assert.equal(r.claims(false, req(1), 1, 5), 0, 'a known leecher');
+  assert.equal(r.claims(null, req(1, { event: AnnounceEvent.stopped }), 1, 5), 0, 'stopped');
+  b.on.set('1:5', 1);
+  assert.equal(r.claims(null, req(2), 1, 5), CLAIM_PEER, 'another peer on a torrent already held');
+  b.seeders.set('1:5', 1);
+  assert.equal(r.claims(true, req(2), 1, 5), CLAIM_SLOT, 'its only seeder now leeching');
+  assert.equal(r.claims(true, req(2, { left: 0 }), 1, 5), 0, 'its only seeder still seeding');
+  b.seeders.set('1:5', 2);
+  assert.equal(r.claims(true, req(2), 1, 5), 0, 'another peer of the member seeds it');
+  const none = new Rules(NO_RULES, b.view, () => 0);
+  assert.equal(none.claims(null, req(1), 1, 5), 0, 'no limits: nothing claimed');
+});
+
+test('Rules.held: peers and leeching torrents as the limits count them; silent peers forgotten on asking', () => {
+  const b = baselines();
+  const r = new Rules({ ...NO_RULES, peersPerMember: 3 }, b.view, (m) => (m === 1 ? 2 : 0));
+  b.on.set('1:5', 2);
+  b.on.set('2:5', 1);
+  b.leeching.set(1, 1);
+  b.leeching.set(2, 1);
+  assert.deepEqual(r.held(1), { peers: 2, leeching: 1 });
+  assert.deepEqual(r.held(2), { peers: 1, leeching: 0 }, 'no slots: leeching not counted');
+  b.silent.push(() => b.on.set('1:5', 1));
+  assert.deepEqual(r.held(1), { peers: 2, leeching: 1 }, 'not expired unless asked');
+  assert.deepEqual(r.held(1, true), { peers: 1, leeching: 1 });
 });

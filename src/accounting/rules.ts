@@ -2,6 +2,10 @@ import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
 
+/** What an announce takes of a member's limits counted over every worker (`Rules.claims`). */
+export const CLAIM_PEER = 1;
+export const CLAIM_SLOT = 2;
+
 /**
  * Peer limits and announce discipline (issue #16). A peer is a member × torrent × peer id, as the
  * accountant remembers it: it takes its place at its first announce and frees it with `stopped`,
@@ -10,7 +14,7 @@ import type { AccountVerdict } from '../tracker/service.ts';
 export interface PeerRules {
   /** Most peers of one member on one torrent (0 = no limit). */
   peersPerTorrent: number;
-  /** Most peers of one member over all torrents (0 = no limit; with workers, per worker). */
+  /** Most peers of one member over all torrents (0 = no limit). */
   peersPerMember: number;
   /** An announce closer than this many seconds to the same peer's previous one is early (0 = off). */
   minGap: number;
@@ -117,16 +121,50 @@ export class Rules {
     return this.#slots(memberId);
   }
 
-  /** Counts a verdict the shared store reached (peers per torrent, early announces). */
+  /**
+   * With workers (src/cluster/member-limits.ts): what an announce would take of the member's
+   * limits that count over every worker: CLAIM_PEER for a new peer when `peersPerMember` is set,
+   * CLAIM_SLOT for a torrent it starts leeching when its class has slots (a new leeching peer on a
+   * torrent the member is not on, or its only seeder there now leeching), as `judge` counts them.
+   * `prevSeeding`: the peer's baseline here, seeding or not; null when it has none. O(1).
+   */
+  claims(prevSeeding: boolean | null, req: AnnounceRequest, memberId: number, torrentId: number): number {
+    if (req.event === AnnounceEvent.stopped) return 0;
+    let c = prevSeeding === null && this.config.peersPerMember > 0 ? CLAIM_PEER : 0;
+    if (req.left > 0 && (prevSeeding === null || prevSeeding) && this.#slots(memberId) > 0) {
+      const b = this.#baselines;
+      if (prevSeeding === null ? b.peersOn(memberId, torrentId) === 0 : b.seedersOn(memberId, torrentId) <= 1)
+        c |= CLAIM_SLOT;
+    }
+    return c;
+  }
+
+  /**
+   * What the member holds in these baselines, as the limits count it: its peers (when
+   * `peersPerMember` is set) and its leeching torrents (when its class has slots); with
+   * `expire`, silent peers are forgotten first.
+   */
+  held(memberId: number, expire = false): { peers: number; leeching: number } {
+    const b = this.#baselines;
+    if (expire) b.expire();
+    return {
+      peers: this.config.peersPerMember > 0 ? b.peersOf(memberId) : 0,
+      leeching: this.#slots(memberId) > 0 ? b.leeching(memberId) : 0,
+    };
+  }
+
+  /** Counts a verdict reached elsewhere (a shared store, the member's home worker). */
   note(verdict: AccountVerdict): void {
-    if (verdict === Errors.peerLimitTorrent) this.counts.refusedPeerLimit++;
+    if (verdict === Errors.peerLimitTorrent || verdict === Errors.peerLimitMember)
+      this.counts.refusedPeerLimit++;
     else if (verdict === Errors.announceTooSoon || verdict === Warnings.announceTooSoon) this.counts.early++;
   }
 
   /**
    * Download slots: a member whose class has `slots` may leech that many torrents at once; a new
    * leeching torrent beyond them is refused (one already held, and seeding, are not). Counted
-   * over the torrents of this process, as the peer limits are; silent peers' places are freed first.
+   * over the torrents of this process (with workers, the member's home worker counts them over
+   * every worker before this runs: src/cluster/member-limits.ts); silent peers' places are freed first.
    * `seeder`: the announcing peer is known and was seeding (the torrent is held unless it was
    * the only seeder there); otherwise it is new (the torrent is held if any peer is on it).
    */

@@ -4,6 +4,7 @@ import {
   AnnounceEvent,
   type AnnounceRequest,
   type AnnounceResult,
+  type PeerPlace,
   type SharedAccountArgs,
   type SlotClaim,
 } from '../core/types.ts';
@@ -28,6 +29,17 @@ export interface SharedSlots {
   claim(c: SlotClaim): Promise<TrackerError | null> | null;
 }
 
+/** `peers_per_member` counted over every instance (RedisPeers, src/store/redis/slots.ts). */
+export interface SharedPeers {
+  /**
+   * A peer's announce (not `stopped`): null when this instance knows the peer (its place is
+   * refreshed without waiting), else its place taken ('new'), held already ('held'), or the refusal.
+   */
+  claim(p: PeerPlace, limit: number, known: boolean): Promise<'new' | 'held' | TrackerError> | null;
+  /** Frees the peer's place. */
+  release(p: PeerPlace): void;
+}
+
 /**
  * Private mode on a shared store (several instances on one Redis, issue #14): the service's
  * accounting-and-swarm step. Each peer's baseline lives with it in the store, and the store's
@@ -38,21 +50,58 @@ export interface SharedSlots {
  * Shared (exact over every instance): the baseline (uploaded, downloaded, time, seeding), hence
  * the delta, the per-peer rate check, the snatch (a leecher now seeding, or `completed`; written
  * once per member and torrent by the database), seeding time, `peers_per_torrent` and early
- * announces, and download slots (`slots`). Per instance: the allowances of `max_rate` per
- * member × torrent and per address, `peers_per_member`, and the member activity the portal shows.
+ * announces, download slots (`slots`) and `peers_per_member` (with `peers`; without, it is
+ * counted per instance). Per instance: the allowances of `max_rate` per member × torrent and per
+ * address, and the member activity the portal shows.
  */
 export function sharedAccounting(
   store: SharedBaselineStore,
   accountant: Accountant,
   rules: PeerRules,
   slots?: SharedSlots,
+  peers?: SharedPeers,
 ): Dispatch {
   return (req, ctx, now) => {
     const member = ctx.member;
     const torrent = ctx.torrent;
     if (member === null || torrent === null) return store.announce(req, now);
-    const refused = accountant.admit(req, member, torrent);
-    if (refused !== null) return refused;
+    if (peers === undefined || rules.peersPerMember === 0) return admitted(req, member, torrent, now);
+    const place: PeerPlace = {
+      memberId: member.id,
+      route: torrent.route,
+      torrentId: torrent.id,
+      peerId: req.peerId,
+    };
+    if (req.event === AnnounceEvent.stopped) {
+      const r = admitted(req, member, torrent, now);
+      peers.release(place);
+      return r;
+    }
+    // peers_per_member, counted in Redis: a new peer waits for its place (an asynchronous store's
+    // frontends hand it a request of its own, kept across the wait as download slots keep theirs).
+    // So does a `started` one: this instance may hold the baseline of a peer that stopped through
+    // another instance since (its place freed there) and now starts again.
+    const known = req.event !== AnnounceEvent.started && accountant.knows(req, member, torrent);
+    const claimed = peers.claim(place, rules.peersPerMember, known);
+    if (claimed === null) return admitted(req, member, torrent, now);
+    return claimed.then(async (c) => {
+      if (c instanceof TrackerError) {
+        accountant.rules.note(c);
+        return c;
+      }
+      const r = await admitted(req, member, torrent, now);
+      // Refused after all (peers per torrent, early, slots): the place it took is not held.
+      if (r instanceof TrackerError && c === 'new') peers.release(place);
+      return r;
+    });
+  };
+
+  /** Download slots, then the store's announce (with the accounting). */
+  function admitted(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
+    if (peers === undefined) {
+      const refused = accountant.admit(req, member, torrent);
+      if (refused !== null) return refused;
+    }
     // Download slots: only leeching announces of members whose class has slots.
     const n = req.left > 0 && req.event !== AnnounceEvent.stopped ? accountant.rules.slotsOf(member.id) : 0;
     const claimed =
@@ -69,7 +118,7 @@ export function sharedAccounting(
         : null;
     if (claimed === null) return announce(req, member, torrent, now);
     return claimed.then((r) => r ?? announce(req, member, torrent, now));
-  };
+  }
 
   function announce(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
     const args: SharedAccountArgs = {

@@ -9,6 +9,7 @@ import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ClusterBus } from '../cluster/bus.ts';
+import { MemberLimits } from '../cluster/member-limits.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
@@ -43,7 +44,7 @@ import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
-import { RedisSlots } from '../store/redis/slots.ts';
+import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { type AccountStep, TrackerService } from '../tracker/service.ts';
@@ -334,6 +335,7 @@ export function createTracker(
           accountant,
           rules,
           new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
+          new RedisPeers(redis, config.peerTimeout),
         )
       : undefined;
   const service = new TrackerService({
@@ -371,11 +373,28 @@ export function createTracker(
       rowsWritten: accountant.counts.rowsWritten,
     });
   if (connectable !== null) stats.connectable = () => connectable.stats();
+  // Workers: peers per member and download slots counted by each member's home worker, over every
+  // worker (src/cluster/member-limits.ts).
+  const memberLimits =
+    sharded && accountant
+      ? new MemberLimits({
+          bus: sharded.bus,
+          logger,
+          counts: {
+            peerLimit: rules.peersPerMember,
+            slotsOf: (id) => accountant.rules.slotsOf(id),
+            held: (id, expire) => accountant.rules.held(id, expire),
+            note: (refusal) => accountant.rules.note(refusal),
+          },
+        })
+      : null;
   if (sharded && accountant)
     sharded.privateMode({
       account: accountStep!,
       routeOf: (h) => policy.snapshot.torrents.get(h)?.route ?? h,
       activity: (id) => accountant.activity(id),
+      limits: memberLimits ?? undefined,
+      claims: (req, member, torrent) => accountant.claims(req, member, torrent),
     });
   const onError = (err: unknown) => {
     counters.internalErrors++;
@@ -590,6 +609,7 @@ export function createTracker(
         await policy.connect(registry);
         accountant?.connect(registry);
         await bus?.start();
+        memberLimits?.start();
         // Redis: start serving even if it is not reachable yet (announces are refused with a clear
         // reason and /health says degraded until it is), after a short wait for the connection.
         if (redis !== null)

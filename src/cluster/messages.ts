@@ -27,6 +27,19 @@ export const MessageType = {
   activity: 10,
   activityOk: 11,
   /**
+   * Per-member limits over every worker (src/cluster/member-limits.ts, codec in
+   * limit-messages.ts): a claim to the member's home worker and its verdict, a one-way report of
+   * what an owner holds, the home asking an owner for fresh figures of one member (refresh) or of
+   * all its members (sync, when the home has just started).
+   */
+  limitsClaim: 12,
+  limitsClaimOk: 13,
+  limitsReport: 14,
+  limitsRefresh: 15,
+  limitsRefreshOk: 16,
+  limitsSync: 17,
+  limitsSyncOk: 18,
+  /**
    * WebTorrent across workers (src/cluster/webrtc-shard.ts, codec in rtc-messages.ts), from 32 on.
    * Requests with a reply: an announce to the swarm's owner, scrapes. One-way (id 0, no reply):
    * an answer to the swarm's owner, a message for a socket to the worker holding it, a socket

@@ -1,10 +1,19 @@
 import { Errors, TrackerError, trackerErrorOf } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { shardOf } from '../core/shard.ts';
-import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../core/types.ts';
+import {
+  AnnounceEvent,
+  type AnnounceRequest,
+  type AnnounceResult,
+  type Family,
+  type ScrapeEntry,
+  type SwarmStats,
+} from '../core/types.ts';
+import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import type { AccountStep, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
+import type { MemberLimits } from './member-limits.ts';
 import {
   ANNOUNCE_BYTES,
   blankAnnounceRequest,
@@ -58,6 +67,10 @@ export class ShardedSwarmStore implements SwarmStore {
   #routeOf: ((infoHash: Uint8Array) => Uint8Array) | null = null;
   /** Private mode: a member's torrents seeding and leeching now, on this worker. */
   #activity: ((memberId: number) => { seeding: number; leeching: number }) | null = null;
+  /** Private mode: peers per member and download slots over every worker (member-limits.ts). */
+  #limits: MemberLimits | null = null;
+  /** What an announce claims of its member's limits (`Accountant.claims`); 0 for nothing. */
+  #claims: ((req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent) => number) | null = null;
 
   constructor(opts: {
     local: SwarmStore;
@@ -103,10 +116,57 @@ export class ShardedSwarmStore implements SwarmStore {
     account: AccountStep;
     routeOf: (infoHash: Uint8Array) => Uint8Array;
     activity: (memberId: number) => { seeding: number; leeching: number };
+    /**
+     * Per-member limits over every worker: a new peer (or leeching torrent) of a member with a
+     * limit is admitted once the member's home worker grants its place (see MemberLimits).
+     */
+    limits?: MemberLimits;
+    claims?: (req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent) => number;
   }): void {
     this.#account = opts.account;
     this.#routeOf = opts.routeOf;
     this.#activity = opts.activity;
+    this.#limits = opts.limits ?? null;
+    this.#claims = opts.claims ?? null;
+  }
+
+  /**
+   * The owner's part of an announce of a member with a limit counted over every worker: null
+   * when it claims nothing (it is answered at once, as before), else its answer: at once when
+   * this worker is the member's home and the place is free, else once the home has judged the
+   * claim (a promise; the request is copied: the caller may reuse it).
+   */
+  #claimed(
+    req: AnnounceRequest,
+    member: PolicyMember,
+    torrent: PolicyTorrent,
+    now: number,
+  ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> | null {
+    const limits = this.#limits;
+    if (limits === null || this.#claims === null) return null;
+    const need = this.#claims(req, member, torrent);
+    if (need === 0) {
+      // A stop or a seeding announce may free a place the home counts.
+      if ((req.event === AnnounceEvent.stopped || req.left === 0) && limits.holds(member.id))
+        limits.touch(member.id);
+      return null;
+    }
+    const copy = copyRequest(req);
+    return limits.run(member.id, need, () => this.#admit(copy, member, torrent, now));
+  }
+
+  /** Accounting, then the swarm update (unless refused); the owner's warning on the answer. */
+  #admit(
+    req: AnnounceRequest,
+    member: PolicyMember,
+    torrent: PolicyTorrent,
+    now: number,
+  ): AnnounceResult | TrackerError {
+    const v = this.#account?.(req, member, torrent, now) ?? null;
+    if (v instanceof TrackerError) return v;
+    const r = this.local.announce(req, now) as AnnounceResult | TrackerError;
+    if (v !== null && !(r instanceof TrackerError)) r.warning = v;
+    return r;
   }
 
   #ownerOf(infoHash: Uint8Array): number {
@@ -126,6 +186,10 @@ export class ShardedSwarmStore implements SwarmStore {
     const torrent = ctx.torrent;
     const owner = shardOf(torrent !== null ? torrent.route : req.infoHash, this.#count);
     if (owner === this.#index) {
+      if (member !== null && torrent !== null) {
+        const claimed = this.#claimed(req, member, torrent, now);
+        if (claimed !== null) return claimed;
+      }
       const v =
         member !== null && torrent !== null ? (this.#account?.(req, member, torrent, now) ?? null) : null;
       if (v instanceof TrackerError) return v;
@@ -317,15 +381,31 @@ export class ShardedSwarmStore implements SwarmStore {
           const acct = readAccountTo(body, at, bodyEnd(body, at));
           // Private mode: the owner's verdict (peer limits, announce discipline, issue #16); a
           // refusal leaves the swarm untouched and crosses back as its code.
-          const v = acct !== null ? (this.#account?.(req, acct.member, acct.torrent, now) ?? null) : null;
-          const r =
-            v instanceof TrackerError ? v : (this.local.announce(req, now) as AnnounceResult | TrackerError);
-          if (r instanceof TrackerError) writeText(reply, MessageType.failure, id, r.code);
-          else {
-            if (v !== null && !(v instanceof TrackerError)) r.warning = v;
-            writeAnnounceOk(reply, id, r, req.family);
+          if (acct === null) {
+            writeAnnounceResult(
+              reply,
+              id,
+              this.local.announce(req, now) as AnnounceResult | TrackerError,
+              req.family,
+            );
+            break;
           }
-          break;
+          const claimed = this.#claimed(req, acct.member, acct.torrent, now);
+          if (claimed === null) {
+            writeAnnounceResult(reply, id, this.#admit(req, acct.member, acct.torrent, now), req.family);
+            break;
+          }
+          if (!(claimed instanceof Promise)) {
+            writeAnnounceResult(reply, id, claimed, req.family);
+            break;
+          }
+          // Asynchronous: answered once the member's home has judged the claim.
+          const family = req.family;
+          claimed.then((r) => {
+            writeAnnounceResult(reply, id, r, family);
+            done();
+          });
+          return;
         }
         case MessageType.scrape: {
           const { now, hashes } = readScrape(body, at);
@@ -364,6 +444,22 @@ export class ShardedSwarmStore implements SwarmStore {
     }
     done();
   }
+}
+
+/** An owner's answer to an announce: the result, or its refusal as its code. */
+function writeAnnounceResult(
+  reply: FrameWriter,
+  id: number,
+  r: AnnounceResult | TrackerError,
+  family: Family,
+): void {
+  if (r instanceof TrackerError) writeText(reply, MessageType.failure, id, r.code);
+  else writeAnnounceOk(reply, id, r, family);
+}
+
+/** A copy of a request that outlives the call (the frontends and the bus reuse theirs). */
+function copyRequest(req: AnnounceRequest): AnnounceRequest {
+  return { ...req, infoHash: req.infoHash.slice(), peerId: req.peerId.slice(), ip: req.ip.slice() };
 }
 
 function textOf(body: Buffer, at: number): string {

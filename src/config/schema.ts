@@ -484,7 +484,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 100_000_000,
     default: 0,
     arg: 'N',
-    doc: 'Private mode: most peers one member may run over all torrents (0 = no limit; with workers each worker counts the torrents it owns, see README "Rules")',
+    doc: 'Private mode: most peers one member may run over all torrents, counted over every worker and every instance on Redis (0 = no limit; see README "Rules")',
   },
   {
     key: 'earlyAnnounce',

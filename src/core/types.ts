@@ -107,6 +107,15 @@ export interface SlotClaim {
   peerId: Uint8Array;
 }
 
+/** A member's peer whose place `peers_per_member` counts over every instance (RedisPeers). */
+export interface PeerPlace {
+  memberId: number;
+  /** The torrent's route hash (its bucket). */
+  route: Uint8Array;
+  torrentId: number;
+  peerId: Uint8Array;
+}
+
 /** The private-mode part of an announce to a shared store (RedisSwarmStore `announceAccounted`). */
 export interface SharedAccountArgs {
   /** The torrent's route hash: its bucket holds the swarm and the member's baselines. */

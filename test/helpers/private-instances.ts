@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
+import { encode } from '../../src/protocol/bencode/index.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { type AnnounceFields, announceAt, text } from './clients.ts';
 import type { Engine } from './db.ts';
 import { deleteKeys, testPrefix } from './redis.ts';
 
@@ -58,4 +60,80 @@ export function privateInstances(
     rmSync(pair.scratch, { recursive: true, force: true });
   });
   return pair;
+}
+
+/**
+ * A member `who` and `n` private torrents of the pair, known to both instances (each polls the
+ * database revision every second: a seeding announce of client 99, stopped at once, is answered
+ * by both before this returns). `announce(t, ih, c, f)`: client `c` of the member (peer id
+ * `-qB4500-<tag><c>`, `tag` 5 characters) announces torrent `ih` to instance `t`, leeching 1000
+ * bytes unless `f` says otherwise.
+ */
+export async function memberWithTorrents(
+  pair: PrivatePair,
+  who: string,
+  n: number,
+  tag: string,
+  portBase: number,
+) {
+  const { one, two, scratch } = pair;
+  const member = adminJson<{ passkey: string }>(one.admin(['member', 'add', who, '--json']));
+  const hashes: Buffer[] = [];
+  for (let i = 1; i <= n; i++) {
+    const file = join(scratch, `${who}${i}.torrent`);
+    const info = { length: 1000 * i, name: `${who}${i}`, 'piece length': 16384, pieces: Buffer.alloc(20, i) };
+    writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info: { ...info, private: 1 } }));
+    const t = adminJson<{ info_hash: string }>(one.admin(['torrent', 'add', file, '--json']));
+    hashes.push(Buffer.from(t.info_hash, 'hex'));
+  }
+  const announce = (t: RunningTracker, ih: Buffer, c: number, f: Partial<AnnounceFields> = {}) =>
+    announceAt(t.http[0].port, {
+      infoHash: ih,
+      port: portBase + c,
+      peerId: Buffer.from(`-qB4500-${tag}${String(c).padStart(7, '0')}`),
+      base: `/announce/${member.passkey}`,
+      left: 1000,
+      ...f,
+    });
+  for (const t of [one, two])
+    for (const ih of hashes) {
+      let d = await announce(t, ih, 99, { event: 'started', left: 0 });
+      for (let i = 0; d.has('failure reason') && i < 75; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        d = await announce(t, ih, 99, { event: 'started', left: 0 });
+      }
+      assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
+      await announce(t, ih, 99, { event: 'stopped', left: 0 });
+    }
+  return { hashes, announce };
+}
+
+/**
+ * Five rounds of two new clients started at once, `a` (torrent, client) through the first
+ * instance and `b` through the second, when only one may be taken: exactly one is, each round
+ * (then both stop).
+ */
+export async function exactlyOneOfTwo(
+  pair: PrivatePair,
+  announce: Awaited<ReturnType<typeof memberWithTorrents>>['announce'],
+  a: [Buffer, number],
+  b: [Buffer, number],
+): Promise<void> {
+  const { one, two } = pair;
+  for (let round = 0; round < 5; round++) {
+    const answers = await Promise.all([
+      announce(one, a[0], a[1], { event: 'started' }),
+      announce(two, b[0], b[1], { event: 'started' }),
+    ]);
+    const taken = answers.filter((d) => !d.has('failure reason')).length;
+    assert.equal(
+      taken,
+      1,
+      `round ${round}: ${answers.map((d) => text(d.get('failure reason'))).join(' / ')}`,
+    );
+    await Promise.all([
+      announce(one, a[0], a[1], { event: 'stopped' }),
+      announce(two, b[0], b[1], { event: 'stopped' }),
+    ]);
+  }
 }

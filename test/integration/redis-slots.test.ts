@@ -6,14 +6,10 @@
  * Counted per instance, each instance would let the member leech one torrent more.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { encode } from '../../src/protocol/bencode/index.ts';
-import type { RunningTracker } from '../e2e/tracker-process.ts';
-import { type AnnounceFields, announceAt, text } from '../helpers/clients.ts';
+import { text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
-import { adminJson, privateInstances } from '../helpers/private-instances.ts';
+import { exactlyOneOfTwo, memberWithTorrents, privateInstances } from '../helpers/private-instances.ts';
 import { redisTargets } from '../helpers/redis.ts';
 
 const postgres = engines.find((e) => e.name === 'postgres');
@@ -41,46 +37,7 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
     });
 
     /** A member (class User: one slot) and `n` torrents, known to both instances. */
-    async function setUp(who: string, n: number) {
-      const { one, two, scratch } = pair;
-      const member = adminJson<{ passkey: string }>(one.admin(['member', 'add', who, '--json']));
-      const hashes: Buffer[] = [];
-      for (let i = 1; i <= n; i++) {
-        const file = join(scratch, `${who}${i}.torrent`);
-        const info = {
-          length: 1000 * i,
-          name: `${who}${i}`,
-          'piece length': 16384,
-          pieces: Buffer.alloc(20, i),
-        };
-        writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info: { ...info, private: 1 } }));
-        const t = adminJson<{ info_hash: string }>(one.admin(['torrent', 'add', file, '--json']));
-        hashes.push(Buffer.from(t.info_hash, 'hex'));
-      }
-      /** Client `c` of the member announces torrent `ih` to instance `t`. */
-      const announce = (t: RunningTracker, ih: Buffer, c: number, f: Partial<AnnounceFields> = {}) =>
-        announceAt(t.http[0].port, {
-          infoHash: ih,
-          port: 9600 + c,
-          peerId: Buffer.from(`-qB4500-slots${String(c).padStart(7, '0')}`),
-          base: `/announce/${member.passkey}`,
-          left: 1000,
-          ...f,
-        });
-      // Both instances must know the torrents (each polls the database revision every second):
-      // a seeding announce, stopped at once, takes no slot.
-      for (const t of [one, two])
-        for (const ih of hashes) {
-          let d = await announce(t, ih, 99, { event: 'started', left: 0 });
-          for (let i = 0; d.has('failure reason') && i < 75; i++) {
-            await new Promise((r) => setTimeout(r, 200));
-            d = await announce(t, ih, 99, { event: 'started', left: 0 });
-          }
-          assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
-          await announce(t, ih, 99, { event: 'stopped', left: 0 });
-        }
-      return { hashes, announce };
-    }
+    const setUp = (who: string, n: number) => memberWithTorrents(pair, who, n, 'slots', 9600);
 
     const refused = (d: Map<string, unknown>) => text(d.get('failure reason'));
     const ok = (d: Map<string, unknown>, what: string) =>
@@ -116,21 +73,9 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
     });
 
     test('two new leeching torrents at once, one through each instance: exactly one is taken', async () => {
-      const { one, two } = pair;
       const { hashes, announce } = await setUp('lee', 2);
       const [a, b] = hashes;
-      for (let round = 0; round < 5; round++) {
-        const answers = await Promise.all([
-          announce(one, a, 1, { event: 'started' }),
-          announce(two, b, 2, { event: 'started' }),
-        ]);
-        const taken = answers.filter((d) => !d.has('failure reason')).length;
-        assert.equal(taken, 1, `round ${round}: ${answers.map(refused).join(' / ')}`);
-        await Promise.all([
-          announce(one, a, 1, { event: 'stopped' }),
-          announce(two, b, 2, { event: 'stopped' }),
-        ]);
-      }
+      await exactlyOneOfTwo(pair, announce, [a, 1], [b, 2]);
     });
 
     test('a client that announces as a seeder first and then has something left takes a slot, on either instance', async () => {

@@ -1,5 +1,5 @@
 import { Errors, type TrackerError } from '../../core/errors.ts';
-import type { SlotClaim } from '../../core/types.ts';
+import type { PeerPlace, SlotClaim } from '../../core/types.ts';
 import { bucketOf } from './records.ts';
 import type { RedisSwarmStore } from './redis-store.ts';
 
@@ -29,8 +29,95 @@ table.insert(out, 1, ms)
 return out
 `;
 
+/**
+ * Claim: one announce of a member's peer when `peers_per_member` is set (issue #16).
+ * KEYS[1] the member's peer set. ARGV: the peer's entry ('<bucket>:<torrent id>:<peer id, hex>'),
+ * the limit, `peer_timeout` in milliseconds, '1' to add the entry whatever the count (a peer this
+ * instance holds already refreshes its place). Entries not claimed for `peer_timeout` (silent
+ * peers) are removed first. Scores are the Redis server's time in milliseconds (one clock for
+ * every instance). Returns 1 when the entry is added, 2 when it was there (refreshed), 0 when the
+ * set is full.
+ */
+export const PEER_CLAIM = `#!lua
+local key, entry, ttl = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (ms - ttl))
+local had = redis.call('ZSCORE', key, entry)
+if had or ARGV[4] == '1' or redis.call('ZCARD', key) < tonumber(ARGV[2]) then
+  redis.call('ZADD', key, ms, entry)
+  redis.call('PEXPIRE', key, ttl)
+  if had then return 2 end
+  return 1
+end
+return 0
+`;
+
 interface Commands {
   heraldSlotClaim(key: string, ...args: (string | number)[]): Promise<1 | [number, ...string[]]>;
+  heraldPeerClaim(key: string, ...args: (string | number)[]): Promise<0 | 1 | 2>;
+}
+
+/**
+ * `peers_per_member` across instances (issue #16): the member's live peers, counted in Redis, so
+ * that a member runs at most that many peers over every instance (and every worker process on
+ * it).
+ *
+ * Key (docs/redis.md): `<prefix>:{m<member id>}:p`, a ZSET of the member's peers, member
+ * '<bucket>:<torrent id>:<peer id, hex>', score the Redis server's time (ms) of the peer's last
+ * announce; its own hash tag, like the slot set. A new peer (one this instance holds no live
+ * baseline of) waits for its claim (one EVALSHA); a peer this instance holds refreshes its place
+ * without waiting. A peer's place is freed by its `stopped`, by the store refusing the announce
+ * that claimed it, or by `peer_timeout` without a claim (the script removes those first, with the
+ * same cutoff the baselines use), so the set holds exactly the peers the baselines hold live.
+ */
+export class RedisPeers {
+  #store: RedisSwarmStore;
+  #ttlMs: number;
+
+  constructor(store: RedisSwarmStore, peerTimeout: number) {
+    this.#store = store;
+    this.#ttlMs = peerTimeout * 1000;
+    store.client.defineCommand('heraldPeerClaim', { numberOfKeys: 1, lua: PEER_CLAIM });
+  }
+
+  /**
+   * One announce (not `stopped`) of a member's peer: for a peer this instance knows, null (its
+   * place is refreshed without waiting); else whether the place was taken ('new'), was held
+   * already ('held'), or the refusal.
+   */
+  claim(p: PeerPlace, limit: number, known: boolean): Promise<'new' | 'held' | TrackerError> | null {
+    const call = this.#claim(p, limit, known);
+    if (known) {
+      call.catch(() => {});
+      return null;
+    }
+    return call.then(
+      (r) => (r === 1 ? 'new' : r === 2 ? 'held' : Errors.peerLimitMember),
+      () => Errors.storeUnavailable,
+    );
+  }
+
+  /** Frees a peer's place (its `stopped`, or its claim's announce refused): best effort. */
+  release(p: PeerPlace): void {
+    this.#store.call(this.#store.client.zrem(this.#key(p), this.#entry(p))).catch(() => {});
+  }
+
+  #claim(p: PeerPlace, limit: number, force: boolean): Promise<0 | 1 | 2> {
+    const cmd = this.#store.client as unknown as Commands;
+    return this.#store.call(
+      cmd.heraldPeerClaim(this.#key(p), this.#entry(p), limit, this.#ttlMs, force ? '1' : '0'),
+    );
+  }
+
+  #key(p: PeerPlace): string {
+    return `${this.#store.prefix}:{m${p.memberId}}:p`;
+  }
+
+  #entry(p: PeerPlace): string {
+    const id = Buffer.from(p.peerId.buffer, p.peerId.byteOffset, p.peerId.byteLength);
+    return `${bucketOf(p.route)}:${p.torrentId}:${id.toString('hex')}`;
+  }
 }
 
 /** What a member has on one torrent, from the baselines in Redis: nothing live, leeching, seeding. */
