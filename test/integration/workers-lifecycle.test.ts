@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -156,10 +156,21 @@ test('SIGTERM: every worker stops gracefully and exits 0, and so does the primar
   assert.doesNotMatch(p.log(), /did not finish in time/);
 });
 
-/** Running (a zombie, dead but not yet reaped by its parent, is not). */
+/**
+ * Running (a zombie, dead but not yet reaped by its parent, is not). Every thread counts: a killed
+ * process's main thread can be a zombie while its other threads still exit, and its descriptors
+ * (its listening sockets) close only with the last one; a connection the kernel gives that
+ * listener meanwhile is reset.
+ */
 const alive = (pid: number) => {
   try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return readdirSync(`/proc/${pid}/task`).some((tid) => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
   } catch {
     return false;
   }
