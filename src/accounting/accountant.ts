@@ -47,8 +47,8 @@ interface Holding extends Allowance {
   row: MemberTorrentPending | null;
   memberRow: MemberPending | null;
   rowEpoch: number;
-  /** The info hashes its peers announced with (a hybrid torrent's two at most): their swarms. */
-  hashes: Uint8Array[];
+  /** The info hashes its peers announced with, as latin1 (a hybrid torrent's two at most): their swarms. */
+  hashes: string[];
 }
 
 /** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
@@ -287,7 +287,7 @@ export class Accountant {
         prev.addr = req.family === 4 ? prev.link.key : binaryString(req.ip);
         prev.port = req.port;
       }
-      if (!sameHash(prev.holding.hashes[0], req.infoHash)) noteHash(prev.holding, req.infoHash);
+      if (!sameLatin1(prev.holding.hashes[0], req.infoHash)) noteHash(prev.holding, req.infoHash);
       // Least recently announced first: move this peer to the end.
       if (prev !== this.#newest) {
         this.#unlink(prev);
@@ -455,7 +455,7 @@ export class Accountant {
     if (h === undefined) return undefined;
     if (h.byPeerId !== null) return h.byPeerId.get(binaryString(peerId));
     const list = h.baselines;
-    for (let i = 0; i < list.length; i++) if (samePeerId(list[i].peerId, peerId)) return list[i];
+    for (let i = 0; i < list.length; i++) if (sameLatin1(list[i].peerId, peerId)) return list[i];
     return undefined;
   }
 
@@ -617,7 +617,7 @@ export class Accountant {
    */
   revoke(
     change: AccessChange,
-    remove: (infoHash: Uint8Array, family: 4 | 6, addr: string, port: number) => void,
+    remove: (infoHash: string, family: 4 | 6, addr: string, port: number) => void,
   ): number {
     let n = 0;
     const visit = (h: Holding | undefined) => {
@@ -653,19 +653,13 @@ export class Accountant {
 
 /** Adds `hash` to the holding's swarms when it is not one of them. */
 function noteHash(h: Holding, hash: Uint8Array): void {
-  for (let i = 0; i < h.hashes.length; i++) if (sameHash(h.hashes[i], hash)) return;
-  h.hashes.push(Uint8Array.from(hash));
+  for (let i = 0; i < h.hashes.length; i++) if (sameLatin1(h.hashes[i], hash)) return;
+  h.hashes.push(binaryString(hash));
 }
 
-function sameHash(a: Uint8Array | undefined, b: Uint8Array): boolean {
-  if (a === undefined || a.length !== b.length) return false;
-  for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Whether a latin1 peer id string holds the bytes of `b` (no string made for `b`). */
-function samePeerId(s: string, b: Uint8Array): boolean {
-  if (s.length !== b.length) return false;
+/** Whether a latin1 string (a peer id, an info hash) holds the bytes of `b` (no string made for `b`). */
+function sameLatin1(s: string | undefined, b: Uint8Array): boolean {
+  if (s === undefined || s.length !== b.length) return false;
   for (let i = 0; i < b.length; i++) if (s.charCodeAt(i) !== b[i]) return false;
   return true;
 }

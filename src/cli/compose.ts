@@ -482,7 +482,7 @@ export function createTracker(
       accountant.revoke(change, (infoHash, family, addr, port) => {
         const r = local.announce(
           {
-            infoHash,
+            infoHash: Buffer.from(infoHash, 'latin1'),
             peerId: NO_PEER_ID,
             family,
             ip: Buffer.from(addr, 'latin1'),
