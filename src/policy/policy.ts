@@ -84,17 +84,24 @@ function granted(s: PolicySnapshot, torrentId: number, member: PolicyMember, now
 
 const live = (exp: number | undefined, at: number) => exp !== undefined && (exp === 0 || exp > at);
 
+const sameGroups = (a: number[], b: number[]) => a.length === b.length && a.every((g, i) => g === b[i]);
+
+/** Entries of the snapshots compared between two yields to the event loop (`accessChange`). */
+const DIFF_SLICE = 2048;
+
 /**
  * What access `old` gave at `then` that `now` (`next` at `now`) may no longer give: O(members +
- * torrents + grants) of the snapshots, nothing per peer. Private mode only (other modes have no
- * members).
+ * torrents + grants) of the snapshots, nothing per peer, yielding to the event loop every
+ * `DIFF_SLICE` entries (as loads do between pages), so that a reload over 10⁵ members never
+ * stalls announces for the whole comparison. Private mode only (other modes have no members).
  */
-export function accessChange(
+export async function accessChange(
   old: PolicySnapshot,
   next: PolicySnapshot,
   then: number,
   now: number,
-): AccessChange {
+): Promise<AccessChange> {
+  let seen = 0;
   const members = new Set<number>();
   const torrents = new Set<number>();
   const pairs = new Map<number, Set<number>>();
@@ -102,13 +109,15 @@ export function accessChange(
   const keyGone = new Set<number>();
   if (old !== next)
     for (const [pk, m] of old.members) {
+      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
       if (m.status !== 0) continue;
       const n = next.members.get(pk);
       if (n === undefined || n.id !== m.id) keyGone.add(m.id);
-      if (n === undefined || n.id !== m.id || n.status !== 0 || n.groups.join() !== m.groups.join())
+      if (n === undefined || n.id !== m.id || n.status !== 0 || !sameGroups(n.groups, m.groups))
         members.add(m.id);
     }
   for (const [tid, g] of old.grants) {
+    if (++seen % DIFF_SLICE === 0) await yieldToLoop();
     const ng = next.grants.get(tid);
     for (const [mid, exp] of g.members) {
       if (!live(exp, then) || live(ng?.members.get(mid), now)) continue;
@@ -124,6 +133,7 @@ export function accessChange(
   }
   if (old !== next)
     for (const [tid, t] of old.torrentById) {
+      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
       const n = next.torrentById.get(tid);
       if (n === undefined || (n.restricted && !t.restricted)) torrents.add(tid);
     }
@@ -363,9 +373,9 @@ export class Policy {
   }
 
   /** Runs the `onReload` listeners for what access changed from `old` (judged then) to now. */
-  #judge(old: PolicySnapshot): void {
+  async #judge(old: PolicySnapshot): Promise<void> {
     const now = wallNow();
-    const change = accessChange(old, this.#snap, this.#judgedAt, now);
+    const change = await accessChange(old, this.#snap, this.#judgedAt, now);
     this.#judgedAt = now;
     this.#armExpiry();
     for (const fn of this.#onReload)
@@ -389,7 +399,7 @@ export class Policy {
     const ms = Math.min(86_400_000, Math.max(0, next * 1000 - Date.now()) + 5);
     this.#expiryTimer = setTimeout(() => {
       this.#expiryTimer = null;
-      this.#judge(this.#snap);
+      void this.#judge(this.#snap);
     }, ms);
     this.#expiryTimer.unref();
   }
@@ -450,7 +460,7 @@ export class Policy {
         torrents: this.#snap.torrents.size,
         ms: Math.round(performance.now() - t0),
       });
-      this.#judge(old);
+      await this.#judge(old);
       return true;
     } catch (err) {
       this.#logger.error('policy refresh failed', { err: String(err) });
