@@ -4,7 +4,7 @@ import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
-import type { PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
+import type { AccessChange, PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 import { type Credit, credit } from '../policy/promotions.ts';
 import type { AccountVerdict } from '../tracker/service.ts';
 import type { MemberPending, MemberTorrentPending } from './flush-writer.ts';
@@ -47,6 +47,8 @@ interface Holding extends Allowance {
   row: MemberTorrentPending | null;
   memberRow: MemberPending | null;
   rowEpoch: number;
+  /** The info hashes its peers announced with, as latin1 (a hybrid torrent's two at most): their swarms. */
+  hashes: string[];
 }
 
 /** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
@@ -75,6 +77,9 @@ interface PeerState {
   link: Link;
   /** The peer id, as a latin1 string (made once, at the peer's first announce). */
   peerId: string;
+  /** Its endpoint in the swarm (address as latin1, port): where `revoke` removes it from. */
+  addr: string;
+  port: number;
   /** Neighbours in least-recently-announced order (null at either end). */
   older: PeerState | null;
   newer: PeerState | null;
@@ -154,6 +159,8 @@ export class Accountant {
     /** Flushes written a second time, checked, after a removed torrent broke a foreign key. */
     rewrites: 0,
     evicted: 0,
+    /** Baselines forgotten (and their peers taken out of the swarms) when their member lost access. */
+    revoked: 0,
     /** Wall-clock seconds spent writing flushes that committed (herald_accounting_flush_seconds_total). */
     flushSeconds: 0,
     /** Member x torrent rows written by flushes that committed (herald_accounting_rows_written_total). */
@@ -276,6 +283,11 @@ export class Accountant {
         link.peers++;
         prev.link = link;
       }
+      if (prev.port !== req.port || !sameAddress(prev.addr, req, true)) {
+        prev.addr = req.family === 4 ? prev.link.key : binaryString(req.ip);
+        prev.port = req.port;
+      }
+      if (!sameLatin1(prev.holding.hashes[0], req.infoHash)) noteHash(prev.holding, req.infoHash);
       // Least recently announced first: move this peer to the end.
       if (prev !== this.#newest) {
         this.#unlink(prev);
@@ -405,9 +417,11 @@ export class Accountant {
         row: null,
         memberRow: null,
         rowEpoch: -1,
+        hashes: [],
       };
       byTorrent.set(torrentId, holding);
     }
+    noteHash(holding, req.infoHash);
     holding.peers++;
     this.#memberPeers.set(memberId, (this.#memberPeers.get(memberId) ?? 0) + 1);
     if (seeding) holding.seeders++;
@@ -421,6 +435,8 @@ export class Accountant {
       holding,
       link,
       peerId: binaryString(req.peerId),
+      addr: req.family === 4 ? link.key : binaryString(req.ip),
+      port: req.port,
       older: null,
       newer: null,
     };
@@ -439,7 +455,7 @@ export class Accountant {
     if (h === undefined) return undefined;
     if (h.byPeerId !== null) return h.byPeerId.get(binaryString(peerId));
     const list = h.baselines;
-    for (let i = 0; i < list.length; i++) if (samePeerId(list[i].peerId, peerId)) return list[i];
+    for (let i = 0; i < list.length; i++) if (sameLatin1(list[i].peerId, peerId)) return list[i];
     return undefined;
   }
 
@@ -591,6 +607,39 @@ export class Accountant {
     return leeching;
   }
 
+  /**
+   * After policy judged access again (a reload, a grant's expiry): forgets the baselines of the
+   * members who lost access to their torrents, and hands each one's swarm endpoint to `remove`,
+   * which takes the peer out of the swarm (as expiry would, later). Nothing is credited: the last
+   * accepted announce's deltas are pending already, and a refused one counts nothing. Visits only
+   * what `change` names (the holdings of changed members, of revoked pairs; for changed torrents,
+   * one map lookup per member holding baselines). Returns the baselines forgotten.
+   */
+  revoke(
+    change: AccessChange,
+    remove: (infoHash: string, family: 4 | 6, addr: string, port: number) => void,
+  ): number {
+    let n = 0;
+    const visit = (h: Holding | undefined) => {
+      if (h === undefined || h.peers === 0 || !change.lost(h.memberId, h.torrentId)) return;
+      for (const p of h.baselines.slice()) {
+        for (const hash of h.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
+        this.#forget(p);
+        n++;
+      }
+    };
+    for (const id of change.members) for (const h of [...(this.#holdings.get(id)?.values() ?? [])]) visit(h);
+    for (const [id, torrents] of change.pairs) {
+      const byTorrent = this.#holdings.get(id);
+      if (byTorrent !== undefined) for (const t of torrents) visit(byTorrent.get(t));
+    }
+    if (change.torrents.size > 0)
+      for (const byTorrent of [...this.#holdings.values()])
+        for (const t of change.torrents) visit(byTorrent.get(t));
+    this.counts.revoked += n;
+    return n;
+  }
+
   /** Forgets baselines of peers that stopped announcing (they would have expired anyway). */
   #expireBaselines(): void {
     const cutoff = this.#o.clock.now() - this.#o.peerTimeout;
@@ -602,16 +651,25 @@ export class Accountant {
   }
 }
 
-/** Whether a latin1 peer id string holds the bytes of `b` (no string made for `b`). */
-function samePeerId(s: string, b: Uint8Array): boolean {
-  if (s.length !== b.length) return false;
+/** Adds `hash` to the holding's swarms when it is not one of them. */
+function noteHash(h: Holding, hash: Uint8Array): void {
+  for (let i = 0; i < h.hashes.length; i++) if (sameLatin1(h.hashes[i], hash)) return;
+  h.hashes.push(binaryString(hash));
+}
+
+/** Whether a latin1 string (a peer id, an info hash) holds the bytes of `b` (no string made for `b`). */
+function sameLatin1(s: string | undefined, b: Uint8Array): boolean {
+  if (s === undefined || s.length !== b.length) return false;
   for (let i = 0; i < b.length; i++) if (s.charCodeAt(i) !== b[i]) return false;
   return true;
 }
 
-/** Whether an address key (see `#link`) is the announce's address (IPv4, or IPv6 /64). */
-function sameAddress(key: string, req: AnnounceRequest): boolean {
-  const n = req.family === 4 ? 4 : 8;
+/**
+ * Whether an address key (see `#link`) is the announce's address (IPv4, or IPv6 /64; `whole`: the
+ * whole IPv6 address).
+ */
+function sameAddress(key: string, req: AnnounceRequest, whole = false): boolean {
+  const n = req.family === 4 ? 4 : whole ? 16 : 8;
   if (key.length !== n) return false;
   for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== req.ip[i]) return false;
   return true;

@@ -44,6 +44,8 @@ export interface AccountingCounts {
   /** Flushes written a second time, checked, after a removed torrent broke a foreign key. */
   rewrites: number;
   evicted: number;
+  /** Baselines forgotten when their member lost access (`Accountant.revoke`). */
+  revoked: number;
   /** Wall-clock seconds spent writing flushes that committed (herald_accounting_flush_seconds_total). */
   flushSeconds: number;
   /** Member x torrent rows written by flushes that committed (herald_accounting_rows_written_total). */

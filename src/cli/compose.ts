@@ -26,6 +26,7 @@ import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
+import { AnnounceEvent } from '../core/types.ts';
 import { announceBases } from '../core/urls.ts';
 import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
@@ -113,6 +114,9 @@ function listens(list: string[], key: string): { host: string; port: number }[] 
     return hp;
   });
 }
+
+/** The peer id of the `stopped` that takes a revoked peer out of a store (which keys peers by endpoint). */
+const NO_PEER_ID = new Uint8Array(20);
 
 /**
  * Builds a tracker from a (partial) configuration; missing keys take their documented defaults
@@ -469,6 +473,33 @@ export function createTracker(
     shards: rtcShards ?? rtcRedis ?? undefined,
   });
   policy.onReload(() => ws.revalidate());
+  // HTTP/UDP peers of members who lost access leave the swarms at once (not at peer_timeout): the
+  // process holding their baselines (the owner of the torrent, with workers) takes them out of the
+  // swarms where they are (its shard, or Redis), as a `stopped` from their endpoint would.
+  if (accountant !== null)
+    policy.onReload((change) => {
+      const now = clock.now();
+      accountant.revoke(change, (infoHash, family, addr, port) => {
+        const r = local.announce(
+          {
+            infoHash: Buffer.from(infoHash, 'latin1'),
+            peerId: NO_PEER_ID,
+            family,
+            ip: Buffer.from(addr, 'latin1'),
+            port,
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: AnnounceEvent.stopped,
+            numWant: 0,
+            wantPeerIds: false,
+          },
+          now,
+        );
+        if (r instanceof Promise)
+          r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
+      });
+    });
   stats.webrtc = () => {
     const s = ws.stats();
     const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { createLogger } from '../core/log.ts';
 import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
-import { Policy } from './policy.ts';
+import { accessChange, loadSnapshot, Policy } from './policy.ts';
 
 test('policy reloads coalesce: one at a time, calls during a load share one more, and each caller sees its change', async () => {
   const db = await openDatabase('sqlite::memory:', '');
@@ -28,6 +28,77 @@ test('policy reloads coalesce: one at a time, calls during a load share one more
     assert.ok(policy.snapshot.members.has(changed.passkey), 'the last change is in the snapshot');
     assert.equal(await policy.refresh(), false, 'nothing changed since: no load');
     assert.equal(policy.loads - loads0, 2);
+  } finally {
+    await db.close();
+  }
+});
+
+test('accessChange names who may have lost access, and lost() judges them against the new snapshot', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const hex = (n: number) => n.toString(16).padStart(40, '0');
+    const add = (n: number, restricted: boolean) =>
+      reg.addTorrent({
+        infoHash: hex(n),
+        infoHashV2: null,
+        name: `t${n}`,
+        size: 1,
+        fileCount: 1,
+        restricted,
+      });
+    const [a, b, c] = [await add(1, true), await add(2, true), await add(3, false)];
+    const [ann, bea, cid, dot] = [
+      await reg.addMember({ username: 'ann' }),
+      await reg.addMember({ username: 'bea' }),
+      await reg.addMember({ username: 'cid' }),
+      await reg.addMember({ username: 'dot' }),
+    ];
+    const group = await reg.addGroup('buyers');
+    await reg.addToGroup(group.id, cid.id);
+    await reg.addToGroup(group.id, dot.id);
+    await reg.grant({ torrent: a.id, member: ann.id });
+    const extended = await reg.grant({ torrent: b.id, member: ann.id, expiresAt: 2_000_000_000 });
+    await reg.grant({ torrent: a.id, member: bea.id });
+    await reg.grant({ torrent: b.id, group: group.id });
+    const old = await loadSnapshot(reg);
+    // Bea's grant goes; ann's on b is replaced by a longer one; the group grant goes; dot leaves
+    // the group; torrent c is made restricted.
+    await reg.revoke({ torrent: a.id, member: bea.id });
+    await reg.revoke({ id: extended.id });
+    await reg.grant({ torrent: b.id, member: ann.id });
+    await reg.revoke({ torrent: b.id, group: group.id });
+    await reg.removeFromGroup(group.id, dot.id);
+    await reg.updateTorrent(c.id, { restricted: true });
+    await reg.grant({ torrent: a.id, member: cid.id, expiresAt: 2_000_000_000 });
+    const next = await loadSnapshot(reg);
+    const now = 1_900_000_000;
+    const change = await accessChange(old, next, now, now);
+    // Ann's grant on b was replaced by one that lasts longer: not named.
+    assert.deepEqual(
+      [...change.pairs.entries()].map(([m, t]) => [m, [...t]]),
+      [[bea.id, [a.id]]],
+    );
+    assert.deepEqual([...change.torrents].sort(), [b.id, c.id].sort());
+    assert.deepEqual([...change.members], [dot.id]);
+    assert.equal(change.lost(bea.id, a.id), true);
+    assert.equal(change.lost(ann.id, b.id), false, 'a grant replaced by another is not lost');
+    assert.equal(change.lost(cid.id, b.id), true);
+    assert.equal(change.lost(ann.id, a.id), false);
+    assert.equal(change.lost(ann.id, c.id), true, 'c is restricted now and ann has no grant to it');
+    // With one snapshot, only grants that expired between the two times count.
+    const expiring = await accessChange(next, next, 1_999_999_999, 2_000_000_001);
+    assert.deepEqual(
+      [...expiring.pairs.entries()].map(([m, t]) => [m, [...t]]),
+      [[cid.id, [a.id]]],
+    );
+    assert.equal(expiring.torrents.size + expiring.members.size, 0);
+    assert.equal(expiring.lost(cid.id, a.id), true);
+    assert.equal(
+      (await accessChange(next, next, 1_999_999_998, 1_999_999_999)).pairs.size,
+      0,
+      'not expired yet',
+    );
   } finally {
     await db.close();
   }

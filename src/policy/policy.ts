@@ -48,11 +48,123 @@ export class PolicySnapshot {
    * each with its start and end, judged at announce time (policy/promotions.ts).
    */
   promotions = new Promotions();
+  /** Member id → member, and torrent id → torrent: what access was lost is judged by id. */
+  memberById = new Map<number, PolicyMember>();
+  torrentById = new Map<number, PolicyTorrent>();
   revision = -1;
+}
+
+/**
+ * Who may have lost access between two judgements of access (a reload, or a grant's expiry):
+ * the members and torrents to look at again, found by comparing the old snapshot with the new,
+ * never by a walk over peers. `lost` answers for one member on one torrent, now.
+ */
+export interface AccessChange {
+  /** Every torrent of these members (disabled, banned, passkey reset, removed, groups changed). */
+  members: Set<number>;
+  /** Every member on these torrents (removed, made restricted, a group grant gone). */
+  torrents: Set<number>;
+  /** Member id → torrents whose grant to the member went (revoked or expired). */
+  pairs: Map<number, Set<number>>;
+  lost(memberId: number, torrentId: number): boolean;
+}
+
+/** Whether `member` holds a grant to `torrentId` in `s` at `now` (unix s). */
+function granted(s: PolicySnapshot, torrentId: number, member: PolicyMember, now: number): boolean {
+  const g = s.grants.get(torrentId);
+  if (g === undefined) return false;
+  const m = g.members.get(member.id);
+  if (m !== undefined && (m === 0 || m > now)) return true;
+  for (let i = 0; i < member.groups.length; i++) {
+    const e = g.groups.get(member.groups[i]);
+    if (e !== undefined && (e === 0 || e > now)) return true;
+  }
+  return false;
+}
+
+const live = (exp: number | undefined, at: number) => exp !== undefined && (exp === 0 || exp > at);
+
+const sameGroups = (a: number[], b: number[]) => a.length === b.length && a.every((g, i) => g === b[i]);
+
+/** Entries of the snapshots compared between two yields to the event loop (`accessChange`). */
+const DIFF_SLICE = 2048;
+
+/**
+ * What access `old` gave at `then` that `now` (`next` at `now`) may no longer give: O(members +
+ * torrents + grants) of the snapshots, nothing per peer, yielding to the event loop every
+ * `DIFF_SLICE` entries (as loads do between pages), so that a reload over 10⁵ members never
+ * stalls announces for the whole comparison. Private mode only (other modes have no members).
+ */
+export async function accessChange(
+  old: PolicySnapshot,
+  next: PolicySnapshot,
+  then: number,
+  now: number,
+): Promise<AccessChange> {
+  let seen = 0;
+  const members = new Set<number>();
+  const torrents = new Set<number>();
+  const pairs = new Map<number, Set<number>>();
+  // Members whose passkey went (reset, or the member removed): their peers announced with it.
+  const keyGone = new Set<number>();
+  if (old !== next)
+    for (const [pk, m] of old.members) {
+      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+      if (m.status !== 0) continue;
+      const n = next.members.get(pk);
+      if (n === undefined || n.id !== m.id) keyGone.add(m.id);
+      if (n === undefined || n.id !== m.id || n.status !== 0 || !sameGroups(n.groups, m.groups))
+        members.add(m.id);
+    }
+  for (const [tid, g] of old.grants) {
+    if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+    const ng = next.grants.get(tid);
+    for (const [mid, exp] of g.members) {
+      if (!live(exp, then) || live(ng?.members.get(mid), now)) continue;
+      let set = pairs.get(mid);
+      if (set === undefined) {
+        set = new Set();
+        pairs.set(mid, set);
+      }
+      set.add(tid);
+    }
+    for (const [gid, exp] of g.groups)
+      if (live(exp, then) && !live(ng?.groups.get(gid), now)) torrents.add(tid);
+  }
+  if (old !== next)
+    for (const [tid, t] of old.torrentById) {
+      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+      const n = next.torrentById.get(tid);
+      if (n === undefined || (n.restricted && !t.restricted)) torrents.add(tid);
+    }
+  return {
+    members,
+    torrents,
+    pairs,
+    lost: (memberId, torrentId) => {
+      if (keyGone.has(memberId)) return true;
+      const m = next.memberById.get(memberId);
+      const t = next.torrentById.get(torrentId);
+      return (
+        m === undefined || m.status !== 0 || t === undefined || (t.restricted && !granted(next, t.id, m, now))
+      );
+    },
+  };
+}
+
+/** The earliest grant expiry after `now` in `s`, or 0. */
+function nextExpiry(s: PolicySnapshot, now: number): number {
+  let next = 0;
+  for (const g of s.grants.values())
+    for (const into of [g.members, g.groups])
+      for (const exp of into.values()) if (exp > now && (next === 0 || exp < next)) next = exp;
+  return next;
 }
 
 /** How long a reload waits for a lock on the database before it leaves the work to the next poll. */
 const RELOAD_BUSY_TIMEOUT_MS = 250;
+
+const wallNow = () => Math.floor(Date.now() / 1000);
 
 const hexBytes = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex');
 const hexKey = (hex: string) => hexBytes(hex).toString('latin1');
@@ -87,14 +199,16 @@ export async function loadSnapshot(
         const c = classOf(m.class, classes);
         if (c !== null) s.classById.set(m.id, c);
       }
-      s.members.set(m.passkey, {
+      const pm: PolicyMember = {
         id: m.id,
         status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
         groups: groupsOf.get(m.id) ?? [],
         leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
         warned: m.ratio_warned_at !== null,
         hnr: hnr.get(m.id) ?? 0,
-      });
+      };
+      s.members.set(m.passkey, pm);
+      s.memberById.set(m.id, pm);
     },
   );
   await inPages(
@@ -114,6 +228,7 @@ export async function loadSnapshot(
         uploadFactor: t.upload_factor,
         route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
       };
+      s.torrentById.set(t.id, pt);
       // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
       if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
       if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
@@ -198,8 +313,13 @@ export class Policy {
   #peerLists = new Map<number, { start: number; count: number }>();
   /** Announces whose peer list a rule withheld (for tests and /stats). */
   readonly counts = { peerListsWithheld: 0 };
-  /** Called after each snapshot a reload swapped in (`onReload`). */
-  #onReload: (() => void)[] = [];
+  /** Called after each snapshot a reload swapped in, and at each grant expiry (`onReload`). */
+  #onReload: ((change: AccessChange) => void)[] = [];
+  /** When access was last judged (unix s, wall clock as grants are): the `then` of `accessChange`. */
+  #judgedAt = 0;
+  /** Fires at the earliest grant expiry of the snapshot (`#armExpiry`). */
+  #expiryTimer: NodeJS.Timeout | null = null;
+  #stopped = false;
 
   constructor(opts: {
     mode: Mode;
@@ -230,6 +350,8 @@ export class Policy {
     this.#reg = registry;
     this.#snap = await loadSnapshot(registry, this.#classes, this.#now());
     this.#loads++;
+    this.#judgedAt = wallNow();
+    this.#armExpiry();
   }
 
   #now(): number {
@@ -241,11 +363,45 @@ export class Policy {
   }
 
   /**
-   * `fn` runs after every reload that swapped in a new snapshot, before `refresh()` resolves: for
-   * state that outlives one request and was admitted under the old snapshot (open WebSockets).
+   * `fn` runs after every reload that swapped in a new snapshot, before `refresh()` resolves, and
+   * when a grant expires (no reload runs then: nothing changed in the database): for state that
+   * outlives one request and was admitted before (open WebSockets, HTTP/UDP peers in the swarms).
+   * `change` says who may have lost access since (private mode; empty in other modes).
    */
-  onReload(fn: () => void): void {
+  onReload(fn: (change: AccessChange) => void): void {
     this.#onReload.push(fn);
+  }
+
+  /** Runs the `onReload` listeners for what access changed from `old` (judged then) to now. */
+  async #judge(old: PolicySnapshot): Promise<void> {
+    const now = wallNow();
+    const change = await accessChange(old, this.#snap, this.#judgedAt, now);
+    this.#judgedAt = now;
+    this.#armExpiry();
+    for (const fn of this.#onReload)
+      try {
+        fn(change);
+      } catch (err) {
+        this.#logger.error('policy reload listener failed', { err: String(err) });
+      }
+  }
+
+  /**
+   * A grant that expires changes nothing in the database, so no reload notices it: a timer at the
+   * snapshot's earliest expiry judges access again (a day at most per wait: timers are 32-bit).
+   */
+  #armExpiry(): void {
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = null;
+    if (this.#reg === null || this.#stopped || this.#onReload.length === 0) return;
+    const next = nextExpiry(this.#snap, this.#judgedAt);
+    if (next === 0) return;
+    const ms = Math.min(86_400_000, Math.max(0, next * 1000 - Date.now()) + 5);
+    this.#expiryTimer = setTimeout(() => {
+      this.#expiryTimer = null;
+      void this.#judge(this.#snap);
+    }, ms);
+    this.#expiryTimer.unref();
   }
 
   /** Snapshots loaded so far (a reload that found the revision unchanged loads none). */
@@ -295,6 +451,7 @@ export class Policy {
         return rev === this.#snap.revision ? null : loadSnapshot(reg, this.#classes, this.#now());
       });
       if (snap === null) return false;
+      const old = this.#snap;
       this.#snap = snap;
       this.#loads++;
       this.#logger.info('policy reloaded', {
@@ -303,12 +460,7 @@ export class Policy {
         torrents: this.#snap.torrents.size,
         ms: Math.round(performance.now() - t0),
       });
-      for (const fn of this.#onReload)
-        try {
-          fn();
-        } catch (err) {
-          this.#logger.error('policy reload listener failed', { err: String(err) });
-        }
+      await this.#judge(old);
       return true;
     } catch (err) {
       this.#logger.error('policy refresh failed', { err: String(err) });
@@ -324,6 +476,9 @@ export class Policy {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#stopped = true;
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = null;
   }
 
   /** Who may announce what. Fills `ctx.member` and `ctx.torrent` in private mode. */
@@ -435,16 +590,7 @@ export class Policy {
   }
 
   #granted(torrentId: number, member: PolicyMember): boolean {
-    const g = this.#snap.grants.get(torrentId);
-    if (g === undefined) return false;
-    const now = Math.floor(Date.now() / 1000);
-    const m = g.members.get(member.id);
-    if (m !== undefined && (m === 0 || m > now)) return true;
-    for (let i = 0; i < member.groups.length; i++) {
-      const e = g.groups.get(member.groups[i]);
-      if (e !== undefined && (e === 0 || e > now)) return true;
-    }
-    return false;
+    return granted(this.#snap, torrentId, member, Math.floor(Date.now() / 1000));
   }
 }
 

@@ -281,3 +281,49 @@ test('private mode over WebSocket: a revoked grant, a disabled member or a reset
     await t.stop();
   }
 });
+
+test('private mode over WebSocket: a grant that expires closes the member’s socket when it expires, with no reload', {
+  timeout: 20_000,
+}, async () => {
+  const t = await privateTracker();
+  const port = t.addresses().http[0].port;
+  const ih = hashOf(503);
+  const h = bin(ih);
+  const peers: Peer[] = [];
+  try {
+    const reg = t.registry();
+    await register(reg, ih, 'licensed', true);
+    const seller = await reg.addMember({ username: 'seller' });
+    const renter = await reg.addMember({ username: 'renter' });
+    await reg.grant({ torrent: Buffer.from(ih).toString('hex'), member: seller.id });
+    const expiresAt = Math.floor(Date.now() / 1000) + 2;
+    await reg.grant({ torrent: Buffer.from(ih).toString('hex'), member: renter.id, expiresAt });
+    await t.policy.refresh();
+    const loads = t.policy.loads;
+    const [s, r] = [seller, renter].map(
+      (m, i) => new Peer(`ws://127.0.0.1:${port}/announce/${m.passkey}`, id20(503, i)),
+    );
+    peers.push(s, r);
+    await Promise.all([s.opened(), r.opened()]);
+    const closed = new Promise<[number, string]>((res) =>
+      r.ws.once('close', (code, why) => res([code, String(why)])),
+    );
+    assert.equal((await r.announce(h, { event: 'started' }))['failure reason'], undefined);
+    assert.equal((await s.announce(h, { event: 'started', left: 0 }))['failure reason'], undefined);
+    // The grant expires: nothing changed in the database, no reload runs; the expiry timer judges again.
+    const [code, why] = await Promise.race([
+      closed,
+      new Promise<never>((_, j) =>
+        setTimeout(() => j(new Error('socket still open 10 s after the expiry')), 10_000),
+      ),
+    ]);
+    assert.equal(code, 1008);
+    assert.match(why, /no access to this torrent/);
+    assert.equal(t.policy.loads, loads, 'no reload ran');
+    const again = await s.announce(h, { left: 0 });
+    assert.equal(Number(again.complete) + Number(again.incomplete), 0);
+  } finally {
+    for (const p of peers) p.ws.terminate();
+    await t.stop();
+  }
+});

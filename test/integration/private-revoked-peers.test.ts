@@ -1,0 +1,215 @@
+/**
+ * Private mode over HTTP and UDP: a member who loses access to a torrent (grant revoked or expired,
+ * member disabled or banned, passkey reset) leaves the torrent's swarm at the reload that notices
+ * it (or at the grant's expiry), and every count (scrape, /stats) drops at once. Before, their
+ * announces were refused but their peer stayed in the swarm, handed to every other member, until
+ * it expired (peer_timeout, 45 minutes by default): attack10.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Registry } from '../../src/db/registry.ts';
+import { createTracker, type Tracker } from '../../src/index.ts';
+import {
+  type ConnectionId,
+  parseResponse,
+  writeAnnounceRequest,
+  writeConnectRequest,
+} from '../../src/protocol/udp/codec.ts';
+import { announcePath, bdecode, hashOf, httpGet, pct, text, udpClient } from '../helpers/clients.ts';
+import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+type Member = { id: number; passkey: string };
+
+/** The ports of the IPv4 peers in a compact peer list. */
+function ports(peers: unknown): number[] {
+  const b = peers as Buffer;
+  const out: number[] = [];
+  for (let i = 0; i + 6 <= b.length; i += 6) out.push(b.readUInt16BE(i + 4));
+  return out.sort((x, y) => x - y);
+}
+
+// On Redis, the instance that holds a peer's baseline (every instance reloads policy) removes it.
+for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
+  describe(`private mode on ${storeName}: peers of members who lose access leave the swarms at once`, () => {
+    const prefix = testPrefix();
+    let t: Tracker;
+    let reg: Registry;
+    let port: number;
+    let udpPort: number;
+    let serial = 0;
+
+    before(async () => {
+      t = createTracker({
+        http: ['127.0.0.1:0'],
+        udp: ['127.0.0.1:0'],
+        mode: 'private',
+        databaseUrl: 'sqlite::memory:',
+        flushInterval: 3600,
+        policyRefresh: 3600,
+        maxRate: 100_000_000,
+        logLevel: 'silent',
+        store: storeUrl,
+        redisPrefix: prefix,
+      udpSecret: 'ab'.repeat(32),
+      });
+      await t.start();
+      port = t.addresses().http[0].port;
+      udpPort = t.addresses().udp[0].port;
+      reg = t.registry();
+    });
+    after(async () => {
+      await t.stop();
+      if (storeUrl !== 'memory') await deleteKeys(storeUrl, prefix);
+    });
+
+    const torrent = async () => {
+      const ih = hashOf(7000 + serial++);
+      await reg.addTorrent({
+        infoHash: hex(ih),
+        infoHashV2: null,
+        name: `t${serial}`,
+        size: 1,
+        fileCount: 1,
+        restricted: true,
+      });
+      return ih;
+    };
+    const member = async (name: string, ih: Uint8Array, expiresAt?: number): Promise<Member> => {
+      const m = await reg.addMember({ username: `${name}${serial++}` });
+      await reg.grant({ torrent: hex(ih), member: m.id, expiresAt });
+      return m;
+    };
+    const announce = async (pk: string, ih: Uint8Array, p: number, extra: Record<string, unknown> = {}) =>
+      bdecode(
+        (
+          await httpGet(
+            port,
+            '127.0.0.1',
+            announcePath({ infoHash: ih, port: p, base: `/announce/${pk}`, ...extra } as never),
+          )
+        ).body,
+      );
+    const scrape = async (pk: string, ih: Uint8Array) => {
+      const r = bdecode((await httpGet(port, '127.0.0.1', `/scrape/${pk}?info_hash=${pct(ih)}`)).body);
+      const files = r.get('files') as Map<string, Map<string, number>>;
+      const e = [...files.values()][0];
+      return { complete: e.get('complete'), incomplete: e.get('incomplete') };
+    };
+
+    test('HTTP: revoked, disabled, banned and reset members leave the peer list and the counts at the reload', async () => {
+      const ih = await torrent();
+      const observer = await member('observer', ih);
+      const revoked = await member('revoked', ih);
+      const disabled = await member('disabled', ih);
+      const banned = await member('banned', ih);
+      const reset = await member('reset', ih);
+      const kept = await member('kept', ih);
+      await t.policy.refresh();
+      const all: [Member, number][] = [
+        [revoked, 7101],
+        [disabled, 7102],
+        [banned, 7103],
+        [reset, 7104],
+        [kept, 7105],
+      ];
+      for (const [m, p] of all)
+        assert.equal((await announce(m.passkey, ih, p)).get('failure reason'), undefined);
+      // What the revoked member moved, credited at its last accepted announce, is kept.
+      const r = await announce(revoked.passkey, ih, 7101, { uploaded: 1000 });
+      assert.equal(r.get('failure reason'), undefined);
+      assert.deepEqual(
+        ports((await announce(observer.passkey, ih, 7100)).get('peers')),
+        [7101, 7102, 7103, 7104, 7105],
+      );
+      assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 6 });
+      const credited = t.accountant!.counts.credited;
+      const held = t.accountant!.peers;
+
+      await reg.revoke({ torrent: hex(ih), member: revoked.id });
+      await reg.setMemberStatus(disabled.id, 'disabled', 'test');
+      await reg.setMemberStatus(banned.id, 'banned', 'test');
+      await reg.resetPasskey(reset.id);
+      await t.policy.refresh();
+
+      // Counts drop at once (no announce of the observer in between).
+      assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 2 });
+      assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
+      assert.equal(t.accountant!.peers, held - 4);
+      assert.equal(t.accountant!.counts.credited, credited, 'nothing more credited');
+      // Refused from now on, and nothing of theirs comes back.
+      assert.match(text((await announce(revoked.passkey, ih, 7101)).get('failure reason')), /no access/);
+      assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
+      await t.accountant!.flush();
+      assert.equal((await reg.member(revoked.id)).uploaded, 1000, 'the accepted delta is written');
+    });
+
+    test('UDP (BEP 41 URL data): a revoked member’s peer leaves the swarm at the reload', async () => {
+      const ih = await torrent();
+      const revoked = await member('udprevoked', ih);
+      const observer = await member('udpobserver', ih);
+      await t.policy.refresh();
+      const c = await udpClient(4);
+      const buf = Buffer.alloc(1024);
+      try {
+        const cr = parseResponse(
+          (await c.request(buf.subarray(0, writeConnectRequest(buf, 1)), udpPort))!,
+          16,
+        ) as {
+          connectionId: ConnectionId;
+        };
+        const send = async (pk: string, p: number) => {
+          const n = writeAnnounceRequest(buf, {
+            connectionId: cr.connectionId,
+            transactionId: 9,
+            infoHash: ih,
+            peerId: Buffer.from(`-UD0001-${String(p).padStart(12, '0')}`),
+            downloaded: 0,
+            left: 100,
+            uploaded: 0,
+            event: 0,
+            numWant: 50,
+            port: p,
+            urlData: `/announce/${pk}`,
+          });
+          const reply = (await c.request(buf.subarray(0, n), udpPort))!;
+          return parseResponse(reply, reply.length, 4) as {
+            action: number;
+            peers?: Uint8Array;
+            leechers?: number;
+          };
+        };
+        assert.equal((await send(revoked.passkey, 7201)).action, 1);
+        const before = await send(observer.passkey, 7200);
+        assert.deepEqual(ports(Buffer.from(before.peers!)), [7201]);
+        await reg.revoke({ torrent: hex(ih), member: revoked.id });
+        await t.policy.refresh();
+        assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 1 });
+        const afterRevoke = await send(observer.passkey, 7200);
+        assert.equal(afterRevoke.action, 1);
+        assert.deepEqual(ports(Buffer.from(afterRevoke.peers!)), []);
+        assert.equal((await send(revoked.passkey, 7201)).action, 3);
+      } finally {
+        c.close();
+      }
+    });
+
+    test('a grant that expires takes the member’s peer out when it expires, with no reload', async () => {
+      const ih = await torrent();
+      const observer = await member('expobserver', ih);
+      const expiring = await member('expiring', ih, Math.floor(Date.now() / 1000) + 2);
+      await t.policy.refresh();
+      const loads = t.policy.loads;
+      assert.equal((await announce(expiring.passkey, ih, 7301)).get('failure reason'), undefined);
+      assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 1 });
+      // The timer at the earliest expiry judges access again: no database change, no reload.
+      const deadline = Date.now() + 10_000;
+      while ((await scrape(observer.passkey, ih)).incomplete !== 0) {
+        assert.ok(Date.now() < deadline, 'the expired grant’s peer is still in the swarm');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(t.policy.loads, loads, 'no reload ran');
+      assert.deepEqual(ports((await announce(observer.passkey, ih, 7300)).get('peers')), []);
+      assert.match(text((await announce(expiring.passkey, ih, 7301)).get('failure reason')), /no access/);
+    });
+  });
