@@ -51,7 +51,7 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
         logLevel: 'silent',
         store: storeUrl,
         redisPrefix: prefix,
-      udpSecret: 'ab'.repeat(32),
+        udpSecret: 'ab'.repeat(32),
       });
       await t.start();
       port = t.addresses().http[0].port;
