@@ -84,13 +84,26 @@ export async function fakePeer(
   };
 }
 
-/** A port on `host` where nothing listens (bound, then closed). */
+const handedOut = new Set<number>();
+
+/** A port on `host` where nothing listens (bound, then closed), never the same one twice in a process. */
 export async function closedPort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  // Below the kernel's ephemeral range (32768-60999 here): a port a concurrent test's
+  // `listen(0)` or an outgoing connection took after ours was closed would answer (or stay
+  // silent) instead of refusing, and a check timed by a manual clock would then never end.
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    const server = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, host, () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    handedOut.add(port);
+    return port;
+  }
 }
 
 /** Waits until `check()` is true (polling every 50 ms); throws with `what` after `ms`. */
