@@ -6,20 +6,13 @@
  * every other member, until they expired (`peer_timeout`, 45 minutes by default).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { shardOf } from '../../src/core/shard.ts';
-import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
-import { makeTorrent } from '../helpers/portal-client.ts';
-
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
 
 test('private mode with 2 workers: a revoked grant or a ban takes the member’s HTTP peers out of every worker’s swarms', {
   timeout: 120_000,
@@ -27,19 +20,7 @@ test('private mode with 2 workers: a revoked grant or a ban takes the member’s
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-workers-private-revoked-'));
   const admin = (a: string[]) => runHerald([...a, '--data-dir', dataDir]);
   // One restricted torrent owned by each worker.
-  const hashes: (Buffer | undefined)[] = [undefined, undefined];
-  for (let i = 0; hashes.includes(undefined); i++) {
-    const bytes = makeTorrent(`licensed ${i}`);
-    const parsed = parseMetainfo(bytes);
-    assert.ok(parsed.ok);
-    const h = parsed.torrent.infoHashV1!;
-    const s = shardOf(h, 2);
-    if (hashes[s] !== undefined) continue;
-    const file = join(dataDir, `t${i}.torrent`);
-    writeFileSync(file, bytes);
-    json(admin(['torrent', 'add', file, '--restricted', 'yes', '--json']));
-    hashes[s] = h;
-  }
+  const hashes = restrictedPerWorker(admin, dataDir, 2);
   const [h0, h1] = hashes as Buffer[];
   const passkeys = new Map<string, string>();
   for (const name of ['observer', 'revoked', 'banned', 'kept']) {

@@ -6,21 +6,14 @@
  * in the swarms, and were offered to, until their peers expired (`peer_timeout`, 45 minutes).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { shardOf } from '../../src/core/shard.ts';
-import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
-import { makeTorrent } from '../helpers/portal-client.ts';
+import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
 import { connectionHolders, workerPids } from '../helpers/workers.ts';
 import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
-
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -36,19 +29,7 @@ test('private WebTorrent with 2 workers: a revoked grant or a ban closes the mem
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-ws-workers-private-'));
   const admin = (a: string[]) => runHerald([...a, '--data-dir', dataDir]);
   // One restricted torrent owned by each worker, so that every socket holds a swarm elsewhere.
-  const hashes: (string | undefined)[] = [undefined, undefined];
-  for (let i = 0; hashes.includes(undefined); i++) {
-    const bytes = makeTorrent(`licensed ${i}`);
-    const parsed = parseMetainfo(bytes);
-    assert.ok(parsed.ok);
-    const h = parsed.torrent.infoHashV1!;
-    const s = shardOf(h, 2);
-    if (hashes[s] !== undefined) continue;
-    const file = join(dataDir, `t${i}.torrent`);
-    writeFileSync(file, bytes);
-    json(admin(['torrent', 'add', file, '--restricted', 'yes', '--json']));
-    hashes[s] = h.toString('latin1');
-  }
+  const hashes = restrictedPerWorker(admin, dataDir, 2).map((h) => h.toString('latin1'));
   const [h0, h1] = hashes as string[];
   const hex = (h: string) => Buffer.from(h, 'latin1').toString('hex');
   const passkeys = new Map<string, string>();
