@@ -5,7 +5,9 @@
  * Writes HASHES (one info hash a line, hex) and PASSKEYS (one a line, in member order) for the
  * load generator (bench/http.lua, modes `fill` and `peers`), which derives its peers from them.
  *
- *   node bench/rules-site.ts DATA_DIR HASHES PASSKEYS MEMBERS TORRENTS PEERS
+ *   node bench/rules-site.ts DATA_DIR HASHES PASSKEYS MEMBERS TORRENTS PEERS [DATABASE_URL]
+ *
+ * DATABASE_URL (a `database_url`, e.g. postgres://...): the site goes there instead of DATA_DIR's SQLite file.
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { openDatabase } from '../src/db/connect.ts';
 import { memberRow } from '../src/db/rows.ts';
 import { torrentRow } from './harness/rows.ts';
 
-const [dataDir, hashFile, passkeyFile, members, torrents, peers] = process.argv.slice(2);
+const [dataDir, hashFile, passkeyFile, members, torrents, peers, url = ''] = process.argv.slice(2);
 const MEMBERS = Number(members);
 const TORRENTS = Number(torrents);
 const PEERS = Number(peers);
@@ -27,7 +29,7 @@ export function torrentOf(i: number, torrents: number): number {
   return Math.floor(r * r * torrents);
 }
 
-const db = await openDatabase('', dataDir);
+const db = await openDatabase(url, dataDir);
 try {
   const k = db.kysely;
   const hashes: string[] = [];

@@ -12,6 +12,9 @@
  *
  * The `rules` test (issue #16) runs Herald in private mode with every rule on, over a site of
  * 10,000 members and 100,000 torrents, paired against Herald in open mode under the same peers.
+ * With BENCH_PG_URL (a PostgreSQL server's URL, e.g. postgres://herald:herald@127.0.0.1:5432/herald
+ * after bash scripts/start-services.sh) a third tracker runs the same site on a fresh database there,
+ * and the report gives PostgreSQL's own CPU (every postgres process) per announce beside Herald's.
  *
  * The `workers` test (issue #13) runs `herald serve --workers 2` against `--workers 1` (and
  * opentracker): there Herald's two workers need both cores, so every process of that test may run
@@ -24,6 +27,7 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -1190,20 +1194,18 @@ async function rulesTest(): Promise<void> {
   rmSync(site, { recursive: true, force: true });
   mkdirSync(site, { recursive: true });
   log(`rules: a site of ${fmt(RULES.members)} members and ${fmt(RULES.torrents)} torrents`);
-  execFileSync(
-    NODE,
-    [
-      join(ROOT, 'bench/rules-site.ts'),
-      site,
-      hashes,
-      passkeys,
-      String(RULES.members),
-      String(RULES.torrents),
-      String(RULES.peers),
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  // The same announce settings for both; min_interval - announce_grace = 1 s: the early-announce
+  makeRulesSite(site, hashes, passkeys);
+  // The same site on PostgreSQL (BENCH_PG_URL): a third tracker, whose row write is the
+  // database server's CPU, reported beside Herald's.
+  const pg = BENCH_PG ? await benchDatabase(BENCH_PG) : null;
+  const pgPort = nextPort++;
+  const pgPasskeys = join(WORK, 'rules-passkeys-pg');
+  if (pg !== null) makeRulesSite(join(WORK, 'herald-data', String(pgPort)), hashes, pgPasskeys, pg.url);
+  else
+    log(
+      'rules: the PostgreSQL row is SKIPPED: BENCH_PG_URL is not set (e.g. postgres://herald:herald@127.0.0.1:5432/herald after bash scripts/start-services.sh)',
+    );
+  // The same announce settings for all; min_interval - announce_grace = 1 s: the early-announce
   // rule is on, and a peer of this population announces about every 5 s, so it only warns a few.
   const common = ['--min-interval', '5', '--interval', '1800'];
   const entrants: Entrant[] = [
@@ -1214,6 +1216,20 @@ async function rulesTest(): Promise<void> {
       child: TRACKERS[0].start(privatePort, [...common, '--mode', 'private', ...RULES_FLAGS]),
     },
   ];
+  if (pg !== null)
+    entrants.push({
+      name: RULES_PG,
+      port: pgPort,
+      child: TRACKERS[0].start(pgPort, [
+        ...common,
+        '--mode',
+        'private',
+        '--database-url',
+        pg.url,
+        ...RULES_FLAGS,
+      ]),
+    });
+  const passkeysOf = (port: number) => (port === privatePort ? passkeys : port === pgPort ? pgPasskeys : '-');
   for (const x of entrants) live.add(x.child);
   try {
     for (const x of entrants) await waitTcp(x.port);
@@ -1222,7 +1238,7 @@ async function rulesTest(): Promise<void> {
         port,
         '',
         'http.lua',
-        [hashes, mode, String(RULES.peers), port === privatePort ? passkeys : '-', String(start)],
+        [hashes, mode, String(RULES.peers), passkeysOf(port), String(start)],
         seconds,
       );
     for (const x of entrants) {
@@ -1241,7 +1257,8 @@ async function rulesTest(): Promise<void> {
     }
     // Server CPU over the whole window (the flush runs on its own timer, and may fall in the
     // other tracker's slice): each process's CPU from the first slice to the last.
-    const before = await accountingFigures(privatePort);
+    const before = await Promise.all(entrants.slice(1).map((x) => accountingFigures(x.port)));
+    const pgBefore = postgresCpu();
     paired(
       RULES_TEST,
       entrants,
@@ -1250,24 +1267,102 @@ async function rulesTest(): Promise<void> {
       rulesRows,
       true,
     );
-    const after = await accountingFigures(privatePort);
-    rulesFlush = {
-      seconds: after.seconds - before.seconds,
-      rows: after.rows - before.rows,
-      announces: after.announces - before.announces,
-    };
+    const pgAfter = postgresCpu();
+    const after = await Promise.all(entrants.slice(1).map((x) => accountingFigures(x.port)));
+    for (let i = 0; i < before.length; i++)
+      rulesFlush.set(entrants[i + 1].name, {
+        seconds: after[i].seconds - before[i].seconds,
+        rows: after[i].rows - before[i].rows,
+        announces: after[i].announces - before[i].announces,
+      });
+    if (pg !== null) {
+      let cpu = 0;
+      for (const [pid, c] of pgAfter) cpu += c - (pgBefore.get(pid) ?? 0);
+      rulesPgCpu = cpu;
+    }
   } finally {
     for (const x of entrants) await stop(x.child);
+    await pg?.drop();
   }
 }
 
+/** Runs bench/rules-site.ts: the private site in `dir` (or on the database `url`), its hashes and passkeys. */
+function makeRulesSite(dir: string, hashes: string, passkeys: string, url = ''): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  execFileSync(
+    NODE,
+    [
+      join(ROOT, 'bench/rules-site.ts'),
+      dir,
+      hashes,
+      passkeys,
+      String(RULES.members),
+      String(RULES.torrents),
+      String(RULES.peers),
+      url,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+}
+
+/** A fresh database on the PostgreSQL server of `url` for one run; `drop()` removes it. */
+async function benchDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const { default: pgLib } = await import('pg');
+  const name = `herald_bench_${Date.now().toString(36)}`;
+  const admin = async (sql: string) => {
+    const c = new pgLib.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
+/** CPU seconds of every PostgreSQL process on this machine (server, backends, background workers), by PID. */
+function postgresCpu(): Map<number, number> {
+  const r = spawnSync('pgrep', ['-x', 'postgres']);
+  const out = new Map<number, number>();
+  for (const pid of r.stdout.toString().split('\n').filter(Boolean).map(Number)) {
+    try {
+      out.set(pid, cpuSeconds([pid]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+const BENCH_PG = process.env.BENCH_PG_URL ?? '';
+const RULES_PG = 'private, PostgreSQL';
+/** PostgreSQL's own CPU seconds over the paired window (every postgres process). */
+let rulesPgCpu: number | null = null;
+
 /** The private tracker's accounting flush over the paired window (its /stats before and after). */
-let rulesFlush: { seconds: number; rows: number; announces: number } | null = null;
+const rulesFlush = new Map<string, { seconds: number; rows: number; announces: number }>();
 
 async function accountingFigures(
   port: number,
 ): Promise<{ seconds: number; rows: number; announces: number }> {
-  const s = (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as {
+  // A new connection each time: the paired window blocks this process's event loop (execFileSync),
+  // so a kept-alive connection the tracker closed meanwhile would be written to before its end is read.
+  const body = await new Promise<string>((resolve, reject) =>
+    get(`http://127.0.0.1:${port}/stats`, { agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        text += d;
+      });
+      res.on('end', () => resolve(text));
+    }).on('error', reject),
+  );
+  const s = JSON.parse(body) as {
     announces: { http: number };
     accounting?: { flushSeconds: number; rowsWritten: number };
   };
@@ -1283,22 +1378,29 @@ function rulesReport(): string[] {
   const open = rulesRows.find((r) => r.tracker === 'open');
   const priv = rulesRows.find((r) => r.tracker === 'private');
   if (open === undefined || priv === undefined) return [];
+  const pg = rulesRows.find((r) => r.tracker === RULES_PG);
+  const flushLine = (name: string, where: string) => {
+    const f = rulesFlush.get(name);
+    if (f === undefined || f.announces === 0 || f.rows === 0) return [];
+    return [
+      '',
+      `${where}'s accounting flush over the paired window (its \`/stats\`, \`herald_accounting_flush_seconds_total\` and \`_rows_written_total\`): ${fmt(f.rows)} member × torrent rows written for ${fmt(f.announces)} announces (${fmt(f.rows / f.announces, 2)} per announce), ${fmt((f.seconds * 1e6) / f.rows, 1)} µs per row, ${fmt((f.seconds * 1e6) / f.announces, 1)} µs per announce (wall clock inside the flush's transactions${name === 'private' ? "; node:sqlite runs them on the event loop, so this is the tracker's CPU" : ': Herald waits for the server meanwhile'}).`,
+    ];
+  };
+  const pgAnnounces = rulesFlush.get(RULES_PG)?.announces ?? 0;
+  const pgCpuUs = rulesPgCpu !== null && pgAnnounces > 0 ? (rulesPgCpu * 1e6) / pgAnnounces : null;
   return [
     '',
-    `Rules (issue #16): Herald in private mode over a site of ${fmt(RULES.members)} members and ${fmt(RULES.torrents)} torrents, every rule on (\`${RULES_FLAGS.join(' ')}\`, one member in ten warned by ratio watch, freeleech tokens spent on one peer in fifty), against Herald in open mode, under the same ${fmt(RULES.peers)} peers (each a member on one torrent, popular torrents with more peers, one in four leeching), every peer announced once first; paired, ${RULES.rounds} 1 s slices each, both on CPU 0, server CPU counted over the whole paired window (the accounting flush runs on its own timer, in either tracker's slices). Not a peer list: refusals (download slots full, peer limits).`,
+    `Rules (issue #16): Herald in private mode over a site of ${fmt(RULES.members)} members and ${fmt(RULES.torrents)} torrents, every rule on (\`${RULES_FLAGS.join(' ')}\`, one member in ten warned by ratio watch, freeleech tokens spent on one peer in fifty), against Herald in open mode, under the same ${fmt(RULES.peers)} peers (each a member on one torrent, popular torrents with more peers, one in four leeching), every peer announced once first; paired, ${RULES.rounds} 1 s slices each, all on CPU 0, server CPU counted over the whole paired window (the accounting flush runs on its own timer, in any tracker's slices). Not a peer list: refusals (download slots full, peer limits).${pg === undefined ? ' The same site on PostgreSQL was not measured (BENCH_PG_URL unset).' : ' "private, PostgreSQL": the same site and rules on PostgreSQL (BENCH_PG_URL, on this machine, not pinned); its server CPU is Herald\'s alone, PostgreSQL\'s own is the last column.'}`,
     '',
-    '| mode | announces/s | server CPU µs/announce | p50 µs | p99 µs | not a peer list / errors | private ÷ open (CPU) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...[open, priv].map(
+    '| mode | announces/s | server CPU µs/announce | p50 µs | p99 µs | not a peer list / errors | ÷ open (CPU) | PostgreSQL CPU µs/announce |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...[open, priv, ...(pg === undefined ? [] : [pg])].map(
       (r) =>
-        `| ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.invalid} / ${r.missing} | ${r === priv ? `${fmt(priv.cpuUs / open.cpuUs, 2)}×` : ''} |`,
+        `| ${r.tracker} | ${fmt(r.rps)} | ${fmt(r.cpuUs, 1)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${r.invalid} / ${r.missing} | ${r === open ? '' : `${fmt(r.cpuUs / open.cpuUs, 2)}×`} | ${r === pg && pgCpuUs !== null ? `${fmt(pgCpuUs, 1)} (Herald + PostgreSQL ÷ open ${fmt((r.cpuUs + pgCpuUs) / open.cpuUs, 2)}×)` : ''} |`,
     ),
-    ...(rulesFlush === null || rulesFlush.announces === 0 || rulesFlush.rows === 0
-      ? []
-      : [
-          '',
-          `Private mode's accounting flush over the paired window (its \`/stats\`, \`herald_accounting_flush_seconds_total\` and \`_rows_written_total\`): ${fmt(rulesFlush.rows)} member × torrent rows written for ${fmt(rulesFlush.announces)} announces (${fmt(rulesFlush.rows / rulesFlush.announces, 2)} per announce), ${fmt((rulesFlush.seconds * 1e6) / rulesFlush.rows, 1)} µs per row, ${fmt((rulesFlush.seconds * 1e6) / rulesFlush.announces, 1)} µs per announce (wall clock inside the flush's transactions; node:sqlite runs them on the event loop, so this is the tracker's CPU).`,
-        ]),
+    ...flushLine('private', 'Private mode (SQLite)'),
+    ...flushLine(RULES_PG, 'Private mode on PostgreSQL'),
   ];
 }
 
