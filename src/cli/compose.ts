@@ -9,6 +9,7 @@ import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ClusterBus } from '../cluster/bus.ts';
+import { SharedFullScrapeGates } from '../cluster/full-scrape-gate.ts';
 import { MemberLimits } from '../cluster/member-limits.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
@@ -450,6 +451,10 @@ export function createTracker(
       ? new RedisRtcSwarms({ store: redis, logger, peerTimeout: config.peerTimeout, now: () => clock.now() })
       : null;
   const rtcShards = bus !== null && rtcRedis === null ? new WebRtcShard({ bus, logger }) : null;
+  // With workers, one address's full scrapes are counted for the whole tracker (worker 0 keeps the
+  // limits), not per worker.
+  const fullScrapeGates =
+    bus !== null && config.fullScrape ? new SharedFullScrapeGates(bus, config.fullScrapeInterval) : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -462,6 +467,7 @@ export function createTracker(
     pingIntervalMs: config.wsPingInterval * 1000,
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
+    fullScrapeGate: fullScrapeGates?.ws,
     authorize: (req, ctx) => service.authorize(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     // Access withdrawn (a revoked grant, a disabled member, a reset passkey, a hash off the allow
@@ -560,6 +566,7 @@ export function createTracker(
     // A private tracker's full scrape would list its torrents to anyone: never offered there.
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
+    fullScrapeGate: fullScrapeGates?.http,
     maxScrapeHashes: config.maxScrapeHashes,
     idleTimeoutMs: config.httpIdleTimeout * 1000,
     connectionLimit,

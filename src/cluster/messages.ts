@@ -40,6 +40,12 @@ export const MessageType = {
   limitsSync: 17,
   limitsSyncOk: 18,
   /**
+   * The full scrape's rate limit for the whole tracker (src/cluster/full-scrape-gate.ts): may this
+   * address full-scrape now, asked of worker 0, which keeps the limits; the answer "1" or "0".
+   */
+  fullScrapePermit: 19,
+  fullScrapePermitOk: 20,
+  /**
    * WebTorrent across workers (src/cluster/webrtc-shard.ts, codec in rtc-messages.ts), from 32 on.
    * Requests with a reply: an announce to the swarm's owner, scrapes. One-way (id 0, no reply):
    * an answer to the swarm's owner, a message for a socket to the worker holding it, a socket
@@ -314,6 +320,11 @@ export function writeScrape(
 /** Where the body of the frame whose body starts at `at` ends. */
 export function bodyEnd(b: Buffer, at: number): number {
   return at - HEADER + 4 + b.readUInt32BE(at - HEADER);
+}
+
+/** A frame's body as UTF-8 text (what `writeText` wrote). */
+export function textOf(b: Buffer, at: number): string {
+  return b.toString('utf8', at, bodyEnd(b, at));
 }
 
 /** A scrape's body; throws when its frame is shorter than the hashes it counts. */

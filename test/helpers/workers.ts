@@ -6,6 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 
 /** The worker processes of the primary `primary` (its children). */
 export function workerPids(primary: number): number[] {
@@ -58,4 +59,34 @@ export function connectionHolders(pids: readonly number[], serverPort: number): 
     }
   }
   return out;
+}
+
+/**
+ * Opens TCP connections to `port` until each worker of `pids` holds one (the kernel spreads
+ * them by source port; at most 40 tries), and returns one per worker in `pids` order with every
+ * socket opened (close them all with `destroy`). Fails the test when a worker got none.
+ */
+export async function connectionOnEachWorker(
+  pids: readonly number[],
+  port: number,
+): Promise<{ onEach: Socket[]; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  let onEach: Socket[] = [];
+  for (let i = 0; i < 40 && onEach.length < pids.length; i++) {
+    const s = connect(port, '127.0.0.1');
+    await new Promise((resolve) => s.once('connect', resolve));
+    sockets.push(s);
+    for (let k = 0; k < 200 && !connectionHolders(pids, port).has(s.localPort!); k++)
+      await new Promise((r) => setTimeout(r, 10));
+    const holders = connectionHolders(pids, port);
+    onEach = pids.flatMap((pid) => {
+      const first = sockets.find((x) => holders.get(x.localPort!) === pid);
+      return first === undefined ? [] : [first];
+    });
+  }
+  if (onEach.length < pids.length) {
+    for (const s of sockets) s.destroy();
+    throw new Error(`a connection on each of ${pids.length} workers: only ${onEach.length} after 40`);
+  }
+  return { onEach, sockets };
 }

@@ -4,12 +4,12 @@
  * purpose, test/helpers/workers.ts) is checked once, and /stats adds up both workers' figures.
  */
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { type FakePeer, fakePeer, until } from '../helpers/bt-peer.ts';
 import { announcePath, hashOf } from '../helpers/clients.ts';
-import { connectionHolders, workerPids } from '../helpers/workers.ts';
+import { connectionOnEachWorker, workerPids } from '../helpers/workers.ts';
 
 let t: RunningTracker;
 let peer: FakePeer;
@@ -60,21 +60,8 @@ test('an endpoint announcing through both workers is checked once, by the owner 
   assert.equal(pids.length, 2);
   const port = t.http[0].port;
   // Connections until both workers hold one (the kernel spreads them by source port).
-  const sockets: Socket[] = [];
-  let onEach: Socket[] = [];
+  const { onEach, sockets } = await connectionOnEachWorker(pids, port);
   try {
-    for (let i = 0; i < 40 && onEach.length < 2; i++) {
-      const s = connect(port, '127.0.0.1');
-      await new Promise((resolve) => s.once('connect', resolve));
-      sockets.push(s);
-      await until('the connection accepted', () => connectionHolders(pids, port).has(s.localPort!));
-      const holders = connectionHolders(pids, port);
-      onEach = pids.flatMap((pid) => {
-        const first = sockets.find((x) => holders.get(x.localPort!) === pid);
-        return first === undefined ? [] : [first];
-      });
-    }
-    assert.equal(onEach.length, 2, 'a connection on each worker');
     // The same endpoint (peer.port) announces through each worker, twice.
     for (let round = 0; round < 2; round++) for (const [i, s] of onEach.entries()) await announceOn(s, i);
     await until('the check', async () => (await connectable()).checks >= 1);

@@ -23,7 +23,7 @@ import type { AnnounceRequest, AnnounceResult, ScrapeEntry } from '../../core/ty
 import { parseAnnounce, parseScrape } from '../../protocol/http/query.ts';
 import { parseRequestHead } from '../../protocol/http/request.ts';
 import { encodeAnnounce, encodeFailure, encodeScrape, httpResponse } from '../../protocol/http/response.ts';
-import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
+import { type FullScrapeGate, FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import type { HttpConnectionStats } from '../../tracker/stats.ts';
 import { type UpgradeRequest, upgradeRequestOfHead } from '../ws/raw-websocket.ts';
@@ -50,6 +50,11 @@ export interface HttpFrontendOptions {
   trustIpParam?: boolean;
   fullScrape: boolean;
   fullScrapeInterval: number;
+  /**
+   * Whose limit a full scrape is counted against: this process's by default; with workers, the
+   * whole tracker's (`SharedFullScrapeGates`).
+   */
+  fullScrapeGate?: FullScrapeGate;
   maxScrapeHashes: number;
   /** `Upgrade: websocket` requests (WebTorrent on the announce path); none: refused. */
   upgrade?: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null;
@@ -166,7 +171,7 @@ export class HttpFrontend implements RawHost {
   #conns = new Set<RawConnection>();
   #idleMs: number;
   #idleTimer: NodeJS.Timeout | null = null;
-  #limiter: FullScrapeLimiter;
+  #limiter: FullScrapeGate;
   #proxies: TrustedProxies;
   #fullScrapeCache: { at: number; plain: Buffer; gzip: Buffer } | null = null;
   #tlsServers: TlsServer[] = [];
@@ -183,7 +188,7 @@ export class HttpFrontend implements RawHost {
       store.synchronous === true || store.readsRequestAtOnce === true
         ? { infoHash: new Uint8Array(20), peerId: new Uint8Array(20) }
         : null;
-    this.#limiter = new FullScrapeLimiter(opts.fullScrapeInterval);
+    this.#limiter = opts.fullScrapeGate ?? new FullScrapeLimiter(opts.fullScrapeInterval);
     this.#idleMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.connectionLimit = opts.connectionLimit ?? null;
     this.#proxies = new TrustedProxies(opts.trustedProxies);
@@ -695,10 +700,37 @@ export class HttpFrontend implements RawHost {
       return encodeFailure(Errors.fullScrapeDisabled.message);
     }
     const now = o.service.clock.now();
-    if (!this.#limiter.allow(remote, now)) {
+    const refused = () => {
       counters.failures.http++;
       return encodeFailure(Errors.fullScrapeRateLimited.message, o.fullScrapeInterval);
-    }
+    };
+    const allowed = this.#limiter.allow(remote, now);
+    if (allowed === false) return refused();
+    if (allowed === true) return this.#fullScrapeAllowed(now, acceptsGzip);
+    // Asked of another worker: the answer goes out later, as a plain body (no Content-Encoding).
+    return allowed.then(
+      (ok) => {
+        if (!ok) return refused();
+        const r = this.#fullScrapeAllowed(now, false);
+        return r instanceof Promise || Buffer.isBuffer(r) ? r : r.body;
+      },
+      (err) => this.#refusal(err instanceof TrackerError ? err : Errors.shardUnavailable),
+    );
+  }
+
+  /** A refusal's failure, counted (with `retry in` when it says to come back). */
+  #refusal(err: TrackerError): Buffer {
+    this.#o.service.counters.failures.http++;
+    return encodeFailure(err.message, err.retryLater ? this.#o.service.settings.interval : undefined);
+  }
+
+  /** A full scrape the rate limit let through: the cached body, or every swarm's row. */
+  #fullScrapeAllowed(
+    now: number,
+    acceptsGzip: boolean,
+  ): Buffer | { body: Buffer; gzip: boolean } | Promise<Buffer> {
+    const o = this.#o;
+    const counters = o.service.counters;
     counters.fullScrapes++;
     const cached = this.#fullScrapeCache;
     const pick = (c: { plain: Buffer; gzip: Buffer }) =>
@@ -708,21 +740,20 @@ export class HttpFrontend implements RawHost {
       const plain = encodeScrape([...all]);
       const c = { at: now, plain, gzip: gzipSync(plain) };
       this.#fullScrapeCache = c;
-      return pick(c);
+      return c;
     };
     // A context of its own: policy may judge the rows after an await (an asynchronous store).
     const all = o.service.scrapeAll(requestContext('http', null));
+    // An answer that comes later is sent as a plain body (it carries no Content-Encoding).
     if (all instanceof Promise)
       return all.then(
-        (a) => build(a).body,
+        (a) => build(a).plain,
         (err) => {
-          if (!(err instanceof TrackerError)) return this.#internal(err);
           // A store that cannot answer now (Redis away): the refusal announces get.
-          counters.failures.http++;
-          return encodeFailure(err.message, err.retryLater ? o.service.settings.interval : undefined);
+          return err instanceof TrackerError ? this.#refusal(err) : this.#internal(err);
         },
       );
-    return build(all);
+    return pick(build(all));
   }
 
   /** node:http path: a tracker request that arrived on a connection already handed over. */

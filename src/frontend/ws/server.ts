@@ -23,7 +23,7 @@ import {
   WsReasons,
 } from '../../protocol/websocket/codec.ts';
 import { parseClientFrame } from '../../protocol/websocket/scan.ts';
-import { FullScrapeLimiter } from '../../tracker/full-scrape.ts';
+import { type FullScrapeGate, FullScrapeLimiter } from '../../tracker/full-scrape.ts';
 import { type RequestContext, requestContext, type TrackerService } from '../../tracker/service.ts';
 import { handshakeResponse, RawWebSocket, type UpgradeRequest, upgradeRequestOf } from './raw-websocket.ts';
 import {
@@ -75,6 +75,8 @@ export interface WsFrontendOptions {
   fullScrape?: boolean;
   /** Seconds one address (IPv4, or IPv6 /64) waits between full scrapes (default 60), as over HTTP. */
   fullScrapeInterval?: number;
+  /** Whose limit a full scrape is counted against (default this process's; workers: the tracker's). */
+  fullScrapeGate?: FullScrapeGate;
   /**
    * The policy steps for an announce (the composition root connects the service's steps here).
    * `req.ip`/`req.port` are the socket's remote endpoint; `req.numWant` is already clamped.
@@ -204,7 +206,7 @@ export class WsFrontend {
   #idleTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #stopped = false;
-  #fullScrapes: FullScrapeLimiter;
+  #fullScrapes: FullScrapeGate;
 
   constructor(opts: WsFrontendOptions) {
     this.#o = opts;
@@ -212,7 +214,7 @@ export class WsFrontend {
     this.#idleTimeoutMs = opts.idleTimeoutMs ?? (opts.peerTimeout ?? 2 * opts.interval) * 1000;
     this.#firstAnnounceTimeoutMs = opts.firstAnnounceTimeoutMs ?? 30_000;
     this.#pingIntervalMs = opts.pingIntervalMs ?? 60_000;
-    this.#fullScrapes = new FullScrapeLimiter(opts.fullScrapeInterval ?? 60);
+    this.#fullScrapes = opts.fullScrapeGate ?? new FullScrapeLimiter(opts.fullScrapeInterval ?? 60);
     this.#limits = {
       maxBytes: this.#maxPayload,
       maxOffers: opts.maxOffers ?? WS_LIMITS.maxOffers,
@@ -537,23 +539,22 @@ export class WsFrontend {
             return;
           }
           // A full scrape costs O(swarms) and a socket can ask for one per frame: per address,
-          // not per socket, so opening more sockets does not help.
-          if (!this.#fullScrapes.allow(c.remote, service.clock.now())) {
-            counters.failures.ws++;
-            c.ws.send(encodeFailure(Errors.fullScrapeRateLimited.message, { action: 'scrape' }));
+          // not per socket, so opening more sockets does not help (nor more workers: the gate).
+          const allowed = this.#fullScrapes.allow(c.remote, service.clock.now());
+          if (allowed === false) {
+            this.#fullScrapeRefused(c, Errors.fullScrapeRateLimited);
             return;
           }
-          counters.fullScrapes++;
-          // Only the swarms policy answers a scrape for now (a hash off the allow list, or on the
-          // deny list, keeps its swarm until its peers expire).
-          const judge = requestContext('ws', ctx.passkey);
-          const check = this.#o.authorizeScrape;
-          const listed = (rows: RtcScrapeRow[]) =>
-            encodeScrapeResponse(
-              check === undefined ? rows : rows.filter((r) => check([r.infoHash], judge) === null),
+          if (allowed === true) this.#fullScrape(c, ctx.passkey);
+          else
+            allowed.then(
+              (ok) =>
+                ok
+                  ? this.#fullScrape(c, ctx.passkey)
+                  : this.#fullScrapeRefused(c, Errors.fullScrapeRateLimited),
+              (err) =>
+                this.#fullScrapeRefused(c, err instanceof TrackerError ? err : Errors.shardUnavailable),
             );
-          if (shards === null) c.ws.send(listed(this.#swarms.scrapeAll()));
-          else this.#later(c, 'scrape', shards.scrapeAll().then(listed));
         } else {
           const entries = shards === null ? this.#swarms.scrape(hashes) : shards.scrape(hashes);
           const text = (e: ScrapeEntry[]) =>
@@ -647,6 +648,27 @@ export class WsFrontend {
    * Sends a message that waits for other workers (with workers); a refusal (an owner down)
    * becomes a `failure reason`, anything else an internal error.
    */
+  /** A full scrape the rate limit let through: every WebRTC swarm policy answers a scrape for now. */
+  #fullScrape(c: Client, passkey: string | null): void {
+    this.#o.service.counters.fullScrapes++;
+    // Only the swarms policy answers a scrape for now (a hash off the allow list, or on the
+    // deny list, keeps its swarm until its peers expire).
+    const judge = requestContext('ws', passkey);
+    const check = this.#o.authorizeScrape;
+    const listed = (rows: RtcScrapeRow[]) =>
+      encodeScrapeResponse(
+        check === undefined ? rows : rows.filter((r) => check([r.infoHash], judge) === null),
+      );
+    const shards = this.#shards;
+    if (shards === null) c.ws.send(listed(this.#swarms.scrapeAll()));
+    else this.#later(c, 'scrape', shards.scrapeAll().then(listed));
+  }
+
+  #fullScrapeRefused(c: Client, refusal: TrackerError): void {
+    this.#o.service.counters.failures.ws++;
+    c.ws.send(encodeFailure(refusal.message, { action: 'scrape' }));
+  }
+
   #later(c: Client, action: 'scrape', text: Promise<string>): void {
     text.then(
       (t) => c.ws.send(t),

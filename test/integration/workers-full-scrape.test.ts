@@ -1,0 +1,143 @@
+/**
+ * The full scrape's rate limit (`full_scrape_interval`) holds for the whole tracker with
+ * `herald serve --workers N`: one address gets one full scrape per interval whichever worker its
+ * connection lands on. Counted per worker, a client with a connection on each of N workers got N
+ * full scrapes an interval, each costing every worker a walk over all its swarms.
+ */
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
+import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { connectionHolders, connectionOnEachWorker, workerPids } from '../helpers/workers.ts';
+import { id20, Peer } from '../helpers/ws-peer.ts';
+
+/**
+ * One full scrape on an open connection: ok when it listed the swarms, not when refused. With
+ * `gzip`, asked with Accept-Encoding: gzip; a body labelled gzip is gunzipped first.
+ */
+function fullScrapeOn(s: Socket, gzip = false): Promise<{ ok: boolean; reason?: string; gzip?: boolean }> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      const head = got.indexOf('\r\n\r\n');
+      if (head < 0) return;
+      const m = /content-length: *(\d+)/i.exec(got.subarray(0, head).toString('latin1'));
+      if (m === null) return reject(new Error(`no content-length: ${got.toString('latin1')}`));
+      if (got.length < head + 4 + Number(m[1])) return;
+      s.off('data', onData);
+      const zipped = /content-encoding: *gzip/i.test(got.subarray(0, head).toString('latin1'));
+      const body = got.subarray(head + 4, head + 4 + Number(m[1]));
+      // A body that is not bencode (gzip bytes sent unlabelled) throws here.
+      const d = bdecode(zipped ? gunzipSync(body) : body);
+      const reason = d.get('failure reason');
+      resolve(
+        reason === undefined ? { ok: d.has('files'), gzip: zipped } : { ok: false, reason: String(reason) },
+      );
+    };
+    s.on('data', onData);
+    s.write(`GET /scrape HTTP/1.1\r\nHost: x\r\n${gzip ? 'Accept-Encoding: gzip\r\n' : ''}\r\n`);
+  });
+}
+
+/** `herald serve --workers N` with full scrape on, one swarm announced. */
+async function fullScrapeTracker(workers: number, interval: number): Promise<RunningTracker> {
+  const args = ['--http', '127.0.0.1:0', '--udp', 'off', '--full-scrape'];
+  const t = await startTracker(
+    ['--workers', String(workers), ...args, '--full-scrape-interval', String(interval)],
+    { ready: 'herald workers running' },
+  );
+  const r = await httpGet(
+    t.http[0].port,
+    '127.0.0.1',
+    announcePath({ infoHash: hashOf(workers, 77), port: 6881 }),
+  );
+  assert.equal(r.status, 200);
+  return t;
+}
+
+for (const workers of [2, 3]) {
+  describe(`full scrape rate limit: herald serve --workers ${workers}`, () => {
+    let t: RunningTracker;
+    before(async () => {
+      t = await fullScrapeTracker(workers, 600);
+    });
+    after(() => t?.stop());
+
+    test('HTTP: one full scrape per interval for one address, over connections on every worker', async () => {
+      const pids = workerPids(t.pid);
+      assert.equal(pids.length, workers);
+      const { onEach, sockets } = await connectionOnEachWorker(pids, t.http[0].port);
+      try {
+        const answers = [];
+        for (const s of onEach) answers.push(await fullScrapeOn(s));
+        assert.equal(answers.filter((a) => a.ok).length, 1, JSON.stringify(answers));
+        for (const a of answers.filter((x) => !x.ok)) assert.match(a.reason ?? '', /full scrape/i);
+        // And again on the first connection (its worker may have answered it, or not).
+        assert.equal((await fullScrapeOn(onEach[0])).ok, false);
+      } finally {
+        for (const s of sockets) s.destroy();
+      }
+    });
+
+    test('WebSocket: one full scrape per interval for one address, over sockets on every worker', async () => {
+      const pids = workerPids(t.pid);
+      const url = `ws://127.0.0.1:${t.http[0].port}/announce`;
+      const open: Peer[] = [];
+      try {
+        const onWorker = new Map<number, Peer>();
+        for (let i = 0; i < 40 && onWorker.size < workers; i++) {
+          const p = new Peer(url, id20(0x66756c6c, i));
+          open.push(p);
+          await p.opened();
+          for (let k = 0; k < 200 && !connectionHolders(pids, t.http[0].port).has(p.localPort); k++)
+            await new Promise((r) => setTimeout(r, 10));
+          const w = connectionHolders(pids, t.http[0].port).get(p.localPort);
+          if (w !== undefined && !onWorker.has(w)) onWorker.set(w, p);
+        }
+        assert.equal(onWorker.size, workers, 'a socket on each worker');
+        const answers = [];
+        for (const p of onWorker.values()) {
+          const before = p.got.filter((m) => m.action === 'scrape').length;
+          p.send({ action: 'scrape' });
+          const all = await p.waitFor((m) => m.action === 'scrape', before + 1);
+          answers.push(all[all.length - 1]);
+        }
+        assert.equal(
+          answers.filter((a) => a['failure reason'] === undefined).length,
+          1,
+          JSON.stringify(answers),
+        );
+      } finally {
+        for (const p of open) p.ws.terminate();
+      }
+    });
+  });
+}
+
+describe('full scrape with gzip: herald serve --workers 2', () => {
+  let t: RunningTracker;
+  before(async () => {
+    t = await fullScrapeTracker(2, 1);
+  });
+  after(() => t?.stop());
+
+  test('a full scrape built after an await (every worker gathers the others) is never gzip sent unlabelled', async () => {
+    const { onEach, sockets } = await connectionOnEachWorker(workerPids(t.pid), t.http[0].port);
+    try {
+      // Each worker's first full scrape is built from the other shards' answers (no cache yet);
+      // then each worker's cached one (within 5 s). One address: 1 s between full scrapes (the
+      // clock counts whole seconds).
+      for (let round = 0; round < 2; round++)
+        for (const s of onEach) {
+          const a = await fullScrapeOn(s, true);
+          assert.equal(a.ok, true, JSON.stringify(a));
+          await new Promise((r) => setTimeout(r, 2100));
+        }
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  });
+});
