@@ -13,6 +13,7 @@ import { SharedFullScrapeGates } from '../cluster/full-scrape-gate.ts';
 import { MemberLimits } from '../cluster/member-limits.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
+import { answerStats, gatherStats } from '../cluster/stats-gather.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
 import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -232,12 +233,13 @@ export function createTracker(
       : null;
   const store: SwarmStore = sharded ?? owned;
   const reusePort = workers;
-  // Workers on another shared store: the bus between them carries only WebTorrent (its swarms are
-  // each process's own, sharded over the workers as with the memory store). On Redis, WebTorrent
-  // swarms are in Redis too, and every worker is an instance of its own (no bus).
+  // Workers on a shared store (Redis): every worker talks to the store as an instance of its own;
+  // the bus between them carries the figures of /stats and /metrics, the full scrape's limits and,
+  // on a store without WebTorrent swarms of its own, WebTorrent (sharded over the workers as with
+  // the memory store; on Redis, WebTorrent swarms are in Redis too).
   const bus =
     sharded?.bus ??
-    (cluster !== undefined && workers && redis === null
+    (cluster !== undefined && workers
       ? new ClusterBus({
           clusterId: cluster.clusterId,
           token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
@@ -366,9 +368,15 @@ export function createTracker(
     },
   });
   const stats = sharded
-    ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>())
-    : new StatsReporter(counters, store);
+    ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>(), {
+        index: sharded.bus.index,
+        shared: false,
+      })
+    : bus !== null
+      ? new StatsReporter(counters, store, () => gatherStats(bus), { index: bus.index, shared: true })
+      : new StatsReporter(counters, store);
   if (sharded) sharded.localStats = () => stats.localSnapshot();
+  else if (bus !== null) answerStats(bus, () => stats.localSnapshot());
   if (accountant)
     stats.accounting = () => ({
       flushAgeSeconds: accountant.flushAge(),

@@ -33,6 +33,7 @@ import {
   writeScrapeOk,
   writeText,
 } from './messages.ts';
+import { replyStats } from './stats-gather.ts';
 
 /**
  * The swarm store of one worker of `herald serve --workers N` (issue #13).
@@ -424,16 +425,7 @@ export class ShardedSwarmStore implements SwarmStore {
         }
         case MessageType.stats:
           // Asynchronous: the reply is written when the figures are ready.
-          this.#localStats().then(
-            (s) => {
-              writeText(reply, MessageType.statsOk, id, JSON.stringify(s));
-              done();
-            },
-            (err) => {
-              writeText(reply, MessageType.failure, id, String(err));
-              done();
-            },
-          );
+          replyStats(this.#localStats(), reply, id, done);
           return;
         default:
           throw new Error(`unknown cluster message ${type}`);

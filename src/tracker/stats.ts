@@ -34,6 +34,8 @@ export interface StatsSnapshot {
   total?: { torrents: number; peers: number; seeders: number; leechers: number };
   /** With `--workers N` (N > 1): how many workers these figures add up (issue #13). */
   workers?: number;
+  /** With workers, in one worker's own figures: its index (`/metrics` labels its counters with it). */
+  worker?: number;
   /** HTTP(S) connections on the tracker's own path, when HTTP(S) is on (see `HttpConnectionStats`). */
   http?: HttpConnectionStats;
   /** The process's memory and CPU (with workers: every worker's added up). */
@@ -66,8 +68,12 @@ export interface AccountingStats {
   rowsWritten: number;
 }
 
-/** Figures of several workers added up (every number summed; uptime is the longest). */
-export function sumSnapshots(list: StatsSnapshot[]): StatsSnapshot {
+/**
+ * Figures of several workers added up (every number summed; uptime is the longest). `shared`:
+ * the workers share one store (Redis), whose swarm figures each of them reports whole: those are
+ * taken once (WebTorrent sockets, each worker's own, are still added up).
+ */
+export function sumSnapshots(list: StatsSnapshot[], shared = false): StatsSnapshot {
   const add = (a: unknown, b: unknown): unknown => {
     if (typeof a === 'number' && typeof b === 'number') return a + b;
     if (a !== null && typeof a === 'object' && b !== null && typeof b === 'object') {
@@ -81,6 +87,13 @@ export function sumSnapshots(list: StatsSnapshot[]): StatsSnapshot {
   let sum = list[0];
   for (let i = 1; i < list.length; i++) sum = add(sum, list[i]) as StatsSnapshot;
   sum.uptimeSeconds = Math.max(...list.map((s) => s.uptimeSeconds));
+  delete sum.worker;
+  if (shared) {
+    sum.swarm = { ...list[0].swarm };
+    const rtc = list[0].webrtc;
+    if (sum.webrtc && rtc) sum.webrtc = { ...rtc, sockets: sum.webrtc.sockets };
+    if (sum.total && list[0].total) sum.total = { ...list[0].total };
+  }
   // Delays and ages are not added up: the worst process is the one to look at.
   for (const k of ['p50', 'p99', 'max'] as const)
     sum.eventLoopDelay[k] = Math.max(...list.map((s) => s.eventLoopDelay[k]));
@@ -155,10 +168,19 @@ export class StatsReporter {
   #loopWindow: { p50: number; p99: number; max: number } | null = null;
   #ticks = 0;
 
-  constructor(counters: TrackerCounters, store: SwarmStore, others?: () => Promise<StatsSnapshot[]>) {
+  /** With workers: this worker's index, and whether the workers share one store (Redis). */
+  #worker: { index: number; shared: boolean } | null;
+
+  constructor(
+    counters: TrackerCounters,
+    store: SwarmStore,
+    others?: () => Promise<StatsSnapshot[]>,
+    worker?: { index: number; shared: boolean },
+  ) {
     this.#counters = counters;
     this.#store = store;
     this.#others = others ?? null;
+    this.#worker = worker ?? null;
   }
 
   start(): void {
@@ -196,10 +218,19 @@ export class StatsReporter {
 
   /** The whole tracker's figures (every worker's, added up). */
   async snapshot(): Promise<StatsSnapshot> {
+    return (await this.snapshots()).sum;
+  }
+
+  /**
+   * The whole tracker's figures and, with workers, each worker's own (`/metrics` gives counters
+   * per worker: a restarted worker's start from zero, which Prometheus reads as that series'
+   * reset, where a sum going down would look like every worker's).
+   */
+  async snapshots(): Promise<{ sum: StatsSnapshot; each: StatsSnapshot[] | null }> {
     const own = await this.localSnapshot();
-    if (this.#others === null) return own;
-    const all = [own, ...(await this.#others())];
-    return { ...sumSnapshots(all), workers: all.length };
+    if (this.#others === null) return { sum: own, each: null };
+    const each = [own, ...(await this.#others())].sort((a, b) => (a.worker ?? 0) - (b.worker ?? 0));
+    return { sum: { ...sumSnapshots(each, this.#worker?.shared), workers: each.length }, each };
   }
 
   /** This process's own figures. */
@@ -244,6 +275,7 @@ export class StatsReporter {
       internalErrors: c.internalErrors,
       refusedFull: c.refusedFull,
       connectionsRefused: c.connectionsRefused,
+      ...(this.#worker !== null ? { worker: this.#worker.index } : {}),
     };
   }
 }
@@ -260,13 +292,28 @@ function processStats(): ProcessStats {
   };
 }
 
-/** Prometheus text exposition (format 0.0.4) of a snapshot. */
-export function renderPrometheus(s: StatsSnapshot): string {
+/**
+ * Prometheus text exposition (format 0.0.4) of a snapshot. With `each` (workers: every worker's
+ * own figures), counters are one series per worker, labelled `worker`: Prometheus handles a
+ * restarted worker's counters starting again from zero per series, where the sum going down
+ * would read as a reset of the whole tracker's count. Gauges stay whole-tracker figures.
+ */
+export function renderPrometheus(s: StatsSnapshot, each: StatsSnapshot[] | null = null): string {
   const lines: string[] = [];
   const metric = (name: string, type: 'gauge' | 'counter', help: string, rows: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of rows) lines.push(`${name}${labels} ${value}`);
   };
+  /** A counter: the rows `rowsOf` reads from a snapshot, the whole tracker's or each worker's. */
+  const counter = (name: string, help: string, rowsOf: (x: StatsSnapshot) => [string, number][]) =>
+    metric(
+      name,
+      'counter',
+      help,
+      each === null
+        ? rowsOf(s)
+        : each.flatMap((w) => rowsOf(w).map(([l, v]): [string, number] => [withWorker(l, w.worker ?? 0), v])),
+    );
   const byProto = (o: { http: number; udp: number; ws: number }): [string, number][] => [
     ['{protocol="http"}', o.http],
     ['{protocol="udp"}', o.udp],
@@ -313,39 +360,40 @@ export function renderPrometheus(s: StatsSnapshot): string {
       ['', s.http.unsentBytes],
     ]);
   }
-  metric('herald_announces_total', 'counter', 'Announces answered, by protocol.', byProto(s.announces));
-  metric('herald_scrapes_total', 'counter', 'Scrapes answered, by protocol.', byProto(s.scrapes));
-  metric('herald_failures_total', 'counter', 'Requests refused with a failure reason.', byProto(s.failures));
+  counter('herald_announces_total', 'Announces answered, by protocol.', (x) => byProto(x.announces));
+  counter('herald_scrapes_total', 'Scrapes answered, by protocol.', (x) => byProto(x.scrapes));
+  counter('herald_failures_total', 'Requests refused with a failure reason.', (x) => byProto(x.failures));
   metric('herald_announces_per_second', 'gauge', 'Announce rate over 10 s.', byProto(s.perSecond.announces));
   metric('herald_scrapes_per_second', 'gauge', 'Scrape rate over 10 s.', byProto(s.perSecond.scrapes));
-  metric('herald_udp_connects_total', 'counter', 'UDP connect requests answered.', [['', s.udp.connects]]);
-  metric('herald_udp_dropped_total', 'counter', 'UDP packets dropped without a reply.', [
-    ['', s.udp.dropped],
-  ]);
-  metric('herald_full_scrapes_total', 'counter', 'Full scrapes served.', [['', s.fullScrapes]]);
-  metric('herald_expired_peers_total', 'counter', 'Peers removed by expiry.', [['', s.expiredPeers]]);
-  metric('herald_internal_errors_total', 'counter', 'Internal errors (logged).', [['', s.internalErrors]]);
-  metric('herald_refused_full_total', 'counter', 'Announces refused: max_peers or max_torrents reached.', [
-    ['', s.refusedFull],
-  ]);
-  /** A metric without labels. */
-  const one = (name: string, type: 'gauge' | 'counter', help: string, value: number) =>
-    metric(name, type, help, [['', value]]);
-  one(
-    'herald_connections_refused_total',
-    'counter',
-    'HTTP(S) and WebSocket connections closed at once: max_connections_per_ip.',
-    s.connectionsRefused,
+  /** A counter without labels. */
+  const total = (name: string, help: string, valueOf: (x: StatsSnapshot) => number) =>
+    counter(name, help, (x) => [['', valueOf(x)]]);
+  total('herald_udp_connects_total', 'UDP connect requests answered.', (x) => x.udp.connects);
+  total('herald_udp_dropped_total', 'UDP packets dropped without a reply.', (x) => x.udp.dropped);
+  total('herald_full_scrapes_total', 'Full scrapes served.', (x) => x.fullScrapes);
+  total('herald_expired_peers_total', 'Peers removed by expiry.', (x) => x.expiredPeers);
+  total('herald_internal_errors_total', 'Internal errors (logged).', (x) => x.internalErrors);
+  total(
+    'herald_refused_full_total',
+    'Announces refused: max_peers or max_torrents reached.',
+    (x) => x.refusedFull,
   );
-  one('herald_uptime_seconds', 'gauge', 'Seconds since start.', s.uptimeSeconds);
+  total(
+    'herald_connections_refused_total',
+    'HTTP(S) and WebSocket connections closed at once: max_connections_per_ip.',
+    (x) => x.connectionsRefused,
+  );
+  /** A gauge without labels. */
+  const one = (name: string, help: string, value: number) => metric(name, 'gauge', help, [['', value]]);
+  one('herald_uptime_seconds', 'Seconds since start.', s.uptimeSeconds);
   const p = s.process;
-  one('herald_process_resident_memory_bytes', 'gauge', 'Resident memory (RSS).', p.residentBytes);
+  one('herald_process_resident_memory_bytes', 'Resident memory (RSS).', p.residentBytes);
   metric('herald_process_heap_bytes', 'gauge', 'JavaScript heap, used and allocated.', [
     ['{kind="used"}', p.heapUsedBytes],
     ['{kind="total"}', p.heapTotalBytes],
   ]);
-  one('herald_process_external_memory_bytes', 'gauge', 'Array buffers and addons.', p.externalBytes);
-  one('herald_process_cpu_seconds_total', 'counter', 'CPU time, user and system.', p.cpuSeconds);
+  one('herald_process_external_memory_bytes', 'Array buffers and addons.', p.externalBytes);
+  total('herald_process_cpu_seconds_total', 'CPU time, user and system.', (x) => x.process.cpuSeconds);
   metric('herald_event_loop_delay_seconds', 'gauge', 'Event-loop delay over the last 10 s.', [
     ['{quantile="0.5"}', s.eventLoopDelay.p50],
     ['{quantile="0.99"}', s.eventLoopDelay.p99],
@@ -353,47 +401,52 @@ export function renderPrometheus(s: StatsSnapshot): string {
   ]);
   const a = s.accounting;
   if (a) {
-    one(
-      'herald_accounting_flush_age_seconds',
-      'gauge',
-      'Since the database held every credit.',
-      a.flushAgeSeconds,
+    one('herald_accounting_flush_age_seconds', 'Since the database held every credit.', a.flushAgeSeconds);
+    total(
+      'herald_accounting_flushes_total',
+      'Accounting flushes written.',
+      (x) => x.accounting?.flushes ?? 0,
     );
-    one('herald_accounting_flushes_total', 'counter', 'Accounting flushes written.', a.flushes);
-    one('herald_accounting_flush_errors_total', 'counter', 'Accounting writes that failed.', a.flushErrors);
-    one(
+    total(
+      'herald_accounting_flush_errors_total',
+      'Accounting writes that failed.',
+      (x) => x.accounting?.flushErrors ?? 0,
+    );
+    total(
       'herald_accounting_flush_seconds_total',
-      'counter',
       'Time spent writing accounting flushes that committed (wall clock).',
-      a.flushSeconds,
+      (x) => x.accounting?.flushSeconds ?? 0,
     );
-    one(
+    total(
       'herald_accounting_rows_written_total',
-      'counter',
       'Member x torrent rows written by accounting flushes.',
-      a.rowsWritten,
+      (x) => x.accounting?.rowsWritten ?? 0,
     );
   }
   const cc = s.connectable;
   if (cc) {
-    metric('herald_connectable_checks_total', 'counter', 'Connectable checks finished, by result.', [
-      ['{result="connectable"}', cc.connectable],
-      ['{result="unconnectable"}', cc.unconnectable],
+    counter('herald_connectable_checks_total', 'Connectable checks finished, by result.', (x) => [
+      ['{result="connectable"}', x.connectable?.connectable ?? 0],
+      ['{result="unconnectable"}', x.connectable?.unconnectable ?? 0],
     ]);
-    one(
+    total(
       'herald_connectable_timeouts_total',
-      'counter',
       'Connectable checks with no answer in time (counted as unconnectable too).',
-      cc.timeouts,
+      (x) => x.connectable?.timeouts ?? 0,
     );
-    metric('herald_connectable_skipped_total', 'counter', 'Endpoints not checked, by reason.', [
-      ['{reason="queue_full"}', cc.skippedQueueFull],
-      ['{reason="address"}', cc.skippedAddress],
+    counter('herald_connectable_skipped_total', 'Endpoints not checked, by reason.', (x) => [
+      ['{reason="queue_full"}', x.connectable?.skippedQueueFull ?? 0],
+      ['{reason="address"}', x.connectable?.skippedAddress ?? 0],
     ]);
-    one('herald_connectable_active', 'gauge', 'Connectable checks (sockets) open now.', cc.active);
-    one('herald_connectable_queued', 'gauge', 'Endpoints waiting for a connectable check.', cc.queued);
+    one('herald_connectable_active', 'Connectable checks (sockets) open now.', cc.active);
+    one('herald_connectable_queued', 'Endpoints waiting for a connectable check.', cc.queued);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Labels (`{a="b"}` or none) with `worker="i"` added. */
+function withWorker(labels: string, worker: number): string {
+  return labels === '' ? `{worker="${worker}"}` : `${labels.slice(0, -1)},worker="${worker}"}`;
 }
 
 /** A Prometheus label value: backslash, double quote and newline escaped. */

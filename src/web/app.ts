@@ -99,8 +99,8 @@ export function createWebHandler(deps: {
         );
         return;
       case '/metrics':
-        deps.stats.snapshot().then(
-          (s) => send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(s)),
+        deps.stats.snapshots().then(
+          (s) => send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(s.sum, s.each)),
           (err) => figuresFailed(res, err),
         );
         return;
