@@ -5,11 +5,13 @@
  * full scrapes an interval, each costing every worker a walk over all its swarms.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { deleteKeys, REDIS_URL, sharedServe, testPrefix } from '../helpers/redis.ts';
 import { connectionHolders, connectionOnEachWorker, workerPids } from '../helpers/workers.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
@@ -42,9 +44,13 @@ function fullScrapeOn(s: Socket, gzip = false): Promise<{ ok: boolean; reason?: 
   });
 }
 
-/** `herald serve --workers N` with full scrape on, one swarm announced. */
-async function fullScrapeTracker(workers: number, interval: number): Promise<RunningTracker> {
-  const args = ['--http', '127.0.0.1:0', '--udp', 'off', '--full-scrape'];
+/** `herald serve --workers N` with full scrape on, one swarm announced (on Redis with `redis`). */
+async function fullScrapeTracker(
+  workers: number,
+  interval: number,
+  redis: string[] = ['--http', '127.0.0.1:0', '--udp', 'off'],
+): Promise<RunningTracker> {
+  const args = [...redis, '--full-scrape'];
   const t = await startTracker(
     ['--workers', String(workers), ...args, '--full-scrape-interval', String(interval)],
     { ready: 'herald workers running' },
@@ -136,6 +142,31 @@ describe('full scrape with gzip: herald serve --workers 2', () => {
           assert.equal(a.ok, true, JSON.stringify(a));
           await new Promise((r) => setTimeout(r, 2100));
         }
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  });
+});
+
+describe('full scrape on Redis: herald serve --workers 2', {
+  skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
+}, () => {
+  const prefix = testPrefix();
+  let t: RunningTracker;
+  before(async () => {
+    t = await fullScrapeTracker(2, 600, sharedServe(REDIS_URL, prefix, randomBytes(32).toString('hex')));
+  });
+  after(async () => {
+    await t?.stop();
+    await deleteKeys(REDIS_URL, prefix);
+  });
+
+  test('one full scrape per interval for one address over both workers, never gzip sent unlabelled', async () => {
+    const { onEach, sockets } = await connectionOnEachWorker(workerPids(t.pid), t.http[0].port);
+    try {
+      const answers = [];
+      for (const s of onEach) answers.push(await fullScrapeOn(s, true));
+      assert.equal(answers.filter((a) => a.ok).length, 1, JSON.stringify(answers));
     } finally {
       for (const s of sockets) s.destroy();
     }
