@@ -1,13 +1,15 @@
 import { type Kysely, sql } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
 import { type PublicMember, RegistryError } from './rows.ts';
-import type { Database, HnrStatus } from './schema.ts';
+import type { Database, HnrStatus, Role } from './schema.ts';
 
 /** A hit-and-run as the pages, the CLI and the API show it: the row, the torrent's name, the member's. */
 export interface HitAndRunView {
   id: number;
   member_id: number;
   username: string;
+  /** The member's role (staff forgive only members' hit-and-runs, administrators staff's too). */
+  role: Role;
   torrent_id: number;
   torrent_name: string;
   snatched_at: number;
@@ -297,6 +299,7 @@ export class HitAndRuns {
         'h.id',
         'h.member_id',
         'm.username',
+        'm.role',
         'h.torrent_id',
         't.name as torrent_name',
         'h.snatched_at',

@@ -4,7 +4,17 @@ import type { PublicMember } from '../../db/registry.ts';
 import { plainAddress } from '../../mail/mailer.ts';
 import { applicationMail, invitationMail, resetMail, type Site, siteOf } from '../../mail/messages.ts';
 import { AttemptLimit } from './attempts.ts';
-import { type Ctx, csrfField, errorPage, field, origin, page, redirect, STAFF } from './context.ts';
+import {
+  type Ctx,
+  csrfField,
+  errorPage,
+  field,
+  origin,
+  page,
+  redirect,
+  STAFF,
+  staffRefusal,
+} from './context.ts';
 import { type Html, html } from './html.ts';
 import { type Route, secondFactor } from './routes-auth.ts';
 import { hashPassword, verifyPassword } from './security.ts';
@@ -331,10 +341,8 @@ ${
         const me = ctx.member!;
         const m = await ctx.reg.findMember(Number(ctx.params[0]));
         if (!m) return errorPage(ctx, 404, 'Member', 'No such member.');
-        if (m.id === me.id)
-          return errorPage(ctx, 403, 'Member', 'Staff cannot change their own account here.');
-        if (STAFF.includes(m.role) && me.role !== 'admin')
-          return errorPage(ctx, 403, 'Member', 'Only an administrator can change staff accounts.');
+        const refused = staffRefusal(ctx, m);
+        if (refused !== null) return errorPage(ctx, 403, 'Member', refused);
         if (ctx.params[1] === '2fa-reset') {
           await ctx.reg.accounts.disableTwoFactor(m.id);
           await ctx.reg.accounts.deleteMemberSessions(m.id);
@@ -403,8 +411,7 @@ ${
 
 /** The staff's account tools on a member's profile: a reset link to hand over, resetting 2FA. */
 export async function accountStaffForm(ctx: Ctx, m: PublicMember): Promise<Html> {
-  const me = ctx.member!;
-  if (m.id === me.id || (STAFF.includes(m.role) && me.role !== 'admin')) return html``;
+  if (staffRefusal(ctx, m) !== null) return html``;
   const tf = await ctx.reg.accounts.twoFactor(m.id);
   return html`<h3 class="mt">Account</h3>
 <p>E-mail: <strong>${m.email ?? 'none'}</strong> · two-factor authentication: <strong>${tf.enabledAt !== null ? 'on' : 'off'}</strong></p>
