@@ -12,6 +12,7 @@ import {
   now,
   type PublicMember,
   RegistryError,
+  rowId,
   sameName,
   TORRENT_COLUMNS,
 } from './rows.ts';
@@ -414,7 +415,7 @@ export class Accounts {
   }
 
   async application(id: number) {
-    return this.#k.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+    return this.#k.selectFrom('applications').selectAll().where('id', '=', rowId(id)).executeTakeFirst();
   }
 
   /** An application and, once approved, its invitation code (the applicant's status page). */
@@ -458,14 +459,14 @@ export class Accounts {
           decided_by: opts.staffId,
           decided_at: now(),
         })
-        .where('id', '=', opts.id)
+        .where('id', '=', rowId(opts.id))
         .where('status', '=', 'pending')
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) {
         const a = await trx
           .selectFrom('applications')
           .select('status')
-          .where('id', '=', opts.id)
+          .where('id', '=', rowId(opts.id))
           .executeTakeFirst();
         if (!a) throw new RegistryError(`no application #${opts.id}`, 404);
         throw new RegistryError(`application #${opts.id} is already ${a.status}`, 409);

@@ -11,17 +11,31 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { Tracker } from '../../src/index.ts';
+import { hashPassword } from '../../src/web/portal/security.ts';
 import { engines } from '../helpers/db.ts';
+import { PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
 
 type Json = Record<string, unknown>;
 
 const TOKEN = 'api-contract-token-0123456789';
+const PASSWORD = 'a long enough password';
 const doc = JSON.parse(readFileSync(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as Json;
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
 
 /** Path parameters that name nothing, or nothing that can exist. */
-const BAD_PARAMS = ['999999', '0', '-1', 'abc', '%ZZ', '%2F', '1.5', 'x'.repeat(300), 'ef'.repeat(32)];
+const BAD_PARAMS = [
+  '999999',
+  '99999999999', // beyond 32 bits: PostgreSQL's serial ids refuse it as a parameter
+  '0',
+  '-1',
+  'abc',
+  '%ZZ',
+  '%2F',
+  '1.5',
+  'x'.repeat(300),
+  'ef'.repeat(32),
+];
 /** Query strings with values out of range or of the wrong type (for operations that take a query). */
 const BAD_QUERIES = [
   '?limit=-1',
@@ -34,6 +48,7 @@ const BAD_QUERIES = [
   '?torrent=999999',
   '?all=1',
   '?torrent=1&group=nobody',
+  '?member=99999999999&torrent=99999999999',
 ];
 /** Bodies: [content-type, body]; undefined = none. */
 const BODIES: [string | undefined, string | undefined][] = [
@@ -47,6 +62,7 @@ const BODIES: [string | undefined, string | undefined][] = [
   ['application/json', '{"no_such_field":1}'],
   ['application/json', '{"__proto__":{"admin":true}}'],
   ['application/json', '{"name":12,"username":[],"torrent":{},"points":1e300,"count":-1e9}'],
+  ['application/json', '{"torrent":99999999999,"member":99999999999,"group":99999999999}'],
 ];
 
 for (const engine of engines) {
@@ -165,13 +181,14 @@ for (const engine of engines) {
     });
 
     test('a body over 16 MiB is answered 413, which the client still sending it reads (declared or chunked)', async () => {
+      const before = (await tracker.stats.snapshot()).internalErrors;
       for (const chunked of [false, true]) {
         const r = await upload('/api/torrents', 16 * 1024 * 1024 + 1, chunked);
         assert.equal(r.status, 413, `chunked: ${chunked}: ${r.text}`);
         assert.match(r.text, /larger than/);
       }
       assert.equal((await call('GET', '/api/stats')).status, 200);
-      assert.equal((await tracker.stats.snapshot()).internalErrors, 0);
+      assert.equal((await tracker.stats.snapshot()).internalErrors, before);
     });
 
     test('media type and authentication scheme are read without regard to case; application/jsonx is not JSON', async () => {
@@ -187,6 +204,43 @@ for (const engine of engines) {
       const r = await fetch(`${base}/api/stats`, { headers: { authorization: `bearer ${TOKEN}` } });
       assert.equal(r.status, 200, 'the scheme is case-insensitive (RFC 9110 11.1)');
       await r.arrayBuffer();
+    });
+
+    test('portal: an id beyond 32 bits is a 404 on every page and staff form, not an internal error', async () => {
+      const reg = tracker.registry();
+      await reg.addMember({ username: 'big-ids', role: 'admin', passwordHash: await hashPassword(PASSWORD) });
+      const c = new PortalClient(base);
+      assert.equal((await c.login('big-ids', PASSWORD)).location, '/torrents');
+      const before = (await tracker.stats.snapshot()).internalErrors;
+      const BIG = '99999999999';
+      for (const path of [
+        `/member/${BIG}`,
+        `/torrent/${BIG}`,
+        `/torrent/${BIG}/download`,
+        `/staff/promotions/events/${BIG}`,
+      ])
+        assert.equal((await c.get(path)).status, 404, path);
+      await c.get('/staff/members');
+      for (const path of [
+        `/staff/members/${BIG}`,
+        `/staff/members/${BIG}/reset-link`,
+        `/staff/torrents/${BIG}`,
+        `/staff/hit-and-runs/${BIG}/forgive`,
+        `/staff/promotions/windows/${BIG}/revoke`,
+        `/staff/promotions/featured/${BIG}/end`,
+        `/staff/promotions/events/${BIG}/cancel`,
+        `/torrent/${BIG}/token`,
+      ])
+        assert.equal((await c.post(path, { action: 'free' })).status, 404, path);
+      for (const [path, fields] of [
+        ['/staff/promotions/tokens', { member: BIG, count: '1' }],
+        ['/staff/promotions/featured', { torrent: BIG }],
+        ['/staff/torrents/1', { action: 'grant', who: BIG }],
+        ['/staff/torrents/1', { action: 'revoke', grant: BIG }],
+        [`/staff/applications/${BIG}`, { action: 'approve' }],
+      ] as const)
+        assert.equal((await c.post(path, fields)).status, 404, path);
+      assert.equal((await tracker.stats.snapshot()).internalErrors, before);
     });
 
     /** Streams `size` bytes of JSON-ish text to `path` with or without Content-Length. */
