@@ -191,6 +191,11 @@ export class Accounts {
     await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).execute();
   }
 
+  /** Ends every session of a member but one (`keep`, a session id): two-factor authentication turned on. */
+  async deleteOtherSessions(memberId: number, keep: string): Promise<void> {
+    await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).where('id', '!=', keep).execute();
+  }
+
   async deleteExpiredSessions(at: number): Promise<void> {
     await this.#k.deleteFrom('sessions').where('expires_at', '<=', at).execute();
   }

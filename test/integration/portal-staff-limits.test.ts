@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Role } from '../../src/db/schema.ts';
 import type { Tracker } from '../../src/index.ts';
 import { hashPassword } from '../../src/web/portal/security.ts';
+import { totpCode } from '../../src/web/portal/two-factor.ts';
 import { engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
 import { startPortalTracker } from '../helpers/portal-tracker.ts';
@@ -138,6 +139,42 @@ for (const engine of engines) {
         (await reg.listGrants({ torrent: t.id })).map((g) => g.member_id).sort(),
         [plain.id, self.id].sort(),
       );
+    });
+  });
+
+  describe(`require_2fa_for_staff and sessions from before 2FA (${engine.name})`, () => {
+    test('turning 2FA on ends the other sessions: one taken before gains no staff powers', async () => {
+      const { tracker, base, stop } = await startPortalTracker(engine, { udp: [], require2faForStaff: true });
+      try {
+        const reg = tracker.registry();
+        await reg.addMember({
+          username: 'mod2fa',
+          role: 'moderator',
+          passwordHash: await hashPassword(PASSWORD),
+        });
+        // The moderator logs in here, and somewhere else (a shared computer; a cookie copied off it).
+        const own = new PortalClient(base, { localAddress: '127.0.3.1' });
+        const stolen = new PortalClient(base, { localAddress: '127.0.3.2' });
+        for (const c of [own, stolen])
+          assert.equal((await c.login('mod2fa', PASSWORD)).location, '/torrents');
+        assert.equal((await stolen.get('/staff/stats')).location, '/me/security?msg=staff2fa');
+        // The moderator turns 2FA on, as the staff pages ask.
+        await own.get('/me/security');
+        const setup = await own.post('/me/2fa/setup', {});
+        const secret = /id="totp-secret">([A-Z2-7]+)</.exec(setup.body)![1];
+        const on = await own.post('/me/2fa/confirm', {
+          code: totpCode(secret, Date.now()),
+          current: PASSWORD,
+        });
+        assert.equal(on.status, 200);
+        assert.equal((await own.get('/staff/stats')).status, 200, 'this session proved password and code');
+        // The other session never passed a second factor: it ends, staff pages included.
+        const after = await stolen.get('/staff/stats');
+        assert.equal(after.location, '/login');
+        assert.equal((await stolen.get('/torrents')).location, '/login');
+      } finally {
+        await stop();
+      }
     });
   });
 }

@@ -16,8 +16,8 @@ import {
   staffRefusal,
 } from './context.ts';
 import { type Html, html } from './html.ts';
-import { type Route, secondFactor } from './routes-auth.ts';
-import { hashPassword, verifyPassword } from './security.ts';
+import { type Route, SESSION_COOKIE, secondFactor } from './routes-auth.ts';
+import { hashPassword, parseCookies, tokenId, verifyPassword } from './security.ts';
 import {
   checkTotp,
   linkTokenHash,
@@ -307,6 +307,13 @@ ${
           ctx.now,
           step,
           codes.map((c) => recoveryHash(normalRecoveryCode(c)!)),
+        );
+        // Every other session ends: none of them passed the second factor, and staff powers
+        // under require_2fa_for_staff go by the member having it on (a session stolen before
+        // would gain them now). This one just proved the password and a code.
+        await ctx.reg.accounts.deleteOtherSessions(
+          me.id,
+          tokenId(parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE) ?? ''),
         );
         page(ctx, {
           title: 'Recovery codes',
