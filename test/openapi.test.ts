@@ -90,6 +90,8 @@ test('every operation has a unique operationId, its path parameters, a success a
     assert.ok(responses[success], `${key}: ${success} response`);
     assert.ok(deref(responses[success]).content, `${key}: ${success} has a body schema`);
     assert.ok(responses['401'], `${key}: 401 response`);
+    // A path parameter that is not percent-encoded right (`%ZZ`) is a 400 wherever there is one.
+    if (inPath.length > 0) assert.ok(responses['400'], `${key}: 400 response (malformed path parameter)`);
     const unauthorized = deref(responses['401']);
     assert.ok((unauthorized.headers as Json)['WWW-Authenticate'], `${key}: 401 sends WWW-Authenticate`);
     for (const r of Object.values(responses)) deref(r);

@@ -637,7 +637,8 @@ export function createApiHandler(deps: {
         });
       },
     ],
-    ['DELETE', 'grants/*', async ([id]) => ({ revoked: await reg().revoke({ id: Number(id) }) })],
+    // Not Number(id): NaN reached PostgreSQL as an integer and failed there (a 500).
+    ['DELETE', 'grants/*', async ([id]) => ({ revoked: await reg().revoke({ id: idOf(id, 'grant') }) })],
     [
       'DELETE',
       'grants',
@@ -673,8 +674,9 @@ export function createApiHandler(deps: {
     ],
   ];
 
-  const match = (method: string, segs: string[]): { h: Handler; params: string[] } | 'method' | null => {
-    let pathMatched = false;
+  /** The route for this method and path; else the methods the path takes (none: no such path). */
+  const match = (method: string, segs: string[]): { h: Handler; params: string[] } | { allow: string[] } => {
+    const allow: string[] = [];
     for (const [m, pattern, h] of routes) {
       const ps = pattern.split('/');
       if (ps.length !== segs.length) continue;
@@ -685,10 +687,10 @@ export function createApiHandler(deps: {
         else ok = ps[i] === segs[i];
       }
       if (!ok) continue;
-      pathMatched = true;
       if (m === method) return { h, params };
+      allow.push(m);
     }
-    return pathMatched ? 'method' : null;
+    return { allow };
   };
 
   const send = (res: ServerResponse, status: number, value: unknown) => {
@@ -698,10 +700,9 @@ export function createApiHandler(deps: {
   };
 
   return function apiHandler(req: IncomingMessage, res: ServerResponse): void {
+    // The scheme is case-insensitive (RFC 9110 11.1): `bearer` is `Bearer`.
     const auth = req.headers.authorization ?? '';
-    const given = auth.startsWith('Bearer ')
-      ? createHash('sha256').update(auth.slice(7).trim()).digest()
-      : null;
+    const given = /^bearer /i.test(auth) ? createHash('sha256').update(auth.slice(7).trim()).digest() : null;
     if (given === null || !timingSafeEqual(given, tokenHash)) {
       res.setHeader('www-authenticate', 'Bearer realm="herald"');
       send(res, 401, { error: 'missing or wrong bearer token' });
@@ -721,9 +722,11 @@ export function createApiHandler(deps: {
       return;
     }
     const found = match(req.method ?? 'GET', segs);
-    if (found === null || found === 'method') {
-      send(res, found === null ? 404 : 405, {
-        error: found === null ? 'no such endpoint' : 'method not allowed',
+    if ('allow' in found) {
+      // A known path with another method: 405 names the methods it takes (RFC 9110 15.5.6).
+      if (found.allow.length > 0) res.setHeader('allow', [...new Set(found.allow)].join(', '));
+      send(res, found.allow.length === 0 ? 404 : 405, {
+        error: found.allow.length === 0 ? 'no such endpoint' : 'method not allowed',
       });
       req.resume();
       return;
@@ -745,10 +748,22 @@ export function createApiHandler(deps: {
 
 function readJson(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const type = String(req.headers['content-type'] ?? '');
-    if (!type.startsWith('application/json')) {
+    // The media type without its parameters, in any case (RFC 9110 8.3.1): not `application/jsonx`.
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]
+      .trim()
+      .toLowerCase();
+    if (type !== 'application/json') {
       req.resume();
       reject(new ApiError(415, 'send the body as application/json'));
+      return;
+    }
+    // Too large: 413 at once when the length says so, else once past it. The rest is read and
+    // dropped, not kept: a connection reset under a client still sending would lose the answer.
+    const tooLarge = () => new ApiError(413, `body larger than ${MAX_BODY} bytes`);
+    if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) {
+      req.resume();
+      reject(tooLarge());
       return;
     }
     // A client that stops sending before the body is complete (and goes away, or half-closes) is a
@@ -761,15 +776,17 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
+      if (size > MAX_BODY) return;
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new ApiError(413, `body larger than ${MAX_BODY} bytes`));
-        req.destroy();
+        chunks.length = 0;
+        reject(tooLarge());
         return;
       }
       chunks.push(c);
     });
     req.on('end', () => {
+      if (size > MAX_BODY) return;
       try {
         resolve(chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {

@@ -12,6 +12,7 @@ import {
   now,
   type PublicMember,
   RegistryError,
+  rowId,
   sameName,
   TORRENT_COLUMNS,
 } from './rows.ts';
@@ -188,6 +189,11 @@ export class Accounts {
   /** Ends every session of a member (ban, password change). */
   async deleteMemberSessions(memberId: number): Promise<void> {
     await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).execute();
+  }
+
+  /** Ends every session of a member but one (`keep`, a session id): two-factor authentication turned on. */
+  async deleteOtherSessions(memberId: number, keep: string): Promise<void> {
+    await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).where('id', '!=', keep).execute();
   }
 
   async deleteExpiredSessions(at: number): Promise<void> {
@@ -414,7 +420,7 @@ export class Accounts {
   }
 
   async application(id: number) {
-    return this.#k.selectFrom('applications').selectAll().where('id', '=', id).executeTakeFirst();
+    return this.#k.selectFrom('applications').selectAll().where('id', '=', rowId(id)).executeTakeFirst();
   }
 
   /** An application and, once approved, its invitation code (the applicant's status page). */
@@ -458,14 +464,14 @@ export class Accounts {
           decided_by: opts.staffId,
           decided_at: now(),
         })
-        .where('id', '=', opts.id)
+        .where('id', '=', rowId(opts.id))
         .where('status', '=', 'pending')
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) {
         const a = await trx
           .selectFrom('applications')
           .select('status')
-          .where('id', '=', opts.id)
+          .where('id', '=', rowId(opts.id))
           .executeTakeFirst();
         if (!a) throw new RegistryError(`no application #${opts.id}`, 404);
         throw new RegistryError(`application #${opts.id} is already ${a.status}`, 409);

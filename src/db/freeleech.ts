@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { controlCharacters } from '../core/text.ts';
 import type { AccountsHost } from './accounts.ts';
-import { type PublicMember, RegistryError } from './rows.ts';
+import { type PublicMember, RegistryError, rowId } from './rows.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -32,7 +32,7 @@ export class PersonalFreeleech {
       const t = await trx
         .selectFrom('torrents')
         .select(['id', 'download_factor'])
-        .where('id', '=', torrentId)
+        .where('id', '=', rowId(torrentId))
         .executeTakeFirst();
       if (t === undefined) throw new RegistryError(`no torrent ${torrentId}`, 404);
       if (t.download_factor === 0)
@@ -155,7 +155,7 @@ export class PersonalFreeleech {
   }
 
   async one(id: number): Promise<FreeleechWindow> {
-    const [w] = await this.#list().where('pf.id', '=', id).execute();
+    const [w] = await this.#list().where('pf.id', '=', rowId(id)).execute();
     if (w === undefined) throw new RegistryError(`no freeleech window ${id}`, 404);
     return w;
   }

@@ -1,13 +1,15 @@
 import { type Kysely, sql } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
-import { type PublicMember, RegistryError } from './rows.ts';
-import type { Database, HnrStatus } from './schema.ts';
+import { type PublicMember, RegistryError, rowId } from './rows.ts';
+import type { Database, HnrStatus, Role } from './schema.ts';
 
 /** A hit-and-run as the pages, the CLI and the API show it: the row, the torrent's name, the member's. */
 export interface HitAndRunView {
   id: number;
   member_id: number;
   username: string;
+  /** The member's role (staff forgive only members' hit-and-runs, administrators staff's too). */
+  role: Role;
   torrent_id: number;
   torrent_name: string;
   snatched_at: number;
@@ -243,7 +245,7 @@ export class HitAndRuns {
       const h = await trx
         .selectFrom('hit_and_runs')
         .select(['member_id', 'status'])
-        .where('id', '=', id)
+        .where('id', '=', rowId(id))
         .executeTakeFirst();
       if (h === undefined) return { found: false, was: null };
       if (h.status !== 'active') return { found: true, was: h.status };
@@ -297,6 +299,7 @@ export class HitAndRuns {
         'h.id',
         'h.member_id',
         'm.username',
+        'm.role',
         'h.torrent_id',
         't.name as torrent_name',
         'h.snatched_at',
@@ -311,7 +314,7 @@ export class HitAndRuns {
   }
 
   async one(id: number): Promise<HitAndRunView> {
-    const r = await this.#view().where('h.id', '=', id).executeTakeFirst();
+    const r = await this.#view().where('h.id', '=', rowId(id)).executeTakeFirst();
     if (r === undefined) throw new RegistryError(`no hit-and-run ${id}`, 404);
     return { ...r, seed_time_now: Number(r.seed_time_now) };
   }

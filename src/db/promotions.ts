@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { controlCharacters } from '../core/text.ts';
 import type { AccountsHost } from './accounts.ts';
 import { checkWindow } from './freeleech.ts';
-import { RegistryError } from './rows.ts';
+import { RegistryError, rowId } from './rows.ts';
 import type { Database } from './schema.ts';
 
 export interface EventInput {
@@ -70,7 +70,7 @@ export class SitePromotions {
     const e = await this.#k
       .selectFrom('site_events')
       .select(EVENT_COLUMNS)
-      .where('id', '=', id)
+      .where('id', '=', rowId(id))
       .executeTakeFirst();
     if (e === undefined) throw new RegistryError(`no event ${id}`, 404);
     return e;
@@ -168,7 +168,7 @@ export class SitePromotions {
   }
 
   async featuredOne(id: number) {
-    const f = await this.#featured().where('f.id', '=', id).executeTakeFirst();
+    const f = await this.#featured().where('f.id', '=', rowId(id)).executeTakeFirst();
     if (f === undefined) throw new RegistryError(`no featured torrent ${id}`, 404);
     return f;
   }
@@ -205,7 +205,11 @@ export class SitePromotions {
   ) {
     checkWindow(w.startsAt, w.endsAt, w.uploadFactor);
     const id = await this.#reg.change(async (trx) => {
-      const t = await trx.selectFrom('torrents').select('id').where('id', '=', torrentId).executeTakeFirst();
+      const t = await trx
+        .selectFrom('torrents')
+        .select('id')
+        .where('id', '=', rowId(torrentId))
+        .executeTakeFirst();
       if (t === undefined) throw new RegistryError(`no torrent ${torrentId}`, 404);
       const open = await trx
         .selectFrom('featured_torrents')

@@ -20,6 +20,7 @@ import {
   newKey,
   now,
   RegistryError,
+  rowId,
   sameName,
   TORRENT_COLUMNS,
 } from './rows.ts';
@@ -190,8 +191,8 @@ export class Registry {
    */
   async findMember(ref: string | number): Promise<PublicMember | undefined> {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS);
-    if (typeof ref === 'number') q = q.where('id', '=', ref);
-    else if (/^[0-9]{1,15}$/.test(ref)) q = q.where('id', '=', Number(ref));
+    if (typeof ref === 'number') q = q.where('id', '=', rowId(ref));
+    else if (/^[0-9]{1,15}$/.test(ref)) q = q.where('id', '=', rowId(Number(ref)));
     else if (/^[0-9]+$/.test(ref)) return undefined;
     else if (/^[0-9a-fA-F]{32}$/.test(ref)) q = q.where('passkey', '=', ref.toLowerCase());
     else q = q.where(sameName(ref));
@@ -488,7 +489,7 @@ export class Registry {
   /** By id or info hash (v1, v2 or truncated v2). */
   async findTorrent(ref: string | number): Promise<TorrentSummary | undefined> {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS);
-    if (typeof ref === 'number' || /^[0-9]{1,12}$/.test(ref)) q = q.where('id', '=', Number(ref));
+    if (typeof ref === 'number' || /^[0-9]{1,12}$/.test(ref)) q = q.where('id', '=', rowId(Number(ref)));
     else {
       const h = ref.trim().toLowerCase();
       if (HEX64.test(h)) q = q.where('info_hash_v2', '=', h);
@@ -633,7 +634,7 @@ export class Registry {
     let q = this.#k.selectFrom('groups').select(['id', 'name']);
     q =
       typeof ref === 'number' || /^[0-9]+$/.test(ref)
-        ? q.where('id', '=', Number(ref))
+        ? q.where('id', '=', rowId(Number(ref)))
         : q.where('name', '=', ref);
     const g = await q.executeTakeFirst();
     if (!g) throw new RegistryError(`no group "${ref}"`, 404);
@@ -707,7 +708,7 @@ export class Registry {
     group?: string | number;
   }): Promise<number> {
     let q = this.#k.deleteFrom('grants');
-    if (opts.id !== undefined) q = q.where('id', '=', opts.id);
+    if (opts.id !== undefined) q = q.where('id', '=', rowId(opts.id));
     else {
       if (opts.torrent === undefined || (opts.member === undefined) === (opts.group === undefined))
         throw new RegistryError('revoke: give a grant id, or a torrent and one member or group');
@@ -721,8 +722,8 @@ export class Registry {
 
   listGrants(opts: { torrent?: number; member?: number } = {}) {
     let q = this.#k.selectFrom('grants').selectAll().orderBy('id');
-    if (opts.torrent !== undefined) q = q.where('torrent_id', '=', opts.torrent);
-    if (opts.member !== undefined) q = q.where('member_id', '=', opts.member);
+    if (opts.torrent !== undefined) q = q.where('torrent_id', '=', rowId(opts.torrent));
+    if (opts.member !== undefined) q = q.where('member_id', '=', rowId(opts.member));
     return q.execute();
   }
 

@@ -19,6 +19,14 @@ export class RegistryError extends Error {
 }
 
 export const now = () => Math.floor(Date.now() / 1000);
+
+/**
+ * A row id as a query parameter: ids are 32-bit on PostgreSQL (`serial`), which refuses a larger
+ * number as a parameter ("out of range for type integer"), an internal error for what is only an
+ * id that names no row. Ids from outside (pages, the API, the CLI) go through this: out of range,
+ * they become 0, which no row has, so the lookup finds nothing, as on SQLite.
+ */
+export const rowId = (n: number): number => (Number.isInteger(n) && n > 0 && n <= 2_147_483_647 ? n : 0);
 export const newKey = () => randomBytes(16).toString('hex');
 const HEX40 = /^[0-9a-f]{40}$/;
 export const HEX64 = /^[0-9a-f]{64}$/;

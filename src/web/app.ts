@@ -68,6 +68,7 @@ export function createWebHandler(deps: {
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
       return;
     }

@@ -106,6 +106,20 @@ export const isStaff = (m: PublicMember | null) => m !== null && STAFF.includes(
 export const staffPowers = (ctx: Ctx) =>
   isStaff(ctx.member) && (ctx.twoFactor || !ctx.deps.config.require2faForStaff);
 
+/**
+ * Why the logged-in staff member may not change `target`'s account from a staff page, or null
+ * when they may: staff never change their own (no bonus, rights, forgiveness, freeleech or grants
+ * for themselves), and only administrators change other staff's (two moderators cannot do each
+ * other favours, nor a moderator act against an administrator).
+ */
+export function staffRefusal(ctx: Ctx, target: { id: number; role: Role }): string | null {
+  const me = ctx.member!;
+  if (target.id === me.id) return 'Staff cannot change their own account here.';
+  if (STAFF.includes(target.role) && me.role !== 'admin')
+    return 'Only an administrator can change staff accounts.';
+  return null;
+}
+
 /** `staffPowers` for any member: the logged-in one, or the owner of a feed key. */
 export async function staffPowersOf(ctx: Ctx, m: PublicMember): Promise<boolean> {
   if (m === ctx.member) return staffPowers(ctx);

@@ -170,12 +170,13 @@ export function createPortal(
     }
 
     let route: Route | undefined;
-    let methodMismatch = false;
+    const allow = new Set<string>();
     for (const r of routes) {
       const m = r.pattern.exec(path);
       if (!m) continue;
       if (r.method !== method) {
-        methodMismatch = true;
+        allow.add(r.method);
+        if (r.method === 'GET') allow.add('HEAD');
         continue;
       }
       route = r;
@@ -183,7 +184,11 @@ export function createPortal(
       break;
     }
     if (!route) {
-      if (methodMismatch) return send(ctx, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      // 405 names the methods the path takes (RFC 9110 15.5.6); HEAD wherever GET is.
+      if (allow.size > 0)
+        return send(ctx, 405, 'text/plain; charset=utf-8', 'method not allowed\n', {
+          allow: [...allow].join(', '),
+        });
       return errorPage(ctx, 404, 'Not found', 'There is no page here.');
     }
 

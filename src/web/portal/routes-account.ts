@@ -4,10 +4,20 @@ import type { PublicMember } from '../../db/registry.ts';
 import { plainAddress } from '../../mail/mailer.ts';
 import { applicationMail, invitationMail, resetMail, type Site, siteOf } from '../../mail/messages.ts';
 import { AttemptLimit } from './attempts.ts';
-import { type Ctx, csrfField, errorPage, field, origin, page, redirect, STAFF } from './context.ts';
+import {
+  type Ctx,
+  csrfField,
+  errorPage,
+  field,
+  origin,
+  page,
+  redirect,
+  STAFF,
+  staffRefusal,
+} from './context.ts';
 import { type Html, html } from './html.ts';
-import { type Route, secondFactor } from './routes-auth.ts';
-import { hashPassword, verifyPassword } from './security.ts';
+import { type Route, SESSION_COOKIE, secondFactor } from './routes-auth.ts';
+import { hashPassword, parseCookies, tokenId, verifyPassword } from './security.ts';
 import {
   checkTotp,
   linkTokenHash,
@@ -298,6 +308,13 @@ ${
           step,
           codes.map((c) => recoveryHash(normalRecoveryCode(c)!)),
         );
+        // Every other session ends: none of them passed the second factor, and staff powers
+        // under require_2fa_for_staff go by the member having it on (a session stolen before
+        // would gain them now). This one just proved the password and a code.
+        await ctx.reg.accounts.deleteOtherSessions(
+          me.id,
+          tokenId(parseCookies(ctx.req.headers.cookie).get(SESSION_COOKIE) ?? ''),
+        );
         page(ctx, {
           title: 'Recovery codes',
           body: html`<div class="card narrow"><h1>Two-factor authentication is on</h1>
@@ -331,10 +348,8 @@ ${
         const me = ctx.member!;
         const m = await ctx.reg.findMember(Number(ctx.params[0]));
         if (!m) return errorPage(ctx, 404, 'Member', 'No such member.');
-        if (m.id === me.id)
-          return errorPage(ctx, 403, 'Member', 'Staff cannot change their own account here.');
-        if (STAFF.includes(m.role) && me.role !== 'admin')
-          return errorPage(ctx, 403, 'Member', 'Only an administrator can change staff accounts.');
+        const refused = staffRefusal(ctx, m);
+        if (refused !== null) return errorPage(ctx, 403, 'Member', refused);
         if (ctx.params[1] === '2fa-reset') {
           await ctx.reg.accounts.disableTwoFactor(m.id);
           await ctx.reg.accounts.deleteMemberSessions(m.id);
@@ -403,8 +418,7 @@ ${
 
 /** The staff's account tools on a member's profile: a reset link to hand over, resetting 2FA. */
 export async function accountStaffForm(ctx: Ctx, m: PublicMember): Promise<Html> {
-  const me = ctx.member!;
-  if (m.id === me.id || (STAFF.includes(m.role) && me.role !== 'admin')) return html``;
+  if (staffRefusal(ctx, m) !== null) return html``;
   const tf = await ctx.reg.accounts.twoFactor(m.id);
   return html`<h3 class="mt">Account</h3>
 <p>E-mail: <strong>${m.email ?? 'none'}</strong> · two-factor authentication: <strong>${tf.enabledAt !== null ? 'on' : 'off'}</strong></p>

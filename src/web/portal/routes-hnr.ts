@@ -12,6 +12,7 @@ import {
   redirect,
   staffPage,
   staffPowers,
+  staffRefusal,
 } from './context.ts';
 import { html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -52,7 +53,7 @@ export function hnrSection(
   const c = ctx.deps.config;
   const rule = ruleText(ctx);
   if (rule === '' && list.length === 0) return '';
-  const staff = staffPowers(ctx) && ctx.member!.id !== m.id;
+  const staff = staffPowers(ctx) && staffRefusal(ctx, m) === null;
   const need = c.hnrSeedHours * 3600;
   const open = pending.filter((p) => p.seed_time < need);
   return html`<section class="card mt" aria-labelledby="hnr"><h2 id="hnr">Hit-and-runs</h2>
@@ -103,7 +104,7 @@ export function hnrRoutes(): Route[] {
 <label>Status <select name="status">${[...HNR_STATUSES, 'all'].map((s) => html`<option${s === (status ?? 'all') ? html` selected` : ''}>${s}</option>`)}</select></label>
 <button type="submit">Show</button></form>
 <div class="table-wrap"><table id="staff-hnr"><thead><tr><th>Member</th><th>Torrent</th><th class="hide-small">Completed</th><th class="hide-small">Marked</th><th class="num">Seeded</th><th>Status</th><th>Staff</th></tr></thead><tbody>
-${list.map((h) => html`<tr><td><a href="/member/${h.member_id}">${h.username}</a></td><td><a href="/torrent/${h.torrent_id}">${h.torrent_name}</a></td><td class="hide-small">${date(h.snatched_at)}</td><td class="hide-small">${date(h.marked_at)}</td><td class="num">${duration(h.seed_time_now)}</td><td>${statusText(h)}</td><td>${h.status === 'active' && h.member_id !== ctx.member!.id ? forgiveForm(ctx, h, back) : ''}</td></tr>`)}
+${list.map((h) => html`<tr><td><a href="/member/${h.member_id}">${h.username}</a></td><td><a href="/torrent/${h.torrent_id}">${h.torrent_name}</a></td><td class="hide-small">${date(h.snatched_at)}</td><td class="hide-small">${date(h.marked_at)}</td><td class="num">${duration(h.seed_time_now)}</td><td>${statusText(h)}</td><td>${h.status === 'active' && staffRefusal(ctx, { id: h.member_id, role: h.role }) === null ? forgiveForm(ctx, h, back) : ''}</td></tr>`)}
 </tbody></table></div>
 ${list.length === 0 ? html`<p class="muted">None.</p>` : ''}`,
         );
@@ -121,8 +122,9 @@ ${list.length === 0 ? html`<p class="muted">None.</p>` : ''}`,
           : '/staff/hit-and-runs';
         try {
           const h = await ctx.reg.hnr.one(id);
-          if (h.member_id === ctx.member!.id)
-            return errorPage(ctx, 403, 'Hit-and-run', 'Staff cannot forgive their own hit-and-runs.');
+          // Not their own, and a moderator not another staff member's (rights back as a favour).
+          const refused = staffRefusal(ctx, { id: h.member_id, role: h.role });
+          if (refused !== null) return errorPage(ctx, 403, 'Hit-and-run', refused);
           await ctx.reg.hnr.forgive(id, {
             by: ctx.member!.id,
             note: field(ctx, 'note').slice(0, 500) || null,

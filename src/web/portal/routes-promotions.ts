@@ -9,9 +9,9 @@ import {
   errorPage,
   field,
   guard,
-  STAFF,
   staffPage,
   staffPowers,
+  staffRefusal,
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -193,14 +193,11 @@ async function staffTarget(ctx: Ctx): Promise<PublicMember | null> {
     errorPage(ctx, 404, 'Member', 'No such member.');
     return null;
   }
-  if (target.id === ctx.member!.id) {
-    errorPage(ctx, 403, 'Member', 'Staff cannot give themselves freeleech or tokens.');
-    return null;
-  }
   // As on the member's staff form: moderators manage members; only administrators touch staff
   // (else two moderators could give each other tokens and freeleech without end).
-  if (STAFF.includes(target.role) && ctx.member!.role !== 'admin') {
-    errorPage(ctx, 403, 'Member', 'Only an administrator can give staff freeleech or tokens.');
+  const refused = staffRefusal(ctx, target);
+  if (refused !== null) {
+    errorPage(ctx, 403, 'Member', refused);
     return null;
   }
   return target;
@@ -393,7 +390,13 @@ ${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it
     },
     endEarly(
       /^\/staff\/promotions\/windows\/([0-9]{1,12})\/revoke$/,
-      (ctx, id) => ctx.reg.freeleech.revoke(id, ctx.now),
+      async (ctx, id) => {
+        // As giving one: not their own, and a moderator not another staff member's.
+        const w = await ctx.reg.freeleech.one(id);
+        const refused = staffRefusal(ctx, await ctx.reg.member(w.member_id));
+        if (refused !== null) throw new RegistryError(refused, 403);
+        return ctx.reg.freeleech.revoke(id, ctx.now);
+      },
       backOf,
     ),
   ];

@@ -11,8 +11,8 @@ import {
   guard,
   ratio,
   redirect,
-  STAFF,
   staffPage,
+  staffRefusal,
 } from './context.ts';
 import { type Html, html } from './html.ts';
 import { mailDecision } from './routes-account.ts';
@@ -133,11 +133,9 @@ ${list.map(
         const me = ctx.member!;
         const target = await ctx.reg.findMember(id);
         if (!target) return errorPage(ctx, 404, 'Member', 'No such member.');
-        if (target.id === me.id)
-          return errorPage(ctx, 403, 'Member', 'Staff cannot change their own account here.');
         // Moderators manage members; only administrators change roles or touch other staff.
-        if (STAFF.includes(target.role) && me.role !== 'admin')
-          return errorPage(ctx, 403, 'Member', 'Only an administrator can change staff accounts.');
+        const refused = staffRefusal(ctx, target);
+        if (refused !== null) return errorPage(ctx, 403, 'Member', refused);
         const action = field(ctx, 'action');
         let msg = 'saved';
         await guard(
@@ -354,6 +352,13 @@ ${list.map(
               const n = days === '' ? null : Number(days);
               if (n !== null && (!Number.isInteger(n) || n < 1 || n > 36500))
                 throw new RegistryError('days: 1 to 36500, or empty for a grant without end');
+              if (!who.startsWith('group:')) {
+                // Not to themselves (the grant would outlast their staff role), and a moderator
+                // not to other staff.
+                const to = await ctx.reg.findMember(who);
+                const refused = to === undefined ? null : staffRefusal(ctx, to);
+                if (refused !== null) throw new RegistryError(refused, 403);
+              }
               await ctx.reg.grant({
                 torrent: id,
                 ...(who.startsWith('group:') ? { group: who.slice(6) } : { member: who }),
