@@ -366,8 +366,8 @@ export function renderPrometheus(s: StatsSnapshot, each: StatsSnapshot[] | null 
   metric('herald_announces_per_second', 'gauge', 'Announce rate over 10 s.', byProto(s.perSecond.announces));
   metric('herald_scrapes_per_second', 'gauge', 'Scrape rate over 10 s.', byProto(s.perSecond.scrapes));
   /** A counter without labels. */
-  const total = (name: string, help: string, valueOf: (x: StatsSnapshot) => number) =>
-    counter(name, help, (x) => [['', valueOf(x)]]);
+  const total = (name: string, help: string, read: (x: StatsSnapshot) => number) =>
+    counter(name, help, (x) => [['', read(x)]]);
   total('herald_udp_connects_total', 'UDP connect requests answered.', (x) => x.udp.connects);
   total('herald_udp_dropped_total', 'UDP packets dropped without a reply.', (x) => x.udp.dropped);
   total('herald_full_scrapes_total', 'Full scrapes served.', (x) => x.fullScrapes);
