@@ -375,6 +375,7 @@ export function createTracker(
       flushErrors: accountant.counts.flushErrors,
       flushSeconds: accountant.counts.flushSeconds,
       rowsWritten: accountant.counts.rowsWritten,
+      revoked: accountant.counts.revoked,
     });
   if (connectable !== null) stats.connectable = () => connectable.stats();
   // Workers: peers per member and download slots counted by each member's home worker, over every

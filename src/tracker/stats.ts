@@ -64,6 +64,8 @@ export interface AccountingStats {
   flushSeconds: number;
   /** Member x torrent rows written. */
   rowsWritten: number;
+  /** Baselines forgotten, and their peers taken out of the swarms, when their member lost access. */
+  revoked: number;
 }
 
 /** Figures of several workers added up (every number summed; uptime is the longest). */
@@ -372,6 +374,12 @@ export function renderPrometheus(s: StatsSnapshot): string {
       'counter',
       'Member x torrent rows written by accounting flushes.',
       a.rowsWritten,
+    );
+    one(
+      'herald_accounting_revoked_total',
+      'counter',
+      'Peers taken out of the swarms (their baselines forgotten) when their member lost access.',
+      a.revoked,
     );
   }
   const cc = s.connectable;

@@ -137,6 +137,13 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
       assert.equal(t.accountant!.peers, held - 4);
       assert.equal(t.accountant!.counts.credited, credited, 'nothing more credited');
+      // The baselines forgotten are counted in /stats and /metrics beside the other accounting figures.
+      const revokedNow = t.accountant!.counts.revoked;
+      assert.ok(revokedNow >= 4);
+      const stats = JSON.parse((await httpGet(port, '127.0.0.1', '/stats')).body.toString());
+      assert.equal(stats.accounting.revoked, revokedNow);
+      const metrics = (await httpGet(port, '127.0.0.1', '/metrics')).body.toString();
+      assert.match(metrics, new RegExp(`^herald_accounting_revoked_total ${revokedNow}$`, 'm'));
       // Refused from now on, and nothing of theirs comes back.
       assert.match(text((await announce(revoked.passkey, ih, 7101)).get('failure reason')), /no access/);
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
