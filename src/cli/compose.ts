@@ -501,6 +501,15 @@ export function createTracker(
           r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
       });
     });
+  // Info hashes no longer tracked at all (off the allow list, onto the deny list, a registered torrent
+  // removed) leave the swarms whole at once, whoever their peers are: each process drops them from
+  // its own store (a worker's shard holds them or not; on Redis every instance drops the same keys).
+  policy.onReload((change) => {
+    if (change.hashes.length === 0 || local.dropSwarms === undefined) return;
+    const r = local.dropSwarms(change.hashes);
+    if (r instanceof Promise)
+      r.catch((err) => logger.warn('untracked swarms not removed from the store', { err: String(err) }));
+  });
   stats.webrtc = () => {
     const s = ws.stats();
     const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({

@@ -1,4 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { binaryString } from '../core/bytes.ts';
 import type { PolicySnapshot } from './snapshot.ts';
 import type { PolicyMember } from './types.ts';
 
@@ -14,7 +15,19 @@ export interface AccessChange {
   torrents: Set<number>;
   /** Member id → torrents whose grant to the member went (revoked or expired). */
   pairs: Map<number, Set<number>>;
+  /**
+   * Info hashes tracked before and refused to everyone now (off the allow list, onto the deny list,
+   * a registered torrent removed): their swarms are dropped whole, whoever their peers are.
+   */
+  hashes: Uint8Array[];
   lost(memberId: number, torrentId: number): boolean;
+}
+
+/** Whether policy in `mode` tracks the info hash (`key`, its bytes as latin1) in `s`, for anyone. */
+function tracked(s: PolicySnapshot, mode: 'open' | 'whitelist' | 'private', key: string): boolean {
+  if (s.deny.size > 0 && s.deny.has(key)) return false;
+  if (mode === 'open' || (mode === 'whitelist' && s.allow.has(key))) return true;
+  return s.torrents.get(Buffer.from(key, 'latin1')) !== undefined;
 }
 
 /** Whether `member` holds a grant to `torrentId` in `s` at `now` (unix s). */
@@ -41,15 +54,41 @@ const DIFF_SLICE = 2048;
  * What access `old` gave at `then` that `now` (`next` at `now`) may no longer give: O(members +
  * torrents + grants) of the snapshots, nothing per peer, yielding to the event loop every
  * `DIFF_SLICE` entries (as loads do between pages), so that a reload over 10⁵ members never
- * stalls announces for the whole comparison. Private mode only (other modes have no members).
+ * stalls announces for the whole comparison. Members, torrents and pairs: private mode only (other
+ * modes have no members); `hashes`: every mode (in open mode, only the deny list).
  */
 export async function accessChange(
   old: PolicySnapshot,
   next: PolicySnapshot,
   then: number,
   now: number,
+  mode: 'open' | 'whitelist' | 'private' = 'private',
 ): Promise<AccessChange> {
   let seen = 0;
+  // Hashes no longer tracked: those newly denied, and (but in open mode) those that were listed.
+  const hashes: Uint8Array[] = [];
+  const untracked = new Set<string>();
+  const judge = (key: string) => {
+    if (untracked.has(key) || !tracked(old, mode, key) || tracked(next, mode, key)) return;
+    untracked.add(key);
+    hashes.push(Buffer.from(key, 'latin1'));
+  };
+  if (old !== next) {
+    for (const key of next.deny) {
+      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+      if (!old.deny.has(key)) judge(key);
+    }
+    if (mode === 'whitelist')
+      for (const key of old.allow) {
+        if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+        judge(key);
+      }
+    if (mode !== 'open')
+      for (const hash of old.torrents.hashes()) {
+        if (++seen % DIFF_SLICE === 0) await yieldToLoop();
+        judge(binaryString(hash));
+      }
+  }
   const members = new Set<number>();
   const torrents = new Set<number>();
   const pairs = new Map<number, Set<number>>();
@@ -89,6 +128,7 @@ export async function accessChange(
     members,
     torrents,
     pairs,
+    hashes,
     lost: (memberId, torrentId) => {
       if (keyGone.has(memberId)) return true;
       const m = next.memberById.get(memberId);

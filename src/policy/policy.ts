@@ -242,7 +242,7 @@ export class Policy {
   /** Runs the `onReload` listeners for what access changed from `old` (judged then) to now. */
   async #judge(old: PolicySnapshot): Promise<void> {
     const now = wallNow();
-    const change = await accessChange(old, this.#snap, this.#judgedAt, now);
+    const change = await accessChange(old, this.#snap, this.#judgedAt, now, this.mode);
     this.#judgedAt = now;
     this.#armExpiry();
     for (const fn of this.#onReload)
