@@ -2,7 +2,7 @@ import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
+import { type AccountedResult, AnnounceEvent, type AnnounceRequest, type PeerPlace } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AccessChange, PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 import { type Credit, credit } from '../policy/promotions.ts';
@@ -49,6 +49,8 @@ interface Holding extends Allowance {
   rowEpoch: number;
   /** The info hashes its peers announced with, as latin1 (a hybrid torrent's two at most): their swarms. */
   hashes: string[];
+  /** The torrent's route hash (`PolicyTorrent.route`): where a shared store keeps its member's places. */
+  route: Uint8Array;
 }
 
 /** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
@@ -215,7 +217,7 @@ export class Accountant {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
       const since = Math.min(shared.previous.at, now - 1);
-      prev = this.#remember(req, member.id, torrent.id, shared.previous.seeding, since, now);
+      prev = this.#remember(req, member.id, torrent, shared.previous.seeding, since, now);
     }
     // The baseline the delta is computed from: this process's own, or the shared store's.
     const base = shared === undefined ? prev : (shared.previous ?? undefined);
@@ -269,7 +271,7 @@ export class Accountant {
         this.#forget(prev);
       }
     } else if (prev === undefined)
-      held = this.#remember(req, member.id, torrent.id, seeding, now - 1, now).holding;
+      held = this.#remember(req, member.id, torrent, seeding, now - 1, now).holding;
     else {
       held = prev.holding;
       prev.uploaded = req.uploaded;
@@ -385,7 +387,7 @@ export class Accountant {
   #remember(
     req: AnnounceRequest,
     memberId: number,
-    torrentId: number,
+    torrent: PolicyTorrent,
     seeding: boolean,
     since: number,
     now: number,
@@ -399,6 +401,7 @@ export class Accountant {
       byTorrent = new Map();
       this.#holdings.set(memberId, byTorrent);
     }
+    const torrentId = torrent.id;
     let holding = byTorrent.get(torrentId);
     if (holding === undefined) {
       // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
@@ -418,6 +421,7 @@ export class Accountant {
         memberRow: null,
         rowEpoch: -1,
         hashes: [],
+        route: torrent.route,
       };
       byTorrent.set(torrentId, holding);
     }
@@ -613,17 +617,26 @@ export class Accountant {
    * which takes the peer out of the swarm (as expiry would, later). Nothing is credited: the last
    * accepted announce's deltas are pending already, and a refused one counts nothing. Visits only
    * what `change` names (the holdings of changed members, of revoked pairs; for changed torrents,
-   * one map lookup per member holding baselines). Returns the baselines forgotten.
+   * one map lookup per member holding baselines). Returns the baselines forgotten. `release`, when
+   * given, is handed each forgotten peer's place (a shared store's count of the member's peers
+   * frees it, as the peer's `stopped` would).
    */
   revoke(
     change: AccessChange,
     remove: (infoHash: string, family: 4 | 6, addr: string, port: number) => void,
+    release?: (place: PeerPlace) => void,
   ): number {
     let n = 0;
     const visit = (h: Holding | undefined) => {
       if (h === undefined || h.peers === 0 || !change.lost(h.memberId, h.torrentId)) return;
       for (const p of h.baselines.slice()) {
         for (const hash of h.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
+        release?.({
+          memberId: h.memberId,
+          route: h.route,
+          torrentId: h.torrentId,
+          peerId: Buffer.from(p.peerId, 'latin1'),
+        });
         this.#forget(p);
         n++;
       }

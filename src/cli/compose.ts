@@ -332,6 +332,7 @@ export function createTracker(
     : undefined;
   // Private mode on Redis: accounting from the baselines the announce script returns, download
   // slots counted in Redis (issue #16), and the connectable check after an accepted announce.
+  const redisPeers = redis !== null && accountant !== null ? new RedisPeers(redis, config.peerTimeout) : null;
   const shared =
     redis !== null && accountant !== null
       ? sharedAccounting(
@@ -339,7 +340,7 @@ export function createTracker(
           accountant,
           rules,
           new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
-          new RedisPeers(redis, config.peerTimeout),
+          redisPeers ?? undefined,
         )
       : undefined;
   const service = new TrackerService({
@@ -480,26 +481,31 @@ export function createTracker(
   if (accountant !== null)
     policy.onReload((change) => {
       const now = clock.now();
-      accountant.revoke(change, (infoHash, family, addr, port) => {
-        const r = local.announce(
-          {
-            infoHash: Buffer.from(infoHash, 'latin1'),
-            peerId: NO_PEER_ID,
-            family,
-            ip: Buffer.from(addr, 'latin1'),
-            port,
-            uploaded: 0,
-            downloaded: 0,
-            left: 0,
-            event: AnnounceEvent.stopped,
-            numWant: 0,
-            wantPeerIds: false,
-          },
-          now,
-        );
-        if (r instanceof Promise)
-          r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
-      });
+      accountant.revoke(
+        change,
+        (infoHash, family, addr, port) => {
+          const r = local.announce(
+            {
+              infoHash: Buffer.from(infoHash, 'latin1'),
+              peerId: NO_PEER_ID,
+              family,
+              ip: Buffer.from(addr, 'latin1'),
+              port,
+              uploaded: 0,
+              downloaded: 0,
+              left: 0,
+              event: AnnounceEvent.stopped,
+              numWant: 0,
+              wantPeerIds: false,
+            },
+            now,
+          );
+          if (r instanceof Promise)
+            r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
+        },
+        // peers_per_member counted in Redis: the peer's place goes with it (RedisPeers.release).
+        redisPeers !== null && rules.peersPerMember > 0 ? (place) => redisPeers.release(place) : undefined,
+      );
     });
   // Info hashes no longer tracked at all (off the allow list, onto the deny list, a registered torrent
   // removed) leave the swarms whole at once, whoever their peers are: each process drops them from
