@@ -87,6 +87,9 @@ interface PeerState {
   newer: PeerState | null;
 }
 
+/** Takes a peer out of one swarm (`infoHash` and the address as latin1), as a `stopped` from it would. */
+export type RemovePeer = (infoHash: string, family: 4 | 6, addr: string, port: number) => void;
+
 export interface AccountantOptions {
   logger: Logger;
   clock: Clock;
@@ -105,6 +108,14 @@ export interface AccountantOptions {
   maxPeers: number;
   /** The rules of issue #16 that need each peer's previous announce; all off when absent. */
   rules?: PeerRules;
+  /**
+   * Takes the peer of a baseline forgotten because `maxPeers` was full out of the swarms, so that
+   * every peer in a private swarm has a baseline here and `revoke` finds them all (without it, a
+   * member who lost access would leave such a peer behind until `peer_timeout`). The peer is back
+   * at its next announce (within `interval`: the least recently announced goes first), with a new
+   * baseline, as it would be anyway.
+   */
+  evict?: RemovePeer;
 }
 
 /**
@@ -393,7 +404,9 @@ export class Accountant {
     now: number,
   ): PeerState {
     if (this.#count >= this.#o.maxPeers && this.#oldest !== null) {
-      this.#forget(this.#oldest);
+      const evicted = this.#oldest;
+      this.#forget(evicted);
+      if (this.#o.evict !== undefined) leaveSwarms(evicted, this.#o.evict);
       this.counts.evicted++;
     }
     let byTorrent = this.#holdings.get(memberId);
@@ -621,16 +634,12 @@ export class Accountant {
    * given, is handed each forgotten peer's place (a shared store's count of the member's peers
    * frees it, as the peer's `stopped` would).
    */
-  revoke(
-    change: AccessChange,
-    remove: (infoHash: string, family: 4 | 6, addr: string, port: number) => void,
-    release?: (place: PeerPlace) => void,
-  ): number {
+  revoke(change: AccessChange, remove: RemovePeer, release?: (place: PeerPlace) => void): number {
     let n = 0;
     const visit = (h: Holding | undefined) => {
       if (h === undefined || h.peers === 0 || !change.lost(h.memberId, h.torrentId)) return;
       for (const p of h.baselines.slice()) {
-        for (const hash of h.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
+        leaveSwarms(p, remove);
         release?.({
           memberId: h.memberId,
           route: h.route,
@@ -662,6 +671,11 @@ export class Accountant {
       this.#expired++;
     }
   }
+}
+
+/** Takes the peer of baseline `p` out of every swarm of its holding (both hashes of a hybrid). */
+function leaveSwarms(p: PeerState, remove: RemovePeer): void {
+  for (const hash of p.holding.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
 }
 
 /** Adds `hash` to the holding's swarms when it is not one of them. */

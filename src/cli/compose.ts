@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant } from '../accounting/accountant.ts';
+import { Accountant, type RemovePeer } from '../accounting/accountant.ts';
 import type { PeerRules } from '../accounting/rules.ts';
 import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
@@ -269,6 +269,28 @@ export function createTracker(
     minGap: config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
     early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
   };
+  // Takes a peer out of this process's swarms (its shard, or Redis), as a `stopped` from its endpoint
+  // would: for peers whose baselines accounting forgets (access lost, or accounting_max_peers full).
+  const removePeer: RemovePeer = (infoHash, family, addr, port) => {
+    const r = local.announce(
+      {
+        infoHash: Buffer.from(infoHash, 'latin1'),
+        peerId: NO_PEER_ID,
+        family,
+        ip: Buffer.from(addr, 'latin1'),
+        port,
+        uploaded: 0,
+        downloaded: 0,
+        left: 0,
+        event: AnnounceEvent.stopped,
+        numWant: 0,
+        wantPeerIds: false,
+      },
+      clock.now(),
+    );
+    if (r instanceof Promise)
+      r.catch((err) => logger.warn('peer not removed from the store', { err: String(err) }));
+  };
   const accountant =
     config.mode === 'private'
       ? new Accountant({
@@ -280,6 +302,7 @@ export function createTracker(
           peerTimeout: config.peerTimeout,
           maxPeers: config.accountingMaxPeers,
           rules,
+          evict: removePeer,
         })
       : null;
   // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
@@ -480,29 +503,9 @@ export function createTracker(
   // swarms where they are (its shard, or Redis), as a `stopped` from their endpoint would.
   if (accountant !== null)
     policy.onReload((change) => {
-      const now = clock.now();
       accountant.revoke(
         change,
-        (infoHash, family, addr, port) => {
-          const r = local.announce(
-            {
-              infoHash: Buffer.from(infoHash, 'latin1'),
-              peerId: NO_PEER_ID,
-              family,
-              ip: Buffer.from(addr, 'latin1'),
-              port,
-              uploaded: 0,
-              downloaded: 0,
-              left: 0,
-              event: AnnounceEvent.stopped,
-              numWant: 0,
-              wantPeerIds: false,
-            },
-            now,
-          );
-          if (r instanceof Promise)
-            r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
-        },
+        removePeer,
         // peers_per_member counted in Redis: the peer's place goes with it (RedisPeers.release).
         redisPeers !== null && rules.peersPerMember > 0 ? (place) => redisPeers.release(place) : undefined,
       );

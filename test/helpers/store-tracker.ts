@@ -17,6 +17,15 @@ export interface StoreTracker {
   udp: number;
 }
 
+/** A private tracker on one HTTP port, its database in memory, flushing and reloading only when told. */
+export const PRIVATE_ON_HTTP: Partial<HeraldConfig> = {
+  http: ['127.0.0.1:0'],
+  mode: 'private',
+  databaseUrl: 'sqlite::memory:',
+  flushInterval: 3600,
+  policyRefresh: 3600,
+};
+
 export function trackerOnStore(storeUrl: string, config: Partial<HeraldConfig>): StoreTracker {
   const prefix = testPrefix();
   const s = { http: 0, udp: 0 } as StoreTracker;

@@ -14,6 +14,7 @@ import {
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
 import {
+  announceAt,
   announcePath,
   bdecode,
   compactPorts,
@@ -24,7 +25,7 @@ import {
   udpClient,
 } from '../helpers/clients.ts';
 import { redisTargets } from '../helpers/redis.ts';
-import { trackerOnStore } from '../helpers/store-tracker.ts';
+import { PRIVATE_ON_HTTP, trackerOnStore } from '../helpers/store-tracker.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 type Member = { id: number; passkey: string };
@@ -35,12 +36,8 @@ const ports = compactPorts;
 for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
   describe(`private mode on ${storeName}: peers of members who lose access leave the swarms at once`, () => {
     const s = trackerOnStore(storeUrl, {
-      http: ['127.0.0.1:0'],
+      ...PRIVATE_ON_HTTP,
       udp: ['127.0.0.1:0'],
-      mode: 'private',
-      databaseUrl: 'sqlite::memory:',
-      flushInterval: 3600,
-      policyRefresh: 3600,
       maxRate: 100_000_000,
     });
     let serial = 0;
@@ -200,5 +197,46 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       assert.equal(s.t.policy.loads, loads, 'no reload ran');
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7300)).get('peers')), []);
       assert.match(text((await announce(expiring.passkey, ih, 7301)).get('failure reason')), /no access/);
+    });
+  });
+
+// A baseline forgotten early because accounting_max_peers was full: its peer leaves the swarm with it
+// (back at its next announce, with a new baseline), so no peer is left in a private swarm that
+// accounting does not know, and a member who then loses access leaves nothing behind. Before, the
+// peer stayed in the swarm, and a revocation did not find it: it stayed until peer_timeout.
+for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
+  describe(`private mode on ${storeName}, accounting_max_peers full: a banned member’s forgotten peer leaves too`, () => {
+    const s = trackerOnStore(storeUrl, {
+      ...PRIVATE_ON_HTTP,
+      accountingMaxPeers: 2,
+    });
+
+    test('three members, two baselines: the banned member’s peer is not in the swarm after the reload', async () => {
+      const ih = hashOf(7900);
+      await s.reg.addTorrent({ infoHash: hex(ih), infoHashV2: null, name: 'full', size: 1, fileCount: 1 });
+      const [a, b, c] = [
+        await s.reg.addMember({ username: 'fulla' }),
+        await s.reg.addMember({ username: 'fullb' }),
+        await s.reg.addMember({ username: 'fullc' }),
+      ];
+      await s.t.policy.refresh();
+      const announce = (pk: string, p: number) =>
+        announceAt(s.http, { infoHash: ih, port: p, base: `/announce/${pk}` });
+      for (const [m, p] of [
+        [a, 7901],
+        [b, 7902],
+        [c, 7903],
+      ] as const)
+        assert.equal((await announce(m.passkey, p)).get('failure reason'), undefined);
+      assert.equal(s.t.accountant!.peers, 2, 'a’s baseline was forgotten');
+
+      await s.reg.setMemberStatus(a.id, 'banned', 'test');
+      await s.t.policy.refresh();
+      const r = bdecode(
+        (await httpGet(s.http, '127.0.0.1', `/scrape/${b.passkey}?info_hash=${pct(ih)}`)).body,
+      );
+      const e = [...(r.get('files') as Map<string, Map<string, number>>).values()][0];
+      assert.equal(e.get('incomplete'), 2, 'b and c only');
+      assert.match(text((await announce(a.passkey, 7901)).get('failure reason')), /banned/);
     });
   });

@@ -7,20 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
+import { announceAt, hashOf, text } from '../helpers/clients.ts';
 import { redisTargets } from '../helpers/redis.ts';
-import { trackerOnStore } from '../helpers/store-tracker.ts';
+import { PRIVATE_ON_HTTP, trackerOnStore } from '../helpers/store-tracker.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 for (const [storeName, storeUrl] of redisTargets)
   describe(`peers per member on ${storeName}: a revoked peer frees its place`, () => {
     const s = trackerOnStore(storeUrl, {
-      http: ['127.0.0.1:0'],
-      mode: 'private',
-      databaseUrl: 'sqlite::memory:',
-      flushInterval: 3600,
-      policyRefresh: 3600,
+      ...PRIVATE_ON_HTTP,
       peersPerMember: 1,
       earlyAnnounce: 'off',
     });
@@ -39,16 +35,8 @@ for (const [storeName, storeUrl] of redisTargets)
       const m = await s.reg.addMember({ username: 'ppm' });
       for (const ih of [a, b]) await s.reg.grant({ torrent: hex(ih), member: m.id });
       await s.t.policy.refresh();
-      const announce = async (ih: Uint8Array, p: number) =>
-        bdecode(
-          (
-            await httpGet(
-              s.http,
-              '127.0.0.1',
-              announcePath({ infoHash: ih, port: p, event: 'started', base: `/announce/${m.passkey}` }),
-            )
-          ).body,
-        );
+      const announce = (ih: Uint8Array, p: number) =>
+        announceAt(s.http, { infoHash: ih, port: p, event: 'started', base: `/announce/${m.passkey}` });
       const failure = (d: Map<string, unknown>) => text(d.get('failure reason') ?? '');
       assert.equal(failure(await announce(a, 8701)), '');
       assert.match(failure(await announce(b, 8702)), /too many peers for your account/);
