@@ -406,7 +406,9 @@ export class Accountant {
     if (this.#count >= this.#o.maxPeers && this.#oldest !== null) {
       const evicted = this.#oldest;
       this.#forget(evicted);
-      if (this.#o.evict !== undefined) leaveSwarms(evicted, this.#o.evict);
+      // Not when it is this announce's own endpoint (another peer id of it): that peer is live.
+      if (this.#o.evict !== undefined && !(evicted.port === req.port && sameAddress(evicted.addr, req, true)))
+        leaveSwarms(evicted, this.#o.evict);
       this.counts.evicted++;
     }
     let byTorrent = this.#holdings.get(memberId);
