@@ -510,8 +510,33 @@ describe('trusted proxy', () => {
         'X-Forwarded-For': '198.51.100.9',
       });
       assert.deepEqual(await peersOf(port, h, {}), ['127.0.0.1:8122', '198.51.100.7:8121']);
-      const bad = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8123, ip: 'nonsense' }));
-      assert.match(text(bdecode(bad.body).get('failure reason')), /invalid ip/);
+      for (const ip of ['nonsense', '%zz', '1'.repeat(513)]) {
+        const bad = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8123, ip }));
+        assert.match(text(bdecode(bad.body).get('failure reason')), /invalid ip/);
+      }
+    });
+  });
+
+  test('without trust_ip_param, ip= is ignored, a malformed one too (the socket address is used)', async () => {
+    await withTracker({}, async (port) => {
+      const h = hashOf(44);
+      for (const [p, ip] of [
+        [8124, '198.51.100.7'],
+        [8125, '%zz'],
+        [8126, '1'.repeat(513)],
+        [8127, 'nonsense'],
+      ] as const) {
+        const r = bdecode(
+          (await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: p, left: 0, ip }))).body,
+        );
+        assert.equal(r.get('failure reason'), undefined, `ip=${ip.slice(0, 20)}`);
+      }
+      assert.deepEqual(await peersOf(port, h, {}), [
+        '127.0.0.1:8124',
+        '127.0.0.1:8125',
+        '127.0.0.1:8126',
+        '127.0.0.1:8127',
+      ]);
     });
   });
 });
