@@ -31,7 +31,7 @@ import { announceBases } from '../core/urls.ts';
 import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
-import { HttpFrontend } from '../frontend/http/server.ts';
+import { HttpFrontend, webTimeouts } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Mailer } from '../mail/mailer.ts';
@@ -674,7 +674,10 @@ export function createTracker(
         await udp.start();
         await ws.start();
         for (const l of portalListen) {
-          const server = createServer((req, res) => portal!.handle(req, res));
+          // http_idle_timeout for heads and idle connections, as on the tracker's own ports.
+          const server = createServer(webTimeouts(config.httpIdleTimeout * 1000), (req, res) =>
+            portal!.handle(req, res),
+          );
           connectionLimit?.guard(server);
           portalServers.push(server);
           // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.
