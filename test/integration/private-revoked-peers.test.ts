@@ -180,6 +180,24 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       }
     });
 
+    test('a registered torrent put on the deny list, or removed: its swarm is dropped at the reload', async () => {
+      const [denied, removed] = [await torrent(), await torrent()];
+      const m = await member('dropper', denied);
+      await s.reg.grant({ torrent: hex(removed), member: m.id });
+      await s.t.policy.refresh();
+      for (const ih of [denied, removed])
+        for (const p of [7501, 7502])
+          assert.equal((await announce(m.passkey, ih, p)).get('failure reason'), undefined);
+      const peers = async () =>
+        JSON.parse((await httpGet(s.http, '127.0.0.1', '/stats')).body.toString()).swarm.peers;
+      const before = await peers();
+      await s.reg.addToList('deny', hex(denied));
+      await s.reg.removeTorrent(hex(removed));
+      await s.t.policy.refresh();
+      assert.equal(await peers(), before - 4);
+      assert.match(text((await announce(m.passkey, denied, 7501)).get('failure reason')), /blacklisted/);
+    });
+
     test('a grant that expires takes the member’s peer out when it expires, with no reload', async () => {
       const ih = await torrent();
       const observer = await member('expobserver', ih);
