@@ -13,14 +13,14 @@ import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { PolicySnapshot } from '../policy/policy.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
-import { Accountant } from './accountant.ts';
+import { Accountant, type RemovePeer } from './accountant.ts';
 
 const T0 = 1_900_000_000;
 
 const req = peerAnnounce;
 
 /** An accountant on a manual clock at T0 (no rate limit, an hour between flushes), connected to `reg`. */
-function accountant(reg: Registry, maxPeers: number): Accountant {
+function accountant(reg: Registry, maxPeers: number, evict?: RemovePeer): Accountant {
   const a = new Accountant({
     logger: createLogger('silent'),
     clock: new ManualClock(T0),
@@ -29,6 +29,7 @@ function accountant(reg: Registry, maxPeers: number): Accountant {
     maxRate: 0,
     peerTimeout: 1800,
     maxPeers,
+    evict,
   });
   a.connect(reg);
   return a;
@@ -42,6 +43,7 @@ async function withAccountant(
     t: PolicyTorrent,
     credited: () => Promise<{ member: number; row: number; announces: number }>,
   ) => Promise<void>,
+  evict?: RemovePeer,
 ): Promise<void> {
   const db = await openDatabase('sqlite::memory:', '');
   try {
@@ -54,7 +56,7 @@ async function withAccountant(
       size: 1000,
       fileCount: 1,
     });
-    const a = accountant(reg, maxPeers);
+    const a = accountant(reg, maxPeers, evict);
     const credited = async () => {
       await a.flush();
       const mt = await db.kysely
@@ -110,6 +112,24 @@ test('at maxPeers the least recently announced baseline is evicted (an announce 
     assert.equal(a.counts.evicted, 2);
     assert.equal((await credited()).member, 30);
   });
+});
+
+test('an evicted baseline’s peer is taken out of the swarms (evict), unless it is the announcing endpoint', async () => {
+  const removed: string[] = [];
+  await withAccountant(
+    2,
+    async (a, m, t) => {
+      a.account(req(1, { event: AnnounceEvent.started }), m, t, T0 + 1);
+      a.account(req(2, { event: AnnounceEvent.started }), m, t, T0 + 2);
+      a.account(req(3, { event: AnnounceEvent.started }), m, t, T0 + 3);
+      assert.deepEqual(removed, ['10.0.0.1:6881'], 'peer 1 evicted, and out of its swarm');
+      // A new peer id from peer 2's endpoint evicts peer 2's baseline: that endpoint is live.
+      a.account(req(4, { ip: new Uint8Array([10, 0, 0, 2]) }), m, t, T0 + 4);
+      assert.equal(a.counts.evicted, 2);
+      assert.deepEqual(removed, ['10.0.0.1:6881']);
+    },
+    (_hash, _family, addr, port) => removed.push(`${[...Buffer.from(addr, 'latin1')].join('.')}:${port}`),
+  );
 });
 
 test("written sums are kept for reuse only as many as this process made (the workers' primary, which accounts no announce, keeps none)", async () => {

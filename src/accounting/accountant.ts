@@ -2,7 +2,7 @@ import { binaryString } from '../core/bytes.ts';
 import type { Clock } from '../core/clock.ts';
 import { TrackerError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { type AccountedResult, AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
+import { type AccountedResult, AnnounceEvent, type AnnounceRequest, type PeerPlace } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AccessChange, PolicyMember, PolicySnapshot, PolicyTorrent } from '../policy/policy.ts';
 import { type Credit, credit } from '../policy/promotions.ts';
@@ -49,6 +49,8 @@ interface Holding extends Allowance {
   rowEpoch: number;
   /** The info hashes its peers announced with, as latin1 (a hybrid torrent's two at most): their swarms. */
   hashes: string[];
+  /** The torrent's route hash (`PolicyTorrent.route`): where a shared store keeps its member's places. */
+  route: Uint8Array;
 }
 
 /** Up to this many baselines of one member on one torrent are found by a scan, beyond by a map. */
@@ -85,6 +87,9 @@ interface PeerState {
   newer: PeerState | null;
 }
 
+/** Takes a peer out of one swarm (`infoHash` and the address as latin1), as a `stopped` from it would. */
+export type RemovePeer = (infoHash: string, family: 4 | 6, addr: string, port: number) => void;
+
 export interface AccountantOptions {
   logger: Logger;
   clock: Clock;
@@ -103,6 +108,14 @@ export interface AccountantOptions {
   maxPeers: number;
   /** The rules of issue #16 that need each peer's previous announce; all off when absent. */
   rules?: PeerRules;
+  /**
+   * Takes the peer of a baseline forgotten because `maxPeers` was full out of the swarms, so that
+   * every peer in a private swarm has a baseline here and `revoke` finds them all (without it, a
+   * member who lost access would leave such a peer behind until `peer_timeout`). The peer is back
+   * at its next announce (within `interval`: the least recently announced goes first), with a new
+   * baseline, as it would be anyway.
+   */
+  evict?: RemovePeer;
 }
 
 /**
@@ -215,7 +228,7 @@ export class Accountant {
       // The peer's previous announce reached another instance: this one's allowances for it start
       // from then (they refill over the same gap the delta covers, at least the clock's second).
       const since = Math.min(shared.previous.at, now - 1);
-      prev = this.#remember(req, member.id, torrent.id, shared.previous.seeding, since, now);
+      prev = this.#remember(req, member.id, torrent, shared.previous.seeding, since, now);
     }
     // The baseline the delta is computed from: this process's own, or the shared store's.
     const base = shared === undefined ? prev : (shared.previous ?? undefined);
@@ -269,7 +282,7 @@ export class Accountant {
         this.#forget(prev);
       }
     } else if (prev === undefined)
-      held = this.#remember(req, member.id, torrent.id, seeding, now - 1, now).holding;
+      held = this.#remember(req, member.id, torrent, seeding, now - 1, now).holding;
     else {
       held = prev.holding;
       prev.uploaded = req.uploaded;
@@ -385,13 +398,17 @@ export class Accountant {
   #remember(
     req: AnnounceRequest,
     memberId: number,
-    torrentId: number,
+    torrent: PolicyTorrent,
     seeding: boolean,
     since: number,
     now: number,
   ): PeerState {
     if (this.#count >= this.#o.maxPeers && this.#oldest !== null) {
-      this.#forget(this.#oldest);
+      const evicted = this.#oldest;
+      this.#forget(evicted);
+      // Not when it is this announce's own endpoint (another peer id of it): that peer is live.
+      if (this.#o.evict !== undefined && !(evicted.port === req.port && sameAddress(evicted.addr, req, true)))
+        leaveSwarms(evicted, this.#o.evict);
       this.counts.evicted++;
     }
     let byTorrent = this.#holdings.get(memberId);
@@ -399,6 +416,7 @@ export class Accountant {
       byTorrent = new Map();
       this.#holdings.set(memberId, byTorrent);
     }
+    const torrentId = torrent.id;
     let holding = byTorrent.get(torrentId);
     if (holding === undefined) {
       // Starts with the clock's one second (as a peer's own gap counts at least 1 s): a new
@@ -418,6 +436,7 @@ export class Accountant {
         memberRow: null,
         rowEpoch: -1,
         hashes: [],
+        route: torrent.route,
       };
       byTorrent.set(torrentId, holding);
     }
@@ -613,17 +632,22 @@ export class Accountant {
    * which takes the peer out of the swarm (as expiry would, later). Nothing is credited: the last
    * accepted announce's deltas are pending already, and a refused one counts nothing. Visits only
    * what `change` names (the holdings of changed members, of revoked pairs; for changed torrents,
-   * one map lookup per member holding baselines). Returns the baselines forgotten.
+   * one map lookup per member holding baselines). Returns the baselines forgotten. `release`, when
+   * given, is handed each forgotten peer's place (a shared store's count of the member's peers
+   * frees it, as the peer's `stopped` would).
    */
-  revoke(
-    change: AccessChange,
-    remove: (infoHash: string, family: 4 | 6, addr: string, port: number) => void,
-  ): number {
+  revoke(change: AccessChange, remove: RemovePeer, release?: (place: PeerPlace) => void): number {
     let n = 0;
     const visit = (h: Holding | undefined) => {
       if (h === undefined || h.peers === 0 || !change.lost(h.memberId, h.torrentId)) return;
       for (const p of h.baselines.slice()) {
-        for (const hash of h.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
+        leaveSwarms(p, remove);
+        release?.({
+          memberId: h.memberId,
+          route: h.route,
+          torrentId: h.torrentId,
+          peerId: Buffer.from(p.peerId, 'latin1'),
+        });
         this.#forget(p);
         n++;
       }
@@ -649,6 +673,11 @@ export class Accountant {
       this.#expired++;
     }
   }
+}
+
+/** Takes the peer of baseline `p` out of every swarm of its holding (both hashes of a hybrid). */
+function leaveSwarms(p: PeerState, remove: RemovePeer): void {
+  for (const hash of p.holding.hashes) remove(hash, p.addr.length === 4 ? 4 : 6, p.addr, p.port);
 }
 
 /** Adds `hash` to the holding's swarms when it is not one of them. */

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant } from '../accounting/accountant.ts';
+import { Accountant, type RemovePeer } from '../accounting/accountant.ts';
 import type { PeerRules } from '../accounting/rules.ts';
 import { sharedAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
@@ -33,7 +33,7 @@ import { announceBases } from '../core/urls.ts';
 import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
-import { HttpFrontend } from '../frontend/http/server.ts';
+import { HttpFrontend, webTimeouts } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Mailer } from '../mail/mailer.ts';
@@ -272,6 +272,28 @@ export function createTracker(
     minGap: config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
     early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
   };
+  // Takes a peer out of this process's swarms (its shard, or Redis), as a `stopped` from its endpoint
+  // would: for peers whose baselines accounting forgets (access lost, or accounting_max_peers full).
+  const removePeer: RemovePeer = (infoHash, family, addr, port) => {
+    const r = local.announce(
+      {
+        infoHash: Buffer.from(infoHash, 'latin1'),
+        peerId: NO_PEER_ID,
+        family,
+        ip: Buffer.from(addr, 'latin1'),
+        port,
+        uploaded: 0,
+        downloaded: 0,
+        left: 0,
+        event: AnnounceEvent.stopped,
+        numWant: 0,
+        wantPeerIds: false,
+      },
+      clock.now(),
+    );
+    if (r instanceof Promise)
+      r.catch((err) => logger.warn('peer not removed from the store', { err: String(err) }));
+  };
   const accountant =
     config.mode === 'private'
       ? new Accountant({
@@ -283,6 +305,7 @@ export function createTracker(
           peerTimeout: config.peerTimeout,
           maxPeers: config.accountingMaxPeers,
           rules,
+          evict: removePeer,
         })
       : null;
   // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
@@ -335,6 +358,7 @@ export function createTracker(
     : undefined;
   // Private mode on Redis: accounting from the baselines the announce script returns, download
   // slots counted in Redis (issue #16), and the connectable check after an accepted announce.
+  const redisPeers = redis !== null && accountant !== null ? new RedisPeers(redis, config.peerTimeout) : null;
   const shared =
     redis !== null && accountant !== null
       ? sharedAccounting(
@@ -342,7 +366,7 @@ export function createTracker(
           accountant,
           rules,
           new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
-          new RedisPeers(redis, config.peerTimeout),
+          redisPeers ?? undefined,
         )
       : undefined;
   const service = new TrackerService({
@@ -384,6 +408,7 @@ export function createTracker(
       flushErrors: accountant.counts.flushErrors,
       flushSeconds: accountant.counts.flushSeconds,
       rowsWritten: accountant.counts.rowsWritten,
+      revoked: accountant.counts.revoked,
     });
   if (connectable !== null) stats.connectable = () => connectable.stats();
   // Workers: peers per member and download slots counted by each member's home worker, over every
@@ -492,28 +517,22 @@ export function createTracker(
   // swarms where they are (its shard, or Redis), as a `stopped` from their endpoint would.
   if (accountant !== null)
     policy.onReload((change) => {
-      const now = clock.now();
-      accountant.revoke(change, (infoHash, family, addr, port) => {
-        const r = local.announce(
-          {
-            infoHash: Buffer.from(infoHash, 'latin1'),
-            peerId: NO_PEER_ID,
-            family,
-            ip: Buffer.from(addr, 'latin1'),
-            port,
-            uploaded: 0,
-            downloaded: 0,
-            left: 0,
-            event: AnnounceEvent.stopped,
-            numWant: 0,
-            wantPeerIds: false,
-          },
-          now,
-        );
-        if (r instanceof Promise)
-          r.catch((err) => logger.warn('revoked peer not removed from the store', { err: String(err) }));
-      });
+      accountant.revoke(
+        change,
+        removePeer,
+        // peers_per_member counted in Redis: the peer's place goes with it (RedisPeers.release).
+        redisPeers !== null && rules.peersPerMember > 0 ? (place) => redisPeers.release(place) : undefined,
+      );
     });
+  // Info hashes no longer tracked at all (off the allow list, onto the deny list, a registered torrent
+  // removed) leave the swarms whole at once, whoever their peers are: each process drops them from
+  // its own store (a worker's shard holds them or not; on Redis every instance drops the same keys).
+  policy.onReload((change) => {
+    if (change.hashes.length === 0 || local.dropSwarms === undefined) return;
+    const r = local.dropSwarms(change.hashes);
+    if (r instanceof Promise)
+      r.catch((err) => logger.warn('untracked swarms not removed from the store', { err: String(err) }));
+  });
   stats.webrtc = () => {
     const s = ws.stats();
     const figures = (w: { swarms: number; peers: number; seeders: number; leechers: number }) => ({
@@ -670,7 +689,10 @@ export function createTracker(
         await udp.start();
         await ws.start();
         for (const l of portalListen) {
-          const server = createServer((req, res) => portal!.handle(req, res));
+          // http_idle_timeout for heads and idle connections, as on the tracker's own ports.
+          const server = createServer(webTimeouts(config.httpIdleTimeout * 1000), (req, res) =>
+            portal!.handle(req, res),
+          );
           connectionLimit?.guard(server);
           portalServers.push(server);
           // Dual-stack on '[::]', as before: the portal has no separate IPv4 listener to make room for.

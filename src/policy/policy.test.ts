@@ -103,3 +103,38 @@ test('accessChange names who may have lost access, and lost() judges them agains
     await db.close();
   }
 });
+
+test('accessChange names the info hashes no longer tracked, by mode: the deny list’s additions, and (but in open mode) what was listed', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const hex = (n: number) => n.toString(16).padStart(40, '0');
+    // 1, 2: on the allow list; 3, 4: registered; 5: listed nowhere.
+    for (const n of [1, 2]) await reg.addToList('allow', hex(n));
+    for (const n of [3, 4])
+      await reg.addTorrent({ infoHash: hex(n), infoHashV2: null, name: `t${n}`, size: 1, fileCount: 1 });
+    const old = await loadSnapshot(reg);
+    // 1 leaves the allow list, 3 is denied, 4 is removed, 5 is denied.
+    await reg.removeFromList('allow', hex(1));
+    await reg.addToList('deny', hex(3));
+    await reg.removeTorrent(hex(4));
+    await reg.addToList('deny', hex(5));
+    const next = await loadSnapshot(reg);
+    const named = async (mode: 'open' | 'whitelist' | 'private') =>
+      (await accessChange(old, next, 0, 0, mode)).hashes.map((h) => Buffer.from(h).toString('hex')).sort();
+    assert.deepEqual(
+      await named('whitelist'),
+      [hex(1), hex(3), hex(4)],
+      '5 was not tracked in whitelist mode',
+    );
+    assert.deepEqual(
+      await named('private'),
+      [hex(3), hex(4)],
+      'the allow list means nothing in private mode',
+    );
+    assert.deepEqual(await named('open'), [hex(3), hex(5)], 'open mode tracks all but the deny list');
+    assert.deepEqual((await accessChange(next, next, 0, 0, 'whitelist')).hashes, [], 'one snapshot: none');
+  } finally {
+    await db.close();
+  }
+});

@@ -6,151 +6,18 @@ import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
 import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+import { type AccessChange, accessChange, granted } from './access-change.ts';
 import { type ClassDef, classOf } from './classes.ts';
-import { Promotions } from './promotions.ts';
 import { inPages, PAGE } from './scheduled.ts';
-import { TorrentTable } from './torrent-table.ts';
+import { PolicySnapshot } from './snapshot.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
+export type { AccessChange } from './access-change.ts';
+export { accessChange } from './access-change.ts';
+export { PolicySnapshot } from './snapshot.ts';
 export type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type Mode = 'open' | 'whitelist' | 'private';
-
-interface Grants {
-  members: Map<number, number>; // member id -> expiry (unix s; 0 = never)
-  groups: Map<number, number>;
-}
-
-/**
- * Everything policy reads, held in memory so that an announce never waits for the database:
- * loaded whole at start and again whenever the database `revision` moves (every change made
- * through `Registry` bumps it; `refresh()` polls it every `policy_refresh` seconds). Torrents
- * are found by the raw 20-byte info hash (`TorrentTable`); the allow and deny lists are keyed by
- * it as a latin1 string.
- */
-export class PolicySnapshot {
-  members = new Map<string, PolicyMember>();
-  torrents = new TorrentTable();
-  grants = new Map<number, Grants>();
-  allow = new Set<string>();
-  deny = new Set<string>();
-  clientPrefixes: string[] = [];
-  siteDownloadFactor = 100;
-  siteUploadFactor = 100;
-  /**
-   * Member id → the member's class (issue #16): download slots and factors. Only with classes
-   * configured (empty otherwise); keyed by id, so the worker that owns a torrent finds it for a
-   * member whose announce another worker received.
-   */
-  classById = new Map<number, ClassDef>();
-  /**
-   * Promotions (issue #16): site-wide events, featured torrents and personal freeleech windows,
-   * each with its start and end, judged at announce time (policy/promotions.ts).
-   */
-  promotions = new Promotions();
-  /** Member id → member, and torrent id → torrent: what access was lost is judged by id. */
-  memberById = new Map<number, PolicyMember>();
-  torrentById = new Map<number, PolicyTorrent>();
-  revision = -1;
-}
-
-/**
- * Who may have lost access between two judgements of access (a reload, or a grant's expiry):
- * the members and torrents to look at again, found by comparing the old snapshot with the new,
- * never by a walk over peers. `lost` answers for one member on one torrent, now.
- */
-export interface AccessChange {
-  /** Every torrent of these members (disabled, banned, passkey reset, removed, groups changed). */
-  members: Set<number>;
-  /** Every member on these torrents (removed, made restricted, a group grant gone). */
-  torrents: Set<number>;
-  /** Member id → torrents whose grant to the member went (revoked or expired). */
-  pairs: Map<number, Set<number>>;
-  lost(memberId: number, torrentId: number): boolean;
-}
-
-/** Whether `member` holds a grant to `torrentId` in `s` at `now` (unix s). */
-function granted(s: PolicySnapshot, torrentId: number, member: PolicyMember, now: number): boolean {
-  const g = s.grants.get(torrentId);
-  if (g === undefined) return false;
-  const m = g.members.get(member.id);
-  if (m !== undefined && (m === 0 || m > now)) return true;
-  for (let i = 0; i < member.groups.length; i++) {
-    const e = g.groups.get(member.groups[i]);
-    if (e !== undefined && (e === 0 || e > now)) return true;
-  }
-  return false;
-}
-
-const live = (exp: number | undefined, at: number) => exp !== undefined && (exp === 0 || exp > at);
-
-const sameGroups = (a: number[], b: number[]) => a.length === b.length && a.every((g, i) => g === b[i]);
-
-/** Entries of the snapshots compared between two yields to the event loop (`accessChange`). */
-const DIFF_SLICE = 2048;
-
-/**
- * What access `old` gave at `then` that `now` (`next` at `now`) may no longer give: O(members +
- * torrents + grants) of the snapshots, nothing per peer, yielding to the event loop every
- * `DIFF_SLICE` entries (as loads do between pages), so that a reload over 10⁵ members never
- * stalls announces for the whole comparison. Private mode only (other modes have no members).
- */
-export async function accessChange(
-  old: PolicySnapshot,
-  next: PolicySnapshot,
-  then: number,
-  now: number,
-): Promise<AccessChange> {
-  let seen = 0;
-  const members = new Set<number>();
-  const torrents = new Set<number>();
-  const pairs = new Map<number, Set<number>>();
-  // Members whose passkey went (reset, or the member removed): their peers announced with it.
-  const keyGone = new Set<number>();
-  if (old !== next)
-    for (const [pk, m] of old.members) {
-      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
-      if (m.status !== 0) continue;
-      const n = next.members.get(pk);
-      if (n === undefined || n.id !== m.id) keyGone.add(m.id);
-      if (n === undefined || n.id !== m.id || n.status !== 0 || !sameGroups(n.groups, m.groups))
-        members.add(m.id);
-    }
-  for (const [tid, g] of old.grants) {
-    if (++seen % DIFF_SLICE === 0) await yieldToLoop();
-    const ng = next.grants.get(tid);
-    for (const [mid, exp] of g.members) {
-      if (!live(exp, then) || live(ng?.members.get(mid), now)) continue;
-      let set = pairs.get(mid);
-      if (set === undefined) {
-        set = new Set();
-        pairs.set(mid, set);
-      }
-      set.add(tid);
-    }
-    for (const [gid, exp] of g.groups)
-      if (live(exp, then) && !live(ng?.groups.get(gid), now)) torrents.add(tid);
-  }
-  if (old !== next)
-    for (const [tid, t] of old.torrentById) {
-      if (++seen % DIFF_SLICE === 0) await yieldToLoop();
-      const n = next.torrentById.get(tid);
-      if (n === undefined || (n.restricted && !t.restricted)) torrents.add(tid);
-    }
-  return {
-    members,
-    torrents,
-    pairs,
-    lost: (memberId, torrentId) => {
-      if (keyGone.has(memberId)) return true;
-      const m = next.memberById.get(memberId);
-      const t = next.torrentById.get(torrentId);
-      return (
-        m === undefined || m.status !== 0 || t === undefined || (t.restricted && !granted(next, t.id, m, now))
-      );
-    },
-  };
-}
 
 /** The earliest grant expiry after `now` in `s`, or 0. */
 function nextExpiry(s: PolicySnapshot, now: number): number {
@@ -375,7 +242,7 @@ export class Policy {
   /** Runs the `onReload` listeners for what access changed from `old` (judged then) to now. */
   async #judge(old: PolicySnapshot): Promise<void> {
     const now = wallNow();
-    const change = await accessChange(old, this.#snap, this.#judgedAt, now);
+    const change = await accessChange(old, this.#snap, this.#judgedAt, now, this.mode);
     this.#judgedAt = now;
     this.#armExpiry();
     for (const fn of this.#onReload)

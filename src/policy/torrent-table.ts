@@ -25,6 +25,12 @@ export class TorrentTable {
     this.#byId[id] = t;
   }
 
+  /** Every info hash held (views of the index: read each before the table changes). */
+  *hashes(): Iterable<Uint8Array> {
+    for (let id = 0; id < this.#index.top; id++)
+      if (this.#byId[id] !== undefined) yield this.#index.hashOf(id);
+  }
+
   /** The torrent of a 20-byte info hash, or undefined. */
   get(hash: Uint8Array): PolicyTorrent | undefined {
     if (hash.length !== 20) return undefined;

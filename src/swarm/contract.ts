@@ -29,6 +29,7 @@ export type ContractCase =
   | 'families'
   | 'peer-ids'
   | 'sweep'
+  | 'drop'
   | 'scrape'
   | 'stats'
   | 'ceilings';
@@ -235,6 +236,25 @@ export function swarmStoreContract(
       assert.equal(b.ids?.get(h.key(4, 6)), Buffer.from(peerIdOf(4, 6)).toString('hex'));
       // compact=1 answers carry no ids.
       assert.equal((await h.announce(0, 6, { seeder: false, numWant: 50 })).ids, null);
+    });
+
+    cases('drop', 'dropSwarms removes every peer of the named swarms, and only those', async (h) => {
+      const drop = h.store.dropSwarms;
+      assert.ok(drop !== undefined, 'the store drops swarms');
+      for (let n = 0; n < 4; n++) await h.announce(0, n, { seeder: n === 0, event: AnnounceEvent.completed });
+      for (let n = 0; n < 3; n++) await h.announce(0, 10 + n, { seeder: false, family: 6 });
+      for (let n = 0; n < 2; n++) await h.announce(1, n, { seeder: false });
+      await h.announce(2, 0, { seeder: true });
+      // Swarm 3 was never announced: skipped.
+      assert.equal(await drop.call(h.store, [h.hash(0), h.hash(2), h.hash(3)]), 4 + 3 + 1);
+      assert.deepEqual(await h.scrape(0), { complete: 0, incomplete: 0, downloaded: 0 });
+      assert.deepEqual(await h.scrape(2), { complete: 0, incomplete: 0, downloaded: 0 });
+      assert.deepEqual(await h.scrape(1), { complete: 0, incomplete: 2, downloaded: 0 });
+      const s = await h.store.stats();
+      assert.deepEqual([s.torrents, s.peers, s.seeders, s.peers4, s.peers6], [1, 2, 0, 2, 0]);
+      assert.equal(await drop.call(h.store, [h.hash(0)]), 0, 'removed once');
+      // A new peer of a dropped swarm starts it afresh: none of the old peers is handed out.
+      assert.deepEqual((await h.announce(0, 20, { seeder: false })).peers, []);
     });
 
     cases('sweep', 'expiry removes exactly the peers not seen for peer_timeout', async (h) => {

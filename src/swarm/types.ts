@@ -47,6 +47,13 @@ export interface SwarmStore {
    * Returns the number of peers removed.
    */
   sweep(now: number, budget: number): number | Promise<number>;
+  /**
+   * Removes every peer of these swarms (policy no longer tracks their info hashes: off the allow
+   * list, onto the deny list) and frees them; unknown hashes are skipped. Returns the number of
+   * peers removed. Called on the store of each process (a worker's own shard, or the shared store),
+   * so a store that spans processes without holding their swarms need not have it.
+   */
+  dropSwarms?(infoHashes: readonly Uint8Array[]): number | Promise<number>;
   stats(): SwarmStats | Promise<SwarmStats>;
   close(): void | Promise<void>;
 }

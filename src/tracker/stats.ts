@@ -66,6 +66,8 @@ export interface AccountingStats {
   flushSeconds: number;
   /** Member x torrent rows written. */
   rowsWritten: number;
+  /** Baselines forgotten, and their peers taken out of the swarms, when their member lost access. */
+  revoked: number;
 }
 
 /**
@@ -421,6 +423,11 @@ export function renderPrometheus(s: StatsSnapshot, each: StatsSnapshot[] | null 
       'herald_accounting_rows_written_total',
       'Member x torrent rows written by accounting flushes.',
       (x) => x.accounting?.rowsWritten ?? 0,
+    );
+    total(
+      'herald_accounting_revoked_total',
+      'Peers taken out of the swarms (their baselines forgotten) when their member lost access.',
+      (x) => x.accounting?.revoked ?? 0,
     );
   }
   const cc = s.connectable;

@@ -265,3 +265,11 @@ export function seederRequest(infoHash: Uint8Array, i: number, net = 0): Announc
     wantPeerIds: false,
   };
 }
+
+/** The ports of the IPv4 peers in a compact peer list (`peers` of an announce answer), sorted. */
+export function compactPorts(peers: unknown): number[] {
+  const b = peers as Buffer;
+  const out: number[] = [];
+  for (let i = 0; i + 6 <= b.length; i += 6) out.push(b.readUInt16BE(i + 4));
+  return out.sort((x, y) => x - y);
+}

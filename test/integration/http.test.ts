@@ -273,10 +273,12 @@ describe('connections', () => {
 describe('connection lifetime', () => {
   /** Connects, writes `data` (at once or in `drip` pieces 200 ms apart), resolves when closed. */
   const openUntilClosed = (port: number, data: string[], dripMs = 200) =>
-    new Promise<{ ms: number; bytes: Buffer; errored: boolean }>((resolve) => {
+    new Promise<{ ms: number; bytes: Buffer; errored: boolean; byServer: boolean }>((resolve) => {
       const t0 = Date.now();
       const chunks: Buffer[] = [];
       let errored = false;
+      // The server ended the connection (not this client's 10 s guard).
+      let byServer = false;
       const sock = connect({ port, host: '127.0.0.1' });
       const guard = setTimeout(() => sock.destroy(), 10_000);
       let i = 0;
@@ -288,12 +290,16 @@ describe('connection lifetime', () => {
       };
       sock.on('connect', next);
       sock.on('data', (d) => chunks.push(d));
+      sock.on('end', () => {
+        byServer = true;
+      });
       sock.on('error', () => {
         errored = true;
+        byServer = true;
       });
       sock.on('close', () => {
         clearTimeout(guard);
-        resolve({ ms: Date.now() - t0, bytes: Buffer.concat(chunks), errored });
+        resolve({ ms: Date.now() - t0, bytes: Buffer.concat(chunks), errored, byServer });
       });
     });
 
@@ -346,6 +352,32 @@ describe('connection lifetime', () => {
     // The listener still serves afterwards.
     const r = await httpGet(idlePort, '127.0.0.1', `/scrape?info_hash=${pct(hashOf(13))}`);
     assert.equal(r.status, 200);
+  });
+
+  test('portal_listen listeners close a silent connection and a slow head after http_idle_timeout too', async () => {
+    const portal = createTracker({
+      http: ['127.0.0.1:0'],
+      udp: [],
+      mode: 'private',
+      portalListen: ['127.0.0.1:0'],
+      httpIdleTimeout: 1,
+      logLevel: 'silent',
+      databaseUrl: 'sqlite::memory:',
+    });
+    await portal.start();
+    try {
+      const own = portal.addresses().portal[0].port;
+      // Node's defaults (60 s for a head, checked every 30 s) would leave both to this client's guard.
+      const silent = await openUntilClosed(own, []);
+      assert.ok(silent.byServer, 'the silent connection is closed by the portal');
+      const slow = await openUntilClosed(own, [...'GET /login HTTP/1.1\r\nHost: x\r\n']);
+      assert.ok(slow.byServer, 'the slow head is closed by the portal');
+      assert.doesNotMatch(slow.bytes.toString('latin1'), /^HTTP\/1\.1 200 /);
+      // It still serves.
+      assert.equal((await fetch(`http://127.0.0.1:${own}/login`)).status, 200);
+    } finally {
+      await portal.stop();
+    }
   });
 
   test('a slow head on a connection that moved to node:http (after a web request) is closed after http_idle_timeout too', async () => {
@@ -510,8 +542,33 @@ describe('trusted proxy', () => {
         'X-Forwarded-For': '198.51.100.9',
       });
       assert.deepEqual(await peersOf(port, h, {}), ['127.0.0.1:8122', '198.51.100.7:8121']);
-      const bad = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8123, ip: 'nonsense' }));
-      assert.match(text(bdecode(bad.body).get('failure reason')), /invalid ip/);
+      for (const ip of ['nonsense', '%zz', '1'.repeat(513)]) {
+        const bad = await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: 8123, ip }));
+        assert.match(text(bdecode(bad.body).get('failure reason')), /invalid ip/);
+      }
+    });
+  });
+
+  test('without trust_ip_param, ip= is ignored, a malformed one too (the socket address is used)', async () => {
+    await withTracker({}, async (port) => {
+      const h = hashOf(44);
+      for (const [p, ip] of [
+        [8124, '198.51.100.7'],
+        [8125, '%zz'],
+        [8126, '1'.repeat(513)],
+        [8127, 'nonsense'],
+      ] as const) {
+        const r = bdecode(
+          (await httpGet(port, '127.0.0.1', announcePath({ infoHash: h, port: p, left: 0, ip }))).body,
+        );
+        assert.equal(r.get('failure reason'), undefined, `ip=${ip.slice(0, 20)}`);
+      }
+      assert.deepEqual(await peersOf(port, h, {}), [
+        '127.0.0.1:8124',
+        '127.0.0.1:8125',
+        '127.0.0.1:8126',
+        '127.0.0.1:8127',
+      ]);
     });
   });
 });

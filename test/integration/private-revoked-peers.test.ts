@@ -6,66 +6,45 @@
  * it expired (peer_timeout, 45 minutes by default): attack10.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type { Registry } from '../../src/db/registry.ts';
-import { createTracker, type Tracker } from '../../src/index.ts';
+import { describe, test } from 'node:test';
 import {
   type ConnectionId,
   parseResponse,
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
-import { announcePath, bdecode, hashOf, httpGet, pct, text, udpClient } from '../helpers/clients.ts';
-import { deleteKeys, redisTargets, testPrefix } from '../helpers/redis.ts';
+import {
+  announceAt,
+  announcePath,
+  bdecode,
+  compactPorts,
+  hashOf,
+  httpGet,
+  pct,
+  text,
+  udpClient,
+} from '../helpers/clients.ts';
+import { redisTargets } from '../helpers/redis.ts';
+import { PRIVATE_ON_HTTP, trackerOnStore } from '../helpers/store-tracker.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 type Member = { id: number; passkey: string };
 
-/** The ports of the IPv4 peers in a compact peer list. */
-function ports(peers: unknown): number[] {
-  const b = peers as Buffer;
-  const out: number[] = [];
-  for (let i = 0; i + 6 <= b.length; i += 6) out.push(b.readUInt16BE(i + 4));
-  return out.sort((x, y) => x - y);
-}
+const ports = compactPorts;
 
 // On Redis, the instance that holds a peer's baseline (every instance reloads policy) removes it.
 for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
   describe(`private mode on ${storeName}: peers of members who lose access leave the swarms at once`, () => {
-    const prefix = testPrefix();
-    let t: Tracker;
-    let reg: Registry;
-    let port: number;
-    let udpPort: number;
+    const s = trackerOnStore(storeUrl, {
+      ...PRIVATE_ON_HTTP,
+      udp: ['127.0.0.1:0'],
+      maxRate: 100_000_000,
+    });
     let serial = 0;
-
-    before(async () => {
-      t = createTracker({
-        http: ['127.0.0.1:0'],
-        udp: ['127.0.0.1:0'],
-        mode: 'private',
-        databaseUrl: 'sqlite::memory:',
-        flushInterval: 3600,
-        policyRefresh: 3600,
-        maxRate: 100_000_000,
-        logLevel: 'silent',
-        store: storeUrl,
-        redisPrefix: prefix,
-        udpSecret: 'ab'.repeat(32),
-      });
-      await t.start();
-      port = t.addresses().http[0].port;
-      udpPort = t.addresses().udp[0].port;
-      reg = t.registry();
-    });
-    after(async () => {
-      await t.stop();
-      if (storeUrl !== 'memory') await deleteKeys(storeUrl, prefix);
-    });
 
     const torrent = async () => {
       const ih = hashOf(7000 + serial++);
-      await reg.addTorrent({
+      await s.reg.addTorrent({
         infoHash: hex(ih),
         infoHashV2: null,
         name: `t${serial}`,
@@ -76,22 +55,22 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       return ih;
     };
     const member = async (name: string, ih: Uint8Array, expiresAt?: number): Promise<Member> => {
-      const m = await reg.addMember({ username: `${name}${serial++}` });
-      await reg.grant({ torrent: hex(ih), member: m.id, expiresAt });
+      const m = await s.reg.addMember({ username: `${name}${serial++}` });
+      await s.reg.grant({ torrent: hex(ih), member: m.id, expiresAt });
       return m;
     };
     const announce = async (pk: string, ih: Uint8Array, p: number, extra: Record<string, unknown> = {}) =>
       bdecode(
         (
           await httpGet(
-            port,
+            s.http,
             '127.0.0.1',
             announcePath({ infoHash: ih, port: p, base: `/announce/${pk}`, ...extra } as never),
           )
         ).body,
       );
     const scrape = async (pk: string, ih: Uint8Array) => {
-      const r = bdecode((await httpGet(port, '127.0.0.1', `/scrape/${pk}?info_hash=${pct(ih)}`)).body);
+      const r = bdecode((await httpGet(s.http, '127.0.0.1', `/scrape/${pk}?info_hash=${pct(ih)}`)).body);
       const files = r.get('files') as Map<string, Map<string, number>>;
       const e = [...files.values()][0];
       return { complete: e.get('complete'), incomplete: e.get('incomplete') };
@@ -105,7 +84,7 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       const banned = await member('banned', ih);
       const reset = await member('reset', ih);
       const kept = await member('kept', ih);
-      await t.policy.refresh();
+      await s.t.policy.refresh();
       const all: [Member, number][] = [
         [revoked, 7101],
         [disabled, 7102],
@@ -123,37 +102,44 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
         [7101, 7102, 7103, 7104, 7105],
       );
       assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 6 });
-      const credited = t.accountant!.counts.credited;
-      const held = t.accountant!.peers;
+      const credited = s.t.accountant!.counts.credited;
+      const held = s.t.accountant!.peers;
 
-      await reg.revoke({ torrent: hex(ih), member: revoked.id });
-      await reg.setMemberStatus(disabled.id, 'disabled', 'test');
-      await reg.setMemberStatus(banned.id, 'banned', 'test');
-      await reg.resetPasskey(reset.id);
-      await t.policy.refresh();
+      await s.reg.revoke({ torrent: hex(ih), member: revoked.id });
+      await s.reg.setMemberStatus(disabled.id, 'disabled', 'test');
+      await s.reg.setMemberStatus(banned.id, 'banned', 'test');
+      await s.reg.resetPasskey(reset.id);
+      await s.t.policy.refresh();
 
       // Counts drop at once (no announce of the observer in between).
       assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 2 });
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
-      assert.equal(t.accountant!.peers, held - 4);
-      assert.equal(t.accountant!.counts.credited, credited, 'nothing more credited');
+      assert.equal(s.t.accountant!.peers, held - 4);
+      assert.equal(s.t.accountant!.counts.credited, credited, 'nothing more credited');
+      // The baselines forgotten are counted in /stats and /metrics beside the other accounting figures.
+      const revokedNow = s.t.accountant!.counts.revoked;
+      assert.ok(revokedNow >= 4);
+      const stats = JSON.parse((await httpGet(s.http, '127.0.0.1', '/stats')).body.toString());
+      assert.equal(stats.accounting.revoked, revokedNow);
+      const metrics = (await httpGet(s.http, '127.0.0.1', '/metrics')).body.toString();
+      assert.match(metrics, new RegExp(`^herald_accounting_revoked_total ${revokedNow}$`, 'm'));
       // Refused from now on, and nothing of theirs comes back.
       assert.match(text((await announce(revoked.passkey, ih, 7101)).get('failure reason')), /no access/);
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7100)).get('peers')), [7105]);
-      await t.accountant!.flush();
-      assert.equal((await reg.member(revoked.id)).uploaded, 1000, 'the accepted delta is written');
+      await s.t.accountant!.flush();
+      assert.equal((await s.reg.member(revoked.id)).uploaded, 1000, 'the accepted delta is written');
     });
 
     test('UDP (BEP 41 URL data): a revoked member’s peer leaves the swarm at the reload', async () => {
       const ih = await torrent();
       const revoked = await member('udprevoked', ih);
       const observer = await member('udpobserver', ih);
-      await t.policy.refresh();
+      await s.t.policy.refresh();
       const c = await udpClient(4);
       const buf = Buffer.alloc(1024);
       try {
         const cr = parseResponse(
-          (await c.request(buf.subarray(0, writeConnectRequest(buf, 1)), udpPort))!,
+          (await c.request(buf.subarray(0, writeConnectRequest(buf, 1)), s.udp))!,
           16,
         ) as {
           connectionId: ConnectionId;
@@ -172,7 +158,7 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
             port: p,
             urlData: `/announce/${pk}`,
           });
-          const reply = (await c.request(buf.subarray(0, n), udpPort))!;
+          const reply = (await c.request(buf.subarray(0, n), s.udp))!;
           return parseResponse(reply, reply.length, 4) as {
             action: number;
             peers?: Uint8Array;
@@ -182,8 +168,8 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
         assert.equal((await send(revoked.passkey, 7201)).action, 1);
         const before = await send(observer.passkey, 7200);
         assert.deepEqual(ports(Buffer.from(before.peers!)), [7201]);
-        await reg.revoke({ torrent: hex(ih), member: revoked.id });
-        await t.policy.refresh();
+        await s.reg.revoke({ torrent: hex(ih), member: revoked.id });
+        await s.t.policy.refresh();
         assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 1 });
         const afterRevoke = await send(observer.passkey, 7200);
         assert.equal(afterRevoke.action, 1);
@@ -194,12 +180,30 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
       }
     });
 
+    test('a registered torrent put on the deny list, or removed: its swarm is dropped at the reload', async () => {
+      const [denied, removed] = [await torrent(), await torrent()];
+      const m = await member('dropper', denied);
+      await s.reg.grant({ torrent: hex(removed), member: m.id });
+      await s.t.policy.refresh();
+      for (const ih of [denied, removed])
+        for (const p of [7501, 7502])
+          assert.equal((await announce(m.passkey, ih, p)).get('failure reason'), undefined);
+      const peers = async () =>
+        JSON.parse((await httpGet(s.http, '127.0.0.1', '/stats')).body.toString()).swarm.peers;
+      const before = await peers();
+      await s.reg.addToList('deny', hex(denied));
+      await s.reg.removeTorrent(hex(removed));
+      await s.t.policy.refresh();
+      assert.equal(await peers(), before - 4);
+      assert.match(text((await announce(m.passkey, denied, 7501)).get('failure reason')), /blacklisted/);
+    });
+
     test('a grant that expires takes the member’s peer out when it expires, with no reload', async () => {
       const ih = await torrent();
       const observer = await member('expobserver', ih);
       const expiring = await member('expiring', ih, Math.floor(Date.now() / 1000) + 2);
-      await t.policy.refresh();
-      const loads = t.policy.loads;
+      await s.t.policy.refresh();
+      const loads = s.t.policy.loads;
       assert.equal((await announce(expiring.passkey, ih, 7301)).get('failure reason'), undefined);
       assert.deepEqual(await scrape(observer.passkey, ih), { complete: 0, incomplete: 1 });
       // The timer at the earliest expiry judges access again: no database change, no reload.
@@ -208,8 +212,49 @@ for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
         assert.ok(Date.now() < deadline, 'the expired grant’s peer is still in the swarm');
         await new Promise((r) => setTimeout(r, 100));
       }
-      assert.equal(t.policy.loads, loads, 'no reload ran');
+      assert.equal(s.t.policy.loads, loads, 'no reload ran');
       assert.deepEqual(ports((await announce(observer.passkey, ih, 7300)).get('peers')), []);
       assert.match(text((await announce(expiring.passkey, ih, 7301)).get('failure reason')), /no access/);
+    });
+  });
+
+// A baseline forgotten early because accounting_max_peers was full: its peer leaves the swarm with it
+// (back at its next announce, with a new baseline), so no peer is left in a private swarm that
+// accounting does not know, and a member who then loses access leaves nothing behind. Before, the
+// peer stayed in the swarm, and a revocation did not find it: it stayed until peer_timeout.
+for (const [storeName, storeUrl] of [['memory', 'memory'], ...redisTargets])
+  describe(`private mode on ${storeName}, accounting_max_peers full: a banned member’s forgotten peer leaves too`, () => {
+    const s = trackerOnStore(storeUrl, {
+      ...PRIVATE_ON_HTTP,
+      accountingMaxPeers: 2,
+    });
+
+    test('three members, two baselines: the banned member’s peer is not in the swarm after the reload', async () => {
+      const ih = hashOf(7900);
+      await s.reg.addTorrent({ infoHash: hex(ih), infoHashV2: null, name: 'full', size: 1, fileCount: 1 });
+      const [a, b, c] = [
+        await s.reg.addMember({ username: 'fulla' }),
+        await s.reg.addMember({ username: 'fullb' }),
+        await s.reg.addMember({ username: 'fullc' }),
+      ];
+      await s.t.policy.refresh();
+      const announce = (pk: string, p: number) =>
+        announceAt(s.http, { infoHash: ih, port: p, base: `/announce/${pk}` });
+      for (const [m, p] of [
+        [a, 7901],
+        [b, 7902],
+        [c, 7903],
+      ] as const)
+        assert.equal((await announce(m.passkey, p)).get('failure reason'), undefined);
+      assert.equal(s.t.accountant!.peers, 2, 'a’s baseline was forgotten');
+
+      await s.reg.setMemberStatus(a.id, 'banned', 'test');
+      await s.t.policy.refresh();
+      const r = bdecode(
+        (await httpGet(s.http, '127.0.0.1', `/scrape/${b.passkey}?info_hash=${pct(ih)}`)).body,
+      );
+      const e = [...(r.get('files') as Map<string, Map<string, number>>).values()][0];
+      assert.equal(e.get('incomplete'), 2, 'b and c only');
+      assert.match(text((await announce(a.passkey, 7901)).get('failure reason')), /banned/);
     });
   });

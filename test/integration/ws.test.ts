@@ -411,6 +411,17 @@ describe('offers and answers', () => {
     }
   });
 
+  test('a negative numwant means the default, as over HTTP and UDP: the offers are relayed', async () => {
+    const h = freshHash();
+    const [l1, l2] = [await client(main.url), await client(main.url)];
+    for (const l of [l1, l2]) await announce(l, { info_hash: h, peer_id: freshPeer(), left: 10 });
+    const s = await client(main.url);
+    const offers = [0, 1].map((i) => ({ offer: sdp('offer', i), offer_id: id(320 + i, 3) }));
+    const r = await announce(s, { info_hash: h, peer_id: freshPeer(), left: 0, numwant: -1, offers });
+    assert.equal(r['failure reason'], undefined);
+    for (const l of [l1, l2]) assert.ok((await l.waitFor((m) => m.offer !== undefined)).offer_id);
+  });
+
   test('numwant caps the offers relayed; a seeder offers to leechers only', async () => {
     const h = freshHash();
     const l = await client(main.url);

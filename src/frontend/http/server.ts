@@ -3,6 +3,7 @@ import {
   createServer as createHttpServer,
   type Server as HttpServer,
   type IncomingMessage,
+  type ServerOptions,
   type ServerResponse,
 } from 'node:http';
 import { createServer as createNetServer, isIP, type Server as NetServer, Socket } from 'node:net';
@@ -195,16 +196,7 @@ export class HttpFrontend implements RawHost {
     // A connection handed over to node:http keeps http_idle_timeout for its heads (node:http's own
     // default is 60 s, checked every 30 s: a head dribbled a byte at a time lived that long after
     // one web request); a keep-alive connection idles 5 s there at most.
-    const idleMs = this.#idleMs;
-    this.#web = createHttpServer(
-      {
-        keepAliveTimeout: Math.min(5000, idleMs),
-        headersTimeout: idleMs,
-        requestTimeout: Math.max(300_000, idleMs),
-        connectionsCheckingInterval: sweepEvery(idleMs),
-      },
-      (req, res) => this.#onWebRequest(req, res),
-    );
+    this.#web = createHttpServer(webTimeouts(this.#idleMs), (req, res) => this.#onWebRequest(req, res));
     // This server never listens (connections are handed to it), and node:http starts the checker
     // of those timeouts on 'listening': without this, no head or request on it ever timed out.
     // stop() ends the checker (close()).
@@ -807,6 +799,21 @@ export class HttpFrontend implements RawHost {
 const GZIP = Buffer.from('gzip', 'latin1');
 
 /** How often connections are checked against an idle timeout of `idleMs`. */
+/**
+ * node:http's timeouts for web requests under http_idle_timeout (`idleMs`): a head must arrive
+ * whole within it, a keep-alive connection idles 5 s at most, a request body gets 5 minutes; checked
+ * every quarter of it. For the connections the tracker hands over, and the portal's own listeners
+ * (portal_listen), which would otherwise keep node:http's defaults (60 s a head, checked every 30 s).
+ */
+export function webTimeouts(idleMs: number): ServerOptions {
+  return {
+    keepAliveTimeout: Math.min(5000, idleMs),
+    headersTimeout: idleMs,
+    requestTimeout: Math.max(300_000, idleMs),
+    connectionsCheckingInterval: sweepEvery(idleMs),
+  };
+}
+
 function sweepEvery(idleMs: number): number {
   return Math.max(50, Math.min(5000, idleMs / 4));
 }

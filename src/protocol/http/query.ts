@@ -18,7 +18,10 @@ export interface AnnounceQuery {
   numWant: number;
   compact: boolean;
   noPeerId: boolean;
-  /** The raw `ip` parameter (only believed from trusted proxies, by the frontend). */
+  /**
+   * The raw `ip` parameter (only believed with trust_ip_param, by the frontend); '' when it was
+   * malformed.
+   */
   ip: string | null;
   key: string | null;
   trackerId: string | null;
@@ -238,8 +241,9 @@ export function parseAnnounce(
     } else if (klen === 10 && keyIs(buf, ks, ke, 'no_peer_id')) {
       noPeerId = !(ve - vs === 1 && buf[vs] === 48);
     } else if (klen === 2 && keyIs(buf, ks, ke, 'ip')) {
-      ip = decodeText(buf, vs, ve);
-      if (ip === null) error = Errors.invalidIp;
+      // Malformed (a bad escape, too long): no address, ''. Judged only where the frontend trusts
+      // `ip` (it refuses '' as any non-address); ignored with the rest of `ip` elsewhere.
+      ip = decodeText(buf, vs, ve) ?? '';
     } else if (klen === 3 && keyIs(buf, ks, ke, 'key')) {
       key = decodeText(buf, vs, ve);
     } else if (klen === 9 && keyIs(buf, ks, ke, 'trackerid')) {

@@ -251,8 +251,11 @@ test('every rejection, with its reason', () => {
   for (const bad of [-1, 1.5, '10', true, {}, [], 2 ** 53, 1e300])
     for (const key of ['uploaded', 'downloaded', 'left'])
       rejects(clientAnnounce({ [key]: bad }), R.invalidNumber);
-  for (const bad of [-1, 0.5, '5', false, 2 ** 53])
+  for (const bad of [0.5, -0.5, '5', false, 2 ** 53, -(2 ** 53)])
     rejects(clientAnnounce({ numwant: bad }), R.invalidNumWant);
+  // A negative numwant means the default, as over HTTP and UDP (numwant=-1 is common there).
+  for (const negative of [-1, -50])
+    assert.equal(announceOf(parse(clientAnnounce({ numwant: negative }))).numwant, undefined);
   // Huge exponents become Infinity in JSON.parse: refused too.
   rejects(JSON.stringify(clientAnnounce()).replace('"uploaded":0', '"uploaded":1e999'), R.invalidNumber);
 

@@ -234,7 +234,10 @@ function parseAnnounce(m: Json, limits: WsLimits | undefined): WsParseResult {
   const downloaded = count(m.downloaded);
   const left = count(m.left);
   if (uploaded === -1 || downloaded === -1 || left === -1) return fail(WsReasons.invalidNumber);
-  const numwant = count(m.numwant);
+  // A negative integer means "the default", as over HTTP and UDP (BEP 3 and 15 say nothing of it;
+  // numwant=-1 is what many clients send there).
+  const negative = typeof m.numwant === 'number' && Number.isSafeInteger(m.numwant) && m.numwant < 0;
+  const numwant = negative ? undefined : count(m.numwant);
   if (numwant === -1) return fail(WsReasons.invalidNumWant);
 
   let offers: WsOffer[] | undefined;

@@ -276,6 +276,24 @@ export class MemorySwarmStore implements SwarmStore {
     return removed;
   }
 
+  dropSwarms(infoHashes: readonly Uint8Array[]): number {
+    let removed = 0;
+    for (const hash of infoHashes) {
+      const id = this.#index.find(hash);
+      if (id < 0) continue;
+      for (const pool of [this.#pool4, this.#pool6]) {
+        if (!pool.has(id)) continue;
+        pool.open(id);
+        // Last slot first, as the sweep does; the table goes with its last peer.
+        for (let i = pool.count - 1; i >= 0; i--) {
+          removed++;
+          if (this.#remove(id, pool, i)) break;
+        }
+      }
+    }
+    return removed;
+  }
+
   stats(): SwarmStats {
     const peers = this.#peers4 + this.#peers6;
     return {

@@ -23,7 +23,7 @@ import {
   type Queued,
   resultOf,
 } from './records.ts';
-import { ANNOUNCE_BATCH, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ANNOUNCE_BATCH, DROP, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -144,6 +144,7 @@ export class RedisSwarmStore implements SwarmStore {
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
+      ['heraldDrop', DROP],
     ])
       this.client.defineCommand(name, { numberOfKeys: 1, lua });
     // Connection errors are reported through health() and the calls that fail; without a
@@ -556,6 +557,28 @@ export class RedisSwarmStore implements SwarmStore {
         await Promise.all(calls);
         todo = next;
       }
+    } catch (err) {
+      this.#failed(err);
+    }
+    return removed;
+  }
+
+  /** Every peer of these swarms, removed (one script per bucket, sent together); the peers removed. */
+  async dropSwarms(infoHashes: readonly Uint8Array[]): Promise<number> {
+    let removed = 0;
+    const calls: Promise<void>[] = [];
+    for (const [b, at] of byBucket(infoHashes, (h) => this.#bucketOf(h)))
+      calls.push(
+        this.#script<number>('heraldDrop', [
+          this.#indexes[b],
+          this.#bases[b],
+          ...at.map((i) => Buffer.from(infoHashes[i])),
+        ]).then((n) => {
+          removed += n;
+        }),
+      );
+    try {
+      await Promise.all(calls);
     } catch (err) {
       this.#failed(err);
     }

@@ -44,6 +44,22 @@ local function counts(tid, out)
   out[#out + 1] = tonumber(m[3] or '0') + tonumber(m[5] or '0')
   out[#out + 1] = tonumber(m[1] or '0')
 end
+-- Removes endpoints eps from set i of a swarm (keys, meta: sets(tid)) with their flags and counts;
+-- returns how many were there.
+local function removePeers(keys, meta, i, eps)
+  local gone = 0
+  for _, ep in ipairs(eps) do
+    if redis.call('ZREM', keys[i], ep) == 1 then
+      redis.call('HDEL', meta, ep)
+      gone = gone + 1
+    end
+  end
+  if gone > 0 then
+    redis.call('HINCRBY', stats, FIELDS[i], -gone)
+    redis.call('HINCRBY', meta, FIELDS[i], -gone)
+  end
+  return gone
+end
 local function settle(tid, keys, meta)
   local oldest = nil
   for i = 1, 4 do
@@ -444,18 +460,8 @@ for a = 3, #ARGV do
       local keys, meta = sets(tid)
       for i = 1, 4 do
         if removed >= budget then break end
-        local gone = 0
-        for _, ep in ipairs(redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)) do
-          if redis.call('ZREM', keys[i], ep) == 1 then
-            redis.call('HDEL', meta, ep)
-            gone = gone + 1
-          end
-        end
-        if gone > 0 then
-          redis.call('HINCRBY', stats, FIELDS[i], -gone)
-          redis.call('HINCRBY', meta, FIELDS[i], -gone)
-          removed = removed + gone
-        end
+        local eps = redis.call('ZRANGEBYSCORE', keys[i], '-inf', cutoff, 'LIMIT', 0, budget - removed)
+        removed = removed + removePeers(keys, meta, i, eps)
       end
       settle(tid, keys, meta)
     end
@@ -464,4 +470,21 @@ for a = 3, #ARGV do
 end
 flags[1] = removed
 return flags
+`;
+
+/**
+ * Drops swarms whole (policy: a hash off the allow list, onto the deny list): every peer of each
+ * info hash in ARGV[2..] (bucket ARGV[1], index KEYS[1]), with the bucket's statistics and index
+ * kept exact as the sweep keeps them. Returns the number of peers removed.
+ */
+export const DROP = `#!lua flags=allow-oom
+${PRELUDE}
+local removed = 0
+for a = 2, #ARGV do
+  local tid = ARGV[a]
+  local keys, meta = sets(tid)
+  for i = 1, 4 do removed = removed + removePeers(keys, meta, i, redis.call('ZRANGE', keys[i], 0, -1)) end
+  settle(tid, keys, meta)
+end
+return removed
 `;

@@ -68,7 +68,8 @@ interface Commands {
  * announce; its own hash tag, like the slot set. A new peer (one this instance holds no live
  * baseline of) waits for its claim (one EVALSHA); a peer this instance holds refreshes its place
  * without waiting. A peer's place is freed by its `stopped`, by the store refusing the announce
- * that claimed it, or by `peer_timeout` without a claim (the script removes those first, with the
+ * that claimed it, by its removal for access withdrawn (`Accountant.revoke`), or by `peer_timeout`
+ * without a claim (the script removes those first, with the
  * same cutoff the baselines use), so the set holds exactly the peers the baselines hold live.
  */
 export class RedisPeers {
@@ -98,7 +99,7 @@ export class RedisPeers {
     );
   }
 
-  /** Frees a peer's place (its `stopped`, or its claim's announce refused): best effort. */
+  /** Frees a peer's place (its `stopped`, its claim's announce refused, its access withdrawn): best effort. */
   release(p: PeerPlace): void {
     this.#store.call(this.#store.client.zrem(this.#key(p), this.#entry(p))).catch(() => {});
   }
