@@ -67,8 +67,8 @@ export const MAX_FRAME = 256 * 1024 * 1024;
 export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
- * (or 2: accounting alone, see `AccountTo.accountOnly`) the member (id, status) and the torrent (id, restricted, factors, route hash) the owner's
- * accounting needs.
+ * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
+ * (id, restricted, factors, route hash) the owner's accounting needs.
  */
 export const ACCOUNT_BYTES = 1 + 4 + 1 + 4 + 1 + 4 + 4 + 20;
 
