@@ -9,7 +9,7 @@ import {
   type SlotClaim,
 } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
-import type { Dispatch } from '../tracker/service.ts';
+import type { AccountStep, Dispatch, RemoteAccountStep } from '../tracker/service.ts';
 import type { Accountant } from './accountant.ts';
 import type { PeerRules } from './rules.ts';
 
@@ -66,34 +66,9 @@ export function sharedAccounting(
     const torrent = ctx.torrent;
     if (member === null || torrent === null) return store.announce(req, now);
     if (peers === undefined || rules.peersPerMember === 0) return admitted(req, member, torrent, now);
-    const place: PeerPlace = {
-      memberId: member.id,
-      route: torrent.route,
-      torrentId: torrent.id,
-      peerId: req.peerId,
-    };
-    if (req.event === AnnounceEvent.stopped) {
-      const r = admitted(req, member, torrent, now);
-      peers.release(place);
-      return r;
-    }
-    // peers_per_member, counted in Redis: a new peer waits for its place (an asynchronous store's
-    // frontends hand it a request of its own, kept across the wait as download slots keep theirs).
-    // So does a `started` one: this instance may hold the baseline of a peer that stopped through
-    // another instance since (its place freed there) and now starts again.
-    const known = req.event !== AnnounceEvent.started && accountant.knows(req, member, torrent);
-    const claimed = peers.claim(place, rules.peersPerMember, known);
-    if (claimed === null) return admitted(req, member, torrent, now);
-    return claimed.then(async (c) => {
-      if (c instanceof TrackerError) {
-        accountant.rules.note(c);
-        return c;
-      }
-      const r = await admitted(req, member, torrent, now);
-      // Refused after all (peers per torrent, early, slots): the place it took is not held.
-      if (r instanceof TrackerError && c === 'new') peers.release(place);
-      return r;
-    });
+    return withPlace(peers, rules.peersPerMember, accountant, req, member, torrent, () =>
+      admitted(req, member, torrent, now),
+    );
   };
 
   /** Download slots, then the store's announce (with the accounting). */
@@ -142,4 +117,65 @@ export function sharedAccounting(
       return r;
     });
   }
+}
+
+/**
+ * `peers_per_member` counted in Redis around `admit` (the announce's accounting, and its store
+ * update if any): a `stopped` frees the peer's place; a new peer waits for its place (an
+ * asynchronous store's frontends hand it a request of its own, kept across the wait as download
+ * slots keep theirs). So does a `started` one: this instance may hold the baseline of a peer that
+ * stopped through another instance since (its place freed there) and now starts again. A peer
+ * this instance knows refreshes its place without waiting.
+ */
+function withPlace<R>(
+  peers: SharedPeers,
+  limit: number,
+  accountant: Accountant,
+  req: AnnounceRequest,
+  member: PolicyMember,
+  torrent: PolicyTorrent,
+  admit: () => R | Promise<R>,
+): R | TrackerError | Promise<R | TrackerError> {
+  const place: PeerPlace = {
+    memberId: member.id,
+    route: torrent.route,
+    torrentId: torrent.id,
+    peerId: req.peerId,
+  };
+  if (req.event === AnnounceEvent.stopped) {
+    const r = admit();
+    peers.release(place);
+    return r;
+  }
+  const known = req.event !== AnnounceEvent.started && accountant.knows(req, member, torrent);
+  const claimed = peers.claim(place, limit, known);
+  if (claimed === null) return admit();
+  return claimed.then(async (c) => {
+    if (c instanceof TrackerError) {
+      accountant.rules.note(c);
+      return c;
+    }
+    const r = await admit();
+    // Refused after all (peers per torrent, early, slots): the place it took is not held.
+    if (r instanceof TrackerError && c === 'new') peers.release(place);
+    return r;
+  });
+}
+
+/**
+ * WebTorrent (WebSocket) peers on a shared store (several instances on Redis): their swarms are
+ * not in the store, so they are accounted by the instance holding their socket (`account`, over
+ * its own baselines), and `peers_per_member` counts them in Redis with every other peer of the
+ * member, HTTP and UDP ones included, on every instance (`withPlace`). The service's `wsAccount`.
+ */
+export function sharedWebRtcAccounting(
+  accountant: Accountant,
+  account: AccountStep,
+  rules: PeerRules,
+  peers: SharedPeers,
+): RemoteAccountStep {
+  return (req, member, torrent, now) =>
+    withPlace(peers, rules.peersPerMember, accountant, req, member, torrent, () =>
+      account(req, member, torrent, now),
+    );
 }

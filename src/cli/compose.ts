@@ -5,7 +5,7 @@ import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
 import { Accountant, type RemovePeer } from '../accounting/accountant.ts';
 import type { PeerRules } from '../accounting/rules.ts';
-import { sharedAccounting } from '../accounting/shared.ts';
+import { sharedAccounting, sharedWebRtcAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ClusterBus } from '../cluster/bus.ts';
@@ -50,7 +50,7 @@ import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
 import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
-import { type AccountStep, TrackerService } from '../tracker/service.ts';
+import { type AccountStep, type RemoteAccountStep, TrackerService } from '../tracker/service.ts';
 import { StatsReporter, type StatsSnapshot } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { Health } from '../web/health.ts';
@@ -369,6 +369,20 @@ export function createTracker(
           redisPeers ?? undefined,
         )
       : undefined;
+  // The private-community limits that count a member's peers (or leeching torrents) beyond one
+  // socket's process: where they apply, WebTorrent peers are accounted where those counts are (the
+  // owner of the torrent with workers; `peers_per_member` in Redis), and a closed socket frees its
+  // peers' places at once.
+  const peerLimits =
+    accountant !== null &&
+    (rules.peersPerTorrent > 0 || rules.peersPerMember > 0 || classes.some((k) => k.slots > 0));
+  const wsAccount: RemoteAccountStep | undefined = !peerLimits
+    ? undefined
+    : sharded
+      ? (req, member, torrent, now) => sharded.account(req, member, torrent, now)
+      : redisPeers !== null && rules.peersPerMember > 0
+        ? sharedWebRtcAccounting(accountant, accountStep!, rules, redisPeers)
+        : undefined;
   const service = new TrackerService({
     store,
     clock,
@@ -376,6 +390,7 @@ export function createTracker(
     announceSteps: policy.announceSteps(),
     scrapeSteps: policy.scrapeSteps(),
     account: accountStep,
+    wsAccount,
     // Workers: accounting and the swarm update in the worker that owns the torrent. Redis:
     // accounting from the baselines the announce script returns (WebSocket peers, whose swarms
     // are this instance's own, are accounted here through `account`).
@@ -501,11 +516,12 @@ export function createTracker(
     fullScrape: config.fullScrape && config.mode !== 'private',
     fullScrapeInterval: config.fullScrapeInterval,
     fullScrapeGate: fullScrapeGates?.ws,
-    authorize: (req, ctx) => service.authorize(req, ctx),
+    authorize: (req, ctx) => service.authorizeWs(req, ctx),
     authorizeScrape: (hashes, ctx) => service.authorizeScrape(hashes, ctx),
     // Access withdrawn (a revoked grant, a disabled member, a reset passkey, a hash off the allow
     // list) closes the WebSockets that hold it at the next policy reload.
     revalidate: config.mode !== 'open',
+    freeOnClose: peerLimits,
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,

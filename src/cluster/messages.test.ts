@@ -6,6 +6,7 @@ import {
   FrameWriter,
   HEADER,
   MessageType,
+  readAccountTo,
   readAnnounce,
   writeAnnounce,
 } from './messages.ts';
@@ -54,4 +55,26 @@ test('announce frames read back as written into one reused request, whatever fam
   assert.equal(o, frames.length);
   // The address array is reused while the family stays (the owner allocates nothing per frame).
   assert.equal(ips[1], ips[2]);
+});
+
+test('the accounting section reads back as written: absent, with the swarm update, or the accounting alone', () => {
+  const member = { id: 77, status: 1 as const, groups: [] };
+  const torrent = {
+    id: 9,
+    restricted: true,
+    downloadFactor: 50,
+    uploadFactor: 200,
+    route: Uint8Array.from({ length: 20 }, (_, i) => i + 1),
+  };
+  const w = new FrameWriter(64);
+  writeAnnounce(w, 1, request(4, 1), 1000);
+  writeAnnounce(w, 2, request(6, 2), 1000, { member, torrent });
+  writeAnnounce(w, 3, request(4, 3), 1000, { member, torrent, accountOnly: true });
+  const frames = w.take();
+  const read = [];
+  for (let o = 0; o < frames.length; o += 4 + frames.readUInt32BE(o))
+    read.push(readAccountTo(frames, o + HEADER, o + 4 + frames.readUInt32BE(o)));
+  assert.equal(read[0], null);
+  assert.deepEqual(read[1], { accountOnly: false, member: { ...member, groups: [] }, torrent });
+  assert.deepEqual(read[2], { accountOnly: true, member: { ...member, groups: [] }, torrent });
 });

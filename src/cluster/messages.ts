@@ -73,8 +73,8 @@ export const MAX_FRAME = 256 * 1024 * 1024;
 export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
- * the member (id, status) and the torrent (id, restricted, factors, route hash) the owner's
- * accounting needs.
+ * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
+ * (id, restricted, factors, route hash) the owner's accounting needs.
  */
 export const ACCOUNT_BYTES = 1 + 4 + 1 + 4 + 1 + 4 + 4 + 20;
 
@@ -82,6 +82,11 @@ export const ACCOUNT_BYTES = 1 + 4 + 1 + 4 + 1 + 4 + 4 + 20;
 export interface AccountTo {
   member: PolicyMember;
   torrent: PolicyTorrent;
+  /**
+   * The accounting alone, no swarm update (flag byte 2): a WebTorrent peer, whose swarm is the
+   * WebSocket frontend's, accounted where the torrent's baselines are (`ShardedSwarmStore.account`).
+   */
+  accountOnly?: boolean;
 }
 
 /** A growable output buffer that frames are appended to. */
@@ -156,7 +161,7 @@ export function writeAnnounce(
   o += 4;
   if (acct === null) b[o++] = 0;
   else {
-    b[o++] = 1;
+    b[o++] = acct.accountOnly === true ? 2 : 1;
     b.writeUInt32BE(acct.member.id >>> 0, o);
     b[o + 4] = acct.member.status;
     b.writeUInt32BE(acct.torrent.id >>> 0, o + 5);
@@ -173,9 +178,11 @@ export function writeAnnounce(
 /** The accounting section after an announce body (at `o` + ANNOUNCE_BYTES), or null. */
 export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | null {
   o += ANNOUNCE_BYTES;
-  if (o >= end || b[o] !== 1 || end - o < ACCOUNT_BYTES) return null;
+  const flag = b[o];
+  if (o >= end || (flag !== 1 && flag !== 2) || end - o < ACCOUNT_BYTES) return null;
   o++;
   return {
+    accountOnly: flag === 2,
     member: { id: b.readUInt32BE(o), status: (b[o + 4] & 3) as 0 | 1 | 2, groups: [] },
     torrent: {
       id: b.readUInt32BE(o + 5),

@@ -11,7 +11,7 @@ import {
 } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
 import type { SwarmStore } from '../swarm/types.ts';
-import type { AccountStep, RequestContext } from '../tracker/service.ts';
+import type { AccountStep, AccountVerdict, RequestContext } from '../tracker/service.ts';
 import { ClusterBus } from './bus.ts';
 import type { MemberLimits } from './member-limits.ts';
 import {
@@ -142,6 +142,7 @@ export class ShardedSwarmStore implements SwarmStore {
     member: PolicyMember,
     torrent: PolicyTorrent,
     now: number,
+    swarm = true,
   ): AnnounceResult | TrackerError | Promise<AnnounceResult | TrackerError> | null {
     const limits = this.#limits;
     if (limits === null || this.#claims === null) return null;
@@ -153,18 +154,23 @@ export class ShardedSwarmStore implements SwarmStore {
       return null;
     }
     const copy = copyRequest(req);
-    return limits.run(member.id, need, () => this.#admit(copy, member, torrent, now));
+    return limits.run(member.id, need, () => this.#admit(copy, member, torrent, now, swarm));
   }
 
-  /** Accounting, then the swarm update (unless refused); the owner's warning on the answer. */
+  /**
+   * Accounting, then the swarm update (unless refused, or `swarm` is false: a WebTorrent peer's
+   * accounting alone, answered as an empty result); the owner's warning on the answer.
+   */
   #admit(
     req: AnnounceRequest,
     member: PolicyMember,
     torrent: PolicyTorrent,
     now: number,
+    swarm = true,
   ): AnnounceResult | TrackerError {
     const v = this.#account?.(req, member, torrent, now) ?? null;
     if (v instanceof TrackerError) return v;
+    if (!swarm) return { ...ACCOUNTED, warning: v };
     const r = this.local.announce(req, now) as AnnounceResult | TrackerError;
     if (v !== null && !(r instanceof TrackerError)) r.warning = v;
     return r;
@@ -205,6 +211,37 @@ export class ShardedSwarmStore implements SwarmStore {
       announceReply,
       refusal,
     );
+  }
+
+  /**
+   * A WebTorrent (WebSocket) announce in private mode when a limit counted over every worker
+   * applies (`peers_per_torrent`, `peers_per_member`, download slots): its accounting alone (its
+   * WebRTC swarm is the WebSocket frontend's) in the worker that owns the torrent, beside the
+   * baselines of the torrent's HTTP and UDP peers, so that the per-torrent limit counts them
+   * together and a new peer claims its place from the member's home worker as theirs do. The
+   * verdict (null, a refusal, a warning): at once when this worker owns the torrent and no claim
+   * waits, else a promise (the request is copied before this returns).
+   */
+  account(
+    req: AnnounceRequest,
+    member: PolicyMember,
+    torrent: PolicyTorrent,
+    now: number,
+  ): AccountVerdict | Promise<AccountVerdict> {
+    const owner = shardOf(torrent.route, this.#count);
+    if (owner === this.#index) {
+      const r =
+        this.#claimed(req, member, torrent, now, false) ?? this.#admit(req, member, torrent, now, false);
+      return r instanceof Promise ? r.then(verdictOf) : verdictOf(r);
+    }
+    return this.bus
+      .request<AnnounceResult | TrackerError>(
+        owner,
+        (w, id) => writeAnnounce(w, id, req, now, { member, torrent, accountOnly: true }),
+        announceReply,
+        refusal,
+      )
+      .then(verdictOf);
   }
 
   /** A member's torrents seeding and leeching now, over every worker (private mode). */
@@ -391,9 +428,15 @@ export class ShardedSwarmStore implements SwarmStore {
             );
             break;
           }
-          const claimed = this.#claimed(req, acct.member, acct.torrent, now);
+          const swarm = acct.accountOnly !== true;
+          const claimed = this.#claimed(req, acct.member, acct.torrent, now, swarm);
           if (claimed === null) {
-            writeAnnounceResult(reply, id, this.#admit(req, acct.member, acct.torrent, now), req.family);
+            writeAnnounceResult(
+              reply,
+              id,
+              this.#admit(req, acct.member, acct.torrent, now, swarm),
+              req.family,
+            );
             break;
           }
           if (!(claimed instanceof Promise)) {
@@ -447,6 +490,22 @@ function writeAnnounceResult(
 ): void {
   if (r instanceof TrackerError) writeText(reply, MessageType.failure, id, r.code);
   else writeAnnounceOk(reply, id, r, family);
+}
+
+/** What the owner answers for a WebTorrent peer's accounting alone (`account`): no swarm, no peers. */
+const ACCOUNTED: AnnounceResult = {
+  complete: 0,
+  incomplete: 0,
+  downloaded: 0,
+  peers: new Uint8Array(0),
+  peerCount: 0,
+  peerIds: null,
+  peerIdKnown: null,
+};
+
+/** The accounting verdict an owner's answer carries. */
+function verdictOf(r: AnnounceResult | TrackerError): AccountVerdict {
+  return r instanceof TrackerError ? r : (r.warning ?? null);
 }
 
 /** A copy of a request that outlives the call (the frontends and the bus reuse theirs). */

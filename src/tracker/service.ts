@@ -58,6 +58,14 @@ export type AccountStep = (
   now: number,
 ) => AccountVerdict;
 
+/** An accounting verdict as a refusal or null; a warning goes on `ctx` (a policy warning wins). */
+function verdict(v: AccountVerdict, ctx: RequestContext): TrackerError | null {
+  if (v === null) return null;
+  if (v instanceof TrackerError) return v;
+  if (ctx.warning === null) ctx.warning = v;
+  return null;
+}
+
 /**
  * Puts a warning on an answer (a promise's, when it comes). A policy warning (set before the
  * owner's verdict) wins over the owner's: it says more to the member.
@@ -70,6 +78,18 @@ export function withWarning<R extends AnnounceResult | TrackerError>(
   if (!(r instanceof TrackerError)) (r as AnnounceResult).warning = warning;
   return r;
 }
+
+/**
+ * The accounting step of a WebTorrent (WebSocket) announce where a limit is counted beyond this
+ * process (the owner of the torrent with workers, Redis with several instances): its verdict may
+ * come later.
+ */
+export type RemoteAccountStep = (
+  req: AnnounceRequest,
+  member: PolicyMember,
+  torrent: PolicyTorrent,
+  now: number,
+) => AccountVerdict | Promise<AccountVerdict>;
 
 /** Accounting and the swarm update, wherever the owner of the torrent is (workers). */
 export type Dispatch = (
@@ -102,6 +122,7 @@ export class TrackerService {
   #scrapeSteps: ScrapeStep[] | null;
   #account: AccountStep | null;
   #dispatch: Dispatch | null;
+  #wsAccount: RemoteAccountStep | null;
 
   constructor(opts: {
     store: SwarmStore;
@@ -116,6 +137,11 @@ export class TrackerService {
      * torrent, which may be another process; policy has run here.
      */
     dispatch?: Dispatch;
+    /**
+     * WebTorrent peers' accounting when a limit counts them beyond this process (`authorizeWs`);
+     * absent, they are accounted here by `account`, synchronously.
+     */
+    wsAccount?: RemoteAccountStep;
   }) {
     this.store = opts.store;
     this.clock = opts.clock;
@@ -126,6 +152,7 @@ export class TrackerService {
     this.#scrapeSteps = opts.scrapeSteps?.length ? opts.scrapeSteps : null;
     this.#account = opts.account ?? null;
     this.#dispatch = opts.dispatch ?? null;
+    this.#wsAccount = opts.wsAccount ?? null;
   }
 
   /**
@@ -179,14 +206,25 @@ export class TrackerService {
     const refused = this.#policy(req, ctx);
     if (refused !== null) return refused;
     const account = this.#account;
-    if (account !== null && ctx.member !== null && ctx.torrent !== null) {
-      const v = account(req, ctx.member, ctx.torrent, this.clock.now());
-      if (v !== null) {
-        if (v instanceof TrackerError) return v;
-        if (ctx.warning === null) ctx.warning = v;
-      }
-    }
+    if (account !== null && ctx.member !== null && ctx.torrent !== null)
+      return verdict(account(req, ctx.member, ctx.torrent, this.clock.now()), ctx);
     return null;
+  }
+
+  /**
+   * `authorize` for a WebTorrent announce: the same, unless its limits are counted beyond this
+   * process (`wsAccount`: workers, Redis), where the verdict may be a promise (the WebSocket
+   * frontend then holds the socket's next messages until it comes). Open mode, and one process,
+   * stay synchronous.
+   */
+  authorizeWs(req: AnnounceRequest, ctx: RequestContext): TrackerError | null | Promise<TrackerError | null> {
+    const remote = this.#wsAccount;
+    if (remote === null) return this.authorize(req, ctx);
+    ctx.warning = null;
+    const refused = this.#policy(req, ctx);
+    if (refused !== null || ctx.member === null || ctx.torrent === null) return refused;
+    const v = remote(req, ctx.member, ctx.torrent, this.clock.now());
+    return v instanceof Promise ? v.then((v) => verdict(v, ctx)) : verdict(v, ctx);
   }
 
   /** The announce policy steps alone. */

@@ -65,7 +65,7 @@ export function privateInstances(
 /**
  * A member `who` and `n` private torrents of the pair, known to both instances (each polls the
  * database revision every second: a seeding announce of client 99, stopped at once, is answered
- * by both before this returns). `announce(t, ih, c, f)`: client `c` of the member (peer id
+ * by both before this returns), and its passkey. `announce(t, ih, c, f)`: client `c` of the member (peer id
  * `-qB4500-<tag><c>`, `tag` 5 characters) announces torrent `ih` to instance `t`, leeching 1000
  * bytes unless `f` says otherwise.
  */
@@ -105,7 +105,7 @@ export async function memberWithTorrents(
       assert.equal(d.get('failure reason'), undefined, text(d.get('failure reason')));
       await announce(t, ih, 99, { event: 'stopped', left: 0 });
     }
-  return { hashes, announce };
+  return { hashes, announce, passkey: member.passkey };
 }
 
 /**

@@ -90,3 +90,12 @@ export async function connectionOnEachWorker(
   }
   return { onEach, sockets };
 }
+
+/** Polls `cond` every 50 ms until it holds; throws after `ms`. */
+export async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

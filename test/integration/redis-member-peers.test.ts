@@ -11,6 +11,7 @@ import { text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
 import { exactlyOneOfTwo, memberWithTorrents, privateInstances } from '../helpers/private-instances.ts';
 import { redisTargets } from '../helpers/redis.ts';
+import { id20, Peer } from '../helpers/ws-peer.ts';
 
 const postgres = engines.find((e) => e.name === 'postgres');
 /** Seconds a silent peer holds its place. */
@@ -78,6 +79,50 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
         announce(one, b, 2, { event: 'stopped' }),
         announce(two, b, 3, { event: 'stopped' }),
       ]);
+    });
+
+    test('WebTorrent peers count with the others: WebSocket peers through two instances, and HTTP peers; a stop or a closed socket frees their places', async () => {
+      const { one, two } = pair;
+      const { hashes, announce, passkey } = await setUp('pwa', 3);
+      const [a, b, c] = hashes.map((h) => h.toString('latin1'));
+      const socket = async (t: typeof one, n: number) => {
+        const p = new Peer(`ws://127.0.0.1:${t.http[0].port}/announce/${passkey}`, id20(0x70776120, n));
+        await p.opened();
+        return p;
+      };
+      const s1 = await socket(one, 1);
+      const s2 = await socket(two, 2);
+      const why = (m: Record<string, unknown>) => String(m['failure reason'] ?? '');
+      try {
+        assert.equal(why(await s1.announce(a, { event: 'started' })), '', 'WebSocket peer 1 through one');
+        assert.equal(why(await s2.announce(b, { event: 'started' })), '', 'WebSocket peer 2 through two');
+        assert.match(why(await s1.announce(c, { event: 'started', peer_id: id20(0x70776120, 3) })), TOO_MANY);
+        assert.match(why(await s2.announce(c, { event: 'started', peer_id: id20(0x70776120, 4) })), TOO_MANY);
+        assert.match(refused(await announce(one, hashes[2], 3, { event: 'started' })), TOO_MANY);
+        assert.match(refused(await announce(two, hashes[2], 3, { event: 'started' })), TOO_MANY);
+        assert.equal(why(await s1.announce(a, { event: 'stopped' })), '', 'WebSocket peer 1 stops');
+        ok(await announce(two, hashes[2], 3, { event: 'started' }), 'HTTP peer 3 takes its place');
+        assert.match(why(await s2.announce(a, { event: 'started', peer_id: id20(0x70776120, 5) })), TOO_MANY);
+        // A closed socket frees its peers' places at once (on every instance).
+        s2.ws.terminate();
+        await s2.closed;
+        for (
+          let i = 0;
+          (await announce(one, hashes[0], 4, { event: 'started' })).has('failure reason');
+          i++
+        ) {
+          assert.ok(i < 50, 'the closed socket’s place is freed');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(why(await s1.announce(b, { event: 'started' })), TOO_MANY);
+      } finally {
+        s1.ws.terminate();
+        s2.ws.terminate();
+        await Promise.all([
+          announce(one, hashes[2], 3, { event: 'stopped' }),
+          announce(two, hashes[0], 4, { event: 'stopped' }),
+        ]);
+      }
     });
 
     test('two new peers at once, one through each instance, for the last place: exactly one is taken', async () => {

@@ -12,16 +12,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
 import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
-import { connectionHolders, workerPids } from '../helpers/workers.ts';
+import { connectionHolders, until, workerPids } from '../helpers/workers.ts';
 import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
-
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('private WebTorrent with 2 workers: a revoked grant or a ban closes the member’s sockets on every worker, and no more offers reach them', {
   timeout: 120_000,

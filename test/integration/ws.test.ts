@@ -922,3 +922,84 @@ describe('handed over by an HTTP listener', () => {
     assert.equal(f.stats().peers, 0);
   });
 });
+
+describe('a verdict that comes later (a limit counted in another process)', () => {
+  /** Announces whose hash starts with SLOW wait for `release`; REFUSED_BYTE ones are refused. */
+  const SLOW = 0x77;
+  const calls: string[] = [];
+  const waiting: (() => void)[] = [];
+  const later: NonNullable<WsFrontendOptions['authorize']> = (req) => {
+    const what = `${req.event === 3 ? 'stopped ' : ''}${Buffer.from(req.infoHash).toString('latin1')}`;
+    calls.push(what);
+    const verdict = req.infoHash[1] === REFUSED_BYTE ? Errors.peerLimitMember : null;
+    if (req.infoHash[0] !== SLOW) return verdict;
+    return new Promise((resolve) => waiting.push(() => resolve(verdict)));
+  };
+  const slowHash = (refused = false) => {
+    const b = Buffer.from(freshHash(), 'latin1');
+    b[0] = SLOW;
+    if (refused) b[1] = REFUSED_BYTE;
+    return b.toString('latin1');
+  };
+
+  test('a socket’s next messages wait for the verdict: answers in order, one verdict pending at most', async () => {
+    const { url } = await startFrontend({ authorize: later });
+    const a = await client(url);
+    const [h1, h2, h3, h4] = [slowHash(), freshHash(), slowHash(true), freshHash()];
+    for (const h of [h1, h2, h3, h4])
+      a.send({
+        action: 'announce',
+        info_hash: h,
+        peer_id: freshPeer(),
+        left: 100,
+        uploaded: 0,
+        downloaded: 0,
+      });
+    a.send({ action: 'scrape', info_hash: h2 });
+    await until(() => waiting.length === 1);
+    // The frames after the first are not even looked at until its verdict.
+    await a.none(() => true);
+    assert.deepEqual(calls.slice(-1), [h1]);
+    waiting.shift()!();
+    await until(() => waiting.length === 1);
+    assert.deepEqual(calls.slice(-3), [h1, h2, h3]);
+    waiting.shift()!();
+    const got: Msg[] = [];
+    for (let i = 0; i < 5; i++) got.push(await a.waitFor());
+    assert.deepEqual(
+      got.map((m) => [m.action, m.info_hash ?? null, m['failure reason'] ?? null]),
+      [
+        ['announce', h1, null],
+        ['announce', h2, null],
+        ['announce', h3, Errors.peerLimitMember.message],
+        ['announce', h4, null],
+        ['scrape', null, null],
+      ],
+    );
+  });
+
+  test('a socket closed while its verdict is pending joins no swarm; with freeOnClose, its places are freed', async () => {
+    const { url, f } = await startFrontend({ authorize: later, freeOnClose: true });
+    const a = await client(url);
+    const h0 = freshHash();
+    const p0 = freshPeer();
+    await announce(a, { info_hash: h0, peer_id: p0 });
+    const h1 = slowHash();
+    a.send({
+      action: 'announce',
+      info_hash: h1,
+      peer_id: freshPeer(),
+      left: 100,
+      uploaded: 0,
+      downloaded: 0,
+    });
+    await until(() => waiting.length === 1);
+    a.ws.terminate();
+    await a.closed;
+    await until(() => calls.includes(`stopped ${h0}`));
+    waiting.shift()!();
+    await until(() => calls.includes(`stopped ${h1}`));
+    waiting.shift()?.(); // the stop of h1 waits too
+    assert.equal(f.stats().peers, 0);
+  });
+});

@@ -438,3 +438,63 @@ test('a close goes out after the messages staged before it; a terminated socket 
   await b.closed;
   assert.equal(b.read().length, 0);
 });
+
+test('hold() delays the messages after one until release(), in order; the socket is not read meanwhile', async () => {
+  const conns: { ws: RawWebSocket; sock: Socket }[] = [];
+  const release: (() => void)[] = [];
+  const srv = createServer((sock) => {
+    const ws = new RawWebSocket(sock, Buffer.alloc(0), MAX);
+    conns.push({ ws, sock });
+    // "wait…" is answered later (a verdict from elsewhere); everything else at once.
+    ws.onMessage = (data) => {
+      const m = data.toString('utf8');
+      if (!m.startsWith('wait')) {
+        ws.send(m);
+        return;
+      }
+      ws.hold();
+      release.push(() => {
+        ws.send(`done:${m}`);
+        ws.release();
+      });
+    };
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const sock = connect((srv.address() as { port: number }).port, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  sock.on('data', (d) => chunks.push(d));
+  try {
+    await new Promise((r) => sock.once('connect', r));
+    // One write: the frames after a held one arrive in the same chunk.
+    sock.write(
+      Buffer.concat([
+        frame(1, text('wait1')),
+        frame(1, text('a')),
+        frame(1, text('wait2')),
+        frame(1, text('b')),
+      ]),
+    );
+    while (release.length === 0) await new Promise((r) => setTimeout(r, 5));
+    // Held: a client that keeps sending is not read (TCP holds it back), and little is kept here.
+    const flood = Buffer.concat(Array.from({ length: 4096 }, () => frame(1, text('x'.repeat(500)))));
+    sock.write(flood);
+    await new Promise((r) => setTimeout(r, 100));
+    const h = conns[0];
+    assert.ok(h.sock.bytesRead < 256 * 1024, `read while held: ${h.sock.bytesRead}`);
+    assert.ok(h.ws.heldBytes <= 64 * 1024, `kept while held: ${h.ws.heldBytes}`);
+    assert.equal(readFrames(Buffer.concat(chunks)).length, 0, 'nothing answered before the verdict');
+    release.shift()!();
+    while (release.length === 0) await new Promise((r) => setTimeout(r, 5));
+    release.shift()!();
+    const deadline = Date.now() + 10_000;
+    while (readFrames(Buffer.concat(chunks)).length < 4 + 4096 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    const got = readFrames(Buffer.concat(chunks)).map((f) => f.payload.toString());
+    assert.deepEqual(got.slice(0, 4), ['done:wait1', 'a', 'done:wait2', 'b']);
+    assert.equal(got.length, 4 + 4096, 'the flood is read and answered after the release');
+  } finally {
+    sock.destroy();
+    for (const c of conns) c.sock.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+  }
+});

@@ -61,6 +61,8 @@ export class RawWebSocket {
   #partialSince = 0;
   /** Not reading: too much output is waiting for this client (`READ_PAUSE_BYTES`). */
   #readPaused = false;
+  /** No message delivered and nothing read until `release()` (`hold()`). */
+  #held = false;
   #awaitingDrain = false;
   /** This socket's staged frames: first and last segment (indices into `Staging.segs`), or -1. */
   #head = -1;
@@ -95,6 +97,32 @@ export class RawWebSocket {
   /** Bytes sent and not yet handed to the kernel (staged this turn, or queued by the stream). */
   get bufferedAmount(): number {
     return this.#socket.writableLength + this.#staged;
+  }
+
+  /**
+   * Delivers no more messages until `release()`: the frontend waits for a verdict on the last
+   * one, and the socket's messages are answered in order. What was read past that message stays
+   * in this socket's input buffer (at most one read's worth), and the socket is not read meanwhile,
+   * so a client that keeps sending is held back by TCP, not buffered here.
+   */
+  hold(): void {
+    if (this.#held || this.readyState !== RawWebSocket.OPEN) return;
+    this.#held = true;
+    this.#socket.pause();
+  }
+
+  /** Delivers the messages held back by `hold()`, then reads on. */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (this.readyState !== RawWebSocket.OPEN) return;
+    const pending = this.#pending;
+    if (pending !== null) {
+      // The same buffer: nothing in it was delivered (a tail is copied when it is kept).
+      this.#consume(pending, this.#pendingLen, null);
+      if (this.readyState !== RawWebSocket.OPEN || this.#held) return;
+    }
+    if (!this.#readPaused) this.#socket.resume();
   }
 
   /** Called once when the connection is gone (either side, any reason). */
@@ -263,7 +291,7 @@ export class RawWebSocket {
     if (this.#staged > 0 || this.#awaitingDrain) return; // the flush or the drain comes back here
     if (this.#socket.writableLength <= READ_PAUSE_BYTES) {
       this.#readPaused = false;
-      this.#socket.resume();
+      if (!this.#held) this.#socket.resume();
     } else {
       this.#awaitingDrain = true;
       this.#socket.once('drain', this.#onDrain);
@@ -335,6 +363,14 @@ export class RawWebSocket {
       }
       chunk.copy(buf, this.#pendingLen);
     }
+    this.#consume(buf, end, chunk);
+  };
+
+  /**
+   * Delivers the complete messages of `buf[0, end)` (the chunk just read, or the input kept
+   * before it) and keeps the rest: a partial frame, or what follows a message `hold()` stopped at.
+   */
+  #consume(buf: Buffer, end: number, chunk: Buffer | null): void {
     const off = this.#parse(buf, end);
     if (this.readyState !== RawWebSocket.OPEN) return;
     if (off === end) {
@@ -353,18 +389,19 @@ export class RawWebSocket {
     }
     // A message delivered set it to 0: a partial one left now is a new one.
     if (this.#pending === null && this.#fragFrames === 0) this.#partialSince = 0;
-    else if (this.#partialSince === 0) this.#partialSince = Date.now();
+    // Whole messages held back (`hold()`) are not late: `release()` looks again.
+    else if (this.#partialSince === 0 && !this.#held) this.#partialSince = Date.now();
     if (!this.#readPaused && this.bufferedAmount > READ_PAUSE_BYTES) {
       this.#readPaused = true;
       this.#socket.pause();
       this.#resumeWhenDrained();
     }
-  };
+  }
 
   /** Handles the complete frames in `buf[0, end)`; returns where the first incomplete one starts. */
   #parse(buf: Buffer, end: number): number {
     let off = 0;
-    while (off < end && this.readyState === RawWebSocket.OPEN) {
+    while (off < end && this.readyState === RawWebSocket.OPEN && !this.#held) {
       const avail = end - off;
       if (avail < 2) break;
       const b0 = buf[off];

@@ -82,7 +82,10 @@ export interface WsFrontendOptions {
    * `req.ip`/`req.port` are the socket's remote endpoint; `req.numWant` is already clamped.
    * Not called for an answer: it changes no state, and only a peer that got the offer may send it.
    */
-  authorize?: (req: AnnounceRequest, ctx: RequestContext) => TrackerError | null;
+  authorize?: (
+    req: AnnounceRequest,
+    ctx: RequestContext,
+  ) => TrackerError | null | Promise<TrackerError | null>;
   /** The policy steps for a scrape (full scrape included, with an empty list). */
   authorizeScrape?: (infoHashes: readonly Uint8Array[], ctx: RequestContext) => TrackerError | null;
   /**
@@ -91,6 +94,12 @@ export interface WsFrontendOptions {
    * withdrawn (a revoked grant, a disabled member, a reset passkey, a hash taken off a list).
    */
   revalidate?: boolean;
+  /**
+   * A socket that closes frees its peers' places under the private-community limits at once (a
+   * `stopped` for each, through `authorize`), not when they expire: set where a limit applies, so
+   * that a member who reloads a tab is not locked out for `peer_timeout`.
+   */
+  freeOnClose?: boolean;
   /** Seconds after its last announce that a WebRTC peer expires (default 2 × interval). */
   peerTimeout?: number;
   /** Most torrents one socket may announce (default 100). */
@@ -133,8 +142,9 @@ interface Client extends RtcConnection {
   since: number;
   announced: boolean;
   /**
-   * With `revalidate`: the info hashes (binary strings) this socket announced and was answered
-   * for, in this worker's swarms or another's, until it stops them; null until its first.
+   * With `revalidate` or `freeOnClose`: the info hash and peer id (40 bytes, a binary string) of
+   * each peer this socket announced and was answered for, in this worker's swarms or another's,
+   * until it stops it; null until its first.
    */
   held: string[] | null;
   /** Date.now() when the heartbeat last saw input from it (`ws.received`), and whether pinged since. */
@@ -142,9 +152,12 @@ interface Client extends RtcConnection {
   pinged: boolean;
 }
 
-/** Records an answered announce in `c.held` (`revalidate`): added once, removed on `stopped`. */
+/**
+ * Records an answered announce in `c.held` (`revalidate`, `freeOnClose`): added once, removed on
+ * `stopped`.
+ */
 function hold(c: Client, msg: WsAnnounce): void {
-  const key = binaryString(msg.infoHash);
+  const key = binaryString(msg.infoHash) + binaryString(msg.peerId);
   const held = c.held;
   const at = held === null ? -1 : held.indexOf(key);
   if (msg.event === AnnounceEvent.stopped) {
@@ -369,7 +382,7 @@ export class WsFrontend {
       // A context of its own: the socket's is reused by its messages, and the member is looked up anew.
       const ctx = requestContext('ws', c.ctx.passkey);
       for (let i = 0; i < held.length; i++) {
-        const infoHash = Buffer.from(held[i], 'latin1');
+        const infoHash = Buffer.from(held[i], 'latin1').subarray(0, 20);
         const refused = check([infoHash], ctx);
         if (refused === null) continue;
         this.#o.service.counters.failures.ws++;
@@ -486,7 +499,38 @@ export class WsFrontend {
     ws.addCloseListener(() => {
       this.#clients.delete(c);
       this.#leaveAll(c);
+      if (this.#o.freeOnClose === true && c.held !== null)
+        for (const key of c.held) this.#free(c, Buffer.from(key, 'latin1'));
     });
+  }
+
+  /**
+   * A closed socket's peer (`key`: info hash and peer id) frees its place under the limits: a
+   * `stopped` through `authorize` (counters that went backwards credit nothing: the bytes since
+   * its last announce are lost, as for any peer that vanishes; `left` is not 0, so no snatch).
+   */
+  #free(c: Client, key: Buffer): void {
+    const authorize = this.#o.authorize;
+    if (authorize === undefined) return;
+    const req: AnnounceRequest = {
+      infoHash: key.subarray(0, 20),
+      peerId: key.subarray(20, 40),
+      family: c.family,
+      ip: parseIp(c.remote)?.bytes ?? EMPTY_IP,
+      port: c.port,
+      uploaded: 0,
+      downloaded: 0,
+      left: 1,
+      event: AnnounceEvent.stopped,
+      numWant: 0,
+      wantPeerIds: false,
+    };
+    try {
+      const r = authorize(req, requestContext('ws', c.ctx.passkey));
+      if (r instanceof Promise) r.catch((err) => this.#internal(err));
+    } catch (err) {
+      this.#internal(err);
+    }
   }
 
   /** All of a socket's peers leave all their swarms at once (other workers' too). Idempotent. */
@@ -575,47 +619,83 @@ export class WsFrontend {
         else shards.answer(c, msg, now);
         return;
       }
-      let numWant = service.numWant(msg.numwant ?? -1);
-      // A private-mode rule's `warning message` (issue #16), read before anything waits.
-      let warning: string | undefined;
+      const numWant = service.numWant(msg.numwant ?? -1);
       const authorize = this.#o.authorize;
-      if (authorize !== undefined) {
-        const req: AnnounceRequest = {
-          infoHash: msg.infoHash,
-          peerId: msg.peerId,
-          family: c.family,
-          ip: parseIp(c.remote)?.bytes ?? EMPTY_IP,
-          port: c.port,
-          uploaded: msg.uploaded,
-          downloaded: msg.downloaded,
-          left: msg.left,
-          event: msg.event,
-          numWant,
-          wantPeerIds: false,
-        };
-        const refused = authorize(req, ctx);
-        if (refused !== null) {
-          counters.failures.ws++;
-          c.ws.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
-          return;
-        }
-        // A rule may have withheld the peer list (peer_list_limit): no offers go out then.
-        numWant = req.numWant;
-        if (ctx.warning !== null) warning = ctx.warning.message;
+      if (authorize === undefined) {
+        this.#join(c, msg, numWant, now, undefined);
+        return;
       }
-      if (here) this.#announced(c, msg, this.#swarms.announce(c, msg, numWant, now), warning);
-      else
-        shards
-          .announce(c, msg, numWant, now)
-          .then((res) => this.#announced(c, msg, res, warning))
-          .catch((err) => {
-            this.#internal(err);
-            c.ws.send(encodeFailure(Errors.internal.message));
-          });
+      const req: AnnounceRequest = {
+        infoHash: msg.infoHash,
+        peerId: msg.peerId,
+        family: c.family,
+        ip: parseIp(c.remote)?.bytes ?? EMPTY_IP,
+        port: c.port,
+        uploaded: msg.uploaded,
+        downloaded: msg.downloaded,
+        left: msg.left,
+        event: msg.event,
+        numWant,
+        wantPeerIds: false,
+      };
+      const refused = authorize(req, ctx);
+      if (!(refused instanceof Promise)) {
+        this.#authorized(c, msg, req, refused, now);
+        return;
+      }
+      // The verdict comes later (a limit counted beyond this process: the owner of the torrent, the
+      // member's home worker, Redis). The socket's next messages wait for it, so that its announces
+      // are answered in order and it has one verdict pending at most.
+      c.ws.hold();
+      refused
+        .then((r) => {
+          if (c.ws.readyState === c.ws.OPEN) this.#authorized(c, msg, req, r, now);
+          // Closed meanwhile: its peers left the swarms already; a place granted is freed.
+          else if (r === null && this.#o.freeOnClose === true)
+            this.#free(c, Buffer.concat([msg.infoHash, msg.peerId]));
+        })
+        .catch((err) => {
+          this.#internal(err);
+          c.ws.send(encodeFailure(Errors.internal.message));
+        })
+        .finally(() => c.ws.release());
     } catch (err) {
       this.#internal(err);
       c.ws.send(encodeFailure(Errors.internal.message));
     }
+  }
+
+  /** An announce that policy and accounting judged: refused, or into its swarm. */
+  #authorized(
+    c: Client,
+    msg: WsAnnounce,
+    req: AnnounceRequest,
+    refused: TrackerError | null,
+    now: number,
+  ): void {
+    if (refused !== null) {
+      this.#o.service.counters.failures.ws++;
+      c.ws.send(encodeFailure(refused.message, { action: 'announce', infoHash: msg.infoHash }));
+      return;
+    }
+    // A rule may have withheld the peer list (peer_list_limit): no offers go out then. A rule's
+    // `warning message` (issue #16) is on the socket's context until its next message.
+    this.#join(c, msg, req.numWant, now, c.ctx.warning?.message);
+  }
+
+  /** The announce in its swarm (this worker's, or another's with workers), then the response. */
+  #join(c: Client, msg: WsAnnounce, numWant: number, now: number, warning: string | undefined): void {
+    const shards = this.#shards;
+    if (shards === null || shards.owns(msg.infoHash))
+      this.#announced(c, msg, this.#swarms.announce(c, msg, numWant, now), warning);
+    else
+      shards
+        .announce(c, msg, numWant, now)
+        .then((res) => this.#announced(c, msg, res, warning))
+        .catch((err) => {
+          this.#internal(err);
+          c.ws.send(encodeFailure(Errors.internal.message));
+        });
   }
 
   /** The response to an announce the swarms took (or refused). */
@@ -629,7 +709,7 @@ export class WsFrontend {
     this.#o.service.counters.announces.ws++;
     c.since = Date.now();
     c.announced = true;
-    if (this.#o.revalidate === true) hold(c, msg);
+    if (this.#o.revalidate === true || this.#o.freeOnClose === true) hold(c, msg);
     if (this.#o.logRequests)
       this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
     c.ws.send(

@@ -1,0 +1,192 @@
+/**
+ * WebTorrent peer limits over every worker of `herald serve --workers 2`: `peers_per_member` and
+ * `peers_per_torrent` count a member's WebSocket peers wherever their sockets are held, and its
+ * HTTP peers with them. Before, a WebSocket announce was accounted by the worker holding the
+ * socket, over that worker's baselines only, so a member whose sockets landed on two workers
+ * could hold twice the limits (and a WebTorrent peer did not count against an HTTP one).
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encode } from '../../src/protocol/bencode/index.ts';
+import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
+import { announcer, text } from '../helpers/clients.ts';
+import { json } from '../helpers/restricted-shards.ts';
+import { connectionHolders, until, workerPids } from '../helpers/workers.ts';
+import { id20, Peer } from '../helpers/ws-peer.ts';
+
+const TOO_MANY_MEMBER = /too many peers for your account/;
+const TOO_MANY_TORRENT = /too many clients on this torrent/;
+
+const refusal = (m: Record<string, unknown>) => String(m['failure reason'] ?? '');
+const ok = (m: Record<string, unknown>, what: string) => assert.equal(m['failure reason'], undefined, what);
+
+/**
+ * `herald serve --workers 2` in private mode with `args`, three private torrents and two members
+ * (`ann`, `bo`), each with one socket held by each worker, known to both workers; `run` gets them
+ * and the tracker is stopped after it.
+ */
+async function withTracker(
+  args: string[],
+  run: (w: {
+    port: number;
+    hashes: Buffer[];
+    ann: { passkey: string; sockets: [Peer, Peer] };
+    bo: { passkey: string; sockets: [Peer, Peer] };
+  }) => Promise<void>,
+): Promise<void> {
+  const t = await startTracker([...PRIVATE_SERVE, '--workers', '2', '--early-announce', 'off', ...args], {
+    ready: 'herald workers running',
+  });
+  const open: Peer[] = [];
+  try {
+    const port = t.http[0].port;
+    const pids = workerPids(t.pid);
+    assert.equal(pids.length, 2);
+    const hashes: Buffer[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const file = join(t.dataDir, `wsl${i}.torrent`);
+      const info = { length: 1000 * i, name: `wsl${i}`, 'piece length': 16384, pieces: Buffer.alloc(20, i) };
+      writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info: { ...info, private: 1 } }));
+      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      hashes.push(Buffer.from(added.info_hash, 'hex'));
+    }
+    let serial = 0;
+    /** One socket of the member held by each worker (sockets are opened until both hold one). */
+    const socketsOnEveryWorker = async (passkey: string): Promise<[Peer, Peer]> => {
+      const byWorker = new Map<number, Peer>();
+      for (let tries = 0; byWorker.size < 2; tries++) {
+        assert.ok(tries < 40, 'sockets never reached both workers');
+        const p = new Peer(`ws://127.0.0.1:${port}/announce/${passkey}`, id20(0x77736c6d, serial++));
+        open.push(p);
+        await p.opened();
+        await until('connection seen in /proc', () => {
+          p.worker = connectionHolders(pids, port).get(p.localPort) ?? 0;
+          return p.worker !== 0;
+        });
+        if (byWorker.has(p.worker)) p.ws.terminate();
+        else byWorker.set(p.worker, p);
+      }
+      return [...byWorker.values()] as [Peer, Peer];
+    };
+    const member = async (name: string) => {
+      const passkey = json<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])).passkey;
+      return { passkey, sockets: await socketsOnEveryWorker(passkey) };
+    };
+    const ann = await member('ann');
+    const bo = await member('bo');
+    // Both workers know the members and the torrents (policy_refresh 1 s): a stop is answered.
+    for (const h of hashes)
+      for (const p of [...ann.sockets, ...bo.sockets])
+        for (let i = 0; ; i++) {
+          const r = await p.announce(h.toString('latin1'), {
+            event: 'stopped',
+            left: 0,
+            peer_id: id20(1, 1, 99),
+          });
+          if (r['failure reason'] === undefined) break;
+          assert.ok(i < 75, `torrent known: ${refusal(r)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+    await run({ port, hashes, ann, bo });
+  } finally {
+    for (const p of open) p.ws.terminate();
+    await t.stop();
+  }
+}
+
+test(
+  '--workers 2: WebSocket peers on sockets held by different workers count toward peers_per_member and peers_per_torrent, with HTTP peers',
+  {
+    timeout: 120_000,
+  },
+  () =>
+    withTracker(
+      ['--peers-per-member', '2', '--peers-per-torrent', '1'],
+      async ({ port, hashes, ann, bo }) => {
+        const [a, b, c] = hashes.map((h) => h.toString('latin1'));
+        const [x, y] = ann.sockets;
+        // peers_per_torrent (1): a second peer of the member on torrent A, through the other worker.
+        ok(await x.announce(a, { event: 'started' }), 'peer of x on A');
+        assert.match(refusal(await y.announce(a, { event: 'started' })), TOO_MANY_TORRENT);
+        // peers_per_member (2): x on A, y on B; a third peer is refused through either worker.
+        ok(await y.announce(b, { event: 'started' }), 'peer of y on B');
+        assert.match(
+          refusal(await y.announce(c, { event: 'started', peer_id: id20(2, 2, 2) })),
+          TOO_MANY_MEMBER,
+        );
+        assert.match(
+          refusal(await x.announce(c, { event: 'started', peer_id: id20(3, 3, 3) })),
+          TOO_MANY_MEMBER,
+        );
+        ok(await x.announce(a, {}), 'a known peer announces on');
+        // A stop frees the place, whichever worker the next peer is on.
+        ok(await x.announce(a, { event: 'stopped' }), 'x stops on A');
+        ok(
+          await y.announce(c, { event: 'started', peer_id: id20(2, 2, 2) }),
+          'a stopped peer freed its place',
+        );
+        assert.match(refusal(await x.announce(a, { event: 'started' })), TOO_MANY_MEMBER);
+
+        // A socket that closes frees its peers' places at once (y holds two: B, and C under another id).
+        y.ws.terminate();
+        await y.closed;
+        for (let i = 0; ; i++) {
+          const r = await x.announce(a, { event: 'started' });
+          if (r['failure reason'] === undefined) break;
+          assert.ok(i < 50, `places of a closed socket freed: ${refusal(r)}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        ok(await x.announce(b, { event: 'started', peer_id: id20(5, 5, 5) }), 'the second place is free too');
+        assert.match(
+          refusal(await x.announce(c, { event: 'started', peer_id: id20(6, 6, 6) })),
+          TOO_MANY_MEMBER,
+        );
+
+        // Mixed: an HTTP peer and a WebTorrent peer of one member.
+        const [bx, by] = bo.sockets;
+        const http = announcer(port, bo.passkey, 9800, 'wsmix', { left: 1000 });
+        ok(Object.fromEntries(await http(hashes[0], 1, { event: 'started' })), 'HTTP peer on A');
+        assert.match(refusal(await bx.announce(a, { event: 'started' })), TOO_MANY_TORRENT);
+        assert.match(refusal(await by.announce(a, { event: 'started' })), TOO_MANY_TORRENT);
+        ok(await bx.announce(b, { event: 'started' }), 'WebTorrent peer on B');
+        assert.match(refusal(await by.announce(c, { event: 'started' })), TOO_MANY_MEMBER);
+        assert.match(
+          refusal(await bx.announce(c, { event: 'started', peer_id: id20(4, 4, 4) })),
+          TOO_MANY_MEMBER,
+        );
+        for (let i = 0; i < 4; i++)
+          assert.match(
+            text((await http(hashes[2], 2, { event: 'started' })).get('failure reason')),
+            TOO_MANY_MEMBER,
+          );
+      },
+    ),
+);
+
+test(
+  '--workers 2: a class with one download slot leeches one torrent over every worker, WebSocket and HTTP peers together',
+  {
+    timeout: 120_000,
+  },
+  () =>
+    withTracker(['--member-classes', 'User: slots=1'], async ({ port, hashes, ann, bo }) => {
+      const [a, b] = hashes.map((h) => h.toString('latin1'));
+      const SLOTS = /download slots full/;
+      const [x, y] = ann.sockets;
+      ok(await x.announce(a, { event: 'started' }), 'leeching A');
+      assert.match(refusal(await y.announce(b, { event: 'started' })), SLOTS);
+      assert.match(refusal(await x.announce(b, { event: 'started', peer_id: id20(7, 7, 7) })), SLOTS);
+      ok(await y.announce(a, { event: 'started' }), 'another client on A: no new leeching torrent');
+      ok(await y.announce(b, { event: 'started', left: 0, peer_id: id20(8, 8, 8) }), 'seeding B');
+      // Mixed: a WebTorrent leecher holds the slot against an HTTP one, and the other way round.
+      const [bx, by] = bo.sockets;
+      const http = announcer(port, bo.passkey, 9900, 'wsslt', { left: 1000 });
+      ok(await bx.announce(a, { event: 'started' }), 'WebTorrent leecher on A');
+      assert.match(text((await http(hashes[1], 1, { event: 'started' })).get('failure reason')), SLOTS);
+      ok(await bx.announce(a, { event: 'stopped' }), 'the WebTorrent leecher stops');
+      ok(Object.fromEntries(await http(hashes[1], 1, { event: 'started' })), 'HTTP leecher on B');
+      assert.match(refusal(await by.announce(a, { event: 'started' })), SLOTS);
+    }),
+);
