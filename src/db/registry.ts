@@ -658,6 +658,18 @@ export class Registry {
     });
   }
 
+  /** Whether member `memberId` belongs to group `groupRef` (a name or an id). */
+  async inGroup(groupRef: string | number, memberId: number): Promise<boolean> {
+    const g = await this.group(groupRef);
+    const row = await this.#k
+      .selectFrom('group_members')
+      .select('member_id')
+      .where('group_id', '=', g.id)
+      .where('member_id', '=', memberId)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
   async removeFromGroup(groupRef: string | number, memberRef: string | number): Promise<boolean> {
     const g = await this.group(groupRef);
     const m = await this.member(memberRef);

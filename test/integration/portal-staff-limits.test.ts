@@ -140,6 +140,36 @@ for (const engine of engines) {
         [plain.id, self.id].sort(),
       );
     });
+    test('staff cannot grant a restricted torrent to a group they belong to; other groups as before', async () => {
+      const reg = tracker.registry();
+      const { c: mod, m: self } = await member('group-mod', 'moderator');
+      const { c: boss, m: admin } = await member('group-admin', 'admin');
+      await reg.addGroup('mods-own');
+      await reg.addToGroup('mods-own', self.id);
+      await reg.addGroup('admins-own');
+      await reg.addToGroup('admins-own', admin.id);
+      await reg.addGroup('others');
+      const t = await torrent(true);
+      await mod.get(`/torrent/${t.id}`);
+      await boss.get(`/torrent/${t.id}`);
+      const r = await mod.post(`/staff/torrents/${t.id}`, { action: 'grant', who: 'group:mods-own' });
+      assert.equal(r.status, 403);
+      assert.match(r.body, /group of their own/);
+      assert.equal(
+        (await boss.post(`/staff/torrents/${t.id}`, { action: 'grant', who: 'group:admins-own' })).status,
+        403,
+      );
+      assert.deepEqual(await reg.listGrants({ torrent: t.id }), []);
+      assert.equal(
+        (await mod.post(`/staff/torrents/${t.id}`, { action: 'grant', who: 'group:others' })).status,
+        303,
+      );
+      assert.equal(
+        (await boss.post(`/staff/torrents/${t.id}`, { action: 'grant', who: 'group:mods-own' })).status,
+        303,
+      );
+      assert.equal((await reg.listGrants({ torrent: t.id })).length, 2);
+    });
   });
 
   describe(`require_2fa_for_staff and sessions from before 2FA (${engine.name})`, () => {

@@ -358,7 +358,9 @@ ${list.map(
                 const to = await ctx.reg.findMember(who);
                 const refused = to === undefined ? null : staffRefusal(ctx, to);
                 if (refused !== null) throw new RegistryError(refused, 403);
-              }
+              } else if (await ctx.reg.inGroup(who.slice(6), ctx.member!.id))
+                // Nor to a group of their own: the same grant, through the group.
+                throw new RegistryError('Staff cannot grant a group of their own.', 403);
               await ctx.reg.grant({
                 torrent: id,
                 ...(who.startsWith('group:') ? { group: who.slice(6) } : { member: who }),
