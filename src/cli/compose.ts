@@ -42,7 +42,7 @@ import { MailNotices } from '../mail/notices.ts';
 import { BonusWatch, bonusRules } from '../policy/bonus.ts';
 import { ClassWatch } from '../policy/classes.ts';
 import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
-import { Policy } from '../policy/policy.ts';
+import { dropUntracked, Policy } from '../policy/policy.ts';
 import { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
@@ -544,10 +544,9 @@ export function createTracker(
   // removed) leave the swarms whole at once, whoever their peers are: each process drops them from
   // its own store (a worker's shard holds them or not; on Redis every instance drops the same keys).
   policy.onReload((change) => {
-    if (change.hashes.length === 0 || local.dropSwarms === undefined) return;
-    const r = local.dropSwarms(change.hashes);
-    if (r instanceof Promise)
-      r.catch((err) => logger.warn('untracked swarms not removed from the store', { err: String(err) }));
+    dropUntracked(local, change.hashes).catch((err) =>
+      logger.warn('untracked swarms not removed from the store', { err: String(err) }),
+    );
   });
   stats.webrtc = () => {
     const s = ws.stats();

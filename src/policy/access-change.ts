@@ -50,6 +50,34 @@ const sameGroups = (a: number[], b: number[]) => a.length === b.length && a.ever
 /** Entries of the snapshots compared between two yields to the event loop (`accessChange`). */
 const DIFF_SLICE = 2048;
 
+/** Info hashes dropped from a synchronous store between two yields to the event loop (`dropUntracked`). */
+const DROP_SLICE = 2048;
+
+/**
+ * Drops the swarms of the info hashes no longer tracked (`AccessChange.hashes`) from `store`. A
+ * synchronous store (memory) is given `DROP_SLICE` hashes at a time with a turn of the event loop
+ * between slices, as `accessChange` yields: a deny list grown by 10⁶ hashes, or an allow list
+ * replaced, must not stall announces for the whole drop (one call took 190 ms for 10⁶ hashes, 130
+ * ms for 10⁵ swarms dropped). An asynchronous store (Redis) gets them in one call, which it sends
+ * as one script per bucket. Resolves with the peers removed.
+ */
+export async function dropUntracked(
+  store: {
+    readonly synchronous?: boolean;
+    dropSwarms?(infoHashes: readonly Uint8Array[]): number | Promise<number>;
+  },
+  hashes: readonly Uint8Array[],
+): Promise<number> {
+  if (hashes.length === 0 || store.dropSwarms === undefined) return 0;
+  if (store.synchronous !== true) return store.dropSwarms(hashes);
+  let removed = 0;
+  for (let at = 0; at < hashes.length; at += DROP_SLICE) {
+    if (at > 0) await yieldToLoop();
+    removed += await store.dropSwarms(hashes.slice(at, at + DROP_SLICE));
+  }
+  return removed;
+}
+
 /**
  * What access `old` gave at `then` that `now` (`next` at `now`) may no longer give: O(members +
  * torrents + grants) of the snapshots, nothing per peer, yielding to the event loop every

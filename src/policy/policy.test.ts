@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { peerAnnounce } from '../../test/helpers/announce.ts';
 import { createLogger } from '../core/log.ts';
+import { AnnounceEvent } from '../core/types.ts';
 import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
-import { accessChange, loadSnapshot, Policy } from './policy.ts';
+import { MemorySwarmStore } from '../store/memory/memory-store.ts';
+import { accessChange, dropUntracked, loadSnapshot, Policy } from './policy.ts';
 
 test('policy reloads coalesce: one at a time, calls during a load share one more, and each caller sees its change', async () => {
   const db = await openDatabase('sqlite::memory:', '');
@@ -137,4 +140,31 @@ test('accessChange names the info hashes no longer tracked, by mode: the deny li
   } finally {
     await db.close();
   }
+});
+
+test('dropUntracked drops a large change from the memory store in slices, the event loop turning between them', async () => {
+  const store = new MemorySwarmStore({ peerTimeout: 1800 });
+  const n = 10_000;
+  const hashes: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const infoHash = Buffer.alloc(20, 7);
+    infoHash.writeUInt32BE(i, 0);
+    hashes.push(infoHash);
+    store.announce(peerAnnounce(1, { infoHash, event: AnnounceEvent.started }), 1000);
+  }
+  assert.equal(store.stats().torrents, n);
+  // Turns of the event loop while the drop runs (announces are answered in them).
+  let turns = 0;
+  let done = false;
+  const turn = () => {
+    if (done) return;
+    turns++;
+    setImmediate(turn);
+  };
+  setImmediate(turn);
+  const removed = await dropUntracked(store, [...hashes, Buffer.alloc(20, 9)]);
+  done = true;
+  assert.equal(removed, n);
+  assert.equal(store.stats().torrents, 0);
+  assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
 });

@@ -13,7 +13,7 @@ import { PolicySnapshot } from './snapshot.ts';
 import type { PolicyMember, PolicyTorrent } from './types.ts';
 
 export type { AccessChange } from './access-change.ts';
-export { accessChange } from './access-change.ts';
+export { accessChange, dropUntracked } from './access-change.ts';
 export { PolicySnapshot } from './snapshot.ts';
 export type { PolicyMember, PolicyTorrent } from './types.ts';
 

@@ -6,10 +6,14 @@
  * could hold twice the limits (and a WebTorrent peer did not count against an HTTP one).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
+import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcer, text } from '../helpers/clients.ts';
 import { json } from '../helpers/restricted-shards.ts';
@@ -190,3 +194,114 @@ test(
       assert.match(refusal(await by.announce(a, { event: 'started' })), SLOTS);
     }),
 );
+
+test('--workers 2: a WebSocket peer whose swarm is on a worker that answers late or not at all does not keep its place', {
+  timeout: 120_000,
+}, async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'herald-wsl-'));
+  const t = await startTracker(
+    [...PRIVATE_SERVE, '--workers', '2', '--early-announce', 'off', '--peers-per-torrent', '1'],
+    { ready: 'herald workers running' },
+  );
+  const open: Peer[] = [];
+  let stopped = 0;
+  try {
+    const port = t.http[0].port;
+    const pids = workerPids(t.pid);
+    assert.equal(pids.length, 2);
+    const setup = (pid: number) =>
+      JSON.parse(/HERALD_WORKER=([^\0]*)/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))![1]) as {
+        index: number;
+      };
+    const pidOf = [0, 1].map((i) => pids.find((p) => setup(p).index === i)!);
+    // A hybrid torrent whose v1 hash (its route: its accounting) and v2 hash (a WebRTC swarm of
+    // its own) belong to different workers: the verdict is the socket's worker's, the swarm the other's.
+    let v1 = Buffer.alloc(0);
+    let v2 = Buffer.alloc(0);
+    for (let i = 1; v1.length === 0 || shardOf(v1, 2) === shardOf(v2, 2); i++) {
+      assert.ok(i < 20, 'no hybrid torrent with hashes on different workers');
+      const data = join(scratch, `h${i}.bin`);
+      const file = join(scratch, `h${i}.torrent`);
+      writeFileSync(data, Buffer.alloc(50_000, i));
+      execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', 'hybrid', 'private']);
+      const added = json<{ info_hash: string; info_hash_v2: string }>(
+        t.admin(['torrent', 'add', file, '--json']),
+      );
+      v1 = Buffer.from(added.info_hash, 'hex');
+      v2 = Buffer.from(added.info_hash_v2.slice(0, 40), 'hex');
+    }
+    const [h1, h2] = [v1.toString('latin1'), v2.toString('latin1')];
+    const passkey = json<{ passkey: string }>(t.admin(['member', 'add', 'cy', '--json'])).passkey;
+    let serial = 0;
+    /** A socket of the member held by the worker that owns the route. */
+    const onRouteOwner = async (): Promise<Peer> => {
+      for (let tries = 0; ; tries++) {
+        assert.ok(tries < 40, 'no socket on the route owner');
+        const q = new Peer(`ws://127.0.0.1:${port}/announce/${passkey}`, id20(0x68796272, serial++));
+        open.push(q);
+        await q.opened();
+        let pid = 0;
+        await until('connection seen in /proc', () => {
+          pid = connectionHolders(pids, port).get(q.localPort) ?? 0;
+          return pid !== 0;
+        });
+        if (pid === pidOf[shardOf(v1, 2)]) return q;
+        q.ws.terminate();
+      }
+    };
+    const later = new Peer(`ws://127.0.0.1:${port}/announce/${passkey}`, id20(0x6c617465, 1));
+    open.push(later);
+    await later.opened();
+    // Both workers know the member and the torrent.
+    for (const h of [h1, h2])
+      for (let i = 0; ; i++) {
+        const r = await later.announce(h, { event: 'stopped', peer_id: id20(1, 1, 99) });
+        if (r['failure reason'] === undefined) break;
+        assert.ok(i < 75, `torrent known: ${refusal(r)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    /** Another client of the member gets the torrent's one place (peers_per_torrent 1), then stops. */
+    const placeFree = async (what: string) => {
+      for (let i = 0; ; i++) {
+        const r = await later.announce(h1, { event: 'started' });
+        if (r['failure reason'] === undefined) break;
+        assert.ok(i < 50, `${what}: ${refusal(r)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      ok(await later.announce(h1, { event: 'stopped' }), 'stopped');
+    };
+    const swarmOwner = pidOf[shardOf(v2, 2)];
+
+    // The swarm's worker answers late: the socket announces (its verdict takes the place) and is
+    // gone before the swarm answers.
+    const p = await onRouteOwner();
+    stopped = swarmOwner;
+    process.kill(stopped, 'SIGSTOP');
+    p.send({ action: 'announce', info_hash: h2, peer_id: p.peerId, left: 100 });
+    await new Promise((r) => setTimeout(r, 300));
+    p.ws.terminate();
+    await p.closed;
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(stopped, 'SIGCONT');
+    stopped = 0;
+    await placeFree('the place of a socket closed before its swarm answered');
+
+    // The swarm's worker does not answer in time: the socket is told so (not left waiting), and
+    // its close frees the place its verdict took.
+    const q = await onRouteOwner();
+    stopped = swarmOwner;
+    process.kill(stopped, 'SIGSTOP');
+    const r = await q.announce(h2, { event: 'started' });
+    process.kill(stopped, 'SIGCONT');
+    stopped = 0;
+    assert.notEqual(refusal(r), '', 'a failure when the swarm cannot be reached');
+    q.ws.terminate();
+    await q.closed;
+    await placeFree('the place of a socket whose swarm did not answer');
+  } finally {
+    if (stopped !== 0) process.kill(stopped, 'SIGCONT');
+    for (const q of open) q.ws.terminate();
+    await t.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});

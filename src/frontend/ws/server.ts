@@ -700,6 +700,13 @@ export class WsFrontend {
 
   /** The response to an announce the swarms took (or refused). */
   #announced(c: Client, msg: WsAnnounce, res: RtcCounts | TrackerError, warning?: string): void {
+    // The verdict took (or freed) the peer's place whatever the swarm answers: the socket's close
+    // frees it, and a socket closed while another worker's swarm answered frees it now.
+    if (this.#o.revalidate === true || this.#o.freeOnClose === true) {
+      if (c.ws.readyState !== RawWebSocket.CLOSED) hold(c, msg);
+      else if (this.#o.freeOnClose === true && msg.event !== AnnounceEvent.stopped)
+        this.#free(c, Buffer.concat([msg.infoHash, msg.peerId]));
+    }
     if (res instanceof TrackerError) {
       this.#o.service.counters.failures.ws++;
       this.#o.service.refused(res);
@@ -709,7 +716,6 @@ export class WsFrontend {
     this.#o.service.counters.announces.ws++;
     c.since = Date.now();
     c.announced = true;
-    if (this.#o.revalidate === true || this.#o.freeOnClose === true) hold(c, msg);
     if (this.#o.logRequests)
       this.#o.logger.info('ws announce', { event: msg.event, offers: msg.offers?.length ?? 0 });
     c.ws.send(
