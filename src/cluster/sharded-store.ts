@@ -33,7 +33,7 @@ import {
   writeScrapeOk,
   writeText,
 } from './messages.ts';
-import { replyStats } from './stats-gather.ts';
+import { gatherStats, replyStats } from './stats-gather.ts';
 
 /**
  * The swarm store of one worker of `herald serve --workers N` (issue #13).
@@ -376,18 +376,7 @@ export class ShardedSwarmStore implements SwarmStore {
 
   /** Every other worker's `localStats()` (for /stats and /metrics of the whole tracker). */
   gather<T>(): Promise<T[]> {
-    return Promise.all(
-      this.#others().map((to) =>
-        this.bus.request(
-          to,
-          (w, id) => writeText(w, MessageType.stats, id, ''),
-          (body, at, type) => {
-            if (type === MessageType.statsOk) return JSON.parse(textOf(body, at)) as T;
-            throw failureOf(body, at, type);
-          },
-        ),
-      ),
-    ).catch(unavailable);
+    return gatherStats<T>(this.bus);
   }
 
   async close(): Promise<void> {

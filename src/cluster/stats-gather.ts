@@ -7,11 +7,11 @@ import { type FrameWriter, MessageType, textOf, writeText } from './messages.ts'
  * `/stats` and `/metrics` with workers on a shared store (Redis), where each worker is an instance
  * of its own and the swarm figures are the store's: the worker that answers asks every other one
  * for its own figures over the bus (request counters, connections, process), as the sharded
- * store's `gather` does for workers on the memory store. Without it, each answer gave the request
- * counters of whichever worker the kernel handed the connection to.
+ * store's `gather` does (through this) for workers on the memory store. Without it, each answer
+ * gave the request counters of whichever worker the kernel handed the connection to.
  */
-export function gatherStats(bus: ClusterBus): Promise<StatsSnapshot[]> {
-  const waits: Promise<StatsSnapshot>[] = [];
+export function gatherStats<T = StatsSnapshot>(bus: ClusterBus): Promise<T[]> {
+  const waits: Promise<T>[] = [];
   for (let to = 0; to < bus.count; to++)
     if (to !== bus.index)
       waits.push(
@@ -20,7 +20,7 @@ export function gatherStats(bus: ClusterBus): Promise<StatsSnapshot[]> {
           (w, id) => writeText(w, MessageType.stats, id, ''),
           (body, at, type) => {
             if (type !== MessageType.statsOk) throw new Error(`cluster: unexpected reply ${type}`);
-            return JSON.parse(textOf(body, at)) as StatsSnapshot;
+            return JSON.parse(textOf(body, at)) as T;
           },
         ),
       );

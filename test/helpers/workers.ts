@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { until } from './bt-peer.ts';
 
 /** The worker processes of the primary `primary` (its children). */
 export function workerPids(primary: number): number[] {
@@ -76,8 +77,7 @@ export async function connectionOnEachWorker(
     const s = connect(port, '127.0.0.1');
     await new Promise((resolve) => s.once('connect', resolve));
     sockets.push(s);
-    for (let k = 0; k < 200 && !connectionHolders(pids, port).has(s.localPort!); k++)
-      await new Promise((r) => setTimeout(r, 10));
+    await holderOf(pids, port, s.localPort!);
     const holders = connectionHolders(pids, port);
     onEach = pids.flatMap((pid) => {
       const first = sockets.find((x) => holders.get(x.localPort!) === pid);
@@ -91,11 +91,16 @@ export async function connectionOnEachWorker(
   return { onEach, sockets };
 }
 
-/** Polls `cond` every 50 ms until it holds; throws after `ms`. */
-export async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** The worker of `pids` holding the connection from `localPort` to `port`, once /proc shows it (15 s at most). */
+export async function holderOf(pids: readonly number[], port: number, localPort: number): Promise<number> {
+  let pid = 0;
+  await until(
+    'connection seen in /proc',
+    () => {
+      pid = connectionHolders(pids, port).get(localPort) ?? 0;
+      return pid !== 0;
+    },
+    15_000,
+  );
+  return pid;
 }

@@ -12,7 +12,7 @@ import { gunzipSync } from 'node:zlib';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
 import { deleteKeys, REDIS_URL, sharedServe, testPrefix } from '../helpers/redis.ts';
-import { connectionHolders, connectionOnEachWorker, workerPids } from '../helpers/workers.ts';
+import { connectionOnEachWorker, holderOf, workerPids } from '../helpers/workers.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
 /**
@@ -98,10 +98,8 @@ for (const workers of [2, 3]) {
           const p = new Peer(url, id20(0x66756c6c, i));
           open.push(p);
           await p.opened();
-          for (let k = 0; k < 200 && !connectionHolders(pids, t.http[0].port).has(p.localPort); k++)
-            await new Promise((r) => setTimeout(r, 10));
-          const w = connectionHolders(pids, t.http[0].port).get(p.localPort);
-          if (w !== undefined && !onWorker.has(w)) onWorker.set(w, p);
+          const w = await holderOf(pids, t.http[0].port, p.localPort);
+          if (!onWorker.has(w)) onWorker.set(w, p);
         }
         assert.equal(onWorker.size, workers, 'a socket on each worker');
         const answers = [];

@@ -17,7 +17,7 @@ import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcer, text } from '../helpers/clients.ts';
 import { json } from '../helpers/restricted-shards.ts';
-import { connectionHolders, until, workerPids } from '../helpers/workers.ts';
+import { holderOf, workerPids } from '../helpers/workers.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
 const TOO_MANY_MEMBER = /too many peers for your account/;
@@ -65,10 +65,7 @@ async function withTracker(
         const p = new Peer(`ws://127.0.0.1:${port}/announce/${passkey}`, id20(0x77736c6d, serial++));
         open.push(p);
         await p.opened();
-        await until('connection seen in /proc', () => {
-          p.worker = connectionHolders(pids, port).get(p.localPort) ?? 0;
-          return p.worker !== 0;
-        });
+        p.worker = await holderOf(pids, port, p.localPort);
         if (byWorker.has(p.worker)) p.ws.terminate();
         else byWorker.set(p.worker, p);
       }
@@ -240,11 +237,7 @@ test('--workers 2: a WebSocket peer whose swarm is on a worker that answers late
         const q = new Peer(`ws://127.0.0.1:${port}/announce/${passkey}`, id20(0x68796272, serial++));
         open.push(q);
         await q.opened();
-        let pid = 0;
-        await until('connection seen in /proc', () => {
-          pid = connectionHolders(pids, port).get(q.localPort) ?? 0;
-          return pid !== 0;
-        });
+        const pid = await holderOf(pids, port, q.localPort);
         if (pid === pidOf[shardOf(v1, 2)]) return q;
         q.ws.terminate();
       }

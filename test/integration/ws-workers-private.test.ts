@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
 import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
-import { connectionHolders, until, workerPids } from '../helpers/workers.ts';
+import { holderOf, workerPids } from '../helpers/workers.ts';
 import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
 test('private WebTorrent with 2 workers: a revoked grant or a ban closes the member’s sockets on every worker, and no more offers reach them', {
@@ -44,10 +44,7 @@ test('private WebTorrent with 2 workers: a revoked grant or a ban closes the mem
       const p = new Peer(`ws://127.0.0.1:${port}/announce/${passkeys.get(name)}`, id20(0x6d656d62, serial++));
       open.push(p);
       await p.opened();
-      await until('connection seen in /proc', () => {
-        p.worker = connectionHolders(pids, port).get(p.localPort) ?? 0;
-        return p.worker !== 0;
-      });
+      p.worker = await holderOf(pids, port, p.localPort);
       for (const h of [h0, h1])
         assert.equal((await p.announce(h, { event: 'started' }))['failure reason'], undefined);
       return p;
