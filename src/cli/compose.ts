@@ -266,6 +266,13 @@ export function createTracker(
     peerListWindow: config.peerListWindow,
     classes,
   });
+  // Workers: the owner of a swarm judges again an announce that another worker judged by an older
+  // policy snapshot (each reloads on its own), so a lagging worker cannot put back a peer a change
+  // took out.
+  sharded?.recheckWith({
+    revision: () => policy.snapshot.revision,
+    recheck: (req, memberId, torrentId) => policy.recheck(req, memberId, torrentId),
+  });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
     peersPerMember: config.peersPerMember,

@@ -69,8 +69,11 @@ export const HEADER = 9;
 /** Largest frame accepted from a peer worker (a full scrape of a big shard is the biggest). */
 export const MAX_FRAME = 256 * 1024 * 1024;
 
-/** An announce as sent to its owner: the request, and the sender's clock. */
-export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
+/**
+ * An announce as sent to its owner: the request, the sender's clock, and the revision of the
+ * policy snapshot the sender judged it by (the owner judges it again when its own is newer).
+ */
+export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4 + 4;
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
  * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
@@ -134,6 +137,7 @@ export function writeAnnounce(
   req: AnnounceRequest,
   now: number,
   acct: AccountTo | null = null,
+  revision = 0,
 ): void {
   const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES + ACCOUNT_BYTES);
   const b = w.buf;
@@ -158,7 +162,8 @@ export function writeAnnounce(
   o += 2;
   b[o++] = req.wantPeerIds ? 1 : 0;
   b.writeUInt32BE(now >>> 0, o);
-  o += 4;
+  b.writeUInt32BE(revision > 0 ? revision >>> 0 : 0, o + 4);
+  o += 8;
   if (acct === null) b[o++] = 0;
   else {
     b[o++] = acct.accountOnly === true ? 2 : 1;
@@ -243,6 +248,11 @@ export function readAnnounce(b: Buffer, o: number, req: AnnounceRequest): number
   o += 2;
   req.wantPeerIds = b[o++] === 1;
   return b.readUInt32BE(o);
+}
+
+/** The sender's policy revision in an announce body at `o` (see ANNOUNCE_BYTES). */
+export function readAnnounceRevision(b: Buffer, o: number): number {
+  return b.readUInt32BE(o + ANNOUNCE_BYTES - 4);
 }
 
 export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, family: Family): void {

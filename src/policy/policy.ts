@@ -456,6 +456,38 @@ export class Policy {
     return null;
   }
 
+  /**
+   * Workers: this snapshot's verdict on an announce that another worker judged by an older one
+   * (ShardedSwarmStore `recheckWith`), by the ids it was accounted to (private mode) or by its
+   * info hash: what `announceSteps` would refuse now of the torrent, the member and its rights.
+   */
+  recheck(req: AnnounceRequest, memberId: number | null, torrentId: number | null): TrackerError | null {
+    const s = this.#snap;
+    const client = this.#checkClient(req);
+    if (client !== null) return client;
+    if (this.mode !== 'private') {
+      const ctx: RequestContext = {
+        protocol: 'http',
+        passkey: null,
+        member: null,
+        torrent: null,
+        warning: null,
+      };
+      return this.#checkTorrent(req.infoHash, ctx, req.event);
+    }
+    if (memberId === null || torrentId === null) return null;
+    if (s.deny.size > 0 && s.deny.has(binaryString(req.infoHash))) return Errors.infoHashDenied;
+    const member = s.memberById.get(memberId);
+    if (member === undefined) return Errors.passkeyUnknown;
+    if (member.status === 1) return Errors.memberDisabled;
+    if (member.status === 2) return Errors.memberBanned;
+    const torrent = s.torrentById.get(torrentId);
+    if (torrent === undefined) return Errors.torrentNotRegistered;
+    if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
+    const ctx: RequestContext = { protocol: 'http', passkey: null, member, torrent, warning: null };
+    return this.#checkRights(req, ctx);
+  }
+
   #granted(torrentId: number, member: PolicyMember): boolean {
     return granted(this.#snap, torrentId, member, Math.floor(Date.now() / 1000));
   }
