@@ -12,10 +12,11 @@ import { ShardedSwarmStore } from './sharded-store.ts';
 
 const logger = createLogger('silent');
 
-test('an announce frame shorter than an announce is refused by its owner, not read on into the next frame', async () => {
+/** Two workers' stores on one bus, in this process (not started). */
+function twoWorkers(): ShardedSwarmStore[] {
   const clusterId = randomBytes(4).toString('hex');
   const token = randomBytes(32);
-  const stores = [0, 1].map(
+  return [0, 1].map(
     (index) =>
       new ShardedSwarmStore({
         local: new MemorySwarmStore({ peerTimeout: 1800 }),
@@ -26,6 +27,10 @@ test('an announce frame shorter than an announce is refused by its owner, not re
         logger,
       }),
   );
+}
+
+test('an announce frame shorter than an announce is refused by its owner, not read on into the next frame', async () => {
+  const stores = twoWorkers();
   for (const s of stores) await s.start();
   try {
     // Worker 0 sends worker 1 a 10-byte announce body, and in the same write a long one-way
@@ -65,32 +70,19 @@ test('an announce frame shorter than an announce is refused by its owner, not re
 });
 
 test('the owner judges again an announce judged by an older policy snapshot: a lagging worker cannot put back a peer a change took out', async () => {
-  const clusterId = randomBytes(4).toString('hex');
-  const token = randomBytes(32);
-  const stores = [0, 1].map(
-    (index) =>
-      new ShardedSwarmStore({
-        local: new MemorySwarmStore({ peerTimeout: 1800 }),
-        clusterId,
-        token,
-        index,
-        count: 2,
-        logger,
-      }),
-  );
+  const stores = twoWorkers();
   // Worker 0 still judges by revision 4; worker 1, the owner, has loaded revision 5, in which the
   // hash is denied. `asked` counts the owner's second judgements.
   const revisions = [4, 5];
   let asked = 0;
-  stores.forEach((s, i) =>
+  for (const [i, s] of stores.entries())
     s.recheckWith({
       revision: () => revisions[i],
       recheck: () => {
         asked++;
         return Errors.infoHashDenied;
       },
-    }),
-  );
+    });
   for (const s of stores) await s.start();
   try {
     let infoHash = randomBytes(20);

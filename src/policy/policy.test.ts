@@ -9,6 +9,11 @@ import { Registry } from '../db/registry.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { accessChange, dropUntracked, loadSnapshot, Policy } from './policy.ts';
 
+/** Info hash n in hex (40 digits), and torrent n with that hash, restricted or not. */
+const hex = (n: number) => n.toString(16).padStart(40, '0');
+const addTorrent = (reg: Registry, n: number, restricted: boolean) =>
+  reg.addTorrent({ infoHash: hex(n), infoHashV2: null, name: `t${n}`, size: 1, fileCount: 1, restricted });
+
 test('policy reloads coalesce: one at a time, calls during a load share one more, and each caller sees its change', async () => {
   const db = await openDatabase('sqlite::memory:', '');
   try {
@@ -41,16 +46,7 @@ test('accessChange names who may have lost access, and lost() judges them agains
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
-    const hex = (n: number) => n.toString(16).padStart(40, '0');
-    const add = (n: number, restricted: boolean) =>
-      reg.addTorrent({
-        infoHash: hex(n),
-        infoHashV2: null,
-        name: `t${n}`,
-        size: 1,
-        fileCount: 1,
-        restricted,
-      });
+    const add = (n: number, restricted: boolean) => addTorrent(reg, n, restricted);
     const [a, b, c] = [await add(1, true), await add(2, true), await add(3, false)];
     const [ann, bea, cid, dot] = [
       await reg.addMember({ username: 'ann' }),
@@ -112,7 +108,6 @@ test('accessChange names the info hashes no longer tracked, by mode: the deny li
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
-    const hex = (n: number) => n.toString(16).padStart(40, '0');
     // 1, 2: on the allow list; 3, 4: registered; 5: listed nowhere.
     for (const n of [1, 2]) await reg.addToList('allow', hex(n));
     for (const n of [3, 4])
@@ -174,16 +169,7 @@ test('recheck: what a newer snapshot refuses of an announce judged by ids (worke
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
-    const hex = (n: number) => n.toString(16).padStart(40, '0');
-    const add = (n: number, restricted: boolean) =>
-      reg.addTorrent({
-        infoHash: hex(n),
-        infoHashV2: null,
-        name: `t${n}`,
-        size: 1,
-        fileCount: 1,
-        restricted,
-      });
+    const add = (n: number, restricted: boolean) => addTorrent(reg, n, restricted);
     const [open, closed, gone] = [await add(1, false), await add(2, true), await add(3, false)];
     const [ann, bob] = [await reg.addMember({ username: 'ann' }), await reg.addMember({ username: 'bob' })];
     await reg.grant({ torrent: closed.id, member: ann.id });
