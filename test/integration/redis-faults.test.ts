@@ -378,6 +378,58 @@ describe('Redis store faults', {
     await until('/health ok after the failover', 15_000, async () => (await health(t)).status === 200);
   });
 
+  test('Redis Cluster: a replica promoted by CLUSTER FAILOVER under announces: every announce answered, no peer written lost', async () => {
+    const { ports, t, hashes } = await clusterWithSeeders(7211, 85, 9100, 1000);
+    const store = t.service.store as RedisSwarmStore;
+    const nodes = ports.map((port) => new Redis({ port, host: '127.0.0.1' }));
+    try {
+      const replica = (
+        await Promise.all(nodes.map(async (n) => [n, await n.info('replication')] as const))
+      ).find(([, info]) => info.includes(`master_port:${ports[0]}`))?.[0];
+      assert.ok(replica !== undefined, `a replica of ${ports[0]}`);
+      // Leechers announcing all along: each one an announce answered without a failure reason wrote.
+      const written = hashes.map(() => new Set<number>());
+      const reasons = new Set<string>();
+      let running = true;
+      let n = 0;
+      const loops = Array.from({ length: 8 }, async () => {
+        while (running) {
+          const i = n++;
+          const s = i % hashes.length;
+          const port = 9200 + (i % 1000);
+          const d = await announce(t, hashes[s], port, 100);
+          if (d.has('failure reason')) reasons.add(text(d.get('failure reason')));
+          else written[s].add(port);
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(await replica.cluster('FAILOVER'), 'OK');
+      await until('the replica promoted', 15_000, async () =>
+        (await replica.info('replication')).includes('role:master'),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      running = false;
+      await Promise.all(loops);
+      // A manual failover waits for the replica to catch up: nothing is refused but, at worst,
+      // with the retryable reason; nothing answered is lost.
+      assert.deepEqual(
+        [...reasons].filter((r) => r !== Errors.storeUnavailable.message),
+        [],
+        'only the retryable refusal',
+      );
+      const cluster = store.client as Cluster;
+      for (const [s, h] of hashes.entries()) {
+        const key = Buffer.concat([Buffer.from(`${store.prefix}:{${bucketOf(h)}}:`), h, Buffer.from(':4l')]);
+        const held = new Set((await cluster.zrangeBuffer(key, 0, -1)).map((ep) => ep.readUInt16BE(4)));
+        const lost = [...written[s]].filter((port) => !held.has(port));
+        assert.deepEqual(lost, [], `swarm ${s}: leechers answered but not held after the failover`);
+      }
+      assert.ok(n > 100, `announces went on (${n})`);
+    } finally {
+      for (const c of nodes) c.disconnect();
+    }
+  });
+
   test("Redis Cluster: a master killed: the other masters' swarms are served throughout its failover", async () => {
     // Nodes that keep serving their own slots while one master is down (Redis's own
     // cluster-require-full-coverage would refuse every slot until the failover): what is left
