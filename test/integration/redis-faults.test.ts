@@ -466,7 +466,7 @@ describe('Redis store faults', {
   });
 
   test("Redis Cluster: a master that stops answering (CLIENT PAUSE): only its connection is made again; the others' swarms are served", async () => {
-    const { ports, t, hashes } = await clusterWithSeeders(7191, 84, 8800);
+    const { ports, t, hashes } = await clusterWithSeeders(7191, 84, 8800, 1000);
     const store = t.service.store as RedisSwarmStore;
     const slots = (store.client as Cluster).slots;
     const paused = `127.0.0.1:${ports[0]}`;
@@ -475,12 +475,13 @@ describe('Redis store faults', {
     store.client.on('-node', (node: Redis) => dropped.push(`${node.options.host}:${node.options.port}`));
     const admin = new Redis({ port: ports[0], host: '127.0.0.1' });
     try {
-      await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+      await admin.call('CLIENT', 'PAUSE', '2500', 'ALL');
       // Rounds of every swarm at once while the master sleeps: its swarms' calls fail at their
-      // deadline (300 ms), which drops the connection still waiting for their replies (a reply
-      // lost on a connection that stays open would shift every later reply onto the wrong call).
+      // deadline (1 s, generous, so that a loaded machine makes no other master look asleep),
+      // which drops the connection still waiting for their replies (a reply lost on a connection
+      // that stays open would shift every later reply onto the wrong call).
       const refused: string[] = [];
-      for (const end = Date.now() + 2000; Date.now() < end; ) {
+      for (const end = Date.now() + 3000; Date.now() < end; ) {
         const all = await Promise.all(hashes.map((h, i) => announce(t, h, 8900 + i, 100)));
         for (const [i, d] of all.entries())
           if (!onPaused[i] && d.has('failure reason'))
