@@ -12,6 +12,7 @@ import { ClusterBus } from '../cluster/bus.ts';
 import { SharedFullScrapeGates } from '../cluster/full-scrape-gate.ts';
 import { MemberLimits } from '../cluster/member-limits.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
+import { SharedPeerLists } from '../cluster/peer-list-gate.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { answerStats, gatherStats } from '../cluster/stats-gather.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
@@ -258,12 +259,25 @@ export function createTracker(
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   // Member classes (issue #16): private mode only (they belong to members).
   const classes = config.mode === 'private' ? parseClasses(config.memberClasses) : [];
+  // With workers, a member's peer lists are counted by its home worker over every worker
+  // (src/cluster/peer-list-gate.ts), on the memory store and on Redis alike.
+  const peerLists =
+    bus !== null && config.mode === 'private' && config.peerListLimit > 0
+      ? new SharedPeerLists({
+          bus,
+          logger,
+          limit: config.peerListLimit,
+          window: config.peerListWindow,
+          now: () => clock.now(),
+        })
+      : undefined;
   const policy = new Policy({
     mode: config.mode,
     logger,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
+    peerLists,
     classes,
   });
   const rules: PeerRules = {
