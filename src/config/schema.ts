@@ -378,7 +378,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 1_000_000,
     default: 128,
     arg: 'N',
-    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted)',
+    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted; with workers, over every worker)',
   },
   {
     key: 'maxScrapeHashes',
