@@ -6,7 +6,8 @@
  * could hold N times `peers_per_member` peers and leech `slots` torrents on each worker. The
  * member's home worker (member id mod N) holds the member's counts; a worker that dies loses its
  * swarms, and its places are freed; a home that restarts gets the live places back from the others.
- * `peer_list_limit` counts the member's peer lists on every worker too (its home keeps the count).
+ * `peer_list_limit` counts the member's peer lists on every worker too (its home keeps the count),
+ * on the memory store and on Redis.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, announcer, bdecode, text } from '../helpers/clients.ts';
+import { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.ts';
 import { connectionOnEachWorker, responseOn, workerPids } from '../helpers/workers.ts';
 
 /** Seconds a silent peer holds its place. */
@@ -213,12 +215,18 @@ async function restarted(t: RunningTracker, index: number): Promise<void> {
   await new Promise((r) => setTimeout(r, 2500));
 }
 
-for (const workers of [2, 3])
-  test(`--workers ${workers}: peer_list_limit counts a member's peer lists over every worker`, async () => {
+for (const [workers, store] of [
+  [2, 'memory'],
+  [3, 'memory'],
+  [2, 'redis'],
+] as const)
+  test(`--workers ${workers} (${store}): peer_list_limit counts a member's peer lists over every worker`, async () => {
     const LIMIT = 3;
+    const prefix = testPrefix();
     const t = await startTracker(
       [
         ...BASE,
+        ...(store === 'redis' ? ['--store', REDIS_URL, '--redis-prefix', prefix] : []),
         '--workers',
         String(workers),
         '--peer-list-limit',
@@ -268,5 +276,6 @@ for (const workers of [2, 3])
     } finally {
       for (const s of open.sockets) s.destroy();
       await t.stop();
+      if (store === 'redis') await deleteKeys(REDIS_URL, prefix);
     }
   });
