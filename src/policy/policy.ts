@@ -169,7 +169,7 @@ export interface PeerListGate {
 /**
  * Peer lists per member in fixed windows (`peer_list_window` seconds from the member's first
  * list in each): one entry per member who was given a list. One process's count (`take`), and a
- * home worker's count over every worker (`add`, src/cluster/peer-list-gate.ts).
+ * home worker's count over every worker (`windowOf`, src/cluster/peer-list-gate.ts).
  */
 export class PeerListWindows implements PeerListGate {
   readonly limit: number;
