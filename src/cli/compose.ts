@@ -9,9 +9,11 @@ import { sharedAccounting, sharedWebRtcAccounting } from '../accounting/shared.t
 import { createApiHandler } from '../api/api.ts';
 import { WorkerAccounting } from '../cluster/accounting-link.ts';
 import { ClusterBus } from '../cluster/bus.ts';
+import { openHostConnections } from '../cluster/connection-table.ts';
 import { SharedFullScrapeGates } from '../cluster/full-scrape-gate.ts';
 import { MemberLimits } from '../cluster/member-limits.ts';
 import { MessageType, writeText } from '../cluster/messages.ts';
+import { SharedPeerLists } from '../cluster/peer-list-gate.ts';
 import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
 import { answerStats, gatherStats } from '../cluster/stats-gather.ts';
 import { WebRtcShard } from '../cluster/webrtc-shard.ts';
@@ -144,6 +146,8 @@ export function createTracker(
       workersDown?: () => number[];
       /** UDP sockets inherited from the primary's steering groups, by UDP listener. */
       udpFds?: (number | null)[];
+      /** The host's table of connections per address, inherited (src/cluster/connection-table.ts). */
+      connTableFd?: number | null;
       /** The secret connections between workers start with (hex). */
       busToken?: string;
       /** The directory of the workers' bus sockets (mode 0700; see ClusterBus). */
@@ -258,12 +262,25 @@ export function createTracker(
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   // Member classes (issue #16): private mode only (they belong to members).
   const classes = config.mode === 'private' ? parseClasses(config.memberClasses) : [];
+  // With workers, a member's peer lists are counted by its home worker over every worker
+  // (src/cluster/peer-list-gate.ts), on the memory store and on Redis alike.
+  const peerLists =
+    bus !== null && config.mode === 'private' && config.peerListLimit > 0
+      ? new SharedPeerLists({
+          bus,
+          logger,
+          limit: config.peerListLimit,
+          window: config.peerListWindow,
+          now: () => clock.now(),
+        })
+      : undefined;
   const policy = new Policy({
     mode: config.mode,
     logger,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
+    peerLists,
     classes,
   });
   // Workers: the owner of a swarm judges again an announce that another worker judged by an older
@@ -492,10 +509,17 @@ export function createTracker(
     });
   // Each worker sweeps only its own shard.
   const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
-  // One count per address over every HTTP(S), WebSocket and portal listener.
+  // One count per address over every HTTP(S), WebSocket and portal listener; with workers, over
+  // every worker (a table they all map, src/cluster/connection-table.ts).
+  const connTableFd = deps.cluster?.connTableFd ?? null;
   const connectionLimit =
     config.maxConnectionsPerIp > 0
-      ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
+      ? new ConnectionLimit(
+          config.maxConnectionsPerIp,
+          counters,
+          new TrustedProxies(config.trustedProxies),
+          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index),
+        )
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
   // with workers, sharded like the TCP/UDP swarms, over the same bus; with Redis, shared by every

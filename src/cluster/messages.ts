@@ -46,6 +46,13 @@ export const MessageType = {
   fullScrapePermit: 19,
   fullScrapePermitOk: 20,
   /**
+   * `peer_list_limit` over every worker (src/cluster/peer-list-gate.ts, codec in
+   * limit-messages.ts), both one-way: the peer lists a worker gave members since its last report,
+   * to each member's home; from a home, the members whose window is full and until when.
+   */
+  peerListsReport: 21,
+  peerListsFull: 22,
+  /**
    * WebTorrent across workers (src/cluster/webrtc-shard.ts, codec in rtc-messages.ts), from 32 on.
    * Requests with a reply: an announce to the swarm's owner, scrapes. One-way (id 0, no reply):
    * an answer to the swarm's owner, a message for a socket to the worker holding it, a socket
