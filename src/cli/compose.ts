@@ -288,7 +288,7 @@ export function createTracker(
   // took out.
   sharded?.recheckWith({
     revision: () => policy.snapshot.revision,
-    recheck: (req, memberId, torrentId) => policy.recheck(req, memberId, torrentId),
+    recheck: (req, memberId, torrentId, since) => policy.recheck(req, memberId, torrentId, since),
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
