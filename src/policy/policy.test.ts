@@ -219,3 +219,41 @@ test('recheck: a passkey reset since the sender’s snapshot refuses what that s
     await db.close();
   }
 });
+
+test('recheck in whitelist mode: by the hash and the client (a hybrid torrent’s two hashes alike)', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    await reg.addToList('allow', hex(1));
+    await reg.addTorrent({
+      infoHash: hex(2),
+      infoHashV2: hex(3).repeat(2).slice(0, 64),
+      name: 'h',
+      size: 1,
+      fileCount: 1,
+    });
+    await reg.addClientPrefix('-qB');
+    await reg.addClientPrefix('-TR');
+    const policy = new Policy({ mode: 'whitelist', logger: createLogger('silent') });
+    await policy.connect(reg);
+    const req = (n: number, v2 = false) =>
+      peerAnnounce(1, { infoHash: Buffer.from(v2 ? hex(3).repeat(2).slice(0, 40) : hex(n), 'hex') });
+    for (const r of [req(1), req(2), req(0, true)]) assert.equal(policy.recheck(r, null, null, 0), null);
+    assert.equal(policy.recheck(req(4), null, null, 0), Errors.infoHashNotListed);
+    await reg.removeFromList('allow', hex(1));
+    await reg.addToList('deny', hex(3).repeat(2).slice(0, 40));
+    await policy.refresh();
+    assert.equal(policy.recheck(req(1), null, null, 0), Errors.infoHashNotListed, 'off the allow list');
+    assert.equal(
+      policy.recheck(req(0, true), null, null, 0),
+      Errors.infoHashDenied,
+      'the hybrid’s v2 hash denied',
+    );
+    assert.equal(policy.recheck(req(2), null, null, 0), null, 'its v1 hash still listed');
+    await reg.removeClientPrefix('-qB');
+    await policy.refresh();
+    assert.equal(policy.recheck(req(2), null, null, 0), Errors.clientNotAllowed, 'the client taken off');
+  } finally {
+    await db.close();
+  }
+});
