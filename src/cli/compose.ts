@@ -518,7 +518,7 @@ export function createTracker(
           config.maxConnectionsPerIp,
           counters,
           new TrustedProxies(config.trustedProxies),
-          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index),
+          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index, logger),
         )
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
