@@ -579,15 +579,7 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
     // Announces for another worker's swarm go to it from C (the batched addon's relay).
-    relay:
-      sharded !== null && cluster?.busToken
-        ? {
-            clusterId: cluster.clusterId,
-            index: cluster.index,
-            count: cluster.count,
-            secret: Buffer.from(cluster.busToken, 'hex'),
-          }
-        : null,
+    relay: links?.httpRelay ?? null,
   });
   if (config.http.length > 0 || config.https.length > 0) stats.http = () => http.stats();
   const udp = new UdpFrontend({

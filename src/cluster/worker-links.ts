@@ -42,6 +42,7 @@ export interface WorkerCluster {
  * - `webRtcShard`: WebTorrent swarms sharded over the workers (on a store without WebTorrent swarms
  *   of its own).
  * - `fullScrapeGates`: one address's full scrapes counted for the whole tracker.
+ * - `httpRelay`: the HTTP listeners' relay of another worker's announces (sharded only).
  * - `start` / `stop`: in the tracker's start and stop.
  *
  * One process (no `deps.cluster`, or one worker) has no links: `open` returns null.
@@ -50,6 +51,11 @@ export class WorkerLinks {
   readonly bus: ClusterBus;
   /** The swarm store sharded over the workers (memory store), or null (shared store). */
   readonly sharded: ShardedSwarmStore | null;
+  /**
+   * Sharded, with the bus's secret: the HTTP listeners' relay of announces for another worker's
+   * swarm, straight from C (the batched addon, `HttpFrontend`'s `relay`); null otherwise.
+   */
+  readonly httpRelay: { clusterId: string; index: number; count: number; secret: Buffer } | null;
   readonly #local: SwarmStore;
   readonly #owned: SwarmStore;
   readonly #logger: Logger;
@@ -60,10 +66,20 @@ export class WorkerLinks {
     bus: ClusterBus,
     sharded: ShardedSwarmStore | null,
     stores: { local: SwarmStore; owned: SwarmStore },
+    cluster: WorkerCluster,
     logger: Logger,
   ) {
     this.bus = bus;
     this.sharded = sharded;
+    this.httpRelay =
+      sharded !== null && cluster.busToken
+        ? {
+            clusterId: cluster.clusterId,
+            index: cluster.index,
+            count: cluster.count,
+            secret: Buffer.from(cluster.busToken, 'hex'),
+          }
+        : null;
     this.#local = stores.local;
     this.#owned = stores.owned;
     this.#logger = logger;
@@ -114,7 +130,7 @@ export class WorkerLinks {
           done();
         },
       });
-    return new WorkerLinks(bus, sharded, { local, owned }, logger);
+    return new WorkerLinks(bus, sharded, { local, owned }, cluster, logger);
   }
 
   /**
