@@ -1336,6 +1336,8 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+#include "conn_table.h"
+
 /* The interface JavaScript expects (src/frontend/http/batch.ts ABI): raise it with any change to
  * the buffers, the callbacks or what a function returns, so that a stale build is not loaded. */
 #define ABI 4
@@ -1353,6 +1355,11 @@ static napi_value init(napi_env env, napi_value exports) {
     {"complete", NULL, js_complete, NULL, NULL, NULL, napi_default, NULL},
     {"relay", NULL, js_relay, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+    {"connTableCreate", NULL, js_conn_table_create, NULL, NULL, NULL, napi_default, NULL},
+    {"connTableOpen", NULL, js_conn_table_open, NULL, NULL, NULL, napi_default, NULL},
+    {"connAcquire", NULL, js_conn_acquire, NULL, NULL, NULL, napi_default, NULL},
+    {"connRelease", NULL, js_conn_release, NULL, NULL, NULL, napi_default, NULL},
+    {"connCount", NULL, js_conn_count, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -10,8 +10,14 @@ import type { Database } from '../db/schema.ts';
  * many rows per statement, in key order.
  */
 
-/** Rows per statement when a flush writes (SQLite and PostgreSQL bind limits are far above). */
+/** Rows per statement when a flush writes on SQLite (its bind limit is far above). */
 const WRITE_CHUNK = 500;
+
+/**
+ * Rows per statement on PostgreSQL, where a statement takes one array parameter per column
+ * (`unnest`), not one placeholder per value: its text is short and the same for any number of rows.
+ */
+const PG_CHUNK = 10_000;
 
 export interface MemberPending {
   uploaded: number;
@@ -95,8 +101,9 @@ async function writeOnce(
     // instead of jumping to a random page per row, which on a table larger than SQLite's page
     // cache cost about four times the CPU (12 vs 3 µs a row of member_torrents at 100,000 rows).
     const memberIds = sortedIds(members);
-    for (let i = 0; i < memberIds.length; i += WRITE_CHUNK)
-      await creditMembers(trx, dialect, members, memberIds, i, Math.min(memberIds.length, i + WRITE_CHUNK));
+    const chunk = dialect === 'postgres' ? PG_CHUNK : WRITE_CHUNK;
+    for (let i = 0; i < memberIds.length; i += chunk)
+      await creditMembers(trx, dialect, members, memberIds, i, Math.min(memberIds.length, i + chunk));
     // Staff may have removed a torrent since these deltas were counted (CLI, API, portal):
     // its rows would fail their foreign keys and roll back every member's credit, at every
     // flush, forever (issue #15). The checked write drops them instead; the member's own total above
@@ -122,8 +129,8 @@ async function writeOnce(
         else dropped++;
       }
     }
-    for (let i = 0; i < rows.length; i += WRITE_CHUNK)
-      await upsertMemberTorrents(trx, dialect, rows, i, Math.min(rows.length, i + WRITE_CHUNK));
+    for (let i = 0; i < rows.length; i += chunk)
+      await upsertMemberTorrents(trx, dialect, rows, i, Math.min(rows.length, i + chunk));
     for (const mt of rows) {
       if (mt.completedAt !== 0) {
         // A snatch counts once per member and torrent, whatever the client repeats.
@@ -274,20 +281,23 @@ async function creditMembers(
     giveParams(params);
     return;
   }
-  const text = statementText(
-    'credit',
-    dialect,
-    to - from,
-    7,
-    'UPDATE members SET uploaded = members.uploaded + v.column2, ' +
-      'downloaded = members.downloaded + v.column3, raw_uploaded = members.raw_uploaded + v.column4, ' +
-      'raw_downloaded = members.raw_downloaded + v.column5, seed_time = members.seed_time + v.column6, ' +
-      'last_announce_at = v.column7 FROM (VALUES ',
-    (p) => `(${p.map((x) => `CAST(${x} AS bigint)`).join(', ')})`,
-    ') AS v WHERE members.id = v.column1',
-  );
-  await runWith(trx, text, params);
+  await runWith(trx, CREDIT_PG, pgColumns(params, to - from, 7));
+  giveParams(params);
 }
+
+/**
+ * PostgreSQL: every member of a chunk in one UPDATE … FROM unnest(…), one array per column. Sent
+ * as one placeholder per value (`VALUES ($1, …), …`), a chunk of 500 rows was a statement of 3,500
+ * parameters that PostgreSQL parsed and planned anew at each flush, and that the driver converted
+ * one by one: the rules bench measured more CPU in Herald and in PostgreSQL per announce than the
+ * whole of SQLite's flush (docs/benchmarks.md, 2026-12-08).
+ */
+const CREDIT_PG =
+  'UPDATE members SET uploaded = members.uploaded + v.up, downloaded = members.downloaded + v.down, ' +
+  'raw_uploaded = members.raw_uploaded + v.raw_up, raw_downloaded = members.raw_downloaded + v.raw_down, ' +
+  'seed_time = members.seed_time + v.seed, last_announce_at = v.last_at FROM unnest($1::bigint[], ' +
+  '$2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) ' +
+  'AS v(id, up, down, raw_up, raw_down, seed, last_at) WHERE members.id = v.id';
 
 /** SQLite: one member's credit, parameters as a row of `creditMembers`'s (id first). */
 const CREDIT_ONE =
@@ -303,23 +313,6 @@ async function upsertMemberTorrents(
   from: number,
   to: number,
 ): Promise<void> {
-  const text = statementText(
-    'upsert',
-    dialect,
-    to - from,
-    11,
-    'INSERT INTO member_torrents (member_id, torrent_id, uploaded, downloaded, raw_uploaded, ' +
-      'raw_downloaded, seed_time, announces, completed_at, first_announce_at, last_announce_at, state) VALUES ',
-    (p) => `(${p.slice(0, 8).join(', ')}, NULL, ${p.slice(8).join(', ')})`,
-    ' ON CONFLICT (member_id, torrent_id) DO UPDATE SET ' +
-      'uploaded = member_torrents.uploaded + excluded.uploaded, ' +
-      'downloaded = member_torrents.downloaded + excluded.downloaded, ' +
-      'raw_uploaded = member_torrents.raw_uploaded + excluded.raw_uploaded, ' +
-      'raw_downloaded = member_torrents.raw_downloaded + excluded.raw_downloaded, ' +
-      'seed_time = member_torrents.seed_time + excluded.seed_time, ' +
-      'announces = member_torrents.announces + excluded.announces, ' +
-      'last_announce_at = excluded.last_announce_at, state = excluded.state',
-  );
   const params = takeParams((to - from) * 11);
   for (let i = from, o = 0; i < to; i++, o += 11) {
     const mt = rows[i];
@@ -331,7 +324,58 @@ async function upsertMemberTorrents(
     params[o + 9] = mt.lastAt;
     params[o + 10] = mt.state;
   }
+  if (dialect === 'postgres') {
+    await runWith(trx, UPSERT_PG, pgColumns(params, to - from, 11));
+    giveParams(params);
+    return;
+  }
+  const text = statementText(
+    'upsert',
+    dialect,
+    to - from,
+    11,
+    `INSERT INTO member_torrents (${UPSERT_COLUMNS}) VALUES `,
+    (p) => `(${p.slice(0, 8).join(', ')}, NULL, ${p.slice(8).join(', ')})`,
+    UPSERT_SUMS,
+  );
   await runWith(trx, text, params);
+  giveParams(params);
+}
+
+const UPSERT_COLUMNS =
+  'member_id, torrent_id, uploaded, downloaded, raw_uploaded, raw_downloaded, seed_time, announces, ' +
+  'completed_at, first_announce_at, last_announce_at, state';
+
+/** What a pending row adds to an existing one (`excluded`: the pending row). */
+const UPSERT_SUMS =
+  ' ON CONFLICT (member_id, torrent_id) DO UPDATE SET ' +
+  'uploaded = member_torrents.uploaded + excluded.uploaded, ' +
+  'downloaded = member_torrents.downloaded + excluded.downloaded, ' +
+  'raw_uploaded = member_torrents.raw_uploaded + excluded.raw_uploaded, ' +
+  'raw_downloaded = member_torrents.raw_downloaded + excluded.raw_downloaded, ' +
+  'seed_time = member_torrents.seed_time + excluded.seed_time, ' +
+  'announces = member_torrents.announces + excluded.announces, ' +
+  'last_announce_at = excluded.last_announce_at, state = excluded.state';
+
+/** PostgreSQL: a chunk's rows in one INSERT … SELECT FROM unnest(…), one array per column (see CREDIT_PG). */
+const UPSERT_PG =
+  `INSERT INTO member_torrents (${UPSERT_COLUMNS}) SELECT m, t, up, down, raw_up, raw_down, seed, n, NULL, ` +
+  'first_at, last_at, st FROM unnest($1::integer[], $2::integer[], $3::bigint[], $4::bigint[], ' +
+  '$5::bigint[], $6::bigint[], $7::bigint[], $8::integer[], $9::bigint[], $10::bigint[], $11::integer[]) ' +
+  `AS v(m, t, up, down, raw_up, raw_down, seed, n, first_at, last_at, st)${UPSERT_SUMS}`;
+
+/**
+ * A flat row-major parameter array (`rows` rows of `cols` integers) as `cols` PostgreSQL array
+ * literals (`{1,2,3}`), one per column: the driver sends each as one text parameter.
+ */
+function pgColumns(params: number[], rows: number, cols: number): string[] {
+  const out: string[] = [];
+  const column = new Array<number>(rows);
+  for (let c = 0; c < cols; c++) {
+    for (let r = 0, o = c; r < rows; r++, o += cols) column[r] = params[o];
+    out.push(`{${column.join(',')}}`);
+  }
+  return out;
 }
 
 /** A pending sum's five traffic columns (uploaded ... seed_time), from `params[o]` on. */
@@ -344,12 +388,11 @@ function putTraffic(params: number[], o: number, m: MemberPending): void {
 }
 
 /**
- * Runs one written statement, then gives its parameter array back. The query is made by hand:
- * `CompiledQuery.raw` freezes its parameters, and a frozen array cannot be filled again (both
- * drivers read the parameters when the statement is sent: node:sqlite spreads them into its call,
- * pg copies them).
+ * Runs one written statement. The query is made by hand: `CompiledQuery.raw` freezes its
+ * parameters, and a frozen array cannot be filled again (both drivers read the parameters when
+ * the statement is sent: node:sqlite spreads them into its call, pg copies them).
  */
-async function runWith(trx: Transaction<Database>, text: string, params: number[]): Promise<void> {
+async function runWith(trx: Transaction<Database>, text: string, params: readonly unknown[]): Promise<void> {
   const q: CompiledQuery = {
     sql: text,
     query: RawNode.createWithSql(text),
@@ -357,7 +400,6 @@ async function runWith(trx: Transaction<Database>, text: string, params: number[
     queryId: createQueryId(),
   };
   await trx.executeQuery(q);
-  giveParams(params);
 }
 
 /** Which of `ids` still exist in `table`, read inside the flush's transaction (in chunks: bind limits). */

@@ -8,6 +8,7 @@ import type { PeerRules } from '../accounting/rules.ts';
 import { sharedAccounting, sharedWebRtcAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
 import { AccountingWriter } from '../cluster/accounting-link.ts';
+import { openHostConnections } from '../cluster/connection-table.ts';
 import { type WorkerCluster, WorkerLinks } from '../cluster/worker-links.ts';
 import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
@@ -208,13 +209,31 @@ export function createTracker(
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   // Member classes (issue #16): private mode only (they belong to members).
   const classes = config.mode === 'private' ? parseClasses(config.memberClasses) : [];
+  // With workers, a member's peer lists are counted by its home worker over every worker
+  // (src/cluster/peer-list-gate.ts), on the memory store and on Redis alike.
+  const peerLists =
+    config.mode === 'private' && config.peerListLimit > 0
+      ? links?.peerLists({
+          limit: config.peerListLimit,
+          window: config.peerListWindow,
+          now: () => clock.now(),
+        })
+      : undefined;
   const policy = new Policy({
     mode: config.mode,
     logger,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
+    peerLists,
     classes,
+  });
+  // Workers: the owner of a swarm judges again an announce that another worker judged by an older
+  // policy snapshot (each reloads on its own), so a lagging worker cannot put back a peer a change
+  // took out.
+  sharded?.recheckWith({
+    revision: () => policy.snapshot.revision,
+    recheck: (req, memberId, torrentId) => policy.recheck(req, memberId, torrentId),
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
@@ -413,10 +432,17 @@ export function createTracker(
     });
   // Each worker sweeps only its own shard.
   const sweeper = new ExpirySweeper({ store: local, clock, counters, onError });
-  // One count per address over every HTTP(S), WebSocket and portal listener.
+  // One count per address over every HTTP(S), WebSocket and portal listener; with workers, over
+  // every worker (a table they all map, src/cluster/connection-table.ts).
+  const connTableFd = deps.cluster?.connTableFd ?? null;
   const connectionLimit =
     config.maxConnectionsPerIp > 0
-      ? new ConnectionLimit(config.maxConnectionsPerIp, counters, new TrustedProxies(config.trustedProxies))
+      ? new ConnectionLimit(
+          config.maxConnectionsPerIp,
+          counters,
+          new TrustedProxies(config.trustedProxies),
+          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index),
+        )
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);
   // with workers, sharded like the TCP/UDP swarms, over the same bus; with Redis, shared by every

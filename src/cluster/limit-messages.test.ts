@@ -57,3 +57,15 @@ test('limit messages: a short or lying frame is refused, not read past its end',
   v.buf[v.at] = 7;
   assert.throws(() => lm.readVerdict(v.buf, v.at), /bad limits verdict/);
 });
+
+test('limit messages: member figures (peer lists) round-trip, and a frame counting more pairs than it holds is refused', () => {
+  const pairs = [1, 3, 4_000_000_000, 1_900_003_600];
+  let f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsReport, 2, pairs));
+  assert.equal(f.type, MessageType.peerListsReport);
+  assert.deepEqual(lm.readMemberFigures(f.buf, f.at), { from: 2, pairs });
+  f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsFull, 0, []));
+  assert.deepEqual(lm.readMemberFigures(f.buf, f.at), { from: 0, pairs: [] });
+  f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsFull, 1, pairs));
+  f.buf.writeUInt16BE(3, f.at + 2);
+  assert.throws(() => lm.readMemberFigures(f.buf, f.at), /short limits frame/);
+});

@@ -140,3 +140,40 @@ export function readSyncOk(b: Buffer, at: number): Held[] {
   for (let i = 0, o = at + 4; i < n; i++, o += HELD) out.push(getHeld(b, o));
   return out;
 }
+
+/**
+ * From worker `from`, pairs of member and figure (a `peerListsReport`: lists given; a
+ * `peerListsFull`: the end of the member's window, unix seconds), one-way. At most 65,535 pairs
+ * a frame.
+ */
+export function writeMemberFigures(
+  w: FrameWriter,
+  type: MessageType,
+  from: number,
+  pairs: readonly number[],
+): void {
+  const n = pairs.length >> 1;
+  if (n > 0xffff) throw new Error('cluster: too many member figures for one frame');
+  const start = w.begin(type, 0, 4 + n * 8);
+  const b = w.buf;
+  b.writeUInt16BE(from, w.len);
+  b.writeUInt16BE(n, w.len + 2);
+  let o = w.len + 4;
+  for (let i = 0; i < pairs.length; i += 2, o += 8) {
+    b.writeUInt32BE(pairs[i] >>> 0, o);
+    b.writeUInt32BE(pairs[i + 1] >>> 0, o + 4);
+  }
+  w.len = o;
+  w.end(start);
+}
+
+/** A `writeMemberFigures` frame: its sender, and its pairs flat (member, figure, member, ...). */
+export function readMemberFigures(b: Buffer, at: number): { from: number; pairs: number[] } {
+  const end = bodyEnd(b, at);
+  need(b, at, 4, end);
+  const n = b.readUInt16BE(at + 2);
+  need(b, at + 4, n * 8, end);
+  const pairs: number[] = [];
+  for (let i = 0, o = at + 4; i < n; i++, o += 8) pairs.push(b.readUInt32BE(o), b.readUInt32BE(o + 4));
+  return { from: b.readUInt16BE(at), pairs };
+}

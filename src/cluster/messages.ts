@@ -46,6 +46,13 @@ export const MessageType = {
   fullScrapePermit: 19,
   fullScrapePermitOk: 20,
   /**
+   * `peer_list_limit` over every worker (src/cluster/peer-list-gate.ts, codec in
+   * limit-messages.ts), both one-way: the peer lists a worker gave members since its last report,
+   * to each member's home; from a home, the members whose window is full and until when.
+   */
+  peerListsReport: 21,
+  peerListsFull: 22,
+  /**
    * WebTorrent across workers (src/cluster/webrtc-shard.ts, codec in rtc-messages.ts), from 32 on.
    * Requests with a reply: an announce to the swarm's owner, scrapes. One-way (id 0, no reply):
    * an answer to the swarm's owner, a message for a socket to the worker holding it, a socket
@@ -69,8 +76,11 @@ export const HEADER = 9;
 /** Largest frame accepted from a peer worker (a full scrape of a big shard is the biggest). */
 export const MAX_FRAME = 256 * 1024 * 1024;
 
-/** An announce as sent to its owner: the request, and the sender's clock. */
-export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4;
+/**
+ * An announce as sent to its owner: the request, the sender's clock, and the revision of the
+ * policy snapshot the sender judged it by (the owner judges it again when its own is newer).
+ */
+export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4 + 4;
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
  * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
@@ -134,6 +144,7 @@ export function writeAnnounce(
   req: AnnounceRequest,
   now: number,
   acct: AccountTo | null = null,
+  revision = 0,
 ): void {
   const start = w.begin(MessageType.announce, id, ANNOUNCE_BYTES + ACCOUNT_BYTES);
   const b = w.buf;
@@ -158,7 +169,8 @@ export function writeAnnounce(
   o += 2;
   b[o++] = req.wantPeerIds ? 1 : 0;
   b.writeUInt32BE(now >>> 0, o);
-  o += 4;
+  b.writeUInt32BE(revision > 0 ? revision >>> 0 : 0, o + 4);
+  o += 8;
   if (acct === null) b[o++] = 0;
   else {
     b[o++] = acct.accountOnly === true ? 2 : 1;
@@ -243,6 +255,11 @@ export function readAnnounce(b: Buffer, o: number, req: AnnounceRequest): number
   o += 2;
   req.wantPeerIds = b[o++] === 1;
   return b.readUInt32BE(o);
+}
+
+/** The sender's policy revision in an announce body at `o` (see ANNOUNCE_BYTES). */
+export function readAnnounceRevision(b: Buffer, o: number): number {
+  return b.readUInt32BE(o + ANNOUNCE_BYTES - 4);
 }
 
 export function writeAnnounceOk(w: FrameWriter, id: number, r: AnnounceResult, family: Family): void {

@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HeraldConfig } from '../config/schema.ts';
@@ -9,6 +9,7 @@ import { ListenError } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import { loadUdpBatchAddon } from '../frontend/udp/batch.ts';
 import { PrimaryAccounting } from './accounting-link.ts';
+import { createConnectionTable } from './connection-table.ts';
 
 /**
  * What the primary tells a worker process (environment variable HERALD_WORKER, JSON): which
@@ -34,6 +35,11 @@ export interface WorkerSetup {
    * primary's steering group, or null (no addon: the worker binds its own socket).
    */
   udpFds: (number | null)[];
+  /**
+   * The descriptor of the host's table of connections per address (max_connections_per_ip over
+   * every worker, src/cluster/connection-table.ts), inherited after the UDP sockets; null: none.
+   */
+  connTableFd?: number | null;
 }
 
 /** Messages from a worker to the primary (Node's IPC channel). */
@@ -129,6 +135,9 @@ export async function runPrimary(opts: {
       }
     }
   }
+  // max_connections_per_ip for the whole host: one table every worker maps (the primary keeps
+  // the descriptor, so a restarted worker gets the same table back).
+  const connTable = config.maxConnectionsPerIp > 0 ? createConnectionTable(count, logger) : null;
   const children: (ChildProcess | null)[] = new Array(count).fill(null);
   const down = new Set<number>();
   let stopping = false;
@@ -141,6 +150,7 @@ export async function runPrimary(opts: {
   // Runs before whoever awaits `done` (registered first).
   void done.then(() => {
     if (base.busDir !== null) rmSync(base.busDir, { recursive: true, force: true });
+    if (connTable !== null) closeSync(connTable);
   });
 
   // Private mode: this process writes the accounting of every worker (src/cluster/accounting-link.ts),
@@ -166,17 +176,19 @@ export async function runPrimary(opts: {
   const spawnWorker = (index: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       // The worker's UDP sockets arrive as descriptors 4, 5, ... (after stdio and the IPC channel).
+      // Then the connection table's.
       const fds = groups.map((g) => g[index]);
       const setup: WorkerSetup = {
         ...base,
         index,
         listen,
         udpFds: groups.length ? fds.map((_, i) => 4 + i) : [],
+        connTableFd: connTable === null ? null : 4 + fds.length,
       };
       const child = fork(opts.script, opts.argv, {
         env: { ...process.env, [WORKER_ENV]: JSON.stringify(setup) },
         execArgv: opts.execArgv ?? process.execArgv,
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds, ...(connTable === null ? [] : [connTable])],
       });
       children[index] = child;
       // A message to a worker that has just died (its exit not yet seen: a health broadcast, an

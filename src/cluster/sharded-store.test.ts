@@ -1,18 +1,22 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import { Errors, TrackerError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
-import type { SwarmStats } from '../core/types.ts';
+import { shardOf } from '../core/shard.ts';
+import { AnnounceEvent, type SwarmStats } from '../core/types.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
+import { requestContext } from '../tracker/service.ts';
 import { ANNOUNCE_BYTES, type FrameWriter, MessageType, writeText } from './messages.ts';
 import { ShardedSwarmStore } from './sharded-store.ts';
 
 const logger = createLogger('silent');
 
-test('an announce frame shorter than an announce is refused by its owner, not read on into the next frame', async () => {
+/** Two workers' stores on one bus, in this process (not started). */
+function twoWorkers(): ShardedSwarmStore[] {
   const clusterId = randomBytes(4).toString('hex');
   const token = randomBytes(32);
-  const stores = [0, 1].map(
+  return [0, 1].map(
     (index) =>
       new ShardedSwarmStore({
         local: new MemorySwarmStore({ peerTimeout: 1800 }),
@@ -23,6 +27,10 @@ test('an announce frame shorter than an announce is refused by its owner, not re
         logger,
       }),
   );
+}
+
+test('an announce frame shorter than an announce is refused by its owner, not read on into the next frame', async () => {
+  const stores = twoWorkers();
   for (const s of stores) await s.start();
   try {
     // Worker 0 sends worker 1 a 10-byte announce body, and in the same write a long one-way
@@ -56,6 +64,59 @@ test('an announce frame shorter than an announce is refused by its owner, not re
       (_body: Buffer, _at: number, type: MessageType) => type,
     );
     assert.equal(scrape, MessageType.failure, 'the short scrape frame got a failure');
+  } finally {
+    for (const s of stores) await s.close();
+  }
+});
+
+test('the owner judges again an announce judged by an older policy snapshot: a lagging worker cannot put back a peer a change took out', async () => {
+  const stores = twoWorkers();
+  // Worker 0 still judges by revision 4; worker 1, the owner, has loaded revision 5, in which the
+  // hash is denied. `asked` counts the owner's second judgements.
+  const revisions = [4, 5];
+  let asked = 0;
+  for (const [i, s] of stores.entries())
+    s.recheckWith({
+      revision: () => revisions[i],
+      recheck: () => {
+        asked++;
+        return Errors.infoHashDenied;
+      },
+    });
+  for (const s of stores) await s.start();
+  try {
+    let infoHash = randomBytes(20);
+    while (shardOf(infoHash, 2) !== 1) infoHash = randomBytes(20);
+    const announce = (port: number) =>
+      stores[0].dispatch(
+        {
+          infoHash,
+          peerId: randomBytes(20),
+          family: 4,
+          ip: new Uint8Array([10, 0, 0, 1]),
+          port,
+          uploaded: 0,
+          downloaded: 0,
+          left: 100,
+          event: AnnounceEvent.started,
+          numWant: 50,
+          wantPeerIds: false,
+        },
+        requestContext('udp', null),
+        1_900_000_000,
+      );
+    assert.equal(await announce(6881), Errors.infoHashDenied, 'the newer owner refused it');
+    assert.equal(asked, 1);
+    assert.equal((stores[1].local.stats() as SwarmStats).peers, 0, 'the swarm was left untouched');
+    // Judged by the same snapshot as the owner's (or a newer one): the sender's verdict stands.
+    revisions[0] = 5;
+    const r = await announce(6882);
+    assert.ok(!(r instanceof TrackerError), 'admitted');
+    revisions[1] = 3;
+    revisions[0] = 4;
+    assert.ok(!((await announce(6883)) instanceof TrackerError), 'admitted by an owner that is behind');
+    assert.equal(asked, 1, 'the owner judged again only when its snapshot was newer');
+    assert.equal((stores[1].local.stats() as SwarmStats).peers, 2);
   } finally {
     for (const s of stores) await s.close();
   }

@@ -23,6 +23,7 @@ import {
   readAccountTo,
   readAnnounce,
   readAnnounceOk,
+  readAnnounceRevision,
   readScrape,
   readScrapeAllOk,
   readScrapeOk,
@@ -34,6 +35,17 @@ import {
   writeText,
 } from './messages.ts';
 import { gatherStats, replyStats } from './stats-gather.ts';
+
+/** What the owner of a swarm asks its own policy about an announce another worker judged. */
+export interface RecheckPolicy {
+  /** The revision of this worker's policy snapshot (the database's, when it was loaded). */
+  revision(): number;
+  /**
+   * This worker's verdict on the announce: a refusal, or null. `memberId`/`torrentId`: who it is
+   * accounted to (private mode), null otherwise.
+   */
+  recheck(req: AnnounceRequest, memberId: number | null, torrentId: number | null): TrackerError | null;
+}
 
 /**
  * The swarm store of one worker of `herald serve --workers N` (issue #13).
@@ -72,6 +84,8 @@ export class ShardedSwarmStore implements SwarmStore {
   #limits: MemberLimits | null = null;
   /** What an announce claims of its member's limits (`Accountant.claims`); 0 for nothing. */
   #claims: ((req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent) => number) | null = null;
+  /** This worker's policy: its snapshot's revision, and its verdict on an announce judged elsewhere. */
+  #policy: RecheckPolicy | null = null;
 
   constructor(opts: {
     local: SwarmStore;
@@ -101,6 +115,23 @@ export class ShardedSwarmStore implements SwarmStore {
       logger: opts.logger,
       handler: (type, id, body, at, reply, done) => this.#serve(type, id, body, at, reply, done),
     });
+  }
+
+  /**
+   * Each worker reloads policy on its own (every `policy_refresh`), so for a moment after a change
+   * one worker may judge by the old snapshot while the owner of the swarm has the new one, and has
+   * already taken out the peers the change removed (a hash delisted or denied, a member banned or
+   * a grant revoked: `dropSwarms`, `revoke`). An announce sends the revision it was judged by; the
+   * owner, when its own snapshot is newer, judges it again and refuses what it no longer admits, so
+   * a lagging worker cannot put such a peer back (it stayed until `peer_timeout`). When the owner
+   * is the one behind, the sender's newer verdict stands, as it would with one process.
+   */
+  recheckWith(policy: RecheckPolicy): void {
+    this.#policy = policy;
+  }
+
+  #revision(): number {
+    return this.#policy === null ? 0 : this.#policy.revision();
   }
 
   set localStats(fn: () => Promise<unknown>) {
@@ -207,7 +238,7 @@ export class ShardedSwarmStore implements SwarmStore {
     const acct = member !== null && torrent !== null ? { member, torrent } : null;
     return this.bus.request<AnnounceResult | TrackerError>(
       owner,
-      (w, id) => writeAnnounce(w, id, req, now, acct),
+      (w, id) => writeAnnounce(w, id, req, now, acct, this.#revision()),
       announceReply,
       refusal,
     );
@@ -237,7 +268,7 @@ export class ShardedSwarmStore implements SwarmStore {
     return this.bus
       .request<AnnounceResult | TrackerError>(
         owner,
-        (w, id) => writeAnnounce(w, id, req, now, { member, torrent, accountOnly: true }),
+        (w, id) => writeAnnounce(w, id, req, now, { member, torrent, accountOnly: true }, this.#revision()),
         announceReply,
         refusal,
       )
@@ -284,7 +315,7 @@ export class ShardedSwarmStore implements SwarmStore {
     if (owner === this.#index) return this.local.announce(req, now) as AnnounceResult | TrackerError;
     return this.bus.request<AnnounceResult | TrackerError>(
       owner,
-      (w, id) => writeAnnounce(w, id, req, now),
+      (w, id) => writeAnnounce(w, id, req, now, null, this.#revision()),
       announceReply,
       refusal,
     );
@@ -406,6 +437,14 @@ export class ShardedSwarmStore implements SwarmStore {
           const req = this.#req;
           const now = readAnnounce(body, at, req);
           const acct = readAccountTo(body, at, bodyEnd(body, at));
+          const policy = this.#policy;
+          if (policy !== null && policy.revision() > readAnnounceRevision(body, at)) {
+            const refused = policy.recheck(req, acct?.member.id ?? null, acct?.torrent.id ?? null);
+            if (refused !== null) {
+              writeAnnounceResult(reply, id, refused, req.family);
+              break;
+            }
+          }
           // Private mode: the owner's verdict (peer limits, announce discipline, issue #16); a
           // refusal leaves the swarm untouched and crosses back as its code.
           if (acct === null) {

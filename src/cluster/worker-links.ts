@@ -8,6 +8,7 @@ import { ClusterBus } from './bus.ts';
 import { SharedFullScrapeGates } from './full-scrape-gate.ts';
 import { MemberLimits } from './member-limits.ts';
 import { MessageType, writeText } from './messages.ts';
+import { SharedPeerLists } from './peer-list-gate.ts';
 import { ShardedSwarmStore } from './sharded-store.ts';
 import { answerStats, gatherStats } from './stats-gather.ts';
 import { WebRtcShard } from './webrtc-shard.ts';
@@ -20,6 +21,8 @@ export interface WorkerCluster {
   workersDown?: () => number[];
   /** UDP sockets inherited from the primary's steering groups, by UDP listener. */
   udpFds?: (number | null)[];
+  /** The host's table of connections per address, inherited (src/cluster/connection-table.ts). */
+  connTableFd?: number | null;
   /** The secret connections between workers start with (hex). */
   busToken?: string;
   /** The directory of the workers' bus sockets (mode 0700; see ClusterBus). */
@@ -42,6 +45,7 @@ export interface WorkerCluster {
  * - `webRtcShard`: WebTorrent swarms sharded over the workers (on a store without WebTorrent swarms
  *   of its own).
  * - `fullScrapeGates`: one address's full scrapes counted for the whole tracker.
+ * - `peerLists`: a member's peer lists (`peer_list_limit`) counted by its home worker.
  * - `httpRelay`: the HTTP listeners' relay of another worker's announces (sharded only).
  * - `start` / `stop`: in the tracker's start and stop.
  *
@@ -191,6 +195,14 @@ export class WorkerLinks {
   webRtcShard(): WebRtcShard {
     this.#rtcShards ??= new WebRtcShard({ bus: this.bus, logger: this.#logger });
     return this.#rtcShards;
+  }
+
+  /**
+   * A member's peer lists counted by its home worker over every worker
+   * (src/cluster/peer-list-gate.ts), on the memory store and on Redis alike.
+   */
+  peerLists(opts: { limit: number; window: number; now: () => number }): SharedPeerLists {
+    return new SharedPeerLists({ bus: this.bus, logger: this.#logger, ...opts });
   }
 
   /** One address's full scrapes counted for the whole tracker (worker 0 keeps the limits). */

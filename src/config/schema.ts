@@ -378,7 +378,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 1_000_000,
     default: 128,
     arg: 'N',
-    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted)',
+    doc: 'Most HTTP(S) and WebSocket connections one address (an IPv6 /64) may hold open at once, over every listener together; more are closed at once (0 = no limit; trusted_proxies are not counted; with workers, over every worker)',
   },
   {
     key: 'maxScrapeHashes',
@@ -510,7 +510,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 100_000_000,
     default: 0,
     arg: 'N',
-    doc: 'Private mode: most peer lists one member receives per peer_list_window, against peer scraping; beyond it the list is empty and the announce still counts (0 = no limit; with workers, per worker)',
+    doc: 'Private mode: most peer lists one member receives per peer_list_window, against peer scraping; beyond it the list is empty and the announce still counts (0 = no limit; with workers, counted over every worker by the member\'s home worker, a few lists over at most: README "Workers")',
   },
   {
     key: 'peerListWindow',

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { peerAnnounce } from '../../test/helpers/announce.ts';
+import { Errors } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { AnnounceEvent } from '../core/types.ts';
 import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { accessChange, dropUntracked, loadSnapshot, Policy } from './policy.ts';
+
+/** Info hash n in hex (40 digits), and torrent n with that hash, restricted or not. */
+const hex = (n: number) => n.toString(16).padStart(40, '0');
+const addTorrent = (reg: Registry, n: number, restricted: boolean) =>
+  reg.addTorrent({ infoHash: hex(n), infoHashV2: null, name: `t${n}`, size: 1, fileCount: 1, restricted });
 
 test('policy reloads coalesce: one at a time, calls during a load share one more, and each caller sees its change', async () => {
   const db = await openDatabase('sqlite::memory:', '');
@@ -40,16 +46,7 @@ test('accessChange names who may have lost access, and lost() judges them agains
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
-    const hex = (n: number) => n.toString(16).padStart(40, '0');
-    const add = (n: number, restricted: boolean) =>
-      reg.addTorrent({
-        infoHash: hex(n),
-        infoHashV2: null,
-        name: `t${n}`,
-        size: 1,
-        fileCount: 1,
-        restricted,
-      });
+    const add = (n: number, restricted: boolean) => addTorrent(reg, n, restricted);
     const [a, b, c] = [await add(1, true), await add(2, true), await add(3, false)];
     const [ann, bea, cid, dot] = [
       await reg.addMember({ username: 'ann' }),
@@ -111,7 +108,6 @@ test('accessChange names the info hashes no longer tracked, by mode: the deny li
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
-    const hex = (n: number) => n.toString(16).padStart(40, '0');
     // 1, 2: on the allow list; 3, 4: registered; 5: listed nowhere.
     for (const n of [1, 2]) await reg.addToList('allow', hex(n));
     for (const n of [3, 4])
@@ -167,4 +163,32 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   assert.equal(removed, n);
   assert.equal(store.stats().torrents, 0);
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
+});
+
+test('recheck: what a newer snapshot refuses of an announce judged by ids (workers: the owner judges it again)', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const add = (n: number, restricted: boolean) => addTorrent(reg, n, restricted);
+    const [open, closed, gone] = [await add(1, false), await add(2, true), await add(3, false)];
+    const [ann, bob] = [await reg.addMember({ username: 'ann' }), await reg.addMember({ username: 'bob' })];
+    await reg.grant({ torrent: closed.id, member: ann.id });
+    const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
+    await policy.connect(reg);
+    const req = (n: number) => peerAnnounce(1, { infoHash: Buffer.from(hex(n), 'hex') });
+    assert.equal(policy.recheck(req(1), ann.id, open.id), null);
+    assert.equal(policy.recheck(req(2), ann.id, closed.id), null);
+    await reg.revoke({ torrent: closed.id, member: ann.id });
+    await reg.setMemberStatus(bob.id, 'banned', null);
+    await reg.removeTorrent(gone.id);
+    await reg.addToList('deny', hex(1));
+    await policy.refresh();
+    assert.equal(policy.recheck(req(2), ann.id, closed.id), Errors.torrentNotGranted);
+    assert.equal(policy.recheck(req(3), ann.id, gone.id), Errors.torrentNotRegistered);
+    assert.equal(policy.recheck(req(2), bob.id, open.id), Errors.memberBanned);
+    assert.equal(policy.recheck(req(1), ann.id, open.id), Errors.infoHashDenied);
+    assert.equal(policy.recheck(req(2), 999_999, open.id), Errors.passkeyUnknown);
+  } finally {
+    await db.close();
+  }
 });

@@ -158,6 +158,51 @@ export async function loadSnapshot(
 }
 
 /**
+ * Who counts a member's peer lists for `peer_list_limit`: `take` counts one list given to the
+ * member now, or answers false (the list is withheld) when the member's window is full.
+ * Synchronous: the step runs on every private announce that wants peers.
+ */
+export interface PeerListGate {
+  take(memberId: number, now: number): boolean;
+}
+
+/**
+ * Peer lists per member in fixed windows (`peer_list_window` seconds from the member's first
+ * list in each): one entry per member who was given a list. One process's count (`take`), and a
+ * home worker's count over every worker (`windowOf`, src/cluster/peer-list-gate.ts).
+ */
+export class PeerListWindows implements PeerListGate {
+  readonly limit: number;
+  readonly window: number;
+  readonly #windows = new Map<number, { start: number; count: number }>();
+
+  constructor(limit: number, window: number) {
+    this.limit = limit;
+    this.window = window;
+  }
+
+  take(memberId: number, now: number): boolean {
+    const w = this.windowOf(memberId, now);
+    if (w.count >= this.limit) return false;
+    w.count++;
+    return true;
+  }
+
+  /** The member's window now (a new one when the last has ended): its start and lists counted. */
+  windowOf(memberId: number, now: number): { start: number; count: number } {
+    let w = this.#windows.get(memberId);
+    if (w === undefined) {
+      w = { start: now, count: 0 };
+      this.#windows.set(memberId, w);
+    } else if (now - w.start >= this.window) {
+      w.start = now;
+      w.count = 0;
+    }
+    return w;
+  }
+}
+
+/**
  * The policy steps of the announce service (DESIGN.md "policy"), built for the configured mode
  * over a snapshot that is swapped whole on reload. Open mode: only the blacklist (free while it
  * is empty) and the client whitelist (free while it is empty).
@@ -175,9 +220,8 @@ export class Policy {
   #clock: Clock | null;
   #peerListLimit: number;
   #classes: readonly ClassDef[];
-  #peerListWindow: number;
-  /** member id → this window's peer lists (peer_list_limit): one entry per member who announced. */
-  #peerLists = new Map<number, { start: number; count: number }>();
+  /** Who counts the peer lists (peer_list_limit): this process, or every worker's (`peerLists`). */
+  #peerLists: PeerListGate | null;
   /** Announces whose peer list a rule withheld (for tests and /stats). */
   readonly counts = { peerListsWithheld: 0 };
   /** Called after each snapshot a reload swapped in, and at each grant expiry (`onReload`). */
@@ -195,10 +239,12 @@ export class Policy {
     clock?: Clock;
     /**
      * Private mode: most peer lists one member receives per `peerListWindow` seconds (0 = no
-     * limit). Counted in this process: with workers, each worker counts the announces it answers.
+     * limit). Counted in this process, unless `peerLists` counts them (with workers: over every
+     * worker, src/cluster/peer-list-gate.ts).
      */
     peerListLimit?: number;
     peerListWindow?: number;
+    peerLists?: PeerListGate;
     /** Member classes (issue #16), lowest first; none = no classes. */
     classes?: readonly ClassDef[];
   }) {
@@ -207,9 +253,12 @@ export class Policy {
     this.#logger = opts.logger;
     this.#clock = opts.clock ?? null;
     this.#peerListLimit = opts.peerListLimit ?? 0;
-    this.#peerListWindow = opts.peerListWindow ?? 3600;
     if (this.#peerListLimit > 0 && this.#clock === null)
       throw new Error('policy: peerListLimit needs a clock');
+    this.#peerLists =
+      this.#peerListLimit > 0
+        ? (opts.peerLists ?? new PeerListWindows(this.#peerListLimit, opts.peerListWindow ?? 3600))
+        : null;
   }
 
   /** Attaches the database (opened by `Tracker.start`) and loads the first snapshot. */
@@ -383,19 +432,10 @@ export class Policy {
   #limitPeerLists(req: AnnounceRequest, ctx: RequestContext): null {
     const m = ctx.member;
     if (m === null || req.numWant === 0 || req.event === AnnounceEvent.stopped) return null;
-    const now = this.#clock!.now();
-    let w = this.#peerLists.get(m.id);
-    if (w === undefined) {
-      w = { start: now, count: 0 };
-      this.#peerLists.set(m.id, w);
-    } else if (now - w.start >= this.#peerListWindow) {
-      w.start = now;
-      w.count = 0;
-    }
-    if (w.count >= this.#peerListLimit) {
+    if (!this.#peerLists!.take(m.id, this.#clock!.now())) {
       req.numWant = 0;
       this.counts.peerListsWithheld++;
-    } else w.count++;
+    }
     return null;
   }
 
@@ -454,6 +494,38 @@ export class Policy {
     if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
     ctx.torrent = torrent;
     return null;
+  }
+
+  /**
+   * Workers: this snapshot's verdict on an announce that another worker judged by an older one
+   * (ShardedSwarmStore `recheckWith`), by the ids it was accounted to (private mode) or by its
+   * info hash: what `announceSteps` would refuse now of the torrent, the member and its rights.
+   */
+  recheck(req: AnnounceRequest, memberId: number | null, torrentId: number | null): TrackerError | null {
+    const s = this.#snap;
+    const client = this.#checkClient(req);
+    if (client !== null) return client;
+    if (this.mode !== 'private') {
+      const ctx: RequestContext = {
+        protocol: 'http',
+        passkey: null,
+        member: null,
+        torrent: null,
+        warning: null,
+      };
+      return this.#checkTorrent(req.infoHash, ctx, req.event);
+    }
+    if (memberId === null || torrentId === null) return null;
+    if (s.deny.size > 0 && s.deny.has(binaryString(req.infoHash))) return Errors.infoHashDenied;
+    const member = s.memberById.get(memberId);
+    if (member === undefined) return Errors.passkeyUnknown;
+    if (member.status === 1) return Errors.memberDisabled;
+    if (member.status === 2) return Errors.memberBanned;
+    const torrent = s.torrentById.get(torrentId);
+    if (torrent === undefined) return Errors.torrentNotRegistered;
+    if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
+    const ctx: RequestContext = { protocol: 'http', passkey: null, member, torrent, warning: null };
+    return this.#checkRights(req, ctx);
   }
 
   #granted(torrentId: number, member: PolicyMember): boolean {

@@ -104,3 +104,29 @@ export async function holderOf(pids: readonly number[], port: number, localPort:
   );
   return pid;
 }
+
+/**
+ * Writes `request` on an open connection and reads one Content-Length-framed response: its head
+ * (as text) and body.
+ */
+export function responseOn(s: Socket, request: string): Promise<{ head: string; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      const end = got.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = got.subarray(0, end).toString('latin1');
+      const m = /content-length: *(\d+)/i.exec(head);
+      if (m === null) {
+        s.off('data', onData);
+        return reject(new Error(`no content-length: ${got.toString('latin1')}`));
+      }
+      if (got.length < end + 4 + Number(m[1])) return;
+      s.off('data', onData);
+      resolve({ head, body: got.subarray(end + 4, end + 4 + Number(m[1])) });
+    };
+    s.on('data', onData);
+    s.write(request);
+  });
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import {
@@ -17,6 +17,7 @@ import {
   writeAnnounceRequest,
   writeConnectRequest,
 } from '../../src/protocol/udp/codec.ts';
+import { keySlot } from '../../src/store/redis/connect.ts';
 import { bucketOf } from '../../src/store/redis/records.ts';
 import type { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
 import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
@@ -80,11 +81,17 @@ function queued(t: Tracker): number {
  * and 48 swarms spread over the buckets (info hashes `hashOf(i, tag)`), swarm i with one seeder
  * on port `port + i`.
  */
-async function clusterWithSeeders(from: number, tag: number, port: number, redisTimeout?: number) {
+async function clusterWithSeeders(
+  from: number,
+  tag: number,
+  port: number,
+  redisTimeout?: number,
+  extra: string[] = [],
+) {
   const ports: number[] = [];
   for (let p = await freePort(from, 10_000); ports.length < 6; p++)
     if ((await freePort(p, 10_000)) === p) ports.push(p);
-  const cluster = await ownCluster(ports);
+  const cluster = await ownCluster(ports, extra);
   cleanups.push(() => cluster.stop());
   const t = tracker(cluster.url, redisTimeout);
   await t.start();
@@ -369,6 +376,126 @@ describe('Redis store faults', {
       assert.deepEqual(compact(d.get('peers')), [`127.0.0.1:${8100 + i}`], `swarm ${i} kept its seeder`);
     }
     await until('/health ok after the failover', 15_000, async () => (await health(t)).status === 200);
+  });
+
+  test('Redis Cluster: a replica promoted by CLUSTER FAILOVER under announces: every announce answered, no peer written lost', async () => {
+    const { ports, t, hashes } = await clusterWithSeeders(7211, 85, 9100, 1000);
+    const store = t.service.store as RedisSwarmStore;
+    const nodes = ports.map((port) => new Redis({ port, host: '127.0.0.1' }));
+    try {
+      const replica = (
+        await Promise.all(nodes.map(async (n) => [n, await n.info('replication')] as const))
+      ).find(([, info]) => info.includes(`master_port:${ports[0]}`))?.[0];
+      assert.ok(replica !== undefined, `a replica of ${ports[0]}`);
+      // Leechers announcing all along: each one an announce answered without a failure reason wrote.
+      const written = hashes.map(() => new Set<number>());
+      const reasons = new Set<string>();
+      let running = true;
+      let n = 0;
+      const loops = Array.from({ length: 8 }, async () => {
+        while (running) {
+          const i = n++;
+          const s = i % hashes.length;
+          const port = 9200 + (i % 1000);
+          const d = await announce(t, hashes[s], port, 100);
+          if (d.has('failure reason')) reasons.add(text(d.get('failure reason')));
+          else written[s].add(port);
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(await replica.cluster('FAILOVER'), 'OK');
+      await until('the replica promoted', 15_000, async () =>
+        (await replica.info('replication')).includes('role:master'),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      running = false;
+      await Promise.all(loops);
+      // A manual failover waits for the replica to catch up: nothing is refused but, at worst,
+      // with the retryable reason; nothing answered is lost.
+      assert.deepEqual(
+        [...reasons].filter((r) => r !== Errors.storeUnavailable.message),
+        [],
+        'only the retryable refusal',
+      );
+      const cluster = store.client as Cluster;
+      for (const [s, h] of hashes.entries()) {
+        const key = Buffer.concat([Buffer.from(`${store.prefix}:{${bucketOf(h)}}:`), h, Buffer.from(':4l')]);
+        const held = new Set((await cluster.zrangeBuffer(key, 0, -1)).map((ep) => ep.readUInt16BE(4)));
+        const lost = [...written[s]].filter((port) => !held.has(port));
+        assert.deepEqual(lost, [], `swarm ${s}: leechers answered but not held after the failover`);
+      }
+      assert.ok(n > 100, `announces went on (${n})`);
+    } finally {
+      for (const c of nodes) c.disconnect();
+    }
+  });
+
+  test("Redis Cluster: a master killed: the other masters' swarms are served throughout its failover", async () => {
+    // Nodes that keep serving their own slots while one master is down (Redis's own
+    // cluster-require-full-coverage would refuse every slot until the failover): what is left
+    // to see is Herald's part.
+    const { ports, cluster, t, hashes } = await clusterWithSeeders(7131, 83, 8500, 1000, [
+      '--cluster-require-full-coverage',
+      'no',
+    ]);
+    const store = t.service.store as RedisSwarmStore;
+    const dead = `127.0.0.1:${ports[0]}`;
+    const slots = (store.client as Cluster).slots;
+    const onDead = hashes.map((h) => slots[keySlot(String(bucketOf(h)))]?.[0] === dead);
+    assert.ok(onDead.some(Boolean) && !onDead.every(Boolean), 'swarms on the killed master and on others');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await cluster.nodes[0].kill();
+    // Every swarm announced at once, round after round, until the killed master's swarms are
+    // served by its replica: the killed master's calls fail (at their deadline) meanwhile; the
+    // others' are answered every time.
+    const refused: string[] = [];
+    await until("the killed master's swarms served by its replica", 30_000, async () => {
+      const all = await Promise.all(hashes.map((h, i) => announce(t, h, 8600 + i, 100)));
+      for (const [i, d] of all.entries())
+        if (!onDead[i] && d.has('failure reason'))
+          refused.push(`swarm ${i}: ${text(d.get('failure reason'))}`);
+      return all.every((d) => !d.has('failure reason'));
+    });
+    assert.deepEqual(refused, [], "the other masters' swarms were refused during the failover");
+    for (const [i, h] of hashes.entries())
+      assert.deepEqual(
+        compact((await announce(t, h, 8700, 100)).get('peers')).sort(),
+        [`127.0.0.1:${8500 + i}`, `127.0.0.1:${8600 + i}`],
+        `swarm ${i} kept its peers`,
+      );
+  });
+
+  test("Redis Cluster: a master that stops answering (CLIENT PAUSE): only its connection is made again; the others' swarms are served", async () => {
+    const { ports, t, hashes } = await clusterWithSeeders(7191, 84, 8800, 1000);
+    const store = t.service.store as RedisSwarmStore;
+    const slots = (store.client as Cluster).slots;
+    const paused = `127.0.0.1:${ports[0]}`;
+    const onPaused = hashes.map((h) => slots[keySlot(String(bucketOf(h)))]?.[0] === paused);
+    const dropped: string[] = [];
+    store.client.on('-node', (node: Redis) => dropped.push(`${node.options.host}:${node.options.port}`));
+    const admin = new Redis({ port: ports[0], host: '127.0.0.1' });
+    try {
+      await admin.call('CLIENT', 'PAUSE', '2500', 'ALL');
+      // Rounds of every swarm at once while the master sleeps: its swarms' calls fail at their
+      // deadline (1 s, generous, so that a loaded machine makes no other master look asleep),
+      // which drops the connection still waiting for their replies (a reply lost on a connection
+      // that stays open would shift every later reply onto the wrong call).
+      const refused: string[] = [];
+      for (const end = Date.now() + 3000; Date.now() < end; ) {
+        const all = await Promise.all(hashes.map((h, i) => announce(t, h, 8900 + i, 100)));
+        for (const [i, d] of all.entries())
+          if (!onPaused[i] && d.has('failure reason'))
+            refused.push(`swarm ${i}: ${text(d.get('failure reason'))}`);
+      }
+      assert.deepEqual(refused, [], "the other masters' swarms were refused while one master slept");
+      assert.deepEqual([...new Set(dropped)], [paused], 'the connection made again is the sleeping master’s');
+      await until('every swarm served again', 15_000, async () => {
+        const all = await Promise.all(hashes.map((h, i) => announce(t, h, 8900 + i, 100)));
+        return all.every((d) => !d.has('failure reason'));
+      });
+    } finally {
+      admin.disconnect();
+    }
   });
 });
 

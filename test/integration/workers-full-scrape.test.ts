@@ -12,36 +12,26 @@ import { gunzipSync } from 'node:zlib';
 import { type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
 import { deleteKeys, REDIS_URL, sharedServe, testPrefix } from '../helpers/redis.ts';
-import { connectionOnEachWorker, holderOf, workerPids } from '../helpers/workers.ts';
+import { connectionOnEachWorker, holderOf, responseOn, workerPids } from '../helpers/workers.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
 /**
  * One full scrape on an open connection: ok when it listed the swarms, not when refused. With
  * `gzip`, asked with Accept-Encoding: gzip; a body labelled gzip is gunzipped first.
  */
-function fullScrapeOn(s: Socket, gzip = false): Promise<{ ok: boolean; reason?: string; gzip?: boolean }> {
-  return new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      got = Buffer.concat([got, chunk]);
-      const head = got.indexOf('\r\n\r\n');
-      if (head < 0) return;
-      const m = /content-length: *(\d+)/i.exec(got.subarray(0, head).toString('latin1'));
-      if (m === null) return reject(new Error(`no content-length: ${got.toString('latin1')}`));
-      if (got.length < head + 4 + Number(m[1])) return;
-      s.off('data', onData);
-      const zipped = /content-encoding: *gzip/i.test(got.subarray(0, head).toString('latin1'));
-      const body = got.subarray(head + 4, head + 4 + Number(m[1]));
-      // A body that is not bencode (gzip bytes sent unlabelled) throws here.
-      const d = bdecode(zipped ? gunzipSync(body) : body);
-      const reason = d.get('failure reason');
-      resolve(
-        reason === undefined ? { ok: d.has('files'), gzip: zipped } : { ok: false, reason: String(reason) },
-      );
-    };
-    s.on('data', onData);
-    s.write(`GET /scrape HTTP/1.1\r\nHost: x\r\n${gzip ? 'Accept-Encoding: gzip\r\n' : ''}\r\n`);
-  });
+async function fullScrapeOn(
+  s: Socket,
+  gzip = false,
+): Promise<{ ok: boolean; reason?: string; gzip?: boolean }> {
+  const { head, body } = await responseOn(
+    s,
+    `GET /scrape HTTP/1.1\r\nHost: x\r\n${gzip ? 'Accept-Encoding: gzip\r\n' : ''}\r\n`,
+  );
+  const zipped = /content-encoding: *gzip/i.test(head);
+  // A body that is not bencode (gzip bytes sent unlabelled) throws here.
+  const d = bdecode(zipped ? gunzipSync(body) : body);
+  const reason = d.get('failure reason');
+  return reason === undefined ? { ok: d.has('files'), gzip: zipped } : { ok: false, reason: String(reason) };
 }
 
 /** `herald serve --workers N` with full scrape on, one swarm announced (on Redis with `redis`). */

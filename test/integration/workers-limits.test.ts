@@ -6,17 +6,21 @@
  * could hold N times `peers_per_member` peers and leech `slots` torrents on each worker. The
  * member's home worker (member id mod N) holds the member's counts; a worker that dies loses its
  * swarms, and its places are freed; a home that restarts gets the live places back from the others.
+ * `peer_list_limit` counts the member's peer lists on every worker too (its home keeps the count),
+ * on the memory store and on Redis.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
-import { announcer, text } from '../helpers/clients.ts';
+import { announcePath, announcer, bdecode, text } from '../helpers/clients.ts';
 import { adminJson } from '../helpers/private-instances.ts';
-import { workerPids } from '../helpers/workers.ts';
+import { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.ts';
+import { connectionOnEachWorker, responseOn, workerPids } from '../helpers/workers.ts';
 
 /** Seconds a silent peer holds its place. */
 const PEER_TIMEOUT = 4;
@@ -206,3 +210,68 @@ async function restarted(t: RunningTracker, index: number): Promise<void> {
   // The restarted worker reads the policy (torrents, members) before it answers for them.
   await new Promise((r) => setTimeout(r, 2500));
 }
+
+for (const [workers, store] of [
+  [2, 'memory'],
+  [3, 'memory'],
+  [2, 'redis'],
+] as const)
+  test(`--workers ${workers} (${store}): peer_list_limit counts a member's peer lists over every worker`, async () => {
+    const LIMIT = 3;
+    const prefix = testPrefix();
+    const t = await startTracker(
+      [
+        ...BASE,
+        ...(store === 'redis' ? ['--store', REDIS_URL, '--redis-prefix', prefix] : []),
+        '--workers',
+        String(workers),
+        '--peer-list-limit',
+        String(LIMIT),
+        '--peer-list-window',
+        '3600',
+      ],
+      { ready: 'herald workers running' },
+    );
+    let open: { onEach: Socket[]; sockets: Socket[] } = { onEach: [], sockets: [] };
+    try {
+      const hashes = torrentsByOwner(t, t.dataDir, workers, 'pll');
+      const seeder = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
+      const seed = announcer(t.http[0].port, seeder.passkey, 9800, 'plsed', { left: 0, numwant: 0 });
+      await whenKnown(seed, hashes);
+      for (const ih of hashes) ok(await seed(ih, 1, { event: 'started' }), 'the seeder');
+      const scraper = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
+      // A connection on each worker, each asking for the torrent that worker owns: whichever way
+      // the announce is answered, the worker holding the connection runs the policy.
+      const byIndex = workerIndexes(t);
+      const pids = Array.from({ length: workers }, (_, i) => byIndex.get(i)!);
+      open = await connectionOnEachWorker(pids, t.http[0].port);
+      const { onEach } = open;
+      const lists: number[] = new Array(workers).fill(0);
+      for (let round = 0; round <= LIMIT; round++)
+        for (let i = 0; i < workers; i++) {
+          const path = announcePath({
+            infoHash: hashes[i],
+            port: 9900 + i,
+            peerId: Buffer.from(`-qB4500-plscrape${String(i).padStart(4, '0')}`),
+            base: `/announce/${scraper.passkey}`,
+            left: 1000,
+            ...(round === 0 ? { event: 'started' as const } : {}),
+          });
+          const d = bdecode((await responseOn(onEach[i], `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`)).body);
+          ok(d, `round ${round} on worker ${i}`);
+          assert.equal(d.get('complete'), 1, 'the counts are always there');
+          if ((d.get('peers') as Buffer).length > 0) lists[i]++;
+        }
+      const total = lists.reduce((a, b) => a + b, 0);
+      // Exactly the limit in practice (each announce waits for the one before it); the home's news
+      // may reach a worker one announce late (docs/design-notes.md), never more.
+      assert.ok(
+        total >= LIMIT && total <= LIMIT + workers - 1,
+        `${total} peer lists over ${workers} workers (by worker: ${lists.join(', ')}), limit ${LIMIT}`,
+      );
+    } finally {
+      for (const s of open.sockets) s.destroy();
+      await t.stop();
+      if (store === 'redis') await deleteKeys(REDIS_URL, prefix);
+    }
+  });

@@ -366,10 +366,7 @@ print(len(got))
 });
 
 test('max_connections_per_ip: a connection closed after a relayed answer frees its slot, once', async () => {
-  const t = await startTracker(
-    ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--max-connections-per-ip', '2'],
-    { ready: 'herald workers running' },
-  );
+  const t = await cappedWorkers(2);
   try {
     const other = hashes(2, 700)[1];
     // Each connection: held by worker 0, one relayed announce with Connection: close. Were its
@@ -378,7 +375,7 @@ test('max_connections_per_ip: a connection closed after a relayed answer frees i
       const c = await connectionOn(t, 0);
       const a = await c.get(announcePath({ infoHash: other, port: 6200 + i }), 'Connection: close\r\n');
       assert.equal((reading(a) as { failure: string | null }).failure, null);
-      await new Promise<void>((resolve) => (c.closed ? resolve() : c.sock.once('close', () => resolve())));
+      await closedBy(c);
     }
     // And the limit still holds: two kept-alive connections on worker 0, a third is refused.
     const held = [await connectionOn(t, 0), await connectionOn(t, 0)];
@@ -395,6 +392,92 @@ test('max_connections_per_ip: a connection closed after a relayed answer frees i
     assert.ok(refused, 'a third connection on worker 0 was admitted');
     for (const c of held) c.close();
   } finally {
+    await t.stop();
+  }
+});
+
+/** `herald serve --workers 2` on plain HTTP with max_connections_per_ip `cap`. */
+function cappedWorkers(cap: number): Promise<RunningTracker> {
+  return startTracker(
+    ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--max-connections-per-ip', String(cap)],
+    { ready: 'herald workers running' },
+  );
+}
+
+/** A new kept-alive connection and the answer to its first request (null: closed unanswered). */
+async function firstAnswer(t: RunningTracker): Promise<{ c: KeepAlive; a: Answer | null }> {
+  const c = new KeepAlive(t.http[0].port);
+  await c.ready();
+  return { c, a: await c.get('/scrape') };
+}
+
+/** Resolves once the server has closed `c`. */
+function closedBy(c: KeepAlive): Promise<void> {
+  return new Promise<void>((resolve) => (c.closed ? resolve() : c.sock.once('close', () => resolve())));
+}
+
+/** New connections until one is served (at most `tries`, `pauseMs` apart); null if none was. */
+async function servedConnection(
+  t: RunningTracker,
+  tries: number,
+  pauseMs: number,
+): Promise<KeepAlive | null> {
+  for (let i = 0; i < tries; i++) {
+    const { c, a } = await firstAnswer(t);
+    if (a?.status === 200) return c;
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+  return null;
+}
+
+test('max_connections_per_ip holds for the host: an address with connections on both workers holds the cap; the extra ones are closed', async () => {
+  const t = await cappedWorkers(3);
+  const open: KeepAlive[] = [];
+  try {
+    open.push(await connectionOn(t, 0), await connectionOn(t, 1));
+    // More connections from the same address, kept open when served: the kernel spreads them over
+    // both workers. Counted per worker, each worker admitted three (up to six in all).
+    const refused: KeepAlive[] = [];
+    for (let i = 0; i < 12; i++) {
+      const { c, a } = await firstAnswer(t);
+      if (a?.status === 200) open.push(c);
+      else {
+        assert.ok(a === null || a.status === 503, `refused: ${a?.status}`);
+        refused.push(c);
+      }
+    }
+    assert.equal(open.length, 3, `${open.length} connections of one address open over 2 workers, cap 3`);
+    for (const c of refused) await closedBy(c);
+    for (const c of open) assert.equal((await c.get('/scrape'))?.status, 200, 'the admitted ones are served');
+    // A connection closed on worker 0 frees a place for one on either worker.
+    open.shift()!.close();
+    const again = await servedConnection(t, 100, 20);
+    assert.ok(again !== null, 'a place was freed');
+    open.push(again);
+  } finally {
+    for (const c of open) c.close();
+    await t.stop();
+  }
+});
+
+test('max_connections_per_ip over the host: the connections of a killed worker are freed when it is restarted', async () => {
+  const t = await cappedWorkers(2);
+  const open: KeepAlive[] = [];
+  try {
+    open.push(await connectionOn(t, 1), await connectionOn(t, 1));
+    const pid1 = workersOf(t).pidOf.get(1)!;
+    process.kill(pid1, 'SIGKILL');
+    for (const c of open.splice(0)) await closedBy(c);
+    // Once worker 1 is back, the address holds two connections again (were the dead process's
+    // counts kept, every connection would be refused for good).
+    for (let i = 0; i < 2; i++) {
+      const c = await servedConnection(t, 100, 200);
+      assert.ok(c !== null, `${open.length} connections admitted after the restart`);
+      open.push(c);
+    }
+    assert.notEqual(workersOf(t).pidOf.get(1), pid1, 'worker 1 was restarted');
+  } finally {
+    for (const c of open) c.close();
     await t.stop();
   }
 });

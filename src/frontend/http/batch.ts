@@ -56,6 +56,18 @@ export interface HttpBatchAddon {
     busy: ArrayBuffer,
   ): boolean;
   close(handle: object): void;
+  /**
+   * `max_connections_per_ip` over every worker (native/src/conn_table.h): a table of open
+   * connections per address in a memfd made by the primary (its descriptor, handed to each
+   * worker), opened by worker `index` (what a predecessor of that index held is taken out).
+   * Absent from builds before it (checked with `typeof`).
+   */
+  connTableCreate?(workers: number, slots: number): number;
+  connTableOpen?(fd: number, index: number): object;
+  /** 1 counted, 0 refused (the address holds `max` over every worker), -1 not counted (table full). */
+  connAcquire?(table: object, family: 4 | 6, hi: number, lo: number, max: number): number;
+  connRelease?(table: object, family: 4 | 6, hi: number, lo: number): void;
+  connCount?(table: object, family: 4 | 6, hi: number, lo: number): number;
 }
 
 /**

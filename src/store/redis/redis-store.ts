@@ -292,10 +292,46 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #unanswered(): void {
     const now = Date.now();
-    if (this.#closed || this.client.status !== 'ready' || now - this.#resetAt < this.#timeoutMs) return;
+    if (this.#closed || this.client.status !== 'ready') return;
+    if (this.client instanceof Cluster) {
+      this.#unansweredNodes(this.client);
+      return;
+    }
+    if (now - this.#resetAt < this.#timeoutMs) return;
     this.#resetAt = now;
     this.#logger?.warn('redis store: a call got no answer in time; connecting again');
     this.client.disconnect(true);
+  }
+
+  /**
+   * On a Cluster, each node has a connection (and a reply stream) of its own: only a connection
+   * that still waits for the reply of a command that gave up waiting (failed by ioredis's command
+   * timeout, still in its queue) is in doubt, and only it is dropped (the Cluster connects to the
+   * node again at its next call or slot refresh). Dropping the whole Cluster, as on one server,
+   * refused every master's swarms for a reconnection whenever one master stopped answering: a
+   * killed master's calls time out until its replica takes over (redis-faults.test.ts "the
+   * other masters' swarms are served throughout").
+   */
+  #unansweredNodes(cluster: Cluster): void {
+    let dropped = 0;
+    for (const node of cluster.nodes()) {
+      if (node.status !== 'ready') continue;
+      const queue = (node as unknown as { commandQueue: CommandQueue }).commandQueue;
+      let stale = false;
+      // Every command written gets its timeout timer (commandTimeout), cleared once it settles: an
+      // answered one has left the queue first, so a settled one still queued gave up waiting.
+      for (let i = 0; i < queue.length && !stale; i++) {
+        const c = queue.peekAt(i)?.command;
+        stale = c !== undefined && c._commandTimeoutTimer === undefined;
+      }
+      if (!stale) continue;
+      this.#logger?.warn('redis store: a call got no answer in time; connecting to its node again', {
+        node: `${node.options.host}:${node.options.port}`,
+      });
+      node.disconnect();
+      dropped++;
+    }
+    if (dropped > 0) cluster.refreshSlotsCache();
   }
 
   /**
@@ -643,6 +679,12 @@ export class RedisSwarmStore implements SwarmStore {
 const MAX_BATCH = 128;
 /** Most buckets in one SWEEP call. */
 const SWEEP_BUCKETS = 256;
+
+/** The part of an ioredis connection's queue of sent, unanswered commands that #unansweredNodes reads. */
+interface CommandQueue {
+  length: number;
+  peekAt(i: number): { command: { _commandTimeoutTimer?: unknown } } | undefined;
+}
 
 /** redis_module: see src/config/schema.ts. */
 export type RedisModuleMode = 'auto' | 'off' | 'require';

@@ -1,0 +1,173 @@
+/**
+ * Redis restarted, and Redis slow, under the Redis store (issue #14), on redis-servers of the
+ * test's own (ports from 7101): what Herald keeps and what it loses.
+ *
+ * - Restarted with its data (AOF): every peer, completion count and private-mode accounting
+ *   baseline is there again; the scripts Redis forgot are loaded again (NOSCRIPT, then EVAL), and
+ *   the next announce of a private peer is credited from its last one before the restart.
+ * - Restarted empty (no persistence): swarms refill with the peers' next announces; a private
+ *   peer's first announce after it finds no baseline and credits nothing (the traffic since its
+ *   last announce before the restart is not credited: lost, never counted twice), the one after
+ *   is credited from it.
+ * - Slow (DEBUG SLEEP, CLIENT PAUSE): calls fail at their deadline with the retryable refusal,
+ *   nothing piles up, and announces are served again once Redis answers. A private announce
+ *   refused at its deadline that Redis runs once it wakes moves the peer's baseline on with
+ *   nobody crediting the delta: that traffic is lost (a `todo` test below, failing today).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { Errors } from '../../src/core/errors.ts';
+import { type AccountedResult, AnnounceEvent, type SharedAccountArgs } from '../../src/core/types.ts';
+import { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { hashOf } from '../helpers/clients.ts';
+import { freePort, ownRedis, peerAnnounce, REDIS_URL } from '../helpers/redis.ts';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+/** A store on `url` with a short deadline (a dead or sleeping Redis is noticed at once). */
+async function storeOn(url: string, timeoutMs = 300): Promise<RedisSwarmStore> {
+  const store = new RedisSwarmStore({ url, prefix: 'herald-restart', timeoutMs, peerTimeout: 2700 });
+  cleanups.push(() => store.close());
+  await store.ready(10_000);
+  return store;
+}
+
+/** A redis-server of the test's own (from port `from`) that may be put to sleep, a store on it, and a client to do so. */
+async function sleepyRedis(from: number): Promise<{ store: RedisSwarmStore; admin: Redis }> {
+  const redis = ownRedis(await freePort(from), ['--enable-debug-command', 'yes']);
+  await redis.start();
+  cleanups.push(() => redis.kill());
+  const store = await storeOn(redis.url);
+  const admin = new Redis(redis.url);
+  cleanups.push(() => admin.disconnect());
+  return { store, admin };
+}
+
+/** Clock seconds. */
+const now = () => Math.floor(Date.now() / 1000);
+
+/** Member 7's peer 1 on torrent 42 (route: the swarm's own hash). */
+function acct(route: Uint8Array): SharedAccountArgs {
+  return { route, torrentId: 42, memberId: 7, peersPerTorrent: 0, minGap: 0, refuseEarly: false };
+}
+
+/** Retries `f` every 100 ms while it answers a TrackerError, up to `ms`. */
+async function served<T>(what: string, ms: number, f: () => Promise<T | Error>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const r = await f();
+    if (!(r instanceof Error)) return r;
+    if (Date.now() > end) assert.fail(`${what}: still "${r.message}" after ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('Redis restarted, Redis slow', {
+  skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
+}, () => {
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  for (const persistent of [true, false])
+    test(`Redis restarted ${persistent ? 'with its data (AOF)' : 'empty'}: peers, completions and baselines ${persistent ? 'kept' : 'refilled; nothing credited twice'}`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'herald-restart-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const redis = ownRedis(
+        await freePort(7101),
+        persistent ? ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always'] : ['--dir', dir],
+      );
+      await redis.start();
+      cleanups.push(() => redis.kill());
+      const store = await storeOn(redis.url);
+      const h = hashOf(1, 4711);
+      // A seeder that completed, and a private leecher with its baseline at 1000 bytes uploaded.
+      await store.announce(peerAnnounce(h, 2, { left: 0, event: AnnounceEvent.completed }), now());
+      const first = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+      assert.ok(!(first instanceof Error), 'announced before the restart');
+      assert.deepEqual(await store.scrape([h]), [{ complete: 1, incomplete: 1, downloaded: 1 }]);
+
+      await redis.kill();
+      await redis.start();
+      // Herald reconnects by itself; Redis has no script loaded now (EVALSHA answers NOSCRIPT).
+      const next = (await served('announce after the restart', 15_000, () =>
+        store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1500 }), now(), acct(h)),
+      )) as AccountedResult;
+      if (persistent) {
+        assert.equal(next.previous?.uploaded, 1000, 'credited from its last announce before the restart');
+        assert.deepEqual([next.complete, next.incomplete], [1, 0], 'the seeder is still there');
+        assert.deepEqual(await store.scrape([h]), [{ complete: 1, incomplete: 1, downloaded: 1 }]);
+      } else {
+        assert.equal(next.previous, null, 'no baseline: nothing credited for this announce');
+        assert.deepEqual([next.complete, next.incomplete], [0, 0], 'the swarm starts again');
+        const again = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1700 }), now(), acct(h));
+        assert.ok(!(again instanceof Error));
+        assert.equal(again.previous?.uploaded, 1500, 'the announce after is credited from the new baseline');
+        await store.announce(peerAnnounce(h, 2, { left: 0 }), now());
+        assert.deepEqual(await store.scrape([h]), [{ complete: 1, incomplete: 1, downloaded: 0 }]);
+      }
+      assert.equal(store.health(), null);
+    });
+
+  test('private mode: an announce refused at its deadline but run by Redis later is not credited twice, nor lost', {
+    todo: 'lost today: the baseline moved on with no instance crediting the delta (report of h/redisfail)',
+  }, async () => {
+    const { store, admin } = await sleepyRedis(7108);
+    const h = hashOf(1, 4713);
+    const first = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+    assert.ok(!(first instanceof Error));
+    // Redis stalls with the announce sent: Herald answers "try again later" at the deadline; the
+    // script runs once Redis wakes (the command was on its socket).
+    const sleep = admin.call('DEBUG', 'SLEEP', '1');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const refused = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
+    assert.equal(refused, Errors.storeUnavailable);
+    await sleep;
+    // The client announces again with the same counters: the 1000 bytes since its last served
+    // announce are credited now, or never.
+    const retry = (await served('the retry', 15_000, () =>
+      store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h)),
+    )) as AccountedResult;
+    assert.equal(retry.previous?.uploaded, 1000, 'credited from the last announce whose answer was used');
+  });
+
+  for (const [how, pause] of [
+    ['DEBUG SLEEP', ['DEBUG', 'SLEEP', '2']],
+    ['CLIENT PAUSE', ['CLIENT', 'PAUSE', '2000', 'ALL']],
+  ] as const)
+    test(`Redis slow (${how} 2 s): the retryable refusal at the deadline, nothing piles up, served after`, async () => {
+      const { store, admin } = await sleepyRedis(7105);
+      assert.ok(!((await store.announce(peerAnnounce(hashOf(1, 4712), 1, {}), now())) instanceof Error));
+      const slow = admin.call(...(pause as unknown as [string, ...string[]]));
+      if (pause[0] === 'CLIENT') await slow;
+      const end = Date.now() + 1500;
+      let mostInFlight = 0;
+      const answers = new Set<string>();
+      let asked = 0;
+      while (Date.now() < end) {
+        const burst = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => {
+            const r = store.announce(peerAnnounce(hashOf(i, 4712), 10 + (asked++ % 200), {}), now());
+            mostInFlight = Math.max(mostInFlight, store.inFlight);
+            return r;
+          }),
+        );
+        for (const r of burst) answers.add(r instanceof Error ? r.message : 'served');
+      }
+      await slow;
+      assert.ok(answers.has(Errors.storeUnavailable.message), 'refused while Redis did not answer');
+      assert.deepEqual(
+        [...answers].filter((a) => a !== 'served' && a !== Errors.storeUnavailable.message),
+        [],
+      );
+      assert.ok(mostInFlight <= 20 + 1, `at most the burst in flight (${mostInFlight})`);
+      await served('announce once Redis answers', 15_000, () =>
+        store.announce(peerAnnounce(hashOf(1, 4712), 1, {}), now()),
+      );
+      assert.equal(store.inFlight, 0);
+    });
+});
