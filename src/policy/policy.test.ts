@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { peerAnnounce } from '../../test/helpers/announce.ts';
+import { turnsDuring } from '../../test/helpers/turns.ts';
 import { createLogger } from '../core/log.ts';
 import { AnnounceEvent } from '../core/types.ts';
 import { openDatabase } from '../db/connect.ts';
@@ -154,16 +155,9 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   }
   assert.equal(store.stats().torrents, n);
   // Turns of the event loop while the drop runs (announces are answered in them).
-  let turns = 0;
-  let done = false;
-  const turn = () => {
-    if (done) return;
-    turns++;
-    setImmediate(turn);
-  };
-  setImmediate(turn);
-  const removed = await dropUntracked(store, [...hashes, Buffer.alloc(20, 9)]);
-  done = true;
+  const { out: removed, turns } = await turnsDuring(() =>
+    dropUntracked(store, [...hashes, Buffer.alloc(20, 9)]),
+  );
   assert.equal(removed, n);
   assert.equal(store.stats().torrents, 0);
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
