@@ -4,11 +4,12 @@
  * announces wait for as long as one of these holds the loop (node:sqlite is synchronous). Counts
  * the turns of a setImmediate chain and the longest gap between two of them while each step runs.
  *
- *   node bench/sched-stalls.ts [MEMBERS] [TORRENTS] [SNATCHES_PER_MEMBER] [DATABASE_URL]
+ *   node bench/sched-stalls.ts [MEMBERS] [TORRENTS] [SNATCHES_PER_MEMBER] [HISTORY_HOURS] [DATABASE_URL]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { parseClasses } from '../src/config/classes.ts';
 import { ManualClock } from '../src/core/clock.ts';
 import { createLogger } from '../src/core/log.ts';
@@ -22,10 +23,12 @@ import { Policy } from '../src/policy/policy.ts';
 import { RatioWatch } from '../src/policy/ratio-watch.ts';
 import { torrentRow } from './harness/rows.ts';
 
-const [members = '10000', torrents = '100000', perMember = '20', url = ''] = process.argv.slice(2);
+const [members = '10000', torrents = '100000', perMember = '20', history = '200', url = ''] =
+  process.argv.slice(2);
 const MEMBERS = Number(members);
 const TORRENTS = Number(torrents);
 const PER = Number(perMember);
+const HISTORY = Number(history);
 const GiB = 1024 ** 3;
 const DAY = 86400;
 const T0 = 1_900_000_000;
@@ -156,6 +159,13 @@ try {
         })) as never,
       )
       .execute();
+  // Traffic history: a record an hour for the last HISTORY hours, per member (the portal's
+  // snapshot adds one an hour per member whose figures moved, and keeps 400 days).
+  await sql`INSERT INTO traffic_history (member_id, at, uploaded, downloaded)
+    SELECT m.id, ${T0} - c.k * 3600, c.k, c.k FROM members m,
+    (WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < ${HISTORY}) SELECT k FROM c) c`.execute(
+    k,
+  );
   process.stderr.write('site built\n');
 
   const clock = new ManualClock(T0);
@@ -208,6 +218,21 @@ try {
     }),
   );
   await stall('portal: deleteExpiredSessions', () => reg.accounts.deleteExpiredSessions(at));
+  // Lists (portal pages and API): the first page and a far one.
+  const n = (p: Promise<unknown[]>) => p.then((r) => r.length);
+  await stall('browseTorrents (the /torrents page)', () => n(reg.accounts.browseTorrents({})));
+  await stall('browseTorrents search "t9"', () => n(reg.accounts.browseTorrents({ search: 't9' })));
+  await stall('listTorrents offset 0', () => n(reg.listTorrents({ limit: 1000 })));
+  await stall('listTorrents offset 99,000', () =>
+    n(reg.listTorrents({ limit: 1000, offset: TORRENTS - 1000 })),
+  );
+  await stall('listMembers offset 9,000', () => n(reg.listMembers({ limit: 1000, offset: MEMBERS - 1000 })));
+  await stall('hnr.list offset 0', () => n(reg.hnr.list({ limit: 1000 })));
+  await stall('hnr.list offset 99,000', () => n(reg.hnr.list({ limit: 1000, offset: 99_000 })));
+  await stall('hnr.list expired, limit 500 (portal)', () =>
+    n(reg.hnr.list({ status: 'expired', limit: 500 })),
+  );
+  await stall('memberTorrents (a member)', () => n(reg.memberTorrents(mids[5])));
 } finally {
   await db.close();
   rmSync(dir, { recursive: true, force: true });
