@@ -4,7 +4,7 @@
  * announces wait for as long as one of these holds the loop (node:sqlite is synchronous). Counts
  * the turns of a setImmediate chain and the longest gap between two of them while each step runs.
  *
- *   node bench/sched-stalls.ts [MEMBERS] [TORRENTS] [SNATCHES_PER_MEMBER] [HISTORY_HOURS] [DATABASE_URL]
+ *   node bench/sched-stalls.ts [MEMBERS] [TORRENTS] [SNATCHES_PER_MEMBER] [HISTORY_HOURS] [DENY_LIST] [DATABASE_URL]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,12 +23,13 @@ import { Policy } from '../src/policy/policy.ts';
 import { RatioWatch } from '../src/policy/ratio-watch.ts';
 import { torrentRow } from './harness/rows.ts';
 
-const [members = '10000', torrents = '100000', perMember = '20', history = '200', url = ''] =
+const [members = '10000', torrents = '100000', perMember = '20', history = '200', deny = '100000', url = ''] =
   process.argv.slice(2);
 const MEMBERS = Number(members);
 const TORRENTS = Number(torrents);
 const PER = Number(perMember);
 const HISTORY = Number(history);
+const DENY = Number(deny);
 const GiB = 1024 ** 3;
 const DAY = 86400;
 const T0 = 1_900_000_000;
@@ -166,6 +167,36 @@ try {
     (WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < ${HISTORY}) SELECT k FROM c) c`.execute(
     k,
   );
+  // A deny list (hashes of torrents taken down), and a freeleech token spent by every member on
+  // two of the torrents they snatched.
+  for (let i = 0; i < DENY; i += BATCH) {
+    const rows = [];
+    for (let j = i; j < Math.min(DENY, i + BATCH); j++)
+      rows.push({
+        list: 'deny' as const,
+        info_hash: `f${j.toString(16).padStart(39, '0')}`,
+        note: null,
+        created_at: 0,
+      });
+    await k.insertInto('hash_lists').values(rows).execute();
+  }
+  for (let i = 0; i < mids.length; i += BATCH)
+    await k
+      .insertInto('personal_freeleech')
+      .values(
+        mids.slice(i, i + BATCH).flatMap((m, j) =>
+          [0, 1].map((s) => ({
+            member_id: m,
+            torrent_id: tids[((i + j) * 7919 + s * 104729) % tids.length],
+            starts_at: 0,
+            ends_at: 4_000_000_000,
+            source: 'token',
+            created_at: 0,
+            by_member: null,
+          })),
+        ),
+      )
+      .execute();
   process.stderr.write('site built\n');
 
   const clock = new ManualClock(T0);
@@ -176,7 +207,10 @@ try {
     'Elite: days=1 uploaded=150GiB seed_hours=400',
   ]);
   const policy = new Policy({ mode: 'private', logger, classes });
+  const n = (p: Promise<unknown[]>) => p.then((r) => r.length);
   await stall('policy load (snapshot)', () => policy.connect(reg));
+  await k.updateTable('settings').set({ value: '1000000' }).where('key', '=', 'revision').execute();
+  await stall('policy reload (revision moved)', () => policy.refresh());
   const base = { registry: () => reg, clock, logger, refreshPolicy: async () => {} };
   const ratio = new RatioWatch({
     ...base,
@@ -219,7 +253,6 @@ try {
   );
   await stall('portal: deleteExpiredSessions', () => reg.accounts.deleteExpiredSessions(at));
   // Lists (portal pages and API): the first page and a far one.
-  const n = (p: Promise<unknown[]>) => p.then((r) => r.length);
   await stall('browseTorrents (the /torrents page)', () => n(reg.accounts.browseTorrents({})));
   await stall('browseTorrents search "t9"', () => n(reg.accounts.browseTorrents({ search: 't9' })));
   await stall('listTorrents offset 0', () => n(reg.listTorrents({ limit: 1000 })));

@@ -162,3 +162,55 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   assert.equal(store.stats().torrents, 0);
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
 });
+
+test('a snapshot loads a long deny list and many freeleech windows in pages, the event loop turning between them', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const k = db.kysely;
+    const m = await reg.addMember({ username: 'token-spender' });
+    const t = await reg.addTorrent({
+      infoHash: 'ab'.repeat(20),
+      infoHashV2: null,
+      name: 't',
+      size: 1,
+      fileCount: 1,
+    });
+    const n = 2500;
+    for (let i = 0; i < n; i += 500) {
+      const hashes = Array.from({ length: Math.min(500, n - i) }, (_, j) =>
+        (i + j).toString(16).padStart(40, '0'),
+      );
+      await k
+        .insertInto('hash_lists')
+        .values(hashes.map((info_hash) => ({ list: 'deny' as const, info_hash, note: null, created_at: 0 })))
+        .execute();
+      await k
+        .insertInto('personal_freeleech')
+        .values(
+          hashes.map((_, j) => ({
+            member_id: m.id,
+            torrent_id: t.id,
+            starts_at: j,
+            ends_at: 4_000_000_000,
+            source: 'token',
+            created_at: 0,
+            by_member: null,
+          })),
+        )
+        .execute();
+    }
+    const { out: s, turns } = await turnsDuring(() => loadSnapshot(reg));
+    assert.equal(s.deny.size, n);
+    assert.equal(
+      s.promotions.personal.get(m.id)?.get(t.id)?.length,
+      3 * n,
+      'every window: [starts, ends, upload%]',
+    );
+    // One member, one torrent: their pages give no turn. Without pages for the list and the
+    // windows: 1 turn (the one before the lists).
+    assert.ok(turns >= 4, `the event loop turned ${turns} times during the load`);
+  } finally {
+    await db.close();
+  }
+});
