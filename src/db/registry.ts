@@ -584,13 +584,30 @@ export class Registry {
     return Number(r.numDeletedRows) > 0;
   }
 
-  listHashes(list: 'allow' | 'deny') {
-    return this.#k
+  /**
+   * A list's entries by hash (the list's key), after `after` (a hash; absent: from the first), at
+   * most `limit` (absent: all, for the CLI). The API and the portal page through it: a deny list
+   * grows with every takedown, and one read of all of it held the event loop.
+   */
+  listHashes(list: 'allow' | 'deny', opts: { after?: string; limit?: number } = {}) {
+    let q = this.#k
       .selectFrom('hash_lists')
       .select(['info_hash', 'note', 'created_at'])
       .where('list', '=', list)
-      .orderBy('created_at')
-      .execute();
+      .orderBy('info_hash');
+    if (opts.after !== undefined) q = q.where('info_hash', '>', opts.after);
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
+    return q.execute();
+  }
+
+  /** How many entries a list holds. */
+  async countHashes(list: 'allow' | 'deny'): Promise<number> {
+    const r = await this.#k
+      .selectFrom('hash_lists')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('list', '=', list)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
   }
 
   async addClientPrefix(prefix: string, note: string | null = null): Promise<void> {
