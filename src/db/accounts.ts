@@ -31,6 +31,14 @@ export interface AccountsHost {
   counts(): Promise<{ members: number; torrents: number }>;
 }
 
+/** What the portal's torrent list, search and feeds filter on. */
+export interface BrowseFilter {
+  search?: string;
+  category?: string;
+  /** Leave out the restricted torrents this member holds no live grant on. */
+  grantedTo?: { memberId: number; at: number };
+}
+
 /**
  * Members per page of the portal's periodic passes (traffic records, earned invites), with a turn
  * of the event loop between pages.
@@ -515,18 +523,9 @@ export class Accounts {
 
   // ---- portal: browsing and history ----
 
-  /** Torrents matching a name search and a category, newest first (the portal sorts further). */
-  /**
-   * Torrents for browse, search and feeds, newest first. `grantedTo`: leave out the restricted
-   * torrents that member holds no live grant on (`hide_restricted`, and every RSS feed).
-   */
-  browseTorrents(opts: {
-    search?: string;
-    category?: string;
-    limit?: number;
-    grantedTo?: { memberId: number; at: number };
-  }) {
-    let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
+  /** The torrents that match a browse filter (name words, category, what a member may see). */
+  #browsed(opts: BrowseFilter) {
+    let q = this.#k.selectFrom('torrents');
     const g = opts.grantedTo;
     if (g)
       q = q.where((eb) =>
@@ -540,7 +539,64 @@ export class Accounts {
         q = q.where(sql`lower(name)`, 'like', `%${word.toLowerCase().replace(/[%_\\]/g, '')}%`);
     }
     if (opts.category) q = q.where('category', '=', opts.category);
-    return q.limit(opts.limit ?? 5000).execute();
+    return q;
+  }
+
+  /**
+   * Torrents for browse, search and feeds: newest first, or by `sort` (name, size, snatches or
+   * age; `dir`, ties by id), `offset` and `limit` (default 5,000). `grantedTo`: leave out the
+   * restricted torrents that member holds no live grant on (`hide_restricted`, and every RSS feed).
+   * The order is the database's, so a page of a sorted list is the right one on a site of any size
+   * (the portal once sorted the newest 5,000 and showed nothing older).
+   */
+  browseTorrents(
+    opts: BrowseFilter & {
+      limit?: number;
+      offset?: number;
+      sort?: 'name' | 'size' | 'snatches' | 'age';
+      dir?: 'asc' | 'desc';
+    },
+  ) {
+    let q = this.#browsed(opts).select(TORRENT_COLUMNS);
+    const dir = opts.dir ?? 'desc';
+    // Ties: by id, the other way (as the page always broke them).
+    const tie = dir === 'asc' ? 'desc' : 'asc';
+    if (opts.sort === 'name') q = q.orderBy(sql`lower(name)`, dir).orderBy('id', tie);
+    else if (opts.sort === 'size' || opts.sort === 'snatches')
+      q = q.orderBy(opts.sort, dir).orderBy('id', tie);
+    else if (opts.sort === 'age') q = q.orderBy('created_at', dir).orderBy('id', dir);
+    else q = q.orderBy('id', 'desc');
+    return q
+      .limit(opts.limit ?? 5000)
+      .offset(opts.offset ?? 0)
+      .execute();
+  }
+
+  /** How many torrents match a browse filter. */
+  async countTorrents(opts: BrowseFilter): Promise<number> {
+    const r = await this.#browsed(opts)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  /**
+   * The ids and info hashes of every torrent that matches a browse filter, by id after `afterId`,
+   * at most `limit` (the portal's sort by live counts reads them a page at a time).
+   */
+  browseKeys(opts: BrowseFilter, afterId: number, limit: number) {
+    return this.#browsed(opts)
+      .select(['id', 'info_hash', 'info_hash_v2'])
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Torrents by id, in no order (a page of the portal's sort by live counts). */
+  torrentsById(ids: readonly number[]) {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).where('id', 'in', ids).execute();
   }
 
   /**
