@@ -630,6 +630,8 @@ export function createApiHandler(deps: {
         reg().listGrants({
           torrent: q.has('torrent') ? (await reg().torrent(q.get('torrent') ?? '')).id : undefined,
           member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
+          after: int(q, 'after', 0, 2_147_483_647),
+          limit: int(q, 'limit', 100, 1000),
         }),
     ],
     [

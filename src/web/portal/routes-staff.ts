@@ -373,7 +373,7 @@ ${list.map(
             } else if (action === 'revoke') {
               const grant = Number(field(ctx, 'grant'));
               if (!Number.isInteger(grant)) throw new RegistryError('which grant?');
-              const g = (await ctx.reg.listGrants({ torrent: id })).find((x) => x.id === grant);
+              const g = await ctx.reg.grantOf(id, grant);
               if (!g) throw new RegistryError('no such grant on this torrent', 404);
               await ctx.reg.revoke({ id: grant });
             } else if (action === 'delete') await ctx.reg.removeTorrent(id);
