@@ -582,7 +582,16 @@ export function createApiHandler(deps: {
       },
     ],
     ['DELETE', 'torrents/*', async ([t]) => reg().removeTorrent(t)],
-    ['GET', 'lists/*', async ([l]) => reg().listHashes(list(l))],
+    [
+      'GET',
+      'lists/*',
+      async ([l], _b, q) => {
+        const after = q.get('after');
+        if (after !== null && !/^[0-9a-f]{40}$/.test(after))
+          throw new ApiError(400, 'after: an info hash (40 lowercase hex digits)');
+        return reg().listHashes(list(l), { after: after ?? undefined, limit: int(q, 'limit', 100, 1000) });
+      },
+    ],
     [
       'PUT',
       'lists/*/*',
@@ -621,6 +630,8 @@ export function createApiHandler(deps: {
         reg().listGrants({
           torrent: q.has('torrent') ? (await reg().torrent(q.get('torrent') ?? '')).id : undefined,
           member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
+          after: int(q, 'after', 0, 2_147_483_647),
+          limit: int(q, 'limit', 100, 1000),
         }),
     ],
     [

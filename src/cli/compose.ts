@@ -7,16 +7,9 @@ import { Accountant, type RemovePeer } from '../accounting/accountant.ts';
 import type { PeerRules } from '../accounting/rules.ts';
 import { sharedAccounting, sharedWebRtcAccounting } from '../accounting/shared.ts';
 import { createApiHandler } from '../api/api.ts';
-import { WorkerAccounting } from '../cluster/accounting-link.ts';
-import { ClusterBus } from '../cluster/bus.ts';
+import { AccountingWriter } from '../cluster/accounting-link.ts';
 import { openHostConnections } from '../cluster/connection-table.ts';
-import { SharedFullScrapeGates } from '../cluster/full-scrape-gate.ts';
-import { MemberLimits } from '../cluster/member-limits.ts';
-import { MessageType, writeText } from '../cluster/messages.ts';
-import { SharedPeerLists } from '../cluster/peer-list-gate.ts';
-import { ShardedSwarmStore } from '../cluster/sharded-store.ts';
-import { answerStats, gatherStats } from '../cluster/stats-gather.ts';
-import { WebRtcShard } from '../cluster/webrtc-shard.ts';
+import { type WorkerCluster, WorkerLinks } from '../cluster/worker-links.ts';
 import { parseClasses } from '../config/classes.ts';
 import { resolveConfig } from '../config/load.ts';
 import { type HeraldConfig, wsIdleTimeout } from '../config/schema.ts';
@@ -53,7 +46,7 @@ import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { type AccountStep, type RemoteAccountStep, TrackerService } from '../tracker/service.ts';
-import { StatsReporter, type StatsSnapshot } from '../tracker/stats.ts';
+import { StatsReporter } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { Health } from '../web/health.ts';
 import { createPortal, type Portal } from '../web/portal/portal.ts';
@@ -139,22 +132,7 @@ export function createTracker(
     clock?: Clock;
     store?: SwarmStore;
     /** This process is worker `index` of `count` (`herald serve --workers N`, src/cluster/primary.ts). */
-    cluster?: {
-      clusterId: string;
-      index: number;
-      count: number;
-      workersDown?: () => number[];
-      /** UDP sockets inherited from the primary's steering groups, by UDP listener. */
-      udpFds?: (number | null)[];
-      /** The host's table of connections per address, inherited (src/cluster/connection-table.ts). */
-      connTableFd?: number | null;
-      /** The secret connections between workers start with (hex). */
-      busToken?: string;
-      /** The directory of the workers' bus sockets (mode 0700; see ClusterBus). */
-      busDir?: string | null;
-      /** The primary collects and writes this worker's accounting (src/cluster/accounting-link.ts). */
-      primaryWritesAccounting?: boolean;
-    };
+    cluster?: WorkerCluster;
   } = {},
 ): Tracker {
   const config = resolveConfig(partial);
@@ -218,46 +196,15 @@ export function createTracker(
     connectable !== null
       ? new ConnectableStore(local, connectable, config.connectableOnlyForUnconnectable)
       : local;
-  // With workers, swarms in memory are sharded by info hash: each worker owns its shard (issue
-  // #13). A shared store (Redis) needs no sharding: every worker talks to it directly, as several
-  // instances do (issue #14).
+  // With workers, the bus between them (src/cluster/worker-links.ts); swarms in memory are sharded
+  // by info hash over it: each worker owns its shard (issue #13). A shared store (Redis) needs no
+  // sharding: every worker talks to it directly, as several instances do (issue #14).
   const cluster = deps.cluster;
-  const workers = cluster !== undefined && cluster.count > 1;
-  const sharded =
-    cluster !== undefined && workers && local.synchronous === true
-      ? new ShardedSwarmStore({
-          local: owned,
-          logger,
-          clusterId: cluster.clusterId,
-          token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
-          dir: cluster.busDir ?? null,
-          index: cluster.index,
-          count: cluster.count,
-        })
-      : null;
+  const links = WorkerLinks.open({ cluster, local, owned, logger });
+  const workers = links !== null;
+  const sharded = links?.sharded ?? null;
   const store: SwarmStore = sharded ?? owned;
   const reusePort = workers;
-  // Workers on a shared store (Redis): every worker talks to the store as an instance of its own;
-  // the bus between them carries the figures of /stats and /metrics, the full scrape's limits and,
-  // on a store without WebTorrent swarms of its own, WebTorrent (sharded over the workers as with
-  // the memory store; on Redis, WebTorrent swarms are in Redis too).
-  const bus =
-    sharded?.bus ??
-    (cluster !== undefined && workers
-      ? new ClusterBus({
-          clusterId: cluster.clusterId,
-          token: cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
-          dir: cluster.busDir ?? null,
-          index: cluster.index,
-          count: cluster.count,
-          logger,
-          handler: (type, id, _body, _at, reply, done) => {
-            logger.error('cluster: unexpected message on a shared store', { type });
-            writeText(reply, MessageType.failure, id, 'internal error');
-            done();
-          },
-        })
-      : null);
   // Policy and accounting read the database through in-memory snapshots; the database itself is
   // opened by start(). Open mode gets only the (empty, free) blacklist and client-prefix steps.
   // Member classes (issue #16): private mode only (they belong to members).
@@ -265,10 +212,8 @@ export function createTracker(
   // With workers, a member's peer lists are counted by its home worker over every worker
   // (src/cluster/peer-list-gate.ts), on the memory store and on Redis alike.
   const peerLists =
-    bus !== null && config.mode === 'private' && config.peerListLimit > 0
-      ? new SharedPeerLists({
-          bus,
-          logger,
+    config.mode === 'private' && config.peerListLimit > 0
+      ? links?.peerLists({
           limit: config.peerListLimit,
           window: config.peerListWindow,
           now: () => clock.now(),
@@ -338,9 +283,10 @@ export function createTracker(
     redis.routeOf = (h) => policy.snapshot.torrents.get(h)?.route ?? h;
   let db: Db | null = null;
   let registry: Registry | null = null;
-  // A worker whose primary writes the accounting (see `WorkerAccounting`): set at start.
-  let accountLink: WorkerAccounting | 'pending' | null =
-    accountant !== null && deps.cluster?.primaryWritesAccounting === true ? 'pending' : null;
+  // With workers, the primary writes every worker's deltas in one transaction (it collects them);
+  // one process writes its own.
+  const accountWriter =
+    accountant && new AccountingWriter(accountant, deps.cluster?.primaryWritesAccounting === true);
   const getRegistry = (): Registry => {
     if (registry === null) throw new Error('the tracker is not started: no database yet');
     return registry;
@@ -430,16 +376,7 @@ export function createTracker(
       maxNumWant: config.maxNumWant,
     },
   });
-  const stats = sharded
-    ? new StatsReporter(counters, local, () => sharded.gather<StatsSnapshot>(), {
-        index: sharded.bus.index,
-        shared: false,
-      })
-    : bus !== null
-      ? new StatsReporter(counters, store, () => gatherStats(bus), { index: bus.index, shared: true })
-      : new StatsReporter(counters, store);
-  if (sharded) sharded.localStats = () => stats.localSnapshot();
-  else if (bus !== null) answerStats(bus, () => stats.localSnapshot());
+  const stats = links?.stats(counters) ?? new StatsReporter(counters, store);
   if (accountant)
     stats.accounting = () => ({
       flushAgeSeconds: accountant.flushAge(),
@@ -450,28 +387,14 @@ export function createTracker(
       revoked: accountant.counts.revoked,
     });
   if (connectable !== null) stats.connectable = () => connectable.stats();
-  // Workers: peers per member and download slots counted by each member's home worker, over every
-  // worker (src/cluster/member-limits.ts).
-  const memberLimits =
-    sharded && accountant
-      ? new MemberLimits({
-          bus: sharded.bus,
-          logger,
-          counts: {
-            peerLimit: rules.peersPerMember,
-            slotsOf: (id) => accountant.rules.slotsOf(id),
-            held: (id, expire) => accountant.rules.held(id, expire),
-            note: (refusal) => accountant.rules.note(refusal),
-          },
-        })
-      : null;
-  if (sharded && accountant)
-    sharded.privateMode({
+  // Workers: accounting in the worker that owns the torrent; peers per member and download slots
+  // counted by each member's home worker, over every worker (src/cluster/member-limits.ts).
+  if (accountant)
+    links?.privateMode({
+      accountant,
       account: accountStep!,
+      peerLimit: rules.peersPerMember,
       routeOf: (h) => policy.snapshot.torrents.get(h)?.route ?? h,
-      activity: (id) => accountant.activity(id),
-      limits: memberLimits ?? undefined,
-      claims: (req, member, torrent) => accountant.claims(req, member, torrent),
     });
   const onError = (err: unknown) => {
     counters.internalErrors++;
@@ -529,11 +452,12 @@ export function createTracker(
     redis !== null
       ? new RedisRtcSwarms({ store: redis, logger, peerTimeout: config.peerTimeout, now: () => clock.now() })
       : null;
-  const rtcShards = bus !== null && rtcRedis === null ? new WebRtcShard({ bus, logger }) : null;
+  const rtcShards = rtcRedis === null ? (links?.webRtcShard() ?? null) : null;
   // With workers, one address's full scrapes are counted for the whole tracker (worker 0 keeps the
   // limits), not per worker.
-  const fullScrapeGates =
-    bus !== null && config.fullScrape ? new SharedFullScrapeGates(bus, config.fullScrapeInterval) : null;
+  const fullScrapeGates = config.fullScrape
+    ? (links?.fullScrapeGates(config.fullScrapeInterval) ?? null)
+    : null;
   const ws = new WsFrontend({
     service,
     listen: listens(config.ws, 'ws'),
@@ -681,15 +605,7 @@ export function createTracker(
     logRequests: config.logRequests,
     reusePort,
     // Announces for another worker's swarm go to it from C (the batched addon's relay).
-    relay:
-      sharded !== null && cluster?.busToken
-        ? {
-            clusterId: cluster.clusterId,
-            index: cluster.index,
-            count: cluster.count,
-            secret: Buffer.from(cluster.busToken, 'hex'),
-          }
-        : null,
+    relay: links?.httpRelay ?? null,
   });
   if (config.http.length > 0 || config.https.length > 0) stats.http = () => http.stats();
   const udp = new UdpFrontend({
@@ -719,8 +635,8 @@ export function createTracker(
         stats.schema = db.schemaVersion;
         await policy.connect(registry);
         accountant?.connect(registry);
-        await bus?.start();
-        memberLimits?.start();
+        // The other workers: the bus, member limits, WebTorrent shards.
+        await links?.start();
         // Redis: start serving even if it is not reachable yet (announces are refused with a clear
         // reason and /health says degraded until it is), after a short wait for the connection.
         if (redis !== null)
@@ -729,7 +645,6 @@ export function createTracker(
               err: String(err),
             }),
           );
-        rtcShards?.start();
         await rtcRedis?.start(redis?.client.status === 'ready' ? 5000 : 0);
         await http.start();
         await udp.start();
@@ -753,10 +668,7 @@ export function createTracker(
       if (sharded !== null || !workers || cluster?.index === 0) sweeper.start();
       stats.start();
       policy.start(config.policyRefresh);
-      // With workers, the primary writes every worker's deltas in one transaction (it collects
-      // them); one process writes its own.
-      if (accountLink !== null) accountLink = new WorkerAccounting(accountant!);
-      else accountant?.start();
+      accountWriter?.start();
       connectableRecorder?.start(config.flushInterval);
       ratioWatch?.start(config.ratioWatchInterval);
       // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
@@ -835,16 +747,13 @@ export function createTracker(
       await mailNotices?.stop();
       mailer?.stop();
       // Every pending accounting delta is written before the database closes.
-      if (accountant !== null && registry !== null) {
-        const handed = accountLink instanceof WorkerAccounting && (await accountLink.handOff());
-        if (!handed) await accountant.stop();
-      }
+      if (registry !== null) await accountWriter?.stop();
       // No check is left running, then its last results are written before the database closes.
       connectable?.close();
       await connectableRecorder?.stop();
       await store.close();
-      // A shared store's workers: their WebTorrent bus (a sharded store closes its own).
-      if (sharded === null) await bus?.stop();
+      // A shared store's workers: their bus (a sharded store closes its own).
+      await links?.stop();
       await db?.close();
       ownClock?.stop();
     },

@@ -107,6 +107,34 @@ export class WorkerAccounting {
   }
 }
 
+/**
+ * Who writes a process's accounting: the primary, through a `WorkerAccounting` link made at
+ * `start`, when it collects this worker's deltas (`primaryWrites`); else the accountant's own
+ * flusher (one process). `stop` leaves no delta behind: handed to the primary (acknowledged), or
+ * written here.
+ */
+export class AccountingWriter {
+  readonly #acct: Accountant;
+  readonly #primaryWrites: boolean;
+  #link: WorkerAccounting | null = null;
+
+  constructor(accountant: Accountant, primaryWrites: boolean) {
+    this.#acct = accountant;
+    this.#primaryWrites = primaryWrites;
+  }
+
+  start(): void {
+    if (this.#primaryWrites) this.#link = new WorkerAccounting(this.#acct);
+    else this.#acct.start();
+  }
+
+  /** Before the database closes: every pending delta with the primary, or written here. */
+  async stop(): Promise<void> {
+    const handed = this.#link !== null && (await this.#link.handOff());
+    if (!handed) await this.#acct.stop();
+  }
+}
+
 /** The primary's side: the one writer. */
 export class PrimaryAccounting {
   #acct: Accountant;

@@ -14,10 +14,10 @@ import {
   Verdict,
   writeClaim,
   writeHeld,
-  writeMember,
   writeSyncOk,
   writeVerdict,
 } from './limit-messages.ts';
+import { LimitsHome } from './limits-home.ts';
 import { MessageType, writeText } from './messages.ts';
 
 /** What the limits read of this worker's accountant (its `rules`, over its baselines). */
@@ -32,14 +32,15 @@ export interface LimitCounts {
   note(refusal: TrackerError): void;
 }
 
-/** Figures per owner in a home's entry: peers, leeching torrents, the owner's sequence number. */
-const STRIDE = 3;
-
 /**
  * `peers_per_member` and download `slots` over every worker of `herald serve --workers N`
  * (issue #16 with issue #13). A torrent's peers live in the worker that owns its swarm, so each
  * worker sees only the member's peers and leeching torrents on its own torrents; the member's
  * figures over every worker are kept by its home worker (member id mod N).
+ *
+ * This class is the owner side (the worker that asks for places) and each worker's one entry
+ * point for the limits: it answers the bus's limit messages, and holds this worker's home side
+ * (`LimitsHome`, src/cluster/limits-home.ts) for the members whose home it is.
  *
  * - Owner side: before it admits a new peer of a member with a limit (`CLAIM_PEER`), or a
  *   torrent the member starts leeching when its class has slots (`CLAIM_SLOT`), the worker that
@@ -50,12 +51,13 @@ const STRIDE = 3;
  *   turning seeder, a refused or failed claim: the owner reports its new figures (one-way
  *   `limitsReport`). Peers that go silent are not reported: their places are freed when they would
  *   refuse someone (below).
- * - Home side: per member, the last figures of each owner (the one with the highest sequence
- *   number wins: reports, claims and refreshes may cross). A claim is granted when the figures of
- *   all owners, the claim's included, stay within the limit. Before refusing, the home asks every
- *   other owner that holds places for fresh figures (`limitsRefresh`: each forgets its silent
- *   peers first), and the owner that claimed forgets its own silent peers and claims once more, so
- *   a place held by a silent peer is freed after `peer_timeout` as with one worker.
+ * - Home side (src/cluster/limits-home.ts, `LimitsHome`): per member, the last figures of each
+ *   owner (the one with the highest sequence number wins: reports, claims and refreshes may
+ *   cross). A claim is granted when the figures of all owners, the claim's included, stay within
+ *   the limit. Before refusing, the home asks every other owner that holds places for fresh
+ *   figures (`limitsRefresh`: each forgets its silent peers first), and the owner that claimed
+ *   forgets its own silent peers and claims once more, so a place held by a silent peer is freed
+ *   after `peer_timeout` as with one worker.
  * - A worker that dies loses its swarms (and baselines): when it is back, its first message (the
  *   `limitsSync` it sends every other worker at start, with its new epoch) makes every home drop
  *   the places of its previous process. Meanwhile (the restart, about a second) they still count.
@@ -89,13 +91,8 @@ export class MemberLimits {
   readonly #dirty = new Set<number>();
   #reporting = false;
 
-  /** Home side: per member, each owner's figures (STRIDE numbers per owner). */
-  readonly #home = new Map<number, Float64Array>();
-  /** Home side: each owner's current epoch (0 = none seen), and the one before it. */
-  readonly #epochs: number[];
-  readonly #retired: number[];
-  /** Home side: until the start's sync has been answered, claims and reports wait for it. */
-  #ready: Promise<void> | null = null;
+  /** Home side: the figures of the members whose home this worker is. */
+  readonly #home: LimitsHome;
 
   constructor(opts: { bus: ClusterBus; logger: Logger; counts: LimitCounts }) {
     this.#bus = opts.bus;
@@ -104,8 +101,7 @@ export class MemberLimits {
     this.#logger = opts.logger;
     this.#counts = opts.counts;
     this.#epoch = randomBytes(4).readUInt32BE(0) || 1;
-    this.#epochs = new Array(this.#count).fill(0);
-    this.#retired = new Array(this.#count).fill(0);
+    this.#home = new LimitsHome({ bus: opts.bus, logger: opts.logger, fresh: (m) => this.#fresh(m) });
     opts.bus.route(
       [MessageType.limitsClaim, MessageType.limitsReport, MessageType.limitsRefresh, MessageType.limitsSync],
       this.#serve,
@@ -133,15 +129,13 @@ export class MemberLimits {
           )
           .then(
             (all) => {
-              for (const h of all) this.#apply(h);
+              for (const h of all) this.#home.apply(h);
             },
             () => {},
           ),
       );
     }
-    this.#ready = Promise.all(others).then(() => {
-      this.#ready = null;
-    });
+    this.#home.waitFor(Promise.all(others));
   }
 
   /**
@@ -156,9 +150,9 @@ export class MemberLimits {
   ): R | TrackerError | Promise<R | TrackerError> {
     // This worker is the member's home, and the place is free: decided at once (no promise, so
     // the frontend answers in its batch). A refusal takes the path below (fresh figures first).
-    if (this.#homeOf(memberId) === this.#index && this.#ready === null) {
+    if (this.#homeOf(memberId) === this.#index && this.#home.ready) {
       const c = this.#claimOf(memberId, need);
-      if (this.#decide(c) === Verdict.granted) {
+      if (this.#home.decide(c) === Verdict.granted) {
         this.#remember(memberId, { peers: c.peers, leeching: c.leeching });
         return this.#admit(memberId, need, admit);
       }
@@ -213,7 +207,7 @@ export class MemberLimits {
 
   /** Members whose figures a home keeps (tests, /stats): on this worker as a home. */
   get members(): number {
-    return this.#home.size;
+    return this.#home.members;
   }
 
   #homeOf(memberId: number): number {
@@ -240,7 +234,7 @@ export class MemberLimits {
     try {
       const v =
         home === this.#index
-          ? await this.#judge(c)
+          ? await this.#home.judge(c)
           : await this.#bus.request(
               home,
               (w, id) => writeClaim(w, id, c),
@@ -318,86 +312,8 @@ export class MemberLimits {
     if ((sent?.peers ?? 0) === h.peers && (sent?.leeching ?? 0) === h.leeching) return;
     this.#remember(memberId, h);
     const home = this.#homeOf(memberId);
-    if (home === this.#index) this.#apply(h);
+    if (home === this.#index) this.#home.apply(h);
     else this.#bus.notify(home, (w) => writeHeld(w, MessageType.limitsReport, 0, h));
-  }
-
-  /**
-   * Home side: one claim. The claiming owner's figures (with the place) replace what the home has
-   * of it, unless the home has newer ones (which count the claim in already); granted while every
-   * owner's figures together stay within the limits. Before a refusal, the other owners holding
-   * places are asked for fresh figures once.
-   */
-  async #judge(c: Claim): Promise<Verdict> {
-    if (this.#ready !== null) await this.#ready;
-    if (!this.#current(c.owner, c.epoch)) return Verdict.peers; // a process that is gone
-    const v = this.#decide(c);
-    if (v === Verdict.granted) return v;
-    await this.#refresh(c.member, c.owner);
-    return this.#decide(c);
-  }
-
-  /**
-   * Home side: the claim's figures (unless newer ones of its owner are here), judged. Refused,
-   * the place is taken out again, and the figures kept are marked just older than the claim's,
-   * so that the same claim judged again (after a refresh) counts its place once more while any
-   * newer figure of the owner still wins.
-   */
-  #decide(c: Claim): Verdict {
-    const e = this.#apply(c);
-    const v = this.#verdict(e, c);
-    const o = c.owner * STRIDE;
-    if (v !== Verdict.granted && e[o + 2] === c.seq) {
-      if (c.need & CLAIM_PEER) e[o]--;
-      if (c.need & CLAIM_SLOT) e[o + 1]--;
-      e[o + 2] = c.seq - 0.5;
-      this.#tidy(c.member, e);
-    }
-    return v;
-  }
-
-  #verdict(e: Float64Array, c: Claim): Verdict {
-    let peers = 0;
-    let leeching = 0;
-    for (let o = 0; o < e.length; o += STRIDE) {
-      peers += e[o];
-      leeching += e[o + 1];
-    }
-    if (c.need & CLAIM_SLOT && c.slotLimit > 0 && leeching > c.slotLimit) return Verdict.slots;
-    if (c.need & CLAIM_PEER && c.peerLimit > 0 && peers > c.peerLimit) return Verdict.peers;
-    return Verdict.granted;
-  }
-
-  /** Fresh figures of the member from every owner but `except` that holds places of it. */
-  async #refresh(memberId: number, except: number): Promise<void> {
-    const e = this.#home.get(memberId);
-    if (e === undefined) return;
-    const asks: Promise<void>[] = [];
-    for (let owner = 0; owner < this.#count; owner++) {
-      if (owner === except || (e[owner * STRIDE] <= 0 && e[owner * STRIDE + 1] <= 0)) continue;
-      if (owner === this.#index) {
-        this.#apply(this.#fresh(memberId));
-        continue;
-      }
-      asks.push(
-        this.#bus
-          .request(
-            owner,
-            (w, id) => writeMember(w, MessageType.limitsRefresh, id, memberId),
-            (body, at, type) => {
-              if (type !== MessageType.limitsRefreshOk) throw new Error(`cluster: unexpected reply ${type}`);
-              return readHeld(body, at);
-            },
-          )
-          .then(
-            (h) => {
-              this.#apply(h);
-            },
-            () => {},
-          ),
-      );
-    }
-    await Promise.all(asks);
   }
 
   /** Owner side: the member's figures here with silent peers forgotten (a home's refresh). */
@@ -407,61 +323,12 @@ export class MemberLimits {
     return h;
   }
 
-  /**
-   * Home side: whether figures of `owner`'s process `epoch` count. A new epoch (the owner was
-   * restarted) drops every place of the process before it, whose swarms died with it.
-   */
-  #current(owner: number, epoch: number): boolean {
-    if (owner >= this.#count || epoch === this.#retired[owner]) return false;
-    const was = this.#epochs[owner];
-    if (was === epoch) return true;
-    if (was !== 0) {
-      this.#retired[owner] = was;
-      this.#logger.info('member limits: the places of a restarted worker are freed', { worker: owner });
-      for (const [member, e] of this.#home) {
-        e.fill(0, owner * STRIDE, owner * STRIDE + STRIDE);
-        this.#tidy(member, e);
-      }
-    }
-    this.#epochs[owner] = epoch;
-    return true;
-  }
-
-  /** Home side: one owner's figures of one member, kept unless older than those held. */
-  #apply(h: Held): Float64Array {
-    const e = this.#entry(h.member);
-    if (!this.#current(h.owner, h.epoch)) return e;
-    const o = h.owner * STRIDE;
-    if (h.seq > e[o + 2]) {
-      e[o] = h.peers;
-      e[o + 1] = h.leeching;
-      e[o + 2] = h.seq;
-    }
-    this.#tidy(h.member, e);
-    return e;
-  }
-
-  #entry(memberId: number): Float64Array {
-    let e = this.#home.get(memberId);
-    if (e === undefined) {
-      e = new Float64Array(this.#count * STRIDE);
-      this.#home.set(memberId, e);
-    }
-    return e;
-  }
-
-  /** Forgets a member no owner holds a place of. */
-  #tidy(memberId: number, e: Float64Array): void {
-    for (let o = 0; o < e.length; o += STRIDE) if (e[o] > 0 || e[o + 1] > 0) return;
-    this.#home.delete(memberId);
-  }
-
   readonly #serve: RequestHandler = (type, id, body, at, reply, done) => {
     try {
       switch (type) {
         case MessageType.limitsClaim: {
           const c = readClaim(body, at);
-          this.#judge(c).then(
+          this.#home.judge(c).then(
             (v) => {
               writeVerdict(reply, id, v);
               done();
@@ -475,9 +342,7 @@ export class MemberLimits {
           return;
         }
         case MessageType.limitsReport: {
-          const h = readHeld(body, at);
-          if (this.#ready === null) this.#apply(h);
-          else this.#ready.then(() => this.#apply(h));
+          this.#home.report(readHeld(body, at));
           return;
         }
         case MessageType.limitsRefresh:
@@ -487,7 +352,7 @@ export class MemberLimits {
           // A worker (re)started: its previous process's places are dropped here, and it is sent
           // what this worker holds of its members.
           const from = readHeld(body, at);
-          this.#current(from.owner, from.epoch);
+          this.#home.current(from.owner, from.epoch);
           const all: Held[] = [];
           const seen = new Set<number>([...this.#sent.keys(), ...this.#inFlight.keys()]);
           for (const m of seen) {

@@ -86,14 +86,18 @@ export class PersonalFreeleech {
     });
   }
 
-  /** Windows that end after `after` (the policy snapshot; a member's page). */
-  async windows(after: number, memberId?: number) {
+  /**
+   * Windows that end after `after` (a member's page: `memberId`; the policy snapshot: `page`, by
+   * id after `page.afterId`, at most `page.limit`).
+   */
+  async windows(after: number, memberId?: number, page?: { afterId: number; limit: number }) {
     let q = this.#k
       .selectFrom('personal_freeleech')
       .select(['id', 'member_id', 'torrent_id', 'starts_at', 'ends_at', 'source', 'upload_factor'])
       .where('ends_at', '>', after)
       .whereRef('ends_at', '>', 'starts_at');
     if (memberId !== undefined) q = q.where('member_id', '=', memberId);
+    if (page !== undefined) q = q.where('id', '>', page.afterId).limit(page.limit);
     return q.orderBy('id').execute();
   }
 

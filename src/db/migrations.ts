@@ -567,6 +567,21 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await sql`ALTER TABLE member_torrents SET (fillfactor = 80)`.execute(db);
       },
     },
+    '0017_browse_indexes': {
+      // The portal's torrent list sorts and pages in the database (by name, size, snatches or
+      // age): with an index per order, a page is read from the index instead of sorting every
+      // torrent at every view (100,000 torrents by name: 260 ms of the event loop on SQLite).
+      async up(db: AnyDb) {
+        await db.schema.createIndex('torrents_size').on('torrents').column('size').execute();
+        await db.schema.createIndex('torrents_snatches').on('torrents').column('snatches').execute();
+        await db.schema.createIndex('torrents_created').on('torrents').column('created_at').execute();
+        await db.schema
+          .createIndex('torrents_name_lower')
+          .on('torrents')
+          .expression(sql`lower(name)`)
+          .execute();
+      },
+    },
   };
 }
 

@@ -584,13 +584,30 @@ export class Registry {
     return Number(r.numDeletedRows) > 0;
   }
 
-  listHashes(list: 'allow' | 'deny') {
-    return this.#k
+  /**
+   * A list's entries by hash (the list's key), after `after` (a hash; absent: from the first), at
+   * most `limit` (absent: all, for the CLI). The API and the portal page through it: a deny list
+   * grows with every takedown, and one read of all of it held the event loop.
+   */
+  listHashes(list: 'allow' | 'deny', opts: { after?: string; limit?: number } = {}) {
+    let q = this.#k
       .selectFrom('hash_lists')
       .select(['info_hash', 'note', 'created_at'])
       .where('list', '=', list)
-      .orderBy('created_at')
-      .execute();
+      .orderBy('info_hash');
+    if (opts.after !== undefined) q = q.where('info_hash', '>', opts.after);
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
+    return q.execute();
+  }
+
+  /** How many entries a list holds. */
+  async countHashes(list: 'allow' | 'deny'): Promise<number> {
+    const r = await this.#k
+      .selectFrom('hash_lists')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('list', '=', list)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
   }
 
   async addClientPrefix(prefix: string, note: string | null = null): Promise<void> {
@@ -732,11 +749,49 @@ export class Registry {
     return Number(r.numAffectedRows ?? 0n);
   }
 
-  listGrants(opts: { torrent?: number; member?: number } = {}) {
+  /**
+   * Grants by id, of a torrent and/or a member (not through groups), after the id `after`, at most
+   * `limit` (absent: all, for the CLI): a restricted torrent sold per member gathers a grant per
+   * buyer, too many for one answer.
+   */
+  listGrants(opts: { torrent?: number; member?: number; after?: number; limit?: number } = {}) {
     let q = this.#k.selectFrom('grants').selectAll().orderBy('id');
     if (opts.torrent !== undefined) q = q.where('torrent_id', '=', rowId(opts.torrent));
     if (opts.member !== undefined) q = q.where('member_id', '=', rowId(opts.member));
+    if (opts.after !== undefined) q = q.where('id', '>', opts.after);
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
     return q.execute();
+  }
+
+  /**
+   * A torrent's grants for its page: the first `limit` by id, each with its member's name (one
+   * query, not one per grant), and how many there are.
+   */
+  async torrentGrants(torrentId: number, limit: number) {
+    const rows = await this.#k
+      .selectFrom('grants as g')
+      .leftJoin('members as m', 'm.id', 'g.member_id')
+      .select(['g.id', 'g.member_id', 'g.group_id', 'g.reference', 'g.expires_at', 'm.username'])
+      .where('g.torrent_id', '=', rowId(torrentId))
+      .orderBy('g.id')
+      .limit(limit)
+      .execute();
+    const n = await this.#k
+      .selectFrom('grants')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('torrent_id', '=', rowId(torrentId))
+      .executeTakeFirstOrThrow();
+    return { rows, total: Number(n.n) };
+  }
+
+  /** One grant of a torrent, or undefined. */
+  grantOf(torrentId: number, id: number) {
+    return this.#k
+      .selectFrom('grants')
+      .selectAll()
+      .where('torrent_id', '=', rowId(torrentId))
+      .where('id', '=', rowId(id))
+      .executeTakeFirst();
   }
 
   // ---- site settings ----

@@ -1,4 +1,6 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { HeraldConfig } from '../config/schema.ts';
+import type { BonusCursor } from '../db/bonus.ts';
 import { ScheduledPass } from './scheduled.ts';
 
 /**
@@ -68,8 +70,8 @@ export interface BonusRun {
 /**
  * The scheduler (every `bonus_interval`, and on `run()`): pays the seeding time the accounting
  * credited since the last run, torrent by torrent at `hourlyRate`, as one ledger row per member
- * and run, in one transaction per page (the paid seeding time moves in the same transaction, so
- * nothing is paid twice). Runs in one process (worker 0 with workers).
+ * and page, in one transaction per page (the paid seeding time moves in the same transaction, so
+ * nothing is paid twice), with a turn of the event loop between pages. Runs in one process (worker 0 with workers).
  */
 export class BonusWatch extends ScheduledPass<BonusRules, BonusRun> {
   protected readonly name = 'bonus points';
@@ -78,16 +80,20 @@ export class BonusWatch extends ScheduledPass<BonusRules, BonusRun> {
     const reg = this.o.registry();
     const now = this.o.clock.now();
     const out: BonusRun = { members: 0, points: 0 };
-    for (;;) {
+    // A page at a time (by key), with a turn of the event loop between pages.
+    for (let after: BonusCursor | null = null; ; ) {
       const rules = this.o.rules;
       const r = await reg.bonus.payPage(
         (t) => hourlyRate(t, rules, now),
         rules.base > 0 && rules.fewSeeders > 0,
         now,
+        after,
       );
       out.members += r.members;
       out.points += r.points;
-      if (!r.more) return out;
+      if (r.next === null) return out;
+      after = r.next;
+      await yieldToLoop();
     }
   }
 }

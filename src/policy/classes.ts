@@ -1,5 +1,5 @@
 import type { ClassDef } from '../config/classes.ts';
-import { inPages, PAGE, ScheduledPass } from './scheduled.ts';
+import { inPages, inSlices, PAGE, ScheduledPass } from './scheduled.ts';
 
 export type { ClassDef } from '../config/classes.ts';
 
@@ -65,8 +65,8 @@ export interface ClassRun {
 
 /**
  * The scheduler (every `class_interval`, and on `run()`): reads every member's figures, decides
- * with `classChange`, and writes the changes with a history row each in one transaction that
- * bumps the revision (running trackers apply the new class's slots and factors at their next
+ * with `classChange`, and writes the changes with a history row each, a slice at a time
+ * (`inSlices`: a transaction each, with a turn of the event loop between), bumping the revision (running trackers apply the new class's slots and factors at their next
  * policy reload, which it asks for). Runs in one process (worker 0 with workers); each update
  * holds only if the member's class is still what it was decided from.
  */
@@ -98,7 +98,7 @@ export class ClassWatch extends ScheduledPass<readonly ClassDef[], ClassRun> {
         if (c !== null) changes.push({ id: r.id, from: r.class, ...c });
       },
     );
-    for (const reason of await reg.classes.apply(changes, now)) out[reason]++;
+    for (const reason of await inSlices(changes, (slice) => reg.classes.apply(slice, now))) out[reason]++;
     return out;
   }
 }

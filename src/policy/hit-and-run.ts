@@ -1,6 +1,7 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { parseClasses } from '../config/classes.ts';
 import type { HeraldConfig } from '../config/schema.ts';
-import { inPages, PAGE, ScheduledPass } from './scheduled.ts';
+import { inPages, inSlices, PAGE, ScheduledPass, SLICE } from './scheduled.ts';
 
 /**
  * Hit-and-run (issue #16): after a snatch, a member must seed the torrent at least `seedSeconds`
@@ -132,8 +133,9 @@ export interface HnrRun {
 /**
  * The scheduler: every `hnr_interval` seconds (and on `run()`) it judges the snatches past their
  * deadline not judged yet, ends the active hit-and-runs that were seeded after all or expired,
- * then takes or gives back download rights by the number still active; each step's changes in a
- * transaction that bumps the revision, so running trackers (every worker) apply them with their
+ * then takes or gives back download rights by the number still active; each step's changes a
+ * slice at a time (`inSlices`: a transaction each, with a turn of the event loop between) that
+ * bump the revision, so running trackers (every worker) apply them with their
  * next policy reload, which it then asks for. Snatches made before hit-and-run was first turned
  * on are never judged (the setting `hnr_since`): turning it on does not mark a site's history.
  *
@@ -152,9 +154,12 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
       const since = await reg.hnr.since(now);
       const immune = new Set(rules.immuneRoles);
       const immuneClasses = new Set(rules.immuneClasses ?? []);
-      // Judged rows leave the candidates (hnr_state), so each page is the next one.
-      for (;;) {
-        const rows = await reg.hnr.dueSnatches(since, now - rules.windowSeconds, PAGE);
+      // Judged rows leave the candidates (hnr_state), so each page is the next one. A slice per
+      // page (read, judged and written in its own transaction), with a turn of the event loop
+      // between: back to back, judging 200,000 snatches held the loop 15 s (docs/benchmarks.md).
+      for (let first = true; ; first = false) {
+        if (!first) await yieldToLoop();
+        const rows = await reg.hnr.dueSnatches(since, now - rules.windowSeconds, SLICE);
         const verdicts = rows.map((r) => ({
           memberId: r.member_id,
           torrentId: r.torrent_id,
@@ -173,7 +178,7 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
           ),
         }));
         out.marked += await reg.hnr.applyVerdicts(verdicts, now);
-        if (rows.length < PAGE) break;
+        if (rows.length < SLICE) break;
       }
       const ends: { id: number; status: 'seeded' | 'expired' }[] = [];
       await inPages(
@@ -192,7 +197,7 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
           if (a !== null) ends.push({ id: h.id, status: a });
         },
       );
-      for (const s of await reg.hnr.end(ends, now)) out[s]++;
+      for (const s of await inSlices(ends, (slice) => reg.hnr.end(slice, now))) out[s]++;
     }
     const rights: { id: number; action: 'revoke' | 'restore' }[] = [];
     for (const m of await reg.hnr.rightsCandidates(hnrThreshold(rules))) {
@@ -203,7 +208,8 @@ export class HitAndRunWatch extends ScheduledPass<HnrRules, HnrRun> {
       );
       if (action !== null) rights.push({ id: m.id, action });
     }
-    for (const a of await reg.hnr.applyRights(rights, now)) out[a === 'revoke' ? 'revoked' : 'restored']++;
+    for (const a of await inSlices(rights, (slice) => reg.hnr.applyRights(slice, now)))
+      out[a === 'revoke' ? 'revoked' : 'restored']++;
     return out;
   }
 }

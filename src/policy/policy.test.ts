@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { peerAnnounce } from '../../test/helpers/announce.ts';
+import { turnsDuring } from '../../test/helpers/turns.ts';
 import { Errors } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { AnnounceEvent } from '../core/types.ts';
@@ -150,16 +151,9 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   }
   assert.equal(store.stats().torrents, n);
   // Turns of the event loop while the drop runs (announces are answered in them).
-  let turns = 0;
-  let done = false;
-  const turn = () => {
-    if (done) return;
-    turns++;
-    setImmediate(turn);
-  };
-  setImmediate(turn);
-  const removed = await dropUntracked(store, [...hashes, Buffer.alloc(20, 9)]);
-  done = true;
+  const { out: removed, turns } = await turnsDuring(() =>
+    dropUntracked(store, [...hashes, Buffer.alloc(20, 9)]),
+  );
   assert.equal(removed, n);
   assert.equal(store.stats().torrents, 0);
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
@@ -253,6 +247,58 @@ test('recheck in whitelist mode: by the hash and the client (a hybrid torrent’
     await reg.removeClientPrefix('-qB');
     await policy.refresh();
     assert.equal(policy.recheck(req(2), null, null, 0), Errors.clientNotAllowed, 'the client taken off');
+  } finally {
+    await db.close();
+  }
+});
+
+test('a snapshot loads a long deny list and many freeleech windows in pages, the event loop turning between them', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const k = db.kysely;
+    const m = await reg.addMember({ username: 'token-spender' });
+    const t = await reg.addTorrent({
+      infoHash: 'ab'.repeat(20),
+      infoHashV2: null,
+      name: 't',
+      size: 1,
+      fileCount: 1,
+    });
+    const n = 2500;
+    for (let i = 0; i < n; i += 500) {
+      const hashes = Array.from({ length: Math.min(500, n - i) }, (_, j) =>
+        (i + j).toString(16).padStart(40, '0'),
+      );
+      await k
+        .insertInto('hash_lists')
+        .values(hashes.map((info_hash) => ({ list: 'deny' as const, info_hash, note: null, created_at: 0 })))
+        .execute();
+      await k
+        .insertInto('personal_freeleech')
+        .values(
+          hashes.map((_, j) => ({
+            member_id: m.id,
+            torrent_id: t.id,
+            starts_at: j,
+            ends_at: 4_000_000_000,
+            source: 'token',
+            created_at: 0,
+            by_member: null,
+          })),
+        )
+        .execute();
+    }
+    const { out: s, turns } = await turnsDuring(() => loadSnapshot(reg));
+    assert.equal(s.deny.size, n);
+    assert.equal(
+      s.promotions.personal.get(m.id)?.get(t.id)?.length,
+      3 * n,
+      'every window: [starts, ends, upload%]',
+    );
+    // One member, one torrent: their pages give no turn. Without pages for the list and the
+    // windows: 1 turn (the one before the lists).
+    assert.ok(turns >= 4, `the event loop turned ${turns} times during the load`);
   } finally {
     await db.close();
   }

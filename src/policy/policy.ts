@@ -44,7 +44,7 @@ export async function loadSnapshot(
   const k = reg.db.kysely;
   const s = new PolicySnapshot();
   s.revision = await reg.revision();
-  // Group memberships, lists and prefixes are made by staff only, and read whole.
+  // Group memberships and prefixes are made by staff only, and read whole (the lists are paged below).
   const groupsOf = new Map<number, number[]>();
   for (const r of await k.selectFrom('group_members').select(['group_id', 'member_id']).execute()) {
     const g = groupsOf.get(r.member_id);
@@ -127,8 +127,11 @@ export async function loadSnapshot(
   );
   // Promotions that ended more than a day ago are left out (a clock never runs that far behind).
   const since = now - 86400;
-  for (const w of await reg.freeleech.windows(since))
-    s.promotions.addPersonal(w.member_id, w.torrent_id, w.starts_at, w.ends_at, w.upload_factor);
+  // Freeleech tokens spent add a window each: paged like members (a large site holds 10⁴-10⁵).
+  await inPages(
+    (afterId) => reg.freeleech.windows(since, undefined, { afterId, limit: PAGE }),
+    (w) => s.promotions.addPersonal(w.member_id, w.torrent_id, w.starts_at, w.ends_at, w.upload_factor),
+  );
   for (const f of await reg.promotions.featuredWindows(since))
     s.promotions.addFeatured(f.torrent_id, f.starts_at, f.ends_at, f.upload_factor);
   s.promotions.events = (await reg.promotions.events({ after: since })).map((e) => ({
@@ -140,8 +143,25 @@ export async function loadSnapshot(
     uploadFactor: e.upload_factor,
   }));
   await yieldToLoop();
-  for (const h of await k.selectFrom('hash_lists').select(['list', 'info_hash']).execute()) {
-    (h.list === 'allow' ? s.allow : s.deny).add(hexKey(h.info_hash));
+  // The lists by key, a page at a time with a turn of the event loop between: a deny list grows
+  // with every takedown (10⁵-10⁶ hashes), and one read of 100,000 held the loop 85 ms, the whole
+  // step with the windows 280 ms, at every reload (docs/benchmarks.md).
+  for (const list of ['allow', 'deny'] as const) {
+    const into = list === 'allow' ? s.allow : s.deny;
+    for (let after = ''; ; ) {
+      const rows = await k
+        .selectFrom('hash_lists')
+        .select('info_hash')
+        .where('list', '=', list)
+        .where('info_hash', '>', after)
+        .orderBy('info_hash')
+        .limit(PAGE)
+        .execute();
+      for (const r of rows) into.add(hexKey(r.info_hash));
+      if (rows.length < PAGE) break;
+      after = rows[rows.length - 1].info_hash;
+      await yieldToLoop();
+    }
   }
   s.clientPrefixes = (await k.selectFrom('client_prefixes').select('prefix').execute()).map((r) => r.prefix);
   for (const r of await k

@@ -1,4 +1,4 @@
-import { inPages, PAGE, ScheduledPass, type SchedulerOptions } from './scheduled.ts';
+import { inPages, inSlices, PAGE, ScheduledPass, type SchedulerOptions } from './scheduled.ts';
 
 /**
  * Ratio watch (issue #16): a member whose credited ratio stays below a minimum, once past a grace
@@ -65,7 +65,7 @@ export interface RatioRun {
 
 /**
  * The scheduler: every `everySeconds` (and on `run()`), reads the members ratio watch may act on,
- * decides with `ratioAction` and writes the changes in one transaction that bumps the revision,
+ * decides with `ratioAction` and writes the changes (`inSlices`: a transaction per slice) that bump the revision,
  * so running trackers (every worker) pick them up with their next policy reload; then asks for
  * that reload. Reads only members past the grace, warned or suspended by it: others have nothing
  * to do. Time comes from the injected clock (tests run days in a few calls).
@@ -98,7 +98,7 @@ export class RatioWatch extends ScheduledPass<RatioRules, RatioRun> {
       },
     );
     if (changes.length === 0) return out;
-    const applied = await reg.applyRatioWatch(changes, now);
+    const applied = await inSlices(changes, (slice) => reg.applyRatioWatch(slice, now));
     for (const a of applied) {
       if (a === 'warn') out.warned++;
       else if (a === 'revoke') out.revoked++;

@@ -1,4 +1,7 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LT, PY } from '../e2e/processes.ts';
 
 const SCRIPT = `
 import json, libtorrent as lt, os, sys, tempfile
@@ -32,4 +35,22 @@ export function libtorrentHybrid(name: string, files?: Record<string, number>): 
       `this test needs /usr/bin/python3 with libtorrent (apt-get install python3-libtorrent): ${r.stderr}`,
     );
   return Buffer.from(r.stdout, 'hex');
+}
+
+/**
+ * A private .torrent (`kind`: v1, or hybrid v1+v2) made by libtorrent (test/e2e/lt_client.py
+ * `make`) announcing to http://127.0.0.1/announce: `payload` is written to `dir/name.bin`, the
+ * torrent to `dir/name.torrent`, whose path is returned (for `herald torrent add`).
+ */
+export function privateTorrentFile(
+  dir: string,
+  name: string,
+  payload: Buffer,
+  kind: 'v1' | 'hybrid' = 'hybrid',
+): string {
+  const data = join(dir, `${name}.bin`);
+  const file = join(dir, `${name}.torrent`);
+  writeFileSync(data, payload);
+  execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', kind, 'private']);
+  return file;
 }

@@ -15,6 +15,21 @@ export function adminJson<T>(r: { status: number; stdout: string; stderr: string
   return JSON.parse(r.stdout) as T;
 }
 
+/**
+ * `herald serve` options of the limits tests: early announces allowed, an announce every 2 s (at
+ * least 1 s apart), and a silent peer's place freed after `peerTimeout` seconds.
+ */
+export const quickPeers = (peerTimeout: number): string[] => [
+  '--early-announce',
+  'off',
+  '--interval',
+  '2',
+  '--min-interval',
+  '1',
+  '--peer-timeout',
+  String(peerTimeout),
+];
+
 /** Two private-mode instances on one Redis and one PostgreSQL database (`privateInstances`). */
 export interface PrivatePair {
   one: RunningTracker;

@@ -9,12 +9,7 @@ import { join } from 'node:path';
 import { shardOf } from '../../src/core/shard.ts';
 import { parseMetainfo } from '../../src/protocol/metainfo/index.ts';
 import { makeTorrent } from './portal-client.ts';
-
-/** A CLI run's JSON output, asserting it succeeded. */
-export function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+import { adminJson } from './private-instances.ts';
 
 /** Adds restricted torrents until worker i owns hashes[i] (its v1 info hash), for i in [0, n). */
 export function restrictedPerWorker(
@@ -32,7 +27,7 @@ export function restrictedPerWorker(
     if (hashes[s] !== undefined) continue;
     const file = join(dataDir, `t${i}.torrent`);
     writeFileSync(file, bytes);
-    json(admin(['torrent', 'add', file, '--restricted', 'yes', '--json']));
+    adminJson(admin(['torrent', 'add', file, '--restricted', 'yes', '--json']));
     hashes[s] = h;
   }
   return hashes as Buffer[];

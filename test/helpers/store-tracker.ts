@@ -17,14 +17,26 @@ export interface StoreTracker {
   udp: number;
 }
 
-/** A private tracker on one HTTP port, its database in memory, flushing and reloading only when told. */
-export const PRIVATE_ON_HTTP: Partial<HeraldConfig> = {
-  http: ['127.0.0.1:0'],
-  mode: 'private',
-  databaseUrl: 'sqlite::memory:',
-  flushInterval: 3600,
-  policyRefresh: 3600,
-};
+/**
+ * The configuration of an in-process private tracker: one HTTP port on 127.0.0.1 and no UDP, its
+ * database in memory, accounting flushed and policy reloaded only when a test asks (both hourly),
+ * no log. `extra` adds keys or overrides these (`databaseUrl` for another engine, `udp` to listen).
+ */
+export function privateTrackerConfig(extra: Partial<HeraldConfig> = {}): Partial<HeraldConfig> {
+  return {
+    http: ['127.0.0.1:0'],
+    udp: [],
+    mode: 'private',
+    databaseUrl: 'sqlite::memory:',
+    flushInterval: 3600,
+    policyRefresh: 3600,
+    logLevel: 'silent',
+    ...extra,
+  };
+}
+
+/** A private tracker on one HTTP port (no UDP), its database in memory, flushing and reloading only when told. */
+export const PRIVATE_ON_HTTP: Partial<HeraldConfig> = privateTrackerConfig();
 
 export function trackerOnStore(storeUrl: string, config: Partial<HeraldConfig>): StoreTracker {
   const prefix = testPrefix();

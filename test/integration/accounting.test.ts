@@ -16,6 +16,7 @@ import { createTracker } from '../../src/index.ts';
 import { type AnnounceFields, announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { type Engine, engines } from '../helpers/db.ts';
 import { lockSqlite } from '../helpers/sqlite-lock.ts';
+import { privateTrackerConfig } from '../helpers/store-tracker.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const GB = 1_000_000_000;
@@ -30,21 +31,15 @@ async function durable(engine: Engine, dir: string): Promise<{ url: string; drop
 async function privateTracker(url: string, dataDir: string, extra: Record<string, unknown> = {}) {
   const clock = new ManualClock(1_900_000_000);
   const tracker = createTracker(
-    {
-      http: ['127.0.0.1:0'],
-      udp: [],
-      mode: 'private',
+    privateTrackerConfig({
       databaseUrl: url,
       dataDir,
-      flushInterval: 3600, // tests flush by hand
-      policyRefresh: 3600,
       maxRate: 100_000_000,
       interval: 1200,
       minInterval: 60,
       peerTimeout: 1500,
-      logLevel: 'silent',
       ...extra,
-    },
+    }),
     { clock },
   );
   await tracker.start();

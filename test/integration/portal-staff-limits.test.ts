@@ -98,13 +98,23 @@ for (const engine of engines) {
           at,
         });
       const [ofAdmin, ofMod2, own] = [await give(admin), await give(mod2), await give(self)];
-      await mod.get('/staff/promotions');
+      const revokeOf = (w: { id: number }) => new RegExp(`/staff/promotions/windows/${w.id}/revoke`);
+      // The Promotions page and the members' pages offer no button for what the POST refuses.
+      const page = (await mod.get('/staff/promotions')).body;
+      for (const w of [ofAdmin, ofMod2, own]) {
+        assert.match(page, new RegExp(`/member/${w.member_id}"`), `window of ${w.username} listed`);
+        assert.doesNotMatch(page, revokeOf(w), `Revoke on the window of ${w.username}`);
+        assert.doesNotMatch((await mod.get(`/member/${w.member_id}`)).body, revokeOf(w), w.username);
+      }
       for (const w of [ofAdmin, ofMod2, own]) {
         const r = await mod.post(`/staff/promotions/windows/${w.id}/revoke`, {});
         assert.equal(r.status, 403, `window of ${w.username}`);
         assert.equal((await reg.freeleech.one(w.id)).revoked_at, null);
       }
-      await boss.get('/staff/promotions');
+      const bossPage = (await boss.get('/staff/promotions')).body;
+      assert.match(bossPage, revokeOf(ofMod2));
+      assert.match((await boss.get(`/member/${mod2.id}`)).body, revokeOf(ofMod2));
+      assert.doesNotMatch(bossPage, revokeOf(ofAdmin), 'not their own');
       assert.equal((await boss.post(`/staff/promotions/windows/${ofMod2.id}/revoke`, {})).status, 303);
       assert.notEqual((await reg.freeleech.one(ofMod2.id)).revoked_at, null);
     });

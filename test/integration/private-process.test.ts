@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, text } from '../helpers/clients.ts';
+import { adminJson } from '../helpers/private-instances.ts';
 
 const SERVE = PRIVATE_SERVE;
 
@@ -25,11 +26,6 @@ function makeTorrent(dir: string): string {
   const file = join(dir, 'payload.torrent');
   writeFileSync(file, encode(new Map([['info', info]]) as never));
   return file;
-}
-
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
 }
 
 async function announceAs(t: RunningTracker, passkey: string, ih: Buffer, f: Record<string, unknown>) {
@@ -52,12 +48,12 @@ test('CLI changes reach the running tracker within seconds; crash loses at most 
   const t = await startTracker(SERVE);
   let second: RunningTracker | null = null;
   try {
-    const alice = json<{ passkey: string; announce_urls: string[] }>(
+    const alice = adminJson<{ passkey: string; announce_urls: string[] }>(
       t.admin(['member', 'add', 'alice', '--json']),
     );
     assert.match(alice.passkey, /^[0-9a-f]{32}$/);
     assert.ok(alice.announce_urls.some((u) => u.endsWith(`/announce/${alice.passkey}`)));
-    const torrent = json<{ info_hash: string; private: boolean }>(
+    const torrent = adminJson<{ info_hash: string; private: boolean }>(
       t.admin(['torrent', 'add', makeTorrent(scratch), '--json']),
     );
     assert.equal(torrent.private, true);
@@ -77,7 +73,7 @@ test('CLI changes reach the running tracker within seconds; crash loses at most 
     await new Promise((r) => setTimeout(r, 2500)); // at least one flush happens
     await announceAs(t, alice.passkey, ih, { uploaded: 5000, left: 0 });
     await t.crash(); // no chance to flush the last delta
-    const after = json<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
+    const after = adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
     assert.equal(after.uploaded, 1000, 'what was flushed survived; the last second was lost');
 
     // With a flush interval far longer than the test, only the graceful stop can write the delta.
@@ -88,7 +84,7 @@ test('CLI changes reach the running tracker within seconds; crash loses at most 
     d = await announceAs(second, alice.passkey, ih, { event: 'started', left: 0 });
     await announceAs(second, alice.passkey, ih, { uploaded: 700, left: 0 });
     await second.stopGracefully();
-    const graceful = json<{ uploaded: number }>(second.admin(['member', 'show', 'alice', '--json']));
+    const graceful = adminJson<{ uploaded: number }>(second.admin(['member', 'show', 'alice', '--json']));
     assert.equal(graceful.uploaded, 1700, 'a graceful stop writes every pending delta');
   } finally {
     await t.stop();

@@ -25,6 +25,7 @@ import {
   udpClient,
 } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
+import { privateTrackerConfig } from '../helpers/store-tracker.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -51,20 +52,15 @@ for (const engine of engines) {
       const db = await engine.create();
       drop = db.drop;
       tracker = createTracker(
-        {
-          http: ['127.0.0.1:0'],
+        privateTrackerConfig({
           udp: ['127.0.0.1:0'],
-          mode: 'private',
           databaseUrl: db.url,
-          flushInterval: 3600, // tests flush by hand
-          policyRefresh: 3600,
           maxRate: 100_000_000,
           apiToken: TOKEN,
           interval: 1200,
           minInterval: 60,
           peerTimeout: 1500,
-          logLevel: 'silent',
-        },
+        }),
         { clock },
       );
       await tracker.start();

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/core/clock.ts';
 import { createTracker, type Tracker } from '../../src/index.ts';
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
+import { privateTrackerConfig } from '../helpers/store-tracker.ts';
 
 const TOKEN = 'promotions-token-0123456789';
 const T0 = 1_900_000_000;
@@ -32,20 +33,13 @@ describe('promotions over HTTP: what is credited from start to end', () => {
 
   before(async () => {
     tracker = createTracker(
-      {
-        http: ['127.0.0.1:0'],
-        udp: [],
-        mode: 'private',
-        databaseUrl: 'sqlite::memory:',
-        flushInterval: 3600,
-        policyRefresh: 3600,
+      privateTrackerConfig({
         interval: 1200,
         minInterval: 600,
         announceGrace: 60,
         peerTimeout: 1500,
         apiToken: TOKEN,
-        logLevel: 'silent',
-      },
+      }),
       { clock },
     );
     await tracker.start();

@@ -9,7 +9,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
-import { exactlyOneOfTwo, memberWithTorrents, privateInstances } from '../helpers/private-instances.ts';
+import {
+  exactlyOneOfTwo,
+  memberWithTorrents,
+  privateInstances,
+  quickPeers,
+} from '../helpers/private-instances.ts';
 import { redisTargets } from '../helpers/redis.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
@@ -20,18 +25,7 @@ const PEER_TIMEOUT = 4;
 for (const [name, url] of postgres === undefined ? [] : redisTargets)
   describe(`peers per member, two instances on one ${name} and one PostgreSQL`, () => {
     const pair = privateInstances(postgres!, url, {
-      args: [
-        '--peers-per-member',
-        '2',
-        '--early-announce',
-        'off',
-        '--interval',
-        '2',
-        '--min-interval',
-        '1',
-        '--peer-timeout',
-        String(PEER_TIMEOUT),
-      ],
+      args: ['--peers-per-member', '2', ...quickPeers(PEER_TIMEOUT)],
     });
 
     /** A member and `n` torrents, known to both instances. */

@@ -9,15 +9,12 @@
  * the Lua script: the two ways share the baselines as they share the swarms.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
-import { LT, PY } from '../e2e/processes.ts';
 import type { RunningTracker } from '../e2e/tracker-process.ts';
 import { type AnnounceFields, announceAt, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
+import { privateTorrentFile } from '../helpers/libtorrent.ts';
 import { adminJson, privateInstances } from '../helpers/private-instances.ts';
 import { moduleRedis, redisTargets } from '../helpers/redis.ts';
 
@@ -58,10 +55,7 @@ for (const [name, url, moduleA, moduleB] of targets)
     /** A member and a hybrid torrent, known to both instances; announces as that member. */
     async function setUp(who: string, fill: number) {
       const { one: a, two: b, scratch } = pair;
-      const data = join(scratch, `${who}.bin`);
-      const file = join(scratch, `${who}.torrent`);
-      writeFileSync(data, Buffer.alloc(200_000, fill));
-      execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', 'hybrid', 'private']);
+      const file = privateTorrentFile(scratch, who, Buffer.alloc(200_000, fill));
       const member = adminJson<{ passkey: string }>(a.admin(['member', 'add', who, '--json']));
       const torrent = adminJson<{ id: number; info_hash: string; info_hash_v2: string }>(
         a.admin(['torrent', 'add', file, '--json']),

@@ -9,7 +9,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { text } from '../helpers/clients.ts';
 import { engines } from '../helpers/db.ts';
-import { exactlyOneOfTwo, memberWithTorrents, privateInstances } from '../helpers/private-instances.ts';
+import {
+  exactlyOneOfTwo,
+  memberWithTorrents,
+  privateInstances,
+  quickPeers,
+} from '../helpers/private-instances.ts';
 import { redisTargets } from '../helpers/redis.ts';
 
 const postgres = engines.find((e) => e.name === 'postgres');
@@ -22,14 +27,7 @@ for (const [name, url] of postgres === undefined ? [] : redisTargets)
       args: [
         '--member-classes',
         'User: slots=1',
-        '--early-announce',
-        'off',
-        '--interval',
-        '2',
-        '--min-interval',
-        '1',
-        '--peer-timeout',
-        String(PEER_TIMEOUT),
+        ...quickPeers(PEER_TIMEOUT),
         // A claim whose announce may still be on its way is waited for up to two of these.
         '--redis-timeout',
         '300',

@@ -24,6 +24,7 @@ import {
   text,
   udpClient,
 } from '../helpers/clients.ts';
+import { privateTrackerConfig } from '../helpers/store-tracker.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const TOKEN = 'rules-token-0123456789abcdef';
@@ -47,21 +48,15 @@ interface Rig {
 async function rig(extra: Partial<HeraldConfig>): Promise<Rig> {
   const clock = new ManualClock(1_900_000_000);
   const tracker = createTracker(
-    {
-      http: ['127.0.0.1:0'],
+    privateTrackerConfig({
       udp: ['127.0.0.1:0'],
-      mode: 'private',
-      databaseUrl: 'sqlite::memory:',
-      flushInterval: 3600,
-      policyRefresh: 3600,
       ratioWatchInterval: 86400,
       interval: 1200,
       minInterval: 600,
       announceGrace: 60,
       peerTimeout: 1500,
-      logLevel: 'silent',
       ...extra,
-    },
+    }),
     { clock },
   );
   await tracker.start();

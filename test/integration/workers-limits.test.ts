@@ -18,17 +18,13 @@ import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
 import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, announcer, bdecode, text } from '../helpers/clients.ts';
+import { adminJson } from '../helpers/private-instances.ts';
 import { deleteKeys, REDIS_URL, testPrefix } from '../helpers/redis.ts';
 import { connectionOnEachWorker, responseOn, workerPids } from '../helpers/workers.ts';
 
 /** Seconds a silent peer holds its place. */
 const PEER_TIMEOUT = 4;
 const BASE = [...PRIVATE_SERVE, '--early-announce', 'off', '--interval', '2', '--min-interval', '1'];
-
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 /**
  * Private torrents added to the tracker until there is one owned by each of `workers` workers;
@@ -40,7 +36,7 @@ function torrentsByOwner(t: RunningTracker, scratch: string, workers: number, ta
     const file = join(scratch, `${tag}${n}.torrent`);
     const info = { length: 1000 * n, name: `${tag}${n}`, 'piece length': 16384, pieces: Buffer.alloc(20, n) };
     writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info: { ...info, private: 1 } }));
-    const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+    const added = adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
     const ih = Buffer.from(added.info_hash, 'hex');
     byOwner[shardOf(ih, workers)] ??= ih;
   }
@@ -100,7 +96,7 @@ for (const workers of [2, 3])
     );
     try {
       const hashes = torrentsByOwner(t, t.dataDir, workers, 'ppm');
-      const ann = json<{ passkey: string }>(t.admin(['member', 'add', 'ann', '--json']));
+      const ann = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'ann', '--json']));
       const announce = announcer(t.http[0].port, ann.passkey, 9500, 'ppmem', { left: 1000 });
       await whenKnown(announce, hashes);
       const [a, b] = hashes;
@@ -132,7 +128,7 @@ test('--workers 2: a class with one download slot leeches one torrent over every
   });
   try {
     const [a, b] = torrentsByOwner(t, t.dataDir, 2, 'slot');
-    const bea = json<{ passkey: string }>(t.admin(['member', 'add', 'bea', '--json']));
+    const bea = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'bea', '--json']));
     const announce = announcer(t.http[0].port, bea.passkey, 9600, 'slots', { left: 1000 });
     await whenKnown(announce, [a, b]);
     ok(await announce(a, 1, { event: 'started' }), 'leeching A (worker 0)');
@@ -168,7 +164,7 @@ test('--workers 2: a killed worker’s places are freed when it is restarted; a 
   );
   try {
     const hashes = torrentsByOwner(t, t.dataDir, 2, 'kill');
-    const cy = json<{ id: number; passkey: string }>(t.admin(['member', 'add', 'cy', '--json']));
+    const cy = adminJson<{ id: number; passkey: string }>(t.admin(['member', 'add', 'cy', '--json']));
     const home = cy.id % 2;
     const away = 1 - home;
     const announce = announcer(t.http[0].port, cy.passkey, 9700, 'kills', { left: 1000 });
@@ -239,11 +235,11 @@ for (const [workers, store] of [
     let open: { onEach: Socket[]; sockets: Socket[] } = { onEach: [], sockets: [] };
     try {
       const hashes = torrentsByOwner(t, t.dataDir, workers, 'pll');
-      const seeder = json<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
+      const seeder = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
       const seed = announcer(t.http[0].port, seeder.passkey, 9800, 'plsed', { left: 0, numwant: 0 });
       await whenKnown(seed, hashes);
       for (const ih of hashes) ok(await seed(ih, 1, { event: 'started' }), 'the seeder');
-      const scraper = json<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
+      const scraper = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
       // A connection on each worker, each asking for the torrent that worker owns: whichever way
       // the announce is answered, the worker holding the connection runs the policy.
       const byIndex = workerIndexes(t);

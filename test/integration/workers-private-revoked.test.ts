@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, httpGet, pct, text } from '../helpers/clients.ts';
-import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
+import { adminJson } from '../helpers/private-instances.ts';
+import { restrictedPerWorker } from '../helpers/restricted-shards.ts';
 
 test('private mode with 2 workers: a revoked grant or a ban takes the member’s HTTP peers out of every worker’s swarms', {
   timeout: 120_000,
@@ -24,8 +25,9 @@ test('private mode with 2 workers: a revoked grant or a ban takes the member’s
   const [h0, h1] = hashes as Buffer[];
   const passkeys = new Map<string, string>();
   for (const name of ['observer', 'revoked', 'banned', 'kept']) {
-    passkeys.set(name, json<{ passkey: string }>(admin(['member', 'add', name, '--json'])).passkey);
-    for (const h of hashes) json(admin(['grant', 'add', h!.toString('hex'), '--member', name, '--json']));
+    passkeys.set(name, adminJson<{ passkey: string }>(admin(['member', 'add', name, '--json'])).passkey);
+    for (const h of hashes)
+      adminJson(admin(['grant', 'add', h!.toString('hex'), '--member', name, '--json']));
   }
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], {
     dataDir,
@@ -63,8 +65,8 @@ test('private mode with 2 workers: a revoked grant or a ban takes the member’s
       assert.deepEqual(peerPorts(await announce('observer', h, 7400)), [7401, 7402, 7403]);
 
     // Only the grant on worker 0's torrent goes; a ban takes everything.
-    json(t.admin(['grant', 'remove', h0.toString('hex'), '--member', 'revoked', '--json']));
-    json(t.admin(['member', 'ban', 'banned', '--reason', 'sharing', '--json']));
+    adminJson(t.admin(['grant', 'remove', h0.toString('hex'), '--member', 'revoked', '--json']));
+    adminJson(t.admin(['member', 'ban', 'banned', '--reason', 'sharing', '--json']));
     const deadline = Date.now() + 10_000;
     while ((await incomplete(h0)) !== 2 || (await incomplete(h1)) !== 3) {
       assert.ok(

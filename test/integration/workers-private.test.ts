@@ -7,30 +7,16 @@
  * would be short (or, with a hybrid, doubled).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
-import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, announcer, bdecode, httpGet, text } from '../helpers/clients.ts';
-
-function json<T>(r: { status: number; stdout: string; stderr: string }): T {
-  assert.equal(r.status, 0, `herald failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
-
-/** A private .torrent of `payload` made by libtorrent ('v1' or 'hybrid'); its path. */
-function makeTorrent(scratch: string, name: string, payload: Buffer, kind: 'v1' | 'hybrid'): string {
-  const data = join(scratch, `${name}.bin`);
-  const file = join(scratch, name);
-  writeFileSync(data, payload);
-  execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', kind, 'private']);
-  return file;
-}
+import { privateTorrentFile } from '../helpers/libtorrent.ts';
+import { adminJson } from '../helpers/private-instances.ts';
 
 /**
  * Announces `started` until the policy of the worker that answers knows the torrent (every worker
@@ -52,9 +38,9 @@ test('private mode with 2 workers: a client alternating between workers is credi
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
   try {
     // A hybrid (v1 + v2) torrent: two info hashes, one torrent.
-    const file = makeTorrent(scratch, 'hybrid.torrent', Buffer.alloc(200_000, 3), 'hybrid');
-    const alice = json<{ passkey: string }>(t.admin(['member', 'add', 'alice', '--json']));
-    const torrent = json<{ info_hash: string; info_hash_v2: string }>(
+    const file = privateTorrentFile(scratch, 'hybrid', Buffer.alloc(200_000, 3));
+    const alice = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'alice', '--json']));
+    const torrent = adminJson<{ info_hash: string; info_hash_v2: string }>(
       t.admin(['torrent', 'add', file, '--json']),
     );
     assert.ok(torrent.info_hash && torrent.info_hash_v2, 'a hybrid torrent has both hashes');
@@ -85,7 +71,7 @@ test('private mode with 2 workers: a client alternating between workers is credi
       assert.equal(r.get('failure reason'), undefined, text(r.get('failure reason')));
     }
     await t.stopGracefully();
-    const after = json<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
+    const after = adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'alice', '--json']));
     assert.equal(after.uploaded, total, 'every byte credited once, none twice');
   } finally {
     await t.stop();
@@ -112,14 +98,14 @@ test('private mode with 2 workers: the primary writes every worker’s deltas in
     // Two torrents whose swarms (and accounting) live on different workers.
     const byShard = new Map<number, Buffer>();
     for (let i = 0; byShard.size < 2 && i < 40; i++) {
-      const file = makeTorrent(scratch, `t${i}.torrent`, Buffer.alloc(50_000, i + 1), 'v1');
-      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      const file = privateTorrentFile(scratch, `t${i}`, Buffer.alloc(50_000, i + 1), 'v1');
+      const added = adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
       const ih = Buffer.from(added.info_hash, 'hex');
       if (!byShard.has(shardOf(ih, 2))) byShard.set(shardOf(ih, 2), ih);
     }
     assert.equal(byShard.size, 2, 'a torrent on each worker');
     const members = ['carol', 'dave'].map((name) =>
-      json<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])),
+      adminJson<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])),
     );
     const announce = async (who: number, f: Record<string, unknown>) => {
       const r = await httpGet(
@@ -148,8 +134,14 @@ test('private mode with 2 workers: the primary writes every worker’s deltas in
     assert.equal(flushes[0].worker, undefined, 'written by the primary, not a worker');
     assert.equal(flushes[0].members, 2, "both workers' members in it");
     assert.equal(flushes[0].uploaded, 7000);
-    assert.equal(json<{ uploaded: number }>(t.admin(['member', 'show', 'carol', '--json'])).uploaded, 3000);
-    assert.equal(json<{ uploaded: number }>(t.admin(['member', 'show', 'dave', '--json'])).uploaded, 4000);
+    assert.equal(
+      adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'carol', '--json'])).uploaded,
+      3000,
+    );
+    assert.equal(
+      adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'dave', '--json'])).uploaded,
+      4000,
+    );
   } finally {
     await t.stop();
     rmSync(scratch, { recursive: true, force: true });
@@ -160,12 +152,12 @@ test('private mode with 2 workers: deltas reach the database each flush_interval
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2'], { ready: 'herald workers running' });
   const scratch = mkdtempSync(join(tmpdir(), 'herald-wp2-'));
   try {
-    const file = makeTorrent(scratch, 't.torrent', Buffer.alloc(50_000, 9), 'v1');
+    const file = privateTorrentFile(scratch, 't', Buffer.alloc(50_000, 9), 'v1');
     const ih = Buffer.from(
-      json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
+      adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
       'hex',
     );
-    const erin = json<{ passkey: string }>(t.admin(['member', 'add', 'erin', '--json']));
+    const erin = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'erin', '--json']));
     const announce = async (f: Record<string, unknown>) =>
       bdecode(
         (
@@ -187,7 +179,7 @@ test('private mode with 2 workers: deltas reach the database each flush_interval
     let uploaded = 0;
     for (let i = 0; i < 50 && uploaded !== 5000; i++) {
       await new Promise((r) => setTimeout(r, 200));
-      uploaded = json<{ uploaded: number }>(t.admin(['member', 'show', 'erin', '--json'])).uploaded;
+      uploaded = adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'erin', '--json'])).uploaded;
     }
     assert.equal(uploaded, 5000, 'written by a periodic flush, before any stop');
   } finally {
@@ -202,7 +194,7 @@ test('private mode with 2 workers: peer limits and early-announce warnings reach
     ready: 'herald workers running',
   });
   try {
-    const bob = json<{ passkey: string }>(t.admin(['member', 'add', 'bob', '--json']));
+    const bob = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'bob', '--json']));
     // Several torrents: some are owned by the worker a connection reaches, some by the other.
     const hashes: Buffer[] = [];
     for (const n of [1, 2, 3, 4]) {
@@ -215,7 +207,7 @@ test('private mode with 2 workers: peer limits and early-announce warnings reach
         private: 1,
       };
       writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info }));
-      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      const added = adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
       hashes.push(Buffer.from(added.info_hash, 'hex'));
     }
     const announce = announcer(t.http[0].port, bob.passkey, 9300, 'limit', {});
@@ -257,7 +249,7 @@ test('private mode with 2 workers: download slots are counted by the worker that
     { ready: 'herald workers running' },
   );
   try {
-    const eve = json<{ passkey: string }>(t.admin(['member', 'add', 'eve', '--json']));
+    const eve = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'eve', '--json']));
     // Two torrents owned by the same worker.
     const byShard = new Map<number, Buffer[]>();
     for (let n = 1; n <= 12 && ![...byShard.values()].some((l) => l.length >= 2); n++) {
@@ -271,7 +263,7 @@ test('private mode with 2 workers: download slots are counted by the worker that
       };
       writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info }));
       const ih = Buffer.from(
-        json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
+        adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json'])).info_hash,
         'hex',
       );
       const list = byShard.get(shardOf(ih, 2)) ?? [];

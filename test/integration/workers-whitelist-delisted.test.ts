@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
-import { json } from '../helpers/restricted-shards.ts';
+import { adminJson } from '../helpers/private-instances.ts';
 
 test('whitelist mode with 2 workers: hashes off the allow list or onto the deny list leave every worker’s swarms', {
   timeout: 120_000,
@@ -29,7 +29,7 @@ test('whitelist mode with 2 workers: hashes off the allow list or onto the deny 
     const port = t.http[0].port;
     for (const [delisted, denied, kept] of owned)
       for (const h of [delisted, denied, kept])
-        json(t.admin(['list', 'allow', 'add', h.toString('hex'), '--json']));
+        adminJson(t.admin(['list', 'allow', 'add', h.toString('hex'), '--json']));
     const announce = async (ih: Uint8Array, p: number) =>
       bdecode((await httpGet(port, '127.0.0.1', announcePath({ infoHash: ih, port: p }))).body);
     const peers = async () =>
@@ -48,8 +48,8 @@ test('whitelist mode with 2 workers: hashes off the allow list or onto the deny 
     });
 
     for (const [delisted, denied] of owned) {
-      json(t.admin(['list', 'allow', 'remove', delisted.toString('hex'), '--json']));
-      json(t.admin(['list', 'deny', 'add', denied.toString('hex'), '--json']));
+      adminJson(t.admin(['list', 'allow', 'remove', delisted.toString('hex'), '--json']));
+      adminJson(t.admin(['list', 'deny', 'add', denied.toString('hex'), '--json']));
     }
     await until(
       'the peers of the delisted and denied hashes are still in the swarms 10 s after',

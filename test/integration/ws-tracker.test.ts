@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import type { Registry } from '../../src/db/registry.ts';
 import { createTracker } from '../../src/index.ts';
 import { announcePath, bdecode, hashOf, httpGet } from '../helpers/clients.ts';
+import { privateTrackerConfig } from '../helpers/store-tracker.ts';
 import { frame, rawWsClient } from '../helpers/ws-frames.ts';
 import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
@@ -57,15 +58,7 @@ const register = (reg: Registry, ih: Uint8Array, name: string, restricted = fals
 
 /** A private tracker on an in-memory database: HTTP only, flushes and policy reloads by hand. */
 async function privateTracker() {
-  const t = createTracker({
-    http: ['127.0.0.1:0'],
-    udp: [],
-    mode: 'private',
-    databaseUrl: 'sqlite::memory:',
-    flushInterval: 3600,
-    policyRefresh: 3600,
-    logLevel: 'silent',
-  });
+  const t = createTracker(privateTrackerConfig());
   await t.start();
   return t;
 }

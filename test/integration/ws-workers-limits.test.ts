@@ -6,17 +6,16 @@
  * could hold twice the limits (and a WebTorrent peer did not count against an HTTP one).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
-import { LT, PY } from '../e2e/processes.ts';
 import { PRIVATE_SERVE, startTracker } from '../e2e/tracker-process.ts';
 import { announcer, text } from '../helpers/clients.ts';
-import { json } from '../helpers/restricted-shards.ts';
+import { privateTorrentFile } from '../helpers/libtorrent.ts';
+import { adminJson } from '../helpers/private-instances.ts';
 import { holderOf, workerPids } from '../helpers/workers.ts';
 import { id20, Peer } from '../helpers/ws-peer.ts';
 
@@ -53,7 +52,7 @@ async function withTracker(
       const file = join(t.dataDir, `wsl${i}.torrent`);
       const info = { length: 1000 * i, name: `wsl${i}`, 'piece length': 16384, pieces: Buffer.alloc(20, i) };
       writeFileSync(file, encode({ announce: 'http://127.0.0.1/announce', info: { ...info, private: 1 } }));
-      const added = json<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
+      const added = adminJson<{ info_hash: string }>(t.admin(['torrent', 'add', file, '--json']));
       hashes.push(Buffer.from(added.info_hash, 'hex'));
     }
     let serial = 0;
@@ -72,7 +71,7 @@ async function withTracker(
       return [...byWorker.values()] as [Peer, Peer];
     };
     const member = async (name: string) => {
-      const passkey = json<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])).passkey;
+      const passkey = adminJson<{ passkey: string }>(t.admin(['member', 'add', name, '--json'])).passkey;
       return { passkey, sockets: await socketsOnEveryWorker(passkey) };
     };
     const ann = await member('ann');
@@ -217,18 +216,15 @@ test('--workers 2: a WebSocket peer whose swarm is on a worker that answers late
     let v2 = Buffer.alloc(0);
     for (let i = 1; v1.length === 0 || shardOf(v1, 2) === shardOf(v2, 2); i++) {
       assert.ok(i < 20, 'no hybrid torrent with hashes on different workers');
-      const data = join(scratch, `h${i}.bin`);
-      const file = join(scratch, `h${i}.torrent`);
-      writeFileSync(data, Buffer.alloc(50_000, i));
-      execFileSync(PY, [LT, 'make', data, file, 'http://127.0.0.1/announce', 'hybrid', 'private']);
-      const added = json<{ info_hash: string; info_hash_v2: string }>(
+      const file = privateTorrentFile(scratch, `h${i}`, Buffer.alloc(50_000, i));
+      const added = adminJson<{ info_hash: string; info_hash_v2: string }>(
         t.admin(['torrent', 'add', file, '--json']),
       );
       v1 = Buffer.from(added.info_hash, 'hex');
       v2 = Buffer.from(added.info_hash_v2.slice(0, 40), 'hex');
     }
     const [h1, h2] = [v1.toString('latin1'), v2.toString('latin1')];
-    const passkey = json<{ passkey: string }>(t.admin(['member', 'add', 'cy', '--json'])).passkey;
+    const passkey = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'cy', '--json'])).passkey;
     let serial = 0;
     /** A socket of the member held by the worker that owns the route. */
     const onRouteOwner = async (): Promise<Peer> => {

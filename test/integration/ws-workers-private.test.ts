@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { PRIVATE_SERVE, runHerald, startTracker } from '../e2e/tracker-process.ts';
-import { json, restrictedPerWorker } from '../helpers/restricted-shards.ts';
+import { adminJson } from '../helpers/private-instances.ts';
+import { restrictedPerWorker } from '../helpers/restricted-shards.ts';
 import { holderOf, workerPids } from '../helpers/workers.ts';
 import { id20, isOfferFor, Peer, sdp } from '../helpers/ws-peer.ts';
 
@@ -26,8 +27,8 @@ test('private WebTorrent with 2 workers: a revoked grant or a ban closes the mem
   const hex = (h: string) => Buffer.from(h, 'latin1').toString('hex');
   const passkeys = new Map<string, string>();
   for (const name of ['seller', 'revoked', 'banned', 'kept']) {
-    passkeys.set(name, json<{ passkey: string }>(admin(['member', 'add', name, '--json'])).passkey);
-    for (const h of hashes) json(admin(['grant', 'add', hex(h!), '--member', name, '--json']));
+    passkeys.set(name, adminJson<{ passkey: string }>(admin(['member', 'add', name, '--json'])).passkey);
+    for (const h of hashes) adminJson(admin(['grant', 'add', hex(h!), '--member', name, '--json']));
   }
   // Sockets are opened until both workers hold one of each member: more than peers_per_torrent (3).
   const t = await startTracker([...PRIVATE_SERVE, '--workers', '2', '--peers-per-torrent', '0'], {
@@ -84,8 +85,8 @@ test('private WebTorrent with 2 workers: a revoked grant or a ban closes the mem
     }
 
     // Only the grant on worker 0's torrent goes; a ban takes everything.
-    json(t.admin(['grant', 'remove', hex(h0), '--member', 'revoked', '--json']));
-    json(t.admin(['member', 'ban', 'banned', '--reason', 'sharing', '--json']));
+    adminJson(t.admin(['grant', 'remove', hex(h0), '--member', 'revoked', '--json']));
+    adminJson(t.admin(['member', 'ban', 'banned', '--reason', 'sharing', '--json']));
     const shut = await Promise.race([
       Promise.all(closes),
       new Promise<never>((_, j) =>

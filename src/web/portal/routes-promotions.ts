@@ -52,7 +52,18 @@ function backOf(ctx: Ctx): string {
   return /^\/member\/[0-9]{1,12}$/.test(back) ? back : '/staff/promotions';
 }
 
-function windowRows(ctx: Ctx, list: FreeleechWindow[], back: string, who: boolean) {
+/**
+ * The members (of `list`'s windows) whose windows the logged-in staff member may revoke: as the
+ * revoke POST judges it (`staffRefusal`), so that no button is offered for what it refuses.
+ */
+async function revocable(ctx: Ctx, list: FreeleechWindow[]): Promise<Set<number>> {
+  const ids = new Set(list.map((w) => w.member_id));
+  const may = new Set<number>();
+  for (const id of ids) if (staffRefusal(ctx, await ctx.reg.member(id)) === null) may.add(id);
+  return may;
+}
+
+function windowRows(ctx: Ctx, list: FreeleechWindow[], back: string, who: boolean, may: Set<number>) {
   const staff = staffPowers(ctx);
   return html`<div class="table-wrap"><table id="freeleech-windows"><thead><tr>${who ? html`<th>Member</th>` : ''}<th>On</th><th>From</th><th>Until</th><th>What</th><th class="hide-small">Given by</th>${staff ? html`<th>Staff</th>` : ''}</tr></thead><tbody>
 ${list.map(
@@ -60,7 +71,7 @@ ${list.map(
     html`<tr>${who ? html`<td><a href="/member/${w.member_id}">${w.username}</a></td>` : ''}<td>${w.torrent_id === null ? 'every torrent' : html`<a href="/torrent/${w.torrent_id}">${w.torrent_name}</a>`}</td><td>${date(w.starts_at)}</td><td>${date(w.ends_at)}${w.revoked_at !== null ? html` <span class="muted">(revoked)</span>` : ''}</td><td>${dealText(true, w.upload_factor)}${w.note ? html` <span class="muted">— ${w.note}</span>` : ''}</td><td class="hide-small">${w.source === 'token' ? 'a token' : (w.by_username ?? 'staff')}</td>${
       staff
         ? html`<td>${
-            w.revoked_at === null && w.ends_at > ctx.now && w.member_id !== ctx.member!.id
+            w.revoked_at === null && w.ends_at > ctx.now && may.has(w.member_id)
               ? html`<form method="post" action="/staff/promotions/windows/${w.id}/revoke" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button class="secondary" type="submit" aria-label="Revoke freeleech window ${w.id}">Revoke</button></form>`
               : ''
           }</td>`
@@ -73,8 +84,9 @@ ${list.map(
 /** The member's personal freeleech windows in force or to come (their profile; staff see it too). */
 export async function windowsSection(ctx: Ctx, m: PublicMember) {
   const list = await ctx.reg.freeleech.list({ member: m.id, after: ctx.now });
+  const may = new Set(staffPowers(ctx) && staffRefusal(ctx, m) === null ? [m.id] : []);
   return html`<section class="card mt" aria-labelledby="freeleech"><h2 id="freeleech">Personal freeleech</h2>
-${list.length === 0 ? html`<p class="muted">None now.${m.freeleech_tokens > 0 ? html` ${m.freeleech_tokens} freeleech token${m.freeleech_tokens === 1 ? '' : 's'} to spend on a torrent's page.` : ''}</p>` : windowRows(ctx, list, `/member/${m.id}`, false)}
+${list.length === 0 ? html`<p class="muted">None now.${m.freeleech_tokens > 0 ? html` ${m.freeleech_tokens} freeleech token${m.freeleech_tokens === 1 ? '' : 's'} to spend on a torrent's page.` : ''}</p>` : windowRows(ctx, list, `/member/${m.id}`, false, may)}
 </section>`;
 }
 
@@ -240,6 +252,7 @@ export function promotionRoutes(): Route[] {
         const events = (await ctx.reg.promotions.events({ all: true })).filter((e) => e.ends_at > since);
         const featured = await ctx.reg.promotions.featured({ after: ctx.now });
         const windows = await ctx.reg.freeleech.list({ after: ctx.now, source: 'staff' });
+        const may = await revocable(ctx, windows);
         staffPage(
           ctx,
           'Promotions',
@@ -266,7 +279,7 @@ ${featured.length === 0 ? html`<tr><td colspan="6" class="muted">Nothing feature
 </tbody></table></div>
 </section>
 <section class="card mt" aria-labelledby="windows-staff"><h2 id="windows-staff">Personal freeleech given by staff</h2>
-${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it from a member's page.</p>` : windowRows(ctx, windows, '/staff/promotions', true)}
+${windows.length === 0 ? html`<p class="muted">None in force or to come. Give it from a member's page.</p>` : windowRows(ctx, windows, '/staff/promotions', true, may)}
 </section>`,
         );
       },

@@ -20,6 +20,9 @@ import type { Route } from './routes-auth.ts';
 import { portalClasses } from './routes-classes.ts';
 import { chart, inviteLink } from './routes-members.ts';
 
+/** Entries of a hash list per page of the staff's Lists page. */
+const LIST_PAGE = 100;
+
 export function staffRoutes(): Route[] {
   return [
     {
@@ -370,7 +373,7 @@ ${list.map(
             } else if (action === 'revoke') {
               const grant = Number(field(ctx, 'grant'));
               if (!Number.isInteger(grant)) throw new RegistryError('which grant?');
-              const g = (await ctx.reg.listGrants({ torrent: id })).find((x) => x.id === grant);
+              const g = await ctx.reg.grantOf(id, grant);
               if (!g) throw new RegistryError('no such grant on this torrent', 404);
               await ctx.reg.revoke({ id: grant });
             } else if (action === 'delete') await ctx.reg.removeTorrent(id);
@@ -385,18 +388,38 @@ ${list.map(
       pattern: /^\/staff\/lists$/,
       access: 'staff',
       async handle(ctx) {
-        const allow = await ctx.reg.listHashes('allow');
-        const deny = await ctx.reg.listHashes('deny');
+        // The hash lists a page of LIST_PAGE at a time, by hash, from `deny_after` / `allow_after`
+        // on: a deny list grows with every takedown (10⁵-10⁶ entries), too many to read and
+        // render in one page.
+        const from = (l: 'allow' | 'deny') => {
+          const v = ctx.query.get(`${l}_after`) ?? '';
+          return /^[0-9a-f]{40}$/.test(v) ? v : undefined;
+        };
+        const listPage = async (l: 'allow' | 'deny') => ({
+          rows: await ctx.reg.listHashes(l, { after: from(l), limit: LIST_PAGE }),
+          total: await ctx.reg.countHashes(l),
+          after: from(l),
+        });
+        const allow = await listPage('allow');
+        const deny = await listPage('deny');
         const clients = await ctx.reg.listClientPrefixes();
         const remove = (list: string, value: string) =>
           html`<form method="post" action="/staff/lists">${csrfField(ctx)}<input type="hidden" name="action" value="remove"><input type="hidden" name="list" value="${list}"><input type="hidden" name="value" value="${value}"><button class="secondary" type="submit" aria-label="Remove ${value}">Remove</button></form>`;
         const addForm = (list: string, label: string, placeholder: string) =>
           html`<form method="post" action="/staff/lists" class="inline">${csrfField(ctx)}<input type="hidden" name="action" value="add"><input type="hidden" name="list" value="${list}">
 <label>${label} <input name="value" required maxlength="64" placeholder="${placeholder}"></label><label>Note <input name="note" maxlength="200"></label><button type="submit">Add</button></form>`;
-        const hashTable = (list: 'allow' | 'deny', rows: { info_hash: string; note: string | null }[]) =>
-          html`<div class="table-wrap"><table><thead><tr><th>Info hash</th><th>Note</th><th></th></tr></thead><tbody>
+        const hashTable = (list: 'allow' | 'deny', p: Awaited<ReturnType<typeof listPage>>) => {
+          const { rows, total } = p;
+          const last = rows.at(-1)?.info_hash;
+          return html`<p class="muted">${total.toLocaleString('en')} entr${total === 1 ? 'y' : 'ies'}, by info hash${p.after !== undefined ? html` (after ${p.after})` : ''}.</p>
+<div class="table-wrap"><table><thead><tr><th>Info hash</th><th>Note</th><th></th></tr></thead><tbody>
 ${rows.map((r) => html`<tr><td class="mono">${r.info_hash}</td><td>${r.note ?? ''}</td><td>${remove(list, r.info_hash)}</td></tr>`)}
-${rows.length === 0 ? html`<tr><td colspan="3" class="muted">Empty.</td></tr>` : ''}</tbody></table></div>`;
+${rows.length === 0 ? html`<tr><td colspan="3" class="muted">${p.after !== undefined ? 'No more.' : 'Empty.'}</td></tr>` : ''}</tbody></table></div>
+<nav class="pager" aria-label="${list} list pages">
+${p.after !== undefined ? html`<a href="/staff/lists">← First</a>` : ''}
+${rows.length === LIST_PAGE && last !== undefined ? html`<a href="/staff/lists?${list}_after=${last}">Next →</a>` : ''}
+</nav>`;
+        };
         staffPage(
           ctx,
           'Lists',

@@ -1,4 +1,6 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { announceUrls } from '../../core/urls.ts';
+import type { BrowseFilter } from '../../db/accounts.ts';
 import type { PublicMember, TorrentSummary } from '../../db/registry.ts';
 import { RegistryError } from '../../db/registry.ts';
 import { magnetLink, personalise, withAnnounce } from '../../protocol/metainfo/index.ts';
@@ -41,7 +43,10 @@ const PAGE = 50;
 type Live = TorrentSummary & { seeders: number; leechers: number };
 
 /** Live counts from the swarm store; a hybrid's peers may announce under either hash. */
-async function withLive(ctx: Ctx, list: TorrentSummary[]): Promise<Live[]> {
+async function withLive<T extends { info_hash: string | null; info_hash_v2: string | null }>(
+  ctx: Ctx,
+  list: T[],
+): Promise<(T & { seeders: number; leechers: number })[]> {
   const hashes: Uint8Array[] = [];
   const index: number[][] = [];
   for (const t of list) {
@@ -61,6 +66,44 @@ async function withLive(ctx: Ctx, list: TorrentSummary[]): Promise<Live[]> {
     seeders: index[i].reduce((s, j) => s + (e[j]?.complete ?? 0), 0),
     leechers: index[i].reduce((s, j) => s + (e[j]?.incomplete ?? 0), 0),
   }));
+}
+
+/** Torrents whose live counts are read per step of a sort by them (`byLive`). */
+const LIVE_STEP = 1000;
+
+/**
+ * A page of the torrent list sorted by live seeders or leechers: the counts of every match come
+ * from the swarm store (ids and hashes read `LIVE_STEP` at a time, with a turn of the event loop
+ * between), are sorted, and only that page's torrents are read whole. The counts live in the
+ * store, not the database, so no query can sort by them; the list once sorted only the newest
+ * 5,000 torrents, and a well-seeded older one never showed.
+ */
+async function byLive(
+  ctx: Ctx,
+  filter: BrowseFilter,
+  sort: 'seeders' | 'leechers',
+  dir: 'asc' | 'desc',
+  pageNo: number,
+): Promise<Live[]> {
+  const counts: { id: number; seeders: number; leechers: number }[] = [];
+  for (let after = 0; ; ) {
+    const keys = await ctx.reg.accounts.browseKeys(filter, after, LIVE_STEP);
+    for (const t of await withLive(ctx, keys))
+      counts.push({ id: t.id, seeders: t.seeders, leechers: t.leechers });
+    if (keys.length < LIVE_STEP) break;
+    after = keys[keys.length - 1].id;
+    await yieldToLoop();
+  }
+  counts.sort((a, b) => {
+    const c = a[sort] - b[sort] || b.id - a.id;
+    return dir === 'asc' ? c : -c;
+  });
+  const shown = counts.slice((pageNo - 1) * PAGE, pageNo * PAGE);
+  const rows = new Map((await ctx.reg.accounts.torrentsById(shown.map((t) => t.id))).map((t) => [t.id, t]));
+  return shown.flatMap((k) => {
+    const t = rows.get(k.id);
+    return t === undefined ? [] : [{ ...t, seeders: k.seeders, leechers: k.leechers }];
+  });
 }
 
 /** `featured`: the torrent's featured window, when it is featured now (issue #16). */
@@ -164,29 +207,24 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
         const sort: Sort = (SORTS as readonly string[]).includes(sortParam) ? (sortParam as Sort) : 'age';
         const dir = ctx.query.get('dir') === 'asc' ? 'asc' : 'desc';
         const pageNo = Math.max(1, Math.min(1000, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1));
-        // Sorting by live counts needs every match's counts: fine for the thousands of torrents
-        // a community has (browseTorrents caps at 5000 matches; a search narrows further).
+        // The database sorts and pages by the torrent's own columns; live counts are sorted here
+        // over every match (`byLive`). The count is every match.
         const hide = config.hideRestricted ? await hiddenFor(ctx, ctx.member!) : undefined;
-        const all = await withLive(
-          ctx,
-          await ctx.reg.accounts.browseTorrents({ search: q, category: cat, grantedTo: hide }),
-        );
-        const key: Record<Sort, (t: Live) => number | string> = {
-          seeders: (t) => t.seeders,
-          leechers: (t) => t.leechers,
-          snatches: (t) => t.snatches,
-          size: (t) => t.size,
-          age: (t) => t.created_at * 1e6 + t.id,
-          name: (t) => t.name.toLowerCase(),
-        };
-        const k = key[sort];
-        all.sort((a, b) => {
-          const x = k(a);
-          const y = k(b);
-          const c = x < y ? -1 : x > y ? 1 : b.id - a.id;
-          return dir === 'asc' ? c : -c;
-        });
-        const shown = all.slice((pageNo - 1) * PAGE, pageNo * PAGE);
+        const filter: BrowseFilter = { search: q, category: cat, grantedTo: hide };
+        const total = await ctx.reg.accounts.countTorrents(filter);
+        const shown =
+          sort === 'seeders' || sort === 'leechers'
+            ? await byLive(ctx, filter, sort, dir, pageNo)
+            : await withLive(
+                ctx,
+                await ctx.reg.accounts.browseTorrents({
+                  ...filter,
+                  sort,
+                  dir,
+                  limit: PAGE,
+                  offset: (pageNo - 1) * PAGE,
+                }),
+              );
         const featured = await featuredNow(ctx);
         const link = (over: Record<string, string>) => {
           const p = new URLSearchParams({ q, cat, sort, dir, page: String(pageNo), ...over });
@@ -209,7 +247,7 @@ export function torrentRoutes(config: PortalDeps['config']): Route[] {
 <a class="button secondary" href="/rss?key=${ctx.member!.feed_key}${cat ? `&cat=${encodeURIComponent(cat)}` : ''}">RSS</a>
 </form>
 ${await featuredList(ctx, hide)}
-<p class="muted">${all.length} torrent${all.length === 1 ? '' : 's'}</p>
+<p class="muted">${total.toLocaleString('en')} torrent${total === 1 ? '' : 's'}</p>
 <div class="table-wrap"><table>
 <thead><tr>${th('name', 'Name')}<th class="hide-small">Category</th>${th('size', 'Size', 'num hide-small')}${th('seeders', 'Seeders', 'num')}${th('leechers', 'Leechers', 'num')}${th('snatches', 'Snatches', 'num hide-small')}${th('age', 'Added', 'hide-small')}</tr></thead>
 <tbody>
@@ -221,7 +259,7 @@ ${shown.length === 0 ? html`<tr><td colspan="7" class="muted">Nothing here yet. 
 </tbody></table></div>
 <nav class="pager" aria-label="Pages">
 ${pageNo > 1 ? html`<a href="${link({ page: String(pageNo - 1) })}">← Newer</a>` : ''}
-${pageNo * PAGE < all.length ? html`<a href="${link({ page: String(pageNo + 1) })}">Older →</a>` : ''}
+${pageNo * PAGE < total ? html`<a href="${link({ page: String(pageNo + 1) })}">Older →</a>` : ''}
 </nav>`,
         });
       },
@@ -441,15 +479,19 @@ function hostOf(ctx: Ctx): string {
   return /^[A-Za-z0-9.:[\]-]{1,300}$/.test(h) ? h : 'localhost';
 }
 
+/** Grants listed on a restricted torrent's page. */
+const GRANTS_SHOWN = 500;
+
 /** Restricted torrents: who holds a grant (members or groups), add one, revoke one. */
 async function grantsSection(ctx: Ctx, t: TorrentSummary) {
-  const grants = await ctx.reg.listGrants({ torrent: t.id });
+  // The first GRANTS_SHOWN with their members' names in one query (it was a query per grant).
+  const grants = await ctx.reg.torrentGrants(t.id, GRANTS_SHOWN);
   const groups = new Map((await ctx.reg.listGroups()).map((g) => [g.id, g.name]));
   const rows = [];
-  for (const g of grants.slice(0, 500)) {
+  for (const g of grants.rows) {
     const who =
       g.member_id !== null
-        ? html`member <a href="/member/${g.member_id}">${(await ctx.reg.findMember(g.member_id))?.username ?? g.member_id}</a>`
+        ? html`member <a href="/member/${g.member_id}">${g.username ?? g.member_id}</a>`
         : html`group ${groups.get(g.group_id ?? -1) ?? g.group_id}`;
     rows.push(
       html`<tr><td>${who}</td><td>${g.reference ?? ''}</td><td>${g.expires_at ? date(g.expires_at) : 'never'}</td>
@@ -457,7 +499,7 @@ async function grantsSection(ctx: Ctx, t: TorrentSummary) {
     );
   }
   return html`<section class="card" aria-labelledby="grants"><h2 id="grants">Grants</h2>
-<p class="muted">Only these members and groups may announce this restricted torrent.</p>
+<p class="muted">Only these members and groups may announce this restricted torrent.${grants.total > grants.rows.length ? html` ${grants.total.toLocaleString('en')} grants; the first ${grants.rows.length} are shown (all: <code>GET /api/grants?torrent=${t.id}</code>, a page at a time).` : ''}</p>
 <form method="post" action="/staff/torrents/${t.id}" class="inline">${csrfField(ctx)}<input type="hidden" name="action" value="grant">
 <label>Member or group <input name="who" required maxlength="64" placeholder="username or group:name"></label>
 <label>Reference <input name="reference" maxlength="200"></label>
