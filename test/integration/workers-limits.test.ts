@@ -298,9 +298,9 @@ test('--workers 2: a scraper opening many connections at once gets at most worke
   const sockets: Socket[] = [];
   try {
     const [ih] = torrentsByOwner(t, t.dataDir, 1, 'burst');
-    const seeder = json<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
+    const seeder = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
     const seed = announcer(t.http[0].port, seeder.passkey, 9800, 'plsed', { left: 0, numwant: 0 });
-    const scraper = json<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
+    const scraper = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
     await whenKnown(seed, [ih]);
     ok(await seed(ih, 1, { event: 'started' }), 'the seeder');
     for (let k = 0; k < CONNECTIONS; k++) {
