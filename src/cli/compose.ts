@@ -233,7 +233,7 @@ export function createTracker(
   // took out.
   sharded?.recheckWith({
     revision: () => policy.snapshot.revision,
-    recheck: (req, memberId, torrentId) => policy.recheck(req, memberId, torrentId),
+    recheck: (req, memberId, torrentId, since) => policy.recheck(req, memberId, torrentId, since),
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
@@ -441,7 +441,7 @@ export function createTracker(
           config.maxConnectionsPerIp,
           counters,
           new TrustedProxies(config.trustedProxies),
-          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index),
+          connTableFd === null ? null : openHostConnections(connTableFd, deps.cluster!.index, logger),
         )
       : null;
   // WebTorrent: its own swarms of WebRTC peers, the same policy and accounting (service.authorize);

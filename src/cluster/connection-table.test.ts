@@ -4,11 +4,11 @@
  * memfd, as worker processes map the descriptor the primary hands them.
  */
 import assert from 'node:assert/strict';
-import { closeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { test } from 'node:test';
 import { type PeerAddress, parseIp } from '../core/address.ts';
 import { ConnectionLimit } from '../core/connection-limit.ts';
-import { createLogger } from '../core/log.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
 import { loadHttpBatchAddon } from '../frontend/http/batch.ts';
 import { createConnectionTable, openHostConnections } from './connection-table.ts';
@@ -24,8 +24,8 @@ test('two workers: an address holds the cap over both; a release on one frees a 
   const fd = createConnectionTable(2, logger)!;
   try {
     const counters = new TrackerCounters();
-    const w0 = new ConnectionLimit(3, counters, null, openHostConnections(fd, 0));
-    const w1 = new ConnectionLimit(3, counters, null, openHostConnections(fd, 1));
+    const w0 = new ConnectionLimit(3, counters, null, openHostConnections(fd, 0, logger));
+    const w1 = new ConnectionLimit(3, counters, null, openHostConnections(fd, 1, logger));
     const a = ip('192.0.2.1');
     assert.ok(w0.acquire(a));
     assert.ok(w0.acquire(a));
@@ -55,13 +55,13 @@ test('a restarted worker: what its predecessor held is freed when it opens the t
   const fd = createConnectionTable(2, logger)!;
   try {
     const a = ip('198.51.100.7');
-    const w0 = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 0));
-    const w1 = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 1));
+    const w0 = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 0, logger));
+    const w1 = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 1, logger));
     assert.ok(w1.acquire(a));
     assert.ok(w1.acquire(a));
     assert.equal(w0.acquire(a), false);
     // Worker 1 dies (its connections with it) and comes back.
-    const again = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 1));
+    const again = new ConnectionLimit(2, new TrackerCounters(), null, openHostConnections(fd, 1, logger));
     assert.ok(w0.acquire(a), 'the dead worker’s places are free');
     assert.ok(again.acquire(a));
     assert.equal(w0.acquire(a), false);
@@ -75,7 +75,7 @@ test('many addresses come and go in any order: counts stay exact; a full table f
 }, () => {
   const fd = addon!.connTableCreate!(2, 64);
   try {
-    const host = [openHostConnections(fd, 0), openHostConnections(fd, 1)];
+    const host = [openHostConnections(fd, 0, logger)!, openHostConnections(fd, 1, logger)!];
     const model = new Map<number, number>();
     let seed = 7;
     const rand = (n: number) => {
@@ -109,6 +109,34 @@ test('many addresses come and go in any order: counts stay exact; a full table f
     assert.equal(limit.acquire(ip('203.0.113.9')), false);
     limit.release(ip('203.0.113.9'));
     assert.ok(limit.acquire(ip('203.0.113.9')));
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test('a worker that cannot open the host table counts its own connections (logged), rather than failing to start', {
+  skip,
+}, () => {
+  const warnings: string[] = [];
+  const quiet = () => {};
+  const log: Logger = {
+    trace: quiet,
+    debug: quiet,
+    info: quiet,
+    warn: (msg) => warnings.push(msg),
+    error: quiet,
+    child: () => log,
+  };
+  // A descriptor that is no table (a worker that could not map it fails the same way).
+  const fd = openSync('/dev/null', 'r');
+  try {
+    assert.equal(openHostConnections(fd, 0, log), null);
+    assert.deepEqual(warnings, [
+      'max_connections_per_ip is counted per worker: the host table cannot be opened',
+    ]);
+    const limit = new ConnectionLimit(1, new TrackerCounters(), null, null);
+    assert.ok(limit.acquire(ip('192.0.2.50')));
+    assert.equal(limit.acquire(ip('192.0.2.50')), false);
   } finally {
     closeSync(fd);
   }

@@ -29,11 +29,24 @@ export function createConnectionTable(workers: number, logger: Logger): number |
   }
 }
 
-/** Worker `index`: the host's table, from the descriptor the primary handed it (see above). */
-export function openHostConnections(fd: number, index: number): HostConnections {
+/**
+ * Worker `index`: the host's table, from the descriptor the primary handed it (see above); null
+ * (logged) when this process cannot open it (an addon that does not load here, a failed mmap): the
+ * worker then counts its own connections, as without a table, rather than failing at every
+ * restart.
+ */
+export function openHostConnections(fd: number, index: number, logger: Logger): HostConnections | null {
   const addon = loadHttpBatchAddon();
-  if (addon?.connTableOpen === undefined) throw new Error('cluster: a connection table without the addon');
-  const table = addon.connTableOpen(fd, index);
+  let table: object;
+  try {
+    if (addon?.connTableOpen === undefined) throw new Error('the http_batch addon is not loaded');
+    table = addon.connTableOpen(fd, index);
+  } catch (err) {
+    logger.warn('max_connections_per_ip is counted per worker: the host table cannot be opened', {
+      err: String(err),
+    });
+    return null;
+  }
   const acquire = addon.connAcquire!;
   const release = addon.connRelease!;
   return {

@@ -68,10 +68,12 @@ test('peer lists: lists given before the news arrived are counted beyond the lim
   const now = 1_900_000_000;
   const { list, clusterId } = await workers(2, 2, () => now);
   try {
-    // Member 1's home is worker 1; five lists on worker 0 in one turn are all given.
-    for (let i = 0; i < 5; i++) assert.equal(list[0].gate.take(1, now), true);
+    // Member 1's home is worker 1; of five lists asked on worker 0 in one turn, it gives its own
+    // count's limit (two), and the home is told.
+    const given = [0, 1, 2, 3, 4].map(() => list[0].gate.take(1, now));
+    assert.deepEqual(given, [true, true, false, false, false]);
     await until('worker 0 is told', () => list[0].gate.full === 1);
-    assert.equal(list[1].gate.overshoot, 3);
+    assert.equal(list[1].gate.overshoot, 0);
     assert.equal(list[0].gate.take(1, now), false);
     assert.equal(list[1].gate.take(1, now), false);
     // Worker 0 restarts and has forgotten the news: its next list is counted, and it is told again.
@@ -80,7 +82,25 @@ test('peer lists: lists given before the news arrived are counted beyond the lim
     assert.equal(list[0].gate.take(1, now), true);
     await until('the restarted worker is told', () => list[0].gate.full === 1);
     assert.equal(list[0].gate.take(1, now), false);
-    assert.equal(list[1].gate.overshoot, 4);
+    assert.equal(list[1].gate.overshoot, 1);
+  } finally {
+    for (const w of list) await w.bus.stop();
+  }
+});
+
+test('peer lists: a burst on a worker before the home’s news arrives gets at most the limit there (at most workers × limit over all)', async () => {
+  const now = 1_900_000_000;
+  const { list } = await workers(2, 2, () => now);
+  try {
+    // Member 1's home is worker 1. Many announces reach worker 0 in one turn (a scraper opening
+    // many connections at a window's start), while the home gives its own.
+    const given = [0, 0];
+    for (let i = 0; i < 50; i++) if (list[0].gate.take(1, now)) given[0]++;
+    for (let i = 0; i < 50; i++) if (list[1].gate.take(1, now)) given[1]++;
+    assert.deepEqual(given, [2, 2], 'each worker gives at most the limit before it hears from the home');
+    await until('the home counts worker 0’s two beyond its own', () => list[1].gate.overshoot === 2);
+    await until('worker 0 is told', () => list[0].gate.full === 1);
+    assert.equal(list[0].gate.take(1, now), false);
   } finally {
     for (const w of list) await w.bus.stop();
   }

@@ -75,11 +75,14 @@ test('the owner judges again an announce judged by an older policy snapshot: a l
   // hash is denied. `asked` counts the owner's second judgements.
   const revisions = [4, 5];
   let asked = 0;
+  /** The sender's revisions the owner was handed with each second judgement. */
+  const since: number[] = [];
   for (const [i, s] of stores.entries())
     s.recheckWith({
       revision: () => revisions[i],
-      recheck: () => {
+      recheck: (_req, _member, _torrent, revision) => {
         asked++;
+        since.push(revision);
         return Errors.infoHashDenied;
       },
     });
@@ -107,6 +110,7 @@ test('the owner judges again an announce judged by an older policy snapshot: a l
       );
     assert.equal(await announce(6881), Errors.infoHashDenied, 'the newer owner refused it');
     assert.equal(asked, 1);
+    assert.deepEqual(since, [4], 'judged again knowing the revision the sender judged it by');
     assert.equal((stores[1].local.stats() as SwarmStats).peers, 0, 'the swarm was left untouched');
     // Judged by the same snapshot as the owner's (or a newer one): the sender's verdict stands.
     revisions[0] = 5;

@@ -42,9 +42,14 @@ export interface RecheckPolicy {
   revision(): number;
   /**
    * This worker's verdict on the announce: a refusal, or null. `memberId`/`torrentId`: who it is
-   * accounted to (private mode), null otherwise.
+   * accounted to (private mode), null otherwise; `since`: the revision the sender judged it by.
    */
-  recheck(req: AnnounceRequest, memberId: number | null, torrentId: number | null): TrackerError | null;
+  recheck(
+    req: AnnounceRequest,
+    memberId: number | null,
+    torrentId: number | null,
+    since: number,
+  ): TrackerError | null;
 }
 
 /**
@@ -438,8 +443,9 @@ export class ShardedSwarmStore implements SwarmStore {
           const now = readAnnounce(body, at, req);
           const acct = readAccountTo(body, at, bodyEnd(body, at));
           const policy = this.#policy;
-          if (policy !== null && policy.revision() > readAnnounceRevision(body, at)) {
-            const refused = policy.recheck(req, acct?.member.id ?? null, acct?.torrent.id ?? null);
+          const since = readAnnounceRevision(body, at);
+          if (policy !== null && policy.revision() > since) {
+            const refused = policy.recheck(req, acct?.member.id ?? null, acct?.torrent.id ?? null, since);
             if (refused !== null) {
               writeAnnounceResult(reply, id, refused, req.family);
               break;

@@ -510,7 +510,7 @@ export const SCHEMA: readonly KeyDef[] = [
     max: 100_000_000,
     default: 0,
     arg: 'N',
-    doc: 'Private mode: most peer lists one member receives per peer_list_window, against peer scraping; beyond it the list is empty and the announce still counts (0 = no limit; with workers, counted over every worker by the member\'s home worker, a few lists over at most: README "Workers")',
+    doc: 'Private mode: most peer lists one member receives per peer_list_window, against peer scraping; beyond it the list is empty and the announce still counts (0 = no limit; with workers, counted over every worker by the member\'s home worker, a few lists over in practice, workers × limit at most: README "Workers")',
   },
   {
     key: 'peerListWindow',

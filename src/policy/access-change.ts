@@ -20,6 +20,8 @@ export interface AccessChange {
    * a registered torrent removed): their swarms are dropped whole, whoever their peers are.
    */
   hashes: Uint8Array[];
+  /** Of `members`: those whose passkey went (reset, or the member removed). */
+  passkeysGone: Set<number>;
   lost(memberId: number, torrentId: number): boolean;
 }
 
@@ -157,6 +159,7 @@ export async function accessChange(
     torrents,
     pairs,
     hashes,
+    passkeysGone: keyGone,
     lost: (memberId, torrentId) => {
       if (keyGone.has(memberId)) return true;
       const m = next.memberById.get(memberId);

@@ -170,18 +170,83 @@ test('recheck: what a newer snapshot refuses of an announce judged by ids (worke
     const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
     await policy.connect(reg);
     const req = (n: number) => peerAnnounce(1, { infoHash: Buffer.from(hex(n), 'hex') });
-    assert.equal(policy.recheck(req(1), ann.id, open.id), null);
-    assert.equal(policy.recheck(req(2), ann.id, closed.id), null);
+    assert.equal(policy.recheck(req(1), ann.id, open.id, 0), null);
+    assert.equal(policy.recheck(req(2), ann.id, closed.id, 0), null);
     await reg.revoke({ torrent: closed.id, member: ann.id });
     await reg.setMemberStatus(bob.id, 'banned', null);
     await reg.removeTorrent(gone.id);
     await reg.addToList('deny', hex(1));
     await policy.refresh();
-    assert.equal(policy.recheck(req(2), ann.id, closed.id), Errors.torrentNotGranted);
-    assert.equal(policy.recheck(req(3), ann.id, gone.id), Errors.torrentNotRegistered);
-    assert.equal(policy.recheck(req(2), bob.id, open.id), Errors.memberBanned);
-    assert.equal(policy.recheck(req(1), ann.id, open.id), Errors.infoHashDenied);
-    assert.equal(policy.recheck(req(2), 999_999, open.id), Errors.passkeyUnknown);
+    assert.equal(policy.recheck(req(2), ann.id, closed.id, 0), Errors.torrentNotGranted);
+    assert.equal(policy.recheck(req(3), ann.id, gone.id, 0), Errors.torrentNotRegistered);
+    assert.equal(policy.recheck(req(2), bob.id, open.id, 0), Errors.memberBanned);
+    assert.equal(policy.recheck(req(1), ann.id, open.id, 0), Errors.infoHashDenied);
+    assert.equal(policy.recheck(req(2), 999_999, open.id, 0), Errors.passkeyUnknown);
+  } finally {
+    await db.close();
+  }
+});
+
+test('recheck: a passkey reset since the sender’s snapshot refuses what that sender admitted by the old key', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const t = await addTorrent(reg, 1, false);
+    const [ann, bob] = [await reg.addMember({ username: 'ann' }), await reg.addMember({ username: 'bob' })];
+    const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
+    await policy.connect(reg);
+    const before = policy.snapshot.revision;
+    const req = peerAnnounce(1, { infoHash: Buffer.from(hex(1), 'hex') });
+    // A leaked passkey is reset: the owner takes the member's peers out at its reload. A worker
+    // still on the older snapshot admits the old key, and sends the announce by member id.
+    await reg.resetPasskey(ann.id);
+    await policy.refresh();
+    assert.equal(policy.recheck(req, ann.id, t.id, before), Errors.passkeyUnknown);
+    assert.equal(policy.recheck(req, bob.id, t.id, before), null, 'another member');
+    // A sender on the new snapshot (or later) knows only the new key: its verdict stands.
+    assert.equal(policy.recheck(req, ann.id, t.id, policy.snapshot.revision), null);
+    // Still refused after more changes, for a sender behind the reset.
+    await reg.addToList('deny', hex(9));
+    await policy.refresh();
+    assert.equal(policy.recheck(req, ann.id, t.id, before), Errors.passkeyUnknown);
+  } finally {
+    await db.close();
+  }
+});
+
+test('recheck in whitelist mode: by the hash and the client (a hybrid torrent’s two hashes alike)', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    await reg.addToList('allow', hex(1));
+    await reg.addTorrent({
+      infoHash: hex(2),
+      infoHashV2: hex(3).repeat(2).slice(0, 64),
+      name: 'h',
+      size: 1,
+      fileCount: 1,
+    });
+    await reg.addClientPrefix('-qB');
+    await reg.addClientPrefix('-TR');
+    const policy = new Policy({ mode: 'whitelist', logger: createLogger('silent') });
+    await policy.connect(reg);
+    const req = (n: number, v2 = false) =>
+      peerAnnounce(1, { infoHash: Buffer.from(v2 ? hex(3).repeat(2).slice(0, 40) : hex(n), 'hex') });
+    for (const r of [req(1), req(2), req(0, true)]) assert.equal(policy.recheck(r, null, null, 0), null);
+    assert.equal(policy.recheck(req(4), null, null, 0), Errors.infoHashNotListed);
+    await reg.removeFromList('allow', hex(1));
+    await reg.addToList('deny', hex(3).repeat(2).slice(0, 40));
+    await policy.refresh();
+    assert.equal(policy.recheck(req(1), null, null, 0), Errors.infoHashNotListed, 'off the allow list');
+    assert.equal(
+      policy.recheck(req(0, true), null, null, 0),
+      Errors.infoHashDenied,
+      'the hybrid’s v2 hash denied',
+    );
+    assert.equal(policy.recheck(req(2), null, null, 0), null, 'its v1 hash still listed');
+    await reg.removeClientPrefix('-qB');
+    await policy.refresh();
+    assert.equal(policy.recheck(req(2), null, null, 0), Errors.clientNotAllowed, 'the client taken off');
   } finally {
     await db.close();
   }

@@ -242,6 +242,12 @@ export class Policy {
   #classes: readonly ClassDef[];
   /** Who counts the peer lists (peer_list_limit): this process, or every worker's (`peerLists`). */
   #peerLists: PeerListGate | null;
+  /**
+   * Member id → the revision of the snapshot in which the member's passkey last went (reset):
+   * `recheck` refuses what a worker still on an older snapshot admitted by the old key. One entry
+   * per member whose key was reset since this process started.
+   */
+  #passkeyGoneAt = new Map<number, number>();
   /** Announces whose peer list a rule withheld (for tests and /stats). */
   readonly counts = { peerListsWithheld: 0 };
   /** Called after each snapshot a reload swapped in, and at each grant expiry (`onReload`). */
@@ -311,7 +317,9 @@ export class Policy {
   /** Runs the `onReload` listeners for what access changed from `old` (judged then) to now. */
   async #judge(old: PolicySnapshot): Promise<void> {
     const now = wallNow();
-    const change = await accessChange(old, this.#snap, this.#judgedAt, now, this.mode);
+    const next = this.#snap;
+    const change = await accessChange(old, next, this.#judgedAt, now, this.mode);
+    for (const id of change.passkeysGone) this.#passkeyGoneAt.set(id, next.revision);
     this.#judgedAt = now;
     this.#armExpiry();
     for (const fn of this.#onReload)
@@ -520,8 +528,16 @@ export class Policy {
    * Workers: this snapshot's verdict on an announce that another worker judged by an older one
    * (ShardedSwarmStore `recheckWith`), by the ids it was accounted to (private mode) or by its
    * info hash: what `announceSteps` would refuse now of the torrent, the member and its rights.
+   * `since`: the revision of the snapshot the sender judged it by. The frame carries no passkey:
+   * a sender behind the member's last passkey reset knew only the old key, so it admitted the
+   * announce by a key that is gone (its peers were taken out at the reset).
    */
-  recheck(req: AnnounceRequest, memberId: number | null, torrentId: number | null): TrackerError | null {
+  recheck(
+    req: AnnounceRequest,
+    memberId: number | null,
+    torrentId: number | null,
+    since: number,
+  ): TrackerError | null {
     const s = this.#snap;
     const client = this.#checkClient(req);
     if (client !== null) return client;
@@ -539,6 +555,8 @@ export class Policy {
     if (s.deny.size > 0 && s.deny.has(binaryString(req.infoHash))) return Errors.infoHashDenied;
     const member = s.memberById.get(memberId);
     if (member === undefined) return Errors.passkeyUnknown;
+    const keyGone = this.#passkeyGoneAt.get(memberId);
+    if (keyGone !== undefined && keyGone > since) return Errors.passkeyUnknown;
     if (member.status === 1) return Errors.memberDisabled;
     if (member.status === 2) return Errors.memberBanned;
     const torrent = s.torrentById.get(torrentId);

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
@@ -275,3 +275,65 @@ for (const [workers, store] of [
       if (store === 'redis') await deleteKeys(REDIS_URL, prefix);
     }
   });
+
+test('--workers 2: a scraper opening many connections at once gets at most workers × peer_list_limit lists', async () => {
+  const LIMIT = 3;
+  /** Under max_connections_per_ip (128 by default). */
+  const CONNECTIONS = 100;
+  const t = await startTracker(
+    [
+      ...BASE,
+      '--workers',
+      '2',
+      '--peer-list-limit',
+      String(LIMIT),
+      '--peer-list-window',
+      '3600',
+      // One torrent, a peer id per connection.
+      '--peers-per-torrent',
+      '0',
+    ],
+    { ready: 'herald workers running' },
+  );
+  const sockets: Socket[] = [];
+  try {
+    const [ih] = torrentsByOwner(t, t.dataDir, 1, 'burst');
+    const seeder = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'seedy', '--json']));
+    const seed = announcer(t.http[0].port, seeder.passkey, 9800, 'plsed', { left: 0, numwant: 0 });
+    const scraper = adminJson<{ passkey: string }>(t.admin(['member', 'add', 'scraper', '--json']));
+    await whenKnown(seed, [ih]);
+    ok(await seed(ih, 1, { event: 'started' }), 'the seeder');
+    for (let k = 0; k < CONNECTIONS; k++) {
+      const s = connect(t.http[0].port, '127.0.0.1');
+      await new Promise((resolve) => s.once('connect', resolve));
+      sockets.push(s);
+    }
+    // Every connection (the kernel spreads them over both workers) announces at once.
+    const answers = await Promise.all(
+      sockets.map((s, k) => {
+        const path = announcePath({
+          infoHash: ih,
+          port: 10_000 + k,
+          peerId: Buffer.from(`-qB4500-burst${String(k).padStart(7, '0')}`),
+          base: `/announce/${scraper.passkey}`,
+          left: 1000,
+          event: 'started',
+        });
+        return responseOn(s, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      }),
+    );
+    let lists = 0;
+    for (const a of answers) {
+      const d = bdecode(a.body);
+      ok(d, 'the scraper');
+      if ((d.get('peers') as Buffer).length > 0) lists++;
+    }
+    assert.ok(
+      lists >= LIMIT && lists <= 2 * LIMIT,
+      `${lists} peer lists for ${CONNECTIONS} announces, limit ${LIMIT}`,
+    );
+  } finally {
+    for (const s of sockets) s.destroy();
+    await t.stop();
+  }
+});
