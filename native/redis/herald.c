@@ -4,11 +4,14 @@
  * semantics, so that the Lua scripts (scrape, full scrape, sweep) keep working on what it writes
  * and an instance without the module (Lua) and one with it can share one Redis.
  *
- *   HERALD.ANNOUNCE <key> <prefix> <records>
+ *   HERALD.ANNOUNCE <key> <prefix> <records> <deadline>
  *
  * <key> is the first record's bucket index ("<prefix>:{<b>}:i"): the command's one declared key,
- * which routes the call on a Cluster (as KEYS[1] routes the script). <records> and the reply are
- * exactly the script's (scripts.ts ANNOUNCE_BATCH). Every record is parsed and checked before any
+ * which routes the call on a Cluster (as KEYS[1] routes the script). <records>, <deadline> and the
+ * reply are exactly the script's (scripts.ts ANNOUNCE_BATCH): a call that starts after its
+ * deadline (milliseconds by this server's clock; 0: none) changes nothing and answers LATE, as the
+ * instance that sent it has given up on it. Replicas and an AOF replay do not look at the
+ * deadline: the master ran the command in time, so they apply it whenever they get to it. Every record is parsed and checked before any
  * is applied: a malformed call is an error and changes nothing. A key of the wrong type is an
  * error too: the records before it stay applied, and its own writes before the command that would
  * have touched that key, as a script stops at its first failing command.
@@ -789,9 +792,9 @@ close:
   return c->wrong ? WRONGTYPE : status;
 }
 
-/* HERALD.ANNOUNCE <key> <prefix> <records> */
+/* HERALD.ANNOUNCE <key> <prefix> <records> <deadline> */
 static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-  if (argc != 4) return RedisModule_WrongArity(ctx);
+  if (argc != 5) return RedisModule_WrongArity(ctx);
   RedisModule_AutoMemory(ctx);
   size_t n;
   const unsigned char *s = (const unsigned char *)RedisModule_StringPtrLen(argv[3], &n);
@@ -804,9 +807,16 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
     count++;
   }
   if (count == 0) return RedisModule_ReplyWithError(ctx, "ERR herald.announce: no announce record");
+  long long deadline;
+  if (RedisModule_StringToLongLong(argv[4], &deadline) != REDISMODULE_OK || deadline < 0)
+    return RedisModule_ReplyWithError(ctx, "ERR herald.announce: the deadline is not a number");
   int flags = RedisModule_GetContextFlags(ctx);
+  int replicated = (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0;
+  /* The same words as scripts.ts LATE. */
+  if (!replicated && deadline > 0 && RedisModule_Milliseconds() > deadline)
+    return RedisModule_ReplyWithError(ctx, "LATE herald: the call started after its deadline, nothing was changed");
   Call c = {ctx, NULL, 0, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0},
-            (flags & (REDISMODULE_CTX_FLAGS_REPLICATED | REDISMODULE_CTX_FLAGS_LOADING)) != 0, 0, 0};
+            replicated, 0, 0};
   c.prefix = RedisModule_StringPtrLen(argv[2], &c.prefixlen);
   /* The records applied, for replication when some were not: made only then (until the first
    * record not applied, the records so far, as they came). */
@@ -834,7 +844,7 @@ static int announce_command(RedisModuleCtx *ctx, RedisModuleString **argv, int a
     if (skipped == 0 && !wrong)
       RedisModule_ReplicateVerbatim(ctx);
     else
-      RedisModule_Replicate(ctx, "HERALD.ANNOUNCE", "ssb", argv[1], argv[2], applied.p, applied.len);
+      RedisModule_Replicate(ctx, "HERALD.ANNOUNCE", "ssbs", argv[1], argv[2], applied.p, applied.len, argv[4]);
   }
   if (wrong)
     RedisModule_ReplyWithError(ctx, "WRONGTYPE herald.announce: a swarm key holds the wrong kind of value");

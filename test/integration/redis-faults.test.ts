@@ -19,9 +19,17 @@ import {
 } from '../../src/protocol/udp/codec.ts';
 import { keySlot } from '../../src/store/redis/connect.ts';
 import { bucketOf } from '../../src/store/redis/records.ts';
-import type { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
 import { announcePath, bdecode, hashOf, httpGet, text, udpClient } from '../helpers/clients.ts';
-import { freePort, ownCluster, ownRedis, REDIS_URL } from '../helpers/redis.ts';
+import {
+  freePort,
+  MODULE_PATH,
+  moduleAvailable,
+  ownCluster,
+  ownRedis,
+  peerAnnounce,
+  REDIS_URL,
+} from '../helpers/redis.ts';
 
 /** `redisTimeout` short by default, so that a dead Redis is noticed at once. */
 function tracker(url: string, redisTimeout = 300): Tracker {
@@ -107,6 +115,9 @@ async function clusterWithSeeders(
 }
 
 const cleanups: (() => Promise<void>)[] = [];
+
+/** Clock seconds. */
+const now = () => Math.floor(Date.now() / 1000);
 
 describe('Redis store faults', {
   skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
@@ -464,6 +475,76 @@ describe('Redis store faults', {
         `swarm ${i} kept its peers`,
       );
   });
+
+  for (const via of ['the script', ...(moduleAvailable() ? ['the module'] : [])])
+    test(`Redis Cluster, private mode (${via}): a master killed: no announce refused at its deadline is written after (ioredis's retry on the new master), so no baseline moves unseen`, async () => {
+      const ports: number[] = [];
+      for (let p = await freePort(via === 'the script' ? 7221 : 7251, 10_000); ports.length < 6; p++)
+        if ((await freePort(p, 10_000)) === p) ports.push(p);
+      const cluster = await ownCluster(ports, via === 'the module' ? ['--loadmodule', MODULE_PATH] : []);
+      cleanups.push(() => cluster.stop());
+      const store = new RedisSwarmStore({
+        url: cluster.url,
+        prefix: 'herald-faults-private',
+        timeoutMs: 1000,
+        peerTimeout: 2700,
+        module: via === 'the module' ? 'require' : 'off',
+      });
+      cleanups.push(() => store.close());
+      await store.ready(10_000);
+      // 48 swarms over the buckets, a private peer in each (member 7 on torrent 100 + i).
+      const hashes = Array.from({ length: 48 }, (_, i) => {
+        const h = hashOf(i, 85);
+        h[0] = i * 5;
+        return h;
+      });
+      const dead = `127.0.0.1:${ports[0]}`;
+      const onDead = hashes.map(
+        (h) => (store.client as Cluster).slots[keySlot(String(bucketOf(h)))]?.[0] === dead,
+      );
+      assert.ok(onDead.some(Boolean), 'swarms on the master to be killed');
+      // What each peer's answered announces reported: a baseline must be one of them (or none:
+      // a write the old master had not replicated yet is lost, never credited twice).
+      const answered = hashes.map(() => new Set<number>());
+      const wrong: string[] = [];
+      let refusedOnDead = 0;
+      let round = 0;
+      const announceAll = async () => {
+        round++;
+        const all = await Promise.all(
+          hashes.map((h, i) =>
+            store.announceAccounted(peerAnnounce(h, 1, { uploaded: round * 1000 }), now(), {
+              route: h,
+              torrentId: 100 + i,
+              memberId: 7,
+              peersPerTorrent: 0,
+              minGap: 0,
+              refuseEarly: false,
+            }),
+          ),
+        );
+        for (const [i, r] of all.entries()) {
+          if (r instanceof Error) {
+            if (onDead[i]) refusedOnDead++;
+            continue;
+          }
+          const prev = r.previous?.uploaded;
+          if (prev !== undefined && !answered[i].has(prev))
+            wrong.push(`swarm ${i}: baseline ${prev} from a refused announce (round ${round})`);
+          answered[i].add(round * 1000);
+        }
+        return all.every((r) => !(r instanceof Error));
+      };
+      await announceAll();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await cluster.nodes[0].kill();
+      // Round after round (a new round while the last is refused or answered) until the killed
+      // master's swarms are served by its replica, then a few more.
+      await until("the killed master's swarms served by its replica", 30_000, announceAll);
+      for (let k = 0; k < 3; k++) await announceAll();
+      assert.ok(refusedOnDead > 0, 'announces refused during the failover');
+      assert.deepEqual(wrong, []);
+    });
 
   test("Redis Cluster: a master that stops answering (CLIENT PAUSE): only its connection is made again; the others' swarms are served", async () => {
     const { ports, t, hashes } = await clusterWithSeeders(7191, 84, 8800, 1000);

@@ -109,6 +109,7 @@ describe('herald redis module on a Redis Cluster', {
         `${prefix}:{${bucketOf(mine)}}:i`,
         prefix,
         Buffer.concat([rec(other), rec(mine)]),
+        '0',
       )) as Buffer;
       // Two headers of 24 bytes (no peers, no ids, no baseline): skipped, then done.
       assert.equal(r.length, 48);
@@ -160,6 +161,7 @@ describe('herald redis module on a Redis Cluster', {
         `${prefix}:{${bucketOf(h)}}:i`,
         prefix,
         announceRecord(request(h, 1, 5), bucketOf(h), 1000, 0.5, null, 100),
+        '0',
       )) as Buffer;
       assert.equal(r[0], 0, "done (3 would be skipped as another master's slot)");
       // Before the next test: every node agrees on the new slot map (right after a failover a

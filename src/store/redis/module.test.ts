@@ -3,7 +3,8 @@
  * of arguments, malformed packed records, or swarm keys of the wrong type answers a Redis error
  * and changes nothing it should not; random argument bytes (and valid records with random bytes
  * changed) never crash or hang redis-server. On a redis-server of the test's own with the module
- * loaded. And a server that unloads it under a running store: `redis_module = auto` goes on
+ * loaded. A call that starts after its deadline answers LATE and changes nothing (as the script).
+ * And a server that unloads it under a running store: `redis_module = auto` goes on
  * through the Lua script, `require` refuses and says why in its health.
  */
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import type { AnnounceEvent, AnnounceRequest } from '../../core/types.ts';
 import { endpointOf } from '../../swarm/contract.ts';
 import { announceRecord, bucketOf } from './records.ts';
 import { RedisSwarmStore } from './redis-store.ts';
+import { ANNOUNCE_BATCH, LATE } from './scripts.ts';
 
 const server = moduleRedis();
 
@@ -71,7 +73,13 @@ describe('herald redis module: bad input', {
   });
 
   test('the wrong number of arguments is an error', async () => {
-    for (const args of [[], [index], [index, prefix], [index, prefix, record(1), 'extra']]) {
+    for (const args of [
+      [],
+      [index],
+      [index, prefix],
+      [index, prefix, record(1)],
+      [index, prefix, record(1), '0', 'x'],
+    ]) {
       const r = await call(...args);
       assert.ok(r instanceof Error && /wrong number of arguments/.test(r.message), String(r));
     }
@@ -91,19 +99,47 @@ describe('herald redis module: bad input', {
       record(1, {}, true).subarray(0, 70),
     ];
     for (const x of bad) {
-      const r = await call(index, prefix, Buffer.concat([good, x]));
+      const r = await call(index, prefix, Buffer.concat([good, x]), '0');
       assert.ok(
         r instanceof Error && /^ERR herald\.announce/.test(r.message),
         `${String(r)} for ${x.toString('hex')}`,
       );
     }
-    const none = await call(index, prefix, Buffer.alloc(0));
+    const none = await call(index, prefix, Buffer.alloc(0), '0');
     assert.ok(none instanceof Error && /no announce record/.test(none.message), String(none));
     assert.equal((await c.keys(`${prefix}:*`)).length, 0, 'nothing written');
     // The same record alone is good: it answers and writes.
-    const ok = await call(index, prefix, good);
+    const ok = await call(index, prefix, good, '0');
     assert.ok(Buffer.isBuffer(ok) && ok[0] === 0);
     assert.equal(await c.zcard(index), 1);
+  });
+
+  test('a call that starts after its deadline (by the server clock) changes nothing and answers LATE, as the script does', async () => {
+    const h3 = new Uint8Array(20).fill(0x44);
+    const b3 = bucketOf(h3);
+    const index3 = `${prefix}:{${b3}}:i`;
+    const rec = announceRecord(request(h3, 1), b3, 1000, 0.5, null, 100);
+    const [sec] = await c.time();
+    const past = String(Number(sec) * 1000 - 1000);
+    const script = (deadline: string) =>
+      c.callBuffer('EVAL', ANNOUNCE_BATCH, 1, index3, prefix, rec, deadline).then(
+        (r) => r as Buffer,
+        (err: Error) => err,
+      );
+    for (const r of [await call(index3, prefix, rec, past), await script(past)])
+      assert.ok(r instanceof Error && r.message === LATE, String(r));
+    assert.deepEqual(await c.keys(`${prefix}:{${b3}}:*`), [], 'nothing written');
+    const bad = await call(index3, prefix, rec, 'soon');
+    assert.ok(bad instanceof Error && /deadline is not a number/.test(bad.message), String(bad));
+    // In time (a minute ahead), or without a deadline (0): applied.
+    const ahead = String(Number(sec) * 1000 + 60_000);
+    for (const r of [
+      await call(index3, prefix, rec, ahead),
+      await script(ahead),
+      await call(index3, prefix, rec, '0'),
+    ])
+      assert.ok(Buffer.isBuffer(r) && r[0] === 0, String(r));
+    assert.equal(await c.zcard(index3), 1);
   });
 
   test('a swarm key of the wrong type is a WRONGTYPE error, never a crash', async () => {
@@ -122,14 +158,14 @@ describe('herald redis module: bad input', {
     ).entries()) {
       await set();
       // A new peer each time: one that must be added to every key (an earlier one may be in some).
-      const r = await call(`${prefix}:{${b2}}:i`, prefix, rec(5 + k));
+      const r = await call(`${prefix}:{${b2}}:i`, prefix, rec(5 + k), '0');
       assert.ok(r instanceof Error && r.message.startsWith('WRONGTYPE'), `${String(r)} (${String(key)})`);
       await c.del(key);
     }
     // A private-mode baseline hash of the wrong type.
     const akey = `${prefix}:{${b}}:a:1:2`;
     await c.set(akey, 'x');
-    const r = await call(index, prefix, record(7, {}, true));
+    const r = await call(index, prefix, record(7, {}, true), '0');
     assert.ok(r instanceof Error && r.message.startsWith('WRONGTYPE'), String(r));
     await c.del(akey);
     assert.equal(await c.ping(), 'PONG');
@@ -181,9 +217,10 @@ describe('herald redis module: bad input', {
         index,
         random() < 0.1 ? Buffer.from([byte(), byte()]) : prefix,
         records,
+        random() < 0.1 ? Buffer.from([byte(), byte()]) : '0',
       ];
       // Now and then the wrong number of arguments.
-      if (random() < 0.05) args.splice(Math.floor(random() * 3), 1);
+      if (random() < 0.05) args.splice(Math.floor(random() * 4), 1);
       const r = await call(...args);
       if (r instanceof Error) errors++;
       else answers++;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { Cluster, Command, type Redis } from 'ioredis';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -23,7 +24,7 @@ import {
   type Queued,
   resultOf,
 } from './records.ts';
-import { ANNOUNCE_BATCH, DROP, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ANNOUNCE_BATCH, DROP, LATE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -103,6 +104,14 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #pending = new Set<{ at: number; fail: (err: Error) => void }>();
   #deadlines: NodeJS.Timeout;
+  /**
+   * Per server ('' for one server, a master's "host:port" on a Cluster): a lower bound of its
+   * clock (Redis TIME, ms) minus Herald's monotonic clock (`performance.now()`), measured by
+   * `#measureClocks` (`#deadline` says what for).
+   */
+  #offsets = new Map<string, number>();
+  #measuring: Promise<void> | null = null;
+  #clocks: NodeJS.Timeout;
 
   constructor(
     opts: SwarmStoreOptions & {
@@ -134,12 +143,15 @@ export class RedisSwarmStore implements SwarmStore {
     this.#module = this.#moduleMode === 'require';
     this.client = connectRedis(opts.url, opts.timeoutMs);
     // At every (re)connection: whether the server (every master of a Cluster) has the module.
-    if (this.#moduleMode === 'auto')
-      this.client.on('ready', () => {
-        this.#detection = this.#detect();
-      });
+    // At every (re)connection, and every CLOCKS_MS: each server's clock (#deadline).
+    this.client.on('ready', () => {
+      const detection = this.#moduleMode === 'auto' ? this.#detect() : Promise.resolve();
+      this.#detection = Promise.all([detection, this.#measureClocks()]).then(() => {});
+    });
     this.#deadlines = setInterval(() => this.#expire(), Math.max(10, opts.timeoutMs / 4));
     this.#deadlines.unref();
+    this.#clocks = setInterval(() => this.#measureClocks(), CLOCKS_MS);
+    this.#clocks.unref();
     for (const [name, lua] of [
       ['heraldScrape', SCRAPE],
       ['heraldScrapePage', SCRAPE_PAGE],
@@ -180,6 +192,60 @@ export class RedisSwarmStore implements SwarmStore {
     } catch (err) {
       this.#failed(err);
     }
+  }
+
+  /**
+   * Measures each server's clock (each master's on a Cluster) against Herald's monotonic clock
+   * (`#offsets`, for `#deadline`): the server read its clock (TIME) between the moment the call
+   * left and the moment its answer came back, so its clock minus Herald's was at least its time
+   * minus the moment the answer came back. The bound is low by at most the round trip (a deadline
+   * then passes that much early, never late). One measurement at a time; a failed one is skipped.
+   */
+  #measureClocks(): Promise<void> {
+    if (this.#measuring !== null) return this.#measuring;
+    const cluster = this.client instanceof Cluster;
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    this.#measuring = Promise.all(
+      nodes.map(async (node) => {
+        try {
+          const [sec, usec] = await this.#bounded(node.time());
+          const back = performance.now();
+          this.#offsets.set(
+            cluster ? `${node.options.host}:${node.options.port}` : '',
+            Number(sec) * 1000 + Number(usec) / 1000 - back,
+          );
+        } catch (err) {
+          this.#failed(err);
+        }
+      }),
+    ).then(() => {
+      this.#measuring = null;
+    });
+    return this.#measuring;
+  }
+
+  /**
+   * The deadline, in milliseconds by `node`'s clock, of a private-mode announce call to it made
+   * now: the script (HERALD.ANNOUNCE) refuses the whole call, untouched, when it starts later (the
+   * error LATE). Herald gives up on the call `timeoutMs` after sending it and answers "try again
+   * later"; had Redis run it afterwards (a server that was only slow runs what is on its socket
+   * when it wakes; around a failover, ioredis sends it again to the new master), each peer's
+   * accounting baseline would have moved on with no instance crediting the delta, and the traffic
+   * that announce reported would never be credited. The deadline is three quarters of
+   * `timeoutMs`: the last quarter is for the answer to come back (the script's run, the way back,
+   * Herald's event loop). Herald's and Redis's clocks need not agree: the deadline is expressed in
+   * the server's clock by `#offsets`, whose error makes it early, never late. 0 (no deadline) while
+   * no server's clock is known yet (a master not measured yet is judged by the lowest offset
+   * known: nodes of one Cluster are kept in sync by NTP, and a lower offset errs early).
+   */
+  #deadline(node: string): number {
+    let offset = this.#offsets.get(node);
+    if (offset === undefined) {
+      void this.#measureClocks();
+      for (const o of this.#offsets.values()) if (offset === undefined || o < offset) offset = o;
+      if (offset === undefined) return 0;
+    }
+    return Math.floor(performance.now() + (this.#timeoutMs * 3) / 4 + offset);
   }
 
   /** Null when the store is usable; otherwise what is wrong (for `/health`). */
@@ -241,10 +307,13 @@ export class RedisSwarmStore implements SwarmStore {
     );
   }
 
-  /** `p`, or a rejection once it has taken longer than the timeout. */
+  /**
+   * `p`, or a rejection once it has taken longer than the timeout (by the monotonic clock, as
+   * `#deadline` reckons: a step of the wall clock moves neither).
+   */
   #bounded<T>(p: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const d = { at: Date.now() + this.#timeoutMs, fail: reject };
+      const d = { at: performance.now() + this.#timeoutMs, fail: reject };
       this.#pending.add(d);
       p.then(
         (v) => {
@@ -272,7 +341,7 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   #expire(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const d of this.#pending) {
       if (d.at > now) return;
       this.#pending.delete(d);
@@ -409,7 +478,12 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #sendBatch(items: Queued[], alone: boolean): void {
     const records = items.length === 1 ? items[0].record : Buffer.concat(items.map((q) => q.record));
-    const args = [this.#indexes[items[0].b], this.#prefix, records];
+    // A deadline for a call with private-mode announces (their baselines: #deadline); a late
+    // open-mode announce only refreshes a peer that did announce.
+    let accounted = false;
+    for (const q of items) accounted ||= q.accounted;
+    const deadline = accounted ? this.#deadline(this.#serverOf(items[0].b)) : 0;
+    const args = [this.#indexes[items[0].b], this.#prefix, records, deadline === 0 ? '0' : String(deadline)];
     const viaModule = this.#module;
     (viaModule ? this.#moduleAnnounce(args) : this.#luaAnnounce(args)).then(
       (r) => {
@@ -441,6 +515,9 @@ export class RedisSwarmStore implements SwarmStore {
           }
           this.#moduleMissing = true;
         }
+        // Refused by the server's clock while Herald still waited: late, or the clock measured
+        // wrong (it stepped forward since): measured again.
+        if (err instanceof Error && err.message === LATE) void this.#measureClocks();
         const refusal = this.#refusal(err);
         for (const q of items) q.resolve(refusal);
       },
@@ -668,6 +745,7 @@ export class RedisSwarmStore implements SwarmStore {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#deadlines);
+    clearInterval(this.#clocks);
     try {
       await Promise.race([this.client.quit(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     } catch {}
@@ -677,6 +755,8 @@ export class RedisSwarmStore implements SwarmStore {
 
 /** Most announces in one ANNOUNCE_BATCH call (bounds how long one script holds Redis). */
 const MAX_BATCH = 128;
+/** Each server's clock is measured again this often (ms; #measureClocks). */
+const CLOCKS_MS = 5000;
 /** Most buckets in one SWEEP call. */
 const SWEEP_BUCKETS = 256;
 

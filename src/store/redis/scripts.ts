@@ -327,6 +327,12 @@ end
 `;
 
 /**
+ * The error an announce call answers when it starts after its deadline (ANNOUNCE_BATCH ARGV[3];
+ * HERALD.ANNOUNCE's fifth argument, native/redis/herald.c, which answers the same words).
+ */
+export const LATE = 'LATE herald: the call started after its deadline, nothing was changed';
+
+/**
  * Announces in one call (issue #14: one EVALSHA's dispatch, parsing and round trip shared by the
  * announces of an event-loop turn; one argument and one reply string for all of them, so neither
  * side converts a dozen values per announce). ARGV[1] is the key prefix, ARGV[2] the announces,
@@ -340,6 +346,8 @@ end
  * slots (allow-cross-slot-keys lets one script reach several slots of its node), and an announce
  * whose slot is not here (moved since) is skipped, untouched, and reported. Each announce is
  * whole: all of its keys are in one slot, so its guarded first call decides.
+ * ARGV[3] is the call's deadline in milliseconds by the Redis server's clock ('0': none): a call
+ * that starts after it changes nothing and answers the error LATE (redis-store.ts `#deadline`).
  * Returns one string: per announce, a header packed big-endian (B status: 0 done, 1 refused
  * (peer limit), 2 refused (early), 3 skipped; I complete, I incomplete, I downloaded, H peers
  * bytes, H ids bytes, H previous baseline bytes, I seeding seconds, B early) then the peers, the
@@ -348,6 +356,14 @@ end
 export const ANNOUNCE_BATCH = `#!lua flags=allow-cross-slot-keys
 ${ANNOUNCE_FN}
 local prefix, s = ARGV[1], ARGV[2]
+-- The call's deadline by this server's clock (ms; '0': none): a call that starts later than it is
+-- refused whole, untouched, because the instance that sent it has given up on it (redis-store.ts
+-- #deadline). TIME is read once: the script runs whole.
+local deadline = tonumber(ARGV[3])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return redis.error_reply('${LATE}') end
+end
 local bases = {}
 local out = {}
 local pos, len = 1, #s
