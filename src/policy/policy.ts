@@ -5,7 +5,12 @@ import { Errors, type TrackerError, Warnings } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { AnnounceEvent, type AnnounceRequest } from '../core/types.ts';
 import type { Registry } from '../db/registry.ts';
-import type { AnnounceStep, RequestContext, ScrapeStep } from '../tracker/service.ts';
+import {
+  type AnnounceStep,
+  type RequestContext,
+  requestContext,
+  type ScrapeStep,
+} from '../tracker/service.ts';
 import { type AccessChange, accessChange, granted } from './access-change.ts';
 import { type ClassDef, classOf } from './classes.ts';
 import { inPages, PAGE } from './scheduled.ts';
@@ -497,8 +502,7 @@ export class Policy {
       if (s.deny.size === 0) return null;
       return s.deny.has(binaryString(infoHash)) ? Errors.infoHashDenied : null;
     }
-    // The deny list is keyed by string: made only while it holds something.
-    if (s.deny.size > 0 && s.deny.has(binaryString(infoHash))) return Errors.infoHashDenied;
+    if (this.#denied(infoHash)) return Errors.infoHashDenied;
     if (this.mode === 'whitelist') {
       // Whitelist mode tracks the allow list and every registered torrent.
       return s.torrents.get(infoHash) !== undefined ||
@@ -511,16 +515,29 @@ export class Policy {
     if (member === null) {
       if (ctx.passkey === null)
         return ctx.protocol === 'udp' ? Errors.udpPasskeyMissing : Errors.passkeyRequired;
-      member = s.members.get(ctx.passkey) ?? null;
-      if (member === null) return Errors.passkeyUnknown;
-      if (member.status === 1) return Errors.memberDisabled;
-      if (member.status === 2) return Errors.memberBanned;
+      const found = s.members.get(ctx.passkey);
+      const refused = memberRefusal(found);
+      if (refused !== null || found === undefined) return refused ?? Errors.passkeyUnknown;
+      member = found;
       ctx.member = member;
     }
     const torrent = s.torrents.get(infoHash);
+    const refused = this.#torrentRefusal(torrent, member);
+    if (refused !== null || torrent === undefined) return refused ?? Errors.torrentNotRegistered;
+    ctx.torrent = torrent;
+    return null;
+  }
+
+  /** Whether the hash is on the deny list (keyed by string: one is made only while it holds something). */
+  #denied(infoHash: Uint8Array): boolean {
+    const deny = this.#snap.deny;
+    return deny.size > 0 && deny.has(binaryString(infoHash));
+  }
+
+  /** Why `member` may not announce `torrent` (not registered; restricted without a grant), or null. */
+  #torrentRefusal(torrent: PolicyTorrent | undefined, member: PolicyMember): TrackerError | null {
     if (torrent === undefined) return Errors.torrentNotRegistered;
     if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
-    ctx.torrent = torrent;
     return null;
   }
 
@@ -541,34 +558,35 @@ export class Policy {
     const s = this.#snap;
     const client = this.#checkClient(req);
     if (client !== null) return client;
-    if (this.mode !== 'private') {
-      const ctx: RequestContext = {
-        protocol: 'http',
-        passkey: null,
-        member: null,
-        torrent: null,
-        warning: null,
-      };
-      return this.#checkTorrent(req.infoHash, ctx, req.event);
-    }
+    if (this.mode !== 'private')
+      return this.#checkTorrent(req.infoHash, requestContext('http', null), req.event);
     if (memberId === null || torrentId === null) return null;
-    if (s.deny.size > 0 && s.deny.has(binaryString(req.infoHash))) return Errors.infoHashDenied;
-    const member = s.memberById.get(memberId);
-    if (member === undefined) return Errors.passkeyUnknown;
+    if (this.#denied(req.infoHash)) return Errors.infoHashDenied;
     const keyGone = this.#passkeyGoneAt.get(memberId);
     if (keyGone !== undefined && keyGone > since) return Errors.passkeyUnknown;
-    if (member.status === 1) return Errors.memberDisabled;
-    if (member.status === 2) return Errors.memberBanned;
+    const member = s.memberById.get(memberId);
+    const refused = memberRefusal(member);
+    if (refused !== null || member === undefined) return refused ?? Errors.passkeyUnknown;
     const torrent = s.torrentById.get(torrentId);
-    if (torrent === undefined) return Errors.torrentNotRegistered;
-    if (torrent.restricted && !this.#granted(torrent.id, member)) return Errors.torrentNotGranted;
-    const ctx: RequestContext = { protocol: 'http', passkey: null, member, torrent, warning: null };
+    const cannot = this.#torrentRefusal(torrent, member);
+    if (cannot !== null || torrent === undefined) return cannot ?? Errors.torrentNotRegistered;
+    const ctx = requestContext('http', null);
+    ctx.member = member;
+    ctx.torrent = torrent;
     return this.#checkRights(req, ctx);
   }
 
   #granted(torrentId: number, member: PolicyMember): boolean {
     return granted(this.#snap, torrentId, member, Math.floor(Date.now() / 1000));
   }
+}
+
+/** Why a member found by passkey or id may not announce (unknown, disabled, banned), or null. */
+function memberRefusal(member: PolicyMember | undefined): TrackerError | null {
+  if (member === undefined) return Errors.passkeyUnknown;
+  if (member.status === 1) return Errors.memberDisabled;
+  if (member.status === 2) return Errors.memberBanned;
+  return null;
 }
 
 /** The passkey in a BEP 41 URL-data path or an HTTP path: `/announce/<pk>` or `/<pk>/announce`. */
