@@ -1,5 +1,5 @@
 import type { Logger } from '../core/log.ts';
-import { type PeerListGate, PeerListWindows } from '../policy/policy.ts';
+import { type PeerListGate, PeerListWindows } from '../policy/peer-lists.ts';
 import type { ClusterBus } from './bus.ts';
 import { readMemberFigures, writeMemberFigures } from './limit-messages.ts';
 import { MessageType } from './messages.ts';
