@@ -319,11 +319,17 @@ export class HitAndRuns {
     return { ...r, seed_time_now: Number(r.seed_time_now) };
   }
 
-  /** Newest first; of one member, of one status, or all. */
-  async list(opts: { member?: number; status?: HnrStatus; limit?: number; offset?: number } = {}) {
+  /**
+   * Newest first; of one member, of one status, or all; after the id `after` in that order (older
+   * ones: the API's pages) or from `offset`.
+   */
+  async list(
+    opts: { member?: number; status?: HnrStatus; after?: number; limit?: number; offset?: number } = {},
+  ) {
     let q = this.#view().orderBy('h.id', 'desc');
     if (opts.member !== undefined) q = q.where('h.member_id', '=', opts.member);
     if (opts.status !== undefined) q = q.where('h.status', '=', opts.status);
+    if (opts.after !== undefined) q = q.where('h.id', '<', rowId(opts.after));
     const rows = await q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)

@@ -205,11 +205,19 @@ export class Registry {
     return m;
   }
 
-  async listMembers(opts: { search?: string; status?: MemberStatus; limit?: number; offset?: number } = {}) {
+  /**
+   * Members by id, after the id `after` (the API's pages: a page costs the same at any depth, and
+   * members who join meanwhile come at the end instead of shifting the pages) or from `offset` (the
+   * API's old pages, still taken).
+   */
+  async listMembers(
+    opts: { search?: string; status?: MemberStatus; after?: number; limit?: number; offset?: number } = {},
+  ) {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS).orderBy('id');
     if (opts.search)
       q = q.where(sql`lower(username)`, 'like', `%${opts.search.toLowerCase().replace(/[%_\\]/g, '')}%`);
     if (opts.status) q = q.where('status', '=', opts.status);
+    if (opts.after !== undefined) q = q.where('id', '>', rowId(opts.after));
     return q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)
@@ -519,9 +527,14 @@ export class Registry {
     return g !== undefined;
   }
 
-  async listTorrents(opts: { search?: string; limit?: number; offset?: number } = {}) {
+  /**
+   * Torrents newest first (by id), after the torrent `after` in that order (older ones: the API's
+   * pages, which uploads between two pages no longer shift) or from `offset`.
+   */
+  async listTorrents(opts: { search?: string; after?: number; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
     if (opts.search) q = q.where('name', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    if (opts.after !== undefined) q = q.where('id', '<', rowId(opts.after));
     return q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)
@@ -810,7 +823,23 @@ export class Registry {
 
   // ---- statistics ----
 
+  /** A member's torrents, last announced first (the profile page). */
   async memberTorrents(memberId: number) {
+    return this.#memberTorrentRows(memberId).orderBy('member_torrents.last_announce_at', 'desc').execute();
+  }
+
+  /**
+   * A member's torrents by torrent id, after the id `after`, at most `limit` (the API's pages: a
+   * member who snatched tens of thousands held the loop for one answer; by id, as announces move
+   * the last-announce order between two pages).
+   */
+  memberTorrentsPage(memberId: number, opts: { after?: number; limit: number }) {
+    let q = this.#memberTorrentRows(memberId).orderBy('member_torrents.torrent_id');
+    if (opts.after !== undefined) q = q.where('member_torrents.torrent_id', '>', rowId(opts.after));
+    return q.limit(opts.limit).execute();
+  }
+
+  #memberTorrentRows(memberId: number) {
     return this.#k
       .selectFrom('member_torrents')
       .innerJoin('torrents', 'torrents.id', 'member_torrents.torrent_id')
@@ -826,9 +855,7 @@ export class Registry {
         'member_torrents.completed_at',
         'member_torrents.last_announce_at',
       ])
-      .where('member_torrents.member_id', '=', memberId)
-      .orderBy('member_torrents.last_announce_at', 'desc')
-      .execute();
+      .where('member_torrents.member_id', '=', memberId);
   }
 
   async counts() {
