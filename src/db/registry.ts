@@ -2,6 +2,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import { type Metainfo, parseMetainfo } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
+import { byKind, inIds } from './batch.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
@@ -307,32 +308,43 @@ export class Registry {
   ): Promise<string[]> {
     return this.change(async (trx) => {
       const done: string[] = [];
-      for (const c of changes) {
-        const q = trx.updateTable('members').where('id', '=', c.id);
-        const r =
-          c.action === 'warn'
+      // One statement per action for the whole slice (a round trip each on PostgreSQL).
+      for (const [action, group] of byKind(changes, (c) => c.action)) {
+        const q = trx.updateTable('members').where(
+          inIds(
+            this.db.dialect,
+            'id',
+            group.map((c) => c.id),
+          ),
+        );
+        const rows =
+          action === 'warn'
             ? await q
                 .set((eb) => ({ ratio_warned_at: at, ratio_warnings: eb('ratio_warnings', '+', 1) }))
                 .where('ratio_warned_at', 'is', null)
                 .where('can_leech', '=', 1)
-                .executeTakeFirst()
-            : c.action === 'revoke'
+                .returning('id')
+                .execute()
+            : action === 'revoke'
               ? await q
                   .set({ can_leech: 0, leech_reason: 'ratio', leech_changed_at: at })
                   .where('can_leech', '=', 1)
                   .where('ratio_warned_at', 'is not', null)
-                  .executeTakeFirst()
-              : c.action === 'restore'
+                  .returning('id')
+                  .execute()
+              : action === 'restore'
                 ? await q
                     .set({ can_leech: 1, leech_reason: null, leech_changed_at: at, ratio_warned_at: null })
                     .where('can_leech', '=', 0)
                     .where('leech_reason', '=', 'ratio')
-                    .executeTakeFirst()
+                    .returning('id')
+                    .execute()
                 : await q
                     .set({ ratio_warned_at: null })
                     .where('ratio_warned_at', 'is not', null)
-                    .executeTakeFirst();
-        if (Number(r.numUpdatedRows) > 0) done.push(c.action);
+                    .returning('id')
+                    .execute();
+        for (let i = 0; i < rows.length; i++) done.push(action);
       }
       return done;
     });
