@@ -7,7 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs } from 'kysely';
+import {
+  CompiledQuery,
+  createQueryId,
+  type Kysely,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  RawNode,
+  type RootOperationNode,
+  UpdateQueryNode,
+} from 'kysely';
 import { engines } from '../../test/helpers/db.ts';
 import { addMembers, STRICT_HNR_RULES, snatchAll } from '../../test/helpers/scheduler.ts';
 import { parseClasses } from '../config/classes.ts';
@@ -15,6 +25,7 @@ import { ManualClock } from '../core/clock.ts';
 import { createLogger } from '../core/log.ts';
 import { openDatabase } from '../db/connect.ts';
 import { Registry } from '../db/registry.ts';
+import type { Database } from '../db/schema.ts';
 import { BonusWatch } from './bonus.ts';
 import { ClassWatch } from './classes.ts';
 import { HitAndRunWatch } from './hit-and-run.ts';
@@ -30,12 +41,18 @@ const N = 4 * SLICE;
 /** Statements a pass may send for N changes: a few per slice or page, none per change. */
 const BOUND = 40;
 
-/** Counts the statements sent through the Kysely it is plugged into. */
+/** Counts the statements sent through the Kysely it is plugged into, and keeps the UPDATEs. */
 class StatementCounter implements KyselyPlugin {
   n = 0;
+  updates: RootOperationNode[] = [];
+  /** The connection without the plugin, to explain the UPDATEs with (SQLite; null on PostgreSQL). */
+  plain: Kysely<Database> | null = null;
   transformQuery(args: PluginTransformQueryArgs) {
     this.n++;
-    return args.node;
+    const node = args.node;
+    if (UpdateQueryNode.is(node) || (RawNode.is(node) && /^\s*update /i.test(node.sqlFragments[0])))
+      this.updates.push(node);
+    return node;
   }
   async transformResult(args: PluginTransformResultArgs) {
     return args.result;
@@ -59,6 +76,7 @@ async function withSite(
     const ids = await addMembers(reg, N, over);
     if (snatch !== null) await snatchAll(reg, ids, T0, snatch);
     const counter = new StatementCounter();
+    if (db.dialect === 'sqlite') counter.plain = db.kysely;
     await fn(new Registry({ ...db, kysely: db.kysely.withPlugin(counter) }), counter);
   } finally {
     await db.close();
@@ -73,11 +91,31 @@ const base = (reg: Registry, clock = new ManualClock(T0)) => ({
   refreshPolicy: async () => {},
 });
 
-/** Runs `pass`, and asserts it sent at most BOUND statements. */
+/**
+ * Runs `pass`, and asserts it sent at most BOUND statements; on SQLite also that each UPDATE
+ * reaches its rows by key, not through the index on a state column (SQLite, without statistics,
+ * took `hit_and_runs_status` over the slice's ids, and read every active hit-and-run per slice).
+ */
 async function counted<T>(counter: StatementCounter, what: string, pass: () => Promise<T>): Promise<T> {
   counter.n = 0;
+  counter.updates = [];
   const out = await pass();
   assert.ok(counter.n <= BOUND, `${what}: ${counter.n} statements for ${N} changes`);
+  const k = counter.plain;
+  if (k !== null)
+    for (const node of counter.updates) {
+      const q = k.getExecutor().compileQuery(node, createQueryId());
+      const plan = (
+        await k.executeQuery(CompiledQuery.raw(`EXPLAIN QUERY PLAN ${q.sql}`, [...q.parameters]))
+      ).rows
+        .map((r) => (r as { detail: string }).detail)
+        .join(' | ');
+      assert.doesNotMatch(
+        plan,
+        /INDEX (hit_and_runs_status|member_torrents_hnr)|^SCAN (members|hit_and_runs|member_torrents)\b/,
+        `${what}: ${q.sql.slice(0, 80)}: ${plan}`,
+      );
+    }
   return out;
 }
 
