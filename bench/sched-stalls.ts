@@ -5,6 +5,9 @@
  * the turns of a setImmediate chain and the longest gap between two of them while each step runs.
  *
  *   node bench/sched-stalls.ts [MEMBERS] [TORRENTS] [SNATCHES_PER_MEMBER] [HISTORY_HOURS] [DENY_LIST] [DATABASE_URL]
+ *
+ * DATABASE_URL: a PostgreSQL database to build the site in (`postgres://...`; an empty one: the
+ * bench fills it and leaves it), instead of a SQLite file in a temporary directory.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -259,13 +262,22 @@ try {
   await stall('listTorrents offset 99,000', () =>
     n(reg.listTorrents({ limit: 1000, offset: TORRENTS - 1000 })),
   );
+  await stall('listTorrents after, the last page', () =>
+    n(reg.listTorrents({ limit: 1000, after: tids[Math.min(1000, tids.length - 1)] })),
+  );
   await stall('listMembers offset 9,000', () => n(reg.listMembers({ limit: 1000, offset: MEMBERS - 1000 })));
+  await stall('listMembers after, the last page', () =>
+    n(reg.listMembers({ limit: 1000, after: mids[Math.max(0, MEMBERS - 1001)] })),
+  );
   await stall('hnr.list offset 0', () => n(reg.hnr.list({ limit: 1000 })));
   await stall('hnr.list offset 99,000', () => n(reg.hnr.list({ limit: 1000, offset: 99_000 })));
   await stall('hnr.list expired, limit 500 (portal)', () =>
     n(reg.hnr.list({ status: 'expired', limit: 500 })),
   );
   await stall('memberTorrents (a member)', () => n(reg.memberTorrents(mids[5])));
+  await stall('memberTorrentsPage (a member, 1,000)', () =>
+    n(reg.memberTorrentsPage(mids[5], { limit: 1000 })),
+  );
 } finally {
   await db.close();
   rmSync(dir, { recursive: true, force: true });

@@ -146,6 +146,19 @@ const schemas = {
 type Handler = (params: string[], body: () => Promise<unknown>, query: URLSearchParams) => Promise<unknown>;
 
 /**
+ * One page of a list: the answer is its rows (an array, as before pages had cursors), and, when
+ * more follow, `Link: <this request with after=NEXT>; rel="next"` (RFC 8288) names the next page.
+ */
+class Page {
+  readonly rows: unknown[];
+  readonly next: string | null;
+  constructor(rows: unknown[], next: string | null) {
+    this.rows = rows;
+    this.next = next;
+  }
+}
+
+/**
  * The JSON API under /api (docs/openapi.json) for staff tools, shops and licensing systems:
  * members, torrents, info-hash lists, client prefixes, groups, grants, site settings, stats.
  * Every request needs `Authorization: Bearer <api_token>`; bodies are validated (zod) and a bad
@@ -251,23 +264,54 @@ export function createApiHandler(deps: {
     return n;
   };
 
+  /** A row id given as `after` (1..2³¹-1), or undefined. */
+  const afterId = (q: URLSearchParams) => (q.has('after') ? int(q, 'after', 0, 2_147_483_647) : undefined);
+  /**
+   * A page by key: `read` is asked for one row more than `limit` (at most 1,000, 100 by default),
+   * which tells whether a next page exists; its cursor is `key` of the page's last row. `offset`
+   * (the old pages of members, torrents and hit-and-runs: `withOffset`) is passed on when given,
+   * and refused with `after`, or by a list that never had it.
+   */
+  const paged = async <R, A>(
+    q: URLSearchParams,
+    after: A | undefined,
+    key: (row: R) => string | number,
+    read: (o: { after: A | undefined; limit: number; offset: number | undefined }) => Promise<R[]>,
+    withOffset = false,
+  ): Promise<Page> => {
+    const limit = int(q, 'limit', 100, 1000);
+    if (q.has('offset') && !withOffset) throw new ApiError(400, 'offset: this list pages by `after`');
+    if (after !== undefined && q.has('offset')) throw new ApiError(400, 'give `after` or `offset`, not both');
+    const offset = q.has('offset') ? int(q, 'offset', 0, 1e9) : undefined;
+    const rows = await read({ after, limit: limit + 1, offset });
+    const more = rows.length > limit && limit > 0;
+    if (rows.length > limit) rows.length = limit;
+    return new Page(rows, more ? String(key(rows[limit - 1])) : null);
+  };
+
   const routes: [string, string, Handler][] = [
     ['GET', 'stats', async () => ({ ...(await deps.stats.snapshot()), ...(await reg().counts()) })],
     ['POST', 'reload', async () => ({ reloaded: await deps.policy.refresh() })],
     [
       'GET',
       'members',
-      async (_p, _b, q) =>
-        (
-          await reg().listMembers({
-            search: q.get('search') ?? undefined,
-            status: (MEMBER_STATUSES as readonly string[]).includes(q.get('status') ?? '')
-              ? (q.get('status') as (typeof MEMBER_STATUSES)[number])
-              : undefined,
-            limit: int(q, 'limit', 100, 1000),
-            offset: int(q, 'offset', 0, 1e9),
-          })
-        ).map(memberOut),
+      async (_p, _b, q) => {
+        const page = await paged(
+          q,
+          afterId(q),
+          (m: PublicMember) => m.id,
+          (o) =>
+            reg().listMembers({
+              search: q.get('search') ?? undefined,
+              status: (MEMBER_STATUSES as readonly string[]).includes(q.get('status') ?? '')
+                ? (q.get('status') as (typeof MEMBER_STATUSES)[number])
+                : undefined,
+              ...o,
+            }),
+          true,
+        );
+        return new Page((page.rows as PublicMember[]).map(memberOut), page.next);
+      },
     ],
     [
       'POST',
@@ -310,12 +354,14 @@ export function createApiHandler(deps: {
         const status = q.get('status');
         if (status !== null && !(HNR_STATUSES as readonly string[]).includes(status))
           throw new ApiError(400, `status: one of ${HNR_STATUSES.join(', ')}`);
-        return reg().hnr.list({
-          member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
-          status: (status ?? undefined) as HnrStatus | undefined,
-          limit: int(q, 'limit', 100, 1000),
-          offset: int(q, 'offset', 0, 1e9),
-        });
+        const member = q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined;
+        return paged(
+          q,
+          afterId(q),
+          (h: { id: number }) => h.id,
+          (o) => reg().hnr.list({ member, status: (status ?? undefined) as HnrStatus | undefined, ...o }),
+          true,
+        );
       },
     ],
     [
@@ -530,16 +576,30 @@ export function createApiHandler(deps: {
       },
     ],
     ['POST', 'members/*/reset-passkey', async ([m]) => memberOut(await reg().resetPasskey(m))],
-    ['GET', 'members/*/torrents', async ([m]) => reg().memberTorrents((await reg().member(m)).id)],
+    [
+      'GET',
+      'members/*/torrents',
+      async ([m], _b, q) => {
+        const id = (await reg().member(m)).id;
+        return paged(
+          q,
+          afterId(q),
+          (t: { torrent_id: number }) => t.torrent_id,
+          (o) => reg().memberTorrentsPage(id, { after: o.after, limit: o.limit }),
+        );
+      },
+    ],
     [
       'GET',
       'torrents',
       async (_p, _b, q) =>
-        reg().listTorrents({
-          search: q.get('search') ?? undefined,
-          limit: int(q, 'limit', 100, 1000),
-          offset: int(q, 'offset', 0, 1e9),
-        }),
+        paged(
+          q,
+          afterId(q),
+          (t: { id: number }) => t.id,
+          (o) => reg().listTorrents({ search: q.get('search') ?? undefined, ...o }),
+          true,
+        ),
     ],
     [
       'POST',
@@ -589,7 +649,12 @@ export function createApiHandler(deps: {
         const after = q.get('after');
         if (after !== null && !/^[0-9a-f]{40}$/.test(after))
           throw new ApiError(400, 'after: an info hash (40 lowercase hex digits)');
-        return reg().listHashes(list(l), { after: after ?? undefined, limit: int(q, 'limit', 100, 1000) });
+        return paged(
+          q,
+          after ?? undefined,
+          (e: { info_hash: string }) => e.info_hash,
+          (o) => reg().listHashes(list(l), { after: o.after, limit: o.limit }),
+        );
       },
     ],
     [
@@ -626,13 +691,16 @@ export function createApiHandler(deps: {
     [
       'GET',
       'grants',
-      async (_p, _b, q) =>
-        reg().listGrants({
-          torrent: q.has('torrent') ? (await reg().torrent(q.get('torrent') ?? '')).id : undefined,
-          member: q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined,
-          after: int(q, 'after', 0, 2_147_483_647),
-          limit: int(q, 'limit', 100, 1000),
-        }),
+      async (_p, _b, q) => {
+        const torrent = q.has('torrent') ? (await reg().torrent(q.get('torrent') ?? '')).id : undefined;
+        const member = q.has('member') ? (await reg().member(q.get('member') ?? '')).id : undefined;
+        return paged(
+          q,
+          afterId(q),
+          (g: { id: number }) => g.id,
+          (o) => reg().listGrants({ torrent, member, after: o.after, limit: o.limit }),
+        );
+      },
     ],
     [
       'POST',
@@ -744,7 +812,16 @@ export function createApiHandler(deps: {
     }
     const body = () => readJson(req);
     found.h(found.params, body, url.searchParams).then(
-      (out) => send(res, req.method === 'POST' ? 201 : 200, out),
+      (out) => {
+        if (!(out instanceof Page)) return send(res, req.method === 'POST' ? 201 : 200, out);
+        if (out.next !== null) {
+          const q = new URLSearchParams(url.searchParams);
+          q.delete('offset');
+          q.set('after', out.next);
+          res.setHeader('link', `<${url.pathname}?${q}>; rel="next"`);
+        }
+        send(res, 200, out.rows);
+      },
       (err) => {
         if (err instanceof ApiError) send(res, err.status, { error: err.message, issues: err.issues });
         else if (err instanceof RegistryError) send(res, err.status, { error: err.message });

@@ -31,6 +31,11 @@ export interface AccountsHost {
   counts(): Promise<{ members: number; torrents: number }>;
 }
 
+/** The statement that ends the sessions expired at `at` (its plan is tested: sessions-expiry.test.ts). */
+export function expiredSessions(k: Kysely<Database>, at: number) {
+  return k.deleteFrom('sessions').where('expires_at', '<=', at);
+}
+
 /** What the portal's torrent list, search and feeds filter on. */
 export interface BrowseFilter {
   search?: string;
@@ -211,8 +216,9 @@ export class Accounts {
     await this.#k.deleteFrom('sessions').where('member_id', '=', memberId).where('id', '!=', keep).execute();
   }
 
+  /** Ends the sessions expired at `at` (the portal's tick): found through `sessions_expires` (0018). */
   async deleteExpiredSessions(at: number): Promise<void> {
-    await this.#k.deleteFrom('sessions').where('expires_at', '<=', at).execute();
+    await expiredSessions(this.#k, at).execute();
   }
 
   // ---- portal: registration and invitations ----

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
+import { valuesTable } from './batch.ts';
 import { type PublicMember, RegistryError } from './rows.ts';
 import type { Database } from './schema.ts';
 
@@ -108,23 +109,36 @@ export class Bonus {
           for (const c of counts) seeders.set(c.torrent_id, Number(c.n));
         }
       }
+      // The paid seeding time moves only if no other pass moved it since it was read (another
+      // instance's, at the same moment): the seconds are paid by the pass that moves them. One
+      // UPDATE for the page's rows and one INSERT of its ledger rows (a round trip each on
+      // PostgreSQL, where a statement per row cost a round trip per snatch).
+      const dialect = this.#reg.db.dialect;
+      const moved = await sql<{ member_id: number; torrent_id: number }>`update member_torrents
+        set bonus_seed_time = v.seed
+        from ${valuesTable(
+          dialect,
+          'v',
+          [
+            ['m', 'integer'],
+            ['t', 'integer'],
+            ['paid', 'bigint'],
+            ['seed', 'bigint'],
+          ],
+          rows.map((r) => [r.member_id, r.torrent_id, r.bonus_seed_time, r.seed_time]),
+        )}
+        where member_torrents.member_id = v.m and member_torrents.torrent_id = v.t
+          and member_torrents.bonus_seed_time = v.paid
+        returning member_id, torrent_id`.execute(trx);
+      const paid = new Set(moved.rows.map((r) => `${r.member_id}:${r.torrent_id}`));
       const perMember = new Map<number, { points: number; torrents: number }>();
       for (const r of rows) {
+        if (!paid.has(`${r.member_id}:${r.torrent_id}`)) continue;
         const perHour = rate({
           size: r.size,
           seeders: seeders.get(r.torrent_id) ?? 1,
           createdAt: r.created_at,
         });
-        // The paid seeding time moves only if no other pass moved it since it was read (another
-        // instance's, at the same moment): the seconds are paid by the pass that moves them.
-        const moved = await trx
-          .updateTable('member_torrents')
-          .set({ bonus_seed_time: r.seed_time })
-          .where('member_id', '=', r.member_id)
-          .where('torrent_id', '=', r.torrent_id)
-          .where('bonus_seed_time', '=', r.bonus_seed_time)
-          .executeTakeFirst();
-        if (Number(moved.numUpdatedRows) === 0) continue;
         const p = Math.floor(((r.seed_time - r.bonus_seed_time) * perHour) / 3600);
         const m = perMember.get(r.member_id) ?? { points: 0, torrents: 0 };
         m.points += p;
@@ -132,24 +146,21 @@ export class Bonus {
         perMember.set(r.member_id, m);
       }
       let points = 0;
-      let members = 0;
+      const ledger = [];
       for (const [memberId, m] of perMember) {
         if (m.points === 0) continue;
-        await trx
-          .insertInto('bonus_ledger')
-          .values({
-            member_id: memberId,
-            delta: m.points,
-            reason: 'seeding',
-            note: `${m.torrents} torrent${m.torrents === 1 ? '' : 's'}`,
-            at: now,
-            by_member: null,
-          })
-          .execute();
+        ledger.push({
+          member_id: memberId,
+          delta: m.points,
+          reason: 'seeding',
+          note: `${m.torrents} torrent${m.torrents === 1 ? '' : 's'}`,
+          at: now,
+          by_member: null,
+        });
         points += m.points;
-        members++;
       }
-      return { members, points, next };
+      if (ledger.length > 0) await trx.insertInto('bonus_ledger').values(ledger).execute();
+      return { members: ledger.length, points, next };
     });
   }
 

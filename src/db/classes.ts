@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
+import { byKind, inIds } from './batch.ts';
 import { type PublicMember, RegistryError } from './rows.ts';
 import type { Database } from './schema.ts';
 
@@ -32,38 +33,52 @@ export class MemberClasses {
   /**
    * The scheduler's changes, each with a history row, in one transaction; a change holds only if
    * the member is still in the class it was decided from and staff have not set one by hand.
-   * Returns the reasons of those that took effect.
+   * One UPDATE per move (from one class to another) and one INSERT of the history rows, whatever
+   * the number of members: each statement is a round trip on PostgreSQL. Returns the reasons of
+   * those that took effect.
    */
   async apply(
     changes: { id: number; from: string | null; to: string; reason: 'promoted' | 'demoted' }[],
     at: number,
   ) {
     if (changes.length === 0) return [];
+    const dialect = this.#reg.db.dialect;
     return this.#reg.change(async (trx) => {
-      const done: ('promoted' | 'demoted')[] = [];
-      for (const c of changes) {
-        const r = await trx
+      const moved: typeof changes = [];
+      for (const group of byKind(changes, (c) => JSON.stringify([c.from, c.to])).values()) {
+        const { from, to } = group[0];
+        const rows = await trx
           .updateTable('members')
-          .set({ class: c.to })
-          .where('id', '=', c.id)
+          .set({ class: to })
+          .where(
+            inIds(
+              dialect,
+              'id',
+              group.map((c) => c.id),
+            ),
+          )
           .where('class_locked', '=', 0)
-          .where((eb) => (c.from === null ? eb('class', 'is', null) : eb('class', '=', c.from)))
-          .executeTakeFirst();
-        if (Number(r.numUpdatedRows) === 0) continue;
+          .where((eb) => (from === null ? eb('class', 'is', null) : eb('class', '=', from)))
+          .returning('id')
+          .execute();
+        const ids = new Set(rows.map((r) => r.id));
+        for (const c of group) if (ids.has(c.id)) moved.push(c);
+      }
+      if (moved.length > 0)
         await trx
           .insertInto('class_history')
-          .values({
-            member_id: c.id,
-            from_class: c.from,
-            to_class: c.to,
-            reason: c.reason,
-            at,
-            by_member: null,
-          })
+          .values(
+            moved.map((c) => ({
+              member_id: c.id,
+              from_class: c.from,
+              to_class: c.to,
+              reason: c.reason,
+              at,
+              by_member: null,
+            })),
+          )
           .execute();
-        done.push(c.reason);
-      }
-      return done;
+      return moved.map((c) => c.reason);
     });
   }
 

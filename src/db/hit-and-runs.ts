@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { AccountsHost } from './accounts.ts';
+import { byKind, inIds, inPairs, unindexed } from './batch.ts';
 import { type PublicMember, RegistryError, rowId } from './rows.ts';
 import type { Database, HnrStatus, Role } from './schema.ts';
 
@@ -107,33 +108,47 @@ export class HitAndRuns {
   ): Promise<number> {
     const judged = verdicts.filter((v) => v.verdict !== 'pending');
     if (judged.length === 0) return 0;
+    const dialect = this.#reg.db.dialect;
     return this.#reg.change(async (trx) => {
-      let marked = 0;
-      for (const v of judged) {
-        const hnr = v.verdict === 'hit-and-run';
-        const r = await trx
+      // One UPDATE per state (1: fulfilled or exempt, 2: a hit-and-run) and one INSERT of the
+      // hit-and-runs, whatever the number of snatches: each statement is a round trip on PostgreSQL.
+      const marked = new Set<string>();
+      for (const [hnr, group] of byKind(judged, (v) => v.verdict === 'hit-and-run')) {
+        const rows = await trx
           .updateTable('member_torrents')
           .set({ hnr_state: hnr ? 2 : 1 })
-          .where('member_id', '=', v.memberId)
-          .where('torrent_id', '=', v.torrentId)
-          .where('hnr_state', '=', 0)
-          .executeTakeFirst();
-        if (!hnr || Number(r.numUpdatedRows) === 0) continue;
-        await trx
-          .insertInto('hit_and_runs')
-          .values({
+          .where(
+            inPairs(
+              dialect,
+              'member_id',
+              'torrent_id',
+              group.map((v) => [v.memberId, v.torrentId] as const),
+            ),
+          )
+          .where(unindexed<number>(dialect, 'hnr_state'), '=', 0)
+          .returning(['member_id', 'torrent_id'])
+          .execute();
+        if (hnr) for (const r of rows) marked.add(`${r.member_id}:${r.torrent_id}`);
+      }
+      const marks = judged.filter(
+        (v) => v.verdict === 'hit-and-run' && marked.has(`${v.memberId}:${v.torrentId}`),
+      );
+      if (marks.length === 0) return 0;
+      await trx
+        .insertInto('hit_and_runs')
+        .values(
+          marks.map((v) => ({
             member_id: v.memberId,
             torrent_id: v.torrentId,
             snatched_at: v.snatchedAt,
             marked_at: at,
             seed_time: v.seedTime,
-            status: 'active',
-          })
-          .onConflict((oc) => oc.columns(['member_id', 'torrent_id']).doNothing())
-          .execute();
-        marked++;
-      }
-      return marked;
+            status: 'active' as const,
+          })),
+        )
+        .onConflict((oc) => oc.columns(['member_id', 'torrent_id']).doNothing())
+        .execute();
+      return marks.length;
     });
   }
 
@@ -155,16 +170,24 @@ export class HitAndRuns {
   /** Ends active hit-and-runs (seeded after all, or expired); returns how each that took effect ended. */
   async end(ends: { id: number; status: 'seeded' | 'expired' }[], at: number) {
     if (ends.length === 0) return [];
+    const dialect = this.#reg.db.dialect;
     return this.#reg.change(async (trx) => {
       const done: ('seeded' | 'expired')[] = [];
-      for (const e of ends) {
-        const r = await trx
+      for (const [status, group] of byKind(ends, (e) => e.status)) {
+        const rows = await trx
           .updateTable('hit_and_runs')
-          .set({ status: e.status, ended_at: at })
-          .where('id', '=', e.id)
-          .where('status', '=', 'active')
-          .executeTakeFirst();
-        if (Number(r.numUpdatedRows) > 0) done.push(e.status);
+          .set({ status, ended_at: at })
+          .where(
+            inIds(
+              dialect,
+              'id',
+              group.map((e) => e.id),
+            ),
+          )
+          .where(unindexed<string>(dialect, 'status'), '=', 'active')
+          .returning('id')
+          .execute();
+        for (let i = 0; i < rows.length; i++) done.push(status);
       }
       return done;
     });
@@ -214,22 +237,31 @@ export class HitAndRuns {
   /** Takes or gives back download rights (reason 'hnr'); returns the actions that took effect. */
   async applyRights(changes: { id: number; action: 'revoke' | 'restore' }[], at: number) {
     if (changes.length === 0) return [];
+    const dialect = this.#reg.db.dialect;
     return this.#reg.change(async (trx) => {
       const done: ('revoke' | 'restore')[] = [];
-      for (const c of changes) {
-        const q = trx.updateTable('members').where('id', '=', c.id);
-        const r =
-          c.action === 'revoke'
+      for (const [action, group] of byKind(changes, (c) => c.action)) {
+        const q = trx.updateTable('members').where(
+          inIds(
+            dialect,
+            'id',
+            group.map((c) => c.id),
+          ),
+        );
+        const rows =
+          action === 'revoke'
             ? await q
                 .set({ can_leech: 0, leech_reason: 'hnr', leech_changed_at: at })
                 .where('can_leech', '=', 1)
-                .executeTakeFirst()
+                .returning('id')
+                .execute()
             : await q
                 .set({ can_leech: 1, leech_reason: null, leech_changed_at: at })
                 .where('can_leech', '=', 0)
                 .where('leech_reason', '=', 'hnr')
-                .executeTakeFirst();
-        if (Number(r.numUpdatedRows) > 0) done.push(c.action);
+                .returning('id')
+                .execute();
+        for (let i = 0; i < rows.length; i++) done.push(action);
       }
       return done;
     });
@@ -319,11 +351,17 @@ export class HitAndRuns {
     return { ...r, seed_time_now: Number(r.seed_time_now) };
   }
 
-  /** Newest first; of one member, of one status, or all. */
-  async list(opts: { member?: number; status?: HnrStatus; limit?: number; offset?: number } = {}) {
+  /**
+   * Newest first; of one member, of one status, or all; after the id `after` in that order (older
+   * ones: the API's pages) or from `offset`.
+   */
+  async list(
+    opts: { member?: number; status?: HnrStatus; after?: number; limit?: number; offset?: number } = {},
+  ) {
     let q = this.#view().orderBy('h.id', 'desc');
     if (opts.member !== undefined) q = q.where('h.member_id', '=', opts.member);
     if (opts.status !== undefined) q = q.where('h.status', '=', opts.status);
+    if (opts.after !== undefined) q = q.where('h.id', '<', rowId(opts.after));
     const rows = await q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)

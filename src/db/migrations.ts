@@ -582,6 +582,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0018_sessions_expires': {
+      // The portal ends expired sessions at every tick (`deleteExpiredSessions`): without an index
+      // on `expires_at` that read every session of the site each time (a full scan of a table
+      // with a row per logged-in browser), to delete the few that had expired since.
+      async up(db: AnyDb) {
+        await db.schema.createIndex('sessions_expires').on('sessions').column('expires_at').execute();
+      },
+    },
   };
 }
 

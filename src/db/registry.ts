@@ -2,6 +2,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import { type Metainfo, parseMetainfo } from '../protocol/metainfo/index.ts';
 import { Accounts } from './accounts.ts';
+import { byKind, inIds } from './batch.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
@@ -205,11 +206,19 @@ export class Registry {
     return m;
   }
 
-  async listMembers(opts: { search?: string; status?: MemberStatus; limit?: number; offset?: number } = {}) {
+  /**
+   * Members by id, after the id `after` (the API's pages: a page costs the same at any depth, and
+   * members who join meanwhile come at the end instead of shifting the pages) or from `offset` (the
+   * API's old pages, still taken).
+   */
+  async listMembers(
+    opts: { search?: string; status?: MemberStatus; after?: number; limit?: number; offset?: number } = {},
+  ) {
     let q = this.#k.selectFrom('members').select(MEMBER_COLUMNS).orderBy('id');
     if (opts.search)
       q = q.where(sql`lower(username)`, 'like', `%${opts.search.toLowerCase().replace(/[%_\\]/g, '')}%`);
     if (opts.status) q = q.where('status', '=', opts.status);
+    if (opts.after !== undefined) q = q.where('id', '>', rowId(opts.after));
     return q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)
@@ -299,32 +308,43 @@ export class Registry {
   ): Promise<string[]> {
     return this.change(async (trx) => {
       const done: string[] = [];
-      for (const c of changes) {
-        const q = trx.updateTable('members').where('id', '=', c.id);
-        const r =
-          c.action === 'warn'
+      // One statement per action for the whole slice (a round trip each on PostgreSQL).
+      for (const [action, group] of byKind(changes, (c) => c.action)) {
+        const q = trx.updateTable('members').where(
+          inIds(
+            this.db.dialect,
+            'id',
+            group.map((c) => c.id),
+          ),
+        );
+        const rows =
+          action === 'warn'
             ? await q
                 .set((eb) => ({ ratio_warned_at: at, ratio_warnings: eb('ratio_warnings', '+', 1) }))
                 .where('ratio_warned_at', 'is', null)
                 .where('can_leech', '=', 1)
-                .executeTakeFirst()
-            : c.action === 'revoke'
+                .returning('id')
+                .execute()
+            : action === 'revoke'
               ? await q
                   .set({ can_leech: 0, leech_reason: 'ratio', leech_changed_at: at })
                   .where('can_leech', '=', 1)
                   .where('ratio_warned_at', 'is not', null)
-                  .executeTakeFirst()
-              : c.action === 'restore'
+                  .returning('id')
+                  .execute()
+              : action === 'restore'
                 ? await q
                     .set({ can_leech: 1, leech_reason: null, leech_changed_at: at, ratio_warned_at: null })
                     .where('can_leech', '=', 0)
                     .where('leech_reason', '=', 'ratio')
-                    .executeTakeFirst()
+                    .returning('id')
+                    .execute()
                 : await q
                     .set({ ratio_warned_at: null })
                     .where('ratio_warned_at', 'is not', null)
-                    .executeTakeFirst();
-        if (Number(r.numUpdatedRows) > 0) done.push(c.action);
+                    .returning('id')
+                    .execute();
+        for (let i = 0; i < rows.length; i++) done.push(action);
       }
       return done;
     });
@@ -519,9 +539,14 @@ export class Registry {
     return g !== undefined;
   }
 
-  async listTorrents(opts: { search?: string; limit?: number; offset?: number } = {}) {
+  /**
+   * Torrents newest first (by id), after the torrent `after` in that order (older ones: the API's
+   * pages, which uploads between two pages no longer shift) or from `offset`.
+   */
+  async listTorrents(opts: { search?: string; after?: number; limit?: number; offset?: number } = {}) {
     let q = this.#k.selectFrom('torrents').select(TORRENT_COLUMNS).orderBy('id', 'desc');
     if (opts.search) q = q.where('name', 'like', `%${opts.search.replace(/[%_]/g, '')}%`);
+    if (opts.after !== undefined) q = q.where('id', '<', rowId(opts.after));
     return q
       .limit(opts.limit ?? 100)
       .offset(opts.offset ?? 0)
@@ -810,7 +835,23 @@ export class Registry {
 
   // ---- statistics ----
 
+  /** A member's torrents, last announced first (the profile page). */
   async memberTorrents(memberId: number) {
+    return this.#memberTorrentRows(memberId).orderBy('member_torrents.last_announce_at', 'desc').execute();
+  }
+
+  /**
+   * A member's torrents by torrent id, after the id `after`, at most `limit` (the API's pages: a
+   * member who snatched tens of thousands held the loop for one answer; by id, as announces move
+   * the last-announce order between two pages).
+   */
+  memberTorrentsPage(memberId: number, opts: { after?: number; limit: number }) {
+    let q = this.#memberTorrentRows(memberId).orderBy('member_torrents.torrent_id');
+    if (opts.after !== undefined) q = q.where('member_torrents.torrent_id', '>', rowId(opts.after));
+    return q.limit(opts.limit).execute();
+  }
+
+  #memberTorrentRows(memberId: number) {
     return this.#k
       .selectFrom('member_torrents')
       .innerJoin('torrents', 'torrents.id', 'member_torrents.torrent_id')
@@ -826,9 +867,7 @@ export class Registry {
         'member_torrents.completed_at',
         'member_torrents.last_announce_at',
       ])
-      .where('member_torrents.member_id', '=', memberId)
-      .orderBy('member_torrents.last_announce_at', 'desc')
-      .execute();
+      .where('member_torrents.member_id', '=', memberId);
   }
 
   async counts() {

@@ -7,11 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { memberTorrentRow, withScheduler } from '../../test/helpers/scheduler.ts';
+import { addMembers, STRICT_HNR_RULES, snatchAll, withScheduler } from '../../test/helpers/scheduler.ts';
 import { turnsDuring } from '../../test/helpers/turns.ts';
 import { parseClasses } from '../config/classes.ts';
-import type { Registry } from '../db/registry.ts';
-import { memberRow } from '../db/rows.ts';
 import { BonusWatch } from './bonus.ts';
 import { ClassWatch } from './classes.ts';
 import { HitAndRunWatch } from './hit-and-run.ts';
@@ -27,30 +25,6 @@ const N = 4 * SLICE;
 
 /** A scheduler's options with no policy reload after a pass (its own turns are not the pass's). */
 const quiet = <O>(o: O): O => ({ ...o, refreshPolicy: async () => {} });
-
-/** `n` members created at 0, each with `over`'s figures; their ids. */
-async function addMembers(reg: Registry, n: number, over: Record<string, unknown> = {}): Promise<number[]> {
-  const k = reg.db.kysely;
-  for (let i = 0; i < n; i += 500) {
-    const rows = [];
-    for (let j = i; j < Math.min(n, i + 500); j++)
-      rows.push({ ...memberRow({ username: `m${j}`, createdAt: 0 }), ...over });
-    await k.insertInto('members').values(rows).execute();
-  }
-  return (await k.selectFrom('members').select('id').orderBy('id').execute()).map((r) => r.id);
-}
-
-/** One torrent, and a snatch of it by each member (`over`: the snatch's figures). */
-async function snatchAll(reg: Registry, ids: number[], at: number, over: Record<string, unknown>) {
-  const k = reg.db.kysely;
-  await reg.addTorrent({ infoHash: 'ab'.repeat(20), infoHashV2: null, name: 't', size: GiB, fileCount: 1 });
-  const t = (await k.selectFrom('torrents').select('id').executeTakeFirstOrThrow()).id;
-  for (let i = 0; i < ids.length; i += 500)
-    await k
-      .insertInto('member_torrents')
-      .values(ids.slice(i, i + 500).map((m) => memberTorrentRow(m, t, at, over)))
-      .execute();
-}
 
 test('ratio watch warns more members than a slice with the event loop turning between slices', async () => {
   await withScheduler(
@@ -84,17 +58,9 @@ test('member classes promote more members than a slice with the event loop turni
 });
 
 test('hit-and-run judges, ends and suspends more than a slice with the event loop turning between slices', async () => {
-  const rules = {
-    seedSeconds: 72 * HOUR,
-    windowSeconds: 14 * DAY,
-    ratioPercent: 0,
-    max: 1,
-    expireSeconds: 30 * DAY,
-    immuneRoles: [],
-  };
   await withScheduler(
     (o) => new HitAndRunWatch(quiet(o)),
-    rules,
+    STRICT_HNR_RULES,
     T0,
     async ({ reg, clock, watch }) => {
       await reg.db.kysely.insertInto('settings').values({ key: 'hnr_since', value: '0' }).execute();

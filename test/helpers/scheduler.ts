@@ -3,6 +3,7 @@ import { ManualClock } from '../../src/core/clock.ts';
 import { createLogger } from '../../src/core/log.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { Registry } from '../../src/db/registry.ts';
+import { memberRow } from '../../src/db/rows.ts';
 import type { MemberTorrentsTable } from '../../src/db/schema.ts';
 import type { ClassDef } from '../../src/policy/classes.ts';
 import { Policy } from '../../src/policy/policy.ts';
@@ -102,3 +103,50 @@ export async function markHitAndRun(
   await reg.hnr.applyVerdicts([v], at);
   await reg.hnr.applyRights([{ id: memberId, action: 'revoke' }], at);
 }
+
+/** `n` members created at 0, each with `over`'s figures; their ids. */
+export async function addMembers(
+  reg: Registry,
+  n: number,
+  over: Record<string, unknown> = {},
+): Promise<number[]> {
+  const k = reg.db.kysely;
+  for (let i = 0; i < n; i += 500) {
+    const rows = [];
+    for (let j = i; j < Math.min(n, i + 500); j++)
+      rows.push({ ...memberRow({ username: `m${j}`, createdAt: 0 }), ...over });
+    await k.insertInto('members').values(rows).execute();
+  }
+  return (await k.selectFrom('members').select('id').orderBy('id').execute()).map((r) => r.id);
+}
+
+/** One torrent, and a snatch of it by each member (`over`: the snatch's figures). */
+export async function snatchAll(reg: Registry, ids: number[], at: number, over: Record<string, unknown>) {
+  const k = reg.db.kysely;
+  await reg.addTorrent({
+    infoHash: 'ab'.repeat(20),
+    infoHashV2: null,
+    name: 't',
+    size: 1024 ** 3,
+    fileCount: 1,
+  });
+  const t = (await k.selectFrom('torrents').select('id').executeTakeFirstOrThrow()).id;
+  for (let i = 0; i < ids.length; i += 500)
+    await k
+      .insertInto('member_torrents')
+      .values(ids.slice(i, i + 500).map((m) => memberTorrentRow(m, t, at, over)))
+      .execute();
+}
+
+/**
+ * Hit-and-run rules under which a snatch seeded an hour (of the 72 asked) 20 days ago is a
+ * hit-and-run, one suspends, and it expires 30 days after it was marked.
+ */
+export const STRICT_HNR_RULES = {
+  seedSeconds: 72 * 3600,
+  windowSeconds: 14 * 86400,
+  ratioPercent: 0,
+  max: 1,
+  expireSeconds: 30 * 86400,
+  immuneRoles: [],
+};
