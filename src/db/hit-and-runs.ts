@@ -24,6 +24,15 @@ export interface HitAndRunView {
   note: string | null;
 }
 
+/** Which hit-and-runs `list` gives: of one member, of one status, after an id (pages), how many. */
+export interface HnrListOptions {
+  member?: number;
+  status?: HnrStatus;
+  after?: number;
+  limit?: number;
+  offset?: number;
+}
+
 /** A snatch whose deadline has not come yet (the member's page: "seed N more hours by ..."). */
 export interface PendingSnatch {
   torrent_id: number;
@@ -355,18 +364,18 @@ export class HitAndRuns {
    * Newest first; of one member, of one status, or all; after the id `after` in that order (older
    * ones: the API's pages) or from `offset`.
    */
-  async list(
-    opts: { member?: number; status?: HnrStatus; after?: number; limit?: number; offset?: number } = {},
-  ) {
+  async list(opts: HnrListOptions = {}) {
+    const rows = await this.listQuery(opts).execute();
+    return rows.map((r): HitAndRunView => ({ ...r, seed_time_now: Number(r.seed_time_now) }));
+  }
+
+  /** `list`'s statement (also for its plan, in tests). */
+  listQuery(opts: HnrListOptions = {}) {
     let q = this.#view().orderBy('h.id', 'desc');
     if (opts.member !== undefined) q = q.where('h.member_id', '=', opts.member);
     if (opts.status !== undefined) q = q.where('h.status', '=', opts.status);
     if (opts.after !== undefined) q = q.where('h.id', '<', rowId(opts.after));
-    const rows = await q
-      .limit(opts.limit ?? 100)
-      .offset(opts.offset ?? 0)
-      .execute();
-    return rows.map((r): HitAndRunView => ({ ...r, seed_time_now: Number(r.seed_time_now) }));
+    return q.limit(opts.limit ?? 100).offset(opts.offset ?? 0);
   }
 
   /** A member's active hit-and-runs. */
