@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { sql } from 'kysely';
 import { peerAnnounce } from '../../test/helpers/announce.ts';
 import { turnsDuring } from '../../test/helpers/turns.ts';
 import { Errors } from '../core/errors.ts';
@@ -157,6 +158,30 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   assert.equal(removed, n);
   assert.equal(store.stats().torrents, 0);
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
+});
+
+test('a snapshot keeps member and torrent ids above 2^32 whole, and refuses an id above 2^53 naming its table', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const low = await reg.addMember({ username: 'low' });
+    const high = await reg.addMember({ username: 'high' });
+    const t = await addTorrent(reg, 1, false);
+    const k = db.kysely;
+    await sql`UPDATE members SET id = ${2 ** 32 + low.id} WHERE id = ${high.id}`.execute(k);
+    await sql`UPDATE torrents SET id = ${2 ** 40} WHERE id = ${t.id}`.execute(k);
+    const s = await loadSnapshot(reg);
+    assert.equal(s.memberById.get(2 ** 32 + low.id)?.id, 2 ** 32 + low.id);
+    assert.equal(s.memberById.get(low.id)?.id, low.id);
+    assert.equal(s.torrentById.get(2 ** 40)?.id, 2 ** 40);
+    await sql`UPDATE members SET id = 9007199254740993 WHERE id = ${2 ** 32 + low.id}`.execute(k);
+    await assert.rejects(
+      loadSnapshot(reg),
+      /^Error: the members table holds an id above 2\^53 - 1 .*9007199254740993/,
+    );
+  } finally {
+    await db.close();
+  }
 });
 
 test('recheck: what a newer snapshot refuses of an announce judged by ids (workers: the owner judges it again)', async () => {

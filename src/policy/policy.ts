@@ -41,6 +41,31 @@ const wallNow = () => Math.floor(Date.now() / 1000);
 const hexBytes = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex');
 const hexKey = (hex: string) => hexBytes(hex).toString('latin1');
 
+/**
+ * Member and torrent ids cross between workers as u64 numbers exact up to 2^53 (cluster frames,
+ * src/cluster/messages.ts `writeRowId`); a table holding a larger id (a site that imported its
+ * rows) is refused with its name here, at load, rather than two rows sharing one rounded id.
+ * SQLite's driver already refuses to read such an integer (ERR_OUT_OF_RANGE, which names no
+ * table); PostgreSQL's bigint reader (src/db/connect.ts) would round it.
+ */
+async function withExactIds(
+  table: 'members' | 'torrents',
+  load: (exact: (id: number) => void) => Promise<void>,
+) {
+  const refuse = (what: string) =>
+    new Error(
+      `the ${table} table holds an id above 2^53 - 1 (${what}): Herald's workers carry ids exactly only up to ${Number.MAX_SAFE_INTEGER}; renumber those rows`,
+    );
+  try {
+    await load((id) => {
+      if (!Number.isSafeInteger(id)) throw refuse(String(id));
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_OUT_OF_RANGE') throw refuse((err as Error).message);
+    throw err;
+  }
+}
+
 export async function loadSnapshot(
   reg: Registry,
   classes: readonly ClassDef[] = [],
@@ -57,54 +82,60 @@ export async function loadSnapshot(
     else g.push(r.group_id);
   }
   const hnr = await reg.hnr.activeByMember();
-  await inPages(
-    (after) =>
-      k
-        .selectFrom('members')
-        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(PAGE)
-        .execute(),
-    (m) => {
-      if (classes.length > 0) {
-        const c = classOf(m.class, classes);
-        if (c !== null) s.classById.set(m.id, c);
-      }
-      const pm: PolicyMember = {
-        id: m.id,
-        status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
-        groups: groupsOf.get(m.id) ?? [],
-        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
-        warned: m.ratio_warned_at !== null,
-        hnr: hnr.get(m.id) ?? 0,
-      };
-      s.members.set(m.passkey, pm);
-      s.memberById.set(m.id, pm);
-    },
+  await withExactIds('members', (exact) =>
+    inPages(
+      (after) =>
+        k
+          .selectFrom('members')
+          .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(PAGE)
+          .execute(),
+      (m) => {
+        exact(m.id);
+        if (classes.length > 0) {
+          const c = classOf(m.class, classes);
+          if (c !== null) s.classById.set(m.id, c);
+        }
+        const pm: PolicyMember = {
+          id: m.id,
+          status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
+          groups: groupsOf.get(m.id) ?? [],
+          leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
+          warned: m.ratio_warned_at !== null,
+          hnr: hnr.get(m.id) ?? 0,
+        };
+        s.members.set(m.passkey, pm);
+        s.memberById.set(m.id, pm);
+      },
+    ),
   );
-  await inPages(
-    (after) =>
-      k
-        .selectFrom('torrents')
-        .select(['id', 'info_hash', 'info_hash_v2', 'restricted', 'download_factor', 'upload_factor'])
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(PAGE)
-        .execute(),
-    (t) => {
-      const pt: PolicyTorrent = {
-        id: t.id,
-        restricted: t.restricted === 1,
-        downloadFactor: t.download_factor,
-        uploadFactor: t.upload_factor,
-        route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
-      };
-      s.torrentById.set(t.id, pt);
-      // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
-      if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
-      if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
-    },
+  await withExactIds('torrents', (exact) =>
+    inPages(
+      (after) =>
+        k
+          .selectFrom('torrents')
+          .select(['id', 'info_hash', 'info_hash_v2', 'restricted', 'download_factor', 'upload_factor'])
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(PAGE)
+          .execute(),
+      (t) => {
+        exact(t.id);
+        const pt: PolicyTorrent = {
+          id: t.id,
+          restricted: t.restricted === 1,
+          downloadFactor: t.download_factor,
+          uploadFactor: t.upload_factor,
+          route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
+        };
+        s.torrentById.set(t.id, pt);
+        // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
+        if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
+        if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
+      },
+    ),
   );
   await inPages(
     (after) =>
