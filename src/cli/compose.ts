@@ -222,6 +222,7 @@ export function createTracker(
   const policy = new Policy({
     mode: config.mode,
     logger,
+    passkeyPrintKey: cluster?.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
@@ -233,7 +234,8 @@ export function createTracker(
   // took out.
   sharded?.recheckWith({
     revision: () => policy.snapshot.revision,
-    recheck: (req, memberId, torrentId, since) => policy.recheck(req, memberId, torrentId, since),
+    recheck: (req, memberId, torrentId, keyPrint) => policy.recheck(req, memberId, torrentId, keyPrint),
+    keyPrint: (member) => policy.keyPrint(member),
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,

@@ -87,9 +87,10 @@ export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4 +
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
  * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
- * (id, restricted, factors, route hash) the owner's accounting needs.
+ * (id, restricted, factors, route hash) the owner's accounting needs, then the fingerprint of the
+ * passkey the sender admitted it by (`AccountTo.keyPrint`).
  */
-export const ACCOUNT_BYTES = 1 + 8 + 1 + 8 + 1 + 4 + 4 + 20;
+export const ACCOUNT_BYTES = 1 + 8 + 1 + 8 + 1 + 4 + 4 + 20 + 4;
 
 /**
  * A member or torrent id (a database integer, a safe integer: `loadSnapshot` refuses others) as
@@ -114,6 +115,11 @@ export interface AccountTo {
    * WebSocket frontend's, accounted where the torrent's baselines are (`ShardedSwarmStore.account`).
    */
   accountOnly?: boolean;
+  /**
+   * The fingerprint of the passkey the sender admitted the announce by (`Policy.keyPrint`): the
+   * owner, when its snapshot is newer, refuses it unless it is the member's key there.
+   */
+  keyPrint?: number;
 }
 
 /** A growable output buffer that frames are appended to. */
@@ -198,6 +204,7 @@ export function writeAnnounce(
     b.writeUInt32BE(acct.torrent.downloadFactor >>> 0, o + 18);
     b.writeUInt32BE(acct.torrent.uploadFactor >>> 0, o + 22);
     b.set(acct.torrent.route.subarray(0, 20), o + 26);
+    b.writeUInt32BE((acct.keyPrint ?? 0) >>> 0, o + 46);
     o += ACCOUNT_BYTES - 1;
   }
   w.len = o;
@@ -220,6 +227,7 @@ export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | nu
       uploadFactor: b.readUInt32BE(o + 22),
       route: new Uint8Array(b.subarray(o + 26, o + 46)),
     },
+    keyPrint: b.readUInt32BE(o + 46),
   };
 }
 
