@@ -412,7 +412,12 @@ export function createTracker(
   );
   let serving = false;
   // A shared swarm store (Redis): its connection, and the WebRTC relay's subscription.
-  if (redis !== null) health.add('store', () => redis.health() ?? rtcRedis?.health() ?? true);
+  if (redis !== null)
+    health.add('store', () => {
+      const h = redis.health();
+      // A failure of either is not ready; the store's `degraded` (part of its calls fail) is.
+      return typeof h === 'string' ? h : (rtcRedis?.health() ?? h ?? true);
+    });
   health.add('database', async () => {
     if (db === null) return 'not open';
     await sql`select 1`.execute(db.kysely);
