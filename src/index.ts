@@ -9,4 +9,4 @@
 export { createTracker, type Tracker, type TrackerAddresses } from './cli/compose.ts';
 export type { HeraldConfig } from './config/schema.ts';
 export type { SwarmStore } from './swarm/types.ts';
-export type { Health, HealthCheck, Readiness } from './web/health.ts';
+export type { Health, HealthCheck, HealthResult, Readiness } from './web/health.ts';

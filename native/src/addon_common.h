@@ -23,11 +23,12 @@
     }                                                                  \
   } while (0)
 
-/* Throws "<what>: <strerror(errno)>" with the errno's code (EADDRINUSE, EACCES, ADDON_ERR_CODE). */
+/* Throws "<what>: <strerror(errno)>" (or "<what>: failed (no error code)" when errno is 0) with the errno's code (EADDRINUSE, EACCES, ADDON_ERR_CODE). */
 static inline napi_value throw_errno(napi_env env, const char *what) {
   char msg[256];
   const char *code = errno == EADDRINUSE ? "EADDRINUSE" : errno == EACCES ? "EACCES" : ADDON_ERR_CODE;
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(errno));
+  /* Never "Success": a caller that reaches here without errno set (a short read) still says what failed. */
+  snprintf(msg, sizeof msg, "%s: %s", what, errno != 0 ? strerror(errno) : "failed (no error code)");
   napi_throw_error(env, code, msg);
   return NULL;
 }

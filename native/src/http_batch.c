@@ -1362,6 +1362,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"connCount", NULL, js_conn_count, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  ct_define_test_hooks(env, exports);
   return exports;
 }
 

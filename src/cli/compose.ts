@@ -222,6 +222,7 @@ export function createTracker(
   const policy = new Policy({
     mode: config.mode,
     logger,
+    passkeyPrintKey: cluster?.busToken ? Buffer.from(cluster.busToken, 'hex') : null,
     clock,
     peerListLimit: config.peerListLimit,
     peerListWindow: config.peerListWindow,
@@ -233,7 +234,8 @@ export function createTracker(
   // took out.
   sharded?.recheckWith({
     revision: () => policy.snapshot.revision,
-    recheck: (req, memberId, torrentId, since) => policy.recheck(req, memberId, torrentId, since),
+    recheck: (req, memberId, torrentId, keyPrint) => policy.recheck(req, memberId, torrentId, keyPrint),
+    keyPrint: (member) => policy.keyPrint(member),
   });
   const rules: PeerRules = {
     peersPerTorrent: config.peersPerTorrent,
@@ -410,7 +412,12 @@ export function createTracker(
   );
   let serving = false;
   // A shared swarm store (Redis): its connection, and the WebRTC relay's subscription.
-  if (redis !== null) health.add('store', () => redis.health() ?? rtcRedis?.health() ?? true);
+  if (redis !== null)
+    health.add('store', () => {
+      const h = redis.health();
+      // A failure of either is not ready; the store's `degraded` (part of its calls fail) is.
+      return typeof h === 'string' ? h : (rtcRedis?.health() ?? h ?? true);
+    });
   health.add('database', async () => {
     if (db === null) return 'not open';
     await sql`select 1`.execute(db.kysely);

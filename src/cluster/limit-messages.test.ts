@@ -16,7 +16,7 @@ const held: lm.Held = {
   owner: 2,
   epoch: 0xdeadbeef,
   seq: 2 ** 40 + 3,
-  member: 4_000_000_000,
+  member: 2 ** 32 + 5, // ids are u64 on the wire (exact up to 2^53), not cut to 32 bits
   peers: 7,
   leeching: 1,
 };
@@ -32,9 +32,15 @@ test('limit messages: claim, verdict, report, refresh and sync round-trip', () =
   }
   f = frame((w) => lm.writeHeld(w, MessageType.limitsReport, 0, held));
   assert.deepEqual(lm.readHeld(f.buf, f.at), held);
-  f = frame((w) => lm.writeMember(w, MessageType.limitsRefresh, 1, 123456));
-  assert.equal(lm.readMember(f.buf, f.at), 123456);
-  const all = [held, { ...held, member: 3, peers: 0, leeching: 2 }];
+  for (const member of [123456, 2 ** 32 + 123456, Number.MAX_SAFE_INTEGER]) {
+    f = frame((w) => lm.writeMember(w, MessageType.limitsRefresh, 1, member));
+    assert.equal(lm.readMember(f.buf, f.at), member);
+  }
+  const all = [
+    held,
+    { ...held, member: 3, peers: 0, leeching: 2 },
+    { ...held, member: Number.MAX_SAFE_INTEGER },
+  ];
   f = frame((w) => lm.writeSyncOk(w, 1, all));
   assert.deepEqual(lm.readSyncOk(f.buf, f.at), all);
   f = frame((w) => lm.writeSyncOk(w, 1, []));
@@ -59,13 +65,13 @@ test('limit messages: a short or lying frame is refused, not read past its end',
 });
 
 test('limit messages: member figures (peer lists) round-trip, and a frame counting more pairs than it holds is refused', () => {
-  const pairs = [1, 3, 4_000_000_000, 1_900_003_600];
+  const pairs = [1, 3, 4_000_000_000, 1_900_003_600, 2 ** 32 + 1, 2, Number.MAX_SAFE_INTEGER, 4_294_967_295];
   let f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsReport, 2, pairs));
   assert.equal(f.type, MessageType.peerListsReport);
   assert.deepEqual(lm.readMemberFigures(f.buf, f.at), { from: 2, pairs });
   f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsFull, 0, []));
   assert.deepEqual(lm.readMemberFigures(f.buf, f.at), { from: 0, pairs: [] });
   f = frame((w) => lm.writeMemberFigures(w, MessageType.peerListsFull, 1, pairs));
-  f.buf.writeUInt16BE(3, f.at + 2);
+  f.buf.writeUInt16BE(pairs.length / 2 + 1, f.at + 2);
   assert.throws(() => lm.readMemberFigures(f.buf, f.at), /short limits frame/);
 });

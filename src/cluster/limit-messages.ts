@@ -1,9 +1,9 @@
-import { bodyEnd, type FrameWriter, MessageType } from './messages.ts';
+import { bodyEnd, type FrameWriter, MessageType, readRowId, writeRowId } from './messages.ts';
 
 /**
  * The per-member limit messages between workers (src/cluster/member-limits.ts): their byte codec,
  * pure, next to the cluster's other messages. Numbers are big-endian; a sequence number is a
- * float64 (an owner's counter, exact up to 2^53).
+ * float64 (an owner's counter, exact up to 2^53); a member id is a u64 (`writeRowId`).
  */
 
 /** What one owner worker holds of one member: its peers and the torrents it leeches there. */
@@ -31,7 +31,7 @@ export interface Claim extends Held {
 export const Verdict = { granted: 0, peers: 1, slots: 2 } as const;
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
-const HELD = 2 + 4 + 8 + 4 + 4 + 4;
+const HELD = 2 + 4 + 8 + 8 + 4 + 4;
 const CLAIM = HELD + 1 + 4 + 4;
 
 function need(b: Buffer, o: number, n: number, end: number): void {
@@ -42,9 +42,9 @@ function putHeld(b: Buffer, o: number, h: Held): number {
   b.writeUInt16BE(h.owner, o);
   b.writeUInt32BE(h.epoch >>> 0, o + 2);
   b.writeDoubleBE(h.seq, o + 6);
-  b.writeUInt32BE(h.member >>> 0, o + 14);
-  b.writeUInt32BE(h.peers >>> 0, o + 18);
-  b.writeUInt32BE(h.leeching >>> 0, o + 22);
+  writeRowId(b, o + 14, h.member);
+  b.writeUInt32BE(h.peers >>> 0, o + 22);
+  b.writeUInt32BE(h.leeching >>> 0, o + 26);
   return o + HELD;
 }
 
@@ -53,9 +53,9 @@ function getHeld(b: Buffer, o: number): Held {
     owner: b.readUInt16BE(o),
     epoch: b.readUInt32BE(o + 2),
     seq: b.readDoubleBE(o + 6),
-    member: b.readUInt32BE(o + 14),
-    peers: b.readUInt32BE(o + 18),
-    leeching: b.readUInt32BE(o + 22),
+    member: readRowId(b, o + 14),
+    peers: b.readUInt32BE(o + 22),
+    leeching: b.readUInt32BE(o + 26),
   };
 }
 
@@ -109,15 +109,15 @@ export function readHeld(b: Buffer, at: number): Held {
 
 /** A refresh: the member whose figures the home wants, fresh (silent peers forgotten first). */
 export function writeMember(w: FrameWriter, type: MessageType, id: number, member: number): void {
-  const start = w.begin(type, id, 4);
-  w.buf.writeUInt32BE(member >>> 0, w.len);
-  w.len += 4;
+  const start = w.begin(type, id, 8);
+  writeRowId(w.buf, w.len, member);
+  w.len += 8;
   w.end(start);
 }
 
 export function readMember(b: Buffer, at: number): number {
-  need(b, at, 4, bodyEnd(b, at));
-  return b.readUInt32BE(at);
+  need(b, at, 8, bodyEnd(b, at));
+  return readRowId(b, at);
 }
 
 /** A sync's answer: everything one owner holds of the asking home's members. */
@@ -144,8 +144,10 @@ export function readSyncOk(b: Buffer, at: number): Held[] {
 /**
  * From worker `from`, pairs of member and figure (a `peerListsReport`: lists given; a
  * `peerListsFull`: the end of the member's window, unix seconds), one-way. At most 65,535 pairs
- * a frame.
+ * a frame, each a u64 member id and a u32 figure.
  */
+const PAIR = 8 + 4;
+
 export function writeMemberFigures(
   w: FrameWriter,
   type: MessageType,
@@ -154,14 +156,14 @@ export function writeMemberFigures(
 ): void {
   const n = pairs.length >> 1;
   if (n > 0xffff) throw new Error('cluster: too many member figures for one frame');
-  const start = w.begin(type, 0, 4 + n * 8);
+  const start = w.begin(type, 0, 4 + n * PAIR);
   const b = w.buf;
   b.writeUInt16BE(from, w.len);
   b.writeUInt16BE(n, w.len + 2);
   let o = w.len + 4;
-  for (let i = 0; i < pairs.length; i += 2, o += 8) {
-    b.writeUInt32BE(pairs[i] >>> 0, o);
-    b.writeUInt32BE(pairs[i + 1] >>> 0, o + 4);
+  for (let i = 0; i < pairs.length; i += 2, o += PAIR) {
+    writeRowId(b, o, pairs[i]);
+    b.writeUInt32BE(pairs[i + 1] >>> 0, o + 8);
   }
   w.len = o;
   w.end(start);
@@ -172,8 +174,8 @@ export function readMemberFigures(b: Buffer, at: number): { from: number; pairs:
   const end = bodyEnd(b, at);
   need(b, at, 4, end);
   const n = b.readUInt16BE(at + 2);
-  need(b, at + 4, n * 8, end);
+  need(b, at + 4, n * PAIR, end);
   const pairs: number[] = [];
-  for (let i = 0, o = at + 4; i < n; i++, o += 8) pairs.push(b.readUInt32BE(o), b.readUInt32BE(o + 4));
+  for (let i = 0, o = at + 4; i < n; i++, o += PAIR) pairs.push(readRowId(b, o), b.readUInt32BE(o + 8));
   return { from: b.readUInt16BE(at), pairs };
 }

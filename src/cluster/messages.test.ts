@@ -68,13 +68,39 @@ test('the accounting section reads back as written: absent, with the swarm updat
   };
   const w = new FrameWriter(64);
   writeAnnounce(w, 1, request(4, 1), 1000);
-  writeAnnounce(w, 2, request(6, 2), 1000, { member, torrent });
-  writeAnnounce(w, 3, request(4, 3), 1000, { member, torrent, accountOnly: true });
+  writeAnnounce(w, 2, request(6, 2), 1000, { member, torrent, keyPrint: 0xfeedbeef });
+  writeAnnounce(w, 3, request(4, 3), 1000, { member, torrent, accountOnly: true, keyPrint: 7 });
   const frames = w.take();
   const read = [];
   for (let o = 0; o < frames.length; o += 4 + frames.readUInt32BE(o))
     read.push(readAccountTo(frames, o + HEADER, o + 4 + frames.readUInt32BE(o)));
   assert.equal(read[0], null);
-  assert.deepEqual(read[1], { accountOnly: false, member: { ...member, groups: [] }, torrent });
-  assert.deepEqual(read[2], { accountOnly: true, member: { ...member, groups: [] }, torrent });
+  assert.deepEqual(read[1], {
+    accountOnly: false,
+    member: { ...member, groups: [] },
+    torrent,
+    keyPrint: 0xfeedbeef,
+  });
+  assert.deepEqual(read[2], { accountOnly: true, member: { ...member, groups: [] }, torrent, keyPrint: 7 });
+});
+
+test('member and torrent ids above 2^32 cross whole (u64, exact up to 2^53), not as id mod 2^32', () => {
+  const torrent = {
+    id: 0,
+    restricted: false,
+    downloadFactor: 100,
+    uploadFactor: 100,
+    route: new Uint8Array(20),
+  };
+  for (const id of [2 ** 32 + 1, 2 ** 40 + 7, Number.MAX_SAFE_INTEGER]) {
+    const w = new FrameWriter(64);
+    writeAnnounce(w, 1, request(4, 1), 1000, {
+      member: { id, status: 0, groups: [] },
+      torrent: { ...torrent, id: id - 1 },
+    });
+    const frames = w.take();
+    const read = readAccountTo(frames, HEADER, frames.length);
+    assert.equal(read?.member.id, id);
+    assert.equal(read?.torrent.id, id - 1);
+  }
 });

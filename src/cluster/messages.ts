@@ -9,7 +9,10 @@ import type { PolicyMember, PolicyTorrent } from '../policy/policy.ts';
  *
  * A frame is `u32 length` (of what follows), `u8 type`, `u32 id`, then the body. A request's id
  * is chosen by the sender; the reply carries the same id. Numbers are big-endian; uploaded,
- * downloaded and left are float64 (they are JavaScript numbers up to 2^53 on both sides).
+ * downloaded and left are float64 (they are JavaScript numbers up to 2^53 on both sides). Member
+ * and torrent ids are u64 (`writeRowId`): database integers, exact up to 2^53 (a snapshot with a
+ * larger one is refused at load, `loadSnapshot`); cut to 32 bits, two members whose ids differ by
+ * 2^32 shared limits and accounting.
  */
 export const MessageType = {
   announce: 1,
@@ -84,9 +87,24 @@ export const ANNOUNCE_BYTES = 20 + 20 + 1 + 16 + 2 + 8 + 8 + 8 + 1 + 2 + 1 + 4 +
 /**
  * Then, in private mode, who announced (policy ran at the sender): a flag byte, and when it is 1
  * (or 2: the accounting alone, `AccountTo.accountOnly`) the member (id, status) and the torrent
- * (id, restricted, factors, route hash) the owner's accounting needs.
+ * (id, restricted, factors, route hash) the owner's accounting needs, then the fingerprint of the
+ * passkey the sender admitted it by (`AccountTo.keyPrint`).
  */
-export const ACCOUNT_BYTES = 1 + 4 + 1 + 4 + 1 + 4 + 4 + 20;
+export const ACCOUNT_BYTES = 1 + 8 + 1 + 8 + 1 + 4 + 4 + 20 + 4;
+
+/**
+ * A member or torrent id (a database integer, a safe integer: `loadSnapshot` refuses others) as
+ * a u64 at `o`.
+ */
+export function writeRowId(b: Buffer, o: number, id: number): void {
+  b.writeUInt32BE(Math.floor(id / 0x1_0000_0000) >>> 0, o);
+  b.writeUInt32BE(id >>> 0, o + 4);
+}
+
+/** The id `writeRowId` wrote at `o`. */
+export function readRowId(b: Buffer, o: number): number {
+  return b.readUInt32BE(o) * 0x1_0000_0000 + b.readUInt32BE(o + 4);
+}
 
 /** Who an announce is accounted to (private mode). */
 export interface AccountTo {
@@ -97,6 +115,11 @@ export interface AccountTo {
    * WebSocket frontend's, accounted where the torrent's baselines are (`ShardedSwarmStore.account`).
    */
   accountOnly?: boolean;
+  /**
+   * The fingerprint of the passkey the sender admitted the announce by (`Policy.keyPrint`): the
+   * owner, when its snapshot is newer, refuses it unless it is the member's key there.
+   */
+  keyPrint?: number;
 }
 
 /** A growable output buffer that frames are appended to. */
@@ -174,13 +197,14 @@ export function writeAnnounce(
   if (acct === null) b[o++] = 0;
   else {
     b[o++] = acct.accountOnly === true ? 2 : 1;
-    b.writeUInt32BE(acct.member.id >>> 0, o);
-    b[o + 4] = acct.member.status;
-    b.writeUInt32BE(acct.torrent.id >>> 0, o + 5);
-    b[o + 9] = acct.torrent.restricted ? 1 : 0;
-    b.writeUInt32BE(acct.torrent.downloadFactor >>> 0, o + 10);
-    b.writeUInt32BE(acct.torrent.uploadFactor >>> 0, o + 14);
-    b.set(acct.torrent.route.subarray(0, 20), o + 18);
+    writeRowId(b, o, acct.member.id);
+    b[o + 8] = acct.member.status;
+    writeRowId(b, o + 9, acct.torrent.id);
+    b[o + 17] = acct.torrent.restricted ? 1 : 0;
+    b.writeUInt32BE(acct.torrent.downloadFactor >>> 0, o + 18);
+    b.writeUInt32BE(acct.torrent.uploadFactor >>> 0, o + 22);
+    b.set(acct.torrent.route.subarray(0, 20), o + 26);
+    b.writeUInt32BE((acct.keyPrint ?? 0) >>> 0, o + 46);
     o += ACCOUNT_BYTES - 1;
   }
   w.len = o;
@@ -195,14 +219,15 @@ export function readAccountTo(b: Buffer, o: number, end: number): AccountTo | nu
   o++;
   return {
     accountOnly: flag === 2,
-    member: { id: b.readUInt32BE(o), status: (b[o + 4] & 3) as 0 | 1 | 2, groups: [] },
+    member: { id: readRowId(b, o), status: (b[o + 8] & 3) as 0 | 1 | 2, groups: [] },
     torrent: {
-      id: b.readUInt32BE(o + 5),
-      restricted: b[o + 9] === 1,
-      downloadFactor: b.readUInt32BE(o + 10),
-      uploadFactor: b.readUInt32BE(o + 14),
-      route: new Uint8Array(b.subarray(o + 18, o + 38)),
+      id: readRowId(b, o + 9),
+      restricted: b[o + 17] === 1,
+      downloadFactor: b.readUInt32BE(o + 18),
+      uploadFactor: b.readUInt32BE(o + 22),
+      route: new Uint8Array(b.subarray(o + 26, o + 46)),
     },
+    keyPrint: b.readUInt32BE(o + 46),
   };
 }
 

@@ -4,13 +4,33 @@ import { test } from 'node:test';
 import { Errors, TrackerError } from '../core/errors.ts';
 import { createLogger } from '../core/log.ts';
 import { shardOf } from '../core/shard.ts';
-import { AnnounceEvent, type SwarmStats } from '../core/types.ts';
+import { AnnounceEvent, type AnnounceRequest, type SwarmStats } from '../core/types.ts';
+import { openDatabase } from '../db/connect.ts';
+import { Registry } from '../db/registry.ts';
+import { Policy } from '../policy/policy.ts';
 import { MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { requestContext } from '../tracker/service.ts';
 import { ANNOUNCE_BYTES, type FrameWriter, MessageType, writeText } from './messages.ts';
-import { ShardedSwarmStore } from './sharded-store.ts';
+import { type RecheckPolicy, ShardedSwarmStore } from './sharded-store.ts';
 
 const logger = createLogger('silent');
+
+/** A new leecher's first announce from 10.0.0.1:`port`. */
+function started(infoHash: Uint8Array, port: number): AnnounceRequest {
+  return {
+    infoHash,
+    peerId: randomBytes(20),
+    family: 4,
+    ip: new Uint8Array([10, 0, 0, 1]),
+    port,
+    uploaded: 0,
+    downloaded: 0,
+    left: 100,
+    event: AnnounceEvent.started,
+    numWant: 50,
+    wantPeerIds: false,
+  };
+}
 
 /** Two workers' stores on one bus, in this process (not started). */
 function twoWorkers(): ShardedSwarmStore[] {
@@ -75,42 +95,23 @@ test('the owner judges again an announce judged by an older policy snapshot: a l
   // hash is denied. `asked` counts the owner's second judgements.
   const revisions = [4, 5];
   let asked = 0;
-  /** The sender's revisions the owner was handed with each second judgement. */
-  const since: number[] = [];
   for (const [i, s] of stores.entries())
     s.recheckWith({
       revision: () => revisions[i],
-      recheck: (_req, _member, _torrent, revision) => {
+      recheck: () => {
         asked++;
-        since.push(revision);
         return Errors.infoHashDenied;
       },
+      keyPrint: () => 0,
     });
   for (const s of stores) await s.start();
   try {
     let infoHash = randomBytes(20);
     while (shardOf(infoHash, 2) !== 1) infoHash = randomBytes(20);
     const announce = (port: number) =>
-      stores[0].dispatch(
-        {
-          infoHash,
-          peerId: randomBytes(20),
-          family: 4,
-          ip: new Uint8Array([10, 0, 0, 1]),
-          port,
-          uploaded: 0,
-          downloaded: 0,
-          left: 100,
-          event: AnnounceEvent.started,
-          numWant: 50,
-          wantPeerIds: false,
-        },
-        requestContext('udp', null),
-        1_900_000_000,
-      );
+      stores[0].dispatch(started(infoHash, port), requestContext('udp', null), 1_900_000_000);
     assert.equal(await announce(6881), Errors.infoHashDenied, 'the newer owner refused it');
     assert.equal(asked, 1);
-    assert.deepEqual(since, [4], 'judged again knowing the revision the sender judged it by');
     assert.equal((stores[1].local.stats() as SwarmStats).peers, 0, 'the swarm was left untouched');
     // Judged by the same snapshot as the owner's (or a newer one): the sender's verdict stands.
     revisions[0] = 5;
@@ -123,5 +124,70 @@ test('the owner judges again an announce judged by an older policy snapshot: a l
     assert.equal((stores[1].local.stats() as SwarmStats).peers, 2);
   } finally {
     for (const s of stores) await s.close();
+  }
+});
+
+test('a passkey reset committed while the sender loads its snapshot: the owner admits the new key the sender accepted, and still refuses the old one', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  const stores = twoWorkers();
+  try {
+    const reg = new Registry(db);
+    let infoHash = randomBytes(20);
+    while (shardOf(infoHash, 2) !== 1) infoHash = randomBytes(20);
+    const hex = infoHash.toString('hex');
+    await reg.addTorrent({
+      infoHash: hex,
+      infoHashV2: null,
+      name: 't',
+      size: 1,
+      fileCount: 1,
+      restricted: false,
+    });
+    const ann = await reg.addMember({ username: 'ann' });
+    const [sender, owner, lagging] = [0, 1, 2].map(() => new Policy({ mode: 'private', logger }));
+    for (const p of [sender, owner, lagging]) await p.connect(reg);
+    // The sender reloads (something else changed); the reset of ann's key commits after it read
+    // the revision and before it read the members: its snapshot holds the new key under the
+    // revision before the reset.
+    await reg.addToList('deny', '9'.repeat(40));
+    const revision = reg.revision.bind(reg);
+    let reads = 0;
+    let fresh = '';
+    reg.revision = async () => {
+      const r = await revision();
+      if (++reads === 2) {
+        reg.revision = revision;
+        fresh = (await reg.resetPasskey(ann.id)).passkey;
+      }
+      return r;
+    };
+    await sender.refresh();
+    assert.notEqual(fresh, '');
+    assert.ok(sender.snapshot.members.has(fresh), 'the sender holds the new key');
+    await owner.refresh();
+    assert.ok(owner.snapshot.revision > sender.snapshot.revision, 'the owner is newer: it judges again');
+    const judge = (p: Policy): RecheckPolicy => ({
+      revision: () => p.snapshot.revision,
+      recheck: (req, memberId, torrentId, keyPrint) => p.recheck(req, memberId, torrentId, keyPrint),
+      keyPrint: (member) => p.keyPrint(member),
+    });
+    stores[1].recheckWith(judge(owner));
+    for (const s of stores) await s.start();
+    const announce = (p: Policy, key: string, port: number) => {
+      stores[0].recheckWith(judge(p));
+      const ctx = requestContext('http', null);
+      ctx.member = p.snapshot.members.get(key) ?? null;
+      ctx.torrent = p.snapshot.torrents.get(infoHash) ?? null;
+      assert.ok(ctx.member !== null && ctx.torrent !== null);
+      return stores[0].dispatch(started(infoHash, port), ctx, 1_900_000_000);
+    };
+    const admitted = await announce(sender, fresh, 6881);
+    assert.ok(!(admitted instanceof TrackerError), `the new key is admitted: ${String(admitted)}`);
+    // A worker still on the snapshot before the reset admitted the old key: the owner refuses it.
+    assert.equal(await announce(lagging, ann.passkey, 6882), Errors.passkeyUnknown);
+    assert.equal((stores[1].local.stats() as SwarmStats).peers, 1);
+  } finally {
+    for (const s of stores) await s.close();
+    await db.close();
   }
 });

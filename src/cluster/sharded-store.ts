@@ -42,14 +42,17 @@ export interface RecheckPolicy {
   revision(): number;
   /**
    * This worker's verdict on the announce: a refusal, or null. `memberId`/`torrentId`: who it is
-   * accounted to (private mode), null otherwise; `since`: the revision the sender judged it by.
+   * accounted to (private mode), null otherwise; `keyPrint`: the fingerprint of the passkey the
+   * sender admitted it by (`keyPrint`), null without a member.
    */
   recheck(
     req: AnnounceRequest,
     memberId: number | null,
     torrentId: number | null,
-    since: number,
+    keyPrint: number | null,
   ): TrackerError | null;
+  /** The fingerprint of the member's passkey (the same function in every worker). */
+  keyPrint(member: PolicyMember): number;
 }
 
 /**
@@ -137,6 +140,11 @@ export class ShardedSwarmStore implements SwarmStore {
 
   #revision(): number {
     return this.#policy === null ? 0 : this.#policy.revision();
+  }
+
+  /** The fingerprint of the passkey this worker admitted `member` by, for the owner's `recheck`. */
+  #keyPrint(member: PolicyMember): number {
+    return this.#policy === null ? 0 : this.#policy.keyPrint(member);
   }
 
   set localStats(fn: () => Promise<unknown>) {
@@ -240,7 +248,8 @@ export class ShardedSwarmStore implements SwarmStore {
       if (v !== null && ctx.warning === null) ctx.warning = v;
       return r;
     }
-    const acct = member !== null && torrent !== null ? { member, torrent } : null;
+    const acct =
+      member !== null && torrent !== null ? { member, torrent, keyPrint: this.#keyPrint(member) } : null;
     return this.bus.request<AnnounceResult | TrackerError>(
       owner,
       (w, id) => writeAnnounce(w, id, req, now, acct, this.#revision()),
@@ -273,7 +282,15 @@ export class ShardedSwarmStore implements SwarmStore {
     return this.bus
       .request<AnnounceResult | TrackerError>(
         owner,
-        (w, id) => writeAnnounce(w, id, req, now, { member, torrent, accountOnly: true }, this.#revision()),
+        (w, id) =>
+          writeAnnounce(
+            w,
+            id,
+            req,
+            now,
+            { member, torrent, accountOnly: true, keyPrint: this.#keyPrint(member) },
+            this.#revision(),
+          ),
         announceReply,
         refusal,
       )
@@ -445,7 +462,12 @@ export class ShardedSwarmStore implements SwarmStore {
           const policy = this.#policy;
           const since = readAnnounceRevision(body, at);
           if (policy !== null && policy.revision() > since) {
-            const refused = policy.recheck(req, acct?.member.id ?? null, acct?.torrent.id ?? null, since);
+            const refused = policy.recheck(
+              req,
+              acct?.member.id ?? null,
+              acct?.torrent.id ?? null,
+              acct?.keyPrint ?? null,
+            );
             if (refused !== null) {
               writeAnnounceResult(reply, id, refused, req.family);
               break;

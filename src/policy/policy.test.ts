@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { sql } from 'kysely';
 import { peerAnnounce } from '../../test/helpers/announce.ts';
 import { turnsDuring } from '../../test/helpers/turns.ts';
 import { Errors } from '../core/errors.ts';
@@ -159,6 +160,30 @@ test('dropUntracked drops a large change from the memory store in slices, the ev
   assert.ok(turns >= 4, `the event loop turned ${turns} times during the drop`);
 });
 
+test('a snapshot keeps member and torrent ids above 2^32 whole, and refuses an id above 2^53 naming its table', async () => {
+  const db = await openDatabase('sqlite::memory:', '');
+  try {
+    const reg = new Registry(db);
+    const low = await reg.addMember({ username: 'low' });
+    const high = await reg.addMember({ username: 'high' });
+    const t = await addTorrent(reg, 1, false);
+    const k = db.kysely;
+    await sql`UPDATE members SET id = ${2 ** 32 + low.id} WHERE id = ${high.id}`.execute(k);
+    await sql`UPDATE torrents SET id = ${2 ** 40} WHERE id = ${t.id}`.execute(k);
+    const s = await loadSnapshot(reg);
+    assert.equal(s.memberById.get(2 ** 32 + low.id)?.id, 2 ** 32 + low.id);
+    assert.equal(s.memberById.get(low.id)?.id, low.id);
+    assert.equal(s.torrentById.get(2 ** 40)?.id, 2 ** 40);
+    await sql`UPDATE members SET id = 9007199254740993 WHERE id = ${2 ** 32 + low.id}`.execute(k);
+    await assert.rejects(
+      loadSnapshot(reg),
+      /^Error: the members table holds an id above 2\^53 - 1 .*9007199254740993/,
+    );
+  } finally {
+    await db.close();
+  }
+});
+
 test('recheck: what a newer snapshot refuses of an announce judged by ids (workers: the owner judges it again)', async () => {
   const db = await openDatabase('sqlite::memory:', '');
   try {
@@ -170,45 +195,57 @@ test('recheck: what a newer snapshot refuses of an announce judged by ids (worke
     const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
     await policy.connect(reg);
     const req = (n: number) => peerAnnounce(1, { infoHash: Buffer.from(hex(n), 'hex') });
-    assert.equal(policy.recheck(req(1), ann.id, open.id, 0), null);
-    assert.equal(policy.recheck(req(2), ann.id, closed.id, 0), null);
+    assert.equal(policy.recheck(req(1), ann.id, open.id, null), null);
+    assert.equal(policy.recheck(req(2), ann.id, closed.id, null), null);
     await reg.revoke({ torrent: closed.id, member: ann.id });
     await reg.setMemberStatus(bob.id, 'banned', null);
     await reg.removeTorrent(gone.id);
     await reg.addToList('deny', hex(1));
     await policy.refresh();
-    assert.equal(policy.recheck(req(2), ann.id, closed.id, 0), Errors.torrentNotGranted);
-    assert.equal(policy.recheck(req(3), ann.id, gone.id, 0), Errors.torrentNotRegistered);
-    assert.equal(policy.recheck(req(2), bob.id, open.id, 0), Errors.memberBanned);
-    assert.equal(policy.recheck(req(1), ann.id, open.id, 0), Errors.infoHashDenied);
-    assert.equal(policy.recheck(req(2), 999_999, open.id, 0), Errors.passkeyUnknown);
+    assert.equal(policy.recheck(req(2), ann.id, closed.id, null), Errors.torrentNotGranted);
+    assert.equal(policy.recheck(req(3), ann.id, gone.id, null), Errors.torrentNotRegistered);
+    assert.equal(policy.recheck(req(2), bob.id, open.id, null), Errors.memberBanned);
+    assert.equal(policy.recheck(req(1), ann.id, open.id, null), Errors.infoHashDenied);
+    assert.equal(policy.recheck(req(2), 999_999, open.id, null), Errors.passkeyUnknown);
   } finally {
     await db.close();
   }
 });
 
-test('recheck: a passkey reset since the sender’s snapshot refuses what that sender admitted by the old key', async () => {
+test('recheck: the owner admits the passkey the sender admitted only if it is the member’s key in its own snapshot', async () => {
   const db = await openDatabase('sqlite::memory:', '');
   try {
     const reg = new Registry(db);
     const t = await addTorrent(reg, 1, false);
     const [ann, bob] = [await reg.addMember({ username: 'ann' }), await reg.addMember({ username: 'bob' })];
-    const policy = new Policy({ mode: 'private', logger: createLogger('silent') });
-    await policy.connect(reg);
-    const before = policy.snapshot.revision;
+    const key = new Uint8Array([1, 2, 3, 4]);
+    const sender = new Policy({ mode: 'private', logger: createLogger('silent'), passkeyPrintKey: key });
+    const policy = new Policy({ mode: 'private', logger: createLogger('silent'), passkeyPrintKey: key });
+    for (const p of [sender, policy]) await p.connect(reg);
     const req = peerAnnounce(1, { infoHash: Buffer.from(hex(1), 'hex') });
+    const print = (p: Policy, id: number) => p.keyPrint(p.snapshot.memberById.get(id)!);
+    const oldKey = print(sender, ann.id);
+    assert.equal(print(policy, ann.id), oldKey, 'every worker computes the same fingerprint');
+    assert.notEqual(print(policy, bob.id), oldKey);
+    const otherKey = new Policy({
+      mode: 'private',
+      logger: createLogger('silent'),
+      passkeyPrintKey: Uint8Array.from([4, 3, 2, 1]),
+    });
+    await otherKey.connect(reg);
+    assert.notEqual(print(otherKey, ann.id), oldKey, 'keyed');
     // A leaked passkey is reset: the owner takes the member's peers out at its reload. A worker
-    // still on the older snapshot admits the old key, and sends the announce by member id.
+    // still on the older snapshot admits the old key, and sends its fingerprint with the announce.
     await reg.resetPasskey(ann.id);
     await policy.refresh();
-    assert.equal(policy.recheck(req, ann.id, t.id, before), Errors.passkeyUnknown);
-    assert.equal(policy.recheck(req, bob.id, t.id, before), null, 'another member');
-    // A sender on the new snapshot (or later) knows only the new key: its verdict stands.
-    assert.equal(policy.recheck(req, ann.id, t.id, policy.snapshot.revision), null);
+    assert.equal(policy.recheck(req, ann.id, t.id, oldKey), Errors.passkeyUnknown);
+    assert.equal(policy.recheck(req, bob.id, t.id, print(sender, bob.id)), null, 'another member');
+    // A sender that read the new key (however old its revision) is admitted.
+    assert.equal(policy.recheck(req, ann.id, t.id, print(policy, ann.id)), null);
     // Still refused after more changes, for a sender behind the reset.
     await reg.addToList('deny', hex(9));
     await policy.refresh();
-    assert.equal(policy.recheck(req, ann.id, t.id, before), Errors.passkeyUnknown);
+    assert.equal(policy.recheck(req, ann.id, t.id, oldKey), Errors.passkeyUnknown);
   } finally {
     await db.close();
   }
@@ -232,21 +269,21 @@ test('recheck in whitelist mode: by the hash and the client (a hybrid torrent’
     await policy.connect(reg);
     const req = (n: number, v2 = false) =>
       peerAnnounce(1, { infoHash: Buffer.from(v2 ? hex(3).repeat(2).slice(0, 40) : hex(n), 'hex') });
-    for (const r of [req(1), req(2), req(0, true)]) assert.equal(policy.recheck(r, null, null, 0), null);
-    assert.equal(policy.recheck(req(4), null, null, 0), Errors.infoHashNotListed);
+    for (const r of [req(1), req(2), req(0, true)]) assert.equal(policy.recheck(r, null, null, null), null);
+    assert.equal(policy.recheck(req(4), null, null, null), Errors.infoHashNotListed);
     await reg.removeFromList('allow', hex(1));
     await reg.addToList('deny', hex(3).repeat(2).slice(0, 40));
     await policy.refresh();
-    assert.equal(policy.recheck(req(1), null, null, 0), Errors.infoHashNotListed, 'off the allow list');
+    assert.equal(policy.recheck(req(1), null, null, null), Errors.infoHashNotListed, 'off the allow list');
     assert.equal(
-      policy.recheck(req(0, true), null, null, 0),
+      policy.recheck(req(0, true), null, null, null),
       Errors.infoHashDenied,
       'the hybrid’s v2 hash denied',
     );
-    assert.equal(policy.recheck(req(2), null, null, 0), null, 'its v1 hash still listed');
+    assert.equal(policy.recheck(req(2), null, null, null), null, 'its v1 hash still listed');
     await reg.removeClientPrefix('-qB');
     await policy.refresh();
-    assert.equal(policy.recheck(req(2), null, null, 0), Errors.clientNotAllowed, 'the client taken off');
+    assert.equal(policy.recheck(req(2), null, null, null), Errors.clientNotAllowed, 'the client taken off');
   } finally {
     await db.close();
   }

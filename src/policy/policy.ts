@@ -42,6 +42,31 @@ const wallNow = () => Math.floor(Date.now() / 1000);
 const hexBytes = (hex: string) => Buffer.from(hex.slice(0, 40), 'hex');
 const hexKey = (hex: string) => hexBytes(hex).toString('latin1');
 
+/**
+ * Member and torrent ids cross between workers as u64 numbers exact up to 2^53 (cluster frames,
+ * src/cluster/messages.ts `writeRowId`); a table holding a larger id (a site that imported its
+ * rows) is refused with its name here, at load, rather than two rows sharing one rounded id.
+ * SQLite's driver already refuses to read such an integer (ERR_OUT_OF_RANGE, which names no
+ * table); PostgreSQL's bigint reader (src/db/connect.ts) would round it.
+ */
+async function withExactIds(
+  table: 'members' | 'torrents',
+  load: (exact: (id: number) => void) => Promise<void>,
+) {
+  const refuse = (what: string) =>
+    new Error(
+      `the ${table} table holds an id above 2^53 - 1 (${what}): Herald's workers carry ids exactly only up to ${Number.MAX_SAFE_INTEGER}; renumber those rows`,
+    );
+  try {
+    await load((id) => {
+      if (!Number.isSafeInteger(id)) throw refuse(String(id));
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_OUT_OF_RANGE') throw refuse((err as Error).message);
+    throw err;
+  }
+}
+
 export async function loadSnapshot(
   reg: Registry,
   classes: readonly ClassDef[] = [],
@@ -58,54 +83,61 @@ export async function loadSnapshot(
     else g.push(r.group_id);
   }
   const hnr = await reg.hnr.activeByMember();
-  await inPages(
-    (after) =>
-      k
-        .selectFrom('members')
-        .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(PAGE)
-        .execute(),
-    (m) => {
-      if (classes.length > 0) {
-        const c = classOf(m.class, classes);
-        if (c !== null) s.classById.set(m.id, c);
-      }
-      const pm: PolicyMember = {
-        id: m.id,
-        status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
-        groups: groupsOf.get(m.id) ?? [],
-        leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
-        warned: m.ratio_warned_at !== null,
-        hnr: hnr.get(m.id) ?? 0,
-      };
-      s.members.set(m.passkey, pm);
-      s.memberById.set(m.id, pm);
-    },
+  await withExactIds('members', (exact) =>
+    inPages(
+      (after) =>
+        k
+          .selectFrom('members')
+          .select(['id', 'passkey', 'status', 'can_leech', 'leech_reason', 'ratio_warned_at', 'class'])
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(PAGE)
+          .execute(),
+      (m) => {
+        exact(m.id);
+        if (classes.length > 0) {
+          const c = classOf(m.class, classes);
+          if (c !== null) s.classById.set(m.id, c);
+        }
+        const pm: PolicyMember = {
+          id: m.id,
+          status: m.status === 'active' ? 0 : m.status === 'disabled' ? 1 : 2,
+          groups: groupsOf.get(m.id) ?? [],
+          leech: m.can_leech === 1 ? 0 : m.leech_reason === 'ratio' ? 1 : m.leech_reason === 'hnr' ? 3 : 2,
+          warned: m.ratio_warned_at !== null,
+          hnr: hnr.get(m.id) ?? 0,
+          passkey: m.passkey,
+        };
+        s.members.set(m.passkey, pm);
+        s.memberById.set(m.id, pm);
+      },
+    ),
   );
-  await inPages(
-    (after) =>
-      k
-        .selectFrom('torrents')
-        .select(['id', 'info_hash', 'info_hash_v2', 'restricted', 'download_factor', 'upload_factor'])
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(PAGE)
-        .execute(),
-    (t) => {
-      const pt: PolicyTorrent = {
-        id: t.id,
-        restricted: t.restricted === 1,
-        downloadFactor: t.download_factor,
-        uploadFactor: t.upload_factor,
-        route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
-      };
-      s.torrentById.set(t.id, pt);
-      // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
-      if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
-      if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
-    },
+  await withExactIds('torrents', (exact) =>
+    inPages(
+      (after) =>
+        k
+          .selectFrom('torrents')
+          .select(['id', 'info_hash', 'info_hash_v2', 'restricted', 'download_factor', 'upload_factor'])
+          .where('id', '>', after)
+          .orderBy('id')
+          .limit(PAGE)
+          .execute(),
+      (t) => {
+        exact(t.id);
+        const pt: PolicyTorrent = {
+          id: t.id,
+          restricted: t.restricted === 1,
+          downloadFactor: t.download_factor,
+          uploadFactor: t.upload_factor,
+          route: Buffer.from(((t.info_hash || t.info_hash_v2) ?? '').slice(0, 40).padEnd(40, '0'), 'hex'),
+        };
+        s.torrentById.set(t.id, pt);
+        // A hybrid torrent is one torrent with two hashes (BEP 52): both map to it.
+        if (t.info_hash) s.torrents.set(hexBytes(t.info_hash), pt);
+        if (t.info_hash_v2) s.torrents.set(hexBytes(t.info_hash_v2), pt);
+      },
+    ),
   );
   await inPages(
     (after) =>
@@ -203,12 +235,8 @@ export class Policy {
   #classes: readonly ClassDef[];
   /** Who counts the peer lists (peer_list_limit): this process, or every worker's (`peerLists`). */
   #peerLists: PeerListGate | null;
-  /**
-   * Member id → the revision of the snapshot in which the member's passkey last went (reset):
-   * `recheck` refuses what a worker still on an older snapshot admitted by the old key. One entry
-   * per member whose key was reset since this process started.
-   */
-  #passkeyGoneAt = new Map<number, number>();
+  /** The key of `keyPrint` (the same in every worker: `passkeyPrintKey`). */
+  #printSeed: number;
   /** Announces whose peer list a rule withheld (for tests and /stats). */
   readonly counts = { peerListsWithheld: 0 };
   /** Called after each snapshot a reload swapped in, and at each grant expiry (`onReload`). */
@@ -234,8 +262,16 @@ export class Policy {
     peerLists?: PeerListGate;
     /** Member classes (issue #16), lowest first; none = no classes. */
     classes?: readonly ClassDef[];
+    /**
+     * Workers: the key of the passkey fingerprints announces carry between workers (`keyPrint`),
+     * the same in every worker (the bus's secret). Without it (one process: no frames), 0.
+     */
+    passkeyPrintKey?: Uint8Array | null;
   }) {
     this.#classes = opts.classes ?? [];
+    const k = opts.passkeyPrintKey;
+    this.#printSeed =
+      k != null && k.length >= 4 ? ((k[0] << 24) | (k[1] << 16) | (k[2] << 8) | k[3]) >>> 0 : 0;
     this.mode = opts.mode;
     this.#logger = opts.logger;
     this.#clock = opts.clock ?? null;
@@ -280,7 +316,6 @@ export class Policy {
     const now = wallNow();
     const next = this.#snap;
     const change = await accessChange(old, next, this.#judgedAt, now, this.mode);
-    for (const id of change.passkeysGone) this.#passkeyGoneAt.set(id, next.revision);
     this.#judgedAt = now;
     this.#armExpiry();
     for (const fn of this.#onReload)
@@ -501,15 +536,18 @@ export class Policy {
    * Workers: this snapshot's verdict on an announce that another worker judged by an older one
    * (ShardedSwarmStore `recheckWith`), by the ids it was accounted to (private mode) or by its
    * info hash: what `announceSteps` would refuse now of the torrent, the member and its rights.
-   * `since`: the revision of the snapshot the sender judged it by. The frame carries no passkey:
-   * a sender behind the member's last passkey reset knew only the old key, so it admitted the
-   * announce by a key that is gone (its peers were taken out at the reset).
+   * `keyPrint`: the fingerprint of the passkey the sender admitted it by (`keyPrint`), null
+   * without a member: refused unless it is this snapshot's key of the member, so a sender behind
+   * a passkey reset cannot admit the old key (its peers were taken out at the reset), and a sender
+   * whose snapshot read the new key under the revision before the reset (the reset committed
+   * while it loaded) is not refused for it. By the key itself, not by the revisions: a revision
+   * says when a snapshot began loading, not which key it read.
    */
   recheck(
     req: AnnounceRequest,
     memberId: number | null,
     torrentId: number | null,
-    since: number,
+    keyPrint: number | null,
   ): TrackerError | null {
     const s = this.#snap;
     const client = this.#checkClient(req);
@@ -518,9 +556,9 @@ export class Policy {
       return this.#checkTorrent(req.infoHash, requestContext('http', null), req.event);
     if (memberId === null || torrentId === null) return null;
     if (this.#denied(req.infoHash)) return Errors.infoHashDenied;
-    const keyGone = this.#passkeyGoneAt.get(memberId);
-    if (keyGone !== undefined && keyGone > since) return Errors.passkeyUnknown;
     const member = s.memberById.get(memberId);
+    if (member !== undefined && keyPrint !== null && this.keyPrint(member) !== keyPrint)
+      return Errors.passkeyUnknown;
     const refused = memberRefusal(member);
     if (refused !== null || member === undefined) return refused ?? Errors.passkeyUnknown;
     const torrent = s.torrentById.get(torrentId);
@@ -530,6 +568,30 @@ export class Policy {
     ctx.member = member;
     ctx.torrent = torrent;
     return this.#checkRights(req, ctx);
+  }
+
+  /**
+   * Workers: 4 bytes of a keyed hash of the member's passkey, which an announce handed to another
+   * worker carries so that the owner checks the key the sender admitted against its own snapshot
+   * (`recheck`). Not a MAC (the bus is private and authenticated): the key only keeps the
+   * fingerprint from being a function of the passkey alone. Murmur3-style mixing of the 32
+   * characters: a few dozen nanoseconds per announce that crosses. 0 for a member without one.
+   */
+  keyPrint(member: PolicyMember): number {
+    const key = member.passkey;
+    if (key === undefined) return 0;
+    let h = this.#printSeed ^ key.length;
+    for (let i = 0; i < key.length; i++) {
+      let c = Math.imul(key.charCodeAt(i), 0xcc9e2d51);
+      c = Math.imul((c << 15) | (c >>> 17), 0x1b873593);
+      h ^= c;
+      h = Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64;
+    }
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 
   #granted(torrentId: number, member: PolicyMember): boolean {

@@ -18,6 +18,11 @@ export interface PolicyMember {
   hnr?: number;
   /** Ratio watch: warned now (announces carry a `warning message`). */
   warned?: boolean;
+  /**
+   * The passkey this member is found by in the snapshot (its current key). Absent where only
+   * accounting needs the member (another worker's announce).
+   */
+  passkey?: string;
 }
 
 /** A registered torrent as the hot path needs it. */

@@ -6,19 +6,30 @@
  * - ready (`/health`, `/health/ready`): this instance should get traffic. Every registered check
  *   passes: the database answers a query, every configured listener is bound, no worker is down,
  *   and (once one is configured) the shared swarm store is connected. 503 otherwise, with the
- *   failing checks named, so that a load balancer takes the instance out of rotation.
+ *   failing checks named, so that a load balancer takes the instance out of rotation. A check
+ *   may instead say the instance is degraded but should keep its traffic (`{ degraded: text }`):
+ *   200 with status "degraded" and the text. The shared store does when part of its calls fail
+ *   (a Redis Cluster master failing over): every instance on that store has the same fault, so a
+ *   503 would take all of them out at once, while each still answers most swarms.
  *
- * A check returns `true` when all is well, or a short static text saying what is wrong; it may be
+ * A check returns `true` when all is well, a short static text saying what is wrong, or
+ * `{ degraded: text }`; it may be
  * asynchronous, and is given `CHECK_TIMEOUT_MS` before it counts as failed ("timed out"); one that
  * throws is 'failed' (the error is logged, never shown: it may name hosts or users). Answers
  * are shared: requests that arrive while a round of checks runs, or within `CACHE_MS` of it, get
  * its result, so a flood of `/health` requests costs the database one query a second at most.
  */
-export type HealthCheck = () => true | string | Promise<true | string>;
+export type HealthCheck = () => HealthResult | Promise<HealthResult>;
+
+/** `true`, what is wrong (not ready), or what is degraded while the instance stays ready. */
+export type HealthResult = true | string | { degraded: string };
 
 export interface Readiness {
   ready: boolean;
-  /** The status a load balancer reads: 'ok', or 'degraded' when only workers are down, or 'unavailable'. */
+  /**
+   * 'ok'; 'degraded' when only workers are down (not ready: 503) or when checks say degraded and
+   * none failed (ready: 200); else 'unavailable'.
+   */
   status: 'ok' | 'degraded' | 'unavailable';
   /** Every check by name: 'ok' or what is wrong. */
   checks: Record<string, string>;
@@ -61,13 +72,18 @@ export class Health {
     );
     const checks: Record<string, string> = {};
     const failed: string[] = [];
+    let degraded = false;
     names.forEach((name, i) => {
-      checks[name] = outcomes[i];
-      if (outcomes[i] !== 'ok') failed.push(name);
+      const o = outcomes[i];
+      checks[name] = typeof o === 'string' ? o : o.degraded;
+      if (typeof o !== 'string') degraded = true;
+      else if (o !== 'ok') failed.push(name);
     });
     const status =
       failed.length === 0
-        ? 'ok'
+        ? degraded
+          ? 'degraded'
+          : 'ok'
         : failed.length === 1 && failed[0] === 'workers'
           ? 'degraded'
           : 'unavailable';
@@ -75,7 +91,10 @@ export class Health {
   }
 }
 
-async function runCheck(check: HealthCheck, onError: (err: unknown) => void): Promise<string> {
+async function runCheck(
+  check: HealthCheck,
+  onError: (err: unknown) => void,
+): Promise<string | { degraded: string }> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<string>((resolve) => {
     timer = setTimeout(() => resolve('timed out'), CHECK_TIMEOUT_MS);

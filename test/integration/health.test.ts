@@ -72,6 +72,23 @@ describe('/health', () => {
     assert.equal((await health(tracker)).status, 200);
   });
 
+  test('a degraded check (part of a shared store failing) keeps the instance ready: 200 "degraded"; a failure beside it is 503', async (t) => {
+    const tracker = await started();
+    t.after(() => tracker.stop());
+    tracker.health.add('store', () => ({ degraded: 'some calls failing' }));
+    const partly = await health(tracker);
+    assert.equal(partly.status, 200);
+    assert.deepEqual(partly.body, {
+      status: 'degraded',
+      checks: { store: 'some calls failing', database: 'ok', listeners: 'ok' },
+    });
+    tracker.health.add('cache', () => 'disconnected');
+    const down = await health(tracker);
+    assert.equal(down.status, 503);
+    assert.equal(down.body.status, 'unavailable');
+    assert.equal(down.body.checks.store, 'some calls failing');
+  });
+
   test('a check that throws says only "failed" (its error may name hosts); one that hangs times out', async (t) => {
     const tracker = await started();
     t.after(() => tracker.stop());

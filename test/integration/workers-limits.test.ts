@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
 import { shardOf } from '../../src/core/shard.ts';
 import { encode } from '../../src/protocol/bencode/index.ts';
@@ -190,6 +191,46 @@ test('--workers 2: a killed worker’s places are freed when it is restarted; a 
     ok(await announce(hashes[home], 3, { event: 'started' }), 'peer 3, after the owner of 1 and 2 died');
     ok(await announce(hashes[home], 4, { event: 'started' }), 'peer 4');
     assert.match(refused(await announce(hashes[away], 1, { event: 'started' })), /too many peers/);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('--workers 2: a member whose id is above 2^32 is its own member over the bus (limits and accounting), not the one with id mod 2^32', async () => {
+  const t = await startTracker([...BASE, '--workers', '2', '--peers-per-member', '2'], {
+    ready: 'herald workers running',
+  });
+  try {
+    const hashes = torrentsByOwner(t, t.dataDir, 2, 'wide');
+    const low = adminJson<{ id: number; passkey: string }>(t.admin(['member', 'add', 'low', '--json']));
+    const high = adminJson<{ id: number; passkey: string }>(t.admin(['member', 'add', 'high', '--json']));
+    // A site that imported its members: this one's id is 2^32 + the first one's (same home
+    // worker, same low 32 bits). (By SQL: the CLI and the portal look ids up only up to 2^31.)
+    const db = new DatabaseSync(join(t.dataDir, 'herald.db'));
+    db.prepare('UPDATE members SET id = ? WHERE id = ?').run(2 ** 32 + low.id, high.id);
+    db.exec("UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'");
+    db.close();
+    // A torrent owned by the worker that is not the members' home: every claim crosses the bus.
+    const away = hashes[1 - (low.id % 2)];
+    const lowAnnounce = announcer(t.http[0].port, low.passkey, 9800, 'lowmm', { left: 1000 });
+    const highAnnounce = announcer(t.http[0].port, high.passkey, 9850, 'highm', { left: 1000 });
+    await whenKnown(highAnnounce, hashes);
+    ok(await lowAnnounce(away, 1, { event: 'started' }), 'low: peer 1');
+    ok(await lowAnnounce(away, 2, { event: 'started' }), 'low: peer 2');
+    assert.match(refused(await lowAnnounce(away, 3, { event: 'started' })), /too many peers/);
+    ok(await highAnnounce(away, 1, { event: 'started', uploaded: 0 }), 'high: its own places');
+    ok(await highAnnounce(away, 2, { event: 'started', uploaded: 0 }), 'high: peer 2');
+    assert.match(refused(await highAnnounce(away, 3, { event: 'started' })), /too many peers/);
+    // New connections land on either worker; those on the home worker cross to the owner with
+    // the member's id: every byte is credited to the member who announced it.
+    for (let k = 1; k <= 10; k++)
+      ok(await highAnnounce(away, 1, { uploaded: 1000 * k }), `high: upload ${k}`);
+    await new Promise((r) => setTimeout(r, 2500)); // flush_interval 1 s
+    assert.equal(
+      adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'high', '--json'])).uploaded,
+      10_000,
+    );
+    assert.equal(adminJson<{ uploaded: number }>(t.admin(['member', 'show', 'low', '--json'])).uploaded, 0);
   } finally {
     await t.stop();
   }

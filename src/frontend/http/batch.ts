@@ -68,6 +68,14 @@ export interface HttpBatchAddon {
   connAcquire?(table: object, family: 4 | 6, hi: number, lo: number, max: number): number;
   connRelease?(table: object, family: 4 | 6, hi: number, lo: number): void;
   connCount?(table: object, family: 4 | 6, hi: number, lo: number): number;
+  /**
+   * Test hooks, present only when the addon was loaded with HERALD_TEST_HOOKS=1
+   * (src/cluster/connection-table.test.ts): `connRelease` that kills the process after `dieAfter`
+   * points inside the delete it makes (returns the points passed when it does not die), and the
+   * raw table: used, then per entry slot, home slot, family, hi, lo, total, each worker's count.
+   */
+  connReleaseDying?(table: object, family: 4 | 6, hi: number, lo: number, dieAfter: number): number;
+  connTableDump?(table: object): number[];
 }
 
 /**

@@ -261,7 +261,7 @@ describe('herald redis module: a server that loses it', {
       assert.equal(auto.module, false);
       const refused = await required.announce(request(h, 3), 1000);
       assert.equal(refused, Errors.storeUnavailable);
-      assert.match(required.health() ?? '', /herald module is not loaded/);
+      assert.match(String(required.health()), /herald module is not loaded/);
     } finally {
       c.disconnect();
       await auto.close();

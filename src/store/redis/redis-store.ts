@@ -83,6 +83,8 @@ export class RedisSwarmStore implements SwarmStore {
   #scheduled = false;
   /** Time (ms) of the last failed call, and how many failed since the last log line. */
   #failedAt = 0;
+  /** Time (ms) of the last answered call. */
+  #answeredAt = 0;
   #failures = 0;
   #loggedAt = 0;
   /** When the connection was last dropped for a call without an answer (`#unanswered`). */
@@ -248,13 +250,24 @@ export class RedisSwarmStore implements SwarmStore {
     return Math.floor(performance.now() + (this.#timeoutMs * 3) / 4 + offset);
   }
 
-  /** Null when the store is usable; otherwise what is wrong (for `/health`). */
-  health(): string | null {
+  /**
+   * Null when the store is usable; otherwise what is wrong (for `/health`: not ready), or what is
+   * degraded while this instance still answers (`{ degraded }`: ready).
+   */
+  health(): string | { degraded: string } | null {
     const status = this.client.status;
     if (status !== 'ready') return `redis ${status}`;
     if (this.#moduleMissing) return 'redis: the herald module is not loaded (redis_module = "require")';
-    if (Date.now() - this.#failedAt < 5000) return 'redis calls failing';
-    return null;
+    if (Date.now() - this.#failedAt >= 5000) return null;
+    // A call answered after the last failed one was sent (a failure comes at the latest at its
+    // deadline): Redis answers some calls and not others. Part of the swarms fail (a Cluster
+    // master down or failing over), the rest are served, here and on every instance on this
+    // store alike: ready, degraded (a 503 would have a load balancer take every instance out at
+    // once). A server that answers nothing (hung, paused) is not ready from its first call sent
+    // after its last answer that fails.
+    if (this.#answeredAt > this.#failedAt - this.#timeoutMs)
+      return { degraded: 'redis: some calls failing (part of the swarms: a Cluster master down?)' };
+    return 'redis calls failing';
   }
 
   /**
@@ -318,6 +331,7 @@ export class RedisSwarmStore implements SwarmStore {
       p.then(
         (v) => {
           this.#pending.delete(d);
+          this.#answeredAt = Date.now();
           resolve(v);
         },
         (err) => {
