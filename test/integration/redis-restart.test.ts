@@ -14,6 +14,8 @@
  *   refused at its deadline is not run by Redis when it wakes (the call carries its deadline by
  *   Redis's clock): the peer's baseline stays where the last answered announce left it, and the
  *   client's next announce is credited from there (through the script and through the module).
+ *   Nor is a member's claim of a place (`peers_per_member`) or of a download slot refused at its
+ *   deadline: it takes no place the member's other clients could use.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
 import { type AccountedResult, AnnounceEvent, type SharedAccountArgs } from '../../src/core/types.ts';
 import { type RedisModuleMode, RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { RedisPeers, RedisSlots } from '../../src/store/redis/slots.ts';
 import { hashOf } from '../helpers/clients.ts';
 import {
   freePort,
@@ -162,6 +165,61 @@ describe('Redis restarted, Redis slow', {
       assert.equal(retry.previous?.uploaded, 1000, 'credited from the last announce whose answer was used');
       assert.deepEqual(await store.scrape([h]), [{ complete: 0, incomplete: 1, downloaded: 0 }]);
     });
+
+  /** Redis asleep for a second while `claim` is made: it is refused at its deadline. */
+  async function refusedWhileAsleep<T>(
+    admin: Redis,
+    store: RedisSwarmStore,
+    claim: () => Promise<T> | null,
+  ): Promise<T | null> {
+    const sleep = admin.call('DEBUG', 'SLEEP', '1');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const r = await claim();
+    await sleep;
+    // Redis has run what was on its socket: served again.
+    await served('announce once Redis answers', 15_000, () =>
+      store.announce(peerAnnounce(hashOf(9, 4714), 1, {}), now()),
+    );
+    return r;
+  }
+
+  test("peers_per_member: a new peer refused at its deadline takes no place from the member's other clients", async () => {
+    const { store, admin } = await sleepyRedis(7111);
+    const peers = new RedisPeers(store, 2700);
+    const h = hashOf(1, 4714);
+    const place = (memberId: number, peer: number) => ({
+      memberId,
+      route: h,
+      torrentId: 42,
+      peerId: peerAnnounce(h, peer, {}).peerId,
+    });
+    // Another member's claim first: the script is loaded (EVALSHA would otherwise answer NOSCRIPT).
+    assert.equal(await peers.claim(place(8, 1), 1, false), 'new');
+    const refused = await refusedWhileAsleep(admin, store, () => peers.claim(place(7, 1), 1, false));
+    assert.equal(refused, Errors.storeUnavailable);
+    // One peer allowed: the member's other client takes the place the refused one never had.
+    assert.equal(await peers.claim(place(7, 2), 1, false), 'new');
+  });
+
+  test('download slots: a leeching announce refused at its deadline takes no slot', async () => {
+    const { store, admin } = await sleepyRedis(7112);
+    const slots = new RedisSlots(store, 2700, 300);
+    const h = hashOf(1, 4715);
+    const claim = (memberId: number, torrentId: number) =>
+      slots.claim({
+        memberId,
+        route: h,
+        torrentId,
+        slots: 1,
+        now: now(),
+        known: false,
+        peerId: peerAnnounce(h, 1, {}).peerId,
+      });
+    assert.equal(await claim(8, 41), null, 'loads the script');
+    assert.equal(await refusedWhileAsleep(admin, store, () => claim(7, 42)), Errors.storeUnavailable);
+    // The member's set of leeching torrents is what answered announces claimed: nothing.
+    assert.deepEqual(await admin.zrange('herald-restart:{m7}:l', 0, -1), []);
+  });
 
   for (const [how, pause] of [
     ['DEBUG SLEEP', ['DEBUG', 'SLEEP', '2']],

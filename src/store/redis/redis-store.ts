@@ -335,9 +335,22 @@ export class RedisSwarmStore implements SwarmStore {
    */
   call<T>(p: Promise<T>): Promise<T> {
     return this.#bounded(p).catch((err) => {
+      // Refused by the server's clock (a call carrying `deadlineFor`'s deadline): measured again.
+      if (err instanceof Error && err.message === LATE) void this.#measureClocks();
       this.#failed(err);
       throw err;
     });
+  }
+
+  /**
+   * The deadline (`#deadline`, as a script argument; '0': none yet) of a call made now on a key
+   * with hash tag `tag`, for another part of Herald's scripts that must not write once Herald has
+   * given up on them (the member limits' claims, slots.ts), checked against the server's clock as
+   * ANNOUNCE_BATCH checks it.
+   */
+  deadlineFor(tag: string): string {
+    const deadline = this.#deadline(this.#serverOfSlot(keySlot(tag)));
+    return deadline === 0 ? '0' : String(deadline);
   }
 
   #expire(): void {
@@ -712,7 +725,12 @@ export class RedisSwarmStore implements SwarmStore {
 
   /** The master holding bucket `b`'s slot by the client's slot map ('' on one server). */
   #serverOf(b: number): string {
-    return this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
+    return this.#serverOfSlot(this.#slots[b]);
+  }
+
+  /** The master holding Cluster slot `slot` by the client's slot map ('' on one server). */
+  #serverOfSlot(slot: number): string {
+    return this.client instanceof Cluster ? (this.client.slots[slot]?.[0] ?? '') : '';
   }
 
   async stats(): Promise<SwarmStats> {

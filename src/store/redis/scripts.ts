@@ -333,6 +333,19 @@ end
 export const LATE = 'LATE herald: the call started after its deadline, nothing was changed';
 
 /**
+ * Lua for a script that Herald gives a deadline (the member limits' claims, slots.ts): `ms`, the
+ * server's time in milliseconds (one TIME), and the call refused with LATE, untouched, when it
+ * starts after the deadline in ARGV[`at`] (ms by this server's clock, '0': none;
+ * RedisSwarmStore.deadlineFor), as ANNOUNCE_BATCH refuses one. Goes before the script's first write.
+ */
+export function timeWithin(at: number): string {
+  return `local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[${at}])
+if deadline > 0 and ms > deadline then return redis.error_reply('${LATE}') end`;
+}
+
+/**
  * Announces in one call (issue #14: one EVALSHA's dispatch, parsing and round trip shared by the
  * announces of an event-loop turn; one argument and one reply string for all of them, so neither
  * side converts a dozen values per announce). ARGV[1] is the key prefix, ARGV[2] the announces,
