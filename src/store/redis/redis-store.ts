@@ -10,6 +10,7 @@ import {
   type AnnounceResult,
   type ScrapeEntry,
   type SharedAccountArgs,
+  type SharedAccounted,
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
@@ -17,6 +18,7 @@ import { connectRedis, keySlot } from './connect.ts';
 import {
   announceRecord,
   BUCKETS,
+  baselineOf,
   bucketOf,
   byBucket,
   eachBucket,
@@ -24,7 +26,7 @@ import {
   type Queued,
   resultOf,
 } from './records.ts';
-import { ANNOUNCE_BATCH, DROP, LATE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ACCOUNT, ANNOUNCE_BATCH, DROP, LATE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -157,6 +159,7 @@ export class RedisSwarmStore implements SwarmStore {
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
       ['heraldDrop', DROP],
+      ['heraldAccount', ACCOUNT],
     ])
       this.client.defineCommand(name, { numberOfKeys: 1, lua });
     // Connection errors are reported through health() and the calls that fail; without a
@@ -335,8 +338,6 @@ export class RedisSwarmStore implements SwarmStore {
    */
   call<T>(p: Promise<T>): Promise<T> {
     return this.#bounded(p).catch((err) => {
-      // Refused by the server's clock (a call carrying `deadlineFor`'s deadline): measured again.
-      if (err instanceof Error && err.message === LATE) void this.#measureClocks();
       this.#failed(err);
       throw err;
     });
@@ -445,6 +446,42 @@ export class RedisSwarmStore implements SwarmStore {
     return this.#announce(req, now, acct) as Promise<AccountedResult | TrackerError>;
   }
 
+  /**
+   * Private mode, a WebTorrent peer's announce (its swarm is this store's WebRTC swarms, not the
+   * announce script's sets): its accounting baseline exchanged, and `peers_per_torrent` and early
+   * announces judged, in the same baselines as the member's other peers on the torrent (scripts.ts
+   * ACCOUNT), so that they and download slots count browsers on every instance. The previous
+   * baseline, or the refusal. Carries the call's deadline, as a private-mode announce does.
+   */
+  accountOnly(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs,
+  ): Promise<SharedAccounted | TrackerError> {
+    const b = bucketOf(acct.route);
+    const key = Buffer.concat([
+      this.#bases[b],
+      Buffer.from(`a:${acct.torrentId}:${acct.memberId}`, 'latin1'),
+    ]);
+    const deadline = this.#deadline(this.#serverOf(b));
+    return this.#script<[Buffer | number, Buffer | number, number]>('heraldAccountBuffer', [
+      key,
+      Buffer.from(req.peerId),
+      `${req.uploaded}:${req.downloaded}`,
+      acct.peersPerTorrent,
+      acct.minGap,
+      acct.refuseEarly ? '1' : '0',
+      this.#peerTimeout,
+      req.event,
+      req.left === 0 ? '1' : '0',
+      now,
+      deadline === 0 ? '0' : String(deadline),
+    ]).then(([prev, seed, early]): SharedAccounted | TrackerError => {
+      if (prev === -1) return String(seed) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
+      return { previous: baselineOf(prev as Buffer), seed: Number(seed), early: early === 1 };
+    }, this.#refusal);
+  }
+
   #announce(
     req: AnnounceRequest,
     now: number,
@@ -528,9 +565,6 @@ export class RedisSwarmStore implements SwarmStore {
           }
           this.#moduleMissing = true;
         }
-        // Refused by the server's clock while Herald still waited: late, or the clock measured
-        // wrong (it stepped forward since): measured again.
-        if (err instanceof Error && err.message === LATE) void this.#measureClocks();
         const refusal = this.#refusal(err);
         for (const q of items) q.resolve(refusal);
       },
@@ -587,6 +621,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   #failed(err: unknown): void {
     if (this.#closed) return;
+    // Refused by the server's clock while Herald still waited (a call carrying its deadline): late,
+    // or the clock measured wrong (it stepped forward since): measured again.
+    if (err instanceof Error && err.message === LATE) void this.#measureClocks();
     const now = Date.now();
     this.#failedAt = now;
     this.#failures++;
