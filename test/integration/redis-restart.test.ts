@@ -21,6 +21,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
@@ -165,6 +166,42 @@ describe('Redis restarted, Redis slow', {
       assert.equal(retry.previous?.uploaded, 1000, 'credited from the last announce whose answer was used');
       assert.deepEqual(await store.scrape([h]), [{ complete: 0, incomplete: 1, downloaded: 0 }]);
     });
+
+  for (const via of ['the script', ...(moduleAvailable() ? ['the module'] : [])])
+    test(`private mode (${via}): Herald's event loop stalled past redis_timeout while Redis answered in time: the answer is used, the traffic credited once`, async () => {
+      const { store } = await sleepyRedis(7114, via === 'the module');
+      const h = hashOf(1, 4716);
+      const first = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+      assert.ok(!(first instanceof Error));
+      const stalled = store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
+      // The call leaves when the event loop next checks (the store's turn batch); then Herald's
+      // event loop stalls past the deadline (a long GC, a burst of synchronous work) while Redis
+      // runs the call at once and its answer waits in the socket.
+      await new Promise((resolve) => setImmediate(resolve));
+      const until = performance.now() + 500;
+      while (performance.now() < until) {}
+      const r = await stalled;
+      // Redis applied it: answered "try again later", the 1000 bytes it reported would never be
+      // credited (the retry's previous baseline would be its own 2000).
+      assert.ok(!(r instanceof Error), `answered, not refused (${r instanceof Error ? r.message : ''})`);
+      assert.equal(r.previous?.uploaded, 1000, 'credited from the announce before');
+      const next = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2500 }), now(), acct(h));
+      assert.ok(!(next instanceof Error));
+      assert.equal(next.previous?.uploaded, 2000);
+    });
+
+  test("private mode, a WebTorrent peer's accounting (accountOnly): Herald's event loop stalled past redis_timeout while Redis answered in time: the answer is used", async () => {
+    const { store } = await sleepyRedis(7115);
+    const h = hashOf(1, 4717);
+    const first = await store.accountOnly(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+    assert.ok(!(first instanceof Error));
+    const stalled = store.accountOnly(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
+    const until = performance.now() + 500;
+    while (performance.now() < until) {}
+    const r = await stalled;
+    assert.ok(!(r instanceof Error), `answered, not refused (${r instanceof Error ? r.message : ''})`);
+    assert.equal(r.previous?.uploaded, 1000);
+  });
 
   /** Redis asleep for a second while `claim` is made: it is refused at its deadline. */
   async function refusedWhileAsleep<T>(

@@ -104,7 +104,7 @@ export class RedisSwarmStore implements SwarmStore {
    * client's own command timeout covers one attempt on one connection; a Cluster retries a
    * command through redirections and failovers, so the whole call gets this deadline too.
    */
-  #pending = new Set<{ at: number; fail: (err: Error) => void }>();
+  #pending = new Set<Pending>();
   #deadlines: NodeJS.Timeout;
   /**
    * Per server ('' for one server, a master's "host:port" on a Cluster): a lower bound of its
@@ -159,7 +159,6 @@ export class RedisSwarmStore implements SwarmStore {
       ['heraldScrapePage', SCRAPE_PAGE],
       ['heraldSweep', SWEEP],
       ['heraldDrop', DROP],
-      ['heraldAccount', ACCOUNT],
     ])
       this.client.defineCommand(name, { numberOfKeys: 1, lua });
     // Connection errors are reported through health() and the calls that fail; without a
@@ -316,14 +315,16 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #bounded<T>(p: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const d = { at: performance.now() + this.#timeoutMs, fail: reject };
+      const d: Pending = { at: performance.now() + this.#timeoutMs, fail: reject, settled: false };
       this.#pending.add(d);
       p.then(
         (v) => {
+          d.settled = true;
           this.#pending.delete(d);
           resolve(v);
         },
         (err) => {
+          d.settled = true;
           this.#pending.delete(d);
           if (err instanceof Error && err.message === 'Command timed out') this.#unanswered();
           reject(err);
@@ -354,14 +355,33 @@ export class RedisSwarmStore implements SwarmStore {
     return deadline === 0 ? '0' : String(deadline);
   }
 
+  /**
+   * Fails the calls past their deadline, once the event loop has read its sockets: timers run
+   * before I/O in a turn of the event loop, and `setImmediate` after it. After a stall of Herald's
+   * own event loop (a long GC, a burst of synchronous work), an answer that came in time and waited
+   * in the socket is then used, not thrown away with the connection: a private announce Redis
+   * applied in time is answered and credited, instead of being refused with its baseline moved on
+   * (the traffic it reported never credited). `#sendKeyed` defers the client's own per-command
+   * timeout the same way.
+   */
   #expire(): void {
     const now = performance.now();
+    const late: Pending[] = [];
     for (const d of this.#pending) {
-      if (d.at > now) return;
+      if (d.at > now) break;
       this.#pending.delete(d);
-      d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
-      this.#unanswered();
+      late.push(d);
     }
+    if (late.length === 0) return;
+    setImmediate(() => {
+      let unanswered = false;
+      for (const d of late)
+        if (!d.settled) {
+          d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
+          unanswered = true;
+        }
+      if (unanswered) this.#unanswered();
+    });
   }
 
   /**
@@ -464,7 +484,9 @@ export class RedisSwarmStore implements SwarmStore {
       Buffer.from(`a:${acct.torrentId}:${acct.memberId}`, 'latin1'),
     ]);
     const deadline = this.#deadline(this.#serverOf(b));
-    return this.#script<[Buffer | number, Buffer | number, number]>('heraldAccountBuffer', [
+    // Sent alone as the announce is (`#lua`): its answer is then used even after a stall of
+    // Herald's event loop (`#expire`).
+    const r = this.#lua(ACCOUNT, ACCOUNT_SHA, [
       key,
       Buffer.from(req.peerId),
       `${req.uploaded}:${req.downloaded}`,
@@ -476,7 +498,8 @@ export class RedisSwarmStore implements SwarmStore {
       req.left === 0 ? '1' : '0',
       now,
       deadline === 0 ? '0' : String(deadline),
-    ]).then(([prev, seed, early]): SharedAccounted | TrackerError => {
+    ]) as unknown as Promise<[Buffer | number, Buffer | number, number]>;
+    return r.then(([prev, seed, early]): SharedAccounted | TrackerError => {
       if (prev === -1) return String(seed) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
       return { previous: baselineOf(prev as Buffer), seed: Number(seed), early: early === 1 };
     }, this.#refusal);
@@ -581,10 +604,16 @@ export class RedisSwarmStore implements SwarmStore {
    * which loads it. A Cluster follows a command's MOVED and ASK itself.
    */
   #luaAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
+    return this.#lua(ANNOUNCE_BATCH, ANNOUNCE_BATCH_SHA, args);
+  }
+
+  /** Script `lua` (SHA1 `sha`) with one key, `args[0]`, sent alone as `#luaAnnounce` says, under the deadline. */
+  #lua(lua: string, sha: string, args: (Buffer | string | number)[]): Promise<Buffer> {
+    const key = args[0] as Buffer | string;
     return this.#bounded(
-      this.#sendKeyed('EVALSHA', [ANNOUNCE_BATCH_SHA, 1, ...args], args[0]).catch((err: unknown) => {
+      this.#sendKeyed('EVALSHA', [sha, 1, ...args], key).catch((err: unknown) => {
         if (!noScript(err)) throw err;
-        return this.#sendKeyed('EVAL', [ANNOUNCE_BATCH, 1, ...args], args[0]);
+        return this.#sendKeyed('EVAL', [lua, 1, ...args], key);
       }),
     );
   }
@@ -610,6 +639,18 @@ export class RedisSwarmStore implements SwarmStore {
   #sendKeyed(name: string, argv: (Buffer | string | number)[], key: Buffer | string): Promise<Buffer> {
     const cmd = new Command(name, argv, { replyEncoding: null });
     (cmd as unknown as { keys: unknown[] }).keys = [key];
+    // The client's command timeout (`commandTimeout`, which keeps a timer it set first), failing
+    // the command only once the event loop has read its sockets, as `#expire` fails the call: its
+    // own timer would otherwise throw away an answer that waited in the socket while Herald's
+    // event loop stalled. (It clears the timer when the command settles.)
+    const c = cmd as unknown as TimedCommand;
+    c._commandTimeoutTimer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!c.isResolved) c.reject(new Error('Command timed out'));
+        }),
+      this.#timeoutMs,
+    );
     return (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
   }
 
@@ -815,6 +856,22 @@ const CLOCKS_MS = 5000;
 /** Most buckets in one SWEEP call. */
 const SWEEP_BUCKETS = 256;
 
+/** A call waiting for Redis, under its deadline (`#bounded`, `#expire`). */
+interface Pending {
+  /** Its deadline, by the monotonic clock (ms). */
+  at: number;
+  fail: (err: Error) => void;
+  /** Answered or failed by the client already. */
+  settled: boolean;
+}
+
+/** The parts of an ioredis Command that `#sendKeyed` reads and sets for its command timeout. */
+interface TimedCommand {
+  _commandTimeoutTimer?: NodeJS.Timeout;
+  isResolved: boolean;
+  reject: (err: Error) => void;
+}
+
 /** The part of an ioredis connection's queue of sent, unanswered commands that #unansweredNodes reads. */
 interface CommandQueue {
   length: number;
@@ -836,6 +893,8 @@ function noScript(err: unknown): boolean {
 
 /** ANNOUNCE_BATCH's SHA1, the name EVALSHA calls it by. */
 const ANNOUNCE_BATCH_SHA = createHash('sha1').update(ANNOUNCE_BATCH).digest('hex');
+/** ACCOUNT's SHA1. */
+const ACCOUNT_SHA = createHash('sha1').update(ACCOUNT).digest('hex');
 
 /** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
 function redirected(err: unknown): boolean {
