@@ -238,6 +238,24 @@ describe('Redis restarted, Redis slow', {
     assert.equal(await peers.claim(place(7, 2), 1, false), 'new');
   });
 
+  test("peers_per_member: Herald's event loop stalled past redis_timeout while Redis took a new peer's place in time: the answer is used (the place is the peer's, not held by a refused announce)", async () => {
+    const { store } = await sleepyRedis(7116);
+    const peers = new RedisPeers(store, 2700);
+    const h = hashOf(1, 4718);
+    const place = (memberId: number, peer: number) => ({
+      memberId,
+      route: h,
+      torrentId: 42,
+      peerId: peerAnnounce(h, peer, {}).peerId,
+    });
+    assert.equal(await peers.claim(place(8, 1), 1, false), 'new', 'loads the script');
+    const stalled = peers.claim(place(7, 1), 1, false);
+    await new Promise((resolve) => setImmediate(resolve));
+    const until = performance.now() + 500;
+    while (performance.now() < until) {}
+    assert.equal(await stalled, 'new');
+  });
+
   test('download slots: a leeching announce refused at its deadline takes no slot', async () => {
     const { store, admin } = await sleepyRedis(7112);
     const slots = new RedisSlots(store, 2700, 300);

@@ -345,6 +345,19 @@ export class RedisSwarmStore implements SwarmStore {
   }
 
   /**
+   * Script `lua` (SHA1 `sha`) with one key, `args[0]`, for another part of Herald whose answers
+   * must be used even after a stall of Herald's event loop (the member limits' claims, slots.ts):
+   * sent alone, as the announce script is (`#lua`, `#expire`), replies as bytes (bulk strings are
+   * Buffers, integers numbers); a failure counts as `call`'s do.
+   */
+  script(lua: string, sha: string, args: (Buffer | string | number)[]): Promise<unknown> {
+    return this.#lua(lua, sha, args).catch((err) => {
+      this.#failed(err);
+      throw err;
+    });
+  }
+
+  /**
    * The deadline (`#deadline`, as a script argument; '0': none yet) of a call made now on a key
    * with hash tag `tag`, for another part of Herald's scripts that must not write once Herald has
    * given up on them (the member limits' claims, slots.ts), checked against the server's clock as

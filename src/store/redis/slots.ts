@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { PeerPlace, SlotClaim } from '../../core/types.ts';
 import { bucketOf } from './records.ts';
@@ -54,10 +55,9 @@ end
 return 0
 `;
 
-interface Commands {
-  heraldSlotClaim(key: string, ...args: (string | number)[]): Promise<1 | [number, ...string[]]>;
-  heraldPeerClaim(key: string, ...args: (string | number)[]): Promise<0 | 1 | 2>;
-}
+/** The claims' SHA1s (EVALSHA), sent alone through `RedisSwarmStore.script`. */
+const CLAIM_SHA = createHash('sha1').update(CLAIM).digest('hex');
+const PEER_CLAIM_SHA = createHash('sha1').update(PEER_CLAIM).digest('hex');
 
 /**
  * `peers_per_member` across instances (issue #16): the member's live peers, counted in Redis, so
@@ -80,7 +80,6 @@ export class RedisPeers {
   constructor(store: RedisSwarmStore, peerTimeout: number) {
     this.#store = store;
     this.#ttlMs = peerTimeout * 1000;
-    store.client.defineCommand('heraldPeerClaim', { numberOfKeys: 1, lua: PEER_CLAIM });
   }
 
   /**
@@ -105,12 +104,11 @@ export class RedisPeers {
     this.#store.call(this.#store.client.zrem(this.#key(p), this.#entry(p))).catch(() => {});
   }
 
+  /** One claim (PEER_CLAIM) with its deadline, sent alone as RedisSlots' are. */
   #claim(p: PeerPlace, limit: number, force: boolean): Promise<0 | 1 | 2> {
-    const cmd = this.#store.client as unknown as Commands;
     const deadline = this.#store.deadlineFor(`m${p.memberId}`);
-    return this.#store.call(
-      cmd.heraldPeerClaim(this.#key(p), this.#entry(p), limit, this.#ttlMs, force ? '1' : '0', deadline),
-    );
+    const args = [this.#key(p), this.#entry(p), limit, this.#ttlMs, force ? '1' : '0', deadline];
+    return this.#store.script(PEER_CLAIM, PEER_CLAIM_SHA, args) as Promise<0 | 1 | 2>;
   }
 
   #key(p: PeerPlace): string {
@@ -157,7 +155,6 @@ export class RedisSlots {
     this.#peerTimeout = peerTimeout;
     // A claim is followed by its announce within two calls' deadlines (or the announce failed).
     this.#inFlightMs = 2 * timeoutMs;
-    store.client.defineCommand('heraldSlotClaim', { numberOfKeys: 1, lua: CLAIM });
   }
 
   /**
@@ -223,7 +220,9 @@ export class RedisSlots {
 
   /**
    * One claim of the member's slot set (CLAIM), with its deadline: a claim Herald gave up on (the
-   * announce answered "try again later") takes no slot when Redis runs it later.
+   * announce answered "try again later") takes no slot when Redis runs it later. Sent alone
+   * (`RedisSwarmStore.script`): an answer that waited in the socket while Herald's event loop
+   * stalled is used, not thrown away with the slot it took.
    */
   #claim(
     memberId: number,
@@ -231,14 +230,12 @@ export class RedisSlots {
     slots: number,
     force: boolean,
     prune: string[],
-  ): Promise<1 | [number, ...string[]]> {
-    const cmd = this.#store.client as unknown as Commands;
+  ): Promise<1 | [number, ...Buffer[]]> {
     const key = `${this.#store.prefix}:{m${memberId}}:l`;
     const ttl = 2 * this.#peerTimeout;
     const deadline = this.#store.deadlineFor(`m${memberId}`);
-    return this.#store.call(
-      cmd.heraldSlotClaim(key, entry, slots, ttl, force ? '1' : '0', deadline, ...prune),
-    );
+    const args = [key, entry, slots, ttl, force ? '1' : '0', deadline, ...prune];
+    return this.#store.script(CLAIM, CLAIM_SHA, args) as Promise<1 | [number, ...Buffer[]]>;
   }
 
   /**
