@@ -89,6 +89,23 @@ async function served<T>(what: string, ms: number, f: () => Promise<T | Error>):
   }
 }
 
+/**
+ * Herald's event loop stalled past the stores' 300 ms deadline (a long GC, a burst of synchronous
+ * work): nothing of Herald runs for 500 ms, while Redis answers.
+ */
+function stall(): void {
+  const until = performance.now() + 500;
+  while (performance.now() < until) {}
+}
+
+/** Member `memberId`'s peer `peer` on torrent 42 of swarm `h`, as `peers_per_member` counts it. */
+const placeOn = (h: Uint8Array) => (memberId: number, peer: number) => ({
+  memberId,
+  route: h,
+  torrentId: 42,
+  peerId: peerAnnounce(h, peer, {}).peerId,
+});
+
 describe('Redis restarted, Redis slow', {
   skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
 }, () => {
@@ -178,8 +195,7 @@ describe('Redis restarted, Redis slow', {
       // event loop stalls past the deadline (a long GC, a burst of synchronous work) while Redis
       // runs the call at once and its answer waits in the socket.
       await new Promise((resolve) => setImmediate(resolve));
-      const until = performance.now() + 500;
-      while (performance.now() < until) {}
+      stall();
       const r = await stalled;
       // Redis applied it: answered "try again later", the 1000 bytes it reported would never be
       // credited (the retry's previous baseline would be its own 2000).
@@ -196,8 +212,7 @@ describe('Redis restarted, Redis slow', {
     const first = await store.accountOnly(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
     assert.ok(!(first instanceof Error));
     const stalled = store.accountOnly(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
-    const until = performance.now() + 500;
-    while (performance.now() < until) {}
+    stall();
     const r = await stalled;
     assert.ok(!(r instanceof Error), `answered, not refused (${r instanceof Error ? r.message : ''})`);
     assert.equal(r.previous?.uploaded, 1000);
@@ -224,12 +239,7 @@ describe('Redis restarted, Redis slow', {
     const { store, admin } = await sleepyRedis(7111);
     const peers = new RedisPeers(store, 2700);
     const h = hashOf(1, 4714);
-    const place = (memberId: number, peer: number) => ({
-      memberId,
-      route: h,
-      torrentId: 42,
-      peerId: peerAnnounce(h, peer, {}).peerId,
-    });
+    const place = placeOn(h);
     // Another member's claim first: the script is loaded (EVALSHA would otherwise answer NOSCRIPT).
     assert.equal(await peers.claim(place(8, 1), 1, false), 'new');
     const refused = await refusedWhileAsleep(admin, store, () => peers.claim(place(7, 1), 1, false));
@@ -242,17 +252,11 @@ describe('Redis restarted, Redis slow', {
     const { store } = await sleepyRedis(7116);
     const peers = new RedisPeers(store, 2700);
     const h = hashOf(1, 4718);
-    const place = (memberId: number, peer: number) => ({
-      memberId,
-      route: h,
-      torrentId: 42,
-      peerId: peerAnnounce(h, peer, {}).peerId,
-    });
+    const place = placeOn(h);
     assert.equal(await peers.claim(place(8, 1), 1, false), 'new', 'loads the script');
     const stalled = peers.claim(place(7, 1), 1, false);
     await new Promise((resolve) => setImmediate(resolve));
-    const until = performance.now() + 500;
-    while (performance.now() < until) {}
+    stall();
     assert.equal(await stalled, 'new');
   });
 
