@@ -6,10 +6,11 @@ import {
   type AnnounceResult,
   type PeerPlace,
   type SharedAccountArgs,
+  type SharedAccounted,
   type SlotClaim,
 } from '../core/types.ts';
 import type { PolicyMember, PolicyTorrent } from '../policy/types.ts';
-import type { AccountStep, Dispatch, RemoteAccountStep } from '../tracker/service.ts';
+import type { AccountVerdict, Dispatch, RemoteAccountStep } from '../tracker/service.ts';
 import type { Accountant } from './accountant.ts';
 import type { PeerRules } from './rules.ts';
 
@@ -21,6 +22,12 @@ export interface SharedBaselineStore {
     now: number,
     acct: SharedAccountArgs,
   ): Promise<AccountedResult | TrackerError>;
+  /** A WebTorrent peer's announce (its swarm is elsewhere): the baseline exchange and its rules alone. */
+  accountOnly(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs,
+  ): Promise<SharedAccounted | TrackerError>;
 }
 
 /** Download slots counted over every instance (RedisSlots, src/store/redis/slots.ts). */
@@ -39,6 +46,14 @@ export interface SharedPeers {
   /** Frees the peer's place. */
   release(p: PeerPlace): void;
 }
+
+/** An announce of a member on a torrent, judged (and accounted) over every instance. */
+type MemberStep<R> = (
+  req: AnnounceRequest,
+  member: PolicyMember,
+  torrent: PolicyTorrent,
+  now: number,
+) => R | TrackerError | Promise<R | TrackerError>;
 
 /**
  * Private mode on a shared store (several instances on one Redis, issue #14): the service's
@@ -61,18 +76,86 @@ export function sharedAccounting(
   slots?: SharedSlots,
   peers?: SharedPeers,
 ): Dispatch {
-  return (req, ctx, now) => {
-    const member = ctx.member;
-    const torrent = ctx.torrent;
-    if (member === null || torrent === null) return store.announce(req, now);
-    if (peers === undefined || rules.peersPerMember === 0) return admitted(req, member, torrent, now);
-    return withPlace(peers, rules.peersPerMember, accountant, req, member, torrent, () =>
-      admitted(req, member, torrent, now),
-    );
-  };
+  const step = limited(accountant, rules, slots, peers, (req, member, torrent, now) =>
+    store.announceAccounted(req, now, accountArgs(rules, member, torrent)).then((r) => {
+      if (r instanceof TrackerError) {
+        accountant.rules.note(r);
+        return r;
+      }
+      accountant.account(req, member, torrent, now, r);
+      if (r.early) {
+        r.warning = Warnings.announceTooSoon;
+        accountant.rules.note(r.warning);
+      }
+      return r;
+    }),
+  );
+  return (req, ctx, now) =>
+    ctx.member === null || ctx.torrent === null
+      ? store.announce(req, now)
+      : step(req, ctx.member, ctx.torrent, now);
+}
 
-  /** Download slots, then the store's announce (with the accounting). */
-  function admitted(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
+/**
+ * WebTorrent (WebSocket) peers on a shared store (several instances on Redis): their swarms are
+ * not the announce script's, but their accounting baselines are the store's, beside the member's
+ * other peers' (`accountOnly`), so every limit counted over every instance counts them with the
+ * rest, HTTP and UDP peers included: `peers_per_torrent` and early announces (in the store),
+ * download slots (`slots`, judged from those baselines) and `peers_per_member` (`peers`). The
+ * instance holding the socket credits the delta. The service's `wsAccount`.
+ */
+export function sharedWebRtcAccounting(
+  store: SharedBaselineStore,
+  accountant: Accountant,
+  rules: PeerRules,
+  slots?: SharedSlots,
+  peers?: SharedPeers,
+): RemoteAccountStep {
+  return limited<AccountVerdict>(accountant, rules, slots, peers, (req, member, torrent, now) =>
+    store.accountOnly(req, now, accountArgs(rules, member, torrent)).then((r) => {
+      if (r instanceof TrackerError) {
+        accountant.rules.note(r);
+        return r;
+      }
+      accountant.account(req, member, torrent, now, r);
+      if (!r.early) return null;
+      accountant.rules.note(Warnings.announceTooSoon);
+      return Warnings.announceTooSoon;
+    }),
+  );
+}
+
+/** The private-mode part of an announce to the shared store. */
+function accountArgs(rules: PeerRules, member: PolicyMember, torrent: PolicyTorrent): SharedAccountArgs {
+  return {
+    route: torrent.route,
+    torrentId: torrent.id,
+    memberId: member.id,
+    peersPerTorrent: rules.peersPerTorrent,
+    minGap: rules.minGap,
+    refuseEarly: rules.early === 'refuse',
+  };
+}
+
+/**
+ * `last` (the store's call with the accounting) behind the member limits counted over every
+ * instance: the peer's place under `peers_per_member` (`withPlace`; without `peers`, the rule
+ * this instance decides alone, `admit`), then its download slot.
+ */
+function limited<R>(
+  accountant: Accountant,
+  rules: PeerRules,
+  slots: SharedSlots | undefined,
+  peers: SharedPeers | undefined,
+  last: (
+    req: AnnounceRequest,
+    member: PolicyMember,
+    torrent: PolicyTorrent,
+    now: number,
+  ) => Promise<R | TrackerError>,
+): MemberStep<R> {
+  /** Download slots, then `last`. */
+  const admitted: MemberStep<R> = (req, member, torrent, now) => {
     if (peers === undefined) {
       const refused = accountant.admit(req, member, torrent);
       if (refused !== null) return refused;
@@ -91,32 +174,14 @@ export function sharedAccounting(
             peerId: req.peerId,
           })
         : null;
-    if (claimed === null) return announce(req, member, torrent, now);
-    return claimed.then((r) => r ?? announce(req, member, torrent, now));
-  }
-
-  function announce(req: AnnounceRequest, member: PolicyMember, torrent: PolicyTorrent, now: number) {
-    const args: SharedAccountArgs = {
-      route: torrent.route,
-      torrentId: torrent.id,
-      memberId: member.id,
-      peersPerTorrent: rules.peersPerTorrent,
-      minGap: rules.minGap,
-      refuseEarly: rules.early === 'refuse',
-    };
-    return store.announceAccounted(req, now, args).then((r) => {
-      if (r instanceof TrackerError) {
-        accountant.rules.note(r);
-        return r;
-      }
-      accountant.account(req, member, torrent, now, r);
-      if (r.early) {
-        r.warning = Warnings.announceTooSoon;
-        accountant.rules.note(r.warning);
-      }
-      return r;
-    });
-  }
+    if (claimed === null) return last(req, member, torrent, now);
+    return claimed.then((r) => r ?? last(req, member, torrent, now));
+  };
+  if (peers === undefined || rules.peersPerMember === 0) return admitted;
+  return (req, member, torrent, now) =>
+    withPlace(peers, rules.peersPerMember, accountant, req, member, torrent, () =>
+      admitted(req, member, torrent, now),
+    );
 }
 
 /**
@@ -160,22 +225,4 @@ function withPlace<R>(
     if (r instanceof TrackerError && c === 'new') peers.release(place);
     return r;
   });
-}
-
-/**
- * WebTorrent (WebSocket) peers on a shared store (several instances on Redis): their swarms are
- * not in the store, so they are accounted by the instance holding their socket (`account`, over
- * its own baselines), and `peers_per_member` counts them in Redis with every other peer of the
- * member, HTTP and UDP ones included, on every instance (`withPlace`). The service's `wsAccount`.
- */
-export function sharedWebRtcAccounting(
-  accountant: Accountant,
-  account: AccountStep,
-  rules: PeerRules,
-  peers: SharedPeers,
-): RemoteAccountStep {
-  return (req, member, torrent, now) =>
-    withPlace(peers, rules.peersPerMember, accountant, req, member, torrent, () =>
-      account(req, member, torrent, now),
-    );
 }

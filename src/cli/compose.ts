@@ -331,20 +331,18 @@ export function createTracker(
   // Private mode on Redis: accounting from the baselines the announce script returns, download
   // slots counted in Redis (issue #16), and the connectable check after an accepted announce.
   const redisPeers = redis !== null && accountant !== null ? new RedisPeers(redis, config.peerTimeout) : null;
+  const redisSlots =
+    redis !== null && accountant !== null
+      ? new RedisSlots(redis, config.peerTimeout, config.redisTimeout)
+      : null;
   const shared =
     redis !== null && accountant !== null
-      ? sharedAccounting(
-          redis,
-          accountant,
-          rules,
-          new RedisSlots(redis, config.peerTimeout, config.redisTimeout),
-          redisPeers ?? undefined,
-        )
+      ? sharedAccounting(redis, accountant, rules, redisSlots ?? undefined, redisPeers ?? undefined)
       : undefined;
   // The private-community limits that count a member's peers (or leeching torrents) beyond one
   // socket's process: where they apply, WebTorrent peers are accounted where those counts are (the
-  // owner of the torrent with workers; `peers_per_member` in Redis), and a closed socket frees its
-  // peers' places at once.
+  // owner of the torrent with workers; on Redis, their baselines in Redis with the member's other
+  // peers', and their places and slots there), and a closed socket frees its peers' places at once.
   const peerLimits =
     accountant !== null &&
     (rules.peersPerTorrent > 0 || rules.peersPerMember > 0 || classes.some((k) => k.slots > 0));
@@ -352,8 +350,8 @@ export function createTracker(
     ? undefined
     : sharded
       ? (req, member, torrent, now) => sharded.account(req, member, torrent, now)
-      : redisPeers !== null && rules.peersPerMember > 0
-        ? sharedWebRtcAccounting(accountant, accountStep!, rules, redisPeers)
+      : redis !== null && accountant !== null
+        ? sharedWebRtcAccounting(redis, accountant, rules, redisSlots ?? undefined, redisPeers ?? undefined)
         : undefined;
   const service = new TrackerService({
     store,

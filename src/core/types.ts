@@ -139,6 +139,12 @@ export interface AccountedResult extends AnnounceResult {
   early: boolean;
 }
 
+/**
+ * The accounting part of an accounted announce: what a shared store answers for a WebTorrent
+ * peer, whose swarm is elsewhere (RedisSwarmStore `accountOnly`).
+ */
+export type SharedAccounted = Pick<AccountedResult, 'previous' | 'seed' | 'early'>;
+
 export interface ScrapeEntry {
   complete: number;
   incomplete: number;

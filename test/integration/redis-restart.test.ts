@@ -14,16 +14,20 @@
  *   refused at its deadline is not run by Redis when it wakes (the call carries its deadline by
  *   Redis's clock): the peer's baseline stays where the last answered announce left it, and the
  *   client's next announce is credited from there (through the script and through the module).
+ *   Nor is a member's claim of a place (`peers_per_member`) or of a download slot refused at its
+ *   deadline: it takes no place the member's other clients could use.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Errors } from '../../src/core/errors.ts';
 import { type AccountedResult, AnnounceEvent, type SharedAccountArgs } from '../../src/core/types.ts';
 import { type RedisModuleMode, RedisSwarmStore } from '../../src/store/redis/redis-store.ts';
+import { RedisPeers, RedisSlots } from '../../src/store/redis/slots.ts';
 import { hashOf } from '../helpers/clients.ts';
 import {
   freePort,
@@ -84,6 +88,23 @@ async function served<T>(what: string, ms: number, f: () => Promise<T | Error>):
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/**
+ * Herald's event loop stalled past the stores' 300 ms deadline (a long GC, a burst of synchronous
+ * work): nothing of Herald runs for 500 ms, while Redis answers.
+ */
+function stall(): void {
+  const until = performance.now() + 500;
+  while (performance.now() < until) {}
+}
+
+/** Member `memberId`'s peer `peer` on torrent 42 of swarm `h`, as `peers_per_member` counts it. */
+const placeOn = (h: Uint8Array) => (memberId: number, peer: number) => ({
+  memberId,
+  route: h,
+  torrentId: 42,
+  peerId: peerAnnounce(h, peer, {}).peerId,
+});
 
 describe('Redis restarted, Redis slow', {
   skip: REDIS_URL ? false : 'no redis-server (HERALD_TEST_REDIS_URL unset)',
@@ -162,6 +183,102 @@ describe('Redis restarted, Redis slow', {
       assert.equal(retry.previous?.uploaded, 1000, 'credited from the last announce whose answer was used');
       assert.deepEqual(await store.scrape([h]), [{ complete: 0, incomplete: 1, downloaded: 0 }]);
     });
+
+  for (const via of ['the script', ...(moduleAvailable() ? ['the module'] : [])])
+    test(`private mode (${via}): Herald's event loop stalled past redis_timeout while Redis answered in time: the answer is used, the traffic credited once`, async () => {
+      const { store } = await sleepyRedis(7114, via === 'the module');
+      const h = hashOf(1, 4716);
+      const first = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+      assert.ok(!(first instanceof Error));
+      const stalled = store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
+      // The call leaves when the event loop next checks (the store's turn batch); then Herald's
+      // event loop stalls past the deadline (a long GC, a burst of synchronous work) while Redis
+      // runs the call at once and its answer waits in the socket.
+      await new Promise((resolve) => setImmediate(resolve));
+      stall();
+      const r = await stalled;
+      // Redis applied it: answered "try again later", the 1000 bytes it reported would never be
+      // credited (the retry's previous baseline would be its own 2000).
+      assert.ok(!(r instanceof Error), `answered, not refused (${r instanceof Error ? r.message : ''})`);
+      assert.equal(r.previous?.uploaded, 1000, 'credited from the announce before');
+      const next = await store.announceAccounted(peerAnnounce(h, 1, { uploaded: 2500 }), now(), acct(h));
+      assert.ok(!(next instanceof Error));
+      assert.equal(next.previous?.uploaded, 2000);
+    });
+
+  test("private mode, a WebTorrent peer's accounting (accountOnly): Herald's event loop stalled past redis_timeout while Redis answered in time: the answer is used", async () => {
+    const { store } = await sleepyRedis(7115);
+    const h = hashOf(1, 4717);
+    const first = await store.accountOnly(peerAnnounce(h, 1, { uploaded: 1000 }), now(), acct(h));
+    assert.ok(!(first instanceof Error));
+    const stalled = store.accountOnly(peerAnnounce(h, 1, { uploaded: 2000 }), now(), acct(h));
+    stall();
+    const r = await stalled;
+    assert.ok(!(r instanceof Error), `answered, not refused (${r instanceof Error ? r.message : ''})`);
+    assert.equal(r.previous?.uploaded, 1000);
+  });
+
+  /** Redis asleep for a second while `claim` is made: it is refused at its deadline. */
+  async function refusedWhileAsleep<T>(
+    admin: Redis,
+    store: RedisSwarmStore,
+    claim: () => Promise<T> | null,
+  ): Promise<T | null> {
+    const sleep = admin.call('DEBUG', 'SLEEP', '1');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const r = await claim();
+    await sleep;
+    // Redis has run what was on its socket: served again.
+    await served('announce once Redis answers', 15_000, () =>
+      store.announce(peerAnnounce(hashOf(9, 4714), 1, {}), now()),
+    );
+    return r;
+  }
+
+  test("peers_per_member: a new peer refused at its deadline takes no place from the member's other clients", async () => {
+    const { store, admin } = await sleepyRedis(7111);
+    const peers = new RedisPeers(store, 2700);
+    const h = hashOf(1, 4714);
+    const place = placeOn(h);
+    // Another member's claim first: the script is loaded (EVALSHA would otherwise answer NOSCRIPT).
+    assert.equal(await peers.claim(place(8, 1), 1, false), 'new');
+    const refused = await refusedWhileAsleep(admin, store, () => peers.claim(place(7, 1), 1, false));
+    assert.equal(refused, Errors.storeUnavailable);
+    // One peer allowed: the member's other client takes the place the refused one never had.
+    assert.equal(await peers.claim(place(7, 2), 1, false), 'new');
+  });
+
+  test("peers_per_member: Herald's event loop stalled past redis_timeout while Redis took a new peer's place in time: the answer is used (the place is the peer's, not held by a refused announce)", async () => {
+    const { store } = await sleepyRedis(7116);
+    const peers = new RedisPeers(store, 2700);
+    const h = hashOf(1, 4718);
+    const place = placeOn(h);
+    assert.equal(await peers.claim(place(8, 1), 1, false), 'new', 'loads the script');
+    const stalled = peers.claim(place(7, 1), 1, false);
+    await new Promise((resolve) => setImmediate(resolve));
+    stall();
+    assert.equal(await stalled, 'new');
+  });
+
+  test('download slots: a leeching announce refused at its deadline takes no slot', async () => {
+    const { store, admin } = await sleepyRedis(7112);
+    const slots = new RedisSlots(store, 2700, 300);
+    const h = hashOf(1, 4715);
+    const claim = (memberId: number, torrentId: number) =>
+      slots.claim({
+        memberId,
+        route: h,
+        torrentId,
+        slots: 1,
+        now: now(),
+        known: false,
+        peerId: peerAnnounce(h, 1, {}).peerId,
+      });
+    assert.equal(await claim(8, 41), null, 'loads the script');
+    assert.equal(await refusedWhileAsleep(admin, store, () => claim(7, 42)), Errors.storeUnavailable);
+    // The member's set of leeching torrents is what answered announces claimed: nothing.
+    assert.deepEqual(await admin.zrange('herald-restart:{m7}:l', 0, -1), []);
+  });
 
   for (const [how, pause] of [
     ['DEBUG SLEEP', ['DEBUG', 'SLEEP', '2']],

@@ -14,7 +14,7 @@ import type {
  */
 
 /** 'uploaded:downloaded:at:seeding' as the script keeps it; null for ''. */
-function baselineOf(b: Buffer): SharedBaseline | null {
+export function baselineOf(b: Buffer): SharedBaseline | null {
   if (b.length === 0) return null;
   const [up, down, at, seeding] = b.toString('latin1').split(':');
   return { uploaded: Number(up), downloaded: Number(down), at: Number(at), seeding: seeding === '1' };

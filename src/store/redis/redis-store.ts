@@ -10,6 +10,7 @@ import {
   type AnnounceResult,
   type ScrapeEntry,
   type SharedAccountArgs,
+  type SharedAccounted,
   type SwarmStats,
 } from '../../core/types.ts';
 import type { SwarmStore, SwarmStoreOptions } from '../../swarm/types.ts';
@@ -17,6 +18,7 @@ import { connectRedis, keySlot } from './connect.ts';
 import {
   announceRecord,
   BUCKETS,
+  baselineOf,
   bucketOf,
   byBucket,
   eachBucket,
@@ -24,7 +26,7 @@ import {
   type Queued,
   resultOf,
 } from './records.ts';
-import { ANNOUNCE_BATCH, DROP, LATE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
+import { ACCOUNT, ANNOUNCE_BATCH, DROP, LATE, SCRAPE, SCRAPE_PAGE, SWEEP } from './scripts.ts';
 
 /**
  * Swarms in Redis, shared by every Herald instance that names the same server (or Cluster) and
@@ -104,7 +106,7 @@ export class RedisSwarmStore implements SwarmStore {
    * client's own command timeout covers one attempt on one connection; a Cluster retries a
    * command through redirections and failovers, so the whole call gets this deadline too.
    */
-  #pending = new Set<{ at: number; fail: (err: Error) => void }>();
+  #pending = new Set<Pending>();
   #deadlines: NodeJS.Timeout;
   /**
    * Per server ('' for one server, a master's "host:port" on a Cluster): a lower bound of its
@@ -326,15 +328,17 @@ export class RedisSwarmStore implements SwarmStore {
    */
   #bounded<T>(p: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const d = { at: performance.now() + this.#timeoutMs, fail: reject };
+      const d: Pending = { at: performance.now() + this.#timeoutMs, fail: reject, settled: false };
       this.#pending.add(d);
       p.then(
         (v) => {
+          d.settled = true;
           this.#pending.delete(d);
           this.#answeredAt = Date.now();
           resolve(v);
         },
         (err) => {
+          d.settled = true;
           this.#pending.delete(d);
           if (err instanceof Error && err.message === 'Command timed out') this.#unanswered();
           reject(err);
@@ -354,14 +358,57 @@ export class RedisSwarmStore implements SwarmStore {
     });
   }
 
+  /**
+   * Script `lua` (SHA1 `sha`) with one key, `args[0]`, for another part of Herald whose answers
+   * must be used even after a stall of Herald's event loop (the member limits' claims, slots.ts):
+   * sent alone, as the announce script is (`#lua`, `#expire`), replies as bytes (bulk strings are
+   * Buffers, integers numbers); a failure counts as `call`'s do.
+   */
+  script(lua: string, sha: string, args: (Buffer | string | number)[]): Promise<unknown> {
+    return this.#lua(lua, sha, args).catch((err) => {
+      this.#failed(err);
+      throw err;
+    });
+  }
+
+  /**
+   * The deadline (`#deadline`, as a script argument; '0': none yet) of a call made now on a key
+   * with hash tag `tag`, for another part of Herald's scripts that must not write once Herald has
+   * given up on them (the member limits' claims, slots.ts), checked against the server's clock as
+   * ANNOUNCE_BATCH checks it.
+   */
+  deadlineFor(tag: string): string {
+    const deadline = this.#deadline(this.#serverOfSlot(keySlot(tag)));
+    return deadline === 0 ? '0' : String(deadline);
+  }
+
+  /**
+   * Fails the calls past their deadline, once the event loop has read its sockets: timers run
+   * before I/O in a turn of the event loop, and `setImmediate` after it. After a stall of Herald's
+   * own event loop (a long GC, a burst of synchronous work), an answer that came in time and waited
+   * in the socket is then used, not thrown away with the connection: a private announce Redis
+   * applied in time is answered and credited, instead of being refused with its baseline moved on
+   * (the traffic it reported never credited). `#sendKeyed` defers the client's own per-command
+   * timeout the same way.
+   */
   #expire(): void {
     const now = performance.now();
+    const late: Pending[] = [];
     for (const d of this.#pending) {
-      if (d.at > now) return;
+      if (d.at > now) break;
       this.#pending.delete(d);
-      d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
-      this.#unanswered();
+      late.push(d);
     }
+    if (late.length === 0) return;
+    setImmediate(() => {
+      let unanswered = false;
+      for (const d of late)
+        if (!d.settled) {
+          d.fail(new Error(`redis: no answer within ${this.#timeoutMs} ms`));
+          unanswered = true;
+        }
+      if (unanswered) this.#unanswered();
+    });
   }
 
   /**
@@ -444,6 +491,45 @@ export class RedisSwarmStore implements SwarmStore {
     acct: SharedAccountArgs,
   ): Promise<AccountedResult | TrackerError> {
     return this.#announce(req, now, acct) as Promise<AccountedResult | TrackerError>;
+  }
+
+  /**
+   * Private mode, a WebTorrent peer's announce (its swarm is this store's WebRTC swarms, not the
+   * announce script's sets): its accounting baseline exchanged, and `peers_per_torrent` and early
+   * announces judged, in the same baselines as the member's other peers on the torrent (scripts.ts
+   * ACCOUNT), so that they and download slots count browsers on every instance. The previous
+   * baseline, or the refusal. Carries the call's deadline, as a private-mode announce does.
+   */
+  accountOnly(
+    req: AnnounceRequest,
+    now: number,
+    acct: SharedAccountArgs,
+  ): Promise<SharedAccounted | TrackerError> {
+    const b = bucketOf(acct.route);
+    const key = Buffer.concat([
+      this.#bases[b],
+      Buffer.from(`a:${acct.torrentId}:${acct.memberId}`, 'latin1'),
+    ]);
+    const deadline = this.#deadline(this.#serverOf(b));
+    // Sent alone as the announce is (`#lua`): its answer is then used even after a stall of
+    // Herald's event loop (`#expire`).
+    const r = this.#lua(ACCOUNT, ACCOUNT_SHA, [
+      key,
+      Buffer.from(req.peerId),
+      `${req.uploaded}:${req.downloaded}`,
+      acct.peersPerTorrent,
+      acct.minGap,
+      acct.refuseEarly ? '1' : '0',
+      this.#peerTimeout,
+      req.event,
+      req.left === 0 ? '1' : '0',
+      now,
+      deadline === 0 ? '0' : String(deadline),
+    ]) as unknown as Promise<[Buffer | number, Buffer | number, number]>;
+    return r.then(([prev, seed, early]): SharedAccounted | TrackerError => {
+      if (prev === -1) return String(seed) === 'torrent' ? Errors.peerLimitTorrent : Errors.announceTooSoon;
+      return { previous: baselineOf(prev as Buffer), seed: Number(seed), early: early === 1 };
+    }, this.#refusal);
   }
 
   #announce(
@@ -529,9 +615,6 @@ export class RedisSwarmStore implements SwarmStore {
           }
           this.#moduleMissing = true;
         }
-        // Refused by the server's clock while Herald still waited: late, or the clock measured
-        // wrong (it stepped forward since): measured again.
-        if (err instanceof Error && err.message === LATE) void this.#measureClocks();
         const refusal = this.#refusal(err);
         for (const q of items) q.resolve(refusal);
       },
@@ -548,10 +631,16 @@ export class RedisSwarmStore implements SwarmStore {
    * which loads it. A Cluster follows a command's MOVED and ASK itself.
    */
   #luaAnnounce(args: Buffer[] | (Buffer | string)[]): Promise<Buffer> {
+    return this.#lua(ANNOUNCE_BATCH, ANNOUNCE_BATCH_SHA, args);
+  }
+
+  /** Script `lua` (SHA1 `sha`) with one key, `args[0]`, sent alone as `#luaAnnounce` says, under the deadline. */
+  #lua(lua: string, sha: string, args: (Buffer | string | number)[]): Promise<Buffer> {
+    const key = args[0] as Buffer | string;
     return this.#bounded(
-      this.#sendKeyed('EVALSHA', [ANNOUNCE_BATCH_SHA, 1, ...args], args[0]).catch((err: unknown) => {
+      this.#sendKeyed('EVALSHA', [sha, 1, ...args], key).catch((err: unknown) => {
         if (!noScript(err)) throw err;
-        return this.#sendKeyed('EVAL', [ANNOUNCE_BATCH, 1, ...args], args[0]);
+        return this.#sendKeyed('EVAL', [lua, 1, ...args], key);
       }),
     );
   }
@@ -577,6 +666,18 @@ export class RedisSwarmStore implements SwarmStore {
   #sendKeyed(name: string, argv: (Buffer | string | number)[], key: Buffer | string): Promise<Buffer> {
     const cmd = new Command(name, argv, { replyEncoding: null });
     (cmd as unknown as { keys: unknown[] }).keys = [key];
+    // The client's command timeout (`commandTimeout`, which keeps a timer it set first), failing
+    // the command only once the event loop has read its sockets, as `#expire` fails the call: its
+    // own timer would otherwise throw away an answer that waited in the socket while Herald's
+    // event loop stalled. (It clears the timer when the command settles.)
+    const c = cmd as unknown as TimedCommand;
+    c._commandTimeoutTimer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!c.isResolved) c.reject(new Error('Command timed out'));
+        }),
+      this.#timeoutMs,
+    );
     return (this.client as Redis).sendCommand(cmd) as unknown as Promise<Buffer>;
   }
 
@@ -588,6 +689,9 @@ export class RedisSwarmStore implements SwarmStore {
 
   #failed(err: unknown): void {
     if (this.#closed) return;
+    // Refused by the server's clock while Herald still waited (a call carrying its deadline): late,
+    // or the clock measured wrong (it stepped forward since): measured again.
+    if (err instanceof Error && err.message === LATE) void this.#measureClocks();
     const now = Date.now();
     this.#failedAt = now;
     this.#failures++;
@@ -726,7 +830,12 @@ export class RedisSwarmStore implements SwarmStore {
 
   /** The master holding bucket `b`'s slot by the client's slot map ('' on one server). */
   #serverOf(b: number): string {
-    return this.client instanceof Cluster ? (this.client.slots[this.#slots[b]]?.[0] ?? '') : '';
+    return this.#serverOfSlot(this.#slots[b]);
+  }
+
+  /** The master holding Cluster slot `slot` by the client's slot map ('' on one server). */
+  #serverOfSlot(slot: number): string {
+    return this.client instanceof Cluster ? (this.client.slots[slot]?.[0] ?? '') : '';
   }
 
   async stats(): Promise<SwarmStats> {
@@ -774,6 +883,22 @@ const CLOCKS_MS = 5000;
 /** Most buckets in one SWEEP call. */
 const SWEEP_BUCKETS = 256;
 
+/** A call waiting for Redis, under its deadline (`#bounded`, `#expire`). */
+interface Pending {
+  /** Its deadline, by the monotonic clock (ms). */
+  at: number;
+  fail: (err: Error) => void;
+  /** Answered or failed by the client already. */
+  settled: boolean;
+}
+
+/** The parts of an ioredis Command that `#sendKeyed` reads and sets for its command timeout. */
+interface TimedCommand {
+  _commandTimeoutTimer?: NodeJS.Timeout;
+  isResolved: boolean;
+  reject: (err: Error) => void;
+}
+
 /** The part of an ioredis connection's queue of sent, unanswered commands that #unansweredNodes reads. */
 interface CommandQueue {
   length: number;
@@ -795,6 +920,8 @@ function noScript(err: unknown): boolean {
 
 /** ANNOUNCE_BATCH's SHA1, the name EVALSHA calls it by. */
 const ANNOUNCE_BATCH_SHA = createHash('sha1').update(ANNOUNCE_BATCH).digest('hex');
+/** ACCOUNT's SHA1. */
+const ACCOUNT_SHA = createHash('sha1').update(ACCOUNT).digest('hex');
 
 /** A Cluster's redirection: the slot has moved (MOVED) or is moving (ASK) to another master. */
 function redirected(err: unknown): boolean {

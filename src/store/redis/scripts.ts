@@ -116,6 +116,69 @@ end
 `;
 
 /**
+ * Private mode's Lua over a peer's accounting baseline (member x torrent x peer id, field A[10] of
+ * the hash akey), shared by the announce (ANNOUNCE_FN) and a WebTorrent peer's accounting
+ * (ACCOUNT): `judge` reads it and applies the rules, `account` replaces it. A as in `announce(A)`.
+ */
+const BASELINES = `
+-- The time of a baseline 'uploaded:downloaded:at:seeding'.
+local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
+-- Private mode: replaces the peer's baseline in akey (or drops it on 'stopped'); returns the
+-- seeding seconds to credit. (A function of its own, not a closure made for every announce.)
+local function account(A, akey, prev, prevAt, event, seeder, now)
+  if akey == nil then return 0 end
+  local seed = 0
+  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
+    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
+    if now > from then
+      seed = now - from
+      redis.call('HSET', akey, '~', now)
+    end
+  end
+  if event == 3 then
+    redis.call('HDEL', akey, A[10])
+  else
+    redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
+  end
+  redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
+  return seed
+end
+-- Private mode: the peer's live baseline in akey (false if none; older than the peer timeout is
+-- forgotten, as the accountant forgets it in memory), its time, and 1 if the announce is early;
+-- or, as a fourth value, the rule that refuses it ('torrent', 'early'). The rules of issue #16: a
+-- new peer beyond the member's limit on the torrent is refused; an announce closer than the gap
+-- to the same peer's previous one is early. 'stopped' always passes (and 'completed' is never
+-- early): a client must be able to leave, a snatch must count.
+local function judge(A, akey, event, now)
+  local cutoff = now - tonumber(A[17])
+  local prev, prevAt, early = redis.call('HGET', akey, A[10]), 0, 0
+  if prev then
+    prevAt = atOf(prev)
+    if prevAt < cutoff then prev = false end
+  end
+  if event ~= 3 then
+    if not prev then
+      local limit = tonumber(A[14])
+      if limit > 0 then
+        local live = 0
+        local all = redis.call('HGETALL', akey)
+        for i = 1, #all, 2 do
+          if all[i] ~= '~' then
+            if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
+          end
+        end
+        if live >= limit then return false, 0, 0, 'torrent' end
+      end
+    elseif event ~= 1 and now - prevAt < tonumber(A[15]) then
+      if A[16] == '1' then return false, 0, 0, 'early' end
+      early = 1
+    end
+  end
+  return prev, prevAt, early
+end
+`;
+
+/**
  * Announce (`announce(A)`, run by ANNOUNCE_BATCH for each record): counts and peers for the
  * requester (before its announce is applied, STYLE.md example 6), then the announce itself.
  * A: base, info hash (20 bytes), endpoint (6 or 18 bytes), family ('4'|'6'), seeder ('1'|'0'),
@@ -140,28 +203,7 @@ end
 const ANNOUNCE_FN = `
 ${PRELUDE}
 ${SELECT}
--- The time of a baseline 'uploaded:downloaded:at:seeding'.
-local function atOf(b) return tonumber(string.match(b, '^[^:]*:[^:]*:([^:]*)')) end
--- Private mode: replaces the peer's baseline in akey (or drops it on 'stopped'); returns the
--- seeding seconds to credit. (A function of its own, not a closure made for every announce.)
-local function account(A, akey, prev, prevAt, event, seeder, now)
-  if akey == nil then return 0 end
-  local seed = 0
-  if prev and event ~= 2 and string.sub(prev, -1) == '1' then
-    local from = math.max(prevAt, tonumber(redis.call('HGET', akey, '~') or '0'))
-    if now > from then
-      seed = now - from
-      redis.call('HSET', akey, '~', now)
-    end
-  end
-  if event == 3 then
-    redis.call('HDEL', akey, A[10])
-  else
-    redis.call('HSET', akey, A[10], A[13] .. ':' .. now .. ':' .. (seeder and '1' or '0'))
-  end
-  redis.call('EXPIRE', akey, 2 * tonumber(A[17]))
-  return seed
-end
+${BASELINES}
 local function announce(A)
   local tid, ep, fam = A[2], A[3], A[4]
   local seeder = A[5] == '1'
@@ -181,33 +223,9 @@ local function announce(A)
   local akey, prev, prevAt, early = nil, false, 0, 0
   if A[12] ~= '' then
     akey = base .. A[12]
-    local cutoff = now - tonumber(A[17])
-    prev = redis.call('HGET', akey, A[10])
-    if prev then
-      prevAt = atOf(prev)
-      if prevAt < cutoff then prev = false end
-    end
-    -- The rules of issue #16: a new peer beyond the member's limit on the torrent is refused; an
-    -- announce closer than the gap to the same peer's previous one is early. 'stopped' always
-    -- passes (and 'completed' is never early): a client must be able to leave, a snatch must count.
-    if event ~= 3 then
-      if not prev then
-        local limit = tonumber(A[14])
-        if limit > 0 then
-          local live = 0
-          local all = redis.call('HGETALL', akey)
-          for i = 1, #all, 2 do
-            if all[i] ~= '~' then
-              if atOf(all[i + 1]) < cutoff then redis.call('HDEL', akey, all[i]) else live = live + 1 end
-            end
-          end
-          if live >= limit then return {-1, 'torrent'} end
-        end
-      elseif event ~= 1 and now - prevAt < tonumber(A[15]) then
-        if A[16] == '1' then return {-1, 'early'} end
-        early = 1
-      end
-    end
+    local refused
+    prev, prevAt, early, refused = judge(A, akey, event, now)
+    if refused then return {-1, refused} end
   end
   local fs, fl = sk .. fam .. 's', sk .. fam .. 'l'
   local iS, iL = 1, 2
@@ -331,6 +349,42 @@ end
  * HERALD.ANNOUNCE's fifth argument, native/redis/herald.c, which answers the same words).
  */
 export const LATE = 'LATE herald: the call started after its deadline, nothing was changed';
+
+/**
+ * Lua for a script that Herald gives a deadline (the member limits' claims, slots.ts): `ms`, the
+ * server's time in milliseconds (one TIME), and the call refused with LATE, untouched, when it
+ * starts after the deadline in ARGV[`at`] (ms by this server's clock, '0': none;
+ * RedisSwarmStore.deadlineFor), as ANNOUNCE_BATCH refuses one. Goes before the script's first write.
+ */
+export function timeWithin(at: number): string {
+  return `local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = tonumber(ARGV[${at}])
+if deadline > 0 and ms > deadline then return redis.error_reply('${LATE}') end`;
+}
+
+/**
+ * Private mode, a WebTorrent peer's announce (its swarm is not here: rtc-swarms.ts): the exchange
+ * of its accounting baseline and the rules of `announce` on it (`judge`, `account`), on the same
+ * baselines as the member's other peers on the torrent, so that `peers_per_torrent`, and download
+ * slots judged from the baselines (slots.ts), count browsers on every instance with the rest.
+ * KEYS[1] the baseline hash ('<prefix>:{<bucket>}:a:<torrent id>:<member id>'). ARGV: 1 peer id,
+ * 2 'uploaded:downloaded', 3 peers_per_torrent, 4 the early gap (s), 5 '1' to refuse an early
+ * announce, 6 the peer timeout (s), 7 the event (0-3), 8 '1' seeding, 9 now (s), 10 the call's
+ * deadline (as the announce's: `timeWithin`). Returns {previous baseline or '', seeding seconds to
+ * credit, 1 if early}, or {-1, 'torrent' | 'early'} (nothing changed).
+ */
+export const ACCOUNT = `#!lua
+${BASELINES}
+${timeWithin(10)}
+local A = {}
+A[10], A[13], A[14], A[15], A[16], A[17] = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local akey, event, now = KEYS[1], tonumber(ARGV[7]), tonumber(ARGV[9])
+local prev, prevAt, early, refused = judge(A, akey, event, now)
+if refused then return {-1, refused} end
+local seed = account(A, akey, prev, prevAt, event, ARGV[8] == '1', now)
+return {prev or '', seed, early}
+`;
 
 /**
  * Announces in one call (issue #14: one EVALSHA's dispatch, parsing and round trip shared by the

@@ -1,24 +1,27 @@
+import { createHash } from 'node:crypto';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { PeerPlace, SlotClaim } from '../../core/types.ts';
 import { bucketOf } from './records.ts';
 import type { RedisSwarmStore } from './redis-store.ts';
+import { timeWithin } from './scripts.ts';
 
 /**
  * Claim: one leeching announce of a member whose class has download slots (issue #16).
  * KEYS[1] the member's slot set. ARGV: the torrent's entry ('<bucket>:<torrent id>'), slots, key
  * expiry (seconds), '1' to add the entry beyond the slots (the member holds the torrent already),
- * then pairs of entry and score to remove first, each only if its score is still that one (no
- * announce claimed it since it was judged). Scores are the Redis server's time in milliseconds
- * (one clock for every instance; a new claim almost always writes a new score). Returns 1 when the
- * entry is claimed (or refreshed), else {the server's time (ms), entry, score, ...} to judge.
+ * the call's deadline (ms by the server's clock, '0': none; past it the call answers LATE and
+ * changes nothing: `timeWithin`), then pairs of entry and score to remove first, each only if its
+ * score is still that one (no announce claimed it since it was judged). Scores are the Redis
+ * server's time in milliseconds (one clock for every instance; a new claim almost always writes a
+ * new score). Returns 1 when the entry is claimed (or refreshed), else {the server's time (ms),
+ * entry, score, ...} to judge.
  */
 export const CLAIM = `#!lua
 local key, entry = KEYS[1], ARGV[1]
-for i = 5, #ARGV, 2 do
+${timeWithin(5)}
+for i = 6, #ARGV, 2 do
   if redis.call('ZSCORE', key, ARGV[i]) == ARGV[i + 1] then redis.call('ZREM', key, ARGV[i]) end
 end
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[4] == '1' or redis.call('ZSCORE', key, entry) or redis.call('ZCARD', key) < tonumber(ARGV[2]) then
   redis.call('ZADD', key, ms, entry)
   redis.call('EXPIRE', key, ARGV[3])
@@ -33,15 +36,14 @@ return out
  * Claim: one announce of a member's peer when `peers_per_member` is set (issue #16).
  * KEYS[1] the member's peer set. ARGV: the peer's entry ('<bucket>:<torrent id>:<peer id, hex>'),
  * the limit, `peer_timeout` in milliseconds, '1' to add the entry whatever the count (a peer this
- * instance holds already refreshes its place). Entries not claimed for `peer_timeout` (silent
- * peers) are removed first. Scores are the Redis server's time in milliseconds (one clock for
- * every instance). Returns 1 when the entry is added, 2 when it was there (refreshed), 0 when the
- * set is full.
+ * instance holds already refreshes its place), the call's deadline (as CLAIM's). Entries not
+ * claimed for `peer_timeout` (silent peers) are removed first. Scores are the Redis server's time
+ * in milliseconds (one clock for every instance). Returns 1 when the entry is added, 2 when it was
+ * there (refreshed), 0 when the set is full.
  */
 export const PEER_CLAIM = `#!lua
 local key, entry, ttl = KEYS[1], ARGV[1], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+${timeWithin(5)}
 redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (ms - ttl))
 local had = redis.call('ZSCORE', key, entry)
 if had or ARGV[4] == '1' or redis.call('ZCARD', key) < tonumber(ARGV[2]) then
@@ -53,10 +55,9 @@ end
 return 0
 `;
 
-interface Commands {
-  heraldSlotClaim(key: string, ...args: (string | number)[]): Promise<1 | [number, ...string[]]>;
-  heraldPeerClaim(key: string, ...args: (string | number)[]): Promise<0 | 1 | 2>;
-}
+/** The claims' SHA1s (EVALSHA), sent alone through `RedisSwarmStore.script`. */
+const CLAIM_SHA = createHash('sha1').update(CLAIM).digest('hex');
+const PEER_CLAIM_SHA = createHash('sha1').update(PEER_CLAIM).digest('hex');
 
 /**
  * `peers_per_member` across instances (issue #16): the member's live peers, counted in Redis, so
@@ -79,7 +80,6 @@ export class RedisPeers {
   constructor(store: RedisSwarmStore, peerTimeout: number) {
     this.#store = store;
     this.#ttlMs = peerTimeout * 1000;
-    store.client.defineCommand('heraldPeerClaim', { numberOfKeys: 1, lua: PEER_CLAIM });
   }
 
   /**
@@ -104,11 +104,11 @@ export class RedisPeers {
     this.#store.call(this.#store.client.zrem(this.#key(p), this.#entry(p))).catch(() => {});
   }
 
+  /** One claim (PEER_CLAIM) with its deadline, sent alone as RedisSlots' are. */
   #claim(p: PeerPlace, limit: number, force: boolean): Promise<0 | 1 | 2> {
-    const cmd = this.#store.client as unknown as Commands;
-    return this.#store.call(
-      cmd.heraldPeerClaim(this.#key(p), this.#entry(p), limit, this.#ttlMs, force ? '1' : '0'),
-    );
+    const deadline = this.#store.deadlineFor(`m${p.memberId}`);
+    const args = [this.#key(p), this.#entry(p), limit, this.#ttlMs, force ? '1' : '0', deadline];
+    return this.#store.script(PEER_CLAIM, PEER_CLAIM_SHA, args) as Promise<0 | 1 | 2>;
   }
 
   #key(p: PeerPlace): string {
@@ -155,7 +155,6 @@ export class RedisSlots {
     this.#peerTimeout = peerTimeout;
     // A claim is followed by its announce within two calls' deadlines (or the announce failed).
     this.#inFlightMs = 2 * timeoutMs;
-    store.client.defineCommand('heraldSlotClaim', { numberOfKeys: 1, lua: CLAIM });
   }
 
   /**
@@ -172,13 +171,12 @@ export class RedisSlots {
     known,
     peerId,
   }: SlotClaim): Promise<TrackerError | null> | null {
-    const key = `${this.#store.prefix}:{m${memberId}}:l`;
     const entry = `${bucketOf(route)}:${torrentId}`;
     if (known) {
-      this.#claim(key, entry, slots, false, []).catch(() => {});
+      this.#claim(memberId, entry, slots, false, []).catch(() => {});
       return null;
     }
-    return this.#decide(memberId, key, entry, slots, now, peerId).catch(() => Errors.storeUnavailable);
+    return this.#decide(memberId, entry, slots, now, peerId).catch(() => Errors.storeUnavailable);
   }
 
   /**
@@ -187,24 +185,17 @@ export class RedisSlots {
    * landed yet (no baseline) is not judged until its announce has had the time to: otherwise two
    * torrents started at once through two instances could each judge the other's claim empty.
    */
-  async #decide(
-    memberId: number,
-    key: string,
-    entry: string,
-    slots: number,
-    now: number,
-    peerId: Uint8Array,
-  ) {
+  async #decide(memberId: number, entry: string, slots: number, now: number, peerId: Uint8Array) {
     let prune: string[] = [];
     for (let attempt = 0; attempt < 4; attempt++) {
-      const r = await this.#claim(key, entry, slots, false, prune);
+      const r = await this.#claim(memberId, entry, slots, false, prune);
       if (r === 1) return null;
       if (attempt === 0 && (await this.#judge(memberId, [entry], now, peerId))[0] !== 'none') {
         // The member has a live peer on this torrent already (seeding, or leeching it without a
         // claim), other than the announcing one seeding it: no new slot is taken, as on one
         // instance. (The announcing peer's own seeding baseline does not hold the torrent: a
         // client announcing as a seeder first would otherwise leech without a slot.)
-        await this.#claim(key, entry, slots, true, []);
+        await this.#claim(memberId, entry, slots, true, []);
         return null;
       }
       const ms = Number(r[0]);
@@ -227,17 +218,26 @@ export class RedisSlots {
     return Errors.downloadSlots;
   }
 
+  /**
+   * One claim of the member's slot set (CLAIM), with its deadline: a claim Herald gave up on (the
+   * announce answered "try again later") takes no slot when Redis runs it later. Sent alone
+   * (`RedisSwarmStore.script`): an answer that waited in the socket while Herald's event loop
+   * stalled is used, not thrown away with the slot it took.
+   */
   #claim(
-    key: string,
+    memberId: number,
     entry: string,
     slots: number,
     force: boolean,
     prune: string[],
-  ): Promise<1 | [number, ...string[]]> {
-    const cmd = this.#store.client as unknown as Commands;
+  ): Promise<1 | [number, ...Buffer[]]> {
+    const key = `${this.#store.prefix}:{m${memberId}}:l`;
     const ttl = 2 * this.#peerTimeout;
-    return this.#store.call(cmd.heraldSlotClaim(key, entry, slots, ttl, force ? '1' : '0', ...prune));
+    const deadline = this.#store.deadlineFor(`m${memberId}`);
+    const args = [key, entry, slots, ttl, force ? '1' : '0', deadline, ...prune];
+    return this.#store.script(CLAIM, CLAIM_SHA, args) as Promise<1 | [number, ...Buffer[]]>;
   }
+
   /**
    * What the member has on each torrent entry ('<bucket>:<torrent id>'), from its baselines;
    * without the baseline of peer `except` when it is seeding.
