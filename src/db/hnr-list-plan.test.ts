@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CompiledQuery, sql } from 'kysely';
 import { engines } from '../../test/helpers/db.ts';
+import { torrentRow } from '../../test/helpers/scheduler.ts';
 import { openDatabase } from './connect.ts';
 import { Registry } from './registry.ts';
 import { memberRow } from './rows.ts';
@@ -29,19 +30,7 @@ for (const engine of engines) {
         .execute();
       const torrents = await k
         .insertInto('torrents')
-        .values(
-          Array.from({ length: TORRENTS }, (_, i) => ({
-            info_hash: i.toString(16).padStart(40, '0'),
-            name: `t${i}`,
-            size: 1,
-            file_count: 1,
-            created_at: 0,
-            download_factor: 100,
-            upload_factor: 100,
-            restricted: 0,
-            snatches: 0,
-          })),
-        )
+        .values(Array.from({ length: TORRENTS }, (_, i) => torrentRow(i, `t${i}`)))
         .returning('id')
         .execute();
       // 20,000 hit-and-runs, nearly all expired (a site that has run for years), 1 in 100 active.

@@ -836,8 +836,40 @@ export class Registry {
   // ---- statistics ----
 
   /** A member's torrents, last announced first (the profile page). */
-  async memberTorrents(memberId: number) {
-    return this.#memberTorrentRows(memberId).orderBy('member_torrents.last_announce_at', 'desc').execute();
+  /**
+   * A member's torrents, last announced first (the profile), `limit` of them from `before` on (the
+   * last announce and torrent id of the previous page's last row): a member who snatched tens of
+   * thousands of torrents is read a page at a time. Without `limit`, all of them (tests, tools).
+   */
+  memberTorrents(
+    memberId: number,
+    opts: { limit?: number; before?: { at: number; torrentId: number } } = {},
+  ) {
+    let q = this.#memberTorrentRows(memberId)
+      .orderBy('member_torrents.last_announce_at', 'desc')
+      .orderBy('member_torrents.torrent_id', 'desc');
+    const b = opts.before;
+    if (b !== undefined)
+      q = q.where((e) =>
+        e.or([
+          e('member_torrents.last_announce_at', '<', b.at),
+          e.and([
+            e('member_torrents.last_announce_at', '=', b.at),
+            e('member_torrents.torrent_id', '<', rowId(b.torrentId)),
+          ]),
+        ]),
+      );
+    return (opts.limit === undefined ? q : q.limit(opts.limit)).execute();
+  }
+
+  /** How many torrents the member has snatched (completed). */
+  async snatchCount(memberId: number): Promise<number> {
+    const r = await this.#k
+      .selectFrom('member_torrents')
+      .select((e) => e.fn.count('completed_at').as('n'))
+      .where('member_id', '=', memberId)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
   }
 
   /**

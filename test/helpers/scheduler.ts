@@ -53,6 +53,21 @@ export async function withScheduler<Rules, W>(
   }
 }
 
+/** Torrent `n` as a bare row (hash n + 1 in hex, size 1, no metainfo), named `name`. */
+export function torrentRow(n: number, name: string) {
+  return {
+    info_hash: (n + 1).toString(16).padStart(40, '0'),
+    name,
+    size: 1,
+    file_count: 1,
+    created_at: 1000,
+    download_factor: 100,
+    upload_factor: 100,
+    restricted: 0,
+    snatches: 0,
+  };
+}
+
 /** A member_torrents row as accounting writes it: zero figures unless `over` says otherwise. */
 export function memberTorrentRow(
   memberId: number,

@@ -99,6 +99,9 @@ ${csrfField(ctx)}<input type="hidden" name="action" value="role">
 ${await accountStaffForm(ctx, m)}</section>`;
 }
 
+/** Torrents a profile page lists at once (older ones on the next pages). */
+const PROFILE_TORRENTS = 100;
+
 export function memberRoutes(current = new CurrentPassword()): Route[] {
   return [
     {
@@ -119,8 +122,17 @@ export function memberRoutes(current = new CurrentPassword()): Route[] {
         const me = ctx.member!;
         const self = me.id === m.id;
         const staff = staffPowers(ctx);
-        const torrents = await ctx.reg.memberTorrents(m.id);
-        const snatches = torrents.filter((t) => t.completed_at !== null).length;
+        // The member's torrents a page at a time, last announced first (`torrents_before`: the last
+        // announce and torrent id of the previous page's last row): reading every one for each view
+        // held the loop for a member with tens of thousands.
+        const before = /^([0-9]{1,15})\.([0-9]{1,12})$/.exec(ctx.query.get('torrents_before') ?? '');
+        const torrentPage = await ctx.reg.memberTorrents(m.id, {
+          limit: PROFILE_TORRENTS + 1,
+          before: before ? { at: Number(before[1]), torrentId: Number(before[2]) } : undefined,
+        });
+        const torrents = torrentPage.slice(0, PROFILE_TORRENTS);
+        const lastShown = torrentPage.length > PROFILE_TORRENTS ? torrents.at(-1) : undefined;
+        const snatches = await ctx.reg.snatchCount(m.id);
         const act = (await ctx.deps.activity?.(m.id)) ?? { seeding: 0, leeching: 0 };
         // The connectable check (issue #16): its result for each torrent seeding or leeching now.
         const cfg = ctx.deps.config;
@@ -171,10 +183,14 @@ ${chart({
 })}
 </section>
 ${
-  (self || staff) && torrents.length > 0
-    ? html`<h2>Torrents</h2><div class="table-wrap"><table><thead><tr><th>Torrent</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Seed time</th><th class="hide-small">Completed</th>${connectable ? html`<th>Now</th><th>Connectable</th>` : ''}</tr></thead><tbody>
-${torrents.slice(0, 200).map((t) => html`<tr><td><a href="/torrent/${t.torrent_id}">${t.name}</a></td><td class="num">${bytes(t.uploaded)}</td><td class="num">${bytes(t.downloaded)}</td><td class="num hide-small">${duration(t.seed_time)}</td><td class="hide-small">${t.completed_at ? date(t.completed_at) : '—'}</td>${connectable ? nowCells(connectable.get(t.torrent_id)) : ''}</tr>`)}
-</tbody></table></div>`
+  (self || staff) && (torrents.length > 0 || before)
+    ? html`<h2 id="torrents">Torrents</h2><div class="table-wrap"><table><thead><tr><th>Torrent</th><th class="num">Up</th><th class="num">Down</th><th class="num hide-small">Seed time</th><th class="hide-small">Completed</th>${connectable ? html`<th>Now</th><th>Connectable</th>` : ''}</tr></thead><tbody>
+${torrents.map((t) => html`<tr><td><a href="/torrent/${t.torrent_id}">${t.name}</a></td><td class="num">${bytes(t.uploaded)}</td><td class="num">${bytes(t.downloaded)}</td><td class="num hide-small">${duration(t.seed_time)}</td><td class="hide-small">${t.completed_at ? date(t.completed_at) : '—'}</td>${connectable ? nowCells(connectable.get(t.torrent_id)) : ''}</tr>`)}
+${torrents.length === 0 ? html`<tr><td colspan="5" class="muted">No more.</td></tr>` : ''}</tbody></table></div>
+<nav class="pager" aria-label="Torrent pages">
+${before ? html`<a href="/member/${m.id}#torrents">← Most recent</a>` : ''}
+${lastShown ? html`<a href="/member/${m.id}?torrents_before=${lastShown.last_announce_at}.${lastShown.torrent_id}#torrents">Older →</a>` : ''}
+</nav>`
     : ''
 }
 ${self || staff ? classSection(ctx, m, await ctx.reg.classes.history(m.id, 20)) : ''}
