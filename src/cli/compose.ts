@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
@@ -32,13 +31,12 @@ import { HttpFrontend, webTimeouts } from '../frontend/http/server.ts';
 import { UdpFrontend } from '../frontend/udp/server.ts';
 import { WsFrontend } from '../frontend/ws/server.ts';
 import { Mailer } from '../mail/mailer.ts';
-import { siteOf } from '../mail/messages.ts';
-import { MailNotices } from '../mail/notices.ts';
-import { BonusWatch, bonusRules } from '../policy/bonus.ts';
-import { ClassWatch } from '../policy/classes.ts';
-import { HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
+import type { MailNotices } from '../mail/notices.ts';
+import type { BonusWatch } from '../policy/bonus.ts';
+import type { ClassWatch } from '../policy/classes.ts';
+import { type HitAndRunWatch, hnrRules, hnrThreshold } from '../policy/hit-and-run.ts';
 import { dropUntracked, Policy } from '../policy/policy.ts';
-import { RatioWatch } from '../policy/ratio-watch.ts';
+import type { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
@@ -50,6 +48,7 @@ import { StatsReporter } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { Health } from '../web/health.ts';
 import { createPortal, type Portal } from '../web/portal/portal.ts';
+import { Schedulers } from './schedulers.ts';
 
 export interface TrackerAddresses {
   http: { host: string; port: number }[];
@@ -296,27 +295,6 @@ export function createTracker(
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
   const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
-  // Several instances on one database: each scheduler's passes run in the one holding its lease.
-  const schedulerDeps = {
-    registry: getRegistry,
-    clock,
-    logger,
-    refreshPolicy: () => policy.refresh(),
-    holder: randomUUID(),
-  };
-  const hnrWatch = scheduler ? new HitAndRunWatch({ ...schedulerDeps, rules: hnrRules(config) }) : null;
-  const classWatch = scheduler ? new ClassWatch({ ...schedulerDeps, rules: classes }) : null;
-  const bonusWatch = scheduler ? new BonusWatch({ ...schedulerDeps, rules: bonusRules(config) }) : null;
-  const ratioWatch = scheduler
-    ? new RatioWatch({
-        ...schedulerDeps,
-        rules: {
-          minPercent: config.ratioWatchMinPercent,
-          graceBytes: config.ratioWatchGrace,
-          periodSeconds: config.ratioWatchDays * 86400,
-        },
-      })
-    : null;
   // The owner's accounting step; with the connectable check on, the request carries whose announce
   // it is on to the store (ConnectableStore).
   const accountStep: AccountStep | undefined = accountant
@@ -525,16 +503,15 @@ export function createTracker(
   const portalOn = config.portal === 'on' || (config.portal === 'auto' && config.mode === 'private');
   // Account mail (issue #16): for the portal's mails and the schedulers' notices.
   const mailer = portalOn || scheduler ? Mailer.fromConfig(config, logger) : null;
-  const mailNotices =
-    mailer !== null && scheduler
-      ? new MailNotices({
-          registry: getRegistry,
-          mailer,
-          site: siteOf(config.siteName, config.siteUrl),
-          ratio: { minPercent: config.ratioWatchMinPercent, days: config.ratioWatchDays },
-          logger,
-        })
-      : null;
+  const schedulers = scheduler
+    ? new Schedulers(config, classes, {
+        registry: getRegistry,
+        clock,
+        logger,
+        refreshPolicy: () => policy.refresh(),
+        mailer,
+      })
+    : null;
   // What a member seeds and leeches now (portal, API). With workers, each owns the holdings of its
   // torrents: the figures are added up.
   const activity = accountant
@@ -675,15 +652,7 @@ export function createTracker(
       policy.start(config.policyRefresh);
       accountWriter?.start();
       connectableRecorder?.start(config.flushInterval);
-      ratioWatch?.start(config.ratioWatchInterval);
-      // Once at start too: a change of the rules (or ratio watch turned off) applies at once.
-      void ratioWatch?.tick().catch(() => {});
-      hnrWatch?.start(config.hnrInterval);
-      void hnrWatch?.tick().catch(() => {});
-      classWatch?.start(config.classInterval);
-      void classWatch?.tick().catch(() => {});
-      bonusWatch?.start(config.bonusInterval);
-      mailNotices?.start(Math.min(config.ratioWatchInterval, config.hnrInterval));
+      schedulers?.start();
       // The portal's periodic snapshot (site figures, earned invites, expired sessions) is the
       // tracker's, not a worker's: worker 0 takes it, as it runs the scheduler.
       if (deps.cluster === undefined || deps.cluster.index === 0) portal?.start();
@@ -745,11 +714,7 @@ export function createTracker(
       policy.stop();
       // WebRTC peers this instance still holds in Redis leave before its connection closes.
       await rtcRedis?.close();
-      await ratioWatch?.stop();
-      await hnrWatch?.stop();
-      await classWatch?.stop();
-      await bonusWatch?.stop();
-      await mailNotices?.stop();
+      await schedulers?.stop();
       mailer?.stop();
       // Every pending accounting delta is written before the database closes.
       if (registry !== null) await accountWriter?.stop();
@@ -778,13 +743,13 @@ export function createTracker(
     registry: getRegistry,
     policy,
     accountant,
-    ratioWatch,
-    hnrWatch,
-    classWatch,
-    bonusWatch,
+    ratioWatch: schedulers?.ratioWatch ?? null,
+    hnrWatch: schedulers?.hnrWatch ?? null,
+    classWatch: schedulers?.classWatch ?? null,
+    bonusWatch: schedulers?.bonusWatch ?? null,
     portal,
     mailer,
-    mailNotices,
+    mailNotices: schedulers?.mailNotices ?? null,
     publicUrls: () => publicUrls(),
     health,
   };
