@@ -2,9 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getHeapStatistics } from 'node:v8';
 import { sql } from 'kysely';
-import { Accountant, type RemovePeer } from '../accounting/accountant.ts';
-import type { PeerRules } from '../accounting/rules.ts';
-import { sharedAccounting, sharedWebRtcAccounting } from '../accounting/shared.ts';
+import type { Accountant } from '../accounting/accountant.ts';
 import { createApiHandler } from '../api/api.ts';
 import { AccountingWriter } from '../cluster/accounting-link.ts';
 import { openHostConnections } from '../cluster/connection-table.ts';
@@ -22,7 +20,6 @@ import { TrustedProxies } from '../core/forwarded.ts';
 import { listenOn } from '../core/listen.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { TrackerCounters } from '../core/metrics.ts';
-import { AnnounceEvent } from '../core/types.ts';
 import { announceBases } from '../core/urls.ts';
 import { VERSION } from '../core/version.ts';
 import { type Db, openDatabase } from '../db/connect.ts';
@@ -40,14 +37,14 @@ import type { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
-import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
-import { type AccountStep, type RemoteAccountStep, TrackerService } from '../tracker/service.ts';
+import { TrackerService } from '../tracker/service.ts';
 import { StatsReporter } from '../tracker/stats.ts';
 import { createWebHandler } from '../web/app.ts';
 import { Health } from '../web/health.ts';
 import { createPortal, type Portal } from '../web/portal/portal.ts';
+import { privateWiring } from './private-wiring.ts';
 import { Schedulers } from './schedulers.ts';
 
 export interface TrackerAddresses {
@@ -112,7 +109,6 @@ function listens(list: string[], key: string): { host: string; port: number }[] 
 }
 
 /** The peer id of the `stopped` that takes a revoked peer out of a store (which keys peers by endpoint). */
-const NO_PEER_ID = new Uint8Array(20);
 
 /**
  * Builds a tracker from a (partial) configuration; missing keys take their documented defaults
@@ -236,52 +232,12 @@ export function createTracker(
     recheck: (req, memberId, torrentId, keyPrint) => policy.recheck(req, memberId, torrentId, keyPrint),
     keyPrint: (member) => policy.keyPrint(member),
   });
-  const rules: PeerRules = {
-    peersPerTorrent: config.peersPerTorrent,
-    peersPerMember: config.peersPerMember,
-    minGap: config.earlyAnnounce === 'off' ? 0 : Math.max(0, config.minInterval - config.announceGrace),
-    early: config.earlyAnnounce === 'refuse' ? 'refuse' : 'warn',
-  };
-  // Takes a peer out of this process's swarms (its shard, or Redis), as a `stopped` from its endpoint
-  // would: for peers whose baselines accounting forgets (access lost, or accounting_max_peers full).
-  const removePeer: RemovePeer = (infoHash, family, addr, port) => {
-    const r = local.announce(
-      {
-        infoHash: Buffer.from(infoHash, 'latin1'),
-        peerId: NO_PEER_ID,
-        family,
-        ip: Buffer.from(addr, 'latin1'),
-        port,
-        uploaded: 0,
-        downloaded: 0,
-        left: 0,
-        event: AnnounceEvent.stopped,
-        numWant: 0,
-        wantPeerIds: false,
-      },
-      clock.now(),
-    );
-    if (r instanceof Promise)
-      r.catch((err) => logger.warn('peer not removed from the store', { err: String(err) }));
-  };
-  const accountant =
+  // Private mode: the accountant, its rules, and where it runs (src/cli/private-wiring.ts).
+  const priv =
     config.mode === 'private'
-      ? new Accountant({
-          logger,
-          clock,
-          snapshot: () => policy.snapshot,
-          flushInterval: config.flushInterval,
-          maxRate: config.maxRate,
-          peerTimeout: config.peerTimeout,
-          maxPeers: config.accountingMaxPeers,
-          rules,
-          evict: removePeer,
-        })
+      ? privateWiring({ config, classes, policy, local, redis, sharded, connectable, clock, logger })
       : null;
-  // Private mode on Redis: baselines live with the peers in Redis, shared by every instance, and a
-  // torrent's swarms (both hashes of a hybrid) in the bucket of its route hash (issue #14).
-  if (redis !== null && accountant !== null)
-    redis.routeOf = (h) => policy.snapshot.torrents.get(h)?.route ?? h;
+  const accountant = priv?.accountant ?? null;
   let db: Db | null = null;
   let registry: Registry | null = null;
   // With workers, the primary writes every worker's deltas in one transaction (it collects them);
@@ -295,58 +251,22 @@ export function createTracker(
   // One scheduler for the whole tracker: worker 0 runs it; the others see its changes through
   // the revision, as they see the portal's.
   const scheduler = config.mode === 'private' && (deps.cluster === undefined || deps.cluster.index === 0);
-  // The owner's accounting step; with the connectable check on, the request carries whose announce
-  // it is on to the store (ConnectableStore).
-  const accountStep: AccountStep | undefined = accountant
-    ? (req, member, torrent, now) => {
-        if (connectable !== null) {
-          req.memberId = member.id;
-          req.torrentId = torrent.id;
-        }
-        return accountant.account(req, member, torrent, now);
-      }
-    : undefined;
-  // Private mode on Redis: accounting from the baselines the announce script returns, download
-  // slots counted in Redis (issue #16), and the connectable check after an accepted announce.
-  const redisPeers = redis !== null && accountant !== null ? new RedisPeers(redis, config.peerTimeout) : null;
-  const redisSlots =
-    redis !== null && accountant !== null
-      ? new RedisSlots(redis, config.peerTimeout, config.redisTimeout)
-      : null;
-  const shared =
-    redis !== null && accountant !== null
-      ? sharedAccounting(redis, accountant, rules, redisSlots ?? undefined, redisPeers ?? undefined)
-      : undefined;
-  // The private-community limits that count a member's peers (or leeching torrents) beyond one
-  // socket's process: where they apply, WebTorrent peers are accounted where those counts are (the
-  // owner of the torrent with workers; on Redis, their baselines in Redis with the member's other
-  // peers', and their places and slots there), and a closed socket frees its peers' places at once.
-  const peerLimits =
-    accountant !== null &&
-    (rules.peersPerTorrent > 0 || rules.peersPerMember > 0 || classes.some((k) => k.slots > 0));
-  const wsAccount: RemoteAccountStep | undefined = !peerLimits
-    ? undefined
-    : sharded
-      ? (req, member, torrent, now) => sharded.account(req, member, torrent, now)
-      : redis !== null && accountant !== null
-        ? sharedWebRtcAccounting(redis, accountant, rules, redisSlots ?? undefined, redisPeers ?? undefined)
-        : undefined;
   const service = new TrackerService({
     store,
     clock,
     counters,
     announceSteps: policy.announceSteps(),
     scrapeSteps: policy.scrapeSteps(),
-    account: accountStep,
-    wsAccount,
+    account: priv?.account,
+    wsAccount: priv?.wsAccount,
     // Workers: accounting and the swarm update in the worker that owns the torrent. Redis:
     // accounting from the baselines the announce script returns (WebSocket peers, whose swarms
     // are this instance's own, are accounted here through `account`).
     dispatch: sharded
       ? (req, ctx, now) => sharded.dispatch(req, ctx, now)
-      : shared !== undefined && connectable !== null
-        ? connectableDispatch(shared, connectable, config.connectableOnlyForUnconnectable)
-        : shared,
+      : priv?.shared !== undefined && connectable !== null
+        ? connectableDispatch(priv.shared, connectable, config.connectableOnlyForUnconnectable)
+        : priv?.shared,
     settings: {
       interval: config.interval,
       minInterval: config.minInterval,
@@ -355,23 +275,15 @@ export function createTracker(
     },
   });
   const stats = links?.stats(counters) ?? new StatsReporter(counters, store);
-  if (accountant)
-    stats.accounting = () => ({
-      flushAgeSeconds: accountant.flushAge(),
-      flushes: accountant.counts.flushes,
-      flushErrors: accountant.counts.flushErrors,
-      flushSeconds: accountant.counts.flushSeconds,
-      rowsWritten: accountant.counts.rowsWritten,
-      revoked: accountant.counts.revoked,
-    });
+  if (priv !== null) stats.accounting = () => priv.stats();
   if (connectable !== null) stats.connectable = () => connectable.stats();
   // Workers: accounting in the worker that owns the torrent; peers per member and download slots
   // counted by each member's home worker, over every worker (src/cluster/member-limits.ts).
-  if (accountant)
+  if (priv !== null)
     links?.privateMode({
-      accountant,
-      account: accountStep!,
-      peerLimit: rules.peersPerMember,
+      accountant: priv.accountant,
+      account: priv.account,
+      peerLimit: priv.rules.peersPerMember,
       routeOf: (h) => policy.snapshot.torrents.get(h)?.route ?? h,
     });
   const onError = (err: unknown) => {
@@ -459,25 +371,15 @@ export function createTracker(
     // Access withdrawn (a revoked grant, a disabled member, a reset passkey, a hash off the allow
     // list) closes the WebSockets that hold it at the next policy reload.
     revalidate: config.mode !== 'open',
-    freeOnClose: peerLimits,
+    freeOnClose: priv?.peerLimits ?? false,
     logRequests: config.logRequests,
     reusePort,
     connectionLimit,
     shards: rtcShards ?? rtcRedis ?? undefined,
   });
   policy.onReload(() => ws.revalidate());
-  // HTTP/UDP peers of members who lost access leave the swarms at once (not at peer_timeout): the
-  // process holding their baselines (the owner of the torrent, with workers) takes them out of the
-  // swarms where they are (its shard, or Redis), as a `stopped` from their endpoint would.
-  if (accountant !== null)
-    policy.onReload((change) => {
-      accountant.revoke(
-        change,
-        removePeer,
-        // peers_per_member counted in Redis: the peer's place goes with it (RedisPeers.release).
-        redisPeers !== null && rules.peersPerMember > 0 ? (place) => redisPeers.release(place) : undefined,
-      );
-    });
+  // HTTP/UDP peers of members who lost access leave the swarms at once (PrivateWiring.revoke).
+  if (priv !== null) policy.onReload((change) => priv.revoke(change));
   // Info hashes no longer tracked at all (off the allow list, onto the deny list, a registered torrent
   // removed) leave the swarms whole at once, whoever their peers are: each process drops them from
   // its own store (a worker's shard holds them or not; on Redis every instance drops the same keys).
