@@ -214,3 +214,31 @@ export function parseForm(
   if (type.startsWith('multipart/form-data')) return parseMultipart(body, contentType, limits);
   return fail(400, 'unsupported form encoding');
 }
+
+/**
+ * Large bodies (uploads) read at once: at most one per member (or other key) and `atOnce` in all.
+ * A body is held in memory while it arrives, and node:http gives it 5 minutes, so without a gate a
+ * member who starts uploads and never finishes them holds `max_torrent_bytes` per connection
+ * (128 connections per address, more from more addresses). `enter` says why not, or gives the
+ * release to call once the request is done.
+ */
+export class BodyGate {
+  readonly #atOnce: number;
+  readonly #keys = new Set<string | number>();
+
+  constructor(atOnce: number) {
+    this.#atOnce = atOnce;
+  }
+
+  enter(key: string | number): 'mine' | 'full' | (() => void) {
+    if (this.#keys.has(key)) return 'mine';
+    if (this.#keys.size >= this.#atOnce) return 'full';
+    this.#keys.add(key);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#keys.delete(key);
+    };
+  }
+}

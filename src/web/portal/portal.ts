@@ -9,7 +9,7 @@ import { bundledFile } from '../../core/bundled.ts';
 import { isShardUnavailable } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
 import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
-import { isFormError, parseForm, readBody } from './forms.ts';
+import { BodyGate, isFormError, parseForm, readBody } from './forms.ts';
 import { accountRoutes, CurrentPassword } from './routes-account.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
 import { bonusRoutes } from './routes-bonus.ts';
@@ -25,6 +25,11 @@ export type { PortalDeps } from './context.ts';
 const CSRF_COOKIE = 'herald_csrf';
 /** Form bodies are small; a route that takes more says so (`Route.maxBody`, the upload). */
 const FORM_LIMIT = 256 * 1024;
+/**
+ * Uploads (bodies over the form limit) read at once in this process, one per member at most
+ * (`BodyGate`): what unfinished uploads can hold is about this many times `max_torrent_bytes`.
+ */
+export const UPLOADS_AT_ONCE = 8;
 
 /** A static file: embedded in the single-file build (under its name), else read from `path()`. */
 function asset(name: string, path: () => string, type: string) {
@@ -103,6 +108,7 @@ export function createPortal(
   };
   let timer: NodeJS.Timeout | null = null;
   let first: NodeJS.Timeout | null = null;
+  const uploads = new BodyGate(UPLOADS_AT_ONCE);
 
   async function dispatch(req: IncomingMessage, res: ServerResponse) {
     const url = URL.parse(req.url ?? '/', 'http://portal.invalid');
@@ -207,6 +213,37 @@ export function createPortal(
       )
         return redirect(ctx, '/me/security?msg=staff2fa');
     }
+    let release: (() => void) | null = null;
+    if (method === 'POST' && (route.maxBody ?? FORM_LIMIT) > FORM_LIMIT) {
+      // An upload is held in memory while it arrives (for minutes on a slow link): one per member
+      // and UPLOADS_AT_ONCE in all, refused before the body is read (node:http discards it).
+      const gate = uploads.enter(ctx.member?.id ?? ctx.ip);
+      if (gate === 'mine') {
+        req.resume();
+        return errorPage(
+          ctx,
+          429,
+          'Upload',
+          'An upload of yours is still being received: wait until it is done, then try again.',
+        );
+      }
+      if (gate === 'full') {
+        req.resume();
+        ctx.res.setHeader('retry-after', '5');
+        return errorPage(ctx, 503, 'Upload', 'The server is busy receiving uploads. Try again in a moment.');
+      }
+      release = gate;
+    }
+    try {
+      await readAndHandle(ctx, route, method);
+    } finally {
+      release?.();
+    }
+  }
+
+  /** The body of a POST (read, parsed, its CSRF token checked), then the route's handler. */
+  async function readAndHandle(ctx: Ctx, route: Route, method: string) {
+    const req = ctx.req;
     if (method === 'POST') {
       // A browser always sends Origin on a cross-site POST: refuse a foreign one outright.
       const origin = req.headers.origin;

