@@ -1,7 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import { type Metainfo, parseMetainfo } from '../protocol/metainfo/index.ts';
-import { Accounts } from './accounts.ts';
+import { Accounts, voidResetLinks } from './accounts.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
 import type { Db } from './connect.ts';
@@ -241,8 +241,14 @@ export class Registry {
     if (patch.role !== undefined) set.role = patch.role;
     if (patch.invites !== undefined) set.invites = patch.invites;
     if (patch.email !== undefined) set.email = patch.email;
+    // A new e-mail address voids the member's unused reset links: those mailed to the old one
+    // (a mailbox given up, perhaps because someone else reads it) cannot take the account later.
+    const moved = patch.email !== undefined && (patch.email ?? '') !== (m.email ?? '');
     if (Object.keys(set).length > 0)
-      await this.change((trx) => trx.updateTable('members').set(set).where('id', '=', m.id).execute());
+      await this.change(async (trx) => {
+        await trx.updateTable('members').set(set).where('id', '=', m.id).execute();
+        if (moved) await voidResetLinks(trx, m.id, now());
+      });
     return this.member(m.id);
   }
 

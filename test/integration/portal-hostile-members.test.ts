@@ -11,7 +11,7 @@ import { UPLOADS_AT_ONCE } from '../../src/web/portal/portal.ts';
 import { hashPassword } from '../../src/web/portal/security.ts';
 import { engines } from '../helpers/db.ts';
 import { makeTorrent, PortalClient } from '../helpers/portal-client.ts';
-import { loggedInMember, startPortalTracker } from '../helpers/portal-tracker.ts';
+import { loggedInMember, resetLinkFor, startPortalTracker } from '../helpers/portal-tracker.ts';
 
 const PASSWORD = 'a long enough password';
 const API_TOKEN = 'hostile-members-api-token-0123456789';
@@ -128,6 +128,42 @@ for (const engine of engines) {
         { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
       );
       assert.equal(again.status, 303);
+    });
+
+    test('a reset link mailed before the member changed the e-mail address no longer works (portal and API)', async () => {
+      const reg = tracker.registry();
+      const { c, m } = await member('moving');
+      await reg.updateMember(m.id, { email: 'old@example.org' });
+      // A link mailed to the old address (a mailbox the member gave up, perhaps because it was read
+      // by someone else).
+      const token = await resetLinkFor(reg, m.id);
+      const anon = new PortalClient(base);
+      assert.equal((await anon.get(`/reset/${token}`)).status, 200);
+      await c.get('/me/security');
+      assert.equal(
+        (await c.post('/me/email', { email: 'new@example.org', current: PASSWORD })).location,
+        '/me/security?msg=email',
+      );
+      assert.equal((await anon.get(`/reset/${token}`)).status, 404);
+      const used = await anon.post(`/reset/${token}`, {
+        password: 'the thief wins',
+        password2: 'the thief wins',
+      });
+      assert.equal(used.status, 404);
+      assert.equal((await new PortalClient(base).login('moving', PASSWORD)).location, '/torrents');
+      // The same when staff change it through the API.
+      const token2 = await resetLinkFor(reg, m.id);
+      const r = await fetch(`${base}/api/members/${m.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'newer@example.org' }),
+      });
+      assert.equal(r.status, 200);
+      assert.equal((await anon.get(`/reset/${token2}`)).status, 404);
+      // Saving the same address again voids nothing: a link made after the change works.
+      const token3 = await resetLinkFor(reg, m.id);
+      await reg.updateMember(m.id, { email: 'newer@example.org' });
+      assert.equal((await anon.get(`/reset/${token3}`)).status, 200);
     });
 
     test('held: session fixation, redirects after login, markup in names and texts staff read', async () => {
