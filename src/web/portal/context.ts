@@ -47,6 +47,7 @@ export interface PortalDeps {
     | 'resetLinkMinutes'
     | 'require2faForStaff'
     | 'totpEncryptionKey'
+    | 'httpIdleTimeout'
   >;
   /** Account mail (null or absent: no SMTP server configured). */
   mailer?: Mailer | null;

@@ -256,8 +256,22 @@ export function createPortal(
         if (host !== req.headers.host && host !== forwardedHost)
           return errorPage(ctx, 403, 'Forbidden', 'Cross-site form posts are refused.');
       }
-      const body = await readBody(req, route.maxBody ?? FORM_LIMIT);
-      if (isFormError(body)) return errorPage(ctx, body.status, 'Bad request', body.message);
+      // A body that stops arriving is given up after http_idle_timeout, and a form (not an
+      // upload, which a slow link may take minutes to send) must arrive whole within it.
+      const idleMs = deps.config.httpIdleTimeout * 1000;
+      const limit = route.maxBody ?? FORM_LIMIT;
+      const body = await readBody(req, limit, {
+        stallMs: idleMs,
+        wholeMs: limit > FORM_LIMIT ? null : idleMs,
+      });
+      if (isFormError(body)) {
+        if (body.status === 408) {
+          // The rest of the body is not waited for: the connection ends with the answer.
+          ctx.res.setHeader('connection', 'close');
+          ctx.res.on('finish', () => req.socket.destroy());
+        }
+        return errorPage(ctx, body.status, 'Bad request', body.message);
+      }
       const form = parseForm(body, req.headers['content-type'] ?? '');
       if (isFormError(form)) return errorPage(ctx, form.status, 'Bad request', form.message);
       ctx.form = form;
