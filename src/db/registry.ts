@@ -23,6 +23,7 @@ import {
   rowId,
   sameName,
   TORRENT_COLUMNS,
+  TorrentClash,
 } from './rows.ts';
 import type { Database, MemberStatus, Role, Torrent } from './schema.ts';
 import { insertFilePages, StoredTorrentFiles, summaryOf } from './torrent-files.ts';
@@ -413,7 +414,7 @@ export class Registry {
           ]),
         )
         .executeTakeFirst();
-      if (clash) throw new RegistryError(`torrent already registered (#${clash.id} ${clash.name})`, 409);
+      if (clash) throw new TorrentClash(clash);
       const r = await trx
         .insertInto('torrents')
         .values({

@@ -24,7 +24,11 @@ for (const engine of engines) {
     let n = 0;
 
     before(async () => {
-      ({ tracker, base, stop } = await startPortalTracker(engine, { udp: [], apiToken: API_TOKEN }));
+      ({ tracker, base, stop } = await startPortalTracker(engine, {
+        udp: [],
+        apiToken: API_TOKEN,
+        hideRestricted: true,
+      }));
     });
 
     after(async () => {
@@ -74,6 +78,16 @@ for (const engine of engines) {
       return { socket, answer };
     }
 
+    /** Uploads `file` through the form as `c` (category Other, and `fields`). */
+    async function upload(c: PortalClient, file: Buffer, fields: Record<string, string> = {}) {
+      await c.get('/upload');
+      return c.postMultipart(
+        '/upload',
+        { category: 'Other', ...fields },
+        { name: 'torrent', filename: 'x.torrent', data: file },
+      );
+    }
+
     const status = (answer: string) => Number(/^HTTP\/1\.1 ([0-9]{3})/.exec(answer)?.[1] ?? 0);
 
     test('uploads a member starts and never finishes: one per member and a few in all are read, the rest answered at once', async () => {
@@ -89,12 +103,7 @@ for (const engine of engines) {
         assert.match(a, /still being received/);
       }
       // A complete upload of the same member meanwhile: refused the same way.
-      await c.get('/upload');
-      const during = await c.postMultipart(
-        '/upload',
-        { category: 'Other' },
-        { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
-      );
+      const during = await upload(c, makeTorrent());
       assert.equal(during.status, 429);
       // Other members: at most UPLOADS_AT_ONCE bodies are read at once in all; beyond, 503 with
       // Retry-After, before the body is read.
@@ -110,23 +119,11 @@ for (const engine of engines) {
       for (const u of [first, ...more, ...others, refused]) u.socket.destroy();
       let done = 0;
       for (let i = 0; i < 200 && done !== 303; i++) {
-        await late.get('/upload');
-        done = (
-          await late.postMultipart(
-            '/upload',
-            { category: 'Other' },
-            { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
-          )
-        ).status;
+        done = (await upload(late, makeTorrent())).status;
         if (done !== 303) await new Promise((r) => setTimeout(r, 25));
       }
       assert.equal(done, 303);
-      await c.get('/upload');
-      const again = await c.postMultipart(
-        '/upload',
-        { category: 'Other' },
-        { name: 'torrent', filename: 'ok.torrent', data: makeTorrent() },
-      );
+      const again = await upload(c, makeTorrent());
       assert.equal(again.status, 303);
     });
 
@@ -166,6 +163,28 @@ for (const engine of engines) {
       assert.equal((await anon.get(`/reset/${token3}`)).status, 200);
     });
 
+    test('hide_restricted: uploading a copy of a restricted torrent does not tell its name or id', async () => {
+      const reg = tracker.registry();
+      const { c: staff } = await member('hider', 'admin');
+      const file = makeTorrent('a-public-looking-file');
+      const up = await upload(staff, file, { name: 'Secret Project Name' });
+      assert.equal(up.status, 303);
+      const id = Number(/\/torrent\/([0-9]+)/.exec(up.location!)![1]);
+      await reg.updateTorrent(id, { restricted: true });
+      // A member without a grant, holding the same .torrent from elsewhere.
+      const { c } = await member('prober');
+      assert.equal((await c.get(`/torrent/${id}`)).status, 404);
+      const again = await upload(c, file);
+      assert.equal(again.status, 409);
+      assert.doesNotMatch(again.body, /Secret Project Name/);
+      assert.doesNotMatch(again.body, new RegExp(`#${id}\\b`));
+      assert.match(again.body, /already registered/);
+      // Staff (and members who may see it) are told which torrent it is.
+      const own = await upload(staff, file);
+      assert.equal(own.status, 409);
+      assert.match(own.body, /Secret Project Name/);
+    });
+
     test('held: session fixation, redirects after login, markup in names and texts staff read', async () => {
       const reg = tracker.registry();
       // A session token planted before login (by a script on a sibling site, a shared computer)
@@ -198,12 +217,10 @@ for (const engine of engines) {
       // Markup in what members write and staff read comes out as text.
       const evil = `<img src=x onerror="alert(1)"><script>alert(2)</script>"'`;
       const { c: writer, m: w } = await member('writer');
-      await writer.get('/upload');
-      const up = await writer.postMultipart(
-        '/upload',
-        { category: 'Other', name: `name ${evil}`, description: `desc ${evil}` },
-        { name: 'torrent', filename: 'x.torrent', data: makeTorrent(`inner <img src=x onerror="alert(1)">`) },
-      );
+      const up = await upload(writer, makeTorrent(`inner <img src=x onerror="alert(1)">`), {
+        name: `name ${evil}`,
+        description: `desc ${evil}`,
+      });
       assert.equal(up.status, 303, /class="flash error"[^>]*>([^<]*)/.exec(up.body)?.[1]);
       await reg.setMemberStatus(w.id, 'disabled', `reason ${evil}`);
       await reg.accounts.addApplication({

@@ -2,7 +2,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { announceUrls } from '../../core/urls.ts';
 import type { BrowseFilter } from '../../db/accounts.ts';
 import type { PublicMember, TorrentSummary } from '../../db/registry.ts';
-import { RegistryError } from '../../db/registry.ts';
+import { RegistryError, TorrentClash } from '../../db/registry.ts';
 import { magnetLink, personalise, withAnnounce } from '../../protocol/metainfo/index.ts';
 import {
   ago,
@@ -307,6 +307,19 @@ ${pageNo * PAGE < total ? html`<a href="${link({ page: String(pageNo + 1) })}">O
           await ctx.deps.refreshPolicy();
           redirect(ctx, `/torrent/${t.id}?msg=uploaded`);
         } catch (err) {
+          // The same torrent is here already: which one only to those who may see it (with
+          // hide_restricted a restricted torrent's name and id are not told to a member without a
+          // grant, who may hold the .torrent from elsewhere).
+          if (err instanceof TorrentClash) {
+            const t = await ctx.reg.findTorrent(err.torrentId);
+            const hidden =
+              config.hideRestricted && t !== undefined && !(await mayDownload(ctx, t, ctx.member!));
+            return uploadForm(
+              ctx,
+              hidden ? 'This torrent is already registered here.' : err.message,
+              err.status,
+            );
+          }
           if (err instanceof RegistryError) return uploadForm(ctx, err.message, err.status);
           throw err;
         }
