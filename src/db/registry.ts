@@ -415,6 +415,20 @@ export class Registry {
         )
         .executeTakeFirst();
       if (clash) throw new TorrentClash(clash);
+      // A hash on the deny list (a takedown) is refused here too: registered, the torrent would be
+      // listed and its metadata handed out while every announce for it is refused.
+      const hashes = [v1, v2?.slice(0, 40)].filter((h): h is string => h !== null && h !== undefined);
+      const denied = await trx
+        .selectFrom('hash_lists')
+        .select('info_hash')
+        .where('list', '=', 'deny')
+        .where('info_hash', 'in', hashes)
+        .executeTakeFirst();
+      if (denied)
+        throw new RegistryError(
+          `info hash ${denied.info_hash} is on the deny list: take it off first to register this torrent`,
+          409,
+        );
       const r = await trx
         .insertInto('torrents')
         .values({

@@ -185,6 +185,34 @@ for (const engine of engines) {
       assert.match(own.body, /Secret Project Name/);
     });
 
+    test('a torrent taken down (removed, its hash on the deny list) cannot be uploaded again', async () => {
+      const reg = tracker.registry();
+      const { c: staff } = await member('takedown', 'admin');
+      const file = makeTorrent('taken-down');
+      const up = await upload(staff, file);
+      assert.equal(up.status, 303);
+      const t = (await reg.findTorrent(Number(/\/torrent\/([0-9]+)/.exec(up.location!)![1])))!;
+      await reg.removeTorrent(t.id);
+      await reg.addToList('deny', t.info_hash!, 'takedown notice 42');
+      // A member who kept the .torrent uploads it again: it would be listed, its files and magnet
+      // link handed out, while every announce for it is refused.
+      const { c } = await member('reuploader');
+      const again = await upload(c, file);
+      assert.equal(again.status, 409, again.body.slice(0, 300));
+      assert.match(again.body, /deny list/);
+      assert.equal(await reg.findTorrent(t.info_hash!), undefined);
+      // The API and the CLI (operators) are told the same.
+      const api = await fetch(`${base}/api/torrents`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ info_hash: t.info_hash, name: 'again' }),
+      });
+      assert.equal(api.status, 409);
+      // Off the deny list, it can be registered again.
+      await reg.removeFromList('deny', t.info_hash!);
+      assert.equal((await upload(c, file)).status, 303);
+    });
+
     test('held: session fixation, redirects after login, markup in names and texts staff read', async () => {
       const reg = tracker.registry();
       // A session token planted before login (by a script on a sibling site, a shared computer)
