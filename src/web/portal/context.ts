@@ -48,6 +48,7 @@ export interface PortalDeps {
     | 'require2faForStaff'
     | 'totpEncryptionKey'
     | 'httpIdleTimeout'
+    | 'uploadsPerHour'
   >;
   /** Account mail (null or absent: no SMTP server configured). */
   mailer?: Mailer | null;

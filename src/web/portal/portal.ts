@@ -8,7 +8,8 @@ import { formatIp, parseIp } from '../../core/address.ts';
 import { bundledFile } from '../../core/bundled.ts';
 import { isShardUnavailable } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
-import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
+import { AttemptLimit } from './attempts.ts';
+import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send, staffPowers } from './context.ts';
 import { BodyGate, isFormError, parseForm, readBody } from './forms.ts';
 import { accountRoutes, CurrentPassword } from './routes-account.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
@@ -109,6 +110,9 @@ export function createPortal(
   let timer: NodeJS.Timeout | null = null;
   let first: NodeJS.Timeout | null = null;
   const uploads = new BodyGate(UPLOADS_AT_ONCE);
+  // uploads_per_hour (0: none), per member, in the database: one count for every process.
+  const perHour = deps.config.uploadsPerHour;
+  const uploadLimit = new AttemptLimit('uploads', { limit: Math.max(1, perHour), windowMs: 3600_000 });
 
   async function dispatch(req: IncomingMessage, res: ServerResponse) {
     const url = URL.parse(req.url ?? '/', 'http://portal.invalid');
@@ -235,6 +239,22 @@ export function createPortal(
       release = gate;
     }
     try {
+      // Each upload is parsed on the event loop the tracker shares (up to about a second at the
+      // caps), a refused one too: uploads_per_hour per member, counted in the database (every
+      // process), before the body is read; staff are not limited.
+      if (release !== null && perHour > 0 && ctx.member !== null && !staffPowers(ctx)) {
+        const wait = await uploadLimit.take(ctx.reg.accounts, String(ctx.member.id));
+        if (wait > 0) {
+          req.resume();
+          ctx.res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
+          return errorPage(
+            ctx,
+            429,
+            'Upload',
+            `This site takes ${perHour} uploads per hour from a member: try again in ${Math.ceil(wait / 60_000)} min.`,
+          );
+        }
+      }
       await readAndHandle(ctx, route, method);
     } finally {
       release?.();
