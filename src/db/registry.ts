@@ -792,7 +792,7 @@ export class Registry {
     const rows = await this.#k
       .selectFrom('grants as g')
       .leftJoin('members as m', 'm.id', 'g.member_id')
-      .select(['g.id', 'g.member_id', 'g.group_id', 'g.reference', 'g.expires_at', 'm.username'])
+      .select(['g.id', 'g.member_id', 'g.group_id', 'g.reference', 'g.expires_at', 'm.username', 'm.role'])
       .where('g.torrent_id', '=', rowId(torrentId))
       .orderBy('g.id')
       .limit(limit)

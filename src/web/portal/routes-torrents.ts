@@ -18,6 +18,7 @@ import {
   send,
   staffPowers,
   staffPowersOf,
+  staffRefusal,
 } from './context.ts';
 import { escapeHtml, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -506,9 +507,14 @@ async function grantsSection(ctx: Ctx, t: TorrentSummary) {
       g.member_id !== null
         ? html`member <a href="/member/${g.member_id}">${g.username ?? g.member_id}</a>`
         : html`group ${groups.get(g.group_id ?? -1) ?? g.group_id}`;
+    // No button for what the revoke form refuses (staffRefusal: their own, or other staff's).
+    const may =
+      g.member_id === null ||
+      g.role === null ||
+      staffRefusal(ctx, { id: g.member_id, role: g.role }) === null;
     rows.push(
       html`<tr><td>${who}</td><td>${g.reference ?? ''}</td><td>${g.expires_at ? date(g.expires_at) : 'never'}</td>
-<td><form method="post" action="/staff/torrents/${t.id}">${csrfField(ctx)}<input type="hidden" name="action" value="revoke"><input type="hidden" name="grant" value="${g.id}"><button class="secondary" type="submit">Revoke</button></form></td></tr>`,
+<td>${may ? html`<form method="post" action="/staff/torrents/${t.id}">${csrfField(ctx)}<input type="hidden" name="action" value="revoke"><input type="hidden" name="grant" value="${g.id}"><button class="secondary" type="submit">Revoke</button></form>` : ''}</td></tr>`,
     );
   }
   return html`<section class="card" aria-labelledby="grants"><h2 id="grants">Grants</h2>
