@@ -223,13 +223,14 @@ export class Registry {
     reason: string | null,
   ): Promise<PublicMember> {
     const m = await this.member(ref);
-    await this.change((trx) =>
-      trx
+    await this.change(async (trx) => {
+      if (status !== 'active') await keepAnAdministrator(trx, m.id);
+      await trx
         .updateTable('members')
         .set({ status, status_reason: status === 'active' ? null : reason })
         .where('id', '=', m.id)
-        .execute(),
-    );
+        .execute();
+    });
     return this.member(m.id);
   }
 
@@ -247,6 +248,7 @@ export class Registry {
     const moved = patch.email !== undefined && (patch.email ?? '') !== (m.email ?? '');
     if (Object.keys(set).length > 0)
       await this.change(async (trx) => {
+        if (patch.role !== undefined && patch.role !== 'admin') await keepAnAdministrator(trx, m.id);
         await trx.updateTable('members').set(set).where('id', '=', m.id).execute();
         if (moved) await voidResetLinks(trx, m.id, now());
       });
@@ -864,4 +866,33 @@ export class Registry {
       );
     return { members: await one('members'), torrents: await one('torrents') };
   }
+}
+
+/**
+ * Refuses (409) to take the role or the access of the last active administrator, `memberId`: the
+ * site would be left without anyone to run the staff pages (two administrators demoting or banning
+ * each other at once; an operator's slip). Runs inside `change()`, whose lock orders such changes.
+ */
+async function keepAnAdministrator(trx: Transaction<Database>, memberId: number): Promise<void> {
+  const others = await trx
+    .selectFrom('members')
+    .select('id')
+    .where('role', '=', 'admin')
+    .where('status', '=', 'active')
+    .where('id', '!=', memberId)
+    .limit(1)
+    .executeTakeFirst();
+  if (others !== undefined) return;
+  const self = await trx
+    .selectFrom('members')
+    .select('id')
+    .where('id', '=', memberId)
+    .where('role', '=', 'admin')
+    .where('status', '=', 'active')
+    .executeTakeFirst();
+  if (self !== undefined)
+    throw new RegistryError(
+      'the last active administrator cannot lose the role or be disabled or banned: make another administrator first',
+      409,
+    );
 }

@@ -233,6 +233,47 @@ for (const engine of engines) {
       for (let i = 0; i < 14; i++) assert.equal((await upload(staff, makeTorrent(`bulk ${i}`))).status, 303);
     });
 
+    test('the last active administrator keeps the role and the access: not demoted, disabled or banned, not even by two admins at once', async () => {
+      const reg = tracker.registry();
+      const api = (path: string, body: unknown) =>
+        fetch(`${base}/api/${path}`, {
+          method: 'PATCH',
+          headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const admins = async () =>
+        (await reg.listMembers({ limit: 1000 })).filter((m) => m.role === 'admin' && m.status === 'active');
+      // Two administrators demote each other at the same moment, a few times over.
+      for (let round = 0; round < 4; round++) {
+        const a = await member(`duel-a${round}`, 'admin');
+        const b = await member(`duel-b${round}`, 'admin');
+        // Every other administrator steps down first (through the API, as an operator would).
+        for (const other of await admins())
+          if (other.id !== a.m.id && other.id !== b.m.id)
+            assert.equal((await api(`members/${other.id}`, { role: 'moderator' })).status, 200);
+        await a.c.get(`/member/${b.m.id}`);
+        await b.c.get(`/member/${a.m.id}`);
+        const both = await Promise.all([
+          a.c.post(`/staff/members/${b.m.id}`, { action: 'role', role: 'member' }),
+          b.c.post(`/staff/members/${a.m.id}`, { action: 'role', role: 'member' }),
+        ]);
+        assert.ok(both.some((r) => r.status === 303));
+        assert.equal((await admins()).length, 1, `round ${round}: ${both.map((r) => r.status)}`);
+      }
+      // The operator cannot remove the last one either (make another first).
+      const [last] = await admins();
+      for (const change of [
+        { role: 'member' },
+        { status: 'banned', reason: 'oops' },
+        { status: 'disabled', reason: 'x' },
+      ]) {
+        const r = await api(`members/${last.id}`, change);
+        assert.equal(r.status, 409, JSON.stringify(change));
+        assert.match(((await r.json()) as { error: string }).error, /last active administrator/);
+      }
+      assert.equal((await admins()).length, 1);
+    });
+
     test('held: session fixation, redirects after login, markup in names and texts staff read', async () => {
       const reg = tracker.registry();
       // A session token planted before login (by a script on a sibling site, a shared computer)
