@@ -168,7 +168,8 @@ async function runCodec(o: CampaignOptions, target: CodecTarget, rec: Recorder):
 /** Starts a private-mode Herald with people and torrents, and warms it up with valid traffic. */
 async function startSite(seed: string, extra: string[]): Promise<{ child: HeraldChild; site: Site }> {
   const token = Rng.from(seed, 'token').bytes(20).toString('hex');
-  const child = await startHerald(privateArgs(token, extra));
+  // No upload limit: the portal target's member uploads again and again, and must reach the parser.
+  const child = await startHerald(privateArgs(token, ['--uploads-per-hour', '0', ...extra]));
   try {
     const site = await populate(child, token, {
       members: ['probe', 'fuzz', 'victim', 'staff', 'member', 'staffprobe'],

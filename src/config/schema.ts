@@ -100,6 +100,7 @@ export interface HeraldConfig {
   categories: string[];
   maxTorrentBytes: number;
   maxTorrentFiles: number;
+  uploadsPerHour: number;
   hideRestricted: boolean;
   inviteExpiryDays: number;
   inviteMinRatioPercent: number;
@@ -899,6 +900,15 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 50_000,
     arg: 'N',
     doc: 'Most files a .torrent may list to be accepted for upload (portal, API, CLI)',
+  },
+  {
+    key: 'uploadsPerHour',
+    kind: 'int',
+    min: 0,
+    max: 10_000,
+    default: 60,
+    arg: 'N',
+    doc: 'Portal: uploads a member may make per hour, refused ones included (staff: no limit; 0 = no limit). Each upload is parsed on the event loop the tracker shares',
   },
   {
     key: 'hideRestricted',

@@ -974,7 +974,6 @@ export class Accounts {
 /** The account-mail notices' watermarks (settings rows). */
 type NoticeMark = 'mail_notice_ratio_at' | 'mail_notice_ratio_id' | 'mail_notice_hnr_id';
 
-/** Marks every unused reset link of a member used (at `at`). */
 /** Inserts a new invitation (its code: the secret in the link) in `trx`. */
 async function insertInvitation(
   trx: Transaction<Database>,
@@ -998,7 +997,12 @@ async function insertInvitation(
   return { id: r.id, code, expires_at: at + opts.ttlSeconds };
 }
 
-async function voidResetLinks(trx: Transaction<Database>, memberId: number, at: number): Promise<void> {
+/** Marks every unused reset link of a member used (at `at`). */
+export async function voidResetLinks(
+  trx: Transaction<Database>,
+  memberId: number,
+  at: number,
+): Promise<void> {
   await trx
     .updateTable('password_resets')
     .set({ used_at: at })

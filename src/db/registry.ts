@@ -1,7 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import { controlCharacters, formatBytes, stripControls } from '../core/text.ts';
 import { type Metainfo, parseMetainfo } from '../protocol/metainfo/index.ts';
-import { Accounts } from './accounts.ts';
+import { Accounts, voidResetLinks } from './accounts.ts';
 import { byKind, inIds } from './batch.ts';
 import { Bonus } from './bonus.ts';
 import { MemberClasses } from './classes.ts';
@@ -24,6 +24,7 @@ import {
   rowId,
   sameName,
   TORRENT_COLUMNS,
+  TorrentClash,
 } from './rows.ts';
 import type { Database, MemberStatus, Role, Torrent } from './schema.ts';
 import { insertFilePages, StoredTorrentFiles, summaryOf } from './torrent-files.ts';
@@ -231,13 +232,14 @@ export class Registry {
     reason: string | null,
   ): Promise<PublicMember> {
     const m = await this.member(ref);
-    await this.change((trx) =>
-      trx
+    await this.change(async (trx) => {
+      if (status !== 'active') await keepAnAdministrator(trx, m.id);
+      await trx
         .updateTable('members')
         .set({ status, status_reason: status === 'active' ? null : reason })
         .where('id', '=', m.id)
-        .execute(),
-    );
+        .execute();
+    });
     return this.member(m.id);
   }
 
@@ -250,8 +252,15 @@ export class Registry {
     if (patch.role !== undefined) set.role = patch.role;
     if (patch.invites !== undefined) set.invites = patch.invites;
     if (patch.email !== undefined) set.email = patch.email;
+    // A new e-mail address voids the member's unused reset links: those mailed to the old one
+    // (a mailbox given up, perhaps because someone else reads it) cannot take the account later.
+    const moved = patch.email !== undefined && (patch.email ?? '') !== (m.email ?? '');
     if (Object.keys(set).length > 0)
-      await this.change((trx) => trx.updateTable('members').set(set).where('id', '=', m.id).execute());
+      await this.change(async (trx) => {
+        if (patch.role !== undefined && patch.role !== 'admin') await keepAnAdministrator(trx, m.id);
+        await trx.updateTable('members').set(set).where('id', '=', m.id).execute();
+        if (moved) await voidResetLinks(trx, m.id, now());
+      });
     return this.member(m.id);
   }
 
@@ -427,7 +436,21 @@ export class Registry {
           ]),
         )
         .executeTakeFirst();
-      if (clash) throw new RegistryError(`torrent already registered (#${clash.id} ${clash.name})`, 409);
+      if (clash) throw new TorrentClash(clash);
+      // A hash on the deny list (a takedown) is refused here too: registered, the torrent would be
+      // listed and its metadata handed out while every announce for it is refused.
+      const hashes = [v1, v2?.slice(0, 40)].filter((h): h is string => h !== null && h !== undefined);
+      const denied = await trx
+        .selectFrom('hash_lists')
+        .select('info_hash')
+        .where('list', '=', 'deny')
+        .where('info_hash', 'in', hashes)
+        .executeTakeFirst();
+      if (denied)
+        throw new RegistryError(
+          `info hash ${denied.info_hash} is on the deny list: take it off first to register this torrent`,
+          409,
+        );
       const r = await trx
         .insertInto('torrents')
         .values({
@@ -796,7 +819,7 @@ export class Registry {
     const rows = await this.#k
       .selectFrom('grants as g')
       .leftJoin('members as m', 'm.id', 'g.member_id')
-      .select(['g.id', 'g.member_id', 'g.group_id', 'g.reference', 'g.expires_at', 'm.username'])
+      .select(['g.id', 'g.member_id', 'g.group_id', 'g.reference', 'g.expires_at', 'm.username', 'm.role'])
       .where('g.torrent_id', '=', rowId(torrentId))
       .orderBy('g.id')
       .limit(limit)
@@ -914,4 +937,33 @@ export class Registry {
       );
     return { members: await one('members'), torrents: await one('torrents') };
   }
+}
+
+/**
+ * Refuses (409) to take the role or the access of the last active administrator, `memberId`: the
+ * site would be left without anyone to run the staff pages (two administrators demoting or banning
+ * each other at once; an operator's slip). Runs inside `change()`, whose lock orders such changes.
+ */
+async function keepAnAdministrator(trx: Transaction<Database>, memberId: number): Promise<void> {
+  const others = await trx
+    .selectFrom('members')
+    .select('id')
+    .where('role', '=', 'admin')
+    .where('status', '=', 'active')
+    .where('id', '!=', memberId)
+    .limit(1)
+    .executeTakeFirst();
+  if (others !== undefined) return;
+  const self = await trx
+    .selectFrom('members')
+    .select('id')
+    .where('id', '=', memberId)
+    .where('role', '=', 'admin')
+    .where('status', '=', 'active')
+    .executeTakeFirst();
+  if (self !== undefined)
+    throw new RegistryError(
+      'the last active administrator cannot lose the role or be disabled or banned: make another administrator first',
+      409,
+    );
 }

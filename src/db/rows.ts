@@ -18,6 +18,15 @@ export class RegistryError extends Error {
   }
 }
 
+/** A torrent whose info hash is registered already (409); which one, for those who may know. */
+export class TorrentClash extends RegistryError {
+  readonly torrentId: number;
+  constructor(torrent: { id: number; name: string }) {
+    super(`torrent already registered (#${torrent.id} ${torrent.name})`, 409);
+    this.torrentId = torrent.id;
+  }
+}
+
 export const now = () => Math.floor(Date.now() / 1000);
 
 /**

@@ -380,6 +380,41 @@ describe('connection lifetime', () => {
     }
   });
 
+  test('a portal form body that stops arriving, or dribbles, is closed after http_idle_timeout (tracker port and portal_listen)', async () => {
+    for (const own of [false, true]) {
+      const portal = createTracker({
+        http: ['127.0.0.1:0'],
+        udp: [],
+        mode: 'private',
+        portalListen: own ? ['127.0.0.1:0'] : [],
+        httpIdleTimeout: 1,
+        logLevel: 'silent',
+        databaseUrl: 'sqlite::memory:',
+      });
+      await portal.start();
+      try {
+        const port = own ? portal.addresses().portal[0].port : portal.addresses().http[0].port;
+        const head =
+          'POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200000\r\n\r\n';
+        // Anyone can start a login form: node:http alone would hold it (and what it sent) for the
+        // 5 minutes it gives a body, 128 connections per address.
+        const stopped = await openUntilClosed(port, [head, `username=${'a'.repeat(100_000)}`]);
+        assert.ok(stopped.byServer, `a body that stopped is closed by the portal (own listener: ${own})`);
+        // Activity alone does not keep a form open: a form must arrive whole within the timeout.
+        const dribbled = await openUntilClosed(port, [
+          head,
+          ...'username=abcdefghijklmnopqrstuvwxyz0123456789abcd',
+        ]);
+        assert.ok(dribbled.byServer, `a dribbled body is closed by the portal (own listener: ${own})`);
+        assert.match(dribbled.bytes.toString('latin1'), /^HTTP\/1\.1 408 /);
+        // It still serves.
+        assert.equal((await fetch(`http://127.0.0.1:${port}/login`)).status, 200);
+      } finally {
+        await portal.stop();
+      }
+    }
+  });
+
   test('a slow head on a connection that moved to node:http (after a web request) is closed after http_idle_timeout too', async () => {
     // /health leaves the raw path; the next head, dribbled, is node:http's to time out.
     const slow = await openUntilClosed(idlePort, [

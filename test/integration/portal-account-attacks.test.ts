@@ -6,13 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { Registry } from '../../src/db/registry.ts';
 import type { Tracker } from '../../src/index.ts';
-import { hashPassword } from '../../src/web/portal/security.ts';
-import { linkTokenHash, newLinkToken, recoveryHash } from '../../src/web/portal/two-factor.ts';
+import { recoveryHash } from '../../src/web/portal/two-factor.ts';
 import { engines } from '../helpers/db.ts';
 import { PortalClient } from '../helpers/portal-client.ts';
-import { startPortalTracker } from '../helpers/portal-tracker.ts';
+import { loggedInMember, resetLinkFor, startPortalTracker } from '../helpers/portal-tracker.ts';
 
 const PASSWORD = 'a long enough password';
 const API_TOKEN = 'account-attacks-api-token-0123456789';
@@ -40,19 +38,14 @@ for (const engine of engines) {
     });
 
     /** A new member (or staff), logged in from its own loopback address. */
-    async function member(name: string, role: 'member' | 'moderator' | 'admin' = 'member') {
-      const reg = tracker.registry();
-      const m = await reg.addMember({ username: name, role, passwordHash: await hashPassword(PASSWORD) });
-      const c = new PortalClient(base, { localAddress: `127.0.1.${++n}` });
-      assert.equal((await c.login(name, PASSWORD)).location, '/torrents');
-      return { c, m };
-    }
+    const member = (name: string, role: 'member' | 'moderator' | 'admin' = 'member') =>
+      loggedInMember(tracker, base, { name, password: PASSWORD, role, localAddress: `127.0.1.${++n}` });
 
     test('a reset link made before the member changed their password no longer works', async () => {
       const reg = tracker.registry();
       const { c, m } = await member('resetme');
       // A link somebody holds (a staff link handed over, a mail in a mailbox read by someone else).
-      const token = await makeLink(reg, m.id);
+      const token = await resetLinkFor(reg, m.id);
       const anon = new PortalClient(base);
       assert.equal((await anon.get(`/reset/${token}`)).status, 200);
       // The member, worried, changes the password.
@@ -352,15 +345,4 @@ for (const engine of engines) {
       );
     });
   });
-}
-
-async function makeLink(reg: Registry, memberId: number): Promise<string> {
-  const token = newLinkToken();
-  await reg.accounts.createPasswordReset({
-    memberId,
-    tokenHash: linkTokenHash(token),
-    expiresAt: Math.floor(Date.now() / 1000) + 600,
-    by: null,
-  });
-  return token;
 }

@@ -150,6 +150,49 @@ for (const engine of engines) {
         [plain.id, self.id].sort(),
       );
     });
+    test("a moderator cannot revoke another staff member's grant, nor staff their own (as they cannot grant)", async () => {
+      const reg = tracker.registry();
+      const { c: mod, m: self } = await member('revoke-mod', 'moderator');
+      const { m: other } = await member('revoke-mod2', 'moderator');
+      const { c: boss, m: admin } = await member('revoke-admin', 'admin');
+      const { m: plain } = await member('revoke-member');
+      const t = await torrent(true);
+      const ids = new Map<number, number>();
+      for (const m of [self, other, admin, plain])
+        ids.set(
+          m.id,
+          (await reg.grant({ torrent: t.id, member: m.id, reference: null, expiresAt: null })).id,
+        );
+      await mod.get(`/torrent/${t.id}`);
+      for (const m of [other, admin, self]) {
+        const r = await mod.post(`/staff/torrents/${t.id}`, {
+          action: 'revoke',
+          grant: String(ids.get(m.id)),
+        });
+        assert.equal(r.status, 403, m.username);
+      }
+      assert.equal((await reg.listGrants({ torrent: t.id })).length, 4);
+      // The page offers no button for what the form refuses.
+      const page = (await mod.get(`/torrent/${t.id}`)).body;
+      assert.equal((page.match(/name="action" value="revoke"/g) ?? []).length, 1);
+      // A member's grant, as before; and an administrator revokes a moderator's.
+      assert.equal(
+        (await mod.post(`/staff/torrents/${t.id}`, { action: 'revoke', grant: String(ids.get(plain.id)) }))
+          .status,
+        303,
+      );
+      await boss.get(`/torrent/${t.id}`);
+      assert.equal(
+        (await boss.post(`/staff/torrents/${t.id}`, { action: 'revoke', grant: String(ids.get(other.id)) }))
+          .status,
+        303,
+      );
+      assert.deepEqual(
+        (await reg.listGrants({ torrent: t.id })).map((g) => g.member_id).sort(),
+        [self.id, admin.id].sort(),
+      );
+    });
+
     test('staff cannot grant a restricted torrent to a group they belong to; other groups as before', async () => {
       const reg = tracker.registry();
       const { c: mod, m: self } = await member('group-mod', 'moderator');

@@ -301,7 +301,9 @@ for (const engine of engines) {
     });
 
     test('one .torrent uploaded several times at once is registered once; every other upload gets 409, none an internal error', async () => {
+      // Two members: one member's uploads are received one at a time (the second would be 429).
       const { c } = await member('twice');
+      const { c: d } = await member('twice2');
       for (let round = 0; round < 3; round++) {
         const file = makeTorrent(`raced ${round}`);
         const viaApi = () =>
@@ -310,7 +312,7 @@ for (const engine of engines) {
             body: await r.text(),
           }));
         // The API registers the file as it is; the portal marks it private first (another hash).
-        const answers = await Promise.all([viaApi(), viaApi(), viaApi(), upload(c, file), upload(c, file)]);
+        const answers = await Promise.all([viaApi(), viaApi(), viaApi(), upload(c, file), upload(d, file)]);
         const statuses = answers.map((a) => a.status).sort();
         assert.equal(statuses.filter((s) => s === 201).length, 1, JSON.stringify(statuses));
         assert.equal(statuses.filter((s) => s === 303).length, 1, JSON.stringify(statuses));

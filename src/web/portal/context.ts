@@ -47,6 +47,8 @@ export interface PortalDeps {
     | 'resetLinkMinutes'
     | 'require2faForStaff'
     | 'totpEncryptionKey'
+    | 'httpIdleTimeout'
+    | 'uploadsPerHour'
   >;
   /** Account mail (null or absent: no SMTP server configured). */
   mailer?: Mailer | null;

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
  */
 export interface FormError {
   error: true;
-  status: 400 | 413;
+  status: 400 | 408 | 413;
   message: string;
 }
 
@@ -38,14 +38,31 @@ export const DEFAULT_LIMITS: FormLimits = {
   maxFileBytes: 10 * 1024 * 1024,
 };
 
-const fail = (status: 400 | 413, message: string): FormError => ({ error: true, status, message });
+const fail = (status: FormError['status'], message: string): FormError => ({ error: true, status, message });
 
 export function isFormError(v: unknown): v is FormError {
   return typeof v === 'object' && v !== null && (v as FormError).error === true;
 }
 
-/** Reads a body of at most `limit` bytes; larger bodies are refused without reading them all. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | FormError> {
+/**
+ * How long a body may take: `stallMs` at most without a byte (http_idle_timeout), and whole within
+ * `wholeMs` (null: node:http's request timeout only).
+ */
+export interface BodyTimes {
+  stallMs: number;
+  wholeMs: number | null;
+}
+
+/**
+ * Reads a body of at most `limit` bytes; larger bodies are refused without reading them all. With
+ * `times`, a body that stops arriving, or takes too long, is a 408 (the caller closes the
+ * connection): node:http alone gives a body 5 minutes, and holds what arrived all that time.
+ */
+export function readBody(
+  req: IncomingMessage,
+  limit: number,
+  times?: BodyTimes,
+): Promise<Buffer | FormError> {
   return new Promise((resolve) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
@@ -62,25 +79,36 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    let stall: NodeJS.Timeout | null = null;
+    let whole: NodeJS.Timeout | null = null;
+    const finish = (r: Buffer | FormError) => {
+      if (done) return;
+      done = true;
+      if (stall !== null) clearTimeout(stall);
+      if (whole !== null) clearTimeout(whole);
+      resolve(r);
+    };
+    const tooSlow = () => {
+      chunks.length = 0;
+      finish(fail(408, 'request body too slow'));
+    };
+    if (times !== undefined) {
+      stall = setTimeout(tooSlow, times.stallMs);
+      if (times.wholeMs !== null) whole = setTimeout(tooSlow, times.wholeMs);
+    }
     req.on('data', (c: Buffer) => {
       if (done) return;
       size += c.length;
       if (size > limit) {
-        done = true;
         chunks.length = 0;
-        resolve(fail(413, 'request body too large'));
+        finish(fail(413, 'request body too large'));
         return;
       }
       chunks.push(c);
+      stall?.refresh();
     });
-    req.on('end', () => {
-      if (!done) resolve(Buffer.concat(chunks));
-      done = true;
-    });
-    req.on('error', () => {
-      if (!done) resolve(fail(400, 'request body could not be read'));
-      done = true;
-    });
+    req.on('end', () => finish(Buffer.concat(chunks)));
+    req.on('error', () => finish(fail(400, 'request body could not be read')));
   });
 }
 
@@ -213,4 +241,32 @@ export function parseForm(
   if (type.startsWith('application/x-www-form-urlencoded')) return parseUrlEncoded(body, limits);
   if (type.startsWith('multipart/form-data')) return parseMultipart(body, contentType, limits);
   return fail(400, 'unsupported form encoding');
+}
+
+/**
+ * Large bodies (uploads) read at once: at most one per member (or other key) and `atOnce` in all.
+ * A body is held in memory while it arrives, and node:http gives it 5 minutes, so without a gate a
+ * member who starts uploads and never finishes them holds `max_torrent_bytes` per connection
+ * (128 connections per address, more from more addresses). `enter` says why not, or gives the
+ * release to call once the request is done.
+ */
+export class BodyGate {
+  readonly #atOnce: number;
+  readonly #keys = new Set<string | number>();
+
+  constructor(atOnce: number) {
+    this.#atOnce = atOnce;
+  }
+
+  enter(key: string | number): 'mine' | 'full' | (() => void) {
+    if (this.#keys.has(key)) return 'mine';
+    if (this.#keys.size >= this.#atOnce) return 'full';
+    this.#keys.add(key);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#keys.delete(key);
+    };
+  }
 }

@@ -8,8 +8,9 @@ import { formatIp, parseIp } from '../../core/address.ts';
 import { bundledFile } from '../../core/bundled.ts';
 import { isShardUnavailable } from '../../core/errors.ts';
 import { TrustedProxies } from '../../core/forwarded.ts';
-import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send } from './context.ts';
-import { isFormError, parseForm, readBody } from './forms.ts';
+import { AttemptLimit } from './attempts.ts';
+import { type Ctx, errorPage, isStaff, type PortalDeps, redirect, send, staffPowers } from './context.ts';
+import { BodyGate, isFormError, parseForm, readBody } from './forms.ts';
 import { accountRoutes, CurrentPassword } from './routes-account.ts';
 import { authRoutes, type LoginLimits, type Route, SESSION_COOKIE } from './routes-auth.ts';
 import { bonusRoutes } from './routes-bonus.ts';
@@ -25,6 +26,11 @@ export type { PortalDeps } from './context.ts';
 const CSRF_COOKIE = 'herald_csrf';
 /** Form bodies are small; a route that takes more says so (`Route.maxBody`, the upload). */
 const FORM_LIMIT = 256 * 1024;
+/**
+ * Uploads (bodies over the form limit) read at once in this process, one per member at most
+ * (`BodyGate`): what unfinished uploads can hold is about this many times `max_torrent_bytes`.
+ */
+export const UPLOADS_AT_ONCE = 8;
 
 /** A static file: embedded in the single-file build (under its name), else read from `path()`. */
 function asset(name: string, path: () => string, type: string) {
@@ -103,6 +109,10 @@ export function createPortal(
   };
   let timer: NodeJS.Timeout | null = null;
   let first: NodeJS.Timeout | null = null;
+  const uploads = new BodyGate(UPLOADS_AT_ONCE);
+  // uploads_per_hour (0: none), per member, in the database: one count for every process.
+  const perHour = deps.config.uploadsPerHour;
+  const uploadLimit = new AttemptLimit('uploads', { limit: Math.max(1, perHour), windowMs: 3600_000 });
 
   async function dispatch(req: IncomingMessage, res: ServerResponse) {
     const url = URL.parse(req.url ?? '/', 'http://portal.invalid');
@@ -207,6 +217,53 @@ export function createPortal(
       )
         return redirect(ctx, '/me/security?msg=staff2fa');
     }
+    let release: (() => void) | null = null;
+    if (method === 'POST' && (route.maxBody ?? FORM_LIMIT) > FORM_LIMIT) {
+      // An upload is held in memory while it arrives (for minutes on a slow link): one per member
+      // and UPLOADS_AT_ONCE in all, refused before the body is read (node:http discards it).
+      const gate = uploads.enter(ctx.member?.id ?? ctx.ip);
+      if (gate === 'mine') {
+        req.resume();
+        return errorPage(
+          ctx,
+          429,
+          'Upload',
+          'An upload of yours is still being received: wait until it is done, then try again.',
+        );
+      }
+      if (gate === 'full') {
+        req.resume();
+        ctx.res.setHeader('retry-after', '5');
+        return errorPage(ctx, 503, 'Upload', 'The server is busy receiving uploads. Try again in a moment.');
+      }
+      release = gate;
+    }
+    try {
+      // Each upload is parsed on the event loop the tracker shares (up to about a second at the
+      // caps), a refused one too: uploads_per_hour per member, counted in the database (every
+      // process), before the body is read; staff are not limited.
+      if (release !== null && perHour > 0 && ctx.member !== null && !staffPowers(ctx)) {
+        const wait = await uploadLimit.take(ctx.reg.accounts, String(ctx.member.id));
+        if (wait > 0) {
+          req.resume();
+          ctx.res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
+          return errorPage(
+            ctx,
+            429,
+            'Upload',
+            `This site takes ${perHour} uploads per hour from a member: try again in ${Math.ceil(wait / 60_000)} min.`,
+          );
+        }
+      }
+      await readAndHandle(ctx, route, method);
+    } finally {
+      release?.();
+    }
+  }
+
+  /** The body of a POST (read, parsed, its CSRF token checked), then the route's handler. */
+  async function readAndHandle(ctx: Ctx, route: Route, method: string) {
+    const req = ctx.req;
     if (method === 'POST') {
       // A browser always sends Origin on a cross-site POST: refuse a foreign one outright.
       const origin = req.headers.origin;
@@ -219,8 +276,22 @@ export function createPortal(
         if (host !== req.headers.host && host !== forwardedHost)
           return errorPage(ctx, 403, 'Forbidden', 'Cross-site form posts are refused.');
       }
-      const body = await readBody(req, route.maxBody ?? FORM_LIMIT);
-      if (isFormError(body)) return errorPage(ctx, body.status, 'Bad request', body.message);
+      // A body that stops arriving is given up after http_idle_timeout, and a form (not an
+      // upload, which a slow link may take minutes to send) must arrive whole within it.
+      const idleMs = deps.config.httpIdleTimeout * 1000;
+      const limit = route.maxBody ?? FORM_LIMIT;
+      const body = await readBody(req, limit, {
+        stallMs: idleMs,
+        wholeMs: limit > FORM_LIMIT ? null : idleMs,
+      });
+      if (isFormError(body)) {
+        if (body.status === 408) {
+          // The rest of the body is not waited for: the connection ends with the answer.
+          ctx.res.setHeader('connection', 'close');
+          ctx.res.on('finish', () => req.socket.destroy());
+        }
+        return errorPage(ctx, body.status, 'Bad request', body.message);
+      }
       const form = parseForm(body, req.headers['content-type'] ?? '');
       if (isFormError(form)) return errorPage(ctx, form.status, 'Bad request', form.message);
       ctx.form = form;

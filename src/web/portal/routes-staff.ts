@@ -375,6 +375,10 @@ ${list.map(
               if (!Number.isInteger(grant)) throw new RegistryError('which grant?');
               const g = await ctx.reg.grantOf(id, grant);
               if (!g) throw new RegistryError('no such grant on this torrent', 404);
+              // As for granting: not their own, and a moderator not another staff member's.
+              const holder = g.member_id === null ? undefined : await ctx.reg.findMember(g.member_id);
+              const refused = holder === undefined ? null : staffRefusal(ctx, holder);
+              if (refused !== null) throw new RegistryError(refused, 403);
               await ctx.reg.revoke({ id: grant });
             } else if (action === 'delete') await ctx.reg.removeTorrent(id);
             else throw new RegistryError('unknown action');

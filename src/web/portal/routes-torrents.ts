@@ -2,7 +2,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { announceUrls } from '../../core/urls.ts';
 import type { BrowseFilter } from '../../db/accounts.ts';
 import type { PublicMember, TorrentSummary } from '../../db/registry.ts';
-import { RegistryError } from '../../db/registry.ts';
+import { RegistryError, TorrentClash } from '../../db/registry.ts';
 import { magnetLink, personalise, withAnnounce } from '../../protocol/metainfo/index.ts';
 import {
   ago,
@@ -18,6 +18,7 @@ import {
   send,
   staffPowers,
   staffPowersOf,
+  staffRefusal,
 } from './context.ts';
 import { escapeHtml, html } from './html.ts';
 import type { Route } from './routes-auth.ts';
@@ -307,6 +308,19 @@ ${pageNo * PAGE < total ? html`<a href="${link({ page: String(pageNo + 1) })}">O
           await ctx.deps.refreshPolicy();
           redirect(ctx, `/torrent/${t.id}?msg=uploaded`);
         } catch (err) {
+          // The same torrent is here already: which one only to those who may see it (with
+          // hide_restricted a restricted torrent's name and id are not told to a member without a
+          // grant, who may hold the .torrent from elsewhere).
+          if (err instanceof TorrentClash) {
+            const t = await ctx.reg.findTorrent(err.torrentId);
+            const hidden =
+              config.hideRestricted && t !== undefined && !(await mayDownload(ctx, t, ctx.member!));
+            return uploadForm(
+              ctx,
+              hidden ? 'This torrent is already registered here.' : err.message,
+              err.status,
+            );
+          }
           if (err instanceof RegistryError) return uploadForm(ctx, err.message, err.status);
           throw err;
         }
@@ -493,9 +507,14 @@ async function grantsSection(ctx: Ctx, t: TorrentSummary) {
       g.member_id !== null
         ? html`member <a href="/member/${g.member_id}">${g.username ?? g.member_id}</a>`
         : html`group ${groups.get(g.group_id ?? -1) ?? g.group_id}`;
+    // No button for what the revoke form refuses (staffRefusal: their own, or other staff's).
+    const may =
+      g.member_id === null ||
+      g.role === null ||
+      staffRefusal(ctx, { id: g.member_id, role: g.role }) === null;
     rows.push(
       html`<tr><td>${who}</td><td>${g.reference ?? ''}</td><td>${g.expires_at ? date(g.expires_at) : 'never'}</td>
-<td><form method="post" action="/staff/torrents/${t.id}">${csrfField(ctx)}<input type="hidden" name="action" value="revoke"><input type="hidden" name="grant" value="${g.id}"><button class="secondary" type="submit">Revoke</button></form></td></tr>`,
+<td>${may ? html`<form method="post" action="/staff/torrents/${t.id}">${csrfField(ctx)}<input type="hidden" name="action" value="revoke"><input type="hidden" name="grant" value="${g.id}"><button class="secondary" type="submit">Revoke</button></form>` : ''}</td></tr>`,
     );
   }
   return html`<section class="card" aria-labelledby="grants"><h2 id="grants">Grants</h2>
