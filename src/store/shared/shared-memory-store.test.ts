@@ -1,0 +1,127 @@
+/**
+ * The shared-memory store against the memory store on the same random announces, in swarms big
+ * enough to grow and shrink their blocks many times (the endpoint index, the moves between the
+ * leecher and seeder partitions, the removals): counts, peer lists (numwant above the candidates,
+ * so both answer every candidate) and stats must agree after every step.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { xorshift } from '../../core/random.ts';
+import { AnnounceEvent, type AnnounceRequest, type AnnounceResult, type Family } from '../../core/types.ts';
+import { endpointOf } from '../../swarm/contract.ts';
+import type { SwarmStore } from '../../swarm/types.ts';
+import { MemorySwarmStore } from '../memory/memory-store.ts';
+import { loadSharedSwarms, SharedMemorySwarmStore } from './shared-memory-store.ts';
+
+const skip = loadSharedSwarms() === null ? 'the http_batch addon is not built' : false;
+
+const hashOf = (t: number) => Buffer.alloc(20, 0x30 + t);
+
+function request(
+  t: number,
+  n: number,
+  family: Family,
+  seeder: boolean,
+  event: AnnounceEvent,
+  numWant: number,
+) {
+  const e = endpointOf(n, family);
+  const peerId = Buffer.alloc(20, n & 0xff);
+  const req: AnnounceRequest = {
+    infoHash: hashOf(t),
+    peerId,
+    family,
+    ip: e.ip,
+    port: e.port,
+    uploaded: 0,
+    downloaded: 0,
+    left: seeder ? 0 : 1,
+    event,
+    numWant,
+    wantPeerIds: false,
+  };
+  return req;
+}
+
+/** Counts and the set of peers handed out. */
+function summary(r: AnnounceResult | unknown, stride: number): string {
+  const a = r as AnnounceResult;
+  const peers: string[] = [];
+  for (let i = 0; i < a.peerCount; i++)
+    peers.push(Buffer.from(a.peers.subarray(i * stride, (i + 1) * stride)).toString('hex'));
+  return `${a.complete}/${a.incomplete}/${a.downloaded} ${peers.sort().join(',')}`;
+}
+
+test('random joins, moves, completions, stops and expiry in big swarms: the same answers as the memory store', {
+  skip,
+}, () => {
+  const random = xorshift(12345);
+  const stores: SwarmStore[] = [
+    new MemorySwarmStore({ peerTimeout: 50 }),
+    new SharedMemorySwarmStore({ peerTimeout: 50 }),
+  ];
+  try {
+    let now = 1000;
+    for (let step = 0; step < 60_000; step++) {
+      if (step % 2000 === 1999) {
+        now += 20;
+        const removed = stores.map((s) => s.sweep(now, 1_000_000) as number);
+        assert.equal(removed[0], removed[1], `sweep at step ${step}`);
+      }
+      const t = Math.floor(random() * 3);
+      // Swarm 0 grows to about 900 peers, 1 and 2 stay small; both families.
+      const n = Math.floor(random() * (t === 0 ? 900 : 12));
+      const family: Family = random() < 0.7 ? 4 : 6;
+      const r = random();
+      const event =
+        r < 0.15 ? AnnounceEvent.stopped : r < 0.25 ? AnnounceEvent.completed : AnnounceEvent.none;
+      const seeder = event === AnnounceEvent.completed || random() < 0.3;
+      // Most answers carry no peers (cheap); one in 50 asks for every candidate.
+      const numWant = step % 50 === 0 ? 1024 : random() < 0.5 ? 3 : 0;
+      const answers = stores.map((s) => s.announce(request(t, n, family, seeder, event, numWant), now));
+      const stride = family === 4 ? 6 : 18;
+      if (numWant === 1024)
+        assert.equal(summary(answers[1], stride), summary(answers[0], stride), `step ${step}`);
+      else {
+        const [a, b] = answers as AnnounceResult[];
+        assert.deepEqual(
+          [b.complete, b.incomplete, b.downloaded, b.peerCount],
+          [a.complete, a.incomplete, a.downloaded, a.peerCount],
+          `step ${step}`,
+        );
+      }
+      if (step % 1000 === 0) assert.deepEqual(stores[1].stats(), stores[0].stats(), `stats at step ${step}`);
+    }
+    assert.deepEqual(
+      stores[1].scrape([0, 1, 2, 3].map(hashOf), now),
+      stores[0].scrape([0, 1, 2, 3].map(hashOf), now),
+    );
+    // Everything expires; every block and swarm is given back.
+    now += 1000;
+    stores[1].sweep(now, 1_000_000);
+    assert.deepEqual(Object.values(stores[1].stats()), [0, 0, 0, 0, 0, 0]);
+  } finally {
+    for (const s of stores) s.close();
+  }
+});
+
+test('max_torrents over many regions: exactly the torrents past it are refused; a stop frees a place', {
+  skip,
+}, () => {
+  const s = new SharedMemorySwarmStore({ peerTimeout: 50, maxTorrents: 1000 });
+  const hash = (t: number) => Buffer.alloc(20, t & 0xff).fill(t >> 8, 0, 1);
+  const announce = (t: number, event: AnnounceEvent) =>
+    s.announce({ ...request(0, 1, 4, false, event, 0), infoHash: hash(t) }, 1);
+  try {
+    let refused = 0;
+    for (let t = 0; t < 1200; t++) if (!('complete' in announce(t, AnnounceEvent.none))) refused++;
+    assert.equal(refused, 200);
+    assert.equal(s.stats().torrents, 1000);
+    assert.ok(!('complete' in announce(1100, AnnounceEvent.none)));
+    assert.ok('complete' in announce(5, AnnounceEvent.stopped));
+    assert.ok('complete' in announce(1100, AnnounceEvent.none), 'the stopped swarm’s place');
+    assert.equal(s.stats().torrents, 1000);
+  } finally {
+    s.close();
+  }
+});
