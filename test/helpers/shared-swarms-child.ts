@@ -1,0 +1,69 @@
+/**
+ * A process for test/integration/shared-swarms.test.ts: opens the shared swarm store it inherited
+ * as fd 4 (after stdio and the IPC channel) and runs what the parent sends, answering each message:
+ *   { op: 'announce', t, n, seeder, stop? }  → { complete, incomplete, peers: ["hex:port", ...] }
+ *   { op: 'churn', base, torrents, count, seed } → { held: ["t/n", ...] } (random joins and stops
+ *     of peers base..base+999 over `torrents` swarms, numbered from 100; the peers it left held)
+ */
+import { xorshift } from '../../src/core/random.ts';
+import { AnnounceEvent, type AnnounceResult } from '../../src/core/types.ts';
+import { SharedMemorySwarmStore } from '../../src/store/shared/shared-memory-store.ts';
+import { endpointOf } from '../../src/swarm/contract.ts';
+
+export type ChildRequest =
+  | { op: 'announce'; t: number; n: number; seeder: boolean; stop?: boolean }
+  | { op: 'churn'; base: number; torrents: number; count: number; seed: number };
+
+const hashOf = (t: number) => Buffer.alloc(20, 0x5a).fill(t, 0, 1);
+
+const store = new SharedMemorySwarmStore({ peerTimeout: 1800, fd: 4 });
+
+function announce(t: number, n: number, seeder: boolean, stop: boolean, numWant: number): AnnounceResult {
+  const e = endpointOf(n, 4);
+  const r = store.announce(
+    {
+      infoHash: hashOf(t),
+      peerId: Buffer.alloc(20, 1),
+      family: 4,
+      ip: e.ip,
+      port: e.port,
+      uploaded: 0,
+      downloaded: 0,
+      left: seeder ? 0 : 1,
+      event: stop ? AnnounceEvent.stopped : AnnounceEvent.none,
+      numWant,
+      wantPeerIds: false,
+    },
+    1000,
+  );
+  if (!('peerCount' in r)) throw new Error(`refused: ${r.message}`);
+  return r;
+}
+
+process.on('message', (m: ChildRequest) => {
+  if (m.op === 'announce') {
+    const r = announce(m.t, m.n, m.seeder, m.stop ?? false, 200);
+    const peers: string[] = [];
+    for (let i = 0; i < r.peerCount; i++) {
+      const rec = r.peers.subarray(i * 6, i * 6 + 6);
+      peers.push(`${Buffer.from(rec.subarray(0, 4)).toString('hex')}:${(rec[4] << 8) | rec[5]}`);
+    }
+    process.send!({ complete: r.complete, incomplete: r.incomplete, peers });
+    return;
+  }
+  const random = xorshift(m.seed);
+  const held = new Set<string>();
+  for (let i = 0; i < m.count; i++) {
+    const t = Math.floor(random() * m.torrents);
+    const n = m.base + Math.floor(random() * 1000);
+    const stop = random() < 0.3;
+    announce(100 + t, n, random() < 0.5, stop, 5);
+    if (stop) held.delete(`${t}/${n}`);
+    else held.add(`${t}/${n}`);
+  }
+  process.send!({ held: [...held] });
+});
+process.on('disconnect', () => {
+  store.close();
+  process.exit(0);
+});
