@@ -45,6 +45,9 @@
 #define SS_MIN_ORDER 6
 #define SS_UNIT 64 /* block offsets are stored in these units */
 #define SS_MAX_WANT 1024
+/* Tables of at most this many slots have no endpoint index: a scan of their records is cheaper
+ * (fewer cache lines) than a probe. */
+#define SS_SCAN_CAP 16
 
 /* Flags of a slot. */
 #define SS_SEEDER 1
@@ -168,6 +171,33 @@ static inline uint64_t ss_hash_bytes(uint64_t seed, const uint8_t *p, uint32_t n
   return ss_mix(z ^ w ^ 0x9e3779b97f4a7c15ull);
 }
 
+/* Equality of endpoints (6 or 18 bytes) and info hashes (20), inline: a memcmp call per probe
+ * was a tenth of an announce's CPU (docs/shmstore-progress.md). */
+static inline int ss_eq(const uint8_t *a, const uint8_t *b, uint32_t n) {
+  uint64_t x = 0, y = 0, x2 = 0, y2 = 0;
+  uint32_t u = 0, w = 0;
+  uint16_t p = 0, q = 0;
+  if (n == 6) {
+    memcpy(&u, a, 4);
+    memcpy(&w, b, 4);
+    memcpy(&p, a + 4, 2);
+    memcpy(&q, b + 4, 2);
+    return u == w && p == q;
+  }
+  memcpy(&x, a, 8);
+  memcpy(&y, b, 8);
+  memcpy(&x2, a + 8, 8);
+  memcpy(&y2, b + 8, 8);
+  if (n == 18) {
+    memcpy(&p, a + 16, 2);
+    memcpy(&q, b + 16, 2);
+    return x == y && x2 == y2 && p == q;
+  }
+  memcpy(&u, a + 16, 4);
+  memcpy(&w, b + 16, 4);
+  return x == y && x2 == y2 && u == w;
+}
+
 static inline uint64_t ss_rand(ss_store *s) {
   uint64_t x = s->rng;
   x ^= x << 13;
@@ -222,7 +252,7 @@ static size_t ss_layout(uint32_t cap, uint32_t stride, int ids, size_t *ls, size
   *fl = o;
   o = ss_align4(o + cap);
   *idx = o;
-  o += (size_t)cap * 8;
+  if (cap > SS_SCAN_CAP) o += (size_t)cap * 8;
   *id = o;
   if (ids) o += (size_t)cap * 20;
   return o;
@@ -249,7 +279,7 @@ static void ss_view_of(ss_store *s, ss_fam *f, uint32_t stride, ss_view *v) {
   v->rec = b;
   v->ls = (uint32_t *)(b + ls);
   v->fl = b + fl;
-  v->idx = (uint32_t *)(b + idx);
+  v->idx = v->cap > SS_SCAN_CAP ? (uint32_t *)(b + idx) : NULL;
   v->ids = f->ids ? b + id : NULL;
 }
 
@@ -259,10 +289,16 @@ static inline uint32_t ss_ep_home(ss_store *s, const ss_view *v, const uint8_t *
 
 /* The slot holding endpoint ep, or -1; *pos: its index entry (or the empty entry ending the chain). */
 static int64_t ss_find(ss_store *s, const ss_view *v, const uint8_t *ep, uint32_t *pos) {
+  *pos = 0;
+  if (v->idx == NULL) {
+    for (uint32_t i = 0; i < v->f->count; i++)
+      if (ss_eq(v->rec + (size_t)i * v->stride, ep, v->stride)) return i;
+    return -1;
+  }
   uint32_t mask = 2 * v->cap - 1;
   for (uint32_t i = ss_ep_home(s, v, ep);; i = (i + 1) & mask) {
     uint32_t e = v->idx[i];
-    if (e == 0 || memcmp(v->rec + (size_t)(e - 1) * v->stride, ep, v->stride) == 0) {
+    if (e == 0 || ss_eq(v->rec + (size_t)(e - 1) * v->stride, ep, v->stride)) {
       *pos = i;
       return e == 0 ? -1 : (int64_t)(e - 1);
     }
@@ -270,6 +306,7 @@ static int64_t ss_find(ss_store *s, const ss_view *v, const uint8_t *ep, uint32_
 }
 
 static void ss_idx_put(ss_store *s, const ss_view *v, uint32_t slot) {
+  if (v->idx == NULL) return;
   uint32_t pos;
   ss_find(s, v, v->rec + (size_t)slot * v->stride, &pos);
   v->idx[pos] = slot + 1;
@@ -277,6 +314,7 @@ static void ss_idx_put(ss_store *s, const ss_view *v, uint32_t slot) {
 
 /* Removes the index entry at pos (backward shift). */
 static void ss_idx_del(ss_store *s, const ss_view *v, uint32_t i) {
+  if (v->idx == NULL) return;
   uint32_t mask = 2 * v->cap - 1;
   uint32_t j = i;
   for (;;) {
@@ -295,21 +333,23 @@ static void ss_idx_del(ss_store *s, const ss_view *v, uint32_t i) {
 /* Moves slot `from` into slot `to` (whose peer is gone from the index already). */
 static void ss_move(ss_store *s, const ss_view *v, uint32_t from, uint32_t to) {
   if (from == to) return;
-  uint32_t pos;
-  ss_find(s, v, v->rec + (size_t)from * v->stride, &pos);
+  uint32_t pos = 0;
+  if (v->idx) ss_find(s, v, v->rec + (size_t)from * v->stride, &pos);
   memcpy(v->rec + (size_t)to * v->stride, v->rec + (size_t)from * v->stride, v->stride);
   v->ls[to] = v->ls[from];
   v->fl[to] = v->fl[from];
   if (v->ids) memcpy(v->ids + (size_t)to * 20, v->ids + (size_t)from * 20, 20);
-  v->idx[pos] = to + 1;
+  if (v->idx) v->idx[pos] = to + 1;
 }
 
 /* Exchanges slots i and j (both in the index). */
 static void ss_swap(ss_store *s, const ss_view *v, uint32_t i, uint32_t j) {
   if (i == j) return;
-  uint32_t pi, pj;
-  ss_find(s, v, v->rec + (size_t)i * v->stride, &pi);
-  ss_find(s, v, v->rec + (size_t)j * v->stride, &pj);
+  uint32_t pi = 0, pj = 0;
+  if (v->idx) {
+    ss_find(s, v, v->rec + (size_t)i * v->stride, &pi);
+    ss_find(s, v, v->rec + (size_t)j * v->stride, &pj);
+  }
   uint8_t tmp[20];
   memcpy(tmp, v->rec + (size_t)i * v->stride, v->stride);
   memcpy(v->rec + (size_t)i * v->stride, v->rec + (size_t)j * v->stride, v->stride);
@@ -325,8 +365,10 @@ static void ss_swap(ss_store *s, const ss_view *v, uint32_t i, uint32_t j) {
     memcpy(v->ids + (size_t)i * 20, v->ids + (size_t)j * 20, 20);
     memcpy(v->ids + (size_t)j * 20, tmp, 20);
   }
-  v->idx[pi] = j + 1;
-  v->idx[pj] = i + 1;
+  if (v->idx) {
+    v->idx[pi] = j + 1;
+    v->idx[pj] = i + 1;
+  }
 }
 
 /*
@@ -344,7 +386,7 @@ static int ss_rebuild(ss_store *s, ss_fam *f, uint32_t stride, uint32_t capbits,
   nf.ids = (uint8_t)ids;
   ss_view nv;
   ss_view_of(s, &nf, stride, &nv);
-  memset(nv.idx, 0, (size_t)nv.cap * 8);
+  if (nv.idx) memset(nv.idx, 0, (size_t)nv.cap * 8);
   if (f->block != 0) {
     ss_view ov;
     ss_view_of(s, f, stride, &ov);
@@ -374,8 +416,10 @@ static int ss_remove(ss_store *s, ss_view *v, uint32_t i, int v6) {
   ss_fam *f = v->f;
   ss_header *h = ss_head(s);
   uint32_t pos;
-  ss_find(s, v, v->rec + (size_t)i * v->stride, &pos);
-  ss_idx_del(s, v, pos);
+  if (v->idx) {
+    ss_find(s, v, v->rec + (size_t)i * v->stride, &pos);
+    ss_idx_del(s, v, pos);
+  }
   if (v->fl[i] & SS_SEEDER) {
     __atomic_sub_fetch(&h->seeders, 1, __ATOMIC_RELAXED);
     ss_move(s, v, f->count - 1, i);
@@ -407,7 +451,7 @@ static uint32_t ss_swarm_find(ss_store *s, uint32_t st, uint64_t hv, const uint8
   uint32_t mask = ss_head(s)->per - 1;
   for (uint32_t i = (uint32_t)hv & mask;; i = (i + 1) & mask) {
     ss_swarm *w = ss_rec(s, st, i);
-    if (!w->used || memcmp(w->hash, hash, 20) == 0) {
+    if (!w->used || ss_eq(w->hash, hash, 20)) {
       *found = w->used != 0;
       return i;
     }
@@ -586,13 +630,13 @@ static int ss_announce(ss_store *s) {
     uint32_t i = f->count;
     if (!seeder) {
       if (f->leechers < f->count) {
-        uint32_t p;
-        ss_find(s, &v, v.rec + (size_t)f->leechers * stride, &p);
+        uint32_t p = 0;
+        if (v.idx) ss_find(s, &v, v.rec + (size_t)f->leechers * stride, &p);
         memcpy(v.rec + (size_t)i * stride, v.rec + (size_t)f->leechers * stride, stride);
         v.ls[i] = v.ls[f->leechers];
         v.fl[i] = v.fl[f->leechers];
         if (v.ids) memcpy(v.ids + (size_t)i * 20, v.ids + (size_t)f->leechers * 20, 20);
-        v.idx[p] = i + 1;
+        if (v.idx) v.idx[p] = i + 1;
       }
       i = f->leechers++;
     }

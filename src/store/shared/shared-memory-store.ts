@@ -51,6 +51,11 @@ const IO_IDS = IO_PEERS + 18 * MAX_WANT;
 const IO_KNOWN = IO_IDS + 20 * MAX_WANT;
 const IO_SIZE = IO_KNOWN + MAX_WANT;
 
+/** Copies the first n bytes of src to dst at `at`. */
+function put(dst: Uint8Array, at: number, src: Uint8Array, n: number): void {
+  for (let i = 0; i < n; i++) dst[at + i] = src[i];
+}
+
 /** Sizing of a new store when the options set no ceiling (the mapping is sparse). */
 export const DEFAULT_PEER_CAPACITY = 1 << 20;
 export const DEFAULT_TORRENT_CAPACITY = 1 << 16;
@@ -97,6 +102,8 @@ export class SharedMemorySwarmStore implements SwarmStore {
   #io = new ArrayBuffer(IO_SIZE);
   #bytes = new Uint8Array(this.#io);
   #words = new Uint32Array(this.#io, 0, IO_PEERS / 4);
+  /** The answer's peers (its first peerCount records). */
+  #peers = new Uint8Array(this.#io, IO_PEERS, 18 * MAX_WANT);
 
   /** Opens `opts.fd`, or creates a store (see `createSharedSwarms`) when it is absent. */
   constructor(opts: SharedStoreOptions) {
@@ -117,9 +124,10 @@ export class SharedMemorySwarmStore implements SwarmStore {
   announce(req: AnnounceRequest, now: number): AnnounceResult | TrackerError {
     const b = this.#bytes;
     const w = this.#words;
-    b.set(req.infoHash, IO_HASH);
-    b.set(req.peerId, IO_PEER_ID);
-    b.set(req.ip, IO_IP);
+    // Byte loops: TypedArray#set costs more than these few bytes (measured, docs/shmstore-progress.md).
+    put(b, IO_HASH, req.infoHash, 20);
+    put(b, IO_PEER_ID, req.peerId, 20);
+    put(b, IO_IP, req.ip, req.family === 6 ? 16 : 4);
     b[IO_PORT] = req.port >>> 8;
     b[IO_PORT + 1] = req.port & 0xff;
     b[IO_FAMILY] = req.family;
@@ -130,7 +138,6 @@ export class SharedMemorySwarmStore implements SwarmStore {
     w[IO_NOW] = now;
     if (this.#addon.sharedSwarmsAnnounce(this.#store()) !== 0) return Errors.trackerFull;
     const peerCount = w[IO_OUT + 4];
-    const stride = req.family === 6 ? 18 : 6;
     let peerIds: Uint8Array | null = null;
     let peerIdKnown: Uint8Array | null = null;
     if (req.wantPeerIds && req.event !== AnnounceEvent.stopped && req.numWant > 0) {
@@ -142,7 +149,7 @@ export class SharedMemorySwarmStore implements SwarmStore {
       incomplete: w[IO_OUT + 2],
       downloaded: w[IO_OUT + 3],
       // Not copied: the result is read before the store is called again (AnnounceResult.peers).
-      peers: b.subarray(IO_PEERS, IO_PEERS + peerCount * stride),
+      peers: this.#peers,
       peerCount,
       peerIds,
       peerIdKnown,
