@@ -3,8 +3,9 @@
  * peers, random known peers announcing, numwant 50): MemorySwarmStore, the one-process figure the
  * shared-memory prototype is compared with (docs/design-notes.md "Swarms in shared memory"), or
  * SharedMemorySwarmStore through N-API (docs/shmstore-progress.md); `shared2`: two processes
- * announcing into one shared store at once (each prints its own figures).
- *   node bench/store-op.ts [ANNOUNCES] [memory|shared|shared2]
+ * announcing into one shared store at once (each prints its own figures). `big`: one torrent of
+ * 100,000 peers instead (the cost of a big swarm: no scan, a selection of two runs).
+ *   node bench/store-op.ts [ANNOUNCES] [memory|shared|shared2] [big]
  */
 import { fork } from 'node:child_process';
 import type { AnnounceRequest, AnnounceResult } from '../src/core/types.ts';
@@ -12,10 +13,11 @@ import { MemorySwarmStore } from '../src/store/memory/memory-store.ts';
 import { createSharedSwarms, SharedMemorySwarmStore } from '../src/store/shared/shared-memory-store.ts';
 import type { SwarmStore } from '../src/swarm/types.ts';
 
-const torrents = 10_000;
-const per = 10;
 const ops = Number(process.argv[2] ?? 3_000_000);
 const kind = process.argv[3] ?? 'memory';
+const big = process.argv[4] === 'big';
+const torrents = big ? 1 : 10_000;
+const per = big ? 100_000 : 10;
 const limits = { maxPeers: torrents * per * 2, maxTorrents: torrents * 2 };
 // Fixed hashes: the two processes of shared2 announce into the same swarms.
 const hashes = Array.from({ length: torrents }, (_, t) => {
@@ -38,11 +40,12 @@ const req: AnnounceRequest = {
 };
 
 function run(name: string, store: SwarmStore): void {
-  /** Peer `p` (of 10) of torrent `t` announces; one in four is a seeder. */
+  /** Peer `p` (of `per`) of torrent `t` announces; one in four is a seeder. */
   const announce = (t: number, p: number, now: number): number => {
     req.infoHash = hashes[t];
-    req.ip[3] = 1 + p;
-    req.port = 1024 + p;
+    req.ip[2] = p >> 8;
+    req.ip[3] = p & 0xff;
+    req.port = 1024 + (p >> 16);
     req.left = p % 4 === 0 ? 0 : 1;
     return (store.announce(req, now) as AnnounceResult).peerCount;
   };
@@ -63,7 +66,9 @@ if (kind === 'shared2') {
   // This process makes the store; two children announce into it at once (fd 4 in each).
   const fd = createSharedSwarms(limits);
   for (let i = 0; i < 2; i++)
-    fork(process.argv[1], [String(ops), 'child'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd] });
+    fork(process.argv[1], [String(ops), 'child', ...process.argv.slice(4)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', fd],
+    });
 } else if (kind === 'child') {
   run(`SharedMemorySwarmStore (pid ${process.pid})`, new SharedMemorySwarmStore({ peerTimeout: 1e9, fd: 4 }));
   process.disconnect();

@@ -500,32 +500,42 @@ static uint32_t ss_swarm_drop(ss_store *s, uint32_t st, uint32_t i) {
 
 static inline uint32_t *ss_out(ss_store *s) { return (uint32_t *)(s->io + IO_OUT); }
 
-/*
- * Writes up to `want` peers from slots [0, m) other than `self` into the io buffer: all of them
- * when there are no more, else one at random in each of `want` equal ranges (no duplicates).
- */
-static uint32_t ss_select(ss_store *s, const ss_view *v, uint32_t m, int64_t self, uint32_t want, int ids) {
-  int skip = self >= 0 && (uint64_t)self < m;
-  uint32_t avail = m - (uint32_t)skip;
-  if (want > avail) want = avail;
+/* Copies candidates start .. start+len-1 (circular over n; slots at or above `skip` shift up past
+ * the requester) after `written` peers of the answer. */
+static uint32_t ss_copy_run(ss_store *s, const ss_view *v, uint32_t n, uint64_t skip, uint32_t start, uint32_t len,
+                            uint32_t written, int ids) {
   uint8_t *out = s->io + IO_PEERS;
-  for (uint32_t j = 0; j < want; j++) {
-    uint32_t k;
-    if (want == avail) k = j;
-    else {
-      uint64_t lo = (uint64_t)j * avail / want, hi = (uint64_t)(j + 1) * avail / want;
-      k = (uint32_t)(lo + ss_rand(s) % (hi - lo));
-    }
-    if (skip && k >= (uint64_t)self) k++;
-    memcpy(out + (size_t)j * v->stride, v->rec + (size_t)k * v->stride, v->stride);
+  for (uint32_t k = 0; k < len; k++, written++) {
+    uint32_t slot = start + k;
+    if (slot >= n) slot -= n;
+    if (slot >= skip) slot++;
+    memcpy(out + (size_t)written * v->stride, v->rec + (size_t)slot * v->stride, v->stride);
     if (ids) {
-      int known = v->ids != NULL && (v->fl[k] & SS_ID_KNOWN);
-      s->io[IO_KNOWN + j] = (uint8_t)known;
-      if (known) memcpy(s->io + IO_IDS + (size_t)j * 20, v->ids + (size_t)k * 20, 20);
-      else memset(s->io + IO_IDS + (size_t)j * 20, 0, 20);
+      int known = v->ids != NULL && (v->fl[slot] & SS_ID_KNOWN);
+      s->io[IO_KNOWN + written] = (uint8_t)known;
+      if (known) memcpy(s->io + IO_IDS + (size_t)written * 20, v->ids + (size_t)slot * 20, 20);
+      else memset(s->io + IO_IDS + (size_t)written * 20, 0, 20);
     }
   }
-  return want;
+  return written;
+}
+
+/*
+ * Writes up to `want` peers from slots [0, m) other than `self` into the io buffer: all of them
+ * when there are no more, else two runs (PeerPool.select's choice: a random start, then a random
+ * gap that keeps the second run clear of the first), so that no peer comes twice.
+ */
+static uint32_t ss_select(ss_store *s, const ss_view *v, uint32_t m, int64_t self, uint32_t want, int ids) {
+  int excluded = self >= 0 && (uint64_t)self < m;
+  uint32_t n = m - (uint32_t)excluded;
+  uint64_t skip = excluded ? (uint64_t)self : UINT64_MAX;
+  if (n == 0 || want == 0) return 0;
+  if (want >= n) return ss_copy_run(s, v, n, skip, 0, n, 0, ids);
+  uint32_t first = (want + 1) / 2;
+  uint32_t start = (uint32_t)(ss_rand(s) % n);
+  uint32_t gap = (uint32_t)(ss_rand(s) % (n - want + 1));
+  uint32_t written = ss_copy_run(s, v, n, skip, start, first, 0, ids);
+  return ss_copy_run(s, v, n, skip, (uint32_t)(((uint64_t)start + first + gap) % n), want - first, written, ids);
 }
 
 /* The request in the io buffer; 0 answered (io out), 1 refused (tracker full). */
