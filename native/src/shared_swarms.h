@@ -801,10 +801,13 @@ static napi_value js_ss_create(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, ADDON_NAME ": sharedSwarmsCreate(peerCapacity, torrentCapacity, maxPeers, maxTorrents)");
     return NULL;
   }
-  /* Records: twice the torrents (a region refuses at 7/8), at least 16 a region. */
+  /* Records: twice the torrents; a region refuses a new swarm at 7/8 full. Regions of at least
+   * 256 records, so that their fill stays near the mean: a region half full on average has a
+   * standard deviation of sqrt(128) ~ 11 records, and reaching 7/8 is 8.5 of them away (with
+   * 16-record regions, one of a few hundred filled up before max_torrents was reached). */
   uint64_t slots = ss_pow2((uint64_t)torrents * 2);
   if (slots < 1024) slots = 1024;
-  uint64_t stripes = slots / 16 < 1024 ? slots / 16 : 1024;
+  uint64_t stripes = slots / 256 < 1024 ? slots / 256 : 1024;
   uint64_t per = slots / stripes;
   uint64_t arena_at = SS_HEADER + stripes * SS_STRIPE + slots * SS_REC;
   arena_at = (arena_at + 4095) & ~(uint64_t)4095;
