@@ -1369,6 +1369,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sharedSwarmsSweep", NULL, js_ss_sweep, NULL, NULL, NULL, napi_default, NULL},
     {"sharedSwarmsDrop", NULL, js_ss_drop, NULL, NULL, NULL, napi_default, NULL},
     {"sharedSwarmsStats", NULL, js_ss_stats, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsTestAbandon", NULL, js_ss_test_abandon, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

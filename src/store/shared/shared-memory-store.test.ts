@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { xorshift } from '../../core/random.ts';
-import { AnnounceEvent, type AnnounceRequest, type AnnounceResult, type Family } from '../../core/types.ts';
-import { endpointOf } from '../../swarm/contract.ts';
+import { AnnounceEvent, type AnnounceResult, type Family } from '../../core/types.ts';
+import { requestOf } from '../../swarm/contract.ts';
 import type { SwarmStore } from '../../swarm/types.ts';
 import { MemorySwarmStore } from '../memory/memory-store.ts';
 import { loadSharedSwarms, SharedMemorySwarmStore } from './shared-memory-store.ts';
@@ -17,31 +17,14 @@ const skip = loadSharedSwarms() === null ? 'the http_batch addon is not built' :
 
 const hashOf = (t: number) => Buffer.alloc(20, 0x30 + t);
 
-function request(
+const request = (
   t: number,
   n: number,
   family: Family,
   seeder: boolean,
   event: AnnounceEvent,
   numWant: number,
-) {
-  const e = endpointOf(n, family);
-  const peerId = Buffer.alloc(20, n & 0xff);
-  const req: AnnounceRequest = {
-    infoHash: hashOf(t),
-    peerId,
-    family,
-    ip: e.ip,
-    port: e.port,
-    uploaded: 0,
-    downloaded: 0,
-    left: seeder ? 0 : 1,
-    event,
-    numWant,
-    wantPeerIds: false,
-  };
-  return req;
-}
+) => requestOf(hashOf(t), n, { family, seeder, event, numWant });
 
 /** Counts and the set of peers handed out. */
 function summary(r: AnnounceResult | unknown, stride: number): string {
