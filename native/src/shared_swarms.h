@@ -415,15 +415,19 @@ static int ss_rebuild(ss_store *s, ss_fam *f, uint32_t stride, uint32_t capbits,
     if (ids && !ov.ids)
       for (uint32_t i = 0; i < f->count; i++) nv.fl[i] &= (uint8_t)~SS_ID_KNOWN;
     for (uint32_t i = 0; i < f->count; i++) ss_idx_put(s, &nv, i);
-    ss_free(s, f->block, ss_block_order(f->capbits, stride, f->ids));
   }
+  /* The table leaves its old block before the block is freed: a process that dies between the
+   * two leaks the block, instead of leaving a table on a free list (ss_validate cannot see that). */
+  ss_fam old = *f;
   *f = nf;
+  if (old.block != 0) ss_free(s, old.block, ss_block_order(old.capbits, stride, old.ids));
   return 1;
 }
 
 static void ss_drop_table(ss_store *s, ss_fam *f, uint32_t stride) {
-  ss_free(s, f->block, ss_block_order(f->capbits, stride, f->ids));
+  ss_fam old = *f; /* forgotten before freed, as in ss_rebuild */
   memset(f, 0, sizeof *f);
+  ss_free(s, old.block, ss_block_order(old.capbits, stride, old.ids));
 }
 
 /*
