@@ -2,7 +2,8 @@
  * The shared-memory store against the memory store on the same random announces, in swarms big
  * enough to grow and shrink their blocks many times (the endpoint index, the moves between the
  * leecher and seeder partitions, the removals): counts, peer lists (numwant above the candidates,
- * so both answer every candidate) and stats must agree after every step.
+ * so both answer every candidate, with peer ids once a swarm served compact=0) and stats must
+ * agree after every step.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -24,14 +25,20 @@ const request = (
   seeder: boolean,
   event: AnnounceEvent,
   numWant: number,
-) => requestOf(hashOf(t), n, { family, seeder, event, numWant });
+  wantIds: boolean,
+) => requestOf(hashOf(t), n, { family, seeder, event, numWant, wantIds });
 
-/** Counts and the set of peers handed out. */
+/** Counts and the set of peers handed out (with their ids where known). */
 function summary(r: AnnounceResult | unknown, stride: number): string {
   const a = r as AnnounceResult;
   const peers: string[] = [];
-  for (let i = 0; i < a.peerCount; i++)
-    peers.push(Buffer.from(a.peers.subarray(i * stride, (i + 1) * stride)).toString('hex'));
+  for (let i = 0; i < a.peerCount; i++) {
+    const id =
+      a.peerIdKnown?.[i] === 1
+        ? `=${Buffer.from(a.peerIds!.subarray(i * 20, i * 20 + 20)).toString('hex')}`
+        : '';
+    peers.push(Buffer.from(a.peers.subarray(i * stride, (i + 1) * stride)).toString('hex') + id);
+  }
   return `${a.complete}/${a.incomplete}/${a.downloaded} ${peers.sort().join(',')}`;
 }
 
@@ -61,7 +68,11 @@ test('random joins, moves, completions, stops and expiry in big swarms: the same
       const seeder = event === AnnounceEvent.completed || random() < 0.3;
       // Most answers carry no peers (cheap); one in 50 asks for every candidate.
       const numWant = step % 50 === 0 ? 1024 : random() < 0.5 ? 3 : 0;
-      const answers = stores.map((s) => s.announce(request(t, n, family, seeder, event, numWant), now));
+      // After step 20,000, compact=0 now and then: ids are recorded from then on, and compared.
+      const wantIds = step > 20_000 && (numWant === 1024 || random() < 0.01) && random() < 0.5;
+      const answers = stores.map((s) =>
+        s.announce(request(t, n, family, seeder, event, numWant, wantIds), now),
+      );
       const stride = family === 4 ? 6 : 18;
       if (numWant === 1024)
         assert.equal(summary(answers[1], stride), summary(answers[0], stride), `step ${step}`);
@@ -94,7 +105,7 @@ test('max_torrents is reached exactly: no region of the swarm table fills up bef
     const s = new SharedMemorySwarmStore({ peerTimeout: 50, maxTorrents: 1000 });
     const hash = (t: number) => Buffer.alloc(20, t & 0xff).fill(t >> 8, 0, 1);
     const announce = (t: number, event: AnnounceEvent) =>
-      s.announce({ ...request(0, 1, 4, false, event, 0), infoHash: hash(t) }, 1);
+      s.announce({ ...request(0, 1, 4, false, event, 0, false), infoHash: hash(t) }, 1);
     try {
       // The first 1000 torrents are all taken, every one after them refused.
       const refused: number[] = [];
