@@ -6,6 +6,7 @@
  * agree after every step.
  */
 import assert from 'node:assert/strict';
+import { closeSync } from 'node:fs';
 import { test } from 'node:test';
 import { xorshift } from '../../core/random.ts';
 import { AnnounceEvent, type AnnounceResult, type Family } from '../../core/types.ts';
@@ -123,5 +124,35 @@ test('max_torrents is reached exactly: no region of the swarm table fills up bef
     } finally {
       s.close();
     }
+  }
+});
+
+test('a store whose arena is full refuses new peers only: held peers update and stop, and a stop makes room', {
+  skip,
+}, () => {
+  // Sized for 10 peers and no ceilings: the arena (a few KiB) runs out before any limit.
+  const fd = loadSharedSwarms()!.sharedSwarmsCreate(10, 1, 0, 0);
+  const s = new SharedMemorySwarmStore({ peerTimeout: 50, fd });
+  const announce = (n: number, event: AnnounceEvent = AnnounceEvent.none, seeder = n % 3 === 0) =>
+    s.announce(request(0, n, 4, seeder, event, 50, false), 1);
+  try {
+    let n = 0;
+    while ('complete' in announce(n)) n++;
+    assert.ok(n >= 10, `${n} peers before the arena ran out`);
+    const held = s.stats();
+    assert.equal(held.peers, n);
+    assert.ok(!('complete' in announce(n + 1)), 'still refused');
+    for (let k = 0; k < n; k++) assert.ok('complete' in announce(k), `held peer ${k} updates`);
+    assert.ok('complete' in announce(1, AnnounceEvent.completed, true), 'a held leecher completes');
+    assert.deepEqual(s.stats(), { ...held, seeders: held.seeders + 1, leechers: held.leechers - 1 });
+    // Emptied, the swarm's blocks go back to the allocator: as many peers fit again.
+    for (let k = 0; k < n; k++) assert.ok('complete' in announce(k, AnnounceEvent.stopped));
+    assert.equal(s.stats().torrents, 0);
+    let again = 0;
+    while ('complete' in announce(100 + again)) again++;
+    assert.equal(again, n);
+  } finally {
+    s.close();
+    closeSync(fd);
   }
 });
