@@ -35,6 +35,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "shm_common.h"
+
 #define CT_MAGIC 0x48434e54u /* "HCNT" */
 #define CT_HEADER 128
 #define CT_MUTEX_AT 64
@@ -283,38 +285,17 @@ static napi_value js_conn_table_create(napi_env env, napi_callback_info info) {
     return NULL;
   }
   size_t size = CT_HEADER + (size_t)slots * ct_esize(workers);
-  int fd = memfd_create("herald-connections", MFD_CLOEXEC);
-  if (fd < 0) return throw_errno(env, "memfd_create");
-  if (ftruncate(fd, (off_t)size) != 0) {
-    close(fd);
-    return throw_errno(env, "ftruncate");
-  }
-  uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) {
-    close(fd);
-    return throw_errno(env, "mmap");
-  }
+  uint8_t *base;
+  int fd = shm_create(env, "herald-connections", size, &base);
+  if (fd < 0) return NULL;
   ct_header *h = (ct_header *)base;
   h->workers = workers;
   h->slots = slots;
   h->used = 0;
-  if (getrandom(&h->seed, sizeof h->seed, 0) != sizeof h->seed) h->seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-  pthread_mutexattr_t a;
-  pthread_mutexattr_init(&a);
-  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  int rc = pthread_mutex_init((pthread_mutex_t *)(base + CT_MUTEX_AT), &a);
-  pthread_mutexattr_destroy(&a);
+  h->seed = shm_seed();
+  int rc = shm_mutex_init((pthread_mutex_t *)(base + CT_MUTEX_AT));
   h->magic = rc == 0 ? CT_MAGIC : 0;
-  munmap(base, size);
-  if (rc != 0) {
-    close(fd);
-    errno = rc;
-    return throw_errno(env, "pthread_mutex_init");
-  }
-  napi_value out;
-  CHECK(napi_create_int32(env, fd, &out));
-  return out;
+  return shm_created(env, fd, base, size, rc);
 }
 
 /* connTableOpen(fd, index): worker `index`'s view of the table (what its predecessor held is
@@ -356,13 +337,7 @@ static napi_value js_conn_table_open(napi_env env, napi_callback_info info) {
   }
   *t = (ct_table){base, size, index, h.workers, h.slots - 1, (uint32_t)ct_esize(h.workers), h.seed};
   ct_forget_worker(t);
-  napi_value out;
-  if (napi_create_external(env, t, ct_finalize, NULL, &out) != napi_ok) {
-    ct_finalize(env, t, NULL);
-    napi_throw_error(env, NULL, ADDON_NAME ": napi_create_external failed");
-    return NULL;
-  }
-  return out;
+  return shm_external(env, t, ct_finalize);
 }
 
 /* The table and the key of (table, family, hi, lo[, max]) arguments; 0 when they are wrong. */

@@ -1337,6 +1337,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 }
 
 #include "conn_table.h"
+#include "shared_swarms.h"
 
 /* The interface JavaScript expects (src/frontend/http/batch.ts ABI): raise it with any change to
  * the buffers, the callbacks or what a function returns, so that a stale build is not loaded. */
@@ -1360,6 +1361,15 @@ static napi_value init(napi_env env, napi_value exports) {
     {"connAcquire", NULL, js_conn_acquire, NULL, NULL, NULL, napi_default, NULL},
     {"connRelease", NULL, js_conn_release, NULL, NULL, NULL, napi_default, NULL},
     {"connCount", NULL, js_conn_count, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsCreate", NULL, js_ss_create, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsOpen", NULL, js_ss_open, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsAnnounce", NULL, js_ss_announce, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsScrape", NULL, js_ss_scrape, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsScrapeAll", NULL, js_ss_scrape_all, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsSweep", NULL, js_ss_sweep, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsDrop", NULL, js_ss_drop, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsStats", NULL, js_ss_stats, NULL, NULL, NULL, napi_default, NULL},
+    {"sharedSwarmsTestAbandon", NULL, js_ss_test_abandon, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   ct_define_test_hooks(env, exports);

@@ -335,7 +335,29 @@ export function swarmStoreContract(
   });
 }
 
-interface AnnounceOpts {
+/**
+ * An announce of endpoint n (`endpointOf`) of `o.family` (4 if absent) into the swarm of
+ * `infoHash`, with its contract peer id; numwant 50 if absent.
+ */
+export function requestOf(infoHash: Uint8Array, n: number, o: Omit<AnnounceOpts, 'at'>): AnnounceRequest {
+  const family = o.family ?? 4;
+  const e = endpointOf(n, family);
+  return {
+    infoHash,
+    peerId: peerIdOf(n, family),
+    family,
+    ip: e.ip,
+    port: e.port,
+    uploaded: 0,
+    downloaded: 0,
+    left: o.seeder ? 0 : 1000,
+    event: o.event ?? AnnounceEvent.none,
+    numWant: o.numWant ?? 50,
+    wantPeerIds: o.wantIds ?? false,
+  };
+}
+
+export interface AnnounceOpts {
   seeder: boolean;
   family?: Family;
   event?: AnnounceEvent;
@@ -363,21 +385,7 @@ class Harness {
   }
 
   request(t: number, n: number, o: AnnounceOpts): AnnounceRequest {
-    const family = o.family ?? 4;
-    const e = endpointOf(n, family);
-    return {
-      infoHash: this.hash(t),
-      peerId: peerIdOf(n, family),
-      family,
-      ip: e.ip,
-      port: e.port,
-      uploaded: 0,
-      downloaded: 0,
-      left: o.seeder ? 0 : 1000,
-      event: o.event ?? AnnounceEvent.none,
-      numWant: o.numWant ?? 50,
-      wantPeerIds: o.wantIds ?? false,
-    };
+    return requestOf(this.hash(t), n, o);
   }
 
   async raw(t: number, n: number, o: AnnounceOpts): Promise<AnnounceResult | TrackerError> {
