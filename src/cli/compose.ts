@@ -37,6 +37,7 @@ import type { RatioWatch } from '../policy/ratio-watch.ts';
 import { MAX_HEAP_BYTES_PER_PEER, MemorySwarmStore } from '../store/memory/memory-store.ts';
 import { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisRtcSwarms } from '../store/redis/rtc-swarms.ts';
+import { SharedMemorySwarmStore } from '../store/shared/shared-memory-store.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import { ExpirySweeper } from '../tracker/expiry.ts';
 import { TrackerService } from '../tracker/service.ts';
@@ -156,16 +157,24 @@ export function createTracker(
   // With workers, swarms in memory are sharded by info hash (below): each worker holds its share
   // of the ceiling, so that the tracker as a whole holds at most max_peers peers in max_torrents
   // torrents, as one process does (info hashes spread evenly over the shards).
-  const shares = deps.cluster !== undefined && deps.cluster.count > 1 ? deps.cluster.count : 1;
+  const shares =
+    deps.cluster !== undefined && deps.cluster.count > 1 && deps.cluster.sharedSwarmsFd == null
+      ? deps.cluster.count
+      : 1;
   const maxPeers = Math.ceil(config.maxPeers / shares);
+  // Or, with worker_swarms = shared, every worker's swarms in the one memfd the primary made: the
+  // whole ceiling, no sharding (src/store/shared/).
+  const sharedFd = deps.cluster?.sharedSwarmsFd ?? null;
   const local =
     deps.store ??
     redis ??
-    new MemorySwarmStore({
-      peerTimeout: config.peerTimeout,
-      maxPeers,
-      maxTorrents: Math.ceil(config.maxTorrents / shares),
-    });
+    (sharedFd !== null
+      ? new SharedMemorySwarmStore({ peerTimeout: config.peerTimeout, fd: sharedFd })
+      : new MemorySwarmStore({
+          peerTimeout: config.peerTimeout,
+          maxPeers,
+          maxTorrents: Math.ceil(config.maxTorrents / shares),
+        }));
   // The connectable check (issue #16, off by default): it wraps the store where the swarms are, so
   // with workers it runs in the worker that owns the swarm (README "Connectable check").
   const connectableOn =
@@ -561,7 +570,12 @@ export function createTracker(
       // The worst case of max_peers must fit the JavaScript heap: otherwise enough addresses (an
       // IPv6 prefix) could make the process run out of memory before the store refuses anyone.
       const heapLimit = getHeapStatistics().heap_size_limit;
-      if (deps.store === undefined && redis === null && maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75)
+      if (
+        deps.store === undefined &&
+        redis === null &&
+        sharedFd === null &&
+        maxPeers * MAX_HEAP_BYTES_PER_PEER > heapLimit * 0.75
+      )
         logger.warn(
           'max_peers may not fit in the JavaScript heap: lower it, or raise node --max-old-space-size',
           {

@@ -8,6 +8,7 @@ import { parseHostPort } from '../core/address.ts';
 import { ListenError } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import { loadUdpBatchAddon } from '../frontend/udp/batch.ts';
+import { createSharedSwarms, sharedSwarmsWanted } from '../store/shared/shared-memory-store.ts';
 import { PrimaryAccounting } from './accounting-link.ts';
 import { createConnectionTable } from './connection-table.ts';
 
@@ -40,6 +41,11 @@ export interface WorkerSetup {
    * every worker, src/cluster/connection-table.ts), inherited after the UDP sockets; null: none.
    */
   connTableFd?: number | null;
+  /**
+   * The descriptor of the swarms every worker maps (worker_swarms = shared, src/store/shared/),
+   * inherited after the connection table's; null: swarms sharded by info hash.
+   */
+  sharedSwarmsFd?: number | null;
 }
 
 /** Messages from a worker to the primary (Node's IPC channel). */
@@ -138,6 +144,16 @@ export async function runPrimary(opts: {
   // max_connections_per_ip for the whole host: one table every worker maps (the primary keeps
   // the descriptor, so a restarted worker gets the same table back).
   const connTable = config.maxConnectionsPerIp > 0 ? createConnectionTable(count, logger) : null;
+  // Swarms in memory every worker maps (worker_swarms = shared; open and whitelist modes): made
+  // here and kept, so a restarted worker finds every swarm as it was (src/store/shared/).
+  let swarmsFd: number | null = null;
+  if (sharedSwarmsWanted(config, count))
+    try {
+      swarmsFd = createSharedSwarms({ maxPeers: config.maxPeers, maxTorrents: config.maxTorrents });
+    } catch (err) {
+      logger.error('worker_swarms = shared: the shared swarm store cannot be made', { err: String(err) });
+      return 1;
+    }
   const children: (ChildProcess | null)[] = new Array(count).fill(null);
   const down = new Set<number>();
   let stopping = false;
@@ -151,6 +167,7 @@ export async function runPrimary(opts: {
   void done.then(() => {
     if (base.busDir !== null) rmSync(base.busDir, { recursive: true, force: true });
     if (connTable !== null) closeSync(connTable);
+    if (swarmsFd !== null) closeSync(swarmsFd);
   });
 
   // Private mode: this process writes the accounting of every worker (src/cluster/accounting-link.ts),
@@ -184,11 +201,20 @@ export async function runPrimary(opts: {
         listen,
         udpFds: groups.length ? fds.map((_, i) => 4 + i) : [],
         connTableFd: connTable === null ? null : 4 + fds.length,
+        sharedSwarmsFd: swarmsFd === null ? null : 4 + fds.length + (connTable === null ? 0 : 1),
       };
       const child = fork(opts.script, opts.argv, {
         env: { ...process.env, [WORKER_ENV]: JSON.stringify(setup) },
         execArgv: opts.execArgv ?? process.execArgv,
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds, ...(connTable === null ? [] : [connTable])],
+        stdio: [
+          'ignore',
+          'inherit',
+          'inherit',
+          'ipc',
+          ...fds,
+          ...(connTable === null ? [] : [connTable]),
+          ...(swarmsFd === null ? [] : [swarmsFd]),
+        ],
       });
       children[index] = child;
       // A message to a worker that has just died (its exit not yet seen: a health broadcast, an

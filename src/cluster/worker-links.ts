@@ -23,6 +23,8 @@ export interface WorkerCluster {
   udpFds?: (number | null)[];
   /** The host's table of connections per address, inherited (src/cluster/connection-table.ts). */
   connTableFd?: number | null;
+  /** The swarms every worker maps (worker_swarms = shared, src/store/shared/), inherited. */
+  sharedSwarmsFd?: number | null;
   /** The secret connections between workers start with (hex). */
   busToken?: string;
   /** The directory of the workers' bus sockets (mode 0700; see ClusterBus). */
@@ -103,8 +105,9 @@ export class WorkerLinks {
     const { cluster, local, owned, logger } = opts;
     if (cluster === undefined || cluster.count <= 1) return null;
     const token = cluster.busToken ? Buffer.from(cluster.busToken, 'hex') : null;
+    // Swarms every worker maps (SharedMemorySwarmStore) are served like a shared store's.
     const sharded =
-      local.synchronous === true
+      local.synchronous === true && local.sharedByProcesses !== true
         ? new ShardedSwarmStore({
             local: owned,
             logger,
@@ -149,7 +152,12 @@ export class WorkerLinks {
           index: bus.index,
           shared: false,
         })
-      : new StatsReporter(counters, this.#owned, () => gatherStats(bus), { index: bus.index, shared: true });
+      : new StatsReporter(counters, this.#owned, () => gatherStats(bus), {
+          index: bus.index,
+          shared: true,
+          // Redis holds the WebTorrent swarms too; with swarms in shared memory they are sharded.
+          sharedRtc: this.#local.sharedByProcesses !== true,
+        });
     if (sharded) sharded.localStats = () => stats.localSnapshot();
     else answerStats(bus, () => stats.localSnapshot());
     return stats;

@@ -41,6 +41,7 @@ export interface HeraldConfig {
   /** Worker processes serving one set of swarms (issue #13); 'auto' = usable CPUs. */
   workers: number | 'auto';
   httpIo: 'auto' | 'batched' | 'node';
+  workerSwarms: 'auto' | 'shared' | 'sharded';
   logLevel: LogLevel;
   logRequests: boolean;
   mode: 'open' | 'whitelist' | 'private';
@@ -410,6 +411,14 @@ export const SCHEMA: readonly KeyDef[] = [
     default: 1,
     arg: 'N',
     doc: 'Worker processes (1-256, or auto = usable CPUs); swarms in memory are sharded by info hash, so every worker serves every torrent; with a Redis store every worker uses Redis directly (see README "Workers")',
+  },
+  {
+    key: 'workerSwarms',
+    kind: 'choice',
+    choices: ['auto', 'shared', 'sharded'],
+    default: 'auto',
+    arg: 'HOW',
+    doc: "With workers and swarms in memory: shared (every worker answers every announce from swarms in memory all of them map, no hand-over; open and whitelist modes), sharded (each worker holds the swarms of its share of info hashes and hands the others' announces to their owner; private mode always) or auto (shared when the native addon is built, the mode is not private and the connectable check is off)",
   },
   {
     key: 'httpIo',
@@ -1209,6 +1218,10 @@ export function validateRelations(c: HeraldConfig): void {
         'config: udp_secret: with a Redis store, set udp_secret (32+ hex digits, e.g. `openssl rand -hex 32`) to the same value on every instance, so that UDP connection ids from one are valid on all',
       );
   }
+  if (c.workerSwarms === 'shared' && c.mode === 'private')
+    throw new ConfigError(
+      'config: worker_swarms: "shared" serves open and whitelist modes; private mode accounts each torrent in the worker that owns it (use "auto" or "sharded")',
+    );
   if (c.connectableCheck === 'private' && c.mode !== 'private')
     throw new ConfigError(
       `config: connectable_check: "private" checks members' peers in private mode (mode is ${c.mode}); use "any" to check every peer`,

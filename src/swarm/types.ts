@@ -24,6 +24,11 @@ export interface SwarmStore {
    */
   readonly readsRequestAtOnce?: boolean;
   /**
+   * True when every process that opened it holds the same swarms (the shared-memory store):
+   * workers then answer every announce from it, with no sharding and no hand-over.
+   */
+  readonly sharedByProcesses?: boolean;
+  /**
    * Select peers for the requester, then apply its announce (insert, update, complete, or remove
    * on `stopped`). Seeders (left = 0) are sent leechers only; the requester is never in its own
    * list; no peer appears twice. `now` is the clock's seconds. A store may refuse with a

@@ -72,10 +72,12 @@ export interface AccountingStats {
 
 /**
  * Figures of several workers added up (every number summed; uptime is the longest). `shared`:
- * the workers share one store (Redis), whose swarm figures each of them reports whole: those are
- * taken once (WebTorrent sockets, each worker's own, are still added up).
+ * the workers share one store (Redis, or swarms in memory every worker maps), whose swarm figures
+ * each of them reports whole: those are taken once. `sharedRtc`: so are the WebTorrent swarms'
+ * (on Redis; with the shared-memory store they are sharded over the workers and added up); the
+ * WebTorrent sockets, each worker's own, are always added up.
  */
-export function sumSnapshots(list: StatsSnapshot[], shared = false): StatsSnapshot {
+export function sumSnapshots(list: StatsSnapshot[], shared = false, sharedRtc = shared): StatsSnapshot {
   const add = (a: unknown, b: unknown): unknown => {
     if (typeof a === 'number' && typeof b === 'number') return a + b;
     if (a !== null && typeof a === 'object' && b !== null && typeof b === 'object') {
@@ -93,8 +95,15 @@ export function sumSnapshots(list: StatsSnapshot[], shared = false): StatsSnapsh
   if (shared) {
     sum.swarm = { ...list[0].swarm };
     const rtc = list[0].webrtc;
-    if (sum.webrtc && rtc) sum.webrtc = { ...rtc, sockets: sum.webrtc.sockets };
-    if (sum.total && list[0].total) sum.total = { ...list[0].total };
+    if (sharedRtc && sum.webrtc && rtc) sum.webrtc = { ...rtc, sockets: sum.webrtc.sockets };
+    const w = sum.webrtc;
+    if (sum.total && w)
+      sum.total = {
+        torrents: sum.swarm.torrents + w.swarms,
+        peers: sum.swarm.peers + w.peers,
+        seeders: sum.swarm.seeders + w.seeders,
+        leechers: sum.swarm.leechers + w.leechers,
+      };
   }
   // Delays and ages are not added up: the worst process is the one to look at.
   for (const k of ['p50', 'p99', 'max'] as const)
@@ -170,14 +179,17 @@ export class StatsReporter {
   #loopWindow: { p50: number; p99: number; max: number } | null = null;
   #ticks = 0;
 
-  /** With workers: this worker's index, and whether the workers share one store (Redis). */
-  #worker: { index: number; shared: boolean } | null;
+  /**
+   * With workers: this worker's index, whether the workers share one store (Redis, or the
+   * shared-memory swarms), and whether they share the WebTorrent swarms too (Redis).
+   */
+  #worker: { index: number; shared: boolean; sharedRtc?: boolean } | null;
 
   constructor(
     counters: TrackerCounters,
     store: SwarmStore,
     others?: () => Promise<StatsSnapshot[]>,
-    worker?: { index: number; shared: boolean },
+    worker?: { index: number; shared: boolean; sharedRtc?: boolean },
   ) {
     this.#counters = counters;
     this.#store = store;
@@ -232,7 +244,13 @@ export class StatsReporter {
     const own = await this.localSnapshot();
     if (this.#others === null) return { sum: own, each: null };
     const each = [own, ...(await this.#others())].sort((a, b) => (a.worker ?? 0) - (b.worker ?? 0));
-    return { sum: { ...sumSnapshots(each, this.#worker?.shared), workers: each.length }, each };
+    return {
+      sum: {
+        ...sumSnapshots(each, this.#worker?.shared, this.#worker?.sharedRtc ?? this.#worker?.shared),
+        workers: each.length,
+      },
+      each,
+    };
   }
 
   /** This process's own figures. */

@@ -167,7 +167,9 @@ describe('herald serve --workers 2: the relay', () => {
     const args = ['--http', '127.0.0.1:0', '--udp', 'off', '--trusted-proxies', '127.0.0.1'];
     [one, two] = await Promise.all([
       startTracker(args),
-      startTracker(['--workers', '2', ...args], { ready: 'herald workers running' }),
+      startTracker(['--workers', '2', '--worker-swarms', 'sharded', ...args], {
+        ready: 'herald workers running',
+      }),
     ]);
   });
   after(async () => {
@@ -322,7 +324,18 @@ print(len(got))
 
   test('an owner that stops: parked requests are swept when idle; killed, they fail busy at once; then it is back', async () => {
     const t = await startTracker(
-      ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--http-idle-timeout', '2'],
+      [
+        '--workers',
+        '2',
+        '--worker-swarms',
+        'sharded',
+        '--http',
+        '127.0.0.1:0',
+        '--udp',
+        'off',
+        '--http-idle-timeout',
+        '2',
+      ],
       { ready: 'herald workers running' },
     );
     try {
@@ -399,7 +412,18 @@ test('max_connections_per_ip: a connection closed after a relayed answer frees i
 /** `herald serve --workers 2` on plain HTTP with max_connections_per_ip `cap`. */
 function cappedWorkers(cap: number): Promise<RunningTracker> {
   return startTracker(
-    ['--workers', '2', '--http', '127.0.0.1:0', '--udp', 'off', '--max-connections-per-ip', String(cap)],
+    [
+      '--workers',
+      '2',
+      '--worker-swarms',
+      'sharded',
+      '--http',
+      '127.0.0.1:0',
+      '--udp',
+      'off',
+      '--max-connections-per-ip',
+      String(cap),
+    ],
     { ready: 'herald workers running' },
   );
 }
@@ -554,9 +578,12 @@ test('private mode: kept-alive announces with a passkey, relayed (a hybrid torre
 describe('herald serve --workers 2: the relay over IPv6', () => {
   let t: RunningTracker;
   before(async () => {
-    t = await startTracker(['--workers', '2', '--http', '[::1]:0', '--udp', 'off'], {
-      ready: 'herald workers running',
-    });
+    t = await startTracker(
+      ['--workers', '2', '--worker-swarms', 'sharded', '--http', '[::1]:0', '--udp', 'off'],
+      {
+        ready: 'herald workers running',
+      },
+    );
   });
   after(() => t?.stop());
 

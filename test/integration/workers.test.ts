@@ -47,13 +47,18 @@ async function announce(t: RunningTracker, path: string): Promise<Map<string, un
 }
 
 // The batched UDP addon with the steering group (2 and 3 workers), and the node:dgram fallback,
-// where each worker binds its own socket and UDP announces are handed over like HTTP ones.
-for (const [workers, udpIo] of [
-  [2, 'batched'],
-  [3, 'batched'],
-  [2, 'dgram'],
+// where each worker binds its own socket and UDP announces are handed over like HTTP ones; each
+// with the swarms in memory every worker maps (worker_swarms = shared, open mode's default) and
+// sharded by info hash (private mode's, and without the addon).
+for (const [workers, udpIo, swarms] of [
+  [2, 'batched', 'shared'],
+  [3, 'batched', 'shared'],
+  [2, 'dgram', 'shared'],
+  [2, 'batched', 'sharded'],
+  [3, 'batched', 'sharded'],
+  [2, 'dgram', 'sharded'],
 ] as const) {
-  describe(`herald serve --workers ${workers} --udp-io ${udpIo}`, () => {
+  describe(`herald serve --workers ${workers} --udp-io ${udpIo} --worker-swarms ${swarms}`, () => {
     let t: RunningTracker;
     before(async () => {
       t = await startTracker(
@@ -62,6 +67,8 @@ for (const [workers, udpIo] of [
           String(workers),
           '--udp-io',
           udpIo,
+          '--worker-swarms',
+          swarms,
           '--http',
           '127.0.0.1:0',
           '--udp',
@@ -303,8 +310,9 @@ for (const [workers, udpIo] of [
     });
 
     test('a killed worker is restarted; meanwhile /health says degraded and the others keep answering', async () => {
-      // What a death loses: the swarms of the dead worker's shard (memory), until their peers
-      // announce again. A peer in every shard, before the kill:
+      // What a death loses: sharded, the swarms of the dead worker's shard (memory), until their
+      // peers announce again; shared, nothing (the swarms are in memory the primary keeps). A peer
+      // in every shard, before the kill:
       const held = hashesByShard(workers, 1, 7);
       for (const [h] of held) await announce(t, announcePath({ infoHash: h, port: 26_000, left: 1 }));
       const before = workerPids(t.pid);
@@ -318,10 +326,13 @@ for (const [workers, udpIo] of [
         else await new Promise((res) => setTimeout(res, 20));
       }
       assert.ok(victimIndex >= 0, 'the primary logged the death');
+      // Shared, the dead worker's swarms too: every worker answers every swarm.
       for (const [i, [h]] of held.entries()) {
-        if (i === victimIndex) continue;
+        if (i === victimIndex && swarms === 'sharded') continue;
         const d = await announce(t, announcePath({ infoHash: h, port: 26_002, left: 1 }));
-        assert.equal(d.get('incomplete'), 1, 'a live worker keeps its swarms');
+        const what =
+          i === victimIndex ? 'shared swarms outlive a dead worker' : 'a live worker keeps its swarms';
+        assert.equal(d.get('incomplete'), 1, what);
       }
       let degraded = false;
       // Connections the kernel had queued on the dead worker's listener are reset (SO_REUSEPORT):
@@ -353,9 +364,11 @@ for (const [workers, udpIo] of [
         const d = await announce(t, announcePath({ infoHash: h, port: 25_001, left: 1 }));
         assert.equal(d.get('incomplete'), 1);
       }
-      // The restarted worker's shard lost its peer (memory); the others were checked while it was down.
-      const d = await announce(t, announcePath({ infoHash: held[victimIndex][0], port: 26_001, left: 1 }));
-      assert.equal(d.get('incomplete'), 0, "the dead worker's swarms are rebuilt from the next announces");
+      // Sharded, the restarted worker's shard lost its peer (shared: checked while it was down).
+      if (swarms === 'sharded') {
+        const d = await announce(t, announcePath({ infoHash: held[victimIndex][0], port: 26_001, left: 1 }));
+        assert.equal(d.get('incomplete'), 0, "the dead worker's swarms are rebuilt from the next announces");
+      }
     });
   });
 }

@@ -1,4 +1,5 @@
 import { closeSync } from 'node:fs';
+import type { HeraldConfig } from '../../config/schema.ts';
 import { Errors, type TrackerError } from '../../core/errors.ts';
 import type { AnnounceRequest, AnnounceResult, ScrapeEntry, SwarmStats } from '../../core/types.ts';
 import { AnnounceEvent } from '../../core/types.ts';
@@ -66,6 +67,24 @@ export interface SharedStoreOptions extends SwarmStoreOptions {
 }
 
 /**
+ * Whether `herald serve --workers N` serves its swarms from this store (worker_swarms): with
+ * workers and swarms in memory, not in private mode (accounting runs in the worker that owns a
+ * torrent, so private swarms stay sharded), and, for `auto`, when the addon is built and the
+ * connectable check is off.
+ */
+export function sharedSwarmsWanted(
+  c: Pick<HeraldConfig, 'store' | 'mode' | 'workerSwarms' | 'connectableCheck'>,
+  workers: number,
+): boolean {
+  if (workers <= 1 || c.store !== 'memory' || c.mode === 'private' || c.workerSwarms === 'sharded')
+    return false;
+  if (c.workerSwarms === 'shared') return true;
+  // auto: the connectable check runs where a swarm is owned (one check per endpoint for the host);
+  // with shared swarms each worker would check on its own.
+  return c.connectableCheck === 'off' && loadSharedSwarms() !== null;
+}
+
+/**
  * Primary: a new store in a memfd, sized from the ceilings (or the defaults), as a descriptor to
  * hand each worker. Throws when the addon is not built.
  */
@@ -93,6 +112,8 @@ export function createSharedSwarms(opts: Pick<SwarmStoreOptions, 'maxPeers' | 'm
  */
 export class SharedMemorySwarmStore implements SwarmStore {
   readonly synchronous = true;
+  /** Every process that maps the memfd holds these same swarms (no sharding over workers). */
+  readonly sharedByProcesses = true;
   readonly fd: number;
   #addon: SharedSwarmsAddon;
   #handle: object | null;
