@@ -21,6 +21,9 @@ import { PRIVATE_SERVE, type RunningTracker, startTracker } from '../e2e/tracker
 import { announcePath, bdecode, hashOf, httpGet, text } from '../helpers/clients.ts';
 import { connectionHolders, workerPids } from '../helpers/workers.ts';
 
+/** Two workers holding the swarms sharded by info hash: the relay carries announces between them. */
+const SHARDED_2 = ['--workers', '2', '--worker-swarms', 'sharded'];
+
 interface Answer {
   status: number;
   head: string;
@@ -167,7 +170,7 @@ describe('herald serve --workers 2: the relay', () => {
     const args = ['--http', '127.0.0.1:0', '--udp', 'off', '--trusted-proxies', '127.0.0.1'];
     [one, two] = await Promise.all([
       startTracker(args),
-      startTracker(['--workers', '2', '--worker-swarms', 'sharded', ...args], {
+      startTracker([...SHARDED_2, ...args], {
         ready: 'herald workers running',
       }),
     ]);
@@ -324,18 +327,7 @@ print(len(got))
 
   test('an owner that stops: parked requests are swept when idle; killed, they fail busy at once; then it is back', async () => {
     const t = await startTracker(
-      [
-        '--workers',
-        '2',
-        '--worker-swarms',
-        'sharded',
-        '--http',
-        '127.0.0.1:0',
-        '--udp',
-        'off',
-        '--http-idle-timeout',
-        '2',
-      ],
+      [...SHARDED_2, '--http', '127.0.0.1:0', '--udp', 'off', '--http-idle-timeout', '2'],
       { ready: 'herald workers running' },
     );
     try {
@@ -412,18 +404,7 @@ test('max_connections_per_ip: a connection closed after a relayed answer frees i
 /** `herald serve --workers 2` on plain HTTP with max_connections_per_ip `cap`. */
 function cappedWorkers(cap: number): Promise<RunningTracker> {
   return startTracker(
-    [
-      '--workers',
-      '2',
-      '--worker-swarms',
-      'sharded',
-      '--http',
-      '127.0.0.1:0',
-      '--udp',
-      'off',
-      '--max-connections-per-ip',
-      String(cap),
-    ],
+    [...SHARDED_2, '--http', '127.0.0.1:0', '--udp', 'off', '--max-connections-per-ip', String(cap)],
     { ready: 'herald workers running' },
   );
 }
@@ -578,12 +559,9 @@ test('private mode: kept-alive announces with a passkey, relayed (a hybrid torre
 describe('herald serve --workers 2: the relay over IPv6', () => {
   let t: RunningTracker;
   before(async () => {
-    t = await startTracker(
-      ['--workers', '2', '--worker-swarms', 'sharded', '--http', '[::1]:0', '--udp', 'off'],
-      {
-        ready: 'herald workers running',
-      },
-    );
+    t = await startTracker([...SHARDED_2, '--http', '[::1]:0', '--udp', 'off'], {
+      ready: 'herald workers running',
+    });
   });
   after(() => t?.stop());
 
