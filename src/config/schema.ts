@@ -418,7 +418,7 @@ export const SCHEMA: readonly KeyDef[] = [
     choices: ['auto', 'shared', 'sharded'],
     default: 'auto',
     arg: 'HOW',
-    doc: "With workers and swarms in memory: shared (every worker answers every announce from swarms in memory all of them map, no hand-over; open and whitelist modes), sharded (each worker holds the swarms of its share of info hashes and hands the others' announces to their owner; private mode always) or auto (shared when the native addon is built, the mode is not private and the connectable check is off)",
+    doc: "With workers and swarms in memory: shared (every worker answers every announce from swarms in memory all of them map, no hand-over; open and whitelist modes), sharded (each worker holds the swarms of its share of info hashes and hands the others' announces to their owner; private mode always) or auto (sharded for now; shared is opt-in, see README Workers)",
   },
   {
     key: 'httpIo',

@@ -34,8 +34,14 @@ async function until(what: string, cond: () => Promise<boolean>, ms = 15_000): P
   }
 }
 
-for (const workers of [2, 3]) {
-  describe(`WebTorrent across workers: herald serve --workers ${workers}`, () => {
+// Sharded swarms (the default), and with 2 workers the shared ones too (worker_swarms = shared: the
+// TCP/UDP swarms in shared memory, WebTorrent's still sharded, its figures added up in /stats).
+for (const [workers, swarms] of [
+  [2, 'sharded'],
+  [3, 'sharded'],
+  [2, 'shared'],
+] as const) {
+  describe(`WebTorrent across workers: herald serve --workers ${workers} --worker-swarms ${swarms}`, () => {
     let t: RunningTracker;
     let url: string;
     let pids: number[];
@@ -44,7 +50,17 @@ for (const workers of [2, 3]) {
 
     before(async () => {
       t = await startTracker(
-        ['--workers', String(workers), '--http', '127.0.0.1:0', '--udp', 'off', '--full-scrape'],
+        [
+          '--workers',
+          String(workers),
+          '--worker-swarms',
+          swarms,
+          '--http',
+          '127.0.0.1:0',
+          '--udp',
+          'off',
+          '--full-scrape',
+        ],
         { ready: 'herald workers running' },
       );
       url = `ws://127.0.0.1:${t.http[0].port}/announce`;

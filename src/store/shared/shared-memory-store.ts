@@ -69,19 +69,19 @@ export interface SharedStoreOptions extends SwarmStoreOptions {
 /**
  * Whether `herald serve --workers N` serves its swarms from this store (worker_swarms): with
  * workers and swarms in memory, not in private mode (accounting runs in the worker that owns a
- * torrent, so private swarms stay sharded), and, for `auto`, when the addon is built and the
- * connectable check is off.
+ * torrent, so private swarms stay sharded), when asked for (`shared`).
  */
 export function sharedSwarmsWanted(
-  c: Pick<HeraldConfig, 'store' | 'mode' | 'workerSwarms' | 'connectableCheck'>,
+  c: Pick<HeraldConfig, 'store' | 'mode' | 'workerSwarms'>,
   workers: number,
 ): boolean {
   if (workers <= 1 || c.store !== 'memory' || c.mode === 'private' || c.workerSwarms === 'sharded')
     return false;
-  if (c.workerSwarms === 'shared') return true;
-  // auto: the connectable check runs where a swarm is owned (one check per endpoint for the host);
-  // with shared swarms each worker would check on its own.
-  return c.connectableCheck === 'off' && loadSharedSwarms() !== null;
+  // auto is sharded for now: measured (docs/benchmarks.md "Workers", 2026-12-08 04:50), shared
+  // swarms cost the same CPU per HTTP response as the relay, and their swarm table, sized from
+  // max_torrents, is touched all over by a few ten thousand swarms (about 256 MB at the default
+  // 2,000,000), until the table grows in place.
+  return c.workerSwarms === 'shared';
 }
 
 /**
