@@ -267,7 +267,10 @@ export class RedisSwarmStore implements SwarmStore {
     // store alike: ready, degraded (a 503 would have a load balancer take every instance out at
     // once). A server that answers nothing (hung, paused) is not ready from its first call sent
     // after its last answer that fails.
-    if (this.#answeredAt > this.#failedAt - this.#timeoutMs)
+    // (A failure is recorded after its deadline, late by as much as the event loop lags: sockets
+    // are read before a call is failed. So "sent" is taken as up to two timeouts before it was
+    // recorded; a server that answers nothing is then not ready one timeout later at most.)
+    if (this.#answeredAt > this.#failedAt - 2 * this.#timeoutMs)
       return { degraded: 'redis: some calls failing (part of the swarms: a Cluster master down?)' };
     return 'redis calls failing';
   }
