@@ -109,8 +109,6 @@ function listens(list: string[], key: string): { host: string; port: number }[] 
   });
 }
 
-/** The peer id of the `stopped` that takes a revoked peer out of a store (which keys peers by endpoint). */
-
 /**
  * Builds a tracker from a (partial) configuration; missing keys take their documented defaults
  * and the result is validated as the CLI validates it. Nothing listens until `start()`.
@@ -157,14 +155,12 @@ export function createTracker(
   // With workers, swarms in memory are sharded by info hash (below): each worker holds its share
   // of the ceiling, so that the tracker as a whole holds at most max_peers peers in max_torrents
   // torrents, as one process does (info hashes spread evenly over the shards).
-  const shares =
-    deps.cluster !== undefined && deps.cluster.count > 1 && deps.cluster.sharedSwarmsFd == null
-      ? deps.cluster.count
-      : 1;
-  const maxPeers = Math.ceil(config.maxPeers / shares);
   // Or, with worker_swarms = shared, every worker's swarms in the one memfd the primary made: the
   // whole ceiling, no sharding (src/store/shared/).
   const sharedFd = deps.cluster?.sharedSwarmsFd ?? null;
+  const shares =
+    deps.cluster !== undefined && deps.cluster.count > 1 && sharedFd === null ? deps.cluster.count : 1;
+  const maxPeers = Math.ceil(config.maxPeers / shares);
   const local =
     deps.store ??
     redis ??
@@ -293,7 +289,7 @@ export function createTracker(
       accountant: priv.accountant,
       account: priv.account,
       peerLimit: priv.rules.peersPerMember,
-      routeOf: (h) => policy.snapshot.torrents.get(h)?.route ?? h,
+      routeOf: priv.routeOf,
     });
   const onError = (err: unknown) => {
     counters.internalErrors++;

@@ -13,7 +13,9 @@ import type { RedisSwarmStore } from '../store/redis/redis-store.ts';
 import { RedisPeers, RedisSlots } from '../store/redis/slots.ts';
 import type { SwarmStore } from '../swarm/types.ts';
 import type { AccountStep, Dispatch, RemoteAccountStep } from '../tracker/service.ts';
+import type { AccountingStats } from '../tracker/stats.ts';
 
+/** The peer id of the `stopped` that takes a peer out of a store (which keys peers by endpoint). */
 const NO_PEER_ID = new Uint8Array(20);
 
 /** Private mode's accounting, as the composition root hands it to the announce service and the rest. */
@@ -29,17 +31,12 @@ export interface PrivateWiring {
   wsAccount: RemoteAccountStep | undefined;
   /** On Redis: the announce accounted from the baselines the store's script returns. */
   shared: Dispatch | undefined;
+  /** The hash that routes a torrent: both hashes of a hybrid go to one owner (workers) or bucket (Redis). */
+  routeOf: (infoHash: Uint8Array) => Uint8Array;
   /** Whether a limit counts a member's peers or leeching torrents beyond one socket's process. */
   peerLimits: boolean;
   /** The accounting figures of /stats. */
-  stats(): {
-    flushAgeSeconds: number;
-    flushes: number;
-    flushErrors: number;
-    flushSeconds: number;
-    rowsWritten: number;
-    revoked: number;
-  };
+  stats(): AccountingStats;
   /** Takes the peers of members who lost access out of the swarms (at a policy reload). */
   revoke(change: AccessChange): void;
 }
@@ -103,7 +100,8 @@ export function privateWiring(o: {
   });
   // On Redis: baselines live with the peers in Redis, shared by every instance, and a torrent's
   // swarms (both hashes of a hybrid) in the bucket of its route hash (issue #14).
-  if (redis !== null) redis.routeOf = (h) => policy.snapshot.torrents.get(h)?.route ?? h;
+  const routeOf = (h: Uint8Array): Uint8Array => policy.snapshot.torrents.get(h)?.route ?? h;
+  if (redis !== null) redis.routeOf = routeOf;
   // The owner's accounting step; with the connectable check on, the request carries whose announce
   // it is on to the store (ConnectableStore).
   const account: AccountStep = (req, member, torrent, now) => {
@@ -137,6 +135,7 @@ export function privateWiring(o: {
   return {
     accountant,
     rules,
+    routeOf,
     account,
     wsAccount,
     shared,
